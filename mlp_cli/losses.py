@@ -1,0 +1,91 @@
+"""Output functions and losses, with the gradient of the loss with respect to the output
+layer's pre-activations ``z``.
+
+Targets are integer class labels ``y`` of shape (batch,), standing for one-hot rows ``Y``.
+Every loss is the mean over the batch, so gradients carry a factor ``1/N``.
+
+- cross-entropy: with softmax, L = -mean log a_y; with sigmoid outputs it is the binary
+  cross-entropy summed over the K units. Both are the canonical pairing, so
+  dL/dz = (a - Y) / N, the fused gradient that avoids dividing by a.
+- mean squared error: L = 1/(2N) sum ||a - Y||^2 (the textbook 1/2 cancels the square's 2);
+  dL/dz = J_g^T (a - Y) / N with the output function's Jacobian J_g.
+
+Loss values are computed from ``z`` with log-sum-exp / softplus, so they stay finite when
+an output saturates.  Penalties (L1/L2) are the model's business, not the loss's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mlp_cli.activations import sigmoid
+
+Array = NDArray[np.floating]
+Labels = NDArray[np.integer]
+
+
+def softmax(z: Array, out: Array) -> Array:
+    """a_k = e^{z_k} / sum_j e^{z_j}, row by row, shifted by the row maximum for stability."""
+    np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+OUTPUTS: dict[str, Callable[[Array, Array], Array]] = {"softmax": softmax, "sigmoid": sigmoid}
+
+
+def _rows(y: Labels) -> NDArray[np.intp]:
+    return np.arange(y.shape[0])
+
+
+def _cross_entropy(output: str, z: Array, a: Array, y: Labels) -> float:
+    if output == "softmax":
+        zmax = z.max(axis=1)
+        lse = zmax + np.log(np.exp(z - zmax[:, None]).sum(axis=1))
+        return float(np.mean(lse - z[_rows(y), y]))
+    # Binary cross-entropy per unit: softplus(z) - Y z, summed over units.
+    total = np.logaddexp(0.0, z).sum() - z[_rows(y), y].sum()
+    return float(total / y.shape[0])
+
+
+def _cross_entropy_delta(output: str, z: Array, a: Array, y: Labels, out: Array) -> None:
+    np.copyto(out, a)
+    out[_rows(y), y] -= 1.0
+    out *= 1.0 / y.shape[0]
+
+
+def _mse(output: str, z: Array, a: Array, y: Labels) -> float:
+    r = a.copy()
+    r[_rows(y), y] -= 1.0
+    return float(0.5 * np.einsum("ij,ij->", r, r) / y.shape[0])
+
+
+def _mse_delta(output: str, z: Array, a: Array, y: Labels, out: Array) -> None:
+    np.copyto(out, a)
+    out[_rows(y), y] -= 1.0  # r = a - Y
+    out *= 1.0 / y.shape[0]
+    if output == "sigmoid":
+        out *= a * (1.0 - a)
+    else:  # softmax Jacobian: J^T r = a * (r - <a, r>)
+        out -= np.einsum("ij,ij->i", a, out)[:, None]
+        out *= a
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    value: Callable[[str, Array, Array, Labels], float]
+    """value(output, z, a, y) -> mean loss over the batch."""
+    delta: Callable[[str, Array, Array, Labels, Array], None]
+    """delta(output, z, a, y, out) writes dL/dz, shape (batch, K), into out."""
+
+
+LOSSES: dict[str, Loss] = {
+    "cross_entropy": Loss("cross_entropy", _cross_entropy, _cross_entropy_delta),
+    "mse": Loss("mse", _mse, _mse_delta),
+}

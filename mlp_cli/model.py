@@ -1,0 +1,292 @@
+"""The multilayer perceptron: parameters, forward pass, backpropagation.
+
+Notation follows the printed equations.  Layer l (1..L) has weights W_l of shape
+(n_l, n_{l-1}) and biases b_l of shape (n_l,).  A mini-batch is a matrix whose *rows* are
+examples, so the column-vector equations z = W a + b, a = g(z) become
+
+    Z_l = A_{l-1} W_l^T + b_l        # (batch, n_l)
+    A_l = g(Z_l)
+
+and backpropagation by the chain rule reads
+
+    delta_L = dL/dZ_L                                   (from `mlp_cli.losses`)
+    dW_l    = delta_l^T A_{l-1}                         # (n_l, n_{l-1})
+    db_l    = sum over the batch of delta_l             # (n_l,)
+    delta_{l-1} = (delta_l W_l) * g'(Z_{l-1})           # (batch, n_{l-1})
+
+All parameters live in one flat vector ``params`` laid out as [W_1 .. W_L, b_1 .. b_L];
+``W``, ``b`` are views into it, and likewise ``grads``/``dW``/``db``.  Optimizers update
+the flat vector in a few whole-array passes, and weight-only operations (penalties, weight
+decay) act on the prefix ``params[:n_weights]``.  Work arrays for each batch size are
+allocated once and reused, so a training step allocates almost nothing.
+
+The module knows nothing of configs, files or training loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from mlp_cli.activations import ACTIVATIONS
+from mlp_cli.errors import UsageError
+from mlp_cli.losses import LOSSES, OUTPUTS
+
+Array = NDArray[np.floating]
+Labels = NDArray[np.integer]
+
+INITIALIZERS = ("xavier", "he", "uniform", "normal")
+DEFAULT_INIT_SCALE = {"uniform": 0.12, "normal": 0.01}  # epsilon of the classic exercise; std
+
+
+@dataclass
+class _Work:
+    """Arrays reused by every step with one batch size."""
+
+    acts: list[Array]  # A_0 .. A_L; A_0 is only filled when the input is masked (dropout)
+    deltas: list[Array]  # delta_1 .. delta_L at index 1 .. L (index 0 unused)
+    z_out: Array  # Z_L, kept for the loss value
+    dropped: dict[int, Array] = field(default_factory=dict)  # A_l * mask_l, per dropped layer
+    masks: dict[int, Array] = field(default_factory=dict)  # mask_l in {0, 1/(1-p)}
+    active: set[int] = field(default_factory=set)  # layers dropped in the last forward pass
+
+
+class MLP:
+    """A fully connected network with ``sizes = [n_0, n_1, ..., n_L]``.
+
+    ``hidden`` names the activation of layers 1..L-1 (`mlp_cli.activations.ACTIVATIONS`),
+    ``output`` the output function of layer L (`mlp_cli.losses.OUTPUTS`).  ``dtype`` is
+    float32 for training and float64 for gradient checking.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        hidden: str = "relu",
+        output: str = "softmax",
+        *,
+        dtype: DTypeLike = np.float32,
+    ) -> None:
+        if len(sizes) < 2 or any(int(n) < 1 for n in sizes):
+            raise UsageError(f"layer sizes must be at least two positive numbers, got {sizes}")
+        if hidden not in ACTIVATIONS:
+            raise UsageError(f"unknown hidden activation {hidden!r}; one of {list(ACTIVATIONS)}")
+        if output not in OUTPUTS:
+            raise UsageError(f"unknown output function {output!r}; one of {list(OUTPUTS)}")
+        self.sizes = [int(n) for n in sizes]
+        self.hidden = hidden
+        self.output = output
+        self.dtype = np.dtype(dtype)
+        shapes = list(zip(self.sizes[1:], self.sizes[:-1], strict=True))
+        self.n_weights = sum(o * i for o, i in shapes)
+        n_biases = sum(self.sizes[1:])
+        self.params: Array = np.zeros(self.n_weights + n_biases, dtype=self.dtype)
+        self.grads: Array = np.zeros_like(self.params)
+        self.W, self.b = self._views(self.params, shapes)
+        self.dW, self.db = self._views(self.grads, shapes)
+        self._work: dict[int, _Work] = {}
+        self._scratch: Array | None = None
+
+    def _views(self, flat: Array, shapes: list[tuple[int, int]]) -> tuple[list[Array], list[Array]]:
+        weights, biases = [], []
+        w_at, b_at = 0, self.n_weights
+        for n_out, n_in in shapes:
+            weights.append(flat[w_at : w_at + n_out * n_in].reshape(n_out, n_in))
+            biases.append(flat[b_at : b_at + n_out])
+            w_at += n_out * n_in
+            b_at += n_out
+        return weights, biases
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers L."""
+        return len(self.sizes) - 1
+
+    @property
+    def weights_flat(self) -> Array:
+        """All weights (no biases) as one flat view."""
+        return self.params[: self.n_weights]
+
+    # -- initialisation -----------------------------------------------------------------
+
+    def initialize(self, scheme: str, rng: np.random.Generator, scale: float | None = None) -> None:
+        """Draw the weights from ``scheme``; biases start at zero.
+
+        xavier: U(+-sqrt(6 / (n_in + n_out)))  (Glorot & Bengio 2010)
+        he:     N(0, 2 / n_in)                  (He et al. 2015, for ReLU)
+        uniform: U(+-scale), scale 0.12 by default (the classic exercise's epsilon)
+        normal: N(0, scale^2), scale 0.01 by default
+        """
+        if scheme not in INITIALIZERS:
+            raise UsageError(f"unknown initialisation {scheme!r}; one of {list(INITIALIZERS)}")
+        scale = DEFAULT_INIT_SCALE.get(scheme) if scale is None else scale
+        for W in self.W:
+            n_out, n_in = W.shape
+            if scheme in ("xavier", "uniform"):
+                limit = np.sqrt(6.0 / (n_in + n_out)) if scheme == "xavier" else float(scale or 0)
+                W[...] = self._uniform(rng, W.shape) * (2 * limit) - limit
+            else:
+                std = np.sqrt(2.0 / n_in) if scheme == "he" else float(scale or 0)
+                W[...] = rng.standard_normal(W.shape, dtype=np.float64).astype(self.dtype) * std
+        for b in self.b:
+            b[...] = 0.0
+
+    def _uniform(self, rng: np.random.Generator, shape: tuple[int, ...]) -> Array:
+        """U[0, 1) in the model's dtype, drawn directly (no float64 detour in float32)."""
+        if self.dtype == np.float32:
+            return rng.random(shape, dtype=np.float32)
+        return rng.random(shape, dtype=np.float64)
+
+    # -- forward ------------------------------------------------------------------------
+
+    def _work_for(self, n: int) -> _Work:
+        work = self._work.get(n)
+        if work is None:
+            # A_0 is the caller's input, set by `forward`; the others are ours.
+            acts = [np.empty((0, 0), dtype=self.dtype)]
+            acts += [np.empty((n, size), dtype=self.dtype) for size in self.sizes[1:]]
+            deltas = [np.empty((0, 0), dtype=self.dtype)]  # no delta for the inputs
+            deltas += [np.empty((n, size), dtype=self.dtype) for size in self.sizes[1:]]
+            work = _Work(acts, deltas, np.empty((n, self.sizes[-1]), dtype=self.dtype))
+            if len(self._work) >= 3:  # training, last-batch and evaluation sizes
+                self._work.pop(next(iter(self._work)))
+            self._work[n] = work
+        return work
+
+    def forward(
+        self,
+        X: Array,
+        *,
+        dropout: Sequence[float] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Array:
+        """Output activations A_L, shape (batch, n_L), for inputs X of shape (batch, n_0).
+
+        With ``dropout`` (one drop probability per layer input, input layer first) and an
+        ``rng``, units are dropped as inverted dropout: kept ones are scaled by 1/(1-p), so
+        nothing changes at evaluation time.  The returned array is a work buffer that the
+        next call overwrites; copy it to keep it.
+        """
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise UsageError(
+                f"the network expects inputs of shape (batch, {self.sizes[0]}), got {X.shape}"
+            )
+        work = self._work_for(X.shape[0])
+        work.active.clear()
+        work.acts[0] = X  # remembered for dW_1; no copy
+        act = ACTIVATIONS[self.hidden].forward
+        a_prev = X
+        for l in range(1, self.n_layers + 1):
+            p = dropout[l - 1] if dropout is not None else 0.0
+            if p > 0.0 and rng is not None:
+                a_prev = self._drop(work, l - 1, a_prev, p, rng)
+            out = work.z_out if l == self.n_layers else work.acts[l]
+            np.matmul(a_prev, self.W[l - 1].T, out=out)
+            out += self.b[l - 1]
+            if l < self.n_layers:
+                act(out, out)
+                a_prev = out
+        OUTPUTS[self.output](work.z_out, work.acts[-1])
+        return work.acts[-1]
+
+    def _drop(self, work: _Work, layer: int, a: Array, p: float, rng: np.random.Generator) -> Array:
+        if layer not in work.masks:
+            work.masks[layer] = np.empty_like(a)
+            work.dropped[layer] = np.empty_like(a)
+        mask, dropped = work.masks[layer], work.dropped[layer]
+        mask[...] = self._uniform(rng, mask.shape)
+        np.greater_equal(mask, p, out=mask)
+        mask *= 1.0 / (1.0 - p)
+        np.multiply(a, mask, out=dropped)
+        work.active.add(layer)
+        return dropped
+
+    # -- backward -----------------------------------------------------------------------
+
+    def backward(
+        self,
+        y: Labels,
+        loss: str = "cross_entropy",
+        *,
+        l1: float = 0.0,
+        l2: float = 0.0,
+    ) -> float:
+        """Fill ``grads`` with the gradient of the objective for the last ``forward`` batch.
+
+        The objective is the mean data loss plus the penalties on the weights (not the
+        biases): ``l2 / 2 * sum W^2 + l1 * sum |W|``, independent of the batch size.
+        Returns the mean data loss (without penalties), the number worth reporting.
+        """
+        work = self._work[y.shape[0]]
+        loss_fn = LOSSES[loss]
+        z_out, a_out = work.z_out, work.acts[-1]
+        value = loss_fn.value(self.output, z_out, a_out, y)
+        backward = ACTIVATIONS[self.hidden].backward
+        delta = work.deltas[-1]
+        loss_fn.delta(self.output, z_out, a_out, y, delta)
+        for l in range(self.n_layers, 0, -1):
+            a_prev = work.dropped[l - 1] if (l - 1) in work.active else work.acts[l - 1]
+            np.matmul(delta.T, a_prev, out=self.dW[l - 1])
+            np.sum(delta, axis=0, out=self.db[l - 1])
+            if l > 1:
+                prev = work.deltas[l - 1]
+                np.matmul(delta, self.W[l - 1], out=prev)
+                if (l - 1) in work.active:
+                    prev *= work.masks[l - 1]
+                backward(work.acts[l - 1], prev)
+                delta = prev
+        self._add_penalty_gradient(l1, l2)
+        return value
+
+    def _add_penalty_gradient(self, l1: float, l2: float) -> None:
+        if l1 == 0.0 and l2 == 0.0:
+            return
+        if self._scratch is None:
+            self._scratch = np.empty(self.n_weights, dtype=self.dtype)
+        w, g, tmp = self.weights_flat, self.grads[: self.n_weights], self._scratch
+        if l2:
+            np.multiply(w, l2, out=tmp)
+            g += tmp
+        if l1:
+            np.sign(w, out=tmp)
+            tmp *= l1
+            g += tmp
+
+    def penalty(self, l1: float = 0.0, l2: float = 0.0) -> float:
+        """l2 / 2 * sum W^2 + l1 * sum |W| over all weights."""
+        w = self.weights_flat.astype(np.float64)
+        return float(0.5 * l2 * np.dot(w, w) + l1 * np.abs(w).sum())
+
+    # -- evaluation helpers -------------------------------------------------------------
+
+    def predict_proba(self, X: Array, batch_size: int = 2048) -> Array:
+        """Output activations for every row of X, shape (n, n_L), a new array."""
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+        for start in range(0, X.shape[0], batch_size):
+            out[start : start + batch_size] = self.forward(X[start : start + batch_size])
+        return out
+
+    def evaluate(
+        self, X: Array, y: Labels, loss: str = "cross_entropy", batch_size: int = 2048
+    ) -> tuple[float, float]:
+        """(mean loss, accuracy) over all of X, in evaluation mode (no dropout)."""
+        total, correct = 0.0, 0
+        loss_fn = LOSSES[loss]
+        for start in range(0, X.shape[0], batch_size):
+            xb, yb = X[start : start + batch_size], y[start : start + batch_size]
+            a = self.forward(xb)
+            z = self._work[xb.shape[0]].z_out
+            total += loss_fn.value(self.output, z, a, yb) * xb.shape[0]
+            correct += int(np.count_nonzero(a.argmax(axis=1) == yb))
+        n = max(X.shape[0], 1)
+        return total / n, correct / n
+
+    def apply_max_norm(self, max_norm: float) -> None:
+        """Rescale each unit's incoming weight vector (a row of W_l) to norm <= max_norm."""
+        for W in self.W:
+            norms = np.sqrt(np.einsum("ij,ij->i", W, W))
+            scale = np.minimum(1.0, max_norm / np.maximum(norms, 1e-12)).astype(self.dtype)
+            W *= scale[:, None]

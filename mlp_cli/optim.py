@@ -1,0 +1,304 @@
+"""Optimizers and learning-rate schedules.
+
+An optimizer updates one flat parameter vector in place from one flat gradient vector (see
+`mlp_cli.model.MLP.params`).  Each holds only its own state (SGD: ``velocity``; Adam:
+``m``, ``v``, ``t``; RMSprop: ``square_avg``, ``velocity``), exposed by `state_dict` as a
+name -> array mapping so a checkpoint can store it and `load_state_dict` can put it back.
+
+Updates are written with ``out=`` arguments into preallocated arrays: the vectors can be
+millions of entries long and a step runs hundreds of times per epoch, so every pass over
+memory and every temporary array counts.
+
+Schedules map training progress, measured in (fractional) epochs, to a learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mlp_cli.errors import CheckpointError
+
+Array = NDArray[np.floating]
+
+# Adam's second moment decays geometrically toward zero for parameters whose gradient is
+# zero (dead units, border pixels).  Once it reaches float32's subnormal range (< 1.2e-38)
+# every operation on it is many times slower, and epochs get steadily slower.  Values this
+# small change no update (they sit far below eps^2), so they are flushed to zero every
+# FLUSH_EVERY steps.
+FLUSH_BELOW = 1e-30
+FLUSH_EVERY = 100
+
+
+class Optimizer:
+    """Base class: ``step(params, grads, lr)`` updates ``params`` in place."""
+
+    name = "optimizer"
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, size: int, dtype: np.dtype[np.floating], n_weights: int) -> None:
+        self.size = size
+        self.dtype = dtype
+        self.n_weights = n_weights  # params[:n_weights] are weights, the rest biases
+        self.t = 0
+        self._tmp = np.zeros(size, dtype=dtype)
+
+    def step(self, params: Array, grads: Array, lr: float) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, NDArray[np.generic]]:
+        state: dict[str, NDArray[np.generic]] = {"t": np.array(self.t, dtype=np.int64)}
+        for name in self.state_names:
+            state[name] = getattr(self, name)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, NDArray[np.generic]]) -> None:
+        missing = [n for n in ("t", *self.state_names) if n not in state]
+        if missing:
+            raise CheckpointError(
+                f"the checkpoint's {self.name} optimizer state lacks {', '.join(missing)}"
+            )
+        self.t = int(state["t"])
+        for name in self.state_names:
+            array = np.asarray(state[name])
+            if array.shape != (self.size,):
+                raise CheckpointError(
+                    f"the checkpoint's optimizer state {name!r} has shape {array.shape}, "
+                    f"but the model has {self.size} parameters"
+                )
+            getattr(self, name)[...] = array
+
+    def _flush_subnormals(self, *arrays: Array) -> None:
+        if self.t % FLUSH_EVERY == 0:
+            for array in arrays:
+                np.copyto(array, 0.0, where=np.abs(array) < FLUSH_BELOW)
+
+
+class SGD(Optimizer):
+    """Mini-batch gradient descent, optionally with (Nesterov) momentum.
+
+    v <- mu v - lr g;  w <- w + v                       (classical momentum)
+    v <- mu v - lr g;  w <- w + mu v - lr g             (Nesterov, as in Sutskever et al. 2013)
+    """
+
+    name = "sgd"
+    state_names = ("velocity",)
+
+    def __init__(
+        self,
+        size: int,
+        dtype: np.dtype[np.floating],
+        n_weights: int,
+        *,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(size, dtype, n_weights)
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.velocity = np.zeros(size, dtype=dtype)
+
+    def step(self, params: Array, grads: Array, lr: float) -> None:
+        self.t += 1
+        if self.momentum == 0.0:
+            np.multiply(grads, -lr, out=self._tmp)
+            params += self._tmp
+            return
+        v, tmp = self.velocity, self._tmp
+        v *= self.momentum
+        np.multiply(grads, -lr, out=tmp)
+        v += tmp
+        if self.nesterov:
+            tmp += self.momentum * v
+            params += tmp
+        else:
+            params += v
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction; AdamW adds decoupled weight decay.
+
+    m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
+    w <- w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+    AdamW (Loshchilov & Hutter 2019) first shrinks the weights (not biases): w <- w (1 - lr wd).
+    """
+
+    name = "adam"
+    state_names = ("m", "v")
+
+    def __init__(
+        self,
+        size: int,
+        dtype: np.dtype[np.floating],
+        n_weights: int,
+        *,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(size, dtype, n_weights)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.weight_decay = weight_decay
+        self.m = np.zeros(size, dtype=dtype)
+        self.v = np.zeros(size, dtype=dtype)
+        self._denom = np.zeros(size, dtype=dtype)
+
+    def step(self, params: Array, grads: Array, lr: float) -> None:
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        m, v, tmp, denom = self.m, self.v, self._tmp, self._denom
+        if self.weight_decay:
+            params[: self.n_weights] *= 1.0 - lr * self.weight_decay
+        m *= b1
+        np.multiply(grads, 1.0 - b1, out=tmp)
+        m += tmp
+        v *= b2
+        np.multiply(grads, grads, out=tmp)
+        tmp *= 1.0 - b2
+        v += tmp
+        bias1 = 1.0 - b1**self.t
+        bias2 = 1.0 - b2**self.t
+        # denom = sqrt(v / bias2) + eps, folded: sqrt(v) + eps sqrt(bias2), scaled by the step.
+        np.sqrt(v, out=denom)
+        denom += self.eps * math.sqrt(bias2)
+        np.divide(m, denom, out=tmp)
+        tmp *= -lr * math.sqrt(bias2) / bias1
+        params += tmp
+        self._flush_subnormals(m, v)
+
+
+class AdamW(Adam):
+    name = "adamw"
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton's lecture 6e): divide the gradient by a running RMS of its history.
+
+    s <- rho s + (1 - rho) g^2;   u = g / (sqrt(s) + eps)
+    with momentum mu: v <- mu v + u; w <- w - lr v;  without: w <- w - lr u
+    """
+
+    name = "rmsprop"
+    state_names = ("square_avg", "velocity")
+
+    def __init__(
+        self,
+        size: int,
+        dtype: np.dtype[np.floating],
+        n_weights: int,
+        *,
+        rho: float = 0.9,
+        eps: float = 1e-8,
+        momentum: float = 0.0,
+    ) -> None:
+        super().__init__(size, dtype, n_weights)
+        self.rho, self.eps, self.momentum = rho, eps, momentum
+        self.square_avg = np.zeros(size, dtype=dtype)
+        self.velocity = np.zeros(size, dtype=dtype)
+        self._denom = np.zeros(size, dtype=dtype)
+
+    def step(self, params: Array, grads: Array, lr: float) -> None:
+        self.t += 1
+        s, tmp, denom = self.square_avg, self._tmp, self._denom
+        s *= self.rho
+        np.multiply(grads, grads, out=tmp)
+        tmp *= 1.0 - self.rho
+        s += tmp
+        np.sqrt(s, out=denom)
+        denom += self.eps
+        np.divide(grads, denom, out=tmp)
+        if self.momentum:
+            self.velocity *= self.momentum
+            self.velocity += tmp
+            np.multiply(self.velocity, -lr, out=tmp)
+        else:
+            tmp *= -lr
+        params += tmp
+        self._flush_subnormals(s)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSprop,
+}
+
+
+def make_optimizer(
+    name: str, size: int, dtype: np.dtype[np.floating], n_weights: int, **hyper: float | bool
+) -> Optimizer:
+    """Build optimizer ``name`` for a parameter vector of ``size`` entries.
+
+    ``hyper`` holds the optimizer's own hyperparameters (momentum, betas, ...); the learning
+    rate is not one of them: it is passed to every ``step`` by the schedule.
+    """
+    return OPTIMIZERS[name](size, dtype, n_weights, **hyper)
+
+
+# -- learning-rate schedules ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """lr(progress): the learning rate after ``progress`` epochs (a float).
+
+    A linear warm-up from 0 over ``warmup`` epochs multiplies any of the shapes:
+    constant; step (times ``gamma`` every ``step_size`` epochs); cosine (from ``base_lr``
+    down to ``min_lr`` at the last epoch); onecycle (cosine up to ``base_lr`` over the
+    first 30% of training, then cosine down to ``min_lr``, Smith & Topin 2018).
+    """
+
+    name: str
+    base_lr: float
+    epochs: int
+    warmup: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.1
+    min_lr: float = 0.0
+
+    def __call__(self, progress: float) -> float:
+        lr = SCHEDULES[self.name](self, progress)
+        if self.warmup > 0 and progress < self.warmup:
+            lr *= progress / self.warmup
+        return lr
+
+
+def _constant(s: Schedule, progress: float) -> float:
+    return s.base_lr
+
+
+def _step(s: Schedule, progress: float) -> float:
+    return s.base_lr * s.gamma ** math.floor(progress / s.step_size)
+
+
+def _cosine_between(high: float, low: float, fraction: float) -> float:
+    fraction = min(max(fraction, 0.0), 1.0)
+    return low + 0.5 * (high - low) * (1.0 + math.cos(math.pi * fraction))
+
+
+def _cosine(s: Schedule, progress: float) -> float:
+    start = s.warmup
+    span = max(s.epochs - start, 1e-12)
+    return _cosine_between(s.base_lr, s.min_lr, (progress - start) / span)
+
+
+def _onecycle(s: Schedule, progress: float) -> float:
+    peak = 0.3 * s.epochs
+    if progress < peak:
+        start = max(s.base_lr / 25.0, s.min_lr)
+        return _cosine_between(s.base_lr, start, 1.0 - progress / peak)
+    return _cosine_between(s.base_lr, s.min_lr, (progress - peak) / (s.epochs - peak))
+
+
+SCHEDULES: dict[str, Callable[[Schedule, float], float]] = {
+    "constant": _constant,
+    "step": _step,
+    "cosine": _cosine,
+    "onecycle": _onecycle,
+}
