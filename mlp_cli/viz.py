@@ -1,0 +1,732 @@
+"""Pictures of a network and its training: what units respond to, curves, confusions, mistakes.
+
+A hidden unit of a network fed with flattened ``side x side`` images has ``side * side``
+incoming weights, one per pixel, so its row of ``W1`` (shape ``(n_hidden, n_inputs)``,
+``z = W1 @ a + b1``) *is* a picture of the pattern that excites it (red, positive weights)
+and the pattern that inhibits it (blue, negative weights). `unit_patterns` picks those rows
+(or, for deeper layers, a linear approximation of them), `tile_grid` / `save_hidden_png`
+draw them as a PNG and `render_hidden_terminal` draws them with half-block characters for
+a rich console. `plot_curves`, `plot_confusion` and `save_gallery` draw training
+histories (`read_metrics` reads ``metrics.jsonl``), confusion matrices and misclassified
+digits.
+
+Left out on purpose: loading checkpoints, computing metrics or confusion matrices, choosing
+which images to show (`worst_mistakes` only ranks given predictions), and printing. Figures
+are built on `matplotlib.figure.Figure` and never through pyplot, so no GUI backend is
+touched and no global figure state is kept; matplotlib, Pillow and rich are imported inside
+the functions that need them so that importing this module costs only NumPy.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from mlp_cli.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from PIL import Image, ImageFont
+    from rich.console import RenderableType
+
+CMAP = "RdBu_r"  # diverging: blue = negative, near-white = 0, red = positive
+SEPARATOR = 2  # px of frame between tiles in `tile_grid`
+SEPARATOR_RGB = (70, 70, 70)  # dark, so it stands out against near-white (near-zero) pixels
+PAGE_RGB = (255, 255, 255)  # background of the header and of empty grid cells
+LABEL_BOX_RGB = (20, 20, 20)  # box behind a tile's unit index, so it reads on red and blue
+MIN_HEADER_WIDTH = 300  # px; narrower grids are centred on a page this wide so the legend fits
+DPI = 120  # resolution of every matplotlib figure
+FONT_SIZE = 11  # pt, base size of matplotlib text
+TERMINAL_GAP = 1  # columns between tiles in `render_hidden_terminal`
+
+
+# --------------------------------------------------------------------------- unit patterns
+
+
+def unit_patterns(weights: Sequence[np.ndarray], layer: int = 1) -> tuple[np.ndarray, str]:
+    """Return the input-space pattern of every unit of `layer` and a one-line note.
+
+    `weights` are the weight matrices ``W1 ... WL`` of the network, ``Wk`` of shape
+    ``(units_k, units_{k-1})``. Layer 1 gives the rows of ``W1`` exactly. A deeper layer
+    ``k`` gives the rows of the product ``Wk @ ... @ W1``: what the unit would respond to if
+    every activation in between were the identity (a linear approximation; biases and
+    nonlinearities are ignored). The output layer ``L`` is allowed: it shows one linear
+    template per class. Returns ``(patterns, note)`` with patterns of shape
+    ``(units_layer, n_inputs)`` in float64.
+    """
+    mats = [np.asarray(w, dtype=np.float64) for w in weights]
+    if not mats:
+        raise UsageError(
+            "No weight matrices were given, so there are no units to draw. Pass the network's "
+            "weight matrices W1 ... WL, W1 of shape (n_hidden, n_inputs)."
+        )
+    for k, W in enumerate(mats, start=1):
+        if W.ndim != 2:
+            raise UsageError(
+                f"Weight matrix W{k} has shape {W.shape}, but a 2-D matrix of shape "
+                "(units, inputs) was expected. Pass the weight matrices only, not the biases."
+            )
+        if k > 1 and W.shape[1] != mats[k - 2].shape[0]:
+            raise UsageError(
+                f"Weight matrix W{k} has shape {W.shape}, so it expects {W.shape[1]} inputs, but "
+                f"W{k - 1} (shape {mats[k - 2].shape}) has {mats[k - 2].shape[0]} units. Pass the "
+                "matrices in order W1, W2, ..., each of shape (units, units of the layer below)."
+            )
+    n_layers = len(mats)
+    if not 1 <= layer <= n_layers:
+        raise UsageError(
+            f"Layer {layer} does not exist: this network has {n_layers} weight layer"
+            f"{'s' if n_layers > 1 else ''}, numbered 1 to {n_layers} (layer 1 is the first "
+            f"hidden layer, layer {n_layers} the output layer). Choose a layer in that range."
+        )
+    patterns = mats[0]  # (units_1, n_inputs)
+    for W in mats[1:layer]:
+        patterns = W @ patterns  # (units_k, n_inputs)
+    what = "output units (one per class)" if layer == n_layers else f"layer {layer} units"
+    if layer == 1:
+        note = f"{what}: incoming weights (rows of W1)"
+    else:
+        product = "·".join(f"W{k}" for k in range(layer, 0, -1))
+        note = f"{what} shown through the product {product} (linear approximation)"
+    return patterns, note
+
+
+def _check_patterns(patterns: np.ndarray, side: int) -> np.ndarray:
+    """Validate (units, side*side) patterns; return them as float64."""
+    P = np.asarray(patterns, dtype=np.float64)
+    if side < 1:
+        raise UsageError(f"The image side must be a positive number of pixels, got {side}.")
+    if P.ndim != 2 or P.shape[1] != side * side:
+        found = P.shape[1] if P.ndim == 2 else f"an array of shape {P.shape}"
+        hint = ""
+        if P.ndim == 2 and math.isqrt(P.shape[1]) ** 2 == P.shape[1]:
+            root = math.isqrt(P.shape[1])
+            hint = f" These patterns look like {root}x{root} images."
+        raise UsageError(
+            f"Cannot draw unit patterns as {side}x{side} images: expected shape (units, "
+            f"{side * side}), one flattened image per unit, found {found}.{hint} Pass the "
+            "image side the network was trained on."
+        )
+    if P.shape[0] == 0:
+        raise UsageError("There are no units to draw (the pattern array has 0 rows).")
+    if not np.all(np.isfinite(P)):
+        raise UsageError(
+            "Some weights are NaN or infinite, so they cannot be drawn. The network probably "
+            "diverged during training; train again with a smaller learning rate."
+        )
+    return P
+
+
+def _symmetric(P: np.ndarray) -> np.ndarray:
+    """Scale each row by its own max |w| into [-1, 1], keeping 0 at 0; (units, n) -> (units, n)."""
+    peak = np.max(np.abs(P), axis=1, keepdims=True)  # (units, 1)
+    return P / np.where(peak > 0, peak, 1.0)
+
+
+def _diverging_rgb(values: np.ndarray) -> np.ndarray:
+    """Colour values in [-1, 1] with the diverging map; (...) -> (..., 3) uint8."""
+    from matplotlib import colormaps
+
+    rgba = colormaps[CMAP]((np.asarray(values) + 1.0) / 2.0, bytes=True)  # (..., 4) uint8
+    return np.asarray(rgba[..., :3], dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- PNG tile grid
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans, which matplotlib always ships, so text looks the same everywhere."""
+    from matplotlib import font_manager
+    from PIL import ImageFont
+
+    prop = font_manager.FontProperties(family="DejaVu Sans", weight="bold" if bold else "normal")
+    return ImageFont.truetype(font_manager.findfont(prop), size)
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """Greedy word wrap measured in pixels of `font` (textwrap counts characters)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def _grid_cols(n: int) -> int:
+    """Columns of a near-square grid for n tiles (never more rows than columns)."""
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def _header(width: int, title: str | None, labels: bool) -> Image.Image:
+    """Title (wrapped) above a colour bar and a line saying what the colours mean."""
+    from PIL import Image, ImageDraw
+
+    pad = 6
+    title_font, font = _font(13, bold=True), _font(11)
+    text_w = width - 2 * pad
+    title_lines = _wrap(title, title_font, text_w) if title else []
+    legend = (
+        "red = positive weight, blue = negative, white = 0; each tile is scaled to its own "
+        "largest |weight|" + ("; the number is the unit's index (row)" if labels else "")
+    )
+    legend_lines = _wrap(legend, font, text_w)
+    ascent, descent = title_font.getmetrics()
+    title_h = ascent + descent + 2
+    ascent, descent = font.getmetrics()
+    line_h = ascent + descent + 1
+    bar_h = 12
+    height = pad + len(title_lines) * title_h + 4 + bar_h + 4 + len(legend_lines) * line_h + pad
+
+    img = Image.new("RGB", (width, height), PAGE_RGB)
+    draw = ImageDraw.Draw(img)
+    y = pad
+    for line in title_lines:
+        draw.text((pad, y), line, font=title_font, fill=(0, 0, 0))
+        y += title_h
+    y += 4
+    # colour bar: "-max |w|" [blue ... white ... red] "+max |w|"
+    left, right = "−max", "+max"
+    bar_x = pad + int(font.getlength(left)) + 5
+    bar_w = max(40, min(160, text_w - (bar_x - pad) - int(font.getlength(right)) - 5))
+    bar = _diverging_rgb(np.linspace(-1.0, 1.0, bar_w))  # (bar_w, 3)
+    img.paste(Image.fromarray(np.repeat(bar[None], bar_h, axis=0)), (bar_x, y))
+    draw.rectangle((bar_x - 1, y - 1, bar_x + bar_w, y + bar_h), outline=SEPARATOR_RGB)
+    text_y = y + (bar_h - ascent) // 2 - 1
+    draw.text((pad, text_y), left, font=font, fill=(0, 0, 0))
+    draw.text((bar_x + bar_w + 5, text_y), right, font=font, fill=(0, 0, 0))
+    zero_x = bar_x + bar_w // 2
+    draw.line((zero_x, y + bar_h, zero_x, y + bar_h + 3), fill=SEPARATOR_RGB)
+    y += bar_h + 4
+    for line in legend_lines:
+        draw.text((pad, y), line, font=font, fill=(40, 40, 40))
+        y += line_h
+    return img
+
+
+def tile_grid(
+    patterns: np.ndarray,
+    side: int,
+    *,
+    scale: int = 4,
+    cols: int | None = None,
+    labels: bool = True,
+    legend: bool = True,
+    title: str | None = None,
+) -> Image.Image:
+    """Draw one ``side x side`` tile per unit in a near-square grid; return an RGB image.
+
+    `patterns` has shape ``(units, side * side)``, each row a flattened row-major image.
+    Every tile is scaled symmetrically around zero by its own max |w| and coloured with the
+    diverging map `CMAP`, so 0 is white whatever the tile's range. Tiles are enlarged
+    `scale` times (nearest neighbour) and framed by `SEPARATOR` pixels, so the grid is
+    ``cols * side * scale + (cols + 1) * SEPARATOR`` pixels wide (likewise high with
+    rows). With `labels` the unit index is drawn in each tile's top-left corner. With
+    `legend` a header holding `title` and a colour legend sits above the grid (and the page
+    is at least `MIN_HEADER_WIDTH` wide, the grid centred); without it the image is the
+    grid alone.
+    """
+    from PIL import Image, ImageDraw
+
+    P = _check_patterns(patterns, side)
+    if scale < 1:
+        raise UsageError(f"The tile scale must be a whole number of at least 1, got {scale}.")
+    if cols is not None and cols < 1:
+        raise UsageError(f"The number of grid columns must be at least 1, got {cols}.")
+    n = P.shape[0]
+    cols = min(n, cols if cols is not None else _grid_cols(n))
+    rows = math.ceil(n / cols)
+    tile, step = side * scale, side * scale + SEPARATOR
+
+    rgb = _diverging_rgb(_symmetric(P)).reshape(n, side, side, 3)  # (units, side, side, 3)
+    rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)  # (units, tile, tile, 3)
+    grid = np.full((rows * step + SEPARATOR, cols * step + SEPARATOR, 3), PAGE_RGB, np.uint8)
+    for i in range(n):
+        y, x = (i // cols) * step, (i % cols) * step
+        grid[y : y + step + SEPARATOR, x : x + step + SEPARATOR] = SEPARATOR_RGB  # frame
+        grid[y + SEPARATOR : y + step, x + SEPARATOR : x + step] = rgb[i]
+    img = Image.fromarray(grid)
+
+    if labels:
+        draw = ImageDraw.Draw(img)
+        font = _font(int(np.clip(tile * 0.16, 9, 14)))
+        for i in range(n):
+            x = (i % cols) * step + SEPARATOR
+            y = (i // cols) * step + SEPARATOR
+            _, _, right, bottom = draw.textbbox((x + 2, y + 1), str(i), font=font)
+            draw.rectangle((x, y, right + 1, bottom + 1), fill=LABEL_BOX_RGB)
+            draw.text((x + 2, y + 1), str(i), font=font, fill=(255, 255, 255))
+
+    if not legend:
+        return img
+    width = max(img.width, MIN_HEADER_WIDTH)
+    header = _header(width, title, labels)
+    page = Image.new("RGB", (width, header.height + img.height), PAGE_RGB)
+    page.paste(header, (0, 0))
+    page.paste(img, ((width - img.width) // 2, header.height))
+    return page
+
+
+def _prepare_out(out: Path) -> Path:
+    """Create the parent folder of an output file; refuse a path that is a folder."""
+    out = Path(out)
+    if out.is_dir():
+        raise UsageError(f"{out} is a folder; give the path of the image file to write.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"Cannot create the folder {out.parent} for {out}: {e.strerror}.") from e
+    return out
+
+
+def save_hidden_png(weights: Sequence[np.ndarray], side: int, out: Path, *, layer: int = 1) -> Path:
+    """Draw the patterns of the units of `layer` (see `unit_patterns`) into a PNG at `out`.
+
+    The header states what is shown (the note of `unit_patterns`). Returns `out`.
+    """
+    patterns, note = unit_patterns(weights, layer)
+    img = tile_grid(patterns, side, title=f"{note} ({patterns.shape[0]} units)")
+    out = _prepare_out(out)
+    try:
+        img.save(out, format="PNG")
+    except OSError as e:
+        raise UsageError(f"Cannot write the image {out}: {e}.") from e
+    return out
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def _terminal_tile_size(side: int, n: int, width: int) -> int:
+    """Largest tile (<= side) for which a near-square grid of n tiles fits `width` columns."""
+    want = min(n, _grid_cols(n))
+    for t in range(side, 2, -1):
+        if want * (t + TERMINAL_GAP) - TERMINAL_GAP <= width:
+            return t
+    return min(side, 3)
+
+
+def render_hidden_terminal(
+    patterns: np.ndarray, side: int, *, max_units: int = 36, width: int = 80
+) -> RenderableType:
+    """Render unit patterns for a rich console within `width` columns.
+
+    Each character is ``▀`` with the upper pixel as foreground and the lower pixel as
+    background colour, so one text row shows two pixel rows and pixels stay square. Tiles
+    are downsampled (box filter) only as far as needed for a near-square grid to fit in
+    `width`; each tile's index is written above it. Only the first `max_units` units are
+    drawn, and the caption says so when there were more.
+    """
+    from PIL import Image
+    from rich.color import Color
+    from rich.console import Group
+    from rich.style import Style
+    from rich.text import Text
+
+    P = _check_patterns(patterns, side)
+    if max_units < 1:
+        raise UsageError(f"max_units must be at least 1, got {max_units}.")
+    n_total = P.shape[0]
+    P = P[:max_units]
+    n = P.shape[0]
+    t = _terminal_tile_size(side, n, width)
+    per_row = max(1, min(n, (width + TERMINAL_GAP) // (t + TERMINAL_GAP)))
+
+    tiles = P.reshape(n, side, side)
+    if t != side:
+        # area averaging keeps thin strokes visible where nearest neighbour would drop them
+        tiles = np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(tile.astype(np.float32)).resize((t, t), Image.Resampling.BOX),
+                    dtype=np.float64,
+                )
+                for tile in tiles
+            ]
+        )
+    rgb = _diverging_rgb(_symmetric(tiles.reshape(n, t * t))).reshape(n, t, t, 3)
+
+    colours: dict[tuple[int, int, int], Color] = {}
+
+    def colour(pixel: np.ndarray) -> Color:
+        key = (int(pixel[0]), int(pixel[1]), int(pixel[2]))
+        if key not in colours:
+            colours[key] = Color.from_rgb(*key)
+        return colours[key]
+
+    lines: list[Text] = []
+    for first in range(0, n, per_row):
+        row = range(first, min(first + per_row, n))
+        gap = " " * TERMINAL_GAP
+        label = Text(no_wrap=True, overflow="crop")
+        for i in row:
+            label.append((gap if i > first else "") + str(i).ljust(t)[:t], style="bold")
+        label.rstrip()
+        lines.append(label)
+        for y in range(0, t, 2):  # one text row = pixel rows y (upper) and y + 1 (lower)
+            line = Text(no_wrap=True, overflow="crop")
+            for i in row:
+                if i > first:
+                    line.append(gap)
+                for x in range(t):
+                    lower = colour(rgb[i, y + 1, x]) if y + 1 < t else None
+                    line.append("▀", style=Style(color=colour(rgb[i, y, x]), bgcolor=lower))
+            lines.append(line)
+    caption = (
+        "red = positive weight, blue = negative, white = 0; each tile scaled to its own "
+        "largest |weight|"
+    )
+    if t != side:
+        caption += f"; tiles shrunk from {side}x{side} to {t}x{t} pixels"
+    if n_total > n:
+        caption += f"; showing the first {n} of {n_total} units"
+    lines.append(Text(caption + ".", style="dim"))
+    return Group(*lines)
+
+
+# --------------------------------------------------------------------------- matplotlib figures
+
+
+@contextmanager
+def _figure(width: float, height: float) -> Iterator[Figure]:
+    """A pyplot-free figure with this module's font size and constrained layout."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context({"font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 1}):
+        yield Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _save_figure(fig: Figure, out: Path) -> Path:
+    """Save in the format named by the suffix of `out` (PNG when there is none)."""
+    out = Path(out)
+    fmt = out.suffix.lower().lstrip(".") or "png"
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise UsageError(
+            f"Cannot write a figure to {out}: '.{fmt}' is not an image format matplotlib "
+            f"can write. Use one of: {', '.join('.' + s for s in sorted(supported))}."
+        )
+    out = _prepare_out(out)
+    try:
+        fig.savefig(out, format=fmt, dpi=DPI)
+    except OSError as e:
+        raise UsageError(f"Cannot write the figure {out}: {e}.") from e
+    return out
+
+
+def _series(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    """The values of `key` across records as float64, NaN where absent or None."""
+    values = np.full(len(records), np.nan)
+    for i, rec in enumerate(records):
+        v = rec.get(key)
+        if v is None:
+            continue
+        try:
+            values[i] = float(v)
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"Metrics record {i + 1} has {key} = {v!r}, but a number (or null) was expected."
+            ) from None
+    return values
+
+
+def plot_curves(
+    records: Sequence[Mapping[str, Any]],
+    out: Path,
+    *,
+    title: str | None = None,
+    best_by: Literal["val_loss", "val_acc"] = "val_loss",
+) -> Path:
+    """Plot loss, accuracy and learning rate per epoch into `out`; return `out`.
+
+    `records` hold one mapping per epoch with keys ``epoch``, ``train_loss``, ``train_acc``,
+    ``val_loss``, ``val_acc`` and ``lr``; accuracies are fractions in [0, 1] and are shown
+    as percentages. Any value may be None or absent (a run without a validation split has
+    no ``val_*``); a missing ``epoch`` is taken as the record's position (1, 2, ...). The
+    epoch with the best validation score (lowest ``val_loss`` or highest ``val_acc``, per
+    `best_by`) is marked. The learning rate is drawn on a log scale when it varies by more
+    than 10x.
+    """
+    from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, PercentFormatter
+
+    if not records:
+        raise UsageError("There are no metrics records to plot: the training history is empty.")
+    if best_by not in ("val_loss", "val_acc"):
+        raise UsageError(f"best_by must be 'val_loss' or 'val_acc', got {best_by!r}.")
+    epoch = _series(records, "epoch")
+    epoch = np.where(np.isnan(epoch), np.arange(1, len(records) + 1), epoch)
+    s = {k: _series(records, k) for k in ("train_loss", "val_loss", "train_acc", "val_acc", "lr")}
+    for key in ("train_acc", "val_acc"):
+        if np.nanmax(s[key], initial=0.0) > 1.0 + 1e-9:
+            raise UsageError(
+                f"{key} reaches {np.nanmax(s[key]):g}, but accuracies must be fractions in "
+                "[0, 1] (0.97 for 97%)."
+            )
+    marker = "o" if len(records) <= 30 else None  # dots make short histories readable
+
+    best: int | None = None
+    if not np.all(np.isnan(s[best_by])):
+        scores = s[best_by]
+        best = int(np.nanargmin(scores) if best_by == "val_loss" else np.nanargmax(scores))
+
+    with _figure(14.0, 4.4) as fig:
+        ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
+        for ax, key, label in (
+            (ax_loss, "loss", "cross-entropy loss"),
+            (ax_acc, "acc", "accuracy"),
+        ):
+            factor = 100.0 if key == "acc" else 1.0
+            for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
+                y = s[f"{split}_{key}"] * factor
+                if np.all(np.isnan(y)):
+                    continue
+                last = y[~np.isnan(y)][-1]
+                final = f"{last:.1f}%" if key == "acc" else f"{last:.4g}"
+                name = "validation" if split == "val" else "training"
+                ax.plot(epoch, y, color=colour, marker=marker, ms=3, label=f"{name} (last {final})")
+            ax.set_title("loss" if key == "loss" else "accuracy")
+            ax.set_ylabel(label + (" (%)" if key == "acc" else ""))
+            if key == "acc":
+                ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
+        if best is not None:
+            b_epoch = epoch[best]
+            b_label = (
+                f"best validation loss {s['val_loss'][best]:.4g} (epoch {b_epoch:g})"
+                if best_by == "val_loss"
+                else f"best validation accuracy {100 * s['val_acc'][best]:.2f}% (epoch {b_epoch:g})"
+            )
+            for ax in (ax_loss, ax_acc, ax_lr):
+                ax.axvline(b_epoch, color="0.4", ls="--", lw=1, label=b_label)
+            point = ax_loss if best_by == "val_loss" else ax_acc
+            point_y = s[best_by][best] * (100.0 if best_by == "val_acc" else 1.0)
+            point.plot([b_epoch], [point_y], marker="*", ms=13, color="tab:red", ls="none")
+
+        lr = s["lr"]
+        if np.all(np.isnan(lr)):
+            ax_lr.text(0.5, 0.5, "no learning rate recorded", ha="center", va="center",
+                       transform=ax_lr.transAxes, color="0.4")  # fmt: skip
+        else:
+            ax_lr.plot(epoch, lr, color="tab:green", marker=marker, ms=3)
+            known = lr[~np.isnan(lr)]
+            if np.all(known > 0) and known.max() > 10 * known.min():
+                ax_lr.set_yscale("log")
+                # label some minor ticks too: a decayed rate such as 0.0037 should be readable
+                ax_lr.yaxis.set_minor_formatter(
+                    LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(2, 0.5))
+                )
+            elif known.max() == known.min():
+                # a constant rate: show it against zero rather than as a zoomed-in flat line
+                ax_lr.set_ylim(min(0.0, 1.5 * known.min()), max(0.0, 1.5 * known.max()) or 1.0)
+        ax_lr.set_title("learning rate")
+        ax_lr.set_ylabel("learning rate")
+
+        pad = max(0.5, 0.02 * (epoch.max() - epoch.min()))  # keeps a lone epoch's ticks whole
+        for ax in (ax_loss, ax_acc, ax_lr):
+            ax.set_xlabel("epoch")
+            ax.set_xlim(epoch.min() - pad, epoch.max() + pad)
+            ax.xaxis.set_major_locator(
+                MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=1)
+            )
+            ax.grid(True, alpha=0.3)
+        for ax in (ax_loss, ax_acc):
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=FONT_SIZE - 2)
+        if title:
+            fig.suptitle(title, fontsize=FONT_SIZE + 3)
+        return _save_figure(fig, out)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Read a ``metrics.jsonl`` history: one JSON object per line, blank lines ignored."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise UsageError(
+            f"The metrics file {path} {what}. `mlp train` writes metrics.jsonl into its run "
+            "folder; give the path of that file."
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"Cannot read the metrics file {path}: {e}.") from e
+    records: list[dict[str, Any]] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}). Each "
+                "line of a metrics file must be one JSON object; a run that was interrupted "
+                "while writing can leave a cut-off last line. Delete or repair that line."
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(
+                f"{path}, line {lineno}: expected a JSON object such as "
+                f'{{"epoch": 1, "train_loss": 0.5, ...}}, found a {type(obj).__name__}. '
+                "Delete or repair that line."
+            )
+        records.append(obj)
+    if not records:
+        raise DataError(
+            f"The metrics file {path} holds no records (it is empty). A run writes one line "
+            "per finished epoch; train for at least one epoch first."
+        )
+    return records
+
+
+def plot_confusion(
+    confusion: np.ndarray,
+    out: Path,
+    *,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Draw a (K, K) confusion matrix (rows = true class, columns = predicted) into `out`.
+
+    Each cell shows its count; colour follows the square root of the count, so that the
+    few off-diagonal mistakes stay visible next to a diagonal of thousands. The default
+    title gives the overall accuracy. Returns `out`.
+    """
+    from matplotlib.colors import PowerNorm
+
+    C = np.asarray(confusion, dtype=np.float64)
+    if C.ndim != 2 or C.shape[0] != C.shape[1] or C.shape[0] == 0:
+        raise UsageError(
+            f"A confusion matrix must be square, (classes, classes), found shape {C.shape}."
+        )
+    if not np.all(np.isfinite(C)) or np.any(C < 0):
+        raise UsageError("A confusion matrix holds counts: finite numbers of at least 0.")
+    K = C.shape[0]
+    names = [str(k) for k in range(K)] if class_names is None else [str(c) for c in class_names]
+    if len(names) != K:
+        raise UsageError(f"{len(names)} class names were given for a {K}x{K} confusion matrix.")
+    whole = bool(np.all(np.round(C) == C))
+    total = C.sum()
+    if title is None:
+        title = "confusion matrix"
+        if total > 0:
+            title += (
+                f": {C.trace():,.{0 if whole else 2}f} of {total:,.{0 if whole else 2}f} "
+                f"correct ({C.trace() / total:.2%})"
+            )
+
+    size = max(5.0, 0.55 * K + 1.5)
+    with _figure(size + 1.2, size) as fig:
+        ax: Axes = fig.subplots()
+        im = ax.imshow(C, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=max(C.max(), 1)))
+        fig.colorbar(im, ax=ax, label="count (square-root colour scale)", shrink=0.85)
+        ax.set_xticks(range(K), names)
+        ax.set_yticks(range(K), names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+        if K <= 30:  # beyond that the numbers would not fit their cells
+            fontsize = FONT_SIZE - 2 if K <= 12 else 7
+            rgba = np.asarray(im.cmap(im.norm(C)))  # (K, K, 4), the colour of each cell
+            light = rgba[..., :3] @ np.array([0.2126, 0.7152, 0.0722]) > 0.5  # (K, K)
+            for (i, j), v in np.ndenumerate(C):
+                ax.text(j, i, f"{v:.0f}" if whole else f"{v:.2f}", ha="center", va="center",
+                        fontsize=fontsize, color="black" if light[i, j] else "white")  # fmt: skip
+        return _save_figure(fig, out)
+
+
+def worst_mistakes(
+    true: Sequence[int], pred: Sequence[int], prob: Sequence[float], k: int = 50
+) -> np.ndarray:
+    """Indices of at most `k` misclassified examples, most confident (worst) first.
+
+    `prob` is the probability the model gave its prediction. Ties keep input order.
+    """
+    t, p, q = np.asarray(true), np.asarray(pred), np.asarray(prob, dtype=np.float64)
+    if not t.shape == p.shape == q.shape or t.ndim != 1:
+        raise UsageError(
+            f"true, pred and prob must be 1-D and of equal length, found lengths "
+            f"{t.shape}, {p.shape}, {q.shape}."
+        )
+    wrong = np.flatnonzero(t != p)
+    order = np.argsort(-q[wrong], kind="stable")
+    return wrong[order][:k]
+
+
+def _percent(q: float) -> str:
+    """A probability as a whole percentage, never rounding a doubt up to "100%"."""
+    return ">99.5%" if 0.995 <= q < 1.0 else f"{q:.0%}"
+
+
+def save_gallery(
+    images: np.ndarray,
+    true: Sequence[int],
+    pred: Sequence[int],
+    prob: Sequence[float],
+    out: Path,
+    *,
+    cols: int = 10,
+    max_images: int = 100,
+    title: str | None = None,
+) -> Path:
+    """Draw digits with ``true 4 → pred 9 (87%)`` under each into `out`; return `out`.
+
+    `images` has shape ``(N, side, side)`` (or ``(N, side * side)``) with values in [0, 1],
+    1 = ink, drawn dark on white. `prob` is the probability of the predicted class. Images
+    are shown in the order given (rank them with `worst_mistakes`); only the first
+    `max_images` are drawn, and the title says so. Captions of wrong predictions are red,
+    of right ones green. With no images the figure says there is nothing to show.
+    """
+    imgs = np.asarray(images, dtype=np.float64)
+    if imgs.ndim == 2 and math.isqrt(imgs.shape[1]) ** 2 == imgs.shape[1]:
+        side = math.isqrt(imgs.shape[1])
+        imgs = imgs.reshape(-1, side, side)
+    if imgs.ndim != 3:
+        raise UsageError(f"Gallery images must have shape (N, side, side), found {imgs.shape}.")
+    t, p, q = list(true), list(pred), [float(x) for x in prob]
+    if not len(t) == len(p) == len(q) == imgs.shape[0]:
+        raise UsageError(
+            f"The gallery got {imgs.shape[0]} images but {len(t)} true labels, {len(p)} "
+            f"predictions and {len(q)} probabilities; give one of each per image."
+        )
+    if cols < 1 or max_images < 1:
+        raise UsageError(f"cols and max_images must be at least 1, got {cols} and {max_images}.")
+    n_total = imgs.shape[0]
+    n = min(n_total, max_images)
+    if title is None:
+        title = "true label → predicted label (model's probability for its prediction)"
+    if n < n_total:
+        title += f"; first {n} of {n_total}"
+
+    cols = max(1, min(cols, n))
+    rows = max(1, math.ceil(n / cols))
+    with _figure(max(1.55 * cols, 5.0), 1.75 * rows + 0.5) as fig:
+        fig.suptitle(title, fontsize=FONT_SIZE + 1)
+        if n == 0:
+            ax0: Axes = fig.subplots()
+            ax0.axis("off")
+            ax0.text(0.5, 0.5, "no images to show", ha="center", va="center", color="0.4")
+            return _save_figure(fig, out)
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for k, ax in enumerate(axes.flat):
+            if k >= n:
+                ax.axis("off")
+                continue
+            ax.imshow(imgs[k], cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ok = t[k] == p[k]
+            ax.set_xlabel(
+                f"true {t[k]} → pred {p[k]}\n({_percent(q[k])})",
+                fontsize=FONT_SIZE - 1,
+                color="tab:green" if ok else "tab:red",
+            )
+        return _save_figure(fig, out)
