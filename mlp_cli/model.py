@@ -79,7 +79,7 @@ class MLP:
         self.sizes = [int(n) for n in sizes]
         self.hidden = hidden
         self.output = output
-        self.dtype = np.dtype(dtype)
+        self.dtype: np.dtype[np.floating] = np.dtype(dtype)  # type: ignore[assignment]
         shapes = list(zip(self.sizes[1:], self.sizes[:-1], strict=True))
         self.n_weights = sum(o * i for o, i in shapes)
         n_biases = sum(self.sizes[1:])

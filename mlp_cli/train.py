@@ -1,0 +1,505 @@
+"""The training loop, its run directory, and resuming.
+
+A run directory holds everything about one training run:
+
+    config.yaml      the resolved configuration (what `--resume` reads back)
+    metrics.jsonl    one JSON object per finished epoch
+    model.npz        the best weights on validation loss (the last ones without validation)
+    checkpoint.npz   the latest weights with optimizer and RNG state, for `--resume`
+
+Randomness comes from three generators spawned from the config's seed (initialisation,
+shuffling, dropout/augmentation), so the same config and seed give bit-identical weights on
+the same machine and thread count, and a resumed run continues exactly where it stopped.
+
+The loop reports progress through a `Callbacks` object and asks ``should_stop()`` before
+every step (the command line sets it on Ctrl-C); it never prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mlp_cli import __version__, checkpoint
+from mlp_cli.config import Config, dump_config, load_config
+from mlp_cli.errors import CheckpointError, TrainingError, UsageError
+from mlp_cli.model import MLP
+from mlp_cli.optim import Optimizer, Schedule, make_optimizer
+
+Array = NDArray[np.float32]
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+MODEL_FILE = "model.npz"
+CHECKPOINT_FILE = "checkpoint.npz"
+LATEST = "latest"
+CLASS_NAMES = [str(d) for d in range(10)]
+
+
+# -- data --------------------------------------------------------------------------------
+
+
+@dataclass
+class Splits:
+    """The training images, held once, and index arrays for the training/validation split."""
+
+    X: Array  # (60000, input_size**2), model inputs
+    y: NDArray[np.uint8]  # (60000,)
+    train_idx: NDArray[np.int64]
+    val_idx: NDArray[np.int64]
+    preprocessing: dict[str, Any]
+    data_hashes: dict[str, str]
+
+
+def normalize_inputs(X: Array, preprocessing: dict[str, Any]) -> Array:
+    """Apply the model's input standardisation (if any) to inputs in [0, 1], in place."""
+    norm = preprocessing.get("normalize")
+    if norm:
+        X -= np.float32(norm["mean"])
+        X *= np.float32(1.0 / norm["std"])
+    return X
+
+
+def model_inputs(images: NDArray[np.uint8], preprocessing: dict[str, Any]) -> Array:
+    """MNIST-form digits (n, 28, 28) uint8 -> the inputs a model with ``preprocessing`` takes."""
+    from mlp_cli.preprocess import digits_to_inputs
+
+    X = digits_to_inputs(images, int(preprocessing["input_size"]))
+    return normalize_inputs(X, preprocessing)
+
+
+def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
+    """Load MNIST's training set and turn it into model inputs and a validation split."""
+    from mlp_cli import data
+    from mlp_cli.preprocess import digits_to_inputs
+
+    images, labels = data.load_mnist("train", mirror=cfg.data.mirror, progressbar=progressbar)
+    size = cfg.data.input_size
+    X = digits_to_inputs(images, size)
+    train_idx, val_idx = data.validation_split(
+        len(labels), cfg.data.validation_size, cfg.training.seed
+    )
+    preprocessing: dict[str, Any] = {
+        "input_size": size,
+        "source": "28x28 MNIST-form digit, pixel/255, area-averaged to input_size",
+        "normalize": None,
+    }
+    if cfg.data.normalize == "standardize":
+        # Statistics of the training split only: validation and test stay unseen.
+        sample = X[train_idx]
+        preprocessing["normalize"] = {"mean": float(sample.mean()), "std": float(sample.std())}
+        del sample
+        normalize_inputs(X, preprocessing)
+    return Splits(X, labels, train_idx, val_idx, preprocessing, data.data_hashes())
+
+
+# -- run directories -----------------------------------------------------------------------
+
+
+def new_run_dir(cfg: Config, out: str | Path | None = None) -> Path:
+    """A fresh run directory: ``out`` if given (must be empty or absent), else
+    ``<output.dir>/<name>``, with ``-2``, ``-3``... appended when that one exists."""
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UsageError(
+                f"the output folder '{path}' already exists and is not empty; choose another "
+                f"--out, or continue that run with `mlp train --resume {path}`"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    parent = Path(cfg.output.dir)
+    name = cfg.name or "run"
+    for n in range(1, 10_000):
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return path
+    raise UsageError(f"too many runs named '{name}' in '{parent}'")
+
+
+def update_latest(run_dir: Path) -> None:
+    """Point ``<parent>/latest`` at ``run_dir`` (a symlink, replaced atomically)."""
+    link = run_dir.parent / LATEST
+    tmp = run_dir.parent / f".{LATEST}.{os.getpid()}"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        # No symlinks here (some Windows setups): a plain file naming the run instead.
+        checkpoint.atomic_write(link, lambda f: f.write(run_dir.name.encode()))
+
+
+def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") -> Path:
+    """The model file a command should use: ``model`` (a .npz or a run directory), or the
+    newest run (``runs/latest``)."""
+    if model is None:
+        latest = Path(runs) / LATEST
+        if latest.is_file() and not latest.is_symlink():
+            latest = Path(runs) / latest.read_text().strip()
+        if not latest.exists():
+            raise UsageError(
+                f"no trained model found: '{Path(runs) / LATEST}' does not exist. Train one "
+                "with `mlp train --config configs/mnist-400-25-10.yaml`, or pass --model PATH "
+                "(a .npz file or a run directory)."
+            )
+        model = latest
+    path = Path(model)
+    if path.is_dir():
+        path = path / MODEL_FILE
+        if not path.exists():
+            raise UsageError(
+                f"'{model}' is a folder without a {MODEL_FILE}; pass a run directory made by "
+                "`mlp train` or a .npz file"
+            )
+    elif not path.exists():
+        raise UsageError(f"model '{path}' not found; pass a .npz file or a run directory")
+    return path
+
+
+# -- the loop --------------------------------------------------------------------------------
+
+
+class Callbacks:
+    """Progress hooks; the default does nothing.  The command line renders them."""
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        """info: run_dir, epochs, start_epoch, steps_per_epoch, n_train, n_val, parameters."""
+
+    def on_epoch_start(self, epoch: int, steps: int, start_step: int) -> None:
+        """``epoch`` is 1-based; ``start_step`` > 0 when resuming inside an epoch."""
+
+    def on_step(self, step: int, loss: float) -> None:
+        """After each optimizer step; ``step`` is 1-based within the epoch."""
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """``record`` is the line written to metrics.jsonl."""
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights and optimizer state that resuming needs."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed in the current epoch
+    loss_sum: float = 0.0  # running sums over the current epoch's batches
+    correct: int = 0
+    seen: int = 0
+    epoch_time: float = 0.0  # seconds spent in the current epoch so far
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    best_accuracy: float | None = None
+    bad_epochs: int = 0
+    elapsed: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str  # "completed", "early_stopped" or "interrupted"
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_accuracy: float | None
+    elapsed: float
+
+
+class Trainer:
+    """One training run in ``run_dir`` (see the module docstring)."""
+
+    def __init__(self, cfg: Config, run_dir: Path, data: Splits) -> None:
+        if cfg.augment.enabled:
+            raise UsageError(
+                "augment.enabled is true, but this version of mlp does not augment "
+                "training batches yet; set augment.enabled: false"
+            )
+        self.cfg, self.run_dir, self.data = cfg, run_dir, data
+        m = cfg.model
+        self.model = MLP(m.layers, m.hidden_activation, m.output_activation)
+        seeds = np.random.SeedSequence(cfg.training.seed).spawn(3)
+        self.model.initialize(m.init, np.random.default_rng(seeds[0]), m.init_scale)
+        self.shuffle_rng = np.random.default_rng(seeds[1])
+        self.noise_rng = np.random.default_rng(seeds[2])
+        opt = cfg.optimizer
+        hyper = opt.model_dump(exclude={"name", "lr"})
+        self.optimizer: Optimizer = make_optimizer(
+            opt.name, self.model.params.size, self.model.dtype, self.model.n_weights, **hyper
+        )
+        s = cfg.schedule
+        self.schedule = Schedule(
+            s.name, opt.lr, cfg.training.epochs, s.warmup_epochs, s.step_size, s.gamma, s.min_lr
+        )
+        self.dropout = m.dropout_rates if any(m.dropout_rates) else None
+        self.state = TrainState()
+        self.perm: NDArray[np.int64] | None = None
+        self._batch: dict[int, Array] = {}
+        self._val: tuple[Array, NDArray[np.uint8]] | None = None
+
+    # -- persistence -----------------------------------------------------------------
+
+    def metadata(self, status: str) -> dict[str, Any]:
+        cfg, st = self.cfg, self.state
+        return {
+            "hidden_activation": cfg.model.hidden_activation,
+            "output_activation": cfg.model.output_activation,
+            "loss": cfg.loss,
+            "preprocessing": self.data.preprocessing,
+            "class_names": CLASS_NAMES,
+            "config": json.loads(json.dumps(cfg.model_dump(mode="json"))),
+            "package_version": __version__,
+            "data_hashes": self.data.data_hashes,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "training": {
+                "status": status,
+                "epochs_run": st.epoch,
+                "best_epoch": st.best_epoch,
+                "best_val_accuracy": st.best_accuracy,
+                "best_val_loss": st.best_loss if math.isfinite(st.best_loss) else None,
+                "seconds": round(st.elapsed, 3),
+            },
+        }
+
+    def save_model(self, status: str) -> None:
+        m = self.model
+        checkpoint.save(self.run_dir / MODEL_FILE, m.W, m.b, self.metadata(status))
+
+    def save_checkpoint(self, status: str) -> None:
+        m, st = self.model, self.state
+        meta = self.metadata(status)
+        resume = {k: v for k, v in vars(st).items() if k != "history"}
+        if not math.isfinite(st.best_loss):
+            resume["best_loss"] = None
+        resume["shuffle_rng"] = self.shuffle_rng.bit_generator.state
+        resume["noise_rng"] = self.noise_rng.bit_generator.state
+        meta["resume"] = resume
+        meta["history"] = st.history
+        extras: dict[str, NDArray[np.generic]] = {
+            f"optimizer/{k}": v for k, v in self.optimizer.state_dict().items()
+        }
+        if self.perm is not None:
+            extras["resume/perm"] = self.perm
+        checkpoint.save(self.run_dir / CHECKPOINT_FILE, m.W, m.b, meta, extras)
+
+    def write_metrics(self) -> None:
+        lines = "".join(json.dumps(r) + "\n" for r in self.state.history)
+        checkpoint.atomic_write(self.run_dir / METRICS_FILE, lambda f: f.write(lines.encode()))
+
+    def restore(self) -> None:
+        """Load weights, optimizer and loop state from ``run_dir/checkpoint.npz``."""
+        path = self.run_dir / CHECKPOINT_FILE
+        saved = checkpoint.load(path, checkpoint=True)
+        if saved.layers != self.model.sizes:
+            raise CheckpointError(
+                f"'{path}' holds a {'-'.join(map(str, saved.layers))} network, but the run's "
+                f"config.yaml describes {'-'.join(map(str, self.model.sizes))}"
+            )
+        resume = saved.metadata.get("resume")
+        if not isinstance(resume, dict):
+            raise CheckpointError(f"'{path}' has no resume state; it is not a checkpoint")
+        for W, w in zip(self.model.W, saved.weights, strict=True):
+            W[...] = w
+        for b, v in zip(self.model.b, saved.biases, strict=True):
+            b[...] = v
+        prefix = "optimizer/"
+        self.optimizer.load_state_dict(
+            {k[len(prefix) :]: v for k, v in saved.extras.items() if k.startswith(prefix)}
+        )
+        try:
+            self.shuffle_rng.bit_generator.state = resume.pop("shuffle_rng")
+            self.noise_rng.bit_generator.state = resume.pop("noise_rng")
+            if resume.get("best_loss") is None:
+                resume["best_loss"] = math.inf
+            self.state = TrainState(**resume, history=list(saved.metadata.get("history", [])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"'{path}' has damaged resume state ({exc})") from None
+        perm = saved.extras.get("resume/perm")
+        self.perm = None if perm is None else perm.astype(np.int64)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _gather(self, idx: NDArray[np.int64]) -> Array:
+        buf = self._batch.get(len(idx))
+        if buf is None:
+            if len(self._batch) >= 2:
+                self._batch.clear()
+            buf = self._batch[len(idx)] = np.empty((len(idx), self.data.X.shape[1]), np.float32)
+        return np.take(self.data.X, idx, axis=0, out=buf)
+
+    def run(
+        self,
+        callbacks: Callbacks | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> TrainResult:
+        cb = callbacks or Callbacks()
+        cfg, st, data, model = self.cfg, self.state, self.data, self.model
+        epochs, batch = cfg.training.epochs, cfg.training.batch_size
+        n_train = len(data.train_idx)
+        steps = math.ceil(n_train / batch)
+        reg = cfg.regularization
+        patience = cfg.training.early_stopping.patience
+        cb.on_train_start(
+            {
+                "run_dir": self.run_dir,
+                "epochs": epochs,
+                "start_epoch": st.epoch,
+                "steps_per_epoch": steps,
+                "n_train": n_train,
+                "n_val": len(data.val_idx),
+                "parameters": model.params.size,
+            }
+        )
+        if st.epoch == 0 and st.step == 0 and self.perm is None:
+            self.save_checkpoint("started")  # there is always a checkpoint to go back to
+        status = "completed"
+        while st.epoch < epochs:
+            if self.perm is None:
+                self.perm = self.shuffle_rng.permutation(n_train)
+            cb.on_epoch_start(st.epoch + 1, steps, st.step)
+            started = time.perf_counter() - st.epoch_time
+            while st.step < steps:
+                if should_stop():
+                    st.epoch_time = time.perf_counter() - started  # added to elapsed later
+                    self.save_checkpoint("interrupted")
+                    return self._result("interrupted")
+                chunk = self.perm[st.step * batch : (st.step + 1) * batch]
+                idx = data.train_idx[chunk]
+                xb, yb = self._gather(idx), data.y[idx]
+                out = model.forward(xb, dropout=self.dropout, rng=self.noise_rng)
+                loss = model.backward(yb, cfg.loss, l1=reg.l1, l2=reg.l2)
+                if not math.isfinite(loss):
+                    raise self._diverged(loss)
+                lr = self.schedule(st.epoch + st.step / steps)
+                self.optimizer.step(model.params, model.grads, lr)
+                if cfg.model.max_norm:
+                    model.apply_max_norm(cfg.model.max_norm)
+                st.loss_sum += loss * len(idx)
+                st.correct += int(np.count_nonzero(out.argmax(axis=1) == yb))
+                st.seen += len(idx)
+                st.step += 1
+                cb.on_step(st.step, loss)
+            train_time = time.perf_counter() - started
+            record = self._end_epoch(train_time, n_train, lr)
+            st.elapsed += time.perf_counter() - started
+            cb.on_epoch_end(record)
+            if patience is not None and st.bad_epochs >= patience:
+                status = "early_stopped"
+                break
+        if not data.val_idx.size or not cfg.training.early_stopping.restore_best:
+            self.save_model(status)  # otherwise model.npz already holds the best epoch
+        else:
+            self._update_model_status(status)
+        self.save_checkpoint(status)
+        return self._result(status)
+
+    def _end_epoch(self, train_time: float, n_train: int, lr: float) -> dict[str, Any]:
+        cfg, st, data = self.cfg, self.state, self.data
+        val_loss: float | None = None
+        val_acc: float | None = None
+        if data.val_idx.size:
+            if self._val is None:  # gathered once: 10,000 rows, not the training set
+                self._val = (data.X[data.val_idx], data.y[data.val_idx])
+            val_loss, val_acc = self.model.evaluate(*self._val, cfg.loss)
+        st.epoch += 1
+        min_delta = cfg.training.early_stopping.min_delta
+        improved = val_loss is not None and val_loss < st.best_loss - min_delta
+        if improved and val_loss is not None:
+            st.best_loss, st.best_epoch, st.best_accuracy = val_loss, st.epoch, val_acc
+            st.bad_epochs = 0
+        else:
+            st.bad_epochs += 1
+        record = {
+            "epoch": st.epoch,
+            "train_loss": st.loss_sum / max(st.seen, 1),
+            "train_acc": st.correct / max(st.seen, 1),
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": lr,
+            "time": round(train_time, 4),
+            "samples_per_sec": round(n_train / train_time, 1) if train_time > 0 else None,
+            "best": improved,
+        }
+        st.history.append(record)
+        st.step, st.loss_sum, st.correct, st.seen, st.epoch_time = 0, 0.0, 0, 0, 0.0
+        self.perm = None
+        self.write_metrics()
+        if improved and cfg.training.early_stopping.restore_best:
+            self.save_model("running")
+        self.save_checkpoint("running")
+        return record
+
+    def _update_model_status(self, status: str) -> None:
+        """Rewrite model.npz's training summary now that the run has ended."""
+        path = self.run_dir / MODEL_FILE
+        if not path.exists():  # no epoch improved on validation: keep the last weights
+            self.save_model(status)
+            return
+        saved = checkpoint.load(path)
+        meta = self.metadata(status)
+        meta["training"]["weights_from_epoch"] = self.state.best_epoch
+        checkpoint.save(path, saved.weights, saved.biases, meta)
+
+    def _diverged(self, loss: float) -> TrainingError:
+        st, opt = self.state, self.cfg.optimizer
+        return TrainingError(
+            f"training stopped at epoch {st.epoch + 1}, step {st.step + 1}: the loss became "
+            f"{loss} (not a finite number). The most likely cause is a learning rate too large "
+            f"for {opt.name} (optimizer.lr = {opt.lr:g}); try --set optimizer.lr={opt.lr / 10:g}, "
+            f"a warm-up (schedule.warmup_epochs), or standardized inputs. The last good "
+            f"checkpoint (after epoch {st.epoch}) is kept in "
+            f"'{self.run_dir / CHECKPOINT_FILE}'; nothing after it was saved."
+        )
+
+    def _result(self, status: str) -> TrainResult:
+        st = self.state
+        return TrainResult(
+            self.run_dir, status, st.history, st.best_epoch, st.best_accuracy, st.elapsed
+        )
+
+
+def start(cfg: Config, data: Splits, out: str | Path | None = None) -> Trainer:
+    """A trainer in a new run directory holding the resolved config."""
+    run_dir = new_run_dir(cfg, out)
+    checkpoint.atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode()))
+    update_latest(run_dir)
+    return Trainer(cfg, run_dir, data)
+
+
+def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """The config of the run in ``run_dir``, with ``overrides`` (e.g. more epochs)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).exists() or not (run_dir / CONFIG_FILE).exists():
+        raise UsageError(
+            f"'{run_dir}' is not a run directory with {CONFIG_FILE} and {CHECKPOINT_FILE}; "
+            "pass the folder `mlp train` printed when it started"
+        )
+    return load_config(run_dir / CONFIG_FILE, overrides)
+
+
+def resume(run_dir: str | Path, cfg: Config, data: Splits) -> Trainer:
+    """A trainer that continues the run in ``run_dir`` (config from `resume_config`)."""
+    run_dir = Path(run_dir)
+    trainer = Trainer(cfg, run_dir, data)
+    trainer.restore()
+    if trainer.state.epoch >= cfg.training.epochs:
+        raise UsageError(
+            f"the run in '{run_dir}' already finished its {cfg.training.epochs} epochs; to "
+            f"train it longer, add --set training.epochs=N with N > {trainer.state.epoch}"
+        )
+    if cfg != resume_config(run_dir):
+        checkpoint.atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode()))
+    update_latest(run_dir)
+    return trainer
