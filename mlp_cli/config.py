@@ -1,0 +1,1139 @@
+"""Run configuration: the schema, YAML loading, ``--set`` overrides and their error messages.
+
+A run is described by one YAML file read into `Config`, a pydantic model whose defaults and
+one-line descriptions are the single place where every setting is defined (the README and
+``mlp config schema`` are generated from them). Everything is checked before any work starts:
+unknown keys, wrong types, values out of range and settings that contradict each other are
+refused with a `ConfigError` that names the file, the line and the key.
+
+YAML is read with the YAML 1.2 core schema (``1e-3`` is a number, ``no`` and ``2020-01-01`` are
+text, ``012`` is twelve), never executes tags such as ``!!python/object``, and refuses duplicate
+keys. What the settings *do* is left to the modules that use them (`mlp_cli.model`,
+`mlp_cli.optim`, `mlp_cli.train`, `mlp_cli.data`); this module imports no NumPy, so the command
+line's ``--help`` stays fast.
+"""
+
+import difflib
+import re
+import reprlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mlp_cli.errors import ConfigError
+
+__all__ = [
+    "AdamConfig",
+    "AdamWConfig",
+    "AugmentConfig",
+    "Config",
+    "DataConfig",
+    "EarlyStoppingConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "RMSpropConfig",
+    "RegularizationConfig",
+    "SGDConfig",
+    "ScheduleConfig",
+    "TrainingConfig",
+    "config_from_dict",
+    "config_from_yaml",
+    "config_schema",
+    "default_config_path",
+    "dump_config",
+    "load_config",
+    "parse_override",
+]
+
+MNIST_CLASSES = 10
+MNIST_TRAINING_IMAGES = 60000
+
+KeyPath = tuple[str | int, ...]
+
+
+class _SettingError(ValueError):
+    """Raised inside validators: problems, each with a key path relative to the validated model.
+
+    The error formatter turns each into its own ``file:line: key: problem`` clause; a plain
+    `ValueError` would lose the key path of cross-field problems.
+    """
+
+    def __init__(self, *problems: tuple[KeyPath, str]) -> None:
+        super().__init__("; ".join(f"{_dotted(path)}: {text}" for path, text in problems))
+        self.problems = problems
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    """Settings common to every section: unknown keys are refused and YAML text is never
+    silently turned into a number (strict), and infinities or NaN are not numbers here."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, validate_assignment=True
+    )
+
+
+class DataConfig(_Section):
+    """Which images to train on and how to prepare them."""
+
+    dataset: Literal["mnist"] = Field(default="mnist", description="Dataset to train on.")
+    input_size: Literal[20, 28] = Field(
+        default=28,
+        description="Side of the square input image in pixels (20 gives 400 inputs, 28 gives 784).",
+    )
+    validation_size: int = Field(
+        default=10000,
+        ge=0,
+        lt=MNIST_TRAINING_IMAGES,
+        description="Training images held out for validation (0 = no validation set).",
+    )
+    mirror: str | None = Field(
+        default=None, description="Base URL (http/https) tried before the built-in MNIST mirrors."
+    )
+    normalize: Literal["none", "standardize"] = Field(
+        default="none",
+        description="'standardize' subtracts the training-set pixel mean and divides by its std.",
+    )
+
+    @field_validator("mirror")
+    @classmethod
+    def _mirror_is_http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise _SettingError(
+                    ((), f"expected a base URL starting with http:// or https://, found {value!r}")
+                )
+        return value
+
+
+def _dropout_kind(value: Any) -> str | None:
+    """Which branch of `ModelConfig.dropout` a value belongs to (None: neither)."""
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "number"
+    return None
+
+
+_DropRate = Annotated[float, Field(ge=0.0, lt=1.0)]
+_Dropout = Annotated[
+    Annotated[list[_DropRate], Tag("list")] | Annotated[_DropRate, Tag("number")],
+    Discriminator(
+        _dropout_kind,
+        custom_error_type="dropout_type",
+        custom_error_message="expected a number or a list of numbers",
+    ),
+]
+_LAYERS_TEXT = re.compile(r"\s*[0-9]+(?:\s*-\s*[0-9]+)*\s*")
+_DEFAULT_INIT_SCALE = {"uniform": 0.12, "normal": 0.01}
+
+
+class ModelConfig(_Section):
+    """The network: layer sizes, activations, initialisation and per-layer regularisers."""
+
+    layers: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=2,
+        description="Layer sizes from input to output, as a list or text such as 784-100-10.",
+    )
+    hidden_activation: Literal["sigmoid", "tanh", "relu", "leaky_relu"] = Field(
+        default="relu", description="Activation function of every hidden layer."
+    )
+    output_activation: Literal["softmax", "sigmoid"] = Field(
+        default="softmax", description="Activation function of the output layer."
+    )
+    init: Literal["xavier", "he", "uniform", "normal"] = Field(
+        default="xavier", description="How the initial weights are drawn."
+    )
+    init_scale: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Half-width for init 'uniform' (default 0.12) or std for 'normal' (0.01).",
+    )
+    dropout: _Dropout = Field(
+        default=0.0,
+        description=(
+            "Drop probability of each weight layer's input (input layer first), in [0, 1);"
+            " one number applies to every hidden layer's output."
+        ),
+    )
+    max_norm: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Largest L2 norm allowed for each unit's incoming weights.",
+    )
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers_from_text(cls, value: Any) -> Any:
+        # "784-100-10" is how architectures are usually written; a list is the canonical form.
+        if isinstance(value, str):
+            if not _LAYERS_TEXT.fullmatch(value):
+                raise _SettingError(
+                    (
+                        (),
+                        "expected layer sizes separated by '-' such as 784-100-10,"
+                        f" or a list, found {value!r}",
+                    )
+                )
+            return [int(part) for part in value.split("-")]
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> "ModelConfig":
+        problems: list[tuple[KeyPath, str]] = []
+        weight_layers = len(self.layers) - 1
+        if isinstance(self.dropout, list) and len(self.dropout) != weight_layers:
+            problems.append(
+                (
+                    ("dropout",),
+                    f"has {len(self.dropout)} rates but layers {_layers_text(self.layers)}"
+                    f" has {weight_layers} weight layers; give one rate per weight layer"
+                    " (input layer first) or a single number",
+                )
+            )
+        if self.init_scale is not None and self.init not in _DEFAULT_INIT_SCALE:
+            problems.append(
+                (
+                    ("init_scale",),
+                    f"is only used by init 'uniform' or 'normal', but init is '{self.init}';"
+                    " remove init_scale or change init",
+                )
+            )
+        if problems:
+            raise _SettingError(*problems)
+        return self
+
+    @property
+    def dropout_rates(self) -> list[float]:
+        """Drop probability of each weight layer's input, input layer first (len(layers) - 1)."""
+        if isinstance(self.dropout, list):
+            return list(self.dropout)
+        return [0.0] + [self.dropout] * (len(self.layers) - 2)
+
+    @property
+    def effective_init_scale(self) -> float | None:
+        """`init_scale`, or its default for 'uniform'/'normal'; None for 'xavier'/'he'."""
+        if self.init_scale is not None:
+            return self.init_scale
+        return _DEFAULT_INIT_SCALE.get(self.init)
+
+
+class RegularizationConfig(_Section):
+    """Penalties on the weights added to the loss."""
+
+    l1: float = Field(default=0.0, ge=0.0, description="Weight of the L1 penalty on the weights.")
+    l2: float = Field(default=0.0, ge=0.0, description="Weight of the L2 penalty on the weights.")
+
+
+class SGDConfig(_Section):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum."""
+
+    name: Literal["sgd"] = Field(
+        default="sgd", description="Optimizer: stochastic gradient descent."
+    )
+    lr: float = Field(default=0.1, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    momentum: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of the previous step kept (0 = plain SGD).",
+    )
+    nesterov: bool = Field(default=False, description="Use Nesterov momentum (needs momentum > 0).")
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> "SGDConfig":
+        if self.nesterov and self.momentum == 0.0:
+            raise _SettingError(
+                (("nesterov",), "is true but momentum is 0; set momentum above 0 (e.g. 0.9)")
+            )
+        return self
+
+
+class AdamConfig(_Section):
+    """Adam: per-weight step sizes from running averages of the gradient and its square."""
+
+    name: Literal["adam"] = Field(default="adam", description="Optimizer: Adam.")
+    lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    beta1: float = Field(
+        default=0.9, ge=0.0, lt=1.0, description="Decay rate of the running mean of gradients."
+    )
+    beta2: float = Field(
+        default=0.999,
+        ge=0.0,
+        lt=1.0,
+        description="Decay rate of the running mean of squared gradients.",
+    )
+    eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
+
+
+class AdamWConfig(_Section):
+    """AdamW: Adam with weight decay applied to the weights directly, not through the loss."""
+
+    name: Literal["adamw"] = Field(
+        default="adamw", description="Optimizer: Adam with decoupled decay."
+    )
+    lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    beta1: float = Field(
+        default=0.9, ge=0.0, lt=1.0, description="Decay rate of the running mean of gradients."
+    )
+    beta2: float = Field(
+        default=0.999,
+        ge=0.0,
+        lt=1.0,
+        description="Decay rate of the running mean of squared gradients.",
+    )
+    eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
+    weight_decay: float = Field(
+        default=0.01, ge=0.0, description="Fraction of each weight removed per step, times lr."
+    )
+
+
+class RMSpropConfig(_Section):
+    """RMSprop: steps divided by a running root-mean-square of the gradient."""
+
+    name: Literal["rmsprop"] = Field(default="rmsprop", description="Optimizer: RMSprop.")
+    lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    rho: float = Field(
+        default=0.9,
+        ge=0.0,
+        lt=1.0,
+        description="Decay rate of the running mean of squared gradients.",
+    )
+    eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
+    momentum: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Fraction of the previous step kept (0 = none)."
+    )
+
+
+OptimizerConfig = Annotated[
+    SGDConfig | AdamConfig | AdamWConfig | RMSpropConfig, Field(discriminator="name")
+]
+OPTIMIZERS: dict[str, type[_Section]] = {
+    "sgd": SGDConfig,
+    "adam": AdamConfig,
+    "adamw": AdamWConfig,
+    "rmsprop": RMSpropConfig,
+}
+_DEFAULT_OPTIMIZER = "adam"
+
+
+class ScheduleConfig(_Section):
+    """How the learning rate changes over the epochs."""
+
+    name: Literal["constant", "step", "cosine", "onecycle"] = Field(
+        default="constant", description="Learning-rate schedule."
+    )
+    warmup_epochs: float = Field(
+        default=0.0, ge=0.0, description="Epochs of linear warm-up from 0 to lr (0 = none)."
+    )
+    step_size: int = Field(
+        default=10, ge=1, description="For 'step': multiply lr by gamma every this many epochs."
+    )
+    gamma: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="For 'step': factor applied to lr."
+    )
+    min_lr: float = Field(
+        default=0.0, ge=0.0, description="Lowest lr reached by 'cosine' and 'onecycle'."
+    )
+
+
+class EarlyStoppingConfig(_Section):
+    """When to stop before the last epoch because validation loss stopped improving."""
+
+    patience: int | None = Field(
+        default=None,
+        ge=1,
+        description="Epochs without validation-loss improvement before stopping (null = never).",
+    )
+    min_delta: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Smallest decrease of validation loss that counts as improvement.",
+    )
+    restore_best: bool = Field(
+        default=True,
+        description="On stopping, go back to the weights with the lowest validation loss.",
+    )
+
+
+class TrainingConfig(_Section):
+    """The training loop: length, batches, randomness and threads."""
+
+    epochs: int = Field(default=20, ge=1, description="Passes over the training set.")
+    batch_size: int = Field(default=64, ge=1, description="Training examples per gradient step.")
+    seed: int = Field(
+        default=0, ge=0, description="Seed of every random choice (init, shuffling, ...)."
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="BLAS threads to use (null = the library's default)."
+    )
+    early_stopping: EarlyStoppingConfig = Field(
+        default_factory=EarlyStoppingConfig,
+        description="Stopping when validation stalls.",
+    )
+
+
+class AugmentConfig(_Section):
+    """Random distortions applied to each training batch as it is drawn."""
+
+    enabled: bool = Field(default=False, description="Distort training images on the fly.")
+    max_shift: float = Field(
+        default=2.0, ge=0.0, description="Largest shift in pixels along each axis."
+    )
+    max_rotation: float = Field(default=10.0, ge=0.0, description="Largest rotation in degrees.")
+    max_scale: float = Field(
+        default=0.1, ge=0.0, description="Largest relative change of size (0.1 = up to ±10%)."
+    )
+    elastic_alpha: float = Field(
+        default=0.0, ge=0.0, description="Strength of elastic distortion (0 = none)."
+    )
+    elastic_sigma: float = Field(
+        default=6.0, gt=0.0, description="Smoothness of elastic distortion, in pixels."
+    )
+
+
+class OutputConfig(_Section):
+    """Where runs are written."""
+
+    dir: str = Field(
+        default="runs", min_length=1, description="Folder that holds one folder per run."
+    )
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class Config(_Section):
+    """Everything that defines a training run."""
+
+    name: str | None = Field(
+        default=None, description="Run name and folder name (null = the config file's name)."
+    )
+    data: DataConfig = Field(default_factory=DataConfig, description="The dataset.")
+    model: ModelConfig = Field(description="The network.")
+    loss: Literal["cross_entropy", "mse"] = Field(
+        default="cross_entropy", description="Loss minimised during training."
+    )
+    regularization: RegularizationConfig = Field(
+        default_factory=RegularizationConfig, description="Weight penalties."
+    )
+    optimizer: OptimizerConfig = Field(
+        default_factory=AdamConfig, description="Optimizer, chosen by its 'name'."
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="Learning-rate schedule."
+    )
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="The loop.")
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="Training-time augmentation."
+    )
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _optimizer_name_defaults_to_adam(cls, data: Any) -> Any:
+        # An optimizer section without a name tunes the default optimizer.
+        if isinstance(data, dict):
+            optimizer = data.get("optimizer")
+            if isinstance(optimizer, dict) and "name" not in optimizer:
+                return {**data, "optimizer": {"name": _DEFAULT_OPTIMIZER, **optimizer}}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_safe_folder_name(cls, value: str | None) -> str | None:
+        if value is not None and not _SAFE_NAME.fullmatch(value):
+            raise _SettingError(
+                (
+                    (),
+                    "expected a folder name of at most 100 letters, digits, '.', '_' or '-'"
+                    f" that starts with a letter or digit, found {value!r}",
+                )
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> "Config":
+        problems: list[tuple[KeyPath, str]] = []
+        inputs = self.data.input_size**2
+        first, last = self.model.layers[0], self.model.layers[-1]
+        if first != inputs:
+            fix = f"use {inputs}"
+            sizes = {
+                side**2: side for side in get_args(DataConfig.model_fields["input_size"].annotation)
+            }
+            if first in sizes:
+                fix += f" or set data.input_size: {sizes[first]}"
+            problems.append(
+                (
+                    ("model", "layers"),
+                    f"starts with {first} but data.input_size is {self.data.input_size},"
+                    f" which gives {inputs} inputs; {fix}",
+                )
+            )
+        if last != MNIST_CLASSES:
+            problems.append(
+                (
+                    ("model", "layers"),
+                    f"ends with {last} but MNIST has {MNIST_CLASSES} classes;"
+                    f" the last layer must have {MNIST_CLASSES} units",
+                )
+            )
+        patience = self.training.early_stopping.patience
+        if patience is not None and self.data.validation_size == 0:
+            problems.append(
+                (
+                    ("training", "early_stopping", "patience"),
+                    f"is {patience} but data.validation_size is 0, so there is no validation"
+                    " loss to watch; set data.validation_size above 0 or remove patience",
+                )
+            )
+        if problems:
+            raise _SettingError(*problems)
+        return self
+
+
+def _layers_text(layers: Sequence[int]) -> str:
+    return "-".join(str(size) for size in layers)
+
+
+def _sections(
+    model: type[BaseModel], path: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], type[BaseModel]]:
+    """Every section of the schema by key path (the optimizer's sections are in `OPTIMIZERS`)."""
+    found: dict[tuple[str, ...], type[BaseModel]] = {path: model}
+    for key, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found.update(_sections(field.annotation, (*path, key)))
+    return found
+
+
+_SECTIONS = _sections(Config)
+_OPTIMIZER_PATH = ("optimizer",)
+_DROPOUT_PATH = ("model", "dropout")
+_DROPOUT_TAGS = ("list", "number")
+
+
+# --------------------------------------------------------------------------------------------
+# YAML
+# --------------------------------------------------------------------------------------------
+
+_CORE_SCHEMA = (
+    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", "~nN"),
+    ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("tag:yaml.org,2002:int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        "-+.0123456789",
+    ),
+)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _core_schema_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
+    """Implicit resolvers of the YAML 1.2 core schema, plus PyYAML's '<<' merge key.
+
+    PyYAML resolves plain scalars by YAML 1.1, where ``1e-3`` is text, ``no`` is false,
+    ``012`` is ten and ``1000-10-10`` is a date; config files should mean what they look like.
+    """
+    table: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
+    for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items():
+        merge = [(tag, regexp) for tag, regexp in entries if tag == _MERGE_TAG]
+        if merge:
+            table[first] = merge
+    for tag, pattern, firsts in _CORE_SCHEMA:
+        regexp = re.compile(rf"^(?:{pattern})$")
+        # The empty plain scalar (a key with no value) is null; its first character is ''.
+        for first in [*firsts, ""] if tag.endswith(":null") else firsts:
+            table.setdefault(first, []).append((tag, regexp))
+    return table
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader resolving plain scalars by the YAML 1.2 core schema."""
+
+    yaml_implicit_resolvers = _core_schema_resolvers()
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe dumper that quotes text which `_Loader` would otherwise read as a number."""
+
+    yaml_implicit_resolvers = _core_schema_resolvers()
+
+
+def _scalar_error(node: yaml.Node, expected: str) -> yaml.constructor.ConstructorError:
+    return yaml.constructor.ConstructorError(
+        None, None, f"expected {expected}, found {node.value!r}", node.start_mark
+    )
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    assert isinstance(node, yaml.ScalarNode)
+    text = loader.construct_scalar(node).replace("_", "")
+    try:
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        return int(text, 10)
+    except ValueError:
+        raise _scalar_error(node, "an integer") from None
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+    assert isinstance(node, yaml.ScalarNode)
+    text = loader.construct_scalar(node).replace("_", "").lower()
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    if body == ".inf":
+        return sign * float("inf")
+    if body == ".nan":
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        raise _scalar_error(node, "a number") from None
+
+
+def _construct_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
+    assert isinstance(node, yaml.ScalarNode)
+    text = loader.construct_scalar(node).lower()
+    if text not in ("true", "false"):
+        raise _scalar_error(node, "true or false")
+    return text == "true"
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_Loader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
+
+Origins = dict[KeyPath, str]
+"""Where each key path's value came from: ``'file.yaml:12'`` or ``'--set key=value'``."""
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, Origins, bool]:
+    """Parse one YAML document into plain data and the line of every key path.
+
+    Returns (data, origins, empty); `empty` is true when the document holds no node at all.
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}, True
+        origins: Origins = {(): f"{source}:{node.start_mark.line + 1}"}
+        _record_keys(loader, node, (), origins, source, set())
+        return loader.construct_document(node), origins, False
+    except ConfigError:
+        raise
+    except yaml.YAMLError as exc:
+        raise ConfigError(_describe_yaml_error(exc, source)) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
+        ) from None
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        # PyYAML's remaining constructors (explicit !!timestamp, !!binary ...) raise these.
+        raise ConfigError(f"{source}: a value could not be read ({exc}).") from None
+    finally:
+        loader.dispose()
+
+
+def _record_keys(
+    loader: _Loader,
+    node: yaml.Node,
+    path: KeyPath,
+    origins: Origins,
+    source: str,
+    visited: set[int],
+) -> None:
+    """Walk the node tree: note each key path's line and refuse duplicate or non-text keys."""
+    # An alias repeats a node already walked; walking it again could take exponential time.
+    if id(node) in visited:
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(
+                    f"{source}:{line}: {_where_in(path)}has a list or mapping as a key, but keys"
+                    " must be names such as 'epochs'."
+                )
+            key = loader.construct_object(key_node)
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"{source}:{line}: {_where_in(path)}has the key {_show(key)}, but keys must"
+                    " be names such as 'epochs'; put quotes around it if it is meant as one."
+                )
+            if key in first_lines:
+                raise ConfigError(
+                    f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
+                    f" set on line {first_lines[key]}. Keep only one of the two lines."
+                )
+            first_lines[key] = line
+            origins[(*path, key)] = f"{source}:{line}"
+            _record_keys(loader, value_node, (*path, key), origins, source, visited)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            origins[(*path, index)] = f"{source}:{item.start_mark.line + 1}"
+            _record_keys(loader, item, (*path, index), origins, source, visited)
+
+
+def _where_in(path: KeyPath) -> str:
+    return f"{_dotted(path)} " if path else "the top level "
+
+
+_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
+
+
+def _describe_yaml_error(exc: yaml.YAMLError, source: str) -> str:
+    """One paragraph for a YAML syntax or construction error, citing file:line:column."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        what = (
+            f"byte #x{exc.character[0]:02x}"
+            if isinstance(exc.character, bytes)
+            else f"character #x{exc.character:04x}"
+        )
+        return (
+            f"{source}: invalid YAML: {what} at position {exc.position} is not allowed"
+            f" ({exc.reason}); a config file must be plain text."
+        )
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"{source}: invalid YAML: {exc}."
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+    problem = exc.problem or exc.context or "unreadable YAML"
+    tag = re.search(r"constructor for the tag '([^']*)'", problem)
+    if tag:
+        shown = tag.group(1).replace(_YAML_TAG_PREFIX, "!!")
+        return (
+            f"{where}: the tag '{shown}' is not allowed: a config file holds only plain data"
+            " (text, numbers, true/false, lists and mappings), never Python objects or"
+            " other tagged values; remove the tag."
+        )
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        return f"{where}: a value could not be read: {problem}."
+    context = ""
+    if exc.context and exc.problem:
+        context = f" ({exc.context}"
+        if exc.context_mark is not None and mark is not None and exc.context_mark.line != mark.line:
+            context += f" on line {exc.context_mark.line + 1}"
+        context += ")"
+    return (
+        f"{where}: invalid YAML: {problem}{context}. Check the indentation, the ': ' after each"
+        " key and that quotes and brackets are closed."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides
+# --------------------------------------------------------------------------------------------
+
+
+def _override_source(text: str) -> str:
+    return f"--set {text}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``KEY.PATH=VALUE`` into its key path and its value read as YAML.
+
+    ``"training.epochs=5"`` gives ``(["training", "epochs"], 5)``; ``"optimizer.lr=1e-3"``
+    gives 0.001; ``"model.layers=784-100-10"`` gives the text ``"784-100-10"``; an empty
+    value gives None. The key path is checked against the schema.
+    """
+    source = _override_source(text)
+    key, equals, raw = text.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not equals or not all(path):
+        raise ConfigError(
+            f"{source}: expected KEY=VALUE with a dotted key, for example"
+            " --set training.epochs=5 or --set optimizer.lr=1e-3."
+        )
+    _check_key_path(path, source)
+    value, _, _ = _parse_yaml(raw, source)
+    return path, value
+
+
+def _check_key_path(path: Sequence[str], source: str) -> None:
+    """Refuse a key path that names no setting, with the same words as an unknown YAML key."""
+    section: tuple[str, ...] = ()
+    for depth, key in enumerate(path):
+        if section == _OPTIMIZER_PATH:
+            allowed = list(dict.fromkeys(k for m in OPTIMIZERS.values() for k in m.model_fields))
+        elif section in _SECTIONS:
+            allowed = list(_SECTIONS[section].model_fields)
+        else:
+            raise ConfigError(
+                f"{source}: {_dotted(section)} is a single setting, not a section,"
+                f" so it has no key '{key}'."
+            )
+        if key not in allowed:
+            raise ConfigError(_unknown_key(source, tuple(path[: depth + 1]), allowed, None))
+        section = (*section, key)
+
+
+def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
+    """Set one ``--set`` override in `data` (in place) and record where the value came from."""
+    path, value = parse_override(text)
+    source = _override_source(text)
+    node = data
+    for depth, key in enumerate(path[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(
+                f"{source}: {_dotted(tuple(path[: depth + 1]))} is {_show(child)} in the config,"
+                f" not a section, so it has no key '{path[depth + 1]}'."
+            )
+        node = child
+    node[path[-1]] = value
+    key_path = tuple(path)
+    for old in [p for p in origins if p[: len(key_path)] == key_path]:
+        del origins[old]
+    for depth in range(1, len(key_path) + 1):
+        origins.setdefault(key_path[:depth], source)
+    origins[key_path] = source
+
+
+# --------------------------------------------------------------------------------------------
+# Error messages
+# --------------------------------------------------------------------------------------------
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = 60
+_REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = 6
+_REPR.maxlevel = 2
+
+
+def _show(value: Any) -> str:
+    """A found value as the user would recognise it from their YAML."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return f"a section {_REPR.repr(value)}"
+    if isinstance(value, list):
+        return f"a list {_REPR.repr(value)}"
+    return _REPR.repr(value)
+
+
+def _dotted(path: Sequence[str | int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _did_you_mean(word: Any, choices: Sequence[Any]) -> str:
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _unknown_key(where: str, path: KeyPath, allowed: Sequence[str], optimizer: str | None) -> str:
+    key = path[-1]
+    section = _dotted(path[:-1])
+    if optimizer is not None:
+        owners = [name for name, model in OPTIMIZERS.items() if key in model.model_fields]
+        belongs = (
+            f"; {key} is a setting of optimizer {' and '.join(owners)}, so set optimizer.name"
+            " to one of those or remove it"
+            if owners
+            else _did_you_mean(key, allowed)
+        )
+        return (
+            f"{where}: unknown key '{_dotted(path)}' for optimizer '{optimizer}'{belongs}"
+            f" (allowed keys for {optimizer}: {', '.join(allowed)})."
+        )
+    scope = f"in {section}" if section else "at the top level"
+    return (
+        f"{where}: unknown key '{_dotted(path)}'{_did_you_mean(key, allowed)}"
+        f" (allowed keys {scope}: {', '.join(allowed)})."
+    )
+
+
+_REQUIRED_HINTS = {
+    ("model",): "add a model section, e.g. 'model: {layers: 784-100-10}'",
+    ("model", "layers"): "add e.g. 'layers: 784-100-10' under model",
+}
+
+
+def _literal_choices(path: KeyPath, optimizer: str | None) -> list[Any]:
+    """The allowed values of a Literal setting, or [] when `path` is not one."""
+    if len(path) < 1 or not isinstance(path[-1], str):
+        return []
+    section = (
+        OPTIMIZERS.get(optimizer or "")
+        if path[:-1] == _OPTIMIZER_PATH
+        else _SECTIONS.get(tuple(str(p) for p in path[:-1]))
+    )
+    if section is None or path[-1] not in section.model_fields:
+        return []
+    annotation = section.model_fields[path[-1]].annotation
+    return list(get_args(annotation)) if get_origin(annotation) is Literal else []
+
+
+def _bound(kind: str, ctx: Mapping[str, Any]) -> str:
+    limit = ctx[kind]
+    noun = "an integer" if isinstance(limit, int) else "a number"
+    words = {
+        "gt": "greater than",
+        "ge": "greater than or equal to",
+        "lt": "less than",
+        "le": "less than or equal to",
+    }
+    return f"expected {noun} {words[kind]} {_number(limit)}"
+
+
+def _explain(error: Mapping[str, Any], path: KeyPath, optimizer: str | None) -> str:
+    """Pydantic's error as plain words: what was expected and what was found."""
+    kind = error["type"]
+    ctx: Mapping[str, Any] = error.get("ctx", {})
+    found = _show(error.get("input"))
+    simple = {
+        "int_type": "expected an integer",
+        "float_type": "expected a number",
+        "bool_type": "expected true or false",
+        "string_type": "expected text",
+        "list_type": "expected a list",
+        "model_type": "expected a section of keys",
+        "dict_type": "expected a section of keys",
+        "model_attributes_type": "expected a section of keys",
+        "finite_number": "expected a finite number",
+        "dropout_type": "expected a drop probability in [0, 1) or a list of them",
+    }
+    bounds = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt"}
+    bounds["less_than_equal"] = "le"
+    quoted = _quoted_scalar(error.get("input"))
+    if quoted and kind in ("int_type", "float_type", "bool_type", "literal_error"):
+        found += f" in quotes, which makes it text; write {quoted} without quotes"
+        kind = "literal_quoted" if kind == "literal_error" else kind
+    if kind in simple:
+        return f"{simple[kind]}, found {found}"
+    if kind in bounds:
+        return f"{_bound(bounds[kind], ctx)}, found {found}"
+    if kind in ("literal_error", "literal_quoted"):
+        choices = _literal_choices(path, optimizer)
+        listed = ", ".join(str(c) for c in choices) if choices else ctx.get("expected")
+        hint = _did_you_mean(error.get("input"), choices) if kind == "literal_error" else ""
+        return f"expected one of {listed}, found {found}{hint}"
+    if kind == "union_tag_invalid":
+        tag = error.get("input", {}).get("name") if isinstance(error.get("input"), dict) else None
+        return (
+            f"expected one of {', '.join(OPTIMIZERS)}, found {_show(tag)}"
+            f"{_did_you_mean(tag, list(OPTIMIZERS))}"
+        )
+    if kind == "too_short":
+        return (
+            f"expected at least {ctx.get('min_length')} items, found {ctx.get('actual_length')}"
+            if isinstance(error.get("input"), list)
+            else f"expected at least {ctx.get('min_length')} characters, found {found}"
+        )
+    if kind == "missing":
+        required = _REQUIRED_HINTS.get(tuple(str(p) for p in path))
+        return "this required key is missing" + (f"; {required}" if required else "")
+    message = str(error.get("msg", "invalid value")).rstrip(".")
+    return f"{message[:1].lower()}{message[1:]}, found {found}"
+
+
+def _quoted_scalar(value: Any) -> str:
+    """`value` if it is text that YAML would read as a number or true/false without quotes."""
+    if not isinstance(value, str) or len(value) > 40:
+        return ""
+    try:
+        plain = yaml.load(value, Loader=_Loader)
+    except yaml.YAMLError:
+        return ""
+    return value if isinstance(plain, int | float) else ""
+
+
+def _origin(path: KeyPath, origins: Origins, source: str) -> str:
+    """The most precise known origin of `path`: its own line, else its nearest parent's."""
+    for depth in range(len(path), -1, -1):
+        if path[:depth] in origins:
+            return origins[path[:depth]]
+    return source
+
+
+def _clauses(error: Mapping[str, Any], origins: Origins, source: str) -> list[tuple[KeyPath, str]]:
+    """One or more (key path, ``where: key: problem.``) clauses for one pydantic error."""
+    loc: list[str | int] = list(error["loc"])
+    optimizer = None
+    # Discriminated unions add the chosen branch to the location; the user never wrote it.
+    if tuple(loc[:1]) == _OPTIMIZER_PATH and len(loc) > 1 and loc[1] in OPTIMIZERS:
+        optimizer = str(loc.pop(1))
+    if tuple(loc[:2]) == _DROPOUT_PATH and len(loc) > 2 and loc[2] in _DROPOUT_TAGS:
+        loc.pop(2)
+    path: KeyPath = tuple(loc)
+    if error["type"] == "union_tag_invalid":
+        path = (*path, "name")
+    if error["type"] == "extra_forbidden":
+        if optimizer is not None:
+            allowed = list(OPTIMIZERS[optimizer].model_fields)
+        else:
+            allowed = list(_SECTIONS[tuple(str(p) for p in path[:-1])].model_fields)
+        return [(path, _unknown_key(_origin(path, origins, source), path, allowed, optimizer))]
+    invalid = error.get("ctx", {}).get("error")
+    if isinstance(invalid, _SettingError):
+        problems = [((*path, *rel), text) for rel, text in invalid.problems]
+    else:
+        problems = [(path, _explain(error, path, optimizer))]
+    return [
+        (p, f"{_origin(p, origins, source)}: {_dotted(p) + ': ' if p else ''}{_sentence(text)}")
+        for p, text in problems
+    ]
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith(("?", ".")) else f"{text}."
+
+
+_MAX_CLAUSES = 12
+_LINE = re.compile(r":([0-9]+)$")
+
+
+def _line_of(origin: str) -> float:
+    line = _LINE.search(origin)
+    return int(line.group(1)) if line else float("inf")
+
+
+def _validate(data: Any, origins: Origins, source: str) -> Config:
+    """Validate plain data as a `Config`, turning every problem into one `ConfigError`."""
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else _show(data)
+        raise ConfigError(
+            f"{_origin((), origins, source)}: the top level of a config must be a mapping of"
+            f" sections (model:, data:, optimizer:, ...), found {kind}."
+        )
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        clauses = [
+            c for error in exc.errors(include_url=False) for c in _clauses(error, origins, source)
+        ]
+    # File order first; overrides (no line number) after the file they override.
+    clauses.sort(key=lambda clause: _line_of(_origin(clause[0], origins, source)))
+    lines = [text for _, text in clauses]
+    if len(lines) > _MAX_CLAUSES:
+        lines = [*lines[:_MAX_CLAUSES], f"... and {len(lines) - _MAX_CLAUSES} more problems."]
+    raise ConfigError("\n".join(lines))
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def default_config_path() -> str:
+    """The config used when none is given, relative to the project root."""
+    return "configs/mnist-400-25-10.yaml"
+
+
+def _read_text(path: Path, source: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file '{source}' not found (looked for {path.absolute()}); check the path,"
+            f" or start from {default_config_path()}."
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"config file '{source}' is a folder; give the path of a .yaml file in it."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file '{source}' could not be read: {exc.strerror}.") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file '{source}' is not UTF-8 text (byte {exc.start} cannot be decoded);"
+            " save it as UTF-8."
+        ) from None
+
+
+def _load(text: str, source: str, overrides: Sequence[str], default_name: str | None) -> Config:
+    data, origins, empty = _parse_yaml(text, source)
+    if empty:
+        raise ConfigError(
+            f"config file '{source}' is empty; it needs at least a model section,"
+            " e.g. 'model: {layers: 784-100-10}'."
+        )
+    if isinstance(data, dict):
+        for override in overrides:
+            _apply_override(data, override, origins)
+        if data.get("name") is None and default_name is not None:
+            data["name"] = default_name
+            origins[("name",)] = f"{source} (the run name comes from the file name; set name:)"
+    return _validate(data, origins, source)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read, override and validate a YAML config file.
+
+    `overrides` are ``KEY.PATH=VALUE`` strings applied in order after reading, as given to
+    ``--set`` (values are read as YAML: ``training.epochs=5``, ``model.layers=784-100-10``).
+    `name` defaults to the file's stem. Raises `ConfigError` on any problem.
+    """
+    source = str(path)
+    text = _read_text(Path(path), source)
+    return _load(text, source, overrides, Path(path).stem)
+
+
+def config_from_yaml(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> Config:
+    """Validate a config given as YAML text; `source` names it in error messages."""
+    return _load(text, source, overrides, None)
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
+    """Validate a config given as plain data, e.g. ``cfg.model_dump()`` kept in a checkpoint."""
+    plain = dict(data) if isinstance(data, Mapping) else data
+    return _validate(plain, {}, source)
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML that `load_config` reads back to an equal `Config`."""
+    return yaml.dump(
+        cfg.model_dump(mode="json"),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+    )
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON schema of a config file, with every setting's default and description."""
+    return Config.model_json_schema()
