@@ -1,0 +1,420 @@
+"""Turn MNIST digits and users' pictures into the network's input vectors.
+
+MNIST was built by size-normalising each digit to fit a 20x20 box (aspect ratio kept,
+anti-aliased) and pasting it into a 28x28 frame so that its centre of mass sits at the
+centre, white ink (high values) on black. A network trained on it only works on pictures
+that look the same, so `mnist_style` reproduces that construction for whatever a user
+hands over: black ink on white paper, a digit in a corner of a large photo, a transparent
+PNG, a 16-bit scan, a rotated phone JPEG.
+
+Both kinds of image then go through one and the same input transform
+(`digits_to_inputs` for MNIST's uint8 arrays, `prepare_inputs` for prepared pictures):
+scale to the model's input size by exact area averaging and flatten.
+
+Left out on purpose: segmenting several digits in one picture, removing uneven lighting
+or shadows (the background is taken as one level, from the border), perspective
+correction, and choosing among colour channels (colour pictures are reduced to luma).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mlp_cli.errors import ImageError, UsageError
+
+FloatArray = npt.NDArray[np.float32]
+
+MNIST_SIDE = 28  # side of an MNIST image, in pixels
+BOX_SIDE = 20  # MNIST digits are scaled so that their longer side is this long
+MNIST_CENTRE = 14.0  # row/column index MNIST puts the centre of mass at (measured: 13.99, 14.01)
+MAX_SIDE = 1024  # larger pictures are first reduced by area averaging; the digit ends at 20 px
+
+# Formats `open_image` accepts (Pillow names). MPO is how Pillow opens many camera JPEGs.
+FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "TIFF", "WEBP")
+_FORMAT_LIST = "PNG, JPEG, BMP, GIF, TIFF or WebP"
+
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_UINT16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+BORDER_FRACTION = 0.02  # width of the border ring, as a fraction of the shorter side
+NOISE_SIGMAS = 3.0  # deviations from the background below this many noise sigmas are not ink
+INK_FLOOR = 0.15  # ... nor below this fraction of the ink's strong level (JPEG ringing, halos)
+INK_PERCENTILE = 90.0  # this percentile of the ink's contrast is mapped to 1
+MIN_CONTRAST = 0.02  # on a [0, 1] scale: weaker "ink" than this is an empty picture
+BOX_TRIM = 0.01  # mass fraction trimmed off each side to find the digit's core box
+
+
+# --- the model's input transform (MNIST and prepared pictures alike) ------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _area_matrix(n_in: int, n_out: int) -> FloatArray:
+    """Overlap weights (n_out, n_in): row i averages the input span output pixel i covers.
+
+    Output pixel i covers [i, i+1) * n_in / n_out in input coordinates; its weight on input
+    pixel j is the length of the overlap with [j, j+1), divided by the span's length, so
+    every row sums to 1.
+    """
+    scale = n_in / n_out
+    edges = np.arange(n_out + 1, dtype=np.float64) * scale  # (n_out + 1,)
+    left = np.arange(n_in, dtype=np.float64)  # (n_in,)
+    overlap = np.minimum(edges[1:, None], left[None, :] + 1) - np.maximum(
+        edges[:-1, None], left[None, :]
+    )  # (n_out, n_in)
+    weights: FloatArray = (np.clip(overlap, 0.0, None) / scale).astype(np.float32)
+    weights.flags.writeable = False
+    return weights
+
+
+def _area_resize(images: FloatArray, size: int) -> FloatArray:
+    """Area-average a batch (N, 28, 28) of floats to (N, size, size)."""
+    if size == MNIST_SIDE:
+        return images
+    weights = _area_matrix(MNIST_SIDE, size)  # (size, 28)
+    out: FloatArray = np.matmul(np.matmul(weights, images), weights.T)  # (N, size, size)
+    return out
+
+
+def _check_size(size: int) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise UsageError(
+            f"The input size must be a positive whole number of pixels per side "
+            f"(28 for MNIST as is, 20 for the smaller input); got {size!r}."
+        )
+
+
+def resize_digits(images: npt.NDArray[np.uint8], size: int) -> FloatArray:
+    """Scale uint8 MNIST digits (N, 28, 28) to float32 (N, size, size) in [0, 1].
+
+    Each output pixel is the mean of the input area it covers (exact area averaging, also
+    for sizes that do not divide 28, such as 20).
+    """
+    _check_size(size)
+    if images.ndim != 3 or images.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
+        raise UsageError(f"Digits must be an array of shape (N, 28, 28); got shape {images.shape}.")
+    if images.dtype != np.uint8:
+        raise UsageError(f"Digits must be uint8 (0-255 as in MNIST); got {images.dtype}.")
+    scaled = images.astype(np.float32) / np.float32(255.0)  # (N, 28, 28)
+    return _area_resize(scaled, size)
+
+
+def digits_to_inputs(images: npt.NDArray[np.uint8], size: int) -> FloatArray:
+    """The network's inputs for uint8 MNIST digits: float32 (N, size*size), C-contiguous."""
+    resized = resize_digits(images, size)  # (N, size, size)
+    return np.ascontiguousarray(resized.reshape(len(resized), size * size))
+
+
+def prepare_inputs(images: Sequence[npt.NDArray[np.floating]], size: int) -> FloatArray:
+    """The network's inputs for prepared pictures, each (28, 28) in [0, 1]: (N, size*size).
+
+    Uses the same area averaging as `digits_to_inputs`, so MNIST digits and users' pictures
+    reach the model through an identical transform.
+    """
+    _check_size(size)
+    for index, image in enumerate(images):
+        if image.shape != (MNIST_SIDE, MNIST_SIDE):
+            raise UsageError(
+                f"Prepared image {index} must have shape (28, 28) (see mnist_style); "
+                f"got {image.shape}."
+            )
+    if len(images) == 0:
+        return np.zeros((0, size * size), dtype=np.float32)
+    stacked = np.stack([np.asarray(image, dtype=np.float32) for image in images])  # (N, 28, 28)
+    resized = _area_resize(stacked, size)  # (N, size, size)
+    return np.ascontiguousarray(resized.reshape(len(images), size * size))
+
+
+# --- reading files ---------------------------------------------------------------------------
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Read an image file fully into memory, with its EXIF orientation applied.
+
+    Accepts PNG, JPEG, BMP, GIF, TIFF and WebP (the first frame of animations). Pillow's
+    decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) is enforced as an error, not a
+    warning. Raises ImageError naming the file for a missing file, a directory, a file that
+    is not a supported image, a truncated or corrupt image, or one that is too large.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(
+            f"Image file {path} does not exist. Give the path of a {_FORMAT_LIST} file."
+        )
+    if path.is_dir():
+        raise ImageError(
+            f"{path} is a directory, not an image file. Give the path of one {_FORMAT_LIST} file."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=FORMATS) as image:
+                image.load()
+                # The transposed copy holds the pixels in memory and leaves the file closed.
+                oriented = ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise ImageError(
+            f"Image {path} is too large to open safely: {error} Larger pictures are "
+            f"refused as possible decompression bombs; scale or crop it (a digit needs "
+            f"only a few hundred pixels per side) and try again."
+        ) from error
+    except UnidentifiedImageError as error:
+        raise ImageError(
+            f"{path} is not an image this program can read: expected a {_FORMAT_LIST} "
+            f"file, but Pillow recognises none of these formats in it. Convert it to PNG "
+            f"and try again."
+        ) from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        # Pillow reports truncated and corrupt data as OSError, SyntaxError or EOFError.
+        raise ImageError(
+            f"Image {path} could not be read: {error}. The file looks truncated or "
+            f"corrupt; save or export it again as a {_FORMAT_LIST} file."
+        ) from error
+    return oriented
+
+
+# --- users' pictures -> MNIST conventions ------------------------------------------------------
+
+
+def _luma(rgb: npt.NDArray[np.uint8]) -> FloatArray:
+    """ITU-R 601 luma of (H, W, 3) uint8 colours, in [0, 1] (the weights Pillow's "L" uses)."""
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    luma: FloatArray = (rgb.astype(np.float32) @ weights) / np.float32(255.0)
+    return luma
+
+
+def _flatten_transparency(image: Image.Image) -> Image.Image:
+    """Composite a picture with transparency onto an opaque background.
+
+    Converting straight to greyscale would drop alpha and keep the colour under transparent
+    pixels, which is often black: black ink on a transparent sheet then vanishes. The
+    background is white, except when everything visible is one light colour (a white or
+    pale digit drawn on a transparent layer), which would vanish on white; then it is black.
+    """
+    if image.mode in _UINT16_MODES or image.mode in ("I", "F"):
+        return image  # colour-key transparency on 16-bit or float scans is not honoured
+    if image.mode not in _ALPHA_MODES and "transparency" not in image.info:
+        return image
+    rgba = image.convert("RGBA")
+    pixels = np.asarray(rgba)  # (H, W, 4)
+    alpha = pixels[..., 3]
+    if alpha.min() == 255:
+        return rgba.convert("RGB")
+    visible = _luma(pixels[..., :3])[alpha >= 128]
+    light_uniform_ink = (
+        visible.size > 0
+        and float(np.percentile(visible, 95) - np.percentile(visible, 5)) < 0.25
+        and float(np.median(visible)) > 0.5
+    )
+    background = (0, 0, 0, 255) if light_uniform_ink else (255, 255, 255, 255)
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, background), rgba).convert("RGB")
+
+
+def _grey(image: Image.Image) -> FloatArray:
+    """Greyscale float32 (H, W) in [0, 1], whatever the mode and bit depth."""
+    mode = image.mode
+    if mode in _UINT16_MODES:
+        return np.asarray(image).astype(np.float32) / np.float32(65535.0)
+    if mode in ("I", "F"):
+        values = np.nan_to_num(np.asarray(image).astype(np.float64))
+        low, high = float(values.min()), float(values.max())
+        if low >= 0.0 and mode == "F" and high <= 1.0:
+            full = 1.0
+        elif low >= 0.0:
+            # the smallest common bit depth that holds the data
+            full = next(bits for bits in (255.0, 65535.0, 2.0**32 - 1) if high <= bits)
+        else:
+            values, full = values - low, max(high - low, 1e-12)
+        return np.clip(values / full, 0.0, 1.0).astype(np.float32)
+    if mode == "LAB":
+        grey = image.getchannel("L")  # L* is lightness already
+    elif mode in ("CMYK", "HSV"):
+        grey = image.convert("RGB").convert("L")
+    else:
+        grey = image.convert("L")
+    return np.asarray(grey).astype(np.float32) / np.float32(255.0)
+
+
+def _reduce_large(grey: FloatArray) -> FloatArray:
+    """Area-average pictures over MAX_SIDE pixels down to about MAX_SIDE: the digit ends at
+    20 px anyway, and the statistics below then run on a bounded number of pixels."""
+    factor = -(-max(grey.shape) // MAX_SIDE)  # ceil
+    if factor <= 1:
+        return grey
+    return np.asarray(Image.fromarray(grey).reduce(factor), dtype=np.float32)
+
+
+def _border(grey: FloatArray) -> FloatArray:
+    """The outer ring of pixels, BORDER_FRACTION of the shorter side wide (at least 1)."""
+    height, width = grey.shape
+    ring = max(1, round(BORDER_FRACTION * min(height, width)))
+    if 2 * ring >= min(height, width):
+        return grey.ravel()
+    mask = np.ones(grey.shape, dtype=bool)
+    mask[ring:-ring, ring:-ring] = False
+    return grey[mask]
+
+
+def _background(grey: FloatArray) -> tuple[float, float]:
+    """Background level (median of the border) and noise (its scaled MAD, a robust sigma)."""
+    border = _border(grey)
+    level = float(np.median(border))
+    noise = 1.4826 * float(np.median(np.abs(border - level)))
+    return level, noise
+
+
+def _light_ink(grey: FloatArray) -> FloatArray:
+    """Invert if the ink is darker than the background, so that ink is light on dark.
+
+    The side of the background level carrying more mass beyond the noise is the ink.
+    """
+    level, noise = _background(grey)
+    deviation = grey - level
+    lighter = float(np.clip(deviation - NOISE_SIGMAS * noise, 0.0, None).sum())
+    darker = float(np.clip(-deviation - NOISE_SIGMAS * noise, 0.0, None).sum())
+    return (1.0 - grey).astype(np.float32) if darker > lighter else grey
+
+
+def _ink(grey: FloatArray, source: str) -> FloatArray:
+    """Separate light ink from the background: background 0, the ink's strong level 1.
+
+    Deviations within the noise or under INK_FLOOR of the ink's strong level (paper texture,
+    JPEG ringing) go to 0; the rest, less the noise threshold, is rescaled linearly so the
+    strong level maps to 1, and clipped to [0, 1].
+    """
+    level, noise = _background(grey)
+    contrast = grey - level  # (H, W)
+    candidates = contrast[contrast > NOISE_SIGMAS * noise]
+    strong = float(np.percentile(candidates, INK_PERCENTILE)) if candidates.size else 0.0
+    if strong <= max(2 * NOISE_SIGMAS * noise, MIN_CONTRAST):
+        raise ImageError(
+            f"Image {source} holds no ink / digit: after removing the background (level "
+            f"{level:.2f} on a 0-1 scale, taken from the border) nothing stands out from "
+            f"the paper and its noise. Give a picture of one handwritten digit, dark on "
+            f"light or light on dark."
+        )
+    # Noise is subtracted (soft threshold: no step at its edge); the floor only cuts, so that
+    # the faint anti-aliased edges of clean digits above it keep their values.
+    noise_cut = NOISE_SIGMAS * noise
+    ink = np.where(
+        contrast > INK_FLOOR * strong, (contrast - noise_cut) / (strong - noise_cut), 0.0
+    )
+    return np.clip(ink, 0.0, 1.0).astype(np.float32)
+
+
+def _despeckled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Ink pixels with at least 2 ink neighbours in their 3x3 window (drops specks)."""
+    padded = np.pad(mask, 1).astype(np.uint8)
+    height, width = mask.shape
+    count = sum(
+        padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)
+    )  # (H, W), including the pixel itself
+    result: npt.NDArray[np.bool_] = mask & (count >= 3)
+    return result
+
+
+def _trimmed_span(mass: FloatArray) -> tuple[int, int]:
+    """First and last index of a 1-D mass profile after trimming BOX_TRIM off each end."""
+    cumulative = np.cumsum(mass, dtype=np.float64)
+    total = cumulative[-1]
+    first = int(np.searchsorted(cumulative, BOX_TRIM * total, side="right"))
+    last = int(np.searchsorted(cumulative, (1.0 - BOX_TRIM) * total, side="left"))
+    return first, max(first, last)
+
+
+def _ink_box(ink: FloatArray) -> tuple[int, int, int, int]:
+    """Bounding box (top, bottom, left, right; inclusive) of the digit, ignoring specks.
+
+    Start from the box holding all but BOX_TRIM of the ink's mass on each side, then grow it
+    while the next row or column touching it holds despeckled ink: strokes are followed to
+    their ends, while specks separated from the digit by empty background are left out.
+    """
+    solid = _despeckled(ink > 0)
+    if not solid.any():
+        solid = ink > 0  # a digit drawn with single pixels: keep what there is
+    weighted = np.where(solid, ink, 0.0)
+    top, bottom = _trimmed_span(weighted.sum(axis=1))
+    left, right = _trimmed_span(weighted.sum(axis=0))
+    height, width = ink.shape
+    grown = True
+    while grown:
+        grown = False
+        lo_c, hi_c = max(left - 1, 0), min(right + 2, width)
+        lo_r, hi_r = max(top - 1, 0), min(bottom + 2, height)
+        if top > 0 and solid[top - 1, lo_c:hi_c].any():
+            top, grown = top - 1, True
+        if bottom < height - 1 and solid[bottom + 1, lo_c:hi_c].any():
+            bottom, grown = bottom + 1, True
+        if left > 0 and solid[lo_r:hi_r, left - 1].any():
+            left, grown = left - 1, True
+        if right < width - 1 and solid[lo_r:hi_r, right + 1].any():
+            right, grown = right + 1, True
+    return top, bottom, left, right
+
+
+def _fit_box(digit: FloatArray) -> FloatArray:
+    """Scale a cropped digit so its longer side is BOX_SIDE, keeping the aspect ratio."""
+    height, width = digit.shape
+    longer = max(height, width)
+    new_size = (max(1, round(width * BOX_SIDE / longer)), max(1, round(height * BOX_SIDE / longer)))
+    if new_size == (width, height):
+        return digit
+    resized = Image.fromarray(digit).resize(new_size, Image.Resampling.LANCZOS)
+    scaled = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    # Shrinking thin strokes dims them; MNIST strokes reach full intensity.
+    peak = float(scaled.max())
+    return scaled / np.float32(peak) if peak > 0 else scaled
+
+
+def _centre_by_mass(digit: FloatArray) -> FloatArray:
+    """Paste a (h, w) digit, h, w <= 28, into a 28x28 frame with its centre of mass at
+    MNIST_CENTRE, shifted by whole pixels and kept entirely inside the frame."""
+    height, width = digit.shape
+    total = float(digit.sum())
+    row_com = float(digit.sum(axis=1) @ np.arange(height)) / total
+    col_com = float(digit.sum(axis=0) @ np.arange(width)) / total
+    top = min(max(round(MNIST_CENTRE - row_com), 0), MNIST_SIDE - height)
+    left = min(max(round(MNIST_CENTRE - col_com), 0), MNIST_SIDE - width)
+    frame = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
+    frame[top : top + height, left : left + width] = digit
+    return frame
+
+
+def mnist_style(image: Image.Image, *, source: str = "<image>") -> FloatArray:
+    """A user's picture of one digit as an MNIST digit: float32 (28, 28) in [0, 1].
+
+    Applies EXIF orientation, flattens transparency, reduces to greyscale (any bit depth),
+    makes the ink light on a dark background, removes the background and its noise, crops
+    to the digit, scales its longer side to 20 pixels and centres it by mass in a 28x28
+    frame. MNIST digits themselves pass through nearly unchanged. Raises ImageError naming
+    `source` when the picture holds no ink.
+    """
+    oriented = ImageOps.exif_transpose(image)
+    if oriented.width == 0 or oriented.height == 0:
+        raise ImageError(f"Image {source} is empty (0 pixels); give a picture of a digit.")
+    grey = _reduce_large(_grey(_flatten_transparency(oriented)))  # (H, W)
+    ink = _ink(_light_ink(grey), source)  # (H, W)
+    top, bottom, left, right = _ink_box(ink)
+    digit = _fit_box(ink[top : bottom + 1, left : right + 1])  # (h, w), max(h, w) == 20
+    return _centre_by_mass(digit)
+
+
+def raw_image(image: Image.Image, *, source: str = "<image>") -> FloatArray:
+    """A picture taken as already in MNIST form: float32 (28, 28) in [0, 1].
+
+    Only converts to greyscale (any bit depth) and resizes to 28x28 if it is another size;
+    no inversion, cropping or centring.
+    """
+    if image.width == 0 or image.height == 0:
+        raise ImageError(f"Image {source} is empty (0 pixels); give a 28x28 picture.")
+    grey = _grey(image)  # (H, W)
+    if grey.shape != (MNIST_SIDE, MNIST_SIDE):
+        resized = Image.fromarray(grey).resize((MNIST_SIDE, MNIST_SIDE), Image.Resampling.LANCZOS)
+        grey = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    return grey
