@@ -131,8 +131,8 @@ def _normalize_mirror(url: str, origin: str) -> str:
         raise DataError(
             f"The MNIST mirror {url!r} (from {origin}) is not an http:// or https:// URL. "
             "A mirror is a web folder holding the four MNIST .gz files, for example "
-            f"{DEFAULT_MIRRORS[0]!r}. To use files that are already on this machine, run "
-            "`mlp data import DIR` instead."
+            "'https://ossci-datasets.s3.amazonaws.com/mnist/'. To use files that are already "
+            "on this machine, run `mlp data import DIR` instead."
         )
     return url if url.endswith("/") else url + "/"
 
@@ -394,6 +394,10 @@ def _describe_request_error(exc: Exception) -> str:
         return f"answered HTTP {exc.response.status_code} {exc.response.reason}"
     if isinstance(exc, requests.Timeout):
         return f"did not answer within {_TIMEOUT_S} s"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        incomplete = re.search(r"IncompleteRead\([^)]*\)", str(exc))
+        detail = incomplete.group(0) if incomplete else _shorten(str(exc))
+        return f"connection dropped before the whole file arrived ({detail})"
     if isinstance(exc, requests.ConnectionError):
         # requests nests the useful part ("[Errno 111] Connection refused", "[Errno -2]
         # Name or service not known") deep inside urllib3's wrapper text.

@@ -1,0 +1,136 @@
+"""Fixtures shared by the whole test suite: an isolated data cache and loopback mirrors.
+
+Every test runs with `MLP_DATA_DIR` pointing into its own tmp_path and without
+`MLP_MNIST_MIRROR`, so no test reads or writes the user's cache. Servers listen on
+127.0.0.1 only; `mnist_mirror` serves the local MNIST copy so end-to-end tests never
+need the internet.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlp_cli import data
+
+MNIST_LOCAL_COPY = Path("/work/shared/data/mnist")
+
+
+class _QuietFolderHandler(SimpleHTTPRequestHandler):
+    """Serves a folder; records request paths on the server instead of logging to stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        requested: list[str] = getattr(self.server, "requested", [])
+        requested.append(self.path)
+
+
+@dataclass
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 running in a thread; `url` ends in "/"."""
+
+    url: str
+    requested: list[str] = field(default_factory=list)  # request paths, in order
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        """Shut the server down and free its port (idempotent)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+ServeFolder = Callable[..., LoopbackServer]
+
+
+@pytest.fixture
+def serve_folder() -> Iterator[ServeFolder]:
+    """Factory: `serve_folder(folder, handler=None)` starts a loopback server.
+
+    `handler` is a BaseHTTPRequestHandler subclass to use instead of plain file serving
+    (it is constructed with `directory=folder` when it accepts that keyword, as
+    SimpleHTTPRequestHandler subclasses do). All servers stop when the test ends.
+    """
+    servers: list[LoopbackServer] = []
+
+    def start(folder: Path, handler: type[BaseHTTPRequestHandler] | None = None) -> LoopbackServer:
+        handler_class = handler or _QuietFolderHandler
+        factory: Callable[..., BaseHTTPRequestHandler] = (
+            functools.partial(handler_class, directory=str(folder))
+            if issubclass(handler_class, SimpleHTTPRequestHandler)
+            else handler_class
+        )
+        server = ThreadingHTTPServer(("127.0.0.1", 0), factory)
+        server.daemon_threads = True
+        loopback = LoopbackServer(url=f"http://127.0.0.1:{server.server_address[1]}/")
+        server.requested = loopback.requested  # type: ignore[attr-defined]
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        thread.start()
+        loopback._server, loopback._thread = server, thread
+        servers.append(loopback)
+        return loopback
+
+    yield start
+    for loopback in servers:
+        loopback.stop()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """The URL of a loopback port nothing listens on (connections are refused at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point MLP_DATA_DIR into this test's tmp_path and clear MLP_MNIST_MIRROR.
+
+    Autouse, so no test anywhere in the suite touches the user's dataset cache. The
+    folder is not created: code under test must create it when it writes.
+    """
+    cache = tmp_path / "mlp-data"
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(cache))
+    monkeypatch.delenv(data.MIRROR_ENV, raising=False)
+    return cache
+
+
+@pytest.fixture
+def no_public_mirrors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Empty DEFAULT_MIRRORS, so a failing loopback mirror never falls back to the internet."""
+    monkeypatch.setattr(data, "DEFAULT_MIRRORS", ())
+
+
+@pytest.fixture
+def mnist_mirror(
+    serve_folder: ServeFolder, monkeypatch: pytest.MonkeyPatch, no_public_mirrors: None
+) -> LoopbackServer:
+    """Serve the local copy of real MNIST on 127.0.0.1 and set MLP_MNIST_MIRROR to it.
+
+    Public mirrors are disabled for the test, so nothing leaves the machine. Skips when
+    the local copy is absent.
+    """
+    if not all((MNIST_LOCAL_COPY / f"{stem}.gz").is_file() for stem in data.MNIST_FILES):
+        pytest.skip(f"the local MNIST copy ({MNIST_LOCAL_COPY}/*.gz) is not on this machine")
+    server = serve_folder(MNIST_LOCAL_COPY)
+    monkeypatch.setenv(data.MIRROR_ENV, server.url)
+    return server

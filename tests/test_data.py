@@ -1,0 +1,580 @@
+"""Download, cache, integrity and import of MNIST, against loopback mirrors.
+
+Most tests serve small synthetic IDX files (built here, with `MNIST_FILES` patched to
+their hashes); one end-to-end test fetches the real local copy through `mnist_mirror`.
+Public mirrors are disabled for every test in this file, so nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import MNIST_LOCAL_COPY, LoopbackServer, ServeFolder
+
+from mlp_cli import data
+from mlp_cli.errors import DataError, UsageError
+
+pytestmark = pytest.mark.usefixtures("no_public_mirrors")
+
+STEMS = list(data.MNIST_FILES)
+SIZES = {  # items per synthetic file: small, and different per split
+    "train-images-idx3-ubyte": 6,
+    "train-labels-idx1-ubyte": 6,
+    "t10k-images-idx3-ubyte": 4,
+    "t10k-labels-idx1-ubyte": 4,
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as IDX, written from the format description (not the parser)."""
+    header = bytes([0, 0, 0x08, array.ndim])
+    header += b"".join(int(dim).to_bytes(4, "big") for dim in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def cache_listing() -> list[str]:
+    """Every entry in the cache folder, hidden ones included."""
+    directory = data.data_dir()
+    return sorted(os.listdir(directory)) if directory.exists() else []
+
+
+@dataclass
+class Synthetic:
+    arrays: dict[str, np.ndarray]  # stem -> the array the file encodes
+    raw: dict[str, bytes]  # stem -> IDX bytes
+    folder: Path  # a mirror folder holding <stem>.gz
+
+
+def make_arrays(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, np.ndarray] = {}
+    for stem, n in SIZES.items():
+        shape = (n, 28, 28) if "images" in stem else (n,)
+        high = 256 if "images" in stem else 10
+        arrays[stem] = rng.integers(0, high, size=shape, dtype=np.uint8)
+    return arrays
+
+
+def write_mirror(folder: Path, raw: dict[str, bytes], *, compress: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, content in raw.items():
+        if compress:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(content))
+        else:
+            (folder / stem).write_bytes(content)
+    return folder
+
+
+@pytest.fixture
+def synthetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Synthetic:
+    """Four small valid IDX files served as .gz; MNIST_FILES pinned to their hashes."""
+    arrays = make_arrays(seed=0)
+    raw = {stem: idx_bytes(array) for stem, array in arrays.items()}
+    monkeypatch.setattr(
+        data, "MNIST_FILES", {stem: sha256(content) for stem, content in raw.items()}
+    )
+    return Synthetic(arrays, raw, write_mirror(tmp_path / "mirror", raw))
+
+
+@pytest.fixture
+def wrong_folder(tmp_path: Path) -> Path:
+    """A mirror folder whose four files are valid IDX with other content than `synthetic`."""
+    raw = {stem: idx_bytes(array) for stem, array in make_arrays(seed=1).items()}
+    return write_mirror(tmp_path / "wrong", raw)
+
+
+class TruncatingHandler(SimpleHTTPRequestHandler):
+    """Announces a file's full Content-Length, sends half of it, then drops the connection."""
+
+    def do_GET(self) -> None:
+        body = Path(self.translate_path(self.path)).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def test_data_dir_follows_env_else_pooch_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import pooch
+
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert data.data_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    assert data.data_dir() == Path(pooch.os_cache("mlp")) / "mnist"
+
+
+def test_mirror_list_puts_env_then_argument_then_defaults_without_repeats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(data, "DEFAULT_MIRRORS", ("https://a.example/m/", "https://b.example/m"))
+    monkeypatch.setenv(data.MIRROR_ENV, "http://env.example/mnist")
+    assert data.mirror_list("https://b.example/m/") == [
+        "http://env.example/mnist/",
+        "https://b.example/m/",
+        "https://a.example/m/",
+    ]
+    monkeypatch.setenv(data.MIRROR_ENV, "  ")
+    assert data.mirror_list(None) == ["https://a.example/m/", "https://b.example/m/"]
+
+
+@pytest.mark.parametrize("bad", ["/work/shared/data/mnist", "ftp://host/mnist/", "http://"])
+def test_mirror_list_refuses_what_is_not_an_http_url(bad: str) -> None:
+    with pytest.raises(DataError, match="mlp data import") as info:
+        data.mirror_list(bad)
+    assert bad in str(info.value)
+    assert "data.mirror" in str(info.value)
+
+
+# --------------------------------------------------------------------------- download
+
+
+def test_fetch_downloads_verifies_and_caches_only_idx_files(
+    synthetic: Synthetic, serve_folder: ServeFolder
+) -> None:
+    server = serve_folder(synthetic.folder)
+    assert data.cached_files() == dict.fromkeys(STEMS)
+
+    paths = data.fetch_mnist(mirror=server.url)
+
+    assert paths == {stem: data.data_dir() / stem for stem in STEMS}
+    for stem, path in paths.items():
+        assert path.read_bytes() == synthetic.raw[stem]
+    assert cache_listing() == sorted(STEMS)  # no .gz, no temporary file, no staging folder
+    assert data.cached_files() == paths
+
+
+def test_load_mnist_returns_the_served_arrays(
+    synthetic: Synthetic, serve_folder: ServeFolder
+) -> None:
+    server = serve_folder(synthetic.folder)
+    for split, (images_stem, labels_stem) in data.SPLITS.items():
+        images, labels = data.load_mnist(split, mirror=server.url)  # type: ignore[arg-type]
+        assert images.dtype == np.uint8
+        assert labels.dtype == np.uint8
+        np.testing.assert_array_equal(images, synthetic.arrays[images_stem])
+        np.testing.assert_array_equal(labels, synthetic.arrays[labels_stem])
+
+
+def test_load_mnist_downloads_only_its_split(
+    synthetic: Synthetic, serve_folder: ServeFolder
+) -> None:
+    server = serve_folder(synthetic.folder)
+    data.load_mnist("test", mirror=server.url)
+    assert sorted(server.requested) == sorted(f"/{stem}.gz" for stem in data.SPLITS["test"])
+
+
+def test_fetch_falls_back_when_the_first_mirror_is_down(
+    synthetic: Synthetic,
+    serve_folder: ServeFolder,
+    closed_port_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = serve_folder(synthetic.folder)
+    monkeypatch.setenv(data.MIRROR_ENV, closed_port_url)
+    assert data.mirror_list(server.url) == [closed_port_url, server.url]
+
+    paths = data.fetch_mnist(mirror=server.url)
+
+    assert {stem: path.read_bytes() for stem, path in paths.items()} == synthetic.raw
+    assert sorted(server.requested) == sorted(f"/{stem}.gz" for stem in STEMS)
+
+
+def test_unreachable_mirrors_are_all_listed_with_advice(
+    synthetic: Synthetic, closed_port_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    second = "http://127.0.0.1:1/mnist/"  # port 1 is privileged and unused
+    monkeypatch.setenv(data.MIRROR_ENV, closed_port_url)
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=second)
+
+    message = str(info.value)
+    assert f"{STEMS[0]}.gz" in message
+    assert f"{closed_port_url}: connection failed" in message
+    assert f"{second}: connection failed" in message
+    assert message.index(closed_port_url) < message.index(second)  # in the order tried
+    assert "mlp data import DIR" in message
+    assert data.MIRROR_ENV in message
+    assert cache_listing() == []
+
+
+def test_wrong_bytes_are_refused_and_leave_the_cache_clean(
+    synthetic: Synthetic, wrong_folder: Path, serve_folder: ServeFolder
+) -> None:
+    bad = serve_folder(wrong_folder)
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=bad.url)
+
+    message = str(info.value)
+    stem = STEMS[0]
+    served = gzip.decompress((wrong_folder / f"{stem}.gz").read_bytes())
+    assert f"{bad.url}: served a wrong {stem}.gz" in message
+    assert sha256(served) in message
+    assert data.MNIST_FILES[stem] in message
+    assert cache_listing() == []
+
+
+def test_a_wrong_last_file_leaves_only_verified_files(
+    synthetic: Synthetic, wrong_folder: Path, serve_folder: ServeFolder
+) -> None:
+    last = STEMS[-1]
+    (synthetic.folder / f"{last}.gz").write_bytes((wrong_folder / f"{last}.gz").read_bytes())
+    server = serve_folder(synthetic.folder)
+
+    with pytest.raises(DataError, match=last):
+        data.fetch_mnist(mirror=server.url)
+
+    assert cache_listing() == sorted(STEMS[:-1])
+    for stem in STEMS[:-1]:
+        assert (data.data_dir() / stem).read_bytes() == synthetic.raw[stem]
+
+
+def test_wrong_bytes_on_one_mirror_fall_back_to_the_next(
+    synthetic: Synthetic,
+    wrong_folder: Path,
+    serve_folder: ServeFolder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bad, good = serve_folder(wrong_folder), serve_folder(synthetic.folder)
+    monkeypatch.setenv(data.MIRROR_ENV, bad.url)
+
+    paths = data.fetch_mnist(mirror=good.url)
+
+    assert {stem: path.read_bytes() for stem, path in paths.items()} == synthetic.raw
+    assert cache_listing() == sorted(STEMS)
+
+
+def test_an_interrupted_download_leaves_nothing_and_a_rerun_succeeds(
+    synthetic: Synthetic, serve_folder: ServeFolder
+) -> None:
+    dropping = serve_folder(synthetic.folder, handler=TruncatingHandler)
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=dropping.url)
+
+    assert f"{dropping.url}: connection dropped before the whole file arrived" in str(info.value)
+    assert cache_listing() == []
+
+    good = serve_folder(synthetic.folder)
+    paths = data.fetch_mnist(mirror=good.url)
+    assert {stem: path.read_bytes() for stem, path in paths.items()} == synthetic.raw
+    assert cache_listing() == sorted(STEMS)
+
+
+def test_not_gzip_and_gzip_bombs_are_refused(
+    synthetic: Synthetic, serve_folder: ServeFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stem = STEMS[0]
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    gz = gzip.compress(synthetic.raw[stem])
+    (folder / f"{stem}.gz").write_bytes(gz[: len(gz) // 2])  # cut short at the source
+    server = serve_folder(folder)
+    with pytest.raises(DataError, match="not a complete gzip file"):
+        data.fetch_mnist(mirror=server.url)
+
+    (folder / f"{stem}.gz").write_bytes(gzip.compress(bytes(4096)))
+    monkeypatch.setattr(data, "_MAX_IDX_BYTES", 1024)
+    with pytest.raises(DataError, match="more than 1,024 bytes"):
+        data.fetch_mnist(mirror=server.url)
+    assert cache_listing() == []
+
+
+def test_second_call_is_served_from_the_cache_without_network(
+    synthetic: Synthetic, serve_folder: ServeFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pooch
+
+    server = serve_folder(synthetic.folder)
+    first = data.fetch_mnist(mirror=server.url)
+    server.stop()
+
+    def no_network(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(pooch, "retrieve", no_network)
+    assert data.fetch_mnist(mirror=server.url) == first
+    images, labels = data.load_mnist("train", mirror=server.url)
+    np.testing.assert_array_equal(images, synthetic.arrays["train-images-idx3-ubyte"])
+    np.testing.assert_array_equal(labels, synthetic.arrays["train-labels-idx1-ubyte"])
+
+
+def test_fetch_downloads_only_what_is_missing(
+    synthetic: Synthetic, serve_folder: ServeFolder
+) -> None:
+    server = serve_folder(synthetic.folder)
+    paths = data.fetch_mnist(mirror=server.url)
+    paths["t10k-labels-idx1-ubyte"].unlink()
+    server.requested.clear()
+
+    data.fetch_mnist(mirror=server.url)
+
+    assert server.requested == ["/t10k-labels-idx1-ubyte.gz"]
+
+
+def test_a_damaged_cache_file_is_removed_then_downloaded_again(
+    synthetic: Synthetic, serve_folder: ServeFolder
+) -> None:
+    server = serve_folder(synthetic.folder)
+    paths = data.fetch_mnist(mirror=server.url)
+    damaged = paths["train-labels-idx1-ubyte"]
+    damaged.write_bytes(idx_bytes(np.zeros(6, dtype=np.uint8)))
+
+    with pytest.raises(DataError, match="mlp data import"):
+        data.load_mnist("train", download=False)
+    assert not damaged.exists()
+
+    server.requested.clear()
+    _, labels = data.load_mnist("train", mirror=server.url)
+    np.testing.assert_array_equal(labels, synthetic.arrays["train-labels-idx1-ubyte"])
+    assert server.requested == ["/train-labels-idx1-ubyte.gz"]
+
+
+def test_load_without_download_names_the_missing_files(synthetic: Synthetic) -> None:
+    with pytest.raises(DataError) as info:
+        data.load_mnist("test", download=False)
+    message = str(info.value)
+    for stem in data.SPLITS["test"]:
+        assert stem in message
+    assert "mlp data import DIR" in message
+
+
+def test_load_refuses_an_unknown_split() -> None:
+    with pytest.raises(UsageError, match="'valid'"):
+        data.load_mnist("valid", download=False)  # type: ignore[arg-type]
+
+
+class RecordingBar:
+    """The tqdm-like surface pooch drives: total, update, reset, close; plus a label."""
+
+    def __init__(self) -> None:
+        self.totals: list[int] = []
+        self.descriptions: list[str] = []
+        self.closed = 0
+        self.advanced = 0
+
+    @property
+    def total(self) -> int:
+        return self.totals[-1]
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self.totals.append(value)
+
+    def set_description(self, text: str) -> None:
+        self.descriptions.append(text)
+
+    def update(self, n: int) -> None:
+        self.advanced += n
+
+    def reset(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_progressbar_object_is_driven_once_per_file(
+    synthetic: Synthetic, serve_folder: ServeFolder
+) -> None:
+    server = serve_folder(synthetic.folder)
+    bar = RecordingBar()
+
+    data.fetch_mnist(mirror=server.url, progressbar=bar)
+
+    assert bar.descriptions == [f"{stem}.gz" for stem in STEMS]
+    assert bar.totals == [(synthetic.folder / f"{stem}.gz").stat().st_size for stem in STEMS]
+    assert bar.closed == len(STEMS)
+
+
+def test_fetching_prints_nothing(
+    synthetic: Synthetic, serve_folder: ServeFolder, capfd: pytest.CaptureFixture[str]
+) -> None:
+    server = serve_folder(synthetic.folder)
+    data.fetch_mnist(mirror=server.url)
+    assert capfd.readouterr() == ("", "")
+
+
+# --------------------------------------------------------------------------- import
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gz", "raw"])
+def test_import_installs_verified_files(
+    synthetic: Synthetic, tmp_path: Path, compress: bool
+) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw, compress=compress)
+
+    paths = data.import_mnist(source)
+
+    assert paths == {stem: data.data_dir() / stem for stem in STEMS}
+    assert {stem: path.read_bytes() for stem, path in paths.items()} == synthetic.raw
+    assert cache_listing() == sorted(STEMS)
+
+
+def test_import_accepts_the_dotted_spelling(synthetic: Synthetic, tmp_path: Path) -> None:
+    source = tmp_path / "archive"
+    source.mkdir()
+    for stem, content in synthetic.raw.items():
+        (source / stem.replace("-idx", ".idx")).write_bytes(content)  # train-images.idx3-ubyte
+
+    data.import_mnist(source)
+
+    assert {stem: (data.data_dir() / stem).read_bytes() for stem in STEMS} == synthetic.raw
+
+
+def test_import_names_missing_files_and_keeps_the_verified_ones(
+    synthetic: Synthetic, tmp_path: Path
+) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw)
+    missing = "t10k-images-idx3-ubyte"
+    (source / f"{missing}.gz").unlink()
+
+    with pytest.raises(DataError) as info:
+        data.import_mnist(source)
+
+    message = str(info.value)
+    assert f"{missing}: missing" in message
+    assert str(source) in message
+    assert cache_listing() == sorted(set(STEMS) - {missing})
+
+
+def test_import_names_a_bad_file_and_does_not_install_it(
+    synthetic: Synthetic, wrong_folder: Path, tmp_path: Path
+) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw)
+    bad = "train-labels-idx1-ubyte"
+    (source / f"{bad}.gz").write_bytes((wrong_folder / f"{bad}.gz").read_bytes())
+
+    with pytest.raises(DataError) as info:
+        data.import_mnist(source)
+
+    assert f"{source / bad}.gz: not the MNIST file {bad}" in str(info.value)
+    assert bad not in cache_listing()
+
+
+def test_import_refuses_a_path_that_is_not_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a folder"):
+        data.import_mnist(tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------- info
+
+
+def test_cached_files_and_info_describe_the_cache(
+    synthetic: Synthetic, serve_folder: ServeFolder
+) -> None:
+    assert [row["present"] for row in data.mnist_info()] == [False] * 4
+    server = serve_folder(synthetic.folder)
+    data.fetch_mnist(mirror=server.url)
+    damaged = data.data_dir() / "t10k-images-idx3-ubyte"
+    damaged.write_bytes(damaged.read_bytes()[:-1])
+
+    rows = {row["name"]: row for row in data.mnist_info()}
+
+    for stem, raw in synthetic.raw.items():
+        row = rows[stem]
+        on_disk = (data.data_dir() / stem).read_bytes()
+        assert row["present"]
+        assert row["bytes"] == len(on_disk)
+        assert row["sha256"] == sha256(on_disk)
+        assert row["verified"] == (on_disk == raw)
+    assert rows["t10k-images-idx3-ubyte"]["error"] is not None
+    assert rows["t10k-images-idx3-ubyte"]["count"] is None
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        assert rows[stem]["count"] == len(synthetic.arrays[stem])
+    for stem in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        expected = [int((synthetic.arrays[stem] == k).sum()) for k in range(10)]
+        assert rows[stem]["label_counts"] == expected
+
+
+def test_data_hashes_is_a_copy_of_the_registry() -> None:
+    hashes = data.data_hashes()
+    assert hashes == data.MNIST_FILES
+    hashes.clear()
+    assert len(data.MNIST_FILES) == 4
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@pytest.mark.parametrize(("n", "k"), [(10, 0), (10, 3), (1000, 100), (2, 1)])
+def test_validation_split_partitions_all_indices(n: int, k: int) -> None:
+    train_idx, val_idx = data.validation_split(n, k, seed=7)
+    assert train_idx.dtype == np.int64
+    assert val_idx.dtype == np.int64
+    assert len(val_idx) == k
+    assert len(train_idx) == n - k
+    assert np.intersect1d(train_idx, val_idx).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([train_idx, val_idx])), np.arange(n))
+
+
+def test_validation_split_is_determined_by_the_seed() -> None:
+    a_train, a_val = data.validation_split(1000, 100, seed=3)
+    b_train, b_val = data.validation_split(1000, 100, seed=3)
+    _, c_val = data.validation_split(1000, 100, seed=4)
+    np.testing.assert_array_equal(a_train, b_train)
+    np.testing.assert_array_equal(a_val, b_val)
+    assert not np.array_equal(a_val, c_val)
+    expected = set(np.random.default_rng(3).permutation(1000)[:100].tolist())
+    assert set(a_val.tolist()) == expected
+
+
+def test_validation_split_leaves_the_global_rng_alone() -> None:
+    before = pickle.dumps(np.random.get_state())
+    data.validation_split(100, 10, seed=0)
+    assert pickle.dumps(np.random.get_state()) == before
+
+
+@pytest.mark.parametrize(("n", "k", "seed"), [(10, 10, 0), (10, -1, 0), (0, 0, 0), (10, 2, -1)])
+def test_validation_split_refuses_impossible_sizes(n: int, k: int, seed: int) -> None:
+    with pytest.raises(UsageError):
+        data.validation_split(n, k, seed)
+
+
+# --------------------------------------------------------------------------- real MNIST
+
+
+def test_real_mnist_end_to_end(mnist_mirror: LoopbackServer) -> None:
+    paths = data.fetch_mnist()
+
+    for stem, path in paths.items():
+        original = gzip.decompress((MNIST_LOCAL_COPY / f"{stem}.gz").read_bytes())
+        assert sha256(path.read_bytes()) == sha256(original) == data.MNIST_FILES[stem]
+    assert all(row["verified"] for row in data.mnist_info())
+
+    for split, n in [("train", 60000), ("test", 10000)]:
+        images, labels = data.load_mnist(split, download=False)  # type: ignore[arg-type]
+        assert images.shape == (n, 28, 28)
+        assert labels.shape == (n,)
+        assert images.dtype == labels.dtype == np.uint8
+        # Independent reading: MNIST's IDX headers are 16 (images) and 8 (labels) bytes.
+        raw_labels = paths[data.SPLITS[split][1]].read_bytes()[8:]
+        expected_counts = np.bincount(np.frombuffer(raw_labels, np.uint8), minlength=10)
+        np.testing.assert_array_equal(np.bincount(labels, minlength=10), expected_counts)
+        assert expected_counts.sum() == n
+        raw_images = paths[data.SPLITS[split][0]].read_bytes()[16:]
+        np.testing.assert_array_equal(images.reshape(-1), np.frombuffer(raw_images, np.uint8))
