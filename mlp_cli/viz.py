@@ -382,14 +382,13 @@ def render_hidden_terminal(
                     lower = colour(rgb[i, y + 1, x]) if y + 1 < t else None
                     line.append("▀", style=Style(color=colour(rgb[i, y, x]), bgcolor=lower))
             lines.append(line)
-    caption = (
+    caption = f"showing the first {n} of {n_total} units; " if n_total > n else ""
+    caption += (
         "red = positive weight, blue = negative, white = 0; each tile scaled to its own "
         "largest |weight|"
     )
     if t != side:
         caption += f"; tiles shrunk from {side}x{side} to {t}x{t} pixels"
-    if n_total > n:
-        caption += f"; showing the first {n} of {n_total} units"
     lines.append(Text(caption + ".", style="dim"))
     return Group(*lines)
 
@@ -644,7 +643,10 @@ def plot_confusion(
 
 
 def worst_mistakes(
-    true: Sequence[int], pred: Sequence[int], prob: Sequence[float], k: int = 50
+    true: Sequence[int] | np.ndarray,
+    pred: Sequence[int] | np.ndarray,
+    prob: Sequence[float] | np.ndarray,
+    k: int = 50,
 ) -> np.ndarray:
     """Indices of at most `k` misclassified examples, most confident (worst) first.
 
@@ -668,9 +670,9 @@ def _percent(q: float) -> str:
 
 def save_gallery(
     images: np.ndarray,
-    true: Sequence[int],
-    pred: Sequence[int],
-    prob: Sequence[float],
+    true: Sequence[int] | np.ndarray,
+    pred: Sequence[int] | np.ndarray,
+    prob: Sequence[float] | np.ndarray,
     out: Path,
     *,
     cols: int = 10,
@@ -691,7 +693,8 @@ def save_gallery(
         imgs = imgs.reshape(-1, side, side)
     if imgs.ndim != 3:
         raise UsageError(f"Gallery images must have shape (N, side, side), found {imgs.shape}.")
-    t, p, q = list(true), list(pred), [float(x) for x in prob]
+    t, p = [int(x) for x in true], [int(x) for x in pred]
+    q = [float(x) for x in prob]
     if not len(t) == len(p) == len(q) == imgs.shape[0]:
         raise UsageError(
             f"The gallery got {imgs.shape[0]} images but {len(t)} true labels, {len(p)} "

@@ -1,0 +1,385 @@
+"""Tests for mlp_cli.viz: tile geometry and colours, deeper-layer products, terminal width,
+and that every figure writes a real image (or fails with a clear MLPError)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib import colormaps
+from PIL import Image
+from rich.console import Console
+
+from mlp_cli import viz
+from mlp_cli.errors import DataError, UsageError
+
+SEP = viz.SEPARATOR
+LUT = colormaps[viz.CMAP](np.arange(256), bytes=True)[:, :3]  # (256, 3) the colour map's table
+RED, BLUE, MIDDLE = LUT[255], LUT[0], LUT[128]  # colours of +max, -max and 0
+
+
+def grid_array(patterns: np.ndarray, side: int, **kw: Any) -> np.ndarray:
+    """tile_grid without labels or header, as an (H, W, 3) uint8 array."""
+    img = viz.tile_grid(patterns, side, labels=False, legend=False, **kw)
+    assert img.mode == "RGB"
+    return np.asarray(img)
+
+
+def tile_pixels(grid: np.ndarray, unit: int, side: int, scale: int, cols: int) -> np.ndarray:
+    """The colour of every weight of one unit, read at the centre of its scale x scale block."""
+    step = side * scale + SEP
+    y0, x0 = SEP + (unit // cols) * step, SEP + (unit % cols) * step
+    centres = np.arange(side) * scale + scale // 2
+    return grid[y0 + centres[:, None], x0 + centres[None, :]]  # (side, side, 3)
+
+
+# --------------------------------------------------------------------------- tile_grid
+
+
+@pytest.mark.parametrize(
+    ("n", "side", "scale", "cols", "want_cols", "want_rows"),
+    [(25, 20, 4, None, 5, 5), (10, 20, 4, None, 4, 3), (7, 28, 2, 7, 7, 1), (1, 20, 1, None, 1, 1)],
+)
+def test_grid_pixel_size_follows_tiles_scale_and_separators(
+    n: int, side: int, scale: int, cols: int | None, want_cols: int, want_rows: int
+) -> None:
+    patterns = np.random.default_rng(0).standard_normal((n, side * side))
+    h, w, _ = grid_array(patterns, side, scale=scale, cols=cols).shape
+    assert w == want_cols * side * scale + (want_cols + 1) * SEP
+    assert h == want_rows * side * scale + (want_rows + 1) * SEP
+
+
+def test_legend_adds_a_header_above_the_same_grid() -> None:
+    patterns = np.random.default_rng(1).standard_normal((25, 400))
+    bare = viz.tile_grid(patterns, 20, legend=False)
+    page = viz.tile_grid(patterns, 20, title="layer 1 units")
+    assert page.width == bare.width  # 412 px, wider than the minimum header
+    assert page.height > bare.height + 30
+    np.testing.assert_array_equal(np.asarray(page)[-bare.height :], np.asarray(bare))
+
+
+def test_checkerboard_on_unit_7_is_drawn_in_its_tile() -> None:
+    rng = np.random.default_rng(2)
+    patterns = rng.standard_normal((25, 400)) * 0.1
+    r, c = np.mgrid[0:20, 0:20]
+    board = np.where((r + c) % 2 == 0, 1.0, -1.0)  # +1 where row + col is even
+    patterns[7] = board.ravel()
+    tile = tile_pixels(grid_array(patterns, 20, scale=4), 7, 20, 4, cols=5)
+    positive = board > 0
+    assert np.all(tile[positive] == RED)
+    assert np.all(tile[~positive] == BLUE)
+    red, blue = tile[..., 0].astype(int), tile[..., 2].astype(int)
+    assert np.all(red[positive] > blue[positive] + 50)  # reddish
+    assert np.all(blue[~positive] > red[~positive] + 50)  # bluish
+
+
+def test_vertical_bar_is_vertical_and_zero_is_the_middle_colour() -> None:
+    patterns = np.random.default_rng(3).standard_normal((6, 400))
+    bar = np.zeros((20, 20))
+    bar[:, 12] = 0.3  # column 12, every row: a vertical bar in a row-major image
+    patterns[4] = bar.ravel()
+    tile = tile_pixels(grid_array(patterns, 20, scale=3), 4, 20, 3, cols=3)
+    assert np.all(tile[:, 12] == RED)
+    assert np.all(np.delete(tile, 12, axis=1) == MIDDLE)
+
+
+def test_scaling_is_symmetric_per_tile_so_w_and_minus_w_mirror_the_colour_map() -> None:
+    rng = np.random.default_rng(4)
+    k = rng.integers(0, 256, 400)  # the colour-table entry each weight should get
+    w = 2 * (k + 0.5) / 256 - 1  # centre of entry k once scaled into [-1, 1]
+    k[0], w[0] = 255, 1.0  # the largest |w| sets the tile's scale
+    patterns = np.stack([w, -w, 7.5 * w])
+    grid = grid_array(patterns, 20, scale=2, cols=3)
+    tiles = [tile_pixels(grid, u, 20, 2, cols=3).reshape(400, 3) for u in range(3)]
+    np.testing.assert_array_equal(tiles[0], LUT[k])
+    np.testing.assert_array_equal(tiles[1], LUT[255 - k])  # mirrored around the middle
+    np.testing.assert_array_equal(tiles[2], tiles[0])  # each tile scaled by its own max |w|
+
+
+def test_asymmetric_range_keeps_zero_white() -> None:
+    w = np.zeros(400)
+    w[:10], w[10:20] = 1.0, -0.1  # min-max scaling would paint 0 almost as red as -0.1 is blue
+    tile = tile_pixels(grid_array(w[None], 20, scale=1), 0, 20, 1, cols=1).reshape(400, 3)
+    assert np.all(tile[20:] == MIDDLE)
+    np.testing.assert_array_equal(tile[10], LUT[int((1 - 0.1) / 2 * 256)])
+
+
+def test_labels_only_touch_the_top_left_corner_of_each_tile() -> None:
+    patterns = np.random.default_rng(5).standard_normal((12, 400))
+    plain = grid_array(patterns, 20, scale=4)
+    labelled = np.asarray(viz.tile_grid(patterns, 20, scale=4, legend=False))
+    changed = np.any(plain != labelled, axis=2)
+    step = 80 + SEP
+    corners = np.zeros_like(changed)
+    for u in range(12):
+        y0, x0 = SEP + (u // 4) * step, SEP + (u % 4) * step
+        corner = changed[y0 : y0 + 24, x0 : x0 + 30]
+        assert corner.sum() > 40  # a box and a number were drawn
+        box = labelled[y0 : y0 + 24, x0 : x0 + 30][corner]
+        assert (box.max(axis=1) < 60).any()  # the dark box
+        assert (box.min(axis=1) > 200).any()  # the light number
+        corners[y0 : y0 + 24, x0 : x0 + 30] = True
+    assert not changed[~corners].any()
+
+
+def test_tile_grid_refuses_patterns_of_the_wrong_side() -> None:
+    with pytest.raises(UsageError, match=r"28x28.*look like 20x20"):
+        viz.tile_grid(np.zeros((3, 400)), 28)
+    with pytest.raises(UsageError, match="NaN or infinite"):
+        viz.tile_grid(np.full((3, 400), np.nan), 20)
+
+
+# --------------------------------------------------------------------------- unit_patterns
+
+
+def three_layers(rng: np.random.Generator) -> list[np.ndarray]:
+    return [rng.standard_normal(s) for s in ((25, 400), (16, 25), (10, 16))]
+
+
+def test_layer_1_patterns_are_the_rows_of_w1() -> None:
+    weights = three_layers(np.random.default_rng(6))
+    patterns, note = viz.unit_patterns(weights, layer=1)
+    np.testing.assert_array_equal(patterns, weights[0])
+    assert "W1" in note
+
+
+@pytest.mark.parametrize(("layer", "units", "product"), [(2, 16, "W2·W1"), (3, 10, "W3·W2·W1")])
+def test_deeper_layers_are_the_linear_response_to_each_input_pixel(
+    layer: int, units: int, product: str
+) -> None:
+    weights = three_layers(np.random.default_rng(7))
+    patterns, note = viz.unit_patterns(weights, layer=layer)
+    assert patterns.shape == (units, 400)
+    # column i = what the units see when only pixel i is on, passed through linear layers
+    for i in (0, 137, 399):
+        a = np.zeros(400)
+        a[i] = 1.0
+        for W in weights[:layer]:
+            a = W @ a
+        np.testing.assert_allclose(patterns[:, i], a, rtol=1e-12, atol=1e-12)
+    assert product in note
+    assert "linear approximation" in note
+
+
+@pytest.mark.parametrize("layer", [0, 4, -1])
+def test_layer_out_of_range_is_a_usage_error(layer: int) -> None:
+    with pytest.raises(UsageError, match="numbered 1 to 3"):
+        viz.unit_patterns(three_layers(np.random.default_rng(8)), layer=layer)
+
+
+def test_weights_that_do_not_chain_are_refused() -> None:
+    rng = np.random.default_rng(9)
+    with pytest.raises(UsageError, match="W2"):
+        viz.unit_patterns([rng.standard_normal((25, 400)), rng.standard_normal((10, 24))], 2)
+    with pytest.raises(UsageError, match="2-D"):
+        viz.unit_patterns([rng.standard_normal(25)], 1)
+
+
+def test_save_hidden_png_writes_the_grid(tmp_path: Path) -> None:
+    weights = three_layers(np.random.default_rng(10))
+    out = viz.save_hidden_png(weights, 20, tmp_path / "sub" / "hidden.png", layer=2)
+    with Image.open(out) as img:
+        assert img.format == "PNG"
+        assert img.width == 4 * 80 + 5 * SEP  # 16 units: 4 x 4 tiles
+        assert img.height > 4 * 80 + 5 * SEP
+    with pytest.raises(UsageError, match="20x20"):
+        viz.save_hidden_png(weights, 28, tmp_path / "bad.png")
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def render(renderable: Any, width: int = 80) -> tuple[Console, list[str]]:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system="truecolor")
+    console.print(renderable)
+    return console, console.export_text().splitlines()
+
+
+def unit_labels(lines: list[str]) -> list[int]:
+    """The numbers on the lines made of numbers only: the unit index above each tile."""
+    numeric = [line.split() for line in lines if line.split() and line.replace(" ", "").isdigit()]
+    return [int(tok) for tokens in numeric for tok in tokens]
+
+
+@pytest.mark.parametrize(("n", "side"), [(25, 20), (36, 28), (10, 28), (3, 20)])
+def test_terminal_grid_fits_80_columns_and_labels_every_unit(n: int, side: int) -> None:
+    patterns = np.random.default_rng(11).standard_normal((n, side * side))
+    _, lines = render(viz.render_hidden_terminal(patterns, side))
+    assert max(len(line) for line in lines) <= 80
+    assert unit_labels(lines) == list(range(n))
+    assert sum(line.count("▀") for line in lines) > 0
+
+
+def test_terminal_shows_the_first_max_units_and_says_so() -> None:
+    patterns = np.random.default_rng(12).standard_normal((50, 784))
+    _, lines = render(viz.render_hidden_terminal(patterns, 28, max_units=36))
+    text = " ".join(" ".join(lines).split())  # the caption may wrap
+    assert unit_labels(lines) == list(range(36))
+    assert "first 36 of 50" in text
+
+
+def test_terminal_half_blocks_put_upper_pixel_in_front_and_lower_behind() -> None:
+    stripes = np.where(np.arange(20)[:, None] % 2 == 0, 1.0, -1.0) * np.ones((1, 20))
+    patterns = np.stack([stripes.ravel(), -stripes.ravel(), np.zeros(400)])
+    console = Console(width=80, file=io.StringIO(), color_system="truecolor")
+    renderable = viz.render_hidden_terminal(patterns, 20)
+    rows = console.render_lines(renderable, console.options, pad=False)
+    cells = [
+        [(ch, seg.style) for seg in row for ch in seg.text]
+        for row in rows
+        if any("▀" in seg.text for seg in row)
+    ]
+    assert len(cells) == 10  # 20 pixel rows, two per text row: 3 small tiles need no shrinking
+    for row in cells:
+        # unit 0 spans columns 0..19, one gap column, then unit 1
+        for x, (want_fg, want_bg) in ((0, (RED, BLUE)), (21, (BLUE, RED)), (42, (MIDDLE,) * 2)):
+            for ch, style in row[x : x + 20]:
+                assert ch == "▀"
+                assert style is not None
+                assert style.color is not None
+                assert style.bgcolor is not None
+                assert tuple(style.color.get_truecolor()) == tuple(want_fg)
+                assert tuple(style.bgcolor.get_truecolor()) == tuple(want_bg)
+    assert all(ch == " " for row in cells for ch, _ in (row[20], row[41]))
+
+
+# --------------------------------------------------------------------------- curves / metrics
+
+
+def history(epochs: int, *, val: bool = True) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for e in range(1, epochs + 1):
+        loss = 2.3 * math.exp(-e / 4) + 0.05
+        rec: dict[str, Any] = {
+            "epoch": e,
+            "train_loss": loss,
+            "train_acc": 1 - loss / 2.5,
+            "lr": 0.1 * 0.5 ** (e // 5),
+        }
+        if val:
+            rec |= {"val_loss": loss + 0.03, "val_acc": 1 - (loss + 0.03) / 2.5}
+        records.append(rec)
+    return records
+
+
+def assert_png(path: Path, min_size: tuple[int, int]) -> None:
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        assert img.width >= min_size[0]
+        assert img.height >= min_size[1]
+        img.verify()
+
+
+def test_curves_from_records_with_and_without_validation(tmp_path: Path) -> None:
+    out = viz.plot_curves(history(20), tmp_path / "curves.png", title="run 1")
+    assert out == tmp_path / "curves.png"
+    assert_png(out, (1000, 300))
+    assert_png(viz.plot_curves(history(20, val=False), tmp_path / "train_only.png"), (1000, 300))
+    assert_png(viz.plot_curves(history(1), tmp_path / "one.png"), (1000, 300))
+
+
+def test_curves_from_a_metrics_file(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in history(12)) + "\n")
+    records = viz.read_metrics(path)
+    assert records == history(12)  # blank lines are skipped
+    assert_png(viz.plot_curves(records, tmp_path / "deep" / "curves.png"), (1000, 300))
+
+
+def test_curves_refuse_empty_histories_percent_accuracies_and_unknown_formats(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(UsageError, match="empty"):
+        viz.plot_curves([], tmp_path / "c.png")
+    with pytest.raises(UsageError, match="fractions"):
+        viz.plot_curves([{"epoch": 1, "train_loss": 1.0, "train_acc": 97.0}], tmp_path / "c.png")
+    with pytest.raises(UsageError, match=r"\.xyz"):
+        viz.plot_curves(history(3), tmp_path / "c.xyz")
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_read_metrics_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(UsageError, match="does not exist") as missing_err:
+        viz.read_metrics(missing)
+    assert str(missing) in str(missing_err.value)
+
+    bad = tmp_path / "metrics.jsonl"
+    bad.write_text('{"epoch": 1}\n\n{"epoch": 2, "train_loss": \n')
+    with pytest.raises(DataError, match="line 3") as err:
+        viz.read_metrics(bad)
+    assert str(bad) in str(err.value)
+
+    bad.write_text('{"epoch": 1}\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"line 2.*JSON object"):
+        viz.read_metrics(bad)
+
+    bad.write_text("\n \n")
+    with pytest.raises(DataError, match="no records"):
+        viz.read_metrics(bad)
+
+
+# --------------------------------------------------------------------------- confusion / gallery
+
+
+def test_confusion_heatmap_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(13)
+    confusion = np.stack([rng.multinomial(500, np.eye(10)[i] * 0.9 + 0.01) for i in range(10)])
+    out = viz.plot_confusion(confusion, tmp_path / "confusion.png")
+    assert_png(out, (500, 500))
+    names = [f"class {i}" for i in range(3)]
+    assert_png(
+        viz.plot_confusion(confusion[:3, :3], tmp_path / "c3.png", class_names=names), (400, 400)
+    )
+
+
+def test_confusion_refuses_non_square_or_mislabelled_matrices(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="square"):
+        viz.plot_confusion(np.zeros((3, 4)), tmp_path / "c.png")
+    with pytest.raises(UsageError, match="2 class names"):
+        viz.plot_confusion(np.eye(3), tmp_path / "c.png", class_names=["a", "b"])
+    with pytest.raises(UsageError, match="at least 0"):
+        viz.plot_confusion(-np.eye(3), tmp_path / "c.png")
+
+
+def test_gallery_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(14)
+    images = rng.uniform(0, 1, (12, 28, 28))
+    true, pred = rng.integers(0, 10, 12), rng.integers(0, 10, 12)
+    prob = rng.uniform(0.3, 1.0, 12)
+    out = viz.save_gallery(images, true.tolist(), pred.tolist(), prob.tolist(), tmp_path / "g.png")
+    assert_png(out, (800, 300))
+    flat = images.reshape(12, 784)  # flattened images are accepted too
+    assert_png(viz.save_gallery(flat, true, pred, prob, tmp_path / "f.png", cols=4), (400, 400))
+    assert_png(
+        viz.save_gallery(np.zeros((0, 28, 28)), [], [], [], tmp_path / "none.png"), (300, 50)
+    )
+    with pytest.raises(UsageError, match="12 images but 11 true labels"):
+        viz.save_gallery(images, true[:11], pred, prob, tmp_path / "x.png")
+
+
+def test_worst_mistakes_are_the_wrong_predictions_most_confident_first() -> None:
+    rng = np.random.default_rng(15)
+    true, pred = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+    prob = rng.uniform(0, 1, 200)
+    got = viz.worst_mistakes(true, pred, prob, k=15)
+    wrong = [i for i in range(200) if true[i] != pred[i]]
+    assert got.tolist() == sorted(wrong, key=lambda i: -prob[i])[:15]
+
+
+def test_importing_viz_does_not_import_plotting_libraries() -> None:
+    code = (
+        "import sys, mlp_cli.viz; "
+        "print([m for m in ('matplotlib', 'PIL', 'rich') if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
