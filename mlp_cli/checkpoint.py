@@ -33,13 +33,15 @@ import numpy as np
 from numpy.lib import format as npy_format
 from numpy.typing import NDArray
 
-from mlp_cli.errors import CheckpointError
+from mlp_cli.errors import CheckpointError, UsageError
 
 FORMAT_NAME = "mlp-cli"
 FORMAT_VERSION = 1
 METADATA_KEY = "metadata"
 MAX_METADATA_BYTES = 16 * 2**20  # a config and summaries, never more than a few KiB
 EXTRA_PREFIXES = ("optimizer/", "resume/")  # checkpoint-only members
+MODEL_FILE = "model.npz"  # a run directory's best model
+LATEST = "latest"  # <runs>/latest points at the newest run directory
 
 
 @dataclass
@@ -223,3 +225,29 @@ def _check_layers(metadata: Mapping[str, Any], path: Path) -> list[int]:
         raise _fail(path, f"its metadata 'layers' is {layers!r}, expected a list of sizes")
     return layers
 
+
+def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") -> Path:
+    """The model file a command should use: ``model`` (a .npz or a run directory), or the
+    newest run (``runs/latest``)."""
+    if model is None:
+        latest = Path(runs) / LATEST
+        if latest.is_file() and not latest.is_symlink():
+            latest = Path(runs) / latest.read_text().strip()
+        if not latest.exists():
+            raise UsageError(
+                f"no trained model found: '{Path(runs) / LATEST}' does not exist. Train one "
+                "with `mlp train --config configs/mnist-400-25-10.yaml`, or pass --model PATH "
+                "(a .npz file or a run directory)."
+            )
+        model = latest
+    path = Path(model)
+    if path.is_dir():
+        path = path / MODEL_FILE
+        if not path.exists():
+            raise UsageError(
+                f"'{model}' is a folder without a {MODEL_FILE}; pass a run directory made by "
+                "`mlp train` or a .npz file"
+            )
+    elif not path.exists():
+        raise UsageError(f"model '{path}' not found; pass a .npz file or a run directory")
+    return path

@@ -276,6 +276,192 @@ def gradcheck(
         raise typer.Exit(1)
 
 
+# -- evaluate / predict ----------------------------------------------------------------------
+
+
+def _load_model(model: Path | None) -> tuple[Path, Any]:
+    from mlp_cli import checkpoint
+
+    path = checkpoint.find_model(model)
+    return path, checkpoint.load(path)
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: ModelOpt = None,
+    split: Annotated[
+        str, typer.Option(help="Which images: test, val (held out in training) or train.")
+    ] = "test",
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    misclassified: Annotated[
+        Path | None,
+        typer.Option(help="Write the worst mistakes as PNGs (and a gallery) into this folder."),
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, help="How many mistakes to write.")] = 50,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a confusion-matrix heatmap (PNG) here.")
+    ] = None,
+) -> None:
+    """Score a trained model on an MNIST split: accuracy, loss, per-class metrics, confusions."""
+    from mlp_cli.errors import UsageError
+    from mlp_cli.evaluate import evaluate as run_evaluation
+    from mlp_cli.evaluate import split_images
+
+    if split not in ("test", "val", "train"):
+        raise UsageError(f"--split must be test, val or train, not {split!r}")
+    path, saved = _load_model(model)
+    images, labels = split_images(saved, split)  # type: ignore[arg-type]
+    result = run_evaluation(saved, images, labels, split)
+    if misclassified is not None:
+        _write_mistakes(result, images, misclassified, count)
+    if plot is not None:
+        from mlp_cli.viz import plot_confusion
+
+        plot_confusion(
+            result.confusion,
+            plot,
+            class_names=result.class_names,
+            title=f"{path.parent.name or path.name}: {split} split, accuracy "
+            f"{100 * result.accuracy:.2f}%",
+        )
+    if json_:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    from mlp_cli.render import print_evaluation
+
+    print_evaluation(console, result, path)
+    if misclassified is not None:
+        console.print(f"worst mistakes written to {misclassified}/", highlight=False)
+    if plot is not None:
+        console.print(f"confusion heatmap written to {plot}", highlight=False)
+
+
+def _write_mistakes(result: Any, images: Any, folder: Path, count: int) -> None:
+    from PIL import Image
+
+    from mlp_cli.viz import save_gallery
+
+    folder.mkdir(parents=True, exist_ok=True)
+    worst = result.worst_mistakes(count)
+    names = result.class_names
+    for rank, i in enumerate(worst, start=1):
+        true, pred = names[result.labels[i]], names[result.predictions[i]]
+        name = f"{rank:03d}-index{i}-true{true}-pred{pred}.png"
+        Image.fromarray(images[i]).save(folder / name)
+    if len(worst):
+        save_gallery(
+            images[worst] / 255.0,
+            [int(result.labels[i]) for i in worst],
+            [int(result.predictions[i]) for i in worst],
+            [float(result.probabilities[i, result.predictions[i]]) for i in worst],
+            folder / "gallery.png",
+        )
+
+
+@app.command()
+@handle_errors
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    model: ModelOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Draw the 28x28 input the network sees.")
+    ] = False,
+    save_input: Annotated[
+        Path | None, typer.Option(help="Write each 28x28 network input as a PNG here.")
+    ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Images are already MNIST-style: skip preprocessing.")
+    ] = False,
+) -> None:
+    """Predict the digit in each image (PNG, JPEG, BMP, GIF, TIFF, WebP)."""
+    from mlp_cli.predict import predict_files
+
+    _, saved = _load_model(model)
+    predictions, failures = predict_files(saved, paths, raw=raw)
+    names = list(saved.metadata.get("class_names") or [str(i) for i in range(10)])
+    if save_input is not None:
+        _save_inputs(predictions, save_input)
+    if json_:
+        rows = [p.to_json(names) for p in predictions] + [f.to_json() for f in failures]
+        typer.echo(json.dumps(rows))
+    else:
+        from mlp_cli.render import print_prediction
+
+        for p in predictions:
+            print_prediction(console, p, names, show)
+    for failure in failures:
+        err_console.print(f"[bold red]error:[/] {failure.message}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _save_inputs(predictions: Any, folder: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in predictions:
+        pixels = np.clip(np.rint(p.image * 255), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{Path(p.file).stem}-input.png")
+
+
+# -- looking inside ----------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def inspect(model: ModelOpt = None) -> None:
+    """Summarise a saved model: layers, parameters, preprocessing, training, data hashes."""
+    from mlp_cli.render import print_model_summary
+
+    _, saved = _load_model(model)
+    print_model_summary(console, saved)
+
+
+@show_app.command("hidden")
+@handle_errors
+def show_hidden(
+    model: ModelOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("hidden.png"),
+    layer: Annotated[int, typer.Option(min=1, help="Which hidden layer (1 = first).")] = 1,
+    terminal: Annotated[
+        bool, typer.Option(help="Also draw the units in the terminal (up to 36 units).")
+    ] = True,
+) -> None:
+    """Draw each hidden unit's incoming weights as a picture (PNG, and in the terminal)."""
+    from mlp_cli.viz import render_hidden_terminal, save_hidden_png, unit_patterns
+
+    _, saved = _load_model(model)
+    side = int(saved.metadata["preprocessing"]["input_size"])
+    patterns, note = unit_patterns(saved.weights, layer)
+    save_hidden_png(saved.weights, side, out, layer=layer)
+    if terminal:
+        console.print(render_hidden_terminal(patterns, side, width=min(console.width, 120)))
+    console.print(note, highlight=False)
+    console.print(f"{len(patterns)} units drawn to {out}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (with metrics.jsonl).")] = Path(
+        "runs/latest"
+    ),
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="PNG to write [default: RUN_DIR/curves.png].")
+    ] = None,
+) -> None:
+    """Draw learning curves (loss, accuracy, learning rate) of a training run."""
+    from mlp_cli.viz import plot_curves, read_metrics
+
+    records = read_metrics(run_dir / "metrics.jsonl")
+    target = out or run_dir / "curves.png"
+    plot_curves(records, target, title=run_dir.resolve().name)
+    console.print(f"learning curves written to {target}", highlight=False)
+
+
 # -- data ------------------------------------------------------------------------------------
 
 

@@ -7,8 +7,11 @@ values and never renders anything itself.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from numpy.typing import NDArray
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -21,11 +24,16 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
+from rich.text import Text
 
 from mlp_cli.train import Callbacks, TrainResult
 
 if TYPE_CHECKING:
+    from mlp_cli.checkpoint import SavedModel
     from mlp_cli.config import Config
+    from mlp_cli.evaluate import Evaluation
+    from mlp_cli.predict import Prediction
 
 
 def _duration(seconds: float) -> str:
@@ -212,3 +220,165 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             f"model: {result.run_dir / 'model.npz'}   next: mlp evaluate --model {result.run_dir}",
             highlight=False,
         )
+
+
+# -- evaluate ------------------------------------------------------------------------------
+
+
+def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> None:
+    """Accuracy and loss, per-class metrics, a coloured confusion matrix, top confusions."""
+    console.print(
+        f"[bold]{model_path}[/] on the {result.split} split: accuracy "
+        f"[bold]{_pct(result.accuracy)}[/] ({round(result.accuracy * result.n):,}/"
+        f"{result.n:,}), loss {result.loss:.4f}, {result.seconds:.2f}s",
+        highlight=False,
+    )
+    per_class = Table(title="per class", title_justify="left")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        per_class.add_column(column, justify="right")
+    for row in result.per_class():
+        per_class.add_row(
+            row["class"],
+            _pct(row["precision"]),
+            _pct(row["recall"]),
+            _pct(row["f1"]),
+            f"{row['support']:,}",
+        )
+    console.print(per_class)
+    console.print(confusion_table(result))
+    pairs = result.top_confusions()
+    if pairs:
+        text = ", ".join(f"{p['true']}→{p['predicted']} ({p['count']})" for p in pairs)
+        console.print(f"most frequent confusions (true→predicted): {text}", highlight=False)
+
+
+def confusion_table(result: Evaluation) -> Table:
+    """Rows are true classes, columns predicted; the diagonal green, mistakes red by count."""
+    cm = result.confusion
+    names = result.class_names
+    table = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    table.add_column("", style="bold", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    worst = max(int(cm.max(initial=0, where=~np.eye(len(cm), dtype=bool))), 1)
+    for i, name in enumerate(names):
+        cells = []
+        for j in range(len(names)):
+            count = int(cm[i, j])
+            if i == j:
+                cells.append(f"[bold green]{count}[/]")
+            elif count == 0:
+                cells.append("[dim]·[/]")
+            else:
+                level = count / worst
+                style = "bold red" if level > 0.5 else "red" if level > 0.15 else "yellow"
+                cells.append(f"[{style}]{count}[/]")
+        table.add_row(name, *cells)
+    return table
+
+
+# -- predict -------------------------------------------------------------------------------
+
+
+def probability_bars(probabilities: list[float], names: list[str], width: int = 30) -> str:
+    lines = []
+    best = int(np.argmax(probabilities))
+    for i, (name, p) in enumerate(zip(names, probabilities, strict=True)):
+        bar = "█" * round(p * width)
+        style = "bold green" if i == best else "cyan"
+        lines.append(f"  {name} [{style}]{bar:<{width}}[/] {100 * p:5.1f}%")
+    return "\n".join(lines)
+
+
+def digit_halfblocks(image: NDArray[np.float32]) -> Text:
+    """A (28, 28) image in [0, 1] as 14 terminal rows of half blocks (grey levels)."""
+    text = Text()
+    rows = image.shape[0] - image.shape[0] % 2
+    for r in range(0, rows, 2):
+        for c in range(image.shape[1]):
+            top = round(255 * float(image[r, c]))
+            bottom = round(255 * float(image[r + 1, c]))
+            text.append("▀", style=f"rgb({top},{top},{top}) on rgb({bottom},{bottom},{bottom})")
+        text.append("\n")
+    return text
+
+
+def print_prediction(console: Console, p: Prediction, names: list[str], show: bool) -> None:
+    top = ", ".join(f"{d} {100 * q:.1f}%" for d, q in p.top(3))
+    console.print(
+        f"[bold]{p.file}[/]: [bold green]{p.digit}[/] ({100 * p.probability:.1f}%)   top 3: {top}",
+        highlight=False,
+    )
+    if show:
+        console.print(digit_halfblocks(p.image), end="")
+    console.print(probability_bars(p.probabilities, names), highlight=False)
+
+
+# -- inspect -------------------------------------------------------------------------------
+
+
+def print_model_summary(console: Console, saved: SavedModel) -> None:
+    meta = saved.metadata
+    layers = saved.layers
+    header = Table.grid(padding=(0, 2))
+    header.add_column(style="bold")
+    header.add_column()
+    training = meta.get("training") or {}
+    prep = meta.get("preprocessing") or {}
+    norm = prep.get("normalize")
+    rows = [
+        ("file", str(saved.path)),
+        ("format", f"{meta.get('format')} v{meta.get('format_version')}"),
+        ("architecture", "-".join(map(str, layers))),
+        (
+            "activations",
+            f"{meta.get('hidden_activation')} hidden, {meta.get('output_activation')} output",
+        ),
+        ("loss", str(meta.get("loss"))),
+        (
+            "input",
+            f"{prep.get('input_size')}x{prep.get('input_size')} pixels in [0, 1]"
+            + (f", standardized (mean {norm['mean']:.4f}, std {norm['std']:.4f})" if norm else ""),
+        ),
+        ("classes", ", ".join(meta.get("class_names") or [])),
+        (
+            "training",
+            f"{training.get('status')}, {training.get('epochs_run')} epochs in "
+            f"{_duration(float(training.get('seconds') or 0))}",
+        ),
+        (
+            "best validation",
+            f"{_pct(training.get('best_val_accuracy'))} (epoch {training.get('best_epoch')})",
+        ),
+        ("written by", f"mlp {meta.get('package_version')} on {meta.get('created')}"),
+    ]
+    for key, value in rows:
+        header.add_row(key, value)
+    console.print(header, highlight=False)
+    layers_table = Table(title="layers", title_justify="left")
+    for column in ("layer", "weights", "biases", "parameters", "activation"):
+        layers_table.add_column(column, justify="right" if column != "activation" else "left")
+    total = 0
+    for i, (w, b) in enumerate(zip(saved.weights, saved.biases, strict=True), start=1):
+        count = w.size + b.size
+        total += count
+        act = (
+            meta.get("output_activation")
+            if i == len(saved.weights)
+            else meta.get("hidden_activation")
+        )
+        layers_table.add_row(
+            f"{i}", f"{w.shape[0]}x{w.shape[1]}", f"{b.shape[0]}", f"{count:,}", str(act)
+        )
+    layers_table.add_row("total", "", "", f"{total:,}", "", style="bold")
+    console.print(layers_table)
+    hashes = meta.get("data_hashes") or {}
+    if hashes:
+        data_table = Table(
+            title="trained on (sha256 of the decompressed MNIST files)", title_justify="left"
+        )
+        data_table.add_column("file")
+        data_table.add_column("sha256")
+        for name, digest in hashes.items():
+            data_table.add_row(name, digest)
+        console.print(data_table)

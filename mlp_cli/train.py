@@ -6,6 +6,7 @@ A run directory holds everything about one training run:
     metrics.jsonl    one JSON object per finished epoch
     model.npz        the best weights on validation loss (the last ones without validation)
     checkpoint.npz   the latest weights with optimizer and RNG state, for `--resume`
+    curves.png       learning curves, drawn when training ends
 
 Randomness comes from three generators spawned from the config's seed (initialisation,
 shuffling, dropout/augmentation), so the same config and seed give bit-identical weights on
@@ -31,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlp_cli import __version__, checkpoint
+from mlp_cli.checkpoint import LATEST, MODEL_FILE
 from mlp_cli.config import Config, dump_config, load_config
 from mlp_cli.errors import CheckpointError, TrainingError, UsageError
 from mlp_cli.model import MLP
@@ -40,9 +42,8 @@ Array = NDArray[np.float32]
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
-MODEL_FILE = "model.npz"
 CHECKPOINT_FILE = "checkpoint.npz"
-LATEST = "latest"
+CURVES_FILE = "curves.png"
 CLASS_NAMES = [str(d) for d in range(10)]
 
 
@@ -142,33 +143,6 @@ def update_latest(run_dir: Path) -> None:
     except OSError:
         # No symlinks here (some Windows setups): a plain file naming the run instead.
         checkpoint.atomic_write(link, lambda f: f.write(run_dir.name.encode()))
-
-
-def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") -> Path:
-    """The model file a command should use: ``model`` (a .npz or a run directory), or the
-    newest run (``runs/latest``)."""
-    if model is None:
-        latest = Path(runs) / LATEST
-        if latest.is_file() and not latest.is_symlink():
-            latest = Path(runs) / latest.read_text().strip()
-        if not latest.exists():
-            raise UsageError(
-                f"no trained model found: '{Path(runs) / LATEST}' does not exist. Train one "
-                "with `mlp train --config configs/mnist-400-25-10.yaml`, or pass --model PATH "
-                "(a .npz file or a run directory)."
-            )
-        model = latest
-    path = Path(model)
-    if path.is_dir():
-        path = path / MODEL_FILE
-        if not path.exists():
-            raise UsageError(
-                f"'{model}' is a folder without a {MODEL_FILE}; pass a run directory made by "
-                "`mlp train` or a .npz file"
-            )
-    elif not path.exists():
-        raise UsageError(f"model '{path}' not found; pass a .npz file or a run directory")
-    return path
 
 
 # -- the loop --------------------------------------------------------------------------------
@@ -298,6 +272,14 @@ class Trainer:
         lines = "".join(json.dumps(r) + "\n" for r in self.state.history)
         checkpoint.atomic_write(self.run_dir / METRICS_FILE, lambda f: f.write(lines.encode()))
 
+    def write_curves(self) -> None:
+        """Learning curves of the epochs so far, as ``curves.png`` (written last: the
+        weights are already safe when plotting starts)."""
+        if self.state.history:
+            from mlp_cli.viz import plot_curves
+
+            plot_curves(self.state.history, self.run_dir / CURVES_FILE, title=self.run_dir.name)
+
     def restore(self) -> None:
         """Load weights, optimizer and loop state from ``run_dir/checkpoint.npz``."""
         path = self.run_dir / CHECKPOINT_FILE
@@ -374,6 +356,7 @@ class Trainer:
                 if should_stop():
                     st.epoch_time = time.perf_counter() - started  # added to elapsed later
                     self.save_checkpoint("interrupted")
+                    self.write_curves()
                     return self._result("interrupted")
                 chunk = self.perm[st.step * batch : (st.step + 1) * batch]
                 idx = data.train_idx[chunk]
@@ -403,6 +386,7 @@ class Trainer:
         else:
             self._update_model_status(status)
         self.save_checkpoint(status)
+        self.write_curves()
         return self._result(status)
 
     def _end_epoch(self, train_time: float, n_train: int, lr: float) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""Predict digits in users' image files with a saved model.
+
+Paths may be files, folders (their image files, not recursive) or glob patterns.  Every
+picture is turned into an MNIST-style 28x28 digit (`mlp_cli.preprocess.mnist_style`, or
+`raw_image` for pictures already in MNIST form), then all of them go through the model's
+own input transform and one batched forward pass.  A file that cannot be used becomes a
+`Failure` with its message; the others are still predicted.
+
+Only NumPy, Pillow and the model modules are imported: no config, data or plotting code.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mlp_cli.checkpoint import SavedModel
+from mlp_cli.errors import ImageError, UsageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Prediction:
+    file: str
+    digit: str
+    probability: float
+    probabilities: list[float]  # one per class, in class order
+    image: NDArray[np.float32]  # (28, 28) in [0, 1]: what the network was shown
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        order = np.argsort(self.probabilities)[::-1][:k]
+        return [(str(i), float(self.probabilities[i])) for i in order]
+
+    def to_json(self, class_names: Sequence[str]) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "digit": self.digit,
+            "probability": self.probability,
+            "probabilities": dict(zip(class_names, self.probabilities, strict=True)),
+            "top3": [{"digit": d, "probability": p} for d, p in self.top(3)],
+        }
+
+
+@dataclass
+class Failure:
+    file: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "error": self.message}
+
+
+def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:
+    """Files to predict, in the order given (folders and globs expanded, sorted)."""
+    files: list[Path] = []
+    failures: list[Failure] = []
+    for raw in paths:
+        text = str(raw)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                failures.append(
+                    Failure(
+                        text,
+                        f"folder '{text}' holds no image files (looked for "
+                        f"{', '.join(IMAGE_SUFFIXES)})",
+                    )
+                )
+            files.extend(found)
+        elif not path.exists() and glob.has_magic(text):
+            matches = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file())
+            if not matches:
+                failures.append(Failure(text, f"no files match the pattern '{text}'"))
+            files.extend(matches)
+        else:
+            files.append(path)  # a missing file is reported by open_image
+    return files, failures
+
+
+def predict_files(
+    saved: SavedModel, paths: Sequence[str | Path], *, raw: bool = False
+) -> tuple[list[Prediction], list[Failure]]:
+    """Predict every image in ``paths``; returns predictions and per-file failures."""
+    from mlp_cli.evaluate import build_model
+    from mlp_cli.preprocess import mnist_style, normalize_inputs, open_image, prepare_inputs
+    from mlp_cli.preprocess import raw_image as raw_digit
+
+    files, failures = expand_paths(paths)
+    if not files and not failures:
+        raise UsageError("no images given; pass image files, folders or glob patterns")
+    digits: list[NDArray[np.float32]] = []
+    kept: list[Path] = []
+    for file in files:
+        try:
+            image = open_image(file)
+            digit = (
+                raw_digit(image, source=str(file)) if raw else mnist_style(image, source=str(file))
+            )
+        except ImageError as exc:
+            failures.append(Failure(str(file), str(exc)))
+            continue
+        digits.append(digit)
+        kept.append(file)
+    predictions: list[Prediction] = []
+    if digits:
+        preprocessing = saved.metadata["preprocessing"]
+        X = prepare_inputs(digits, int(preprocessing["input_size"]))
+        normalize_inputs(X, preprocessing)
+        probabilities = build_model(saved).predict_proba(X)
+        names = saved.metadata.get("class_names") or [str(i) for i in range(X.shape[1])]
+        for file, digit, p in zip(kept, digits, probabilities, strict=True):
+            best = int(p.argmax())
+            predictions.append(
+                Prediction(str(file), names[best], float(p[best]), [float(v) for v in p], digit)
+            )
+    return predictions, failures
