@@ -196,11 +196,6 @@ class Trainer:
     """One training run in ``run_dir`` (see the module docstring)."""
 
     def __init__(self, cfg: Config, run_dir: Path, data: Splits) -> None:
-        if cfg.augment.enabled:
-            raise UsageError(
-                "augment.enabled is true, but this version of mlp does not augment "
-                "training batches yet; set augment.enabled: false"
-            )
         self.cfg, self.run_dir, self.data = cfg, run_dir, data
         m = cfg.model
         self.model = MLP(m.layers, m.hidden_activation, m.output_activation)
@@ -218,6 +213,13 @@ class Trainer:
             s.name, opt.lr, cfg.training.epochs, s.warmup_epochs, s.step_size, s.gamma, s.min_lr
         )
         self.dropout = m.dropout_rates if any(m.dropout_rates) else None
+        self.augment: Callable[[Array, np.random.Generator], None] | None = None
+        if cfg.augment.enabled:
+            from mlp_cli.augment import Augmenter
+
+            # Pixels outside a moved digit take the value a blank (0) pixel has as input.
+            blank = normalize_inputs(np.zeros(1, np.float32), data.preprocessing)[0]
+            self.augment = Augmenter(cfg.augment, cfg.data.input_size, float(blank))
         self.state = TrainState()
         self.perm: NDArray[np.int64] | None = None
         self._batch: dict[int, Array] = {}
@@ -361,6 +363,8 @@ class Trainer:
                 chunk = self.perm[st.step * batch : (st.step + 1) * batch]
                 idx = data.train_idx[chunk]
                 xb, yb = self._gather(idx), data.y[idx]
+                if self.augment is not None:
+                    self.augment(xb, self.noise_rng)  # in place, on the gathered copy only
                 out = model.forward(xb, dropout=self.dropout, rng=self.noise_rng)
                 loss = model.backward(yb, cfg.loss, l1=reg.l1, l2=reg.l2)
                 if not math.isfinite(loss):
