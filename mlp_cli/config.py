@@ -623,6 +623,16 @@ def _construct_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
     return text == "true"
 
 
+def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node) -> None:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"could not determine a constructor for the tag '{node.tag}'", node.start_mark
+    )
+
+
+# The core schema has text, numbers, true/false, null, lists and mappings; PyYAML's other safe
+# types (dates, binary, sets, ordered pairs) mean nothing in a config.
+for _tag in ("binary", "timestamp", "omap", "pairs", "set"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 _Loader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
@@ -631,12 +641,17 @@ Origins = dict[KeyPath, str]
 """Where each key path's value came from: ``'file.yaml:12'`` or ``'--set key=value'``."""
 
 
-def _parse_yaml(text: str, source: str) -> tuple[Any, Origins, bool]:
+def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any, Origins, bool]:
     """Parse one YAML document into plain data and the line of every key path.
 
     Returns (data, origins, empty); `empty` is true when the document holds no node at all.
+    `override` says `text` is the value of a ``--set`` override named by `source`.
     """
-    loader = _Loader(text)
+    try:
+        # The reader refuses control characters as soon as it is built.
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(_describe_yaml_error(exc, source, override)) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -647,14 +662,11 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, Origins, bool]:
     except ConfigError:
         raise
     except yaml.YAMLError as exc:
-        raise ConfigError(_describe_yaml_error(exc, source)) from None
+        raise ConfigError(_describe_yaml_error(exc, source, override)) from None
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
         ) from None
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
-        # PyYAML's remaining constructors (explicit !!timestamp, !!binary ...) raise these.
-        raise ConfigError(f"{source}: a value could not be read ({exc}).") from None
     finally:
         loader.dispose()
 
@@ -710,8 +722,9 @@ def _where_in(path: KeyPath) -> str:
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 
 
-def _describe_yaml_error(exc: yaml.YAMLError, source: str) -> str:
-    """One paragraph for a YAML syntax or construction error, citing file:line:column."""
+def _describe_yaml_error(exc: yaml.YAMLError, source: str, override: bool = False) -> str:
+    """One paragraph for a YAML syntax or construction error, citing file:line:column
+    (for a ``--set`` override's value: the override and the column in its value)."""
     if isinstance(exc, yaml.reader.ReaderError):
         what = (
             f"byte #x{exc.character[0]:02x}"
@@ -725,7 +738,12 @@ def _describe_yaml_error(exc: yaml.YAMLError, source: str) -> str:
     if not isinstance(exc, yaml.MarkedYAMLError):
         return f"{source}: invalid YAML: {exc}."
     mark = exc.problem_mark or exc.context_mark
-    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+    if mark is None:
+        where = source
+    elif override:
+        where = f"{source}: the value at character {mark.column + 1}"
+    else:
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}"
     problem = exc.problem or exc.context or "unreadable YAML"
     tag = re.search(r"constructor for the tag '([^']*)'", problem)
     if tag:
@@ -743,6 +761,11 @@ def _describe_yaml_error(exc: yaml.YAMLError, source: str) -> str:
         if exc.context_mark is not None and mark is not None and exc.context_mark.line != mark.line:
             context += f" on line {exc.context_mark.line + 1}"
         context += ")"
+    if override:
+        return (
+            f"{where}: invalid YAML: {problem}{context}. Values are read as YAML; put text"
+            " that holds ': ', '#' or brackets in quotes, e.g. --set \"name='a: b'\"."
+        )
     return (
         f"{where}: invalid YAML: {problem}{context}. Check the indentation, the ': ' after each"
         " key and that quotes and brackets are closed."
@@ -755,7 +778,8 @@ def _describe_yaml_error(exc: yaml.YAMLError, source: str) -> str:
 
 
 def _override_source(text: str) -> str:
-    return f"--set {text}"
+    # Quoted and escaped when it holds line breaks or other invisible characters.
+    return f"--set {text if text.isprintable() else repr(text)}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -774,7 +798,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             " --set training.epochs=5 or --set optimizer.lr=1e-3."
         )
     _check_key_path(path, source)
-    value, _, _ = _parse_yaml(raw, source)
+    value, _, _ = _parse_yaml(raw, source, override=True)
     return path, value
 
 

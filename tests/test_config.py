@@ -1,0 +1,578 @@
+"""Tests of the config schema, the YAML loader, `--set` overrides and their error messages.
+
+Every bad config must fail with one `ConfigError` paragraph that cites ``file:line`` and the key;
+expected line numbers are found in the YAML text itself rather than typed in.
+"""
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlp_cli.config import (
+    AdamConfig,
+    Config,
+    ModelConfig,
+    SGDConfig,
+    config_from_dict,
+    config_from_yaml,
+    config_schema,
+    default_config_path,
+    dump_config,
+    load_config,
+    parse_override,
+)
+from mlp_cli.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
+
+MINIMAL = "model:\n  layers: 784-100-10\n"
+
+
+def line_of(text: str, fragment: str) -> int:
+    """1-based number of the first line of `text` containing `fragment`."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config_error(path: Path, overrides: tuple[str, ...] = ()) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    message = str(info.value)
+    assert message.strip()
+    assert "\n\n" not in message  # one paragraph
+    assert "Traceback" not in message
+    return message
+
+
+# --- bad configs: each names the file, the line and the key ----------------------------------
+
+BAD_CONFIGS = [
+    pytest.param(
+        "model:\n  layers: 784-100-10\n  hiden_activation: tanh\n",
+        "hiden_activation",
+        ["unknown key 'model.hiden_activation'", "did you mean 'hidden_activation'?"],
+        id="typo-key",
+    ),
+    pytest.param(
+        MINIMAL + "trainig:\n  epochs: 3\n",
+        "trainig",
+        ["unknown key 'trainig'", "did you mean 'training'?"],
+        id="typo-section",
+    ),
+    pytest.param(
+        MINIMAL + "training:\n  epochs: abc\n",
+        "epochs",
+        ["training.epochs", "expected an integer, found 'abc'"],
+        id="wrong-type",
+    ),
+    pytest.param(
+        MINIMAL + "training:\n  epochs: '5'\n",
+        "epochs",
+        ["training.epochs", "found '5'", "without quotes"],
+        id="quoted-number",
+    ),
+    pytest.param(
+        MINIMAL + "training:\n  batch_size: 32.5\n",
+        "batch_size",
+        ["training.batch_size", "expected an integer, found 32.5"],
+        id="float-for-int",
+    ),
+    pytest.param(
+        MINIMAL + "optimizer:\n  name: sgd\n  lr: -0.1\n",
+        "lr:",
+        ["optimizer.lr: expected a number greater than 0, found -0.1"],
+        id="negative-lr",
+    ),
+    pytest.param(
+        "data:\n  input_size: 28\nmodel:\n  layers: 400-25-10\n",
+        "layers",
+        ["model.layers", "400", "784", "data.input_size: 20"],
+        id="layers-vs-input-size",
+    ),
+    pytest.param(
+        "model:\n  layers: [784, 100, 12]\n",
+        "layers",
+        ["model.layers", "ends with 12", "10 classes"],
+        id="wrong-output-size",
+    ),
+    pytest.param(
+        MINIMAL + "optimizer:\n  name: adam\n  momentum: 0.9\n",
+        "momentum",
+        ["unknown key 'optimizer.momentum'", "adam", "sgd", "rmsprop"],
+        id="key-of-another-optimizer",
+    ),
+    pytest.param(
+        MINIMAL + "optimizer:\n  name: sgdd\n",
+        "sgdd",
+        ["optimizer.name", "'sgdd'", "did you mean 'sgd'?"],
+        id="unknown-optimizer",
+    ),
+    pytest.param(
+        "model:\n  layers: 784-100-10\n  hidden_activation: sigmod\n",
+        "sigmod",
+        ["model.hidden_activation", "found 'sigmod'", "did you mean 'sigmoid'?"],
+        id="unknown-choice",
+    ),
+    pytest.param(
+        "model:\n  layers: 784-100-10\n  dropout: [0.2, 0.5, 0.5]\n",
+        "dropout",
+        ["model.dropout", "3 rates", "2 weight layers"],
+        id="dropout-length",
+    ),
+    pytest.param(
+        "model:\n  layers: 784-100-10\n  dropout: [0.2, 1.5]\n",
+        "dropout",
+        ["model.dropout[1]", "less than 1", "1.5"],
+        id="dropout-range",
+    ),
+    pytest.param(
+        "model:\n  layers: 784-abc-10\n",
+        "layers",
+        ["model.layers", "'784-abc-10'", "784-100-10"],
+        id="layers-text",
+    ),
+    pytest.param(
+        MINIMAL + "data:\n  validation_size: 0\ntraining:\n  early_stopping:\n    patience: 3\n",
+        "patience",
+        ["training.early_stopping.patience", "data.validation_size"],
+        id="patience-without-validation",
+    ),
+    pytest.param(
+        MINIMAL + "optimizer:\n  name: sgd\n  nesterov: true\n",
+        "nesterov",
+        ["optimizer.nesterov", "momentum"],
+        id="nesterov-without-momentum",
+    ),
+    pytest.param(
+        "model:\n  layers: 784-100-10\n  init_scale: 0.1\n",
+        "init_scale",
+        ["model.init_scale", "xavier"],
+        id="init-scale-unused",
+    ),
+    pytest.param(
+        MINIMAL + "data:\n  mirror: ftp://example.org/mnist/\n",
+        "mirror",
+        ["data.mirror", "http://", "'ftp://example.org/mnist/'"],
+        id="mirror-scheme",
+    ),
+    pytest.param(
+        "name: ../escape\n" + MINIMAL,
+        "name",
+        ["name:", "'../escape'", "folder name"],
+        id="unsafe-name",
+    ),
+    pytest.param(
+        MINIMAL + "schedule:\n  gamma: .inf\n",
+        "gamma",
+        ["schedule.gamma", "finite"],
+        id="infinite-number",
+    ),
+    pytest.param(
+        MINIMAL + "training:\n",
+        "training",
+        ["training", "expected a section", "nothing (null)"],
+        id="empty-section",
+    ),
+    pytest.param(
+        "data:\n  input_size: 20\n",
+        "data",
+        ["model", "required"],
+        id="missing-model",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment", "expected"), BAD_CONFIGS)
+def test_bad_config_names_file_line_and_key(
+    tmp_path: Path, text: str, fragment: str, expected: list[str]
+) -> None:
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert f"{path}:{line_of(text, fragment)}:" in message
+    for part in expected:
+        assert part in message
+
+
+def test_several_problems_are_reported_together_in_file_order(tmp_path: Path) -> None:
+    text = (
+        "model:\n  layers: 784-100-10\n  hiden_activation: relu\n"
+        "optimizer:\n  lr: -1\ntraining:\n  epochs: 0\n"
+    )
+    message = config_error(write(tmp_path, text))
+    lines = message.splitlines()
+    assert len(lines) == 3
+    for clause, fragment in zip(lines, ["hiden_activation", "lr:", "epochs"], strict=True):
+        assert clause.startswith(f"{tmp_path / 'run.yaml'}:{line_of(text, fragment)}:")
+
+
+def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
+    text = MINIMAL + "optimizer:\n  lr: 0.1\n  beta1: 0.8\n  lr: 0.2\n"
+    path = write(tmp_path, text)
+    message = config_error(path)
+    second = len(text.splitlines())
+    assert f"{path}:{second}:" in message
+    assert f"line {line_of(text, 'lr: 0.1')}" in message
+    assert "optimizer.lr" in message
+
+
+def test_yaml_syntax_error_cites_line_and_column(tmp_path: Path) -> None:
+    text = MINIMAL + "training:\n  epochs: [1, 2\n  batch_size: 3\n"
+    path = write(tmp_path, text)
+    message = config_error(path)
+    problem = yaml.YAMLError  # the parser's own report, for comparison
+    with pytest.raises(problem) as info:
+        yaml.safe_load(text)
+    mark = info.value.problem_mark  # type: ignore[attr-defined]
+    assert f"{path}:{mark.line + 1}:{mark.column + 1}:" in message
+    assert info.value.problem in message  # type: ignore[attr-defined]
+
+
+def test_python_tag_is_refused_and_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "command-ran"
+    text = MINIMAL + f"name: !!python/object/apply:os.system ['touch {marker}']\n"
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert f"{path}:{line_of(text, 'python/object')}:" in message
+    assert "!!python/object/apply:os.system" in message
+    assert not marker.exists()
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    message = config_error(path)
+    assert f"config file '{path}' not found" in message
+
+
+def test_folder_instead_of_file(tmp_path: Path) -> None:
+    assert "folder" in config_error(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_empty_file(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert f"'{path}' is empty" in message
+
+
+@pytest.mark.parametrize(("text", "found"), [("- 1\n- 2\n", "a list"), ("42\n", "42")])
+def test_top_level_must_be_a_mapping(tmp_path: Path, text: str, found: str) -> None:
+    message = config_error(write(tmp_path, text))
+    assert "mapping" in message
+    assert f"found {found}" in message
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    assert "UTF-8" in config_error(path)
+
+
+# --- YAML 1.2 scalars ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [("1e-3", 1e-3), ("1E-3", 1e-3), (".5", 0.5), ("1e3", 1e3), ("+2.5e+2", 250.0)],
+)
+def test_floats_in_exponent_notation_are_numbers(literal: str, value: float) -> None:
+    cfg = config_from_yaml(MINIMAL + f"optimizer:\n  lr: {literal}\n")
+    assert isinstance(cfg.optimizer.lr, float)
+    assert cfg.optimizer.lr == value == float(literal)
+
+
+def test_core_schema_scalars() -> None:
+    # YAML 1.1 would read these as a boolean, octal 10 and a date.
+    text = "name: no\nmodel:\n  layers: 784-100-10\ntraining:\n  epochs: 012\n"
+    cfg = config_from_yaml(text + "output:\n  dir: 1000-10-10\n")
+    assert cfg.name == "no"
+    assert cfg.training.epochs == 12
+    assert cfg.output.dir == "1000-10-10"
+
+
+def test_integer_field_accepts_hex_and_octal() -> None:
+    cfg = config_from_yaml(MINIMAL + "training:\n  batch_size: 0x40\n  seed: 0o17\n")
+    assert (cfg.training.batch_size, cfg.training.seed) == (0x40, 0o17)
+
+
+# --- the schema -------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    cfg = config_from_yaml(MINIMAL)
+    assert cfg.model.layers == [784, 100, 10]
+    assert isinstance(cfg.optimizer, AdamConfig)
+    assert cfg.optimizer.lr == AdamConfig().lr
+    assert cfg.data.input_size**2 == cfg.model.layers[0]
+    assert cfg.training.early_stopping.patience is None
+
+
+def test_layers_as_list_or_text_are_the_same() -> None:
+    as_text = config_from_yaml("model:\n  layers: 784 - 30 - 20-10\n")
+    as_list = config_from_yaml("model:\n  layers: [784, 30, 20, 10]\n")
+    assert as_text == as_list
+    assert as_text.model.layers == [784, 30, 20, 10]
+
+
+def test_optimizer_section_without_name_tunes_adam() -> None:
+    cfg = config_from_yaml(MINIMAL + "optimizer:\n  lr: 0.01\n")
+    assert isinstance(cfg.optimizer, AdamConfig)
+    assert cfg.optimizer.lr == 0.01
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
+def test_each_optimizer_is_chosen_by_name(name: str) -> None:
+    cfg = config_from_yaml(MINIMAL + f"optimizer:\n  name: {name}\n")
+    assert cfg.optimizer.name == name
+    assert type(cfg.optimizer).__name__.lower().startswith(name)
+
+
+@pytest.mark.parametrize(
+    ("layers", "dropout", "rates"),
+    [
+        ([784, 10], 0.3, [0.0]),
+        ([784, 100, 10], 0.5, [0.0, 0.5]),
+        ([784, 100, 50, 10], 0.25, [0.0, 0.25, 0.25]),
+        ([784, 100, 10], [0.2, 0.5], [0.2, 0.5]),
+    ],
+)
+def test_dropout_rates(layers: list[int], dropout: float | list[float], rates: list[float]) -> None:
+    model = ModelConfig(layers=layers, dropout=dropout)
+    assert model.dropout_rates == rates
+    assert len(model.dropout_rates) == len(layers) - 1
+
+
+def test_effective_init_scale() -> None:
+    assert ModelConfig(layers=[784, 10], init="uniform").effective_init_scale == 0.12
+    assert ModelConfig(layers=[784, 10], init="normal").effective_init_scale == 0.01
+    assert ModelConfig(layers=[784, 10], init="normal", init_scale=0.5).effective_init_scale == 0.5
+    assert ModelConfig(layers=[784, 10], init="he").effective_init_scale is None
+
+
+def test_every_setting_has_a_one_line_description() -> None:
+    schema = config_schema()
+    models = [schema, *schema["$defs"].values()]
+    settings_seen = 0
+    for model in models:
+        for key, prop in model.get("properties", {}).items():
+            settings_seen += 1
+            description = prop.get("description", "")
+            assert description, f"{model['title']}.{key} has no description"
+            assert "\n" not in description
+    assert settings_seen >= sum(len(m.model_fields) for m in (Config, ModelConfig, SGDConfig))
+
+
+def test_default_config_path_names_a_shipped_config() -> None:
+    assert (REPO / default_config_path()) in SHIPPED
+
+
+def test_importing_config_does_not_import_numpy() -> None:
+    code = "import sys, mlp_cli.config; sys.exit('numpy' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --- shipped configs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_config_loads(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    assert cfg.model.layers[0] == cfg.data.input_size**2
+    assert "-".join(map(str, cfg.model.layers)) in path.stem
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_config_comments_every_setting(path: Path) -> None:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert " # " in line, f"{path.name}:{number} has no comment"
+
+
+def test_shipped_configs_cover_the_three_architectures() -> None:
+    layers = {tuple(load_config(p).model.layers) for p in SHIPPED}
+    assert {(400, 25, 10), (784, 100, 10), (784, 10)} <= layers
+
+
+# --- overrides ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "value"),
+    [
+        ("training.epochs=5", ["training", "epochs"], 5),
+        ("optimizer.lr=1e-3", ["optimizer", "lr"], 0.001),
+        ("model.layers=784-100-10", ["model", "layers"], "784-100-10"),
+        ("model.layers=[784, 10]", ["model", "layers"], [784, 10]),
+        ("augment.enabled=true", ["augment", "enabled"], True),
+        ("training.threads=", ["training", "threads"], None),
+        (" name = a=b ", ["name"], "a=b"),
+    ],
+)
+def test_parse_override(text: str, path: list[str], value: Any) -> None:
+    assert parse_override(text) == (path, value)
+
+
+def test_overrides_are_applied_in_order_and_validated(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "optimizer:\n  name: sgd\n  lr: 0.5\n")
+    cfg = load_config(
+        path,
+        [
+            "training.epochs=5",
+            "optimizer.lr=1e-3",
+            "model.layers=400-25-10",
+            "data.input_size=20",
+            "optimizer.momentum=0.9",
+            "training.epochs=7",
+        ],
+    )
+    assert cfg.training.epochs == 7
+    assert isinstance(cfg.optimizer, SGDConfig)
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum) == (0.001, 0.9)
+    assert cfg.model.layers == [400, 25, 10]
+
+
+def test_override_can_switch_optimizer(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL), ["optimizer.name=rmsprop", "optimizer.rho=0.8"])
+    assert cfg.optimizer.name == "rmsprop"
+    assert cfg.optimizer.model_dump()["rho"] == 0.8
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("training.epochs=abc", ["training.epochs", "expected an integer, found 'abc'"]),
+        ("optimizer.lr=-1", ["optimizer.lr", "greater than 0"]),
+        ("trainig.epochs=5", ["unknown key 'trainig'", "did you mean 'training'?"]),
+        ("model.hiden_activation=tanh", ["unknown key 'model.hiden_activation'"]),
+        ("optimizer.beta1=0.5", ["unknown key 'optimizer.beta1'", "sgd"]),
+        ("model.layers.first=3", ["model.layers", "not a section"]),
+        ("training.epochs", ["KEY=VALUE"]),
+        ("=5", ["KEY=VALUE"]),
+        ("training..epochs=5", ["KEY=VALUE"]),
+        ("training.epochs=[1", ["invalid YAML"]),
+        ("model.layers=400-25-10", ["model.layers", "data.input_size"]),
+    ],
+)
+def test_bad_override_cites_the_override(
+    tmp_path: Path, override: str, expected: list[str]
+) -> None:
+    path = write(tmp_path, MINIMAL + "optimizer:\n  name: sgd\n")
+    message = config_error(path, (override,))
+    assert f"--set {override}" in message
+    for part in expected:
+        assert part in message
+
+
+def test_override_replacing_a_file_value_cites_the_override(tmp_path: Path) -> None:
+    text = MINIMAL + "training:\n  epochs: 3\n  batch_size: 0\n"
+    path = write(tmp_path, text)
+    message = config_error(path, ("training.epochs=-2",))
+    assert "--set training.epochs=-2: training.epochs:" in message
+    assert f"{path}:{line_of(text, 'batch_size')}: training.batch_size:" in message
+
+
+# --- names, dumping and plain data ---------------------------------------------------------
+
+
+def test_name_defaults_to_file_stem(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL, "my-run.yaml")).name == "my-run"
+    assert load_config(write(tmp_path, "name: other\n" + MINIMAL, "x.yaml")).name == "other"
+    assert load_config(write(tmp_path, MINIMAL, "x.yaml"), ["name=set"]).name == "set"
+
+
+def test_unsafe_file_stem_asks_for_a_name(tmp_path: Path) -> None:
+    message = config_error(write(tmp_path, MINIMAL, "my run.yaml"))
+    assert "'my run'" in message
+    assert "file name" in message
+
+
+def test_dump_round_trips(tmp_path: Path) -> None:
+    text = (
+        "name: '1e3'\n"  # text that the loader would read as a number without quotes
+        "data: {input_size: 20, validation_size: 500, mirror: 'http://127.0.0.1:8/m/',"
+        " normalize: standardize}\n"
+        "model: {layers: 400-30-20-10, hidden_activation: leaky_relu, init: uniform,"
+        " init_scale: 0.05, dropout: [0.1, 0.2, 0.3], max_norm: 3.5}\n"
+        "loss: mse\nregularization: {l1: 1e-6, l2: 1e-4}\n"
+        "optimizer: {name: adamw, lr: 3e-4, eps: 1e-10, weight_decay: 0.05}\n"
+        "schedule: {name: onecycle, warmup_epochs: 0.5, min_lr: 1e-7}\n"
+        "training: {epochs: 3, batch_size: 32, seed: 9, threads: 1,"
+        " early_stopping: {patience: 2, min_delta: 0.001, restore_best: false}}\n"
+        "augment: {enabled: true, max_rotation: 15, elastic_alpha: 34.0, elastic_sigma: 4}\n"
+        "output: {dir: 'no'}\n"
+    )
+    cfg = load_config(write(tmp_path, text))
+    dumped = dump_config(cfg)
+    again = load_config(write(tmp_path, dumped, "dumped.yaml"))
+    assert again == cfg
+    assert again.name == "1e3"
+    assert again.output.dir == "no"
+    assert yaml.safe_load(dumped)["optimizer"]["name"] == "adamw"
+    assert list(yaml.safe_load(dumped)) == list(Config.model_fields)
+
+
+def test_config_from_dict_round_trips_and_cites_its_source() -> None:
+    cfg = config_from_yaml(MINIMAL + "optimizer: {name: sgd, momentum: 0.9}\n")
+    assert config_from_dict(cfg.model_dump(mode="json")) == cfg
+    bad = cfg.model_dump(mode="json")
+    bad["training"]["epochs"] = 0
+    with pytest.raises(ConfigError, match=r"^checkpoint m\.npz: training\.epochs: .*found 0\."):
+        config_from_dict(bad, source="checkpoint m.npz")
+
+
+# --- robustness -----------------------------------------------------------------------------
+
+
+def assert_loads_or_explains(text: str, overrides: Sequence[str] = ()) -> None:
+    """Loading either succeeds or raises a `ConfigError` with a message; nothing else escapes."""
+    message = None
+    try:
+        config_from_yaml(text, overrides=overrides)
+    except ConfigError as error:
+        message = str(error)
+    if message is not None:
+        assert message.strip()
+        assert "\n\n" not in message
+
+
+YAML_PIECES = st.sampled_from(
+    [
+        "model:", "layers:", " 784-100-10", "optimizer:", "name:", "lr:", " 1e-3", "training:",
+        "epochs:", "\n", "\n  ", "\n    ", "- ", "[", "]", "{", "}", ",", ": ", "'", '"', "&a ",
+        "*a", "<<: ", "? ", "!!python/object/apply:os.system ['true']", "!!binary ", "!!set ",
+        "!!timestamp 2020-13-45", "!!int x", "!!float y", "!!bool maybe", "!!str ", "---\n",
+        "...\n", "%YAML 1.2\n", "# c", "\t", "\x00", "null", "~", ".inf", "0x1F", "0o17",
+        "9" * 5000, "é",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=200))
+def test_arbitrary_text_only_raises_config_error(text: str) -> None:
+    assert_loads_or_explains(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(YAML_PIECES, max_size=30).map("".join))
+def test_yaml_like_text_only_raises_config_error(text: str) -> None:
+    assert_loads_or_explains(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=30), max_size=3))
+def test_arbitrary_overrides_only_raise_config_error(overrides: list[str]) -> None:
+    assert_loads_or_explains(MINIMAL, overrides)
