@@ -112,7 +112,7 @@ def mirror_list(mirror: str | None = None) -> list[str]:
     """
     candidates = [
         (os.environ.get(MIRROR_ENV), f"the environment variable {MIRROR_ENV}"),
-        (mirror, "the config key data.mirror"),
+        (mirror, "the mirror argument, i.e. the config key data.mirror"),
         *((url, "DEFAULT_MIRRORS") for url in DEFAULT_MIRRORS),
     ]
     mirrors: list[str] = []
@@ -223,7 +223,14 @@ def _read_cached(stem: str) -> bytes | None:
             f"or point {DATA_DIR_ENV} at a folder you can read and write."
         ) from exc
     if hashlib.sha256(raw).hexdigest() != MNIST_FILES[stem]:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise DataError(
+                f"The cached MNIST file {path} is damaged (its sha256 no longer matches) and "
+                f"cannot be removed ({exc}). Delete it by hand, or point {DATA_DIR_ENV} at a "
+                "folder you can write to."
+            ) from exc
         return None
     return raw
 
@@ -268,17 +275,19 @@ def _decode(path: Path) -> bytes:
     Raises _SourceError for a file that is not valid gzip or is larger than any MNIST
     file.
     """
-    with path.open("rb") as handle:
-        compressed = handle.read(2) == _GZIP_MAGIC
     try:
-        if compressed:
+        with path.open("rb") as handle:
+            compressed = handle.read(2) == _GZIP_MAGIC
+            handle.seek(0)
+            raw = b"" if compressed else handle.read(_MAX_IDX_BYTES + 1)
+    except OSError as exc:
+        raise _SourceError(f"cannot be read ({exc})") from exc
+    if compressed:
+        try:
             with gzip.open(path, "rb") as stream:
                 raw = stream.read(_MAX_IDX_BYTES + 1)
-        else:
-            with path.open("rb") as handle:
-                raw = handle.read(_MAX_IDX_BYTES + 1)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise _SourceError(f"is not a complete gzip file ({exc})") from exc
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _SourceError(f"is not a complete gzip file ({exc})") from exc
     if len(raw) > _MAX_IDX_BYTES:
         raise _SourceError(
             f"holds more than {_MAX_IDX_BYTES:,} bytes, far more than any MNIST file"
@@ -380,7 +389,10 @@ def _download_from(base: str, stem: str, downloader: Any) -> bytes:
             raise _SourceError(_describe_request_error(exc)) from exc
         except OSError as exc:
             raise _SourceError(f"could not be stored while downloading ({exc})") from exc
-        raw = _decode(Path(gz_path))
+        try:
+            raw = _decode(Path(gz_path))
+        except _SourceError as exc:
+            raise _SourceError(f"served a {stem}.gz that {exc}") from exc
     problem = _hash_problem(raw, stem)
     if problem is not None:
         raise _SourceError(f"served a wrong {stem}.gz: {problem}; the download was deleted")
@@ -450,7 +462,7 @@ def import_mnist(src: str | Path) -> dict[str, Path]:
         for candidate in candidates:
             try:
                 raw = _decode(candidate)
-            except (_SourceError, OSError) as exc:
+            except _SourceError as exc:
                 file_problems.append(f"  - {candidate}: {exc}")
                 continue
             problem = _hash_problem(raw, stem)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import os
 import pickle
 from dataclasses import dataclass
@@ -294,7 +295,7 @@ def test_not_gzip_and_gzip_bombs_are_refused(
     gz = gzip.compress(synthetic.raw[stem])
     (folder / f"{stem}.gz").write_bytes(gz[: len(gz) // 2])  # cut short at the source
     server = serve_folder(folder)
-    with pytest.raises(DataError, match="not a complete gzip file"):
+    with pytest.raises(DataError, match=f"served a {stem}.gz that is not a complete gzip file"):
         data.fetch_mnist(mirror=server.url)
 
     (folder / f"{stem}.gz").write_bytes(gzip.compress(bytes(4096)))
@@ -409,6 +410,17 @@ def test_progressbar_object_is_driven_once_per_file(
     assert bar.descriptions == [f"{stem}.gz" for stem in STEMS]
     assert bar.totals == [(synthetic.folder / f"{stem}.gz").stat().st_size for stem in STEMS]
     assert bar.closed == len(STEMS)
+
+
+def test_progressbar_true_without_tqdm_is_a_usage_error(
+    synthetic: Synthetic, serve_folder: ServeFolder
+) -> None:
+    if importlib.util.find_spec("tqdm") is not None:
+        pytest.skip("tqdm is installed, so progressbar=True is valid")
+    server = serve_folder(synthetic.folder)
+    with pytest.raises(UsageError, match="tqdm"):
+        data.fetch_mnist(mirror=server.url, progressbar=True)
+    assert server.requested == []
 
 
 def test_fetching_prints_nothing(
