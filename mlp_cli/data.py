@@ -593,7 +593,7 @@ def _parse_header(
 def _idx_error(name: str, problem: str) -> DataError:
     return DataError(
         f"{name} is not a valid MNIST IDX file: {problem}. The file is damaged or is not "
-        "MNIST; delete it and download it again (`mlp data download`), or import a good "
+        "MNIST; delete it and download it again (`mlp data fetch`), or import a good "
         "copy with `mlp data import DIR`."
     )
 
@@ -628,7 +628,7 @@ def load_mnist(
     if missing and not download:
         raise DataError(
             f"The MNIST {split} files are not in the cache ({data_dir()}): missing "
-            f"{', '.join(missing)}. Download them (`mlp data download`) or import an "
+            f"{', '.join(missing)}. Download them (`mlp data fetch`) or import an "
             "offline copy (`mlp data import DIR`)."
         )
     if missing:
@@ -643,7 +643,7 @@ def load_mnist(
             f"The MNIST {split} files disagree: {directory / images_stem} holds "
             f"{images.shape[0]:,} images but {directory / labels_stem} holds "
             f"{labels.shape[0]:,} labels. Delete both and download them again "
-            "(`mlp data download`)."
+            "(`mlp data fetch`)."
         )
     return images, labels
 

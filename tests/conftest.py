@@ -9,6 +9,7 @@ need the internet.
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -21,7 +22,11 @@ import pytest
 
 from mlp_cli import data
 
-MNIST_LOCAL_COPY = Path("/work/shared/data/mnist")
+# The real MNIST beside the checkout (../shared/data/mnist), or where MLP_TEST_MNIST_DIR says.
+MNIST_LOCAL_COPY = Path(
+    os.environ.get("MLP_TEST_MNIST_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+)
 
 
 class _QuietFolderHandler(SimpleHTTPRequestHandler):
