@@ -168,7 +168,7 @@ def _grid_cols(n: int) -> int:
     return max(1, math.ceil(math.sqrt(n)))
 
 
-def _header(width: int, title: str | None, labels: bool) -> Image.Image:
+def _header(width: int, title: str | None, labels: bool, n: int) -> Image.Image:
     """Title (wrapped) above a colour bar and a line saying what the colours mean."""
     from PIL import Image, ImageDraw
 
@@ -177,8 +177,9 @@ def _header(width: int, title: str | None, labels: bool) -> Image.Image:
     text_w = width - 2 * pad
     title_lines = _wrap(title, title_font, text_w) if title else []
     legend = (
-        "red = positive weight, blue = negative, white = 0; each tile is scaled to its own "
-        "largest |weight|" + ("; the number is the unit's index (row)" if labels else "")
+        f"{n} unit{'s' if n != 1 else ''}; red = positive weight, blue = negative, white = 0; "
+        "each tile is scaled to its own largest |weight|"
+        + ("; the number is the unit's index (row)" if labels else "")
     )
     legend_lines = _wrap(legend, font, text_w)
     ascent, descent = title_font.getmetrics()
@@ -270,7 +271,7 @@ def tile_grid(
     if not legend:
         return img
     width = max(img.width, MIN_HEADER_WIDTH)
-    header = _header(width, title, labels)
+    header = _header(width, title, labels, n)
     page = Image.new("RGB", (width, header.height + img.height), PAGE_RGB)
     page.paste(header, (0, 0))
     page.paste(img, ((width - img.width) // 2, header.height))
@@ -295,7 +296,7 @@ def save_hidden_png(weights: Sequence[np.ndarray], side: int, out: Path, *, laye
     The header states what is shown (the note of `unit_patterns`). Returns `out`.
     """
     patterns, note = unit_patterns(weights, layer)
-    img = tile_grid(patterns, side, title=f"{note} ({patterns.shape[0]} units)")
+    img = tile_grid(patterns, side, title=note)
     out = _prepare_out(out)
     try:
         img.save(out, format="PNG")
@@ -440,6 +441,24 @@ def _series(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     return values
 
 
+def best_record(
+    records: Sequence[Mapping[str, Any]], best_by: Literal["val_loss", "val_acc"] = "val_loss"
+) -> int | None:
+    """Index of the best epoch's record, or None without validation scores.
+
+    The trainer flags an epoch ``"best": true`` when it improved by the trainer's own
+    threshold, so the last flagged record wins; without flags, the lowest ``val_loss`` (or
+    highest ``val_acc``) does, the first one on ties.
+    """
+    scores = _series(records, best_by)
+    flagged = [i for i, rec in enumerate(records) if rec.get("best") is True]
+    if flagged and not np.isnan(scores[flagged[-1]]):
+        return flagged[-1]
+    if np.all(np.isnan(scores)):
+        return None
+    return int(np.nanargmin(scores) if best_by == "val_loss" else np.nanargmax(scores))
+
+
 def plot_curves(
     records: Sequence[Mapping[str, Any]],
     out: Path,
@@ -453,9 +472,10 @@ def plot_curves(
     ``val_loss``, ``val_acc`` and ``lr``; accuracies are fractions in [0, 1] and are shown
     as percentages. Any value may be None or absent (a run without a validation split has
     no ``val_*``); a missing ``epoch`` is taken as the record's position (1, 2, ...). The
-    epoch with the best validation score (lowest ``val_loss`` or highest ``val_acc``, per
-    `best_by`) is marked. The learning rate is drawn on a log scale when it varies by more
-    than 10x.
+    best epoch is marked: the last record flagged ``"best": true`` by the trainer (which
+    applies its own improvement threshold), else the lowest ``val_loss`` or highest
+    ``val_acc``, per `best_by`. The learning rate is drawn on a log scale when it varies by
+    more than 10x.
     """
     from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, PercentFormatter
 
@@ -474,11 +494,7 @@ def plot_curves(
             )
     marker = "o" if len(records) <= 30 else None  # dots make short histories readable
 
-    best: int | None = None
-    if not np.all(np.isnan(s[best_by])):
-        scores = s[best_by]
-        best = int(np.nanargmin(scores) if best_by == "val_loss" else np.nanargmax(scores))
-
+    best = best_record(records, best_by)
     with _figure(14.0, 4.4) as fig:
         ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
         for ax, key, label in (
@@ -499,17 +515,19 @@ def plot_curves(
             if key == "acc":
                 ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
         if best is not None:
-            b_epoch = epoch[best]
-            b_label = (
-                f"best validation loss {s['val_loss'][best]:.4g} (epoch {b_epoch:g})"
-                if best_by == "val_loss"
-                else f"best validation accuracy {100 * s['val_acc'][best]:.2f}% (epoch {b_epoch:g})"
+            b_epoch, b_loss, b_acc = epoch[best], s["val_loss"][best], s["val_acc"][best]
+            b_label = f"best epoch {b_epoch:g}: " + ", ".join(
+                text
+                for text, value in (
+                    (f"validation loss {b_loss:.4g}", b_loss),
+                    (f"accuracy {100 * b_acc:.2f}%", b_acc),
+                )
+                if not np.isnan(value)
             )
             for ax in (ax_loss, ax_acc, ax_lr):
                 ax.axvline(b_epoch, color="0.4", ls="--", lw=1, label=b_label)
-            point = ax_loss if best_by == "val_loss" else ax_acc
-            point_y = s[best_by][best] * (100.0 if best_by == "val_acc" else 1.0)
-            point.plot([b_epoch], [point_y], marker="*", ms=13, color="tab:red", ls="none")
+            for ax, y in ((ax_loss, b_loss), (ax_acc, 100 * b_acc)):
+                ax.plot([b_epoch], [y], marker="*", ms=13, color="tab:red", ls="none")
 
         lr = s["lr"]
         if np.all(np.isnan(lr)):

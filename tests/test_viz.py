@@ -305,6 +305,19 @@ def test_curves_refuse_empty_histories_percent_accuracies_and_unknown_formats(
     assert not (tmp_path / "c.png").exists()
 
 
+def test_best_record_prefers_the_trainers_flag_then_the_validation_score() -> None:
+    records = history(10)
+    val_loss = [r["val_loss"] for r in records]
+    val_acc = [r["val_acc"] for r in records]
+    records[3]["val_loss"] = records[4]["val_loss"] = min(val_loss) - 1.0  # a tie
+    assert viz.best_record(records) == 3
+    assert viz.best_record(records, "val_acc") == val_acc.index(max(val_acc))
+    for i in (2, 6):  # improvements by the trainer's threshold
+        records[i]["best"] = True
+    assert viz.best_record(records) == 6
+    assert viz.best_record(history(5, val=False)) is None
+
+
 def test_read_metrics_errors_name_the_file_and_line(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(UsageError, match="does not exist") as missing_err:
