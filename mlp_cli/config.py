@@ -36,6 +36,8 @@ from pydantic import (
 from mlp_cli.errors import ConfigError
 
 __all__ = [
+    "MNIST_CLASSES",
+    "OPTIMIZERS",
     "AdamConfig",
     "AdamWConfig",
     "AugmentConfig",
@@ -43,6 +45,7 @@ __all__ = [
     "DataConfig",
     "EarlyStoppingConfig",
     "ModelConfig",
+    "OptimizerConfig",
     "OutputConfig",
     "RMSpropConfig",
     "RegularizationConfig",
@@ -116,7 +119,10 @@ class DataConfig(_Section):
     @classmethod
     def _mirror_is_http_url(cls, value: str | None) -> str | None:
         if value is not None:
-            parts = urlsplit(value)
+            try:
+                parts = urlsplit(value)
+            except ValueError:  # e.g. an unclosed '[' of an IPv6 address
+                parts = urlsplit("")
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise _SettingError(
                     ((), f"expected a base URL starting with http:// or https://, found {value!r}")
@@ -848,7 +854,16 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
 # Error messages
 # --------------------------------------------------------------------------------------------
 
-_REPR = reprlib.Repr()
+
+class _ShortRepr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:
+            # Python refuses to print integers of more than 4300 digits.
+            return f"<an integer of about {int(x.bit_length() * 0.30103)} digits>"
+        return super().repr_int(x, level)
+
+
+_REPR = _ShortRepr()
 _REPR.maxstring = 60
 _REPR.maxother = 60
 _REPR.maxlist = _REPR.maxdict = 6

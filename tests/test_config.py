@@ -250,6 +250,31 @@ def test_python_tag_is_refused_and_never_run(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        ("!!python/name:os.system", "!!python/name:os.system"),
+        ("!!timestamp 2020-13-45", "!!timestamp"),
+        ("!!binary aGk=", "!!binary"),
+        ("!!set {a}", "!!set"),
+        ("!custom 3", "!custom"),
+    ],
+)
+def test_tags_outside_the_core_schema_are_refused(tmp_path: Path, value: str, tag: str) -> None:
+    text = MINIMAL + f"name: {value}\n"
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert f"{path}:{line_of(text, value)}:" in message
+    assert f"tag '{tag}' is not allowed" in message
+
+
+def test_huge_integer_is_reported_not_printed(tmp_path: Path) -> None:
+    text = MINIMAL + "training:\n  epochs: [0x" + "f" * 5000 + "]\n"
+    message = config_error(write(tmp_path, text))
+    assert "training.epochs: expected an integer" in message
+    assert "digits" in message
+
+
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
     message = config_error(path)
