@@ -40,14 +40,14 @@ def _encode(image: Image.Image, fmt: str, **params: object) -> bytes:
     return buffer.getvalue()
 
 
-def _scaled(digit: Digit, side: int) -> npt.NDArray[np.float64]:
+def _scaled(digit: Digit, side: int) -> npt.NDArray[np.float32]:
     """The digit's ink coverage in [0, 1], resized to (side, side) with bicubic smoothing."""
     resized = Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC)
-    return np.asarray(resized, dtype=np.float64) / 255.0
+    return np.asarray(resized, dtype=np.float32) / np.float32(255.0)
 
 
 def _on_paper(
-    coverage: npt.NDArray[np.float64],
+    coverage: npt.NDArray[np.float32],
     rng: np.random.Generator,
     *,
     paper: npt.ArrayLike,
@@ -55,11 +55,11 @@ def _on_paper(
     noise: float,
 ) -> npt.NDArray[np.uint8]:
     """Blend ink over paper by coverage (H, W) -> uint8 (H, W) or (H, W, C), plus noise."""
-    paper_arr = np.asarray(paper, dtype=np.float64)
-    ink_arr = np.asarray(ink, dtype=np.float64)
+    paper_arr = np.asarray(paper, dtype=np.float32)
+    ink_arr = np.asarray(ink, dtype=np.float32)
     cover = coverage[..., None] if paper_arr.ndim else coverage
-    values = paper_arr * (1.0 - cover) + ink_arr * cover
-    values = values + rng.normal(0.0, noise, size=values.shape)
+    values = paper_arr * (1 - cover) + ink_arr * cover
+    values += np.float32(noise) * rng.standard_normal(size=values.shape, dtype=np.float32)
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
@@ -68,25 +68,25 @@ def _paper_level(rng: np.random.Generator) -> float:
 
 
 def ink_on_paper(digit: Digit, rng: np.random.Generator) -> Encoded:
-    """Black ink on off-white, slightly noisy paper, 84x84 pixels, as BMP."""
+    """Black ink on off-white, slightly noisy paper, 84x84 pixels, as PNG."""
     pixels = _on_paper(
         _scaled(digit, 84), rng, paper=_paper_level(rng), ink=rng.uniform(15, 50), noise=4.0
     )
-    return ".bmp", _encode(Image.fromarray(pixels), "BMP")
+    return ".png", _encode(Image.fromarray(pixels), "PNG", compress_level=1)
 
 
 def large_canvas(digit: Digit, rng: np.random.Generator) -> Encoded:
-    """A 300x200 sheet with the digit (56 to 150 px tall) somewhere off-centre, as PNG."""
+    """A 300x200 sheet with the digit (56 to 150 px tall) somewhere off-centre, as BMP."""
     width, height = 300, 200
     side = int(rng.integers(56, 151))
-    coverage = np.zeros((height, width))
+    coverage = np.zeros((height, width), dtype=np.float32)
     top = int(rng.integers(0, height - side + 1))
     left = int(
         rng.choice([rng.integers(0, width // 4), rng.integers(width // 2, width - side + 1)])
     )
     coverage[top : top + side, left : left + side] = _scaled(digit, side)
     pixels = _on_paper(coverage, rng, paper=_paper_level(rng), ink=rng.uniform(15, 50), noise=5.0)
-    return ".png", _encode(Image.fromarray(pixels), "PNG", compress_level=1)
+    return ".bmp", _encode(Image.fromarray(pixels), "BMP")
 
 
 def noisy_jpeg(digit: Digit, rng: np.random.Generator) -> Encoded:

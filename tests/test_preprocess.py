@@ -1,0 +1,439 @@
+"""Tests for mlp_cli.preprocess: the area-averaged input transform, reading image files,
+and turning users' pictures (rendered from real MNIST digits by tests/userlike.py) back
+into MNIST digits."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import userlike
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image, ImageDraw
+
+from mlp_cli.errors import ImageError, UsageError
+from mlp_cli.preprocess import (
+    digits_to_inputs,
+    mnist_style,
+    open_image,
+    prepare_inputs,
+    raw_image,
+    resize_digits,
+)
+
+MNIST_TEST_IMAGES = Path("/work/shared/data/mnist/t10k-images-idx3-ubyte.gz")
+N_DIGITS = 200  # real MNIST test digits read for these tests
+N_RENDERED = 100  # of which this many are rendered as every kind of user's picture
+Digits = npt.NDArray[np.uint8]
+
+
+@pytest.fixture(scope="module")
+def digits() -> Digits:
+    """N_DIGITS real MNIST test digits (N, 28, 28) uint8, read straight from the IDX file."""
+    if not MNIST_TEST_IMAGES.exists():
+        pytest.skip(f"MNIST test images not found at {MNIST_TEST_IMAGES}")
+    with gzip.open(MNIST_TEST_IMAGES) as file:
+        images = np.frombuffer(file.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)
+    chosen = np.random.default_rng(2024).choice(len(images), N_DIGITS, replace=False)
+    return images[np.sort(chosen)]
+
+
+def correlation(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+def png_bytes(image: Image.Image, **params: object) -> Image.Image:
+    """`image` after a lossless round trip through PNG (so file metadata is real)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **params)
+    reopened = Image.open(io.BytesIO(buffer.getvalue()))
+    reopened.load()
+    return reopened
+
+
+def ink_on_paper(digit: Digits, paper: int = 230, ink: int = 20) -> npt.NDArray[np.uint8]:
+    """Dark ink on light paper, no noise: uint8 (28, 28)."""
+    cover = digit.astype(np.float64) / 255.0
+    return np.rint(paper * (1 - cover) + ink * cover).astype(np.uint8)
+
+
+# --- the input transform ------------------------------------------------------------------
+
+
+def pil_area_average(image: npt.NDArray[np.float32], size: int) -> npt.NDArray[np.float32]:
+    """Area averaging by Pillow: BOX on the image replicated 5x, so 140 / size is a whole
+    number for size 20 (Pillow's BOX point-samples its kernel, which is exact area
+    averaging only for whole-number factors; replication leaves area means unchanged)."""
+    replicated = np.kron(image, np.ones((5, 5), dtype=np.float32))  # (140, 140)
+    resized = Image.fromarray(replicated).resize((size, size), Image.Resampling.BOX)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def test_resize_digits_20_matches_pillow_box_on_random_arrays() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(6, 28, 28), dtype=np.uint8)
+    resized = resize_digits(images, 20)
+    assert resized.shape == (6, 20, 20)
+    assert resized.dtype == np.float32
+    for image, ours in zip(images, resized, strict=True):
+        expected = pil_area_average(image.astype(np.float32) / 255.0, 20)
+        np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_resize_digits_20_matches_pillow_box_on_mnist(digits: Digits) -> None:
+    resized = resize_digits(digits[:5], 20)
+    for image, ours in zip(digits[:5], resized, strict=True):
+        expected = pil_area_average(image.astype(np.float32) / 255.0, 20)
+        np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_resize_digits_preserves_mass() -> None:
+    images = np.random.default_rng(1).integers(0, 256, size=(10, 28, 28), dtype=np.uint8)
+    resized = resize_digits(images, 20)
+    # mean over the frame is preserved, so the total scales by the area ratio (20/28)^2
+    np.testing.assert_allclose(
+        resized.sum(axis=(1, 2)) * (28 / 20) ** 2,
+        images.sum(axis=(1, 2)) / 255.0,
+        rtol=1e-5,
+    )
+
+
+def test_resize_digits_whole_factor_is_block_mean_and_28_is_identity() -> None:
+    images = np.random.default_rng(2).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    scaled = images.astype(np.float32) / 255.0
+    block_mean = scaled.reshape(3, 14, 2, 14, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(resize_digits(images, 14), block_mean, atol=1e-6)
+    np.testing.assert_array_equal(resize_digits(images, 28), scaled)
+
+
+def test_digits_to_inputs_flattens_the_resized_digits(digits: Digits) -> None:
+    inputs = digits_to_inputs(digits[:7], 20)
+    assert inputs.shape == (7, 400)
+    assert inputs.dtype == np.float32
+    assert inputs.flags.c_contiguous
+    np.testing.assert_array_equal(inputs[3], resize_digits(digits[3:4], 20)[0].ravel())
+
+
+@pytest.mark.parametrize("size", [28, 20])
+def test_prepare_inputs_is_the_same_transform_as_for_mnist(digits: Digits, size: int) -> None:
+    prepared = [digit.astype(np.float32) / 255.0 for digit in digits[:4]]
+    inputs = prepare_inputs(prepared, size)
+    assert inputs.dtype == np.float32
+    assert inputs.flags.c_contiguous
+    np.testing.assert_allclose(inputs, digits_to_inputs(digits[:4], size), atol=1e-6)
+
+
+def test_input_transform_rejects_wrong_shapes_and_sizes(digits: Digits) -> None:
+    with pytest.raises(UsageError, match="shape"):
+        resize_digits(digits[0], 20)
+    with pytest.raises(UsageError, match="uint8"):
+        resize_digits(digits[:2].astype(np.float32), 20)
+    with pytest.raises(UsageError, match="positive"):
+        digits_to_inputs(digits[:2], 0)
+    with pytest.raises(UsageError, match=r"\(28, 28\)"):
+        prepare_inputs([np.zeros((20, 20), dtype=np.float32)], 20)
+
+
+# --- MNIST digits and users' pictures through mnist_style -----------------------------------
+
+
+def test_mnist_digits_pass_through_nearly_unchanged(digits: Digits) -> None:
+    correlations = np.array(
+        [correlation(mnist_style(Image.fromarray(digit)), digit) for digit in digits]
+    )
+    assert np.mean(correlations > 0.9) > 0.9
+    assert np.median(correlations) > 0.99
+
+
+@pytest.fixture(scope="module")
+def processed(digits: Digits) -> dict[str, list[tuple[float, npt.NDArray[np.float32]]]]:
+    """kind -> [(correlation with the original digit, mnist_style output)] for every digit."""
+    rng = np.random.default_rng(7)
+    results: dict[str, list[tuple[float, npt.NDArray[np.float32]]]] = {}
+    for digit in digits[:N_RENDERED]:
+        for kind, image in userlike.render_all(digit, rng).items():
+            prepared = mnist_style(image, source=kind)
+            results.setdefault(kind, []).append((correlation(prepared, digit), prepared))
+    return results
+
+
+@pytest.mark.parametrize("kind", list(userlike.RENDERERS))
+def test_users_pictures_come_back_as_the_original_digit(
+    processed: dict[str, list[tuple[float, npt.NDArray[np.float32]]]], kind: str
+) -> None:
+    correlations = np.array([score for score, _ in processed[kind]])
+    assert correlations.mean() > 0.85, f"{kind}: mean correlation {correlations.mean():.3f}"
+    assert np.mean(correlations > 0.7) > 0.95
+
+
+@pytest.mark.parametrize("kind", list(userlike.RENDERERS))
+def test_prepared_digits_follow_mnist_geometry(
+    processed: dict[str, list[tuple[float, npt.NDArray[np.float32]]]], kind: str
+) -> None:
+    """Longer side of the ink's box about 20 px; centre of mass at (14, 14) to within the
+    rounding of a whole-pixel shift, unless the digit was kept from leaving the frame."""
+    rows = np.arange(28)
+    for _, prepared in processed[kind]:
+        assert prepared.shape == (28, 28)
+        assert prepared.dtype == np.float32
+        assert prepared.min() >= 0.0
+        assert prepared.max() <= 1.0
+        ink_rows = np.flatnonzero(prepared.any(axis=1))
+        ink_cols = np.flatnonzero(prepared.any(axis=0))
+        longer = max(np.ptp(ink_rows), np.ptp(ink_cols)) + 1
+        assert 17 <= longer <= 20
+        mass = prepared.sum()
+        com = np.array([prepared.sum(axis=1) @ rows, prepared.sum(axis=0) @ rows]) / mass
+        touches = {ink_rows[0], ink_rows[-1], ink_cols[0], ink_cols[-1]} & {0, 27}
+        assert touches or np.all(np.abs(com - 14.0) <= 0.5 + 1e-4)
+
+
+def test_saved_files_of_every_kind_open_and_match(digits: Digits, tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    for number, digit in enumerate(digits[:3]):
+        paths = userlike.save_all(digit, rng, tmp_path, prefix=f"{number}_")
+        assert set(paths) == set(userlike.RENDERERS)
+        for kind, path in paths.items():
+            prepared = mnist_style(open_image(path), source=str(path))
+            assert correlation(prepared, digit) > 0.7, kind
+            Image.fromarray(np.rint(prepared * 255).astype(np.uint8)).save(
+                tmp_path / f"{number}_{kind}_prepared.png"
+            )
+
+
+def test_specks_far_from_the_digit_are_ignored(digits: Digits) -> None:
+    canvas = np.full((200, 300), 230, dtype=np.uint8)
+    digit = Image.fromarray(digits[0]).resize((112, 112), Image.Resampling.BICUBIC)
+    canvas[40:152, 150:262] = ink_on_paper(np.asarray(digit))
+    clean = mnist_style(Image.fromarray(canvas))
+    for top, left in [(10, 10), (180, 40), (100, 20)]:
+        canvas[top : top + 2, left : left + 2] = 0  # dust, specks of 2x2 pixels
+    np.testing.assert_allclose(mnist_style(Image.fromarray(canvas)), clean, atol=1e-6)
+
+
+def test_light_ink_on_dark_and_on_mid_grey_paper(digits: Digits) -> None:
+    digit = digits[1]
+    light_on_dark = (40 + digit.astype(np.float64) * 0.7).astype(np.uint8)
+    light_on_grey = ink_on_paper(digit, paper=110, ink=235)
+    dark_on_grey = ink_on_paper(digit, paper=150, ink=10)
+    for pixels in (light_on_dark, light_on_grey, dark_on_grey):
+        assert correlation(mnist_style(Image.fromarray(pixels)), digit) > 0.95
+
+
+def test_thin_pen_strokes_are_thickened_like_mnist() -> None:
+    """The same 7 drawn with pens from fine to broad on a large sheet comes out alike (up to
+    the whole-pixel rounding of the centring), with strokes as wide as MNIST's."""
+    prepared = []
+    for pen in (1, 3, 8, 24):
+        sheet = Image.new("L", (400, 400), 245)
+        ImageDraw.Draw(sheet).line(
+            [(120, 80), (280, 80), (170, 330)], fill=20, width=pen, joint="curve"
+        )
+        prepared.append(mnist_style(sheet))
+        top_bar = prepared[-1][:12, 14]  # (12,) down a column crossing the top bar
+        assert np.count_nonzero(top_bar > 0.5) >= 2, pen
+    for fine in prepared[:-1]:
+        shifted = [
+            correlation(np.roll(fine, (dy, dx), axis=(0, 1)), prepared[-1])
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        ]
+        assert max(shifted) > 0.9
+
+
+def test_large_photo_is_reduced_first(digits: Digits) -> None:
+    canvas = np.full((1500, 2100), 225, dtype=np.uint8)
+    digit = Image.fromarray(digits[2]).resize((700, 700), Image.Resampling.BICUBIC)
+    canvas[500:1200, 300:1000] = ink_on_paper(np.asarray(digit), paper=225)
+    assert correlation(mnist_style(Image.fromarray(canvas)), digits[2]) > 0.9
+
+
+# --- modes and metadata ---------------------------------------------------------------------
+
+
+def test_16_bit_greyscale_uses_its_full_range(digits: Digits) -> None:
+    """All values lie above 255: clipping at 255 would leave a blank picture."""
+    cover = digits[3].astype(np.float64) / 255.0
+    values = np.rint(60000 * (1 - cover) + 20000 * cover).astype(np.uint16)
+    for image in (Image.fromarray(values), png_bytes(Image.fromarray(values))):
+        assert image.mode == "I;16"
+        assert correlation(mnist_style(image), digits[3]) > 0.95
+    as_int32 = Image.fromarray(values.astype(np.int32))
+    assert as_int32.mode == "I"
+    assert correlation(mnist_style(as_int32), digits[3]) > 0.95
+    big_endian = Image.fromarray(values).convert("I").convert("I;16B")
+    assert big_endian.mode == "I;16B"
+    np.testing.assert_allclose(raw_image(big_endian), values / 65535.0, atol=1e-6)
+
+
+def test_float_image(digits: Digits) -> None:
+    image = Image.fromarray(1.0 - digits[4].astype(np.float32) / 255.0)
+    assert image.mode == "F"
+    assert correlation(mnist_style(image), digits[4]) > 0.95
+
+
+def test_palette_image_with_a_transparent_background(digits: Digits) -> None:
+    """Black ink in a palette image whose background index is transparent (and black)."""
+    ink = digits[5] > 100
+    indices = np.where(ink, 1, 0).astype(np.uint8)
+    image = Image.frombytes("P", (28, 28), indices.tobytes())
+    image.putpalette([0, 0, 0, 0, 0, 0] + [0, 0, 0] * 254)
+    image = png_bytes(image, transparency=0)
+    assert image.mode == "P"
+    assert "transparency" in image.info
+    assert correlation(mnist_style(image), ink) > 0.9
+
+
+def test_la_and_pa_black_ink_on_transparent(digits: Digits) -> None:
+    """Luma 0 everywhere, alpha carries the digit: a plain greyscale conversion is blank."""
+    alpha = Image.fromarray(digits[6])
+    black = Image.new("L", alpha.size, 0)
+    la = png_bytes(Image.merge("LA", [black, alpha]))
+    assert la.mode == "LA"
+    assert np.asarray(la.convert("L")).max() == 0
+    assert correlation(mnist_style(la), digits[6]) > 0.95
+    palette_black = Image.new("P", alpha.size, 0)
+    palette_black.putpalette([0, 0, 0] * 256)
+    pa = Image.merge("PA", [palette_black, alpha])
+    assert correlation(mnist_style(pa), digits[6]) > 0.95
+
+
+def test_rgba_ink_of_either_lightness_on_transparent(digits: Digits) -> None:
+    for colour in [(0, 0, 0), (30, 30, 160), (255, 255, 255), (250, 240, 120)]:
+        rgba = np.zeros((28, 28, 4), dtype=np.uint8)
+        rgba[..., :3] = colour
+        rgba[..., 3] = digits[7]
+        image = png_bytes(Image.fromarray(rgba))
+        assert image.mode == "RGBA"
+        assert correlation(mnist_style(image), digits[7]) > 0.95, colour
+
+
+def test_cmyk_matches_rgb(digits: Digits) -> None:
+    paper, ink = np.array([240, 230, 200]), np.array([20, 30, 120])
+    cover = digits[8].astype(np.float64)[..., None] / 255.0
+    rgb = Image.fromarray(np.rint(paper * (1 - cover) + ink * cover).astype(np.uint8))
+    cmyk = rgb.convert("CMYK")
+    assert cmyk.mode == "CMYK"
+    from_rgb = mnist_style(rgb)
+    assert correlation(from_rgb, digits[8]) > 0.95
+    assert correlation(mnist_style(cmyk), from_rgb) > 0.98
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(digits: Digits, orientation: int) -> None:
+    upright = Image.fromarray(ink_on_paper(digits[9]))
+    undo = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_90,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_270,
+    }
+    stored = upright.transpose(undo[orientation]) if orientation in undo else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image = png_bytes(stored, exif=exif)
+    assert image.getexif()[0x0112] == orientation
+    np.testing.assert_allclose(mnist_style(image), mnist_style(upright), atol=1e-6)
+
+
+def test_raw_image_does_no_processing(digits: Digits) -> None:
+    dark_on_light = ink_on_paper(digits[10])
+    np.testing.assert_allclose(raw_image(Image.fromarray(dark_on_light)), dark_on_light / 255.0)
+    larger = raw_image(Image.fromarray(digits[10]).resize((56, 56)))
+    assert larger.shape == (28, 28)
+    assert larger.dtype == np.float32
+    assert correlation(larger, digits[10]) > 0.95
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(
+        np.uint8,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=40),
+        elements=st.integers(0, 255),
+    )
+)
+def test_any_picture_gives_a_digit_or_an_image_error(pixels: npt.NDArray[np.uint8]) -> None:
+    try:
+        prepared = mnist_style(Image.fromarray(pixels), source="random.png")
+    except ImageError as error:
+        message = str(error)
+    else:
+        assert prepared.shape == (28, 28)
+        assert prepared.dtype == np.float32
+        assert np.all((prepared >= 0) & (prepared <= 1))
+        assert prepared.max() > 0
+        return
+    assert "random.png" in message
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def save_png(path: Path, pixels: npt.NDArray[np.uint8]) -> Path:
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.png"
+    with pytest.raises(ImageError, match="does not exist") as error:
+        open_image(missing)
+    assert str(missing) in str(error.value)
+    with pytest.raises(ImageError, match="directory") as error:
+        open_image(tmp_path)
+    assert str(tmp_path) in str(error.value)
+
+
+def test_text_file_named_png(tmp_path: Path) -> None:
+    path = tmp_path / "digit.png"
+    path.write_text("this is not a picture\n")
+    with pytest.raises(ImageError, match="not an image") as error:
+        open_image(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_files(tmp_path: Path, fmt: str) -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, size=(64, 64), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageError, match="truncated") as error:
+        open_image(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("side", [40, 100])  # over the limit (a warning), over twice (an error)
+def test_decompression_bomb_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side: int
+) -> None:
+    path = save_png(tmp_path / "big.png", np.zeros((side, side), dtype=np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ImageError, match="too large") as error:
+        open_image(path)
+    assert str(path) in str(error.value)
+
+
+def test_blank_pictures_hold_no_ink(tmp_path: Path) -> None:
+    noise = np.random.default_rng(4).normal(0, 3, size=(80, 120))
+    blank = {
+        "white.png": np.full((80, 120), 255, dtype=np.uint8),
+        "paper.png": np.clip(np.rint(225 + noise), 0, 255).astype(np.uint8),
+        "transparent.png": np.zeros((80, 120, 4), dtype=np.uint8),
+    }
+    for name, pixels in blank.items():
+        path = save_png(tmp_path / name, pixels)
+        with pytest.raises(ImageError, match="no ink") as error:
+            mnist_style(open_image(path), source=str(path))
+        assert str(path) in str(error.value)
