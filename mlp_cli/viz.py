@@ -495,24 +495,23 @@ def plot_curves(
     marker = "o" if len(records) <= 30 else None  # dots make short histories readable
 
     best = best_record(records, best_by)
-    with _figure(14.0, 4.4) as fig:
+    with _figure(14.0, 4.8) as fig:
         ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
-        for ax, key, label in (
-            (ax_loss, "loss", "cross-entropy loss"),
-            (ax_acc, "acc", "accuracy"),
-        ):
-            factor = 100.0 if key == "acc" else 1.0
+        for ax, key, name in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
+            percent = key == "acc"
+            lasts = []
             for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
-                y = s[f"{split}_{key}"] * factor
+                y = s[f"{split}_{key}"] * (100.0 if percent else 1.0)
                 if np.all(np.isnan(y)):
                     continue
+                label = "training" if split == "train" else "validation"
+                ax.plot(epoch, y, color=colour, marker=marker, ms=3, label=label)
                 last = y[~np.isnan(y)][-1]
-                final = f"{last:.1f}%" if key == "acc" else f"{last:.4g}"
-                name = "validation" if split == "val" else "training"
-                ax.plot(epoch, y, color=colour, marker=marker, ms=3, label=f"{name} (last {final})")
-            ax.set_title("loss" if key == "loss" else "accuracy")
-            ax.set_ylabel(label + (" (%)" if key == "acc" else ""))
-            if key == "acc":
+                lasts.append(f"{label} {last:.2f}%" if percent else f"{label} {last:.4g}")
+            # final values in the title keep the plot area free of legends
+            ax.set_title(f"{name}\nlast: {', '.join(lasts)}" if lasts else name)
+            ax.set_ylabel("accuracy (%)" if percent else "cross-entropy loss")
+            if percent:
                 ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
         if best is not None:
             b_epoch, b_loss, b_acc = epoch[best], s["val_loss"][best], s["val_acc"][best]
@@ -520,19 +519,22 @@ def plot_curves(
                 text
                 for text, value in (
                     (f"validation loss {b_loss:.4g}", b_loss),
-                    (f"accuracy {100 * b_acc:.2f}%", b_acc),
+                    (f"validation accuracy {100 * b_acc:.2f}%", b_acc),
                 )
                 if not np.isnan(value)
             )
             for ax in (ax_loss, ax_acc, ax_lr):
-                ax.axvline(b_epoch, color="0.4", ls="--", lw=1, label=b_label)
+                ax.axvline(b_epoch, color="0.4", ls="--", lw=1)
             for ax, y in ((ax_loss, b_loss), (ax_acc, 100 * b_acc)):
-                ax.plot([b_epoch], [y], marker="*", ms=13, color="tab:red", ls="none")
+                # grey dashes + red star: in the legend this reads as the line and the marker
+                ax.plot([b_epoch], [y], ls="--", lw=1, color="0.4", marker="*", ms=13,
+                        mfc="tab:red", mec="tab:red", label=b_label)  # fmt: skip
 
         lr = s["lr"]
         if np.all(np.isnan(lr)):
             ax_lr.text(0.5, 0.5, "no learning rate recorded", ha="center", va="center",
                        transform=ax_lr.transAxes, color="0.4")  # fmt: skip
+            ax_lr.set_title("learning rate")
         else:
             ax_lr.plot(epoch, lr, color="tab:green", marker=marker, ms=3)
             known = lr[~np.isnan(lr)]
@@ -545,7 +547,7 @@ def plot_curves(
             elif known.max() == known.min():
                 # a constant rate: show it against zero rather than as a zoomed-in flat line
                 ax_lr.set_ylim(min(0.0, 1.5 * known.min()), max(0.0, 1.5 * known.max()) or 1.0)
-        ax_lr.set_title("learning rate")
+            ax_lr.set_title(f"learning rate\nlast: {known[-1]:.3g}")
         ax_lr.set_ylabel("learning rate")
 
         pad = max(0.5, 0.02 * (epoch.max() - epoch.min()))  # keeps a lone epoch's ticks whole
@@ -556,9 +558,11 @@ def plot_curves(
                 MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=1)
             )
             ax.grid(True, alpha=0.3)
-        for ax in (ax_loss, ax_acc):
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=FONT_SIZE - 2)
+        # one legend for all panels, below them, where it cannot cover a curve
+        handles, labels = ax_loss.get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="outside lower center", ncols=len(handles),
+                       frameon=False)  # fmt: skip
         if title:
             fig.suptitle(title, fontsize=FONT_SIZE + 3)
         return _save_figure(fig, out)
