@@ -1,0 +1,228 @@
+"""On-the-fly distortion of training batches: random affine maps and elastic deformation.
+
+Each image of a batch gets its own random affine map about the image centre (rotation,
+isotropic scaling, translation) and, when ``elastic_alpha > 0``, a smooth random
+displacement field as in Simard, Steinkraus & Platt (2003), "Best practices for
+convolutional neural networks applied to visual document analysis": a field uniform in
+[-1, 1] per pixel and axis, smoothed by a Gaussian of standard deviation ``elastic_sigma``
+and multiplied by ``elastic_alpha``.
+
+The warp is computed by inverse mapping: for every output pixel, the point of the source
+image it comes from, read by bilinear interpolation; points outside the image read the
+``fill`` value (a blank pixel as the network sees it, which is not 0 for standardized
+inputs). The whole batch is done at once with array operations: sampling coordinates for
+(batch, side, side), four `np.take` gathers from a fill-padded copy, and the Gaussian
+smoothing as two matrix products with a (side, side) band matrix.
+
+Left out on purpose: shearing, anisotropic scaling, flips (they change digit identity),
+intensity changes, and any interpolation of higher order than bilinear.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mlp_cli.config import AugmentConfig
+from mlp_cli.errors import UsageError
+
+Array = NDArray[np.float32]
+
+GAUSS_TRUNCATE = 4.0  # the smoothing kernel is cut off at this many sigmas (as scipy.ndimage)
+
+
+def gaussian_band_matrix(side: int, sigma: float) -> Array:
+    """(side, side) matrix G with ``G @ f`` the 1-D Gaussian smoothing of a column ``f``.
+
+    G[i, j] = k(i - j) for a Gaussian kernel k of standard deviation ``sigma``, truncated
+    at GAUSS_TRUNCATE sigmas and normalised to sum 1. Beyond the image the field counts as
+    zero (no displacement), so smoothing near the border shrinks the field slightly.
+    """
+    radius = max(1, math.ceil(GAUSS_TRUNCATE * sigma))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    diff = np.arange(side)[:, None] - np.arange(side)[None, :]  # (side, side): i - j
+    band = np.where(np.abs(diff) <= radius, kernel[np.clip(diff + radius, 0, 2 * radius)], 0.0)
+    return band.astype(np.float32)
+
+
+@dataclass
+class _Buffers:
+    """Work arrays for one batch size, reused from batch to batch."""
+
+    padded: Array  # (B, side + 3, side + 3): the images in a frame of fill (see _bilinear)
+    src_x: Array  # (B, side, side): source column of each output pixel
+    src_y: Array  # (B, side, side): source row
+    corner: Array  # (B, side, side): scratch for the neighbours' values
+    acc: Array  # (B, side, side): scratch for the interpolation
+    ix: NDArray[np.intp]  # (B, side, side): integer parts, then flat indices
+    iy: NDArray[np.intp]
+
+    @classmethod
+    def allocate(cls, n: int, side: int, fill: np.float32) -> _Buffers:
+        full = (n, side, side)
+        return cls(
+            padded=np.full((n, side + 3, side + 3), fill, np.float32),
+            src_x=np.empty(full, np.float32),
+            src_y=np.empty(full, np.float32),
+            corner=np.empty(full, np.float32),
+            acc=np.empty(full, np.float32),
+            ix=np.empty(full, np.intp),
+            iy=np.empty(full, np.intp),
+        )
+
+
+class ElasticField:
+    """Random smooth displacement fields (Simard et al. 2003) for batches of images."""
+
+    def __init__(self, side: int, alpha: float, sigma: float) -> None:
+        self.side = side
+        self.band = gaussian_band_matrix(side, sigma)  # G, (side, side)
+        self.band_t_alpha = np.ascontiguousarray(self.band.T * np.float32(alpha))  # alpha G^T
+        self._work: dict[int, tuple[Array, Array]] = {}  # 2 x (2, side, B, side) per size B
+
+    def __call__(self, n: int, rng: np.random.Generator) -> tuple[Array, Array]:
+        """Fields (dx, dy) for ``n`` images, each (n, side, side): alpha * G U G^T with U
+        uniform in [-1, 1) per pixel. Views into a buffer that the next call overwrites.
+
+        The noise is laid out (field, row, image, column), so smoothing along columns is one
+        matrix product over all rows of all images, and smoothing along rows another.
+        """
+        s = self.side
+        work = self._work.get(n)
+        if work is None:
+            if len(self._work) >= 2:
+                self._work.clear()
+            work = self._work[n] = (
+                np.empty((2, s, n, s), np.float32),
+                np.empty((2, s, n, s), np.float32),
+            )
+        noise, smooth = work
+        rng.random(out=noise, dtype=np.float32)
+        noise *= np.float32(2.0)
+        noise -= np.float32(1.0)
+        np.matmul(noise.reshape(-1, s), self.band_t_alpha, out=smooth.reshape(-1, s))  # columns
+        np.matmul(self.band, smooth.reshape(2, s, -1), out=noise.reshape(2, s, -1))  # rows
+        fields = noise.transpose(0, 2, 1, 3)  # (2, n, side, side) view
+        return fields[0], fields[1]
+
+
+class Augmenter:
+    """Random affine and elastic distortion of flattened square images, in place."""
+
+    def __init__(self, cfg: AugmentConfig, side: int, fill: float) -> None:
+        if side < 2:
+            raise UsageError(f"augmentation needs images of at least 2x2 pixels; got side {side}")
+        self.cfg, self.side, self.fill = cfg, side, np.float32(fill)
+        self.centre = (side - 1) / 2.0  # pixel centres sit at 0 .. side-1
+        self.grid = np.arange(side, dtype=np.float32) - np.float32(self.centre)  # (side,)
+        self.elastic = (
+            ElasticField(side, cfg.elastic_alpha, cfg.elastic_sigma)
+            if cfg.elastic_alpha > 0
+            else None
+        )
+        self._buffers: dict[int, _Buffers] = {}
+
+    # -- random parameters -------------------------------------------------------------
+
+    def __call__(self, batch: Array, rng: np.random.Generator) -> None:
+        """Distort every row of ``batch`` (B, side*side), float32, C-contiguous, in place.
+
+        All randomness comes from ``rng``: the same generator state gives the same output.
+        """
+        n, cfg = len(batch), self.cfg
+        angle = rng.uniform(-cfg.max_rotation, cfg.max_rotation, n)
+        scale = rng.uniform(1.0 - cfg.max_scale, 1.0 + cfg.max_scale, n)
+        shift = rng.uniform(-cfg.max_shift, cfg.max_shift, (n, 2))
+        displacement = self.elastic(n, rng) if self.elastic is not None else None
+        self.apply(batch, np.radians(angle), scale, shift, displacement)
+
+    # -- the warp ------------------------------------------------------------------------
+
+    def apply(
+        self,
+        batch: Array,
+        angle: NDArray[np.floating],
+        scale: NDArray[np.floating],
+        shift: NDArray[np.floating],
+        displacement: tuple[Array, Array] | None = None,
+    ) -> None:
+        """Warp each image of ``batch`` (B, side*side) in place with given parameters.
+
+        Image b is rotated by ``angle[b]`` radians and scaled by ``scale[b]`` about the
+        centre, then moved by ``shift[b] = (dx, dy)`` pixels (x to the right, y down); the
+        output pixel p reads the source at A_b^-1 (p - centre - shift_b) + centre, plus
+        ``displacement`` (dx, dy fields, each (B, side, side)) when given. Points outside
+        the source image read ``fill``.
+        """
+        n, s = len(batch), self.side
+        if batch.shape != (n, s * s) or batch.dtype != np.float32:
+            raise UsageError(
+                f"augmentation expects a float32 batch of shape (n, {s * s}); "
+                f"got {batch.dtype} {batch.shape}"
+            )
+        if n == 0:
+            return
+        buf = self._work(n)
+        # Inverse of s * R(angle): R(-angle) / s, as 2x2 entries per image, (B, 1, 1).
+        cos = (np.cos(angle) / scale).astype(np.float32)[:, None, None]
+        sin = (np.sin(angle) / scale).astype(np.float32)[:, None, None]
+        u = self.grid[None, None, :] - shift[:, 0, None, None].astype(np.float32)  # (B, 1, s)
+        v = self.grid[None, :, None] - shift[:, 1, None, None].astype(np.float32)  # (B, s, 1)
+        c = np.float32(self.centre)
+        np.add(cos * u + c, sin * v, out=buf.src_x)  # x' = ( cos u + sin v) / scale + c
+        np.subtract(cos * v + c, sin * u, out=buf.src_y)  # y' = (-sin u + cos v) / scale + c
+        if displacement is not None:
+            buf.src_x += displacement[0]
+            buf.src_y += displacement[1]
+        buf.padded[:, 1 : s + 1, 1 : s + 1] = batch.reshape(n, s, s)
+        self._bilinear(buf, batch.reshape(n, s, s))
+
+    def _bilinear(self, buf: _Buffers, out: Array) -> None:
+        """Bilinear reads of ``buf.padded`` at (src_x, src_y), written to ``out`` (B, s, s)."""
+        n, s = len(out), self.side
+        w = s + 3  # padded width: one column of fill before the image, two after
+        # Coordinates are clamped to [-1, s]: beyond that everything is fill too, so the
+        # clamp changes nothing, and the neighbours of floor(-1 .. s) = -1 .. s all lie in
+        # the frame. A point exactly on the frame gets weight 0 on the next one (exact fill).
+        weights = []
+        for src, idx in ((buf.src_x, buf.ix), (buf.src_y, buf.iy)):
+            np.clip(src, -1.0, float(s), out=src)
+            np.floor(src, out=buf.corner)
+            src -= buf.corner  # src now holds the fractional weight in [0, 1)
+            np.copyto(idx, buf.corner, casting="unsafe")
+            weights.append(src)
+        wx, wy = weights
+        # Flat index of the upper-left neighbour in the padded batch (+1 for the frame).
+        buf.iy *= w
+        buf.ix += buf.iy
+        buf.ix += (np.arange(n, dtype=np.intp) * (w * w) + (w + 1))[:, None, None]
+        # Neighbours to the right and below are the same indices into the flat batch
+        # shifted by 1, w and w + 1: views, no index arithmetic. Every index is in range,
+        # so mode="clip" only skips np.take's bounds check.
+        flat, idx, v, acc = buf.padded.reshape(-1), buf.ix, buf.corner, buf.acc
+        np.take(flat, idx, out=acc, mode="clip")  # upper left
+        np.take(flat[1:], idx, out=v, mode="clip")  # upper right
+        v -= acc
+        v *= wx
+        acc += v  # upper row, interpolated along x
+        np.take(flat[w:], idx, out=out, mode="clip")  # lower left
+        np.take(flat[w + 1 :], idx, out=v, mode="clip")  # lower right
+        v -= out
+        v *= wx
+        out += v  # lower row
+        out -= acc
+        out *= wy
+        out += acc  # interpolated along y
+
+    def _work(self, n: int) -> _Buffers:
+        buf = self._buffers.get(n)
+        if buf is None:
+            if len(self._buffers) >= 2:  # a full batch and the last, shorter one
+                self._buffers.clear()
+            buf = self._buffers[n] = _Buffers.allocate(n, self.side, self.fill)
+        return buf
