@@ -9,7 +9,8 @@ PNG, a 16-bit scan, a rotated phone JPEG.
 
 Both kinds of image then go through one and the same input transform
 (`digits_to_inputs` for MNIST's uint8 arrays, `prepare_inputs` for prepared pictures):
-scale to the model's input size by exact area averaging and flatten.
+scale to the model's input size by exact area averaging and flatten; `normalize_inputs`
+then applies the model's standardisation, if any (`model_inputs` does both for MNIST).
 
 Left out on purpose: segmenting several digits in one picture, removing uneven lighting
 or shadows (the background is taken as one level, from the border), perspective
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -138,6 +140,26 @@ def prepare_inputs(images: Sequence[npt.NDArray[np.floating]], size: int) -> Flo
     return np.ascontiguousarray(resized.reshape(len(images), size * size))
 
 
+def normalize_inputs(X: FloatArray, preprocessing: Mapping[str, Any]) -> FloatArray:
+    """Apply a model's input standardisation, if it has one, to inputs in [0, 1], in place.
+
+    `preprocessing` is the model's metadata: `normalize` is None or {"mean", "std"} (one
+    mean and one standard deviation over all training pixels). Returns X, shape kept.
+    """
+    norm = preprocessing.get("normalize")
+    if norm:
+        X -= np.float32(norm["mean"])
+        X *= np.float32(1.0 / norm["std"])
+    return X
+
+
+def model_inputs(images: npt.NDArray[np.uint8], preprocessing: Mapping[str, Any]) -> FloatArray:
+    """MNIST-form uint8 digits (N, 28, 28) -> the inputs (N, input_size**2) of a model with
+    this `preprocessing` metadata (its `input_size` and `normalize`)."""
+    X = digits_to_inputs(images, int(preprocessing["input_size"]))
+    return normalize_inputs(X, preprocessing)
+
+
 # --- reading files ---------------------------------------------------------------------------
 
 
@@ -231,12 +253,11 @@ def _grey(image: Image.Image) -> FloatArray:
     if mode in ("I", "F"):
         values = np.nan_to_num(np.asarray(image).astype(np.float64))
         low, high = float(values.min()), float(values.max())
-        if low >= 0.0 and mode == "F" and high <= 1.0:
-            full = 1.0
-        elif low >= 0.0:
-            # the smallest common bit depth that holds the data
-            full = next(bits for bits in (255.0, 65535.0, 2.0**32 - 1) if high <= bits)
-        else:
+        # the smallest usual full scale that holds the data (1.0 only for float pictures);
+        # data outside all of them is stretched from its minimum to its maximum
+        scales = (1.0, 255.0, 65535.0) if mode == "F" else (255.0, 65535.0, 2.0**32 - 1)
+        full = next((scale for scale in scales if low >= 0.0 and high <= scale), None)
+        if full is None:
             values, full = values - low, max(high - low, 1e-12)
         return np.clip(values / full, 0.0, 1.0).astype(np.float32)
     if mode == "LAB":

@@ -21,6 +21,8 @@ from mlp_cli.errors import ImageError, UsageError
 from mlp_cli.preprocess import (
     digits_to_inputs,
     mnist_style,
+    model_inputs,
+    normalize_inputs,
     open_image,
     prepare_inputs,
     raw_image,
@@ -127,6 +129,17 @@ def test_prepare_inputs_is_the_same_transform_as_for_mnist(digits: Digits, size:
     assert inputs.dtype == np.float32
     assert inputs.flags.c_contiguous
     np.testing.assert_allclose(inputs, digits_to_inputs(digits[:4], size), atol=1e-6)
+
+
+def test_model_inputs_apply_the_model_standardisation(digits: Digits) -> None:
+    plain = {"input_size": 20, "normalize": None}
+    np.testing.assert_array_equal(model_inputs(digits[:3], plain), digits_to_inputs(digits[:3], 20))
+    standardised = {"input_size": 20, "normalize": {"mean": 0.13, "std": 0.31}}
+    expected = (digits_to_inputs(digits[:3], 20).astype(np.float64) - 0.13) / 0.31
+    np.testing.assert_allclose(model_inputs(digits[:3], standardised), expected, atol=1e-5)
+    X = prepare_inputs([digit.astype(np.float32) / 255.0 for digit in digits[:3]], 20)
+    assert normalize_inputs(X, standardised) is X  # in place, as documented
+    np.testing.assert_allclose(X, expected, atol=1e-5)
 
 
 def test_input_transform_rejects_wrong_shapes_and_sizes(digits: Digits) -> None:
@@ -272,10 +285,12 @@ def test_16_bit_greyscale_uses_its_full_range(digits: Digits) -> None:
     np.testing.assert_allclose(raw_image(big_endian), values / 65535.0, atol=1e-6)
 
 
-def test_float_image(digits: Digits) -> None:
-    image = Image.fromarray(1.0 - digits[4].astype(np.float32) / 255.0)
-    assert image.mode == "F"
-    assert correlation(mnist_style(image), digits[4]) > 0.95
+def test_float_images_of_any_range(digits: Digits) -> None:
+    cover = digits[4].astype(np.float32) / 255.0
+    for pixels in (1.0 - cover, 255.0 * (1.0 - cover), 1e6 * cover, cover - 0.5):
+        image = Image.fromarray(pixels.astype(np.float32))
+        assert image.mode == "F"
+        assert correlation(mnist_style(image), digits[4]) > 0.95
 
 
 def test_palette_image_with_a_transparent_background(digits: Digits) -> None:
