@@ -196,7 +196,7 @@ def _header(width: int, title: str | None, labels: bool, n: int) -> Image.Image:
         draw.text((pad, y), line, font=title_font, fill=(0, 0, 0))
         y += title_h
     y += 4
-    # colour bar: "-max |w|" [blue ... white ... red] "+max |w|"
+    # colour bar: "−max" [blue ... white ... red] "+max", with a tick under the middle (0)
     left, right = "−max", "+max"
     bar_x = pad + int(font.getlength(left)) + 5
     bar_w = max(40, min(160, text_w - (bar_x - pad) - int(font.getlength(right)) - 5))
