@@ -1,0 +1,438 @@
+"""Tests for the NumPy MLP engine (`mlp_cli.model`, `activations`, `losses`, `gradcheck`).
+
+The forward pass is compared with a per-example column-vector computation written here, loss
+values with hand formulas, and backpropagation with central differences of an objective
+computed independently of the model, for every hidden activation x output x loss x penalty,
+with dropout, and for a deeper network.  Everything runs in float64 on tiny networks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from mlp_cli import activations
+from mlp_cli.activations import ACTIVATIONS
+from mlp_cli.errors import UsageError
+from mlp_cli.gradcheck import gradcheck
+from mlp_cli.losses import LOSSES, OUTPUTS
+from mlp_cli.model import MLP
+
+F64 = NDArray[np.floating]
+
+HIDDEN = ("sigmoid", "tanh", "relu", "leaky_relu")
+OUTPUT = ("softmax", "sigmoid")
+LOSS = ("cross_entropy", "mse")
+PENALTY = {"none": (0.0, 0.0), "l1": (0.05, 0.0), "l2": (0.0, 0.1)}  # name -> (l1, l2)
+ALL_COMBOS = list(itertools.product(HIDDEN, OUTPUT, LOSS, PENALTY))
+TOLERANCE = 1e-6  # largest relative error accepted between backprop and central differences
+H = 1e-6  # central-difference step
+
+# -- independent reference computations --------------------------------------------------------
+
+HIDDEN_SCALAR: dict[str, Callable[[float], float]] = {
+    "sigmoid": lambda z: 1.0 / (1.0 + math.exp(-z)),
+    "tanh": math.tanh,
+    "relu": lambda z: max(z, 0.0),
+    "leaky_relu": lambda z: z if z > 0.0 else 0.01 * z,
+}
+
+HIDDEN_VECTOR: dict[str, Callable[[F64], F64]] = {
+    "sigmoid": lambda Z: 1.0 / (1.0 + np.exp(-Z)),
+    "tanh": np.tanh,
+    "relu": lambda Z: np.maximum(Z, 0.0),
+    "leaky_relu": lambda Z: np.where(Z > 0.0, Z, 0.01 * Z),
+}
+
+
+def softmax_rows(Z: F64) -> F64:
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+OUTPUT_VECTOR: dict[str, Callable[[F64], F64]] = {
+    "softmax": softmax_rows,
+    "sigmoid": HIDDEN_VECTOR["sigmoid"],
+}
+
+
+def reference_forward_one(model: MLP, x: F64) -> F64:
+    """Output of one example by the column-vector equations z = W a + b, a = g(z)."""
+    a = x.reshape(-1, 1)  # (n_0, 1)
+    for l in range(model.n_layers):
+        W, b = model.W[l], model.b[l]
+        z = np.dot(W, a) + b.reshape(-1, 1)  # (n_l, 1)
+        if l < model.n_layers - 1:
+            a = np.array([[HIDDEN_SCALAR[model.hidden](float(v))] for v in z[:, 0]])
+        elif model.output == "softmax":
+            e = [math.exp(float(v) - float(z.max())) for v in z[:, 0]]
+            a = np.array([[v / sum(e)] for v in e])
+        else:
+            a = np.array([[HIDDEN_SCALAR["sigmoid"](float(v))] for v in z[:, 0]])
+    return a[:, 0]
+
+
+def reference_objective(
+    model: MLP, X: F64, y: NDArray[np.int64], loss: str, l1: float, l2: float
+) -> float:
+    """Mean data loss plus weight penalties, computed without the model's own code paths."""
+    A = X
+    for l in range(model.n_layers):
+        Z = A @ model.W[l].T + model.b[l]  # (batch, n_l)
+        A = (
+            HIDDEN_VECTOR[model.hidden](Z)
+            if l < model.n_layers - 1
+            else OUTPUT_VECTOR[model.output](Z)
+        )
+    n, k = int(A.shape[0]), int(A.shape[1])
+    Y = np.eye(k)[y]  # (batch, K) one-hot
+    if loss == "mse":
+        data = 0.5 * float(np.sum((A - Y) ** 2)) / n
+    elif model.output == "softmax":
+        data = -float(np.mean(np.log(A[np.arange(n), y])))
+    else:  # binary cross-entropy summed over the output units
+        data = -float(np.sum(Y * np.log(A) + (1.0 - Y) * np.log(1.0 - A))) / n
+    weights = np.concatenate([W.ravel() for W in model.W])
+    return data + 0.5 * l2 * float(weights @ weights) + l1 * float(np.abs(weights).sum())
+
+
+def random_model(
+    sizes: list[int], hidden: str, output: str, seed: int = 0, dtype: type = np.float64
+) -> MLP:
+    """A model with random weights *and* biases (so no ReLU unit sits on its kink)."""
+    rng = np.random.default_rng(seed)
+    model = MLP(sizes, hidden, output, dtype=dtype)
+    model.params[...] = rng.normal(0.0, 0.7, model.params.size)
+    return model
+
+
+def relative_error(a: F64, b: F64) -> float:
+    return float(np.linalg.norm(a - b) / (np.linalg.norm(a) + np.linalg.norm(b)))
+
+
+def numeric_gradient(model: MLP, objective: Callable[[], float]) -> F64:
+    """Central differences of ``objective`` with respect to every entry of model.params."""
+    numeric = np.empty(model.params.size)
+    for i in range(model.params.size):
+        old = float(model.params[i])
+        model.params[i] = old + H
+        up = objective()
+        model.params[i] = old - H
+        down = objective()
+        model.params[i] = old
+        numeric[i] = (up - down) / (2 * H)
+    return numeric
+
+
+def batch(n_in: int, n_out: int, n: int = 7, seed: int = 1) -> tuple[F64, NDArray[np.int64]]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(0.0, 1.0, (n, n_in)), rng.integers(0, n_out, n)
+
+
+# -- the tables -------------------------------------------------------------------------------
+
+
+def test_tables_hold_exactly_the_documented_functions() -> None:
+    assert set(ACTIVATIONS) == set(HIDDEN)
+    assert set(OUTPUTS) == set(OUTPUT)
+    assert set(LOSSES) == set(LOSS)
+
+
+@pytest.mark.parametrize("name", HIDDEN)
+def test_activation_forward_and_derivative_match_the_math(name: str) -> None:
+    z = np.array([-3.0, -0.7, -1e-3, 2e-3, 0.4, 2.5])
+    a = ACTIVATIONS[name].forward(z.copy(), np.empty_like(z))
+    assert a == pytest.approx([HIDDEN_SCALAR[name](float(v)) for v in z], rel=1e-14)
+    delta = np.full_like(z, 2.0)
+    ACTIVATIONS[name].backward(a, delta)
+    slope = [
+        (HIDDEN_SCALAR[name](float(v) + H) - HIDDEN_SCALAR[name](float(v) - H)) / (2 * H) for v in z
+    ]
+    assert delta == pytest.approx([2.0 * s for s in slope], rel=1e-7, abs=1e-9)
+
+
+def test_leaky_relu_slope_is_the_documented_one() -> None:
+    assert activations.LEAKY_SLOPE == 0.01
+
+
+# -- forward pass -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("hidden", "output"), list(itertools.product(HIDDEN, OUTPUT)))
+def test_forward_equals_per_example_column_vector_computation(hidden: str, output: str) -> None:
+    model = random_model([5, 4, 6, 3], hidden, output, seed=2)
+    X, _ = batch(5, 3, n=6)
+    got = model.forward(X).copy()
+    want = np.array([reference_forward_one(model, x) for x in X])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_float32_forward_agrees_with_float64_reference() -> None:
+    model64 = random_model([8, 6, 4], "tanh", "softmax", seed=3)
+    model32 = MLP([8, 6, 4], "tanh", "softmax", dtype=np.float32)
+    model32.params[...] = model64.params
+    X, _ = batch(8, 4, n=5)
+    got = model32.forward(X.astype(np.float32))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, model64.forward(X), rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_rows_are_probabilities_even_for_huge_logits() -> None:
+    model = random_model([4, 5, 6], "relu", "softmax", seed=4)
+    X, _ = batch(4, 6, n=9)
+    P = model.forward(X * 1e3)  # logits in the thousands: a naive exp overflows
+    assert np.all(np.isfinite(P))
+    assert np.all(P >= 0.0)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+
+
+def test_forward_refuses_inputs_of_the_wrong_width() -> None:
+    model = MLP([4, 3, 2], dtype=np.float64)
+    with pytest.raises(UsageError, match=r"\(batch, 4\)"):
+        model.forward(np.zeros((2, 5)))
+
+
+@pytest.mark.parametrize(
+    ("sizes", "hidden", "output"),
+    [
+        ([4], "relu", "softmax"),
+        ([4, 0, 2], "relu", "softmax"),
+        ([4, 2], "swish", "softmax"),
+        ([4, 2], "relu", "linear"),
+    ],
+)
+def test_bad_architecture_is_a_usage_error(sizes: list[int], hidden: str, output: str) -> None:
+    with pytest.raises(UsageError):
+        MLP(sizes, hidden, output)
+
+
+def test_parameter_views_share_one_flat_buffer_weights_first() -> None:
+    model = MLP([3, 4, 2], dtype=np.float64)
+    model.params[...] = np.arange(model.params.size)
+    assert model.n_weights == 3 * 4 + 4 * 2
+    np.testing.assert_array_equal(model.W[0], np.arange(12).reshape(4, 3))
+    np.testing.assert_array_equal(model.W[1], np.arange(12, 20).reshape(2, 4))
+    np.testing.assert_array_equal(model.b[0], [20, 21, 22, 23])
+    np.testing.assert_array_equal(model.b[1], [24, 25])
+    np.testing.assert_array_equal(model.weights_flat, np.arange(20))
+
+
+# -- initialisation ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["xavier", "he", "uniform", "normal"])
+def test_initialisation_is_seeded_and_zeroes_biases(scheme: str) -> None:
+    def init(seed: int) -> MLP:
+        model = MLP([50, 40, 10])
+        model.params[...] = 5.0
+        model.initialize(scheme, np.random.default_rng(seed))
+        return model
+
+    a, b, c = init(7), init(7), init(8)
+    assert a.params.tobytes() == b.params.tobytes()
+    assert not np.array_equal(a.weights_flat, c.weights_flat)
+    assert all(np.all(bias == 0.0) for bias in a.b)
+
+
+def test_initialisation_scales_follow_their_definitions() -> None:
+    model = MLP([400, 300, 10], dtype=np.float64)
+    rng = np.random.default_rng(0)
+    model.initialize("xavier", rng)
+    limit = math.sqrt(6.0 / (400 + 300))
+    assert np.abs(model.W[0]).max() <= limit
+    assert np.abs(model.W[0]).max() > 0.99 * limit
+    model.initialize("he", rng)
+    assert np.std(model.W[0]) == pytest.approx(math.sqrt(2.0 / 400), rel=0.02)
+    model.initialize("uniform", rng)
+    assert np.abs(model.W[0]).max() <= 0.12
+    model.initialize("normal", rng, scale=0.5)
+    assert np.std(model.W[0]) == pytest.approx(0.5, rel=0.02)
+    with pytest.raises(UsageError):
+        model.initialize("orthogonal", rng)
+
+
+# -- losses -----------------------------------------------------------------------------------
+
+
+def loss_value(loss: str, output: str, z: list[list[float]], y: list[int]) -> float:
+    Z = np.array(z, dtype=np.float64)
+    A = OUTPUTS[output](Z, np.empty_like(Z))
+    return LOSSES[loss].value(output, Z, A, np.array(y))
+
+
+def test_softmax_cross_entropy_of_a_two_class_case_by_hand() -> None:
+    # p(class 1) = e^2 / (e^1 + e^2) for the first example, e^0.5 / (e^0.5 + e^-1) for the second.
+    want_first = -math.log(math.exp(2.0) / (math.exp(1.0) + math.exp(2.0)))
+    want_second = -math.log(math.exp(-1.0) / (math.exp(0.5) + math.exp(-1.0)))
+    got = loss_value("cross_entropy", "softmax", [[1.0, 2.0], [0.5, -1.0]], [1, 1])
+    assert got == pytest.approx((want_first + want_second) / 2, rel=1e-14)
+
+
+def test_softmax_cross_entropy_stays_finite_when_saturated() -> None:
+    # The true class's logit is 2000 below the other: the loss is 2000, not inf.
+    got = loss_value("cross_entropy", "softmax", [[1000.0, -1000.0]], [1])
+    assert got == pytest.approx(2000.0, rel=1e-12)
+
+
+def test_sigmoid_cross_entropy_sums_binary_losses_over_units_by_hand() -> None:
+    z, y = [[0.3, -1.2, 2.0]], [2]
+    a = [1.0 / (1.0 + math.exp(-v)) for v in z[0]]
+    want = -(math.log(1 - a[0]) + math.log(1 - a[1]) + math.log(a[2]))
+    assert loss_value("cross_entropy", "sigmoid", z, y) == pytest.approx(want, rel=1e-13)
+    # Saturated: z = -800 for the true unit costs 800.
+    assert loss_value("cross_entropy", "sigmoid", [[-800.0, -50.0]], [0]) == pytest.approx(
+        800.0 + math.log1p(math.exp(-50.0)), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("output", OUTPUT)
+def test_mse_is_half_the_mean_squared_distance_to_one_hot(output: str) -> None:
+    z, y = [[0.2, -0.4, 1.1], [0.0, 0.7, -0.3]], [0, 2]
+    total = 0.0
+    for row, label in zip(z, y, strict=True):
+        if output == "softmax":
+            e = [math.exp(v) for v in row]
+            a = [v / sum(e) for v in e]
+        else:
+            a = [1.0 / (1.0 + math.exp(-v)) for v in row]
+        total += sum((ak - (1.0 if k == label else 0.0)) ** 2 for k, ak in enumerate(a))
+    assert loss_value("mse", output, z, y) == pytest.approx(0.5 * total / 2, rel=1e-13)
+
+
+def test_backward_returns_the_data_loss_and_penalty_is_weights_only() -> None:
+    model = random_model([4, 3, 2], "tanh", "softmax", seed=5)
+    X, y = batch(4, 2)
+    model.forward(X)
+    reported = model.backward(y, "cross_entropy", l1=0.3, l2=0.2)
+    assert reported == pytest.approx(reference_objective(model, X, y, "cross_entropy", 0, 0))
+    w = np.concatenate([W.ravel() for W in model.W])
+    want = 0.1 * float(w @ w) + 0.3 * float(np.abs(w).sum())
+    assert model.penalty(l1=0.3, l2=0.2) == pytest.approx(want, rel=1e-13)
+    model.b[0][...] = 100.0  # biases are not penalised
+    assert model.penalty(l1=0.3, l2=0.2) == pytest.approx(want, rel=1e-13)
+
+
+# -- gradients --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("hidden", "output", "loss", "penalty"), ALL_COMBOS)
+def test_gradcheck_module_passes_every_combination(
+    hidden: str, output: str, loss: str, penalty: str
+) -> None:
+    l1, l2 = PENALTY[penalty]
+    results = gradcheck([4, 5, 3], hidden, output, loss, l1=l1, l2=l2, max_entries=1000)
+    assert [r.name for r in results] == ["W1", "W2", "b1", "b2"]
+    assert [r.checked for r in results] == [20, 15, 5, 3]  # every entry, none sampled away
+    for r in results:
+        assert r.rel_error < TOLERANCE, r
+        assert r.passed
+
+
+def test_gradcheck_module_catches_a_wrong_derivative(monkeypatch: pytest.MonkeyPatch) -> None:
+    def wrong_tanh_backward(a: F64, delta: F64) -> None:
+        delta -= delta * a  # should be a^2
+
+    broken = activations.Activation("tanh", activations.tanh, wrong_tanh_backward)
+    monkeypatch.setitem(ACTIVATIONS, "tanh", broken)
+    results = gradcheck([4, 5, 3], "tanh", "softmax", "cross_entropy", max_entries=1000)
+    assert {r.name: r.passed for r in results} == {"W1": False, "W2": True, "b1": False, "b2": True}
+    assert max(r.rel_error for r in results) > 1e-3
+
+
+@pytest.mark.parametrize(("hidden", "output", "loss", "penalty"), ALL_COMBOS)
+def test_backprop_equals_central_differences_of_an_independent_objective(
+    hidden: str, output: str, loss: str, penalty: str
+) -> None:
+    l1, l2 = PENALTY[penalty]
+    model = random_model([4, 5, 3], hidden, output, seed=11)
+    X, y = batch(4, 3)
+    model.forward(X)
+    model.backward(y, loss, l1=l1, l2=l2)
+    analytic = model.grads.copy()
+    numeric = numeric_gradient(model, lambda: reference_objective(model, X, y, loss, l1, l2))
+    assert relative_error(analytic, numeric) < TOLERANCE
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize(("output", "loss"), [("softmax", "cross_entropy"), ("sigmoid", "mse")])
+def test_deeper_network_gradients(hidden: str, output: str, loss: str) -> None:
+    sizes = [6, 5, 4, 3, 3]
+    for r in gradcheck(sizes, hidden, output, loss, l2=0.01, max_entries=1000, seed=3):
+        assert r.rel_error < TOLERANCE, r
+    model = random_model(sizes, hidden, output, seed=12)
+    X, y = batch(6, 3, n=5)
+    model.forward(X)
+    model.backward(y, loss, l1=0.01)
+    analytic = model.grads.copy()
+    numeric = numeric_gradient(model, lambda: reference_objective(model, X, y, loss, 0.01, 0.0))
+    assert relative_error(analytic, numeric) < TOLERANCE
+
+
+DROPOUT = [0.3, 0.5, 0.25]  # input layer, then each hidden layer
+DROP_SEED = 99
+
+
+def dropped_objective(model: MLP, X: F64, y: NDArray[np.int64], loss: str) -> float:
+    """The objective under the dropout mask drawn from a fresh generator with DROP_SEED."""
+    a = model.forward(X, dropout=DROPOUT, rng=np.random.default_rng(DROP_SEED))
+    z = model._work[X.shape[0]].z_out
+    return LOSSES[loss].value(model.output, z, a, y) + model.penalty(0.0, 0.05)
+
+
+@pytest.mark.parametrize(("hidden", "output"), list(itertools.product(HIDDEN, OUTPUT)))
+def test_dropout_gradient_of_the_fixed_mask_objective(hidden: str, output: str) -> None:
+    model = random_model([5, 6, 6, 3], hidden, output, seed=13)
+    X, y = batch(5, 3, n=6)
+    loss = "cross_entropy"
+    first = model.forward(X, dropout=DROPOUT, rng=np.random.default_rng(DROP_SEED)).copy()
+    again = model.forward(X, dropout=DROPOUT, rng=np.random.default_rng(DROP_SEED)).copy()
+    clean = model.forward(X).copy()
+    np.testing.assert_array_equal(first, again)  # the same seed gives the same mask
+    assert not np.allclose(first, clean)  # and the mask does change the output
+    model.forward(X, dropout=DROPOUT, rng=np.random.default_rng(DROP_SEED))
+    model.backward(y, loss, l2=0.05)
+    analytic = model.grads.copy()
+    numeric = numeric_gradient(model, lambda: dropped_objective(model, X, y, loss))
+    assert relative_error(analytic, numeric) < TOLERANCE
+
+
+def test_dropout_is_inverted_and_off_without_a_generator() -> None:
+    model = MLP([400, 1], "relu", "sigmoid", dtype=np.float64)
+    model.W[0][...] = 1.0 / 400
+    X = np.ones((200, 400))
+    no_rng = model.forward(X, dropout=[0.5]).copy()
+    np.testing.assert_allclose(no_rng, 1.0 / (1.0 + math.exp(-1.0)))
+    model.forward(X, dropout=[0.5], rng=np.random.default_rng(0))
+    z = model._work[200].z_out[:, 0]  # mean of the kept inputs scaled by 2: about 1 on average
+    assert float(z.mean()) == pytest.approx(1.0, abs=0.01)
+    assert float(z.std()) > 0.02
+
+
+# -- evaluation helpers ------------------------------------------------------------------------
+
+
+def test_evaluate_and_predict_proba_agree_with_the_reference_in_any_batch_size() -> None:
+    model = random_model([4, 5, 3], "sigmoid", "softmax", seed=14)
+    X, y = batch(4, 3, n=10)
+    want_p = np.array([reference_forward_one(model, x) for x in X])
+    want_loss = reference_objective(model, X, y, "cross_entropy", 0.0, 0.0)
+    want_acc = float(np.mean(want_p.argmax(axis=1) == y))
+    for size in (1, 3, 10, 64):
+        np.testing.assert_allclose(model.predict_proba(X, batch_size=size), want_p, rtol=1e-12)
+        loss, acc = model.evaluate(X, y, "cross_entropy", batch_size=size)
+        assert loss == pytest.approx(want_loss, rel=1e-12)
+        assert acc == want_acc
+
+
+def test_max_norm_caps_each_units_incoming_weights() -> None:
+    model = MLP([3, 2, 2], dtype=np.float64)
+    model.W[0][...] = [[3.0, 4.0, 0.0], [0.3, 0.4, 0.0]]  # norms 5 and 0.5
+    model.W[1][...] = [[0.0, 2.0], [1.0, 0.0]]
+    model.apply_max_norm(1.0)
+    np.testing.assert_allclose(model.W[0], [[0.6, 0.8, 0.0], [0.3, 0.4, 0.0]])
+    np.testing.assert_allclose(model.W[1], [[0.0, 1.0], [1.0, 0.0]])
