@@ -1,0 +1,313 @@
+"""Tests for `mlp_cli.optim`: one or two steps of every optimizer worked out by hand with plain
+Python floats, state round trips, and the learning-rate schedules against their formulas."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from mlp_cli.errors import CheckpointError
+from mlp_cli.optim import (
+    FLUSH_EVERY,
+    OPTIMIZERS,
+    SGD,
+    Adam,
+    AdamW,
+    Optimizer,
+    RMSprop,
+    Schedule,
+    make_optimizer,
+)
+
+F64 = np.dtype(np.float64)
+N_WEIGHTS = 3  # params[:3] are weights, params[3:] biases
+P0 = [0.5, -1.0, 2.0, 0.25, -0.75]
+G1 = [0.1, -0.2, 0.3, -0.4, 0.5]
+G2 = [-0.3, 0.05, 0.2, 0.1, -0.6]
+
+
+def run_steps(opt: Optimizer, grads: list[list[float]], lrs: list[float]) -> list[float]:
+    params = np.array(P0)
+    for g, lr in zip(grads, lrs, strict=True):
+        opt.step(params, np.array(g), lr)
+    return [float(p) for p in params]
+
+
+# -- one step by hand -------------------------------------------------------------------------
+
+
+def test_sgd_step_by_hand() -> None:
+    lr = 0.1
+    want = [p - lr * g for p, g in zip(P0, G1, strict=True)]
+    assert run_steps(SGD(5, F64, N_WEIGHTS), [G1], [lr]) == pytest.approx(want, rel=1e-15)
+
+
+def test_sgd_momentum_two_steps_by_hand() -> None:
+    lr1, lr2, mu = 0.1, 0.05, 0.9
+    want = []
+    for p, g1, g2 in zip(P0, G1, G2, strict=True):
+        v = -lr1 * g1
+        p += v
+        v = mu * v - lr2 * g2
+        want.append(p + v)
+    got = run_steps(SGD(5, F64, N_WEIGHTS, momentum=mu), [G1, G2], [lr1, lr2])
+    assert got == pytest.approx(want, rel=1e-14)
+
+
+def test_nesterov_two_steps_by_hand() -> None:
+    lr, mu = 0.1, 0.9
+    want = []
+    for p, g1, g2 in zip(P0, G1, G2, strict=True):
+        v = -lr * g1
+        p += mu * v - lr * g1
+        v = mu * v - lr * g2
+        want.append(p + mu * v - lr * g2)
+    got = run_steps(SGD(5, F64, N_WEIGHTS, momentum=mu, nesterov=True), [G1, G2], [lr, lr])
+    assert got == pytest.approx(want, rel=1e-14)
+
+
+def adam_by_hand(
+    grads: list[list[float]], lr: float, b1: float, b2: float, eps: float, wd: float
+) -> list[float]:
+    out = []
+    for i, p in enumerate(P0):
+        m = v = 0.0
+        for t, g in enumerate((gs[i] for gs in grads), start=1):
+            if wd and i < N_WEIGHTS:
+                p *= 1.0 - lr * wd
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+            p -= lr * m_hat / (math.sqrt(v_hat) + eps)
+        out.append(p)
+    return out
+
+
+def test_adam_first_step_moves_each_parameter_by_about_lr_against_the_gradient() -> None:
+    lr = 0.01
+    got = run_steps(Adam(5, F64, N_WEIGHTS), [G1], [lr])
+    assert got == pytest.approx(adam_by_hand([G1], lr, 0.9, 0.999, 1e-8, 0.0), rel=1e-14)
+    for p, q, g in zip(P0, got, G1, strict=True):
+        assert q - p == pytest.approx(-lr * math.copysign(1.0, g), rel=1e-6)
+
+
+def test_adam_two_steps_by_hand() -> None:
+    opt = Adam(5, F64, N_WEIGHTS, beta1=0.8, beta2=0.99, eps=1e-3)
+    got = run_steps(opt, [G1, G2], [0.01, 0.01])
+    assert got == pytest.approx(adam_by_hand([G1, G2], 0.01, 0.8, 0.99, 1e-3, 0.0), rel=1e-13)
+    assert opt.t == 2
+
+
+def test_adamw_decays_weights_only_decoupled_from_the_gradient() -> None:
+    lr, wd = 0.01, 0.5
+    got = run_steps(AdamW(5, F64, N_WEIGHTS, weight_decay=wd), [G1, G2], [lr, lr])
+    assert got == pytest.approx(adam_by_hand([G1, G2], lr, 0.9, 0.999, 1e-8, wd), rel=1e-13)
+    plain = run_steps(Adam(5, F64, N_WEIGHTS), [G1, G2], [lr, lr])
+    assert got[N_WEIGHTS:] == plain[N_WEIGHTS:]  # biases: exactly Adam's step
+    assert all(
+        w != pytest.approx(a, rel=1e-6)
+        for w, a in zip(got[:N_WEIGHTS], plain[:N_WEIGHTS], strict=True)
+    )
+
+
+def test_adamw_with_zero_gradient_only_shrinks_the_weights() -> None:
+    lr, wd = 0.1, 0.2
+    got = run_steps(AdamW(5, F64, N_WEIGHTS, weight_decay=wd), [[0.0] * 5], [lr])
+    want = [p * (1 - lr * wd) for p in P0[:N_WEIGHTS]] + P0[N_WEIGHTS:]
+    assert got == pytest.approx(want, rel=1e-15)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.7])
+def test_rmsprop_two_steps_by_hand(momentum: float) -> None:
+    lr, rho, eps = 0.01, 0.9, 1e-8
+    want = []
+    for i, p in enumerate(P0):
+        s = buf = 0.0
+        for g in (G1[i], G2[i]):
+            s = rho * s + (1 - rho) * g * g
+            u = g / (math.sqrt(s) + eps)
+            buf = momentum * buf + u
+            p -= lr * (buf if momentum else u)
+        want.append(p)
+    got = run_steps(RMSprop(5, F64, N_WEIGHTS, momentum=momentum), [G1, G2], [lr, lr])
+    assert got == pytest.approx(want, rel=1e-13)
+
+
+def test_make_optimizer_builds_by_name_with_hyperparameters() -> None:
+    assert set(OPTIMIZERS) == {"sgd", "adam", "adamw", "rmsprop"}
+    opt = make_optimizer("sgd", 5, F64, N_WEIGHTS, momentum=0.9, nesterov=True)
+    assert isinstance(opt, SGD)
+    assert (opt.momentum, opt.nesterov) == (0.9, True)
+    adamw = make_optimizer("adamw", 5, F64, N_WEIGHTS, weight_decay=0.1)
+    assert isinstance(adamw, AdamW)
+    assert adamw.weight_decay == 0.1
+
+
+def test_float32_updates_stay_float32() -> None:
+    for name in OPTIMIZERS:
+        opt = make_optimizer(name, 5, np.dtype(np.float32), N_WEIGHTS)
+        params = np.array(P0, dtype=np.float32)
+        opt.step(params, np.array(G1, dtype=np.float32), 0.01)
+        assert params.dtype == np.float32
+        assert all(a.dtype == np.float32 for k, a in opt.state_dict().items() if k != "t")
+
+
+def test_adam_flushes_vanishing_second_moments_to_zero() -> None:
+    # v of a parameter whose gradient stopped decays geometrically; in float32 it would end
+    # up subnormal.  It is set to zero on every FLUSH_EVERY-th step, without changing steps.
+    opt = Adam(2, np.dtype(np.float32), 1)
+    params = np.zeros(2, dtype=np.float32)
+    opt.step(params, np.array([1e-17, 1.0], dtype=np.float32), 1e-3)
+    for _ in range(FLUSH_EVERY - 2):
+        opt.step(params, np.array([0.0, 1.0], dtype=np.float32), 1e-3)
+    assert opt.t == FLUSH_EVERY - 1
+    assert 0.0 < opt.v[0] < 1e-30
+    opt.step(params, np.array([0.0, 1.0], dtype=np.float32), 1e-3)
+    assert opt.v[0] == 0.0
+    assert opt.v[1] > 0.0
+
+
+# -- state round trips ------------------------------------------------------------------------
+
+FACTORIES: dict[str, Callable[[], Optimizer]] = {
+    "sgd": lambda: SGD(5, F64, N_WEIGHTS),
+    "momentum": lambda: SGD(5, F64, N_WEIGHTS, momentum=0.9),
+    "nesterov": lambda: SGD(5, F64, N_WEIGHTS, momentum=0.9, nesterov=True),
+    "adam": lambda: Adam(5, F64, N_WEIGHTS),
+    "adamw": lambda: AdamW(5, F64, N_WEIGHTS, weight_decay=0.1),
+    "rmsprop": lambda: RMSprop(5, F64, N_WEIGHTS, momentum=0.5),
+}
+
+
+@pytest.mark.parametrize("kind", FACTORIES)
+def test_state_dict_round_trip_gives_identical_subsequent_steps(kind: str) -> None:
+    rng = np.random.default_rng(0)
+    grads = rng.normal(size=(6, 5))
+    first = FACTORIES[kind]()
+    params = np.array(P0)
+    for g in grads[:3]:
+        first.step(params, g, 0.01)
+    saved = {k: np.array(v, copy=True) for k, v in first.state_dict().items()}
+    assert saved["t"] == 3
+    assert set(saved) == {"t", *first.state_names}
+
+    second = FACTORIES[kind]()
+    second.load_state_dict(saved)
+    resumed = params.copy()
+    for g in grads[3:]:
+        first.step(params, g, 0.01)
+        second.step(resumed, g, 0.01)
+    assert params.tobytes() == resumed.tobytes()
+    for name, value in first.state_dict().items():
+        np.testing.assert_array_equal(second.state_dict()[name], value)
+
+
+def test_state_with_the_wrong_shape_is_a_checkpoint_error() -> None:
+    opt = Adam(5, F64, N_WEIGHTS)
+    state = {"t": np.array(3), "m": np.zeros(5), "v": np.zeros(4)}
+    with pytest.raises(CheckpointError, match=r"'v'.*\(4,\).*5 parameters"):
+        opt.load_state_dict(state)
+
+
+def test_state_missing_an_entry_is_a_checkpoint_error() -> None:
+    opt = RMSprop(5, F64, N_WEIGHTS)
+    with pytest.raises(CheckpointError, match="velocity"):
+        opt.load_state_dict({"t": np.array(1), "square_avg": np.zeros(5)})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=(TypeError, ValueError),
+    reason="optim.py Optimizer.load_state_dict: int(state['t']) and the array assignment run "
+    "unchecked, so a damaged optimizer/t (not a scalar) or a non-numeric state array raises "
+    "TypeError/ValueError instead of CheckpointError",
+)
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"t": np.array([1, 2]), "velocity": np.zeros(5)},
+        {"t": np.array(1), "velocity": np.array(["x"] * 5)},
+    ],
+    ids=["t-not-a-scalar", "velocity-not-numbers"],
+)
+def test_damaged_state_values_are_a_checkpoint_error(state: dict[str, NDArray[np.generic]]) -> None:
+    with pytest.raises(CheckpointError):
+        SGD(5, F64, N_WEIGHTS, momentum=0.9).load_state_dict(state)
+
+
+# -- schedules --------------------------------------------------------------------------------
+
+
+def test_constant_schedule() -> None:
+    s = Schedule("constant", 0.3, epochs=10)
+    assert [s(p) for p in (0.0, 0.5, 9.99, 10.0)] == [0.3] * 4
+
+
+def test_step_schedule_multiplies_by_gamma_every_step_size_epochs() -> None:
+    s = Schedule("step", 0.2, epochs=30, step_size=10, gamma=0.5)
+    assert s(0.0) == 0.2
+    assert s(9.999) == 0.2
+    assert s(10.0) == pytest.approx(0.1)
+    assert s(25.0) == pytest.approx(0.05)
+
+
+def test_cosine_schedule_goes_from_base_to_min_lr() -> None:
+    base, low, epochs = 0.1, 0.001, 20
+    s = Schedule("cosine", base, epochs=epochs, min_lr=low)
+    for p in (0.0, 3.0, 10.0, 17.5, 20.0):
+        want = low + 0.5 * (base - low) * (1 + math.cos(math.pi * p / epochs))
+        assert s(p) == pytest.approx(want, rel=1e-12)
+    assert s(0.0) == pytest.approx(base)
+    assert s(epochs) == pytest.approx(low)
+    assert s(epochs / 2) == pytest.approx((base + low) / 2)
+    values = [s(p / 4) for p in range(4 * epochs + 1)]
+    assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+def test_onecycle_rises_to_base_at_30_percent_then_falls_to_min_lr() -> None:
+    base, epochs = 0.1, 10
+    s = Schedule("onecycle", base, epochs=epochs, min_lr=1e-5)
+    assert s(0.0) == pytest.approx(base / 25)
+    assert s(3.0) == pytest.approx(base)
+    assert s(1.5) == pytest.approx(base / 25 + 0.5 * (base - base / 25))
+    assert s(3.0 + 3.5) == pytest.approx(1e-5 + 0.5 * (base - 1e-5))
+    assert s(float(epochs)) == pytest.approx(1e-5)
+    rising = [s(0.3 * k) for k in range(11)]
+    falling = [s(3.0 + 0.7 * k) for k in range(11)]
+    assert all(a < b for a, b in itertools.pairwise(rising))
+    assert all(a > b for a, b in itertools.pairwise(falling))
+    # min_lr above base/25 is also where the cycle starts
+    assert Schedule("onecycle", base, epochs=epochs, min_lr=0.01)(0.0) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("name", ["constant", "step", "onecycle"])
+def test_warmup_scales_the_shape_linearly_from_zero(name: str) -> None:
+    plain = Schedule(name, 0.1, epochs=10, step_size=1, gamma=0.5)
+    s = Schedule(name, 0.1, epochs=10, step_size=1, gamma=0.5, warmup=2.0)
+    assert s(0.0) == 0.0
+    for p in (0.5, 1.0, 1.5):
+        assert s(p) == pytest.approx(plain(p) * p / 2.0, rel=1e-12)
+    for p in (2.0, 4.5, 10.0):
+        assert s(p) == plain(p)
+
+
+def test_warmed_up_constant_reaches_base_at_the_end_of_warmup() -> None:
+    s = Schedule("constant", 0.1, epochs=10, warmup=0.5)
+    assert s(0.0) == 0.0
+    assert s(0.25) == pytest.approx(0.05)
+    assert s(0.5) == 0.1
+    assert s(3.0) == 0.1
+
+
+def test_warmed_up_cosine_peaks_at_the_end_of_warmup_and_ends_at_min_lr() -> None:
+    s = Schedule("cosine", 0.1, epochs=10, warmup=2.0, min_lr=0.002)
+    assert s(0.0) == 0.0
+    assert s(1.0) == pytest.approx(0.05)
+    assert s(2.0) == pytest.approx(0.1)
+    assert s(6.0) == pytest.approx(0.002 + 0.5 * (0.1 - 0.002))
+    assert s(10.0) == pytest.approx(0.002)
