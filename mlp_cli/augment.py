@@ -55,24 +55,22 @@ class _Buffers:
     """Work arrays for one batch size, reused from batch to batch."""
 
     padded: Array  # (B, side + 3, side + 3): the images in a frame of fill (see _bilinear)
-    src_x: Array  # (B, side, side): source column of each output pixel
-    src_y: Array  # (B, side, side): source row
-    corner: Array  # (B, side, side): scratch for the neighbours' values
-    acc: Array  # (B, side, side): scratch for the interpolation
-    ix: NDArray[np.intp]  # (B, side, side): integer parts, then flat indices
-    iy: NDArray[np.intp]
+    coords: Array  # (B, 2, side, side): source (x, y) of each output pixel, then weights
+    floors: Array  # (B, 2, side, side): their integer parts
+    scratch: Array  # (B, side, side)
+    acc: Array  # (B, side, side)
+    index: NDArray[np.intp]  # (B, side, side): flat index of the upper-left neighbour
 
     @classmethod
     def allocate(cls, n: int, side: int, fill: np.float32) -> _Buffers:
         full = (n, side, side)
         return cls(
             padded=np.full((n, side + 3, side + 3), fill, np.float32),
-            src_x=np.empty(full, np.float32),
-            src_y=np.empty(full, np.float32),
-            corner=np.empty(full, np.float32),
+            coords=np.empty((n, 2, side, side), np.float32),
+            floors=np.empty((n, 2, side, side), np.float32),
+            scratch=np.empty(full, np.float32),
             acc=np.empty(full, np.float32),
-            ix=np.empty(full, np.intp),
-            iy=np.empty(full, np.intp),
+            index=np.empty(full, np.intp),
         )
 
 
@@ -119,7 +117,9 @@ class Augmenter:
             raise UsageError(f"augmentation needs images of at least 2x2 pixels; got side {side}")
         self.cfg, self.side, self.fill = cfg, side, np.float32(fill)
         self.centre = (side - 1) / 2.0  # pixel centres sit at 0 .. side-1
-        self.grid = np.arange(side, dtype=np.float32) - np.float32(self.centre)  # (side,)
+        ys, xs = np.mgrid[0:side, 0:side]
+        # (3, side*side): x, y and 1 for every output pixel, row by row
+        self.pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(side * side)]).astype(np.float32)
         self.elastic = (
             ElasticField(side, cfg.elastic_alpha, cfg.elastic_sigma)
             if cfg.elastic_alpha > 0
@@ -168,43 +168,45 @@ class Augmenter:
         if n == 0:
             return
         buf = self._work(n)
-        # Inverse of s * R(angle): R(-angle) / s, as 2x2 entries per image, (B, 1, 1).
-        cos = (np.cos(angle) / scale).astype(np.float32)[:, None, None]
-        sin = (np.sin(angle) / scale).astype(np.float32)[:, None, None]
-        u = self.grid[None, None, :] - shift[:, 0, None, None].astype(np.float32)  # (B, 1, s)
-        v = self.grid[None, :, None] - shift[:, 1, None, None].astype(np.float32)  # (B, s, 1)
-        c = np.float32(self.centre)
-        np.add(cos * u + c, sin * v, out=buf.src_x)  # x' = ( cos u + sin v) / scale + c
-        np.subtract(cos * v + c, sin * u, out=buf.src_y)  # y' = (-sin u + cos v) / scale + c
+        # Source point of output pixel p = (x, y, 1): M_b p, with M_b (2, 3) the inverse map
+        # [R(-angle) / scale | c - R(-angle) (c + shift) / scale], shifted by +1 into the
+        # padded frame. One matrix product gives the coordinates of the whole batch.
+        cos = np.cos(angle) / scale  # (B,)
+        sin = np.sin(angle) / scale
+        c = self.centre
+        tx, ty = c + shift[:, 0], c + shift[:, 1]
+        M = np.empty((n, 2, 3), np.float32)
+        M[:, 0, 0], M[:, 0, 1], M[:, 0, 2] = cos, sin, c + 1 - cos * tx - sin * ty
+        M[:, 1, 0], M[:, 1, 1], M[:, 1, 2] = -sin, cos, c + 1 + sin * tx - cos * ty
+        np.matmul(M.reshape(2 * n, 3), self.pixels, out=buf.coords.reshape(2 * n, s * s))
         if displacement is not None:
-            buf.src_x += displacement[0]
-            buf.src_y += displacement[1]
+            buf.coords[:, 0] += displacement[0]
+            buf.coords[:, 1] += displacement[1]
         buf.padded[:, 1 : s + 1, 1 : s + 1] = batch.reshape(n, s, s)
         self._bilinear(buf, batch.reshape(n, s, s))
 
     def _bilinear(self, buf: _Buffers, out: Array) -> None:
-        """Bilinear reads of ``buf.padded`` at (src_x, src_y), written to ``out`` (B, s, s)."""
+        """Bilinear reads of ``buf.padded`` at ``buf.coords`` (frame coordinates), written to
+        ``out`` (B, side, side)."""
         n, s = len(out), self.side
         w = s + 3  # padded width: one column of fill before the image, two after
-        # Coordinates are clamped to [-1, s]: beyond that everything is fill too, so the
-        # clamp changes nothing, and the neighbours of floor(-1 .. s) = -1 .. s all lie in
-        # the frame. A point exactly on the frame gets weight 0 on the next one (exact fill).
-        weights = []
-        for src, idx in ((buf.src_x, buf.ix), (buf.src_y, buf.iy)):
-            np.clip(src, -1.0, float(s), out=src)
-            np.floor(src, out=buf.corner)
-            src -= buf.corner  # src now holds the fractional weight in [0, 1)
-            np.copyto(idx, buf.corner, casting="unsafe")
-            weights.append(src)
-        wx, wy = weights
-        # Flat index of the upper-left neighbour in the padded batch (+1 for the frame).
-        buf.iy *= w
-        buf.ix += buf.iy
-        buf.ix += (np.arange(n, dtype=np.intp) * (w * w) + (w + 1))[:, None, None]
+        # Clamping to [0, s + 1] changes nothing (beyond it everything is fill too) and keeps
+        # both neighbours of every point inside the frame; a point on the frame's last
+        # column gets weight 0 on the next one, so it reads exactly the fill value.
+        np.clip(buf.coords, 0.0, float(s + 1), out=buf.coords)
+        np.floor(buf.coords, out=buf.floors)
+        buf.coords -= buf.floors  # fractional parts: the interpolation weights
+        wx, wy = buf.coords[:, 0], buf.coords[:, 1]
+        # Flat index y * w + x, exact in float32 below 2**24 (w * w < 1100 here), plus the
+        # image's offset in the batch added in integers.
+        np.multiply(buf.floors[:, 1], np.float32(w), out=buf.scratch)
+        buf.scratch += buf.floors[:, 0]
+        np.copyto(buf.index, buf.scratch, casting="unsafe")
+        buf.index += self._offsets(n)
         # Neighbours to the right and below are the same indices into the flat batch
         # shifted by 1, w and w + 1: views, no index arithmetic. Every index is in range,
         # so mode="clip" only skips np.take's bounds check.
-        flat, idx, v, acc = buf.padded.reshape(-1), buf.ix, buf.corner, buf.acc
+        flat, idx, v, acc = buf.padded.reshape(-1), buf.index, buf.scratch, buf.acc
         np.take(flat, idx, out=acc, mode="clip")  # upper left
         np.take(flat[1:], idx, out=v, mode="clip")  # upper right
         v -= acc
@@ -218,6 +220,11 @@ class Augmenter:
         out -= acc
         out *= wy
         out += acc  # interpolated along y
+
+    def _offsets(self, n: int) -> NDArray[np.intp]:
+        """Where each image starts in the flat padded batch, (n, 1, 1)."""
+        w = self.side + 3
+        return (np.arange(n, dtype=np.intp) * (w * w))[:, None, None]
 
     def _work(self, n: int) -> _Buffers:
         buf = self._buffers.get(n)
