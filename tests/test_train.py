@@ -203,6 +203,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
     cfg = make_config(tmp_path, **changes)
     stopped = train.start(cfg, splits, tmp_path / "B").run(should_stop=stop)
     assert stopped.status == "interrupted"
+    assert no_curves == [tmp_path / "A", tmp_path / "B"]  # drawn at the end and on Ctrl-C
     state = checkpoint.load(tmp_path / "B" / train.CHECKPOINT_FILE, checkpoint=True)
     assert state.metadata["training"]["status"] == "interrupted"
     resume_state = state.metadata["resume"]
