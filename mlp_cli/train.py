@@ -37,6 +37,7 @@ from mlp_cli.config import Config, dump_config, load_config
 from mlp_cli.errors import CheckpointError, TrainingError, UsageError
 from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, make_optimizer
+from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
 
 Array = NDArray[np.float32]
 
@@ -62,27 +63,9 @@ class Splits:
     data_hashes: dict[str, str]
 
 
-def normalize_inputs(X: Array, preprocessing: dict[str, Any]) -> Array:
-    """Apply the model's input standardisation (if any) to inputs in [0, 1], in place."""
-    norm = preprocessing.get("normalize")
-    if norm:
-        X -= np.float32(norm["mean"])
-        X *= np.float32(1.0 / norm["std"])
-    return X
-
-
-def model_inputs(images: NDArray[np.uint8], preprocessing: dict[str, Any]) -> Array:
-    """MNIST-form digits (n, 28, 28) uint8 -> the inputs a model with ``preprocessing`` takes."""
-    from mlp_cli.preprocess import digits_to_inputs
-
-    X = digits_to_inputs(images, int(preprocessing["input_size"]))
-    return normalize_inputs(X, preprocessing)
-
-
 def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
     """Load MNIST's training set and turn it into model inputs and a validation split."""
     from mlp_cli import data
-    from mlp_cli.preprocess import digits_to_inputs
 
     images, labels = data.load_mnist("train", mirror=cfg.data.mirror, progressbar=progressbar)
     size = cfg.data.input_size

@@ -1,0 +1,255 @@
+"""The command line, driven through Typer's CliRunner: exit codes, messages, side effects.
+
+Bad input must give a one-paragraph message, the right exit code, no traceback, and must
+neither download nor write anything.  The end-to-end tests at the bottom train on the real
+MNIST served from a loopback mirror (the `mnist_mirror` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mlp_cli import __version__
+from mlp_cli.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD = """\
+name: tiny
+data: {input_size: 28, validation_size: 1000}
+model: {layers: 784-10}
+optimizer: {name: adam, lr: 1e-3}
+training: {epochs: 1, batch_size: 128}
+"""
+
+
+def test_version_and_help() -> None:
+    code, out, _ = run("--version")
+    assert code == 0 and __version__ in out
+    code, out, _ = run("--help")
+    assert code == 0
+    for command in ("train", "evaluate", "predict", "data", "config", "gradcheck", "inspect"):
+        assert command in out
+
+
+def test_help_imports_no_heavy_modules() -> None:
+    """`mlp --help` must stay fast: no NumPy, pooch, Pillow or matplotlib."""
+    code = (
+        "import sys\n"
+        "from mlp_cli.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'numpy', 'pooch', 'PIL', 'matplotlib'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+BAD_CONFIGS = {
+    "typo": (GOOD.replace("optimizer: {name: adam", "optimizer: {nme: adam"), ":4:", "nme"),
+    "wrong type": (GOOD.replace("epochs: 1", "epochs: many"), ":5:", "training.epochs"),
+    "negative lr": (GOOD.replace("lr: 1e-3", "lr: -0.1"), ":4:", "optimizer.lr"),
+    "layer mismatch": (GOOD.replace("784-10", "400-10"), ":3:", "model.layers"),
+    "duplicate key": (GOOD + "name: again\n", ":6:", "name"),
+    "syntax error": (GOOD.replace("{layers: 784-10}", "{layers: [784, 10}"), ":3:", ""),
+    "python tag": (GOOD + "loss: !!python/object/apply:os.system ['true']\n", ":6:", ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_exits_2_with_file_line_and_key(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text, line, key = BAD_CONFIGS[case]
+    path = write(tmp_path, text)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run("train", "--config", str(path))
+    assert code == 2, (out, err)
+    assert f"{path}{line}" in err
+    assert key in err
+    assert "Traceback" not in err + out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no runs/ folder
+    data_dir = Path(tmp_path / "data")
+    assert not data_dir.exists() or not any(data_dir.iterdir())
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    code, _, err = run("train", "--config", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "nope.yaml" in err and "Traceback" not in err
+
+
+def test_bad_override_exits_2() -> None:
+    code, _, err = run(
+        "config", "show", "configs/mnist-400-25-10.yaml", "--set", "training.epoch=3"
+    )
+    assert code == 2 and "--set training.epoch=3" in err and "epochs" in err
+
+
+def test_config_show_round_trips_and_applies_overrides(tmp_path: Path) -> None:
+    from mlp_cli.config import load_config
+
+    code, out, _ = run(
+        "config", "show", str(ROOT / "configs/mnist-784-100-10.yaml"), "--set", "optimizer.lr=3e-4"
+    )
+    assert code == 0
+    resolved = write(tmp_path, out, "resolved.yaml")
+    cfg = load_config(resolved)
+    assert cfg.optimizer.lr == pytest.approx(3e-4)
+    assert cfg.model.layers == [784, 100, 10]
+
+
+def test_config_schema_is_json() -> None:
+    code, out, _ = run("config", "schema")
+    schema = json.loads(out)
+    assert code == 0 and "model" in schema["properties"]
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--debug", "train", "--config", str(tmp_path / "nope.yaml")])
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_gradcheck_command_passes() -> None:
+    code, out, _ = run("gradcheck", "--config", str(ROOT / "configs/mnist-400-25-10.yaml"))
+    assert code == 0, out
+    assert "W1" in out and "b2" in out and "FAIL" not in out
+
+
+def test_data_path_and_info_use_mlp_data_dir(tmp_path: Path) -> None:
+    code, out, _ = run("data", "path")
+    assert code == 0 and out.strip().startswith(str(tmp_path))
+    code, out, _ = run("data", "info", "--json")
+    info = json.loads(out)
+    assert code == 0 and len(info["files"]) == 4
+    assert not any(f["present"] for f in info["files"])
+
+
+def test_fetch_without_any_mirror_says_what_to_do(
+    no_public_mirrors: None, closed_port_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLP_MNIST_MIRROR", closed_port_url)
+    code, _, err = run("data", "fetch")
+    assert code == 1
+    assert "mlp data import" in err and "MLP_MNIST_MIRROR" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("evaluate",), "mlp train"),
+        (("predict", "x.png"), "mlp train"),
+        (("inspect",), "mlp train"),
+        (("show", "hidden"), "mlp train"),
+    ],
+)
+def test_commands_without_a_model_say_how_to_get_one(
+    args: tuple[str, ...], needle: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(*args)
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_invalid_model_file_is_a_clean_error(tmp_path: Path) -> None:
+    bad = tmp_path / "model.npz"
+    bad.write_bytes(b"definitely not a zip archive")
+    for args in (("inspect",), ("evaluate",), ("show", "hidden")):
+        code, _, err = run(*args, "--model", str(bad))
+        assert code == 1, err
+        assert str(bad) in err and "Traceback" not in err
+
+
+# -- end to end on the real MNIST ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory of a quick 784-30-10 model trained on real MNIST (filled lazily)."""
+    return tmp_path_factory.mktemp("e2e") / "run"
+
+
+@pytest.mark.slow
+def test_end_to_end_train_evaluate_predict(
+    mnist_mirror: object, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(
+        tmp_path,
+        GOOD.replace("784-10", "784-30-10").replace("epochs: 1", "epochs: 2"),
+        "e2e.yaml",
+    )
+    code, out, err = run("train", "--config", str(config), "--out", str(trained), "--json")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for name in ("config.yaml", "metrics.jsonl", "model.npz", "checkpoint.npz", "curves.png"):
+        assert (trained / name).exists(), name
+
+    code, out, err = run("evaluate", "--model", str(trained), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["n"] == 10_000 and 0.85 < report["accuracy"] <= 1.0
+    assert set(report) >= {"accuracy", "loss", "n", "per_class", "confusion"}
+    confusion = np.array(report["confusion"])
+    assert confusion.sum() == 10_000
+    assert report["accuracy"] == pytest.approx(np.trace(confusion) / 10_000)
+
+    # An independent forward pass with plain NumPy over the saved weights agrees exactly.
+    from mlp_cli import data
+    from mlp_cli.preprocess import digits_to_inputs
+
+    f = np.load(trained / "model.npz", allow_pickle=False)
+    images, labels = data.load_mnist("test")
+    a = digits_to_inputs(images, 28)
+    a = np.maximum(a @ f["W1"].T + f["b1"], 0)
+    z = a @ f["W2"].T + f["b2"]
+    assert report["accuracy"] == pytest.approx(float(np.mean(z.argmax(1) == labels)), abs=2e-4)
+
+    from PIL import Image
+
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(255 - images[i]).resize((140, 140)).save(folder / f"d{i}-{labels[i]}.png")
+    (folder / "notes.png").write_text("not an image")
+    code, out, err = run("predict", str(folder), "--model", str(trained), "--json")
+    assert code == 1  # one file failed ...
+    rows = json.loads(out)
+    good = [r for r in rows if "digit" in r]
+    assert len(good) == 5  # ... the others were still predicted
+    assert "notes.png" in err and "Traceback" not in err
+    for r in good:
+        assert set(r) >= {"file", "digit", "probability", "probabilities"}
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    hits = sum(r["digit"] == Path(r["file"]).stem.split("-")[1] for r in good)
+    assert hits >= 4
+
+    code, out, _ = run("inspect", "--model", str(trained))
+    assert code == 0 and "784-30-10" in out
+    code, out, _ = run("show", "hidden", "--model", str(trained), "--out", str(tmp_path / "h.png"))
+    assert code == 0 and (tmp_path / "h.png").exists()
+    code, _, _ = run("plot", str(trained), "--out", str(tmp_path / "c.png"))
+    assert code == 0 and (tmp_path / "c.png").exists()
