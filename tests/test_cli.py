@@ -45,7 +45,8 @@ training: {epochs: 1, batch_size: 128}
 
 def test_version_and_help() -> None:
     code, out, _ = run("--version")
-    assert code == 0 and __version__ in out
+    assert code == 0
+    assert __version__ in out
     code, out, _ = run("--help")
     assert code == 0
     for command in ("train", "evaluate", "predict", "data", "config", "gradcheck", "inspect"):
@@ -98,14 +99,18 @@ def test_bad_config_exits_2_with_file_line_and_key(
 
 def test_missing_config_file(tmp_path: Path) -> None:
     code, _, err = run("train", "--config", str(tmp_path / "nope.yaml"))
-    assert code == 2 and "nope.yaml" in err and "Traceback" not in err
+    assert code == 2
+    assert "nope.yaml" in err
+    assert "Traceback" not in err
 
 
 def test_bad_override_exits_2() -> None:
     code, _, err = run(
         "config", "show", "configs/mnist-400-25-10.yaml", "--set", "training.epoch=3"
     )
-    assert code == 2 and "--set training.epoch=3" in err and "epochs" in err
+    assert code == 2
+    assert "--set training.epoch=3" in err
+    assert "epochs" in err
 
 
 def test_config_show_round_trips_and_applies_overrides(tmp_path: Path) -> None:
@@ -124,26 +129,32 @@ def test_config_show_round_trips_and_applies_overrides(tmp_path: Path) -> None:
 def test_config_schema_is_json() -> None:
     code, out, _ = run("config", "schema")
     schema = json.loads(out)
-    assert code == 0 and "model" in schema["properties"]
+    assert code == 0
+    assert "model" in schema["properties"]
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--debug", "train", "--config", str(tmp_path / "nope.yaml")])
-    assert result.exit_code != 0 and result.exception is not None
+    assert result.exit_code != 0
+    assert result.exception is not None
 
 
 def test_gradcheck_command_passes() -> None:
     code, out, _ = run("gradcheck", "--config", str(ROOT / "configs/mnist-400-25-10.yaml"))
     assert code == 0, out
-    assert "W1" in out and "b2" in out and "FAIL" not in out
+    assert "W1" in out
+    assert "b2" in out
+    assert "FAIL" not in out
 
 
 def test_data_path_and_info_use_mlp_data_dir(tmp_path: Path) -> None:
     code, out, _ = run("data", "path")
-    assert code == 0 and out.strip().startswith(str(tmp_path))
+    assert code == 0
+    assert out.strip().startswith(str(tmp_path))
     code, out, _ = run("data", "info", "--json")
     info = json.loads(out)
-    assert code == 0 and len(info["files"]) == 4
+    assert code == 0
+    assert len(info["files"]) == 4
     assert not any(f["present"] for f in info["files"])
 
 
@@ -153,7 +164,9 @@ def test_fetch_without_any_mirror_says_what_to_do(
     monkeypatch.setenv("MLP_MNIST_MIRROR", closed_port_url)
     code, _, err = run("data", "fetch")
     assert code == 1
-    assert "mlp data import" in err and "MLP_MNIST_MIRROR" in err and "Traceback" not in err
+    assert "mlp data import" in err
+    assert "MLP_MNIST_MIRROR" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(
@@ -170,7 +183,9 @@ def test_commands_without_a_model_say_how_to_get_one(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     code, _, err = run(*args)
-    assert code == 2 and needle in err and "Traceback" not in err
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err
 
 
 def test_invalid_model_file_is_a_clean_error(tmp_path: Path) -> None:
@@ -179,7 +194,8 @@ def test_invalid_model_file_is_a_clean_error(tmp_path: Path) -> None:
     for args in (("inspect",), ("evaluate",), ("show", "hidden")):
         code, _, err = run(*args, "--model", str(bad))
         assert code == 1, err
-        assert str(bad) in err and "Traceback" not in err
+        assert str(bad) in err
+        assert "Traceback" not in err
 
 
 # -- end to end on the real MNIST ---------------------------------------------------------
@@ -211,7 +227,8 @@ def test_end_to_end_train_evaluate_predict(
     code, out, err = run("evaluate", "--model", str(trained), "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert report["n"] == 10_000 and 0.85 < report["accuracy"] <= 1.0
+    assert report["n"] == 10_000
+    assert 0.85 < report["accuracy"] <= 1.0
     assert set(report) >= {"accuracy", "loss", "n", "per_class", "confusion"}
     confusion = np.array(report["confusion"])
     assert confusion.sum() == 10_000
@@ -240,7 +257,8 @@ def test_end_to_end_train_evaluate_predict(
     rows = json.loads(out)
     good = [r for r in rows if "digit" in r]
     assert len(good) == 5  # ... the others were still predicted
-    assert "notes.png" in err and "Traceback" not in err
+    assert "notes.png" in err
+    assert "Traceback" not in err
     for r in good:
         assert set(r) >= {"file", "digit", "probability", "probabilities"}
         assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
@@ -248,8 +266,11 @@ def test_end_to_end_train_evaluate_predict(
     assert hits >= 4
 
     code, out, _ = run("inspect", "--model", str(trained))
-    assert code == 0 and "784-30-10" in out
+    assert code == 0
+    assert "784-30-10" in out
     code, out, _ = run("show", "hidden", "--model", str(trained), "--out", str(tmp_path / "h.png"))
-    assert code == 0 and (tmp_path / "h.png").exists()
+    assert code == 0
+    assert (tmp_path / "h.png").exists()
     code, _, _ = run("plot", str(trained), "--out", str(tmp_path / "c.png"))
-    assert code == 0 and (tmp_path / "c.png").exists()
+    assert code == 0
+    assert (tmp_path / "c.png").exists()
