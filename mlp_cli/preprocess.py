@@ -12,9 +12,9 @@ Both kinds of image then go through one and the same input transform
 scale to the model's input size by exact area averaging and flatten; `normalize_inputs`
 then applies the model's standardisation, if any (`model_inputs` does both for MNIST).
 
-Left out on purpose: segmenting several digits in one picture, removing uneven lighting
-or shadows (the background is taken as one level, from the border), perspective
-correction, and choosing among colour channels (colour pictures are reduced to luma).
+Left out on purpose: segmenting several digits in one picture, sharp shadows (the
+background is a smooth surface fitted to the picture's border), perspective correction,
+and choosing among colour channels (colour pictures are reduced to luma).
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ INK_FLOOR = 0.15  # ... nor below this fraction of the ink's strong level (JPEG 
 INK_PERCENTILE = 90.0  # this percentile of the ink's contrast is mapped to 1
 MIN_CONTRAST = 0.02  # on a [0, 1] scale: weaker "ink" than this is an empty picture
 BOX_TRIM = 0.05  # mass fraction trimmed off each side to find the digit's core box
+SURFACE_MIN_SIDE = 16  # smaller pictures get a flat background, not a fitted surface
+FLAT_FIELD_MIN = 0.2  # backgrounds lighter than this everywhere are divided out, not subtracted
+SURFACE_ITERATIONS = 2  # robust refits of the background surface, each without outliers
 GAP_FRACTION = 0.03  # breaks in strokes up to this fraction of the shorter side are bridged
 # Stroke width, in pixels once the digit fits the 20-pixel box, estimated as 2 * area /
 # perimeter of the pixels above 0.5. Measured on MNIST's test digits: 5th percentile 1.2,
@@ -278,23 +281,61 @@ def _reduce_large(grey: FloatArray) -> FloatArray:
     return np.asarray(Image.fromarray(grey).reduce(factor), dtype=np.float32)
 
 
-def _border(grey: FloatArray) -> FloatArray:
+def _border_mask(shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
     """The outer ring of pixels, BORDER_FRACTION of the shorter side wide (at least 1)."""
-    height, width = grey.shape
+    height, width = shape
     ring = max(1, round(BORDER_FRACTION * min(height, width)))
-    if 2 * ring >= min(height, width):
-        return grey.ravel()
-    mask = np.ones(grey.shape, dtype=bool)
-    mask[ring:-ring, ring:-ring] = False
-    return grey[mask]
+    mask = np.ones(shape, dtype=bool)
+    if 2 * ring < min(height, width):
+        mask[ring:-ring, ring:-ring] = False
+    return mask
 
 
-def _background(grey: FloatArray) -> tuple[float, float]:
-    """Background level (median of the border) and noise (its scaled MAD, a robust sigma)."""
-    border = _border(grey)
-    level = float(np.median(border))
-    noise = 1.4826 * float(np.median(np.abs(border - level)))
-    return level, noise
+def _robust_sigma(residuals: npt.NDArray[np.floating]) -> float:
+    """Noise level from residuals around zero: the scaled median absolute value (MAD)."""
+    return 1.4826 * float(np.median(np.abs(residuals)))
+
+
+def _background(grey: FloatArray) -> tuple[FloatArray, float]:
+    """The background under the whole picture (H, W) and its noise (a robust sigma), both
+    estimated from the border ring.
+
+    The background is a quadratic surface in the pixel coordinates, fitted by least squares
+    to the ring's pixels and refitted without the outliers (ink reaching the border), so
+    that a light gradient or the falloff of a phone photo's lighting is removed along with
+    the paper. For uniform paper it is flat, at the ring's level. Pictures too small to
+    fit a surface to get a flat background at the ring's median.
+    """
+    height, width = grey.shape
+    ring = _border_mask(grey.shape)
+    values = grey[ring]  # (ring pixels,)
+    level = float(np.median(values))
+    noise = _robust_sigma(values - level)
+    if min(height, width) < SURFACE_MIN_SIDE:
+        return np.full(grey.shape, level, dtype=np.float32), noise
+    # coordinates scaled to [-1, 1], so the least-squares problem is well conditioned
+    y = np.linspace(-1.0, 1.0, height, dtype=np.float32)  # (H,)
+    x = np.linspace(-1.0, 1.0, width, dtype=np.float32)  # (W,)
+    rows, cols = np.nonzero(ring)
+    ry, rx = y[rows], x[cols]  # (ring pixels,) each
+    design = np.stack([np.ones_like(rx), rx, ry, rx * rx, ry * ry, rx * ry], axis=1)
+    design64 = design.astype(np.float64)  # (ring pixels, 6): the quadratic's monomials
+    c = np.array([level, 0, 0, 0, 0, 0], dtype=np.float64)
+    residuals = values - np.float32(level)
+    for _ in range(SURFACE_ITERATIONS):
+        inliers = np.abs(residuals) <= max(NOISE_SIGMAS * noise, 1e-6)
+        if np.count_nonzero(inliers) < 4 * len(c):
+            break
+        kept = design64[inliers]  # (inliers, 6)
+        # normal equations: 6 unknowns, well conditioned on [-1, 1] coordinates
+        c = np.linalg.solve(kept.T @ kept, kept.T @ values[inliers])
+        residuals = values - (design @ c.astype(np.float32))
+        noise = _robust_sigma(residuals)
+    c32 = c.astype(np.float32)
+    by_row = c32[0] + c32[2] * y + c32[4] * y * y  # (H,)
+    by_col = c32[1] * x + c32[3] * x * x  # (W,)
+    surface = by_row[:, None] + by_col[None, :] + c32[5] * np.outer(y, x)  # (H, W)
+    return surface, noise
 
 
 def _ink_contrast(grey: FloatArray) -> tuple[FloatArray, float]:
@@ -305,8 +346,12 @@ def _ink_contrast(grey: FloatArray) -> tuple[FloatArray, float]:
     that is the darker side (dark ink on light paper) the sign flips, which inverts the
     picture: ink becomes light on dark, as in MNIST.
     """
-    level, noise = _background(grey)
-    deviation = grey - np.float32(level)  # (H, W)
+    background, noise = _background(grey)
+    deviation = grey - background  # (H, W)
+    if float(background.min()) > FLAT_FIELD_MIN:
+        # Light falls on paper and ink alike, so an unevenly lit picture has proportionally
+        # weaker ink where it is darker: dividing by the background evens that out.
+        deviation *= np.float32(np.median(background)) / background
     cut = NOISE_SIGMAS * noise
     lighter = float(np.clip(deviation - cut, 0.0, None).sum())
     darker = float(np.clip(-deviation - cut, 0.0, None).sum())
@@ -327,7 +372,8 @@ def _ink(contrast: FloatArray, noise: float, source: str) -> FloatArray:
         raise ImageError(
             f"Image {source} holds no ink / digit: nothing in it stands out from the "
             f"background (taken from the border of the picture) and its noise. Give a "
-            f"picture of one handwritten digit, dark on light or light on dark."
+            f"picture of one handwritten digit, dark on light or light on dark, with a "
+            f"margin of background around it."
         )
     # Noise is subtracted (soft threshold: no step at its edge); the floor only cuts, so that
     # the faint anti-aliased edges of clean digits above it keep their values.

@@ -239,6 +239,21 @@ def test_light_ink_on_dark_and_on_mid_grey_paper(digits: Digits) -> None:
         assert correlation(mnist_style(Image.fromarray(pixels)), digit) > 0.95
 
 
+def test_uneven_lighting_is_removed_with_the_paper(digits: Digits) -> None:
+    """A strong left-to-right gradient and a phone photo's vignette: a single background
+    level would take the dark side of the paper for ink, or find no ink at all."""
+    height, width = 200, 300
+    rows, cols = np.mgrid[0:height, 0:width]
+    radius2 = ((rows - height / 2) / (height / 2)) ** 2 + ((cols - width / 2) / (width / 2)) ** 2
+    noise = np.random.default_rng(5).normal(0.0, 4.0, size=(height, width))
+    big = Image.fromarray(digits[11]).resize((112, 112), Image.Resampling.BICUBIC)
+    cover = np.zeros((height, width))
+    cover[40:152, 100:212] = np.asarray(big) / 255.0
+    for paper in (np.linspace(120, 245, width)[None, :] + 0 * rows, 245 - 100 * radius2):
+        pixels = np.clip(paper * (1 - cover) + 30 * cover + noise, 0, 255).astype(np.uint8)
+        assert correlation(mnist_style(Image.fromarray(pixels)), digits[11]) > 0.9
+
+
 def test_thin_pen_strokes_are_thickened_like_mnist() -> None:
     """The same 7 drawn with pens from fine to broad on a large sheet comes out alike (up to
     the whole-pixel rounding of the centring), with strokes as wide as MNIST's."""
