@@ -304,14 +304,14 @@ def _background(grey: FloatArray) -> tuple[FloatArray, float]:
     to the ring's pixels and refitted without the outliers (ink reaching the border), so
     that a light gradient or the falloff of a phone photo's lighting is removed along with
     the paper. For uniform paper it is flat, at the ring's level. Pictures too small to
-    fit a surface to get a flat background at the ring's median.
+    fit a surface to, and rings of one value (MNIST), get a flat background at the median.
     """
     height, width = grey.shape
     ring = _border_mask(grey.shape)
     values = grey[ring]  # (ring pixels,)
     level = float(np.median(values))
     noise = _robust_sigma(values - level)
-    if min(height, width) < SURFACE_MIN_SIDE:
+    if min(height, width) < SURFACE_MIN_SIDE or float(np.ptp(values)) == 0.0:
         return np.full(grey.shape, level, dtype=np.float32), noise
     # coordinates scaled to [-1, 1], so the least-squares problem is well conditioned
     y = np.linspace(-1.0, 1.0, height, dtype=np.float32)  # (H,)
@@ -327,8 +327,10 @@ def _background(grey: FloatArray) -> tuple[FloatArray, float]:
         if np.count_nonzero(inliers) < 4 * len(c):
             break
         kept = design64[inliers]  # (inliers, 6)
-        # normal equations: 6 unknowns, well conditioned on [-1, 1] coordinates
-        c = np.linalg.solve(kept.T @ kept, kept.T @ values[inliers])
+        try:  # normal equations: 6 unknowns, well conditioned on [-1, 1] coordinates
+            c = np.linalg.solve(kept.T @ kept, kept.T @ values[inliers])
+        except np.linalg.LinAlgError:
+            break  # inliers on too few sides of the ring to fix a surface: keep the last
         residuals = values - (design @ c.astype(np.float32))
         noise = _robust_sigma(residuals)
     c32 = c.astype(np.float32)
