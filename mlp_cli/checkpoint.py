@@ -78,8 +78,14 @@ def save(
         if not name.startswith(EXTRA_PREFIXES):
             raise ValueError(f"extra array names start with {EXTRA_PREFIXES}: {name}")
         arrays[name] = np.asarray(value)
-    arrays[METADATA_KEY] = np.array(json.dumps(meta, sort_keys=True))
-    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    arrays[METADATA_KEY] = np.array(json.dumps(meta))
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    except OSError as exc:
+        raise CheckpointError(
+            f"could not write '{path}': {exc.strerror or exc}. The previous file, if any, is "
+            "unchanged; free some disk space or choose another output folder."
+        ) from None
     return path
 
 
@@ -129,7 +135,14 @@ def _read_headers(archive: zipfile.ZipFile, path: Path) -> dict[str, tuple[tuple
                     shape, _fortran, dtype = npy_format.read_array_header_1_0(member)
                 else:
                     shape, _fortran, dtype = npy_format.read_array_header_2_0(member)
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        except (
+            ValueError,
+            OSError,
+            zipfile.BadZipFile,
+            EOFError,
+            NotImplementedError,
+            RuntimeError,
+        ) as exc:  # the last two: damaged compression/encryption flags
             raise _fail(path, f"member '{name}' is damaged ({exc})") from None
         if dtype.hasobject:
             raise _fail(path, f"member '{name}' holds Python objects, which are never loaded")
@@ -192,7 +205,15 @@ def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
             extras = {n: npz[n] for n in names - expected} if checkpoint else {}
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    except (
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        EOFError,
+        KeyError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
         raise _fail(path, f"it could not be read ({exc})") from None
     return SavedModel(weights, biases, metadata, extras, path)
 

@@ -62,9 +62,19 @@ class Optimizer:
             raise CheckpointError(
                 f"the checkpoint's {self.name} optimizer state lacks {', '.join(missing)}"
             )
-        self.t = int(state["t"])
+        t = np.asarray(state["t"])
+        if t.ndim != 0 or t.dtype.kind not in "iuf" or not np.isfinite(t) or t < 0:
+            raise CheckpointError(
+                f"the checkpoint's optimizer step count is {t!r}, expected one whole number"
+            )
+        self.t = int(t)
         for name in self.state_names:
             array = np.asarray(state[name])
+            if array.dtype.kind != "f":
+                raise CheckpointError(
+                    f"the checkpoint's optimizer state {name!r} holds {array.dtype} values, "
+                    "expected floating-point numbers"
+                )
             if array.shape != (self.size,):
                 raise CheckpointError(
                     f"the checkpoint's optimizer state {name!r} has shape {array.shape}, "

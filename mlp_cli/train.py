@@ -378,6 +378,10 @@ class Trainer:
 
     def _end_epoch(self, train_time: float, n_train: int, lr: float) -> dict[str, Any]:
         cfg, st, data = self.cfg, self.state, self.data
+        if not np.isfinite(self.model.params).all():
+            # The epoch's last step overflowed: its loss was fine, the weights are not.
+            st.step -= 1
+            raise self._diverged(math.inf)
         val_loss: float | None = None
         val_acc: float | None = None
         if data.val_idx.size:

@@ -271,14 +271,6 @@ def _patch_central_entry(raw: bytes, offset: int, value: int) -> bytes:
     return raw[:at] + struct.pack("<H", value) + raw[at + 2 :]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(NotImplementedError, RuntimeError),
-    reason="checkpoint.py load/_read_headers catch only BadZipFile, ValueError, OSError, "
-    "EOFError and KeyError; zipfile raises NotImplementedError (unsupported compression, "
-    "zip version, flag bits 5/6) or RuntimeError (encryption flag) for these damaged "
-    "central-directory fields, which escape as a traceback",
-)
 @pytest.mark.parametrize(
     ("offset", "value"),
     [(10, 99), (6, 0xFF), (8, 0x0001), (8, 0x0020)],
@@ -356,12 +348,6 @@ def test_saving_again_replaces_the_file_and_leaves_no_temporary(
     assert os.listdir(saved.parent) == [saved.name]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="checkpoint.py save/atomic_write let OSError (disk full, read-only folder) escape; "
-    "library failures should be a CheckpointError naming the file and what to do",
-)
 def test_disk_full_while_saving_is_a_checkpoint_error(
     saved: Path, weights: tuple[list[Any], list[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -220,13 +220,6 @@ def test_state_missing_an_entry_is_a_checkpoint_error() -> None:
         opt.load_state_dict({"t": np.array(1), "square_avg": np.zeros(5)})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, ValueError),
-    reason="optim.py Optimizer.load_state_dict: int(state['t']) and the array assignment run "
-    "unchecked, so a damaged optimizer/t (not a scalar) or a non-numeric state array raises "
-    "TypeError/ValueError instead of CheckpointError",
-)
 @pytest.mark.parametrize(
     "state",
     [

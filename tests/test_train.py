@@ -27,7 +27,7 @@ from PIL import Image
 from mlp_cli import checkpoint, data, train
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.config import Config, config_from_dict, load_config
-from mlp_cli.errors import CheckpointError, TrainingError, UsageError
+from mlp_cli.errors import TrainingError, UsageError
 from mlp_cli.train import Splits, Trainer
 
 N_TRAIN, N_VAL = 96, 48
@@ -272,13 +272,6 @@ def test_huge_learning_rate_stops_with_the_epoch_and_step_and_a_loadable_checkpo
     assert all(np.all(np.isfinite(w)) for w in saved.weights)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=CheckpointError,
-    reason="train.py Trainer.run checks only the loss computed *before* each step; when the "
-    "last step of an epoch makes the weights non-finite, _end_epoch saves them into "
-    "checkpoint.npz, and the 'last good checkpoint' named by the TrainingError fails to load",
-)
 def test_weights_that_overflow_on_an_epochs_last_step_are_not_checkpointed(
     tmp_path: Path, no_curves: list[Path]
 ) -> None:
