@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= configs/mnist-400-25-10.yaml
 STAMP  := $(VENV)/.installed
 
-.PHONY: install train test check lint format bench clean
+.PHONY: install train test check lint format bench reproduce clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ check: lint test
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Train every shipped config and check its test accuracy against the number it states.
+reproduce: $(STAMP)
+	$(BIN)/python scripts/reproduce.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
