@@ -5,9 +5,12 @@ An optimizer updates one flat parameter vector in place from one flat gradient v
 ``m``, ``v``, ``t``; RMSprop: ``square_avg``, ``velocity``), exposed by `state_dict` as a
 name -> array mapping so a checkpoint can store it and `load_state_dict` can put it back.
 
-Updates are written with ``out=`` arguments into preallocated arrays: the vectors can be
-millions of entries long and a step runs hundreds of times per epoch, so every pass over
-memory and every temporary array counts.
+The vectors can be millions of entries long and a step runs hundreds of times per epoch, so
+every pass over memory counts.  A whole-vector ufunc streams its operands from main memory,
+and Adam written that way makes a dozen such passes per step.  Updates therefore run block by
+block (`BLOCK` entries): all of a block's operations happen while its slices sit in cache, so
+each state array crosses the memory bus once per step.  Temporaries are preallocated
+block-sized buffers, written with ``out=``.
 
 Schedules map training progress, measured in (fractional) epochs, to a learning rate.
 """
@@ -33,6 +36,11 @@ Array = NDArray[np.floating]
 FLUSH_BELOW = 1e-30
 FLUSH_EVERY = 100
 
+# Entries per block of an update.  Adam's block touches six arrays (params, grads, m, v and
+# two temporaries): 6 x 128 KiB in float32, which stays in a core's L2 cache, while the
+# Python cost per block (a dozen ufunc calls) stays small against its arithmetic.
+BLOCK = 32768
+
 
 class Optimizer:
     """Base class: ``step(params, grads, lr)`` updates ``params`` in place."""
@@ -45,10 +53,15 @@ class Optimizer:
         self.dtype = dtype
         self.n_weights = n_weights  # params[:n_weights] are weights, the rest biases
         self.t = 0
-        self._tmp = np.zeros(size, dtype=dtype)
+        self._tmp = np.zeros(min(size, BLOCK), dtype=dtype)  # block-sized scratch
+        self._mask = np.zeros(min(size, BLOCK), dtype=bool)
 
     def step(self, params: Array, grads: Array, lr: float) -> None:
         raise NotImplementedError
+
+    def _blocks(self) -> list[tuple[int, int]]:
+        """(start, stop) of each block of the parameter vector."""
+        return [(lo, min(lo + BLOCK, self.size)) for lo in range(0, self.size, BLOCK)]
 
     def state_dict(self) -> dict[str, NDArray[np.generic]]:
         state: dict[str, NDArray[np.generic]] = {"t": np.array(self.t, dtype=np.int64)}
@@ -83,9 +96,12 @@ class Optimizer:
             getattr(self, name)[...] = array
 
     def _flush_subnormals(self, *arrays: Array) -> None:
-        if self.t % FLUSH_EVERY == 0:
-            for array in arrays:
-                np.copyto(array, 0.0, where=np.abs(array) < FLUSH_BELOW)
+        """Set entries below FLUSH_BELOW in magnitude to zero (arrays of one block)."""
+        tmp, mask = self._tmp[: len(arrays[0])], self._mask[: len(arrays[0])]
+        for array in arrays:
+            np.abs(array, out=tmp)
+            np.less(tmp, FLUSH_BELOW, out=mask)
+            np.copyto(array, 0.0, where=mask)
 
 
 class SGD(Optimizer):
@@ -114,19 +130,21 @@ class SGD(Optimizer):
 
     def step(self, params: Array, grads: Array, lr: float) -> None:
         self.t += 1
-        if self.momentum == 0.0:
-            np.multiply(grads, -lr, out=self._tmp)
-            params += self._tmp
-            return
-        v, tmp = self.velocity, self._tmp
-        v *= self.momentum
-        np.multiply(grads, -lr, out=tmp)
-        v += tmp
-        if self.nesterov:
-            tmp += self.momentum * v
-            params += tmp
-        else:
-            params += v
+        mu = self.momentum
+        for lo, hi in self._blocks():
+            p, g, tmp = params[lo:hi], grads[lo:hi], self._tmp[: hi - lo]
+            np.multiply(g, -lr, out=tmp)  # -lr g
+            if mu == 0.0:
+                p += tmp
+                continue
+            v = self.velocity[lo:hi]
+            v *= mu
+            v += tmp
+            if self.nesterov:
+                tmp += mu * v
+                p += tmp
+            else:
+                p += v
 
 
 class Adam(Optimizer):
@@ -156,30 +174,37 @@ class Adam(Optimizer):
         self.weight_decay = weight_decay
         self.m = np.zeros(size, dtype=dtype)
         self.v = np.zeros(size, dtype=dtype)
-        self._denom = np.zeros(size, dtype=dtype)
+        self._denom = np.zeros(min(size, BLOCK), dtype=dtype)
 
     def step(self, params: Array, grads: Array, lr: float) -> None:
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        m, v, tmp, denom = self.m, self.v, self._tmp, self._denom
-        if self.weight_decay:
-            params[: self.n_weights] *= 1.0 - lr * self.weight_decay
-        m *= b1
-        np.multiply(grads, 1.0 - b1, out=tmp)
-        m += tmp
-        v *= b2
-        np.multiply(grads, grads, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp
         bias1 = 1.0 - b1**self.t
         bias2 = 1.0 - b2**self.t
         # denom = sqrt(v / bias2) + eps, folded: sqrt(v) + eps sqrt(bias2), scaled by the step.
-        np.sqrt(v, out=denom)
-        denom += self.eps * math.sqrt(bias2)
-        np.divide(m, denom, out=tmp)
-        tmp *= -lr * math.sqrt(bias2) / bias1
-        params += tmp
-        self._flush_subnormals(m, v)
+        eps = self.eps * math.sqrt(bias2)
+        scale = -lr * math.sqrt(bias2) / bias1
+        decay = 1.0 - lr * self.weight_decay
+        flush = self.t % FLUSH_EVERY == 0
+        for lo, hi in self._blocks():
+            p, g, m, v = params[lo:hi], grads[lo:hi], self.m[lo:hi], self.v[lo:hi]
+            tmp, denom = self._tmp[: hi - lo], self._denom[: hi - lo]
+            if self.weight_decay and lo < self.n_weights:
+                p[: self.n_weights - lo] *= decay
+            m *= b1
+            np.multiply(g, 1.0 - b1, out=tmp)
+            m += tmp
+            v *= b2
+            np.multiply(g, g, out=tmp)
+            tmp *= 1.0 - b2
+            v += tmp
+            np.sqrt(v, out=denom)
+            denom += eps
+            np.divide(m, denom, out=tmp)
+            tmp *= scale
+            p += tmp
+            if flush:
+                self._flush_subnormals(m, v)
 
 
 class AdamW(Adam):
@@ -210,26 +235,31 @@ class RMSprop(Optimizer):
         self.rho, self.eps, self.momentum = rho, eps, momentum
         self.square_avg = np.zeros(size, dtype=dtype)
         self.velocity = np.zeros(size, dtype=dtype)
-        self._denom = np.zeros(size, dtype=dtype)
+        self._denom = np.zeros(min(size, BLOCK), dtype=dtype)
 
     def step(self, params: Array, grads: Array, lr: float) -> None:
         self.t += 1
-        s, tmp, denom = self.square_avg, self._tmp, self._denom
-        s *= self.rho
-        np.multiply(grads, grads, out=tmp)
-        tmp *= 1.0 - self.rho
-        s += tmp
-        np.sqrt(s, out=denom)
-        denom += self.eps
-        np.divide(grads, denom, out=tmp)
-        if self.momentum:
-            self.velocity *= self.momentum
-            self.velocity += tmp
-            np.multiply(self.velocity, -lr, out=tmp)
-        else:
-            tmp *= -lr
-        params += tmp
-        self._flush_subnormals(s)
+        flush = self.t % FLUSH_EVERY == 0
+        for lo, hi in self._blocks():
+            p, g, s = params[lo:hi], grads[lo:hi], self.square_avg[lo:hi]
+            tmp, denom = self._tmp[: hi - lo], self._denom[: hi - lo]
+            s *= self.rho
+            np.multiply(g, g, out=tmp)
+            tmp *= 1.0 - self.rho
+            s += tmp
+            np.sqrt(s, out=denom)
+            denom += self.eps
+            np.divide(g, denom, out=tmp)
+            if self.momentum:
+                velocity = self.velocity[lo:hi]
+                velocity *= self.momentum
+                velocity += tmp
+                np.multiply(velocity, -lr, out=tmp)
+            else:
+                tmp *= -lr
+            p += tmp
+            if flush:
+                self._flush_subnormals(s)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
