@@ -26,18 +26,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from mlp_cli import __version__, checkpoint
 from mlp_cli.checkpoint import LATEST, MODEL_FILE
-from mlp_cli.config import Config, dump_config, load_config
 from mlp_cli.errors import CheckpointError, TrainingError, UsageError
 from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, make_optimizer
 from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
+
+if TYPE_CHECKING:  # the config stack (pydantic, yaml) loads only when a run starts
+    from mlp_cli.config import Config
 
 Array = NDArray[np.float32]
 
@@ -447,6 +449,8 @@ class Trainer:
 
 def start(cfg: Config, data: Splits, out: str | Path | None = None) -> Trainer:
     """A trainer in a new run directory holding the resolved config."""
+    from mlp_cli.config import dump_config
+
     run_dir = new_run_dir(cfg, out)
     checkpoint.atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode()))
     update_latest(run_dir)
@@ -461,6 +465,8 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
             f"'{run_dir}' is not a run directory with {CONFIG_FILE} and {CHECKPOINT_FILE}; "
             "pass the folder `mlp train` printed when it started"
         )
+    from mlp_cli.config import load_config
+
     return load_config(run_dir / CONFIG_FILE, overrides)
 
 
@@ -475,6 +481,8 @@ def resume(run_dir: str | Path, cfg: Config, data: Splits) -> Trainer:
             f"train it longer, add --set training.epochs=N with N > {trainer.state.epoch}"
         )
     if cfg != resume_config(run_dir):
+        from mlp_cli.config import dump_config
+
         checkpoint.atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode()))
     update_latest(run_dir)
     return trainer
