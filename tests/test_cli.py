@@ -265,6 +265,24 @@ def test_end_to_end_train_evaluate_predict(
     hits = sum(r["digit"] == Path(r["file"]).stem.split("-")[1] for r in good)
     assert hits >= 4
 
+    # Users' pictures of the same digits (ink on paper, photos, JPEG, transparent PNG,
+    # palette, 16-bit, EXIF-rotated ...) get the same answers as the MNIST originals.
+    sys.path.insert(0, str(ROOT / "tests"))
+    import userlike
+
+    rng = np.random.default_rng(1)
+    pick = rng.choice(len(labels), 25, replace=False)
+    users = tmp_path / "users"
+    for i in pick:
+        userlike.save_all(images[i], rng, users, prefix=f"{i:05d}-")
+    code, out, err = run("predict", str(users), "--model", str(trained), "--json")
+    assert code == 0, err
+    on_originals = {int(i): int(d) for i, d in zip(pick, z[pick].argmax(1), strict=True)}
+    answers = json.loads(out)
+    assert len(answers) == 25 * len(userlike.RENDERERS)
+    agree = [int(r["digit"]) == on_originals[int(Path(r["file"]).name[:5])] for r in answers]
+    assert np.mean(agree) >= 0.9
+
     code, out, _ = run("inspect", "--model", str(trained))
     assert code == 0
     assert "784-30-10" in out
@@ -274,3 +292,98 @@ def test_end_to_end_train_evaluate_predict(
     code, _, _ = run("plot", str(trained), "--out", str(tmp_path / "c.png"))
     assert code == 0
     assert (tmp_path / "c.png").exists()
+
+
+# -- predict: bad input of every kind ------------------------------------------------------
+
+
+@pytest.fixture
+def random_model(tmp_path: Path) -> Path:
+    """A valid 784-16-10 model file with random weights: enough to exercise predict."""
+    from mlp_cli import checkpoint
+
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(0, 0.1, (16, 784)).astype(np.float32)]
+    weights.append(rng.normal(0, 0.1, (10, 16)).astype(np.float32))
+    biases = [np.zeros(16, np.float32), np.zeros(10, np.float32)]
+    meta = {
+        "hidden_activation": "relu",
+        "output_activation": "softmax",
+        "loss": "cross_entropy",
+        "preprocessing": {"input_size": 28, "normalize": None},
+        "class_names": [str(d) for d in range(10)],
+    }
+    return checkpoint.save(tmp_path / "random.npz", weights, biases, meta)
+
+
+def _digit_png(path: Path) -> Path:
+    from PIL import Image
+
+    pixels = np.full((60, 40), 255, np.uint8)
+    pixels[10:50, 17:23] = 0  # a dark "1" on white paper
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_predict_reports_each_bad_file_and_still_predicts_the_rest(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    good = _digit_png(tmp_path / "good.png")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    text = tmp_path / "text.png"
+    text.write_text("hello")
+    blank = tmp_path / "blank.png"
+    Image.new("L", (50, 50), 255).save(blank)
+    huge = tmp_path / "huge.png"
+    Image.new("L", (200, 200), 255).save(huge)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # 40,000 pixels: a "bomb" here
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    bad = [tmp_path / "missing.png", truncated, text, blank, huge, empty_dir]
+    args = [str(good), *map(str, bad), str(tmp_path / "*.jpeg")]
+
+    result = runner.invoke(app, ["predict", *args, "--model", str(random_model), "--json"])
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)
+    assert [r["file"] for r in rows if "digit" in r] == [str(good)]
+    errors = result.stderr
+    assert "Traceback" not in errors
+    for path in bad:
+        assert path.name in errors, path.name
+    assert "*.jpeg" in errors  # a glob that matches nothing
+    assert len([r for r in rows if "error" in r]) == len(bad) + 1
+
+
+def test_predict_show_and_save_input(random_model: Path, tmp_path: Path) -> None:
+    good = _digit_png(tmp_path / "one.png")
+    out = tmp_path / "inputs"
+    code, stdout, _ = run(
+        "predict", str(good), "--model", str(random_model), "--show", "--save-input", str(out)
+    )
+    assert code == 0
+    assert "▀" in stdout  # the 28x28 input drawn with half blocks
+    saved = out / "one-input.png"
+    from PIL import Image
+
+    with Image.open(saved) as image:
+        assert image.size == (28, 28)
+        pixels = np.asarray(image)
+    assert pixels.max() > 200  # light ink on black, as MNIST
+    assert pixels[0].max() == 0
+
+
+def test_predict_raw_skips_preprocessing(random_model: Path, tmp_path: Path) -> None:
+    good = _digit_png(tmp_path / "one.png")
+    out = tmp_path / "inputs"
+    code, _, _ = run(
+        "predict", str(good), "--model", str(random_model), "--raw", "--save-input", str(out)
+    )
+    assert code == 0
+    from PIL import Image
+
+    with Image.open(out / "one-input.png") as image:
+        pixels = np.asarray(image)
+    assert pixels[0, 0] == 255  # the white paper is kept: no inversion, no centring
