@@ -273,10 +273,10 @@ class SGDConfig(_Section):
         return self
 
 
-class AdamConfig(_Section):
-    """Adam: per-weight step sizes from running averages of the gradient and its square."""
+class _AdamFields(_Section):
+    """Hyperparameters Adam and AdamW share."""
 
-    name: Literal["adam"] = Field(default="adam", description="Optimizer: Adam.")
+    name: str
     lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
     beta1: float = Field(
         default=0.9, ge=0.0, lt=1.0, description="Decay rate of the running mean of gradients."
@@ -290,23 +290,18 @@ class AdamConfig(_Section):
     eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
 
 
-class AdamWConfig(_Section):
+class AdamConfig(_AdamFields):
+    """Adam: per-weight step sizes from running averages of the gradient and its square."""
+
+    name: Literal["adam"] = Field(default="adam", description="Optimizer: Adam.")
+
+
+class AdamWConfig(_AdamFields):
     """AdamW: Adam with weight decay applied to the weights directly, not through the loss."""
 
     name: Literal["adamw"] = Field(
         default="adamw", description="Optimizer: Adam with decoupled decay."
     )
-    lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
-    beta1: float = Field(
-        default=0.9, ge=0.0, lt=1.0, description="Decay rate of the running mean of gradients."
-    )
-    beta2: float = Field(
-        default=0.999,
-        ge=0.0,
-        lt=1.0,
-        description="Decay rate of the running mean of squared gradients.",
-    )
-    eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
     weight_decay: float = Field(
         default=0.01, ge=0.0, description="Fraction of each weight removed per step, times lr."
     )
