@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlp_cli.config import AugmentConfig
-from mlp_cli.errors import UsageError
+from mlp_cli.errors import ConfigError, UsageError
 
 Array = NDArray[np.float32]
 
@@ -115,6 +115,12 @@ class Augmenter:
     def __init__(self, cfg: AugmentConfig, side: int, fill: float) -> None:
         if side < 2:
             raise UsageError(f"augmentation needs images of at least 2x2 pixels; got side {side}")
+        if cfg.max_scale >= 1.0:
+            raise ConfigError(
+                f"augment.max_scale is {cfg.max_scale:g}, but image sizes are drawn from "
+                f"[1 - max_scale, 1 + max_scale] and must stay above 0; use a value below 1 "
+                f"(0.1 means up to ±10%)."
+            )
         self.cfg, self.side, self.fill = cfg, side, np.float32(fill)
         self.centre = (side - 1) / 2.0  # pixel centres sit at 0 .. side-1
         ys, xs = np.mgrid[0:side, 0:side]
@@ -197,8 +203,8 @@ class Augmenter:
         np.floor(buf.coords, out=buf.floors)
         buf.coords -= buf.floors  # fractional parts: the interpolation weights
         wx, wy = buf.coords[:, 0], buf.coords[:, 1]
-        # Flat index y * w + x, exact in float32 below 2**24 (w * w < 1100 here), plus the
-        # image's offset in the batch added in integers.
+        # Flat index y * w + x < w * w within the image, exact in float32 (w * w is far below
+        # 2**24 for MNIST's sides); the image's offset in the batch is added in integers.
         np.multiply(buf.floors[:, 1], np.float32(w), out=buf.scratch)
         buf.scratch += buf.floors[:, 0]
         np.copyto(buf.index, buf.scratch, casting="unsafe")

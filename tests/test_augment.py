@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from mlp_cli.augment import GAUSS_TRUNCATE, Augmenter, gaussian_band_matrix
 from mlp_cli.config import AugmentConfig
-from mlp_cli.errors import UsageError
+from mlp_cli.errors import ConfigError, UsageError
 from mlp_cli.preprocess import digits_to_inputs
 
 MNIST_TEST_IMAGES = Path("/work/shared/data/mnist/t10k-images-idx3-ubyte.gz")
@@ -317,3 +317,8 @@ def test_training_with_augmentation_leaves_the_dataset_untouched(
     assert trainer.augment.fill == np.float32(fill)
     trainer.run()
     np.testing.assert_array_equal(splits.X, X)
+
+
+def test_scale_range_reaching_zero_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"augment\.max_scale is 1\b"):
+        Augmenter(_cfg(max_scale=1.0), 28, 0.0)
