@@ -10,7 +10,9 @@ every pass over memory counts.  A whole-vector ufunc streams its operands from m
 and Adam written that way makes a dozen such passes per step.  Updates therefore run block by
 block (`BLOCK` entries): all of a block's operations happen while its slices sit in cache, so
 each state array crosses the memory bus once per step.  Temporaries are preallocated
-block-sized buffers, written with ``out=``.
+block-sized buffers, written with ``out=``.  Vectors of many blocks are updated by as many
+threads as BLAS may use (NumPy releases the GIL inside ufuncs); every entry is computed the
+same way whichever thread takes its block, so results do not depend on the thread count.
 
 Schedules map training progress, measured in (fractional) epochs, to a learning rate.
 """
@@ -18,7 +20,9 @@ Schedules map training progress, measured in (fractional) epochs, to a learning 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,21 +44,79 @@ FLUSH_EVERY = 100
 # two temporaries): 6 x 128 KiB in float32, which stays in a core's L2 cache, while the
 # Python cost per block (a dozen ufunc calls) stays small against its arithmetic.
 BLOCK = 32768
+# A thread gets at least this many blocks: handing out a block costs some microseconds of
+# Python, which must stay small against the block's arithmetic.
+BLOCKS_PER_THREAD = 4
+
+
+def blas_threads() -> int:
+    """Threads the loaded BLAS library may use: the ``--threads`` limit, or its default."""
+    from threadpoolctl import threadpool_info
+
+    counts = [int(lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"]
+    return max(counts, default=1)
+
+
+_helpers: ThreadPoolExecutor | None = None  # shared by all optimizers, made on first use
+_helpers_size = 0
+_helpers_lock = threading.Lock()
+
+
+def _helper_pool(size: int) -> ThreadPoolExecutor:
+    global _helpers, _helpers_size
+    with _helpers_lock:
+        if _helpers is None or _helpers_size < size:
+            if _helpers is not None:
+                _helpers.shutdown(wait=False)
+            _helpers = ThreadPoolExecutor(size, thread_name_prefix="mlp-optim")
+            _helpers_size = size
+        return _helpers
+
+
+@dataclass
+class _Scratch:
+    """Block-sized work arrays, one set per thread."""
+
+    tmp: Array
+    denom: Array
+    mask: NDArray[np.bool_]
+
+
+Update = Callable[[int, int, _Scratch], None]
 
 
 class Optimizer:
-    """Base class: ``step(params, grads, lr)`` updates ``params`` in place."""
+    """Base class: ``step(params, grads, lr)`` updates ``params`` in place.
+
+    ``threads`` caps the threads of an update (default: `blas_threads`); vectors shorter
+    than BLOCKS_PER_THREAD blocks per thread use fewer.
+    """
 
     name = "optimizer"
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, size: int, dtype: np.dtype[np.floating], n_weights: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        dtype: np.dtype[np.floating],
+        n_weights: int,
+        *,
+        threads: int | None = None,
+    ) -> None:
         self.size = size
         self.dtype = dtype
         self.n_weights = n_weights  # params[:n_weights] are weights, the rest biases
         self.t = 0
-        self._tmp = np.zeros(min(size, BLOCK), dtype=dtype)  # block-sized scratch
-        self._mask = np.zeros(min(size, BLOCK), dtype=bool)
+        n_blocks = -(-size // BLOCK)
+        most = n_blocks // BLOCKS_PER_THREAD
+        if most > 1:
+            most = min(most, blas_threads() if threads is None else threads)
+        self.threads = max(most, 1)
+        block = min(size, BLOCK)
+        self._scratch = [
+            _Scratch(np.zeros(block, dtype), np.zeros(block, dtype), np.zeros(block, bool))
+            for _ in range(self.threads)
+        ]
 
     def step(self, params: Array, grads: Array, lr: float) -> None:
         raise NotImplementedError
@@ -62,6 +124,33 @@ class Optimizer:
     def _blocks(self) -> list[tuple[int, int]]:
         """(start, stop) of each block of the parameter vector."""
         return [(lo, min(lo + BLOCK, self.size)) for lo in range(0, self.size, BLOCK)]
+
+    def _each_block(self, update: Update) -> None:
+        """``update(start, stop, scratch)`` for every block, on up to ``threads`` threads."""
+        if self.threads == 1:
+            scratch = self._scratch[0]
+            for lo, hi in self._blocks():
+                update(lo, hi, scratch)
+            return
+        pending = iter(self._blocks())
+        lock = threading.Lock()
+
+        def work(scratch: _Scratch) -> None:
+            while True:
+                with lock:
+                    block = next(pending, None)
+                if block is None:
+                    return
+                update(block[0], block[1], scratch)
+
+        pool = _helper_pool(self.threads - 1)
+        helpers = [pool.submit(work, scratch) for scratch in self._scratch[1:]]
+        work(self._scratch[0])
+        for helper in helpers:
+            # A helper that has not started yet finds nothing left: cancel rather than wait
+            # for it to be scheduled (other processes may hold the other cores).
+            if not helper.cancel():
+                helper.result()
 
     def state_dict(self) -> dict[str, NDArray[np.generic]]:
         state: dict[str, NDArray[np.generic]] = {"t": np.array(self.t, dtype=np.int64)}
@@ -95,9 +184,10 @@ class Optimizer:
                 )
             getattr(self, name)[...] = array
 
-    def _flush_subnormals(self, *arrays: Array) -> None:
+    @staticmethod
+    def _flush_subnormals(scratch: _Scratch, *arrays: Array) -> None:
         """Set entries below FLUSH_BELOW in magnitude to zero (arrays of one block)."""
-        tmp, mask = self._tmp[: len(arrays[0])], self._mask[: len(arrays[0])]
+        tmp, mask = scratch.tmp[: len(arrays[0])], scratch.mask[: len(arrays[0])]
         for array in arrays:
             np.abs(array, out=tmp)
             np.less(tmp, FLUSH_BELOW, out=mask)
@@ -122,8 +212,9 @@ class SGD(Optimizer):
         *,
         momentum: float = 0.0,
         nesterov: bool = False,
+        threads: int | None = None,
     ) -> None:
-        super().__init__(size, dtype, n_weights)
+        super().__init__(size, dtype, n_weights, threads=threads)
         self.momentum = momentum
         self.nesterov = nesterov
         self.velocity = np.zeros(size, dtype=dtype)
@@ -131,20 +222,24 @@ class SGD(Optimizer):
     def step(self, params: Array, grads: Array, lr: float) -> None:
         self.t += 1
         mu = self.momentum
-        for lo, hi in self._blocks():
-            p, g, tmp = params[lo:hi], grads[lo:hi], self._tmp[: hi - lo]
+
+        def update(lo: int, hi: int, scratch: _Scratch) -> None:
+            p, g, tmp = params[lo:hi], grads[lo:hi], scratch.tmp[: hi - lo]
             np.multiply(g, -lr, out=tmp)  # -lr g
             if mu == 0.0:
                 p += tmp
-                continue
+                return
             v = self.velocity[lo:hi]
             v *= mu
             v += tmp
             if self.nesterov:
-                tmp += mu * v
+                np.multiply(v, mu, out=scratch.denom[: hi - lo])
+                tmp += scratch.denom[: hi - lo]
                 p += tmp
             else:
                 p += v
+
+        self._each_block(update)
 
 
 class Adam(Optimizer):
@@ -168,13 +263,13 @@ class Adam(Optimizer):
         beta2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        threads: int | None = None,
     ) -> None:
-        super().__init__(size, dtype, n_weights)
+        super().__init__(size, dtype, n_weights, threads=threads)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.weight_decay = weight_decay
         self.m = np.zeros(size, dtype=dtype)
         self.v = np.zeros(size, dtype=dtype)
-        self._denom = np.zeros(min(size, BLOCK), dtype=dtype)
 
     def step(self, params: Array, grads: Array, lr: float) -> None:
         self.t += 1
@@ -186,9 +281,10 @@ class Adam(Optimizer):
         scale = -lr * math.sqrt(bias2) / bias1
         decay = 1.0 - lr * self.weight_decay
         flush = self.t % FLUSH_EVERY == 0
-        for lo, hi in self._blocks():
+
+        def update(lo: int, hi: int, scratch: _Scratch) -> None:
             p, g, m, v = params[lo:hi], grads[lo:hi], self.m[lo:hi], self.v[lo:hi]
-            tmp, denom = self._tmp[: hi - lo], self._denom[: hi - lo]
+            tmp, denom = scratch.tmp[: hi - lo], scratch.denom[: hi - lo]
             if self.weight_decay and lo < self.n_weights:
                 p[: self.n_weights - lo] *= decay
             m *= b1
@@ -204,7 +300,9 @@ class Adam(Optimizer):
             tmp *= scale
             p += tmp
             if flush:
-                self._flush_subnormals(m, v)
+                self._flush_subnormals(scratch, m, v)
+
+        self._each_block(update)
 
 
 class AdamW(Adam):
@@ -230,19 +328,20 @@ class RMSprop(Optimizer):
         rho: float = 0.9,
         eps: float = 1e-8,
         momentum: float = 0.0,
+        threads: int | None = None,
     ) -> None:
-        super().__init__(size, dtype, n_weights)
+        super().__init__(size, dtype, n_weights, threads=threads)
         self.rho, self.eps, self.momentum = rho, eps, momentum
         self.square_avg = np.zeros(size, dtype=dtype)
         self.velocity = np.zeros(size, dtype=dtype)
-        self._denom = np.zeros(min(size, BLOCK), dtype=dtype)
 
     def step(self, params: Array, grads: Array, lr: float) -> None:
         self.t += 1
         flush = self.t % FLUSH_EVERY == 0
-        for lo, hi in self._blocks():
+
+        def update(lo: int, hi: int, scratch: _Scratch) -> None:
             p, g, s = params[lo:hi], grads[lo:hi], self.square_avg[lo:hi]
-            tmp, denom = self._tmp[: hi - lo], self._denom[: hi - lo]
+            tmp, denom = scratch.tmp[: hi - lo], scratch.denom[: hi - lo]
             s *= self.rho
             np.multiply(g, g, out=tmp)
             tmp *= 1.0 - self.rho
@@ -259,7 +358,9 @@ class RMSprop(Optimizer):
                 tmp *= -lr
             p += tmp
             if flush:
-                self._flush_subnormals(s)
+                self._flush_subnormals(scratch, s)
+
+        self._each_block(update)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
@@ -278,7 +379,9 @@ def make_optimizer(
     ``hyper`` holds the optimizer's own hyperparameters (momentum, betas, ...); the learning
     rate is not one of them: it is passed to every ``step`` by the schedule.
     """
-    return OPTIMIZERS[name](size, dtype, n_weights, **hyper)
+    # Each class takes its own keywords, which the base class's signature cannot describe.
+    factory: Callable[..., Optimizer] = OPTIMIZERS[name]
+    return factory(size, dtype, n_weights, **hyper)
 
 
 # -- learning-rate schedules ---------------------------------------------------------------
