@@ -197,7 +197,7 @@ class MLP:
             work.masks[layer] = np.empty_like(a)
             work.dropped[layer] = np.empty_like(a)
         mask, dropped = work.masks[layer], work.dropped[layer]
-        mask[...] = self._uniform(rng, mask.shape)
+        rng.random(dtype=mask.dtype.type, out=mask)  # U[0, 1), drawn in place: no temporary
         np.greater_equal(mask, p, out=mask)
         mask *= 1.0 / (1.0 - p)
         np.multiply(a, mask, out=dropped)
