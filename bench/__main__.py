@@ -1,0 +1,176 @@
+"""``python -m bench``: time training epochs of ours against PyTorch and scikit-learn.
+
+    python -m bench                  # full run on MNIST's 60,000 training digits
+    python -m bench --smoke          # seconds: 512 digits (random ones without MNIST), 1 epoch
+    python -m bench --network 784-100-10 --epochs 5 --no-drift --no-memory
+
+Prints a table and writes everything measured to ``bench/results/<kind>-<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench import report
+from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, network_named
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny data, one epoch each (CI)")
+    parser.add_argument("--network", action="append", help="only this network (repeatable)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
+    parser.add_argument("--threads", type=int, default=THREADS, help="BLAS/intra-op threads")
+    parser.add_argument("--no-peers", action="store_true", help="time ours only")
+    parser.add_argument("--drift-epochs", type=int, default=10, help="0 skips the drift run")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
+    parser.add_argument(
+        "--peer-memory", action="store_true", help="measure the peers' peak memory too"
+    )
+    parser.add_argument("--out", type=Path, help="JSON file [bench/results/<kind>-<time>.json]")
+    return parser.parse_args(argv)
+
+
+def _print_extras(console: Console, record: dict[str, Any]) -> None:
+    for s in record["networks"]:
+        c = s["matmul_ceiling"]
+        console.print(
+            f"matmul ceiling {s['network']}: {c['gflops']:.1f} GFLOP/s ({c['library']}), "
+            f"{s['matmul_flops_per_step'] / 1e6:.1f} MFLOP per step"
+        )
+    drift = record["drift"]
+    if drift is not None:
+        wall = ", ".join(f"{w:.2f}" for w in drift["wall_seconds"])
+        console.print(
+            f"drift {drift['network']}: last / second epoch = {drift['last_over_second']:.3f} "
+            f"(s/epoch: {wall}); float32 subnormals left: {drift['subnormals_after_run']}"
+        )
+    for key, m in record["memory"].items():
+        if "error" in m:
+            console.print(f"peak memory {key}: failed ({m['error']})")
+            continue
+        epochs = ", ".join(f"{e:,.0f}" for e in m["after_epoch_mb"])
+        console.print(
+            f"peak memory {key}: {m['peak_mb']:,.0f} MB (after imports"
+            f" {m['after_imports_mb']:,.0f}, after loading {m['data_mb']:,.0f} MB of inputs"
+            f" {m['after_data_mb']:,.0f},"
+            f" after each epoch {epochs})"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    console = Console(width=max(Console().width, 120))
+    nets = tuple(network_named(n) for n in args.network) if args.network else NETWORKS
+    epochs, warmup = (1, 0) if args.smoke else (args.epochs, 1)
+    drift_epochs = min(args.drift_epochs, 3) if args.smoke else args.drift_epochs
+    budget = 0.05 if args.smoke else 0.5  # seconds of matmul-ceiling timing per round
+
+    from bench import peers as peer_module
+
+    versions = {} if args.no_peers else peer_module.available()
+    peers = [name for name, version in versions.items() if version is not None]
+    for name, version in versions.items():
+        if version is None:
+            console.print(f"[yellow]{name} is not installed: skipped[/]")
+    # threadpoolctl limits the BLAS libraries already loaded: load the peers' first.
+    if "pytorch" in peers:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if "sklearn" in peers:
+        import sklearn.neural_network  # noqa: F401
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from bench.timing import drift, time_network
+    from bench.workload import datasets
+
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    data = datasets(nets, args.smoke)
+    first = next(iter(data.values()))
+    console.print(
+        f"data: {first.source}, {len(first.y):,} training images; {args.threads} threads; "
+        f"load average {load_before[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    libraries = ("numpy", "pytorch") if "pytorch" in peers else ("numpy",)
+    summaries: list[dict[str, Any]] = []
+    drift_result: dict[str, Any] | None = None
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        blas = threadpool_info()
+        for net in nets:
+            console.print(f"timing {net.label}: {', '.join(['ours', *peers])} ...")
+            runners = peer_module.runners(peers, net, data[net.input_size], args.threads)
+            timings = time_network(
+                net, data[net.input_size], runners, epochs, warmup, libraries, budget
+            )
+            summaries.append(report.summarize(timings, warmup))
+        if drift_epochs > 1 and WIDEST in nets:
+            console.print(f"drift: {drift_epochs} epochs of {WIDEST.label} ...")
+            drift_result = report.drift_summary(
+                drift(WIDEST, data[WIDEST.input_size], drift_epochs)
+            )
+    memory: dict[str, dict[str, Any]] = {}
+    if not args.no_memory and WIDEST in nets:
+        from bench.memory import measure
+
+        for engine in ["ours", *(peers if args.peer_memory else [])]:
+            console.print(f"peak memory: {WIDEST.label}, {engine} ...")
+            memory[report.memory_key(WIDEST.label, engine)] = measure(
+                WIDEST.name,
+                engine,
+                1 if args.smoke or engine != "ours" else 2,
+                args.threads,
+                args.smoke,
+            )
+
+    record: dict[str, Any] = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
+        "smoke": args.smoke,
+        "data": first.source,
+        "training_images": len(first.y),
+        "threads": args.threads,
+        "batch_size": BATCH,
+        "timed_epochs": epochs,
+        "warmup_epochs": warmup,
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "blas": blas,
+            "peers": versions,
+        },
+        "seconds": time.perf_counter() - started,
+        "networks": summaries,
+        "drift": drift_result,
+        "memory": memory,
+    }
+    console.print(report.table(summaries, memory))
+    _print_extras(console, record)
+    kind = "smoke" if args.smoke else "bench"
+    out = args.out or RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    console.print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Turning the measurements into the benchmark's table and its JSON record.
+
+Every number in the table is derived here from raw per-epoch seconds: medians after the
+warm-up epoch, samples per second, ratios to PyTorch and scikit-learn (below 1 means
+faster than the peer), achieved matmul GFLOP/s and its fraction of the measured ceiling.
+The JSON file keeps the raw timings too, with the machine's load and library versions, so a
+result can be judged later.
+
+Left out: pass/fail verdicts on absolute times, which depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.table import Table
+
+from bench.timing import OURS, Drift, NetworkTimings
+
+PEER_COLUMNS = (("pytorch", "÷ torch"), ("sklearn", "÷ sklearn"))
+
+
+def summarize(t: NetworkTimings, warmup: int) -> dict[str, Any]:
+    """Medians, ratios and matmul fractions of one network, as plain data."""
+    net = t.network
+    steps = math.ceil(t.samples / 128)
+    flops = net.flops_per_step() * steps
+    library, ceiling_step = t.ceiling_step()
+    ceiling_epoch = ceiling_step * steps
+    engines: dict[str, Any] = {}
+    for engine in t.epochs:
+        seconds = t.median(engine, warmup)
+        row: dict[str, Any] = {
+            "seconds_per_epoch": seconds,
+            "samples_per_second": t.samples / seconds,
+            "gflops": flops / seconds / 1e9,
+            "matmul_fraction": ceiling_epoch / seconds,
+            "epochs": t.epochs[engine],
+        }
+        for peer, _ in PEER_COLUMNS:
+            if peer in t.epochs:
+                row[f"ratio_to_{peer}"] = seconds / t.median(peer, warmup)
+        engines[engine] = row
+    return {
+        "network": net.label,
+        "layers": list(net.layers),
+        "parameters": net.parameters,
+        "samples": t.samples,
+        "steps_per_epoch": steps,
+        "matmul_flops_per_step": net.flops_per_step(),
+        "matmul_ceiling": {
+            "library": library,
+            "seconds_per_step": ceiling_step,
+            "gflops": net.flops_per_step() / ceiling_step / 1e9,
+            "seconds_per_step_by_library": {lib: sorted(times) for lib, times in t.ceiling.items()},
+        },
+        "engines": engines,
+    }
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def table(summaries: list[dict[str, Any]], memory: dict[str, dict[str, Any]]) -> Table:
+    """The rich table: one row per network and engine."""
+    out = Table(title="Training epochs (median after warm-up), batch 128, Adam, float32")
+    out.add_column("network")
+    out.add_column("engine")
+    for name in ("s/epoch", "samples/s", *(c for _, c in PEER_COLUMNS)):
+        out.add_column(name, justify="right")
+    out.add_column("GFLOP/s", justify="right")
+    out.add_column("of matmul\nceiling", justify="right")
+    out.add_column("peak\nmemory", justify="right")
+    for s in summaries:
+        first = True
+        for engine, row in s["engines"].items():
+            peak = memory.get(memory_key(s["network"], engine), {}).get("peak_mb")
+            cells = [
+                s["network"] if first else "",
+                engine,
+                _fmt(row["seconds_per_epoch"], ".3f"),
+                _fmt(row["samples_per_second"], ",.0f"),
+                *(_fmt(row.get(f"ratio_to_{peer}"), ".2f") for peer, _ in PEER_COLUMNS),
+                _fmt(row["gflops"], ".1f"),
+                _fmt(100 * row["matmul_fraction"], ".0f") + "%",
+                "–" if peak is None else f"{peak:,.0f} MB",
+            ]
+            out.add_row(*cells, style="bold" if engine == OURS else None)
+            first = False
+        out.add_section()
+    return out
+
+
+def memory_key(network: str, engine: str) -> str:
+    """How `table` finds a memory measurement: network label and engine."""
+    return f"{network} | {engine}"
+
+
+def drift_summary(d: Drift) -> dict[str, Any]:
+    return {
+        "network": d.network.label,
+        "wall_seconds": d.wall,
+        "cpu_seconds": d.cpu,
+        "last_over_second": d.last_over_second,
+        "subnormals_after_run": d.subnormals,
+    }
