@@ -322,3 +322,21 @@ def test_training_with_augmentation_leaves_the_dataset_untouched(
 def test_scale_range_reaching_zero_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"augment\.max_scale is 1\b"):
         Augmenter(_cfg(max_scale=1.0), 28, 0.0)
+
+
+def test_a_batch_is_warped_as_its_images_one_by_one(digits: NDArray[np.uint8]) -> None:
+    n = 70  # more than one chunk, and a partial last chunk
+    X, fill = _standardized(digits[:n], 28)
+    rng = np.random.default_rng(5)
+    angle, scale, shift = (
+        rng.uniform(-0.3, 0.3, n),
+        rng.uniform(0.9, 1.1, n),
+        rng.normal(0, 2, (n, 2)),
+    )
+    aug = Augmenter(_cfg(), 28, fill)
+    together = X.copy()
+    aug.apply(together, angle, scale, shift)
+    for i in range(n):
+        alone = X[i : i + 1].copy()
+        aug.apply(alone, angle[i : i + 1], scale[i : i + 1], shift[i : i + 1])
+        np.testing.assert_allclose(together[i], alone[0], rtol=0, atol=1e-5)
