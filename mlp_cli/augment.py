@@ -62,7 +62,7 @@ class _Buffers:
     scratch: Array  # (C, side, side)
     acc: Array  # (C, side, side)
     index: NDArray[np.intp]  # (C, side, side): flat index of the upper-left neighbour
-    offsets: NDArray[np.intp]  # (C, 1, 1): where each image starts in the flat padded chunk
+    offsets: Array  # (C, 1, 1): where each image starts in the flat padded chunk
 
     @classmethod
     def allocate(cls, n: int, side: int, fill: np.float32) -> _Buffers:
@@ -73,7 +73,7 @@ class _Buffers:
             scratch=np.empty(full, np.float32),
             acc=np.empty(full, np.float32),
             index=np.empty(full, np.intp),
-            offsets=(np.arange(n, dtype=np.intp) * (side + 3) ** 2)[:, None, None],
+            offsets=(np.arange(n, dtype=np.float32) * (side + 3) ** 2)[:, None, None],
         )
 
     def view(self, m: int) -> _Buffers:
@@ -218,9 +218,9 @@ class Augmenter:
         # column gets weight 0 on the next one, so it reads exactly the fill value.
         np.clip(buf.coords, 0.0, float(s + 1), out=buf.coords)
         wx, wy = buf.coords[:, 0], buf.coords[:, 1]
-        # Flat index floor(y) * w + floor(x) of the upper-left neighbour, built in float32
-        # (exact: integers below 2**24) while the coordinates become their fractional parts,
-        # the interpolation weights. The image's offset in the chunk is added in integers.
+        # Flat index offset + floor(y) * w + floor(x) of the upper-left neighbour, built in
+        # float32 while the coordinates become their fractional parts, the interpolation
+        # weights. Exact: all are integers below CHUNK * w * w, far below 2**24.
         flat_f, floor_x = buf.scratch, buf.acc
         np.floor(wy, out=flat_f)
         wy -= flat_f
@@ -228,8 +228,8 @@ class Augmenter:
         np.floor(wx, out=floor_x)
         wx -= floor_x
         flat_f += floor_x
+        flat_f += buf.offsets
         np.copyto(buf.index, flat_f, casting="unsafe")
-        buf.index += buf.offsets
         # Neighbours to the right and below are the same indices into the flat chunk
         # shifted by 1, w and w + 1: views, no index arithmetic. Every index is in range,
         # so mode="clip" only skips np.take's bounds check.
