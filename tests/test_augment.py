@@ -60,9 +60,13 @@ def _centre_of_mass(ink: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDAr
     return (ink.sum(axis=1) * r).sum(axis=1) / mass, (ink.sum(axis=2) * r).sum(axis=1) / mass
 
 
+Params = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+
+
 def _params(
     n: int, angle: float = 0.0, scale: float = 1.0, dx: float = 0.0, dy: float = 0.0
-) -> Any:
+) -> Params:
+    """The same angle (radians), scale and shift (dx, dy) for all ``n`` images."""
     return np.full(n, angle), np.full(n, scale), np.tile([dx, dy], (n, 1))
 
 
