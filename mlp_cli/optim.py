@@ -187,11 +187,13 @@ class Optimizer:
     @staticmethod
     def _flush_subnormals(scratch: _Scratch, *arrays: Array) -> None:
         """Set entries below FLUSH_BELOW in magnitude to zero (arrays of one block)."""
-        tmp, mask = scratch.tmp[: len(arrays[0])], scratch.mask[: len(arrays[0])]
+        tmp, keep = scratch.tmp[: len(arrays[0])], scratch.mask[: len(arrays[0])]
         for array in arrays:
+            # Multiplying by the mask is vectorised; copyto(..., where=) is a per-element loop.
             np.abs(array, out=tmp)
-            np.less(tmp, FLUSH_BELOW, out=mask)
-            np.copyto(array, 0.0, where=mask)
+            np.less(tmp, FLUSH_BELOW, out=keep)
+            np.logical_not(keep, out=keep)  # NaN and inf are kept, as they are
+            np.multiply(array, keep, out=array)
 
 
 class SGD(Optimizer):
