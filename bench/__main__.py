@@ -46,9 +46,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _print_extras(console: Console, record: dict[str, Any]) -> None:
     for s in record["networks"]:
         c = s["matmul_ceiling"]
+        ours = s["engines"]["ours"]["matmul_fraction_by_library"]
+        libraries = ", ".join(
+            f"{lib} {gflops:.1f} GFLOP/s (ours reaches {100 * ours[lib]:.0f}%)"
+            for lib, gflops in c["gflops_by_library"].items()
+        )
         console.print(
-            f"matmul ceiling {s['network']}: {c['gflops']:.1f} GFLOP/s ({c['library']}), "
-            f"{s['matmul_flops_per_step'] / 1e6:.1f} MFLOP per step"
+            f"matmul ceiling {s['network']} ({s['matmul_flops_per_step'] / 1e6:.1f} MFLOP per"
+            f" step): {libraries}"
         )
     drift = record["drift"]
     if drift is not None:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from rich.table import Table
 
 from bench.timing import OURS, Drift, NetworkTimings
+from bench.workload import BATCH
 
 PEER_COLUMNS = (("pytorch", "÷ torch"), ("sklearn", "÷ sklearn"))
 
@@ -24,10 +26,10 @@ PEER_COLUMNS = (("pytorch", "÷ torch"), ("sklearn", "÷ sklearn"))
 def summarize(t: NetworkTimings, warmup: int) -> dict[str, Any]:
     """Medians, ratios and matmul fractions of one network, as plain data."""
     net = t.network
-    steps = math.ceil(t.samples / 128)
+    steps = math.ceil(t.samples / BATCH)
     flops = net.flops_per_step() * steps
     library, ceiling_step = t.ceiling_step()
-    ceiling_epoch = ceiling_step * steps
+    by_library = {lib: float(np.median(times)) for lib, times in t.ceiling.items()}
     engines: dict[str, Any] = {}
     for engine in t.epochs:
         seconds = t.median(engine, warmup)
@@ -35,7 +37,10 @@ def summarize(t: NetworkTimings, warmup: int) -> dict[str, Any]:
             "seconds_per_epoch": seconds,
             "samples_per_second": t.samples / seconds,
             "gflops": flops / seconds / 1e9,
-            "matmul_fraction": ceiling_epoch / seconds,
+            "matmul_fraction": ceiling_step * steps / seconds,
+            "matmul_fraction_by_library": {
+                lib: step * steps / seconds for lib, step in by_library.items()
+            },
             "epochs": t.epochs[engine],
         }
         for peer, _ in PEER_COLUMNS:
@@ -53,7 +58,10 @@ def summarize(t: NetworkTimings, warmup: int) -> dict[str, Any]:
             "library": library,
             "seconds_per_step": ceiling_step,
             "gflops": net.flops_per_step() / ceiling_step / 1e9,
-            "seconds_per_step_by_library": {lib: sorted(times) for lib, times in t.ceiling.items()},
+            "gflops_by_library": {
+                lib: net.flops_per_step() / step / 1e9 for lib, step in by_library.items()
+            },
+            "seconds_per_step_each_round": t.ceiling,
         },
         "engines": engines,
     }
@@ -65,7 +73,11 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def table(summaries: list[dict[str, Any]], memory: dict[str, dict[str, Any]]) -> Table:
     """The rich table: one row per network and engine."""
-    out = Table(title="Training epochs (median after warm-up), batch 128, Adam, float32")
+    out = Table(
+        title="Training epochs (median after warm-up), batch 128, Adam, float32",
+        caption="÷ peer: seconds per epoch over the peer's (below 1: faster).  Matmul ceiling:"
+        " the step's matrix products alone, in the faster of NumPy's BLAS and PyTorch.",
+    )
     out.add_column("network")
     out.add_column("engine")
     for name in ("s/epoch", "samples/s", *(c for _, c in PEER_COLUMNS)):
