@@ -28,15 +28,17 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from mlp_cli.errors import CheckpointError
+from mlp_cli.errors import CheckpointError, UsageError
 
 Array = NDArray[np.floating]
 
-# Adam's second moment decays geometrically toward zero for parameters whose gradient is
-# zero (dead units, border pixels).  Once it reaches float32's subnormal range (< 1.2e-38)
-# every operation on it is many times slower, and epochs get steadily slower.  Values this
-# small change no update (they sit far below eps^2), so they are flushed to zero every
-# FLUSH_EVERY steps.
+# Running averages decay geometrically toward zero for parameters whose gradient is zero
+# (dead units, border pixels): Adam's m by beta1 = 0.9 per step reaches float32's subnormal
+# range (< 1.2e-38) a few hundred steps after its gradient stopped, then stays at the
+# smallest subnormal, since 0.9 times it rounds back to it.  Every operation on a subnormal
+# is many times slower, and epochs get steadily slower.  Values this small change no update
+# (they sit far below eps), so they are flushed to zero every FLUSH_EVERY steps; from 1e-30,
+# a hundred steps of decay stay far above the subnormal range.
 FLUSH_BELOW = 1e-30
 FLUSH_EVERY = 100
 
@@ -121,6 +123,13 @@ class Optimizer:
     def step(self, params: Array, grads: Array, lr: float) -> None:
         raise NotImplementedError
 
+    def _check(self, params: Array, grads: Array) -> None:
+        if params.shape != (self.size,) or grads.shape != (self.size,):
+            raise UsageError(
+                f"the {self.name} optimizer updates {self.size} parameters, but was given "
+                f"parameters of shape {params.shape} and gradients of shape {grads.shape}"
+            )
+
     def _blocks(self) -> list[tuple[int, int]]:
         """(start, stop) of each block of the parameter vector."""
         return [(lo, min(lo + BLOCK, self.size)) for lo in range(0, self.size, BLOCK)]
@@ -145,12 +154,14 @@ class Optimizer:
 
         pool = _helper_pool(self.threads - 1)
         helpers = [pool.submit(work, scratch) for scratch in self._scratch[1:]]
-        work(self._scratch[0])
-        for helper in helpers:
-            # A helper that has not started yet finds nothing left: cancel rather than wait
-            # for it to be scheduled (other processes may hold the other cores).
-            if not helper.cancel():
-                helper.result()
+        try:
+            work(self._scratch[0])
+        finally:
+            for helper in helpers:
+                # A helper that has not started yet finds nothing left: cancel rather than
+                # wait for it to be scheduled (other processes may hold the other cores).
+                if not helper.cancel():
+                    helper.result()
 
     def state_dict(self) -> dict[str, NDArray[np.generic]]:
         state: dict[str, NDArray[np.generic]] = {"t": np.array(self.t, dtype=np.int64)}
@@ -222,6 +233,7 @@ class SGD(Optimizer):
         self.velocity = np.zeros(size, dtype=dtype)
 
     def step(self, params: Array, grads: Array, lr: float) -> None:
+        self._check(params, grads)
         self.t += 1
         mu = self.momentum
 
@@ -274,6 +286,7 @@ class Adam(Optimizer):
         self.v = np.zeros(size, dtype=dtype)
 
     def step(self, params: Array, grads: Array, lr: float) -> None:
+        self._check(params, grads)
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         bias1 = 1.0 - b1**self.t
@@ -338,6 +351,7 @@ class RMSprop(Optimizer):
         self.velocity = np.zeros(size, dtype=dtype)
 
     def step(self, params: Array, grads: Array, lr: float) -> None:
+        self._check(params, grads)
         self.t += 1
         flush = self.t % FLUSH_EVERY == 0
 
