@@ -58,7 +58,7 @@ class _Buffers:
     rows serve a shorter chunk)."""
 
     padded: Array  # (C, side + 3, side + 3): the images in a frame of fill (see _bilinear)
-    coords: Array  # (C, 2, side, side): source (x, y) of each output pixel, then weights
+    coords: Array  # (2, C, side, side): source x and y of each output pixel, then weights
     scratch: Array  # (C, side, side)
     acc: Array  # (C, side, side)
     index: NDArray[np.intp]  # (C, side, side): flat index of the upper-left neighbour
@@ -69,7 +69,7 @@ class _Buffers:
         full = (n, side, side)
         return cls(
             padded=np.full((n, side + 3, side + 3), fill, np.float32),
-            coords=np.empty((n, 2, side, side), np.float32),
+            coords=np.empty((2, n, side, side), np.float32),
             scratch=np.empty(full, np.float32),
             acc=np.empty(full, np.float32),
             index=np.empty(full, np.intp),
@@ -80,7 +80,9 @@ class _Buffers:
         """The buffers of the first ``m`` images (views, no copies)."""
         if m == len(self.padded):
             return self
-        return _Buffers(*(getattr(self, f.name)[:m] for f in fields(self)))
+        rows = {f.name: getattr(self, f.name)[:m] for f in fields(self)}
+        rows["coords"] = self.coords[:, :m]
+        return _Buffers(**rows)
 
 
 class ElasticField:
@@ -189,9 +191,9 @@ class Augmenter:
         sin = np.sin(angle) / scale
         c = self.centre
         tx, ty = c + shift[:, 0], c + shift[:, 1]
-        M = np.empty((n, 2, 3), np.float32)
-        M[:, 0, 0], M[:, 0, 1], M[:, 0, 2] = cos, sin, c + 1 - cos * tx - sin * ty
-        M[:, 1, 0], M[:, 1, 1], M[:, 1, 2] = -sin, cos, c + 1 + sin * tx - cos * ty
+        M = np.empty((2, n, 3), np.float32)  # x rows of all images, then y rows
+        M[0, :, 0], M[0, :, 1], M[0, :, 2] = cos, sin, c + 1 - cos * tx - sin * ty
+        M[1, :, 0], M[1, :, 1], M[1, :, 2] = -sin, cos, c + 1 + sin * tx - cos * ty
         images = batch.reshape(n, s, s)
         # Chunks of CHUNK images keep the work arrays in the processor's cache.
         for start in range(0, n, CHUNK):
@@ -199,12 +201,10 @@ class Augmenter:
             m = stop - start
             buf = self._buffers.view(m)
             # One matrix product gives the coordinates of the whole chunk.
-            np.matmul(
-                M[start:stop].reshape(2 * m, 3), self.pixels, out=buf.coords.reshape(2 * m, s * s)
-            )
+            np.matmul(M[:, start:stop], self.pixels, out=buf.coords.reshape(2, m, s * s))
             if displacement is not None:
-                buf.coords[:, 0] += displacement[0][start:stop]
-                buf.coords[:, 1] += displacement[1][start:stop]
+                buf.coords[0] += displacement[0][start:stop]
+                buf.coords[1] += displacement[1][start:stop]
             buf.padded[:, 1 : s + 1, 1 : s + 1] = images[start:stop]
             self._bilinear(buf, images[start:stop])
 
@@ -217,7 +217,7 @@ class Augmenter:
         # both neighbours of every point inside the frame; a point on the frame's last
         # column gets weight 0 on the next one, so it reads exactly the fill value.
         np.clip(buf.coords, 0.0, float(s + 1), out=buf.coords)
-        wx, wy = buf.coords[:, 0], buf.coords[:, 1]
+        wx, wy = buf.coords[0], buf.coords[1]
         # Flat index offset + floor(y) * w + floor(x) of the upper-left neighbour, built in
         # float32 while the coordinates become their fractional parts, the interpolation
         # weights. Exact: all are integers below CHUNK * w * w, far below 2**24.
