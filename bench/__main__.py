@@ -23,6 +23,7 @@ from rich.console import Console
 
 from bench import report
 from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, network_named
+from mlp_cli.errors import MLPError
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -105,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     load_before = os.getloadavg()
-    data = datasets(nets, args.smoke)
+    try:
+        data = datasets(nets, args.smoke)
+    except MLPError as exc:  # MNIST neither cached nor downloadable
+        console.print(f"[red]{exc}[/]")
+        return 1
     first = next(iter(data.values()))
     console.print(
         f"data: {first.source}, {len(first.y):,} training images; {args.threads} threads; "
