@@ -401,7 +401,10 @@ class AugmentConfig(_Section):
     )
     max_rotation: float = Field(default=10.0, ge=0.0, description="Largest rotation in degrees.")
     max_scale: float = Field(
-        default=0.1, ge=0.0, description="Largest relative change of size (0.1 = up to ±10%)."
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Largest relative change of size (0.1 = up to ±10%).",
     )
     elastic_alpha: float = Field(
         default=0.0, ge=0.0, description="Strength of elastic distortion (0 = none)."
