@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import MNIST_LOCAL_COPY
 from numpy.typing import NDArray
 
 from mlp_cli.augment import GAUSS_TRUNCATE, Augmenter, gaussian_band_matrix
@@ -16,7 +17,7 @@ from mlp_cli.config import AugmentConfig
 from mlp_cli.errors import ConfigError, UsageError
 from mlp_cli.preprocess import digits_to_inputs
 
-MNIST_TEST_IMAGES = Path("/work/shared/data/mnist/t10k-images-idx3-ubyte.gz")
+MNIST_TEST_IMAGES = MNIST_LOCAL_COPY / "t10k-images-idx3-ubyte.gz"
 Array = NDArray[np.float32]
 
 
@@ -324,8 +325,11 @@ def test_training_with_augmentation_leaves_the_dataset_untouched(
 
 
 def test_scale_range_reaching_zero_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"augment\.max_scale is 1\b"):
-        Augmenter(_cfg(max_scale=1.0), 28, 0.0)
+    with pytest.raises(ValueError, match="less than 1"):  # the schema refuses it first ...
+        _cfg(max_scale=1.0)
+    unchecked = AugmentConfig.model_construct(**{**_cfg().model_dump(), "max_scale": 1.0})
+    with pytest.raises(ConfigError, match=r"augment\.max_scale is 1\b"):  # ... and so does
+        Augmenter(unchecked, 28, 0.0)  # the augmenter, for configs built without validation
 
 
 def test_a_batch_is_warped_as_its_images_one_by_one(digits: NDArray[np.uint8]) -> None:

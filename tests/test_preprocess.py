@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import userlike
+from conftest import MNIST_LOCAL_COPY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -29,7 +30,7 @@ from mlp_cli.preprocess import (
     resize_digits,
 )
 
-MNIST_TEST_IMAGES = Path("/work/shared/data/mnist/t10k-images-idx3-ubyte.gz")
+MNIST_TEST_IMAGES = MNIST_LOCAL_COPY / "t10k-images-idx3-ubyte.gz"
 N_DIGITS = 200  # real MNIST test digits read for these tests
 N_RENDERED = 100  # of which this many are rendered as every kind of user's picture
 Digits = npt.NDArray[np.uint8]
