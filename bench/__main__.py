@@ -4,7 +4,10 @@
     python -m bench --smoke          # seconds: 512 digits (random ones without MNIST), 1 epoch
     python -m bench --network 784-100-10 --epochs 5 --no-drift --no-memory
 
-Prints a table and writes everything measured to ``bench/results/<kind>-<time>.json``.
+Prints a table and writes everything measured to ``bench/results/<kind>-<time>.json``, with
+the load average before and after.  On a machine that other processes keep busy, a
+two-thread BLAS mostly waits for its second thread to be scheduled and every engine slows
+down several times over: compare the ratios, not the seconds, or use ``--threads 1``.
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ def _print_extras(console: Console, record: dict[str, Any]) -> None:
     if drift is not None:
         wall = ", ".join(f"{w:.2f}" for w in drift["wall_seconds"])
         console.print(
-            f"drift {drift['network']}: last / second epoch = {drift['last_over_second']:.3f} "
-            f"(s/epoch: {wall}); float32 subnormals left: {drift['subnormals_after_run']}"
+            f"drift {drift['network']}: last / second epoch = {drift['last_over_second']:.3f}"
+            f" wall, {drift['cpu_last_over_second']:.3f} CPU (s/epoch: {wall}); float32"
+            f" subnormals left: {drift['subnormals_after_run']}"
         )
     for key, m in record["memory"].items():
         if "error" in m:

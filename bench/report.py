@@ -116,5 +116,6 @@ def drift_summary(d: Drift) -> dict[str, Any]:
         "wall_seconds": d.wall,
         "cpu_seconds": d.cpu,
         "last_over_second": d.last_over_second,
+        "cpu_last_over_second": d.cpu_last_over_second,
         "subnormals_after_run": d.subnormals,
     }
