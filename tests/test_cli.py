@@ -54,12 +54,12 @@ def test_version_and_help() -> None:
 
 
 def test_help_imports_no_heavy_modules() -> None:
-    """`mlp --help` must stay fast: no NumPy, pooch, Pillow or matplotlib."""
+    """`mlp --help` must stay fast: no NumPy, pooch, Pillow, matplotlib or numba."""
     code = (
         "import sys\n"
         "from mlp_cli.cli import app\n"
         "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = {'numpy', 'pooch', 'PIL', 'matplotlib'}\n"
+        "heavy = {'numpy', 'pooch', 'PIL', 'matplotlib', 'numba'}\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
     )
     out = subprocess.run(

@@ -1,16 +1,20 @@
 """Tests for `mlp_cli.optim`: one or two steps of every optimizer worked out by hand with plain
-Python floats, state round trips, and the learning-rate schedules against their formulas."""
+Python floats (in both the compiled and the NumPy version), the two versions against each
+other bit for bit, state round trips, and the learning-rate schedules against their formulas."""
 
 from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+import mlp_cli
+from mlp_cli import optim
 from mlp_cli.errors import CheckpointError
 from mlp_cli.optim import (
     FLUSH_EVERY,
@@ -31,6 +35,16 @@ G1 = [0.1, -0.2, 0.3, -0.4, 0.5]
 G2 = [-0.3, 0.05, 0.2, 0.1, -0.6]
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the compiled update loops, then with the NumPy version."""
+    if request.param == "numpy":
+        monkeypatch.setattr(optim, "compiled_kernels", lambda: None)
+    else:
+        assert optim.compiled_kernels() is not None, "numba is a dependency"
+    return str(request.param)
+
+
 def run_steps(opt: Optimizer, grads: list[list[float]], lrs: list[float]) -> list[float]:
     params = np.array(P0)
     for g, lr in zip(grads, lrs, strict=True):
@@ -41,12 +55,14 @@ def run_steps(opt: Optimizer, grads: list[list[float]], lrs: list[float]) -> lis
 # -- one step by hand -------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("engine")
 def test_sgd_step_by_hand() -> None:
     lr = 0.1
     want = [p - lr * g for p, g in zip(P0, G1, strict=True)]
     assert run_steps(SGD(5, F64, N_WEIGHTS), [G1], [lr]) == pytest.approx(want, rel=1e-15)
 
 
+@pytest.mark.usefixtures("engine")
 def test_sgd_momentum_two_steps_by_hand() -> None:
     lr1, lr2, mu = 0.1, 0.05, 0.9
     want = []
@@ -59,6 +75,7 @@ def test_sgd_momentum_two_steps_by_hand() -> None:
     assert got == pytest.approx(want, rel=1e-14)
 
 
+@pytest.mark.usefixtures("engine")
 def test_nesterov_two_steps_by_hand() -> None:
     lr, mu = 0.1, 0.9
     want = []
@@ -88,6 +105,7 @@ def adam_by_hand(
     return out
 
 
+@pytest.mark.usefixtures("engine")
 def test_adam_first_step_moves_each_parameter_by_about_lr_against_the_gradient() -> None:
     lr = 0.01
     got = run_steps(Adam(5, F64, N_WEIGHTS), [G1], [lr])
@@ -96,6 +114,7 @@ def test_adam_first_step_moves_each_parameter_by_about_lr_against_the_gradient()
         assert q - p == pytest.approx(-lr * math.copysign(1.0, g), rel=1e-6)
 
 
+@pytest.mark.usefixtures("engine")
 def test_adam_two_steps_by_hand() -> None:
     opt = Adam(5, F64, N_WEIGHTS, beta1=0.8, beta2=0.99, eps=1e-3)
     got = run_steps(opt, [G1, G2], [0.01, 0.01])
@@ -103,6 +122,7 @@ def test_adam_two_steps_by_hand() -> None:
     assert opt.t == 2
 
 
+@pytest.mark.usefixtures("engine")
 def test_adamw_decays_weights_only_decoupled_from_the_gradient() -> None:
     lr, wd = 0.01, 0.5
     got = run_steps(AdamW(5, F64, N_WEIGHTS, weight_decay=wd), [G1, G2], [lr, lr])
@@ -115,6 +135,7 @@ def test_adamw_decays_weights_only_decoupled_from_the_gradient() -> None:
     )
 
 
+@pytest.mark.usefixtures("engine")
 def test_adamw_with_zero_gradient_only_shrinks_the_weights() -> None:
     lr, wd = 0.1, 0.2
     got = run_steps(AdamW(5, F64, N_WEIGHTS, weight_decay=wd), [[0.0] * 5], [lr])
@@ -122,6 +143,7 @@ def test_adamw_with_zero_gradient_only_shrinks_the_weights() -> None:
     assert got == pytest.approx(want, rel=1e-15)
 
 
+@pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize("momentum", [0.0, 0.7])
 def test_rmsprop_two_steps_by_hand(momentum: float) -> None:
     lr, rho, eps = 0.01, 0.9, 1e-8
@@ -148,6 +170,7 @@ def test_make_optimizer_builds_by_name_with_hyperparameters() -> None:
     assert adamw.weight_decay == 0.1
 
 
+@pytest.mark.usefixtures("engine")
 def test_float32_updates_stay_float32() -> None:
     for name in OPTIMIZERS:
         opt = make_optimizer(name, 5, np.dtype(np.float32), N_WEIGHTS)
@@ -157,6 +180,7 @@ def test_float32_updates_stay_float32() -> None:
         assert all(a.dtype == np.float32 for k, a in opt.state_dict().items() if k != "t")
 
 
+@pytest.mark.usefixtures("engine")
 def test_adam_flushes_vanishing_second_moments_to_zero() -> None:
     # v of a parameter whose gradient stopped decays geometrically; in float32 it would end
     # up subnormal.  It is set to zero on every FLUSH_EVERY-th step, without changing steps.
@@ -172,6 +196,59 @@ def test_adam_flushes_vanishing_second_moments_to_zero() -> None:
     assert opt.v[1] > 0.0
 
 
+# -- the compiled loops against the NumPy version ---------------------------------------------
+
+BUILDERS: dict[str, Callable[[int, np.dtype[np.floating], bool], Optimizer]] = {
+    "sgd": lambda n, dt, c: SGD(n, dt, n // 2, compiled=c),
+    "momentum": lambda n, dt, c: SGD(n, dt, n // 2, momentum=0.9, compiled=c),
+    "nesterov": lambda n, dt, c: SGD(n, dt, n // 2, momentum=0.9, nesterov=True, compiled=c),
+    "adam": lambda n, dt, c: Adam(n, dt, n // 2, compiled=c),
+    "adamw": lambda n, dt, c: AdamW(n, dt, n // 2, weight_decay=0.1, compiled=c),
+    "rmsprop": lambda n, dt, c: RMSprop(n, dt, n // 2, compiled=c),
+    "rmsprop-momentum": lambda n, dt, c: RMSprop(n, dt, n // 2, momentum=0.5, compiled=c),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", BUILDERS)
+def test_compiled_and_numpy_versions_give_the_same_bits(kind: str, dtype: type) -> None:
+    # More than one block, more than one flush, gradients from 1 down to 1e-25 (whose
+    # squares are subnormal or zero in float32), exact zeros, and one inf (then inf or NaN).
+    n, rng = 2 * optim.BLOCK + 123, np.random.default_rng(7)
+    compiled = BUILDERS[kind](n, np.dtype(dtype), True)
+    reference = BUILDERS[kind](n, np.dtype(dtype), False)
+    assert compiled.kernels is not None
+    assert reference.kernels is None
+    p_compiled: NDArray[np.floating] = rng.standard_normal(n).astype(dtype)
+    p_reference = p_compiled.copy()
+    for step in range(2 * FLUSH_EVERY + 5):
+        g = rng.standard_normal(n) * 10.0 ** rng.integers(-25, 1, n)
+        g[rng.random(n) < 0.2] = 0.0
+        g[step] = np.inf if step == 150 else g[step]
+        lr = 10 ** rng.uniform(-4, -1)
+        compiled.step(p_compiled, g.astype(dtype), lr)
+        with np.errstate(invalid="ignore"):  # inf / inf, which the loop does silently
+            reference.step(p_reference, g.astype(dtype), lr)
+    assert not np.isfinite(p_reference).all()
+    assert p_compiled.tobytes() == p_reference.tobytes()
+    for name in compiled.state_names:
+        state = getattr(compiled, name)
+        assert state.tobytes() == getattr(reference, name).tobytes(), name
+
+
+def test_without_numba_the_optimizers_run_the_numpy_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` fail
+    monkeypatch.delitem(sys.modules, "mlp_cli.kernels", raising=False)
+    monkeypatch.delattr(mlp_cli, "kernels", raising=False)
+    assert optim.compiled_kernels() is None
+    opt = Adam(5, F64, N_WEIGHTS)
+    assert opt.kernels is None
+    got = run_steps(opt, [G1], [0.01])
+    assert got == pytest.approx(adam_by_hand([G1], 0.01, 0.9, 0.999, 1e-8, 0.0), rel=1e-14)
+
+
 # -- state round trips ------------------------------------------------------------------------
 
 FACTORIES: dict[str, Callable[[], Optimizer]] = {
@@ -184,6 +261,7 @@ FACTORIES: dict[str, Callable[[], Optimizer]] = {
 }
 
 
+@pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize("kind", FACTORIES)
 def test_state_dict_round_trip_gives_identical_subsequent_steps(kind: str) -> None:
     rng = np.random.default_rng(0)

@@ -1,0 +1,112 @@
+"""Compiled update loops for the optimizers in `mlp_cli.optim`, one pass per step.
+
+Each loop performs, element by element, exactly the float operations of the NumPy code it
+replaces (same order, same precision, no fused multiply-add), so both give the same bits.
+What changes is the memory traffic: the NumPy version makes a dozen ufunc passes over every
+block of the parameter vector, while here each parameter, gradient and state entry is read
+and written once per step, in registers.  At 784-1200-1200-10 (2.4 million parameters) that
+takes Adam's step from about 4-6 ms to about 1.5-2 ms, a third of a training step.
+
+Compiled with numba on first use and cached on disk (``cache=True``); importing this module
+imports numba, so `mlp_cli.optim` only does that when an optimizer is built.  Scalars arrive
+already converted to the arrays' dtype, so float32 arithmetic stays float32.  The loops are
+serial: on two cores a second thread competes with the BLAS threads that spin between
+matrix products.  ``error_model="numpy"`` lets a division by zero give inf instead of raising,
+as in NumPy, and keeps the loops vectorisable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.floating]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_jit = cast(
+    Callable[[F], F],
+    numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False),
+)
+
+
+@_jit
+def flush(a: Array, below: float) -> None:
+    """a[i] *= 0 where |a[i]| < below (NaN stays NaN; negative entries become -0.0, as in
+    the NumPy version, which multiplies by a 0/1 mask)."""
+    for i in range(a.size):
+        if abs(a[i]) < below:
+            a[i] *= 0.0
+
+
+@_jit
+def sgd(p: Array, g: Array, v: Array, neg_lr: float, mu: float, nesterov: bool) -> None:
+    """v = mu v + (-lr g); p += v, or p += (-lr g) + mu v (Nesterov); with mu = 0 p += -lr g."""
+    if mu == 0.0:
+        for i in range(p.size):
+            p[i] += g[i] * neg_lr
+    elif nesterov:
+        for i in range(p.size):
+            step = g[i] * neg_lr
+            vi = v[i] * mu + step
+            v[i] = vi
+            p[i] += step + vi * mu
+    else:
+        for i in range(p.size):
+            vi = v[i] * mu + g[i] * neg_lr
+            v[i] = vi
+            p[i] += vi
+
+
+@_jit
+def adam(
+    p: Array,
+    g: Array,
+    m: Array,
+    v: Array,
+    n_weights: int,
+    decay: float,
+    b1: float,
+    c1: float,
+    b2: float,
+    sqrt_c2: float,
+    eps: float,
+    scale: float,
+) -> None:
+    """m = b1 m + c1 g;  v = b2 v + (sqrt_c2 g)^2;  p = p decay + scale m / (sqrt(v) + eps),
+    where ``decay`` applies to the first ``n_weights`` entries only (AdamW)."""
+    for i in range(p.size):
+        mi = m[i] * b1 + g[i] * c1
+        gi = g[i] * sqrt_c2
+        vi = v[i] * b2 + gi * gi
+        m[i] = mi
+        v[i] = vi
+        pi = p[i] * decay if i < n_weights else p[i]
+        p[i] = pi + (mi / (np.sqrt(vi) + eps)) * scale
+
+
+@_jit
+def rmsprop(
+    p: Array,
+    g: Array,
+    s: Array,
+    velocity: Array,
+    rho: float,
+    c: float,
+    eps: float,
+    mu: float,
+    neg_lr: float,
+) -> None:
+    """s = rho s + g^2 c;  u = g / (sqrt(s) + eps);  with mu: velocity = mu velocity + u,
+    p += velocity (-lr); without: p += u (-lr)."""
+    for i in range(p.size):
+        si = s[i] * rho + (g[i] * g[i]) * c
+        s[i] = si
+        u = g[i] / (np.sqrt(si) + eps)
+        if mu != 0.0:
+            u = velocity[i] * mu + u
+            velocity[i] = u
+        p[i] += u * neg_lr
