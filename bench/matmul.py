@@ -2,11 +2,11 @@
 
 A step of a fully connected network is, apart from elementwise work, the products listed by
 `bench.workload.Network.gemms`.  Timing exactly those products (same shapes, same float32,
-same memory layouts and transposes as `mlp_cli.model.MLP`, preallocated outputs, the same
-thread count) gives the time a step could take if everything else were free; an engine's
-achieved GFLOP/s divided by this ceiling's is the fraction of the matmul limit it reaches.
-With PyTorch installed its matmuls are timed as well, and the faster of the two libraries
-is the machine's ceiling.
+preallocated outputs, the same thread count) gives the time a step could take if everything
+else were free; an engine's achieved GFLOP/s divided by this ceiling's is the fraction of the
+matmul limit it reaches.  The products are timed in two memory layouts (`LAYOUTS`: the one
+`mlp_cli.model.MLP` uses and the all-rows one), and with PyTorch installed in PyTorch as
+well; the fastest is the machine's ceiling.
 
 Left out: the bias additions and activations, which are not matrix products.
 """
@@ -15,61 +15,87 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from bench.workload import BATCH, Network
 
 Step = Callable[[], None]
+Rand = Callable[[tuple[int, ...]], Any]  # shape -> a new random float32 matrix
+MatMul = Callable[[Any, Any, Any], Any]  # (a, b, out) -> out = a @ b
+
+# "columns" is `mlp_cli.model.MLP`'s layout: the input X as rows (batch, n_0), hidden
+# activations and deltas as columns (n_l, batch), the output layer in rows (batch, n_L).
+# "rows" holds every activation and delta as rows, the other common way to write it.
+# The ceiling is the faster of the two, so no layout choice of the engine lowers it.
+LAYOUTS = ("columns", "rows")
 
 
-def _numpy_step(net: Network, batch: int, rng: np.random.Generator) -> Step:
+def _columns(net: Network, batch: int, rand: Rand, mm: MatMul) -> Step:
+    L = len(net.layers) - 1
+    acts = [rand((batch, net.layers[0]))]
+    acts += [rand((n, batch)) for n in net.layers[1:-1]]
+    acts.append(rand((batch, net.layers[-1])))
+    deltas = [rand(tuple(a.shape)) for a in acts]
     pairs = list(zip(net.layers[:-1], net.layers[1:], strict=True))
-    acts = [rng.random((batch, n), dtype=np.float32) for n in net.layers]
-    deltas = [rng.random((batch, n), dtype=np.float32) for n in net.layers]
-    weights = [rng.random((n_out, n_in), dtype=np.float32) for n_in, n_out in pairs]
-    grads = [np.empty_like(W) for W in weights]
+    weights = [rand((n_out, n_in)) for n_in, n_out in pairs]
+    grads = [rand((n_out, n_in)) for n_in, n_out in pairs]
+    rows = [acts[0]] + [a.T for a in acts[1:L]]  # rows[l]: the input of layer l+1
+    delta_cols = [*deltas[1:L], deltas[L].T]  # delta_cols[l]: delta_{l+1}
 
     def step() -> None:
         for l, W in enumerate(weights):
-            np.matmul(acts[l], W.T, out=acts[l + 1])  # Z = A W^T
+            if l < L - 1:
+                mm(W, rows[l].T, acts[l + 1])  # Z = W A
+            else:
+                mm(rows[l], W.T, acts[L])  # output layer in rows: Z^T = A^T W^T
         for l, W in enumerate(weights):
-            np.matmul(deltas[l + 1].T, acts[l], out=grads[l])  # dW = delta^T A
+            mm(delta_cols[l], rows[l], grads[l])  # dW = delta A^T
             if l > 0:
-                np.matmul(deltas[l + 1], W, out=deltas[l])  # delta_prev = delta W
+                mm(W.T, delta_cols[l], deltas[l])  # delta_prev = W^T delta
 
     return step
 
 
-def _torch_step(net: Network, batch: int) -> Step:
+def _rows(net: Network, batch: int, rand: Rand, mm: MatMul) -> Step:
+    acts = [rand((batch, n)) for n in net.layers]
+    deltas = [rand((batch, n)) for n in net.layers]
+    pairs = list(zip(net.layers[:-1], net.layers[1:], strict=True))
+    weights = [rand((n_out, n_in)) for n_in, n_out in pairs]
+    grads = [rand((n_out, n_in)) for n_in, n_out in pairs]
+
+    def step() -> None:
+        for l, W in enumerate(weights):
+            mm(acts[l], W.T, acts[l + 1])  # Z = A W^T
+        for l, W in enumerate(weights):
+            mm(deltas[l + 1].T, acts[l], grads[l])  # dW = delta^T A
+            if l > 0:
+                mm(deltas[l + 1], W, deltas[l])  # delta_prev = delta W
+
+    return step
+
+
+def _step(net: Network, batch: int, library: str, layout: str) -> Step:
+    build = _columns if layout == "columns" else _rows
+    if library == "numpy":
+        rng = np.random.default_rng(0)
+        return build(
+            net,
+            batch,
+            lambda shape: rng.random(shape, dtype=np.float32),
+            lambda a, b, out: np.matmul(a, b, out=out),
+        )
     import torch
 
-    pairs = list(zip(net.layers[:-1], net.layers[1:], strict=True))
-    acts = [torch.rand(batch, n) for n in net.layers]
-    deltas = [torch.rand(batch, n) for n in net.layers]
-    weights = [torch.rand(n_out, n_in) for n_in, n_out in pairs]
-    grads = [torch.empty_like(W) for W in weights]
-
-    def step() -> None:
+    def mm(a: Any, b: Any, out: Any) -> Any:
         with torch.no_grad():
-            for l, W in enumerate(weights):
-                torch.mm(acts[l], W.t(), out=acts[l + 1])
-            for l, W in enumerate(weights):
-                torch.mm(deltas[l + 1].t(), acts[l], out=grads[l])
-                if l > 0:
-                    torch.mm(deltas[l + 1], W, out=deltas[l])
+            return torch.mm(a, b, out=out)
 
-    return step
+    return build(net, batch, lambda shape: torch.rand(*shape), mm)
 
 
-def step_seconds(
-    net: Network, library: str = "numpy", *, batch: int = BATCH, budget: float = 0.5
-) -> float:
-    """Seconds one step's matrix products take, the median of repeated timings in ``library``
-    ("numpy" or "pytorch") lasting about ``budget`` seconds in all."""
-    step = _numpy_step(net, batch, np.random.default_rng(0)) if library == "numpy" else None
-    if step is None:
-        step = _torch_step(net, batch)
+def _median_seconds(step: Step, budget: float) -> float:
     step()  # warm-up: BLAS buffers and threads
     started = time.perf_counter()
     step()
@@ -82,3 +108,13 @@ def step_seconds(
             step()
         timings.append((time.perf_counter() - started) / reps)
     return float(np.median(timings))
+
+
+def step_seconds(
+    net: Network, library: str = "numpy", *, batch: int = BATCH, budget: float = 0.5
+) -> float:
+    """Seconds one step's matrix products take in ``library`` ("numpy" or "pytorch"): the
+    median of repeated timings, in the faster of the `LAYOUTS`, about ``budget`` seconds in
+    all."""
+    share = budget / len(LAYOUTS)
+    return min(_median_seconds(_step(net, batch, library, lay), share) for lay in LAYOUTS)
