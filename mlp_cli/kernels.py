@@ -110,3 +110,24 @@ def rmsprop(
             u = velocity[i] * mu + u
             velocity[i] = u
         p[i] += u * neg_lr
+
+
+@_jit
+def bias_relu(z: Array, b: Array) -> None:
+    """z = max(z + b, 0) for z of shape (n, batch), b of shape (n,), in place.  As with
+    np.maximum, NaN stays NaN and -0.0 becomes 0.0."""
+    n, batch = z.shape
+    for i in range(n):
+        bi = b[i]
+        for j in range(batch):
+            v = z[i, j] + bi
+            z[i, j] = v if v > 0.0 or v != v else 0.0
+
+
+@_jit
+def relu_backward(a: Array, delta: Array) -> None:
+    """delta *= 1[not a <= 0], in place, for a and delta of the same shape."""
+    n, batch = a.shape
+    for i in range(n):
+        for j in range(batch):
+            delta[i, j] = delta[i, j] * (0.0 if a[i, j] <= 0.0 else 1.0)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -101,6 +102,14 @@ class MLP:
         self.dW, self.db = self._views(self.grads, shapes)
         self._work: dict[int, _Work] = {}
         self._scratch: Array | None = None
+        self.kernels: ModuleType | None = None  # see `use_kernels`
+
+    def use_kernels(self, kernels: ModuleType | None) -> None:
+        """Run ReLU layers' bias addition and activation, and its derivative, through the
+        compiled loops of `mlp_cli.kernels` (None: NumPy).  They give the same bits in one
+        pass instead of two or three.  Training turns this on; evaluation and prediction
+        stay in NumPy and never import numba."""
+        self.kernels = kernels
 
     def _views(self, flat: Array, shapes: list[tuple[int, int]]) -> tuple[list[Array], list[Array]]:
         weights, biases = [], []
@@ -198,6 +207,7 @@ class MLP:
         work.active.clear()
         work.acts[0] = X  # remembered for dW_1; no copy
         act = ACTIVATIONS[self.hidden].forward
+        compiled = self.kernels if self.hidden == "relu" else None
         L = self.n_layers
         for l in range(1, L + 1):
             p = dropout[l - 1] if dropout is not None else 0.0
@@ -207,8 +217,11 @@ class MLP:
             if l < L:
                 z = work.acts[l]  # (n_l, batch)
                 np.matmul(self.W[l - 1], a_prev.T, out=z)  # W_l A_{l-1}
-                z += self.b[l - 1][:, None]
-                act(z, z)
+                if compiled is not None:
+                    compiled.bias_relu(z, self.b[l - 1])
+                else:
+                    z += self.b[l - 1][:, None]
+                    act(z, z)
             else:
                 np.matmul(a_prev, self.W[l - 1].T, out=work.z_out)  # (batch, n_L): Z_L^T
                 work.z_out += self.b[l - 1]
@@ -250,6 +263,8 @@ class MLP:
         z_out, a_out = work.z_out, work.acts[-1]
         value = loss_fn.value(self.output, z_out, a_out, y)
         backward = ACTIVATIONS[self.hidden].backward
+        if self.kernels is not None and self.hidden == "relu":
+            backward = self.kernels.relu_backward
         loss_fn.delta(self.output, z_out, a_out, y, work.deltas[-1])
         delta = work.deltas[-1].T  # (n_L, batch), a view of the rows
         for l in range(self.n_layers, 0, -1):

@@ -193,6 +193,7 @@ class Trainer:
         self.optimizer: Optimizer = make_optimizer(
             opt.name, self.model.params.size, self.model.dtype, self.model.n_weights, **hyper
         )
+        self.model.use_kernels(self.optimizer.kernels)  # numba's loops, where it is installed
         s = cfg.schedule
         self.schedule = Schedule(
             s.name, opt.lr, cfg.training.epochs, s.warmup_epochs, s.step_size, s.gamma, s.min_lr
