@@ -76,7 +76,8 @@ def table(summaries: list[dict[str, Any]], memory: dict[str, dict[str, Any]]) ->
     out = Table(
         title="Training epochs (median after warm-up), batch 128, Adam, float32",
         caption="÷ peer: seconds per epoch over the peer's (below 1: faster).  Matmul ceiling:"
-        " the step's matrix products alone, in the faster of NumPy's BLAS and PyTorch.",
+        " the step's matrix products alone, in the fastest of NumPy's BLAS and PyTorch, each"
+        " in two memory layouts.",
     )
     out.add_column("network")
     out.add_column("engine")
