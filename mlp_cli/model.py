@@ -105,11 +105,12 @@ class MLP:
         self.kernels: ModuleType | None = None  # see `use_kernels`
 
     def use_kernels(self, kernels: ModuleType | None) -> None:
-        """Run ReLU layers' bias addition and activation, and its derivative, through the
-        compiled loops of `mlp_cli.kernels` (None: NumPy).  They give the same bits in one
-        pass instead of two or three.  Training turns this on; evaluation and prediction
-        stay in NumPy and never import numba."""
-        self.kernels = kernels
+        """Run the hidden layers' bias addition and activation, and its derivative, through
+        the compiled loops of `mlp_cli.kernels` (None: NumPy).  They give the same bits in
+        one pass instead of two or three.  Only ReLU has such loops; the other activations
+        keep NumPy, whose exp and tanh would have to be matched bit for bit.  Training turns
+        this on; evaluation and prediction stay in NumPy and never import numba."""
+        self.kernels = kernels if self.hidden == "relu" else None
 
     def _views(self, flat: Array, shapes: list[tuple[int, int]]) -> tuple[list[Array], list[Array]]:
         weights, biases = [], []
@@ -207,7 +208,6 @@ class MLP:
         work.active.clear()
         work.acts[0] = X  # remembered for dW_1; no copy
         act = ACTIVATIONS[self.hidden].forward
-        compiled = self.kernels if self.hidden == "relu" else None
         L = self.n_layers
         for l in range(1, L + 1):
             p = dropout[l - 1] if dropout is not None else 0.0
@@ -217,8 +217,8 @@ class MLP:
             if l < L:
                 z = work.acts[l]  # (n_l, batch)
                 np.matmul(self.W[l - 1], a_prev.T, out=z)  # W_l A_{l-1}
-                if compiled is not None:
-                    compiled.bias_relu(z, self.b[l - 1])
+                if self.kernels is not None:
+                    self.kernels.bias_relu(z, self.b[l - 1])
                 else:
                     z += self.b[l - 1][:, None]
                     act(z, z)
@@ -263,7 +263,7 @@ class MLP:
         z_out, a_out = work.z_out, work.acts[-1]
         value = loss_fn.value(self.output, z_out, a_out, y)
         backward = ACTIVATIONS[self.hidden].backward
-        if self.kernels is not None and self.hidden == "relu":
+        if self.kernels is not None:
             backward = self.kernels.relu_backward
         loss_fn.delta(self.output, z_out, a_out, y, work.deltas[-1])
         delta = work.deltas[-1].T  # (n_L, batch), a view of the rows
