@@ -73,10 +73,10 @@ class Network:
         return sum(n_in * n_out + n_out for n_in, n_out in pairs)
 
     def gemms(self, batch: int = BATCH) -> list[Gemm]:
-        """The matrix products of one training step, as the model computes them.
-
-        Forward Z_l = A_{l-1} W_l^T, weight gradient dW_l = delta_l^T A_{l-1}, and for
-        every layer but the first the back-propagated delta_l W_l.
+        """The matrix products of one training step: forward Z_l = W_l A_{l-1}, weight
+        gradient dW_l = delta_l A_{l-1}^T, and for every layer but the first the
+        back-propagated W_l^T delta_l.  Each is listed as (m, n, k) of the row form
+        (examples as rows), which has the same FLOPs as the model's column form.
         """
         found: list[Gemm] = []
         pairs = list(zip(self.layers[:-1], self.layers[1:], strict=True))
