@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole test suite: an isolated data cache and loopback mirrors.
+"""Fixtures shared by the whole test suite: an isolated data cache, loopback mirrors, and a
+probe of what a piece of code imports.
 
 Every test runs with `MLP_DATA_DIR` pointing into its own tmp_path and without
 `MLP_MNIST_MIRROR`, so no test reads or writes the user's cache. Servers listen on
@@ -11,6 +12,8 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -139,3 +142,18 @@ def mnist_mirror(
     server = serve_folder(MNIST_LOCAL_COPY)
     monkeypatch.setenv(data.MIRROR_ENV, server.url)
     return server
+
+
+@pytest.fixture
+def imports_of() -> Callable[[str], set[str]]:
+    """``imports_of(code)``: the top-level modules loaded after running ``code`` in a fresh
+    interpreter (what a command costs to start)."""
+
+    def probe(code: str) -> set[str]:
+        report = "\nimport sys\nprint(*sorted({m.split('.')[0] for m in sys.modules}))"
+        out = subprocess.run(
+            [sys.executable, "-c", code + report], capture_output=True, text=True, check=True
+        ).stdout
+        return set(out.strip().splitlines()[-1].split())
+
+    return probe
