@@ -10,10 +10,11 @@ takes Adam's step from about 4-6 ms to about 2 ms, a fifth of a training step.
 
 Compiled with numba on first use and cached on disk (``cache=True``); importing this module
 imports numba, so `mlp_cli.optim` only does that when an optimizer is built.  Scalars arrive
-already converted to the arrays' dtype, so float32 arithmetic stays float32.  The loops are
-serial: on two cores a second thread competes with the BLAS threads that spin between
-matrix products.  ``error_model="numpy"`` lets a division by zero give inf instead of raising,
-as in NumPy, and keeps the loops vectorisable.
+already converted to the arrays' dtype, so float32 arithmetic stays float32.  Each loop is
+serial over the arrays it is given and releases the GIL (``nogil=True``), so `mlp_cli.optim`
+can run a large update as contiguous chunks on several threads.  ``error_model="numpy"``
+lets a division by zero give inf instead of raising, as in NumPy, and keeps the loops
+vectorisable.
 """
 
 from __future__ import annotations

@@ -16,9 +16,14 @@ in the same order, so both give the same bits:
   once, with no temporaries.  Adam makes a dozen ufunc calls per block, and at 2.4 million
   parameters the loop is about three times faster; it is used whenever numba imports.
 
-Both run in the calling thread: splitting the work among Python threads was measured slower
-on two cores, because every ufunc call passes the GIL back and forth and the helper competes
-with BLAS's spinning worker thread.
+The compiled loop can also run on several threads (``threads``, as many as BLAS uses): the
+vector is cut into contiguous chunks, one per thread, each updated by the same loop with the
+GIL released, so the bits do not depend on the split.  Chunks are at least `CHUNK_MIN`
+entries, so small networks stay on one thread, where handing work to another would cost more
+than it saves.  It only pays while BLAS's idle workers sleep instead of spinning on the cores
+the update needs (see `mlp_cli.threads`).  The NumPy version stays on the calling thread:
+split among Python threads it was measured slower, as every ufunc call passes the GIL back
+and forth.
 
 Schedules map training progress, measured in (fractional) epochs, to a learning rate.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -52,6 +58,16 @@ FLUSH_EVERY = 100
 # Python cost per block (a dozen ufunc calls) stays small against its arithmetic.
 BLOCK = 32768
 
+# Fewest entries per thread of a compiled update.  A second thread only helps once BLAS's
+# idle worker has stopped spinning on its core, about 0.4 ms after the last product (see
+# `mlp_cli.threads`), and Adam takes about that long for 2^19 float32 entries: measured, a
+# split made no difference at 784-800-10 (637,000 parameters, one chunk here) and saved
+# about 0.6 ms of a 9.8 ms step at 784-1200-1200-10 (2.4 million, two chunks).
+CHUNK_MIN = 1 << 19
+# Chunk boundaries fall on multiples of this many entries, so no two threads write to one
+# cache line.
+CHUNK_ALIGN = 1024
+
 
 def compiled_kernels() -> ModuleType | None:
     """`mlp_cli.kernels` (which imports numba and compiles on first use), or None where numba
@@ -67,6 +83,7 @@ class Optimizer:
     """Base class: ``step(params, grads, lr)`` updates ``params`` in place.
 
     ``compiled=False`` runs the NumPy version even where the compiled loops are available.
+    ``threads`` bounds the threads a compiled update is split among.
     """
 
     name = "optimizer"
@@ -79,12 +96,19 @@ class Optimizer:
         n_weights: int,
         *,
         compiled: bool = True,
+        threads: int = 1,
     ) -> None:
         self.size = size
         self.dtype = dtype
         self.n_weights = n_weights  # params[:n_weights] are weights, the rest biases
         self.t = 0
         self.kernels = compiled_kernels() if compiled else None
+        self._chunks = _chunks(size, threads if self.kernels is not None else 1)
+        self._pool = (
+            ThreadPoolExecutor(len(self._chunks) - 1, thread_name_prefix="mlp-update")
+            if len(self._chunks) > 1
+            else None
+        )
         block = min(size, BLOCK)
         self._tmp = np.zeros(block, dtype=dtype)  # block-sized scratch
         self._denom = np.zeros(block, dtype=dtype)
@@ -99,6 +123,33 @@ class Optimizer:
                 f"the {self.name} optimizer updates {self.size} parameters, but was given "
                 f"parameters of shape {params.shape} and gradients of shape {grads.shape}"
             )
+
+    def _compiled(
+        self,
+        kernel: Callable[..., None],
+        arrays: tuple[Array, ...],
+        *scalars: object,
+        head: int | None = None,
+    ) -> None:
+        """``kernel(*arrays, *scalars)``, each chunk of the arrays on its own thread (the
+        first on this one).  ``head`` counts leading entries of the whole vector (AdamW's
+        decayed weights): each chunk is passed, before the scalars, how many of its own
+        entries fall among them."""
+
+        def call(lo: int, hi: int) -> None:
+            share = () if head is None else (min(max(head - lo, 0), hi - lo),)
+            kernel(*(a[lo:hi] for a in arrays), *share, *scalars)
+
+        if self._pool is None:
+            call(0, self.size)
+            return
+        pending = [self._pool.submit(call, lo, hi) for lo, hi in self._chunks[1:]]
+        try:
+            call(*self._chunks[0])
+        finally:
+            wait(pending)  # an interrupted step still finishes every chunk
+        for future in pending:
+            future.result()  # raises what a chunk raised
 
     def _blocks(self) -> list[tuple[int, int]]:
         """(start, stop) of each block of the parameter vector."""
@@ -141,7 +192,7 @@ class Optimizer:
         state arrays with the compiled loops)."""
         if self.kernels is not None:
             for array in arrays:
-                self.kernels.flush(array, self.dtype.type(FLUSH_BELOW))
+                self._compiled(self.kernels.flush, (array,), self.dtype.type(FLUSH_BELOW))
             return
         tmp, keep = self._tmp[: len(arrays[0])], self._mask[: len(arrays[0])]
         for array in arrays:
@@ -171,8 +222,9 @@ class SGD(Optimizer):
         momentum: float = 0.0,
         nesterov: bool = False,
         compiled: bool = True,
+        threads: int = 1,
     ) -> None:
-        super().__init__(size, dtype, n_weights, compiled=compiled)
+        super().__init__(size, dtype, n_weights, compiled=compiled, threads=threads)
         self.momentum = momentum
         self.nesterov = nesterov
         self.velocity = np.zeros(size, dtype=dtype)
@@ -183,7 +235,8 @@ class SGD(Optimizer):
         mu = self.momentum
         if self.kernels is not None:
             f = self.dtype.type
-            self.kernels.sgd(params, grads, self.velocity, f(-lr), f(mu), self.nesterov)
+            arrays = (params, grads, self.velocity)
+            self._compiled(self.kernels.sgd, arrays, f(-lr), f(mu), self.nesterov)
             return
         for lo, hi in self._blocks():
             p, g, tmp = params[lo:hi], grads[lo:hi], self._tmp[: hi - lo]
@@ -225,8 +278,9 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         compiled: bool = True,
+        threads: int = 1,
     ) -> None:
-        super().__init__(size, dtype, n_weights, compiled=compiled)
+        super().__init__(size, dtype, n_weights, compiled=compiled, threads=threads)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.weight_decay = weight_decay
         self.m = np.zeros(size, dtype=dtype)
@@ -247,12 +301,9 @@ class Adam(Optimizer):
         if self.kernels is not None:
             f = self.dtype.type
             decayed = self.n_weights if self.weight_decay else 0
-            self.kernels.adam(
-                params,
-                grads,
-                self.m,
-                self.v,
-                decayed,
+            self._compiled(
+                self.kernels.adam,
+                (params, grads, self.m, self.v),
                 f(decay),
                 f(b1),
                 f(1.0 - b1),
@@ -260,6 +311,7 @@ class Adam(Optimizer):
                 f(sqrt_c2),
                 f(eps),
                 f(scale),
+                head=decayed,
             )
             if flush:
                 self._flush_subnormals(self.m, self.v)
@@ -314,8 +366,9 @@ class RMSprop(Optimizer):
         eps: float = 1e-8,
         momentum: float = 0.0,
         compiled: bool = True,
+        threads: int = 1,
     ) -> None:
-        super().__init__(size, dtype, n_weights, compiled=compiled)
+        super().__init__(size, dtype, n_weights, compiled=compiled, threads=threads)
         self.rho, self.eps, self.momentum = rho, eps, momentum
         self.square_avg = np.zeros(size, dtype=dtype)
         self.velocity = np.zeros(size, dtype=dtype)
@@ -326,11 +379,9 @@ class RMSprop(Optimizer):
         flush = self.t % FLUSH_EVERY == 0
         if self.kernels is not None:
             f = self.dtype.type
-            self.kernels.rmsprop(
-                params,
-                grads,
-                self.square_avg,
-                self.velocity,
+            self._compiled(
+                self.kernels.rmsprop,
+                (params, grads, self.square_avg, self.velocity),
                 f(self.rho),
                 f(1.0 - self.rho),
                 f(self.eps),
@@ -371,15 +422,29 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 
 
 def make_optimizer(
-    name: str, size: int, dtype: np.dtype[np.floating], n_weights: int, **hyper: float | bool
+    name: str,
+    size: int,
+    dtype: np.dtype[np.floating],
+    n_weights: int,
+    threads: int = 1,
+    **hyper: float | bool,
 ) -> Optimizer:
-    """Build optimizer ``name`` for a parameter vector of ``size`` entries.
+    """Build optimizer ``name`` for a parameter vector of ``size`` entries, whose compiled
+    update may use up to ``threads`` threads.
 
     ``hyper`` holds the optimizer's own hyperparameters (momentum, betas, ...); the learning
     rate is not one of them: it is passed to every ``step`` by the schedule.
     """
     build: Callable[..., Optimizer] = OPTIMIZERS[name]  # each class has its own keywords
-    return build(size, dtype, n_weights, **hyper)
+    return build(size, dtype, n_weights, threads=threads, **hyper)
+
+
+def _chunks(size: int, threads: int) -> list[tuple[int, int]]:
+    """(start, stop) of each thread's share of a ``size``-entry update: at most ``threads``
+    of them, each at least CHUNK_MIN entries long, split at multiples of CHUNK_ALIGN."""
+    count = max(1, min(threads, size // CHUNK_MIN))
+    cuts = [size * k // count // CHUNK_ALIGN * CHUNK_ALIGN for k in range(count)]
+    return list(zip(cuts, [*cuts[1:], size], strict=True))
 
 
 # -- learning-rate schedules ---------------------------------------------------------------

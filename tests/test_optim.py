@@ -198,27 +198,36 @@ def test_adam_flushes_vanishing_second_moments_to_zero() -> None:
 
 # -- the compiled loops against the NumPy version ---------------------------------------------
 
-BUILDERS: dict[str, Callable[[int, np.dtype[np.floating], bool], Optimizer]] = {
-    "sgd": lambda n, dt, c: SGD(n, dt, n // 2, compiled=c),
-    "momentum": lambda n, dt, c: SGD(n, dt, n // 2, momentum=0.9, compiled=c),
-    "nesterov": lambda n, dt, c: SGD(n, dt, n // 2, momentum=0.9, nesterov=True, compiled=c),
-    "adam": lambda n, dt, c: Adam(n, dt, n // 2, compiled=c),
-    "adamw": lambda n, dt, c: AdamW(n, dt, n // 2, weight_decay=0.1, compiled=c),
-    "rmsprop": lambda n, dt, c: RMSprop(n, dt, n // 2, compiled=c),
-    "rmsprop-momentum": lambda n, dt, c: RMSprop(n, dt, n // 2, momentum=0.5, compiled=c),
+BUILDERS: dict[str, Callable[..., Optimizer]] = {
+    "sgd": lambda n, dt, **kw: SGD(n, dt, n // 2, **kw),
+    "momentum": lambda n, dt, **kw: SGD(n, dt, n // 2, momentum=0.9, **kw),
+    "nesterov": lambda n, dt, **kw: SGD(n, dt, n // 2, momentum=0.9, nesterov=True, **kw),
+    "adam": lambda n, dt, **kw: Adam(n, dt, n // 2, **kw),
+    "adamw": lambda n, dt, **kw: AdamW(n, dt, n // 2, weight_decay=0.1, **kw),
+    "rmsprop": lambda n, dt, **kw: RMSprop(n, dt, n // 2, **kw),
+    "rmsprop-momentum": lambda n, dt, **kw: RMSprop(n, dt, n // 2, momentum=0.5, **kw),
 }
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", BUILDERS)
-def test_compiled_and_numpy_versions_give_the_same_bits(kind: str, dtype: type) -> None:
+def test_compiled_and_numpy_versions_give_the_same_bits(
+    kind: str, dtype: type, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # More than one block, more than one flush, gradients from 1 down to 1e-25 (whose
     # squares are subnormal or zero in float32), exact zeros, and one inf (then inf or NaN).
+    # With threads, the compiled update runs in three chunks; the weights (n // 2 entries,
+    # which AdamW decays) end inside the second.
     n, rng = 2 * optim.BLOCK + 123, np.random.default_rng(7)
-    compiled = BUILDERS[kind](n, np.dtype(dtype), True)
-    reference = BUILDERS[kind](n, np.dtype(dtype), False)
+    monkeypatch.setattr(optim, "CHUNK_MIN", 4096)
+    compiled = BUILDERS[kind](n, np.dtype(dtype), threads=threads)
+    reference = BUILDERS[kind](n, np.dtype(dtype), compiled=False, threads=threads)
     assert compiled.kernels is not None
     assert reference.kernels is None
+    assert len(compiled._chunks) == threads
+    lo, hi = compiled._chunks[-1 if threads == 1 else 1]
+    assert lo < n // 2 < hi
     p_compiled: NDArray[np.floating] = rng.standard_normal(n).astype(dtype)
     p_reference = p_compiled.copy()
     for step in range(2 * FLUSH_EVERY + 5):
@@ -234,6 +243,28 @@ def test_compiled_and_numpy_versions_give_the_same_bits(kind: str, dtype: type) 
     for name in compiled.state_names:
         state = getattr(compiled, name)
         assert state.tobytes() == getattr(reference, name).tobytes(), name
+
+
+@pytest.mark.parametrize(
+    ("size", "threads", "count"),
+    [(10, 4, 1), (optim.CHUNK_MIN * 2 - 1, 4, 1), (optim.CHUNK_MIN * 2, 4, 2), (10**7, 4, 4)],
+)
+def test_updates_split_into_aligned_chunks_of_at_least_chunk_min(
+    size: int, threads: int, count: int
+) -> None:
+    chunks = optim._chunks(size, threads)
+    assert len(chunks) == count
+    assert chunks[0][0] == 0
+    assert chunks[-1][1] == size
+    assert all(stop == start for (_, stop), (start, _) in itertools.pairwise(chunks))
+    if count > 1:
+        assert all(hi - lo >= optim.CHUNK_MIN - optim.CHUNK_ALIGN for lo, hi in chunks)
+    assert all(lo % optim.CHUNK_ALIGN == 0 for lo, _ in chunks)
+
+
+def test_the_numpy_version_never_splits() -> None:
+    opt = Adam(10**7, np.dtype(np.float32), 10**7, compiled=False, threads=4)
+    assert opt._chunks == [(0, 10**7)]
 
 
 def test_without_numba_the_optimizers_run_the_numpy_version(
