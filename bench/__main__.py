@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "numpy": np.__version__,
             "blas": blas,
+            "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
             "peers": versions,
         },
         "seconds": time.perf_counter() - started,

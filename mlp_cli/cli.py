@@ -24,6 +24,7 @@ from rich.console import Console
 
 from mlp_cli import __version__
 from mlp_cli.errors import MLPError
+from mlp_cli.threads import let_blas_workers_sleep
 
 if TYPE_CHECKING:
     from mlp_cli.config import Config
@@ -560,6 +561,7 @@ def config_schema() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    let_blas_workers_sleep()  # before any command loads NumPy
     app()
 
 

@@ -37,6 +37,7 @@ from mlp_cli.errors import CheckpointError, TrainingError, UsageError
 from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, make_optimizer
 from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
+from mlp_cli.threads import blas_threads
 
 if TYPE_CHECKING:  # the config stack (pydantic, yaml) loads only when a run starts
     from mlp_cli.config import Config
@@ -191,7 +192,12 @@ class Trainer:
         opt = cfg.optimizer
         hyper = opt.model_dump(exclude={"name", "lr"})
         self.optimizer: Optimizer = make_optimizer(
-            opt.name, self.model.params.size, self.model.dtype, self.model.n_weights, **hyper
+            opt.name,
+            self.model.params.size,
+            self.model.dtype,
+            self.model.n_weights,
+            threads=blas_threads(),  # the update's threads follow --threads too
+            **hyper,
         )
         self.model.use_kernels(self.optimizer.kernels)  # numba's loops, where it is installed
         s = cfg.schedule
