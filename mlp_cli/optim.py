@@ -17,13 +17,12 @@ in the same order, so both give the same bits:
   parameters the loop is about three times faster; it is used whenever numba imports.
 
 The compiled loop can also run on several threads (``threads``, as many as BLAS uses): the
-vector is cut into contiguous chunks, one per thread, each updated by the same loop with the
-GIL released, so the bits do not depend on the split.  Chunks are at least `CHUNK_MIN`
-entries, so small networks stay on one thread, where handing work to another would cost more
-than it saves.  It only pays while BLAS's idle workers sleep instead of spinning on the cores
-the update needs (see `mlp_cli.threads`).  The NumPy version stays on the calling thread:
-split among Python threads it was measured slower, as every ufunc call passes the GIL back
-and forth.
+vector is cut into pieces, which the threads take in turn and update with the same loop,
+the GIL released, so the bits do not depend on who took what.  Small networks stay on one
+thread (`THREAD_MIN`), where handing work to another would cost more than it saves.  It
+only pays while BLAS's idle workers sleep instead of spinning on the cores the update needs
+(see `mlp_cli.threads`).  The NumPy version stays on the calling thread: split among Python
+threads it was measured slower, as every ufunc call passes the GIL back and forth.
 
 Schedules map training progress, measured in (fractional) epochs, to a learning rate.
 """
@@ -31,6 +30,7 @@ Schedules map training progress, measured in (fractional) epochs, to a learning 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -58,15 +58,18 @@ FLUSH_EVERY = 100
 # Python cost per block (a dozen ufunc calls) stays small against its arithmetic.
 BLOCK = 32768
 
-# Fewest entries per thread of a compiled update.  A second thread only helps once BLAS's
-# idle worker has stopped spinning on its core, about 0.4 ms after the last product (see
-# `mlp_cli.threads`), and Adam takes about that long for 2^19 float32 entries: measured, a
-# split made no difference at 784-800-10 (637,000 parameters, one chunk here) and saved
-# about 0.6 ms of a 9.8 ms step at 784-1200-1200-10 (2.4 million, two chunks).
-CHUNK_MIN = 1 << 19
-# Chunk boundaries fall on multiples of this many entries, so no two threads write to one
-# cache line.
-CHUNK_ALIGN = 1024
+# A compiled update is shared among threads only if each gets at least THREAD_MIN entries.
+# A second thread helps once BLAS's idle worker has stopped spinning on its core, about
+# 0.4 ms after the last product (see `mlp_cli.threads`), and Adam takes about that long for
+# 2^19 float32 entries: measured, a second thread saved nothing at 784-800-10 (637,000
+# parameters, one thread here) and 0.6-0.9 ms of a 9.8 ms step at 784-1200-1200-10 (2.4
+# million, two threads).
+THREAD_MIN = 1 << 19
+# The threads share the update in pieces of PIECE entries, each taking the next piece left
+# until none is: a thread that starts late, its core still held by a spinning BLAS worker,
+# takes fewer.  That was measured 1-3% faster per step than one fixed half per thread.
+# PIECE is a multiple of a cache line, so no two threads write to one.
+PIECE = 1 << 18
 
 
 def compiled_kernels() -> ModuleType | None:
@@ -83,7 +86,7 @@ class Optimizer:
     """Base class: ``step(params, grads, lr)`` updates ``params`` in place.
 
     ``compiled=False`` runs the NumPy version even where the compiled loops are available.
-    ``threads`` bounds the threads a compiled update is split among.
+    ``threads`` bounds the threads a compiled update is shared among (see `THREAD_MIN`).
     """
 
     name = "optimizer"
@@ -103,10 +106,11 @@ class Optimizer:
         self.n_weights = n_weights  # params[:n_weights] are weights, the rest biases
         self.t = 0
         self.kernels = compiled_kernels() if compiled else None
-        self._chunks = _chunks(size, threads if self.kernels is not None else 1)
+        self.threads = 1 if self.kernels is None else max(1, min(threads, size // THREAD_MIN))
+        self._pieces = [(lo, min(lo + PIECE, size)) for lo in range(0, size, PIECE)]
         self._pool = (
-            ThreadPoolExecutor(len(self._chunks) - 1, thread_name_prefix="mlp-update")
-            if len(self._chunks) > 1
+            ThreadPoolExecutor(self.threads - 1, thread_name_prefix="mlp-update")
+            if self.threads > 1
             else None
         )
         block = min(size, BLOCK)
@@ -131,10 +135,10 @@ class Optimizer:
         *scalars: object,
         head: int | None = None,
     ) -> None:
-        """``kernel(*arrays, *scalars)``, each chunk of the arrays on its own thread (the
-        first on this one).  ``head`` counts leading entries of the whole vector (AdamW's
-        decayed weights): each chunk is passed, before the scalars, how many of its own
-        entries fall among them."""
+        """``kernel(*arrays, *scalars)``, piece by piece on `threads` threads (this one among
+        them).  ``head`` counts leading entries of the whole vector (AdamW's decayed
+        weights): each piece is passed, before the scalars, how many of its own entries fall
+        among them."""
 
         def call(lo: int, hi: int) -> None:
             share = () if head is None else (min(max(head - lo, 0), hi - lo),)
@@ -143,13 +147,23 @@ class Optimizer:
         if self._pool is None:
             call(0, self.size)
             return
-        pending = [self._pool.submit(call, lo, hi) for lo, hi in self._chunks[1:]]
+        pieces, lock = iter(self._pieces), threading.Lock()
+
+        def take_pieces() -> None:
+            while True:
+                with lock:
+                    piece = next(pieces, None)
+                if piece is None:
+                    return
+                call(*piece)
+
+        pending = [self._pool.submit(take_pieces) for _ in range(self.threads - 1)]
         try:
-            call(*self._chunks[0])
+            take_pieces()
         finally:
-            wait(pending)  # an interrupted step still finishes every chunk
+            wait(pending)  # an interrupted step still finishes every piece
         for future in pending:
-            future.result()  # raises what a chunk raised
+            future.result()  # raises what a piece raised
 
     def _blocks(self) -> list[tuple[int, int]]:
         """(start, stop) of each block of the parameter vector."""
@@ -437,14 +451,6 @@ def make_optimizer(
     """
     build: Callable[..., Optimizer] = OPTIMIZERS[name]  # each class has its own keywords
     return build(size, dtype, n_weights, threads=threads, **hyper)
-
-
-def _chunks(size: int, threads: int) -> list[tuple[int, int]]:
-    """(start, stop) of each thread's share of a ``size``-entry update: at most ``threads``
-    of them, each at least CHUNK_MIN entries long, split at multiples of CHUNK_ALIGN."""
-    count = max(1, min(threads, size // CHUNK_MIN))
-    cuts = [size * k // count // CHUNK_ALIGN * CHUNK_ALIGN for k in range(count)]
-    return list(zip(cuts, [*cuts[1:], size], strict=True))
 
 
 # -- learning-rate schedules ---------------------------------------------------------------

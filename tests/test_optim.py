@@ -217,17 +217,18 @@ def test_compiled_and_numpy_versions_give_the_same_bits(
 ) -> None:
     # More than one block, more than one flush, gradients from 1 down to 1e-25 (whose
     # squares are subnormal or zero in float32), exact zeros, and one inf (then inf or NaN).
-    # With threads, the compiled update runs in three chunks; the weights (n // 2 entries,
-    # which AdamW decays) end inside the second.
+    # With threads, the compiled update runs on three threads in 17 pieces; the weights
+    # (n // 2 entries, which AdamW decays) end inside the ninth.
     n, rng = 2 * optim.BLOCK + 123, np.random.default_rng(7)
-    monkeypatch.setattr(optim, "CHUNK_MIN", 4096)
+    monkeypatch.setattr(optim, "THREAD_MIN", 4096)
+    monkeypatch.setattr(optim, "PIECE", 4096)
     compiled = BUILDERS[kind](n, np.dtype(dtype), threads=threads)
     reference = BUILDERS[kind](n, np.dtype(dtype), compiled=False, threads=threads)
     assert compiled.kernels is not None
     assert reference.kernels is None
-    assert len(compiled._chunks) == threads
-    lo, hi = compiled._chunks[-1 if threads == 1 else 1]
-    assert lo < n // 2 < hi
+    assert reference.threads == 1
+    assert compiled.threads == threads
+    assert (n // 2) % 4096 != 0
     p_compiled: NDArray[np.floating] = rng.standard_normal(n).astype(dtype)
     p_reference = p_compiled.copy()
     for step in range(2 * FLUSH_EVERY + 5):
@@ -246,25 +247,21 @@ def test_compiled_and_numpy_versions_give_the_same_bits(
 
 
 @pytest.mark.parametrize(
-    ("size", "threads", "count"),
-    [(10, 4, 1), (optim.CHUNK_MIN * 2 - 1, 4, 1), (optim.CHUNK_MIN * 2, 4, 2), (10**7, 4, 4)],
+    ("size", "threads", "used"),
+    [(10, 4, 1), (optim.THREAD_MIN * 2 - 1, 4, 1), (optim.THREAD_MIN * 2, 4, 2), (10**7, 4, 4)],
 )
-def test_updates_split_into_aligned_chunks_of_at_least_chunk_min(
-    size: int, threads: int, count: int
-) -> None:
-    chunks = optim._chunks(size, threads)
-    assert len(chunks) == count
-    assert chunks[0][0] == 0
-    assert chunks[-1][1] == size
-    assert all(stop == start for (_, stop), (start, _) in itertools.pairwise(chunks))
-    if count > 1:
-        assert all(hi - lo >= optim.CHUNK_MIN - optim.CHUNK_ALIGN for lo, hi in chunks)
-    assert all(lo % optim.CHUNK_ALIGN == 0 for lo, _ in chunks)
+def test_only_large_updates_are_shared_among_threads(size: int, threads: int, used: int) -> None:
+    opt = SGD(size, np.dtype(np.float32), size, threads=threads)
+    assert opt.threads == used
+    pieces = opt._pieces
+    assert pieces[0][0] == 0
+    assert pieces[-1][1] == size
+    assert all(stop == start for (_, stop), (start, _) in itertools.pairwise(pieces))
+    assert all(lo % 16 == 0 for lo, _ in pieces)  # whole 64-byte lines of float32
 
 
-def test_the_numpy_version_never_splits() -> None:
-    opt = Adam(10**7, np.dtype(np.float32), 10**7, compiled=False, threads=4)
-    assert opt._chunks == [(0, 10**7)]
+def test_the_numpy_version_stays_on_one_thread() -> None:
+    assert Adam(10**7, np.dtype(np.float32), 10**7, compiled=False, threads=4).threads == 1
 
 
 def test_without_numba_the_optimizers_run_the_numpy_version(
