@@ -181,7 +181,8 @@ def train(
         typer.Option("--resume", help="Continue the run in this directory from its checkpoint."),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="Limit BLAS threads (config key too).")
+        int | None,
+        typer.Option("--threads", min=1, help="Limit BLAS and update threads (config key too)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
     json_: Annotated[

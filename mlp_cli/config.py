@@ -384,7 +384,9 @@ class TrainingConfig(_Section):
         default=0, ge=0, description="Seed of every random choice (init, shuffling, ...)."
     )
     threads: int | None = Field(
-        default=None, ge=1, description="BLAS threads to use (null = the library's default)."
+        default=None,
+        ge=1,
+        description="BLAS threads to use, and the optimizer update's (null = BLAS's default).",
     )
     early_stopping: EarlyStoppingConfig = Field(
         default_factory=EarlyStoppingConfig,
