@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
-from mlp_cli import checkpoint, data, train
+from mlp_cli import checkpoint, data, optim, train
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.config import Config, config_from_dict, load_config
 from mlp_cli.errors import TrainingError, UsageError
@@ -173,6 +174,23 @@ def test_same_seed_gives_the_same_bits_and_another_seed_does_not(
         assert first["W1"] != other["W1"]
         assert first["W2"] != other["W2"]
     assert without_timing(runs[0].history) == without_timing(runs[1].history)
+
+
+def test_the_update_runs_on_the_blas_threads_and_gives_the_same_bits(
+    tmp_path: Path, no_curves: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pieces this small let the 6,576 parameters of 400-16-10 be shared among threads.
+    monkeypatch.setattr(optim, "THREAD_MIN", 1024)
+    monkeypatch.setattr(optim, "PIECE", 1024)
+    splits = make_splits()
+    with threadpool_limits(limits=1, user_api="blas"):  # the products alike in both runs
+        alone = train.start(make_config(tmp_path / "alone"), splits)
+        monkeypatch.setattr(train, "blas_threads", lambda: 3)
+        shared = train.start(make_config(tmp_path / "shared"), splits)
+        assert (alone.optimizer.threads, shared.optimizer.threads) == (1, 3)
+        runs = [alone.run(), shared.run()]
+    for name in (checkpoint.MODEL_FILE, train.CHECKPOINT_FILE):
+        assert arrays_of(runs[0].run_dir / name) == arrays_of(runs[1].run_dir / name)
 
 
 # -- resuming ---------------------------------------------------------------------------------
