@@ -72,6 +72,11 @@ THREAD_MIN = 1 << 19
 PIECE = 1 << 18
 
 
+def _spans(size: int, length: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive ranges of ``length`` entries covering ``range(size)``."""
+    return [(lo, min(lo + length, size)) for lo in range(0, size, length)]
+
+
 def compiled_kernels() -> ModuleType | None:
     """`mlp_cli.kernels` (which imports numba and compiles on first use), or None where numba
     is not installed."""
@@ -107,7 +112,8 @@ class Optimizer:
         self.t = 0
         self.kernels = compiled_kernels() if compiled else None
         self.threads = 1 if self.kernels is None else max(1, min(threads, size // THREAD_MIN))
-        self._pieces = [(lo, min(lo + PIECE, size)) for lo in range(0, size, PIECE)]
+        self._blocks = _spans(size, BLOCK)  # the NumPy version's
+        self._pieces = _spans(size, PIECE)  # the threads' share of a compiled update
         self._pool = (
             ThreadPoolExecutor(self.threads - 1, thread_name_prefix="mlp-update")
             if self.threads > 1
@@ -164,10 +170,6 @@ class Optimizer:
             wait(pending)  # an interrupted step still finishes every piece
         for future in pending:
             future.result()  # raises what a piece raised
-
-    def _blocks(self) -> list[tuple[int, int]]:
-        """(start, stop) of each block of the parameter vector."""
-        return [(lo, min(lo + BLOCK, self.size)) for lo in range(0, self.size, BLOCK)]
 
     def state_dict(self) -> dict[str, NDArray[np.generic]]:
         state: dict[str, NDArray[np.generic]] = {"t": np.array(self.t, dtype=np.int64)}
@@ -252,7 +254,7 @@ class SGD(Optimizer):
             arrays = (params, grads, self.velocity)
             self._compiled(self.kernels.sgd, arrays, f(-lr), f(mu), self.nesterov)
             return
-        for lo, hi in self._blocks():
+        for lo, hi in self._blocks:
             p, g, tmp = params[lo:hi], grads[lo:hi], self._tmp[: hi - lo]
             np.multiply(g, -lr, out=tmp)  # -lr g
             if mu == 0.0:
@@ -330,7 +332,7 @@ class Adam(Optimizer):
             if flush:
                 self._flush_subnormals(self.m, self.v)
             return
-        for lo, hi in self._blocks():
+        for lo, hi in self._blocks:
             p, g, m, v = params[lo:hi], grads[lo:hi], self.m[lo:hi], self.v[lo:hi]
             tmp, denom = self._tmp[: hi - lo], self._denom[: hi - lo]
             if self.weight_decay and lo < self.n_weights:
@@ -405,7 +407,7 @@ class RMSprop(Optimizer):
             if flush:
                 self._flush_subnormals(self.square_avg)
             return
-        for lo, hi in self._blocks():
+        for lo, hi in self._blocks:
             p, g, s = params[lo:hi], grads[lo:hi], self.square_avg[lo:hi]
             tmp, denom = self._tmp[: hi - lo], self._denom[: hi - lo]
             s *= self.rho
