@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from typer.testing import CliRunner
 
 from mlp_cli import __version__
@@ -349,33 +350,30 @@ def test_predict_reports_each_bad_file_and_still_predicts_the_rest(
     assert len([r for r in rows if "error" in r]) == len(bad) + 1
 
 
-def test_predict_show_and_save_input(random_model: Path, tmp_path: Path) -> None:
+def _predict_and_saved_input(
+    model: Path, tmp_path: Path, *flags: str
+) -> tuple[str, NDArray[np.uint8]]:
+    """Predict a drawn "1" with ``flags`` and --save-input: stdout and the saved input."""
+    from PIL import Image
+
     good = _digit_png(tmp_path / "one.png")
     out = tmp_path / "inputs"
     code, stdout, _ = run(
-        "predict", str(good), "--model", str(random_model), "--show", "--save-input", str(out)
+        "predict", str(good), "--model", str(model), *flags, "--save-input", str(out)
     )
     assert code == 0
-    assert "▀" in stdout  # the 28x28 input drawn with half blocks
-    saved = out / "one-input.png"
-    from PIL import Image
+    with Image.open(out / "one-input.png") as image:
+        return stdout, np.asarray(image)
 
-    with Image.open(saved) as image:
-        assert image.size == (28, 28)
-        pixels = np.asarray(image)
+
+def test_predict_show_and_save_input(random_model: Path, tmp_path: Path) -> None:
+    stdout, pixels = _predict_and_saved_input(random_model, tmp_path, "--show")
+    assert "▀" in stdout  # the 28x28 input drawn with half blocks
+    assert pixels.shape == (28, 28)
     assert pixels.max() > 200  # light ink on black, as MNIST
     assert pixels[0].max() == 0
 
 
 def test_predict_raw_skips_preprocessing(random_model: Path, tmp_path: Path) -> None:
-    good = _digit_png(tmp_path / "one.png")
-    out = tmp_path / "inputs"
-    code, _, _ = run(
-        "predict", str(good), "--model", str(random_model), "--raw", "--save-input", str(out)
-    )
-    assert code == 0
-    from PIL import Image
-
-    with Image.open(out / "one-input.png") as image:
-        pixels = np.asarray(image)
+    _, pixels = _predict_and_saved_input(random_model, tmp_path, "--raw")
     assert pixels[0, 0] == 255  # the white paper is kept: no inversion, no centring
