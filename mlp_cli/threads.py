@@ -7,7 +7,7 @@ training step does other work: at 784-1200-1200-10 the optimizer update alone ta
 that spins and gets nowhere, and was measured no faster than on one thread.  With
 ``OPENBLAS_THREAD_TIMEOUT=20`` the workers spin for 2^20 cycles (about 0.4 ms), which
 covers the short gaps between one step's products, then sleep and leave the cores to the
-update: a 784-1200-1200-10 step took 9.2 ms instead of 9.8.  On the smaller networks the
+update: a 784-1200-1200-10 step took about 9.0 ms instead of 9.8.  On the smaller networks the
 setting made no measurable difference, while a shorter spin (2^18 cycles) made 784-100-10
 20% slower: its workers fell asleep between products and took time to wake.
 
