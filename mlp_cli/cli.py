@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from mlp_cli import __version__
 from mlp_cli.errors import MLPError
+from mlp_cli.plain import plain
 from mlp_cli.threads import let_blas_workers_sleep
 
 if TYPE_CHECKING:
@@ -69,7 +71,9 @@ def handle_errors(command: F) -> F:
         except MLPError as exc:
             if _debugging():
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(
+                Text.assemble(("error: ", "bold red"), plain(exc)), highlight=False, soft_wrap=True
+            )
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             if _debugging():
@@ -394,7 +398,9 @@ def predict(
         for p in predictions:
             print_prediction(console, p, names, show)
     for failure in failures:
-        err_console.print(f"[bold red]error:[/] {failure.message}", highlight=False)
+        err_console.print(
+            Text.assemble(("error: ", "bold red"), plain(failure.message)), highlight=False
+        )
     if failures:
         raise typer.Exit(1)
 
