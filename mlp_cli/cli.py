@@ -25,7 +25,7 @@ from rich.text import Text
 
 from mlp_cli import __version__
 from mlp_cli.errors import MLPError
-from mlp_cli.plain import plain
+from mlp_cli.plain import escape_controls, plain
 from mlp_cli.threads import let_blas_workers_sleep
 
 if TYPE_CHECKING:
@@ -201,8 +201,10 @@ def train(
     overrides = list(set_ or [])
     if resume is not None:
         cfg = training.resume_config(resume, overrides)
+        training.check_resume_destination(resume)
     else:
         cfg = load_config(config, overrides)
+        training.check_run_destination(cfg, out)  # before minutes of loading and training
     threads = threads or cfg.training.threads
     with _blas_threads(threads):
         data = _load_training_data(cfg, quiet or json_)
@@ -230,9 +232,12 @@ def train(
         print_train_summary(console, result)
     if result.status == "interrupted":
         err_console.print(
-            f"training interrupted; checkpoint saved. Resume with: "
-            f"mlp train --resume {result.run_dir}",
+            Text.assemble(
+                "training interrupted; checkpoint saved. Resume with: mlp train --resume ",
+                plain(result.run_dir),
+            ),
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -312,15 +317,20 @@ def evaluate(
     """Score a trained model on an MNIST split: accuracy, loss, per-class metrics, confusions."""
     from mlp_cli.errors import UsageError
     from mlp_cli.evaluate import evaluate as run_evaluation
-    from mlp_cli.evaluate import split_images
+    from mlp_cli.evaluate import split_images, write_mistakes
+    from mlp_cli.outputs import check_folder, check_picture
 
     if split not in ("test", "val", "train"):
         raise UsageError(f"--split must be test, val or train, not {split!r}")
+    if plot is not None:
+        check_picture(plot, "confusion heatmap")
+    if misclassified is not None:
+        check_folder(misclassified, "folder for --misclassified")
     path, saved = _load_model(model)
     images, labels = split_images(saved, split)  # type: ignore[arg-type]
     result = run_evaluation(saved, images, labels, split)
     if misclassified is not None:
-        _write_mistakes(result, images, misclassified, count)
+        write_mistakes(result, images, misclassified, count)
     if plot is not None:
         from mlp_cli.viz import plot_confusion
 
@@ -338,31 +348,9 @@ def evaluate(
 
     print_evaluation(console, result, path)
     if misclassified is not None:
-        console.print(f"worst mistakes written to {misclassified}/", highlight=False)
+        console.print(Text.assemble("worst mistakes written to ", plain(f"{misclassified}/")))
     if plot is not None:
-        console.print(f"confusion heatmap written to {plot}", highlight=False)
-
-
-def _write_mistakes(result: Any, images: Any, folder: Path, count: int) -> None:
-    from PIL import Image
-
-    from mlp_cli.viz import save_gallery
-
-    folder.mkdir(parents=True, exist_ok=True)
-    worst = result.worst_mistakes(count)
-    names = result.class_names
-    for rank, i in enumerate(worst, start=1):
-        true, pred = names[result.labels[i]], names[result.predictions[i]]
-        name = f"{rank:03d}-index{i}-true{true}-pred{pred}.png"
-        Image.fromarray(images[i]).save(folder / name)
-    if len(worst):
-        save_gallery(
-            images[worst] / 255.0,
-            [int(result.labels[i]) for i in worst],
-            [int(result.predictions[i]) for i in worst],
-            [float(result.probabilities[i, result.predictions[i]]) for i in worst],
-            folder / "gallery.png",
-        )
+        console.print(Text.assemble("confusion heatmap written to ", plain(plot)))
 
 
 @app.command()
@@ -382,37 +370,36 @@ def predict(
     ] = False,
 ) -> None:
     """Predict the digit in each image (PNG, JPEG, BMP, GIF, TIFF, WebP)."""
-    from mlp_cli.predict import predict_files
+    from mlp_cli.predict import predict_files, save_inputs
 
+    if save_input is not None:
+        from mlp_cli.outputs import check_folder
+
+        check_folder(save_input, "folder for --save-input")
     _, saved = _load_model(model)
     predictions, failures = predict_files(saved, paths, raw=raw)
     names = list(saved.metadata.get("class_names") or [str(i) for i in range(10)])
-    if save_input is not None:
-        _save_inputs(predictions, save_input)
+    saved_inputs = save_inputs(predictions, save_input) if save_input is not None else []
     if json_:
         rows = [p.to_json(names) for p in predictions] + [f.to_json() for f in failures]
+        for row, written in zip(rows, saved_inputs, strict=False):
+            row["input_saved_as"] = str(written)
         typer.echo(json.dumps(rows))
     else:
         from mlp_cli.render import print_prediction
 
         for p in predictions:
             print_prediction(console, p, names, show)
+        for p, written in zip(predictions, saved_inputs, strict=True):
+            console.print(
+                Text.assemble("network input of ", plain(p.file), " saved as ", plain(written))
+            )
     for failure in failures:
         err_console.print(
             Text.assemble(("error: ", "bold red"), plain(failure.message)), highlight=False
         )
     if failures:
         raise typer.Exit(1)
-
-
-def _save_inputs(predictions: Any, folder: Path) -> None:
-    import numpy as np
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for p in predictions:
-        pixels = np.clip(np.rint(p.image * 255), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"{Path(p.file).stem}-input.png")
 
 
 # -- looking inside ----------------------------------------------------------------------------
@@ -432,23 +419,31 @@ def inspect(model: ModelOpt = None) -> None:
 @handle_errors
 def show_hidden(
     model: ModelOpt = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("hidden.png"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="PNG to write [default: hidden.png in the model's run folder]."
+        ),
+    ] = None,
     layer: Annotated[int, typer.Option(min=1, help="Which hidden layer (1 = first).")] = 1,
     terminal: Annotated[
         bool, typer.Option(help="Also draw the units in the terminal (up to 36 units).")
     ] = True,
 ) -> None:
     """Draw each hidden unit's incoming weights as a picture (PNG, and in the terminal)."""
-    from mlp_cli.viz import render_hidden_terminal, save_hidden_png, unit_patterns
+    from mlp_cli.outputs import IMAGE_SUFFIXES, check_picture
+    from mlp_cli.viz import hidden_png_path, render_hidden_terminal, save_hidden_png, unit_patterns
 
-    _, saved = _load_model(model)
+    path, saved = _load_model(model)
+    target = out or hidden_png_path(path, layer)
+    check_picture(target, "picture of hidden units", IMAGE_SUFFIXES)
     side = int(saved.metadata["preprocessing"]["input_size"])
     patterns, note = unit_patterns(saved.weights, layer)
-    save_hidden_png(saved.weights, side, out, layer=layer)
+    save_hidden_png(saved.weights, side, target, layer=layer)
     if terminal:
         console.print(render_hidden_terminal(patterns, side, width=min(console.width, 120)))
     console.print(note, highlight=False)
-    console.print(f"{len(patterns)} units drawn to {out}", highlight=False)
+    console.print(Text.assemble(f"{len(patterns)} units drawn to ", plain(target)))
 
 
 @app.command()
@@ -462,12 +457,14 @@ def plot(
     ] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
+    from mlp_cli.outputs import check_picture
+    from mlp_cli.train import CURVES_FILE, METRICS_FILE
     from mlp_cli.viz import plot_curves, read_metrics
 
-    records = read_metrics(run_dir / "metrics.jsonl")
-    target = out or run_dir / "curves.png"
+    target = check_picture(out or run_dir / CURVES_FILE, "learning curves")
+    records = read_metrics(run_dir / METRICS_FILE)
     plot_curves(records, target, title=run_dir.resolve().name)
-    console.print(f"learning curves written to {target}", highlight=False)
+    console.print(Text.assemble("learning curves written to ", plain(target)))
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -489,7 +486,11 @@ def data_fetch(
         files = data.fetch_mnist(mirror=mirror, progressbar=bar)
     finally:
         bar.stop()
-    console.print(f"MNIST is ready in {data.data_dir()} ({len(files)} files verified)")
+    console.print(
+        Text.assemble(
+            "MNIST is ready in ", plain(data.data_dir()), f" ({len(files)} files verified)"
+        )
+    )
 
 
 @data_app.command("import")
@@ -501,7 +502,7 @@ def data_import(
     from mlp_cli import data
 
     files = data.import_mnist(directory)
-    console.print(f"imported {len(files)} files into {data.data_dir()}")
+    console.print(Text.assemble(f"imported {len(files)} files into ", plain(data.data_dir())))
 
 
 @data_app.command("info")
@@ -520,7 +521,7 @@ def data_info(
             json.dumps({"data_dir": str(data.data_dir()), "files": info}, default=str)
         )
         return
-    table = Table(title=f"MNIST cache: {data.data_dir()}")
+    table = Table(title=Text.assemble("MNIST cache: ", plain(data.data_dir())))
     for column in ("file", "present", "verified", "bytes"):
         table.add_column(column)
     for row in info:
@@ -539,7 +540,7 @@ def data_path() -> None:
     """Print the cache folder (MLP_DATA_DIR or the OS cache)."""
     from mlp_cli import data
 
-    typer.echo(str(data.data_dir()))
+    typer.echo(escape_controls(str(data.data_dir())))
 
 
 # -- config ----------------------------------------------------------------------------------

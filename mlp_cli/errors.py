@@ -37,3 +37,7 @@ class ImageError(MLPError):
 
 class TrainingError(MLPError):
     """Training could not go on (for example the loss became NaN or infinite)."""
+
+
+class OutputError(MLPError):
+    """A file could not be written where it was asked for (full disk, read-only, no access)."""

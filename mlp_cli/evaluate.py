@@ -7,8 +7,10 @@ the model's config, so ``--split val`` means exactly the images training held ou
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -19,6 +21,8 @@ from mlp_cli.errors import UsageError
 from mlp_cli.model import MLP
 
 Split = Literal["test", "val", "train"]
+GALLERY_FILE = "gallery.png"  # all the written mistakes on one page
+_FILE_SAFE = re.compile(r"[A-Za-z0-9_.+-]{1,32}")
 
 
 def build_model(saved: SavedModel) -> MLP:
@@ -159,3 +163,43 @@ def evaluate(
         seconds=time.perf_counter() - started,
         class_names=list(meta.get("class_names") or [str(i) for i in range(k)]),
     )
+
+
+def _file_safe(name: str, index: int) -> str:
+    """A class name fit for a file name, else the class index (names come from the file)."""
+    return name if _FILE_SAFE.fullmatch(name) and name not in (".", "..") else str(index)
+
+
+def write_mistakes(
+    result: Evaluation, images: NDArray[np.uint8], folder: Path, count: int
+) -> list[Path]:
+    """Write the `count` most confident mistakes as PNGs, and a gallery of them, into
+    `folder`; returns the files written.  Every file is checked before the first is written
+    (`outputs.check_picture`), so a refusal leaves the folder as it was."""
+    from PIL import Image
+
+    from mlp_cli.outputs import IMAGE_SUFFIXES, check_folder, check_picture, save_image
+    from mlp_cli.viz import save_gallery
+
+    check_folder(folder, "folder for --misclassified")
+    worst = result.worst_mistakes(count)
+    names = result.class_names
+    files = []
+    for rank, i in enumerate(worst, start=1):
+        true, pred = int(result.labels[i]), int(result.predictions[i])
+        true_name, pred_name = _file_safe(names[true], true), _file_safe(names[pred], pred)
+        files.append(folder / f"{rank:03d}-index{i}-true{true_name}-pred{pred_name}.png")
+    gallery = [folder / GALLERY_FILE] if len(worst) else []
+    for file in files + gallery:
+        check_picture(file, "picture of a mistake", IMAGE_SUFFIXES)
+    for i, file in zip(worst, files, strict=True):
+        save_image(Image.fromarray(images[i]), file, "the picture of a mistake")
+    if len(worst):
+        save_gallery(
+            images[worst] / 255.0,
+            [int(result.labels[i]) for i in worst],
+            [int(result.predictions[i]) for i in worst],
+            [float(result.probabilities[i, result.predictions[i]]) for i in worst],
+            gallery[0],
+        )
+    return files + gallery

@@ -12,6 +12,7 @@ Only NumPy, Pillow and the model modules are imported: no config, data or plotti
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,3 +123,34 @@ def predict_files(
                 Prediction(str(file), names[best], float(p[best]), [float(v) for v in p], digit)
             )
     return predictions, failures
+
+
+def save_inputs(predictions: Sequence[Prediction], folder: Path) -> list[Path]:
+    """Write each prediction's 28x28 network input as ``<image name>-input.png`` in
+    `folder`, ``-2``, ``-3``... added where two images share a name; returns the files in
+    the order of `predictions`.  Every file is checked before the first is written
+    (`outputs.check_picture`), so a refusal leaves the folder as it was."""
+    from PIL import Image
+
+    from mlp_cli.outputs import (
+        IMAGE_SUFFIXES,
+        check_folder,
+        check_picture,
+        save_image,
+        unique_names,
+    )
+
+    check_folder(folder, "folder for --save-input")
+    stems = []
+    for p in predictions:
+        stem = Path(p.file).stem
+        while len(os.fsencode(stem)) > 200:  # room for the suffixes within a 255-byte name
+            stem = stem[:-1]
+        stems.append(stem)
+    files = [folder / name for name in unique_names(stems, "{stem}-input.png")]
+    for file in files:
+        check_picture(file, "saved network input", IMAGE_SUFFIXES)
+    for p, file in zip(predictions, files, strict=True):
+        pixels = np.clip(np.rint(p.image * 255), 0, 255).astype(np.uint8)
+        save_image(Image.fromarray(pixels), file, "the saved network input")
+    return files

@@ -18,9 +18,11 @@ every step (the command line sets it on Ctrl-C); it never prints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mlp_cli import __version__, checkpoint
+from mlp_cli import __version__, checkpoint, outputs
 from mlp_cli.checkpoint import LATEST, MODEL_FILE
-from mlp_cli.errors import CheckpointError, TrainingError, UsageError
+from mlp_cli.errors import CheckpointError, OutputError, TrainingError, UsageError
 from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, make_optimizer
 from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
@@ -93,42 +95,143 @@ def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
 # -- run directories -----------------------------------------------------------------------
 
 
+def _check_run_name(name: str) -> None:
+    if not _is_plain_name(name):
+        raise UsageError(
+            f"the run name '{name}' cannot be used as a folder name (it is empty or "
+            "holds a path separator or a line break); set `name` in the config, or "
+            "--set name=NAME, to a plain name such as mnist-400-25-10"
+        )
+
+
+def _refuse_taken(path: Path) -> None:
+    """Refuse an --out that is a file, or a folder that already holds something."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise UsageError(
+            f"--out '{path}' is a file, not a folder: --out names the folder a new run is "
+            "written to (one that does not exist yet, or an empty one); choose another path"
+        )
+    try:
+        taken = os.path.isdir(path) and any(path.iterdir())
+    except OSError as exc:
+        raise UsageError(f"cannot read the output folder '{path}': {outputs.reason(exc)}") from None
+    if not taken:
+        return
+    if (path / CHECKPOINT_FILE).is_file() and (path / CONFIG_FILE).is_file():
+        raise UsageError(
+            f"the output folder '{path}' already holds a run; choose another --out, or "
+            f"continue that run with `mlp train --resume {path}`"
+        )
+    raise UsageError(
+        f"the output folder '{path}' already exists and is not empty, and mlp writes a new "
+        "run only into a new or empty folder; choose another --out (to continue a run, use "
+        "`mlp train --resume RUN_DIR`)"
+    )
+
+
+def _latest_is_ours(link: Path) -> bool:
+    """Whether ``link`` is absent, a symlink, or the plain file naming a sibling run that
+    `update_latest` writes where symlinks are not available."""
+    if link.is_symlink() or not os.path.lexists(link):
+        return True
+    if not link.is_file() or link.stat().st_size > 1024:
+        return False
+    try:
+        name = link.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return _is_plain_name(name) and (link.parent / name / CONFIG_FILE).is_file()
+
+
+def _is_plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\n\0")
+
+
+def check_latest(parent: Path) -> None:
+    """Refuse a ``<parent>/latest`` that mlp did not make: only its own link is replaced."""
+    link = Path(parent) / LATEST
+    if not _latest_is_ours(link):
+        kind = "folder" if link.is_dir() else "file"
+        raise UsageError(
+            f"'{link}' is a {kind} that mlp did not make. mlp keeps '{LATEST}' there as a "
+            "link to the newest run and never replaces anything else; rename or move that "
+            f"{kind}, or put the run elsewhere (--out, or --set output.dir=DIR)"
+        )
+
+
+def check_run_destination(cfg: Config, out: str | Path | None = None) -> None:
+    """Refuse, before data is loaded or anything is written, a run folder that could not be
+    made or written, and a ``latest`` beside it that is not mlp's to replace."""
+    if out is not None:
+        path = Path(out)
+        _refuse_taken(path)
+        outputs.check_folder(path, "run folder")
+        parent = path.parent
+    else:
+        parent = Path(cfg.output.dir)
+        name = cfg.name or "run"
+        _check_run_name(name)
+        first = parent / name
+        outputs.check_folder(parent if os.path.lexists(first) else first, "run folder")
+    check_latest(parent)
+
+
+def check_resume_destination(run_dir: str | Path) -> None:
+    """Refuse, before anything is loaded, a run folder that cannot be written to again."""
+    run_dir = Path(run_dir)
+    outputs.check_folder(run_dir, "run folder")
+    check_latest(run_dir.parent)
+
+
 def new_run_dir(cfg: Config, out: str | Path | None = None) -> Path:
     """A fresh run directory: ``out`` if given (must be empty or absent), else
     ``<output.dir>/<name>``, with ``-2``, ``-3``... appended when that one exists."""
     if out is not None:
         path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise UsageError(
-                f"the output folder '{path}' already exists and is not empty; choose another "
-                f"--out, or continue that run with `mlp train --resume {path}`"
-            )
-        path.mkdir(parents=True, exist_ok=True)
+        _refuse_taken(path)
+        with outputs.writing(path, "the run folder"):
+            path.mkdir(parents=True, exist_ok=True)
         return path
     parent = Path(cfg.output.dir)
     name = cfg.name or "run"
+    _check_run_name(name)
     for n in range(1, 10_000):
         path = parent / (name if n == 1 else f"{name}-{n}")
         try:
             path.mkdir(parents=True)
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise OutputError(
+                f"could not create the run folder '{path}': {outputs.reason(exc)}"
+            ) from None
         return path
     raise UsageError(f"too many runs named '{name}' in '{parent}'")
 
 
 def update_latest(run_dir: Path) -> None:
-    """Point ``<parent>/latest`` at ``run_dir`` (a symlink, replaced atomically)."""
-    link = run_dir.parent / LATEST
-    tmp = run_dir.parent / f".{LATEST}.{os.getpid()}"
-    try:
-        if tmp.is_symlink():
-            tmp.unlink()
-        tmp.symlink_to(run_dir.name, target_is_directory=True)
-        os.replace(tmp, link)
-    except OSError:
-        # No symlinks here (some Windows setups): a plain file naming the run instead.
-        checkpoint.atomic_write(link, lambda f: f.write(run_dir.name.encode()))
+    """Point ``<parent>/latest`` at ``run_dir`` (a symlink, replaced atomically).
+
+    Only mlp's own link is ever replaced (see `check_latest`)."""
+    parent = run_dir.parent
+    check_latest(parent)
+    link = parent / LATEST
+    target = run_dir.resolve()
+    # Relative when beside the link, so the runs folder can move; never the link itself.
+    name = target.name if target.parent == parent.resolve() else str(target)
+    tmp = parent / f".{LATEST}.{os.getpid()}.{secrets.token_hex(4)}"
+    with outputs.writing(link, "the link to the newest run"):
+        try:
+            tmp.symlink_to(name, target_is_directory=True)
+        except OSError:
+            # No symlinks here (some Windows setups): a plain file naming the run instead.
+            checkpoint.atomic_write(link, lambda f: f.write(target.name.encode()))
+            return
+        try:
+            os.replace(tmp, link)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 # -- the loop --------------------------------------------------------------------------------
@@ -264,15 +367,24 @@ class Trainer:
 
     def write_metrics(self) -> None:
         lines = "".join(json.dumps(r) + "\n" for r in self.state.history)
-        checkpoint.atomic_write(self.run_dir / METRICS_FILE, lambda f: f.write(lines.encode()))
+        path = self.run_dir / METRICS_FILE
+        with outputs.writing(path, "the metrics file"):
+            checkpoint.atomic_write(path, lambda f: f.write(lines.encode()))
 
     def write_curves(self) -> None:
         """Learning curves of the epochs so far, as ``curves.png`` (written last: the
         weights are already safe when plotting starts)."""
-        if self.state.history:
-            from mlp_cli.viz import plot_curves
+        if not self.state.history:
+            return
+        from mlp_cli.viz import plot_curves
 
+        try:
             plot_curves(self.state.history, self.run_dir / CURVES_FILE, title=self.run_dir.name)
+        except OutputError as exc:
+            raise OutputError(
+                f"{exc} The weights are safe: everything else in '{self.run_dir}' was saved "
+                f"before drawing started; draw the curves later with `mlp plot {self.run_dir}`."
+            ) from None
 
     def restore(self) -> None:
         """Load weights, optimizer and loop state from ``run_dir/checkpoint.npz``."""
@@ -458,9 +570,21 @@ def start(cfg: Config, data: Splits, out: str | Path | None = None) -> Trainer:
     """A trainer in a new run directory holding the resolved config."""
     from mlp_cli.config import dump_config
 
+    check_run_destination(cfg, out)
+    existed = out is not None and os.path.isdir(out)
     run_dir = new_run_dir(cfg, out)
-    checkpoint.atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode()))
-    update_latest(run_dir)
+    config = run_dir / CONFIG_FILE
+    try:
+        with outputs.writing(config, "the run's config"):
+            checkpoint.atomic_write(config, lambda f: f.write(dump_config(cfg).encode()))
+        update_latest(run_dir)
+    except BaseException:
+        # Nothing has run yet: leave no half run folder behind.
+        config.unlink(missing_ok=True)
+        if not existed:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
     return Trainer(cfg, run_dir, data)
 
 

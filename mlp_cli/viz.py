@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mlp_cli.errors import DataError, UsageError
+from mlp_cli.outputs import IMAGE_SUFFIXES, PICTURE_MARK, check_picture, save_image, save_picture
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -46,6 +48,7 @@ MIN_HEADER_WIDTH = 300  # px; narrower grids are centred on a page this wide so 
 DPI = 120  # resolution of every matplotlib figure
 FONT_SIZE = 11  # pt, base size of matplotlib text
 TERMINAL_GAP = 1  # columns between tiles in `render_hidden_terminal`
+HIDDEN_FILE = "hidden.png"  # `mlp show hidden`'s picture, beside the model
 
 
 # --------------------------------------------------------------------------- unit patterns
@@ -278,16 +281,19 @@ def tile_grid(
     return page
 
 
-def _prepare_out(out: Path) -> Path:
-    """Create the parent folder of an output file; refuse a path that is a folder."""
-    out = Path(out)
-    if out.is_dir():
-        raise UsageError(f"{out} is a folder; give the path of the image file to write.")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"Cannot create the folder {out.parent} for {out}: {e.strerror}.") from e
-    return out
+def hidden_png_path(model: Path, layer: int = 1) -> Path:
+    """Where `mlp show hidden` draws by default: beside the model file, so in its run
+    folder (``hidden.png``, ``hidden-layer2.png`` for layer 2...), prefixed with the file's
+    stem for a model file not named ``model.npz``."""
+    from mlp_cli.checkpoint import MODEL_FILE
+
+    name = HIDDEN_FILE if layer == 1 else f"hidden-layer{layer}.png"
+    if model.name != MODEL_FILE:
+        name = f"{model.stem}-{name}"
+    folder = model.parent
+    if folder.is_symlink():  # runs/latest: name the run the picture belongs to
+        folder = folder.parent / os.readlink(folder)
+    return folder / name
 
 
 def save_hidden_png(weights: Sequence[np.ndarray], side: int, out: Path, *, layer: int = 1) -> Path:
@@ -295,14 +301,10 @@ def save_hidden_png(weights: Sequence[np.ndarray], side: int, out: Path, *, laye
 
     The header states what is shown (the note of `unit_patterns`). Returns `out`.
     """
+    out = check_picture(out, "picture of hidden units", IMAGE_SUFFIXES)
     patterns, note = unit_patterns(weights, layer)
     img = tile_grid(patterns, side, title=note)
-    out = _prepare_out(out)
-    try:
-        img.save(out, format="PNG")
-    except OSError as e:
-        raise UsageError(f"Cannot write the image {out}: {e}.") from e
-    return out
+    return save_image(img, out, "the picture of hidden units")
 
 
 # --------------------------------------------------------------------------- terminal
@@ -408,21 +410,13 @@ def _figure(width: float, height: float) -> Iterator[Figure]:
 
 
 def _save_figure(fig: Figure, out: Path) -> Path:
-    """Save in the format named by the suffix of `out` (PNG when there is none)."""
-    out = Path(out)
-    fmt = out.suffix.lower().lstrip(".") or "png"
-    supported = fig.canvas.get_supported_filetypes()
-    if fmt not in supported:
-        raise UsageError(
-            f"Cannot write a figure to {out}: '.{fmt}' is not an image format matplotlib "
-            f"can write. Use one of: {', '.join('.' + s for s in sorted(supported))}."
-        )
-    out = _prepare_out(out)
-    try:
-        fig.savefig(out, format=fmt, dpi=DPI)
-    except OSError as e:
-        raise UsageError(f"Cannot write the figure {out}: {e}.") from e
-    return out
+    """Save in the format named by the suffix of `out` (see `outputs.check_picture`)."""
+    out = check_picture(out, "figure")
+    fmt = out.suffix.lower().lstrip(".")
+    metadata = {"Software" if fmt == "png" else "Creator": PICTURE_MARK}
+    return save_picture(
+        out, "the figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
+    )
 
 
 def _series(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
@@ -564,7 +558,7 @@ def plot_curves(
             fig.legend(handles, labels, loc="outside lower center", ncols=len(handles),
                        frameon=False)  # fmt: skip
         if title:
-            fig.suptitle(title, fontsize=FONT_SIZE + 3)
+            fig.suptitle(title, fontsize=FONT_SIZE + 3, parse_math=False)  # a name, not TeX
         return _save_figure(fig, out)
 
 
@@ -653,7 +647,7 @@ def plot_confusion(
         ax.set_yticks(range(K), names)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(title)
+        ax.set_title(title, parse_math=False)  # may hold a file name: not TeX
         if K <= 30:  # beyond that the numbers would not fit their cells
             fontsize = FONT_SIZE - 2 if K <= 12 else 7
             rgba = np.asarray(im.cmap(im.norm(C)))  # (K, K, 4), the colour of each cell
