@@ -348,9 +348,11 @@ def evaluate(
 
     print_evaluation(console, result, path)
     if misclassified is not None:
-        console.print(Text.assemble("worst mistakes written to ", plain(f"{misclassified}/")))
+        console.print(
+            Text.assemble("worst mistakes written to ", plain(f"{misclassified}/")), soft_wrap=True
+        )
     if plot is not None:
-        console.print(Text.assemble("confusion heatmap written to ", plain(plot)))
+        console.print(Text.assemble("confusion heatmap written to ", plain(plot)), soft_wrap=True)
 
 
 @app.command()
@@ -392,7 +394,8 @@ def predict(
             print_prediction(console, p, names, show)
         for p, written in zip(predictions, saved_inputs, strict=True):
             console.print(
-                Text.assemble("network input of ", plain(p.file), " saved as ", plain(written))
+                Text.assemble("network input of ", plain(p.file), " saved as ", plain(written)),
+                soft_wrap=True,
             )
     for failure in failures:
         err_console.print(
@@ -443,7 +446,7 @@ def show_hidden(
     if terminal:
         console.print(render_hidden_terminal(patterns, side, width=min(console.width, 120)))
     console.print(note, highlight=False)
-    console.print(Text.assemble(f"{len(patterns)} units drawn to ", plain(target)))
+    console.print(Text.assemble(f"{len(patterns)} units drawn to ", plain(target)), soft_wrap=True)
 
 
 @app.command()
@@ -464,7 +467,7 @@ def plot(
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves")
     records = read_metrics(run_dir / METRICS_FILE)
     plot_curves(records, target, title=run_dir.resolve().name)
-    console.print(Text.assemble("learning curves written to ", plain(target)))
+    console.print(Text.assemble("learning curves written to ", plain(target)), soft_wrap=True)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -489,7 +492,8 @@ def data_fetch(
     console.print(
         Text.assemble(
             "MNIST is ready in ", plain(data.data_dir()), f" ({len(files)} files verified)"
-        )
+        ),
+        soft_wrap=True,
     )
 
 
@@ -502,7 +506,9 @@ def data_import(
     from mlp_cli import data
 
     files = data.import_mnist(directory)
-    console.print(Text.assemble(f"imported {len(files)} files into ", plain(data.data_dir())))
+    console.print(
+        Text.assemble(f"imported {len(files)} files into ", plain(data.data_dir())), soft_wrap=True
+    )
 
 
 @data_app.command("info")

@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from mlp_cli.plain import plain
 from mlp_cli.train import Callbacks, TrainResult
 
 if TYPE_CHECKING:
@@ -142,15 +143,22 @@ class TrainDisplay(Callbacks):
         self.epochs = info["epochs"]
         layers = "-".join(map(str, m.layers))
         self.console.print(
-            f"[bold]{cfg.name}[/]: {layers} ({m.hidden_activation} hidden, "
-            f"{m.output_activation} output, {cfg.loss}), {info['parameters']:,} parameters, "
-            f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g}, batch {cfg.training.batch_size}",
+            Text.assemble(
+                plain(cfg.name, "bold"),
+                f": {layers} ({m.hidden_activation} hidden, "
+                f"{m.output_activation} output, {cfg.loss}), {info['parameters']:,} parameters, "
+                f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g}, batch {cfg.training.batch_size}",
+            ),
             highlight=False,
         )
         self.console.print(
-            f"{info['n_train']:,} training / {info['n_val']:,} validation images; "
-            f"run directory: {info['run_dir']}",
+            Text.assemble(
+                f"{info['n_train']:,} training / {info['n_val']:,} validation images; "
+                "run directory: ",
+                plain(info["run_dir"]),
+            ),
             highlight=False,
+            soft_wrap=True,
         )
         if info["start_epoch"]:
             self.console.print(f"resuming after epoch {info['start_epoch']}")
@@ -217,8 +225,14 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
         )
     if result.status != "interrupted":
         console.print(
-            f"model: {result.run_dir / 'model.npz'}   next: mlp evaluate --model {result.run_dir}",
+            Text.assemble(
+                "model: ",
+                plain(result.run_dir / "model.npz"),
+                "   next: mlp evaluate --model ",
+                plain(result.run_dir),
+            ),
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -228,17 +242,22 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
 def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> None:
     """Accuracy and loss, per-class metrics, a coloured confusion matrix, top confusions."""
     console.print(
-        f"[bold]{model_path}[/] on the {result.split} split: accuracy "
-        f"[bold]{_pct(result.accuracy)}[/] ({round(result.accuracy * result.n):,}/"
-        f"{result.n:,}), loss {result.loss:.4f}, {result.seconds:.2f}s",
+        Text.assemble(
+            plain(model_path, "bold"),
+            f" on the {result.split} split: accuracy ",
+            (_pct(result.accuracy), "bold"),
+            f" ({round(result.accuracy * result.n):,}/{result.n:,}), loss {result.loss:.4f}, "
+            f"{result.seconds:.2f}s",
+        ),
         highlight=False,
+        soft_wrap=True,
     )
     per_class = Table(title="per class", title_justify="left")
     for column in ("class", "precision", "recall", "F1", "support"):
         per_class.add_column(column, justify="right")
     for row in result.per_class():
         per_class.add_row(
-            row["class"],
+            plain(row["class"]),
             _pct(row["precision"]),
             _pct(row["recall"]),
             _pct(row["f1"]),
@@ -249,7 +268,10 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
     pairs = result.top_confusions()
     if pairs:
         text = ", ".join(f"{p['true']}→{p['predicted']} ({p['count']})" for p in pairs)
-        console.print(f"most frequent confusions (true→predicted): {text}", highlight=False)
+        console.print(
+            Text.assemble("most frequent confusions (true→predicted): ", plain(text)),
+            highlight=False,
+        )
 
 
 def confusion_table(result: Evaluation) -> Table:
@@ -259,7 +281,7 @@ def confusion_table(result: Evaluation) -> Table:
     table = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
     table.add_column("", style="bold", justify="right")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(plain(name), justify="right")
     worst = max(int(cm.max(initial=0, where=~np.eye(len(cm), dtype=bool))), 1)
     for i, name in enumerate(names):
         cells = []
@@ -273,21 +295,25 @@ def confusion_table(result: Evaluation) -> Table:
                 level = count / worst
                 style = "bold red" if level > 0.5 else "red" if level > 0.15 else "yellow"
                 cells.append(f"[{style}]{count}[/]")
-        table.add_row(name, *cells)
+        table.add_row(plain(name), *cells)
     return table
 
 
 # -- predict -------------------------------------------------------------------------------
 
 
-def probability_bars(probabilities: list[float], names: list[str], width: int = 30) -> str:
-    lines = []
+def probability_bars(probabilities: list[float], names: list[str], width: int = 30) -> Text:
+    """One line per class: its name (from the model file, so plain text), a bar, a percentage."""
+    lines = Text()
     best = int(np.argmax(probabilities))
     for i, (name, p) in enumerate(zip(names, probabilities, strict=True)):
         bar = "█" * round(p * width)
         style = "bold green" if i == best else "cyan"
-        lines.append(f"  {name} [{style}]{bar:<{width}}[/] {100 * p:5.1f}%")
-    return "\n".join(lines)
+        if i:
+            lines.append("\n")
+        lines.append_text(Text.assemble("  ", plain(name), " ", (f"{bar:<{width}}", style)))
+        lines.append(f" {100 * p:5.1f}%")
+    return lines
 
 
 def digit_halfblocks(image: NDArray[np.float32]) -> Text:
@@ -306,7 +332,12 @@ def digit_halfblocks(image: NDArray[np.float32]) -> Text:
 def print_prediction(console: Console, p: Prediction, names: list[str], show: bool) -> None:
     top = ", ".join(f"{d} {100 * q:.1f}%" for d, q in p.top(3))
     console.print(
-        f"[bold]{p.file}[/]: [bold green]{p.digit}[/] ({100 * p.probability:.1f}%)   top 3: {top}",
+        Text.assemble(
+            plain(p.file, "bold"),
+            ": ",
+            plain(p.digit, "bold green"),
+            f" ({100 * p.probability:.1f}%)   top 3: {top}",
+        ),
         highlight=False,
     )
     if show:
@@ -322,7 +353,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     layers = saved.layers
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
-    header.add_column()
+    header.add_column(overflow="fold")  # a long file name is folded, never cut
     training = meta.get("training") or {}
     prep = meta.get("preprocessing") or {}
     norm = prep.get("normalize")
@@ -353,7 +384,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
         ("written by", f"mlp {meta.get('package_version')} on {meta.get('created')}"),
     ]
     for key, value in rows:
-        header.add_row(key, value)
+        header.add_row(key, plain(value))  # the values come from the file
     console.print(header, highlight=False)
     layers_table = Table(title="layers", title_justify="left")
     for column in ("layer", "weights", "biases", "parameters", "activation"):
@@ -368,7 +399,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
             else meta.get("hidden_activation")
         )
         layers_table.add_row(
-            f"{i}", f"{w.shape[0]}x{w.shape[1]}", f"{b.shape[0]}", f"{count:,}", str(act)
+            f"{i}", f"{w.shape[0]}x{w.shape[1]}", f"{b.shape[0]}", f"{count:,}", plain(act)
         )
     layers_table.add_row("total", "", "", f"{total:,}", "", style="bold")
     console.print(layers_table)
@@ -380,5 +411,5 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
         data_table.add_column("file")
         data_table.add_column("sha256")
         for name, digest in hashes.items():
-            data_table.add_row(name, digest)
+            data_table.add_row(plain(name), plain(digest))
         console.print(data_table)

@@ -558,7 +558,10 @@ def plot_curves(
             fig.legend(handles, labels, loc="outside lower center", ncols=len(handles),
                        frameon=False)  # fmt: skip
         if title:
-            fig.suptitle(title, fontsize=FONT_SIZE + 3, parse_math=False)  # a name, not TeX
+            from mlp_cli.plain import escape_controls
+
+            # a run's name, drawn as it is: not TeX, control characters escaped
+            fig.suptitle(escape_controls(title), fontsize=FONT_SIZE + 3, parse_math=False)
         return _save_figure(fig, out)
 
 
@@ -647,7 +650,10 @@ def plot_confusion(
         ax.set_yticks(range(K), names)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(title, parse_math=False)  # may hold a file name: not TeX
+        from mlp_cli.plain import escape_controls
+
+        # may hold a file name, drawn as it is: not TeX, control characters escaped
+        ax.set_title(escape_controls(title), parse_math=False)
         if K <= 30:  # beyond that the numbers would not fit their cells
             fontsize = FONT_SIZE - 2 if K <= 12 else 7
             rgba = np.asarray(im.cmap(im.norm(C)))  # (K, K, 4), the colour of each cell

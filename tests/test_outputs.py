@@ -1,0 +1,497 @@
+"""Where `mlp` writes, through the command line: nothing it did not make is replaced, every
+destination is checked before the work, write errors are named, user text stays text.
+
+Each test runs the real Typer app (CliRunner) and asserts the exit code, a message naming
+the path, no traceback, and, with `treesnap`, that every file that was there before is
+byte-identical afterwards.  Training and evaluation run on small synthetic data (the
+`fake_data` fixture), so no test needs MNIST; a full disk is the real ENOSPC of /dev/full.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import json
+import os
+import types
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pytest
+import treesnap
+from PIL import Image
+from typer.testing import CliRunner
+
+from mlp_cli import checkpoint, outputs, train
+from mlp_cli.cli import app
+from mlp_cli.train import Splits
+
+runner = CliRunner()
+
+CONFIG = """\
+name: tiny
+data: {input_size: 20, validation_size: 48}
+model: {layers: 400-16-10}
+training: {epochs: 1, batch_size: 32}
+"""
+LONG = "a" * 300  # longer than any file system's 255-byte name limit
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def synthetic_splits() -> Splits:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 144).astype(np.uint8)
+    X = rng.random((144, 400), dtype=np.float32)
+    prep = {"input_size": 20, "source": "synthetic test data", "normalize": None}
+    order = rng.permutation(144).astype(np.int64)
+    return Splits(X, y, np.sort(order[48:]), np.sort(order[:48]), prep, {"synthetic": "0"})
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty current folder for the command."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+@pytest.fixture
+def fake_data(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Training and evaluation on small synthetic data; returns the data asked for."""
+    asked: list[str] = []
+
+    def prepare(cfg: Any, **kwargs: Any) -> Splits:
+        asked.append("train")
+        return synthetic_splits()
+
+    def split_images(saved: Any, split: str, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        asked.append(split)
+        rng = np.random.default_rng(1)
+        return rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), rng.integers(0, 10, 40)
+
+    monkeypatch.setattr(train, "prepare_data", prepare)
+    monkeypatch.setattr("mlp_cli.evaluate.split_images", split_images)
+    return asked
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A run folder as `mlp train` leaves it: a random 784-16-10 model, a checkpoint and
+    three epochs of metrics."""
+    folder = tmp_path / "runs" / "r1"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(0, 0.1, (16, 784)).astype(np.float32)]
+    weights.append(rng.normal(0, 0.1, (10, 16)).astype(np.float32))
+    biases = [np.zeros(16, np.float32), np.zeros(10, np.float32)]
+    meta = {
+        "hidden_activation": "relu",
+        "output_activation": "softmax",
+        "loss": "cross_entropy",
+        "preprocessing": {"input_size": 28, "normalize": None},
+        "class_names": [str(d) for d in range(10)],
+    }
+    checkpoint.save(folder / checkpoint.MODEL_FILE, weights, biases, meta)
+    checkpoint.save(folder / train.CHECKPOINT_FILE, weights, biases, meta)
+    records = [
+        {"epoch": e, "train_loss": 1 / e, "train_acc": 0.5, "val_loss": 1 / e, "val_acc": 0.5}
+        for e in (1, 2, 3)
+    ]
+    (folder / train.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def digit_png(path: Path) -> Path:
+    pixels = np.full((60, 40), 255, np.uint8)
+    pixels[10:50, 17:23] = 0  # a dark "1" on white paper
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every picture is written to /dev/full: the real ENOSPC of a full disk."""
+
+    def to_dev_full(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> IO[Any]:
+        return builtins.open("/dev/full", "wb")
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    monkeypatch.setattr(outputs, "open", to_dev_full, raising=False)
+
+
+# -- class 1: a user's file is never replaced ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+@pytest.mark.parametrize("where", ["--out", "output.dir"])
+def test_a_latest_that_mlp_did_not_make_is_refused_before_anything_is_written(
+    work: Path, fake_data: list[str], kind: str, where: str
+) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    parent = work / "P"
+    parent.mkdir()
+    if kind == "file":
+        (parent / "latest").write_text("my notes\n")
+    else:
+        (parent / "latest").mkdir()
+        (parent / "latest" / "inside.txt").write_text("mine")
+    before = treesnap.snapshot(work)
+    place = ["--out", parent / "run1"] if where == "--out" else ["--set", f"output.dir={parent}"]
+    code, _, err = run("train", "--config", "tiny.yaml", *place)
+    assert code == 2
+    assert f"'{Path('P') / 'latest'}'" in err or str(parent / "latest") in err
+    assert f"is a {kind}" in err
+    assert treesnap.snapshot(work) == before  # no run folder, no temporary link
+    assert fake_data == []  # refused before any data was loaded
+
+
+def test_latest_link_moves_to_each_new_run_and_resume_keeps_it_a_link(
+    work: Path, fake_data: list[str]
+) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    assert run("train", "-c", "tiny.yaml", "--out", "P/run1", "-q")[0] == 0
+    assert run("train", "-c", "tiny.yaml", "--out", "P/run2", "-q")[0] == 0
+    link = work / "P" / "latest"
+    assert os.readlink(link) == "run2"
+    code, _, err = run("train", "--resume", "P/latest", "--set", "training.epochs=2", "-q")
+    assert code == 0, err
+    assert os.readlink(link) == "run2"  # never a link to itself
+    assert sorted(p.name for p in (work / "P").iterdir()) == ["latest", "run1", "run2"]
+
+
+def test_the_plain_file_mlp_writes_without_symlinks_is_replaced(tmp_path: Path) -> None:
+    for name in ("run1", "run2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / train.CONFIG_FILE).write_text("name: x\n")
+    (tmp_path / "latest").write_text("run1")  # what update_latest writes without symlinks
+    train.update_latest(tmp_path / "run2")
+    assert os.readlink(tmp_path / "latest") == "run2"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show", "hidden", "--model", "{run}", "--out", "{target}", "--no-terminal"],
+        ["plot", "{run}", "--out", "{target}"],
+        ["evaluate", "--model", "{run}", "--plot", "{target}"],
+    ],
+    ids=["show-hidden", "plot", "evaluate-plot"],
+)
+@pytest.mark.parametrize("target", ["model.npz", "checkpoint.npz", "config.yaml", "mine.png"])
+def test_picture_writers_never_replace_a_model_or_a_users_file(
+    run_dir: Path, fake_data: list[str], command: list[str], target: str
+) -> None:
+    (run_dir / "config.yaml").write_text("name: r1\n")
+    digit_png(run_dir / "mine.png")  # a real picture, but not one mlp drew
+    before = treesnap.snapshot(run_dir.parent)
+    path = run_dir / target
+    args = [a.format(run=run_dir, target=path) for a in command]
+    code, _, err = run(*args)
+    assert code == 2
+    assert str(path) in err
+    assert ("not a picture format" in err) == (target != "mine.png")
+    assert treesnap.snapshot(run_dir.parent) == before
+    assert fake_data == []  # refused before evaluating
+
+
+def test_mlp_replaces_its_own_pictures(run_dir: Path, fake_data: list[str]) -> None:
+    for _ in range(2):
+        code, out, _ = run("show", "hidden", "--model", run_dir, "--no-terminal")
+        assert code == 0
+        assert f"drawn to {run_dir / 'hidden.png'}" in out.replace("\n", "")
+        code, _, _ = run("plot", run_dir, "--out", run_dir / "c.svg")
+        assert code == 0
+        code, _, _ = run("evaluate", "--model", run_dir, "--plot", run_dir / "c.pdf")
+        assert code == 0
+    for name in ("hidden.png", "c.svg", "c.pdf"):
+        assert outputs.is_own_picture(run_dir / name), name
+
+
+def test_save_input_gives_two_images_of_one_name_two_files_and_says_which(
+    tmp_path: Path, run_dir: Path
+) -> None:
+    first = digit_png(tmp_path / "a" / "x.png")
+    second = digit_png(tmp_path / "b" / "x.png")
+    Image.open(second).rotate(90).save(second)  # a different picture of the same name
+    folder = tmp_path / "inputs"
+    code, out, _ = run("predict", first, second, "--model", run_dir, "--save-input", folder)
+    assert code == 0
+    text = out.replace("\n", "")
+    assert f"{first} saved as {folder / 'x-input.png'}" in text
+    assert f"{second} saved as {folder / 'x-2-input.png'}" in text
+    one, two = (np.asarray(Image.open(folder / n)) for n in ("x-input.png", "x-2-input.png"))
+    assert not np.array_equal(one, two)
+
+    code, out, _ = run(
+        "predict", first, second, "--model", run_dir, "--save-input", folder, "--json"
+    )
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["input_saved_as"] for r in rows] == [
+        str(folder / "x-input.png"),
+        str(folder / "x-2-input.png"),
+    ]
+
+
+@pytest.mark.parametrize("option", ["--save-input", "--misclassified"])
+def test_a_users_file_in_the_way_of_a_picture_is_refused_before_writing_any(
+    tmp_path: Path, run_dir: Path, fake_data: list[str], option: str
+) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    taken = "x-input.png" if option == "--save-input" else "gallery.png"
+    (folder / taken).write_bytes(b"my own file")
+    before = treesnap.snapshot(tmp_path)
+    if option == "--save-input":
+        args = ["predict", digit_png(tmp_path / "x.png"), "--save-input", folder]
+        before = treesnap.snapshot(tmp_path)
+    else:
+        args = ["evaluate", "--misclassified", folder, "--count", "3"]
+    code, _, err = run(*args, "--model", run_dir)
+    assert code == 2
+    assert str(folder / taken) in err
+    assert "not a picture mlp drew" in err
+    assert treesnap.snapshot(tmp_path) == before  # not one of the other pictures either
+
+
+# -- class 6: output paths are checked before the work; write errors are named ----------------
+
+
+def _destinations(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "a-file").write_text("x")
+    return {
+        "under-a-file": tmp_path / "a-file" / "sub",
+        "under-proc": Path("/proc/mlp-test-out"),
+        "long-name": tmp_path / LONG,
+    }
+
+
+@pytest.mark.parametrize("place", ["under-a-file", "under-proc", "long-name", "read-only"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--config", "{config}", "--out", "{dest}"],
+        ["evaluate", "--model", "{run}", "--misclassified", "{dest}"],
+        ["evaluate", "--model", "{run}", "--plot", "{dest}/c.png"],
+        ["predict", "{image}", "--model", "{run}", "--save-input", "{dest}"],
+        ["show", "hidden", "--model", "{run}", "--out", "{dest}/h.png"],
+        ["plot", "{run}", "--out", "{dest}/c.png"],
+    ],
+    ids=["train", "misclassified", "evaluate-plot", "save-input", "show-hidden", "plot"],
+)
+def test_an_unwritable_destination_is_refused_before_the_work(
+    tmp_path: Path,
+    run_dir: Path,
+    fake_data: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    place: str,
+) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG)
+    image = digit_png(tmp_path / "one.png")
+    dest = _destinations(tmp_path).get(place, tmp_path / "new")
+    if place == "read-only":
+        monkeypatch.setattr(
+            outputs,
+            "tempfile",
+            types.SimpleNamespace(mkdtemp=_erofs, mkstemp=_erofs),
+        )
+    before = treesnap.snapshot(tmp_path)
+    args = [a.format(config=config, dest=dest, run=run_dir, image=image) for a in command]
+    code, _, err = run(*args)
+    assert code == 2
+    assert str(dest)[:60] in err.replace("\n", "")
+    expected = {
+        "under-a-file": "is a file, not a folder",
+        "long-name": "ENAMETOOLONG",
+        "read-only": "read-only",
+        "under-proc": "cannot write",
+    }[place]
+    assert expected in err.replace("\n", " ")
+    assert treesnap.snapshot(tmp_path) == before
+    assert fake_data == []  # nothing was loaded, trained or evaluated
+
+
+def _erofs(*args: Any, **kwargs: Any) -> Any:
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+
+def test_out_naming_an_existing_file_says_so(work: Path, fake_data: list[str]) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    (work / "notes.txt").write_text("mine")
+    before = treesnap.snapshot(work)
+    code, _, err = run("train", "-c", "tiny.yaml", "--out", "notes.txt")
+    assert code == 2
+    assert "'notes.txt' is a file, not a folder" in err
+    assert "not empty" not in err
+    assert "--resume" not in err
+    assert treesnap.snapshot(work) == before
+
+
+def test_a_full_disk_while_drawing_curves_keeps_the_trained_model_and_exits_1(
+    work: Path, fake_data: list[str], full_disk: None
+) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    code, _, err = run("train", "-c", "tiny.yaml", "--out", "R", "-q")
+    assert code == 1  # a failure at run time, not a usage mistake
+    err = err.replace("\n", " ")
+    assert str(Path("R") / train.CURVES_FILE) in err
+    assert "disk is full" in err
+    assert "mlp plot R" in err
+    saved = checkpoint.load(work / "R" / checkpoint.MODEL_FILE)
+    assert saved.metadata["training"]["status"] == "completed"
+    assert sorted(p.name for p in (work / "R").iterdir()) == [
+        "checkpoint.npz",
+        "config.yaml",
+        "metrics.jsonl",
+        "model.npz",
+    ]  # no half-written picture, no temporary file
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show", "hidden", "--model", "{run}", "--no-terminal"],
+        ["plot", "{run}", "--out", "{run}/hidden.png"],
+        ["evaluate", "--model", "{run}", "--plot", "{run}/hidden.png"],
+        ["evaluate", "--model", "{run}", "--misclassified", "{run}", "--count", "2"],
+        ["predict", "{image}", "--model", "{run}", "--save-input", "{run}"],
+    ],
+    ids=["show-hidden", "plot", "evaluate-plot", "misclassified", "save-input"],
+)
+def test_a_full_disk_while_writing_a_picture_exits_1_and_keeps_the_old_one(
+    tmp_path: Path,
+    run_dir: Path,
+    fake_data: list[str],
+    request: pytest.FixtureRequest,
+    command: list[str],
+) -> None:
+    assert run("show", "hidden", "--model", run_dir, "--no-terminal")[0] == 0
+    image = digit_png(tmp_path / "one.png")
+    before = treesnap.snapshot(tmp_path)
+    request.getfixturevalue("full_disk")
+    code, _, err = run(*[a.format(run=run_dir, image=image) for a in command])
+    assert code == 1
+    assert str(run_dir) in err.replace("\n", "")
+    assert "disk is full" in err.replace("\n", " ")
+    assert treesnap.snapshot(tmp_path) == before
+
+
+# -- class 5: user text is printed as text ------------------------------------------------------
+
+
+MARKUP_NAMES = ["a[/]b[red].png", "x\x1b[31my.png", "[bold]z[/bold].png"]
+
+
+def test_file_names_with_markup_and_escapes_are_printed_as_they_are(
+    tmp_path: Path, run_dir: Path
+) -> None:
+    images = [digit_png(tmp_path / name) for name in MARKUP_NAMES]
+    folder = tmp_path / "in[red]puts"
+    code, out, _ = run("predict", *images, "--model", run_dir, "--save-input", folder)
+    assert code == 0
+    assert "\x1b" not in out
+    text = out.replace("\n", "")
+    for image in images:
+        assert str(image).replace("\x1b", "\\x1b") in text
+    assert str(folder / "x\\x1b[31my-input.png") in text
+    assert (folder / "x\x1b[31my-input.png").is_file()
+
+
+def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
+    tmp_path: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # short relative paths: the output lines are not folded
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG)
+    out = Path("R[red]x[/]\x1b[2J")
+    shown = str(out).replace("\x1b", "\\x1b")
+    code, stdout, err = run("train", "-c", config, "--out", out)
+    assert code == 0, err
+    assert f"run directory: {shown}" in stdout.replace("\n", "")
+    assert f"mlp evaluate --model {shown}" in stdout.replace("\n", "")
+    for args in (
+        ["evaluate", "--model", out, "--plot", out / "conf[/].png"],
+        ["inspect", "--model", out],
+        ["show", "hidden", "--model", out, "--no-terminal"],
+        ["plot", out],
+    ):
+        code, stdout, err = run(*args)
+        assert code == 0, (args, err)
+        assert shown in stdout.replace("\n", ""), args
+        assert "\x1b" not in stdout
+
+
+def test_a_config_name_with_markup_is_an_error_that_quotes_it(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG.replace("name: tiny", 'name: "[bold]x[/]"'))
+    code, _, err = run("train", "-c", config)
+    assert code == 2
+    assert "[bold]x[/]" in err
+    code, _, err = run("train", "-c", tmp_path / "c.yaml", "--set", "name=[red]y[/red]")
+    assert code == 2
+    assert "[red]y[/red]" in err
+
+
+def test_an_env_var_with_markup_and_escapes_is_printed_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "c[red]a[/]\x1b[31m"
+    monkeypatch.setenv("MLP_DATA_DIR", str(cache))
+    for command in (["data", "info"], ["data", "path"]):
+        code, out, _ = run(*command)
+        assert code == 0
+        assert "\x1b" not in out
+        assert "c[red]a[/]\\x1b[31m" in out.replace("\n", "")
+
+
+def test_model_metadata_with_markup_is_printed_as_text() -> None:
+    import io
+
+    from rich.console import Console
+
+    from mlp_cli.checkpoint import SavedModel
+    from mlp_cli.predict import Prediction
+    from mlp_cli.render import print_model_summary, print_prediction
+
+    names = [f"[red]c{i}[/]" for i in range(3)]
+    meta = {
+        "format": "[bold]f",
+        "format_version": 1,
+        "layers": [4, 3],
+        "hidden_activation": "relu",
+        "output_activation": "[/]soft\x1b[2Jmax",
+        "loss": "cross_entropy",
+        "preprocessing": {"input_size": 2, "normalize": None},
+        "class_names": names,
+        "training": {"status": "[blink]done", "epochs_run": 1},
+        "package_version": "[/]",
+        "created": "\x1b]0;title\x07",
+        "data_hashes": {"[red]f": "[/]"},
+    }
+    saved = SavedModel([np.zeros((3, 4), np.float32)], [np.zeros(3, np.float32)], meta)
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    print_model_summary(console, saved)
+    image = np.zeros((28, 28), np.float32)
+    print_prediction(
+        console, Prediction("[b]p.png", names[1], 0.5, [0.2, 0.5, 0.3], image), names, False
+    )
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    for value in ("[bold]f", "[/]soft\\x1b[2Jmax", "[blink]done", "\\x1b]0;title\\x07", "[red]f"):
+        assert value in text, value
+    assert "[red]c0[/]" in text
+    assert "[b]p.png" in text
+    assert "\x1b" not in text
