@@ -253,12 +253,12 @@ def test_a_users_file_in_the_way_of_a_picture_is_refused_before_writing_any(
     folder.mkdir()
     taken = "x-input.png" if option == "--save-input" else "gallery.png"
     (folder / taken).write_bytes(b"my own file")
-    before = treesnap.snapshot(tmp_path)
+    args: list[str | Path]
     if option == "--save-input":
         args = ["predict", digit_png(tmp_path / "x.png"), "--save-input", folder]
-        before = treesnap.snapshot(tmp_path)
     else:
         args = ["evaluate", "--misclassified", folder, "--count", "3"]
+    before = treesnap.snapshot(tmp_path)
     code, _, err = run(*args, "--model", run_dir)
     assert code == 2
     assert str(folder / taken) in err
@@ -423,12 +423,13 @@ def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
     assert code == 0, err
     assert f"run directory: {shown}" in stdout.replace("\n", "")
     assert f"mlp evaluate --model {shown}" in stdout.replace("\n", "")
-    for args in (
+    commands: list[list[str | Path]] = [
         ["evaluate", "--model", out, "--plot", out / "conf[/].png"],
         ["inspect", "--model", out],
         ["show", "hidden", "--model", out, "--no-terminal"],
         ["plot", out],
-    ):
+    ]
+    for args in commands:
         code, stdout, err = run(*args)
         assert code == 0, (args, err)
         assert shown in stdout.replace("\n", ""), args
