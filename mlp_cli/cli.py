@@ -434,12 +434,18 @@ def show_hidden(
     ] = True,
 ) -> None:
     """Draw each hidden unit's incoming weights as a picture (PNG, and in the terminal)."""
+    from mlp_cli.errors import UsageError
     from mlp_cli.outputs import IMAGE_SUFFIXES, check_picture
     from mlp_cli.viz import hidden_png_path, render_hidden_terminal, save_hidden_png, unit_patterns
 
     path, saved = _load_model(model)
     target = out or hidden_png_path(path, layer)
-    check_picture(target, "picture of hidden units", IMAGE_SUFFIXES)
+    try:
+        check_picture(target, "picture of hidden units", IMAGE_SUFFIXES)
+    except UsageError as exc:
+        if out is not None:
+            raise
+        raise UsageError(f"{exc}. Draw it elsewhere with --out FILE.png") from None
     side = int(saved.metadata["preprocessing"]["input_size"])
     patterns, note = unit_patterns(saved.weights, layer)
     save_hidden_png(saved.weights, side, target, layer=layer)
