@@ -159,11 +159,18 @@ def check_latest(parent: Path) -> None:
         )
 
 
+def _out_path(out: str | Path) -> Path:
+    """``out`` as given, or absolute where it ends in ``.`` or ``..`` (its parent is then
+    the real parent folder, where ``latest`` goes)."""
+    path = Path(out)
+    return path if path.name not in ("", ".", "..") else Path(os.path.abspath(path))
+
+
 def check_run_destination(cfg: Config, out: str | Path | None = None) -> None:
     """Refuse, before data is loaded or anything is written, a run folder that could not be
     made or written, and a ``latest`` beside it that is not mlp's to replace."""
     if out is not None:
-        path = Path(out)
+        path = _out_path(out)
         _refuse_taken(path)
         outputs.check_folder(path, "run folder")
         parent = path.parent
@@ -178,7 +185,7 @@ def check_run_destination(cfg: Config, out: str | Path | None = None) -> None:
 
 def check_resume_destination(run_dir: str | Path) -> None:
     """Refuse, before anything is loaded, a run folder that cannot be written to again."""
-    run_dir = Path(run_dir)
+    run_dir = _out_path(run_dir)
     outputs.check_folder(run_dir, "run folder")
     check_latest(run_dir.parent)
 
@@ -187,7 +194,7 @@ def new_run_dir(cfg: Config, out: str | Path | None = None) -> Path:
     """A fresh run directory: ``out`` if given (must be empty or absent), else
     ``<output.dir>/<name>``, with ``-2``, ``-3``... appended when that one exists."""
     if out is not None:
-        path = Path(out)
+        path = _out_path(out)
         _refuse_taken(path)
         with outputs.writing(path, "the run folder"):
             path.mkdir(parents=True, exist_ok=True)
@@ -213,7 +220,7 @@ def update_latest(run_dir: Path) -> None:
     """Point ``<parent>/latest`` at ``run_dir`` (a symlink, replaced atomically).
 
     Only mlp's own link is ever replaced (see `check_latest`)."""
-    parent = run_dir.parent
+    parent = _out_path(run_dir).parent
     check_latest(parent)
     link = parent / LATEST
     target = run_dir.resolve()
