@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from mlp_cli import checkpoint, outputs, train
 from mlp_cli.cli import app
+from mlp_cli.errors import UsageError
 from mlp_cli.train import Splits
 
 runner = CliRunner()
@@ -496,3 +497,63 @@ def test_model_metadata_with_markup_is_printed_as_text() -> None:
     assert "[red]c0[/]" in text
     assert "[b]p.png" in text
     assert "\x1b" not in text
+
+
+# -- the mechanisms themselves ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
+def test_every_figure_format_carries_the_mark_and_a_users_picture_does_not(
+    tmp_path: Path, suffix: str
+) -> None:
+    from mlp_cli import viz
+
+    records = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "lr": 0.1}]
+    ours = viz.plot_curves(records, tmp_path / f"c{suffix}")
+    assert outputs.is_own_picture(ours)
+    viz.plot_curves(records, ours)  # its own picture is replaced
+    theirs = tmp_path / f"theirs{suffix}"
+    digit_png(tmp_path / "x.png").rename(theirs)
+    assert not outputs.is_own_picture(theirs)
+    (tmp_path / "link.png").symlink_to(ours)
+    assert not outputs.is_own_picture(tmp_path / "link.png")  # a link is not mlp's
+
+
+def test_unique_names_number_repeats_also_across_letter_case() -> None:
+    names = outputs.unique_names(["x", "x", "X", "x-2", "y"])
+    assert names == [
+        "x-input.png",
+        "x-2-input.png",
+        "X-3-input.png",
+        "x-2-2-input.png",
+        "y-input.png",
+    ]
+
+
+def test_a_link_to_nowhere_is_no_folder(tmp_path: Path) -> None:
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UsageError, match="link to nowhere"):
+        outputs.check_folder(tmp_path / "gone" / "sub")
+
+
+def test_start_leaves_no_run_folder_when_the_latest_link_cannot_be_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.config import config_from_dict
+    from mlp_cli.errors import OutputError
+
+    def fail(run_dir: Path) -> None:
+        raise OutputError("no link today")
+
+    monkeypatch.setattr(train, "update_latest", fail)
+    cfg = config_from_dict(
+        {
+            "name": "t",
+            "model": {"layers": [400, 10]},
+            "data": {"input_size": 20},
+            "output": {"dir": str(tmp_path / "runs")},
+        }
+    )
+    with pytest.raises(OutputError):
+        train.start(cfg, synthetic_splits())
+    assert list((tmp_path / "runs").iterdir()) == []
