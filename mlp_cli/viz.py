@@ -620,6 +620,8 @@ def plot_confusion(
     """
     from matplotlib.colors import PowerNorm
 
+    from mlp_cli.plain import escape_controls
+
     C = np.asarray(confusion, dtype=np.float64)
     if C.ndim != 2 or C.shape[0] != C.shape[1] or C.shape[0] == 0:
         raise UsageError(
@@ -646,12 +648,12 @@ def plot_confusion(
         ax: Axes = fig.subplots()
         im = ax.imshow(C, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=max(C.max(), 1)))
         fig.colorbar(im, ax=ax, label="count (square-root colour scale)", shrink=0.85)
-        ax.set_xticks(range(K), names)
-        ax.set_yticks(range(K), names)
+        # class names come from the model file: drawn as they are, never as TeX
+        ticks = [escape_controls(name).replace("$", r"\$") for name in names]
+        ax.set_xticks(range(K), ticks)
+        ax.set_yticks(range(K), ticks)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        from mlp_cli.plain import escape_controls
-
         # may hold a file name, drawn as it is: not TeX, control characters escaped
         ax.set_title(escape_controls(title), parse_math=False)
         if K <= 30:  # beyond that the numbers would not fit their cells

@@ -557,3 +557,14 @@ def test_start_leaves_no_run_folder_when_the_latest_link_cannot_be_made(
     with pytest.raises(OutputError):
         train.start(cfg, synthetic_splits())
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_names_in_figures_are_drawn_as_text_not_tex(tmp_path: Path) -> None:
+    from mlp_cli import viz
+
+    names = ["$\\frac$", "a\x1b[2J", "$x^"]
+    title = "run $\\undefined{$ [red]x[/]"
+    viz.plot_confusion(np.eye(3), tmp_path / "c.png", class_names=names, title=title)
+    viz.plot_curves([{"epoch": 1, "train_loss": 1.0}], tmp_path / "l.png", title=title)
+    assert outputs.is_own_picture(tmp_path / "c.png")
+    assert outputs.is_own_picture(tmp_path / "l.png")
