@@ -6,7 +6,8 @@ the newest run.
 
 - `check_folder` says, before any work starts, whether a folder can be created or written
   into: a file in the way, a name longer than the file system allows, a read-only mount,
-  /proc or a folder without permission are refused there, as a `UsageError` naming the path.
+  /proc or a folder without permission are refused there, as a `UsageError` naming the path
+  (a disk already full, as an `OutputError`: that is no mistake in the command).
 - `check_picture` says whether a picture may be written at a path: its name must end in an
   image suffix, and whatever is there already must be a picture `mlp` drew (pictures carry
   `PICTURE_MARK` in their metadata), so a model, a checkpoint or a user's own file is
@@ -132,7 +133,9 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
             os.unlink(probe)
     except OSError as exc:
         where = f"'{path}'" if not missing else f"'{path}' (inside '{existing}')"
-        raise UsageError(
+        # A full disk is a condition of the moment, not a wrong argument: the run-time code.
+        error = OutputError if exc.errno in (errno.ENOSPC, errno.EDQUOT) else UsageError
+        raise error(
             f"cannot write the {what} {where}: {reason(exc)}; choose another place"
         ) from None
 

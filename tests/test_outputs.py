@@ -568,3 +568,19 @@ def test_names_in_figures_are_drawn_as_text_not_tex(tmp_path: Path) -> None:
     viz.plot_curves([{"epoch": 1, "train_loss": 1.0}], tmp_path / "l.png", title=title)
     assert outputs.is_own_picture(tmp_path / "c.png")
     assert outputs.is_own_picture(tmp_path / "l.png")
+
+
+def test_a_disk_found_full_before_training_exits_1_before_any_data_is_loaded(
+    work: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    (work / "tiny.yaml").write_text(CONFIG)
+    monkeypatch.setattr(outputs, "tempfile", types.SimpleNamespace(mkdtemp=full, mkstemp=full))
+    code, _, err = run("train", "-c", "tiny.yaml", "--out", "R")
+    assert code == 1
+    assert "'R'" in err
+    assert "disk is full" in err
+    assert sorted(p.name for p in work.iterdir()) == ["tiny.yaml"]
+    assert fake_data == []
