@@ -467,12 +467,13 @@ def plot(
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import CURVES_FILE, METRICS_FILE
+    from mlp_cli.train import CURVES_FILE, MATPLOTLIB_PNG, METRICS_FILE
     from mlp_cli.viz import plot_curves, read_metrics
 
-    target = check_picture(out or run_dir / CURVES_FILE, "learning curves")
+    replaces = (MATPLOTLIB_PNG,) if out is None else ()  # a run's own curves.png
+    target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
     records = read_metrics(run_dir / METRICS_FILE)
-    plot_curves(records, target, title=run_dir.resolve().name)
+    plot_curves(records, target, title=run_dir.resolve().name, replaces=replaces)
     console.print(Text.assemble("learning curves written to ", plain(target)), soft_wrap=True)
 
 

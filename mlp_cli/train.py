@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from mlp_cli import __version__, checkpoint, outputs
 from mlp_cli.checkpoint import LATEST, MODEL_FILE
-from mlp_cli.errors import CheckpointError, OutputError, TrainingError, UsageError
+from mlp_cli.errors import CheckpointError, MLPError, OutputError, TrainingError, UsageError
 from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, make_optimizer
 from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
@@ -50,6 +50,9 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.npz"
 CURVES_FILE = "curves.png"
+# The text chunk of a PNG matplotlib drew: how curves.png of runs from before pictures were
+# marked as mlp's looks, so resuming such a run may redraw it.
+MATPLOTLIB_PNG = b"Software\x00Matplotlib"
 CLASS_NAMES = [str(d) for d in range(10)]
 
 
@@ -386,8 +389,13 @@ class Trainer:
         from mlp_cli.viz import plot_curves
 
         try:
-            plot_curves(self.state.history, self.run_dir / CURVES_FILE, title=self.run_dir.name)
-        except OutputError as exc:
+            plot_curves(
+                self.state.history,
+                self.run_dir / CURVES_FILE,
+                title=self.run_dir.name,
+                replaces=(MATPLOTLIB_PNG,),
+            )
+        except MLPError as exc:
             raise OutputError(
                 f"{exc} The weights are safe: everything else in '{self.run_dir}' was saved "
                 f"before drawing started; draw the curves later with `mlp plot {self.run_dir}`."

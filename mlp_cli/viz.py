@@ -409,9 +409,9 @@ def _figure(width: float, height: float) -> Iterator[Figure]:
         yield Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _save_figure(fig: Figure, out: Path) -> Path:
+def _save_figure(fig: Figure, out: Path, replaces: tuple[bytes, ...] = ()) -> Path:
     """Save in the format named by the suffix of `out` (see `outputs.check_picture`)."""
-    out = check_picture(out, "figure")
+    out = check_picture(out, "figure", also=replaces)
     fmt = out.suffix.lower().lstrip(".")
     metadata = {"Software" if fmt == "png" else "Creator": PICTURE_MARK}
     return save_picture(
@@ -459,6 +459,7 @@ def plot_curves(
     *,
     title: str | None = None,
     best_by: Literal["val_loss", "val_acc"] = "val_loss",
+    replaces: tuple[bytes, ...] = (),
 ) -> Path:
     """Plot loss, accuracy and learning rate per epoch into `out`; return `out`.
 
@@ -469,7 +470,8 @@ def plot_curves(
     best epoch is marked: the last record flagged ``"best": true`` by the trainer (which
     applies its own improvement threshold), else the lowest ``val_loss`` or highest
     ``val_acc``, per `best_by`. The learning rate is drawn on a log scale when it varies by
-    more than 10x.
+    more than 10x. A file at `out` is replaced only when it is a picture mlp drew, or holds
+    one of the byte strings `replaces` (see `outputs.check_picture`).
     """
     from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, PercentFormatter
 
@@ -562,7 +564,7 @@ def plot_curves(
 
             # a run's name, drawn as it is: not TeX, control characters escaped
             fig.suptitle(escape_controls(title), fontsize=FONT_SIZE + 3, parse_math=False)
-        return _save_figure(fig, out)
+        return _save_figure(fig, out, replaces)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -584,3 +584,21 @@ def test_a_disk_found_full_before_training_exits_1_before_any_data_is_loaded(
     assert "disk is full" in err
     assert sorted(p.name for p in work.iterdir()) == ["tiny.yaml"]
     assert fake_data == []
+
+
+def test_a_runs_curves_drawn_before_pictures_were_marked_are_redrawn(
+    tmp_path: Path, run_dir: Path
+) -> None:
+    from matplotlib.figure import Figure
+
+    legacy = run_dir / train.CURVES_FILE
+    Figure().savefig(legacy, format="png")  # what curves.png was before the mark
+    other = tmp_path / "chart.png"
+    Figure().savefig(other, format="png")  # a user's own matplotlib chart
+    kept = other.read_bytes()
+    assert run("plot", run_dir)[0] == 0
+    assert outputs.is_own_picture(legacy)
+    code, _, err = run("plot", run_dir, "--out", other)
+    assert code == 2
+    assert str(other) in err
+    assert other.read_bytes() == kept
