@@ -203,7 +203,7 @@ def train(
         cfg = training.resume_config(resume, overrides)
         training.check_resume_destination(resume)
     else:
-        cfg = load_config(config, overrides)
+        cfg = training.name_for_overrides(load_config(config, overrides), overrides)
         training.check_run_destination(cfg, out)  # before minutes of loading and training
     threads = threads or cfg.training.threads
     with _blas_threads(threads):
@@ -213,6 +213,12 @@ def train(
             if resume is not None
             else training.start(cfg, data, out)
         )
+        for warning in trainer.warnings:
+            err_console.print(
+                Text.assemble(("warning: ", "bold yellow"), plain(warning)),
+                highlight=False,
+                soft_wrap=True,
+            )
         display: training.Callbacks
         if json_:
             display = JsonLines(console)

@@ -357,21 +357,26 @@ class ScheduleConfig(_Section):
 
 
 class EarlyStoppingConfig(_Section):
-    """When to stop before the last epoch because validation loss stopped improving."""
+    """Which epoch is best, and when to stop because the monitored metric stopped improving."""
 
+    monitor: Literal["val_loss", "val_acc"] = Field(
+        default="val_loss",
+        description="What picks the best epoch: val_loss (lowest) or val_acc (highest).",
+    )
     patience: int | None = Field(
         default=None,
         ge=1,
-        description="Epochs without validation-loss improvement before stopping (null = never).",
+        description="Epochs without improvement of the monitored metric before stopping "
+        "(null = never).",
     )
     min_delta: float = Field(
         default=0.0,
         ge=0.0,
-        description="Smallest decrease of validation loss that counts as improvement.",
+        description="Smallest change of the monitored metric that counts as improvement.",
     )
     restore_best: bool = Field(
         default=True,
-        description="On stopping, go back to the weights with the lowest validation loss.",
+        description="Keep the best epoch's weights in model.npz (else the last epoch's).",
     )
 
 

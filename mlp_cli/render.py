@@ -55,6 +55,11 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+# Each `training.early_stopping.monitor`'s name, and what "best" means for it.
+METRIC = {"val_loss": "validation loss", "val_acc": "validation accuracy"}
+MONITORED = {"val_loss": "lowest validation loss", "val_acc": "highest validation accuracy"}
+
+
 class DownloadBar:
     """The tqdm-like object pooch's downloader drives (``total``, ``update``, ``reset``,
     ``close``), drawn as one rich progress row per file."""
@@ -163,6 +168,13 @@ class TrainDisplay(Callbacks):
         if info["start_epoch"]:
             self.console.print(f"resuming after epoch {info['start_epoch']}")
         self.console.print(f"[dim]{HEADER}[/]", highlight=False)
+        if info["n_val"]:
+            monitor = cfg.training.early_stopping.monitor
+            self.console.print(
+                f"[dim]{'':>7} * a new best epoch: {MONITORED[monitor]} "
+                f"(training.early_stopping.monitor: {monitor})[/]",
+                highlight=False,
+            )
         self.progress.start()
 
     def on_epoch_start(self, epoch: int, steps: int, start_step: int) -> None:
@@ -208,9 +220,10 @@ class JsonLines(Callbacks):
 
 def print_train_summary(console: Console, result: TrainResult) -> None:
     ran = len(result.history)
+    monitored = MONITORED[result.monitor]
     words = {
         "completed": "finished",
-        "early_stopped": "stopped early (no validation improvement)",
+        "early_stopped": f"stopped early ({METRIC[result.monitor]} stopped improving)",
         "interrupted": "interrupted",
     }
     console.print(
@@ -218,11 +231,30 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
         f"in {_duration(result.elapsed)}",
         highlight=False,
     )
-    if result.best_accuracy is not None:
+    if result.best_epoch:
+        kept = (
+            "its weights are in model.npz"
+            if result.model_epoch == result.best_epoch
+            else f"model.npz holds epoch {result.model_epoch} (restore_best is off)"
+        )
         console.print(
-            f"best validation accuracy {_pct(result.best_accuracy)} (epoch {result.best_epoch})",
+            f"best epoch {result.best_epoch} ({monitored}): validation loss "
+            f"{_num(result.best_loss)}, accuracy {_pct(result.best_accuracy)}; {kept}",
             highlight=False,
         )
+        scored = [r for r in result.history if r.get("val_acc") is not None]
+        peak = max(scored, key=lambda r: float(r["val_acc"]), default=None)
+        if (
+            result.monitor == "val_loss"
+            and peak is not None
+            and result.best_accuracy is not None
+            and peak["val_acc"] > result.best_accuracy
+        ):
+            console.print(
+                f"highest validation accuracy {_pct(peak['val_acc'])} at epoch {peak['epoch']}; "
+                "to keep that epoch instead: --set training.early_stopping.monitor=val_acc",
+                highlight=False,
+            )
     if result.status != "interrupted":
         console.print(
             Text.assemble(
@@ -348,6 +380,19 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
 # -- inspect -------------------------------------------------------------------------------
 
 
+def _best_epoch_text(training: dict[str, Any]) -> Text:
+    """The saved training summary's best epoch and what picked it (files written before
+    the monitor was recorded always picked the lowest validation loss)."""
+    if not training.get("best_epoch"):
+        return plain("none (no validation scores)")
+    monitor = training.get("monitor") or "val_loss"
+    by = MONITORED.get(monitor, str(monitor))
+    return plain(
+        f"{training.get('best_epoch')} ({by}): validation loss "
+        f"{_num(training.get('best_val_loss'))}, accuracy {_pct(training.get('best_val_accuracy'))}"
+    )
+
+
 def print_model_summary(console: Console, saved: SavedModel) -> None:
     meta = saved.metadata
     layers = saved.layers
@@ -357,7 +402,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     training = meta.get("training") or {}
     prep = meta.get("preprocessing") or {}
     norm = prep.get("normalize")
-    rows = [
+    rows: list[tuple[str, str | Text]] = [
         ("file", str(saved.path)),
         ("format", f"{meta.get('format')} v{meta.get('format_version')}"),
         ("architecture", "-".join(map(str, layers))),
@@ -377,10 +422,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
             f"{training.get('status')}, {training.get('epochs_run')} epochs in "
             f"{_duration(float(training.get('seconds') or 0))}",
         ),
-        (
-            "best validation",
-            f"{_pct(training.get('best_val_accuracy'))} (epoch {training.get('best_epoch')})",
-        ),
+        ("best epoch", _best_epoch_text(training)),
         ("written by", f"mlp {meta.get('package_version')} on {meta.get('created')}"),
     ]
     for key, value in rows:

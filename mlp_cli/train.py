@@ -4,7 +4,9 @@ A run directory holds everything about one training run:
 
     config.yaml      the resolved configuration (what `--resume` reads back)
     metrics.jsonl    one JSON object per finished epoch
-    model.npz        the best weights on validation loss (the last ones without validation)
+    model.npz        the best epoch's weights (`training.early_stopping.monitor`: lowest
+                     validation loss or highest validation accuracy; the last epoch's
+                     without validation)
     checkpoint.npz   the latest weights with optimizer and RNG state, for `--resume`
     curves.png       learning curves, drawn when training ends
 
@@ -22,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -219,6 +222,29 @@ def new_run_dir(cfg: Config, out: str | Path | None = None) -> Path:
     raise UsageError(f"too many runs named '{name}' in '{parent}'")
 
 
+_LAYERS_TEXT = re.compile(r"\d+(?:-\d+)+")  # "400-25-10" inside a run name
+
+
+def name_for_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """``cfg`` named after the network it trains when ``--set model.layers=...`` changed it
+    (and ``--set name=...`` did not): the layers in the name are replaced, or appended when
+    the name holds none, so ``mnist-400-25-10`` with 400-50-10 trains in ``mnist-400-50-10``.
+    """
+    from mlp_cli.config import parse_override
+
+    keys = {".".join(parse_override(text)[0]) for text in overrides}
+    if "model.layers" not in keys or "name" in keys or cfg.name is None:
+        return cfg
+    layers = "-".join(map(str, cfg.model.layers))
+    found = list(_LAYERS_TEXT.finditer(cfg.name))
+    if found:
+        last = found[-1]
+        name = cfg.name[: last.start()] + layers + cfg.name[last.end() :]
+    else:
+        name = f"{cfg.name}-{layers}"
+    return cfg.model_copy(update={"name": name})
+
+
 def update_latest(run_dir: Path) -> None:
     """Point ``<parent>/latest`` at ``run_dir`` (a symlink, replaced atomically).
 
@@ -286,9 +312,12 @@ class TrainResult:
     run_dir: Path
     status: str  # "completed", "early_stopped" or "interrupted"
     history: list[dict[str, Any]]
-    best_epoch: int
-    best_accuracy: float | None
+    best_epoch: int  # 0 when no epoch had a validation score
+    best_accuracy: float | None  # validation accuracy of the best epoch
     elapsed: float
+    monitor: str = "val_loss"  # what picked the best epoch: "val_loss" or "val_acc"
+    best_loss: float | None = None  # validation loss of the best epoch
+    model_epoch: int = 0  # the epoch whose weights model.npz holds
 
 
 class Trainer:
@@ -326,6 +355,7 @@ class Trainer:
             blank = normalize_inputs(np.zeros(1, np.float32), data.preprocessing)[0]
             self.augment = Augmenter(cfg.augment, cfg.data.input_size, float(blank))
         self.state = TrainState()
+        self.warnings: list[str] = []  # for the caller to show before the run starts
         self.perm: NDArray[np.int64] | None = None
         self._batch: dict[int, Array] = {}
         self._val: tuple[Array, NDArray[np.uint8]] | None = None
@@ -350,6 +380,7 @@ class Trainer:
                 "best_epoch": st.best_epoch,
                 "best_val_accuracy": st.best_accuracy,
                 "best_val_loss": st.best_loss if math.isfinite(st.best_loss) else None,
+                "monitor": cfg.training.early_stopping.monitor,  # what "best" means
                 "seconds": round(st.elapsed, 3),
             },
         }
@@ -525,8 +556,7 @@ class Trainer:
                 self._val = (data.X[data.val_idx], data.y[data.val_idx])
             val_loss, val_acc = self.model.evaluate(*self._val, cfg.loss)
         st.epoch += 1
-        min_delta = cfg.training.early_stopping.min_delta
-        improved = val_loss is not None and val_loss < st.best_loss - min_delta
+        improved = self._improved(val_loss, val_acc)
         if improved and val_loss is not None:
             st.best_loss, st.best_epoch, st.best_accuracy = val_loss, st.epoch, val_acc
             st.bad_epochs = 0
@@ -552,6 +582,16 @@ class Trainer:
         self.save_checkpoint("running")
         return record
 
+    def _improved(self, val_loss: float | None, val_acc: float | None) -> bool:
+        """Whether this epoch beats the best one on the monitored metric (by min_delta);
+        a tie keeps the earlier epoch."""
+        stopping, st = self.cfg.training.early_stopping, self.state
+        if val_loss is None or val_acc is None:
+            return False
+        if stopping.monitor == "val_acc":
+            return st.best_accuracy is None or val_acc > st.best_accuracy + stopping.min_delta
+        return val_loss < st.best_loss - stopping.min_delta
+
     def _update_model_status(self, status: str) -> None:
         """Rewrite model.npz's training summary now that the run has ended."""
         path = self.run_dir / MODEL_FILE
@@ -575,9 +615,18 @@ class Trainer:
         )
 
     def _result(self, status: str) -> TrainResult:
-        st = self.state
+        st, cfg = self.state, self.cfg
+        kept_best = st.best_epoch and cfg.training.early_stopping.restore_best
         return TrainResult(
-            self.run_dir, status, st.history, st.best_epoch, st.best_accuracy, st.elapsed
+            self.run_dir,
+            status,
+            st.history,
+            st.best_epoch,
+            st.best_accuracy,
+            st.elapsed,
+            monitor=cfg.training.early_stopping.monitor,
+            best_loss=st.best_loss if math.isfinite(st.best_loss) else None,
+            model_epoch=st.best_epoch if kept_best else st.epoch,
         )
 
 
@@ -626,9 +675,41 @@ def resume(run_dir: str | Path, cfg: Config, data: Splits) -> Trainer:
             f"the run in '{run_dir}' already finished its {cfg.training.epochs} epochs; to "
             f"train it longer, add --set training.epochs=N with N > {trainer.state.epoch}"
         )
-    if cfg != resume_config(run_dir):
+    before = resume_config(run_dir)
+    if (warning := schedule_change(before, trainer)) is not None:
+        trainer.warnings.append(warning)
+    if cfg != before:
         from mlp_cli.config import dump_config
 
         checkpoint.atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode()))
     update_latest(run_dir)
     return trainer
+
+
+def schedule_change(before: Config, trainer: Trainer) -> str | None:
+    """What changing ``training.epochs`` on resume does to a schedule shaped by the number
+    of epochs (cosine, onecycle), or None when the learning rates stay as they were."""
+    new = trainer.schedule
+    s, lr = before.schedule, before.optimizer.lr
+    old = Schedule(
+        s.name, lr, before.training.epochs, s.warmup_epochs, s.step_size, s.gamma, s.min_lr
+    )
+    if old.epochs == new.epochs:
+        return None
+    # Quarter epochs are finer than any schedule's shape: constant and step never differ.
+    grid = [i / 4 for i in range(4 * max(old.epochs, new.epochs) + 1)]
+    if all(old(x) == new(x) for x in grid):
+        return None
+    st = trainer.state
+    steps = math.ceil(len(trainer.data.train_idx) / trainer.cfg.training.batch_size)
+    done = st.epoch + st.step / steps
+    where = f"after epoch {st.epoch}" if not st.step else f"at epoch {done:.2f}"
+    return (
+        f"the {new.name} learning-rate schedule is shaped by training.epochs, which changes "
+        f"from {old.epochs} to {new.epochs}: the remaining epochs follow the {new.epochs}-epoch "
+        f"schedule, so the learning rate {where} jumps from {old(done):.3g} to "
+        f"{new(done):.3g} instead of going on from where it was (a saw-tooth in curves.png). "
+        f"That is not the run a "
+        f"{new.epochs}-epoch config trains from the start; for that, start a new run with "
+        f"--set training.epochs={new.epochs}."
+    )

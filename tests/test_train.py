@@ -344,6 +344,118 @@ def test_early_stopping_keeps_the_best_epochs_weights(
     assert last_flat.tobytes() == recorder.after_epoch[epochs_run].tobytes()
 
 
+def _running_best(values: list[float], better: Any) -> list[bool]:
+    """Which epochs beat every earlier one (ties keep the earlier epoch)."""
+    flags, best = [], None
+    for v in values:
+        flags.append(best is None or better(v, best))
+        best = v if flags[-1] else best
+    return flags
+
+
+def test_monitor_val_acc_keeps_the_epoch_with_the_highest_validation_accuracy(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    splits = make_splits(learnable=False)  # memorising: loss and accuracy peak apart
+    changes: dict[str, Any] = {"model": {"layers": [400, 32, 10]}, "training": {"epochs": 12}}
+    by_loss = train.start(make_config(tmp_path, **changes), splits, tmp_path / "loss").run()
+    changes["training"]["early_stopping"] = {"monitor": "val_acc"}
+    trainer = train.start(make_config(tmp_path, **changes), splits, tmp_path / "acc")
+    recorder = Recorder(trainer)
+    by_acc = trainer.run(recorder)
+
+    # The same epochs either way: only what "best" means differs.
+    assert without_timing(by_acc.history) != without_timing(by_loss.history)  # "best" flags
+    losses = [r["val_loss"] for r in by_acc.history]
+    accuracies = [r["val_acc"] for r in by_acc.history]
+    assert losses == [r["val_loss"] for r in by_loss.history]
+    best_acc = int(np.argmax(accuracies)) + 1  # the first epoch with the highest accuracy
+    best_loss = int(np.argmin(losses)) + 1
+    assert best_acc != best_loss  # the case the monitor exists for
+    assert (by_acc.best_epoch, by_loss.best_epoch) == (best_acc, best_loss)
+    assert by_acc.best_accuracy == max(accuracies)
+    assert by_acc.best_loss == losses[best_acc - 1]
+    assert (by_acc.monitor, by_loss.monitor) == ("val_acc", "val_loss")
+    assert [r["best"] for r in by_acc.history] == _running_best(accuracies, float.__gt__)
+    assert [r["best"] for r in by_loss.history] == _running_best(losses, float.__lt__)
+
+    model = checkpoint.load(trainer.run_dir / checkpoint.MODEL_FILE)
+    flat = np.concatenate([w.ravel() for w in model.weights] + list(model.biases))
+    assert flat.tobytes() == recorder.after_epoch[best_acc].tobytes()
+    summary = model.metadata["training"]
+    assert summary["monitor"] == "val_acc"
+    assert (summary["best_epoch"], summary["weights_from_epoch"]) == (best_acc, best_acc)
+    assert summary["best_val_accuracy"] == max(accuracies)
+    loss_summary = checkpoint.load(tmp_path / "loss" / checkpoint.MODEL_FILE).metadata["training"]
+    assert (loss_summary["monitor"], loss_summary["best_epoch"]) == ("val_loss", best_loss)
+
+
+def test_early_stopping_patience_counts_epochs_without_a_higher_accuracy(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    cfg = make_config(
+        tmp_path,
+        model={"layers": [400, 32, 10]},
+        training={"epochs": 40, "early_stopping": {"monitor": "val_acc", "patience": 3}},
+    )
+    result = train.start(cfg, make_splits(learnable=False)).run()
+    assert result.status == "early_stopped"
+    accuracies = [r["val_acc"] for r in result.history]
+    assert result.best_epoch == int(np.argmax(accuracies)) + 1
+    assert len(result.history) == result.best_epoch + 3  # three epochs no higher, then stop
+    assert [r["best"] for r in result.history] == _running_best(accuracies, float.__gt__)
+
+
+def test_resume_is_exact_when_monitoring_accuracy(tmp_path: Path, no_curves: list[Path]) -> None:
+    splits = make_splits(learnable=False)
+    changes: dict[str, Any] = {
+        "model": {"layers": [400, 16, 10]},
+        "training": {"epochs": 5, "early_stopping": {"monitor": "val_acc", "patience": 3}},
+    }
+    whole = train.start(make_config(tmp_path, **changes), splits, tmp_path / "A").run()
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2 * STEPS_PER_EPOCH + 1
+
+    train.start(make_config(tmp_path, **changes), splits, tmp_path / "B").run(should_stop=stop)
+    resumed = train.resume(tmp_path / "B", train.resume_config(tmp_path / "B"), splits).run()
+    for name in (checkpoint.MODEL_FILE, train.CHECKPOINT_FILE):
+        assert arrays_of(tmp_path / "A" / name) == arrays_of(tmp_path / "B" / name), name
+    assert without_timing(resumed.history) == without_timing(whole.history)
+    assert (resumed.best_epoch, resumed.status) == (whole.best_epoch, whole.status)
+
+
+def test_a_model_file_without_a_monitor_was_picked_by_validation_loss(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from mlp_cli.render import print_model_summary
+
+    rng = np.random.default_rng(0)
+    meta = {
+        "hidden_activation": "relu",
+        "output_activation": "softmax",
+        "preprocessing": {"input_size": 20, "normalize": None},
+        "training": {
+            "status": "completed",
+            "epochs_run": 9,
+            "best_epoch": 7,
+            "best_val_accuracy": 0.5,
+            "best_val_loss": 1.25,
+            "seconds": 1.0,
+        },
+    }
+    weights = [rng.normal(size=(10, 400)).astype(np.float32)]
+    path = checkpoint.save(tmp_path / "old.npz", weights, [np.zeros(10, np.float32)], meta)
+    console = Console(record=True, width=200)
+    print_model_summary(console, checkpoint.load(path))
+    assert (
+        "best epoch    7 (lowest validation loss): validation loss 1.2500, accuracy 50.00%"
+        in console.export_text()
+    )
+
+
 # -- the run directory ------------------------------------------------------------------------
 
 
