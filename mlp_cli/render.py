@@ -171,8 +171,7 @@ class TrainDisplay(Callbacks):
         if info["n_val"]:
             monitor = cfg.training.early_stopping.monitor
             self.console.print(
-                f"[dim]{'':>7} * a new best epoch: {MONITORED[monitor]} "
-                f"(training.early_stopping.monitor: {monitor})[/]",
+                f"[dim]{'':>7} * new best: {MONITORED[monitor]} (early_stopping.monitor)[/]",
                 highlight=False,
             )
         self.progress.start()

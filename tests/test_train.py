@@ -427,35 +427,6 @@ def test_resume_is_exact_when_monitoring_accuracy(tmp_path: Path, no_curves: lis
     assert (resumed.best_epoch, resumed.status) == (whole.best_epoch, whole.status)
 
 
-def test_a_model_file_without_a_monitor_was_picked_by_validation_loss(tmp_path: Path) -> None:
-    from rich.console import Console
-
-    from mlp_cli.render import print_model_summary
-
-    rng = np.random.default_rng(0)
-    meta = {
-        "hidden_activation": "relu",
-        "output_activation": "softmax",
-        "preprocessing": {"input_size": 20, "normalize": None},
-        "training": {
-            "status": "completed",
-            "epochs_run": 9,
-            "best_epoch": 7,
-            "best_val_accuracy": 0.5,
-            "best_val_loss": 1.25,
-            "seconds": 1.0,
-        },
-    }
-    weights = [rng.normal(size=(10, 400)).astype(np.float32)]
-    path = checkpoint.save(tmp_path / "old.npz", weights, [np.zeros(10, np.float32)], meta)
-    console = Console(record=True, width=200)
-    print_model_summary(console, checkpoint.load(path))
-    assert (
-        "best epoch    7 (lowest validation loss): validation loss 1.2500, accuracy 50.00%"
-        in console.export_text()
-    )
-
-
 # -- the run directory ------------------------------------------------------------------------
 
 

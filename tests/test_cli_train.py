@@ -1,0 +1,202 @@
+"""`mlp train` and `mlp inspect` on the command line, on small synthetic data sets: what the
+summary, the epoch table and the saved summary say "best" means, the warning when resuming
+with more epochs reshapes a schedule, and run folders named after an overridden network.
+
+`mlp_cli.train.prepare_data` is replaced by the few hundred random inputs of
+`test_train.make_splits`, so each run takes well under a second.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_train import make_splits
+from typer.testing import CliRunner
+
+from mlp_cli import checkpoint, train
+from mlp_cli.cli import app
+from mlp_cli.train import Trainer
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def synthetic_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train on noise (a network can only memorise it, so validation loss and accuracy
+    peak at different epochs) and skip drawing curves.png."""
+    splits = make_splits(learnable=False)
+    monkeypatch.setattr(train, "prepare_data", lambda cfg, progressbar=False: splits)
+    monkeypatch.setattr(Trainer, "write_curves", lambda self: None)
+
+
+def config(tmp_path: Path, name: str = "unit-400-32-10", extra: str = "") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"""
+data: {{input_size: 20, validation_size: 48}}
+model: {{layers: 400-32-10}}
+optimizer: {{name: adam, lr: 0.01}}
+training: {{epochs: 12, batch_size: 16}}
+output: {{dir: {tmp_path / "runs"}}}
+{extra}
+"""
+    )
+    return path
+
+
+def mlp(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+# -- what "best" means -----------------------------------------------------------------------
+
+
+def test_the_summary_and_the_table_say_the_best_epoch_has_the_lowest_validation_loss(
+    tmp_path: Path,
+) -> None:
+    code, out, err = mlp("train", "--config", str(config(tmp_path)))
+    assert code == 0, err
+    saved = checkpoint.load(
+        tmp_path / "runs" / "unit-400-32-10" / "checkpoint.npz", checkpoint=True
+    )
+    history = saved.metadata["history"]
+    losses = [r["val_loss"] for r in history]
+    accuracies = [r["val_acc"] for r in history]
+    best = int(np.argmin(losses)) + 1
+    peak = int(np.argmax(accuracies)) + 1
+    assert peak != best and max(accuracies) > accuracies[best - 1]
+
+    assert "* new best: lowest validation loss (early_stopping.monitor)" in out
+    starred = [int(line.split()[0]) for line in out.splitlines() if line.rstrip().endswith(" *")]
+    assert starred == [r["epoch"] for r in history if r["best"]]
+    assert starred[-1] == best
+    assert (
+        f"best epoch {best} (lowest validation loss): validation loss {losses[best - 1]:.4f}, "
+        f"accuracy {100 * accuracies[best - 1]:.2f}%; its weights are in model.npz" in out
+    )
+    assert (
+        f"highest validation accuracy {100 * max(accuracies):.2f}% at epoch {peak}; to keep that "
+        "epoch instead: --set training.early_stopping.monitor=val_acc" in out
+    )
+
+    code, out, _ = mlp("inspect", "--model", str(tmp_path / "runs" / "latest"))
+    assert code == 0
+    assert re.search(
+        rf"best epoch +{best} \(lowest validation loss\): validation loss {losses[best - 1]:.4f}",
+        out,
+    )
+
+
+def test_monitoring_accuracy_shows_everywhere_best_appears(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    code, out, err = mlp(
+        "train", "--config", str(cfg), "--set", "training.early_stopping.monitor=val_acc"
+    )
+    assert code == 0, err
+    run = tmp_path / "runs" / "unit-400-32-10"
+    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).metadata["history"]
+    accuracies = [r["val_acc"] for r in history]
+    peak = int(np.argmax(accuracies)) + 1
+    assert "* new best: highest validation accuracy (early_stopping.monitor)" in out
+    assert f"best epoch {peak} (highest validation accuracy)" in out
+    assert "monitor=val_acc" not in out  # no hint to switch: accuracy is monitored
+    summary = checkpoint.load(run / "model.npz").metadata["training"]
+    assert (summary["monitor"], summary["best_epoch"]) == ("val_acc", peak)
+    code, out, _ = mlp("inspect", "--model", str(run))
+    assert re.search(rf"best epoch +{peak} \(highest validation accuracy\)", out)
+
+
+def test_an_unknown_monitor_is_refused(tmp_path: Path) -> None:
+    code, _, err = mlp(
+        "train", "--config", str(config(tmp_path)), "--set", "training.early_stopping.monitor=acc"
+    )
+    assert code == 2
+    assert "training.early_stopping.monitor" in err
+    assert "val_acc" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_model_file_without_a_monitor_was_picked_by_validation_loss(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    training = {"status": "completed", "epochs_run": 9, "best_epoch": 7}
+    training |= {"best_val_accuracy": 0.5, "best_val_loss": 1.25, "seconds": 1.0}
+    meta = {
+        "hidden_activation": "relu",
+        "output_activation": "softmax",
+        "preprocessing": {"input_size": 20, "normalize": None},
+        "training": training,  # as files written before the monitor was recorded
+    }
+    weights = [rng.normal(size=(10, 400)).astype(np.float32)]
+    path = checkpoint.save(tmp_path / "old.npz", weights, [np.zeros(10, np.float32)], meta)
+    code, out, _ = mlp("inspect", "--model", str(path))
+    assert code == 0
+    assert re.search(
+        r"best epoch +7 \(lowest validation loss\): validation loss 1\.2500, accuracy 50\.00%", out
+    )
+
+
+# -- resuming with more epochs -------------------------------------------------------------------
+
+
+def test_more_epochs_on_a_finished_cosine_run_warn_that_the_schedule_restarts(
+    tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path, extra="schedule: {name: cosine}")
+    code, _, err = mlp("train", "--config", str(cfg), "--set", "training.epochs=4")
+    assert code == 0, err
+    run = tmp_path / "runs" / "unit-400-32-10"
+    code, out, err = mlp("train", "--resume", str(run), "--set", "training.epochs=6", "--quiet")
+    assert code == 0, err
+    assert err.startswith("warning: the cosine learning-rate schedule is shaped by training.epochs")
+    assert "from 4 to 6" in err
+    # Cosine from 0.01: 0 at the end of 4 epochs, 0.01 * (1 + cos(pi * 4/6)) / 2 at epoch 4 of 6.
+    assert "after epoch 4 jumps from 0 to 0.0025 " in err
+    assert "--set training.epochs=6" in err
+    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).metadata["history"]
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
+    assert history[4]["lr"] > history[3]["lr"]  # the saw-tooth the warning announced
+
+
+@pytest.mark.parametrize("schedule", ["constant", "step"])
+def test_more_epochs_on_a_schedule_that_ignores_the_epoch_count_do_not_warn(
+    tmp_path: Path, schedule: str
+) -> None:
+    cfg = config(tmp_path, extra=f"schedule: {{name: {schedule}, step_size: 1}}")
+    assert mlp("train", "--config", str(cfg), "--set", "training.epochs=2")[0] == 0
+    run = tmp_path / "runs" / "unit-400-32-10"
+    code, _, err = mlp("train", "--resume", str(run), "--set", "training.epochs=3", "--quiet")
+    assert code == 0, err
+    assert "warning" not in err
+
+
+# -- run folders named after the network ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "folder"),
+    [
+        ("unit-400-32-10", ["model.layers=400-50-10"], "unit-400-50-10"),
+        ("unit-400-32-10", ["model.layers=[400, 20, 20, 10]"], "unit-400-20-20-10"),
+        ("small", ["model.layers=400-50-10"], "small-400-50-10"),
+        ("unit-400-32-10", ["model.layers=400-50-10", "name=mine"], "mine"),
+        ("unit-400-32-10", ["training.epochs=1"], "unit-400-32-10"),
+    ],
+)
+def test_the_run_folder_is_named_after_an_overridden_network(
+    tmp_path: Path, name: str, overrides: list[str], folder: str
+) -> None:
+    args = ["train", "--config", str(config(tmp_path, name)), "--set", "training.epochs=1"]
+    for override in overrides:
+        args += ["--set", override]
+    code, out, err = mlp(*args)
+    assert code == 0, err
+    run = tmp_path / "runs" / folder
+    assert [p.name for p in (tmp_path / "runs").iterdir() if p.name != "latest"] == [folder]
+    assert f"run directory: {run}" in out
+    saved = checkpoint.load(run / "model.npz")
+    assert saved.metadata["config"]["name"] == folder
+    assert "-".join(map(str, saved.layers)) in folder or folder == "mine"
