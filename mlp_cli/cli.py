@@ -303,6 +303,19 @@ def _load_model(model: Path | None) -> tuple[Path, Any]:
     return path, checkpoint.load(path)
 
 
+def _model_json(path: Path, saved: Any) -> dict[str, Any]:
+    """Which model answered, for the --json outputs: its file, format version and the mlp
+    that wrote it, and the mlp that is answering."""
+    return {
+        "model": {
+            "path": str(path),
+            "format_version": saved.metadata.get("format_version"),
+            "package_version": saved.metadata.get("package_version"),
+        },
+        "mlp_version": __version__,
+    }
+
+
 @app.command()
 @handle_errors
 def evaluate(
@@ -348,7 +361,7 @@ def evaluate(
             f"{100 * result.accuracy:.2f}%",
         )
     if json_:
-        typer.echo(json.dumps(result.to_json()))
+        typer.echo(json.dumps({**_model_json(path, saved), **result.to_json()}))
         return
     from mlp_cli.render import print_evaluation
 
@@ -376,33 +389,62 @@ def predict(
     raw: Annotated[
         bool, typer.Option("--raw", help="Images are already MNIST-style: skip preprocessing.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Every image in detail, also when there are more than 3."
+        ),
+    ] = False,
 ) -> None:
-    """Predict the digit in each image (PNG, JPEG, BMP, GIF, TIFF, WebP)."""
+    """Predict the digit in each image (PNG, JPEG, BMP, GIF, TIFF, WebP).
+
+    Up to 3 images are shown in detail (top 3 and a bar per digit); more are a table, one
+    row per image, and a summary.
+    """
+    import time
+
     from mlp_cli.predict import predict_files, save_inputs
 
     if save_input is not None:
         from mlp_cli.outputs import check_folder
 
         check_folder(save_input, "folder for --save-input")
-    _, saved = _load_model(model)
+    started = time.perf_counter()
+    path, saved = _load_model(model)
     predictions, failures = predict_files(saved, paths, raw=raw)
+    seconds = time.perf_counter() - started
     names = list(saved.metadata.get("class_names") or [str(i) for i in range(10)])
     saved_inputs = save_inputs(predictions, save_input) if save_input is not None else []
     if json_:
-        rows = [p.to_json(names) for p in predictions] + [f.to_json() for f in failures]
+        rows = [p.to_json(names) for p in predictions]
         for row, written in zip(rows, saved_inputs, strict=False):
             row["input_saved_as"] = str(written)
-        typer.echo(json.dumps(rows))
+        report = {
+            **_model_json(path, saved),
+            "predictions": rows,
+            "failures": [f.to_json() for f in failures],
+        }
+        typer.echo(json.dumps(report))
     else:
-        from mlp_cli.render import print_prediction
+        from mlp_cli.render import (
+            DETAILED_MAX,
+            prediction_summary,
+            prediction_table,
+            print_prediction,
+        )
 
-        for p in predictions:
-            print_prediction(console, p, names, show)
-        for p, written in zip(predictions, saved_inputs, strict=True):
+        if verbose or show or len(predictions) <= DETAILED_MAX:
+            for p in predictions:
+                print_prediction(console, p, names, show)
+        else:
+            console.print(prediction_table(predictions, names))
+        for p, written in zip(predictions, saved_inputs, strict=False):  # none without --save-input
             console.print(
                 Text.assemble("network input of ", plain(p.file), " saved as ", plain(written)),
                 soft_wrap=True,
             )
+        if len(predictions) + len(failures) > 1:
+            console.print(prediction_summary(len(predictions), len(failures), seconds))
     for failure in failures:
         err_console.print(
             Text.assemble(("error: ", "bold red"), plain(failure.message)), highlight=False

@@ -30,22 +30,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 @dataclass
 class Prediction:
     file: str
-    digit: str
+    digit: int  # the most probable class's index (the digit itself for MNIST)
     probability: float
     probabilities: list[float]  # one per class, in class order
     image: NDArray[np.float32]  # (28, 28) in [0, 1]: what the network was shown
 
-    def top(self, k: int = 3) -> list[tuple[str, float]]:
-        order = np.argsort(self.probabilities)[::-1][:k]
-        return [(str(i), float(self.probabilities[i])) for i in order]
+    def top(self, k: int = 3) -> list[tuple[int, float]]:
+        """The ``k`` most probable classes as (index, probability), most probable first."""
+        # Ties rank the lower index first, as argmax picks it.
+        order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k]
+        return [(int(i), float(self.probabilities[i])) for i in order]
 
     def to_json(self, class_names: Sequence[str]) -> dict[str, Any]:
         return {
             "file": self.file,
             "digit": self.digit,
+            "class_name": class_names[self.digit],
             "probability": self.probability,
             "probabilities": dict(zip(class_names, self.probabilities, strict=True)),
-            "top3": [{"digit": d, "probability": p} for d, p in self.top(3)],
+            "top3": [
+                {"digit": d, "class_name": class_names[d], "probability": p} for d, p in self.top(3)
+            ],
         }
 
 
@@ -116,11 +121,10 @@ def predict_files(
         X = prepare_inputs(digits, int(preprocessing["input_size"]))
         normalize_inputs(X, preprocessing)
         probabilities = build_model(saved).predict_proba(X)
-        names = saved.metadata.get("class_names") or [str(i) for i in range(X.shape[1])]
         for file, digit, p in zip(kept, digits, probabilities, strict=True):
             best = int(p.argmax())
             predictions.append(
-                Prediction(str(file), names[best], float(p[best]), [float(v) for v in p], digit)
+                Prediction(str(file), best, float(p[best]), [float(v) for v in p], digit)
             )
     return predictions, failures
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -333,6 +334,9 @@ def confusion_table(result: Evaluation) -> Table:
 # -- predict -------------------------------------------------------------------------------
 
 
+DETAILED_MAX = 3  # more predictions than this are a table, one row each, unless --verbose
+
+
 def probability_bars(probabilities: list[float], names: list[str], width: int = 30) -> Text:
     """One line per class: its name (from the model file, so plain text), a bar, a percentage."""
     lines = Text()
@@ -361,19 +365,42 @@ def digit_halfblocks(image: NDArray[np.float32]) -> Text:
 
 
 def print_prediction(console: Console, p: Prediction, names: list[str], show: bool) -> None:
-    top = ", ".join(f"{d} {100 * q:.1f}%" for d, q in p.top(3))
+    """One image in detail: the answer, the top 3 and a bar per class."""
+    top = ", ".join(f"{names[d]} {100 * q:.1f}%" for d, q in p.top(3))
     console.print(
         Text.assemble(
             plain(p.file, "bold"),
             ": ",
-            plain(p.digit, "bold green"),
-            f" ({100 * p.probability:.1f}%)   top 3: {top}",
+            plain(names[p.digit], "bold green"),
+            f" ({100 * p.probability:.1f}%)   top 3: ",
+            plain(top),
         ),
         highlight=False,
     )
     if show:
         console.print(digit_halfblocks(p.image), end="")
     console.print(probability_bars(p.probabilities, names), highlight=False)
+
+
+def prediction_table(predictions: list[Prediction], names: list[str]) -> Table:
+    """Many images, one row each: the answer and the runner-up with their probabilities."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("file", overflow="fold")
+    table.add_column("digit", justify="right", style="bold green")
+    table.add_column("probability", justify="right")
+    table.add_column("runner-up", justify="right")
+    table.add_column("probability", justify="right")
+    for p in predictions:
+        (first, q1), (second, q2) = p.top(2)
+        table.add_row(plain(p.file), plain(names[first]), _pct(q1), plain(names[second]), _pct(q2))
+    return table
+
+
+def prediction_summary(predicted: int, failed: int, seconds: float) -> str:
+    return (
+        f"{predicted} image{'s' * (predicted != 1)} predicted, {failed} failed"
+        f"{' (errors below)' if failed else ''}, in {_duration(seconds)}"
+    )
 
 
 # -- inspect -------------------------------------------------------------------------------

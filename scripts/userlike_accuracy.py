@@ -67,7 +67,8 @@ def main() -> int:
             text=True,
             check=False,
         )
-        rows = json.loads(result.stdout)
+        report = json.loads(result.stdout)
+        rows = report["predictions"] + report["failures"]
     per_kind: dict[str, list[bool]] = {}
     failed: dict[str, int] = {}
     for row in rows:

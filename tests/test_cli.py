@@ -8,6 +8,7 @@ MNIST served from a loopback mirror (the `mnist_mirror` fixture).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -220,6 +221,9 @@ def test_end_to_end_train_evaluate_predict(
     code, out, err = run("evaluate", "--model", str(trained), "--json")
     assert code == 0, err
     report = json.loads(out)
+    assert report["model"]["path"] == str(trained / "model.npz")
+    assert report["model"]["format_version"] == 1
+    assert report["model"]["package_version"] == report["mlp_version"] == __version__
     assert report["n"] == 10_000
     assert 0.85 < report["accuracy"] <= 1.0
     assert set(report) >= {"accuracy", "loss", "n", "per_class", "confusion"}
@@ -247,15 +251,19 @@ def test_end_to_end_train_evaluate_predict(
     (folder / "notes.png").write_text("not an image")
     code, out, err = run("predict", str(folder), "--model", str(trained), "--json")
     assert code == 1  # one file failed ...
-    rows = json.loads(out)
-    good = [r for r in rows if "digit" in r]
+    predicted = json.loads(out)
+    assert predicted["model"]["path"] == str(trained / "model.npz")
+    assert predicted["mlp_version"] == __version__
+    good = predicted["predictions"]
     assert len(good) == 5  # ... the others were still predicted
+    assert [f["file"] for f in predicted["failures"]] == [str(folder / "notes.png")]
     assert "notes.png" in err
     assert "Traceback" not in err
     for r in good:
-        assert set(r) >= {"file", "digit", "probability", "probabilities"}
+        assert set(r) >= {"file", "digit", "class_name", "probability", "probabilities"}
+        assert r["class_name"] == str(r["digit"])
         assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
-    hits = sum(r["digit"] == Path(r["file"]).stem.split("-")[1] for r in good)
+    hits = sum(r["digit"] == int(Path(r["file"]).stem.split("-")[1]) for r in good)
     assert hits >= 4
 
     # Users' pictures of the same digits (ink on paper, photos, JPEG, transparent PNG,
@@ -271,9 +279,9 @@ def test_end_to_end_train_evaluate_predict(
     code, out, err = run("predict", str(users), "--model", str(trained), "--json")
     assert code == 0, err
     on_originals = {int(i): int(d) for i, d in zip(pick, z[pick].argmax(1), strict=True)}
-    answers = json.loads(out)
+    answers = json.loads(out)["predictions"]
     assert len(answers) == 25 * len(userlike.RENDERERS)
-    agree = [int(r["digit"]) == on_originals[int(Path(r["file"]).name[:5])] for r in answers]
+    agree = [r["digit"] == on_originals[int(Path(r["file"]).name[:5])] for r in answers]
     assert np.mean(agree) >= 0.9
 
     code, out, _ = run("inspect", "--model", str(trained))
@@ -340,14 +348,15 @@ def test_predict_reports_each_bad_file_and_still_predicts_the_rest(
 
     result = runner.invoke(app, ["predict", *args, "--model", str(random_model), "--json"])
     assert result.exit_code == 1
-    rows = json.loads(result.stdout)
-    assert [r["file"] for r in rows if "digit" in r] == [str(good)]
+    report = json.loads(result.stdout)
+    assert [r["file"] for r in report["predictions"]] == [str(good)]
     errors = result.stderr
     assert "Traceback" not in errors
     for path in bad:
         assert path.name in errors, path.name
     assert "*.jpeg" in errors  # a glob that matches nothing
-    assert len([r for r in rows if "error" in r]) == len(bad) + 1
+    assert len(report["failures"]) == len(bad) + 1
+    assert all(set(f) == {"file", "error"} for f in report["failures"])
 
 
 def _predict_and_saved_input(
@@ -377,3 +386,118 @@ def test_predict_show_and_save_input(random_model: Path, tmp_path: Path) -> None
 def test_predict_raw_skips_preprocessing(random_model: Path, tmp_path: Path) -> None:
     _, pixels = _predict_and_saved_input(random_model, tmp_path, "--raw")
     assert pixels[0, 0] == 255  # the white paper is kept: no inversion, no centring
+
+
+# -- predict: many images --------------------------------------------------------------------
+
+
+def _digit_folder(folder: Path, names: list[str]) -> Path:
+    """PNGs of dark printed digits on white paper, one per name (its first character drawn)."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir()
+    for name in names:
+        image = Image.new("L", (12, 14), 255)
+        ImageDraw.Draw(image).text((3, 1), name[0], fill=0)
+        image.resize((60, 70), Image.Resampling.NEAREST).save(folder / name)
+    return folder
+
+
+SIX = ["0.png", "1.png", "2.png", "3.png", "[bold]4[red].png", "5.png"]
+
+
+def _predict_in(folder: Path, model: Path, *flags: str) -> tuple[int, str, str]:
+    result = runner.invoke(
+        app, ["predict", folder.name, "--model", str(model), *flags], env={"COLUMNS": "120"}
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_predicting_a_folder_prints_one_row_per_image_and_a_summary(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _digit_folder(tmp_path / "digits", SIX)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _predict_in(folder, random_model, "--json")
+    assert code == 0, err
+    answers = json.loads(out)["predictions"]
+    code, out, err = _predict_in(folder, random_model)
+    assert code == 0, err
+    assert "top 3" not in out  # no detailed view ...
+    assert "█" not in out
+    lines = out.splitlines()
+    assert lines[0].split() == ["file", "digit", "probability", "runner-up", "probability"]
+    rows = [line.split() for line in lines if line.startswith("digits/")]
+    expected = []
+    for a in answers:
+        (first, p1), (second, p2) = sorted(
+            ((int(k), v) for k, v in a["probabilities"].items()), key=lambda kv: -kv[1]
+        )[:2]
+        assert first == a["digit"]
+        expected.append(
+            [a["file"], str(first), f"{100 * p1:.2f}%", str(second), f"{100 * p2:.2f}%"]
+        )
+    assert rows == expected  # ... one row per image, the file name as it is
+    assert sorted(r[0] for r in rows) == sorted(f"digits/{name}" for name in SIX)
+    assert re.fullmatch(r"6 images predicted, 0 failed, in \d+\.\ds", lines[-1])
+    assert len(lines) == 2 + 6 + 1  # header, rule, rows, summary
+
+
+def test_predicting_a_folder_with_a_bad_file_counts_it_and_exits_1(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _digit_folder(tmp_path / "digits", SIX)
+    (folder / "notes.png").write_text("not an image")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _predict_in(folder, random_model)
+    assert code == 1
+    assert len([line for line in out.splitlines() if line.startswith("digits/")]) == 6
+    assert re.search(r"^6 images predicted, 1 failed \(errors below\), in ", out, re.M)
+    assert err.startswith("error: ")
+    assert "digits/notes.png" in err
+    assert "Traceback" not in err
+
+
+def test_few_images_or_verbose_show_each_image_in_detail(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _digit_folder(tmp_path / "digits", SIX)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = _predict_in(folder, random_model, "--verbose")
+    assert code == 0
+    assert out.count("top 3: ") == 6
+    assert "[bold]4[red].png: " in out  # a file name is printed as it is, never as markup
+    assert out.splitlines()[-1].startswith("6 images predicted, 0 failed, in ")
+    three = _digit_folder(tmp_path / "three", SIX[:3])
+    code, out, _ = _predict_in(three, random_model)
+    assert code == 0
+    assert out.count("top 3: ") == 3
+    assert out.count("█") >= 3
+    assert "runner-up" not in out
+    code, out, _ = _predict_in(three / "0.png", random_model)
+    assert out.count("top 3: ") == 1
+    assert "predicted" not in out  # one image: no summary
+
+
+def test_predict_json_has_numeric_digits_and_names_the_model(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _digit_folder(tmp_path / "digits", SIX)
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = _predict_in(folder, random_model, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["model"] == {
+        "path": str(random_model),
+        "format_version": 1,
+        "package_version": None,  # this file was not written by `mlp train`
+    }
+    assert report["mlp_version"] == __version__
+    assert report["failures"] == []
+    assert len(report["predictions"]) == 6
+    for r in report["predictions"]:
+        assert type(r["digit"]) is int
+        assert r["class_name"] == str(r["digit"])
+        assert r["probability"] == max(r["probabilities"].values())
+        assert [type(t["digit"]) for t in r["top3"]] == [int, int, int]
+        assert r["top3"][0]["digit"] == r["digit"]
