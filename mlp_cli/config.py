@@ -514,7 +514,8 @@ class Config(_Section):
                 (
                     ("training", "early_stopping", "patience"),
                     f"is {patience} but data.validation_size is 0, so there is no validation"
-                    " loss to watch; set data.validation_size above 0 or remove patience",
+                    f" split whose {self.training.early_stopping.monitor} it could watch; set"
+                    " data.validation_size above 0 or remove patience",
                 )
             )
         if problems:

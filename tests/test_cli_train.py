@@ -110,6 +110,21 @@ def test_monitoring_accuracy_shows_everywhere_best_appears(tmp_path: Path) -> No
     assert re.search(rf"best epoch +{peak} \(highest validation accuracy\)", out)
 
 
+def test_without_restore_best_the_summary_says_model_npz_holds_the_last_epoch(
+    tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path)
+    code, out, err = mlp(
+        "train", "--config", str(cfg), "--set", "training.early_stopping.restore_best=false"
+    )
+    assert code == 0, err
+    run = tmp_path / "runs" / "unit-400-32-10"
+    summary = checkpoint.load(run / "model.npz").metadata["training"]
+    assert summary["best_epoch"] != 12
+    assert f"best epoch {summary['best_epoch']} (lowest validation loss)" in out
+    assert "; model.npz holds epoch 12 (restore_best is off)" in out
+
+
 def test_an_unknown_monitor_is_refused(tmp_path: Path) -> None:
     code, _, err = mlp(
         "train", "--config", str(config(tmp_path)), "--set", "training.early_stopping.monitor=acc"
