@@ -68,7 +68,8 @@ def test_the_summary_and_the_table_say_the_best_epoch_has_the_lowest_validation_
     accuracies = [r["val_acc"] for r in history]
     best = int(np.argmin(losses)) + 1
     peak = int(np.argmax(accuracies)) + 1
-    assert peak != best and max(accuracies) > accuracies[best - 1]
+    assert peak != best
+    assert max(accuracies) > accuracies[best - 1]
 
     assert "* new best: lowest validation loss (early_stopping.monitor)" in out
     starred = [int(line.split()[0]) for line in out.splitlines() if line.rstrip().endswith(" *")]
@@ -164,7 +165,7 @@ def test_more_epochs_on_a_finished_cosine_run_warn_that_the_schedule_restarts(
     code, _, err = mlp("train", "--config", str(cfg), "--set", "training.epochs=4")
     assert code == 0, err
     run = tmp_path / "runs" / "unit-400-32-10"
-    code, out, err = mlp("train", "--resume", str(run), "--set", "training.epochs=6", "--quiet")
+    code, _, err = mlp("train", "--resume", str(run), "--set", "training.epochs=6", "--quiet")
     assert code == 0, err
     assert err.startswith("warning: the cosine learning-rate schedule is shaped by training.epochs")
     assert "from 4 to 6" in err
