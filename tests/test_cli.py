@@ -407,8 +407,10 @@ SIX = ["0.png", "1.png", "2.png", "3.png", "[bold]4[red].png", "5.png"]
 
 
 def _predict_in(folder: Path, model: Path, *flags: str) -> tuple[int, str, str]:
+    """Predict ``folder`` (a file or folder in the current one) as a user would type it."""
+    target = str(folder.relative_to(Path.cwd()))
     result = runner.invoke(
-        app, ["predict", folder.name, "--model", str(model), *flags], env={"COLUMNS": "120"}
+        app, ["predict", target, "--model", str(model), *flags], env={"COLUMNS": "120"}
     )
     return result.exit_code, result.stdout, result.stderr
 
@@ -475,7 +477,8 @@ def test_few_images_or_verbose_show_each_image_in_detail(
     assert out.count("█") >= 3
     assert "runner-up" not in out
     code, out, _ = _predict_in(three / "0.png", random_model)
-    assert out.count("top 3: ") == 1
+    assert code == 0
+    assert out.count("three/0.png: ") == 1
     assert "predicted" not in out  # one image: no summary
 
 
