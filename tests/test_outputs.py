@@ -239,7 +239,7 @@ def test_save_input_gives_two_images_of_one_name_two_files_and_says_which(
         "predict", first, second, "--model", run_dir, "--save-input", folder, "--json"
     )
     assert code == 0
-    rows = json.loads(out)
+    rows = json.loads(out)["predictions"]
     assert [r["input_saved_as"] for r in rows] == [
         str(folder / "x-input.png"),
         str(folder / "x-2-input.png"),
