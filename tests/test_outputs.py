@@ -489,7 +489,7 @@ def test_model_metadata_with_markup_is_printed_as_text() -> None:
     print_model_summary(console, saved)
     image = np.zeros((28, 28), np.float32)
     print_prediction(
-        console, Prediction("[b]p.png", names[1], 0.5, [0.2, 0.5, 0.3], image), names, False
+        console, Prediction("[b]p.png", 1, 0.5, [0.2, 0.5, 0.3], image), names, False
     )
     text = console.file.getvalue()  # type: ignore[attr-defined]
     for value in ("[bold]f", "[/]soft\\x1b[2Jmax", "[blink]done", "\\x1b]0;title\\x07", "[red]f"):
