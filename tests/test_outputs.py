@@ -488,9 +488,7 @@ def test_model_metadata_with_markup_is_printed_as_text() -> None:
     console = Console(file=io.StringIO(), width=200, color_system=None)
     print_model_summary(console, saved)
     image = np.zeros((28, 28), np.float32)
-    print_prediction(
-        console, Prediction("[b]p.png", 1, 0.5, [0.2, 0.5, 0.3], image), names, False
-    )
+    print_prediction(console, Prediction("[b]p.png", 1, 0.5, [0.2, 0.5, 0.3], image), names, False)
     text = console.file.getvalue()  # type: ignore[attr-defined]
     for value in ("[bold]f", "[/]soft\\x1b[2Jmax", "[blink]done", "\\x1b]0;title\\x07", "[red]f"):
         assert value in text, value
