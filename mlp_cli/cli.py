@@ -26,6 +26,7 @@ from rich.text import Text
 from mlp_cli import __version__
 from mlp_cli.errors import MLPError
 from mlp_cli.plain import plain
+from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import let_blas_workers_sleep
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from mlp_cli.train import Splits
 
 EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
-DEFAULT_CONFIG = "configs/mnist-400-25-10.yaml"
 
 app = typer.Typer(
     name="mlp",
@@ -107,7 +107,14 @@ def root(
 
 
 ConfigArg = Annotated[
-    Path, typer.Option("--config", "-c", help="YAML config file.", show_default=True)
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="NAME|FILE",
+        help="A shipped config's name (see mlp config list) or a YAML file.",
+        show_default=True,
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
@@ -545,16 +552,46 @@ def data_path() -> None:
 # -- config ----------------------------------------------------------------------------------
 
 
+@config_app.command("list")
+@handle_errors
+def config_list() -> None:
+    """List the shipped configs: name, expected MNIST test accuracy and what each trains."""
+    from rich.table import Table
+
+    from mlp_cli.shipped import shipped_configs
+
+    table = Table(title="shipped configs", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("expected", justify="right", no_wrap=True)
+    table.add_column("description")
+    for shipped in shipped_configs():
+        expected = f">= {shipped.expected:.1f}%" if shipped.expected is not None else "-"
+        table.add_row(shipped.name, expected, shipped.description)
+    console.print(table)
+    _print_command("train one with: ", "mlp train --config NAME")
+    _print_command("start your own from one with: ", "mlp config show NAME > my.yaml")
+
+
 @config_app.command("show")
 @handle_errors
 def config_show(
-    file: Annotated[Path, typer.Argument(help="YAML config file.")] = Path(DEFAULT_CONFIG),
+    file: Annotated[
+        Path,
+        typer.Argument(metavar="NAME|FILE", help="A shipped config's name or a YAML file."),
+    ] = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
 ) -> None:
-    """Print the resolved config: the file with defaults filled in and overrides applied."""
+    """Print the resolved config (defaults filled in, overrides applied) under the file's
+    header comment: `mlp config show NAME > my.yaml` starts a config of your own."""
     from mlp_cli.config import dump_config, load_config
+    from mlp_cli.shipped import header_lines, resolve
 
-    typer.echo(dump_config(load_config(file, list(set_ or []))), nl=False)
+    overrides = list(set_ or [])
+    cfg = load_config(file, overrides)
+    header = header_lines(resolve(file).read_text(encoding="utf-8-sig"))
+    header += [f"then overridden with --set {override}" for override in overrides]
+    comments = "".join(f"# {line}".rstrip() + "\n" for line in header)
+    typer.echo(comments + ("\n" if comments else "") + dump_config(cfg), nl=False)
 
 
 @config_app.command("schema")
@@ -564,6 +601,11 @@ def config_schema() -> None:
     from mlp_cli.config import config_schema as schema
 
     typer.echo(json.dumps(schema(), indent=2))
+
+
+def _print_command(text: str, command: str) -> None:
+    """A line ending in a command to type, which a narrow terminal must not break apart."""
+    console.print(Text.assemble(text, (command, "bold")), soft_wrap=True, highlight=False)
 
 
 def main() -> None:

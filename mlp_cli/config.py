@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "config_from_dict",
     "config_from_yaml",
     "config_schema",
-    "default_config_path",
     "dump_config",
     "load_config",
     "parse_override",
@@ -1095,19 +1095,21 @@ def _validate(data: Any, origins: Origins, source: str) -> Config:
 # --------------------------------------------------------------------------------------------
 
 
-def default_config_path() -> str:
-    """The config used when none is given, relative to the project root."""
-    return "configs/mnist-400-25-10.yaml"
+def _not_found(path: Path, source: str) -> ConfigError:
+    names = [c.name for c in shipped.shipped_configs()]
+    hint = _did_you_mean(path.name.removesuffix(".yaml"), names)
+    return ConfigError(
+        f"config file '{source}' not found (looked for {path.absolute()}){hint or '.'}"
+        f" Give the path of a YAML file or the name of a shipped config: {', '.join(names)}"
+        " (`mlp config list` describes them)."
+    )
 
 
 def _read_text(path: Path, source: str) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(
-            f"config file '{source}' not found (looked for {path.absolute()}); check the path,"
-            f" or start from {default_config_path()}."
-        ) from None
+        raise _not_found(path, source) from None
     except IsADirectoryError:
         raise ConfigError(
             f"config file '{source}' is a folder; give the path of a .yaml file in it."
@@ -1144,11 +1146,14 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
 
     `overrides` are ``KEY.PATH=VALUE`` strings applied in order after reading, as given to
     ``--set`` (values are read as YAML: ``training.epochs=5``, ``model.layers=784-100-10``).
-    `name` defaults to the file's stem. Raises `ConfigError` on any problem.
+    `path` may also be the name of a shipped config (``mnist-400-25-10``, see
+    `mlp_cli.shipped`) when no file of that name exists. `name` defaults to the file's stem.
+    Raises `ConfigError` on any problem.
     """
-    source = str(path)
-    text = _read_text(Path(path), source)
-    return _load(text, source, overrides, Path(path).stem)
+    resolved = shipped.resolve(path)
+    source = str(resolved) if resolved != Path(path) else str(path)
+    text = _read_text(resolved, source)
+    return _load(text, source, overrides, resolved.stem)
 
 
 def config_from_yaml(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> Config:

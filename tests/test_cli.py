@@ -119,6 +119,52 @@ def test_config_show_round_trips_and_applies_overrides(tmp_path: Path) -> None:
     assert cfg.model.layers == [784, 100, 10]
 
 
+def test_config_list_shows_each_shipped_config_with_its_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.shipped import shipped_configs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run("config", "list")
+    assert code == 0
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│" in line}
+    for config in shipped_configs():
+        assert f">= {config.expected:.1f}%" in rows[config.name]
+    assert ">= 96.0%" in rows["mnist-400-25-10"]
+    assert "20x20 pixels" in rows["mnist-400-25-10"]
+    assert "mlp config show NAME > my.yaml" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_show_name_starts_a_config_of_ones_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run("config", "show", "mnist-400-25-10", "--set", "training.epochs=7")
+    assert code == 0
+    assert out.startswith("# The network of the classic handwritten-digit exercise")
+    assert "# expected: >= 96.0% test accuracy\n" in out
+    assert "# then overridden with --set training.epochs=7\n" in out
+    mine = load_config(write(tmp_path, out, "my.yaml"))
+    assert mine == load_config("mnist-400-25-10", ["training.epochs=7"])
+    assert mine.training.epochs == 7
+
+
+def test_without_a_run_evaluate_suggests_a_command_that_works_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("evaluate")
+    assert code == 2
+    assert "Train one with `mlp train`" in " ".join(err.split())
+    assert "configs/" not in err
+    code, out, _ = run("train", "--help")
+    assert "mnist-400-25-10" in out
+
+
 def test_config_schema_is_json() -> None:
     code, out, _ = run("config", "schema")
     schema = json.loads(out)
