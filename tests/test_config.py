@@ -13,6 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlp_cli import shipped
 from mlp_cli.config import (
     AdamConfig,
     Config,
@@ -25,7 +26,6 @@ from mlp_cli.config import (
     load_config,
     parse_override,
 )
-from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

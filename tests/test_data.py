@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import MNIST_LOCAL_COPY, LoopbackServer, ServeFolder
+from conftest import LoopbackServer, ServeFolder, real_mnist_bytes
 
 from mlp_cli import data
 from mlp_cli.errors import DataError, UsageError
@@ -574,7 +574,7 @@ def test_real_mnist_end_to_end(mnist_mirror: LoopbackServer) -> None:
     paths = data.fetch_mnist()
 
     for stem, path in paths.items():
-        original = gzip.decompress((MNIST_LOCAL_COPY / f"{stem}.gz").read_bytes())
+        original = real_mnist_bytes(stem)
         assert sha256(path.read_bytes()) == sha256(original) == data.MNIST_FILES[stem]
     assert all(row["verified"] for row in data.mnist_info())
 
