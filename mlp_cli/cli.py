@@ -168,11 +168,15 @@ def _blas_threads(threads: int | None) -> Iterator[None]:
 
 
 def _load_training_data(cfg: Config, quiet: bool) -> Splits:
+    from mlp_cli import data
     from mlp_cli.render import DownloadBar
     from mlp_cli.train import prepare_data
 
     bar = DownloadBar(err_console) if not quiet else None
     try:
+        # The test files too, in the same progress display: `mlp evaluate` then works offline.
+        if any(path is None for path in data.cached_files().values()):
+            data.fetch_mnist(mirror=cfg.data.mirror, progressbar=bar or False)
         return prepare_data(cfg, progressbar=bar or False)
     finally:
         if bar is not None:

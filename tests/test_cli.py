@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LoopbackServer
 from numpy.typing import NDArray
 from typer.testing import CliRunner
 
@@ -238,6 +239,27 @@ def test_invalid_model_file_is_a_clean_error(tmp_path: Path) -> None:
 
 
 # -- end to end on the real MNIST ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_train_fetches_the_test_set_too_so_evaluate_works_offline(
+    mnist_mirror: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import data
+
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path, GOOD, "tiny.yaml")
+    code, _, err = run("train", "--config", str(config))
+    assert code == 0, err
+    assert sorted(mnist_mirror.requested) == sorted(f"/{stem}.gz" for stem in data.MNIST_FILES)
+    for stem in data.MNIST_FILES:  # one progress display names every file it fetched
+        assert f"{stem}.gz" in err
+
+    monkeypatch.delenv(data.MIRROR_ENV)  # offline from here on: no mirror at all
+    code, out, err = run("evaluate", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 10_000
+    assert len(mnist_mirror.requested) == len(data.MNIST_FILES)
 
 
 @pytest.fixture(scope="module")
