@@ -16,6 +16,8 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
+from inspect import Parameter, signature
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -32,6 +34,15 @@ from mlp_cli.threads import let_blas_workers_sleep
 if TYPE_CHECKING:
     from mlp_cli.config import Config
     from mlp_cli.train import Splits
+
+
+class Split(StrEnum):
+    """The MNIST images `mlp evaluate` scores (a choice, so the shell completes it)."""
+
+    test = "test"
+    val = "val"
+    train = "train"
+
 
 EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
 
@@ -61,11 +72,23 @@ def _debugging() -> bool:
     return _debug["on"] or os.environ.get("MLP_DEBUG", "") not in ("", "0")
 
 
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", metavar="", help="Show tracebacks for errors (or set MLP_DEBUG=1)."),
+]
+
+
 def handle_errors(command: F) -> F:
-    """Turn library errors into a message on stderr and their exit code."""
+    """Turn library errors into a message on stderr and their exit code.
+
+    The command also gets a ``--debug`` option, so that it works after the command's name
+    (``mlp train --debug``) as well as before it.
+    """
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> Any:
+        if debug:
+            _debug["on"] = True
         try:
             return command(*args, **kwargs)
         except MLPError as exc:
@@ -81,6 +104,11 @@ def handle_errors(command: F) -> F:
             err_console.print("interrupted", style="yellow")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
+    params = signature(command, eval_str=True)
+    debug = Parameter("debug", Parameter.KEYWORD_ONLY, default=False, annotation=DebugOpt)
+    wrapper.__signature__ = params.replace(  # type: ignore[attr-defined]
+        parameters=[*params.parameters.values(), debug]
+    )
     return wrapper  # type: ignore[return-value]
 
 
@@ -95,12 +123,15 @@ def root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+            "--version",
+            "-V",
+            callback=_version,
+            is_eager=True,
+            metavar="",
+            help="Print the version.",
         ),
     ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks for errors (or set MLP_DEBUG=1).")
-    ] = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Train, evaluate and inspect NumPy multilayer perceptrons on handwritten digits."""
     _debug["on"] = debug
@@ -119,12 +150,20 @@ ConfigArg = Annotated[
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", "-s", help="Override a config key, e.g. --set optimizer.lr=1e-3 (repeatable)."
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a config key, e.g. --set optimizer.lr=1e-3 (repeatable).",
     ),
 ]
 ModelOpt = Annotated[
     Path | None,
-    typer.Option("--model", "-m", help="A .npz model or a run directory [default: runs/latest]."),
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="FILE|DIR",
+        help="A .npz model or a run directory (default: runs/latest, the newest run).",
+    ),
 ]
 
 
@@ -183,25 +222,63 @@ def _load_training_data(cfg: Config, quiet: bool) -> Splits:
             bar.stop()
 
 
+# The flags every trainer has, each a shortcut for one --set key (same parsing and checks).
+SHORTCUTS = {
+    "epochs": "training.epochs",
+    "lr": "optimizer.lr",
+    "batch_size": "training.batch_size",
+    "seed": "training.seed",
+    "layers": "model.layers",
+}
+_SHORTCUT_PANEL = "Shortcuts for --set (applied after it)"
+
+
+def _shortcut(flag: str, metavar: str) -> Any:
+    key = SHORTCUTS[flag.removeprefix("--").replace("-", "_")]
+    return typer.Option(
+        flag,
+        metavar=metavar,
+        help=f"Same as --set {key}={metavar}.",
+        rich_help_panel=_SHORTCUT_PANEL,
+    )
+
+
 @app.command()
 @handle_errors
 def train(
     config: ConfigArg = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
+    epochs: Annotated[str | None, _shortcut("--epochs", "N")] = None,
+    lr: Annotated[str | None, _shortcut("--lr", "RATE")] = None,
+    batch_size: Annotated[str | None, _shortcut("--batch-size", "N")] = None,
+    seed: Annotated[str | None, _shortcut("--seed", "N")] = None,
+    layers: Annotated[str | None, _shortcut("--layers", "SIZES")] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/<name>].")
+        Path | None,
+        typer.Option("--out", "-o", metavar="DIR", help="Run directory (default: runs/<name>)."),
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", help="Continue the run in this directory from its checkpoint."),
+        typer.Option(
+            "--resume",
+            metavar="DIR",
+            help="Continue the run in this directory from its checkpoint.",
+        ),
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option("--threads", min=1, help="Limit BLAS and update threads (config key too)."),
+        typer.Option(
+            "--threads", min=1, metavar="N", help="Limit BLAS and update threads (config key too)."
+        ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", metavar="", help="Print only the summary.")
+    ] = False,
     json_: Annotated[
-        bool, typer.Option("--json", help="One JSON object per epoch on stdout, nothing else.")
+        bool,
+        typer.Option(
+            "--json", metavar="", help="One JSON object per epoch on stdout, nothing else."
+        ),
     ] = False,
 ) -> None:
     """Train a network from a YAML config; writes a run directory with the model."""
@@ -209,7 +286,10 @@ def train(
     from mlp_cli.config import load_config
     from mlp_cli.render import JsonLines, TrainDisplay
 
-    overrides = list(set_ or [])
+    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "layers": layers}
+    overrides = list(set_ or []) + [
+        f"{SHORTCUTS[name]}={value}" for name, value in given.items() if value is not None
+    ]
     if resume is not None:
         cfg = training.resume_config(resume, overrides)
     else:
@@ -256,11 +336,15 @@ def train(
 def gradcheck(
     config: ConfigArg = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
-    batch: Annotated[int, typer.Option(min=1, help="Examples in the random batch.")] = 8,
+    batch: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Examples in the random batch.")
+    ] = 8,
     entries: Annotated[
-        int, typer.Option(min=1, help="Entries checked per parameter array at most.")
+        int, typer.Option(min=1, metavar="N", help="Entries checked per parameter array at most.")
     ] = 200,
-    seed: Annotated[int, typer.Option(help="Seed for the random network and batch.")] = 0,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed for the random network and batch.")
+    ] = 0,
 ) -> None:
     """Check backpropagation against central differences (float64) for a config's network."""
     from rich.table import Table
@@ -308,28 +392,32 @@ def _load_model(model: Path | None) -> tuple[Path, Any]:
 def evaluate(
     model: ModelOpt = None,
     split: Annotated[
-        str, typer.Option(help="Which images: test, val (held out in training) or train.")
-    ] = "test",
-    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        Split, typer.Option(help="Which images: test, val (held out in training) or train.")
+    ] = Split.test,
+    json_: Annotated[
+        bool, typer.Option("--json", metavar="", help="Print one JSON object.")
+    ] = False,
     misclassified: Annotated[
         Path | None,
-        typer.Option(help="Write the worst mistakes as PNGs (and a gallery) into this folder."),
+        typer.Option(
+            metavar="DIR", help="Write the worst mistakes as PNGs (and a gallery) into this folder."
+        ),
     ] = None,
-    count: Annotated[int, typer.Option(min=1, help="How many mistakes to write.")] = 50,
+    count: Annotated[
+        int, typer.Option(min=1, metavar="N", help="How many mistakes to write.")
+    ] = 50,
     plot: Annotated[
-        Path | None, typer.Option(help="Write a confusion-matrix heatmap (PNG) here.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Write a confusion-matrix heatmap (PNG) here."),
     ] = None,
 ) -> None:
     """Score a trained model on an MNIST split: accuracy, loss, per-class metrics, confusions."""
-    from mlp_cli.errors import UsageError
     from mlp_cli.evaluate import evaluate as run_evaluation
     from mlp_cli.evaluate import split_images
 
-    if split not in ("test", "val", "train"):
-        raise UsageError(f"--split must be test, val or train, not {split!r}")
     path, saved = _load_model(model)
-    images, labels = split_images(saved, split)  # type: ignore[arg-type]
-    result = run_evaluation(saved, images, labels, split)
+    images, labels = split_images(saved, split.value)
+    result = run_evaluation(saved, images, labels, split.value)
     if misclassified is not None:
         _write_mistakes(result, images, misclassified, count)
     if plot is not None:
@@ -339,7 +427,7 @@ def evaluate(
             result.confusion,
             plot,
             class_names=result.class_names,
-            title=f"{path.parent.name or path.name}: {split} split, accuracy "
+            title=f"{path.parent.name or path.name}: {split.value} split, accuracy "
             f"{100 * result.accuracy:.2f}%",
         )
     if json_:
@@ -379,17 +467,23 @@ def _write_mistakes(result: Any, images: Any, folder: Path, count: int) -> None:
 @app.command()
 @handle_errors
 def predict(
-    paths: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    paths: Annotated[
+        list[str], typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.")
+    ],
     model: ModelOpt = None,
-    json_: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print a JSON list.")] = False,
     show: Annotated[
-        bool, typer.Option("--show", help="Draw the 28x28 input the network sees.")
+        bool, typer.Option("--show", metavar="", help="Draw the 28x28 input the network sees.")
     ] = False,
     save_input: Annotated[
-        Path | None, typer.Option(help="Write each 28x28 network input as a PNG here.")
+        Path | None,
+        typer.Option(metavar="DIR", help="Write each 28x28 network input as a PNG here."),
     ] = None,
     raw: Annotated[
-        bool, typer.Option("--raw", help="Images are already MNIST-style: skip preprocessing.")
+        bool,
+        typer.Option(
+            "--raw", metavar="", help="Images are already MNIST-style: skip preprocessing."
+        ),
     ] = False,
 ) -> None:
     """Predict the digit in each image (PNG, JPEG, BMP, GIF, TIFF, WebP)."""
@@ -443,10 +537,15 @@ def inspect(model: ModelOpt = None) -> None:
 @handle_errors
 def show_hidden(
     model: ModelOpt = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("hidden.png"),
-    layer: Annotated[int, typer.Option(min=1, help="Which hidden layer (1 = first).")] = 1,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="PNG to write.")] = Path(
+        "hidden.png"
+    ),
+    layer: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Which hidden layer (1 = first).")
+    ] = 1,
     terminal: Annotated[
-        bool, typer.Option(help="Also draw the units in the terminal (up to 36 units).")
+        bool,
+        typer.Option(metavar="", help="Also draw the units in the terminal (up to 36 units)."),
     ] = True,
 ) -> None:
     """Draw each hidden unit's incoming weights as a picture (PNG, and in the terminal)."""
@@ -465,11 +564,14 @@ def show_hidden(
 @app.command()
 @handle_errors
 def plot(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (with metrics.jsonl).")] = Path(
-        "runs/latest"
-    ),
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory (with metrics.jsonl).")
+    ] = Path("runs/latest"),
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="PNG to write [default: RUN_DIR/curves.png].")
+        Path | None,
+        typer.Option(
+            "--out", "-o", metavar="FILE", help="PNG to write (default: RUN_DIR/curves.png)."
+        ),
     ] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
@@ -488,7 +590,7 @@ def plot(
 @handle_errors
 def data_fetch(
     mirror: Annotated[
-        str | None, typer.Option(help="Base URL tried before the built-in mirrors.")
+        str | None, typer.Option(metavar="URL", help="Base URL tried before the built-in mirrors.")
     ] = None,
 ) -> None:
     """Download MNIST (if not cached), verify it and cache it."""
@@ -506,7 +608,9 @@ def data_fetch(
 @data_app.command("import")
 @handle_errors
 def data_import(
-    directory: Annotated[Path, typer.Argument(help="Folder with the four MNIST files.")],
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Folder with the four MNIST files.")
+    ],
 ) -> None:
     """Install an offline copy of MNIST (.gz or raw IDX files), verified."""
     from mlp_cli import data
@@ -518,7 +622,7 @@ def data_import(
 @data_app.command("info")
 @handle_errors
 def data_info(
-    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON.")] = False,
 ) -> None:
     """Show where MNIST is cached and whether each file is present and verified."""
     from rich.table import Table

@@ -897,8 +897,32 @@ def _number(value: Any) -> str:
 def _did_you_mean(word: Any, choices: Sequence[Any]) -> str:
     if not isinstance(word, str):
         return ""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
+    texts = [str(c) for c in choices]
+    # 'ReLU' is 'relu' in other spellings; difflib compares case-sensitively.
+    same = [text for text in texts if text.lower() == word.lower()]
+    close = same or difflib.get_close_matches(word, texts, n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _leaf_paths() -> dict[str, list[str]]:
+    """Each setting's key -> the dotted paths where a setting of that name lives."""
+    paths: dict[str, list[str]] = {}
+    sections = [(path, list(model.model_fields)) for path, model in _SECTIONS.items()]
+    optimizer_keys = [key for model in OPTIMIZERS.values() for key in model.model_fields]
+    for path, keys in [*sections, (_OPTIMIZER_PATH, list(dict.fromkeys(optimizer_keys)))]:
+        for key in keys:
+            paths.setdefault(key, []).append(_dotted((*path, key)))
+    return paths
+
+
+def _suggest_key(key: Any, allowed: Sequence[str]) -> str:
+    """'did you mean' for an unknown key: the one full path of a setting of that name
+    elsewhere (``epochs`` -> ``training.epochs``), else the closest key of its section."""
+    homes = _LEAF_PATHS.get(key, []) if isinstance(key, str) else []
+    return f"; did you mean '{homes[0]}'?" if len(homes) == 1 else _did_you_mean(key, allowed)
+
+
+_LEAF_PATHS = _leaf_paths()
 
 
 def _unknown_key(where: str, path: KeyPath, allowed: Sequence[str], optimizer: str | None) -> str:
@@ -918,7 +942,7 @@ def _unknown_key(where: str, path: KeyPath, allowed: Sequence[str], optimizer: s
         )
     scope = f"in {section}" if section else "at the top level"
     return (
-        f"{where}: unknown key '{_dotted(path)}'{_did_you_mean(key, allowed)}"
+        f"{where}: unknown key '{_dotted(path)}'{_suggest_key(key, allowed)}"
         f" (allowed keys {scope}: {', '.join(allowed)})."
     )
 

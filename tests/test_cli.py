@@ -8,9 +8,11 @@ MNIST served from a loopback mirror (the `mnist_mirror` fixture).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from typer.testing import CliRunner
 
 from mlp_cli import __version__
 from mlp_cli.cli import app
+from mlp_cli.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -177,6 +180,101 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--debug", "train", "--config", str(tmp_path / "nope.yaml")])
     assert result.exit_code != 0
     assert result.exception is not None
+
+
+def test_train_shortcut_flags_are_set_overrides_applied_after_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import cli
+    from mlp_cli.errors import UsageError
+
+    seen: dict[str, Any] = {}
+
+    def stop_before_loading_data(cfg: Any, quiet: bool) -> None:
+        seen["cfg"] = cfg
+        raise UsageError("stopped before loading data")
+
+    monkeypatch.setattr(cli, "_load_training_data", stop_before_loading_data)
+    config = write(tmp_path, GOOD, "tiny.yaml")
+    flags = ["--epochs", "3", "--lr", "3e-3", "--batch-size", "32", "--seed", "4"]
+    code, _, err = run(
+        "train", "-c", str(config), "--set", "training.epochs=9", *flags, "--layers", "784-20-10"
+    )
+    assert code == 2
+    assert "stopped before loading data" in err
+    cfg = seen["cfg"]
+    assert (cfg.training.epochs, cfg.training.batch_size, cfg.training.seed) == (3, 32, 4)
+    assert cfg.optimizer.lr == pytest.approx(3e-3)
+    assert cfg.model.layers == [784, 20, 10]
+
+    seen.clear()
+    code, _, err = run("train", "-c", str(config), "--epochs", "0")
+    assert code == 2
+    assert "training.epochs: expected an integer greater than or equal to 1, found 0" in err
+    assert seen == {}  # refused before anything else happened
+
+
+@pytest.mark.parametrize(
+    ("override", "suggestion"),
+    [
+        ("epochs=5", "did you mean 'training.epochs'?"),
+        ("lr=0.1", "did you mean 'optimizer.lr'?"),
+        ("model.epochs=5", "did you mean 'training.epochs'?"),
+        ("model.hidden_activation=ReLU", "did you mean 'relu'?"),
+    ],
+)
+def test_set_suggests_the_full_key_path_and_the_spelling_of_a_choice(
+    override: str, suggestion: str
+) -> None:
+    code, _, err = run("config", "show", "mnist-400-25-10", "--set", override)
+    assert code == 2
+    assert suggestion in " ".join(err.split())
+
+
+def test_debug_works_after_the_command_name_too(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.yaml")
+    result = runner.invoke(app, ["train", "--debug", "--config", missing])
+    assert isinstance(result.exception, ConfigError)
+    result = runner.invoke(app, ["train", "--config", missing])  # and only for that run
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_help_names_what_each_option_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    _, train_help, _ = run("train", "--help")
+    _, predict_help, _ = run("predict", "--help")
+    _, evaluate_help, _ = run("evaluate", "--help")
+    for text in (train_help, predict_help, evaluate_help):
+        assert "<list[str]> " not in text.replace("IMAGE      <list[str]>", "")
+        assert [
+            line for line in text.splitlines() if "<bool>" in line and "--help" not in line
+        ] == []
+        # No help text lost to markup, as '[default: ...]' was ("a run directory .").
+        assert re.search(r"\w \.\s", text) is None
+    assert "--set      -s      KEY=VALUE" in train_help
+    assert "--epochs            N      Same as --set training.epochs=N." in train_help
+    assert "Usage: mlp predict [OPTIONS] {IMAGE}..." in predict_help
+    assert "FILE|DIR  A .npz model or a run directory (default: runs/latest" in predict_help
+    assert "<test|val|train>" in evaluate_help
+
+
+def test_split_is_a_choice_the_shell_completes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    completion = runner.invoke(
+        app,
+        [],
+        prog_name="mlp",
+        env={
+            "_MLP_COMPLETE": "complete_bash",
+            "COMP_WORDS": "mlp evaluate --split ",
+            "COMP_CWORD": "3",
+        },
+    )
+    assert completion.output.split() == ["test", "val", "train"]
+    code, _, err = run("evaluate", "--split", "testing")
+    assert code == 2
+    assert "'testing' is not one of 'test', 'val', 'train'" in " ".join(err.split())
 
 
 def test_gradcheck_command_passes() -> None:
