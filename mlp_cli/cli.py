@@ -324,6 +324,7 @@ def train(
             f"training interrupted; checkpoint saved. Resume with: "
             f"mlp train --resume {result.run_dir}",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(EXIT_INTERRUPTED)
 

@@ -543,3 +543,61 @@ def test_predict_show_and_save_input(random_model: Path, tmp_path: Path) -> None
 def test_predict_raw_skips_preprocessing(random_model: Path, tmp_path: Path) -> None:
     _, pixels = _predict_and_saved_input(random_model, tmp_path, "--raw")
     assert pixels[0, 0] == 255  # the white paper is kept: no inversion, no centring
+
+
+def test_a_network_without_hidden_layers_says_so(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from mlp_cli import checkpoint
+    from mlp_cli.config import load_config
+    from mlp_cli.render import TrainDisplay
+
+    shown = io.StringIO()
+    display = TrainDisplay(Console(file=shown, width=200), load_config(write(tmp_path, GOOD)))
+    info = {"epochs": 1, "parameters": 7850, "n_train": 59000, "n_val": 1000, "start_epoch": 0}
+    display.on_train_start(info | {"run_dir": tmp_path / "run"})
+    display.close()
+    assert "tiny: 784-10 (no hidden layer, softmax output, cross_entropy)" in shown.getvalue()
+
+    rng = np.random.default_rng(0)
+    meta = {
+        "hidden_activation": "relu",
+        "output_activation": "softmax",
+        "loss": "cross_entropy",
+        "preprocessing": {"input_size": 28, "normalize": None},
+        "class_names": [str(d) for d in range(10)],
+    }
+    model = checkpoint.save(
+        tmp_path / "linear.npz",
+        [rng.normal(0, 0.1, (10, 784)).astype(np.float32)],
+        [np.zeros(10, np.float32)],
+        meta,
+    )
+    code, out, _ = run("inspect", "--model", str(model))
+    assert code == 0
+    assert "no hidden layer, softmax output" in out
+    assert "relu hidden" not in out
+
+
+def test_suggested_commands_are_never_broken_across_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from mlp_cli.render import print_train_summary
+    from mlp_cli.train import TrainResult
+
+    run_dir = Path("runs") / "a-rather-long-run-name-mnist-784-100-10"
+    shown = io.StringIO()
+    result = TrainResult(run_dir, "completed", [{"epoch": 1}], 1, 0.9, 2.0)
+    print_train_summary(Console(file=shown, width=40), result)
+    assert f"next: mlp evaluate --model {run_dir}\n" in shown.getvalue()
+
+    monkeypatch.setenv("COLUMNS", "40")
+    code, out, _ = run("config", "list")
+    assert code == 0
+    assert "start your own from one with: mlp config show NAME > my.yaml\n" in out
