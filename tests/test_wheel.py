@@ -50,7 +50,7 @@ def _build_and_install(tmp_path: Path) -> Path:
     created = _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path)
     assert created.returncode == 0, created.stderr
     bin_dir = venv / "bin"
-    pip = [sys.executable, "-m", "pip", "--python", bin_dir / "python"]
+    pip: list[str | Path] = [sys.executable, "-m", "pip", "--python", bin_dir / "python"]
     installed = _run([*pip, "install", "-q", "--no-compile", wheel], tmp_path)
     if installed.returncode != 0 and "No matching distribution" in installed.stderr:
         pytest.skip(f"the wheel's dependencies could not be installed: {installed.stderr[-300:]}")
