@@ -283,12 +283,14 @@ def train(
 ) -> None:
     """Train a network from a YAML config; writes a run directory with the model."""
     from mlp_cli import train as training
-    from mlp_cli.config import load_config
+    from mlp_cli.config import Override, load_config
     from mlp_cli.render import JsonLines, TrainDisplay
 
     given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "layers": layers}
     overrides = list(set_ or []) + [
-        f"{SHORTCUTS[name]}={value}" for name, value in given.items() if value is not None
+        Override(f"{SHORTCUTS[name]}={value}", f"--{name.replace('_', '-')} {value}")
+        for name, value in given.items()
+        if value is not None
     ]
     if resume is not None:
         cfg = training.resume_config(resume, overrides)

@@ -48,6 +48,7 @@ __all__ = [
     "ModelConfig",
     "OptimizerConfig",
     "OutputConfig",
+    "Override",
     "RMSpropConfig",
     "RegularizationConfig",
     "SGDConfig",
@@ -783,8 +784,22 @@ def _describe_yaml_error(exc: yaml.YAMLError, source: str, override: bool = Fals
 # --------------------------------------------------------------------------------------------
 
 
+class Override(str):
+    """A ``KEY=VALUE`` override that messages name as the user typed it, e.g. a command-line
+    shortcut ``--epochs 5`` for ``training.epochs=5``."""
+
+    source: str
+
+    def __new__(cls, text: str, source: str) -> "Override":
+        override = super().__new__(cls, text)
+        override.source = source
+        return override
+
+
 def _override_source(text: str) -> str:
     # Quoted and escaped when it holds line breaks or other invisible characters.
+    if isinstance(text, Override):
+        return text.source if text.source.isprintable() else repr(text.source)
     return f"--set {text if text.isprintable() else repr(text)}"
 
 

@@ -210,7 +210,7 @@ def test_train_shortcut_flags_are_set_overrides_applied_after_set(
     seen.clear()
     code, _, err = run("train", "-c", str(config), "--epochs", "0")
     assert code == 2
-    assert "training.epochs: expected an integer greater than or equal to 1, found 0" in err
+    assert "--epochs 0: training.epochs: expected an integer greater than or equal to 1" in err
     assert seen == {}  # refused before anything else happened
 
 
