@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-CONFIG ?= configs/mnist-400-25-10.yaml
+# A shipped config's name (`mlp config list`) or a YAML file; empty: mlp's default config.
+CONFIG ?=
 STAMP  := $(VENV)/.installed
 
 .PHONY: install train test check lint format bench reproduce clean
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/mlp train --config $(CONFIG)
+	$(BIN)/mlp train $(if $(CONFIG),--config $(CONFIG))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

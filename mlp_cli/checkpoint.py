@@ -257,8 +257,8 @@ def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") ->
         if not latest.exists():
             raise UsageError(
                 f"no trained model found: '{Path(runs) / LATEST}' does not exist. Train one "
-                "with `mlp train --config configs/mnist-400-25-10.yaml`, or pass --model PATH "
-                "(a .npz file or a run directory)."
+                "with `mlp train` (`mlp config list` shows the configs it can train), or pass "
+                "--model PATH (a .npz file or a run directory)."
             )
         model = latest
     path = Path(model)

@@ -16,6 +16,8 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
+from inspect import Parameter, signature
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -26,14 +28,23 @@ from rich.text import Text
 from mlp_cli import __version__
 from mlp_cli.errors import MLPError
 from mlp_cli.plain import escape_controls, plain
+from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import let_blas_workers_sleep
 
 if TYPE_CHECKING:
     from mlp_cli.config import Config
     from mlp_cli.train import Splits
 
+
+class Split(StrEnum):
+    """The MNIST images `mlp evaluate` scores (a choice, so the shell completes it)."""
+
+    test = "test"
+    val = "val"
+    train = "train"
+
+
 EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
-DEFAULT_CONFIG = "configs/mnist-400-25-10.yaml"
 
 app = typer.Typer(
     name="mlp",
@@ -61,11 +72,23 @@ def _debugging() -> bool:
     return _debug["on"] or os.environ.get("MLP_DEBUG", "") not in ("", "0")
 
 
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", metavar="", help="Show tracebacks for errors (or set MLP_DEBUG=1)."),
+]
+
+
 def handle_errors(command: F) -> F:
-    """Turn library errors into a message on stderr and their exit code."""
+    """Turn library errors into a message on stderr and their exit code.
+
+    The command also gets a ``--debug`` option, so that it works after the command's name
+    (``mlp train --debug``) as well as before it.
+    """
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> Any:
+        if debug:
+            _debug["on"] = True
         try:
             return command(*args, **kwargs)
         except MLPError as exc:
@@ -81,6 +104,11 @@ def handle_errors(command: F) -> F:
             err_console.print("interrupted", style="yellow")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
+    params = signature(command, eval_str=True)
+    debug = Parameter("debug", Parameter.KEYWORD_ONLY, default=False, annotation=DebugOpt)
+    wrapper.__signature__ = params.replace(  # type: ignore[attr-defined]
+        parameters=[*params.parameters.values(), debug]
+    )
     return wrapper  # type: ignore[return-value]
 
 
@@ -95,29 +123,47 @@ def root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+            "--version",
+            "-V",
+            callback=_version,
+            is_eager=True,
+            metavar="",
+            help="Print the version.",
         ),
     ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks for errors (or set MLP_DEBUG=1).")
-    ] = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Train, evaluate and inspect NumPy multilayer perceptrons on handwritten digits."""
     _debug["on"] = debug
 
 
 ConfigArg = Annotated[
-    Path, typer.Option("--config", "-c", help="YAML config file.", show_default=True)
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="NAME|FILE",
+        help="A shipped config's name (see mlp config list) or a YAML file.",
+        show_default=True,
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", "-s", help="Override a config key, e.g. --set optimizer.lr=1e-3 (repeatable)."
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a config key, e.g. --set optimizer.lr=1e-3 (repeatable).",
     ),
 ]
 ModelOpt = Annotated[
     Path | None,
-    typer.Option("--model", "-m", help="A .npz model or a run directory [default: runs/latest]."),
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="FILE|DIR",
+        help="A .npz model or a run directory (default: runs/latest, the newest run).",
+    ),
 ]
 
 
@@ -172,33 +218,76 @@ def _load_training_data(cfg: Config, quiet: bool) -> Splits:
             bar.stop()
 
 
+# The flags every trainer has, each a shortcut for one --set key (same parsing and checks).
+SHORTCUTS = {
+    "epochs": "training.epochs",
+    "lr": "optimizer.lr",
+    "batch_size": "training.batch_size",
+    "seed": "training.seed",
+    "layers": "model.layers",
+}
+_SHORTCUT_PANEL = "Shortcuts for --set (applied after it)"
+
+
+def _shortcut(flag: str, metavar: str) -> Any:
+    key = SHORTCUTS[flag.removeprefix("--").replace("-", "_")]
+    return typer.Option(
+        flag,
+        metavar=metavar,
+        help=f"Same as --set {key}={metavar}.",
+        rich_help_panel=_SHORTCUT_PANEL,
+    )
+
+
 @app.command()
 @handle_errors
 def train(
     config: ConfigArg = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
+    epochs: Annotated[str | None, _shortcut("--epochs", "N")] = None,
+    lr: Annotated[str | None, _shortcut("--lr", "RATE")] = None,
+    batch_size: Annotated[str | None, _shortcut("--batch-size", "N")] = None,
+    seed: Annotated[str | None, _shortcut("--seed", "N")] = None,
+    layers: Annotated[str | None, _shortcut("--layers", "SIZES")] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/<name>].")
+        Path | None,
+        typer.Option("--out", "-o", metavar="DIR", help="Run directory (default: runs/<name>)."),
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", help="Continue the run in this directory from its checkpoint."),
+        typer.Option(
+            "--resume",
+            metavar="DIR",
+            help="Continue the run in this directory from its checkpoint.",
+        ),
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option("--threads", min=1, help="Limit BLAS and update threads (config key too)."),
+        typer.Option(
+            "--threads", min=1, metavar="N", help="Limit BLAS and update threads (config key too)."
+        ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", metavar="", help="Print only the summary.")
+    ] = False,
     json_: Annotated[
-        bool, typer.Option("--json", help="One JSON object per epoch on stdout, nothing else.")
+        bool,
+        typer.Option(
+            "--json", metavar="", help="One JSON object per epoch on stdout, nothing else."
+        ),
     ] = False,
 ) -> None:
     """Train a network from a YAML config; writes a run directory with the model."""
     from mlp_cli import train as training
-    from mlp_cli.config import load_config
+    from mlp_cli.config import Override, load_config
     from mlp_cli.render import JsonLines, TrainDisplay
 
-    overrides = list(set_ or [])
+    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "layers": layers}
+    overrides = list(set_ or []) + [
+        Override(f"{SHORTCUTS[name]}={value}", f"--{name.replace('_', '-')} {value}")
+        for name, value in given.items()
+        if value is not None
+    ]
     if resume is not None:
         cfg = training.resume_config(resume, overrides)
         training.check_resume_destination(resume)
@@ -256,11 +345,15 @@ def train(
 def gradcheck(
     config: ConfigArg = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
-    batch: Annotated[int, typer.Option(min=1, help="Examples in the random batch.")] = 8,
+    batch: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Examples in the random batch.")
+    ] = 8,
     entries: Annotated[
-        int, typer.Option(min=1, help="Entries checked per parameter array at most.")
+        int, typer.Option(min=1, metavar="N", help="Entries checked per parameter array at most.")
     ] = 200,
-    seed: Annotated[int, typer.Option(help="Seed for the random network and batch.")] = 0,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed for the random network and batch.")
+    ] = 0,
 ) -> None:
     """Check backpropagation against central differences (float64) for a config's network."""
     from rich.table import Table
@@ -321,33 +414,37 @@ def _model_json(path: Path, saved: Any) -> dict[str, Any]:
 def evaluate(
     model: ModelOpt = None,
     split: Annotated[
-        str, typer.Option(help="Which images: test, val (held out in training) or train.")
-    ] = "test",
-    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        Split, typer.Option(help="Which images: test, val (held out in training) or train.")
+    ] = Split.test,
+    json_: Annotated[
+        bool, typer.Option("--json", metavar="", help="Print one JSON object.")
+    ] = False,
     misclassified: Annotated[
         Path | None,
-        typer.Option(help="Write the worst mistakes as PNGs (and a gallery) into this folder."),
+        typer.Option(
+            metavar="DIR", help="Write the worst mistakes as PNGs (and a gallery) into this folder."
+        ),
     ] = None,
-    count: Annotated[int, typer.Option(min=1, help="How many mistakes to write.")] = 50,
+    count: Annotated[
+        int, typer.Option(min=1, metavar="N", help="How many mistakes to write.")
+    ] = 50,
     plot: Annotated[
-        Path | None, typer.Option(help="Write a confusion-matrix heatmap (PNG) here.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Write a confusion-matrix heatmap (PNG) here."),
     ] = None,
 ) -> None:
     """Score a trained model on an MNIST split: accuracy, loss, per-class metrics, confusions."""
-    from mlp_cli.errors import UsageError
     from mlp_cli.evaluate import evaluate as run_evaluation
     from mlp_cli.evaluate import split_images, write_mistakes
     from mlp_cli.outputs import check_folder, check_picture
 
-    if split not in ("test", "val", "train"):
-        raise UsageError(f"--split must be test, val or train, not {split!r}")
     if plot is not None:
         check_picture(plot, "confusion heatmap")
     if misclassified is not None:
         check_folder(misclassified, "folder for --misclassified")
     path, saved = _load_model(model)
-    images, labels = split_images(saved, split)  # type: ignore[arg-type]
-    result = run_evaluation(saved, images, labels, split)
+    images, labels = split_images(saved, split.value)
+    result = run_evaluation(saved, images, labels, split.value)
     if misclassified is not None:
         write_mistakes(result, images, misclassified, count)
     if plot is not None:
@@ -357,7 +454,7 @@ def evaluate(
             result.confusion,
             plot,
             class_names=result.class_names,
-            title=f"{path.parent.name or path.name}: {split} split, accuracy "
+            title=f"{path.parent.name or path.name}: {split.value} split, accuracy "
             f"{100 * result.accuracy:.2f}%",
         )
     if json_:
@@ -377,22 +474,31 @@ def evaluate(
 @app.command()
 @handle_errors
 def predict(
-    paths: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    paths: Annotated[
+        list[str], typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.")
+    ],
     model: ModelOpt = None,
-    json_: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print a JSON list.")] = False,
     show: Annotated[
-        bool, typer.Option("--show", help="Draw the 28x28 input the network sees.")
+        bool, typer.Option("--show", metavar="", help="Draw the 28x28 input the network sees.")
     ] = False,
     save_input: Annotated[
-        Path | None, typer.Option(help="Write each 28x28 network input as a PNG here.")
+        Path | None,
+        typer.Option(metavar="DIR", help="Write each 28x28 network input as a PNG here."),
     ] = None,
     raw: Annotated[
-        bool, typer.Option("--raw", help="Images are already MNIST-style: skip preprocessing.")
+        bool,
+        typer.Option(
+            "--raw", metavar="", help="Images are already MNIST-style: skip preprocessing."
+        ),
     ] = False,
     verbose: Annotated[
         bool,
         typer.Option(
-            "--verbose", "-v", help="Every image in detail, also when there are more than 3."
+            "--verbose",
+            "-v",
+            metavar="",
+            help="Every image in detail, also when there are more than 3.",
         ),
     ] = False,
 ) -> None:
@@ -473,12 +579,18 @@ def show_hidden(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="PNG to write [default: hidden.png in the model's run folder]."
+            "--out",
+            "-o",
+            metavar="FILE",
+            help="PNG to write (default: hidden.png in the model's run folder).",
         ),
     ] = None,
-    layer: Annotated[int, typer.Option(min=1, help="Which hidden layer (1 = first).")] = 1,
+    layer: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Which hidden layer (1 = first).")
+    ] = 1,
     terminal: Annotated[
-        bool, typer.Option(help="Also draw the units in the terminal (up to 36 units).")
+        bool,
+        typer.Option(metavar="", help="Also draw the units in the terminal (up to 36 units)."),
     ] = True,
 ) -> None:
     """Draw each hidden unit's incoming weights as a picture (PNG, and in the terminal)."""
@@ -506,11 +618,14 @@ def show_hidden(
 @app.command()
 @handle_errors
 def plot(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (with metrics.jsonl).")] = Path(
-        "runs/latest"
-    ),
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory (with metrics.jsonl).")
+    ] = Path("runs/latest"),
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="PNG to write [default: RUN_DIR/curves.png].")
+        Path | None,
+        typer.Option(
+            "--out", "-o", metavar="FILE", help="PNG to write (default: RUN_DIR/curves.png)."
+        ),
     ] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
@@ -532,7 +647,7 @@ def plot(
 @handle_errors
 def data_fetch(
     mirror: Annotated[
-        str | None, typer.Option(help="Base URL tried before the built-in mirrors.")
+        str | None, typer.Option(metavar="URL", help="Base URL tried before the built-in mirrors.")
     ] = None,
 ) -> None:
     """Download MNIST (if not cached), verify it and cache it."""
@@ -555,7 +670,9 @@ def data_fetch(
 @data_app.command("import")
 @handle_errors
 def data_import(
-    directory: Annotated[Path, typer.Argument(help="Folder with the four MNIST files.")],
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Folder with the four MNIST files.")
+    ],
 ) -> None:
     """Install an offline copy of MNIST (.gz or raw IDX files), verified."""
     from mlp_cli import data
@@ -569,7 +686,7 @@ def data_import(
 @data_app.command("info")
 @handle_errors
 def data_info(
-    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON.")] = False,
 ) -> None:
     """Show where MNIST is cached and whether each file is present and verified."""
     from rich.table import Table
@@ -607,16 +724,46 @@ def data_path() -> None:
 # -- config ----------------------------------------------------------------------------------
 
 
+@config_app.command("list")
+@handle_errors
+def config_list() -> None:
+    """List the shipped configs: name, expected MNIST test accuracy and what each trains."""
+    from rich.table import Table
+
+    from mlp_cli.shipped import shipped_configs
+
+    table = Table(title="shipped configs", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("expected", justify="right", no_wrap=True)
+    table.add_column("description")
+    for shipped in shipped_configs():
+        expected = f">= {shipped.expected:.1f}%" if shipped.expected is not None else "-"
+        table.add_row(shipped.name, expected, shipped.description)
+    console.print(table)
+    _print_command("train one with: ", "mlp train --config NAME")
+    _print_command("start your own from one with: ", "mlp config show NAME > my.yaml")
+
+
 @config_app.command("show")
 @handle_errors
 def config_show(
-    file: Annotated[Path, typer.Argument(help="YAML config file.")] = Path(DEFAULT_CONFIG),
+    file: Annotated[
+        Path,
+        typer.Argument(metavar="NAME|FILE", help="A shipped config's name or a YAML file."),
+    ] = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
 ) -> None:
-    """Print the resolved config: the file with defaults filled in and overrides applied."""
+    """Print the resolved config (defaults filled in, overrides applied) under the file's
+    header comment: `mlp config show NAME > my.yaml` starts a config of your own."""
     from mlp_cli.config import dump_config, load_config
+    from mlp_cli.shipped import header_lines, resolve
 
-    typer.echo(dump_config(load_config(file, list(set_ or []))), nl=False)
+    overrides = list(set_ or [])
+    cfg = load_config(file, overrides)
+    header = header_lines(resolve(file).read_text(encoding="utf-8-sig"))
+    header += [f"then overridden with --set {override}" for override in overrides]
+    comments = "".join(f"# {line}".rstrip() + "\n" for line in header)
+    typer.echo(comments + ("\n" if comments else "") + dump_config(cfg), nl=False)
 
 
 @config_app.command("schema")
@@ -626,6 +773,11 @@ def config_schema() -> None:
     from mlp_cli.config import config_schema as schema
 
     typer.echo(json.dumps(schema(), indent=2))
+
+
+def _print_command(text: str, command: str) -> None:
+    """A line ending in a command to type, which a narrow terminal must not break apart."""
+    console.print(Text.assemble(text, (command, "bold")), soft_wrap=True, highlight=False)
 
 
 def main() -> None:

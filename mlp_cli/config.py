@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "ModelConfig",
     "OptimizerConfig",
     "OutputConfig",
+    "Override",
     "RMSpropConfig",
     "RegularizationConfig",
     "SGDConfig",
@@ -55,7 +57,6 @@ __all__ = [
     "config_from_dict",
     "config_from_yaml",
     "config_schema",
-    "default_config_path",
     "dump_config",
     "load_config",
     "parse_override",
@@ -789,8 +790,22 @@ def _describe_yaml_error(exc: yaml.YAMLError, source: str, override: bool = Fals
 # --------------------------------------------------------------------------------------------
 
 
+class Override(str):
+    """A ``KEY=VALUE`` override that messages name as the user typed it, e.g. a command-line
+    shortcut ``--epochs 5`` for ``training.epochs=5``."""
+
+    source: str
+
+    def __new__(cls, text: str, source: str) -> "Override":
+        override = super().__new__(cls, text)
+        override.source = source
+        return override
+
+
 def _override_source(text: str) -> str:
     # Quoted and escaped when it holds line breaks or other invisible characters.
+    if isinstance(text, Override):
+        return text.source if text.source.isprintable() else repr(text.source)
     return f"--set {text if text.isprintable() else repr(text)}"
 
 
@@ -903,8 +918,32 @@ def _number(value: Any) -> str:
 def _did_you_mean(word: Any, choices: Sequence[Any]) -> str:
     if not isinstance(word, str):
         return ""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
+    texts = [str(c) for c in choices]
+    # 'ReLU' is 'relu' in other spellings; difflib compares case-sensitively.
+    same = [text for text in texts if text.lower() == word.lower()]
+    close = same or difflib.get_close_matches(word, texts, n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _leaf_paths() -> dict[str, list[str]]:
+    """Each setting's key -> the dotted paths where a setting of that name lives."""
+    paths: dict[str, list[str]] = {}
+    sections = [(path, list(model.model_fields)) for path, model in _SECTIONS.items()]
+    optimizer_keys = [key for model in OPTIMIZERS.values() for key in model.model_fields]
+    for path, keys in [*sections, (_OPTIMIZER_PATH, list(dict.fromkeys(optimizer_keys)))]:
+        for key in keys:
+            paths.setdefault(key, []).append(_dotted((*path, key)))
+    return paths
+
+
+def _suggest_key(key: Any, allowed: Sequence[str]) -> str:
+    """'did you mean' for an unknown key: the one full path of a setting of that name
+    elsewhere (``epochs`` -> ``training.epochs``), else the closest key of its section."""
+    homes = _LEAF_PATHS.get(key, []) if isinstance(key, str) else []
+    return f"; did you mean '{homes[0]}'?" if len(homes) == 1 else _did_you_mean(key, allowed)
+
+
+_LEAF_PATHS = _leaf_paths()
 
 
 def _unknown_key(where: str, path: KeyPath, allowed: Sequence[str], optimizer: str | None) -> str:
@@ -924,7 +963,7 @@ def _unknown_key(where: str, path: KeyPath, allowed: Sequence[str], optimizer: s
         )
     scope = f"in {section}" if section else "at the top level"
     return (
-        f"{where}: unknown key '{_dotted(path)}'{_did_you_mean(key, allowed)}"
+        f"{where}: unknown key '{_dotted(path)}'{_suggest_key(key, allowed)}"
         f" (allowed keys {scope}: {', '.join(allowed)})."
     )
 
@@ -1101,19 +1140,21 @@ def _validate(data: Any, origins: Origins, source: str) -> Config:
 # --------------------------------------------------------------------------------------------
 
 
-def default_config_path() -> str:
-    """The config used when none is given, relative to the project root."""
-    return "configs/mnist-400-25-10.yaml"
+def _not_found(path: Path, source: str) -> ConfigError:
+    names = [c.name for c in shipped.shipped_configs()]
+    hint = _did_you_mean(path.name.removesuffix(".yaml"), names)
+    return ConfigError(
+        f"config file '{source}' not found (looked for {path.absolute()}){hint or '.'}"
+        f" Give the path of a YAML file or the name of a shipped config: {', '.join(names)}"
+        " (`mlp config list` describes them)."
+    )
 
 
 def _read_text(path: Path, source: str) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(
-            f"config file '{source}' not found (looked for {path.absolute()}); check the path,"
-            f" or start from {default_config_path()}."
-        ) from None
+        raise _not_found(path, source) from None
     except IsADirectoryError:
         raise ConfigError(
             f"config file '{source}' is a folder; give the path of a .yaml file in it."
@@ -1150,11 +1191,14 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
 
     `overrides` are ``KEY.PATH=VALUE`` strings applied in order after reading, as given to
     ``--set`` (values are read as YAML: ``training.epochs=5``, ``model.layers=784-100-10``).
-    `name` defaults to the file's stem. Raises `ConfigError` on any problem.
+    `path` may also be the name of a shipped config (``mnist-400-25-10``, see
+    `mlp_cli.shipped`) when no file of that name exists. `name` defaults to the file's stem.
+    Raises `ConfigError` on any problem.
     """
-    source = str(path)
-    text = _read_text(Path(path), source)
-    return _load(text, source, overrides, Path(path).stem)
+    resolved = shipped.resolve(path)
+    source = str(resolved) if resolved != Path(path) else str(path)
+    text = _read_text(resolved, source)
+    return _load(text, source, overrides, resolved.stem)
 
 
 def config_from_yaml(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> Config:

@@ -48,6 +48,11 @@ def _duration(seconds: float) -> str:
     return f"{secs:.1f}s"
 
 
+def _hidden_words(n_layers: int, activation: object) -> str:
+    """'relu hidden', or 'no hidden layer' for a network of inputs and outputs only."""
+    return f"{activation} hidden" if n_layers > 2 else "no hidden layer"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
@@ -148,10 +153,11 @@ class TrainDisplay(Callbacks):
         m = cfg.model
         self.epochs = info["epochs"]
         layers = "-".join(map(str, m.layers))
+        hidden = _hidden_words(len(m.layers), m.hidden_activation)
         self.console.print(
             Text.assemble(
                 plain(cfg.name, "bold"),
-                f": {layers} ({m.hidden_activation} hidden, "
+                f": {layers} ({hidden}, "
                 f"{m.output_activation} output, {cfg.loss}), {info['parameters']:,} parameters, "
                 f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g}, batch {cfg.training.batch_size}",
             ),
@@ -264,7 +270,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
                 plain(result.run_dir),
             ),
             highlight=False,
-            soft_wrap=True,
+            soft_wrap=True,  # a command to copy: never broken across lines
         )
 
 
@@ -434,7 +440,8 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
         ("architecture", "-".join(map(str, layers))),
         (
             "activations",
-            f"{meta.get('hidden_activation')} hidden, {meta.get('output_activation')} output",
+            f"{_hidden_words(len(layers), meta.get('hidden_activation'))}, "
+            f"{meta.get('output_activation')} output",
         ),
         ("loss", str(meta.get("loss"))),
         (

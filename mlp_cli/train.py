@@ -75,9 +75,15 @@ class Splits:
 
 
 def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
-    """Load MNIST's training set and turn it into model inputs and a validation split."""
+    """Load MNIST's training set and turn it into model inputs and a validation split.
+
+    Missing files are fetched all four at once, the test set too, so that `mlp evaluate`
+    after training needs no network.
+    """
     from mlp_cli import data
 
+    if any(path is None for path in data.cached_files().values()):
+        data.fetch_mnist(mirror=cfg.data.mirror, progressbar=progressbar)
     images, labels = data.load_mnist("train", mirror=cfg.data.mirror, progressbar=progressbar)
     size = cfg.data.input_size
     X = digits_to_inputs(images, size)

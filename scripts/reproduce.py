@@ -1,6 +1,7 @@
 """Train every shipped config, score it on the MNIST test set and check it against its target.
 
-Each config in configs/ states the test accuracy it must reach in a header line
+Each shipped config (configs/, i.e. mlp_cli/configs/) states the test accuracy it must reach
+in a header line
 
     # expected: >= 98.4% test accuracy
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -32,9 +32,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mlp_cli.shipped import CONFIGS_DIR, ShippedConfig, shipped_configs
+
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "configs"
-EXPECTED = re.compile(r"^#\s*expected:\s*>=\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*test accuracy\s*$")
 EXIT_MISSED, EXIT_USAGE = 1, 2
 
 console = Console(stderr=True)
@@ -70,22 +70,6 @@ class Outcome:
         return "pass" if self.passed else "MISSED"
 
 
-def expected_accuracy(path: Path) -> float | None:
-    """The percentage in a config's ``# expected: >= N% test accuracy`` line, if any.
-
-    Only the leading comment block is read: the line belongs to the file's header.
-    """
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            if line.strip():
-                break
-            continue
-        match = EXPECTED.match(line.strip())
-        if match:
-            return float(match.group(1))
-    return None
-
-
 def mlp(*args: str) -> list[str]:
     """The command line running `mlp` with this interpreter (no PATH needed)."""
     return [sys.executable, "-m", "mlp_cli.cli", *args]
@@ -100,13 +84,13 @@ def fresh_dir(parent: Path, name: str) -> Path:
     raise SystemExit(f"too many runs named {name} in {parent}")
 
 
-def reproduce(config: Path, out: Path, threads: int, overrides: list[str]) -> Outcome:
+def reproduce(config: ShippedConfig, out: Path, threads: int, overrides: list[str]) -> Outcome:
     """Train ``config`` into a new folder under ``out``, then score it on the test set."""
-    name = config.stem
-    outcome = Outcome(name, expected_accuracy(config))
+    name = config.name
+    outcome = Outcome(name, config.expected)
     run_dir = fresh_dir(out, name)
     outcome.run_dir = str(run_dir)
-    command = mlp("train", "-c", str(config), "--quiet", "--json", "--out", str(run_dir))
+    command = mlp("train", "-c", str(config.path), "--quiet", "--json", "--out", str(run_dir))
     command += ["--threads", str(threads)]
     for override in overrides:
         command += ["--set", override]
@@ -219,13 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list configs and targets, then exit")
     args = parser.parse_args(argv)
 
-    configs = sorted(CONFIGS.glob("*.yaml"))
+    configs = shipped_configs()
     if args.only:
-        known = {c.stem: c for c in configs}
+        known = {c.name: c for c in configs}
         unknown = [name for name in args.only if name not in known]
         if unknown:
             console.print(
-                f"[bold red]error:[/] no config named {', '.join(unknown)} in {CONFIGS}; "
+                f"[bold red]error:[/] no config named {', '.join(unknown)} in {CONFIGS_DIR}; "
                 f"choose from {', '.join(known)}",
                 highlight=False,
             )
@@ -233,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = [known[name] for name in dict.fromkeys(args.only)]
     if args.list:
         for config in configs:
-            print(f"{config.stem}: {_percent(expected_accuracy(config), '>= ')}")
+            print(f"{config.name}: {_percent(config.expected, '>= ')}")
         return 0
 
     args.out.mkdir(parents=True, exist_ok=True)

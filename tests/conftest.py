@@ -2,14 +2,16 @@
 probe of what a piece of code imports.
 
 Every test runs with `MLP_DATA_DIR` pointing into its own tmp_path and without
-`MLP_MNIST_MIRROR`, so no test reads or writes the user's cache. Servers listen on
-127.0.0.1 only; `mnist_mirror` serves the local MNIST copy so end-to-end tests never
-need the internet.
+`MLP_MNIST_MIRROR`, so no test writes the user's cache. Servers listen on 127.0.0.1 only;
+`mnist_mirror` serves the real MNIST found on this machine (`real_mnist_dir`) so end-to-end
+tests never need the internet, and no test ever downloads MNIST.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
 import os
 import socket
 import subprocess
@@ -25,11 +27,59 @@ import pytest
 
 from mlp_cli import data
 
-# The real MNIST beside the checkout (../shared/data/mnist), or where MLP_TEST_MNIST_DIR says.
+# Where the real MNIST is looked for, in this order: MLP_TEST_MNIST_DIR (or the copy beside
+# the checkout, ../shared/data/mnist), then mlp's own cache as `mlp data fetch` fills it
+# (MLP_DATA_DIR or the OS cache folder), read here before `isolated_data_dir` repoints
+# MLP_DATA_DIR for each test.
 MNIST_LOCAL_COPY = Path(
     os.environ.get("MLP_TEST_MNIST_DIR")
     or Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 )
+MNIST_USER_CACHE = data.data_dir()
+MNIST_SKIP_REASON = (
+    f"real MNIST is not on this machine (looked in {MNIST_LOCAL_COPY} and in the mlp cache"
+    f" {MNIST_USER_CACHE}); run `mlp data fetch` or set MLP_TEST_MNIST_DIR to a folder holding"
+    " the four MNIST files (.gz or raw) to run this test"
+)
+
+
+def _mnist_file(folder: Path, stem: str) -> Path | None:
+    """`folder`'s copy of one MNIST file (.gz or raw IDX) when its content is verified."""
+    for path in (folder / f"{stem}.gz", folder / stem):
+        if path.is_file():
+            raw = path.read_bytes()
+            if raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)
+            if hashlib.sha256(raw).hexdigest() == data.MNIST_FILES[stem]:
+                return path
+    return None
+
+
+@functools.cache
+def real_mnist_files() -> dict[str, Path] | None:
+    """Stem -> a verified copy of each real MNIST file on this machine, or None.
+
+    The first folder that holds all four wins; nothing is downloaded.
+    """
+    for folder in (MNIST_LOCAL_COPY, MNIST_USER_CACHE):
+        found = {stem: _mnist_file(folder, stem) for stem in data.MNIST_FILES}
+        if all(found.values()):
+            return {stem: path for stem, path in found.items() if path is not None}
+    return None
+
+
+def require_real_mnist() -> dict[str, Path]:
+    """`real_mnist_files()`, or skip the test saying how to make MNIST available."""
+    files = real_mnist_files()
+    if files is None:
+        pytest.skip(MNIST_SKIP_REASON)
+    return files
+
+
+def real_mnist_bytes(stem: str) -> bytes:
+    """The decompressed IDX bytes of one real MNIST file (skips the test when absent)."""
+    raw = require_real_mnist()[stem].read_bytes()
+    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
 class _QuietFolderHandler(SimpleHTTPRequestHandler):
@@ -130,16 +180,22 @@ def no_public_mirrors(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def mnist_mirror(
-    serve_folder: ServeFolder, monkeypatch: pytest.MonkeyPatch, no_public_mirrors: None
+    serve_folder: ServeFolder,
+    monkeypatch: pytest.MonkeyPatch,
+    no_public_mirrors: None,
+    tmp_path: Path,
 ) -> LoopbackServer:
-    """Serve the local copy of real MNIST on 127.0.0.1 and set MLP_MNIST_MIRROR to it.
+    """Serve the real MNIST found on this machine on 127.0.0.1 and set MLP_MNIST_MIRROR to it.
 
     Public mirrors are disabled for the test, so nothing leaves the machine. Skips when
-    the local copy is absent.
+    no real MNIST is found.
     """
-    if not all((MNIST_LOCAL_COPY / f"{stem}.gz").is_file() for stem in data.MNIST_FILES):
-        pytest.skip(f"the local MNIST copy ({MNIST_LOCAL_COPY}/*.gz) is not on this machine")
-    server = serve_folder(MNIST_LOCAL_COPY)
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    for stem, path in require_real_mnist().items():
+        # Served as <stem>.gz whether compressed or not: downloads accept raw IDX bytes too.
+        (folder / f"{stem}.gz").symlink_to(path.resolve())
+    server = serve_folder(folder)
     monkeypatch.setenv(data.MIRROR_ENV, server.url)
     return server
 

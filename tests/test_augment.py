@@ -3,13 +3,12 @@ scalings on real MNIST digits, fill outside the image, elastic fields, determini
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import MNIST_LOCAL_COPY
+from conftest import real_mnist_bytes
 from numpy.typing import NDArray
 
 from mlp_cli.augment import GAUSS_TRUNCATE, Augmenter, gaussian_band_matrix
@@ -17,7 +16,6 @@ from mlp_cli.config import AugmentConfig
 from mlp_cli.errors import ConfigError, UsageError
 from mlp_cli.preprocess import digits_to_inputs
 
-MNIST_TEST_IMAGES = MNIST_LOCAL_COPY / "t10k-images-idx3-ubyte.gz"
 Array = NDArray[np.float32]
 
 
@@ -35,9 +33,7 @@ def _cfg(**kw: Any) -> AugmentConfig:
 @pytest.fixture(scope="module")
 def digits() -> NDArray[np.uint8]:
     """The first 200 MNIST test digits (200, 28, 28), read straight from the IDX file."""
-    if not MNIST_TEST_IMAGES.exists():
-        pytest.skip(f"{MNIST_TEST_IMAGES} is not on this machine")
-    raw = gzip.decompress(MNIST_TEST_IMAGES.read_bytes())
+    raw = real_mnist_bytes("t10k-images-idx3-ubyte")
     return np.frombuffer(raw, np.uint8, count=200 * 784, offset=16).reshape(200, 28, 28)
 
 

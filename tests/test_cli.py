@@ -12,14 +12,17 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from conftest import LoopbackServer
 from numpy.typing import NDArray
 from typer.testing import CliRunner
 
 from mlp_cli import __version__
 from mlp_cli.cli import app
+from mlp_cli.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -120,6 +123,52 @@ def test_config_show_round_trips_and_applies_overrides(tmp_path: Path) -> None:
     assert cfg.model.layers == [784, 100, 10]
 
 
+def test_config_list_shows_each_shipped_config_with_its_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.shipped import shipped_configs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run("config", "list")
+    assert code == 0
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│" in line}
+    for config in shipped_configs():
+        assert f">= {config.expected:.1f}%" in rows[config.name]
+    assert ">= 96.0%" in rows["mnist-400-25-10"]
+    assert "20x20 pixels" in rows["mnist-400-25-10"]
+    assert "mlp config show NAME > my.yaml" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_show_name_starts_a_config_of_ones_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run("config", "show", "mnist-400-25-10", "--set", "training.epochs=7")
+    assert code == 0
+    assert out.startswith("# The network of the classic handwritten-digit exercise")
+    assert "# expected: >= 96.0% test accuracy\n" in out
+    assert "# then overridden with --set training.epochs=7\n" in out
+    mine = load_config(write(tmp_path, out, "my.yaml"))
+    assert mine == load_config("mnist-400-25-10", ["training.epochs=7"])
+    assert mine.training.epochs == 7
+
+
+def test_without_a_run_evaluate_suggests_a_command_that_works_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("evaluate")
+    assert code == 2
+    assert "Train one with `mlp train`" in " ".join(err.split())
+    assert "configs/" not in err
+    code, out, _ = run("train", "--help")
+    assert "mnist-400-25-10" in out
+
+
 def test_config_schema_is_json() -> None:
     code, out, _ = run("config", "schema")
     schema = json.loads(out)
@@ -131,6 +180,101 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--debug", "train", "--config", str(tmp_path / "nope.yaml")])
     assert result.exit_code != 0
     assert result.exception is not None
+
+
+def test_train_shortcut_flags_are_set_overrides_applied_after_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import cli
+    from mlp_cli.errors import UsageError
+
+    seen: dict[str, Any] = {}
+
+    def stop_before_loading_data(cfg: Any, quiet: bool) -> None:
+        seen["cfg"] = cfg
+        raise UsageError("stopped before loading data")
+
+    monkeypatch.setattr(cli, "_load_training_data", stop_before_loading_data)
+    config = write(tmp_path, GOOD, "tiny.yaml")
+    flags = ["--epochs", "3", "--lr", "3e-3", "--batch-size", "32", "--seed", "4"]
+    code, _, err = run(
+        "train", "-c", str(config), "--set", "training.epochs=9", *flags, "--layers", "784-20-10"
+    )
+    assert code == 2
+    assert "stopped before loading data" in err
+    cfg = seen["cfg"]
+    assert (cfg.training.epochs, cfg.training.batch_size, cfg.training.seed) == (3, 32, 4)
+    assert cfg.optimizer.lr == pytest.approx(3e-3)
+    assert cfg.model.layers == [784, 20, 10]
+
+    seen.clear()
+    code, _, err = run("train", "-c", str(config), "--epochs", "0")
+    assert code == 2
+    assert "--epochs 0: training.epochs: expected an integer greater than or equal to 1" in err
+    assert seen == {}  # refused before anything else happened
+
+
+@pytest.mark.parametrize(
+    ("override", "suggestion"),
+    [
+        ("epochs=5", "did you mean 'training.epochs'?"),
+        ("lr=0.1", "did you mean 'optimizer.lr'?"),
+        ("model.epochs=5", "did you mean 'training.epochs'?"),
+        ("model.hidden_activation=ReLU", "did you mean 'relu'?"),
+    ],
+)
+def test_set_suggests_the_full_key_path_and_the_spelling_of_a_choice(
+    override: str, suggestion: str
+) -> None:
+    code, _, err = run("config", "show", "mnist-400-25-10", "--set", override)
+    assert code == 2
+    assert suggestion in " ".join(err.split())
+
+
+def test_debug_works_after_the_command_name_too(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.yaml")
+    result = runner.invoke(app, ["train", "--debug", "--config", missing])
+    assert isinstance(result.exception, ConfigError)
+    result = runner.invoke(app, ["train", "--config", missing])  # and only for that run
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_help_names_what_each_option_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    _, train_help, _ = run("train", "--help")
+    _, predict_help, _ = run("predict", "--help")
+    _, evaluate_help, _ = run("evaluate", "--help")
+    for text in (train_help, predict_help, evaluate_help):
+        assert "<list[str]> " not in text.replace("IMAGE      <list[str]>", "")
+        assert [
+            line for line in text.splitlines() if "<bool>" in line and "--help" not in line
+        ] == []
+        # No help text lost to markup, as '[default: ...]' was ("a run directory .").
+        assert re.search(r"\w \.\s", text) is None
+    assert "--set      -s      KEY=VALUE" in train_help
+    assert "--epochs            N      Same as --set training.epochs=N." in train_help
+    assert "Usage: mlp predict [OPTIONS] {IMAGE}..." in predict_help
+    assert "FILE|DIR  A .npz model or a run directory (default: runs/latest" in predict_help
+    assert "<test|val|train>" in evaluate_help
+
+
+def test_split_is_a_choice_the_shell_completes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    completion = runner.invoke(
+        app,
+        [],
+        prog_name="mlp",
+        env={
+            "_MLP_COMPLETE": "complete_bash",
+            "COMP_WORDS": "mlp evaluate --split ",
+            "COMP_CWORD": "3",
+        },
+    )
+    assert completion.output.split() == ["test", "val", "train"]
+    code, _, err = run("evaluate", "--split", "testing")
+    assert code == 2
+    assert "'testing' is not one of 'test', 'val', 'train'" in " ".join(err.split())
 
 
 def test_gradcheck_command_passes() -> None:
@@ -193,6 +337,27 @@ def test_invalid_model_file_is_a_clean_error(tmp_path: Path) -> None:
 
 
 # -- end to end on the real MNIST ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_train_fetches_the_test_set_too_so_evaluate_works_offline(
+    mnist_mirror: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import data
+
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path, GOOD, "tiny.yaml")
+    code, _, err = run("train", "--config", str(config))
+    assert code == 0, err
+    assert sorted(mnist_mirror.requested) == sorted(f"/{stem}.gz" for stem in data.MNIST_FILES)
+    for stem in data.MNIST_FILES:  # one progress display names every file it fetched
+        assert f"{stem}.gz" in err
+
+    monkeypatch.delenv(data.MIRROR_ENV)  # offline from here on: no mirror at all
+    code, out, err = run("evaluate", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 10_000
+    assert len(mnist_mirror.requested) == len(data.MNIST_FILES)
 
 
 @pytest.fixture(scope="module")
@@ -504,3 +669,61 @@ def test_predict_json_has_numeric_digits_and_names_the_model(
         assert r["probability"] == max(r["probabilities"].values())
         assert [type(t["digit"]) for t in r["top3"]] == [int, int, int]
         assert r["top3"][0]["digit"] == r["digit"]
+
+
+def test_a_network_without_hidden_layers_says_so(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from mlp_cli import checkpoint
+    from mlp_cli.config import load_config
+    from mlp_cli.render import TrainDisplay
+
+    shown = io.StringIO()
+    display = TrainDisplay(Console(file=shown, width=200), load_config(write(tmp_path, GOOD)))
+    info = {"epochs": 1, "parameters": 7850, "n_train": 59000, "n_val": 1000, "start_epoch": 0}
+    display.on_train_start(info | {"run_dir": tmp_path / "run"})
+    display.close()
+    assert "tiny: 784-10 (no hidden layer, softmax output, cross_entropy)" in shown.getvalue()
+
+    rng = np.random.default_rng(0)
+    meta = {
+        "hidden_activation": "relu",
+        "output_activation": "softmax",
+        "loss": "cross_entropy",
+        "preprocessing": {"input_size": 28, "normalize": None},
+        "class_names": [str(d) for d in range(10)],
+    }
+    model = checkpoint.save(
+        tmp_path / "linear.npz",
+        [rng.normal(0, 0.1, (10, 784)).astype(np.float32)],
+        [np.zeros(10, np.float32)],
+        meta,
+    )
+    code, out, _ = run("inspect", "--model", str(model))
+    assert code == 0
+    assert "no hidden layer, softmax output" in out
+    assert "relu hidden" not in out
+
+
+def test_suggested_commands_are_never_broken_across_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from mlp_cli.render import print_train_summary
+    from mlp_cli.train import TrainResult
+
+    run_dir = Path("runs") / "a-rather-long-run-name-mnist-784-100-10"
+    shown = io.StringIO()
+    result = TrainResult(run_dir, "completed", [{"epoch": 1}], 1, 0.9, 2.0)
+    print_train_summary(Console(file=shown, width=40), result)
+    assert f"next: mlp evaluate --model {run_dir}\n" in shown.getvalue()
+
+    monkeypatch.setenv("COLUMNS", "40")
+    code, out, _ = run("config", "list")
+    assert code == 0
+    assert "start your own from one with: mlp config show NAME > my.yaml\n" in out

@@ -13,6 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlp_cli import shipped
 from mlp_cli.config import (
     AdamConfig,
     Config,
@@ -21,7 +22,6 @@ from mlp_cli.config import (
     config_from_dict,
     config_from_yaml,
     config_schema,
-    default_config_path,
     dump_config,
     load_config,
     parse_override,
@@ -397,8 +397,11 @@ def test_every_setting_has_a_one_line_description() -> None:
     assert settings_seen >= sum(len(m.model_fields) for m in (Config, ModelConfig, SGDConfig))
 
 
-def test_default_config_path_names_a_shipped_config() -> None:
-    assert (REPO / default_config_path()) in SHIPPED
+def test_the_default_config_is_shipped_and_the_repository_keeps_one_copy() -> None:
+    assert shipped.shipped_config(shipped.DEFAULT_CONFIG) is not None
+    # configs/ is the package's own folder, so the wheel ships exactly what git holds.
+    assert (REPO / "configs").resolve() == shipped.CONFIGS_DIR
+    assert [p.stem for p in SHIPPED] == [c.name for c in shipped.shipped_configs()]
 
 
 def test_importing_config_does_not_import_numpy(imports_of: Callable[[str], set[str]]) -> None:
@@ -427,6 +430,56 @@ def test_shipped_config_comments_every_setting(path: Path) -> None:
 def test_shipped_configs_cover_the_three_architectures() -> None:
     layers = {tuple(load_config(p).model.layers) for p in SHIPPED}
     assert {(400, 25, 10), (784, 100, 10), (784, 10)} <= layers
+
+
+def test_a_shipped_config_loads_by_name_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    by_name = load_config("mnist-784-100-10", ["training.epochs=3"])
+    by_path = load_config(REPO / "configs" / "mnist-784-100-10.yaml", ["training.epochs=3"])
+    assert by_name == by_path
+    assert load_config("mnist-784-100-10.yaml") == load_config("mnist-784-100-10")
+
+
+def test_a_file_in_the_current_folder_wins_over_the_shipped_config_of_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist-400-25-10").write_text("model: {layers: 784-10}\n")
+    assert load_config("mnist-400-25-10").model.layers == [784, 10]
+
+
+def test_a_missing_config_names_the_shipped_ones_and_the_closest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_config("mnist-400-25")
+    message = str(caught.value)
+    assert "did you mean 'mnist-400-25-10'?" in message
+    assert all(c.name in message for c in shipped.shipped_configs())
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("configs/mnist-400-25-10.yaml")  # a path is a path, not a name
+
+
+def test_every_shipped_config_header_gives_a_sentence_and_a_target() -> None:
+    configs = {c.name: c for c in shipped.shipped_configs()}
+    assert configs["mnist-400-25-10"].expected == 96.0
+    assert configs["mnist-784-800-10"].expected == 98.4
+    assert configs["logistic-784-10"].description == (
+        "Softmax (multinomial logistic) regression on MNIST: the 784 pixels feed the 10"
+        " outputs directly, with no hidden layer."
+    )
+    for config in configs.values():
+        assert config.expected is not None
+        assert config.description.endswith(".")
+        assert len(config.description) < 200, config.name
+
+
+def test_header_lines_stop_at_the_first_setting() -> None:
+    text = "\n# one\n#two\n# expected: >= 9% test accuracy\nname: x  # not header\n# late\n"
+    assert shipped.header_lines(text) == ["one", "two", "expected: >= 9% test accuracy"]
 
 
 # --- overrides ------------------------------------------------------------------------------

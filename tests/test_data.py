@@ -12,6 +12,8 @@ import hashlib
 import importlib.util
 import os
 import pickle
+import subprocess
+import sys
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import MNIST_LOCAL_COPY, LoopbackServer, ServeFolder
+from conftest import LoopbackServer, ServeFolder, real_mnist_bytes, require_real_mnist
 
 from mlp_cli import data
 from mlp_cli.errors import DataError, UsageError
@@ -574,7 +576,7 @@ def test_real_mnist_end_to_end(mnist_mirror: LoopbackServer) -> None:
     paths = data.fetch_mnist()
 
     for stem, path in paths.items():
-        original = gzip.decompress((MNIST_LOCAL_COPY / f"{stem}.gz").read_bytes())
+        original = real_mnist_bytes(stem)
         assert sha256(path.read_bytes()) == sha256(original) == data.MNIST_FILES[stem]
     assert all(row["verified"] for row in data.mnist_info())
 
@@ -590,3 +592,36 @@ def test_real_mnist_end_to_end(mnist_mirror: LoopbackServer) -> None:
         assert expected_counts.sum() == n
         raw_images = paths[data.SPLITS[split][0]].read_bytes()[16:]
         np.testing.assert_array_equal(images.reshape(-1), np.frombuffer(raw_images, np.uint8))
+
+
+def _pytest_with(env: dict[str, str], test: str) -> subprocess.CompletedProcess[str]:
+    """Run one test of this suite in a fresh pytest with `env` added to the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", test],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_real_data_tests_use_mlps_cache_or_say_how_to_enable_them(tmp_path: Path) -> None:
+    require_real_mnist()
+    test = "tests/test_augment.py::test_elastic_distortion_moves_ink_but_keeps_it"
+    elsewhere = str(tmp_path / "no-copy-here")
+
+    cache = tmp_path / "cache"  # what `mlp data fetch` leaves: the four raw, verified files
+    cache.mkdir()
+    for stem in data.MNIST_FILES:
+        (cache / stem).write_bytes(real_mnist_bytes(stem))
+    found = _pytest_with({"MLP_TEST_MNIST_DIR": elsewhere, data.DATA_DIR_ENV: str(cache)}, test)
+    assert "1 passed" in found.stdout, found.stdout + found.stderr
+
+    (cache / "t10k-labels-idx1-ubyte").write_bytes(b"damaged")
+    skipped = _pytest_with({"MLP_TEST_MNIST_DIR": elsewhere, data.DATA_DIR_ENV: str(cache)}, test)
+    assert "1 skipped" in skipped.stdout, skipped.stdout + skipped.stderr
+    reason = " ".join(skipped.stdout.split())
+    assert f"looked in {elsewhere} and in the mlp cache {cache}" in reason
+    assert "run `mlp data fetch` or set MLP_TEST_MNIST_DIR" in reason

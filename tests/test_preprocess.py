@@ -4,7 +4,6 @@ into MNIST digits."""
 
 from __future__ import annotations
 
-import gzip
 import io
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import userlike
-from conftest import MNIST_LOCAL_COPY
+from conftest import real_mnist_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -30,7 +29,6 @@ from mlp_cli.preprocess import (
     resize_digits,
 )
 
-MNIST_TEST_IMAGES = MNIST_LOCAL_COPY / "t10k-images-idx3-ubyte.gz"
 N_DIGITS = 200  # real MNIST test digits read for these tests
 N_RENDERED = 100  # of which this many are rendered as every kind of user's picture
 Digits = npt.NDArray[np.uint8]
@@ -39,10 +37,8 @@ Digits = npt.NDArray[np.uint8]
 @pytest.fixture(scope="module")
 def digits() -> Digits:
     """N_DIGITS real MNIST test digits (N, 28, 28) uint8, read straight from the IDX file."""
-    if not MNIST_TEST_IMAGES.exists():
-        pytest.skip(f"MNIST test images not found at {MNIST_TEST_IMAGES}")
-    with gzip.open(MNIST_TEST_IMAGES) as file:
-        images = np.frombuffer(file.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)
+    raw = real_mnist_bytes("t10k-images-idx3-ubyte")
+    images = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 28, 28)
     chosen = np.random.default_rng(2024).choice(len(images), N_DIGITS, replace=False)
     return images[np.sort(chosen)]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import require_real_mnist
 from numpy.typing import NDArray
 from PIL import Image
 from threadpoolctl import threadpool_limits
@@ -508,22 +509,10 @@ def test_output_folder_that_is_not_empty_is_refused(tmp_path: Path) -> None:
 # -- Ctrl-C on the command line -----------------------------------------------------------------
 
 
-def _local_mnist() -> Path:
-    override = os.environ.get("MLP_TEST_MNIST_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-
-
 @pytest.fixture(scope="session")
 def mnist_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data folder holding MNIST imported from the local copy (never downloaded)."""
-    source = _local_mnist()
-    if not all((source / f"{stem}.gz").is_file() for stem in data.MNIST_FILES):
-        pytest.skip(
-            f"no local MNIST copy in {source} (set MLP_TEST_MNIST_DIR to a folder holding the "
-            "four .gz files)"
-        )
+    """A data folder holding MNIST imported from the real copy found here (never downloaded)."""
+    source = next(iter(require_real_mnist().values())).parent
     cache = tmp_path_factory.mktemp("mnist-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(data.DATA_DIR_ENV, str(cache))

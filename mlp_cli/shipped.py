@@ -1,0 +1,100 @@
+"""The configs shipped inside the package: where they are, their names, what their headers say.
+
+Each shipped config is a YAML file in ``mlp_cli/configs/`` (the repository's top-level
+``configs/`` links there) whose leading comment block describes it: the first sentence says
+what network it trains, and a line ``# expected: >= N% test accuracy`` states the MNIST test
+accuracy it must reach (`scripts/reproduce.py` checks it). A config is named by its file name
+without ``.yaml``, so ``mlp train --config mnist-400-25-10`` works from any folder.
+
+Reading and validating a config is `mlp_cli.config`'s job; this module only finds the files
+and reads their comments, with no import heavier than `re`, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "CONFIGS_DIR",
+    "DEFAULT_CONFIG",
+    "ShippedConfig",
+    "header_lines",
+    "resolve",
+    "shipped_config",
+    "shipped_configs",
+]
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = "mnist-400-25-10"  # the config `mlp train` uses when none is given
+_SUFFIX = ".yaml"
+_EXPECTED = re.compile(r"^expected:\s*>=\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*test accuracy\s*$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+@dataclass(frozen=True)
+class ShippedConfig:
+    """One shipped config and what its header says about it."""
+
+    name: str  # file name without .yaml, e.g. "mnist-400-25-10"
+    path: Path
+    description: str  # the header's first sentence
+    expected: float | None  # test accuracy it must reach, in percent (None: no target)
+
+
+def header_lines(text: str) -> list[str]:
+    """The leading comment block of a YAML file, each line without its ``#`` and one space.
+
+    Blank lines before the first comment are skipped; the block ends at the first line that
+    is neither a comment nor blank.
+    """
+    lines: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            if line.strip():
+                break
+            continue
+        body = line[1:]
+        lines.append(body[1:] if body.startswith(" ") else body)
+    return lines
+
+
+def _describe(path: Path) -> ShippedConfig:
+    comments = header_lines(path.read_text(encoding="utf-8"))
+    expected = None
+    prose: list[str] = []
+    for line in comments:
+        match = _EXPECTED.match(line.strip())
+        if match:
+            expected = float(match.group(1))
+        else:
+            prose.append(line.strip())
+    text = " ".join(part for part in prose if part)
+    description = _SENTENCE_END.split(text, maxsplit=1)[0] if text else ""
+    return ShippedConfig(path.stem, path, description, expected)
+
+
+def shipped_configs() -> list[ShippedConfig]:
+    """Every shipped config, sorted by name."""
+    return [_describe(path) for path in sorted(CONFIGS_DIR.glob(f"*{_SUFFIX}"))]
+
+
+def shipped_config(name: str) -> ShippedConfig | None:
+    """The shipped config called `name` (``.yaml`` may be added), or None."""
+    stem = name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name
+    if not stem or "/" in stem or "\\" in stem or stem.startswith("."):
+        return None
+    path = CONFIGS_DIR / f"{stem}{_SUFFIX}"
+    return _describe(path) if path.is_file() else None
+
+
+def resolve(spec: str | Path) -> Path:
+    """The file a ``--config`` value means: an existing file as given, else the shipped config
+    of that name (a bare name such as ``mnist-400-25-10``), else `spec` unchanged (reading it
+    then reports that it is missing)."""
+    path = Path(spec)
+    if path.is_file() or len(path.parts) != 1:
+        return path
+    shipped = shipped_config(str(spec))
+    return shipped.path if shipped is not None else path
