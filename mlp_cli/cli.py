@@ -26,7 +26,7 @@ from rich.text import Text
 from mlp_cli import __version__
 from mlp_cli.errors import MLPError
 from mlp_cli.plain import plain
-from mlp_cli.threads import let_blas_workers_sleep
+from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
 
 if TYPE_CHECKING:
     from mlp_cli.config import Config
@@ -149,15 +149,23 @@ def _stop_on_sigint() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-@contextmanager
-def _blas_threads(threads: int | None) -> Iterator[None]:
-    if threads is None:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
+def _choose_threads(option: str | None, cfg: Config) -> ThreadChoice:
+    """``--threads`` (a number or auto), else the config's, resolved once for this run."""
+    from mlp_cli.errors import UsageError
+    from mlp_cli.threads import ThreadSetting, choose_threads
 
-    with threadpool_limits(limits=threads, user_api="blas"):
-        yield
+    setting: ThreadSetting = cfg.training.threads
+    if option is not None:
+        text = option.strip()
+        if text == "auto":
+            setting = "auto"
+        elif text.isascii() and text.isdigit() and int(text) >= 1:
+            setting = int(text)
+        else:
+            raise UsageError(
+                f"--threads takes a number of threads (1 or more) or auto, not {option!r}"
+            )
+    return choose_threads(setting, cfg.model.layers, cfg.training.batch_size)
 
 
 def _load_training_data(cfg: Config, quiet: bool) -> Splits:
@@ -185,8 +193,13 @@ def train(
         typer.Option("--resume", help="Continue the run in this directory from its checkpoint."),
     ] = None,
     threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="Limit BLAS and update threads (config key too)."),
+        str | None,
+        typer.Option(
+            "--threads",
+            metavar="N|auto",
+            help="Threads for BLAS and the update: N (at most the cores) or auto, the default "
+            "(training.threads).",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
     json_: Annotated[
@@ -203,8 +216,10 @@ def train(
         cfg = training.resume_config(resume, overrides)
     else:
         cfg = load_config(config, overrides)
-    threads = threads or cfg.training.threads
-    with _blas_threads(threads):
+    choice = _choose_threads(threads, cfg)
+    if choice.capped and (quiet or json_):
+        err_console.print(plain(f"threads: {choice.threads} ({choice.reason})"))
+    with limit_blas(choice.threads):
         data = _load_training_data(cfg, quiet or json_)
         trainer = (
             training.resume(resume, cfg, data)
@@ -217,7 +232,7 @@ def train(
         elif quiet:
             display = training.Callbacks()
         else:
-            display = TrainDisplay(err_console if json_ else console, cfg)
+            display = TrainDisplay(err_console if json_ else console, cfg, choice)
         with _stop_on_sigint() as should_stop:
             try:
                 result = trainer.run(display, should_stop)
