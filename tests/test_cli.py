@@ -72,6 +72,19 @@ BAD_CONFIGS = {
 }
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "²"])
+def test_threads_option_takes_a_number_or_auto(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path, GOOD, "good.yaml")
+    code, out, err = run("train", "--config", str(config), "--threads", value)
+    assert code == 2
+    assert "--threads takes a number of threads (1 or more) or auto" in err
+    assert "Traceback" not in out + err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.yaml"]
+
+
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_bad_config_exits_2_with_file_line_and_key(
     case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
