@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,8 +148,8 @@ def test_busy_cores_adds_up_the_busy_share_of_this_process_cpus(
         ]
     )
     monkeypatch.setattr(threads, "_cpu_times", lambda: next(samples))
-    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(threads.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
     assert threads.busy_cores() == pytest.approx(1.25)
 
 
@@ -157,14 +158,14 @@ def test_busy_cores_falls_back_on_the_load_average(monkeypatch: pytest.MonkeyPat
         raise OSError("no /proc/stat")
 
     monkeypatch.setattr(threads, "_cpu_times", missing)
-    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.75, 0.5, 0.25), raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.75, 0.5, 0.25), raising=False)
     assert threads.busy_cores(0.0) == 0.75
 
 
 def test_usable_cores_respects_affinity_and_a_cgroup_quota(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.setattr(threads, "_cgroup_cpu_quota", lambda: None)
     assert threads.usable_cores() == 4
     monkeypatch.setattr(threads, "_cgroup_cpu_quota", lambda: 1.5)
