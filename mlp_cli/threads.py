@@ -1,4 +1,4 @@
-"""Threads: how many training uses, how BLAS's idle workers wait, and when a run is starved.
+"""Threads: how many a run uses, how BLAS's idle workers wait, and when a run is starved.
 
 ``training.threads: auto`` (the default) picks the thread count once, when a run starts: one
 thread for a network whose step is small (its products are too short to share, while a

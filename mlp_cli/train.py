@@ -380,14 +380,13 @@ class Trainer:
                 st.step += 1
                 cb.on_step(st.step, loss)
             train_time = time.perf_counter() - started
+            waiting = _share(waited, train_time, self.threads)  # before validation's share
             record = self._end_epoch(train_time, n_train, lr)
             st.elapsed += time.perf_counter() - started
             cb.on_epoch_end(record)
             session_times.append(train_time)
             if not warned:
-                slow = slowdown(
-                    st.epoch, session_times, _share(waited, train_time, self.threads), self.threads
-                )
+                slow = slowdown(st.epoch, session_times, waiting, self.threads)
                 if slow is not None:
                     cb.on_slow_run(slow)
                     warned = True
