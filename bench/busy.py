@@ -56,13 +56,21 @@ WARMUP_STEPS = 20  # steps before the timed ones in a large config (compiling, c
 STEPS = 120  # timed steps of a large config
 SMALL_GOAL = 1.5  # busy / quiet at most, for the small configs
 BUSY_LOOP = "while True: pass"
+# The loop as run: it also ends when the benchmark does, even if killed before its cleanup.
+_ORPHAN_SAFE_LOOP = (
+    "import os\n"
+    "parent = os.getppid()\n"
+    "while os.getppid() == parent:\n"
+    "    for _ in range(1_000_000):\n"
+    "        pass\n"
+)
 CONDITIONS = ("quiet", "busy")
 
 
 @contextmanager
 def busy_neighbour() -> Iterator[None]:
     """One CPU-bound Python process running beside the block, killed when it ends."""
-    proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHAN_SAFE_LOOP])
     try:
         time.sleep(0.5)  # running at full speed before anything is measured
         yield
@@ -340,11 +348,9 @@ def main(argv: list[str]) -> int:
         f"load average {load_before[0]:.1f} on {os.cpu_count()} CPUs; "
         f"{args.rounds} round(s) per config; preparing data ..."
     )
-    summaries = []
-    for plan in plans(args.config, args.smoke):
-        console.print(f"timing {plan.name} ({plan.timed}) ...", highlight=False)
-        timings = measure(plan, args.rounds, torch_version is not None, console)
-        summaries.append(timings.summary())
+    kind = "busy-smoke" if args.smoke else "busy"
+    out = args.out or RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench busy", *argv]),
@@ -356,19 +362,21 @@ def main(argv: list[str]) -> int:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
             "python": platform.python_version(),
             "pytorch": torch_version,
             "pytorch_threads": torch_threads,
             "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
         },
-        "seconds": time.perf_counter() - started,
-        "configs": summaries,
+        "configs": [],
     }
-    console.print(table(summaries))
-    kind = "busy-smoke" if args.smoke else "busy"
-    out = args.out or RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    for plan in plans(args.config, args.smoke):
+        console.print(f"timing {plan.name} ({plan.timed}) ...", highlight=False)
+        timings = measure(plan, args.rounds, torch_version is not None, console)
+        record["configs"].append(timings.summary())
+        # Written after every config: a run cut short still leaves what it measured.
+        record["machine"]["load_average_after"] = os.getloadavg()
+        record["seconds"] = time.perf_counter() - started
+        out.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    console.print(table(record["configs"]))
     console.print(f"results: {out}")
     return 0
