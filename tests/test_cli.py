@@ -390,3 +390,21 @@ def test_predict_show_and_save_input(random_model: Path, tmp_path: Path) -> None
 def test_predict_raw_skips_preprocessing(random_model: Path, tmp_path: Path) -> None:
     _, pixels = _predict_and_saved_input(random_model, tmp_path, "--raw")
     assert pixels[0, 0] == 255  # the white paper is kept: no inversion, no centring
+
+
+@pytest.mark.slow
+def test_train_shows_its_thread_choice_and_caps_more_threads_than_cores(
+    mnist_mirror: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.threads import usable_cores
+
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path, GOOD, "good.yaml")
+    code, out, err = run("train", "--config", str(config), "--out", "auto")
+    assert code == 0, err
+    assert "threads: 1 (auto: 784-10 is small)" in out
+    cores = usable_cores()
+    args = ("--out", "capped", "--threads", "10000", "--quiet")
+    code, out, err = run("train", "--config", str(config), *args)
+    assert code == 0, err
+    assert f"threads: {cores} (10,000 asked, capped at the {cores} core" in err
