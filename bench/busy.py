@@ -182,8 +182,9 @@ def torch_timer(plan: Plan) -> Callable[[], float]:
     return timed
 
 
-def plans(names: list[str] | None, smoke: bool) -> list[Plan]:
-    """A `Plan` for each shipped config (or those named), with its training data."""
+def plans(names: list[str] | None, smoke: bool) -> Iterator[Plan]:
+    """A `Plan` for each shipped config (or those named), with its training data, one at a
+    time: each config's inputs (up to 190 MB) are prepared when its turn comes."""
     from mlp_cli.train import prepare_data
 
     paths = sorted(CONFIGS.glob("*.yaml"))
@@ -192,17 +193,15 @@ def plans(names: list[str] | None, smoke: bool) -> list[Plan]:
         if unknown:
             raise SystemExit(f"no config named {', '.join(sorted(unknown))} in {CONFIGS}")
         paths = [p for p in paths if p.stem in names]
-    found: list[Plan] = []
     for path in paths:
         cfg = load_config(path)
         splits = _smoke_splits(cfg) if smoke else prepare_data(cfg)
         steps = math.ceil(len(splits.train_idx) / cfg.training.batch_size)
         small = step_flops(cfg.model.layers, cfg.training.batch_size) < SMALL_STEP_FLOPS
         if smoke:
-            found.append(Plan(path, cfg, splits, steps, False, min(5, steps - 1), 1))
+            yield Plan(path, cfg, splits, steps, False, min(5, steps - 1), 1)
         else:
-            found.append(Plan(path, cfg, splits, steps, small, min(STEPS, steps), WARMUP_STEPS))
-    return found
+            yield Plan(path, cfg, splits, steps, small, min(STEPS, steps), WARMUP_STEPS)
 
 
 def _smoke_splits(cfg: Config) -> Splits:
@@ -346,7 +345,7 @@ def main(argv: list[str]) -> int:
     load_before = os.getloadavg()
     console.print(
         f"load average {load_before[0]:.1f} on {os.cpu_count()} CPUs; "
-        f"{args.rounds} round(s) per config; preparing data ..."
+        f"{args.rounds} round(s) per config"
     )
     kind = "busy-smoke" if args.smoke else "busy"
     out = args.out or RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
