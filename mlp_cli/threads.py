@@ -92,12 +92,17 @@ def auto_threads(flops: int, cores: int, busy: float) -> int:
     return max(1, min(cores, free))
 
 
+def _affinity_cores() -> int:
+    """The CPUs this process may be scheduled on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity, within a cgroup CPU quota."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
+    cores = _affinity_cores()
     quota = _cgroup_cpu_quota()
     if quota is not None:
         cores = min(cores, max(1, math.ceil(quota)))
@@ -182,7 +187,8 @@ def choose_threads(
         return ThreadChoice(1, f"auto: {name} is small")
     if cores == 1:
         return ThreadChoice(1, "auto: 1 core")
-    taken = busy()
+    # Load on CPUs beyond a cgroup quota's share leaves the quota's cores to this process.
+    taken = max(0.0, busy() - max(0, _affinity_cores() - cores))
     threads = auto_threads(flops, cores, taken)
     if threads == cores:
         return ThreadChoice(threads, f"auto: {cores} cores free")

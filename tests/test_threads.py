@@ -109,7 +109,19 @@ def test_auto_keeps_the_shipped_small_networks_on_one_thread_without_measuring()
         assert choice.reason == f"auto: {'-'.join(map(str, layers))} is small"
 
 
-def test_auto_gives_a_large_network_the_cores_other_processes_leave() -> None:
+def test_load_beyond_a_cgroup_quota_leaves_the_quota_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Eight CPUs to run on, a quota of two, other processes busy on three of the eight.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    choice = choose_threads("auto", [784, 800, 10], 128, cores=2, busy=lambda: 3.0)
+    assert (choice.threads, choice.reason) == (2, "auto: 2 cores free")
+    choice = choose_threads("auto", [784, 800, 10], 128, cores=2, busy=lambda: 7.0)
+    assert choice.threads == 1
+
+
+def test_auto_gives_a_large_network_the_cores_other_processes_leave(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     quiet = choose_threads("auto", [784, 800, 10], 128, cores=2, busy=lambda: 0.05)
     assert (quiet.threads, quiet.reason) == (2, "auto: 2 cores free")
     busy = choose_threads("auto", [784, 800, 10], 128, cores=2, busy=lambda: 1.0)
