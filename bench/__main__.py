@@ -3,6 +3,8 @@
     python -m bench                  # full run on MNIST's 60,000 training digits
     python -m bench --smoke          # seconds: 512 digits (random ones without MNIST), 1 epoch
     python -m bench --network 784-100-10 --epochs 5 --no-drift --no-memory
+    python -m bench busy             # each shipped config quiet and beside a busy neighbour
+    python -m bench threads          # step time by thread count: where threads start to pay
 
 Prints a table and writes everything measured to ``bench/results/<kind>-<time>.json``, with
 the load average before and after.  On a machine that other processes keep busy, a
@@ -81,6 +83,15 @@ def _print_extras(console: Console, record: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["busy"]:
+        from bench import busy
+
+        return busy.main(given[1:])
+    if given[:1] == ["threads"]:
+        from bench import breakeven
+
+        return breakeven.main(given[1:])
     args = _parse(argv)
     console = Console(width=max(Console().width, 120))
     nets = tuple(network_named(n) for n in args.network) if args.network else NETWORKS

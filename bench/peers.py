@@ -45,13 +45,17 @@ class TorchRunner:
 
     name = "pytorch"
 
-    def __init__(self, net: Network, data: Dataset, threads: int, seed: int = 0) -> None:
+    def __init__(
+        self, net: Network, data: Dataset, threads: int | None, seed: int = 0, batch: int = BATCH
+    ) -> None:
         import torch
         from torch import nn
 
-        torch.set_num_threads(threads)
+        if threads is not None:  # None: PyTorch's own default
+            torch.set_num_threads(threads)
         torch.manual_seed(seed)
         activation = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}[net.hidden]
+        self.batch = batch
         layers: list[nn.Module] = []
         pairs = list(zip(net.layers[:-1], net.layers[1:], strict=True))
         for l, (n_in, n_out) in enumerate(pairs):
@@ -66,14 +70,16 @@ class TorchRunner:
         self.y = torch.from_numpy(data.y.astype(np.int64))
         self.generator = torch.Generator().manual_seed(seed)
 
-    def epoch(self) -> float:
-        torch, model, optimizer = self.torch, self.model, self.optimizer
+    def epoch(self, steps: int | None = None) -> float:
+        """Train one epoch, or its first ``steps`` batches; the seconds it took."""
+        torch, model, optimizer, batch = self.torch, self.model, self.optimizer, self.batch
         started = time.perf_counter()
         n = self.X.shape[0]
         perm = torch.randperm(n, generator=self.generator)
         loss_sum, correct = 0.0, 0
-        for start in range(0, n, BATCH):
-            idx = perm[start : start + BATCH]
+        stop = n if steps is None else min(n, steps * batch)
+        for start in range(0, stop, batch):
+            idx = perm[start : start + batch]
             xb, yb = self.X.index_select(0, idx), self.y.index_select(0, idx)
             out = model(xb)
             loss = self.loss_fn(out, yb)

@@ -29,7 +29,7 @@ from mlp_cli import __version__
 from mlp_cli.errors import MLPError
 from mlp_cli.plain import escape_controls, plain
 from mlp_cli.shipped import DEFAULT_CONFIG
-from mlp_cli.threads import let_blas_workers_sleep
+from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
 
 if TYPE_CHECKING:
     from mlp_cli.config import Config
@@ -195,15 +195,23 @@ def _stop_on_sigint() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-@contextmanager
-def _blas_threads(threads: int | None) -> Iterator[None]:
-    if threads is None:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
+def _choose_threads(option: str | None, cfg: Config) -> ThreadChoice:
+    """``--threads`` (a number or auto), else the config's, resolved once for this run."""
+    from mlp_cli.errors import UsageError
+    from mlp_cli.threads import ThreadSetting, choose_threads
 
-    with threadpool_limits(limits=threads, user_api="blas"):
-        yield
+    setting: ThreadSetting = cfg.training.threads
+    if option is not None:
+        text = option.strip()
+        if text == "auto":
+            setting = "auto"
+        elif text.isascii() and text.isdigit() and int(text) >= 1:
+            setting = int(text)
+        else:
+            raise UsageError(
+                f"--threads takes a number of threads (1 or more) or auto, not {option!r}"
+            )
+    return choose_threads(setting, cfg.model.layers, cfg.training.batch_size)
 
 
 def _load_training_data(cfg: Config, quiet: bool) -> Splits:
@@ -262,9 +270,12 @@ def train(
         ),
     ] = None,
     threads: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            "--threads", min=1, metavar="N", help="Limit BLAS and update threads (config key too)."
+            "--threads",
+            metavar="N|auto",
+            help="Threads for BLAS and the update: N (at most the cores) or auto, the default "
+            "(training.threads).",
         ),
     ] = None,
     quiet: Annotated[
@@ -294,8 +305,10 @@ def train(
     else:
         cfg = training.name_for_overrides(load_config(config, overrides), overrides)
         training.check_run_destination(cfg, out)  # before minutes of loading and training
-    threads = threads or cfg.training.threads
-    with _blas_threads(threads):
+    choice = _choose_threads(threads, cfg)
+    if choice.capped and (quiet or json_):
+        err_console.print(plain(f"threads: {choice.threads} ({choice.reason})"))
+    with limit_blas(choice.threads):
         data = _load_training_data(cfg, quiet or json_)
         trainer = (
             training.resume(resume, cfg, data)
@@ -314,7 +327,7 @@ def train(
         elif quiet:
             display = training.Callbacks()
         else:
-            display = TrainDisplay(err_console if json_ else console, cfg)
+            display = TrainDisplay(err_console if json_ else console, cfg, choice)
         with _stop_on_sigint() as should_stop:
             try:
                 result = trainer.run(display, should_stop)

@@ -389,11 +389,23 @@ class TrainingConfig(_Section):
     seed: int = Field(
         default=0, ge=0, description="Seed of every random choice (init, shuffling, ...)."
     )
-    threads: int | None = Field(
-        default=None,
-        ge=1,
-        description="BLAS threads to use, and the optimizer update's (null = BLAS's default).",
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        default="auto",
+        description="Threads for BLAS and the optimizer update: a number (at most the cores), "
+        "auto (by network size and free cores) or null (BLAS's default).",
     )
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_setting(cls, value: Any) -> Any:
+        # One message for the three accepted forms, instead of one per branch of the union.
+        number = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if value is None or value == "auto" or number:
+            return value
+        raise _SettingError(
+            ((), f"expected a number of threads (1 or more), auto or null, found {_show(value)}")
+        )
+
     early_stopping: EarlyStoppingConfig = Field(
         default_factory=EarlyStoppingConfig,
         description="Stopping when validation stalls.",

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from mlp_cli.config import Config
     from mlp_cli.evaluate import Evaluation
     from mlp_cli.predict import Prediction
+    from mlp_cli.threads import Slowdown, ThreadChoice
 
 
 def _duration(seconds: float) -> str:
@@ -131,9 +132,11 @@ HEADER = (
 class TrainDisplay(Callbacks):
     """A progress bar with the live loss during each epoch, and a table row per epoch."""
 
-    def __init__(self, console: Console, cfg: Config) -> None:
+    def __init__(self, console: Console, cfg: Config, threads: ThreadChoice | None = None) -> None:
         self.console = console
         self.cfg = cfg
+        self.threads = threads
+        self.run_dir: Path | str = "RUN"
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -152,6 +155,7 @@ class TrainDisplay(Callbacks):
         cfg = self.cfg
         m = cfg.model
         self.epochs = info["epochs"]
+        self.run_dir = info["run_dir"]
         layers = "-".join(map(str, m.layers))
         hidden = _hidden_words(len(m.layers), m.hidden_activation)
         self.console.print(
@@ -172,6 +176,9 @@ class TrainDisplay(Callbacks):
             highlight=False,
             soft_wrap=True,
         )
+        if self.threads is not None:
+            count = self.threads.threads or info.get("threads", "-")
+            self.console.print(plain(f"threads: {count} ({self.threads.reason})"))
         if info["start_epoch"]:
             self.console.print(f"resuming after epoch {info['start_epoch']}")
         self.console.print(f"[dim]{HEADER}[/]", highlight=False)
@@ -210,8 +217,30 @@ class TrainDisplay(Callbacks):
             highlight=False,
         )
 
+    def on_slow_run(self, slow: Slowdown) -> None:
+        self.console.print(plain(slow_run_message(slow, self.run_dir), style="yellow"))
+
     def close(self) -> None:
         self.progress.stop()
+
+
+def slow_run_message(slow: Slowdown, run_dir: Path | str) -> str:
+    """What a `Slowdown` means and what to try, in one paragraph."""
+    text = f"epoch {slow.epoch} took {_duration(slow.seconds)}"
+    if slow.usual is not None:
+        text += (
+            f", {slow.seconds / slow.usual:.1f}x the {_duration(slow.usual)} of an earlier epoch"
+        )
+    if slow.waiting is not None:
+        threads = f"{slow.threads} threads" if slow.threads > 1 else "thread"
+        text += f"; training's {threads} waited for a CPU {100 * slow.waiting:.0f}% of the time"
+    text += ": other processes are keeping the CPUs busy."
+    if slow.suggest is None:
+        return f"{text} Training uses one thread already; it speeds up when they finish."
+    return (
+        f"{text} Fewer threads wait less for each other: press Ctrl-C and continue with "
+        f"mlp train --resume {run_dir} --threads {slow.suggest}"
+    )
 
 
 class JsonLines(Callbacks):

@@ -1,4 +1,14 @@
-"""Threads: how many BLAS uses, and how its idle workers wait.
+"""Threads: how many a run uses, how BLAS's idle workers wait, and when a run is starved.
+
+``training.threads: auto`` (the default) picks the thread count once, when a run starts: one
+thread for a network whose step is small (its products are too short to share, while a
+thread that waits for a core another process holds stalls every product), else as many as
+there are cores that other processes leave free, measured over a moment from
+``/proc/stat`` (the load average elsewhere).  A number is capped at the cores this process
+may use (CPU affinity and a cgroup quota): more threads than cores only wait for each
+other.  During the run, the share of time our threads spent ready but waiting for a core
+(``/proc/self/task/*/schedstat``), and epochs much slower than the earlier ones, show a run
+starved by other processes; `slowdown` says when, once, with the thread count to try.
 
 NumPy's OpenBLAS keeps its worker threads spinning after each matrix product, ready for the
 next one, for 2^28 clock cycles (about 0.1 s) before they go to sleep.  Between products a
@@ -17,7 +27,15 @@ call `let_blas_workers_sleep` before anything loads OpenBLAS.
 
 from __future__ import annotations
 
+import math
 import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+from typing import Literal
 
 # log2 of the clock cycles an idle OpenBLAS worker spins before it sleeps (OpenBLAS: 4-30).
 BLAS_SPIN_LOG2_CYCLES = 20
@@ -38,3 +56,221 @@ def blas_threads() -> int:
 
     counts = [int(lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"]
     return max([1, *counts])
+
+
+# -- choosing the thread count ---------------------------------------------------------------
+
+AUTO = "auto"
+ThreadSetting = int | Literal["auto"] | None  # training.threads: a count, auto, or BLAS's own
+
+# Under `auto`, a step with fewer floating-point operations than this runs on one thread:
+# sharing its short products gains little even on an idle machine, and one thread kept
+# waiting by another process makes every product wait (see `python -m bench busy`).
+SMALL_STEP_FLOPS = 50_000_000
+# Cores count as free when other processes keep them busy less than this in total (in
+# cores): a thread that has to share its core holds up the threads it synchronises with.
+FREE_CORE_BUSY = 0.2
+# How long `busy_cores` watches /proc/stat: long enough for a few clock ticks per core.
+BUSY_SAMPLE_SECONDS = 0.2
+
+
+def step_flops(layers: Sequence[int], batch: int) -> int:
+    """Floating-point operations of one training step's matrix products: the forward
+    product and the weight gradient of every layer, and the back-propagated delta of
+    every layer but the first (2 per multiply-add)."""
+    weights = [n_in * n_out for n_in, n_out in pairwise(layers)]
+    return 2 * batch * (2 * sum(weights) + sum(weights[1:]))
+
+
+def auto_threads(flops: int, cores: int, busy: float) -> int:
+    """The `auto` thread count for a step of ``flops`` on ``cores`` usable cores, of which
+    other processes keep ``busy`` (in cores) occupied: 1 for a small step, else the free
+    cores, never fewer than 1 nor more than ``cores``."""
+    if flops < SMALL_STEP_FLOPS or cores <= 1:
+        return 1
+    free = math.floor(cores - max(busy, 0.0) + FREE_CORE_BUSY)
+    return max(1, min(cores, free))
+
+
+def _affinity_cores() -> int:
+    """The CPUs this process may be scheduled on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, within a cgroup CPU quota."""
+    cores = _affinity_cores()
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """The CPUs a cgroup v2 ``cpu.max`` allows this process ("max": no limit), or None."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def _cpu_times() -> dict[str, tuple[int, int]]:
+    """(busy, total) clock ticks of each CPU ("cpu0", ...) from /proc/stat."""
+    found: dict[str, tuple[int, int]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            ticks = [int(f) for f in fields[:8]]
+            idle = ticks[3] + ticks[4]  # idle and waiting for I/O
+            found[name] = (sum(ticks) - idle, sum(ticks))
+    return found
+
+
+def busy_cores(seconds: float = BUSY_SAMPLE_SECONDS) -> float:
+    """How many of this process's cores other processes keep busy, watched for ``seconds``
+    (this process sleeps meanwhile); the 1-minute load average where /proc/stat is
+    missing, and 0 where neither is known."""
+    try:
+        cpus = {f"cpu{n}" for n in os.sched_getaffinity(0)}
+        before = _cpu_times()
+        time.sleep(seconds)
+        after = _cpu_times()
+    except (AttributeError, OSError, ValueError, IndexError):
+        try:
+            return min(os.getloadavg()[0], usable_cores())
+        except (AttributeError, OSError):
+            return 0.0
+    busy = 0.0
+    for cpu in cpus & before.keys() & after.keys():
+        ticks = after[cpu][1] - before[cpu][1]
+        if ticks > 0:
+            busy += (after[cpu][0] - before[cpu][0]) / ticks
+    return busy
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """The threads a run uses (None: BLAS's own default) and why, in a few words."""
+
+    threads: int | None
+    reason: str
+    capped: bool = False  # a number asked for was more than the usable cores
+
+
+def choose_threads(
+    setting: ThreadSetting,
+    layers: Sequence[int],
+    batch: int,
+    *,
+    cores: int | None = None,
+    busy: Callable[[], float] = busy_cores,
+) -> ThreadChoice:
+    """Resolve ``training.threads`` for a network of ``layers`` trained in batches of
+    ``batch``, once, at the start of a run.  ``busy`` is only called when the network is
+    large enough for threads to matter."""
+    cores = usable_cores() if cores is None else cores
+    if setting is None:
+        return ThreadChoice(None, "BLAS default")
+    if setting != AUTO:
+        asked = int(setting)
+        if asked > cores:
+            s = "s" * (cores != 1)
+            return ThreadChoice(cores, f"{asked:,} asked, capped at the {cores} core{s}", True)
+        return ThreadChoice(asked, "as set")
+    name = "-".join(map(str, layers))
+    flops = step_flops(layers, batch)
+    if flops < SMALL_STEP_FLOPS:
+        return ThreadChoice(1, f"auto: {name} is small")
+    if cores == 1:
+        return ThreadChoice(1, "auto: 1 core")
+    # Load on CPUs beyond a cgroup quota's share leaves the quota's cores to this process.
+    taken = max(0.0, busy() - max(0, _affinity_cores() - cores))
+    threads = auto_threads(flops, cores, taken)
+    if threads == cores:
+        return ThreadChoice(threads, f"auto: {cores} cores free")
+    return ThreadChoice(threads, f"auto: other processes use {taken:.1f} of {cores} cores")
+
+
+@contextmanager
+def limit_blas(threads: int | None) -> Iterator[None]:
+    """Limit NumPy's BLAS to ``threads`` threads inside the block (None: no limit)."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
+
+
+# -- noticing a starved run ------------------------------------------------------------------
+
+# An epoch this many times slower than the fastest earlier one (the first, which warms up,
+# left out) is much slower than expected.
+SLOW_FACTOR = 2.0
+# Threads that spent this share of an epoch ready to run but waiting for a core are starved.
+WAITING_SHARE = 0.25
+# Epochs shorter than this are not judged: a moment's hiccup doubles them.
+JUDGED_SECONDS = 0.25
+
+
+def waiting_seconds() -> float | None:
+    """Seconds this process's threads have spent ready to run but waiting for a core (the
+    scheduler's run-queue delay), or None where the system does not say (not Linux)."""
+    total = 0
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):  # the thread just ended
+                continue
+    except OSError:
+        return None
+    return total / 1e9
+
+
+@dataclass(frozen=True)
+class Slowdown:
+    """A run much slower than expected: which epoch, how slow, and what to try."""
+
+    epoch: int
+    seconds: float
+    usual: float | None  # the fastest earlier epoch (the first left out), if it is slower
+    waiting: float | None  # share of the epoch our threads waited for a core, if starved
+    threads: int
+    suggest: int | None  # threads to try, None when there is nothing to change
+
+
+def slowdown(
+    epoch: int, times: Sequence[float], waiting: float | None, threads: int
+) -> Slowdown | None:
+    """Whether epoch ``epoch``, the last of ``times`` (this session's epoch seconds, in
+    order), ran much slower than expected: ``SLOW_FACTOR`` times the fastest earlier epoch
+    but the first, or with our ``threads`` waiting for a core ``WAITING_SHARE`` of the time
+    or more.  None when it did not."""
+    if not times or times[-1] < JUDGED_SECONDS:
+        return None
+    seconds = times[-1]
+    earlier = times[1:-1]
+    usual = min(earlier) if earlier else None
+    slower = usual is not None and seconds >= SLOW_FACTOR * usual
+    starved = waiting is not None and waiting >= WAITING_SHARE
+    if not (slower or starved):
+        return None
+    suggest: int | None = None
+    if threads > 1:
+        # The cores our threads actually had, on average: more threads only wait.
+        had = threads * (1 - waiting) if waiting is not None else threads / 2
+        suggest = max(1, min(threads - 1, math.floor(had)))
+    return Slowdown(
+        epoch,
+        seconds,
+        usual if slower else None,
+        waiting if starved else None,
+        threads,
+        suggest,
+    )

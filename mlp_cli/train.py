@@ -42,7 +42,7 @@ from mlp_cli.errors import CheckpointError, MLPError, OutputError, TrainingError
 from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, make_optimizer
 from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
-from mlp_cli.threads import blas_threads
+from mlp_cli.threads import Slowdown, blas_threads, slowdown, waiting_seconds
 
 if TYPE_CHECKING:  # the config stack (pydantic, yaml) loads only when a run starts
     from mlp_cli.config import Config
@@ -294,6 +294,10 @@ class Callbacks:
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         """``record`` is the line written to metrics.jsonl."""
 
+    def on_slow_run(self, slow: Slowdown) -> None:
+        """At most once a run, after an epoch much slower than expected (see
+        `mlp_cli.threads.slowdown`)."""
+
 
 @dataclass
 class TrainState:
@@ -339,12 +343,13 @@ class Trainer:
         self.noise_rng = np.random.default_rng(seeds[2])
         opt = cfg.optimizer
         hyper = opt.model_dump(exclude={"name", "lr"})
+        self.threads = blas_threads()  # the update's threads follow --threads too
         self.optimizer: Optimizer = make_optimizer(
             opt.name,
             self.model.params.size,
             self.model.dtype,
             self.model.n_weights,
-            threads=blas_threads(),  # the update's threads follow --threads too
+            threads=self.threads,
             **hyper,
         )
         self.model.use_kernels(self.optimizer.kernels)  # numba's loops, where it is installed
@@ -500,15 +505,19 @@ class Trainer:
                 "n_train": n_train,
                 "n_val": len(data.val_idx),
                 "parameters": model.params.size,
+                "threads": self.threads,
             }
         )
         if st.epoch == 0 and st.step == 0 and self.perm is None:
             self.save_checkpoint("started")  # there is always a checkpoint to go back to
         status = "completed"
+        session_times: list[float] = []  # this session's epochs, for noticing a slowdown
+        warned = False
         while st.epoch < epochs:
             if self.perm is None:
                 self.perm = self.shuffle_rng.permutation(n_train)
             cb.on_epoch_start(st.epoch + 1, steps, st.step)
+            waited = waiting_seconds()
             started = time.perf_counter() - st.epoch_time
             while st.step < steps:
                 if should_stop():
@@ -535,9 +544,16 @@ class Trainer:
                 st.step += 1
                 cb.on_step(st.step, loss)
             train_time = time.perf_counter() - started
+            waiting = _share(waited, train_time, self.threads)  # before validation's share
             record = self._end_epoch(train_time, n_train, lr)
             st.elapsed += time.perf_counter() - started
             cb.on_epoch_end(record)
+            session_times.append(train_time)
+            if not warned:
+                slow = slowdown(st.epoch, session_times, waiting, self.threads)
+                if slow is not None:
+                    cb.on_slow_run(slow)
+                    warned = True
             if patience is not None and st.bad_epochs >= patience:
                 status = "early_stopped"
                 break
@@ -634,6 +650,15 @@ class Trainer:
             best_loss=st.best_loss if math.isfinite(st.best_loss) else None,
             model_epoch=st.best_epoch if kept_best else st.epoch,
         )
+
+
+def _share(waited_before: float | None, seconds: float, threads: int) -> float | None:
+    """The share of ``seconds`` that ``threads`` threads spent waiting for a CPU since
+    `waiting_seconds` said ``waited_before``, or None where that is not known."""
+    waited_after = waiting_seconds()
+    if waited_before is None or waited_after is None or seconds <= 0:
+        return None
+    return max(0.0, waited_after - waited_before) / (seconds * threads)
 
 
 def start(cfg: Config, data: Splits, out: str | Path | None = None) -> Trainer:

@@ -76,6 +76,19 @@ BAD_CONFIGS = {
 }
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "²"])
+def test_threads_option_takes_a_number_or_auto(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path, GOOD, "good.yaml")
+    code, out, err = run("train", "--config", str(config), "--threads", value)
+    assert code == 2
+    assert "--threads takes a number of threads (1 or more) or auto" in err
+    assert "Traceback" not in out + err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.yaml"]
+
+
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_bad_config_exits_2_with_file_line_and_key(
     case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -727,3 +740,21 @@ def test_suggested_commands_are_never_broken_across_lines(
     code, out, _ = run("config", "list")
     assert code == 0
     assert "start your own from one with: mlp config show NAME > my.yaml\n" in out
+
+
+@pytest.mark.slow
+def test_train_shows_its_thread_choice_and_caps_more_threads_than_cores(
+    mnist_mirror: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.threads import usable_cores
+
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path, GOOD, "good.yaml")
+    code, out, err = run("train", "--config", str(config), "--out", "auto")
+    assert code == 0, err
+    assert "threads: 1 (auto: 784-10 is small)" in out
+    cores = usable_cores()
+    args = ("--out", "capped", "--threads", "10000", "--quiet")
+    code, out, err = run("train", "--config", str(config), *args)
+    assert code == 0, err
+    assert f"threads: {cores} (10,000 asked, capped at the {cores} core" in err

@@ -552,6 +552,29 @@ def test_bad_override_cites_the_override(
         assert part in message
 
 
+@pytest.mark.parametrize(
+    ("override", "threads"),
+    [("training.threads=auto", "auto"), ("training.threads=3", 3), ("training.threads=", None)],
+)
+def test_threads_are_auto_by_default_a_number_or_null(
+    tmp_path: Path, override: str, threads: Any
+) -> None:
+    assert config_from_yaml(MINIMAL).training.threads == "auto"
+    assert config_from_yaml(MINIMAL + "training: {threads: 3}\n").training.threads == 3
+    assert load_config(write(tmp_path, MINIMAL), [override]).training.threads == threads
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "1.5", "two", "Auto", "true", "'4'", "[2]"])
+def test_threads_refuse_anything_else_with_one_message(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, MINIMAL + f"training:\n  threads: {value}\n")
+    message = config_error(path)
+    assert (
+        f"{path}:4: training.threads: expected a number of threads (1 or more), auto or null"
+        in (message)
+    )
+    assert message.count("training.threads") == 1
+
+
 def test_override_replacing_a_file_value_cites_the_override(tmp_path: Path) -> None:
     text = MINIMAL + "training:\n  epochs: 3\n  batch_size: 0\n"
     path = write(tmp_path, text)

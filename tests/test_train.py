@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
-from mlp_cli import checkpoint, data, optim, train
+from mlp_cli import checkpoint, data, optim, threads, train
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.config import Config, config_from_dict, load_config
 from mlp_cli.errors import TrainingError, UsageError
@@ -192,6 +192,41 @@ def test_the_update_runs_on_the_blas_threads_and_gives_the_same_bits(
         runs = [alone.run(), shared.run()]
     for name in (checkpoint.MODEL_FILE, train.CHECKPOINT_FILE):
         assert arrays_of(runs[0].run_dir / name) == arrays_of(runs[1].run_dir / name)
+
+
+class SlowRuns(train.Callbacks):
+    def __init__(self) -> None:
+        self.reports: list[threads.Slowdown] = []
+
+    def on_slow_run(self, slow: threads.Slowdown) -> None:
+        self.reports.append(slow)
+
+
+def test_a_starved_run_is_reported_once_through_the_callbacks(
+    tmp_path: Path, no_curves: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every epoch is judged, and the threads waited for a CPU far longer than they ran.
+    monkeypatch.setattr(threads, "JUDGED_SECONDS", 0.0)
+    waited = iter(range(0, 10**6, 1000))
+    monkeypatch.setattr(train, "waiting_seconds", lambda: float(next(waited)))
+    monkeypatch.setattr(train, "blas_threads", lambda: 2)
+    trainer = train.start(make_config(tmp_path), make_splits())
+    callbacks = SlowRuns()
+    trainer.run(callbacks)
+    assert [(s.epoch, s.threads, s.suggest) for s in callbacks.reports] == [(1, 2, 1)]
+    assert callbacks.reports[0].waiting is not None
+    assert callbacks.reports[0].waiting > threads.WAITING_SHARE
+
+
+def test_a_run_whose_threads_never_wait_is_not_reported(
+    tmp_path: Path, no_curves: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(threads, "JUDGED_SECONDS", 0.0)
+    monkeypatch.setattr(threads, "SLOW_FACTOR", 1e9)  # epoch times alone never count
+    monkeypatch.setattr(train, "waiting_seconds", lambda: 5.0)
+    callbacks = SlowRuns()
+    train.start(make_config(tmp_path), make_splits()).run(callbacks)
+    assert callbacks.reports == []
 
 
 # -- resuming ---------------------------------------------------------------------------------

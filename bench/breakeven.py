@@ -1,0 +1,125 @@
+"""``python -m bench threads``: from what step size on a second thread pays, on this machine.
+
+For a ladder of one-hidden-layer widths (and the shipped configs' networks and batch
+sizes), times single training steps (forward, backward, the compiled Adam update: the
+steps `mlp_cli.train.Trainer` runs) on one thread and on every count up to the usable cores,
+and reports the step's floating-point operations (`mlp_cli.threads.step_flops`) beside the
+time each thread count takes.  Each figure is the fastest of many single steps: the best
+case, which other processes disturb least on a shared machine, and the case that favours
+threads most.  `mlp_cli.threads.SMALL_STEP_FLOPS`, below which ``auto`` uses one thread,
+comes from this table read together with ``python -m bench busy``.
+
+Left out: data gathering and validation, which do not change with the thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mlp_cli.threads import SMALL_STEP_FLOPS, limit_blas, step_flops, usable_cores
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# (layers, batch): the widths between the shipped networks, and the shipped ones themselves.
+LADDER: tuple[tuple[tuple[int, ...], int], ...] = (
+    ((784, 30, 10), 10),
+    ((400, 25, 10), 64),
+    ((784, 10), 128),
+    ((784, 100, 10), 64),
+    ((784, 100, 10), 128),
+    ((784, 200, 10), 128),
+    ((784, 400, 10), 128),
+    ((784, 800, 10), 128),
+    ((784, 800, 800, 10), 128),
+)
+
+
+def step_seconds(layers: tuple[int, ...], batch: int, threads: int, steps: int) -> float:
+    """The fastest of ``steps`` single training steps of ``layers`` on ``threads`` threads."""
+    import numpy as np
+
+    from mlp_cli.model import MLP
+    from mlp_cli.optim import make_optimizer
+
+    with limit_blas(threads):
+        model = MLP(list(layers), "relu", "softmax")
+        model.initialize("he", np.random.default_rng(0))
+        opt = make_optimizer("adam", model.params.size, model.dtype, model.n_weights, threads)
+        model.use_kernels(opt.kernels)
+        rng = np.random.default_rng(1)
+        X = rng.random((8 * batch, layers[0]), dtype=np.float32)
+        y = rng.integers(0, 10, 8 * batch).astype(np.uint8)
+        best = float("inf")
+        for i in range(steps + 10):  # the first ten warm up
+            rows = slice((i % 8) * batch, (i % 8 + 1) * batch)
+            started = time.perf_counter()
+            model.forward(X[rows])
+            model.backward(y[rows], "cross_entropy")
+            opt.step(model.params, model.grads, 1e-3)
+            if i >= 10:
+                best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench threads", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--steps", type=int, default=300, help="single steps timed per cell")
+    parser.add_argument("--out", type=Path, help="JSON file [bench/results/threads-<time>.json]")
+    args = parser.parse_args(argv)
+    console = Console(width=max(Console().width, 100))
+    counts = list(range(1, max(2, usable_cores()) + 1))
+    rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    for layers, batch in LADDER:
+        seconds = {t: step_seconds(layers, batch, t, args.steps) for t in counts}
+        rows.append(
+            {
+                "layers": list(layers),
+                "batch_size": batch,
+                "step_flops": step_flops(layers, batch),
+                "seconds_per_step": seconds,
+                "over_one_thread": {t: s / seconds[1] for t, s in seconds.items()},
+            }
+        )
+        console.print(f"timed {'-'.join(map(str, layers))} batch {batch}", highlight=False)
+    out_table = Table(
+        title="Fastest single training step (Adam), by thread count",
+        caption=f"auto uses one thread below {SMALL_STEP_FLOPS / 1e6:.0f} MFLOP per step.",
+    )
+    for column in ("network", "batch", "MFLOP/step", *(f"{t} thr. ms" for t in counts)):
+        out_table.add_column(column, justify="left" if column == "network" else "right")
+    out_table.add_column(f"{counts[-1]} / 1", justify="right")
+    for r in rows:
+        out_table.add_row(
+            "-".join(map(str, r["layers"])),
+            str(r["batch_size"]),
+            f"{r['step_flops'] / 1e6:.1f}",
+            *(f"{1e3 * r['seconds_per_step'][t]:.3f}" for t in counts),
+            f"{r['over_one_thread'][counts[-1]]:.2f}",
+        )
+    console.print(out_table)
+    out = args.out or RESULTS / f"threads-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "steps": args.steps,
+        "cpus": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+        "networks": rows,
+    }
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    console.print(f"results: {out}")
+    return 0
