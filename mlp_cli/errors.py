@@ -37,3 +37,7 @@ class ImageError(MLPError):
 
 class TrainingError(MLPError):
     """Training could not go on (for example the loss became NaN or infinite)."""
+
+
+class ExportError(MLPError):
+    """A model could not be exported (missing optional package, failed check, failed write)."""
