@@ -272,9 +272,11 @@ def export(
 def default_runtime() -> str:
     """The runtime `run` uses unless told: onnxruntime when installed, else onnx's own
     reference evaluator (slower, but enough to check a file)."""
-    import importlib.util
-
-    return "onnxruntime" if importlib.util.find_spec("onnxruntime") else "reference"
+    try:
+        _require("onnxruntime")
+    except ExportError:
+        return "reference"
+    return "onnxruntime"
 
 
 def runtime_version(runtime: str) -> str:
