@@ -9,6 +9,7 @@ onnx's reference evaluator and through onnxruntime.  Tests that need `onnx` or
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 import tempfile
@@ -82,7 +83,7 @@ def random_model(
     """
     rng = np.random.default_rng(seed)
     preprocessing = {"input_size": input_size, "normalize": STANDARDIZE if normalize else None}
-    a = model_inputs(random_digits(64)[0], preprocessing).astype(np.float64)  # (64, n_0)
+    a: NDArray[np.floating] = model_inputs(random_digits(64)[0], preprocessing).astype(np.float64)
     weights, biases = [], []
     for l, n_out in enumerate(sizes, start=1):
         W = rng.normal(0.0, 1.0, (n_out, a.shape[1]))
@@ -222,7 +223,7 @@ def test_written_file_is_checked_pinned_and_self_describing(
 def test_onnxruntime_loads_the_pinned_file(tmp_path: Path) -> None:
     """... and the installed onnxruntime accepts it (a file with the newest IR of the
     installed onnx may be newer than a runtime knows)."""
-    import onnxruntime
+    onnxruntime = importlib.import_module("onnxruntime")
 
     out = export.export(random_model(tmp_path / "m.npz"), tmp_path / "m.onnx")
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -366,7 +367,7 @@ def test_failed_write_leaves_the_previous_file_whole(
     out = tmp_path / "out" / "m.onnx"
     out.parent.mkdir()
     out.write_bytes(b"previous export")
-    real_write = export.atomic_write
+    real_write = checkpoint.atomic_write
 
     def fill_up(path: Path, write: Callable[[Any], None]) -> None:
         def half(f: Any) -> None:
@@ -375,7 +376,7 @@ def test_failed_write_leaves_the_previous_file_whole(
 
         real_write(path, half)
 
-    monkeypatch.setattr(export, "atomic_write", fill_up)
+    monkeypatch.setattr("mlp_cli.export.atomic_write", fill_up)
     code, _, err = run("export", "--model", str(model_file), "--out", str(out), "--force")
     assert code == 1
     assert "No space left on device" in err
