@@ -27,7 +27,6 @@ optimisation (runtimes fuse Gemm and activation themselves).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +39,8 @@ from mlp_cli import __version__
 from mlp_cli.activations import LEAKY_SLOPE
 from mlp_cli.checkpoint import FORMAT_NAME, FORMAT_VERSION, SavedModel, atomic_write
 from mlp_cli.errors import ExportError, UsageError
+from mlp_cli.evaluate import build_model, evaluate
+from mlp_cli.model import MLP
 
 if TYPE_CHECKING:
     import onnx
@@ -50,6 +51,7 @@ IR_VERSION = 8  # the IR version that opset 17 came with (onnx 1.12); onnxruntim
 INPUT, PROBABILITIES, LABEL = "pixels", "probabilities", "label"
 TOLERANCE = 1e-5  # largest probability difference `verify` accepts from our forward pass
 INSTALL_HINT = "pip install 'mlp-cli[export]'"
+MAX_BYTES = 2**31 - 2**24  # protobuf's 2 GiB message limit, less room for the graph itself
 
 # Our activation name -> (ONNX operator, its attributes).  Tests hold these tables equal to
 # `activations.ACTIVATIONS` and `losses.OUTPUTS`, so a new activation cannot be forgotten.
@@ -114,15 +116,7 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
 # -- building the graph ------------------------------------------------------------------------
 
 
-def _network(saved: SavedModel) -> tuple[Any, Mapping[str, Any]]:
-    """The saved network as an `MLP` (the loader's reading of weights and activations) and
-    its preprocessing metadata."""
-    from mlp_cli.evaluate import build_model
-
-    return build_model(saved), saved.metadata["preprocessing"]
-
-
-def _metadata_props(saved: SavedModel, model: Any, preprocessing_in_graph: bool) -> dict[str, str]:
+def _metadata_props(saved: SavedModel, model: MLP, preprocessing_in_graph: bool) -> dict[str, str]:
     """The ONNX metadata properties: the ``.npz`` metadata's description of the model,
     strings as they are and structured values as JSON."""
     meta = saved.metadata
@@ -160,7 +154,13 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
 
     from mlp_cli.preprocess import MNIST_SIDE, _area_matrix
 
-    model, prep = _network(saved)
+    model = build_model(saved)  # the loader's reading of weights and activations
+    if model.params.nbytes > MAX_BYTES:
+        raise ExportError(
+            f"the model has {model.params.size:,} parameters ({model.params.nbytes:,} bytes); "
+            f"a single ONNX file holds at most {MAX_BYTES:,} bytes of weights."
+        )
+    prep = saved.metadata["preprocessing"]
     nodes: list[Any] = []
     initializers: list[Any] = []
 
@@ -252,8 +252,8 @@ def write_onnx(onnx_model: onnx.ModelProto, out: Path) -> Path:
         ) from None
     except OSError as exc:
         raise ExportError(
-            f"could not write '{out}': {exc.strerror or exc}. Nothing was written; free some "
-            "disk space or choose another folder."
+            f"could not write '{out}': {exc.strerror or exc}. The previous file, if any, is "
+            "unchanged; free some disk space or choose another folder."
         ) from None
     return out
 
@@ -338,7 +338,6 @@ def verify(
 ) -> Verification:
     """Run the ONNX file at ``path`` on MNIST-form ``images`` (n, 28, 28) and compare it with
     `mlp evaluate`'s forward pass of ``saved``."""
-    from mlp_cli.evaluate import evaluate
     from mlp_cli.preprocess import MNIST_SIDE, digits_to_inputs, model_inputs
 
     ours = evaluate(saved, images, labels, "export")

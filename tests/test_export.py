@@ -384,6 +384,18 @@ def test_failed_write_leaves_the_previous_file_whole(
     assert files_in(out.parent) == ["m.onnx"]
 
 
+@needs_onnx
+def test_model_too_large_for_one_onnx_file_is_refused(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "MAX_BYTES", 1000)  # the real limit is 2 GiB of weights
+    out = tmp_path / "m.onnx"
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out))
+    assert code == 1
+    assert "at most 1,000 bytes" in err
+    assert not out.exists()
+
+
 def test_missing_onnx_says_how_to_install_it(
     model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
