@@ -441,6 +441,7 @@ def export(
 ) -> None:
     """Export a trained model to ONNX, to run it outside Python or without mlp."""
     from mlp_cli import export as exporting
+    from mlp_cli.errors import ExportError
     from mlp_cli.evaluate import split_images
 
     exporting.check_format(format_)
@@ -470,18 +471,11 @@ def export(
         highlight=False,
     )
     if not check.passed:
-        err_console.print(
-            Text.assemble(
-                ("error: ", "bold red"),
-                plain(
-                    f"the exported file differs from the model by more than "
-                    f"{exporting.TOLERANCE:g} or in some labels; it was written to {written} "
-                    "but should not be used as is."
-                ),
-            ),
-            highlight=False,
+        raise ExportError(
+            f"the exported file differs from the model by more than {exporting.TOLERANCE:g} "
+            f"in a probability or in some labels; it was written to {written} but should not "
+            "be used as is."
         )
-        raise typer.Exit(1)
 
 
 # -- looking inside ----------------------------------------------------------------------------
