@@ -572,6 +572,69 @@ def predict(
         raise typer.Exit(1)
 
 
+# -- export ----------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write, e.g. model.onnx.")],
+    model: ModelOpt = None,
+    format_: Annotated[str, typer.Option("--format", "-f", help="Output format: onnx.")] = "onnx",
+    preprocessing: Annotated[
+        bool,
+        typer.Option(
+            help="Put the model's input transform (28->20 reduction, standardisation) in the "
+            "graph, so it takes MNIST-form pixels in [0, 1]."
+        ),
+    ] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="Run the file on the MNIST test set and compare with our model."
+        ),
+    ] = False,
+) -> None:
+    """Export a trained model to ONNX, to run it outside Python or without mlp."""
+    from mlp_cli import export as exporting
+    from mlp_cli.errors import ExportError
+    from mlp_cli.evaluate import split_images
+
+    exporting.check_format(format_)
+    exporting.check_out(out, force=force)
+    path, saved = _load_model(model)
+    written = exporting.export(saved, out, force=force, preprocessing=preprocessing)
+    console.print(
+        Text.assemble(
+            "exported ",
+            plain(path),
+            " to ",
+            plain(written),
+            f" (ONNX opset {exporting.OPSET}, IR version {exporting.IR_VERSION}, "
+            f"{written.stat().st_size:,} bytes)",
+        ),
+        highlight=False,
+    )
+    if not verify:
+        return
+    images, labels = split_images(saved, "test")
+    check = exporting.verify(written, saved, images, labels, preprocessing=preprocessing)
+    console.print(
+        f"verified with {check.runtime} on the {check.n:,} MNIST test images: largest "
+        f"probability difference {check.max_difference:.2e}, labels agree "
+        f"{check.labels_agree:,}/{check.n:,}, accuracy {100 * check.accuracy_onnx:.2f}% "
+        f"(ours {100 * check.accuracy_ours:.2f}%)",
+        highlight=False,
+    )
+    if not check.passed:
+        raise ExportError(
+            f"the exported file differs from the model by more than {exporting.TOLERANCE:g} "
+            f"in a probability or in some labels; it was written to {written} but should not "
+            "be used as is."
+        )
+
+
 # -- looking inside ----------------------------------------------------------------------------
 
 

@@ -41,3 +41,7 @@ class TrainingError(MLPError):
 
 class OutputError(MLPError):
     """A file could not be written where it was asked for (full disk, read-only, no access)."""
+
+
+class ExportError(MLPError):
+    """A model could not be exported (missing optional package, failed check, failed write)."""

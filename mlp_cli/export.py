@@ -1,0 +1,361 @@
+"""Export a saved model to ONNX, and check the exported file against our own forward pass.
+
+The graph is built straight from the saved weights with the `onnx` package's helper API:
+
+    pixels (N, 784) in [0, 1]                     MNIST-form digits, as `mlp predict --raw` takes
+      -> MatMul(R, .) -> MatMul(., R^T)           20x20 models only: the area reduction 28 -> 20
+      -> Sub(mean) -> Mul(1 / std)                models trained on standardised inputs only
+      -> Gemm(., W_l, b_l, transB=1) -> g         per hidden layer l, g the hidden activation
+      -> Gemm(., W_L, b_L, transB=1) -> Softmax or Sigmoid     probabilities (N, 10)
+      -> ArgMax(axis=1)                                         label (N,), int64
+
+The input transform is the one `mlp_cli.preprocess` applies, operation for operation: the
+same area matrix R (`_area_matrix`, two products as in `_area_resize`) and the same
+float32 mean and reciprocal std.  With ``preprocessing=False`` it is left out and the graph
+takes the network's own inputs (N, input_size**2), already reduced and standardised.
+
+The file names a fixed opset and IR version instead of the newest ones the installed `onnx`
+knows, because runtimes refuse models whose IR version is newer than their own; metadata
+properties carry what the ``.npz`` metadata says (format, layers, activations, class names,
+preprocessing, training summary, data hashes), as JSON where a value is structured.
+
+`onnx` and `onnxruntime` are an optional extra (``mlp-cli[export]``), imported only here
+and only when asked for.  Left out on purpose: other formats, quantisation, and graph
+optimisation (runtimes fuse Gemm and activation themselves).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mlp_cli import __version__
+from mlp_cli.activations import LEAKY_SLOPE
+from mlp_cli.checkpoint import FORMAT_NAME, FORMAT_VERSION, SavedModel, atomic_write
+from mlp_cli.errors import ExportError, UsageError
+from mlp_cli.evaluate import build_model, evaluate
+from mlp_cli.model import MLP
+from mlp_cli.outputs import check_folder
+
+if TYPE_CHECKING:
+    import onnx
+
+FORMATS = ("onnx",)  # what `mlp export --format` accepts
+OPSET = 17  # ONNX operator set: Softmax/ArgMax as used here are unchanged since 13
+IR_VERSION = 8  # the IR version that opset 17 came with (onnx 1.12); onnxruntime >= 1.13 loads it
+INPUT, PROBABILITIES, LABEL = "pixels", "probabilities", "label"
+TOLERANCE = 1e-5  # largest probability difference `verify` accepts from our forward pass
+INSTALL_HINT = "pip install 'mlp-cli[export]'"
+MAX_BYTES = 2**31 - 2**24  # protobuf's 2 GiB message limit, less room for the graph itself
+
+# Our activation name -> (ONNX operator, its attributes).  Tests hold these tables equal to
+# `activations.ACTIVATIONS` and `losses.OUTPUTS`, so a new activation cannot be forgotten.
+HIDDEN_OPS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sigmoid": ("Sigmoid", {}),
+    "tanh": ("Tanh", {}),
+    "relu": ("Relu", {}),
+    "leaky_relu": ("LeakyRelu", {"alpha": LEAKY_SLOPE}),
+}
+OUTPUT_OPS: dict[str, tuple[str, dict[str, Any]]] = {
+    "softmax": ("Softmax", {"axis": 1}),
+    "sigmoid": ("Sigmoid", {}),
+}
+
+
+def _require(name: str) -> ModuleType:
+    """Import an optional dependency, or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ExportError(
+            f"exporting to ONNX needs the '{name}' package, which is not installed "
+            f"({exc}). Install the export extra with `{INSTALL_HINT}` (or `pip install "
+            "onnx onnxruntime`) and run the command again."
+        ) from None
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` if it is an export format we write, else a UsageError naming the choices."""
+    if fmt not in FORMATS:
+        raise UsageError(
+            f"unknown export format {fmt!r}; the formats are: {', '.join(FORMATS)} "
+            "(for example `mlp export --format onnx --out model.onnx`)."
+        )
+    return fmt
+
+
+def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path:
+    """Refuse an output path that cannot or should not be written, before any work is done."""
+    out = Path(out)
+    folder = out.parent
+    if out.is_dir():
+        raise UsageError(f"--out '{out}' is a folder; give the path of the file to write.")
+    if not folder.exists():
+        raise UsageError(
+            f"the folder '{folder}' for --out '{out}' does not exist; create it first or "
+            "choose another path."
+        )
+    if not folder.is_dir():
+        raise UsageError(f"'{folder}' in --out '{out}' is not a folder.")
+    if model_path is not None and out.exists() and out.resolve() == model_path.resolve():
+        raise UsageError(f"--out '{out}' is the model file itself; choose another path.")
+    if out.exists() and not force:
+        raise UsageError(
+            f"'{out}' already exists; pass --force to replace it, or choose another --out."
+        )
+    check_folder(folder, "folder for --out")  # writable: read-only mounts, /proc, /sys...
+    return out
+
+
+# -- building the graph ------------------------------------------------------------------------
+
+
+def _metadata_props(saved: SavedModel, model: MLP, preprocessing_in_graph: bool) -> dict[str, str]:
+    """The ONNX metadata properties: the ``.npz`` metadata's description of the model,
+    strings as they are and structured values as JSON."""
+    meta = saved.metadata
+    props: dict[str, Any] = {
+        "format": FORMAT_NAME,  # the loader has checked the file's format name and version
+        "format_version": FORMAT_VERSION,
+        "layers": model.sizes,
+        "hidden_activation": model.hidden if model.n_layers > 1 else None,
+        "output_activation": model.output,
+        "loss": meta.get("loss"),
+        "class_names": meta.get("class_names"),
+        "preprocessing": meta.get("preprocessing"),
+        "preprocessing_in_graph": preprocessing_in_graph,
+        "training": meta.get("training"),
+        "data_hashes": meta.get("data_hashes"),
+        "package_version": meta.get("package_version"),
+        "created": meta.get("created"),
+    }
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in props.items()
+        if value is not None
+    }
+
+
+def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelProto:
+    """The ONNX model of ``saved``: input `pixels`, outputs `probabilities` and `label`.
+
+    With ``preprocessing`` the input is MNIST-form pixels (N, 784) in [0, 1] and the
+    model's input transform is part of the graph; without it, the input is the network's
+    own (N, input_size**2).  Raises ExportError if `onnx` is missing.
+    """
+    onnx = _require("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mlp_cli.preprocess import MNIST_SIDE, _area_matrix
+
+    model = build_model(saved)  # the loader's reading of weights and activations
+    if model.params.nbytes > MAX_BYTES:
+        raise ExportError(
+            f"the model has {model.params.size:,} parameters ({model.params.nbytes:,} bytes); "
+            f"a single ONNX file holds at most {MAX_BYTES:,} bytes of weights."
+        )
+    prep = saved.metadata["preprocessing"]
+    nodes: list[Any] = []
+    initializers: list[Any] = []
+
+    def constant(name: str, value: NDArray[Any]) -> str:
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def node(op: str, inputs: list[str], output: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    side = int(prep["input_size"])
+    n_in = model.sizes[0]
+    x = INPUT
+    if preprocessing:
+        n_in = MNIST_SIDE * MNIST_SIDE
+        if side != MNIST_SIDE:
+            R = _area_matrix(MNIST_SIDE, side)  # (side, 28), rows sum to 1
+            shape = np.array([-1, MNIST_SIDE, MNIST_SIDE], dtype=np.int64)
+            x = node("Reshape", [x, constant("image_shape", shape)], "images")  # (N, 28, 28)
+            x = node("MatMul", [constant("area_rows", R), x], "area_rows_out")  # (N, side, 28)
+            x = node("MatMul", [x, constant("area_cols", R.T)], "area_out")  # (N, side, side)
+            flat = np.array([-1, side * side], dtype=np.int64)
+            x = node("Reshape", [x, constant("input_shape", flat)], "resized")  # (N, side^2)
+        norm = prep.get("normalize")
+        if norm:
+            mean = np.array(np.float32(norm["mean"]))
+            inv_std = np.array(np.float32(1.0 / norm["std"]))  # as `normalize_inputs` does
+            x = node("Sub", [x, constant("mean", mean)], "centred")
+            x = node("Mul", [x, constant("inv_std", inv_std)], "standardised")
+
+    L = model.n_layers
+    for l in range(1, L + 1):
+        W = constant(f"W{l}", np.asarray(model.W[l - 1], dtype=np.float32))  # (n_l, n_{l-1})
+        b = constant(f"b{l}", np.asarray(model.b[l - 1], dtype=np.float32))  # (n_l,)
+        x = node("Gemm", [x, W, b], f"z{l}", transB=1)  # x W_l^T + b_l: (N, n_l)
+        op, attrs = HIDDEN_OPS[model.hidden] if l < L else OUTPUT_OPS[model.output]
+        x = node(op, [x], f"a{l}" if l < L else PROBABILITIES, **attrs)
+    node("ArgMax", [PROBABILITIES], LABEL, axis=1, keepdims=0)
+
+    n_out = model.sizes[-1]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", n_in])],
+        [
+            helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, ["N", n_out]),
+            helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["N"]),
+        ],
+        initializer=initializers,
+    )
+    onnx_model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name=FORMAT_NAME,
+        producer_version=__version__,
+        doc_string=_doc(saved, preprocessing, n_in),
+    )
+    helper.set_model_props(onnx_model, _metadata_props(saved, model, preprocessing))
+    try:
+        onnx.checker.check_model(onnx_model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"the ONNX graph built from the model failed its check: {exc}") from None
+    return onnx_model
+
+
+def _doc(saved: SavedModel, preprocessing: bool, n_in: int) -> str:
+    layers = "-".join(map(str, saved.layers))
+    if preprocessing:
+        given = f"MNIST-form pixels (N, {n_in}) in [0, 1], white ink on black, row by row"
+    else:
+        given = f"the network's inputs (N, {n_in}), already resized and standardised"
+    return (
+        f"mlp {layers} network. Input '{INPUT}': {given}. Outputs '{PROBABILITIES}' "
+        f"(N, {saved.layers[-1]}) and '{LABEL}' (N,), the index of the largest probability "
+        "into the class_names metadata property."
+    )
+
+
+def write_onnx(onnx_model: onnx.ModelProto, out: Path) -> Path:
+    """Write ``onnx_model`` to ``out`` atomically: the file appears whole or not at all."""
+    data = onnx_model.SerializeToString()
+    try:
+        atomic_write(out, lambda f: f.write(data))
+    except PermissionError as exc:
+        raise UsageError(
+            f"cannot write '{out}': {exc.strerror or exc}. Choose a folder you can write to."
+        ) from None
+    except OSError as exc:
+        raise ExportError(
+            f"could not write '{out}': {exc.strerror or exc}. The previous file, if any, is "
+            "unchanged; free some disk space or choose another folder."
+        ) from None
+    return out
+
+
+def export(
+    saved: SavedModel, out: Path, *, force: bool = False, preprocessing: bool = True
+) -> Path:
+    """Build, check and atomically write the ONNX file of ``saved`` at ``out``."""
+    out = check_out(out, force=force, model_path=saved.path)
+    return write_onnx(build_onnx(saved, preprocessing=preprocessing), out)
+
+
+# -- running and verifying ---------------------------------------------------------------------
+
+
+def default_runtime() -> str:
+    """The runtime `run` uses unless told: onnxruntime when installed, else onnx's own
+    reference evaluator (slower, but enough to check a file)."""
+    try:
+        _require("onnxruntime")
+    except ExportError:
+        return "reference"
+    return "onnxruntime"
+
+
+def runtime_version(runtime: str) -> str:
+    """``runtime`` with the version of the package behind it, e.g. "onnxruntime 1.20.1"."""
+    if runtime == "onnxruntime":
+        return f"onnxruntime {_require('onnxruntime').__version__}"
+    return f"onnx.reference {_require('onnx').__version__}"
+
+
+def run(
+    model: Path | bytes, inputs: NDArray[np.float32], *, runtime: str | None = None
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """(probabilities (N, K), labels (N,)) of an ONNX model (a file or serialized bytes)
+    for ``inputs`` (N, n_0), computed by ``runtime`` ("onnxruntime" or "reference")."""
+    runtime = runtime or default_runtime()
+    feed = {INPUT: np.ascontiguousarray(inputs, dtype=np.float32)}
+    source = str(model) if isinstance(model, Path) else model
+    if runtime == "onnxruntime":
+        ort = _require("onnxruntime")
+        session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+        probabilities, labels = session.run([PROBABILITIES, LABEL], feed)
+    elif runtime == "reference":
+        onnx = _require("onnx")
+        from onnx.reference import ReferenceEvaluator
+
+        proto = onnx.load(source) if isinstance(source, str) else onnx.load_from_string(source)
+        # Its Sigmoid evaluates both branches of a where(); the overflowing one is discarded.
+        with np.errstate(over="ignore", invalid="ignore"):
+            probabilities, labels = ReferenceEvaluator(proto).run([PROBABILITIES, LABEL], feed)
+    else:
+        raise UsageError(f"unknown ONNX runtime {runtime!r}; one of onnxruntime, reference")
+    return np.asarray(probabilities), np.asarray(labels)
+
+
+@dataclass
+class Verification:
+    """How the exported file's outputs compare with our forward pass on a set of digits."""
+
+    runtime: str
+    n: int
+    max_difference: float  # largest |p_onnx - p_ours| over all images and classes
+    labels_agree: int  # images whose ONNX label equals our predicted label
+    accuracy_onnx: float  # against the true labels
+    accuracy_ours: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_difference <= TOLERANCE and self.labels_agree == self.n
+
+
+def verify(
+    path: Path,
+    saved: SavedModel,
+    images: NDArray[np.uint8],
+    labels: NDArray[np.uint8],
+    *,
+    preprocessing: bool = True,
+    runtime: str | None = None,
+) -> Verification:
+    """Run the ONNX file at ``path`` on MNIST-form ``images`` (n, 28, 28) and compare it with
+    `mlp evaluate`'s forward pass of ``saved``."""
+    from mlp_cli.preprocess import MNIST_SIDE, digits_to_inputs, model_inputs
+
+    ours = evaluate(saved, images, labels, "export")
+    if preprocessing:  # what the graph takes: pixel / 255, flattened, or the network's inputs
+        inputs = digits_to_inputs(images, MNIST_SIDE)
+    else:
+        inputs = model_inputs(images, saved.metadata["preprocessing"])
+    runtime = runtime or default_runtime()
+    probabilities, predicted = run(path, inputs, runtime=runtime)
+    n = len(labels)
+    difference = np.abs(probabilities.astype(np.float64) - ours.probabilities)
+    return Verification(
+        runtime=runtime_version(runtime),
+        n=n,
+        max_difference=float(difference.max()) if n else 0.0,
+        labels_agree=int(np.count_nonzero(predicted == ours.predictions)),
+        accuracy_onnx=float(np.count_nonzero(predicted == labels)) / n if n else 0.0,
+        accuracy_ours=ours.accuracy,
+    )

@@ -1,0 +1,467 @@
+"""`mlp export`: the ONNX graph computes what our forward pass computes, the file is one that
+runtimes load, and bad input gives a clean error with nothing written.
+
+The graph is compared with `mlp_cli.evaluate.evaluate` (the forward pass of `mlp evaluate`)
+on random networks of every hidden activation x output function x input transform, through
+onnx's reference evaluator and through onnxruntime.  Tests that need `onnx` or
+`onnxruntime` skip, saying so, where the export extra is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from typer.testing import CliRunner
+
+from mlp_cli import checkpoint, data, export
+from mlp_cli.activations import ACTIVATIONS
+from mlp_cli.checkpoint import SavedModel
+from mlp_cli.cli import app
+from mlp_cli.evaluate import evaluate
+from mlp_cli.losses import OUTPUTS
+from mlp_cli.preprocess import digits_to_inputs, model_inputs
+
+HAVE_ONNX = importlib.util.find_spec("onnx") is not None
+HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
+needs_onnx = pytest.mark.skipif(
+    not HAVE_ONNX, reason="onnx is not installed (pip install 'mlp-cli[export]')"
+)
+needs_ort = pytest.mark.skipif(
+    not HAVE_ORT, reason="onnxruntime is not installed (pip install 'mlp-cli[export]')"
+)
+RUNTIMES = [
+    pytest.param("reference", marks=needs_onnx),
+    pytest.param("onnxruntime", marks=[needs_onnx, needs_ort]),
+]
+STANDARDIZE = {"mean": 0.1307, "std": 0.3081}  # about MNIST's training-pixel statistics
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    # rich wraps long lines at the terminal width; compare words, not line breaks
+    return result.exit_code, " ".join(result.stdout.split()), " ".join(result.stderr.split())
+
+
+def random_digits(n: int, seed: int = 1) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """MNIST-form uint8 images (n, 28, 28) of random ink, from faint to dense, with a blank
+    one among them; and random labels."""
+    rng = np.random.default_rng(seed)
+    density = rng.uniform(0.05, 0.6, (n, 1, 1))
+    ink = rng.integers(0, 256, (n, 28, 28)) * (rng.random((n, 28, 28)) < density)
+    images = ink.astype(np.uint8)
+    images[0] = 0
+    return images, rng.integers(0, 10, n).astype(np.uint8)
+
+
+def random_model(
+    path: Path,
+    *,
+    hidden: str = "relu",
+    output: str = "softmax",
+    input_size: int = 28,
+    normalize: bool = True,
+    sizes: tuple[int, ...] = (12, 8, 10),
+    seed: int = 0,
+) -> SavedModel:
+    """A model file with random weights, written and read back through `checkpoint` like a
+    trained one.
+
+    Each layer is scaled so that its pre-activations on `random_digits` spread around zero
+    with a standard deviation of 2: no unit is stuck in a flat part of its activation, the
+    outputs are far from uniform, and none saturates to a tie at 1.
+    """
+    rng = np.random.default_rng(seed)
+    preprocessing = {"input_size": input_size, "normalize": STANDARDIZE if normalize else None}
+    a: NDArray[np.floating] = model_inputs(random_digits(64)[0], preprocessing).astype(np.float64)
+    weights, biases = [], []
+    for l, n_out in enumerate(sizes, start=1):
+        W = rng.normal(0.0, 1.0, (n_out, a.shape[1]))
+        z = a @ W.T  # (64, n_out)
+        W *= 2.0 / np.maximum(z.std(axis=0), 1e-6)[:, None]
+        z = a @ W.T
+        b = rng.normal(0.0, 0.5, n_out) - z.mean(axis=0)
+        weights.append(W.astype(np.float32))
+        biases.append(b.astype(np.float32))
+        if l < len(sizes):
+            a = ACTIVATIONS[hidden].forward(z + b, np.empty_like(z))
+    meta = {
+        "hidden_activation": hidden,
+        "output_activation": output,
+        "loss": "cross_entropy",
+        "preprocessing": preprocessing,
+        "class_names": [str(d) for d in range(sizes[-1])],
+        "training": {"status": "completed", "epochs_run": 3, "best_epoch": 2},
+        "data_hashes": dict(data.MNIST_FILES),
+    }
+    return checkpoint.load(checkpoint.save(path, weights, biases, meta))
+
+
+def onnx_inputs(
+    saved: SavedModel, images: NDArray[np.uint8], preprocessing: bool
+) -> NDArray[np.float32]:
+    if preprocessing:
+        return digits_to_inputs(images, 28)
+    return model_inputs(images, saved.metadata["preprocessing"])
+
+
+def test_operator_tables_cover_every_activation() -> None:
+    assert set(export.HIDDEN_OPS) == set(ACTIVATIONS)
+    assert set(export.OUTPUT_OPS) == set(OUTPUTS)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("preprocessing", [True, False], ids=["in-graph", "no-preprocessing"])
+@pytest.mark.parametrize(
+    ("input_size", "normalize"),
+    [(28, False), (28, True), (20, False), (20, True)],
+    ids=["28-none", "28-standardize", "20-none", "20-standardize"],
+)
+@pytest.mark.parametrize("output", sorted(OUTPUTS))
+@pytest.mark.parametrize("hidden", sorted(ACTIVATIONS))
+def test_graph_equals_our_forward_pass(
+    tmp_path: Path,
+    hidden: str,
+    output: str,
+    input_size: int,
+    normalize: bool,
+    preprocessing: bool,
+    runtime: str,
+) -> None:
+    saved = random_model(
+        tmp_path / "m.npz", hidden=hidden, output=output, input_size=input_size, normalize=normalize
+    )
+    images, labels = random_digits(64)
+    ours = evaluate(saved, images, labels, "test")
+    model = export.build_onnx(saved, preprocessing=preprocessing)
+
+    probabilities, predicted = export.run(
+        model.SerializeToString(), onnx_inputs(saved, images, preprocessing), runtime=runtime
+    )
+
+    assert probabilities.shape == (64, 10)
+    assert probabilities.dtype == np.float32
+    assert predicted.dtype == np.int64
+    np.testing.assert_allclose(probabilities, ours.probabilities, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(predicted, ours.predictions)
+    # The labels are decided (no near-ties, which rounding could break either way), and the
+    # outputs are far from uniform.
+    top_two = np.sort(ours.probabilities, axis=1)[:, -2:]
+    assert np.min(top_two[:, 1] - top_two[:, 0]) > 1e-4
+    assert len(set(ours.predictions.tolist())) > 3
+
+
+@needs_onnx
+def test_logistic_model_without_hidden_layer(tmp_path: Path) -> None:
+    saved = random_model(tmp_path / "m.npz", sizes=(10,))
+    images, labels = random_digits(32)
+    model = export.build_onnx(saved)
+    probabilities, predicted = export.run(
+        model.SerializeToString(), digits_to_inputs(images, 28), runtime="reference"
+    )
+    ours = evaluate(saved, images, labels, "test")
+    np.testing.assert_allclose(probabilities, ours.probabilities, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(predicted, ours.predictions)
+    assert [n.op_type for n in model.graph.node] == ["Sub", "Mul", "Gemm", "Softmax", "ArgMax"]
+
+
+@needs_onnx
+@pytest.mark.parametrize("input_size", [28, 20])
+def test_written_file_is_checked_pinned_and_self_describing(
+    tmp_path: Path, input_size: int
+) -> None:
+    import onnx
+
+    saved = random_model(tmp_path / "m.npz", hidden="tanh", input_size=input_size)
+    out = export.export(saved, tmp_path / "m.onnx")
+    model = onnx.load(str(out))
+
+    onnx.checker.check_model(model, full_check=True)
+    assert model.ir_version == export.IR_VERSION
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", export.OPSET)]
+    assert export.OPSET >= 17
+    # The pinned IR version can express the pinned opset (onnx's own table) ...
+    min_ir = onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", export.OPSET)])
+    assert min_ir <= export.IR_VERSION
+    (given,) = model.graph.input
+    assert given.name == "pixels"
+    assert given.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_value or d.dim_param for d in given.type.tensor_type.shape.dim] == ["N", 784]
+    outputs = {o.name: o.type.tensor_type for o in model.graph.output}
+    assert outputs["probabilities"].elem_type == onnx.TensorProto.FLOAT
+    assert outputs["label"].elem_type == onnx.TensorProto.INT64
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Gemm") == 3
+    assert ops.count("Tanh") == 2
+    assert ("MatMul" in ops) == (input_size == 20)
+
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["format"] == checkpoint.FORMAT_NAME
+    assert props["format_version"] == str(checkpoint.FORMAT_VERSION)
+    assert props["layers"] == f"[{input_size**2}, 12, 8, 10]"
+    assert props["hidden_activation"] == "tanh"
+    assert props["output_activation"] == "softmax"
+    assert props["class_names"] == '["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]'
+    assert '"best_epoch": 2' in props["training"]
+    for stem, digest in data.MNIST_FILES.items():
+        assert f'"{stem}": "{digest}"' in props["data_hashes"]
+    assert props["preprocessing_in_graph"] == "true"
+
+
+@needs_onnx
+@needs_ort
+def test_onnxruntime_loads_the_pinned_file(tmp_path: Path) -> None:
+    """... and the installed onnxruntime accepts it (a file with the newest IR of the
+    installed onnx may be newer than a runtime knows)."""
+    onnxruntime = importlib.import_module("onnxruntime")
+
+    out = export.export(random_model(tmp_path / "m.npz"), tmp_path / "m.onnx")
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["pixels"]
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "label"]
+    meta = session.get_modelmeta()
+    assert meta.producer_name == checkpoint.FORMAT_NAME
+    assert meta.custom_metadata_map["layers"] == "[784, 12, 8, 10]"
+
+
+# -- the command: good and bad input -----------------------------------------------------------
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    saved = random_model(tmp_path / "model.npz")
+    assert saved.path is not None
+    return saved.path
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@needs_onnx
+def test_export_writes_a_file_and_refuses_to_replace_it_without_force(
+    model_file: Path, tmp_path: Path
+) -> None:
+    import onnx
+
+    out = tmp_path / "out" / "m.onnx"
+    out.parent.mkdir()
+    code, stdout, err = run("export", "--model", str(model_file), "--out", str(out))
+    assert code == 0, err
+    assert f"to {out}" in stdout
+    assert "opset 17" in stdout
+    onnx.checker.check_model(onnx.load(str(out)))
+
+    out.write_bytes(b"someone else's file")
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out))
+    assert code == 2
+    assert str(out) in err
+    assert "--force" in err
+    assert "Traceback" not in err
+    assert out.read_bytes() == b"someone else's file"
+
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out), "--force")
+    assert code == 0, err
+    onnx.checker.check_model(onnx.load(str(out)))
+    assert files_in(out.parent) == ["m.onnx"]  # no temporary file left behind
+
+
+def test_damaged_model_is_a_clean_error_and_writes_nothing(
+    model_file: Path, tmp_path: Path
+) -> None:
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(model_file.read_bytes()[:300])
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run("export", "--model", str(damaged), "--out", str(out / "m.onnx"))
+    assert code == 1
+    assert str(damaged) in err
+    assert "not a valid mlp model file" in err
+    assert "Traceback" not in err
+    assert files_in(out) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("missing/m.onnx", "does not exist"),
+        ("model.npz", "already exists"),
+        ("folder", "is a folder"),
+        ("a-file/m.onnx", "is not a folder"),
+    ],
+)
+def test_bad_out_is_a_usage_error_and_writes_nothing(
+    model_file: Path, tmp_path: Path, name: str, expected: str
+) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, _, err = run("export", "--model", str(model_file), "--out", str(tmp_path / name))
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_out_that_is_the_model_itself_is_refused_even_with_force(model_file: Path) -> None:
+    before = model_file.read_bytes()
+    code, _, err = run("export", "--model", str(model_file), "--out", str(model_file), "--force")
+    assert code == 2
+    assert "the model file itself" in err
+    assert model_file.read_bytes() == before
+
+
+def writable(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (os.access answers yes to root)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+@needs_onnx
+def test_unwritable_out_folder_is_a_clean_error(model_file: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    if writable(folder):  # root ignores permissions; Linux's /sys refuses new files even then
+        folder = Path("/sys")
+        if not folder.is_dir() or writable(folder):
+            pytest.skip("no folder here is unwritable for this user")
+    try:
+        code, _, err = run("export", "--model", str(model_file), "--out", str(folder / "m.onnx"))
+    finally:
+        (tmp_path / "read-only").chmod(0o700)
+    assert code == 2
+    assert f"cannot write the folder for --out '{folder}'" in err
+    assert "Traceback" not in err
+    assert not (folder / "m.onnx").exists()
+
+
+def test_unknown_format_is_a_usage_error(model_file: Path, tmp_path: Path) -> None:
+    code, _, err = run(
+        "export", "--model", str(model_file), "--format", "tflite", "--out", str(tmp_path / "m")
+    )
+    assert code == 2
+    assert "unknown export format 'tflite'" in err
+    assert "onnx" in err
+    assert not (tmp_path / "m").exists()
+
+
+@needs_onnx
+def test_failed_write_leaves_the_previous_file_whole(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills up halfway: the old file stays as it was, no temporary file is left."""
+    out = tmp_path / "out" / "m.onnx"
+    out.parent.mkdir()
+    out.write_bytes(b"previous export")
+    real_write = checkpoint.atomic_write
+
+    def fill_up(path: Path, write: Callable[[Any], None]) -> None:
+        def half(f: Any) -> None:
+            f.write(b"\0" * 100)
+            raise OSError(28, "No space left on device")
+
+        real_write(path, half)
+
+    monkeypatch.setattr("mlp_cli.export.atomic_write", fill_up)
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out), "--force")
+    assert code == 1
+    assert "No space left on device" in err
+    assert out.read_bytes() == b"previous export"
+    assert files_in(out.parent) == ["m.onnx"]
+
+
+@needs_onnx
+def test_model_too_large_for_one_onnx_file_is_refused(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "MAX_BYTES", 1000)  # the real limit is 2 GiB of weights
+    out = tmp_path / "m.onnx"
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out))
+    assert code == 1
+    assert "at most 1,000 bytes" in err
+    assert not out.exists()
+
+
+def test_missing_onnx_says_how_to_install_it(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` fail
+    out = tmp_path / "m.onnx"
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out))
+    assert code == 1
+    assert "pip install 'mlp-cli[export]'" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_help_imports_neither_onnx_nor_onnxruntime(imports_of: Callable[[str], set[str]]) -> None:
+    for argv in (["--help"], ["export", "--help"]):
+        code = f"from mlp_cli.cli import app\ntry:\n    app({argv!r})\nexcept SystemExit:\n    pass"
+        assert sorted(imports_of(code) & {"onnx", "onnxruntime"}) == [], argv
+
+
+# -- --verify on the real MNIST test set --------------------------------------------------------
+
+
+@needs_onnx
+@pytest.mark.parametrize(
+    ("input_size", "flags", "runtime"),
+    [(20, [], "onnxruntime"), (28, ["--no-preprocessing"], "onnxruntime"), (28, [], "reference")],
+)
+def test_verify_on_the_mnist_test_set(
+    mnist_mirror: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    input_size: int,
+    flags: list[str],
+    runtime: str,
+) -> None:
+    if runtime == "reference":
+        monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    elif not HAVE_ORT:
+        pytest.skip("onnxruntime is not installed (pip install 'mlp-cli[export]')")
+    saved = random_model(tmp_path / "m.npz", hidden="sigmoid", input_size=input_size)
+    out = tmp_path / "m.onnx"
+    code, stdout, err = run(
+        "export", "--model", str(saved.path), "--out", str(out), "--verify", *flags
+    )
+    assert code == 0, err
+    expected_runtime = "onnxruntime" if runtime == "onnxruntime" else "onnx.reference"
+    assert f"verified with {expected_runtime}" in stdout
+    assert "labels agree 10,000/10,000" in stdout
+    difference = float(stdout.split("largest probability difference ")[1].split(",")[0])
+    assert difference <= export.TOLERANCE
+
+
+@needs_onnx
+def test_verify_that_finds_a_difference_exits_1(
+    mnist_mirror: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_run = export.run
+
+    def off_by_a_little(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        probabilities, labels = real_run(*args, **kwargs)
+        return probabilities + np.float32(1e-3), labels
+
+    monkeypatch.setattr(export, "run", off_by_a_little)
+    saved = random_model(tmp_path / "m.npz")
+    code, stdout, err = run(
+        "export", "--model", str(saved.path), "--out", str(tmp_path / "m.onnx"), "--verify"
+    )
+    assert code == 1
+    assert "largest probability difference 1.00e-03" in stdout
+    assert "should not be used" in err
