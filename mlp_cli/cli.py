@@ -160,6 +160,21 @@ def _blas_threads(threads: int | None) -> Iterator[None]:
         yield
 
 
+def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
+    """--resume reads the run's own config and folder: options that would choose another
+    config or folder are a mistake, not something to ignore."""
+    from mlp_cli.errors import UsageError
+
+    sources = {name: ctx.get_parameter_source(name) for name in names}
+    given = [f"--{n}" for n, s in sources.items() if s is not None and s.name == "COMMANDLINE"]
+    if given:
+        raise UsageError(
+            f"--resume cannot be combined with {' or '.join(given)}: a resumed run keeps its "
+            "own config.yaml and folder. Drop them (change settings that may change on resume "
+            "with --set, e.g. --set training.epochs=N), or start a new run without --resume."
+        )
+
+
 def _load_training_data(cfg: Config, quiet: bool) -> Splits:
     from mlp_cli.render import DownloadBar
     from mlp_cli.train import prepare_data
@@ -175,6 +190,7 @@ def _load_training_data(cfg: Config, quiet: bool) -> Splits:
 @app.command()
 @handle_errors
 def train(
+    ctx: typer.Context,
     config: ConfigArg = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
     out: Annotated[
@@ -200,6 +216,7 @@ def train(
 
     overrides = list(set_ or [])
     if resume is not None:
+        _refuse_with_resume(ctx, "config", "out")
         cfg = training.resume_config(resume, overrides)
     else:
         cfg = load_config(config, overrides)
