@@ -156,7 +156,8 @@ def test_resume_with_config_or_out_is_an_error(tmp_path: Path, option: list[str]
     code, message = run("train", "--resume", str(run_dir), *option)
 
     assert code == 2
-    assert option[0] in message and "--resume" in message
+    assert option[0] in message
+    assert "--resume" in message
     assert snapshot(tmp_path) == before
 
 
@@ -213,9 +214,7 @@ DAMAGES = [
 
 
 @pytest.mark.parametrize("change", DAMAGES)
-def test_damaged_resume_state_is_a_clear_error_naming_the_file(
-    tmp_path: Path, change: str
-) -> None:
+def test_damaged_resume_state_is_a_clear_error_naming_the_file(tmp_path: Path, change: str) -> None:
     # Stopped in the second epoch, so there is a history and a shuffling order to damage.
     run_dir = interrupted_run(tmp_path, "R", after_steps=train.math.ceil(96 / 16) + 2)
     _damage(run_dir / train.CHECKPOINT_FILE, change)
