@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from mlp_cli.plain import plain
 from mlp_cli.train import Callbacks, TrainResult
 
 if TYPE_CHECKING:
@@ -101,6 +102,10 @@ class DownloadBar:
             self._progress.update(self._task, completed=task.total or task.completed)
             self._task = None
 
+    def write(self, text: str) -> None:
+        """A notice from the data layer (e.g. a damaged cache file was removed)."""
+        self._progress.console.print(plain(text, "yellow"), highlight=False)
+
     def stop(self) -> None:
         if self._started:
             self._progress.stop()
@@ -108,6 +113,20 @@ class DownloadBar:
 
     def __bool__(self) -> bool:
         return True
+
+
+class DataNotices:
+    """The data layer's notices without a progress bar, for quiet output: falsy, so no
+    download progress is drawn, but ``write`` still reaches the user."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def write(self, text: str) -> None:
+        self._console.print(plain(text, "yellow"), highlight=False)
+
+    def __bool__(self) -> bool:
+        return False
 
 
 HEADER = (
