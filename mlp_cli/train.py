@@ -372,6 +372,15 @@ class Trainer:
         callbacks: Callbacks | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> TrainResult:
+        """Train until the configured epochs are done, early stopping ends the run, or
+        ``should_stop()`` answers True (then a checkpoint is saved to resume from)."""
+        # A diverging step overflows; the loop sees it (a non-finite loss or weights end the
+        # run with a TrainingError that says what to change), so NumPy's own warnings about
+        # it would only be noise printed before that message.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._run(callbacks, should_stop)
+
+    def _run(self, callbacks: Callbacks | None, should_stop: Callable[[], bool]) -> TrainResult:
         cb = callbacks or Callbacks()
         cfg, st, data, model = self.cfg, self.state, self.data, self.model
         epochs, batch = cfg.training.epochs, cfg.training.batch_size
