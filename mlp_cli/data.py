@@ -161,7 +161,7 @@ def _normalize_mirror(url: str, origin: str) -> str:
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
     except ValueError:  # e.g. an unclosed '[' of an IPv6 address, or port 99999
         parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.netloc or not url.isprintable():
+    if parts.scheme not in ("http", "https") or not parts.netloc or not _plain_url(url):
         raise DataError(
             f"The MNIST mirror {url!r} (from {origin}) is not a valid http:// or https:// URL. "
             "A mirror is a web folder holding the four MNIST .gz files, for example "
@@ -169,6 +169,11 @@ def _normalize_mirror(url: str, origin: str) -> str:
             "on this machine, run `mlp data import DIR` instead."
         )
     return url if url.endswith("/") else url + "/"
+
+
+def _plain_url(url: str) -> bool:
+    """No spaces or control characters, which no URL holds unescaped."""
+    return url.isprintable() and not any(c.isspace() for c in url)
 
 
 # --------------------------------------------------------------------------- cache

@@ -104,7 +104,7 @@ class DownloadBar:
 
     def write(self, text: str) -> None:
         """A notice from the data layer (e.g. a damaged cache file was removed)."""
-        self._progress.console.print(plain(text, "yellow"), highlight=False)
+        self._progress.console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
         if self._started:
@@ -123,7 +123,7 @@ class DataNotices:
         self._console = console
 
     def write(self, text: str) -> None:
-        self._console.print(plain(text, "yellow"), highlight=False)
+        self._console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
 
     def __bool__(self) -> bool:
         return False
