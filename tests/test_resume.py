@@ -9,16 +9,21 @@ small synthetic set of `test_train`, handed to the command in place of MNIST.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from test_train import make_config, make_splits, without_timing
+from test_train import make_config, make_splits, mnist_cache, without_timing  # noqa: F401
 from typer.testing import CliRunner
 
-from mlp_cli import checkpoint, cli, train
+from mlp_cli import checkpoint, cli, data, train
 from mlp_cli.config import load_config
 from mlp_cli.train import Trainer
 
@@ -226,3 +231,49 @@ def test_damaged_resume_state_is_a_clear_error_naming_the_file(tmp_path: Path, c
     assert str(run_dir / train.CHECKPOINT_FILE) in message
     assert "damaged resume state" in message
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_sigterm_and_sighup_stop_training_like_ctrl_c(
+    tmp_path: Path,
+    mnist_cache: Path,  # noqa: F811
+    signum: int,
+) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "name: tiny\ndata: {validation_size: 1000}\nmodel: {layers: 784-10}\n"
+        "optimizer: {name: sgd, lr: 0.05}\ntraining: {epochs: 50, batch_size: 32}\n"
+    )
+    run_dir = tmp_path / "run"
+    env = {**os.environ, data.DATA_DIR_ENV: str(mnist_cache)}
+    env.pop("MLP_DEBUG", None)
+    command = [sys.executable, "-m", "mlp_cli.cli", "train", "--config", str(config)]
+    proc = subprocess.Popen(
+        [*command, "--out", str(run_dir), "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / train.CHECKPOINT_FILE).exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "training never wrote its first checkpoint"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stdout + stderr
+    assert "--resume" in stderr
+    saved = checkpoint.load(run_dir / train.CHECKPOINT_FILE, checkpoint=True)
+    assert saved.metadata["training"]["status"] == "interrupted"
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
