@@ -25,10 +25,13 @@ from mlp_cli.gradcheck import gradcheck
 
 
 def mlp(
-    *args: str, cwd: Path, stdout: int | None = subprocess.PIPE, **env: str
+    *args: str,
+    cwd: Path,
+    stdout: int | None = subprocess.PIPE,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     environment = {k: v for k, v in os.environ.items() if k != "MLP_DEBUG"}
-    environment.update(env)
+    environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "mlp_cli.cli", *args],
         cwd=cwd,
@@ -44,7 +47,7 @@ def test_a_data_dir_naming_an_unknown_user_is_a_usage_error(
     tmp_path: Path, command: list[str]
 ) -> None:
     value = "~nosuchuser-mlp/x"
-    proc = mlp(*command, cwd=tmp_path, **{data.DATA_DIR_ENV: value})
+    proc = mlp(*command, cwd=tmp_path, env={data.DATA_DIR_ENV: value})
     stderr = proc.stderr.decode()
     assert proc.returncode == 2, stderr
     assert data.DATA_DIR_ENV in stderr
@@ -65,8 +68,8 @@ def test_text_the_output_encoding_lacks_is_escaped(tmp_path: Path, env: dict[str
     config = tmp_path / "größe.yaml"
     config.write_text(CONFIG_WITH_UMLAUTS, encoding="utf-8")
 
-    shown = mlp("config", "show", str(config), cwd=tmp_path, **env)
-    missing = mlp("config", "show", str(tmp_path / "fehlt-ä.yaml"), cwd=tmp_path, **env)
+    shown = mlp("config", "show", str(config), cwd=tmp_path, env=env)
+    missing = mlp("config", "show", str(tmp_path / "fehlt-ä.yaml"), cwd=tmp_path, env=env)
 
     assert shown.returncode == 0, shown.stderr
     assert b"Traceback" not in shown.stderr

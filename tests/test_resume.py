@@ -221,7 +221,7 @@ DAMAGES = [
 @pytest.mark.parametrize("change", DAMAGES)
 def test_damaged_resume_state_is_a_clear_error_naming_the_file(tmp_path: Path, change: str) -> None:
     # Stopped in the second epoch, so there is a history and a shuffling order to damage.
-    run_dir = interrupted_run(tmp_path, "R", after_steps=train.math.ceil(96 / 16) + 2)
+    run_dir = interrupted_run(tmp_path, "R", after_steps=96 // 16 + 2)
     _damage(run_dir / train.CHECKPOINT_FILE, change)
     before = snapshot(tmp_path)
 
