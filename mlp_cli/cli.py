@@ -688,6 +688,10 @@ def main() -> None:
             sys.stdout.flush()
     except StdoutError as exc:
         _stdout_failed(exc)
+    except KeyboardInterrupt as exc:  # before or after a command's own handling
+        if _debugging():
+            raise
+        sys.exit(128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT))
 
 
 if __name__ == "__main__":
