@@ -525,6 +525,9 @@ def _damaged(path: Path, problem: str) -> CheckpointError:
 _COUNTS = ("epoch", "step", "correct", "seen", "best_epoch", "bad_epochs")
 _SECONDS = ("loss_sum", "epoch_time", "elapsed")
 _RNGS = ("shuffle_rng", "noise_rng")
+# Fields of a metrics record that the learning curves and summaries read (val_* are null
+# without a validation split).
+_HISTORY_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
 
 def _is_count(value: Any) -> bool:
@@ -586,6 +589,16 @@ def _resume_state_problem(
     for number, record in enumerate(history, start=1):
         if not isinstance(record, dict) or record.get("epoch") != number:
             return f"history record {number} is not the record of epoch {number}"
+        for key in _HISTORY_NUMBERS:
+            value = record.get(key)
+            if key.startswith("val_"):  # null without validation, inf after an overflow
+                valid = value is None or (
+                    isinstance(value, int | float) and not isinstance(value, bool)
+                )
+            else:
+                valid = _is_number(value)
+            if not valid:
+                return f"history record {number} has {key} = {value!r}, expected a number"
     if perm is None:
         if step > 0:
             return f"'resume/perm' is missing, but the run stopped at step {step} of an epoch"

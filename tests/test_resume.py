@@ -182,6 +182,8 @@ def _damage(path: Path, change: str) -> None:
         extras["resume/perm"] = extras["resume/perm"].reshape(2, -1)
     elif change == "history short":
         meta["history"] = meta["history"][:-1]
+    elif change == "history record field":
+        meta["history"][0]["train_loss"] = "low"
     elif change == "history not a list":
         meta["history"] = {"epoch": 1}
     elif change == "optimizer array missing":
@@ -208,6 +210,7 @@ DAMAGES = [
     "perm 2-d",
     "history short",
     "history not a list",
+    "history record field",
     "optimizer array missing",
     "optimizer array ill-shaped",
     "optimizer step count",
