@@ -26,7 +26,9 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -38,7 +40,7 @@ import numpy as np
 from mlp_cli.errors import DataError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
 # file stem -> sha256 of the decompressed IDX bytes (identical on every mirror).
 MNIST_FILES: dict[str, str] = {
@@ -456,6 +458,33 @@ def _download_limit(stem: str) -> int:
     return size + size // 100 + 2**16
 
 
+class _DeadlineExpired(BaseException):
+    """A download's time is up (a BaseException, so no library on the way swallows it)."""
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """Raise `_DeadlineExpired` wherever the main thread is after ``seconds``, even inside
+    a blocking read that a trickling server keeps alive.  Elsewhere (another thread, no
+    SIGALRM) this does nothing, and the download loop's own clock check remains."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise _DeadlineExpired
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class _Downloader:
     """A pooch downloader for one MNIST file: a streaming GET with a deadline for the whole
     file (`_DEADLINE_S`), a cap on the bytes read (`_download_limit`), and redirects
@@ -468,53 +497,62 @@ class _Downloader:
 
     def __call__(self, url: str, output_file: str, pooch: Any, check_only: bool = False) -> None:
         deadline = time.monotonic() + _DEADLINE_S
-        response, final = self._get(url, deadline)
-        where = (
-            "" if final == url else f"redirected to {final} (host {urlsplit(final).netloc}), which "
-        )
+        self.url = self.current = url  # current: where the redirects have led so far
+        self.received = self.total = 0
         try:
-            with response, open(output_file, "wb") as out:
-                self._copy(response, out, deadline)
+            with _alarm(_DEADLINE_S):
+                response = self._get(deadline)
+                with response, open(output_file, "wb") as out:
+                    self._copy(response, out, deadline)
+        except _DeadlineExpired:
+            raise _SourceError(self._where() + self._too_slow()) from None
         except _SourceError as exc:
-            raise _SourceError(f"{where}{exc}") from None
+            raise _SourceError(f"{self._where()}{exc}") from None
 
-    def _get(self, url: str, deadline: float) -> tuple[Any, str]:
+    def _where(self) -> str:
+        if self.current == self.url:
+            return ""
+        return f"redirected to {self.current} (host {urlsplit(self.current).netloc}), which "
+
+    def _too_slow(self) -> str:
+        expected = f" of {self.total:,}" if self.total else ""
+        return (
+            f"did not deliver {self.stem}.gz within {_DEADLINE_S} s ({self.received:,}"
+            f"{expected} bytes arrived); it is too slow"
+        )
+
+    def _get(self, deadline: float) -> Any:
+        """The response to a GET of `current`, redirects followed one at a time."""
         import requests
 
-        current = url
         for _ in range(_MAX_REDIRECTS + 1):
-            where = (
-                ""
-                if current == url
-                else (f"redirected to {current} (host {urlsplit(current).netloc}), which ")
-            )
             try:
                 response = requests.get(
-                    current, timeout=_TIMEOUT_S, stream=True, allow_redirects=False
+                    self.current, timeout=_TIMEOUT_S, stream=True, allow_redirects=False
                 )
             except requests.RequestException as exc:
-                raise _SourceError(where + _describe_request_error(exc)) from None
+                raise _SourceError(_describe_request_error(exc)) from None
             if response.is_redirect:
-                target = urljoin(current, response.headers.get("location", ""))
+                target = urljoin(self.current, response.headers.get("location", ""))
                 response.close()
                 if urlsplit(target).scheme not in ("http", "https"):
-                    raise _SourceError(f"{where}redirected to {target!r}, not an http(s) URL")
-                current = target
+                    raise _SourceError(f"redirected to {target!r}, not an http(s) URL")
+                self.current = target
             elif response.status_code >= 400:
                 response.close()
                 reason = response.reason or ""
-                raise _SourceError(f"{where}answered HTTP {response.status_code} {reason}".strip())
+                raise _SourceError(f"answered HTTP {response.status_code} {reason}".strip())
             else:
-                return response, current
+                return response
             if time.monotonic() > deadline:
-                break
-        raise _SourceError(f"redirected more than {_MAX_REDIRECTS} times (last to {current})")
+                raise _DeadlineExpired
+        raise _SourceError(f"redirected more than {_MAX_REDIRECTS} times")
 
     def _copy(self, response: Any, out: Any, deadline: float) -> None:
         from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
         declared = response.headers.get("content-length", "")
-        total = int(declared) if declared.isdigit() else 0
+        total = self.total = int(declared) if declared.isdigit() else 0
         if total > self.limit:
             raise _SourceError(
                 f"announced {total:,} bytes for {self.stem}.gz, more than the {self.limit:,} "
@@ -523,12 +561,8 @@ class _Downloader:
         bar = self._bar(total)
         received = 0
         while True:
-            if time.monotonic() > deadline:
-                expected = f" of {total:,}" if total else ""
-                raise _SourceError(
-                    f"did not deliver {self.stem}.gz within {_DEADLINE_S} s ({received:,}"
-                    f"{expected} bytes arrived); it is too slow"
-                )
+            if time.monotonic() > deadline:  # where no alarm could be set (not the main thread)
+                raise _DeadlineExpired
             try:
                 chunk = response.raw.read1(_CHUNK, decode_content=True)
             except ReadTimeoutError:
@@ -541,7 +575,7 @@ class _Downloader:
                 raise _SourceError(f"{type(exc).__name__}: {_shorten(str(exc))}") from None
             if not chunk:
                 break
-            received += len(chunk)
+            received = self.received = received + len(chunk)
             if received > self.limit:
                 raise _SourceError(
                     f"sent more than {self.limit:,} bytes for {self.stem}.gz, more than any "

@@ -54,6 +54,20 @@ class Trickle(_Quiet):
             time.sleep(self.pause)
 
 
+class TrickledHeaders(_Quiet):
+    """Sends even the status line and headers one byte at a time."""
+
+    def do_GET(self) -> None:
+        head = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"z" * 200 + b"\r\n\r\n"
+        for byte in head:
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.1)
+
+
 class Flood(_Quiet):
     """Sends far more bytes than asked for, without announcing a length."""
 
@@ -92,13 +106,15 @@ class NotFound(_Quiet):
         self.send_error(404)
 
 
+@pytest.mark.parametrize("handler", [Trickle, TrickledHeaders], ids=["body", "headers"])
 def test_a_trickling_mirror_is_given_up_at_the_deadline(
     synthetic: Synthetic,  # noqa: F811
     serve_folder: ServeFolder,
     monkeypatch: pytest.MonkeyPatch,
+    handler: type[BaseHTTPRequestHandler],
 ) -> None:
     monkeypatch.setattr(data, "_DEADLINE_S", 1.5)
-    slow = serve_folder(synthetic.folder, handler=Trickle)
+    slow = serve_folder(synthetic.folder, handler=handler)
     started = time.monotonic()
 
     with pytest.raises(DataError) as info:
