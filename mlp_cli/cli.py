@@ -10,16 +10,20 @@ them, so ``mlp --help`` and shell completion stay fast.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
+import io
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from inspect import Parameter, signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -32,6 +36,8 @@ from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
 
 if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
     from mlp_cli.config import Config
     from mlp_cli.train import Splits
 
@@ -98,11 +104,12 @@ def handle_errors(command: F) -> F:
                 Text.assemble(("error: ", "bold red"), plain(exc)), highlight=False, soft_wrap=True
             )
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if _debugging():
                 raise
-            err_console.print("interrupted", style="yellow")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+            err_console.print(f"interrupted ({signal.Signals(signum).name})", style="yellow")
+            raise typer.Exit(128 + signum) from None
 
     params = signature(command, eval_str=True)
     debug = Parameter("debug", Parameter.KEYWORD_ONLY, default=False, annotation=DebugOpt)
@@ -170,29 +177,57 @@ ModelOpt = Annotated[
 # -- train -----------------------------------------------------------------------------------
 
 
+# Signals that end `mlp` the way Ctrl-C does: `finally` blocks run, so temporary files and
+# download staging folders are removed, and training saves a checkpoint first.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt; exits with 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def _terminate_like_ctrl_c() -> None:
+    """Make SIGTERM and SIGHUP raise `Terminated` (Python's default is to die at once)."""
+    for signum in STOP_SIGNALS:
+        if signum != signal.SIGINT:
+            signal.signal(signum, _raise_terminated)
+
+
 @contextmanager
-def _stop_on_sigint() -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C asks the loop to stop after the current step; a second one aborts."""
-    requested = {"stop": False}
+def _stop_on_sigint() -> Iterator[Callable[[], int | None]]:
+    """First Ctrl-C (or SIGTERM, SIGHUP) asks the loop to stop after the current step; a
+    second one aborts.  The stop function returns the signal's number once one came."""
+    requested: dict[str, int | None] = {"signum": None}
 
     def handler(signum: int, frame: object) -> None:
-        if requested["stop"]:
-            raise KeyboardInterrupt
-        requested["stop"] = True
+        if requested["signum"] is not None:
+            raise Terminated(signum) if signum != signal.SIGINT else KeyboardInterrupt
+        requested["signum"] = signum
         err_console.print(
             "[yellow]stopping after this step and saving a checkpoint "
             "(press Ctrl-C again to abort without saving)[/]"
         )
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     except ValueError:  # not the main thread (e.g. inside some test runners)
-        yield lambda: False
+        yield lambda: None
         return
     try:
-        yield lambda: requested["stop"]
+        yield lambda: requested["signum"]
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _choose_threads(option: str | None, cfg: Config) -> ThreadChoice:
@@ -214,16 +249,32 @@ def _choose_threads(option: str | None, cfg: Config) -> ThreadChoice:
     return choose_threads(setting, cfg.model.layers, cfg.training.batch_size)
 
 
+def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
+    """--resume reads the run's own config and folder: options that would choose another
+    config or folder are a mistake, not something to ignore."""
+    from mlp_cli.errors import UsageError
+
+    sources = {name: ctx.get_parameter_source(name) for name in names}
+    given = [f"--{n}" for n, s in sources.items() if s is not None and s.name == "COMMANDLINE"]
+    if given:
+        raise UsageError(
+            f"--resume cannot be combined with {' or '.join(given)}: a resumed run keeps its "
+            "own config.yaml and folder. Drop them (change settings that may change on resume "
+            "with --set, e.g. --set training.epochs=N), or start a new run without --resume."
+        )
+
+
 def _load_training_data(cfg: Config, quiet: bool) -> Splits:
-    from mlp_cli.render import DownloadBar
+    from mlp_cli.render import DataNotices, DownloadBar
     from mlp_cli.train import prepare_data
 
-    bar = DownloadBar(err_console) if not quiet else None
+    if quiet:
+        return prepare_data(cfg, progressbar=DataNotices(err_console))
+    bar = DownloadBar(err_console)
     try:
-        return prepare_data(cfg, progressbar=bar or False)
+        return prepare_data(cfg, progressbar=bar)
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.stop()
 
 
 # The flags every trainer has, each a shortcut for one --set key (same parsing and checks).
@@ -250,6 +301,7 @@ def _shortcut(flag: str, metavar: str) -> Any:
 @app.command()
 @handle_errors
 def train(
+    ctx: typer.Context,
     config: ConfigArg = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
     epochs: Annotated[str | None, _shortcut("--epochs", "N")] = None,
@@ -300,6 +352,7 @@ def train(
         if value is not None
     ]
     if resume is not None:
+        _refuse_with_resume(ctx, "config", "out")
         cfg = training.resume_config(resume, overrides)
         training.check_resume_destination(resume)
     else:
@@ -328,9 +381,9 @@ def train(
             display = training.Callbacks()
         else:
             display = TrainDisplay(err_console if json_ else console, cfg, choice)
-        with _stop_on_sigint() as should_stop:
+        with _stop_on_sigint() as stop_signal:
             try:
-                result = trainer.run(display, should_stop)
+                result = trainer.run(display, lambda: stop_signal() is not None)
             finally:
                 if isinstance(display, TrainDisplay):
                     display.close()
@@ -347,7 +400,7 @@ def train(
             highlight=False,
             soft_wrap=True,
         )
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(128 + (stop_signal() or signal.SIGINT))
 
 
 # -- gradcheck -------------------------------------------------------------------------------
@@ -456,7 +509,10 @@ def evaluate(
     if misclassified is not None:
         check_folder(misclassified, "folder for --misclassified")
     path, saved = _load_model(model)
-    images, labels = split_images(saved, split.value)
+    from mlp_cli.render import DataNotices
+
+    notices = DataNotices(err_console)
+    images, labels = split_images(saved, split.value, progressbar=notices)
     result = run_evaluation(saved, images, labels, split.value)
     if misclassified is not None:
         write_mistakes(result, images, misclassified, count)
@@ -856,10 +912,76 @@ def _print_command(text: str, command: str) -> None:
     console.print(Text.assemble(text, (command, "bold")), soft_wrap=True, highlight=False)
 
 
+class StdoutError(OSError):
+    """Standard output could not be written (a full disk, a closed pipe)."""
+
+
+class _StdoutFile(io.FileIO):
+    """Standard output's file descriptor, whose write errors say they are stdout's."""
+
+    def write(self, data: Buffer, /) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            raise StdoutError(exc.errno, exc.strerror) from None
+
+
+def _tolerant_streams() -> None:
+    """Characters the terminal's encoding lacks (a file name in Greek under
+    ``PYTHONIOENCODING=ascii``) are printed as escapes, never an error; and stdout's write
+    errors become `StdoutError`, told apart from those of files a command writes."""
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        sys.stderr.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    stdout = sys.stdout
+    try:
+        fd = stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # replaced by something without a file
+        return
+    stdout.flush()
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(_StdoutFile(fd, "w", closefd=False)),
+        encoding=stdout.encoding,
+        errors="backslashreplace",
+        line_buffering=bool(stdout.line_buffering),
+    )
+
+
+def _stdout_failed(exc: OSError) -> NoReturn:
+    """Say on stderr that stdout cannot be written and exit 1, with stdout pointed at
+    /dev/null so Python's own last flush stays quiet.  A reader that left (``| head``)
+    needs no message."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    if exc.errno != errno.EPIPE:
+        with contextlib.suppress(OSError, ValueError):
+            err_console.print(
+                Text.assemble(
+                    ("error: ", "bold red"),
+                    f"cannot write to standard output: {exc.strerror or exc}.",
+                ),
+                highlight=False,
+            )
+    sys.exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
+    _tolerant_streams()
+    _terminate_like_ctrl_c()
     let_blas_workers_sleep()  # before any command loads NumPy
-    app()
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()
+    except StdoutError as exc:
+        _stdout_failed(exc)
+    except KeyboardInterrupt as exc:  # before or after a command's own handling
+        if _debugging():
+            raise
+        sys.exit(128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT))
 
 
 if __name__ == "__main__":

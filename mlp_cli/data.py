@@ -18,22 +18,29 @@ printing: download progress goes to the progress-bar object the caller supplies.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import importlib
+import importlib.util
 import os
 import re
+import shutil
+import signal
 import tempfile
+import threading
+import time
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 
 from mlp_cli.errors import DataError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
 # file stem -> sha256 of the decompressed IDX bytes (identical on every mirror).
 MNIST_FILES: dict[str, str] = {
@@ -76,7 +83,25 @@ _MAX_HEADER = 4 + 4 * 255  # magic + at most 255 big-endian uint32 dimensions
 _MAX_IDX_BYTES = 64 * 2**20
 _GZIP_MAGIC = b"\x1f\x8b"
 _TIMEOUT_S = 30  # per connect / read, so a black-holed mirror does not hang forever
+# Per file, from the first request to the last byte: a mirror that trickles a byte every few
+# seconds never trips the read timeout, and is given up at this deadline instead.
+_DEADLINE_S = 600
+_MAX_REDIRECTS = 5
 _CHUNK = 2**16  # download chunk size in bytes
+# Decompressed size of each MNIST file (16-byte header + 28x28 pixels per image, 8-byte
+# header + one byte per label). A download may be gzip-compressed or not, so it can never
+# be larger than this plus gzip's overhead on incompressible data (below 1%).
+_IDX_BYTES = {
+    "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + 60_000,
+    "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + 10_000,
+}
+# Staging folders and temporary files are named with the pid of the process writing them,
+# so leftovers of a killed process can be told from those of one still running.
+_STAGING_PREFIX = ".download-"
+_LEFTOVER = re.compile(r"\.download-(?:(\d+)-)?.+|\.[a-z0-9-]+-ubyte\.(?:(\d+)-)?.+\.tmp")
+_STALE_S = 24 * 3600  # leftovers without a live owner, or older than this, are removed
 
 _Kind = Literal["images", "labels"]
 _NDIM: dict[_Kind, int] = {"images": 3, "labels": 1}  # IDX dimensions of each kind
@@ -97,7 +122,14 @@ def data_dir() -> Path:
     """
     override = os.environ.get(DATA_DIR_ENV, "").strip()
     if override:
-        return Path(override).expanduser()
+        try:
+            return Path(override).expanduser()
+        except RuntimeError:  # "~name/..." for a user this system does not know
+            raise UsageError(
+                f"The environment variable {DATA_DIR_ENV} is {override!r}, whose '~' names "
+                "no home folder on this system. Set it to a folder path, for example "
+                f"{DATA_DIR_ENV}=$HOME/mnist, or unset it to use the default cache."
+            ) from None
     import pooch
 
     return Path(pooch.os_cache("mlp")) / "mnist"
@@ -126,15 +158,24 @@ def mirror_list(mirror: str | None = None) -> list[str]:
 
 
 def _normalize_mirror(url: str, origin: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+    except ValueError:  # e.g. an unclosed '[' of an IPv6 address, or port 99999
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.netloc or not _plain_url(url):
         raise DataError(
-            f"The MNIST mirror {url!r} (from {origin}) is not an http:// or https:// URL. "
+            f"The MNIST mirror {url!r} (from {origin}) is not a valid http:// or https:// URL. "
             "A mirror is a web folder holding the four MNIST .gz files, for example "
             "'https://ossci-datasets.s3.amazonaws.com/mnist/'. To use files that are already "
             "on this machine, run `mlp data import DIR` instead."
         )
     return url if url.endswith("/") else url + "/"
+
+
+def _plain_url(url: str) -> bool:
+    """No spaces or control characters, which no URL holds unescaped."""
+    return url.isprintable() and not any(c.isspace() for c in url)
 
 
 # --------------------------------------------------------------------------- cache
@@ -204,7 +245,7 @@ def data_hashes() -> dict[str, str]:
     return dict(MNIST_FILES)
 
 
-def _read_cached(stem: str) -> bytes | None:
+def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
     """The verified bytes of a cached file, or None when it is absent.
 
     The file is re-hashed on every read rather than trusting a sidecar: hashing all of
@@ -231,8 +272,20 @@ def _read_cached(stem: str) -> bytes | None:
                 f"cannot be removed ({exc}). Delete it by hand, or point {DATA_DIR_ENV} at a "
                 "folder you can write to."
             ) from exc
+        _notify(
+            progressbar,
+            f"The cached MNIST file {path} was damaged (its sha256 no longer matched) and was "
+            "deleted; it will be downloaded again.",
+        )
         return None
     return raw
+
+
+def _notify(progressbar: Any, text: str) -> None:
+    """Tell the user something through the progress object's ``write`` (as tqdm has)."""
+    write = getattr(progressbar, "write", None)
+    if callable(write):
+        write(text)
 
 
 def _install(stem: str, raw: bytes) -> Path:
@@ -241,7 +294,9 @@ def _install(stem: str, raw: bytes) -> Path:
     final = directory / stem
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".tmp")
+        fd, tmp_name = tempfile.mkstemp(
+            dir=directory, prefix=f".{stem}.{os.getpid()}-", suffix=".tmp"
+        )
     except OSError as exc:
         raise _cache_write_error(directory, exc) from exc
     tmp = Path(tmp_name)
@@ -309,12 +364,15 @@ def fetch_mnist(*, mirror: str | None = None, progressbar: Any = False) -> dict[
     """Make sure all four MNIST files are cached and verified; stem -> cached path.
 
     Only files missing from the cache (or no longer matching their hash) are downloaded;
-    a fully cached dataset needs no network. `progressbar` goes to pooch's
-    HTTPDownloader: False, True (needs tqdm) or a tqdm-like object, which is reused for
-    each file (pooch sets `.total`, calls `.update`, `.reset` and `.close` per file; when
-    it has `set_description`, that is called with the file name first).
+    a fully cached dataset needs no network. `progressbar` is False, True (needs tqdm) or
+    a tqdm-like object, which is reused for each file (`.total` is set, `.update`,
+    `.reset` and `.close` are called per file; `set_description` is called with the file
+    name first, and `write` with a notice such as a damaged cache file being removed,
+    when the object has them). A falsy object with `write` gets the notices only.
     """
-    missing = [stem for stem in MNIST_FILES if _read_cached(stem) is None]
+    mirror_list(mirror)  # a bad mirror is refused whether or not anything is missing
+    remove_leftovers()
+    missing = [stem for stem in MNIST_FILES if _read_cached(stem, progressbar) is None]
     if missing:
         _download(missing, mirror=mirror, progressbar=progressbar)
     directory = data_dir()
@@ -327,15 +385,11 @@ def _download(stems: Iterable[str], *, mirror: str | None, progressbar: Any) -> 
 
     # pooch reports every download through its own logger; the library stays silent.
     pooch.get_logger().setLevel("WARNING")
-    try:
-        downloader = pooch.HTTPDownloader(
-            progressbar=progressbar, chunk_size=_CHUNK, timeout=_TIMEOUT_S
-        )
-    except ValueError as exc:  # progressbar=True without tqdm installed
+    if progressbar is True and importlib.util.find_spec("tqdm") is None:
         raise UsageError(
-            f"Cannot show a download progress bar: {exc} Install tqdm, or pass a "
-            "progress-bar object or progressbar=False."
-        ) from exc
+            "Cannot show a download progress bar: the package tqdm is not installed. Install "
+            "tqdm, or pass a progress-bar object or progressbar=False."
+        )
     # A mirror that failed once goes to the back of the queue for the remaining files,
     # so an unreachable first mirror costs one timeout per call, not one per file.
     order = mirror_list(mirror)
@@ -346,7 +400,7 @@ def _download(stems: Iterable[str], *, mirror: str | None, progressbar: Any) -> 
             if hasattr(progressbar, "set_description"):
                 progressbar.set_description(f"{stem}.gz")
             try:
-                raw = _download_from(base, stem, downloader)
+                raw = _download_from(base, stem, _Downloader(stem, progressbar))
             except _SourceError as exc:
                 failures.append(f"  - {base}: {exc}")
                 order.remove(base)
@@ -364,16 +418,17 @@ def _download_from(base: str, stem: str, downloader: Any) -> bytes:
     """The verified IDX bytes of `stem` from one mirror; _SourceError says what went wrong.
 
     The .gz is staged in a temporary folder inside the cache folder (same file system,
-    cleaned up whatever happens), so neither a dropped connection nor a wrong file can
-    leave anything behind under a final name.
+    cleaned up whatever happens, Ctrl-C, SIGTERM and SIGHUP included), so neither a dropped
+    connection nor a wrong file can leave anything behind under a final name.
     """
     import pooch
-    import requests
 
     directory = data_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        staging = tempfile.TemporaryDirectory(dir=directory, prefix=".download-")
+        staging = tempfile.TemporaryDirectory(
+            dir=directory, prefix=f"{_STAGING_PREFIX}{os.getpid()}-"
+        )
     except OSError as exc:
         raise _cache_write_error(directory, exc) from exc
     with staging as folder:
@@ -385,8 +440,6 @@ def _download_from(base: str, stem: str, downloader: Any) -> bytes:
                 path=folder,
                 downloader=downloader,
             )
-        except requests.RequestException as exc:
-            raise _SourceError(_describe_request_error(exc)) from exc
         except OSError as exc:
             raise _SourceError(f"could not be stored while downloading ({exc})") from exc
         try:
@@ -397,6 +450,194 @@ def _download_from(base: str, stem: str, downloader: Any) -> bytes:
     if problem is not None:
         raise _SourceError(f"served a wrong {stem}.gz: {problem}; the download was deleted")
     return raw
+
+
+def _download_limit(stem: str) -> int:
+    """The most bytes any copy of `stem` (gzip-compressed or not) can take."""
+    size = _IDX_BYTES.get(stem, _MAX_IDX_BYTES)
+    return size + size // 100 + 2**16
+
+
+class _DeadlineExpired(BaseException):
+    """A download's time is up (a BaseException, so no library on the way swallows it)."""
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """Raise `_DeadlineExpired` wherever the main thread is after ``seconds``, even inside
+    a blocking read that a trickling server keeps alive.  Elsewhere (another thread, no
+    SIGALRM) this does nothing, and the download loop's own clock check remains."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise _DeadlineExpired
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class _Downloader:
+    """A pooch downloader for one MNIST file: a streaming GET with a deadline for the whole
+    file (`_DEADLINE_S`), a cap on the bytes read (`_download_limit`), and redirects
+    followed one by one, so an error names the host that really failed.  Every failure
+    is a `_SourceError`."""
+
+    def __init__(self, stem: str, progressbar: Any) -> None:
+        self.stem, self.progressbar = stem, progressbar
+        self.limit = _download_limit(stem)
+
+    def __call__(self, url: str, output_file: str, pooch: Any, check_only: bool = False) -> None:
+        deadline = time.monotonic() + _DEADLINE_S
+        self.url = self.current = url  # current: where the redirects have led so far
+        self.received = self.total = 0
+        try:
+            with _alarm(_DEADLINE_S):
+                response = self._get(deadline)
+                with response, open(output_file, "wb") as out:
+                    self._copy(response, out, deadline)
+        except _DeadlineExpired:
+            raise _SourceError(self._where() + self._too_slow()) from None
+        except _SourceError as exc:
+            raise _SourceError(f"{self._where()}{exc}") from None
+
+    def _where(self) -> str:
+        if self.current == self.url:
+            return ""
+        return f"redirected to {self.current} (host {urlsplit(self.current).netloc}), which "
+
+    def _too_slow(self) -> str:
+        expected = f" of {self.total:,}" if self.total else ""
+        return (
+            f"did not deliver {self.stem}.gz within {_DEADLINE_S} s ({self.received:,}"
+            f"{expected} bytes arrived); it is too slow"
+        )
+
+    def _get(self, deadline: float) -> Any:
+        """The response to a GET of `current`, redirects followed one at a time."""
+        import requests
+
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                response = requests.get(
+                    self.current, timeout=_TIMEOUT_S, stream=True, allow_redirects=False
+                )
+            except requests.RequestException as exc:
+                raise _SourceError(_describe_request_error(exc)) from None
+            if response.is_redirect:
+                target = urljoin(self.current, response.headers.get("location", ""))
+                response.close()
+                if urlsplit(target).scheme not in ("http", "https"):
+                    raise _SourceError(f"redirected to {target!r}, not an http(s) URL")
+                self.current = target
+            elif response.status_code >= 400:
+                response.close()
+                reason = response.reason or ""
+                raise _SourceError(f"answered HTTP {response.status_code} {reason}".strip())
+            else:
+                return response
+            if time.monotonic() > deadline:
+                raise _DeadlineExpired
+        raise _SourceError(f"redirected more than {_MAX_REDIRECTS} times")
+
+    def _copy(self, response: Any, out: Any, deadline: float) -> None:
+        from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
+
+        declared = response.headers.get("content-length", "")
+        total = self.total = int(declared) if declared.isdigit() else 0
+        if total > self.limit:
+            raise _SourceError(
+                f"announced {total:,} bytes for {self.stem}.gz, more than the {self.limit:,} "
+                "any copy of it can take"
+            )
+        bar = self._bar(total)
+        received = 0
+        while True:
+            if time.monotonic() > deadline:  # where no alarm could be set (not the main thread)
+                raise _DeadlineExpired
+            try:
+                chunk = response.raw.read1(_CHUNK, decode_content=True)
+            except ReadTimeoutError:
+                raise _SourceError(f"stopped sending for {_TIMEOUT_S} s") from None
+            except ProtocolError as exc:
+                raise _SourceError(
+                    f"connection dropped before the whole file arrived ({_shorten(str(exc))})"
+                ) from None
+            except HTTPError as exc:
+                raise _SourceError(f"{type(exc).__name__}: {_shorten(str(exc))}") from None
+            if not chunk:
+                break
+            received = self.received = received + len(chunk)
+            if received > self.limit:
+                raise _SourceError(
+                    f"sent more than {self.limit:,} bytes for {self.stem}.gz, more than any "
+                    "copy of it can take"
+                )
+            out.write(chunk)
+            if bar:
+                bar.update(len(chunk))
+        if bar:
+            bar.reset()
+            bar.update(total or received)
+            bar.close()
+
+    def _bar(self, total: int) -> Any:
+        if self.progressbar is True:
+            tqdm = importlib.import_module("tqdm").tqdm
+            return tqdm(total=total, unit="B", unit_scale=True, leave=True, ncols=79)
+        if self.progressbar:
+            self.progressbar.total = total
+            return self.progressbar
+        return None
+
+
+def remove_leftovers() -> list[Path]:
+    """Remove staging folders and temporary files a killed process left in the cache folder
+    (those whose process is gone, or older than a day); returns what was removed."""
+    directory = data_dir()
+    removed: list[Path] = []
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = _LEFTOVER.fullmatch(entry.name)
+        if match is None:
+            continue
+        owner = match.group(1) or match.group(2)
+        pid = int(owner) if owner else None
+        try:
+            old = now - entry.lstat().st_mtime > _STALE_S
+        except OSError:
+            continue
+        if pid == os.getpid() or not (old or (pid is not None and not _running(pid))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # another user's, or no pid at all
+        return True
+    return True
 
 
 def _describe_request_error(exc: Exception) -> str:
@@ -451,6 +692,7 @@ def import_mnist(src: str | Path) -> dict[str, Path]:
             f"Cannot import MNIST from {folder}: it is not a folder. Give the folder that "
             f"holds the four files ({', '.join(f'{s}.gz' for s in MNIST_FILES)})."
         )
+    remove_leftovers()
     installed: dict[str, Path] = {}
     problems: list[str] = []
     for stem in MNIST_FILES:
@@ -616,11 +858,14 @@ def load_mnist(
     """
     if split not in SPLITS:
         raise UsageError(f"Unknown MNIST split {split!r}: expected 'train' or 'test'.")
+    if download:
+        mirror_list(mirror)  # a bad mirror is refused whether or not anything is missing
+    remove_leftovers()
     stems = SPLITS[split]
     blobs: dict[str, bytes] = {}
     missing: list[str] = []
     for stem in stems:
-        raw = _read_cached(stem)
+        raw = _read_cached(stem, progressbar)
         if raw is None:
             missing.append(stem)
         else:

@@ -12,15 +12,21 @@ error ||g - n|| / (||g|| + ||n||).  Correct backprop gives ~1e-9; a wrong deriva
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from mlp_cli.errors import UsageError
 from mlp_cli.losses import LOSSES
 from mlp_cli.model import MLP
 
 TOLERANCE = 1e-6
+MAX_BYTES = 512 * 2**20  # float64 arrays the check may hold at once
+# Multiply-adds of all the forward passes it makes (two per checked entry): about a minute
+# of float64 matrix products on a small machine.
+MAX_WORK = 10**11
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ def gradcheck(
     At most ``max_entries`` randomly chosen entries of each array are checked, so large
     networks finish in seconds.
     """
+    _check_cost(sizes, batch, max_entries)
     rng = np.random.default_rng(seed)
     model = MLP(sizes, hidden, output, dtype=np.float64)
     model.initialize("xavier", rng)
@@ -93,3 +100,32 @@ def gradcheck(
         results.append(GradCheck(name, len(picks), size, error))
         offset += size
     return results
+
+
+def _check_cost(sizes: Sequence[int], batch: int, max_entries: int) -> None:
+    """Refuse, before allocating anything, a check that would need more than `MAX_BYTES`
+    of memory or `MAX_WORK` multiply-adds."""
+    pairs = list(itertools.pairwise(sizes))
+    weights = sum(n_in * n_out for n_in, n_out in pairs)
+    params = weights + sum(n_out for _, n_out in pairs)
+    # Parameters, gradients and their copy; per example: the inputs and each layer's z, a
+    # and delta.
+    nbytes = 8 * (3 * params + batch * (sizes[0] + 3 * sum(sizes[1:])))
+    checked = sum(min(n_in * n_out, max_entries) + min(n_out, max_entries) for n_in, n_out in pairs)
+    work = (2 * checked + 1) * batch * weights
+    network = "-".join(map(str, sizes))
+    if nbytes > MAX_BYTES:
+        raise UsageError(
+            f"gradcheck of a {network} network on a batch of {batch} would need about "
+            f"{nbytes / 2**20:,.0f} MiB of memory in float64, more than the {MAX_BYTES // 2**20} "
+            "MiB it allows. Backpropagation is the same code at any width: check a narrower "
+            "network with the same activations and loss (e.g. --set model.layers=...), or a "
+            "smaller --batch."
+        )
+    if work > MAX_WORK:
+        raise UsageError(
+            f"gradcheck of a {network} network on a batch of {batch}, {checked:,} entries, "
+            f"would take about {work:.1e} multiply-adds, more than the {MAX_WORK:.0e} it "
+            "allows (a minute or so). Use a smaller --batch or --entries, or a narrower "
+            "network with the same activations and loss."
+        )

@@ -8,7 +8,7 @@ block of the parameter vector, while here each parameter, gradient and state ent
 and written once per step, in registers.  At 784-1200-1200-10 (2.4 million parameters) that
 takes Adam's step from about 4-6 ms to about 2 ms, a fifth of a training step.
 
-Compiled with numba on first use and cached on disk (``cache=True``); importing this module
+Compiled with numba on first use and cached on disk where that is possible; importing this module
 imports numba, so `mlp_cli.optim` only does that when an optimizer is built.  Scalars arrive
 already converted to the arrays' dtype, so float32 arithmetic stays float32.  Each loop is
 serial over the arrays it is given and releases the GIL (``nogil=True``), so `mlp_cli.optim`
@@ -29,10 +29,18 @@ from numpy.typing import NDArray
 Array = NDArray[np.floating]
 F = TypeVar("F", bound=Callable[..., Any])
 
-_jit = cast(
-    Callable[[F], F],
-    numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False),
-)
+_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy", "boundscheck": False}
+
+
+def _jit(loop: F) -> F:
+    """``loop`` compiled by numba, cached on disk where numba finds a writable folder (the
+    package's ``__pycache__``, ``NUMBA_CACHE_DIR`` or the user's cache folder).  Without
+    one, as for a read-only install run by a user whose home is not writable, numba refuses
+    ``cache=True`` outright; the loop is then compiled afresh in each process instead."""
+    try:
+        return cast(F, numba.njit(cache=True, **_OPTIONS)(loop))
+    except RuntimeError:  # "cannot cache function ...: no locator available for file ..."
+        return cast(F, numba.njit(**_OPTIONS)(loop))
 
 
 @_jit

@@ -114,6 +114,10 @@ class DownloadBar:
             self._progress.update(self._task, completed=task.total or task.completed)
             self._task = None
 
+    def write(self, text: str) -> None:
+        """A notice from the data layer (e.g. a damaged cache file was removed)."""
+        self._progress.console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
+
     def stop(self) -> None:
         if self._started:
             self._progress.stop()
@@ -121,6 +125,20 @@ class DownloadBar:
 
     def __bool__(self) -> bool:
         return True
+
+
+class DataNotices:
+    """The data layer's notices without a progress bar, for quiet output: falsy, so no
+    download progress is drawn, but ``write`` still reaches the user."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def write(self, text: str) -> None:
+        self._console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
+
+    def __bool__(self) -> bool:
+        return False
 
 
 HEADER = (

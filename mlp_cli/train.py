@@ -28,7 +28,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -444,9 +444,14 @@ class Trainer:
             ) from None
 
     def restore(self) -> None:
-        """Load weights, optimizer and loop state from ``run_dir/checkpoint.npz``."""
+        """Load weights, optimizer and loop state from ``run_dir/checkpoint.npz``.
+
+        Everything is checked before the trainer is changed: a checkpoint saved by another
+        run (another config) or with damaged resume state raises `CheckpointError` naming
+        the file, and nothing on disk is touched."""
         path = self.run_dir / CHECKPOINT_FILE
         saved = checkpoint.load(path, checkpoint=True)
+        self._check_same_run(saved.metadata.get("config"), path)
         if saved.layers != self.model.sizes:
             raise CheckpointError(
                 f"'{path}' holds a {'-'.join(map(str, saved.layers))} network, but the run's "
@@ -455,24 +460,71 @@ class Trainer:
         resume = saved.metadata.get("resume")
         if not isinstance(resume, dict):
             raise CheckpointError(f"'{path}' has no resume state; it is not a checkpoint")
+        n_train = len(self.data.train_idx)
+        steps = math.ceil(n_train / self.cfg.training.batch_size)
+        history = saved.metadata.get("history")
+        perm = saved.extras.get("resume/perm")
+        problem = _resume_state_problem(
+            resume, history, perm, n_train, steps, self.cfg.training.batch_size
+        )
+        if problem is not None:
+            raise _damaged(path, problem)
+        prefix = "optimizer/"
+        optimizer_state = {
+            k[len(prefix) :]: v for k, v in saved.extras.items() if k.startswith(prefix)
+        }
+        try:
+            self.optimizer.load_state_dict(optimizer_state)
+        except CheckpointError as exc:
+            raise _damaged(path, str(exc)) from None
+        done = resume["epoch"] * steps + resume["step"]
+        if self.optimizer.t != done:
+            raise _damaged(
+                path,
+                f"the optimizer counted {self.optimizer.t} steps, but the loop state says "
+                f"{done} (epoch {resume['epoch']}, step {resume['step']}, {steps} per epoch)",
+            )
+        state = dict(resume)
+        try:
+            self.shuffle_rng.bit_generator.state = state.pop("shuffle_rng")
+            self.noise_rng.bit_generator.state = state.pop("noise_rng")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _damaged(path, f"a random-generator state is unusable ({exc})") from None
+        if state.get("best_loss") is None:
+            state["best_loss"] = math.inf
+        self.state = TrainState(**state, history=list(history or []))
         for W, w in zip(self.model.W, saved.weights, strict=True):
             W[...] = w
         for b, v in zip(self.model.b, saved.biases, strict=True):
             b[...] = v
-        prefix = "optimizer/"
-        self.optimizer.load_state_dict(
-            {k[len(prefix) :]: v for k, v in saved.extras.items() if k.startswith(prefix)}
-        )
-        try:
-            self.shuffle_rng.bit_generator.state = resume.pop("shuffle_rng")
-            self.noise_rng.bit_generator.state = resume.pop("noise_rng")
-            if resume.get("best_loss") is None:
-                resume["best_loss"] = math.inf
-            self.state = TrainState(**resume, history=list(saved.metadata.get("history", [])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"'{path}' has damaged resume state ({exc})") from None
-        perm = saved.extras.get("resume/perm")
         self.perm = None if perm is None else perm.astype(np.int64)
+
+    def _check_same_run(self, stored: Any, path: Path) -> None:
+        """Refuse a checkpoint whose config differs from the run's in a key that resuming
+        cannot change (another seed, another learning rate...): it belongs to another run."""
+        from mlp_cli.config import config_from_dict
+        from mlp_cli.errors import ConfigError
+
+        if not isinstance(stored, dict):
+            raise _damaged(path, "its metadata holds no 'config' describing the run")
+        try:
+            saved_cfg = config_from_dict(stored, f"{path} (metadata 'config')")
+        except ConfigError as exc:
+            raise _damaged(path, f"its stored config is invalid: {exc}") from None
+        before, now = _flat_config(saved_cfg), _flat_config(self.cfg)
+        differ = [k for k in _changed_keys(before, now) if not resumable_key(k)]
+        if differ:
+            listed = "; ".join(
+                f"{k} is {_show(before.get(k, _ABSENT))} there, {_show(now.get(k, _ABSENT))} in "
+                f"{CONFIG_FILE}"
+                for k in differ
+            )
+            raise CheckpointError(
+                f"'{path}' was saved by another run, not the one '{self.run_dir / CONFIG_FILE}' "
+                f"describes: {listed}. Resuming it would continue a different training. Put "
+                f"back this run's own {CHECKPOINT_FILE}, or resume the other run from its own "
+                "folder."
+            )
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -489,6 +541,15 @@ class Trainer:
         callbacks: Callbacks | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> TrainResult:
+        """Train until the configured epochs are done, early stopping ends the run, or
+        ``should_stop()`` answers True (then a checkpoint is saved to resume from)."""
+        # A diverging step overflows; the loop sees it (a non-finite loss or weights end the
+        # run with a TrainingError that says what to change), so NumPy's own warnings about
+        # it would only be noise printed before that message.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._run(callbacks, should_stop)
+
+    def _run(self, callbacks: Callbacks | None, should_stop: Callable[[], bool]) -> TrainResult:
         cb = callbacks or Callbacks()
         cfg, st, data, model = self.cfg, self.state, self.data, self.model
         epochs, batch = cfg.training.epochs, cfg.training.batch_size
@@ -661,6 +722,104 @@ def _share(waited_before: float | None, seconds: float, threads: int) -> float |
     return max(0.0, waited_after - waited_before) / (seconds * threads)
 
 
+def _damaged(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(
+        f"'{path}' has damaged resume state: {problem}. The run cannot continue from it; "
+        "start a new run, or put back an intact copy of the checkpoint."
+    )
+
+
+_COUNTS = ("epoch", "step", "correct", "seen", "best_epoch", "bad_epochs")
+_SECONDS = ("loss_sum", "epoch_time", "elapsed")
+_RNGS = ("shuffle_rng", "noise_rng")
+# Fields of a metrics record that the learning curves and summaries read (val_* are null
+# without a validation split).
+_HISTORY_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _resume_state_problem(
+    resume: dict[str, Any],
+    history: Any,
+    perm: NDArray[np.generic] | None,
+    n_train: int,
+    steps: int,
+    batch: int,
+) -> str | None:
+    """What is wrong with a checkpoint's loop state, or None: every field present and of
+    its type, counts consistent with each other, the history one record per finished
+    epoch, and the shuffling order a permutation of the ``n_train`` training examples."""
+    expected = {f.name for f in fields(TrainState)} - {"history"} | set(_RNGS)
+    if missing := sorted(expected - resume.keys()):
+        return f"'resume' lacks {', '.join(missing)}"
+    if unknown := sorted(resume.keys() - expected):
+        return f"'resume' has unknown entries {', '.join(map(str, unknown))}"
+    for name in _COUNTS:
+        if not _is_count(resume[name]):
+            return f"resume.{name} is {resume[name]!r}, expected a whole number >= 0"
+    for name in _SECONDS:
+        if not _is_number(resume[name]):
+            return f"resume.{name} is {resume[name]!r}, expected a finite number >= 0"
+    if resume["best_loss"] is not None and not _is_number(resume["best_loss"]):
+        return f"resume.best_loss is {resume['best_loss']!r}, expected a number or null"
+    accuracy = resume["best_accuracy"]
+    if accuracy is not None and not (_is_number(accuracy) and accuracy <= 1):
+        return f"resume.best_accuracy is {accuracy!r}, expected a number in [0, 1] or null"
+    for name in _RNGS:
+        if not isinstance(resume[name], dict):
+            return f"resume.{name} is not a random-generator state"
+    epoch, step = resume["epoch"], resume["step"]
+    if step >= steps:
+        return f"resume.step is {step}, but an epoch has only {steps} steps"
+    if resume["seen"] != step * batch or resume["correct"] > resume["seen"]:
+        return (
+            f"resume.seen and resume.correct ({resume['seen']}, {resume['correct']}) do not "
+            f"match {step} steps of {batch} examples"
+        )
+    if resume["best_epoch"] > epoch:
+        return f"resume.best_epoch is {resume['best_epoch']}, after the {epoch} epochs run"
+    if not isinstance(history, list) or len(history) != epoch:
+        found = f"{len(history)} records" if isinstance(history, list) else repr(type(history))
+        return f"'history' should hold one record per finished epoch ({epoch}), found {found}"
+    for number, record in enumerate(history, start=1):
+        if not isinstance(record, dict) or record.get("epoch") != number:
+            return f"history record {number} is not the record of epoch {number}"
+        for key in _HISTORY_NUMBERS:
+            value = record.get(key)
+            if key.startswith("val_"):  # null without validation, inf after an overflow
+                valid = value is None or (
+                    isinstance(value, int | float) and not isinstance(value, bool)
+                )
+            else:
+                valid = _is_number(value)
+            if not valid:
+                return f"history record {number} has {key} = {value!r}, expected a number"
+    if perm is None:
+        if step > 0:
+            return f"'resume/perm' is missing, but the run stopped at step {step} of an epoch"
+        return None
+    if perm.shape != (n_train,) or perm.dtype.kind not in "iu":
+        return (
+            f"'resume/perm' is a {perm.dtype} array of shape {perm.shape}, expected the "
+            f"order of the {n_train} training examples, shape ({n_train},)"
+        )
+    if not np.array_equal(np.sort(perm), np.arange(n_train)):
+        return f"'resume/perm' is not an ordering of the {n_train} training examples"
+    return None
+
+
 def start(cfg: Config, data: Splits, out: str | Path | None = None) -> Trainer:
     """A trainer in a new run directory holding the resolved config."""
     from mlp_cli.config import dump_config
@@ -683,17 +842,98 @@ def start(cfg: Config, data: Splits, out: str | Path | None = None) -> Trainer:
     return Trainer(cfg, run_dir, data)
 
 
+# Config keys a resumed run may change. None of the saved state depends on them: the
+# learning rate is recomputed from the schedule at every step, early stopping only reads the
+# validation losses kept in the state, and threads and the mirror do not change a result.
+# Everything else (layers, seed, batch size, validation split, optimizer, ...) shapes the
+# weights, the optimizer state or the shuffling order the checkpoint holds.
+RESUMABLE_KEYS = (
+    "training.epochs",
+    "schedule",
+    "training.early_stopping.patience",
+    "training.early_stopping.min_delta",
+    "training.threads",
+    "data.mirror",
+)
+
+
+def resumable_key(key: str) -> bool:
+    """Whether the dotted config ``key`` may change when a run is resumed."""
+    return any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+
+
+def _flat_config(cfg: Config) -> dict[str, Any]:
+    """``cfg`` as {dotted key: value}, e.g. {"training.seed": 0, ...}."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = value
+
+    walk("", cfg.model_dump(mode="json"))
+    return flat
+
+
+_ABSENT = object()  # a key one optimizer has and another lacks
+
+
+def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    keys = sorted(before.keys() | after.keys())
+    return [k for k in keys if before.get(k, _ABSENT) != after.get(k, _ABSENT)]
+
+
+def _show(value: Any) -> str:
+    return "absent" if value is _ABSENT else json.dumps(value)
+
+
 def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """The config of the run in ``run_dir``, with ``overrides`` (e.g. more epochs)."""
+    """The config of the run in ``run_dir``, with ``overrides`` (e.g. more epochs).
+
+    Overrides may only change `RESUMABLE_KEYS`; any other change raises `UsageError`
+    before anything is read beyond the config or written."""
     run_dir = Path(run_dir)
-    if not (run_dir / CHECKPOINT_FILE).exists() or not (run_dir / CONFIG_FILE).exists():
+    if not (run_dir / CHECKPOINT_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
         raise UsageError(
             f"'{run_dir}' is not a run directory with {CONFIG_FILE} and {CHECKPOINT_FILE}; "
             "pass the folder `mlp train` printed when it started"
         )
-    from mlp_cli.config import load_config
+    from mlp_cli.config import load_config, parse_override
+    from mlp_cli.errors import ConfigError
 
-    return load_config(run_dir / CONFIG_FILE, overrides)
+    base = load_config(run_dir / CONFIG_FILE)
+    if not overrides:
+        return base
+    keys = [".".join(parse_override(text)[0]) for text in overrides]
+    try:
+        cfg = load_config(run_dir / CONFIG_FILE, overrides)
+    except ConfigError:
+        # An override the run's config cannot even take (optimizer.name=sgd on an Adam
+        # run): when it names a key resuming cannot change anyway, say that instead.
+        if frozen := [k for k in keys if not resumable_key(k)]:
+            raise _not_resumable(run_dir, ", ".join(frozen)) from None
+        raise
+    before, after = _flat_config(base), _flat_config(cfg)
+    if frozen := [k for k in _changed_keys(before, after) if not resumable_key(k)]:
+        changes = ", ".join(
+            f"{k} ({_show(before.get(k, _ABSENT))} -> {_show(after.get(k, _ABSENT))})"
+            for k in frozen
+        )
+        raise _not_resumable(run_dir, changes)
+    return cfg
+
+
+def _not_resumable(run_dir: Path, changes: str) -> UsageError:
+    allowed = ", ".join(k if "." in k else f"{k}.*" for k in RESUMABLE_KEYS)
+    return UsageError(
+        f"--resume cannot change {changes}: the checkpoint in '{run_dir}' holds weights, "
+        "optimizer state and a shuffling order made with the run's settings. A resumed "
+        f"run can change only {allowed}. To train with other settings, start a new run, "
+        f"e.g. `mlp train --config {run_dir / CONFIG_FILE} --set ...`. Nothing was "
+        "written."
+    )
 
 
 def resume(run_dir: str | Path, cfg: Config, data: Splits) -> Trainer:

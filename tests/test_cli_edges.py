@@ -1,0 +1,147 @@
+"""The command line where its surroundings are unusual: a `~user` that does not exist in
+`MLP_DATA_DIR`, an output encoding without the characters to print, standard output on a
+full device or a closed pipe, gradient checks too large to run, and NumPy's warnings in a
+diverging run.  Each ends in one clear message and an exit code, never a traceback.
+
+The stream tests run `python -m mlp_cli.cli` in a subprocess, since they concern the real
+standard output and the console-script entry point.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from test_train import make_config, make_splits
+from typer.testing import CliRunner
+
+from mlp_cli import cli, data, train
+from mlp_cli.errors import TrainingError, UsageError
+from mlp_cli.gradcheck import gradcheck
+
+
+def mlp(
+    *args: str,
+    cwd: Path,
+    stdout: int | None = subprocess.PIPE,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    environment = {k: v for k, v in os.environ.items() if k != "MLP_DEBUG"}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "mlp_cli.cli", *args],
+        cwd=cwd,
+        env=environment,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("command", [["data", "path"], ["data", "info"], ["data", "fetch"]])
+def test_a_data_dir_naming_an_unknown_user_is_a_usage_error(
+    tmp_path: Path, command: list[str]
+) -> None:
+    value = "~nosuchuser-mlp/x"
+    proc = mlp(*command, cwd=tmp_path, env={data.DATA_DIR_ENV: value})
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    assert data.DATA_DIR_ENV in stderr
+    assert value in stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+CONFIG_WITH_UMLAUTS = (
+    "name: plain\nmodel: {layers: 784-10}\ndata: {mirror: 'http://bücher.example/mnist/'}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "env", [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "PYTHONUTF8": "0"}], ids=["ascii", "C"]
+)
+def test_text_the_output_encoding_lacks_is_escaped(tmp_path: Path, env: dict[str, str]) -> None:
+    config = tmp_path / "größe.yaml"
+    config.write_text(CONFIG_WITH_UMLAUTS, encoding="utf-8")
+
+    shown = mlp("config", "show", str(config), cwd=tmp_path, env=env)
+    missing = mlp("config", "show", str(tmp_path / "fehlt-ä.yaml"), cwd=tmp_path, env=env)
+
+    assert shown.returncode == 0, shown.stderr
+    assert b"Traceback" not in shown.stderr
+    assert b"name: plain" in shown.stdout
+    assert "bücher".encode() in shown.stdout or b"b\\xfccher" in shown.stdout
+    assert missing.returncode == 2
+    assert b"Traceback" not in missing.stderr
+    assert b"fehlt-" in missing.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize(
+    "command", [["config", "schema"], ["--version"], ["data", "path"], ["data", "info"]]
+)
+def test_stdout_on_a_full_device_is_one_clear_error(tmp_path: Path, command: list[str]) -> None:
+    with open("/dev/full", "wb") as full:
+        proc = mlp(*command, cwd=tmp_path, stdout=full.fileno())
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1
+    assert "cannot write to standard output" in stderr
+    assert "No space left on device" in stderr
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
+
+
+def test_a_reader_that_closes_the_pipe_ends_mlp_quietly(tmp_path: Path) -> None:
+    read, write = os.pipe()
+    os.close(read)  # nobody will ever read: every write fails with EPIPE
+    try:
+        proc = mlp("config", "schema", cwd=tmp_path, stdout=write)
+    finally:
+        os.close(write)
+    assert proc.returncode == 1
+    assert proc.stderr == b""
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--batch", "100000000"], "--batch"),
+        (["--batch", "20000", "--set", "model.layers=784-800-10"], "--batch"),
+    ],
+)
+def test_gradcheck_refuses_a_check_too_large_to_run(args: list[str], needle: str) -> None:
+    config = Path(__file__).resolve().parents[1] / "configs" / "logistic-784-10.yaml"
+    result = CliRunner().invoke(cli.app, ["gradcheck", "--config", str(config), *args])
+    message = " ".join(result.stderr.split())
+    assert result.exit_code == 2, message
+    assert needle in message
+    assert "Traceback" not in message
+
+
+@pytest.mark.parametrize(
+    ("sizes", "batch", "entries"),
+    [([784, 3_000_000, 10], 8, 200), ([784, 10], 10**8, 200), ([784, 800, 10], 20_000, 200)],
+)
+def test_gradcheck_refuses_before_allocating(sizes: list[int], batch: int, entries: int) -> None:
+    with pytest.raises(UsageError, match="-".join(map(str, sizes))):
+        gradcheck(sizes, "relu", "softmax", "cross_entropy", batch=batch, max_entries=entries)
+
+
+def test_a_diverging_run_ends_in_our_message_without_numpy_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(train.Trainer, "write_curves", lambda self: None)
+    cfg = make_config(
+        tmp_path,
+        model={"layers": [400, 64, 64, 10]},
+        optimizer={"name": "sgd", "lr": 1e6},
+        training={"batch_size": 8},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning fails the test
+        with pytest.raises(TrainingError, match="not a finite number"):
+            train.start(cfg, make_splits(), tmp_path / "run").run()

@@ -1,0 +1,303 @@
+"""Hostile mirrors and killed downloads: a mirror that trickles, one that sends more than
+any MNIST file holds, redirects to another host, SIGTERM and SIGHUP in the middle of a
+download, leftovers of killed processes, bad `MLP_MNIST_MIRROR` values, and a damaged
+cache file being reported.
+
+Every server listens on 127.0.0.1 only and is stopped by the `serve_folder` fixture; public
+mirrors are disabled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import LoopbackServer, ServeFolder
+from test_data import STEMS, Synthetic, cache_listing, idx_bytes, synthetic  # noqa: F401
+from typer.testing import CliRunner
+
+from mlp_cli import cli, data
+from mlp_cli.errors import DataError
+
+pytestmark = pytest.mark.usefixtures("no_public_mirrors")
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Trickle(_Quiet):
+    """Announces a megabyte, then sends one byte every `pause` seconds (for a bounded time,
+    so the server can always be stopped)."""
+
+    pause = 0.2
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(2**20))
+        self.end_headers()
+        for _ in range(int(30 / self.pause)):
+            try:
+                self.wfile.write(b"\x1f")
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(self.pause)
+
+
+class TrickledHeaders(_Quiet):
+    """Sends even the status line and headers one byte at a time."""
+
+    def do_GET(self) -> None:
+        head = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"z" * 200 + b"\r\n\r\n"
+        for byte in head:
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.1)
+
+
+class Flood(_Quiet):
+    """Sends far more bytes than asked for, without announcing a length."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        block = bytes(2**16)
+        try:
+            for _ in range(64):  # 4 MiB at most
+                self.wfile.write(block)
+        except OSError:
+            return
+
+
+class Announces(_Quiet):
+    """Announces a length no MNIST file can have."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(10**12))
+        self.end_headers()
+
+
+def redirecting(target: str) -> type[BaseHTTPRequestHandler]:
+    class Redirect(_Quiet):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target + self.path.lstrip("/"))
+            self.end_headers()
+
+    return Redirect
+
+
+class NotFound(_Quiet):
+    def do_GET(self) -> None:
+        self.send_error(404)
+
+
+@pytest.mark.parametrize("handler", [Trickle, TrickledHeaders], ids=["body", "headers"])
+def test_a_trickling_mirror_is_given_up_at_the_deadline(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+    monkeypatch: pytest.MonkeyPatch,
+    handler: type[BaseHTTPRequestHandler],
+) -> None:
+    monkeypatch.setattr(data, "_DEADLINE_S", 1.5)
+    slow = serve_folder(synthetic.folder, handler=handler)
+    started = time.monotonic()
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=slow.url)
+
+    assert time.monotonic() - started < 15
+    assert f"{slow.url}: did not deliver {STEMS[0]}.gz within 1.5 s" in str(info.value)
+    assert cache_listing() == []
+
+
+@pytest.mark.parametrize("handler", [Flood, Announces], ids=["sends", "announces"])
+def test_a_mirror_sending_more_than_the_file_can_hold_is_refused(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+    monkeypatch: pytest.MonkeyPatch,
+    handler: type[BaseHTTPRequestHandler],
+) -> None:
+    monkeypatch.setattr(data, "_IDX_BYTES", dict.fromkeys(STEMS, 1000))
+    limit = data._download_limit(STEMS[0])
+    server = serve_folder(synthetic.folder, handler=handler)
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=server.url)
+
+    assert f"{limit:,}" in str(info.value)
+    assert "more than" in str(info.value)
+    assert cache_listing() == []
+
+
+def test_a_download_limit_fits_every_real_mnist_file() -> None:
+    for stem in data.MNIST_FILES:
+        assert data._download_limit(stem) >= data._IDX_BYTES[stem]
+    assert data._IDX_BYTES["train-images-idx3-ubyte"] == 47_040_016
+
+
+def test_a_redirect_to_another_host_is_named_in_the_error(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+    closed_port_url: str,
+) -> None:
+    missing = serve_folder(synthetic.folder, handler=NotFound)
+    first = serve_folder(synthetic.folder, handler=redirecting(missing.url))
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=first.url)
+    message = str(info.value)
+    target = missing.url.removeprefix("http://").rstrip("/")
+    assert f"{first.url}: redirected to {missing.url}{STEMS[0]}.gz (host {target})" in message
+    assert "answered HTTP 404" in message
+
+    dead = serve_folder(synthetic.folder, handler=redirecting(closed_port_url))
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=dead.url)
+    assert f"{dead.url}: redirected to {closed_port_url}" in str(info.value)
+    assert "connection failed" in str(info.value)
+    assert cache_listing() == []
+
+
+def test_a_redirect_to_a_good_mirror_is_followed(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+) -> None:
+    good = serve_folder(synthetic.folder)
+    first = serve_folder(synthetic.folder, handler=redirecting(good.url))
+
+    paths = data.fetch_mnist(mirror=first.url)
+
+    assert {stem: path.read_bytes() for stem, path in paths.items()} == synthetic.raw
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_a_download_killed_by_a_signal_leaves_nothing_behind(
+    serve_folder: ServeFolder, tmp_path: Path, signum: int
+) -> None:
+    slow = serve_folder(tmp_path, handler=Trickle)
+    cache = tmp_path / "cache"
+    env = {**os.environ, data.DATA_DIR_ENV: str(cache), data.MIRROR_ENV: slow.url}
+    env.pop("MLP_DEBUG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlp_cli.cli", "data", "fetch"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.is_file() for p in cache.glob(".download-*/*")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stdout + stderr
+    assert sorted(os.listdir(cache)) == []
+
+
+def _finished_pid() -> int:
+    """The pid of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_killed_processes_are_removed_at_the_next_start(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+) -> None:
+    cache = data.data_dir()
+    cache.mkdir(parents=True)
+    dead = _finished_pid()
+    stale_folder = cache / f".download-{dead}-k2j3h4"
+    stale_folder.mkdir()
+    (stale_folder / f"{STEMS[0]}.gz").write_bytes(b"partial")
+    stale_file = cache / f".{STEMS[1]}.{dead}-x8w.tmp"
+    stale_file.write_bytes(b"partial")
+    ancient = cache / ".download-abc123"  # no owner recorded: removed once a day old
+    ancient.mkdir()
+    os.utime(ancient, (time.time() - 2 * 86400,) * 2)
+    live = cache / f".download-{os.getpid()}-live"  # this process's own: kept
+    live.mkdir()
+    user_file = cache / "notes.txt"  # not ours: never touched
+    user_file.write_text("mine")
+
+    data.fetch_mnist(mirror=serve_folder(synthetic.folder).url)
+
+    assert sorted(os.listdir(cache)) == sorted([*STEMS, live.name, user_file.name])
+
+
+BAD_MIRRORS = ["http://[::1", "http://host:99999/", "ftp://host/mnist/", "no url", "http://a b/"]
+
+
+@pytest.mark.parametrize("bad", BAD_MIRRORS)
+def test_a_bad_mirror_variable_is_a_clear_error(
+    bad: str,
+    monkeypatch: pytest.MonkeyPatch,
+    synthetic: Synthetic,  # noqa: F811
+) -> None:
+    monkeypatch.setenv(data.MIRROR_ENV, bad)
+    result = CliRunner().invoke(cli.app, ["data", "fetch"])
+    message = " ".join(result.stderr.split())
+    assert result.exit_code == 1, message
+    assert data.MIRROR_ENV in message
+    assert repr(bad) in message
+    assert "Traceback" not in message
+    assert cache_listing() == []
+
+
+class RecordingNotices:
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.notes.append(text)
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def test_a_damaged_cache_file_is_reported_when_it_is_removed(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+) -> None:
+    server: LoopbackServer = serve_folder(synthetic.folder)
+    paths = data.fetch_mnist(mirror=server.url)
+    damaged = paths["train-labels-idx1-ubyte"]
+    damaged.write_bytes(idx_bytes(np.zeros(6, dtype=np.uint8)))
+    notices = RecordingNotices()
+
+    data.load_mnist("train", mirror=server.url, progressbar=notices)
+
+    assert len(notices.notes) == 1
+    assert str(damaged) in notices.notes[0]
+    assert "damaged" in notices.notes[0]
+
+    damaged.write_bytes(b"broken")
+    result = CliRunner().invoke(cli.app, ["data", "fetch", "--mirror", server.url])
+    assert result.exit_code == 0, result.stderr
+    assert str(damaged) in result.stderr
+    assert damaged.read_bytes() == synthetic.raw["train-labels-idx1-ubyte"]

@@ -1,0 +1,282 @@
+"""`mlp train --resume` through the command line: what may change on resume, checkpoints
+that belong to another run, damaged resume state, and options that make no sense with it.
+
+Every refusal must come before anything is written: the run folder stays byte for byte as
+it was, and a plain `--resume` afterwards still continues the run.  Training data is the
+small synthetic set of `test_train`, handed to the command in place of MNIST.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_train import make_config, make_splits, mnist_cache, without_timing  # noqa: F401
+from typer.testing import CliRunner
+
+from mlp_cli import checkpoint, cli, data, train
+from mlp_cli.config import load_config
+from mlp_cli.train import Trainer
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def synthetic_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command trains on `make_splits()` instead of loading MNIST; no curves drawn."""
+    monkeypatch.setattr(cli, "_load_training_data", lambda cfg, quiet: make_splits())
+    monkeypatch.setattr(Trainer, "write_curves", lambda self: None)
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(cli.app, list(args))
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    return result.exit_code, " ".join(output.split())  # rich wraps long messages
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def interrupted_run(tmp_path: Path, name: str, after_steps: int = 4, **changes: Any) -> Path:
+    """A run stopped by Ctrl-C after ``after_steps`` steps (mid-epoch for small counts)."""
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > after_steps
+
+    cfg = make_config(tmp_path, **changes)
+    result = train.start(cfg, make_splits(), tmp_path / name).run(should_stop=stop)
+    assert result.status == "interrupted"
+    return result.run_dir
+
+
+FROZEN = {
+    "training.batch_size=32": "training.batch_size",
+    "data.validation_size=10": "data.validation_size",
+    "training.seed=7": "training.seed",
+    "model.hidden_activation=tanh": "model.hidden_activation",
+    "model.layers=400-20-10": "model.layers",
+    "optimizer.lr=0.5": "optimizer.lr",
+    "optimizer.name=sgd": "optimizer.name",
+    "augment.enabled=true": "augment.enabled",
+}
+
+
+@pytest.mark.parametrize("override", sorted(FROZEN))
+def test_an_override_resume_cannot_apply_is_refused_before_anything_is_written(
+    tmp_path: Path, override: str
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--set", override, "--quiet")
+
+    assert code == 2
+    assert FROZEN[override] in message
+    assert "training.epochs" in message  # says what can change
+    assert snapshot(tmp_path) == before
+    code, _ = run("train", "--resume", str(run_dir), "--quiet")  # the run is not broken
+    assert code == 0
+
+
+def test_resume_after_a_refused_override_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    whole = train.start(make_config(tmp_path), make_splits(), tmp_path / "A").run()
+    run_dir = interrupted_run(tmp_path, "B", after_steps=7)
+    assert run("train", "--resume", str(run_dir), "--set", "training.batch_size=8")[0] == 2
+
+    assert run("train", "--resume", str(run_dir), "--quiet")[0] == 0
+
+    for name in (checkpoint.MODEL_FILE, train.CHECKPOINT_FILE):
+        a = checkpoint.load(tmp_path / "A" / name, checkpoint=True)
+        b = checkpoint.load(run_dir / name, checkpoint=True)
+        for x, y in zip(a.weights + a.biases, b.weights + b.biases, strict=True):
+            assert x.tobytes() == y.tobytes()
+    lines = (run_dir / train.METRICS_FILE).read_text().splitlines()
+    assert without_timing([json.loads(line) for line in lines]) == without_timing(whole.history)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["training.epochs=5"],
+        ["schedule.name=cosine", "schedule.min_lr=1e-4"],
+        ["training.early_stopping.patience=2", "training.early_stopping.min_delta=0.01"],
+        ["training.threads=1"],
+        ["data.mirror=http://127.0.0.1:9/"],
+        ["training.seed=0", "training.batch_size=16"],  # the values the run already has
+    ],
+    ids=lambda o: "+".join(o),
+)
+def test_keys_that_may_change_on_resume_are_applied_and_kept(
+    tmp_path: Path, overrides: list[str]
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    expected = train.resume_config(run_dir, overrides)  # reads only
+    args = [a for o in overrides for a in ("--set", o)]
+
+    code, message = run("train", "--resume", str(run_dir), *args, "--quiet")
+
+    assert code == 0, message
+    assert load_config(run_dir / train.CONFIG_FILE) == expected
+    status = checkpoint.load(run_dir / train.CHECKPOINT_FILE).metadata["training"]["status"]
+    assert status in ("completed", "early_stopped")
+
+
+@pytest.mark.parametrize(
+    "other", [{"training": {"seed": 1}}, {"optimizer": {"name": "adam", "lr": 0.02}}]
+)
+def test_a_checkpoint_from_another_run_is_refused(tmp_path: Path, other: dict[str, Any]) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    foreign = interrupted_run(tmp_path, "other", **other)
+    shutil.copy(foreign / train.CHECKPOINT_FILE, run_dir / train.CHECKPOINT_FILE)
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert str(run_dir / train.CHECKPOINT_FILE) in message
+    assert "another run" in message
+    key = "training.seed" if "training" in other else "optimizer.lr"
+    assert key in message
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("option", [["--config", "configs/x.yaml"], ["--out", "elsewhere"]])
+def test_resume_with_config_or_out_is_an_error(tmp_path: Path, option: list[str]) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), *option)
+
+    assert code == 2
+    assert option[0] in message
+    assert "--resume" in message
+    assert snapshot(tmp_path) == before
+
+
+def _damage(path: Path, change: str) -> None:
+    """Rewrite the checkpoint at ``path`` with one part of its resume state broken."""
+    saved = checkpoint.load(path, checkpoint=True)
+    meta = {k: v for k, v in saved.metadata.items() if k not in ("format", "format_version")}
+    extras = dict(saved.extras)
+    resume = meta["resume"]
+    if change == "perm missing":
+        del extras["resume/perm"]
+    elif change == "perm short":
+        extras["resume/perm"] = extras["resume/perm"][:-3]
+    elif change == "perm repeats":
+        extras["resume/perm"] = np.zeros_like(extras["resume/perm"])
+    elif change == "perm 2-d":
+        extras["resume/perm"] = extras["resume/perm"].reshape(2, -1)
+    elif change == "history short":
+        meta["history"] = meta["history"][:-1]
+    elif change == "history record field":
+        meta["history"][0]["train_loss"] = "low"
+    elif change == "history not a list":
+        meta["history"] = {"epoch": 1}
+    elif change == "optimizer array missing":
+        del extras["optimizer/m"]
+    elif change == "optimizer array ill-shaped":
+        extras["optimizer/v"] = extras["optimizer/v"][:5]
+    elif change == "optimizer step count":
+        extras["optimizer/t"] = np.array(int(extras["optimizer/t"]) + 3)
+    elif change == "step past the epoch":
+        resume["step"] = 10_000
+    elif change == "epoch as text":
+        resume["epoch"] = "one"
+    elif change == "rng state":
+        resume["shuffle_rng"] = {"bit_generator": "MT19937", "state": 3}
+    elif change == "resume entry missing":
+        del resume["best_loss"]
+    checkpoint.save(path, saved.weights, saved.biases, meta, extras)
+
+
+DAMAGES = [
+    "perm missing",
+    "perm short",
+    "perm repeats",
+    "perm 2-d",
+    "history short",
+    "history not a list",
+    "history record field",
+    "optimizer array missing",
+    "optimizer array ill-shaped",
+    "optimizer step count",
+    "step past the epoch",
+    "epoch as text",
+    "rng state",
+    "resume entry missing",
+]
+
+
+@pytest.mark.parametrize("change", DAMAGES)
+def test_damaged_resume_state_is_a_clear_error_naming_the_file(tmp_path: Path, change: str) -> None:
+    # Stopped in the second epoch, so there is a history and a shuffling order to damage.
+    run_dir = interrupted_run(tmp_path, "R", after_steps=96 // 16 + 2)
+    _damage(run_dir / train.CHECKPOINT_FILE, change)
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert str(run_dir / train.CHECKPOINT_FILE) in message
+    assert "damaged resume state" in message
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_sigterm_and_sighup_stop_training_like_ctrl_c(
+    tmp_path: Path,
+    mnist_cache: Path,  # noqa: F811
+    signum: int,
+) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "name: tiny\ndata: {validation_size: 1000}\nmodel: {layers: 784-10}\n"
+        "optimizer: {name: sgd, lr: 0.05}\ntraining: {epochs: 50, batch_size: 32}\n"
+    )
+    run_dir = tmp_path / "run"
+    env = {**os.environ, data.DATA_DIR_ENV: str(mnist_cache)}
+    env.pop("MLP_DEBUG", None)
+    command = [sys.executable, "-m", "mlp_cli.cli", "train", "--config", str(config)]
+    proc = subprocess.Popen(
+        [*command, "--out", str(run_dir), "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / train.CHECKPOINT_FILE).exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "training never wrote its first checkpoint"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stdout + stderr
+    assert "--resume" in stderr
+    saved = checkpoint.load(run_dir / train.CHECKPOINT_FILE, checkpoint=True)
+    assert saved.metadata["training"]["status"] == "interrupted"
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
