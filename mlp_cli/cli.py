@@ -386,7 +386,7 @@ def predict(
 
     _, saved = _load_model(model)
     predictions, failures = predict_files(saved, paths, raw=raw)
-    names = list(saved.metadata.get("class_names") or [str(i) for i in range(10)])
+    names = list(saved.meta.class_names)
     if save_input is not None:
         _save_inputs(predictions, save_input)
     if json_:
@@ -442,7 +442,7 @@ def show_hidden(
     from mlp_cli.viz import render_hidden_terminal, save_hidden_png, unit_patterns
 
     _, saved = _load_model(model)
-    side = int(saved.metadata["preprocessing"]["input_size"])
+    side = saved.meta.preprocessing.input_size
     patterns, note = unit_patterns(saved.weights, layer)
     save_hidden_png(saved.weights, side, out, layer=layer)
     if terminal:
