@@ -48,6 +48,7 @@ from mlp_cli.activations import ACTIVATIONS
 from mlp_cli.errors import CheckpointError, UsageError
 from mlp_cli.limits import (
     MAX_LAYER_UNITS,
+    MAX_LAYERS,
     MAX_PARAMETERS,
     NotRegularFileError,
     format_bytes,
@@ -65,7 +66,6 @@ MODEL_FILE = "model.npz"  # a run directory's best model
 LATEST = "latest"  # <runs>/latest points at the newest run directory
 
 MNIST_SIDE = 28  # inputs are MNIST digits, possibly scaled down: at most 28x28 pixels
-MAX_LAYERS = 64  # weight layers of one network
 MAX_CLASS_NAME = 100  # characters of one class name
 MIN_STD = 1e-3  # a smaller standardisation std would blow pixel differences up a thousandfold
 _MAX_MEMBERS = 2 * MAX_LAYERS + 16  # weights, biases, metadata and a checkpoint's extras
@@ -363,7 +363,10 @@ def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
     except NotRegularFileError as exc:
         if path.is_dir():
             raise CheckpointError(f"'{path}' is a folder; expected a .npz model file") from None
-        raise CheckpointError(f"model file '{path}' cannot be used: {exc.strerror}") from None
+        raise CheckpointError(
+            f"model file '{path}' cannot be used: {exc.strerror}; pass a .npz model file or a "
+            "run directory"
+        ) from None
     except OSError as exc:
         raise CheckpointError(f"cannot read model file '{path}': {exc.strerror}") from None
     with handle:

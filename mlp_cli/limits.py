@@ -25,6 +25,7 @@ from typing import BinaryIO
 # gigabyte even from float64 files.
 MAX_PARAMETERS = 2**25
 MAX_LAYER_UNITS = 2**20  # units in any one layer
+MAX_LAYERS = 64  # weight layers of one network
 # One training or evaluation batch's activations in float32 (every layer's outputs).
 MAX_BATCH_ACTIVATION_BYTES = 2**30
 MAX_CONFIG_BYTES = 2**20  # a config is a few KiB of YAML
