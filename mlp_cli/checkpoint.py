@@ -581,6 +581,19 @@ def _show(value: Any) -> str:
     return _REPR.repr(value)
 
 
+# What pydantic's error types mean for a JSON file, in its readers' words.
+_EXPECTED = {
+    "model_type": "expected a JSON object",
+    "dict_type": "expected a JSON object",
+    "list_type": "expected a list",
+    "string_type": "expected text",
+    "int_type": "expected a whole number",
+    "float_type": "expected a number",
+    "finite_number": "expected a finite number",
+    "literal_error": "expected one of the values listed in the README",
+}
+
+
 def _describe(exc: ValidationError) -> str:
     """The first problems pydantic found, each naming its metadata field."""
     clauses = []
@@ -590,16 +603,16 @@ def _describe(exc: ValidationError) -> str:
         if isinstance(cause, _MismatchError):
             loc = [cause.field]
         where = ".".join(loc) if loc else "(the whole object)"
-        message = str(cause) if isinstance(cause, ValueError) else error["msg"]
         if error["type"] == "missing":
             clauses.append(f"its metadata lacks the field '{where}'")
+        elif error["type"] == "extra_forbidden":
+            clauses.append(f"its metadata has an unknown field '{where}'")
         elif isinstance(cause, ValueError):
-            clauses.append(f"its metadata field '{where}' {message}")
+            clauses.append(f"its metadata field '{where}' {cause}")
         else:
-            clauses.append(
-                f"its metadata field '{where}' is {_show(error['input'])}: {message[:1].lower()}"
-                f"{message[1:]}"
-            )
+            bound = error["msg"].replace("Input should be ", "expected a value ", 1)
+            message = _EXPECTED.get(error["type"], bound)
+            clauses.append(f"its metadata field '{where}' is {_show(error['input'])}: {message}")
     more = len(exc.errors()) - len(clauses)
     return "; ".join(clauses) + (f" (and {more} more problems)" if more > 0 else "")
 
