@@ -278,7 +278,7 @@ def _decode(path: Path) -> bytes:
     file.
     """
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:  # a named pipe would block the import forever
             compressed = handle.read(2) == _GZIP_MAGIC
             handle.seek(0)
             raw = b"" if compressed else handle.read(_MAX_IDX_BYTES + 1)
