@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from mlp_cli.config import MNIST_TRAINING_IMAGES  # items in MNIST's largest file
 from mlp_cli.errors import DataError, UsageError
 from mlp_cli.limits import open_regular, read_regular
 
@@ -61,7 +62,6 @@ MIRROR_ENV = "MLP_MNIST_MIRROR"  # a mirror tried before all others
 DATA_DIR_ENV = "MLP_DATA_DIR"  # overrides the cache folder
 IMAGE_SHAPE = (28, 28)  # (height, width) of every MNIST digit
 NUM_CLASSES = 10  # labels are 0..9
-MAX_ITEMS = 60000  # images (or labels) in MNIST's largest file, the training split
 
 _IDX_UBYTE = 0x08  # IDX element type code of unsigned bytes, the only one MNIST uses
 _IDX_TYPE_NAMES = {
@@ -598,11 +598,11 @@ def _parse_header(
             f"its header declares shape {shape} ({declared:,} payload bytes) but the file "
             f"holds {payload:,} payload bytes: it is {verdict}",
         )
-    if ndim and dims[0] > MAX_ITEMS:
+    if ndim and dims[0] > MNIST_TRAINING_IMAGES:
         raise _idx_error(
             name,
             f"its header declares shape {shape}, {dims[0]:,} items; MNIST files hold at most "
-            f"{MAX_ITEMS:,}",
+            f"{MNIST_TRAINING_IMAGES:,}",
         )
     return dims, offset
 
