@@ -6,57 +6,265 @@ A model file is an ordinary NumPy ``.npz`` archive that loads with
 - ``W1 .. WL`` (float32, shape (n_l, n_{l-1})) and ``b1 .. bL`` (float32, shape (n_l,));
 - ``metadata``: a 0-d string array holding JSON (format name and version, layer sizes,
   activations, loss, input preprocessing, class names, the resolved config, package version,
-  data hashes, training summary).
+  data hashes, training summary), described by `ModelMetadata`.
 
 A training checkpoint is the same plus the optimizer's state (``optimizer/<name>``) and
 what resuming needs (``resume/<name>``), described under ``metadata["resume"]``.
 
 Files are written atomically (temporary file in the same folder, flushed and fsynced, then
-``os.replace``), so a crash or a full disk leaves the previous file as it was.  Loading
-checks the zip header, every member's name, dtype and shape (read from the ``.npy`` headers
-before any array data), the format version, and that the values are finite.
+``os.replace``), so a crash or a full disk leaves the previous file as it was.
+
+Loading trusts nothing in the file and allocates nothing it has not bounded first: only a
+regular file is opened; every member's declared size, compression method and ``.npy`` header
+(shape, dtype) are checked before its data is decompressed, against the shapes the metadata's
+layer sizes imply and against `mlp_cli.limits`; the metadata is validated as a whole against
+`ModelMetadata`; the values must be finite float32 numbers. Any problem is one
+`CheckpointError` naming the file and what is wrong. The loader reads the zip members itself
+rather than through ``np.load``, so that no read can decompress more than was checked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import reprlib
 import tempfile
+import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.lib import format as npy_format
 from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlp_cli.activations import ACTIVATIONS
 from mlp_cli.errors import CheckpointError, UsageError
+from mlp_cli.limits import (
+    MAX_LAYER_UNITS,
+    MAX_LAYERS,
+    MAX_PARAMETERS,
+    NotRegularFileError,
+    format_bytes,
+    open_regular,
+    parameter_count,
+)
+from mlp_cli.losses import LOSSES, OUTPUTS
 
 FORMAT_NAME = "mlp-cli"
 FORMAT_VERSION = 1
 METADATA_KEY = "metadata"
-MAX_METADATA_BYTES = 16 * 2**20  # a config and summaries, never more than a few KiB
+MAX_METADATA_CHARS = 4 * 2**20  # a config, summaries and a checkpoint's history: a few KiB
 EXTRA_PREFIXES = ("optimizer/", "resume/")  # checkpoint-only members
 MODEL_FILE = "model.npz"  # a run directory's best model
 LATEST = "latest"  # <runs>/latest points at the newest run directory
 
+MNIST_SIDE = 28  # inputs are MNIST digits, possibly scaled down: at most 28x28 pixels
+MAX_CLASS_NAME = 100  # characters of one class name
+MIN_STD = 1e-3  # a smaller standardisation std would blow pixel differences up a thousandfold
+_MAX_MEMBERS = 2 * MAX_LAYERS + 16  # weights, biases, metadata and a checkpoint's extras
+_MAX_NPY_HEADER = 10_000  # characters of a .npy header, as NumPy's own loader allows
+# Extras hold one number per parameter (optimizer state) or per training image (a shuffle).
+_MAX_EXTRA_ITEMS = MAX_PARAMETERS + 2**17
+_MAX_ITEM_BYTES = 8
+_MAX_FILE_BYTES = (
+    2 * MAX_PARAMETERS + 4 * _MAX_EXTRA_ITEMS
+) * _MAX_ITEM_BYTES + 4 * MAX_METADATA_CHARS
+_CHUNK = 2**20  # bytes decompressed at a time
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# -- the metadata schema ------------------------------------------------------------------------
+
+
+class _Record(BaseModel):
+    """A part of the metadata: exact JSON types, no NaN or infinity, no unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class Normalization(_Record):
+    """Standardisation of inputs already scaled to [0, 1]: ``x' = (x - mean) / std``."""
+
+    mean: float = Field(ge=0.0, le=1.0)
+    std: float = Field(ge=MIN_STD, le=1.0)
+
+
+class Preprocessing(_Record):
+    """How a 28x28 MNIST-form digit becomes the network's input."""
+
+    input_size: int = Field(ge=1, le=MNIST_SIDE)  # side of the area-averaged square
+    normalize: Normalization | None
+    source: str | None = None  # a sentence for people; not used to compute anything
+
+
+class TrainingSummary(_Record):
+    """How training went. Later versions may add keys; they are kept, unchecked."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str | None = None
+    epochs_run: int | None = Field(default=None, ge=0)
+    best_epoch: int | None = Field(default=None, ge=0)
+    best_val_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    best_val_loss: float | None = Field(default=None, ge=0.0)
+    seconds: float | None = Field(default=None, ge=0.0)
+    weights_from_epoch: int | None = Field(default=None, ge=0)
+    threads: int | None = Field(default=None, ge=1)  # BLAS threads, kept on resume by `auto`
+
+
+class _SavedData(_Record):
+    model_config = ConfigDict(extra="allow")
+
+    validation_size: int = Field(default=0, ge=0)
+
+
+class _SavedTraining(_Record):
+    model_config = ConfigDict(extra="allow")
+
+    seed: int = Field(default=0, ge=0)
+
+
+class SavedConfig(_Record):
+    """The resolved training config, as saved. Only what reading a model needs is checked
+    (the validation split); the rest is kept as written, for people and for resuming."""
+
+    model_config = ConfigDict(extra="allow")
+
+    data: _SavedData = Field(default_factory=_SavedData)
+    training: _SavedTraining = Field(default_factory=_SavedTraining)
+
+
+class ModelMetadata(_Record):
+    """Everything a model file says about itself besides its arrays (the ``metadata`` JSON).
+
+    Validated once when the file is loaded, so readers get known-good values. Unknown
+    top-level keys are kept (and ignored); a checkpoint's ``resume`` and ``history`` are
+    only checked to be a JSON object and a list of objects: resuming checks their content.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["mlp-cli"]
+    format_version: Literal[1]
+    layers: list[int] = Field(min_length=2, max_length=MAX_LAYERS + 1)
+    hidden_activation: str
+    output_activation: str
+    loss: str
+    preprocessing: Preprocessing
+    class_names: list[str]
+    config: SavedConfig | None = None
+    package_version: str | None = None
+    data_hashes: dict[str, str] = Field(default_factory=dict)
+    created: str | None = None
+    training: TrainingSummary | None = None
+    resume: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+
+    @field_validator("layers")
+    @classmethod
+    def _sizes_are_bounded(cls, layers: list[int]) -> list[int]:
+        for size in layers:
+            if not 1 <= size <= MAX_LAYER_UNITS:
+                raise ValueError(f"has a layer of {size} units; expected 1 to {MAX_LAYER_UNITS:,}")
+        parameters = parameter_count(layers)
+        if parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"describes {parameters:,} parameters, which would need "
+                f"{format_bytes(4 * parameters)} as float32; mlp loads at most "
+                f"{MAX_PARAMETERS:,}"
+            )
+        return layers
+
+    @field_validator("hidden_activation")
+    @classmethod
+    def _known_hidden(cls, name: str) -> str:
+        return _known(name, ACTIVATIONS)
+
+    @field_validator("output_activation")
+    @classmethod
+    def _known_output(cls, name: str) -> str:
+        return _known(name, OUTPUTS)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        return _known(name, LOSSES)
+
+    @field_validator("class_names")
+    @classmethod
+    def _short_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not 1 <= len(name) <= MAX_CLASS_NAME:
+                raise ValueError(
+                    f"holds {name[:20]!r}; expected names of 1 to {MAX_CLASS_NAME} characters"
+                )
+        return names
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelMetadata:
+        side = self.preprocessing.input_size
+        if self.layers[0] != side * side:
+            raise _MismatchError(
+                "layers",
+                f"starts with {self.layers[0]} inputs, but preprocessing.input_size {side} gives "
+                f"{side}x{side} = {side * side}",
+            )
+        if len(self.class_names) != self.layers[-1]:
+            raise _MismatchError(
+                "class_names",
+                f"has {len(self.class_names)} names for the {self.layers[-1]} outputs of layers "
+                f"{'-'.join(map(str, self.layers))}; expected one name per output",
+            )
+        return self
+
+    @property
+    def class_count(self) -> int:
+        return self.layers[-1]
+
+
+class _MismatchError(ValueError):
+    """Two metadata fields disagree; `field` names the one reported."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+
+
+def _known(name: str, table: Mapping[str, Any]) -> str:
+    if name not in table:
+        raise ValueError(f"is {name!r}; expected one of {', '.join(table)}")
+    return name
+
 
 @dataclass
 class SavedModel:
-    """What a model file holds: weights, biases and the metadata dictionary."""
+    """What a model file holds: weights, biases and the validated metadata.
+
+    ``meta`` is the typed metadata every reader should use; ``metadata`` is the same JSON as
+    a plain dictionary, for the keys the schema leaves open (a checkpoint's resume state).
+    """
 
     weights: list[NDArray[np.floating]]
     biases: list[NDArray[np.floating]]
+    meta: ModelMetadata
     metadata: dict[str, Any]
     extras: dict[str, NDArray[np.generic]] = field(default_factory=dict)
     path: Path | None = None
 
     @property
     def layers(self) -> list[int]:
-        return [int(n) for n in self.metadata["layers"]]
+        return list(self.meta.layers)
+
+
+# -- saving ---------------------------------------------------------------------------------
 
 
 def save(
@@ -114,6 +322,18 @@ def atomic_write(path: Path, write: Any) -> None:
             os.close(dir_fd)
 
 
+# -- loading --------------------------------------------------------------------------------
+
+
+def damaged_resume(path: Path, problem: str) -> CheckpointError:
+    """A checkpoint whose loop state (``resume``, ``history``, ``resume/*`` and
+    ``optimizer/*`` arrays) cannot be continued from."""
+    return CheckpointError(
+        f"'{path}' has damaged resume state: {problem}. The run cannot continue from it; "
+        "start a new run, or put back an intact copy of the checkpoint."
+    )
+
+
 def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(
         f"'{path}' is not a valid mlp model file: {problem}. Expected a .npz written by "
@@ -121,130 +341,294 @@ def _fail(path: Path, problem: str) -> CheckpointError:
     )
 
 
-def _read_headers(archive: zipfile.ZipFile, path: Path) -> dict[str, tuple[tuple[int, ...], Any]]:
-    """Each member's (shape, dtype), read from the .npy headers without reading the data."""
-    headers: dict[str, tuple[tuple[int, ...], Any]] = {}
-    for info in archive.infolist():
-        if not info.filename.endswith(".npy"):
-            raise _fail(path, f"unexpected member '{info.filename}'")
-        name = info.filename[: -len(".npy")]
-        try:
-            with archive.open(info) as member:
-                version = npy_format.read_magic(member)
-                if version == (1, 0):
-                    shape, _fortran, dtype = npy_format.read_array_header_1_0(member)
-                else:
-                    shape, _fortran, dtype = npy_format.read_array_header_2_0(member)
-        except (
-            ValueError,
-            OSError,
-            zipfile.BadZipFile,
-            EOFError,
-            NotImplementedError,
-            RuntimeError,
-        ) as exc:  # the last two: damaged compression/encryption flags
-            raise _fail(path, f"member '{name}' is damaged ({exc})") from None
-        if dtype.hasobject:
-            raise _fail(path, f"member '{name}' holds Python objects, which are never loaded")
-        expected_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if info.file_size < expected_bytes:
-            raise _fail(path, f"member '{name}' is truncated")
-        headers[name] = (tuple(shape), dtype)
-    return headers
+@dataclass(frozen=True)
+class _Member:
+    """One ``.npy`` member of the archive, as its zip entry and its header declare it."""
+
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fortran: bool
+    offset: int  # bytes of .npy preamble before the data
+
+    @property
+    def count(self) -> int:
+        count = 1
+        for dim in self.shape:  # Python ints: an absurd shape cannot overflow to a small one
+            count *= dim
+        return count
 
 
 def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
-    """Read and validate a model file (``checkpoint=True`` also returns optimizer/resume arrays)."""
+    """Read and validate a model file (``checkpoint=True`` also returns optimizer/resume arrays).
+
+    Raises CheckpointError, naming the file and the problem, for anything but a model file
+    `save` could have written; nothing is decompressed or allocated before it is bounded.
+    """
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"'{path}' is a folder; expected a .npz model file")
-    if not path.exists():
-        raise CheckpointError(f"model file '{path}' not found")
     try:
-        with path.open("rb") as f:
-            magic = f.read(4)
+        handle = open_regular(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"model file '{path}' not found") from None
+    except NotRegularFileError as exc:
+        if path.is_dir():
+            raise CheckpointError(f"'{path}' is a folder; expected a .npz model file") from None
+        raise CheckpointError(
+            f"model file '{path}' cannot be used: {exc.strerror}; pass a .npz model file or a "
+            "run directory"
+        ) from None
     except OSError as exc:
         raise CheckpointError(f"cannot read model file '{path}': {exc.strerror}") from None
-    if magic != b"PK\x03\x04":
-        raise _fail(path, "it is not a zip/.npz archive")
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if handle.read(4) != b"PK\x03\x04":
+            raise _fail(path, "it is not a zip/.npz archive")
+        if size > _MAX_FILE_BYTES:
+            raise _fail(
+                path,
+                f"it holds {format_bytes(size)}, more than a model of at most "
+                f"{MAX_PARAMETERS:,} parameters can",
+            )
+        handle.seek(0)
+        try:
+            with warnings.catch_warnings(), zipfile.ZipFile(handle) as archive:
+                warnings.simplefilter("error", UserWarning)  # NumPy warns of odd headers
+                return _read_archive(archive, path, checkpoint)
+        except CheckpointError:
+            raise
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            ValueError,
+            OSError,
+            EOFError,
+            KeyError,
+            NotImplementedError,
+            RuntimeError,
+            UserWarning,
+        ) as exc:  # NotImplementedError and RuntimeError: damaged compression/encryption flags
+            raise _fail(path, f"it could not be read ({_short(exc)})") from None
+
+
+def _short(value: object, limit: int = 200) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> SavedModel:
+    infos = archive.infolist()
+    if len(infos) > _MAX_MEMBERS:
+        raise _fail(path, f"it has {len(infos):,} members; a model has at most {_MAX_MEMBERS}")
+    members: dict[str, _Member] = {}
+    for info in infos:
+        name = _member_name(info, path)
+        if name in members:
+            raise _fail(path, f"member '{name}' appears twice")
+        members[name] = _read_header(archive, info, name, path)
+    meta_dict, meta = _read_metadata(archive, members, path)
+    layers = meta.layers
+    n_layers = len(layers) - 1
+    expected: dict[str, tuple[int, ...]] = {}
+    for i in range(1, n_layers + 1):
+        expected[f"W{i}"] = (layers[i], layers[i - 1])
+        expected[f"b{i}"] = (layers[i],)
+    names = set(members) - {METADATA_KEY}
+    if missing := sorted(set(expected) - names, key=_natural):
+        raise _fail(path, f"arrays {', '.join(missing)} are missing")
+    extra_names = sorted(names - set(expected))
+    if unexpected := [n for n in extra_names if not n.startswith(EXTRA_PREFIXES)]:
+        raise _fail(path, f"unexpected arrays {', '.join(unexpected)}")
+    for name, shape in expected.items():
+        member = members[name]
+        if member.shape != shape:
+            raise _fail(path, f"{name} has shape {member.shape}, the layers say {shape}")
+        if member.dtype not in _FLOATS:
+            raise _fail(path, f"{name} has dtype {member.dtype}, expected float32")
+    for name in extra_names:
+        member = members[name]
+        if member.dtype.kind not in "biuf" or member.dtype.itemsize > _MAX_ITEM_BYTES:
+            raise _fail(path, f"{name} has dtype {member.dtype}, expected numbers")
+        if len(member.shape) > 1 or member.count > _MAX_EXTRA_ITEMS:
+            problem = f"{name} has shape {member.shape}, expected at most one dimension"
+            raise damaged_resume(path, problem)
+    weights: list[NDArray[np.floating]] = []
+    biases: list[NDArray[np.floating]] = []
+    for name in expected:
+        array = _read_data(archive, members[name], name, path)
+        if not np.all(np.isfinite(array)):
+            raise _fail(path, f"{name} holds NaN or infinite values")
+        if array.dtype != np.float32 and array.size and float(np.abs(array).max()) > _FLOAT32_MAX:
+            raise _fail(path, f"{name} holds values too large for float32")
+        (weights if name[0] == "W" else biases).append(array)
+    extras = (
+        {name: _read_data(archive, members[name], name, path) for name in extra_names}
+        if checkpoint
+        else {}
+    )
+    return SavedModel(weights, biases, meta, meta_dict, extras, path)
+
+
+def _natural(name: str) -> tuple[str, int]:
+    return name[0], int(name[1:])
+
+
+def _member_name(info: zipfile.ZipInfo, path: Path) -> str:
+    """The array name of a zip entry, after checking it can be read within bounds."""
+    if not info.filename.endswith(".npy"):
+        raise _fail(path, f"unexpected member '{_short(info.filename, 80)}'")
+    name = info.filename[: -len(".npy")]
+    if info.flag_bits & 0x1:
+        raise _fail(path, f"member '{name}' is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # Python's bzip2 and LZMA readers cannot bound how much one read decompresses.
+        raise _fail(
+            path,
+            f"member '{name}' uses zip compression method {info.compress_type}; model files "
+            "are stored or deflate-compressed, as NumPy's savez and savez_compressed write them",
+        )
+    return name
+
+
+def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, path: Path) -> _Member:
+    """A member's .npy header (shape, dtype), read without touching the data; the header's
+    size is bounded before it is read and its data size checked against the zip entry."""
+    with archive.open(info) as stream:
+        start = stream.read(8)
+        if len(start) < 8 or start[:6] != npy_format.MAGIC_PREFIX:
+            raise _fail(path, f"member '{name}' is not a .npy array")
+        length_bytes = 2 if start[6] == 1 else 4
+        length_raw = stream.read(length_bytes)
+        length = int.from_bytes(length_raw, "little")
+        if len(length_raw) < length_bytes or length > _MAX_NPY_HEADER:
+            raise _fail(path, f"member '{name}' has a damaged .npy header")
+        header = start + length_raw + stream.read(length)
     try:
-        with zipfile.ZipFile(path) as archive:
-            headers = _read_headers(archive, path)
-        if METADATA_KEY not in headers:
-            raise _fail(path, "the 'metadata' entry is missing")
-        meta_shape, meta_dtype = headers[METADATA_KEY]
-        if meta_shape != () or meta_dtype.kind != "U":
-            raise _fail(path, "the 'metadata' entry is not a JSON string")
-        if meta_dtype.itemsize > 4 * MAX_METADATA_BYTES:
-            raise _fail(path, "the 'metadata' entry is implausibly large")
-        with np.load(path, allow_pickle=False) as npz:
-            metadata = _parse_metadata(str(npz[METADATA_KEY]), path)
-            layers = _check_layers(metadata, path)
-            weights: list[NDArray[np.floating]] = []
-            biases: list[NDArray[np.floating]] = []
-            n_layers = len(layers) - 1
-            expected = {f"W{i}" for i in range(1, n_layers + 1)}
-            expected |= {f"b{i}" for i in range(1, n_layers + 1)}
-            names = set(headers) - {METADATA_KEY}
-            extra = {n for n in names - expected if not n.startswith(EXTRA_PREFIXES)}
-            if missing := sorted(expected - names):
-                raise _fail(path, f"arrays {', '.join(missing)} are missing")
-            if extra:
-                raise _fail(path, f"unexpected arrays {', '.join(sorted(extra))}")
-            for i in range(1, n_layers + 1):
-                for name, shape in ((f"W{i}", (layers[i], layers[i - 1])), (f"b{i}", (layers[i],))):
-                    got_shape, dtype = headers[name]
-                    if got_shape != shape:
-                        raise _fail(path, f"{name} has shape {got_shape}, the layers say {shape}")
-                    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-                        raise _fail(path, f"{name} has dtype {dtype}, expected float32")
-                    array = npz[name]
-                    if not np.all(np.isfinite(array)):
-                        raise _fail(path, f"{name} holds NaN or infinite values")
-                    (weights if name[0] == "W" else biases).append(array)
-            extras = {n: npz[n] for n in names - expected} if checkpoint else {}
-    except CheckpointError:
-        raise
-    except (
-        zipfile.BadZipFile,
-        ValueError,
-        OSError,
-        EOFError,
-        KeyError,
-        NotImplementedError,
-        RuntimeError,
-    ) as exc:
-        raise _fail(path, f"it could not be read ({exc})") from None
-    return SavedModel(weights, biases, metadata, extras, path)
+        preamble = io.BytesIO(header)
+        version = npy_format.read_magic(preamble)
+        reader = (
+            npy_format.read_array_header_1_0
+            if version == (1, 0)
+            else npy_format.read_array_header_2_0
+        )
+        shape, fortran, dtype = reader(preamble)
+    except (ValueError, EOFError, SyntaxError, TypeError, RecursionError, MemoryError) as exc:
+        raise _fail(path, f"member '{name}' has a damaged .npy header ({_short(exc)})") from None
+    if dtype.hasobject:
+        raise _fail(path, f"member '{name}' holds Python objects, which are never loaded")
+    if dtype.fields is not None or dtype.subdtype is not None:
+        raise _fail(path, f"member '{name}' holds records, not an array of numbers")
+    member = _Member(info, tuple(shape), dtype, bool(fortran), len(header))
+    declared = member.offset + member.count * dtype.itemsize
+    if info.file_size < declared:
+        raise _fail(path, f"member '{name}' is truncated")
+    if info.file_size > declared:
+        raise _fail(path, f"member '{name}' holds bytes beyond its array")
+    return member
 
 
-def _parse_metadata(text: str, path: Path) -> dict[str, Any]:
+def _read_data(archive: zipfile.ZipFile, member: _Member, name: str, path: Path) -> NDArray[Any]:
+    """A member's array, decompressed a chunk at a time into an array of the checked size.
+
+    The zip entry's CRC is verified on the last chunk, so a flipped byte is refused."""
+    array = np.empty(member.count, dtype=member.dtype)
+    raw = array.view(np.uint8)  # (count * itemsize,): the same memory, byte by byte
+    with archive.open(member.info) as stream:
+        stream.read(member.offset)
+        done = 0
+        while done < raw.size:
+            chunk = stream.read(min(_CHUNK, raw.size - done))
+            if not chunk:
+                raise _fail(path, f"member '{name}' is truncated")
+            raw[done : done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            done += len(chunk)
+        if stream.read(1):
+            raise _fail(path, f"member '{name}' holds bytes beyond its array")
+    if member.fortran:
+        return array.reshape(member.shape[::-1]).T
+    return array.reshape(member.shape)
+
+
+def _read_metadata(
+    archive: zipfile.ZipFile, members: Mapping[str, _Member], path: Path
+) -> tuple[dict[str, Any], ModelMetadata]:
+    """The metadata JSON as a dictionary and as a validated `ModelMetadata`."""
+    member = members.get(METADATA_KEY)
+    if member is None:
+        raise _fail(path, "the 'metadata' entry is missing")
+    if member.shape != () or member.dtype.kind != "U":
+        raise _fail(path, "the 'metadata' entry is not a JSON string")
+    if member.dtype.itemsize > 4 * MAX_METADATA_CHARS:
+        raise _fail(path, "the 'metadata' entry is implausibly large")
+    text = str(_read_data(archive, member, METADATA_KEY, path)[()])
     try:
         metadata = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _fail(path, f"its metadata is not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise _fail(path, "its metadata is nested too deeply") from None
     if not isinstance(metadata, dict):
         raise _fail(path, "its metadata is not a JSON object")
     if metadata.get("format") != FORMAT_NAME:
-        raise _fail(path, f"its metadata names format {metadata.get('format')!r}")
+        raise _fail(path, f"its metadata names format {_show(metadata.get('format'))}")
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise CheckpointError(
-            f"'{path}' uses model format version {version!r}; this mlp reads version "
+            f"'{path}' uses model format version {_show(version)}; this mlp reads version "
             f"{FORMAT_VERSION}. Retrain the model, or use the mlp release that wrote it."
         )
-    return metadata
+    try:
+        meta = ModelMetadata.model_validate(metadata)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]["loc"]
+        if first and first[0] in ("resume", "history"):
+            raise damaged_resume(path, _describe(exc)) from None
+        raise _fail(path, _describe(exc)) from None
+    return metadata, meta
 
 
-def _check_layers(metadata: Mapping[str, Any], path: Path) -> list[int]:
-    layers = metadata.get("layers")
-    if (
-        not isinstance(layers, list)
-        or len(layers) < 2
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in layers)
-    ):
-        raise _fail(path, f"its metadata 'layers' is {layers!r}, expected a list of sizes")
-    return layers
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxdict = 6
+
+
+def _show(value: Any) -> str:
+    return _REPR.repr(value)
+
+
+# What pydantic's error types mean for a JSON file, in its readers' words.
+_EXPECTED = {
+    "model_type": "expected a JSON object",
+    "dict_type": "expected a JSON object",
+    "list_type": "expected a list",
+    "string_type": "expected text",
+    "int_type": "expected a whole number",
+    "float_type": "expected a number",
+    "finite_number": "expected a finite number",
+    "literal_error": "expected one of the values listed in the README",
+}
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first problems pydantic found, each naming its metadata field."""
+    clauses = []
+    for error in exc.errors(include_url=False)[:3]:
+        cause = (error.get("ctx") or {}).get("error")
+        loc = [str(part) for part in error["loc"]]
+        if isinstance(cause, _MismatchError):
+            loc = [cause.field]
+        where = ".".join(loc) if loc else "(the whole object)"
+        if error["type"] == "missing":
+            clauses.append(f"its metadata lacks the field '{where}'")
+        elif error["type"] == "extra_forbidden":
+            clauses.append(f"its metadata has an unknown field '{where}'")
+        elif isinstance(cause, ValueError):
+            clauses.append(f"its metadata field '{where}' {cause}")
+        else:
+            bound = error["msg"].replace("Input should be ", "expected a value ", 1)
+            message = _EXPECTED.get(error["type"], bound)
+            clauses.append(f"its metadata field '{where}' is {_show(error['input'])}: {message}")
+    more = len(exc.errors()) - len(clauses)
+    return "; ".join(clauses) + (f" (and {more} more problems)" if more > 0 else "")
 
 
 def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") -> Path:

@@ -230,8 +230,9 @@ def _stop_on_sigint() -> Iterator[Callable[[], int | None]]:
             signal.signal(signum, old)
 
 
-def _choose_threads(option: str | None, cfg: Config) -> ThreadChoice:
-    """``--threads`` (a number or auto), else the config's, resolved once for this run."""
+def _choose_threads(option: str | None, cfg: Config, earlier: int | None = None) -> ThreadChoice:
+    """``--threads`` (a number or auto), else the config's, resolved once for this run
+    (`auto` on resume keeps the ``earlier`` sessions' count)."""
     from mlp_cli.errors import UsageError
     from mlp_cli.threads import ThreadSetting, choose_threads
 
@@ -246,7 +247,7 @@ def _choose_threads(option: str | None, cfg: Config) -> ThreadChoice:
             raise UsageError(
                 f"--threads takes a number of threads (1 or more) or auto, not {option!r}"
             )
-    return choose_threads(setting, cfg.model.layers, cfg.training.batch_size)
+    return choose_threads(setting, cfg.model.layers, cfg.training.batch_size, earlier=earlier)
 
 
 def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
@@ -358,7 +359,8 @@ def train(
     else:
         cfg = training.name_for_overrides(load_config(config, overrides), overrides)
         training.check_run_destination(cfg, out)  # before minutes of loading and training
-    choice = _choose_threads(threads, cfg)
+    earlier = training.threads_so_far(resume) if resume is not None else None
+    choice = _choose_threads(threads, cfg, earlier)
     if choice.capped and (quiet or json_):
         err_console.print(plain(f"threads: {choice.threads} ({choice.reason})"))
     with limit_blas(choice.threads):
@@ -588,7 +590,7 @@ def predict(
     path, saved = _load_model(model)
     predictions, failures = predict_files(saved, paths, raw=raw)
     seconds = time.perf_counter() - started
-    names = list(saved.metadata.get("class_names") or [str(i) for i in range(10)])
+    names = list(saved.meta.class_names)
     saved_inputs = save_inputs(predictions, save_input) if save_input is not None else []
     if json_:
         rows = [p.to_json(names) for p in predictions]
@@ -738,7 +740,7 @@ def show_hidden(
         if out is not None:
             raise
         raise UsageError(f"{exc}. Draw it elsewhere with --out FILE.png") from None
-    side = int(saved.metadata["preprocessing"]["input_size"])
+    side = saved.meta.preprocessing.input_size
     patterns, note = unit_patterns(saved.weights, layer)
     save_hidden_png(saved.weights, side, target, layer=layer)
     if terminal:

@@ -35,6 +35,18 @@ from pydantic import (
 
 from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
+from mlp_cli.limits import (
+    FLOAT32_BYTES,
+    MAX_BATCH_ACTIVATION_BYTES,
+    MAX_CONFIG_BYTES,
+    MAX_LAYER_UNITS,
+    MAX_LAYERS,
+    MAX_PARAMETERS,
+    NotRegularFileError,
+    format_bytes,
+    parameter_count,
+    read_regular,
+)
 
 __all__ = [
     "MNIST_CLASSES",
@@ -158,6 +170,7 @@ class ModelConfig(_Section):
 
     layers: list[Annotated[int, Field(ge=1)]] = Field(
         min_length=2,
+        max_length=MAX_LAYERS + 1,
         description="Layer sizes from input to output, as a list or text such as 784-100-10.",
     )
     hidden_activation: Literal["sigmoid", "tanh", "relu", "leaky_relu"] = Field(
@@ -206,6 +219,8 @@ class ModelConfig(_Section):
     @model_validator(mode="after")
     def _check_consistency(self) -> "ModelConfig":
         problems: list[tuple[KeyPath, str]] = []
+        if size_problem := _network_size_problem(self.layers):
+            problems.append((("layers",), size_problem))
         weight_layers = len(self.layers) - 1
         if isinstance(self.dropout, list) and len(self.dropout) != weight_layers:
             problems.append(
@@ -521,6 +536,8 @@ class Config(_Section):
                     f" the last layer must have {MNIST_CLASSES} units",
                 )
             )
+        if batch_problem := self._batch_size_problem():
+            problems.append((("training", "batch_size"), batch_problem))
         patience = self.training.early_stopping.patience
         if patience is not None and self.data.validation_size == 0:
             problems.append(
@@ -534,6 +551,40 @@ class Config(_Section):
         if problems:
             raise _SettingError(*problems)
         return self
+
+    def _batch_size_problem(self) -> str | None:
+        """Why one batch cannot be trained, before any memory is allocated for it."""
+        batch = self.training.batch_size
+        examples = MNIST_TRAINING_IMAGES - self.data.validation_size
+        if batch > examples:
+            return (
+                f"is {batch:,} but only {examples:,} training images remain after the"
+                f" {self.data.validation_size:,} of data.validation_size; a batch holds at most"
+                " all of them"
+            )
+        per_example = FLOAT32_BYTES * sum(self.model.layers)
+        if batch * per_example > MAX_BATCH_ACTIVATION_BYTES:
+            return (
+                f"is {batch:,}: one batch through layers {_layers_text(self.model.layers)} would"
+                f" need {format_bytes(batch * per_example)} for its activations alone; use a"
+                f" batch_size of at most {MAX_BATCH_ACTIVATION_BYTES // per_example:,}"
+            )
+        return None
+
+
+def _network_size_problem(layers: Sequence[int]) -> str | None:
+    """Why a network of these layer sizes is refused: it would not fit in memory."""
+    parameters = parameter_count(layers)
+    if parameters > MAX_PARAMETERS:
+        return (
+            f"{_layers_text(layers)} has {parameters:,} parameters, which would need"
+            f" {format_bytes(FLOAT32_BYTES * parameters)} for its weights alone; mlp trains"
+            f" networks of at most {MAX_PARAMETERS:,} parameters"
+            f" ({format_bytes(FLOAT32_BYTES * MAX_PARAMETERS)})"
+        )
+    if (widest := max(layers)) > MAX_LAYER_UNITS:
+        return f"has a layer of {widest:,} units; a layer has at most {MAX_LAYER_UNITS:,}"
+    return None
 
 
 def _layers_text(layers: Sequence[int]) -> str:
@@ -1164,15 +1215,24 @@ def _not_found(path: Path, source: str) -> ConfigError:
 
 def _read_text(path: Path, source: str) -> str:
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise _not_found(path, source) from None
-    except IsADirectoryError:
+    except (IsADirectoryError, NotRegularFileError) as exc:
+        if path.is_dir():
+            raise ConfigError(
+                f"config file '{source}' is a folder; give the path of a .yaml file in it."
+            ) from None
         raise ConfigError(
-            f"config file '{source}' is a folder; give the path of a .yaml file in it."
+            f"config file '{source}' cannot be used: {exc.strerror}; give the path of a .yaml file."
         ) from None
     except OSError as exc:
         raise ConfigError(f"config file '{source}' could not be read: {exc.strerror}.") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file '{source}' is larger than {format_bytes(MAX_CONFIG_BYTES)}; a config"
+            " is a few hundred bytes of YAML. Check that the path names a config file."
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -37,7 +37,9 @@ from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 
+from mlp_cli.config import MNIST_TRAINING_IMAGES  # items in MNIST's largest file
 from mlp_cli.errors import DataError, UsageError
+from mlp_cli.limits import open_regular, read_regular
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -220,9 +222,9 @@ def mnist_info() -> list[dict[str, Any]]:
         }
         if row["present"]:
             try:
-                raw = path.read_bytes()
+                raw = read_regular(path, _MAX_IDX_BYTES)
             except OSError as exc:
-                row["error"] = f"cannot be read: {exc}"
+                row["error"] = f"cannot be read: {exc.strerror or exc}"
                 rows.append(row)
                 continue
             row["bytes"] = len(raw)
@@ -255,7 +257,7 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
     """
     path = data_dir() / stem
     try:
-        raw = path.read_bytes()
+        raw = _read_idx_file(path, str(path), None, damaged=b"")
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -331,7 +333,7 @@ def _decode(path: Path) -> bytes:
     file.
     """
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:  # a named pipe would block the import forever
             compressed = handle.read(2) == _GZIP_MAGIC
             handle.seek(0)
             raw = b"" if compressed else handle.read(_MAX_IDX_BYTES + 1)
@@ -753,7 +755,10 @@ def read_idx(source: str | Path | bytes, name: str, *, kind: _Kind | None = None
     if isinstance(source, bytes | bytearray | memoryview):
         data = source
     else:
-        data = _read_idx_file(Path(source), name, kind)
+        try:
+            data = _read_idx_file(Path(source), name, kind)
+        except OSError as exc:
+            raise DataError(f"Cannot read the IDX file {name} ({exc.strerror or exc}).") from exc
     dims, offset = _parse_header(bytes(data[:_MAX_HEADER]), len(data), name, kind)
     count = int(np.prod(dims, dtype=np.int64))
     array = np.frombuffer(data, dtype=np.uint8, count=count, offset=offset).reshape(dims)
@@ -765,17 +770,23 @@ def read_idx(source: str | Path | bytes, name: str, *, kind: _Kind | None = None
     return array
 
 
-def _read_idx_file(path: Path, name: str, kind: _Kind | None) -> bytes:
-    """Read a file after checking its header against its size, so a header that declares
-    gigabytes is refused without reading or allocating them."""
-    try:
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
+def _read_idx_file(
+    path: Path, name: str, kind: _Kind | None, *, damaged: bytes | None = None
+) -> bytes:
+    """Read a regular file after checking its header against its size and against what
+    MNIST can hold, so a header that declares gigabytes is refused without reading or
+    allocating them. A header that cannot be MNIST's raises DataError, or returns
+    `damaged` when that is given. OSError (a missing file, a pipe) is left to the caller."""
+    with open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        try:
             _parse_header(handle.read(_MAX_HEADER), size, name, kind)
-            handle.seek(0)
-            data = handle.read()
-    except OSError as exc:
-        raise DataError(f"Cannot read the IDX file {name} ({exc}).") from exc
+        except DataError:
+            if damaged is None:
+                raise
+            return damaged
+        handle.seek(0)
+        data = handle.read(size)
     if len(data) != size:
         raise _idx_error(name, f"it changed size while being read ({size} then {len(data)} bytes)")
     return data
@@ -821,13 +832,19 @@ def _parse_header(
     for dim in dims:
         declared *= dim
     payload = size - offset
+    shape = "x".join(str(d) for d in dims)
     if payload != declared:
-        shape = "x".join(str(d) for d in dims)
         verdict = "truncated" if payload < declared else "followed by extra bytes"
         raise _idx_error(
             name,
             f"its header declares shape {shape} ({declared:,} payload bytes) but the file "
             f"holds {payload:,} payload bytes: it is {verdict}",
+        )
+    if ndim and dims[0] > MNIST_TRAINING_IMAGES:
+        raise _idx_error(
+            name,
+            f"its header declares shape {shape}, {dims[0]:,} items; MNIST files hold at most "
+            f"{MNIST_TRAINING_IMAGES:,}",
         )
     return dims, offset
 

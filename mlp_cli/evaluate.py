@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlp_cli.checkpoint import SavedModel
-from mlp_cli.errors import UsageError
+from mlp_cli.errors import CheckpointError, UsageError
 from mlp_cli.model import MLP
 
 Split = Literal["test", "val", "train"]
@@ -27,13 +27,24 @@ _FILE_SAFE = re.compile(r"[A-Za-z0-9_.+-]{1,32}")
 
 def build_model(saved: SavedModel) -> MLP:
     """An `MLP` holding a saved model's weights."""
-    meta = saved.metadata
-    model = MLP(saved.layers, meta.get("hidden_activation", "relu"), meta["output_activation"])
+    meta = saved.meta
+    model = MLP(saved.layers, meta.hidden_activation, meta.output_activation)
     for W, w in zip(model.W, saved.weights, strict=True):
         W[...] = w
     for b, v in zip(model.b, saved.biases, strict=True):
         b[...] = v
     return model
+
+
+def check_outputs(saved: SavedModel, probabilities: NDArray[np.floating]) -> None:
+    """Refuse outputs that are not finite: weights finite in the file can still overflow
+    float32 on the way through the layers, and NaN must never be reported as a prediction."""
+    if not np.all(np.isfinite(probabilities)):
+        raise CheckpointError(
+            f"the model '{saved.path}' computes outputs that are not finite numbers: its "
+            "weights are too large for float32 arithmetic. Retrain it (a smaller learning "
+            "rate, weight decay or max_norm keep weights small)."
+        )
 
 
 def split_images(
@@ -45,9 +56,9 @@ def split_images(
     if split == "test":
         return data.load_mnist("test", progressbar=progressbar)
     images, labels = data.load_mnist("train", progressbar=progressbar)
-    config = saved.metadata.get("config") or {}
-    val_size = int(config.get("data", {}).get("validation_size", 0))
-    seed = int(config.get("training", {}).get("seed", 0))
+    config = saved.meta.config
+    val_size = config.data.validation_size if config else 0
+    seed = config.training.seed if config else 0
     train_idx, val_idx = data.validation_split(len(labels), val_size, seed)
     idx = val_idx if split == "val" else train_idx
     if split == "val" and not idx.size:
@@ -136,17 +147,19 @@ def evaluate(
 
     started = time.perf_counter()
     model = build_model(saved)
-    meta = saved.metadata
-    X = model_inputs(images, meta["preprocessing"])
-    loss_fn = LOSSES[meta.get("loss", "cross_entropy")]
+    meta = saved.meta
+    X = model_inputs(images, meta.preprocessing.model_dump())
+    loss_fn = LOSSES[meta.loss]
     n, k = len(labels), model.sizes[-1]
     probabilities = np.empty((n, k), dtype=np.float32)
     loss, batch = 0.0, 2048
-    for start in range(0, n, batch):
-        a = model.forward(X[start : start + batch])
-        probabilities[start : start + batch] = a
-        z = model._work[a.shape[0]].z_out  # the logits, for a loss computed as in training
-        loss += loss_fn.value(model.output, z, a, labels[start : start + batch]) * a.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):  # check_outputs says it in one sentence
+        for start in range(0, n, batch):
+            a = model.forward(X[start : start + batch])
+            probabilities[start : start + batch] = a
+            z = model._work[a.shape[0]].z_out  # the logits, for a loss computed as in training
+            loss += loss_fn.value(model.output, z, a, labels[start : start + batch]) * a.shape[0]
+    check_outputs(saved, probabilities)
     predictions = probabilities.argmax(axis=1)
     correct = int(np.count_nonzero(predictions == labels))
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -161,7 +174,7 @@ def evaluate(
         predictions=predictions,
         labels=labels,
         seconds=time.perf_counter() - started,
-        class_names=list(meta.get("class_names") or [str(i) for i in range(k)]),
+        class_names=list(meta.class_names),
     )
 
 

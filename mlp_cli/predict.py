@@ -95,7 +95,7 @@ def predict_files(
     saved: SavedModel, paths: Sequence[str | Path], *, raw: bool = False
 ) -> tuple[list[Prediction], list[Failure]]:
     """Predict every image in ``paths``; returns predictions and per-file failures."""
-    from mlp_cli.evaluate import build_model
+    from mlp_cli.evaluate import build_model, check_outputs
     from mlp_cli.preprocess import mnist_style, normalize_inputs, open_image, prepare_inputs
     from mlp_cli.preprocess import raw_image as raw_digit
 
@@ -117,10 +117,12 @@ def predict_files(
         kept.append(file)
     predictions: list[Prediction] = []
     if digits:
-        preprocessing = saved.metadata["preprocessing"]
-        X = prepare_inputs(digits, int(preprocessing["input_size"]))
-        normalize_inputs(X, preprocessing)
-        probabilities = build_model(saved).predict_proba(X)
+        preprocessing = saved.meta.preprocessing
+        X = prepare_inputs(digits, preprocessing.input_size)
+        normalize_inputs(X, preprocessing.model_dump())
+        with np.errstate(over="ignore", invalid="ignore"):  # check_outputs reports it
+            probabilities = build_model(saved).predict_proba(X)
+        check_outputs(saved, probabilities)
         for file, digit, p in zip(kept, digits, probabilities, strict=True):
             best = int(p.argmax())
             predictions.append(

@@ -30,6 +30,7 @@ import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mlp_cli.errors import ImageError, UsageError
+from mlp_cli.limits import NotRegularFileError, open_regular
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -171,22 +172,33 @@ def open_image(path: str | Path) -> Image.Image:
 
     Accepts PNG, JPEG, BMP, GIF, TIFF and WebP (the first frame of animations). Pillow's
     decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) is enforced as an error, not a
-    warning. Raises ImageError naming the file for a missing file, a directory, a file that
-    is not a supported image, a truncated or corrupt image, or one that is too large.
+    warning. Raises ImageError naming the file for a missing file, a directory or anything
+    else that is not a regular file (a named pipe would block), a file that is not a
+    supported image, a truncated or corrupt image, or one that is too large.
     """
     path = Path(path)
-    if not path.exists():
+    try:
+        handle = open_regular(path)
+    except FileNotFoundError:
         raise ImageError(
             f"Image file {path} does not exist. Give the path of a {_FORMAT_LIST} file."
-        )
-    if path.is_dir():
+        ) from None
+    except (IsADirectoryError, NotRegularFileError) as error:
+        if path.is_dir():
+            raise ImageError(
+                f"{path} is a directory, not an image file. Give the path of one "
+                f"{_FORMAT_LIST} file."
+            ) from None
         raise ImageError(
-            f"{path} is a directory, not an image file. Give the path of one {_FORMAT_LIST} file."
-        )
+            f"{path} cannot be used as an image: {error.strerror}. Give the path of a "
+            f"{_FORMAT_LIST} file."
+        ) from None
+    except OSError as error:
+        raise ImageError(f"Image {path} could not be read: {error.strerror or error}.") from None
     try:
-        with warnings.catch_warnings():
+        with handle, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=FORMATS) as image:
+            with Image.open(handle, formats=FORMATS) as image:
                 image.load()
                 # The transposed copy holds the pixels in memory and leaves the file closed.
                 oriented = ImageOps.exif_transpose(image)

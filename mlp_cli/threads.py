@@ -168,13 +168,20 @@ def choose_threads(
     *,
     cores: int | None = None,
     busy: Callable[[], float] = busy_cores,
+    earlier: int | None = None,
 ) -> ThreadChoice:
     """Resolve ``training.threads`` for a network of ``layers`` trained in batches of
     ``batch``, once, at the start of a run.  ``busy`` is only called when the network is
-    large enough for threads to matter."""
+    large enough for threads to matter.  ``earlier`` is the thread count a resumed run used
+    so far: `auto` keeps it, since BLAS rounds some products differently on another count
+    and resuming must give the bits of a run never interrupted."""
     cores = usable_cores() if cores is None else cores
     if setting is None:
         return ThreadChoice(None, "BLAS default")
+    if setting == AUTO and earlier is not None:
+        if earlier > cores:
+            return ThreadChoice(cores, f"auto: the run used {earlier}, this machine has {cores}")
+        return ThreadChoice(earlier, "auto: as the run used so far")
     if setting != AUTO:
         asked = int(setting)
         if asked > cores:

@@ -393,6 +393,7 @@ class Trainer:
                 "best_val_loss": st.best_loss if math.isfinite(st.best_loss) else None,
                 "monitor": cfg.training.early_stopping.monitor,  # what "best" means
                 "seconds": round(st.elapsed, 3),
+                "threads": self.threads,
             },
         }
 
@@ -468,7 +469,7 @@ class Trainer:
             resume, history, perm, n_train, steps, self.cfg.training.batch_size
         )
         if problem is not None:
-            raise _damaged(path, problem)
+            raise checkpoint.damaged_resume(path, problem)
         prefix = "optimizer/"
         optimizer_state = {
             k[len(prefix) :]: v for k, v in saved.extras.items() if k.startswith(prefix)
@@ -476,10 +477,10 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(optimizer_state)
         except CheckpointError as exc:
-            raise _damaged(path, str(exc)) from None
+            raise checkpoint.damaged_resume(path, str(exc)) from None
         done = resume["epoch"] * steps + resume["step"]
         if self.optimizer.t != done:
-            raise _damaged(
+            raise checkpoint.damaged_resume(
                 path,
                 f"the optimizer counted {self.optimizer.t} steps, but the loop state says "
                 f"{done} (epoch {resume['epoch']}, step {resume['step']}, {steps} per epoch)",
@@ -489,7 +490,9 @@ class Trainer:
             self.shuffle_rng.bit_generator.state = state.pop("shuffle_rng")
             self.noise_rng.bit_generator.state = state.pop("noise_rng")
         except (KeyError, TypeError, ValueError) as exc:
-            raise _damaged(path, f"a random-generator state is unusable ({exc})") from None
+            raise checkpoint.damaged_resume(
+                path, f"a random-generator state is unusable ({exc})"
+            ) from None
         if state.get("best_loss") is None:
             state["best_loss"] = math.inf
         self.state = TrainState(**state, history=list(history or []))
@@ -506,11 +509,13 @@ class Trainer:
         from mlp_cli.errors import ConfigError
 
         if not isinstance(stored, dict):
-            raise _damaged(path, "its metadata holds no 'config' describing the run")
+            raise checkpoint.damaged_resume(
+                path, "its metadata holds no 'config' describing the run"
+            )
         try:
             saved_cfg = config_from_dict(stored, f"{path} (metadata 'config')")
         except ConfigError as exc:
-            raise _damaged(path, f"its stored config is invalid: {exc}") from None
+            raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
         before, now = _flat_config(saved_cfg), _flat_config(self.cfg)
         differ = [k for k in _changed_keys(before, now) if not resumable_key(k)]
         if differ:
@@ -722,13 +727,6 @@ def _share(waited_before: float | None, seconds: float, threads: int) -> float |
     return max(0.0, waited_after - waited_before) / (seconds * threads)
 
 
-def _damaged(path: Path, problem: str) -> CheckpointError:
-    return CheckpointError(
-        f"'{path}' has damaged resume state: {problem}. The run cannot continue from it; "
-        "start a new run, or put back an intact copy of the checkpoint."
-    )
-
-
 _COUNTS = ("epoch", "step", "correct", "seen", "best_epoch", "bad_epochs")
 _SECONDS = ("loss_sum", "epoch_time", "elapsed")
 _RNGS = ("shuffle_rng", "noise_rng")
@@ -887,6 +885,16 @@ def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 def _show(value: Any) -> str:
     return "absent" if value is _ABSENT else json.dumps(value)
+
+
+def threads_so_far(run_dir: str | Path) -> int | None:
+    """The BLAS threads the run in ``run_dir`` trained on, as its checkpoint records them
+    (None when it does not say, or cannot be read: `restore` reports a damaged file)."""
+    try:
+        saved = checkpoint.load(Path(run_dir) / CHECKPOINT_FILE, checkpoint=True)
+    except MLPError:
+        return None
+    return saved.meta.training.threads if saved.meta.training else None
 
 
 def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:

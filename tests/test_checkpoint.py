@@ -22,7 +22,15 @@ from mlp_cli import checkpoint
 from mlp_cli.errors import CheckpointError, UsageError
 
 Arrays = dict[str, NDArray[Any]]
-LAYERS = [6, 5, 3]
+LAYERS = [4, 5, 3]
+# The metadata `mlp train` writes for a 2x2-pixel, three-class network of LAYERS.
+META: dict[str, Any] = {
+    "hidden_activation": "tanh",
+    "output_activation": "softmax",
+    "loss": "cross_entropy",
+    "preprocessing": {"input_size": 2, "normalize": {"mean": 0.25, "std": 0.5}},
+    "class_names": ["a", "b", "c"],
+}
 
 
 @pytest.fixture
@@ -35,9 +43,9 @@ def weights() -> tuple[list[NDArray[np.float32]], list[NDArray[np.float32]]]:
 
 @pytest.fixture
 def saved(tmp_path: Path, weights: tuple[list[Any], list[Any]]) -> Path:
-    """A valid model file with layers 6-5-3."""
+    """A valid model file with layers 4-5-3."""
     W, b = weights
-    return checkpoint.save(tmp_path / "model.npz", W, b, {"hidden_activation": "tanh"})
+    return checkpoint.save(tmp_path / "model.npz", W, b, META)
 
 
 def members(path: Path) -> Arrays:
@@ -52,7 +60,7 @@ def write_npz(path: Path, arrays: Arrays) -> Path:
 
 
 def metadata_array(**changes: Any) -> NDArray[Any]:
-    meta = {"format": "mlp-cli", "format_version": 1, "layers": LAYERS, **changes}
+    meta = {"format": "mlp-cli", "format_version": 1, "layers": LAYERS, **META, **changes}
     return np.array(json.dumps({k: v for k, v in meta.items() if v is not None}))
 
 
@@ -73,7 +81,7 @@ def test_round_trip_is_bit_identical_and_keeps_metadata(
     tmp_path: Path, weights: tuple[list[Any], list[Any]]
 ) -> None:
     W, b = weights
-    meta = {"hidden_activation": "tanh", "config": {"nested": [1, 2.5, None]}, "text": "é"}
+    meta = {**META, "config": {"nested": [1, 2.5, None]}, "text": "é"}
     path = checkpoint.save(tmp_path / "m.npz", W, b, meta)
     loaded = checkpoint.load(path)
     assert loaded.path == path
@@ -98,7 +106,7 @@ def test_checkpoint_extras_round_trip_only_when_asked(
         "optimizer/m": np.arange(43, dtype=np.float32),
         "resume/perm": np.array([2, 0, 1], dtype=np.int64),
     }
-    path = checkpoint.save(tmp_path / "c.npz", W, b, {}, extras)
+    path = checkpoint.save(tmp_path / "c.npz", W, b, META, extras)
     full = checkpoint.load(path, checkpoint=True)
     assert set(full.extras) == set(extras)
     for name, value in extras.items():
@@ -119,7 +127,7 @@ def test_extras_must_use_a_checkpoint_prefix(
 def test_file_is_a_plain_npz_without_pickles(saved: Path) -> None:
     arrays = members(saved)  # allow_pickle=False: would raise on any object array
     assert set(arrays) == {"W1", "b1", "W2", "b2", "metadata"}
-    assert arrays["W1"].shape == (5, 6)
+    assert arrays["W1"].shape == (5, 4)
     assert arrays["W2"].shape == (3, 5)
     assert arrays["b2"].dtype == np.float32
     meta = json.loads(str(arrays["metadata"]))
@@ -164,7 +172,7 @@ def test_zip_with_a_foreign_member_is_refused(saved: Path) -> None:
 
 def test_pickled_object_array_is_refused_without_unpickling(saved: Path) -> None:
     arrays = members(saved)
-    arrays["W1"] = np.array([object()] * 30, dtype=object).reshape(5, 6)
+    arrays["W1"] = np.array([object()] * 20, dtype=object).reshape(5, 4)
     write_npz(saved, arrays)
     assert_refused(saved, "W1", "Python objects")
 
@@ -173,14 +181,14 @@ def test_member_whose_data_is_shorter_than_its_header_says_is_refused(saved: Pat
     arrays = members(saved)
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        header, {"descr": "<f4", "fortran_order": False, "shape": (5, 6)}
+        header, {"descr": "<f4", "fortran_order": False, "shape": (5, 4)}
     )
     with zipfile.ZipFile(saved, "w") as archive:
         for name, value in arrays.items():
             buf = io.BytesIO()
             np.save(buf, value)
             payload = buf.getvalue()
-            if name == "W1":  # header promises 30 floats, only 10 follow
+            if name == "W1":  # header promises 20 floats, only 10 follow
                 payload = header.getvalue() + value.ravel()[:10].tobytes()
             archive.writestr(f"{name}.npy", payload)
     assert_refused(saved, "W1")
@@ -216,15 +224,15 @@ DAMAGE: dict[str, tuple[Change, tuple[str, ...]]] = {
     "missing W2": (_drop("W2"), ("W2", "missing")),
     "missing b1": (_drop("b1"), ("b1", "missing")),
     "extra array": (_set("W3", lambda a: np.zeros((2, 3), np.float32)), ("W3",)),
-    "W1 transposed": (_set("W1", lambda a: a["W1"].T.copy()), ("W1", "(6, 5)")),
+    "W1 transposed": (_set("W1", lambda a: a["W1"].T.copy()), ("W1", "(4, 5)")),
     "b2 too long": (_set("b2", lambda a: np.zeros(4, np.float32)), ("b2", "(4,)")),
     "W1 integers": (_set("W1", lambda a: a["W1"].astype(np.int32)), ("W1", "int32")),
     "b1 float16": (_set("b1", lambda a: a["b1"].astype(np.float16)), ("b1", "float16")),
     "NaN in W2": (_with_nan("W2", 4, float("nan")), ("W2", "NaN")),
     "inf in b1": (_with_nan("b1", 0, float("inf")), ("b1", "infinite")),
     "missing metadata": (_drop("metadata"), ("metadata", "missing")),
-    "metadata not JSON": (_set("metadata", lambda a: np.array("{layers: [6,")), ("JSON",)),
-    "metadata a list": (_set("metadata", lambda a: np.array("[6, 5, 3]")), ("JSON object",)),
+    "metadata not JSON": (_set("metadata", lambda a: np.array("{layers: [4,")), ("JSON",)),
+    "metadata a list": (_set("metadata", lambda a: np.array("[4, 5, 3]")), ("JSON object",)),
     "metadata bytes": (_set("metadata", lambda a: np.array(b"{}")), ("metadata",)),
     "foreign format": (_set("metadata", lambda a: metadata_array(format="keras")), ("keras",)),
     "no format": (_set("metadata", lambda a: metadata_array(format=None)), ("format",)),
@@ -237,10 +245,10 @@ DAMAGE: dict[str, tuple[Change, tuple[str, ...]]] = {
         ("version None",),
     ),
     "no layers": (_set("metadata", lambda a: metadata_array(layers=None)), ("layers",)),
-    "bad layers": (_set("metadata", lambda a: metadata_array(layers=[6, 0, 3])), ("layers",)),
+    "bad layers": (_set("metadata", lambda a: metadata_array(layers=[4, 0, 3])), ("layers",)),
     "layers disagree": (
-        _set("metadata", lambda a: metadata_array(layers=[6, 4, 3])),
-        ("W1", "(4, 6)"),
+        _set("metadata", lambda a: metadata_array(layers=[4, 4, 3])),
+        ("W1", "(4, 4)"),
     ),
 }
 
@@ -313,7 +321,7 @@ def test_failure_while_saving_leaves_the_previous_file_and_no_temporary(
     monkeypatch.setattr(np, "savez", _half_then_fail(exc))
     W, b = weights
     with pytest.raises(type(exc)):
-        checkpoint.save(saved, [w * 2 for w in W], b, {"hidden_activation": "relu"})
+        checkpoint.save(saved, [w * 2 for w in W], b, {**META, "hidden_activation": "relu"})
     monkeypatch.undo()
     assert saved.read_bytes() == before
     assert os.listdir(saved.parent) == [saved.name]
@@ -341,7 +349,7 @@ def test_saving_again_replaces_the_file_and_leaves_no_temporary(
     saved: Path, weights: tuple[list[Any], list[Any]]
 ) -> None:
     W, b = weights
-    checkpoint.save(saved, [w + 1 for w in W], b, {"hidden_activation": "relu"})
+    checkpoint.save(saved, [w + 1 for w in W], b, {**META, "hidden_activation": "relu"})
     loaded = checkpoint.load(saved)
     np.testing.assert_array_equal(loaded.weights[0], W[0] + 1)
     assert loaded.metadata["hidden_activation"] == "relu"

@@ -143,6 +143,8 @@ def test_a_model_file_without_a_monitor_was_picked_by_validation_loss(tmp_path: 
     meta = {
         "hidden_activation": "relu",
         "output_activation": "softmax",
+        "loss": "cross_entropy",
+        "class_names": [str(d) for d in range(10)],
         "preprocessing": {"input_size": 20, "normalize": None},
         "training": training,  # as files written before the monitor was recorded
     }

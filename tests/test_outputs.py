@@ -465,7 +465,7 @@ def test_model_metadata_with_markup_is_printed_as_text() -> None:
 
     from rich.console import Console
 
-    from mlp_cli.checkpoint import SavedModel
+    from mlp_cli.checkpoint import ModelMetadata, SavedModel
     from mlp_cli.predict import Prediction
     from mlp_cli.render import print_model_summary, print_prediction
 
@@ -484,7 +484,9 @@ def test_model_metadata_with_markup_is_printed_as_text() -> None:
         "created": "\x1b]0;title\x07",
         "data_hashes": {"[red]f": "[/]"},
     }
-    saved = SavedModel([np.zeros((3, 4), np.float32)], [np.zeros(3, np.float32)], meta)
+    # Values the schema would refuse, built without validation: the printing is under test.
+    typed = ModelMetadata.model_construct(**meta)  # type: ignore[arg-type]
+    saved = SavedModel([np.zeros((3, 4), np.float32)], [np.zeros(3, np.float32)], typed, meta)
     console = Console(file=io.StringIO(), width=200, color_system=None)
     print_model_summary(console, saved)
     image = np.zeros((28, 28), np.float32)

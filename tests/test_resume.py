@@ -280,3 +280,15 @@ def test_sigterm_and_sighup_stop_training_like_ctrl_c(
     saved = checkpoint.load(run_dir / train.CHECKPOINT_FILE, checkpoint=True)
     assert saved.metadata["training"]["status"] == "interrupted"
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_checkpoint_records_the_threads_that_resume_with_auto_keeps(tmp_path: Path) -> None:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        run_dir = interrupted_run(tmp_path, "R")
+    assert train.threads_so_far(run_dir) == 1
+    saved = checkpoint.load(run_dir / train.CHECKPOINT_FILE, checkpoint=True)
+    assert saved.meta.training is not None
+    assert saved.meta.training.threads == 1
+    assert train.threads_so_far(tmp_path / "nowhere") is None

@@ -129,6 +129,16 @@ def test_auto_gives_a_large_network_the_cores_other_processes_leave(
     assert not busy.capped
 
 
+def test_auto_on_resume_keeps_the_thread_count_the_run_used_so_far() -> None:
+    # Measured load would say 1 thread now; the run's bits need the 2 it trained on.
+    kept = choose_threads("auto", [784, 800, 10], 128, cores=2, busy=never_called, earlier=2)
+    assert (kept.threads, kept.reason) == (2, "auto: as the run used so far")
+    fewer = choose_threads("auto", [784, 800, 10], 128, cores=1, busy=never_called, earlier=2)
+    assert (fewer.threads, fewer.reason) == (1, "auto: the run used 2, this machine has 1")
+    asked = choose_threads(1, [784, 800, 10], 128, cores=2, busy=never_called, earlier=2)
+    assert asked.threads == 1  # a number the user gives still wins
+
+
 def test_a_number_is_capped_at_the_usable_cores_and_says_so() -> None:
     capped = choose_threads(10_000, [784, 10], 128, cores=2, busy=never_called)
     assert (capped.threads, capped.capped) == (2, True)

@@ -1,0 +1,96 @@
+"""How much `mlp` will read or allocate for what a user hands it, and how files are opened.
+
+Configs, model files, images and cached data come from users and from the network, so every
+one of them is bounded before anything is allocated: a file is read only if it is a regular
+file (a named pipe would block forever, a device never end), never past a size cap, and a
+network is refused when its parameters alone would not fit in a reasonable memory. The
+config check and the model loader share these bounds, so every network a config may
+describe can also be saved and loaded again.
+
+What is checked against these bounds is left to the modules that read each kind of file.
+No NumPy here: `mlp_cli.config` imports this module and keeps ``--help`` fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+# Weights and biases of one network. Several times the largest MLPs published for MNIST
+# (about 12 million parameters), and 128 MiB in float32, so loading one stays far below a
+# gigabyte even from float64 files.
+MAX_PARAMETERS = 2**25
+MAX_LAYER_UNITS = 2**20  # units in any one layer
+MAX_LAYERS = 64  # weight layers of one network
+# One training or evaluation batch's activations in float32 (every layer's outputs).
+MAX_BATCH_ACTIVATION_BYTES = 2**30
+MAX_CONFIG_BYTES = 2**20  # a config is a few KiB of YAML
+FLOAT32_BYTES = 4
+
+
+def format_bytes(count: int) -> str:
+    """``count`` bytes in decimal units: ``"4.0 TB"``, ``"512 bytes"``."""
+    if count < 1000:
+        return f"{count} bytes"
+    value = float(count)
+    for unit in ("kB", "MB", "GB", "TB", "PB", "EB", "ZB"):
+        value /= 1000
+        if value < 999.95 or unit == "ZB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def parameter_count(layers: Sequence[int]) -> int:
+    """Weights and biases of an MLP with these layer sizes (input first); exact, any size."""
+    return sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(layers))
+
+
+class NotRegularFileError(OSError):
+    """A path names something other than a regular file (a pipe, a device, a folder...);
+    ``strerror`` says what it is."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"it is {kind}, not a regular file")
+        self.strerror = str(self)
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Open ``path`` for reading in binary mode if, and only if, it is a regular file.
+
+    The file is opened without blocking and checked through its descriptor, so a named pipe
+    neither blocks the open nor is swapped in between the check and the read. Raises
+    `NotRegularFileError` (whose ``strerror`` says what the path is), FileNotFoundError,
+    IsADirectoryError or another OSError.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+            raise NotRegularFileError(kind)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the regular file ``path``: one byte more than the
+    caller accepts, so that ``len(result) > limit`` says the file is too large."""
+    with open_regular(path) as handle:
+        return handle.read(limit + 1)

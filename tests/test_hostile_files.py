@@ -1,0 +1,547 @@
+"""Hostile and damaged files handed to every loader: configs, model files, IDX files, images.
+
+Each loader is fuzzed with hypothesis from the bytes of a file on disk: whatever the bytes,
+it returns a valid object or raises our own `MLPError`, never another exception, and its
+peak traced memory stays within a few tens of MB. Crafted ``.npz`` archives whose members
+declare huge shapes (stored, deflate, bzip2, LZMA) are refused before anything is
+decompressed. Named pipes and devices are refused without blocking. Through the command
+line, each case exits with the right code and one message naming the file, no traceback,
+in a process whose peak resident memory stays low.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import struct
+import subprocess
+import sys
+import tracemalloc
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numpy.lib import format as npy_format
+
+from mlp_cli import checkpoint, data
+from mlp_cli.config import Config, load_config
+from mlp_cli.errors import CheckpointError, DataError, MLPError
+from mlp_cli.limits import MAX_CONFIG_BYTES
+from mlp_cli.preprocess import mnist_style, open_image
+
+T = TypeVar("T")
+MB = 2**20
+PEAK_LIMIT = 40 * MB  # traced allocations of one load of a small hostile file
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def within_memory(call: Callable[[], T], limit: int = PEAK_LIMIT) -> T | MLPError:
+    """``call()``'s result or the MLPError it raised; any other exception propagates, and
+    the peak of memory traced while it ran must stay under ``limit``."""
+    tracemalloc.start()
+    try:
+        try:
+            return call()
+        except MLPError as exc:
+            return exc
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            assert peak < limit, f"peak traced memory {peak / MB:.0f} MB"
+    finally:
+        tracemalloc.stop()
+
+
+# -- model files ------------------------------------------------------------------------------
+
+LAYERS = [4, 3, 2]
+META = {
+    "format": "mlp-cli",
+    "format_version": 1,
+    "layers": LAYERS,
+    "hidden_activation": "relu",
+    "output_activation": "softmax",
+    "loss": "cross_entropy",
+    "preprocessing": {"input_size": 2, "normalize": None},
+    "class_names": ["no", "yes"],
+}
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
+    buf = io.BytesIO()
+    npy_format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def good_model_bytes(method: int = zipfile.ZIP_STORED, meta: dict[str, Any] = META) -> bytes:
+    rng = np.random.default_rng(1)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=method) as archive:
+        for i in (1, 2):
+            shape = (LAYERS[i], LAYERS[i - 1])
+            archive.writestr(f"W{i}.npy", npy_bytes(rng.normal(size=shape).astype(np.float32)))
+            archive.writestr(f"b{i}.npy", npy_bytes(np.zeros(LAYERS[i], np.float32)))
+        archive.writestr("metadata.npy", npy_bytes(np.array(json.dumps(meta))))
+    return buf.getvalue()
+
+
+GOOD_MODEL = good_model_bytes()
+
+
+def _patch_sizes(raw: bytearray, name: str, size: int) -> None:
+    """Make the local and central zip headers of member ``name`` declare ``size`` bytes
+    uncompressed, as a bomb's would (the CRC is left alone: it is only checked at the end)."""
+    encoded = name.encode()
+    at = 0
+    while (at := raw.find(b"PK\x03\x04", at)) >= 0:
+        length = struct.unpack_from("<H", raw, at + 26)[0]
+        if raw[at + 30 : at + 30 + length] == encoded:
+            struct.pack_into("<I", raw, at + 22, size)
+        at += 4
+    at = 0
+    while (at := raw.find(b"PK\x01\x02", at)) >= 0:
+        length = struct.unpack_from("<H", raw, at + 28)[0]
+        if raw[at + 46 : at + 46 + length] == encoded:
+            struct.pack_into("<I", raw, at + 24, size)
+        at += 4
+
+
+def crafted_npz(
+    shapes: dict[str, tuple[int, ...]],
+    method: int,
+    layers: list[int] | None = None,
+    descr: str = "<f4",
+) -> bytes:
+    """An .npz of a few KB whose members' headers declare ``shapes`` and whose zip entries
+    claim the matching uncompressed sizes; ``layers`` is what the metadata says."""
+    buf = io.BytesIO()
+    itemsize = np.dtype(descr).itemsize
+    sizes = {}
+    with zipfile.ZipFile(buf, "w", compression=method) as archive:
+        for name, shape in shapes.items():
+            header = npy_header(shape, descr)
+            archive.writestr(f"{name}.npy", header + bytes(4096))
+            sizes[f"{name}.npy"] = len(header) + int(np.prod(shape, dtype=object)) * itemsize
+        if layers is not None:
+            side = round(layers[0] ** 0.5)
+            meta = {
+                **META,
+                "layers": layers,
+                "preprocessing": {"input_size": side, "normalize": None},
+                "class_names": [str(i) for i in range(min(layers[-1], 16))],
+            }
+            archive.writestr("metadata.npy", npy_bytes(np.array(json.dumps(meta))))
+    raw = bytearray(buf.getvalue())
+    for name, size in sizes.items():
+        _patch_sizes(raw, name, min(size, 0xFFFFFFFE))
+    return bytes(raw)
+
+
+def huge_model(method: int) -> bytes:
+    """Layers 784-1,000,000-10 with members claiming their full size (about 3.1 GB for W1)."""
+    layers = [784, 1_000_000, 10]
+    shapes = {"W1": (layers[1], layers[0]), "b1": (layers[1],)}
+    shapes |= {"W2": (layers[2], layers[1]), "b2": (layers[2],)}
+    return crafted_npz(shapes, method, layers)
+
+
+METHODS = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Callable[[bytes], Path]:
+    def write(raw: bytes) -> Path:
+        path = tmp_path / "model.npz"
+        path.write_bytes(raw)
+        return path
+
+    return write
+
+
+def load_model(path: Path) -> Any:
+    return within_memory(lambda: checkpoint.load(path, checkpoint=True))
+
+
+def test_the_fuzzed_reference_model_is_valid(model_file: Callable[[bytes], Path]) -> None:
+    saved = load_model(model_file(GOOD_MODEL))
+    assert isinstance(saved, checkpoint.SavedModel)
+    assert saved.layers == LAYERS
+    for method in METHODS[:2]:
+        assert isinstance(load_model(model_file(good_model_bytes(method))), checkpoint.SavedModel)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=["stored", "deflate", "bzip2", "lzma"])
+def test_members_declaring_huge_shapes_are_refused_before_decompressing(
+    model_file: Callable[[bytes], Path], method: int
+) -> None:
+    path = model_file(huge_model(method))
+    assert path.stat().st_size < 64 * 1024
+    error = load_model(path)
+    assert isinstance(error, CheckpointError)
+    assert str(path) in str(error)
+
+
+@FUZZ
+@given(st.binary(max_size=4096))
+def test_arbitrary_bytes_load_or_raise_our_error(
+    model_file: Callable[[bytes], Path], raw: bytes
+) -> None:
+    load_model(model_file(raw))
+    load_model(model_file(b"PK\x03\x04" + raw))
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: bytes) -> bytes:
+    raw = bytearray(base)
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, len(raw) - 1))
+        kind = draw(st.sampled_from(["set", "insert", "delete", "truncate"]))
+        if kind == "set":
+            raw[at] = draw(st.integers(0, 255))
+        elif kind == "insert":
+            raw[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif kind == "delete":
+            del raw[at : at + draw(st.integers(1, 8))]
+        else:
+            del raw[at:]
+        if not raw:
+            break
+    return bytes(raw)
+
+
+@FUZZ
+@given(st.sampled_from([GOOD_MODEL, good_model_bytes(zipfile.ZIP_DEFLATED)]).flatmap(mutated))
+def test_mutated_model_files_load_or_raise_our_error(
+    model_file: Callable[[bytes], Path], raw: bytes
+) -> None:
+    load_model(model_file(raw))
+
+
+DIMS = st.one_of(st.integers(0, 8), st.integers(0, 2**40))
+
+
+@FUZZ
+@given(
+    shapes=st.dictionaries(
+        st.sampled_from(["W1", "b1", "W2", "b2", "optimizer/m", "resume/perm"]),
+        st.lists(DIMS, max_size=3).map(tuple),
+        min_size=1,
+    ),
+    method=st.sampled_from(METHODS),
+    layers=st.one_of(st.none(), st.just(LAYERS), st.lists(DIMS, min_size=2, max_size=4)),
+    descr=st.sampled_from(["<f4", "<f8", ">f4", "<i8", "|u1", "<U10", "<c16", "|V8"]),
+)
+def test_crafted_archives_with_huge_declared_shapes_raise_our_error(
+    model_file: Callable[[bytes], Path],
+    shapes: dict[str, tuple[int, ...]],
+    method: int,
+    layers: list[int] | None,
+    descr: str,
+) -> None:
+    if layers is not None and layers[0] < 1:
+        layers = [1, *layers[1:]]
+    load_model(model_file(crafted_npz(shapes, method, layers, descr)))
+
+
+def test_npy_header_claiming_gigabytes_of_header_is_refused(
+    model_file: Callable[[bytes], Path],
+) -> None:
+    # Version 2 headers state their length in 4 bytes: 4 GB of "header" must not be read.
+    member = npy_format.MAGIC_PREFIX + b"\x02\x00" + struct.pack("<I", 0xFFFFFFF0) + b"{"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.npy", member + bytes(2**20))
+    error = load_model(model_file(buf.getvalue()))
+    assert isinstance(error, CheckpointError)
+    assert "header" in str(error)
+
+
+def test_metadata_string_claiming_gigabytes_is_refused(model_file: Callable[[bytes], Path]) -> None:
+    raw = crafted_npz({"metadata": ()}, zipfile.ZIP_DEFLATED, None, descr="<U300000000")
+    error = load_model(model_file(raw))
+    assert isinstance(error, CheckpointError)
+    assert "metadata" in str(error)
+
+
+# -- configs --------------------------------------------------------------------------------
+
+GOOD_CONFIG = b"model: {layers: 784-30-10}\ntraining: {epochs: 1, batch_size: 32}\n"
+
+
+def load_config_bytes(tmp_path: Path, raw: bytes) -> Any:
+    path = tmp_path / "fuzz.yaml"
+    path.write_bytes(raw)
+    return within_memory(lambda: load_config(path))
+
+
+def test_the_fuzzed_reference_config_is_valid(tmp_path: Path) -> None:
+    assert isinstance(load_config_bytes(tmp_path, GOOD_CONFIG), Config)
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.binary(max_size=512),
+        st.sampled_from([GOOD_CONFIG]).flatmap(mutated),
+        st.lists(st.sampled_from([b"&a [", b"*a, ", b"]", b"model:", b" {", b"}", b"\n  "])).map(
+            b"".join
+        ),
+    )
+)
+def test_arbitrary_config_bytes_load_or_raise_our_error(tmp_path: Path, raw: bytes) -> None:
+    load_config_bytes(tmp_path, raw)
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 12)]
+    error = load_config_bytes(tmp_path, ("\n".join(lines) + "\nmodel: *a11\n").encode())
+    assert isinstance(error, MLPError)
+
+
+def test_a_config_larger_than_the_cap_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as f:
+        f.write(GOOD_CONFIG)
+        f.truncate(200 * MB)  # sparse: the disk holds almost nothing
+    error = within_memory(lambda: load_config(path), limit=MAX_CONFIG_BYTES + 8 * MB)
+    assert isinstance(error, MLPError)
+    assert str(path) in str(error)
+    assert "larger than" in str(error)
+
+
+# -- IDX files ------------------------------------------------------------------------------
+
+
+def idx_header(dims: tuple[int, ...]) -> bytes:
+    return bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+
+
+def read_idx_file(tmp_path: Path, raw: bytes, name: str) -> Any:
+    path = tmp_path / name
+    path.write_bytes(raw)
+    return within_memory(lambda: data.read_idx(path, name))
+
+
+@FUZZ
+@given(
+    raw=st.one_of(
+        st.binary(max_size=256),
+        st.tuples(st.lists(st.integers(0, 2**32 - 1), max_size=4), st.binary(max_size=64)).map(
+            lambda t: idx_header(tuple(t[0])) + t[1]
+        ),
+    ),
+    name=st.sampled_from(["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "x.idx"]),
+)
+def test_arbitrary_idx_files_parse_or_raise_our_error(
+    tmp_path: Path, raw: bytes, name: str
+) -> None:
+    result = read_idx_file(tmp_path, raw, name)
+    assert isinstance(result, MLPError | np.ndarray)
+
+
+def test_idx_file_with_more_items_than_mnist_is_refused(tmp_path: Path) -> None:
+    raw = idx_header((60001,)) + bytes(60001)
+    error = read_idx_file(tmp_path, raw, "train-labels-idx1-ubyte")
+    assert isinstance(error, DataError)
+    assert "60,000" in str(error)
+
+
+def test_oversized_cached_file_is_not_read_whole(tmp_path: Path) -> None:
+    cache = data.data_dir()
+    cache.mkdir(parents=True)
+    stem = "train-images-idx3-ubyte"
+    with (cache / stem).open("wb") as f:
+        f.write(idx_header((10**6, 28, 28)))
+        f.truncate(16 + 10**6 * 784)  # a consistent header and 784 MB, sparse on disk
+    result = within_memory(lambda: data._read_cached(stem))
+    assert result is None  # damaged, like any file whose hash does not match
+    assert not (cache / stem).exists()
+
+
+# -- images -----------------------------------------------------------------------------------
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    pixels = np.full((40, 30), 255, np.uint8)
+    pixels[8:32, 13:17] = 0
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+GOOD_PNG = _png()
+
+
+def image_from_bytes(tmp_path: Path, raw: bytes) -> Any:
+    path = tmp_path / "fuzz.png"
+    path.write_bytes(raw)
+    return within_memory(lambda: mnist_style(open_image(path), source=str(path)))
+
+
+def test_the_fuzzed_reference_image_is_valid(tmp_path: Path) -> None:
+    digit = image_from_bytes(tmp_path, GOOD_PNG)
+    assert isinstance(digit, np.ndarray)
+    assert digit.shape == (28, 28)
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.binary(max_size=512),
+        st.sampled_from([GOOD_PNG]).flatmap(mutated),
+        st.binary(max_size=64).map(lambda tail: b"\x89PNG\r\n\x1a\n" + tail),
+        st.binary(max_size=64).map(lambda tail: b"GIF89a" + tail),
+        st.binary(max_size=64).map(lambda tail: b"BM" + tail),
+    )
+)
+def test_arbitrary_image_bytes_give_a_digit_or_our_error(tmp_path: Path, raw: bytes) -> None:
+    image_from_bytes(tmp_path, raw)
+
+
+# -- named pipes and devices --------------------------------------------------------------------
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "pipe.yaml"
+    os.mkfifo(path)
+    return path
+
+
+def test_loaders_refuse_a_named_pipe_without_blocking(fifo: Path) -> None:
+    for load in (load_config, checkpoint.load, open_image):
+        with pytest.raises(MLPError, match="named pipe") as info:
+            load(fifo)
+        assert str(fifo) in str(info.value)
+    with pytest.raises(OSError, match="named pipe"):
+        data._read_idx_file(fifo, str(fifo), None)
+
+
+# -- through the command line -------------------------------------------------------------------
+
+RSS_LIMIT_KB = 400 * 1024  # far below the gigabyte a refused file must never approach
+ADDRESS_SPACE = 3 * 2**30  # a hard cap: allocating a declared huge shape would fail loudly
+
+
+def run_mlp(*args: str, cwd: Path, timeout: float = 120) -> tuple[int, str, int]:
+    """Run ``mlp ARGS`` in a child with a capped address space; (exit code, stderr, peak
+    resident memory in KB of that child alone)."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+        resource.setrlimit(resource.RLIMIT_CPU, (int(timeout), int(timeout)))
+
+    err = cwd / "stderr.txt"
+    env = {**os.environ, "COLUMNS": "200", "MLP_DEBUG": "", "OPENBLAS_NUM_THREADS": "1"}
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlp_cli.cli", *args],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=limit,
+            env=env,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, err.read_text(), usage.ru_maxrss
+
+
+def assert_refused(code: int, stderr: str, rss_kb: int, expected: int, *fragments: str) -> None:
+    assert code == expected, stderr
+    assert "Traceback" not in stderr
+    assert stderr.startswith("error: ")
+    flat = " ".join(stderr.split())
+    for fragment in fragments:
+        assert fragment in flat, stderr
+    assert rss_kb < RSS_LIMIT_KB, f"peak RSS {rss_kb / 1024:.0f} MB"
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("method", METHODS[1:3], ids=["deflate", "bzip2"])
+def test_inspect_refuses_a_crafted_model_quickly_and_in_little_memory(
+    scratch: Path, method: int
+) -> None:
+    (scratch / "crafted.npz").write_bytes(huge_model(method))
+    code, stderr, rss = run_mlp("inspect", "--model", "crafted.npz", cwd=scratch)
+    assert_refused(code, stderr, rss, 1, "crafted.npz")
+
+
+def test_inspect_names_the_file_and_the_field_of_bad_metadata(scratch: Path) -> None:
+    bad = {**META, "preprocessing": {"input_size": 2, "normalize": 7.0}}
+    (scratch / "bad.npz").write_bytes(good_model_bytes(meta=bad))
+    code, stderr, rss = run_mlp("inspect", "--model", "bad.npz", cwd=scratch)
+    assert_refused(code, stderr, rss, 1, "bad.npz", "preprocessing.normalize")
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        (["inspect", "--model", "pipe"], 1),
+        (["predict", "--model", "model.npz", "pipe"], 1),
+        (["config", "show", "pipe"], 2),
+        (["train", "--config", "pipe"], 2),
+    ],
+    ids=["model", "image", "config show", "train"],
+)
+def test_a_named_pipe_is_refused_not_waited_on(
+    scratch: Path, command: list[str], code: int
+) -> None:
+    os.mkfifo(scratch / "pipe")
+    (scratch / "model.npz").write_bytes(GOOD_MODEL)
+    got, stderr, rss = run_mlp(*command, cwd=scratch, timeout=60)
+    assert_refused(got, stderr, rss, code, "pipe", "named pipe")
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("model.layers=784-1000000000000-10", ("model.layers", "3.2 PB", "weights")),
+        ("training.batch_size=1000000000000", ("training.batch_size", "1,000,000,000,000")),
+        ("training.batch_size=50000", ("training.batch_size", "activations")),
+    ],
+    ids=["layers", "batch", "batch-memory"],
+)
+def test_absurd_sizes_are_refused_before_any_work(
+    scratch: Path, override: str, fragments: tuple[str, ...]
+) -> None:
+    config = scratch / "c.yaml"
+    config.write_text(
+        "model: {layers: 784-4000-4000-10}\ndata: {validation_size: 1000}\n"
+        "training: {epochs: 1, batch_size: 32}\noutput: {dir: runs}\n"
+    )
+    (scratch / "runs").mkdir()
+    (scratch / "runs" / "latest").write_text("mine\n")
+    code, stderr, rss = run_mlp("train", "--config", "c.yaml", "--set", override, cwd=scratch)
+    assert_refused(code, stderr, rss, 2, f"--set {override}")
+    flat = " ".join(stderr.split())
+    for fragment in fragments:
+        assert fragment in flat
+    assert sorted(p.name for p in (scratch / "runs").iterdir()) == ["latest"]
+    assert (scratch / "runs" / "latest").read_text() == "mine\n"
