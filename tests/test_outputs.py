@@ -109,6 +109,7 @@ def run_dir(tmp_path: Path) -> Path:
         for e in (1, 2, 3)
     ]
     (folder / train.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / train.CONFIG_FILE).write_text(CONFIG)
     return folder
 
 
@@ -423,7 +424,7 @@ def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
     code, stdout, err = run("train", "-c", config, "--out", out)
     assert code == 0, err
     assert f"run directory: {shown}" in stdout.replace("\n", "")
-    assert f"mlp evaluate --model {shown}" in stdout.replace("\n", "")
+    assert f"mlp evaluate --model '{shown}'" in stdout.replace("\n", "")  # shell-quoted
     commands: list[list[str | Path]] = [
         ["evaluate", "--model", out, "--plot", out / "conf[/].png"],
         ["inspect", "--model", out],
@@ -590,7 +591,8 @@ def test_a_runs_curves_drawn_before_pictures_were_marked_are_redrawn(
     from matplotlib.figure import Figure
 
     legacy = run_dir / train.CURVES_FILE
-    Figure().savefig(legacy, format="png")  # what curves.png was before the mark
+    # what curves.png was before the mark: the curves figure, 14 x 4.8 inches at 120 dpi
+    Figure(figsize=(14, 4.8), dpi=120).savefig(legacy, format="png")
     other = tmp_path / "chart.png"
     Figure().savefig(other, format="png")  # a user's own matplotlib chart
     kept = other.read_bytes()
@@ -600,3 +602,19 @@ def test_a_runs_curves_drawn_before_pictures_were_marked_are_redrawn(
     assert code == 2
     assert str(other) in err
     assert other.read_bytes() == kept
+
+
+def test_a_users_own_matplotlib_chart_saved_as_a_runs_curves_is_kept(run_dir: Path) -> None:
+    from matplotlib.figure import Figure
+
+    before = treesnap.snapshot(run_dir)
+    users = run_dir / train.CURVES_FILE
+    Figure().savefig(users, format="png")  # matplotlib's default size, not the curves figure
+    kept = users.read_bytes()
+    code, _, err = run("plot", run_dir)
+    assert code == 2
+    assert str(users) in err.replace("\n", "")
+    assert "Traceback" not in err
+    assert users.read_bytes() == kept
+    users.unlink()
+    assert treesnap.snapshot(run_dir) == before
