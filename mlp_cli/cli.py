@@ -521,14 +521,16 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score a trained model on an MNIST split: accuracy, loss, per-class metrics, confusions."""
+    from mlp_cli.evaluate import check_plot_apart, split_images, write_mistakes
     from mlp_cli.evaluate import evaluate as run_evaluation
-    from mlp_cli.evaluate import split_images, write_mistakes
     from mlp_cli.outputs import check_folder, check_picture
 
     if plot is not None:
         check_picture(plot, "confusion heatmap")
     if misclassified is not None:
         check_folder(misclassified, "folder for --misclassified")
+        if plot is not None:
+            check_plot_apart(misclassified, plot)
     path, saved = _load_model(model)
     from mlp_cli.render import DataNotices
 

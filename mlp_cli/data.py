@@ -19,6 +19,7 @@ printing: download progress goes to the progress-bar object the caller supplies.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import importlib
@@ -37,7 +38,7 @@ from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 
-from mlp_cli.errors import DataError, UsageError
+from mlp_cli.errors import DataError, MLPError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -317,10 +318,25 @@ def _install(stem: str, raw: bytes) -> Path:
     return final
 
 
-def _cache_write_error(directory: Path, exc: OSError) -> DataError:
+def _cache_write_error(directory: Path, exc: OSError) -> MLPError:
+    """A full disk is a run-time failure; a cache folder that is a file, too long a name or
+    a folder without permission is a wrong setting, with the usage code."""
+    from mlp_cli.outputs import reason
+
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return UsageError(
+            f"The MNIST cache folder {directory} is a file, or lies under one, not a folder. "
+            f"Set {DATA_DIR_ENV} to a folder (new, or one to write into), or unset it to use "
+            "the default cache."
+        )
+    if exc.errno in (errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS):
+        return UsageError(
+            f"Cannot write to the MNIST cache folder {directory}: {reason(exc)}. Set "
+            f"{DATA_DIR_ENV} to a folder you can write to."
+        )
     return DataError(
-        f"Cannot write to the MNIST cache folder {directory} ({exc}). Free some disk space "
-        f"or set {DATA_DIR_ENV} to a folder you can write to."
+        f"Cannot write to the MNIST cache folder {directory}: {reason(exc)}. Free some disk "
+        f"space or set {DATA_DIR_ENV} to a folder you can write to."
     )
 
 

@@ -296,6 +296,25 @@ def save_image(image: Image.Image, path: Path, what: str = "picture") -> Path:
     return save_picture(path, what, lambda f: image.save(f, format="PNG", pnginfo=info))
 
 
+def same_place(a: Path | str, b: Path | str) -> bool:
+    """Whether `a` and `b` name the same file, links followed; told apart only by case
+    counts as the same too, as it is on case-insensitive file systems."""
+    return os.path.realpath(a).casefold() == os.path.realpath(b).casefold()
+
+
+def check_distinct(*targets: tuple[Path, str]) -> None:
+    """Refuse, before any work, two outputs of one command at the same place: the second
+    would overwrite what the same command has just written. Each target is (path, what)."""
+    for i, (path, what) in enumerate(targets):
+        for other, other_what in targets[i + 1 :]:
+            if same_place(path, other):
+                raise UsageError(
+                    f"the {other_what} '{other}' is the same file as the {what} '{path}', "
+                    "which this command also writes: the one would overwrite the other; "
+                    "choose another path"
+                )
+
+
 def unique_names(stems: list[str], pattern: str = "{stem}-input.png") -> list[str]:
     """A file name per stem, made unique by ``-2``, ``-3``... where stems repeat."""
     taken: set[str] = set()

@@ -190,8 +190,11 @@ def check_latest(parent: Path) -> None:
     link = Path(parent) / LATEST
     if not _latest_is_ours(link):
         if link.is_symlink():
-            kind = "link to nowhere" if not link.exists() else "link"
-            what = f"a {kind} that does not point at a run folder beside it"
+            kind = "link"
+            where = (
+                "nowhere" if not link.exists() else "something other than a run folder beside it"
+            )
+            what = f"a link to {where}"
         else:
             kind = "folder" if link.is_dir() else "file"
             what = f"a {kind} that mlp did not make"
