@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from mlp_cli import checkpoint, outputs, train
 from mlp_cli.cli import app
-from mlp_cli.errors import UsageError
+from mlp_cli.errors import OutputError, UsageError
 from mlp_cli.train import Splits
 
 runner = CliRunner()
@@ -540,7 +540,6 @@ def test_start_leaves_no_run_folder_when_the_latest_link_cannot_be_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlp_cli.config import config_from_dict
-    from mlp_cli.errors import OutputError
 
     def fail(run_dir: Path) -> None:
         raise OutputError("no link today")
@@ -742,7 +741,8 @@ def test_the_reserved_name_latest_is_refused_before_data_is_loaded(
     place = ["--out", "P/latest"] if where == "--out" else ["--set", "name=latest"]
     code, _, err = run("train", "-c", "tiny.yaml", "--set", "output.dir=P", *place)
     assert code == 2
-    assert "'latest'" in err and "link to the newest run" in err
+    assert "'latest'" in err
+    assert "link to the newest run" in err
     assert "did not make" not in err
     assert treesnap.snapshot(work) == before
     assert fake_data == []
@@ -766,7 +766,8 @@ def test_a_parent_that_cannot_take_the_latest_link_is_refused_before_the_work(
     before = treesnap.snapshot(work)
     code, _, err = run("train", "-c", "tiny.yaml", "--out", parent / "empty")
     assert code == 2
-    assert str(parent) in err and "read-only" in err
+    assert str(parent) in err
+    assert "read-only" in err
     assert "Free some space" not in err
     assert treesnap.snapshot(work) == before
     assert fake_data == []
@@ -780,7 +781,7 @@ def _only(make: Any, refused: Path, *args: Any, **kwargs: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    "code, advice",
+    ("code", "advice"),
     [
         (errno.ENOSPC, "Free some space"),
         (errno.EROFS, "Choose a place you can write to"),
@@ -788,10 +789,11 @@ def _only(make: Any, refused: Path, *args: Any, **kwargs: Any) -> Any:
     ],
 )
 def test_the_advice_after_a_write_error_fits_the_error(code: int, advice: str) -> None:
-    with pytest.raises(Exception) as caught, outputs.writing("/x/y.png", "the picture"):
+    with pytest.raises(OutputError) as caught, outputs.writing("/x/y.png", "the picture"):
         raise OSError(code, os.strerror(code))
     message = str(caught.value)
-    assert "'/x/y.png'" in message and advice in message
+    assert "'/x/y.png'" in message
+    assert advice in message
     if code != errno.ENOSPC:
         assert "Free some space" not in message
 
@@ -882,7 +884,8 @@ def test_an_undecodable_file_name_in_an_error_is_escaped(tmp_path: Path, run_dir
     code, _, err = run("plot", run_dir, "--out", bad)
     assert code == 2
     assert "bad\\x9b\\xff.txt" in err
-    assert "\udc9b" not in err and "\x9b" not in err
+    assert "\udc9b" not in err
+    assert "\x9b" not in err
 
 
 def test_data_info_json_is_ascii_and_keeps_a_strange_folder_name(
@@ -920,7 +923,6 @@ def test_a_failure_to_draw_curves_reads_as_sentences(
     work: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlp_cli import viz
-    from mlp_cli.errors import OutputError
 
     def fail(*args: Any, **kwargs: Any) -> None:
         raise OutputError("could not draw the curves")
@@ -938,7 +940,7 @@ def test_a_failure_to_draw_curves_reads_as_sentences(
 
 
 @pytest.mark.parametrize(
-    "plot, refused",
+    ("plot", "refused"),
     [("gallery.png", True), ("001-index7-true1-pred2.png", True), ("confusion.png", False)],
 )
 def test_a_plot_where_misclassified_writes_is_refused_before_the_work(
