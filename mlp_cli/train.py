@@ -235,6 +235,8 @@ def check_resume_destination(run_dir: str | Path) -> None:
     """Refuse, before anything is loaded, a run folder that cannot be written to again."""
     run_dir = _out_path(run_dir)
     outputs.check_folder(run_dir, "run folder")
+    for name in (CONFIG_FILE, METRICS_FILE, MODEL_FILE, CHECKPOINT_FILE):
+        outputs.check_replaceable(run_dir / name, "run's file")  # each is saved by a rename
     curves = run_dir / CURVES_FILE
     outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
     if run_dir.name != LATEST:  # resuming through the link leaves it as it is

@@ -902,19 +902,29 @@ def test_data_info_json_is_ascii_and_keeps_a_strange_folder_name(
 # -- resume checks its curves.png before training ----------------------------------------------
 
 
-def test_resume_refuses_a_users_picture_at_curves_before_loading_data(
-    work: Path, fake_data: list[str]
+@pytest.mark.parametrize(
+    "name", [train.CURVES_FILE, train.METRICS_FILE, checkpoint.MODEL_FILE, train.CONFIG_FILE]
+)
+def test_resume_refuses_what_it_must_not_replace_before_loading_data(
+    work: Path, fake_data: list[str], name: str
 ) -> None:
     (work / "tiny.yaml").write_text(CONFIG)
     assert run("train", "-c", "tiny.yaml", "--out", "R/run", "-q")[0] == 0
-    curves = work / "R" / "run" / train.CURVES_FILE
-    curves.unlink()
-    digit_png(curves)  # the user's own picture, under that name
+    target = work / "R" / "run" / name
+    if name == train.CURVES_FILE:
+        target.unlink()
+        digit_png(target)  # the user's own picture, under that name
+    elif name == train.CONFIG_FILE:
+        target.rename(work / "R" / "mine.yaml")
+        target.symlink_to("../mine.yaml")  # read through the link, replaced by the rename
+    else:
+        target.unlink()
+        os.mkfifo(target)
     fake_data.clear()
     before = treesnap.snapshot(work)
     code, _, err = run("train", "--resume", "R/run", "--set", "training.epochs=2")
     assert code == 2
-    assert str(Path("R") / "run" / train.CURVES_FILE) in err
+    assert str(Path("R") / "run" / name) in err
     assert treesnap.snapshot(work) == before
     assert fake_data == []
 
