@@ -38,7 +38,7 @@ from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 
-from mlp_cli.errors import DataError, MLPError, UsageError
+from mlp_cli.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -318,7 +318,7 @@ def _install(stem: str, raw: bytes) -> Path:
     return final
 
 
-def _cache_write_error(directory: Path, exc: OSError) -> MLPError:
+def _cache_write_error(directory: Path, exc: OSError) -> DataError | UsageError:
     """A full disk is a run-time failure; a cache folder that is a file, too long a name or
     a folder without permission is a wrong setting, with the usage code."""
     from mlp_cli.outputs import reason

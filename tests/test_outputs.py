@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import stat
+import tempfile
 import types
 from pathlib import Path
 from typing import IO, Any
@@ -754,7 +755,7 @@ def test_a_parent_that_cannot_take_the_latest_link_is_refused_before_the_work(
     (work / "tiny.yaml").write_text(CONFIG)
     parent = work / "P"
     (parent / "empty").mkdir(parents=True)
-    real = outputs.tempfile
+    real = tempfile
     monkeypatch.setattr(
         outputs,
         "tempfile",
@@ -848,11 +849,12 @@ def test_a_name_of_the_largest_allowed_length_is_written(tmp_path: Path, run_dir
     out.mkdir()
     limit = os.pathconf(out, "PC_NAME_MAX")
     commands: list[tuple[list[str | Path], Path]] = []
-    for suffix, command in (
+    writers: list[tuple[str, list[str | Path]]] = [
         (".png", ["plot", run_dir, "--out"]),
         (".png", ["show", "hidden", "--model", run_dir, "--no-terminal", "--out"]),
         (".onnx", ["export", "--model", run_dir, "--out"]),
-    ):
+    ]
+    for suffix, command in writers:
         target = out / (str(len(commands)) * (limit - len(suffix)) + suffix)
         commands.append(([*command, target], target))
     for args, target in commands:
