@@ -133,7 +133,7 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
     path = Path(path)
     existing, missing = _nearest_existing(path)
     if not existing.is_dir():
-        kind = "a link to nowhere" if not existing.exists() else "a file"
+        kind = special_kind(existing) or "a file"
         if not missing:
             raise UsageError(
                 f"the {what} '{path}' is {kind}, not a folder; give the path of a folder "
@@ -182,7 +182,7 @@ def special_kind(path: Path | str) -> str | None:
         if not os.path.exists(path):
             return "a link to nowhere"
         target = special_kind(os.path.realpath(path))
-        return f"a link to {target}" if target else "a link"
+        return f"a link to {target}" if target else "a link to a file"
     if stat.S_ISDIR(st.st_mode):
         return "a folder"
     if stat.S_ISFIFO(st.st_mode):

@@ -131,7 +131,7 @@ def _refuse_taken(path: Path) -> None:
             "newest run; choose another folder name"
         )
     if os.path.lexists(path) and not os.path.isdir(path):
-        kind = "a link to nowhere" if os.path.islink(path) else "a file"
+        kind = outputs.special_kind(path) or "a file"
         raise UsageError(
             f"--out '{path}' is {kind}, not a folder: --out names the folder a new run is "
             "written to (one that does not exist yet, or an empty one); choose another path"
