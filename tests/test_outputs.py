@@ -996,10 +996,12 @@ def test_a_cache_folder_that_is_a_file_is_a_usage_error(
     (tmp_path / "src").mkdir()
     monkeypatch.setenv("MLP_DATA_DIR", str(cache))
     before = treesnap.snapshot(tmp_path)
-    from mlp_cli import data
-
-    with pytest.raises(UsageError, match="is a file"):
-        data._install("t10k-labels-idx1-ubyte", b"x")
+    for command in (["data", "import", tmp_path / "src"], ["data", "info"], ["data", "fetch"]):
+        code, _, err = run(*command)
+        assert code == 2
+        assert str(cache) in err.replace("\n", "")
+        assert "is a file, not a folder" in err.replace("\n", " ")
+        assert "Free some" not in err
     assert treesnap.snapshot(tmp_path) == before
 
 
