@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -39,7 +40,13 @@ from numpy.typing import NDArray
 
 from mlp_cli import __version__
 from mlp_cli.activations import LEAKY_SLOPE
-from mlp_cli.checkpoint import FORMAT_NAME, FORMAT_VERSION, SavedModel, atomic_write
+from mlp_cli.checkpoint import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    METADATA_KEY,
+    SavedModel,
+    atomic_write,
+)
 from mlp_cli.errors import ExportError, UsageError
 from mlp_cli.evaluate import build_model, evaluate
 from mlp_cli.model import MLP
@@ -94,6 +101,17 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def _is_model_file(path: Path) -> bool:
+    """Whether `path` is a .npz archive holding mlp's metadata entry, whatever its name."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return f"{METADATA_KEY}.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path:
     """Refuse an output path that cannot or should not be written, before any work is done."""
     out = Path(out)
@@ -114,6 +132,11 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
         raise UsageError(f"cannot use --out '{out}': {reason(exc)}.") from None
     if not folder_is_dir:
         raise UsageError(f"'{folder}' in --out '{out}' is not a folder.")
+    if out.suffix.lower() == ".npz" or _is_model_file(out):
+        raise UsageError(
+            f"--out '{out}' names an mlp model or checkpoint (.npz), which an ONNX "
+            "file never replaces, even with --force; choose a name ending in .onnx."
+        )
     exists = os.path.lexists(out)  # a link to nowhere exists too
     if model_path is not None and exists and out.resolve() == model_path.resolve():
         raise UsageError(f"--out '{out}' is the model file itself; choose another path.")

@@ -1014,3 +1014,18 @@ def test_commands_printed_to_copy_are_shell_quoted(work: Path, fake_data: list[s
     code, _, err = run("train", "-c", "tiny.yaml", "--out", out)
     assert code == 2
     assert "mlp train --resume 'my runs/a;touch PWNED #'" in err.replace("\n", "")
+
+
+@pytest.mark.parametrize("name", ["checkpoint.npz", "model-copy.bin", "new.npz"])
+def test_export_never_replaces_a_model_or_checkpoint_even_with_force(
+    run_dir: Path, name: str
+) -> None:
+    target = run_dir / name
+    if name == "model-copy.bin":
+        target.write_bytes((run_dir / checkpoint.MODEL_FILE).read_bytes())
+    before = treesnap.snapshot(run_dir)
+    code, _, err = run("export", "--model", run_dir, "--out", target, "--force")
+    assert code == 2
+    assert str(target) in err.replace("\n", "")
+    assert "model or checkpoint" in err
+    assert treesnap.snapshot(run_dir) == before
