@@ -681,7 +681,9 @@ def export(
     from mlp_cli.evaluate import split_images
 
     exporting.check_format(format_)
-    exporting.check_out(out, force=force)
+    from mlp_cli.checkpoint import find_model
+
+    exporting.check_out(out, force=force, model_path=find_model(model))
     path, saved = _load_model(model)
     written = exporting.export(saved, out, force=force, preprocessing=preprocessing)
     console.print(

@@ -132,17 +132,17 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
         raise UsageError(f"cannot use --out '{out}': {reason(exc)}.") from None
     if not folder_is_dir:
         raise UsageError(f"'{folder}' in --out '{out}' is not a folder.")
+    exists = os.path.lexists(out)  # a link to nowhere exists too
+    if exists and not force:
+        raise UsageError(
+            f"'{out}' already exists; pass --force to replace it, or choose another --out."
+        )
+    if model_path is not None and exists and out.resolve() == model_path.resolve():
+        raise UsageError(f"--out '{out}' is the model file itself; choose another path.")
     if out.suffix.lower() == ".npz" or _is_model_file(out):
         raise UsageError(
             f"--out '{out}' names an mlp model or checkpoint (.npz), which an ONNX "
             "file never replaces, even with --force; choose a name ending in .onnx."
-        )
-    exists = os.path.lexists(out)  # a link to nowhere exists too
-    if model_path is not None and exists and out.resolve() == model_path.resolve():
-        raise UsageError(f"--out '{out}' is the model file itself; choose another path.")
-    if exists and not force:
-        raise UsageError(
-            f"'{out}' already exists; pass --force to replace it, or choose another --out."
         )
     check_folder(folder, "folder for --out")  # writable: read-only mounts, /proc, /sys...
     check_name(out, "ONNX file")
