@@ -1029,3 +1029,21 @@ def test_export_never_replaces_a_model_or_checkpoint_even_with_force(
     assert str(target) in err.replace("\n", "")
     assert "model or checkpoint" in err
     assert treesnap.snapshot(run_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code"), [(errno.ENAMETOOLONG, 2), (errno.ENOTDIR, 2), (errno.EIO, 1)]
+)
+def test_a_stray_os_error_naming_a_path_is_one_message(
+    monkeypatch: pytest.MonkeyPatch, code: int, exit_code: int
+) -> None:
+    import mlp_cli.cli
+
+    def fail(model: Any) -> Any:
+        raise OSError(code, os.strerror(code), "/some/where/model.npz")
+
+    monkeypatch.setattr(mlp_cli.cli, "_load_model", fail)
+    status, _, err = run("inspect")
+    assert status == exit_code
+    assert "'/some/where/model.npz'" in err
+    assert os.strerror(code) in err
