@@ -303,7 +303,8 @@ def atomic_write(path: Path, write: Any) -> None:
     ``np.savez`` appends ``.npz`` to a *path*, which is why it is handed a file object.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A short temporary name: one built from ``path.name`` could exceed NAME_MAX.
+    fd, tmp_name = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -31,7 +31,7 @@ from rich.text import Text
 
 from mlp_cli import __version__
 from mlp_cli.errors import MLPError
-from mlp_cli.plain import escape_controls, plain
+from mlp_cli.plain import command, escape_controls, plain
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
 
@@ -84,6 +84,10 @@ DebugOpt = Annotated[
 ]
 
 
+# OSErrors that mean the path given is wrong, not that the system failed: the usage code.
+_ARGUMENT_ERRNOS = (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ENOENT, errno.ELOOP, errno.EISDIR)
+
+
 def handle_errors(command: F) -> F:
     """Turn library errors into a message on stderr and their exit code.
 
@@ -104,6 +108,24 @@ def handle_errors(command: F) -> F:
                 Text.assemble(("error: ", "bold red"), plain(exc)), highlight=False, soft_wrap=True
             )
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            # A safety net under the checks where paths are resolved: a path the system
+            # refused (too long, a file where a folder should be...) ends in one message.
+            if _debugging() or isinstance(exc, StdoutError) or exc.filename is None:
+                raise
+            from mlp_cli.outputs import reason
+
+            err_console.print(
+                Text.assemble(
+                    ("error: ", "bold red"),
+                    "cannot use '",
+                    plain(exc.filename),
+                    f"': {reason(exc)}.",
+                ),
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2 if exc.errno in _ARGUMENT_ERRNOS else 1) from None
         except KeyboardInterrupt as exc:
             if _debugging():
                 raise
@@ -395,12 +417,11 @@ def train(
         print_train_summary(console, result)
     if result.status == "interrupted":
         err_console.print(
-            Text.assemble(
-                "training interrupted; checkpoint saved. Resume with: mlp train --resume ",
-                plain(result.run_dir),
-            ),
+            "training interrupted; checkpoint saved. Resume with: "
+            + command("mlp train --resume", result.run_dir),
             highlight=False,
             soft_wrap=True,
+            markup=False,
         )
         raise typer.Exit(128 + (stop_signal() or signal.SIGINT))
 
@@ -502,14 +523,16 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score a trained model on an MNIST split: accuracy, loss, per-class metrics, confusions."""
+    from mlp_cli.evaluate import check_plot_apart, split_images, write_mistakes
     from mlp_cli.evaluate import evaluate as run_evaluation
-    from mlp_cli.evaluate import split_images, write_mistakes
     from mlp_cli.outputs import check_folder, check_picture
 
     if plot is not None:
         check_picture(plot, "confusion heatmap")
     if misclassified is not None:
         check_folder(misclassified, "folder for --misclassified")
+        if plot is not None:
+            check_plot_apart(misclassified, plot)
     path, saved = _load_model(model)
     from mlp_cli.render import DataNotices
 
@@ -660,7 +683,9 @@ def export(
     from mlp_cli.evaluate import split_images
 
     exporting.check_format(format_)
-    exporting.check_out(out, force=force)
+    from mlp_cli.checkpoint import find_model
+
+    exporting.check_out(out, force=force, model_path=find_model(model))
     path, saved = _load_model(model)
     written = exporting.export(saved, out, force=force, preprocessing=preprocessing)
     console.print(
@@ -764,10 +789,10 @@ def plot(
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import CURVES_FILE, MATPLOTLIB_PNG, METRICS_FILE
+    from mlp_cli.train import CURVES_FILE, METRICS_FILE, legacy_curves
     from mlp_cli.viz import plot_curves, read_metrics
 
-    replaces = (MATPLOTLIB_PNG,) if out is None else ()  # a run's own curves.png
+    replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
     records = read_metrics(run_dir / METRICS_FILE)
     plot_curves(records, target, title=run_dir.resolve().name, replaces=replaces)
@@ -829,9 +854,9 @@ def data_info(
 
     info = data.mnist_info()
     if json_:
-        console.print_json(
-            json.dumps({"data_dir": str(data.data_dir()), "files": info}, default=str)
-        )
+        # json.dumps escapes every non-ASCII and control character: the output is valid
+        # JSON in any terminal encoding, and a folder's name cannot reach the terminal raw.
+        typer.echo(json.dumps({"data_dir": str(data.data_dir()), "files": info}, default=str))
         return
     table = Table(title=Text.assemble("MNIST cache: ", plain(data.data_dir())))
     for column in ("file", "present", "verified", "bytes"):

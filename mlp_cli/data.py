@@ -19,6 +19,7 @@ printing: download progress goes to the progress-bar object the caller supplies.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import importlib
@@ -125,16 +126,42 @@ def data_dir() -> Path:
     override = os.environ.get(DATA_DIR_ENV, "").strip()
     if override:
         try:
-            return Path(override).expanduser()
+            path = Path(override).expanduser()
         except RuntimeError:  # "~name/..." for a user this system does not know
             raise UsageError(
                 f"The environment variable {DATA_DIR_ENV} is {override!r}, whose '~' names "
                 "no home folder on this system. Set it to a folder path, for example "
                 f"{DATA_DIR_ENV}=$HOME/mnist, or unset it to use the default cache."
             ) from None
+        _check_data_dir(path)
+        return path
     import pooch
 
     return Path(pooch.os_cache("mlp")) / "mnist"
+
+
+def _check_data_dir(path: Path) -> None:
+    """Refuse a `$MLP_DATA_DIR` that no folder can ever be at: a file, a name longer than
+    the file system allows, a file in the middle of the path, a loop of links."""
+    try:
+        if not os.path.isdir(os.path.realpath(path)) and os.path.lexists(path):
+            raise UsageError(
+                f"The environment variable {DATA_DIR_ENV} is '{path}', which is a file, not "
+                f"a folder. Set it to a folder path, for example {DATA_DIR_ENV}=$HOME/mnist, "
+                "or unset it to use the default cache."
+            )
+        os.stat(path)
+    except FileNotFoundError:
+        return  # made when the first file is written
+    except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
+            from mlp_cli.outputs import reason
+
+            raise UsageError(
+                f"The environment variable {DATA_DIR_ENV} is '{path}', where no folder can "
+                f"be: {reason(exc)}. Set it to a folder path, for example "
+                f"{DATA_DIR_ENV}=$HOME/mnist, or unset it to use the default cache."
+            ) from None
 
 
 def mirror_list(mirror: str | None = None) -> list[str]:
@@ -319,10 +346,25 @@ def _install(stem: str, raw: bytes) -> Path:
     return final
 
 
-def _cache_write_error(directory: Path, exc: OSError) -> DataError:
+def _cache_write_error(directory: Path, exc: OSError) -> DataError | UsageError:
+    """A full disk is a run-time failure; a cache folder that is a file, too long a name or
+    a folder without permission is a wrong setting, with the usage code."""
+    from mlp_cli.outputs import reason
+
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return UsageError(
+            f"The MNIST cache folder {directory} is a file, or lies under one, not a folder. "
+            f"Set {DATA_DIR_ENV} to a folder (new, or one to write into), or unset it to use "
+            "the default cache."
+        )
+    if exc.errno in (errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS):
+        return UsageError(
+            f"Cannot write to the MNIST cache folder {directory}: {reason(exc)}. Set "
+            f"{DATA_DIR_ENV} to a folder you can write to."
+        )
     return DataError(
-        f"Cannot write to the MNIST cache folder {directory} ({exc}). Free some disk space "
-        f"or set {DATA_DIR_ENV} to a folder you can write to."
+        f"Cannot write to the MNIST cache folder {directory}: {reason(exc)}. Free some disk "
+        f"space or set {DATA_DIR_ENV} to a folder you can write to."
     )
 
 

@@ -183,6 +183,23 @@ def _file_safe(name: str, index: int) -> str:
     return name if _FILE_SAFE.fullmatch(name) and name not in (".", "..") else str(index)
 
 
+# The names `write_mistakes` gives its pictures, e.g. 001-index8-true5-pred3.png.
+_MISTAKE_NAME = re.compile(r"\d{3}-index\d+-true.+-pred.+\.png", re.IGNORECASE)
+
+
+def check_plot_apart(folder: Path, plot: Path) -> None:
+    """Refuse, before any work, a --plot that --misclassified would write too (its gallery,
+    or a name of the kind its pictures get), or the other way round."""
+    from mlp_cli.outputs import check_distinct, same_place
+
+    check_distinct((folder / GALLERY_FILE, "gallery of --misclassified"), (plot, "--plot file"))
+    if _MISTAKE_NAME.fullmatch(plot.name) and same_place(folder, plot.parent):
+        raise UsageError(
+            f"the --plot file '{plot}' has a name of the kind --misclassified gives its "
+            f"pictures in '{folder}', so one could overwrite the other; choose another name"
+        )
+
+
 def write_mistakes(
     result: Evaluation, images: NDArray[np.uint8], folder: Path, count: int
 ) -> list[Path]:

@@ -27,6 +27,9 @@ optimisation (runtimes fuse Gemm and activation themselves).
 from __future__ import annotations
 
 import json
+import os
+import stat
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -37,11 +40,17 @@ from numpy.typing import NDArray
 
 from mlp_cli import __version__
 from mlp_cli.activations import LEAKY_SLOPE
-from mlp_cli.checkpoint import FORMAT_NAME, FORMAT_VERSION, SavedModel, atomic_write
+from mlp_cli.checkpoint import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    METADATA_KEY,
+    SavedModel,
+    atomic_write,
+)
 from mlp_cli.errors import ExportError, UsageError
 from mlp_cli.evaluate import build_model, evaluate
 from mlp_cli.model import MLP
-from mlp_cli.outputs import check_folder
+from mlp_cli.outputs import advice, check_folder, check_name, check_replaceable, reason
 
 if TYPE_CHECKING:
     import onnx
@@ -92,26 +101,51 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def _is_model_file(path: Path) -> bool:
+    """Whether `path` is a .npz archive holding mlp's metadata entry, whatever its name."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return f"{METADATA_KEY}.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path:
     """Refuse an output path that cannot or should not be written, before any work is done."""
     out = Path(out)
     folder = out.parent
-    if out.is_dir():
+    if os.path.isdir(out) and not os.path.islink(out):
         raise UsageError(f"--out '{out}' is a folder; give the path of the file to write.")
-    if not folder.exists():
+    # Even with --force: the write ends in a rename, which would replace a device, a FIFO or
+    # a link (not what it points to) by a file.
+    check_replaceable(out, "ONNX file")
+    try:
+        folder_is_dir = stat.S_ISDIR(os.stat(folder).st_mode)
+    except FileNotFoundError:
         raise UsageError(
             f"the folder '{folder}' for --out '{out}' does not exist; create it first or "
             "choose another path."
-        )
-    if not folder.is_dir():
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot use --out '{out}': {reason(exc)}.") from None
+    if not folder_is_dir:
         raise UsageError(f"'{folder}' in --out '{out}' is not a folder.")
-    if model_path is not None and out.exists() and out.resolve() == model_path.resolve():
-        raise UsageError(f"--out '{out}' is the model file itself; choose another path.")
-    if out.exists() and not force:
+    exists = os.path.lexists(out)  # a link to nowhere exists too
+    if exists and not force:
         raise UsageError(
             f"'{out}' already exists; pass --force to replace it, or choose another --out."
         )
+    if model_path is not None and exists and out.resolve() == model_path.resolve():
+        raise UsageError(f"--out '{out}' is the model file itself; choose another path.")
+    if out.suffix.lower() == ".npz" or _is_model_file(out):
+        raise UsageError(
+            f"--out '{out}' names an mlp model or checkpoint (.npz), which an ONNX "
+            "file never replaces, even with --force; choose a name ending in .onnx."
+        )
     check_folder(folder, "folder for --out")  # writable: read-only mounts, /proc, /sys...
+    check_name(out, "ONNX file")
     return out
 
 
@@ -246,6 +280,7 @@ def _doc(saved: SavedModel, preprocessing: bool, n_in: int) -> str:
 def write_onnx(onnx_model: onnx.ModelProto, out: Path) -> Path:
     """Write ``onnx_model`` to ``out`` atomically: the file appears whole or not at all."""
     data = onnx_model.SerializeToString()
+    check_replaceable(out, "ONNX file")  # again: something may have appeared since the check
     try:
         atomic_write(out, lambda f: f.write(data))
     except PermissionError as exc:
@@ -254,8 +289,8 @@ def write_onnx(onnx_model: onnx.ModelProto, out: Path) -> Path:
         ) from None
     except OSError as exc:
         raise ExportError(
-            f"could not write '{out}': {exc.strerror or exc}. The previous file, if any, is "
-            "unchanged; free some disk space or choose another folder."
+            f"could not write '{out}': {reason(exc)}. The previous file, if any, is "
+            f"unchanged. {advice(exc)}"
         ) from None
     return out
 

@@ -12,8 +12,13 @@ the newest run.
   image suffix, and whatever is there already must be a picture `mlp` drew (pictures carry
   `PICTURE_MARK` in their metadata), so a model, a checkpoint or a user's own file is
   never replaced.
+- `check_replaceable` refuses, even when replacing is allowed, an existing path that is not
+  a plain regular file: a device, a FIFO, a socket, a folder or any symlink would be
+  replaced by the rename that every atomic write ends with.
 - `writing` turns an `OSError` while writing (a full disk, a mount gone read-only) into
   an `OutputError` naming the path; `save_picture` writes a picture atomically with its mark.
+- `temp_path` names every temporary file: short (`.mlp-<hex>.tmp`), so a destination name
+  as long as the file system allows still has a temporary name beside it.
 
 Left out: what is written (`viz`, `train`) and the `.npz` format (`checkpoint`).  Only the
 standard library is imported here; Pillow only inside `save_image`.
@@ -24,6 +29,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -52,6 +58,25 @@ _REASONS = {
 }
 
 
+# Advice after a write error, by errno: only a full disk is solved by freeing space.
+_ADVICE = {
+    errno.ENOSPC: "Free some space or choose another place, then run the command again.",
+    errno.EDQUOT: "Free some space or choose another place, then run the command again.",
+    errno.ENAMETOOLONG: "Choose a shorter name, then run the command again.",
+}
+_OTHER_PLACE = "Choose a place you can write to, then run the command again."
+
+
+def temp_path(folder: Path) -> Path:
+    """A fresh temporary name in `folder`, short whatever the destination's name."""
+    return folder / f".mlp-{secrets.token_hex(6)}.tmp"
+
+
+def advice(exc: OSError) -> str:
+    """What to do after `exc` while writing: free space only when space ran out."""
+    return _ADVICE.get(exc.errno or 0, _OTHER_PLACE)
+
+
 def reason(exc: OSError) -> str:
     """What went wrong, in words, with the system's own message."""
     words = _REASONS.get(exc.errno or 0)
@@ -60,12 +85,12 @@ def reason(exc: OSError) -> str:
 
 
 @contextmanager
-def writing(path: Path | str, what: str, advice: str = "") -> Iterator[None]:
+def writing(path: Path | str, what: str, hint: str = "") -> Iterator[None]:
     """Turn an OSError raised while writing `what` at `path` into an `OutputError`."""
     try:
         yield
     except OSError as exc:
-        tail = advice or "Free some space or choose another place, then run the command again."
+        tail = hint or advice(exc)
         raise OutputError(f"could not write {what} '{path}': {reason(exc)}. {tail}") from None
 
 
@@ -108,7 +133,7 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
     path = Path(path)
     existing, missing = _nearest_existing(path)
     if not existing.is_dir():
-        kind = "a link to nowhere" if not existing.exists() else "a file"
+        kind = special_kind(existing) or "a file"
         if not missing:
             raise UsageError(
                 f"the {what} '{path}' is {kind}, not a folder; give the path of a folder "
@@ -138,6 +163,47 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
         raise error(
             f"cannot write the {what} {where}: {reason(exc)}; choose another place"
         ) from None
+
+
+def special_kind(path: Path | str) -> str | None:
+    """What `path` is, in words, when it exists and is not a plain regular file (which an
+    atomic write may replace); None when it is absent or a regular file."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # nothing can be there; `check_name` says why
+            return None
+        raise UsageError(f"cannot use '{path}': {reason(exc)}") from None
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        if not os.path.exists(path):
+            return "a link to nowhere"
+        target = special_kind(os.path.realpath(path))
+        return f"a link to {target}" if target else "a link to a file"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder"
+    if stat.S_ISFIFO(st.st_mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(st.st_mode):
+        return "a socket"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return "a device"
+    return "not a regular file"
+
+
+def check_replaceable(path: Path | str, what: str = "file") -> None:
+    """Refuse an existing `path` that is not a plain regular file, whatever the options:
+    writing ends in a rename over `path`, which would replace a device, a FIFO, a folder
+    or a link (not what it points to) by a file."""
+    kind = special_kind(path)
+    if kind is not None:
+        raise UsageError(
+            f"cannot write the {what} '{path}': it is {kind}, and mlp replaces only regular "
+            "files it may overwrite; choose another path"
+        )
 
 
 def is_own_picture(path: Path, also: tuple[bytes, ...] = ()) -> bool:
@@ -179,19 +245,25 @@ def check_picture(
             f"cannot write the {what} '{path}': it is a folder; give the path of the image "
             "file to write"
         )
+    check_replaceable(path, what)
     if os.path.lexists(path) and not is_own_picture(path, also):
         raise UsageError(
             f"'{path}' already exists and is not a picture mlp drew, so it is left as it is; "
             "choose another name, or move that file away first"
         )
     check_folder(path.parent, f"folder for '{path.name}'")
+    check_name(path, what)
+    return path
+
+
+def check_name(path: Path, what: str) -> None:
+    """Refuse a file name longer than its folder's file system allows."""
     size, limit = len(os.fsencode(path.name)), _name_max(_nearest_existing(path.parent)[0])
     if size > limit:
         raise UsageError(
             f"cannot write the {what} '{path}': its name is {size} bytes long, and this file "
             f"system allows at most {limit} (ENAMETOOLONG); choose a shorter name"
         )
-    return path
 
 
 def save_picture(path: Path, what: str, write: Callable[[IO[bytes]], object]) -> Path:
@@ -200,9 +272,10 @@ def save_picture(path: Path, what: str, write: Callable[[IO[bytes]], object]) ->
     A full disk or any other write error leaves what was at `path` untouched and becomes
     an `OutputError` naming `path`.
     """
+    check_replaceable(path, what)  # again: something may have appeared since the check
     with writing(path, what):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        tmp = temp_path(path.parent)
         try:
             with open(tmp, "xb") as f:
                 write(f)
@@ -221,6 +294,25 @@ def save_image(image: Image.Image, path: Path, what: str = "picture") -> Path:
     info = PngInfo()
     info.add_text("Software", PICTURE_MARK)
     return save_picture(path, what, lambda f: image.save(f, format="PNG", pnginfo=info))
+
+
+def same_place(a: Path | str, b: Path | str) -> bool:
+    """Whether `a` and `b` name the same file, links followed; told apart only by case
+    counts as the same too, as it is on case-insensitive file systems."""
+    return os.path.realpath(a).casefold() == os.path.realpath(b).casefold()
+
+
+def check_distinct(*targets: tuple[Path, str]) -> None:
+    """Refuse, before any work, two outputs of one command at the same place: the second
+    would overwrite what the same command has just written. Each target is (path, what)."""
+    for i, (path, what) in enumerate(targets):
+        for other, other_what in targets[i + 1 :]:
+            if same_place(path, other):
+                raise UsageError(
+                    f"the {other_what} '{other}' is the same file as the {what} '{path}', "
+                    "which this command also writes: the one would overwrite the other; "
+                    "choose another path"
+                )
 
 
 def unique_names(stems: list[str], pattern: str = "{stem}-input.png") -> list[str]:

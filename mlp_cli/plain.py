@@ -3,22 +3,41 @@
 File names, config values, `--set` values, model metadata and environment variables reach
 the terminal through `plain`: rich never reads them as markup (a ``[red]`` in a file name
 stays those five characters), and control characters are shown escaped, so no escape
-sequence in a name can move the cursor or change the terminal's colours.
+sequence in a name can move the cursor or change the terminal's colours. Bytes of a file
+name that are not UTF-8 (which Python holds as lone surrogates, ``\udc9b`` for 0x9b) are
+shown as ``\x9b``: never written raw, where 0x9b is a terminal's 8-bit CSI, and never an
+encoding error. `command` quotes the arguments of a command printed for the user to copy.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 
 from rich.text import Text
 
-# C0 controls except tab and newline, DEL, and the C1 controls (which some terminals obey).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 controls except tab and newline, DEL, the C1 controls (which some terminals obey), and
+# lone surrogates (undecodable bytes of a file name, or broken text).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # the byte os.fsdecode could not decode
+        return f"\\x{code - 0xDC00:02x}"
+    return char.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def escape_controls(text: str) -> str:
-    """`text` with each control character written as a Python escape (``\\x1b``)."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """`text` with each control character and undecodable byte written as a Python escape
+    (``\\x1b``, ``\\xff``)."""
+    return _CONTROL.sub(lambda m: _escape(m.group()), text)
+
+
+def command(prefix: str, *args: object) -> str:
+    """A command line for the user to copy: `prefix`, then each argument shell-quoted (so
+    ``my runs/a;touch x`` stays one harmless argument) and its controls escaped."""
+    return " ".join([prefix, *(escape_controls(shlex.quote(str(arg))) for arg in args)])
 
 
 def plain(text: object, style: str = "") -> Text:

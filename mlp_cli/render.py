@@ -28,7 +28,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from mlp_cli.plain import plain
+from mlp_cli.plain import command, plain
 from mlp_cli.train import Callbacks, TrainResult
 
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ def slow_run_message(slow: Slowdown, run_dir: Path | str) -> str:
         return f"{text} Training uses one thread already; it speeds up when they finish."
     return (
         f"{text} Fewer threads wait less for each other: press Ctrl-C and continue with "
-        f"mlp train --resume {run_dir} --threads {slow.suggest}"
+        f"{command('mlp train --resume', run_dir)} --threads {slow.suggest}"
     )
 
 
@@ -313,8 +313,8 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             Text.assemble(
                 "model: ",
                 plain(result.run_dir / "model.npz"),
-                "   next: mlp evaluate --model ",
-                plain(result.run_dir),
+                "   next: ",
+                command("mlp evaluate --model", result.run_dir),
             ),
             highlight=False,
             soft_wrap=True,  # a command to copy: never broken across lines

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -41,6 +40,7 @@ from mlp_cli.checkpoint import LATEST, MODEL_FILE
 from mlp_cli.errors import CheckpointError, MLPError, OutputError, TrainingError, UsageError
 from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, make_optimizer
+from mlp_cli.plain import command
 from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
 from mlp_cli.threads import Slowdown, blas_threads, slowdown, waiting_seconds
 
@@ -54,8 +54,10 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.npz"
 CURVES_FILE = "curves.png"
 # The text chunk of a PNG matplotlib drew: how curves.png of runs from before pictures were
-# marked as mlp's looks, so resuming such a run may redraw it.
+# marked as mlp's looks (see `legacy_curves`).
 MATPLOTLIB_PNG = b"Software\x00Matplotlib"
+# The pixel size of the curves figure (14 x 4.8 inches at viz.DPI, 120), from before the mark too.
+_CURVES_PIXELS = (1680, 576)
 CLASS_NAMES = [str(d) for d in range(10)]
 
 
@@ -108,6 +110,11 @@ def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
 
 
 def _check_run_name(name: str) -> None:
+    if name == LATEST:
+        raise UsageError(
+            f"the run name '{LATEST}' is the name mlp keeps for the link to the newest run; "
+            "set `name` in the config, or --set name=NAME, to another name"
+        )
     if not _is_plain_name(name):
         raise UsageError(
             f"the run name '{name}' cannot be used as a folder name (it is empty or "
@@ -118,9 +125,15 @@ def _check_run_name(name: str) -> None:
 
 def _refuse_taken(path: Path) -> None:
     """Refuse an --out that is a file, or a folder that already holds something."""
-    if os.path.lexists(path) and not os.path.isdir(path):
+    if path.name == LATEST:
         raise UsageError(
-            f"--out '{path}' is a file, not a folder: --out names the folder a new run is "
+            f"--out '{path}' ends in '{LATEST}', the name mlp keeps for the link to the "
+            "newest run; choose another folder name"
+        )
+    if os.path.lexists(path) and not os.path.isdir(path):
+        kind = outputs.special_kind(path) or "a file"
+        raise UsageError(
+            f"--out '{path}' is {kind}, not a folder: --out names the folder a new run is "
             "written to (one that does not exist yet, or an empty one); choose another path"
         )
     try:
@@ -132,7 +145,7 @@ def _refuse_taken(path: Path) -> None:
     if (path / CHECKPOINT_FILE).is_file() and (path / CONFIG_FILE).is_file():
         raise UsageError(
             f"the output folder '{path}' already holds a run; choose another --out, or "
-            f"continue that run with `mlp train --resume {path}`"
+            f"continue that run with `{command('mlp train --resume', path)}`"
         )
     raise UsageError(
         f"the output folder '{path}' already exists and is not empty, and mlp writes a new "
@@ -142,17 +155,30 @@ def _refuse_taken(path: Path) -> None:
 
 
 def _latest_is_ours(link: Path) -> bool:
-    """Whether ``link`` is absent, a symlink, or the plain file naming a sibling run that
-    `update_latest` writes where symlinks are not available."""
-    if link.is_symlink() or not os.path.lexists(link):
-        return True
-    if not link.is_file() or link.stat().st_size > 1024:
-        return False
+    """Whether ``link`` is absent, or what `update_latest` makes: a symlink to a sibling run
+    folder (one holding config.yaml), or where symlinks are not available a small plain
+    file naming one. A user's link to anything else (a file, a folder, nowhere, itself) is
+    not ours."""
     try:
-        name = link.read_text(encoding="utf-8").strip()
+        if not os.path.lexists(link):
+            return True
+        if link.is_symlink():
+            name = os.readlink(link)
+            if os.path.isabs(name) and Path(name).parent == link.parent.resolve():
+                name = Path(name).name  # a sibling named by its absolute path
+        elif link.is_file() and link.stat().st_size <= 1024:
+            name = link.read_text(encoding="utf-8").strip()
+        else:
+            return False
+        run = link.parent / name
+        return (
+            _is_plain_name(name)
+            and name != LATEST
+            and run.is_dir()
+            and (run / CONFIG_FILE).is_file()
+        )
     except (OSError, UnicodeDecodeError):
         return False
-    return _is_plain_name(name) and (link.parent / name / CONFIG_FILE).is_file()
 
 
 def _is_plain_name(name: str) -> bool:
@@ -163,11 +189,19 @@ def check_latest(parent: Path) -> None:
     """Refuse a ``<parent>/latest`` that mlp did not make: only its own link is replaced."""
     link = Path(parent) / LATEST
     if not _latest_is_ours(link):
-        kind = "folder" if link.is_dir() else "file"
+        if link.is_symlink():
+            kind = "link"
+            where = (
+                "nowhere" if not link.exists() else "something other than a run folder beside it"
+            )
+            what = f"a link to {where}"
+        else:
+            kind = "folder" if link.is_dir() else "file"
+            what = f"a {kind} that mlp did not make"
         raise UsageError(
-            f"'{link}' is a {kind} that mlp did not make. mlp keeps '{LATEST}' there as a "
-            "link to the newest run and never replaces anything else; rename or move that "
-            f"{kind}, or put the run elsewhere (--out, or --set output.dir=DIR)"
+            f"'{link}' is {what}. mlp keeps '{LATEST}' there as a link to the newest run "
+            f"and never replaces anything else; rename or move that {kind}, or put the run "
+            "elsewhere (--out, or --set output.dir=DIR)"
         )
 
 
@@ -193,13 +227,40 @@ def check_run_destination(cfg: Config, out: str | Path | None = None) -> None:
         first = parent / name
         outputs.check_folder(parent if os.path.lexists(first) else first, "run folder")
     check_latest(parent)
+    # The link goes beside the run: its folder must take new entries too.
+    outputs.check_folder(parent, f"folder for the '{LATEST}' link")
 
 
 def check_resume_destination(run_dir: str | Path) -> None:
     """Refuse, before anything is loaded, a run folder that cannot be written to again."""
     run_dir = _out_path(run_dir)
     outputs.check_folder(run_dir, "run folder")
-    check_latest(run_dir.parent)
+    for name in (CONFIG_FILE, METRICS_FILE, MODEL_FILE, CHECKPOINT_FILE):
+        outputs.check_replaceable(run_dir / name, "run's file")  # each is saved by a rename
+    curves = run_dir / CURVES_FILE
+    outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
+    if run_dir.name != LATEST:  # resuming through the link leaves it as it is
+        check_latest(run_dir.parent)
+        outputs.check_folder(run_dir.parent, f"folder for the '{LATEST}' link")
+
+
+def legacy_curves(path: Path) -> tuple[bytes, ...]:
+    """The marks that make `path` a run's own curves.png besides mlp's picture mark:
+    matplotlib's, but only for a PNG of the curves figure's exact pixel size inside a run
+    folder (config.yaml and metrics.jsonl beside it), as mlp drew it before pictures were
+    marked; a user's own chart saved there is not replaced."""
+    folder = path.parent
+    if not ((folder / CONFIG_FILE).is_file() and (folder / METRICS_FILE).is_file()):
+        return ()
+    try:
+        with path.open("rb") as f:
+            head = f.read(24)  # signature, IHDR length and type, width, height
+    except OSError:
+        return ()
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return ()
+    size = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
+    return (MATPLOTLIB_PNG,) if size == _CURVES_PIXELS else ()
 
 
 def new_run_dir(cfg: Config, out: str | Path | None = None) -> Path:
@@ -255,19 +316,21 @@ def update_latest(run_dir: Path) -> None:
     """Point ``<parent>/latest`` at ``run_dir`` (a symlink, replaced atomically).
 
     Only mlp's own link is ever replaced (see `check_latest`)."""
-    parent = _out_path(run_dir).parent
+    run_dir = _out_path(run_dir)
+    if run_dir.name == LATEST:  # resumed through the link: it points at this run already
+        return
+    parent = run_dir.parent
     check_latest(parent)
     link = parent / LATEST
-    target = run_dir.resolve()
-    # Relative when beside the link, so the runs folder can move; never the link itself.
-    name = target.name if target.parent == parent.resolve() else str(target)
-    tmp = parent / f".{LATEST}.{os.getpid()}.{secrets.token_hex(4)}"
+    # The run's name beside the link: relative, so the runs folder can move.
+    name = run_dir.name
+    tmp = outputs.temp_path(parent)
     with outputs.writing(link, "the link to the newest run"):
         try:
             tmp.symlink_to(name, target_is_directory=True)
         except OSError:
             # No symlinks here (some Windows setups): a plain file naming the run instead.
-            checkpoint.atomic_write(link, lambda f: f.write(target.name.encode()))
+            checkpoint.atomic_write(link, lambda f: f.write(name.encode()))
             return
         try:
             os.replace(tmp, link)
@@ -431,17 +494,21 @@ class Trainer:
             return
         from mlp_cli.viz import plot_curves
 
+        curves = self.run_dir / CURVES_FILE
         try:
             plot_curves(
                 self.state.history,
-                self.run_dir / CURVES_FILE,
+                curves,
                 title=self.run_dir.name,
-                replaces=(MATPLOTLIB_PNG,),
+                replaces=legacy_curves(curves),
             )
         except MLPError as exc:
+            text = str(exc).rstrip()
+            stop = "" if text.endswith((".", "!", "?")) else "."
             raise OutputError(
-                f"{exc} The weights are safe: everything else in '{self.run_dir}' was saved "
-                f"before drawing started; draw the curves later with `mlp plot {self.run_dir}`."
+                f"{text}{stop} The weights are safe: everything else in '{self.run_dir}' was "
+                "saved before drawing started; draw the curves later with "
+                f"`{command('mlp plot', self.run_dir)}`."
             ) from None
 
     def restore(self) -> None:
@@ -939,7 +1006,7 @@ def _not_resumable(run_dir: Path, changes: str) -> UsageError:
         f"--resume cannot change {changes}: the checkpoint in '{run_dir}' holds weights, "
         "optimizer state and a shuffling order made with the run's settings. A resumed "
         f"run can change only {allowed}. To train with other settings, start a new run, "
-        f"e.g. `mlp train --config {run_dir / CONFIG_FILE} --set ...`. Nothing was "
+        f"e.g. `{command('mlp train --config', run_dir / CONFIG_FILE)} --set ...`. Nothing was "
         "written."
     )
 

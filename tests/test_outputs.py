@@ -13,6 +13,8 @@ import builtins
 import errno
 import json
 import os
+import stat
+import tempfile
 import types
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +27,7 @@ from typer.testing import CliRunner
 
 from mlp_cli import checkpoint, outputs, train
 from mlp_cli.cli import app
-from mlp_cli.errors import UsageError
+from mlp_cli.errors import OutputError, UsageError
 from mlp_cli.train import Splits
 
 runner = CliRunner()
@@ -109,6 +111,7 @@ def run_dir(tmp_path: Path) -> Path:
         for e in (1, 2, 3)
     ]
     (folder / train.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / train.CONFIG_FILE).write_text(CONFIG)
     return folder
 
 
@@ -423,7 +426,7 @@ def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
     code, stdout, err = run("train", "-c", config, "--out", out)
     assert code == 0, err
     assert f"run directory: {shown}" in stdout.replace("\n", "")
-    assert f"mlp evaluate --model {shown}" in stdout.replace("\n", "")
+    assert f"mlp evaluate --model '{shown}'" in stdout.replace("\n", "")  # shell-quoted
     commands: list[list[str | Path]] = [
         ["evaluate", "--model", out, "--plot", out / "conf[/].png"],
         ["inspect", "--model", out],
@@ -540,7 +543,6 @@ def test_start_leaves_no_run_folder_when_the_latest_link_cannot_be_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlp_cli.config import config_from_dict
-    from mlp_cli.errors import OutputError
 
     def fail(run_dir: Path) -> None:
         raise OutputError("no link today")
@@ -592,7 +594,8 @@ def test_a_runs_curves_drawn_before_pictures_were_marked_are_redrawn(
     from matplotlib.figure import Figure
 
     legacy = run_dir / train.CURVES_FILE
-    Figure().savefig(legacy, format="png")  # what curves.png was before the mark
+    # what curves.png was before the mark: the curves figure, 14 x 4.8 inches at 120 dpi
+    Figure(figsize=(14, 4.8), dpi=120).savefig(legacy, format="png")
     other = tmp_path / "chart.png"
     Figure().savefig(other, format="png")  # a user's own matplotlib chart
     kept = other.read_bytes()
@@ -602,3 +605,447 @@ def test_a_runs_curves_drawn_before_pictures_were_marked_are_redrawn(
     assert code == 2
     assert str(other) in err
     assert other.read_bytes() == kept
+
+
+def test_a_users_own_matplotlib_chart_saved_as_a_runs_curves_is_kept(run_dir: Path) -> None:
+    from matplotlib.figure import Figure
+
+    before = treesnap.snapshot(run_dir)
+    users = run_dir / train.CURVES_FILE
+    Figure().savefig(users, format="png")  # matplotlib's default size, not the curves figure
+    kept = users.read_bytes()
+    code, _, err = run("plot", run_dir)
+    assert code == 2
+    assert str(users) in err.replace("\n", "")
+    assert "Traceback" not in err
+    assert users.read_bytes() == kept
+    users.unlink()
+    assert treesnap.snapshot(run_dir) == before
+
+
+# -- nothing but a regular file is ever replaced, whatever the options -------------------------
+
+
+def _special(kind: str, folder: Path, name: str) -> Path:
+    """Something at ``folder/name`` that a rename must never replace."""
+    path = folder / name
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "link-to-fifo":
+        os.mkfifo(folder / "a-fifo")
+        path.symlink_to("a-fifo")
+    elif kind == "link-to-nowhere":
+        path.symlink_to("nowhere")
+    elif kind == "link-to-folder":
+        (folder / "mine").mkdir()
+        path.symlink_to("mine")
+    elif kind == "link-to-file":
+        (folder / "mine.bin").write_bytes(b"mine")
+        path.symlink_to("mine.bin")
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind", ["fifo", "link-to-fifo", "link-to-nowhere", "link-to-folder", "link-to-file"]
+)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["export", "--model", "{run}", "--out", "{target}.onnx", "--force"],
+        ["export", "--model", "{run}", "--out", "{target}.onnx"],
+        ["plot", "{run}", "--out", "{target}.png"],
+        ["show", "hidden", "--model", "{run}", "--out", "{target}.png", "--no-terminal"],
+        ["evaluate", "--model", "{run}", "--plot", "{target}.png"],
+    ],
+    ids=["export-force", "export", "plot", "show-hidden", "evaluate-plot"],
+)
+def test_no_writer_replaces_a_fifo_a_folder_or_a_link(
+    tmp_path: Path, run_dir: Path, fake_data: list[str], kind: str, command: list[str]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    name = "t.onnx" if "export" in command else "t.png"
+    target = _special(kind, out, name)
+    before = treesnap.snapshot(tmp_path)
+    args = [a.format(run=run_dir, target=out / "t") for a in command]
+    code, _, err = run(*args)
+    assert code == 2, err
+    assert str(target) in err.replace("\n", "")
+    assert treesnap.snapshot(tmp_path) == before
+    assert fake_data == []
+
+
+def test_save_picture_refuses_a_fifo_that_appeared_after_the_check(tmp_path: Path) -> None:
+    target = tmp_path / "p.png"
+    os.mkfifo(target)
+    with pytest.raises(UsageError, match="FIFO"):
+        outputs.save_picture(target, "picture", lambda f: f.write(b"x"))
+    assert sorted(os.listdir(tmp_path)) == ["p.png"]  # no temporary file left either
+    assert stat.S_ISFIFO(os.lstat(target).st_mode)
+
+
+# -- latest: only mlp's own link to a run beside it is replaced --------------------------------
+
+
+@pytest.mark.parametrize(
+    "link", ["to-a-file", "to-a-folder", "to-nowhere", "to-itself", "absolute-elsewhere"]
+)
+@pytest.mark.parametrize("where", ["--out", "output.dir"])
+def test_a_users_link_named_latest_is_never_replaced(
+    work: Path, fake_data: list[str], link: str, where: str
+) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    parent = work / "P"
+    parent.mkdir()
+    latest = parent / "latest"
+    if link == "to-a-file":
+        (parent / "user.txt").write_text("mine")
+        latest.symlink_to("user.txt")
+    elif link == "to-a-folder":
+        (parent / "mine").mkdir()
+        (parent / "mine" / "notes.txt").write_text("mine")
+        latest.symlink_to("mine")
+    elif link == "to-nowhere":
+        latest.symlink_to("nowhere")
+    elif link == "to-itself":
+        latest.symlink_to("latest")
+    else:
+        (work / "elsewhere").mkdir()
+        (work / "elsewhere" / "config.yaml").write_text("name: not-a-sibling\n")
+        latest.symlink_to(work / "elsewhere")
+    before = treesnap.snapshot(work)
+    place = ["--out", parent / "run1"] if where == "--out" else ["--set", f"output.dir={parent}"]
+    code, _, err = run("train", "--config", "tiny.yaml", *place)
+    assert code == 2
+    assert str(latest) in err.replace("\n", "")
+    assert "link" in err
+    assert treesnap.snapshot(work) == before
+    assert fake_data == []
+
+
+def test_latest_naming_a_run_beside_it_is_replaced_and_resume_through_it_keeps_it(
+    work: Path, fake_data: list[str]
+) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    assert run("train", "-c", "tiny.yaml", "--out", "P/a", "-q")[0] == 0
+    os.remove(work / "P" / "latest")
+    (work / "P" / "latest").symlink_to(work / "P" / "a")  # a sibling by its absolute path
+    assert run("train", "-c", "tiny.yaml", "--out", "P/b", "-q")[0] == 0
+    assert os.readlink(work / "P" / "latest") == "b"
+
+
+@pytest.mark.parametrize("where", ["--out", "name"])
+def test_the_reserved_name_latest_is_refused_before_data_is_loaded(
+    work: Path, fake_data: list[str], where: str
+) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    (work / "P").mkdir()
+    before = treesnap.snapshot(work)
+    place = ["--out", "P/latest"] if where == "--out" else ["--set", "name=latest"]
+    code, _, err = run("train", "-c", "tiny.yaml", "--set", "output.dir=P", *place)
+    assert code == 2
+    assert "'latest'" in err
+    assert "link to the newest run" in err
+    assert "did not make" not in err
+    assert treesnap.snapshot(work) == before
+    assert fake_data == []
+
+
+def test_a_parent_that_cannot_take_the_latest_link_is_refused_before_the_work(
+    work: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    parent = work / "P"
+    (parent / "empty").mkdir(parents=True)
+    real = tempfile
+    monkeypatch.setattr(
+        outputs,
+        "tempfile",
+        types.SimpleNamespace(
+            mkstemp=lambda *a, **k: _only(real.mkstemp, parent, *a, **k),
+            mkdtemp=lambda *a, **k: _only(real.mkdtemp, parent, *a, **k),
+        ),
+    )
+    before = treesnap.snapshot(work)
+    code, _, err = run("train", "-c", "tiny.yaml", "--out", parent / "empty")
+    assert code == 2
+    assert str(parent) in err
+    assert "read-only" in err
+    assert "Free some space" not in err
+    assert treesnap.snapshot(work) == before
+    assert fake_data == []
+
+
+def _only(make: Any, refused: Path, *args: Any, **kwargs: Any) -> Any:
+    """`make` (mkstemp or mkdtemp), failing as a read-only mount would in `refused`."""
+    if Path(kwargs["dir"]) == refused:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    return make(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (errno.ENOSPC, "Free some space"),
+        (errno.EROFS, "Choose a place you can write to"),
+        (errno.ENAMETOOLONG, "Choose a shorter name"),
+    ],
+)
+def test_the_advice_after_a_write_error_fits_the_error(code: int, advice: str) -> None:
+    with pytest.raises(OutputError) as caught, outputs.writing("/x/y.png", "the picture"):
+        raise OSError(code, os.strerror(code))
+    message = str(caught.value)
+    assert "'/x/y.png'" in message
+    assert advice in message
+    if code != errno.ENOSPC:
+        assert "Free some space" not in message
+
+
+# -- over-long input paths: one message, never a traceback -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--resume", LONG],
+        ["train", "--config", f"{LONG}.yaml"],
+        ["config", "show", f"{LONG}.yaml"],
+        ["inspect", "--model", LONG],
+        ["evaluate", "--model", LONG],
+        ["show", "hidden", "--model", LONG],
+        ["export", "--model", LONG, "--out", "x.onnx"],
+        ["export", "--model", "{run}", "--out", f"x/{LONG}.onnx"],
+        ["predict", f"{LONG}.png", "--model", "{run}"],
+        ["data", "import", LONG],
+        ["plot", LONG],
+        ["data", "info"],
+    ],
+    ids=lambda a: "-".join(x for x in a if LONG not in x and "{" not in x),
+)
+def test_an_over_long_path_is_refused_with_one_message(
+    work: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    if args == ["data", "info"]:
+        monkeypatch.setenv("MLP_DATA_DIR", str(work / LONG))
+    (work / "x").mkdir()
+    before = treesnap.snapshot(work.parent)
+    code, _, err = run(*(a.format(run=run_dir) for a in args))
+    assert code == 2, err
+    assert LONG[:60] in err.replace("\n", "")
+    assert treesnap.snapshot(work.parent) == before
+
+
+def test_a_glob_under_an_over_long_folder_matches_nothing_and_says_so(
+    work: Path, run_dir: Path
+) -> None:
+    code, _, err = run("predict", f"d/{LONG}/*.png", "--model", run_dir)
+    assert code == 1
+    assert LONG[:60] in err.replace("\n", "")
+
+
+# -- names as long as the file system allows can be written ------------------------------------
+
+
+def test_a_name_of_the_largest_allowed_length_is_written(tmp_path: Path, run_dir: Path) -> None:
+    out = tmp_path / "H"
+    out.mkdir()
+    limit = os.pathconf(out, "PC_NAME_MAX")
+    commands: list[tuple[list[str | Path], Path]] = []
+    writers: list[tuple[str, list[str | Path]]] = [
+        (".png", ["plot", run_dir, "--out"]),
+        (".png", ["show", "hidden", "--model", run_dir, "--no-terminal", "--out"]),
+        (".onnx", ["export", "--model", run_dir, "--out"]),
+    ]
+    for suffix, command in writers:
+        target = out / (str(len(commands)) * (limit - len(suffix)) + suffix)
+        commands.append(([*command, target], target))
+    for args, target in commands:
+        code, _, err = run(*args)
+        assert code == 0, err
+        assert target.is_file()
+    long = out / ("z" * limit)
+    checkpoint.atomic_write(long, lambda f: f.write(b"data"))
+    assert long.read_bytes() == b"data"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [t.name for _, t in commands] + [long.name]
+    )
+
+
+# -- text that is not UTF-8 or holds controls reaches the terminal escaped -----------------------
+
+
+def test_undecodable_bytes_of_a_name_are_shown_as_escapes() -> None:
+    from mlp_cli.plain import escape_controls
+
+    name = os.fsdecode(b"bad\x9b\xff\x1b[2J.png")
+    assert escape_controls(name) == "bad\\x9b\\xff\\x1b[2J.png"
+    assert escape_controls("\ud800") == "\\ud800"
+    assert escape_controls("ok é\t\n") == "ok é\t\n"
+
+
+def test_an_undecodable_file_name_in_an_error_is_escaped(tmp_path: Path, run_dir: Path) -> None:
+    bad = tmp_path / os.fsdecode(b"bad\x9b\xff.txt")
+    code, _, err = run("plot", run_dir, "--out", bad)
+    assert code == 2
+    assert "bad\\x9b\\xff.txt" in err
+    assert "\udc9b" not in err
+    assert "\x9b" not in err
+
+
+def test_data_info_json_is_ascii_and_keeps_a_strange_folder_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = str(tmp_path / "dd\x9b\x1b[31m") + os.fsdecode(b"\xff")
+    monkeypatch.setenv("MLP_DATA_DIR", folder)
+    code, out, _ = run("data", "info", "--json")
+    assert code == 0
+    assert out.isascii()
+    assert json.loads(out)["data_dir"] == folder
+
+
+# -- resume checks its curves.png before training ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", [train.CURVES_FILE, train.METRICS_FILE, checkpoint.MODEL_FILE, train.CONFIG_FILE]
+)
+def test_resume_refuses_what_it_must_not_replace_before_loading_data(
+    work: Path, fake_data: list[str], name: str
+) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    assert run("train", "-c", "tiny.yaml", "--out", "R/run", "-q")[0] == 0
+    target = work / "R" / "run" / name
+    if name == train.CURVES_FILE:
+        target.unlink()
+        digit_png(target)  # the user's own picture, under that name
+    elif name == train.CONFIG_FILE:
+        target.rename(work / "R" / "mine.yaml")
+        target.symlink_to("../mine.yaml")  # read through the link, replaced by the rename
+    else:
+        target.unlink()
+        os.mkfifo(target)
+    fake_data.clear()
+    before = treesnap.snapshot(work)
+    code, _, err = run("train", "--resume", "R/run", "--set", "training.epochs=2")
+    assert code == 2
+    assert str(Path("R") / "run" / name) in err
+    assert treesnap.snapshot(work) == before
+    assert fake_data == []
+
+
+def test_a_failure_to_draw_curves_reads_as_sentences(
+    work: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import viz
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise OutputError("could not draw the curves")
+
+    monkeypatch.setattr(viz, "plot_curves", fail)
+    (work / "tiny.yaml").write_text(CONFIG)
+    code, _, err = run("train", "-c", "tiny.yaml", "--out", "R/my run", "-q")
+    assert code == 1
+    text = " ".join(err.split())
+    assert "could not draw the curves. The weights are safe" in text
+    assert "mlp plot 'R/my run'" in text
+
+
+# -- one command's outputs never overwrite each other ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("plot", "refused"),
+    [("gallery.png", True), ("001-index7-true1-pred2.png", True), ("confusion.png", False)],
+)
+def test_a_plot_where_misclassified_writes_is_refused_before_the_work(
+    tmp_path: Path, run_dir: Path, fake_data: list[str], plot: str, refused: bool
+) -> None:
+    folder = tmp_path / "M9"
+    before = treesnap.snapshot(tmp_path)
+    code, _, err = run(
+        "evaluate", "--model", run_dir, "--misclassified", folder, "--count", "2",
+        "--plot", folder / plot,
+    )  # fmt: skip
+    if not refused:
+        assert code == 0, err
+        assert outputs.is_own_picture(folder / plot)
+        assert outputs.is_own_picture(folder / "gallery.png")
+        return
+    assert code == 2
+    assert str(folder / plot) in err.replace("\n", "")
+    assert treesnap.snapshot(tmp_path) == before
+    assert fake_data == []
+
+
+# -- small things: what a path is, the cache folder, commands to copy ----------------------------
+
+
+def test_out_on_a_link_to_nowhere_says_so(work: Path, fake_data: list[str]) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    (work / "dl").symlink_to("nowhere")
+    before = treesnap.snapshot(work)
+    code, _, err = run("train", "-c", "tiny.yaml", "--out", "dl")
+    assert code == 2
+    assert "'dl' is a link to nowhere" in err
+    assert treesnap.snapshot(work) == before
+
+
+def test_a_cache_folder_that_is_a_file_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    cache.write_text("mine")
+    (tmp_path / "src").mkdir()
+    monkeypatch.setenv("MLP_DATA_DIR", str(cache))
+    before = treesnap.snapshot(tmp_path)
+    for command in (["data", "import", tmp_path / "src"], ["data", "info"], ["data", "fetch"]):
+        code, _, err = run(*command)
+        assert code == 2
+        assert str(cache) in err.replace("\n", "")
+        assert "is a file, not a folder" in err.replace("\n", " ")
+        assert "Free some" not in err
+    assert treesnap.snapshot(tmp_path) == before
+
+
+def test_commands_printed_to_copy_are_shell_quoted(work: Path, fake_data: list[str]) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    out = "my runs/a;touch PWNED #"
+    code, stdout, err = run("train", "-c", "tiny.yaml", "--out", out)
+    assert code == 0, err
+    assert "next: mlp evaluate --model 'my runs/a;touch PWNED #'" in stdout.replace("\n", "")
+    code, _, err = run("train", "-c", "tiny.yaml", "--out", out)
+    assert code == 2
+    assert "mlp train --resume 'my runs/a;touch PWNED #'" in err.replace("\n", "")
+
+
+@pytest.mark.parametrize("name", ["checkpoint.npz", "model-copy.bin", "new.npz"])
+def test_export_never_replaces_a_model_or_checkpoint_even_with_force(
+    run_dir: Path, name: str
+) -> None:
+    target = run_dir / name
+    if name == "model-copy.bin":
+        target.write_bytes((run_dir / checkpoint.MODEL_FILE).read_bytes())
+    before = treesnap.snapshot(run_dir)
+    code, _, err = run("export", "--model", run_dir, "--out", target, "--force")
+    assert code == 2
+    assert str(target) in err.replace("\n", "")
+    assert "model or checkpoint" in err
+    assert treesnap.snapshot(run_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code"), [(errno.ENAMETOOLONG, 2), (errno.ENOTDIR, 2), (errno.EIO, 1)]
+)
+def test_a_stray_os_error_naming_a_path_is_one_message(
+    monkeypatch: pytest.MonkeyPatch, code: int, exit_code: int
+) -> None:
+    import mlp_cli.cli
+
+    def fail(model: Any) -> Any:
+        raise OSError(code, os.strerror(code), "/some/where/model.npz")
+
+    monkeypatch.setattr(mlp_cli.cli, "_load_model", fail)
+    status, _, err = run("inspect")
+    assert status == exit_code
+    assert "'/some/where/model.npz'" in err
+    assert os.strerror(code) in err

@@ -1,7 +1,8 @@
 """Snapshots of a folder tree, to prove that a command left what was there as it was.
 
 `snapshot(root)` maps every path under `root` (relative, as text) to its content: a file's
-bytes, ``"-> TARGET"`` for a symlink (never followed), ``"folder"`` for a folder.
+bytes, ``"-> TARGET"`` for a symlink (never followed), ``"folder"`` for a folder, its
+mode and inode for a FIFO, socket or device (replaced, it would be another inode).
 `assert_kept(before, after)` fails, listing them, when anything in `before` is missing or
 different in `after` (new paths are allowed; compare the snapshots with ``==`` to forbid
 them too).
@@ -10,6 +11,7 @@ them too).
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 Tree = dict[str, bytes | str]
@@ -26,8 +28,11 @@ def snapshot(root: Path) -> Tree:
                 tree[key] = "-> " + os.readlink(path)
             elif path.is_dir():
                 tree[key] = "folder"
-            else:
+            elif path.is_file():
                 tree[key] = path.read_bytes()
+            else:  # a FIFO, socket or device: never opened (a FIFO would block)
+                st = path.lstat()
+                tree[key] = f"special {stat.filemode(st.st_mode)} {st.st_ino}"
     return tree
 
 
