@@ -361,6 +361,8 @@ class Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The base class's own refusals (bad request line, headers too long) as JSON."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # the request line was unreadable
+            self.request_version = "HTTP/1.0"
         try:
             status = HTTPStatus(code)
         except ValueError:
