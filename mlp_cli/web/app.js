@@ -137,17 +137,25 @@ pad.addEventListener("drop", (event) => {
 
 // -- predictions -----------------------------------------------------------------------
 
+// body[data-busy] is "1" while an answer is due (for tests and for the cursor).
+function setBusy(flag) {
+  document.body.dataset.busy = flag ? "1" : "0";
+}
+
 function schedule() {
   clearTimeout(timer);
+  setBusy(true);
   timer = setTimeout(predictNow, DEBOUNCE);
 }
 
 function predictNow() {
   clearTimeout(timer);
+  timer = null;
   if (!strokes.length && !upload) {
     showEmpty();
     return;
   }
+  setBusy(true);
   if (upload && !strokes.length) {
     send(upload.blob, upload.type); // the file's own bytes, as `mlp predict` would read them
     return;
@@ -161,6 +169,7 @@ async function send(body, type) {
     return;
   }
   busy = true;
+  setBusy(true);
   const mine = ++generation;
   try {
     const response = await fetch("/api/predict" + query(), {
@@ -179,6 +188,8 @@ async function send(body, type) {
     if (again) {
       again = false;
       predictNow();
+    } else if (!timer) {
+      setBusy(false);
     }
   }
 }
@@ -189,6 +200,7 @@ function showError(message) {
 
 function showEmpty() {
   generation++;
+  if (!busy) setBusy(false);
   $("digit").textContent = "–";
   $("probability").textContent = "";
   $("error").textContent = "";
@@ -314,7 +326,9 @@ function drawUnits(activations) {
   if (!facts || !unitsImage) return;
   const { count, side, columns } = facts.units;
   const width = Math.max(200, canvas.parentElement.clientWidth - 24);
-  const tile = Math.max(8, Math.min(56, Math.floor(width / columns)));
+  const rows = Math.ceil(count / columns);
+  // Big grids stay within about one screen; small ones get tiles large enough to read.
+  const tile = Math.max(6, Math.min(56, Math.floor(width / columns), Math.floor(640 / rows)));
   const gap = tile >= 16 ? 2 : 1;
   canvas.width = columns * tile;
   canvas.height = Math.ceil(count / columns) * tile;
@@ -341,6 +355,31 @@ function drawUnits(activations) {
     }
   }
   ctx.globalAlpha = 1;
+  drawTop(activations, [...top]);
+}
+
+function drawTop(activations, units) {
+  const box = $("top");
+  box.replaceChildren();
+  const { side, columns, count } = facts.units;
+  units.sort((a, b) => activations[b] - activations[a]);
+  $("top-title").textContent = units.length
+    ? `The ${units.length} units that fire most for your drawing (unit number · activation):`
+    : "";
+  $("all-title").textContent = activations
+    ? `All ${count} units, faded by how little they fire now:`
+    : `All ${count} units:`;
+  for (const i of units) {
+    const canvas = document.createElement("canvas");
+    canvas.width = canvas.height = side;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(unitsImage, (i % columns) * side, Math.floor(i / columns) * side, side, side, 0, 0, side, side);
+    const figure = document.createElement("figure");
+    const caption = document.createElement("figcaption");
+    caption.textContent = `#${i} · ${activations[i].toPrecision(2)}`;
+    figure.append(canvas, caption);
+    box.append(figure);
+  }
 }
 
 // -- the model -------------------------------------------------------------------------
@@ -401,6 +440,7 @@ async function loadRuns() {
   });
 }
 
+setBusy(false);
 redraw();
 loadRuns();
 loadModel();
