@@ -323,6 +323,9 @@ class Handler(BaseHTTPRequestHandler):
     """Answers the page, its assets and the JSON API; every failure is a JSON error."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, so a page's requests share one connection
+    # Headers and body leave in two writes; with Nagle's algorithm the body then waits for
+    # the client's delayed ACK (tens of milliseconds on Linux).
+    disable_nagle_algorithm = True
     server_version = "mlp-serve"
     sys_version = ""
     server: Server
