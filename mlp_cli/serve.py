@@ -32,6 +32,7 @@ import json
 import math
 import re
 import socket
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -535,6 +536,13 @@ class Server(ThreadingHTTPServer):
                 f"cannot listen on {host} port {port}: {exc.strerror or exc}. Choose another "
                 "--port (0 picks a free one) or stop what is using it."
             ) from None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed outside a request (reset, timed out) is dropped quietly;
+        anything else is one line in the log, never a traceback on the terminal."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            self.log(f"error on the connection from {client_address[0]}: {error!r}")
 
     @property
     def url(self) -> str:
