@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import itertools
 import json
 import os
 import shutil
@@ -102,6 +103,15 @@ def _tiny_model(path: Path, mnist: Any) -> Path:
     return checkpoint.save(path, weights, biases, meta)
 
 
+def _random_weights(layers: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(1)
+    weights = [
+        rng.normal(0, 0.1, (n_out, n_in)).astype(np.float32)
+        for n_in, n_out in itertools.pairwise(layers)
+    ]
+    return weights, [np.zeros(n, np.float32) for n in layers[1:]]
+
+
 def strokes_of(digit: np.ndarray) -> list[list[tuple[float, float]]]:
     """Pen strokes tracing a 28x28 digit on the pad: one along each run of inked pixels in
     each row, so that the strokes, drawn with the page's pen, cover the digit."""
@@ -128,6 +138,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     folder = tmp_path_factory.mktemp("browser")
     mnist = _mnist()
     model = _tiny_model(folder / "runs" / "tiny" / "model.npz", mnist)
+    other = folder / "runs" / "other" / "model.npz"
+    meta = checkpoint.load(model).metadata
+    meta["preprocessing"] = {**meta["preprocessing"], "input_size": 20}
+    checkpoint.save(other, *_random_weights([400, 12, 10]), meta)
     process = subprocess.Popen(
         [str(MLP), "serve", "--model", str(model), "--port", "0", "--runs", str(folder / "runs")],
         stdout=subprocess.PIPE,
@@ -228,12 +242,16 @@ def test_drawn_digits_get_mlp_predicts_answer_and_clear_empties_the_page(
 ) -> None:
     mnist = served["mnist"]
     digits = [(mnist[2][i], int(mnist[3][i])) for i in range(2)] if mnist else [(None, 7)]
+    errors: list[str] = []
+
+    def record_error(error: Any) -> None:
+        errors.append(str(error))
+
     for viewport in ({"width": 1280, "height": 800}, {"width": 390, "height": 844}):
         if viewport["width"] < 1280:
             digits = digits[-1:]  # the phone's layout, once
         page = browser.new_page(viewport=viewport)
-        errors: list[str] = []
-        page.on("pageerror", errors.append)
+        page.on("pageerror", record_error)
         page.goto(served["url"])
         page.wait_for_selector("#bars li")
         assert "tiny: 784-48-10" in page.inner_text("#facts")
@@ -267,7 +285,7 @@ def test_drawn_digits_get_mlp_predicts_answer_and_clear_empties_the_page(
         assert page.locator("#hidden canvas").count() == 0
         assert canvas_grey(page, "#pad").min() == 255  # the pad is white again
         assert canvas_grey(page, "#preview").max() == 0
-        assert [str(e) for e in errors] == []
+        assert errors == []
         page.close()
     print(f"screenshots in {tmp_path}")
 
@@ -298,6 +316,18 @@ def test_undo_removes_the_last_stroke_and_uploads_are_predicted(
     page.wait_for_selector("#preview[data-drawn='1']", state="attached")
     page.wait_for_selector("body[data-busy='0']", state="attached")
     want = mlp_predict(upload, served["model"], tmp_path / "upload-input")
+    assert shown(page) == (want["class_name"], want["probabilities"])
+
+    # The run menu switches the model: its facts, its units, its answers.
+    page.click("#clear")
+    page.select_option("#run", "other")
+    page.wait_for_selector("#facts:has-text('other: 400-12-10')")
+    draw(page, SEVEN)
+    assert page.locator("#top canvas").count() >= 1
+    assert "12 units" in page.inner_text("#hidden")
+    other = tmp_path / "other.png"
+    pad_png(page, other)
+    want = mlp_predict(other, served["model"].parents[1] / "other", tmp_path / "other-input")
     assert shown(page) == (want["class_name"], want["probabilities"])
 
     # A file that is not an image: the server's message is shown, the page keeps working.

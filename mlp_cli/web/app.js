@@ -390,7 +390,7 @@ function describe(f) {
     f.layers.length > 2 ? f.hidden_activation + " hidden units" : "no hidden layer",
     f.output_activation + " output",
     f.parameters.toLocaleString("en") + " parameters",
-    f.input_size + "×" + f.input_size + " input",
+    f.input_size === 28 ? "28×28 input" : `${f.input_size}×${f.input_size} input (the 28×28 picture area-averaged)`,
   ];
   if (f.test_accuracy != null) parts.push("test accuracy " + percent(f.test_accuracy));
   else if (f.val_accuracy != null) parts.push("validation accuracy " + percent(f.val_accuracy) + " (test accuracy not recorded: mlp evaluate)");
@@ -399,25 +399,36 @@ function describe(f) {
   return parts.join(" · ");
 }
 
+function loadImage(url) {
+  return new Promise((resolve) => {
+    const image = new Image();
+    image.onload = () => resolve(image);
+    image.onerror = () => resolve(null);
+    image.src = url;
+  });
+}
+
 async function loadModel() {
-  const response = await fetch("/api/model" + query());
+  setBusy(true);
+  generation++; // answers from the previous model are dropped
+  const [response, image] = await Promise.all([
+    fetch("/api/model" + query()),
+    loadImage("/api/units.png" + query()),
+  ]);
   const answer = await response.json();
   if (!response.ok) {
     $("facts").textContent = answer.error;
+    setBusy(false);
     return;
   }
+  // Facts and pictures change together, so no panel mixes two models.
   facts = answer;
+  unitsImage = image;
   $("facts").textContent = describe(facts);
   $("units-title").textContent = facts.units.output
     ? "Output units: the template each digit is matched against"
     : `First hidden layer: what each of its ${facts.units.count} units looks for`;
   buildBars(facts.class_names);
-  unitsImage = await new Promise((resolve) => {
-    const image = new Image();
-    image.onload = () => resolve(image);
-    image.onerror = () => resolve(null);
-    image.src = "/api/units.png" + query();
-  });
   drawUnits(null);
   predictNow();
 }
