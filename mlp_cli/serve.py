@@ -52,6 +52,7 @@ from mlp_cli.errors import ImageError, MLPError, UsageError
 
 MAX_BODY = 10 * 2**20  # bytes; a phone photo fits, a canvas PNG is a few KiB
 MAX_PIXELS = 4096 * 4096  # width * height of a JSON "pixels" canvas
+DRAIN_FACTOR = 4  # a body this many times over the limit is still read (and dropped)
 READ_TIMEOUT = 10.0  # seconds a client may take to send a request line, headers or body
 MAX_LOADED = 3  # models kept in memory when switching runs
 ASSETS = "mlp_cli.web"  # the page's package
@@ -381,6 +382,7 @@ class Handler(BaseHTTPRequestHandler):
             action(url.path, parse_qs(url.query))
         except RequestError as exc:
             self._error(exc.status, str(exc))
+            self._drain_refused_body()
         except ImageError as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except (TimeoutError, ConnectionError):
@@ -449,9 +451,9 @@ class Handler(BaseHTTPRequestHandler):
                 HTTPStatus.METHOD_NOT_ALLOWED if path.startswith("/api/") else HTTPStatus.NOT_FOUND
             )
             raise RequestError(status, f"nothing to POST to at {path!r}; use /api/predict")
-        served = self.server.models.get(self._run(query))
         kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        body = self._read_body()
+        body = self._read_body()  # first, so that a refusal leaves the connection usable
+        served = self.server.models.get(self._run(query))
         if kind not in IMAGE_TYPES and kind != "application/json":
             raise RequestError(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -487,6 +489,7 @@ class Handler(BaseHTTPRequestHandler):
         length = self._content_length()
         if length > self.server.max_body:
             self.close_connection = True
+            self._refused = length
             raise RequestError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"the body is {length} bytes; the limit is {self.server.max_body} bytes "
@@ -497,6 +500,21 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise ConnectionError("short body")
         return body
+
+    _refused = 0  # length of a body refused as too large, not yet read
+
+    def _drain_refused_body(self) -> None:
+        """Read and drop a refused body of at most `DRAIN_FACTOR` times the limit, so that
+        a client still sending it (most do, before they read the answer) gets the 413
+        rather than a broken pipe.  Larger bodies are cut off unread."""
+        left, self._refused = self._refused, 0
+        if not left or left > DRAIN_FACTOR * self.server.max_body:
+            return
+        try:
+            while left > 0 and (chunk := self.rfile.read(min(left, 2**16))):
+                left -= len(chunk)
+        except OSError:
+            pass
 
     def _discard_body(self) -> None:
         length = self._content_length()

@@ -330,6 +330,24 @@ def test_bad_requests_get_a_4xx_with_a_json_error_and_the_server_keeps_serving(
     assert_still_serving(running)
 
 
+def test_refusals_leave_a_keep_alive_connection_usable(running: Running) -> None:
+    connection = http.client.HTTPConnection(running.host, running.port, timeout=10)
+    try:
+        png = seven_png()
+        for path, kind, status in (
+            ("/api/predict?run=nope", "image/png", 404),
+            ("/api/predict", "text/plain", 415),
+            ("/api/model", "image/png", 405),
+            ("/api/predict", "image/png", 200),
+        ):
+            connection.request("POST", path, png, {"Content-Type": kind})
+            response = connection.getresponse()
+            response.read()
+            assert response.status == status, path
+    finally:
+        connection.close()
+
+
 def test_a_decompression_bomb_is_refused(running: Running) -> None:
     status, answer = running.json("POST", "/api/predict", _bomb(), "image/png")
     assert status == 400
