@@ -529,3 +529,24 @@ def test_help_and_predict_do_not_load_the_server() -> None:
             [sys.executable, "-c", code + probe], capture_output=True, text=True, check=True
         ).stdout
         assert out.strip().splitlines()[-1] == "False False", code
+
+
+def test_a_host_beyond_loopback_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warning's path, with the socket still on loopback (tests never listen wider)."""
+    from typer.testing import CliRunner
+
+    import mlp_cli.serve
+    from mlp_cli.cli import app
+
+    def interrupted(self: Server, poll_interval: float = 0.5) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlp_cli.serve, "is_loopback", lambda host: False)
+    monkeypatch.setattr(Server, "serve_forever", interrupted)
+    model = save_model(tmp_path / "m.npz", [784, 16, 10], seed=0)
+    result = CliRunner().invoke(app, ["serve", "--model", str(model), "--port", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert "reachable from the network" in result.stderr
+    assert "stopped" in result.stdout
