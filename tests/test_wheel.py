@@ -87,7 +87,7 @@ def test_an_installed_wheel_works_from_an_empty_folder(tmp_path: Path) -> None:
     assert json.loads(evaluated.stdout)["accuracy"] > 0.9
     predicted = _run([mlp, "predict", image, "--json"], work)
     assert predicted.returncode == 0, predicted.stderr
-    assert str(json.loads(predicted.stdout)[0]["digit"]) == str(label)
+    assert str(json.loads(predicted.stdout)["predictions"][0]["digit"]) == str(label)
     drawn = _run([mlp, "show", "hidden", "--out", "runs/hidden.png"], work)
     assert drawn.returncode == 0, drawn.stderr
 
