@@ -337,3 +337,35 @@ def test_undo_removes_the_last_stroke_and_uploads_are_predicted(
     page.wait_for_selector("#error:not(:empty)")
     assert "not an image" in page.inner_text("#error")
     page.close()
+
+
+def test_a_finger_draws_too(served: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+    """Touch events (a phone) reach the pad as pointer events, as the mouse's do."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True)
+    page = context.new_page()
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    box = page.locator("#pad").bounding_box()
+    scale = box["width"] / PAD
+    touch = context.new_cdp_session(page)
+    for stroke in SEVEN:
+        points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
+        # Several small moves between the corners, as a finger sends them.
+        path = [
+            (x0 + (x1 - x0) * t / 8, y0 + (y1 - y0) * t / 8)
+            for (x0, y0), (x1, y1) in itertools.pairwise(points)
+            for t in range(9)
+        ]
+        for kind, (x, y) in [("touchStart", path[0])] + [("touchMove", p) for p in path[1:]]:
+            touch.send(
+                "Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y}]}
+            )
+        touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    page.wait_for_selector("#preview[data-drawn='1']", state="attached")
+    page.wait_for_selector("body[data-busy='0']", state="attached")
+    png = pad_png(page, tmp_path / "finger.png")
+    assert canvas_grey(page, "#pad").min() == 0  # ink on the pad
+    want = mlp_predict(png, served["model"], tmp_path / "finger-input")
+    assert shown(page) == (want["class_name"], want["probabilities"])
+    page.screenshot(path=str(tmp_path / "finger-390x844.png"))
+    context.close()
