@@ -776,6 +776,64 @@ def show_hidden(
 
 @app.command()
 @handle_errors
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[
+        str,
+        typer.Option(metavar="ADDRESS", help="Address to listen on (loopback only by default)."),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, metavar="N", help="Port to listen on (0: a free one).")
+    ] = 8000,
+    runs: Annotated[
+        Path, typer.Option(metavar="DIR", help="Folder whose runs the page can switch between.")
+    ] = Path("runs"),
+    open_browser: Annotated[
+        bool, typer.Option("--open", metavar="", help="Open the page in the web browser.")
+    ] = False,
+) -> None:
+    """Serve a web page where you draw a digit and watch the network answer (Ctrl-C stops)."""
+    from mlp_cli.serve import Models, Server, is_loopback
+
+    server = Server(
+        Models(model, runs),
+        host,
+        port,
+        log=lambda message: err_console.print(plain(message), highlight=False, soft_wrap=True),
+    )
+    with server:
+        console.print(
+            Text.assemble(
+                "serving ",
+                plain(server.models.default.name),
+                " at ",
+                (server.url, "bold"),
+                " (Ctrl-C stops)",
+            ),
+            soft_wrap=True,
+        )
+        if not is_loopback(host):
+            err_console.print(
+                Text.assemble(
+                    ("warning: ", "bold yellow"),
+                    "listening on ",
+                    plain(host),
+                    ": the page and its API are reachable from the network, without a password",
+                ),
+                soft_wrap=True,
+            )
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(server.url)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            console.print("stopped")
+
+
+@app.command()
+@handle_errors
 def plot(
     run_dir: Annotated[
         Path, typer.Argument(metavar="RUN_DIR", help="A run directory (with metrics.jsonl).")

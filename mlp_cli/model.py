@@ -308,6 +308,14 @@ class MLP:
             out[start : start + batch_size] = self.forward(X[start : start + batch_size])
         return out
 
+    def layer_outputs(self, X: Array) -> list[Array]:
+        """Every layer's activations for X: A_1 ... A_L, each (batch, n_l), new arrays.
+
+        The last is what `predict_proba` returns, from the same forward pass."""
+        out = self.forward(X)
+        work = self._work[X.shape[0]]
+        return [work.acts[l].T.copy() for l in range(1, self.n_layers)] + [out.copy()]
+
     def evaluate(
         self, X: Array, y: Labels, loss: str = "cross_entropy", batch_size: int = 2048
     ) -> tuple[float, float]:

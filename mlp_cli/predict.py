@@ -95,8 +95,7 @@ def predict_files(
     saved: SavedModel, paths: Sequence[str | Path], *, raw: bool = False
 ) -> tuple[list[Prediction], list[Failure]]:
     """Predict every image in ``paths``; returns predictions and per-file failures."""
-    from mlp_cli.evaluate import build_model, check_outputs
-    from mlp_cli.preprocess import mnist_style, normalize_inputs, open_image, prepare_inputs
+    from mlp_cli.preprocess import mnist_style, open_image
     from mlp_cli.preprocess import raw_image as raw_digit
 
     files, failures = expand_paths(paths)
@@ -117,18 +116,39 @@ def predict_files(
         kept.append(file)
     predictions: list[Prediction] = []
     if digits:
-        preprocessing = saved.meta.preprocessing
-        X = prepare_inputs(digits, preprocessing.input_size)
-        normalize_inputs(X, preprocessing.model_dump())
+        from mlp_cli.evaluate import build_model, check_outputs
+
         with np.errstate(over="ignore", invalid="ignore"):  # check_outputs reports it
-            probabilities = build_model(saved).predict_proba(X)
+            probabilities = build_model(saved).predict_proba(network_inputs(saved, digits))
         check_outputs(saved, probabilities)
-        for file, digit, p in zip(kept, digits, probabilities, strict=True):
-            best = int(p.argmax())
-            predictions.append(
-                Prediction(str(file), best, float(p[best]), [float(v) for v in p], digit)
-            )
+        predictions = predictions_from(kept, digits, probabilities)
     return predictions, failures
+
+
+def network_inputs(saved: SavedModel, digits: Sequence[NDArray[np.float32]]) -> NDArray[np.float32]:
+    """The model's input rows (n, input_size**2) for 28x28 digits: its own size and
+    standardisation.  `mlp predict` and `mlp serve` both go through here."""
+    from mlp_cli.preprocess import normalize_inputs, prepare_inputs
+
+    preprocessing = saved.meta.preprocessing
+    X = prepare_inputs(digits, preprocessing.input_size)
+    normalize_inputs(X, preprocessing.model_dump())
+    return X
+
+
+def predictions_from(
+    files: Sequence[str | Path],
+    digits: Sequence[NDArray[np.float32]],
+    probabilities: NDArray[np.floating],
+) -> list[Prediction]:
+    """One `Prediction` per row of ``probabilities`` (n, classes)."""
+    predictions = []
+    for file, digit, p in zip(files, digits, probabilities, strict=True):
+        best = int(p.argmax())
+        predictions.append(
+            Prediction(str(file), best, float(p[best]), [float(v) for v in p], digit)
+        )
+    return predictions
 
 
 def save_inputs(predictions: Sequence[Prediction], folder: Path) -> list[Path]:

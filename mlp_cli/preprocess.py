@@ -20,10 +20,11 @@ and choosing among colour channels (colour pictures are reduced to luma).
 from __future__ import annotations
 
 import functools
+import io
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -195,29 +196,42 @@ def open_image(path: str | Path) -> Image.Image:
         ) from None
     except OSError as error:
         raise ImageError(f"Image {path} could not be read: {error.strerror or error}.") from None
+    return _decode(handle, str(path))
+
+
+def image_from_bytes(data: bytes, source: str) -> Image.Image:
+    """`open_image` for an image held in memory (an upload), named `source` in errors."""
+    if not data:
+        raise ImageError(f"{source} is empty (0 bytes); send a {_FORMAT_LIST} image.")
+    return _decode(io.BytesIO(data), source)
+
+
+def _decode(file: BinaryIO, source: str) -> Image.Image:
+    """Decode `file` fully (and close it), EXIF orientation applied; the bomb limit is an
+    error."""
     try:
-        with handle, warnings.catch_warnings():
+        with file, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(handle, formats=FORMATS) as image:
+            with Image.open(file, formats=FORMATS) as image:
                 image.load()
                 # The transposed copy holds the pixels in memory and leaves the file closed.
                 oriented = ImageOps.exif_transpose(image)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise ImageError(
-            f"Image {path} is too large to open safely: {error} Larger pictures are "
+            f"Image {source} is too large to open safely: {error} Larger pictures are "
             f"refused as possible decompression bombs; scale or crop it (a digit needs "
             f"only a few hundred pixels per side) and try again."
         ) from error
     except UnidentifiedImageError as error:
         raise ImageError(
-            f"{path} is not an image this program can read: expected a {_FORMAT_LIST} "
+            f"{source} is not an image this program can read: expected a {_FORMAT_LIST} "
             f"file, but Pillow recognises none of these formats in it. Convert it to PNG "
             f"and try again."
         ) from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         # Pillow reports truncated and corrupt data as OSError, SyntaxError or EOFError.
         raise ImageError(
-            f"Image {path} could not be read: {error}. The file looks truncated or "
+            f"Image {source} could not be read: {error}. The file looks truncated or "
             f"corrupt; save or export it again as a {_FORMAT_LIST} file."
         ) from error
     return oriented

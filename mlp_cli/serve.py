@@ -1,0 +1,567 @@
+"""`mlp serve`: a local web page where one draws a digit and watches a trained network answer.
+
+The server is the standard library's `ThreadingHTTPServer`: one thread per connection, so a
+slow client only holds its own thread, and every read has a timeout.  The page and its
+script are package data (`mlp_cli/web`), read once at start-up and served from memory by
+name, so no request path ever reaches the file system.
+
+The JSON API:
+
+- ``GET /api/model[?run=NAME]``: the model's facts (layers, activations, training summary)
+  and how its first-layer unit pictures are laid out in ``/api/units.png``.
+- ``GET /api/runs``: the runs under the runs folder that hold a ``model.npz``.
+- ``GET /api/units.png[?run=NAME]``: every first-layer unit's incoming weights as a tile
+  (red positive, blue negative, as `mlp show hidden` draws them), tiles in a grid.
+- ``POST /api/predict[?run=NAME]``: an image (PNG, JPEG, GIF, BMP, WebP, TIFF bytes) or JSON
+  ``{"image": "data:image/png;base64,..."}`` or ``{"width": W, "height": H, "pixels": [...]}``
+  (grey levels 0-255, row by row).  The answer holds the fields of `mlp predict --json`, the
+  28x28 input the network was shown and every hidden layer's activations.  The picture
+  goes through `mlp_cli.predict`'s own input transform, so it agrees with `mlp predict`.
+
+Bad requests get a 4xx and ``{"error": "..."}``.  Left out on purpose: TLS, authentication,
+CORS (the page is served from the same origin) and anything that writes files.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import ipaddress
+import json
+import math
+import re
+import socket
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from mlp_cli import checkpoint
+from mlp_cli.checkpoint import SavedModel
+from mlp_cli.errors import ImageError, MLPError, UsageError
+
+MAX_BODY = 10 * 2**20  # bytes; a phone photo fits, a canvas PNG is a few KiB
+MAX_PIXELS = 4096 * 4096  # width * height of a JSON "pixels" canvas
+DRAIN_FACTOR = 4  # a body this many times over the limit is still read (and dropped)
+READ_TIMEOUT = 10.0  # seconds a client may take to send a request line, headers or body
+MAX_LOADED = 3  # models kept in memory when switching runs
+ASSETS = "mlp_cli.web"  # the page's package
+ASSET_NAME = re.compile(r"[A-Za-z0-9_-]+\.(?:html|js|css|svg|png)")
+ASSET_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "svg": "image/svg+xml",
+    "png": "image/png",
+}
+IMAGE_TYPES = {
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/bmp",
+    "image/webp",
+    "image/tiff",
+    "application/octet-stream",
+}
+RUN_NAME = re.compile(r"[^/\\\x00]{1,255}")
+# The page loads only its own files; pictures may also be the page's own blobs.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+    ),
+}
+
+
+class RequestError(Exception):
+    """A request the server refuses: an HTTP status and a message for the client."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (then the page is not on the network)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class Served:
+    """One loaded model: the network, a lock around its work buffers, its pictures."""
+
+    name: str
+    path: Path
+    saved: SavedModel
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _units_png: bytes | None = None
+
+    def __post_init__(self) -> None:
+        from mlp_cli.evaluate import build_model
+
+        self.model = build_model(self.saved)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.saved.meta.class_names)
+
+    @property
+    def side(self) -> int:
+        return self.saved.meta.preprocessing.input_size
+
+    def facts(self) -> dict[str, Any]:
+        """What the page shows about the model (all of it from the model file)."""
+        meta = self.saved.meta
+        layers = self.saved.layers
+        training = meta.training.model_dump() if meta.training else {}
+        n_units = layers[1]
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "layers": layers,
+            "hidden_activation": meta.hidden_activation,
+            "output_activation": meta.output_activation,
+            "parameters": int(sum(w.size for w in self.saved.weights))
+            + int(sum(b.size for b in self.saved.biases)),
+            "input_size": self.side,
+            "standardised": meta.preprocessing.normalize is not None,
+            "class_names": self.class_names,
+            "created": meta.created,
+            "package_version": meta.package_version,
+            "val_accuracy": training.get("best_val_accuracy"),
+            "epochs": training.get("epochs_run"),
+            "best_epoch": training.get("best_epoch"),
+            "units": {
+                "count": n_units,
+                "side": self.side,
+                "columns": _columns(n_units),
+                "output": len(layers) == 2,  # no hidden layer: the tiles are class templates
+            },
+        }
+
+    def units_png(self) -> bytes:
+        """The first weight layer's units as tiles, `columns` to a row, as a PNG."""
+        with self.lock:
+            if self._units_png is None:
+                self._units_png = _units_png(self.saved, self.side)
+            return self._units_png
+
+    def predict(self, image: Any, source: str) -> dict[str, Any]:
+        """`mlp predict --json`'s fields for one picture, plus the 28x28 input the network
+        was shown (``input``) and each hidden layer's activations (``hidden``)."""
+        from mlp_cli.predict import network_inputs, predictions_from
+        from mlp_cli.preprocess import mnist_style
+
+        digit = mnist_style(image, source=source)
+        X = network_inputs(self.saved, [digit])
+        with self.lock:  # the network's forward pass writes into shared work buffers
+            outputs = self.model.layer_outputs(X)
+        prediction = predictions_from([source], [digit], outputs[-1])[0]
+        answer = prediction.to_json(self.class_names)
+        answer["model"] = self.name
+        answer["input"] = np.round(digit, 3).tolist()
+        answer["hidden"] = [np.round(a[0], 4).tolist() for a in outputs[:-1]]
+        return answer
+
+
+def _columns(n: int) -> int:
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def _units_png(saved: SavedModel, side: int) -> bytes:
+    from PIL import Image
+
+    from mlp_cli.viz import _diverging_rgb, _symmetric, unit_patterns
+
+    patterns, _ = unit_patterns(saved.weights, 1)  # (units, side*side)
+    tiles = _diverging_rgb(_symmetric(patterns)).reshape(-1, side, side, 3)
+    n, cols = tiles.shape[0], _columns(tiles.shape[0])
+    rows = math.ceil(n / cols)
+    sheet = np.full((rows * side, cols * side, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        sheet[r * side : (r + 1) * side, c * side : (c + 1) * side] = tile
+    buffer = io.BytesIO()
+    Image.fromarray(sheet).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class Models:
+    """The model given on the command line and, on request, the runs beside it."""
+
+    def __init__(self, model: Path | None, runs: Path) -> None:
+        self.runs = runs
+        path = checkpoint.find_model(model, runs=runs)
+        self.default = Served(self._name(path), path, checkpoint.load(path))
+        self._loaded: OrderedDict[str, Served] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _name(path: Path) -> str:
+        """A run's folder name, or a loose model file's stem."""
+        return path.resolve().parent.name if path.name == checkpoint.MODEL_FILE else path.stem
+
+    def run_names(self) -> list[str]:
+        """Sub-folders of the runs folder holding a model, newest first (``latest`` is a
+        pointer, not a run)."""
+        try:
+            folders = [p for p in self.runs.iterdir() if p.name != checkpoint.LATEST]
+        except OSError:
+            return []
+        found = [p for p in folders if (p / checkpoint.MODEL_FILE).is_file()]
+        found.sort(key=lambda p: ((p / checkpoint.MODEL_FILE).stat().st_mtime, p.name))
+        return [p.name for p in reversed(found)]
+
+    def get(self, run: str | None) -> Served:
+        """The default model (``run`` None or its name) or the run called ``run``."""
+        if run is None or run == self.default.name:
+            return self.default
+        if not RUN_NAME.fullmatch(run) or run in (".", "..") or run not in self.run_names():
+            raise RequestError(
+                HTTPStatus.NOT_FOUND,
+                f"no run named {run!r} under {self.runs}; GET /api/runs lists them",
+            )
+        with self._lock:
+            served = self._loaded.get(run)
+            if served is None:
+                path = self.runs / run / checkpoint.MODEL_FILE
+                try:
+                    served = Served(run, path, checkpoint.load(path))
+                except MLPError as exc:
+                    raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from None
+                self._loaded[run] = served
+                if len(self._loaded) > MAX_LOADED:
+                    self._loaded.popitem(last=False)
+            self._loaded.move_to_end(run)
+            return served
+
+
+def _load_assets() -> dict[str, bytes]:
+    folder = resources.files(ASSETS)
+    return {
+        item.name: item.read_bytes()
+        for item in folder.iterdir()
+        if item.is_file() and ASSET_NAME.fullmatch(item.name)
+    }
+
+
+def image_from_json(body: bytes) -> Any:
+    """The picture in a JSON request: a data URL (``image``) or grey ``pixels``."""
+    from PIL import Image
+
+    from mlp_cli.preprocess import image_from_bytes
+
+    try:
+        request = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            'expected a JSON object: {"image": "data:image/png;base64,..."} or '
+            '{"width": W, "height": H, "pixels": [W*H grey levels 0-255]}',
+        )
+    if "image" in request:
+        text = request["image"]
+        if not isinstance(text, str):
+            raise RequestError(HTTPStatus.BAD_REQUEST, '"image" must be a data URL string')
+        _, comma, data = text.partition(",")
+        try:
+            raw = base64.b64decode(data if comma else text, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST,
+                '"image" is not base64 data (expected data:image/png;base64,...)',
+            ) from None
+        return image_from_bytes(raw, "the image in the JSON body")
+    width, height, pixels = (request.get(k) for k in ("width", "height", "pixels"))
+    if not (isinstance(width, int) and isinstance(height, int) and isinstance(pixels, list)):
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            'expected "image" (a data URL) or integer "width" and "height" and a "pixels" list',
+        )
+    if not (width > 0 and height > 0 and width * height <= MAX_PIXELS):
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            f"width and height must be positive with at most {MAX_PIXELS} pixels in all, "
+            f"got {width}x{height}",
+        )
+    if len(pixels) != width * height:
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            f'"pixels" holds {len(pixels)} values, but width x height is {width * height}',
+        )
+    try:
+        grey = np.asarray(pixels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RequestError(HTTPStatus.BAD_REQUEST, '"pixels" must be numbers 0-255') from None
+    if grey.ndim != 1 or not np.all(np.isfinite(grey)) or grey.min() < 0 or grey.max() > 255:
+        raise RequestError(HTTPStatus.BAD_REQUEST, '"pixels" must be numbers 0-255')
+    return Image.fromarray(np.rint(grey).astype(np.uint8).reshape(height, width))
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Answers the page, its assets and the JSON API; every failure is a JSON error."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, so a page's requests share one connection
+    # Headers and body leave in two writes; with Nagle's algorithm the body then waits for
+    # the client's delayed ACK (tens of milliseconds on Linux).
+    disable_nagle_algorithm = True
+    server_version = "mlp-serve"
+    sys_version = ""
+    server: Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Every read (request line, headers, body) waits at most this long.
+        self.connection.settimeout(self.server.read_timeout)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # requests are not logged; failures reach `Server.log`
+
+    # -- responses ----------------------------------------------------------------------
+
+    def _send(
+        self, status: HTTPStatus, body: bytes, content_type: str, cache: bool = False
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "max-age=60" if cache else "no-store")
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: HTTPStatus, value: Any) -> None:
+        self._send(status, json.dumps(value).encode(), "application/json")
+
+    def _error(self, status: HTTPStatus, message: str) -> None:
+        self._json(status, {"error": message})
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The base class's own refusals (bad request line, headers too long) as JSON."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # the request line was unreadable
+            self.request_version = "HTTP/1.0"
+        try:
+            status = HTTPStatus(code)
+        except ValueError:
+            status = HTTPStatus.BAD_REQUEST
+        self._error(status, message or status.phrase)
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def _dispatch(self, action: Callable[[str, dict[str, list[str]]], None]) -> None:
+        url = urlsplit(self.path)
+        try:
+            action(url.path, parse_qs(url.query))
+        except RequestError as exc:
+            self._error(exc.status, str(exc))
+            self._drain_refused_body()
+        except ImageError as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True
+        except Exception as exc:  # a request never takes the server down
+            self.server.log(f"error answering {self.command} {self.path!r}: {exc!r}")
+            self.close_connection = True
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {exc}")
+
+    def do_GET(self) -> None:
+        self._dispatch(self._get)
+
+    def do_HEAD(self) -> None:
+        self._dispatch(self._get)
+
+    def do_POST(self) -> None:
+        self._dispatch(self._post)
+
+    def _not_allowed(self) -> None:
+        self._dispatch(self._refuse_method)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
+
+    def _refuse_method(self, path: str, query: dict[str, list[str]]) -> None:
+        self._discard_body()
+        raise RequestError(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            f"{self.command} is not supported: use GET for the page and /api/model, "
+            "/api/runs, /api/units.png, POST for /api/predict",
+        )
+
+    @staticmethod
+    def _run(query: dict[str, list[str]]) -> str | None:
+        values = query.get("run")
+        return values[-1] if values else None
+
+    def _get(self, path: str, query: dict[str, list[str]]) -> None:
+        models = self.server.models
+        if path == "/api/model":
+            self._json(HTTPStatus.OK, models.get(self._run(query)).facts())
+        elif path == "/api/runs":
+            self._json(
+                HTTPStatus.OK,
+                {"runs": models.run_names(), "current": models.default.name},
+            )
+        elif path == "/api/units.png":
+            self._send(HTTPStatus.OK, models.get(self._run(query)).units_png(), "image/png")
+        elif path == "/api/predict":
+            raise RequestError(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "POST an image to /api/predict (GET is not supported)",
+            )
+        else:
+            name = "index.html" if path == "/" else path.removeprefix("/static/")
+            body = (
+                self.server.assets.get(name) if path == "/" or path.startswith("/static/") else None
+            )
+            if body is None:
+                raise RequestError(HTTPStatus.NOT_FOUND, f"nothing at {path!r}")
+            self._send(HTTPStatus.OK, body, ASSET_TYPES[name.rsplit(".", 1)[1]], cache=True)
+
+    def _post(self, path: str, query: dict[str, list[str]]) -> None:
+        if path != "/api/predict":
+            self._discard_body()
+            status = (
+                HTTPStatus.METHOD_NOT_ALLOWED if path.startswith("/api/") else HTTPStatus.NOT_FOUND
+            )
+            raise RequestError(status, f"nothing to POST to at {path!r}; use /api/predict")
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        body = self._read_body()  # first, so that a refusal leaves the connection usable
+        served = self.server.models.get(self._run(query))
+        if kind not in IMAGE_TYPES and kind != "application/json":
+            raise RequestError(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                f"unsupported Content-Type {kind or '(none)'!r}: send image bytes (image/png, "
+                "image/jpeg, ...) or application/json",
+            )
+        if not body:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the request body is empty; send an image")
+        from mlp_cli.preprocess import image_from_bytes
+
+        if kind == "application/json":
+            image = image_from_json(body)
+        else:
+            image = image_from_bytes(body, "the uploaded image")
+        self._json(HTTPStatus.OK, served.predict(image, "upload"))
+
+    # -- bodies -------------------------------------------------------------------------
+
+    def _content_length(self) -> int:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.close_connection = True
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length, not chunks")
+        text = self.headers.get("Content-Length")
+        if text is None:
+            return 0
+        if not text.isdigit():
+            self.close_connection = True
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {text!r}")
+        return int(text)
+
+    def _read_body(self) -> bytes:
+        """The request body, refused unread beyond `MAX_BODY` (the connection then closes)."""
+        length = self._content_length()
+        if length > self.server.max_body:
+            self.close_connection = True
+            self._refused = length
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the body is {length} bytes; the limit is {self.server.max_body} bytes "
+                "(scale the picture down: a digit needs a few hundred pixels per side)",
+            )
+        body = self.rfile.read(length)
+        if len(body) < length:  # the client gave up
+            self.close_connection = True
+            raise ConnectionError("short body")
+        return body
+
+    _refused = 0  # length of a body refused as too large, not yet read
+
+    def _drain_refused_body(self) -> None:
+        """Read and drop a refused body of at most `DRAIN_FACTOR` times the limit, so that
+        a client still sending it (most do, before they read the answer) gets the 413
+        rather than a broken pipe.  Larger bodies are cut off unread."""
+        left, self._refused = self._refused, 0
+        if not left or left > DRAIN_FACTOR * self.server.max_body:
+            return
+        try:
+            while left > 0 and (chunk := self.rfile.read(min(left, 2**16))):
+                left -= len(chunk)
+        except OSError:
+            pass
+
+    def _discard_body(self) -> None:
+        length = self._content_length()
+        if length > self.server.max_body:
+            self.close_connection = True
+        elif length:
+            self.rfile.read(length)
+
+
+class Server(ThreadingHTTPServer):
+    """`ThreadingHTTPServer` serving one `Models`; threads die with the process."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self,
+        models: Models,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        read_timeout: float = READ_TIMEOUT,
+        max_body: int = MAX_BODY,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.models = models
+        self.assets = _load_assets()
+        self.read_timeout = read_timeout
+        self.max_body = max_body
+        self.log: Callable[[str], None] = log or (lambda message: None)
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        try:
+            super().__init__((host, port), Handler)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {host} port {port}: {exc.strerror or exc}. Choose another "
+                "--port (0 picks a free one) or stop what is using it."
+            ) from None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed outside a request (reset, timed out) is dropped quietly;
+        anything else is one line in the log, never a traceback on the terminal."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            self.log(f"error on the connection from {client_address[0]}: {error!r}")
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"

@@ -1,0 +1,552 @@
+"""`mlp serve` through a real HTTP client against a server on 127.0.0.1: the page, the JSON
+API, every kind of bad request (and that the server keeps serving after each), concurrent
+and slow clients, and the command itself started and stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import itertools
+import json
+import math
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mlp_cli import checkpoint
+from mlp_cli.predict import predict_files
+from mlp_cli.serve import Models, Server, is_loopback
+
+
+def save_model(path: Path, layers: list[int], seed: int, activation: str = "relu") -> Path:
+    """A valid model file with random weights: enough to exercise the server."""
+    rng = np.random.default_rng(seed)
+    weights = [
+        rng.normal(0, 0.1, (n_out, n_in)).astype(np.float32)
+        for n_in, n_out in itertools.pairwise(layers)
+    ]
+    biases = [np.zeros(n, np.float32) for n in layers[1:]]
+    side = math.isqrt(layers[0])
+    meta = {
+        "hidden_activation": activation,
+        "output_activation": "softmax",
+        "loss": "cross_entropy",
+        "preprocessing": {"input_size": side, "normalize": {"mean": 0.13, "std": 0.3}},
+        "class_names": [str(d) for d in range(10)],
+        "training": {"best_val_accuracy": 0.5, "epochs_run": 1, "best_epoch": 1},
+        "created": "2026-01-02T03:04:05+00:00",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return checkpoint.save(path, weights, biases, meta)
+
+
+def seven_png(size: int = 280) -> bytes:
+    """A black "7" drawn on a white canvas, as the page sends it."""
+    image = Image.new("L", (size, size), 255)
+    s = size / 280
+    ImageDraw.Draw(image).line(
+        [(80 * s, 60 * s), (200 * s, 60 * s), (120 * s, 240 * s)], fill=0, width=int(18 * s)
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Running:
+    server: Server
+    runs: Path
+    host: str
+    port: int
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def json(self, method: str, path: str, body: bytes | None = None, kind: str = "") -> Any:
+        headers = {"Content-Type": kind} if kind else {}
+        status, _, data = self.request(method, path, body, headers)
+        return status, json.loads(data)
+
+
+@contextmanager
+def start(tmp_path: Path, **options: Any) -> Iterator[Running]:
+    runs = tmp_path / "runs"
+    save_model(runs / "small" / "model.npz", [784, 16, 10], seed=0)
+    save_model(runs / "deep" / "model.npz", [400, 12, 8, 10], seed=1, activation="tanh")
+    server = Server(Models(runs / "small", runs), "127.0.0.1", 0, **options)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield Running(server, runs, "127.0.0.1", int(server.server_address[1]))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Running]:
+    with start(tmp_path, read_timeout=1.0, max_body=2**20) as server:
+        yield server
+
+
+def read_all(client: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    reply = b""
+    while chunk := client.recv(65536):
+        reply += chunk
+    return reply
+
+
+def assert_still_serving(running: Running) -> None:
+    status, facts = running.json("GET", "/api/model")
+    assert status == 200
+    assert facts["layers"] == [784, 16, 10]
+
+
+# -- good requests -------------------------------------------------------------------------
+
+
+def test_page_and_assets_are_served_from_the_package(running: Running) -> None:
+    status, headers, body = running.request("GET", "/")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert b'<canvas id="pad"' in body
+    for asset, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        status, headers, body = running.request("GET", f"/static/{asset}")
+        assert status == 200
+        assert headers["Content-Type"].startswith(kind)
+        assert body == (Path(__file__).parents[1] / "mlp_cli" / "web" / asset).read_bytes()
+    # Nothing is fetched from elsewhere: the page names no other origin.
+    assert b"http" not in running.request("GET", "/")[2].replace(b"http-equiv", b"")
+
+
+def test_model_facts_and_runs(running: Running) -> None:
+    status, facts = running.json("GET", "/api/model")
+    assert status == 200
+    assert facts["name"] == "small"
+    assert facts["layers"] == [784, 16, 10]
+    assert facts["parameters"] == 784 * 16 + 16 + 16 * 10 + 10
+    assert facts["val_accuracy"] == 0.5
+    assert facts["created"] == "2026-01-02T03:04:05+00:00"
+    assert facts["units"] == {"count": 16, "side": 28, "columns": 4, "output": False}
+    status, runs = running.json("GET", "/api/runs")
+    assert status == 200
+    assert sorted(runs["runs"]) == ["deep", "small"]
+    assert runs["current"] == "small"
+    status, deep = running.json("GET", "/api/model?run=deep")
+    assert status == 200
+    assert deep["layers"] == [400, 12, 8, 10]
+    assert deep["units"] == {"count": 12, "side": 20, "columns": 4, "output": False}
+
+
+def test_unit_pictures_are_the_first_layer_weights_in_a_grid(running: Running) -> None:
+    status, headers, body = running.request("GET", "/api/units.png?run=deep")
+    assert status == 200
+    assert headers["Content-Type"] == "image/png"
+    sheet = np.asarray(Image.open(io.BytesIO(body)))
+    assert sheet.shape == (3 * 20, 4 * 20, 3)  # 12 units of 20x20, 4 to a row
+    W1 = np.load(running.runs / "deep" / "model.npz")["W1"]
+    # Unit 5 sits in row 1, column 1, coloured as `mlp show hidden` colours it: red where
+    # its weight is positive, blue where negative.
+    from mlp_cli.viz import _diverging_rgb, _symmetric
+
+    tile = sheet[20:40, 20:40].reshape(400, 3)
+    assert np.array_equal(tile, _diverging_rgb(_symmetric(W1[5:6].astype(np.float64)))[0])
+    red, blue = tile[:, 0].astype(int), tile[:, 2].astype(int)
+    assert np.all((red > blue)[W1[5] > 0.01])
+    assert np.all((red < blue)[W1[5] < -0.01])
+
+
+def test_predict_answers_what_mlp_predict_answers_for_the_same_png(
+    running: Running, tmp_path: Path
+) -> None:
+    png = seven_png()
+    status, answer = running.json("POST", "/api/predict", png, "image/png")
+    assert status == 200
+    (tmp_path / "upload").write_bytes(png)
+    saved = checkpoint.load(running.runs / "small" / "model.npz")
+    [expected], failures = predict_files(saved, [tmp_path / "upload"])
+    assert failures == []
+    want = expected.to_json([str(d) for d in range(10)])
+    want["file"] = "upload"
+    assert {k: answer[k] for k in want} == want
+    assert answer["model"] == "small"
+    assert np.allclose(answer["input"], expected.image, atol=5e-4)
+    assert [len(layer) for layer in answer["hidden"]] == [16]
+    # The hidden layer is ReLU(W1 x + b1) of the network's input.
+    f = np.load(running.runs / "small" / "model.npz")
+    x = (expected.image.ravel() - 0.13) / 0.3
+    assert np.allclose(answer["hidden"][0], np.maximum(f["W1"] @ x + f["b1"], 0), atol=1e-3)
+
+
+def test_json_canvas_forms_give_the_same_answer(running: Running) -> None:
+    png = seven_png()
+    _, by_png = running.json("POST", "/api/predict?run=deep", png, "image/png")
+    data_url = b"data:image/png;base64," + base64.b64encode(png)
+    body = json.dumps({"image": data_url.decode()}).encode()
+    status, by_url = running.json("POST", "/api/predict?run=deep", body, "application/json")
+    assert status == 200
+    grey = np.asarray(Image.open(io.BytesIO(png)))
+    pixels = {"width": 280, "height": 280, "pixels": grey.ravel().tolist()}
+    status, by_pixels = running.json(
+        "POST",
+        "/api/predict?run=deep",
+        json.dumps(pixels).encode(),
+        "application/json; charset=utf-8",
+    )
+    assert status == 200
+    assert by_png == by_url == by_pixels
+    assert by_png["model"] == "deep"
+    assert [len(layer) for layer in by_png["hidden"]] == [12, 8]
+    assert len(by_png["input"]) == 28
+    assert {len(row) for row in by_png["input"]} == {28}
+
+
+def test_no_cors_headers_for_other_origins(running: Running) -> None:
+    for method, path, body in (("GET", "/api/model", None), ("POST", "/api/predict", seven_png())):
+        headers = {"Origin": "http://evil.example", "Content-Type": "image/png"}
+        status, got, _ = running.request(method, path, body, headers)
+        assert status == 200
+        assert not [h for h in got if h.lower().startswith("access-control-")]
+    status, got, _ = running.request(
+        "OPTIONS", "/api/predict", None, {"Origin": "http://x.example"}
+    )
+    assert status == 405
+    assert not [h for h in got if h.lower().startswith("access-control-")]
+
+
+# -- bad requests --------------------------------------------------------------------------
+
+
+def _bomb() -> bytes:
+    image = Image.new("1", (12_000, 12_000))  # 144 Mpixels, over twice Pillow's limit
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _blank() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (280, 280), 255).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+BAD: dict[str, tuple[str, str, bytes | None, str, int, str]] = {
+    # name: method, path, body, content type, status, words in the error
+    "not an image": ("POST", "/api/predict", b"hello there", "image/png", 400, "not an image"),
+    "truncated png": ("POST", "/api/predict", seven_png()[:200], "image/png", 400, "truncated"),
+    "empty body": ("POST", "/api/predict", b"", "image/png", 400, "empty"),
+    "blank canvas": ("POST", "/api/predict", _blank(), "image/png", 400, "ink"),
+    "text": ("POST", "/api/predict", b"7", "text/plain", 415, "Content-Type"),
+    "no content type": ("POST", "/api/predict", seven_png(), "", 415, "Content-Type"),
+    "form": ("POST", "/api/predict", b"a=1", "application/x-www-form-urlencoded", 415, "image"),
+    "malformed json": ("POST", "/api/predict", b'{"image": ', "application/json", 400, "JSON"),
+    "json list": ("POST", "/api/predict", b"[1, 2]", "application/json", 400, "JSON object"),
+    "bad data url": (
+        "POST",
+        "/api/predict",
+        b'{"image": "data:image/png;base64,@@@"}',
+        "application/json",
+        400,
+        "base64",
+    ),
+    "pixel count": (
+        "POST",
+        "/api/predict",
+        b'{"width": 2, "height": 2, "pixels": [0, 0, 0]}',
+        "application/json",
+        400,
+        "3 values",
+    ),
+    "pixel range": (
+        "POST",
+        "/api/predict",
+        b'{"width": 1, "height": 2, "pixels": [0, 300]}',
+        "application/json",
+        400,
+        "0-255",
+    ),
+    "huge canvas": (
+        "POST",
+        "/api/predict",
+        b'{"width": 100000, "height": 100000, "pixels": []}',
+        "application/json",
+        400,
+        "at most",
+    ),
+    "too large": ("POST", "/api/predict", b"\0" * (2**20 + 1), "image/png", 413, "limit"),
+    "unknown path": ("GET", "/nothing/here", None, "", 404, "nothing at"),
+    "unknown api": ("GET", "/api/nothing", None, "", 404, "nothing at"),
+    "traversal": ("GET", "/static/../../../../etc/passwd", None, "", 404, "nothing at"),
+    "encoded traversal": ("GET", "/static/..%2f..%2fetc%2fpasswd", None, "", 404, "nothing at"),
+    "python source": ("GET", "/static/serve.py", None, "", 404, "nothing at"),
+    "get predict": ("GET", "/api/predict", None, "", 405, "POST"),
+    "post elsewhere": ("POST", "/", b"x", "image/png", 404, "/api/predict"),
+    "delete": ("DELETE", "/api/model", None, "", 405, "not supported"),
+    "unknown run": ("GET", "/api/model?run=nope", None, "", 404, "no run named"),
+    "run traversal": ("GET", "/api/model?run=../runs/small", None, "", 404, "no run named"),
+    "run latest": ("GET", "/api/units.png?run=..", None, "", 404, "no run named"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_requests_get_a_4xx_with_a_json_error_and_the_server_keeps_serving(
+    running: Running, name: str
+) -> None:
+    method, path, body, kind, status, words = BAD[name]
+    headers = {"Content-Type": kind} if kind else {}
+    got, response_headers, data = running.request(method, path, body, headers)
+    assert got == status, data
+    assert response_headers["Content-Type"] == "application/json"
+    error = json.loads(data)["error"]
+    assert words in error
+    assert "Traceback" not in error
+    assert_still_serving(running)
+
+
+def test_refusals_leave_a_keep_alive_connection_usable(running: Running) -> None:
+    connection = http.client.HTTPConnection(running.host, running.port, timeout=10)
+    try:
+        png = seven_png()
+        for path, kind, status in (
+            ("/api/predict?run=nope", "image/png", 404),
+            ("/api/predict", "text/plain", 415),
+            ("/api/model", "image/png", 405),
+            ("/api/predict", "image/png", 200),
+        ):
+            connection.request("POST", path, png, {"Content-Type": kind})
+            response = connection.getresponse()
+            response.read()
+            assert response.status == status, path
+    finally:
+        connection.close()
+
+
+def test_a_decompression_bomb_is_refused(running: Running) -> None:
+    status, answer = running.json("POST", "/api/predict", _bomb(), "image/png")
+    assert status == 400
+    assert "too large to open safely" in answer["error"]
+    assert_still_serving(running)
+
+
+def test_a_body_over_the_limit_is_refused_unread(running: Running) -> None:
+    """A client announcing a huge body gets its 413 at once, without sending it."""
+    with socket.create_connection((running.host, running.port), timeout=5) as client:
+        client.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Length: 999999999999\r\n\r\n"
+        )
+        reply = read_all(client)
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert b"Connection: close" in reply
+    assert_still_serving(running)
+
+
+def test_chunked_bodies_are_refused(running: Running) -> None:
+    with socket.create_connection((running.host, running.port), timeout=5) as client:
+        client.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+        reply = read_all(client)
+    assert reply.startswith(b"HTTP/1.1 411")
+    assert_still_serving(running)
+
+
+def test_a_malformed_request_line_is_a_json_400(running: Running) -> None:
+    with socket.create_connection((running.host, running.port), timeout=5) as client:
+        client.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        reply = read_all(client)
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert b'{"error": ' in reply
+    assert_still_serving(running)
+
+
+# -- concurrency ---------------------------------------------------------------------------
+
+
+def test_concurrent_requests_all_get_the_same_answer(running: Running) -> None:
+    png = seven_png()
+    answers: list[Any] = []
+
+    def client(run: str) -> None:
+        answers.append(running.json("POST", f"/api/predict?run={run}", png, "image/png"))
+
+    threads = [
+        threading.Thread(target=client, args=("small" if i % 2 else "deep",)) for i in range(16)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(answers) == 16
+    assert {status for status, _ in answers} == {200}
+    by_model = {a["model"]: json.dumps(a, sort_keys=True) for _, a in answers}
+    for _, answer in answers:
+        assert json.dumps(answer, sort_keys=True) == by_model[answer["model"]]
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"POST /api/pre",
+        b"POST /api/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n0123",
+    ],
+    ids=["headers", "body"],
+)
+def test_a_slow_client_neither_blocks_others_nor_holds_its_thread_forever(
+    tmp_path: Path, partial: bytes
+) -> None:
+    with start(tmp_path, read_timeout=2.0) as running:
+        check_slow_client(running, partial)
+
+
+def check_slow_client(running: Running, partial: bytes) -> None:
+    with socket.create_connection((running.host, running.port), timeout=5) as slow:
+        slow.sendall(partial)
+        started = time.monotonic()
+        status, _ = running.json("POST", "/api/predict", seven_png(), "image/png")
+        assert status == 200
+        assert time.monotonic() - started < 1.8  # answered before the slow one timed out
+        # After the server's read timeout (2 s here) the slow connection is closed.
+        slow.settimeout(5)
+        rest = b""
+        while chunk := slow.recv(65536):
+            rest += chunk
+        assert time.monotonic() - started < 8
+    assert b"200 OK" not in rest
+    assert_still_serving(running)
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def test_loopback_addresses() -> None:
+    assert all(map(is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.2", "example.com"]))
+
+
+def test_mlp_serve_prints_its_url_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    model = save_model(tmp_path / "runs" / "only" / "model.npz", [784, 16, 10], seed=0)
+    mlp = Path(sys.executable).parent / "mlp"
+    process = subprocess.Popen(
+        [
+            str(mlp),
+            "serve",
+            "--model",
+            str(model.parent),
+            "--port",
+            "0",
+            "--runs",
+            str(tmp_path / "runs"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("serving only at http://127.0.0.1:"), line
+        url = line.split(" at ")[1].split()[0]
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("GET", "/api/runs")
+        assert json.loads(connection.getresponse().read()) == {"runs": ["only"], "current": "only"}
+        connection.close()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "stopped" in out
+    assert "Traceback" not in err
+
+
+def test_mlp_serve_without_a_model_says_how_to_get_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlp_cli.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--runs", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "no trained model found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_a_clean_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlp_cli.cli import app
+
+    model = save_model(tmp_path / "m.npz", [784, 16, 10], seed=0)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--model", str(model), "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1 port {port}" in result.stderr
+
+
+def test_help_and_predict_do_not_load_the_server() -> None:
+    probe = "\nimport sys\nprint('mlp_cli.serve' in sys.modules, 'http.server' in sys.modules)"
+    for code in (
+        "from mlp_cli.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass",
+        "from mlp_cli.cli import app\ntry:\n"
+        "    app(['predict', 'nothing.png', '--model', 'none'])\nexcept SystemExit:\n    pass",
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", code + probe], capture_output=True, text=True, check=True
+        ).stdout
+        assert out.strip().splitlines()[-1] == "False False", code
+
+
+def test_a_host_beyond_loopback_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warning's path, with the socket still on loopback (tests never listen wider)."""
+    from typer.testing import CliRunner
+
+    import mlp_cli.serve
+    from mlp_cli.cli import app
+
+    def interrupted(self: Server, poll_interval: float = 0.5) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlp_cli.serve, "is_loopback", lambda host: False)
+    monkeypatch.setattr(Server, "serve_forever", interrupted)
+    model = save_model(tmp_path / "m.npz", [784, 16, 10], seed=0)
+    result = CliRunner().invoke(app, ["serve", "--model", str(model), "--port", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert "reachable from the network" in result.stderr
+    assert "stopped" in result.stdout
