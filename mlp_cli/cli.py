@@ -572,7 +572,12 @@ def predict(
         list[str], typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.")
     ],
     model: ModelOpt = None,
-    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print a JSON list.")] = False,
+    json_: Annotated[
+        bool,
+        typer.Option(
+            "--json", metavar="", help="Print one JSON object: the model, predictions and failures."
+        ),
+    ] = False,
     show: Annotated[
         bool, typer.Option("--show", metavar="", help="Draw the 28x28 input the network sees.")
     ] = False,
