@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import LoopbackServer, ServeFolder
+from signals import signal_when
 from test_data import STEMS, Synthetic, cache_listing, idx_bytes, synthetic  # noqa: F401
 from typer.testing import CliRunner
 
@@ -192,28 +193,16 @@ def test_a_download_killed_by_a_signal_leaves_nothing_behind(
     cache = tmp_path / "cache"
     env = {**os.environ, data.DATA_DIR_ENV: str(cache), data.MIRROR_ENV: slow.url}
     env.pop("MLP_DEBUG", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlp_cli.cli", "data", "fetch"],
+    code, stdout, stderr = signal_when(
+        ["data", "fetch"],
+        lambda: any(p.is_file() for p in cache.glob(".download-*/*")),
+        signum,
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        waiting_for="the download to start",
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not any(p.is_file() for p in cache.glob(".download-*/*")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the download never started"
-            time.sleep(0.05)
-        proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
-    assert proc.returncode == 128 + signum, stderr
+    assert code == 128 + signum, stderr
     assert "Traceback" not in stdout + stderr
     assert sorted(os.listdir(cache)) == []
 

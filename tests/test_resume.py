@@ -12,14 +12,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from signals import signal_when
 from test_train import make_config, make_splits, mnist_cache, without_timing  # noqa: F401
 from typer.testing import CliRunner
 
@@ -251,30 +249,17 @@ def test_sigterm_and_sighup_stop_training_like_ctrl_c(
     run_dir = tmp_path / "run"
     env = {**os.environ, data.DATA_DIR_ENV: str(mnist_cache)}
     env.pop("MLP_DEBUG", None)
-    command = [sys.executable, "-m", "mlp_cli.cli", "train", "--config", str(config)]
-    proc = subprocess.Popen(
-        [*command, "--out", str(run_dir), "--quiet"],
+    code, stdout, stderr = signal_when(
+        ["train", "--config", str(config), "--out", str(run_dir), "--quiet"],
+        lambda: (run_dir / train.CHECKPOINT_FILE).exists(),
+        signum,
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        settle=1.0,
+        waiting_for="training's first checkpoint",
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not (run_dir / train.CHECKPOINT_FILE).exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "training never wrote its first checkpoint"
-            time.sleep(0.05)
-        time.sleep(1.0)
-        proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
-    assert proc.returncode == 128 + signum, stderr
+    assert code == 128 + signum, stderr
     assert "Traceback" not in stdout + stderr
     assert "--resume" in stderr
     saved = checkpoint.load(run_dir / train.CHECKPOINT_FILE, checkpoint=True)

@@ -13,9 +13,6 @@ import math
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import pytest
 from conftest import require_real_mnist
 from numpy.typing import NDArray
 from PIL import Image
+from signals import signal_when
 from threadpoolctl import threadpool_limits
 
 from mlp_cli import checkpoint, data, optim, threads, train
@@ -571,30 +569,16 @@ training: {epochs: 50, batch_size: 32}
     env = {**os.environ, data.DATA_DIR_ENV: str(mnist_cache), "COLUMNS": "300"}
     for name in ("MLP_DEBUG", data.MIRROR_ENV):
         env.pop(name, None)
-    command = [sys.executable, "-m", "mlp_cli.cli", "train", "--config", str(config)]
-    command += ["--out", str(run_dir), "--quiet"]
-    proc = subprocess.Popen(
-        command,
+    code, stdout, stderr = signal_when(
+        ["train", "--config", str(config), "--out", str(run_dir), "--quiet"],
+        lambda: (run_dir / train.CHECKPOINT_FILE).exists(),
+        signal.SIGINT,
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        settle=1.0,  # let it train for a while
+        waiting_for="training's first checkpoint",
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not (run_dir / train.CHECKPOINT_FILE).exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "training never wrote its first checkpoint"
-            time.sleep(0.05)
-        time.sleep(1.0)  # let it train for a while
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, stderr
+    assert code == 130, stderr
     assert "--resume" in stderr
     assert str(run_dir) in stderr
     assert "Traceback" not in stderr + stdout
