@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import LoopbackServer
 from numpy.typing import NDArray
+from tiny_models import save_random_model
 from typer.testing import CliRunner
 
 from mlp_cli import __version__
@@ -479,20 +480,7 @@ def test_end_to_end_train_evaluate_predict(
 @pytest.fixture
 def random_model(tmp_path: Path) -> Path:
     """A valid 784-16-10 model file with random weights: enough to exercise predict."""
-    from mlp_cli import checkpoint
-
-    rng = np.random.default_rng(0)
-    weights = [rng.normal(0, 0.1, (16, 784)).astype(np.float32)]
-    weights.append(rng.normal(0, 0.1, (10, 16)).astype(np.float32))
-    biases = [np.zeros(16, np.float32), np.zeros(10, np.float32)]
-    meta = {
-        "hidden_activation": "relu",
-        "output_activation": "softmax",
-        "loss": "cross_entropy",
-        "preprocessing": {"input_size": 28, "normalize": None},
-        "class_names": [str(d) for d in range(10)],
-    }
-    return checkpoint.save(tmp_path / "random.npz", weights, biases, meta)
+    return save_random_model(tmp_path / "random.npz")
 
 
 def _digit_png(path: Path) -> Path:

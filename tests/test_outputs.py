@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import treesnap
 from PIL import Image
+from tiny_models import save_random_model
 from typer.testing import CliRunner
 
 from mlp_cli import checkpoint, outputs, train
@@ -93,19 +94,8 @@ def run_dir(tmp_path: Path) -> Path:
     three epochs of metrics."""
     folder = tmp_path / "runs" / "r1"
     folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    weights = [rng.normal(0, 0.1, (16, 784)).astype(np.float32)]
-    weights.append(rng.normal(0, 0.1, (10, 16)).astype(np.float32))
-    biases = [np.zeros(16, np.float32), np.zeros(10, np.float32)]
-    meta = {
-        "hidden_activation": "relu",
-        "output_activation": "softmax",
-        "loss": "cross_entropy",
-        "preprocessing": {"input_size": 28, "normalize": None},
-        "class_names": [str(d) for d in range(10)],
-    }
-    checkpoint.save(folder / checkpoint.MODEL_FILE, weights, biases, meta)
-    checkpoint.save(folder / train.CHECKPOINT_FILE, weights, biases, meta)
+    save_random_model(folder / checkpoint.MODEL_FILE)
+    save_random_model(folder / train.CHECKPOINT_FILE)
     records = [
         {"epoch": e, "train_loss": 1 / e, "train_acc": 0.5, "val_loss": 1 / e, "val_acc": 0.5}
         for e in (1, 2, 3)
