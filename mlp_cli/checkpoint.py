@@ -42,7 +42,15 @@ from typing import Any, Literal
 import numpy as np
 from numpy.lib import format as npy_format
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mlp_cli.activations import ACTIVATIONS
 from mlp_cli.errors import CheckpointError, UsageError
@@ -183,20 +191,15 @@ class ModelMetadata(_Record):
             )
         return layers
 
-    @field_validator("hidden_activation")
+    @field_validator("hidden_activation", "output_activation", "loss")
     @classmethod
-    def _known_hidden(cls, name: str) -> str:
-        return _known(name, ACTIVATIONS)
-
-    @field_validator("output_activation")
-    @classmethod
-    def _known_output(cls, name: str) -> str:
-        return _known(name, OUTPUTS)
-
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, name: str) -> str:
-        return _known(name, LOSSES)
+    def _known_function(cls, name: str, info: ValidationInfo) -> str:
+        registries: dict[str, Mapping[str, Any]] = {
+            "hidden_activation": ACTIVATIONS,
+            "output_activation": OUTPUTS,
+            "loss": LOSSES,
+        }
+        return _known(name, registries[info.field_name or "loss"])
 
     @field_validator("class_names")
     @classmethod
