@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
 from mlp_cli.errors import MLPError
@@ -52,7 +53,45 @@ class Split(StrEnum):
 
 EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
 
-app = typer.Typer(
+
+def _plain_types(params: list[Any]) -> list[Any]:
+    """Help that names what a parameter takes, as its metavar says: a flag shows nothing
+    (not ``<bool>``, Typer's own ``--help`` included) and an argument its metavar alone
+    (``IMAGE``, not ``<list[str]>``)."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+        elif type(param) is TyperArgument and param.metavar is not None:
+            param.__class__ = _NamedArgument
+    return params
+
+
+class _NamedArgument(TyperArgument):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_types(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_types(super().get_params(ctx))
+
+
+class _Typer(typer.Typer):
+    """`typer.Typer` whose commands and groups render their help with `_plain_types`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        return super().command(*args, cls=_Command, **kwargs)
+
+
+app = _Typer(
     name="mlp",
     help="Train, evaluate and inspect NumPy multilayer perceptrons on handwritten digits.",
     no_args_is_help=True,
@@ -60,9 +99,9 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-data_app = typer.Typer(help="Download, import and inspect the MNIST dataset.", no_args_is_help=True)
-config_app = typer.Typer(help="Show resolved configs and the config schema.", no_args_is_help=True)
-show_app = typer.Typer(help="Draw what a trained network has learned.", no_args_is_help=True)
+data_app = _Typer(help="Download, import and inspect the MNIST dataset.", no_args_is_help=True)
+config_app = _Typer(help="Show resolved configs and the config schema.", no_args_is_help=True)
+show_app = _Typer(help="Draw what a trained network has learned.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(show_app, name="show")
@@ -80,7 +119,7 @@ def _debugging() -> bool:
 
 DebugOpt = Annotated[
     bool,
-    typer.Option("--debug", metavar="", help="Show tracebacks for errors (or set MLP_DEBUG=1)."),
+    typer.Option("--debug", help="Show tracebacks for errors (or set MLP_DEBUG=1)."),
 ]
 
 
@@ -156,7 +195,6 @@ def root(
             "-V",
             callback=_version,
             is_eager=True,
-            metavar="",
             help="Print the version.",
         ),
     ] = False,
@@ -353,14 +391,10 @@ def train(
             "(training.threads).",
         ),
     ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", metavar="", help="Print only the summary.")
-    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
     json_: Annotated[
         bool,
-        typer.Option(
-            "--json", metavar="", help="One JSON object per epoch on stdout, nothing else."
-        ),
+        typer.Option("--json", help="One JSON object per epoch on stdout, nothing else."),
     ] = False,
 ) -> None:
     """Train a network from a YAML config; writes a run directory with the model."""
@@ -505,9 +539,7 @@ def evaluate(
     split: Annotated[
         Split, typer.Option(help="Which images: test, val (held out in training) or train.")
     ] = Split.test,
-    json_: Annotated[
-        bool, typer.Option("--json", metavar="", help="Print one JSON object.")
-    ] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     misclassified: Annotated[
         Path | None,
         typer.Option(
@@ -574,12 +606,10 @@ def predict(
     model: ModelOpt = None,
     json_: Annotated[
         bool,
-        typer.Option(
-            "--json", metavar="", help="Print one JSON object: the model, predictions and failures."
-        ),
+        typer.Option("--json", help="Print one JSON object: the model, predictions and failures."),
     ] = False,
     show: Annotated[
-        bool, typer.Option("--show", metavar="", help="Draw the 28x28 input the network sees.")
+        bool, typer.Option("--show", help="Draw the 28x28 input the network sees.")
     ] = False,
     save_input: Annotated[
         Path | None,
@@ -587,16 +617,13 @@ def predict(
     ] = None,
     raw: Annotated[
         bool,
-        typer.Option(
-            "--raw", metavar="", help="Images are already MNIST-style: skip preprocessing."
-        ),
+        typer.Option("--raw", help="Images are already MNIST-style: skip preprocessing."),
     ] = False,
     verbose: Annotated[
         bool,
         typer.Option(
             "--verbose",
             "-v",
-            metavar="",
             help="Every image in detail, also when there are more than 3.",
         ),
     ] = False,
@@ -754,7 +781,7 @@ def show_hidden(
     ] = 1,
     terminal: Annotated[
         bool,
-        typer.Option(metavar="", help="Also draw the units in the terminal (up to 36 units)."),
+        typer.Option(help="Also draw the units in the terminal (up to 36 units)."),
     ] = True,
 ) -> None:
     """Draw each hidden unit's incoming weights as a picture (PNG, and in the terminal)."""
@@ -794,7 +821,7 @@ def serve(
         Path, typer.Option(metavar="DIR", help="Folder whose runs the page can switch between.")
     ] = Path("runs"),
     open_browser: Annotated[
-        bool, typer.Option("--open", metavar="", help="Open the page in the web browser.")
+        bool, typer.Option("--open", help="Open the page in the web browser.")
     ] = False,
 ) -> None:
     """Serve a web page where you draw a digit and watch the network answer (Ctrl-C stops)."""
@@ -908,7 +935,7 @@ def data_import(
 @data_app.command("info")
 @handle_errors
 def data_info(
-    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print JSON.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show where MNIST is cached and whether each file is present and verified."""
     from rich.table import Table
