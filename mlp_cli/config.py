@@ -37,7 +37,7 @@ from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
 from mlp_cli.limits import (
     FLOAT32_BYTES,
-    MAX_BATCH_ACTIVATION_BYTES,
+    MAX_TRAINING_BYTES,
     MAX_CONFIG_BYTES,
     MAX_LAYER_UNITS,
     MAX_LAYERS,
@@ -76,6 +76,8 @@ __all__ = [
 
 MNIST_CLASSES = 10
 MNIST_TRAINING_IMAGES = 60000
+_MAX_SOURCE_CHARS = 100  # of a --set shown in a message
+_EVAL_BATCH = 2048  # rows per batch when a validation split is scored (MLP.evaluate)
 
 KeyPath = tuple[str | int, ...]
 
@@ -562,14 +564,53 @@ class Config(_Section):
                 f" {self.data.validation_size:,} of data.validation_size; a batch holds at most"
                 " all of them"
             )
-        per_example = FLOAT32_BYTES * sum(self.model.layers)
-        if batch * per_example > MAX_BATCH_ACTIVATION_BYTES:
+        fixed, per_example = self.training_memory()
+        if fixed + batch * per_example <= MAX_TRAINING_BYTES:
+            return None
+        need = format_bytes(fixed + batch * per_example)
+        if fixed + per_example > MAX_TRAINING_BYTES:
             return (
-                f"is {batch:,}: one batch through layers {_layers_text(self.model.layers)} would"
-                f" need {format_bytes(batch * per_example)} for its activations alone; use a"
-                f" batch_size of at most {MAX_BATCH_ACTIVATION_BYTES // per_example:,}"
+                f"is {batch:,}, but training layers {_layers_text(self.model.layers)} with"
+                f" {self.optimizer.name} would need {need} of memory, and even a batch of 1"
+                f" more than the {format_bytes(MAX_TRAINING_BYTES)} mlp allows: the weights,"
+                " their gradients and the optimizer's state alone are too large; use"
+                " narrower layers"
             )
-        return None
+        return (
+            f"is {batch:,}: training layers {_layers_text(self.model.layers)} on batches of"
+            f" {batch:,} would need about {need} of memory (weights, gradients, optimizer"
+            " state, the training data, and each batch's activations and deltas), more than"
+            f" the {format_bytes(MAX_TRAINING_BYTES)} mlp allows; use a batch_size of at most"
+            f" {(MAX_TRAINING_BYTES - fixed) // per_example:,}"
+        )
+
+    def training_memory(self) -> tuple[int, int]:
+        """(bytes, bytes per example of a batch) that training this config allocates.
+
+        The first counts what does not depend on the batch size: the parameters and their
+        gradients, the optimizer's state (one vector per moment), a copy of the parameters
+        while a file is saved, the training inputs, the validation copy and its evaluation
+        buffers. The second counts, per example of a batch, the gathered inputs, every
+        layer's activations and deltas, the output's logits, and dropout's masks and
+        dropped copies; twice, since the epoch's shorter last batch has its own buffers."""
+        layers, rates = self.model.layers, self.model.dropout_rates
+        parameters = parameter_count(layers)
+        moments = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2}.get(self.optimizer.name, 2)
+        copies = 2 + moments + 1  # params, grads, moments, one saved copy
+        if self.regularization.l1 or self.regularization.l2:
+            copies += 1  # the penalty gradient's scratch vector
+        n_in, units = layers[0], sum(layers[1:])
+        val = self.data.validation_size
+        fixed = FLOAT32_BYTES * (
+            copies * parameters
+            + MNIST_TRAINING_IMAGES * n_in  # the training inputs
+            + val * n_in  # the validation inputs, gathered once
+            + min(val, _EVAL_BATCH) * 3 * units  # evaluating them: activations, deltas, logits
+        ) + 8 * 2 * MNIST_TRAINING_IMAGES  # the shuffling order and the split's indices
+        dropped = sum(([n_in] + layers[1:-1])[l] for l, p in enumerate(rates) if p > 0)
+        augmented = 2 * n_in if self.augment.enabled else 0
+        per_example = FLOAT32_BYTES * (n_in + 2 * units + layers[-1] + 2 * dropped + augmented)
+        return fixed, 2 * per_example
 
 
 def _network_size_problem(layers: Sequence[int]) -> str | None:
@@ -866,10 +907,13 @@ class Override(str):
 
 
 def _override_source(text: str) -> str:
-    # Quoted and escaped when it holds line breaks or other invisible characters.
-    if isinstance(text, Override):
-        return text.source if text.source.isprintable() else repr(text.source)
-    return f"--set {text if text.isprintable() else repr(text)}"
+    # Quoted and escaped when it holds line breaks or other invisible characters, and cut
+    # to a readable length: every message about an override starts with it.
+    source = text.source if isinstance(text, Override) else f"--set {text}"
+    shown = source if source.isprintable() else repr(source)
+    if len(shown) > _MAX_SOURCE_CHARS:
+        shown = f"{shown[: _MAX_SOURCE_CHARS - 3]}... ({len(source):,} characters)"
+    return shown
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
