@@ -37,11 +37,11 @@ from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
 from mlp_cli.limits import (
     FLOAT32_BYTES,
-    MAX_TRAINING_BYTES,
     MAX_CONFIG_BYTES,
     MAX_LAYER_UNITS,
     MAX_LAYERS,
     MAX_PARAMETERS,
+    MAX_TRAINING_BYTES,
     NotRegularFileError,
     format_bytes,
     parameter_count,
@@ -571,10 +571,10 @@ class Config(_Section):
         if fixed + per_example > MAX_TRAINING_BYTES:
             return (
                 f"is {batch:,}, but training layers {_layers_text(self.model.layers)} with"
-                f" {self.optimizer.name} would need {need} of memory, and even a batch of 1"
-                f" more than the {format_bytes(MAX_TRAINING_BYTES)} mlp allows: the weights,"
-                " their gradients and the optimizer's state alone are too large; use"
-                " narrower layers"
+                f" {self.optimizer.name} would need about {need} of memory, and even with a"
+                f" batch of 1 more than the {format_bytes(MAX_TRAINING_BYTES)} mlp allows"
+                " (the weights, their gradients, the optimizer's state and the training"
+                " data come first); use narrower layers"
             )
         return (
             f"is {batch:,}: training layers {_layers_text(self.model.layers)} on batches of"
@@ -601,13 +601,17 @@ class Config(_Section):
             copies += 1  # the penalty gradient's scratch vector
         n_in, units = layers[0], sum(layers[1:])
         val = self.data.validation_size
-        fixed = FLOAT32_BYTES * (
-            copies * parameters
-            + MNIST_TRAINING_IMAGES * n_in  # the training inputs
-            + val * n_in  # the validation inputs, gathered once
-            + min(val, _EVAL_BATCH) * 3 * units  # evaluating them: activations, deltas, logits
-        ) + 8 * 2 * MNIST_TRAINING_IMAGES  # the shuffling order and the split's indices
-        dropped = sum(([n_in] + layers[1:-1])[l] for l, p in enumerate(rates) if p > 0)
+        fixed = (
+            FLOAT32_BYTES
+            * (
+                copies * parameters
+                + MNIST_TRAINING_IMAGES * n_in  # the training inputs
+                + val * n_in  # the validation inputs, gathered once
+                + min(val, _EVAL_BATCH) * (2 * units + layers[-1])  # scoring them (work buffers)
+            )
+            + 8 * 2 * MNIST_TRAINING_IMAGES
+        )  # the shuffling order and the split's indices
+        dropped = sum(([n_in, *layers[1:-1]])[l] for l, p in enumerate(rates) if p > 0)
         augmented = 2 * n_in if self.augment.enabled else 0
         per_example = FLOAT32_BYTES * (n_in + 2 * units + layers[-1] + 2 * dropped + augmented)
         return fixed, 2 * per_example

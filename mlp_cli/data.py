@@ -616,8 +616,8 @@ class _Downloader:
             except (ProtocolError, HTTPError) as exc:
                 plain = _plain_connection_problem(exc, received, total)
                 raise _SourceError(
-                    plain or f"connection dropped before the whole file arrived "
-                    f"({_shorten(str(exc))})"
+                    plain
+                    or f"connection dropped before the whole file arrived ({_shorten(str(exc))})"
                 ) from None
             if not chunk:
                 break
@@ -715,13 +715,13 @@ def _plain_connection_problem(exc: BaseException, received: int = 0, total: int 
                 f"after {received:,}{of} bytes)"
             )
         if isinstance(cause, http.client.LineTooLong):
-            return (
-                f"the server sent a header line longer than {http.client._MAXLINE:,} bytes"
-            )
+            longest: int = getattr(http.client, "_MAXLINE", 65536)  # what http.client reads
+            return f"the server sent a header line longer than {longest:,} bytes"
         if isinstance(cause, http.client.RemoteDisconnected):
             return "the server closed the connection without answering"
         if isinstance(cause, http.client.HTTPException) and "headers" in str(cause):
-            return f"the server sent more than {http.client._MAXHEADERS} header lines"
+            most: int = getattr(http.client, "_MAXHEADERS", 100)
+            return f"the server sent more than {most} header lines"
         if isinstance(cause, http.client.BadStatusLine):
             return "the server answered with something that is not HTTP"
     return None

@@ -8,9 +8,9 @@ parameter theta_i is nudged by +-h and the objective (mean loss + penalties) re-
 and compared with backprop's analytic gradient per parameter array through the relative
 error ||g - n|| / max(||g|| + ||n||, floor).  Correct backprop gives ~1e-9; a wrong
 derivative gives ~1e-2 or worse.  The floor is what rounding lets central differences
-resolve (about eps * |J| / h per entry, divided by the tolerance): the gradients of a deep
-network's first layers can vanish below it, and a ratio of rounding to rounding says
-nothing about backprop.  Biases are drawn at random too, so no ReLU sits exactly on its kink.
+resolve (about L * eps * |J| / h per entry, divided by the tolerance): in a deep sigmoid
+network the gradients of layers far from the output shrink towards it, and a ratio of
+rounding to rounding says nothing about backprop.  Biases are drawn at random too, so no ReLU sits exactly on its kink.
 """
 
 from __future__ import annotations
@@ -77,8 +77,10 @@ def gradcheck(
         z = model._work[batch].z_out
         return loss_fn.value(output, z, a, y) + model.penalty(l1, l2)
 
-    # What a central difference can resolve per entry: the rounding of J, divided by h.
-    resolution = np.finfo(np.float64).eps * max(abs(objective()), 1.0) / h
+    # What a central difference can resolve per entry: the rounding of J (which grows with
+    # each layer J passes through), divided by h.
+    rounding = np.finfo(np.float64).eps * max(abs(objective()), 1.0) * model.n_layers
+    resolution = rounding / h
     model.forward(X)
     model.backward(y, loss, l1=l1, l2=l2)
     analytic = model.grads.copy()

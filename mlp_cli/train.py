@@ -909,6 +909,9 @@ def _resume_state_problem(
                     f"history record {number} has {key} = {_short(value)}, expected a "
                     "finite number >= 0" + (" or null" if key.startswith("val_") else "")
                 )
+        for key, value in record.items():  # metrics.jsonl must stay JSON: no NaN anywhere
+            if isinstance(value, float) and math.isnan(value):
+                return f"history record {number} has {_short(key)} = nan, expected a number"
     if perm is None:
         if step > 0:
             return f"'resume/perm' is missing, but the run stopped at step {step} of an epoch"

@@ -291,7 +291,8 @@ def test_damaged_values_in_resume_state_are_named_before_anything_runs(
     assert str(run_dir / train.CHECKPOINT_FILE) in message
     assert "damaged resume state" in message
     assert NAMED_DAMAGES[change] in message, message
-    assert "OverflowError" not in message and "array(" not in message
+    assert "OverflowError" not in message
+    assert "array(" not in message
     assert snapshot(tmp_path) == before
 
 
