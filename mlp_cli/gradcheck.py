@@ -10,7 +10,8 @@ error ||g - n|| / max(||g|| + ||n||, floor).  Correct backprop gives ~1e-9; a wr
 derivative gives ~1e-2 or worse.  The floor is what rounding lets central differences
 resolve (about L * eps * |J| / h per entry, divided by the tolerance): in a deep sigmoid
 network the gradients of layers far from the output shrink towards it, and a ratio of
-rounding to rounding says nothing about backprop.  Biases are drawn at random too, so no ReLU sits exactly on its kink.
+rounding to rounding says nothing about backprop.  Biases are drawn at random too, so no
+ReLU sits exactly on its kink.
 """
 
 from __future__ import annotations
