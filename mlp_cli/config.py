@@ -140,7 +140,11 @@ class DataConfig(_Section):
                 parts = urlsplit("")
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise _SettingError(
-                    ((), f"expected a base URL starting with http:// or https://, found {value!r}")
+                    (
+                        (),
+                        "expected a base URL starting with http:// or https://, found "
+                        + _REPR.repr(value),
+                    )
                 )
         return value
 
@@ -212,7 +216,7 @@ class ModelConfig(_Section):
                     (
                         (),
                         "expected layer sizes separated by '-' such as 784-100-10,"
-                        f" or a list, found {value!r}",
+                        f" or a list, found {_REPR.repr(value)}",
                     )
                 )
             return [int(part) for part in value.split("-")]
@@ -506,7 +510,7 @@ class Config(_Section):
                 (
                     (),
                     "expected a folder name of at most 100 letters, digits, '.', '_' or '-'"
-                    f" that starts with a letter or digit, found {value!r}",
+                    f" that starts with a letter or digit, found {_REPR.repr(value)}",
                 )
             )
         return value
@@ -704,7 +708,7 @@ class _Dumper(yaml.SafeDumper):
 
 def _scalar_error(node: yaml.Node, expected: str) -> yaml.constructor.ConstructorError:
     return yaml.constructor.ConstructorError(
-        None, None, f"expected {expected}, found {node.value!r}", node.start_mark
+        None, None, f"expected {expected}, found {_REPR.repr(node.value)}", node.start_mark
     )
 
 
