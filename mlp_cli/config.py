@@ -575,8 +575,8 @@ class Config(_Section):
         if fixed + per_example > MAX_TRAINING_BYTES:
             return (
                 f"is {batch:,}, but training layers {_layers_text(self.model.layers)} with"
-                f" {self.optimizer.name} would need about {need} of memory, and even with a"
-                f" batch of 1 more than the {format_bytes(MAX_TRAINING_BYTES)} mlp allows"
+                f" {self.optimizer.name} would need about {need} of memory, and even a batch"
+                f" of 1 would need more than the {format_bytes(MAX_TRAINING_BYTES)} mlp allows"
                 " (the weights, their gradients, the optimizer's state and the training"
                 " data come first); use narrower layers"
             )
