@@ -712,7 +712,6 @@ class Trainer:
                 self._val = (data.X[data.val_idx], data.y[data.val_idx])
             val_loss, val_acc = self.model.evaluate(*self._val, cfg.loss)
             if not math.isfinite(val_loss):  # finite weights whose outputs overflow
-                st.step -= 1
                 raise self._diverged(val_loss)
         st.epoch += 1
         improved = self._improved(val_loss, val_acc)
