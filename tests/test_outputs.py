@@ -1063,15 +1063,19 @@ def test_a_stray_os_error_naming_a_path_is_one_message(
     ],
     ids=["predict-one", "predict-two", "predict-json", "evaluate-json", "evaluate", "export"],
 )
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
 def test_a_model_whose_forward_pass_overflows_is_refused_on_every_path(
-    tmp_path: Path, run_dir: Path, fake_data: list[str], command: list[str]
+    tmp_path: Path, run_dir: Path, fake_data: list[str], command: list[str], output: str
 ) -> None:
-    # Finite float32 weights whose products overflow in the first layer: softmax's
-    # max-subtraction or a batch's other rows must not turn that into finite numbers.
+    # Finite float32 weights whose products overflow in the first layer: a sigmoid output
+    # turns the infinite logits into probabilities of exactly 1, which look like numbers.
     saved = checkpoint.load(run_dir / checkpoint.MODEL_FILE)
     weights = [w.copy() for w in saved.weights]
     weights[0][...] = 3e38
+    weights[1][...] = np.abs(weights[1])  # every logit +inf, none NaN
     meta = {k: v for k, v in saved.metadata.items() if k not in ("format", "format_version")}
+    if output == "sigmoid":
+        meta |= {"output_activation": "sigmoid", "loss": "mse"}
     checkpoint.save(run_dir / checkpoint.MODEL_FILE, weights, saved.biases, meta)
     pictures = {"a": digit_png(tmp_path / "a.png"), "b": digit_png(tmp_path / "b.png")}
     args = [a.format(run=run_dir, **pictures) for a in command]
