@@ -29,6 +29,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import reprlib
 import tempfile
 import warnings
@@ -414,6 +415,10 @@ def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
             raise _fail(path, f"it could not be read ({_short(exc)})") from None
 
 
+# The dtype of a .npy header that declares text (str or bytes).
+_TEXT_DESCR = re.compile(rb"'descr'\s*:\s*'([<>|=]?[USa]\d*)'")
+
+
 def _short(value: object, limit: int = 200) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -455,6 +460,8 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> Sav
         if len(member.shape) > 1 or member.count > _MAX_EXTRA_ITEMS:
             problem = f"{name} has shape {member.shape}, expected at most one dimension"
             raise damaged_resume(path, problem)
+    for name, member in members.items():
+        _check_size(member, name, path)
     weights: list[NDArray[np.floating]] = []
     biases: list[NDArray[np.floating]] = []
     for name in expected:
@@ -516,24 +523,40 @@ def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, pat
         )
         shape, fortran, dtype = reader(preamble)
     except (ValueError, EOFError, SyntaxError, TypeError, RecursionError, MemoryError) as exc:
-        raise _fail(path, f"member '{name}' has a damaged .npy header ({_short(exc)})") from None
+        if text := _TEXT_DESCR.search(header):
+            problem = (
+                f"declares the text dtype {text.group(1).decode('ascii')}, larger than NumPy "
+                f"can hold (a model's metadata is at most {MAX_METADATA_CHARS:,} characters)"
+            )
+        elif "object at 0x" in str(exc):  # NumPy names the syntax node it refused
+            problem = "has a .npy header whose shape or dtype is not written as plain numbers"
+        else:
+            problem = f"has a damaged .npy header ({_short(exc)})"
+        raise _fail(path, f"member '{name}' {problem}") from None
     if dtype.hasobject:
         raise _fail(path, f"member '{name}' holds Python objects, which are never loaded")
     if dtype.fields is not None or dtype.subdtype is not None:
         raise _fail(path, f"member '{name}' holds records, not an array of numbers")
-    member = _Member(info, tuple(shape), dtype, bool(fortran), len(header))
-    declared = member.offset + member.count * dtype.itemsize
-    if info.file_size < declared:
+    return _Member(info, tuple(shape), dtype, bool(fortran), len(header))
+
+
+def _check_size(member: _Member, name: str, path: Path) -> None:
+    """Refuse a member whose zip entry holds more or fewer bytes than its header declares.
+
+    Called after a weight's shape is compared with the layers (an absurd shape is named as
+    such, not as a truncated file) and before anything of that size is allocated."""
+    declared = member.offset + member.count * member.dtype.itemsize
+    if member.info.file_size < declared:
         raise _fail(path, f"member '{name}' is truncated")
-    if info.file_size > declared:
+    if member.info.file_size > declared:
         raise _fail(path, f"member '{name}' holds bytes beyond its array")
-    return member
 
 
 def _read_data(archive: zipfile.ZipFile, member: _Member, name: str, path: Path) -> NDArray[Any]:
     """A member's array, decompressed a chunk at a time into an array of the checked size.
 
     The zip entry's CRC is verified on the last chunk, so a flipped byte is refused."""
+    _check_size(member, name, path)
     array = np.empty(member.count, dtype=member.dtype)
     raw = array.view(np.uint8)  # (count * itemsize,): the same memory, byte by byte
     with archive.open(member.info) as stream:

@@ -37,11 +37,11 @@ from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
 from mlp_cli.limits import (
     FLOAT32_BYTES,
-    MAX_BATCH_ACTIVATION_BYTES,
     MAX_CONFIG_BYTES,
     MAX_LAYER_UNITS,
     MAX_LAYERS,
     MAX_PARAMETERS,
+    MAX_TRAINING_BYTES,
     NotRegularFileError,
     format_bytes,
     parameter_count,
@@ -76,6 +76,8 @@ __all__ = [
 
 MNIST_CLASSES = 10
 MNIST_TRAINING_IMAGES = 60000
+_MAX_SOURCE_CHARS = 100  # of a --set shown in a message
+_EVAL_BATCH = 2048  # rows per batch when a validation split is scored (MLP.evaluate)
 
 KeyPath = tuple[str | int, ...]
 
@@ -138,7 +140,11 @@ class DataConfig(_Section):
                 parts = urlsplit("")
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise _SettingError(
-                    ((), f"expected a base URL starting with http:// or https://, found {value!r}")
+                    (
+                        (),
+                        "expected a base URL starting with http:// or https://, found "
+                        + _REPR.repr(value),
+                    )
                 )
         return value
 
@@ -210,7 +216,7 @@ class ModelConfig(_Section):
                     (
                         (),
                         "expected layer sizes separated by '-' such as 784-100-10,"
-                        f" or a list, found {value!r}",
+                        f" or a list, found {_REPR.repr(value)}",
                     )
                 )
             return [int(part) for part in value.split("-")]
@@ -504,7 +510,7 @@ class Config(_Section):
                 (
                     (),
                     "expected a folder name of at most 100 letters, digits, '.', '_' or '-'"
-                    f" that starts with a letter or digit, found {value!r}",
+                    f" that starts with a letter or digit, found {_REPR.repr(value)}",
                 )
             )
         return value
@@ -562,14 +568,57 @@ class Config(_Section):
                 f" {self.data.validation_size:,} of data.validation_size; a batch holds at most"
                 " all of them"
             )
-        per_example = FLOAT32_BYTES * sum(self.model.layers)
-        if batch * per_example > MAX_BATCH_ACTIVATION_BYTES:
+        fixed, per_example = self.training_memory()
+        if fixed + batch * per_example <= MAX_TRAINING_BYTES:
+            return None
+        need = format_bytes(fixed + batch * per_example)
+        if fixed + per_example > MAX_TRAINING_BYTES:
             return (
-                f"is {batch:,}: one batch through layers {_layers_text(self.model.layers)} would"
-                f" need {format_bytes(batch * per_example)} for its activations alone; use a"
-                f" batch_size of at most {MAX_BATCH_ACTIVATION_BYTES // per_example:,}"
+                f"is {batch:,}, but training layers {_layers_text(self.model.layers)} with"
+                f" {self.optimizer.name} would need about {need} of memory, and even a batch"
+                f" of 1 would need more than the {format_bytes(MAX_TRAINING_BYTES)} mlp allows"
+                " (the weights, their gradients, the optimizer's state and the training"
+                " data come first); use narrower layers"
             )
-        return None
+        return (
+            f"is {batch:,}: training layers {_layers_text(self.model.layers)} on batches of"
+            f" {batch:,} would need about {need} of memory (weights, gradients, optimizer"
+            " state, the training data, and each batch's activations and deltas), more than"
+            f" the {format_bytes(MAX_TRAINING_BYTES)} mlp allows; use a batch_size of at most"
+            f" {(MAX_TRAINING_BYTES - fixed) // per_example:,}"
+        )
+
+    def training_memory(self) -> tuple[int, int]:
+        """(bytes, bytes per example of a batch) that training this config allocates.
+
+        The first counts what does not depend on the batch size: the parameters and their
+        gradients, the optimizer's state (one vector per moment), a copy of the parameters
+        while a file is saved, the training inputs, the validation copy and its evaluation
+        buffers. The second counts, per example of a batch, the gathered inputs, every
+        layer's activations and deltas, the output's logits, and dropout's masks and
+        dropped copies; twice, since the epoch's shorter last batch has its own buffers."""
+        layers, rates = self.model.layers, self.model.dropout_rates
+        parameters = parameter_count(layers)
+        moments = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2}.get(self.optimizer.name, 2)
+        copies = 2 + moments + 1  # params, grads, moments, one saved copy
+        if self.regularization.l1 or self.regularization.l2:
+            copies += 1  # the penalty gradient's scratch vector
+        n_in, units = layers[0], sum(layers[1:])
+        val = self.data.validation_size
+        fixed = (
+            FLOAT32_BYTES
+            * (
+                copies * parameters
+                + MNIST_TRAINING_IMAGES * n_in  # the training inputs
+                + val * n_in  # the validation inputs, gathered once
+                + min(val, _EVAL_BATCH) * (2 * units + layers[-1])  # scoring them (work buffers)
+            )
+            + 8 * 2 * MNIST_TRAINING_IMAGES
+        )  # the shuffling order and the split's indices
+        dropped = sum(([n_in, *layers[1:-1]])[l] for l, p in enumerate(rates) if p > 0)
+        augmented = 2 * n_in if self.augment.enabled else 0
+        per_example = FLOAT32_BYTES * (n_in + 2 * units + layers[-1] + 2 * dropped + augmented)
+        return fixed, 2 * per_example
 
 
 def _network_size_problem(layers: Sequence[int]) -> str | None:
@@ -659,7 +708,7 @@ class _Dumper(yaml.SafeDumper):
 
 def _scalar_error(node: yaml.Node, expected: str) -> yaml.constructor.ConstructorError:
     return yaml.constructor.ConstructorError(
-        None, None, f"expected {expected}, found {node.value!r}", node.start_mark
+        None, None, f"expected {expected}, found {_REPR.repr(node.value)}", node.start_mark
     )
 
 
@@ -866,10 +915,13 @@ class Override(str):
 
 
 def _override_source(text: str) -> str:
-    # Quoted and escaped when it holds line breaks or other invisible characters.
-    if isinstance(text, Override):
-        return text.source if text.source.isprintable() else repr(text.source)
-    return f"--set {text if text.isprintable() else repr(text)}"
+    # Quoted and escaped when it holds line breaks or other invisible characters, and cut
+    # to a readable length: every message about an override starts with it.
+    source = text.source if isinstance(text, Override) else f"--set {text}"
+    shown = source if source.isprintable() else repr(source)
+    if len(shown) > _MAX_SOURCE_CHARS:
+        shown = f"{shown[: _MAX_SOURCE_CHARS - 3]}... ({len(source):,} characters)"
+    return shown
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

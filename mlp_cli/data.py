@@ -229,9 +229,11 @@ def mnist_info() -> list[dict[str, Any]]:
     sha256 (of the cached file), expected_sha256, count (items in the file),
     label_counts (list of 10 ints, label files only), error (why the file does not
     parse). Fields that need the file are None when it is absent; hashing all four
-    files takes a fraction of a second.
+    files takes a fraction of a second. A killed download's leftovers are removed first,
+    as by every reader of the cache.
     """
     directory = data_dir()
+    remove_leftovers()
     rows: list[dict[str, Any]] = []
     for stem, expected in MNIST_FILES.items():
         path = directory / stem
@@ -611,12 +613,12 @@ class _Downloader:
                 chunk = response.raw.read1(_CHUNK, decode_content=True)
             except ReadTimeoutError:
                 raise _SourceError(f"stopped sending for {_TIMEOUT_S} s") from None
-            except ProtocolError as exc:
+            except (ProtocolError, HTTPError) as exc:
+                plain = _plain_connection_problem(exc, received, total)
                 raise _SourceError(
-                    f"connection dropped before the whole file arrived ({_shorten(str(exc))})"
+                    plain
+                    or f"connection dropped before the whole file arrived ({_shorten(str(exc))})"
                 ) from None
-            except HTTPError as exc:
-                raise _SourceError(f"{type(exc).__name__}: {_shorten(str(exc))}") from None
             if not chunk:
                 break
             received = self.received = received + len(chunk)
@@ -684,9 +686,52 @@ def _running(pid: int) -> bool:
     return True
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it wraps (requests and urllib3 nest the real one in their
+    arguments, ``reason``, ``__cause__`` or ``__context__``), outermost first."""
+    found: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo and len(found) < 20:
+        item = todo.pop(0)
+        if not isinstance(item, BaseException) or any(item is f for f in found):
+            continue
+        found.append(item)
+        todo += [*item.args, getattr(item, "reason", None), item.__cause__, item.__context__]
+    return found
+
+
+def _plain_connection_problem(exc: BaseException, received: int = 0, total: int = 0) -> str | None:
+    """What went wrong on the connection, in words, when the underlying exception is one
+    of http.client's (whose names mean nothing to a user); else None."""
+    import http.client
+
+    from urllib3.exceptions import IncompleteRead
+
+    for cause in _causes(exc):
+        if isinstance(cause, http.client.IncompleteRead | IncompleteRead):
+            of = f" of {total:,}" if total else ""
+            return (
+                "connection dropped before the whole file arrived (the connection closed "
+                f"after {received:,}{of} bytes)"
+            )
+        if isinstance(cause, http.client.LineTooLong):
+            longest: int = getattr(http.client, "_MAXLINE", 65536)  # what http.client reads
+            return f"the server sent a header line longer than {longest:,} bytes"
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return "the server closed the connection without answering"
+        if isinstance(cause, http.client.HTTPException) and "headers" in str(cause):
+            most: int = getattr(http.client, "_MAXHEADERS", 100)
+            return f"the server sent more than {most} header lines"
+        if isinstance(cause, http.client.BadStatusLine):
+            return "the server answered with something that is not HTTP"
+    return None
+
+
 def _describe_request_error(exc: Exception) -> str:
     import requests
 
+    if (plain := _plain_connection_problem(exc)) is not None:
+        return plain
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return f"answered HTTP {exc.response.status_code} {exc.response.reason}"
     if isinstance(exc, requests.Timeout):

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import CheckpointError, UsageError
-from mlp_cli.model import MLP
+from mlp_cli.model import MLP, Array
 
 Split = Literal["test", "val", "train"]
 GALLERY_FILE = "gallery.png"  # all the written mistakes on one page
@@ -36,15 +36,25 @@ def build_model(saved: SavedModel) -> MLP:
     return model
 
 
-def check_outputs(saved: SavedModel, probabilities: NDArray[np.floating]) -> None:
-    """Refuse outputs that are not finite: weights finite in the file can still overflow
-    float32 on the way through the layers, and NaN must never be reported as a prediction."""
-    if not np.all(np.isfinite(probabilities)):
-        raise CheckpointError(
-            f"the model '{saved.path}' computes outputs that are not finite numbers: its "
-            "weights are too large for float32 arithmetic. Retrain it (a smaller learning "
-            "rate, weight decay or max_norm keep weights small)."
-        )
+def checked_forward(saved: SavedModel, model: MLP, X: Array) -> Array:
+    """``model.forward(X)``, refused when the logits or the outputs are not finite.
+
+    The logits are checked, not only the outputs: softmax subtracts the row's maximum and
+    a sigmoid saturates, so an overflow inside the network can come out as finite but
+    meaningless probabilities.  Every evaluation and prediction goes through here."""
+    with np.errstate(over="ignore", invalid="ignore"):  # one sentence says it below
+        a = model.forward(X)
+    if not (np.all(np.isfinite(model.logits(X.shape[0]))) and np.all(np.isfinite(a))):
+        raise _overflow(saved)
+    return a
+
+
+def _overflow(saved: SavedModel) -> CheckpointError:
+    return CheckpointError(
+        f"the model '{saved.path}' computes outputs that are not finite numbers: its "
+        "weights are too large for float32 arithmetic. Retrain it (a smaller learning "
+        "rate, weight decay or max_norm keep weights small)."
+    )
 
 
 def split_images(
@@ -153,13 +163,11 @@ def evaluate(
     n, k = len(labels), model.sizes[-1]
     probabilities = np.empty((n, k), dtype=np.float32)
     loss, batch = 0.0, 2048
-    with np.errstate(over="ignore", invalid="ignore"):  # check_outputs says it in one sentence
-        for start in range(0, n, batch):
-            a = model.forward(X[start : start + batch])
-            probabilities[start : start + batch] = a
-            z = model._work[a.shape[0]].z_out  # the logits, for a loss computed as in training
-            loss += loss_fn.value(model.output, z, a, labels[start : start + batch]) * a.shape[0]
-    check_outputs(saved, probabilities)
+    for start in range(0, n, batch):
+        a = checked_forward(saved, model, X[start : start + batch])
+        probabilities[start : start + batch] = a
+        z = model.logits(a.shape[0])  # for a loss computed as in training
+        loss += loss_fn.value(model.output, z, a, labels[start : start + batch]) * a.shape[0]
     predictions = probabilities.argmax(axis=1)
     correct = int(np.count_nonzero(predictions == labels))
     confusion = np.zeros((k, k), dtype=np.int64)

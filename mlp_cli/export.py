@@ -48,7 +48,7 @@ from mlp_cli.checkpoint import (
     atomic_write,
 )
 from mlp_cli.errors import ExportError, UsageError
-from mlp_cli.evaluate import build_model, evaluate
+from mlp_cli.evaluate import build_model, checked_forward, evaluate
 from mlp_cli.model import MLP
 from mlp_cli.outputs import advice, check_folder, check_name, check_replaceable, reason
 
@@ -300,7 +300,19 @@ def export(
 ) -> Path:
     """Build, check and atomically write the ONNX file of ``saved`` at ``out``."""
     out = check_out(out, force=force, model_path=saved.path)
+    _check_finite(saved)
     return write_onnx(build_onnx(saved, preprocessing=preprocessing), out)
+
+
+def _check_finite(saved: SavedModel) -> None:
+    """Refuse a model whose forward pass overflows float32 on a blank and on a fully inked
+    picture (the two ends of the input range): its exported graph would answer NaN."""
+    from mlp_cli.preprocess import MNIST_SIDE, model_inputs
+
+    ends = np.zeros((2, MNIST_SIDE, MNIST_SIDE), np.uint8)
+    ends[1] = 255
+    inputs = model_inputs(ends, saved.meta.preprocessing.model_dump())
+    checked_forward(saved, build_model(saved), inputs)
 
 
 # -- running and verifying ---------------------------------------------------------------------

@@ -6,8 +6,12 @@ parameter theta_i is nudged by +-h and the objective (mean loss + penalties) re-
     numeric_i = (J(theta + h e_i) - J(theta - h e_i)) / (2h)
 
 and compared with backprop's analytic gradient per parameter array through the relative
-error ||g - n|| / (||g|| + ||n||).  Correct backprop gives ~1e-9; a wrong derivative gives
-~1e-2 or worse.  Biases are drawn at random too, so no ReLU sits exactly on its kink.
+error ||g - n|| / max(||g|| + ||n||, floor).  Correct backprop gives ~1e-9; a wrong
+derivative gives ~1e-2 or worse.  The floor is what rounding lets central differences
+resolve (about L * eps * |J| / h per entry, divided by the tolerance): in a deep sigmoid
+network the gradients of layers far from the output shrink towards it, and a ratio of
+rounding to rounding says nothing about backprop.  Biases are drawn at random too, so no
+ReLU sits exactly on its kink.
 """
 
 from __future__ import annotations
@@ -74,6 +78,10 @@ def gradcheck(
         z = model._work[batch].z_out
         return loss_fn.value(output, z, a, y) + model.penalty(l1, l2)
 
+    # What a central difference can resolve per entry: the rounding of J (which grows with
+    # each layer J passes through), divided by h.
+    rounding = np.finfo(np.float64).eps * max(abs(objective()), 1.0) * model.n_layers
+    resolution = rounding / h
     model.forward(X)
     model.backward(y, loss, l1=l1, l2=l2)
     analytic = model.grads.copy()
@@ -95,7 +103,8 @@ def gradcheck(
             model.params[i] = old
             numeric[k] = (up - down) / (2 * h)
         g = analytic[picks]
-        denom = np.linalg.norm(g) + np.linalg.norm(numeric)
+        floor = np.sqrt(len(picks)) * resolution / TOLERANCE
+        denom = max(float(np.linalg.norm(g) + np.linalg.norm(numeric)), floor)
         error = float(np.linalg.norm(g - numeric) / denom) if denom > 0 else 0.0
         results.append(GradCheck(name, len(picks), size, error))
         offset += size

@@ -26,8 +26,9 @@ from typing import BinaryIO
 MAX_PARAMETERS = 2**25
 MAX_LAYER_UNITS = 2**20  # units in any one layer
 MAX_LAYERS = 64  # weight layers of one network
-# One training or evaluation batch's activations in float32 (every layer's outputs).
-MAX_BATCH_ACTIVATION_BYTES = 2**30
+# What one training run may allocate (`Config.training_memory`): weights, optimizer
+# state, data and batch buffers, leaving room below 1 GB for Python and its libraries.
+MAX_TRAINING_BYTES = 640 * 2**20
 MAX_CONFIG_BYTES = 2**20  # a config is a few KiB of YAML
 FLOAT32_BYTES = 4
 

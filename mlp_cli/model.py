@@ -308,6 +308,10 @@ class MLP:
             out[start : start + batch_size] = self.forward(X[start : start + batch_size])
         return out
 
+    def logits(self, n: int) -> Array:
+        """Z_L of the last forward pass over ``n`` rows, shape (n, n_L): a work buffer."""
+        return self._work[n].z_out
+
     def layer_outputs(self, X: Array) -> list[Array]:
         """Every layer's activations for X: A_1 ... A_L, each (batch, n_l), new arrays.
 

@@ -96,6 +96,7 @@ class Optimizer:
 
     name = "optimizer"
     state_names: tuple[str, ...] = ()
+    nonnegative: tuple[str, ...] = ()  # state arrays that are means of squares
 
     def __init__(
         self,
@@ -184,13 +185,15 @@ class Optimizer:
                 f"the checkpoint's {self.name} optimizer state lacks {', '.join(missing)}"
             )
         t = np.asarray(state["t"])
-        if t.ndim != 0 or t.dtype.kind not in "iuf" or not np.isfinite(t) or t < 0:
+        whole = t.ndim == 0 and t.dtype.kind in "iuf" and np.isfinite(t) and t == np.floor(t)
+        if not whole or t < 0:
+            shown = t.item() if t.ndim == 0 and t.dtype.kind in "iufb" else f"a {t.dtype} array"
             raise CheckpointError(
-                f"the checkpoint's optimizer step count is {t!r}, expected one whole number"
+                f"the checkpoint's optimizer step count is {shown!r}, expected one whole "
+                "number >= 0"
             )
-        self.t = int(t)
-        for name in self.state_names:
-            array = np.asarray(state[name])
+        arrays = {name: np.asarray(state[name]) for name in self.state_names}
+        for name, array in arrays.items():
             if array.dtype.kind != "f":
                 raise CheckpointError(
                     f"the checkpoint's optimizer state {name!r} holds {array.dtype} values, "
@@ -201,6 +204,18 @@ class Optimizer:
                     f"the checkpoint's optimizer state {name!r} has shape {array.shape}, "
                     f"but the model has {self.size} parameters"
                 )
+            if not np.isfinite(array).all():
+                raise CheckpointError(
+                    f"the checkpoint's optimizer state {name!r} holds values that are not "
+                    "finite numbers"
+                )
+            if name in self.nonnegative and (array < 0).any():
+                raise CheckpointError(
+                    f"the checkpoint's optimizer state {name!r} holds negative values; it is "
+                    "a running mean of squared gradients, never below 0"
+                )
+        self.t = int(t)
+        for name, array in arrays.items():
             getattr(self, name)[...] = array
 
     def _flush_subnormals(self, *arrays: Array) -> None:
@@ -282,6 +297,7 @@ class Adam(Optimizer):
 
     name = "adam"
     state_names = ("m", "v")
+    nonnegative = ("v",)
 
     def __init__(
         self,
@@ -371,6 +387,7 @@ class RMSprop(Optimizer):
 
     name = "rmsprop"
     state_names = ("square_avg", "velocity")
+    nonnegative = ("square_avg",)
 
     def __init__(
         self,

@@ -116,11 +116,12 @@ def predict_files(
         kept.append(file)
     predictions: list[Prediction] = []
     if digits:
-        from mlp_cli.evaluate import build_model, check_outputs
+        from mlp_cli.evaluate import build_model, checked_forward
 
-        with np.errstate(over="ignore", invalid="ignore"):  # check_outputs reports it
-            probabilities = build_model(saved).predict_proba(network_inputs(saved, digits))
-        check_outputs(saved, probabilities)
+        model, X = build_model(saved), network_inputs(saved, digits)
+        probabilities = np.concatenate(
+            [checked_forward(saved, model, X[i : i + 2048]).copy() for i in range(0, len(X), 2048)]
+        )
         predictions = predictions_from(kept, digits, probabilities)
     return predictions, failures
 

@@ -172,7 +172,10 @@ class Served:
 
         digit = mnist_style(image, source=source)
         X = network_inputs(self.saved, [digit])
+        from mlp_cli.evaluate import checked_forward
+
         with self.lock:  # the network's forward pass writes into shared work buffers
+            checked_forward(self.saved, self.model, X)  # no NaN is ever sent as a prediction
             outputs = self.model.layer_outputs(X)
         prediction = predictions_from([source], [digit], outputs[-1])[0]
         answer = prediction.to_json(self.class_names)

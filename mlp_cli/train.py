@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import reprlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -556,7 +557,7 @@ class Trainer:
         try:
             self.shuffle_rng.bit_generator.state = state.pop("shuffle_rng")
             self.noise_rng.bit_generator.state = state.pop("noise_rng")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise checkpoint.damaged_resume(
                 path, f"a random-generator state is unusable ({exc})"
             ) from None
@@ -710,6 +711,8 @@ class Trainer:
             if self._val is None:  # gathered once: 10,000 rows, not the training set
                 self._val = (data.X[data.val_idx], data.y[data.val_idx])
             val_loss, val_acc = self.model.evaluate(*self._val, cfg.loss)
+            if not math.isfinite(val_loss):  # finite weights whose outputs overflow
+                raise self._diverged(val_loss)
         st.epoch += 1
         improved = self._improved(val_loss, val_acc)
         if improved and val_loss is not None:
@@ -797,6 +800,7 @@ def _share(waited_before: float | None, seconds: float, threads: int) -> float |
 _COUNTS = ("epoch", "step", "correct", "seen", "best_epoch", "bad_epochs")
 _SECONDS = ("loss_sum", "epoch_time", "elapsed")
 _RNGS = ("shuffle_rng", "noise_rng")
+_MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years: any larger time is damage, not a run
 # Fields of a metrics record that the learning curves and summaries read (val_* are null
 # without a validation split).
 _HISTORY_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
@@ -813,6 +817,32 @@ def _is_number(value: Any) -> bool:
         and math.isfinite(value)
         and value >= 0
     )
+
+
+def _rng_state_problem(state: Any) -> str | None:
+    """What is wrong with a saved PCG64 state (what ``default_rng`` uses), or None: numpy
+    takes a state it cannot hold with an OverflowError, or silently wraps it."""
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+        return "expected a PCG64 state"
+    if set(state) != {"bit_generator", "state", "has_uint32", "uinteger"}:
+        return "expected the entries bit_generator, state, has_uint32 and uinteger"
+    inner = state["state"]
+    if not isinstance(inner, dict) or set(inner) != {"state", "inc"}:
+        return "its 'state' should hold 'state' and 'inc'"
+    for key in ("state", "inc"):
+        value = inner[key]
+        if not (_is_count(value) and value < 2**128):
+            return f"state.{key} is {_short(value)}, expected a whole number in [0, 2**128)"
+    if state["has_uint32"] not in (0, 1) or isinstance(state["has_uint32"], bool):
+        return f"has_uint32 is {_short(state['has_uint32'])}, expected 0 or 1"
+    if not (_is_count(state["uinteger"]) and state["uinteger"] < 2**32):
+        return f"uinteger is {_short(state['uinteger'])}, expected a whole number in [0, 2**32)"
+    return None
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to a readable length (a damaged file can hold anything)."""
+    return reprlib.repr(value)
 
 
 def _resume_state_problem(
@@ -833,18 +863,21 @@ def _resume_state_problem(
         return f"'resume' has unknown entries {', '.join(map(str, unknown))}"
     for name in _COUNTS:
         if not _is_count(resume[name]):
-            return f"resume.{name} is {resume[name]!r}, expected a whole number >= 0"
+            return f"resume.{name} is {_short(resume[name])}, expected a whole number >= 0"
     for name in _SECONDS:
         if not _is_number(resume[name]):
-            return f"resume.{name} is {resume[name]!r}, expected a finite number >= 0"
+            return f"resume.{name} is {_short(resume[name])}, expected a finite number >= 0"
+    for name in ("epoch_time", "elapsed"):
+        if resume[name] > _MAX_SECONDS:
+            return f"resume.{name} is {resume[name]:.3g} seconds, more than ten years"
     if resume["best_loss"] is not None and not _is_number(resume["best_loss"]):
         return f"resume.best_loss is {resume['best_loss']!r}, expected a number or null"
     accuracy = resume["best_accuracy"]
     if accuracy is not None and not (_is_number(accuracy) and accuracy <= 1):
         return f"resume.best_accuracy is {accuracy!r}, expected a number in [0, 1] or null"
     for name in _RNGS:
-        if not isinstance(resume[name], dict):
-            return f"resume.{name} is not a random-generator state"
+        if (problem := _rng_state_problem(resume[name])) is not None:
+            return f"resume.{name} is not a random-generator state: {problem}"
     epoch, step = resume["epoch"], resume["step"]
     if step >= steps:
         return f"resume.step is {step}, but an epoch has only {steps} steps"
@@ -853,8 +886,9 @@ def _resume_state_problem(
             f"resume.seen and resume.correct ({resume['seen']}, {resume['correct']}) do not "
             f"match {step} steps of {batch} examples"
         )
-    if resume["best_epoch"] > epoch:
-        return f"resume.best_epoch is {resume['best_epoch']}, after the {epoch} epochs run"
+    for name in ("best_epoch", "bad_epochs"):
+        if resume[name] > epoch:
+            return f"resume.{name} is {resume[name]:,}, more than the {epoch} epochs run"
     if not isinstance(history, list) or len(history) != epoch:
         found = f"{len(history)} records" if isinstance(history, list) else repr(type(history))
         return f"'history' should hold one record per finished epoch ({epoch}), found {found}"
@@ -863,14 +897,20 @@ def _resume_state_problem(
             return f"history record {number} is not the record of epoch {number}"
         for key in _HISTORY_NUMBERS:
             value = record.get(key)
-            if key.startswith("val_"):  # null without validation, inf after an overflow
-                valid = value is None or (
-                    isinstance(value, int | float) and not isinstance(value, bool)
-                )
+            if key.startswith("val_"):  # null without validation; inf in older runs' files
+                valid = value is None or value == math.inf or _is_number(value)
             else:
                 valid = _is_number(value)
+            if key.endswith("_acc") and valid and value is not None:
+                valid = value <= 1
             if not valid:
-                return f"history record {number} has {key} = {value!r}, expected a number"
+                return (
+                    f"history record {number} has {key} = {_short(value)}, expected a "
+                    "finite number >= 0" + (" or null" if key.startswith("val_") else "")
+                )
+        for key, value in record.items():  # metrics.jsonl must stay JSON: no NaN anywhere
+            if isinstance(value, float) and math.isnan(value):
+                return f"history record {number} has {_short(key)} = nan, expected a number"
     if perm is None:
         if step > 0:
             return f"'resume/perm' is missing, but the run stopped at step {step} of an epoch"
@@ -1016,10 +1056,13 @@ def resume(run_dir: str | Path, cfg: Config, data: Splits) -> Trainer:
     run_dir = Path(run_dir)
     trainer = Trainer(cfg, run_dir, data)
     trainer.restore()
-    if trainer.state.epoch >= cfg.training.epochs:
+    done = trainer.state.epoch
+    if done >= cfg.training.epochs:
+        asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
         raise UsageError(
-            f"the run in '{run_dir}' already finished its {cfg.training.epochs} epochs; to "
-            f"train it longer, add --set training.epochs=N with N > {trainer.state.epoch}"
+            f"the run in '{run_dir}' has run {done} epochs, so training.epochs must be more "
+            f"than {done}{asked}; to train it longer, add --set training.epochs=N with "
+            f"N > {done}"
         )
     before = resume_config(run_dir)
     if (warning := schedule_change(before, trainer)) is not None:

@@ -145,3 +145,16 @@ def test_a_diverging_run_ends_in_our_message_without_numpy_warnings(
         warnings.simplefilter("error")  # any RuntimeWarning fails the test
         with pytest.raises(TrainingError, match="not a finite number"):
             train.start(cfg, make_splits(), tmp_path / "run").run()
+
+
+def test_a_huge_set_value_is_shortened_in_the_message() -> None:
+    value = "n" * 100_000
+    result = CliRunner().invoke(
+        cli.app, ["train", "--config", "mnist-400-25-10", "--set", f"name={value}"]
+    )
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "name" in message
+    assert "(100,011 characters)" in message
+    assert len(result.stderr) < 2_000
+    assert "Traceback" not in message

@@ -239,6 +239,75 @@ def test_leftovers_of_killed_processes_are_removed_at_the_next_start(
     assert sorted(os.listdir(cache)) == sorted([*STEMS, live.name, user_file.name])
 
 
+def test_data_info_removes_leftovers_of_killed_processes_too() -> None:
+    cache = data.data_dir()
+    cache.mkdir(parents=True)
+    stale_folder = cache / f".download-{_finished_pid()}-k2j3h4"
+    stale_folder.mkdir()
+    (stale_folder / f"{STEMS[0]}.gz").write_bytes(b"partial")
+    user_file = cache / "notes.txt"
+    user_file.write_text("mine")
+
+    result = CliRunner().invoke(cli.app, ["data", "info"])
+
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(cache)) == [user_file.name]
+
+
+class ShortBody(_Quiet):
+    """Announces a file's length, sends 1,000 bytes of it and closes the connection."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "9630634")
+        self.end_headers()
+        self.wfile.write(b"\x1f" * 1000)
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class LongHeader(_Quiet):
+    """Answers with a header line longer than any HTTP client reads."""
+
+    def do_GET(self) -> None:
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Long: " + b"z" * 70_000 + b"\r\n\r\n")
+
+
+class HangUp(_Quiet):
+    """Reads the request and closes the connection without a word."""
+
+    def do_GET(self) -> None:
+        self.close_connection = True
+
+
+@pytest.mark.parametrize(
+    ("handler", "words"),
+    [
+        (ShortBody, "the connection closed after 1,000 of 9,630,634 bytes"),
+        (LongHeader, "the server sent a header line longer than 65,536 bytes"),
+        (HangUp, "the server closed the connection without answering"),
+    ],
+    ids=["short-body", "long-header", "hang-up"],
+)
+def test_a_broken_connection_is_described_in_words_not_exception_names(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+    handler: type[BaseHTTPRequestHandler],
+    words: str,
+) -> None:
+    server = serve_folder(synthetic.folder, handler=handler)
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=server.url)
+
+    message = str(info.value)
+    assert f"{server.url}: " in message
+    assert words in message, message
+    for name in ("IncompleteRead", "LineTooLong", "RemoteDisconnected", "ProtocolError", "(b'"):
+        assert name not in message, message
+    assert cache_listing() == []
+
+
 BAD_MIRRORS = ["http://[::1", "http://host:99999/", "ftp://host/mnist/", "no url", "http://a b/"]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import resource
 import struct
 import subprocess
@@ -277,6 +278,59 @@ def test_metadata_string_claiming_gigabytes_is_refused(model_file: Callable[[byt
     error = load_model(model_file(raw))
     assert isinstance(error, CheckpointError)
     assert "metadata" in str(error)
+
+
+def _with_member(name: str, member: bytes) -> bytes:
+    """GOOD_MODEL with the member ``name`` replaced by ``member``'s bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(GOOD_MODEL)) as good, zipfile.ZipFile(buf, "w") as archive:
+        for info in good.infolist():
+            archive.writestr(info.filename, member if info.filename == name else good.read(info))
+    return buf.getvalue()
+
+
+def _npy_with_header(text: str) -> bytes:
+    """A .npy member whose header dictionary is ``text``, as written, and a few data bytes."""
+    header = text.encode("latin1") + b" " * (-(len(text) + 11) % 64) + b"\n"
+    return (
+        npy_format.MAGIC_PREFIX + b"\x01\x00" + struct.pack("<H", len(header)) + header + bytes(64)
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (
+            lambda: _with_member("W1.npy", npy_header((LAYERS[1], 400_000_000)) + bytes(64)),
+            f"W1 has shape ({LAYERS[1]}, 400000000), the layers say ({LAYERS[1]}, {LAYERS[0]})",
+        ),
+        (
+            lambda: _with_member(
+                "metadata.npy",
+                _npy_with_header("{'descr': '<U536870912', 'fortran_order': False, 'shape': ()}"),
+            ),
+            "member 'metadata' declares the text dtype <U536870912, larger than NumPy can hold",
+        ),
+        (
+            lambda: _with_member(
+                "W1.npy",
+                _npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (10**10,)}"),
+            ),
+            "member 'W1' has a .npy header whose shape or dtype is not written as plain numbers",
+        ),
+    ],
+    ids=["shape-against-layers", "huge-text-dtype", "expression-in-shape"],
+)
+def test_damaged_members_are_described_as_what_is_wrong_with_them(
+    model_file: Callable[[bytes], Path], raw: Callable[[], bytes], words: str
+) -> None:
+    path = model_file(raw())
+    error = load_model(path)
+    assert isinstance(error, CheckpointError)
+    assert str(path) in str(error)
+    assert words in str(error)
+    assert "truncated" not in str(error)
+    assert "object at 0x" not in str(error)
 
 
 # -- configs --------------------------------------------------------------------------------
@@ -545,3 +599,40 @@ def test_absurd_sizes_are_refused_before_any_work(
         assert fragment in flat
     assert sorted(p.name for p in (scratch / "runs").iterdir()) == ["latest"]
     assert (scratch / "runs" / "latest").read_text() == "mine\n"
+
+
+def _memory_config(layers: str, batch: int, **sections: Any) -> Config:
+    from mlp_cli.config import config_from_dict
+
+    settings: dict[str, Any] = {
+        "data": {"input_size": 20, "validation_size": 1000},
+        "model": {"layers": layers},
+        "training": {"epochs": 1, "batch_size": batch},
+    }
+    return config_from_dict(settings | sections, "test")
+
+
+def test_the_memory_estimate_counts_what_training_allocates_not_only_activations() -> None:
+    from mlp_cli.errors import ConfigError
+    from mlp_cli.limits import MAX_TRAINING_BYTES, parameter_count
+
+    with pytest.raises(ConfigError) as info:
+        _memory_config("400-2000-2000-10", 25_000)
+    flat = " ".join(str(info.value).split())
+    assert "training.batch_size" in flat
+    assert "weights, gradients, optimizer state" in flat
+    needed = re.search(r"would need about ([\d.]+) GB of memory", flat)
+    assert needed is not None, flat
+    assert float(needed.group(1)) > 1.0, flat
+    suggested = re.search(r"use a batch_size of at most ([\d,]+)", flat)
+    assert suggested is not None, flat
+    most = int(suggested.group(1).replace(",", ""))
+
+    cfg = _memory_config("400-2000-2000-10", most)  # the suggestion is accepted...
+    fixed, per_example = cfg.training_memory()
+    assert fixed + most * per_example <= MAX_TRAINING_BYTES
+    with pytest.raises(ConfigError):  # ...and is the largest batch that is
+        _memory_config("400-2000-2000-10", most + 1)
+    # Adam keeps two moments per parameter, SGD one: the weights' share differs by one copy.
+    sgd, _ = _memory_config("400-2000-2000-10", most, optimizer={"name": "sgd"}).training_memory()
+    assert fixed - sgd == 4 * parameter_count(cfg.model.layers)

@@ -1039,3 +1039,69 @@ def test_a_stray_os_error_naming_a_path_is_one_message(
     assert status == exit_code
     assert "'/some/where/model.npz'" in err
     assert os.strerror(code) in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["predict", "{a}"],
+        ["predict", "{a}", "{b}"],
+        ["predict", "{a}", "{b}", "--json"],
+        ["evaluate", "--model", "{run}", "--json"],
+        ["evaluate", "--model", "{run}"],
+        ["export", "--model", "{run}", "--out", "{run}/model.onnx"],
+    ],
+    ids=["predict-one", "predict-two", "predict-json", "evaluate-json", "evaluate", "export"],
+)
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_a_model_whose_forward_pass_overflows_is_refused_on_every_path(
+    tmp_path: Path, run_dir: Path, fake_data: list[str], command: list[str], output: str
+) -> None:
+    # Finite float32 weights whose products overflow in the first layer: a sigmoid output
+    # turns the infinite logits into probabilities of exactly 1, which look like numbers.
+    saved = checkpoint.load(run_dir / checkpoint.MODEL_FILE)
+    weights = [w.copy() for w in saved.weights]
+    weights[0][...] = 3e38
+    weights[1][...] = np.abs(weights[1])  # every logit +inf, none NaN
+    meta = {k: v for k, v in saved.metadata.items() if k not in ("format", "format_version")}
+    if output == "sigmoid":
+        meta |= {"output_activation": "sigmoid", "loss": "mse"}
+    checkpoint.save(run_dir / checkpoint.MODEL_FILE, weights, saved.biases, meta)
+    pictures = {"a": digit_png(tmp_path / "a.png"), "b": digit_png(tmp_path / "b.png")}
+    args = [a.format(run=run_dir, **pictures) for a in command]
+    if args[0] == "predict":
+        args += ["--model", str(run_dir)]
+    if args[0] == "export":
+        pytest.importorskip("onnx")
+    before = treesnap.snapshot(tmp_path)
+
+    code, out, err = run(*args)
+
+    assert code == 1, out + err
+    message = " ".join(err.split())
+    assert "computes outputs that are not finite numbers" in message
+    assert str(run_dir / checkpoint.MODEL_FILE) in message
+    assert "NaN" not in out
+    assert "Infinity" not in out
+    assert treesnap.snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["name-too-long", "dev-null", "file"])
+@pytest.mark.parametrize("command", [["data", "info"], ["data", "path"]], ids=["info", "path"])
+def test_a_cache_variable_where_no_folder_can_be_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, command: list[str]
+) -> None:
+    (tmp_path / "file").write_text("mine")
+    value = {"name-too-long": "x" * 5000, "dev-null": "/dev/null", "file": str(tmp_path / "file")}
+    monkeypatch.setenv("MLP_DATA_DIR", value[kind])
+    before = treesnap.snapshot(tmp_path)
+
+    code, out, err = run(*command)
+
+    message = " ".join(err.split())
+    assert code == 2, out + err
+    assert "MLP_DATA_DIR" in message
+    expected = "is a file, not a folder" if kind != "name-too-long" else "where no folder can be"
+    assert expected in message
+    assert out == ""
+    assert treesnap.snapshot(tmp_path) == before

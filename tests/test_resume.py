@@ -198,6 +198,30 @@ def _damage(path: Path, change: str) -> None:
         resume["shuffle_rng"] = {"bit_generator": "MT19937", "state": 3}
     elif change == "resume entry missing":
         del resume["best_loss"]
+    elif change == "rng state negative":
+        resume["shuffle_rng"]["state"]["state"] = -1
+    elif change == "rng state too large":
+        resume["noise_rng"] = {"bit_generator": "PCG64", "state": {"state": 2**200, "inc": 3}}
+    elif change == "rng state without its counters":
+        del resume["noise_rng"]["has_uint32"]
+    elif change == "history val_loss NaN":
+        meta["history"][0]["val_loss"] = float("nan")
+    elif change == "history val_acc above 1":
+        meta["history"][0]["val_acc"] = 1.5
+    elif change == "optimizer mean NaN":
+        extras["optimizer/m"] = extras["optimizer/m"].copy()
+        extras["optimizer/m"][0] = np.nan
+    elif change == "optimizer second moment negative":
+        extras["optimizer/v"] = extras["optimizer/v"].copy()
+        extras["optimizer/v"][0] = -1
+    elif change == "optimizer step count negative":
+        extras["optimizer/t"] = np.array(-5)
+    elif change == "optimizer step count fractional":
+        extras["optimizer/t"] = np.array(float(extras["optimizer/t"]) + 0.5)
+    elif change == "elapsed absurd":
+        resume["elapsed"] = 1e308
+    elif change == "bad epochs past the epochs run":
+        resume["bad_epochs"] = 10**6
     checkpoint.save(path, saved.weights, saved.biases, meta, extras)
 
 
@@ -231,6 +255,53 @@ def test_damaged_resume_state_is_a_clear_error_naming_the_file(tmp_path: Path, c
     assert code == 1
     assert str(run_dir / train.CHECKPOINT_FILE) in message
     assert "damaged resume state" in message
+    assert snapshot(tmp_path) == before
+
+
+# Damage that numpy or JSON would take without complaint (or with a raw exception), and the
+# words the message must use to say what is wrong.
+NAMED_DAMAGES = {
+    "rng state negative": "resume.shuffle_rng is not a random-generator state",
+    "rng state too large": "resume.noise_rng is not a random-generator state",
+    "rng state without its counters": "resume.noise_rng is not a random-generator state",
+    "history val_loss NaN": "history record 1 has val_loss = nan",
+    "history val_acc above 1": "history record 1 has val_acc = 1.5",
+    "optimizer mean NaN": "optimizer state 'm' holds values that are not finite",
+    "optimizer second moment negative": "optimizer state 'v' holds negative values",
+    "optimizer step count negative": "optimizer step count is -5, expected one whole number",
+    "optimizer step count fractional": ".5, expected one whole number",
+    "elapsed absurd": "resume.elapsed is 1e+308 seconds, more than ten years",
+    "bad epochs past the epochs run": "resume.bad_epochs is 1,000,000, more than the 1 epochs",
+}
+
+
+@pytest.mark.parametrize("change", sorted(NAMED_DAMAGES))
+def test_damaged_values_in_resume_state_are_named_before_anything_runs(
+    tmp_path: Path, change: str
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=96 // 16 + 2)
+    _damage(run_dir / train.CHECKPOINT_FILE, change)
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1, message
+    assert str(run_dir / train.CHECKPOINT_FILE) in message
+    assert "damaged resume state" in message
+    assert NAMED_DAMAGES[change] in message, message
+    assert "OverflowError" not in message
+    assert "array(" not in message
+    assert snapshot(tmp_path) == before
+
+
+def test_resume_with_fewer_epochs_than_run_says_how_many_have_run(tmp_path: Path) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=3 * (96 // 16) + 2, training={"epochs": 6})
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--set", "training.epochs=2")
+
+    assert code == 2
+    assert "has run 3 epochs, so training.epochs must be more than 3, not 2" in message
     assert snapshot(tmp_path) == before
 
 
