@@ -676,7 +676,6 @@ def test_a_network_without_hidden_layers_says_so(tmp_path: Path) -> None:
 
     from rich.console import Console
 
-    from mlp_cli import checkpoint
     from mlp_cli.config import load_config
     from mlp_cli.render import TrainDisplay
 
@@ -687,20 +686,7 @@ def test_a_network_without_hidden_layers_says_so(tmp_path: Path) -> None:
     display.close()
     assert "tiny: 784-10 (no hidden layer, softmax output, cross_entropy)" in shown.getvalue()
 
-    rng = np.random.default_rng(0)
-    meta = {
-        "hidden_activation": "relu",
-        "output_activation": "softmax",
-        "loss": "cross_entropy",
-        "preprocessing": {"input_size": 28, "normalize": None},
-        "class_names": [str(d) for d in range(10)],
-    }
-    model = checkpoint.save(
-        tmp_path / "linear.npz",
-        [rng.normal(0, 0.1, (10, 784)).astype(np.float32)],
-        [np.zeros(10, np.float32)],
-        meta,
-    )
+    model = save_random_model(tmp_path / "linear.npz", layers=(784, 10))
     code, out, _ = run("inspect", "--model", str(model))
     assert code == 0
     assert "no hidden layer, softmax output" in out

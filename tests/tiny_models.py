@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +10,15 @@ import numpy as np
 from mlp_cli import checkpoint
 
 
-def save_random_model(path: Path) -> Path:
-    """A valid 784-16-10 ReLU/softmax model with random weights (seed 0) at ``path``."""
+def save_random_model(path: Path, layers: tuple[int, ...] = (784, 16, 10)) -> Path:
+    """A valid ReLU/softmax model of ``layers`` (28x28 inputs) with random weights (seed 0)
+    at ``path``."""
     rng = np.random.default_rng(0)
-    weights = [rng.normal(0, 0.1, (16, 784)).astype(np.float32)]
-    weights.append(rng.normal(0, 0.1, (10, 16)).astype(np.float32))
-    biases = [np.zeros(16, np.float32), np.zeros(10, np.float32)]
+    weights = [
+        rng.normal(0, 0.1, (n_out, n_in)).astype(np.float32)
+        for n_in, n_out in itertools.pairwise(layers)
+    ]
+    biases = [np.zeros(n, np.float32) for n in layers[1:]]
     meta = {
         "hidden_activation": "relu",
         "output_activation": "softmax",
