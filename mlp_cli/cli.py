@@ -51,7 +51,10 @@ class Split(StrEnum):
     train = "train"
 
 
-EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C (128 + SIGINT)
+def _exit_code(exc: KeyboardInterrupt) -> int:
+    """The shell's code for a process ended by the signal behind ``exc``: 128 + its number
+    (130 for Ctrl-C)."""
+    return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def _plain_types(params: list[Any]) -> list[Any]:
@@ -168,9 +171,9 @@ def handle_errors(command: F) -> F:
         except KeyboardInterrupt as exc:
             if _debugging():
                 raise
-            signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
-            err_console.print(f"interrupted ({signal.Signals(signum).name})", style="yellow")
-            raise typer.Exit(128 + signum) from None
+            code = _exit_code(exc)
+            err_console.print(f"interrupted ({signal.Signals(code - 128).name})", style="yellow")
+            raise typer.Exit(code) from None
 
     params = signature(command, eval_str=True)
     debug = Parameter("debug", Parameter.KEYWORD_ONLY, default=False, annotation=DebugOpt)
@@ -1098,7 +1101,7 @@ def main() -> None:
     except KeyboardInterrupt as exc:  # before or after a command's own handling
         if _debugging():
             raise
-        sys.exit(128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT))
+        sys.exit(_exit_code(exc))
 
 
 if __name__ == "__main__":
