@@ -37,16 +37,22 @@ def build_model(saved: SavedModel) -> MLP:
 
 
 def checked_forward(saved: SavedModel, model: MLP, X: Array) -> Array:
-    """``model.forward(X)``, refused when the logits or the outputs are not finite.
-
-    The logits are checked, not only the outputs: softmax subtracts the row's maximum and
-    a sigmoid saturates, so an overflow inside the network can come out as finite but
-    meaningless probabilities.  Every evaluation and prediction goes through here."""
-    with np.errstate(over="ignore", invalid="ignore"):  # one sentence says it below
+    """``model.forward(X)``, refused (`check_logits`) when its logits are not finite."""
+    with np.errstate(over="ignore", invalid="ignore"):  # check_logits says it in a sentence
         a = model.forward(X)
-    if not (np.all(np.isfinite(model.logits(X.shape[0]))) and np.all(np.isfinite(a))):
-        raise _overflow(saved)
+    check_logits(saved, model, X.shape[0])
     return a
+
+
+def check_logits(saved: SavedModel, model: MLP, n: int) -> None:
+    """Refuse the last forward pass over ``n`` rows if its logits are not all finite.
+
+    The logits, not the outputs: softmax subtracts the row's maximum and a sigmoid
+    saturates, so an overflow inside the network can come out as finite but meaningless
+    probabilities, while finite logits always give finite outputs.  Every evaluation and
+    prediction goes through here."""
+    if not np.all(np.isfinite(model.logits(n))):
+        raise _overflow(saved)
 
 
 def _overflow(saved: SavedModel) -> CheckpointError:

@@ -329,7 +329,7 @@ class MLP:
         for start in range(0, X.shape[0], batch_size):
             xb, yb = X[start : start + batch_size], y[start : start + batch_size]
             a = self.forward(xb)
-            z = self._work[xb.shape[0]].z_out
+            z = self.logits(xb.shape[0])
             total += loss_fn.value(self.output, z, a, yb) * xb.shape[0]
             correct += int(np.count_nonzero(a.argmax(axis=1) == yb))
         n = max(X.shape[0], 1)

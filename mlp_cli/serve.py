@@ -139,8 +139,7 @@ class Served:
             "layers": layers,
             "hidden_activation": meta.hidden_activation,
             "output_activation": meta.output_activation,
-            "parameters": int(sum(w.size for w in self.saved.weights))
-            + int(sum(b.size for b in self.saved.biases)),
+            "parameters": int(self.model.params.size),
             "input_size": self.side,
             "standardised": meta.preprocessing.normalize is not None,
             "class_names": self.class_names,
@@ -172,11 +171,12 @@ class Served:
 
         digit = mnist_style(image, source=source)
         X = network_inputs(self.saved, [digit])
-        from mlp_cli.evaluate import checked_forward
+        from mlp_cli.evaluate import check_logits
 
-        with self.lock:  # the network's forward pass writes into shared work buffers
-            checked_forward(self.saved, self.model, X)  # no NaN is ever sent as a prediction
+        with self.lock, np.errstate(over="ignore", invalid="ignore"):
+            # The forward pass writes into the model's shared work buffers.
             outputs = self.model.layer_outputs(X)
+            check_logits(self.saved, self.model, 1)  # no NaN is ever sent as a prediction
         prediction = predictions_from([source], [digit], outputs[-1])[0]
         answer = prediction.to_json(self.class_names)
         answer["model"] = self.name
