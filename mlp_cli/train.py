@@ -651,7 +651,7 @@ class Trainer:
             if self.perm is None:
                 self.perm = self.shuffle_rng.permutation(n_train)
             cb.on_epoch_start(st.epoch + 1, steps, st.step)
-            waited = waiting_seconds()
+            waited = None if warned else waiting_seconds()  # the slow-run check, said once
             started = time.perf_counter() - st.epoch_time
             while st.step < steps:
                 if should_stop():
@@ -678,7 +678,7 @@ class Trainer:
                 st.step += 1
                 cb.on_step(st.step, loss)
             train_time = time.perf_counter() - started
-            waiting = _share(waited, train_time, self.threads)  # before validation's share
+            waiting = None if warned else _share(waited, train_time, self.threads)
             record = self._end_epoch(train_time, n_train, lr)
             st.elapsed += time.perf_counter() - started
             cb.on_epoch_end(record)
