@@ -441,7 +441,7 @@ def train(
         elif quiet:
             display = training.Callbacks()
         else:
-            display = TrainDisplay(err_console if json_ else console, cfg, choice)
+            display = TrainDisplay(console, cfg, choice)
         with _stop_on_sigint() as stop_signal:
             try:
                 result = trainer.run(display, lambda: stop_signal() is not None)
@@ -718,10 +718,11 @@ def export(
     from mlp_cli.evaluate import split_images
 
     exporting.check_format(format_)
-    from mlp_cli.checkpoint import find_model
+    from mlp_cli import checkpoint
 
-    exporting.check_out(out, force=force, model_path=find_model(model))
-    path, saved = _load_model(model)
+    path = checkpoint.find_model(model)
+    exporting.check_out(out, force=force, model_path=path)
+    saved = checkpoint.load(path)
     written = exporting.export(saved, out, force=force, preprocessing=preprocessing)
     console.print(
         Text.assemble(
