@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlp_cli.errors import UsageError
+from mlp_cli.limits import format_bytes, parameter_count
 from mlp_cli.losses import LOSSES
 from mlp_cli.model import MLP
 
@@ -115,8 +116,8 @@ def _check_cost(sizes: Sequence[int], batch: int, max_entries: int) -> None:
     """Refuse, before allocating anything, a check that would need more than `MAX_BYTES`
     of memory or `MAX_WORK` multiply-adds."""
     pairs = list(itertools.pairwise(sizes))
-    weights = sum(n_in * n_out for n_in, n_out in pairs)
-    params = weights + sum(n_out for _, n_out in pairs)
+    params = parameter_count(sizes)
+    weights = params - sum(sizes[1:])
     # Parameters, gradients and their copy; per example: the inputs and each layer's z, a
     # and delta.
     nbytes = 8 * (3 * params + batch * (sizes[0] + 3 * sum(sizes[1:])))
@@ -126,8 +127,8 @@ def _check_cost(sizes: Sequence[int], batch: int, max_entries: int) -> None:
     if nbytes > MAX_BYTES:
         raise UsageError(
             f"gradcheck of a {network} network on a batch of {batch} would need about "
-            f"{nbytes / 2**20:,.0f} MiB of memory in float64, more than the {MAX_BYTES // 2**20} "
-            "MiB it allows. Backpropagation is the same code at any width: check a narrower "
+            f"{format_bytes(nbytes)} of memory in float64, more than the {format_bytes(MAX_BYTES)} "
+            "it allows. Backpropagation is the same code at any width: check a narrower "
             "network with the same activations and loss (e.g. --set model.layers=...), or a "
             "smaller --batch."
         )
