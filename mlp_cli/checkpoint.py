@@ -56,13 +56,12 @@ from pydantic import (
 from mlp_cli.activations import ACTIVATIONS
 from mlp_cli.errors import CheckpointError, UsageError
 from mlp_cli.limits import (
-    MAX_LAYER_UNITS,
     MAX_LAYERS,
     MAX_PARAMETERS,
     NotRegularFileError,
     format_bytes,
+    network_size_problem,
     open_regular,
-    parameter_count,
 )
 from mlp_cli.losses import LOSSES, OUTPUTS
 
@@ -180,16 +179,10 @@ class ModelMetadata(_Record):
     @field_validator("layers")
     @classmethod
     def _sizes_are_bounded(cls, layers: list[int]) -> list[int]:
-        for size in layers:
-            if not 1 <= size <= MAX_LAYER_UNITS:
-                raise ValueError(f"has a layer of {size} units; expected 1 to {MAX_LAYER_UNITS:,}")
-        parameters = parameter_count(layers)
-        if parameters > MAX_PARAMETERS:
-            raise ValueError(
-                f"describes {parameters:,} parameters, which would need "
-                f"{format_bytes(4 * parameters)} as float32; mlp loads at most "
-                f"{MAX_PARAMETERS:,}"
-            )
+        if min(layers) < 1:
+            raise ValueError(f"has a layer of {min(layers)} units; expected at least 1")
+        if problem := network_size_problem(layers):
+            raise ValueError(problem)
         return layers
 
     @field_validator("hidden_activation", "output_activation", "loss")

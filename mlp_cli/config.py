@@ -38,12 +38,12 @@ from mlp_cli.errors import ConfigError
 from mlp_cli.limits import (
     FLOAT32_BYTES,
     MAX_CONFIG_BYTES,
-    MAX_LAYER_UNITS,
     MAX_LAYERS,
-    MAX_PARAMETERS,
     MAX_TRAINING_BYTES,
     NotRegularFileError,
     format_bytes,
+    layers_text,
+    network_size_problem,
     parameter_count,
     read_regular,
 )
@@ -225,14 +225,14 @@ class ModelConfig(_Section):
     @model_validator(mode="after")
     def _check_consistency(self) -> "ModelConfig":
         problems: list[tuple[KeyPath, str]] = []
-        if size_problem := _network_size_problem(self.layers):
+        if size_problem := network_size_problem(self.layers):
             problems.append((("layers",), size_problem))
         weight_layers = len(self.layers) - 1
         if isinstance(self.dropout, list) and len(self.dropout) != weight_layers:
             problems.append(
                 (
                     ("dropout",),
-                    f"has {len(self.dropout)} rates but layers {_layers_text(self.layers)}"
+                    f"has {len(self.dropout)} rates but layers {layers_text(self.layers)}"
                     f" has {weight_layers} weight layers; give one rate per weight layer"
                     " (input layer first) or a single number",
                 )
@@ -574,14 +574,14 @@ class Config(_Section):
         need = format_bytes(fixed + batch * per_example)
         if fixed + per_example > MAX_TRAINING_BYTES:
             return (
-                f"is {batch:,}, but training layers {_layers_text(self.model.layers)} with"
+                f"is {batch:,}, but training layers {layers_text(self.model.layers)} with"
                 f" {self.optimizer.name} would need about {need} of memory, and even a batch"
                 f" of 1 would need more than the {format_bytes(MAX_TRAINING_BYTES)} mlp allows"
                 " (the weights, their gradients, the optimizer's state and the training"
                 " data come first); use narrower layers"
             )
         return (
-            f"is {batch:,}: training layers {_layers_text(self.model.layers)} on batches of"
+            f"is {batch:,}: training layers {layers_text(self.model.layers)} on batches of"
             f" {batch:,} would need about {need} of memory (weights, gradients, optimizer"
             " state, the training data, and each batch's activations and deltas), more than"
             f" the {format_bytes(MAX_TRAINING_BYTES)} mlp allows; use a batch_size of at most"
@@ -619,25 +619,6 @@ class Config(_Section):
         augmented = 2 * n_in if self.augment.enabled else 0
         per_example = FLOAT32_BYTES * (n_in + 2 * units + layers[-1] + 2 * dropped + augmented)
         return fixed, 2 * per_example
-
-
-def _network_size_problem(layers: Sequence[int]) -> str | None:
-    """Why a network of these layer sizes is refused: it would not fit in memory."""
-    parameters = parameter_count(layers)
-    if parameters > MAX_PARAMETERS:
-        return (
-            f"{_layers_text(layers)} has {parameters:,} parameters, which would need"
-            f" {format_bytes(FLOAT32_BYTES * parameters)} for its weights alone; mlp trains"
-            f" networks of at most {MAX_PARAMETERS:,} parameters"
-            f" ({format_bytes(FLOAT32_BYTES * MAX_PARAMETERS)})"
-        )
-    if (widest := max(layers)) > MAX_LAYER_UNITS:
-        return f"has a layer of {widest:,} units; a layer has at most {MAX_LAYER_UNITS:,}"
-    return None
-
-
-def _layers_text(layers: Sequence[int]) -> str:
-    return "-".join(str(size) for size in layers)
 
 
 def _sections(

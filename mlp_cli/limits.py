@@ -95,3 +95,24 @@ def read_regular(path: str | Path, limit: int) -> bytes:
     caller accepts, so that ``len(result) > limit`` says the file is too large."""
     with open_regular(path) as handle:
         return handle.read(limit + 1)
+
+
+def layers_text(layers: Sequence[int]) -> str:
+    """Layer sizes as they are written in configs: ``"784-100-10"``."""
+    return "-".join(str(size) for size in layers)
+
+
+def network_size_problem(layers: Sequence[int]) -> str | None:
+    """Why a network of these layer sizes is refused (it would not fit in memory), or None.
+    Configs and model files are held to the same bound."""
+    parameters = parameter_count(layers)
+    if parameters > MAX_PARAMETERS:
+        return (
+            f"{layers_text(layers)} has {parameters:,} parameters, which would need"
+            f" {format_bytes(FLOAT32_BYTES * parameters)} for its weights alone; mlp handles"
+            f" networks of at most {MAX_PARAMETERS:,} parameters"
+            f" ({format_bytes(FLOAT32_BYTES * MAX_PARAMETERS)})"
+        )
+    if (widest := max(layers)) > MAX_LAYER_UNITS:
+        return f"has a layer of {widest:,} units; a layer has at most {MAX_LAYER_UNITS:,}"
+    return None
