@@ -14,14 +14,15 @@ line's ``--help`` stays fast.
 """
 
 import difflib
+import io
 import re
 import reprlib
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,6 +33,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.scalarbool import ScalarBoolean
 
 from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
@@ -633,215 +640,147 @@ def _sections(
 
 
 _SECTIONS = _sections(Config)
-_OPTIMIZER_PATH = ("optimizer",)
-_DROPOUT_PATH = ("model", "dropout")
-_DROPOUT_TAGS = ("list", "number")
-
-
 # --------------------------------------------------------------------------------------------
 # YAML
 # --------------------------------------------------------------------------------------------
 
-_CORE_SCHEMA = (
-    ("tag:yaml.org,2002:null", r"~|null|Null|NULL|", "~nN"),
-    ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
-    ("tag:yaml.org,2002:int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
-    (
-        "tag:yaml.org,2002:float",
-        r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
-        "-+.0123456789",
-    ),
-)
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _core_schema_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]:
-    """Implicit resolvers of the YAML 1.2 core schema, plus PyYAML's '<<' merge key.
-
-    PyYAML resolves plain scalars by YAML 1.1, where ``1e-3`` is text, ``no`` is false,
-    ``012`` is ten and ``1000-10-10`` is a date; config files should mean what they look like.
-    """
-    table: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
-    for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items():
-        merge = [(tag, regexp) for tag, regexp in entries if tag == _MERGE_TAG]
-        if merge:
-            table[first] = merge
-    for tag, pattern, firsts in _CORE_SCHEMA:
-        regexp = re.compile(rf"^(?:{pattern})$")
-        # The empty plain scalar (a key with no value) is null; its first character is ''.
-        for first in [*firsts, ""] if tag.endswith(":null") else firsts:
-            table.setdefault(first, []).append((tag, regexp))
-    return table
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe loader resolving plain scalars by the YAML 1.2 core schema."""
-
-    yaml_implicit_resolvers = _core_schema_resolvers()
-
-
-class _Dumper(yaml.SafeDumper):
-    """Safe dumper that quotes text which `_Loader` would otherwise read as a number."""
-
-    yaml_implicit_resolvers = _core_schema_resolvers()
-
-
-def _scalar_error(node: yaml.Node, expected: str) -> yaml.constructor.ConstructorError:
-    return yaml.constructor.ConstructorError(
-        None, None, f"expected {expected}, found {_REPR.repr(node.value)}", node.start_mark
-    )
-
-
-def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
-    assert isinstance(node, yaml.ScalarNode)
-    text = loader.construct_scalar(node).replace("_", "")
-    try:
-        if text.startswith("0o"):
-            return int(text[2:], 8)
-        if text.startswith("0x"):
-            return int(text[2:], 16)
-        return int(text, 10)
-    except ValueError:
-        raise _scalar_error(node, "an integer") from None
-
-
-def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
-    assert isinstance(node, yaml.ScalarNode)
-    text = loader.construct_scalar(node).replace("_", "").lower()
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
-    if body == ".inf":
-        return sign * float("inf")
-    if body == ".nan":
-        return float("nan")
-    try:
-        return float(text)
-    except ValueError:
-        raise _scalar_error(node, "a number") from None
-
-
-def _construct_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
-    assert isinstance(node, yaml.ScalarNode)
-    text = loader.construct_scalar(node).lower()
-    if text not in ("true", "false"):
-        raise _scalar_error(node, "true or false")
-    return text == "true"
-
-
-def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node) -> None:
-    raise yaml.constructor.ConstructorError(
-        None, None, f"could not determine a constructor for the tag '{node.tag}'", node.start_mark
-    )
-
-
-# The core schema has text, numbers, true/false, null, lists and mappings; PyYAML's other safe
-# types (dates, binary, sets, ordered pairs) mean nothing in a config.
-for _tag in ("binary", "timestamp", "omap", "pairs", "set"):
-    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
-_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
-_Loader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
-
+_CORE = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {
+    _CORE + tag for tag in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
+}
+_KINDS = {_CORE + "int": "an integer", _CORE + "float": "a number", _CORE + "bool": "true or false"}
 Origins = dict[KeyPath, str]
 """Where each key path's value came from: ``'file.yaml:12'`` or ``'--set key=value'``."""
+Duplicates = dict[int, tuple[Any, int, int]]  # id(mapping) -> (key, first line, second line)
 
 
-def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any, Origins, bool]:
+class _RefusedError(ConstructorError):
+    """A value the loader will not build; its `problem` is the whole explanation."""
+
+
+class _Constructor(RoundTripConstructor):
+    """ruamel's round-trip constructor (which keeps every key's line), limited to plain data;
+    duplicate keys are noted for `_plain` to report with their key path."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.duplicates: Duplicates = {}
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        tag = node.tag
+        if tag not in _PLAIN_TAGS and isinstance(node, ScalarNode) and node.ctag.handle is None:
+            return node.value  # a plain scalar such as 2020-01-01: the core schema has no dates
+        if tag not in _PLAIN_TAGS:
+            raise _RefusedError(
+                None,
+                None,
+                f"the tag '{tag.replace(_CORE, '!!')}' is not allowed: a config file holds only"
+                " plain data (text, numbers, true/false, lists and mappings), never Python"
+                " objects or other tagged values; remove the tag",
+                node.start_mark,
+            )
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to convert
+            found = _REPR.repr(node.value)
+            problem = f"a value could not be read: expected {_KINDS.get(tag)}, found {found}"
+            raise _RefusedError(None, None, problem, node.start_mark) from None
+
+    def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, _: Any) -> bool:
+        if key not in mapping:
+            return True
+        first = mapping.lc.data.get(key, [node.start_mark.line])[0] + 1
+        self.duplicates.setdefault(id(mapping), (key, first, key_node.start_mark.line + 1))
+        return False
+
+
+def _read_yaml(text: str) -> tuple[Any, Duplicates]:
+    """One YAML 1.2 document as ruamel's data (None when it holds nothing) and its duplicates."""
+    yaml = YAML(typ="rt", pure=True)
+    yaml.Constructor = _Constructor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print
+        data = yaml.load(text)
+    return data, yaml.constructor.duplicates
+
+
+def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any, Origins]:
     """Parse one YAML document into plain data and the line of every key path.
 
-    Returns (data, origins, empty); `empty` is true when the document holds no node at all.
     `override` says `text` is the value of a ``--set`` override named by `source`.
     """
     try:
-        # The reader refuses control characters as soon as it is built.
-        loader = _Loader(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(_describe_yaml_error(exc, source, override)) from None
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}, True
-        origins: Origins = {(): f"{source}:{node.start_mark.line + 1}"}
-        _record_keys(loader, node, (), origins, source, set())
-        return loader.construct_document(node), origins, False
-    except ConfigError:
-        raise
-    except yaml.YAMLError as exc:
+        data, duplicates = _read_yaml(text)
+        line = getattr(getattr(data, "lc", None), "line", None)
+        origins: Origins = {(): f"{source}:{(line or 0) + 1}"}
+        return _plain(data, (), origins, source, duplicates, {}), origins
+    except YAMLError as exc:
         raise ConfigError(_describe_yaml_error(exc, source, override)) from None
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
         ) from None
-    finally:
-        loader.dispose()
 
 
-def _record_keys(
-    loader: _Loader,
-    node: yaml.Node,
-    path: KeyPath,
-    origins: Origins,
-    source: str,
-    visited: set[int],
-) -> None:
-    """Walk the node tree: note each key path's line and refuse duplicate or non-text keys."""
-    # An alias repeats a node already walked; walking it again could take exponential time.
-    if id(node) in visited:
-        return
-    visited.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        first_lines: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.tag == _MERGE_TAG:
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise ConfigError(
-                    f"{source}:{line}: {_where_in(path)}has a list or mapping as a key, but keys"
-                    " must be names such as 'epochs'."
-                )
-            key = loader.construct_object(key_node)
+def _plain(
+    value: Any, path: KeyPath, origins: Origins, source: str, dups: Duplicates, seen: dict[int, Any]
+) -> Any:
+    """`value` as plain dicts, lists and scalars, noting each key path's line in `origins`
+    and refusing duplicate keys and keys that are not text."""
+    if id(value) in seen:  # an alias repeats data already walked; walking it again could explode
+        return seen[id(value)]
+    if isinstance(value, dict):
+        if id(value) in dups:
+            key, first, line = dups[id(value)]
+            raise ConfigError(
+                f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
+                f" set on line {first}. Keep only one of the two lines."
+            )
+        plain: Any = {}
+        seen[id(value)] = plain
+        for key, item in value.items():
+            line = _lines(value).get(key)
+            where = f"{source}:{line[0] + 1}" if line else origins[path]
             if not isinstance(key, str):
                 raise ConfigError(
-                    f"{source}:{line}: {_where_in(path)}has the key {_show(key)}, but keys must"
-                    " be names such as 'epochs'; put quotes around it if it is meant as one."
+                    f"{where}: {_dotted(path) or 'the top level'} has the key {_show(key)}, but"
+                    " keys must be names such as 'epochs'; put quotes around it if it is meant"
+                    " as one."
                 )
-            if key in first_lines:
-                raise ConfigError(
-                    f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
-                    f" set on line {first_lines[key]}. Keep only one of the two lines."
-                )
-            first_lines[key] = line
-            origins[(*path, key)] = f"{source}:{line}"
-            _record_keys(loader, value_node, (*path, key), origins, source, visited)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            origins[(*path, index)] = f"{source}:{item.start_mark.line + 1}"
-            _record_keys(loader, item, (*path, index), origins, source, visited)
+            origins[(*path, key)] = where
+            plain[key] = _plain(item, (*path, key), origins, source, dups, seen)
+        return plain
+    if isinstance(value, list):
+        plain = seen[id(value)] = []
+        for index, item in enumerate(value):
+            line = _lines(value).get(index)
+            origins[(*path, index)] = f"{source}:{line[0] + 1}" if line else origins[path]
+            plain.append(_plain(item, (*path, index), origins, source, dups, seen))
+        return plain
+    # ruamel's scalars are subclasses that remember their formatting; keep the plain value.
+    kinds = (bool, int, float, str)
+    kind = (
+        bool
+        if isinstance(value, ScalarBoolean)
+        else next((k for k in kinds if isinstance(value, k)), None)
+    )
+    return value if kind is None else kind(value)
 
 
-def _where_in(path: KeyPath) -> str:
-    return f"{_dotted(path)} " if path else "the top level "
+def _lines(value: Any) -> dict[Any, list[int]]:
+    """Key or index -> [line, column, ...] (0-based) as ruamel recorded them, if it did."""
+    return getattr(getattr(value, "lc", None), "data", None) or {}
 
 
-_YAML_TAG_PREFIX = "tag:yaml.org,2002:"
-
-
-def _describe_yaml_error(exc: yaml.YAMLError, source: str, override: bool = False) -> str:
+def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
     """One paragraph for a YAML syntax or construction error, citing file:line:column
     (for a ``--set`` override's value: the override and the column in its value)."""
-    if isinstance(exc, yaml.reader.ReaderError):
-        what = (
-            f"byte #x{exc.character[0]:02x}"
-            if isinstance(exc.character, bytes)
-            else f"character #x{exc.character:04x}"
-        )
+    if isinstance(exc, ReaderError):
         return (
-            f"{source}: invalid YAML: {what} at position {exc.position} is not allowed"
-            f" ({exc.reason}); a config file must be plain text."
+            f"{source}: invalid YAML: character #x{exc.character:04x} at position {exc.position}"
+            f" is not allowed ({exc.reason}); a config file must be plain text."
         )
-    if not isinstance(exc, yaml.MarkedYAMLError):
+    if not isinstance(exc, MarkedYAMLError):
         return f"{source}: invalid YAML: {exc}."
     mark = exc.problem_mark or exc.context_mark
     if mark is None:
@@ -851,15 +790,9 @@ def _describe_yaml_error(exc: yaml.YAMLError, source: str, override: bool = Fals
     else:
         where = f"{source}:{mark.line + 1}:{mark.column + 1}"
     problem = exc.problem or exc.context or "unreadable YAML"
-    tag = re.search(r"constructor for the tag '([^']*)'", problem)
-    if tag:
-        shown = tag.group(1).replace(_YAML_TAG_PREFIX, "!!")
-        return (
-            f"{where}: the tag '{shown}' is not allowed: a config file holds only plain data"
-            " (text, numbers, true/false, lists and mappings), never Python objects or"
-            " other tagged values; remove the tag."
-        )
-    if isinstance(exc, yaml.constructor.ConstructorError):
+    if isinstance(exc, _RefusedError):
+        return f"{where}: {problem}."
+    if isinstance(exc, ConstructorError):
         return f"{where}: a value could not be read: {problem}."
     context = ""
     if exc.context and exc.problem:
@@ -910,7 +843,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
     ``"training.epochs=5"`` gives ``(["training", "epochs"], 5)``; ``"optimizer.lr=1e-3"``
     gives 0.001; ``"model.layers=784-100-10"`` gives the text ``"784-100-10"``; an empty
-    value gives None. The key path is checked against the schema.
+    value gives None. The key path is checked with the rest of the config, by the schema.
     """
     source = _override_source(text)
     key, equals, raw = text.partition("=")
@@ -920,27 +853,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             f"{source}: expected KEY=VALUE with a dotted key, for example"
             " --set training.epochs=5 or --set optimizer.lr=1e-3."
         )
-    _check_key_path(path, source)
-    value, _, _ = _parse_yaml(raw, source, override=True)
-    return path, value
-
-
-def _check_key_path(path: Sequence[str], source: str) -> None:
-    """Refuse a key path that names no setting, with the same words as an unknown YAML key."""
-    section: tuple[str, ...] = ()
-    for depth, key in enumerate(path):
-        if section == _OPTIMIZER_PATH:
-            allowed = list(dict.fromkeys(k for m in OPTIMIZERS.values() for k in m.model_fields))
-        elif section in _SECTIONS:
-            allowed = list(_SECTIONS[section].model_fields)
-        else:
-            raise ConfigError(
-                f"{source}: {_dotted(section)} is a single setting, not a section,"
-                f" so it has no key '{key}'."
-            )
-        if key not in allowed:
-            raise ConfigError(_unknown_key(source, tuple(path[: depth + 1]), allowed, None))
-        section = (*section, key)
+    return path, _parse_yaml(raw, source, override=True)[0]
 
 
 def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
@@ -1007,10 +920,6 @@ def _dotted(path: Sequence[str | int]) -> str:
     return text
 
 
-def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _did_you_mean(word: Any, choices: Sequence[Any]) -> str:
     if not isinstance(word, str):
         return ""
@@ -1026,26 +935,20 @@ def _leaf_paths() -> dict[str, list[str]]:
     paths: dict[str, list[str]] = {}
     sections = [(path, list(model.model_fields)) for path, model in _SECTIONS.items()]
     optimizer_keys = [key for model in OPTIMIZERS.values() for key in model.model_fields]
-    for path, keys in [*sections, (_OPTIMIZER_PATH, list(dict.fromkeys(optimizer_keys)))]:
+    for path, keys in [*sections, (("optimizer",), list(dict.fromkeys(optimizer_keys)))]:
         for key in keys:
             paths.setdefault(key, []).append(_dotted((*path, key)))
     return paths
 
 
-def _suggest_key(key: Any, allowed: Sequence[str]) -> str:
-    """'did you mean' for an unknown key: the one full path of a setting of that name
-    elsewhere (``epochs`` -> ``training.epochs``), else the closest key of its section."""
-    homes = _LEAF_PATHS.get(key, []) if isinstance(key, str) else []
-    return f"; did you mean '{homes[0]}'?" if len(homes) == 1 else _did_you_mean(key, allowed)
-
-
 _LEAF_PATHS = _leaf_paths()
 
 
-def _unknown_key(where: str, path: KeyPath, allowed: Sequence[str], optimizer: str | None) -> str:
-    key = path[-1]
-    section = _dotted(path[:-1])
+def _unknown_key(where: str, path: KeyPath, optimizer: str | None) -> str:
+    """The message for a key no section has, with the closest key or the key's real home."""
+    key, section = path[-1], _dotted(path[:-1])
     if optimizer is not None:
+        allowed = list(OPTIMIZERS[optimizer].model_fields)
         owners = [name for name, model in OPTIMIZERS.items() if key in model.model_fields]
         belongs = (
             f"; {key} is a setting of optimizer {' and '.join(owners)}, so set optimizer.name"
@@ -1057,10 +960,14 @@ def _unknown_key(where: str, path: KeyPath, allowed: Sequence[str], optimizer: s
             f"{where}: unknown key '{_dotted(path)}' for optimizer '{optimizer}'{belongs}"
             f" (allowed keys for {optimizer}: {', '.join(allowed)})."
         )
+    allowed = list(_SECTIONS[path[:-1]].model_fields)
+    # A setting of that name elsewhere ('epochs' -> 'training.epochs'), else a close spelling.
+    homes = _LEAF_PATHS.get(key, []) if isinstance(key, str) else []
+    hint = f"; did you mean '{homes[0]}'?" if len(homes) == 1 else _did_you_mean(key, allowed)
     scope = f"in {section}" if section else "at the top level"
     return (
-        f"{where}: unknown key '{_dotted(path)}'{_suggest_key(key, allowed)}"
-        f" (allowed keys {scope}: {', '.join(allowed)})."
+        f"{where}: unknown key '{_dotted(path)}'{hint} (allowed keys {scope}:"
+        f" {', '.join(allowed)})."
     )
 
 
@@ -1068,84 +975,58 @@ _REQUIRED_HINTS = {
     ("model",): "add a model section, e.g. 'model: {layers: 784-100-10}'",
     ("model", "layers"): "add e.g. 'layers: 784-100-10' under model",
 }
+_SIMPLE = {
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "string_type": "expected text",
+    "list_type": "expected a list",
+    "model_type": "expected a section of keys",
+    "dict_type": "expected a section of keys",
+    "model_attributes_type": "expected a section of keys",
+    "finite_number": "expected a finite number",
+    "dropout_type": "expected a drop probability in [0, 1) or a list of them",
+}
+_BOUNDS = {
+    "greater_than": ("gt", "greater than"),
+    "greater_than_equal": ("ge", "greater than or equal to"),
+    "less_than": ("lt", "less than"),
+    "less_than_equal": ("le", "less than or equal to"),
+}
 
 
-def _literal_choices(path: KeyPath, optimizer: str | None) -> list[Any]:
-    """The allowed values of a Literal setting, or [] when `path` is not one."""
-    if len(path) < 1 or not isinstance(path[-1], str):
-        return []
-    section = (
-        OPTIMIZERS.get(optimizer or "")
-        if path[:-1] == _OPTIMIZER_PATH
-        else _SECTIONS.get(tuple(str(p) for p in path[:-1]))
-    )
-    if section is None or path[-1] not in section.model_fields:
-        return []
-    annotation = section.model_fields[path[-1]].annotation
-    return list(get_args(annotation)) if get_origin(annotation) is Literal else []
-
-
-def _bound(kind: str, ctx: Mapping[str, Any]) -> str:
-    limit = ctx[kind]
-    noun = "an integer" if isinstance(limit, int) else "a number"
-    words = {
-        "gt": "greater than",
-        "ge": "greater than or equal to",
-        "lt": "less than",
-        "le": "less than or equal to",
-    }
-    return f"expected {noun} {words[kind]} {_number(limit)}"
-
-
-def _explain(error: Mapping[str, Any], path: KeyPath, optimizer: str | None) -> str:
+def _explain(error: Mapping[str, Any], path: KeyPath) -> str:
     """Pydantic's error as plain words: what was expected and what was found."""
-    kind = error["type"]
+    kind, value = error["type"], error.get("input")
     ctx: Mapping[str, Any] = error.get("ctx", {})
-    found = _show(error.get("input"))
-    simple = {
-        "int_type": "expected an integer",
-        "float_type": "expected a number",
-        "bool_type": "expected true or false",
-        "string_type": "expected text",
-        "list_type": "expected a list",
-        "model_type": "expected a section of keys",
-        "dict_type": "expected a section of keys",
-        "model_attributes_type": "expected a section of keys",
-        "finite_number": "expected a finite number",
-        "dropout_type": "expected a drop probability in [0, 1) or a list of them",
-    }
-    bounds = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt"}
-    bounds["less_than_equal"] = "le"
-    quoted = _quoted_scalar(error.get("input"))
-    if quoted and kind in ("int_type", "float_type", "bool_type", "literal_error"):
-        found += f" in quotes, which makes it text; write {quoted} without quotes"
-        kind = "literal_quoted" if kind == "literal_error" else kind
-    if kind in simple:
-        return f"{simple[kind]}, found {found}"
-    if kind in bounds:
-        return f"{_bound(bounds[kind], ctx)}, found {found}"
-    if kind in ("literal_error", "literal_quoted"):
-        choices = _literal_choices(path, optimizer)
-        listed = ", ".join(str(c) for c in choices) if choices else ctx.get("expected")
-        hint = _did_you_mean(error.get("input"), choices) if kind == "literal_error" else ""
-        return f"expected one of {listed}, found {found}{hint}"
-    if kind == "union_tag_invalid":
-        tag = error.get("input", {}).get("name") if isinstance(error.get("input"), dict) else None
-        return (
-            f"expected one of {', '.join(OPTIMIZERS)}, found {_show(tag)}"
-            f"{_did_you_mean(tag, list(OPTIMIZERS))}"
-        )
-    if kind == "too_short":
-        return (
-            f"expected at least {ctx.get('min_length')} items, found {ctx.get('actual_length')}"
-            if isinstance(error.get("input"), list)
-            else f"expected at least {ctx.get('min_length')} characters, found {found}"
-        )
-    if kind == "missing":
+    hint = ""
+    if kind in ("literal_error", "union_tag_invalid"):
+        if kind == "union_tag_invalid":  # an optimizer section whose name is no optimizer
+            value = value.get("name") if isinstance(value, dict) else None
+        listed = ctx.get("expected") or ctx.get("expected_tags", "")
+        choices = [choice.strip("'") for choice in re.split(", | or ", listed)]
+        expected, hint = f"expected one of {', '.join(choices)}", _did_you_mean(value, choices)
+    elif kind in _BOUNDS:
+        key, words = _BOUNDS[kind]
+        noun = "an integer" if isinstance(ctx[key], int) else "a number"
+        limit = f"{ctx[key]:g}" if isinstance(ctx[key], float) else ctx[key]
+        expected = f"expected {noun} {words} {limit}"
+    elif kind in _SIMPLE:
+        expected = _SIMPLE[kind]
+    elif kind == "too_short" and isinstance(value, list):
+        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
+    elif kind == "too_short":
+        expected = f"expected at least {ctx['min_length']} characters"
+    elif kind == "missing":
         required = _REQUIRED_HINTS.get(tuple(str(p) for p in path))
         return "this required key is missing" + (f"; {required}" if required else "")
-    message = str(error.get("msg", "invalid value")).rstrip(".")
-    return f"{message[:1].lower()}{message[1:]}, found {found}"
+    else:
+        message = str(error.get("msg", "invalid value")).rstrip(".")
+        expected = f"{message[:1].lower()}{message[1:]}"
+    quoted = _quoted_scalar(value)
+    if quoted and kind in ("int_type", "float_type", "bool_type", "literal_error"):
+        hint = f" in quotes, which makes it text; write {quoted} without quotes"
+    return f"{expected}, found {_show(value)}{hint}"
 
 
 def _quoted_scalar(value: Any) -> str:
@@ -1153,10 +1034,28 @@ def _quoted_scalar(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 40:
         return ""
     try:
-        plain = yaml.load(value, Loader=_Loader)
-    except yaml.YAMLError:
+        plain = _read_yaml(value)[0]
+    except (YAMLError, RecursionError):
         return ""
     return value if isinstance(plain, int | float) else ""
+
+
+def _user_path(loc: Sequence[str | int], data: Any, missing: bool) -> tuple[KeyPath, str | None]:
+    """Pydantic's error location as the key path the user wrote, and the union branch it
+    names (the optimizer's name, dropout's 'list' or 'number'), which the user never wrote."""
+    path: list[str | int] = []
+    branch = None
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(data, dict) and isinstance(part, str) and (part in data or last and missing):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            branch = str(part)
+            continue
+        path.append(part)
+    return tuple(path), branch
 
 
 def _origin(path: KeyPath, origins: Origins, source: str) -> str:
@@ -1167,29 +1066,21 @@ def _origin(path: KeyPath, origins: Origins, source: str) -> str:
     return source
 
 
-def _clauses(error: Mapping[str, Any], origins: Origins, source: str) -> list[tuple[KeyPath, str]]:
+def _clauses(
+    error: Mapping[str, Any], data: Any, origins: Origins, source: str
+) -> list[tuple[KeyPath, str]]:
     """One or more (key path, ``where: key: problem.``) clauses for one pydantic error."""
-    loc: list[str | int] = list(error["loc"])
-    optimizer = None
-    # Discriminated unions add the chosen branch to the location; the user never wrote it.
-    if tuple(loc[:1]) == _OPTIMIZER_PATH and len(loc) > 1 and loc[1] in OPTIMIZERS:
-        optimizer = str(loc.pop(1))
-    if tuple(loc[:2]) == _DROPOUT_PATH and len(loc) > 2 and loc[2] in _DROPOUT_TAGS:
-        loc.pop(2)
-    path: KeyPath = tuple(loc)
+    path, branch = _user_path(error["loc"], data, error["type"] == "missing")
     if error["type"] == "union_tag_invalid":
         path = (*path, "name")
     if error["type"] == "extra_forbidden":
-        if optimizer is not None:
-            allowed = list(OPTIMIZERS[optimizer].model_fields)
-        else:
-            allowed = list(_SECTIONS[tuple(str(p) for p in path[:-1])].model_fields)
-        return [(path, _unknown_key(_origin(path, origins, source), path, allowed, optimizer))]
+        optimizer = branch if branch in OPTIMIZERS else None
+        return [(path, _unknown_key(_origin(path, origins, source), path, optimizer))]
     invalid = error.get("ctx", {}).get("error")
     if isinstance(invalid, _SettingError):
         problems = [((*path, *rel), text) for rel, text in invalid.problems]
     else:
-        problems = [(path, _explain(error, path, optimizer))]
+        problems = [(path, _explain(error, path))]
     return [
         (p, f"{_origin(p, origins, source)}: {_dotted(p) + ': ' if p else ''}{_sentence(text)}")
         for p, text in problems
@@ -1220,9 +1111,8 @@ def _validate(data: Any, origins: Origins, source: str) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        clauses = [
-            c for error in exc.errors(include_url=False) for c in _clauses(error, origins, source)
-        ]
+        errors = exc.errors(include_url=False)
+    clauses = [c for error in errors for c in _clauses(error, data, origins, source)]
     # File order first; overrides (no line number) after the file they override.
     clauses.sort(key=lambda clause: _line_of(_origin(clause[0], origins, source)))
     lines = [text for _, text in clauses]
@@ -1276,8 +1166,8 @@ def _read_text(path: Path, source: str) -> str:
 
 
 def _load(text: str, source: str, overrides: Sequence[str], default_name: str | None) -> Config:
-    data, origins, empty = _parse_yaml(text, source)
-    if empty:
+    data, origins = _parse_yaml(text, source)
+    if data is None:
         raise ConfigError(
             f"config file '{source}' is empty; it needs at least a model section,"
             " e.g. 'model: {layers: 784-100-10}'."
@@ -1319,13 +1209,12 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
 
 def dump_config(cfg: Config) -> str:
     """The resolved config as YAML that `load_config` reads back to an equal `Config`."""
-    return yaml.dump(
-        cfg.model_dump(mode="json"),
-        Dumper=_Dumper,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-    )
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    text = io.StringIO()
+    yaml.dump(cfg.model_dump(mode="json"), text)
+    return text.getvalue()
 
 
 def config_schema() -> dict[str, Any]:
