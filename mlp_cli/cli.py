@@ -1008,12 +1008,10 @@ def config_show(
 ) -> None:
     """Print the resolved config (defaults filled in, overrides applied) under the file's
     header comment: `mlp config show NAME > my.yaml` starts a config of your own."""
-    from mlp_cli.config import dump_config, load_config
-    from mlp_cli.shipped import header_lines, resolve
+    from mlp_cli.config import dump_config, load_config_with_header
 
     overrides = list(set_ or [])
-    cfg = load_config(file, overrides)
-    header = header_lines(resolve(file).read_text(encoding="utf-8-sig"))
+    cfg, header = load_config_with_header(file, overrides)
     header += [f"then overridden with --set {override}" for override in overrides]
     comments = "".join(f"# {line}".rstrip() + "\n" for line in header)
     typer.echo(comments + ("\n" if comments else "") + dump_config(cfg), nl=False)

@@ -56,6 +56,7 @@ from mlp_cli.limits import (
 )
 
 __all__ = [
+    "DEFAULT_INIT_SCALE",
     "MNIST_CLASSES",
     "OPTIMIZERS",
     "AdamConfig",
@@ -78,6 +79,7 @@ __all__ = [
     "config_schema",
     "dump_config",
     "load_config",
+    "load_config_with_header",
     "parse_override",
 ]
 
@@ -175,7 +177,8 @@ _Dropout = Annotated[
     ),
 ]
 _LAYERS_TEXT = re.compile(r"\s*[0-9]+(?:\s*-\s*[0-9]+)*\s*")
-_DEFAULT_INIT_SCALE = {"uniform": 0.12, "normal": 0.01}
+# Half-width of init 'uniform' (the classic exercise's epsilon) and std of 'normal'.
+DEFAULT_INIT_SCALE = {"uniform": 0.12, "normal": 0.01}
 
 
 class ModelConfig(_Section):
@@ -244,7 +247,7 @@ class ModelConfig(_Section):
                     " (input layer first) or a single number",
                 )
             )
-        if self.init_scale is not None and self.init not in _DEFAULT_INIT_SCALE:
+        if self.init_scale is not None and self.init not in DEFAULT_INIT_SCALE:
             problems.append(
                 (
                     ("init_scale",),
@@ -268,7 +271,7 @@ class ModelConfig(_Section):
         """`init_scale`, or its default for 'uniform'/'normal'; None for 'xavier'/'he'."""
         if self.init_scale is not None:
             return self.init_scale
-        return _DEFAULT_INIT_SCALE.get(self.init)
+        return DEFAULT_INIT_SCALE.get(self.init)
 
 
 class RegularizationConfig(_Section):
@@ -1190,10 +1193,18 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     `mlp_cli.shipped`) when no file of that name exists. `name` defaults to the file's stem.
     Raises `ConfigError` on any problem.
     """
+    return load_config_with_header(path, overrides)[0]
+
+
+def load_config_with_header(
+    path: str | Path, overrides: Sequence[str] = ()
+) -> tuple[Config, list[str]]:
+    """`load_config`, and the file's leading comment block (`shipped.header_lines`) from the
+    same bounded read."""
     resolved = shipped.resolve(path)
     source = str(resolved) if resolved != Path(path) else str(path)
     text = _read_text(resolved, source)
-    return _load(text, source, overrides, resolved.stem)
+    return _load(text, source, overrides, resolved.stem), shipped.header_lines(text)
 
 
 def config_from_yaml(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> Config:

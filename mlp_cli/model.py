@@ -47,7 +47,6 @@ Array = NDArray[np.floating]
 Labels = NDArray[np.integer]
 
 INITIALIZERS = ("xavier", "he", "uniform", "normal")
-DEFAULT_INIT_SCALE = {"uniform": 0.12, "normal": 0.01}  # epsilon of the classic exercise; std
 
 
 @dataclass
@@ -144,6 +143,9 @@ class MLP:
         """
         if scheme not in INITIALIZERS:
             raise UsageError(f"unknown initialisation {scheme!r}; one of {list(INITIALIZERS)}")
+        # The config states the defaults; imported here so loading a model needs no pydantic.
+        from mlp_cli.config import DEFAULT_INIT_SCALE
+
         scale = DEFAULT_INIT_SCALE.get(scheme) if scale is None else scale
         for W in self.W:
             n_out, n_in = W.shape
