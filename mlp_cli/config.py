@@ -95,12 +95,13 @@ class _SettingError(ValueError):
     """Raised inside validators: problems, each with a key path relative to the validated model.
 
     The error formatter turns each into its own ``file:line: key: problem`` clause; a plain
-    `ValueError` would lose the key path of cross-field problems.
+    `ValueError` would lose the key path of cross-field problems. A bare text is a problem
+    of the validated value itself.
     """
 
-    def __init__(self, *problems: tuple[KeyPath, str]) -> None:
-        super().__init__("; ".join(f"{_dotted(path)}: {text}" for path, text in problems))
-        self.problems = problems
+    def __init__(self, *problems: tuple[KeyPath, str] | str) -> None:
+        self.problems = [p if isinstance(p, tuple) else ((), p) for p in problems]
+        super().__init__("; ".join(f"{_dotted(path)}: {text}" for path, text in self.problems))
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,11 +150,8 @@ class DataConfig(_Section):
                 parts = urlsplit("")
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise _SettingError(
-                    (
-                        (),
-                        "expected a base URL starting with http:// or https://, found "
-                        + _REPR.repr(value),
-                    )
+                    "expected a base URL starting with http:// or https://, found "
+                    + _REPR.repr(value),
                 )
         return value
 
@@ -223,11 +221,8 @@ class ModelConfig(_Section):
         if isinstance(value, str):
             if not _LAYERS_TEXT.fullmatch(value):
                 raise _SettingError(
-                    (
-                        (),
-                        "expected layer sizes separated by '-' such as 784-100-10,"
-                        f" or a list, found {_REPR.repr(value)}",
-                    )
+                    "expected layer sizes separated by '-' such as 784-100-10,"
+                    f" or a list, found {_REPR.repr(value)}",
                 )
             return [int(part) for part in value.split("-")]
         return value
@@ -434,7 +429,7 @@ class TrainingConfig(_Section):
         if value is None or value == "auto" or number:
             return value
         raise _SettingError(
-            ((), f"expected a number of threads (1 or more), auto or null, found {_show(value)}")
+            f"expected a number of threads (1 or more), auto or null, found {_show(value)}"
         )
 
     early_stopping: EarlyStoppingConfig = Field(
@@ -517,11 +512,8 @@ class Config(_Section):
     def _name_is_safe_folder_name(cls, value: str | None) -> str | None:
         if value is not None and not _SAFE_NAME.fullmatch(value):
             raise _SettingError(
-                (
-                    (),
-                    "expected a folder name of at most 100 letters, digits, '.', '_' or '-'"
-                    f" that starts with a letter or digit, found {_REPR.repr(value)}",
-                )
+                "expected a folder name of at most 100 letters, digits, '.', '_' or '-'"
+                f" that starts with a letter or digit, found {_REPR.repr(value)}",
             )
         return value
 
@@ -631,11 +623,9 @@ class Config(_Section):
         return fixed, 2 * per_example
 
 
-def _sections(
-    model: type[BaseModel], path: tuple[str, ...] = ()
-) -> dict[tuple[str, ...], type[BaseModel]]:
+def _sections(model: type[BaseModel], path: KeyPath = ()) -> dict[KeyPath, type[BaseModel]]:
     """Every section of the schema by key path (the optimizer's sections are in `OPTIMIZERS`)."""
-    found: dict[tuple[str, ...], type[BaseModel]] = {path: model}
+    found: dict[KeyPath, type[BaseModel]] = {path: model}
     for key, field in model.model_fields.items():
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             found.update(_sections(field.annotation, (*path, key)))
@@ -742,8 +732,8 @@ def _plain(
         plain: Any = {}
         seen[id(value)] = plain
         for key, item in value.items():
-            line = _lines(value).get(key)
-            where = f"{source}:{line[0] + 1}" if line else origins[path]
+            at = _lines(value).get(key)
+            where = f"{source}:{at[0] + 1}" if at else origins[path]
             if not isinstance(key, str):
                 raise ConfigError(
                     f"{where}: {_dotted(path) or 'the top level'} has the key {_show(key)}, but"
@@ -756,18 +746,17 @@ def _plain(
     if isinstance(value, list):
         plain = seen[id(value)] = []
         for index, item in enumerate(value):
-            line = _lines(value).get(index)
-            origins[(*path, index)] = f"{source}:{line[0] + 1}" if line else origins[path]
+            at = _lines(value).get(index)
+            origins[(*path, index)] = f"{source}:{at[0] + 1}" if at else origins[path]
             plain.append(_plain(item, (*path, index), origins, source, dups, seen))
         return plain
-    # ruamel's scalars are subclasses that remember their formatting; keep the plain value.
-    kinds = (bool, int, float, str)
-    kind = (
-        bool
-        if isinstance(value, ScalarBoolean)
-        else next((k for k in kinds if isinstance(value, k)), None)
-    )
-    return value if kind is None else kind(value)
+    if isinstance(value, bool | ScalarBoolean):
+        return bool(value)
+    # ruamel's numbers remember their formatting (ScalarFloat, HexInt); keep the plain value.
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
 
 
 def _lines(value: Any) -> dict[Any, list[int]]:
@@ -1049,8 +1038,8 @@ def _user_path(loc: Sequence[str | int], data: Any, missing: bool) -> tuple[KeyP
     path: list[str | int] = []
     branch = None
     for index, part in enumerate(loc):
-        last = index == len(loc) - 1
-        if isinstance(data, dict) and isinstance(part, str) and (part in data or last and missing):
+        is_key = isinstance(data, dict) and isinstance(part, str)
+        if is_key and (part in data or (missing and index == len(loc) - 1)):
             data = data.get(part)
         elif isinstance(data, list) and isinstance(part, int) and part < len(data):
             data = data[part]
