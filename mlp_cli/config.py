@@ -6,9 +6,10 @@ one-line descriptions are the single place where every setting is defined (the R
 unknown keys, wrong types, values out of range and settings that contradict each other are
 refused with a `ConfigError` that names the file, the line and the key.
 
-YAML is read with the YAML 1.2 core schema (``1e-3`` is a number, ``no`` and ``2020-01-01`` are
-text, ``012`` is twelve), never executes tags such as ``!!python/object``, and refuses duplicate
-keys. What the settings *do* is left to the modules that use them (`mlp_cli.model`,
+YAML is read by ruamel.yaml as YAML 1.2 (``1e-3`` is a number, ``no`` and ``2020-01-01`` are
+text, ``012`` is twelve), which also gives the line of every key; tags such as
+``!!python/object`` are refused, never executed, and so are duplicate keys. A ``--set``
+override is read by the same loader, placed in the tree and validated with the rest. What the settings *do* is left to the modules that use them (`mlp_cli.model`,
 `mlp_cli.optim`, `mlp_cli.train`, `mlp_cli.data`); this module imports no NumPy, so the command
 line's ``--help`` stays fast.
 """

@@ -675,3 +675,22 @@ def test_yaml_like_text_only_raises_config_error(text: str) -> None:
 @given(st.lists(st.text(max_size=30), max_size=3))
 def test_arbitrary_overrides_only_raise_config_error(overrides: list[str]) -> None:
     assert_loads_or_explains(MINIMAL, overrides)
+
+
+def test_override_problems_are_reported_with_the_files_in_one_message(tmp_path: Path) -> None:
+    text = MINIMAL + "training:\n  epochs: 0\n"
+    path = write(tmp_path, text)
+    message = config_error(path, ("trainig.epochs=5",))
+    lines = message.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{path}:{line_of(text, 'epochs')}: training.epochs:")
+    assert lines[1].startswith("--set trainig.epochs=5: unknown key 'trainig'")
+
+
+def test_reused_anchors_and_aliases_load_quietly(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    text = "model: &m {layers: 784-10}\nname: &m x\ntraining: &t {epochs: 2}\n"
+    cfg = load_config(write(tmp_path, text + "augment: {enabled: true}\n"))
+    assert (cfg.model.layers, cfg.name, cfg.training.epochs) == ([784, 10], "x", 2)
+    assert capfd.readouterr() == ("", "")
