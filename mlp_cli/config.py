@@ -9,9 +9,11 @@ refused with a `ConfigError` that names the file, the line and the key.
 YAML is read by ruamel.yaml as YAML 1.2 (``1e-3`` is a number, ``no`` and ``2020-01-01`` are
 text, ``012`` is twelve), which also gives the line of every key; tags such as
 ``!!python/object`` are refused, never executed, and so are duplicate keys. A ``--set``
-override is read by the same loader, placed in the tree and validated with the rest. What the settings *do* is left to the modules that use them (`mlp_cli.model`,
-`mlp_cli.optim`, `mlp_cli.train`, `mlp_cli.data`); this module imports no NumPy, so the command
-line's ``--help`` stays fast.
+override is read by the same loader, placed in the tree and validated with the rest.
+
+What the settings *do* is left to the modules that use them (`mlp_cli.model`, `mlp_cli.optim`,
+`mlp_cli.train`, `mlp_cli.data`); this module imports no NumPy, so the command line's
+``--help`` stays fast.
 """
 
 import difflib
@@ -642,6 +644,7 @@ _CORE = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {
     _CORE + tag for tag in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
 }
+_TEXT_TAGS = {_CORE + "timestamp", _CORE + "value"}  # ruamel's extras to the core schema
 _KINDS = {_CORE + "int": "an integer", _CORE + "float": "a number", _CORE + "bool": "true or false"}
 Origins = dict[KeyPath, str]
 """Where each key path's value came from: ``'file.yaml:12'`` or ``'--set key=value'``."""
@@ -662,8 +665,8 @@ class _Constructor(RoundTripConstructor):
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         tag = node.tag
-        if tag not in _PLAIN_TAGS and isinstance(node, ScalarNode) and node.ctag.handle is None:
-            return node.value  # a plain scalar such as 2020-01-01: the core schema has no dates
+        if tag in _TEXT_TAGS and isinstance(node, ScalarNode) and node.ctag.handle is None:
+            return node.value  # untagged 2020-01-01 is text: the 1.2 core schema has no dates
         if tag not in _PLAIN_TAGS:
             raise _RefusedError(
                 None,
@@ -676,8 +679,8 @@ class _Constructor(RoundTripConstructor):
         try:
             return super().construct_object(node, deep)
         except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to convert
-            found = _REPR.repr(node.value)
-            problem = f"a value could not be read: expected {_KINDS.get(tag)}, found {found}"
+            expected, found = _KINDS.get(tag, "plain data"), _REPR.repr(node.value)
+            problem = f"a value could not be read: expected {expected}, found {found}"
             raise _RefusedError(None, None, problem, node.start_mark) from None
 
     def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, _: Any) -> bool:

@@ -694,3 +694,11 @@ def test_reused_anchors_and_aliases_load_quietly(
     cfg = load_config(write(tmp_path, text + "augment: {enabled: true}\n"))
     assert (cfg.model.layers, cfg.name, cfg.training.epochs) == ([784, 10], "x", 2)
     assert capfd.readouterr() == ("", "")
+
+
+def test_verbatim_tags_are_held_to_the_same_rule(tmp_path: Path) -> None:
+    python = write(tmp_path, MINIMAL + "name: !<tag:yaml.org,2002:python/name:os.system> x\n")
+    assert "tag '!!python/name:os.system' is not allowed" in config_error(python)
+    # A core-schema tag written out in full is allowed: 3 is then a number, not a name.
+    core = write(tmp_path, MINIMAL + "name: !<tag:yaml.org,2002:int> 3\n", "core.yaml")
+    assert f"{core}:3: name: expected text, found 3." in config_error(core)
