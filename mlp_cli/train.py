@@ -1026,8 +1026,11 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
         cfg = load_config(run_dir / CONFIG_FILE, overrides)
     except ConfigError:
         # An override the run's config cannot even take (optimizer.name=sgd on an Adam
-        # run): when it names a key resuming cannot change anyway, say that instead.
-        if frozen := [k for k in keys if not resumable_key(k)]:
+        # run): when it names a setting resuming cannot change anyway, say that instead
+        # (a key the config does not have keeps the config's own message).
+        settings = _flat_config(base)
+        named = [k for k in keys if any(s == k or s.startswith(f"{k}.") for s in settings)]
+        if frozen := [k for k in named if not resumable_key(k)]:
             raise _not_resumable(run_dir, ", ".join(frozen)) from None
         raise
     before, after = _flat_config(base), _flat_config(cfg)

@@ -89,6 +89,13 @@ def test_an_override_resume_cannot_apply_is_refused_before_anything_is_written(
     assert code == 0
 
 
+def test_a_misspelt_override_on_resume_gets_the_configs_own_message(tmp_path: Path) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    code, message = run("train", "--resume", str(run_dir), "--set", "trainig.epochs=5")
+    assert code == 2
+    assert "--set trainig.epochs=5: unknown key 'trainig'; did you mean 'training'?" in message
+
+
 def test_resume_after_a_refused_override_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     whole = train.start(make_config(tmp_path), make_splits(), tmp_path / "A").run()
     run_dir = interrupted_run(tmp_path, "B", after_steps=7)
