@@ -41,6 +41,7 @@ from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.representer import SafeRepresenter
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from mlp_cli import shipped
@@ -1213,9 +1214,23 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
     return _validate(plain, {}, source)
 
 
+class _Representer(SafeRepresenter):
+    """Writes 1e-08 as 1.0e-08, which YAML 1.1 readers such as PyYAML also read as a number."""
+
+    def represent_float(self, data: Any) -> ScalarNode:
+        node = super().represent_float(data)
+        if "e" in node.value and "." not in node.value:
+            node.value = node.value.replace("e", ".0e", 1)
+        return node
+
+
+_Representer.add_representer(float, _Representer.represent_float)
+
+
 def dump_config(cfg: Config) -> str:
     """The resolved config as YAML that `load_config` reads back to an equal `Config`."""
     yaml = YAML(typ="safe", pure=True)
+    yaml.Representer = _Representer
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     text = io.StringIO()
