@@ -702,3 +702,10 @@ def test_verbatim_tags_are_held_to_the_same_rule(tmp_path: Path) -> None:
     # A core-schema tag written out in full is allowed: 3 is then a number, not a name.
     core = write(tmp_path, MINIMAL + "name: !<tag:yaml.org,2002:int> 3\n", "core.yaml")
     assert f"{core}:3: name: expected text, found 3." in config_error(core)
+
+
+def test_dumped_numbers_are_numbers_to_yaml_1_1_readers_too() -> None:
+    cfg = config_from_yaml(MINIMAL + "regularization: {l2: 1e-4}\n")
+    dumped = yaml.safe_load(dump_config(cfg))  # PyYAML reads YAML 1.1, where 1e-08 is text
+    assert dumped["optimizer"]["eps"] == cfg.optimizer.eps == 1e-8
+    assert dumped["regularization"]["l2"] == 1e-4
