@@ -1166,7 +1166,8 @@ def _read_text(path: Path, source: str) -> str:
 
 def _load(text: str, source: str, overrides: Sequence[str], default_name: str | None) -> Config:
     data, origins = _parse_yaml(text, source)
-    if data is None:
+    # Only comments and blank lines; an explicit null is answered as a top level that is no mapping.
+    if all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
         raise ConfigError(
             f"config file '{source}' is empty; it needs at least a model section,"
             " e.g. 'model: {layers: 784-100-10}'."
