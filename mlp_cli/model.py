@@ -143,7 +143,8 @@ class MLP:
         """
         if scheme not in INITIALIZERS:
             raise UsageError(f"unknown initialisation {scheme!r}; one of {list(INITIALIZERS)}")
-        # The config states the defaults; imported here so loading a model needs no pydantic.
+        # The config states the defaults; imported here so that loading a saved model does
+        # not import (and build) the config schema.
         from mlp_cli.config import DEFAULT_INIT_SCALE
 
         scale = DEFAULT_INIT_SCALE.get(scheme) if scale is None else scale
