@@ -69,6 +69,7 @@ __all__ = [
     "Config",
     "DataConfig",
     "EarlyStoppingConfig",
+    "Init",
     "ModelConfig",
     "OptimizerConfig",
     "OutputConfig",
@@ -179,6 +180,7 @@ _Dropout = Annotated[
     ),
 ]
 _LAYERS_TEXT = re.compile(r"\s*[0-9]+(?:\s*-\s*[0-9]+)*\s*")
+Init = Literal["xavier", "he", "uniform", "normal"]  # the schemes of `MLP.initialize`
 # Half-width of init 'uniform' (the classic exercise's epsilon) and std of 'normal'.
 DEFAULT_INIT_SCALE = {"uniform": 0.12, "normal": 0.01}
 
@@ -197,9 +199,7 @@ class ModelConfig(_Section):
     output_activation: Literal["softmax", "sigmoid"] = Field(
         default="softmax", description="Activation function of the output layer."
     )
-    init: Literal["xavier", "he", "uniform", "normal"] = Field(
-        default="xavier", description="How the initial weights are drawn."
-    )
+    init: Init = Field(default="xavier", description="How the initial weights are drawn.")
     init_scale: float | None = Field(
         default=None,
         gt=0.0,

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import get_args
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -45,8 +46,6 @@ from mlp_cli.losses import LOSSES, OUTPUTS
 
 Array = NDArray[np.floating]
 Labels = NDArray[np.integer]
-
-INITIALIZERS = ("xavier", "he", "uniform", "normal")
 
 
 @dataclass
@@ -141,12 +140,12 @@ class MLP:
         uniform: U(+-scale), scale 0.12 by default (the classic exercise's epsilon)
         normal: N(0, scale^2), scale 0.01 by default
         """
-        if scheme not in INITIALIZERS:
-            raise UsageError(f"unknown initialisation {scheme!r}; one of {list(INITIALIZERS)}")
-        # The config states the defaults; imported here so that loading a saved model does
-        # not import (and build) the config schema.
-        from mlp_cli.config import DEFAULT_INIT_SCALE
+        # The config states the schemes and their defaults; imported here so that loading a
+        # saved model does not import (and build) the config schema.
+        from mlp_cli.config import DEFAULT_INIT_SCALE, Init
 
+        if scheme not in get_args(Init):
+            raise UsageError(f"unknown initialisation {scheme!r}; one of {list(get_args(Init))}")
         scale = DEFAULT_INIT_SCALE.get(scheme) if scale is None else scale
         for W in self.W:
             n_out, n_in = W.shape
