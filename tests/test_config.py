@@ -6,18 +6,20 @@ expected line numbers are found in the YAML text itself rather than typed in.
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from mlp_cli import shipped
 from mlp_cli.config import (
     AdamConfig,
     Config,
     ModelConfig,
+    ScheduleConfig,
     SGDConfig,
     config_from_dict,
     config_from_yaml,
@@ -707,5 +709,20 @@ def test_verbatim_tags_are_held_to_the_same_rule(tmp_path: Path) -> None:
 def test_dumped_numbers_are_numbers_to_yaml_1_1_readers_too() -> None:
     cfg = config_from_yaml(MINIMAL + "regularization: {l2: 1e-4}\n")
     dumped = yaml.safe_load(dump_config(cfg))  # PyYAML reads YAML 1.1, where 1e-08 is text
+    assert isinstance(cfg.optimizer, AdamConfig)
     assert dumped["optimizer"]["eps"] == cfg.optimizer.eps == 1e-8
     assert dumped["regularization"]["l2"] == 1e-4
+
+
+def test_every_name_a_config_accepts_is_implemented_and_the_other_way_round() -> None:
+    from mlp_cli.activations import ACTIVATIONS
+    from mlp_cli.losses import LOSSES, OUTPUTS
+    from mlp_cli.optim import SCHEDULES
+
+    def choices(section: type[BaseModel], key: str) -> set[Any]:
+        return set(get_args(section.model_fields[key].annotation))
+
+    assert choices(ModelConfig, "hidden_activation") == set(ACTIVATIONS)
+    assert choices(ModelConfig, "output_activation") == set(OUTPUTS)
+    assert choices(Config, "loss") == set(LOSSES)
+    assert choices(ScheduleConfig, "name") == set(SCHEDULES)
