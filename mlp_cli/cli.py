@@ -528,8 +528,8 @@ def _model_json(path: Path, saved: Any) -> dict[str, Any]:
     return {
         "model": {
             "path": str(path),
-            "format_version": saved.metadata.get("format_version"),
-            "package_version": saved.metadata.get("package_version"),
+            "format_version": saved.meta.format_version,
+            "package_version": saved.meta.package_version,
         },
         "mlp_version": __version__,
     }

@@ -40,7 +40,7 @@ import numpy as np
 
 from mlp_cli.config import MNIST_TRAINING_IMAGES  # items in MNIST's largest file
 from mlp_cli.errors import DataError, UsageError
-from mlp_cli.limits import open_regular, read_regular
+from mlp_cli.limits import open_regular, read_regular, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -617,7 +617,7 @@ class _Downloader:
                 plain = _plain_connection_problem(exc, received, total)
                 raise _SourceError(
                     plain
-                    or f"connection dropped before the whole file arrived ({_shorten(str(exc))})"
+                    or f"connection dropped before the whole file arrived ({shorten(exc, 300)})"
                 ) from None
             if not chunk:
                 break
@@ -738,19 +738,15 @@ def _describe_request_error(exc: Exception) -> str:
         return f"did not answer within {_TIMEOUT_S} s"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         incomplete = re.search(r"IncompleteRead\([^)]*\)", str(exc))
-        detail = incomplete.group(0) if incomplete else _shorten(str(exc))
+        detail = incomplete.group(0) if incomplete else shorten(exc, 300)
         return f"connection dropped before the whole file arrived ({detail})"
     if isinstance(exc, requests.ConnectionError):
         # requests nests the useful part ("[Errno 111] Connection refused", "[Errno -2]
         # Name or service not known") deep inside urllib3's wrapper text.
         errno = re.search(r"\[Errno [^\]]*\][^'\")(]*", str(exc))
-        reason = errno.group(0).strip() if errno else _shorten(str(exc))
+        reason = errno.group(0).strip() if errno else shorten(exc, 300)
         return f"connection failed ({reason})"
-    return f"{type(exc).__name__}: {_shorten(str(exc))}"
-
-
-def _shorten(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {shorten(exc, 300)}"
 
 
 def _all_mirrors_failed(stem: str, failures: list[str]) -> DataError:

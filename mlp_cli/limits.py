@@ -45,6 +45,13 @@ def format_bytes(count: int) -> str:
     raise AssertionError("unreachable")
 
 
+def shorten(value: object, limit: int) -> str:
+    """``str(value)``, cut to ``limit`` characters (an error from a damaged file or a server
+    can hold anything, of any length)."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parameter_count(layers: Sequence[int]) -> int:
     """Weights and biases of an MLP with these layer sizes (input first); exact, any size."""
     return sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(layers))

@@ -520,18 +520,18 @@ class Trainer:
         the file, and nothing on disk is touched."""
         path = self.run_dir / CHECKPOINT_FILE
         saved = checkpoint.load(path, checkpoint=True)
-        self._check_same_run(saved.metadata.get("config"), path)
+        self._check_same_run(saved.meta.config, path)
         if saved.layers != self.model.sizes:
             raise CheckpointError(
                 f"'{path}' holds a {'-'.join(map(str, saved.layers))} network, but the run's "
                 f"config.yaml describes {'-'.join(map(str, self.model.sizes))}"
             )
-        resume = saved.metadata.get("resume")
-        if not isinstance(resume, dict):
+        resume = saved.meta.resume
+        if resume is None:
             raise CheckpointError(f"'{path}' has no resume state; it is not a checkpoint")
         n_train = len(self.data.train_idx)
         steps = math.ceil(n_train / self.cfg.training.batch_size)
-        history = saved.metadata.get("history")
+        history = saved.meta.history
         perm = saved.extras.get("resume/perm")
         problem = _resume_state_problem(
             resume, history, perm, n_train, steps, self.cfg.training.batch_size
@@ -564,24 +564,23 @@ class Trainer:
         if state.get("best_loss") is None:
             state["best_loss"] = math.inf
         self.state = TrainState(**state, history=list(history or []))
-        for W, w in zip(self.model.W, saved.weights, strict=True):
-            W[...] = w
-        for b, v in zip(self.model.b, saved.biases, strict=True):
-            b[...] = v
+        self.model.set_weights(saved.weights, saved.biases)
         self.perm = None if perm is None else perm.astype(np.int64)
 
-    def _check_same_run(self, stored: Any, path: Path) -> None:
+    def _check_same_run(self, stored: checkpoint.SavedConfig | None, path: Path) -> None:
         """Refuse a checkpoint whose config differs from the run's in a key that resuming
         cannot change (another seed, another learning rate...): it belongs to another run."""
         from mlp_cli.config import config_from_dict
         from mlp_cli.errors import ConfigError
 
-        if not isinstance(stored, dict):
+        if stored is None:
             raise checkpoint.damaged_resume(
                 path, "its metadata holds no 'config' describing the run"
             )
         try:
-            saved_cfg = config_from_dict(stored, f"{path} (metadata 'config')")
+            saved_cfg = config_from_dict(
+                stored.model_dump(mode="json", exclude_unset=True), f"{path} (metadata 'config')"
+            )
         except ConfigError as exc:
             raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
         before, now = _flat_config(saved_cfg), _flat_config(self.cfg)
