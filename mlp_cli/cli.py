@@ -411,21 +411,23 @@ def train(
         for name, value in given.items()
         if value is not None
     ]
+    saved = None
     if resume is not None:
         _refuse_with_resume(ctx, "config", "out")
         cfg = training.resume_config(resume, overrides)
         training.check_resume_destination(resume)
+        saved = training.load_checkpoint(resume)
     else:
         cfg = training.name_for_overrides(load_config(config, overrides), overrides)
         training.check_run_destination(cfg, out)  # before minutes of loading and training
-    earlier = training.threads_so_far(resume) if resume is not None else None
+    earlier = training.threads_so_far(saved) if saved is not None else None
     choice = _choose_threads(threads, cfg, earlier)
     if choice.capped and (quiet or json_):
         err_console.print(plain(f"threads: {choice.threads} ({choice.reason})"))
     with limit_blas(choice.threads):
         data = _load_training_data(cfg, quiet or json_)
         trainer = (
-            training.resume(resume, cfg, data)
+            training.resume(resume, cfg, data, saved)
             if resume is not None
             else training.start(cfg, data, out)
         )

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from mlp_cli import checkpoint, cli, data, train
 from mlp_cli.config import load_config
+from mlp_cli.errors import CheckpointError
 from mlp_cli.train import Trainer
 
 runner = CliRunner()
@@ -349,9 +350,9 @@ def test_the_checkpoint_records_the_threads_that_resume_with_auto_keeps(tmp_path
 
     with threadpool_limits(limits=1, user_api="blas"):
         run_dir = interrupted_run(tmp_path, "R")
-    assert train.threads_so_far(run_dir) == 1
-    saved = checkpoint.load(run_dir / train.CHECKPOINT_FILE, checkpoint=True)
-    assert saved.meta.training is not None
+    saved = train.load_checkpoint(run_dir)
+    assert train.threads_so_far(saved) == 1
     assert saved.meta.training is not None
     assert saved.meta.training.threads == 1
-    assert train.threads_so_far(tmp_path / "nowhere") is None
+    with pytest.raises(CheckpointError, match="nowhere"):
+        train.load_checkpoint(tmp_path / "nowhere")
