@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer
 
     from mlp_cli.config import Config
-    from mlp_cli.train import Splits
+    from mlp_cli.data import Splits
 
 
 class Split(StrEnum):
@@ -329,8 +329,8 @@ def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
 
 
 def _load_training_data(cfg: Config, quiet: bool) -> Splits:
+    from mlp_cli.data import prepare_data
     from mlp_cli.render import DataNotices, DownloadBar
-    from mlp_cli.train import prepare_data
 
     if quiet:
         return prepare_data(cfg, progressbar=DataNotices(err_console))

@@ -32,11 +32,13 @@ import tempfile
 import threading
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import numpy as np
+import numpy.typing as npt
 
 from mlp_cli.config import MNIST_TRAINING_IMAGES  # items in MNIST's largest file
 from mlp_cli.errors import DataError, UsageError
@@ -44,6 +46,8 @@ from mlp_cli.limits import open_regular, read_regular, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+
+    from mlp_cli.config import Config
 
 # file stem -> sha256 of the decompressed IDX bytes (identical on every mirror).
 MNIST_FILES: dict[str, str] = {
@@ -416,17 +420,18 @@ def fetch_mnist(*, mirror: str | None = None, progressbar: Any = False) -> dict[
     name first, and `write` with a notice such as a damaged cache file being removed,
     when the object has them). A falsy object with `write` gets the notices only.
     """
-    mirror_list(mirror)  # a bad mirror is refused whether or not anything is missing
+    mirrors = mirror_list(mirror)  # a bad mirror is refused whether or not anything is missing
     remove_leftovers()
     missing = [stem for stem in MNIST_FILES if _read_cached(stem, progressbar) is None]
     if missing:
-        _download(missing, mirror=mirror, progressbar=progressbar)
+        _download(missing, mirrors, progressbar=progressbar)
     directory = data_dir()
     return {stem: directory / stem for stem in MNIST_FILES}
 
 
-def _download(stems: Iterable[str], *, mirror: str | None, progressbar: Any) -> dict[str, bytes]:
-    """Download, verify and install each stem; stem -> verified IDX bytes."""
+def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> dict[str, bytes]:
+    """Download, verify and install each stem from the first of ``mirrors`` (`mirror_list`)
+    that delivers it; stem -> verified IDX bytes."""
     import pooch
 
     # pooch reports every download through its own logger; the library stays silent.
@@ -438,7 +443,7 @@ def _download(stems: Iterable[str], *, mirror: str | None, progressbar: Any) -> 
         )
     # A mirror that failed once goes to the back of the queue for the remaining files,
     # so an unreachable first mirror costs one timeout per call, not one per file.
-    order = mirror_list(mirror)
+    order = list(mirrors)
     result: dict[str, bytes] = {}
     for stem in stems:
         failures: list[str] = []
@@ -958,8 +963,8 @@ def load_mnist(
     """
     if split not in SPLITS:
         raise UsageError(f"Unknown MNIST split {split!r}: expected 'train' or 'test'.")
-    if download:
-        mirror_list(mirror)  # a bad mirror is refused whether or not anything is missing
+    # A bad mirror is refused whether or not anything is missing.
+    mirrors = mirror_list(mirror) if download else []
     remove_leftovers()
     stems = SPLITS[split]
     blobs: dict[str, bytes] = {}
@@ -977,7 +982,7 @@ def load_mnist(
             "offline copy (`mlp data import DIR`)."
         )
     if missing:
-        blobs.update(_download(missing, mirror=mirror, progressbar=progressbar))
+        blobs.update(_download(missing, mirrors, progressbar=progressbar))
     directory = data_dir()
     images_stem, labels_stem = stems
     images_raw, labels_raw = blobs[images_stem], blobs[labels_stem]
@@ -1016,3 +1021,46 @@ def validation_split(n: int, validation_size: int, seed: int) -> tuple[np.ndarra
     val_idx = np.sort(permutation[:validation_size]).astype(np.int64, copy=False)
     train_idx = np.sort(permutation[validation_size:]).astype(np.int64, copy=False)
     return train_idx, val_idx
+
+
+# --------------------------------------------------------------------------- training data
+
+
+@dataclass
+class Splits:
+    """The training images, held once, and index arrays for the training/validation split."""
+
+    X: npt.NDArray[np.float32]  # (60000, input_size**2), model inputs
+    y: npt.NDArray[np.uint8]  # (60000,)
+    train_idx: npt.NDArray[np.int64]
+    val_idx: npt.NDArray[np.int64]
+    preprocessing: dict[str, Any]
+    data_hashes: dict[str, str]
+
+
+def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
+    """Load MNIST's training set and turn it into model inputs and a validation split.
+
+    Missing files are fetched all four at once, the test set too, so that `mlp evaluate`
+    after training needs no network.
+    """
+    from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
+
+    if any(path is None for path in cached_files().values()):
+        fetch_mnist(mirror=cfg.data.mirror, progressbar=progressbar)
+    images, labels = load_mnist("train", mirror=cfg.data.mirror, progressbar=progressbar)
+    size = cfg.data.input_size
+    X = digits_to_inputs(images, size)
+    train_idx, val_idx = validation_split(len(labels), cfg.data.validation_size, cfg.training.seed)
+    preprocessing: dict[str, Any] = {
+        "input_size": size,
+        "source": "28x28 MNIST-form digit, pixel/255, area-averaged to input_size",
+        "normalize": None,
+    }
+    if cfg.data.normalize == "standardize":
+        # Statistics of the training split only: validation and test stay unseen.
+        sample = X[train_idx]
+        preprocessing["normalize"] = {"mean": float(sample.mean()), "std": float(sample.std())}
+        del sample
+        normalize_inputs(X, preprocessing)
+    return Splits(X, labels, train_idx, val_idx, preprocessing, data_hashes())

@@ -42,11 +42,12 @@ from mlp_cli.errors import CheckpointError, MLPError, OutputError, TrainingError
 from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, make_optimizer
 from mlp_cli.plain import command
-from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
+from mlp_cli.preprocess import normalize_inputs
 from mlp_cli.threads import Slowdown, blas_threads, slowdown, waiting_seconds
 
 if TYPE_CHECKING:  # the config stack (pydantic, yaml) loads only when a run starts
     from mlp_cli.config import Config
+    from mlp_cli.data import Splits
 
 Array = NDArray[np.float32]
 
@@ -60,51 +61,6 @@ MATPLOTLIB_PNG = b"Software\x00Matplotlib"
 # The pixel size of the curves figure (14 x 4.8 inches at viz.DPI, 120), from before the mark too.
 _CURVES_PIXELS = (1680, 576)
 CLASS_NAMES = [str(d) for d in range(10)]
-
-
-# -- data --------------------------------------------------------------------------------
-
-
-@dataclass
-class Splits:
-    """The training images, held once, and index arrays for the training/validation split."""
-
-    X: Array  # (60000, input_size**2), model inputs
-    y: NDArray[np.uint8]  # (60000,)
-    train_idx: NDArray[np.int64]
-    val_idx: NDArray[np.int64]
-    preprocessing: dict[str, Any]
-    data_hashes: dict[str, str]
-
-
-def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
-    """Load MNIST's training set and turn it into model inputs and a validation split.
-
-    Missing files are fetched all four at once, the test set too, so that `mlp evaluate`
-    after training needs no network.
-    """
-    from mlp_cli import data
-
-    if any(path is None for path in data.cached_files().values()):
-        data.fetch_mnist(mirror=cfg.data.mirror, progressbar=progressbar)
-    images, labels = data.load_mnist("train", mirror=cfg.data.mirror, progressbar=progressbar)
-    size = cfg.data.input_size
-    X = digits_to_inputs(images, size)
-    train_idx, val_idx = data.validation_split(
-        len(labels), cfg.data.validation_size, cfg.training.seed
-    )
-    preprocessing: dict[str, Any] = {
-        "input_size": size,
-        "source": "28x28 MNIST-form digit, pixel/255, area-averaged to input_size",
-        "normalize": None,
-    }
-    if cfg.data.normalize == "standardize":
-        # Statistics of the training split only: validation and test stay unseen.
-        sample = X[train_idx]
-        preprocessing["normalize"] = {"mean": float(sample.mean()), "std": float(sample.std())}
-        del sample
-        normalize_inputs(X, preprocessing)
-    return Splits(X, labels, train_idx, val_idx, preprocessing, data.data_hashes())
 
 
 # -- run directories -----------------------------------------------------------------------

@@ -2,7 +2,7 @@
 summary, the epoch table and the saved summary say "best" means, the warning when resuming
 with more epochs reshapes a schedule, and run folders named after an overridden network.
 
-`mlp_cli.train.prepare_data` is replaced by the few hundred random inputs of
+`mlp_cli.data.prepare_data` is replaced by the few hundred random inputs of
 `test_train.make_splits`, so each run takes well under a second.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from test_train import make_splits
 from typer.testing import CliRunner
 
-from mlp_cli import checkpoint, train
+from mlp_cli import checkpoint, data
 from mlp_cli.cli import app
 from mlp_cli.train import Trainer
 
@@ -28,7 +28,7 @@ def synthetic_data(monkeypatch: pytest.MonkeyPatch) -> None:
     """Train on noise (a network can only memorise it, so validation loss and accuracy
     peak at different epochs) and skip drawing curves.png."""
     splits = make_splits(learnable=False)
-    monkeypatch.setattr(train, "prepare_data", lambda cfg, progressbar=False: splits)
+    monkeypatch.setattr(data, "prepare_data", lambda cfg, progressbar=False: splits)
     monkeypatch.setattr(Trainer, "write_curves", lambda self: None)
 
 

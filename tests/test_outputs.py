@@ -26,10 +26,10 @@ from PIL import Image
 from tiny_models import save_random_model
 from typer.testing import CliRunner
 
-from mlp_cli import checkpoint, outputs, train
+from mlp_cli import checkpoint, data, outputs, train
 from mlp_cli.cli import app
+from mlp_cli.data import Splits
 from mlp_cli.errors import OutputError, UsageError
-from mlp_cli.train import Splits
 
 runner = CliRunner()
 
@@ -83,7 +83,7 @@ def fake_data(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         rng = np.random.default_rng(1)
         return rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), rng.integers(0, 10, 40)
 
-    monkeypatch.setattr(train, "prepare_data", prepare)
+    monkeypatch.setattr(data, "prepare_data", prepare)
     monkeypatch.setattr("mlp_cli.evaluate.split_images", split_images)
     return asked
 

@@ -27,8 +27,9 @@ from threadpoolctl import threadpool_limits
 from mlp_cli import checkpoint, data, optim, threads, train
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.config import Config, config_from_dict, load_config
+from mlp_cli.data import Splits
 from mlp_cli.errors import TrainingError, UsageError
-from mlp_cli.train import Splits, Trainer
+from mlp_cli.train import Trainer
 
 N_TRAIN, N_VAL = 96, 48
 TIMING_KEYS = {"time", "samples_per_sec"}
