@@ -58,6 +58,7 @@ from mlp_cli.errors import CheckpointError, UsageError
 from mlp_cli.limits import (
     MAX_LAYERS,
     MAX_PARAMETERS,
+    MNIST_SIDE,
     NotRegularFileError,
     format_bytes,
     network_size_problem,
@@ -74,7 +75,6 @@ EXTRA_PREFIXES = ("optimizer/", "resume/")  # checkpoint-only members
 MODEL_FILE = "model.npz"  # a run directory's best model
 LATEST = "latest"  # <runs>/latest points at the newest run directory
 
-MNIST_SIDE = 28  # inputs are MNIST digits, possibly scaled down: at most 28x28 pixels
 MAX_CLASS_NAME = 100  # characters of one class name
 MIN_STD = 1e-3  # a smaller standardisation std would blow pixel differences up a thousandfold
 _MAX_MEMBERS = 2 * MAX_LAYERS + 16  # weights, biases, metadata and a checkpoint's extras

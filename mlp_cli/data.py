@@ -40,7 +40,7 @@ from urllib.parse import urljoin, urlsplit
 import numpy as np
 import numpy.typing as npt
 
-from mlp_cli.config import MNIST_TRAINING_IMAGES  # items in MNIST's largest file
+from mlp_cli.config import MNIST_CLASSES, MNIST_TRAINING_IMAGES
 from mlp_cli.errors import DataError, UsageError
 from mlp_cli.limits import open_regular, read_regular, shorten
 
@@ -73,7 +73,7 @@ DEFAULT_MIRRORS: tuple[str, ...] = (
 MIRROR_ENV = "MLP_MNIST_MIRROR"  # a mirror tried before all others
 DATA_DIR_ENV = "MLP_DATA_DIR"  # overrides the cache folder
 IMAGE_SHAPE = (28, 28)  # (height, width) of every MNIST digit
-NUM_CLASSES = 10  # labels are 0..9
+CLASS_NAMES = [str(d) for d in range(MNIST_CLASSES)]  # what a label k is called: the digit k
 
 _IDX_UBYTE = 0x08  # IDX element type code of unsigned bytes, the only one MNIST uses
 _IDX_TYPE_NAMES = {
@@ -231,10 +231,9 @@ def mnist_info() -> list[dict[str, Any]]:
 
     Keys: name, path (Path), present, verified (sha256 matches), bytes (size on disk),
     sha256 (of the cached file), expected_sha256, count (items in the file),
-    label_counts (list of 10 ints, label files only), error (why the file does not
-    parse). Fields that need the file are None when it is absent; hashing all four
-    files takes a fraction of a second. A killed download's leftovers are removed first,
-    as by every reader of the cache.
+    label_counts (one count per class, label files only), error (why the file does not
+    parse). Fields that need the file are None when it is absent. A killed download's
+    leftovers are removed first, as by every reader of the cache.
     """
     directory = data_dir()
     remove_leftovers()
@@ -270,7 +269,7 @@ def mnist_info() -> list[dict[str, Any]]:
             else:
                 row["count"] = int(array.shape[0])
                 if array.ndim == 1:
-                    row["label_counts"] = np.bincount(array, minlength=NUM_CLASSES).tolist()
+                    row["label_counts"] = np.bincount(array, minlength=MNIST_CLASSES).tolist()
         rows.append(row)
     return rows
 
@@ -850,10 +849,10 @@ def read_idx(source: str | Path | bytes, name: str, *, kind: _Kind | None = None
     dims, offset = _parse_header(bytes(data[:_MAX_HEADER]), len(data), name, kind)
     count = int(np.prod(dims, dtype=np.int64))
     array = np.frombuffer(data, dtype=np.uint8, count=count, offset=offset).reshape(dims)
-    if array.ndim == 1 and array.size and int(array.max()) >= NUM_CLASSES:
-        bad = int(np.flatnonzero(array >= NUM_CLASSES)[0])
+    if array.ndim == 1 and array.size and int(array.max()) >= MNIST_CLASSES:
+        bad = int(np.flatnonzero(array >= MNIST_CLASSES)[0])
         raise _idx_error(
-            name, f"label {int(array[bad])} at index {bad} is outside 0..{NUM_CLASSES - 1}"
+            name, f"label {int(array[bad])} at index {bad} is outside 0..{MNIST_CLASSES - 1}"
         )
     return array
 

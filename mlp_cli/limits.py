@@ -30,6 +30,7 @@ MAX_LAYERS = 64  # weight layers of one network
 # state, data and batch buffers, leaving room below 1 GB for Python and its libraries.
 MAX_TRAINING_BYTES = 640 * 2**20
 MAX_CONFIG_BYTES = 2**20  # a config is a few KiB of YAML
+MNIST_SIDE = 28  # side of an MNIST image in pixels, the largest input a model can take
 FLOAT32_BYTES = 4
 
 

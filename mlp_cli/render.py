@@ -28,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from mlp_cli.checkpoint import MODEL_FILE
 from mlp_cli.plain import command, plain
 from mlp_cli.train import Callbacks, TrainResult
 
@@ -286,9 +287,9 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
     )
     if result.best_epoch:
         kept = (
-            "its weights are in model.npz"
+            f"its weights are in {MODEL_FILE}"
             if result.model_epoch == result.best_epoch
-            else f"model.npz holds epoch {result.model_epoch} (restore_best is off)"
+            else f"{MODEL_FILE} holds epoch {result.model_epoch} (restore_best is off)"
         )
         console.print(
             f"best epoch {result.best_epoch} ({monitored}): validation loss "
@@ -312,7 +313,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
         console.print(
             Text.assemble(
                 "model: ",
-                plain(result.run_dir / "model.npz"),
+                plain(result.run_dir / MODEL_FILE),
                 "   next: ",
                 command("mlp evaluate --model", result.run_dir),
             ),

@@ -60,7 +60,6 @@ CURVES_FILE = "curves.png"
 MATPLOTLIB_PNG = b"Software\x00Matplotlib"
 # The pixel size of the curves figure (14 x 4.8 inches at viz.DPI, 120), from before the mark too.
 _CURVES_PIXELS = (1680, 576)
-CLASS_NAMES = [str(d) for d in range(10)]
 
 
 # -- run directories -----------------------------------------------------------------------
@@ -397,6 +396,8 @@ class Trainer:
     # -- persistence -----------------------------------------------------------------
 
     def metadata(self, status: str) -> dict[str, Any]:
+        from mlp_cli.data import CLASS_NAMES
+
         cfg, st = self.cfg, self.state
         return {
             "hidden_activation": cfg.model.hidden_activation,
