@@ -133,7 +133,7 @@ class TrainingSummary(_Record):
 class _SavedData(_Record):
     model_config = ConfigDict(extra="allow")
 
-    validation_size: int = Field(default=0, ge=0)
+    validation_size: int = Field(default=0, ge=0)  # absent: the run held nothing out
 
 
 class _SavedTraining(_Record):

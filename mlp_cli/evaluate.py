@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from mlp_cli.checkpoint import SavedModel
+from mlp_cli.checkpoint import SavedConfig, SavedModel
 from mlp_cli.errors import UsageError
 from mlp_cli.model import MLP
 
@@ -34,10 +34,11 @@ def split_images(
     if split == "test":
         return data.load_mnist("test", progressbar=progressbar)
     images, labels = data.load_mnist("train", progressbar=progressbar)
-    config = saved.meta.config
-    val_size = config.data.validation_size if config else 0
-    seed = config.training.seed if config else 0
-    train_idx, val_idx = data.validation_split(len(labels), val_size, seed)
+    # A file without its config held nothing out: the schema's defaults say so.
+    config = saved.meta.config or SavedConfig()
+    train_idx, val_idx = data.validation_split(
+        len(labels), config.data.validation_size, config.training.seed
+    )
     idx = val_idx if split == "val" else train_idx
     if split == "val" and not idx.size:
         raise UsageError("this model was trained without a validation split; use --split test")

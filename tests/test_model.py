@@ -389,7 +389,7 @@ DROP_SEED = 99
 def dropped_objective(model: MLP, X: F64, y: NDArray[np.int64], loss: str) -> float:
     """The objective under the dropout mask drawn from a fresh generator with DROP_SEED."""
     a = model.forward(X, dropout=DROPOUT, rng=np.random.default_rng(DROP_SEED))
-    z = model._work[X.shape[0]].z_out
+    z = model.logits(X.shape[0])
     return LOSSES[loss].value(model.output, z, a, y) + model.penalty(0.0, 0.05)
 
 
@@ -417,7 +417,7 @@ def test_dropout_is_inverted_and_off_without_a_generator() -> None:
     no_rng = model.forward(X, dropout=[0.5]).copy()
     np.testing.assert_allclose(no_rng, 1.0 / (1.0 + math.exp(-1.0)))
     model.forward(X, dropout=[0.5], rng=np.random.default_rng(0))
-    z = model._work[200].z_out[:, 0]  # mean of the kept inputs scaled by 2: about 1 on average
+    z = model.logits(200)[:, 0]  # mean of the kept inputs scaled by 2: about 1 on average
     assert float(z.mean()) == pytest.approx(1.0, abs=0.01)
     assert float(z.std()) > 0.02
 
