@@ -224,10 +224,6 @@ class ModelMetadata(_Record):
             )
         return self
 
-    @property
-    def class_count(self) -> int:
-        return self.layers[-1]
-
 
 class _MismatchError(ValueError):
     """Two metadata fields disagree; `field` names the one reported."""

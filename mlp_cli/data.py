@@ -1,19 +1,21 @@
 """MNIST: where it comes from, where it is kept, how it is checked and how it is parsed.
 
 This module owns the dataset registry (`MNIST_FILES`: each file's sha256), the mirror
-order, the local cache, offline import, the strict IDX parser and the train/validation
-split. Every file is pinned by the sha256 of its *decompressed* IDX bytes, because the
-gzip wrapper differs between mirrors (and between re-compressed offline copies) while
-the IDX content does not.
+order, the local cache, offline import, the strict IDX parser, the train/validation
+split, and `prepare_data`, which hands a training run its inputs and split. Every file
+is pinned by the sha256 of its *decompressed* IDX bytes, because the gzip wrapper
+differs between mirrors (and between re-compressed offline copies) while the IDX
+content does not.
 
 Cache layout: `data_dir()` holds the four verified, decompressed IDX files under their
 stem (`train-images-idx3-ubyte`, ...). A file only ever gets its final name through an
 atomic rename after its hash matched, so the cache never holds a partial or unverified
 file under a final name; downloads are staged in a hidden temporary folder next to it.
 
-Left out on purpose: conversion to float and normalization (`mlp_cli.preprocess`),
-batching and shuffling (`mlp_cli.train`), any dataset other than MNIST, and all
-printing: download progress goes to the progress-bar object the caller supplies.
+Left out on purpose: how a digit becomes a network input (`mlp_cli.preprocess`, which
+`prepare_data` calls), batching and shuffling (`mlp_cli.train`), any dataset other than
+MNIST, and all printing: download progress goes to the progress-bar object the caller
+supplies.
 """
 
 from __future__ import annotations
