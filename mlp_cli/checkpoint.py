@@ -109,9 +109,10 @@ class Normalization(_Record):
 class Preprocessing(_Record):
     """How a 28x28 MNIST-form digit becomes the network's input."""
 
+    # Fields in the order `mlp train` writes them, which is the order they are dumped in.
     input_size: int = Field(ge=1, le=MNIST_SIDE)  # side of the area-averaged square
-    normalize: Normalization | None
     source: str | None = None  # a sentence for people; not used to compute anything
+    normalize: Normalization | None
 
 
 class TrainingSummary(_Record):
@@ -119,15 +120,16 @@ class TrainingSummary(_Record):
 
     model_config = ConfigDict(extra="allow")
 
+    # Fields in the order `mlp train` writes them, which is the order they are dumped in.
     status: str | None = None
     epochs_run: int | None = Field(default=None, ge=0)
     best_epoch: int | None = Field(default=None, ge=0)
     best_val_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     best_val_loss: float | None = Field(default=None, ge=0.0)
-    seconds: float | None = Field(default=None, ge=0.0)
-    weights_from_epoch: int | None = Field(default=None, ge=0)
     monitor: str | None = None  # what picked the best epoch: val_loss (older files) or val_acc
+    seconds: float | None = Field(default=None, ge=0.0)
     threads: int | None = Field(default=None, ge=1)  # BLAS threads, kept on resume by `auto`
+    weights_from_epoch: int | None = Field(default=None, ge=0)
 
 
 class _SavedData(_Record):
