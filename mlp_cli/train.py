@@ -507,6 +507,7 @@ class Trainer:
         )
         if problem is not None:
             raise checkpoint.damaged_resume(path, problem)
+        best = self._best_so_far(resume["best_epoch"])
         prefix = "optimizer/"
         optimizer_state = {
             k[len(prefix) :]: v for k, v in saved.extras.items() if k.startswith(prefix)
@@ -535,7 +536,7 @@ class Trainer:
         self.state = TrainState(**state, history=list(history or []))
         self.model.set_weights(saved.weights, saved.biases)
         self.perm = None if perm is None else perm.astype(np.int64)
-        self.best = self._best_so_far()
+        self.best = best
         return saved_cfg
 
     def _check_network(self, saved: checkpoint.SavedModel, path: Path) -> None:
@@ -545,11 +546,11 @@ class Trainer:
                 f"config.yaml describes {'-'.join(map(str, self.model.sizes))}"
             )
 
-    def _best_so_far(self) -> tuple[list[Array], list[Array]] | None:
-        """The weights model.npz holds for the best epoch before the resume, if any."""
+    def _best_so_far(self, best_epoch: int) -> tuple[list[Array], list[Array]] | None:
+        """The weights model.npz holds for the run's best epoch so far, if it keeps them."""
         path = self.run_dir / MODEL_FILE
         keeps = self.cfg.training.early_stopping.restore_best and self.data.val_idx.size
-        if not (keeps and self.state.best_epoch and path.exists()):
+        if not (keeps and best_epoch and path.exists()):
             return None
         saved = checkpoint.load(path)
         self._check_network(saved, path)

@@ -372,7 +372,6 @@ def test_early_stopping_keeps_the_best_epochs_weights(
     assert flat.tobytes() == recorder.after_epoch[best].tobytes()
     assert model.meta.training is not None
     assert model.meta.training.status == "early_stopped"
-    assert model.meta.training is not None
     assert model.meta.training.weights_from_epoch == best
     X_val, y_val = splits.X[splits.val_idx], splits.y[splits.val_idx]
     loss, accuracy = reference_loss_and_accuracy(model, X_val, y_val)
@@ -448,6 +447,27 @@ def test_early_stopping_patience_counts_epochs_without_a_higher_accuracy(
     assert result.best_epoch == int(np.argmax(accuracies)) + 1
     assert len(result.history) == result.best_epoch + 3  # three epochs no higher, then stop
     assert [r["best"] for r in result.history] == _running_best(accuracies, float.__gt__)
+
+
+def test_a_resumed_run_keeps_the_best_epoch_from_before_the_resume(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    splits = make_splits(learnable=False)  # validation loss rises as soon as it memorises
+    cfg = make_config(tmp_path, model={"layers": [400, 32, 10]}, training={"epochs": 5})
+    trainer = train.start(cfg, splits)
+    recorder = Recorder(trainer)
+    best = trainer.run(recorder).best_epoch
+    assert 0 < best < 5
+    run_dir = trainer.run_dir
+    longer = train.resume_config(run_dir, ["training.epochs=7"])
+    result = train.resume(run_dir, longer, splits).run()
+
+    assert result.best_epoch == best  # the later epochs overfit further
+    model = checkpoint.load(run_dir / checkpoint.MODEL_FILE)
+    flat = np.concatenate([w.ravel() for w in model.weights] + list(model.biases))
+    assert flat.tobytes() == recorder.after_epoch[best].tobytes()
+    assert model.meta.training is not None
+    assert (model.meta.training.epochs_run, model.meta.training.weights_from_epoch) == (7, best)
 
 
 def test_resume_is_exact_when_monitoring_accuracy(tmp_path: Path, no_curves: list[Path]) -> None:
