@@ -30,7 +30,8 @@ from threadpoolctl import threadpool_limits
 
 from mlp_cli.augment import Augmenter
 from mlp_cli.config import Config, config_from_dict
-from mlp_cli.train import Splits, Trainer, prepare_data
+from mlp_cli.data import Splits, prepare_data
+from mlp_cli.train import Trainer
 
 SMOKE_IMAGES = 2000  # training images per epoch with --smoke
 

@@ -46,8 +46,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mlp_cli.config import Config, load_config
+from mlp_cli.data import Splits
 from mlp_cli.threads import SMALL_STEP_FLOPS, choose_threads, limit_blas, step_flops
-from mlp_cli.train import Callbacks, Splits, Trainer
+from mlp_cli.train import Callbacks, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -185,7 +186,7 @@ def torch_timer(plan: Plan) -> Callable[[], float]:
 def plans(names: list[str] | None, smoke: bool) -> Iterator[Plan]:
     """A `Plan` for each shipped config (or those named), with its training data, one at a
     time: each config's inputs (up to 190 MB) are prepared when its turn comes."""
-    from mlp_cli.train import prepare_data
+    from mlp_cli.data import prepare_data
 
     paths = sorted(CONFIGS.glob("*.yaml"))
     if names:

@@ -7,7 +7,7 @@ interpreter and libraries), after the data is loaded, and after each epoch.  Pea
 stop growing after the first epoch show that nothing (in particular, not the training set)
 is copied per epoch.
 
-For our engine the process runs what ``mlp train`` runs: `mlp_cli.train.prepare_data`,
+For our engine the process runs what ``mlp train`` runs: `mlp_cli.data.prepare_data`,
 `mlp_cli.train.start` and `Trainer.run`, with the benchmark's config (smoke mode: the
 benchmark's small dataset instead of `prepare_data`).  Left out: how the peak splits into
 NumPy arrays and everything else (tracemalloc could tell, at a cost in speed), and memory
@@ -69,7 +69,8 @@ def _train(network: str, engine: str, epochs: int, threads: int, smoke: bool) ->
     report["after_imports_mb"] = _peak_mb()
     after_epoch: list[float] = []
     if engine == "ours":
-        from mlp_cli.train import Callbacks, prepare_data, start
+        from mlp_cli.data import prepare_data
+        from mlp_cli.train import Callbacks, start
 
         class _Peaks(Callbacks):
             def on_epoch_end(self, record: dict[str, Any]) -> None:

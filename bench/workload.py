@@ -21,8 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlp_cli.config import Config, config_from_dict
+from mlp_cli.data import Splits
 from mlp_cli.errors import DataError
-from mlp_cli.train import Splits
 
 BATCH = 128  # examples per step, every engine
 LR = 1e-3  # Adam's learning rate, every engine

@@ -58,10 +58,12 @@ from mlp_cli.errors import CheckpointError, UsageError
 from mlp_cli.limits import (
     MAX_LAYERS,
     MAX_PARAMETERS,
+    MNIST_SIDE,
     NotRegularFileError,
     format_bytes,
     network_size_problem,
     open_regular,
+    shorten,
 )
 from mlp_cli.losses import LOSSES, OUTPUTS
 
@@ -73,7 +75,6 @@ EXTRA_PREFIXES = ("optimizer/", "resume/")  # checkpoint-only members
 MODEL_FILE = "model.npz"  # a run directory's best model
 LATEST = "latest"  # <runs>/latest points at the newest run directory
 
-MNIST_SIDE = 28  # inputs are MNIST digits, possibly scaled down: at most 28x28 pixels
 MAX_CLASS_NAME = 100  # characters of one class name
 MIN_STD = 1e-3  # a smaller standardisation std would blow pixel differences up a thousandfold
 _MAX_MEMBERS = 2 * MAX_LAYERS + 16  # weights, biases, metadata and a checkpoint's extras
@@ -108,9 +109,10 @@ class Normalization(_Record):
 class Preprocessing(_Record):
     """How a 28x28 MNIST-form digit becomes the network's input."""
 
+    # Fields in the order `mlp train` writes them, which is the order they are dumped in.
     input_size: int = Field(ge=1, le=MNIST_SIDE)  # side of the area-averaged square
-    normalize: Normalization | None
     source: str | None = None  # a sentence for people; not used to compute anything
+    normalize: Normalization | None
 
 
 class TrainingSummary(_Record):
@@ -118,20 +120,22 @@ class TrainingSummary(_Record):
 
     model_config = ConfigDict(extra="allow")
 
+    # Fields in the order `mlp train` writes them, which is the order they are dumped in.
     status: str | None = None
     epochs_run: int | None = Field(default=None, ge=0)
     best_epoch: int | None = Field(default=None, ge=0)
     best_val_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     best_val_loss: float | None = Field(default=None, ge=0.0)
+    monitor: str | None = None  # what picked the best epoch: val_loss (older files) or val_acc
     seconds: float | None = Field(default=None, ge=0.0)
-    weights_from_epoch: int | None = Field(default=None, ge=0)
     threads: int | None = Field(default=None, ge=1)  # BLAS threads, kept on resume by `auto`
+    weights_from_epoch: int | None = Field(default=None, ge=0)
 
 
 class _SavedData(_Record):
     model_config = ConfigDict(extra="allow")
 
-    validation_size: int = Field(default=0, ge=0)
+    validation_size: int = Field(default=0, ge=0)  # absent: the run held nothing out
 
 
 class _SavedTraining(_Record):
@@ -222,10 +226,6 @@ class ModelMetadata(_Record):
             )
         return self
 
-    @property
-    def class_count(self) -> int:
-        return self.layers[-1]
-
 
 class _MismatchError(ValueError):
     """Two metadata fields disagree; `field` names the one reported."""
@@ -243,22 +243,18 @@ def _known(name: str, table: Mapping[str, Any]) -> str:
 
 @dataclass
 class SavedModel:
-    """What a model file holds: weights, biases and the validated metadata.
+    """What a model file holds: weights, biases and the validated metadata."""
 
-    ``meta`` is the typed metadata every reader should use; ``metadata`` is the same JSON as
-    a plain dictionary, for the keys the schema leaves open (a checkpoint's resume state).
-    """
-
-    weights: list[NDArray[np.floating]]
-    biases: list[NDArray[np.floating]]
+    weights: list[NDArray[np.floating]]  # W_1 .. W_L, each (n_l, n_{l-1})
+    biases: list[NDArray[np.floating]]  # b_1 .. b_L, each (n_l,)
     meta: ModelMetadata
-    metadata: dict[str, Any]
     extras: dict[str, NDArray[np.generic]] = field(default_factory=dict)
     path: Path | None = None
 
     @property
     def layers(self) -> list[int]:
-        return list(self.meta.layers)
+        """Layer sizes [n_0, n_1, ..., n_L], read from the weights' shapes."""
+        return [int(self.weights[0].shape[1])] + [int(w.shape[0]) for w in self.weights]
 
 
 # -- saving ---------------------------------------------------------------------------------
@@ -405,16 +401,11 @@ def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
             RuntimeError,
             UserWarning,
         ) as exc:  # NotImplementedError and RuntimeError: damaged compression/encryption flags
-            raise _fail(path, f"it could not be read ({_short(exc)})") from None
+            raise _fail(path, f"it could not be read ({shorten(exc, 200)})") from None
 
 
 # The dtype of a .npy header that declares text (str or bytes).
 _TEXT_DESCR = re.compile(rb"'descr'\s*:\s*'([<>|=]?[USa]\d*)'")
-
-
-def _short(value: object, limit: int = 200) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> SavedModel:
@@ -427,7 +418,7 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> Sav
         if name in members:
             raise _fail(path, f"member '{name}' appears twice")
         members[name] = _read_header(archive, info, name, path)
-    meta_dict, meta = _read_metadata(archive, members, path)
+    meta = _read_metadata(archive, members, path)
     layers = meta.layers
     n_layers = len(layers) - 1
     expected: dict[str, tuple[int, ...]] = {}
@@ -469,7 +460,7 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> Sav
         if checkpoint
         else {}
     )
-    return SavedModel(weights, biases, meta, meta_dict, extras, path)
+    return SavedModel(weights, biases, meta, extras, path)
 
 
 def _natural(name: str) -> tuple[str, int]:
@@ -479,7 +470,7 @@ def _natural(name: str) -> tuple[str, int]:
 def _member_name(info: zipfile.ZipInfo, path: Path) -> str:
     """The array name of a zip entry, after checking it can be read within bounds."""
     if not info.filename.endswith(".npy"):
-        raise _fail(path, f"unexpected member '{_short(info.filename, 80)}'")
+        raise _fail(path, f"unexpected member '{shorten(info.filename, 80)}'")
     name = info.filename[: -len(".npy")]
     if info.flag_bits & 0x1:
         raise _fail(path, f"member '{name}' is encrypted")
@@ -524,7 +515,7 @@ def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, pat
         elif "object at 0x" in str(exc):  # NumPy names the syntax node it refused
             problem = "has a .npy header whose shape or dtype is not written as plain numbers"
         else:
-            problem = f"has a damaged .npy header ({_short(exc)})"
+            problem = f"has a damaged .npy header ({shorten(exc, 200)})"
         raise _fail(path, f"member '{name}' {problem}") from None
     if dtype.hasobject:
         raise _fail(path, f"member '{name}' holds Python objects, which are never loaded")
@@ -570,8 +561,8 @@ def _read_data(archive: zipfile.ZipFile, member: _Member, name: str, path: Path)
 
 def _read_metadata(
     archive: zipfile.ZipFile, members: Mapping[str, _Member], path: Path
-) -> tuple[dict[str, Any], ModelMetadata]:
-    """The metadata JSON as a dictionary and as a validated `ModelMetadata`."""
+) -> ModelMetadata:
+    """The metadata JSON, validated as a `ModelMetadata`."""
     member = members.get(METADATA_KEY)
     if member is None:
         raise _fail(path, "the 'metadata' entry is missing")
@@ -603,7 +594,7 @@ def _read_metadata(
         if first and first[0] in ("resume", "history"):
             raise damaged_resume(path, _describe(exc)) from None
         raise _fail(path, _describe(exc)) from None
-    return metadata, meta
+    return meta
 
 
 _REPR = reprlib.Repr()

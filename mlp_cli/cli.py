@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer
 
     from mlp_cli.config import Config
-    from mlp_cli.train import Splits
+    from mlp_cli.data import Splits
 
 
 class Split(StrEnum):
@@ -329,8 +329,8 @@ def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
 
 
 def _load_training_data(cfg: Config, quiet: bool) -> Splits:
+    from mlp_cli.data import prepare_data
     from mlp_cli.render import DataNotices, DownloadBar
-    from mlp_cli.train import prepare_data
 
     if quiet:
         return prepare_data(cfg, progressbar=DataNotices(err_console))
@@ -411,21 +411,23 @@ def train(
         for name, value in given.items()
         if value is not None
     ]
+    saved = None
     if resume is not None:
         _refuse_with_resume(ctx, "config", "out")
         cfg = training.resume_config(resume, overrides)
         training.check_resume_destination(resume)
+        saved = training.load_checkpoint(resume)
     else:
         cfg = training.name_for_overrides(load_config(config, overrides), overrides)
         training.check_run_destination(cfg, out)  # before minutes of loading and training
-    earlier = training.threads_so_far(resume) if resume is not None else None
+    earlier = training.threads_so_far(saved) if saved is not None else None
     choice = _choose_threads(threads, cfg, earlier)
     if choice.capped and (quiet or json_):
         err_console.print(plain(f"threads: {choice.threads} ({choice.reason})"))
     with limit_blas(choice.threads):
         data = _load_training_data(cfg, quiet or json_)
         trainer = (
-            training.resume(resume, cfg, data)
+            training.resume(resume, cfg, data, saved)
             if resume is not None
             else training.start(cfg, data, out)
         )
@@ -528,8 +530,8 @@ def _model_json(path: Path, saved: Any) -> dict[str, Any]:
     return {
         "model": {
             "path": str(path),
-            "format_version": saved.metadata.get("format_version"),
-            "package_version": saved.metadata.get("package_version"),
+            "format_version": saved.meta.format_version,
+            "package_version": saved.meta.package_version,
         },
         "mlp_version": __version__,
     }

@@ -1,19 +1,21 @@
 """MNIST: where it comes from, where it is kept, how it is checked and how it is parsed.
 
 This module owns the dataset registry (`MNIST_FILES`: each file's sha256), the mirror
-order, the local cache, offline import, the strict IDX parser and the train/validation
-split. Every file is pinned by the sha256 of its *decompressed* IDX bytes, because the
-gzip wrapper differs between mirrors (and between re-compressed offline copies) while
-the IDX content does not.
+order, the local cache, offline import, the strict IDX parser, the train/validation
+split, and `prepare_data`, which hands a training run its inputs and split. Every file
+is pinned by the sha256 of its *decompressed* IDX bytes, because the gzip wrapper
+differs between mirrors (and between re-compressed offline copies) while the IDX
+content does not.
 
 Cache layout: `data_dir()` holds the four verified, decompressed IDX files under their
 stem (`train-images-idx3-ubyte`, ...). A file only ever gets its final name through an
 atomic rename after its hash matched, so the cache never holds a partial or unverified
 file under a final name; downloads are staged in a hidden temporary folder next to it.
 
-Left out on purpose: conversion to float and normalization (`mlp_cli.preprocess`),
-batching and shuffling (`mlp_cli.train`), any dataset other than MNIST, and all
-printing: download progress goes to the progress-bar object the caller supplies.
+Left out on purpose: how a digit becomes a network input (`mlp_cli.preprocess`, which
+`prepare_data` calls), batching and shuffling (`mlp_cli.train`), any dataset other than
+MNIST, and all printing: download progress goes to the progress-bar object the caller
+supplies.
 """
 
 from __future__ import annotations
@@ -32,18 +34,22 @@ import tempfile
 import threading
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import numpy as np
+import numpy.typing as npt
 
-from mlp_cli.config import MNIST_TRAINING_IMAGES  # items in MNIST's largest file
+from mlp_cli.config import MNIST_CLASSES, MNIST_TRAINING_IMAGES
 from mlp_cli.errors import DataError, UsageError
-from mlp_cli.limits import open_regular, read_regular
+from mlp_cli.limits import open_regular, read_regular, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+
+    from mlp_cli.config import Config
 
 # file stem -> sha256 of the decompressed IDX bytes (identical on every mirror).
 MNIST_FILES: dict[str, str] = {
@@ -69,7 +75,7 @@ DEFAULT_MIRRORS: tuple[str, ...] = (
 MIRROR_ENV = "MLP_MNIST_MIRROR"  # a mirror tried before all others
 DATA_DIR_ENV = "MLP_DATA_DIR"  # overrides the cache folder
 IMAGE_SHAPE = (28, 28)  # (height, width) of every MNIST digit
-NUM_CLASSES = 10  # labels are 0..9
+CLASS_NAMES = [str(d) for d in range(MNIST_CLASSES)]  # what a label k is called: the digit k
 
 _IDX_UBYTE = 0x08  # IDX element type code of unsigned bytes, the only one MNIST uses
 _IDX_TYPE_NAMES = {
@@ -227,10 +233,9 @@ def mnist_info() -> list[dict[str, Any]]:
 
     Keys: name, path (Path), present, verified (sha256 matches), bytes (size on disk),
     sha256 (of the cached file), expected_sha256, count (items in the file),
-    label_counts (list of 10 ints, label files only), error (why the file does not
-    parse). Fields that need the file are None when it is absent; hashing all four
-    files takes a fraction of a second. A killed download's leftovers are removed first,
-    as by every reader of the cache.
+    label_counts (one count per class, label files only), error (why the file does not
+    parse). Fields that need the file are None when it is absent. A killed download's
+    leftovers are removed first, as by every reader of the cache.
     """
     directory = data_dir()
     remove_leftovers()
@@ -266,7 +271,7 @@ def mnist_info() -> list[dict[str, Any]]:
             else:
                 row["count"] = int(array.shape[0])
                 if array.ndim == 1:
-                    row["label_counts"] = np.bincount(array, minlength=NUM_CLASSES).tolist()
+                    row["label_counts"] = np.bincount(array, minlength=MNIST_CLASSES).tolist()
         rows.append(row)
     return rows
 
@@ -416,17 +421,18 @@ def fetch_mnist(*, mirror: str | None = None, progressbar: Any = False) -> dict[
     name first, and `write` with a notice such as a damaged cache file being removed,
     when the object has them). A falsy object with `write` gets the notices only.
     """
-    mirror_list(mirror)  # a bad mirror is refused whether or not anything is missing
+    mirrors = mirror_list(mirror)  # a bad mirror is refused whether or not anything is missing
     remove_leftovers()
     missing = [stem for stem in MNIST_FILES if _read_cached(stem, progressbar) is None]
     if missing:
-        _download(missing, mirror=mirror, progressbar=progressbar)
+        _download(missing, mirrors, progressbar=progressbar)
     directory = data_dir()
     return {stem: directory / stem for stem in MNIST_FILES}
 
 
-def _download(stems: Iterable[str], *, mirror: str | None, progressbar: Any) -> dict[str, bytes]:
-    """Download, verify and install each stem; stem -> verified IDX bytes."""
+def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> dict[str, bytes]:
+    """Download, verify and install each stem from the first of ``mirrors`` (`mirror_list`)
+    that delivers it; stem -> verified IDX bytes."""
     import pooch
 
     # pooch reports every download through its own logger; the library stays silent.
@@ -438,7 +444,7 @@ def _download(stems: Iterable[str], *, mirror: str | None, progressbar: Any) -> 
         )
     # A mirror that failed once goes to the back of the queue for the remaining files,
     # so an unreachable first mirror costs one timeout per call, not one per file.
-    order = mirror_list(mirror)
+    order = list(mirrors)
     result: dict[str, bytes] = {}
     for stem in stems:
         failures: list[str] = []
@@ -617,7 +623,7 @@ class _Downloader:
                 plain = _plain_connection_problem(exc, received, total)
                 raise _SourceError(
                     plain
-                    or f"connection dropped before the whole file arrived ({_shorten(str(exc))})"
+                    or f"connection dropped before the whole file arrived ({shorten(exc, 300)})"
                 ) from None
             if not chunk:
                 break
@@ -738,19 +744,15 @@ def _describe_request_error(exc: Exception) -> str:
         return f"did not answer within {_TIMEOUT_S} s"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         incomplete = re.search(r"IncompleteRead\([^)]*\)", str(exc))
-        detail = incomplete.group(0) if incomplete else _shorten(str(exc))
+        detail = incomplete.group(0) if incomplete else shorten(exc, 300)
         return f"connection dropped before the whole file arrived ({detail})"
     if isinstance(exc, requests.ConnectionError):
         # requests nests the useful part ("[Errno 111] Connection refused", "[Errno -2]
         # Name or service not known") deep inside urllib3's wrapper text.
         errno = re.search(r"\[Errno [^\]]*\][^'\")(]*", str(exc))
-        reason = errno.group(0).strip() if errno else _shorten(str(exc))
+        reason = errno.group(0).strip() if errno else shorten(exc, 300)
         return f"connection failed ({reason})"
-    return f"{type(exc).__name__}: {_shorten(str(exc))}"
-
-
-def _shorten(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {shorten(exc, 300)}"
 
 
 def _all_mirrors_failed(stem: str, failures: list[str]) -> DataError:
@@ -849,10 +851,10 @@ def read_idx(source: str | Path | bytes, name: str, *, kind: _Kind | None = None
     dims, offset = _parse_header(bytes(data[:_MAX_HEADER]), len(data), name, kind)
     count = int(np.prod(dims, dtype=np.int64))
     array = np.frombuffer(data, dtype=np.uint8, count=count, offset=offset).reshape(dims)
-    if array.ndim == 1 and array.size and int(array.max()) >= NUM_CLASSES:
-        bad = int(np.flatnonzero(array >= NUM_CLASSES)[0])
+    if array.ndim == 1 and array.size and int(array.max()) >= MNIST_CLASSES:
+        bad = int(np.flatnonzero(array >= MNIST_CLASSES)[0])
         raise _idx_error(
-            name, f"label {int(array[bad])} at index {bad} is outside 0..{NUM_CLASSES - 1}"
+            name, f"label {int(array[bad])} at index {bad} is outside 0..{MNIST_CLASSES - 1}"
         )
     return array
 
@@ -962,8 +964,8 @@ def load_mnist(
     """
     if split not in SPLITS:
         raise UsageError(f"Unknown MNIST split {split!r}: expected 'train' or 'test'.")
-    if download:
-        mirror_list(mirror)  # a bad mirror is refused whether or not anything is missing
+    # A bad mirror is refused whether or not anything is missing.
+    mirrors = mirror_list(mirror) if download else []
     remove_leftovers()
     stems = SPLITS[split]
     blobs: dict[str, bytes] = {}
@@ -981,7 +983,7 @@ def load_mnist(
             "offline copy (`mlp data import DIR`)."
         )
     if missing:
-        blobs.update(_download(missing, mirror=mirror, progressbar=progressbar))
+        blobs.update(_download(missing, mirrors, progressbar=progressbar))
     directory = data_dir()
     images_stem, labels_stem = stems
     images_raw, labels_raw = blobs[images_stem], blobs[labels_stem]
@@ -1020,3 +1022,46 @@ def validation_split(n: int, validation_size: int, seed: int) -> tuple[np.ndarra
     val_idx = np.sort(permutation[:validation_size]).astype(np.int64, copy=False)
     train_idx = np.sort(permutation[validation_size:]).astype(np.int64, copy=False)
     return train_idx, val_idx
+
+
+# --------------------------------------------------------------------------- training data
+
+
+@dataclass
+class Splits:
+    """The training images, held once, and index arrays for the training/validation split."""
+
+    X: npt.NDArray[np.float32]  # (60000, input_size**2), model inputs
+    y: npt.NDArray[np.uint8]  # (60000,)
+    train_idx: npt.NDArray[np.int64]
+    val_idx: npt.NDArray[np.int64]
+    preprocessing: dict[str, Any]
+    data_hashes: dict[str, str]
+
+
+def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
+    """Load MNIST's training set and turn it into model inputs and a validation split.
+
+    Missing files are fetched all four at once, the test set too, so that `mlp evaluate`
+    after training needs no network.
+    """
+    from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
+
+    if any(path is None for path in cached_files().values()):
+        fetch_mnist(mirror=cfg.data.mirror, progressbar=progressbar)
+    images, labels = load_mnist("train", mirror=cfg.data.mirror, progressbar=progressbar)
+    size = cfg.data.input_size
+    X = digits_to_inputs(images, size)
+    train_idx, val_idx = validation_split(len(labels), cfg.data.validation_size, cfg.training.seed)
+    preprocessing: dict[str, Any] = {
+        "input_size": size,
+        "source": "28x28 MNIST-form digit, pixel/255, area-averaged to input_size",
+        "normalize": None,
+    }
+    if cfg.data.normalize == "standardize":
+        # Statistics of the training split only: validation and test stay unseen.
+        sample = X[train_idx]
+        preprocessing["normalize"] = {"mean": float(sample.mean()), "std": float(sample.std())}
+        del sample
+        normalize_inputs(X, preprocessing)
+    return Splits(X, labels, train_idx, val_idx, preprocessing, data_hashes())

@@ -16,51 +16,13 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from mlp_cli.checkpoint import SavedModel
-from mlp_cli.errors import CheckpointError, UsageError
-from mlp_cli.model import MLP, Array
+from mlp_cli.checkpoint import SavedConfig, SavedModel
+from mlp_cli.errors import UsageError
+from mlp_cli.model import MLP
 
 Split = Literal["test", "val", "train"]
 GALLERY_FILE = "gallery.png"  # all the written mistakes on one page
 _FILE_SAFE = re.compile(r"[A-Za-z0-9_.+-]{1,32}")
-
-
-def build_model(saved: SavedModel) -> MLP:
-    """An `MLP` holding a saved model's weights."""
-    meta = saved.meta
-    model = MLP(saved.layers, meta.hidden_activation, meta.output_activation)
-    for W, w in zip(model.W, saved.weights, strict=True):
-        W[...] = w
-    for b, v in zip(model.b, saved.biases, strict=True):
-        b[...] = v
-    return model
-
-
-def checked_forward(saved: SavedModel, model: MLP, X: Array) -> Array:
-    """``model.forward(X)``, refused (`check_logits`) when its logits are not finite."""
-    with np.errstate(over="ignore", invalid="ignore"):  # check_logits says it in a sentence
-        a = model.forward(X)
-    check_logits(saved, model, X.shape[0])
-    return a
-
-
-def check_logits(saved: SavedModel, model: MLP, n: int) -> None:
-    """Refuse the last forward pass over ``n`` rows if its logits are not all finite.
-
-    The logits, not the outputs: softmax subtracts the row's maximum and a sigmoid
-    saturates, so an overflow inside the network can come out as finite but meaningless
-    probabilities, while finite logits always give finite outputs.  Every evaluation and
-    prediction goes through here."""
-    if not np.all(np.isfinite(model.logits(n))):
-        raise _overflow(saved)
-
-
-def _overflow(saved: SavedModel) -> CheckpointError:
-    return CheckpointError(
-        f"the model '{saved.path}' computes outputs that are not finite numbers: its "
-        "weights are too large for float32 arithmetic. Retrain it (a smaller learning "
-        "rate, weight decay or max_norm keep weights small)."
-    )
 
 
 def split_images(
@@ -72,10 +34,11 @@ def split_images(
     if split == "test":
         return data.load_mnist("test", progressbar=progressbar)
     images, labels = data.load_mnist("train", progressbar=progressbar)
-    config = saved.meta.config
-    val_size = config.data.validation_size if config else 0
-    seed = config.training.seed if config else 0
-    train_idx, val_idx = data.validation_split(len(labels), val_size, seed)
+    # A file without its config held nothing out: the schema's defaults say so.
+    config = saved.meta.config or SavedConfig()
+    train_idx, val_idx = data.validation_split(
+        len(labels), config.data.validation_size, config.training.seed
+    )
     idx = val_idx if split == "val" else train_idx
     if split == "val" and not idx.size:
         raise UsageError("this model was trained without a validation split; use --split test")
@@ -159,21 +122,22 @@ def evaluate(
 ) -> Evaluation:
     """Run the model over MNIST-form ``images`` (n, 28, 28) and score it against ``labels``."""
     from mlp_cli.losses import LOSSES
+    from mlp_cli.predict import check_logits
     from mlp_cli.preprocess import model_inputs
 
     started = time.perf_counter()
-    model = build_model(saved)
+    model = MLP.from_saved(saved)
     meta = saved.meta
     X = model_inputs(images, meta.preprocessing.model_dump())
     loss_fn = LOSSES[meta.loss]
     n, k = len(labels), model.sizes[-1]
     probabilities = np.empty((n, k), dtype=np.float32)
-    loss, batch = 0.0, 2048
-    for start in range(0, n, batch):
-        a = checked_forward(saved, model, X[start : start + batch])
-        probabilities[start : start + batch] = a
-        z = model.logits(a.shape[0])  # for a loss computed as in training
-        loss += loss_fn.value(model.output, z, a, labels[start : start + batch]) * a.shape[0]
+    loss = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # check_logits says it in a sentence
+        for rows, a, z in model.forward_batches(X):
+            check_logits(saved, z)
+            probabilities[rows] = a
+            loss += loss_fn.value(model.output, z, a, labels[rows]) * a.shape[0]
     predictions = probabilities.argmax(axis=1)
     correct = int(np.count_nonzero(predictions == labels))
     confusion = np.zeros((k, k), dtype=np.int64)

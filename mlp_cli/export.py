@@ -48,7 +48,8 @@ from mlp_cli.checkpoint import (
     atomic_write,
 )
 from mlp_cli.errors import ExportError, UsageError
-from mlp_cli.evaluate import build_model, checked_forward, evaluate
+from mlp_cli.evaluate import evaluate
+from mlp_cli.limits import MNIST_SIDE
 from mlp_cli.model import MLP
 from mlp_cli.outputs import advice, check_folder, check_name, check_replaceable, reason
 
@@ -155,7 +156,8 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
 def _metadata_props(saved: SavedModel, model: MLP, preprocessing_in_graph: bool) -> dict[str, str]:
     """The ONNX metadata properties: the ``.npz`` metadata's description of the model,
     strings as they are and structured values as JSON."""
-    meta = saved.metadata
+    # As the file holds them: keys it does not have stay out, rather than taking defaults.
+    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
     props: dict[str, Any] = {
         "format": FORMAT_NAME,  # the loader has checked the file's format name and version
         "format_version": FORMAT_VERSION,
@@ -188,15 +190,15 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
     onnx = _require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    from mlp_cli.preprocess import MNIST_SIDE, _area_matrix
+    from mlp_cli.preprocess import _area_matrix
 
-    model = build_model(saved)  # the loader's reading of weights and activations
+    model = MLP.from_saved(saved)  # the loader's reading of weights and activations
     if model.params.nbytes > MAX_BYTES:
         raise ExportError(
             f"the model has {model.params.size:,} parameters ({model.params.nbytes:,} bytes); "
             f"a single ONNX file holds at most {MAX_BYTES:,} bytes of weights."
         )
-    prep = saved.metadata["preprocessing"]
+    prep = saved.meta.preprocessing
     nodes: list[Any] = []
     initializers: list[Any] = []
 
@@ -208,7 +210,7 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
         nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
         return output
 
-    side = int(prep["input_size"])
+    side = prep.input_size
     n_in = model.sizes[0]
     x = INPUT
     if preprocessing:
@@ -221,10 +223,10 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
             x = node("MatMul", [x, constant("area_cols", R.T)], "area_out")  # (N, side, side)
             flat = np.array([-1, side * side], dtype=np.int64)
             x = node("Reshape", [x, constant("input_shape", flat)], "resized")  # (N, side^2)
-        norm = prep.get("normalize")
+        norm = prep.normalize
         if norm:
-            mean = np.array(np.float32(norm["mean"]))
-            inv_std = np.array(np.float32(1.0 / norm["std"]))  # as `normalize_inputs` does
+            mean = np.array(np.float32(norm.mean))
+            inv_std = np.array(np.float32(1.0 / norm.std))  # as `normalize_inputs` does
             x = node("Sub", [x, constant("mean", mean)], "centred")
             x = node("Mul", [x, constant("inv_std", inv_std)], "standardised")
 
@@ -307,12 +309,13 @@ def export(
 def _check_finite(saved: SavedModel) -> None:
     """Refuse a model whose forward pass overflows float32 on a blank and on a fully inked
     picture (the two ends of the input range): its exported graph would answer NaN."""
-    from mlp_cli.preprocess import MNIST_SIDE, model_inputs
+    from mlp_cli.predict import checked_proba
+    from mlp_cli.preprocess import model_inputs
 
     ends = np.zeros((2, MNIST_SIDE, MNIST_SIDE), np.uint8)
     ends[1] = 255
     inputs = model_inputs(ends, saved.meta.preprocessing.model_dump())
-    checked_forward(saved, build_model(saved), inputs)
+    checked_proba(saved, MLP.from_saved(saved), inputs)
 
 
 # -- running and verifying ---------------------------------------------------------------------
@@ -387,13 +390,13 @@ def verify(
 ) -> Verification:
     """Run the ONNX file at ``path`` on MNIST-form ``images`` (n, 28, 28) and compare it with
     `mlp evaluate`'s forward pass of ``saved``."""
-    from mlp_cli.preprocess import MNIST_SIDE, digits_to_inputs, model_inputs
+    from mlp_cli.preprocess import digits_to_inputs, model_inputs
 
     ours = evaluate(saved, images, labels, "export")
     if preprocessing:  # what the graph takes: pixel / 255, flattened, or the network's inputs
         inputs = digits_to_inputs(images, MNIST_SIDE)
     else:
-        inputs = model_inputs(images, saved.metadata["preprocessing"])
+        inputs = model_inputs(images, saved.meta.preprocessing.model_dump())
     runtime = runtime or default_runtime()
     probabilities, predicted = run(path, inputs, runtime=runtime)
     n = len(labels)

@@ -76,7 +76,7 @@ def gradcheck(
 
     def objective() -> float:
         a = model.forward(X)
-        z = model._work[batch].z_out
+        z = model.logits(batch)
         return loss_fn.value(output, z, a, y) + model.penalty(l1, l2)
 
     # What a central difference can resolve per entry: the rounding of J (which grows with

@@ -30,6 +30,7 @@ MAX_LAYERS = 64  # weight layers of one network
 # state, data and batch buffers, leaving room below 1 GB for Python and its libraries.
 MAX_TRAINING_BYTES = 640 * 2**20
 MAX_CONFIG_BYTES = 2**20  # a config is a few KiB of YAML
+MNIST_SIDE = 28  # side of an MNIST image in pixels, the largest input a model can take
 FLOAT32_BYTES = 4
 
 
@@ -43,6 +44,13 @@ def format_bytes(count: int) -> str:
         if value < 999.95 or unit == "ZB":
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+def shorten(value: object, limit: int) -> str:
+    """``str(value)``, cut to ``limit`` characters (an error from a damaged file or a server
+    can hold anything, of any length)."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parameter_count(layers: Sequence[int]) -> int:

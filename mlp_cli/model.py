@@ -18,8 +18,8 @@ Outside, examples are rows, as in data files and NumPy habit: `forward` takes X 
 (batch, n_0) and returns A_L of shape (batch, n_L), and the loss functions see rows.  The
 input enters as the view X^T and the output layer is computed as A_{L-1}^T W_L^T, already in
 rows, so no batch is ever copied to change layout.  (Columns inside are not only the printed
-notation: OpenBLAS computes a step's products about 5% faster in this form than in the row
-form Z_l^T = A_{l-1}^T W_l^T, measured at 784-1200-1200-10.)
+notation: OpenBLAS computes a step's products faster in this form than in the row form
+Z_l^T = A_{l-1}^T W_l^T; bench/matmul.py measures it.)
 
 All parameters live in one flat vector ``params`` laid out as [W_1 .. W_L, b_1 .. b_L];
 ``W``, ``b`` are views into it, and likewise ``grads``/``dW``/``db``.  Optimizers update
@@ -32,10 +32,10 @@ The module knows nothing of configs, files or training loops.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -43,6 +43,9 @@ from numpy.typing import DTypeLike, NDArray
 from mlp_cli.activations import ACTIVATIONS
 from mlp_cli.errors import UsageError
 from mlp_cli.losses import LOSSES, OUTPUTS
+
+if TYPE_CHECKING:
+    from mlp_cli.checkpoint import SavedModel
 
 Array = NDArray[np.floating]
 Labels = NDArray[np.integer]
@@ -57,7 +60,7 @@ class _Work:
     acts: list[Array]
     deltas: list[Array]
     z_out: Array  # Z_L, kept for the loss value
-    ones: Array  # (batch,) of 1: db = delta 1 is a matrix-vector product, 6x faster than a sum
+    ones: Array  # (batch,) of 1: db = delta 1 is a matrix-vector product, faster than a sum
     # Per dropped layer l: mask_l in {0, 1/(1-p)} and A_l * mask_l, both (batch, n_l) rows,
     # so a seed draws the same masks whatever the layout of A_l.
     dropped: dict[int, Array] = field(default_factory=dict)
@@ -101,6 +104,21 @@ class MLP:
         self._work: dict[int, _Work] = {}
         self._scratch: Array | None = None
         self.kernels: ModuleType | None = None  # see `use_kernels`
+
+    @classmethod
+    def from_saved(cls, saved: SavedModel) -> MLP:
+        """The network a loaded model file describes, holding its weights."""
+        meta = saved.meta
+        model = cls(saved.layers, meta.hidden_activation, meta.output_activation)
+        model.set_weights(saved.weights, saved.biases)
+        return model
+
+    def set_weights(self, weights: Sequence[Array], biases: Sequence[Array]) -> None:
+        """Copy W_1..W_L and b_1..b_L (shapes as ``W``, ``b``) into the parameters."""
+        for W, w in zip(self.W, weights, strict=True):
+            W[...] = w
+        for b, v in zip(self.b, biases, strict=True):
+            b[...] = v
 
     def use_kernels(self, kernels: ModuleType | None) -> None:
         """Run the hidden layers' bias addition and activation, and its derivative, through
@@ -303,11 +321,32 @@ class MLP:
 
     # -- evaluation helpers -------------------------------------------------------------
 
-    def predict_proba(self, X: Array, batch_size: int = 2048) -> Array:
-        """Output activations for every row of X, shape (n, n_L), a new array."""
-        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+    def forward_batches(
+        self, X: Array, batch_size: int = 2048
+    ) -> Iterator[tuple[slice, Array, Array]]:
+        """``forward`` over X a batch at a time, in evaluation mode (no dropout): yields
+        (the batch's rows of X, A_L, Z_L), both (batch, n_L) work buffers that the next
+        batch overwrites."""
         for start in range(0, X.shape[0], batch_size):
-            out[start : start + batch_size] = self.forward(X[start : start + batch_size])
+            rows = slice(start, start + batch_size)
+            a = self.forward(X[rows])
+            yield rows, a, self.logits(a.shape[0])
+
+    def predict_proba(
+        self,
+        X: Array,
+        batch_size: int = 2048,
+        *,
+        check: Callable[[Array], None] | None = None,
+    ) -> Array:
+        """Output activations for every row of X, shape (n, n_L), a new array.
+
+        ``check``, if given, sees each batch's logits Z_L first and may raise to refuse them."""
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+        for rows, a, z in self.forward_batches(X, batch_size):
+            if check is not None:
+                check(z)
+            out[rows] = a
         return out
 
     def logits(self, n: int) -> Array:
@@ -328,12 +367,9 @@ class MLP:
         """(mean loss, accuracy) over all of X, in evaluation mode (no dropout)."""
         total, correct = 0.0, 0
         loss_fn = LOSSES[loss]
-        for start in range(0, X.shape[0], batch_size):
-            xb, yb = X[start : start + batch_size], y[start : start + batch_size]
-            a = self.forward(xb)
-            z = self.logits(xb.shape[0])
-            total += loss_fn.value(self.output, z, a, yb) * xb.shape[0]
-            correct += int(np.count_nonzero(a.argmax(axis=1) == yb))
+        for rows, a, z in self.forward_batches(X, batch_size):
+            total += loss_fn.value(self.output, z, a, y[rows]) * a.shape[0]
+            correct += int(np.count_nonzero(a.argmax(axis=1) == y[rows]))
         n = max(X.shape[0], 1)
         return total / n, correct / n
 

@@ -22,7 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlp_cli.checkpoint import SavedModel
-from mlp_cli.errors import ImageError, UsageError
+from mlp_cli.errors import CheckpointError, ImageError, UsageError
+from mlp_cli.model import MLP
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -116,14 +117,30 @@ def predict_files(
         kept.append(file)
     predictions: list[Prediction] = []
     if digits:
-        from mlp_cli.evaluate import build_model, checked_forward
-
-        model, X = build_model(saved), network_inputs(saved, digits)
-        probabilities = np.concatenate(
-            [checked_forward(saved, model, X[i : i + 2048]).copy() for i in range(0, len(X), 2048)]
-        )
-        predictions = predictions_from(kept, digits, probabilities)
+        X = network_inputs(saved, digits)
+        predictions = predictions_from(kept, digits, checked_proba(saved, MLP.from_saved(saved), X))
     return predictions, failures
+
+
+def checked_proba(saved: SavedModel, model: MLP, X: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``model.predict_proba(X)``, refused (`check_logits`) when its logits are not finite."""
+    with np.errstate(over="ignore", invalid="ignore"):  # check_logits says it in a sentence
+        return model.predict_proba(X, check=lambda logits: check_logits(saved, logits))
+
+
+def check_logits(saved: SavedModel, logits: NDArray[np.floating]) -> None:
+    """Refuse a forward pass of ``saved`` whose logits Z_L are not all finite.
+
+    The logits, not the outputs: softmax subtracts the row's maximum and a sigmoid
+    saturates, so an overflow inside the network can come out as finite but meaningless
+    probabilities, while finite logits always give finite outputs.  Every evaluation and
+    prediction goes through here."""
+    if not np.all(np.isfinite(logits)):
+        raise CheckpointError(
+            f"the model '{saved.path}' computes outputs that are not finite numbers: its "
+            "weights are too large for float32 arithmetic. Retrain it (a smaller learning "
+            "rate, weight decay or max_norm keep weights small)."
+        )
 
 
 def network_inputs(saved: SavedModel, digits: Sequence[NDArray[np.float32]]) -> NDArray[np.float32]:

@@ -31,11 +31,10 @@ import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mlp_cli.errors import ImageError, UsageError
-from mlp_cli.limits import NotRegularFileError, open_regular
+from mlp_cli.limits import MNIST_SIDE, NotRegularFileError, open_regular
 
 FloatArray = npt.NDArray[np.float32]
 
-MNIST_SIDE = 28  # side of an MNIST image, in pixels
 BOX_SIDE = 20  # MNIST digits are scaled so that their longer side is this long
 MNIST_CENTRE = 14.0  # row/column index MNIST puts the centre of mass at (measured: 13.99, 14.01)
 MAX_SIDE = 1024  # larger pictures are first reduced by area averaging; the digit ends at 20 px

@@ -28,11 +28,12 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from mlp_cli.checkpoint import MODEL_FILE
 from mlp_cli.plain import command, plain
 from mlp_cli.train import Callbacks, TrainResult
 
 if TYPE_CHECKING:
-    from mlp_cli.checkpoint import SavedModel
+    from mlp_cli.checkpoint import SavedModel, TrainingSummary
     from mlp_cli.config import Config
     from mlp_cli.evaluate import Evaluation
     from mlp_cli.predict import Prediction
@@ -286,9 +287,9 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
     )
     if result.best_epoch:
         kept = (
-            "its weights are in model.npz"
+            f"its weights are in {MODEL_FILE}"
             if result.model_epoch == result.best_epoch
-            else f"model.npz holds epoch {result.model_epoch} (restore_best is off)"
+            else f"{MODEL_FILE} holds epoch {result.model_epoch} (restore_best is off)"
         )
         console.print(
             f"best epoch {result.best_epoch} ({monitored}): validation loss "
@@ -312,7 +313,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
         console.print(
             Text.assemble(
                 "model: ",
-                plain(result.run_dir / "model.npz"),
+                plain(result.run_dir / MODEL_FILE),
                 "   next: ",
                 command("mlp evaluate --model", result.run_dir),
             ),
@@ -459,51 +460,53 @@ def prediction_summary(predicted: int, failed: int, seconds: float) -> str:
 # -- inspect -------------------------------------------------------------------------------
 
 
-def _best_epoch_text(training: dict[str, Any]) -> Text:
+def _best_epoch_text(training: TrainingSummary) -> Text:
     """The saved training summary's best epoch and what picked it (files written before
     the monitor was recorded always picked the lowest validation loss)."""
-    if not training.get("best_epoch"):
+    if not training.best_epoch:
         return plain("none (no validation scores)")
-    monitor = training.get("monitor") or "val_loss"
+    monitor = training.monitor or "val_loss"
     by = MONITORED.get(monitor, str(monitor))
     return plain(
-        f"{training.get('best_epoch')} ({by}): validation loss "
-        f"{_num(training.get('best_val_loss'))}, accuracy {_pct(training.get('best_val_accuracy'))}"
+        f"{training.best_epoch} ({by}): validation loss "
+        f"{_num(training.best_val_loss)}, accuracy {_pct(training.best_val_accuracy)}"
     )
 
 
 def print_model_summary(console: Console, saved: SavedModel) -> None:
-    meta = saved.metadata
+    from mlp_cli.checkpoint import TrainingSummary
+
+    meta = saved.meta
     layers = saved.layers
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
     header.add_column(overflow="fold")  # a long file name is folded, never cut
-    training = meta.get("training") or {}
-    prep = meta.get("preprocessing") or {}
-    norm = prep.get("normalize")
+    training = meta.training or TrainingSummary()
+    prep = meta.preprocessing
+    norm = prep.normalize
     rows: list[tuple[str, str | Text]] = [
         ("file", str(saved.path)),
-        ("format", f"{meta.get('format')} v{meta.get('format_version')}"),
+        ("format", f"{meta.format} v{meta.format_version}"),
         ("architecture", "-".join(map(str, layers))),
         (
             "activations",
-            f"{_hidden_words(len(layers), meta.get('hidden_activation'))}, "
-            f"{meta.get('output_activation')} output",
+            f"{_hidden_words(len(layers), meta.hidden_activation)}, "
+            f"{meta.output_activation} output",
         ),
-        ("loss", str(meta.get("loss"))),
+        ("loss", meta.loss),
         (
             "input",
-            f"{prep.get('input_size')}x{prep.get('input_size')} pixels in [0, 1]"
-            + (f", standardized (mean {norm['mean']:.4f}, std {norm['std']:.4f})" if norm else ""),
+            f"{prep.input_size}x{prep.input_size} pixels in [0, 1]"
+            + (f", standardized (mean {norm.mean:.4f}, std {norm.std:.4f})" if norm else ""),
         ),
-        ("classes", ", ".join(meta.get("class_names") or [])),
+        ("classes", ", ".join(meta.class_names)),
         (
             "training",
-            f"{training.get('status')}, {training.get('epochs_run')} epochs in "
-            f"{_duration(float(training.get('seconds') or 0))}",
+            f"{training.status}, {training.epochs_run} epochs in "
+            f"{_duration(training.seconds or 0.0)}",
         ),
         ("best epoch", _best_epoch_text(training)),
-        ("written by", f"mlp {meta.get('package_version')} on {meta.get('created')}"),
+        ("written by", f"mlp {meta.package_version} on {meta.created}"),
     ]
     for key, value in rows:
         header.add_row(key, plain(value))  # the values come from the file
@@ -515,17 +518,13 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     for i, (w, b) in enumerate(zip(saved.weights, saved.biases, strict=True), start=1):
         count = w.size + b.size
         total += count
-        act = (
-            meta.get("output_activation")
-            if i == len(saved.weights)
-            else meta.get("hidden_activation")
-        )
+        act = meta.output_activation if i == len(saved.weights) else meta.hidden_activation
         layers_table.add_row(
             f"{i}", f"{w.shape[0]}x{w.shape[1]}", f"{b.shape[0]}", f"{count:,}", plain(act)
         )
     layers_table.add_row("total", "", "", f"{total:,}", "", style="bold")
     console.print(layers_table)
-    hashes = meta.get("data_hashes") or {}
+    hashes = meta.data_hashes
     if hashes:
         data_table = Table(
             title="trained on (sha256 of the decompressed MNIST files)", title_justify="left"

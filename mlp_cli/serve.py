@@ -49,6 +49,7 @@ import numpy as np
 from mlp_cli import checkpoint
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import ImageError, MLPError, UsageError
+from mlp_cli.model import MLP
 
 MAX_BODY = 10 * 2**20  # bytes; a phone photo fits, a canvas PNG is a few KiB
 MAX_PIXELS = 4096 * 4096  # width * height of a JSON "pixels" canvas
@@ -115,9 +116,7 @@ class Served:
     _units_png: bytes | None = None
 
     def __post_init__(self) -> None:
-        from mlp_cli.evaluate import build_model
-
-        self.model = build_model(self.saved)
+        self.model = MLP.from_saved(self.saved)
 
     @property
     def class_names(self) -> list[str]:
@@ -166,17 +165,15 @@ class Served:
     def predict(self, image: Any, source: str) -> dict[str, Any]:
         """`mlp predict --json`'s fields for one picture, plus the 28x28 input the network
         was shown (``input``) and each hidden layer's activations (``hidden``)."""
-        from mlp_cli.predict import network_inputs, predictions_from
+        from mlp_cli.predict import check_logits, network_inputs, predictions_from
         from mlp_cli.preprocess import mnist_style
 
         digit = mnist_style(image, source=source)
         X = network_inputs(self.saved, [digit])
-        from mlp_cli.evaluate import check_logits
-
         with self.lock, np.errstate(over="ignore", invalid="ignore"):
             # The forward pass writes into the model's shared work buffers.
             outputs = self.model.layer_outputs(X)
-            check_logits(self.saved, self.model, 1)  # no NaN is ever sent as a prediction
+            check_logits(self.saved, self.model.logits(1))  # no NaN is ever sent as a prediction
         prediction = predictions_from([source], [digit], outputs[-1])[0]
         answer = prediction.to_json(self.class_names)
         answer["model"] = self.name

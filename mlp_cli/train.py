@@ -42,11 +42,12 @@ from mlp_cli.errors import CheckpointError, MLPError, OutputError, TrainingError
 from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, make_optimizer
 from mlp_cli.plain import command
-from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
+from mlp_cli.preprocess import normalize_inputs
 from mlp_cli.threads import Slowdown, blas_threads, slowdown, waiting_seconds
 
 if TYPE_CHECKING:  # the config stack (pydantic, yaml) loads only when a run starts
     from mlp_cli.config import Config
+    from mlp_cli.data import Splits
 
 Array = NDArray[np.float32]
 
@@ -59,52 +60,6 @@ CURVES_FILE = "curves.png"
 MATPLOTLIB_PNG = b"Software\x00Matplotlib"
 # The pixel size of the curves figure (14 x 4.8 inches at viz.DPI, 120), from before the mark too.
 _CURVES_PIXELS = (1680, 576)
-CLASS_NAMES = [str(d) for d in range(10)]
-
-
-# -- data --------------------------------------------------------------------------------
-
-
-@dataclass
-class Splits:
-    """The training images, held once, and index arrays for the training/validation split."""
-
-    X: Array  # (60000, input_size**2), model inputs
-    y: NDArray[np.uint8]  # (60000,)
-    train_idx: NDArray[np.int64]
-    val_idx: NDArray[np.int64]
-    preprocessing: dict[str, Any]
-    data_hashes: dict[str, str]
-
-
-def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
-    """Load MNIST's training set and turn it into model inputs and a validation split.
-
-    Missing files are fetched all four at once, the test set too, so that `mlp evaluate`
-    after training needs no network.
-    """
-    from mlp_cli import data
-
-    if any(path is None for path in data.cached_files().values()):
-        data.fetch_mnist(mirror=cfg.data.mirror, progressbar=progressbar)
-    images, labels = data.load_mnist("train", mirror=cfg.data.mirror, progressbar=progressbar)
-    size = cfg.data.input_size
-    X = digits_to_inputs(images, size)
-    train_idx, val_idx = data.validation_split(
-        len(labels), cfg.data.validation_size, cfg.training.seed
-    )
-    preprocessing: dict[str, Any] = {
-        "input_size": size,
-        "source": "28x28 MNIST-form digit, pixel/255, area-averaged to input_size",
-        "normalize": None,
-    }
-    if cfg.data.normalize == "standardize":
-        # Statistics of the training split only: validation and test stay unseen.
-        sample = X[train_idx]
-        preprocessing["normalize"] = {"mean": float(sample.mean()), "std": float(sample.std())}
-        del sample
-        normalize_inputs(X, preprocessing)
-    return Splits(X, labels, train_idx, val_idx, preprocessing, data.data_hashes())
 
 
 # -- run directories -----------------------------------------------------------------------
@@ -432,12 +387,17 @@ class Trainer:
         self.state = TrainState()
         self.warnings: list[str] = []  # for the caller to show before the run starts
         self.perm: NDArray[np.int64] | None = None
+        # The best epoch's weights (W_1..W_L, b_1..b_L) while model.npz holds them, so the
+        # run's end rewrites model.npz from memory.
+        self.best: tuple[list[Array], list[Array]] | None = None
         self._batch: dict[int, Array] = {}
         self._val: tuple[Array, NDArray[np.uint8]] | None = None
 
     # -- persistence -----------------------------------------------------------------
 
     def metadata(self, status: str) -> dict[str, Any]:
+        from mlp_cli.data import CLASS_NAMES
+
         cfg, st = self.cfg, self.state
         return {
             "hidden_activation": cfg.model.hidden_activation,
@@ -464,6 +424,16 @@ class Trainer:
     def save_model(self, status: str) -> None:
         m = self.model
         checkpoint.save(self.run_dir / MODEL_FILE, m.W, m.b, self.metadata(status))
+
+    def save_final_model(self, status: str) -> None:
+        """model.npz at the run's end: the best epoch's weights where they are kept
+        (`best`), else the last epoch's."""
+        if self.best is None:
+            self.save_model(status)
+            return
+        meta = self.metadata(status)
+        meta["training"]["weights_from_epoch"] = self.state.best_epoch
+        checkpoint.save(self.run_dir / MODEL_FILE, *self.best, meta)
 
     def save_checkpoint(self, status: str) -> None:
         m, st = self.model, self.state
@@ -512,32 +482,32 @@ class Trainer:
                 f"`{command('mlp plot', self.run_dir)}`."
             ) from None
 
-    def restore(self) -> None:
-        """Load weights, optimizer and loop state from ``run_dir/checkpoint.npz``.
+    def restore(self, saved: checkpoint.SavedModel | None = None) -> Config:
+        """Load weights, optimizer and loop state from ``run_dir/checkpoint.npz`` (``saved``,
+        when the caller has loaded it already), and the best epoch's weights from model.npz
+        where the run keeps them.  Returns the config the checkpoint was saved with.
 
         Everything is checked before the trainer is changed: a checkpoint saved by another
         run (another config) or with damaged resume state raises `CheckpointError` naming
         the file, and nothing on disk is touched."""
         path = self.run_dir / CHECKPOINT_FILE
-        saved = checkpoint.load(path, checkpoint=True)
-        self._check_same_run(saved.metadata.get("config"), path)
-        if saved.layers != self.model.sizes:
-            raise CheckpointError(
-                f"'{path}' holds a {'-'.join(map(str, saved.layers))} network, but the run's "
-                f"config.yaml describes {'-'.join(map(str, self.model.sizes))}"
-            )
-        resume = saved.metadata.get("resume")
-        if not isinstance(resume, dict):
+        if saved is None:
+            saved = checkpoint.load(path, checkpoint=True)
+        saved_cfg = self._check_same_run(saved.meta.config, path)
+        self._check_network(saved, path)
+        resume = saved.meta.resume
+        if resume is None:
             raise CheckpointError(f"'{path}' has no resume state; it is not a checkpoint")
         n_train = len(self.data.train_idx)
         steps = math.ceil(n_train / self.cfg.training.batch_size)
-        history = saved.metadata.get("history")
+        history = saved.meta.history
         perm = saved.extras.get("resume/perm")
         problem = _resume_state_problem(
             resume, history, perm, n_train, steps, self.cfg.training.batch_size
         )
         if problem is not None:
             raise checkpoint.damaged_resume(path, problem)
+        best = self._best_so_far(resume["best_epoch"])
         prefix = "optimizer/"
         optimizer_state = {
             k[len(prefix) :]: v for k, v in saved.extras.items() if k.startswith(prefix)
@@ -564,24 +534,45 @@ class Trainer:
         if state.get("best_loss") is None:
             state["best_loss"] = math.inf
         self.state = TrainState(**state, history=list(history or []))
-        for W, w in zip(self.model.W, saved.weights, strict=True):
-            W[...] = w
-        for b, v in zip(self.model.b, saved.biases, strict=True):
-            b[...] = v
+        self.model.set_weights(saved.weights, saved.biases)
         self.perm = None if perm is None else perm.astype(np.int64)
+        self.best = best
+        return saved_cfg
 
-    def _check_same_run(self, stored: Any, path: Path) -> None:
-        """Refuse a checkpoint whose config differs from the run's in a key that resuming
-        cannot change (another seed, another learning rate...): it belongs to another run."""
+    def _check_network(self, saved: checkpoint.SavedModel, path: Path) -> None:
+        if saved.layers != self.model.sizes:
+            raise CheckpointError(
+                f"'{path}' holds a {'-'.join(map(str, saved.layers))} network, but the run's "
+                f"config.yaml describes {'-'.join(map(str, self.model.sizes))}"
+            )
+
+    def _best_so_far(self, best_epoch: int) -> tuple[list[Array], list[Array]] | None:
+        """The weights model.npz holds for the run's best epoch so far, if it keeps them."""
+        path = self.run_dir / MODEL_FILE
+        keeps = self.cfg.training.early_stopping.restore_best and self.data.val_idx.size
+        if not (keeps and best_epoch and path.exists()):
+            return None
+        saved = checkpoint.load(path)
+        self._check_network(saved, path)
+        return [w.astype(np.float32) for w in saved.weights], [
+            b.astype(np.float32) for b in saved.biases
+        ]
+
+    def _check_same_run(self, stored: checkpoint.SavedConfig | None, path: Path) -> Config:
+        """The checkpoint's config, refused where it differs from the run's in a key that
+        resuming cannot change (another seed, another learning rate...): it belongs to
+        another run."""
         from mlp_cli.config import config_from_dict
         from mlp_cli.errors import ConfigError
 
-        if not isinstance(stored, dict):
+        if stored is None:
             raise checkpoint.damaged_resume(
                 path, "its metadata holds no 'config' describing the run"
             )
         try:
-            saved_cfg = config_from_dict(stored, f"{path} (metadata 'config')")
+            saved_cfg = config_from_dict(
+                stored.model_dump(mode="json", exclude_unset=True), f"{path} (metadata 'config')"
+            )
         except ConfigError as exc:
             raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
         before, now = _flat_config(saved_cfg), _flat_config(self.cfg)
@@ -598,6 +589,7 @@ class Trainer:
                 f"back this run's own {CHECKPOINT_FILE}, or resume the other run from its own "
                 "folder."
             )
+        return saved_cfg
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -691,10 +683,7 @@ class Trainer:
             if patience is not None and st.bad_epochs >= patience:
                 status = "early_stopped"
                 break
-        if not data.val_idx.size or not cfg.training.early_stopping.restore_best:
-            self.save_model(status)  # otherwise model.npz already holds the best epoch
-        else:
-            self._update_model_status(status)
+        self.save_final_model(status)
         self.save_checkpoint(status)
         self.write_curves()
         return self._result(status)
@@ -703,8 +692,7 @@ class Trainer:
         cfg, st, data = self.cfg, self.state, self.data
         if not np.isfinite(self.model.params).all():
             # The epoch's last step overflowed: its loss was fine, the weights are not.
-            st.step -= 1
-            raise self._diverged(math.inf)
+            raise self._diverged(math.inf, step=st.step)
         val_loss: float | None = None
         val_acc: float | None = None
         if data.val_idx.size:
@@ -736,6 +724,7 @@ class Trainer:
         self.perm = None
         self.write_metrics()
         if improved and cfg.training.early_stopping.restore_best:
+            self.best = ([W.copy() for W in self.model.W], [b.copy() for b in self.model.b])
             self.save_model("running")
         self.save_checkpoint("running")
         return record
@@ -750,21 +739,13 @@ class Trainer:
             return st.best_accuracy is None or val_acc > st.best_accuracy + stopping.min_delta
         return val_loss < st.best_loss - stopping.min_delta
 
-    def _update_model_status(self, status: str) -> None:
-        """Rewrite model.npz's training summary now that the run has ended."""
-        path = self.run_dir / MODEL_FILE
-        if not path.exists():  # no epoch improved on validation: keep the last weights
-            self.save_model(status)
-            return
-        saved = checkpoint.load(path)
-        meta = self.metadata(status)
-        meta["training"]["weights_from_epoch"] = self.state.best_epoch
-        checkpoint.save(path, saved.weights, saved.biases, meta)
-
-    def _diverged(self, loss: float) -> TrainingError:
+    def _diverged(self, loss: float, step: int | None = None) -> TrainingError:
+        """The error for a loss or weights that stopped being finite at ``step`` (1-based;
+        by default the step being taken)."""
         st, opt = self.state, self.cfg.optimizer
+        step = st.step + 1 if step is None else step
         return TrainingError(
-            f"training stopped at epoch {st.epoch + 1}, step {st.step + 1}: the loss became "
+            f"training stopped at epoch {st.epoch + 1}, step {step}: the loss became "
             f"{loss} (not a finite number). The most likely cause is a learning rate too large "
             f"for {opt.name} (optimizer.lr = {opt.lr:g}); try --set optimizer.lr={opt.lr / 10:g}, "
             f"a warm-up (schedule.warmup_epochs), or standardized inputs. The last good "
@@ -994,13 +975,15 @@ def _show(value: Any) -> str:
     return "absent" if value is _ABSENT else json.dumps(value)
 
 
-def threads_so_far(run_dir: str | Path) -> int | None:
-    """The BLAS threads the run in ``run_dir`` trained on, as its checkpoint records them
-    (None when it does not say, or cannot be read: `restore` reports a damaged file)."""
-    try:
-        saved = checkpoint.load(Path(run_dir) / CHECKPOINT_FILE, checkpoint=True)
-    except MLPError:
-        return None
+def load_checkpoint(run_dir: str | Path) -> checkpoint.SavedModel:
+    """The checkpoint of the run in ``run_dir``, read once for both `threads_so_far` and
+    `resume`."""
+    return checkpoint.load(Path(run_dir) / CHECKPOINT_FILE, checkpoint=True)
+
+
+def threads_so_far(saved: checkpoint.SavedModel) -> int | None:
+    """The BLAS threads a run trained on, as its checkpoint records them (None when it does
+    not say)."""
     return saved.meta.training.threads if saved.meta.training else None
 
 
@@ -1054,11 +1037,17 @@ def _not_resumable(run_dir: Path, changes: str) -> UsageError:
     )
 
 
-def resume(run_dir: str | Path, cfg: Config, data: Splits) -> Trainer:
-    """A trainer that continues the run in ``run_dir`` (config from `resume_config`)."""
+def resume(
+    run_dir: str | Path,
+    cfg: Config,
+    data: Splits,
+    saved: checkpoint.SavedModel | None = None,
+) -> Trainer:
+    """A trainer that continues the run in ``run_dir`` (config from `resume_config`; its
+    checkpoint ``saved``, when the caller has loaded it already)."""
     run_dir = Path(run_dir)
     trainer = Trainer(cfg, run_dir, data)
-    trainer.restore()
+    before = trainer.restore(saved)
     done = trainer.state.epoch
     if done >= cfg.training.epochs:
         asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
@@ -1067,7 +1056,6 @@ def resume(run_dir: str | Path, cfg: Config, data: Splits) -> Trainer:
             f"than {done}{asked}; to train it longer, add --set training.epochs=N with "
             f"N > {done}"
         )
-    before = resume_config(run_dir)
     if (warning := schedule_change(before, trainer)) is not None:
         trainer.warnings.append(warning)
     if cfg != before:

@@ -293,7 +293,8 @@ def test_training_with_augmentation_leaves_the_dataset_untouched(
     digits: NDArray[np.uint8], tmp_path: Path
 ) -> None:
     from mlp_cli.config import config_from_dict
-    from mlp_cli.train import Splits, Trainer
+    from mlp_cli.data import Splits
+    from mlp_cli.train import Trainer
 
     X, fill = _standardized(digits, 28)
     cfg = config_from_dict(

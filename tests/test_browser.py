@@ -139,7 +139,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     mnist = _mnist()
     model = _tiny_model(folder / "runs" / "tiny" / "model.npz", mnist)
     other = folder / "runs" / "other" / "model.npz"
-    meta = checkpoint.load(model).metadata
+    meta = checkpoint.load(model).meta.model_dump(mode="json", exclude_unset=True)
     meta["preprocessing"] = {**meta["preprocessing"], "input_size": 20}
     checkpoint.save(other, *_random_weights([400, 12, 10]), meta)
     process = subprocess.Popen(

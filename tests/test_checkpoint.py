@@ -91,9 +91,9 @@ def test_round_trip_is_bit_identical_and_keeps_metadata(
         assert got.shape == want.shape
         assert got.tobytes() == want.tobytes()
     for key, value in meta.items():
-        assert loaded.metadata[key] == value
-    assert loaded.metadata["format"] == checkpoint.FORMAT_NAME
-    assert loaded.metadata["format_version"] == checkpoint.FORMAT_VERSION
+        assert loaded.meta.model_dump(mode="json", exclude_unset=True)[key] == value
+    assert loaded.meta.format == checkpoint.FORMAT_NAME
+    assert loaded.meta.format_version == checkpoint.FORMAT_VERSION
     assert loaded.extras == {}
 
 
@@ -325,7 +325,7 @@ def test_failure_while_saving_leaves_the_previous_file_and_no_temporary(
     monkeypatch.undo()
     assert saved.read_bytes() == before
     assert os.listdir(saved.parent) == [saved.name]
-    assert checkpoint.load(saved).metadata["hidden_activation"] == "tanh"
+    assert checkpoint.load(saved).meta.hidden_activation == "tanh"
 
 
 def test_atomic_write_callback_failure_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -352,7 +352,7 @@ def test_saving_again_replaces_the_file_and_leaves_no_temporary(
     checkpoint.save(saved, [w + 1 for w in W], b, {**META, "hidden_activation": "relu"})
     loaded = checkpoint.load(saved)
     np.testing.assert_array_equal(loaded.weights[0], W[0] + 1)
-    assert loaded.metadata["hidden_activation"] == "relu"
+    assert loaded.meta.hidden_activation == "relu"
     assert os.listdir(saved.parent) == [saved.name]
 
 

@@ -2,7 +2,7 @@
 summary, the epoch table and the saved summary say "best" means, the warning when resuming
 with more epochs reshapes a schedule, and run folders named after an overridden network.
 
-`mlp_cli.train.prepare_data` is replaced by the few hundred random inputs of
+`mlp_cli.data.prepare_data` is replaced by the few hundred random inputs of
 `test_train.make_splits`, so each run takes well under a second.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from test_train import make_splits
 from typer.testing import CliRunner
 
-from mlp_cli import checkpoint, train
+from mlp_cli import checkpoint, data
 from mlp_cli.cli import app
 from mlp_cli.train import Trainer
 
@@ -28,7 +28,7 @@ def synthetic_data(monkeypatch: pytest.MonkeyPatch) -> None:
     """Train on noise (a network can only memorise it, so validation loss and accuracy
     peak at different epochs) and skip drawing curves.png."""
     splits = make_splits(learnable=False)
-    monkeypatch.setattr(train, "prepare_data", lambda cfg, progressbar=False: splits)
+    monkeypatch.setattr(data, "prepare_data", lambda cfg, progressbar=False: splits)
     monkeypatch.setattr(Trainer, "write_curves", lambda self: None)
 
 
@@ -63,7 +63,8 @@ def test_the_summary_and_the_table_say_the_best_epoch_has_the_lowest_validation_
     saved = checkpoint.load(
         tmp_path / "runs" / "unit-400-32-10" / "checkpoint.npz", checkpoint=True
     )
-    history = saved.metadata["history"]
+    history = saved.meta.history
+    assert history is not None
     losses = [r["val_loss"] for r in history]
     accuracies = [r["val_acc"] for r in history]
     best = int(np.argmin(losses)) + 1
@@ -99,13 +100,16 @@ def test_monitoring_accuracy_shows_everywhere_best_appears(tmp_path: Path) -> No
     )
     assert code == 0, err
     run = tmp_path / "runs" / "unit-400-32-10"
-    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).metadata["history"]
+    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
+    assert history is not None
     accuracies = [r["val_acc"] for r in history]
     peak = int(np.argmax(accuracies)) + 1
     assert "* new best: highest validation accuracy (early_stopping.monitor)" in out
     assert f"best epoch {peak} (highest validation accuracy)" in out
     assert "monitor=val_acc" not in out  # no hint to switch: accuracy is monitored
-    summary = checkpoint.load(run / "model.npz").metadata["training"]
+    training = checkpoint.load(run / "model.npz").meta.training
+    assert training is not None
+    summary = training.model_dump()
     assert (summary["monitor"], summary["best_epoch"]) == ("val_acc", peak)
     code, out, _ = mlp("inspect", "--model", str(run))
     assert re.search(rf"best epoch +{peak} \(highest validation accuracy\)", out)
@@ -120,7 +124,9 @@ def test_without_restore_best_the_summary_says_model_npz_holds_the_last_epoch(
     )
     assert code == 0, err
     run = tmp_path / "runs" / "unit-400-32-10"
-    summary = checkpoint.load(run / "model.npz").metadata["training"]
+    training = checkpoint.load(run / "model.npz").meta.training
+    assert training is not None
+    summary = training.model_dump()
     assert summary["best_epoch"] != 12
     assert f"best epoch {summary['best_epoch']} (lowest validation loss)" in out
     assert "; model.npz holds epoch 12 (restore_best is off)" in out
@@ -174,7 +180,8 @@ def test_more_epochs_on_a_finished_cosine_run_warn_that_the_schedule_restarts(
     # Cosine from 0.01: 0 at the end of 4 epochs, 0.01 * (1 + cos(pi * 4/6)) / 2 at epoch 4 of 6.
     assert "after epoch 4 jumps from 0 to 0.0025 " in err
     assert "--set training.epochs=6" in err
-    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).metadata["history"]
+    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
+    assert history is not None
     assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
     assert history[4]["lr"] > history[3]["lr"]  # the saw-tooth the warning announced
 
@@ -216,5 +223,6 @@ def test_the_run_folder_is_named_after_an_overridden_network(
     assert [p.name for p in (tmp_path / "runs").iterdir() if p.name != "latest"] == [folder]
     assert f"run directory: {run}" in out
     saved = checkpoint.load(run / "model.npz")
-    assert saved.metadata["config"]["name"] == folder
+    assert saved.meta.config is not None
+    assert saved.meta.config.model_dump()["name"] == folder
     assert "-".join(map(str, saved.layers)) in folder or folder == "mine"

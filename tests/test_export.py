@@ -112,7 +112,7 @@ def onnx_inputs(
 ) -> NDArray[np.float32]:
     if preprocessing:
         return digits_to_inputs(images, 28)
-    return model_inputs(images, saved.metadata["preprocessing"])
+    return model_inputs(images, saved.meta.preprocessing.model_dump())
 
 
 def test_operator_tables_cover_every_activation() -> None:

@@ -189,6 +189,7 @@ def test_json_nan_in_metadata_is_refused(tmp_path: Path) -> None:
 def test_a_good_file_gives_typed_metadata_and_keeps_unknown_keys(tmp_path: Path) -> None:
     meta = good_metadata()
     meta["future_key"] = {"anything": [1, 2]}
+    meta["training"]["future_count"] = 4
     saved = checkpoint.load(write_model(tmp_path / "model.npz", meta))
     assert saved.meta.preprocessing.normalize is not None
     assert saved.meta.preprocessing.normalize.std == pytest.approx(0.31)
@@ -196,8 +197,9 @@ def test_a_good_file_gives_typed_metadata_and_keeps_unknown_keys(tmp_path: Path)
     assert saved.meta.config is not None
     assert saved.meta.config.training.seed == 3
     assert saved.meta.training is not None
-    assert saved.meta.training.model_extra == {"monitor": "val_loss"}
-    assert saved.metadata["future_key"] == {"anything": [1, 2]}
+    assert saved.meta.training.monitor == "val_loss"
+    assert saved.meta.training.model_extra == {"future_count": 4}
+    assert saved.meta.model_extra == {"future_key": {"anything": [1, 2]}}
     assert saved.layers == LAYERS
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -389,7 +390,7 @@ DROP_SEED = 99
 def dropped_objective(model: MLP, X: F64, y: NDArray[np.int64], loss: str) -> float:
     """The objective under the dropout mask drawn from a fresh generator with DROP_SEED."""
     a = model.forward(X, dropout=DROPOUT, rng=np.random.default_rng(DROP_SEED))
-    z = model._work[X.shape[0]].z_out
+    z = model.logits(X.shape[0])
     return LOSSES[loss].value(model.output, z, a, y) + model.penalty(0.0, 0.05)
 
 
@@ -417,12 +418,35 @@ def test_dropout_is_inverted_and_off_without_a_generator() -> None:
     no_rng = model.forward(X, dropout=[0.5]).copy()
     np.testing.assert_allclose(no_rng, 1.0 / (1.0 + math.exp(-1.0)))
     model.forward(X, dropout=[0.5], rng=np.random.default_rng(0))
-    z = model._work[200].z_out[:, 0]  # mean of the kept inputs scaled by 2: about 1 on average
+    z = model.logits(200)[:, 0]  # mean of the kept inputs scaled by 2: about 1 on average
     assert float(z.mean()) == pytest.approx(1.0, abs=0.01)
     assert float(z.std()) > 0.02
 
 
 # -- evaluation helpers ------------------------------------------------------------------------
+
+
+def test_from_saved_rebuilds_the_network_a_model_file_describes(tmp_path: Path) -> None:
+    from mlp_cli import checkpoint
+
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((5, 4)).astype(np.float32)]
+    weights.append(rng.standard_normal((3, 5)).astype(np.float32))
+    biases = [rng.standard_normal(5).astype(np.float32), rng.standard_normal(3).astype(np.float32)]
+    meta = {
+        "hidden_activation": "tanh",
+        "output_activation": "sigmoid",
+        "loss": "mse",
+        "preprocessing": {"input_size": 2, "normalize": None},
+        "class_names": ["a", "b", "c"],
+    }
+    saved = checkpoint.load(checkpoint.save(tmp_path / "m.npz", weights, biases, meta))
+    model = MLP.from_saved(saved)
+    assert (model.sizes, model.hidden, model.output) == ([4, 5, 3], "tanh", "sigmoid")
+    X = rng.random((6, 4), dtype=np.float32)
+    z1 = np.tanh(X @ weights[0].T + biases[0])
+    want = 1 / (1 + np.exp(-(z1 @ weights[1].T + biases[1])))
+    np.testing.assert_allclose(model.predict_proba(X, batch_size=4), want, rtol=1e-5)
 
 
 def test_evaluate_and_predict_proba_agree_with_the_reference_in_any_batch_size() -> None:

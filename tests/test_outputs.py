@@ -26,10 +26,10 @@ from PIL import Image
 from tiny_models import save_random_model
 from typer.testing import CliRunner
 
-from mlp_cli import checkpoint, outputs, train
+from mlp_cli import checkpoint, data, outputs, train
 from mlp_cli.cli import app
+from mlp_cli.data import Splits
 from mlp_cli.errors import OutputError, UsageError
-from mlp_cli.train import Splits
 
 runner = CliRunner()
 
@@ -83,7 +83,7 @@ def fake_data(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         rng = np.random.default_rng(1)
         return rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), rng.integers(0, 10, 40)
 
-    monkeypatch.setattr(train, "prepare_data", prepare)
+    monkeypatch.setattr(data, "prepare_data", prepare)
     monkeypatch.setattr("mlp_cli.evaluate.split_images", split_images)
     return asked
 
@@ -346,7 +346,8 @@ def test_a_full_disk_while_drawing_curves_keeps_the_trained_model_and_exits_1(
     assert "disk is full" in err
     assert "mlp plot R" in err
     saved = checkpoint.load(work / "R" / checkpoint.MODEL_FILE)
-    assert saved.metadata["training"]["status"] == "completed"
+    assert saved.meta.training is not None
+    assert saved.meta.training.status == "completed"
     assert sorted(p.name for p in (work / "R").iterdir()) == [
         "checkpoint.npz",
         "config.yaml",
@@ -458,12 +459,12 @@ def test_model_metadata_with_markup_is_printed_as_text() -> None:
 
     from rich.console import Console
 
-    from mlp_cli.checkpoint import ModelMetadata, SavedModel
+    from mlp_cli.checkpoint import ModelMetadata, Preprocessing, SavedModel, TrainingSummary
     from mlp_cli.predict import Prediction
     from mlp_cli.render import print_model_summary, print_prediction
 
     names = [f"[red]c{i}[/]" for i in range(3)]
-    meta = {
+    meta: dict[str, Any] = {
         "format": "[bold]f",
         "format_version": 1,
         "layers": [4, 3],
@@ -478,8 +479,10 @@ def test_model_metadata_with_markup_is_printed_as_text() -> None:
         "data_hashes": {"[red]f": "[/]"},
     }
     # Values the schema would refuse, built without validation: the printing is under test.
-    typed = ModelMetadata.model_construct(**meta)  # type: ignore[arg-type]
-    saved = SavedModel([np.zeros((3, 4), np.float32)], [np.zeros(3, np.float32)], typed, meta)
+    meta["preprocessing"] = Preprocessing.model_construct(**meta["preprocessing"])
+    meta["training"] = TrainingSummary.model_construct(**meta["training"])
+    typed = ModelMetadata.model_construct(**meta)
+    saved = SavedModel([np.zeros((3, 4), np.float32)], [np.zeros(3, np.float32)], typed)
     console = Console(file=io.StringIO(), width=200, color_system=None)
     print_model_summary(console, saved)
     image = np.zeros((28, 28), np.float32)
@@ -1063,7 +1066,11 @@ def test_a_model_whose_forward_pass_overflows_is_refused_on_every_path(
     weights = [w.copy() for w in saved.weights]
     weights[0][...] = 3e38
     weights[1][...] = np.abs(weights[1])  # every logit +inf, none NaN
-    meta = {k: v for k, v in saved.metadata.items() if k not in ("format", "format_version")}
+    meta = {
+        k: v
+        for k, v in saved.meta.model_dump(mode="json", exclude_unset=True).items()
+        if k not in ("format", "format_version")
+    }
     if output == "sigmoid":
         meta |= {"output_activation": "sigmoid", "loss": "mse"}
     checkpoint.save(run_dir / checkpoint.MODEL_FILE, weights, saved.biases, meta)

@@ -24,7 +24,7 @@ TRAIN_ON_SYNTHETIC_DATA = """
 from pathlib import Path
 import numpy as np
 import mlp_cli
-from mlp_cli import train
+from mlp_cli import data, train
 from mlp_cli.config import config_from_dict
 
 assert Path(mlp_cli.__file__).parent == Path({package!r}), mlp_cli.__file__
@@ -32,7 +32,7 @@ rng = np.random.default_rng(0)
 X = rng.random((64, 400), dtype=np.float32)
 y = rng.integers(0, 10, 64).astype(np.uint8)
 pre = {{"input_size": 20, "source": "synthetic", "normalize": None}}
-splits = train.Splits(X, y, np.arange(48), np.arange(48, 64), pre, {{}})
+splits = data.Splits(X, y, np.arange(48), np.arange(48, 64), pre, {{}})
 for name in ("adam", "sgd", "rmsprop"):
     cfg = config_from_dict({{
         "data": {{"input_size": 20, "validation_size": 16}},

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from mlp_cli import checkpoint, cli, data, train
 from mlp_cli.config import load_config
+from mlp_cli.errors import CheckpointError
 from mlp_cli.train import Trainer
 
 runner = CliRunner()
@@ -135,8 +136,9 @@ def test_keys_that_may_change_on_resume_are_applied_and_kept(
 
     assert code == 0, message
     assert load_config(run_dir / train.CONFIG_FILE) == expected
-    status = checkpoint.load(run_dir / train.CHECKPOINT_FILE).metadata["training"]["status"]
-    assert status in ("completed", "early_stopped")
+    training = checkpoint.load(run_dir / train.CHECKPOINT_FILE).meta.training
+    assert training is not None
+    assert training.status in ("completed", "early_stopped")
 
 
 @pytest.mark.parametrize(
@@ -174,7 +176,11 @@ def test_resume_with_config_or_out_is_an_error(tmp_path: Path, option: list[str]
 def _damage(path: Path, change: str) -> None:
     """Rewrite the checkpoint at ``path`` with one part of its resume state broken."""
     saved = checkpoint.load(path, checkpoint=True)
-    meta = {k: v for k, v in saved.metadata.items() if k not in ("format", "format_version")}
+    meta = {
+        k: v
+        for k, v in saved.meta.model_dump(mode="json", exclude_unset=True).items()
+        if k not in ("format", "format_version")
+    }
     extras = dict(saved.extras)
     resume = meta["resume"]
     if change == "perm missing":
@@ -341,7 +347,8 @@ def test_sigterm_and_sighup_stop_training_like_ctrl_c(
     assert "Traceback" not in stdout + stderr
     assert "--resume" in stderr
     saved = checkpoint.load(run_dir / train.CHECKPOINT_FILE, checkpoint=True)
-    assert saved.metadata["training"]["status"] == "interrupted"
+    assert saved.meta.training is not None
+    assert saved.meta.training.status == "interrupted"
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -350,8 +357,9 @@ def test_the_checkpoint_records_the_threads_that_resume_with_auto_keeps(tmp_path
 
     with threadpool_limits(limits=1, user_api="blas"):
         run_dir = interrupted_run(tmp_path, "R")
-    assert train.threads_so_far(run_dir) == 1
-    saved = checkpoint.load(run_dir / train.CHECKPOINT_FILE, checkpoint=True)
+    saved = train.load_checkpoint(run_dir)
+    assert train.threads_so_far(saved) == 1
     assert saved.meta.training is not None
     assert saved.meta.training.threads == 1
-    assert train.threads_so_far(tmp_path / "nowhere") is None
+    with pytest.raises(CheckpointError, match="nowhere"):
+        train.load_checkpoint(tmp_path / "nowhere")

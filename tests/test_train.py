@@ -27,8 +27,9 @@ from threadpoolctl import threadpool_limits
 from mlp_cli import checkpoint, data, optim, threads, train
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.config import Config, config_from_dict, load_config
+from mlp_cli.data import Splits
 from mlp_cli.errors import TrainingError, UsageError
-from mlp_cli.train import Splits, Trainer
+from mlp_cli.train import Trainer
 
 N_TRAIN, N_VAL = 96, 48
 TIMING_KEYS = {"time", "samples_per_sec"}
@@ -257,8 +258,10 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
     assert stopped.status == "interrupted"
     assert no_curves == [tmp_path / "A", tmp_path / "B"]  # drawn at the end and on Ctrl-C
     state = checkpoint.load(tmp_path / "B" / train.CHECKPOINT_FILE, checkpoint=True)
-    assert state.metadata["training"]["status"] == "interrupted"
-    resume_state = state.metadata["resume"]
+    assert state.meta.training is not None
+    assert state.meta.training.status == "interrupted"
+    resume_state = state.meta.resume
+    assert resume_state is not None
     assert (resume_state["epoch"], resume_state["step"]) == divmod(stop_after, STEPS_PER_EPOCH)
 
     resumed_cfg = train.resume_config(tmp_path / "B")
@@ -320,7 +323,8 @@ def test_huge_learning_rate_stops_with_the_epoch_and_step_and_a_loadable_checkpo
     path = trainer.run_dir / train.CHECKPOINT_FILE
     assert str(path) in message
     saved = checkpoint.load(path, checkpoint=True)
-    assert saved.metadata["resume"]["epoch"] == epoch - 1
+    assert saved.meta.resume is not None
+    assert saved.meta.resume["epoch"] == epoch - 1
     assert all(np.all(np.isfinite(w)) for w in saved.weights)
 
 
@@ -366,8 +370,9 @@ def test_early_stopping_keeps_the_best_epochs_weights(
     model = checkpoint.load(trainer.run_dir / checkpoint.MODEL_FILE)
     flat = np.concatenate([w.ravel() for w in model.weights] + list(model.biases))
     assert flat.tobytes() == recorder.after_epoch[best].tobytes()
-    assert model.metadata["training"]["status"] == "early_stopped"
-    assert model.metadata["training"]["weights_from_epoch"] == best
+    assert model.meta.training is not None
+    assert model.meta.training.status == "early_stopped"
+    assert model.meta.training.weights_from_epoch == best
     X_val, y_val = splits.X[splits.val_idx], splits.y[splits.val_idx]
     loss, accuracy = reference_loss_and_accuracy(model, X_val, y_val)
     assert loss == pytest.approx(val_losses[best - 1], rel=1e-5)
@@ -416,11 +421,15 @@ def test_monitor_val_acc_keeps_the_epoch_with_the_highest_validation_accuracy(
     model = checkpoint.load(trainer.run_dir / checkpoint.MODEL_FILE)
     flat = np.concatenate([w.ravel() for w in model.weights] + list(model.biases))
     assert flat.tobytes() == recorder.after_epoch[best_acc].tobytes()
-    summary = model.metadata["training"]
+    training = model.meta.training
+    assert training is not None
+    summary = training.model_dump()
     assert summary["monitor"] == "val_acc"
     assert (summary["best_epoch"], summary["weights_from_epoch"]) == (best_acc, best_acc)
     assert summary["best_val_accuracy"] == max(accuracies)
-    loss_summary = checkpoint.load(tmp_path / "loss" / checkpoint.MODEL_FILE).metadata["training"]
+    loss_training = checkpoint.load(tmp_path / "loss" / checkpoint.MODEL_FILE).meta.training
+    assert loss_training is not None
+    loss_summary = loss_training.model_dump()
     assert (loss_summary["monitor"], loss_summary["best_epoch"]) == ("val_loss", best_loss)
 
 
@@ -438,6 +447,27 @@ def test_early_stopping_patience_counts_epochs_without_a_higher_accuracy(
     assert result.best_epoch == int(np.argmax(accuracies)) + 1
     assert len(result.history) == result.best_epoch + 3  # three epochs no higher, then stop
     assert [r["best"] for r in result.history] == _running_best(accuracies, float.__gt__)
+
+
+def test_a_resumed_run_keeps_the_best_epoch_from_before_the_resume(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    splits = make_splits(learnable=False)  # validation loss rises as soon as it memorises
+    cfg = make_config(tmp_path, model={"layers": [400, 32, 10]}, training={"epochs": 5})
+    trainer = train.start(cfg, splits)
+    recorder = Recorder(trainer)
+    best = trainer.run(recorder).best_epoch
+    assert 0 < best < 5
+    run_dir = trainer.run_dir
+    longer = train.resume_config(run_dir, ["training.epochs=7"])
+    result = train.resume(run_dir, longer, splits).run()
+
+    assert result.best_epoch == best  # the later epochs overfit further
+    model = checkpoint.load(run_dir / checkpoint.MODEL_FILE)
+    flat = np.concatenate([w.ravel() for w in model.weights] + list(model.biases))
+    assert flat.tobytes() == recorder.after_epoch[best].tobytes()
+    assert model.meta.training is not None
+    assert (model.meta.training.epochs_run, model.meta.training.weights_from_epoch) == (7, best)
 
 
 def test_resume_is_exact_when_monitoring_accuracy(tmp_path: Path, no_curves: list[Path]) -> None:
@@ -510,17 +540,20 @@ output: {{dir: {tmp_path / "runs"}}}
     loss, accuracy = reference_loss_and_accuracy(last, X_val, y_val)
     assert loss == pytest.approx(records[-1]["val_loss"], rel=1e-5)
     assert accuracy == records[-1]["val_acc"]
-    assert last.metadata["training"]["status"] == "completed"
-    assert last.metadata["history"] == records
+    assert last.meta.training is not None
+    assert last.meta.training.status == "completed"
+    assert last.meta.history is not None
+    assert last.meta.history == records
     assert set(last.extras) >= {"optimizer/t", "optimizer/velocity"}
     assert int(last.extras["optimizer/t"]) == 2 * math.ceil(N_TRAIN / 32)
 
     model = checkpoint.load(run_dir / checkpoint.MODEL_FILE)
     assert model.layers == [400, 16, 10]
-    assert model.metadata["hidden_activation"] == "relu"
-    assert model.metadata["preprocessing"] == splits.preprocessing
-    assert model.metadata["config"] == cfg.model_dump(mode="json")
-    assert model.metadata["class_names"] == [str(d) for d in range(10)]
+    assert model.meta.hidden_activation == "relu"
+    assert model.meta.preprocessing.model_dump() == splits.preprocessing
+    assert model.meta.config is not None
+    assert model.meta.config.model_dump(mode="json") == cfg.model_dump(mode="json")
+    assert model.meta.class_names == [str(d) for d in range(10)]
 
     with Image.open(run_dir / train.CURVES_FILE) as image:
         assert image.format == "PNG"
@@ -583,6 +616,7 @@ training: {epochs: 50, batch_size: 32}
     assert str(run_dir) in stderr
     assert "Traceback" not in stderr + stdout
     saved = checkpoint.load(run_dir / train.CHECKPOINT_FILE, checkpoint=True)
-    assert saved.metadata["training"]["status"] == "interrupted"
+    assert saved.meta.training is not None
+    assert saved.meta.training.status == "interrupted"
     assert saved.layers == [784, 10]
     assert "interrupted" in stdout
