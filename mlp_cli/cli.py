@@ -883,8 +883,8 @@ def plot(
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import CURVES_FILE, METRICS_FILE, legacy_curves
-    from mlp_cli.viz import plot_curves, read_metrics
+    from mlp_cli.train import CURVES_FILE, METRICS_FILE, legacy_curves, read_metrics
+    from mlp_cli.viz import plot_curves
 
     replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)

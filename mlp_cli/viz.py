@@ -20,7 +20,6 @@ the functions that need them so that importing this module costs only NumPy.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from mlp_cli.errors import DataError, UsageError
+from mlp_cli.errors import UsageError
 from mlp_cli.outputs import IMAGE_SUFFIXES, PICTURE_MARK, check_picture, save_image, save_picture
 
 if TYPE_CHECKING:
@@ -567,46 +566,6 @@ def plot_curves(
         return _save_figure(fig, out, replaces)
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Read a ``metrics.jsonl`` history: one JSON object per line, blank lines ignored."""
-    path = Path(path)
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise UsageError(
-            f"The metrics file {path} {what}. `mlp train` writes metrics.jsonl into its run "
-            "folder; give the path of that file."
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"Cannot read the metrics file {path}: {e}.") from e
-    records: list[dict[str, Any]] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}). Each "
-                "line of a metrics file must be one JSON object; a run that was interrupted "
-                "while writing can leave a cut-off last line. Delete or repair that line."
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(
-                f"{path}, line {lineno}: expected a JSON object such as "
-                f'{{"epoch": 1, "train_loss": 0.5, ...}}, found a {type(obj).__name__}. '
-                "Delete or repair that line."
-            )
-        records.append(obj)
-    if not records:
-        raise DataError(
-            f"The metrics file {path} holds no records (it is empty). A run writes one line "
-            "per finished epoch; train for at least one epoch first."
-        )
-    return records
-
-
 def plot_confusion(
     confusion: np.ndarray,
     out: Path,
@@ -666,27 +625,6 @@ def plot_confusion(
                 ax.text(j, i, f"{v:.0f}" if whole else f"{v:.2f}", ha="center", va="center",
                         fontsize=fontsize, color="black" if light[i, j] else "white")  # fmt: skip
         return _save_figure(fig, out)
-
-
-def worst_mistakes(
-    true: Sequence[int] | np.ndarray,
-    pred: Sequence[int] | np.ndarray,
-    prob: Sequence[float] | np.ndarray,
-    k: int = 50,
-) -> np.ndarray:
-    """Indices of at most `k` misclassified examples, most confident (worst) first.
-
-    `prob` is the probability the model gave its prediction. Ties keep input order.
-    """
-    t, p, q = np.asarray(true), np.asarray(pred), np.asarray(prob, dtype=np.float64)
-    if not t.shape == p.shape == q.shape or t.ndim != 1:
-        raise UsageError(
-            f"true, pred and prob must be 1-D and of equal length, found lengths "
-            f"{t.shape}, {p.shape}, {q.shape}."
-        )
-    wrong = np.flatnonzero(t != p)
-    order = np.argsort(-q[wrong], kind="stable")
-    return wrong[order][:k]
 
 
 def _percent(q: float) -> str:

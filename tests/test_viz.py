@@ -16,8 +16,8 @@ from matplotlib import colormaps
 from PIL import Image
 from rich.console import Console
 
-from mlp_cli import viz
-from mlp_cli.errors import DataError, UsageError
+from mlp_cli import train, viz
+from mlp_cli.errors import UsageError
 
 SEP = viz.SEPARATOR
 LUT = colormaps[viz.CMAP](np.arange(256), bytes=True)[:, :3]  # (256, 3) the colour map's table
@@ -287,7 +287,7 @@ def test_curves_from_records_with_and_without_validation(tmp_path: Path) -> None
 def test_curves_from_a_metrics_file(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in history(12)) + "\n")
-    records = viz.read_metrics(path)
+    records = train.read_metrics(path)
     assert records == history(12)  # blank lines are skipped
     assert_png(viz.plot_curves(records, tmp_path / "deep" / "curves.png"), (1000, 300))
 
@@ -315,27 +315,6 @@ def test_best_record_prefers_the_trainers_flag_then_the_validation_score() -> No
         records[i]["best"] = True
     assert viz.best_record(records) == 6
     assert viz.best_record(history(5, val=False)) is None
-
-
-def test_read_metrics_errors_name_the_file_and_line(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.jsonl"
-    with pytest.raises(UsageError, match="does not exist") as missing_err:
-        viz.read_metrics(missing)
-    assert str(missing) in str(missing_err.value)
-
-    bad = tmp_path / "metrics.jsonl"
-    bad.write_text('{"epoch": 1}\n\n{"epoch": 2, "train_loss": \n')
-    with pytest.raises(DataError, match="line 3") as err:
-        viz.read_metrics(bad)
-    assert str(bad) in str(err.value)
-
-    bad.write_text('{"epoch": 1}\n[1, 2]\n')
-    with pytest.raises(DataError, match=r"line 2.*JSON object"):
-        viz.read_metrics(bad)
-
-    bad.write_text("\n \n")
-    with pytest.raises(DataError, match="no records"):
-        viz.read_metrics(bad)
 
 
 # --------------------------------------------------------------------------- confusion / gallery
@@ -375,15 +354,6 @@ def test_gallery_png(tmp_path: Path) -> None:
     )
     with pytest.raises(UsageError, match="12 images but 11 true labels"):
         viz.save_gallery(images, true[:11], pred, prob, tmp_path / "x.png")
-
-
-def test_worst_mistakes_are_the_wrong_predictions_most_confident_first() -> None:
-    rng = np.random.default_rng(15)
-    true, pred = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
-    prob = rng.uniform(0, 1, 200)
-    got = viz.worst_mistakes(true, pred, prob, k=15)
-    wrong = [i for i in range(200) if true[i] != pred[i]]
-    assert got.tolist() == sorted(wrong, key=lambda i: -prob[i])[:15]
 
 
 def test_importing_viz_does_not_import_plotting_libraries(
