@@ -127,17 +127,14 @@ def _check_patterns(patterns: np.ndarray, side: int) -> np.ndarray:
     return P
 
 
-def _symmetric(P: np.ndarray) -> np.ndarray:
-    """Scale each row by its own max |w| into [-1, 1], keeping 0 at 0; (units, n) -> (units, n)."""
-    peak = np.max(np.abs(P), axis=1, keepdims=True)  # (units, 1)
-    return P / np.where(peak > 0, peak, 1.0)
-
-
-def _diverging_rgb(values: np.ndarray) -> np.ndarray:
-    """Colour values in [-1, 1] with the diverging map; (...) -> (..., 3) uint8."""
+def unit_colours(patterns: np.ndarray) -> np.ndarray:
+    """Colour each row with the diverging map `CMAP`, scaled by the row's own max |w| so 0
+    stays white whatever its range; (units, n) -> (units, n, 3) uint8."""
     from matplotlib import colormaps
 
-    rgba = colormaps[CMAP]((np.asarray(values) + 1.0) / 2.0, bytes=True)  # (..., 4) uint8
+    peak = np.max(np.abs(patterns), axis=1, keepdims=True)  # (units, 1)
+    scaled = patterns / np.where(peak > 0, peak, 1.0)  # (units, n) in [-1, 1]
+    rgba = colormaps[CMAP]((scaled + 1.0) / 2.0, bytes=True)  # (units, n, 4) uint8
     return np.asarray(rgba[..., :3], dtype=np.uint8)
 
 
@@ -165,7 +162,7 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
     return lines
 
 
-def _grid_cols(n: int) -> int:
+def grid_cols(n: int) -> int:
     """Columns of a near-square grid for n tiles (never more rows than columns)."""
     return max(1, math.ceil(math.sqrt(n)))
 
@@ -202,7 +199,7 @@ def _header(width: int, title: str | None, labels: bool, n: int) -> Image.Image:
     left, right = "−max", "+max"
     bar_x = pad + int(font.getlength(left)) + 5
     bar_w = max(40, min(160, text_w - (bar_x - pad) - int(font.getlength(right)) - 5))
-    bar = _diverging_rgb(np.linspace(-1.0, 1.0, bar_w))  # (bar_w, 3)
+    bar = unit_colours(np.linspace(-1.0, 1.0, bar_w)[None])[0]  # (bar_w, 3)
     img.paste(Image.fromarray(np.repeat(bar[None], bar_h, axis=0)), (bar_x, y))
     draw.rectangle((bar_x - 1, y - 1, bar_x + bar_w, y + bar_h), outline=SEPARATOR_RGB)
     text_y = y + (bar_h - ascent) // 2 - 1
@@ -247,11 +244,11 @@ def tile_grid(
     if cols is not None and cols < 1:
         raise UsageError(f"The number of grid columns must be at least 1, got {cols}.")
     n = P.shape[0]
-    cols = min(n, cols if cols is not None else _grid_cols(n))
+    cols = min(n, cols if cols is not None else grid_cols(n))
     rows = math.ceil(n / cols)
     tile, step = side * scale, side * scale + SEPARATOR
 
-    rgb = _diverging_rgb(_symmetric(P)).reshape(n, side, side, 3)  # (units, side, side, 3)
+    rgb = unit_colours(P).reshape(n, side, side, 3)  # (units, side, side, 3)
     rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)  # (units, tile, tile, 3)
     grid = np.full((rows * step + SEPARATOR, cols * step + SEPARATOR, 3), PAGE_RGB, np.uint8)
     for i in range(n):
@@ -311,7 +308,7 @@ def save_hidden_png(weights: Sequence[np.ndarray], side: int, out: Path, *, laye
 
 def _terminal_tile_size(side: int, n: int, width: int) -> int:
     """Largest tile (<= side) for which a near-square grid of n tiles fits `width` columns."""
-    want = min(n, _grid_cols(n))
+    want = min(n, grid_cols(n))
     for t in range(side, 2, -1):
         if want * (t + TERMINAL_GAP) - TERMINAL_GAP <= width:
             return t
@@ -356,7 +353,7 @@ def render_hidden_terminal(
                 for tile in tiles
             ]
         )
-    rgb = _diverging_rgb(_symmetric(tiles.reshape(n, t * t))).reshape(n, t, t, 3)
+    rgb = unit_colours(tiles.reshape(n, t * t)).reshape(n, t, t, 3)
 
     colours: dict[tuple[int, int, int], Color] = {}
 
