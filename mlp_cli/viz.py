@@ -19,7 +19,6 @@ the functions that need them so that importing this module costs only NumPy.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,7 +34,7 @@ from mlp_cli.outputs import IMAGE_SUFFIXES, PICTURE_MARK, check_picture, save_im
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from PIL import Image, ImageFont
+    from PIL import Image
     from rich.console import RenderableType
 
 CMAP = "RdBu_r"  # diverging: blue = negative, near-white = 0, red = positive
@@ -141,77 +140,29 @@ def unit_colours(patterns: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- PNG tile grid
 
 
-@functools.lru_cache(maxsize=8)
-def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-    """DejaVu Sans, which matplotlib always ships, so text looks the same everywhere."""
-    from matplotlib import font_manager
-    from PIL import ImageFont
-
-    prop = font_manager.FontProperties(family="DejaVu Sans", weight="bold" if bold else "normal")
-    return ImageFont.truetype(font_manager.findfont(prop), size)
-
-
-def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
-    """Greedy word wrap measured in pixels of `font` (textwrap counts characters)."""
-    lines: list[str] = []
-    for word in text.split():
-        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
-            lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
-    return lines
-
-
 def grid_cols(n: int) -> int:
     """Columns of a near-square grid for n tiles (never more rows than columns)."""
     return max(1, math.ceil(math.sqrt(n)))
 
 
-def _header(width: int, title: str | None, labels: bool, n: int) -> Image.Image:
-    """Title (wrapped) above a colour bar and a line saying what the colours mean."""
-    from PIL import Image, ImageDraw
+def _text_width(text: str, size: float, bold: bool = False) -> float:
+    """Width in pixels of `text` in matplotlib's font at `size` px (on a 72 dpi figure)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
 
-    pad = 6
-    title_font, font = _font(13, bold=True), _font(11)
-    text_w = width - 2 * pad
-    title_lines = _wrap(title, title_font, text_w) if title else []
-    legend = (
-        f"{n} unit{'s' if n != 1 else ''}; red = positive weight, blue = negative, white = 0; "
-        "each tile is scaled to its own largest |weight|"
-        + ("; the number is the unit's index (row)" if labels else "")
-    )
-    legend_lines = _wrap(legend, font, text_w)
-    ascent, descent = title_font.getmetrics()
-    title_h = ascent + descent + 2
-    ascent, descent = font.getmetrics()
-    line_h = ascent + descent + 1
-    bar_h = 12
-    height = pad + len(title_lines) * title_h + 4 + bar_h + 4 + len(legend_lines) * line_h + pad
+    font = FontProperties(size=size, weight="bold" if bold else "normal")
+    return float(text_to_path.get_text_width_height_descent(text, font, ismath=False)[0])
 
-    img = Image.new("RGB", (width, height), PAGE_RGB)
-    draw = ImageDraw.Draw(img)
-    y = pad
-    for line in title_lines:
-        draw.text((pad, y), line, font=title_font, fill=(0, 0, 0))
-        y += title_h
-    y += 4
-    # colour bar: "−max" [blue ... white ... red] "+max", with a tick under the middle (0)
-    left, right = "−max", "+max"
-    bar_x = pad + int(font.getlength(left)) + 5
-    bar_w = max(40, min(160, text_w - (bar_x - pad) - int(font.getlength(right)) - 5))
-    bar = unit_colours(np.linspace(-1.0, 1.0, bar_w)[None])[0]  # (bar_w, 3)
-    img.paste(Image.fromarray(np.repeat(bar[None], bar_h, axis=0)), (bar_x, y))
-    draw.rectangle((bar_x - 1, y - 1, bar_x + bar_w, y + bar_h), outline=SEPARATOR_RGB)
-    text_y = y + (bar_h - ascent) // 2 - 1
-    draw.text((pad, text_y), left, font=font, fill=(0, 0, 0))
-    draw.text((bar_x + bar_w + 5, text_y), right, font=font, fill=(0, 0, 0))
-    zero_x = bar_x + bar_w // 2
-    draw.line((zero_x, y + bar_h, zero_x, y + bar_h + 3), fill=SEPARATOR_RGB)
-    y += bar_h + 4
-    for line in legend_lines:
-        draw.text((pad, y), line, font=font, fill=(40, 40, 40))
-        y += line_h
-    return img
+
+def _wrap(text: str, size: float, width: float, bold: bool = False) -> list[str]:
+    """Greedy word wrap measured in pixels (textwrap counts characters)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and _text_width(f"{lines[-1]} {word}", size, bold) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
 
 
 def tile_grid(
@@ -228,15 +179,21 @@ def tile_grid(
 
     `patterns` has shape ``(units, side * side)``, each row a flattened row-major image.
     Every tile is scaled symmetrically around zero by its own max |w| and coloured with the
-    diverging map `CMAP`, so 0 is white whatever the tile's range. Tiles are enlarged
-    `scale` times (nearest neighbour) and framed by `SEPARATOR` pixels, so the grid is
-    ``cols * side * scale + (cols + 1) * SEPARATOR`` pixels wide (likewise high with
+    diverging map `CMAP` (see `unit_colours`). Tiles are enlarged `scale` times (nearest
+    neighbour: one block of pixels per weight) and framed by `SEPARATOR` pixels, so the grid
+    is ``cols * side * scale + (cols + 1) * SEPARATOR`` pixels wide (likewise high with
     rows). With `labels` the unit index is drawn in each tile's top-left corner. With
-    `legend` a header holding `title` and a colour legend sits above the grid (and the page
-    is at least `MIN_HEADER_WIDTH` wide, the grid centred); without it the image is the
-    grid alone.
+    `legend` a header holding `title`, a colour bar and what the colours mean sits above the
+    grid (and the page is at least `MIN_HEADER_WIDTH` wide, the grid centred); without it
+    the image is the grid alone. The grid is placed on a 72 dpi matplotlib figure with
+    `figimage`, never resampled, so one point of text is one pixel.
     """
-    from PIL import Image, ImageDraw
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.transforms import IdentityTransform
+    from PIL import Image
 
     P = _check_patterns(patterns, side)
     if scale < 1:
@@ -255,26 +212,53 @@ def tile_grid(
         y, x = (i // cols) * step, (i % cols) * step
         grid[y : y + step + SEPARATOR, x : x + step + SEPARATOR] = SEPARATOR_RGB  # frame
         grid[y + SEPARATOR : y + step, x + SEPARATOR : x + step] = rgb[i]
-    img = Image.fromarray(grid)
+    label_size = int(np.clip(tile * 0.16, 9, 14))
+    for i in range(n if labels else 0):  # the box behind each index, so it reads on any colour
+        y, x = (i // cols) * step + SEPARATOR, (i % cols) * step + SEPARATOR
+        grid[y : y + label_size + 2, x : x + int(_text_width(str(i), label_size)) + 5] = (
+            LABEL_BOX_RGB
+        )
 
-    if labels:
-        draw = ImageDraw.Draw(img)
-        font = _font(int(np.clip(tile * 0.16, 9, 14)))
-        for i in range(n):
-            x = (i % cols) * step + SEPARATOR
-            y = (i // cols) * step + SEPARATOR
-            _, _, right, bottom = draw.textbbox((x + 2, y + 1), str(i), font=font)
-            draw.rectangle((x, y, right + 1, bottom + 1), fill=LABEL_BOX_RGB)
-            draw.text((x + 2, y + 1), str(i), font=font, fill=(255, 255, 255))
+    pad, title_h, line_h, bar_h, ticks_h = 6, 16, 14, 12, 18  # px of the header's rows
+    width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
+    title_lines = _wrap(title, 13, width - 2 * pad, bold=True) if legend and title else []
+    words = (
+        f"{n} unit{'s' if n != 1 else ''}; red = positive weight, blue = negative, white = 0; "
+        "each tile is scaled to its own largest |weight|"
+        + ("; the number is the unit's index (row)" if labels else "")
+    )
+    legend_lines = _wrap(words, 11, width - 2 * pad - 4) if legend else []
+    header = pad + len(title_lines) * title_h + 4 + bar_h + ticks_h + len(legend_lines) * line_h
+    header = header + pad if legend else 0
+    height = header + grid.shape[0]
 
-    if not legend:
-        return img
-    width = max(img.width, MIN_HEADER_WIDTH)
-    header = _header(width, title, labels, n)
-    page = Image.new("RGB", (width, header.height + img.height), PAGE_RGB)
-    page.paste(header, (0, 0))
-    page.paste(img, ((width - img.width) // 2, header.height))
-    return page
+    fig = Figure(figsize=(width / 72, height / 72), dpi=72, facecolor=np.divide(PAGE_RGB, 255))
+    fig.figimage(grid, xo=(width - grid.shape[1]) // 2, yo=0, origin="upper")
+    px = IdentityTransform()  # pixels from the bottom left
+    for i in range(n if labels else 0):
+        y, x = header + (i // cols) * step + SEPARATOR, (width - grid.shape[1]) // 2
+        x += (i % cols) * step + SEPARATOR
+        fig.text(x + 2, height - y - 1, str(i), transform=px, va="top", fontsize=label_size,
+                 color="white")  # fmt: skip
+    if legend:
+        y = pad
+        for line in title_lines:
+            fig.text(pad, height - y, line, transform=px, va="top", fontsize=13, weight="bold")
+            y += title_h
+        bar_w = min(160, width - 2 * pad - 80)
+        y += 4 + bar_h
+        cax = fig.add_axes((40 / width, (height - y) / height, bar_w / width, bar_h / height))
+        bar = fig.colorbar(ScalarMappable(Normalize(-1, 1), CMAP), cax=cax,
+                           orientation="horizontal", ticks=[-1, 0, 1])  # fmt: skip
+        bar.ax.set_xticklabels(["−max", "0", "+max"], fontsize=11)
+        bar.ax.tick_params(length=3, pad=1)
+        y += ticks_h
+        for line in legend_lines:
+            fig.text(pad, height - y, line, transform=px, va="top", fontsize=11, color="0.16")
+            y += line_h
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
 
 
 def hidden_png_path(model: Path, layer: int = 1) -> Path:
