@@ -544,12 +544,8 @@ class Trainer:
 
         curves = self.run_dir / CURVES_FILE
         try:
-            plot_curves(
-                self.state.history,
-                curves,
-                title=self.run_dir.name,
-                replaces=legacy_curves(curves),
-            )
+            outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
+            plot_curves(self.state.history, curves, title=self.run_dir.name)
         except MLPError as exc:
             text = str(exc).rstrip()
             stop = "" if text.endswith((".", "!", "?")) else "."

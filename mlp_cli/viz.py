@@ -29,13 +29,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mlp_cli.errors import UsageError
-from mlp_cli.outputs import IMAGE_SUFFIXES, PICTURE_MARK, check_picture, save_image, save_picture
+from mlp_cli.outputs import PICTURE_MARK, picture_format, save_image, save_picture
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from PIL import Image
-    from rich.console import RenderableType
 
 CMAP = "RdBu_r"  # diverging: blue = negative, near-white = 0, red = positive
 SEPARATOR = 2  # px of frame between tiles in `tile_grid`
@@ -45,7 +44,6 @@ LABEL_BOX_RGB = (20, 20, 20)  # box behind a tile's unit index, so it reads on r
 MIN_HEADER_WIDTH = 300  # px; narrower grids are centred on a page this wide so the legend fits
 DPI = 120  # resolution of every matplotlib figure
 FONT_SIZE = 11  # pt, base size of matplotlib text
-TERMINAL_GAP = 1  # columns between tiles in `render_hidden_terminal`
 HIDDEN_FILE = "hidden.png"  # `mlp show hidden`'s picture, beside the model
 
 
@@ -100,7 +98,7 @@ def unit_patterns(weights: Sequence[np.ndarray], layer: int = 1) -> tuple[np.nda
     return patterns, note
 
 
-def _check_patterns(patterns: np.ndarray, side: int) -> np.ndarray:
+def check_patterns(patterns: np.ndarray, side: int) -> np.ndarray:
     """Validate (units, side*side) patterns; return them as float64."""
     P = np.asarray(patterns, dtype=np.float64)
     if side < 1:
@@ -195,7 +193,7 @@ def tile_grid(
     from matplotlib.transforms import IdentityTransform
     from PIL import Image
 
-    P = _check_patterns(patterns, side)
+    P = check_patterns(patterns, side)
     if scale < 1:
         raise UsageError(f"The tile scale must be a whole number of at least 1, got {scale}.")
     if cols is not None and cols < 1:
@@ -276,104 +274,10 @@ def hidden_png_path(model: Path, layer: int = 1) -> Path:
     return folder / name
 
 
-def save_hidden_png(weights: Sequence[np.ndarray], side: int, out: Path, *, layer: int = 1) -> Path:
-    """Draw the patterns of the units of `layer` (see `unit_patterns`) into a PNG at `out`.
-
-    The header states what is shown (the note of `unit_patterns`). Returns `out`.
-    """
-    out = check_picture(out, "picture of hidden units", IMAGE_SUFFIXES)
-    patterns, note = unit_patterns(weights, layer)
-    img = tile_grid(patterns, side, title=note)
-    return save_image(img, out, "the picture of hidden units")
-
-
-# --------------------------------------------------------------------------- terminal
-
-
-def _terminal_tile_size(side: int, n: int, width: int) -> int:
-    """Largest tile (<= side) for which a near-square grid of n tiles fits `width` columns."""
-    want = min(n, grid_cols(n))
-    for t in range(side, 2, -1):
-        if want * (t + TERMINAL_GAP) - TERMINAL_GAP <= width:
-            return t
-    return min(side, 3)
-
-
-def render_hidden_terminal(
-    patterns: np.ndarray, side: int, *, max_units: int = 36, width: int = 80
-) -> RenderableType:
-    """Render unit patterns for a rich console within `width` columns.
-
-    Each character is ``▀`` with the upper pixel as foreground and the lower pixel as
-    background colour, so one text row shows two pixel rows and pixels stay square. Tiles
-    are downsampled (box filter) only as far as needed for a near-square grid to fit in
-    `width`; each tile's index is written above it. Only the first `max_units` units are
-    drawn, and the caption says so when there were more.
-    """
-    from PIL import Image
-    from rich.color import Color
-    from rich.console import Group
-    from rich.style import Style
-    from rich.text import Text
-
-    P = _check_patterns(patterns, side)
-    if max_units < 1:
-        raise UsageError(f"max_units must be at least 1, got {max_units}.")
-    n_total = P.shape[0]
-    P = P[:max_units]
-    n = P.shape[0]
-    t = _terminal_tile_size(side, n, width)
-    per_row = max(1, min(n, (width + TERMINAL_GAP) // (t + TERMINAL_GAP)))
-
-    tiles = P.reshape(n, side, side)
-    if t != side:
-        # area averaging keeps thin strokes visible where nearest neighbour would drop them
-        tiles = np.stack(
-            [
-                np.asarray(
-                    Image.fromarray(tile.astype(np.float32)).resize((t, t), Image.Resampling.BOX),
-                    dtype=np.float64,
-                )
-                for tile in tiles
-            ]
-        )
-    rgb = unit_colours(tiles.reshape(n, t * t)).reshape(n, t, t, 3)
-
-    colours: dict[tuple[int, int, int], Color] = {}
-
-    def colour(pixel: np.ndarray) -> Color:
-        key = (int(pixel[0]), int(pixel[1]), int(pixel[2]))
-        if key not in colours:
-            colours[key] = Color.from_rgb(*key)
-        return colours[key]
-
-    lines: list[Text] = []
-    for first in range(0, n, per_row):
-        row = range(first, min(first + per_row, n))
-        gap = " " * TERMINAL_GAP
-        label = Text(no_wrap=True, overflow="crop")
-        for i in row:
-            label.append((gap if i > first else "") + str(i).ljust(t)[:t], style="bold")
-        label.rstrip()
-        lines.append(label)
-        for y in range(0, t, 2):  # one text row = pixel rows y (upper) and y + 1 (lower)
-            line = Text(no_wrap=True, overflow="crop")
-            for i in row:
-                if i > first:
-                    line.append(gap)
-                for x in range(t):
-                    lower = colour(rgb[i, y + 1, x]) if y + 1 < t else None
-                    line.append("▀", style=Style(color=colour(rgb[i, y, x]), bgcolor=lower))
-            lines.append(line)
-    caption = f"showing the first {n} of {n_total} units; " if n_total > n else ""
-    caption += (
-        "red = positive weight, blue = negative, white = 0; each tile scaled to its own "
-        "largest |weight|"
-    )
-    if t != side:
-        caption += f"; tiles shrunk from {side}x{side} to {t}x{t} pixels"
-    lines.append(Text(caption + ".", style="dim"))
-    return Group(*lines)
+def save_hidden_png(patterns: np.ndarray, side: int, out: Path, note: str) -> Path:
+    """Draw unit patterns (see `unit_patterns`, whose `note` heads the picture) into a PNG at
+    `out` (checked first with `outputs.check_picture`). Returns `out`."""
+    return save_image(tile_grid(patterns, side, title=note), out, "the picture of hidden units")
 
 
 # --------------------------------------------------------------------------- matplotlib figures
@@ -389,13 +293,14 @@ def _figure(width: float, height: float) -> Iterator[Figure]:
         yield Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _save_figure(fig: Figure, out: Path, replaces: tuple[bytes, ...] = ()) -> Path:
-    """Save in the format named by the suffix of `out` (see `outputs.check_picture`)."""
-    out = check_picture(out, "figure", also=replaces)
-    fmt = out.suffix.lower().lstrip(".")
+def _save_figure(fig: Figure, out: Path) -> Path:
+    """Save in the format named by the suffix of `out`, atomically and with `PICTURE_MARK`.
+    Whether `out` may be replaced is for the caller to check first (`outputs.check_picture`),
+    before the work whose result is drawn."""
+    fmt = picture_format(Path(out), "figure")
     metadata = {"Software" if fmt == "png" else "Creator": PICTURE_MARK}
     return save_picture(
-        out, "the figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
+        Path(out), "the figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
     )
 
 
@@ -439,7 +344,6 @@ def plot_curves(
     *,
     title: str | None = None,
     best_by: Literal["val_loss", "val_acc"] = "val_loss",
-    replaces: tuple[bytes, ...] = (),
 ) -> Path:
     """Plot loss, accuracy and learning rate per epoch into `out`; return `out`.
 
@@ -450,8 +354,7 @@ def plot_curves(
     best epoch is marked: the last record flagged ``"best": true`` by the trainer (which
     applies its own improvement threshold), else the lowest ``val_loss`` or highest
     ``val_acc``, per `best_by`. The learning rate is drawn on a log scale when it varies by
-    more than 10x. A file at `out` is replaced only when it is a picture mlp drew, or holds
-    one of the byte strings `replaces` (see `outputs.check_picture`).
+    more than 10x.
     """
     from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, PercentFormatter
 
@@ -544,7 +447,7 @@ def plot_curves(
 
             # a run's name, drawn as it is: not TeX, control characters escaped
             fig.suptitle(escape_controls(title), fontsize=FONT_SIZE + 3, parse_math=False)
-        return _save_figure(fig, out, replaces)
+        return _save_figure(fig, out)
 
 
 def plot_confusion(
