@@ -1,4 +1,5 @@
-"""Rich terminal rendering for the command line: download bars, live training progress.
+"""Rich terminal rendering for the command line: download bars, live training progress,
+tables, and pictures drawn with half-block characters (a digit, hidden units).
 
 Only `mlp_cli.cli` uses this module; the library reports through callbacks and return
 values and never renders anything itself.

@@ -4,17 +4,17 @@ A hidden unit of a network fed with flattened ``side x side`` images has ``side 
 incoming weights, one per pixel, so its row of ``W1`` (shape ``(n_hidden, n_inputs)``,
 ``z = W1 @ a + b1``) *is* a picture of the pattern that excites it (red, positive weights)
 and the pattern that inhibits it (blue, negative weights). `unit_patterns` picks those rows
-(or, for deeper layers, a linear approximation of them), `tile_grid` / `save_hidden_png`
-draw them as a PNG and `render_hidden_terminal` draws them with half-block characters for
-a rich console. `plot_curves`, `plot_confusion` and `save_gallery` draw training
-histories (`read_metrics` reads ``metrics.jsonl``), confusion matrices and misclassified
-digits.
+(or, for deeper layers, a linear approximation of them), `unit_colours` colours them, and
+`tile_grid` / `save_hidden_png` draw them as a PNG (`render.render_hidden_terminal` draws
+them in the terminal). `plot_curves`, `plot_confusion` and `save_gallery` draw training
+histories, confusion matrices and misclassified digits.
 
-Left out on purpose: loading checkpoints, computing metrics or confusion matrices, choosing
-which images to show (`worst_mistakes` only ranks given predictions), and printing. Figures
-are built on `matplotlib.figure.Figure` and never through pyplot, so no GUI backend is
-touched and no global figure state is kept; matplotlib, Pillow and rich are imported inside
-the functions that need them so that importing this module costs only NumPy.
+Every picture is a `matplotlib.figure.Figure`, never built through pyplot, so no GUI
+backend is touched and no global figure state is kept. Left out on purpose: loading
+checkpoints or metrics, computing confusion matrices, choosing which images to show,
+checking where a picture may be written (the command does that with
+`outputs.check_picture`, before the work) and printing. matplotlib and Pillow are imported
+inside the functions that need them, so importing this module costs only NumPy.
 """
 
 from __future__ import annotations
