@@ -73,11 +73,27 @@ METRIC = {"val_loss": "validation loss", "val_acc": "validation accuracy"}
 MONITORED = {"val_loss": "lowest validation loss", "val_acc": "highest validation accuracy"}
 
 
-class DownloadBar:
+class DataNotices:
+    """The data layer's notices without a progress bar, for quiet output: falsy, so no
+    download progress is drawn, but ``write`` still reaches the user."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def write(self, text: str) -> None:
+        """A notice from the data layer (e.g. a damaged cache file was removed)."""
+        self._console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class DownloadBar(DataNotices):
     """The tqdm-like object pooch's downloader drives (``total``, ``update``, ``reset``,
     ``close``), drawn as one rich progress row per file."""
 
     def __init__(self, console: Console) -> None:
+        super().__init__(console)
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -120,10 +136,6 @@ class DownloadBar:
             self._progress.update(self._task, completed=task.total or task.completed)
             self._task = None
 
-    def write(self, text: str) -> None:
-        """A notice from the data layer (e.g. a damaged cache file was removed)."""
-        self._progress.console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
-
     def stop(self) -> None:
         if self._started:
             self._progress.stop()
@@ -131,20 +143,6 @@ class DownloadBar:
 
     def __bool__(self) -> bool:
         return True
-
-
-class DataNotices:
-    """The data layer's notices without a progress bar, for quiet output: falsy, so no
-    download progress is drawn, but ``write`` still reaches the user."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-
-    def write(self, text: str) -> None:
-        self._console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
-
-    def __bool__(self) -> bool:
-        return False
 
 
 HEADER = (

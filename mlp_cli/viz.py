@@ -241,7 +241,8 @@ def tile_grid(
     if legend:
         y = pad
         for line in title_lines:
-            fig.text(pad, height - y, line, transform=px, va="top", fontsize=13, weight="bold")
+            fig.text(pad, height - y, line, transform=px, va="top", fontsize=13, weight="bold",
+                     parse_math=False)  # fmt: skip
             y += title_h
         bar_w = min(160, width - 2 * pad - 80)
         y += 4 + bar_h
@@ -531,9 +532,10 @@ def save_gallery(
 
     `images` has shape ``(N, side, side)`` (or ``(N, side * side)``) with values in [0, 1],
     1 = ink, drawn dark on white. `prob` is the probability of the predicted class. Images
-    are shown in the order given (rank them with `worst_mistakes`); only the first
-    `max_images` are drawn, and the title says so. Captions of wrong predictions are red,
-    of right ones green. With no images the figure says there is nothing to show.
+    are shown in the order given (`evaluate.Evaluation.worst_mistakes` ranks mistakes);
+    only the first `max_images` are drawn, and the title says so. Captions of wrong
+    predictions are red, of right ones green. With no images the figure says there is
+    nothing to show.
     """
     imgs = np.asarray(images, dtype=np.float64)
     if imgs.ndim == 2 and math.isqrt(imgs.shape[1]) ** 2 == imgs.shape[1]:
