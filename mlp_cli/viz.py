@@ -19,6 +19,7 @@ inside the functions that need them, so importing this module costs only NumPy.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -186,7 +187,6 @@ def tile_grid(
     the image is the grid alone. The grid is placed on a 72 dpi matplotlib figure with
     `figimage`, never resampled, so one point of text is one pixel.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
@@ -230,7 +230,7 @@ def tile_grid(
     header = header + pad if legend else 0
     height = header + grid.shape[0]
 
-    fig = Figure(figsize=(width / 72, height / 72), dpi=72, facecolor=np.divide(PAGE_RGB, 255))
+    fig = Figure(figsize=(width / 72, height / 72), dpi=72, facecolor="white")  # PAGE_RGB
     fig.figimage(grid, xo=(width - grid.shape[1]) // 2, yo=0, origin="upper")
     px = IdentityTransform()  # pixels from the bottom left
     for i in range(n if labels else 0):
@@ -255,9 +255,10 @@ def tile_grid(
         for line in legend_lines:
             fig.text(pad, height - y, line, transform=px, va="top", fontsize=11, color="0.16")
             y += line_h
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+    raw = io.BytesIO()
+    fig.savefig(raw, format="rgba", dpi=72)
+    pixels = np.frombuffer(raw.getbuffer(), np.uint8).reshape(height, width, 4)
+    return Image.fromarray(pixels[..., :3].copy())
 
 
 def hidden_png_path(model: Path, layer: int = 1) -> Path:
