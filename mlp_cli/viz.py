@@ -219,13 +219,14 @@ def tile_grid(
 
     pad, title_h, line_h, bar_h, ticks_h = 6, 16, 14, 12, 18  # px of the header's rows
     width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
-    title_lines = _wrap(title, 13, width - 2 * pad, bold=True) if legend and title else []
+    text_w = width - 2 * pad - 12  # hinted text is drawn a little wider than it measures
+    title_lines = _wrap(title, 13, text_w, bold=True) if legend and title else []
     words = (
         f"{n} unit{'s' if n != 1 else ''}; red = positive weight, blue = negative, white = 0; "
         "each tile is scaled to its own largest |weight|"
         + ("; the number is the unit's index (row)" if labels else "")
     )
-    legend_lines = _wrap(words, 11, width - 2 * pad - 4) if legend else []
+    legend_lines = _wrap(words, 11, text_w) if legend else []
     header = pad + len(title_lines) * title_h + 4 + bar_h + ticks_h + len(legend_lines) * line_h
     header = header + pad if legend else 0
     height = header + grid.shape[0]
