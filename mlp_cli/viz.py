@@ -219,7 +219,7 @@ def tile_grid(
 
     pad, title_h, line_h, bar_h, ticks_h = 6, 16, 14, 12, 18  # px of the header's rows
     width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
-    text_w = width - 2 * pad - 12  # hinted text is drawn a little wider than it measures
+    text_w = width - 2 * pad - 4  # hinted text is drawn a little wider than it measures
     title_lines = _wrap(title, 13, text_w, bold=True) if legend and title else []
     words = (
         f"{n} unit{'s' if n != 1 else ''}; red = positive weight, blue = negative, white = 0; "
