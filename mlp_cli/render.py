@@ -454,7 +454,7 @@ def prediction_summary(predicted: int, failed: int, seconds: float) -> str:
 TERMINAL_GAP = 1  # columns between tiles in `render_hidden_terminal`
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096)  # a picture repeats few colour pairs
 def _block(upper: tuple[int, ...], lower: tuple[int, ...] | None) -> Style:
     return Style(
         color=Color.from_rgb(*upper), bgcolor=None if lower is None else Color.from_rgb(*lower)
