@@ -184,8 +184,8 @@ def tile_grid(
     rows). With `labels` the unit index is drawn in each tile's top-left corner. With
     `legend` a header holding `title`, a colour bar and what the colours mean sits above the
     grid (and the page is at least `MIN_HEADER_WIDTH` wide, the grid centred); without it
-    the image is the grid alone. The grid is placed on a 72 dpi matplotlib figure with
-    `figimage`, never resampled, so one point of text is one pixel.
+    the image is the grid alone. Text and colour bar are drawn by matplotlib at 72 dpi, so
+    one point is one pixel, over the grid's pixels, which are never resampled.
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -211,11 +211,10 @@ def tile_grid(
         grid[y : y + step + SEPARATOR, x : x + step + SEPARATOR] = SEPARATOR_RGB  # frame
         grid[y + SEPARATOR : y + step, x + SEPARATOR : x + step] = rgb[i]
     label_size = int(np.clip(tile * 0.16, 9, 14))
+    digit_w = _text_width("0", label_size)  # the font's digits all have this width
     for i in range(n if labels else 0):  # the box behind each index, so it reads on any colour
         y, x = (i // cols) * step + SEPARATOR, (i % cols) * step + SEPARATOR
-        grid[y : y + label_size + 2, x : x + int(_text_width(str(i), label_size)) + 5] = (
-            LABEL_BOX_RGB
-        )
+        grid[y : y + label_size + 2, x : x + int(len(str(i)) * digit_w) + 5] = LABEL_BOX_RGB
 
     pad, title_h, line_h, bar_h, ticks_h = 6, 16, 14, 12, 18  # px of the header's rows
     width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
@@ -231,8 +230,7 @@ def tile_grid(
     header = header + pad if legend else 0
     height = header + grid.shape[0]
 
-    fig = Figure(figsize=(width / 72, height / 72), dpi=72, facecolor="white")  # PAGE_RGB
-    fig.figimage(grid, xo=(width - grid.shape[1]) // 2, yo=0, origin="upper")
+    fig = Figure(figsize=(width / 72, height / 72), dpi=72)
     px = IdentityTransform()  # pixels from the bottom left
     for i in range(n if labels else 0):
         y, x = header + (i // cols) * step + SEPARATOR, (width - grid.shape[1]) // 2
@@ -256,10 +254,13 @@ def tile_grid(
         for line in legend_lines:
             fig.text(pad, height - y, line, transform=px, va="top", fontsize=11, color="0.16")
             y += line_h
+    # text on a transparent layer over the grid: `figimage` would resample every pixel
     raw = io.BytesIO()
-    fig.savefig(raw, format="rgba", dpi=72)
-    pixels = np.frombuffer(raw.getbuffer(), np.uint8).reshape(height, width, 4)
-    return Image.fromarray(pixels[..., :3].copy())
+    fig.savefig(raw, format="rgba", dpi=72, transparent=True)
+    page = Image.new("RGBA", (width, height), PAGE_RGB)
+    page.paste(Image.fromarray(grid), ((width - grid.shape[1]) // 2, header))
+    text = Image.frombuffer("RGBA", (width, height), raw.getvalue(), "raw", "RGBA", 0, 1)
+    return Image.alpha_composite(page, text).convert("RGB")
 
 
 def hidden_png_path(model: Path, layer: int = 1) -> Path:
