@@ -793,7 +793,8 @@ def show_hidden(
     """Draw each hidden unit's incoming weights as a picture (PNG, and in the terminal)."""
     from mlp_cli.errors import UsageError
     from mlp_cli.outputs import IMAGE_SUFFIXES, check_picture
-    from mlp_cli.viz import hidden_png_path, render_hidden_terminal, save_hidden_png, unit_patterns
+    from mlp_cli.render import render_hidden_terminal
+    from mlp_cli.viz import hidden_png_path, save_hidden_png, unit_patterns
 
     path, saved = _load_model(model)
     target = out or hidden_png_path(path, layer)
@@ -805,7 +806,7 @@ def show_hidden(
         raise UsageError(f"{exc}. Draw it elsewhere with --out FILE.png") from None
     side = saved.meta.preprocessing.input_size
     patterns, note = unit_patterns(saved.weights, layer)
-    save_hidden_png(saved.weights, side, target, layer=layer)
+    save_hidden_png(patterns, side, target, note)
     if terminal:
         console.print(render_hidden_terminal(patterns, side, width=min(console.width, 120)))
     console.print(note, highlight=False)
@@ -885,13 +886,13 @@ def plot(
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import CURVES_FILE, METRICS_FILE, legacy_curves
-    from mlp_cli.viz import plot_curves, read_metrics
+    from mlp_cli.train import CURVES_FILE, METRICS_FILE, legacy_curves, read_metrics
+    from mlp_cli.viz import plot_curves
 
     replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
     records = read_metrics(run_dir / METRICS_FILE)
-    plot_curves(records, target, title=run_dir.resolve().name, replaces=replaces)
+    plot_curves(records, target, title=run_dir.resolve().name)
     console.print(Text.assemble("learning curves written to ", plain(target)), soft_wrap=True)
 
 

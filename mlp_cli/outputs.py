@@ -233,13 +233,7 @@ def check_picture(
     drew (see `is_own_picture`); its folder must be creatable and writable.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in suffixes:
-        shown = f"'{path.suffix}'" if path.suffix else "a name without a suffix"
-        raise UsageError(
-            f"cannot write the {what} '{path}': {shown} is not a picture format mlp writes "
-            f"here; use a name ending in {', '.join(suffixes)}"
-        )
+    picture_format(path, what, suffixes)
     if os.path.isdir(path):
         raise UsageError(
             f"cannot write the {what} '{path}': it is a folder; give the path of the image "
@@ -254,6 +248,17 @@ def check_picture(
     check_folder(path.parent, f"folder for '{path.name}'")
     check_name(path, what)
     return path
+
+
+def picture_format(path: Path, what: str, suffixes: tuple[str, ...] = FIGURE_SUFFIXES) -> str:
+    """The format the suffix of `path` names (``png``...); refuses a suffix not in `suffixes`."""
+    if path.suffix.lower() not in suffixes:
+        shown = f"'{path.suffix}'" if path.suffix else "a name without a suffix"
+        raise UsageError(
+            f"cannot write the {what} '{path}': {shown} is not a picture format mlp writes "
+            f"here; use a name ending in {', '.join(suffixes)}"
+        )
+    return path.suffix.lower().lstrip(".")
 
 
 def check_name(path: Path, what: str) -> None:

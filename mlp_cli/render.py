@@ -1,4 +1,5 @@
-"""Rich terminal rendering for the command line: download bars, live training progress.
+"""Rich terminal rendering for the command line: download bars, live training progress,
+tables, and pictures drawn with half-block characters (a digit, hidden units).
 
 Only `mlp_cli.cli` uses this module; the library reports through callbacks and return
 values and never renders anything itself.
@@ -6,14 +7,17 @@ values and never renders anything itself.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from rich import box
-from rich.console import Console
+from rich.color import Color
+from rich.console import Console, Group
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -25,12 +29,14 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from mlp_cli.checkpoint import MODEL_FILE
 from mlp_cli.plain import command, plain
 from mlp_cli.train import Callbacks, TrainResult
+from mlp_cli.viz import check_patterns, grid_cols, unit_colours
 
 if TYPE_CHECKING:
     from mlp_cli.checkpoint import SavedModel, TrainingSummary
@@ -68,11 +74,27 @@ METRIC = {"val_loss": "validation loss", "val_acc": "validation accuracy"}
 MONITORED = {"val_loss": "lowest validation loss", "val_acc": "highest validation accuracy"}
 
 
-class DownloadBar:
+class DataNotices:
+    """The data layer's notices without a progress bar, for quiet output: falsy, so no
+    download progress is drawn, but ``write`` still reaches the user."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def write(self, text: str) -> None:
+        """A notice from the data layer (e.g. a damaged cache file was removed)."""
+        self._console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class DownloadBar(DataNotices):
     """The tqdm-like object pooch's downloader drives (``total``, ``update``, ``reset``,
     ``close``), drawn as one rich progress row per file."""
 
     def __init__(self, console: Console) -> None:
+        super().__init__(console)
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -115,10 +137,6 @@ class DownloadBar:
             self._progress.update(self._task, completed=task.total or task.completed)
             self._task = None
 
-    def write(self, text: str) -> None:
-        """A notice from the data layer (e.g. a damaged cache file was removed)."""
-        self._progress.console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
-
     def stop(self) -> None:
         if self._started:
             self._progress.stop()
@@ -126,20 +144,6 @@ class DownloadBar:
 
     def __bool__(self) -> bool:
         return True
-
-
-class DataNotices:
-    """The data layer's notices without a progress bar, for quiet output: falsy, so no
-    download progress is drawn, but ``write`` still reaches the user."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-
-    def write(self, text: str) -> None:
-        self._console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
-
-    def __bool__(self) -> bool:
-        return False
 
 
 HEADER = (
@@ -405,19 +409,6 @@ def probability_bars(probabilities: list[float], names: list[str], width: int = 
     return lines
 
 
-def digit_halfblocks(image: NDArray[np.float32]) -> Text:
-    """A (28, 28) image in [0, 1] as 14 terminal rows of half blocks (grey levels)."""
-    text = Text()
-    rows = image.shape[0] - image.shape[0] % 2
-    for r in range(0, rows, 2):
-        for c in range(image.shape[1]):
-            top = round(255 * float(image[r, c]))
-            bottom = round(255 * float(image[r + 1, c]))
-            text.append("▀", style=f"rgb({top},{top},{top}) on rgb({bottom},{bottom},{bottom})")
-        text.append("\n")
-    return text
-
-
 def print_prediction(console: Console, p: Prediction, names: list[str], show: bool) -> None:
     """One image in detail: the answer, the top 3 and a bar per class."""
     top = ", ".join(f"{names[d]} {100 * q:.1f}%" for d, q in p.top(3))
@@ -432,7 +423,8 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
         highlight=False,
     )
     if show:
-        console.print(digit_halfblocks(p.image), end="")
+        grey = np.round(255 * p.image.astype(np.float64)).astype(np.uint8)  # (28, 28)
+        console.print(halfblocks([np.repeat(grey[..., None], 3, axis=2)]))
     console.print(probability_bars(p.probabilities, names), highlight=False)
 
 
@@ -455,6 +447,97 @@ def prediction_summary(predicted: int, failed: int, seconds: float) -> str:
         f"{predicted} image{'s' * (predicted != 1)} predicted, {failed} failed"
         f"{' (errors below)' if failed else ''}, in {_duration(seconds)}"
     )
+
+
+# -- pictures ------------------------------------------------------------------------------
+
+
+TERMINAL_GAP = 1  # columns between tiles in `render_hidden_terminal`
+
+
+@functools.lru_cache(maxsize=4096)  # a picture repeats few colour pairs
+def _block(upper: tuple[int, ...], lower: tuple[int, ...] | None) -> Style:
+    return Style(
+        color=Color.from_rgb(*upper), bgcolor=None if lower is None else Color.from_rgb(*lower)
+    )
+
+
+def halfblocks(tiles: Sequence[NDArray[np.uint8]], gap: int = TERMINAL_GAP) -> Text:
+    """RGB images of equal height, (rows, columns, 3) uint8, side by side `gap` blank columns
+    apart. Each character is ``▀`` with the upper pixel as foreground and the lower pixel as
+    background colour, so one text row shows two pixel rows and pixels stay square (an odd
+    last row has no background)."""
+    text = Text(no_wrap=True, overflow="crop")
+    height = tiles[0].shape[0]
+    for y in range(0, height, 2):  # one text row = pixel rows y (upper) and y + 1 (lower)
+        if y:
+            text.append("\n")
+        for k, tile in enumerate(tiles):
+            if k:
+                text.append(" " * gap)
+            for x in range(tile.shape[1]):
+                lower = tuple(map(int, tile[y + 1, x])) if y + 1 < height else None
+                text.append("▀", style=_block(tuple(map(int, tile[y, x])), lower))
+    return text
+
+
+def _terminal_tile_size(side: int, n: int, width: int) -> int:
+    """Largest tile (<= side) for which a near-square grid of n tiles fits `width` columns."""
+    want = min(n, grid_cols(n))
+    for t in range(side, 2, -1):
+        if want * (t + TERMINAL_GAP) - TERMINAL_GAP <= width:
+            return t
+    return min(side, 3)
+
+
+def render_hidden_terminal(
+    patterns: np.ndarray, side: int, *, max_units: int = 36, width: int = 80
+) -> Group:
+    """Unit patterns (see `viz.unit_patterns`) as half blocks (see `halfblocks`) within
+    `width` columns. Tiles are downsampled (box filter) only as far as needed for a
+    near-square grid to fit in `width`; each tile's index is written above it. Only the
+    first `max_units` units are drawn, and the caption says so when there were more."""
+    from PIL import Image
+
+    from mlp_cli.errors import UsageError
+
+    P = check_patterns(patterns, side)
+    if max_units < 1:
+        raise UsageError(f"max_units must be at least 1, got {max_units}.")
+    n_total = P.shape[0]
+    P = P[:max_units]
+    n = P.shape[0]
+    t = _terminal_tile_size(side, n, width)
+    per_row = max(1, min(n, (width + TERMINAL_GAP) // (t + TERMINAL_GAP)))
+    tiles = P.reshape(n, side, side)
+    if t != side:
+        # area averaging keeps thin strokes visible where nearest neighbour would drop them
+        tiles = np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(tile.astype(np.float32)).resize((t, t), Image.Resampling.BOX),
+                    dtype=np.float64,
+                )
+                for tile in tiles
+            ]
+        )
+    rgb = unit_colours(tiles.reshape(n, t * t)).reshape(n, t, t, 3)
+    lines: list[Text] = []
+    for first in range(0, n, per_row):
+        row = range(first, min(first + per_row, n))
+        label = Text(no_wrap=True, overflow="crop", style="bold")
+        label.append((" " * TERMINAL_GAP).join(str(i).ljust(t)[:t] for i in row))
+        label.rstrip()
+        lines += [label, halfblocks([rgb[i] for i in row])]
+    caption = f"showing the first {n} of {n_total} units; " if n_total > n else ""
+    caption += (
+        "red = positive weight, blue = negative, white = 0; each tile scaled to its own "
+        "largest |weight|"
+    )
+    if t != side:
+        caption += f"; tiles shrunk from {side}x{side} to {t}x{t} pixels"
+    lines.append(Text(caption + ".", style="dim"))
+    return Group(*lines)
 
 
 # -- inspect -------------------------------------------------------------------------------

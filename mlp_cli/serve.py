@@ -50,6 +50,7 @@ from mlp_cli import checkpoint
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import ImageError, MLPError, UsageError
 from mlp_cli.model import MLP
+from mlp_cli.viz import grid_cols, unit_colours, unit_patterns
 
 MAX_BODY = 10 * 2**20  # bytes; a phone photo fits, a canvas PNG is a few KiB
 MAX_PIXELS = 4096 * 4096  # width * height of a JSON "pixels" canvas
@@ -150,7 +151,7 @@ class Served:
             "units": {
                 "count": n_units,
                 "side": self.side,
-                "columns": _columns(n_units),
+                "columns": grid_cols(n_units),
                 "output": len(layers) == 2,  # no hidden layer: the tiles are class templates
             },
         }
@@ -182,18 +183,12 @@ class Served:
         return answer
 
 
-def _columns(n: int) -> int:
-    return max(1, math.ceil(math.sqrt(n)))
-
-
 def _units_png(saved: SavedModel, side: int) -> bytes:
     from PIL import Image
 
-    from mlp_cli.viz import _diverging_rgb, _symmetric, unit_patterns
-
     patterns, _ = unit_patterns(saved.weights, 1)  # (units, side*side)
-    tiles = _diverging_rgb(_symmetric(patterns)).reshape(-1, side, side, 3)
-    n, cols = tiles.shape[0], _columns(tiles.shape[0])
+    tiles = unit_colours(patterns).reshape(-1, side, side, 3)
+    n, cols = tiles.shape[0], grid_cols(tiles.shape[0])
     rows = math.ceil(n / cols)
     sheet = np.full((rows * side, cols * side, 3), 255, np.uint8)
     for i, tile in enumerate(tiles):

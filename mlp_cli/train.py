@@ -38,7 +38,14 @@ from numpy.typing import NDArray
 
 from mlp_cli import __version__, checkpoint, outputs
 from mlp_cli.checkpoint import LATEST, MODEL_FILE
-from mlp_cli.errors import CheckpointError, MLPError, OutputError, TrainingError, UsageError
+from mlp_cli.errors import (
+    CheckpointError,
+    DataError,
+    MLPError,
+    OutputError,
+    TrainingError,
+    UsageError,
+)
 from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, make_optimizer
 from mlp_cli.plain import command
@@ -217,6 +224,46 @@ def legacy_curves(path: Path) -> tuple[bytes, ...]:
         return ()
     size = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
     return (MATPLOTLIB_PNG,) if size == _CURVES_PIXELS else ()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Read a ``metrics.jsonl`` history: one JSON object per line, blank lines ignored."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise UsageError(
+            f"The metrics file {path} {what}. `mlp train` writes metrics.jsonl into its run "
+            "folder; give the path of that file."
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"Cannot read the metrics file {path}: {e}.") from e
+    records: list[dict[str, Any]] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}). Each "
+                "line of a metrics file must be one JSON object; a run that was interrupted "
+                "while writing can leave a cut-off last line. Delete or repair that line."
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(
+                f"{path}, line {lineno}: expected a JSON object such as "
+                f'{{"epoch": 1, "train_loss": 0.5, ...}}, found a {type(obj).__name__}. '
+                "Delete or repair that line."
+            )
+        records.append(obj)
+    if not records:
+        raise DataError(
+            f"The metrics file {path} holds no records (it is empty). A run writes one line "
+            "per finished epoch; train for at least one epoch first."
+        )
+    return records
 
 
 def new_run_dir(cfg: Config, out: str | Path | None = None) -> Path:
@@ -467,12 +514,8 @@ class Trainer:
 
         curves = self.run_dir / CURVES_FILE
         try:
-            plot_curves(
-                self.state.history,
-                curves,
-                title=self.run_dir.name,
-                replaces=legacy_curves(curves),
-            )
+            outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
+            plot_curves(self.state.history, curves, title=self.run_dir.name)
         except MLPError as exc:
             text = str(exc).rstrip()
             stop = "" if text.endswith((".", "!", "?")) else "."

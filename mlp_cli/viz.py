@@ -4,23 +4,22 @@ A hidden unit of a network fed with flattened ``side x side`` images has ``side 
 incoming weights, one per pixel, so its row of ``W1`` (shape ``(n_hidden, n_inputs)``,
 ``z = W1 @ a + b1``) *is* a picture of the pattern that excites it (red, positive weights)
 and the pattern that inhibits it (blue, negative weights). `unit_patterns` picks those rows
-(or, for deeper layers, a linear approximation of them), `tile_grid` / `save_hidden_png`
-draw them as a PNG and `render_hidden_terminal` draws them with half-block characters for
-a rich console. `plot_curves`, `plot_confusion` and `save_gallery` draw training
-histories (`read_metrics` reads ``metrics.jsonl``), confusion matrices and misclassified
-digits.
+(or, for deeper layers, a linear approximation of them), `unit_colours` colours them, and
+`tile_grid` / `save_hidden_png` draw them as a PNG (`render.render_hidden_terminal` draws
+them in the terminal). `plot_curves`, `plot_confusion` and `save_gallery` draw training
+histories, confusion matrices and misclassified digits.
 
-Left out on purpose: loading checkpoints, computing metrics or confusion matrices, choosing
-which images to show (`worst_mistakes` only ranks given predictions), and printing. Figures
-are built on `matplotlib.figure.Figure` and never through pyplot, so no GUI backend is
-touched and no global figure state is kept; matplotlib, Pillow and rich are imported inside
-the functions that need them so that importing this module costs only NumPy.
+Every picture is a `matplotlib.figure.Figure`, never built through pyplot, so no GUI
+backend is touched and no global figure state is kept. Left out on purpose: loading
+checkpoints or metrics, computing confusion matrices, choosing which images to show,
+checking where a picture may be written (the command does that with
+`outputs.check_picture`, before the work) and printing. matplotlib and Pillow are imported
+inside the functions that need them, so importing this module costs only NumPy.
 """
 
 from __future__ import annotations
 
-import functools
-import json
+import io
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,14 +29,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from mlp_cli.errors import DataError, UsageError
-from mlp_cli.outputs import IMAGE_SUFFIXES, PICTURE_MARK, check_picture, save_image, save_picture
+from mlp_cli.errors import UsageError
+from mlp_cli.outputs import PICTURE_MARK, picture_format, save_image, save_picture
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from PIL import Image, ImageFont
-    from rich.console import RenderableType
+    from PIL import Image
 
 CMAP = "RdBu_r"  # diverging: blue = negative, near-white = 0, red = positive
 SEPARATOR = 2  # px of frame between tiles in `tile_grid`
@@ -47,7 +45,6 @@ LABEL_BOX_RGB = (20, 20, 20)  # box behind a tile's unit index, so it reads on r
 MIN_HEADER_WIDTH = 300  # px; narrower grids are centred on a page this wide so the legend fits
 DPI = 120  # resolution of every matplotlib figure
 FONT_SIZE = 11  # pt, base size of matplotlib text
-TERMINAL_GAP = 1  # columns between tiles in `render_hidden_terminal`
 HIDDEN_FILE = "hidden.png"  # `mlp show hidden`'s picture, beside the model
 
 
@@ -102,7 +99,7 @@ def unit_patterns(weights: Sequence[np.ndarray], layer: int = 1) -> tuple[np.nda
     return patterns, note
 
 
-def _check_patterns(patterns: np.ndarray, side: int) -> np.ndarray:
+def check_patterns(patterns: np.ndarray, side: int) -> np.ndarray:
     """Validate (units, side*side) patterns; return them as float64."""
     P = np.asarray(patterns, dtype=np.float64)
     if side < 1:
@@ -128,94 +125,43 @@ def _check_patterns(patterns: np.ndarray, side: int) -> np.ndarray:
     return P
 
 
-def _symmetric(P: np.ndarray) -> np.ndarray:
-    """Scale each row by its own max |w| into [-1, 1], keeping 0 at 0; (units, n) -> (units, n)."""
-    peak = np.max(np.abs(P), axis=1, keepdims=True)  # (units, 1)
-    return P / np.where(peak > 0, peak, 1.0)
-
-
-def _diverging_rgb(values: np.ndarray) -> np.ndarray:
-    """Colour values in [-1, 1] with the diverging map; (...) -> (..., 3) uint8."""
+def unit_colours(patterns: np.ndarray) -> np.ndarray:
+    """Colour each row with the diverging map `CMAP`, scaled by the row's own max |w| so 0
+    stays white whatever its range; (units, n) -> (units, n, 3) uint8."""
     from matplotlib import colormaps
 
-    rgba = colormaps[CMAP]((np.asarray(values) + 1.0) / 2.0, bytes=True)  # (..., 4) uint8
+    peak = np.max(np.abs(patterns), axis=1, keepdims=True)  # (units, 1)
+    scaled = patterns / np.where(peak > 0, peak, 1.0)  # (units, n) in [-1, 1]
+    rgba = colormaps[CMAP]((scaled + 1.0) / 2.0, bytes=True)  # (units, n, 4) uint8
     return np.asarray(rgba[..., :3], dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------- PNG tile grid
 
 
-@functools.lru_cache(maxsize=8)
-def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-    """DejaVu Sans, which matplotlib always ships, so text looks the same everywhere."""
-    from matplotlib import font_manager
-    from PIL import ImageFont
-
-    prop = font_manager.FontProperties(family="DejaVu Sans", weight="bold" if bold else "normal")
-    return ImageFont.truetype(font_manager.findfont(prop), size)
-
-
-def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
-    """Greedy word wrap measured in pixels of `font` (textwrap counts characters)."""
-    lines: list[str] = []
-    for word in text.split():
-        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
-            lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
-    return lines
-
-
-def _grid_cols(n: int) -> int:
+def grid_cols(n: int) -> int:
     """Columns of a near-square grid for n tiles (never more rows than columns)."""
     return max(1, math.ceil(math.sqrt(n)))
 
 
-def _header(width: int, title: str | None, labels: bool, n: int) -> Image.Image:
-    """Title (wrapped) above a colour bar and a line saying what the colours mean."""
-    from PIL import Image, ImageDraw
+def _text_width(text: str, size: float, bold: bool = False) -> float:
+    """Width in pixels of `text` in matplotlib's font at `size` px (on a 72 dpi figure)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
 
-    pad = 6
-    title_font, font = _font(13, bold=True), _font(11)
-    text_w = width - 2 * pad
-    title_lines = _wrap(title, title_font, text_w) if title else []
-    legend = (
-        f"{n} unit{'s' if n != 1 else ''}; red = positive weight, blue = negative, white = 0; "
-        "each tile is scaled to its own largest |weight|"
-        + ("; the number is the unit's index (row)" if labels else "")
-    )
-    legend_lines = _wrap(legend, font, text_w)
-    ascent, descent = title_font.getmetrics()
-    title_h = ascent + descent + 2
-    ascent, descent = font.getmetrics()
-    line_h = ascent + descent + 1
-    bar_h = 12
-    height = pad + len(title_lines) * title_h + 4 + bar_h + 4 + len(legend_lines) * line_h + pad
+    font = FontProperties(size=size, weight="bold" if bold else "normal")
+    return float(text_to_path.get_text_width_height_descent(text, font, ismath=False)[0])
 
-    img = Image.new("RGB", (width, height), PAGE_RGB)
-    draw = ImageDraw.Draw(img)
-    y = pad
-    for line in title_lines:
-        draw.text((pad, y), line, font=title_font, fill=(0, 0, 0))
-        y += title_h
-    y += 4
-    # colour bar: "−max" [blue ... white ... red] "+max", with a tick under the middle (0)
-    left, right = "−max", "+max"
-    bar_x = pad + int(font.getlength(left)) + 5
-    bar_w = max(40, min(160, text_w - (bar_x - pad) - int(font.getlength(right)) - 5))
-    bar = _diverging_rgb(np.linspace(-1.0, 1.0, bar_w))  # (bar_w, 3)
-    img.paste(Image.fromarray(np.repeat(bar[None], bar_h, axis=0)), (bar_x, y))
-    draw.rectangle((bar_x - 1, y - 1, bar_x + bar_w, y + bar_h), outline=SEPARATOR_RGB)
-    text_y = y + (bar_h - ascent) // 2 - 1
-    draw.text((pad, text_y), left, font=font, fill=(0, 0, 0))
-    draw.text((bar_x + bar_w + 5, text_y), right, font=font, fill=(0, 0, 0))
-    zero_x = bar_x + bar_w // 2
-    draw.line((zero_x, y + bar_h, zero_x, y + bar_h + 3), fill=SEPARATOR_RGB)
-    y += bar_h + 4
-    for line in legend_lines:
-        draw.text((pad, y), line, font=font, fill=(40, 40, 40))
-        y += line_h
-    return img
+
+def _wrap(text: str, size: float, width: float, bold: bool = False) -> list[str]:
+    """Greedy word wrap measured in pixels (textwrap counts characters)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and _text_width(f"{lines[-1]} {word}", size, bold) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
 
 
 def tile_grid(
@@ -232,53 +178,94 @@ def tile_grid(
 
     `patterns` has shape ``(units, side * side)``, each row a flattened row-major image.
     Every tile is scaled symmetrically around zero by its own max |w| and coloured with the
-    diverging map `CMAP`, so 0 is white whatever the tile's range. Tiles are enlarged
-    `scale` times (nearest neighbour) and framed by `SEPARATOR` pixels, so the grid is
-    ``cols * side * scale + (cols + 1) * SEPARATOR`` pixels wide (likewise high with
+    diverging map `CMAP` (see `unit_colours`). Tiles are enlarged `scale` times (nearest
+    neighbour: one block of pixels per weight) and framed by `SEPARATOR` pixels, so the grid
+    is ``cols * side * scale + (cols + 1) * SEPARATOR`` pixels wide (likewise high with
     rows). With `labels` the unit index is drawn in each tile's top-left corner. With
-    `legend` a header holding `title` and a colour legend sits above the grid (and the page
-    is at least `MIN_HEADER_WIDTH` wide, the grid centred); without it the image is the
-    grid alone.
+    `legend` a header holding `title`, a colour bar and what the colours mean sits above the
+    grid (and the page is at least `MIN_HEADER_WIDTH` wide, the grid centred); without it
+    the image is the grid alone. Text and colour bar are drawn by matplotlib at 72 dpi, so
+    one point is one pixel, over the grid's pixels, which are never resampled.
     """
-    from PIL import Image, ImageDraw
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.collections import PathCollection
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.textpath import TextPath
+    from matplotlib.transforms import IdentityTransform
+    from PIL import Image
 
-    P = _check_patterns(patterns, side)
+    P = check_patterns(patterns, side)
     if scale < 1:
         raise UsageError(f"The tile scale must be a whole number of at least 1, got {scale}.")
     if cols is not None and cols < 1:
         raise UsageError(f"The number of grid columns must be at least 1, got {cols}.")
     n = P.shape[0]
-    cols = min(n, cols if cols is not None else _grid_cols(n))
+    cols = min(n, cols if cols is not None else grid_cols(n))
     rows = math.ceil(n / cols)
     tile, step = side * scale, side * scale + SEPARATOR
 
-    rgb = _diverging_rgb(_symmetric(P)).reshape(n, side, side, 3)  # (units, side, side, 3)
+    rgb = unit_colours(P).reshape(n, side, side, 3)  # (units, side, side, 3)
     rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)  # (units, tile, tile, 3)
     grid = np.full((rows * step + SEPARATOR, cols * step + SEPARATOR, 3), PAGE_RGB, np.uint8)
     for i in range(n):
         y, x = (i // cols) * step, (i % cols) * step
         grid[y : y + step + SEPARATOR, x : x + step + SEPARATOR] = SEPARATOR_RGB  # frame
         grid[y + SEPARATOR : y + step, x + SEPARATOR : x + step] = rgb[i]
-    img = Image.fromarray(grid)
+    label_size = int(np.clip(tile * 0.16, 9, 14))
+    digit_w = _text_width("0", label_size)  # the font's digits all have this width
+    for i in range(n if labels else 0):  # the box behind each index, so it reads on any colour
+        y, x = (i // cols) * step + SEPARATOR, (i % cols) * step + SEPARATOR
+        grid[y : y + label_size + 2, x : x + int(len(str(i)) * digit_w) + 5] = LABEL_BOX_RGB
 
-    if labels:
-        draw = ImageDraw.Draw(img)
-        font = _font(int(np.clip(tile * 0.16, 9, 14)))
-        for i in range(n):
-            x = (i % cols) * step + SEPARATOR
-            y = (i // cols) * step + SEPARATOR
-            _, _, right, bottom = draw.textbbox((x + 2, y + 1), str(i), font=font)
-            draw.rectangle((x, y, right + 1, bottom + 1), fill=LABEL_BOX_RGB)
-            draw.text((x + 2, y + 1), str(i), font=font, fill=(255, 255, 255))
+    pad, title_h, line_h, bar_h, ticks_h = 6, 16, 14, 12, 18  # px of the header's rows
+    width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
+    text_w = width - 2 * pad - 4  # hinted text is drawn a little wider than it measures
+    title_lines = _wrap(title, 13, text_w, bold=True) if legend and title else []
+    words = (
+        f"{n} unit{'s' if n != 1 else ''}; red = positive weight, blue = negative, white = 0; "
+        "each tile is scaled to its own largest |weight|"
+        + ("; the number is the unit's index (row)" if labels else "")
+    )
+    legend_lines = _wrap(words, 11, text_w) if legend else []
+    header = pad + len(title_lines) * title_h + 4 + bar_h + ticks_h + len(legend_lines) * line_h
+    header = header + pad if legend else 0
+    height = header + grid.shape[0]
 
-    if not legend:
-        return img
-    width = max(img.width, MIN_HEADER_WIDTH)
-    header = _header(width, title, labels, n)
-    page = Image.new("RGB", (width, header.height + img.height), PAGE_RGB)
-    page.paste(header, (0, 0))
-    page.paste(img, ((width - img.width) // 2, header.height))
-    return page
+    fig = Figure(figsize=(width / 72, height / 72), dpi=72)
+    px = IdentityTransform()  # pixels from the bottom left
+    if labels:  # one collection of glyph outlines: a text artist per unit is slow
+        x0, top = (width - grid.shape[1]) // 2 + SEPARATOR + 2, height - header - SEPARATOR
+        base = top - 1 - label_size * 0.95  # the baseline under digits `label_size` px tall
+        glyphs = [
+            TextPath((x0 + (i % cols) * step, base - (i // cols) * step), str(i), size=label_size)
+            for i in range(n)
+        ]
+        fig.add_artist(PathCollection(glyphs, facecolors="white", linewidths=0, transform=px))
+    if legend:
+        y = pad
+        for line in title_lines:
+            fig.text(pad, height - y, line, transform=px, va="top", fontsize=13, weight="bold",
+                     parse_math=False)  # fmt: skip
+            y += title_h
+        bar_w = min(160, width - 2 * pad - 80)
+        y += 4 + bar_h
+        cax = fig.add_axes((40 / width, (height - y) / height, bar_w / width, bar_h / height))
+        bar = fig.colorbar(ScalarMappable(Normalize(-1, 1), CMAP), cax=cax,
+                           orientation="horizontal", ticks=[-1, 0, 1])  # fmt: skip
+        bar.ax.set_xticklabels(["−max", "0", "+max"], fontsize=11)
+        bar.ax.tick_params(length=3, pad=1)
+        y += ticks_h
+        for line in legend_lines:
+            fig.text(pad, height - y, line, transform=px, va="top", fontsize=11, color="0.16")
+            y += line_h
+    # text on a transparent layer over the grid: `figimage` would resample every pixel
+    raw = io.BytesIO()
+    fig.savefig(raw, format="rgba", dpi=72, transparent=True)
+    page = Image.new("RGBA", (width, height), PAGE_RGB)
+    page.paste(Image.fromarray(grid), ((width - grid.shape[1]) // 2, header))
+    text = Image.frombuffer("RGBA", (width, height), raw.getvalue(), "raw", "RGBA", 0, 1)
+    return Image.alpha_composite(page, text).convert("RGB")
 
 
 def hidden_png_path(model: Path, layer: int = 1) -> Path:
@@ -296,104 +283,10 @@ def hidden_png_path(model: Path, layer: int = 1) -> Path:
     return folder / name
 
 
-def save_hidden_png(weights: Sequence[np.ndarray], side: int, out: Path, *, layer: int = 1) -> Path:
-    """Draw the patterns of the units of `layer` (see `unit_patterns`) into a PNG at `out`.
-
-    The header states what is shown (the note of `unit_patterns`). Returns `out`.
-    """
-    out = check_picture(out, "picture of hidden units", IMAGE_SUFFIXES)
-    patterns, note = unit_patterns(weights, layer)
-    img = tile_grid(patterns, side, title=note)
-    return save_image(img, out, "the picture of hidden units")
-
-
-# --------------------------------------------------------------------------- terminal
-
-
-def _terminal_tile_size(side: int, n: int, width: int) -> int:
-    """Largest tile (<= side) for which a near-square grid of n tiles fits `width` columns."""
-    want = min(n, _grid_cols(n))
-    for t in range(side, 2, -1):
-        if want * (t + TERMINAL_GAP) - TERMINAL_GAP <= width:
-            return t
-    return min(side, 3)
-
-
-def render_hidden_terminal(
-    patterns: np.ndarray, side: int, *, max_units: int = 36, width: int = 80
-) -> RenderableType:
-    """Render unit patterns for a rich console within `width` columns.
-
-    Each character is ``▀`` with the upper pixel as foreground and the lower pixel as
-    background colour, so one text row shows two pixel rows and pixels stay square. Tiles
-    are downsampled (box filter) only as far as needed for a near-square grid to fit in
-    `width`; each tile's index is written above it. Only the first `max_units` units are
-    drawn, and the caption says so when there were more.
-    """
-    from PIL import Image
-    from rich.color import Color
-    from rich.console import Group
-    from rich.style import Style
-    from rich.text import Text
-
-    P = _check_patterns(patterns, side)
-    if max_units < 1:
-        raise UsageError(f"max_units must be at least 1, got {max_units}.")
-    n_total = P.shape[0]
-    P = P[:max_units]
-    n = P.shape[0]
-    t = _terminal_tile_size(side, n, width)
-    per_row = max(1, min(n, (width + TERMINAL_GAP) // (t + TERMINAL_GAP)))
-
-    tiles = P.reshape(n, side, side)
-    if t != side:
-        # area averaging keeps thin strokes visible where nearest neighbour would drop them
-        tiles = np.stack(
-            [
-                np.asarray(
-                    Image.fromarray(tile.astype(np.float32)).resize((t, t), Image.Resampling.BOX),
-                    dtype=np.float64,
-                )
-                for tile in tiles
-            ]
-        )
-    rgb = _diverging_rgb(_symmetric(tiles.reshape(n, t * t))).reshape(n, t, t, 3)
-
-    colours: dict[tuple[int, int, int], Color] = {}
-
-    def colour(pixel: np.ndarray) -> Color:
-        key = (int(pixel[0]), int(pixel[1]), int(pixel[2]))
-        if key not in colours:
-            colours[key] = Color.from_rgb(*key)
-        return colours[key]
-
-    lines: list[Text] = []
-    for first in range(0, n, per_row):
-        row = range(first, min(first + per_row, n))
-        gap = " " * TERMINAL_GAP
-        label = Text(no_wrap=True, overflow="crop")
-        for i in row:
-            label.append((gap if i > first else "") + str(i).ljust(t)[:t], style="bold")
-        label.rstrip()
-        lines.append(label)
-        for y in range(0, t, 2):  # one text row = pixel rows y (upper) and y + 1 (lower)
-            line = Text(no_wrap=True, overflow="crop")
-            for i in row:
-                if i > first:
-                    line.append(gap)
-                for x in range(t):
-                    lower = colour(rgb[i, y + 1, x]) if y + 1 < t else None
-                    line.append("▀", style=Style(color=colour(rgb[i, y, x]), bgcolor=lower))
-            lines.append(line)
-    caption = f"showing the first {n} of {n_total} units; " if n_total > n else ""
-    caption += (
-        "red = positive weight, blue = negative, white = 0; each tile scaled to its own "
-        "largest |weight|"
-    )
-    if t != side:
-        caption += f"; tiles shrunk from {side}x{side} to {t}x{t} pixels"
-    lines.append(Text(caption + ".", style="dim"))
-    return Group(*lines)
+def save_hidden_png(patterns: np.ndarray, side: int, out: Path, note: str) -> Path:
+    """Draw unit patterns (see `unit_patterns`, whose `note` heads the picture) into a PNG at
+    `out` (checked first with `outputs.check_picture`). Returns `out`."""
+    return save_image(tile_grid(patterns, side, title=note), out, "the picture of hidden units")
 
 
 # --------------------------------------------------------------------------- matplotlib figures
@@ -409,13 +302,14 @@ def _figure(width: float, height: float) -> Iterator[Figure]:
         yield Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _save_figure(fig: Figure, out: Path, replaces: tuple[bytes, ...] = ()) -> Path:
-    """Save in the format named by the suffix of `out` (see `outputs.check_picture`)."""
-    out = check_picture(out, "figure", also=replaces)
-    fmt = out.suffix.lower().lstrip(".")
+def _save_figure(fig: Figure, out: Path) -> Path:
+    """Save in the format named by the suffix of `out`, atomically and with `PICTURE_MARK`.
+    Whether `out` may be replaced is for the caller to check first (`outputs.check_picture`),
+    before the work whose result is drawn."""
+    fmt = picture_format(Path(out), "figure")
     metadata = {"Software" if fmt == "png" else "Creator": PICTURE_MARK}
     return save_picture(
-        out, "the figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
+        Path(out), "the figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
     )
 
 
@@ -459,7 +353,6 @@ def plot_curves(
     *,
     title: str | None = None,
     best_by: Literal["val_loss", "val_acc"] = "val_loss",
-    replaces: tuple[bytes, ...] = (),
 ) -> Path:
     """Plot loss, accuracy and learning rate per epoch into `out`; return `out`.
 
@@ -470,8 +363,7 @@ def plot_curves(
     best epoch is marked: the last record flagged ``"best": true`` by the trainer (which
     applies its own improvement threshold), else the lowest ``val_loss`` or highest
     ``val_acc``, per `best_by`. The learning rate is drawn on a log scale when it varies by
-    more than 10x. A file at `out` is replaced only when it is a picture mlp drew, or holds
-    one of the byte strings `replaces` (see `outputs.check_picture`).
+    more than 10x.
     """
     from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, PercentFormatter
 
@@ -564,47 +456,7 @@ def plot_curves(
 
             # a run's name, drawn as it is: not TeX, control characters escaped
             fig.suptitle(escape_controls(title), fontsize=FONT_SIZE + 3, parse_math=False)
-        return _save_figure(fig, out, replaces)
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Read a ``metrics.jsonl`` history: one JSON object per line, blank lines ignored."""
-    path = Path(path)
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise UsageError(
-            f"The metrics file {path} {what}. `mlp train` writes metrics.jsonl into its run "
-            "folder; give the path of that file."
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"Cannot read the metrics file {path}: {e}.") from e
-    records: list[dict[str, Any]] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}). Each "
-                "line of a metrics file must be one JSON object; a run that was interrupted "
-                "while writing can leave a cut-off last line. Delete or repair that line."
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(
-                f"{path}, line {lineno}: expected a JSON object such as "
-                f'{{"epoch": 1, "train_loss": 0.5, ...}}, found a {type(obj).__name__}. '
-                "Delete or repair that line."
-            )
-        records.append(obj)
-    if not records:
-        raise DataError(
-            f"The metrics file {path} holds no records (it is empty). A run writes one line "
-            "per finished epoch; train for at least one epoch first."
-        )
-    return records
+        return _save_figure(fig, out)
 
 
 def plot_confusion(
@@ -668,27 +520,6 @@ def plot_confusion(
         return _save_figure(fig, out)
 
 
-def worst_mistakes(
-    true: Sequence[int] | np.ndarray,
-    pred: Sequence[int] | np.ndarray,
-    prob: Sequence[float] | np.ndarray,
-    k: int = 50,
-) -> np.ndarray:
-    """Indices of at most `k` misclassified examples, most confident (worst) first.
-
-    `prob` is the probability the model gave its prediction. Ties keep input order.
-    """
-    t, p, q = np.asarray(true), np.asarray(pred), np.asarray(prob, dtype=np.float64)
-    if not t.shape == p.shape == q.shape or t.ndim != 1:
-        raise UsageError(
-            f"true, pred and prob must be 1-D and of equal length, found lengths "
-            f"{t.shape}, {p.shape}, {q.shape}."
-        )
-    wrong = np.flatnonzero(t != p)
-    order = np.argsort(-q[wrong], kind="stable")
-    return wrong[order][:k]
-
-
 def _percent(q: float) -> str:
     """A probability as a whole percentage, never rounding a doubt up to "100%"."""
     return ">99.5%" if 0.995 <= q < 1.0 else f"{q:.0%}"
@@ -709,9 +540,10 @@ def save_gallery(
 
     `images` has shape ``(N, side, side)`` (or ``(N, side * side)``) with values in [0, 1],
     1 = ink, drawn dark on white. `prob` is the probability of the predicted class. Images
-    are shown in the order given (rank them with `worst_mistakes`); only the first
-    `max_images` are drawn, and the title says so. Captions of wrong predictions are red,
-    of right ones green. With no images the figure says there is nothing to show.
+    are shown in the order given (`evaluate.Evaluation.worst_mistakes` ranks mistakes);
+    only the first `max_images` are drawn, and the title says so. Captions of wrong
+    predictions are red, of right ones green. With no images the figure says there is
+    nothing to show.
     """
     imgs = np.asarray(images, dtype=np.float64)
     if imgs.ndim == 2 and math.isqrt(imgs.shape[1]) ** 2 == imgs.shape[1]:

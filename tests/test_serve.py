@@ -174,10 +174,10 @@ def test_unit_pictures_are_the_first_layer_weights_in_a_grid(running: Running) -
     W1 = np.load(running.runs / "deep" / "model.npz")["W1"]
     # Unit 5 sits in row 1, column 1, coloured as `mlp show hidden` colours it: red where
     # its weight is positive, blue where negative.
-    from mlp_cli.viz import _diverging_rgb, _symmetric
+    from mlp_cli.viz import unit_colours
 
     tile = sheet[20:40, 20:40].reshape(400, 3)
-    assert np.array_equal(tile, _diverging_rgb(_symmetric(W1[5:6].astype(np.float64)))[0])
+    assert np.array_equal(tile, unit_colours(W1[5:6].astype(np.float64))[0])
     red, blue = tile[:, 0].astype(int), tile[:, 2].astype(int)
     assert np.all((red > blue)[W1[5] > 0.01])
     assert np.all((red < blue)[W1[5] < -0.01])

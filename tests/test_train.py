@@ -28,7 +28,7 @@ from mlp_cli import checkpoint, data, optim, threads, train
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.config import Config, config_from_dict, load_config
 from mlp_cli.data import Splits
-from mlp_cli.errors import TrainingError, UsageError
+from mlp_cli.errors import DataError, TrainingError, UsageError
 from mlp_cli.train import Trainer
 
 N_TRAIN, N_VAL = 96, 48
@@ -620,3 +620,24 @@ training: {epochs: 50, batch_size: 32}
     assert saved.meta.training.status == "interrupted"
     assert saved.layers == [784, 10]
     assert "interrupted" in stdout
+
+
+def test_read_metrics_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(UsageError, match="does not exist") as missing_err:
+        train.read_metrics(missing)
+    assert str(missing) in str(missing_err.value)
+
+    bad = tmp_path / "metrics.jsonl"
+    bad.write_text('{"epoch": 1}\n\n{"epoch": 2, "train_loss": \n')
+    with pytest.raises(DataError, match="line 3") as err:
+        train.read_metrics(bad)
+    assert str(bad) in str(err.value)
+
+    bad.write_text('{"epoch": 1}\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"line 2.*JSON object"):
+        train.read_metrics(bad)
+
+    bad.write_text("\n \n")
+    with pytest.raises(DataError, match="no records"):
+        train.read_metrics(bad)

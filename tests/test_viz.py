@@ -3,7 +3,6 @@ and that every figure writes a real image (or fails with a clear MLPError)."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Callable
@@ -14,10 +13,9 @@ import numpy as np
 import pytest
 from matplotlib import colormaps
 from PIL import Image
-from rich.console import Console
 
-from mlp_cli import viz
-from mlp_cli.errors import DataError, UsageError
+from mlp_cli import train, viz
+from mlp_cli.errors import UsageError
 
 SEP = viz.SEPARATOR
 LUT = colormaps[viz.CMAP](np.arange(256), bytes=True)[:, :3]  # (256, 3) the colour map's table
@@ -183,70 +181,14 @@ def test_weights_that_do_not_chain_are_refused() -> None:
 
 def test_save_hidden_png_writes_the_grid(tmp_path: Path) -> None:
     weights = three_layers(np.random.default_rng(10))
-    out = viz.save_hidden_png(weights, 20, tmp_path / "sub" / "hidden.png", layer=2)
+    patterns, note = viz.unit_patterns(weights, layer=2)
+    out = viz.save_hidden_png(patterns, 20, tmp_path / "sub" / "hidden.png", note)
     with Image.open(out) as img:
         assert img.format == "PNG"
         assert img.width == 4 * 80 + 5 * SEP  # 16 units: 4 x 4 tiles
         assert img.height > 4 * 80 + 5 * SEP
     with pytest.raises(UsageError, match="20x20"):
-        viz.save_hidden_png(weights, 28, tmp_path / "bad.png")
-
-
-# --------------------------------------------------------------------------- terminal
-
-
-def render(renderable: Any, width: int = 80) -> tuple[Console, list[str]]:
-    console = Console(width=width, record=True, file=io.StringIO(), color_system="truecolor")
-    console.print(renderable)
-    return console, console.export_text().splitlines()
-
-
-def unit_labels(lines: list[str]) -> list[int]:
-    """The numbers on the lines made of numbers only: the unit index above each tile."""
-    numeric = [line.split() for line in lines if line.split() and line.replace(" ", "").isdigit()]
-    return [int(tok) for tokens in numeric for tok in tokens]
-
-
-@pytest.mark.parametrize(("n", "side"), [(25, 20), (36, 28), (10, 28), (3, 20)])
-def test_terminal_grid_fits_80_columns_and_labels_every_unit(n: int, side: int) -> None:
-    patterns = np.random.default_rng(11).standard_normal((n, side * side))
-    _, lines = render(viz.render_hidden_terminal(patterns, side))
-    assert max(len(line) for line in lines) <= 80
-    assert unit_labels(lines) == list(range(n))
-    assert sum(line.count("▀") for line in lines) > 0
-
-
-def test_terminal_shows_the_first_max_units_and_says_so() -> None:
-    patterns = np.random.default_rng(12).standard_normal((50, 784))
-    _, lines = render(viz.render_hidden_terminal(patterns, 28, max_units=36))
-    text = " ".join(" ".join(lines).split())  # the caption may wrap
-    assert unit_labels(lines) == list(range(36))
-    assert "first 36 of 50" in text
-
-
-def test_terminal_half_blocks_put_upper_pixel_in_front_and_lower_behind() -> None:
-    stripes = np.where(np.arange(20)[:, None] % 2 == 0, 1.0, -1.0) * np.ones((1, 20))
-    patterns = np.stack([stripes.ravel(), -stripes.ravel(), np.zeros(400)])
-    console = Console(width=80, file=io.StringIO(), color_system="truecolor")
-    renderable = viz.render_hidden_terminal(patterns, 20)
-    rows = console.render_lines(renderable, console.options, pad=False)
-    cells = [
-        [(ch, seg.style) for seg in row for ch in seg.text]
-        for row in rows
-        if any("▀" in seg.text for seg in row)
-    ]
-    assert len(cells) == 10  # 20 pixel rows, two per text row: 3 small tiles need no shrinking
-    for row in cells:
-        # unit 0 spans columns 0..19, one gap column, then unit 1
-        for x, (want_fg, want_bg) in ((0, (RED, BLUE)), (21, (BLUE, RED)), (42, (MIDDLE,) * 2)):
-            for ch, style in row[x : x + 20]:
-                assert ch == "▀"
-                assert style is not None
-                assert style.color is not None
-                assert style.bgcolor is not None
-                assert tuple(style.color.get_truecolor()) == tuple(want_fg)
-                assert tuple(style.bgcolor.get_truecolor()) == tuple(want_bg)
-    assert all(ch == " " for row in cells for ch, _ in (row[20], row[41]))
+        viz.save_hidden_png(patterns, 28, tmp_path / "bad.png", note)
 
 
 # --------------------------------------------------------------------------- curves / metrics
@@ -287,7 +229,7 @@ def test_curves_from_records_with_and_without_validation(tmp_path: Path) -> None
 def test_curves_from_a_metrics_file(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in history(12)) + "\n")
-    records = viz.read_metrics(path)
+    records = train.read_metrics(path)
     assert records == history(12)  # blank lines are skipped
     assert_png(viz.plot_curves(records, tmp_path / "deep" / "curves.png"), (1000, 300))
 
@@ -315,27 +257,6 @@ def test_best_record_prefers_the_trainers_flag_then_the_validation_score() -> No
         records[i]["best"] = True
     assert viz.best_record(records) == 6
     assert viz.best_record(history(5, val=False)) is None
-
-
-def test_read_metrics_errors_name_the_file_and_line(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.jsonl"
-    with pytest.raises(UsageError, match="does not exist") as missing_err:
-        viz.read_metrics(missing)
-    assert str(missing) in str(missing_err.value)
-
-    bad = tmp_path / "metrics.jsonl"
-    bad.write_text('{"epoch": 1}\n\n{"epoch": 2, "train_loss": \n')
-    with pytest.raises(DataError, match="line 3") as err:
-        viz.read_metrics(bad)
-    assert str(bad) in str(err.value)
-
-    bad.write_text('{"epoch": 1}\n[1, 2]\n')
-    with pytest.raises(DataError, match=r"line 2.*JSON object"):
-        viz.read_metrics(bad)
-
-    bad.write_text("\n \n")
-    with pytest.raises(DataError, match="no records"):
-        viz.read_metrics(bad)
 
 
 # --------------------------------------------------------------------------- confusion / gallery
@@ -375,15 +296,6 @@ def test_gallery_png(tmp_path: Path) -> None:
     )
     with pytest.raises(UsageError, match="12 images but 11 true labels"):
         viz.save_gallery(images, true[:11], pred, prob, tmp_path / "x.png")
-
-
-def test_worst_mistakes_are_the_wrong_predictions_most_confident_first() -> None:
-    rng = np.random.default_rng(15)
-    true, pred = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
-    prob = rng.uniform(0, 1, 200)
-    got = viz.worst_mistakes(true, pred, prob, k=15)
-    wrong = [i for i in range(200) if true[i] != pred[i]]
-    assert got.tolist() == sorted(wrong, key=lambda i: -prob[i])[:15]
 
 
 def test_importing_viz_does_not_import_plotting_libraries(

@@ -1,0 +1,71 @@
+"""Tests for mlp_cli.render's pictures in the terminal: half blocks, grid width, labels."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib import colormaps
+from rich.console import Console
+
+from mlp_cli import viz
+from mlp_cli.render import render_hidden_terminal
+
+LUT = colormaps[viz.CMAP](np.arange(256), bytes=True)[:, :3]  # (256, 3) the colour map's table
+RED, BLUE, MIDDLE = LUT[255], LUT[0], LUT[128]  # colours of +max, -max and 0
+
+
+def render(renderable: Any, width: int = 80) -> tuple[Console, list[str]]:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system="truecolor")
+    console.print(renderable)
+    return console, console.export_text().splitlines()
+
+
+def unit_labels(lines: list[str]) -> list[int]:
+    """The numbers on the lines made of numbers only: the unit index above each tile."""
+    numeric = [line.split() for line in lines if line.split() and line.replace(" ", "").isdigit()]
+    return [int(tok) for tokens in numeric for tok in tokens]
+
+
+@pytest.mark.parametrize(("n", "side"), [(25, 20), (36, 28), (10, 28), (3, 20)])
+def test_terminal_grid_fits_80_columns_and_labels_every_unit(n: int, side: int) -> None:
+    patterns = np.random.default_rng(11).standard_normal((n, side * side))
+    _, lines = render(render_hidden_terminal(patterns, side))
+    assert max(len(line) for line in lines) <= 80
+    assert unit_labels(lines) == list(range(n))
+    assert sum(line.count("▀") for line in lines) > 0
+
+
+def test_terminal_shows_the_first_max_units_and_says_so() -> None:
+    patterns = np.random.default_rng(12).standard_normal((50, 784))
+    _, lines = render(render_hidden_terminal(patterns, 28, max_units=36))
+    text = " ".join(" ".join(lines).split())  # the caption may wrap
+    assert unit_labels(lines) == list(range(36))
+    assert "first 36 of 50" in text
+
+
+def test_terminal_half_blocks_put_upper_pixel_in_front_and_lower_behind() -> None:
+    stripes = np.where(np.arange(20)[:, None] % 2 == 0, 1.0, -1.0) * np.ones((1, 20))
+    patterns = np.stack([stripes.ravel(), -stripes.ravel(), np.zeros(400)])
+    console = Console(width=80, file=io.StringIO(), color_system="truecolor")
+    renderable = render_hidden_terminal(patterns, 20)
+    rows = console.render_lines(renderable, console.options, pad=False)
+    cells = [
+        [(ch, seg.style) for seg in row for ch in seg.text]
+        for row in rows
+        if any("▀" in seg.text for seg in row)
+    ]
+    assert len(cells) == 10  # 20 pixel rows, two per text row: 3 small tiles need no shrinking
+    for row in cells:
+        # unit 0 spans columns 0..19, one gap column, then unit 1
+        for x, (want_fg, want_bg) in ((0, (RED, BLUE)), (21, (BLUE, RED)), (42, (MIDDLE,) * 2)):
+            for ch, style in row[x : x + 20]:
+                assert ch == "▀"
+                assert style is not None
+                assert style.color is not None
+                assert style.bgcolor is not None
+                assert tuple(style.color.get_truecolor()) == tuple(want_fg)
+                assert tuple(style.bgcolor.get_truecolor()) == tuple(want_bg)
+    assert all(ch == " " for row in cells for ch, _ in (row[20], row[41]))
