@@ -260,10 +260,10 @@ def _flatten_transparency(image: Image.Image) -> Image.Image:
     if image.mode not in _ALPHA_MODES and "transparency" not in image.info:
         return image
     rgba = image.convert("RGBA")
+    if rgba.getchannel("A").getextrema()[0] == 255:
+        return rgba  # opaque: its grey is the grey of its RGB
     pixels = np.asarray(rgba)  # (H, W, 4)
     alpha = pixels[..., 3]
-    if alpha.min() == 255:
-        return rgba.convert("RGB")
     visible = _luma(pixels[..., :3])[alpha >= 128]
     light_uniform_ink = (
         visible.size > 0
@@ -376,7 +376,8 @@ def _ink_contrast(grey: FloatArray) -> tuple[FloatArray, float]:
     """
     background, noise = _background(grey)
     deviation = grey - background  # (H, W)
-    if float(background.min()) > FLAT_FIELD_MIN:
+    low, high = float(background.min()), float(background.max())
+    if low > FLAT_FIELD_MIN and low < high:  # a flat background would divide by itself
         # Light falls on paper and ink alike, so an unevenly lit picture has proportionally
         # weaker ink where it is darker: dividing by the background evens that out.
         deviation *= np.float32(np.median(background)) / background
