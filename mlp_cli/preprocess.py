@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from mlp_cli.errors import ImageError, UsageError
 from mlp_cli.limits import NotRegularFileError, open_regular
@@ -69,12 +69,12 @@ TARGET_STROKE = 1.8
 
 
 @functools.lru_cache(maxsize=16)
-def _area_matrix(n_in: int, n_out: int) -> FloatArray:
+def area_matrix(n_in: int, n_out: int) -> FloatArray:
     """Overlap weights (n_out, n_in): row i averages the input span output pixel i covers.
 
     Output pixel i covers [i, i+1) * n_in / n_out in input coordinates; its weight on input
     pixel j is the length of the overlap with [j, j+1), divided by the span's length, so
-    every row sums to 1.
+    every row sums to 1. `mlp export` writes the same matrix into its ONNX graph.
     """
     scale = n_in / n_out
     edges = np.arange(n_out + 1, dtype=np.float64) * scale  # (n_out + 1,)
@@ -91,7 +91,7 @@ def _area_resize(images: FloatArray, size: int) -> FloatArray:
     """Area-average a batch (N, 28, 28) of floats to (N, size, size)."""
     if size == MNIST_SIDE:
         return images
-    weights = _area_matrix(MNIST_SIDE, size)  # (size, 28)
+    weights = area_matrix(MNIST_SIDE, size)  # (size, 28)
     out: FloatArray = np.matmul(np.matmul(weights, images), weights.T)  # (N, size, size)
     return out
 
@@ -318,7 +318,11 @@ def _border_mask(shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
 
 
 def _robust_sigma(residuals: npt.NDArray[np.floating]) -> float:
-    """Noise level from residuals around zero: the scaled median absolute value (MAD)."""
+    """Noise level from residuals around zero: the scaled median absolute value (MAD).
+
+    One line by hand, as scipy.stats' import would cost `mlp predict` more than it saves
+    (`python bench/ndimage.py`).
+    """
     return 1.4826 * float(np.median(np.abs(residuals)))
 
 
@@ -414,12 +418,11 @@ def _ink(contrast: FloatArray, noise: float, source: str) -> FloatArray:
 
 def _despeckled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Ink pixels with at least 2 ink neighbours in their 3x3 window (drops specks)."""
-    padded = np.pad(mask, 1).astype(np.uint8)
-    height, width = mask.shape
-    count = sum(
-        padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)
-    )  # (H, W), including the pixel itself
-    result: npt.NDArray[np.bool_] = mask & (count >= 3)
+    # The window's third-largest value (rank 6 of 9) is 1 when it holds 3 ink pixels or
+    # more, the pixel itself included; the frame of 0 is the background beyond the edges.
+    frame = Image.fromarray(np.pad(mask, 1).astype(np.uint8))
+    third = np.asarray(frame.filter(ImageFilter.RankFilter(3, 6)))[1:-1, 1:-1]  # (H, W)
+    result: npt.NDArray[np.bool_] = mask & (third > 0)
     return result
 
 
@@ -475,21 +478,6 @@ def _stroke_width(mask: npt.NDArray[np.bool_]) -> float:
     return 2.0 * float(np.count_nonzero(mask)) / max(vertical + horizontal, 1)
 
 
-def _max_filter(image: FloatArray, radius: int) -> FloatArray:
-    """Grey dilation by a (2*radius+1) square: each pixel becomes its neighbourhood's max."""
-    result = image
-    for axis in (0, 1):
-        source = result
-        result = source.copy()
-        for shift in range(1, radius + 1):
-            ahead = [slice(None), slice(None)]
-            behind = [slice(None), slice(None)]
-            ahead[axis], behind[axis] = slice(shift, None), slice(None, -shift)
-            np.maximum(result[tuple(ahead)], source[tuple(behind)], out=result[tuple(ahead)])
-            np.maximum(result[tuple(behind)], source[tuple(ahead)], out=result[tuple(behind)])
-    return result
-
-
 def _thickened(digit: FloatArray) -> FloatArray:
     """A cropped digit (h, w) whose strokes would be thinner than MIN_STROKE in the 20-pixel
     box, dilated (and padded to make room) so that they reach TARGET_STROKE there."""
@@ -498,7 +486,9 @@ def _thickened(digit: FloatArray) -> FloatArray:
     radius = round((TARGET_STROKE - width) / 2 * longer / BOX_SIDE)
     if width >= MIN_STROKE or radius < 1:
         return digit
-    return _max_filter(np.pad(digit, radius), radius)
+    # grey dilation: each pixel becomes the maximum of the (2*radius+1) square around it
+    dilate = ImageFilter.MaxFilter(2 * radius + 1)
+    return np.asarray(Image.fromarray(np.pad(digit, radius)).filter(dilate), dtype=np.float32)
 
 
 def _fit_box(digit: FloatArray) -> FloatArray:
@@ -517,7 +507,11 @@ def _fit_box(digit: FloatArray) -> FloatArray:
 
 def _centre_by_mass(digit: FloatArray) -> FloatArray:
     """Paste a (h, w) digit, h, w <= 28, into a 28x28 frame with its centre of mass at
-    MNIST_CENTRE, shifted by whole pixels and kept entirely inside the frame."""
+    MNIST_CENTRE, shifted by whole pixels and kept entirely inside the frame.
+
+    The centre of mass is two sums by hand, as scipy.ndimage's import would cost `mlp
+    predict` more than it saves (`python bench/ndimage.py`).
+    """
     height, width = digit.shape
     total = float(digit.sum())
     row_com = float(digit.sum(axis=1) @ np.arange(height)) / total
