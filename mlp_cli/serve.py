@@ -1,9 +1,12 @@
 """`mlp serve`: a local web page where one draws a digit and watches a trained network answer.
 
 The server is the standard library's `ThreadingHTTPServer`: one thread per connection, so a
-slow client only holds its own thread, and every read has a timeout.  The page and its
-script are package data (`mlp_cli/web`), read once at start-up and served from memory by
-name, so no request path ever reaches the file system.
+slow client only holds its own thread, and every read has a timeout.  Predictions (decoding
+the picture, preparing it, the forward pass and the JSON answer) run in a pool of worker
+processes, one per processor, because in one process they take turns on the interpreter
+lock and concurrent clients queue.  The page and its script are package data
+(`mlp_cli/web`), read once at start-up and served from memory by name, so no request path
+ever reaches the file system.
 
 The JSON API:
 
@@ -28,9 +31,13 @@ import base64
 import binascii
 import io
 import ipaddress
+import itertools
 import json
 import math
+import os
+import queue
 import re
+import signal
 import socket
 import sys
 import threading
@@ -93,6 +100,9 @@ class RequestError(Exception):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self) -> tuple[type[RequestError], tuple[HTTPStatus, str]]:
+        return RequestError, (self.status, str(self))  # raised in a worker, re-raised here
+
 
 def is_loopback(host: str) -> bool:
     """Whether `host` names this machine only (then the page is not on the network)."""
@@ -113,6 +123,8 @@ class Served:
     saved: SavedModel
     lock: threading.Lock = field(default_factory=threading.Lock)
     _units_png: bytes | None = None
+    # names this loaded model in the worker processes, which keep their own copies
+    key: int = field(default_factory=itertools.count().__next__)
 
     def __post_init__(self) -> None:
         from mlp_cli.evaluate import build_model
@@ -183,6 +195,77 @@ class Served:
         answer["input"] = np.round(digit, 3).tolist()
         answer["hidden"] = [np.round(a[0], 4).tolist() for a in outputs[:-1]]
         return answer
+
+
+def answer(served: Served, kind: str, body: bytes) -> bytes:
+    """The JSON answer to POST /api/predict of `body` (Content-Type `kind`)."""
+    from mlp_cli.preprocess import image_from_bytes
+
+    if kind == "application/json":
+        image = image_from_json(body)
+    else:
+        image = image_from_bytes(body, "the uploaded image")
+    return json.dumps(served.predict(image, "upload")).encode()
+
+
+class Worker:
+    """A process answering predictions over a pipe, one at a time, with its own copies of
+    the models (the MAX_LOADED last used; `holds` mirrors which)."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_work, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+        self.holds: OrderedDict[int, None] = OrderedDict()
+
+    def answer(self, served: Served, kind: str, body: bytes) -> bytes:
+        """`answer(served, kind, body)` in the worker; its errors are raised here."""
+        saved = None if served.key in self.holds else served.saved  # sent once per worker
+        _remember(self.holds, served.key, None)
+        self.conn.send((served.key, saved, served.name, served.path, kind, body))
+        ok, value = self.conn.recv()
+        if not ok:
+            raise value
+        assert isinstance(value, bytes)
+        return value
+
+    def close(self) -> None:
+        self.conn.close()  # the worker reads the end of its pipe and returns
+
+
+def _remember(cache: OrderedDict[int, Any], key: int, value: Any) -> None:
+    """Mark `key` as just used, adding `value` if new; forget beyond MAX_LOADED."""
+    if key in cache:
+        cache.move_to_end(key)
+        return
+    cache[key] = value
+    if len(cache) > MAX_LOADED:
+        cache.popitem(last=False)
+
+
+def _work(conn: Any) -> None:
+    """A worker process's loop: (key, saved model or None, name, path, kind, body) in,
+    (True, answer bytes) or (False, the exception) out, until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the server stops
+    models: OrderedDict[int, Served] = OrderedDict()
+    while True:
+        try:
+            key, saved, name, path, kind, body = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            served = models.get(key) or Served(name, path, saved, key=key)
+            _remember(models, key, served)
+            reply: tuple[bool, Any] = (True, answer(served, kind, body))
+        except (MLPError, RequestError) as exc:
+            reply = (False, exc)
+        except Exception as exc:  # sent as text: not every exception survives pickling
+            reply = (False, RuntimeError(repr(exc)))
+        conn.send(reply)
 
 
 def _columns(n: int) -> int:
@@ -462,13 +545,7 @@ class Handler(BaseHTTPRequestHandler):
             )
         if not body:
             raise RequestError(HTTPStatus.BAD_REQUEST, "the request body is empty; send an image")
-        from mlp_cli.preprocess import image_from_bytes
-
-        if kind == "application/json":
-            image = image_from_json(body)
-        else:
-            image = image_from_bytes(body, "the uploaded image")
-        self._json(HTTPStatus.OK, served.predict(image, "upload"))
+        self._send(HTTPStatus.OK, self.server.answer(served, kind, body), "application/json")
 
     # -- bodies -------------------------------------------------------------------------
 
@@ -539,8 +616,14 @@ class Server(ThreadingHTTPServer):
         read_timeout: float = READ_TIMEOUT,
         max_body: int = MAX_BODY,
         log: Callable[[str], None] | None = None,
+        workers: int | None = None,
     ) -> None:
+        """`workers` processes answer predictions (None: one per processor; 0: none, each
+        request's own thread does)."""
         self.models = models
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self._idle: queue.Queue[Worker] = queue.Queue()  # started with the first prediction
+        self._started = threading.Lock()
         self.assets = _load_assets()
         self.read_timeout = read_timeout
         self.max_body = max_body
@@ -554,6 +637,28 @@ class Server(ThreadingHTTPServer):
                 f"cannot listen on {host} port {port}: {exc.strerror or exc}. Choose another "
                 "--port (0 picks a free one) or stop what is using it."
             ) from None
+
+    def answer(self, served: Served, kind: str, body: bytes) -> bytes:
+        """`answer(served, kind, body)`, in a worker process when there are workers."""
+        if not self.workers:
+            return answer(served, kind, body)
+        if self._started.acquire(blocking=False):
+            for _ in range(self.workers):
+                self._idle.put(Worker())
+        worker = self._idle.get()  # waits while every worker is busy
+        try:
+            return worker.answer(served, kind, body)
+        except (EOFError, OSError):  # it died (killed, out of memory): a new one takes over
+            worker.close()
+            worker = Worker()
+            raise
+        finally:
+            self._idle.put(worker)
+
+    def server_close(self) -> None:
+        super().server_close()
+        while not self._idle.empty():
+            self._idle.get().close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection that failed outside a request (reset, timed out) is dropped quietly;
