@@ -651,7 +651,8 @@ class Server(ThreadingHTTPServer):
         except (EOFError, OSError):  # it died (killed, out of memory): a new one takes over
             worker.close()
             worker = Worker()
-            raise
+            # not a ConnectionError, which would be taken for the client's going away
+            raise RuntimeError("the process making the prediction stopped; try again") from None
         finally:
             self._idle.put(worker)
 
