@@ -4,9 +4,12 @@
 
 Measures, alternating so that the machine's load hits both alike: the import of
 scipy.ndimage and of scipy.stats in a fresh interpreter that already has NumPy and Pillow
-(what `mlp predict` would pay at start-up for a centre of mass or a robust sigma), and the
+(what `mlp predict` would pay at start-up for a centre of mass or a robust sigma); the
 bilinear warp of 128 digits by `Augmenter.apply` against scipy.ndimage.map_coordinates
-(one call per image, the same points and fill).  Prints the medians and writes them to
+(one call per image, the same points and fill); and the smoothing of their elastic fields
+by `ElasticField` (two products with a band matrix) against two
+scipy.ndimage.gaussian_filter1d calls, on one BLAS thread.  Needs scipy, which `mlp`
+itself does not use (``pip install scipy``).  Prints the medians and writes them to
 ``bench/results/ndimage-<time>.json``.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -23,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
-from mlp_cli.augment import Augmenter
+from mlp_cli.augment import GAUSS_TRUNCATE, Augmenter, ElasticField
 from mlp_cli.config import AugmentConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,18 +64,37 @@ def warp_ms(n: int = 128, side: int = 28) -> tuple[float, float]:
     return ours, (time.perf_counter() - started) * 1000
 
 
+def smooth_ms(n: int = 128, side: int = 28, sigma: float = 4.0) -> tuple[float, float]:
+    """Milliseconds for n digits' elastic fields: (band matrices, gaussian_filter1d)."""
+    field = ElasticField(side, 34.0, sigma)
+    started = time.perf_counter()
+    field(n, np.random.default_rng(0))
+    ours = (time.perf_counter() - started) * 1000
+    radius = math.ceil(GAUSS_TRUNCATE * sigma)
+    started = time.perf_counter()
+    noise = np.random.default_rng(0).random((2, side, n, side), dtype=np.float32) * 2 - 1
+    for axis in (3, 1):
+        ndimage.gaussian_filter1d(noise, sigma, axis, output=noise, mode="constant", radius=radius)
+    noise *= np.float32(34.0)
+    return ours, (time.perf_counter() - started) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     rounds = parser.parse_args().rounds
     samples: dict[str, list[float]] = {}
     for _ in range(rounds):
-        ours, theirs = warp_ms()
+        with threadpool_limits(1, "blas"):
+            ours, theirs = warp_ms()
+            band, gaussian = smooth_ms()
         for name, value in (
             ("import scipy.ndimage ms", import_ms("scipy.ndimage")),
             ("import scipy.stats ms", import_ms("scipy.stats")),
             ("warp 128 digits by hand ms", ours),
             ("warp 128 digits by map_coordinates ms", theirs),
+            ("smooth 128 fields by band matrices ms", band),
+            ("smooth 128 fields by gaussian_filter1d ms", gaussian),
         ):
             samples.setdefault(name, []).append(value)
     medians = {name: statistics.median(values) for name, values in samples.items()}

@@ -12,10 +12,10 @@ image it comes from, read by bilinear interpolation; points outside the image re
 ``fill`` value (a blank pixel as the network sees it, which is not 0 for standardized
 inputs). Images are warped CHUNK at a time (so the work arrays stay in the processor's
 cache) with array operations only: sampling coordinates for (chunk, side, side) from one
-matrix product and four `np.take` gathers from a fill-padded copy. The bilinear reads are
-written by hand because scipy.ndimage.map_coordinates, one call per image, is several
-times slower (`python bench/ndimage.py`); the fields are smoothed by
-scipy.ndimage.gaussian_filter1d.
+matrix product, four `np.take` gathers from a fill-padded copy, and the Gaussian smoothing
+of the whole batch's fields as two matrix products with a (side, side) band matrix. Both
+are written by hand because scipy.ndimage's map_coordinates and gaussian_filter1d do the
+same several times slower (`python bench/ndimage.py`).
 
 Left out on purpose: shearing, anisotropic scaling, flips (they change digit identity),
 intensity changes, and any interpolation of higher order than bilinear.
@@ -35,7 +35,23 @@ from mlp_cli.errors import ConfigError, UsageError
 Array = NDArray[np.float32]
 
 CHUNK = 32  # images warped together: about 0.5 MB of work arrays at 28x28, cache-sized
-GAUSS_TRUNCATE = 4.0  # the smoothing kernel is cut off at this many sigmas (rounded up)
+GAUSS_TRUNCATE = 4.0  # the smoothing kernel is cut off at this many sigmas (as scipy.ndimage)
+
+
+def gaussian_band_matrix(side: int, sigma: float) -> Array:
+    """(side, side) matrix G with ``G @ f`` the 1-D Gaussian smoothing of a column ``f``.
+
+    G[i, j] = k(i - j) for a Gaussian kernel k of standard deviation ``sigma``, truncated
+    at GAUSS_TRUNCATE sigmas and normalised to sum 1. Beyond the image the field counts as
+    zero (no displacement), so smoothing near the border shrinks the field slightly.
+    """
+    radius = max(1, math.ceil(GAUSS_TRUNCATE * sigma))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    diff = np.arange(side)[:, None] - np.arange(side)[None, :]  # (side, side): i - j
+    band = np.where(np.abs(diff) <= radius, kernel[np.clip(diff + radius, 0, 2 * radius)], 0.0)
+    return band.astype(np.float32)
 
 
 @dataclass
@@ -75,36 +91,33 @@ class ElasticField:
     """Random smooth displacement fields (Simard et al. 2003) for batches of images."""
 
     def __init__(self, side: int, alpha: float, sigma: float) -> None:
-        self.side, self.alpha, self.sigma = side, np.float32(alpha), sigma
-        self.radius = max(1, math.ceil(GAUSS_TRUNCATE * sigma))  # of the smoothing kernel
-        self._work: dict[int, Array] = {}  # (2, side, B, side) per batch size B
+        self.side = side
+        self.band = gaussian_band_matrix(side, sigma)  # G, (side, side)
+        self.band_t_alpha = np.ascontiguousarray(self.band.T * np.float32(alpha))  # alpha G^T
+        self._work: dict[int, tuple[Array, Array]] = {}  # 2 x (2, side, B, side) per size B
 
     def __call__(self, n: int, rng: np.random.Generator) -> tuple[Array, Array]:
-        """Fields (dx, dy) for ``n`` images, each (n, side, side): alpha times U smoothed
-        along rows and columns by a Gaussian of standard deviation ``sigma`` (cut off at
-        GAUSS_TRUNCATE sigmas, normalised to sum 1), U uniform in [-1, 1) per pixel. Beyond
-        the image the field counts as zero (no displacement), so smoothing near the border
-        shrinks it slightly. Views into a buffer that the next call overwrites.
+        """Fields (dx, dy) for ``n`` images, each (n, side, side): alpha * G U G^T with U
+        uniform in [-1, 1) per pixel. Views into a buffer that the next call overwrites.
 
-        The noise is laid out (field, row, image, column), the order its random numbers
-        have always been drawn in, so that a seed gives the fields it gave before.
+        The noise is laid out (field, row, image, column), so smoothing along columns is one
+        matrix product over all rows of all images, and smoothing along rows another.
         """
-        from scipy.ndimage import gaussian_filter1d
-
         s = self.side
-        noise = self._work.get(n)
-        if noise is None:
+        work = self._work.get(n)
+        if work is None:
             if len(self._work) >= 2:
                 self._work.clear()
-            noise = self._work[n] = np.empty((2, s, n, s), np.float32)
+            work = self._work[n] = (
+                np.empty((2, s, n, s), np.float32),
+                np.empty((2, s, n, s), np.float32),
+            )
+        noise, smooth = work
         rng.random(out=noise, dtype=np.float32)
         noise *= np.float32(2.0)
         noise -= np.float32(1.0)
-        for axis in (3, 1):  # along columns, then along rows
-            gaussian_filter1d(
-                noise, self.sigma, axis, output=noise, mode="constant", radius=self.radius
-            )
-        noise *= self.alpha
+        np.matmul(noise.reshape(-1, s), self.band_t_alpha, out=smooth.reshape(-1, s))  # columns
+        np.matmul(self.band, smooth.reshape(2, s, -1), out=noise.reshape(2, s, -1))  # rows
         fields = noise.transpose(0, 2, 1, 3)  # (2, n, side, side) view
         return fields[0], fields[1]
 
