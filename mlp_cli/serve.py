@@ -48,7 +48,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -80,6 +80,8 @@ IMAGE_TYPES = {
     "image/tiff",
     "application/octet-stream",
 }
+Key = TypeVar("Key")
+Value = TypeVar("Value")
 RUN_NAME = re.compile(r"[^/\\\x00]{1,255}")
 # The page loads only its own files; pictures may also be the page's own blobs.
 SECURITY_HEADERS = {
@@ -237,7 +239,7 @@ class Worker:
         self.conn.close()  # the worker reads the end of its pipe and returns
 
 
-def _remember(cache: OrderedDict[int, Any], key: int, value: Any) -> None:
+def _remember(cache: OrderedDict[Key, Value], key: Key, value: Value) -> None:
     """Mark `key` as just used, adding `value` if new; forget beyond MAX_LOADED."""
     if key in cache:
         cache.move_to_end(key)
@@ -333,10 +335,7 @@ class Models:
                     served = Served(run, path, checkpoint.load(path))
                 except MLPError as exc:
                     raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from None
-                self._loaded[run] = served
-                if len(self._loaded) > MAX_LOADED:
-                    self._loaded.popitem(last=False)
-            self._loaded.move_to_end(run)
+            _remember(self._loaded, run, served)
             return served
 
 
