@@ -223,9 +223,12 @@ class Worker:
         self.process.start()
         child.close()
         self.holds: OrderedDict[int, None] = OrderedDict()
+        self.started = False  # whether its first message, that it is ready, has been read
 
     def answer(self, served: Served, kind: str, body: bytes) -> bytes:
         """`answer(served, kind, body)` in the worker; its errors are raised here."""
+        if not self.started:
+            self.started = self.conn.recv()
         saved = None if served.key in self.holds else served.saved  # sent once per worker
         _remember(self.holds, served.key, None)
         self.conn.send((served.key, saved, served.name, served.path, kind, body))
@@ -252,7 +255,10 @@ def _remember(cache: OrderedDict[Key, Value], key: Key, value: Value) -> None:
 def _work(conn: Any) -> None:
     """A worker process's loop: (key, saved model or None, name, path, kind, body) in,
     (True, answer bytes) or (False, the exception) out, until the pipe closes."""
+    from mlp_cli import evaluate, preprocess  # noqa: F401  (loaded before saying it is ready)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the server stops
+    conn.send(True)
     models: OrderedDict[int, Served] = OrderedDict()
     while True:
         try:
@@ -621,8 +627,10 @@ class Server(ThreadingHTTPServer):
         request's own thread does)."""
         self.models = models
         self.workers = (os.cpu_count() or 1) if workers is None else workers
-        self._idle: queue.Queue[Worker] = queue.Queue()  # started with the first prediction
-        self._started = threading.Lock()
+        self._idle: queue.Queue[Worker] = queue.Queue()
+        self._started: list[Worker] = []  # with the first prediction
+        self._ready = False
+        self._lock = threading.Lock()
         self.assets = _load_assets()
         self.read_timeout = read_timeout
         self.max_body = max_body
@@ -639,11 +647,8 @@ class Server(ThreadingHTTPServer):
 
     def answer(self, served: Served, kind: str, body: bytes) -> bytes:
         """`answer(served, kind, body)`, in a worker process when there are workers."""
-        if not self.workers:
+        if not self._workers_ready():
             return answer(served, kind, body)
-        if self._started.acquire(blocking=False):
-            for _ in range(self.workers):
-                self._idle.put(Worker())
         worker = self._idle.get()  # waits while every worker is busy
         try:
             return worker.answer(served, kind, body)
@@ -654,6 +659,19 @@ class Server(ThreadingHTTPServer):
             raise RuntimeError("the process making the prediction stopped; try again") from None
         finally:
             self._idle.put(worker)
+
+    def _workers_ready(self) -> bool:
+        """Whether the workers take the predictions: once one has started. Until then each
+        request is answered in its own thread, rather than wait for a process to start."""
+        if self._ready or not self.workers:
+            return self._ready
+        with self._lock:
+            if not self._started:
+                self._started = [Worker() for _ in range(self.workers)]
+                for worker in self._started:
+                    self._idle.put(worker)
+            self._ready = any(worker.conn.poll() for worker in self._started)
+        return self._ready
 
     def server_close(self) -> None:
         super().server_close()
