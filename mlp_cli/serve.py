@@ -1,12 +1,9 @@
 """`mlp serve`: a local web page where one draws a digit and watches a trained network answer.
 
 The server is the standard library's `ThreadingHTTPServer`: one thread per connection, so a
-slow client only holds its own thread, and every read has a timeout.  Predictions (decoding
-the picture, preparing it, the forward pass and the JSON answer) run in a pool of worker
-processes, one per processor, because in one process they take turns on the interpreter
-lock and concurrent clients queue.  The page and its script are package data
-(`mlp_cli/web`), read once at start-up and served from memory by name, so no request path
-ever reaches the file system.
+slow client only holds its own thread, and every read has a timeout.  The page and its
+script are package data (`mlp_cli/web`), read once at start-up and served from memory by
+name, so no request path ever reaches the file system.
 
 The JSON API:
 
@@ -31,13 +28,9 @@ import base64
 import binascii
 import io
 import ipaddress
-import itertools
 import json
 import math
-import os
-import queue
 import re
-import signal
 import socket
 import sys
 import threading
@@ -48,7 +41,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -80,8 +73,6 @@ IMAGE_TYPES = {
     "image/tiff",
     "application/octet-stream",
 }
-Key = TypeVar("Key")
-Value = TypeVar("Value")
 RUN_NAME = re.compile(r"[^/\\\x00]{1,255}")
 # The page loads only its own files; pictures may also be the page's own blobs.
 SECURITY_HEADERS = {
@@ -101,9 +92,6 @@ class RequestError(Exception):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-    def __reduce__(self) -> tuple[type[RequestError], tuple[HTTPStatus, str]]:
-        return RequestError, (self.status, str(self))  # raised in a worker, re-raised here
 
 
 def is_loopback(host: str) -> bool:
@@ -125,8 +113,6 @@ class Served:
     saved: SavedModel
     lock: threading.Lock = field(default_factory=threading.Lock)
     _units_png: bytes | None = None
-    # names this loaded model in the worker processes, which keep their own copies
-    key: int = field(default_factory=itertools.count().__next__)
 
     def __post_init__(self) -> None:
         from mlp_cli.evaluate import build_model
@@ -199,83 +185,6 @@ class Served:
         return answer
 
 
-def answer(served: Served, kind: str, body: bytes) -> bytes:
-    """The JSON answer to POST /api/predict of `body` (Content-Type `kind`)."""
-    from mlp_cli.preprocess import image_from_bytes
-
-    if kind == "application/json":
-        image = image_from_json(body)
-    else:
-        image = image_from_bytes(body, "the uploaded image")
-    return json.dumps(served.predict(image, "upload")).encode()
-
-
-class Worker:
-    """A process answering predictions over a pipe, one at a time, with its own copies of
-    the models (the MAX_LOADED last used; `holds` mirrors which)."""
-
-    def __init__(self) -> None:
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=_work, args=(child,), daemon=True)
-        self.process.start()
-        child.close()
-        self.holds: OrderedDict[int, None] = OrderedDict()
-        self.started = False  # whether its first message, that it is ready, has been read
-
-    def answer(self, served: Served, kind: str, body: bytes) -> bytes:
-        """`answer(served, kind, body)` in the worker; its errors are raised here."""
-        if not self.started:
-            self.started = self.conn.recv()
-        saved = None if served.key in self.holds else served.saved  # sent once per worker
-        _remember(self.holds, served.key, None)
-        self.conn.send((served.key, saved, served.name, served.path, kind, body))
-        ok, value = self.conn.recv()
-        if not ok:
-            raise value
-        assert isinstance(value, bytes)
-        return value
-
-    def close(self) -> None:
-        self.conn.close()  # the worker reads the end of its pipe and returns
-
-
-def _remember(cache: OrderedDict[Key, Value], key: Key, value: Value) -> None:
-    """Mark `key` as just used, adding `value` if new; forget beyond MAX_LOADED."""
-    if key in cache:
-        cache.move_to_end(key)
-        return
-    cache[key] = value
-    if len(cache) > MAX_LOADED:
-        cache.popitem(last=False)
-
-
-def _work(conn: Any) -> None:
-    """A worker process's loop: (key, saved model or None, name, path, kind, body) in,
-    (True, answer bytes) or (False, the exception) out, until the pipe closes."""
-    from mlp_cli import evaluate, preprocess  # noqa: F401  (loaded before saying it is ready)
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the server stops
-    conn.send(True)
-    models: OrderedDict[int, Served] = OrderedDict()
-    while True:
-        try:
-            key, saved, name, path, kind, body = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            served = models.get(key) or Served(name, path, saved, key=key)
-            _remember(models, key, served)
-            reply: tuple[bool, Any] = (True, answer(served, kind, body))
-        except (MLPError, RequestError) as exc:
-            reply = (False, exc)
-        except Exception as exc:  # sent as text: not every exception survives pickling
-            reply = (False, RuntimeError(repr(exc)))
-        conn.send(reply)
-
-
 def _columns(n: int) -> int:
     return max(1, math.ceil(math.sqrt(n)))
 
@@ -341,7 +250,10 @@ class Models:
                     served = Served(run, path, checkpoint.load(path))
                 except MLPError as exc:
                     raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from None
-            _remember(self._loaded, run, served)
+                self._loaded[run] = served
+                if len(self._loaded) > MAX_LOADED:
+                    self._loaded.popitem(last=False)
+            self._loaded.move_to_end(run)
             return served
 
 
@@ -550,7 +462,13 @@ class Handler(BaseHTTPRequestHandler):
             )
         if not body:
             raise RequestError(HTTPStatus.BAD_REQUEST, "the request body is empty; send an image")
-        self._send(HTTPStatus.OK, self.server.answer(served, kind, body), "application/json")
+        from mlp_cli.preprocess import image_from_bytes
+
+        if kind == "application/json":
+            image = image_from_json(body)
+        else:
+            image = image_from_bytes(body, "the uploaded image")
+        self._json(HTTPStatus.OK, served.predict(image, "upload"))
 
     # -- bodies -------------------------------------------------------------------------
 
@@ -621,16 +539,8 @@ class Server(ThreadingHTTPServer):
         read_timeout: float = READ_TIMEOUT,
         max_body: int = MAX_BODY,
         log: Callable[[str], None] | None = None,
-        workers: int | None = None,
     ) -> None:
-        """`workers` processes answer predictions (None: one per processor; 0: none, each
-        request's own thread does)."""
         self.models = models
-        self.workers = (os.cpu_count() or 1) if workers is None else workers
-        self._idle: queue.Queue[Worker] = queue.Queue()
-        self._started: list[Worker] = []  # with the first prediction
-        self._ready = False
-        self._lock = threading.Lock()
         self.assets = _load_assets()
         self.read_timeout = read_timeout
         self.max_body = max_body
@@ -644,39 +554,6 @@ class Server(ThreadingHTTPServer):
                 f"cannot listen on {host} port {port}: {exc.strerror or exc}. Choose another "
                 "--port (0 picks a free one) or stop what is using it."
             ) from None
-
-    def answer(self, served: Served, kind: str, body: bytes) -> bytes:
-        """`answer(served, kind, body)`, in a worker process when there are workers."""
-        if not self._workers_ready():
-            return answer(served, kind, body)
-        worker = self._idle.get()  # waits while every worker is busy
-        try:
-            return worker.answer(served, kind, body)
-        except (EOFError, OSError):  # it died (killed, out of memory): a new one takes over
-            worker.close()
-            worker = Worker()
-            # not a ConnectionError, which would be taken for the client's going away
-            raise RuntimeError("the process making the prediction stopped; try again") from None
-        finally:
-            self._idle.put(worker)
-
-    def _workers_ready(self) -> bool:
-        """Whether the workers take the predictions: once one has started. Until then each
-        request is answered in its own thread, rather than wait for a process to start."""
-        if self._ready or not self.workers:
-            return self._ready
-        with self._lock:
-            if not self._started:
-                self._started = [Worker() for _ in range(self.workers)]
-                for worker in self._started:
-                    self._idle.put(worker)
-            self._ready = any(worker.conn.poll() for worker in self._started)
-        return self._ready
-
-    def server_close(self) -> None:
-        super().server_close()
-        while not self._idle.empty():
-            self._idle.get().close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection that failed outside a request (reset, timed out) is dropped quietly;

@@ -228,47 +228,6 @@ def test_json_canvas_forms_give_the_same_answer(running: Running) -> None:
     assert {len(row) for row in by_png["input"]} == {28}
 
 
-def wait_for_workers(server: Server) -> None:
-    """Until a worker process has started, predictions are answered in the request thread."""
-    deadline = time.monotonic() + 60
-    while not server._workers_ready():
-        assert time.monotonic() < deadline, "no worker process started within a minute"
-        time.sleep(0.05)
-
-
-def test_worker_processes_answer_what_the_request_thread_answers(tmp_path: Path) -> None:
-    requests = [
-        ("/api/predict", seven_png()),
-        ("/api/predict?run=deep", seven_png()),
-        ("/api/predict", seven_png(140)),  # the default model again, after another
-        ("/api/predict", _blank()),  # an ImageError raised in the worker
-    ]
-    answers = {}
-    for workers in (0, 2):
-        with start(tmp_path / str(workers), workers=workers) as running:
-            if workers:
-                wait_for_workers(running.server)
-            answers[workers] = [
-                running.json("POST", path, png, "image/png") for path, png in requests
-            ]
-    assert answers[2] == answers[0]
-    assert [status for status, _ in answers[0]] == [200, 200, 200, 400]
-    assert "ink" in answers[0][3][1]["error"]
-
-
-def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
-    with start(tmp_path, workers=1) as running:
-        wait_for_workers(running.server)
-        assert running.json("POST", "/api/predict", seven_png(), "image/png")[0] == 200
-        worker = running.server._idle.queue[0]
-        worker.process.kill()
-        worker.process.join()
-        status, answer = running.json("POST", "/api/predict", seven_png(), "image/png")
-        assert status == 500
-        assert "internal error" in answer["error"]
-        assert running.json("POST", "/api/predict", seven_png(), "image/png")[0] == 200
-
-
 def test_no_cors_headers_for_other_origins(running: Running) -> None:
     for method, path, body in (("GET", "/api/model", None), ("POST", "/api/predict", seven_png())):
         headers = {"Origin": "http://evil.example", "Content-Type": "image/png"}
