@@ -5,6 +5,8 @@
 Measures, alternating so that the machine's load hits both alike: the import of
 scipy.ndimage and of scipy.stats in a fresh interpreter that already has NumPy and Pillow
 (what `mlp predict` would pay at start-up for a centre of mass or a robust sigma); the
+despeckling of a 280x280 canvas's ink and a dilation by radius 5 of a 300x300 crop, as
+`mlp_cli.preprocess` does them and by Pillow's rank filters; the
 bilinear warp of 128 digits by `Augmenter.apply` against scipy.ndimage.map_coordinates
 (one call per image, the same points and fill); and the smoothing of their elastic fields
 by `ElasticField` (two products with a band matrix) against two
@@ -22,15 +24,18 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageFilter
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 from mlp_cli.augment import GAUSS_TRUNCATE, Augmenter, ElasticField
 from mlp_cli.config import AugmentConfig
+from mlp_cli.preprocess import _despeckled, _max_filter
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASE = "import numpy, PIL.Image"
@@ -79,6 +84,30 @@ def smooth_ms(n: int = 128, side: int = 28, sigma: float = 4.0) -> tuple[float, 
     return ours, (time.perf_counter() - started) * 1000
 
 
+def filters_ms() -> dict[str, float]:
+    """Milliseconds for despeckling and dilation, by hand and by Pillow's rank filters."""
+    rng = np.random.default_rng(0)
+    mask = rng.random((280, 280)) > 0.93
+    crop = np.pad(rng.random((290, 290), dtype=np.float32), 5)
+    frame = Image.fromarray(np.pad(mask, 1).astype(np.uint8))
+    tasks: dict[str, Callable[[], object]] = {
+        "despeckle 280x280 by hand ms": lambda: _despeckled(mask),
+        "despeckle 280x280 by Pillow RankFilter ms": lambda: frame.filter(
+            ImageFilter.RankFilter(3, 6)
+        ),
+        "dilate 300x300 radius 5 by hand ms": lambda: _max_filter(crop, 5),
+        "dilate 300x300 radius 5 by Pillow MaxFilter ms": lambda: Image.fromarray(crop).filter(
+            ImageFilter.MaxFilter(11)
+        ),
+    }
+    times = {}
+    for name, task in tasks.items():
+        started = time.perf_counter()
+        task()
+        times[name] = (time.perf_counter() - started) * 1000
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -95,6 +124,7 @@ def main() -> None:
             ("warp 128 digits by map_coordinates ms", theirs),
             ("smooth 128 fields by band matrices ms", band),
             ("smooth 128 fields by gaussian_filter1d ms", gaussian),
+            *filters_ms().items(),
         ):
             samples.setdefault(name, []).append(value)
     medians = {name: statistics.median(values) for name, values in samples.items()}

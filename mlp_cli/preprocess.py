@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mlp_cli.errors import ImageError, UsageError
 from mlp_cli.limits import NotRegularFileError, open_regular
@@ -417,12 +417,18 @@ def _ink(contrast: FloatArray, noise: float, source: str) -> FloatArray:
 
 
 def _despeckled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """Ink pixels with at least 2 ink neighbours in their 3x3 window (drops specks)."""
-    # The window's third-largest value (rank 6 of 9) is 1 when it holds 3 ink pixels or
-    # more, the pixel itself included; the frame of 0 is the background beyond the edges.
-    frame = Image.fromarray(np.pad(mask, 1).astype(np.uint8))
-    third = np.asarray(frame.filter(ImageFilter.RankFilter(3, 6)))[1:-1, 1:-1]  # (H, W)
-    result: npt.NDArray[np.bool_] = mask & (third > 0)
+    """Ink pixels with at least 2 ink neighbours in their 3x3 window (drops specks).
+
+    Nine shifted sums by hand: Pillow's rank filter takes many times longer on a
+    full-size picture, and scipy.ndimage's import would cost `mlp predict` more than it
+    saves (`python bench/ndimage.py`).
+    """
+    padded = np.pad(mask, 1).astype(np.uint8)
+    height, width = mask.shape
+    count = sum(
+        padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)
+    )  # (H, W), including the pixel itself
+    result: npt.NDArray[np.bool_] = mask & (count >= 3)
     return result
 
 
@@ -478,6 +484,25 @@ def _stroke_width(mask: npt.NDArray[np.bool_]) -> float:
     return 2.0 * float(np.count_nonzero(mask)) / max(vertical + horizontal, 1)
 
 
+def _max_filter(image: FloatArray, radius: int) -> FloatArray:
+    """Grey dilation by a (2*radius+1) square: each pixel becomes its neighbourhood's max.
+
+    Separable, so 4 * radius maxima per pixel; Pillow's MaxFilter sorts the whole square
+    at every pixel, which grows with radius squared (`python bench/ndimage.py`).
+    """
+    result = image
+    for axis in (0, 1):
+        source = result
+        result = source.copy()
+        for shift in range(1, radius + 1):
+            ahead = [slice(None), slice(None)]
+            behind = [slice(None), slice(None)]
+            ahead[axis], behind[axis] = slice(shift, None), slice(None, -shift)
+            np.maximum(result[tuple(ahead)], source[tuple(behind)], out=result[tuple(ahead)])
+            np.maximum(result[tuple(behind)], source[tuple(ahead)], out=result[tuple(behind)])
+    return result
+
+
 def _thickened(digit: FloatArray) -> FloatArray:
     """A cropped digit (h, w) whose strokes would be thinner than MIN_STROKE in the 20-pixel
     box, dilated (and padded to make room) so that they reach TARGET_STROKE there."""
@@ -486,9 +511,7 @@ def _thickened(digit: FloatArray) -> FloatArray:
     radius = round((TARGET_STROKE - width) / 2 * longer / BOX_SIDE)
     if width >= MIN_STROKE or radius < 1:
         return digit
-    # grey dilation: each pixel becomes the maximum of the (2*radius+1) square around it
-    dilate = ImageFilter.MaxFilter(2 * radius + 1)
-    return np.asarray(Image.fromarray(np.pad(digit, radius)).filter(dilate), dtype=np.float32)
+    return _max_filter(np.pad(digit, radius), radius)
 
 
 def _fit_box(digit: FloatArray) -> FloatArray:
