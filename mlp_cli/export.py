@@ -10,7 +10,7 @@ The graph is built straight from the saved weights with the `onnx` package's hel
       -> ArgMax(axis=1)                                         label (N,), int64
 
 The input transform is the one `mlp_cli.preprocess` applies, operation for operation: the
-same area matrix R (`_area_matrix`, two products as in `_area_resize`) and the same
+same area matrix R (`area_matrix`, two products as in `_area_resize`) and the same
 float32 mean and reciprocal std.  With ``preprocessing=False`` it is left out and the graph
 takes the network's own inputs (N, input_size**2), already reduced and standardised.
 
@@ -190,7 +190,7 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
     onnx = _require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    from mlp_cli.preprocess import _area_matrix
+    from mlp_cli.preprocess import area_matrix
 
     model = MLP.from_saved(saved)  # the loader's reading of weights and activations
     if model.params.nbytes > MAX_BYTES:
@@ -216,7 +216,7 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
     if preprocessing:
         n_in = MNIST_SIDE * MNIST_SIDE
         if side != MNIST_SIDE:
-            R = _area_matrix(MNIST_SIDE, side)  # (side, 28), rows sum to 1
+            R = area_matrix(MNIST_SIDE, side)  # (side, 28), rows sum to 1
             shape = np.array([-1, MNIST_SIDE, MNIST_SIDE], dtype=np.int64)
             x = node("Reshape", [x, constant("image_shape", shape)], "images")  # (N, 28, 28)
             x = node("MatMul", [constant("area_rows", R), x], "area_rows_out")  # (N, side, 28)

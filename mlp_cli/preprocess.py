@@ -68,12 +68,12 @@ TARGET_STROKE = 1.8
 
 
 @functools.lru_cache(maxsize=16)
-def _area_matrix(n_in: int, n_out: int) -> FloatArray:
+def area_matrix(n_in: int, n_out: int) -> FloatArray:
     """Overlap weights (n_out, n_in): row i averages the input span output pixel i covers.
 
     Output pixel i covers [i, i+1) * n_in / n_out in input coordinates; its weight on input
     pixel j is the length of the overlap with [j, j+1), divided by the span's length, so
-    every row sums to 1.
+    every row sums to 1. `mlp export` writes the same matrix into its ONNX graph.
     """
     scale = n_in / n_out
     edges = np.arange(n_out + 1, dtype=np.float64) * scale  # (n_out + 1,)
@@ -90,7 +90,7 @@ def _area_resize(images: FloatArray, size: int) -> FloatArray:
     """Area-average a batch (N, 28, 28) of floats to (N, size, size)."""
     if size == MNIST_SIDE:
         return images
-    weights = _area_matrix(MNIST_SIDE, size)  # (size, 28)
+    weights = area_matrix(MNIST_SIDE, size)  # (size, 28)
     out: FloatArray = np.matmul(np.matmul(weights, images), weights.T)  # (N, size, size)
     return out
 
@@ -259,10 +259,10 @@ def _flatten_transparency(image: Image.Image) -> Image.Image:
     if image.mode not in _ALPHA_MODES and "transparency" not in image.info:
         return image
     rgba = image.convert("RGBA")
+    if rgba.getchannel("A").getextrema()[0] == 255:
+        return rgba  # opaque: its grey is the grey of its RGB
     pixels = np.asarray(rgba)  # (H, W, 4)
     alpha = pixels[..., 3]
-    if alpha.min() == 255:
-        return rgba.convert("RGB")
     visible = _luma(pixels[..., :3])[alpha >= 128]
     light_uniform_ink = (
         visible.size > 0
@@ -317,7 +317,11 @@ def _border_mask(shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
 
 
 def _robust_sigma(residuals: npt.NDArray[np.floating]) -> float:
-    """Noise level from residuals around zero: the scaled median absolute value (MAD)."""
+    """Noise level from residuals around zero: the scaled median absolute value (MAD).
+
+    One line by hand, as scipy.stats' import would cost `mlp predict` more than it saves
+    (`python bench/ndimage.py`).
+    """
     return 1.4826 * float(np.median(np.abs(residuals)))
 
 
@@ -375,7 +379,8 @@ def _ink_contrast(grey: FloatArray) -> tuple[FloatArray, float]:
     """
     background, noise = _background(grey)
     deviation = grey - background  # (H, W)
-    if float(background.min()) > FLAT_FIELD_MIN:
+    low, high = float(background.min()), float(background.max())
+    if low > FLAT_FIELD_MIN and low < high:  # a flat background would divide by itself
         # Light falls on paper and ink alike, so an unevenly lit picture has proportionally
         # weaker ink where it is darker: dividing by the background evens that out.
         deviation *= np.float32(np.median(background)) / background
@@ -411,7 +416,12 @@ def _ink(contrast: FloatArray, noise: float, source: str) -> FloatArray:
 
 
 def _despeckled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """Ink pixels with at least 2 ink neighbours in their 3x3 window (drops specks)."""
+    """Ink pixels with at least 2 ink neighbours in their 3x3 window (drops specks).
+
+    Nine shifted sums by hand: Pillow's rank filter takes many times longer on a
+    full-size picture, and scipy.ndimage's import would cost `mlp predict` more than it
+    saves (`python bench/ndimage.py`).
+    """
     padded = np.pad(mask, 1).astype(np.uint8)
     height, width = mask.shape
     count = sum(
@@ -474,7 +484,11 @@ def _stroke_width(mask: npt.NDArray[np.bool_]) -> float:
 
 
 def _max_filter(image: FloatArray, radius: int) -> FloatArray:
-    """Grey dilation by a (2*radius+1) square: each pixel becomes its neighbourhood's max."""
+    """Grey dilation by a (2*radius+1) square: each pixel becomes its neighbourhood's max.
+
+    Separable, so 4 * radius maxima per pixel; Pillow's MaxFilter sorts the whole square
+    at every pixel, which grows with radius squared (`python bench/ndimage.py`).
+    """
     result = image
     for axis in (0, 1):
         source = result
@@ -515,7 +529,11 @@ def _fit_box(digit: FloatArray) -> FloatArray:
 
 def _centre_by_mass(digit: FloatArray) -> FloatArray:
     """Paste a (h, w) digit, h, w <= 28, into a 28x28 frame with its centre of mass at
-    MNIST_CENTRE, shifted by whole pixels and kept entirely inside the frame."""
+    MNIST_CENTRE, shifted by whole pixels and kept entirely inside the frame.
+
+    The centre of mass is two sums by hand, as scipy.ndimage's import would cost `mlp
+    predict` more than it saves (`python bench/ndimage.py`).
+    """
     height, width = digit.shape
     total = float(digit.sum())
     row_com = float(digit.sum(axis=1) @ np.arange(height)) / total
