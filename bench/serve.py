@@ -65,12 +65,29 @@ def random_model(path: Path, layers: list[int]) -> Path:
     return checkpoint.save(path, weights, [np.zeros(n, np.float32) for n in layers[1:]], meta)
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and its child processes (the server's forked workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [pid] + [int(child) for child in children.read_text().split()]
+
+
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the server's processes together."""
+    total = 0
+    for member in family(pid):
+        with open(f"/proc/{member}/status") as status:
+            total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return total / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the server's processes have used so far."""
+    ticks = 0
+    for member in family(pid):
+        with open(f"/proc/{member}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def load(
@@ -137,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         default="1000,10000",
         help="request counts after which to read the server's memory ('' skips)",
     )
+    parser.add_argument("--workers", type=int, help="the server's processes [mlp serve's default]")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/serve-<time>.json]")
     parser.add_argument(
         "--overhead",
@@ -153,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
         model = args.model or random_model(Path(scratch) / "m.npz", [784, 100, 10])
         mlp = Path(sys.executable).parent / "mlp"
         command = [str(mlp), "serve", "--model", str(model), "--port", "0", "--runs", scratch]
+        if args.workers:
+            command += ["--workers", str(args.workers)]
         server = subprocess.Popen(
             ["true"] if args.url else command, stdout=subprocess.PIPE, text=True
         )
@@ -167,9 +187,18 @@ def main(argv: list[str] | None = None) -> None:
                 "load_average": os.getloadavg(),
                 "cpus": os.cpu_count(),
                 "model": str(args.model or "random 784-100-10"),
+                "workers": args.workers or "default",
                 "canvas_png_bytes": len(body),
-                "speed": load(host, int(port), body, args.requests, args.clients),
             }
+            server_before, client_before = cpu_seconds(server.pid), time.process_time()
+            record["speed"] = load(host, int(port), body, args.requests, args.clients)
+            if not args.url:  # CPU per request on each side: both share the machine's cores
+                record["speed"]["server_cpu_ms"] = (
+                    (cpu_seconds(server.pid) - server_before) * 1000 / args.requests
+                )
+            record["speed"]["client_cpu_ms"] = (
+                (time.process_time() - client_before) * 1000 / args.requests
+            )
             if args.overhead:
                 record["http_overhead"] = load(
                     host, int(port), b"", args.overhead, args.clients, "GET", "/api/runs"
@@ -194,6 +223,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{speed['requests']:,} POST /api/predict, {speed['clients']} clients: "
         f"{speed['requests_per_second']:.0f} requests/s, p50 {speed['p50_ms']:.1f} ms, "
         f"p99 {speed['p99_ms']:.1f} ms, {speed['failures']} failed"
+    )
+    print(
+        f"CPU per request: server {speed.get('server_cpu_ms', float('nan')):.2f} ms, "
+        f"client {speed['client_cpu_ms']:.2f} ms"
     )
     if "http_overhead" in record:
         over = record["http_overhead"]

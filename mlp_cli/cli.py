@@ -830,9 +830,18 @@ def serve(
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the page in the web browser.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            metavar="N",
+            help="Processes answering requests (Linux; default: one per core, at most 4).",
+        ),
+    ] = None,
 ) -> None:
     """Serve a web page where you draw a digit and watch the network answer (Ctrl-C stops)."""
-    from mlp_cli.serve import Models, Server, is_loopback
+    from mlp_cli.serve import Models, Server, default_workers, is_loopback, serve_forever
 
     server = Server(
         Models(model, runs),
@@ -866,7 +875,7 @@ def serve(
 
             webbrowser.open(server.url)
         try:
-            server.serve_forever()
+            serve_forever(server, workers or default_workers())
         except KeyboardInterrupt:
             console.print("stopped")
 

@@ -1,7 +1,10 @@
 """`mlp serve`: a local web page where one draws a digit and watches a trained network answer.
 
 The server is the standard library's `ThreadingHTTPServer`: one thread per connection, so a
-slow client only holds its own thread, and every read has a timeout.  The page and its
+slow client only holds its own thread, and every read has a timeout.  A prediction is
+Python and NumPy work that holds the interpreter's lock, so on Linux the server forks into
+several processes that accept connections from one listening socket (as pre-forking servers
+do) and the cores share the load; elsewhere it is one process.  The page and its
 script are package data (`mlp_cli/web`), read once at start-up and served from memory by
 name, so no request path ever reaches the file system.
 
@@ -26,11 +29,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import ipaddress
 import json
 import math
+import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -57,6 +63,7 @@ MAX_PIXELS = 4096 * 4096  # width * height of a JSON "pixels" canvas
 DRAIN_FACTOR = 4  # a body this many times over the limit is still read (and dropped)
 READ_TIMEOUT = 10.0  # seconds a client may take to send a request line, headers or body
 MAX_LOADED = 3  # models kept in memory when switching runs
+MAX_WORKERS = 4  # processes by default at most: each holds its own copy of the models
 ASSETS = "mlp_cli.web"  # the page's package
 ASSET_NAME = re.compile(r"[A-Za-z0-9_-]+\.(?:html|js|css|svg|png)")
 ASSET_TYPES = {
@@ -521,6 +528,8 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    # Connections waiting to be accepted: the default 5 resets a burst of a page's requests.
+    request_queue_size = 128
 
     def __init__(
         self,
@@ -554,9 +563,71 @@ class Server(ThreadingHTTPServer):
         if not isinstance(error, (ConnectionError, TimeoutError)):
             self.log(f"error on the connection from {client_address[0]}: {error!r}")
 
+    def service_actions(self) -> None:
+        # A forked worker whose parent is gone (killed outright) stops instead of serving on.
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            raise SystemExit(0)
+
+    parent_pid: int | None = None  # set in forked workers: the process that started them
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         host = host.decode() if isinstance(host, bytes) else str(host)
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/"
+
+
+def default_workers() -> int:
+    """Worker processes when none are asked for: one per core this process may use."""
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+
+
+def can_fork() -> bool:
+    """Whether `serve_forever` can run several processes (Linux: fork is safe after NumPy)."""
+    return sys.platform.startswith("linux")
+
+
+def serve_forever(server: Server, workers: int = 1) -> None:
+    """Serve until KeyboardInterrupt, from ``workers`` processes where `can_fork`.
+
+    Workers are forked after the socket is bound, so they all accept from it; the listening
+    socket is non-blocking, so a worker that loses the race for a connection goes back to
+    waiting instead of blocking in accept.  The parent serves too, and stops the workers
+    however it ends.
+    """
+    children: list[int] = []
+    if workers > 1 and can_fork():
+        server.socket.setblocking(False)
+        parent = os.getpid()
+        for _ in range(workers - 1):
+            pid = os.fork()
+            if pid == 0:
+                _worker(server, parent)
+            children.append(pid)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _worker(server: Server, parent: int) -> None:
+    """A forked worker's whole life: serve until a signal or the parent's end, then leave
+    without running the parent's clean-up (its stack is the parent's copy)."""
+    code = 0
+    try:
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_DFL)  # the parent reports the stop, once
+        server.parent_pid = parent
+        server.serve_forever(poll_interval=0.5)
+    except SystemExit:
+        pass
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 
 from mlp_cli import checkpoint
 from mlp_cli.predict import predict_files
-from mlp_cli.serve import Models, Server, is_loopback
+from mlp_cli.serve import Models, Server, can_fork, is_loopback
 
 
 def save_model(path: Path, layers: list[int], seed: int, activation: str = "relu") -> Path:
@@ -490,6 +490,82 @@ def test_mlp_serve_prints_its_url_serves_and_stops_on_ctrl_c(tmp_path: Path) -> 
     assert process.returncode == 0, err
     assert "stopped" in out
     assert "Traceback" not in err
+
+
+def _workers_of(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _start_serving(tmp_path: Path, workers: int) -> tuple[subprocess.Popen[str], str, int]:
+    model = save_model(tmp_path / "runs" / "only" / "model.npz", [784, 16, 10], seed=0)
+    mlp = Path(sys.executable).parent / "mlp"
+    process = subprocess.Popen(
+        [str(mlp), "serve", "--model", str(model.parent), "--port", "0", "--workers", str(workers)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().split(" at ")[1].split()[0]
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    return process, host, int(port)
+
+
+@pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
+def test_worker_processes_share_the_requests_and_stop_with_the_server(tmp_path: Path) -> None:
+    process, host, port = _start_serving(tmp_path, workers=3)
+    try:
+        deadline = time.monotonic() + 10
+        while len(workers := _workers_of(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 2  # the parent is the third
+        body = seven_png()
+        answers = []
+        for _ in range(12):  # a connection each: every process may take some
+            connection = http.client.HTTPConnection(host, port, timeout=10)
+            connection.request("POST", "/api/predict", body, {"Content-Type": "image/png"})
+            response = connection.getresponse()
+            assert response.status == 200
+            answers.append(json.loads(response.read())["probabilities"])
+            connection.close()
+        assert all(answer == answers[0] for answer in answers)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert out.count("stopped") == 1
+    assert "Traceback" not in err
+    assert not any(map(_running, workers))
+
+
+@pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
+def test_workers_stop_when_the_server_is_killed_outright(tmp_path: Path) -> None:
+    process, _, _ = _start_serving(tmp_path, workers=2)
+    try:
+        deadline = time.monotonic() + 10
+        while not (workers := _workers_of(process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 1
+    finally:
+        process.kill()
+        process.communicate()
+    deadline = time.monotonic() + 10
+    while any(map(_running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(_running, workers))
 
 
 def test_mlp_serve_without_a_model_says_how_to_get_one(tmp_path: Path) -> None:
