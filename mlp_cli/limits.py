@@ -102,7 +102,9 @@ def read_regular(path: str | Path, limit: int) -> bytes:
     """At most ``limit + 1`` bytes of the regular file ``path``: one byte more than the
     caller accepts, so that ``len(result) > limit`` says the file is too large."""
     with open_regular(path) as handle:
-        return handle.read(limit + 1)
+        # A read allocates as much as it is asked for, so ask for no more than the file holds.
+        size = os.fstat(handle.fileno()).st_size
+        return handle.read(min(size, limit) + 1)
 
 
 def layers_text(layers: Sequence[int]) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,12 +32,13 @@ import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mlp_cli.errors import ImageError, UsageError
-from mlp_cli.limits import MNIST_SIDE, NotRegularFileError, open_regular
+from mlp_cli.limits import MNIST_SIDE, NotRegularFileError, format_bytes, open_regular
 
 FloatArray = npt.NDArray[np.float32]
 
 BOX_SIDE = 20  # MNIST digits are scaled so that their longer side is this long
 MNIST_CENTRE = 14.0  # row/column index MNIST puts the centre of mass at (measured: 13.99, 14.01)
+MAX_FILE_BYTES = 64 * 2**20  # a phone photo is a few MB; larger files are refused unread
 MAX_SIDE = 1024  # larger pictures are first reduced by area averaging; the digit ends at 20 px
 
 # Formats `open_image` accepts (Pillow names; "JPEG" also opens the MPO variant of cameras).
@@ -178,7 +180,11 @@ def open_image(path: str | Path) -> Image.Image:
     """
     path = Path(path)
     try:
-        handle = open_regular(path)
+        # Read whole, then decoded from memory: Pillow asks a file for as many bytes as a
+        # chunk header claims, and a file object allocates that much before reading.
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            data = handle.read(size + 1) if size <= MAX_FILE_BYTES else None
     except FileNotFoundError:
         raise ImageError(
             f"Image file {path} does not exist. Give the path of a {_FORMAT_LIST} file."
@@ -195,7 +201,12 @@ def open_image(path: str | Path) -> Image.Image:
         ) from None
     except OSError as error:
         raise ImageError(f"Image {path} could not be read: {error.strerror or error}.") from None
-    return _decode(handle, str(path))
+    if data is None or len(data) > MAX_FILE_BYTES:
+        raise ImageError(
+            f"Image {path} is larger than {format_bytes(MAX_FILE_BYTES)}, more than a picture "
+            f"of a digit needs; scale it down or crop it and save it as a {_FORMAT_LIST} file."
+        )
+    return _decode(io.BytesIO(data), str(path))
 
 
 def image_from_bytes(data: bytes, source: str) -> Image.Image:

@@ -31,9 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.lib import format as npy_format
 
-from mlp_cli import checkpoint, data
+from mlp_cli import checkpoint, data, preprocess
 from mlp_cli.config import Config, load_config
-from mlp_cli.errors import CheckpointError, DataError, MLPError
+from mlp_cli.errors import CheckpointError, DataError, ImageError, MLPError
 from mlp_cli.limits import MAX_CONFIG_BYTES
 from mlp_cli.preprocess import mnist_style, open_image
 
@@ -469,6 +469,26 @@ def test_the_fuzzed_reference_image_is_valid(tmp_path: Path) -> None:
 )
 def test_arbitrary_image_bytes_give_a_digit_or_our_error(tmp_path: Path, raw: bytes) -> None:
     image_from_bytes(tmp_path, raw)
+
+
+def test_a_chunk_that_claims_more_than_the_file_holds_costs_no_memory(tmp_path: Path) -> None:
+    # a 30x40 PNG whose image data chunk claims 48 MiB and holds nothing
+    header = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x1e\x00\x00\x00(\x08\x00\x00\x00"
+    raw = header + b"\x00\xccx\x15\xce\x03\x00\x00\x00IDAT\x00\x00"
+    error = image_from_bytes(tmp_path, raw)
+    assert isinstance(error, ImageError)
+    assert "truncated or corrupt" in str(error)
+
+
+def test_an_image_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    with path.open("wb") as file:
+        file.write(GOOD_PNG)
+        file.truncate(preprocess.MAX_FILE_BYTES + 1)  # sparse: no disk space used
+    error = within_memory(lambda: open_image(path))
+    assert isinstance(error, ImageError)
+    assert str(path) in str(error)
+    assert "larger than 67.1 MB" in str(error)
 
 
 # -- named pipes and devices --------------------------------------------------------------------
