@@ -133,7 +133,7 @@ class Optimizer:
         for name in self.state_names:
             setattr(self, name, np.zeros(size, dtype=dtype))
 
-    def hyper(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
+    def scalars(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
         """The rule's scalars for each span of the vector, as (end of span, scalars)."""
         raise NotImplementedError
 
@@ -147,9 +147,9 @@ class Optimizer:
         below = FLUSH_BELOW if self.t % FLUSH_EVERY == 0 else 0.0
         a, b = ([getattr(self, name) for name in self.state_names] * 2)[:2]  # SGD: a is b
         lo = 0
-        for hi, hyper in self.hyper(lr, below):
+        for hi, scalars in self.scalars(lr, below):
             # Scalars in the arrays' dtype, so float32 arithmetic stays float32.
-            h = tuple(self.dtype.type(x) if isinstance(x, float) else x for x in hyper)
+            h = tuple(self.dtype.type(x) if isinstance(x, float) else x for x in scalars)
             arrays = (params[lo:hi], grads[lo:hi], a[lo:hi], b[lo:hi])
             if self.kernels is not None:
                 self.kernels.update(self.rule.__name__, self.threads, *arrays, h)
@@ -214,7 +214,7 @@ class SGD(Optimizer):
     momentum: float
     nesterov: bool
 
-    def hyper(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
+    def scalars(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
         return [(self.size, (-lr, self.momentum, self.nesterov))]
 
 
@@ -235,7 +235,7 @@ class Adam(Optimizer):
     eps: float
     weight_decay = 0.0
 
-    def hyper(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
+    def scalars(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
         b1, b2 = self.beta1, self.beta2
         bias1, bias2 = 1.0 - b1**self.t, 1.0 - b2**self.t
         # sqrt(v / bias2) + eps, folded: sqrt(v) + eps sqrt(bias2), scaled by the step.
@@ -261,7 +261,7 @@ class RMSprop(Optimizer):
     eps: float
     momentum: float
 
-    def hyper(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
+    def scalars(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
         return [(self.size, (self.rho, 1.0 - self.rho, self.eps, self.momentum, -lr, below))]
 
 
