@@ -1,17 +1,13 @@
 """Compiled loops, one pass each: the optimizers' updates (`mlp_cli.optim`) and a ReLU
 layer's bias, activation and derivative (`mlp_cli.model.MLP.use_kernels`).
 
-Each update applies its rule from `mlp_cli.optim` entry by entry, and the ReLU loops perform
-exactly the float operations of the NumPy code they replace, in the same order and precision
-(no fast-math, so no fused multiply-add): both give the same bits, while each entry is read
-and written once instead of once per NumPy operation.  An update runs its entries in
-parallel (``prange``); no entry depends on another, so the bits do not depend on which
-thread took which.
-
-Compiled with numba on first use and cached on disk where that is possible; importing this
-module imports numba, so `mlp_cli.optim` only does that when an optimizer is built.
-``error_model="numpy"`` lets a division by zero give inf instead of raising, as in NumPy,
-and keeps the loops vectorisable.
+An update applies its rule from `mlp_cli.optim` to every entry, in parallel (``prange``):
+no entry depends on another, so the bits do not depend on which thread took which.  The
+ReLU loops perform the float operations of the NumPy code they replace, in the same order.
+Without fast-math (no fused multiply-add) both give NumPy's bits, reading and writing each
+entry once instead of once per NumPy operation.  ``error_model="numpy"`` lets a division by
+zero give inf, as in NumPy.  Importing this module imports numba, so `mlp_cli.optim` does
+that only when an optimizer is built.
 """
 
 from __future__ import annotations

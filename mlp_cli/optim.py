@@ -35,9 +35,9 @@ Array = NDArray[np.floating]
 X = Any  # one entry (compiled) or one block of entries (NumPy) of an array
 Hyper = tuple[Any, ...]  # a rule's scalars, in the arrays' dtype
 
-# Running averages decay geometrically toward zero for parameters whose gradient is zero
-# (dead units, border pixels) and would end up subnormal, where every operation is many times
-# slower; values this small change no update, so every FLUSH_EVERY steps they are set to zero.
+# Running averages of parameters whose gradient is zero (dead units, border pixels) decay
+# toward subnormals, on which arithmetic is many times slower; values this small change no
+# update, so every FLUSH_EVERY steps they are set to zero.
 FLUSH_BELOW = 1e-30
 FLUSH_EVERY = 100
 
@@ -77,8 +77,8 @@ def adam(p: X, g: X, m: X, v: X, h: Hyper) -> tuple[X, X, X]:
 
 
 def rmsprop(p: X, g: X, s: X, velocity: X, h: Hyper) -> tuple[X, X, X]:
-    """s <- rho s + c g^2;  u = g / (sqrt(s) + eps);  with momentum: velocity <- mu velocity
-    + u, p <- p - lr velocity; without: p <- p - lr u."""
+    """s <- rho s + c g^2;  u = g / (sqrt(s) + eps);  p <- p - lr u, or with momentum
+    p <- p - lr velocity where velocity <- mu velocity + u."""
     rho, c, eps, mu, neg_lr, below = h
     s = s * rho + (g * g) * c
     u = g / (np.sqrt(s) + eps)
