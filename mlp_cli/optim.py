@@ -289,7 +289,7 @@ def make_optimizer(
 class Schedule:
     """lr(progress): the learning rate after ``progress`` epochs (a float).
 
-    A linear warm-up from 0 over ``warmup`` epochs multiplies any of the shapes:
+    A linear warm-up from 0 over ``warmup_epochs`` multiplies any of the shapes:
     constant; step (times ``gamma`` every ``step_size`` epochs); cosine (from ``base_lr``
     down to ``min_lr`` at the last epoch); onecycle (cosine up to ``base_lr`` over the
     first 30% of training, then cosine down to ``min_lr``, Smith & Topin 2018).
@@ -298,28 +298,20 @@ class Schedule:
     name: str
     base_lr: float
     epochs: int
-    warmup: float = 0.0
+    warmup_epochs: float = 0.0
     step_size: int = 10
     gamma: float = 0.1
     min_lr: float = 0.0
 
     @classmethod
     def from_config(cls, s: ScheduleConfig, base_lr: float, epochs: int) -> Schedule:
-        """The schedule ``s`` describes, peaking at ``base_lr``, for a run of ``epochs``."""
-        return cls(
-            s.name,
-            base_lr,
-            epochs,
-            warmup=s.warmup_epochs,
-            step_size=s.step_size,
-            gamma=s.gamma,
-            min_lr=s.min_lr,
-        )
+        """The schedule ``s`` describes (its fields are this class's), for ``epochs`` epochs."""
+        return cls(base_lr=base_lr, epochs=epochs, **s.model_dump())
 
     def __call__(self, progress: float) -> float:
         lr = SCHEDULES[self.name](self, progress)
-        if self.warmup > 0 and progress < self.warmup:
-            lr *= progress / self.warmup
+        if self.warmup_epochs > 0 and progress < self.warmup_epochs:
+            lr *= progress / self.warmup_epochs
         return lr
 
 
@@ -337,7 +329,7 @@ def _cosine_between(high: float, low: float, fraction: float) -> float:
 
 
 def _cosine(s: Schedule, progress: float) -> float:
-    start = s.warmup
+    start = s.warmup_epochs
     span = max(s.epochs - start, 1e-12)
     return _cosine_between(s.base_lr, s.min_lr, (progress - start) / span)
 

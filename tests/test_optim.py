@@ -405,7 +405,7 @@ def test_onecycle_rises_to_base_at_30_percent_then_falls_to_min_lr() -> None:
 @pytest.mark.parametrize("name", ["constant", "step", "onecycle"])
 def test_warmup_scales_the_shape_linearly_from_zero(name: str) -> None:
     plain = Schedule(name, 0.1, epochs=10, step_size=1, gamma=0.5)
-    s = Schedule(name, 0.1, epochs=10, step_size=1, gamma=0.5, warmup=2.0)
+    s = Schedule(name, 0.1, epochs=10, step_size=1, gamma=0.5, warmup_epochs=2.0)
     assert s(0.0) == 0.0
     for p in (0.5, 1.0, 1.5):
         assert s(p) == pytest.approx(plain(p) * p / 2.0, rel=1e-12)
@@ -414,7 +414,7 @@ def test_warmup_scales_the_shape_linearly_from_zero(name: str) -> None:
 
 
 def test_warmed_up_constant_reaches_base_at_the_end_of_warmup() -> None:
-    s = Schedule("constant", 0.1, epochs=10, warmup=0.5)
+    s = Schedule("constant", 0.1, epochs=10, warmup_epochs=0.5)
     assert s(0.0) == 0.0
     assert s(0.25) == pytest.approx(0.05)
     assert s(0.5) == 0.1
@@ -422,9 +422,17 @@ def test_warmed_up_constant_reaches_base_at_the_end_of_warmup() -> None:
 
 
 def test_warmed_up_cosine_peaks_at_the_end_of_warmup_and_ends_at_min_lr() -> None:
-    s = Schedule("cosine", 0.1, epochs=10, warmup=2.0, min_lr=0.002)
+    s = Schedule("cosine", 0.1, epochs=10, warmup_epochs=2.0, min_lr=0.002)
     assert s(0.0) == 0.0
     assert s(1.0) == pytest.approx(0.05)
     assert s(2.0) == pytest.approx(0.1)
     assert s(6.0) == pytest.approx(0.002 + 0.5 * (0.1 - 0.002))
     assert s(10.0) == pytest.approx(0.002)
+
+
+def test_a_schedule_is_built_from_its_config_section_by_field_name() -> None:
+    section = config.ScheduleConfig(name="step", warmup_epochs=1.5, step_size=3, gamma=0.5)
+    got = Schedule.from_config(section, 0.2, epochs=12)
+    want = Schedule("step", 0.2, 12, warmup_epochs=1.5, step_size=3, gamma=0.5, min_lr=0.0)
+    assert got == want
+    assert got(4.0) == pytest.approx(0.1)
