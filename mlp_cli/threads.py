@@ -10,16 +10,9 @@ other.  During the run, the share of time our threads spent ready but waiting fo
 (``/proc/self/task/*/schedstat``), and epochs much slower than the earlier ones, show a run
 starved by other processes; `slowdown` says when, once, with the thread count to try.
 
-NumPy's OpenBLAS keeps its worker threads spinning after each matrix product, ready for the
-next one, for 2^28 clock cycles (about 0.1 s) before they go to sleep.  Between products a
-training step does other work: at 784-1200-1200-10 the optimizer update alone takes about
-2 ms.  Split between two threads (`mlp_cli.optim`), that update shares a core with a worker
-that spins and gets nowhere, and was measured no faster than on one thread.  With
-``OPENBLAS_THREAD_TIMEOUT=20`` the workers spin for 2^20 cycles (about 0.4 ms), which
-covers the short gaps between one step's products, then sleep and leave the cores to the
-update: a 784-1200-1200-10 step took about 9.0 ms instead of 9.8.  On the smaller networks the
-setting made no measurable difference, while a shorter spin (2^18 cycles) made 784-100-10
-20% slower: its workers fell asleep between products and took time to wake.
+NumPy's OpenBLAS keeps its idle worker threads spinning for a while after each matrix
+product, on the cores the optimizer's update needs next; `let_blas_workers_sleep` shortens
+the spin to cover the short gaps between one step's products but not the update.
 
 This module imports neither NumPy nor threadpoolctl at import time, so the command line can
 call `let_blas_workers_sleep` before anything loads OpenBLAS.

@@ -47,7 +47,7 @@ from mlp_cli.errors import (
     UsageError,
 )
 from mlp_cli.model import MLP
-from mlp_cli.optim import Optimizer, Schedule, make_optimizer
+from mlp_cli.optim import Optimizer, Schedule, compiled_kernels, make_optimizer
 from mlp_cli.plain import command
 from mlp_cli.preprocess import normalize_inputs
 from mlp_cli.threads import Slowdown, blas_threads, slowdown, waiting_seconds
@@ -418,11 +418,8 @@ class Trainer:
             threads=self.threads,
             **hyper,
         )
-        self.model.use_kernels(self.optimizer.kernels)  # numba's loops, where it is installed
-        s = cfg.schedule
-        self.schedule = Schedule(
-            s.name, opt.lr, cfg.training.epochs, s.warmup_epochs, s.step_size, s.gamma, s.min_lr
-        )
+        self.model.use_kernels(compiled_kernels())  # numba's loops, where it is installed
+        self.schedule = Schedule.from_config(cfg.schedule, opt.lr, cfg.training.epochs)
         self.dropout = m.dropout_rates if any(m.dropout_rates) else None
         self.augment: Callable[[Array, np.random.Generator], None] | None = None
         if cfg.augment.enabled:
@@ -1113,10 +1110,7 @@ def schedule_change(before: Config, trainer: Trainer) -> str | None:
     """What changing ``training.epochs`` on resume does to a schedule shaped by the number
     of epochs (cosine, onecycle), or None when the learning rates stay as they were."""
     new = trainer.schedule
-    s, lr = before.schedule, before.optimizer.lr
-    old = Schedule(
-        s.name, lr, before.training.epochs, s.warmup_epochs, s.step_size, s.gamma, s.min_lr
-    )
+    old = Schedule.from_config(before.schedule, before.optimizer.lr, before.training.epochs)
     if old.epochs == new.epochs:
         return None
     # Quarter epochs are finer than any schedule's shape: constant and step never differ.

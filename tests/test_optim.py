@@ -8,13 +8,15 @@ import itertools
 import math
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from pydantic import ValidationError
 
 import mlp_cli
-from mlp_cli import optim
+from mlp_cli import config, optim
 from mlp_cli.errors import CheckpointError
 from mlp_cli.optim import (
     FLUSH_EVERY,
@@ -170,6 +172,28 @@ def test_make_optimizer_builds_by_name_with_hyperparameters() -> None:
     assert adamw.weight_decay == 0.1
 
 
+def test_each_config_class_has_its_optimizer_whose_hyperparameters_are_its_fields() -> None:
+    assert set(OPTIMIZERS) == set(config.OPTIMIZERS)
+    for name, section in config.OPTIMIZERS.items():
+        fields = set(section.model_fields) - {"name", "lr"}
+        defaults = make_optimizer(name, 5, F64, N_WEIGHTS)
+        assert {k: getattr(defaults, k) for k in fields} == section().model_dump(include=fields)
+        # Each field reaches the rule: another value changes the steps (with momentum on).
+        base: dict[str, Any] = {"momentum": 0.5} if "momentum" in fields else {}
+        want = run_steps(make_optimizer(name, 5, F64, N_WEIGHTS, **base), [G1, G2], [0.1] * 2)
+        for key in fields:
+            value = base.get(key, section.model_fields[key].default)
+            other = (not value) if isinstance(value, bool) else value / 2 or 0.5
+            changed = make_optimizer(name, 5, F64, N_WEIGHTS, **(base | {key: other}))
+            assert getattr(changed, key) == other
+            assert run_steps(changed, [G1, G2], [0.1] * 2) != want, (name, key)
+
+
+def test_unknown_hyperparameters_are_refused() -> None:
+    with pytest.raises(ValidationError, match="beta1"):
+        make_optimizer("sgd", 5, F64, N_WEIGHTS, beta1=0.9)
+
+
 @pytest.mark.usefixtures("engine")
 def test_float32_updates_stay_float32() -> None:
     for name in OPTIMIZERS:
@@ -217,11 +241,10 @@ def test_compiled_and_numpy_versions_give_the_same_bits(
 ) -> None:
     # More than one block, more than one flush, gradients from 1 down to 1e-25 (whose
     # squares are subnormal or zero in float32), exact zeros, and one inf (then inf or NaN).
-    # With threads, the compiled update runs on three threads in 17 pieces; the weights
-    # (n // 2 entries, which AdamW decays) end inside the ninth.
+    # With threads, the compiled update is shared among as many threads as numba may run;
+    # the weights (n // 2 entries, which AdamW decays) end inside a block and a thread's share.
     n, rng = 2 * optim.BLOCK + 123, np.random.default_rng(7)
     monkeypatch.setattr(optim, "THREAD_MIN", 4096)
-    monkeypatch.setattr(optim, "PIECE", 4096)
     compiled = BUILDERS[kind](n, np.dtype(dtype), threads=threads)
     reference = BUILDERS[kind](n, np.dtype(dtype), compiled=False, threads=threads)
     assert compiled.kernels is not None
@@ -253,11 +276,6 @@ def test_compiled_and_numpy_versions_give_the_same_bits(
 def test_only_large_updates_are_shared_among_threads(size: int, threads: int, used: int) -> None:
     opt = SGD(size, np.dtype(np.float32), size, threads=threads)
     assert opt.threads == used
-    pieces = opt._pieces
-    assert pieces[0][0] == 0
-    assert pieces[-1][1] == size
-    assert all(stop == start for (_, stop), (start, _) in itertools.pairwise(pieces))
-    assert all(lo % 16 == 0 for lo, _ in pieces)  # whole 64-byte lines of float32
 
 
 def test_the_numpy_version_stays_on_one_thread() -> None:
@@ -387,7 +405,7 @@ def test_onecycle_rises_to_base_at_30_percent_then_falls_to_min_lr() -> None:
 @pytest.mark.parametrize("name", ["constant", "step", "onecycle"])
 def test_warmup_scales_the_shape_linearly_from_zero(name: str) -> None:
     plain = Schedule(name, 0.1, epochs=10, step_size=1, gamma=0.5)
-    s = Schedule(name, 0.1, epochs=10, step_size=1, gamma=0.5, warmup=2.0)
+    s = Schedule(name, 0.1, epochs=10, step_size=1, gamma=0.5, warmup_epochs=2.0)
     assert s(0.0) == 0.0
     for p in (0.5, 1.0, 1.5):
         assert s(p) == pytest.approx(plain(p) * p / 2.0, rel=1e-12)
@@ -396,7 +414,7 @@ def test_warmup_scales_the_shape_linearly_from_zero(name: str) -> None:
 
 
 def test_warmed_up_constant_reaches_base_at_the_end_of_warmup() -> None:
-    s = Schedule("constant", 0.1, epochs=10, warmup=0.5)
+    s = Schedule("constant", 0.1, epochs=10, warmup_epochs=0.5)
     assert s(0.0) == 0.0
     assert s(0.25) == pytest.approx(0.05)
     assert s(0.5) == 0.1
@@ -404,9 +422,17 @@ def test_warmed_up_constant_reaches_base_at_the_end_of_warmup() -> None:
 
 
 def test_warmed_up_cosine_peaks_at_the_end_of_warmup_and_ends_at_min_lr() -> None:
-    s = Schedule("cosine", 0.1, epochs=10, warmup=2.0, min_lr=0.002)
+    s = Schedule("cosine", 0.1, epochs=10, warmup_epochs=2.0, min_lr=0.002)
     assert s(0.0) == 0.0
     assert s(1.0) == pytest.approx(0.05)
     assert s(2.0) == pytest.approx(0.1)
     assert s(6.0) == pytest.approx(0.002 + 0.5 * (0.1 - 0.002))
     assert s(10.0) == pytest.approx(0.002)
+
+
+def test_a_schedule_is_built_from_its_config_section_by_field_name() -> None:
+    section = config.ScheduleConfig(name="step", warmup_epochs=1.5, step_size=3, gamma=0.5)
+    got = Schedule.from_config(section, 0.2, epochs=12)
+    want = Schedule("step", 0.2, 12, warmup_epochs=1.5, step_size=3, gamma=0.5, min_lr=0.0)
+    assert got == want
+    assert got(4.0) == pytest.approx(0.1)

@@ -179,9 +179,8 @@ def test_same_seed_gives_the_same_bits_and_another_seed_does_not(
 def test_the_update_runs_on_the_blas_threads_and_gives_the_same_bits(
     tmp_path: Path, no_curves: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Pieces this small let the 6,576 parameters of 400-16-10 be shared among threads.
+    # A minimum this small lets the 6,576 parameters of 400-16-10 be shared among threads.
     monkeypatch.setattr(optim, "THREAD_MIN", 1024)
-    monkeypatch.setattr(optim, "PIECE", 1024)
     splits = make_splits()
     with threadpool_limits(limits=1, user_api="blas"):  # the products alike in both runs
         alone = train.start(make_config(tmp_path / "alone"), splits)
