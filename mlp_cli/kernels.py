@@ -12,6 +12,8 @@ that only when an optimizer is built.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -19,6 +21,12 @@ import numba
 from numba import prange
 
 from mlp_cli import optim
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # OpenMP's idle workers spin after each update, on the cores the next products' BLAS
+    # threads need (`bench/` shows the cost); the workqueue's threads sleep instead.
+    numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
+_LAUNCH = threading.Lock()  # the workqueue runs one parallel loop at a time
 
 Array = optim.Array
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,8 +79,9 @@ _MOST_THREADS: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined
 
 def update(rule: str, threads: int, *arrays_and_scalars: Any) -> None:
     """Run the loop of ``rule`` (`mlp_cli.optim.sgd`, ...) on ``threads`` threads at most."""
-    numba.set_num_threads(min(threads, _MOST_THREADS))
-    globals()[rule](*arrays_and_scalars)
+    with _LAUNCH:
+        numba.set_num_threads(min(threads, _MOST_THREADS))
+        globals()[rule](*arrays_and_scalars)
 
 
 @_jit

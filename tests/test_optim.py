@@ -278,6 +278,51 @@ def test_only_large_updates_are_shared_among_threads(size: int, threads: int, us
     assert opt.threads == used
 
 
+def test_updates_from_several_threads_at_once_run_one_after_another() -> None:
+    # numba's workqueue aborts the process when two parallel loops start at once
+    import threading
+
+    n = optim.THREAD_MIN * 4
+    optimizers = [Adam(n, np.dtype(np.float32), n, threads=2) for _ in range(4)]
+    params = [np.zeros(n, np.float32) for _ in optimizers]
+    gradient = np.ones(n, np.float32)
+
+    def train(opt: Optimizer, p: NDArray[np.floating]) -> None:
+        for _ in range(50):
+            opt.step(p, gradient, 1e-3)
+
+    pairs = zip(optimizers, params, strict=True)
+    threads = [threading.Thread(target=train, args=pair) for pair in pairs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(p.tobytes() == params[0].tobytes() for p in params)
+    assert params[0][0] < 0
+
+
+@pytest.mark.parametrize(("chosen", "used"), [(None, "workqueue"), ("omp", "omp")])
+def test_the_update_threads_sleep_between_updates_unless_the_user_chose(
+    chosen: str | None, used: str
+) -> None:
+    import os
+    import subprocess
+
+    script = (
+        "import numba, numpy as np; from mlp_cli import optim;"
+        "n = optim.THREAD_MIN * 4; opt = optim.SGD(n, np.dtype(np.float32), n, threads=2);"
+        "opt.step(np.zeros(n, np.float32), np.ones(n, np.float32), 0.1);"
+        "print(numba.threading_layer())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    if chosen:
+        env["NUMBA_THREADING_LAYER"] = chosen
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == used
+
+
 def test_the_numpy_version_stays_on_one_thread() -> None:
     assert Adam(10**7, np.dtype(np.float32), 10**7, compiled=False, threads=4).threads == 1
 
