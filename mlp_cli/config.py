@@ -176,7 +176,7 @@ _Dropout = Annotated[
     Discriminator(
         _dropout_kind,
         custom_error_type="dropout_type",
-        custom_error_message="expected a number or a list of numbers",
+        custom_error_message="expected a drop probability in [0, 1) or a list of them",
     ),
 ]
 _LAYERS_TEXT = re.compile(r"\s*[0-9]+(?:\s*-\s*[0-9]+)*\s*")
@@ -974,53 +974,43 @@ _REQUIRED_HINTS = {
     ("model",): "add a model section, e.g. 'model: {layers: 784-100-10}'",
     ("model", "layers"): "add e.g. 'layers: 784-100-10' under model",
 }
+# pydantic says "Input should be a valid integer"; these read as the user's YAML does.
 _SIMPLE = {
-    "int_type": "expected an integer",
-    "float_type": "expected a number",
-    "bool_type": "expected true or false",
-    "string_type": "expected text",
-    "list_type": "expected a list",
-    "model_type": "expected a section of keys",
-    "dict_type": "expected a section of keys",
-    "model_attributes_type": "expected a section of keys",
-    "finite_number": "expected a finite number",
-    "dropout_type": "expected a drop probability in [0, 1) or a list of them",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list",
+    "model_type": "a section of keys",
+    "dict_type": "a section of keys",
+    "model_attributes_type": "a section of keys",
 }
-_BOUNDS = {
-    "greater_than": ("gt", "greater than"),
-    "greater_than_equal": ("ge", "greater than or equal to"),
-    "less_than": ("lt", "less than"),
-    "less_than_equal": ("le", "less than or equal to"),
-}
+_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
 def _explain(error: Mapping[str, Any], path: KeyPath) -> str:
     """Pydantic's error as plain words: what was expected and what was found."""
     kind, value = error["type"], error.get("input")
     ctx: Mapping[str, Any] = error.get("ctx", {})
-    hint = ""
+    message = str(error.get("msg", "invalid value")).rstrip(".")
+    expected, hint = f"expected {message.removeprefix('Input should be ')}", ""
     if kind in ("literal_error", "union_tag_invalid"):
         if kind == "union_tag_invalid":  # an optimizer section whose name is no optimizer
             value = value.get("name") if isinstance(value, dict) else None
         listed = ctx.get("expected") or ctx.get("expected_tags", "")
         choices = [choice.strip("'") for choice in re.split(", | or ", listed)]
         expected, hint = f"expected one of {', '.join(choices)}", _did_you_mean(value, choices)
-    elif kind in _BOUNDS:
-        key, words = _BOUNDS[kind]
-        noun = "an integer" if isinstance(ctx[key], int) else "a number"
-        limit = f"{ctx[key]:g}" if isinstance(ctx[key], float) else ctx[key]
-        expected = f"expected {noun} {words} {limit}"
+    elif kind in _BOUNDS:  # the limit's type is the field's: 'an integer less than 60000'
+        noun = "an integer" if isinstance(next(iter(ctx.values())), int) else "a number"
+        expected = expected.replace("expected", f"expected {noun}", 1)
     elif kind in _SIMPLE:
-        expected = _SIMPLE[kind]
-    elif kind == "too_short" and isinstance(value, list):
-        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
+        expected = f"expected {_SIMPLE[kind]}"
     elif kind == "too_short":
-        expected = f"expected at least {ctx['min_length']} characters"
+        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
     elif kind == "missing":
         required = _REQUIRED_HINTS.get(tuple(str(p) for p in path))
         return "this required key is missing" + (f"; {required}" if required else "")
-    else:
-        message = str(error.get("msg", "invalid value")).rstrip(".")
+    elif not message.startswith("Input should be"):
         expected = f"{message[:1].lower()}{message[1:]}"
     quoted = _quoted_scalar(value)
     if quoted and kind in ("int_type", "float_type", "bool_type", "literal_error"):
