@@ -265,13 +265,6 @@ class ModelConfig(_Section):
             return list(self.dropout)
         return [0.0] + [self.dropout] * (len(self.layers) - 2)
 
-    @property
-    def effective_init_scale(self) -> float | None:
-        """`init_scale`, or its default for 'uniform'/'normal'; None for 'xavier'/'he'."""
-        if self.init_scale is not None:
-            return self.init_scale
-        return DEFAULT_INIT_SCALE.get(self.init)
-
 
 class RegularizationConfig(_Section):
     """Penalties on the weights added to the loss."""
