@@ -722,46 +722,32 @@ def _plain(
     and refusing duplicate keys and keys that are not text."""
     if id(value) in seen:  # an alias repeats data already walked; walking it again could explode
         return seen[id(value)]
-    if isinstance(value, dict):
-        if id(value) in dups:
-            key, first, line = dups[id(value)]
-            raise ConfigError(
-                f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
-                f" set on line {first}. Keep only one of the two lines."
-            )
-        plain: Any = {}
-        seen[id(value)] = plain
-        for key, item in value.items():
-            at = _lines(value).get(key)
-            where = f"{source}:{at[0] + 1}" if at else origins[path]
-            if not isinstance(key, str):
-                raise ConfigError(
-                    f"{where}: {_dotted(path) or 'the top level'} has the key {_show(key)}, but"
-                    " keys must be names such as 'epochs'; put quotes around it if it is meant"
-                    " as one."
-                )
-            origins[(*path, key)] = where
-            plain[key] = _plain(item, (*path, key), origins, source, dups, seen)
-        return plain
-    if isinstance(value, list):
-        plain = seen[id(value)] = []
-        for index, item in enumerate(value):
-            at = _lines(value).get(index)
-            origins[(*path, index)] = f"{source}:{at[0] + 1}" if at else origins[path]
-            plain.append(_plain(item, (*path, index), origins, source, dups, seen))
-        return plain
-    if isinstance(value, bool | ScalarBoolean):
+    if id(value) in dups:
+        key, first, line = dups[id(value)]
+        raise ConfigError(
+            f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
+            f" set on line {first}. Keep only one of the two lines."
+        )
+    if isinstance(value, ScalarBoolean):  # an anchored true/false
         return bool(value)
-    # ruamel's numbers remember their formatting (ScalarFloat, HexInt); keep the plain value.
-    for kind in (int, float, str):
-        if isinstance(value, kind):
-            return kind(value)
-    return value
-
-
-def _lines(value: Any) -> dict[Any, list[int]]:
-    """Key or index -> [line, column, ...] (0-based) as ruamel recorded them, if it did."""
-    return getattr(getattr(value, "lc", None), "data", None) or {}
+    if not isinstance(value, dict | list):
+        # ruamel's scalars remember their formatting (ScalarFloat, HexInt); keep the value.
+        kinds = (bool, int, float, str)
+        return next((kind(value) for kind in kinds if isinstance(value, kind)), value)
+    lines = getattr(getattr(value, "lc", None), "data", None) or {}  # key -> [line, column]
+    plain: Any = {} if isinstance(value, dict) else [None] * len(value)
+    seen[id(value)] = plain
+    for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+        where = f"{source}:{lines[key][0] + 1}" if key in lines else origins[path]
+        if isinstance(value, dict) and not isinstance(key, str):
+            raise ConfigError(
+                f"{where}: {_dotted(path) or 'the top level'} has the key {_show(key)}, but"
+                " keys must be names such as 'epochs'; put quotes around it if it is meant"
+                " as one."
+            )
+        origins[(*path, key)] = where
+        plain[key] = _plain(item, (*path, key), origins, source, dups, seen)
+    return plain
 
 
 def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
