@@ -768,25 +768,21 @@ def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
     else:
         where = f"{source}:{mark.line + 1}:{mark.column + 1}"
     problem = exc.problem or exc.context or "unreadable YAML"
-    if isinstance(exc, _RefusedError):
-        return f"{where}: {problem}."
-    if isinstance(exc, ConstructorError):
-        return f"{where}: a value could not be read: {problem}."
-    context = ""
+    if isinstance(exc, ConstructorError):  # a refusal of ours explains itself; ruamel's do not
+        lead = "" if isinstance(exc, _RefusedError) else "a value could not be read: "
+        return f"{where}: {lead}{problem}."
+    context, other = "", exc.context_mark
     if exc.context and exc.problem:
-        context = f" ({exc.context}"
-        if exc.context_mark is not None and mark is not None and exc.context_mark.line != mark.line:
-            context += f" on line {exc.context_mark.line + 1}"
-        context += ")"
-    if override:
-        return (
-            f"{where}: invalid YAML: {problem}{context}. Values are read as YAML; put text"
-            " that holds ': ', '#' or brackets in quotes, e.g. --set \"name='a: b'\"."
-        )
-    return (
-        f"{where}: invalid YAML: {problem}{context}. Check the indentation, the ': ' after each"
-        " key and that quotes and brackets are closed."
+        elsewhere = other is not None and mark is not None and other.line != mark.line
+        context = f" ({exc.context}{f' on line {other.line + 1}' if elsewhere else ''})"
+    fix = (
+        "Values are read as YAML; put text that holds ': ', '#' or brackets in quotes,"
+        " e.g. --set \"name='a: b'\"."
+        if override
+        else "Check the indentation, the ': ' after each key and that quotes and brackets"
+        " are closed."
     )
+    return f"{where}: invalid YAML: {problem}{context}. {fix}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -855,7 +851,6 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
         del origins[old]
     for depth in range(1, len(key_path) + 1):
         origins.setdefault(key_path[:depth], source)
-    origins[key_path] = source
 
 
 # --------------------------------------------------------------------------------------------
@@ -908,43 +903,30 @@ def _did_you_mean(word: Any, choices: Sequence[Any]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _leaf_paths() -> dict[str, list[str]]:
-    """Each setting's key -> the dotted paths where a setting of that name lives."""
-    paths: dict[str, list[str]] = {}
-    sections = [(path, list(model.model_fields)) for path, model in _SECTIONS.items()]
-    optimizer_keys = [key for model in OPTIMIZERS.values() for key in model.model_fields]
-    for path, keys in [*sections, (("optimizer",), list(dict.fromkeys(optimizer_keys)))]:
-        for key in keys:
-            paths.setdefault(key, []).append(_dotted((*path, key)))
-    return paths
-
-
-_LEAF_PATHS = _leaf_paths()
-
-
 def _unknown_key(where: str, path: KeyPath, optimizer: str | None) -> str:
     """The message for a key no section has, with the closest key or the key's real home."""
     key, section = path[-1], _dotted(path[:-1])
+    model: type[BaseModel] = OPTIMIZERS[optimizer] if optimizer else _SECTIONS[path[:-1]]
+    allowed = list(model.model_fields)
+    hint = _did_you_mean(key, allowed)
     if optimizer is not None:
-        allowed = list(OPTIMIZERS[optimizer].model_fields)
-        owners = [name for name, model in OPTIMIZERS.items() if key in model.model_fields]
-        belongs = (
-            f"; {key} is a setting of optimizer {' and '.join(owners)}, so set optimizer.name"
-            " to one of those or remove it"
-            if owners
-            else _did_you_mean(key, allowed)
-        )
-        return (
-            f"{where}: unknown key '{_dotted(path)}' for optimizer '{optimizer}'{belongs}"
-            f" (allowed keys for {optimizer}: {', '.join(allowed)})."
-        )
-    allowed = list(_SECTIONS[path[:-1]].model_fields)
-    # A setting of that name elsewhere ('epochs' -> 'training.epochs'), else a close spelling.
-    homes = _LEAF_PATHS.get(key, []) if isinstance(key, str) else []
-    hint = f"; did you mean '{homes[0]}'?" if len(homes) == 1 else _did_you_mean(key, allowed)
-    scope = f"in {section}" if section else "at the top level"
+        owners = [name for name, other in OPTIMIZERS.items() if key in other.model_fields]
+        if owners:
+            hint = (
+                f"; {key} is a setting of optimizer {' and '.join(owners)}, so set"
+                " optimizer.name to one of those or remove it"
+            )
+        about, scope = f" for optimizer '{optimizer}'", f"for {optimizer}"
+    else:
+        # A setting of that name elsewhere ('epochs' -> 'training.epochs'), else a close spelling.
+        homes = [_dotted((*at, key)) for at, home in _SECTIONS.items() if key in home.model_fields]
+        if any(key in other.model_fields for other in OPTIMIZERS.values()):
+            homes.append(f"optimizer.{key}")
+        if len(homes) == 1:
+            hint = f"; did you mean '{homes[0]}'?"
+        about, scope = "", f"in {section}" if section else "at the top level"
     return (
-        f"{where}: unknown key '{_dotted(path)}'{hint} (allowed keys {scope}:"
+        f"{where}: unknown key '{_dotted(path)}'{about}{hint} (allowed keys {scope}:"
         f" {', '.join(allowed)})."
     )
 
@@ -1060,11 +1042,10 @@ def _sentence(text: str) -> str:
 
 
 _MAX_CLAUSES = 12
-_LINE = re.compile(r":([0-9]+)$")
 
 
-def _line_of(origin: str) -> float:
-    line = _LINE.search(origin)
+def _line_of(clause: tuple[KeyPath, str], origins: Origins, source: str) -> float:
+    line = re.search(r":([0-9]+)$", _origin(clause[0], origins, source))
     return int(line.group(1)) if line else float("inf")
 
 
@@ -1082,7 +1063,7 @@ def _validate(data: Any, origins: Origins, source: str) -> Config:
         errors = exc.errors(include_url=False)
     clauses = [c for error in errors for c in _clauses(error, data, origins, source)]
     # File order first; overrides (no line number) after the file they override.
-    clauses.sort(key=lambda clause: _line_of(_origin(clause[0], origins, source)))
+    clauses.sort(key=lambda clause: _line_of(clause, origins, source))
     lines = [text for _, text in clauses]
     if len(lines) > _MAX_CLAUSES:
         lines = [*lines[:_MAX_CLAUSES], f"... and {len(lines) - _MAX_CLAUSES} more problems."]
