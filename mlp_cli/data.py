@@ -748,14 +748,8 @@ def _describe_request_error(exc: Exception) -> str:
 
     if (plain := _plain_connection_problem(exc)) is not None:
         return plain
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return f"answered HTTP {exc.response.status_code} {exc.response.reason}"
     if isinstance(exc, requests.Timeout):
         return f"did not answer within {_TIMEOUT_S} s"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        incomplete = re.search(r"IncompleteRead\([^)]*\)", str(exc))
-        detail = incomplete.group(0) if incomplete else shorten(exc, 300)
-        return f"connection dropped before the whole file arrived ({detail})"
     if isinstance(exc, requests.ConnectionError):
         # requests nests the useful part ("[Errno 111] Connection refused", "[Errno -2]
         # Name or service not known") deep inside urllib3's wrapper text.
