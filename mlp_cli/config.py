@@ -100,13 +100,18 @@ class _SettingError(ValueError):
     """Raised inside validators: problems, each with a key path relative to the validated model.
 
     The error formatter turns each into its own ``file:line: key: problem`` clause; a plain
-    `ValueError` would lose the key path of cross-field problems. A bare text is a problem
-    of the validated value itself.
+    `ValueError` would lose the key path of cross-field problems. A problem given at
+    construction is one of the validated value itself; `add` gathers cross-field ones.
     """
 
-    def __init__(self, *problems: tuple[KeyPath, str] | str) -> None:
-        self.problems = [p if isinstance(p, tuple) else ((), p) for p in problems]
-        super().__init__("; ".join(f"{_dotted(path)}: {text}" for path, text in self.problems))
+    def __init__(self, *problems: str) -> None:
+        self.problems: list[tuple[KeyPath, str]] = [((), text) for text in problems]
+
+    def add(self, dotted: str, text: str) -> None:
+        self.problems.append((tuple(dotted.split(".")), text))
+
+    def __str__(self) -> str:
+        return "; ".join(f"{_dotted(path)}: {text}" for path, text in self.problems)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,29 +238,25 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "ModelConfig":
-        problems: list[tuple[KeyPath, str]] = []
+        problems = _SettingError()
         if size_problem := network_size_problem(self.layers):
-            problems.append((("layers",), size_problem))
+            problems.add("layers", size_problem)
         weight_layers = len(self.layers) - 1
         if isinstance(self.dropout, list) and len(self.dropout) != weight_layers:
-            problems.append(
-                (
-                    ("dropout",),
-                    f"has {len(self.dropout)} rates but layers {layers_text(self.layers)}"
-                    f" has {weight_layers} weight layers; give one rate per weight layer"
-                    " (input layer first) or a single number",
-                )
+            problems.add(
+                "dropout",
+                f"has {len(self.dropout)} rates but layers {layers_text(self.layers)}"
+                f" has {weight_layers} weight layers; give one rate per weight layer"
+                " (input layer first) or a single number",
             )
         if self.init_scale is not None and self.init not in DEFAULT_INIT_SCALE:
-            problems.append(
-                (
-                    ("init_scale",),
-                    f"is only used by init 'uniform' or 'normal', but init is '{self.init}';"
-                    " remove init_scale or change init",
-                )
+            problems.add(
+                "init_scale",
+                f"is only used by init 'uniform' or 'normal', but init is '{self.init}';"
+                " remove init_scale or change init",
             )
-        if problems:
-            raise _SettingError(*problems)
+        if problems.problems:
+            raise problems
         return self
 
     @property
@@ -291,9 +292,9 @@ class SGDConfig(_Section):
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> "SGDConfig":
         if self.nesterov and self.momentum == 0.0:
-            raise _SettingError(
-                (("nesterov",), "is true but momentum is 0; set momentum above 0 (e.g. 0.9)")
-            )
+            problems = _SettingError()
+            problems.add("nesterov", "is true but momentum is 0; set momentum above 0 (e.g. 0.9)")
+            raise problems
         return self
 
 
@@ -516,7 +517,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "Config":
-        problems: list[tuple[KeyPath, str]] = []
+        problems = _SettingError()
         inputs = self.data.input_size**2
         first, last = self.model.layers[0], self.model.layers[-1]
         if first != inputs:
@@ -526,35 +527,29 @@ class Config(_Section):
             }
             if first in sizes:
                 fix += f" or set data.input_size: {sizes[first]}"
-            problems.append(
-                (
-                    ("model", "layers"),
-                    f"starts with {first} but data.input_size is {self.data.input_size},"
-                    f" which gives {inputs} inputs; {fix}",
-                )
+            problems.add(
+                "model.layers",
+                f"starts with {first} but data.input_size is {self.data.input_size},"
+                f" which gives {inputs} inputs; {fix}",
             )
         if last != MNIST_CLASSES:
-            problems.append(
-                (
-                    ("model", "layers"),
-                    f"ends with {last} but MNIST has {MNIST_CLASSES} classes;"
-                    f" the last layer must have {MNIST_CLASSES} units",
-                )
+            problems.add(
+                "model.layers",
+                f"ends with {last} but MNIST has {MNIST_CLASSES} classes;"
+                f" the last layer must have {MNIST_CLASSES} units",
             )
         if batch_problem := self._batch_size_problem():
-            problems.append((("training", "batch_size"), batch_problem))
+            problems.add("training.batch_size", batch_problem)
         patience = self.training.early_stopping.patience
         if patience is not None and self.data.validation_size == 0:
-            problems.append(
-                (
-                    ("training", "early_stopping", "patience"),
-                    f"is {patience} but data.validation_size is 0, so there is no validation"
-                    f" split whose {self.training.early_stopping.monitor} it could watch; set"
-                    " data.validation_size above 0 or remove patience",
-                )
+            problems.add(
+                "training.early_stopping.patience",
+                f"is {patience} but data.validation_size is 0, so there is no validation"
+                f" split whose {self.training.early_stopping.monitor} it could watch; set"
+                " data.validation_size above 0 or remove patience",
             )
-        if problems:
-            raise _SettingError(*problems)
+        if problems.problems:
+            raise problems
         return self
 
     def _batch_size_problem(self) -> str | None:
