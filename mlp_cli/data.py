@@ -379,19 +379,16 @@ def _decode(path: Path) -> bytes:
     Raises _SourceError for a file that is not valid gzip or is larger than any MNIST
     file.
     """
+    compressed = False
     try:
         with open_regular(path) as handle:  # a named pipe would block the import forever
             compressed = handle.read(2) == _GZIP_MAGIC
             handle.seek(0)
-            raw = b"" if compressed else handle.read(_MAX_IDX_BYTES + 1)
-    except OSError as exc:
-        raise _SourceError(f"cannot be read ({exc})") from exc
-    if compressed:
-        try:
-            with gzip.open(path, "rb") as stream:
-                raw = stream.read(_MAX_IDX_BYTES + 1)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise _SourceError(f"is not a complete gzip file ({exc})") from exc
+            stream = gzip.GzipFile(fileobj=handle, mode="rb") if compressed else handle
+            raw = stream.read(_MAX_IDX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        problem = "is not a complete gzip file" if compressed else "cannot be read"
+        raise _SourceError(f"{problem} ({exc})") from exc
     if len(raw) > _MAX_IDX_BYTES:
         raise _SourceError(
             f"holds more than {_MAX_IDX_BYTES:,} bytes, far more than any MNIST file"
