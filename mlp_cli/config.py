@@ -18,6 +18,7 @@ What the settings *do* is left to the modules that use them (`mlp_cli.model`, `m
 
 import difflib
 import io
+import math
 import re
 import reprlib
 import warnings
@@ -352,11 +353,8 @@ class RMSpropConfig(_Section):
 OptimizerConfig = Annotated[
     SGDConfig | AdamConfig | AdamWConfig | RMSpropConfig, Field(discriminator="name")
 ]
-OPTIMIZERS: dict[str, type[_Section]] = {
-    "sgd": SGDConfig,
-    "adam": AdamConfig,
-    "adamw": AdamWConfig,
-    "rmsprop": RMSpropConfig,
+OPTIMIZERS: dict[str, type[_Section]] = {  # name -> section, from the union above
+    model.model_fields["name"].default: model for model in get_args(get_args(OptimizerConfig)[0])
 }
 _DEFAULT_OPTIMIZER = "adam"
 
@@ -521,12 +519,10 @@ class Config(_Section):
         inputs = self.data.input_size**2
         first, last = self.model.layers[0], self.model.layers[-1]
         if first != inputs:
-            fix = f"use {inputs}"
-            sizes = {
-                side**2: side for side in get_args(DataConfig.model_fields["input_size"].annotation)
-            }
-            if first in sizes:
-                fix += f" or set data.input_size: {sizes[first]}"
+            fix, side = f"use {inputs}", math.isqrt(first)
+            sides = get_args(DataConfig.model_fields["input_size"].annotation)
+            if side**2 == first and side in sides:
+                fix += f" or set data.input_size: {side}"
             problems.add(
                 "model.layers",
                 f"starts with {first} but data.input_size is {self.data.input_size},"
