@@ -18,6 +18,7 @@ What the settings *do* is left to the modules that use them (`mlp_cli.model`, `m
 
 import difflib
 import io
+import math
 import re
 import reprlib
 import warnings
@@ -100,13 +101,18 @@ class _SettingError(ValueError):
     """Raised inside validators: problems, each with a key path relative to the validated model.
 
     The error formatter turns each into its own ``file:line: key: problem`` clause; a plain
-    `ValueError` would lose the key path of cross-field problems. A bare text is a problem
-    of the validated value itself.
+    `ValueError` would lose the key path of cross-field problems. A problem given at
+    construction is one of the validated value itself; `add` gathers cross-field ones.
     """
 
-    def __init__(self, *problems: tuple[KeyPath, str] | str) -> None:
-        self.problems = [p if isinstance(p, tuple) else ((), p) for p in problems]
-        super().__init__("; ".join(f"{_dotted(path)}: {text}" for path, text in self.problems))
+    def __init__(self, *problems: str) -> None:
+        self.problems: list[tuple[KeyPath, str]] = [((), text) for text in problems]
+
+    def add(self, dotted: str, text: str) -> None:
+        self.problems.append((tuple(dotted.split(".")), text))
+
+    def __str__(self) -> str:
+        return "; ".join(f"{_dotted(path)}: {text}" for path, text in self.problems)
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,7 +182,7 @@ _Dropout = Annotated[
     Discriminator(
         _dropout_kind,
         custom_error_type="dropout_type",
-        custom_error_message="expected a number or a list of numbers",
+        custom_error_message="expected a drop probability in [0, 1) or a list of them",
     ),
 ]
 _LAYERS_TEXT = re.compile(r"\s*[0-9]+(?:\s*-\s*[0-9]+)*\s*")
@@ -233,29 +239,25 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "ModelConfig":
-        problems: list[tuple[KeyPath, str]] = []
+        problems = _SettingError()
         if size_problem := network_size_problem(self.layers):
-            problems.append((("layers",), size_problem))
+            problems.add("layers", size_problem)
         weight_layers = len(self.layers) - 1
         if isinstance(self.dropout, list) and len(self.dropout) != weight_layers:
-            problems.append(
-                (
-                    ("dropout",),
-                    f"has {len(self.dropout)} rates but layers {layers_text(self.layers)}"
-                    f" has {weight_layers} weight layers; give one rate per weight layer"
-                    " (input layer first) or a single number",
-                )
+            problems.add(
+                "dropout",
+                f"has {len(self.dropout)} rates but layers {layers_text(self.layers)}"
+                f" has {weight_layers} weight layers; give one rate per weight layer"
+                " (input layer first) or a single number",
             )
         if self.init_scale is not None and self.init not in DEFAULT_INIT_SCALE:
-            problems.append(
-                (
-                    ("init_scale",),
-                    f"is only used by init 'uniform' or 'normal', but init is '{self.init}';"
-                    " remove init_scale or change init",
-                )
+            problems.add(
+                "init_scale",
+                f"is only used by init 'uniform' or 'normal', but init is '{self.init}';"
+                " remove init_scale or change init",
             )
-        if problems:
-            raise _SettingError(*problems)
+        if problems.problems:
+            raise problems
         return self
 
     @property
@@ -264,13 +266,6 @@ class ModelConfig(_Section):
         if isinstance(self.dropout, list):
             return list(self.dropout)
         return [0.0] + [self.dropout] * (len(self.layers) - 2)
-
-    @property
-    def effective_init_scale(self) -> float | None:
-        """`init_scale`, or its default for 'uniform'/'normal'; None for 'xavier'/'he'."""
-        if self.init_scale is not None:
-            return self.init_scale
-        return DEFAULT_INIT_SCALE.get(self.init)
 
 
 class RegularizationConfig(_Section):
@@ -298,9 +293,9 @@ class SGDConfig(_Section):
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> "SGDConfig":
         if self.nesterov and self.momentum == 0.0:
-            raise _SettingError(
-                (("nesterov",), "is true but momentum is 0; set momentum above 0 (e.g. 0.9)")
-            )
+            problems = _SettingError()
+            problems.add("nesterov", "is true but momentum is 0; set momentum above 0 (e.g. 0.9)")
+            raise problems
         return self
 
 
@@ -358,11 +353,8 @@ class RMSpropConfig(_Section):
 OptimizerConfig = Annotated[
     SGDConfig | AdamConfig | AdamWConfig | RMSpropConfig, Field(discriminator="name")
 ]
-OPTIMIZERS: dict[str, type[_Section]] = {
-    "sgd": SGDConfig,
-    "adam": AdamConfig,
-    "adamw": AdamWConfig,
-    "rmsprop": RMSpropConfig,
+OPTIMIZERS: dict[str, type[_Section]] = {  # name -> section, from the union above
+    model.model_fields["name"].default: model for model in get_args(get_args(OptimizerConfig)[0])
 }
 _DEFAULT_OPTIMIZER = "adam"
 
@@ -523,45 +515,37 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "Config":
-        problems: list[tuple[KeyPath, str]] = []
+        problems = _SettingError()
         inputs = self.data.input_size**2
         first, last = self.model.layers[0], self.model.layers[-1]
         if first != inputs:
-            fix = f"use {inputs}"
-            sizes = {
-                side**2: side for side in get_args(DataConfig.model_fields["input_size"].annotation)
-            }
-            if first in sizes:
-                fix += f" or set data.input_size: {sizes[first]}"
-            problems.append(
-                (
-                    ("model", "layers"),
-                    f"starts with {first} but data.input_size is {self.data.input_size},"
-                    f" which gives {inputs} inputs; {fix}",
-                )
+            fix, side = f"use {inputs}", math.isqrt(first)
+            sides = get_args(DataConfig.model_fields["input_size"].annotation)
+            if side**2 == first and side in sides:
+                fix += f" or set data.input_size: {side}"
+            problems.add(
+                "model.layers",
+                f"starts with {first} but data.input_size is {self.data.input_size},"
+                f" which gives {inputs} inputs; {fix}",
             )
         if last != MNIST_CLASSES:
-            problems.append(
-                (
-                    ("model", "layers"),
-                    f"ends with {last} but MNIST has {MNIST_CLASSES} classes;"
-                    f" the last layer must have {MNIST_CLASSES} units",
-                )
+            problems.add(
+                "model.layers",
+                f"ends with {last} but MNIST has {MNIST_CLASSES} classes;"
+                f" the last layer must have {MNIST_CLASSES} units",
             )
         if batch_problem := self._batch_size_problem():
-            problems.append((("training", "batch_size"), batch_problem))
+            problems.add("training.batch_size", batch_problem)
         patience = self.training.early_stopping.patience
         if patience is not None and self.data.validation_size == 0:
-            problems.append(
-                (
-                    ("training", "early_stopping", "patience"),
-                    f"is {patience} but data.validation_size is 0, so there is no validation"
-                    f" split whose {self.training.early_stopping.monitor} it could watch; set"
-                    " data.validation_size above 0 or remove patience",
-                )
+            problems.add(
+                "training.early_stopping.patience",
+                f"is {patience} but data.validation_size is 0, so there is no validation"
+                f" split whose {self.training.early_stopping.monitor} it could watch; set"
+                " data.validation_size above 0 or remove patience",
             )
-        if problems:
-            raise _SettingError(*problems)
+        if problems.problems:
+            raise problems
         return self
 
     def _batch_size_problem(self) -> str | None:
@@ -729,46 +713,32 @@ def _plain(
     and refusing duplicate keys and keys that are not text."""
     if id(value) in seen:  # an alias repeats data already walked; walking it again could explode
         return seen[id(value)]
-    if isinstance(value, dict):
-        if id(value) in dups:
-            key, first, line = dups[id(value)]
-            raise ConfigError(
-                f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
-                f" set on line {first}. Keep only one of the two lines."
-            )
-        plain: Any = {}
-        seen[id(value)] = plain
-        for key, item in value.items():
-            at = _lines(value).get(key)
-            where = f"{source}:{at[0] + 1}" if at else origins[path]
-            if not isinstance(key, str):
-                raise ConfigError(
-                    f"{where}: {_dotted(path) or 'the top level'} has the key {_show(key)}, but"
-                    " keys must be names such as 'epochs'; put quotes around it if it is meant"
-                    " as one."
-                )
-            origins[(*path, key)] = where
-            plain[key] = _plain(item, (*path, key), origins, source, dups, seen)
-        return plain
-    if isinstance(value, list):
-        plain = seen[id(value)] = []
-        for index, item in enumerate(value):
-            at = _lines(value).get(index)
-            origins[(*path, index)] = f"{source}:{at[0] + 1}" if at else origins[path]
-            plain.append(_plain(item, (*path, index), origins, source, dups, seen))
-        return plain
-    if isinstance(value, bool | ScalarBoolean):
+    if id(value) in dups:
+        key, first, line = dups[id(value)]
+        raise ConfigError(
+            f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
+            f" set on line {first}. Keep only one of the two lines."
+        )
+    if isinstance(value, ScalarBoolean):  # an anchored true/false
         return bool(value)
-    # ruamel's numbers remember their formatting (ScalarFloat, HexInt); keep the plain value.
-    for kind in (int, float, str):
-        if isinstance(value, kind):
-            return kind(value)
-    return value
-
-
-def _lines(value: Any) -> dict[Any, list[int]]:
-    """Key or index -> [line, column, ...] (0-based) as ruamel recorded them, if it did."""
-    return getattr(getattr(value, "lc", None), "data", None) or {}
+    if not isinstance(value, dict | list):
+        # ruamel's scalars remember their formatting (ScalarFloat, HexInt); keep the value.
+        kinds = (bool, int, float, str)
+        return next((kind(value) for kind in kinds if isinstance(value, kind)), value)
+    lines = getattr(getattr(value, "lc", None), "data", None) or {}  # key -> [line, column]
+    plain: Any = {} if isinstance(value, dict) else [None] * len(value)
+    seen[id(value)] = plain
+    for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+        where = f"{source}:{lines[key][0] + 1}" if key in lines else origins[path]
+        if isinstance(value, dict) and not isinstance(key, str):
+            raise ConfigError(
+                f"{where}: {_dotted(path) or 'the top level'} has the key {_show(key)}, but"
+                " keys must be names such as 'epochs'; put quotes around it if it is meant"
+                " as one."
+            )
+        origins[(*path, key)] = where
+        plain[key] = _plain(item, (*path, key), origins, source, dups, seen)
+    return plain
 
 
 def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
@@ -789,25 +759,21 @@ def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
     else:
         where = f"{source}:{mark.line + 1}:{mark.column + 1}"
     problem = exc.problem or exc.context or "unreadable YAML"
-    if isinstance(exc, _RefusedError):
-        return f"{where}: {problem}."
-    if isinstance(exc, ConstructorError):
-        return f"{where}: a value could not be read: {problem}."
-    context = ""
+    if isinstance(exc, ConstructorError):  # a refusal of ours explains itself; ruamel's do not
+        lead = "" if isinstance(exc, _RefusedError) else "a value could not be read: "
+        return f"{where}: {lead}{problem}."
+    context, other = "", exc.context_mark
     if exc.context and exc.problem:
-        context = f" ({exc.context}"
-        if exc.context_mark is not None and mark is not None and exc.context_mark.line != mark.line:
-            context += f" on line {exc.context_mark.line + 1}"
-        context += ")"
-    if override:
-        return (
-            f"{where}: invalid YAML: {problem}{context}. Values are read as YAML; put text"
-            " that holds ': ', '#' or brackets in quotes, e.g. --set \"name='a: b'\"."
-        )
-    return (
-        f"{where}: invalid YAML: {problem}{context}. Check the indentation, the ': ' after each"
-        " key and that quotes and brackets are closed."
+        elsewhere = other is not None and mark is not None and other.line != mark.line
+        context = f" ({exc.context}{f' on line {other.line + 1}' if elsewhere else ''})"
+    fix = (
+        "Values are read as YAML; put text that holds ': ', '#' or brackets in quotes,"
+        " e.g. --set \"name='a: b'\"."
+        if override
+        else "Check the indentation, the ': ' after each key and that quotes and brackets"
+        " are closed."
     )
+    return f"{where}: invalid YAML: {problem}{context}. {fix}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -876,7 +842,6 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
         del origins[old]
     for depth in range(1, len(key_path) + 1):
         origins.setdefault(key_path[:depth], source)
-    origins[key_path] = source
 
 
 # --------------------------------------------------------------------------------------------
@@ -929,43 +894,30 @@ def _did_you_mean(word: Any, choices: Sequence[Any]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _leaf_paths() -> dict[str, list[str]]:
-    """Each setting's key -> the dotted paths where a setting of that name lives."""
-    paths: dict[str, list[str]] = {}
-    sections = [(path, list(model.model_fields)) for path, model in _SECTIONS.items()]
-    optimizer_keys = [key for model in OPTIMIZERS.values() for key in model.model_fields]
-    for path, keys in [*sections, (("optimizer",), list(dict.fromkeys(optimizer_keys)))]:
-        for key in keys:
-            paths.setdefault(key, []).append(_dotted((*path, key)))
-    return paths
-
-
-_LEAF_PATHS = _leaf_paths()
-
-
 def _unknown_key(where: str, path: KeyPath, optimizer: str | None) -> str:
     """The message for a key no section has, with the closest key or the key's real home."""
     key, section = path[-1], _dotted(path[:-1])
+    model: type[BaseModel] = OPTIMIZERS[optimizer] if optimizer else _SECTIONS[path[:-1]]
+    allowed = list(model.model_fields)
+    hint = _did_you_mean(key, allowed)
     if optimizer is not None:
-        allowed = list(OPTIMIZERS[optimizer].model_fields)
-        owners = [name for name, model in OPTIMIZERS.items() if key in model.model_fields]
-        belongs = (
-            f"; {key} is a setting of optimizer {' and '.join(owners)}, so set optimizer.name"
-            " to one of those or remove it"
-            if owners
-            else _did_you_mean(key, allowed)
-        )
-        return (
-            f"{where}: unknown key '{_dotted(path)}' for optimizer '{optimizer}'{belongs}"
-            f" (allowed keys for {optimizer}: {', '.join(allowed)})."
-        )
-    allowed = list(_SECTIONS[path[:-1]].model_fields)
-    # A setting of that name elsewhere ('epochs' -> 'training.epochs'), else a close spelling.
-    homes = _LEAF_PATHS.get(key, []) if isinstance(key, str) else []
-    hint = f"; did you mean '{homes[0]}'?" if len(homes) == 1 else _did_you_mean(key, allowed)
-    scope = f"in {section}" if section else "at the top level"
+        owners = [name for name, other in OPTIMIZERS.items() if key in other.model_fields]
+        if owners:
+            hint = (
+                f"; {key} is a setting of optimizer {' and '.join(owners)}, so set"
+                " optimizer.name to one of those or remove it"
+            )
+        about, scope = f" for optimizer '{optimizer}'", f"for {optimizer}"
+    else:
+        # A setting of that name elsewhere ('epochs' -> 'training.epochs'), else a close spelling.
+        homes = [_dotted((*at, key)) for at, home in _SECTIONS.items() if key in home.model_fields]
+        if any(key in other.model_fields for other in OPTIMIZERS.values()):
+            homes.append(f"optimizer.{key}")
+        if len(homes) == 1:
+            hint = f"; did you mean '{homes[0]}'?"
+        about, scope = "", f"in {section}" if section else "at the top level"
     return (
-        f"{where}: unknown key '{_dotted(path)}'{hint} (allowed keys {scope}:"
+        f"{where}: unknown key '{_dotted(path)}'{about}{hint} (allowed keys {scope}:"
         f" {', '.join(allowed)})."
     )
 
@@ -974,53 +926,43 @@ _REQUIRED_HINTS = {
     ("model",): "add a model section, e.g. 'model: {layers: 784-100-10}'",
     ("model", "layers"): "add e.g. 'layers: 784-100-10' under model",
 }
+# pydantic says "Input should be a valid integer"; these read as the user's YAML does.
 _SIMPLE = {
-    "int_type": "expected an integer",
-    "float_type": "expected a number",
-    "bool_type": "expected true or false",
-    "string_type": "expected text",
-    "list_type": "expected a list",
-    "model_type": "expected a section of keys",
-    "dict_type": "expected a section of keys",
-    "model_attributes_type": "expected a section of keys",
-    "finite_number": "expected a finite number",
-    "dropout_type": "expected a drop probability in [0, 1) or a list of them",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list",
+    "model_type": "a section of keys",
+    "dict_type": "a section of keys",
+    "model_attributes_type": "a section of keys",
 }
-_BOUNDS = {
-    "greater_than": ("gt", "greater than"),
-    "greater_than_equal": ("ge", "greater than or equal to"),
-    "less_than": ("lt", "less than"),
-    "less_than_equal": ("le", "less than or equal to"),
-}
+_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
 def _explain(error: Mapping[str, Any], path: KeyPath) -> str:
     """Pydantic's error as plain words: what was expected and what was found."""
     kind, value = error["type"], error.get("input")
     ctx: Mapping[str, Any] = error.get("ctx", {})
-    hint = ""
+    message = str(error.get("msg", "invalid value")).rstrip(".")
+    expected, hint = f"expected {message.removeprefix('Input should be ')}", ""
     if kind in ("literal_error", "union_tag_invalid"):
         if kind == "union_tag_invalid":  # an optimizer section whose name is no optimizer
             value = value.get("name") if isinstance(value, dict) else None
         listed = ctx.get("expected") or ctx.get("expected_tags", "")
         choices = [choice.strip("'") for choice in re.split(", | or ", listed)]
         expected, hint = f"expected one of {', '.join(choices)}", _did_you_mean(value, choices)
-    elif kind in _BOUNDS:
-        key, words = _BOUNDS[kind]
-        noun = "an integer" if isinstance(ctx[key], int) else "a number"
-        limit = f"{ctx[key]:g}" if isinstance(ctx[key], float) else ctx[key]
-        expected = f"expected {noun} {words} {limit}"
+    elif kind in _BOUNDS:  # the limit's type is the field's: 'an integer less than 60000'
+        noun = "an integer" if isinstance(next(iter(ctx.values())), int) else "a number"
+        expected = expected.replace("expected", f"expected {noun}", 1)
     elif kind in _SIMPLE:
-        expected = _SIMPLE[kind]
-    elif kind == "too_short" and isinstance(value, list):
-        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
+        expected = f"expected {_SIMPLE[kind]}"
     elif kind == "too_short":
-        expected = f"expected at least {ctx['min_length']} characters"
+        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
     elif kind == "missing":
         required = _REQUIRED_HINTS.get(tuple(str(p) for p in path))
         return "this required key is missing" + (f"; {required}" if required else "")
-    else:
-        message = str(error.get("msg", "invalid value")).rstrip(".")
+    elif not message.startswith("Input should be"):
         expected = f"{message[:1].lower()}{message[1:]}"
     quoted = _quoted_scalar(value)
     if quoted and kind in ("int_type", "float_type", "bool_type", "literal_error"):
@@ -1091,11 +1033,10 @@ def _sentence(text: str) -> str:
 
 
 _MAX_CLAUSES = 12
-_LINE = re.compile(r":([0-9]+)$")
 
 
-def _line_of(origin: str) -> float:
-    line = _LINE.search(origin)
+def _line_of(clause: tuple[KeyPath, str], origins: Origins, source: str) -> float:
+    line = re.search(r":([0-9]+)$", _origin(clause[0], origins, source))
     return int(line.group(1)) if line else float("inf")
 
 
@@ -1113,7 +1054,7 @@ def _validate(data: Any, origins: Origins, source: str) -> Config:
         errors = exc.errors(include_url=False)
     clauses = [c for error in errors for c in _clauses(error, data, origins, source)]
     # File order first; overrides (no line number) after the file they override.
-    clauses.sort(key=lambda clause: _line_of(_origin(clause[0], origins, source)))
+    clauses.sort(key=lambda clause: _line_of(clause, origins, source))
     lines = [text for _, text in clauses]
     if len(lines) > _MAX_CLAUSES:
         lines = [*lines[:_MAX_CLAUSES], f"... and {len(lines) - _MAX_CLAUSES} more problems."]

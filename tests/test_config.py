@@ -379,13 +379,6 @@ def test_dropout_rates(layers: list[int], dropout: float | list[float], rates: l
     assert len(model.dropout_rates) == len(layers) - 1
 
 
-def test_effective_init_scale() -> None:
-    assert ModelConfig(layers=[784, 10], init="uniform").effective_init_scale == 0.12
-    assert ModelConfig(layers=[784, 10], init="normal").effective_init_scale == 0.01
-    assert ModelConfig(layers=[784, 10], init="normal", init_scale=0.5).effective_init_scale == 0.5
-    assert ModelConfig(layers=[784, 10], init="he").effective_init_scale is None
-
-
 def test_every_setting_has_a_one_line_description() -> None:
     schema = config_schema()
     models = [schema, *schema["$defs"].values()]

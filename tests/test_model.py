@@ -257,6 +257,21 @@ def test_initialisation_scales_follow_their_definitions() -> None:
         model.initialize("orthogonal", rng)
 
 
+def test_initialisation_scale_defaults_to_the_configs_and_a_given_scale_wins() -> None:
+    from mlp_cli.config import DEFAULT_INIT_SCALE
+
+    model = MLP([400, 300, 10], dtype=np.float64)
+    rng = np.random.default_rng(0)
+    model.initialize("uniform", rng)
+    assert 0.99 * 0.12 < np.abs(model.W[0]).max() <= 0.12 == DEFAULT_INIT_SCALE["uniform"]
+    model.initialize("normal", rng)
+    assert np.std(model.W[0]) == pytest.approx(0.01, rel=0.02)
+    assert DEFAULT_INIT_SCALE["normal"] == 0.01
+    model.initialize("normal", rng, scale=0.5)
+    assert np.std(model.W[0]) == pytest.approx(0.5, rel=0.02)
+    assert set(DEFAULT_INIT_SCALE) == {"uniform", "normal"}  # xavier and he derive theirs
+
+
 # -- losses -----------------------------------------------------------------------------------
 
 
