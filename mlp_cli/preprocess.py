@@ -396,8 +396,8 @@ def _ink_contrast(grey: FloatArray) -> tuple[FloatArray, float]:
         # weaker ink where it is darker: dividing by the background evens that out.
         deviation *= np.float32(np.median(background)) / background
     cut = NOISE_SIGMAS * noise
-    lighter = float(np.clip(deviation - cut, 0.0, None).sum())
-    darker = float(np.clip(-deviation - cut, 0.0, None).sum())
+    lighter = float(np.maximum(deviation - cut, 0.0).sum())
+    darker = float(np.maximum(-deviation - cut, 0.0).sum())
     return (-deviation if darker > lighter else deviation), noise
 
 
