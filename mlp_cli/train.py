@@ -25,10 +25,9 @@ import json
 import math
 import os
 import re
-import reprlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -821,54 +820,6 @@ def _share(waited_before: float | None, seconds: float, threads: int) -> float |
     return max(0.0, waited_after - waited_before) / (seconds * threads)
 
 
-_COUNTS = ("epoch", "step", "correct", "seen", "best_epoch", "bad_epochs")
-_SECONDS = ("loss_sum", "epoch_time", "elapsed")
-_RNGS = ("shuffle_rng", "noise_rng")
-_MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years: any larger time is damage, not a run
-# Fields of a metrics record that the learning curves and summaries read (val_* are null
-# without a validation split).
-_HISTORY_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
-
-
-def _rng_state_problem(state: Any) -> str | None:
-    """What is wrong with a saved PCG64 state (what ``default_rng`` uses), or None: numpy
-    takes a state it cannot hold with an OverflowError, or silently wraps it."""
-    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
-        return "expected a PCG64 state"
-    if set(state) != {"bit_generator", "state", "has_uint32", "uinteger"}:
-        return "expected the entries bit_generator, state, has_uint32 and uinteger"
-    inner = state["state"]
-    if not isinstance(inner, dict) or set(inner) != {"state", "inc"}:
-        return "its 'state' should hold 'state' and 'inc'"
-    for key in ("state", "inc"):
-        value = inner[key]
-        if not (_is_count(value) and value < 2**128):
-            return f"state.{key} is {_short(value)}, expected a whole number in [0, 2**128)"
-    if state["has_uint32"] not in (0, 1) or isinstance(state["has_uint32"], bool):
-        return f"has_uint32 is {_short(state['has_uint32'])}, expected 0 or 1"
-    if not (_is_count(state["uinteger"]) and state["uinteger"] < 2**32):
-        return f"uinteger is {_short(state['uinteger'])}, expected a whole number in [0, 2**32)"
-    return None
-
-
-def _short(value: Any) -> str:
-    """``repr(value)``, cut to a readable length (a damaged file can hold anything)."""
-    return reprlib.repr(value)
-
-
 def _resume_state_problem(
     resume: dict[str, Any],
     history: Any,
@@ -877,32 +828,12 @@ def _resume_state_problem(
     steps: int,
     batch: int,
 ) -> str | None:
-    """What is wrong with a checkpoint's loop state, or None: every field present and of
-    its type, counts consistent with each other, the history one record per finished
-    epoch, and the shuffling order a permutation of the ``n_train`` training examples."""
-    expected = {f.name for f in fields(TrainState)} - {"history"} | set(_RNGS)
-    if missing := sorted(expected - resume.keys()):
-        return f"'resume' lacks {', '.join(missing)}"
-    if unknown := sorted(resume.keys() - expected):
-        return f"'resume' has unknown entries {', '.join(map(str, unknown))}"
-    for name in _COUNTS:
-        if not _is_count(resume[name]):
-            return f"resume.{name} is {_short(resume[name])}, expected a whole number >= 0"
-    for name in _SECONDS:
-        if not _is_number(resume[name]):
-            return f"resume.{name} is {_short(resume[name])}, expected a finite number >= 0"
-    for name in ("epoch_time", "elapsed"):
-        if resume[name] > _MAX_SECONDS:
-            return f"resume.{name} is {resume[name]:.3g} seconds, more than ten years"
-    if resume["best_loss"] is not None and not _is_number(resume["best_loss"]):
-        return f"resume.best_loss is {resume['best_loss']!r}, expected a number or null"
-    accuracy = resume["best_accuracy"]
-    if accuracy is not None and not (_is_number(accuracy) and accuracy <= 1):
-        return f"resume.best_accuracy is {accuracy!r}, expected a number in [0, 1] or null"
-    for name in _RNGS:
-        if (problem := _rng_state_problem(resume[name])) is not None:
-            return f"resume.{name} is not a random-generator state: {problem}"
-    epoch, step = resume["epoch"], resume["step"]
+    """What is wrong with a checkpoint's loop state, or None: `checkpoint.ResumeState` and
+    its history, counts consistent with ``steps`` of ``batch`` examples an epoch, and the
+    shuffling order a permutation of the ``n_train`` training examples."""
+    if (problem := checkpoint.resume_problem(resume, history)) is not None:
+        return problem
+    step = resume["step"]
     if step >= steps:
         return f"resume.step is {step}, but an epoch has only {steps} steps"
     if resume["seen"] != step * batch or resume["correct"] > resume["seen"]:
@@ -910,31 +841,6 @@ def _resume_state_problem(
             f"resume.seen and resume.correct ({resume['seen']}, {resume['correct']}) do not "
             f"match {step} steps of {batch} examples"
         )
-    for name in ("best_epoch", "bad_epochs"):
-        if resume[name] > epoch:
-            return f"resume.{name} is {resume[name]:,}, more than the {epoch} epochs run"
-    if not isinstance(history, list) or len(history) != epoch:
-        found = f"{len(history)} records" if isinstance(history, list) else repr(type(history))
-        return f"'history' should hold one record per finished epoch ({epoch}), found {found}"
-    for number, record in enumerate(history, start=1):
-        if not isinstance(record, dict) or record.get("epoch") != number:
-            return f"history record {number} is not the record of epoch {number}"
-        for key in _HISTORY_NUMBERS:
-            value = record.get(key)
-            if key.startswith("val_"):  # null without validation; inf in older runs' files
-                valid = value is None or value == math.inf or _is_number(value)
-            else:
-                valid = _is_number(value)
-            if key.endswith("_acc") and valid and value is not None:
-                valid = value <= 1
-            if not valid:
-                return (
-                    f"history record {number} has {key} = {_short(value)}, expected a "
-                    "finite number >= 0" + (" or null" if key.startswith("val_") else "")
-                )
-        for key, value in record.items():  # metrics.jsonl must stay JSON: no NaN anywhere
-            if isinstance(value, float) and math.isnan(value):
-                return f"history record {number} has {_short(key)} = nan, expected a number"
     if perm is None:
         if step > 0:
             return f"'resume/perm' is missing, but the run stopped at step {step} of an epoch"
