@@ -467,19 +467,14 @@ class Trainer:
             },
         }
 
-    def save_model(self, status: str) -> None:
-        m = self.model
-        checkpoint.save(self.run_dir / MODEL_FILE, m.W, m.b, self.metadata(status))
-
-    def save_final_model(self, status: str) -> None:
-        """model.npz at the run's end: the best epoch's weights where they are kept
-        (`best`), else the last epoch's."""
-        if self.best is None:
-            self.save_model(status)
-            return
-        meta = self.metadata(status)
-        meta["training"]["weights_from_epoch"] = self.state.best_epoch
-        checkpoint.save(self.run_dir / MODEL_FILE, *self.best, meta)
+    def save_model(self, status: str, final: bool = False) -> None:
+        """model.npz; at the run's end (``final``) the best epoch's weights where they are
+        kept (`best`), else the current ones."""
+        meta, weights = self.metadata(status), (self.model.W, self.model.b)
+        if final and self.best is not None:
+            meta["training"]["weights_from_epoch"] = self.state.best_epoch
+            weights = self.best
+        checkpoint.save(self.run_dir / MODEL_FILE, *weights, meta)
 
     def save_checkpoint(self, status: str) -> None:
         m, st = self.model, self.state
@@ -565,14 +560,9 @@ class Trainer:
                 f"the optimizer counted {self.optimizer.t} steps, but the loop state says "
                 f"{done} (epoch {resume['epoch']}, step {resume['step']}, {steps} per epoch)",
             )
-        state = dict(resume)
-        try:
-            self.shuffle_rng.bit_generator.state = state.pop("shuffle_rng")
-            self.noise_rng.bit_generator.state = state.pop("noise_rng")
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise checkpoint.damaged_resume(
-                path, f"a random-generator state is unusable ({exc})"
-            ) from None
+        state = dict(resume)  # checked whole above, random-generator states included
+        self.shuffle_rng.bit_generator.state = state.pop("shuffle_rng")
+        self.noise_rng.bit_generator.state = state.pop("noise_rng")
         if state.get("best_loss") is None:
             state["best_loss"] = math.inf
         self.state = TrainState(**state, history=list(history or []))
@@ -617,14 +607,8 @@ class Trainer:
             )
         except ConfigError as exc:
             raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
-        before, now = _flat_config(saved_cfg), _flat_config(self.cfg)
-        differ = [k for k in _changed_keys(before, now) if not resumable_key(k)]
-        if differ:
-            listed = "; ".join(
-                f"{k} is {_show(before.get(k, _ABSENT))} there, {_show(now.get(k, _ABSENT))} in "
-                f"{CONFIG_FILE}"
-                for k in differ
-            )
+        if differ := _frozen_changes(saved_cfg, self.cfg):
+            listed = "; ".join(f"{k} is {a} there, {b} in {CONFIG_FILE}" for k, a, b in differ)
             raise CheckpointError(
                 f"'{path}' was saved by another run, not the one '{self.run_dir / CONFIG_FILE}' "
                 f"describes: {listed}. Resuming it would continue a different training. Put "
@@ -725,7 +709,7 @@ class Trainer:
             if patience is not None and st.bad_epochs >= patience:
                 status = "early_stopped"
                 break
-        self.save_final_model(status)
+        self.save_model(status, final=True)
         self.save_checkpoint(status)
         self.write_curves()
         return self._result(status)
@@ -912,16 +896,19 @@ def _flat_config(cfg: Config) -> dict[str, Any]:
     return flat
 
 
-_ABSENT = object()  # a key one optimizer has and another lacks
+def _frozen_changes(before: Config, after: Config) -> list[tuple[str, str, str]]:
+    """The settings resuming cannot change that differ: (dotted key, value before, value
+    after), each value as JSON or ``absent`` (a key one optimizer has and another lacks)."""
+    old, new = _flat_config(before), _flat_config(after)
 
+    def show(flat: dict[str, Any], key: str) -> str:
+        return json.dumps(flat[key]) if key in flat else "absent"
 
-def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    keys = sorted(before.keys() | after.keys())
-    return [k for k in keys if before.get(k, _ABSENT) != after.get(k, _ABSENT)]
-
-
-def _show(value: Any) -> str:
-    return "absent" if value is _ABSENT else json.dumps(value)
+    return [
+        (k, show(old, k), show(new, k))
+        for k in sorted(old.keys() | new.keys())
+        if (k in old, old.get(k)) != (k in new, new.get(k)) and not resumable_key(k)
+    ]
 
 
 def load_checkpoint(run_dir: str | Path) -> checkpoint.SavedModel:
@@ -965,13 +952,8 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
         if frozen := [k for k in named if not resumable_key(k)]:
             raise _not_resumable(run_dir, ", ".join(frozen)) from None
         raise
-    before, after = _flat_config(base), _flat_config(cfg)
-    if frozen := [k for k in _changed_keys(before, after) if not resumable_key(k)]:
-        changes = ", ".join(
-            f"{k} ({_show(before.get(k, _ABSENT))} -> {_show(after.get(k, _ABSENT))})"
-            for k in frozen
-        )
-        raise _not_resumable(run_dir, changes)
+    if changes := _frozen_changes(base, cfg):
+        raise _not_resumable(run_dir, ", ".join(f"{k} ({a} -> {b})" for k, a, b in changes))
     return cfg
 
 
