@@ -446,13 +446,8 @@ def train(
 
         print_train_summary(console, result)
     if result.status == "interrupted":
-        err_console.print(
-            "training interrupted; checkpoint saved. Resume with: "
-            + command("mlp train --resume", result.run_dir),
-            highlight=False,
-            soft_wrap=True,
-            markup=False,
-        )
+        resume_with = command("mlp train --resume", result.run_dir)
+        _say("training interrupted; checkpoint saved. Resume with: ", resume_with, err=True)
         raise typer.Exit(128 + (stop_signal() or signal.SIGINT))
 
 
@@ -699,12 +694,11 @@ def export(
     ] = False,
 ) -> None:
     """Export a trained model to ONNX, to run it outside Python or without mlp."""
+    from mlp_cli import checkpoint
     from mlp_cli import export as exporting
     from mlp_cli.evaluate import split_images
 
     exporting.check_format(format_)
-    from mlp_cli import checkpoint
-
     path = checkpoint.find_model(model)
     exporting.check_out(out, force=force, model_path=path)
     saved = checkpoint.load(path)

@@ -266,17 +266,15 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def new_run_dir(cfg: Config, out: str | Path | None = None) -> Path:
-    """A fresh run directory: ``out`` if given (must be empty or absent), else
-    ``<output.dir>/<name>``, with ``-2``, ``-3``... appended when that one exists."""
+    """A fresh run directory: ``out`` if given, else ``<output.dir>/<name>``, with ``-2``,
+    ``-3``... appended when that one exists (after `check_run_destination`)."""
     if out is not None:
         path = _out_path(out)
-        _refuse_taken(path)
         with outputs.writing(path, "the run folder"):
             path.mkdir(parents=True, exist_ok=True)
         return path
     parent = Path(cfg.output.dir)
     name = cfg.name or "run"
-    _check_run_name(name)
     for n in range(1, 10_000):
         path = parent / (name if n == 1 else f"{name}-{n}")
         try:
