@@ -230,7 +230,7 @@ class ModelMetadata(_Record):
 
 _MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years: any larger time is damage, not a run
 _Count = Annotated[int, Field(ge=0)]
-_Seconds = Annotated[float, Field(ge=0.0)]
+_NonNegative = Annotated[float, Field(ge=0.0)]
 
 
 class _Generator(_Record):
@@ -254,12 +254,12 @@ class HistoryRecord(_Record):
     model_config = ConfigDict(extra="allow")
 
     epoch: int
-    train_loss: _Seconds
+    train_loss: _NonNegative
     train_acc: float = Field(ge=0.0, le=1.0)
     # null without a validation split; infinite in older runs' files
     val_loss: float | None = Field(ge=0.0, allow_inf_nan=True)
     val_acc: float | None = Field(ge=0.0, le=1.0)
-    lr: _Seconds
+    lr: _NonNegative
 
     @model_validator(mode="after")
     def _no_nan(self) -> HistoryRecord:
@@ -276,15 +276,15 @@ class ResumeState(_Record):
 
     epoch: _Count
     step: _Count
-    loss_sum: _Seconds
+    loss_sum: _NonNegative
     correct: _Count
     seen: _Count
-    epoch_time: _Seconds
-    best_loss: _Seconds | None
+    epoch_time: _NonNegative
+    best_loss: _NonNegative | None
     best_epoch: _Count
     best_accuracy: float | None = Field(ge=0.0, le=1.0)
     bad_epochs: _Count
-    elapsed: _Seconds
+    elapsed: _NonNegative
     shuffle_rng: _Generator
     noise_rng: _Generator
 
@@ -304,6 +304,8 @@ class ResumeState(_Record):
 
 
 class _ResumeFile(_Record):
+    """The two metadata entries a checkpoint adds for resuming."""
+
     resume: ResumeState
     history: list[HistoryRecord]
 
@@ -313,8 +315,7 @@ def resume_problem(resume: Any, history: Any) -> str | None:
     try:
         state = _ResumeFile.model_validate({"resume": resume, "history": history})
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        return _resume_error(error)
+        return _resume_error(exc.errors(include_url=False)[0])
     epoch = state.resume.epoch
     if len(state.history) != epoch:
         return (
@@ -340,11 +341,10 @@ def _resume_error(error: Any) -> str:
         subject, loc = "it", loc[2:]
     else:
         subject, has = loc.pop(0), False
-    name = ".".join(loc)
-    if error["type"] == "missing":
-        return f"{prefix}'{subject}' lacks {name}" if not has else f"{prefix}{subject} lacks {name}"
-    if error["type"] == "extra_forbidden":
-        return f"{prefix}'{subject}' has the unknown entry {name}"
+    name, whole = ".".join(loc), subject if has else f"'{subject}'"
+    if error["type"] in ("missing", "extra_forbidden"):
+        what = "lacks" if error["type"] == "missing" else "has the unknown entry"
+        return f"{prefix}{whole} {what} {name}"
     if not name:
         clause = f"{subject} is"
     else:
