@@ -241,15 +241,6 @@ class _Generator(_Record):
         state: int = Field(ge=0, lt=2**128)
         inc: int = Field(ge=0, lt=2**128)
 
-        @field_validator("inc")
-        @classmethod
-        def _odd(cls, inc: int) -> int:
-            # numpy makes every increment odd; with 0 a zero state never moves, and drawing a
-            # bounded number from a generator stuck at 0 never ends.
-            if inc % 2 == 0:
-                raise ValueError(f"= {inc}, expected an odd number")
-            return inc
-
     bit_generator: Literal["PCG64"]
     state: _Inner
     has_uint32: int = Field(ge=0, le=1)
