@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import reprlib
@@ -38,7 +39,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -225,6 +226,135 @@ class ModelMetadata(_Record):
                 f"{'-'.join(map(str, self.layers))}; expected one name per output",
             )
         return self
+
+
+_MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years: any larger time is damage, not a run
+_Count = Annotated[int, Field(ge=0)]
+_NonNegative = Annotated[float, Field(ge=0.0)]
+
+
+class _Generator(_Record):
+    """A saved PCG64 state (what ``default_rng`` uses): numpy takes a state it cannot hold
+    with an OverflowError, or silently wraps it."""
+
+    class _Inner(_Record):
+        state: int = Field(ge=0, lt=2**128)
+        inc: int = Field(ge=0, lt=2**128)
+
+    bit_generator: Literal["PCG64"]
+    state: _Inner
+    has_uint32: int = Field(ge=0, le=1)
+    uinteger: int = Field(ge=0, lt=2**32)
+
+
+class HistoryRecord(_Record):
+    """One finished epoch as metrics.jsonl holds it; the fields the learning curves and
+    summaries read are checked, the rest kept (but never NaN: the file must stay JSON)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    epoch: int
+    train_loss: _NonNegative
+    train_acc: float = Field(ge=0.0, le=1.0)
+    # null without a validation split; infinite in older runs' files
+    val_loss: float | None = Field(ge=0.0, allow_inf_nan=True)
+    val_acc: float | None = Field(ge=0.0, le=1.0)
+    lr: _NonNegative
+
+    @model_validator(mode="after")
+    def _no_nan(self) -> HistoryRecord:
+        for key, value in (self.model_extra or {}).items():
+            if isinstance(value, float) and math.isnan(value):
+                raise _MismatchError(key, "= nan, expected a number")
+        return self
+
+
+class ResumeState(_Record):
+    """A checkpoint's loop state (``metadata["resume"]``): what `TrainState` holds besides
+    the history, and the two random generators. Checks that need the run's data and batch
+    size (the step within an epoch, the shuffling order) are left to resuming."""
+
+    epoch: _Count
+    step: _Count
+    loss_sum: _NonNegative
+    correct: _Count
+    seen: _Count
+    epoch_time: _NonNegative
+    best_loss: _NonNegative | None
+    best_epoch: _Count
+    best_accuracy: float | None = Field(ge=0.0, le=1.0)
+    bad_epochs: _Count
+    elapsed: _NonNegative
+    shuffle_rng: _Generator
+    noise_rng: _Generator
+
+    @field_validator("epoch_time", "elapsed")
+    @classmethod
+    def _within_ten_years(cls, seconds: float) -> float:
+        if seconds > _MAX_SECONDS:
+            raise ValueError(f"is {seconds:.3g} seconds, more than ten years")
+        return seconds
+
+    @model_validator(mode="after")
+    def _within_epochs(self) -> ResumeState:
+        for name in ("best_epoch", "bad_epochs"):
+            if (value := getattr(self, name)) > self.epoch:
+                raise _MismatchError(name, f"is {value:,}, more than the {self.epoch} epochs run")
+        return self
+
+
+class _ResumeFile(_Record):
+    """The two metadata entries a checkpoint adds for resuming."""
+
+    resume: ResumeState
+    history: list[HistoryRecord]
+
+
+def resume_problem(resume: Any, history: Any) -> str | None:
+    """What is wrong with a checkpoint's ``resume`` and ``history`` metadata, or None."""
+    try:
+        state = _ResumeFile.model_validate({"resume": resume, "history": history})
+    except ValidationError as exc:
+        return _resume_error(exc.errors(include_url=False)[0])
+    epoch = state.resume.epoch
+    if len(state.history) != epoch:
+        return (
+            f"'history' should hold one record per finished epoch ({epoch}), found "
+            f"{len(state.history)} records"
+        )
+    for number, record in enumerate(state.history, start=1):
+        if record.epoch != number:
+            return f"history record {number} is not the record of epoch {number}"
+    return None
+
+
+def _resume_error(error: Any) -> str:
+    """One pydantic error of `resume_problem` in the words of the checkpoint's fields."""
+    loc, cause = [str(part) for part in error["loc"]], (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _MismatchError):
+        loc.append(cause.field)
+    prefix, has = "", True
+    if loc[0] == "history" and len(loc) > 1:
+        subject, loc = f"history record {int(loc[1]) + 1}", loc[2:]
+    elif loc[1:2] in (["shuffle_rng"], ["noise_rng"]):
+        prefix = f"resume.{loc[1]} is not a random-generator state: "
+        subject, loc = "it", loc[2:]
+    else:
+        subject, has = loc.pop(0), False
+    name, whole = ".".join(loc), subject if has else f"'{subject}'"
+    if error["type"] in ("missing", "extra_forbidden"):
+        what = "lacks" if error["type"] == "missing" else "has the unknown entry"
+        return f"{prefix}{whole} {what} {name}"
+    if not name:
+        clause = f"{subject} is"
+    else:
+        clause = f"{subject} has {name} =" if has else f"{subject}.{name} is"
+    if isinstance(cause, ValueError):
+        return f"{prefix}{clause.rsplit(' ', 1)[0]} {cause}"
+    expected = error["msg"].replace("Input should be ", "expected a value ", 1)
+    if error["type"] != "literal_error":
+        expected = _EXPECTED.get(error["type"], expected)
+    return f"{prefix}{clause} {_show(error['input'])}, {expected}"
 
 
 class _MismatchError(ValueError):

@@ -31,7 +31,7 @@ from rich.text import Text
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
-from mlp_cli.errors import MLPError
+from mlp_cli.errors import ExportError, MLPError, UsageError
 from mlp_cli.plain import command, escape_controls, plain
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
@@ -116,6 +116,15 @@ _debug = {"on": False}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+ERROR, WARNING = ("error: ", "bold red"), ("warning: ", "bold yellow")
+
+
+def _say(*parts: str | Text | tuple[str, str], err: bool = False, soft_wrap: bool = True) -> None:
+    """One line of our words and `plain` text from elsewhere (paths, messages), on stdout
+    or stderr; soft-wrapped by default, so a narrow terminal breaks no path or command."""
+    (err_console if err else console).print(Text.assemble(*parts), soft_wrap=soft_wrap)
+
+
 def _debugging() -> bool:
     return _debug["on"] or os.environ.get("MLP_DEBUG", "") not in ("", "0")
 
@@ -146,9 +155,7 @@ def handle_errors(command: F) -> F:
         except MLPError as exc:
             if _debugging():
                 raise
-            err_console.print(
-                Text.assemble(("error: ", "bold red"), plain(exc)), highlight=False, soft_wrap=True
-            )
+            _say(ERROR, plain(exc), err=True)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:
             # A safety net under the checks where paths are resolved: a path the system
@@ -157,16 +164,7 @@ def handle_errors(command: F) -> F:
                 raise
             from mlp_cli.outputs import reason
 
-            err_console.print(
-                Text.assemble(
-                    ("error: ", "bold red"),
-                    "cannot use '",
-                    plain(exc.filename),
-                    f"': {reason(exc)}.",
-                ),
-                highlight=False,
-                soft_wrap=True,
-            )
+            _say(ERROR, "cannot use '", plain(exc.filename), f"': {reason(exc)}.", err=True)
             raise typer.Exit(2 if exc.errno in _ARGUMENT_ERRNOS else 1) from None
         except KeyboardInterrupt as exc:
             if _debugging():
@@ -296,7 +294,6 @@ def _stop_on_sigint() -> Iterator[Callable[[], int | None]]:
 def _choose_threads(option: str | None, cfg: Config, earlier: int | None = None) -> ThreadChoice:
     """``--threads`` (a number or auto), else the config's, resolved once for this run
     (`auto` on resume keeps the ``earlier`` sessions' count)."""
-    from mlp_cli.errors import UsageError
     from mlp_cli.threads import ThreadSetting, choose_threads
 
     setting: ThreadSetting = cfg.training.threads
@@ -316,8 +313,6 @@ def _choose_threads(option: str | None, cfg: Config, earlier: int | None = None)
 def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
     """--resume reads the run's own config and folder: options that would choose another
     config or folder are a mistake, not something to ignore."""
-    from mlp_cli.errors import UsageError
-
     sources = {name: ctx.get_parameter_source(name) for name in names}
     given = [f"--{n}" for n, s in sources.items() if s is not None and s.name == "COMMANDLINE"]
     if given:
@@ -432,11 +427,7 @@ def train(
             else training.start(cfg, data, out)
         )
         for warning in trainer.warnings:
-            err_console.print(
-                Text.assemble(("warning: ", "bold yellow"), plain(warning)),
-                highlight=False,
-                soft_wrap=True,
-            )
+            _say(WARNING, plain(warning), err=True)
         display: training.Callbacks
         if json_:
             display = JsonLines(console)
@@ -455,13 +446,8 @@ def train(
 
         print_train_summary(console, result)
     if result.status == "interrupted":
-        err_console.print(
-            "training interrupted; checkpoint saved. Resume with: "
-            + command("mlp train --resume", result.run_dir),
-            highlight=False,
-            soft_wrap=True,
-            markup=False,
-        )
+        resume_with = command("mlp train --resume", result.run_dir)
+        _say("training interrupted; checkpoint saved. Resume with: ", resume_with, err=True)
         raise typer.Exit(128 + (stop_signal() or signal.SIGINT))
 
 
@@ -595,11 +581,9 @@ def evaluate(
 
     print_evaluation(console, result, path)
     if misclassified is not None:
-        console.print(
-            Text.assemble("worst mistakes written to ", plain(f"{misclassified}/")), soft_wrap=True
-        )
+        _say("worst mistakes written to ", plain(f"{misclassified}/"))
     if plot is not None:
-        console.print(Text.assemble("confusion heatmap written to ", plain(plot)), soft_wrap=True)
+        _say("confusion heatmap written to ", plain(plot))
 
 
 @app.command()
@@ -676,16 +660,11 @@ def predict(
         else:
             console.print(prediction_table(predictions, names))
         for p, written in zip(predictions, saved_inputs, strict=False):  # none without --save-input
-            console.print(
-                Text.assemble("network input of ", plain(p.file), " saved as ", plain(written)),
-                soft_wrap=True,
-            )
+            _say("network input of ", plain(p.file), " saved as ", plain(written))
         if len(predictions) + len(failures) > 1:
             console.print(prediction_summary(len(predictions), len(failures), seconds))
     for failure in failures:
-        err_console.print(
-            Text.assemble(("error: ", "bold red"), plain(failure.message)), highlight=False
-        )
+        _say(ERROR, plain(failure.message), err=True, soft_wrap=False)
     if failures:
         raise typer.Exit(1)
 
@@ -715,28 +694,18 @@ def export(
     ] = False,
 ) -> None:
     """Export a trained model to ONNX, to run it outside Python or without mlp."""
+    from mlp_cli import checkpoint
     from mlp_cli import export as exporting
-    from mlp_cli.errors import ExportError
     from mlp_cli.evaluate import split_images
 
     exporting.check_format(format_)
-    from mlp_cli import checkpoint
-
     path = checkpoint.find_model(model)
     exporting.check_out(out, force=force, model_path=path)
     saved = checkpoint.load(path)
     written = exporting.export(saved, out, force=force, preprocessing=preprocessing)
-    console.print(
-        Text.assemble(
-            "exported ",
-            plain(path),
-            " to ",
-            plain(written),
-            f" (ONNX opset {exporting.OPSET}, IR version {exporting.IR_VERSION}, "
-            f"{written.stat().st_size:,} bytes)",
-        ),
-        highlight=False,
-    )
+    size = f"{written.stat().st_size:,} bytes"
+    version = f"ONNX opset {exporting.OPSET}, IR version {exporting.IR_VERSION}"
+    _say("exported ", plain(path), " to ", plain(written), f" ({version}, {size})", soft_wrap=False)
     if not verify:
         return
     images, labels = split_images(saved, "test")
@@ -791,7 +760,6 @@ def show_hidden(
     ] = True,
 ) -> None:
     """Draw each hidden unit's incoming weights as a picture (PNG, and in the terminal)."""
-    from mlp_cli.errors import UsageError
     from mlp_cli.outputs import IMAGE_SUFFIXES, check_picture
     from mlp_cli.render import render_hidden_terminal
     from mlp_cli.viz import hidden_png_path, save_hidden_png, unit_patterns
@@ -810,7 +778,7 @@ def show_hidden(
     if terminal:
         console.print(render_hidden_terminal(patterns, side, width=min(console.width, 120)))
     console.print(note, highlight=False)
-    console.print(Text.assemble(f"{len(patterns)} units drawn to ", plain(target)), soft_wrap=True)
+    _say(f"{len(patterns)} units drawn to ", plain(target))
 
 
 @app.command()
@@ -850,26 +818,16 @@ def serve(
         log=lambda message: err_console.print(plain(message), highlight=False, soft_wrap=True),
     )
     with server:
-        console.print(
-            Text.assemble(
-                "serving ",
-                plain(server.models.default.name),
-                " at ",
-                (server.url, "bold"),
-                " (Ctrl-C stops)",
-            ),
-            soft_wrap=True,
+        _say(
+            "serving ",
+            plain(server.models.default.name),
+            " at ",
+            (server.url, "bold"),
+            " (Ctrl-C stops)",
         )
         if not is_loopback(host):
-            err_console.print(
-                Text.assemble(
-                    ("warning: ", "bold yellow"),
-                    "listening on ",
-                    plain(host),
-                    ": the page and its API are reachable from the network, without a password",
-                ),
-                soft_wrap=True,
-            )
+            reachable = ": the page and its API are reachable from the network, without a password"
+            _say(WARNING, "listening on ", plain(host), reachable, err=True)
         if open_browser:
             import webbrowser
 
@@ -902,7 +860,7 @@ def plot(
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
     records = read_metrics(run_dir / METRICS_FILE)
     plot_curves(records, target, title=run_dir.resolve().name)
-    console.print(Text.assemble("learning curves written to ", plain(target)), soft_wrap=True)
+    _say("learning curves written to ", plain(target))
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -924,12 +882,7 @@ def data_fetch(
         files = data.fetch_mnist(mirror=mirror, progressbar=bar)
     finally:
         bar.stop()
-    console.print(
-        Text.assemble(
-            "MNIST is ready in ", plain(data.data_dir()), f" ({len(files)} files verified)"
-        ),
-        soft_wrap=True,
-    )
+    _say("MNIST is ready in ", plain(data.data_dir()), f" ({len(files)} files verified)")
 
 
 @data_app.command("import")
@@ -943,9 +896,7 @@ def data_import(
     from mlp_cli import data
 
     files = data.import_mnist(directory)
-    console.print(
-        Text.assemble(f"imported {len(files)} files into ", plain(data.data_dir())), soft_wrap=True
-    )
+    _say(f"imported {len(files)} files into ", plain(data.data_dir()))
 
 
 @data_app.command("info")
@@ -1005,8 +956,8 @@ def config_list() -> None:
         expected = f">= {shipped.expected:.1f}%" if shipped.expected is not None else "-"
         table.add_row(shipped.name, expected, shipped.description)
     console.print(table)
-    _print_command("train one with: ", "mlp train --config NAME")
-    _print_command("start your own from one with: ", "mlp config show NAME > my.yaml")
+    _say("train one with: ", ("mlp train --config NAME", "bold"))
+    _say("start your own from one with: ", ("mlp config show NAME > my.yaml", "bold"))
 
 
 @config_app.command("show")
@@ -1036,11 +987,6 @@ def config_schema() -> None:
     from mlp_cli.config import config_schema as schema
 
     typer.echo(json.dumps(schema(), indent=2))
-
-
-def _print_command(text: str, command: str) -> None:
-    """A line ending in a command to type, which a narrow terminal must not break apart."""
-    console.print(Text.assemble(text, (command, "bold")), soft_wrap=True, highlight=False)
 
 
 class StdoutError(OSError):
@@ -1087,13 +1033,8 @@ def _stdout_failed(exc: OSError) -> NoReturn:
         os.close(devnull)
     if exc.errno != errno.EPIPE:
         with contextlib.suppress(OSError, ValueError):
-            err_console.print(
-                Text.assemble(
-                    ("error: ", "bold red"),
-                    f"cannot write to standard output: {exc.strerror or exc}.",
-                ),
-                highlight=False,
-            )
+            problem = f"cannot write to standard output: {exc.strerror or exc}."
+            _say(ERROR, problem, err=True, soft_wrap=False)
     sys.exit(1)
 
 

@@ -25,10 +25,9 @@ import json
 import math
 import os
 import re
-import reprlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -267,17 +266,15 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def new_run_dir(cfg: Config, out: str | Path | None = None) -> Path:
-    """A fresh run directory: ``out`` if given (must be empty or absent), else
-    ``<output.dir>/<name>``, with ``-2``, ``-3``... appended when that one exists."""
+    """A fresh run directory: ``out`` if given, else ``<output.dir>/<name>``, with ``-2``,
+    ``-3``... appended when that one exists (after `check_run_destination`)."""
     if out is not None:
         path = _out_path(out)
-        _refuse_taken(path)
         with outputs.writing(path, "the run folder"):
             path.mkdir(parents=True, exist_ok=True)
         return path
     parent = Path(cfg.output.dir)
     name = cfg.name or "run"
-    _check_run_name(name)
     for n in range(1, 10_000):
         path = parent / (name if n == 1 else f"{name}-{n}")
         try:
@@ -465,19 +462,14 @@ class Trainer:
             },
         }
 
-    def save_model(self, status: str) -> None:
-        m = self.model
-        checkpoint.save(self.run_dir / MODEL_FILE, m.W, m.b, self.metadata(status))
-
-    def save_final_model(self, status: str) -> None:
-        """model.npz at the run's end: the best epoch's weights where they are kept
-        (`best`), else the last epoch's."""
-        if self.best is None:
-            self.save_model(status)
-            return
-        meta = self.metadata(status)
-        meta["training"]["weights_from_epoch"] = self.state.best_epoch
-        checkpoint.save(self.run_dir / MODEL_FILE, *self.best, meta)
+    def save_model(self, status: str, final: bool = False) -> None:
+        """model.npz; at the run's end (``final``) the best epoch's weights where they are
+        kept (`best`), else the current ones."""
+        meta, weights = self.metadata(status), (self.model.W, self.model.b)
+        if final and self.best is not None:
+            meta["training"]["weights_from_epoch"] = self.state.best_epoch
+            weights = self.best
+        checkpoint.save(self.run_dir / MODEL_FILE, *weights, meta)
 
     def save_checkpoint(self, status: str) -> None:
         m, st = self.model, self.state
@@ -563,14 +555,9 @@ class Trainer:
                 f"the optimizer counted {self.optimizer.t} steps, but the loop state says "
                 f"{done} (epoch {resume['epoch']}, step {resume['step']}, {steps} per epoch)",
             )
-        state = dict(resume)
-        try:
-            self.shuffle_rng.bit_generator.state = state.pop("shuffle_rng")
-            self.noise_rng.bit_generator.state = state.pop("noise_rng")
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise checkpoint.damaged_resume(
-                path, f"a random-generator state is unusable ({exc})"
-            ) from None
+        state = dict(resume)  # checked whole above, random-generator states included
+        self.shuffle_rng.bit_generator.state = state.pop("shuffle_rng")
+        self.noise_rng.bit_generator.state = state.pop("noise_rng")
         if state.get("best_loss") is None:
             state["best_loss"] = math.inf
         self.state = TrainState(**state, history=list(history or []))
@@ -615,14 +602,8 @@ class Trainer:
             )
         except ConfigError as exc:
             raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
-        before, now = _flat_config(saved_cfg), _flat_config(self.cfg)
-        differ = [k for k in _changed_keys(before, now) if not resumable_key(k)]
-        if differ:
-            listed = "; ".join(
-                f"{k} is {_show(before.get(k, _ABSENT))} there, {_show(now.get(k, _ABSENT))} in "
-                f"{CONFIG_FILE}"
-                for k in differ
-            )
+        if differ := _frozen_changes(saved_cfg, self.cfg):
+            listed = "; ".join(f"{k} is {a} there, {b} in {CONFIG_FILE}" for k, a, b in differ)
             raise CheckpointError(
                 f"'{path}' was saved by another run, not the one '{self.run_dir / CONFIG_FILE}' "
                 f"describes: {listed}. Resuming it would continue a different training. Put "
@@ -723,7 +704,7 @@ class Trainer:
             if patience is not None and st.bad_epochs >= patience:
                 status = "early_stopped"
                 break
-        self.save_final_model(status)
+        self.save_model(status, final=True)
         self.save_checkpoint(status)
         self.write_curves()
         return self._result(status)
@@ -818,54 +799,6 @@ def _share(waited_before: float | None, seconds: float, threads: int) -> float |
     return max(0.0, waited_after - waited_before) / (seconds * threads)
 
 
-_COUNTS = ("epoch", "step", "correct", "seen", "best_epoch", "bad_epochs")
-_SECONDS = ("loss_sum", "epoch_time", "elapsed")
-_RNGS = ("shuffle_rng", "noise_rng")
-_MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years: any larger time is damage, not a run
-# Fields of a metrics record that the learning curves and summaries read (val_* are null
-# without a validation split).
-_HISTORY_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
-
-
-def _rng_state_problem(state: Any) -> str | None:
-    """What is wrong with a saved PCG64 state (what ``default_rng`` uses), or None: numpy
-    takes a state it cannot hold with an OverflowError, or silently wraps it."""
-    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
-        return "expected a PCG64 state"
-    if set(state) != {"bit_generator", "state", "has_uint32", "uinteger"}:
-        return "expected the entries bit_generator, state, has_uint32 and uinteger"
-    inner = state["state"]
-    if not isinstance(inner, dict) or set(inner) != {"state", "inc"}:
-        return "its 'state' should hold 'state' and 'inc'"
-    for key in ("state", "inc"):
-        value = inner[key]
-        if not (_is_count(value) and value < 2**128):
-            return f"state.{key} is {_short(value)}, expected a whole number in [0, 2**128)"
-    if state["has_uint32"] not in (0, 1) or isinstance(state["has_uint32"], bool):
-        return f"has_uint32 is {_short(state['has_uint32'])}, expected 0 or 1"
-    if not (_is_count(state["uinteger"]) and state["uinteger"] < 2**32):
-        return f"uinteger is {_short(state['uinteger'])}, expected a whole number in [0, 2**32)"
-    return None
-
-
-def _short(value: Any) -> str:
-    """``repr(value)``, cut to a readable length (a damaged file can hold anything)."""
-    return reprlib.repr(value)
-
-
 def _resume_state_problem(
     resume: dict[str, Any],
     history: Any,
@@ -874,32 +807,12 @@ def _resume_state_problem(
     steps: int,
     batch: int,
 ) -> str | None:
-    """What is wrong with a checkpoint's loop state, or None: every field present and of
-    its type, counts consistent with each other, the history one record per finished
-    epoch, and the shuffling order a permutation of the ``n_train`` training examples."""
-    expected = {f.name for f in fields(TrainState)} - {"history"} | set(_RNGS)
-    if missing := sorted(expected - resume.keys()):
-        return f"'resume' lacks {', '.join(missing)}"
-    if unknown := sorted(resume.keys() - expected):
-        return f"'resume' has unknown entries {', '.join(map(str, unknown))}"
-    for name in _COUNTS:
-        if not _is_count(resume[name]):
-            return f"resume.{name} is {_short(resume[name])}, expected a whole number >= 0"
-    for name in _SECONDS:
-        if not _is_number(resume[name]):
-            return f"resume.{name} is {_short(resume[name])}, expected a finite number >= 0"
-    for name in ("epoch_time", "elapsed"):
-        if resume[name] > _MAX_SECONDS:
-            return f"resume.{name} is {resume[name]:.3g} seconds, more than ten years"
-    if resume["best_loss"] is not None and not _is_number(resume["best_loss"]):
-        return f"resume.best_loss is {resume['best_loss']!r}, expected a number or null"
-    accuracy = resume["best_accuracy"]
-    if accuracy is not None and not (_is_number(accuracy) and accuracy <= 1):
-        return f"resume.best_accuracy is {accuracy!r}, expected a number in [0, 1] or null"
-    for name in _RNGS:
-        if (problem := _rng_state_problem(resume[name])) is not None:
-            return f"resume.{name} is not a random-generator state: {problem}"
-    epoch, step = resume["epoch"], resume["step"]
+    """What is wrong with a checkpoint's loop state, or None: `checkpoint.ResumeState` and
+    its history, counts consistent with ``steps`` of ``batch`` examples an epoch, and the
+    shuffling order a permutation of the ``n_train`` training examples."""
+    if (problem := checkpoint.resume_problem(resume, history)) is not None:
+        return problem
+    step = resume["step"]
     if step >= steps:
         return f"resume.step is {step}, but an epoch has only {steps} steps"
     if resume["seen"] != step * batch or resume["correct"] > resume["seen"]:
@@ -907,31 +820,6 @@ def _resume_state_problem(
             f"resume.seen and resume.correct ({resume['seen']}, {resume['correct']}) do not "
             f"match {step} steps of {batch} examples"
         )
-    for name in ("best_epoch", "bad_epochs"):
-        if resume[name] > epoch:
-            return f"resume.{name} is {resume[name]:,}, more than the {epoch} epochs run"
-    if not isinstance(history, list) or len(history) != epoch:
-        found = f"{len(history)} records" if isinstance(history, list) else repr(type(history))
-        return f"'history' should hold one record per finished epoch ({epoch}), found {found}"
-    for number, record in enumerate(history, start=1):
-        if not isinstance(record, dict) or record.get("epoch") != number:
-            return f"history record {number} is not the record of epoch {number}"
-        for key in _HISTORY_NUMBERS:
-            value = record.get(key)
-            if key.startswith("val_"):  # null without validation; inf in older runs' files
-                valid = value is None or value == math.inf or _is_number(value)
-            else:
-                valid = _is_number(value)
-            if key.endswith("_acc") and valid and value is not None:
-                valid = value <= 1
-            if not valid:
-                return (
-                    f"history record {number} has {key} = {_short(value)}, expected a "
-                    "finite number >= 0" + (" or null" if key.startswith("val_") else "")
-                )
-        for key, value in record.items():  # metrics.jsonl must stay JSON: no NaN anywhere
-            if isinstance(value, float) and math.isnan(value):
-                return f"history record {number} has {_short(key)} = nan, expected a number"
     if perm is None:
         if step > 0:
             return f"'resume/perm' is missing, but the run stopped at step {step} of an epoch"
@@ -1003,16 +891,19 @@ def _flat_config(cfg: Config) -> dict[str, Any]:
     return flat
 
 
-_ABSENT = object()  # a key one optimizer has and another lacks
+def _frozen_changes(before: Config, after: Config) -> list[tuple[str, str, str]]:
+    """The settings resuming cannot change that differ: (dotted key, value before, value
+    after), each value as JSON or ``absent`` (a key one optimizer has and another lacks)."""
+    old, new = _flat_config(before), _flat_config(after)
 
+    def show(flat: dict[str, Any], key: str) -> str:
+        return json.dumps(flat[key]) if key in flat else "absent"
 
-def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    keys = sorted(before.keys() | after.keys())
-    return [k for k in keys if before.get(k, _ABSENT) != after.get(k, _ABSENT)]
-
-
-def _show(value: Any) -> str:
-    return "absent" if value is _ABSENT else json.dumps(value)
+    return [
+        (k, show(old, k), show(new, k))
+        for k in sorted(old.keys() | new.keys())
+        if (k in old, old.get(k)) != (k in new, new.get(k)) and not resumable_key(k)
+    ]
 
 
 def load_checkpoint(run_dir: str | Path) -> checkpoint.SavedModel:
@@ -1056,13 +947,8 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
         if frozen := [k for k in named if not resumable_key(k)]:
             raise _not_resumable(run_dir, ", ".join(frozen)) from None
         raise
-    before, after = _flat_config(base), _flat_config(cfg)
-    if frozen := [k for k in _changed_keys(before, after) if not resumable_key(k)]:
-        changes = ", ".join(
-            f"{k} ({_show(before.get(k, _ABSENT))} -> {_show(after.get(k, _ABSENT))})"
-            for k in frozen
-        )
-        raise _not_resumable(run_dir, changes)
+    if changes := _frozen_changes(base, cfg):
+        raise _not_resumable(run_dir, ", ".join(f"{k} ({a} -> {b})" for k, a, b in changes))
     return cfg
 
 

@@ -363,3 +363,61 @@ def test_the_checkpoint_records_the_threads_that_resume_with_auto_keeps(tmp_path
     assert saved.meta.training.threads == 1
     with pytest.raises(CheckpointError, match="nowhere"):
         train.load_checkpoint(tmp_path / "nowhere")
+
+
+def _loop_state() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The resume state and history of a run one epoch and two steps of 16 in."""
+    rng = np.random.default_rng(0).bit_generator.state
+    resume = {
+        **vars(train.TrainState(epoch=1, step=2, seen=32)),
+        "best_loss": 0.3,
+        "best_epoch": 1,
+        "shuffle_rng": rng,
+        "noise_rng": json.loads(json.dumps(rng)),
+    }
+    del resume["history"]
+    record = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.5, "val_loss": 0.4}
+    return resume, [{**record, "val_acc": 0.6, "lr": 0.1, "time": 1.0, "best": True}]
+
+
+def test_an_intact_loop_state_passes_the_resume_schema() -> None:
+    assert checkpoint.resume_problem(*_loop_state()) is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda r, h: r.pop("step"), "'resume' lacks step"),
+        (lambda r, h: r.update(spare=1), "'resume' has the unknown entry spare"),
+        (lambda r, h: r.update(loss_sum=-1.0), "resume.loss_sum is -1.0"),
+        (lambda r, h: r.update(best_accuracy=1.5), "resume.best_accuracy is 1.5"),
+        (lambda r, h: r.update(epoch=True), "resume.epoch is True, expected a whole number"),
+        (
+            lambda r, h: r["noise_rng"].update(bit_generator="MT19937"),
+            "resume.noise_rng is not a random-generator state: it has bit_generator = 'MT19937'",
+        ),
+        (
+            lambda r, h: r["shuffle_rng"].update(uinteger=2**32),
+            "resume.shuffle_rng is not a random-generator state: it has uinteger = 4294967296",
+        ),
+        (lambda r, h: h[0].pop("lr"), "history record 1 lacks lr"),
+        (lambda r, h: h[0].update(time=float("nan")), "history record 1 has time = nan"),
+        (lambda r, h: h[0].update(epoch=2), "history record 1 is not the record of epoch 1"),
+        (lambda r, h: h.append(dict(h[0])), "one record per finished epoch (1), found 2"),
+    ],
+)
+def test_the_resume_schema_names_the_damaged_field(damage: Any, words: str) -> None:
+    resume, history = _loop_state()
+    damage(resume, history)
+
+    problem = checkpoint.resume_problem(resume, history)
+
+    assert problem is not None
+    assert words in problem, problem
+
+
+def test_an_older_runs_infinite_validation_loss_is_still_resumable() -> None:
+    resume, history = _loop_state()
+    history[0]["val_loss"] = float("inf")
+
+    assert checkpoint.resume_problem(resume, history) is None
