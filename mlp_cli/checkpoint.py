@@ -241,6 +241,14 @@ class _Generator(_Record):
         state: int = Field(ge=0, lt=2**128)
         inc: int = Field(ge=0, lt=2**128)
 
+        @field_validator("inc")
+        @classmethod
+        def _odd(cls, inc: int) -> int:
+            # numpy always makes the increment odd; an even one can leave the stream stuck
+            if inc % 2 == 0:
+                raise ValueError(f"= {inc}, expected an odd number")
+            return inc
+
     bit_generator: Literal["PCG64"]
     state: _Inner
     has_uint32: int = Field(ge=0, le=1)

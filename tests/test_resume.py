@@ -400,6 +400,10 @@ def test_an_intact_loop_state_passes_the_resume_schema() -> None:
             lambda r, h: r["shuffle_rng"].update(uinteger=2**32),
             "resume.shuffle_rng is not a random-generator state: it has uinteger = 4294967296",
         ),
+        (
+            lambda r, h: r["shuffle_rng"]["state"].update(state=0, inc=0),
+            "resume.shuffle_rng is not a random-generator state: it has state.inc = 0",
+        ),
         (lambda r, h: h[0].pop("lr"), "history record 1 lacks lr"),
         (lambda r, h: h[0].update(time=float("nan")), "history record 1 has time = nan"),
         (lambda r, h: h[0].update(epoch=2), "history record 1 is not the record of epoch 1"),
