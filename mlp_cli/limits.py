@@ -104,7 +104,10 @@ def read_regular(path: str | Path, limit: int) -> bytes:
     with open_regular(path) as handle:
         # A read allocates as much as it is asked for, so ask for no more than the file holds.
         size = os.fstat(handle.fileno()).st_size
-        return handle.read(min(size, limit) + 1)
+        data = handle.read(min(size, limit) + 1)
+        if size < len(data) <= limit:  # it grew since: the rest, as far as the limit
+            data += handle.read(limit + 1 - len(data))
+        return data
 
 
 def layers_text(layers: Sequence[int]) -> str:

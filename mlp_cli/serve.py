@@ -542,6 +542,7 @@ class Server(ThreadingHTTPServer):
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.models = models
+        self.workers: list[int] = []  # forked worker processes (`serve_forever`)
         self.assets = _load_assets()
         self.read_timeout = read_timeout
         self.max_body = max_body
@@ -567,6 +568,16 @@ class Server(ThreadingHTTPServer):
         # A forked worker whose parent is gone (killed outright) stops instead of serving on.
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             raise SystemExit(0)
+        for pid in list(self.workers):
+            ended, status = os.waitpid(pid, os.WNOHANG)
+            if ended:
+                self.workers.remove(pid)
+                how = (
+                    f"was killed by signal {os.WTERMSIG(status)}"
+                    if os.WIFSIGNALED(status)
+                    else f"exited with code {os.waitstatus_to_exitcode(status)}"
+                )
+                self.log(f"worker process {pid} {how}; the other processes serve on")
 
     parent_pid: int | None = None  # set in forked workers: the process that started them
 
@@ -580,7 +591,9 @@ class Server(ThreadingHTTPServer):
 
 def default_workers() -> int:
     """Worker processes when none are asked for: one per core this process may use."""
-    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    from mlp_cli.threads import usable_cores
+
+    return max(1, min(MAX_WORKERS, usable_cores()))
 
 
 def can_fork() -> bool:
@@ -588,46 +601,56 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux")
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def serve_forever(server: Server, workers: int = 1) -> None:
     """Serve until KeyboardInterrupt, from ``workers`` processes where `can_fork`.
 
     Workers are forked after the socket is bound, so they all accept from it; the listening
     socket is non-blocking, so a worker that loses the race for a connection goes back to
-    waiting instead of blocking in accept.  The parent serves too, and stops the workers
-    however it ends.
+    waiting instead of blocking in accept.  The parent serves too, reports a worker that
+    died, and stops the workers however it ends.
     """
-    children: list[int] = []
-    if workers > 1 and can_fork():
-        server.socket.setblocking(False)
-        parent = os.getpid()
-        for _ in range(workers - 1):
-            pid = os.fork()
-            if pid == 0:
-                _worker(server, parent)
-            children.append(pid)
     try:
+        if workers > 1 and can_fork():
+            server.socket.setblocking(False)
+            parent = os.getpid()
+            # A stop signal waits until a new worker has its own handling of it.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                for _ in range(workers - 1):
+                    pid = os.fork()
+                    if pid == 0:
+                        _worker(server, parent, mask)
+                    server.workers.append(pid)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         server.serve_forever(poll_interval=0.5)
     finally:
-        for pid in children:
+        for pid in server.workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        for pid in children:
+        for pid in server.workers:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
 
 
-def _worker(server: Server, parent: int) -> None:
+def _worker(server: Server, parent: int, mask: set[int | signal.Signals]) -> None:
     """A forked worker's whole life: serve until a signal or the parent's end, then leave
     without running the parent's clean-up (its stack is the parent's copy)."""
     code = 0
     try:
-        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for number in STOP_SIGNALS:
             signal.signal(number, signal.SIG_DFL)  # the parent reports the stop, once
-        server.parent_pid = parent
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        server.parent_pid, server.workers = parent, []
         server.serve_forever(poll_interval=0.5)
     except SystemExit:
         pass
-    except BaseException:
+    except BaseException as error:
         code = 1
+        with contextlib.suppress(BaseException):
+            server.log(f"worker process {os.getpid()} stopped: {error!r}")
     finally:
         os._exit(code)

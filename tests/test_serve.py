@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -539,6 +540,15 @@ def test_worker_processes_share_the_requests_and_stop_with_the_server(tmp_path: 
             answers.append(json.loads(response.read())["probabilities"])
             connection.close()
         assert all(answer == answers[0] for answer in answers)
+        os.kill(workers[0], signal.SIGKILL)  # a worker dies: the others serve on
+        deadline = time.monotonic() + 10
+        while _running(workers[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(4):
+            connection = http.client.HTTPConnection(host, port, timeout=10)
+            connection.request("GET", "/api/runs")
+            assert connection.getresponse().status == 200
+            connection.close()
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=10)
     finally:
@@ -547,6 +557,7 @@ def test_worker_processes_share_the_requests_and_stop_with_the_server(tmp_path: 
             process.wait()
     assert process.returncode == 0, err
     assert out.count("stopped") == 1
+    assert f"worker process {workers[0]} was killed by signal 9" in err
     assert "Traceback" not in err
     assert not any(map(_running, workers))
 
