@@ -651,10 +651,17 @@ class _Constructor(RoundTripConstructor):
         self.duplicates: Duplicates = {}
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
-        tag = node.tag
-        if tag in _TEXT_TAGS and isinstance(node, ScalarNode) and node.ctag.handle is None:
+        tag, scalar = node.tag, isinstance(node, ScalarNode)
+        if scalar and (tag == _CORE + "str" or (tag in _TEXT_TAGS and node.ctag.handle is None)):
             return node.value  # untagged 2020-01-01 is text: the 1.2 core schema has no dates
-        if tag not in _PLAIN_TAGS:
+        if node in self.recursive_objects:  # ruamel would take it as null, or fail
+            raise _RefusedError(
+                None,
+                None,
+                "an alias refers to the value that contains it; a config cannot contain itself",
+                node.start_mark,
+            )
+        if tag not in _PLAIN_TAGS or (scalar and tag == _CORE + "merge"):
             raise _RefusedError(
                 None,
                 None,
@@ -703,6 +710,12 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
+        ) from None
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        # the YAML library's own failure on a construct it should have refused
+        raise ConfigError(
+            f"{source}: the YAML could not be read ({type(exc).__name__}: {exc}); write the"
+            " config as plain mappings, lists and values."
         ) from None
 
 

@@ -240,6 +240,35 @@ def test_yaml_syntax_error_cites_line_and_column(tmp_path: Path) -> None:
     assert info.value.problem in message  # type: ignore[attr-defined]
 
 
+def test_an_explicit_str_tag_gives_text(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(tmp_path, MINIMAL + "name: !!str 12\n"), ["data.mirror=!!str http://h/"]
+    )
+    assert cfg.name == "12"
+    assert cfg.data.mirror == "http://h/"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "training: &t\n  <<: *t\n",
+        "data: &d {mirror: *d}\n",
+        "data: &d [<<: *d]\n",
+        "model: &m {layers: [*m]}\n",
+    ],
+)
+def test_an_alias_to_the_value_that_contains_it_is_refused(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, MINIMAL + text if not text.startswith("model") else text)
+    message = config_error(path)
+    assert f"{path}:" in message
+    assert "refers to the value that contains it" in message
+
+
+def test_a_merge_tag_on_a_value_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "name: !!merge x\n")
+    assert "the tag '!!merge' is not allowed" in config_error(path)
+
+
 def test_python_tag_is_refused_and_never_run(tmp_path: Path) -> None:
     marker = tmp_path / "command-ran"
     text = MINIMAL + f"name: !!python/object/apply:os.system ['touch {marker}']\n"
