@@ -77,8 +77,33 @@ def rmsprop(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
 _MOST_THREADS: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
 
 
+# The same loops on the calling thread: starting a parallel loop costs more than a small
+# network's whole update, even on one thread.
+
+
+@_jit
+def sgd_serial(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
+    for i in range(p.size):
+        p[i], a[i], b[i] = _sgd(p[i], g[i], a[i], b[i], h)
+
+
+@_jit
+def adam_serial(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
+    for i in range(p.size):
+        p[i], a[i], b[i] = _adam(p[i], g[i], a[i], b[i], h)
+
+
+@_jit
+def rmsprop_serial(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
+    for i in range(p.size):
+        p[i], a[i], b[i] = _rmsprop(p[i], g[i], a[i], b[i], h)
+
+
 def update(rule: str, threads: int, *arrays_and_scalars: Any) -> None:
     """Run the loop of ``rule`` (`mlp_cli.optim.sgd`, ...) on ``threads`` threads at most."""
+    if threads <= 1:
+        globals()[rule + "_serial"](*arrays_and_scalars)
+        return
     with _LAUNCH:
         numba.set_num_threads(min(threads, _MOST_THREADS))
         globals()[rule](*arrays_and_scalars)
