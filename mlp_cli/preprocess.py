@@ -337,8 +337,8 @@ def _robust_sigma(residuals: npt.NDArray[np.floating]) -> float:
 
 
 def _background(grey: FloatArray) -> tuple[FloatArray, float]:
-    """The background under the whole picture (H, W) and its noise (a robust sigma), both
-    estimated from the border ring.
+    """The background under the whole picture (H, W), or (1, 1) where it is flat, and its
+    noise (a robust sigma), both estimated from the border ring.
 
     The background is a quadratic surface in the pixel coordinates, fitted by least squares
     to the ring's pixels and refitted without the outliers (ink reaching the border), so
@@ -352,7 +352,7 @@ def _background(grey: FloatArray) -> tuple[FloatArray, float]:
     level = float(np.median(values))
     noise = _robust_sigma(values - level)
     if min(height, width) < SURFACE_MIN_SIDE or float(np.ptp(values)) == 0.0:
-        return np.full(grey.shape, level, dtype=np.float32), noise
+        return np.full((1, 1), level, dtype=np.float32), noise  # broadcasts as (H, W)
     # coordinates scaled to [-1, 1], so the least-squares problem is well conditioned
     y = np.linspace(-1.0, 1.0, height, dtype=np.float32)  # (H,)
     x = np.linspace(-1.0, 1.0, width, dtype=np.float32)  # (W,)
