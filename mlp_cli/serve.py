@@ -568,10 +568,16 @@ class Server(ThreadingHTTPServer):
         # A forked worker whose parent is gone (killed outright) stops instead of serving on.
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             raise SystemExit(0)
+        self.reap_workers()
+
+    def reap_workers(self) -> None:
+        """Report each forked worker that has died since the last look; the rest serve on."""
         for pid in list(self.workers):
             ended, status = os.waitpid(pid, os.WNOHANG)
             if ended:
                 self.workers.remove(pid)
+                if os.WIFSIGNALED(status) and os.WTERMSIG(status) in STOP_SIGNALS:
+                    continue  # stopped as asked, like the server (Ctrl-C reaches them all)
                 how = (
                     f"was killed by signal {os.WTERMSIG(status)}"
                     if os.WIFSIGNALED(status)
@@ -628,6 +634,7 @@ def serve_forever(server: Server, workers: int = 1) -> None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         server.serve_forever(poll_interval=0.5)
     finally:
+        server.reap_workers()  # a death since the last look is still reported
         for pid in server.workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

@@ -506,7 +506,9 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
-def _start_serving(tmp_path: Path, workers: int) -> tuple[subprocess.Popen[str], str, int]:
+def _start_serving(
+    tmp_path: Path, workers: int, *, own_group: bool = False
+) -> tuple[subprocess.Popen[str], str, int]:
     model = save_model(tmp_path / "runs" / "only" / "model.npz", [784, 16, 10], seed=0)
     mlp = Path(sys.executable).parent / "mlp"
     process = subprocess.Popen(
@@ -515,6 +517,7 @@ def _start_serving(tmp_path: Path, workers: int) -> tuple[subprocess.Popen[str],
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        start_new_session=own_group,
     )
     assert process.stdout is not None
     url = process.stdout.readline().split(" at ")[1].split()[0]
@@ -559,6 +562,25 @@ def test_worker_processes_share_the_requests_and_stop_with_the_server(tmp_path: 
     assert out.count("stopped") == 1
     assert f"worker process {workers[0]} was killed by signal 9" in err
     assert "Traceback" not in err
+    assert not any(map(_running, workers))
+
+
+@pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
+def test_ctrl_c_in_a_terminal_stops_every_process_quietly(tmp_path: Path) -> None:
+    process, _, _ = _start_serving(tmp_path, workers=3, own_group=True)
+    try:
+        deadline = time.monotonic() + 10
+        while len(workers := _workers_of(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole group
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert out.count("stopped") == 1
+    assert err == ""
     assert not any(map(_running, workers))
 
 
