@@ -90,8 +90,12 @@ def test_round_trip_is_bit_identical_and_keeps_metadata(
         assert got.dtype == want.dtype
         assert got.shape == want.shape
         assert got.tobytes() == want.tobytes()
+    with np.load(path, allow_pickle=False) as archive:  # the file itself, as written
+        written = json.loads(str(archive[checkpoint.METADATA_KEY][()]))
     for key, value in meta.items():
+        assert written[key] == value
         assert loaded.meta.model_dump(mode="json", exclude_unset=True)[key] == value
+    assert written["format"] == checkpoint.FORMAT_NAME
     assert loaded.meta.format == checkpoint.FORMAT_NAME
     assert loaded.meta.format_version == checkpoint.FORMAT_VERSION
     assert loaded.extras == {}
