@@ -842,6 +842,13 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
     for depth, key in enumerate(path[:-1]):
         child = node.get(key)
         if child is None:
+            here, section = tuple(path[: depth + 1]), _SECTIONS.get(tuple(path[:depth]))
+            leaf = here not in _SECTIONS and here != ("optimizer",)  # the optimizer is a union
+            if section and key in section.model_fields and leaf:
+                raise ConfigError(
+                    f"{source}: {_dotted(here)} is a single setting, not a section,"
+                    f" so it has no key '{path[depth + 1]}'."
+                )
             child = node[key] = {}
         elif not isinstance(child, dict):
             raise ConfigError(

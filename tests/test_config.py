@@ -240,6 +240,15 @@ def test_yaml_syntax_error_cites_line_and_column(tmp_path: Path) -> None:
     assert info.value.problem in message  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("key", ["training.epochs", "data.mirror"])
+def test_an_override_below_a_single_setting_says_so(key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_yaml(MINIMAL, "c.yaml", [f"{key}.x=3"])
+    assert str(info.value) == (
+        f"--set {key}.x=3: {key} is a single setting, not a section, so it has no key 'x'."
+    )
+
+
 def test_an_explicit_str_tag_gives_text(tmp_path: Path) -> None:
     cfg = load_config(
         write(tmp_path, MINIMAL + "name: !!str 12\n"), ["data.mirror=!!str http://h/"]
