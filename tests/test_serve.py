@@ -472,7 +472,7 @@ def test_mlp_serve_prints_its_url_serves_and_stops_on_ctrl_c(tmp_path: Path) -> 
         text=True,
         cwd=tmp_path,
     )
-    try:
+    with _ended(process):
         assert process.stdout is not None
         line = process.stdout.readline()
         assert line.startswith("serving only at http://127.0.0.1:"), line
@@ -482,15 +482,37 @@ def test_mlp_serve_prints_its_url_serves_and_stops_on_ctrl_c(tmp_path: Path) -> 
         connection.request("GET", "/api/runs")
         assert json.loads(connection.getresponse().read()) == {"runs": ["only"], "current": "only"}
         connection.close()
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
+        out, err = _ctrl_c(process)
+    assert "stopped" in out
+    assert "Traceback" not in err
+
+
+@contextmanager
+def _ended(process: subprocess.Popen[str]) -> Iterator[None]:
+    """Kill ``process`` on the way out if a failed check left it running."""
+    try:
+        yield
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _ctrl_c(process: subprocess.Popen[str], *, group: bool = False) -> tuple[str, str]:
+    """Ctrl-C to `mlp serve` (to its whole process group, as a terminal sends it); its
+    output, once it has ended with exit code 0."""
+    (os.killpg if group else os.kill)(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
-    assert "stopped" in out
-    assert "Traceback" not in err
+    return out, err
+
+
+def _wait_for_workers(pid: int, count: int) -> list[int]:
+    deadline = time.monotonic() + 10
+    while len(workers := _workers_of(pid)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers) == count
+    return workers
 
 
 def _workers_of(pid: int) -> list[int]:
@@ -528,11 +550,8 @@ def _start_serving(
 @pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
 def test_worker_processes_share_the_requests_and_stop_with_the_server(tmp_path: Path) -> None:
     process, host, port = _start_serving(tmp_path, workers=3)
-    try:
-        deadline = time.monotonic() + 10
-        while len(workers := _workers_of(process.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(workers) == 2  # the parent is the third
+    with _ended(process):
+        workers = _wait_for_workers(process.pid, 2)  # the parent is the third
         body = seven_png()
         answers = []
         for _ in range(12):  # a connection each: every process may take some
@@ -552,13 +571,7 @@ def test_worker_processes_share_the_requests_and_stop_with_the_server(tmp_path: 
             connection.request("GET", "/api/runs")
             assert connection.getresponse().status == 200
             connection.close()
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
+        out, err = _ctrl_c(process)
     assert out.count("stopped") == 1
     assert f"worker process {workers[0]} was killed by signal 9" in err
     assert "Traceback" not in err
@@ -568,17 +581,9 @@ def test_worker_processes_share_the_requests_and_stop_with_the_server(tmp_path: 
 @pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
 def test_ctrl_c_in_a_terminal_stops_every_process_quietly(tmp_path: Path) -> None:
     process, _, _ = _start_serving(tmp_path, workers=3, own_group=True)
-    try:
-        deadline = time.monotonic() + 10
-        while len(workers := _workers_of(process.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole group
-        out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
+    with _ended(process):
+        workers = _wait_for_workers(process.pid, 2)
+        out, err = _ctrl_c(process, group=True)
     assert out.count("stopped") == 1
     assert err == ""
     assert not any(map(_running, workers))
@@ -588,10 +593,7 @@ def test_ctrl_c_in_a_terminal_stops_every_process_quietly(tmp_path: Path) -> Non
 def test_workers_stop_when_the_server_is_killed_outright(tmp_path: Path) -> None:
     process, _, _ = _start_serving(tmp_path, workers=2)
     try:
-        deadline = time.monotonic() + 10
-        while not (workers := _workers_of(process.pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(workers) == 1
+        workers = _wait_for_workers(process.pid, 1)
     finally:
         process.kill()
         process.communicate()
