@@ -99,14 +99,22 @@ def rmsprop_serial(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> No
         p[i], a[i], b[i] = _rmsprop(p[i], g[i], a[i], b[i], h)
 
 
+_LOOPS = {  # rule name -> (serial loop, parallel loop)
+    "sgd": (sgd_serial, sgd),
+    "adam": (adam_serial, adam),
+    "rmsprop": (rmsprop_serial, rmsprop),
+}
+
+
 def update(rule: str, threads: int, *arrays_and_scalars: Any) -> None:
     """Run the loop of ``rule`` (`mlp_cli.optim.sgd`, ...) on ``threads`` threads at most."""
+    serial, parallel = _LOOPS[rule]
     if threads <= 1:
-        globals()[rule + "_serial"](*arrays_and_scalars)
+        serial(*arrays_and_scalars)
         return
     with _LAUNCH:
         numba.set_num_threads(min(threads, _MOST_THREADS))
-        globals()[rule](*arrays_and_scalars)
+        parallel(*arrays_and_scalars)
 
 
 @_jit
