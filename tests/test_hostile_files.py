@@ -109,18 +109,15 @@ def _patch_sizes(raw: bytearray, name: str, size: int) -> None:
     """Make the local and central zip headers of member ``name`` declare ``size`` bytes
     uncompressed, as a bomb's would (the CRC is left alone: it is only checked at the end)."""
     encoded = name.encode()
-    at = 0
-    while (at := raw.find(b"PK\x03\x04", at)) >= 0:
-        length = struct.unpack_from("<H", raw, at + 26)[0]
-        if raw[at + 30 : at + 30 + length] == encoded:
-            struct.pack_into("<I", raw, at + 22, size)
-        at += 4
-    at = 0
-    while (at := raw.find(b"PK\x01\x02", at)) >= 0:
-        length = struct.unpack_from("<H", raw, at + 28)[0]
-        if raw[at + 46 : at + 46 + length] == encoded:
-            struct.pack_into("<I", raw, at + 24, size)
-        at += 4
+    # (signature, offsets of the name's length, the name and the uncompressed size)
+    headers = ((b"PK\x03\x04", 26, 30, 22), (b"PK\x01\x02", 28, 46, 24))
+    for signature, length_at, name_at, size_at in headers:
+        at = 0
+        while (at := raw.find(signature, at)) >= 0:
+            length = struct.unpack_from("<H", raw, at + length_at)[0]
+            if raw[at + name_at : at + name_at + length] == encoded:
+                struct.pack_into("<I", raw, at + size_at, size)
+            at += 4
 
 
 def crafted_npz(

@@ -116,11 +116,13 @@ def running(tmp_path: Path) -> Iterator[Running]:
         yield server
 
 
-def read_all(client: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection."""
+def raw_reply(running: Running, request: bytes) -> bytes:
+    """Send ``request`` as raw bytes; everything the server sends until it closes."""
     reply = b""
-    while chunk := client.recv(65536):
-        reply += chunk
+    with socket.create_connection((running.host, running.port), timeout=5) as client:
+        client.sendall(request)
+        while chunk := client.recv(65536):
+            reply += chunk
     return reply
 
 
@@ -358,32 +360,28 @@ def test_a_decompression_bomb_is_refused(running: Running) -> None:
 
 def test_a_body_over_the_limit_is_refused_unread(running: Running) -> None:
     """A client announcing a huge body gets its 413 at once, without sending it."""
-    with socket.create_connection((running.host, running.port), timeout=5) as client:
-        client.sendall(
-            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-            b"Content-Length: 999999999999\r\n\r\n"
-        )
-        reply = read_all(client)
+    reply = raw_reply(
+        running,
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        b"Content-Length: 999999999999\r\n\r\n",
+    )
     assert reply.startswith(b"HTTP/1.1 413")
     assert b"Connection: close" in reply
     assert_still_serving(running)
 
 
 def test_chunked_bodies_are_refused(running: Running) -> None:
-    with socket.create_connection((running.host, running.port), timeout=5) as client:
-        client.sendall(
-            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-        )
-        reply = read_all(client)
+    reply = raw_reply(
+        running,
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
     assert reply.startswith(b"HTTP/1.1 411")
     assert_still_serving(running)
 
 
 def test_a_malformed_request_line_is_a_json_400(running: Running) -> None:
-    with socket.create_connection((running.host, running.port), timeout=5) as client:
-        client.sendall(b"THIS IS NOT HTTP\r\n\r\n")
-        reply = read_all(client)
+    reply = raw_reply(running, b"THIS IS NOT HTTP\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 400")
     assert b'{"error": ' in reply
     assert_still_serving(running)
