@@ -612,6 +612,22 @@ def test_mlp_serve_without_a_model_says_how_to_get_one(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("value", "words"), [("0", "greater than or equal to 1"), ("two", "valid integer")]
+)
+def test_a_bad_number_of_workers_is_a_usage_error(tmp_path: Path, value: str, words: str) -> None:
+    from typer.testing import CliRunner
+
+    from mlp_cli.cli import app
+
+    model = save_model(tmp_path / "runs" / "only" / "model.npz", [784, 16, 10], seed=0)
+    result = CliRunner().invoke(app, ["serve", "--model", str(model), "--workers", value])
+    assert result.exit_code == 2
+    assert "--workers" in result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_port_in_use_is_a_clean_error(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
