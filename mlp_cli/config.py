@@ -691,7 +691,11 @@ def _read_yaml(text: str) -> tuple[Any, Duplicates]:
     yaml.Constructor = _Constructor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print
-        data = yaml.load(text)
+        try:
+            data = yaml.load(text)
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+            # ruamel failing on a construct it should have refused: bad YAML all the same
+            raise YAMLError(f"{type(exc).__name__}: {exc}") from None
     return data, yaml.constructor.duplicates
 
 
@@ -710,12 +714,6 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
-        ) from None
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
-        # the YAML library's own failure on a construct it should have refused
-        raise ConfigError(
-            f"{source}: the YAML could not be read ({type(exc).__name__}: {exc}); write the"
-            " config as plain mappings, lists and values."
         ) from None
 
 

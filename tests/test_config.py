@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from mlp_cli import config as config_module
 from mlp_cli import shipped
 from mlp_cli.config import (
     AdamConfig,
@@ -271,6 +272,19 @@ def test_an_alias_to_the_value_that_contains_it_is_refused(tmp_path: Path, text:
     message = config_error(path)
     assert f"{path}:" in message
     assert "refers to the value that contains it" in message
+
+
+def test_a_failure_inside_the_yaml_library_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*_: object) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'add_referent'")
+
+    monkeypatch.setattr(config_module._Constructor, "construct_document", fail)
+    path = write(tmp_path, MINIMAL)
+    assert config_error(path) == (
+        f"{path}: invalid YAML: AttributeError: 'NoneType' object has no attribute 'add_referent'."
+    )
 
 
 def test_a_merge_tag_on_a_value_is_refused(tmp_path: Path) -> None:
