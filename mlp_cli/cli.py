@@ -323,6 +323,20 @@ def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
         )
 
 
+def _fetch_missing_data(cfg: Config, quiet: bool) -> None:
+    from mlp_cli import data
+    from mlp_cli.render import DataNotices, DownloadBar
+
+    if all(path is not None for path in data.cached_files().values()):
+        return
+    bar = DataNotices(err_console) if quiet else DownloadBar(err_console)
+    try:
+        data.fetch_mnist(mirror=cfg.data.mirror, progressbar=bar)
+    finally:
+        if isinstance(bar, DownloadBar):
+            bar.stop()
+
+
 def _load_training_data(cfg: Config, quiet: bool) -> Splits:
     from mlp_cli.data import prepare_data
     from mlp_cli.render import DataNotices, DownloadBar
@@ -449,6 +463,174 @@ def train(
         resume_with = command("mlp train --resume", result.run_dir)
         _say("training interrupted; checkpoint saved. Resume with: ", resume_with, err=True)
         raise typer.Exit(128 + (stop_signal() or signal.SIGINT))
+
+
+# -- sweep -----------------------------------------------------------------------------------
+
+
+class Engine(StrEnum):
+    """Where `mlp sweep` runs its trials."""
+
+    local = "local"
+
+
+_SWEEP_ACTIONS = ("plan", "show")
+
+
+@app.command()
+@handle_errors
+def sweep(
+    ctx: typer.Context,
+    target: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[plan|show] FILE|DIR",
+            help="A sweep file to run; plan FILE: list its trials; show DIR: a sweep's table.",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", metavar="DIR", help="Continue the sweep in this folder."),
+    ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="local: worker processes on this machine."),
+    ] = Engine.local,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            metavar="N",
+            help="Trials at once (local engine; default: usable cores / --cpus-per-trial).",
+        ),
+    ] = None,
+    cpus_per_trial: Annotated[
+        int | None,
+        typer.Option(min=1, max=256, metavar="N", help="CPUs (threads) per trial [default: 1]."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Sweep folder (default: <output.dir>/<name>)."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the results.")] = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="The ranked trials as JSON on stdout, nothing else.")
+    ] = False,
+) -> None:
+    """Run a hyperparameter sweep: mlp sweep FILE, mlp sweep plan FILE, mlp sweep show DIR,
+    mlp sweep --resume DIR."""
+    from mlp_cli import sweep as sweeps
+    from mlp_cli.config import config_from_dict
+    from mlp_cli.render import plan_table, sweep_reasons, sweep_table
+
+    args = list(target or [])
+    action = args[0] if len(args) == 2 and args[0] in _SWEEP_ACTIONS else None
+    if (resume is None) == (len(args) != (2 if action else 1)) or len(args) > 2:
+        raise UsageError(
+            "expected one of: mlp sweep FILE.yaml, mlp sweep plan FILE.yaml, mlp sweep show DIR,"
+            " mlp sweep --resume DIR"
+        )
+    if action == "show":
+        shown = sweeps.Sweep.load(args[1])
+        if json_:
+            typer.echo(json.dumps(sweeps.summary(shown), indent=1))
+            return
+        console.print(sweep_table(shown, ranked=True))
+        for line in sweep_reasons(shown):
+            err_console.print(line)
+        return
+    if resume is not None:
+        _refuse_with_resume(ctx, "out")
+        run = sweeps.Sweep.load(resume)
+        if cpus_per_trial is not None and cpus_per_trial != run.cpus_per_trial:
+            raise UsageError(
+                f"the sweep in '{resume}' runs its trials on {run.cpus_per_trial} threads"
+                " each; --resume keeps that (other threads would give other bits), so leave"
+                " out --cpus-per-trial"
+            )
+    else:
+        run = sweeps.plan(args[-1], out=out, cpus_per_trial=cpus_per_trial or 1)
+        if action == "plan":
+            if json_:
+                typer.echo(json.dumps([{"trial": t.id, **t.params} for t in run.trials], indent=1))
+            else:
+                console.print(plan_table(run))
+            return
+        sweeps.check_new_sweep(run)
+    run.engine = engine.value
+    choice = workers or sweeps.default_workers(run.cpus_per_trial)
+    if not (quiet or json_):
+        _say(
+            f"sweep {run.name}: {len(run.trials)} trials, {choice} at a time, {run.cpus_per_trial} "
+            "thread(s) each, into ",
+            plain(str(run.dir)),
+        )
+    if engine == Engine.local:  # once here, not in every worker at the same time
+        _fetch_missing_data(config_from_dict(run.trials[0].config), quiet or json_)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    run.save()
+    live = None
+    if not (quiet or json_):
+        from rich.live import Live
+
+        live = Live(sweep_table(run), console=console, auto_refresh=False, transient=True)
+        live.start()
+
+    def changed() -> None:
+        if live is not None:
+            live.update(sweep_table(run), refresh=True)
+
+    try:
+        with _stop_on_sigint() as stop_signal:
+            finished = sweeps.run_local(
+                run,
+                workers=choice,
+                on_change=changed,
+                should_stop=lambda: stop_signal() is not None,
+            )
+    finally:
+        if live is not None:
+            live.stop()
+    if not finished:
+        _say(
+            "sweep interrupted; running trials saved checkpoints. Resume with: ",
+            sweeps.resume_hint(run),
+            err=True,
+        )
+        raise typer.Exit(128 + (stop_signal() or signal.SIGINT))
+    if any(t.status == "interrupted" for t in run.trials):
+        for line in sweep_reasons(run):
+            err_console.print(line)
+        _say(
+            "some trials were interrupted; continue them with: ", sweeps.resume_hint(run), err=True
+        )
+        raise typer.Exit(1)
+    sweeps.finish(run)
+    if json_:
+        typer.echo(json.dumps(sweeps.summary(run), indent=1))
+        return
+    console.print(sweep_table(run, ranked=True))
+    for line in sweep_reasons(run):
+        err_console.print(line)
+    best = run.best_trial()
+    if best is not None:
+        _say(
+            "best: ",
+            plain(str(run.run_dir(best))),
+            " (linked as ",
+            plain(str(run.dir / sweeps.BEST)),
+            ")",
+        )
+    _say(
+        "results: ",
+        plain(str(run.dir / sweeps.RESULTS_FILE)),
+        ", ",
+        plain(str(run.dir / sweeps.PICTURE_FILE)),
+    )
 
 
 # -- gradcheck -------------------------------------------------------------------------------

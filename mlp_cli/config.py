@@ -16,15 +16,16 @@ What the settings *do* is left to the modules that use them (`mlp_cli.model`, `m
 ``--help`` stays fast.
 """
 
+import copy
 import difflib
 import io
 import math
 import re
 import reprlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -912,13 +913,32 @@ def _did_you_mean(word: Any, choices: Sequence[Any]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _unknown_key(where: str, path: KeyPath, optimizer: str | None) -> str:
+def _section_of(schema: type[BaseModel], path: KeyPath) -> type[BaseModel]:
+    """The section (a model class) at `path` of `schema`: through sub-sections, optional
+    sections and the values of a mapping of sections (a sweep's parameters)."""
+    node: Any = schema
+    for key in path:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            node = node.model_fields[str(key)].annotation
+        else:  # dict[str, Section]: every key leads to the same section
+            node = get_args(node)[-1]
+        sections = [arg for arg in get_args(node) if isinstance(arg, type)]
+        if sections and not (isinstance(node, type) and issubclass(node, BaseModel)):
+            node = next((s for s in sections if issubclass(s, BaseModel)), node)  # X | None
+    return node  # type: ignore[no-any-return]
+
+
+def _unknown_key(
+    where: str, path: KeyPath, optimizer: str | None, schema: type[BaseModel] = Config
+) -> str:
     """The message for a key no section has, with the closest key or the key's real home."""
     key, section = path[-1], _dotted(path[:-1])
-    model: type[BaseModel] = OPTIMIZERS[optimizer] if optimizer else _SECTIONS[path[:-1]]
+    model = OPTIMIZERS[optimizer] if optimizer else _section_of(schema, path[:-1])
     allowed = list(model.model_fields)
     hint = _did_you_mean(key, allowed)
-    if optimizer is not None:
+    if schema is not Config:
+        about, scope = "", f"in {section}" if section else "at the top level"
+    elif optimizer is not None:
         owners = [name for name, other in OPTIMIZERS.items() if key in other.model_fields]
         if owners:
             hint = (
@@ -1026,15 +1046,15 @@ def _origin(path: KeyPath, origins: Origins, source: str) -> str:
 
 
 def _clauses(
-    error: Mapping[str, Any], data: Any, origins: Origins, source: str
+    error: Mapping[str, Any], data: Any, origins: Origins, source: str, schema: type[BaseModel]
 ) -> list[tuple[KeyPath, str]]:
     """One or more (key path, ``where: key: problem.``) clauses for one pydantic error."""
     path, branch = _user_path(error["loc"], data, error["type"] == "missing")
     if error["type"] == "union_tag_invalid":
         path = (*path, "name")
     if error["type"] == "extra_forbidden":
-        optimizer = branch if branch in OPTIMIZERS else None
-        return [(path, _unknown_key(_origin(path, origins, source), path, optimizer))]
+        optimizer = branch if branch in OPTIMIZERS and schema is Config else None
+        return [(path, _unknown_key(_origin(path, origins, source), path, optimizer, schema))]
     invalid = error.get("ctx", {}).get("error")
     if isinstance(invalid, _SettingError):
         problems = [((*path, *rel), text) for rel, text in invalid.problems]
@@ -1060,17 +1080,29 @@ def _line_of(clause: tuple[KeyPath, str], origins: Origins, source: str) -> floa
 
 def _validate(data: Any, origins: Origins, source: str) -> Config:
     """Validate plain data as a `Config`, turning every problem into one `ConfigError`."""
+    return validate_as(Config, data, origins, source, "config", "model:, data:, optimizer:")
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def validate_as(
+    schema: type[_Model], data: Any, origins: Origins, source: str, what: str, keys: str
+) -> _Model:
+    """Validate plain data as `schema` (a config, a sweep file), turning every problem into
+    one `ConfigError` of ``file:line: key: problem`` clauses; `keys` are examples of the
+    top-level keys, for a file whose top level is no mapping."""
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else _show(data)
         raise ConfigError(
-            f"{_origin((), origins, source)}: the top level of a config must be a mapping of"
-            f" sections (model:, data:, optimizer:, ...), found {kind}."
+            f"{_origin((), origins, source)}: the top level of a {what} must be a mapping of"
+            f" sections ({keys}, ...), found {kind}."
         )
     try:
-        return Config.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-    clauses = [c for error in errors for c in _clauses(error, data, origins, source)]
+    clauses = [c for error in errors for c in _clauses(error, data, origins, source, schema)]
     # File order first; overrides (no line number) after the file they override.
     clauses.sort(key=lambda clause: _line_of(clause, origins, source))
     lines = [text for _, text in clauses]
@@ -1094,43 +1126,61 @@ def _not_found(path: Path, source: str) -> ConfigError:
     )
 
 
-def _read_text(path: Path, source: str) -> str:
+def read_text(path: Path, source: str, what: str = "config file") -> str:
+    """The text of a YAML file of ours (a config, a sweep file), bounded and decoded, or a
+    `ConfigError` naming it as `what`."""
     try:
         raw = read_regular(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
+        if what != "config file":
+            raise ConfigError(
+                f"{what} '{source}' not found (looked for {path.absolute()})."
+            ) from None
         raise _not_found(path, source) from None
     except (IsADirectoryError, NotRegularFileError) as exc:
         if path.is_dir():
             raise ConfigError(
-                f"config file '{source}' is a folder; give the path of a .yaml file in it."
+                f"{what} '{source}' is a folder; give the path of a .yaml file in it."
             ) from None
         raise ConfigError(
-            f"config file '{source}' cannot be used: {exc.strerror}; give the path of a .yaml file."
+            f"{what} '{source}' cannot be used: {exc.strerror}; give the path of a .yaml file."
         ) from None
     except OSError as exc:
-        raise ConfigError(f"config file '{source}' could not be read: {exc.strerror}.") from None
+        raise ConfigError(f"{what} '{source}' could not be read: {exc.strerror}.") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(
-            f"config file '{source}' is larger than {format_bytes(MAX_CONFIG_BYTES)}; a config"
-            " is a few hundred bytes of YAML. Check that the path names a config file."
+            f"{what} '{source}' is larger than {format_bytes(MAX_CONFIG_BYTES)}; a {what}"
+            " is a few hundred bytes of YAML. Check that the path names one."
         )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"config file '{source}' is not UTF-8 text (byte {exc.start} cannot be decoded);"
+            f"{what} '{source}' is not UTF-8 text (byte {exc.start} cannot be decoded);"
             " save it as UTF-8."
         ) from None
 
 
-def _load(text: str, source: str, overrides: Sequence[str], default_name: str | None) -> Config:
+def parse_yaml_file(text: str, source: str, what: str, needs: str) -> tuple[Any, Origins]:
+    """A YAML file's plain data and the origin of every key path; `needs` says what an
+    empty file lacks."""
     data, origins = _parse_yaml(text, source)
     # Only comments and blank lines; an explicit null is answered as a top level that is no mapping.
     if all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
-        raise ConfigError(
-            f"config file '{source}' is empty; it needs at least a model section,"
-            " e.g. 'model: {layers: 784-100-10}'."
-        )
+        raise ConfigError(f"{what} '{source}' is empty; it needs {needs}.")
+    return data, origins
+
+
+def _load(text: str, source: str, overrides: Sequence[str], default_name: str | None) -> Config:
+    data, origins = parse_yaml_file(
+        text, source, "config file", "at least a model section, e.g. 'model: {layers: 784-100-10}'"
+    )
+    return _build(data, origins, source, overrides, default_name)
+
+
+def _build(
+    data: Any, origins: Origins, source: str, overrides: Sequence[str], default_name: str | None
+) -> Config:
     if isinstance(data, dict):
         for override in overrides:
             _apply_override(data, override, origins)
@@ -1159,8 +1209,20 @@ def load_config_with_header(
     same bounded read."""
     resolved = shipped.resolve(path)
     source = str(resolved) if resolved != Path(path) else str(path)
-    text = _read_text(resolved, source)
+    text = read_text(resolved, source)
     return _load(text, source, overrides, resolved.stem), shipped.header_lines(text)
+
+
+def load_config_variants(path: str | Path, variants: Sequence[Sequence[str]]) -> Iterator[Config]:
+    """`load_config` with each list of overrides in `variants` in turn, the file read once."""
+    resolved = shipped.resolve(path)
+    source = str(resolved) if resolved != Path(path) else str(path)
+    text = read_text(resolved, source)
+    data, origins = parse_yaml_file(
+        text, source, "config file", "at least a model section, e.g. 'model: {layers: 784-100-10}'"
+    )
+    for overrides in variants:
+        yield _build(copy.deepcopy(data), dict(origins), source, overrides, resolved.stem)
 
 
 def config_from_yaml(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> Config:

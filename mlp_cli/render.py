@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from mlp_cli.config import Config
     from mlp_cli.evaluate import Evaluation
     from mlp_cli.predict import Prediction
+    from mlp_cli.sweep import Sweep
     from mlp_cli.threads import Slowdown, ThreadChoice
 
 
@@ -617,3 +618,99 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
         for name, digest in hashes.items():
             data_table.add_row(plain(name), plain(digest))
         console.print(data_table)
+
+
+# -- sweeps ----------------------------------------------------------------------------------
+
+_STATUS_STYLE = {
+    "running": "cyan",
+    "completed": "green",
+    "early_stopped": "green",
+    "pruned": "yellow",
+    "failed": "bold red",
+    "interrupted": "magenta",
+}
+
+
+def _short_keys(keys: Sequence[str]) -> dict[str, str]:
+    """Column names for swept settings: the last part of each dotted key, unless two share it."""
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return {
+        key: name if last.count(name) == 1 else key for key, name in zip(keys, last, strict=True)
+    }
+
+
+def sweep_table(sweep: Sweep, *, ranked: bool = False) -> Table:
+    """The trials of a sweep: settings, status, epochs, the metric now and at its best, time;
+    `ranked`: best first, with the best trial's test accuracy."""
+    from mlp_cli.sweep import show_value
+
+    metric = sweep.metric
+    show = _pct if metric.endswith("_acc") else _num
+    keys = varied_keys(sweep)
+    names = _short_keys(keys)
+    done = sum(t.status not in ("pending", "running") for t in sweep.trials)
+    title = f"sweep {sweep.name}: {done}/{len(sweep.trials)} trials ended, ranked by {metric}"
+    table = Table(title=plain(title), box=box.SIMPLE_HEAD, title_justify="left")
+    if ranked:
+        table.add_column("#", justify="right")
+    table.add_column("trial", no_wrap=True)
+    for key in keys:
+        table.add_column(plain(names[key]), no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("epoch", justify="right", no_wrap=True)
+    if not ranked:
+        table.add_column(metric, justify="right")
+    table.add_column(f"best {metric}", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    if ranked:
+        table.add_column("test acc", justify="right", no_wrap=True)
+    trials = sweep.ranked() if ranked else sweep.trials
+    for rank, trial in enumerate(trials, start=1):
+        row: list[str | Text] = [str(rank)] if ranked else []
+        row.append(trial.id)
+        row += [plain(show_value(trial.params[k])) if k in trial.params else "" for k in keys]
+        row.append(Text(trial.status, style=_STATUS_STYLE.get(trial.status, "")))
+        row.append(f"{trial.epoch}/{trial.epochs}")
+        if not ranked:
+            row.append(show(trial.last))
+        best = show(trial.best)
+        row.append(f"{best} ({trial.best_epoch})" if trial.best is not None else best)
+        row.append(_duration(trial.seconds) if trial.seconds else "-")
+        if ranked:
+            row.append(_pct(trial.test_acc) if trial.test_acc is not None else "")
+        table.add_row(*row)
+    return table
+
+
+def varied_keys(sweep: Sweep) -> list[str]:
+    """The swept settings that differ between trials (a fixed `value` is left out)."""
+    keys = dict.fromkeys(k for t in sweep.trials for k in t.params)
+    return [k for k in keys if len({json.dumps(t.params.get(k)) for t in sweep.trials}) > 1]
+
+
+def sweep_reasons(sweep: Sweep) -> list[Text]:
+    """One line per failed or interrupted trial: why (text from the trial, shown plain)."""
+    return [
+        Text.assemble((f"{t.id} {t.status}: ", _STATUS_STYLE[t.status]), plain(t.reason))
+        for t in sweep.trials
+        if t.reason and t.status in ("failed", "interrupted")
+    ]
+
+
+def plan_table(sweep: Sweep) -> Table:
+    """`mlp sweep plan`: every trial's settings, nothing run."""
+    from mlp_cli.sweep import show_value
+
+    keys = list(dict.fromkeys(k for t in sweep.trials for k in t.params))
+    names = _short_keys(keys)
+    title = f"sweep {sweep.name}: {len(sweep.trials)} trials ({sweep.method}), into {sweep.dir}"
+    table = Table(title=plain(title), box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("trial")
+    for key in keys:
+        table.add_column(plain(names[key]))
+    table.add_column("epochs", justify="right")
+    for trial in sweep.trials:
+        settings = [plain(show_value(trial.params[k])) if k in trial.params else "" for k in keys]
+        table.add_row(trial.id, *settings, str(trial.epochs))
+    return table

@@ -147,9 +147,10 @@ def _is_plain_name(name: str) -> bool:
     return name not in ("", ".", "..") and not any(c in name for c in "/\\\n\0")
 
 
-def check_latest(parent: Path) -> None:
-    """Refuse a ``<parent>/latest`` that mlp did not make: only its own link is replaced."""
-    link = Path(parent) / LATEST
+def check_latest(parent: Path, name: str = LATEST) -> None:
+    """Refuse a ``<parent>/latest`` (or `name`) that mlp did not make: only its own link is
+    replaced."""
+    link = Path(parent) / name
     if not _latest_is_ours(link):
         if link.is_symlink():
             kind = "link"
@@ -161,7 +162,8 @@ def check_latest(parent: Path) -> None:
             kind = "folder" if link.is_dir() else "file"
             what = f"a {kind} that mlp did not make"
         raise UsageError(
-            f"'{link}' is {what}. mlp keeps '{LATEST}' there as a link to the newest run "
+            f"'{link}' is {what}. mlp keeps '{name}' there as a link to the "
+            f"{'newest run' if name == LATEST else 'best trial of a sweep'} "
             f"and never replaces anything else; rename or move that {kind}, or put the run "
             "elsewhere (--out, or --set output.dir=DIR)"
         )
@@ -312,25 +314,28 @@ def name_for_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
     return cfg.model_copy(update={"name": name})
 
 
-def update_latest(run_dir: Path) -> None:
-    """Point ``<parent>/latest`` at ``run_dir`` (a symlink, replaced atomically).
+def update_latest(run_dir: Path, name: str = LATEST) -> None:
+    """Point ``<parent>/latest`` (or another link `name`, a sweep's ``best``) at ``run_dir``
+    (a symlink, replaced atomically).
 
     Only mlp's own link is ever replaced (see `check_latest`)."""
     run_dir = _out_path(run_dir)
-    if run_dir.name == LATEST:  # resumed through the link: it points at this run already
+    if run_dir.name == name:  # resumed through the link: it points at this run already
         return
     parent = run_dir.parent
-    check_latest(parent)
-    link = parent / LATEST
+    check_latest(parent, name)
+    link = parent / name
     # The run's name beside the link: relative, so the runs folder can move.
-    name = run_dir.name
+    target = run_dir.name
     tmp = outputs.temp_path(parent)
-    with outputs.writing(link, "the link to the newest run"):
+    with outputs.writing(
+        link, "the link to the newest run" if name == LATEST else f"the link '{name}'"
+    ):
         try:
-            tmp.symlink_to(name, target_is_directory=True)
+            tmp.symlink_to(target, target_is_directory=True)
         except OSError:
             # No symlinks here (some Windows setups): a plain file naming the run instead.
-            checkpoint.atomic_write(link, lambda f: f.write(name.encode()))
+            checkpoint.atomic_write(link, lambda f: f.write(target.encode()))
             return
         try:
             os.replace(tmp, link)
@@ -834,8 +839,11 @@ def _resume_state_problem(
     return None
 
 
-def start(cfg: Config, data: Splits, out: str | Path | None = None) -> Trainer:
-    """A trainer in a new run directory holding the resolved config."""
+def start(
+    cfg: Config, data: Splits, out: str | Path | None = None, *, link: bool = True
+) -> Trainer:
+    """A trainer in a new run directory holding the resolved config; `link`: point the
+    ``latest`` link beside it at the run (a sweep's trials leave it alone)."""
     from mlp_cli.config import dump_config
 
     check_run_destination(cfg, out)
@@ -845,7 +853,8 @@ def start(cfg: Config, data: Splits, out: str | Path | None = None) -> Trainer:
     try:
         with outputs.writing(config, "the run's config"):
             checkpoint.atomic_write(config, lambda f: f.write(dump_config(cfg).encode()))
-        update_latest(run_dir)
+        if link:
+            update_latest(run_dir)
     except BaseException:
         # Nothing has run yet: leave no half run folder behind.
         config.unlink(missing_ok=True)
@@ -968,9 +977,11 @@ def resume(
     cfg: Config,
     data: Splits,
     saved: checkpoint.SavedModel | None = None,
+    *,
+    link: bool = True,
 ) -> Trainer:
     """A trainer that continues the run in ``run_dir`` (config from `resume_config`; its
-    checkpoint ``saved``, when the caller has loaded it already)."""
+    checkpoint ``saved``, when the caller has loaded it already; `link` as for `start`)."""
     run_dir = Path(run_dir)
     trainer = Trainer(cfg, run_dir, data)
     before = trainer.restore(saved)
@@ -988,7 +999,8 @@ def resume(
         from mlp_cli.config import dump_config
 
         checkpoint.atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode()))
-    update_latest(run_dir)
+    if link:
+        update_latest(run_dir)
     return trainer
 
 

@@ -591,3 +591,62 @@ def save_gallery(
                 color="tab:green" if ok else "tab:red",
             )
         return _save_figure(fig, out)
+
+
+def sweep_figure(
+    points: Mapping[str, Sequence[tuple[Any, float | None, str]]],
+    curves: Mapping[str, Sequence[tuple[int, float | None]]],
+    metric: str,
+    title: str,
+    out: Path,
+) -> Path:
+    """A sweep's picture: for each swept setting, every trial's best `metric` against its
+    value (``points[key]``: (value, best, status); hollow markers for trials stopped
+    early), then the learning curves of the best trials (``curves[trial id]``: (epoch,
+    metric))."""
+    from matplotlib.ticker import MaxNLocator
+
+    panels = len(points) + 1
+    cols = min(panels, 3)
+    rows = math.ceil(panels / cols)
+    with _figure(4.6 * cols, 3.6 * rows) as fig:
+        axes = list(np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel())
+        for ax, (key, found) in zip(axes, points.items(), strict=False):
+            values = [v for v, _, _ in found]
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            if numeric:
+                x = [float(v) for v in values]
+                if x and min(x) > 0 and max(x) / min(x) > 20:
+                    ax.set_xscale("log")
+            else:
+                names = list(dict.fromkeys(_setting_text(v) for v in values))
+                x = [names.index(_setting_text(v)) for v in values]
+                ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+                ax.set_xlim(-0.5, len(names) - 0.5)
+            for xi, (_, best, status) in zip(x, found, strict=True):
+                early = status == "pruned"
+                ax.plot(xi, best, "o", ms=6, color="tab:blue", mfc="none" if early else "tab:blue")
+            ax.set_xlabel(key)
+            ax.set_ylabel(f"best {metric}")
+            ax.grid(alpha=0.3)
+        ax = axes[len(points)]
+        for trial, series in curves.items():
+            epochs = [e for e, v in series if v is not None]
+            ax.plot(epochs, [v for _, v in series if v is not None], marker=".", label=trial)
+        ax.set_title(f"{metric} of the best {len(curves)} trials")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if curves:
+            ax.legend(fontsize=FONT_SIZE - 2)
+        for extra in axes[panels:]:
+            extra.set_visible(False)
+        fig.suptitle(f"{title}: hollow markers are trials stopped early")
+        return _save_figure(fig, out)
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

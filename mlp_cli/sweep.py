@@ -1,0 +1,846 @@
+"""Sweeps: many training runs of one base config, each with other settings, compared by one
+metric.
+
+A sweep file names a base config, the settings to vary (keys are the dotted paths of
+``--set``), how to combine them (every combination of listed values, or random draws from
+the sweep's seed) and the per-epoch metric that ranks the trials. Every trial's config is
+built and validated before the first one runs.
+
+A trial is an ordinary run, trained by `mlp_cli.train` into ``<sweep dir>/<trial id>/``, so
+``mlp evaluate/predict/show`` work on it and its weights equal those of ``mlp train --config
+BASE --set ...`` on the same thread count. The sweep's own state is ``sweep.json`` beside
+the trials (rewritten as they progress, so ``mlp sweep show`` can read a running sweep);
+when every trial has ended, ``results.csv``, ``sweep.png`` and the ``best`` link are added.
+
+Trials run in worker processes on this machine (`run_local`) or on a Ray cluster
+(`mlp_cli.sweep_ray`); both run `run_trial` and report to the same `Sweep`. With
+``early_terminate: asha``, asynchronous successive halving stops trials that are behind at
+an epoch rung (Optuna's pruner here, Ray Tune's scheduler on Ray).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from mlp_cli import checkpoint
+from mlp_cli.config import (
+    Config,
+    Override,
+    _Section,
+    _SettingError,
+    config_from_dict,
+    load_config_variants,
+    parse_yaml_file,
+    read_text,
+    validate_as,
+)
+from mlp_cli.errors import ConfigError, MLPError, UsageError
+from mlp_cli.plain import command
+
+if TYPE_CHECKING:
+    from mlp_cli.data import Splits
+
+STATE_FILE = "sweep.json"
+RESULTS_FILE = "results.csv"
+PICTURE_FILE = "sweep.png"
+BEST = "best"
+STATE_VERSION = 1
+MAX_TRIALS = 10_000
+METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+# Statuses of a trial that has ended and is not run again by --resume.
+ENDED = ("completed", "early_stopped", "pruned", "failed")
+
+
+# -- the sweep file ----------------------------------------------------------------------------
+
+
+class MetricSpec(_Section):
+    """The per-epoch metric (a key of metrics.jsonl) that ranks the trials."""
+
+    name: Literal["val_acc", "val_loss", "train_acc", "train_loss"] = "val_acc"
+    goal: Literal["maximize", "minimize"] = "maximize"
+
+
+class Parameter(_Section):
+    """One swept setting: a fixed `value`, a list of `values`, or a `distribution` from
+    `min` to `max` (random search only)."""
+
+    value: Any = None
+    values: list[Any] | None = Field(default=None, min_length=1)
+    distribution: Literal["uniform", "log_uniform_values", "int_uniform"] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Parameter:
+        kinds = [k for k in ("value", "values", "distribution") if k in self.model_fields_set]
+        if len(kinds) != 1:
+            found = f"found {' and '.join(kinds)}" if kinds else "found none"
+            raise _SettingError(
+                "give exactly one of value (one setting), values (a list) or distribution"
+                f" (with min and max); {found}"
+            )
+        err = _SettingError()
+        if self.distribution is None:
+            for bound in ("min", "max"):
+                if bound in self.model_fields_set:
+                    err.add(bound, "min and max go with a distribution only")
+        elif self.min is None or self.max is None:
+            err.add("min" if self.min is None else "max", f"{self.distribution} needs min and max")
+        elif not self.min < self.max:
+            err.add("max", f"must be more than min ({self.min:g}), found {self.max:g}")
+        elif self.distribution == "log_uniform_values" and self.min <= 0:
+            err.add("min", f"log_uniform_values needs min > 0, found {self.min:g}")
+        elif self.distribution == "int_uniform" and not (
+            float(self.min).is_integer() and float(self.max).is_integer()
+        ):
+            err.add(
+                "min", f"int_uniform needs whole-number bounds, found {self.min:g}, {self.max:g}"
+            )
+        if err.problems:
+            raise err
+        return self
+
+
+class EarlyTerminate(_Section):
+    """Asynchronous successive halving: at epochs grace_period * reduction_factor**k, a
+    trial goes on only if it is in the best 1/reduction_factor of the trials that reached
+    that epoch."""
+
+    type: Literal["asha"]
+    grace_period: int = Field(default=1, ge=1)
+    reduction_factor: int = Field(default=3, ge=2)
+
+
+class SweepSpec(_Section):
+    """A sweep file."""
+
+    name: str
+    config: str  # the base config: a path relative to the sweep file, or a shipped name
+    method: Literal["grid", "random"] = "grid"
+    metric: MetricSpec = MetricSpec()
+    num_samples: int = Field(default=1, ge=1, le=MAX_TRIALS)
+    seed: int = Field(default=0, ge=0)
+    parameters: dict[str, Parameter] = Field(min_length=1)
+    early_terminate: EarlyTerminate | None = None
+
+    @model_validator(mode="after")
+    def _fits_method(self) -> SweepSpec:
+        from mlp_cli.train import _is_plain_name
+
+        err = _SettingError()
+        if not _is_plain_name(self.name) or self.name in (BEST, checkpoint.LATEST):
+            err.add("name", "must be a plain folder name, not best or latest")
+        for key, param in self.parameters.items():
+            if self.method == "grid" and param.distribution is not None:
+                err.problems.append(
+                    (
+                        ("parameters", key, "distribution"),
+                        "a grid sweep takes value or values; a distribution needs method: random",
+                    )
+                )
+            if key == "training.seed" and self.method == "grid" and self.num_samples > 1:
+                err.problems.append(
+                    (
+                        ("parameters", key),
+                        "a grid sweep with num_samples > 1 repeats each combination with"
+                        " seeds 0..num_samples-1; do not also sweep training.seed",
+                    )
+                )
+        if self.method == "grid" and _grid_size(self) > MAX_TRIALS:
+            err.add(
+                "parameters", f"the grid has {_grid_size(self):,} trials, more than {MAX_TRIALS:,}"
+            )
+        if err.problems:
+            raise err
+        return self
+
+
+def _grid_size(spec: SweepSpec) -> int:
+    sizes = [len(p.values) if p.values is not None else 1 for p in spec.parameters.values()]
+    return math.prod(sizes) * spec.num_samples
+
+
+def _round(x: float) -> float:
+    """A drawn number to 4 significant digits: the precision a learning rate is read at."""
+    return float(f"{x:.4g}")
+
+
+def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The settings of every trial, in order: for a grid, every combination of values in
+    file order (each repeated with seeds 0..num_samples-1 when num_samples > 1); for a
+    random search, num_samples draws from a generator seeded with the sweep's seed."""
+    import numpy as np
+
+    params = spec.parameters
+    if spec.method == "grid":
+        lists = [p.values if p.values is not None else [p.value] for p in params.values()]
+        trials = []
+        for combo in itertools.product(*lists):
+            for seed in range(spec.num_samples):
+                settings = dict(zip(params, combo, strict=True))
+                if spec.num_samples > 1:
+                    settings["training.seed"] = seed
+                trials.append(settings)
+        return trials
+    rng = np.random.default_rng(spec.seed)
+    trials = []
+    for _ in range(spec.num_samples):
+        trial: dict[str, Any] = {}
+        for key, p in params.items():
+            if p.values is not None:
+                trial[key] = p.values[int(rng.integers(len(p.values)))]
+            elif p.distribution is None:
+                trial[key] = p.value
+            else:
+                assert p.min is not None
+                assert p.max is not None
+                if p.distribution == "int_uniform":
+                    trial[key] = int(rng.integers(int(p.min), int(p.max) + 1))
+                    continue
+                if p.distribution == "uniform":
+                    x = rng.uniform(p.min, p.max)
+                else:
+                    x = math.exp(rng.uniform(math.log(p.min), math.log(p.max)))
+                trial[key] = min(max(_round(x), p.min), p.max)
+        trials.append(trial)
+    return trials
+
+
+# -- trials and the sweep's state ----------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    """One trial's settings, resolved config and progress."""
+
+    id: str
+    params: dict[str, Any]
+    config: dict[str, Any]  # the resolved config, as config.yaml will hold it
+    status: str = "pending"  # then running, and one of ENDED or interrupted
+    reason: str | None = None  # why it failed or was interrupted
+    epoch: int = 0  # epochs done
+    epochs: int = 0  # epochs asked for
+    last: float | None = None  # the metric at the last epoch
+    best: float | None = None  # its best value so far
+    best_epoch: int = 0
+    seconds: float = 0.0
+    test_acc: float | None = None  # the best trial's, when the sweep ends
+
+    def label(self) -> str:
+        return ", ".join(f"{key}={show_value(value)}" for key, value in self.params.items())
+
+
+def show_value(value: Any) -> str:
+    """A swept value as the sweep file would write it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+@dataclass
+class Sweep:
+    """A sweep's trials and settings; `save` writes them to ``sweep.json`` in `dir`."""
+
+    name: str
+    dir: Path
+    metric: str
+    goal: str
+    trials: list[Trial]
+    method: str = "grid"
+    source: str = ""  # the sweep file it came from
+    base_config: str = ""
+    early_terminate: dict[str, Any] | None = None
+    cpus_per_trial: int = 1
+    engine: str = "local"
+    created: float = field(default_factory=time.time)
+
+    # -- ranking --------------------------------------------------------------------------
+
+    def better(self, a: float, b: float | None) -> bool:
+        """Whether metric value `a` beats `b` (None: nothing yet)."""
+        return b is None or (a > b if self.goal == "maximize" else a < b)
+
+    def ranked(self) -> list[Trial]:
+        """Trials with a metric value, best first (ties: earlier trial), then the rest."""
+        scored = [t for t in self.trials if t.best is not None]
+        sign = -1.0 if self.goal == "maximize" else 1.0
+        scored.sort(key=lambda t: sign * (t.best or 0.0))
+        return scored + [t for t in self.trials if t.best is None]
+
+    def best_trial(self) -> Trial | None:
+        ranked = self.ranked()
+        return ranked[0] if ranked and ranked[0].best is not None else None
+
+    def unfinished(self) -> list[int]:
+        return [i for i, t in enumerate(self.trials) if t.status not in ENDED]
+
+    def run_dir(self, trial: Trial) -> Path:
+        return self.dir / trial.id
+
+    # -- progress, as engines report it ------------------------------------------------------
+
+    def started(self, index: int) -> None:
+        trial = self.trials[index]
+        trial.status, trial.reason = "running", None
+
+    def epoch_ended(self, index: int, record: Mapping[str, Any]) -> None:
+        trial = self.trials[index]
+        if trial.status != "running":  # a report that arrived after the trial's end
+            return
+        trial.epoch = int(record["epoch"])
+        trial.seconds += float(record.get("time") or 0.0)
+        value = record.get(self.metric)
+        trial.last = float(value) if value is not None else None
+        if trial.last is not None and self.better(trial.last, trial.best):
+            trial.best, trial.best_epoch = trial.last, trial.epoch
+
+    def ended(self, index: int, outcome: Outcome) -> None:
+        trial = self.trials[index]
+        trial.status, trial.reason = outcome.status, outcome.reason
+        if outcome.history:
+            trial.epoch, trial.best, trial.best_epoch, trial.last = (
+                len(outcome.history),
+                None,
+                0,
+                None,
+            )
+            trial.seconds = outcome.seconds
+            for record in outcome.history:
+                value = record.get(self.metric)
+                if value is not None:
+                    trial.last = float(value)
+                    if self.better(trial.last, trial.best):
+                        trial.best, trial.best_epoch = trial.last, int(record["epoch"])
+
+    # -- sweep.json ---------------------------------------------------------------------------
+
+    def save(self) -> None:
+        state = {"format_version": STATE_VERSION, **asdict(self)}
+        state["dir"] = str(self.dir)
+        text = json.dumps(state, indent=1, allow_nan=False)
+        checkpoint.atomic_write(self.dir / STATE_FILE, lambda f: f.write(text.encode()))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Sweep:
+        folder = Path(folder)
+        path = folder / STATE_FILE
+        if not path.is_file():
+            raise UsageError(
+                f"'{folder}' is not a sweep folder (it has no {STATE_FILE}); pass the folder"
+                " `mlp sweep` printed when it started, e.g. runs/<sweep name>"
+            )
+        try:
+            state = json.loads(read_text(path, str(path), "sweep state"))
+            if state.pop("format_version", None) != STATE_VERSION:
+                raise ValueError("unknown format_version")
+            trials = [Trial(**t) for t in state.pop("trials")]
+            state.pop("dir", None)
+            return cls(dir=folder, trials=trials, **state)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise UsageError(
+                f"'{path}' is not a sweep state mlp can read ({type(exc).__name__}: {exc});"
+                " it is written by `mlp sweep` and not meant to be edited"
+            ) from None
+
+
+# -- planning --------------------------------------------------------------------------------
+
+
+def _base_config(spec: SweepSpec, sweep_file: Path) -> str:
+    """The base config's path: relative to the sweep file, else a shipped config's name."""
+    beside = sweep_file.parent / spec.config
+    return str(beside) if beside.is_file() or os.path.isabs(spec.config) else spec.config
+
+
+def plan(
+    sweep_file: str | Path, *, out: str | Path | None = None, cpus_per_trial: int = 1
+) -> Sweep:
+    """Read and validate `sweep_file`, and build and validate every trial's config.
+
+    Raises `ConfigError` naming the file, line and key, or the trial and its settings when
+    a combination gives an invalid config."""
+    path = Path(sweep_file)
+    source = str(path)
+    text = read_text(path, source, "sweep file")
+    data, origins = parse_yaml_file(
+        text, source, "sweep file", "at least name, config and parameters"
+    )
+    spec = validate_as(
+        SweepSpec, data, origins, source, "sweep file", "name:, config:, parameters:"
+    )
+    combos = combinations(spec)
+    width = max(3, len(str(len(combos) - 1)))
+    ids = [f"t{i:0{width}d}" for i in range(len(combos))]
+
+    def where(key: str) -> str:
+        return origins.get(("parameters", key), origins.get(("parameters",), source))
+
+    variants = [
+        [
+            Override(f"{key}={json.dumps(value)}", f"{where(key)} ({key}: {show_value(value)})")
+            for key, value in combo.items()
+        ]
+        for combo in combos
+    ]
+    base = _base_config(spec, path)
+    trials: list[Trial] = []
+    configs = load_config_variants(base, variants)
+    for tid, combo in zip(ids, combos, strict=True):
+        label = ", ".join(f"{k}={show_value(v)}" for k, v in combo.items())
+        try:
+            cfg = next(configs)
+        except ConfigError as exc:
+            raise ConfigError(f"trial {tid} ({label}) gives an invalid config:\n{exc}") from None
+        if spec.metric.name.startswith("val_") and cfg.data.validation_size == 0:
+            raise ConfigError(
+                f"{origins.get(('metric',), source)}: metric: {spec.metric.name} needs a"
+                f" validation split, but trial {tid} ({label}) has data.validation_size: 0;"
+                " rank by train_acc or train_loss, or hold out validation images."
+            )
+        cfg = _trial_config(cfg, f"{spec.name}-{tid}", cpus_per_trial)
+        trials.append(Trial(tid, combo, cfg.model_dump(mode="json"), epochs=cfg.training.epochs))
+    first = config_from_dict(trials[0].config)
+    folder = Path(out) if out is not None else Path(first.output.dir) / spec.name
+    early = spec.early_terminate.model_dump() if spec.early_terminate else None
+    return Sweep(
+        spec.name,
+        folder,
+        spec.metric.name,
+        spec.metric.goal,
+        trials,
+        method=spec.method,
+        source=source,
+        base_config=base,
+        early_terminate=early,
+        cpus_per_trial=cpus_per_trial,
+    )
+
+
+def _trial_config(cfg: Config, name: str, threads: int) -> Config:
+    """A trial's config: named after the sweep and trial, on the trial's threads."""
+    training = cfg.training.model_copy(update={"threads": threads})
+    return cfg.model_copy(update={"name": name, "training": training})
+
+
+def check_new_sweep(sweep: Sweep) -> None:
+    """Refuse a sweep folder that already holds something, before anything is written."""
+    from mlp_cli import outputs
+
+    folder = sweep.dir
+    if (folder / STATE_FILE).is_file():
+        raise UsageError(
+            f"'{folder}' already holds the sweep '{sweep.name}'; continue it with"
+            f" `{command('mlp sweep --resume', folder)}`, or start a new one elsewhere (--out DIR,"
+            " or another name: in the sweep file)"
+        )
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UsageError(
+            f"'{folder}' already exists and is not an empty folder; mlp writes a new sweep only"
+            " into a new or empty folder: choose another --out or name"
+        )
+    outputs.check_folder(folder, "sweep folder")
+
+
+# -- one trial, in whatever process runs it --------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """How a trial's run ended: a `Sweep` status, why (failures), its metrics history."""
+
+    status: str
+    reason: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+_DATA: dict[str, Any] = {}  # this process's prepared data: {"key": ..., "splits": Splits}
+
+
+def data_for(cfg: Config) -> Splits:
+    """The training data for `cfg`, prepared once per process for each data setting in turn
+    (trials that share them, as most in a sweep do, reuse it)."""
+    from mlp_cli import data
+
+    key = json.dumps([cfg.data.model_dump(mode="json"), cfg.training.seed])
+    if _DATA.get("key") != key:
+        _DATA.clear()  # one copy at a time: a 28x28 training set is 188 MB
+        _DATA["splits"], _DATA["key"] = data.prepare_data(cfg), key
+    splits: Splits = _DATA["splits"]
+    return splits
+
+
+def run_trial(
+    run_dir: Path,
+    config: Mapping[str, Any],
+    report: Callable[[dict[str, Any]], bool],
+    should_stop: Callable[[], bool],
+) -> Outcome:
+    """Train one trial in `run_dir`: a new run, or the continuation of the checkpoint there.
+
+    `report(record)` is called after every epoch with its metrics.jsonl record and answers
+    whether the trial should stop there (early termination); `should_stop()` is asked
+    before every step. A failure is an `Outcome`, not an exception: the sweep goes on."""
+    import numpy as np
+
+    from mlp_cli import train as training
+
+    started = time.perf_counter()
+    stop_here: list[bool] = []
+
+    class Reporter(training.Callbacks):
+        def on_epoch_end(self, record: dict[str, Any]) -> None:
+            if report(record):
+                stop_here.append(True)
+
+    try:
+        cfg = config_from_dict(config, str(run_dir / training.CONFIG_FILE))
+        data = data_for(cfg)
+        if (run_dir / training.CHECKPOINT_FILE).is_file():
+            saved = training.load_checkpoint(run_dir)
+            done = saved.meta.history or []
+            if saved.meta.training and saved.meta.training.status in ("completed", "early_stopped"):
+                return Outcome(
+                    saved.meta.training.status, None, list(done), time.perf_counter() - started
+                )
+            trainer = training.resume(run_dir, cfg, data, saved, link=False)
+        else:
+            trainer = training.start(cfg, data, run_dir, link=False)
+        result = trainer.run(Reporter(), lambda: bool(stop_here) or should_stop())
+    except MLPError as exc:
+        return Outcome("failed", str(exc), _history(run_dir), time.perf_counter() - started)
+    except (np.linalg.LinAlgError, ArithmeticError, ValueError, OSError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        return Outcome("failed", reason, _history(run_dir), time.perf_counter() - started)
+    status = "pruned" if stop_here and result.status == "interrupted" else result.status
+    return Outcome(status, None, result.history, result.elapsed)
+
+
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    from mlp_cli.train import METRICS_FILE, read_metrics
+
+    try:
+        return read_metrics(run_dir / METRICS_FILE)
+    except MLPError:
+        return []
+
+
+# -- the local engine -----------------------------------------------------------------------------
+
+
+class Asha:
+    """Asynchronous successive halving with Optuna's pruner, one Optuna trial per sweep
+    trial, all in the process that runs the sweep."""
+
+    def __init__(self, early: Mapping[str, Any], goal: str) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        pruner = optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=early["grace_period"],
+            reduction_factor=early["reduction_factor"],
+            min_early_stopping_rate=0,
+        )
+        direction: Literal["minimize", "maximize"] = (
+            "maximize" if goal == "maximize" else "minimize"
+        )
+        self.study = optuna.create_study(direction=direction, pruner=pruner)
+        self.trials: dict[int, Any] = {}
+
+    def report(self, index: int, epoch: int, value: float | None) -> bool:
+        """Whether trial `index` should stop after `epoch`, where its metric is `value`."""
+        trial = self.trials.get(index)
+        if trial is None:
+            trial = self.trials[index] = self.study.ask()
+        if value is None:
+            return False
+        trial.report(value, epoch)
+        return bool(trial.should_prune())
+
+    def ended(self, index: int, outcome: Outcome, best: float | None) -> None:
+        import optuna
+
+        trial = self.trials.pop(index, None)
+        if trial is None:
+            return
+        state = {
+            "pruned": optuna.trial.TrialState.PRUNED,
+            "failed": optuna.trial.TrialState.FAIL,
+        }.get(outcome.status, optuna.trial.TrialState.COMPLETE)
+        if state == optuna.trial.TrialState.COMPLETE and best is None:
+            state = optuna.trial.TrialState.FAIL
+        self.study.tell(
+            trial, best if state == optuna.trial.TrialState.COMPLETE else None, state=state
+        )
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(
+    threads: int, events: Any, acks: Any, prune: Any, stop_all: Any, asha: bool
+) -> None:
+    """A worker process: BLAS capped to the trial's threads for its whole life, and Ctrl-C
+    asking the running trial to stop and save a checkpoint (twice: to abort)."""
+    from threadpoolctl import threadpool_limits
+
+    _WORKER.update(
+        events=events,
+        acks=acks,
+        prune=prune,
+        stop_all=stop_all,
+        asha=asha,
+        interrupted=False,
+        limits=threadpool_limits(limits=threads, user_api="blas"),
+    )
+
+    def handler(signum: int, frame: object) -> None:
+        if _WORKER["interrupted"]:
+            raise KeyboardInterrupt
+        _WORKER["interrupted"] = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
+def _stopping() -> bool:
+    return bool(_WORKER["interrupted"] or _WORKER["stop_all"].value)
+
+
+def _work(index: int, run_dir: str, config: dict[str, Any]) -> Outcome | None:
+    """Run trial `index` in a worker; None when the sweep was stopped before it began."""
+    if _stopping():
+        return None
+    events = _WORKER["events"]
+    events.put(("started", index, None))
+
+    def report(record: dict[str, Any]) -> bool:
+        events.put(("epoch", index, record))
+        if not _WORKER["asha"]:
+            return False
+        acks, epoch = _WORKER["acks"], int(record["epoch"])
+        while acks[index] < epoch and not _stopping():  # the verdict comes in milliseconds
+            time.sleep(0.001)
+        return bool(_WORKER["prune"][index])
+
+    return run_trial(Path(run_dir), config, report, _stopping)
+
+
+def default_workers(cpus_per_trial: int) -> int:
+    from mlp_cli.threads import usable_cores
+
+    return max(1, usable_cores() // cpus_per_trial)
+
+
+def run_local(
+    sweep: Sweep,
+    *,
+    workers: int,
+    on_change: Callable[[], None] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Run the sweep's unfinished trials in `workers` processes; False when `should_stop`
+    stopped it (running trials saved checkpoints to resume from)."""
+    import multiprocessing as mp
+    import queue
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    todo = sweep.unfinished()
+    if not todo:
+        return True
+    # fork: workers inherit the loaded modules and start in milliseconds.
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    n = len(sweep.trials)
+    events, acks, prune = ctx.Queue(), ctx.Array("i", n, lock=False), ctx.Array("b", n, lock=False)
+    stop_all = ctx.Value("b", 0, lock=False)
+    asha = Asha(sweep.early_terminate, sweep.goal) if sweep.early_terminate else None
+    sweep.dir.mkdir(parents=True, exist_ok=True)
+    stopped = False
+
+    def handle(kind: str, index: int, payload: Any) -> None:
+        if kind == "started":
+            sweep.started(index)
+        elif kind == "epoch":
+            sweep.epoch_ended(index, payload)
+            if asha is not None:
+                trial = sweep.trials[index]
+                prune[index] = asha.report(index, int(payload["epoch"]), trial.last)
+                acks[index] = int(payload["epoch"])
+        on_change()
+
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(todo)),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(sweep.cpus_per_trial, events, acks, prune, stop_all, asha is not None),
+    ) as pool:
+        pending: dict[Future[Outcome | None], int] = {
+            pool.submit(_work, i, str(sweep.run_dir(sweep.trials[i])), sweep.trials[i].config): i
+            for i in todo
+        }
+        last_save = 0.0
+        while pending:
+            if not stopped and should_stop():
+                stopped, stop_all.value = True, 1
+                for future in pending:
+                    future.cancel()
+            try:
+                handle(*events.get(timeout=0.05))
+                while True:
+                    handle(*events.get_nowait())
+            except queue.Empty:
+                pass
+            for future in [f for f in pending if f.done()]:
+                index = pending.pop(future)
+                outcome = _outcome(future, BrokenProcessPool)
+                if outcome is None:  # stopped before it began
+                    continue
+                sweep.started(index)  # for a report that never came
+                sweep.ended(index, outcome)
+                if asha is not None:
+                    asha.ended(index, outcome, sweep.trials[index].best)
+                sweep.save()
+                on_change()
+            if time.monotonic() - last_save > 1.0:
+                sweep.save()
+                last_save = time.monotonic()
+    sweep.save()
+    return not stopped
+
+
+def _outcome(future: Any, broken: type[BaseException]) -> Outcome | None:
+    if future.cancelled():
+        return None
+    try:
+        outcome: Outcome | None = future.result()
+    except broken as exc:
+        return Outcome(
+            "interrupted",
+            f"the worker process running it ended unexpectedly ({exc}); `mlp sweep --resume`"
+            " continues it from its last checkpoint",
+        )
+    except Exception as exc:  # a fault of ours inside the trial: the sweep goes on
+        return Outcome("failed", f"{type(exc).__name__}: {exc}")
+    return outcome
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+
+def finish(sweep: Sweep, *, test_accuracy: bool = True) -> None:
+    """Once every trial has ended: the ``best`` link, the best trial's test accuracy,
+    results.csv and sweep.png."""
+    from mlp_cli.train import update_latest
+
+    best = sweep.best_trial()
+    if best is not None and (sweep.run_dir(best) / checkpoint.MODEL_FILE).is_file():
+        update_latest(sweep.run_dir(best), BEST)
+        if test_accuracy:
+            best.test_acc = _test_accuracy(sweep.run_dir(best))
+    sweep.save()
+    write_results(sweep)
+    plot_sweep(sweep, sweep.dir / PICTURE_FILE)
+
+
+def _test_accuracy(run_dir: Path) -> float:
+    from mlp_cli.evaluate import evaluate, split_images
+
+    saved = checkpoint.load(run_dir / checkpoint.MODEL_FILE)
+    images, labels = split_images(saved, "test")
+    return evaluate(saved, images, labels, "test").accuracy
+
+
+def results_rows(sweep: Sweep) -> Iterator[dict[str, Any]]:
+    """The rows of results.csv, best trial first."""
+    keys = list(dict.fromkeys(k for t in sweep.trials for k in t.params))
+    for trial in sweep.ranked():
+        yield {
+            "trial": trial.id,
+            **{key: show_value(trial.params[key]) if key in trial.params else "" for key in keys},
+            "status": trial.status,
+            f"best_{sweep.metric}": trial.best,
+            "best_epoch": trial.best_epoch or None,
+            "epochs": trial.epoch,
+            "seconds": round(trial.seconds, 2),
+            "test_acc": trial.test_acc,
+            "reason": trial.reason,
+        }
+
+
+def write_results(sweep: Sweep) -> Path:
+    rows = list(results_rows(sweep))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = sweep.dir / RESULTS_FILE
+    checkpoint.atomic_write(path, lambda f: f.write(text.getvalue().encode()))
+    return path
+
+
+def plot_sweep(sweep: Sweep, out: Path, top: int = 5) -> Path:
+    """The metric against each swept setting (one point per trial), and the learning curves
+    of the `top` trials overlaid."""
+    from mlp_cli.viz import sweep_figure
+
+    curves = {}
+    for trial in sweep.ranked()[:top]:
+        history = _history(sweep.run_dir(trial))
+        if trial.best is not None and history:
+            curves[trial.id] = [(r["epoch"], r.get(sweep.metric)) for r in history]
+    varied = [
+        key
+        for key in dict.fromkeys(k for t in sweep.trials for k in t.params)
+        if len({json.dumps(t.params.get(key)) for t in sweep.trials}) > 1
+    ]
+    points = {
+        key: [(t.params.get(key), t.best, t.status) for t in sweep.trials if t.best is not None]
+        for key in varied
+    }
+    return sweep_figure(points, curves, sweep.metric, f"sweep {sweep.name}", out)
+
+
+def summary(sweep: Sweep) -> list[dict[str, Any]]:
+    """The trials, best first, as JSON-ready dicts (``mlp sweep --json``)."""
+    return [
+        {"rank": rank, "trial": t.id, "dir": str(sweep.run_dir(t)), **asdict(t)}
+        for rank, t in enumerate(sweep.ranked(), start=1)
+    ]
+
+
+def resume_hint(sweep: Sweep) -> str:
+    return command("mlp sweep --resume", sweep.dir)
+
+
+__all__ = [
+    "Outcome",
+    "Sweep",
+    "SweepSpec",
+    "Trial",
+    "combinations",
+    "finish",
+    "plan",
+    "run_local",
+    "run_trial",
+]
