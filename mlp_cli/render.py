@@ -651,17 +651,17 @@ def sweep_table(sweep: Sweep, *, ranked: bool = False) -> Table:
     names = _short_keys(keys)
     done = sum(t.status not in ("pending", "running") for t in sweep.trials)
     title = f"sweep {sweep.name}: {done}/{len(sweep.trials)} trials ended, ranked by {metric}"
-    table = Table(title=plain(title), box=box.SIMPLE_HEAD, title_justify="left")
+    table = Table(title=plain(title), box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     if ranked:
         table.add_column("#", justify="right")
     table.add_column("trial", no_wrap=True)
     for key in keys:
-        table.add_column(plain(names[key]), no_wrap=True)
+        table.add_column(plain(names[key]))
     table.add_column("status", no_wrap=True)
     table.add_column("epoch", justify="right", no_wrap=True)
     if not ranked:
         table.add_column(metric, justify="right")
-    table.add_column(f"best {metric}", justify="right", no_wrap=True)
+    table.add_column("best (epoch)", justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     if ranked:
         table.add_column("test acc", justify="right", no_wrap=True)
