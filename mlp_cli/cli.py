@@ -529,7 +529,8 @@ def sweep(
 
     args = list(target or [])
     action = args[0] if len(args) == 2 and args[0] in _SWEEP_ACTIONS else None
-    if (resume is None) == (len(args) != (2 if action else 1)) or len(args) > 2:
+    lone_action = len(args) == 1 and args[0] in _SWEEP_ACTIONS and not Path(args[0]).exists()
+    if (resume is None) == (len(args) != (2 if action else 1)) or len(args) > 2 or lone_action:
         raise UsageError(
             "expected one of: mlp sweep FILE.yaml, mlp sweep plan FILE.yaml, mlp sweep show DIR,"
             " mlp sweep --resume DIR"
