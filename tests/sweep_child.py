@@ -9,15 +9,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_train import make_splits  # noqa: E402
+from test_train import make_splits
 
-from mlp_cli import cli, data, sweep  # noqa: E402
-from mlp_cli.train import Trainer  # noqa: E402
+from mlp_cli import cli, data, sweep
+from mlp_cli.train import Trainer
 
 if __name__ == "__main__":
     splits = make_splits(n_train=2048, n_val=256)
-    data.prepare_data = lambda cfg, progressbar=False: splits  # type: ignore[assignment]
-    data.cached_files = lambda: {"synthetic": Path(__file__)}  # type: ignore[assignment,return-value]
+    data.prepare_data = lambda cfg, progressbar=False: splits  # type: ignore[misc]
+    data.cached_files = lambda: {"synthetic": Path(__file__)}
     Trainer.write_curves = lambda self: None  # type: ignore[method-assign]
     sweep._test_accuracy = lambda run_dir: None  # no test split here
     sys.argv = ["mlp", *sys.argv[1:]]

@@ -125,14 +125,18 @@ def test_random_draws_are_reproducible_from_the_sweep_seed_and_within_bounds(
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
     assert [t.params for t in a.trials] != [t.params for t in c.trials]
     lrs = np.array([t.params["optimizer.lr"] for t in a.trials])
-    assert lrs.min() >= 1e-4 and lrs.max() <= 0.1
+    assert lrs.min() >= 1e-4
+    assert lrs.max() <= 0.1
     # log-uniform: about as many draws in each decade
     decades = np.histogram(np.log10(lrs), bins=[-4, -3, -2, -1])[0]
     assert decades.min() > 40, decades
     l2 = np.array([t.params["regularization.l2"] for t in a.trials])
-    assert l2.min() >= 0 and l2.max() <= 0.001 and np.median(l2) > 2e-4
+    assert l2.min() >= 0
+    assert l2.max() <= 0.001
+    assert np.median(l2) > 2e-4
     sizes = [t.params["training.batch_size"] for t in a.trials]
-    assert set(sizes) == {16, 17, 18, 19, 20} and all(isinstance(n, int) for n in sizes)
+    assert set(sizes) == {16, 17, 18, 19, 20}
+    assert all(isinstance(n, int) for n in sizes)
     assert {t.params["model.hidden_activation"] for t in a.trials} == {"sigmoid", "tanh", "relu"}
     assert all(t.params["training.epochs"] == 1 for t in a.trials)
     assert all(
@@ -169,7 +173,8 @@ def test_random_draws_are_reproducible_from_the_sweep_seed_and_within_bounds(
         (
             GRID.replace("maximize", "maximise"),
             [
-                "s.yaml:3: metric.goal: expected one of maximize, minimize, found 'maximise'; did you mean 'maximize'?"
+                "s.yaml:3: metric.goal: expected one of maximize, minimize, found 'maximise';"
+                " did you mean 'maximize'?"
             ],
         ),
         (
@@ -216,7 +221,9 @@ def test_an_invalid_sweep_file_names_the_line_and_the_key(
     for part in expected:
         assert part in message, message
     code, out, err = mlp("sweep", "plan", str(path))
-    assert code == 2 and "Traceback" not in err and out == ""
+    assert code == 2
+    assert "Traceback" not in err
+    assert out == ""
 
 
 def test_a_validation_metric_needs_a_validation_split(tmp_path: Path) -> None:
@@ -271,7 +278,8 @@ def test_a_sweep_trains_every_trial_as_an_ordinary_run_with_the_same_bits(tmp_pa
     assert (folder / "best").resolve() == (folder / best.id).resolve()
     assert state.best_trial() == best
     rows = list(csv.DictReader((folder / "results.csv").open()))
-    assert rows[0]["trial"] == best.id and [r["status"] for r in rows] == ["completed"] * 4
+    assert rows[0]["trial"] == best.id
+    assert [r["status"] for r in rows] == ["completed"] * 4
     assert float(rows[0]["best_val_acc"]) == best.best
     assert (folder / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ranked = [line.split()[1] for line in out.splitlines() if line.strip()[:1].isdigit()]
@@ -298,10 +306,8 @@ def test_a_sweep_trains_every_trial_as_an_ordinary_run_with_the_same_bits(tmp_pa
     assert without_timing(metrics(folder / "t002")) == without_timing(metrics(tmp_path / "alone"))
     # mlp sweep show reads the finished sweep; mlp inspect works on a trial.
     code, shown, _ = mlp("sweep", "show", str(folder))
-    assert (
-        code == 0
-        and [line.split()[1] for line in shown.splitlines() if line.strip()[:1].isdigit()] == ranked
-    )
+    assert code == 0
+    assert [line.split()[1] for line in shown.splitlines() if line.strip()[:1].isdigit()] == ranked
     code, _, err = mlp("inspect", "--model", str(folder / "best"))
     assert code == 0, err
 
@@ -340,7 +346,8 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path:
     assert "the loss became" in (s.trials[1].reason or "")
     sweep.finish(s)
     rows = {r["trial"]: r for r in csv.DictReader((s.dir / "results.csv").open())}
-    assert rows["t001"]["status"] == "failed" and "loss became" in rows["t001"]["reason"]
+    assert rows["t001"]["status"] == "failed"
+    assert "loss became" in rows["t001"]["reason"]
     assert (s.dir / "best").resolve() == (s.dir / "t000").resolve()
 
 
@@ -359,11 +366,13 @@ def test_asha_stops_trials_that_are_behind_at_a_rung(tmp_path: Path) -> None:
     s = plan(write_sweep(tmp_path, ASHA))
     assert run_local(s, workers=1)  # one at a time: the order of reports is fixed
     status = {t.params["optimizer.lr"]: t for t in s.trials}
-    assert status[0.01].status == "completed" and status[0.01].epoch == 4
+    assert status[0.01].status == "completed"
+    assert status[0.01].epoch == 4
     hopeless = [status[1e-6], status[1e-7]]
     assert all(t.status == "pruned" and t.epoch < 4 for t in hopeless), hopeless
     for t in hopeless:  # stopped at a rung's end, with a checkpoint to continue from
-        assert t.epoch in (1, 2) and len(metrics(s.dir / t.id)) == t.epoch
+        assert t.epoch in (1, 2)
+        assert len(metrics(s.dir / t.id)) == t.epoch
         assert (s.dir / t.id / "checkpoint.npz").is_file()
 
 
@@ -424,16 +433,18 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the sweep and its workers
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     assert proc.returncode == 130, err
-    assert "sweep interrupted" in err and "mlp sweep --resume" in err
+    assert "sweep interrupted" in err
+    assert "mlp sweep --resume" in err
     state = Sweep.load(folder)
     running = [t for t in state.trials if t.status == "interrupted"]
-    assert running and all((folder / t.id / "checkpoint.npz").is_file() for t in running)
+    assert running
+    assert all((folder / t.id / "checkpoint.npz").is_file() for t in running)
     assert all(t.status in ("interrupted", "pending") for t in state.trials)
     done = subprocess.run(
         [sys.executable, str(HERE / "sweep_child.py"), "sweep", "--resume", str(folder)],
@@ -455,12 +466,15 @@ def test_a_sweep_does_not_overwrite_a_sweep_folder(tmp_path: Path) -> None:
     assert mlp("sweep", str(path))[0] == 0
     before = (tmp_path / "runs" / "grid" / "sweep.json").read_bytes()
     code, _, err = mlp("sweep", str(path))
-    assert code == 2 and "already holds the sweep 'grid'" in err and "--resume" in err
+    assert code == 2
+    assert "already holds the sweep 'grid'" in err
+    assert "--resume" in err
     assert (tmp_path / "runs" / "grid" / "sweep.json").read_bytes() == before
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "mine.txt").write_text("keep")
     code, _, err = mlp("sweep", str(path), "--out", str(tmp_path / "other"))
-    assert code == 2 and "not an empty folder" in err
+    assert code == 2
+    assert "not an empty folder" in err
     assert (tmp_path / "other" / "mine.txt").read_text() == "keep"
 
 
@@ -470,12 +484,16 @@ def test_a_sweep_does_not_overwrite_a_sweep_folder(tmp_path: Path) -> None:
 )
 def test_wrong_arguments_are_a_usage_error(tmp_path: Path, args: tuple[str, ...]) -> None:
     code, _, err = mlp("sweep", *args)
-    assert code == 2 and "mlp sweep FILE.yaml" in err and "Traceback" not in err
+    assert code == 2
+    assert "mlp sweep FILE.yaml" in err
+    assert "Traceback" not in err
 
 
 def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
     code, _, err = mlp("sweep", "show", str(tmp_path))
-    assert code == 2 and "is not a sweep folder" in err
+    assert code == 2
+    assert "is not a sweep folder" in err
     (tmp_path / "sweep.json").write_text('{"format_version": 1, "trials": "x"}')
     code, _, err = mlp("sweep", "show", str(tmp_path))
-    assert code == 2 and "is not a sweep state mlp can read" in err
+    assert code == 2
+    assert "is not a sweep state mlp can read" in err
