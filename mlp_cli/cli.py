@@ -540,7 +540,7 @@ def sweep(
         if json_:
             typer.echo(json.dumps(sweeps.summary(shown), indent=1))
             return
-        console.print(sweep_table(shown, ranked=True))
+        console.print(sweep_table(shown, ranked=True, width=console.width))
         for line in sweep_reasons(shown):
             err_console.print(line)
         return
@@ -578,12 +578,17 @@ def sweep(
     if not (quiet or json_):
         from rich.live import Live
 
-        live = Live(sweep_table(run), console=console, auto_refresh=False, transient=True)
+        live = Live(
+            sweep_table(run, width=console.width),
+            console=console,
+            auto_refresh=False,
+            transient=True,
+        )
         live.start()
 
     def changed() -> None:
         if live is not None:
-            live.update(sweep_table(run), refresh=True)
+            live.update(sweep_table(run, width=console.width), refresh=True)
 
     try:
         with _stop_on_sigint() as stop_signal:
@@ -614,7 +619,7 @@ def sweep(
     if json_:
         typer.echo(json.dumps(sweeps.summary(run), indent=1))
         return
-    console.print(sweep_table(run, ranked=True))
+    console.print(sweep_table(run, ranked=True, width=console.width))
     for line in sweep_reasons(run):
         err_console.print(line)
     best = run.best_trial()
