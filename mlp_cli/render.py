@@ -648,7 +648,7 @@ def sweep_table(sweep: Sweep, *, ranked: bool = False, width: int = 80) -> Table
     """The trials of a sweep: settings, status, epochs, the metric now and at its best, time;
     `ranked`: best first, with the best trial's test accuracy. The settings get a column
     each where `width` allows, else share one column of ``key=value`` lines."""
-    from mlp_cli.sweep import show_value
+    from mlp_cli.sweep import ENDED, show_value
 
     metric = sweep.metric
     show = _pct if metric.endswith("_acc") else _num
@@ -660,7 +660,7 @@ def sweep_table(sweep: Sweep, *, ranked: bool = False, width: int = 80) -> Table
     }
     wide = sum(max(len(names[k]), *map(len, texts[k])) + 2 for k in keys)
     apart = wide + _SWEEP_COLUMNS_WIDTH <= width
-    done = sum(t.status not in ("pending", "running") for t in sweep.trials)
+    done = sum(t.status in ENDED for t in sweep.trials)
     title = f"sweep {sweep.name}: {done}/{len(sweep.trials)} trials ended, ranked by {metric}"
     table = Table(
         title=plain(title),
