@@ -79,7 +79,7 @@ def sequential(folder: Path, epochs: int) -> float:
             f"training.epochs={epochs}",
             "--out",
             str(out / f"{lr}-{seed}"),
-        )  # fmt: skip
+        )
         for lr in LEARNING_RATES
         for seed in SEEDS
     ]
