@@ -497,3 +497,25 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
     code, _, err = mlp("sweep", "show", str(tmp_path))
     assert code == 2
     assert "is not a sweep state mlp can read" in err
+
+
+def test_a_killed_worker_leaves_its_trials_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sweep.run_trial
+
+    def dying(run_dir: Path, *args: Any) -> Outcome:
+        if run_dir.name == "t001" and not (run_dir.parent / "died").exists():
+            (run_dir.parent / "died").write_text("")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(run_dir, *args)
+
+    monkeypatch.setattr(sweep, "run_trial", dying)
+    s = plan(write_sweep(tmp_path, GRID))
+    assert run_local(s, workers=2)
+    assert s.trials[1].status == "interrupted"
+    assert "ended unexpectedly" in (s.trials[1].reason or "")
+    assert all(t.status in ("completed", "interrupted") for t in s.trials)
+    again = Sweep.load(s.dir)
+    assert run_local(again, workers=2)
+    assert [t.status for t in again.trials] == ["completed"] * 4
