@@ -327,10 +327,21 @@ def test_trials_run_in_parallel_worker_processes_with_capped_threads(
         return real(run_dir, *args)
 
     monkeypatch.setattr(sweep, "run_trial", recording)
+    prepare = data.prepare_data
+    loads = tmp_path / "loads"
+
+    def counting(cfg: Any, progressbar: Any = False) -> Any:
+        with loads.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return prepare(cfg)
+
+    monkeypatch.setattr(data, "prepare_data", counting)
     s = plan(write_sweep(tmp_path, GRID))
     assert run_local(s, workers=2)
     seen = [json.loads((s.dir / f"{t.id}.worker").read_text()) for t in s.trials]
     assert len({w["pid"] for w in seen}) == 2
+    # The data is prepared once per worker, not once per trial.
+    assert sorted(loads.read_text().split()) == sorted(str(p) for p in {w["pid"] for w in seen})
     assert {w["pid"] for w in seen}.isdisjoint({os.getpid()})
     assert all(w["threads"] == 1 for w in seen)
     assert all(t.status == "completed" for t in s.trials)
