@@ -574,6 +574,16 @@ class Asha:
         trial.report(value, epoch)
         return bool(trial.should_prune())
 
+    def replay(self, sweep: Sweep) -> None:
+        """Tell the pruner what the trials of a resumed sweep did before, so that their
+        values are at the rungs the resumed trials are compared at."""
+        for index, trial in enumerate(sweep.trials):
+            for record in _history(sweep.run_dir(trial)) if trial.epoch else []:
+                value = record.get(sweep.metric)
+                self.report(index, int(record["epoch"]), None if value is None else float(value))
+            if trial.status in ENDED:
+                self.ended(index, Outcome(trial.status), trial.best)
+
     def ended(self, index: int, outcome: Outcome, best: float | None) -> None:
         import optuna
 
@@ -672,6 +682,8 @@ def run_local(
     events, acks, prune = ctx.Queue(), ctx.Array("i", n, lock=False), ctx.Array("b", n, lock=False)
     stop_all = ctx.Value("b", 0, lock=False)
     asha = Asha(sweep.early_terminate, sweep.goal) if sweep.early_terminate else None
+    if asha is not None:
+        asha.replay(sweep)
     sweep.dir.mkdir(parents=True, exist_ok=True)
     stopped = False
 

@@ -530,3 +530,19 @@ def test_a_killed_worker_leaves_its_trials_to_resume(
     again = Sweep.load(s.dir)
     assert run_local(again, workers=2)
     assert [t.status for t in again.trials] == ["completed"] * 4
+
+
+def test_a_resumed_asha_sweep_stops_the_same_trials(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, ASHA)
+    whole = plan(path, out=tmp_path / "whole")
+    assert run_local(whole, workers=1)
+    part = plan(path, out=tmp_path / "part")
+    on_change, should_stop = _stop_after(7)  # inside the second or third trial
+    assert not run_local(part, workers=1, on_change=on_change, should_stop=should_stop)
+    again = Sweep.load(tmp_path / "part")
+    assert any(t.status in ("interrupted", "pending") for t in again.trials)
+    assert run_local(again, workers=1)
+    assert [(t.status, t.epoch) for t in again.trials] == [
+        (t.status, t.epoch) for t in whole.trials
+    ]
+    assert any(t.status == "pruned" for t in whole.trials)
