@@ -59,6 +59,7 @@ PICTURE_FILE = "sweep.png"
 BEST = "best"
 STATE_VERSION = 1
 MAX_TRIALS = 10_000
+MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 # Statuses of a trial that has ended and is not run again by --resume.
 ENDED = ("completed", "early_stopped", "pruned", "failed")
@@ -349,18 +350,28 @@ class Sweep:
                 f"'{folder}' is not a sweep folder (it has no {STATE_FILE}); pass the folder"
                 " `mlp sweep` printed when it started, e.g. runs/<sweep name>"
             )
+        from pydantic import TypeAdapter, ValidationError
+
+        from mlp_cli.limits import read_regular
+
         try:
-            state = json.loads(read_text(path, str(path), "sweep state"))
-            if state.pop("format_version", None) != STATE_VERSION:
-                raise ValueError("unknown format_version")
-            trials = [Trial(**t) for t in state.pop("trials")]
-            state.pop("dir", None)
-            return cls(dir=folder, trials=trials, **state)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raw = read_regular(path, MAX_STATE_BYTES)
+            if len(raw) > MAX_STATE_BYTES:
+                raise ValueError(f"larger than {MAX_STATE_BYTES:,} bytes")
+            state = json.loads(raw)
+            if not isinstance(state, dict) or state.pop("format_version", None) != STATE_VERSION:
+                raise ValueError(f"not a sweep state of format version {STATE_VERSION}")
+            state["dir"] = folder
+            sweep = TypeAdapter(cls).validate_python(state)
+            for trial in sweep.trials:
+                config_from_dict(trial.config, f"{path}: trial {trial.id}'s config")
+        except (ValueError, ValidationError, ConfigError, OSError) as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(
-                f"'{path}' is not a sweep state mlp can read ({type(exc).__name__}: {exc});"
-                " it is written by `mlp sweep` and not meant to be edited"
+                f"'{path}' is not a sweep state mlp can read ({problem}); it is written by"
+                " `mlp sweep` and not meant to be edited"
             ) from None
+        return sweep
 
 
 # -- planning --------------------------------------------------------------------------------

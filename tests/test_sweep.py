@@ -504,10 +504,27 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
     code, _, err = mlp("sweep", "show", str(tmp_path))
     assert code == 2
     assert "is not a sweep folder" in err
-    (tmp_path / "sweep.json").write_text('{"format_version": 1, "trials": "x"}')
-    code, _, err = mlp("sweep", "show", str(tmp_path))
-    assert code == 2
-    assert "is not a sweep state mlp can read" in err
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    broken = [
+        "{not json",
+        "[1, 2]",
+        json.dumps({**state, "format_version": 99}),
+        json.dumps({**state, "trials": "x"}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "params": "x"}]}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "config": {"model": 3}}]}),
+        json.dumps({**state, "cpus_per_trial": "many"}),
+    ]
+    for text in broken:
+        (tmp_path / "sweep.json").write_text(text)
+        code, _, err = mlp("sweep", "show", str(tmp_path))
+        assert code == 2, text
+        assert "is not a sweep state mlp can read" in err, err
+        assert "Traceback" not in err
+    code, out, err = mlp("sweep", "show", str(good.dir))
+    assert code == 0, err
 
 
 def test_a_killed_worker_leaves_its_trials_to_resume(
