@@ -523,7 +523,7 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
         assert code == 2, text
         assert "is not a sweep state mlp can read" in err, err
         assert "Traceback" not in err
-    code, out, err = mlp("sweep", "show", str(good.dir))
+    code, _, err = mlp("sweep", "show", str(good.dir))
     assert code == 0, err
 
 
