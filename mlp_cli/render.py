@@ -644,10 +644,13 @@ def _short_keys(keys: Sequence[str]) -> dict[str, str]:
 _SWEEP_COLUMNS_WIDTH = 72
 
 
-def sweep_table(sweep: Sweep, *, ranked: bool = False, width: int = 80) -> Table:
+def sweep_table(
+    sweep: Sweep, *, ranked: bool = False, width: int = 80, height: int | None = None
+) -> Table:
     """The trials of a sweep: settings, status, epochs, the metric now and at its best, time;
     `ranked`: best first, with the best trial's test accuracy. The settings get a column
-    each where `width` allows, else share one column of ``key=value`` lines."""
+    each where `width` allows, else share one column of ``key=value`` lines. With `height`
+    (a live view), a sweep of more trials than fit shows the running ones and the best."""
     from mlp_cli.sweep import ENDED, show_value
 
     metric = sweep.metric
@@ -685,6 +688,13 @@ def sweep_table(sweep: Sweep, *, ranked: bool = False, width: int = 80) -> Table
     if ranked:
         table.add_column("test", justify="right", no_wrap=True)
     trials = sweep.ranked() if ranked else sweep.trials
+    rows = None if height is None else max(4, height - 8) // (1 if apart else len(keys) or 1)
+    if rows is not None and len(trials) > rows:
+        running = [t for t in trials if t.status == "running"]
+        leaders = [t for t in sweep.ranked() if t.status in ENDED and t.best is not None]
+        shown = set(map(id, running + leaders[: max(0, rows - len(running))]))
+        trials = [t for t in trials if id(t) in shown]
+        table.caption = f"{len(sweep.trials) - len(trials)} more trials: mlp sweep show DIR"
     for rank, trial in enumerate(trials, start=1):
         row: list[str | Text] = [str(rank)] if ranked else []
         row.append(trial.id)

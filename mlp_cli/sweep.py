@@ -146,6 +146,8 @@ class SweepSpec(_Section):
         if not _is_plain_name(self.name) or self.name in (BEST, checkpoint.LATEST):
             err.add("name", "must be a plain folder name, not best or latest")
         for key, param in self.parameters.items():
+            if key in _NOT_SWEPT:
+                err.problems.append((("parameters", key), _NOT_SWEPT[key]))
             if self.method == "grid" and param.distribution is not None:
                 err.problems.append(
                     (
@@ -168,6 +170,13 @@ class SweepSpec(_Section):
         if err.problems:
             raise err
         return self
+
+
+# Settings a sweep sets itself, so sweeping them would be silently undone.
+_NOT_SWEPT = {
+    "name": "each trial is named after the sweep and the trial; remove this parameter",
+    "training.threads": "the threads of a trial are --cpus-per-trial; remove this parameter",
+}
 
 
 def _grid_size(spec: SweepSpec) -> int:

@@ -563,3 +563,34 @@ def test_a_resumed_asha_sweep_stops_the_same_trials(tmp_path: Path) -> None:
         (t.status, t.epoch) for t in whole.trials
     ]
     assert any(t.status == "pruned" for t in whole.trials)
+
+
+def test_settings_the_sweep_sets_itself_cannot_be_swept(tmp_path: Path) -> None:
+    body = GRID.replace(
+        "  training.epochs:", "  training.threads: {values: [1, 2]}\n  training.epochs:"
+    )
+    with pytest.raises(ConfigError, match=r"s.yaml:7: parameters.training.threads: the threads"):
+        plan(write_sweep(tmp_path, body))
+    code, _, err = mlp("sweep", str(write_sweep(tmp_path, GRID)), "--cpus-per-trial", "256")
+    assert code == 2
+    assert "--cpus-per-trial 256 is more than the" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_live_table_of_a_long_sweep_shows_the_running_and_the_best_trials(
+    tmp_path: Path,
+) -> None:
+    from rich.console import Console
+
+    from mlp_cli.render import sweep_table
+
+    s = plan(write_sweep(tmp_path, RANDOM.format(seed=0)))
+    for i, trial in enumerate(s.trials[:50]):
+        trial.status, trial.best, trial.epoch = "completed", i / 100, 1
+    s.trials[60].status = s.trials[61].status = "running"
+    console = Console(width=200, record=True)
+    console.print(sweep_table(s, width=200, height=20))
+    text = console.export_text()
+    shown = [line.split()[0] for line in text.splitlines() if line.startswith("t0")]
+    assert shown == [f"t{i:03d}" for i in (*range(40, 50), 60, 61)]  # trial order
+    assert f"{len(s.trials) - 12} more trials: mlp sweep show DIR" in text
