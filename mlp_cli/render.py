@@ -48,13 +48,13 @@ if TYPE_CHECKING:
 
 
 def _duration(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
+    if seconds < 59.95:  # shown to a tenth below a minute; whole seconds above
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(int(minutes), 60)
     if hours:
         return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02.0f}s"
-    return f"{secs:.1f}s"
+    return f"{minutes}m{secs:02d}s"
 
 
 def _hidden_words(n_layers: int, activation: object) -> str:
