@@ -550,7 +550,8 @@ def sweep(
 
     args = list(target or [])
     action = args[0] if len(args) == 2 and args[0] in _SWEEP_ACTIONS else None
-    if (resume is None) == (len(args) != (2 if action else 1)) or len(args) > 2:
+    lone_action = len(args) == 1 and args[0] in _SWEEP_ACTIONS and not Path(args[0]).exists()
+    if (resume is None) == (len(args) != (2 if action else 1)) or len(args) > 2 or lone_action:
         raise UsageError(
             "expected one of: mlp sweep FILE.yaml, mlp sweep plan FILE.yaml, mlp sweep show DIR,"
             " mlp sweep --resume DIR"
@@ -560,7 +561,7 @@ def sweep(
         if json_:
             typer.echo(json.dumps(sweeps.summary(shown), indent=1))
             return
-        console.print(sweep_table(shown, ranked=True))
+        console.print(sweep_table(shown, ranked=True, width=console.width))
         for line in sweep_reasons(shown):
             err_console.print(line)
         return
@@ -604,12 +605,17 @@ def sweep(
     if not (quiet or json_):
         from rich.live import Live
 
-        live = Live(sweep_table(run), console=console, auto_refresh=False, transient=True)
+        live = Live(
+            sweep_table(run, width=console.width),
+            console=console,
+            auto_refresh=False,
+            transient=True,
+        )
         live.start()
 
     def changed() -> None:
         if live is not None:
-            live.update(sweep_table(run), refresh=True)
+            live.update(sweep_table(run, width=console.width), refresh=True)
 
     try:
         with _stop_on_sigint() as stop_signal:
@@ -652,7 +658,7 @@ def sweep(
     if json_:
         typer.echo(json.dumps(sweeps.summary(run), indent=1))
         return
-    console.print(sweep_table(run, ranked=True))
+    console.print(sweep_table(run, ranked=True, width=console.width))
     for line in sweep_reasons(run):
         err_console.print(line)
     best = run.best_trial()

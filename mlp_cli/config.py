@@ -25,7 +25,8 @@ import reprlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -922,9 +923,8 @@ def _section_of(schema: type[BaseModel], path: KeyPath) -> type[BaseModel]:
             node = node.model_fields[str(key)].annotation
         else:  # dict[str, Section]: every key leads to the same section
             node = get_args(node)[-1]
-        sections = [arg for arg in get_args(node) if isinstance(arg, type)]
-        if sections and not (isinstance(node, type) and issubclass(node, BaseModel)):
-            node = next((s for s in sections if issubclass(s, BaseModel)), node)  # X | None
+        if get_origin(node) in (Union, UnionType):  # Section | None
+            node = next(arg for arg in get_args(node) if arg is not type(None))
     return node  # type: ignore[no-any-return]
 
 

@@ -640,23 +640,42 @@ def _short_keys(keys: Sequence[str]) -> dict[str, str]:
     }
 
 
-def sweep_table(sweep: Sweep, *, ranked: bool = False) -> Table:
+# Columns of the trials table besides the settings, with their padding.
+_SWEEP_COLUMNS_WIDTH = 72
+
+
+def sweep_table(sweep: Sweep, *, ranked: bool = False, width: int = 80) -> Table:
     """The trials of a sweep: settings, status, epochs, the metric now and at its best, time;
-    `ranked`: best first, with the best trial's test accuracy."""
+    `ranked`: best first, with the best trial's test accuracy. The settings get a column
+    each where `width` allows, else share one column of ``key=value`` lines."""
     from mlp_cli.sweep import show_value
 
     metric = sweep.metric
     show = _pct if metric.endswith("_acc") else _num
     keys = varied_keys(sweep)
     names = _short_keys(keys)
+    texts = {
+        key: [show_value(t.params[key]) if key in t.params else "" for t in sweep.trials]
+        for key in keys
+    }
+    wide = sum(max(len(names[k]), *map(len, texts[k])) + 2 for k in keys)
+    apart = wide + _SWEEP_COLUMNS_WIDTH <= width
     done = sum(t.status not in ("pending", "running") for t in sweep.trials)
     title = f"sweep {sweep.name}: {done}/{len(sweep.trials)} trials ended, ranked by {metric}"
-    table = Table(title=plain(title), box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table = Table(
+        title=plain(title),
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        pad_edge=False,
+        show_edge=False,
+    )
     if ranked:
         table.add_column("#", justify="right")
     table.add_column("trial", no_wrap=True)
-    for key in keys:
+    for key in keys if apart else []:
         table.add_column(plain(names[key]))
+    if keys and not apart:
+        table.add_column("settings", overflow="fold", min_width=14)
     table.add_column("status", no_wrap=True)
     table.add_column("epoch", justify="right", no_wrap=True)
     if not ranked:
@@ -664,12 +683,18 @@ def sweep_table(sweep: Sweep, *, ranked: bool = False) -> Table:
     table.add_column("best (epoch)", justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     if ranked:
-        table.add_column("test acc", justify="right", no_wrap=True)
+        table.add_column("test", justify="right", no_wrap=True)
     trials = sweep.ranked() if ranked else sweep.trials
     for rank, trial in enumerate(trials, start=1):
         row: list[str | Text] = [str(rank)] if ranked else []
         row.append(trial.id)
-        row += [plain(show_value(trial.params[k])) if k in trial.params else "" for k in keys]
+        settings = [show_value(trial.params[k]) if k in trial.params else "" for k in keys]
+        if apart:
+            row += [plain(text) for text in settings]
+        elif keys:
+            row.append(
+                plain("\n".join(f"{names[k]}={v}" for k, v in zip(keys, settings, strict=True)))
+            )
         row.append(Text(trial.status, style=_STATUS_STYLE.get(trial.status, "")))
         row.append(f"{trial.epoch}/{trial.epochs}")
         if not ranked:

@@ -396,10 +396,7 @@ def plan(
         return origins.get(("parameters", key), origins.get(("parameters",), source))
 
     variants = [
-        [
-            Override(f"{key}={json.dumps(value)}", f"{where(key)} ({key}: {show_value(value)})")
-            for key, value in combo.items()
-        ]
+        [Override(f"{key}={json.dumps(value)}", where(key)) for key, value in combo.items()]
         for combo in combos
     ]
     base = _base_config(spec, path)
@@ -726,7 +723,9 @@ def run_local(
                 sweep.save()
                 last_save = time.monotonic()
     sweep.save()
-    return not stopped
+    # A Ctrl-C to the whole process group can stop every worker's trial before this loop
+    # has asked: it is a stop all the same.
+    return not (stopped or should_stop())
 
 
 def _outcome(future: Any, broken: type[BaseException]) -> Outcome | None:
@@ -763,7 +762,7 @@ def finish(sweep: Sweep, *, test_accuracy: bool = True) -> None:
     plot_sweep(sweep, sweep.dir / PICTURE_FILE)
 
 
-def _test_accuracy(run_dir: Path) -> float:
+def _test_accuracy(run_dir: Path) -> float | None:
     from mlp_cli.evaluate import evaluate, split_images
 
     saved = checkpoint.load(run_dir / checkpoint.MODEL_FILE)

@@ -1,0 +1,499 @@
+"""`mlp sweep`: the sweep file's grammar and errors, the plan of trials, and the local engine
+end to end on the small synthetic data sets of `test_train` (worker processes, thread caps,
+a failing trial, early termination, Ctrl-C and --resume, the results)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_train import arrays_of, make_splits, metrics, without_timing
+from typer.testing import CliRunner
+
+from mlp_cli import data, sweep
+from mlp_cli.cli import app
+from mlp_cli.errors import ConfigError
+from mlp_cli.sweep import Outcome, Sweep, plan, run_local
+from mlp_cli.train import Trainer
+
+runner = CliRunner()
+HERE = Path(__file__).parent
+
+BASE = """\
+name: base
+data: {input_size: 20, validation_size: 256}
+model: {layers: 400-16-10}
+optimizer: {name: adam, lr: 0.01}
+training: {epochs: 3, batch_size: 64, seed: 0}
+"""
+
+
+@pytest.fixture(autouse=True)
+def synthetic_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials train on 2,048 learnable synthetic inputs (forked workers inherit this), draw
+    no curves.png, and the best trial is scored on nothing (there is no test split)."""
+    splits = make_splits(n_train=2048, n_val=256)
+    monkeypatch.setattr(data, "prepare_data", lambda cfg, progressbar=False: splits)
+    monkeypatch.setattr(data, "cached_files", lambda: {"synthetic": Path(__file__)})
+    monkeypatch.setattr(Trainer, "write_curves", lambda self: None)
+    monkeypatch.setattr(sweep, "_test_accuracy", lambda run_dir: None)
+
+
+def write_sweep(tmp_path: Path, body: str, name: str = "s.yaml") -> Path:
+    (tmp_path / "base.yaml").write_text(BASE + f"output: {{dir: {tmp_path / 'runs'}}}\n")
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+GRID = """\
+name: grid
+config: base.yaml
+metric: {name: val_acc, goal: maximize}
+parameters:
+  model.hidden_activation: {values: [sigmoid, relu]}
+  optimizer.lr: {values: [0.01, 0.001]}
+  training.epochs: {value: 2}
+"""
+
+
+def mlp(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+# -- the grammar -------------------------------------------------------------------------------
+
+
+def test_a_grid_is_every_combination_in_file_order(tmp_path: Path) -> None:
+    s = plan(write_sweep(tmp_path, GRID))
+    assert [t.id for t in s.trials] == ["t000", "t001", "t002", "t003"]
+    assert [(t.params["model.hidden_activation"], t.params["optimizer.lr"]) for t in s.trials] == [
+        ("sigmoid", 0.01),
+        ("sigmoid", 0.001),
+        ("relu", 0.01),
+        ("relu", 0.001),
+    ]
+    assert all(t.params["training.epochs"] == 2 and t.epochs == 2 for t in s.trials)
+    # Each trial's config is the base with its settings, on the trial's threads.
+    t = s.trials[3]
+    assert t.config["model"]["hidden_activation"] == "relu"
+    assert t.config["optimizer"]["lr"] == 0.001
+    assert t.config["training"]["threads"] == 1
+    assert t.config["name"] == "grid-t003"
+    assert s.dir == tmp_path / "runs" / "grid"
+
+
+def test_a_grid_with_num_samples_repeats_each_combination_with_seeds(tmp_path: Path) -> None:
+    body = GRID.replace("metric:", "num_samples: 3\nmetric:")
+    s = plan(write_sweep(tmp_path, body))
+    assert len(s.trials) == 12
+    assert [t.params["training.seed"] for t in s.trials[:6]] == [0, 1, 2, 0, 1, 2]
+    assert [t.config["training"]["seed"] for t in s.trials[:3]] == [0, 1, 2]
+
+
+RANDOM = """\
+name: rand
+config: base.yaml
+method: random
+num_samples: 200
+seed: {seed}
+parameters:
+  optimizer.lr: {{distribution: log_uniform_values, min: 1.0e-4, max: 1.0e-1}}
+  regularization.l2: {{distribution: uniform, min: 0, max: 0.001}}
+  training.batch_size: {{distribution: int_uniform, min: 16, max: 20}}
+  model.hidden_activation: {{values: [sigmoid, tanh, relu]}}
+  training.epochs: {{value: 1}}
+"""
+
+
+def test_random_draws_are_reproducible_from_the_sweep_seed_and_within_bounds(
+    tmp_path: Path,
+) -> None:
+    a = plan(write_sweep(tmp_path, RANDOM.format(seed=7)))
+    b = plan(write_sweep(tmp_path, RANDOM.format(seed=7)))
+    c = plan(write_sweep(tmp_path, RANDOM.format(seed=8)))
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert [t.params for t in a.trials] != [t.params for t in c.trials]
+    lrs = np.array([t.params["optimizer.lr"] for t in a.trials])
+    assert lrs.min() >= 1e-4
+    assert lrs.max() <= 0.1
+    # log-uniform: about as many draws in each decade
+    decades = np.histogram(np.log10(lrs), bins=[-4, -3, -2, -1])[0]
+    assert decades.min() > 40, decades
+    l2 = np.array([t.params["regularization.l2"] for t in a.trials])
+    assert l2.min() >= 0
+    assert l2.max() <= 0.001
+    assert np.median(l2) > 2e-4
+    sizes = [t.params["training.batch_size"] for t in a.trials]
+    assert set(sizes) == {16, 17, 18, 19, 20}
+    assert all(isinstance(n, int) for n in sizes)
+    assert {t.params["model.hidden_activation"] for t in a.trials} == {"sigmoid", "tanh", "relu"}
+    assert all(t.params["training.epochs"] == 1 for t in a.trials)
+    assert all(
+        t.config["training"]["batch_size"] == t.params["training.batch_size"] for t in a.trials
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            GRID.replace("metric:", "metrc:"),
+            ["s.yaml:3: unknown key 'metrc'; did you mean 'metric'?"],
+        ),
+        (
+            GRID.replace("{values: [sigmoid, relu]}", "{values: [sigmoid], value: relu}"),
+            ["s.yaml:5: parameters.model.hidden_activation: give exactly one of value"],
+        ),
+        (
+            GRID.replace("{value: 2}", "{valeus: [2]}"),
+            ["s.yaml:7: unknown key 'parameters.training.epochs.valeus'; did you mean 'values'?"],
+        ),
+        (
+            GRID.replace("{values: [0.01, 0.001]}", "{distribution: uniform, min: 0.1, max: 1}"),
+            ["s.yaml:6: parameters.optimizer.lr.distribution: a grid sweep takes value or values"],
+        ),
+        (
+            GRID.replace(
+                "{values: [0.01, 0.001]}", "{distribution: log_uniform_values, min: 0, max: 1}"
+            )
+            + "method: random\n",
+            ["parameters.optimizer.lr.min: log_uniform_values needs min > 0"],
+        ),
+        (
+            GRID.replace("maximize", "maximise"),
+            [
+                "s.yaml:3: metric.goal: expected one of maximize, minimize, found 'maximise';"
+                " did you mean 'maximize'?"
+            ],
+        ),
+        (
+            GRID.replace("val_acc", "val_accuracy"),
+            ["s.yaml:3: metric.name: expected one of val_acc, val_loss, train_acc, train_loss"],
+        ),
+        (GRID.replace("name: grid", "name: a/b"), ["s.yaml:1: name: must be a plain folder name"]),
+        ("- a\n- b\n", ["the top level of a sweep file must be a mapping"]),
+        ("# nothing\n", ["sweep file", "is empty"]),
+        (
+            GRID.replace("optimizer.lr:", "optimizer.learning_rate:"),
+            [
+                "trial t000 (model.hidden_activation=sigmoid, optimizer.learning_rate=0.01,"
+                " training.epochs=2) gives an invalid config:",
+                "s.yaml:6: unknown key 'optimizer.learning_rate'",
+            ],
+        ),
+        (
+            GRID.replace("{values: [sigmoid, relu]}", "{values: [relu, sigmoidal]}"),
+            [
+                "trial t002 (model.hidden_activation=sigmoidal, optimizer.lr=0.01,"
+                " training.epochs=2) gives an invalid config:",
+                "model.hidden_activation: expected one of",
+            ],
+        ),
+        (
+            GRID.replace("parameters:", "config: base.yaml\nparameters:"),
+            ["s.yaml:4: duplicate key 'config'; it is already set on line 2"],
+        ),
+        (GRID.replace("base.yaml", "nowhere.yaml"), ["config file 'nowhere.yaml' not found"]),
+        (
+            GRID + "  x: !!python/object:os.system {}\n",
+            ["the tag '!!python/object:os.system' is not allowed"],
+        ),
+    ],
+)
+def test_an_invalid_sweep_file_names_the_line_and_the_key(
+    tmp_path: Path, body: str, expected: list[str]
+) -> None:
+    path = write_sweep(tmp_path, body)
+    with pytest.raises(ConfigError) as caught:
+        plan(path)
+    message = str(caught.value).replace(str(tmp_path) + os.sep, "")
+    for part in expected:
+        assert part in message, message
+    code, out, err = mlp("sweep", "plan", str(path))
+    assert code == 2
+    assert "Traceback" not in err
+    assert out == ""
+
+
+def test_a_validation_metric_needs_a_validation_split(tmp_path: Path) -> None:
+    path = write_sweep(
+        tmp_path,
+        GRID.replace(
+            "  training.epochs:", "  data.validation_size: {value: 0}\n  training.epochs:"
+        ),
+    )
+    with pytest.raises(
+        ConfigError, match="metric: val_acc needs a validation split, but trial t000"
+    ):
+        plan(path)
+
+
+def test_plan_prints_the_trials_and_runs_nothing(tmp_path: Path) -> None:
+    code, out, err = mlp("sweep", "plan", str(write_sweep(tmp_path, GRID)))
+    assert code == 0, err
+    assert "sweep grid: 4 trials (grid)" in out
+    assert [line.split()[:3] for line in out.splitlines() if line.strip().startswith("t00")] == [
+        ["t000", "sigmoid", "0.01"],
+        ["t001", "sigmoid", "0.001"],
+        ["t002", "relu", "0.01"],
+        ["t003", "relu", "0.001"],
+    ]
+    assert not (tmp_path / "runs").exists()
+    code, out, _ = mlp("sweep", "plan", str(write_sweep(tmp_path, GRID)), "--json")
+    assert json.loads(out)[1] == {
+        "trial": "t001",
+        "model.hidden_activation": "sigmoid",
+        "optimizer.lr": 0.001,
+        "training.epochs": 2,
+    }
+
+
+# -- the local engine --------------------------------------------------------------------------
+
+
+def test_a_sweep_trains_every_trial_as_an_ordinary_run_with_the_same_bits(tmp_path: Path) -> None:
+    code, out, err = mlp("sweep", str(write_sweep(tmp_path, GRID)), "--workers", "2")
+    assert code == 0, err
+    folder = tmp_path / "runs" / "grid"
+    state = Sweep.load(folder)
+    assert [t.status for t in state.trials] == ["completed"] * 4
+    for trial in state.trials:
+        run_dir = folder / trial.id
+        for name in ("config.yaml", "metrics.jsonl", "model.npz", "checkpoint.npz"):
+            assert (run_dir / name).is_file()
+        assert trial.best == max(r["val_acc"] for r in metrics(run_dir))
+    # The best link, the ranked table and results.csv agree with the metrics.
+    best = max(state.trials, key=lambda t: t.best or 0)
+    assert (folder / "best").resolve() == (folder / best.id).resolve()
+    assert state.best_trial() == best
+    rows = list(csv.DictReader((folder / "results.csv").open()))
+    assert rows[0]["trial"] == best.id
+    assert [r["status"] for r in rows] == ["completed"] * 4
+    assert float(rows[0]["best_val_acc"]) == best.best
+    assert (folder / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ranked = [line.split()[1] for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert ranked == [t.id for t in state.ranked()]
+    # Trial t002 equals `mlp train --config base.yaml --set ...` with its settings.
+    code, _, err = mlp(
+        "train",
+        "--config",
+        str(tmp_path / "base.yaml"),
+        "--set",
+        "model.hidden_activation=relu",
+        "--set",
+        "optimizer.lr=0.01",
+        "--set",
+        "training.epochs=2",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "alone"),
+    )
+    assert code == 0, err
+    for name in ("model.npz", "checkpoint.npz"):
+        assert arrays_of(folder / "t002" / name) == arrays_of(tmp_path / "alone" / name)
+    assert without_timing(metrics(folder / "t002")) == without_timing(metrics(tmp_path / "alone"))
+    # mlp sweep show reads the finished sweep; mlp inspect works on a trial.
+    code, shown, _ = mlp("sweep", "show", str(folder))
+    assert code == 0
+    assert [line.split()[1] for line in shown.splitlines() if line.strip()[:1].isdigit()] == ranked
+    code, _, err = mlp("inspect", "--model", str(folder / "best"))
+    assert code == 0, err
+
+
+def test_trials_run_in_parallel_worker_processes_with_capped_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.threads import blas_threads
+
+    real = sweep.run_trial
+
+    def recording(run_dir: Path, *args: Any) -> Outcome:
+        (run_dir.parent / f"{run_dir.name}.worker").write_text(
+            json.dumps({"pid": os.getpid(), "threads": blas_threads(), "at": time.time()})
+        )
+        time.sleep(0.3)  # long enough that both workers hold a trial at once
+        return real(run_dir, *args)
+
+    monkeypatch.setattr(sweep, "run_trial", recording)
+    s = plan(write_sweep(tmp_path, GRID))
+    assert run_local(s, workers=2)
+    seen = [json.loads((s.dir / f"{t.id}.worker").read_text()) for t in s.trials]
+    assert len({w["pid"] for w in seen}) == 2
+    assert {w["pid"] for w in seen}.isdisjoint({os.getpid()})
+    assert all(w["threads"] == 1 for w in seen)
+    assert all(t.status == "completed" for t in s.trials)
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    body = GRID.replace("[0.01, 0.001]", "[0.1, 1.0e+39]").replace(
+        "values: [sigmoid, relu]}", "values: [relu]}\n  optimizer.name: {value: sgd}"
+    )
+    s = plan(write_sweep(tmp_path, body))
+    assert run_local(s, workers=2)
+    assert [t.status for t in s.trials] == ["completed", "failed"]
+    assert "the loss became" in (s.trials[1].reason or "")
+    sweep.finish(s)
+    rows = {r["trial"]: r for r in csv.DictReader((s.dir / "results.csv").open())}
+    assert rows["t001"]["status"] == "failed"
+    assert "loss became" in rows["t001"]["reason"]
+    assert (s.dir / "best").resolve() == (s.dir / "t000").resolve()
+
+
+ASHA = """\
+name: asha
+config: base.yaml
+metric: {name: val_acc, goal: maximize}
+parameters:
+  optimizer.lr: {values: [0.01, 1.0e-6, 0.003, 1.0e-7]}
+  training.epochs: {value: 4}
+early_terminate: {type: asha, grace_period: 1, reduction_factor: 2}
+"""
+
+
+def test_asha_stops_trials_that_are_behind_at_a_rung(tmp_path: Path) -> None:
+    s = plan(write_sweep(tmp_path, ASHA))
+    assert run_local(s, workers=1)  # one at a time: the order of reports is fixed
+    status = {t.params["optimizer.lr"]: t for t in s.trials}
+    assert status[0.01].status == "completed"
+    assert status[0.01].epoch == 4
+    hopeless = [status[1e-6], status[1e-7]]
+    assert all(t.status == "pruned" and t.epoch < 4 for t in hopeless), hopeless
+    for t in hopeless:  # stopped at a rung's end, with a checkpoint to continue from
+        assert t.epoch in (1, 2)
+        assert len(metrics(s.dir / t.id)) == t.epoch
+        assert (s.dir / t.id / "checkpoint.npz").is_file()
+
+
+def _stop_after(events: int) -> tuple[Any, Any]:
+    seen = {"n": 0}
+
+    def on_change() -> None:
+        seen["n"] += 1
+
+    return on_change, lambda: seen["n"] >= events
+
+
+def test_a_stopped_sweep_resumes_to_the_same_bits(tmp_path: Path) -> None:
+    body = GRID.replace("{value: 2}", "{value: 4}")
+    whole = plan(write_sweep(tmp_path, body), out=tmp_path / "whole")
+    assert run_local(whole, workers=2)
+    part = plan(write_sweep(tmp_path, body), out=tmp_path / "part")
+    on_change, should_stop = _stop_after(5)
+    assert not run_local(part, workers=2, on_change=on_change, should_stop=should_stop)
+    part.save()
+    again = Sweep.load(tmp_path / "part")
+    assert {t.status for t in again.trials} <= {"pending", "interrupted", "completed"}
+    assert any(t.status == "interrupted" for t in again.trials)
+    done_before = {
+        t.id: (tmp_path / "part" / t.id / "model.npz").stat().st_mtime_ns
+        for t in again.trials
+        if t.status == "completed"
+    }
+    assert run_local(again, workers=2)
+    assert [t.status for t in again.trials] == ["completed"] * 4
+    for trial in whole.trials:
+        for name in ("model.npz", "checkpoint.npz"):
+            assert arrays_of(tmp_path / "whole" / trial.id / name) == arrays_of(
+                tmp_path / "part" / trial.id / name
+            ), (trial.id, name)
+    for tid, mtime in done_before.items():  # finished trials were not run again
+        assert (tmp_path / "part" / tid / "model.npz").stat().st_mtime_ns == mtime
+
+
+def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 30}"))
+    folder = tmp_path / "runs" / "grid"
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(HERE.parent)}
+    child = [sys.executable, str(HERE / "sweep_child.py"), "sweep", str(path), "--workers", "2"]
+    proc = subprocess.Popen(
+        child,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any((folder / t / "metrics.jsonl").is_file() for t in ("t000", "t001")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the sweep and its workers
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "sweep interrupted" in err
+    assert "mlp sweep --resume" in err
+    state = Sweep.load(folder)
+    running = [t for t in state.trials if t.status == "interrupted"]
+    assert running
+    assert all((folder / t.id / "checkpoint.npz").is_file() for t in running)
+    assert all(t.status in ("interrupted", "pending") for t in state.trials)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "sweep_child.py"), "sweep", "--resume", str(folder)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    state = Sweep.load(folder)
+    assert [t.status for t in state.trials] == ["completed"] * 4
+    assert all(len(metrics(folder / t.id)) == 30 for t in state.trials)
+    assert (folder / "results.csv").is_file()
+
+
+def test_a_sweep_does_not_overwrite_a_sweep_folder(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 1}"))
+    assert mlp("sweep", str(path))[0] == 0
+    before = (tmp_path / "runs" / "grid" / "sweep.json").read_bytes()
+    code, _, err = mlp("sweep", str(path))
+    assert code == 2
+    assert "already holds the sweep 'grid'" in err
+    assert "--resume" in err
+    assert (tmp_path / "runs" / "grid" / "sweep.json").read_bytes() == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "mine.txt").write_text("keep")
+    code, _, err = mlp("sweep", str(path), "--out", str(tmp_path / "other"))
+    assert code == 2
+    assert "not an empty folder" in err
+    assert (tmp_path / "other" / "mine.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("a.yaml", "b.yaml"), ("show",), ("plan", "x", "y"), ("x.yaml", "--resume", "d")],
+)
+def test_wrong_arguments_are_a_usage_error(tmp_path: Path, args: tuple[str, ...]) -> None:
+    code, _, err = mlp("sweep", *args)
+    assert code == 2
+    assert "mlp sweep FILE.yaml" in err
+    assert "Traceback" not in err
+
+
+def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
+    code, _, err = mlp("sweep", "show", str(tmp_path))
+    assert code == 2
+    assert "is not a sweep folder" in err
+    (tmp_path / "sweep.json").write_text('{"format_version": 1, "trials": "x"}')
+    code, _, err = mlp("sweep", "show", str(tmp_path))
+    assert code == 2
+    assert "is not a sweep state mlp can read" in err
