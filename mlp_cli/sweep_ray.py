@@ -27,6 +27,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,8 @@ RUN_FILES_LAST = CHECKPOINT_FILE
 STATUS, REASON, SECONDS = "mlp_status", "mlp_reason", "mlp_seconds"
 # Report key of the epoch that ends a run (its last, or early stopping's).
 LAST = "mlp_last"
+# sweep.json is rewritten at most this often while trials report their epochs.
+SAVE_SECONDS = 1.0
 # Times a trial is started again, from its last checkpoint, after its worker died.
 MAX_FAILURES = 3
 
@@ -330,6 +333,7 @@ def _tune(
     }
     ended: set[int] = set()
     stopped: list[bool] = []
+    saved = [0.0]  # when sweep.json was last written
 
     def trial_index(trial: TuneTrial) -> int:
         return index[str(trial.config["trial"])]
@@ -367,6 +371,9 @@ def _tune(
             i = trial_index(trial)
             if STATUS not in result and i not in ended:
                 sweep.epoch_ended(i, result)
+                if time.monotonic() - saved[0] > SAVE_SECONDS:  # for `mlp sweep show`
+                    sweep.save()
+                    saved[0] = time.monotonic()
                 on_change()
 
         def on_checkpoint(
