@@ -585,6 +585,10 @@ def sweep(
         sweeps.check_new_sweep(run)
     if engine != Engine.ray and (address is not None or storage is not None):
         raise UsageError("--address and --storage go with --engine ray")
+    if engine == Engine.ray:
+        from mlp_cli.sweep_ray import check_ready
+
+        check_ready(address)
     run.engine = engine.value
     choice = workers or sweeps.default_workers(run.cpus_per_trial)
     if not (quiet or json_):

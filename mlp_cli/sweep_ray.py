@@ -56,14 +56,31 @@ SAVE_SECONDS = 1.0
 MAX_FAILURES = 3
 
 
+def _missing(reason: str) -> UsageError:
+    return UsageError(
+        f"--engine ray needs Ray Tune, which is not installed here ({reason}). Install "
+        f"mlp's Ray extra with `{INSTALL_HINT}`, or run the sweep with --engine local."
+    )
+
+
+def check_ready(address: str | None) -> None:
+    """Refuse, before anything is written, a sweep on Ray where Ray is not installed or
+    `address` is no running cluster (without importing Ray, which takes seconds)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ray")
+    places = spec.submodule_search_locations if spec is not None else None
+    if not places or not any((Path(p) / "tune").is_dir() for p in places):
+        raise _missing("no module named 'ray.tune'")
+    if address is not None:
+        check_address(address)
+
+
 def _import_tune() -> None:
     try:
         import ray.tune  # noqa: F401
     except ImportError as exc:
-        raise UsageError(
-            f"--engine ray needs Ray Tune, which is not installed here ({exc}). Install "
-            f"mlp's Ray extra with `{INSTALL_HINT}`, or run the sweep with --engine local."
-        ) from None
+        raise _missing(str(exc)) from None
 
 
 def check_address(address: str) -> tuple[str, int]:
@@ -261,8 +278,6 @@ def run_ray(
     todo = sweep.unfinished()
     if not todo:
         return True
-    if address is not None:
-        check_address(address)
     where = Path(storage) if storage is not None else sweep.dir / STORAGE_DIR
     storage_path = str(where) if "://" in str(where) else str(where.resolve())
     sweep.dir.mkdir(parents=True, exist_ok=True)
@@ -309,6 +324,8 @@ def run_ray(
                 return _tune(sweep, todo, storage_path, workers, on_change, should_stop)
         finally:
             ray.shutdown()
+            if storage is None:  # its copies of the checkpoints are in the trials' folders
+                shutil.rmtree(where, ignore_errors=True)
 
 
 def _tune(

@@ -1,5 +1,7 @@
-"""`mlp sweep --engine ray` on a real one-machine Ray cluster: the same trials as the local
-engine, bit for bit, with a Ray worker killed in the middle of a trial.
+"""`mlp sweep --engine ray`: on a real one-machine Ray cluster, the same trials as the local
+engine, bit for bit, with a Ray worker killed in the middle of a trial; a private Ray that
+listens on the loopback interface only and writes no token; clear errors without Ray or
+without a cluster at --address; and no Ray for `mlp --help` or the local engine.
 
 The cluster is started here (`ray start --head --block`, loopback only, token
 authentication, its own temporary folder) and stopped by ending that process, which stops
@@ -10,6 +12,7 @@ Ray on it). Its workers train on the synthetic data of `sweep_child.py` (see
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -19,13 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-pytest.importorskip("ray.tune", reason="Ray Tune is not installed (pip install 'mlp-cli[ray]')")
-
+from test_sweep import mlp, write_sweep
 from test_train import arrays_of, metrics, without_timing
 
 from mlp_cli.sweep import Sweep
@@ -48,6 +50,15 @@ training: {epochs: 5, batch_size: 64, seed: 0}
 """
 # Seconds to wait for the cluster to answer and for a trial to reach the middle.
 PATIENCE = 60.0
+
+
+@pytest.fixture(scope="session")
+def ray_tune() -> None:
+    """Skips when Ray Tune cannot be imported (checked in a child process: importing it here
+    would load Ray into the process that forks the local engine's workers)."""
+    probe = subprocess.run([sys.executable, "-c", "import ray.tune"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("Ray Tune is not installed (pip install 'mlp-cli[ray]')")
 
 
 def free_port() -> int:
@@ -92,7 +103,7 @@ class Cluster:
 
 
 @pytest.fixture
-def ray_cluster(tmp_path: Path) -> Iterator[Cluster]:
+def ray_cluster(tmp_path: Path, ray_tune: None) -> Iterator[Cluster]:
     port = free_port()
     env = {
         **os.environ,
@@ -191,3 +202,153 @@ def test_ray_trials_equal_the_local_engines_bit_for_bit_after_a_worker_is_killed
             metrics(tmp_path / "local" / trial.id)
         )
     assert os.path.realpath(folder / "best") == os.path.realpath(folder / expected.ranked()[0].id)
+
+
+# -- a private Ray ------------------------------------------------------------------------------
+
+
+def listening(pids: list[int]) -> set[str]:
+    """The addresses (IP in hex, as /proc/net/tcp writes it) that the TCP sockets of `pids`
+    listen on."""
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:  # it ended, or is not ours to look into
+            continue
+        inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.add(fields[1].split(":")[0])
+    return found
+
+
+def is_loopback(hex_ip: str) -> bool:
+    """127.0.0.0/8, ::1 or ::ffff:127.x.y.z, from /proc/net/tcp's hex (32-bit words in the
+    machine's byte order, little-endian here)."""
+    if len(hex_ip) == 8:
+        return hex_ip.endswith("7F")
+    words = [hex_ip[i : i + 8] for i in range(0, 32, 8)]
+    return words == ["00000000"] * 3 + ["01000000"] or (
+        words[:2] == ["00000000"] * 2 and words[2] == "FFFF0000" and words[3].endswith("7F")
+    )
+
+
+def test_a_private_ray_listens_on_loopback_only_and_writes_no_token(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    (tmp_path / "base.yaml").write_text(BASE + f"output: {{dir: {tmp_path / 'runs'}}}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(SWEEP.replace("[0.03, 0.01, 0.003]", "[0.03, 0.01]"))
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "trials").mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("RAY_")  # no token, no address: the sweep makes its own
+    }
+    env.update(
+        HOME=str(home),
+        PYTHONPATH=str(HERE / "ray_worker"),
+        MLP_TEST_TRIALS=str(tmp_path / "trials"),
+    )
+    folder = tmp_path / "ray"
+    driver = sweep_child(str(path), "--out", str(folder), "--engine", "ray", "--quiet", env=env)
+    addresses: set[str] = set()
+    while driver.poll() is None:
+        addresses |= listening([driver.pid, *descendants(driver.pid)])
+        time.sleep(0.1)
+    _out, err = driver.communicate()
+    assert driver.returncode == 0, err
+    assert addresses  # Ray's servers were seen
+    assert all(is_loopback(a) for a in addresses), addresses
+    assert not (home / ".ray").exists()  # the token stayed in memory
+    assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 2
+    assert not (folder / "ray").exists()  # Ray's own copies of the checkpoints are gone
+
+
+def test_is_loopback_reads_proc_net_tcp() -> None:
+    assert is_loopback("0100007F")  # 127.0.0.1
+    assert not is_loopback("0202000C")  # 12.0.2.2
+    assert not is_loopback("00000000")  # 0.0.0.0
+    assert is_loopback("00000000000000000000000001000000")  # ::1
+    assert is_loopback("0000000000000000FFFF00000100007F")  # ::ffff:127.0.0.1
+    assert not is_loopback("00000000000000000000000000000000")  # ::
+
+
+# -- errors, and where Ray is not loaded ---------------------------------------------------------
+
+
+def test_without_ray_the_engine_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    find_spec = importlib.util.find_spec
+
+    def without_ray(name: str, package: str | None = None) -> Any:
+        return None if name.split(".")[0] == "ray" else find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_ray)
+    path = write_sweep(tmp_path, SWEEP)
+    code, _out, err = mlp("sweep", str(path), "--engine", "ray")
+    assert code == 2, err
+    assert "pip install 'mlp-cli[ray]'" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("localhost", "HOST:PORT"),
+        ("127.0.0.1:99999", "HOST:PORT"),
+        ("127.0.0.1:x", "HOST:PORT"),
+    ],
+)
+def test_a_malformed_address_is_a_usage_error(
+    tmp_path: Path, ray_tune: None, address: str, expected: str
+) -> None:
+    path = write_sweep(tmp_path, SWEEP)
+    code, _out, err = mlp("sweep", str(path), "--engine", "ray", "--address", address)
+    assert code == 2, err
+    assert expected in err
+    assert repr(address) in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_address_where_no_cluster_answers_is_a_usage_error_at_once(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    path = write_sweep(tmp_path, SWEEP)
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    code, _out, err = mlp("sweep", str(path), "--engine", "ray", "--address", address)
+    assert code == 2, err
+    assert f"no Ray cluster answers at {address}" in " ".join(err.split())
+    assert time.monotonic() - started < PATIENCE
+    assert not (tmp_path / "runs").exists()
+
+
+def test_address_and_storage_need_the_ray_engine(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, SWEEP)
+    for option in ("--address", "--storage"):
+        code, _out, err = mlp("sweep", str(path), option, "127.0.0.1:6379")
+        assert code == 2, err
+        assert "go with --engine ray" in err
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from mlp_cli.cli import app\ntry:\n    app(['sweep', '--help'])\nexcept SystemExit:\n"
+        "    pass",
+        "import mlp_cli.sweep",
+    ],
+)
+def test_help_and_the_local_engine_do_not_import_ray(
+    code: str, imports_of: Callable[[str], set[str]]
+) -> None:
+    assert "ray" not in imports_of(code)
