@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -547,6 +548,7 @@ def sweep(
     from mlp_cli import sweep as sweeps
     from mlp_cli.config import config_from_dict
     from mlp_cli.render import plan_table, sweep_reasons, sweep_table
+    from mlp_cli.threads import usable_cores
 
     args = list(target or [])
     action = args[0] if len(args) == 2 and args[0] in _SWEEP_ACTIONS else None
@@ -590,6 +592,11 @@ def sweep(
 
         check_ready(address)
     run.engine = engine.value
+    if engine == Engine.local and run.cpus_per_trial > (cores := usable_cores()):
+        raise UsageError(
+            f"--cpus-per-trial {run.cpus_per_trial} is more than the {cores} usable cores of"
+            " this machine; a trial's threads share its cores"
+        )
     choice = workers or sweeps.default_workers(run.cpus_per_trial)
     if not (quiet or json_):
         at_once = f"{choice} at a time" if engine == Engine.local or workers else "on Ray"
@@ -610,16 +617,19 @@ def sweep(
         from rich.live import Live
 
         live = Live(
-            sweep_table(run, width=console.width),
+            sweep_table(run, width=console.width, height=console.height),
             console=console,
             auto_refresh=False,
             transient=True,
         )
         live.start()
 
+    drawn = {"at": 0.0}
+
     def changed() -> None:
-        if live is not None:
-            live.update(sweep_table(run, width=console.width), refresh=True)
+        if live is not None and time.monotonic() - drawn["at"] > 0.1:  # at most 10 a second
+            live.update(sweep_table(run, width=console.width, height=console.height), refresh=True)
+            drawn["at"] = time.monotonic()
 
     try:
         with _stop_on_sigint() as stop_signal:

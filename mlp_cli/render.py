@@ -48,13 +48,13 @@ if TYPE_CHECKING:
 
 
 def _duration(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
+    if seconds < 59.95:  # shown to a tenth below a minute; whole seconds above
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(int(minutes), 60)
     if hours:
         return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02.0f}s"
-    return f"{secs:.1f}s"
+    return f"{minutes}m{secs:02d}s"
 
 
 def _hidden_words(n_layers: int, activation: object) -> str:
@@ -644,11 +644,14 @@ def _short_keys(keys: Sequence[str]) -> dict[str, str]:
 _SWEEP_COLUMNS_WIDTH = 72
 
 
-def sweep_table(sweep: Sweep, *, ranked: bool = False, width: int = 80) -> Table:
+def sweep_table(
+    sweep: Sweep, *, ranked: bool = False, width: int = 80, height: int | None = None
+) -> Table:
     """The trials of a sweep: settings, status, epochs, the metric now and at its best, time;
     `ranked`: best first, with the best trial's test accuracy. The settings get a column
-    each where `width` allows, else share one column of ``key=value`` lines."""
-    from mlp_cli.sweep import show_value
+    each where `width` allows, else share one column of ``key=value`` lines. With `height`
+    (a live view), a sweep of more trials than fit shows the running ones and the best."""
+    from mlp_cli.sweep import ENDED, show_value
 
     metric = sweep.metric
     show = _pct if metric.endswith("_acc") else _num
@@ -660,7 +663,7 @@ def sweep_table(sweep: Sweep, *, ranked: bool = False, width: int = 80) -> Table
     }
     wide = sum(max(len(names[k]), *map(len, texts[k])) + 2 for k in keys)
     apart = wide + _SWEEP_COLUMNS_WIDTH <= width
-    done = sum(t.status not in ("pending", "running") for t in sweep.trials)
+    done = sum(t.status in ENDED for t in sweep.trials)
     title = f"sweep {sweep.name}: {done}/{len(sweep.trials)} trials ended, ranked by {metric}"
     table = Table(
         title=plain(title),
@@ -685,6 +688,13 @@ def sweep_table(sweep: Sweep, *, ranked: bool = False, width: int = 80) -> Table
     if ranked:
         table.add_column("test", justify="right", no_wrap=True)
     trials = sweep.ranked() if ranked else sweep.trials
+    rows = None if height is None else max(4, height - 8) // (1 if apart else len(keys) or 1)
+    if rows is not None and len(trials) > rows:
+        running = [t for t in trials if t.status == "running"]
+        leaders = [t for t in sweep.ranked() if t.status in ENDED and t.best is not None]
+        shown = set(map(id, running + leaders[: max(0, rows - len(running))]))
+        trials = [t for t in trials if id(t) in shown]
+        table.caption = f"{len(sweep.trials) - len(trials)} more trials: mlp sweep show DIR"
     for rank, trial in enumerate(trials, start=1):
         row: list[str | Text] = [str(rank)] if ranked else []
         row.append(trial.id)

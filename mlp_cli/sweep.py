@@ -59,6 +59,7 @@ PICTURE_FILE = "sweep.png"
 BEST = "best"
 STATE_VERSION = 1
 MAX_TRIALS = 10_000
+MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 # Statuses of a trial that has ended and is not run again by --resume.
 ENDED = ("completed", "early_stopped", "pruned", "failed")
@@ -145,6 +146,8 @@ class SweepSpec(_Section):
         if not _is_plain_name(self.name) or self.name in (BEST, checkpoint.LATEST):
             err.add("name", "must be a plain folder name, not best or latest")
         for key, param in self.parameters.items():
+            if key in _NOT_SWEPT:
+                err.problems.append((("parameters", key), _NOT_SWEPT[key]))
             if self.method == "grid" and param.distribution is not None:
                 err.problems.append(
                     (
@@ -167,6 +170,13 @@ class SweepSpec(_Section):
         if err.problems:
             raise err
         return self
+
+
+# Settings a sweep sets itself, so sweeping them would be silently undone.
+_NOT_SWEPT = {
+    "name": "each trial is named after the sweep and the trial; remove this parameter",
+    "training.threads": "the threads of a trial are --cpus-per-trial; remove this parameter",
+}
 
 
 def _grid_size(spec: SweepSpec) -> int:
@@ -349,18 +359,28 @@ class Sweep:
                 f"'{folder}' is not a sweep folder (it has no {STATE_FILE}); pass the folder"
                 " `mlp sweep` printed when it started, e.g. runs/<sweep name>"
             )
+        from pydantic import TypeAdapter, ValidationError
+
+        from mlp_cli.limits import read_regular
+
         try:
-            state = json.loads(read_text(path, str(path), "sweep state"))
-            if state.pop("format_version", None) != STATE_VERSION:
-                raise ValueError("unknown format_version")
-            trials = [Trial(**t) for t in state.pop("trials")]
-            state.pop("dir", None)
-            return cls(dir=folder, trials=trials, **state)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raw = read_regular(path, MAX_STATE_BYTES)
+            if len(raw) > MAX_STATE_BYTES:
+                raise ValueError(f"larger than {MAX_STATE_BYTES:,} bytes")
+            state = json.loads(raw)
+            if not isinstance(state, dict) or state.pop("format_version", None) != STATE_VERSION:
+                raise ValueError(f"not a sweep state of format version {STATE_VERSION}")
+            state["dir"] = folder
+            sweep = TypeAdapter(cls).validate_python(state)
+            for trial in sweep.trials:
+                config_from_dict(trial.config, f"{path}: trial {trial.id}'s config")
+        except (ValueError, ValidationError, ConfigError, OSError) as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(
-                f"'{path}' is not a sweep state mlp can read ({type(exc).__name__}: {exc});"
-                " it is written by `mlp sweep` and not meant to be edited"
+                f"'{path}' is not a sweep state mlp can read ({problem}); it is written by"
+                " `mlp sweep` and not meant to be edited"
             ) from None
+        return sweep
 
 
 # -- planning --------------------------------------------------------------------------------
@@ -574,6 +594,16 @@ class Asha:
         trial.report(value, epoch)
         return bool(trial.should_prune())
 
+    def replay(self, sweep: Sweep) -> None:
+        """Tell the pruner what the trials of a resumed sweep did before, so that their
+        values are at the rungs the resumed trials are compared at."""
+        for index, trial in enumerate(sweep.trials):
+            for record in _history(sweep.run_dir(trial)) if trial.epoch else []:
+                value = record.get(sweep.metric)
+                self.report(index, int(record["epoch"]), None if value is None else float(value))
+            if trial.status in ENDED:
+                self.ended(index, Outcome(trial.status), trial.best)
+
     def ended(self, index: int, outcome: Outcome, best: float | None) -> None:
         import optuna
 
@@ -672,6 +702,8 @@ def run_local(
     events, acks, prune = ctx.Queue(), ctx.Array("i", n, lock=False), ctx.Array("b", n, lock=False)
     stop_all = ctx.Value("b", 0, lock=False)
     asha = Asha(sweep.early_terminate, sweep.goal) if sweep.early_terminate else None
+    if asha is not None:
+        asha.replay(sweep)
     sweep.dir.mkdir(parents=True, exist_ok=True)
     stopped = False
 

@@ -327,10 +327,21 @@ def test_trials_run_in_parallel_worker_processes_with_capped_threads(
         return real(run_dir, *args)
 
     monkeypatch.setattr(sweep, "run_trial", recording)
+    prepare = data.prepare_data
+    loads = tmp_path / "loads"
+
+    def counting(cfg: Any, progressbar: Any = False) -> Any:
+        with loads.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return prepare(cfg)
+
+    monkeypatch.setattr(data, "prepare_data", counting)
     s = plan(write_sweep(tmp_path, GRID))
     assert run_local(s, workers=2)
     seen = [json.loads((s.dir / f"{t.id}.worker").read_text()) for t in s.trials]
     assert len({w["pid"] for w in seen}) == 2
+    # The data is prepared once per worker, not once per trial.
+    assert sorted(loads.read_text().split()) == sorted(str(p) for p in {w["pid"] for w in seen})
     assert {w["pid"] for w in seen}.isdisjoint({os.getpid()})
     assert all(w["threads"] == 1 for w in seen)
     assert all(t.status == "completed" for t in s.trials)
@@ -493,7 +504,93 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
     code, _, err = mlp("sweep", "show", str(tmp_path))
     assert code == 2
     assert "is not a sweep folder" in err
-    (tmp_path / "sweep.json").write_text('{"format_version": 1, "trials": "x"}')
-    code, _, err = mlp("sweep", "show", str(tmp_path))
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    broken = [
+        "{not json",
+        "[1, 2]",
+        json.dumps({**state, "format_version": 99}),
+        json.dumps({**state, "trials": "x"}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "params": "x"}]}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "config": {"model": 3}}]}),
+        json.dumps({**state, "cpus_per_trial": "many"}),
+    ]
+    for text in broken:
+        (tmp_path / "sweep.json").write_text(text)
+        code, _, err = mlp("sweep", "show", str(tmp_path))
+        assert code == 2, text
+        assert "is not a sweep state mlp can read" in err, err
+        assert "Traceback" not in err
+    code, _, err = mlp("sweep", "show", str(good.dir))
+    assert code == 0, err
+
+
+def test_a_killed_worker_leaves_its_trials_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sweep.run_trial
+
+    def dying(run_dir: Path, *args: Any) -> Outcome:
+        if run_dir.name == "t001" and not (run_dir.parent / "died").exists():
+            (run_dir.parent / "died").write_text("")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(run_dir, *args)
+
+    monkeypatch.setattr(sweep, "run_trial", dying)
+    s = plan(write_sweep(tmp_path, GRID))
+    assert run_local(s, workers=2)
+    assert s.trials[1].status == "interrupted"
+    assert "ended unexpectedly" in (s.trials[1].reason or "")
+    assert all(t.status in ("completed", "interrupted") for t in s.trials)
+    again = Sweep.load(s.dir)
+    assert run_local(again, workers=2)
+    assert [t.status for t in again.trials] == ["completed"] * 4
+
+
+def test_a_resumed_asha_sweep_stops_the_same_trials(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, ASHA)
+    whole = plan(path, out=tmp_path / "whole")
+    assert run_local(whole, workers=1)
+    part = plan(path, out=tmp_path / "part")
+    on_change, should_stop = _stop_after(7)  # inside the second or third trial
+    assert not run_local(part, workers=1, on_change=on_change, should_stop=should_stop)
+    again = Sweep.load(tmp_path / "part")
+    assert any(t.status in ("interrupted", "pending") for t in again.trials)
+    assert run_local(again, workers=1)
+    assert [(t.status, t.epoch) for t in again.trials] == [
+        (t.status, t.epoch) for t in whole.trials
+    ]
+    assert any(t.status == "pruned" for t in whole.trials)
+
+
+def test_settings_the_sweep_sets_itself_cannot_be_swept(tmp_path: Path) -> None:
+    body = GRID.replace(
+        "  training.epochs:", "  training.threads: {values: [1, 2]}\n  training.epochs:"
+    )
+    with pytest.raises(ConfigError, match=r"s.yaml:7: parameters.training.threads: the threads"):
+        plan(write_sweep(tmp_path, body))
+    code, _, err = mlp("sweep", str(write_sweep(tmp_path, GRID)), "--cpus-per-trial", "256")
     assert code == 2
-    assert "is not a sweep state mlp can read" in err
+    assert "--cpus-per-trial 256 is more than the" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_live_table_of_a_long_sweep_shows_the_running_and_the_best_trials(
+    tmp_path: Path,
+) -> None:
+    from rich.console import Console
+
+    from mlp_cli.render import sweep_table
+
+    s = plan(write_sweep(tmp_path, RANDOM.format(seed=0)))
+    for i, trial in enumerate(s.trials[:50]):
+        trial.status, trial.best, trial.epoch = "completed", i / 100, 1
+    s.trials[60].status = s.trials[61].status = "running"
+    console = Console(width=200, record=True)
+    console.print(sweep_table(s, width=200, height=20))
+    text = console.export_text()
+    shown = [line.split()[0] for line in text.splitlines() if line.startswith("t0")]
+    assert shown == [f"t{i:03d}" for i in (*range(40, 50), 60, 61)]  # trial order
+    assert f"{len(s.trials) - 12} more trials: mlp sweep show DIR" in text
