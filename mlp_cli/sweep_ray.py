@@ -278,8 +278,9 @@ def run_ray(
     todo = sweep.unfinished()
     if not todo:
         return True
-    where = Path(storage) if storage is not None else sweep.dir / STORAGE_DIR
-    storage_path = str(where) if "://" in str(where) else str(where.resolve())
+    where = sweep.dir / STORAGE_DIR if storage is None else storage
+    # A URI (s3://...) as given: a Path would fold its "//".
+    storage_path = str(where) if "://" in str(where) else str(Path(where).resolve())
     sweep.dir.mkdir(parents=True, exist_ok=True)
     with _environment(private=address is None):
         _import_tune()  # after the environment is set: Ray reads some of it on import
