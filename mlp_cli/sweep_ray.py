@@ -221,9 +221,11 @@ def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> N
 
         with limit_blas(threads):
             outcome = run_trial(run_dir, task["config"], report, lambda: False)
+        # A failure names the run's files where the driver keeps them, not the scratch copy.
+        reason = (outcome.reason or "").replace(str(run_dir), task["run_dir"])
         final: dict[str, Any] = {
             STATUS: outcome.status,
-            REASON: outcome.reason or "",
+            REASON: reason,
             SECONDS: outcome.seconds,
         }
         if outcome.history:
@@ -346,6 +348,7 @@ def _tune(
         sweep.trials[i].id: {
             "config": sweep.trials[i].config,
             "files": _run_files(sweep.run_dir(sweep.trials[i])),
+            "run_dir": str(sweep.run_dir(sweep.trials[i])),
         }
         for i in todo
     }

@@ -237,12 +237,13 @@ def is_loopback(hex_ip: str) -> bool:
     )
 
 
-def test_a_private_ray_listens_on_loopback_only_and_writes_no_token(
+def test_a_private_ray_listens_on_loopback_only_writes_no_token_and_reports_failures(
     tmp_path: Path, ray_tune: None
 ) -> None:
     (tmp_path / "base.yaml").write_text(BASE + f"output: {{dir: {tmp_path / 'runs'}}}\n")
     path = tmp_path / "s.yaml"
-    path.write_text(SWEEP.replace("[0.03, 0.01, 0.003]", "[0.03, 0.01]"))
+    lrs = "[0.1, 1.0e+30]}\n  optimizer.name: {value: sgd}"  # t001 diverges
+    path.write_text(SWEEP.replace("[0.03, 0.01, 0.003]}", lrs))
     home = tmp_path / "home"
     home.mkdir()
     (tmp_path / "trials").mkdir()
@@ -267,7 +268,12 @@ def test_a_private_ray_listens_on_loopback_only_and_writes_no_token(
     assert addresses  # Ray's servers were seen
     assert all(is_loopback(a) for a in addresses), addresses
     assert not (home / ".ray").exists()  # the token stayed in memory
-    assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 2
+    ran = Sweep.load(folder)
+    assert [t.status for t in ran.trials] == ["completed", "failed"]
+    reason = ran.trials[1].reason or ""
+    assert "the loss became" in reason
+    assert str(folder / "t001" / "checkpoint.npz") in reason  # where the driver keeps it
+    assert (folder / "t001" / "checkpoint.npz").is_file()
     assert not (folder / "ray").exists()  # Ray's own copies of the checkpoints are gone
 
 
