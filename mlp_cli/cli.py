@@ -473,6 +473,7 @@ class Engine(StrEnum):
     """Where `mlp sweep` runs its trials."""
 
     local = "local"
+    ray = "ray"
 
 
 _SWEEP_ACTIONS = ("plan", "show")
@@ -496,8 +497,28 @@ def sweep(
     ] = None,
     engine: Annotated[
         Engine,
-        typer.Option(help="local: worker processes on this machine."),
+        typer.Option(
+            help="local: worker processes on this machine; ray: Ray Tune trials on a Ray "
+            "cluster (pip install 'mlp-cli[ray]')."
+        ),
     ] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="The Ray cluster to run on (--engine ray; default: a private Ray on this "
+            "machine).",
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR|URI",
+            help="Where Ray keeps the trials' checkpoints (--engine ray; default: ray/ in "
+            "the sweep folder). A cluster of several machines needs a folder they all share, "
+            "or a URI such as s3://bucket/path.",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -564,6 +585,12 @@ def sweep(
                 console.print(plan_table(run))
             return
         sweeps.check_new_sweep(run)
+    if engine != Engine.ray and (address is not None or storage is not None):
+        raise UsageError("--address and --storage go with --engine ray")
+    if engine == Engine.ray:
+        from mlp_cli.sweep_ray import check_ready
+
+        check_ready(address)
     run.engine = engine.value
     if engine == Engine.local and run.cpus_per_trial > (cores := usable_cores()):
         raise UsageError(
@@ -572,12 +599,16 @@ def sweep(
         )
     choice = workers or sweeps.default_workers(run.cpus_per_trial)
     if not (quiet or json_):
+        at_once = f"{choice} at a time" if engine == Engine.local or workers else "on Ray"
+        if engine == Engine.ray and address is not None:
+            at_once = f"on the Ray cluster at {address}"
         _say(
-            f"sweep {run.name}: {len(run.trials)} trials, {choice} at a time, {run.cpus_per_trial} "
-            "thread(s) each, into ",
+            f"sweep {run.name}: {len(run.trials)} trials, ",
+            plain(at_once),
+            f", {run.cpus_per_trial} thread(s) each, into ",
             plain(str(run.dir)),
         )
-    if engine == Engine.local:  # once here, not in every worker at the same time
+    if engine == Engine.local or address is None:  # once here, not in every trial at once
         _fetch_missing_data(config_from_dict(run.trials[0].config), quiet or json_)
     run.dir.mkdir(parents=True, exist_ok=True)
     run.save()
@@ -602,12 +633,24 @@ def sweep(
 
     try:
         with _stop_on_sigint() as stop_signal:
-            finished = sweeps.run_local(
-                run,
-                workers=choice,
-                on_change=changed,
-                should_stop=lambda: stop_signal() is not None,
-            )
+            if engine == Engine.ray:
+                from mlp_cli.sweep_ray import run_ray
+
+                finished = run_ray(
+                    run,
+                    address=address,
+                    storage=storage,
+                    workers=workers,
+                    on_change=changed,
+                    should_stop=lambda: stop_signal() is not None,
+                )
+            else:
+                finished = sweeps.run_local(
+                    run,
+                    workers=choice,
+                    on_change=changed,
+                    should_stop=lambda: stop_signal() is not None,
+                )
     finally:
         if live is not None:
             live.stop()

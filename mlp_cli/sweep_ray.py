@@ -1,0 +1,512 @@
+"""The Ray engine of `mlp sweep`: the sweep's trials as Ray Tune trials, on a Ray cluster.
+
+Each trial runs `mlp_cli.sweep.run_trial` in a Ray worker, with BLAS capped to the sweep's
+threads per trial inside the trial (Ray's ``OMP_NUM_THREADS`` comes too late for a worker
+whose NumPy is already loaded), so its weights equal the local engine's. The trial trains
+in a scratch folder on its worker and reports every epoch with its metrics and a Ray
+checkpoint of its run directory; the driver copies each checkpoint into
+``<sweep dir>/<trial id>/``, so the sweep folder, ``sweep.json`` and the live table follow
+the trials as with the local engine, and ``mlp sweep --resume`` continues from there with
+either engine. A worker that dies is replaced and its trial goes on from its last
+checkpoint (`FailureConfig`); ``early_terminate: asha`` is Ray Tune's `ASHAScheduler`.
+
+Without an address, a private Ray runs on this machine for the sweep: bound to the loopback
+interface, with no dashboard, no usage statistics and a token of its own. With one, the
+trials go to that cluster; its checkpoints must then be stored where every machine and the
+driver can read them (``storage``: a shared folder or a cloud URI).
+
+Left out: the sweep file, the plan, the trial loop and the results (`mlp_cli.sweep`). Ray
+is imported only here, only when this engine runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlp_cli import checkpoint, outputs
+from mlp_cli.errors import MLPError, UsageError
+from mlp_cli.sweep import Outcome, Sweep, run_trial
+from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, read_metrics
+
+INSTALL_HINT = "pip install 'mlp-cli[ray]'"
+# Ray Tune's own folder of the sweep (experiment state, checkpoints) when none is given.
+STORAGE_DIR = "ray"
+# How long the driver waits for a cluster's address to answer before saying it does not.
+CONNECT_SECONDS = 5.0
+# The files of a run directory a checkpoint carries, the checkpoint last: a run directory
+# copied while the driver stops is then one whose checkpoint.npz is not newer than the rest.
+RUN_FILES_LAST = CHECKPOINT_FILE
+# Report keys of the trainable's last report, which says how the trial ended.
+STATUS, REASON, SECONDS = "mlp_status", "mlp_reason", "mlp_seconds"
+# Report key of the epoch that ends a run (its last, or early stopping's).
+LAST = "mlp_last"
+# sweep.json is rewritten at most this often while trials report their epochs.
+SAVE_SECONDS = 1.0
+# Times a trial is started again, from its last checkpoint, after its worker died.
+MAX_FAILURES = 3
+
+
+def _missing(reason: str) -> UsageError:
+    return UsageError(
+        f"--engine ray needs Ray Tune, which is not installed here ({reason}). Install "
+        f"mlp's Ray extra with `{INSTALL_HINT}`, or run the sweep with --engine local."
+    )
+
+
+def check_ready(address: str | None) -> None:
+    """Refuse, before anything is written, a sweep on Ray where Ray is not installed or
+    `address` is no running cluster (without importing Ray, which takes seconds)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ray")
+    places = spec.submodule_search_locations if spec is not None else None
+    if not places or not any((Path(p) / "tune").is_dir() for p in places):
+        raise _missing("no module named 'ray.tune'")
+    if address is not None:
+        check_address(address)
+
+
+def _import_tune() -> None:
+    try:
+        import ray.tune  # noqa: F401
+    except ImportError as exc:
+        raise _missing(str(exc)) from None
+
+
+def check_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` of a running cluster's head, checked to answer, as (host, port)."""
+    host, sep, port_text = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(
+            f"--address takes the HOST:PORT of a Ray cluster's head (what `ray start --head`"
+            f" printed, e.g. 127.0.0.1:6379), not {address!r}"
+        )
+    port = int(port_text)
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"no Ray cluster answers at {host}:{port} ({outputs.reason(exc)}). Start one with "
+            f"`ray start --head --port={port}` on that machine, or leave out --address to run"
+            " the sweep on a private Ray on this machine."
+        ) from None
+    return host, port
+
+
+@contextmanager
+def _environment(private: bool) -> Iterator[None]:
+    """The environment Ray reads, for the sweep only: Tune's reporting and its Ctrl-C
+    handler off (the command line stops the sweep itself), and for a private cluster,
+    loopback only, no usage statistics and a fresh token."""
+    changes = {
+        "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0, the old reporter prints nothing
+        "TUNE_DISABLE_SIGINT_HANDLER": "1",
+        # A failed trial's last report has no metric; ASHA then leaves it out.
+        "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    }
+    if private:
+        # Without this, Ray replaces 127.0.0.1 by the machine's outward address and its
+        # servers listen on every interface.
+        changes["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        changes["RAY_USAGE_STATS_ENABLED"] = "0"
+        if "RAY_AUTH_MODE" not in os.environ:
+            # A token in memory: Ray would otherwise write one to ~/.ray/auth_token.
+            changes["RAY_AUTH_MODE"] = "token"
+            changes["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    before = {key: os.environ.get(key) for key in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _worker_env() -> dict[str, str]:
+    """mlp's own settings (MLP_DATA_DIR, the mirror...) for the trials' workers, which
+    otherwise see the environment of whoever started the cluster."""
+    return {key: value for key, value in os.environ.items() if key.startswith("MLP_")}
+
+
+@contextmanager
+def _quiet_worker_deaths() -> Iterator[None]:
+    """Keep Ray's "(raylet) A worker died ..." off stdout while the sweep runs: the driver's
+    error listener prints it there (no setting turns it off), and the table already says
+    that a trial is retried."""
+    import ray._private.worker as ray_worker
+
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None:
+        yield
+        return
+
+    def printer(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            original(data, ignore_prefix)
+
+    ray_worker.print_to_stdstream = printer
+    try:
+        yield
+    finally:
+        ray_worker.print_to_stdstream = original
+
+
+# -- in the worker ---------------------------------------------------------------------------
+
+
+def _ended(history: list[dict[str, Any]], epochs: int, patience: int | None) -> bool:
+    """Whether a run with this metrics history has ended: all its epochs done, or early
+    stopping's patience used up (as many epochs without a new best at the end)."""
+    if len(history) >= epochs:
+        return True
+    if patience is None:
+        return False
+    since_best = 0
+    for record in reversed(history):
+        if record.get("best"):
+            break
+        since_best += 1
+    return since_best >= patience
+
+
+def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> None:
+    """One trial, in a Ray worker: `run_trial` in a scratch run directory, started afresh,
+    from Tune's checkpoint (a retry) or from the files the sweep folder held (a resumed
+    sweep)."""
+    from ray import tune
+
+    from mlp_cli.threads import limit_blas
+
+    tid = str(config["trial"])
+    task = plan[tid]
+    patience = task["config"]["training"]["early_stopping"]["patience"]
+    epochs = int(task["config"]["training"]["epochs"])
+    scratch = Path(tempfile.mkdtemp(prefix=f"mlp-sweep-{tid}-"))
+    run_dir = scratch / tid
+    try:
+        saved = tune.get_checkpoint()
+        if saved is not None:
+            with saved.as_directory() as folder:
+                shutil.copytree(folder, run_dir)
+        elif task["files"]:
+            run_dir.mkdir()
+            for name, content in task["files"].items():
+                (run_dir / name).write_bytes(content)
+
+        def report(record: dict[str, Any]) -> bool:
+            metrics = {k: v for k, v in record.items() if v is not None}
+            # The epoch that ends the run is reported without a checkpoint: a retry from it
+            # would find a run with nothing left to train but its end not yet written;
+            # the last report, just after, carries the finished run.
+            history = read_metrics(run_dir / METRICS_FILE)
+            last = _ended(history, epochs, patience)
+            kept = None if last else tune.Checkpoint.from_directory(str(run_dir))
+            tune.report({**metrics, LAST: last}, checkpoint=kept)
+            return False
+
+        with limit_blas(threads):
+            outcome = run_trial(run_dir, task["config"], report, lambda: False)
+        # A failure names the run's files where the driver keeps them, not the scratch copy.
+        reason = (outcome.reason or "").replace(str(run_dir), task["run_dir"])
+        final: dict[str, Any] = {
+            STATUS: outcome.status,
+            REASON: reason,
+            SECONDS: outcome.seconds,
+        }
+        if outcome.history:
+            final.update({k: v for k, v in outcome.history[-1].items() if v is not None})
+        kept = (
+            tune.Checkpoint.from_directory(str(run_dir))
+            if (run_dir / CONFIG_FILE).is_file()
+            else None
+        )
+        tune.report(final, checkpoint=kept)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# -- in the driver ---------------------------------------------------------------------------
+
+
+def _copy_run(folder: Path, run_dir: Path) -> None:
+    """The files of a checkpointed run directory into the trial's run directory, each
+    replaced atomically, checkpoint.npz last."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    names = sorted(
+        (p.name for p in folder.iterdir() if p.is_file()), key=lambda n: n == RUN_FILES_LAST
+    )
+    for name in names:
+        content = (folder / name).read_bytes()
+        target = run_dir / name
+        with outputs.writing(target, "a trial's run directory"):
+            checkpoint.atomic_write(target, lambda f, data=content: f.write(data))
+
+
+def _run_files(run_dir: Path) -> dict[str, bytes]:
+    """A trial's run directory as {name: bytes}, for a resumed sweep's trial to continue
+    from wherever it runs (empty when the trial has not started)."""
+    if not (run_dir / CHECKPOINT_FILE).is_file():
+        return {}
+    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+
+
+def run_ray(
+    sweep: Sweep,
+    *,
+    address: str | None = None,
+    storage: str | Path | None = None,
+    workers: int | None = None,
+    on_change: Callable[[], None] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Run the sweep's unfinished trials on Ray: the cluster at `address`, else a private one
+    on this machine with `workers` trials at once (default: as many as its cores fit).
+    False when `should_stop` stopped it (the trials' folders hold their last checkpoints)."""
+    todo = sweep.unfinished()
+    if not todo:
+        return True
+    where = sweep.dir / STORAGE_DIR if storage is None else storage
+    # A URI (s3://...) as given: a Path would fold its "//".
+    storage_path = str(where) if "://" in str(where) else str(Path(where).resolve())
+    sweep.dir.mkdir(parents=True, exist_ok=True)
+    with _environment(private=address is None):
+        _import_tune()  # after the environment is set: Ray reads some of it on import
+        import ray
+
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "logging_level": logging.ERROR,
+            "log_to_driver": False,
+            "runtime_env": {"env_vars": _worker_env()},
+        }
+        if address is None:
+            from mlp_cli.threads import usable_cores
+
+            cpus = usable_cores()
+            if workers is not None:
+                cpus = min(cpus, workers * sweep.cpus_per_trial)
+            try:
+                ray.init(
+                    address="local",  # never a cluster `ray start` left running here
+                    num_cpus=max(cpus, sweep.cpus_per_trial),
+                    _node_ip_address="127.0.0.1",
+                    **kwargs,
+                )
+            except (ConnectionError, RuntimeError) as exc:
+                raise MLPError(
+                    f"could not start a private Ray on this machine: {_first_line(exc)}"
+                ) from None
+        else:
+            del kwargs["include_dashboard"]
+            try:
+                ray.init(address=address, **kwargs)
+            except (ConnectionError, RuntimeError) as exc:
+                raise UsageError(
+                    f"could not join the Ray cluster at {address}: {_first_line(exc)}. A"
+                    " cluster started with RAY_AUTH_MODE=token needs the same RAY_AUTH_MODE"
+                    " and RAY_AUTH_TOKEN here."
+                ) from None
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures reach the table
+        try:
+            with _quiet_worker_deaths():
+                return _tune(sweep, todo, storage_path, workers, on_change, should_stop)
+        finally:
+            ray.shutdown()
+            if storage is None:  # its copies of the checkpoints are in the trials' folders
+                shutil.rmtree(where, ignore_errors=True)
+
+
+def _tune(
+    sweep: Sweep,
+    todo: list[int],
+    storage_path: str,
+    workers: int | None,
+    on_change: Callable[[], None],
+    should_stop: Callable[[], bool],
+) -> bool:
+    from ray import tune
+    from ray.tune.experiment import Trial as TuneTrial
+    from ray.tune.schedulers import ASHAScheduler
+
+    index = {sweep.trials[i].id: i for i in todo}
+    plan = {
+        sweep.trials[i].id: {
+            "config": sweep.trials[i].config,
+            "files": _run_files(sweep.run_dir(sweep.trials[i])),
+            "run_dir": str(sweep.run_dir(sweep.trials[i])),
+        }
+        for i in todo
+    }
+    ended: set[int] = set()
+    stopped: list[bool] = []
+    saved = [0.0]  # when sweep.json was last written
+
+    def trial_index(trial: TuneTrial) -> int:
+        return index[str(trial.config["trial"])]
+
+    def end(i: int, outcome: Outcome) -> None:
+        ended.add(i)
+        outcome.history = _history(sweep.run_dir(sweep.trials[i]))
+        if not outcome.seconds:
+            outcome.seconds = sum(float(r.get("time") or 0.0) for r in outcome.history)
+        sweep.started(i)  # for a trial that ended before any report
+        sweep.ended(i, outcome)
+        sweep.save()
+        on_change()
+
+    class Progress(tune.Callback):
+        """Tune's events, in the driver, as the sweep's progress."""
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            return _unpickled, ()  # Tune pickles its settings; this lives in the driver only
+
+        def on_trial_start(
+            self, iteration: int, trials: list[TuneTrial], trial: TuneTrial, **info: Any
+        ) -> None:
+            sweep.started(trial_index(trial))
+            on_change()
+
+        def on_trial_result(
+            self,
+            iteration: int,
+            trials: list[TuneTrial],
+            trial: TuneTrial,
+            result: dict[str, Any],
+            **info: Any,
+        ) -> None:
+            i = trial_index(trial)
+            if STATUS not in result and i not in ended:
+                sweep.epoch_ended(i, result)
+                if time.monotonic() - saved[0] > SAVE_SECONDS:  # for `mlp sweep show`
+                    sweep.save()
+                    saved[0] = time.monotonic()
+                on_change()
+
+        def on_checkpoint(
+            self,
+            iteration: int,
+            trials: list[TuneTrial],
+            trial: TuneTrial,
+            checkpoint: tune.Checkpoint,
+            **info: Any,
+        ) -> None:
+            i = trial_index(trial)
+            if i not in ended:  # a finished trial's folder is never written again
+                with checkpoint.as_directory() as folder:
+                    _copy_run(Path(folder), sweep.run_dir(sweep.trials[i]))
+
+        def on_trial_complete(
+            self, iteration: int, trials: list[TuneTrial], trial: TuneTrial, **info: Any
+        ) -> None:
+            last = trial.last_result or {}
+            if STATUS in last:
+                status, reason = str(last[STATUS]), str(last[REASON]) or None
+                outcome = Outcome(status, reason, seconds=float(last[SECONDS]))
+            elif stopped:
+                outcome = Outcome("interrupted", "the sweep was stopped")
+            else:  # stopped by ASHA after an epoch
+                outcome = Outcome("pruned")
+            end(trial_index(trial), outcome)
+
+        def on_trial_error(
+            self, iteration: int, trials: list[TuneTrial], trial: TuneTrial, **info: Any
+        ) -> None:
+            lines = str(trial.get_error() or "").strip().splitlines()
+            said = lines[-1] if lines else "no error message"
+            reason = f"it failed on Ray {trial.num_failures} time(s); the last error: {said}"
+            end(trial_index(trial), Outcome("failed", reason))
+
+    class StopAll(tune.Stopper):
+        def __reduce__(self) -> tuple[Any, ...]:
+            return _unpickled, ()
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            if not stopped and should_stop():
+                stopped.append(True)
+            return bool(stopped)
+
+    class Asha(ASHAScheduler):
+        """Ray Tune's ASHA, except at a trial's last epoch: stopping a trial there saves
+        nothing, and would keep it from writing its end (the local engine lets it too)."""
+
+        def on_trial_result(
+            self, tune_controller: Any, trial: TuneTrial, result: dict[str, Any]
+        ) -> str:
+            decision: str = super().on_trial_result(tune_controller, trial, result)
+            return self.CONTINUE if result.get(LAST) else decision
+
+    scheduler = None
+    early = sweep.early_terminate
+    if early is not None:
+        longest = max(int(sweep.trials[i].config["training"]["epochs"]) for i in todo)
+        scheduler = Asha(
+            time_attr="epoch",
+            metric=sweep.metric,
+            mode="max" if sweep.goal == "maximize" else "min",
+            grace_period=early["grace_period"],
+            reduction_factor=early["reduction_factor"],
+            max_t=max(longest, early["grace_period"]),
+        )
+    trainable = tune.with_resources(
+        tune.with_parameters(trial, plan=plan, threads=sweep.cpus_per_trial),
+        {"cpu": sweep.cpus_per_trial},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(list(plan))},
+        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=workers),
+        run_config=tune.RunConfig(
+            name=sweep.name,
+            storage_path=storage_path,
+            stop=StopAll(),
+            callbacks=[Progress()],
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=0,
+        ),
+    )
+    tuner.fit()
+    for i in todo:
+        if i not in ended and sweep.trials[i].status == "running":
+            reason = "the sweep was stopped" if stopped else "Ray ended it without a result"
+            run_dir = sweep.run_dir(sweep.trials[i])
+            sweep.ended(i, Outcome("interrupted", reason, _history(run_dir)))
+    sweep.save()
+    return not stopped
+
+
+def _unpickled() -> None:
+    """What the driver's callbacks become in the copy of the settings Ray Tune keeps (for
+    `Tuner.restore`, which mlp does not use: `mlp sweep --resume` starts anew)."""
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    from mlp_cli.errors import MLPError
+
+    try:
+        return read_metrics(run_dir / METRICS_FILE)
+    except MLPError:
+        return []

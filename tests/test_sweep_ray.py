@@ -1,0 +1,360 @@
+"""`mlp sweep --engine ray`: on a real one-machine Ray cluster, the same trials as the local
+engine, bit for bit, with a Ray worker killed in the middle of a trial; a private Ray that
+listens on the loopback interface only and writes no token; clear errors without Ray or
+without a cluster at --address; and no Ray for `mlp --help` or the local engine.
+
+The cluster is started here (`ray start --head --block`, loopback only, token
+authentication, its own temporary folder) and stopped by ending that process, which stops
+every process of the cluster and nothing else on the machine (`ray stop` would stop every
+Ray on it). Its workers train on the synthetic data of `sweep_child.py` (see
+``ray_worker/sitecustomize.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_sweep import mlp, write_sweep
+from test_train import arrays_of, metrics, without_timing
+
+from mlp_cli.sweep import Sweep
+
+HERE = Path(__file__).parent
+RAY = Path(sys.executable).parent / "ray"
+SWEEP = """\
+name: lrs
+config: base.yaml
+metric: {name: val_loss, goal: minimize}
+parameters:
+  optimizer.lr: {values: [0.03, 0.01, 0.003]}
+"""
+BASE = """\
+name: base
+data: {input_size: 20, validation_size: 256}
+model: {layers: 400-16-10}
+optimizer: {name: adam, lr: 0.01}
+training: {epochs: 5, batch_size: 64, seed: 0}
+"""
+# Seconds to wait for the cluster to answer and for a trial to reach the middle.
+PATIENCE = 60.0
+
+
+@pytest.fixture(scope="session")
+def ray_tune() -> None:
+    """Skips when Ray Tune cannot be imported (checked in a child process: importing it here
+    would load Ray into the process that forks the local engine's workers)."""
+    probe = subprocess.run([sys.executable, "-c", "import ray.tune"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("Ray Tune is not installed (pip install 'mlp-cli[ray]')")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def descendants(root: int) -> dict[int, str]:
+    """{pid: command line} of every process below `root`, from /proc."""
+    parents: dict[int, int] = {}
+    lines: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # it just ended
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        lines[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    found: dict[int, str] = {}
+    for pid in parents:
+        up = pid
+        while up in parents and up != root:
+            up = parents[up]
+        if up == root and pid != root:
+            found[pid] = lines[pid]
+    return found
+
+
+class Cluster:
+    def __init__(self, address: str, env: dict[str, str], head: subprocess.Popen[bytes]) -> None:
+        self.address, self.env, self.head = address, env, head
+
+    def trial_workers(self) -> list[int]:
+        """Workers of this cluster running a trial (named after Tune's trainable)."""
+        found = descendants(self.head.pid).items()
+        return [pid for pid, line in found if "ray::ImplicitFunc" in line]
+
+
+@pytest.fixture
+def ray_cluster(tmp_path: Path, ray_tune: None) -> Iterator[Cluster]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps 127.0.0.1 as the node's address
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONPATH": str(HERE / "ray_worker"),
+        "MLP_TEST_TRIALS": str(tmp_path / "trials"),
+    }
+    # Short: Ray's sockets live in it, and a socket's path has at most 107 bytes.
+    temp = Path(tempfile.mkdtemp(prefix="mlp-ray-"))
+    (tmp_path / "trials").mkdir()
+    start = f"start --head --block --node-ip-address=127.0.0.1 --port={port} --num-cpus=2"
+    options = f"--include-dashboard=false --disable-usage-stats --temp-dir={temp}"
+    head = subprocess.Popen(
+        [str(RAY), *start.split(), *options.split()],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "ray-start.log").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while "raylet" not in " ".join(descendants(head.pid).values()):
+            assert head.poll() is None, (tmp_path / "ray-start.log").read_text()
+            assert time.monotonic() < deadline, "the Ray cluster did not start"
+            time.sleep(0.2)
+        yield Cluster(f"127.0.0.1:{port}", env, head)
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops its cluster on SIGTERM
+        try:
+            head.wait(timeout=PATIENCE)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def sweep_child(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "sweep_child.py"), "sweep", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_ray_trials_equal_the_local_engines_bit_for_bit_after_a_worker_is_killed(
+    tmp_path: Path, ray_cluster: Cluster
+) -> None:
+    (tmp_path / "base.yaml").write_text(BASE + f"output: {{dir: {tmp_path / 'runs'}}}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(SWEEP)
+    local = sweep_child(str(path), "--out", str(tmp_path / "local"), "--quiet")
+    out, err = local.communicate(timeout=PATIENCE)
+    assert local.returncode == 0, err
+
+    folder = tmp_path / "ray"
+    args = ("--engine", "ray", "--address", ray_cluster.address, "--quiet")
+    driver = sweep_child(str(path), "--out", str(folder), *args, env=ray_cluster.env)
+    killed: str | None = None
+    deadline = time.monotonic() + PATIENCE
+    while killed is None and driver.poll() is None and time.monotonic() < deadline:
+        for note in (tmp_path / "trials").glob("t*"):
+            pid, done = map(int, note.read_text().split())
+            # In the middle: an earlier epoch's checkpoint reported (the note is written as an
+            # epoch ends, before its report), epochs still to train.
+            if 2 <= done <= 3 and pid in ray_cluster.trial_workers():
+                os.kill(pid, signal.SIGKILL)
+                killed = note.name
+                break
+        time.sleep(0.02)
+    out, err = driver.communicate(timeout=PATIENCE)
+    assert killed is not None, "no trial was caught in the middle to kill its worker"
+    assert driver.returncode == 0, err
+    assert "A worker died" not in out + err  # Ray's own notice stays off the terminal
+
+    # The killed trial, and only it, was resumed from a checkpoint, not started afresh.
+    resumed = (tmp_path / "trials" / "resumed").read_text().split()
+    assert len(resumed) == 2, resumed
+    assert resumed[0] == killed
+    assert int(resumed[1]) >= 1
+    ran = Sweep.load(folder)
+    assert [t.status for t in ran.trials] == ["completed"] * 3
+    assert ran.engine == "ray"
+    expected = Sweep.load(tmp_path / "local")
+    for trial, same in zip(ran.trials, expected.trials, strict=True):
+        assert (trial.id, trial.best, trial.best_epoch) == (same.id, same.best, same.best_epoch)
+        for name in ("model.npz", "checkpoint.npz"):
+            assert arrays_of(folder / trial.id / name) == arrays_of(
+                tmp_path / "local" / trial.id / name
+            ), (trial.id, name)
+        assert without_timing(metrics(folder / trial.id)) == without_timing(
+            metrics(tmp_path / "local" / trial.id)
+        )
+    assert os.path.realpath(folder / "best") == os.path.realpath(folder / expected.ranked()[0].id)
+
+
+# -- a private Ray ------------------------------------------------------------------------------
+
+
+def listening(pids: list[int]) -> set[str]:
+    """The addresses (IP in hex, as /proc/net/tcp writes it) that the TCP sockets of `pids`
+    listen on."""
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:  # it ended, or is not ours to look into
+            continue
+        inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.add(fields[1].split(":")[0])
+    return found
+
+
+def is_loopback(hex_ip: str) -> bool:
+    """127.0.0.0/8, ::1 or ::ffff:127.x.y.z, from /proc/net/tcp's hex (32-bit words in the
+    machine's byte order, little-endian here)."""
+    if len(hex_ip) == 8:
+        return hex_ip.endswith("7F")
+    words = [hex_ip[i : i + 8] for i in range(0, 32, 8)]
+    return words == ["00000000"] * 3 + ["01000000"] or (
+        words[:2] == ["00000000"] * 2 and words[2] == "FFFF0000" and words[3].endswith("7F")
+    )
+
+
+def test_a_private_ray_listens_on_loopback_only_writes_no_token_and_reports_failures(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    (tmp_path / "base.yaml").write_text(BASE + f"output: {{dir: {tmp_path / 'runs'}}}\n")
+    path = tmp_path / "s.yaml"
+    lrs = "[0.1, 1.0e+30]}\n  optimizer.name: {value: sgd}"  # t001 diverges
+    path.write_text(SWEEP.replace("[0.03, 0.01, 0.003]}", lrs))
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "trials").mkdir()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("RAY_")  # no token, no address: the sweep makes its own
+    }
+    env.update(
+        HOME=str(home),
+        PYTHONPATH=str(HERE / "ray_worker"),
+        MLP_TEST_TRIALS=str(tmp_path / "trials"),
+    )
+    folder = tmp_path / "ray"
+    driver = sweep_child(str(path), "--out", str(folder), "--engine", "ray", "--quiet", env=env)
+    addresses: set[str] = set()
+    while driver.poll() is None:
+        addresses |= listening([driver.pid, *descendants(driver.pid)])
+        time.sleep(0.1)
+    _out, err = driver.communicate()
+    assert driver.returncode == 0, err
+    assert addresses  # Ray's servers were seen
+    assert all(is_loopback(a) for a in addresses), addresses
+    assert not (home / ".ray").exists()  # the token stayed in memory
+    ran = Sweep.load(folder)
+    assert [t.status for t in ran.trials] == ["completed", "failed"]
+    reason = ran.trials[1].reason or ""
+    assert "the loss became" in reason
+    assert str(folder / "t001" / "checkpoint.npz") in reason  # where the driver keeps it
+    assert (folder / "t001" / "checkpoint.npz").is_file()
+    assert not (folder / "ray").exists()  # Ray's own copies of the checkpoints are gone
+
+
+def test_is_loopback_reads_proc_net_tcp() -> None:
+    assert is_loopback("0100007F")  # 127.0.0.1
+    assert not is_loopback("0202000C")  # 12.0.2.2
+    assert not is_loopback("00000000")  # 0.0.0.0
+    assert is_loopback("00000000000000000000000001000000")  # ::1
+    assert is_loopback("0000000000000000FFFF00000100007F")  # ::ffff:127.0.0.1
+    assert not is_loopback("00000000000000000000000000000000")  # ::
+
+
+# -- errors, and where Ray is not loaded ---------------------------------------------------------
+
+
+def test_without_ray_the_engine_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    find_spec = importlib.util.find_spec
+
+    def without_ray(name: str, package: str | None = None) -> Any:
+        return None if name.split(".")[0] == "ray" else find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_ray)
+    path = write_sweep(tmp_path, SWEEP)
+    code, _out, err = mlp("sweep", str(path), "--engine", "ray")
+    assert code == 2, err
+    assert "pip install 'mlp-cli[ray]'" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("localhost", "HOST:PORT"),
+        ("127.0.0.1:99999", "HOST:PORT"),
+        ("127.0.0.1:x", "HOST:PORT"),
+    ],
+)
+def test_a_malformed_address_is_a_usage_error(
+    tmp_path: Path, ray_tune: None, address: str, expected: str
+) -> None:
+    path = write_sweep(tmp_path, SWEEP)
+    code, _out, err = mlp("sweep", str(path), "--engine", "ray", "--address", address)
+    assert code == 2, err
+    assert expected in err
+    assert repr(address) in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_address_where_no_cluster_answers_is_a_usage_error_at_once(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    path = write_sweep(tmp_path, SWEEP)
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    code, _out, err = mlp("sweep", str(path), "--engine", "ray", "--address", address)
+    assert code == 2, err
+    assert f"no Ray cluster answers at {address}" in " ".join(err.split())
+    assert time.monotonic() - started < PATIENCE
+    assert not (tmp_path / "runs").exists()
+
+
+def test_address_and_storage_need_the_ray_engine(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, SWEEP)
+    for option in ("--address", "--storage"):
+        code, _out, err = mlp("sweep", str(path), option, "127.0.0.1:6379")
+        assert code == 2, err
+        assert "go with --engine ray" in err
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from mlp_cli.cli import app\ntry:\n    app(['sweep', '--help'])\nexcept SystemExit:\n"
+        "    pass",
+        "import mlp_cli.sweep",
+    ],
+)
+def test_help_and_the_local_engine_do_not_import_ray(
+    code: str, imports_of: Callable[[str], set[str]]
+) -> None:
+    assert "ray" not in imports_of(code)
