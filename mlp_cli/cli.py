@@ -499,7 +499,7 @@ def sweep(
         Engine,
         typer.Option(
             help="local: worker processes on this machine; ray: Ray Tune trials on a Ray "
-            "cluster (pip install 'mlp-cli[ray]')."
+            "cluster (pip install 'mlp-cli\\[ray]')."
         ),
     ] = Engine.local,
     address: Annotated[
@@ -530,7 +530,7 @@ def sweep(
     ] = None,
     cpus_per_trial: Annotated[
         int | None,
-        typer.Option(min=1, max=256, metavar="N", help="CPUs (threads) per trial [default: 1]."),
+        typer.Option(min=1, max=256, metavar="N", help="CPUs (threads) per trial \\[default: 1]."),
     ] = None,
     out: Annotated[
         Path | None,
