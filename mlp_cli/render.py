@@ -678,13 +678,16 @@ def sweep_table(
     for key in keys if apart else []:
         table.add_column(plain(names[key]))
     if keys and not apart:
-        table.add_column("settings", overflow="fold", min_width=14)
+        longest = max(len(f"{names[k]}={v}") for k in keys for v in texts[k])
+        table.add_column("settings", overflow="fold", min_width=min(longest, 24))
     table.add_column("status", no_wrap=True)
     table.add_column("epoch", justify="right", no_wrap=True)
     if not ranked:
         table.add_column(metric, justify="right")
     table.add_column("best (epoch)", justify="right", no_wrap=True)
-    table.add_column("time", justify="right", no_wrap=True)
+    timed = apart or not ranked  # a narrow ranked table leaves the time to results.csv
+    if timed:
+        table.add_column("time", justify="right", no_wrap=True)
     if ranked:
         table.add_column("test", justify="right", no_wrap=True)
     trials = sweep.ranked() if ranked else sweep.trials
@@ -711,7 +714,8 @@ def sweep_table(
             row.append(show(trial.last))
         best = show(trial.best)
         row.append(f"{best} ({trial.best_epoch})" if trial.best is not None else best)
-        row.append(_duration(trial.seconds) if trial.seconds else "-")
+        if timed:
+            row.append(_duration(trial.seconds) if trial.seconds else "-")
         if ranked:
             row.append(_pct(trial.test_acc) if trial.test_acc is not None else "")
         table.add_row(*row)

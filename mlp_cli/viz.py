@@ -616,7 +616,7 @@ def sweep_figure(
             numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
             if numeric:
                 x = [float(v) for v in values]
-                if x and min(x) > 0 and max(x) / min(x) > 20:
+                if x and min(x) > 0 and max(x) / min(x) >= 8:  # a decade or so: log scale
                     ax.set_xscale("log")
             else:
                 names = list(dict.fromkeys(_setting_text(v) for v in values))
@@ -642,7 +642,8 @@ def sweep_figure(
             ax.legend(fontsize=FONT_SIZE - 2)
         for extra in axes[panels:]:
             extra.set_visible(False)
-        fig.suptitle(f"{title}: hollow markers are trials stopped early")
+        stopped = any(status == "pruned" for found in points.values() for _, _, status in found)
+        fig.suptitle(f"{title}: hollow markers are trials stopped early" if stopped else title)
         return _save_figure(fig, out)
 
 
