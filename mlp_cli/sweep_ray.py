@@ -44,8 +44,8 @@ INSTALL_HINT = "pip install 'mlp-cli[ray]'"
 STORAGE_DIR = "ray"
 # How long the driver waits for a cluster's address to answer before saying it does not.
 CONNECT_SECONDS = 5.0
-# The files of a run directory a checkpoint carries, the checkpoint last: a run directory
-# copied while the driver stops is then one whose checkpoint.npz is not newer than the rest.
+# Copied last, as the trainer writes it last after an epoch: a copy cut short leaves the run
+# directory as a trainer cut short would.
 RUN_FILES_LAST = CHECKPOINT_FILE
 # Report keys of the trainable's last report, which says how the trial ended.
 STATUS, REASON, SECONDS = "mlp_status", "mlp_reason", "mlp_seconds"
