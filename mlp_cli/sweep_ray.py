@@ -21,6 +21,7 @@ is imported only here, only when this engine runs.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -35,7 +36,7 @@ from typing import Any
 
 from mlp_cli import checkpoint, outputs
 from mlp_cli.errors import MLPError, UsageError
-from mlp_cli.sweep import Outcome, Sweep, run_trial
+from mlp_cli.sweep import Outcome, Sweep, resume_hint, run_trial
 from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, read_metrics
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
@@ -43,8 +44,8 @@ INSTALL_HINT = "pip install 'mlp-cli[ray]'"
 STORAGE_DIR = "ray"
 # How long the driver waits for a cluster's address to answer before saying it does not.
 CONNECT_SECONDS = 5.0
-# The files of a run directory a checkpoint carries, the checkpoint last: a run directory
-# copied while the driver stops is then one whose checkpoint.npz is not newer than the rest.
+# Copied last, as the trainer writes it last after an epoch: a copy cut short leaves the run
+# directory as a trainer cut short would.
 RUN_FILES_LAST = CHECKPOINT_FILE
 # Report keys of the trainable's last report, which says how the trial ended.
 STATUS, REASON, SECONDS = "mlp_status", "mlp_reason", "mlp_seconds"
@@ -105,21 +106,34 @@ def check_address(address: str) -> tuple[str, int]:
     return host, port
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 @contextmanager
-def _environment(private: bool) -> Iterator[None]:
+def _environment(address: str | None) -> Iterator[None]:
     """The environment Ray reads, for the sweep only: Tune's reporting and its Ctrl-C
-    handler off (the command line stops the sweep itself), and for a private cluster,
-    loopback only, no usage statistics and a fresh token."""
+    handler off (the command line stops the sweep itself); for a private cluster, loopback
+    only, no usage statistics and a fresh token; for a cluster on this machine's loopback
+    interface, an address left as given."""
+    private = address is None
     changes = {
         "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0, the old reporter prints nothing
         "TUNE_DISABLE_SIGINT_HANDLER": "1",
         # A failed trial's last report has no metric; ASHA then leaves it out.
         "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+        # Ray's C++ warnings (each retry to reach a cluster) would crowd out mlp's message.
+        "RAY_BACKEND_LOG_LEVEL": os.environ.get("RAY_BACKEND_LOG_LEVEL", "error"),
     }
-    if private:
-        # Without this, Ray replaces 127.0.0.1 by the machine's outward address and its
-        # servers listen on every interface.
+    if address is None or _is_loopback(address.rpartition(":")[0].strip("[]")):
+        # Without this, Ray replaces 127.0.0.1 by the machine's outward address: a private
+        # cluster's servers listen on every interface, and a driver looks for a loopback
+        # cluster where it does not listen.
         changes["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if private:
         changes["RAY_USAGE_STATS_ENABLED"] = "0"
         if "RAY_AUTH_MODE" not in os.environ:
             # A token in memory: Ray would otherwise write one to ~/.ray/auth_token.
@@ -284,7 +298,7 @@ def run_ray(
     # A URI (s3://...) as given: a Path would fold its "//".
     storage_path = str(where) if "://" in str(where) else str(Path(where).resolve())
     sweep.dir.mkdir(parents=True, exist_ok=True)
-    with _environment(private=address is None):
+    with _environment(address):
         _import_tune()  # after the environment is set: Ray reads some of it on import
         import ray
 
@@ -316,10 +330,15 @@ def run_ray(
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError) as exc:
+                why = _first_line(exc)
+                if "token" in str(exc.__cause__ or "").lower():
+                    why = "it refused this process's authentication token"
                 raise UsageError(
-                    f"could not join the Ray cluster at {address}: {_first_line(exc)}. A"
-                    " cluster started with RAY_AUTH_MODE=token needs the same RAY_AUTH_MODE"
-                    " and RAY_AUTH_TOKEN here."
+                    f"could not join the Ray cluster at {address}: {why}. A cluster started"
+                    " with RAY_AUTH_MODE=token needs the same RAY_AUTH_MODE and"
+                    " RAY_AUTH_TOKEN here. No trial has run; once the cluster can be"
+                    f" joined, start the sweep with `{resume_hint(sweep)} --engine ray"
+                    f" --address {address}`."
                 ) from None
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures reach the table
         try:

@@ -93,8 +93,12 @@ def descendants(root: int) -> dict[int, str]:
 
 
 class Cluster:
+    """A running cluster: its address, the environment that joins it (its token), and its
+    `ray start --block` process."""
+
     def __init__(self, address: str, env: dict[str, str], head: subprocess.Popen[bytes]) -> None:
         self.address, self.env, self.head = address, env, head
+        self.trials = Path(env["MLP_TEST_TRIALS"])
 
     def trial_workers(self) -> list[int]:
         """Workers of this cluster running a trial (named after Tune's trainable)."""
@@ -102,8 +106,11 @@ class Cluster:
         return [pid for pid, line in found if "ray::ImplicitFunc" in line]
 
 
-@pytest.fixture
-def ray_cluster(tmp_path: Path, ray_tune: None) -> Iterator[Cluster]:
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory, ray_tune: None) -> Iterator[Cluster]:
+    """One cluster for the module's tests (it takes seconds to start); its workers note
+    their trials in `Cluster.trials`."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
     port = free_port()
     env = {
         **os.environ,
@@ -132,7 +139,10 @@ def ray_cluster(tmp_path: Path, ray_tune: None) -> Iterator[Cluster]:
             assert head.poll() is None, (tmp_path / "ray-start.log").read_text()
             assert time.monotonic() < deadline, "the Ray cluster did not start"
             time.sleep(0.2)
-        yield Cluster(f"127.0.0.1:{port}", env, head)
+        # A driver gets the token, not the cluster's other settings, so the test sees that
+        # mlp joins a loopback cluster by itself.
+        auth = {key: env[key] for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "MLP_TEST_TRIALS")}
+        yield Cluster(f"127.0.0.1:{port}", {**os.environ, **auth}, head)
     finally:
         head.send_signal(signal.SIGTERM)  # `ray start --block` stops its cluster on SIGTERM
         try:
@@ -169,7 +179,7 @@ def test_ray_trials_equal_the_local_engines_bit_for_bit_after_a_worker_is_killed
     killed: str | None = None
     deadline = time.monotonic() + PATIENCE
     while killed is None and driver.poll() is None and time.monotonic() < deadline:
-        for note in (tmp_path / "trials").glob("t*"):
+        for note in ray_cluster.trials.glob("t*"):
             pid, done = map(int, note.read_text().split())
             # In the middle: an earlier epoch's checkpoint reported (the note is written as an
             # epoch ends, before its report), epochs still to train.
@@ -184,7 +194,7 @@ def test_ray_trials_equal_the_local_engines_bit_for_bit_after_a_worker_is_killed
     assert "A worker died" not in out + err  # Ray's own notice stays off the terminal
 
     # The killed trial, and only it, was resumed from a checkpoint, not started afresh.
-    resumed = (tmp_path / "trials" / "resumed").read_text().split()
+    resumed = (ray_cluster.trials / "resumed").read_text().split()
     assert len(resumed) == 2, resumed
     assert resumed[0] == killed
     assert int(resumed[1]) >= 1
@@ -358,3 +368,23 @@ def test_help_and_the_local_engine_do_not_import_ray(
     code: str, imports_of: Callable[[str], set[str]]
 ) -> None:
     assert "ray" not in imports_of(code)
+
+
+def test_joining_a_cluster_without_its_token_is_a_usage_error(
+    tmp_path: Path, ray_cluster: Cluster
+) -> None:
+    (tmp_path / "base.yaml").write_text(BASE + f"output: {{dir: {tmp_path / 'runs'}}}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(SWEEP)
+    env = {**ray_cluster.env, "RAY_AUTH_TOKEN": "not-the-token"}
+    folder = tmp_path / "ray"
+    args = ("--engine", "ray", "--address", ray_cluster.address, "--quiet")
+    driver = sweep_child(str(path), "--out", str(folder), *args, env=env)
+    _out, err = driver.communicate(timeout=PATIENCE)
+    assert driver.returncode == 2, err
+    said = " ".join(err.split())
+    assert f"could not join the Ray cluster at {ray_cluster.address}: it refused" in said
+    assert "RAY_AUTH_TOKEN" in said
+    assert f"mlp sweep --resume {folder} --engine ray" in said
+    assert "Traceback" not in err
+    assert [t.status for t in Sweep.load(folder).trials] == ["pending"] * 3
