@@ -415,10 +415,10 @@ def test_progressbar_object_is_driven_once_per_file(
 
 
 def test_progressbar_true_without_tqdm_is_a_usage_error(
-    synthetic: Synthetic, serve_folder: ServeFolder
+    synthetic: Synthetic, serve_folder: ServeFolder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if importlib.util.find_spec("tqdm") is not None:
-        pytest.skip("tqdm is installed, so progressbar=True is valid")
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if not installed (a dependency has it)
+    assert importlib.util.find_spec("tqdm") is None
     server = serve_folder(synthetic.folder)
     with pytest.raises(UsageError, match="tqdm"):
         data.fetch_mnist(mirror=server.url, progressbar=True)
