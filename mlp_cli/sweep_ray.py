@@ -125,9 +125,12 @@ def _environment(address: str | None) -> Iterator[None]:
         "TUNE_DISABLE_SIGINT_HANDLER": "1",
         # A failed trial's last report has no metric; ASHA then leaves it out.
         "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-        # Ray's C++ warnings (each retry to reach a cluster) would crowd out mlp's message.
-        "RAY_BACKEND_LOG_LEVEL": os.environ.get("RAY_BACKEND_LOG_LEVEL", "error"),
     }
+    if address is not None:
+        # Ray's C++ warnings (one a second while a cluster refuses the token) would crowd
+        # out mlp's message. Not for a private Ray, whose token is its own: setting the
+        # level makes Ray say so on stderr in every run.
+        changes["RAY_BACKEND_LOG_LEVEL"] = os.environ.get("RAY_BACKEND_LOG_LEVEL", "error")
     if address is None or _is_loopback(address.rpartition(":")[0].strip("[]")):
         # Without this, Ray replaces 127.0.0.1 by the machine's outward address: a private
         # cluster's servers listen on every interface, and a driver looks for a loopback
@@ -306,7 +309,6 @@ def run_ray(
             "include_dashboard": False,
             "logging_level": logging.ERROR,
             "log_to_driver": False,
-            "runtime_env": {"env_vars": _worker_env()},
         }
         if address is None:
             from mlp_cli.threads import usable_cores
@@ -326,7 +328,11 @@ def run_ray(
                     f"could not start a private Ray on this machine: {_first_line(exc)}"
                 ) from None
         else:
+            # A private Ray's workers inherit this process's environment; a cluster's
+            # workers have their own, so they are given mlp's settings. (Workers with a
+            # runtime environment of their own are started afresh, which costs seconds.)
             del kwargs["include_dashboard"]
+            kwargs["runtime_env"] = {"env_vars": _worker_env()}
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError) as exc:
@@ -491,7 +497,9 @@ def _tune(
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(list(plan))},
-        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=workers),
+        tune_config=tune.TuneConfig(
+            scheduler=scheduler, max_concurrent_trials=workers, reuse_actors=True
+        ),
         run_config=tune.RunConfig(
             name=sweep.name,
             storage_path=storage_path,
