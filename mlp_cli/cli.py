@@ -324,6 +324,18 @@ def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
         )
 
 
+def _check_sweep_outputs(folder: Path) -> None:
+    """Refuse, before any trial trains, a 'best' or sweep.png in the sweep folder that mlp
+    did not make (results.csv and sweep.json are the sweep's own files)."""
+    from mlp_cli import outputs
+    from mlp_cli.sweep import BEST, PICTURE_FILE
+    from mlp_cli.train import check_latest
+
+    if folder.is_dir():
+        check_latest(folder, BEST)
+        outputs.check_picture(folder / PICTURE_FILE, "sweep picture")
+
+
 def _fetch_missing_data(cfg: Config, quiet: bool) -> None:
     from mlp_cli import data
     from mlp_cli.render import DataNotices, DownloadBar
@@ -568,7 +580,11 @@ def sweep(
             err_console.print(line)
         return
     if resume is not None:
-        _refuse_with_resume(ctx, "out")
+        if out is not None:
+            raise UsageError(
+                "--resume cannot be combined with --out: a resumed sweep goes on in its own"
+                " folder. Drop --out, or start a new sweep from its file without --resume."
+            )
         run = sweeps.Sweep.load(resume)
         if cpus_per_trial is not None and cpus_per_trial != run.cpus_per_trial:
             raise UsageError(
@@ -592,6 +608,7 @@ def sweep(
 
         check_ready(address)
     run.engine = engine.value
+    _check_sweep_outputs(run.dir)
     if engine == Engine.local and run.cpus_per_trial > (cores := usable_cores()):
         raise UsageError(
             f"--cpus-per-trial {run.cpus_per_trial} is more than the {cores} usable cores of"
@@ -669,14 +686,28 @@ def sweep(
         )
         raise typer.Exit(1)
     sweeps.finish(run)
+    best = run.best_trial()
+    linked = best is not None and (run.dir / sweeps.BEST).resolve() == run.run_dir(best).resolve()
     if json_:
         typer.echo(json.dumps(sweeps.summary(run), indent=1))
+    else:
+        console.print(sweep_table(run, ranked=True, width=console.width))
+        for line in sweep_reasons(run):
+            err_console.print(line)
+    if best is None:
+        _say(ERROR, f"no trial of the sweep gave a {run.metric}; see the reasons above", err=True)
+        raise typer.Exit(1)
+    if not linked:
+        _say(
+            WARNING,
+            "the best trial's folder ",
+            plain(str(run.run_dir(best))),
+            " has no model.npz, so no 'best' link was made",
+            err=True,
+        )
+    if json_:
         return
-    console.print(sweep_table(run, ranked=True, width=console.width))
-    for line in sweep_reasons(run):
-        err_console.print(line)
-    best = run.best_trial()
-    if best is not None:
+    if linked:
         _say(
             "best: ",
             plain(str(run.run_dir(best))),

@@ -748,8 +748,10 @@ def plan_table(sweep: Sweep) -> Table:
     table.add_column("trial")
     for key in keys:
         table.add_column(plain(names[key]))
-    table.add_column("epochs", justify="right")
+    swept_epochs = "training.epochs" in keys  # then its column says it already
+    if not swept_epochs:
+        table.add_column("epochs", justify="right")
     for trial in sweep.trials:
         settings = [plain(show_value(trial.params[k])) if k in trial.params else "" for k in keys]
-        table.add_row(trial.id, *settings, str(trial.epochs))
+        table.add_row(trial.id, *settings, *([] if swept_epochs else [str(trial.epochs)]))
     return table

@@ -26,6 +26,7 @@ import itertools
 import json
 import math
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -63,6 +64,7 @@ MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 # Statuses of a trial that has ended and is not run again by --resume.
 ENDED = ("completed", "early_stopped", "pruned", "failed")
+STATUSES = ("pending", "running", "interrupted", *ENDED)
 
 
 # -- the sweep file ----------------------------------------------------------------------------
@@ -105,6 +107,8 @@ class Parameter(_Section):
             err.add("max", f"must be more than min ({self.min:g}), found {self.max:g}")
         elif self.distribution == "log_uniform_values" and self.min <= 0:
             err.add("min", f"log_uniform_values needs min > 0, found {self.min:g}")
+        elif self.distribution == "int_uniform" and max(abs(self.min), abs(self.max)) > _INT_BOUND:
+            err.add("max", f"int_uniform takes bounds within ±{_INT_BOUND:.3g}")
         elif self.distribution == "int_uniform" and not (
             float(self.min).is_integer() and float(self.max).is_integer()
         ):
@@ -140,11 +144,14 @@ class SweepSpec(_Section):
 
     @model_validator(mode="after")
     def _fits_method(self) -> SweepSpec:
-        from mlp_cli.train import _is_plain_name
-
         err = _SettingError()
-        if not _is_plain_name(self.name) or self.name in (BEST, checkpoint.LATEST):
-            err.add("name", "must be a plain folder name, not best or latest")
+        # Trials are named <name>-t0000 in their configs, which take names of 100 characters.
+        if not _SWEEP_NAME.fullmatch(self.name) or self.name in (BEST, checkpoint.LATEST):
+            err.add(
+                "name",
+                "expected a folder name of at most 90 letters, digits, '.', '_' or '-' that"
+                f" starts with a letter or digit and is not best or latest, found {self.name!r}",
+            )
         for key, param in self.parameters.items():
             if key in _NOT_SWEPT:
                 err.problems.append((("parameters", key), _NOT_SWEPT[key]))
@@ -171,6 +178,10 @@ class SweepSpec(_Section):
             raise err
         return self
 
+
+_SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,89}")
+# int_uniform draws with NumPy's 64-bit integers.
+_INT_BOUND = 2**62
 
 # Settings a sweep sets itself, so sweeping them would be silently undone.
 _NOT_SWEPT = {
@@ -350,6 +361,28 @@ class Sweep:
         text = json.dumps(state, indent=1, allow_nan=False)
         checkpoint.atomic_write(self.dir / STATE_FILE, lambda f: f.write(text.encode()))
 
+    def check(self) -> None:
+        """Raise ValueError for a state `mlp sweep` would not have written: names and values
+        the sweep file could not give, trial ids that are not plain folder names or repeat,
+        and trial configs that are no valid config."""
+        if self.metric not in METRICS or self.goal not in ("maximize", "minimize"):
+            raise ValueError(f"metric {self.metric!r} with goal {self.goal!r}")
+        if self.method not in ("grid", "random") or self.engine not in ("local", "ray"):
+            raise ValueError(f"method {self.method!r}, engine {self.engine!r}")
+        if not 1 <= self.cpus_per_trial <= 256:
+            raise ValueError(f"cpus_per_trial {self.cpus_per_trial}")
+        if self.early_terminate is not None:
+            EarlyTerminate.model_validate(self.early_terminate)
+        ids = [t.id for t in self.trials]
+        if not self.trials or len(set(ids)) != len(ids):
+            raise ValueError("no trials, or two trials with one id")
+        for t in self.trials:
+            if not re.fullmatch(r"t[0-9]{3,5}", t.id) or t.status not in STATUSES:
+                raise ValueError(f"trial {t.id!r} with status {t.status!r}")
+            if not (0 <= t.epoch <= t.epochs and 0 <= t.best_epoch <= t.epoch and t.seconds >= 0):
+                raise ValueError(f"trial {t.id}: epochs {t.epoch}/{t.epochs}")
+            config_from_dict(t.config, f"trial {t.id}'s config")
+
     @classmethod
     def load(cls, folder: str | Path) -> Sweep:
         folder = Path(folder)
@@ -367,14 +400,13 @@ class Sweep:
             raw = read_regular(path, MAX_STATE_BYTES)
             if len(raw) > MAX_STATE_BYTES:
                 raise ValueError(f"larger than {MAX_STATE_BYTES:,} bytes")
-            state = json.loads(raw)
+            state = json.loads(raw, parse_constant=_no_constant)
             if not isinstance(state, dict) or state.pop("format_version", None) != STATE_VERSION:
                 raise ValueError(f"not a sweep state of format version {STATE_VERSION}")
             state["dir"] = folder
             sweep = TypeAdapter(cls).validate_python(state)
-            for trial in sweep.trials:
-                config_from_dict(trial.config, f"{path}: trial {trial.id}'s config")
-        except (ValueError, ValidationError, ConfigError, OSError) as exc:
+            sweep.check()
+        except (ValueError, ValidationError, ConfigError, OSError, RecursionError) as exc:
             problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(
                 f"'{path}' is not a sweep state mlp can read ({problem}); it is written by"
@@ -383,13 +415,21 @@ class Sweep:
         return sweep
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a sweep state holds")
+
+
 # -- planning --------------------------------------------------------------------------------
 
 
 def _base_config(spec: SweepSpec, sweep_file: Path) -> str:
-    """The base config's path: relative to the sweep file, else a shipped config's name."""
+    """The base config's path: a path is relative to the sweep file (never to the current
+    folder); a bare name is a file beside the sweep file or else a shipped config."""
     beside = sweep_file.parent / spec.config
-    return str(beside) if beside.is_file() or os.path.isabs(spec.config) else spec.config
+    path_like = (
+        "/" in spec.config or os.sep in spec.config or spec.config.endswith((".yaml", ".yml"))
+    )
+    return str(beside) if path_like or beside.is_file() else spec.config
 
 
 def plan(
@@ -642,8 +682,8 @@ def _init_worker(
     )
 
     def handler(signum: int, frame: object) -> None:
-        if _WORKER["interrupted"]:
-            raise KeyboardInterrupt
+        if _WORKER["interrupted"]:  # the second: abort at once, as `mlp train` does
+            os._exit(128 + signum)
         _WORKER["interrupted"] = True
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -689,9 +729,7 @@ def run_local(
     """Run the sweep's unfinished trials in `workers` processes; False when `should_stop`
     stopped it (running trials saved checkpoints to resume from)."""
     import multiprocessing as mp
-    import queue
     from concurrent.futures import Future, ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
     todo = sweep.unfinished()
     if not todo:
@@ -705,7 +743,6 @@ def run_local(
     if asha is not None:
         asha.replay(sweep)
     sweep.dir.mkdir(parents=True, exist_ok=True)
-    stopped = False
 
     def handle(kind: str, index: int, payload: Any) -> None:
         if kind == "started":
@@ -728,36 +765,67 @@ def run_local(
             pool.submit(_work, i, str(sweep.run_dir(sweep.trials[i])), sweep.trials[i].config): i
             for i in todo
         }
-        last_save = 0.0
-        while pending:
-            if not stopped and should_stop():
-                stopped, stop_all.value = True, 1
-                for future in pending:
-                    future.cancel()
-            try:
-                handle(*events.get(timeout=0.05))
-                while True:
-                    handle(*events.get_nowait())
-            except queue.Empty:
-                pass
-            for future in [f for f in pending if f.done()]:
-                index = pending.pop(future)
-                outcome = _outcome(future, BrokenProcessPool)
-                if outcome is None:  # stopped before it began
-                    continue
-                sweep.started(index)  # for a report that never came
-                sweep.ended(index, outcome)
-                if asha is not None:
-                    asha.ended(index, outcome, sweep.trials[index].best)
-                sweep.save()
-                on_change()
-            if time.monotonic() - last_save > 1.0:
-                sweep.save()
-                last_save = time.monotonic()
+        try:
+            _drive(sweep, pending, events, handle, asha, on_change, should_stop, stop_all)
+        except BaseException:  # a second Ctrl-C: the trials still running stay resumable
+            _abandon(sweep, "the sweep was aborted; it resumes from the last epoch's checkpoint")
+            raise
     sweep.save()
     # A Ctrl-C to the whole process group can stop every worker's trial before this loop
     # has asked: it is a stop all the same.
-    return not (stopped or should_stop())
+    return not (stop_all.value or should_stop())
+
+
+def _abandon(sweep: Sweep, reason: str) -> None:
+    for trial in sweep.trials:
+        if trial.status == "running":
+            trial.status, trial.reason = "interrupted", reason
+    sweep.save()
+
+
+def _drive(
+    sweep: Sweep,
+    pending: dict[Any, int],
+    events: Any,
+    handle: Callable[..., None],
+    asha: Asha | None,
+    on_change: Callable[[], None],
+    should_stop: Callable[[], bool],
+    stop_all: Any,
+) -> None:
+    """Pass the workers' reports to `handle` and their outcomes to the sweep until every
+    submitted trial has ended; on `should_stop`, cancel what has not started."""
+    import queue
+    from concurrent.futures.process import BrokenProcessPool
+
+    last_save = 0.0
+    while pending:
+        if not stop_all.value and should_stop():
+            stop_all.value = 1
+            for future in pending:
+                future.cancel()
+        try:
+            handle(*events.get(timeout=0.05))
+            while True:
+                handle(*events.get_nowait())
+        except queue.Empty:
+            pass
+        for future in [f for f in pending if f.done()]:
+            index = pending.pop(future)
+            outcome = _outcome(future, BrokenProcessPool)
+            if outcome is None:  # stopped before it began
+                continue
+            if outcome.status == "interrupted" and sweep.trials[index].status != "running":
+                continue  # the pool broke before this trial began: it stays pending
+            sweep.started(index)  # for a report that never came
+            sweep.ended(index, outcome)
+            if asha is not None:
+                asha.ended(index, outcome, sweep.trials[index].best)
+            sweep.save()
+            on_change()
+        if time.monotonic() - last_save > 1.0:
+            sweep.save()
+            last_save = time.monotonic()
 
 
 def _outcome(future: Any, broken: type[BaseException]) -> Outcome | None:
@@ -768,8 +836,9 @@ def _outcome(future: Any, broken: type[BaseException]) -> Outcome | None:
     except broken as exc:
         return Outcome(
             "interrupted",
-            f"the worker process running it ended unexpectedly ({exc}); `mlp sweep --resume`"
-            " continues it from its last checkpoint",
+            f"a worker process of the sweep ended unexpectedly ({exc}), which stops the"
+            " trials running beside it too; `mlp sweep --resume` continues them from their"
+            " last checkpoints",
         )
     except Exception as exc:  # a fault of ours inside the trial: the sweep goes on
         return Outcome("failed", f"{type(exc).__name__}: {exc}")

@@ -181,7 +181,10 @@ def test_random_draws_are_reproducible_from_the_sweep_seed_and_within_bounds(
             GRID.replace("val_acc", "val_accuracy"),
             ["s.yaml:3: metric.name: expected one of val_acc, val_loss, train_acc, train_loss"],
         ),
-        (GRID.replace("name: grid", "name: a/b"), ["s.yaml:1: name: must be a plain folder name"]),
+        (
+            GRID.replace("name: grid", "name: a/b"),
+            ["s.yaml:1: name: expected a folder name of at most 90"],
+        ),
         ("- a\n- b\n", ["the top level of a sweep file must be a mapping"]),
         ("# nothing\n", ["sweep file", "is empty"]),
         (
@@ -516,11 +519,24 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
         json.dumps({**state, "trials": [{**state["trials"][0], "params": "x"}]}),
         json.dumps({**state, "trials": [{**state["trials"][0], "config": {"model": 3}}]}),
         json.dumps({**state, "cpus_per_trial": "many"}),
+        json.dumps({**state, "cpus_per_trial": 0}),
+        json.dumps({**state, "metric": "foo"}),
+        json.dumps({**state, "goal": "bar"}),
+        json.dumps({**state, "early_terminate": {"bogus": 1}}),
+        json.dumps({**state, "early_terminate": {"type": "asha", "grace_period": 0}}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "id": "../escaped"}]}),
+        json.dumps({**state, "trials": [state["trials"][0], state["trials"][0]]}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "epochs": -1}]}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "status": "done"}]}),
+        json.dumps(state).replace('"created": ', '"created": NaN, "x": '),
+        "[" * 100_000,
     ]
     for text in broken:
         (tmp_path / "sweep.json").write_text(text)
         code, _, err = mlp("sweep", "show", str(tmp_path))
-        assert code == 2, text
+        assert code == 2, text[:200]
+        code, _, err = mlp("sweep", "--resume", str(tmp_path))
+        assert code == 2, text[:200]
         assert "is not a sweep state mlp can read" in err, err
         assert "Traceback" not in err
     code, _, err = mlp("sweep", "show", str(good.dir))
@@ -532,18 +548,23 @@ def test_a_killed_worker_leaves_its_trials_to_resume(
 ) -> None:
     real = sweep.run_trial
 
-    def dying(run_dir: Path, *args: Any) -> Outcome:
-        if run_dir.name == "t001" and not (run_dir.parent / "died").exists():
-            (run_dir.parent / "died").write_text("")
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real(run_dir, *args)
+    def dying(run_dir: Path, config: Any, report: Any, should_stop: Any) -> Outcome:
+        def report_then_die(record: dict[str, Any]) -> bool:
+            answer = report(record)
+            if run_dir.name == "t001" and not (run_dir.parent / "died").exists():
+                (run_dir.parent / "died").write_text("")
+                time.sleep(0.3)  # the report reaches the sweep first
+                os.kill(os.getpid(), signal.SIGKILL)  # in the middle of the trial
+            return bool(answer)
+
+        return real(run_dir, config, report_then_die, should_stop)
 
     monkeypatch.setattr(sweep, "run_trial", dying)
     s = plan(write_sweep(tmp_path, GRID))
     assert run_local(s, workers=2)
     assert s.trials[1].status == "interrupted"
     assert "ended unexpectedly" in (s.trials[1].reason or "")
-    assert all(t.status in ("completed", "interrupted") for t in s.trials)
+    assert all(t.status in ("completed", "interrupted", "pending") for t in s.trials)
     again = Sweep.load(s.dir)
     assert run_local(again, workers=2)
     assert [t.status for t in again.trials] == ["completed"] * 4
@@ -594,3 +615,49 @@ def test_the_live_table_of_a_long_sweep_shows_the_running_and_the_best_trials(
     shown = [line.split()[0] for line in text.splitlines() if line.startswith("t0")]
     assert shown == [f"t{i:03d}" for i in (*range(40, 50), 60, 61)]  # trial order
     assert f"{len(s.trials) - 12} more trials: mlp sweep show DIR" in text
+
+
+def test_int_uniform_bounds_beyond_64_bits_are_refused(tmp_path: Path) -> None:
+    body = RANDOM.format(seed=0).replace("min: 16, max: 20", "min: 1, max: 1.0e+20")
+    with pytest.raises(ConfigError, match=r"s.yaml:9: parameters.training.batch_size.max: int_u"):
+        plan(write_sweep(tmp_path, body))
+
+
+def test_a_base_config_path_is_relative_to_the_sweep_file_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_sweep(tmp_path, GRID)  # writes base.yaml beside this folder's s.yaml
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "s.yaml").write_text(GRID)
+    monkeypatch.chdir(tmp_path)  # a base.yaml here must not be taken for sub/base.yaml
+    with pytest.raises(ConfigError, match=r"config file .sub/base\.yaml. not found"):
+        plan(Path("sub/s.yaml"))
+
+
+def test_a_sweep_where_every_trial_fails_exits_with_an_error(tmp_path: Path) -> None:
+    body = GRID.replace("[0.01, 0.001]", "[1.0e+38, 1.0e+39]").replace(
+        "values: [sigmoid, relu]}", "values: [relu]}\n  optimizer.name: {value: sgd}"
+    )
+    code, out, err = mlp("sweep", str(write_sweep(tmp_path, body)), "--json")
+    assert code == 1
+    assert [t["status"] for t in json.loads(out)] == ["failed", "failed"]
+    assert "no trial of the sweep gave a val_acc" in err
+    assert not (tmp_path / "runs" / "grid" / "best").exists()
+
+
+def test_a_best_file_of_the_users_is_refused_before_any_trial_trains(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    path = write_sweep(tmp_path, GRID)
+    s = plan(path, out=folder)
+    s.save()
+    (folder / "best").write_text("my notes")
+    code, _, err = mlp("sweep", "--resume", str(folder))
+    assert code == 2
+    assert "best" in err
+    assert "that mlp did not make" in err
+    assert (folder / "best").read_text() == "my notes"
+    assert sorted(p.name for p in folder.iterdir()) == ["best", "sweep.json"]
+    code, _, err = mlp("sweep", "--resume", str(folder), "--out", str(tmp_path / "x"))
+    assert code == 2
+    assert "a resumed sweep goes on in its own folder" in err
