@@ -428,6 +428,20 @@ def save(
     return path
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it where the system says it (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore, the only portable way to read it
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, then move it into place.
 
@@ -437,6 +451,10 @@ def atomic_write(path: Path, write: Any) -> None:
     # A short temporary name: one built from ``path.name`` could exceed NAME_MAX.
     fd, tmp_name = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); the file in place gets the mode any new
+        # file gets here (0666 less the umask), so a shared runs folder stays readable.
+        if hasattr(os, "fchmod"):  # not on Windows, whose files have no such mode
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
