@@ -324,18 +324,6 @@ def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
         )
 
 
-def _check_sweep_outputs(folder: Path) -> None:
-    """Refuse, before any trial trains, a 'best' or sweep.png in the sweep folder that mlp
-    did not make (results.csv and sweep.json are the sweep's own files)."""
-    from mlp_cli import outputs
-    from mlp_cli.sweep import BEST, PICTURE_FILE
-    from mlp_cli.train import check_latest
-
-    if folder.is_dir():
-        check_latest(folder, BEST)
-        outputs.check_picture(folder / PICTURE_FILE, "sweep picture")
-
-
 def _fetch_missing_data(cfg: Config, quiet: bool) -> None:
     from mlp_cli import data
     from mlp_cli.render import DataNotices, DownloadBar
@@ -608,7 +596,7 @@ def sweep(
 
         check_ready(address)
     run.engine = engine.value
-    _check_sweep_outputs(run.dir)
+    sweeps.check_outputs(run.dir)
     if engine == Engine.local and run.cpus_per_trial > (cores := usable_cores()):
         raise UsageError(
             f"--cpus-per-trial {run.cpus_per_trial} is more than the {cores} usable cores of"

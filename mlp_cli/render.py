@@ -655,7 +655,7 @@ def sweep_table(
 
     metric = sweep.metric
     show = _pct if metric.endswith("_acc") else _num
-    keys = varied_keys(sweep)
+    keys = sweep.varied_keys()
     names = _short_keys(keys)
     texts = {
         key: [show_value(t.params[key]) if key in t.params else "" for t in sweep.trials]
@@ -722,12 +722,6 @@ def sweep_table(
     return table
 
 
-def varied_keys(sweep: Sweep) -> list[str]:
-    """The swept settings that differ between trials (a fixed `value` is left out)."""
-    keys = dict.fromkeys(k for t in sweep.trials for k in t.params)
-    return [k for k in keys if len({json.dumps(t.params.get(k)) for t in sweep.trials}) > 1]
-
-
 def sweep_reasons(sweep: Sweep) -> list[Text]:
     """One line per failed or interrupted trial: why (text from the trial, shown plain)."""
     return [
@@ -741,7 +735,7 @@ def plan_table(sweep: Sweep) -> Table:
     """`mlp sweep plan`: every trial's settings, nothing run."""
     from mlp_cli.sweep import show_value
 
-    keys = list(dict.fromkeys(k for t in sweep.trials for k in t.params))
+    keys = sweep.keys()
     names = _short_keys(keys)
     title = f"sweep {sweep.name}: {len(sweep.trials)} trials ({sweep.method}), into {sweep.dir}"
     table = Table(title=plain(title), box=box.SIMPLE_HEAD, title_justify="left")

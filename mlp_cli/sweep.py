@@ -261,9 +261,6 @@ class Trial:
     seconds: float = 0.0
     test_acc: float | None = None  # the best trial's, when the sweep ends
 
-    def label(self) -> str:
-        return ", ".join(f"{key}={show_value(value)}" for key, value in self.params.items())
-
 
 def show_value(value: Any) -> str:
     """A swept value as the sweep file would write it."""
@@ -326,10 +323,13 @@ class Sweep:
 
     def epoch_ended(self, index: int, record: Mapping[str, Any]) -> None:
         trial = self.trials[index]
-        if trial.status != "running":  # a report that arrived after the trial's end
-            return
+        if trial.status == "running":  # not a report that arrived after the trial's end
+            self._take(trial, record)
+            trial.seconds += float(record.get("time") or 0.0)
+
+    def _take(self, trial: Trial, record: Mapping[str, Any]) -> None:
+        """One epoch's metrics.jsonl record into `trial`: its epoch, last and best metric."""
         trial.epoch = int(record["epoch"])
-        trial.seconds += float(record.get("time") or 0.0)
         value = record.get(self.metric)
         trial.last = float(value) if value is not None else None
         if trial.last is not None and self.better(trial.last, trial.best):
@@ -338,20 +338,22 @@ class Sweep:
     def ended(self, index: int, outcome: Outcome) -> None:
         trial = self.trials[index]
         trial.status, trial.reason = outcome.status, outcome.reason
-        if outcome.history:
-            trial.epoch, trial.best, trial.best_epoch, trial.last = (
-                len(outcome.history),
-                None,
-                0,
-                None,
-            )
-            trial.seconds = outcome.seconds
+        if outcome.history:  # the run's own record, whatever reports were missed
+            trial.best, trial.best_epoch, trial.seconds = None, 0, outcome.seconds
             for record in outcome.history:
-                value = record.get(self.metric)
-                if value is not None:
-                    trial.last = float(value)
-                    if self.better(trial.last, trial.best):
-                        trial.best, trial.best_epoch = trial.last, int(record["epoch"])
+                self._take(trial, record)
+
+    def keys(self) -> list[str]:
+        """The swept settings, in file order."""
+        return list(dict.fromkeys(key for t in self.trials for key in t.params))
+
+    def varied_keys(self) -> list[str]:
+        """The swept settings that differ between trials (a fixed `value` is left out)."""
+        return [
+            key
+            for key in self.keys()
+            if len({json.dumps(t.params.get(key)) for t in self.trials}) > 1
+        ]
 
     # -- sweep.json ---------------------------------------------------------------------------
 
@@ -463,7 +465,7 @@ def plan(
     trials: list[Trial] = []
     configs = load_config_variants(base, variants)
     for tid, combo in zip(ids, combos, strict=True):
-        label = ", ".join(f"{k}={show_value(v)}" for k, v in combo.items())
+        label = ", ".join(f"{key}={show_value(value)}" for key, value in combo.items())
         try:
             cfg = next(configs)
         except ConfigError as exc:
@@ -497,6 +499,17 @@ def _trial_config(cfg: Config, name: str, threads: int) -> Config:
     """A trial's config: named after the sweep and trial, on the trial's threads."""
     training = cfg.training.model_copy(update={"threads": threads})
     return cfg.model_copy(update={"name": name, "training": training})
+
+
+def check_outputs(folder: Path) -> None:
+    """Refuse, before any trial trains, a 'best' or sweep.png in the sweep folder that mlp
+    did not make (results.csv and sweep.json are the sweep's own files)."""
+    from mlp_cli import outputs
+    from mlp_cli.train import check_latest
+
+    if folder.is_dir():
+        check_latest(folder, BEST)
+        outputs.check_picture(folder / PICTURE_FILE, "sweep picture")
 
 
 def check_new_sweep(sweep: Sweep) -> None:
@@ -821,8 +834,10 @@ def _drive(
             sweep.ended(index, outcome)
             if asha is not None:
                 asha.ended(index, outcome, sweep.trials[index].best)
-            sweep.save()
             on_change()
+        # At most once a second, ended trials too: a sweep of many short trials would
+        # otherwise rewrite a large sweep.json after each. A state a second old costs
+        # nothing on --resume, which finds every trial's end in its own folder.
         if time.monotonic() - last_save > 1.0:
             sweep.save()
             last_save = time.monotonic()
@@ -873,7 +888,7 @@ def _test_accuracy(run_dir: Path) -> float | None:
 
 def results_rows(sweep: Sweep) -> Iterator[dict[str, Any]]:
     """The rows of results.csv, best trial first."""
-    keys = list(dict.fromkeys(k for t in sweep.trials for k in t.params))
+    keys = sweep.keys()
     for trial in sweep.ranked():
         yield {
             "trial": trial.id,
@@ -909,14 +924,15 @@ def plot_sweep(sweep: Sweep, out: Path, top: int = 5) -> Path:
         history = _history(sweep.run_dir(trial))
         if trial.best is not None and history:
             curves[trial.id] = [(r["epoch"], r.get(sweep.metric)) for r in history]
-    varied = [
-        key
-        for key in dict.fromkeys(k for t in sweep.trials for k in t.params)
-        if len({json.dumps(t.params.get(key)) for t in sweep.trials}) > 1
-    ]
+    scored = [t for t in sweep.trials if t.best is not None]
+
+    def shown(value: Any) -> Any:  # numbers stay numbers, on a numeric axis
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        return value if numeric else show_value(value)
+
     points = {
-        key: [(t.params.get(key), t.best, t.status) for t in sweep.trials if t.best is not None]
-        for key in varied
+        key: [(shown(t.params[key]), t.best, t.status) for t in scored if key in t.params]
+        for key in sweep.varied_keys()
     }
     return sweep_figure(points, curves, sweep.metric, f"sweep {sweep.name}", out)
 

@@ -604,7 +604,7 @@ def sweep_figure(
     value (``points[key]``: (value, best, status); hollow markers for trials stopped
     early), then the learning curves of the best trials (``curves[trial id]``: (epoch,
     metric))."""
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator, NullFormatter
 
     panels = len(points) + 1
     cols = min(panels, 3)
@@ -618,9 +618,10 @@ def sweep_figure(
                 x = [float(v) for v in values]
                 if x and min(x) > 0 and max(x) / min(x) >= 8:  # a decade or so: log scale
                     ax.set_xscale("log")
+                    ax.xaxis.set_minor_formatter(NullFormatter())  # labels would overlap
             else:
-                names = list(dict.fromkeys(_setting_text(v) for v in values))
-                x = [names.index(_setting_text(v)) for v in values]
+                names = list(dict.fromkeys(map(str, values)))
+                x = [names.index(str(v)) for v in values]
                 ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
                 ax.set_xlim(-0.5, len(names) - 0.5)
             for xi, (_, best, status) in zip(x, found, strict=True):
@@ -645,9 +646,3 @@ def sweep_figure(
         stopped = any(status == "pruned" for found in points.values() for _, _, status in found)
         fig.suptitle(f"{title}: hollow markers are trials stopped early" if stopped else title)
         return _save_figure(fig, out)
-
-
-def _setting_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
