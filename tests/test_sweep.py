@@ -48,8 +48,9 @@ def synthetic_data(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sweep, "_test_accuracy", lambda run_dir: None)
 
 
-def write_sweep(tmp_path: Path, body: str, name: str = "s.yaml") -> Path:
-    (tmp_path / "base.yaml").write_text(BASE + f"output: {{dir: {tmp_path / 'runs'}}}\n")
+def write_sweep(tmp_path: Path, body: str, name: str = "s.yaml", base: str = BASE) -> Path:
+    """The base config `base` and the sweep file `body` in `tmp_path`; the sweep file."""
+    (tmp_path / "base.yaml").write_text(base + f"output: {{dir: {tmp_path / 'runs'}}}\n")
     path = tmp_path / name
     path.write_text(body)
     return path

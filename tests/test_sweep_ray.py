@@ -166,9 +166,7 @@ def sweep_child(*args: str, env: dict[str, str] | None = None) -> subprocess.Pop
 def test_ray_trials_equal_the_local_engines_bit_for_bit_after_a_worker_is_killed(
     tmp_path: Path, ray_cluster: Cluster
 ) -> None:
-    (tmp_path / "base.yaml").write_text(BASE + f"output: {{dir: {tmp_path / 'runs'}}}\n")
-    path = tmp_path / "s.yaml"
-    path.write_text(SWEEP)
+    path = write_sweep(tmp_path, SWEEP, base=BASE)
     local = sweep_child(str(path), "--out", str(tmp_path / "local"), "--quiet")
     out, err = local.communicate(timeout=PATIENCE)
     assert local.returncode == 0, err
@@ -250,10 +248,8 @@ def is_loopback(hex_ip: str) -> bool:
 def test_a_private_ray_listens_on_loopback_only_writes_no_token_and_reports_failures(
     tmp_path: Path, ray_tune: None
 ) -> None:
-    (tmp_path / "base.yaml").write_text(BASE + f"output: {{dir: {tmp_path / 'runs'}}}\n")
-    path = tmp_path / "s.yaml"
     lrs = "[0.1, 1.0e+30]}\n  optimizer.name: {value: sgd}"  # t001 diverges
-    path.write_text(SWEEP.replace("[0.03, 0.01, 0.003]}", lrs))
+    path = write_sweep(tmp_path, SWEEP.replace("[0.03, 0.01, 0.003]}", lrs), base=BASE)
     home = tmp_path / "home"
     home.mkdir()
     (tmp_path / "trials").mkdir()
@@ -373,9 +369,7 @@ def test_help_and_the_local_engine_do_not_import_ray(
 def test_joining_a_cluster_without_its_token_is_a_usage_error(
     tmp_path: Path, ray_cluster: Cluster
 ) -> None:
-    (tmp_path / "base.yaml").write_text(BASE + f"output: {{dir: {tmp_path / 'runs'}}}\n")
-    path = tmp_path / "s.yaml"
-    path.write_text(SWEEP)
+    path = write_sweep(tmp_path, SWEEP, base=BASE)
     env = {**ray_cluster.env, "RAY_AUTH_TOKEN": "not-the-token"}
     folder = tmp_path / "ray"
     args = ("--engine", "ray", "--address", ray_cluster.address, "--quiet")
