@@ -64,6 +64,10 @@ DRAIN_FACTOR = 4  # a body this many times over the limit is still read (and dro
 READ_TIMEOUT = 10.0  # seconds a client may take to send a request line, headers or body
 MAX_LOADED = 3  # models kept in memory when switching runs
 MAX_WORKERS = 4  # processes by default at most: each holds its own copy of the models
+# glibc malloc: blocks up to this size come from (and return to) the process's own heap...
+KEEP_BLOCKS = 16 * 2**20  # bytes: a 1024-pixel picture's float64 arrays fit
+# ... and free memory at a heap's top is handed back to the system only beyond this.
+KEEP_FREE = 32 * 2**20  # bytes
 ASSETS = "mlp_cli.web"  # the page's package
 ASSET_NAME = re.compile(r"[A-Za-z0-9_-]+\.(?:html|js|css|svg|png)")
 ASSET_TYPES = {
@@ -610,6 +614,28 @@ def can_fork() -> bool:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep the memory a request frees for the next request.
+
+    A prediction allocates and frees a few dozen arrays of a few hundred KB.  By default
+    glibc hands blocks that size back to the system (as separate mappings, or by trimming
+    the heap) and the next request faults the same pages in again, which costs more CPU
+    than the arithmetic on them.  Fixed thresholds keep such blocks in the heap; the
+    memory kept is bounded by `KEEP_FREE` per heap.  Does nothing off Linux or where the C
+    library has no ``mallopt`` (not glibc).
+    """
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    mallopt(m_mmap_threshold, KEEP_BLOCKS)
+    mallopt(m_trim_threshold, KEEP_FREE)
+
+
 def serve_forever(server: Server, workers: int = 1) -> None:
     """Serve until KeyboardInterrupt, from ``workers`` processes where `can_fork`.
 
@@ -618,6 +644,7 @@ def serve_forever(server: Server, workers: int = 1) -> None:
     waiting instead of blocking in accept.  The parent serves too, reports a worker that
     died, and stops the workers however it ends.
     """
+    keep_freed_memory()  # before forking, so that every worker inherits it
     try:
         if workers > 1 and can_fork():
             server.socket.setblocking(False)
