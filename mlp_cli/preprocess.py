@@ -269,8 +269,8 @@ def _flatten_transparency(image: Image.Image) -> Image.Image:
         return image  # colour-key transparency on 16-bit or float scans is not honoured
     if image.mode not in _ALPHA_MODES and "transparency" not in image.info:
         return image
-    rgba = image.convert("RGBA")
-    if rgba.getchannel("A").getextrema()[0] == 255:
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    if np.frombuffer(rgba.tobytes("raw", "A"), dtype=np.uint8).min() == 255:
         return rgba  # opaque: its grey is the grey of its RGB
     pixels = np.asarray(rgba)  # (H, W, 4)
     alpha = pixels[..., 3]
@@ -305,7 +305,9 @@ def _grey(image: Image.Image) -> FloatArray:
         grey = image.convert("RGB").convert("L")
     else:
         grey = image.convert("L")
-    return np.asarray(grey).astype(np.float32) / np.float32(255.0)
+    levels: FloatArray = np.array(grey, dtype=np.float32)
+    levels /= np.float32(255.0)
+    return levels
 
 
 def _reduce_large(grey: FloatArray) -> FloatArray:
@@ -396,9 +398,12 @@ def _ink_contrast(grey: FloatArray) -> tuple[FloatArray, float]:
         # weaker ink where it is darker: dividing by the background evens that out.
         deviation *= np.float32(np.median(background)) / background
     cut = NOISE_SIGMAS * noise
-    lighter = float(np.maximum(deviation - cut, 0.0).sum())
-    darker = float(np.maximum(-deviation - cut, 0.0).sum())
-    return (-deviation if darker > lighter else deviation), noise
+    beyond = deviation - cut  # (H, W): how far each side reaches past the noise
+    lighter = float(np.maximum(beyond, 0.0, out=beyond).sum())
+    inverted = -deviation
+    np.subtract(inverted, cut, out=beyond)
+    darker = float(np.maximum(beyond, 0.0, out=beyond).sum())
+    return (inverted if darker > lighter else deviation), noise
 
 
 def _ink(contrast: FloatArray, noise: float, source: str) -> FloatArray:
@@ -420,24 +425,26 @@ def _ink(contrast: FloatArray, noise: float, source: str) -> FloatArray:
         )
     # Noise is subtracted (soft threshold: no step at its edge); the floor only cuts, so that
     # the faint anti-aliased edges of clean digits above it keep their values.
-    ink = np.where(
-        contrast > INK_FLOOR * strong, (contrast - noise_cut) / (strong - noise_cut), 0.0
-    )
-    return np.clip(ink, 0.0, 1.0).astype(np.float32)
+    ink = contrast - noise_cut  # (H, W)
+    ink /= strong - noise_cut
+    np.clip(ink, 0.0, 1.0, out=ink)
+    ink[~(contrast > INK_FLOOR * strong)] = 0.0
+    return ink
 
 
 def _despeckled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Ink pixels with at least 2 ink neighbours in their 3x3 window (drops specks).
 
-    Nine shifted sums by hand: Pillow's rank filter takes many times longer on a
-    full-size picture, and scipy.ndimage's import would cost `mlp predict` more than it
-    saves (`python bench/ndimage.py`).
+    Shifted sums by hand, three along each row and then three of those down each column:
+    Pillow's rank filter takes many times longer on a full-size picture, and
+    scipy.ndimage's import would cost `mlp predict` more than it saves (`python
+    bench/ndimage.py`).
     """
-    padded = np.pad(mask, 1).astype(np.uint8)
     height, width = mask.shape
-    count = sum(
-        padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)
-    )  # (H, W), including the pixel itself
+    padded = np.zeros((height + 2, width + 2), dtype=np.uint8)
+    padded[1:-1, 1:-1] = mask
+    across = padded[:, :-2] + padded[:, 1:-1] + padded[:, 2:]  # (H + 2, W)
+    count = across[:-2] + across[1:-1] + across[2:]  # (H, W), including the pixel itself
     result: npt.NDArray[np.bool_] = mask & (count >= 3)
     return result
 
@@ -468,21 +475,23 @@ def _ink_box(ink: FloatArray) -> tuple[int, int, int, int]:
     height, width = ink.shape
     reach = max(2, round(GAP_FRACTION * min(height, width)))
     while True:
-        rows = slice(max(top - reach, 0), min(bottom + reach + 1, height))
-        cols = slice(max(left - reach, 0), min(right + reach + 1, width))
-        # ink lines within reach beyond each side, ordered outwards from the box
-        up = _farthest(np.any(solid[max(top - reach, 0) : top, cols], axis=1)[::-1])
-        down = _farthest(np.any(solid[bottom + 1 : bottom + 1 + reach, cols], axis=1))
-        back = _farthest(np.any(solid[rows, max(left - reach, 0) : left], axis=0)[::-1])
-        ahead = _farthest(np.any(solid[rows, right + 1 : right + 1 + reach], axis=0))
-        if up == down == back == ahead == 0:
+        # the box and `reach` lines around it: the lines beyond a side that hold ink within
+        # this window are those within reach, near the box's extent along that side
+        first_row, first_col = max(top - reach, 0), max(left - reach, 0)
+        window = solid[first_row : bottom + reach + 1, first_col : right + reach + 1]
+        rows = np.flatnonzero(np.logical_or.reduce(window, axis=1)) + first_row
+        cols = np.flatnonzero(np.logical_or.reduce(window, axis=0)) + first_col
+        if rows.size == 0:
             return top, bottom, left, right
-        top, bottom, left, right = top - up, bottom + down, left - back, right + ahead
-
-
-def _farthest(lines: npt.NDArray[np.bool_]) -> int:
-    """How many lines to step outwards to reach the farthest one holding ink (0 if none)."""
-    return int(len(lines) - np.argmax(lines[::-1])) if lines.any() else 0
+        grown = (
+            min(top, int(rows[0])),
+            max(bottom, int(rows[-1])),
+            min(left, int(cols[0])),
+            max(right, int(cols[-1])),
+        )
+        if grown == (top, bottom, left, right):
+            return grown
+        top, bottom, left, right = grown
 
 
 def _stroke_width(mask: npt.NDArray[np.bool_]) -> float:
