@@ -4,9 +4,11 @@ The server is the standard library's `ThreadingHTTPServer`: one thread per conne
 slow client only holds its own thread, and every read has a timeout.  A prediction is
 Python and NumPy work that holds the interpreter's lock, so on Linux the server forks into
 several processes that accept connections from one listening socket (as pre-forking servers
-do) and the cores share the load; elsewhere it is one process.  The page and its
-script are package data (`mlp_cli/web`), read once at start-up and served from memory by
-name, so no request path ever reaches the file system.
+do) and the cores share the load; elsewhere it is one process.  A keep-alive connection
+stays with the process that accepted it, so a process holding more connections than
+another leaves a new one to the other.  The page and its script are package data
+(`mlp_cli/web`), read once at start-up and served from memory by name, so no request path
+ever reaches the file system.
 
 The JSON API:
 
@@ -34,12 +36,15 @@ import io
 import ipaddress
 import json
 import math
+import mmap
 import os
 import re
+import select
 import signal
 import socket
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +73,10 @@ MAX_WORKERS = 4  # processes by default at most: each holds its own copy of the 
 KEEP_BLOCKS = 16 * 2**20  # bytes: a 1024-pixel picture's float64 arrays fit
 # ... and free memory at a heap's top is handed back to the system only beyond this.
 KEEP_FREE = 32 * 2**20  # bytes
+# A process holding more open connections than another waits up to this long before it
+# accepts a new one, so that the other takes it; it looks again this often.
+HANDOFF_WAIT = 0.005  # seconds: Python's default thread switch interval
+HANDOFF_POLL = 0.0005  # seconds
 ASSETS = "mlp_cli.web"  # the page's package
 ASSET_NAME = re.compile(r"[A-Za-z0-9_-]+\.(?:html|js|css|svg|png)")
 ASSET_TYPES = {
@@ -547,6 +556,9 @@ class Server(ThreadingHTTPServer):
     ) -> None:
         self.models = models
         self.workers: list[int] = []  # forked worker processes (`serve_forever`)
+        self.worker_slots: dict[int, int] = {}  # a worker's place in `loads`
+        self._open: set[int] = set()  # this process's open connections
+        self._open_lock = threading.Lock()
         self.assets = _load_assets()
         self.read_timeout = read_timeout
         self.max_body = max_body
@@ -560,6 +572,46 @@ class Server(ThreadingHTTPServer):
                 f"cannot listen on {host} port {port}: {exc.strerror or exc}. Choose another "
                 "--port (0 picks a free one) or stop what is using it."
             ) from None
+
+    # Set by `serve_forever` when it forks: each process's number of open connections, in
+    # memory the processes share, and this process's place in it.
+    loads: memoryview | None = None
+    slot = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._track(request, opened=True)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self._track(request, opened=False)
+
+    def _track(self, request: Any, *, opened: bool) -> None:
+        """Count this process's open connections where the other processes can read it."""
+        if self.loads is None:
+            return
+        with self._open_lock:
+            if opened:
+                self._open.add(id(request))
+            else:
+                self._open.discard(id(request))
+            self.loads[self.slot] = len(self._open)
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Accept a connection, after leaving it for a while to a process with fewer.
+
+        A connection stays with the process that accepted it (keep-alive), and which of the
+        processes waiting on the socket accepts is a race: a few busy clients could all
+        land on one process while another idles.  If the connection is taken meanwhile,
+        accept fails as it does when another process wins the race.
+        """
+        if self.loads is not None:
+            deadline = time.monotonic() + HANDOFF_WAIT
+            while self.loads[self.slot] > min(self.loads) and time.monotonic() < deadline:
+                time.sleep(HANDOFF_POLL)
+                if not select.select([self.socket], [], [], 0)[0]:
+                    break  # another process has taken it
+        return super().get_request()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection that failed outside a request (reset, timed out) is dropped quietly;
@@ -580,6 +632,8 @@ class Server(ThreadingHTTPServer):
             ended, status = os.waitpid(pid, os.WNOHANG)
             if ended:
                 self.workers.remove(pid)
+                if self.loads is not None:  # never again the least busy process
+                    self.loads[self.worker_slots.pop(pid)] = sys.maxsize
                 if os.WIFSIGNALED(status) and os.WTERMSIG(status) in STOP_SIGNALS:
                     continue  # stopped as asked, like the server (Ctrl-C reaches them all)
                 how = (
@@ -641,22 +695,26 @@ def serve_forever(server: Server, workers: int = 1) -> None:
 
     Workers are forked after the socket is bound, so they all accept from it; the listening
     socket is non-blocking, so a worker that loses the race for a connection goes back to
-    waiting instead of blocking in accept.  The parent serves too, reports a worker that
-    died, and stops the workers however it ends.
+    waiting instead of blocking in accept.  The processes share their counts of open
+    connections (`Server.loads`), so that the connections spread evenly.  The parent serves
+    too, reports a worker that died, and stops the workers however it ends.
     """
     keep_freed_memory()  # before forking, so that every worker inherits it
     try:
         if workers > 1 and can_fork():
             server.socket.setblocking(False)
+            server.loads = memoryview(mmap.mmap(-1, 8 * workers)).cast("q")  # shared, zeros
             parent = os.getpid()
             # A stop signal waits until a new worker has its own handling of it.
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
-                for _ in range(workers - 1):
+                for slot in range(1, workers):
                     pid = os.fork()
                     if pid == 0:
+                        server.slot = slot
                         _worker(server, parent, mask)
                     server.workers.append(pid)
+                    server.worker_slots[pid] = slot
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         server.serve_forever(poll_interval=0.5)

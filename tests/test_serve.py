@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mlp_cli import checkpoint
+from mlp_cli import checkpoint, serve
 from mlp_cli.predict import predict_files
 from mlp_cli.serve import Models, Server, can_fork, is_loopback
 
@@ -599,6 +600,77 @@ def test_workers_stop_when_the_server_is_killed_outright(tmp_path: Path) -> None
     while any(map(_running, workers)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(map(_running, workers))
+
+
+def _shared_loads(*counts: int) -> memoryview:
+    """Open connections per process, as `serve_forever` shares them between its processes."""
+    loads = memoryview(bytearray(8 * len(counts))).cast("q")
+    for slot, count in enumerate(counts):
+        loads[slot] = count
+    return loads
+
+
+def test_a_busier_process_leaves_a_new_connection_to_a_less_busy_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serve, "HANDOFF_WAIT", 30.0)  # the other process surely comes first
+    runs = tmp_path / "runs"
+    save_model(runs / "small" / "model.npz", [784, 16, 10], seed=0)
+    with Server(Models(runs / "small", runs), "127.0.0.1", 0) as server:
+        server.socket.setblocking(False)
+        server.loads = _shared_loads(1, 0)  # this process (slot 0) holds one more
+        taken: list[socket.socket] = []
+
+        def other_process() -> None:  # accepts from the same socket, as a worker does
+            select.select([server.socket], [], [], 10)
+            taken.append(server.socket.accept()[0])
+
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10):
+            other = threading.Thread(target=other_process)
+            other.start()
+            with pytest.raises(BlockingIOError):  # as when another process wins the race
+                server.get_request()
+            other.join(timeout=10)
+        assert len(taken) == 1
+        taken[0].close()
+
+
+def test_the_least_busy_process_accepts_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_waiting(seconds: float) -> None:
+        raise AssertionError("the least busy process waited before accepting")
+
+    runs = tmp_path / "runs"
+    save_model(runs / "small" / "model.npz", [784, 16, 10], seed=0)
+    with Server(Models(runs / "small", runs), "127.0.0.1", 0) as server:
+        server.socket.setblocking(False)
+        server.loads = _shared_loads(2, 3, 2)  # this process (slot 0) is among the least busy
+        monkeypatch.setattr(time, "sleep", no_waiting)
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10):
+            request, _ = server.get_request()
+            request.close()
+
+
+def test_each_process_publishes_how_many_connections_it_holds(running: Running) -> None:
+    running.server.loads = loads = _shared_loads(0, 0)
+
+    def until(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while loads[0] != count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert loads[0] == count
+
+    connections = [http.client.HTTPConnection(running.host, running.port, timeout=10)]
+    connections.append(http.client.HTTPConnection(running.host, running.port, timeout=10))
+    for held, connection in enumerate(connections, start=1):
+        connection.request("GET", "/api/runs")  # keep-alive: the connection stays open
+        assert connection.getresponse().read()
+        until(held)
+    assert loads[1] == 0  # the other process's count is its own
+    for held, connection in reversed(list(enumerate(connections))):
+        connection.close()
+        until(held)
 
 
 def test_mlp_serve_without_a_model_says_how_to_get_one(tmp_path: Path) -> None:
