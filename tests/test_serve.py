@@ -209,6 +209,40 @@ def test_predict_answers_what_mlp_predict_answers_for_the_same_png(
     assert np.allclose(answer["hidden"][0], np.maximum(f["W1"] @ x + f["b1"], 0), atol=1e-3)
 
 
+def test_the_answer_is_written_as_json_dumps_writes_it(running: Running, tmp_path: Path) -> None:
+    png = seven_png()
+    status, _, body = running.request("POST", "/api/predict", png, {"Content-Type": "image/png"})
+    assert status == 200
+    answer = json.loads(body)
+    assert body == json.dumps(answer).encode()  # key order, spacing and every float's text
+    (tmp_path / "upload").write_bytes(png)
+    saved = checkpoint.load(running.runs / "small" / "model.npz")
+    [expected], _ = predict_files(saved, [tmp_path / "upload"])
+    assert answer["input"] == np.round(expected.image, 3).tolist()  # float32 values, exactly
+
+
+@pytest.mark.parametrize("max_texts", [4096, 3])
+def test_float32_matrices_are_written_as_json_dumps_writes_them(
+    monkeypatch: pytest.MonkeyPatch, max_texts: int
+) -> None:
+    monkeypatch.setattr(serve, "MAX_TEXTS", max_texts)  # 3: the texts are forgotten often
+    rng = np.random.default_rng(0)
+    special = [0.0, -0.0, np.nan, np.inf, -np.inf, 1e-45, -3.4e38, 0.1, 1.0]
+    matrices = [
+        np.round(rng.random((28, 28), dtype=np.float32), 3),
+        np.array(special * 4, dtype=np.float32).reshape(4, 9),
+        rng.normal(0, 100, (3, 5)).astype(np.float32),
+        np.zeros((1, 1), dtype=np.float32),
+        np.zeros((0, 4), dtype=np.float32),
+        np.array([[0.5, -0.0]]),  # float64: written by json.dumps itself
+    ]
+    for values in matrices + matrices:  # the second time from the texts kept
+        assert serve.float32_matrix_json(values) == json.dumps(values.tolist())
+    assert serve.float32_matrix_json(matrices[0][:, ::2]) == json.dumps(
+        matrices[0][:, ::2].tolist()
+    )
+
+
 def test_json_canvas_forms_give_the_same_answer(running: Running) -> None:
     png = seven_png()
     _, by_png = running.json("POST", "/api/predict?run=deep", png, "image/png")
