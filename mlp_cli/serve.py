@@ -371,8 +371,10 @@ class Handler(BaseHTTPRequestHandler):
     """Answers the page, its assets and the JSON API; every failure is a JSON error."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, so a page's requests share one connection
-    # Headers and body leave in two writes; with Nagle's algorithm the body then waits for
-    # the client's delayed ACK (tens of milliseconds on Linux).
+    # Headers and body are buffered so that they leave in one write (`_send` flushes); a
+    # response larger than the buffer leaves in several, and with Nagle's algorithm the
+    # last would wait for the client's delayed ACK (tens of milliseconds on Linux).
+    wbufsize = 2**16  # bytes
     disable_nagle_algorithm = True
     server_version = "mlp-serve"
     sys_version = ""
@@ -402,6 +404,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        self.wfile.flush()  # now: a refused body is drained after its answer has left
 
     def _json(self, status: HTTPStatus, value: Any) -> None:
         self._send(status, json.dumps(value).encode(), "application/json")
