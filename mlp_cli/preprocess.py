@@ -469,7 +469,8 @@ def _ink_box(ink: FloatArray) -> tuple[int, int, int, int]:
     solid = _despeckled(ink > 0)
     if not solid.any():
         solid = ink > 0  # a digit drawn with single pixels: keep what there is
-    weighted = np.where(solid, ink, 0.0)
+    weighted = np.zeros_like(ink)  # (H, W): the ink of the solid pixels
+    np.copyto(weighted, ink, where=solid)
     top, bottom = _trimmed_span(weighted.sum(axis=1))
     left, right = _trimmed_span(weighted.sum(axis=0))
     height, width = ink.shape
@@ -497,7 +498,8 @@ def _ink_box(ink: FloatArray) -> tuple[int, int, int, int]:
 def _stroke_width(mask: npt.NDArray[np.bool_]) -> float:
     """Mean width of the strokes in a binary image, 2 * area / perimeter (a long stroke of
     width w has area L*w and perimeter about 2L)."""
-    padded = np.pad(mask, 1)
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=bool)
+    padded[1:-1, 1:-1] = mask
     vertical = int(np.count_nonzero(padded[1:, :] != padded[:-1, :]))
     horizontal = int(np.count_nonzero(padded[:, 1:] != padded[:, :-1]))
     return 2.0 * float(np.count_nonzero(mask)) / max(vertical + horizontal, 1)
