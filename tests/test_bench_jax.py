@@ -5,7 +5,9 @@ with the optional ``bench`` extra, not with ``dev``)."""
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+import multiprocessing
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -13,13 +15,16 @@ import pytest
 from bench import peers
 from bench.workload import LR, Dataset, Network
 
+T = TypeVar("T")
+
 
 def test_jax_is_reported_missing_without_optax(monkeypatch: pytest.MonkeyPatch) -> None:
     """JAX alone is not enough for the peer: without optax it is skipped, not half-run."""
     find_spec = importlib.util.find_spec
 
     def without_optax(name: str, *args: Any) -> Any:
-        return None if name == "optax" else find_spec(name, *args)
+        # torch and sklearn left out too: importing them here would only grow pytest.
+        return None if name in ("optax", "torch", "sklearn") else find_spec(name, *args)
 
     monkeypatch.setattr(importlib.util, "find_spec", without_optax)
     found = peers.available()
@@ -38,16 +43,40 @@ def _data(n: int, inputs: int, classes: int, seed: int = 0) -> tuple[Any, Any]:
     return X, y
 
 
+def in_fresh_process(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a newly started interpreter.  JAX takes a few hundred MB once loaded,
+    and a child that pytest forks later starts with the RSS pytest had (the memory tests of
+    hostile files measure their children's peak RSS), so JAX stays out of pytest's process."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+Weights = list[np.ndarray[Any, Any]]
+
+
+def _one_batch_epochs(
+    layers: tuple[int, ...], batch: int, seed: int
+) -> dict[str, tuple[dict[str, float], Weights]]:
+    """Style -> (record, weights) after one epoch of one batch of `_data`."""
+    from bench.jaxpeer import STYLES, JaxTrainer
+
+    X, y = _data(batch, layers[0], layers[-1])
+    trainer = JaxTrainer(layers, "relu", X, y, seed=seed, batch=batch)
+    return {style: (trainer.epoch(style), trainer.weights(style)) for style in STYLES}
+
+
 @needs_jax
 def test_one_step_is_adam_on_the_cross_entropy_gradient() -> None:
     """One batch, one step: the weights move by Adam's first update, -lr g / (|g| + eps),
     on the softmax cross-entropy gradient worked out in float64 NumPy."""
-    from bench.jaxpeer import JaxTrainer, xavier
+    from bench.jaxpeer import xavier
 
-    layers, batch = (8, 6, 4), 32
+    layers, batch, seed = (8, 6, 4), 32, 3
+    trained = in_fresh_process(_one_batch_epochs, layers, batch, seed)
     X, y = _data(batch, layers[0], layers[-1])
-    trainer = JaxTrainer(layers, "relu", X, y, seed=3, batch=batch)
-    (W1, b1), (W2, b2) = (tuple(p.astype(np.float64) for p in layer) for layer in xavier(layers, 3))
+    (W1, b1), (W2, b2) = (
+        tuple(p.astype(np.float64) for p in layer) for layer in xavier(layers, seed)
+    )
     x = X.astype(np.float64)
     z1 = x @ W1 + b1  # (batch, 6)
     a1 = np.maximum(z1, 0)
@@ -60,13 +89,28 @@ def test_one_step_is_adam_on_the_cross_entropy_gradient() -> None:
     grads = [x.T @ delta1, delta1.sum(axis=0), a1.T @ delta2, delta2.sum(axis=0)]
     start = [W1, b1, W2, b2]
 
-    for style in ("scan", "step"):
-        record = trainer.epoch(style)
+    assert set(trained) == {"scan", "step"}
+    for record, weights in trained.values():
         assert record["loss"] == pytest.approx(loss, rel=1e-5)
         assert record["accuracy"] == np.mean(z2.argmax(axis=1) == y)
-        for got, w, g in zip(trainer.weights(style), start, grads, strict=True):
+        for got, w, g in zip(weights, start, grads, strict=True):
             expected = w - LR * g / (np.abs(g) + 1e-8)
             np.testing.assert_allclose(got, expected, rtol=0, atol=LR * 1e-2)
+
+
+def _three_epochs_each() -> tuple[set[int], list[dict[str, tuple[dict[str, float], Weights]]]]:
+    """The compiled step's batch sizes, and per epoch style -> (record, weights), training
+    on which of the first 3 of 12 inputs is the largest (a learnable problem)."""
+    from bench.jaxpeer import STYLES, JaxTrainer
+
+    X, _ = _data(300, 12, 3)
+    y = np.argmax(X[:, :3], axis=1).astype(np.uint8)
+    trainer = JaxTrainer((12, 16, 3), "sigmoid", X, y, seed=1, batch=128)
+    epochs = []
+    for _ in range(3):
+        records = {style: trainer.epoch(style) for style in STYLES}
+        epochs.append({style: (records[style], trainer.weights(style)) for style in STYLES})
+    return set(trainer.step_fn), epochs
 
 
 @needs_jax
@@ -74,21 +118,15 @@ def test_scan_and_step_train_alike_over_epochs() -> None:
     """The whole-epoch scan and the per-batch loop (a short last batch included) run the same
     steps on the same batches: the same weights, loss and accuracy after each epoch, and the
     loss falls on a learnable problem."""
-    from bench.jaxpeer import JaxTrainer
-
-    X, _ = _data(300, 12, 3)
-    y = np.argmax(X[:, :3], axis=1).astype(np.uint8)  # learnable: the largest of 3 inputs
-    trainer = JaxTrainer((12, 16, 3), "sigmoid", X, y, seed=1, batch=128)
-    assert set(trainer.step_fn) == {128, 300 - 256}
-    losses = []
-    for _ in range(3):
-        scan, step = trainer.epoch("scan"), trainer.epoch("step")
+    sizes, epochs = in_fresh_process(_three_epochs_each)
+    assert sizes == {128, 300 - 256}
+    for epoch in epochs:
+        (scan, scan_weights), (step, step_weights) = epoch["scan"], epoch["step"]
         assert scan["loss"] == pytest.approx(step["loss"], rel=1e-6)
         assert scan["accuracy"] == step["accuracy"]
-        for a, b in zip(trainer.weights("scan"), trainer.weights("step"), strict=True):
+        for a, b in zip(scan_weights, step_weights, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-        losses.append(scan["loss"])
-    assert losses[-1] < losses[0]
+    assert epochs[-1]["scan"][0]["loss"] < epochs[0]["scan"][0]["loss"]
 
 
 @needs_jax
