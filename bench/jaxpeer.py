@@ -16,7 +16,7 @@ NumPy generator, so both styles see the same batches.  Compilation happens ahead
 (``lower().compile()``), is timed on its own and is in no epoch.
 
 Threads: XLA sizes its CPU thread pool from the CPUs the process may run on, when JAX
-starts.  The flags once used to cap it do nothing here: this jaxlib rejects
+starts.  The flags once used to cap it do nothing here: jaxlib 0.10 rejects
 ``--intra_op_parallelism_threads`` as an unknown XLA flag, and runs as many busy threads
 with ``--xla_cpu_multi_thread_eigen=false`` as without.  So the peer runs as
 ``python -m bench.jaxpeer``, pins itself to ``threads`` CPUs before importing JAX, and
@@ -50,7 +50,10 @@ BUSY_SHARE = 0.05  # a thread that ran for this share of the epoch's CPU time di
 
 
 def pin(threads: int) -> list[int]:
-    """Restrict this process to its first ``threads`` allowed CPUs; the CPUs kept."""
+    """Restrict this process to its first ``threads`` allowed CPUs; the CPUs kept.
+
+    The calling thread's affinity is set and every thread started after inherits it, as
+    XLA's will; OpenBLAS's workers, started with NumPy, do none of the peer's work."""
     cpus = sorted(os.sched_getaffinity(0))[:threads]
     os.sched_setaffinity(0, cpus)
     return cpus
