@@ -1,4 +1,4 @@
-"""``python -m bench``: time training epochs of ours against PyTorch and scikit-learn.
+"""``python -m bench``: time training epochs of ours against PyTorch, scikit-learn and JAX.
 
     python -m bench                  # full run on MNIST's 60,000 training digits
     python -m bench --smoke          # seconds: 512 digits (random ones without MNIST), 1 epoch
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from bench import report
 from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, network_named
@@ -51,6 +52,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _print_extras(console: Console, record: dict[str, Any]) -> None:
     for s in record["networks"]:
+        jax = {e: row for e, row in s["engines"].items() if "compile_seconds" in row}
+        if jax:
+            console.print(
+                f"{s['network']}: " + "; ".join(report.jax_line(e, r) for e, r in jax.items())
+            )
         c = s["matmul_ceiling"]
         ours = s["engines"]["ours"]["matmul_fraction_by_library"]
         libraries = ", ".join(
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return breakeven.main(given[1:])
     args = _parse(argv)
-    console = Console(width=max(Console().width, 120))
+    console = Console(width=max(Console().width, 132))  # the table has a column per peer
     nets = tuple(network_named(n) for n in args.network) if args.network else NETWORKS
     epochs, warmup = (1, 0) if args.smoke else (args.epochs, 1)
     drift_epochs = min(args.drift_epochs, 3) if args.smoke else args.drift_epochs
@@ -105,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     peers = [name for name, version in versions.items() if version is not None]
     for name, version in versions.items():
         if version is None:
-            console.print(f"[yellow]{name} is not installed: skipped[/]")
+            hint = escape(peer_module.INSTALL[name])
+            console.print(f"[yellow]{name} is not installed: skipped[/] ({hint})")
     # threadpoolctl limits the BLAS libraries already loaded: load the peers' first.
     if "pytorch" in peers:
         import torch
@@ -137,12 +144,18 @@ def main(argv: list[str] | None = None) -> int:
     with threadpool_limits(limits=args.threads, user_api="blas"):
         blas = threadpool_info()
         for net in nets:
-            console.print(f"timing {net.label}: {', '.join(['ours', *peers])} ...")
             runners = peer_module.runners(peers, net, data[net.input_size], args.threads)
-            timings = time_network(
-                net, data[net.input_size], runners, epochs, warmup, libraries, budget
-            )
-            summaries.append(report.summarize(timings, warmup))
+            names = ", ".join(["ours", *(r.name for r in runners)])
+            console.print(f"timing {net.label}: {names} ...")
+            try:
+                timings = time_network(
+                    net, data[net.input_size], runners, epochs, warmup, libraries, budget
+                )
+            finally:
+                for runner in runners:
+                    runner.close()
+            details = {runner.name: runner.details() for runner in runners}
+            summaries.append(report.summarize(timings, warmup, details))
         if drift_epochs > 1 and WIDEST in nets:
             console.print(f"drift: {drift_epochs} epochs of {WIDEST.label} ...")
             drift_result = report.drift_summary(
@@ -150,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     memory: dict[str, dict[str, Any]] = {}
     if not args.no_memory and WIDEST in nets:
-        from bench.memory import measure
+        from bench.memory import ENGINES, measure
 
-        for engine in ["ours", *(peers if args.peer_memory else [])]:
+        measured = [p for p in peers if p in ENGINES] if args.peer_memory else []
+        for engine in ["ours", *measured]:
             console.print(f"peak memory: {WIDEST.label}, {engine} ...")
             memory[report.memory_key(WIDEST.label, engine)] = measure(
                 WIDEST.name,

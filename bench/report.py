@@ -1,8 +1,9 @@
 """Turning the measurements into the benchmark's table and its JSON record.
 
 Every number in the table is derived here from raw per-epoch seconds: medians after the
-warm-up epoch, samples per second, ratios to PyTorch and scikit-learn (below 1 means
-faster than the peer), achieved matmul GFLOP/s and its fraction of the measured ceiling.
+warm-up epoch, samples per second, ratios to PyTorch, scikit-learn and JAX (below 1 means
+faster than the peer; JAX twice, its whole-epoch scan and its per-step loop), achieved
+matmul GFLOP/s and its fraction of the measured ceiling.
 The JSON file keeps the raw timings too, with the machine's load and library versions, so a
 result can be judged later.
 
@@ -20,11 +21,19 @@ from rich.table import Table
 from bench.timing import OURS, Drift, NetworkTimings
 from bench.workload import BATCH
 
-PEER_COLUMNS = (("pytorch", "÷ torch"), ("sklearn", "÷ sklearn"))
+PEER_COLUMNS = (
+    ("pytorch", "÷ torch"),
+    ("sklearn", "÷ sklearn"),
+    ("jax-scan", "÷ jax"),
+    ("jax-step", "÷ jax\nstep"),
+)
 
 
-def summarize(t: NetworkTimings, warmup: int) -> dict[str, Any]:
-    """Medians, ratios and matmul fractions of one network, as plain data."""
+def summarize(
+    t: NetworkTimings, warmup: int, details: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Medians, ratios and matmul fractions of one network, as plain data; ``details``
+    (engine -> fields, such as the JAX peer's compile seconds) join their engine's row."""
     net = t.network
     steps = math.ceil(t.samples / BATCH)
     flops = net.flops_per_step() * steps
@@ -46,6 +55,7 @@ def summarize(t: NetworkTimings, warmup: int) -> dict[str, Any]:
         for peer, _ in PEER_COLUMNS:
             if peer in t.epochs:
                 row[f"ratio_to_{peer}"] = seconds / t.median(peer, warmup)
+        row.update((details or {}).get(engine, {}))
         engines[engine] = row
     return {
         "network": net.label,
@@ -75,7 +85,9 @@ def table(summaries: list[dict[str, Any]], memory: dict[str, dict[str, Any]]) ->
     """The rich table: one row per network and engine."""
     out = Table(
         title="Training epochs (median after warm-up), batch 128, Adam, float32",
-        caption="÷ peer: seconds per epoch over the peer's (below 1: faster).  Matmul ceiling:"
+        caption="÷ peer: seconds per epoch over the peer's (below 1: faster); ÷ jax: JAX's"
+        " whole epoch as one compiled scan, ÷ jax step: its compiled step called per batch,"
+        " neither counting compile time.  Matmul ceiling:"
         " the step's matrix products alone, in the fastest of NumPy's BLAS and PyTorch, each"
         " in two memory layouts.",
     )
@@ -104,6 +116,18 @@ def table(summaries: list[dict[str, Any]], memory: dict[str, dict[str, Any]]) ->
             first = False
         out.add_section()
     return out
+
+
+def jax_line(engine: str, row: dict[str, Any]) -> str:
+    """One JAX style's compile time and how many threads did its work, in words."""
+    counted = row["epoch_details"][1:] or row["epoch_details"]
+    busy = sorted({int(e["busy_threads"]) for e in counted})
+    cpu = float(np.median([e["cpu_over_wall"] for e in counted]))
+    return (
+        f"{engine} compiled in {row['compile_seconds']:.2f} s, ran on CPUs"
+        f" {','.join(map(str, row['cpus']))} with {'/'.join(map(str, busy))} busy threads"
+        f" (CPU/wall {cpu:.2f})"
+    )
 
 
 def memory_key(network: str, engine: str) -> str:
