@@ -42,7 +42,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from mlp_cli.activations import ACTIVATIONS
 from mlp_cli.errors import UsageError
-from mlp_cli.losses import LOSSES, OUTPUTS
+from mlp_cli.losses import LOSSES, OUTPUTS, softmax
 
 if TYPE_CHECKING:
     from mlp_cli.checkpoint import SavedModel
@@ -60,6 +60,7 @@ class _Work:
     acts: list[Array]
     deltas: list[Array]
     z_out: Array  # Z_L, kept for the loss value
+    lse: Array  # (batch,): each row's log-sum-exp of Z_L, a softmax output's by-product
     ones: Array  # (batch,) of 1: db = delta 1 is a matrix-vector product, faster than a sum
     # Per dropped layer l: mask_l in {0, 1/(1-p)} and A_l * mask_l, both (batch, n_l) rows,
     # so a seed draws the same masks whatever the layout of A_l.
@@ -194,7 +195,8 @@ class MLP:
             acts.append(np.empty((n, self.sizes[-1]), dtype=self.dtype))  # rows
             deltas = [np.empty_like(a) for a in acts]  # deltas[0] is never used
             z_out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
-            work = _Work(acts, deltas, z_out, np.ones(n, dtype=self.dtype))
+            lse = np.empty(n, dtype=self.dtype)
+            work = _Work(acts, deltas, z_out, lse, np.ones(n, dtype=self.dtype))
             if len(self._work) >= 3:  # training, last-batch and evaluation sizes
                 self._work.pop(next(iter(self._work)))
             self._work[n] = work
@@ -245,7 +247,10 @@ class MLP:
             else:
                 np.matmul(a_prev, self.W[l - 1].T, out=work.z_out)  # (batch, n_L): Z_L^T
                 work.z_out += self.b[l - 1]
-        OUTPUTS[self.output](work.z_out, work.acts[-1])
+        if self.output == "softmax":  # the loss reuses the sums softmax takes
+            softmax(work.z_out, work.acts[-1], lse=work.lse)
+        else:
+            OUTPUTS[self.output](work.z_out, work.acts[-1])
         return work.acts[-1]
 
     def _drop(self, work: _Work, layer: int, p: float, rng: np.random.Generator) -> None:
@@ -281,7 +286,8 @@ class MLP:
         work = self._work[y.shape[0]]
         loss_fn = LOSSES[loss]
         z_out, a_out = work.z_out, work.acts[-1]
-        value = loss_fn.value(self.output, z_out, a_out, y)
+        lse = work.lse if self.output == "softmax" else None
+        value = loss_fn.value(self.output, z_out, a_out, y, lse)
         backward = ACTIVATIONS[self.hidden].backward
         if self.kernels is not None:
             backward = self.kernels.relu_backward

@@ -625,7 +625,9 @@ class Trainer:
             if len(self._batch) >= 2:
                 self._batch.clear()
             buf = self._batch[len(idx)] = np.empty((len(idx), self.data.X.shape[1]), np.float32)
-        return np.take(self.data.X, idx, axis=0, out=buf)
+        # The indices are valid, so "clip" changes nothing but lets take write straight
+        # into `buf`; the default mode ("raise") copies through a buffer first.
+        return np.take(self.data.X, idx, axis=0, out=buf, mode="clip")
 
     def run(
         self,

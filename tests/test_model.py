@@ -295,6 +295,27 @@ def test_softmax_cross_entropy_stays_finite_when_saturated() -> None:
     assert got == pytest.approx(2000.0, rel=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 7, 128, 1000])
+def test_cross_entropy_from_softmaxs_sums_has_the_bits_of_the_loss_from_logits(
+    batch: int, dtype: type
+) -> None:
+    """The training step takes the loss's log-sum-exp from the softmax it already computed;
+    the loss must be the one computed afresh from the logits, bit for bit."""
+    rng = np.random.default_rng(batch)
+    z: NDArray[np.floating] = (rng.standard_normal((batch, 10)) * 30).astype(dtype)
+    z[0, :3] = [1e4, -1e4, 88.0]  # saturated rows stay finite both ways
+    y = rng.integers(0, 10, batch)
+    a, lse = np.empty_like(z), np.empty(batch, dtype=dtype)
+    OUTPUTS["softmax"](z, a, lse=lse)
+    plain = np.empty_like(z)
+    OUTPUTS["softmax"](z, plain)
+    assert a.tobytes() == plain.tobytes()
+    fresh = LOSSES["cross_entropy"].value("softmax", z, a, y)
+    assert math.isfinite(fresh)
+    assert LOSSES["cross_entropy"].value("softmax", z, a, y, lse) == fresh
+
+
 def test_sigmoid_cross_entropy_sums_binary_losses_over_units_by_hand() -> None:
     z, y = [[0.3, -1.2, 2.0]], [2]
     a = [1.0 / (1.0 + math.exp(-v)) for v in z[0]]
