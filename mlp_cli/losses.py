@@ -39,12 +39,21 @@ def softmax(z: Array, out: Array, lse: Array | None = None) -> Array:
     zmax = z.max(axis=1, keepdims=True)
     np.subtract(z, zmax, out=out)
     np.exp(out, out=out)
-    total = out.sum(axis=1, keepdims=True)
-    out /= total
+    total = row_sums(out)
+    out /= total[:, None]
     if lse is not None:
-        np.log(total[:, 0], out=lse)
+        np.log(total, out=lse)
         lse += zmax[:, 0]
     return out
+
+
+def row_sums(e: Array) -> Array:
+    """Each row's sum, the columns added left to right: the order `mlp_cli.kernels` adds
+    them in, so that training's compiled softmax and this one agree bit for bit."""
+    total = e[:, 0].copy()
+    for column in e.T[1:]:
+        total += column
+    return total
 
 
 OUTPUTS: dict[str, Callable[[Array, Array], Array]] = {"softmax": softmax, "sigmoid": sigmoid}
@@ -58,7 +67,7 @@ def _cross_entropy(output: str, z: Array, a: Array, y: Labels, lse: Array | None
     if output == "softmax":
         if lse is None:
             zmax = z.max(axis=1)
-            lse = zmax + np.log(np.exp(z - zmax[:, None]).sum(axis=1))
+            lse = zmax + np.log(row_sums(np.exp(z - zmax[:, None])))
         # The mean as np.mean takes it (a sum in the array's dtype, then one division),
         # without its Python-level bookkeeping.
         return float(np.add.reduce(lse - z[_rows(y), y]) / y.shape[0])

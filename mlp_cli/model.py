@@ -61,6 +61,7 @@ class _Work:
     deltas: list[Array]
     z_out: Array  # Z_L, kept for the loss value
     lse: Array  # (batch,): each row's log-sum-exp of Z_L, a softmax output's by-product
+    sums: Array  # (batch,): scratch for the compiled softmax's row sums
     ones: Array  # (batch,) of 1: db = delta 1 is a matrix-vector product, faster than a sum
     # Per dropped layer l: mask_l in {0, 1/(1-p)} and A_l * mask_l, both (batch, n_l) rows,
     # so a seed draws the same masks whatever the layout of A_l.
@@ -105,6 +106,7 @@ class MLP:
         self._work: dict[int, _Work] = {}
         self._scratch: Array | None = None
         self.kernels: ModuleType | None = None  # see `use_kernels`
+        self._hidden_kernels: tuple[Callable[[Array, Array], None], ...] | None = None
 
     @classmethod
     def from_saved(cls, saved: SavedModel) -> MLP:
@@ -122,12 +124,13 @@ class MLP:
             b[...] = v
 
     def use_kernels(self, kernels: ModuleType | None) -> None:
-        """Run the hidden layers' bias addition and activation, and its derivative, through
-        the compiled loops of `mlp_cli.kernels` (None: NumPy).  They give the same bits in
-        one pass instead of two or three.  Only ReLU has such loops; the other activations
-        keep NumPy, whose exp and tanh would have to be matched bit for bit.  Training turns
-        this on; evaluation and prediction stay in NumPy and never import numba."""
-        self.kernels = kernels if self.hidden == "relu" else None
+        """Run the hidden layers' bias addition and activation and its derivative (ReLU and
+        sigmoid), and the softmax output with its cross-entropy delta, through the compiled
+        loops of `mlp_cli.kernels` (None: NumPy).  They give the same bits in one pass
+        instead of several NumPy calls.  Training turns this on; evaluation and prediction
+        stay in NumPy and never import numba."""
+        self.kernels = kernels
+        self._hidden_kernels = None if kernels is None else kernels.HIDDEN.get(self.hidden)
 
     def _views(self, flat: Array, shapes: list[tuple[int, int]]) -> tuple[list[Array], list[Array]]:
         weights, biases = [], []
@@ -196,7 +199,7 @@ class MLP:
             deltas = [np.empty_like(a) for a in acts]  # deltas[0] is never used
             z_out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
             lse = np.empty(n, dtype=self.dtype)
-            work = _Work(acts, deltas, z_out, lse, np.ones(n, dtype=self.dtype))
+            work = _Work(acts, deltas, z_out, lse, np.empty_like(lse), np.ones_like(lse))
             if len(self._work) >= 3:  # training, last-batch and evaluation sizes
                 self._work.pop(next(iter(self._work)))
             self._work[n] = work
@@ -239,18 +242,20 @@ class MLP:
             if l < L:
                 z = work.acts[l]  # (n_l, batch)
                 np.matmul(self.W[l - 1], a_prev.T, out=z)  # W_l A_{l-1}
-                if self.kernels is not None:
-                    self.kernels.bias_relu(z, self.b[l - 1])
+                if self._hidden_kernels is not None:
+                    self._hidden_kernels[0](z, self.b[l - 1])
                 else:
                     z += self.b[l - 1][:, None]
                     act(z, z)
             else:
                 np.matmul(a_prev, self.W[l - 1].T, out=work.z_out)  # (batch, n_L): Z_L^T
                 work.z_out += self.b[l - 1]
-        if self.output == "softmax":  # the loss reuses the sums softmax takes
-            softmax(work.z_out, work.acts[-1], lse=work.lse)
-        else:
+        if self.output != "softmax":
             OUTPUTS[self.output](work.z_out, work.acts[-1])
+        elif self.kernels is not None:
+            self.kernels.softmax(work.z_out, work.acts[-1], work.lse, work.sums)
+        else:  # the loss reuses the sums softmax takes
+            softmax(work.z_out, work.acts[-1], lse=work.lse)
         return work.acts[-1]
 
     def _drop(self, work: _Work, layer: int, p: float, rng: np.random.Generator) -> None:
@@ -289,9 +294,13 @@ class MLP:
         lse = work.lse if self.output == "softmax" else None
         value = loss_fn.value(self.output, z_out, a_out, y, lse)
         backward = ACTIVATIONS[self.hidden].backward
-        if self.kernels is not None:
-            backward = self.kernels.relu_backward
-        loss_fn.delta(self.output, z_out, a_out, y, work.deltas[-1])
+        if self._hidden_kernels is not None:
+            backward = self._hidden_kernels[1]
+        if self.kernels is not None and loss == "cross_entropy":
+            scale = a_out.dtype.type(1.0 / y.shape[0])  # 1/N as the NumPy delta rounds it
+            self.kernels.cross_entropy_delta(a_out, y, scale, work.deltas[-1])
+        else:
+            loss_fn.delta(self.output, z_out, a_out, y, work.deltas[-1])
         delta = work.deltas[-1].T  # (n_L, batch), a view of the rows
         for l in range(self.n_layers, 0, -1):
             np.matmul(delta, self._input_rows(work, l - 1), out=self.dW[l - 1])

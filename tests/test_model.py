@@ -558,6 +558,51 @@ def test_compiled_relu_loops_treat_special_values_as_numpy_does(dtype: type) -> 
     assert delta.tobytes() == want_delta.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_sigmoid_and_softmax_loops_treat_special_values_as_numpy_does(
+    dtype: type,
+) -> None:
+    from mlp_cli.losses import LOSSES, softmax
+    from mlp_cli.optim import compiled_kernels
+
+    kernels = compiled_kernels()
+    assert kernels is not None, "numba is a dependency"
+    special = [np.nan, -0.0, 0.0, np.inf, -np.inf, 1e-40, -1e-40, 2.0, -100.0, 100.0]
+    z: NDArray[np.floating] = np.array([special, special[::-1]], dtype=dtype)
+    b: NDArray[np.floating] = np.array([0.5, -0.0], dtype=dtype)
+    want = z + b[:, None]
+    ACTIVATIONS["sigmoid"].forward(want, want)
+    got = z.copy()
+    kernels.bias_sigmoid(got, b)
+    assert got.tobytes() == want.tobytes()
+    delta: NDArray[np.floating] = np.array([special[::-1], special], dtype=dtype)
+    want_delta = delta.copy()
+    with np.errstate(invalid="ignore"):
+        ACTIVATIONS["sigmoid"].backward(want, want_delta)
+    kernels.sigmoid_backward(want, delta)
+    assert delta.tobytes() == want_delta.tobytes()
+
+    # Rows of ten logits as the output layer holds them (batch, K): ordinary, huge, with an
+    # infinity, with a NaN, all equal.
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((6, 10)) * 20
+    logits[1] = [1e4, -1e4, 88.0, 89.0, -88.0, 0.0, -0.0, 3.0, 2.0, 1.0]
+    logits[2, 4], logits[3, 7], logits[4] = np.inf, np.nan, 7.0
+    logits = logits.astype(dtype)
+    y = np.array([0, 1, 2, 3, 4, 9], dtype=np.uint8)
+    want_a, want_lse = np.empty_like(logits), np.empty(6, dtype=dtype)
+    with np.errstate(invalid="ignore"):  # inf - inf, in both
+        softmax(logits, want_a, lse=want_lse)
+        got_a, got_lse, sums = np.empty_like(logits), np.empty_like(want_lse), np.empty(6, dtype)
+        kernels.softmax(logits, got_a, got_lse, sums)
+    assert got_a.tobytes() == want_a.tobytes()
+    assert got_lse.tobytes() == want_lse.tobytes()
+    want_d, got_d = np.empty_like(logits), np.empty_like(logits)
+    LOSSES["cross_entropy"].delta("softmax", logits, want_a, y, want_d)
+    kernels.cross_entropy_delta(want_a, y, want_a.dtype.type(1.0 / 6), got_d)
+    assert got_d.tobytes() == want_d.tobytes()
+
+
 def test_models_outside_training_never_import_numba(
     imports_of: Callable[[str], set[str]],
 ) -> None:
