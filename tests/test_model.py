@@ -21,7 +21,7 @@ from mlp_cli import activations
 from mlp_cli.activations import ACTIVATIONS
 from mlp_cli.errors import UsageError
 from mlp_cli.gradcheck import gradcheck
-from mlp_cli.losses import LOSSES, OUTPUTS
+from mlp_cli.losses import LOSSES, OUTPUTS, softmax
 from mlp_cli.model import MLP
 
 F64 = NDArray[np.floating]
@@ -306,8 +306,9 @@ def test_cross_entropy_from_softmaxs_sums_has_the_bits_of_the_loss_from_logits(
     z: NDArray[np.floating] = (rng.standard_normal((batch, 10)) * 30).astype(dtype)
     z[0, :3] = [1e4, -1e4, 88.0]  # saturated rows stay finite both ways
     y = rng.integers(0, 10, batch)
-    a, lse = np.empty_like(z), np.empty(batch, dtype=dtype)
-    OUTPUTS["softmax"](z, a, lse=lse)
+    a = np.empty_like(z)
+    lse: NDArray[np.floating] = np.empty(batch, dtype=dtype)
+    softmax(z, a, lse=lse)
     plain = np.empty_like(z)
     OUTPUTS["softmax"](z, plain)
     assert a.tobytes() == plain.tobytes()
@@ -562,7 +563,6 @@ def test_compiled_relu_loops_treat_special_values_as_numpy_does(dtype: type) -> 
 def test_compiled_sigmoid_and_softmax_loops_treat_special_values_as_numpy_does(
     dtype: type,
 ) -> None:
-    from mlp_cli.losses import LOSSES, softmax
     from mlp_cli.optim import compiled_kernels
 
     kernels = compiled_kernels()
@@ -590,10 +590,15 @@ def test_compiled_sigmoid_and_softmax_loops_treat_special_values_as_numpy_does(
     logits[2, 4], logits[3, 7], logits[4] = np.inf, np.nan, 7.0
     logits = logits.astype(dtype)
     y = np.array([0, 1, 2, 3, 4, 9], dtype=np.uint8)
-    want_a, want_lse = np.empty_like(logits), np.empty(6, dtype=dtype)
+    want_a = np.empty_like(logits)
+    want_lse: NDArray[np.floating] = np.empty(6, dtype=dtype)
     with np.errstate(invalid="ignore"):  # inf - inf, in both
         softmax(logits, want_a, lse=want_lse)
-        got_a, got_lse, sums = np.empty_like(logits), np.empty_like(want_lse), np.empty(6, dtype)
+        got_a, got_lse, sums = (
+            np.empty_like(logits),
+            np.empty_like(want_lse),
+            np.empty_like(want_lse),
+        )
         kernels.softmax(logits, got_a, got_lse, sums)
     assert got_a.tobytes() == want_a.tobytes()
     assert got_lse.tobytes() == want_lse.tobytes()
