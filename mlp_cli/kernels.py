@@ -192,10 +192,13 @@ HIDDEN = {"relu": (bias_relu, relu_backward), "sigmoid": (bias_sigmoid, sigmoid_
 
 
 @_jit
-def _shift_by_row_max(z: Array, out: Array, row_max: Array) -> None:
-    """row_max = each row's maximum (NaN if the row holds one); out = z - row_max."""
+def _add_bias_and_shift(z: Array, b: Array, out: Array, row_max: Array) -> None:
+    """z += b (each row); row_max = each row's maximum (NaN if the row holds one);
+    out = z - row_max."""
     batch, k = z.shape
     for i in range(batch):
+        for c in range(k):
+            z[i, c] = z[i, c] + b[c]
         m = z[i, 0]
         for c in range(1, k):
             v = z[i, c]
@@ -219,10 +222,10 @@ def _divide_by_row_sum(e: Array, total: Array) -> None:
             e[i, c] = e[i, c] / t
 
 
-def softmax(z: Array, out: Array, lse: Array, total: Array) -> None:
-    """`mlp_cli.losses.softmax` with its ``lse``: out = softmax of each row of z, lse =
-    each row's log-sum-exp; ``total`` (batch,) is scratch."""
-    _shift_by_row_max(z, out, lse)  # lse holds the row maxima until the end
+def bias_softmax(z: Array, b: Array, out: Array, lse: Array, total: Array) -> None:
+    """z += b, then `mlp_cli.losses.softmax` with its ``lse``: out = softmax of each row
+    of z, lse = each row's log-sum-exp; ``total`` (batch,) is scratch."""
+    _add_bias_and_shift(z, b, out, lse)  # lse holds the row maxima until the end
     np.exp(out, out=out)
     _divide_by_row_sum(out, total)
     np.log(total, out=total)
@@ -241,3 +244,24 @@ def cross_entropy_delta(a: Array, y: Any, scale: Any, out: Array) -> None:
             if c == y[i]:
                 v = v - one
             out[i, c] = v * scale
+
+
+@_jit
+def count_correct(a: Array, y: Any) -> int:
+    """How many rows of a have their largest entry (the first one, or the first NaN, as
+    np.argmax picks) at the label in y."""
+    batch, k = a.shape
+    correct = 0
+    for i in range(batch):
+        best, m = 0, a[i, 0]
+        if m == m:
+            for c in range(1, k):
+                v = a[i, c]
+                if v != v:
+                    best = c
+                    break
+                if v > m:
+                    best, m = c, v
+        if best == y[i]:
+            correct += 1
+    return correct

@@ -249,14 +249,16 @@ class MLP:
                     act(z, z)
             else:
                 np.matmul(a_prev, self.W[l - 1].T, out=work.z_out)  # (batch, n_L): Z_L^T
-                work.z_out += self.b[l - 1]
-        if self.output != "softmax":
-            OUTPUTS[self.output](work.z_out, work.acts[-1])
-        elif self.kernels is not None:
-            self.kernels.softmax(work.z_out, work.acts[-1], work.lse, work.sums)
-        else:  # the loss reuses the sums softmax takes
-            softmax(work.z_out, work.acts[-1], lse=work.lse)
-        return work.acts[-1]
+        z, a, b = work.z_out, work.acts[-1], self.b[-1]
+        if self.kernels is not None and self.output == "softmax":
+            self.kernels.bias_softmax(z, b, a, work.lse, work.sums)
+            return a
+        z += b
+        if self.output == "softmax":  # the loss reuses the sums softmax takes
+            softmax(z, a, lse=work.lse)
+        else:
+            OUTPUTS[self.output](z, a)
+        return a
 
     def _drop(self, work: _Work, layer: int, p: float, rng: np.random.Generator) -> None:
         """Draw mask_layer and store (A_layer * mask_layer) as rows in work.dropped."""
@@ -364,6 +366,14 @@ class MLP:
             out[rows] = a
         return out
 
+    def count_correct(self, y: Labels) -> int:
+        """How many examples of the last forward batch (of y's length) have their largest
+        output at their label y."""
+        a = self._work[y.shape[0]].acts[-1]
+        if self.kernels is not None:
+            return int(self.kernels.count_correct(a, y))
+        return int(np.count_nonzero(a.argmax(axis=1) == y))
+
     def logits(self, n: int) -> Array:
         """Z_L of the last forward pass over ``n`` rows, shape (n, n_L): a work buffer."""
         return self._work[n].z_out
@@ -384,7 +394,7 @@ class MLP:
         loss_fn = LOSSES[loss]
         for rows, a, z in self.forward_batches(X, batch_size):
             total += loss_fn.value(self.output, z, a, y[rows]) * a.shape[0]
-            correct += int(np.count_nonzero(a.argmax(axis=1) == y[rows]))
+            correct += self.count_correct(y[rows])
         n = max(X.shape[0], 1)
         return total / n, correct / n
 

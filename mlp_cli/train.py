@@ -684,7 +684,7 @@ class Trainer:
                 xb, yb = self._gather(idx), data.y[idx]
                 if self.augment is not None:
                     self.augment(xb, self.noise_rng)  # in place, on the gathered copy only
-                out = model.forward(xb, dropout=self.dropout, rng=self.noise_rng)
+                model.forward(xb, dropout=self.dropout, rng=self.noise_rng)
                 loss = model.backward(yb, cfg.loss, l1=reg.l1, l2=reg.l2)
                 if not math.isfinite(loss):
                     raise self._diverged(loss)
@@ -693,7 +693,7 @@ class Trainer:
                 if cfg.model.max_norm:
                     model.apply_max_norm(cfg.model.max_norm)
                 st.loss_sum += loss * len(idx)
-                st.correct += int(np.count_nonzero(out.argmax(axis=1) == yb))
+                st.correct += model.count_correct(yb)
                 st.seen += len(idx)
                 st.step += 1
                 cb.on_step(st.step, loss)

@@ -583,29 +583,41 @@ def test_compiled_sigmoid_and_softmax_loops_treat_special_values_as_numpy_does(
     assert delta.tobytes() == want_delta.tobytes()
 
     # Rows of ten logits as the output layer holds them (batch, K): ordinary, huge, with an
-    # infinity, with a NaN, all equal.
+    # infinity, with a NaN, all equal; a bias with a signed zero and an infinity.
     rng = np.random.default_rng(2)
-    logits = rng.standard_normal((6, 10)) * 20
+    logits = rng.standard_normal((7, 10)) * 20
     logits[1] = [1e4, -1e4, 88.0, 89.0, -88.0, 0.0, -0.0, 3.0, 2.0, 1.0]
     logits[2, 4], logits[3, 7], logits[4] = np.inf, np.nan, 7.0
     logits = logits.astype(dtype)
-    y = np.array([0, 1, 2, 3, 4, 9], dtype=np.uint8)
+    bias: NDArray[np.floating] = np.array(
+        [0.5, -0.0, 0.0, 1.0, -3.0, 0.0, 2.0, 0.0, 0.0, 0.0], dtype=dtype
+    )
+    y = np.array([0, 1, 2, 3, 4, 9, 5], dtype=np.uint8)
+    want_z = logits + bias
     want_a = np.empty_like(logits)
-    want_lse: NDArray[np.floating] = np.empty(6, dtype=dtype)
+    want_lse: NDArray[np.floating] = np.empty(7, dtype=dtype)
+    got_z = logits.copy()
+    got_a, got_lse, sums = np.empty_like(logits), np.empty_like(want_lse), np.empty_like(want_lse)
     with np.errstate(invalid="ignore"):  # inf - inf, in both
-        softmax(logits, want_a, lse=want_lse)
-        got_a, got_lse, sums = (
-            np.empty_like(logits),
-            np.empty_like(want_lse),
-            np.empty_like(want_lse),
-        )
-        kernels.softmax(logits, got_a, got_lse, sums)
+        softmax(want_z, want_a, lse=want_lse)
+        kernels.bias_softmax(got_z, bias, got_a, got_lse, sums)
+    assert got_z.tobytes() == want_z.tobytes()
     assert got_a.tobytes() == want_a.tobytes()
     assert got_lse.tobytes() == want_lse.tobytes()
     want_d, got_d = np.empty_like(logits), np.empty_like(logits)
-    LOSSES["cross_entropy"].delta("softmax", logits, want_a, y, want_d)
-    kernels.cross_entropy_delta(want_a, y, want_a.dtype.type(1.0 / 6), got_d)
+    LOSSES["cross_entropy"].delta("softmax", want_z, want_a, y, want_d)
+    kernels.cross_entropy_delta(want_a, y, want_a.dtype.type(1.0 / 7), got_d)
     assert got_d.tobytes() == want_d.tobytes()
+
+    # The correct count picks what np.argmax picks: the first of equal entries, a NaN first.
+    probabilities: NDArray[np.floating] = np.array(
+        [[0.1, 0.7, 0.7], [np.nan, 0.9, 0.0], [0.2, np.nan, 0.8], [0.3, 0.3, 0.3], [0, 0, 1]],
+        dtype=dtype,
+    )
+    for labels in itertools.product(range(3), repeat=5):
+        y_small = np.array(labels, dtype=np.int64)
+        picked = int(np.count_nonzero(probabilities.argmax(axis=1) == y_small))
+        assert kernels.count_correct(probabilities, y_small) == picked, labels
 
 
 def test_models_outside_training_never_import_numba(
