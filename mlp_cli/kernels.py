@@ -1,13 +1,17 @@
-"""Compiled loops, one pass each: the optimizers' updates (`mlp_cli.optim`) and a ReLU
-layer's bias, activation and derivative (`mlp_cli.model.MLP.use_kernels`).
+"""Compiled loops, one pass each: the optimizers' updates (`mlp_cli.optim`), a hidden
+layer's bias, activation and derivative, and the softmax output's row work and
+cross-entropy delta (`mlp_cli.model.MLP.use_kernels`).
 
 An update applies its rule from `mlp_cli.optim` to every entry, in parallel (``prange``):
 no entry depends on another, so the bits do not depend on which thread took which.  The
-ReLU loops perform the float operations of the NumPy code they replace, in the same order.
-Without fast-math (no fused multiply-add) both give NumPy's bits, reading and writing each
-entry once instead of once per NumPy operation.  ``error_model="numpy"`` lets a division by
-zero give inf, as in NumPy.  Importing this module imports numba, so `mlp_cli.optim` does
-that only when an optimizer is built.
+layer loops perform the float operations of the NumPy code they replace
+(`mlp_cli.activations`, `mlp_cli.losses`), in the same order; exponentials and logarithms
+stay NumPy's, called between the loops, since a compiled exp rounds differently.  Without
+fast-math (no fused multiply-add) both give NumPy's bits, reading and writing each entry
+once instead of once per NumPy operation, and a small layer's step makes a few calls
+instead of a few dozen.  ``error_model="numpy"`` lets a division by zero give inf, as in
+NumPy.  Importing this module imports numba, so `mlp_cli.optim` does that only when an
+optimizer is built.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import numba
+import numpy as np
 from numba import prange
 
 from mlp_cli import optim
@@ -136,3 +141,127 @@ def relu_backward(a: Array, delta: Array) -> None:
     for i in range(n):
         for j in range(batch):
             delta[i, j] = delta[i, j] * (0.0 if a[i, j] <= 0.0 else 1.0)
+
+
+# -- hidden layers: z = g(z + b) in place, and delta *= g'(z) from a = g(z) -------------------
+
+
+@_jit
+def _bias_negate(z: Array, b: Array) -> None:
+    """z = -(z + b), the sigmoid's first two operations."""
+    n, batch = z.shape
+    for i in range(n):
+        bi = b[i]
+        for j in range(batch):
+            z[i, j] = -(z[i, j] + bi)
+
+
+@_jit
+def _reciprocal_of_one_plus(e: Array) -> None:
+    """e = 1 / (e + 1), the sigmoid's last two operations (in e's own precision)."""
+    one = np.float32(1.0)  # exact in any float type; adds in e's precision
+    n, batch = e.shape
+    for i in range(n):
+        for j in range(batch):
+            e[i, j] = one / (e[i, j] + one)
+
+
+def bias_sigmoid(z: Array, b: Array) -> None:
+    """z = 1 / (1 + e^-(z + b)) for z of shape (n, batch), b of shape (n,), in place."""
+    _bias_negate(z, b)
+    with np.errstate(over="ignore"):  # e^-z is inf for z < -88 in float32; 1/inf is 0
+        np.exp(z, out=z)
+    _reciprocal_of_one_plus(z)
+
+
+@_jit
+def sigmoid_backward(a: Array, delta: Array) -> None:
+    """delta *= a (1 - a), as delta = delta a; delta -= delta a."""
+    n, batch = a.shape
+    for i in range(n):
+        for j in range(batch):
+            d = delta[i, j] * a[i, j]
+            delta[i, j] = d - d * a[i, j]
+
+
+# Per hidden activation: (bias and activation, derivative).  The others run in NumPy.
+HIDDEN = {"relu": (bias_relu, relu_backward), "sigmoid": (bias_sigmoid, sigmoid_backward)}
+
+
+# -- the softmax output and its cross-entropy ------------------------------------------------
+
+
+@_jit
+def _add_bias_and_shift(z: Array, b: Array, out: Array, row_max: Array) -> None:
+    """z += b (each row); row_max = each row's maximum (NaN if the row holds one);
+    out = z - row_max."""
+    batch, k = z.shape
+    for i in range(batch):
+        for c in range(k):
+            z[i, c] = z[i, c] + b[c]
+        m = z[i, 0]
+        for c in range(1, k):
+            v = z[i, c]
+            if v > m or v != v:
+                m = v
+        row_max[i] = m
+        for c in range(k):
+            out[i, c] = z[i, c] - m
+
+
+@_jit
+def _divide_by_row_sum(e: Array, total: Array) -> None:
+    """total = each row's sum, columns added left to right; e /= total."""
+    batch, k = e.shape
+    for i in range(batch):
+        t = e[i, 0]
+        for c in range(1, k):
+            t = t + e[i, c]
+        total[i] = t
+        for c in range(k):
+            e[i, c] = e[i, c] / t
+
+
+def bias_softmax(z: Array, b: Array, out: Array, lse: Array, total: Array) -> None:
+    """z += b, then `mlp_cli.losses.softmax` with its ``lse``: out = softmax of each row
+    of z, lse = each row's log-sum-exp; ``total`` (batch,) is scratch."""
+    _add_bias_and_shift(z, b, out, lse)  # lse holds the row maxima until the end
+    np.exp(out, out=out)
+    _divide_by_row_sum(out, total)
+    np.log(total, out=total)
+    np.add(total, lse, out=lse)
+
+
+@_jit
+def cross_entropy_delta(a: Array, y: Any, scale: Any, out: Array) -> None:
+    """out = (a - Y) scale for one-hot rows Y of the labels y, as
+    `mlp_cli.losses` computes (a - Y) / N with scale = 1/N in a's precision."""
+    batch, k = a.shape
+    one = np.float32(1.0)
+    for i in range(batch):
+        for c in range(k):
+            v = a[i, c]
+            if c == y[i]:
+                v = v - one
+            out[i, c] = v * scale
+
+
+@_jit
+def count_correct(a: Array, y: Any) -> int:
+    """How many rows of a have their largest entry (the first one, or the first NaN, as
+    np.argmax picks) at the label in y."""
+    batch, k = a.shape
+    correct = 0
+    for i in range(batch):
+        best, m = 0, a[i, 0]
+        if m == m:
+            for c in range(1, k):
+                v = a[i, c]
+                if v != v:
+                    best = c
+                    break
+                if v > m:
+                    best, m = c, v
+        if best == y[i]:
+            correct += 1
+    return correct

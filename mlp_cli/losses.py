@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,12 +29,31 @@ Array = NDArray[np.floating]
 Labels = NDArray[np.integer]
 
 
-def softmax(z: Array, out: Array) -> Array:
-    """a_k = e^{z_k} / sum_j e^{z_j}, row by row, shifted by the row maximum for stability."""
-    np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+def softmax(z: Array, out: Array, lse: Array | None = None) -> Array:
+    """a_k = e^{z_k} / sum_j e^{z_j}, row by row, shifted by the row maximum for stability.
+
+    With ``lse`` (shape (batch,)), also writes each row's log-sum-exp log sum_j e^{z_j}, the
+    cross-entropy's other term, from the sums already at hand: the bits are those the loss
+    would compute again from ``z``.
+    """
+    zmax = z.max(axis=1, keepdims=True)
+    np.subtract(z, zmax, out=out)
     np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
+    total = row_sums(out)
+    out /= total[:, None]
+    if lse is not None:
+        np.log(total, out=lse)
+        lse += zmax[:, 0]
     return out
+
+
+def row_sums(e: Array) -> Array:
+    """Each row's sum, the columns added left to right: the order `mlp_cli.kernels` adds
+    them in, so that training's compiled softmax and this one agree bit for bit."""
+    total = e[:, 0].copy()
+    for column in e.T[1:]:
+        total += column
+    return total
 
 
 OUTPUTS: dict[str, Callable[[Array, Array], Array]] = {"softmax": softmax, "sigmoid": sigmoid}
@@ -43,11 +63,14 @@ def _rows(y: Labels) -> NDArray[np.intp]:
     return np.arange(y.shape[0])
 
 
-def _cross_entropy(output: str, z: Array, a: Array, y: Labels) -> float:
+def _cross_entropy(output: str, z: Array, a: Array, y: Labels, lse: Array | None = None) -> float:
     if output == "softmax":
-        zmax = z.max(axis=1)
-        lse = zmax + np.log(np.exp(z - zmax[:, None]).sum(axis=1))
-        return float(np.mean(lse - z[_rows(y), y]))
+        if lse is None:
+            zmax = z.max(axis=1)
+            lse = zmax + np.log(row_sums(np.exp(z - zmax[:, None])))
+        # The mean as np.mean takes it (a sum in the array's dtype, then one division),
+        # without its Python-level bookkeeping.
+        return float(np.add.reduce(lse - z[_rows(y), y]) / y.shape[0])
     # Binary cross-entropy per unit: softplus(z) - Y z, summed over units.
     total = np.logaddexp(0.0, z).sum() - z[_rows(y), y].sum()
     return float(total / y.shape[0])
@@ -59,7 +82,7 @@ def _cross_entropy_delta(output: str, z: Array, a: Array, y: Labels, out: Array)
     out *= 1.0 / y.shape[0]
 
 
-def _mse(output: str, z: Array, a: Array, y: Labels) -> float:
+def _mse(output: str, z: Array, a: Array, y: Labels, lse: Array | None = None) -> float:
     r = a.copy()
     r[_rows(y), y] -= 1.0
     return float(0.5 * np.einsum("ij,ij->", r, r) / y.shape[0])
@@ -76,11 +99,19 @@ def _mse_delta(output: str, z: Array, a: Array, y: Labels, out: Array) -> None:
         out *= a
 
 
+class LossValue(Protocol):
+    def __call__(
+        self, output: str, z: Array, a: Array, y: Labels, lse: Array | None = None
+    ) -> float:
+        """The mean loss over the batch; ``lse``, if given, is each row's log-sum-exp of
+        ``z`` as `softmax` wrote it."""
+        ...
+
+
 @dataclass(frozen=True)
 class Loss:
     name: str
-    value: Callable[[str, Array, Array, Labels], float]
-    """value(output, z, a, y) -> mean loss over the batch."""
+    value: LossValue
     delta: Callable[[str, Array, Array, Labels, Array], None]
     """delta(output, z, a, y, out) writes dL/dz, shape (batch, K), into out."""
 

@@ -42,7 +42,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from mlp_cli.activations import ACTIVATIONS
 from mlp_cli.errors import UsageError
-from mlp_cli.losses import LOSSES, OUTPUTS
+from mlp_cli.losses import LOSSES, OUTPUTS, softmax
 
 if TYPE_CHECKING:
     from mlp_cli.checkpoint import SavedModel
@@ -60,6 +60,8 @@ class _Work:
     acts: list[Array]
     deltas: list[Array]
     z_out: Array  # Z_L, kept for the loss value
+    lse: Array  # (batch,): each row's log-sum-exp of Z_L, a softmax output's by-product
+    sums: Array  # (batch,): scratch for the compiled softmax's row sums
     ones: Array  # (batch,) of 1: db = delta 1 is a matrix-vector product, faster than a sum
     # Per dropped layer l: mask_l in {0, 1/(1-p)} and A_l * mask_l, both (batch, n_l) rows,
     # so a seed draws the same masks whatever the layout of A_l.
@@ -104,6 +106,7 @@ class MLP:
         self._work: dict[int, _Work] = {}
         self._scratch: Array | None = None
         self.kernels: ModuleType | None = None  # see `use_kernels`
+        self._hidden_kernels: tuple[Callable[[Array, Array], None], ...] | None = None
 
     @classmethod
     def from_saved(cls, saved: SavedModel) -> MLP:
@@ -121,12 +124,13 @@ class MLP:
             b[...] = v
 
     def use_kernels(self, kernels: ModuleType | None) -> None:
-        """Run the hidden layers' bias addition and activation, and its derivative, through
-        the compiled loops of `mlp_cli.kernels` (None: NumPy).  They give the same bits in
-        one pass instead of two or three.  Only ReLU has such loops; the other activations
-        keep NumPy, whose exp and tanh would have to be matched bit for bit.  Training turns
-        this on; evaluation and prediction stay in NumPy and never import numba."""
-        self.kernels = kernels if self.hidden == "relu" else None
+        """Run the hidden layers' bias addition and activation and its derivative (ReLU and
+        sigmoid), and the softmax output with its cross-entropy delta, through the compiled
+        loops of `mlp_cli.kernels` (None: NumPy).  They give the same bits in one pass
+        instead of several NumPy calls.  Training turns this on; evaluation and prediction
+        stay in NumPy and never import numba."""
+        self.kernels = kernels
+        self._hidden_kernels = None if kernels is None else kernels.HIDDEN.get(self.hidden)
 
     def _views(self, flat: Array, shapes: list[tuple[int, int]]) -> tuple[list[Array], list[Array]]:
         weights, biases = [], []
@@ -194,7 +198,8 @@ class MLP:
             acts.append(np.empty((n, self.sizes[-1]), dtype=self.dtype))  # rows
             deltas = [np.empty_like(a) for a in acts]  # deltas[0] is never used
             z_out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
-            work = _Work(acts, deltas, z_out, np.ones(n, dtype=self.dtype))
+            lse = np.empty(n, dtype=self.dtype)
+            work = _Work(acts, deltas, z_out, lse, np.empty_like(lse), np.ones_like(lse))
             if len(self._work) >= 3:  # training, last-batch and evaluation sizes
                 self._work.pop(next(iter(self._work)))
             self._work[n] = work
@@ -237,16 +242,23 @@ class MLP:
             if l < L:
                 z = work.acts[l]  # (n_l, batch)
                 np.matmul(self.W[l - 1], a_prev.T, out=z)  # W_l A_{l-1}
-                if self.kernels is not None:
-                    self.kernels.bias_relu(z, self.b[l - 1])
+                if self._hidden_kernels is not None:
+                    self._hidden_kernels[0](z, self.b[l - 1])
                 else:
                     z += self.b[l - 1][:, None]
                     act(z, z)
             else:
                 np.matmul(a_prev, self.W[l - 1].T, out=work.z_out)  # (batch, n_L): Z_L^T
-                work.z_out += self.b[l - 1]
-        OUTPUTS[self.output](work.z_out, work.acts[-1])
-        return work.acts[-1]
+        z, a, b = work.z_out, work.acts[-1], self.b[-1]
+        if self.kernels is not None and self.output == "softmax":
+            self.kernels.bias_softmax(z, b, a, work.lse, work.sums)
+            return a
+        z += b
+        if self.output == "softmax":  # the loss reuses the sums softmax takes
+            softmax(z, a, lse=work.lse)
+        else:
+            OUTPUTS[self.output](z, a)
+        return a
 
     def _drop(self, work: _Work, layer: int, p: float, rng: np.random.Generator) -> None:
         """Draw mask_layer and store (A_layer * mask_layer) as rows in work.dropped."""
@@ -281,11 +293,16 @@ class MLP:
         work = self._work[y.shape[0]]
         loss_fn = LOSSES[loss]
         z_out, a_out = work.z_out, work.acts[-1]
-        value = loss_fn.value(self.output, z_out, a_out, y)
+        lse = work.lse if self.output == "softmax" else None
+        value = loss_fn.value(self.output, z_out, a_out, y, lse)
         backward = ACTIVATIONS[self.hidden].backward
-        if self.kernels is not None:
-            backward = self.kernels.relu_backward
-        loss_fn.delta(self.output, z_out, a_out, y, work.deltas[-1])
+        if self._hidden_kernels is not None:
+            backward = self._hidden_kernels[1]
+        if self.kernels is not None and loss == "cross_entropy":
+            scale = a_out.dtype.type(1.0 / y.shape[0])  # 1/N as the NumPy delta rounds it
+            self.kernels.cross_entropy_delta(a_out, y, scale, work.deltas[-1])
+        else:
+            loss_fn.delta(self.output, z_out, a_out, y, work.deltas[-1])
         delta = work.deltas[-1].T  # (n_L, batch), a view of the rows
         for l in range(self.n_layers, 0, -1):
             np.matmul(delta, self._input_rows(work, l - 1), out=self.dW[l - 1])
@@ -349,6 +366,14 @@ class MLP:
             out[rows] = a
         return out
 
+    def count_correct(self, y: Labels) -> int:
+        """How many examples of the last forward batch (of y's length) have their largest
+        output at their label y."""
+        a = self._work[y.shape[0]].acts[-1]
+        if self.kernels is not None:
+            return int(self.kernels.count_correct(a, y))
+        return int(np.count_nonzero(a.argmax(axis=1) == y))
+
     def logits(self, n: int) -> Array:
         """Z_L of the last forward pass over ``n`` rows, shape (n, n_L): a work buffer."""
         return self._work[n].z_out
@@ -369,7 +394,7 @@ class MLP:
         loss_fn = LOSSES[loss]
         for rows, a, z in self.forward_batches(X, batch_size):
             total += loss_fn.value(self.output, z, a, y[rows]) * a.shape[0]
-            correct += int(np.count_nonzero(a.argmax(axis=1) == y[rows]))
+            correct += self.count_correct(y[rows])
         n = max(X.shape[0], 1)
         return total / n, correct / n
 

@@ -625,7 +625,9 @@ class Trainer:
             if len(self._batch) >= 2:
                 self._batch.clear()
             buf = self._batch[len(idx)] = np.empty((len(idx), self.data.X.shape[1]), np.float32)
-        return np.take(self.data.X, idx, axis=0, out=buf)
+        # The indices are valid, so "clip" changes nothing but lets take write straight
+        # into `buf`; the default mode ("raise") copies through a buffer first.
+        return np.take(self.data.X, idx, axis=0, out=buf, mode="clip")
 
     def run(
         self,
@@ -682,7 +684,7 @@ class Trainer:
                 xb, yb = self._gather(idx), data.y[idx]
                 if self.augment is not None:
                     self.augment(xb, self.noise_rng)  # in place, on the gathered copy only
-                out = model.forward(xb, dropout=self.dropout, rng=self.noise_rng)
+                model.forward(xb, dropout=self.dropout, rng=self.noise_rng)
                 loss = model.backward(yb, cfg.loss, l1=reg.l1, l2=reg.l2)
                 if not math.isfinite(loss):
                     raise self._diverged(loss)
@@ -691,7 +693,7 @@ class Trainer:
                 if cfg.model.max_norm:
                     model.apply_max_norm(cfg.model.max_norm)
                 st.loss_sum += loss * len(idx)
-                st.correct += int(np.count_nonzero(out.argmax(axis=1) == yb))
+                st.correct += model.count_correct(yb)
                 st.seen += len(idx)
                 st.step += 1
                 cb.on_step(st.step, loss)

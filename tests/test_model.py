@@ -21,7 +21,7 @@ from mlp_cli import activations
 from mlp_cli.activations import ACTIVATIONS
 from mlp_cli.errors import UsageError
 from mlp_cli.gradcheck import gradcheck
-from mlp_cli.losses import LOSSES, OUTPUTS
+from mlp_cli.losses import LOSSES, OUTPUTS, softmax
 from mlp_cli.model import MLP
 
 F64 = NDArray[np.floating]
@@ -295,6 +295,28 @@ def test_softmax_cross_entropy_stays_finite_when_saturated() -> None:
     assert got == pytest.approx(2000.0, rel=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 7, 128, 1000])
+def test_cross_entropy_from_softmaxs_sums_has_the_bits_of_the_loss_from_logits(
+    batch: int, dtype: type
+) -> None:
+    """The training step takes the loss's log-sum-exp from the softmax it already computed;
+    the loss must be the one computed afresh from the logits, bit for bit."""
+    rng = np.random.default_rng(batch)
+    z: NDArray[np.floating] = (rng.standard_normal((batch, 10)) * 30).astype(dtype)
+    z[0, :3] = [1e4, -1e4, 88.0]  # saturated rows stay finite both ways
+    y = rng.integers(0, 10, batch)
+    a = np.empty_like(z)
+    lse: NDArray[np.floating] = np.empty(batch, dtype=dtype)
+    softmax(z, a, lse=lse)
+    plain = np.empty_like(z)
+    OUTPUTS["softmax"](z, plain)
+    assert a.tobytes() == plain.tobytes()
+    fresh = LOSSES["cross_entropy"].value("softmax", z, a, y)
+    assert math.isfinite(fresh)
+    assert LOSSES["cross_entropy"].value("softmax", z, a, y, lse) == fresh
+
+
 def test_sigmoid_cross_entropy_sums_binary_losses_over_units_by_hand() -> None:
     z, y = [[0.3, -1.2, 2.0]], [2]
     a = [1.0 / (1.0 + math.exp(-v)) for v in z[0]]
@@ -535,6 +557,67 @@ def test_compiled_relu_loops_treat_special_values_as_numpy_does(dtype: type) -> 
         ACTIVATIONS["relu"].backward(want, want_delta)
     kernels.relu_backward(want, delta)
     assert delta.tobytes() == want_delta.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_sigmoid_and_softmax_loops_treat_special_values_as_numpy_does(
+    dtype: type,
+) -> None:
+    from mlp_cli.optim import compiled_kernels
+
+    kernels = compiled_kernels()
+    assert kernels is not None, "numba is a dependency"
+    special = [np.nan, -0.0, 0.0, np.inf, -np.inf, 1e-40, -1e-40, 2.0, -100.0, 100.0]
+    z: NDArray[np.floating] = np.array([special, special[::-1]], dtype=dtype)
+    b: NDArray[np.floating] = np.array([0.5, -0.0], dtype=dtype)
+    want = z + b[:, None]
+    ACTIVATIONS["sigmoid"].forward(want, want)
+    got = z.copy()
+    kernels.bias_sigmoid(got, b)
+    assert got.tobytes() == want.tobytes()
+    delta: NDArray[np.floating] = np.array([special[::-1], special], dtype=dtype)
+    want_delta = delta.copy()
+    with np.errstate(invalid="ignore"):
+        ACTIVATIONS["sigmoid"].backward(want, want_delta)
+    kernels.sigmoid_backward(want, delta)
+    assert delta.tobytes() == want_delta.tobytes()
+
+    # Rows of ten logits as the output layer holds them (batch, K): ordinary, huge, with an
+    # infinity, with a NaN, all equal; a bias with a signed zero and an infinity.
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((7, 10)) * 20
+    logits[1] = [1e4, -1e4, 88.0, 89.0, -88.0, 0.0, -0.0, 3.0, 2.0, 1.0]
+    logits[2, 4], logits[3, 7], logits[4] = np.inf, np.nan, 7.0
+    logits = logits.astype(dtype)
+    bias: NDArray[np.floating] = np.array(
+        [0.5, -0.0, 0.0, 1.0, -3.0, 0.0, 2.0, 0.0, 0.0, 0.0], dtype=dtype
+    )
+    y = np.array([0, 1, 2, 3, 4, 9, 5], dtype=np.uint8)
+    want_z = logits + bias
+    want_a = np.empty_like(logits)
+    want_lse: NDArray[np.floating] = np.empty(7, dtype=dtype)
+    got_z = logits.copy()
+    got_a, got_lse, sums = np.empty_like(logits), np.empty_like(want_lse), np.empty_like(want_lse)
+    with np.errstate(invalid="ignore"):  # inf - inf, in both
+        softmax(want_z, want_a, lse=want_lse)
+        kernels.bias_softmax(got_z, bias, got_a, got_lse, sums)
+    assert got_z.tobytes() == want_z.tobytes()
+    assert got_a.tobytes() == want_a.tobytes()
+    assert got_lse.tobytes() == want_lse.tobytes()
+    want_d, got_d = np.empty_like(logits), np.empty_like(logits)
+    LOSSES["cross_entropy"].delta("softmax", want_z, want_a, y, want_d)
+    kernels.cross_entropy_delta(want_a, y, want_a.dtype.type(1.0 / 7), got_d)
+    assert got_d.tobytes() == want_d.tobytes()
+
+    # The correct count picks what np.argmax picks: the first of equal entries, a NaN first.
+    probabilities: NDArray[np.floating] = np.array(
+        [[0.1, 0.7, 0.7], [np.nan, 0.9, 0.0], [0.2, np.nan, 0.8], [0.3, 0.3, 0.3], [0, 0, 1]],
+        dtype=dtype,
+    )
+    for labels in itertools.product(range(3), repeat=5):
+        y_small = np.array(labels, dtype=np.int64)
+        picked = int(np.count_nonzero(probabilities.argmax(axis=1) == y_small))
+        assert kernels.count_correct(probabilities, y_small) == picked, labels
 
 
 def test_models_outside_training_never_import_numba(
