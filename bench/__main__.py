@@ -5,6 +5,7 @@
     python -m bench --network 784-100-10 --epochs 5 --no-drift --no-memory
     python -m bench busy             # each shipped config quiet and beside a busy neighbour
     python -m bench threads          # step time by thread count: where threads start to pay
+    python -m bench startup          # how long `mlp --help` and `mlp predict` take to start
 
 Prints a table and writes everything measured to ``bench/results/<kind>-<time>.json``, with
 the load average before and after.  On a machine that other processes keep busy, a
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import breakeven
 
         return breakeven.main(given[1:])
+    if given[:1] == ["startup"]:
+        from bench import startup
+
+        return startup.main(given[1:])
     args = _parse(argv)
     console = Console(width=max(Console().width, 120))
     nets = tuple(network_named(n) for n in args.network) if args.network else NETWORKS
