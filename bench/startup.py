@@ -18,6 +18,12 @@ Then each command runs under ``python -X importtime`` (`IMPORTTIME_RUNS` times; 
 the median total counts) and the imports that cost most are listed: per package, the self
 times of its modules summed; and the single modules with the largest cumulative times.
 
+Every process runs from compiled bytecode, as an installed program does (pip compiles a
+package's modules when it installs them): ``PYTHONDONTWRITEBYTECODE`` is dropped and
+``PYTHONPYCACHEPREFIX`` points at a temporary folder, which the first, untimed run of each
+command fills, so nothing is written beside the sources.  ``--as-is`` keeps the environment
+as it is instead.
+
 Without ``--model``, ``mlp predict`` reads a 784-100-10 network with random weights (its
 forward pass and file cost what a trained one's do) and a 280x280 PNG of a drawn "7".
 Writes ``bench/results/startup-<time>.json``.
@@ -70,27 +76,38 @@ def commands(python: str, image: Path, model: Path) -> list[Command]:
     ]
 
 
-def run_once(argv: list[str]) -> float:
+def compiled_env(cache: Path) -> dict[str, str]:
+    """This process's environment, with bytecode written to and read from ``cache``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(cache)
+    return env
+
+
+def run_once(argv: list[str], env: dict[str, str] | None) -> float:
     """Seconds of wall time ``argv`` takes to run to its end, its output discarded."""
     started = time.perf_counter()
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    done = subprocess.run(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited with {done.returncode}")
     return seconds
 
 
-def check_runs(argv: list[str]) -> None:
+def check_runs(argv: list[str], env: dict[str, str] | None) -> None:
     """Run ``argv`` once, untimed (it also fills the file cache and writes .pyc files), and
     stop with its error output if it fails: a failing command would time its error path."""
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(
             f"{' '.join(argv)} exited with {done.returncode}:\n{done.stderr.strip()}"
         )
 
 
-def paired_times(groups: list[list[Command]], pairs: int) -> list[list[list[float]]]:
+def paired_times(
+    groups: list[list[Command]], pairs: int, env: dict[str, str] | None
+) -> list[list[list[float]]]:
     """``times[g][c][r]``: seconds of command ``c`` of group ``g`` in round ``r``.
 
     Every round runs every command of every group once; the order rotates by one each round
@@ -101,7 +118,7 @@ def paired_times(groups: list[list[Command]], pairs: int) -> list[list[list[floa
     for r in range(pairs):
         shift = r % len(flat)
         for g, c in flat[shift:] + flat[:shift]:
-            times[g][c].append(run_once(groups[g][c].argv))
+            times[g][c].append(run_once(groups[g][c].argv, env))
     return times
 
 
@@ -127,7 +144,9 @@ def parse_importtime(stderr: str) -> list[dict[str, Any]]:
     return rows
 
 
-def importtime(argv: list[str], runs: int = IMPORTTIME_RUNS) -> dict[str, Any]:
+def importtime(
+    argv: list[str], env: dict[str, str] | None, runs: int = IMPORTTIME_RUNS
+) -> dict[str, Any]:
     """What ``argv``'s imports cost: the total, per package, and the largest single imports
     (the run with the median total of ``runs``)."""
     reports = []
@@ -137,6 +156,7 @@ def importtime(argv: list[str], runs: int = IMPORTTIME_RUNS) -> dict[str, Any]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
             check=False,
         )
         rows = parse_importtime(done.stderr)
@@ -183,33 +203,38 @@ def summarize(group: list[Command], times: list[list[float]]) -> list[dict[str, 
     return out
 
 
-def measure(pythons: list[str], pairs: int, model: Path | None, console: Console) -> dict[str, Any]:
+def measure(
+    pythons: list[str], pairs: int, model: Path | None, console: Console, as_is: bool = False
+) -> dict[str, Any]:
     """Time the commands in each interpreter of ``pythons``, paired with its baseline, then
-    list their imports."""
+    list their imports; ``as_is``: in this process's environment, else from bytecode cached
+    in a temporary folder."""
     from bench.serve import canvas_png, random_model
 
     with tempfile.TemporaryDirectory(prefix="mlp-startup-") as scratch:
         image = Path(scratch) / "seven.png"
         image.write_bytes(canvas_png())
         chosen = model or random_model(Path(scratch) / "model.npz", [784, 100, 10])
+        env = None if as_is else compiled_env(Path(scratch) / "bytecode")
         groups = [commands(python, image, chosen) for python in pythons]
         for group in groups:
             for command in group:
-                check_runs(command.argv)
+                check_runs(command.argv, env)
         console.print(
             f"startup: {pairs} rounds of {sum(map(len, groups))} commands ..."
             f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
         )
-        times = paired_times(groups, pairs)
+        times = paired_times(groups, pairs, env)
         results = []
         for python, group, group_times in zip(pythons, groups, times, strict=True):
             console.print(f"importtime: {python} ...", highlight=False)
             rows = summarize(group, group_times)
             for row, command in zip(rows, group, strict=True):
-                row["importtime"] = importtime(command.argv)
+                row["importtime"] = importtime(command.argv, env)
             results.append({"python": python, "commands": rows})
     return {
         "pairs": pairs,
+        "bytecode": "as the environment has it" if as_is else "compiled, cached",
         "model": str(model) if model else "random 784-100-10",
         "results": results,
     }
@@ -276,6 +301,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         help="interpreter whose mlp to time (repeatable) [this one]",
     )
     parser.add_argument("--model", type=Path, help="model or run folder [random 784-100-10]")
+    parser.add_argument(
+        "--as-is",
+        action="store_true",
+        help="keep the environment's bytecode settings (e.g. PYTHONDONTWRITEBYTECODE)",
+    )
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/startup-<time>.json]")
     return parser.parse_args(argv)
 
@@ -294,7 +324,7 @@ def main(argv: list[str]) -> int:
             "load_average_before": load_before,
             "python": platform.python_version(),
         },
-        **measure(args.python or [sys.executable], args.pairs, args.model, console),
+        **measure(args.python or [sys.executable], args.pairs, args.model, console, args.as_is),
     }
     record["machine"]["load_average_after"] = os.getloadavg()
     record["seconds"] = time.perf_counter() - started
