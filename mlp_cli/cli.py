@@ -34,6 +34,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
 from mlp_cli.plain import command, escape_controls, plain
+from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
 
@@ -79,10 +80,18 @@ class _Command(TyperCommand):
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain_types(super().get_params(ctx))
 
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        load_rich_utils()
+        super().format_help(ctx, formatter)
+
 
 class _Group(TyperGroup):
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain_types(super().get_params(ctx))
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        load_rich_utils()
+        super().format_help(ctx, formatter)
 
 
 class _Typer(typer.Typer):
