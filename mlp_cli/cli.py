@@ -8,8 +8,8 @@ Heavy modules (NumPy, pooch, Pillow, matplotlib) are imported inside the command
 them, so ``mlp --help`` and shell completion stay fast.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Typer reads every command's signature when it
+# starts, and evaluating annotations kept as strings cost more than building the commands.
 import contextlib
 import errno
 import functools
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
     from mlp_cli.config import Config
     from mlp_cli.data import Splits
+
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Split(StrEnum):
@@ -122,9 +125,6 @@ app.add_typer(show_app, name="show")
 console = Console()
 err_console = Console(stderr=True)
 _debug = {"on": False}
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 ERROR, WARNING = ("error: ", "bold red"), ("warning: ", "bold yellow")
 
@@ -301,7 +301,7 @@ def _stop_on_sigint() -> Iterator[Callable[[], int | None]]:
             signal.signal(signum, old)
 
 
-def _choose_threads(option: str | None, cfg: Config, earlier: int | None = None) -> ThreadChoice:
+def _choose_threads(option: str | None, cfg: "Config", earlier: int | None = None) -> ThreadChoice:
     """``--threads`` (a number or auto), else the config's, resolved once for this run
     (`auto` on resume keeps the ``earlier`` sessions' count)."""
     from mlp_cli.threads import ThreadSetting, choose_threads
@@ -333,7 +333,7 @@ def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
         )
 
 
-def _fetch_missing_data(cfg: Config, quiet: bool) -> None:
+def _fetch_missing_data(cfg: "Config", quiet: bool) -> None:
     from mlp_cli import data
     from mlp_cli.render import DataNotices, DownloadBar
 
@@ -347,7 +347,7 @@ def _fetch_missing_data(cfg: Config, quiet: bool) -> None:
             bar.stop()
 
 
-def _load_training_data(cfg: Config, quiet: bool) -> Splits:
+def _load_training_data(cfg: "Config", quiet: bool) -> "Splits":
     from mlp_cli.data import prepare_data
     from mlp_cli.render import DataNotices, DownloadBar
 
@@ -1265,7 +1265,7 @@ class StdoutError(OSError):
 class _StdoutFile(io.FileIO):
     """Standard output's file descriptor, whose write errors say they are stdout's."""
 
-    def write(self, data: Buffer, /) -> int:
+    def write(self, data: "Buffer", /) -> int:
         try:
             return super().write(data)
         except OSError as exc:
