@@ -1312,6 +1312,9 @@ def main() -> None:
     _tolerant_streams()
     _terminate_like_ctrl_c()
     let_blas_workers_sleep()  # before any command loads NumPy
+    # Pydantic looks for plugins in every installed package's metadata when it builds its
+    # first validator; mlp's configs, model files and options are validated without any.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
     try:
         try:
             app()
