@@ -13,6 +13,7 @@ them, so ``mlp --help`` and shell completion stay fast.
 import contextlib
 import errno
 import functools
+import gc
 import io
 import json
 import os
@@ -1326,6 +1327,11 @@ def main() -> None:
         if _debugging():
             raise
         sys.exit(_exit_code(exc))
+    finally:
+        # The process ends here (Typer always exits), and Python's exit runs the cyclic
+        # garbage collector over every object still alive, NumPy's, pydantic's and rich's
+        # included: all that is ever freed when the process ends anyway.
+        gc.freeze()
 
 
 if __name__ == "__main__":
