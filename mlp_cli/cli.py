@@ -66,16 +66,42 @@ def _exit_code(exc: KeyboardInterrupt) -> int:
 def _plain_types(params: list[Any]) -> list[Any]:
     """Help that names what a parameter takes, as its metavar says: a flag shows nothing
     (not ``<bool>``, Typer's own ``--help`` included) and an argument its metavar alone
-    (``IMAGE``, not ``<list[str]>``)."""
+    (``IMAGE``, not ``<list[str]>``).  And parameters given no value skip Typer's
+    validator (see `_no_value`)."""
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
-        elif type(param) is TyperArgument and param.metavar is not None:
-            param.__class__ = _NamedArgument
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument if param.metavar is None else _NamedArgument
     return params
 
 
-class _NamedArgument(TyperArgument):
+def _no_value(param: TyperOption | TyperArgument, ctx: Any) -> Any:
+    """What Typer makes of a parameter given no value, as its `process_value` does, without
+    first building the pydantic validator of the parameter's type (the first one built
+    loads pydantic, for ``mlp data --help`` too): its coercion turns None into None, or ()
+    for a parameter that takes several values, whatever the type."""
+    value = () if param.multiple or param.nargs == -1 else None
+    return value if param.callback is None else param.callback(ctx, param, value)
+
+
+class _Option(TyperOption):
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        if value is None and not self.required:
+            return _no_value(self, ctx)
+        return super().process_value(ctx, value)
+
+
+class _Argument(TyperArgument):
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        if value is None and not self.required:
+            return _no_value(self, ctx)
+        return super().process_value(ctx, value)
+
+
+class _NamedArgument(_Argument):
     def display_type_rich(self, ctx: Any) -> str | None:
         return None
 
