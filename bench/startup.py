@@ -11,8 +11,10 @@ script (next to it in the venv), output to /dev/null.  The baseline is
 start.  Each round runs the baseline and every command once, in an order that rotates from
 round to round, so a burst of load from other processes falls on a round's runs alike; a
 command's figure is the median over rounds of its time divided by the same round's baseline
-time (and, for reference, its median in milliseconds).  With several ``--python``, each
-interpreter's commands are paired with its own baseline, in the same rounds.
+time (and, for reference, its median in milliseconds); the same of CPU time (user and
+system), which the load of other processes changes less than wall time.  With several
+``--python``, each interpreter's commands are paired with its own baseline, in the same
+rounds.
 
 Then each command runs under ``python -X importtime`` (`IMPORTTIME_RUNS` times; the run with
 the median total counts) and the imports that cost most are listed: per package, the self
@@ -35,6 +37,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -83,8 +86,15 @@ def compiled_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def run_once(argv: list[str], env: dict[str, str] | None) -> float:
-    """Seconds of wall time ``argv`` takes to run to its end, its output discarded."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(argv: list[str], env: dict[str, str] | None) -> tuple[float, float]:
+    """Seconds of wall time and of CPU time (user and system) ``argv`` takes to run to its
+    end, its output discarded."""
+    cpu = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False
@@ -92,7 +102,7 @@ def run_once(argv: list[str], env: dict[str, str] | None) -> float:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited with {done.returncode}")
-    return seconds
+    return seconds, _children_cpu() - cpu
 
 
 def check_runs(argv: list[str], env: dict[str, str] | None) -> None:
@@ -107,14 +117,14 @@ def check_runs(argv: list[str], env: dict[str, str] | None) -> None:
 
 def paired_times(
     groups: list[list[Command]], pairs: int, env: dict[str, str] | None
-) -> list[list[list[float]]]:
-    """``times[g][c][r]``: seconds of command ``c`` of group ``g`` in round ``r``.
+) -> list[list[list[tuple[float, float]]]]:
+    """``times[g][c][r]``: wall and CPU seconds of command ``c`` of group ``g`` in round ``r``.
 
     Every round runs every command of every group once; the order rotates by one each round
     so that no command always runs first (or right after the same neighbour).
     """
     flat = [(g, c) for g, group in enumerate(groups) for c in range(len(group))]
-    times: list[list[list[float]]] = [[[] for _ in group] for group in groups]
+    times: list[list[list[tuple[float, float]]]] = [[[] for _ in group] for group in groups]
     for r in range(pairs):
         shift = r % len(flat)
         for g, c in flat[shift:] + flat[:shift]:
@@ -181,23 +191,37 @@ def importtime(
     }
 
 
-def summarize(group: list[Command], times: list[list[float]]) -> list[dict[str, Any]]:
+def _ratios(seconds: list[float], baseline: list[float]) -> tuple[float, list[float]]:
+    """The median over rounds of ``seconds`` over the same round's ``baseline``, and the
+    quartiles."""
+    ratios = [t / b for t, b in zip(seconds, baseline, strict=True)]
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return statistics.median(ratios), [quartiles[0], quartiles[2]]
+
+
+def summarize(group: list[Command], times: list[list[tuple[float, float]]]) -> list[dict[str, Any]]:
     """Per command: median milliseconds, and the median and quartiles over rounds of its time
-    over the baseline's (the group's first command)."""
-    baseline = times[0]
+    over the baseline's (the group's first command); of wall time, and of CPU time, which
+    other processes' load changes less."""
+    base_wall, base_cpu = (list(column) for column in zip(*times[0], strict=True))
     out = []
-    for command, seconds in zip(group, times, strict=True):
-        ratios = [t / b for t, b in zip(seconds, baseline, strict=True)]
-        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    for command, runs in zip(group, times, strict=True):
+        wall, cpu = (list(column) for column in zip(*runs, strict=True))
+        ratio, quartiles = _ratios(wall, base_wall)
+        cpu_ratio, cpu_quartiles = _ratios(cpu, base_cpu)
         out.append(
             {
                 "command": command.label,
                 "argv": command.argv,
-                "median_ms": 1000 * statistics.median(seconds),
-                "ratio_to_baseline": statistics.median(ratios),
-                "ratio_quartiles": [quartiles[0], quartiles[2]],
+                "median_ms": 1000 * statistics.median(wall),
+                "ratio_to_baseline": ratio,
+                "ratio_quartiles": quartiles,
+                "median_cpu_ms": 1000 * statistics.median(cpu),
+                "cpu_ratio_to_baseline": cpu_ratio,
+                "cpu_ratio_quartiles": cpu_quartiles,
                 "goal": GOALS.get(command.label),
-                "seconds": seconds,
+                "seconds": wall,
+                "cpu_seconds": cpu,
             }
         )
     return out
@@ -244,10 +268,11 @@ def table(record: dict[str, Any]) -> Table:
     """One row per interpreter and command: milliseconds, ratio to the baseline, goal."""
     out = Table(
         title=f"Start-up, median of {record['pairs']} rounds",
-        caption=f"÷ baseline: the command's time over {BASELINE}'s in the same round (median,"
-        " and quartiles)",
+        caption=f"÷ baseline: the command's wall time over {BASELINE}'s in the same round"
+        " (median, and quartiles); CPU: the same of user and system CPU time",
     )
-    for name in ("python", "command", "ms", "÷ baseline", "quartiles", "goal", "imports ms"):
+    columns = ("python", "command", "ms", "÷ baseline", "quartiles", "goal", "CPU ÷", "imports ms")
+    for name in columns:
         out.add_column(name, justify="left" if name in ("python", "command") else "right")
     for result in record["results"]:
         first = True
@@ -262,6 +287,7 @@ def table(record: dict[str, Any]) -> Table:
                 f"{row['ratio_to_baseline']:.2f}",
                 f"{low:.2f}-{high:.2f}",
                 "" if goal is None else f"≤ {goal:.1f}" + ("" if met else " (missed)"),
+                f"{row['cpu_ratio_to_baseline']:.2f}",
                 f"{row['importtime']['total_ms']:.0f}",
             )
             first = False
