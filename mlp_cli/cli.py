@@ -8,8 +8,8 @@ Heavy modules (NumPy, pooch, Pillow, matplotlib) are imported inside the command
 them, so ``mlp --help`` and shell completion stay fast.
 """
 
-# No `from __future__ import annotations`: Typer reads every command's signature when it
-# starts, and evaluating annotations kept as strings cost more than building the commands.
+# No `from __future__ import annotations`: Typer reads every command's signature at each
+# start, and evaluating annotations kept as strings was most of that work.
 import contextlib
 import errno
 import functools
@@ -1354,9 +1354,9 @@ def main() -> None:
             raise
         sys.exit(_exit_code(exc))
     finally:
-        # The process ends here (Typer always exits), and Python's exit runs the cyclic
-        # garbage collector over every object still alive, NumPy's, pydantic's and rich's
-        # included: all that is ever freed when the process ends anyway.
+        # The process ends here (Typer always exits), and Python's exit would run the cyclic
+        # garbage collector over every object still alive (NumPy's, pydantic's, rich's):
+        # frozen, they are left to the end of the process, which frees their memory anyway.
         gc.freeze()
 
 
