@@ -5,6 +5,8 @@
     python -m bench --network 784-100-10 --epochs 5 --no-drift --no-memory
     python -m bench busy             # each shipped config quiet and beside a busy neighbour
     python -m bench threads          # step time by thread count: where threads start to pay
+    python -m bench startup          # how long `mlp --help` and `mlp predict` take to start
+                                     # (a full run ends with it too, unless --no-startup)
 
 Prints a table and writes everything measured to ``bench/results/<kind>-<time>.json``, with
 the load average before and after.  On a machine that other processes keep busy, a
@@ -46,6 +48,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--peer-memory", action="store_true", help="measure the peers' peak memory too"
     )
+    parser.add_argument("--no-startup", action="store_true", help="skip the start-up timing")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/<kind>-<time>.json]")
     return parser.parse_args(argv)
 
@@ -98,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import breakeven
 
         return breakeven.main(given[1:])
+    if given[:1] == ["startup"]:
+        from bench import startup
+
+        return startup.main(given[1:])
     args = _parse(argv)
     console = Console(width=max(Console().width, 132))  # the table has a column per peer
     nets = tuple(network_named(n) for n in args.network) if args.network else NETWORKS
@@ -175,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
                 args.threads,
                 args.smoke,
             )
+    starts: dict[str, Any] | None = None
+    if not args.no_startup:
+        from bench import startup
+
+        pairs = 3 if args.smoke else startup.PAIRS
+        starts = startup.measure([sys.executable], pairs, None, console)
 
     record: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -201,9 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         "networks": summaries,
         "drift": drift_result,
         "memory": memory,
+        "startup": starts,
     }
     console.print(report.table(summaries, memory))
     _print_extras(console, record)
+    if starts is not None:
+        console.print(startup.table(starts))
     kind = "smoke" if args.smoke else "bench"
     out = args.out or RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -95,9 +95,14 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class _Record(BaseModel):
-    """A part of the metadata: exact JSON types, no NaN or infinity, no unknown keys."""
+    """A part of the metadata: exact JSON types, no NaN or infinity, no unknown keys.
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    Each model's validator is built when it is first used, not when this module loads:
+    reading a model never needs the checkpoint's resume state or history."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, frozen=True, defer_build=True
+    )
 
 
 class Normalization(_Record):

@@ -8,11 +8,12 @@ Heavy modules (NumPy, pooch, Pillow, matplotlib) are imported inside the command
 them, so ``mlp --help`` and shell completion stay fast.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Typer reads every command's signature at each
+# start, and evaluating annotations kept as strings was most of that work.
 import contextlib
 import errno
 import functools
+import gc
 import io
 import json
 import os
@@ -34,6 +35,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
 from mlp_cli.plain import command, escape_controls, plain
+from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
 
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
 
     from mlp_cli.config import Config
     from mlp_cli.data import Splits
+
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Split(StrEnum):
@@ -61,16 +66,42 @@ def _exit_code(exc: KeyboardInterrupt) -> int:
 def _plain_types(params: list[Any]) -> list[Any]:
     """Help that names what a parameter takes, as its metavar says: a flag shows nothing
     (not ``<bool>``, Typer's own ``--help`` included) and an argument its metavar alone
-    (``IMAGE``, not ``<list[str]>``)."""
+    (``IMAGE``, not ``<list[str]>``).  And parameters given no value skip Typer's
+    validator (see `_no_value`)."""
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
-        elif type(param) is TyperArgument and param.metavar is not None:
-            param.__class__ = _NamedArgument
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument if param.metavar is None else _NamedArgument
     return params
 
 
-class _NamedArgument(TyperArgument):
+def _no_value(param: TyperOption | TyperArgument, ctx: Any) -> Any:
+    """What Typer makes of a parameter given no value, as its `process_value` does, without
+    first building the pydantic validator of the parameter's type (the first one built
+    loads pydantic, for ``mlp data --help`` too): its coercion turns None into None, or ()
+    for a parameter that takes several values, whatever the type."""
+    value = () if param.multiple or param.nargs == -1 else None
+    return value if param.callback is None else param.callback(ctx, param, value)
+
+
+class _Option(TyperOption):
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        if value is None and not self.required:
+            return _no_value(self, ctx)
+        return super().process_value(ctx, value)
+
+
+class _Argument(TyperArgument):
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        if value is None and not self.required:
+            return _no_value(self, ctx)
+        return super().process_value(ctx, value)
+
+
+class _NamedArgument(_Argument):
     def display_type_rich(self, ctx: Any) -> str | None:
         return None
 
@@ -79,10 +110,18 @@ class _Command(TyperCommand):
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain_types(super().get_params(ctx))
 
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        load_rich_utils()
+        super().format_help(ctx, formatter)
+
 
 class _Group(TyperGroup):
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain_types(super().get_params(ctx))
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        load_rich_utils()
+        super().format_help(ctx, formatter)
 
 
 class _Typer(typer.Typer):
@@ -113,9 +152,6 @@ app.add_typer(show_app, name="show")
 console = Console()
 err_console = Console(stderr=True)
 _debug = {"on": False}
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 ERROR, WARNING = ("error: ", "bold red"), ("warning: ", "bold yellow")
 
@@ -292,7 +328,7 @@ def _stop_on_sigint() -> Iterator[Callable[[], int | None]]:
             signal.signal(signum, old)
 
 
-def _choose_threads(option: str | None, cfg: Config, earlier: int | None = None) -> ThreadChoice:
+def _choose_threads(option: str | None, cfg: "Config", earlier: int | None = None) -> ThreadChoice:
     """``--threads`` (a number or auto), else the config's, resolved once for this run
     (`auto` on resume keeps the ``earlier`` sessions' count)."""
     from mlp_cli.threads import ThreadSetting, choose_threads
@@ -324,7 +360,7 @@ def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
         )
 
 
-def _fetch_missing_data(cfg: Config, quiet: bool) -> None:
+def _fetch_missing_data(cfg: "Config", quiet: bool) -> None:
     from mlp_cli import data
     from mlp_cli.render import DataNotices, DownloadBar
 
@@ -338,7 +374,7 @@ def _fetch_missing_data(cfg: Config, quiet: bool) -> None:
             bar.stop()
 
 
-def _load_training_data(cfg: Config, quiet: bool) -> Splits:
+def _load_training_data(cfg: "Config", quiet: bool) -> "Splits":
     from mlp_cli.data import prepare_data
     from mlp_cli.render import DataNotices, DownloadBar
 
@@ -1256,7 +1292,7 @@ class StdoutError(OSError):
 class _StdoutFile(io.FileIO):
     """Standard output's file descriptor, whose write errors say they are stdout's."""
 
-    def write(self, data: Buffer, /) -> int:
+    def write(self, data: "Buffer", /) -> int:
         try:
             return super().write(data)
         except OSError as exc:
@@ -1303,6 +1339,9 @@ def main() -> None:
     _tolerant_streams()
     _terminate_like_ctrl_c()
     let_blas_workers_sleep()  # before any command loads NumPy
+    # Pydantic looks for plugins in every installed package's metadata when it builds its
+    # first validator; mlp's configs, model files and options are validated without any.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
     try:
         try:
             app()
@@ -1314,6 +1353,11 @@ def main() -> None:
         if _debugging():
             raise
         sys.exit(_exit_code(exc))
+    finally:
+        # The process ends here (Typer always exits), and Python's exit would run the cyclic
+        # garbage collector over every object still alive (NumPy's, pydantic's, rich's):
+        # frozen, they are left to the end of the process, which frees their memory anyway.
+        gc.freeze()
 
 
 if __name__ == "__main__":

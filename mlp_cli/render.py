@@ -18,33 +18,26 @@ from numpy.typing import NDArray
 from rich import box
 from rich.color import Color
 from rich.console import Console, Group
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from mlp_cli.callbacks import Callbacks
 from mlp_cli.checkpoint import MODEL_FILE
 from mlp_cli.plain import command, plain
-from mlp_cli.train import Callbacks, TrainResult
-from mlp_cli.viz import check_patterns, grid_cols, unit_colours
 
+# Progress bars, the trainer and the pictures' colours are imported where they are used:
+# `mlp predict` and `mlp inspect` render here too, and should start fast.
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from mlp_cli.checkpoint import SavedModel, TrainingSummary
     from mlp_cli.config import Config
     from mlp_cli.evaluate import Evaluation
     from mlp_cli.predict import Prediction
     from mlp_cli.sweep import Sweep
     from mlp_cli.threads import Slowdown, ThreadChoice
+    from mlp_cli.train import TrainResult
 
 
 def _duration(seconds: float) -> str:
@@ -95,6 +88,15 @@ class DownloadBar(DataNotices):
     ``close``), drawn as one rich progress row per file."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         super().__init__(console)
         self._progress = Progress(
             TextColumn("{task.description}"),
@@ -157,6 +159,15 @@ class TrainDisplay(Callbacks):
     """A progress bar with the live loss during each epoch, and a table row per epoch."""
 
     def __init__(self, console: Console, cfg: Config, threads: ThreadChoice | None = None) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.console = console
         self.cfg = cfg
         self.threads = threads
@@ -484,6 +495,8 @@ def halfblocks(tiles: Sequence[NDArray[np.uint8]], gap: int = TERMINAL_GAP) -> T
 
 def _terminal_tile_size(side: int, n: int, width: int) -> int:
     """Largest tile (<= side) for which a near-square grid of n tiles fits `width` columns."""
+    from mlp_cli.viz import grid_cols
+
     want = min(n, grid_cols(n))
     for t in range(side, 2, -1):
         if want * (t + TERMINAL_GAP) - TERMINAL_GAP <= width:
@@ -501,6 +514,7 @@ def render_hidden_terminal(
     from PIL import Image
 
     from mlp_cli.errors import UsageError
+    from mlp_cli.viz import check_patterns, unit_colours
 
     P = check_patterns(patterns, side)
     if max_units < 1:

@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlp_cli import __version__, checkpoint, outputs
+from mlp_cli.callbacks import Callbacks as Callbacks  # its home; re-exported for its users
 from mlp_cli.checkpoint import LATEST, MODEL_FILE
 from mlp_cli.errors import (
     CheckpointError,
@@ -49,7 +50,7 @@ from mlp_cli.model import MLP
 from mlp_cli.optim import Optimizer, Schedule, compiled_kernels, make_optimizer
 from mlp_cli.plain import command
 from mlp_cli.preprocess import normalize_inputs
-from mlp_cli.threads import Slowdown, blas_threads, slowdown, waiting_seconds
+from mlp_cli.threads import blas_threads, slowdown, waiting_seconds
 
 if TYPE_CHECKING:  # the config stack (pydantic, yaml) loads only when a run starts
     from mlp_cli.config import Config
@@ -345,26 +346,6 @@ def update_latest(run_dir: Path, name: str = LATEST) -> None:
 
 
 # -- the loop --------------------------------------------------------------------------------
-
-
-class Callbacks:
-    """Progress hooks; the default does nothing.  The command line renders them."""
-
-    def on_train_start(self, info: dict[str, Any]) -> None:
-        """info: run_dir, epochs, start_epoch, steps_per_epoch, n_train, n_val, parameters."""
-
-    def on_epoch_start(self, epoch: int, steps: int, start_step: int) -> None:
-        """``epoch`` is 1-based; ``start_step`` > 0 when resuming inside an epoch."""
-
-    def on_step(self, step: int, loss: float) -> None:
-        """After each optimizer step; ``step`` is 1-based within the epoch."""
-
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
-        """``record`` is the line written to metrics.jsonl."""
-
-    def on_slow_run(self, slow: Slowdown) -> None:
-        """At most once a run, after an epoch much slower than expected (see
-        `mlp_cli.threads.slowdown`)."""
 
 
 @dataclass
