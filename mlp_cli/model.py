@@ -293,8 +293,7 @@ class MLP:
         work = self._work[y.shape[0]]
         loss_fn = LOSSES[loss]
         z_out, a_out = work.z_out, work.acts[-1]
-        lse = work.lse if self.output == "softmax" else None
-        value = loss_fn.value(self.output, z_out, a_out, y, lse)
+        value = self._loss_value(loss, y)
         backward = ACTIVATIONS[self.hidden].backward
         if self._hidden_kernels is not None:
             backward = self._hidden_kernels[1]
@@ -366,6 +365,13 @@ class MLP:
             out[rows] = a
         return out
 
+    def _loss_value(self, loss: str, y: Labels) -> float:
+        """The mean ``loss`` of the last forward batch (of y's length) against y, with the
+        log-sum-exp a softmax output already took."""
+        work = self._work[y.shape[0]]
+        lse = work.lse if self.output == "softmax" else None
+        return LOSSES[loss].value(self.output, work.z_out, work.acts[-1], y, lse)
+
     def count_correct(self, y: Labels) -> int:
         """How many examples of the last forward batch (of y's length) have their largest
         output at their label y."""
@@ -391,9 +397,8 @@ class MLP:
     ) -> tuple[float, float]:
         """(mean loss, accuracy) over all of X, in evaluation mode (no dropout)."""
         total, correct = 0.0, 0
-        loss_fn = LOSSES[loss]
-        for rows, a, z in self.forward_batches(X, batch_size):
-            total += loss_fn.value(self.output, z, a, y[rows]) * a.shape[0]
+        for rows, a, _ in self.forward_batches(X, batch_size):
+            total += self._loss_value(loss, y[rows]) * a.shape[0]
             correct += self.count_correct(y[rows])
         n = max(X.shape[0], 1)
         return total / n, correct / n
