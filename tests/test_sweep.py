@@ -28,13 +28,19 @@ from mlp_cli.train import Trainer
 runner = CliRunner()
 HERE = Path(__file__).parent
 
-BASE = """\
+
+def base_config(epochs: int = 3) -> str:
+    """A small base config (20x20 inputs, 16 hidden units) trained for ``epochs``."""
+    return f"""\
 name: base
-data: {input_size: 20, validation_size: 256}
-model: {layers: 400-16-10}
-optimizer: {name: adam, lr: 0.01}
-training: {epochs: 3, batch_size: 64, seed: 0}
+data: {{input_size: 20, validation_size: 256}}
+model: {{layers: 400-16-10}}
+optimizer: {{name: adam, lr: 0.01}}
+training: {{epochs: {epochs}, batch_size: 64, seed: 0}}
 """
+
+
+BASE = base_config()
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_sweep import mlp, write_sweep
+from test_sweep import base_config, mlp, write_sweep
 from test_train import arrays_of, metrics, without_timing
 
 from mlp_cli.sweep import Sweep
@@ -41,13 +41,7 @@ metric: {name: val_loss, goal: minimize}
 parameters:
   optimizer.lr: {values: [0.03, 0.01, 0.003]}
 """
-BASE = """\
-name: base
-data: {input_size: 20, validation_size: 256}
-model: {layers: 400-16-10}
-optimizer: {name: adam, lr: 0.01}
-training: {epochs: 5, batch_size: 64, seed: 0}
-"""
+BASE = base_config(epochs=5)  # long enough to kill a worker in the middle of a trial
 # Seconds to wait for the cluster to answer and for a trial to reach the middle.
 PATIENCE = 60.0
 
