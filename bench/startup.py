@@ -333,7 +333,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         help="keep the environment's bytecode settings (e.g. PYTHONDONTWRITEBYTECODE)",
     )
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/startup-<time>.json]")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error(f"--pairs takes a whole number of at least 1, not {args.pairs}")
+    for python in args.python or []:
+        if not os.access(python, os.X_OK) or not os.access(Path(python).parent / "mlp", os.X_OK):
+            parser.error(
+                f"--python {python}: expected an interpreter with an installed mlp beside it "
+                "(a virtualenv's bin/python)"
+            )
+    if args.model is not None and not args.model.exists():
+        parser.error(f"--model {args.model}: no such model file or run folder")
+    return args
 
 
 def main(argv: list[str]) -> int:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image, ImageDraw
 from tiny_models import save_random_model
 
@@ -158,3 +159,22 @@ def test_a_missing_value_is_what_typer_makes_of_it() -> None:
     root = get_command(app)
     walk(root, root.make_context("mlp", [], resilient_parsing=True))
     assert checked > 50
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--pairs", "0"], "--pairs takes a whole number of at least 1"),
+        (["--python", "/nonexistent/python"], "expected an interpreter with an installed mlp"),
+        (["--model", "/nonexistent/run"], "no such model file or run folder"),
+    ],
+)
+def test_the_start_up_benchmark_refuses_bad_arguments_before_running_anything(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import startup
+
+    with pytest.raises(SystemExit) as stopped:
+        startup.main(args)
+    assert stopped.value.code == 2
+    assert expected in capsys.readouterr().err
