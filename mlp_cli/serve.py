@@ -70,10 +70,11 @@ DRAIN_FACTOR = 4  # a body this many times over the limit is still read (and dro
 READ_TIMEOUT = 10.0  # seconds a client may take to send a request line, headers or body
 MAX_LOADED = 3  # models kept in memory when switching runs
 MAX_WORKERS = 4  # processes by default at most: each holds its own copy of the models
-# glibc malloc: blocks up to this size come from (and return to) the process's own heap...
-KEEP_BLOCKS = 16 * 2**20  # bytes: a 1024-pixel picture's float64 arrays fit
+# glibc malloc: blocks up to this size come from (and return to) the process's own heap:
+# a canvas's arrays fit, a large photo's are mapped and unmapped as glibc's default does...
+KEEP_BLOCKS = 2 * 2**20  # bytes
 # ... and free memory at a heap's top is handed back to the system only beyond this.
-KEEP_FREE = 32 * 2**20  # bytes
+KEEP_FREE = 8 * 2**20  # bytes
 MAX_TEXTS = 4096  # float32 values whose JSON text is kept (inputs take about a thousand)
 # A process holding more open connections than another waits up to this long before it
 # accepts a new one, so that the other takes it; it looks again this often.
@@ -380,6 +381,13 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     server: Server
 
+    def handle_expect_100(self) -> bool:
+        """Send "100 Continue" now: the client holds the body back until it sees it, and
+        the buffered writer would keep it until the final answer."""
+        answered = super().handle_expect_100()
+        self.wfile.flush()
+        return answered
+
     def setup(self) -> None:
         super().setup()
         # Every read (request line, headers, body) waits at most this long.
@@ -620,8 +628,10 @@ class Server(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
-        super().shutdown_request(request)
-        self._track(request, opened=False)
+        try:
+            super().shutdown_request(request)
+        finally:
+            self._track(request, opened=False)
 
     def _track(self, request: Any, *, opened: bool) -> None:
         """Count this process's open connections where the other processes can read it."""
@@ -711,9 +721,10 @@ def keep_freed_memory() -> None:
     A prediction allocates and frees a few dozen arrays of a few hundred KB.  By default
     glibc hands blocks that size back to the system (as separate mappings, or by trimming
     the heap) and the next request faults the same pages in again, which costs more CPU
-    than the arithmetic on them.  Fixed thresholds keep such blocks in the heap; the
-    memory kept is bounded by `KEEP_FREE` per heap.  Does nothing off Linux or where the C
-    library has no ``mallopt`` (not glibc).
+    than the arithmetic on them.  Fixed thresholds keep such blocks in the heap; blocks
+    above `KEEP_BLOCKS` (a large photo's) still go back to the system when freed, so what a
+    heap keeps is what a picture of a canvas's size needs.  Does nothing off Linux or where
+    the C library has no ``mallopt`` (not glibc).
     """
     import ctypes
 

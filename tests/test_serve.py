@@ -368,6 +368,30 @@ def test_bad_requests_get_a_4xx_with_a_json_error_and_the_server_keeps_serving(
     assert_still_serving(running)
 
 
+def test_a_client_that_waits_for_100_continue_gets_it_before_sending_its_body(
+    running: Running,
+) -> None:
+    """curl asks `Expect: 100-continue` for large uploads and holds the body back until the
+    interim answer comes (or a second has passed)."""
+    png = seven_png()
+    head = (
+        "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        f"Content-Length: {len(png)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((running.host, running.port), timeout=5) as client:
+        client.sendall(head.encode())
+        client.settimeout(0.5)
+        assert client.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n")
+        client.settimeout(5)
+        client.sendall(png)
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+    assert reply.split(b"\r\n", 1)[0] == b"HTTP/1.1 200 OK"
+    _, plain = running.json("POST", "/api/predict", png, "image/png")
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == plain
+
+
 def test_refusals_leave_a_keep_alive_connection_usable(running: Running) -> None:
     connection = http.client.HTTPConnection(running.host, running.port, timeout=10)
     try:
