@@ -4,7 +4,9 @@ Typer draws help pages and usage errors with `typer.rich_utils`, which imports, 
 `rich.markdown` (and with it markdown-it and pygments) for the "markdown" markup mode, and
 `rich.traceback` (pygments again, attrs) for pretty tracebacks: together more than all the
 rest of ``mlp --help`` costs.  `mlp` uses the "rich" markup mode and plain tracebacks, so
-`load_rich_utils` imports `typer.rich_utils` while stand-ins take those two modules' places.
+`load_rich_utils`, called where a help page is drawn, imports `typer.rich_utils` while
+stand-ins take those two modules' places.  (A usage error reaches `typer.rich_utils` through
+Typer's own import, so it loads the real modules: slower, but only on the way to an error.)
 Every name taken from a stand-in module is a stand-in class that imports the real module
 when it is first called or asked for an attribute, so a path that does use one still
 works; the stand-in modules are removed from `sys.modules` once `typer.rich_utils` has
