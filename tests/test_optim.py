@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -301,13 +304,34 @@ def test_updates_from_several_threads_at_once_run_one_after_another() -> None:
     assert params[0][0] < 0
 
 
+def test_a_second_process_loads_the_update_loops_from_numba_cache(tmp_path: Path) -> None:
+    # Each loop is compiled once per machine, not once per run: numba's cache must find it.
+    script = (
+        "import numpy as np; from mlp_cli import kernels, optim;"
+        "n = optim.THREAD_MIN * 2;"
+        "[optim.OPTIMIZERS[name](n, np.dtype(np.float32), n, threads=t).step("
+        " np.zeros(n, np.float32), np.ones(n, np.float32), 0.1)"
+        " for name in ('sgd', 'adam', 'rmsprop') for t in (1, 2)];"
+        "print(sorted(f'{f.__name__} {len(f.stats.cache_hits)} {len(f.stats.cache_misses)}'"
+        " for loops in kernels._LOOPS.values() for f in loops))"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    loops = [
+        f"{rule}_{kind}" for rule in ("adam", "rmsprop", "sgd") for kind in ("parallel", "serial")
+    ]
+    assert runs == [str([f"{loop} 0 1" for loop in loops]), str([f"{loop} 1 0" for loop in loops])]
+
+
 @pytest.mark.parametrize(("chosen", "used"), [(None, "workqueue"), ("omp", "omp")])
 def test_the_update_threads_sleep_between_updates_unless_the_user_chose(
     chosen: str | None, used: str
 ) -> None:
-    import os
-    import subprocess
-
     script = (
         "import numba, numpy as np; from mlp_cli import optim;"
         "n = optim.THREAD_MIN * 4; opt = optim.SGD(n, np.dtype(np.float32), n, threads=2);"
