@@ -65,9 +65,9 @@ def _loop(rule: Callable[..., Any], parallel: bool) -> Callable[..., None]:
     return _jit(loop, parallel=parallel)
 
 
-# numba's cache key pickles a loop's closure, the rule: a compiled function pickles with an
-# id new in each process, so that the cache never matches; a function registered as jitable,
-# by its name.
+# A loop finds its rule in its closure, which numba's cache key pickles: a compiled rule
+# pickles with an id new in every process (the cache would never match), a plain function
+# registered as jitable by its name.
 _RULES = [register_jitable(**_OPTIONS)(rule) for rule in (optim.sgd, optim.adam, optim.rmsprop)]
 # Per rule, a loop on the calling thread (starting a parallel loop costs more than a small
 # network's whole update, even on one thread) and a loop shared among threads.
