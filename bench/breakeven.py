@@ -47,12 +47,12 @@ def step_seconds(layers: tuple[int, ...], batch: int, threads: int, steps: int) 
     import numpy as np
 
     from mlp_cli.model import MLP
-    from mlp_cli.optim import compiled_kernels, make_optimizer
+    from mlp_cli.optim import Adam, compiled_kernels
 
     with limit_blas(threads):
         model = MLP(list(layers), "relu", "softmax")
         model.initialize("he", np.random.default_rng(0))
-        opt = make_optimizer("adam", model.params.size, model.dtype, model.n_weights, threads)
+        opt = Adam(model.params.size, model.dtype, model.n_weights, threads=threads)
         model.use_kernels(compiled_kernels())
         rng = np.random.default_rng(1)
         X = rng.random((8 * batch, layers[0]), dtype=np.float32)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar, cast
 import numba
 import numpy as np
 from numba import prange
+from numba.extending import register_jitable
 
 from mlp_cli import optim
 
@@ -50,65 +51,28 @@ def _jit(loop: F, **options: Any) -> F:
         return cast(F, numba.njit(**_OPTIONS, **options)(loop))
 
 
-def _parallel(loop: F) -> F:
-    return _jit(loop, parallel=True)
+def _loop(rule: Callable[..., Any], parallel: bool) -> Callable[..., None]:
+    """``rule`` (`mlp_cli.optim.sgd`, ...) applied to every entry of its arrays, shared among
+    threads (``prange``) if ``parallel``."""
+
+    def loop(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
+        for i in prange(p.size):
+            p[i], a[i], b[i] = rule(p[i], g[i], a[i], b[i], h)
+
+    # numba names a cache file after the loop's qualified name and keys the file's entries by
+    # bytecode and closure but not compile flags, so each rule and flag has its own name.
+    loop.__name__ = loop.__qualname__ = f"{rule.__name__}_{'parallel' if parallel else 'serial'}"
+    return _jit(loop, parallel=parallel)
 
 
-_sgd, _adam, _rmsprop = (_jit(rule) for rule in (optim.sgd, optim.adam, optim.rmsprop))
-
-
-# One loop per rule, since numba caches neither a loop built around a rule by a closure nor
-# one given the rule as an argument.
-
-
-@_parallel
-def sgd(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
-    for i in prange(p.size):
-        p[i], a[i], b[i] = _sgd(p[i], g[i], a[i], b[i], h)
-
-
-@_parallel
-def adam(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
-    for i in prange(p.size):
-        p[i], a[i], b[i] = _adam(p[i], g[i], a[i], b[i], h)
-
-
-@_parallel
-def rmsprop(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
-    for i in prange(p.size):
-        p[i], a[i], b[i] = _rmsprop(p[i], g[i], a[i], b[i], h)
-
-
+# A loop finds its rule in its closure, which numba's cache key pickles: a compiled rule
+# pickles with an id new in every process (the cache would never match), a plain function
+# registered as jitable by its name.
+_RULES = [register_jitable(**_OPTIONS)(rule) for rule in (optim.sgd, optim.adam, optim.rmsprop)]
+# Per rule, a loop on the calling thread (starting a parallel loop costs more than a small
+# network's whole update, even on one thread) and a loop shared among threads.
+_LOOPS = {rule.__name__: (_loop(rule, False), _loop(rule, True)) for rule in _RULES}
 _MOST_THREADS: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
-
-
-# The same loops on the calling thread: starting a parallel loop costs more than a small
-# network's whole update, even on one thread.
-
-
-@_jit
-def sgd_serial(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
-    for i in range(p.size):
-        p[i], a[i], b[i] = _sgd(p[i], g[i], a[i], b[i], h)
-
-
-@_jit
-def adam_serial(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
-    for i in range(p.size):
-        p[i], a[i], b[i] = _adam(p[i], g[i], a[i], b[i], h)
-
-
-@_jit
-def rmsprop_serial(p: Array, g: Array, a: Array, b: Array, h: optim.Hyper) -> None:
-    for i in range(p.size):
-        p[i], a[i], b[i] = _rmsprop(p[i], g[i], a[i], b[i], h)
-
-
-_LOOPS = {  # rule name -> (serial loop, parallel loop)
-    "sgd": (sgd_serial, sgd),
-    "adam": (adam_serial, adam),
-    "rmsprop": (rmsprop_serial, rmsprop),
-}
 
 
 def update(rule: str, threads: int, *arrays_and_scalars: Any) -> None:

@@ -268,20 +268,6 @@ class RMSprop(Optimizer):
 OPTIMIZERS: dict[str, type[Optimizer]] = {c.name: c for c in (SGD, Adam, AdamW, RMSprop)}
 
 
-def make_optimizer(
-    name: str,
-    size: int,
-    dtype: np.dtype[np.floating],
-    n_weights: int,
-    threads: int = 1,
-    **hyper: float | bool,
-) -> Optimizer:
-    """Build optimizer ``name`` for a parameter vector of ``size`` entries, whose compiled
-    update may use up to ``threads`` threads, with hyperparameters ``hyper``."""
-    build: Callable[..., Optimizer] = OPTIMIZERS[name]  # each class has its own keywords
-    return build(size, dtype, n_weights, threads=threads, **hyper)
-
-
 # -- learning-rate schedules ---------------------------------------------------------------
 
 

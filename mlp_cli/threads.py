@@ -99,7 +99,7 @@ def usable_cores() -> int:
     quota = _cgroup_cpu_quota()
     if quota is not None:
         cores = min(cores, max(1, math.ceil(quota)))
-    return max(1, cores)
+    return cores
 
 
 def _cgroup_cpu_quota() -> float | None:
@@ -198,9 +198,6 @@ def choose_threads(
 @contextmanager
 def limit_blas(threads: int | None) -> Iterator[None]:
     """Limit NumPy's BLAS to ``threads`` threads inside the block (None: no limit)."""
-    if threads is None:
-        yield
-        return
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads, user_api="blas"):

@@ -47,7 +47,7 @@ from mlp_cli.errors import (
     UsageError,
 )
 from mlp_cli.model import MLP
-from mlp_cli.optim import Optimizer, Schedule, compiled_kernels, make_optimizer
+from mlp_cli.optim import OPTIMIZERS, Optimizer, Schedule, compiled_kernels
 from mlp_cli.plain import command
 from mlp_cli.preprocess import normalize_inputs
 from mlp_cli.threads import blas_threads, slowdown, waiting_seconds
@@ -393,8 +393,7 @@ class Trainer:
         opt = cfg.optimizer
         hyper = opt.model_dump(exclude={"name", "lr"})
         self.threads = blas_threads()  # the update's threads follow --threads too
-        self.optimizer: Optimizer = make_optimizer(
-            opt.name,
+        self.optimizer: Optimizer = OPTIMIZERS[opt.name](
             self.model.params.size,
             self.model.dtype,
             self.model.n_weights,

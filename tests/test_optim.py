@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +30,6 @@ from mlp_cli.optim import (
     Optimizer,
     RMSprop,
     Schedule,
-    make_optimizer,
 )
 
 F64 = np.dtype(np.float64)
@@ -162,12 +164,12 @@ def test_rmsprop_two_steps_by_hand(momentum: float) -> None:
     assert got == pytest.approx(want, rel=1e-13)
 
 
-def test_make_optimizer_builds_by_name_with_hyperparameters() -> None:
+def test_the_registry_builds_optimizers_by_name_with_hyperparameters() -> None:
     assert set(OPTIMIZERS) == {"sgd", "adam", "adamw", "rmsprop"}
-    opt = make_optimizer("sgd", 5, F64, N_WEIGHTS, momentum=0.9, nesterov=True)
+    opt = OPTIMIZERS["sgd"](5, F64, N_WEIGHTS, momentum=0.9, nesterov=True)
     assert isinstance(opt, SGD)
     assert (opt.momentum, opt.nesterov) == (0.9, True)
-    adamw = make_optimizer("adamw", 5, F64, N_WEIGHTS, weight_decay=0.1)
+    adamw = OPTIMIZERS["adamw"](5, F64, N_WEIGHTS, weight_decay=0.1)
     assert isinstance(adamw, AdamW)
     assert adamw.weight_decay == 0.1
 
@@ -176,28 +178,28 @@ def test_each_config_class_has_its_optimizer_whose_hyperparameters_are_its_field
     assert set(OPTIMIZERS) == set(config.OPTIMIZERS)
     for name, section in config.OPTIMIZERS.items():
         fields = set(section.model_fields) - {"name", "lr"}
-        defaults = make_optimizer(name, 5, F64, N_WEIGHTS)
+        defaults = OPTIMIZERS[name](5, F64, N_WEIGHTS)
         assert {k: getattr(defaults, k) for k in fields} == section().model_dump(include=fields)
         # Each field reaches the rule: another value changes the steps (with momentum on).
         base: dict[str, Any] = {"momentum": 0.5} if "momentum" in fields else {}
-        want = run_steps(make_optimizer(name, 5, F64, N_WEIGHTS, **base), [G1, G2], [0.1] * 2)
+        want = run_steps(OPTIMIZERS[name](5, F64, N_WEIGHTS, **base), [G1, G2], [0.1] * 2)
         for key in fields:
             value = base.get(key, section.model_fields[key].default)
             other = (not value) if isinstance(value, bool) else value / 2 or 0.5
-            changed = make_optimizer(name, 5, F64, N_WEIGHTS, **(base | {key: other}))
+            changed = OPTIMIZERS[name](5, F64, N_WEIGHTS, **(base | {key: other}))
             assert getattr(changed, key) == other
             assert run_steps(changed, [G1, G2], [0.1] * 2) != want, (name, key)
 
 
 def test_unknown_hyperparameters_are_refused() -> None:
     with pytest.raises(ValidationError, match="beta1"):
-        make_optimizer("sgd", 5, F64, N_WEIGHTS, beta1=0.9)
+        OPTIMIZERS["sgd"](5, F64, N_WEIGHTS, beta1=0.9)
 
 
 @pytest.mark.usefixtures("engine")
 def test_float32_updates_stay_float32() -> None:
     for name in OPTIMIZERS:
-        opt = make_optimizer(name, 5, np.dtype(np.float32), N_WEIGHTS)
+        opt = OPTIMIZERS[name](5, np.dtype(np.float32), N_WEIGHTS)
         params = np.array(P0, dtype=np.float32)
         opt.step(params, np.array(G1, dtype=np.float32), 0.01)
         assert params.dtype == np.float32
@@ -301,13 +303,34 @@ def test_updates_from_several_threads_at_once_run_one_after_another() -> None:
     assert params[0][0] < 0
 
 
+def test_a_second_process_loads_the_update_loops_from_numba_cache(tmp_path: Path) -> None:
+    # Each loop is compiled once per machine, not once per run: numba's cache must find it.
+    script = (
+        "import numpy as np; from mlp_cli import kernels, optim;"
+        "n = optim.THREAD_MIN * 2;"
+        "[optim.OPTIMIZERS[name](n, np.dtype(np.float32), n, threads=t).step("
+        " np.zeros(n, np.float32), np.ones(n, np.float32), 0.1)"
+        " for name in ('sgd', 'adam', 'rmsprop') for t in (1, 2)];"
+        "print(sorted(f'{f.__name__} {len(f.stats.cache_hits)} {len(f.stats.cache_misses)}'"
+        " for loops in kernels._LOOPS.values() for f in loops))"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    loops = [
+        f"{rule}_{kind}" for rule in ("adam", "rmsprop", "sgd") for kind in ("parallel", "serial")
+    ]
+    assert runs == [str([f"{loop} 0 1" for loop in loops]), str([f"{loop} 1 0" for loop in loops])]
+
+
 @pytest.mark.parametrize(("chosen", "used"), [(None, "workqueue"), ("omp", "omp")])
 def test_the_update_threads_sleep_between_updates_unless_the_user_chose(
     chosen: str | None, used: str
 ) -> None:
-    import os
-    import subprocess
-
     script = (
         "import numba, numpy as np; from mlp_cli import optim;"
         "n = optim.THREAD_MIN * 4; opt = optim.SGD(n, np.dtype(np.float32), n, threads=2);"
