@@ -281,9 +281,6 @@ def slow_run_message(slow: Slowdown, run_dir: Path | str) -> str:
 class JsonLines(Callbacks):
     """One JSON object per epoch on stdout, for scripts."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
-
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         print(json.dumps(record), flush=True)
 
