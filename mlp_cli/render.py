@@ -381,7 +381,7 @@ def confusion_table(result: Evaluation) -> Table:
     table.add_column("", style="bold", justify="right")
     for name in names:
         table.add_column(plain(name), justify="right")
-    worst = max(int(cm.max(initial=0, where=~np.eye(len(cm), dtype=bool))), 1)
+    worst = max((pair["count"] for pair in result.top_confusions(1)), default=1)
     for i, name in enumerate(names):
         cells = []
         for j in range(len(names)):

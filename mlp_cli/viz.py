@@ -596,7 +596,7 @@ def sweep_figure(
     cols = min(panels, 3)
     rows = math.ceil(panels / cols)
     with _figure(4.6 * cols, 3.6 * rows) as fig:
-        axes = list(np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel())
+        axes = list(fig.subplots(rows, cols, squeeze=False).flat)
         for ax, (key, found) in zip(axes, points.items(), strict=False):
             values = [v for v, _, _ in found]
             numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
