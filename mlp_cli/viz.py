@@ -194,10 +194,11 @@ def tile_grid(
         grid[y : y + step + SEPARATOR, x : x + step + SEPARATOR] = SEPARATOR_RGB  # frame
         grid[y + SEPARATOR : y + step, x + SEPARATOR : x + step] = rgb[i]
     label_size = int(np.clip(tile * 0.16, 9, 14))
-    digit = text_to_path.get_text_width_height_descent("0", FontProperties(size=label_size), False)
+    font = FontProperties(size=label_size)  # whose digits all have the same width
+    digit_w = text_to_path.get_text_width_height_descent("0", font, False)[0]
     for i in range(n if labels else 0):  # the box behind each index, so it reads on any colour
         y, x = (i // cols) * step + SEPARATOR, (i % cols) * step + SEPARATOR
-        grid[y : y + label_size + 2, x : x + int(len(str(i)) * digit[0]) + 5] = LABEL_BOX_RGB
+        grid[y : y + label_size + 2, x : x + int(len(str(i)) * digit_w) + 5] = LABEL_BOX_RGB
 
     width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
     fig = Figure(figsize=(width / 72, grid.shape[0] / 72), dpi=72)  # taller once with a header
@@ -217,7 +218,7 @@ def tile_grid(
             "white = 0; each tile is scaled to its own largest |weight|"
             + ("; the number is the unit's index (row)" if labels else "")
         )
-        texts = [  # both start `pad` below the top: text wraps only below the figure's top edge
+        texts = [  # first both `pad` below the top edge: matplotlib wraps no text right at it
             column.text(0, 1, title or "", transform=px_below(pad), va="top", wrap=True,
                         fontsize=13, weight="bold", parse_math=False),
             column.text(0, 1, words, transform=px_below(pad), va="top", wrap=True, fontsize=11,
