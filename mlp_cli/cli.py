@@ -481,7 +481,7 @@ def train(
             _say(WARNING, plain(warning), err=True)
         display: training.Callbacks
         if json_:
-            display = JsonLines(console)
+            display = JsonLines()
         elif quiet:
             display = training.Callbacks()
         else:

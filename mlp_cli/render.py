@@ -281,9 +281,6 @@ def slow_run_message(slow: Slowdown, run_dir: Path | str) -> str:
 class JsonLines(Callbacks):
     """One JSON object per epoch on stdout, for scripts."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
-
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         print(json.dumps(record), flush=True)
 
@@ -384,7 +381,7 @@ def confusion_table(result: Evaluation) -> Table:
     table.add_column("", style="bold", justify="right")
     for name in names:
         table.add_column(plain(name), justify="right")
-    worst = max(int(cm.max(initial=0, where=~np.eye(len(cm), dtype=bool))), 1)
+    worst = max((pair["count"] for pair in result.top_confusions(1)), default=1)
     for i, name in enumerate(names):
         cells = []
         for j in range(len(names)):
@@ -436,7 +433,7 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
     )
     if show:
         grey = np.round(255 * p.image.astype(np.float64)).astype(np.uint8)  # (28, 28)
-        console.print(halfblocks([np.repeat(grey[..., None], 3, axis=2)]))
+        console.print(halfblocks(np.repeat(grey[..., None], 3, axis=2)))
     console.print(probability_bars(p.probabilities, names), highlight=False)
 
 
@@ -474,34 +471,19 @@ def _block(upper: tuple[int, ...], lower: tuple[int, ...] | None) -> Style:
     )
 
 
-def halfblocks(tiles: Sequence[NDArray[np.uint8]], gap: int = TERMINAL_GAP) -> Text:
-    """RGB images of equal height, (rows, columns, 3) uint8, side by side `gap` blank columns
-    apart. Each character is ``▀`` with the upper pixel as foreground and the lower pixel as
-    background colour, so one text row shows two pixel rows and pixels stay square (an odd
-    last row has no background)."""
+def halfblocks(image: NDArray[np.uint8]) -> Text:
+    """An RGB image, (rows, columns, 3) uint8, as text: each character is ``▀`` with the
+    upper pixel as foreground and the lower pixel as background colour, so one text row
+    shows two pixel rows and pixels stay square (an odd last row has no background)."""
     text = Text(no_wrap=True, overflow="crop")
-    height = tiles[0].shape[0]
+    height = image.shape[0]
     for y in range(0, height, 2):  # one text row = pixel rows y (upper) and y + 1 (lower)
         if y:
             text.append("\n")
-        for k, tile in enumerate(tiles):
-            if k:
-                text.append(" " * gap)
-            for x in range(tile.shape[1]):
-                lower = tuple(map(int, tile[y + 1, x])) if y + 1 < height else None
-                text.append("▀", style=_block(tuple(map(int, tile[y, x])), lower))
+        for x in range(image.shape[1]):
+            lower = tuple(map(int, image[y + 1, x])) if y + 1 < height else None
+            text.append("▀", style=_block(tuple(map(int, image[y, x])), lower))
     return text
-
-
-def _terminal_tile_size(side: int, n: int, width: int) -> int:
-    """Largest tile (<= side) for which a near-square grid of n tiles fits `width` columns."""
-    from mlp_cli.viz import grid_cols
-
-    want = min(n, grid_cols(n))
-    for t in range(side, 2, -1):
-        if want * (t + TERMINAL_GAP) - TERMINAL_GAP <= width:
-            return t
-    return min(side, 3)
 
 
 def render_hidden_terminal(
@@ -512,9 +494,11 @@ def render_hidden_terminal(
     near-square grid to fit in `width`; each tile's index is written above it. Only the
     first `max_units` units are drawn, and the caption says so when there were more."""
     from PIL import Image
+    from rich.columns import Columns
+    from rich.constrain import Constrain
 
     from mlp_cli.errors import UsageError
-    from mlp_cli.viz import check_patterns, unit_colours
+    from mlp_cli.viz import check_patterns, grid_cols, unit_colours
 
     P = check_patterns(patterns, side)
     if max_units < 1:
@@ -522,8 +506,8 @@ def render_hidden_terminal(
     n_total = P.shape[0]
     P = P[:max_units]
     n = P.shape[0]
-    t = _terminal_tile_size(side, n, width)
-    per_row = max(1, min(n, (width + TERMINAL_GAP) // (t + TERMINAL_GAP)))
+    fits = (width + TERMINAL_GAP) // grid_cols(n) - TERMINAL_GAP  # widest near-square tiles
+    t = max(min(side, 3), min(side, fits))
     tiles = P.reshape(n, side, side)
     if t != side:
         # area averaging keeps thin strokes visible where nearest neighbour would drop them
@@ -537,13 +521,7 @@ def render_hidden_terminal(
             ]
         )
     rgb = unit_colours(tiles.reshape(n, t * t)).reshape(n, t, t, 3)
-    lines: list[Text] = []
-    for first in range(0, n, per_row):
-        row = range(first, min(first + per_row, n))
-        label = Text(no_wrap=True, overflow="crop", style="bold")
-        label.append((" " * TERMINAL_GAP).join(str(i).ljust(t)[:t] for i in row))
-        label.rstrip()
-        lines += [label, halfblocks([rgb[i] for i in row])]
+    labelled = [Group(Text(str(i)[:t], style="bold"), halfblocks(rgb[i])) for i in range(n)]
     caption = f"showing the first {n} of {n_total} units; " if n_total > n else ""
     caption += (
         "red = positive weight, blue = negative, white = 0; each tile scaled to its own "
@@ -551,8 +529,8 @@ def render_hidden_terminal(
     )
     if t != side:
         caption += f"; tiles shrunk from {side}x{side} to {t}x{t} pixels"
-    lines.append(Text(caption + ".", style="dim"))
-    return Group(*lines)
+    grid = Columns(labelled, padding=(0, TERMINAL_GAP))  # as many tiles a row as fit
+    return Group(Constrain(grid, width), Text(caption + ".", style="dim"))
 
 
 # -- inspect -------------------------------------------------------------------------------

@@ -144,26 +144,6 @@ def grid_cols(n: int) -> int:
     return max(1, math.ceil(math.sqrt(n)))
 
 
-def _text_width(text: str, size: float, bold: bool = False) -> float:
-    """Width in pixels of `text` in matplotlib's font at `size` px (on a 72 dpi figure)."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import text_to_path
-
-    font = FontProperties(size=size, weight="bold" if bold else "normal")
-    return float(text_to_path.get_text_width_height_descent(text, font, ismath=False)[0])
-
-
-def _wrap(text: str, size: float, width: float, bold: bool = False) -> list[str]:
-    """Greedy word wrap measured in pixels (textwrap counts characters)."""
-    lines: list[str] = []
-    for word in text.split():
-        if lines and _text_width(f"{lines[-1]} {word}", size, bold) <= width:
-            lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
-    return lines
-
-
 def tile_grid(
     patterns: np.ndarray,
     side: int,
@@ -191,8 +171,9 @@ def tile_grid(
     from matplotlib.collections import PathCollection
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
-    from matplotlib.textpath import TextPath
-    from matplotlib.transforms import IdentityTransform
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextPath, text_to_path
+    from matplotlib.transforms import IdentityTransform, Transform, offset_copy
     from PIL import Image
 
     P = check_patterns(patterns, side)
@@ -213,52 +194,58 @@ def tile_grid(
         grid[y : y + step + SEPARATOR, x : x + step + SEPARATOR] = SEPARATOR_RGB  # frame
         grid[y + SEPARATOR : y + step, x + SEPARATOR : x + step] = rgb[i]
     label_size = int(np.clip(tile * 0.16, 9, 14))
-    digit_w = _text_width("0", label_size)  # the font's digits all have this width
+    font = FontProperties(size=label_size)  # whose digits all have the same width
+    digit_w = text_to_path.get_text_width_height_descent("0", font, False)[0]
     for i in range(n if labels else 0):  # the box behind each index, so it reads on any colour
         y, x = (i // cols) * step + SEPARATOR, (i % cols) * step + SEPARATOR
         grid[y : y + label_size + 2, x : x + int(len(str(i)) * digit_w) + 5] = LABEL_BOX_RGB
 
-    pad, title_h, line_h, bar_h, ticks_h = 6, 16, 14, 12, 18  # px of the header's rows
     width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
-    text_w = width - 2 * pad - 4  # hinted text is drawn a little wider than it measures
-    title_lines = _wrap(title, 13, text_w, bold=True) if legend and title else []
-    words = (
-        f"{n} unit{'s' if n != 1 else ''}; red = positive weight, blue = negative, white = 0; "
-        "each tile is scaled to its own largest |weight|"
-        + ("; the number is the unit's index (row)" if labels else "")
-    )
-    legend_lines = _wrap(words, 11, text_w) if legend else []
-    header = pad + len(title_lines) * title_h + 4 + bar_h + ticks_h + len(legend_lines) * line_h
-    header = header + pad if legend else 0
-    height = header + grid.shape[0]
+    fig = Figure(figsize=(width / 72, grid.shape[0] / 72), dpi=72)  # taller once with a header
+    header, height = 0, grid.shape[0]
+    if legend:
+        pad, bar_h, ticks_h = 6, 12, 18  # px: margins, the colour bar, its tick labels
+        # matplotlib wraps text at the edges of its subfigure: the page less its margins here
+        column = fig.add_subfigure(
+            fig.add_gridspec(1, 3, width_ratios=(pad, width - 2 * pad, pad))[1]
+        )
 
-    fig = Figure(figsize=(width / 72, height / 72), dpi=72)
-    px = IdentityTransform()  # pixels from the bottom left
+        def px_below(y: float) -> Transform:  # `y` px below the page's top, however tall
+            return offset_copy(column.transSubfigure, fig, 0, -y, units="dots")
+
+        words = (
+            f"{n} unit{'s' if n != 1 else ''}; red = positive weight, blue = negative, "
+            "white = 0; each tile is scaled to its own largest |weight|"
+            + ("; the number is the unit's index (row)" if labels else "")
+        )
+        texts = [  # first both `pad` below the top edge: matplotlib wraps no text right at it
+            column.text(0, 1, title or "", transform=px_below(pad), va="top", wrap=True,
+                        fontsize=13, weight="bold", parse_math=False),
+            column.text(0, 1, words, transform=px_below(pad), va="top", wrap=True, fontsize=11,
+                        color="0.16"),
+        ]  # fmt: skip
+        fig.draw_without_rendering()  # wraps the text, so that its height can be measured
+        title_h, words_h = (t.get_window_extent().height for t in texts)  # 0 for no title
+        bar_y = pad + title_h + 4 + bar_h  # px from the top to the colour bar's bottom
+        texts[1].set_transform(px_below(bar_y + ticks_h))
+        header = math.ceil(bar_y + ticks_h + words_h + pad)
+        height = header + grid.shape[0]
+        fig.set_size_inches(width / 72, height / 72)
+        bar_w = min(160, width - 2 * pad - 80)
+        cax = fig.add_axes((40 / width, 1 - bar_y / height, bar_w / width, bar_h / height))
+        bar = fig.colorbar(ScalarMappable(Normalize(-1, 1), CMAP), cax=cax,
+                           orientation="horizontal", ticks=[-1, 0, 1])  # fmt: skip
+        bar.ax.set_xticklabels(["−max", "0", "+max"], fontsize=11)
+        bar.ax.tick_params(length=3, pad=1)
     if labels:  # one collection of glyph outlines: a text artist per unit is slow
-        x0, top = (width - grid.shape[1]) // 2 + SEPARATOR + 2, height - header - SEPARATOR
+        x0, top = (width - grid.shape[1]) // 2 + SEPARATOR + 2, grid.shape[0] - SEPARATOR
         base = top - 1 - label_size * 0.95  # the baseline under digits `label_size` px tall
         glyphs = [
             TextPath((x0 + (i % cols) * step, base - (i // cols) * step), str(i), size=label_size)
             for i in range(n)
         ]
+        px = IdentityTransform()  # pixels from the bottom left
         fig.add_artist(PathCollection(glyphs, facecolors="white", linewidths=0, transform=px))
-    if legend:
-        y = pad
-        for line in title_lines:
-            fig.text(pad, height - y, line, transform=px, va="top", fontsize=13, weight="bold",
-                     parse_math=False)  # fmt: skip
-            y += title_h
-        bar_w = min(160, width - 2 * pad - 80)
-        y += 4 + bar_h
-        cax = fig.add_axes((40 / width, (height - y) / height, bar_w / width, bar_h / height))
-        bar = fig.colorbar(ScalarMappable(Normalize(-1, 1), CMAP), cax=cax,
-                           orientation="horizontal", ticks=[-1, 0, 1])  # fmt: skip
-        bar.ax.set_xticklabels(["−max", "0", "+max"], fontsize=11)
-        bar.ax.tick_params(length=3, pad=1)
-        y += ticks_h
-        for line in legend_lines:
-            fig.text(pad, height - y, line, transform=px, va="top", fontsize=11, color="0.16")
-            y += line_h
     # text on a transparent layer over the grid: `figimage` would resample every pixel
     raw = io.BytesIO()
     fig.savefig(raw, format="rgba", dpi=72, transparent=True)
@@ -610,7 +597,7 @@ def sweep_figure(
     cols = min(panels, 3)
     rows = math.ceil(panels / cols)
     with _figure(4.6 * cols, 3.6 * rows) as fig:
-        axes = list(np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel())
+        axes = list(fig.subplots(rows, cols, squeeze=False).flat)
         for ax, (key, found) in zip(axes, points.items(), strict=False):
             values = [v for v, _, _ in found]
             numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
