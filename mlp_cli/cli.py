@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from mlp_cli.config import Config
     from mlp_cli.data import Splits
+    from mlp_cli.render import DataNotices
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -360,31 +361,27 @@ def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
         )
 
 
-def _fetch_missing_data(cfg: "Config", quiet: bool) -> None:
-    from mlp_cli import data
+@contextmanager
+def _data_progress(quiet: bool) -> Iterator["DataNotices"]:
+    """What the data layer reports to, on stderr: a download bar, stopped however the
+    block ends, or with ``quiet`` its notices alone."""
     from mlp_cli.render import DataNotices, DownloadBar
 
-    if all(path is not None for path in data.cached_files().values()):
+    if quiet:
+        yield DataNotices(err_console)
         return
-    bar = DataNotices(err_console) if quiet else DownloadBar(err_console)
+    bar = DownloadBar(err_console)
     try:
-        data.fetch_mnist(mirror=cfg.data.mirror, progressbar=bar)
+        yield bar
     finally:
-        if isinstance(bar, DownloadBar):
-            bar.stop()
+        bar.stop()
 
 
 def _load_training_data(cfg: "Config", quiet: bool) -> "Splits":
     from mlp_cli.data import prepare_data
-    from mlp_cli.render import DataNotices, DownloadBar
 
-    if quiet:
-        return prepare_data(cfg, progressbar=DataNotices(err_console))
-    bar = DownloadBar(err_console)
-    try:
+    with _data_progress(quiet) as bar:
         return prepare_data(cfg, progressbar=bar)
-    finally:
-        bar.stop()
 
 
 # The flags every trainer has, each a shortcut for one --set key (same parsing and checks).
@@ -650,7 +647,11 @@ def sweep(
             plain(str(run.dir)),
         )
     if engine == Engine.local or address is None:  # once here, not in every trial at once
-        _fetch_missing_data(config_from_dict(run.trials[0].config), quiet or json_)
+        from mlp_cli.data import fetch_missing
+
+        mirror = config_from_dict(run.trials[0].config).data.mirror
+        with _data_progress(quiet or json_) as bar:
+            fetch_missing(mirror=mirror, progressbar=bar)
     run.dir.mkdir(parents=True, exist_ok=True)
     run.save()
     live = None
@@ -853,10 +854,8 @@ def evaluate(
         if plot is not None:
             check_plot_apart(misclassified, plot)
     path, saved = _load_model(model)
-    from mlp_cli.render import DataNotices
-
-    notices = DataNotices(err_console)
-    images, labels = split_images(saved, split.value, progressbar=notices)
+    with _data_progress(quiet=True) as notices:
+        images, labels = split_images(saved, split.value, progressbar=notices)
     result = run_evaluation(saved, images, labels, split.value)
     if misclassified is not None:
         write_mistakes(result, images, misclassified, count)
@@ -1171,13 +1170,9 @@ def data_fetch(
 ) -> None:
     """Download MNIST (if not cached), verify it and cache it."""
     from mlp_cli import data
-    from mlp_cli.render import DownloadBar
 
-    bar = DownloadBar(err_console)
-    try:
+    with _data_progress(quiet=False) as bar:
         files = data.fetch_mnist(mirror=mirror, progressbar=bar)
-    finally:
-        bar.stop()
     _say("MNIST is ready in ", plain(data.data_dir()), f" ({len(files)} files verified)")
 
 
