@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from mlp_cli.config import Config
     from mlp_cli.data import Splits
     from mlp_cli.render import DataNotices
+    from mlp_cli.sweep import Sweep
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,7 +138,6 @@ class _Typer(typer.Typer):
 
 app = _Typer(
     name="mlp",
-    help="Train, evaluate and inspect NumPy multilayer perceptrons on handwritten digits.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -448,11 +448,11 @@ def train(
     from mlp_cli.config import Override, load_config
     from mlp_cli.render import JsonLines, TrainDisplay
 
-    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "layers": layers}
+    # The shortcut flags are read by name, so that SHORTCUTS alone lists them.
     overrides = list(set_ or []) + [
-        Override(f"{SHORTCUTS[name]}={value}", f"--{name.replace('_', '-')} {value}")
-        for name, value in given.items()
-        if value is not None
+        Override(f"{key}={value}", f"--{name.replace('_', '-')} {value}")
+        for name, key in SHORTCUTS.items()
+        if (value := ctx.params[name]) is not None
     ]
     saved = None
     if resume is not None:
@@ -592,13 +592,7 @@ def sweep(
             " mlp sweep --resume DIR"
         )
     if action == "show":
-        shown = sweeps.Sweep.load(args[1])
-        if json_:
-            typer.echo(json.dumps(sweeps.summary(shown), indent=1))
-            return
-        console.print(sweep_table(shown, ranked=True, width=console.width))
-        for line in sweep_reasons(shown):
-            err_console.print(line)
+        _print_sweep(sweeps.Sweep.load(args[1]), json_)
         return
     if resume is not None:
         if out is not None:
@@ -713,12 +707,7 @@ def sweep(
     sweeps.finish(run)
     best = run.best_trial()
     linked = best is not None and (run.dir / sweeps.BEST).resolve() == run.run_dir(best).resolve()
-    if json_:
-        typer.echo(json.dumps(sweeps.summary(run), indent=1))
-    else:
-        console.print(sweep_table(run, ranked=True, width=console.width))
-        for line in sweep_reasons(run):
-            err_console.print(line)
+    _print_sweep(run, json_)
     if best is None:
         _say(ERROR, f"no trial of the sweep gave a {run.metric}; see the reasons above", err=True)
         raise typer.Exit(1)
@@ -746,6 +735,20 @@ def sweep(
         ", ",
         plain(str(run.dir / sweeps.PICTURE_FILE)),
     )
+
+
+def _print_sweep(run: "Sweep", json_: bool) -> None:
+    """A sweep's trials, best first: as JSON on stdout, or as a table there and why trials
+    ended on stderr."""
+    from mlp_cli.render import sweep_reasons, sweep_table
+    from mlp_cli.sweep import summary
+
+    if json_:
+        typer.echo(json.dumps(summary(run), indent=1))
+        return
+    console.print(sweep_table(run, ranked=True, width=console.width))
+    for line in sweep_reasons(run):
+        err_console.print(line)
 
 
 # -- gradcheck -------------------------------------------------------------------------------
@@ -917,8 +920,6 @@ def predict(
     Up to 3 images are shown in detail (top 3 and a bar per digit); more are a table, one
     row per image, and a summary.
     """
-    import time
-
     from mlp_cli.predict import predict_files, save_inputs
 
     if save_input is not None:
@@ -1110,7 +1111,7 @@ def serve(
         Models(model, runs),
         host,
         port,
-        log=lambda message: err_console.print(plain(message), highlight=False, soft_wrap=True),
+        log=lambda message: _say(plain(message), err=True),
     )
     with server:
         _say(
