@@ -273,6 +273,16 @@ ModelOpt = Annotated[
 ]
 
 
+def _count(help: str, most: int | None = None) -> Any:
+    """An option taking a count N, 1 or more (at most ``most``)."""
+    return typer.Option(min=1, max=most, metavar="N", help=help)
+
+
+def _out(help: str, metavar: str | None = None) -> Any:
+    """The option naming what a command writes."""
+    return typer.Option("--out", "-o", metavar=metavar, help=help)
+
+
 # -- train -----------------------------------------------------------------------------------
 
 
@@ -418,7 +428,7 @@ def train(
     layers: Annotated[str | None, _shortcut("--layers", "SIZES")] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", metavar="DIR", help="Run directory (default: runs/<name>)."),
+        _out("Run directory (default: runs/<name>).", "DIR"),
     ] = None,
     resume: Annotated[
         Path | None,
@@ -554,22 +564,15 @@ def sweep(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(
-            min=1,
-            max=256,
-            metavar="N",
-            help="Trials at once (local engine; default: usable cores / --cpus-per-trial).",
-        ),
+        _count("Trials at once (local engine; default: usable cores / --cpus-per-trial).", 256),
     ] = None,
     cpus_per_trial: Annotated[
         int | None,
-        typer.Option(min=1, max=256, metavar="N", help="CPUs (threads) per trial \\[default: 1]."),
+        _count("CPUs (threads) per trial \\[default: 1].", 256),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out", "-o", metavar="DIR", help="Sweep folder (default: <output.dir>/<name>)."
-        ),
+        _out("Sweep folder (default: <output.dir>/<name>).", "DIR"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the results.")] = False,
     json_: Annotated[
@@ -759,12 +762,8 @@ def _print_sweep(run: "Sweep", json_: bool) -> None:
 def gradcheck(
     config: ConfigArg = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
-    batch: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Examples in the random batch.")
-    ] = 8,
-    entries: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Entries checked per parameter array at most.")
-    ] = 200,
+    batch: Annotated[int, _count("Examples in the random batch.")] = 8,
+    entries: Annotated[int, _count("Entries checked per parameter array at most.")] = 200,
     seed: Annotated[
         int, typer.Option(metavar="N", help="Seed for the random network and batch.")
     ] = 0,
@@ -837,9 +836,7 @@ def evaluate(
             metavar="DIR", help="Write the worst mistakes as PNGs (and a gallery) into this folder."
         ),
     ] = None,
-    count: Annotated[
-        int, typer.Option(min=1, metavar="N", help="How many mistakes to write.")
-    ] = 50,
+    count: Annotated[int, _count("How many mistakes to write.")] = 50,
     plot: Annotated[
         Path | None,
         typer.Option(metavar="FILE", help="Write a confusion-matrix heatmap (PNG) here."),
@@ -971,7 +968,7 @@ def predict(
 @app.command()
 @handle_errors
 def export(
-    out: Annotated[Path, typer.Option("--out", "-o", help="File to write, e.g. model.onnx.")],
+    out: Annotated[Path, _out("File to write, e.g. model.onnx.")],
     model: ModelOpt = None,
     format_: Annotated[str, typer.Option("--format", "-f", help="Output format: onnx.")] = "onnx",
     preprocessing: Annotated[
@@ -1040,16 +1037,9 @@ def show_hidden(
     model: ModelOpt = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            metavar="FILE",
-            help="PNG to write (default: hidden.png in the model's run folder).",
-        ),
+        _out("PNG to write (default: hidden.png in the model's run folder).", "FILE"),
     ] = None,
-    layer: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Which hidden layer (1 = first).")
-    ] = 1,
+    layer: Annotated[int, _count("Which hidden layer (1 = first).")] = 1,
     terminal: Annotated[
         bool,
         typer.Option(help="Also draw the units in the terminal (up to 36 units)."),
@@ -1096,12 +1086,7 @@ def serve(
     ] = False,
     workers: Annotated[
         int | None,
-        typer.Option(
-            min=1,
-            max=64,
-            metavar="N",
-            help="Processes answering requests (Linux; default: one per core, at most 4).",
-        ),
+        _count("Processes answering requests (Linux; default: one per core, at most 4).", 64),
     ] = None,
 ) -> None:
     """Serve a web page where you draw a digit and watch the network answer (Ctrl-C stops)."""
@@ -1142,9 +1127,7 @@ def plot(
     ] = Path("runs/latest"),
     out: Annotated[
         Path | None,
-        typer.Option(
-            "--out", "-o", metavar="FILE", help="PNG to write (default: RUN_DIR/curves.png)."
-        ),
+        _out("PNG to write (default: RUN_DIR/curves.png).", "FILE"),
     ] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
