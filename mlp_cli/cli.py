@@ -127,13 +127,15 @@ class _Group(TyperGroup):
 
 
 class _Typer(typer.Typer):
-    """`typer.Typer` whose commands and groups render their help with `_plain_types`."""
+    """`typer.Typer` whose commands and groups render their help with `_plain_types`, and
+    whose commands turn library errors into messages (`handle_errors`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cls=_Group, **kwargs)
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
-        return super().command(*args, cls=_Command, **kwargs)
+        register = super().command(*args, cls=_Command, **kwargs)
+        return lambda command: register(handle_errors(command))
 
 
 app = _Typer(
@@ -416,7 +418,6 @@ def _shortcut(flag: str, metavar: str) -> Any:
 
 
 @app.command()
-@handle_errors
 def train(
     ctx: typer.Context,
     config: ConfigArg = Path(DEFAULT_CONFIG),
@@ -523,7 +524,6 @@ _SWEEP_ACTIONS = ("plan", "show")
 
 
 @app.command()
-@handle_errors
 def sweep(
     ctx: typer.Context,
     target: Annotated[
@@ -758,7 +758,6 @@ def _print_sweep(run: "Sweep", json_: bool) -> None:
 
 
 @app.command()
-@handle_errors
 def gradcheck(
     config: ConfigArg = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
@@ -823,7 +822,6 @@ def _model_json(path: Path, saved: Any) -> dict[str, Any]:
 
 
 @app.command()
-@handle_errors
 def evaluate(
     model: ModelOpt = None,
     split: Annotated[
@@ -882,7 +880,6 @@ def evaluate(
 
 
 @app.command()
-@handle_errors
 def predict(
     paths: Annotated[
         list[str], typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.")
@@ -966,7 +963,6 @@ def predict(
 
 
 @app.command()
-@handle_errors
 def export(
     out: Annotated[Path, _out("File to write, e.g. model.onnx.")],
     model: ModelOpt = None,
@@ -1022,7 +1018,6 @@ def export(
 
 
 @app.command()
-@handle_errors
 def inspect(model: ModelOpt = None) -> None:
     """Summarise a saved model: layers, parameters, preprocessing, training, data hashes."""
     from mlp_cli.render import print_model_summary
@@ -1032,7 +1027,6 @@ def inspect(model: ModelOpt = None) -> None:
 
 
 @show_app.command("hidden")
-@handle_errors
 def show_hidden(
     model: ModelOpt = None,
     out: Annotated[
@@ -1068,7 +1062,6 @@ def show_hidden(
 
 
 @app.command()
-@handle_errors
 def serve(
     model: ModelOpt = None,
     host: Annotated[
@@ -1120,7 +1113,6 @@ def serve(
 
 
 @app.command()
-@handle_errors
 def plot(
     run_dir: Annotated[
         Path, typer.Argument(metavar="RUN_DIR", help="A run directory (with metrics.jsonl).")
@@ -1146,7 +1138,6 @@ def plot(
 
 
 @data_app.command("fetch")
-@handle_errors
 def data_fetch(
     mirror: Annotated[
         str | None, typer.Option(metavar="URL", help="Base URL tried before the built-in mirrors.")
@@ -1161,7 +1152,6 @@ def data_fetch(
 
 
 @data_app.command("import")
-@handle_errors
 def data_import(
     directory: Annotated[
         Path, typer.Argument(metavar="DIR", help="Folder with the four MNIST files.")
@@ -1175,7 +1165,6 @@ def data_import(
 
 
 @data_app.command("info")
-@handle_errors
 def data_info(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -1204,7 +1193,6 @@ def data_info(
 
 
 @data_app.command("path")
-@handle_errors
 def data_path() -> None:
     """Print the cache folder (MLP_DATA_DIR or the OS cache)."""
     from mlp_cli import data
@@ -1216,7 +1204,6 @@ def data_path() -> None:
 
 
 @config_app.command("list")
-@handle_errors
 def config_list() -> None:
     """List the shipped configs: name, expected MNIST test accuracy and what each trains."""
     from rich.table import Table
@@ -1236,7 +1223,6 @@ def config_list() -> None:
 
 
 @config_app.command("show")
-@handle_errors
 def config_show(
     file: Annotated[
         Path,
@@ -1256,7 +1242,6 @@ def config_show(
 
 
 @config_app.command("schema")
-@handle_errors
 def config_schema() -> None:
     """Print the config's JSON schema (for editor completion and validation)."""
     from mlp_cli.config import config_schema as schema
