@@ -427,10 +427,7 @@ def train(
     batch_size: Annotated[str | None, _shortcut("--batch-size", "N")] = None,
     seed: Annotated[str | None, _shortcut("--seed", "N")] = None,
     layers: Annotated[str | None, _shortcut("--layers", "SIZES")] = None,
-    out: Annotated[
-        Path | None,
-        _out("Run directory (default: runs/<name>).", "DIR"),
-    ] = None,
+    out: Annotated[Path | None, _out("Run directory (default: runs/<name>).", "DIR")] = None,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -567,13 +564,9 @@ def sweep(
         _count("Trials at once (local engine; default: usable cores / --cpus-per-trial).", 256),
     ] = None,
     cpus_per_trial: Annotated[
-        int | None,
-        _count("CPUs (threads) per trial \\[default: 1].", 256),
+        int | None, _count("CPUs (threads) per trial \\[default: 1].", 256)
     ] = None,
-    out: Annotated[
-        Path | None,
-        _out("Sweep folder (default: <output.dir>/<name>).", "DIR"),
-    ] = None,
+    out: Annotated[Path | None, _out("Sweep folder (default: <output.dir>/<name>).", "DIR")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the results.")] = False,
     json_: Annotated[
         bool, typer.Option("--json", help="The ranked trials as JSON on stdout, nothing else.")
@@ -1030,8 +1023,7 @@ def inspect(model: ModelOpt = None) -> None:
 def show_hidden(
     model: ModelOpt = None,
     out: Annotated[
-        Path | None,
-        _out("PNG to write (default: hidden.png in the model's run folder).", "FILE"),
+        Path | None, _out("PNG to write (default: hidden.png in the model's run folder).", "FILE")
     ] = None,
     layer: Annotated[int, _count("Which hidden layer (1 = first).")] = 1,
     terminal: Annotated[
@@ -1117,10 +1109,7 @@ def plot(
     run_dir: Annotated[
         Path, typer.Argument(metavar="RUN_DIR", help="A run directory (with metrics.jsonl).")
     ] = Path("runs/latest"),
-    out: Annotated[
-        Path | None,
-        _out("PNG to write (default: RUN_DIR/curves.png).", "FILE"),
-    ] = None,
+    out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", "FILE")] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli.outputs import check_picture
