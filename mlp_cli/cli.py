@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
     from mlp_cli.config import Config
     from mlp_cli.data import Splits
+    from mlp_cli.render import DataNotices
+    from mlp_cli.sweep import Sweep
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,18 +127,19 @@ class _Group(TyperGroup):
 
 
 class _Typer(typer.Typer):
-    """`typer.Typer` whose commands and groups render their help with `_plain_types`."""
+    """`typer.Typer` whose commands and groups render their help with `_plain_types`, and
+    whose commands turn library errors into messages (`handle_errors`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cls=_Group, **kwargs)
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
-        return super().command(*args, cls=_Command, **kwargs)
+        register = super().command(*args, cls=_Command, **kwargs)
+        return lambda command: register(handle_errors(command))
 
 
 app = _Typer(
     name="mlp",
-    help="Train, evaluate and inspect NumPy multilayer perceptrons on handwritten digits.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -272,6 +275,16 @@ ModelOpt = Annotated[
 ]
 
 
+def _count(help: str, most: int | None = None) -> Any:
+    """An option taking a count N, 1 or more (at most ``most``)."""
+    return typer.Option(min=1, max=most, metavar="N", help=help)
+
+
+def _out(help: str, metavar: str | None = None) -> Any:
+    """The option naming what a command writes."""
+    return typer.Option("--out", "-o", metavar=metavar, help=help)
+
+
 # -- train -----------------------------------------------------------------------------------
 
 
@@ -360,31 +373,27 @@ def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
         )
 
 
-def _fetch_missing_data(cfg: "Config", quiet: bool) -> None:
-    from mlp_cli import data
+@contextmanager
+def _data_progress(quiet: bool) -> Iterator["DataNotices"]:
+    """What the data layer reports to, on stderr: a download bar, stopped however the
+    block ends, or with ``quiet`` its notices alone."""
     from mlp_cli.render import DataNotices, DownloadBar
 
-    if all(path is not None for path in data.cached_files().values()):
+    if quiet:
+        yield DataNotices(err_console)
         return
-    bar = DataNotices(err_console) if quiet else DownloadBar(err_console)
+    bar = DownloadBar(err_console)
     try:
-        data.fetch_mnist(mirror=cfg.data.mirror, progressbar=bar)
+        yield bar
     finally:
-        if isinstance(bar, DownloadBar):
-            bar.stop()
+        bar.stop()
 
 
 def _load_training_data(cfg: "Config", quiet: bool) -> "Splits":
     from mlp_cli.data import prepare_data
-    from mlp_cli.render import DataNotices, DownloadBar
 
-    if quiet:
-        return prepare_data(cfg, progressbar=DataNotices(err_console))
-    bar = DownloadBar(err_console)
-    try:
+    with _data_progress(quiet) as bar:
         return prepare_data(cfg, progressbar=bar)
-    finally:
-        bar.stop()
 
 
 # The flags every trainer has, each a shortcut for one --set key (same parsing and checks).
@@ -409,7 +418,6 @@ def _shortcut(flag: str, metavar: str) -> Any:
 
 
 @app.command()
-@handle_errors
 def train(
     ctx: typer.Context,
     config: ConfigArg = Path(DEFAULT_CONFIG),
@@ -419,10 +427,7 @@ def train(
     batch_size: Annotated[str | None, _shortcut("--batch-size", "N")] = None,
     seed: Annotated[str | None, _shortcut("--seed", "N")] = None,
     layers: Annotated[str | None, _shortcut("--layers", "SIZES")] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", metavar="DIR", help="Run directory (default: runs/<name>)."),
-    ] = None,
+    out: Annotated[Path | None, _out("Run directory (default: runs/<name>).", "DIR")] = None,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -451,11 +456,11 @@ def train(
     from mlp_cli.config import Override, load_config
     from mlp_cli.render import JsonLines, TrainDisplay
 
-    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "layers": layers}
+    # The shortcut flags are read by name, so that SHORTCUTS alone lists them.
     overrides = list(set_ or []) + [
-        Override(f"{SHORTCUTS[name]}={value}", f"--{name.replace('_', '-')} {value}")
-        for name, value in given.items()
-        if value is not None
+        Override(f"{key}={value}", f"--{name.replace('_', '-')} {value}")
+        for name, key in SHORTCUTS.items()
+        if (value := ctx.params[name]) is not None
     ]
     saved = None
     if resume is not None:
@@ -516,7 +521,6 @@ _SWEEP_ACTIONS = ("plan", "show")
 
 
 @app.command()
-@handle_errors
 def sweep(
     ctx: typer.Context,
     target: Annotated[
@@ -557,23 +561,12 @@ def sweep(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(
-            min=1,
-            max=256,
-            metavar="N",
-            help="Trials at once (local engine; default: usable cores / --cpus-per-trial).",
-        ),
+        _count("Trials at once (local engine; default: usable cores / --cpus-per-trial).", 256),
     ] = None,
     cpus_per_trial: Annotated[
-        int | None,
-        typer.Option(min=1, max=256, metavar="N", help="CPUs (threads) per trial \\[default: 1]."),
+        int | None, _count("CPUs (threads) per trial \\[default: 1].", 256)
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", "-o", metavar="DIR", help="Sweep folder (default: <output.dir>/<name>)."
-        ),
-    ] = None,
+    out: Annotated[Path | None, _out("Sweep folder (default: <output.dir>/<name>).", "DIR")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the results.")] = False,
     json_: Annotated[
         bool, typer.Option("--json", help="The ranked trials as JSON on stdout, nothing else.")
@@ -595,13 +588,7 @@ def sweep(
             " mlp sweep --resume DIR"
         )
     if action == "show":
-        shown = sweeps.Sweep.load(args[1])
-        if json_:
-            typer.echo(json.dumps(sweeps.summary(shown), indent=1))
-            return
-        console.print(sweep_table(shown, ranked=True, width=console.width))
-        for line in sweep_reasons(shown):
-            err_console.print(line)
+        _print_sweep(sweeps.Sweep.load(args[1]), json_)
         return
     if resume is not None:
         if out is not None:
@@ -650,7 +637,11 @@ def sweep(
             plain(str(run.dir)),
         )
     if engine == Engine.local or address is None:  # once here, not in every trial at once
-        _fetch_missing_data(config_from_dict(run.trials[0].config), quiet or json_)
+        from mlp_cli.data import fetch_missing
+
+        mirror = config_from_dict(run.trials[0].config).data.mirror
+        with _data_progress(quiet or json_) as bar:
+            fetch_missing(mirror=mirror, progressbar=bar)
     run.dir.mkdir(parents=True, exist_ok=True)
     run.save()
     live = None
@@ -712,12 +703,7 @@ def sweep(
     sweeps.finish(run)
     best = run.best_trial()
     linked = best is not None and (run.dir / sweeps.BEST).resolve() == run.run_dir(best).resolve()
-    if json_:
-        typer.echo(json.dumps(sweeps.summary(run), indent=1))
-    else:
-        console.print(sweep_table(run, ranked=True, width=console.width))
-        for line in sweep_reasons(run):
-            err_console.print(line)
+    _print_sweep(run, json_)
     if best is None:
         _say(ERROR, f"no trial of the sweep gave a {run.metric}; see the reasons above", err=True)
         raise typer.Exit(1)
@@ -747,20 +733,29 @@ def sweep(
     )
 
 
+def _print_sweep(run: "Sweep", json_: bool) -> None:
+    """A sweep's trials, best first: as JSON on stdout, or as a table there and why trials
+    ended on stderr."""
+    from mlp_cli.render import sweep_reasons, sweep_table
+    from mlp_cli.sweep import summary
+
+    if json_:
+        typer.echo(json.dumps(summary(run), indent=1))
+        return
+    console.print(sweep_table(run, ranked=True, width=console.width))
+    for line in sweep_reasons(run):
+        err_console.print(line)
+
+
 # -- gradcheck -------------------------------------------------------------------------------
 
 
 @app.command()
-@handle_errors
 def gradcheck(
     config: ConfigArg = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
-    batch: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Examples in the random batch.")
-    ] = 8,
-    entries: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Entries checked per parameter array at most.")
-    ] = 200,
+    batch: Annotated[int, _count("Examples in the random batch.")] = 8,
+    entries: Annotated[int, _count("Entries checked per parameter array at most.")] = 200,
     seed: Annotated[
         int, typer.Option(metavar="N", help="Seed for the random network and batch.")
     ] = 0,
@@ -820,7 +815,6 @@ def _model_json(path: Path, saved: Any) -> dict[str, Any]:
 
 
 @app.command()
-@handle_errors
 def evaluate(
     model: ModelOpt = None,
     split: Annotated[
@@ -833,9 +827,7 @@ def evaluate(
             metavar="DIR", help="Write the worst mistakes as PNGs (and a gallery) into this folder."
         ),
     ] = None,
-    count: Annotated[
-        int, typer.Option(min=1, metavar="N", help="How many mistakes to write.")
-    ] = 50,
+    count: Annotated[int, _count("How many mistakes to write.")] = 50,
     plot: Annotated[
         Path | None,
         typer.Option(metavar="FILE", help="Write a confusion-matrix heatmap (PNG) here."),
@@ -853,10 +845,8 @@ def evaluate(
         if plot is not None:
             check_plot_apart(misclassified, plot)
     path, saved = _load_model(model)
-    from mlp_cli.render import DataNotices
-
-    notices = DataNotices(err_console)
-    images, labels = split_images(saved, split.value, progressbar=notices)
+    with _data_progress(quiet=True) as notices:
+        images, labels = split_images(saved, split.value, progressbar=notices)
     result = run_evaluation(saved, images, labels, split.value)
     if misclassified is not None:
         write_mistakes(result, images, misclassified, count)
@@ -883,7 +873,6 @@ def evaluate(
 
 
 @app.command()
-@handle_errors
 def predict(
     paths: Annotated[
         list[str], typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.")
@@ -918,8 +907,6 @@ def predict(
     Up to 3 images are shown in detail (top 3 and a bar per digit); more are a table, one
     row per image, and a summary.
     """
-    import time
-
     from mlp_cli.predict import predict_files, save_inputs
 
     if save_input is not None:
@@ -969,9 +956,8 @@ def predict(
 
 
 @app.command()
-@handle_errors
 def export(
-    out: Annotated[Path, typer.Option("--out", "-o", help="File to write, e.g. model.onnx.")],
+    out: Annotated[Path, _out("File to write, e.g. model.onnx.")],
     model: ModelOpt = None,
     format_: Annotated[str, typer.Option("--format", "-f", help="Output format: onnx.")] = "onnx",
     preprocessing: Annotated[
@@ -1025,7 +1011,6 @@ def export(
 
 
 @app.command()
-@handle_errors
 def inspect(model: ModelOpt = None) -> None:
     """Summarise a saved model: layers, parameters, preprocessing, training, data hashes."""
     from mlp_cli.render import print_model_summary
@@ -1035,21 +1020,12 @@ def inspect(model: ModelOpt = None) -> None:
 
 
 @show_app.command("hidden")
-@handle_errors
 def show_hidden(
     model: ModelOpt = None,
     out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            metavar="FILE",
-            help="PNG to write (default: hidden.png in the model's run folder).",
-        ),
+        Path | None, _out("PNG to write (default: hidden.png in the model's run folder).", "FILE")
     ] = None,
-    layer: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Which hidden layer (1 = first).")
-    ] = 1,
+    layer: Annotated[int, _count("Which hidden layer (1 = first).")] = 1,
     terminal: Annotated[
         bool,
         typer.Option(help="Also draw the units in the terminal (up to 36 units)."),
@@ -1078,7 +1054,6 @@ def show_hidden(
 
 
 @app.command()
-@handle_errors
 def serve(
     model: ModelOpt = None,
     host: Annotated[
@@ -1096,12 +1071,7 @@ def serve(
     ] = False,
     workers: Annotated[
         int | None,
-        typer.Option(
-            min=1,
-            max=64,
-            metavar="N",
-            help="Processes answering requests (Linux; default: one per core, at most 4).",
-        ),
+        _count("Processes answering requests (Linux; default: one per core, at most 4).", 64),
     ] = None,
 ) -> None:
     """Serve a web page where you draw a digit and watch the network answer (Ctrl-C stops)."""
@@ -1111,7 +1081,7 @@ def serve(
         Models(model, runs),
         host,
         port,
-        log=lambda message: err_console.print(plain(message), highlight=False, soft_wrap=True),
+        log=lambda message: _say(plain(message), err=True),
     )
     with server:
         _say(
@@ -1135,17 +1105,11 @@ def serve(
 
 
 @app.command()
-@handle_errors
 def plot(
     run_dir: Annotated[
         Path, typer.Argument(metavar="RUN_DIR", help="A run directory (with metrics.jsonl).")
     ] = Path("runs/latest"),
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", "-o", metavar="FILE", help="PNG to write (default: RUN_DIR/curves.png)."
-        ),
-    ] = None,
+    out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", "FILE")] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli.outputs import check_picture
@@ -1163,7 +1127,6 @@ def plot(
 
 
 @data_app.command("fetch")
-@handle_errors
 def data_fetch(
     mirror: Annotated[
         str | None, typer.Option(metavar="URL", help="Base URL tried before the built-in mirrors.")
@@ -1171,18 +1134,13 @@ def data_fetch(
 ) -> None:
     """Download MNIST (if not cached), verify it and cache it."""
     from mlp_cli import data
-    from mlp_cli.render import DownloadBar
 
-    bar = DownloadBar(err_console)
-    try:
+    with _data_progress(quiet=False) as bar:
         files = data.fetch_mnist(mirror=mirror, progressbar=bar)
-    finally:
-        bar.stop()
     _say("MNIST is ready in ", plain(data.data_dir()), f" ({len(files)} files verified)")
 
 
 @data_app.command("import")
-@handle_errors
 def data_import(
     directory: Annotated[
         Path, typer.Argument(metavar="DIR", help="Folder with the four MNIST files.")
@@ -1196,7 +1154,6 @@ def data_import(
 
 
 @data_app.command("info")
-@handle_errors
 def data_info(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -1225,7 +1182,6 @@ def data_info(
 
 
 @data_app.command("path")
-@handle_errors
 def data_path() -> None:
     """Print the cache folder (MLP_DATA_DIR or the OS cache)."""
     from mlp_cli import data
@@ -1237,7 +1193,6 @@ def data_path() -> None:
 
 
 @config_app.command("list")
-@handle_errors
 def config_list() -> None:
     """List the shipped configs: name, expected MNIST test accuracy and what each trains."""
     from rich.table import Table
@@ -1257,7 +1212,6 @@ def config_list() -> None:
 
 
 @config_app.command("show")
-@handle_errors
 def config_show(
     file: Annotated[
         Path,
@@ -1277,7 +1231,6 @@ def config_show(
 
 
 @config_app.command("schema")
-@handle_errors
 def config_schema() -> None:
     """Print the config's JSON schema (for editor completion and validation)."""
     from mlp_cli.config import config_schema as schema

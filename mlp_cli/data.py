@@ -421,6 +421,13 @@ def fetch_mnist(*, mirror: str | None = None, progressbar: Any = False) -> dict[
     return {stem: directory / stem for stem in MNIST_FILES}
 
 
+def fetch_missing(*, mirror: str | None = None, progressbar: Any = False) -> None:
+    """`fetch_mnist` when some file is missing from the cache, all four at once; a full
+    cache is not hashed here, since its loaders hash what they read anyway."""
+    if any(path is None for path in cached_files().values()):
+        fetch_mnist(mirror=mirror, progressbar=progressbar)
+
+
 def _verified(
     stems: list[str], mirror: str | None, progressbar: Any, *, download: bool
 ) -> dict[str, bytes]:
@@ -1034,8 +1041,7 @@ def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
     """
     from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
 
-    if any(path is None for path in cached_files().values()):
-        fetch_mnist(mirror=cfg.data.mirror, progressbar=progressbar)
+    fetch_missing(mirror=cfg.data.mirror, progressbar=progressbar)
     images, labels = load_mnist("train", mirror=cfg.data.mirror, progressbar=progressbar)
     size = cfg.data.input_size
     X = digits_to_inputs(images, size)

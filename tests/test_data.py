@@ -339,6 +339,26 @@ def test_fetch_downloads_only_what_is_missing(
     assert server.requested == ["/t10k-labels-idx1-ubyte.gz"]
 
 
+def test_fetch_missing_leaves_a_full_cache_unread_and_completes_a_partial_one(
+    synthetic: Synthetic, serve_folder: ServeFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = serve_folder(synthetic.folder)
+    paths = data.fetch_mnist(mirror=server.url)
+
+    def no_fetch(**kwargs: Any) -> None:
+        raise AssertionError("a full cache needs no fetch")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(data, "fetch_mnist", no_fetch)
+        data.fetch_missing(mirror=server.url)
+
+    paths["t10k-labels-idx1-ubyte"].unlink()
+    server.requested.clear()
+    data.fetch_missing(mirror=server.url)
+    assert server.requested == ["/t10k-labels-idx1-ubyte.gz"]
+    assert data.cached_files() == paths
+
+
 def test_a_damaged_cache_file_is_removed_then_downloaded_again(
     synthetic: Synthetic, serve_folder: ServeFolder
 ) -> None:
