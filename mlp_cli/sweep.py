@@ -339,9 +339,20 @@ class Sweep:
         trial = self.trials[index]
         trial.status, trial.reason = outcome.status, outcome.reason
         if outcome.history:  # the run's own record, whatever reports were missed
-            trial.best, trial.best_epoch, trial.seconds = None, 0, outcome.seconds
+            # An engine that did not time the trial itself has the epochs' own times.
+            seconds = outcome.seconds or sum(float(r.get("time") or 0.0) for r in outcome.history)
+            trial.best, trial.best_epoch, trial.seconds = None, 0, seconds
             for record in outcome.history:
                 self._take(trial, record)
+
+    def interrupt_running(self, reason: str) -> None:
+        """End the trials still running as interrupted, with what their folders hold (each
+        resumes from its last checkpoint), and save."""
+        for index, trial in enumerate(self.trials):
+            if trial.status == "running":
+                history = read_history(self.run_dir(trial))
+                self.ended(index, Outcome("interrupted", reason, history))
+        self.save()
 
     def keys(self) -> list[str]:
         """The swept settings, in file order."""
@@ -520,7 +531,7 @@ def check_new_sweep(sweep: Sweep) -> None:
     if (folder / STATE_FILE).is_file():
         raise UsageError(
             f"'{folder}' already holds the sweep '{sweep.name}'; continue it with"
-            f" `{command('mlp sweep --resume', folder)}`, or start a new one elsewhere (--out DIR,"
+            f" `{resume_hint(sweep)}`, or start a new one elsewhere (--out DIR,"
             " or another name: in the sweep file)"
         )
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -598,15 +609,16 @@ def run_trial(
             trainer = training.start(cfg, data, run_dir, link=False)
         result = trainer.run(Reporter(), lambda: bool(stop_here) or should_stop())
     except MLPError as exc:
-        return Outcome("failed", str(exc), _history(run_dir), time.perf_counter() - started)
+        return Outcome("failed", str(exc), read_history(run_dir), time.perf_counter() - started)
     except (np.linalg.LinAlgError, ArithmeticError, ValueError, OSError) as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        return Outcome("failed", reason, _history(run_dir), time.perf_counter() - started)
+        return Outcome("failed", reason, read_history(run_dir), time.perf_counter() - started)
     status = "pruned" if stop_here and result.status == "interrupted" else result.status
     return Outcome(status, None, result.history, result.elapsed)
 
 
-def _history(run_dir: Path) -> list[dict[str, Any]]:
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The metrics.jsonl records of the run in `run_dir` (none when it has no readable one)."""
     from mlp_cli.train import METRICS_FILE, read_metrics
 
     try:
@@ -651,7 +663,7 @@ class Asha:
         """Tell the pruner what the trials of a resumed sweep did before, so that their
         values are at the rungs the resumed trials are compared at."""
         for index, trial in enumerate(sweep.trials):
-            for record in _history(sweep.run_dir(trial)) if trial.epoch else []:
+            for record in read_history(sweep.run_dir(trial)) if trial.epoch else []:
                 value = record.get(sweep.metric)
                 self.report(index, int(record["epoch"]), None if value is None else float(value))
             if trial.status in ENDED:
@@ -781,19 +793,14 @@ def run_local(
         try:
             _drive(sweep, pending, events, handle, asha, on_change, should_stop, stop_all)
         except BaseException:  # a second Ctrl-C: the trials still running stay resumable
-            _abandon(sweep, "the sweep was aborted; it resumes from the last epoch's checkpoint")
+            sweep.interrupt_running(
+                "the sweep was aborted; it resumes from the last epoch's checkpoint"
+            )
             raise
     sweep.save()
     # A Ctrl-C to the whole process group can stop every worker's trial before this loop
     # has asked: it is a stop all the same.
     return not (stop_all.value or should_stop())
-
-
-def _abandon(sweep: Sweep, reason: str) -> None:
-    for trial in sweep.trials:
-        if trial.status == "running":
-            trial.status, trial.reason = "interrupted", reason
-    sweep.save()
 
 
 def _drive(
@@ -830,7 +837,6 @@ def _drive(
                 continue
             if outcome.status == "interrupted" and sweep.trials[index].status != "running":
                 continue  # the pool broke before this trial began: it stays pending
-            sweep.started(index)  # for a report that never came
             sweep.ended(index, outcome)
             if asha is not None:
                 asha.ended(index, outcome, sweep.trials[index].best)
@@ -921,7 +927,7 @@ def plot_sweep(sweep: Sweep, out: Path, top: int = 5) -> Path:
 
     curves = {}
     for trial in sweep.ranked()[:top]:
-        history = _history(sweep.run_dir(trial))
+        history = read_history(sweep.run_dir(trial))
         if trial.best is not None and history:
             curves[trial.id] = [(r["epoch"], r.get(sweep.metric)) for r in history]
     scored = [t for t in sweep.trials if t.best is not None]

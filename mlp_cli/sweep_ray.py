@@ -21,7 +21,6 @@ is imported only here, only when this engine runs.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import secrets
@@ -36,7 +35,7 @@ from typing import Any
 
 from mlp_cli import checkpoint, outputs
 from mlp_cli.errors import MLPError, UsageError
-from mlp_cli.sweep import Outcome, Sweep, resume_hint, run_trial
+from mlp_cli.sweep import Outcome, Sweep, read_history, resume_hint, run_trial
 from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, read_metrics
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
@@ -106,19 +105,14 @@ def check_address(address: str) -> tuple[str, int]:
     return host, port
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 @contextmanager
 def _environment(address: str | None) -> Iterator[None]:
     """The environment Ray reads, for the sweep only: Tune's reporting and its Ctrl-C
     handler off (the command line stops the sweep itself); for a private cluster, loopback
     only, no usage statistics and a fresh token; for a cluster on this machine's loopback
     interface, an address left as given."""
+    from mlp_cli.serve import is_loopback
+
     private = address is None
     changes = {
         "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0, the old reporter prints nothing
@@ -131,7 +125,7 @@ def _environment(address: str | None) -> Iterator[None]:
         # out mlp's message. Not for a private Ray, whose token is its own: setting the
         # level makes Ray say so on stderr in every run.
         changes["RAY_BACKEND_LOG_LEVEL"] = os.environ.get("RAY_BACKEND_LOG_LEVEL", "error")
-    if address is None or _is_loopback(address.rpartition(":")[0].strip("[]")):
+    if address is None or is_loopback(address.rpartition(":")[0].strip("[]")):
         # Without this, Ray replaces 127.0.0.1 by the machine's outward address: a private
         # cluster's servers listen on every interface, and a driver looks for a loopback
         # cluster where it does not listen.
@@ -386,10 +380,7 @@ def _tune(
 
     def end(i: int, outcome: Outcome) -> None:
         ended.add(i)
-        outcome.history = _history(sweep.run_dir(sweep.trials[i]))
-        if not outcome.seconds:
-            outcome.seconds = sum(float(r.get("time") or 0.0) for r in outcome.history)
-        sweep.started(i)  # for a trial that ended before any report
+        outcome.history = read_history(sweep.run_dir(sweep.trials[i]))
         sweep.ended(i, outcome)
         sweep.save()
         on_change()
@@ -511,12 +502,7 @@ def _tune(
         ),
     )
     tuner.fit()
-    for i in todo:
-        if i not in ended and sweep.trials[i].status == "running":
-            reason = "the sweep was stopped" if stopped else "Ray ended it without a result"
-            run_dir = sweep.run_dir(sweep.trials[i])
-            sweep.ended(i, Outcome("interrupted", reason, _history(run_dir)))
-    sweep.save()
+    sweep.interrupt_running("the sweep was stopped" if stopped else "Ray ended it without a result")
     return not stopped
 
 
@@ -528,12 +514,3 @@ def _unpickled() -> None:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    from mlp_cli.errors import MLPError
-
-    try:
-        return read_metrics(run_dir / METRICS_FILE)
-    except MLPError:
-        return []
