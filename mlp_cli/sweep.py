@@ -487,10 +487,12 @@ def plan(
                 f" validation split, but trial {tid} ({label}) has data.validation_size: 0;"
                 " rank by train_acc or train_loss, or hold out validation images."
             )
-        cfg = _trial_config(cfg, f"{spec.name}-{tid}", cpus_per_trial)
+        # Named after the sweep and the trial, on the trial's threads.
+        training = cfg.training.model_copy(update={"threads": cpus_per_trial})
+        cfg = cfg.model_copy(update={"name": f"{spec.name}-{tid}", "training": training})
         trials.append(Trial(tid, combo, cfg.model_dump(mode="json"), epochs=cfg.training.epochs))
-    first = config_from_dict(trials[0].config)
-    folder = Path(out) if out is not None else Path(first.output.dir) / spec.name
+    first_dir = trials[0].config["output"]["dir"]
+    folder = Path(out) if out is not None else Path(first_dir) / spec.name
     early = spec.early_terminate.model_dump() if spec.early_terminate else None
     return Sweep(
         spec.name,
@@ -504,12 +506,6 @@ def plan(
         early_terminate=early,
         cpus_per_trial=cpus_per_trial,
     )
-
-
-def _trial_config(cfg: Config, name: str, threads: int) -> Config:
-    """A trial's config: named after the sweep and trial, on the trial's threads."""
-    training = cfg.training.model_copy(update={"threads": threads})
-    return cfg.model_copy(update={"name": name, "training": training})
 
 
 def check_outputs(folder: Path) -> None:
