@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -61,7 +61,8 @@ BEST = "best"
 STATE_VERSION = 1
 MAX_TRIALS = 10_000
 MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
-METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+Metric = Literal["val_acc", "val_loss", "train_acc", "train_loss"]  # keys of metrics.jsonl
+Goal = Literal["maximize", "minimize"]
 # Statuses of a trial that has ended and is not run again by --resume.
 ENDED = ("completed", "early_stopped", "pruned", "failed")
 STATUSES = ("pending", "running", "interrupted", *ENDED)
@@ -73,8 +74,8 @@ STATUSES = ("pending", "running", "interrupted", *ENDED)
 class MetricSpec(_Section):
     """The per-epoch metric (a key of metrics.jsonl) that ranks the trials."""
 
-    name: Literal["val_acc", "val_loss", "train_acc", "train_loss"] = "val_acc"
-    goal: Literal["maximize", "minimize"] = "maximize"
+    name: Metric = "val_acc"
+    goal: Goal = "maximize"
 
 
 class Parameter(_Section):
@@ -378,7 +379,7 @@ class Sweep:
         """Raise ValueError for a state `mlp sweep` would not have written: names and values
         the sweep file could not give, trial ids that are not plain folder names or repeat,
         and trial configs that are no valid config."""
-        if self.metric not in METRICS or self.goal not in ("maximize", "minimize"):
+        if self.metric not in get_args(Metric) or self.goal not in get_args(Goal):
             raise ValueError(f"metric {self.metric!r} with goal {self.goal!r}")
         if self.method not in ("grid", "random") or self.engine not in ("local", "ray"):
             raise ValueError(f"method {self.method!r}, engine {self.engine!r}")
