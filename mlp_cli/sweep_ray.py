@@ -371,7 +371,6 @@ def _tune(
         }
         for i in todo
     }
-    ended: set[int] = set()
     stopped: list[bool] = []
     saved = [0.0]  # when sweep.json was last written
 
@@ -379,7 +378,6 @@ def _tune(
         return index[str(trial.config["trial"])]
 
     def end(i: int, outcome: Outcome) -> None:
-        ended.add(i)
         outcome.history = read_history(sweep.run_dir(sweep.trials[i]))
         sweep.ended(i, outcome)
         sweep.save()
@@ -406,7 +404,7 @@ def _tune(
             **info: Any,
         ) -> None:
             i = trial_index(trial)
-            if STATUS not in result and i not in ended:
+            if STATUS not in result and sweep.trials[i].status == "running":
                 sweep.epoch_ended(i, result)
                 if time.monotonic() - saved[0] > SAVE_SECONDS:  # for `mlp sweep show`
                     sweep.save()
@@ -422,7 +420,8 @@ def _tune(
             **info: Any,
         ) -> None:
             i = trial_index(trial)
-            if i not in ended:  # a finished trial's folder is never written again
+            # A trial that has ended (as the sweep says) never has its folder written again.
+            if sweep.trials[i].status == "running":
                 with checkpoint.as_directory() as folder:
                     _copy_run(Path(folder), sweep.run_dir(sweep.trials[i]))
 
