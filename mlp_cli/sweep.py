@@ -579,8 +579,6 @@ def run_trial(
     `report(record)` is called after every epoch with its metrics.jsonl record and answers
     whether the trial should stop there (early termination); `should_stop()` is asked
     before every step. A failure is an `Outcome`, not an exception: the sweep goes on."""
-    import numpy as np
-
     from mlp_cli import train as training
 
     started = time.perf_counter()
@@ -607,7 +605,7 @@ def run_trial(
         result = trainer.run(Reporter(), lambda: bool(stop_here) or should_stop())
     except MLPError as exc:
         return Outcome("failed", str(exc), read_history(run_dir), time.perf_counter() - started)
-    except (np.linalg.LinAlgError, ArithmeticError, ValueError, OSError) as exc:
+    except (ArithmeticError, ValueError, OSError) as exc:  # LinAlgError is a ValueError
         reason = f"{type(exc).__name__}: {exc}"
         return Outcome("failed", reason, read_history(run_dir), time.perf_counter() - started)
     status = "pruned" if stop_here and result.status == "interrupted" else result.status

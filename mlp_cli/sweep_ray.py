@@ -471,7 +471,7 @@ def _tune(
     scheduler = None
     early = sweep.early_terminate
     if early is not None:
-        longest = max(int(sweep.trials[i].config["training"]["epochs"]) for i in todo)
+        longest = max(sweep.trials[i].epochs for i in todo)
         scheduler = Asha(
             time_attr="epoch",
             metric=sweep.metric,
