@@ -207,9 +207,8 @@ def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> N
     task = plan[tid]
     patience = task["config"]["training"]["early_stopping"]["patience"]
     epochs = int(task["config"]["training"]["epochs"])
-    scratch = Path(tempfile.mkdtemp(prefix=f"mlp-sweep-{tid}-"))
-    run_dir = scratch / tid
-    try:
+    with tempfile.TemporaryDirectory(prefix=f"mlp-sweep-{tid}-", ignore_cleanup_errors=True) as tmp:
+        run_dir = Path(tmp) / tid
         saved = tune.get_checkpoint()
         if saved is not None:
             with saved.as_directory() as folder:
@@ -247,8 +246,6 @@ def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> N
             else None
         )
         tune.report(final, checkpoint=kept)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # -- in the driver ---------------------------------------------------------------------------
