@@ -603,10 +603,8 @@ def run_trial(
         else:
             trainer = training.start(cfg, data, run_dir, link=False)
         result = trainer.run(Reporter(), lambda: bool(stop_here) or should_stop())
-    except MLPError as exc:
-        return Outcome("failed", str(exc), read_history(run_dir), time.perf_counter() - started)
-    except (ArithmeticError, ValueError, OSError) as exc:  # LinAlgError is a ValueError
-        reason = f"{type(exc).__name__}: {exc}"
+    except (MLPError, ArithmeticError, ValueError, OSError) as exc:  # LinAlgError: a ValueError
+        reason = str(exc) if isinstance(exc, MLPError) else f"{type(exc).__name__}: {exc}"
         return Outcome("failed", reason, read_history(run_dir), time.perf_counter() - started)
     status = "pruned" if stop_here and result.status == "interrupted" else result.status
     return Outcome(status, None, result.history, result.elapsed)
@@ -811,7 +809,6 @@ def _drive(
     """Pass the workers' reports to `handle` and their outcomes to the sweep until every
     submitted trial has ended; on `should_stop`, cancel what has not started."""
     import queue
-    from concurrent.futures.process import BrokenProcessPool
 
     last_save = 0.0
     while pending:
@@ -827,7 +824,7 @@ def _drive(
             pass
         for future in [f for f in pending if f.done()]:
             index = pending.pop(future)
-            outcome = _outcome(future, BrokenProcessPool)
+            outcome = _outcome(future)
             if outcome is None:  # stopped before it began
                 continue
             if outcome.status == "interrupted" and sweep.trials[index].status != "running":
@@ -844,12 +841,14 @@ def _drive(
             last_save = time.monotonic()
 
 
-def _outcome(future: Any, broken: type[BaseException]) -> Outcome | None:
+def _outcome(future: Any) -> Outcome | None:
+    from concurrent.futures.process import BrokenProcessPool
+
     if future.cancelled():
         return None
     try:
         outcome: Outcome | None = future.result()
-    except broken as exc:
+    except BrokenProcessPool as exc:
         return Outcome(
             "interrupted",
             f"a worker process of the sweep ended unexpectedly ({exc}), which stops the"
