@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -61,7 +61,8 @@ BEST = "best"
 STATE_VERSION = 1
 MAX_TRIALS = 10_000
 MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
-METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+Metric = Literal["val_acc", "val_loss", "train_acc", "train_loss"]  # keys of metrics.jsonl
+Goal = Literal["maximize", "minimize"]
 # Statuses of a trial that has ended and is not run again by --resume.
 ENDED = ("completed", "early_stopped", "pruned", "failed")
 STATUSES = ("pending", "running", "interrupted", *ENDED)
@@ -73,8 +74,8 @@ STATUSES = ("pending", "running", "interrupted", *ENDED)
 class MetricSpec(_Section):
     """The per-epoch metric (a key of metrics.jsonl) that ranks the trials."""
 
-    name: Literal["val_acc", "val_loss", "train_acc", "train_loss"] = "val_acc"
-    goal: Literal["maximize", "minimize"] = "maximize"
+    name: Metric = "val_acc"
+    goal: Goal = "maximize"
 
 
 class Parameter(_Section):
@@ -339,9 +340,20 @@ class Sweep:
         trial = self.trials[index]
         trial.status, trial.reason = outcome.status, outcome.reason
         if outcome.history:  # the run's own record, whatever reports were missed
-            trial.best, trial.best_epoch, trial.seconds = None, 0, outcome.seconds
+            # An engine that did not time the trial itself has the epochs' own times.
+            seconds = outcome.seconds or sum(float(r.get("time") or 0.0) for r in outcome.history)
+            trial.best, trial.best_epoch, trial.seconds = None, 0, seconds
             for record in outcome.history:
                 self._take(trial, record)
+
+    def interrupt_running(self, reason: str) -> None:
+        """End the trials still running as interrupted, with what their folders hold (each
+        resumes from its last checkpoint), and save."""
+        for index, trial in enumerate(self.trials):
+            if trial.status == "running":
+                history = read_history(self.run_dir(trial))
+                self.ended(index, Outcome("interrupted", reason, history))
+        self.save()
 
     def keys(self) -> list[str]:
         """The swept settings, in file order."""
@@ -367,7 +379,7 @@ class Sweep:
         """Raise ValueError for a state `mlp sweep` would not have written: names and values
         the sweep file could not give, trial ids that are not plain folder names or repeat,
         and trial configs that are no valid config."""
-        if self.metric not in METRICS or self.goal not in ("maximize", "minimize"):
+        if self.metric not in get_args(Metric) or self.goal not in get_args(Goal):
             raise ValueError(f"metric {self.metric!r} with goal {self.goal!r}")
         if self.method not in ("grid", "random") or self.engine not in ("local", "ray"):
             raise ValueError(f"method {self.method!r}, engine {self.engine!r}")
@@ -476,10 +488,12 @@ def plan(
                 f" validation split, but trial {tid} ({label}) has data.validation_size: 0;"
                 " rank by train_acc or train_loss, or hold out validation images."
             )
-        cfg = _trial_config(cfg, f"{spec.name}-{tid}", cpus_per_trial)
+        # Named after the sweep and the trial, on the trial's threads.
+        training = cfg.training.model_copy(update={"threads": cpus_per_trial})
+        cfg = cfg.model_copy(update={"name": f"{spec.name}-{tid}", "training": training})
         trials.append(Trial(tid, combo, cfg.model_dump(mode="json"), epochs=cfg.training.epochs))
-    first = config_from_dict(trials[0].config)
-    folder = Path(out) if out is not None else Path(first.output.dir) / spec.name
+    first_dir = trials[0].config["output"]["dir"]
+    folder = Path(out) if out is not None else Path(first_dir) / spec.name
     early = spec.early_terminate.model_dump() if spec.early_terminate else None
     return Sweep(
         spec.name,
@@ -493,12 +507,6 @@ def plan(
         early_terminate=early,
         cpus_per_trial=cpus_per_trial,
     )
-
-
-def _trial_config(cfg: Config, name: str, threads: int) -> Config:
-    """A trial's config: named after the sweep and trial, on the trial's threads."""
-    training = cfg.training.model_copy(update={"threads": threads})
-    return cfg.model_copy(update={"name": name, "training": training})
 
 
 def check_outputs(folder: Path) -> None:
@@ -520,7 +528,7 @@ def check_new_sweep(sweep: Sweep) -> None:
     if (folder / STATE_FILE).is_file():
         raise UsageError(
             f"'{folder}' already holds the sweep '{sweep.name}'; continue it with"
-            f" `{command('mlp sweep --resume', folder)}`, or start a new one elsewhere (--out DIR,"
+            f" `{resume_hint(sweep)}`, or start a new one elsewhere (--out DIR,"
             " or another name: in the sweep file)"
         )
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -571,8 +579,6 @@ def run_trial(
     `report(record)` is called after every epoch with its metrics.jsonl record and answers
     whether the trial should stop there (early termination); `should_stop()` is asked
     before every step. A failure is an `Outcome`, not an exception: the sweep goes on."""
-    import numpy as np
-
     from mlp_cli import train as training
 
     started = time.perf_counter()
@@ -597,16 +603,15 @@ def run_trial(
         else:
             trainer = training.start(cfg, data, run_dir, link=False)
         result = trainer.run(Reporter(), lambda: bool(stop_here) or should_stop())
-    except MLPError as exc:
-        return Outcome("failed", str(exc), _history(run_dir), time.perf_counter() - started)
-    except (np.linalg.LinAlgError, ArithmeticError, ValueError, OSError) as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        return Outcome("failed", reason, _history(run_dir), time.perf_counter() - started)
+    except (MLPError, ArithmeticError, ValueError, OSError) as exc:  # LinAlgError: a ValueError
+        reason = str(exc) if isinstance(exc, MLPError) else f"{type(exc).__name__}: {exc}"
+        return Outcome("failed", reason, read_history(run_dir), time.perf_counter() - started)
     status = "pruned" if stop_here and result.status == "interrupted" else result.status
     return Outcome(status, None, result.history, result.elapsed)
 
 
-def _history(run_dir: Path) -> list[dict[str, Any]]:
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The metrics.jsonl records of the run in `run_dir` (none when it has no readable one)."""
     from mlp_cli.train import METRICS_FILE, read_metrics
 
     try:
@@ -651,7 +656,7 @@ class Asha:
         """Tell the pruner what the trials of a resumed sweep did before, so that their
         values are at the rungs the resumed trials are compared at."""
         for index, trial in enumerate(sweep.trials):
-            for record in _history(sweep.run_dir(trial)) if trial.epoch else []:
+            for record in read_history(sweep.run_dir(trial)) if trial.epoch else []:
                 value = record.get(sweep.metric)
                 self.report(index, int(record["epoch"]), None if value is None else float(value))
             if trial.status in ENDED:
@@ -781,19 +786,14 @@ def run_local(
         try:
             _drive(sweep, pending, events, handle, asha, on_change, should_stop, stop_all)
         except BaseException:  # a second Ctrl-C: the trials still running stay resumable
-            _abandon(sweep, "the sweep was aborted; it resumes from the last epoch's checkpoint")
+            sweep.interrupt_running(
+                "the sweep was aborted; it resumes from the last epoch's checkpoint"
+            )
             raise
     sweep.save()
     # A Ctrl-C to the whole process group can stop every worker's trial before this loop
     # has asked: it is a stop all the same.
     return not (stop_all.value or should_stop())
-
-
-def _abandon(sweep: Sweep, reason: str) -> None:
-    for trial in sweep.trials:
-        if trial.status == "running":
-            trial.status, trial.reason = "interrupted", reason
-    sweep.save()
 
 
 def _drive(
@@ -809,7 +809,6 @@ def _drive(
     """Pass the workers' reports to `handle` and their outcomes to the sweep until every
     submitted trial has ended; on `should_stop`, cancel what has not started."""
     import queue
-    from concurrent.futures.process import BrokenProcessPool
 
     last_save = 0.0
     while pending:
@@ -825,12 +824,11 @@ def _drive(
             pass
         for future in [f for f in pending if f.done()]:
             index = pending.pop(future)
-            outcome = _outcome(future, BrokenProcessPool)
+            outcome = _outcome(future)
             if outcome is None:  # stopped before it began
                 continue
             if outcome.status == "interrupted" and sweep.trials[index].status != "running":
                 continue  # the pool broke before this trial began: it stays pending
-            sweep.started(index)  # for a report that never came
             sweep.ended(index, outcome)
             if asha is not None:
                 asha.ended(index, outcome, sweep.trials[index].best)
@@ -843,12 +841,14 @@ def _drive(
             last_save = time.monotonic()
 
 
-def _outcome(future: Any, broken: type[BaseException]) -> Outcome | None:
+def _outcome(future: Any) -> Outcome | None:
+    from concurrent.futures.process import BrokenProcessPool
+
     if future.cancelled():
         return None
     try:
         outcome: Outcome | None = future.result()
-    except broken as exc:
+    except BrokenProcessPool as exc:
         return Outcome(
             "interrupted",
             f"a worker process of the sweep ended unexpectedly ({exc}), which stops the"
@@ -921,7 +921,7 @@ def plot_sweep(sweep: Sweep, out: Path, top: int = 5) -> Path:
 
     curves = {}
     for trial in sweep.ranked()[:top]:
-        history = _history(sweep.run_dir(trial))
+        history = read_history(sweep.run_dir(trial))
         if trial.best is not None and history:
             curves[trial.id] = [(r["epoch"], r.get(sweep.metric)) for r in history]
     scored = [t for t in sweep.trials if t.best is not None]

@@ -21,7 +21,6 @@ is imported only here, only when this engine runs.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import secrets
@@ -36,7 +35,7 @@ from typing import Any
 
 from mlp_cli import checkpoint, outputs
 from mlp_cli.errors import MLPError, UsageError
-from mlp_cli.sweep import Outcome, Sweep, resume_hint, run_trial
+from mlp_cli.sweep import Outcome, Sweep, read_history, resume_hint, run_trial
 from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, read_metrics
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
@@ -106,19 +105,14 @@ def check_address(address: str) -> tuple[str, int]:
     return host, port
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 @contextmanager
 def _environment(address: str | None) -> Iterator[None]:
     """The environment Ray reads, for the sweep only: Tune's reporting and its Ctrl-C
     handler off (the command line stops the sweep itself); for a private cluster, loopback
     only, no usage statistics and a fresh token; for a cluster on this machine's loopback
     interface, an address left as given."""
+    from mlp_cli.serve import is_loopback
+
     private = address is None
     changes = {
         "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0, the old reporter prints nothing
@@ -131,7 +125,7 @@ def _environment(address: str | None) -> Iterator[None]:
         # out mlp's message. Not for a private Ray, whose token is its own: setting the
         # level makes Ray say so on stderr in every run.
         changes["RAY_BACKEND_LOG_LEVEL"] = os.environ.get("RAY_BACKEND_LOG_LEVEL", "error")
-    if address is None or _is_loopback(address.rpartition(":")[0].strip("[]")):
+    if address is None or is_loopback(address.rpartition(":")[0].strip("[]")):
         # Without this, Ray replaces 127.0.0.1 by the machine's outward address: a private
         # cluster's servers listen on every interface, and a driver looks for a loopback
         # cluster where it does not listen.
@@ -213,9 +207,8 @@ def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> N
     task = plan[tid]
     patience = task["config"]["training"]["early_stopping"]["patience"]
     epochs = int(task["config"]["training"]["epochs"])
-    scratch = Path(tempfile.mkdtemp(prefix=f"mlp-sweep-{tid}-"))
-    run_dir = scratch / tid
-    try:
+    with tempfile.TemporaryDirectory(prefix=f"mlp-sweep-{tid}-", ignore_cleanup_errors=True) as tmp:
+        run_dir = Path(tmp) / tid
         saved = tune.get_checkpoint()
         if saved is not None:
             with saved.as_directory() as folder:
@@ -253,8 +246,6 @@ def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> N
             else None
         )
         tune.report(final, checkpoint=kept)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # -- in the driver ---------------------------------------------------------------------------
@@ -377,7 +368,6 @@ def _tune(
         }
         for i in todo
     }
-    ended: set[int] = set()
     stopped: list[bool] = []
     saved = [0.0]  # when sweep.json was last written
 
@@ -385,11 +375,7 @@ def _tune(
         return index[str(trial.config["trial"])]
 
     def end(i: int, outcome: Outcome) -> None:
-        ended.add(i)
-        outcome.history = _history(sweep.run_dir(sweep.trials[i]))
-        if not outcome.seconds:
-            outcome.seconds = sum(float(r.get("time") or 0.0) for r in outcome.history)
-        sweep.started(i)  # for a trial that ended before any report
+        outcome.history = read_history(sweep.run_dir(sweep.trials[i]))
         sweep.ended(i, outcome)
         sweep.save()
         on_change()
@@ -415,7 +401,7 @@ def _tune(
             **info: Any,
         ) -> None:
             i = trial_index(trial)
-            if STATUS not in result and i not in ended:
+            if STATUS not in result and sweep.trials[i].status == "running":
                 sweep.epoch_ended(i, result)
                 if time.monotonic() - saved[0] > SAVE_SECONDS:  # for `mlp sweep show`
                     sweep.save()
@@ -431,7 +417,8 @@ def _tune(
             **info: Any,
         ) -> None:
             i = trial_index(trial)
-            if i not in ended:  # a finished trial's folder is never written again
+            # A trial that has ended (as the sweep says) never has its folder written again.
+            if sweep.trials[i].status == "running":
                 with checkpoint.as_directory() as folder:
                     _copy_run(Path(folder), sweep.run_dir(sweep.trials[i]))
 
@@ -481,7 +468,7 @@ def _tune(
     scheduler = None
     early = sweep.early_terminate
     if early is not None:
-        longest = max(int(sweep.trials[i].config["training"]["epochs"]) for i in todo)
+        longest = max(sweep.trials[i].epochs for i in todo)
         scheduler = Asha(
             time_attr="epoch",
             metric=sweep.metric,
@@ -511,12 +498,7 @@ def _tune(
         ),
     )
     tuner.fit()
-    for i in todo:
-        if i not in ended and sweep.trials[i].status == "running":
-            reason = "the sweep was stopped" if stopped else "Ray ended it without a result"
-            run_dir = sweep.run_dir(sweep.trials[i])
-            sweep.ended(i, Outcome("interrupted", reason, _history(run_dir)))
-    sweep.save()
+    sweep.interrupt_running("the sweep was stopped" if stopped else "Ray ended it without a result")
     return not stopped
 
 
@@ -528,12 +510,3 @@ def _unpickled() -> None:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    from mlp_cli.errors import MLPError
-
-    try:
-        return read_metrics(run_dir / METRICS_FILE)
-    except MLPError:
-        return []
