@@ -508,10 +508,7 @@ class _Member:
 
     @property
     def count(self) -> int:
-        count = 1
-        for dim in self.shape:  # Python ints: an absurd shape cannot overflow to a small one
-            count *= dim
-        return count
+        return math.prod(self.shape)  # Python ints: an absurd shape cannot overflow
 
 
 def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:

@@ -358,7 +358,7 @@ class TrainState:
     correct: int = 0
     seen: int = 0
     epoch_time: float = 0.0  # seconds spent in the current epoch so far
-    best_loss: float = math.inf
+    best_loss: float | None = None  # validation loss of the best epoch
     best_epoch: int = 0
     best_accuracy: float | None = None
     bad_epochs: int = 0
@@ -431,7 +431,7 @@ class Trainer:
             "loss": cfg.loss,
             "preprocessing": self.data.preprocessing,
             "class_names": CLASS_NAMES,
-            "config": json.loads(json.dumps(cfg.model_dump(mode="json"))),
+            "config": cfg.model_dump(mode="json"),
             "package_version": __version__,
             "data_hashes": self.data.data_hashes,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -440,7 +440,7 @@ class Trainer:
                 "epochs_run": st.epoch,
                 "best_epoch": st.best_epoch,
                 "best_val_accuracy": st.best_accuracy,
-                "best_val_loss": st.best_loss if math.isfinite(st.best_loss) else None,
+                "best_val_loss": st.best_loss,
                 "monitor": cfg.training.early_stopping.monitor,  # what "best" means
                 "seconds": round(st.elapsed, 3),
                 "threads": self.threads,
@@ -460,8 +460,6 @@ class Trainer:
         m, st = self.model, self.state
         meta = self.metadata(status)
         resume = {k: v for k, v in vars(st).items() if k != "history"}
-        if not math.isfinite(st.best_loss):
-            resume["best_loss"] = None
         resume["shuffle_rng"] = self.shuffle_rng.bit_generator.state
         resume["noise_rng"] = self.noise_rng.bit_generator.state
         meta["resume"] = resume
@@ -508,8 +506,7 @@ class Trainer:
         run (another config) or with damaged resume state raises `CheckpointError` naming
         the file, and nothing on disk is touched."""
         path = self.run_dir / CHECKPOINT_FILE
-        if saved is None:
-            saved = checkpoint.load(path, checkpoint=True)
+        saved = saved or load_checkpoint(self.run_dir)
         saved_cfg = self._check_same_run(saved.meta.config, path)
         self._check_network(saved, path)
         resume = saved.meta.resume
@@ -526,11 +523,10 @@ class Trainer:
             raise checkpoint.damaged_resume(path, problem)
         best = self._best_so_far(resume["best_epoch"])
         prefix = "optimizer/"
-        optimizer_state = {
-            k[len(prefix) :]: v for k, v in saved.extras.items() if k.startswith(prefix)
-        }
         try:
-            self.optimizer.load_state_dict(optimizer_state)
+            self.optimizer.load_state_dict(
+                {k.removeprefix(prefix): v for k, v in saved.extras.items() if k.startswith(prefix)}
+            )
         except CheckpointError as exc:
             raise checkpoint.damaged_resume(path, str(exc)) from None
         done = resume["epoch"] * steps + resume["step"]
@@ -543,8 +539,6 @@ class Trainer:
         state = dict(resume)  # checked whole above, random-generator states included
         self.shuffle_rng.bit_generator.state = state.pop("shuffle_rng")
         self.noise_rng.bit_generator.state = state.pop("noise_rng")
-        if state.get("best_loss") is None:
-            state["best_loss"] = math.inf
         self.state = TrainState(**state, history=list(history or []))
         self.model.set_weights(saved.weights, saved.biases)
         self.perm = None if perm is None else perm.astype(np.int64)
@@ -745,7 +739,7 @@ class Trainer:
             return False
         if stopping.monitor == "val_acc":
             return st.best_accuracy is None or val_acc > st.best_accuracy + stopping.min_delta
-        return val_loss < st.best_loss - stopping.min_delta
+        return st.best_loss is None or val_loss < st.best_loss - stopping.min_delta
 
     def _diverged(self, loss: float, step: int | None = None) -> TrainingError:
         """The error for a loss or weights that stopped being finite at ``step`` (1-based;
@@ -772,7 +766,7 @@ class Trainer:
             st.best_accuracy,
             st.elapsed,
             monitor=cfg.training.early_stopping.monitor,
-            best_loss=st.best_loss if math.isfinite(st.best_loss) else None,
+            best_loss=st.best_loss,
             model_epoch=st.best_epoch if kept_best else st.epoch,
         )
 
@@ -1006,7 +1000,6 @@ def schedule_change(before: Config, trainer: Trainer) -> str | None:
         f"from {old.epochs} to {new.epochs}: the remaining epochs follow the {new.epochs}-epoch "
         f"schedule, so the learning rate {where} jumps from {old(done):.3g} to "
         f"{new(done):.3g} instead of going on from where it was (a saw-tooth in curves.png). "
-        f"That is not the run a "
-        f"{new.epochs}-epoch config trains from the start; for that, start a new run with "
-        f"--set training.epochs={new.epochs}."
+        f"That is not the run a {new.epochs}-epoch config trains from the start; for that, "
+        f"start a new run with --set training.epochs={new.epochs}."
     )
