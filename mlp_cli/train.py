@@ -40,6 +40,7 @@ from mlp_cli.callbacks import Callbacks as Callbacks  # its home; re-exported fo
 from mlp_cli.checkpoint import LATEST, MODEL_FILE
 from mlp_cli.errors import (
     CheckpointError,
+    ConfigError,
     DataError,
     MLPError,
     OutputError,
@@ -402,6 +403,7 @@ class Trainer:
         )
         self.model.use_kernels(compiled_kernels())  # numba's loops, where it is installed
         self.schedule = Schedule.from_config(cfg.schedule, opt.lr, cfg.training.epochs)
+        self.steps = math.ceil(len(data.train_idx) / cfg.training.batch_size)  # per epoch
         self.dropout = m.dropout_rates if any(m.dropout_rates) else None
         self.augment: Callable[[Array, np.random.Generator], None] | None = None
         if cfg.augment.enabled:
@@ -512,8 +514,7 @@ class Trainer:
         resume = saved.meta.resume
         if resume is None:
             raise CheckpointError(f"'{path}' has no resume state; it is not a checkpoint")
-        n_train = len(self.data.train_idx)
-        steps = math.ceil(n_train / self.cfg.training.batch_size)
+        n_train, steps = len(self.data.train_idx), self.steps
         history = saved.meta.history
         perm = saved.extras.get("resume/perm")
         problem = _resume_state_problem(
@@ -569,7 +570,6 @@ class Trainer:
         resuming cannot change (another seed, another learning rate...): it belongs to
         another run."""
         from mlp_cli.config import config_from_dict
-        from mlp_cli.errors import ConfigError
 
         if stored is None:
             raise checkpoint.damaged_resume(
@@ -620,8 +620,7 @@ class Trainer:
         cb = callbacks or Callbacks()
         cfg, st, data, model = self.cfg, self.state, self.data, self.model
         epochs, batch = cfg.training.epochs, cfg.training.batch_size
-        n_train = len(data.train_idx)
-        steps = math.ceil(n_train / batch)
+        n_train, steps = len(data.train_idx), self.steps
         reg = cfg.regularization
         patience = cfg.training.early_stopping.patience
         cb.on_train_start(
@@ -915,7 +914,6 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
             "pass the folder `mlp train` printed when it started"
         )
     from mlp_cli.config import load_config, parse_override
-    from mlp_cli.errors import ConfigError
 
     base = load_config(run_dir / CONFIG_FILE)
     if not overrides:
@@ -992,8 +990,7 @@ def schedule_change(before: Config, trainer: Trainer) -> str | None:
     if all(old(x) == new(x) for x in grid):
         return None
     st = trainer.state
-    steps = math.ceil(len(trainer.data.train_idx) / trainer.cfg.training.batch_size)
-    done = st.epoch + st.step / steps
+    done = st.epoch + st.step / trainer.steps
     where = f"after epoch {st.epoch}" if not st.step else f"at epoch {done:.2f}"
     return (
         f"the {new.name} learning-rate schedule is shaped by training.epochs, which changes "
