@@ -281,15 +281,9 @@ def new_run_dir(cfg: Config, out: str | Path | None = None) -> Path:
     name = cfg.name or "run"
     for n in range(1, 10_000):
         path = parent / (name if n == 1 else f"{name}-{n}")
-        try:
-            path.mkdir(parents=True)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise OutputError(
-                f"could not create the run folder '{path}': {outputs.reason(exc)}"
-            ) from None
-        return path
+        with outputs.writing(path, "the run folder"), contextlib.suppress(FileExistsError):
+            path.mkdir(parents=True)  # taken: try the next number
+            return path
     raise UsageError(f"too many runs named '{name}' in '{parent}'")
 
 
