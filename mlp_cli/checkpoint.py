@@ -704,8 +704,6 @@ def _read_data(archive: zipfile.ZipFile, member: _Member, name: str, path: Path)
                 raise _fail(path, f"member '{name}' is truncated")
             raw[done : done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
             done += len(chunk)
-        if stream.read(1):
-            raise _fail(path, f"member '{name}' holds bytes beyond its array")
     if member.fortran:
         return array.reshape(member.shape[::-1]).T
     return array.reshape(member.shape)
