@@ -353,7 +353,7 @@ class TrainState:
     correct: int = 0
     seen: int = 0
     epoch_time: float = 0.0  # seconds spent in the current epoch so far
-    best_loss: float | None = None  # validation loss of the best epoch
+    best_loss: float | None = None  # validation loss of the best epoch (None before one)
     best_epoch: int = 0
     best_accuracy: float | None = None
     bad_epochs: int = 0
