@@ -172,7 +172,7 @@ class ModelMetadata(_Record):
 
     format: Literal["mlp-cli"]
     format_version: Literal[1]
-    layers: list[int] = Field(min_length=2, max_length=MAX_LAYERS + 1)
+    layers: list[Annotated[int, Field(ge=1)]] = Field(min_length=2, max_length=MAX_LAYERS + 1)
     hidden_activation: str
     output_activation: str
     loss: str
@@ -189,8 +189,6 @@ class ModelMetadata(_Record):
     @field_validator("layers")
     @classmethod
     def _sizes_are_bounded(cls, layers: list[int]) -> list[int]:
-        if min(layers) < 1:
-            raise ValueError(f"has a layer of {min(layers)} units; expected at least 1")
         if problem := network_size_problem(layers):
             raise ValueError(problem)
         return layers
@@ -396,8 +394,8 @@ class SavedModel:
 
     @property
     def layers(self) -> list[int]:
-        """Layer sizes [n_0, n_1, ..., n_L], read from the weights' shapes."""
-        return [int(self.weights[0].shape[1])] + [int(w.shape[0]) for w in self.weights]
+        """Layer sizes [n_0, n_1, ..., n_L] (`load` holds the weights' shapes to them)."""
+        return self.meta.layers
 
 
 # -- saving ---------------------------------------------------------------------------------
@@ -508,10 +506,7 @@ class _Member:
 
     @property
     def count(self) -> int:
-        count = 1
-        for dim in self.shape:  # Python ints: an absurd shape cannot overflow to a small one
-            count *= dim
-        return count
+        return math.prod(self.shape)  # Python ints: an absurd shape cannot overflow
 
 
 def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
@@ -587,7 +582,7 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> Sav
         expected[f"W{i}"] = (layers[i], layers[i - 1])
         expected[f"b{i}"] = (layers[i],)
     names = set(members) - {METADATA_KEY}
-    if missing := sorted(set(expected) - names, key=_natural):
+    if missing := sorted(set(expected) - names, key=lambda n: (n[0], int(n[1:]))):
         raise _fail(path, f"arrays {', '.join(missing)} are missing")
     extra_names = sorted(names - set(expected))
     if unexpected := [n for n in extra_names if not n.startswith(EXTRA_PREFIXES)]:
@@ -622,10 +617,6 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> Sav
         else {}
     )
     return SavedModel(weights, biases, meta, extras, path)
-
-
-def _natural(name: str) -> tuple[str, int]:
-    return name[0], int(name[1:])
 
 
 def _member_name(info: zipfile.ZipInfo, path: Path) -> str:
@@ -713,8 +704,6 @@ def _read_data(archive: zipfile.ZipFile, member: _Member, name: str, path: Path)
                 raise _fail(path, f"member '{name}' is truncated")
             raw[done : done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
             done += len(chunk)
-        if stream.read(1):
-            raise _fail(path, f"member '{name}' holds bytes beyond its array")
     if member.fortran:
         return array.reshape(member.shape[::-1]).T
     return array.reshape(member.shape)
@@ -761,10 +750,7 @@ def _read_metadata(
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 60
 _REPR.maxlist = _REPR.maxdict = 6
-
-
-def _show(value: Any) -> str:
-    return _REPR.repr(value)
+_show = _REPR.repr
 
 
 # What pydantic's error types mean for a JSON file, in its readers' words.

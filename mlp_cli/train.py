@@ -40,6 +40,7 @@ from mlp_cli.callbacks import Callbacks as Callbacks  # its home; re-exported fo
 from mlp_cli.checkpoint import LATEST, MODEL_FILE
 from mlp_cli.errors import (
     CheckpointError,
+    ConfigError,
     DataError,
     MLPError,
     OutputError,
@@ -280,15 +281,9 @@ def new_run_dir(cfg: Config, out: str | Path | None = None) -> Path:
     name = cfg.name or "run"
     for n in range(1, 10_000):
         path = parent / (name if n == 1 else f"{name}-{n}")
-        try:
-            path.mkdir(parents=True)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise OutputError(
-                f"could not create the run folder '{path}': {outputs.reason(exc)}"
-            ) from None
-        return path
+        with outputs.writing(path, "the run folder"), contextlib.suppress(FileExistsError):
+            path.mkdir(parents=True)  # taken: try the next number
+            return path
     raise UsageError(f"too many runs named '{name}' in '{parent}'")
 
 
@@ -358,7 +353,7 @@ class TrainState:
     correct: int = 0
     seen: int = 0
     epoch_time: float = 0.0  # seconds spent in the current epoch so far
-    best_loss: float = math.inf
+    best_loss: float | None = None  # validation loss of the best epoch (None before one)
     best_epoch: int = 0
     best_accuracy: float | None = None
     bad_epochs: int = 0
@@ -402,6 +397,7 @@ class Trainer:
         )
         self.model.use_kernels(compiled_kernels())  # numba's loops, where it is installed
         self.schedule = Schedule.from_config(cfg.schedule, opt.lr, cfg.training.epochs)
+        self.steps = math.ceil(len(data.train_idx) / cfg.training.batch_size)  # per epoch
         self.dropout = m.dropout_rates if any(m.dropout_rates) else None
         self.augment: Callable[[Array, np.random.Generator], None] | None = None
         if cfg.augment.enabled:
@@ -431,7 +427,7 @@ class Trainer:
             "loss": cfg.loss,
             "preprocessing": self.data.preprocessing,
             "class_names": CLASS_NAMES,
-            "config": json.loads(json.dumps(cfg.model_dump(mode="json"))),
+            "config": cfg.model_dump(mode="json"),
             "package_version": __version__,
             "data_hashes": self.data.data_hashes,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -440,7 +436,7 @@ class Trainer:
                 "epochs_run": st.epoch,
                 "best_epoch": st.best_epoch,
                 "best_val_accuracy": st.best_accuracy,
-                "best_val_loss": st.best_loss if math.isfinite(st.best_loss) else None,
+                "best_val_loss": st.best_loss,
                 "monitor": cfg.training.early_stopping.monitor,  # what "best" means
                 "seconds": round(st.elapsed, 3),
                 "threads": self.threads,
@@ -460,8 +456,6 @@ class Trainer:
         m, st = self.model, self.state
         meta = self.metadata(status)
         resume = {k: v for k, v in vars(st).items() if k != "history"}
-        if not math.isfinite(st.best_loss):
-            resume["best_loss"] = None
         resume["shuffle_rng"] = self.shuffle_rng.bit_generator.state
         resume["noise_rng"] = self.noise_rng.bit_generator.state
         meta["resume"] = resume
@@ -508,15 +502,13 @@ class Trainer:
         run (another config) or with damaged resume state raises `CheckpointError` naming
         the file, and nothing on disk is touched."""
         path = self.run_dir / CHECKPOINT_FILE
-        if saved is None:
-            saved = checkpoint.load(path, checkpoint=True)
+        saved = saved or load_checkpoint(self.run_dir)
         saved_cfg = self._check_same_run(saved.meta.config, path)
         self._check_network(saved, path)
         resume = saved.meta.resume
         if resume is None:
             raise CheckpointError(f"'{path}' has no resume state; it is not a checkpoint")
-        n_train = len(self.data.train_idx)
-        steps = math.ceil(n_train / self.cfg.training.batch_size)
+        n_train, steps = len(self.data.train_idx), self.steps
         history = saved.meta.history
         perm = saved.extras.get("resume/perm")
         problem = _resume_state_problem(
@@ -526,11 +518,10 @@ class Trainer:
             raise checkpoint.damaged_resume(path, problem)
         best = self._best_so_far(resume["best_epoch"])
         prefix = "optimizer/"
-        optimizer_state = {
-            k[len(prefix) :]: v for k, v in saved.extras.items() if k.startswith(prefix)
-        }
         try:
-            self.optimizer.load_state_dict(optimizer_state)
+            self.optimizer.load_state_dict(
+                {k.removeprefix(prefix): v for k, v in saved.extras.items() if k.startswith(prefix)}
+            )
         except CheckpointError as exc:
             raise checkpoint.damaged_resume(path, str(exc)) from None
         done = resume["epoch"] * steps + resume["step"]
@@ -543,8 +534,6 @@ class Trainer:
         state = dict(resume)  # checked whole above, random-generator states included
         self.shuffle_rng.bit_generator.state = state.pop("shuffle_rng")
         self.noise_rng.bit_generator.state = state.pop("noise_rng")
-        if state.get("best_loss") is None:
-            state["best_loss"] = math.inf
         self.state = TrainState(**state, history=list(history or []))
         self.model.set_weights(saved.weights, saved.biases)
         self.perm = None if perm is None else perm.astype(np.int64)
@@ -575,7 +564,6 @@ class Trainer:
         resuming cannot change (another seed, another learning rate...): it belongs to
         another run."""
         from mlp_cli.config import config_from_dict
-        from mlp_cli.errors import ConfigError
 
         if stored is None:
             raise checkpoint.damaged_resume(
@@ -626,8 +614,7 @@ class Trainer:
         cb = callbacks or Callbacks()
         cfg, st, data, model = self.cfg, self.state, self.data, self.model
         epochs, batch = cfg.training.epochs, cfg.training.batch_size
-        n_train = len(data.train_idx)
-        steps = math.ceil(n_train / batch)
+        n_train, steps = len(data.train_idx), self.steps
         reg = cfg.regularization
         patience = cfg.training.early_stopping.patience
         cb.on_train_start(
@@ -745,7 +732,7 @@ class Trainer:
             return False
         if stopping.monitor == "val_acc":
             return st.best_accuracy is None or val_acc > st.best_accuracy + stopping.min_delta
-        return val_loss < st.best_loss - stopping.min_delta
+        return st.best_loss is None or val_loss < st.best_loss - stopping.min_delta
 
     def _diverged(self, loss: float, step: int | None = None) -> TrainingError:
         """The error for a loss or weights that stopped being finite at ``step`` (1-based;
@@ -772,7 +759,7 @@ class Trainer:
             st.best_accuracy,
             st.elapsed,
             monitor=cfg.training.early_stopping.monitor,
-            best_loss=st.best_loss if math.isfinite(st.best_loss) else None,
+            best_loss=st.best_loss,
             model_epoch=st.best_epoch if kept_best else st.epoch,
         )
 
@@ -921,7 +908,6 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
             "pass the folder `mlp train` printed when it started"
         )
     from mlp_cli.config import load_config, parse_override
-    from mlp_cli.errors import ConfigError
 
     base = load_config(run_dir / CONFIG_FILE)
     if not overrides:
@@ -998,15 +984,13 @@ def schedule_change(before: Config, trainer: Trainer) -> str | None:
     if all(old(x) == new(x) for x in grid):
         return None
     st = trainer.state
-    steps = math.ceil(len(trainer.data.train_idx) / trainer.cfg.training.batch_size)
-    done = st.epoch + st.step / steps
+    done = st.epoch + st.step / trainer.steps
     where = f"after epoch {st.epoch}" if not st.step else f"at epoch {done:.2f}"
     return (
         f"the {new.name} learning-rate schedule is shaped by training.epochs, which changes "
         f"from {old.epochs} to {new.epochs}: the remaining epochs follow the {new.epochs}-epoch "
         f"schedule, so the learning rate {where} jumps from {old(done):.3g} to "
         f"{new(done):.3g} instead of going on from where it was (a saw-tooth in curves.png). "
-        f"That is not the run a "
-        f"{new.epochs}-epoch config trains from the start; for that, start a new run with "
-        f"--set training.epochs={new.epochs}."
+        f"That is not the run a {new.epochs}-epoch config trains from the start; for that, "
+        f"start a new run with --set training.epochs={new.epochs}."
     )
