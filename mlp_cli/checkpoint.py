@@ -394,8 +394,9 @@ class SavedModel:
 
     @property
     def layers(self) -> list[int]:
-        """Layer sizes [n_0, n_1, ..., n_L] (`load` holds the weights' shapes to them)."""
-        return self.meta.layers
+        """Layer sizes [n_0, n_1, ..., n_L], read from the weights' shapes: the arrays are
+        what computes, the metadata's copy is for readers of the file alone."""
+        return [int(self.weights[0].shape[1])] + [int(w.shape[0]) for w in self.weights]
 
 
 # -- saving ---------------------------------------------------------------------------------
