@@ -790,13 +790,42 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(clauses) + (f" (and {more} more problems)" if more > 0 else "")
 
 
+MAX_LINK_BYTES = 1024  # a plain-file link holds one run folder's name
+
+
+def latest_file_target(link: Path) -> str | None:
+    """The run folder a plain-file ``latest`` link names (what `mlp train` writes where
+    symlinks are not available), or None when the file is not such a link: larger than
+    `MAX_LINK_BYTES`, not UTF-8, or not one plain folder name."""
+    try:
+        with link.open("rb") as file:
+            raw = file.read(MAX_LINK_BYTES + 1)
+        name = raw.decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    plain = is_plain_name(name) and name != LATEST
+    return name if plain and len(raw) <= MAX_LINK_BYTES else None
+
+
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` names a folder beside the link: one path component, no line break."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\n\0")
+
+
 def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") -> Path:
     """The model file a command should use: ``model`` (a .npz or a run directory), or the
     newest run (``runs/latest``)."""
     if model is None:
         latest = Path(runs) / LATEST
         if latest.is_file() and not latest.is_symlink():
-            latest = Path(runs) / latest.read_text().strip()
+            name = latest_file_target(latest)
+            if name is None:
+                raise UsageError(
+                    f"'{latest}' is a file, but not the link to the newest run that `mlp train` "
+                    "writes where symlinks are not available (one line naming a run folder "
+                    "beside it). Pass --model PATH (a .npz file or a run directory)."
+                )
+            latest = latest.parent / name
         if not latest.exists():
             raise UsageError(
                 f"no trained model found: '{Path(runs) / LATEST}' does not exist. Train one "

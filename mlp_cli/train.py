@@ -79,7 +79,7 @@ def _check_run_name(name: str) -> None:
             f"the run name '{LATEST}' is the name mlp keeps for the link to the newest run; "
             "set `name` in the config, or --set name=NAME, to another name"
         )
-    if not _is_plain_name(name):
+    if not checkpoint.is_plain_name(name):
         raise UsageError(
             f"the run name '{name}' cannot be used as a folder name (it is empty or "
             "holds a path separator or a line break); set `name` in the config, or "
@@ -130,23 +130,19 @@ def _latest_is_ours(link: Path) -> bool:
             name = os.readlink(link)
             if os.path.isabs(name) and Path(name).parent == link.parent.resolve():
                 name = Path(name).name  # a sibling named by its absolute path
-        elif link.is_file() and link.stat().st_size <= 1024:
-            name = link.read_text(encoding="utf-8").strip()
+        elif link.is_file() and (target := checkpoint.latest_file_target(link)) is not None:
+            name = target
         else:
             return False
         run = link.parent / name
         return (
-            _is_plain_name(name)
+            checkpoint.is_plain_name(name)
             and name != LATEST
             and run.is_dir()
             and (run / CONFIG_FILE).is_file()
         )
     except (OSError, UnicodeDecodeError):
         return False
-
-
-def _is_plain_name(name: str) -> bool:
-    return name not in ("", ".", "..") and not any(c in name for c in "/\\\n\0")
 
 
 def check_latest(parent: Path, name: str = LATEST) -> None:

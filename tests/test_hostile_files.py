@@ -591,6 +591,36 @@ def test_a_named_pipe_is_refused_not_waited_on(
 
 
 @pytest.mark.parametrize(
+    ("content", "size"),
+    [(b"\xff\xfe not text\n", 0), (b"r1", 3 * 2**30), (b"../elsewhere\n", 0)],
+    ids=["binary", "large", "path"],
+)
+def test_a_latest_file_that_is_no_link_is_refused_in_little_memory(
+    scratch: Path, content: bytes, size: int
+) -> None:
+    # Where symlinks are not available `mlp train` writes runs/latest as a file naming the
+    # run; anything else there is read no further than a link's size (the large one is a
+    # valid name followed by 3 GB of zeros, more than the child may allocate).
+    (scratch / "runs" / "r1").mkdir(parents=True)
+    (scratch / "runs" / "r1" / "model.npz").write_bytes(GOOD_MODEL)
+    latest = scratch / "runs" / "latest"
+    latest.write_bytes(content)
+    if size:
+        os.truncate(latest, size)
+    for command in (["evaluate"], ["predict", "missing.png"], ["inspect"]):
+        code, stderr, rss = run_mlp(*command, cwd=scratch)
+        assert_refused(code, stderr, rss, 2, "runs/latest", "is a file, but not the link")
+
+
+def test_a_latest_file_naming_a_run_finds_its_model(scratch: Path) -> None:
+    (scratch / "runs" / "r1").mkdir(parents=True)
+    (scratch / "runs" / "r1" / "model.npz").write_bytes(GOOD_MODEL)
+    (scratch / "runs" / "latest").write_text("r1\n")
+    code, stderr, _ = run_mlp("inspect", cwd=scratch)
+    assert code == 0, stderr
+
+
+@pytest.mark.parametrize(
     ("override", "fragments"),
     [
         ("model.layers=784-1000000000000-10", ("model.layers", "3.2 PB", "weights")),
