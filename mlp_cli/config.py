@@ -124,37 +124,34 @@ class _SettingError(ValueError):
 
 class _Section(BaseModel):
     """Settings common to every section: unknown keys are refused and YAML text is never
-    silently turned into a number (strict), and infinities or NaN are not numbers here.
-    The docstring under a field is its description (``mlp config schema``); a description
-    too long for one line is given to `Field`, as a docstring would keep its line break."""
+    silently turned into a number (strict), and infinities or NaN are not numbers here."""
 
     model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        allow_inf_nan=False,
-        validate_assignment=True,
-        use_attribute_docstrings=True,
+        extra="forbid", strict=True, allow_inf_nan=False, validate_assignment=True
     )
-
-
-_Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]  # a decay rate, a drop probability
-_Positive = Annotated[float, Field(gt=0.0)]
-_NonNegative = Annotated[float, Field(ge=0.0)]
 
 
 class DataConfig(_Section):
     """Which images to train on and how to prepare them."""
 
-    dataset: Literal["mnist"] = "mnist"
-    """Dataset to train on."""
-    input_size: Literal[20, 28] = 28
-    """Side of the square input image in pixels (20 gives 400 inputs, 28 gives 784)."""
-    validation_size: int = Field(default=10000, ge=0, lt=MNIST_TRAINING_IMAGES)
-    """Training images held out for validation (0 = no validation set)."""
-    mirror: str | None = None
-    """Base URL (http/https) tried before the built-in MNIST mirrors."""
-    normalize: Literal["none", "standardize"] = "none"
-    """'standardize' subtracts the training-set pixel mean and divides by its std."""
+    dataset: Literal["mnist"] = Field(default="mnist", description="Dataset to train on.")
+    input_size: Literal[20, 28] = Field(
+        default=28,
+        description="Side of the square input image in pixels (20 gives 400 inputs, 28 gives 784).",
+    )
+    validation_size: int = Field(
+        default=10000,
+        ge=0,
+        lt=MNIST_TRAINING_IMAGES,
+        description="Training images held out for validation (0 = no validation set).",
+    )
+    mirror: str | None = Field(
+        default=None, description="Base URL (http/https) tried before the built-in MNIST mirrors."
+    )
+    normalize: Literal["none", "standardize"] = Field(
+        default="none",
+        description="'standardize' subtracts the training-set pixel mean and divides by its std.",
+    )
 
     @field_validator("mirror")
     @classmethod
@@ -181,8 +178,9 @@ def _dropout_kind(value: Any) -> str | None:
     return None
 
 
+_DropRate = Annotated[float, Field(ge=0.0, lt=1.0)]
 _Dropout = Annotated[
-    Annotated[list[_Fraction], Tag("list")] | Annotated[_Fraction, Tag("number")],
+    Annotated[list[_DropRate], Tag("list")] | Annotated[_DropRate, Tag("number")],
     Discriminator(
         _dropout_kind,
         custom_error_type="dropout_type",
@@ -198,23 +196,35 @@ DEFAULT_INIT_SCALE = {"uniform": 0.12, "normal": 0.01}
 class ModelConfig(_Section):
     """The network: layer sizes, activations, initialisation and per-layer regularisers."""
 
-    layers: list[Annotated[int, Field(ge=1)]] = Field(min_length=2, max_length=MAX_LAYERS + 1)
-    """Layer sizes from input to output, as a list or text such as 784-100-10."""
-    hidden_activation: Literal["sigmoid", "tanh", "relu", "leaky_relu"] = "relu"
-    """Activation function of every hidden layer."""
-    output_activation: Literal["softmax", "sigmoid"] = "softmax"
-    """Activation function of the output layer."""
-    init: Init = "xavier"
-    """How the initial weights are drawn."""
-    init_scale: _Positive | None = None
-    """Half-width for init 'uniform' (default 0.12) or std for 'normal' (0.01)."""
+    layers: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=2,
+        max_length=MAX_LAYERS + 1,
+        description="Layer sizes from input to output, as a list or text such as 784-100-10.",
+    )
+    hidden_activation: Literal["sigmoid", "tanh", "relu", "leaky_relu"] = Field(
+        default="relu", description="Activation function of every hidden layer."
+    )
+    output_activation: Literal["softmax", "sigmoid"] = Field(
+        default="softmax", description="Activation function of the output layer."
+    )
+    init: Init = Field(default="xavier", description="How the initial weights are drawn.")
+    init_scale: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Half-width for init 'uniform' (default 0.12) or std for 'normal' (0.01).",
+    )
     dropout: _Dropout = Field(
         default=0.0,
-        description="Drop probability of each weight layer's input (input layer first), in"
-        " [0, 1); one number applies to every hidden layer's output.",
+        description=(
+            "Drop probability of each weight layer's input (input layer first), in [0, 1);"
+            " one number applies to every hidden layer's output."
+        ),
     )
-    max_norm: _Positive | None = None
-    """Largest L2 norm allowed for each unit's incoming weights."""
+    max_norm: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Largest L2 norm allowed for each unit's incoming weights.",
+    )
 
     @field_validator("layers", mode="before")
     @classmethod
@@ -263,23 +273,24 @@ class ModelConfig(_Section):
 class RegularizationConfig(_Section):
     """Penalties on the weights added to the loss."""
 
-    l1: _NonNegative = 0.0
-    """Weight of the L1 penalty on the weights."""
-    l2: _NonNegative = 0.0
-    """Weight of the L2 penalty on the weights."""
+    l1: float = Field(default=0.0, ge=0.0, description="Weight of the L1 penalty on the weights.")
+    l2: float = Field(default=0.0, ge=0.0, description="Weight of the L2 penalty on the weights.")
 
 
 class SGDConfig(_Section):
     """Stochastic gradient descent, optionally with (Nesterov) momentum."""
 
-    name: Literal["sgd"] = "sgd"
-    """Optimizer: stochastic gradient descent."""
-    lr: _Positive = 0.1
-    """Learning rate (peak rate when scheduled)."""
-    momentum: _Fraction = 0.0
-    """Fraction of the previous step kept (0 = plain SGD)."""
-    nesterov: bool = False
-    """Use Nesterov momentum (needs momentum > 0)."""
+    name: Literal["sgd"] = Field(
+        default="sgd", description="Optimizer: stochastic gradient descent."
+    )
+    lr: float = Field(default=0.1, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    momentum: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of the previous step kept (0 = plain SGD).",
+    )
+    nesterov: bool = Field(default=False, description="Use Nesterov momentum (needs momentum > 0).")
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> "SGDConfig":
@@ -294,45 +305,51 @@ class _AdamFields(_Section):
     """Hyperparameters Adam and AdamW share."""
 
     name: str
-    lr: _Positive = 1e-3
-    """Learning rate (peak rate when scheduled)."""
-    beta1: _Fraction = 0.9
-    """Decay rate of the running mean of gradients."""
-    beta2: _Fraction = 0.999
-    """Decay rate of the running mean of squared gradients."""
-    eps: _Positive = 1e-8
-    """Added to the denominator for stability."""
+    lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    beta1: float = Field(
+        default=0.9, ge=0.0, lt=1.0, description="Decay rate of the running mean of gradients."
+    )
+    beta2: float = Field(
+        default=0.999,
+        ge=0.0,
+        lt=1.0,
+        description="Decay rate of the running mean of squared gradients.",
+    )
+    eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
 
 
 class AdamConfig(_AdamFields):
     """Adam: per-weight step sizes from running averages of the gradient and its square."""
 
-    name: Literal["adam"] = "adam"
-    """Optimizer: Adam."""
+    name: Literal["adam"] = Field(default="adam", description="Optimizer: Adam.")
 
 
 class AdamWConfig(_AdamFields):
     """AdamW: Adam with weight decay applied to the weights directly, not through the loss."""
 
-    name: Literal["adamw"] = "adamw"
-    """Optimizer: Adam with decoupled decay."""
-    weight_decay: _NonNegative = 0.01
-    """Fraction of each weight removed per step, times lr."""
+    name: Literal["adamw"] = Field(
+        default="adamw", description="Optimizer: Adam with decoupled decay."
+    )
+    weight_decay: float = Field(
+        default=0.01, ge=0.0, description="Fraction of each weight removed per step, times lr."
+    )
 
 
 class RMSpropConfig(_Section):
     """RMSprop: steps divided by a running root-mean-square of the gradient."""
 
-    name: Literal["rmsprop"] = "rmsprop"
-    """Optimizer: RMSprop."""
-    lr: _Positive = 1e-3
-    """Learning rate (peak rate when scheduled)."""
-    rho: _Fraction = 0.9
-    """Decay rate of the running mean of squared gradients."""
-    eps: _Positive = 1e-8
-    """Added to the denominator for stability."""
-    momentum: _Fraction = 0.0
-    """Fraction of the previous step kept (0 = none)."""
+    name: Literal["rmsprop"] = Field(default="rmsprop", description="Optimizer: RMSprop.")
+    lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    rho: float = Field(
+        default=0.9,
+        ge=0.0,
+        lt=1.0,
+        description="Decay rate of the running mean of squared gradients.",
+    )
+    eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
+    momentum: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Fraction of the previous step kept (0 = none)."
+    )
 
 
 OptimizerConfig = Annotated[
@@ -347,44 +364,59 @@ _DEFAULT_OPTIMIZER = "adam"
 class ScheduleConfig(_Section):
     """How the learning rate changes over the epochs."""
 
-    name: Literal["constant", "step", "cosine", "onecycle"] = "constant"
-    """Learning-rate schedule."""
-    warmup_epochs: _NonNegative = 0.0
-    """Epochs of linear warm-up from 0 to lr (0 = none)."""
-    step_size: int = Field(default=10, ge=1)
-    """For 'step': multiply lr by gamma every this many epochs."""
-    gamma: float = Field(default=0.1, gt=0.0, le=1.0)
-    """For 'step': factor applied to lr."""
-    min_lr: _NonNegative = 0.0
-    """Lowest lr reached by 'cosine' and 'onecycle'."""
+    name: Literal["constant", "step", "cosine", "onecycle"] = Field(
+        default="constant", description="Learning-rate schedule."
+    )
+    warmup_epochs: float = Field(
+        default=0.0, ge=0.0, description="Epochs of linear warm-up from 0 to lr (0 = none)."
+    )
+    step_size: int = Field(
+        default=10, ge=1, description="For 'step': multiply lr by gamma every this many epochs."
+    )
+    gamma: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="For 'step': factor applied to lr."
+    )
+    min_lr: float = Field(
+        default=0.0, ge=0.0, description="Lowest lr reached by 'cosine' and 'onecycle'."
+    )
 
 
 class EarlyStoppingConfig(_Section):
     """Which epoch is best, and when to stop because the monitored metric stopped improving."""
 
-    monitor: Literal["val_loss", "val_acc"] = "val_loss"
-    """What picks the best epoch: val_loss (lowest) or val_acc (highest)."""
-    patience: int | None = Field(default=None, ge=1)
-    """Epochs without improvement of the monitored metric before stopping (null = never)."""
-    min_delta: _NonNegative = 0.0
-    """Smallest change of the monitored metric that counts as improvement."""
-    restore_best: bool = True
-    """Keep the best epoch's weights in model.npz (else the last epoch's)."""
+    monitor: Literal["val_loss", "val_acc"] = Field(
+        default="val_loss",
+        description="What picks the best epoch: val_loss (lowest) or val_acc (highest).",
+    )
+    patience: int | None = Field(
+        default=None,
+        ge=1,
+        description="Epochs without improvement of the monitored metric before stopping "
+        "(null = never).",
+    )
+    min_delta: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Smallest change of the monitored metric that counts as improvement.",
+    )
+    restore_best: bool = Field(
+        default=True,
+        description="Keep the best epoch's weights in model.npz (else the last epoch's).",
+    )
 
 
 class TrainingConfig(_Section):
     """The training loop: length, batches, randomness and threads."""
 
-    epochs: int = Field(default=20, ge=1)
-    """Passes over the training set."""
-    batch_size: int = Field(default=64, ge=1)
-    """Training examples per gradient step."""
-    seed: int = Field(default=0, ge=0)
-    """Seed of every random choice (init, shuffling, ...)."""
+    epochs: int = Field(default=20, ge=1, description="Passes over the training set.")
+    batch_size: int = Field(default=64, ge=1, description="Training examples per gradient step.")
+    seed: int = Field(
+        default=0, ge=0, description="Seed of every random choice (init, shuffling, ...)."
+    )
     threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         default="auto",
-        description="Threads for BLAS and the optimizer update: a number (at most the cores),"
-        " auto (by network size and free cores) or null (BLAS's default).",
+        description="Threads for BLAS and the optimizer update: a number (at most the cores), "
+        "auto (by network size and free cores) or null (BLAS's default).",
     )
 
     @field_validator("threads", mode="before")
@@ -398,32 +430,40 @@ class TrainingConfig(_Section):
             f"expected a number of threads (1 or more), auto or null, found {_show(value)}"
         )
 
-    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
-    """Stopping when validation stalls."""
+    early_stopping: EarlyStoppingConfig = Field(
+        default_factory=EarlyStoppingConfig,
+        description="Stopping when validation stalls.",
+    )
 
 
 class AugmentConfig(_Section):
     """Random distortions applied to each training batch as it is drawn."""
 
-    enabled: bool = False
-    """Distort training images on the fly."""
-    max_shift: _NonNegative = 2.0
-    """Largest shift in pixels along each axis."""
-    max_rotation: _NonNegative = 10.0
-    """Largest rotation in degrees."""
-    max_scale: _Fraction = 0.1
-    """Largest relative change of size (0.1 = up to ±10%)."""
-    elastic_alpha: _NonNegative = 0.0
-    """Strength of elastic distortion (0 = none)."""
-    elastic_sigma: _Positive = 6.0
-    """Smoothness of elastic distortion, in pixels."""
+    enabled: bool = Field(default=False, description="Distort training images on the fly.")
+    max_shift: float = Field(
+        default=2.0, ge=0.0, description="Largest shift in pixels along each axis."
+    )
+    max_rotation: float = Field(default=10.0, ge=0.0, description="Largest rotation in degrees.")
+    max_scale: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Largest relative change of size (0.1 = up to ±10%).",
+    )
+    elastic_alpha: float = Field(
+        default=0.0, ge=0.0, description="Strength of elastic distortion (0 = none)."
+    )
+    elastic_sigma: float = Field(
+        default=6.0, gt=0.0, description="Smoothness of elastic distortion, in pixels."
+    )
 
 
 class OutputConfig(_Section):
     """Where runs are written."""
 
-    dir: str = Field(default="runs", min_length=1)
-    """Folder that holds one folder per run."""
+    dir: str = Field(
+        default="runs", min_length=1, description="Folder that holds one folder per run."
+    )
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -432,26 +472,28 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 class Config(_Section):
     """Everything that defines a training run."""
 
-    name: str | None = None
-    """Run name and folder name (null = the config file's name)."""
-    data: DataConfig = Field(default_factory=DataConfig)
-    """The dataset."""
-    model: ModelConfig
-    """The network."""
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
-    """Loss minimised during training."""
-    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
-    """Weight penalties."""
-    optimizer: OptimizerConfig = Field(default_factory=AdamConfig)
-    """Optimizer, chosen by its 'name'."""
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    """Learning-rate schedule."""
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    """The loop."""
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    """Training-time augmentation."""
-    output: OutputConfig = Field(default_factory=OutputConfig)
-    """Where runs go."""
+    name: str | None = Field(
+        default=None, description="Run name and folder name (null = the config file's name)."
+    )
+    data: DataConfig = Field(default_factory=DataConfig, description="The dataset.")
+    model: ModelConfig = Field(description="The network.")
+    loss: Literal["cross_entropy", "mse"] = Field(
+        default="cross_entropy", description="Loss minimised during training."
+    )
+    regularization: RegularizationConfig = Field(
+        default_factory=RegularizationConfig, description="Weight penalties."
+    )
+    optimizer: OptimizerConfig = Field(
+        default_factory=AdamConfig, description="Optimizer, chosen by its 'name'."
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="Learning-rate schedule."
+    )
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="The loop.")
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="Training-time augmentation."
+    )
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
 
     @model_validator(mode="before")
     @classmethod
