@@ -183,8 +183,11 @@ def handle_errors(command: F) -> F:
     """Turn library errors into a message on stderr and their exit code.
 
     The command also gets a ``--debug`` option, so that it works after the command's name
-    (``mlp train --debug``) as well as before it.
+    (``mlp train --debug``) as well as before it.  Every command of `app` gets this from
+    ``app.command()``; a command that is decorated with it too is wrapped once.
     """
+    if getattr(command, "handles_errors", False):
+        return command
 
     @functools.wraps(command)
     def wrapper(*args: Any, debug: bool = False, **kwargs: Any) -> Any:
@@ -218,6 +221,7 @@ def handle_errors(command: F) -> F:
     wrapper.__signature__ = params.replace(  # type: ignore[attr-defined]
         parameters=[*params.parameters.values(), debug]
     )
+    wrapper.handles_errors = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 

@@ -158,3 +158,22 @@ def test_a_huge_set_value_is_shortened_in_the_message() -> None:
     assert "(100,011 characters)" in message
     assert len(result.stderr) < 2_000
     assert "Traceback" not in message
+
+
+def test_a_command_that_also_asks_for_error_handling_is_wrapped_once() -> None:
+    # app.command() gives every command its error handling and --debug; decorating a command
+    # with handle_errors as well must not give it a second --debug (which Typer refuses).
+    app = cli._Typer()
+
+    @app.command()
+    @cli.handle_errors
+    def fail() -> None:
+        raise UsageError("the message")
+
+    @app.command()
+    def other() -> None:
+        pass
+
+    result = CliRunner().invoke(app, ["fail"])
+    assert result.exit_code == 2
+    assert "error: the message" in result.output
