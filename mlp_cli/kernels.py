@@ -16,8 +16,10 @@ optimizer is built.
 
 from __future__ import annotations
 
+import marshal
 import os
 import threading
+import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -60,8 +62,12 @@ def _loop(rule: Callable[..., Any], parallel: bool) -> Callable[..., None]:
             p[i], a[i], b[i] = rule(p[i], g[i], a[i], b[i], h)
 
     # numba names a cache file after the loop's qualified name and keys the file's entries by
-    # bytecode and closure but not compile flags, so each rule and flag has its own name.
-    loop.__name__ = loop.__qualname__ = f"{rule.__name__}_{'parallel' if parallel else 'serial'}"
+    # bytecode and closure but not compile flags, so each rule and flag has its own name.  It
+    # checks a cache file against this module's source alone, so the name also holds the
+    # rule's code: an edited rule in optim.py is compiled afresh, not read stale.
+    code = zlib.crc32(marshal.dumps(rule.__code__))
+    kind = "parallel" if parallel else "serial"
+    loop.__name__ = loop.__qualname__ = f"{rule.__name__}_{kind}_{code:08x}"
     return _jit(loop, parallel=parallel)
 
 

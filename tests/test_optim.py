@@ -321,10 +321,31 @@ def test_a_second_process_loads_the_update_loops_from_numba_cache(tmp_path: Path
         ).stdout.strip()
         for _ in range(2)
     ]
-    loops = [
-        f"{rule}_{kind}" for rule in ("adam", "rmsprop", "sgd") for kind in ("parallel", "serial")
+    from mlp_cli import kernels
+
+    loops = sorted(f.__name__ for pair in kernels._LOOPS.values() for f in pair)
+    kinds = [
+        f"{rule}_{kind}_" for rule in ("adam", "rmsprop", "sgd") for kind in ("parallel", "serial")
     ]
+    assert [name[: len(kind)] for name, kind in zip(loops, kinds, strict=True)] == kinds
     assert runs == [str([f"{loop} 0 1" for loop in loops]), str([f"{loop} 1 0" for loop in loops])]
+
+
+def test_an_edited_rule_gets_a_loop_of_its_own_name() -> None:
+    # numba checks a cached loop against kernels.py's source only: a rule edited in optim.py
+    # must not find the loop compiled from its old code.
+    from mlp_cli import kernels
+
+    def sgd(p: Any, g: Any, v: Any, w: Any, h: Any) -> tuple[Any, Any, Any]:
+        return p - g, v, w
+
+    def sgd_edited(p: Any, g: Any, v: Any, w: Any, h: Any) -> tuple[Any, Any, Any]:
+        return p + g, v, w
+
+    sgd_edited.__name__ = "sgd"
+    names = {kernels._loop(rule, False).__name__ for rule in (sgd, sgd_edited)}
+    assert len(names) == 2
+    assert all(name.startswith("sgd_serial_") for name in names)
 
 
 @pytest.mark.parametrize(("chosen", "used"), [(None, "workqueue"), ("omp", "omp")])
