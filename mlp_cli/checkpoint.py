@@ -807,6 +807,21 @@ def latest_file_target(link: Path) -> str | None:
     return name if plain and len(raw) <= MAX_LINK_BYTES else None
 
 
+def through_latest(path: Path, fix: str) -> Path:
+    """``path``, or the run folder it names if it is a plain-file ``latest`` link (see
+    `latest_file_target`); a plain file there that is no such link is a `UsageError`
+    ending in ``fix``."""
+    if path.name != LATEST or path.is_symlink() or not path.is_file():
+        return path
+    name = latest_file_target(path)
+    if name is None:
+        raise UsageError(
+            f"'{path}' is a file, but not the link to the newest run that `mlp train` writes "
+            f"where symlinks are not available (one line naming a run folder beside it). {fix}"
+        )
+    return path.parent / name
+
+
 def is_plain_name(name: str) -> bool:
     """Whether ``name`` names a folder beside the link: one path component, no line break."""
     return name not in ("", ".", "..") and not any(c in name for c in "/\\\n\0")
@@ -816,16 +831,9 @@ def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") ->
     """The model file a command should use: ``model`` (a .npz or a run directory), or the
     newest run (``runs/latest``)."""
     if model is None:
-        latest = Path(runs) / LATEST
-        if latest.is_file() and not latest.is_symlink():
-            name = latest_file_target(latest)
-            if name is None:
-                raise UsageError(
-                    f"'{latest}' is a file, but not the link to the newest run that `mlp train` "
-                    "writes where symlinks are not available (one line naming a run folder "
-                    "beside it). Pass --model PATH (a .npz file or a run directory)."
-                )
-            latest = latest.parent / name
+        latest = through_latest(
+            Path(runs) / LATEST, "Pass --model PATH (a .npz file or a run directory)."
+        )
         if not latest.exists():
             raise UsageError(
                 f"no trained model found: '{Path(runs) / LATEST}' does not exist. Train one "

@@ -469,6 +469,9 @@ def train(
     saved = None
     if resume is not None:
         _refuse_with_resume(ctx, "config", "out")
+        from mlp_cli.checkpoint import through_latest
+
+        resume = through_latest(resume, "Give the run directory to resume.")
         cfg = training.resume_config(resume, overrides)
         training.check_resume_destination(resume)
         saved = training.load_checkpoint(resume)
@@ -1116,10 +1119,12 @@ def plot(
     out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", "FILE")] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
+    from mlp_cli.checkpoint import through_latest
     from mlp_cli.outputs import check_picture
     from mlp_cli.train import CURVES_FILE, METRICS_FILE, legacy_curves, read_metrics
     from mlp_cli.viz import plot_curves
 
+    run_dir = through_latest(run_dir, "Give the run directory.")
     replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
     records = read_metrics(run_dir / METRICS_FILE)

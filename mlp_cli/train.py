@@ -47,6 +47,7 @@ from mlp_cli.errors import (
     TrainingError,
     UsageError,
 )
+from mlp_cli.limits import NotRegularFileError, format_bytes, read_regular
 from mlp_cli.model import MLP
 from mlp_cli.optim import OPTIMIZERS, Optimizer, Schedule, compiled_kernels
 from mlp_cli.plain import command
@@ -63,6 +64,9 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.npz"
 CURVES_FILE = "curves.png"
+# A run writes one line of about 300 bytes per epoch: this is some 100,000 epochs, and the
+# records read from it take a few hundred MB at most.
+MAX_METRICS_BYTES = 32 * 2**20
 # The text chunk of a PNG matplotlib drew: how curves.png of runs from before pictures were
 # marked as mlp's looks (see `legacy_curves`).
 MATPLOTLIB_PNG = b"Software\x00Matplotlib"
@@ -214,6 +218,8 @@ def legacy_curves(path: Path) -> tuple[bytes, ...]:
     folder = path.parent
     if not ((folder / CONFIG_FILE).is_file() and (folder / METRICS_FILE).is_file()):
         return ()
+    if not path.is_file():  # opening a named pipe would wait for a writer
+        return ()
     try:
         with path.open("rb") as f:
             head = f.read(24)  # signature, IHDR length and type, width, height
@@ -228,25 +234,37 @@ def legacy_curves(path: Path) -> tuple[bytes, ...]:
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Read a ``metrics.jsonl`` history: one JSON object per line, blank lines ignored."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir() or not os.path.lexists(path):  # other kinds of file: read_regular says
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise UsageError(
             f"The metrics file {path} {what}. `mlp train` writes metrics.jsonl into its run "
             "folder; give the path of that file."
         )
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        raw = read_regular(path, MAX_METRICS_BYTES)
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError, NotRegularFileError) as e:
         raise DataError(f"Cannot read the metrics file {path}: {e}.") from e
+    if len(raw) > MAX_METRICS_BYTES:
+        raise DataError(
+            f"The metrics file {path} is larger than {format_bytes(MAX_METRICS_BYTES)}, far more "
+            "than a run writes (one line of about 300 bytes per epoch). Check that it is a "
+            "run's metrics.jsonl."
+        )
     records: list[dict[str, Any]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
+            why = (
+                f"{e.msg} at column {e.colno}"
+                if isinstance(e, json.JSONDecodeError)
+                else ("nested too deeply")
+            )
             raise DataError(
-                f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}). Each "
+                f"{path}, line {lineno}: not valid JSON ({why}). Each "
                 "line of a metrics file must be one JSON object; a run that was interrupted "
                 "while writing can leave a cut-off last line. Delete or repair that line."
             ) from None

@@ -19,6 +19,7 @@ import resource
 import struct
 import subprocess
 import sys
+import threading
 import tracemalloc
 import zipfile
 from collections.abc import Callable
@@ -533,7 +534,13 @@ def run_mlp(*args: str, cwd: Path, timeout: float = 120) -> tuple[int, str, int]
             preexec_fn=limit,
             env=env,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
+        # A child waiting on a pipe uses no CPU: the wall-clock limit makes a hang a failure.
+        watchdog = threading.Timer(timeout, proc.kill)
+        watchdog.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            watchdog.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, err.read_text(), usage.ru_maxrss
 
@@ -610,6 +617,51 @@ def test_a_latest_file_that_is_no_link_is_refused_in_little_memory(
     for command in (["evaluate"], ["predict", "missing.png"], ["inspect"]):
         code, stderr, rss = run_mlp(*command, cwd=scratch)
         assert_refused(code, stderr, rss, 2, "runs/latest", "is a file, but not the link")
+
+
+RECORD = (
+    '{"epoch": %d, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.6, "val_acc": 0.7,'
+    ' "lr": 0.01}\n'
+)
+
+
+def test_plot_follows_a_latest_file_naming_a_run(scratch: Path) -> None:
+    (scratch / "runs" / "r1").mkdir(parents=True)
+    (scratch / "runs" / "r1" / "metrics.jsonl").write_text(RECORD % 1 + RECORD % 2)
+    (scratch / "runs" / "latest").write_text("r1\n")
+    code, stderr, _ = run_mlp("plot", cwd=scratch)
+    assert code == 0, stderr
+    assert (scratch / "runs" / "r1" / "curves.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("content", "size", "fragment"),
+    [
+        ("[" * 200_000 + "\n", 0, "line 1: not valid JSON (nested too deeply)"),
+        (RECORD % 1, 3 * 2**30, "is larger than"),
+    ],
+    ids=["deep", "large"],
+)
+def test_a_metrics_file_is_read_in_bounded_memory(
+    scratch: Path, content: str, size: int, fragment: str
+) -> None:
+    run = scratch / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(content)
+    if size:
+        os.truncate(run / "metrics.jsonl", size)
+    code, stderr, rss = run_mlp("plot", "run", cwd=scratch)
+    assert_refused(code, stderr, rss, 1, "run/metrics.jsonl", fragment)
+
+
+def test_a_named_pipe_where_the_curves_go_is_refused_not_opened(scratch: Path) -> None:
+    run = scratch / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(RECORD % 1)
+    (run / "config.yaml").write_text("model: {layers: 784-10}\n")
+    os.mkfifo(run / "curves.png")
+    code, stderr, rss = run_mlp("plot", "run", cwd=scratch, timeout=60)
+    assert_refused(code, stderr, rss, 2, "run/curves.png", "named pipe")
 
 
 def test_a_latest_file_naming_a_run_finds_its_model(scratch: Path) -> None:
