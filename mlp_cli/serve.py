@@ -276,9 +276,17 @@ class Models:
             folders = [p for p in self.runs.iterdir() if p.name != checkpoint.LATEST]
         except OSError:
             return []
-        found = [p for p in folders if (p / checkpoint.MODEL_FILE).is_file()]
-        found.sort(key=lambda p: ((p / checkpoint.MODEL_FILE).stat().st_mtime, p.name))
-        return [p.name for p in reversed(found)]
+        found = []
+        for folder in folders:  # only names a request can give back (`get`)
+            if not RUN_NAME.fullmatch(folder.name) or not folder.name.isprintable():
+                continue  # not UTF-8 (the page could not send it back), or unprintable
+            model = folder / checkpoint.MODEL_FILE
+            try:  # an unreadable folder is left out, not an error for every request
+                if model.is_file():
+                    found.append((model.stat().st_mtime, folder.name))
+            except OSError:
+                continue
+        return [name for _, name in sorted(found, reverse=True)]
 
     def get(self, run: str | None) -> Served:
         """The default model (``run`` None or its name) or the run called ``run``."""

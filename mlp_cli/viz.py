@@ -45,7 +45,8 @@ LABEL_BOX_RGB = (20, 20, 20)  # box behind a tile's unit index, so it reads on r
 MIN_HEADER_WIDTH = 300  # px; narrower grids are centred on a page this wide so the legend fits
 DPI = 120  # resolution of every matplotlib figure
 FONT_SIZE = 11  # pt, base size of matplotlib text
-HIDDEN_FILE = "hidden.png"  # `mlp show hidden`'s picture, beside the model
+HIDDEN_FILE = "hidden.png"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # `mlp show hidden`'s picture, beside the model
 
 
 # --------------------------------------------------------------------------- unit patterns
@@ -313,6 +314,10 @@ def _series(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
             raise UsageError(
                 f"Metrics record {i + 1} has {key} = {v!r}, but a number (or null) was expected."
             ) from None
+        if abs(values[i]) > _FLOAT32_MAX and np.isfinite(values[i]):  # matplotlib fails on it
+            raise UsageError(
+                f"Metrics record {i + 1} has {key} = {v!r}, beyond any float32 value a run records."
+            )
     return values
 
 

@@ -805,3 +805,28 @@ def test_a_host_beyond_loopback_is_warned_about(
     assert result.exit_code == 0, result.stderr
     assert "reachable from the network" in result.stderr
     assert "stopped" in result.stdout
+
+
+def test_the_run_menu_lists_only_runs_a_request_can_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A folder whose name is not UTF-8 could be listed but never asked for again (the page
+    # cannot encode it); a folder that cannot be looked into is left out, not an error.
+    runs = tmp_path / "runs"
+    save_model(runs / "small" / "model.npz", [784, 16, 10], seed=0)
+    save_model(runs / "deep" / "model.npz", [400, 12, 8, 10], seed=1, activation="tanh")
+    for name in (b"bad\xff\xfename", b"locked"):
+        os.makedirs(os.fsencode(runs) + b"/" + name)
+        (runs / os.fsdecode(name) / "model.npz").write_bytes(
+            (runs / "small" / "model.npz").read_bytes()
+        )
+    is_file = Path.is_file
+
+    def refused(path: Path) -> bool:
+        if path.parent.name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", refused)
+    models = Models(runs / "small", runs)
+    assert sorted(models.run_names()) == ["deep", "small"]

@@ -234,6 +234,16 @@ def test_curves_from_a_metrics_file(tmp_path: Path) -> None:
     assert_png(viz.plot_curves(records, tmp_path / "deep" / "curves.png"), (1000, 300))
 
 
+@pytest.mark.parametrize("key", ["epoch", "train_loss"])
+def test_curves_refuse_a_number_no_run_records(tmp_path: Path, key: str) -> None:
+    # 1e308 is finite but beyond float32; matplotlib's axis ticks fail on it with a ValueError.
+    records = history(3)
+    records[1][key] = 1e308
+    with pytest.raises(UsageError, match=f"record 2 has {key} = 1e\\+308"):
+        viz.plot_curves(records, tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+
+
 def test_curves_refuse_empty_histories_percent_accuracies_and_unknown_formats(
     tmp_path: Path,
 ) -> None:
