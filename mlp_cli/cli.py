@@ -154,6 +154,9 @@ app.add_typer(show_app, name="show")
 
 console = Console()
 err_console = Console(stderr=True)
+for _console in (console, err_console):
+    if _console.width < 1:  # COLUMNS=0: rich would print every line as nothing
+        _console.width = 80
 _debug = {"on": False}
 
 ERROR, WARNING = ("error: ", "bold red"), ("warning: ", "bold yellow")
@@ -764,7 +767,7 @@ def gradcheck(
     batch: Annotated[int, _count("Examples in the random batch.")] = 8,
     entries: Annotated[int, _count("Entries checked per parameter array at most.")] = 200,
     seed: Annotated[
-        int, typer.Option(metavar="N", help="Seed for the random network and batch.")
+        int, typer.Option(min=0, metavar="N", help="Seed for the random network and batch.")
     ] = 0,
 ) -> None:
     """Check backpropagation against central differences (float64) for a config's network."""

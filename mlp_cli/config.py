@@ -52,6 +52,7 @@ from mlp_cli.errors import ConfigError
 from mlp_cli.limits import (
     FLOAT32_BYTES,
     MAX_CONFIG_BYTES,
+    MAX_EPOCHS,
     MAX_LAYERS,
     MAX_TRAINING_BYTES,
     NotRegularFileError,
@@ -408,7 +409,9 @@ class EarlyStoppingConfig(_Section):
 class TrainingConfig(_Section):
     """The training loop: length, batches, randomness and threads."""
 
-    epochs: int = Field(default=20, ge=1, description="Passes over the training set.")
+    epochs: int = Field(
+        default=20, ge=1, le=MAX_EPOCHS, description="Passes over the training set."
+    )
     batch_size: int = Field(default=64, ge=1, description="Training examples per gradient step.")
     seed: int = Field(
         default=0, ge=0, description="Seed of every random choice (init, shuffling, ...)."

@@ -26,6 +26,7 @@ from typing import BinaryIO
 MAX_PARAMETERS = 2**25
 MAX_LAYER_UNITS = 2**20  # units in any one layer
 MAX_LAYERS = 64  # weight layers of one network
+MAX_EPOCHS = 100_000  # of one run: its history is read back whole (metrics.jsonl)
 # What one training run may allocate (`Config.training_memory`): weights, optimizer
 # state, data and batch buffers, leaving room below 1 GB for Python and its libraries.
 MAX_TRAINING_BYTES = 640 * 2**20

@@ -97,6 +97,11 @@ def compiled_kernels() -> ModuleType | None:
         from mlp_cli import kernels
     except ImportError:
         return None
+    except ValueError as exc:  # numba refuses e.g. NUMBA_NUM_THREADS=0 as it loads
+        raise UsageError(
+            f"numba could not start: {exc} Check the NUMBA_* environment variables "
+            "(NUMBA_NUM_THREADS must be 1 or more, or unset)."
+        ) from None
     return kernels
 
 

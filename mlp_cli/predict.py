@@ -71,7 +71,9 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]
     for raw in paths:
         text = str(raw)
         path = Path(text)
-        if path.is_dir():
+        if not text:  # Path("") is the current folder: an unset shell variable, most likely
+            failures.append(Failure(text, "an empty path names no image; give a file or folder"))
+        elif path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 failures.append(

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import io
 import ipaddress
 import json
@@ -621,9 +622,13 @@ class Server(ThreadingHTTPServer):
         try:
             super().__init__((host, port), Handler)
         except OSError as exc:
+            fix = (
+                "Choose another --port (0 picks a free one) or stop what is using it."
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES)
+                else "Give --host an address of this machine, such as 127.0.0.1."
+            )
             raise UsageError(
-                f"cannot listen on {host} port {port}: {exc.strerror or exc}. Choose another "
-                "--port (0 picks a free one) or stop what is using it."
+                f"cannot listen on {host} port {port}: {exc.strerror or exc}. {fix}"
             ) from None
 
     # Set by `serve_forever` when it forks: each process's number of open connections, in

@@ -64,8 +64,8 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.npz"
 CURVES_FILE = "curves.png"
-# A run writes one line of about 300 bytes per epoch: this is some 100,000 epochs, and the
-# records read from it take a few hundred MB at most.
+# One line of about 300 bytes per epoch, for at most MAX_EPOCHS epochs; the records read
+# from a file this size take a few hundred MB at most.
 MAX_METRICS_BYTES = 32 * 2**20
 # The text chunk of a PNG matplotlib drew: how curves.png of runs from before pictures were
 # marked as mlp's looks (see `legacy_curves`).
@@ -834,6 +834,9 @@ def start(
     run_dir = new_run_dir(cfg, out)
     config = run_dir / CONFIG_FILE
     try:
+        # The network and its compiled loops first: a stop (or a failure) while they are
+        # built must find no config in the folder and the link where it was.
+        trainer = Trainer(cfg, run_dir, data)
         with outputs.writing(config, "the run's config"):
             checkpoint.atomic_write(config, lambda f: f.write(dump_config(cfg).encode()))
         if link:
@@ -845,7 +848,7 @@ def start(
             with contextlib.suppress(OSError):
                 run_dir.rmdir()
         raise
-    return Trainer(cfg, run_dir, data)
+    return trainer
 
 
 # Config keys a resumed run may change. None of the saved state depends on them: the

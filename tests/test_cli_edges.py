@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_train import make_config, make_splits
+from tiny_models import save_random_model
 from typer.testing import CliRunner
 
 from mlp_cli import cli, data, train
@@ -177,3 +178,31 @@ def test_a_command_that_also_asks_for_error_handling_is_wrapped_once() -> None:
     result = CliRunner().invoke(app, ["fail"])
     assert result.exit_code == 2
     assert "error: the message" in result.output
+
+
+def test_a_zero_terminal_width_still_shows_the_message(tmp_path: Path) -> None:
+    env = {**os.environ, "COLUMNS": "0"}
+    run = subprocess.run(
+        [sys.executable, "-m", "mlp_cli.cli", "evaluate", "--model", "nope"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert "error: model 'nope' not found" in run.stderr
+
+
+def test_gradcheck_refuses_a_negative_seed() -> None:
+    result = CliRunner().invoke(cli.app, ["gradcheck", "--seed", "-1"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_predict_refuses_an_empty_path_instead_of_reading_the_folder(tmp_path: Path) -> None:
+    model = save_random_model(tmp_path / "model.npz")
+    (tmp_path / "seven.png").write_bytes(b"")
+    result = CliRunner().invoke(cli.app, ["predict", "--model", str(model), ""])
+    assert result.exit_code == 1
+    assert "an empty path names no image" in result.output
+    assert "seven.png" not in result.output

@@ -771,3 +771,12 @@ def test_every_name_a_config_accepts_is_implemented_and_the_other_way_round() ->
     assert choices(ModelConfig, "output_activation") == set(OUTPUTS)
     assert choices(Config, "loss") == set(LOSSES)
     assert choices(ScheduleConfig, "name") == set(SCHEDULES)
+
+
+def test_epochs_are_bounded_by_what_a_run_history_may_hold() -> None:
+    from mlp_cli.limits import MAX_EPOCHS
+
+    base = "model: {layers: 784-10}\n"
+    assert config_from_yaml(base, "c.yaml", [f"training.epochs={MAX_EPOCHS}"]).training.epochs
+    with pytest.raises(ConfigError, match="less than or equal to 100000, found 100001"):
+        config_from_yaml(base, "c.yaml", [f"training.epochs={MAX_EPOCHS + 1}"])

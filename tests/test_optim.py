@@ -525,3 +525,17 @@ def test_a_schedule_is_built_from_its_config_section_by_field_name() -> None:
     want = Schedule("step", 0.2, 12, warmup_epochs=1.5, step_size=3, gamma=0.5, min_lr=0.0)
     assert got == want
     assert got(4.0) == pytest.approx(0.1)
+
+
+def test_numba_refusing_its_environment_is_a_usage_error() -> None:
+    script = (
+        "from mlp_cli import optim\n"
+        "try:\n    optim.compiled_kernels()\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("UsageError numba could not start")
+    assert "NUMBA_NUM_THREADS must be 1 or more" in out

@@ -29,6 +29,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mlp_cli import checkpoint, serve
+from mlp_cli.errors import UsageError
 from mlp_cli.predict import predict_files
 from mlp_cli.serve import Models, Server, can_fork, is_loopback
 
@@ -830,3 +831,10 @@ def test_the_run_menu_lists_only_runs_a_request_can_name(
     monkeypatch.setattr(Path, "is_file", refused)
     models = Models(runs / "small", runs)
     assert sorted(models.run_names()) == ["deep", "small"]
+
+
+def test_an_address_not_of_this_machine_is_named_as_the_problem(tmp_path: Path) -> None:
+    save_model(tmp_path / "runs" / "small" / "model.npz", [784, 16, 10], seed=0)
+    models = Models(tmp_path / "runs" / "small", tmp_path / "runs")
+    with pytest.raises(UsageError, match=r"192\.0\.2\.1 .*Give --host an address of this"):
+        Server(models, "192.0.2.1", 0)  # TEST-NET-1: no machine has it

@@ -640,3 +640,23 @@ def test_read_metrics_errors_name_the_file_and_line(tmp_path: Path) -> None:
     bad.write_text("\n \n")
     with pytest.raises(DataError, match="no records"):
         train.read_metrics(bad)
+
+
+def test_a_stop_while_the_trainer_is_built_leaves_no_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Building the network compiles its loops (a noticeable moment): a Ctrl-C there must not
+    # leave a folder with a config and no checkpoint, nor move the latest link to it.
+    cfg = make_config(tmp_path)
+    first = train.start(cfg, make_splits())
+    latest = first.run_dir.parent / "latest"
+    before = os.readlink(latest)
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.Trainer, "__init__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.start(cfg, make_splits())
+    assert sorted(p.name for p in first.run_dir.parent.iterdir()) == ["latest", first.run_dir.name]
+    assert os.readlink(latest) == before
