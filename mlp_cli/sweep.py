@@ -610,12 +610,30 @@ def run_trial(
     return Outcome(status, None, result.history, result.elapsed)
 
 
+class _Epoch(checkpoint.HistoryRecord):
+    """A metrics.jsonl record as the sweep reads it: a history record with a finished
+    epoch's number and its finite time."""
+
+    epoch: int = Field(ge=1)
+    time: float = Field(default=0.0, ge=0.0)
+
+
+def _is_epoch(record: dict[str, Any]) -> bool:
+    try:
+        _Epoch.model_validate(record)
+    except ValueError:  # pydantic's ValidationError is one
+        return False
+    return True
+
+
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """The metrics.jsonl records of the run in `run_dir` (none when it has no readable one)."""
+    """The metrics.jsonl records of the run in `run_dir` that `mlp train` could have written
+    (none when it has no readable file): a damaged record is left out like an unreadable file,
+    so the sweep's table, picture and pruner see the epochs they can trust."""
     from mlp_cli.train import METRICS_FILE, read_metrics
 
     try:
-        return read_metrics(run_dir / METRICS_FILE)
+        return [r for r in read_metrics(run_dir / METRICS_FILE) if _is_epoch(r)]
     except MLPError:
         return []
 

@@ -668,3 +668,33 @@ def test_a_best_file_of_the_users_is_refused_before_any_trial_trains(tmp_path: P
     code, _, err = mlp("sweep", "--resume", str(folder), "--out", str(tmp_path / "x"))
     assert code == 2
     assert "a resumed sweep goes on in its own folder" in err
+
+
+def test_damaged_metrics_records_are_left_out_when_the_sweep_reads_a_trial(
+    tmp_path: Path,
+) -> None:
+    body = GRID.replace("values: [sigmoid, relu]", "value: relu") + (
+        "early_terminate: {type: asha, grace_period: 1, reduction_factor: 2}\n"
+    )
+    s = plan(write_sweep(tmp_path, body))
+    assert run_local(s, workers=1)
+    path = s.dir / "t000" / "metrics.jsonl"
+    good = path.read_text().splitlines()
+    damaged = [
+        '{"foo": 1}',
+        good[0].replace('"val_acc": ', '"val_acc": "x", "was": '),
+        good[0].replace('"epoch": 1', '"epoch": NaN'),
+        good[0].replace('"epoch": 1', '"epoch": Infinity'),
+        good[0].replace('"epoch": 1', '"epoch": "1"'),
+        good[0].replace('"epoch": 1', '"epoch": 0'),
+        good[0].replace('"time": ', '"time": Infinity, "was": '),
+    ]
+    path.write_text("\n".join([good[0], *damaged, *good[1:]]) + "\n")
+    assert sweep.read_history(s.dir / "t000") == [json.loads(line) for line in good]
+    code, _, err = mlp("sweep", "--resume", str(s.dir))  # the pruner's replay and the picture
+    assert code == 0, err
+    assert "Traceback" not in err
+    path.write_text("\n".join(damaged) + "\n")
+    assert sweep.read_history(s.dir / "t000") == []
+    code, _, err = mlp("sweep", "--resume", str(s.dir))
+    assert code == 0, err
