@@ -387,12 +387,22 @@ class Sweep:
             raise ValueError(f"cpus_per_trial {self.cpus_per_trial}")
         if self.early_terminate is not None:
             EarlyTerminate.model_validate(self.early_terminate)
+        if not _SWEEP_NAME.fullmatch(self.name):
+            raise ValueError(f"name {self.name[:100]!r}")
         ids = [t.id for t in self.trials]
-        if not self.trials or len(set(ids)) != len(ids):
-            raise ValueError("no trials, or two trials with one id")
+        if not 1 <= len(ids) <= MAX_TRIALS or len(set(ids)) != len(ids):
+            raise ValueError(f"{len(ids):,} trials, or two trials with one id")
+        keys = list(self.trials[0].params)
         for t in self.trials:
             if not re.fullmatch(r"t[0-9]{3,5}", t.id) or t.status not in STATUSES:
                 raise ValueError(f"trial {t.id!r} with status {t.status!r}")
+            # Every trial sets the same settings, each a config key and a value short enough
+            # to show in a table cell.
+            if list(t.params) != keys or len(keys) > _MAX_SETTINGS:
+                raise ValueError(f"trial {t.id}: other settings than trial {self.trials[0].id}")
+            for key, value in t.params.items():
+                if not (_SETTING_KEY.fullmatch(key) and _fits_a_cell(value)):
+                    raise ValueError(f"trial {t.id}: a setting no sweep file gives")
             if not (0 <= t.epoch <= t.epochs and 0 <= t.best_epoch <= t.epoch and t.seconds >= 0):
                 raise ValueError(f"trial {t.id}: epochs {t.epoch}/{t.epochs}")
             config_from_dict(t.config, f"trial {t.id}'s config")
@@ -427,6 +437,18 @@ class Sweep:
                 " `mlp sweep` and not meant to be edited"
             ) from None
         return sweep
+
+
+_SETTING_KEY = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,7}")
+_MAX_SETTINGS = 100
+_MAX_SETTING_CHARS = 2000  # a value as JSON, e.g. a list of a layer size per layer
+
+
+def _fits_a_cell(value: Any) -> bool:
+    """Whether `value` is JSON of at most _MAX_SETTING_CHARS characters, found without
+    writing out more than that of a larger one."""
+    pieces = json.JSONEncoder(allow_nan=False).iterencode(value)
+    return sum(map(len, itertools.islice(pieces, _MAX_SETTING_CHARS + 1))) <= _MAX_SETTING_CHARS
 
 
 def _no_constant(name: str) -> float:

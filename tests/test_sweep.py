@@ -698,3 +698,42 @@ def test_damaged_metrics_records_are_left_out_when_the_sweep_reads_a_trial(
     assert sweep.read_history(s.dir / "t000") == []
     code, _, err = mlp("sweep", "--resume", str(s.dir))
     assert code == 0, err
+
+
+def test_a_sweep_state_with_settings_no_sweep_file_gives_is_refused(tmp_path: Path) -> None:
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    first = state["trials"][0]
+
+    def with_params(params: dict[str, Any]) -> str:
+        return json.dumps({**state, "trials": [{**first, "params": params}, *state["trials"][1:]]})
+
+    broken = [
+        with_params({**first["params"], "optimizer.lr": list(range(1000))}),
+        with_params({**first["params"], "optimizer.lr": "x" * 3000}),
+        with_params({**first["params"], "optimizer.lr": {"a": [[0] * 600] * 2}}),
+        with_params({**first["params"], "a b": 1}),
+        with_params({**first["params"], "k" * 200: 1}),
+        with_params({"optimizer.lr": 0.01}),
+        with_params({f"k{i}": 1 for i in range(200)}),
+        json.dumps({**state, "name": "n" * 5000}),
+    ]
+    for text in broken:
+        (tmp_path / "sweep.json").write_text(text)
+        for command in (("sweep", "show"), ("sweep", "--resume")):
+            code, _, err = mlp(*command, str(tmp_path))
+            assert code == 2, text[:200]
+            assert "is not a sweep state mlp can read" in err, err
+    # What a sweep file can give: a section's settings, a list, a text of a few layers.
+    body = GRID.replace("{values: [sigmoid, relu]}", "{values: [sigmoid, relu]}\n") + (
+        "  training.early_stopping: {value: {patience: 2}}\n"
+        "  model.layers: {values: [400-16-10, [400, 32, 10]]}\n"
+    )
+    fine = plan(write_sweep(tmp_path, body), out=tmp_path / "fine")
+    fine.dir.mkdir()
+    fine.save()
+    code, out, err = mlp("sweep", "show", str(fine.dir))
+    assert code == 0, err
+    assert "[400, 32, 10]" in out
