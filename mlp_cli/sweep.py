@@ -533,13 +533,15 @@ def plan(
 
 def check_outputs(folder: Path) -> None:
     """Refuse, before any trial trains, a 'best' or sweep.png in the sweep folder that mlp
-    did not make (results.csv and sweep.json are the sweep's own files)."""
+    did not make, and a results.csv that is no regular file (a regular one is the sweep's
+    own, as sweep.json is)."""
     from mlp_cli import outputs
     from mlp_cli.train import check_latest
 
     if folder.is_dir():
         check_latest(folder, BEST)
         outputs.check_picture(folder / PICTURE_FILE, "sweep picture")
+        outputs.check_replaceable(folder / RESULTS_FILE, "sweep results")
 
 
 def check_new_sweep(sweep: Sweep) -> None:

@@ -737,3 +737,22 @@ def test_a_sweep_state_with_settings_no_sweep_file_gives_is_refused(tmp_path: Pa
     code, out, err = mlp("sweep", "show", str(fine.dir))
     assert code == 0, err
     assert "[400, 32, 10]" in out
+
+
+def test_a_results_csv_that_is_a_folder_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    s = plan(write_sweep(tmp_path, GRID), out=folder)
+    s.save()
+    (folder / "results.csv").mkdir()
+    (folder / "results.csv" / "notes.txt").write_text("mine")
+    before = (folder / "sweep.json").read_bytes()
+    code, _, err = mlp("sweep", "--resume", str(folder))
+    assert code == 2
+    assert "cannot write the sweep results" in err
+    assert "results.csv': it is a folder" in err
+    assert (folder / "sweep.json").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["results.csv", "sweep.json"]
+    assert (folder / "results.csv" / "notes.txt").read_text() == "mine"
