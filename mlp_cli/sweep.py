@@ -387,12 +387,22 @@ class Sweep:
             raise ValueError(f"cpus_per_trial {self.cpus_per_trial}")
         if self.early_terminate is not None:
             EarlyTerminate.model_validate(self.early_terminate)
+        if not _SWEEP_NAME.fullmatch(self.name):
+            raise ValueError(f"name {self.name[:100]!r}")
         ids = [t.id for t in self.trials]
-        if not self.trials or len(set(ids)) != len(ids):
-            raise ValueError("no trials, or two trials with one id")
+        if not 1 <= len(ids) <= MAX_TRIALS or len(set(ids)) != len(ids):
+            raise ValueError(f"{len(ids):,} trials, or two trials with one id")
+        keys = list(self.trials[0].params)
         for t in self.trials:
             if not re.fullmatch(r"t[0-9]{3,5}", t.id) or t.status not in STATUSES:
                 raise ValueError(f"trial {t.id!r} with status {t.status!r}")
+            # Every trial sets the same settings, each a config key and a value short enough
+            # to show in a table cell.
+            if list(t.params) != keys or len(keys) > _MAX_SETTINGS:
+                raise ValueError(f"trial {t.id}: other settings than trial {self.trials[0].id}")
+            for key, value in t.params.items():
+                if not (_SETTING_KEY.fullmatch(key) and _fits_a_cell(value)):
+                    raise ValueError(f"trial {t.id}: a setting no sweep file gives")
             if not (0 <= t.epoch <= t.epochs and 0 <= t.best_epoch <= t.epoch and t.seconds >= 0):
                 raise ValueError(f"trial {t.id}: epochs {t.epoch}/{t.epochs}")
             config_from_dict(t.config, f"trial {t.id}'s config")
@@ -427,6 +437,18 @@ class Sweep:
                 " `mlp sweep` and not meant to be edited"
             ) from None
         return sweep
+
+
+_SETTING_KEY = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,7}")
+_MAX_SETTINGS = 100
+_MAX_SETTING_CHARS = 2000  # a value as JSON, e.g. a list of a layer size per layer
+
+
+def _fits_a_cell(value: Any) -> bool:
+    """Whether `value` is JSON of at most _MAX_SETTING_CHARS characters, found without
+    writing out more than that of a larger one."""
+    pieces = json.JSONEncoder(allow_nan=False).iterencode(value)
+    return sum(map(len, itertools.islice(pieces, _MAX_SETTING_CHARS + 1))) <= _MAX_SETTING_CHARS
 
 
 def _no_constant(name: str) -> float:
@@ -511,13 +533,15 @@ def plan(
 
 def check_outputs(folder: Path) -> None:
     """Refuse, before any trial trains, a 'best' or sweep.png in the sweep folder that mlp
-    did not make (results.csv and sweep.json are the sweep's own files)."""
+    did not make, and a results.csv that is no regular file (a regular one is the sweep's
+    own, as sweep.json is)."""
     from mlp_cli import outputs
     from mlp_cli.train import check_latest
 
     if folder.is_dir():
         check_latest(folder, BEST)
         outputs.check_picture(folder / PICTURE_FILE, "sweep picture")
+        outputs.check_replaceable(folder / RESULTS_FILE, "sweep results")
 
 
 def check_new_sweep(sweep: Sweep) -> None:
@@ -610,12 +634,30 @@ def run_trial(
     return Outcome(status, None, result.history, result.elapsed)
 
 
+class _Epoch(checkpoint.HistoryRecord):
+    """A metrics.jsonl record as the sweep reads it: a history record with a finished
+    epoch's number and its finite time."""
+
+    epoch: int = Field(ge=1)
+    time: float = Field(default=0.0, ge=0.0)
+
+
+def _is_epoch(record: dict[str, Any]) -> bool:
+    try:
+        _Epoch.model_validate(record)
+    except ValueError:  # pydantic's ValidationError is one
+        return False
+    return True
+
+
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """The metrics.jsonl records of the run in `run_dir` (none when it has no readable one)."""
+    """The metrics.jsonl records of the run in `run_dir` that `mlp train` could have written
+    (none when it has no readable file): a damaged record is left out like an unreadable file,
+    so the sweep's table, picture and pruner see the epochs they can trust."""
     from mlp_cli.train import METRICS_FILE, read_metrics
 
     try:
-        return read_metrics(run_dir / METRICS_FILE)
+        return [r for r in read_metrics(run_dir / METRICS_FILE) if _is_epoch(r)]
     except MLPError:
         return []
 

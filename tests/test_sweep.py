@@ -668,3 +668,91 @@ def test_a_best_file_of_the_users_is_refused_before_any_trial_trains(tmp_path: P
     code, _, err = mlp("sweep", "--resume", str(folder), "--out", str(tmp_path / "x"))
     assert code == 2
     assert "a resumed sweep goes on in its own folder" in err
+
+
+def test_damaged_metrics_records_are_left_out_when_the_sweep_reads_a_trial(
+    tmp_path: Path,
+) -> None:
+    body = GRID.replace("values: [sigmoid, relu]", "value: relu") + (
+        "early_terminate: {type: asha, grace_period: 1, reduction_factor: 2}\n"
+    )
+    s = plan(write_sweep(tmp_path, body))
+    assert run_local(s, workers=1)
+    path = s.dir / "t000" / "metrics.jsonl"
+    good = path.read_text().splitlines()
+    damaged = [
+        '{"foo": 1}',
+        good[0].replace('"val_acc": ', '"val_acc": "x", "was": '),
+        good[0].replace('"epoch": 1', '"epoch": NaN'),
+        good[0].replace('"epoch": 1', '"epoch": Infinity'),
+        good[0].replace('"epoch": 1', '"epoch": "1"'),
+        good[0].replace('"epoch": 1', '"epoch": 0'),
+        good[0].replace('"time": ', '"time": Infinity, "was": '),
+    ]
+    path.write_text("\n".join([good[0], *damaged, *good[1:]]) + "\n")
+    assert sweep.read_history(s.dir / "t000") == [json.loads(line) for line in good]
+    code, _, err = mlp("sweep", "--resume", str(s.dir))  # the pruner's replay and the picture
+    assert code == 0, err
+    assert "Traceback" not in err
+    path.write_text("\n".join(damaged) + "\n")
+    assert sweep.read_history(s.dir / "t000") == []
+    code, _, err = mlp("sweep", "--resume", str(s.dir))
+    assert code == 0, err
+
+
+def test_a_sweep_state_with_settings_no_sweep_file_gives_is_refused(tmp_path: Path) -> None:
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    first = state["trials"][0]
+
+    def with_params(params: dict[str, Any]) -> str:
+        return json.dumps({**state, "trials": [{**first, "params": params}, *state["trials"][1:]]})
+
+    broken = [
+        with_params({**first["params"], "optimizer.lr": list(range(1000))}),
+        with_params({**first["params"], "optimizer.lr": "x" * 3000}),
+        with_params({**first["params"], "optimizer.lr": {"a": [[0] * 600] * 2}}),
+        with_params({**first["params"], "a b": 1}),
+        with_params({**first["params"], "k" * 200: 1}),
+        with_params({"optimizer.lr": 0.01}),
+        with_params({f"k{i}": 1 for i in range(200)}),
+        json.dumps({**state, "name": "n" * 5000}),
+    ]
+    for text in broken:
+        (tmp_path / "sweep.json").write_text(text)
+        for command in (("sweep", "show"), ("sweep", "--resume")):
+            code, _, err = mlp(*command, str(tmp_path))
+            assert code == 2, text[:200]
+            assert "is not a sweep state mlp can read" in err, err
+    # What a sweep file can give: a section's settings, a list, a text of a few layers.
+    body = GRID.replace("{values: [sigmoid, relu]}", "{values: [sigmoid, relu]}\n") + (
+        "  training.early_stopping: {value: {patience: 2}}\n"
+        "  model.layers: {values: [400-16-10, [400, 32, 10]]}\n"
+    )
+    fine = plan(write_sweep(tmp_path, body), out=tmp_path / "fine")
+    fine.dir.mkdir()
+    fine.save()
+    code, out, err = mlp("sweep", "show", str(fine.dir))
+    assert code == 0, err
+    assert "[400, 32, 10]" in out
+
+
+def test_a_results_csv_that_is_a_folder_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    s = plan(write_sweep(tmp_path, GRID), out=folder)
+    s.save()
+    (folder / "results.csv").mkdir()
+    (folder / "results.csv" / "notes.txt").write_text("mine")
+    before = (folder / "sweep.json").read_bytes()
+    code, _, err = mlp("sweep", "--resume", str(folder))
+    assert code == 2
+    assert "cannot write the sweep results" in err
+    assert "results.csv': it is a folder" in err
+    assert (folder / "sweep.json").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["results.csv", "sweep.json"]
+    assert (folder / "results.csv" / "notes.txt").read_text() == "mine"
