@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -108,9 +109,13 @@ _IDX_BYTES = {
     "t10k-labels-idx1-ubyte": 8 + 10_000,
 }
 # Staging folders and temporary files are named with the pid of the process writing them,
-# so leftovers of a killed process can be told from those of one still running.
+# so leftovers of a killed process can be told from those of one still running. Only names
+# of exactly the shape mlp gives them (prefix, pid, tempfile's eight random characters,
+# suffix) are ever removed, so a user's own `.download-...` file or folder is left alone.
 _STAGING_PREFIX = ".download-"
-_LEFTOVER = re.compile(r"\.download-(?:(\d+)-)?.+|\.[a-z0-9-]+-ubyte\.(?:(\d+)-)?.+\.tmp")
+_RANDOM = r"[a-z0-9_]{8}"  # what tempfile puts between prefix and suffix
+_STAGING = re.compile(rf"\.download-(\d+)-{_RANDOM}")
+_TEMPORARY = re.compile(rf"\.(?:{'|'.join(map(re.escape, _IDX_BYTES))})\.(\d+)-{_RANDOM}\.tmp")
 _STALE_S = 24 * 3600  # leftovers without a live owner, or older than this, are removed
 
 _Kind = Literal["images", "labels"]
@@ -667,7 +672,10 @@ class _Downloader:
 
 def remove_leftovers() -> list[Path]:
     """Remove staging folders and temporary files a killed process left in the cache folder
-    (those whose process is gone, or older than a day); returns what was removed."""
+    (those whose process is gone, or older than a day); returns what was removed.
+
+    Only a folder named like a staging folder and a regular file named like a temporary
+    file qualify; anything else in the cache folder is the user's and stays."""
     directory = data_dir()
     removed: list[Path] = []
     try:
@@ -676,19 +684,22 @@ def remove_leftovers() -> list[Path]:
         return removed
     now = time.time()
     for entry in entries:
-        match = _LEFTOVER.fullmatch(entry.name)
+        match = _STAGING.fullmatch(entry.name) or _TEMPORARY.fullmatch(entry.name)
         if match is None:
             continue
-        owner = match.group(1) or match.group(2)
-        pid = int(owner) if owner else None
         try:
-            old = now - entry.lstat().st_mtime > _STALE_S
+            info = entry.lstat()
         except OSError:
             continue
-        if pid == os.getpid() or not (old or (pid is not None and not _running(pid))):
+        # mlp stages in folders and writes regular files; anything else so named is not its.
+        ours = stat.S_ISDIR if match.re is _STAGING else stat.S_ISREG
+        pid = int(match.group(1))
+        if not ours(info.st_mode) or pid == os.getpid():
+            continue
+        if now - info.st_mtime <= _STALE_S and _running(pid):
             continue
         with contextlib.suppress(OSError):
-            if entry.is_dir() and not entry.is_symlink():
+            if stat.S_ISDIR(info.st_mode):
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
