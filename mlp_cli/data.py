@@ -289,8 +289,9 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
 
     The file is re-hashed on every read rather than trusting a sidecar: that catches a
     cache damaged after it was written, and the bytes that were hashed are the very bytes
-    that get parsed. A file that no longer matches is removed, so the cache only ever
-    holds verified files.
+    that get parsed. A file that does not match is moved aside, never deleted: it may be a
+    damaged copy, but also another dataset's file (Fashion-MNIST uses the same names) that
+    mlp did not make.
     """
     path = data_dir() / stem
     try:
@@ -304,20 +305,41 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
         ) from exc
     if hashlib.sha256(raw).hexdigest() != MNIST_FILES[stem]:
         try:
-            path.unlink(missing_ok=True)
+            aside = _move_aside(path)
         except OSError as exc:
             raise DataError(
-                f"The cached MNIST file {path} is damaged (its sha256 no longer matches) and "
-                f"cannot be removed ({exc}). Delete it by hand, or point {DATA_DIR_ENV} at a "
-                "folder you can write to."
+                f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
+                f"damaged, or another dataset's file of the same name) and cannot be moved "
+                f"aside ({exc}). Move it away by hand, or point {DATA_DIR_ENV} at a folder "
+                "you can write to."
             ) from exc
         _notify(
             progressbar,
-            f"The cached MNIST file {path} was damaged (its sha256 no longer matched) and was "
-            "deleted; it will be downloaded again.",
+            f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
+            f"damaged, or another dataset's file of the same name); it was moved to {aside}.",
         )
         return None
     return raw
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename `path` to the first free `<name>.mismatch`, `<name>.mismatch-2`, ... next to
+    it and return the new path; an existing file is never overwritten."""
+    for number in range(1, 1000):
+        aside = path.with_name(path.name + (".mismatch" if number == 1 else f".mismatch-{number}"))
+        try:
+            # A hard link fails when the name is taken, where a rename would replace it.
+            os.link(path, aside)
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links: check, then rename
+            if os.path.lexists(aside):
+                continue
+            path.rename(aside)
+            return aside
+        path.unlink()
+        return aside
+    raise OSError(errno.EEXIST, "every name up to .mismatch-999 is taken")
 
 
 def _notify(progressbar: Any, text: str) -> None:
@@ -349,6 +371,12 @@ def _install(stem: str, raw: bytes) -> Path:
         tmp.replace(final)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        if exc.errno == errno.EISDIR:  # only the rename can meet a folder
+            raise DataError(
+                f"Cannot install the MNIST file {final}: a folder of that name is in the "
+                "cache. Move or rename that folder (mlp leaves alone what it did not make), "
+                "then run again."
+            ) from exc
         raise _cache_write_error(directory, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -778,7 +806,7 @@ def _all_mirrors_failed(stem: str, failures: list[str]) -> DataError:
     tried = "\n".join(failures) if failures else "  (no mirror configured)"
     return DataError(
         f"Could not download the MNIST file {stem}.gz: every mirror failed, tried in this "
-        f"order:\n{tried}\nNo partial or unverified file was left in the cache "
+        f"order:\n{tried}\nThe failed downloads left nothing behind in the cache "
         f"({data_dir()}). If this machine has no internet access, copy the four MNIST "
         "files (.gz or raw IDX) into a folder and run `mlp data import DIR`; otherwise set "
         f"{MIRROR_ENV} (or data.mirror in the config) to a mirror you can reach."
@@ -788,13 +816,14 @@ def _all_mirrors_failed(stem: str, failures: list[str]) -> DataError:
 # --------------------------------------------------------------------------- import
 
 
-def import_mnist(src: str | Path) -> dict[str, Path]:
+def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     """Install an offline copy of MNIST from a folder; stem -> cached path.
 
     The folder holds each file as `<stem>.gz` or raw `<stem>` (the `train-images.idx3-ubyte`
     spelling is accepted too). Each file is verified against `MNIST_FILES` exactly like a
     download. Verified files are installed even when others are missing or wrong; a
-    DataError then names every missing or bad file.
+    DataError then names every missing or bad file. A cached file that is not MNIST's is
+    moved aside first, as by a download, and told to `notices.write` when it has one.
     """
     folder = Path(src).expanduser()
     if not folder.is_dir():
@@ -821,6 +850,8 @@ def import_mnist(src: str | Path) -> dict[str, Path]:
             if problem is not None:
                 file_problems.append(f"  - {candidate}: not the MNIST file {stem}: {problem}")
                 continue
+            if (data_dir() / stem).is_file():
+                _read_cached(stem, notices)  # so _install never replaces a file mlp did not make
             installed[stem] = _install(stem, raw)
             break
         else:

@@ -376,24 +376,34 @@ class RecordingNotices:
         return False
 
 
-def test_a_damaged_cache_file_is_reported_when_it_is_removed(
+def test_a_damaged_cache_file_is_reported_when_it_is_moved_aside(
     synthetic: Synthetic,  # noqa: F811
     serve_folder: ServeFolder,
 ) -> None:
     server: LoopbackServer = serve_folder(synthetic.folder)
     paths = data.fetch_mnist(mirror=server.url)
     damaged = paths["train-labels-idx1-ubyte"]
-    damaged.write_bytes(idx_bytes(np.zeros(6, dtype=np.uint8)))
+    other = idx_bytes(np.zeros(6, dtype=np.uint8))
+    damaged.write_bytes(other)
     notices = RecordingNotices()
 
     data.load_mnist("train", mirror=server.url, progressbar=notices)
 
+    aside = damaged.with_name(damaged.name + ".mismatch")
     assert len(notices.notes) == 1
     assert str(damaged) in notices.notes[0]
     assert "damaged" in notices.notes[0]
+    assert f"moved to {aside}" in notices.notes[0]
+    assert aside.read_bytes() == other
 
     damaged.write_bytes(b"broken")
     result = CliRunner().invoke(cli.app, ["data", "fetch", "--mirror", server.url])
     assert result.exit_code == 0, result.stderr
     assert str(damaged) in result.stderr
     assert damaged.read_bytes() == synthetic.raw["train-labels-idx1-ubyte"]
+    # The first file moved aside is kept; the second gets the next free name.
+    assert aside.read_bytes() == other
+    second = damaged.with_name(damaged.name + ".mismatch-2")
+    assert second.read_bytes() == b"broken"
+    assert "moved to" in result.stderr
+    assert second.name in result.stderr
