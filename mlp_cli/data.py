@@ -299,6 +299,11 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if path.is_dir():  # permissions are not the problem, and it may be the user's
+            raise DataError(
+                f"The cached MNIST file {path} is a folder. Move or rename that folder "
+                "(mlp leaves alone what it did not make), then run again."
+            ) from exc
         raise DataError(
             f"The cached MNIST file {path} cannot be read ({exc}). Check its permissions, "
             f"or point {DATA_DIR_ENV} at a folder you can read and write."

@@ -563,6 +563,18 @@ def test_import_names_a_folder_in_place_of_a_cache_file(
     assert (in_the_way / "inside").is_dir()
 
 
+def test_a_folder_in_place_of_a_cache_file_is_named_and_kept() -> None:
+    in_the_way = data.data_dir() / "t10k-labels-idx1-ubyte"
+    (in_the_way / "inside").mkdir(parents=True)
+
+    with pytest.raises(DataError) as info:
+        data.load_mnist("test", download=False)
+
+    assert f"The cached MNIST file {in_the_way} is a folder. Move or rename" in str(info.value)
+    assert "permissions" not in str(info.value)
+    assert (in_the_way / "inside").is_dir()
+
+
 def test_import_refuses_a_path_that_is_not_a_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a folder"):
         data.import_mnist(tmp_path / "nowhere")
