@@ -1160,8 +1160,9 @@ def data_import(
 ) -> None:
     """Install an offline copy of MNIST (.gz or raw IDX files), verified."""
     from mlp_cli import data
+    from mlp_cli.render import DataNotices
 
-    files = data.import_mnist(directory)
+    files = data.import_mnist(directory, notices=DataNotices(err_console))
     _say(f"imported {len(files)} files into ", plain(data.data_dir()))
 
 

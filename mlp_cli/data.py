@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -108,9 +109,13 @@ _IDX_BYTES = {
     "t10k-labels-idx1-ubyte": 8 + 10_000,
 }
 # Staging folders and temporary files are named with the pid of the process writing them,
-# so leftovers of a killed process can be told from those of one still running.
+# so leftovers of a killed process can be told from those of one still running. Only names
+# of exactly the shape mlp gives them (prefix, pid, tempfile's eight random characters,
+# suffix) are ever removed, so a user's own `.download-...` file or folder is left alone.
 _STAGING_PREFIX = ".download-"
-_LEFTOVER = re.compile(r"\.download-(?:(\d+)-)?.+|\.[a-z0-9-]+-ubyte\.(?:(\d+)-)?.+\.tmp")
+_RANDOM = r"[a-z0-9_]{8}"  # what tempfile puts between prefix and suffix
+_STAGING = re.compile(rf"\.download-(\d+)-{_RANDOM}")
+_TEMPORARY = re.compile(rf"\.(?:{'|'.join(map(re.escape, _IDX_BYTES))})\.(\d+)-{_RANDOM}\.tmp")
 _STALE_S = 24 * 3600  # leftovers without a live owner, or older than this, are removed
 
 _Kind = Literal["images", "labels"]
@@ -284,8 +289,9 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
 
     The file is re-hashed on every read rather than trusting a sidecar: that catches a
     cache damaged after it was written, and the bytes that were hashed are the very bytes
-    that get parsed. A file that no longer matches is removed, so the cache only ever
-    holds verified files.
+    that get parsed. A file that does not match is moved aside, never deleted: it may be a
+    damaged copy, but also another dataset's file (Fashion-MNIST uses the same names) that
+    mlp did not make.
     """
     path = data_dir() / stem
     try:
@@ -293,26 +299,52 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if path.is_dir():  # permissions are not the problem, and it may be the user's
+            raise DataError(
+                f"The cached MNIST file {path} is a folder. Move or rename that folder "
+                "(mlp leaves alone what it did not make), then run again."
+            ) from exc
         raise DataError(
             f"The cached MNIST file {path} cannot be read ({exc}). Check its permissions, "
             f"or point {DATA_DIR_ENV} at a folder you can read and write."
         ) from exc
     if hashlib.sha256(raw).hexdigest() != MNIST_FILES[stem]:
         try:
-            path.unlink(missing_ok=True)
+            aside = _move_aside(path)
         except OSError as exc:
             raise DataError(
-                f"The cached MNIST file {path} is damaged (its sha256 no longer matches) and "
-                f"cannot be removed ({exc}). Delete it by hand, or point {DATA_DIR_ENV} at a "
-                "folder you can write to."
+                f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
+                f"damaged, or another dataset's file of the same name) and cannot be moved "
+                f"aside ({exc}). Move it away by hand, or point {DATA_DIR_ENV} at a folder "
+                "you can write to."
             ) from exc
         _notify(
             progressbar,
-            f"The cached MNIST file {path} was damaged (its sha256 no longer matched) and was "
-            "deleted; it will be downloaded again.",
+            f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
+            f"damaged, or another dataset's file of the same name); it was moved to {aside}.",
         )
         return None
     return raw
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename `path` to the first free `<name>.mismatch`, `<name>.mismatch-2`, ... next to
+    it and return the new path; an existing file is never overwritten."""
+    for number in range(1, 1000):
+        aside = path.with_name(path.name + (".mismatch" if number == 1 else f".mismatch-{number}"))
+        try:
+            # A hard link fails when the name is taken, where a rename would replace it.
+            os.link(path, aside)
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links: check, then rename
+            if os.path.lexists(aside):
+                continue
+            path.rename(aside)
+            return aside
+        path.unlink()
+        return aside
+    raise OSError(errno.EEXIST, "every name up to .mismatch-999 is taken")
 
 
 def _notify(progressbar: Any, text: str) -> None:
@@ -344,6 +376,12 @@ def _install(stem: str, raw: bytes) -> Path:
         tmp.replace(final)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        if exc.errno == errno.EISDIR:  # only the rename can meet a folder
+            raise DataError(
+                f"Cannot install the MNIST file {final}: a folder of that name is in the "
+                "cache. Move or rename that folder (mlp leaves alone what it did not make), "
+                "then run again."
+            ) from exc
         raise _cache_write_error(directory, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -667,7 +705,10 @@ class _Downloader:
 
 def remove_leftovers() -> list[Path]:
     """Remove staging folders and temporary files a killed process left in the cache folder
-    (those whose process is gone, or older than a day); returns what was removed."""
+    (those whose process is gone, or older than a day); returns what was removed.
+
+    Only a folder named like a staging folder and a regular file named like a temporary
+    file qualify; anything else in the cache folder is the user's and stays."""
     directory = data_dir()
     removed: list[Path] = []
     try:
@@ -676,19 +717,22 @@ def remove_leftovers() -> list[Path]:
         return removed
     now = time.time()
     for entry in entries:
-        match = _LEFTOVER.fullmatch(entry.name)
+        match = _STAGING.fullmatch(entry.name) or _TEMPORARY.fullmatch(entry.name)
         if match is None:
             continue
-        owner = match.group(1) or match.group(2)
-        pid = int(owner) if owner else None
         try:
-            old = now - entry.lstat().st_mtime > _STALE_S
+            info = entry.lstat()
         except OSError:
             continue
-        if pid == os.getpid() or not (old or (pid is not None and not _running(pid))):
+        # mlp stages in folders and writes regular files; anything else so named is not its.
+        ours = stat.S_ISDIR if match.re is _STAGING else stat.S_ISREG
+        pid = int(match.group(1))
+        if not ours(info.st_mode) or pid == os.getpid():
+            continue
+        if now - info.st_mtime <= _STALE_S and _running(pid):
             continue
         with contextlib.suppress(OSError):
-            if entry.is_dir() and not entry.is_symlink():
+            if stat.S_ISDIR(info.st_mode):
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
@@ -767,7 +811,7 @@ def _all_mirrors_failed(stem: str, failures: list[str]) -> DataError:
     tried = "\n".join(failures) if failures else "  (no mirror configured)"
     return DataError(
         f"Could not download the MNIST file {stem}.gz: every mirror failed, tried in this "
-        f"order:\n{tried}\nNo partial or unverified file was left in the cache "
+        f"order:\n{tried}\nThe failed downloads left nothing behind in the cache "
         f"({data_dir()}). If this machine has no internet access, copy the four MNIST "
         "files (.gz or raw IDX) into a folder and run `mlp data import DIR`; otherwise set "
         f"{MIRROR_ENV} (or data.mirror in the config) to a mirror you can reach."
@@ -777,13 +821,14 @@ def _all_mirrors_failed(stem: str, failures: list[str]) -> DataError:
 # --------------------------------------------------------------------------- import
 
 
-def import_mnist(src: str | Path) -> dict[str, Path]:
+def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     """Install an offline copy of MNIST from a folder; stem -> cached path.
 
     The folder holds each file as `<stem>.gz` or raw `<stem>` (the `train-images.idx3-ubyte`
     spelling is accepted too). Each file is verified against `MNIST_FILES` exactly like a
     download. Verified files are installed even when others are missing or wrong; a
-    DataError then names every missing or bad file.
+    DataError then names every missing or bad file. A cached file that is not MNIST's is
+    moved aside first, as by a download, and told to `notices.write` when it has one.
     """
     folder = Path(src).expanduser()
     if not folder.is_dir():
@@ -810,6 +855,8 @@ def import_mnist(src: str | Path) -> dict[str, Path]:
             if problem is not None:
                 file_problems.append(f"  - {candidate}: not the MNIST file {stem}: {problem}")
                 continue
+            if (data_dir() / stem).is_file():
+                _read_cached(stem, notices)  # so _install never replaces a file mlp did not make
             installed[stem] = _install(stem, raw)
             break
         else:

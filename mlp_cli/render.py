@@ -76,7 +76,7 @@ class DataNotices:
         self._console = console
 
     def write(self, text: str) -> None:
-        """A notice from the data layer (e.g. a damaged cache file was removed)."""
+        """A notice from the data layer (e.g. a cache file that is not MNIST's was moved aside)."""
         self._console.print(plain(text, "yellow"), highlight=False, soft_wrap=True)
 
     def __bool__(self) -> bool:

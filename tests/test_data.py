@@ -359,17 +359,19 @@ def test_fetch_missing_leaves_a_full_cache_unread_and_completes_a_partial_one(
     assert data.cached_files() == paths
 
 
-def test_a_damaged_cache_file_is_removed_then_downloaded_again(
+def test_a_damaged_cache_file_is_moved_aside_then_downloaded_again(
     synthetic: Synthetic, serve_folder: ServeFolder
 ) -> None:
     server = serve_folder(synthetic.folder)
     paths = data.fetch_mnist(mirror=server.url)
     damaged = paths["train-labels-idx1-ubyte"]
-    damaged.write_bytes(idx_bytes(np.zeros(6, dtype=np.uint8)))
+    other = idx_bytes(np.zeros(6, dtype=np.uint8))  # same name, not MNIST's bytes
+    damaged.write_bytes(other)
 
     with pytest.raises(DataError, match="mlp data import"):
         data.load_mnist("train", download=False)
     assert not damaged.exists()
+    assert damaged.with_name(damaged.name + ".mismatch").read_bytes() == other
 
     server.requested.clear()
     _, labels = data.load_mnist("train", mirror=server.url)
@@ -508,6 +510,69 @@ def test_import_names_a_bad_file_and_does_not_install_it(
 
     assert f"{source / bad}.gz: not the MNIST file {bad}" in str(info.value)
     assert bad not in cache_listing()
+
+
+class _Notes:
+    """Records the data layer's notices, as a quiet progress object does."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def test_import_moves_a_cached_file_that_is_not_mnists_aside(
+    synthetic: Synthetic, tmp_path: Path
+) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw)
+    cache = data.data_dir()
+    cache.mkdir(parents=True)
+    stem = "train-images-idx3-ubyte"
+    fashion = b"another dataset's images under MNIST's name"
+    (cache / stem).write_bytes(fashion)
+    earlier = cache / f"{stem}.mismatch"  # an earlier file moved aside: never overwritten
+    earlier.write_bytes(b"moved aside before")
+    notes = _Notes()
+
+    data.import_mnist(source, notices=notes)
+
+    assert (cache / stem).read_bytes() == synthetic.raw[stem]
+    assert earlier.read_bytes() == b"moved aside before"
+    assert (cache / f"{stem}.mismatch-2").read_bytes() == fashion
+    assert notes.notes == [
+        f"The cached file {cache / stem} is not MNIST's (its sha256 does not match: it is "
+        f"damaged, or another dataset's file of the same name); it was moved to "
+        f"{cache / stem}.mismatch-2."
+    ]
+
+
+def test_import_names_a_folder_in_place_of_a_cache_file(
+    synthetic: Synthetic, tmp_path: Path
+) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw)
+    in_the_way = data.data_dir() / "train-labels-idx1-ubyte"
+    (in_the_way / "inside").mkdir(parents=True)
+
+    with pytest.raises(DataError) as info:
+        data.import_mnist(source)
+
+    message = str(info.value)
+    assert f"Cannot install the MNIST file {in_the_way}: a folder of that name" in message
+    assert "disk space" not in message
+    assert (in_the_way / "inside").is_dir()
+
+
+def test_a_folder_in_place_of_a_cache_file_is_named_and_kept() -> None:
+    in_the_way = data.data_dir() / "t10k-labels-idx1-ubyte"
+    (in_the_way / "inside").mkdir(parents=True)
+
+    with pytest.raises(DataError) as info:
+        data.load_mnist("test", download=False)
+
+    assert f"The cached MNIST file {in_the_way} is a folder. Move or rename" in str(info.value)
+    assert "permissions" not in str(info.value)
+    assert (in_the_way / "inside").is_dir()
 
 
 def test_import_refuses_a_path_that_is_not_a_folder(tmp_path: Path) -> None:

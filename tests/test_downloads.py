@@ -221,15 +221,15 @@ def test_leftovers_of_killed_processes_are_removed_at_the_next_start(
     cache = data.data_dir()
     cache.mkdir(parents=True)
     dead = _finished_pid()
-    stale_folder = cache / f".download-{dead}-k2j3h4"
+    stale_folder = cache / f".download-{dead}-k2j3h4ab"
     stale_folder.mkdir()
     (stale_folder / f"{STEMS[0]}.gz").write_bytes(b"partial")
-    stale_file = cache / f".{STEMS[1]}.{dead}-x8w.tmp"
+    stale_file = cache / f".{STEMS[1]}.{dead}-x8w_q2mz.tmp"
     stale_file.write_bytes(b"partial")
-    ancient = cache / ".download-abc123"  # no owner recorded: removed once a day old
+    ancient = cache / ".download-1-abc123xy"  # owner still running: removed once a day old
     ancient.mkdir()
     os.utime(ancient, (time.time() - 2 * 86400,) * 2)
-    live = cache / f".download-{os.getpid()}-live"  # this process's own: kept
+    live = cache / f".download-{os.getpid()}-live1234"  # this process's own: kept
     live.mkdir()
     user_file = cache / "notes.txt"  # not ours: never touched
     user_file.write_text("mine")
@@ -242,7 +242,7 @@ def test_leftovers_of_killed_processes_are_removed_at_the_next_start(
 def test_data_info_removes_leftovers_of_killed_processes_too() -> None:
     cache = data.data_dir()
     cache.mkdir(parents=True)
-    stale_folder = cache / f".download-{_finished_pid()}-k2j3h4"
+    stale_folder = cache / f".download-{_finished_pid()}-k2j3h4ab"
     stale_folder.mkdir()
     (stale_folder / f"{STEMS[0]}.gz").write_bytes(b"partial")
     user_file = cache / "notes.txt"
@@ -252,6 +252,44 @@ def test_data_info_removes_leftovers_of_killed_processes_too() -> None:
 
     assert result.exit_code == 0, result.output
     assert sorted(os.listdir(cache)) == [user_file.name]
+
+
+def test_only_names_of_mlps_own_shape_count_as_leftovers() -> None:
+    cache = data.data_dir()
+    cache.mkdir(parents=True)
+    dead = _finished_pid()
+    users_folder = cache / ".download-manager"
+    (users_folder / "stuff").mkdir(parents=True)
+    (users_folder / "stuff" / "f.txt").write_text("precious")
+    users_file = cache / ".download-list"
+    users_file.write_text("keep")
+    file_named_like_a_folder = cache / f".download-{dead}-abcd1234"  # mlp stages in folders
+    file_named_like_a_folder.write_text("mine")
+    folder_named_like_a_file = cache / f".{STEMS[0]}.{dead}-abcd1234.tmp"
+    (folder_named_like_a_file / "inner").mkdir(parents=True)
+    longer = cache / f".download-{dead}-abcd12345"  # one character more than tempfile's
+    longer.mkdir()
+    other_stem = cache / f".notes-ubyte.{dead}-abcd1234.tmp"
+    other_stem.write_text("mine")
+    stale = cache / f".download-{dead}-zz9_yy8x"  # mlp's own shape: removed
+    (stale / "inner").mkdir(parents=True)
+    for entry in cache.iterdir():
+        os.utime(entry, (time.time() - 2 * 86400,) * 2)
+
+    result = CliRunner().invoke(cli.app, ["data", "info"])
+
+    assert result.exit_code == 0, result.output
+    kept = [
+        users_folder,
+        users_file,
+        file_named_like_a_folder,
+        folder_named_like_a_file,
+        longer,
+        other_stem,
+    ]
+    assert sorted(os.listdir(cache)) == sorted(p.name for p in kept)
+    assert (users_folder / "stuff" / "f.txt").read_text() == "precious"
+    assert users_file.read_text() == "keep"
 
 
 class ShortBody(_Quiet):
@@ -338,24 +376,34 @@ class RecordingNotices:
         return False
 
 
-def test_a_damaged_cache_file_is_reported_when_it_is_removed(
+def test_a_damaged_cache_file_is_reported_when_it_is_moved_aside(
     synthetic: Synthetic,  # noqa: F811
     serve_folder: ServeFolder,
 ) -> None:
     server: LoopbackServer = serve_folder(synthetic.folder)
     paths = data.fetch_mnist(mirror=server.url)
     damaged = paths["train-labels-idx1-ubyte"]
-    damaged.write_bytes(idx_bytes(np.zeros(6, dtype=np.uint8)))
+    other = idx_bytes(np.zeros(6, dtype=np.uint8))
+    damaged.write_bytes(other)
     notices = RecordingNotices()
 
     data.load_mnist("train", mirror=server.url, progressbar=notices)
 
+    aside = damaged.with_name(damaged.name + ".mismatch")
     assert len(notices.notes) == 1
     assert str(damaged) in notices.notes[0]
     assert "damaged" in notices.notes[0]
+    assert f"moved to {aside}" in notices.notes[0]
+    assert aside.read_bytes() == other
 
     damaged.write_bytes(b"broken")
     result = CliRunner().invoke(cli.app, ["data", "fetch", "--mirror", server.url])
     assert result.exit_code == 0, result.stderr
     assert str(damaged) in result.stderr
     assert damaged.read_bytes() == synthetic.raw["train-labels-idx1-ubyte"]
+    # The first file moved aside is kept; the second gets the next free name.
+    assert aside.read_bytes() == other
+    second = damaged.with_name(damaged.name + ".mismatch-2")
+    assert second.read_bytes() == b"broken"
+    assert "moved to" in result.stderr
+    assert second.name in result.stderr
