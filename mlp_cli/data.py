@@ -311,6 +311,8 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
     if hashlib.sha256(raw).hexdigest() != MNIST_FILES[stem]:
         try:
             aside = _move_aside(path)
+        except FileNotFoundError:  # another mlp moved it first: it is missing, as it should be
+            return None
         except OSError as exc:
             raise DataError(
                 f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
@@ -335,7 +337,9 @@ def _move_aside(path: Path) -> Path:
         try:
             # A hard link fails when the name is taken, where a rename would replace it.
             os.link(path, aside)
-        except FileExistsError:
+        except (FileExistsError, FileNotFoundError) as exc:
+            if isinstance(exc, FileNotFoundError) and not path.exists():
+                raise  # `path` itself is gone
             continue
         except OSError:  # a file system without hard links: check, then rename
             if os.path.lexists(aside):

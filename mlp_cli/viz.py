@@ -45,8 +45,8 @@ LABEL_BOX_RGB = (20, 20, 20)  # box behind a tile's unit index, so it reads on r
 MIN_HEADER_WIDTH = 300  # px; narrower grids are centred on a page this wide so the legend fits
 DPI = 120  # resolution of every matplotlib figure
 FONT_SIZE = 11  # pt, base size of matplotlib text
-HIDDEN_FILE = "hidden.png"
-_FLOAT32_MAX = float(np.finfo(np.float32).max)  # `mlp show hidden`'s picture, beside the model
+HIDDEN_FILE = "hidden.png"  # `mlp show hidden`'s picture, beside the model
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # a run records float32 values
 
 
 # --------------------------------------------------------------------------- unit patterns

@@ -710,3 +710,25 @@ def test_real_data_tests_use_mlps_cache_or_say_how_to_enable_them(tmp_path: Path
     reason = " ".join(skipped.stdout.split())
     assert f"looked in {elsewhere} and in the mlp cache {cache}" in reason
     assert "run `mlp data fetch` or set MLP_TEST_MNIST_DIR" in reason
+
+
+def test_a_mismatching_cache_file_moved_by_another_process_first_counts_as_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two mlp processes can read the same file that is not MNIST's; the one that comes
+    # second finds it gone when it moves it aside, which is what it wanted.
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    stem = "t10k-labels-idx1-ubyte"
+    (tmp_path / stem).write_bytes(b"\x00\x00\x08\x01" + (10).to_bytes(4, "big") + bytes(10))
+    move_aside = data._move_aside
+
+    def moved_first(path: Path) -> Path:
+        path.rename(path.with_name(path.name + ".mismatch"))  # the other process
+        return move_aside(path)
+
+    monkeypatch.setattr(data, "_move_aside", moved_first)
+    assert data._read_cached(stem) is None
+    assert (tmp_path / f"{stem}.mismatch").is_file()
+    assert not (tmp_path / f"{stem}.mismatch-2").exists()
+    with pytest.raises(FileNotFoundError):
+        move_aside(tmp_path / stem)
