@@ -401,7 +401,7 @@ class Sweep:
             if list(t.params) != keys or len(keys) > _MAX_SETTINGS:
                 raise ValueError(f"trial {t.id}: other settings than trial {self.trials[0].id}")
             for key, value in t.params.items():
-                if not (_SETTING_KEY.fullmatch(key) and _fits_a_cell(value)):
+                if not _recordable(key, value):
                     raise ValueError(f"trial {t.id}: a setting no sweep file gives")
             if not (0 <= t.epoch <= t.epochs and 0 <= t.best_epoch <= t.epoch and t.seconds >= 0):
                 raise ValueError(f"trial {t.id}: epochs {t.epoch}/{t.epochs}")
@@ -442,6 +442,12 @@ class Sweep:
 _SETTING_KEY = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,7}")
 _MAX_SETTINGS = 100
 _MAX_SETTING_CHARS = 2000  # a value as JSON, e.g. a list of a layer size per layer
+
+
+def _recordable(key: str, value: Any) -> bool:
+    """Whether a swept setting is one `plan` may write into sweep.json and `Sweep.check`
+    reads back: a plain dotted config key, and a value that fits a table cell."""
+    return bool(_SETTING_KEY.fullmatch(key)) and _fits_a_cell(value)
 
 
 def _fits_a_cell(value: Any) -> bool:
@@ -499,6 +505,13 @@ def plan(
     trials: list[Trial] = []
     configs = load_config_variants(base, variants)
     for tid, combo in zip(ids, combos, strict=True):
+        for key, value in combo.items():
+            if not _recordable(key, value):
+                raise ConfigError(
+                    f"{where(key)}: parameters: {key[:100]!r} is swept over a value a sweep"
+                    " cannot record: keys are dotted config keys such as optimizer.lr, and a"
+                    f" value is at most {_MAX_SETTING_CHARS:,} characters as JSON."
+                )
         label = ", ".join(f"{key}={show_value(value)}" for key, value in combo.items())
         try:
             cfg = next(configs)

@@ -756,3 +756,21 @@ def test_a_results_csv_that_is_a_folder_is_refused_before_anything_is_written(
     assert (folder / "sweep.json").read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == ["results.csv", "sweep.json"]
     assert (folder / "results.csv" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "parameter",
+    [
+        "  'optimizer.lr ': {values: [0.01, 0.001]}",
+        "  output.dir: {value: '" + "d" * 2100 + "'}",
+    ],
+    ids=["key with a space", "long value"],
+)
+def test_plan_refuses_a_setting_its_own_state_could_not_hold(
+    tmp_path: Path, parameter: str
+) -> None:
+    # What plan writes into sweep.json, Sweep.check must read back: a sweep that plans but
+    # cannot be shown or resumed is refused before it starts.
+    body = GRID.replace("  optimizer.lr: {values: [0.01, 0.001]}", parameter)
+    with pytest.raises(ConfigError, match="swept over a value a sweep cannot record"):
+        plan(write_sweep(tmp_path, body))
