@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from mlp_cli.errors import ImageError, UsageError
 from mlp_cli.limits import MNIST_SIDE, NotRegularFileError, format_bytes, open_regular
@@ -40,6 +40,7 @@ BOX_SIDE = 20  # MNIST digits are scaled so that their longer side is this long
 MNIST_CENTRE = 14.0  # row/column index MNIST puts the centre of mass at (measured: 13.99, 14.01)
 MAX_FILE_BYTES = 64 * 2**20  # a phone photo is a few MB; larger files are refused unread
 MAX_SIDE = 1024  # larger pictures are first reduced by area averaging; the digit ends at 20 px
+MAX_PIXELS = 50_000_000  # width * height; a 48-megapixel photo opens, larger ones are refused
 
 # Formats `open_image` accepts (Pillow names; "JPEG" also opens the MPO variant of cameras).
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
@@ -172,11 +173,11 @@ def model_inputs(images: npt.NDArray[np.uint8], preprocessing: Mapping[str, Any]
 def open_image(path: str | Path) -> Image.Image:
     """Read an image file fully into memory, with its EXIF orientation applied.
 
-    Accepts PNG, JPEG, BMP, GIF, TIFF and WebP (the first frame of animations). Pillow's
-    decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) is enforced as an error, not a
-    warning. Raises ImageError naming the file for a missing file, a directory or anything
-    else that is not a regular file (a named pipe would block), a file that is not a
-    supported image, a truncated or corrupt image, or one that is too large.
+    Accepts PNG, JPEG, BMP, GIF, TIFF and WebP (the first frame of animations) of at most
+    MAX_PIXELS pixels; Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) is an
+    error too, not a warning. Raises ImageError naming the file for a missing file, a
+    directory or anything else that is not a regular file (a named pipe would block), a file
+    that is not a supported image, a truncated or corrupt image, or one that is too large.
     """
     path = Path(path)
     try:
@@ -209,23 +210,29 @@ def open_image(path: str | Path) -> Image.Image:
     return _decode(io.BytesIO(data), str(path))
 
 
-def image_from_bytes(data: bytes, source: str) -> Image.Image:
-    """`open_image` for an image held in memory (an upload), named `source` in errors."""
+def image_from_bytes(data: bytes, source: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """`open_image` for an image held in memory (an upload), named `source` in errors and
+    refused beyond `max_pixels`."""
     if not data:
         raise ImageError(f"{source} is empty (0 bytes); send a {_FORMAT_LIST} image.")
-    return _decode(io.BytesIO(data), source)
+    return _decode(io.BytesIO(data), source, max_pixels)
 
 
-def _decode(file: BinaryIO, source: str) -> Image.Image:
-    """Decode `file` fully (and close it), EXIF orientation applied; the bomb limit is an
-    error."""
+def _decode(file: BinaryIO, source: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode `file` fully (and close it), EXIF orientation applied; the bomb limit and
+    `max_pixels` are errors, checked from the header before any pixel is decoded."""
     try:
         with file, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file, formats=FORMATS) as image:
-                image.load()
-                # The transposed copy holds the pixels in memory and leaves the file closed.
-                oriented = ImageOps.exif_transpose(image)
+            image = Image.open(file, formats=FORMATS)
+            if image.width * image.height > max_pixels:
+                raise ImageError(
+                    f"Image {source} has {image.width}x{image.height} pixels, more than the "
+                    f"{max_pixels / 1e6:g} million mlp reads; scale or crop it (a digit needs "
+                    f"only a few hundred pixels per side) and try again."
+                )
+            image.load()  # the pixels are in memory before `file` closes
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no full-size copy
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise ImageError(
             f"Image {source} is too large to open safely: {error} Larger pictures are "
@@ -244,7 +251,7 @@ def _decode(file: BinaryIO, source: str) -> Image.Image:
             f"Image {source} could not be read: {error}. The file looks truncated or "
             f"corrupt; save or export it again as a {_FORMAT_LIST} file."
         ) from error
-    return oriented
+    return image
 
 
 # --- users' pictures -> MNIST conventions ------------------------------------------------------
@@ -310,13 +317,26 @@ def _grey(image: Image.Image) -> FloatArray:
     return levels
 
 
-def _reduce_large(grey: FloatArray) -> FloatArray:
-    """Area-average pictures over MAX_SIDE pixels down to about MAX_SIDE: the digit ends at
-    20 px anyway, and the statistics below then run on a bounded number of pixels."""
-    factor = -(-max(grey.shape) // MAX_SIDE)  # ceil
+def _reduce_large(image: Image.Image) -> Image.Image:
+    """Area-average pictures over MAX_SIDE pixels down to about MAX_SIDE, first of all, so
+    that no step below copies the full-size picture: the digit ends at 20 px anyway.
+
+    Pillow averages colours with their transparency premultiplied, so flattening afterwards
+    gives what flattening first would. It cannot average palette indices, bilevel pixels or
+    16-bit greys as they are, so those are converted to a mode it can first.
+    """
+    factor = -(-max(image.size) // MAX_SIDE)  # ceil
     if factor <= 1:
-        return grey
-    return np.asarray(Image.fromarray(grey).reduce(factor), dtype=np.float32)
+        return image
+    mode = image.mode
+    if mode in _UINT16_MODES:
+        return image.convert("I").reduce(factor).convert("I;16")
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    elif mode == "1":
+        image = image.convert("L")
+    return image.reduce(factor)
 
 
 def _border_mask(shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
@@ -577,10 +597,12 @@ def mnist_style(image: Image.Image, *, source: str = "<image>") -> FloatArray:
     through nearly unchanged. Raises ImageError naming `source` when the picture holds no
     ink.
     """
-    oriented = ImageOps.exif_transpose(image)
+    # exif_transpose copies a picture it leaves as it is, and `open_image`'s are upright
+    upright = image.getexif().get(ExifTags.Base.Orientation, 1) == 1
+    oriented = image if upright else ImageOps.exif_transpose(image)
     if oriented.width == 0 or oriented.height == 0:
         raise ImageError(f"Image {source} is empty (0 pixels); give a picture of a digit.")
-    grey = _reduce_large(_grey(_flatten_transparency(oriented)))  # (H, W)
+    grey = _grey(_flatten_transparency(_reduce_large(oriented)))  # (H, W)
     ink = _ink(*_ink_contrast(grey), source)  # (H, W)
     top, bottom, left, right = _ink_box(ink)
     crop = _thickened(ink[top : bottom + 1, left : right + 1])

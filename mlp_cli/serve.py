@@ -66,7 +66,7 @@ from mlp_cli.model import MLP
 from mlp_cli.viz import grid_cols, unit_colours, unit_patterns
 
 MAX_BODY = 10 * 2**20  # bytes; a phone photo fits, a canvas PNG is a few KiB
-MAX_PIXELS = 4096 * 4096  # width * height of a JSON "pixels" canvas
+MAX_PIXELS = 4096 * 4096  # width * height of an uploaded picture or a JSON "pixels" canvas
 DRAIN_FACTOR = 4  # a body this many times over the limit is still read (and dropped)
 READ_TIMEOUT = 10.0  # seconds a client may take to send a request line, headers or body
 MAX_LOADED = 3  # models kept in memory when switching runs
@@ -350,7 +350,7 @@ def image_from_json(body: bytes) -> Any:
                 HTTPStatus.BAD_REQUEST,
                 '"image" is not base64 data (expected data:image/png;base64,...)',
             ) from None
-        return image_from_bytes(raw, "the image in the JSON body")
+        return image_from_bytes(raw, "the image in the JSON body", MAX_PIXELS)
     width, height, pixels = (request.get(k) for k in ("width", "height", "pixels"))
     if not (isinstance(width, int) and isinstance(height, int) and isinstance(pixels, list)):
         raise RequestError(
@@ -530,11 +530,14 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.BAD_REQUEST, "the request body is empty; send an image")
         from mlp_cli.preprocess import image_from_bytes
 
-        if kind == "application/json":
-            image = image_from_json(body)
-        else:
-            image = image_from_bytes(body, "the uploaded image")
-        self._send(HTTPStatus.OK, served.predict(image, "upload"), "application/json")
+        with self.server.picture_work:
+            if kind == "application/json":
+                image = image_from_json(body)
+            else:
+                image = image_from_bytes(body, "the uploaded image", MAX_PIXELS)
+            answer = served.predict(image, "upload")
+            del image  # before the next request may decode another
+        self._send(HTTPStatus.OK, answer, "application/json")
 
     # -- bodies -------------------------------------------------------------------------
 
@@ -613,6 +616,9 @@ class Server(ThreadingHTTPServer):
         self.worker_slots: dict[int, int] = {}  # a worker's place in `loads`
         self._open: set[int] = set()  # this process's open connections
         self._open_lock = threading.Lock()
+        # One picture decoded and read at a time in each process: a large upload takes a
+        # hundred MB or more while it is worked on, and connections are not limited.
+        self.picture_work = threading.Lock()
         self.assets = _load_assets()
         self.read_timeout = read_timeout
         self.max_body = max_body

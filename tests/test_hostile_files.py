@@ -735,3 +735,36 @@ def test_the_memory_estimate_counts_what_training_allocates_not_only_activations
     # Adam keeps two moments per parameter, SGD one: the weights' share differs by one copy.
     sgd, _ = _memory_config("400-2000-2000-10", most, optimizer={"name": "sgd"}).training_memory()
     assert fixed - sgd == 4 * parameter_count(cfg.model.layers)
+
+
+def _large_picture(path: Path, mode: str, side: int) -> None:
+    """A `side` x `side` picture of a thick stroke in `mode`, saved losslessly at `path`."""
+    from PIL import Image, ImageDraw
+
+    sheet = Image.new("L", (side, side), 255)
+    ImageDraw.Draw(sheet).line([(side // 4, side // 4), (side // 2, 3 * side // 4)], 0, side // 20)
+    if mode == "F":
+        floats = Image.fromarray(np.asarray(sheet, np.float32) / 255)
+        floats.save(path, format="TIFF", compression="tiff_adobe_deflate")
+    elif mode == "P":  # the paper is the palette's transparent colour
+        sheet.convert("P").save(path, format="PNG", transparency=255)
+    else:
+        sheet.convert(mode).save(path, format="PNG")
+
+
+@pytest.mark.parametrize("mode", ["P", "RGBA", "F"])
+def test_a_large_picture_is_read_in_bounded_memory(scratch: Path, mode: str) -> None:
+    """25 megapixels are reduced before any step copies them (each copy was 100 MB or more)."""
+    _large_picture(scratch / "large.img", mode, 5000)
+    (scratch / "model.npz").write_bytes(GOOD_MODEL)
+    code, stderr, rss = run_mlp("predict", "--model", "model.npz", "large.img", cwd=scratch)
+    assert code == 0, stderr
+    assert rss < RSS_LIMIT_KB, f"peak RSS {rss / 1024:.0f} MB"
+
+
+def test_a_picture_of_too_many_pixels_is_refused_from_its_header(scratch: Path) -> None:
+    _large_picture(scratch / "huge.png", "L", 7200)  # 51.8 megapixels, a 90 KB file
+    (scratch / "model.npz").write_bytes(GOOD_MODEL)
+    code, stderr, rss = run_mlp("predict", "--model", "model.npz", "huge.png", cwd=scratch)
+    assert_refused(code, stderr, rss, 1, "huge.png", "7200x7200 pixels", "50 million")
+    assert rss < 200 * 1024, f"peak RSS {rss / 1024:.0f} MB: the pixels were decoded"

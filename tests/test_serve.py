@@ -418,6 +418,16 @@ def test_a_decompression_bomb_is_refused(running: Running) -> None:
     assert_still_serving(running)
 
 
+def test_a_picture_of_more_pixels_than_a_canvas_may_have_is_refused(running: Running) -> None:
+    """Under Pillow's limit, but over the page's: refused from the header, not decoded."""
+    buffer = io.BytesIO()
+    Image.new("1", (4097, 4096)).save(buffer, format="PNG")
+    status, answer = running.json("POST", "/api/predict", buffer.getvalue(), "image/png")
+    assert status == 400
+    assert "4097x4096 pixels" in answer["error"]
+    assert_still_serving(running)
+
+
 def test_a_body_over_the_limit_is_refused_unread(running: Running) -> None:
     """A client announcing a huge body gets its 413 at once, without sending it."""
     reply = raw_reply(
