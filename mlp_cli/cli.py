@@ -1085,8 +1085,16 @@ def serve(
     ] = None,
 ) -> None:
     """Serve a web page where you draw a digit and watch the network answer (Ctrl-C stops)."""
-    from mlp_cli.serve import Models, Server, default_workers, is_loopback, serve_forever
+    from mlp_cli.serve import (
+        Models,
+        Server,
+        check_host,
+        default_workers,
+        is_loopback,
+        serve_forever,
+    )
 
+    check_host(host)  # before the model is loaded
     server = Server(
         Models(model, runs),
         host,

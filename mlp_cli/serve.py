@@ -124,6 +124,16 @@ class RequestError(Exception):
         self.status = status
 
 
+def check_host(host: str) -> None:
+    """Refuse an empty address, which the socket library takes for every interface."""
+    if not host.strip():
+        raise UsageError(
+            f"--host is empty ({host!r}): give the address to listen on, such as 127.0.0.1 "
+            "(this machine only, the default) or 0.0.0.0 (every interface, so the page is "
+            "reachable from the network)."
+        )
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` names this machine only (then the page is not on the network)."""
     if host == "localhost":
@@ -648,6 +658,7 @@ class Server(ThreadingHTTPServer):
         self.read_timeout = read_timeout
         self.max_body = max_body
         self.log: Callable[[str], None] = log or (lambda message: None)
+        check_host(host)
         if ":" in host:
             self.address_family = socket.AF_INET6
         try:

@@ -885,6 +885,41 @@ def test_a_host_beyond_loopback_is_warned_about(
     assert "stopped" in result.stdout
 
 
+def test_an_empty_host_is_a_usage_error_not_every_interface(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket library reads '' as every interface; binding here only records what was
+    asked and listens on loopback, so the test never listens wider."""
+    from typer.testing import CliRunner
+
+    from mlp_cli.cli import app
+
+    asked: list[Any] = []
+    server_bind = Server.server_bind
+
+    def on_loopback(self: Server) -> None:
+        asked.append(self.server_address)
+        self.server_address = ("127.0.0.1", 0)
+        server_bind(self)
+
+    def interrupted(self: Server, poll_interval: float = 0.5) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Server, "server_bind", on_loopback)
+    monkeypatch.setattr(Server, "serve_forever", interrupted)
+    model = save_model(tmp_path / "m.npz", [784, 16, 10], seed=0)
+    for host in ("", "  "):
+        result = CliRunner().invoke(app, ["serve", "--model", str(model), "--host", host])
+        assert result.exit_code == 2, result.output
+        assert "--host is empty" in result.stderr
+        assert "127.0.0.1" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert asked == []
+    with pytest.raises(UsageError, match="--host is empty"):
+        Server(Models(model, tmp_path / "runs"), "", 0)
+    assert asked == []
+
+
 def test_the_run_menu_lists_only_runs_a_request_can_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
