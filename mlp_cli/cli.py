@@ -1156,7 +1156,7 @@ def data_fetch(
     from mlp_cli import data
 
     with _data_progress(quiet=False) as bar:
-        files = data.fetch_mnist(mirror=mirror, progressbar=bar)
+        files = data.fetch_mnist(mirror=mirror, progressbar=bar, mirror_from="the --mirror option")
     _say("MNIST is ready in ", plain(data.data_dir()), f" ({len(files)} files verified)")
 
 

@@ -145,10 +145,10 @@ def test_mirror_list_puts_env_then_argument_then_defaults_without_repeats(
 
 @pytest.mark.parametrize("bad", ["/work/shared/data/mnist", "ftp://host/mnist/", "http://"])
 def test_mirror_list_refuses_what_is_not_an_http_url(bad: str) -> None:
-    with pytest.raises(DataError, match="mlp data import") as info:
+    with pytest.raises(UsageError, match="mlp data import") as info:
         data.mirror_list(bad)
     assert bad in str(info.value)
-    assert "data.mirror" in str(info.value)
+    assert "(from the config key data.mirror)" in str(info.value)
 
 
 # --------------------------------------------------------------------------- download
