@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from mlp_cli.config import MNIST_CLASSES, MNIST_TRAINING_IMAGES
 from mlp_cli.errors import DataError, UsageError
-from mlp_cli.limits import open_regular, read_regular, shorten
+from mlp_cli.limits import NotRegularFileError, open_regular, read_regular, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -430,6 +430,14 @@ def _decode(path: Path) -> bytes:
             handle.seek(0)
             stream = gzip.GzipFile(fileobj=handle, mode="rb") if compressed else handle
             raw = stream.read(_MAX_IDX_BYTES + 1)
+    except FileNotFoundError as exc:
+        problem = f"cannot be read ({exc})"
+        with contextlib.suppress(OSError):  # readlink fails unless `path` is a link itself
+            target = os.readlink(path)
+            problem = f"is a broken link: it points to {target!r}, which does not exist"
+        raise _SourceError(problem) from exc
+    except NotRegularFileError as exc:  # a pipe would hang the read, a device never end it
+        raise _SourceError(f"cannot be read: {exc}") from exc
     except (OSError, EOFError, zlib.error) as exc:
         problem = "is not a complete gzip file" if compressed else "cannot be read"
         raise _SourceError(f"{problem} ({exc})") from exc
@@ -854,7 +862,11 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     installed: dict[str, Path] = {}
     problems: list[str] = []
     for stem in MNIST_FILES:
-        candidates = [folder / name for name in _import_names(stem) if (folder / name).is_file()]
+        # Whatever is there under a name is tried, so that a pipe, a device or a broken link
+        # is reported as such rather than as missing.
+        candidates = [
+            folder / name for name in _import_names(stem) if os.path.lexists(folder / name)
+        ]
         if not candidates:
             problems.append(f"  - {stem}: missing (looked for {stem}.gz and {stem})")
             continue
