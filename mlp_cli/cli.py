@@ -1085,8 +1085,16 @@ def serve(
     ] = None,
 ) -> None:
     """Serve a web page where you draw a digit and watch the network answer (Ctrl-C stops)."""
-    from mlp_cli.serve import Models, Server, default_workers, is_loopback, serve_forever
+    from mlp_cli.serve import (
+        Models,
+        Server,
+        check_host,
+        default_workers,
+        is_loopback,
+        serve_forever,
+    )
 
+    check_host(host)  # before the model is loaded
     server = Server(
         Models(model, runs),
         host,
@@ -1148,7 +1156,7 @@ def data_fetch(
     from mlp_cli import data
 
     with _data_progress(quiet=False) as bar:
-        files = data.fetch_mnist(mirror=mirror, progressbar=bar)
+        files = data.fetch_mnist(mirror=mirror, progressbar=bar, mirror_from="the --mirror option")
     _say("MNIST is ready in ", plain(data.data_dir()), f" ({len(files)} files verified)")
 
 

@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from mlp_cli.config import MNIST_CLASSES, MNIST_TRAINING_IMAGES
 from mlp_cli.errors import DataError, UsageError
-from mlp_cli.limits import open_regular, read_regular, shorten
+from mlp_cli.limits import NotRegularFileError, open_regular, read_regular, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -75,6 +75,7 @@ DEFAULT_MIRRORS: tuple[str, ...] = (
 )
 
 MIRROR_ENV = "MLP_MNIST_MIRROR"  # a mirror tried before all others
+MIRROR_KEY = "the config key data.mirror"  # where a mirror given to the library comes from
 DATA_DIR_ENV = "MLP_DATA_DIR"  # overrides the cache folder
 IMAGE_SHAPE = (28, 28)  # (height, width) of every MNIST digit
 CLASS_NAMES = [str(d) for d in range(MNIST_CLASSES)]  # what a label k is called: the digit k
@@ -173,16 +174,17 @@ def _bad_data_dir(problem: str) -> UsageError:
     )
 
 
-def mirror_list(mirror: str | None = None) -> list[str]:
+def mirror_list(mirror: str | None = None, mirror_from: str = MIRROR_KEY) -> list[str]:
     """Mirror base URLs in the order they are tried, each ending in "/".
 
-    `$MLP_MNIST_MIRROR` comes first, then `mirror` (the config key data.mirror), then
-    `DEFAULT_MIRRORS`; empty values are skipped and repeats dropped. Raises DataError for
-    a mirror that is not an http(s) URL.
+    `$MLP_MNIST_MIRROR` comes first, then `mirror` (from `mirror_from`: the config key
+    data.mirror unless the caller says otherwise), then `DEFAULT_MIRRORS`; empty values
+    are skipped and repeats dropped. Raises UsageError, naming where it came from, for a
+    mirror that is not an http(s) URL.
     """
     candidates = [
         (os.environ.get(MIRROR_ENV), f"the environment variable {MIRROR_ENV}"),
-        (mirror, "the mirror argument, i.e. the config key data.mirror"),
+        (mirror, mirror_from),
         *((url, "DEFAULT_MIRRORS") for url in DEFAULT_MIRRORS),
     ]
     mirrors: list[str] = []
@@ -202,7 +204,7 @@ def _normalize_mirror(url: str, origin: str) -> str:
     except ValueError:  # e.g. an unclosed '[' of an IPv6 address, or port 99999
         parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.netloc or not _plain_url(url):
-        raise DataError(
+        raise UsageError(
             f"The MNIST mirror {url!r} (from {origin}) is not a valid http:// or https:// URL. "
             "A mirror is a web folder holding the four MNIST .gz files, for example "
             "'https://ossci-datasets.s3.amazonaws.com/mnist/'. To use files that are already "
@@ -428,6 +430,14 @@ def _decode(path: Path) -> bytes:
             handle.seek(0)
             stream = gzip.GzipFile(fileobj=handle, mode="rb") if compressed else handle
             raw = stream.read(_MAX_IDX_BYTES + 1)
+    except FileNotFoundError as exc:
+        problem = f"cannot be read ({exc})"
+        with contextlib.suppress(OSError):  # readlink fails unless `path` is a link itself
+            target = os.readlink(path)
+            problem = f"is a broken link: it points to {target!r}, which does not exist"
+        raise _SourceError(problem) from exc
+    except NotRegularFileError as exc:  # a pipe would hang the read, a device never end it
+        raise _SourceError(f"cannot be read: {exc}") from exc
     except (OSError, EOFError, zlib.error) as exc:
         problem = "is not a complete gzip file" if compressed else "cannot be read"
         raise _SourceError(f"{problem} ({exc})") from exc
@@ -448,7 +458,9 @@ def _hash_problem(raw: bytes, stem: str) -> str | None:
 # --------------------------------------------------------------------------- download
 
 
-def fetch_mnist(*, mirror: str | None = None, progressbar: Any = False) -> dict[str, Path]:
+def fetch_mnist(
+    *, mirror: str | None = None, progressbar: Any = False, mirror_from: str = MIRROR_KEY
+) -> dict[str, Path]:
     """Make sure all four MNIST files are cached and verified; stem -> cached path.
 
     Only files missing from the cache (or no longer matching their hash) are downloaded;
@@ -457,8 +469,9 @@ def fetch_mnist(*, mirror: str | None = None, progressbar: Any = False) -> dict[
     `.reset` and `.close` are called per file; `set_description` is called with the file
     name first, and `write` with a notice such as a damaged cache file being removed,
     when the object has them). A falsy object with `write` gets the notices only.
+    `mirror_from` says where `mirror` came from, for the error about a bad one.
     """
-    _verified(list(MNIST_FILES), mirror, progressbar, download=True)
+    _verified(list(MNIST_FILES), mirror, progressbar, download=True, mirror_from=mirror_from)
     directory = data_dir()
     return {stem: directory / stem for stem in MNIST_FILES}
 
@@ -471,12 +484,17 @@ def fetch_missing(*, mirror: str | None = None, progressbar: Any = False) -> Non
 
 
 def _verified(
-    stems: list[str], mirror: str | None, progressbar: Any, *, download: bool
+    stems: list[str],
+    mirror: str | None,
+    progressbar: Any,
+    *,
+    download: bool,
+    mirror_from: str = MIRROR_KEY,
 ) -> dict[str, bytes]:
     """Stem -> verified IDX bytes, from the cache, else downloaded when `download` is true;
     without it, the stems the cache lacks are left out."""
     # A bad mirror is refused whether or not anything is missing.
-    mirrors = mirror_list(mirror) if download else []
+    mirrors = mirror_list(mirror, mirror_from) if download else []
     remove_leftovers()
     blobs = {stem: _read_cached(stem, progressbar) for stem in stems}
     found = {stem: raw for stem, raw in blobs.items() if raw is not None}
@@ -844,7 +862,11 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     installed: dict[str, Path] = {}
     problems: list[str] = []
     for stem in MNIST_FILES:
-        candidates = [folder / name for name in _import_names(stem) if (folder / name).is_file()]
+        # Whatever is there under a name is tried, so that a pipe, a device or a broken link
+        # is reported as such rather than as missing.
+        candidates = [
+            folder / name for name in _import_names(stem) if os.path.lexists(folder / name)
+        ]
         if not candidates:
             problems.append(f"  - {stem}: missing (looked for {stem}.gz and {stem})")
             continue

@@ -62,6 +62,7 @@ import numpy.typing as npt
 from mlp_cli import checkpoint
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import ImageError, MLPError, UsageError
+from mlp_cli.limits import shorten
 from mlp_cli.model import MLP
 from mlp_cli.viz import grid_cols, unit_colours, unit_patterns
 
@@ -99,6 +100,9 @@ IMAGE_TYPES = {
     "image/tiff",
     "application/octet-stream",
 }
+CONTENT_LENGTH = re.compile(r"[0-9]+")  # RFC 9110: 1*DIGIT, ASCII only
+# A Content-Length of more digits is beyond any body limit (and int() refuses 4301 digits).
+MAX_LENGTH_DIGITS = 18
 RUN_NAME = re.compile(r"[^/\\\x00]{1,255}")
 # The page loads only its own files; pictures may also be the page's own blobs.
 SECURITY_HEADERS = {
@@ -118,6 +122,16 @@ class RequestError(Exception):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def check_host(host: str) -> None:
+    """Refuse an empty address, which the socket library takes for every interface."""
+    if not host.strip():
+        raise UsageError(
+            f"--host is empty ({host!r}): give the address to listen on, such as 127.0.0.1 "
+            "(this machine only, the default) or 0.0.0.0 (every interface, so the page is "
+            "reachable from the network)."
+        )
 
 
 def is_loopback(host: str) -> bool:
@@ -332,6 +346,17 @@ def image_from_json(body: bytes) -> Any:
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON: {exc}") from None
+    except ValueError:  # json.loads refuses to convert an integer this long
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            f"the body's JSON holds an integer of more than {sys.get_int_max_str_digits()} "
+            "digits; width, height and pixels are small numbers",
+        ) from None
+    except RecursionError:
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            "the body's JSON is nested too deeply to read; expected a JSON object",
+        ) from None
     if not isinstance(request, dict):
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
@@ -352,7 +377,11 @@ def image_from_json(body: bytes) -> Any:
             ) from None
         return image_from_bytes(raw, "the image in the JSON body", MAX_PIXELS)
     width, height, pixels = (request.get(k) for k in ("width", "height", "pixels"))
-    if not (isinstance(width, int) and isinstance(height, int) and isinstance(pixels, list)):
+    if (
+        not (isinstance(width, int) and isinstance(height, int) and isinstance(pixels, list))
+        or isinstance(width, bool)  # JSON's true and false are Python ints too
+        or isinstance(height, bool)
+    ):
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
             'expected "image" (a data URL) or integer "width" and "height" and a "pixels" list',
@@ -370,7 +399,7 @@ def image_from_json(body: bytes) -> Any:
         )
     try:
         grey = np.asarray(pixels, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float
         raise RequestError(HTTPStatus.BAD_REQUEST, '"pixels" must be numbers 0-255') from None
     if grey.ndim != 1 or not np.all(np.isfinite(grey)) or grey.min() < 0 or grey.max() > 255:
         raise RequestError(HTTPStatus.BAD_REQUEST, '"pixels" must be numbers 0-255')
@@ -548,10 +577,22 @@ class Handler(BaseHTTPRequestHandler):
         text = self.headers.get("Content-Length")
         if text is None:
             return 0
-        if not text.isdigit():
+        if not CONTENT_LENGTH.fullmatch(text):  # str.isdigit would also take "²" or "٣"
             self.close_connection = True
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {text!r}")
-        return int(text)
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST,
+                f"bad Content-Length {shorten(text, 40)!r}: expected the body's size in bytes, "
+                "in the digits 0-9",
+            )
+        digits = text.lstrip("0") or "0"
+        if len(digits) > MAX_LENGTH_DIGITS:
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the Content-Length {shorten(text, 40)} is over the limit of "
+                f"{self.server.max_body} bytes",
+            )
+        return int(digits)
 
     def _read_body(self) -> bytes:
         """The request body, refused unread beyond `MAX_BODY` (the connection then closes)."""
@@ -623,6 +664,7 @@ class Server(ThreadingHTTPServer):
         self.read_timeout = read_timeout
         self.max_body = max_body
         self.log: Callable[[str], None] = log or (lambda message: None)
+        check_host(host)
         if ":" in host:
             self.address_family = socket.AF_INET6
         try:

@@ -320,6 +320,25 @@ def test_fetch_without_any_mirror_says_what_to_do(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("where", ["option", "environment"])
+def test_a_bad_mirror_is_a_usage_error_naming_where_it_came_from(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if where == "option":
+        monkeypatch.delenv("MLP_MNIST_MIRROR", raising=False)
+        code, _, err = run("data", "fetch", "--mirror", "ftp://x/")
+        origin = "the --mirror option"
+    else:
+        monkeypatch.setenv("MLP_MNIST_MIRROR", "ftp://x/")
+        code, _, err = run("data", "fetch")
+        origin = "the environment variable MLP_MNIST_MIRROR"
+    assert code == 2, err
+    err = " ".join(err.split())  # the message is wrapped to the terminal
+    assert f"'ftp://x/' (from {origin})" in err
+    assert "data.mirror" not in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -145,10 +145,10 @@ def test_mirror_list_puts_env_then_argument_then_defaults_without_repeats(
 
 @pytest.mark.parametrize("bad", ["/work/shared/data/mnist", "ftp://host/mnist/", "http://"])
 def test_mirror_list_refuses_what_is_not_an_http_url(bad: str) -> None:
-    with pytest.raises(DataError, match="mlp data import") as info:
+    with pytest.raises(UsageError, match="mlp data import") as info:
         data.mirror_list(bad)
     assert bad in str(info.value)
-    assert "data.mirror" in str(info.value)
+    assert "(from the config key data.mirror)" in str(info.value)
 
 
 # --------------------------------------------------------------------------- download
@@ -510,6 +510,32 @@ def test_import_names_a_bad_file_and_does_not_install_it(
 
     assert f"{source / bad}.gz: not the MNIST file {bad}" in str(info.value)
     assert bad not in cache_listing()
+
+
+def test_import_names_what_is_there_instead_of_a_file_rather_than_calling_it_missing(
+    synthetic: Synthetic, tmp_path: Path
+) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw)
+    fifo, device, broken = STEMS[:3]
+    for stem in (fifo, device, broken):
+        (source / f"{stem}.gz").unlink()
+    os.mkfifo(source / fifo)  # opened as a plain file, it would block the import for ever
+    (source / device).symlink_to("/dev/zero")  # read to its end, it would never end
+    (source / f"{broken}.gz").symlink_to(tmp_path / "gone.gz")
+
+    with pytest.raises(DataError) as info:
+        data.import_mnist(source)
+
+    message = str(info.value)
+    assert f"{source / fifo}: cannot be read: it is a named pipe (FIFO), not a regular file" in (
+        message
+    )
+    assert f"{source / device}: cannot be read: it is a character device" in message
+    assert f"{source / broken}.gz: is a broken link: it points to '{tmp_path / 'gone.gz'}'" in (
+        message
+    )
+    assert "missing" not in message
+    assert cache_listing() == sorted(set(STEMS) - {fifo, device, broken})
 
 
 class _Notes:

@@ -358,7 +358,7 @@ def test_a_bad_mirror_variable_is_a_clear_error(
     monkeypatch.setenv(data.MIRROR_ENV, bad)
     result = CliRunner().invoke(cli.app, ["data", "fetch"])
     message = " ".join(result.stderr.split())
-    assert result.exit_code == 1, message
+    assert result.exit_code == 2, message  # a usage error, as a bad MLP_DATA_DIR is
     assert data.MIRROR_ENV in message
     assert repr(bad) in message
     assert "Traceback" not in message

@@ -339,6 +339,38 @@ BAD: dict[str, tuple[str, str, bytes | None, str, int, str]] = {
         400,
         "at most",
     ),
+    "integer too long to read": (
+        "POST",
+        "/api/predict",
+        b'{"width": ' + b"9" * 5000 + b', "height": 1, "pixels": []}',
+        "application/json",
+        400,
+        "an integer of more than",
+    ),
+    "json nested too deeply": (
+        "POST",
+        "/api/predict",
+        b"[" * 100_000,
+        "application/json",
+        400,
+        "nested too deeply",
+    ),
+    "pixel beyond float": (
+        "POST",
+        "/api/predict",
+        b'{"width": 1, "height": 1, "pixels": [' + b"9" * 400 + b"]}",
+        "application/json",
+        400,
+        "0-255",
+    ),
+    "boolean width": (
+        "POST",
+        "/api/predict",
+        b'{"width": true, "height": 1, "pixels": [255]}',
+        "application/json",
+        400,
+        'integer "width"',
+    ),
     "too large": ("POST", "/api/predict", b"\0" * (2**20 + 1), "image/png", 413, "limit"),
     "unknown path": ("GET", "/nothing/here", None, "", 404, "nothing at"),
     "unknown api": ("GET", "/api/nothing", None, "", 404, "nothing at"),
@@ -438,6 +470,51 @@ def test_a_body_over_the_limit_is_refused_unread(running: Running) -> None:
     assert reply.startswith(b"HTTP/1.1 413")
     assert b"Connection: close" in reply
     assert_still_serving(running)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+@pytest.mark.parametrize(
+    ("length", "status", "words"),
+    [
+        ("\u00b2".encode("latin-1"), 400, b"bad Content-Length"),  # str.isdigit takes it
+        (b"1\xb3", 400, b"bad Content-Length"),  # "1³"
+        (b"+2", 400, b"bad Content-Length"),
+        (b"9" * 5000, 413, b"over the limit"),  # more digits than int() converts
+    ],
+    ids=["superscript two", "superscript three", "plus sign", "5000 digits"],
+)
+def test_a_content_length_not_in_ascii_digits_or_too_long_is_refused(
+    tmp_path: Path, method: str, length: bytes, status: int, words: bytes
+) -> None:
+    errors: list[str] = []
+    with start(tmp_path, read_timeout=1.0, max_body=2**20, log=errors.append) as running:
+        reply = raw_reply(
+            running,
+            method.encode() + b" /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Length: " + length + b"\r\n\r\nab",
+        )
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status), reply[:200]
+        assert b"Connection: close" in head
+        assert words in json.loads(body)["error"].encode()
+        assert_still_serving(running)
+    assert errors == []
+
+
+def test_a_content_length_with_leading_zeros_is_its_number(running: Running) -> None:
+    png = seven_png()
+    reply = raw_reply(
+        running,
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        b"Connection: close\r\nContent-Length: "
+        + b"0" * 5000
+        + str(len(png)).encode()
+        + b"\r\n\r\n"
+        + png,
+    )
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    _, plain = running.json("POST", "/api/predict", png, "image/png")
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == plain
 
 
 def test_chunked_bodies_are_refused(running: Running) -> None:
@@ -816,6 +893,41 @@ def test_a_host_beyond_loopback_is_warned_about(
     assert result.exit_code == 0, result.stderr
     assert "reachable from the network" in result.stderr
     assert "stopped" in result.stdout
+
+
+def test_an_empty_host_is_a_usage_error_not_every_interface(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket library reads '' as every interface; binding here only records what was
+    asked and listens on loopback, so the test never listens wider."""
+    from typer.testing import CliRunner
+
+    from mlp_cli.cli import app
+
+    asked: list[Any] = []
+    server_bind = Server.server_bind
+
+    def on_loopback(self: Server) -> None:
+        asked.append(self.server_address)
+        self.server_address = ("127.0.0.1", 0)
+        server_bind(self)
+
+    def interrupted(self: Server, poll_interval: float = 0.5) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Server, "server_bind", on_loopback)
+    monkeypatch.setattr(Server, "serve_forever", interrupted)
+    model = save_model(tmp_path / "m.npz", [784, 16, 10], seed=0)
+    for host in ("", "  "):
+        result = CliRunner().invoke(app, ["serve", "--model", str(model), "--host", host])
+        assert result.exit_code == 2, result.output
+        assert "--host is empty" in result.stderr
+        assert "127.0.0.1" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert asked == []
+    with pytest.raises(UsageError, match="--host is empty"):
+        Server(Models(model, tmp_path / "runs"), "", 0)
+    assert asked == []
 
 
 def test_the_run_menu_lists_only_runs_a_request_can_name(
