@@ -1117,20 +1117,23 @@ def serve(
 @app.command()
 def plot(
     run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="A run directory (with metrics.jsonl).")
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR", help="A run directory made by `mlp train` (or its metrics.jsonl)."
+        ),
     ] = Path("runs/latest"),
     out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", "FILE")] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
-    from mlp_cli.checkpoint import through_latest
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import CURVES_FILE, METRICS_FILE, legacy_curves, read_metrics
+    from mlp_cli.train import CURVES_FILE, find_metrics, legacy_curves, read_metrics
     from mlp_cli.viz import plot_curves
 
-    run_dir = through_latest(run_dir, "Give the run directory.")
+    metrics = find_metrics(run_dir)
+    run_dir = metrics.parent
     replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
-    records = read_metrics(run_dir / METRICS_FILE)
+    records = read_metrics(metrics)
     plot_curves(records, target, title=run_dir.resolve().name)
     _say("learning curves written to ", plain(target))
 

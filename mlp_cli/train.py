@@ -231,14 +231,34 @@ def legacy_curves(path: Path) -> tuple[bytes, ...]:
     return (MATPLOTLIB_PNG,) if size == _CURVES_PIXELS else ()
 
 
+def find_metrics(run_dir: str | Path) -> Path:
+    """The ``metrics.jsonl`` of the run folder ``run_dir`` (followed through a ``latest``
+    link), or ``run_dir`` itself when it names such a file rather than its folder."""
+    fix = "Give a run folder made by `mlp train`, such as runs/latest for the newest run."
+    path = checkpoint.through_latest(Path(run_dir), fix)
+    if path.name == METRICS_FILE and not os.path.isdir(path):
+        return path
+    if not os.path.lexists(path):
+        if path.name == LATEST:
+            raise UsageError(
+                f"no trained model found: '{path}' does not exist. Train one with `mlp train` "
+                "(`mlp config list` shows the configs it can train), or give the run folder of "
+                "an earlier training."
+            )
+        raise UsageError(f"The run folder {path} does not exist. {fix}")
+    if not os.path.isdir(path):
+        raise UsageError(f"{path} is not a folder. {fix}")
+    return path / METRICS_FILE
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Read a ``metrics.jsonl`` history: one JSON object per line, blank lines ignored."""
     path = Path(path)
-    if path.is_dir() or not os.path.lexists(path):  # other kinds of file: read_regular says
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+    if os.path.isdir(path) or not os.path.lexists(path):  # other kinds: read_regular says
+        what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
         raise UsageError(
             f"The metrics file {path} {what}. `mlp train` writes metrics.jsonl into its run "
-            "folder; give the path of that file."
+            "folder as it trains; give the run folder of a training that got through an epoch."
         )
     try:
         raw = read_regular(path, MAX_METRICS_BYTES)

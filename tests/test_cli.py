@@ -339,6 +339,34 @@ def test_commands_without_a_model_say_how_to_get_one(
     assert "Traceback" not in err
 
 
+def test_plot_asks_for_a_run_folder_and_its_advice_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("plot")
+    said = " ".join(err.split())
+    assert code == 2
+    assert "no trained model found" in said
+    assert "Train one with `mlp train`" in said
+    code, _, err = run("plot", "digits")
+    said = " ".join(err.split())
+    assert code == 2
+    assert "run folder digits does not exist" in said
+    assert "metrics.jsonl" not in said
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    code, _, err = run("plot", str(run_dir))
+    assert code == 2
+    assert "give the run folder" in " ".join(err.split())
+    record = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.6, "val_acc": 0.7}
+    (run_dir / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    for given in (run_dir, run_dir / "metrics.jsonl"):
+        code, out, err = run("plot", str(given))
+        assert code == 0, err
+        assert str(run_dir / "curves.png") in out.replace("\n", "")
+        (run_dir / "curves.png").unlink()
+
+
 def test_invalid_model_file_is_a_clean_error(tmp_path: Path) -> None:
     bad = tmp_path / "model.npz"
     bad.write_bytes(b"definitely not a zip archive")
