@@ -568,12 +568,35 @@ def _predict_and_saved_input(
         return stdout, np.asarray(image)
 
 
-def test_predict_show_and_save_input(random_model: Path, tmp_path: Path) -> None:
+def test_predict_show_and_save_input(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from mlp_cli import cli
+
+    monkeypatch.setattr(cli, "console", Console(color_system="truecolor"))  # as in a terminal
     stdout, pixels = _predict_and_saved_input(random_model, tmp_path, "--show")
     assert "▀" in stdout  # the 28x28 input drawn with half blocks
     assert pixels.shape == (28, 28)
     assert pixels.max() > 200  # light ink on black, as MNIST
     assert pixels[0].max() == 0
+
+
+def test_predict_show_without_colour_draws_the_input_in_characters(
+    random_model: Path, tmp_path: Path
+) -> None:
+    from mlp_cli.render import RAMP
+
+    stdout, pixels = _predict_and_saved_input(random_model, tmp_path, "--show")  # piped
+    assert "▀" not in stdout
+    drawn = [line for line in stdout.splitlines() if len(line) == 28 and set(line) <= set(RAMP)]
+    assert len(drawn) == 14  # 28 pixel rows, two to a text row
+    inked = np.array([[c != RAMP[0] for c in line] for line in drawn])  # (14, 28)
+    ink = pixels.reshape(14, 2, 28).mean(axis=1) / 255  # the saved input, two rows a cell
+    assert inked[ink > 0.1].all()
+    assert not inked[ink == 0].any()
+    assert inked.sum() > 20
 
 
 def test_predict_raw_skips_preprocessing(random_model: Path, tmp_path: Path) -> None:
