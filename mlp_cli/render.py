@@ -323,6 +323,12 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
                 "to keep that epoch instead: --set training.early_stopping.monitor=val_acc",
                 highlight=False,
             )
+    if result.curves is not None:
+        console.print(
+            Text.assemble("learning curves written to ", plain(result.curves)),
+            highlight=False,
+            soft_wrap=True,  # a path to copy
+        )
     if result.status != "interrupted":
         console.print(
             Text.assemble(

@@ -406,6 +406,7 @@ class TrainResult:
     monitor: str = "val_loss"  # what picked the best epoch: "val_loss" or "val_acc"
     best_loss: float | None = None  # validation loss of the best epoch
     model_epoch: int = 0  # the epoch whose weights model.npz holds
+    curves: Path | None = None  # the learning curves drawn at the end, if any were
 
 
 class Trainer:
@@ -507,11 +508,12 @@ class Trainer:
         with outputs.writing(path, "the metrics file"):
             checkpoint.atomic_write(path, lambda f: f.write(lines.encode()))
 
-    def write_curves(self) -> None:
+    def write_curves(self) -> Path | None:
         """Learning curves of the epochs so far, as ``curves.png`` (written last: the
-        weights are already safe when plotting starts)."""
+        weights are already safe when plotting starts); the picture's path, or None
+        before the first epoch has ended."""
         if not self.state.history:
-            return
+            return None
         from mlp_cli.viz import plot_curves
 
         curves = self.run_dir / CURVES_FILE
@@ -526,6 +528,7 @@ class Trainer:
                 "saved before drawing started; draw the curves later with "
                 f"`{command('mlp plot', self.run_dir)}`."
             ) from None
+        return curves
 
     def restore(self, saved: checkpoint.SavedModel | None = None) -> Config:
         """Load weights, optimizer and loop state from ``run_dir/checkpoint.npz`` (``saved``,
@@ -678,8 +681,7 @@ class Trainer:
                 if should_stop():
                     st.epoch_time = time.perf_counter() - started  # added to elapsed later
                     self.save_checkpoint("interrupted")
-                    self.write_curves()
-                    return self._result("interrupted")
+                    return self._result("interrupted", self.write_curves())
                 chunk = self.perm[st.step * batch : (st.step + 1) * batch]
                 idx = data.train_idx[chunk]
                 xb, yb = self._gather(idx), data.y[idx]
@@ -714,8 +716,7 @@ class Trainer:
                 break
         self.save_model(status, final=True)
         self.save_checkpoint(status)
-        self.write_curves()
-        return self._result(status)
+        return self._result(status, self.write_curves())
 
     def _end_epoch(self, train_time: float, n_train: int, lr: float) -> dict[str, Any]:
         cfg, st, data = self.cfg, self.state, self.data
@@ -782,7 +783,7 @@ class Trainer:
             f"'{self.run_dir / CHECKPOINT_FILE}'; nothing after it was saved."
         )
 
-    def _result(self, status: str) -> TrainResult:
+    def _result(self, status: str, curves: Path | None) -> TrainResult:
         st, cfg = self.state, self.cfg
         kept_best = st.best_epoch and cfg.training.early_stopping.restore_best
         return TrainResult(
@@ -795,6 +796,7 @@ class Trainer:
             monitor=cfg.training.early_stopping.monitor,
             best_loss=st.best_loss,
             model_epoch=st.best_epoch if kept_best else st.epoch,
+            curves=curves,
         )
 
 
