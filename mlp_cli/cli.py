@@ -1237,13 +1237,13 @@ def config_show(
 ) -> None:
     """Print the resolved config (defaults filled in, overrides applied) under the file's
     header comment: `mlp config show NAME > my.yaml` starts a config of your own."""
-    from mlp_cli.config import dump_config, load_config_with_header
+    from mlp_cli.config import show_config
 
     overrides = list(set_ or [])
-    cfg, header = load_config_with_header(file, overrides)
+    text, header = show_config(file, overrides)
     header += [f"then overridden with --set {override}" for override in overrides]
     comments = "".join(f"# {line}".rstrip() + "\n" for line in header)
-    typer.echo(comments + ("\n" if comments else "") + dump_config(cfg), nl=False)
+    typer.echo(comments + ("\n" if comments else "") + text, nl=False)
 
 
 @config_app.command("schema")

@@ -167,8 +167,31 @@ def test_config_show_name_starts_a_config_of_ones_own(
     assert "# expected: >= 97.0% test accuracy\n" in out
     assert "# then overridden with --set training.epochs=7\n" in out
     mine = load_config(write(tmp_path, out, "my.yaml"))
-    assert mine == load_config("mnist-400-25-10", ["training.epochs=7"])
+    shipped = load_config("mnist-400-25-10", ["training.epochs=7"])
+    assert mine == shipped.model_copy(update={"name": "my"})
     assert mine.training.epochs == 7
+
+
+def test_a_shown_config_saved_under_another_name_runs_under_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    for overrides in ([], ["--set", "model.layers=784-40-10"]):
+        code, out, _ = run("config", "show", "mnist-784-100-10", *overrides)
+        assert code == 0
+        assert re.search(r"^name:", out, re.MULTILINE) is None
+        assert load_config(write(tmp_path, out, "my.yaml")).name == "my"
+    for name in ("x", "mnist-784-100-10"):  # a name asked for is kept, even the file's own
+        code, out, _ = run("config", "show", "mnist-784-100-10", "--set", f"name={name}")
+        assert code == 0
+        assert f"\nname: {name}\n" in out
+        assert load_config(write(tmp_path, out, "my.yaml")).name == name
+    named = write(tmp_path, "name: plain\nmodel: {layers: 784-10}\n", "other.yaml")
+    code, out, _ = run("config", "show", str(named))
+    assert code == 0
+    assert out.startswith("name: plain\n")
 
 
 def test_without_a_run_evaluate_suggests_a_command_that_works_anywhere(
