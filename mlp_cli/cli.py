@@ -1035,7 +1035,13 @@ def show_hidden(
     out: Annotated[
         Path | None, _out("PNG to write (default: hidden.png in the model's run folder).", "FILE")
     ] = None,
-    layer: Annotated[int, _count("Which hidden layer (1 = first).")] = 1,
+    layer: Annotated[
+        int,
+        _count(
+            "Which hidden layer (1 = first); the one after the last hidden layer draws the output "
+            "units through the weights below them (W2·W1 for one hidden layer), one per class."
+        ),
+    ] = 1,
     terminal: Annotated[
         bool,
         typer.Option(help="Also draw the units in the terminal (up to 36 units)."),

@@ -295,6 +295,17 @@ def test_help_names_what_each_option_takes(monkeypatch: pytest.MonkeyPatch) -> N
     assert "<test|val|train>" in evaluate_help
 
 
+def test_show_hidden_help_says_what_a_layer_past_the_hidden_ones_draws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run("show", "hidden", "--help")
+    assert code == 0
+    said = " ".join(out.replace("│", " ").split())
+    assert "the one after the last hidden layer draws the output units" in said
+    assert "W2·W1 for one hidden layer" in said
+
+
 def test_split_is_a_choice_the_shell_completes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     completion = runner.invoke(
