@@ -1035,7 +1035,13 @@ def show_hidden(
     out: Annotated[
         Path | None, _out("PNG to write (default: hidden.png in the model's run folder).", "FILE")
     ] = None,
-    layer: Annotated[int, _count("Which hidden layer (1 = first).")] = 1,
+    layer: Annotated[
+        int,
+        _count(
+            "Which hidden layer (1 = first); the one after the last hidden layer draws the output "
+            "units through the weights below them (W2·W1 for one hidden layer), one per class."
+        ),
+    ] = 1,
     terminal: Annotated[
         bool,
         typer.Option(help="Also draw the units in the terminal (up to 36 units)."),
@@ -1125,20 +1131,23 @@ def serve(
 @app.command()
 def plot(
     run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", help="A run directory (with metrics.jsonl).")
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR", help="A run directory made by `mlp train` (or its metrics.jsonl)."
+        ),
     ] = Path("runs/latest"),
     out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", "FILE")] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
-    from mlp_cli.checkpoint import through_latest
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import CURVES_FILE, METRICS_FILE, legacy_curves, read_metrics
+    from mlp_cli.train import CURVES_FILE, find_metrics, legacy_curves, read_metrics
     from mlp_cli.viz import plot_curves
 
-    run_dir = through_latest(run_dir, "Give the run directory.")
+    metrics = find_metrics(run_dir)
+    run_dir = metrics.parent
     replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
-    records = read_metrics(run_dir / METRICS_FILE)
+    records = read_metrics(metrics)
     plot_curves(records, target, title=run_dir.resolve().name)
     _say("learning curves written to ", plain(target))
 
@@ -1242,13 +1251,13 @@ def config_show(
 ) -> None:
     """Print the resolved config (defaults filled in, overrides applied) under the file's
     header comment: `mlp config show NAME > my.yaml` starts a config of your own."""
-    from mlp_cli.config import dump_config, load_config_with_header
+    from mlp_cli.config import show_config
 
     overrides = list(set_ or [])
-    cfg, header = load_config_with_header(file, overrides)
+    text, header = show_config(file, overrides)
     header += [f"then overridden with --set {override}" for override in overrides]
     comments = "".join(f"# {line}".rstrip() + "\n" for line in header)
-    typer.echo(comments + ("\n" if comments else "") + dump_config(cfg), nl=False)
+    typer.echo(comments + ("\n" if comments else "") + text, nl=False)
 
 
 @config_app.command("schema")

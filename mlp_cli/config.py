@@ -90,6 +90,7 @@ __all__ = [
     "load_config",
     "load_config_with_header",
     "parse_override",
+    "show_config",
 ]
 
 MNIST_CLASSES = 10
@@ -1252,15 +1253,26 @@ class _Representer(SafeRepresenter):
 _Representer.add_representer(float, _Representer.represent_float)
 
 
-def dump_config(cfg: Config) -> str:
-    """The resolved config as YAML that `load_config` reads back to an equal `Config`."""
+def dump_config(cfg: Config, *, with_name: bool = True) -> str:
+    """The resolved config as YAML that `load_config` reads back to an equal `Config`;
+    without ``name`` if not `with_name`, so that the file takes its own name instead."""
     yaml = YAML(typ="safe", pure=True)
     yaml.Representer = _Representer
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     text = io.StringIO()
-    yaml.dump(cfg.model_dump(mode="json"), text)
+    yaml.dump(cfg.model_dump(mode="json", exclude=None if with_name else {"name"}), text)
     return text.getvalue()
+
+
+def show_config(path: str | Path, overrides: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """The config at ``path`` resolved as `dump_config` writes it, and the file's leading
+    comment block. The ``name`` is left out where it is the file's own name and no override
+    set it: a copy saved under another name then runs under that name, not this one's."""
+    cfg, header = load_config_with_header(path, overrides)
+    named = any(tuple(parse_override(o)[0]) == ("name",) for o in overrides)
+    own = cfg.name == shipped.resolve(path).stem
+    return dump_config(cfg, with_name=named or not own), header
 
 
 def config_schema() -> dict[str, Any]:

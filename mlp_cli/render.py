@@ -17,7 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 from rich import box
 from rich.color import Color
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -322,6 +323,12 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
                 "to keep that epoch instead: --set training.early_stopping.monitor=val_acc",
                 highlight=False,
             )
+    if result.curves is not None:
+        console.print(
+            Text.assemble("learning curves written to ", plain(result.curves)),
+            highlight=False,
+            soft_wrap=True,  # a path to copy
+        )
     if result.status != "interrupted":
         console.print(
             Text.assemble(
@@ -433,7 +440,7 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
     )
     if show:
         grey = np.round(255 * p.image.astype(np.float64)).astype(np.uint8)  # (28, 28)
-        console.print(halfblocks(np.repeat(grey[..., None], 3, axis=2)))
+        console.print(picture(np.repeat(grey[..., None], 3, axis=2), p.image))
     console.print(probability_bars(p.probabilities, names), highlight=False)
 
 
@@ -486,6 +493,43 @@ def halfblocks(image: NDArray[np.uint8]) -> Text:
     return text
 
 
+RAMP = " .:-=+*#%@"  # characters from no ink to full ink, for consoles without colour
+
+
+def ramp(ink: NDArray[np.floating[Any]]) -> Text:
+    """Ink in [0, 1], (rows, columns), as text: one `RAMP` character per cell, each text
+    row the mean of two pixel rows as in `halfblocks`, so the picture keeps its shape."""
+    height = ink.shape[0]
+    rows = [ink[y : y + 2].mean(axis=0) for y in range(0, height, 2)]  # (columns,) each
+    top = len(RAMP) - 1
+    lines = ["".join(RAMP[i] for i in np.clip(np.rint(r * top), 0, top).astype(int)) for r in rows]
+    return Text("\n".join(lines), no_wrap=True, overflow="crop")
+
+
+class ByColour:
+    """One renderable on a console that shows colour and another on one that does not
+    (piped, redirected, NO_COLOR or a dumb terminal), as rich has judged that console."""
+
+    def __init__(self, coloured: RenderableType, plain: RenderableType) -> None:
+        self.coloured = coloured
+        self.plain = plain
+
+    def _choice(self, console: Console) -> RenderableType:
+        return self.plain if console.no_color or console.color_system is None else self.coloured
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self._choice(console)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self._choice(console))
+
+
+def picture(image: NDArray[np.uint8], ink: NDArray[np.floating[Any]]) -> ByColour:
+    """An RGB image (rows, columns, 3) as `halfblocks`, or where there is no colour (a
+    picture of identical half blocks) as a `ramp` of ``ink``, (rows, columns) in [0, 1]."""
+    return ByColour(halfblocks(image), ramp(ink))
+
+
 def render_hidden_terminal(
     patterns: np.ndarray, side: int, *, max_units: int = 36, width: int = 80
 ) -> Group:
@@ -521,16 +565,19 @@ def render_hidden_terminal(
             ]
         )
     rgb = unit_colours(tiles.reshape(n, t * t)).reshape(n, t, t, 3)
-    labelled = [Group(Text(str(i)[:t], style="bold"), halfblocks(rgb[i])) for i in range(n)]
-    caption = f"showing the first {n} of {n_total} units; " if n_total > n else ""
-    caption += (
-        "red = positive weight, blue = negative, white = 0; each tile scaled to its own "
-        "largest |weight|"
-    )
+    peak = np.max(np.abs(tiles), axis=(1, 2), keepdims=True)  # (n, 1, 1), as unit_colours
+    ink = np.abs(tiles) / np.where(peak > 0, peak, 1.0)  # (n, t, t) in [0, 1]
+    labelled = [Group(Text(str(i)[:t], style="bold"), picture(rgb[i], ink[i])) for i in range(n)]
+    shown = f"showing the first {n} of {n_total} units; " if n_total > n else ""
+    scale = "; each tile scaled to its own largest |weight|"
     if t != side:
-        caption += f"; tiles shrunk from {side}x{side} to {t}x{t} pixels"
+        scale += f"; tiles shrunk from {side}x{side} to {t}x{t} pixels"
+    caption = ByColour(
+        Text(f"{shown}red = positive weight, blue = negative, white = 0{scale}.", style="dim"),
+        Text(f"{shown}denser characters = larger |weight|, either sign{scale}.", style="dim"),
+    )
     grid = Columns(labelled, padding=(0, TERMINAL_GAP))  # as many tiles a row as fit
-    return Group(Constrain(grid, width), Text(caption + ".", style="dim"))
+    return Group(Constrain(grid, width), caption)
 
 
 # -- inspect -------------------------------------------------------------------------------

@@ -231,14 +231,34 @@ def legacy_curves(path: Path) -> tuple[bytes, ...]:
     return (MATPLOTLIB_PNG,) if size == _CURVES_PIXELS else ()
 
 
+def find_metrics(run_dir: str | Path) -> Path:
+    """The ``metrics.jsonl`` of the run folder ``run_dir`` (followed through a ``latest``
+    link), or ``run_dir`` itself when it names such a file rather than its folder."""
+    fix = "Give a run folder made by `mlp train`, such as runs/latest for the newest run."
+    path = checkpoint.through_latest(Path(run_dir), fix)
+    if path.name == METRICS_FILE and not os.path.isdir(path):
+        return path
+    if not os.path.lexists(path):
+        if path.name == LATEST:
+            raise UsageError(
+                f"no trained model found: '{path}' does not exist. Train one with `mlp train` "
+                "(`mlp config list` shows the configs it can train), or give the run folder of "
+                "an earlier training."
+            )
+        raise UsageError(f"The run folder {path} does not exist. {fix}")
+    if not os.path.isdir(path):
+        raise UsageError(f"{path} is not a folder. {fix}")
+    return path / METRICS_FILE
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Read a ``metrics.jsonl`` history: one JSON object per line, blank lines ignored."""
     path = Path(path)
-    if path.is_dir() or not os.path.lexists(path):  # other kinds of file: read_regular says
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+    if os.path.isdir(path) or not os.path.lexists(path):  # other kinds: read_regular says
+        what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
         raise UsageError(
             f"The metrics file {path} {what}. `mlp train` writes metrics.jsonl into its run "
-            "folder; give the path of that file."
+            "folder as it trains; give the run folder of a training that got through an epoch."
         )
     try:
         raw = read_regular(path, MAX_METRICS_BYTES)
@@ -386,6 +406,7 @@ class TrainResult:
     monitor: str = "val_loss"  # what picked the best epoch: "val_loss" or "val_acc"
     best_loss: float | None = None  # validation loss of the best epoch
     model_epoch: int = 0  # the epoch whose weights model.npz holds
+    curves: Path | None = None  # the learning curves drawn at the end, if any were
 
 
 class Trainer:
@@ -487,11 +508,12 @@ class Trainer:
         with outputs.writing(path, "the metrics file"):
             checkpoint.atomic_write(path, lambda f: f.write(lines.encode()))
 
-    def write_curves(self) -> None:
+    def write_curves(self) -> Path | None:
         """Learning curves of the epochs so far, as ``curves.png`` (written last: the
-        weights are already safe when plotting starts)."""
+        weights are already safe when plotting starts); the picture's path, or None
+        before the first epoch has ended."""
         if not self.state.history:
-            return
+            return None
         from mlp_cli.viz import plot_curves
 
         curves = self.run_dir / CURVES_FILE
@@ -506,6 +528,7 @@ class Trainer:
                 "saved before drawing started; draw the curves later with "
                 f"`{command('mlp plot', self.run_dir)}`."
             ) from None
+        return curves
 
     def restore(self, saved: checkpoint.SavedModel | None = None) -> Config:
         """Load weights, optimizer and loop state from ``run_dir/checkpoint.npz`` (``saved``,
@@ -658,8 +681,7 @@ class Trainer:
                 if should_stop():
                     st.epoch_time = time.perf_counter() - started  # added to elapsed later
                     self.save_checkpoint("interrupted")
-                    self.write_curves()
-                    return self._result("interrupted")
+                    return self._result("interrupted", self.write_curves())
                 chunk = self.perm[st.step * batch : (st.step + 1) * batch]
                 idx = data.train_idx[chunk]
                 xb, yb = self._gather(idx), data.y[idx]
@@ -694,8 +716,7 @@ class Trainer:
                 break
         self.save_model(status, final=True)
         self.save_checkpoint(status)
-        self.write_curves()
-        return self._result(status)
+        return self._result(status, self.write_curves())
 
     def _end_epoch(self, train_time: float, n_train: int, lr: float) -> dict[str, Any]:
         cfg, st, data = self.cfg, self.state, self.data
@@ -762,7 +783,7 @@ class Trainer:
             f"'{self.run_dir / CHECKPOINT_FILE}'; nothing after it was saved."
         )
 
-    def _result(self, status: str) -> TrainResult:
+    def _result(self, status: str, curves: Path | None) -> TrainResult:
         st, cfg = self.state, self.cfg
         kept_best = st.best_epoch and cfg.training.early_stopping.restore_best
         return TrainResult(
@@ -775,6 +796,7 @@ class Trainer:
             monitor=cfg.training.early_stopping.monitor,
             best_loss=st.best_loss,
             model_epoch=st.best_epoch if kept_best else st.epoch,
+            curves=curves,
         )
 
 

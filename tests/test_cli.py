@@ -167,8 +167,31 @@ def test_config_show_name_starts_a_config_of_ones_own(
     assert "# expected: >= 97.0% test accuracy\n" in out
     assert "# then overridden with --set training.epochs=7\n" in out
     mine = load_config(write(tmp_path, out, "my.yaml"))
-    assert mine == load_config("mnist-400-25-10", ["training.epochs=7"])
+    shipped = load_config("mnist-400-25-10", ["training.epochs=7"])
+    assert mine == shipped.model_copy(update={"name": "my"})
     assert mine.training.epochs == 7
+
+
+def test_a_shown_config_saved_under_another_name_runs_under_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    for overrides in ([], ["--set", "model.layers=784-40-10"]):
+        code, out, _ = run("config", "show", "mnist-784-100-10", *overrides)
+        assert code == 0
+        assert re.search(r"^name:", out, re.MULTILINE) is None
+        assert load_config(write(tmp_path, out, "my.yaml")).name == "my"
+    for name in ("x", "mnist-784-100-10"):  # a name asked for is kept, even the file's own
+        code, out, _ = run("config", "show", "mnist-784-100-10", "--set", f"name={name}")
+        assert code == 0
+        assert f"\nname: {name}\n" in out
+        assert load_config(write(tmp_path, out, "my.yaml")).name == name
+    named = write(tmp_path, "name: plain\nmodel: {layers: 784-10}\n", "other.yaml")
+    code, out, _ = run("config", "show", str(named))
+    assert code == 0
+    assert out.startswith("name: plain\n")
 
 
 def test_without_a_run_evaluate_suggests_a_command_that_works_anywhere(
@@ -272,6 +295,17 @@ def test_help_names_what_each_option_takes(monkeypatch: pytest.MonkeyPatch) -> N
     assert "<test|val|train>" in evaluate_help
 
 
+def test_show_hidden_help_says_what_a_layer_past_the_hidden_ones_draws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run("show", "hidden", "--help")
+    assert code == 0
+    said = " ".join(out.replace("│", " ").split())
+    assert "the one after the last hidden layer draws the output units" in said
+    assert "W2·W1 for one hidden layer" in said
+
+
 def test_split_is_a_choice_the_shell_completes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     completion = runner.invoke(
@@ -356,6 +390,34 @@ def test_commands_without_a_model_say_how_to_get_one(
     assert code == 2
     assert needle in err
     assert "Traceback" not in err
+
+
+def test_plot_asks_for_a_run_folder_and_its_advice_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("plot")
+    said = " ".join(err.split())
+    assert code == 2
+    assert "no trained model found" in said
+    assert "Train one with `mlp train`" in said
+    code, _, err = run("plot", "digits")
+    said = " ".join(err.split())
+    assert code == 2
+    assert "run folder digits does not exist" in said
+    assert "metrics.jsonl" not in said
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    code, _, err = run("plot", str(run_dir))
+    assert code == 2
+    assert "give the run folder" in " ".join(err.split())
+    record = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.6, "val_acc": 0.7}
+    (run_dir / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    for given in (run_dir, run_dir / "metrics.jsonl"):
+        code, out, err = run("plot", str(given))
+        assert code == 0, err
+        assert str(run_dir / "curves.png") in out.replace("\n", "")
+        (run_dir / "curves.png").unlink()
 
 
 def test_invalid_model_file_is_a_clean_error(tmp_path: Path) -> None:
@@ -559,12 +621,35 @@ def _predict_and_saved_input(
         return stdout, np.asarray(image)
 
 
-def test_predict_show_and_save_input(random_model: Path, tmp_path: Path) -> None:
+def test_predict_show_and_save_input(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from mlp_cli import cli
+
+    monkeypatch.setattr(cli, "console", Console(color_system="truecolor"))  # as in a terminal
     stdout, pixels = _predict_and_saved_input(random_model, tmp_path, "--show")
     assert "▀" in stdout  # the 28x28 input drawn with half blocks
     assert pixels.shape == (28, 28)
     assert pixels.max() > 200  # light ink on black, as MNIST
     assert pixels[0].max() == 0
+
+
+def test_predict_show_without_colour_draws_the_input_in_characters(
+    random_model: Path, tmp_path: Path
+) -> None:
+    from mlp_cli.render import RAMP
+
+    stdout, pixels = _predict_and_saved_input(random_model, tmp_path, "--show")  # piped
+    assert "▀" not in stdout
+    drawn = [line for line in stdout.splitlines() if len(line) == 28 and set(line) <= set(RAMP)]
+    assert len(drawn) == 14  # 28 pixel rows, two to a text row
+    inked = np.array([[c != RAMP[0] for c in line] for line in drawn])  # (14, 28)
+    ink = pixels.reshape(14, 2, 28).mean(axis=1) / 255  # the saved input, two rows a cell
+    assert inked[ink > 0.1].all()
+    assert not inked[ink == 0].any()
+    assert inked.sum() > 20
 
 
 def test_predict_raw_skips_preprocessing(random_model: Path, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from mlp_cli.cli import app
 from mlp_cli.train import Trainer
 
 runner = CliRunner()
+WRITE_CURVES = Trainer.write_curves  # the real drawing, for the tests that want curves.png
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +51,27 @@ output: {{dir: {tmp_path / "runs"}}}
 def mlp(*args: str) -> tuple[int, str, str]:
     result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
     return result.exit_code, result.stdout, result.stderr
+
+
+# -- what the summary names -------------------------------------------------------------------
+
+
+def test_the_summary_names_the_curves_it_drew_and_json_stays_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setattr(Trainer, "write_curves", WRITE_CURVES)
+    runs = tmp_path / "runs"
+    for run, flags in (("unit-400-32-10", ()), ("unit-400-32-10-2", ("--quiet",))):
+        code, out, err = mlp("train", "--config", str(config(tmp_path)), "--epochs", "2", *flags)
+        assert code == 0, err
+        assert f"learning curves written to {runs / run / 'curves.png'}\n" in out
+        assert (runs / run / "curves.png").is_file()
+    code, out, err = mlp("train", "--config", str(config(tmp_path)), "--epochs", "2", "--json")
+    assert code == 0, err
+    assert [json.loads(line)["epoch"] for line in out.splitlines()] == [1, 2]
+    assert (runs / "unit-400-32-10-3" / "curves.png").is_file()
 
 
 # -- what "best" means -----------------------------------------------------------------------

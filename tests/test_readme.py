@@ -1,5 +1,6 @@
 """The README's promises that code can check: its plain-NumPy loader scores a model exactly as
-`mlp evaluate` does, for 20x20 and 28x28 inputs alike."""
+`mlp evaluate` does, for 20x20 and 28x28 inputs alike; its figures for the shipped configs
+agree with the configs' headers; and it installs extras as they can be installed."""
 
 from __future__ import annotations
 
@@ -49,3 +50,44 @@ def test_the_plain_numpy_snippet_reproduces_evaluate(
     assert x.shape == (10_000, side * side)
     predicted = namespace["predict"](x)  # type: ignore[operator]
     assert float(np.mean(predicted == labels)) == reported
+
+
+def test_the_reproduce_table_states_each_configs_own_floor() -> None:
+    from mlp_cli.shipped import shipped_configs
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| ([\w-]+(?: \([^)]*\))?) \| >= ([\d.]+)% \|", readme, re.M))
+    for config in shipped_configs():
+        if config.name in rows:  # a row of the current recipe carries the config's floor
+            assert float(rows[config.name]) == config.expected, config.name
+        else:  # or is marked as a run of an earlier one
+            assert f"{config.name} (earlier recipe)" in rows, config.name
+
+
+def test_the_readme_installs_extras_from_a_clone_not_an_index() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "pip install 'mlp-cli[" not in readme  # mlp-cli is not on a package index
+    assert "pip install '.[export]'" in readme
+
+
+def test_a_header_quoting_make_reproduce_agrees_with_the_readmes_run() -> None:
+    from mlp_cli.shipped import shipped_configs
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quoted = 0
+    for config in shipped_configs():
+        header = " ".join(line.lstrip("# ") for line in config.path.read_text().splitlines())
+        said = re.search(
+            r"Measured here \(`make reproduce`\): ([\d.]+)% test accuracy \(best validation "
+            r"loss at epoch (\d+) of (\d+)\)",
+            header,
+        )
+        if said is None:
+            continue
+        got, best, epochs = said.groups()
+        assert f"| {config.name} | >= " in readme
+        assert re.search(
+            rf"^\| {config.name} \| [^|]+ \| {got}% \| {epochs} \(best {best}\) \|", readme, re.M
+        ), config.name
+        quoted += 1
+    assert quoted == 2  # mnist-784-800-10 and mnist-best

@@ -11,7 +11,7 @@ from matplotlib import colormaps
 from rich.console import Console
 
 from mlp_cli import viz
-from mlp_cli.render import render_hidden_terminal
+from mlp_cli.render import RAMP, render_hidden_terminal
 
 LUT = colormaps[viz.CMAP](np.arange(256), bytes=True)[:, :3]  # (256, 3) the colour map's table
 RED, BLUE, MIDDLE = LUT[255], LUT[0], LUT[128]  # colours of +max, -max and 0
@@ -69,3 +69,26 @@ def test_terminal_half_blocks_put_upper_pixel_in_front_and_lower_behind() -> Non
                 assert tuple(style.color.get_truecolor()) == tuple(want_fg)
                 assert tuple(style.bgcolor.get_truecolor()) == tuple(want_bg)
     assert all(ch == " " for row in cells for ch, _ in (row[20], row[41]))
+
+
+@pytest.mark.parametrize("console_kind", ["no colour system", "NO_COLOR"])
+def test_without_colour_the_tiles_are_a_character_ramp(console_kind: str) -> None:
+    # Half blocks are drawn by their colours alone: without colour they would all look alike.
+    stripes = np.where(np.arange(20)[:, None] % 2 == 0, 1.0, 0.0) * np.ones((1, 20))
+    patterns = np.stack([stripes.ravel(), -np.ones(400), np.zeros(400)])
+    if console_kind == "NO_COLOR":
+        console = Console(width=80, file=io.StringIO(), color_system="truecolor", no_color=True)
+    else:
+        console = Console(width=80, file=io.StringIO(), color_system=None)
+    console.print(render_hidden_terminal(patterns, 20))
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert not any("▀" in line for line in lines)
+    tiles = [line for line in lines if len(line) >= 62 and "@" in line]
+    assert len(tiles) == 10  # 20 pixel rows, two to a text row, as with half blocks
+    half = RAMP[round(0.5 * (len(RAMP) - 1))]  # a full row averaged with an empty one
+    for line in tiles:
+        assert line[:20] == half * 20
+        assert line[21:41] == RAMP[-1] * 20  # -max draws as much ink as +max
+        assert line[42:62] == RAMP[0] * 20
+    assert "red" not in " ".join(lines)  # the caption does not speak of colours not shown
+    assert "denser characters" in " ".join(" ".join(lines).split())
