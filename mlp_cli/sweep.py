@@ -447,14 +447,25 @@ _MAX_SETTING_CHARS = 2000  # a value as JSON, e.g. a list of a layer size per la
 def _recordable(key: str, value: Any) -> bool:
     """Whether a swept setting is one `plan` may write into sweep.json and `Sweep.check`
     reads back: a plain dotted config key, and a value that fits a table cell."""
-    return bool(_SETTING_KEY.fullmatch(key)) and _fits_a_cell(value)
+    return _unrecordable(key, value) is None
 
 
-def _fits_a_cell(value: Any) -> bool:
-    """Whether `value` is JSON of at most _MAX_SETTING_CHARS characters, found without
-    writing out more than that of a larger one."""
+def _unrecordable(key: str, value: Any) -> str | None:
+    """Why `plan` could not write a swept setting into sweep.json, or None when it can. The
+    value is measured as JSON without writing out more than _MAX_SETTING_CHARS of it: YAML
+    aliases can make a short file hold a value of billions of items."""
+    limits = (
+        "keys are dotted config keys such as optimizer.lr, and a value is at most"
+        f" {_MAX_SETTING_CHARS:,} characters as JSON"
+    )
+    if not _SETTING_KEY.fullmatch(key):
+        return limits
     pieces = json.JSONEncoder(allow_nan=False).iterencode(value)
-    return sum(map(len, itertools.islice(pieces, _MAX_SETTING_CHARS + 1))) <= _MAX_SETTING_CHARS
+    try:
+        size = sum(map(len, itertools.islice(pieces, _MAX_SETTING_CHARS + 1)))
+    except ValueError:  # .nan, .inf or a number too large for a float, such as 1e400
+        return "numbers must be finite, and the value holds .nan or .inf (1e400 reads as .inf)"
+    return limits if size > _MAX_SETTING_CHARS else None
 
 
 def _no_constant(name: str) -> float:
@@ -497,6 +508,16 @@ def plan(
     def where(key: str) -> str:
         return origins.get(("parameters", key), origins.get(("parameters",), source))
 
+    # Checked before any value is written out: a trial's settings are these values (or
+    # numbers drawn between finite bounds, and the seeds of num_samples).
+    for key, param in spec.parameters.items():
+        for value in param.values if param.values is not None else [param.value]:
+            problem = _unrecordable(key, value)
+            if problem is not None:
+                raise ConfigError(
+                    f"{where(key)}: parameters: {key[:100]!r} is swept over a value a sweep"
+                    f" cannot record: {problem}."
+                )
     variants = [
         [Override(f"{key}={json.dumps(value)}", where(key)) for key, value in combo.items()]
         for combo in combos
@@ -505,13 +526,6 @@ def plan(
     trials: list[Trial] = []
     configs = load_config_variants(base, variants)
     for tid, combo in zip(ids, combos, strict=True):
-        for key, value in combo.items():
-            if not _recordable(key, value):
-                raise ConfigError(
-                    f"{where(key)}: parameters: {key[:100]!r} is swept over a value a sweep"
-                    " cannot record: keys are dotted config keys such as optimizer.lr, and a"
-                    f" value is at most {_MAX_SETTING_CHARS:,} characters as JSON."
-                )
         label = ", ".join(f"{key}={show_value(value)}" for key, value in combo.items())
         try:
             cfg = next(configs)

@@ -774,3 +774,50 @@ def test_plan_refuses_a_setting_its_own_state_could_not_hold(
     body = GRID.replace("  optimizer.lr: {values: [0.01, 0.001]}", parameter)
     with pytest.raises(ConfigError, match="swept over a value a sweep cannot record"):
         plan(write_sweep(tmp_path, body))
+
+
+@pytest.mark.parametrize(
+    ("parameter", "method"),
+    [
+        ("{values: [0.01, .nan]}", "grid"),
+        ("{value: .inf}", "grid"),
+        ("{values: [1e400]}", "random"),
+        ("{value: [0.01, -.inf]}", "random"),
+    ],
+)
+def test_a_swept_value_that_is_no_finite_number_is_refused_with_its_line(
+    tmp_path: Path, parameter: str, method: str
+) -> None:
+    body = (
+        f"name: pp\nconfig: base.yaml\nmethod: {method}\nparameters:\n  optimizer.lr: {parameter}\n"
+    )
+    code, out, err = mlp("sweep", "plan", str(write_sweep(tmp_path, body)))
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert "s.yaml:5: parameters: 'optimizer.lr' is swept over a value a sweep cannot" in err
+    assert "numbers must be finite" in err
+    assert out == ""
+
+
+def test_a_sweep_file_of_nested_aliases_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    # 600 bytes of YAML whose last value is a list of 10**9 zeros, built from aliases.
+    lines = ["name: bomb", "config: base.yaml", "parameters:"]
+    lines.append("  optimizer.lr: {value: &a0 [0,0,0,0,0,0,0,0,0,0]}")
+    lines += [
+        f"  optimizer.beta{i}: {{value: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]}}"
+        for i in range(1, 9)
+    ]
+    path = write_sweep(tmp_path, "\n".join(lines) + "\n")
+    child = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))\n"  # 1 GiB of address space
+        "from mlp_cli.cli import app\n"
+        "app(['sweep', 'plan', sys.argv[1]])\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(path)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "s.yaml:6: parameters: 'optimizer.beta2' is swept over a value" in done.stderr
+    assert "at most 2,000 characters as JSON" in done.stderr
