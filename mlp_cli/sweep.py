@@ -508,6 +508,19 @@ def plan(
     def where(key: str) -> str:
         return origins.get(("parameters", key), origins.get(("parameters",), source))
 
+    base = _base_config(spec, path)
+    variants = (
+        [Override(f"{key}={json.dumps(value)}", where(key)) for key, value in combo.items()]
+        for combo in combos
+    )
+    try:  # reads the base config, so that its own problems are not blamed on a trial
+        configs = load_config_variants(base, variants)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{origins.get(('config',), source)}: config: the sweep's base config cannot be"
+            f" used: {exc}"
+        ) from None
+
     # Checked before any value is written out: a trial's settings are these values (or
     # numbers drawn between finite bounds, and the seeds of num_samples).
     for key, param in spec.parameters.items():
@@ -518,13 +531,7 @@ def plan(
                     f"{where(key)}: parameters: {key[:100]!r} is swept over a value a sweep"
                     f" cannot record: {problem}."
                 )
-    variants = [
-        [Override(f"{key}={json.dumps(value)}", where(key)) for key, value in combo.items()]
-        for combo in combos
-    ]
-    base = _base_config(spec, path)
     trials: list[Trial] = []
-    configs = load_config_variants(base, variants)
     for tid, combo in zip(ids, combos, strict=True):
         label = ", ".join(f"{key}={show_value(value)}" for key, value in combo.items())
         try:

@@ -821,3 +821,19 @@ def test_a_sweep_file_of_nested_aliases_is_refused_in_bounded_memory(tmp_path: P
     assert done.returncode == 2, done.stderr[-2000:]
     assert "s.yaml:6: parameters: 'optimizer.beta2' is swept over a value" in done.stderr
     assert "at most 2,000 characters as JSON" in done.stderr
+
+
+@pytest.mark.parametrize("base", ["nothere.yaml", "folder", "fifo", "/dev/zero", "bad.yaml"])
+def test_a_base_config_that_cannot_be_used_is_reported_as_such(tmp_path: Path, base: str) -> None:
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "bad.yaml").write_text("model: {layers: [\n")
+    body = GRID.replace("config: base.yaml", f"config: {base}")
+    path = write_sweep(tmp_path, body)
+    code, out, err = mlp("sweep", "plan", str(path))
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert "s.yaml:2: config: the sweep's base config cannot be used: " in err
+    assert base in err
+    assert "trial" not in err
+    assert out == ""
