@@ -20,6 +20,7 @@ an epoch rung (Optuna's pruner here, Ray Tune's scheduler on Ray).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from mlp_cli import checkpoint
+from mlp_cli import checkpoint, outputs
 from mlp_cli.config import (
     Config,
     Override,
@@ -48,7 +49,7 @@ from mlp_cli.config import (
     read_text,
     validate_as,
 )
-from mlp_cli.errors import ConfigError, MLPError, UsageError
+from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
 from mlp_cli.plain import command
 
 if TYPE_CHECKING:
@@ -373,7 +374,15 @@ class Sweep:
         state = {"format_version": STATE_VERSION, **asdict(self)}
         state["dir"] = str(self.dir)
         text = json.dumps(state, indent=1, allow_nan=False)
-        checkpoint.atomic_write(self.dir / STATE_FILE, lambda f: f.write(text.encode()))
+        path = self.dir / STATE_FILE
+        # The file is replaced whole or not at all: a failed save leaves the last state,
+        # from which --resume goes on (a trial it says is running is run again).
+        hint = (
+            f"The folder keeps the last state saved; once this is fixed, `{resume_hint(self)}`"
+            " continues the sweep from it."
+        )
+        with outputs.writing(path, "the sweep's state", hint):
+            checkpoint.atomic_write(path, lambda f: f.write(text.encode()))
 
     def check(self) -> None:
         """Raise ValueError for a state `mlp sweep` would not have written: names and values
@@ -569,7 +578,6 @@ def check_outputs(folder: Path) -> None:
     """Refuse, before any trial trains, a 'best' or sweep.png in the sweep folder that mlp
     did not make, and a results.csv that is no regular file (a regular one is the sweep's
     own, as sweep.json is)."""
-    from mlp_cli import outputs
     from mlp_cli.train import check_latest
 
     if folder.is_dir():
@@ -580,7 +588,6 @@ def check_outputs(folder: Path) -> None:
 
 def check_new_sweep(sweep: Sweep) -> None:
     """Refuse a sweep folder that already holds something, before anything is written."""
-    from mlp_cli import outputs
 
     folder = sweep.dir
     if (folder / STATE_FILE).is_file():
@@ -862,9 +869,11 @@ def run_local(
         try:
             _drive(sweep, pending, events, handle, asha, on_change, should_stop, stop_all)
         except BaseException:  # a second Ctrl-C: the trials still running stay resumable
-            sweep.interrupt_running(
-                "the sweep was aborted; it resumes from the last epoch's checkpoint"
-            )
+            # A save that fails here too (a full disk) must not hide the first error.
+            with contextlib.suppress(OutputError):
+                sweep.interrupt_running(
+                    "the sweep was aborted; it resumes from the last epoch's checkpoint"
+                )
             raise
     sweep.save()
     # A Ctrl-C to the whole process group can stop every worker's trial before this loop
@@ -986,7 +995,8 @@ def write_results(sweep: Sweep) -> Path:
     writer.writeheader()
     writer.writerows(rows)
     path = sweep.dir / RESULTS_FILE
-    checkpoint.atomic_write(path, lambda f: f.write(text.getvalue().encode()))
+    with outputs.writing(path, "the sweep results"):
+        checkpoint.atomic_write(path, lambda f: f.write(text.getvalue().encode()))
     return path
 
 

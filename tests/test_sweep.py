@@ -837,3 +837,34 @@ def test_a_base_config_that_cannot_be_used_is_reported_as_such(tmp_path: Path, b
     assert base in err
     assert "trial" not in err
     assert out == ""
+
+
+def test_a_full_disk_during_a_sweep_is_an_error_naming_the_state_and_resume_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from mlp_cli import checkpoint
+
+    real = checkpoint.atomic_write
+    saves = []
+
+    def full_after_two_saves(path: Path, write: Any) -> None:
+        if path.name == "sweep.json":  # written by this process only
+            saves.append(path)
+            if len(saves) > 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # no file name, as real
+        real(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", full_after_two_saves)
+    path = write_sweep(tmp_path, GRID)
+    code, _, err = mlp("sweep", str(path), "--workers", "1", "--quiet")
+    assert code == 1, err
+    assert "Traceback" not in err
+    state = tmp_path / "runs" / "grid" / "sweep.json"
+    assert f"could not write the sweep's state '{state}': the disk is full" in err
+    assert "mlp sweep --resume" in err
+    monkeypatch.setattr(checkpoint, "atomic_write", real)  # space was freed
+    code, _, err = mlp("sweep", "--resume", str(state.parent), "--quiet")
+    assert code == 0, err
+    assert [t.status for t in Sweep.load(state.parent).trials] == ["completed"] * 4
