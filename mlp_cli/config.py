@@ -1135,6 +1135,14 @@ def read_text(path: Path, source: str, what: str = "config file") -> str:
     try:
         raw = read_regular(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
+        if what == "sweep file":
+            names = shipped.shipped_sweeps()
+            hint = _did_you_mean(path.name.removesuffix(".yaml"), names)
+            raise ConfigError(
+                f"{what} '{source}' not found (looked for {path.absolute()}){hint or '.'}"
+                f" Give the path of a sweep file or the name of a shipped sweep:"
+                f" {', '.join(names)}."
+            ) from None
         if what != "config file":
             raise ConfigError(
                 f"{what} '{source}' not found (looked for {path.absolute()})."

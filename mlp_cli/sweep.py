@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from mlp_cli import checkpoint, outputs
+from mlp_cli import checkpoint, outputs, shipped
 from mlp_cli.config import (
     Config,
     Override,
@@ -497,11 +497,12 @@ def _base_config(spec: SweepSpec, sweep_file: Path) -> str:
 def plan(
     sweep_file: str | Path, *, out: str | Path | None = None, cpus_per_trial: int = 1
 ) -> Sweep:
-    """Read and validate `sweep_file`, and build and validate every trial's config.
+    """Read and validate `sweep_file` (a path, or the name of a shipped sweep), and build and
+    validate every trial's config.
 
     Raises `ConfigError` naming the file, line and key, or the trial and its settings when
     a combination gives an invalid config."""
-    path = Path(sweep_file)
+    path = shipped.resolve(sweep_file, shipped.SWEEPS_DIR)
     source = str(path)
     text = read_text(path, source, "sweep file")
     data, origins = parse_yaml_file(

@@ -868,3 +868,29 @@ def test_a_full_disk_during_a_sweep_is_an_error_naming_the_state_and_resume_goes
     code, _, err = mlp("sweep", "--resume", str(state.parent), "--quiet")
     assert code == 0, err
     assert [t.status for t in Sweep.load(state.parent).trials] == ["completed"] * 4
+
+
+def test_a_shipped_sweep_is_named_from_any_folder_and_uses_a_shipped_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import shipped
+
+    names = shipped.shipped_sweeps()
+    assert names == ["400-25-10-recipe", "depth-width"]
+    assert (HERE.parent / "sweeps").resolve() == shipped.SWEEPS_DIR  # one copy in the repository
+    monkeypatch.chdir(tmp_path)
+    for name in names:
+        s = plan(name)
+        assert s.source == str(shipped.SWEEPS_DIR / f"{name}.yaml")
+        assert shipped.shipped_config(s.base_config) is not None  # a name, not a path
+        code, out, err = mlp("sweep", "plan", name, "--json")
+        assert code == 0, err
+        assert len(json.loads(out)) == len(s.trials)
+    assert plan("depth-width.yaml").name == "depth-width"
+    code, out, _ = mlp("sweep", "--help")
+    assert all(name in out for name in names)
+    code, _, err = mlp("sweep", "plan", "depth-widht")
+    assert code == 2
+    assert "did you mean 'depth-width'?" in err
+    assert "the name of a shipped sweep: 400-25-10-recipe, depth-width" in err
+    assert list(tmp_path.iterdir()) == []
