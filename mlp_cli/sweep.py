@@ -62,6 +62,10 @@ BEST = "best"
 STATE_VERSION = 1
 MAX_TRIALS = 10_000
 MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
+# A trial's record in sweep.json holds about 75 JSON values (its config, settings and
+# progress). Each value read costs up to about 100 bytes of memory, far more than its few
+# bytes of text: counting them first keeps reading any sweep.json to a few hundred MB.
+MAX_STATE_VALUES = 200 * MAX_TRIALS
 Metric = Literal["val_acc", "val_loss", "train_acc", "train_loss"]  # keys of metrics.jsonl
 Goal = Literal["maximize", "minimize"]
 # Statuses of a trial that has ended and is not run again by --resume.
@@ -370,10 +374,14 @@ class Sweep:
 
     # -- sweep.json ---------------------------------------------------------------------------
 
-    def save(self) -> None:
+    def state_text(self) -> str:
+        """The text of sweep.json."""
         state = {"format_version": STATE_VERSION, **asdict(self)}
         state["dir"] = str(self.dir)
-        text = json.dumps(state, indent=1, allow_nan=False)
+        return json.dumps(state, indent=1, allow_nan=False)
+
+    def save(self) -> None:
+        text = self.state_text()
         path = self.dir / STATE_FILE
         # The file is replaced whole or not at all: a failed save leaves the last state,
         # from which --resume goes on (a trial it says is running is run again).
@@ -433,6 +441,8 @@ class Sweep:
             raw = read_regular(path, MAX_STATE_BYTES)
             if len(raw) > MAX_STATE_BYTES:
                 raise ValueError(f"larger than {MAX_STATE_BYTES:,} bytes")
+            if _values_at_most(raw) > MAX_STATE_VALUES:
+                raise ValueError(f"more than {MAX_STATE_VALUES:,} values")
             state = json.loads(raw, parse_constant=_no_constant)
             if not isinstance(state, dict) or state.pop("format_version", None) != STATE_VERSION:
                 raise ValueError(f"not a sweep state of format version {STATE_VERSION}")
@@ -475,6 +485,12 @@ def _unrecordable(key: str, value: Any) -> str | None:
     except ValueError:  # .nan, .inf or a number too large for a float, such as 1e400
         return "numbers must be finite, and the value holds .nan or .inf (1e400 reads as .inf)"
     return limits if size > _MAX_SETTING_CHARS else None
+
+
+def _values_at_most(raw: bytes) -> int:
+    """An upper bound on the number of values in the JSON text `raw` (a key and its value
+    counted as one), without parsing it: each but the first follows a ',', '[' or '{'."""
+    return 1 + sum(raw.count(mark) for mark in (b",", b"[", b"{"))
 
 
 def _no_constant(name: str) -> float:
@@ -561,7 +577,7 @@ def plan(
     first_dir = trials[0].config["output"]["dir"]
     folder = Path(out) if out is not None else Path(first_dir) / spec.name
     early = spec.early_terminate.model_dump() if spec.early_terminate else None
-    return Sweep(
+    sweep = Sweep(
         spec.name,
         folder,
         spec.metric.name,
@@ -573,6 +589,16 @@ def plan(
         early_terminate=early,
         cpus_per_trial=cpus_per_trial,
     )
+    # Half of what Sweep.load reads leaves room for what the trials add as they run.
+    state = sweep.state_text().encode()
+    if len(state) > MAX_STATE_BYTES // 2 or _values_at_most(state) > MAX_STATE_VALUES // 2:
+        raise ConfigError(
+            f"{source}: the state of this sweep ({len(trials):,} trials of"
+            f" {len(trials[0].params)} settings) would be larger than `mlp sweep` can read back"
+            f" ({MAX_STATE_BYTES // 2:,} bytes, {MAX_STATE_VALUES // 2:,} JSON values); sweep"
+            " fewer trials or shorter values."
+        )
+    return sweep
 
 
 def check_outputs(folder: Path) -> None:

@@ -894,3 +894,41 @@ def test_a_shipped_sweep_is_named_from_any_folder_and_uses_a_shipped_config(
     assert "did you mean 'depth-width'?" in err
     assert "the name of a shipped sweep: 400-25-10-recipe, depth-width" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_state_of_millions_of_values_is_refused_before_it_is_parsed(
+    tmp_path: Path,
+) -> None:
+    import tracemalloc
+
+    from mlp_cli.errors import UsageError
+
+    # 9 MB of empty lists: parsed, each would cost 20 times its 3 bytes.
+    empty_lists = ",".join(["[]"] * 3_000_000)
+    (tmp_path / "sweep.json").write_text(f'{{"format_version": 1, "x": [{empty_lists}]}}')
+    del empty_lists
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match=r"more than 2,000,000 values"):
+            Sweep.load(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * (tmp_path / "sweep.json").stat().st_size
+    for command in (("sweep", "show"), ("sweep", "--resume")):
+        code, _, err = mlp(*command, str(tmp_path))
+        assert code == 2
+        assert "is not a sweep state mlp can read (more than 2,000,000 values)" in err
+
+
+def test_plan_refuses_a_sweep_whose_state_could_not_be_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_sweep(tmp_path, GRID)
+    s = plan(path)
+    values = sweep._values_at_most(s.state_text().encode())
+    monkeypatch.setattr(sweep, "MAX_STATE_VALUES", 2 * values)  # as much as plan may write
+    assert len(plan(path).trials) == 4
+    monkeypatch.setattr(sweep, "MAX_STATE_VALUES", 2 * values - 2)
+    with pytest.raises(ConfigError, match=r"s.yaml: the state of this sweep \(4 trials of 3"):
+        plan(path)
