@@ -693,6 +693,7 @@ def run_trial(
                 )
             trainer = training.resume(run_dir, cfg, data, saved, link=False)
         else:
+            _clear_unsaved(run_dir)
             trainer = training.start(cfg, data, run_dir, link=False)
         result = trainer.run(Reporter(), lambda: bool(stop_here) or should_stop())
     except (MLPError, ArithmeticError, ValueError, OSError) as exc:  # LinAlgError: a ValueError
@@ -700,6 +701,26 @@ def run_trial(
         return Outcome("failed", reason, read_history(run_dir), time.perf_counter() - started)
     status = "pruned" if stop_here and result.status == "interrupted" else result.status
     return Outcome(status, None, result.history, result.elapsed)
+
+
+def _clear_unsaved(run_dir: Path) -> None:
+    """Empty a trial's folder that holds no checkpoint, only files a run writes before its
+    first (its worker was killed, or a write failed, before then): there is nothing to
+    continue, and the trial starts again in it. Anything else there is left to refuse."""
+    from mlp_cli.train import CONFIG_FILE, METRICS_FILE
+
+    written = (CONFIG_FILE, METRICS_FILE, checkpoint.MODEL_FILE)
+    if not run_dir.is_dir() or run_dir.is_symlink():
+        return
+    entries = list(itertools.islice(run_dir.iterdir(), 20))
+    if len(entries) == 20:  # far more than a run writes
+        return
+    for entry in entries:
+        temporary = entry.name.startswith(".mlp-") and entry.name.endswith(".tmp")
+        if not (entry.name in written or temporary) or entry.is_symlink() or not entry.is_file():
+            return
+    for entry in entries:
+        entry.unlink()
 
 
 class _Epoch(checkpoint.HistoryRecord):
@@ -896,6 +917,11 @@ def run_local(
         try:
             _drive(sweep, pending, events, handle, asha, on_change, should_stop, stop_all)
         except BaseException:  # a second Ctrl-C: the trials still running stay resumable
+            # (A failed save of the sweep's state: no more trials start, the running ones
+            # stop at their next step.)
+            stop_all.value = 1
+            for future in pending:
+                future.cancel()
             # A save that fails here too (a full disk) must not hide the first error.
             with contextlib.suppress(OutputError):
                 sweep.interrupt_running(

@@ -848,15 +848,19 @@ def test_a_full_disk_during_a_sweep_is_an_error_naming_the_state_and_resume_goes
 
     real = checkpoint.atomic_write
     saves = []
+    full = tmp_path / "full"  # seen by the forked workers too
 
-    def full_after_two_saves(path: Path, write: Any) -> None:
+    def full_after_one_save(path: Path, write: Any) -> None:
         if path.name == "sweep.json":  # written by this process only
             saves.append(path)
-            if len(saves) > 2:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # no file name, as real
+            if len(saves) > 1:  # the first save as the trials run
+                full.touch()
+        # The small files still fit, weights and checkpoints no longer do.
+        if full.exists() and (path.name == "sweep.json" or path.suffix == ".npz"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # no file name, as real
         real(path, write)
 
-    monkeypatch.setattr(checkpoint, "atomic_write", full_after_two_saves)
+    monkeypatch.setattr(checkpoint, "atomic_write", full_after_one_save)
     path = write_sweep(tmp_path, GRID)
     code, _, err = mlp("sweep", str(path), "--workers", "1", "--quiet")
     assert code == 1, err
@@ -864,6 +868,10 @@ def test_a_full_disk_during_a_sweep_is_an_error_naming_the_state_and_resume_goes
     state = tmp_path / "runs" / "grid" / "sweep.json"
     assert f"could not write the sweep's state '{state}': the disk is full" in err
     assert "mlp sweep --resume" in err
+    # No trial started after the error; the one running then stopped without a checkpoint,
+    # its folder holding only what a run writes before its first, which --resume replaces.
+    assert not (state.parent / "t003").exists()
+    assert not (state.parent / "t000" / "checkpoint.npz").exists()
     monkeypatch.setattr(checkpoint, "atomic_write", real)  # space was freed
     code, _, err = mlp("sweep", "--resume", str(state.parent), "--quiet")
     assert code == 0, err
