@@ -537,7 +537,8 @@ def sweep(
         list[str] | None,
         typer.Argument(
             metavar="[plan|show] FILE|DIR",
-            help="A sweep file to run; plan FILE: list its trials; show DIR: a sweep's table.",
+            help="A sweep file to run, or the name of a shipped sweep (depth-width,"
+            " 400-25-10-recipe); plan FILE: list its trials; show DIR: a sweep's table.",
             show_default=False,
         ),
     ] = None,
@@ -583,7 +584,7 @@ def sweep(
     ] = False,
 ) -> None:
     """Run a hyperparameter sweep: mlp sweep FILE, mlp sweep plan FILE, mlp sweep show DIR,
-    mlp sweep --resume DIR."""
+    mlp sweep --resume DIR. FILE may name a shipped sweep: mlp sweep plan depth-width."""
     from mlp_cli import sweep as sweeps
     from mlp_cli.config import config_from_dict
     from mlp_cli.render import plan_table, sweep_reasons, sweep_table

@@ -23,7 +23,7 @@ import math
 import re
 import reprlib
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
@@ -1136,6 +1136,14 @@ def read_text(path: Path, source: str, what: str = "config file") -> str:
     try:
         raw = read_regular(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
+        if what == "sweep file":
+            names = shipped.shipped_sweeps()
+            hint = _did_you_mean(path.name.removesuffix(".yaml"), names)
+            raise ConfigError(
+                f"{what} '{source}' not found (looked for {path.absolute()}){hint or '.'}"
+                f" Give the path of a sweep file or the name of a shipped sweep:"
+                f" {', '.join(names)}."
+            ) from None
         if what != "config file":
             raise ConfigError(
                 f"{what} '{source}' not found (looked for {path.absolute()})."
@@ -1217,16 +1225,19 @@ def load_config_with_header(
     return _load(text, source, overrides, resolved.stem), shipped.header_lines(text)
 
 
-def load_config_variants(path: str | Path, variants: Sequence[Sequence[str]]) -> Iterator[Config]:
-    """`load_config` with each list of overrides in `variants` in turn, the file read once."""
+def load_config_variants(path: str | Path, variants: Iterable[Sequence[str]]) -> Iterator[Config]:
+    """`load_config` with each list of overrides in `variants` in turn, the file read once,
+    here: a file that cannot be read or parsed raises before any variant is built."""
     resolved = shipped.resolve(path)
     source = str(resolved) if resolved != Path(path) else str(path)
     text = read_text(resolved, source)
     data, origins = parse_yaml_file(
         text, source, "config file", "at least a model section, e.g. 'model: {layers: 784-100-10}'"
     )
-    for overrides in variants:
-        yield _build(copy.deepcopy(data), dict(origins), source, overrides, resolved.stem)
+    return (
+        _build(copy.deepcopy(data), dict(origins), source, overrides, resolved.stem)
+        for overrides in variants
+    )
 
 
 def config_from_yaml(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> Config:

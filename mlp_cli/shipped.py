@@ -1,10 +1,15 @@
-"""The configs shipped inside the package: where they are, their names, what their headers say.
+"""The configs and sweeps shipped inside the package: where they are, their names, what
+their headers say.
 
 Each shipped config is a YAML file in ``mlp_cli/configs/`` (the repository's top-level
 ``configs/`` links there) whose leading comment block describes it: the first sentence says
 what network it trains, and a line ``# expected: >= N% test accuracy`` states the MNIST test
 accuracy it must reach (`scripts/reproduce.py` checks it). A config is named by its file name
 without ``.yaml``, so ``mlp train --config mnist-400-25-10`` works from any folder.
+
+Each shipped sweep is a YAML file in ``mlp_cli/sweeps/`` (the repository's ``sweeps/`` links
+there) whose ``config:`` is a shipped config's name, so ``mlp sweep depth-width`` works from
+any folder too.
 
 Reading and validating a config is `mlp_cli.config`'s job; this module only finds the files
 and reads their comments, with no import heavier than `re`, so ``--help`` stays fast.
@@ -19,14 +24,17 @@ from pathlib import Path
 __all__ = [
     "CONFIGS_DIR",
     "DEFAULT_CONFIG",
+    "SWEEPS_DIR",
     "ShippedConfig",
     "header_lines",
     "resolve",
     "shipped_config",
     "shipped_configs",
+    "shipped_sweeps",
 ]
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+SWEEPS_DIR = Path(__file__).resolve().parent / "sweeps"
 DEFAULT_CONFIG = "mnist-400-25-10"  # the config `mlp train` uses when none is given
 _SUFFIX = ".yaml"
 _EXPECTED = re.compile(r"^expected:\s*>=\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*test accuracy\s*$")
@@ -80,21 +88,31 @@ def shipped_configs() -> list[ShippedConfig]:
     return [_describe(path) for path in sorted(CONFIGS_DIR.glob(f"*{_SUFFIX}"))]
 
 
-def shipped_config(name: str) -> ShippedConfig | None:
-    """The shipped config called `name` (``.yaml`` may be added), or None."""
+def _named(folder: Path, name: str) -> Path | None:
+    """The file called `name` (``.yaml`` may be added) in `folder`, or None."""
     stem = name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name
     if not stem or "/" in stem or "\\" in stem or stem.startswith("."):
         return None
-    path = CONFIGS_DIR / f"{stem}{_SUFFIX}"
-    return _describe(path) if path.is_file() else None
+    path = folder / f"{stem}{_SUFFIX}"
+    return path if path.is_file() else None
 
 
-def resolve(spec: str | Path) -> Path:
-    """The file a ``--config`` value means: an existing file as given, else the shipped config
-    of that name (a bare name such as ``mnist-400-25-10``), else `spec` unchanged (reading it
-    then reports that it is missing)."""
+def shipped_config(name: str) -> ShippedConfig | None:
+    """The shipped config called `name` (``.yaml`` may be added), or None."""
+    path = _named(CONFIGS_DIR, name)
+    return _describe(path) if path is not None else None
+
+
+def shipped_sweeps() -> list[str]:
+    """The names of the shipped sweeps, sorted."""
+    return [path.stem for path in sorted(SWEEPS_DIR.glob(f"*{_SUFFIX}"))]
+
+
+def resolve(spec: str | Path, folder: Path = CONFIGS_DIR) -> Path:
+    """The file a ``--config`` value (or, with `folder` SWEEPS_DIR, a sweep file) means: an
+    existing file as given, else the shipped file of that name (a bare name such as
+    ``mnist-400-25-10``), else `spec` unchanged (reading it then reports that it is missing)."""
     path = Path(spec)
     if path.is_file() or len(path.parts) != 1:
         return path
-    shipped = shipped_config(str(spec))
-    return shipped.path if shipped is not None else path
+    return _named(folder, str(spec)) or path

@@ -20,6 +20,7 @@ an epoch rung (Optuna's pruner here, Ray Tune's scheduler on Ray).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, model_validator
 
-from mlp_cli import checkpoint
+from mlp_cli import checkpoint, outputs, shipped
 from mlp_cli.config import (
     Config,
     Override,
@@ -48,7 +49,7 @@ from mlp_cli.config import (
     read_text,
     validate_as,
 )
-from mlp_cli.errors import ConfigError, MLPError, UsageError
+from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
 from mlp_cli.plain import command
 
 if TYPE_CHECKING:
@@ -61,6 +62,10 @@ BEST = "best"
 STATE_VERSION = 1
 MAX_TRIALS = 10_000
 MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
+# A trial's record in sweep.json holds about 75 JSON values (its config, settings and
+# progress). Each value read costs up to about 100 bytes of memory, far more than its few
+# bytes of text: counting them first keeps reading any sweep.json to a few hundred MB.
+MAX_STATE_VALUES = 200 * MAX_TRIALS
 Metric = Literal["val_acc", "val_loss", "train_acc", "train_loss"]  # keys of metrics.jsonl
 Goal = Literal["maximize", "minimize"]
 # Statuses of a trial that has ended and is not run again by --resume.
@@ -369,11 +374,23 @@ class Sweep:
 
     # -- sweep.json ---------------------------------------------------------------------------
 
-    def save(self) -> None:
+    def state_text(self) -> str:
+        """The text of sweep.json."""
         state = {"format_version": STATE_VERSION, **asdict(self)}
         state["dir"] = str(self.dir)
-        text = json.dumps(state, indent=1, allow_nan=False)
-        checkpoint.atomic_write(self.dir / STATE_FILE, lambda f: f.write(text.encode()))
+        return json.dumps(state, indent=1, allow_nan=False)
+
+    def save(self) -> None:
+        text = self.state_text()
+        path = self.dir / STATE_FILE
+        # The file is replaced whole or not at all: a failed save leaves the last state,
+        # from which --resume goes on (a trial it says is running is run again).
+        hint = (
+            f"The folder keeps the last state saved; once this is fixed, `{resume_hint(self)}`"
+            " continues the sweep from it."
+        )
+        with outputs.writing(path, "the sweep's state", hint):
+            checkpoint.atomic_write(path, lambda f: f.write(text.encode()))
 
     def check(self) -> None:
         """Raise ValueError for a state `mlp sweep` would not have written: names and values
@@ -424,6 +441,8 @@ class Sweep:
             raw = read_regular(path, MAX_STATE_BYTES)
             if len(raw) > MAX_STATE_BYTES:
                 raise ValueError(f"larger than {MAX_STATE_BYTES:,} bytes")
+            if _values_at_most(raw) > MAX_STATE_VALUES:
+                raise ValueError(f"more than {MAX_STATE_VALUES:,} values")
             state = json.loads(raw, parse_constant=_no_constant)
             if not isinstance(state, dict) or state.pop("format_version", None) != STATE_VERSION:
                 raise ValueError(f"not a sweep state of format version {STATE_VERSION}")
@@ -447,14 +466,31 @@ _MAX_SETTING_CHARS = 2000  # a value as JSON, e.g. a list of a layer size per la
 def _recordable(key: str, value: Any) -> bool:
     """Whether a swept setting is one `plan` may write into sweep.json and `Sweep.check`
     reads back: a plain dotted config key, and a value that fits a table cell."""
-    return bool(_SETTING_KEY.fullmatch(key)) and _fits_a_cell(value)
+    return _unrecordable(key, value) is None
 
 
-def _fits_a_cell(value: Any) -> bool:
-    """Whether `value` is JSON of at most _MAX_SETTING_CHARS characters, found without
-    writing out more than that of a larger one."""
+def _unrecordable(key: str, value: Any) -> str | None:
+    """Why `plan` could not write a swept setting into sweep.json, or None when it can. The
+    value is measured as JSON without writing out more than _MAX_SETTING_CHARS of it: YAML
+    aliases can make a short file hold a value of billions of items."""
+    limits = (
+        "keys are dotted config keys such as optimizer.lr, and a value is at most"
+        f" {_MAX_SETTING_CHARS:,} characters as JSON"
+    )
+    if not _SETTING_KEY.fullmatch(key):
+        return limits
     pieces = json.JSONEncoder(allow_nan=False).iterencode(value)
-    return sum(map(len, itertools.islice(pieces, _MAX_SETTING_CHARS + 1))) <= _MAX_SETTING_CHARS
+    try:
+        size = sum(map(len, itertools.islice(pieces, _MAX_SETTING_CHARS + 1)))
+    except ValueError:  # .nan, .inf or a number too large for a float, such as 1e400
+        return "numbers must be finite, and the value holds .nan or .inf (1e400 reads as .inf)"
+    return limits if size > _MAX_SETTING_CHARS else None
+
+
+def _values_at_most(raw: bytes) -> int:
+    """An upper bound on the number of values in the JSON text `raw` (a key and its value
+    counted as one), without parsing it: each but the first follows a ',', '[' or '{'."""
+    return 1 + sum(raw.count(mark) for mark in (b",", b"[", b"{"))
 
 
 def _no_constant(name: str) -> float:
@@ -477,11 +513,12 @@ def _base_config(spec: SweepSpec, sweep_file: Path) -> str:
 def plan(
     sweep_file: str | Path, *, out: str | Path | None = None, cpus_per_trial: int = 1
 ) -> Sweep:
-    """Read and validate `sweep_file`, and build and validate every trial's config.
+    """Read and validate `sweep_file` (a path, or the name of a shipped sweep), and build and
+    validate every trial's config.
 
     Raises `ConfigError` naming the file, line and key, or the trial and its settings when
     a combination gives an invalid config."""
-    path = Path(sweep_file)
+    path = shipped.resolve(sweep_file, shipped.SWEEPS_DIR)
     source = str(path)
     text = read_text(path, source, "sweep file")
     data, origins = parse_yaml_file(
@@ -497,21 +534,31 @@ def plan(
     def where(key: str) -> str:
         return origins.get(("parameters", key), origins.get(("parameters",), source))
 
-    variants = [
+    base = _base_config(spec, path)
+    variants = (
         [Override(f"{key}={json.dumps(value)}", where(key)) for key, value in combo.items()]
         for combo in combos
-    ]
-    base = _base_config(spec, path)
-    trials: list[Trial] = []
-    configs = load_config_variants(base, variants)
-    for tid, combo in zip(ids, combos, strict=True):
-        for key, value in combo.items():
-            if not _recordable(key, value):
+    )
+    try:  # reads the base config, so that its own problems are not blamed on a trial
+        configs = load_config_variants(base, variants)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{origins.get(('config',), source)}: config: the sweep's base config cannot be"
+            f" used: {exc}"
+        ) from None
+
+    # Checked before any value is written out: a trial's settings are these values (or
+    # numbers drawn between finite bounds, and the seeds of num_samples).
+    for key, param in spec.parameters.items():
+        for value in param.values if param.values is not None else [param.value]:
+            problem = _unrecordable(key, value)
+            if problem is not None:
                 raise ConfigError(
                     f"{where(key)}: parameters: {key[:100]!r} is swept over a value a sweep"
-                    " cannot record: keys are dotted config keys such as optimizer.lr, and a"
-                    f" value is at most {_MAX_SETTING_CHARS:,} characters as JSON."
+                    f" cannot record: {problem}."
                 )
+    trials: list[Trial] = []
+    for tid, combo in zip(ids, combos, strict=True):
         label = ", ".join(f"{key}={show_value(value)}" for key, value in combo.items())
         try:
             cfg = next(configs)
@@ -530,7 +577,7 @@ def plan(
     first_dir = trials[0].config["output"]["dir"]
     folder = Path(out) if out is not None else Path(first_dir) / spec.name
     early = spec.early_terminate.model_dump() if spec.early_terminate else None
-    return Sweep(
+    sweep = Sweep(
         spec.name,
         folder,
         spec.metric.name,
@@ -542,13 +589,22 @@ def plan(
         early_terminate=early,
         cpus_per_trial=cpus_per_trial,
     )
+    # Half of what Sweep.load reads leaves room for what the trials add as they run.
+    state = sweep.state_text().encode()
+    if len(state) > MAX_STATE_BYTES // 2 or _values_at_most(state) > MAX_STATE_VALUES // 2:
+        raise ConfigError(
+            f"{source}: the state of this sweep ({len(trials):,} trials of"
+            f" {len(trials[0].params)} settings) would be larger than `mlp sweep` can read back"
+            f" ({MAX_STATE_BYTES // 2:,} bytes, {MAX_STATE_VALUES // 2:,} JSON values); sweep"
+            " fewer trials or shorter values."
+        )
+    return sweep
 
 
 def check_outputs(folder: Path) -> None:
     """Refuse, before any trial trains, a 'best' or sweep.png in the sweep folder that mlp
     did not make, and a results.csv that is no regular file (a regular one is the sweep's
     own, as sweep.json is)."""
-    from mlp_cli import outputs
     from mlp_cli.train import check_latest
 
     if folder.is_dir():
@@ -559,7 +615,6 @@ def check_outputs(folder: Path) -> None:
 
 def check_new_sweep(sweep: Sweep) -> None:
     """Refuse a sweep folder that already holds something, before anything is written."""
-    from mlp_cli import outputs
 
     folder = sweep.dir
     if (folder / STATE_FILE).is_file():
@@ -638,6 +693,7 @@ def run_trial(
                 )
             trainer = training.resume(run_dir, cfg, data, saved, link=False)
         else:
+            _clear_unsaved(run_dir)
             trainer = training.start(cfg, data, run_dir, link=False)
         result = trainer.run(Reporter(), lambda: bool(stop_here) or should_stop())
     except (MLPError, ArithmeticError, ValueError, OSError) as exc:  # LinAlgError: a ValueError
@@ -645,6 +701,26 @@ def run_trial(
         return Outcome("failed", reason, read_history(run_dir), time.perf_counter() - started)
     status = "pruned" if stop_here and result.status == "interrupted" else result.status
     return Outcome(status, None, result.history, result.elapsed)
+
+
+def _clear_unsaved(run_dir: Path) -> None:
+    """Empty a trial's folder that holds no checkpoint, only files a run writes before its
+    first (its worker was killed, or a write failed, before then): there is nothing to
+    continue, and the trial starts again in it. Anything else there is left to refuse."""
+    from mlp_cli.train import CONFIG_FILE, METRICS_FILE
+
+    written = (CONFIG_FILE, METRICS_FILE, checkpoint.MODEL_FILE)
+    if not run_dir.is_dir() or run_dir.is_symlink():
+        return
+    entries = list(itertools.islice(run_dir.iterdir(), 20))
+    if len(entries) == 20:  # far more than a run writes
+        return
+    for entry in entries:
+        temporary = entry.name.startswith(".mlp-") and entry.name.endswith(".tmp")
+        if not (entry.name in written or temporary) or entry.is_symlink() or not entry.is_file():
+            return
+    for entry in entries:
+        entry.unlink()
 
 
 class _Epoch(checkpoint.HistoryRecord):
@@ -841,9 +917,16 @@ def run_local(
         try:
             _drive(sweep, pending, events, handle, asha, on_change, should_stop, stop_all)
         except BaseException:  # a second Ctrl-C: the trials still running stay resumable
-            sweep.interrupt_running(
-                "the sweep was aborted; it resumes from the last epoch's checkpoint"
-            )
+            # (A failed save of the sweep's state: no more trials start, the running ones
+            # stop at their next step.)
+            stop_all.value = 1
+            for future in pending:
+                future.cancel()
+            # A save that fails here too (a full disk) must not hide the first error.
+            with contextlib.suppress(OutputError):
+                sweep.interrupt_running(
+                    "the sweep was aborted; it resumes from the last epoch's checkpoint"
+                )
             raise
     sweep.save()
     # A Ctrl-C to the whole process group can stop every worker's trial before this loop
@@ -965,7 +1048,8 @@ def write_results(sweep: Sweep) -> Path:
     writer.writeheader()
     writer.writerows(rows)
     path = sweep.dir / RESULTS_FILE
-    checkpoint.atomic_write(path, lambda f: f.write(text.getvalue().encode()))
+    with outputs.writing(path, "the sweep results"):
+        checkpoint.atomic_write(path, lambda f: f.write(text.getvalue().encode()))
     return path
 
 

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -195,6 +197,32 @@ def _ended(history: list[dict[str, Any]], epochs: int, patience: int | None) -> 
     return since_best >= patience
 
 
+_OWNER = "owner"  # in a trial's scratch folder: "<host> <pid>" of the worker using it
+
+
+def _remove_dead_scratch(tid: str) -> None:
+    """Remove the scratch folders of trial `tid` that a killed worker left on this machine
+    (a retry runs in another worker): only this user's folders of exactly the name `trial`
+    gives them, whose owner file names a process of this host that has ended."""
+    shape = re.compile(rf"mlp-sweep-{re.escape(tid)}-[a-z0-9_]{{8}}")
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"mlp-sweep-{tid}-*"):
+        try:
+            info = folder.lstat()
+            if not (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()):
+                continue
+            if not shape.fullmatch(folder.name):
+                continue
+            host, pid = (folder / _OWNER).read_text().split()
+            if host != socket.gethostname() or int(pid) <= 0:
+                continue
+            os.kill(int(pid), 0)  # raises ProcessLookupError when it has ended
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):  # not ours to judge: leave it
+            continue
+
+
 def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> None:
     """One trial, in a Ray worker: `run_trial` in a scratch run directory, started afresh,
     from Tune's checkpoint (a retry) or from the files the sweep folder held (a resumed
@@ -207,7 +235,9 @@ def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> N
     task = plan[tid]
     patience = task["config"]["training"]["early_stopping"]["patience"]
     epochs = int(task["config"]["training"]["epochs"])
+    _remove_dead_scratch(tid)
     with tempfile.TemporaryDirectory(prefix=f"mlp-sweep-{tid}-", ignore_cleanup_errors=True) as tmp:
+        (Path(tmp) / _OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
         run_dir = Path(tmp) / tid
         saved = tune.get_checkpoint()
         if saved is not None:

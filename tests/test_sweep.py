@@ -774,3 +774,169 @@ def test_plan_refuses_a_setting_its_own_state_could_not_hold(
     body = GRID.replace("  optimizer.lr: {values: [0.01, 0.001]}", parameter)
     with pytest.raises(ConfigError, match="swept over a value a sweep cannot record"):
         plan(write_sweep(tmp_path, body))
+
+
+@pytest.mark.parametrize(
+    ("parameter", "method"),
+    [
+        ("{values: [0.01, .nan]}", "grid"),
+        ("{value: .inf}", "grid"),
+        ("{values: [1e400]}", "random"),
+        ("{value: [0.01, -.inf]}", "random"),
+    ],
+)
+def test_a_swept_value_that_is_no_finite_number_is_refused_with_its_line(
+    tmp_path: Path, parameter: str, method: str
+) -> None:
+    body = (
+        f"name: pp\nconfig: base.yaml\nmethod: {method}\nparameters:\n  optimizer.lr: {parameter}\n"
+    )
+    code, out, err = mlp("sweep", "plan", str(write_sweep(tmp_path, body)))
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert "s.yaml:5: parameters: 'optimizer.lr' is swept over a value a sweep cannot" in err
+    assert "numbers must be finite" in err
+    assert out == ""
+
+
+def test_a_sweep_file_of_nested_aliases_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    # 600 bytes of YAML whose last value is a list of 10**9 zeros, built from aliases.
+    lines = ["name: bomb", "config: base.yaml", "parameters:"]
+    lines.append("  optimizer.lr: {value: &a0 [0,0,0,0,0,0,0,0,0,0]}")
+    lines += [
+        f"  optimizer.beta{i}: {{value: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]}}"
+        for i in range(1, 9)
+    ]
+    path = write_sweep(tmp_path, "\n".join(lines) + "\n")
+    child = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))\n"  # 1 GiB of address space
+        "from mlp_cli.cli import app\n"
+        "app(['sweep', 'plan', sys.argv[1]])\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(path)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "s.yaml:6: parameters: 'optimizer.beta2' is swept over a value" in done.stderr
+    assert "at most 2,000 characters as JSON" in done.stderr
+
+
+@pytest.mark.parametrize("base", ["nothere.yaml", "folder", "fifo", "/dev/zero", "bad.yaml"])
+def test_a_base_config_that_cannot_be_used_is_reported_as_such(tmp_path: Path, base: str) -> None:
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "bad.yaml").write_text("model: {layers: [\n")
+    body = GRID.replace("config: base.yaml", f"config: {base}")
+    path = write_sweep(tmp_path, body)
+    code, out, err = mlp("sweep", "plan", str(path))
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert "s.yaml:2: config: the sweep's base config cannot be used: " in err
+    assert base in err
+    assert "trial" not in err
+    assert out == ""
+
+
+def test_a_full_disk_during_a_sweep_is_an_error_naming_the_state_and_resume_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from mlp_cli import checkpoint
+
+    real = checkpoint.atomic_write
+    saves = []
+    full = tmp_path / "full"  # seen by the forked workers too
+
+    def full_after_one_save(path: Path, write: Any) -> None:
+        if path.name == "sweep.json":  # written by this process only
+            saves.append(path)
+            if len(saves) > 1:  # the first save as the trials run
+                full.touch()
+        # The small files still fit, weights and checkpoints no longer do.
+        if full.exists() and (path.name == "sweep.json" or path.suffix == ".npz"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # no file name, as real
+        real(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", full_after_one_save)
+    path = write_sweep(tmp_path, GRID)
+    code, _, err = mlp("sweep", str(path), "--workers", "1", "--quiet")
+    assert code == 1, err
+    assert "Traceback" not in err
+    state = tmp_path / "runs" / "grid" / "sweep.json"
+    assert f"could not write the sweep's state '{state}': the disk is full" in err
+    assert "mlp sweep --resume" in err
+    # No trial started after the error; the one running then stopped without a checkpoint,
+    # its folder holding only what a run writes before its first, which --resume replaces.
+    assert not (state.parent / "t003").exists()
+    assert not (state.parent / "t000" / "checkpoint.npz").exists()
+    monkeypatch.setattr(checkpoint, "atomic_write", real)  # space was freed
+    code, _, err = mlp("sweep", "--resume", str(state.parent), "--quiet")
+    assert code == 0, err
+    assert [t.status for t in Sweep.load(state.parent).trials] == ["completed"] * 4
+
+
+def test_a_shipped_sweep_is_named_from_any_folder_and_uses_a_shipped_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import shipped
+
+    names = shipped.shipped_sweeps()
+    assert names == ["400-25-10-recipe", "depth-width"]
+    assert (HERE.parent / "sweeps").resolve() == shipped.SWEEPS_DIR  # one copy in the repository
+    monkeypatch.chdir(tmp_path)
+    for name in names:
+        s = plan(name)
+        assert s.source == str(shipped.SWEEPS_DIR / f"{name}.yaml")
+        assert shipped.shipped_config(s.base_config) is not None  # a name, not a path
+        code, out, err = mlp("sweep", "plan", name, "--json")
+        assert code == 0, err
+        assert len(json.loads(out)) == len(s.trials)
+    assert plan("depth-width.yaml").name == "depth-width"
+    code, out, _ = mlp("sweep", "--help")
+    assert all(name in out for name in names)
+    code, _, err = mlp("sweep", "plan", "depth-widht")
+    assert code == 2
+    assert "did you mean 'depth-width'?" in err
+    assert "the name of a shipped sweep: 400-25-10-recipe, depth-width" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_state_of_millions_of_values_is_refused_before_it_is_parsed(
+    tmp_path: Path,
+) -> None:
+    import tracemalloc
+
+    from mlp_cli.errors import UsageError
+
+    # 9 MB of empty lists: parsed, each would cost 20 times its 3 bytes.
+    empty_lists = ",".join(["[]"] * 3_000_000)
+    (tmp_path / "sweep.json").write_text(f'{{"format_version": 1, "x": [{empty_lists}]}}')
+    del empty_lists
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match=r"more than 2,000,000 values"):
+            Sweep.load(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * (tmp_path / "sweep.json").stat().st_size
+    for command in (("sweep", "show"), ("sweep", "--resume")):
+        code, _, err = mlp(*command, str(tmp_path))
+        assert code == 2
+        assert "is not a sweep state mlp can read (more than 2,000,000 values)" in err
+
+
+def test_plan_refuses_a_sweep_whose_state_could_not_be_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_sweep(tmp_path, GRID)
+    s = plan(path)
+    values = sweep._values_at_most(s.state_text().encode())
+    monkeypatch.setattr(sweep, "MAX_STATE_VALUES", 2 * values)  # as much as plan may write
+    assert len(plan(path).trials) == 4
+    monkeypatch.setattr(sweep, "MAX_STATE_VALUES", 2 * values - 2)
+    with pytest.raises(ConfigError, match=r"s.yaml: the state of this sweep \(4 trials of 3"):
+        plan(path)

@@ -1,13 +1,14 @@
 """`mlp sweep --engine ray`: on a real one-machine Ray cluster, the same trials as the local
-engine, bit for bit, with a Ray worker killed in the middle of a trial; a private Ray that
-listens on the loopback interface only and writes no token; clear errors without Ray or
-without a cluster at --address; and no Ray for `mlp --help` or the local engine.
+engine, bit for bit, with a Ray worker killed in the middle of a trial (whose scratch folder
+its retry removes); a private Ray that listens on the loopback interface only and writes no
+token; clear errors without Ray or without a cluster at --address; and no Ray for `mlp
+--help` or the local engine.
 
 The cluster is started here (`ray start --head --block`, loopback only, token
-authentication, its own temporary folder) and stopped by ending that process, which stops
-every process of the cluster and nothing else on the machine (`ray stop` would stop every
-Ray on it). Its workers train on the synthetic data of `sweep_child.py` (see
-``ray_worker/sitecustomize.py``).
+authentication, its own temporary folders for Ray and, as TMPDIR, for its workers) and
+stopped by ending that process, which stops every process of the cluster and nothing else on
+the machine (`ray stop` would stop every Ray on it). Its workers train on the synthetic data
+of `sweep_child.py` (see ``ray_worker/sitecustomize.py``).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class Cluster:
     def __init__(self, address: str, env: dict[str, str], head: subprocess.Popen[bytes]) -> None:
         self.address, self.env, self.head = address, env, head
         self.trials = Path(env["MLP_TEST_TRIALS"])
+        self.scratch = Path(env["MLP_TEST_SCRATCH"])
 
     def trial_workers(self) -> list[int]:
         """Workers of this cluster running a trial (named after Tune's trainable)."""
@@ -114,10 +116,13 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory, ray_tune: None) -> Ite
         "RAY_USAGE_STATS_ENABLED": "0",
         "PYTHONPATH": str(HERE / "ray_worker"),
         "MLP_TEST_TRIALS": str(tmp_path / "trials"),
+        # The workers' temporary files (the trials' scratch run directories) stay in here.
+        "TMPDIR": str(tmp_path / "tmp"),
     }
     # Short: Ray's sockets live in it, and a socket's path has at most 107 bytes.
     temp = Path(tempfile.mkdtemp(prefix="mlp-ray-"))
     (tmp_path / "trials").mkdir()
+    (tmp_path / "tmp").mkdir()
     start = f"start --head --block --node-ip-address=127.0.0.1 --port={port} --num-cpus=2"
     options = f"--include-dashboard=false --disable-usage-stats --temp-dir={temp}"
     head = subprocess.Popen(
@@ -136,7 +141,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory, ray_tune: None) -> Ite
         # A driver gets the token, not the cluster's other settings, so the test sees that
         # mlp joins a loopback cluster by itself.
         auth = {key: env[key] for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "MLP_TEST_TRIALS")}
-        yield Cluster(f"127.0.0.1:{port}", {**os.environ, **auth}, head)
+        scratch = {"MLP_TEST_SCRATCH": env["TMPDIR"]}
+        yield Cluster(f"127.0.0.1:{port}", {**os.environ, **auth, **scratch}, head)
     finally:
         head.send_signal(signal.SIGTERM)  # `ray start --block` stops its cluster on SIGTERM
         try:
@@ -169,15 +175,16 @@ def test_ray_trials_equal_the_local_engines_bit_for_bit_after_a_worker_is_killed
     args = ("--engine", "ray", "--address", ray_cluster.address, "--quiet")
     driver = sweep_child(str(path), "--out", str(folder), *args, env=ray_cluster.env)
     killed: str | None = None
+    killed_run_dir = Path()
     deadline = time.monotonic() + PATIENCE
     while killed is None and driver.poll() is None and time.monotonic() < deadline:
         for note in ray_cluster.trials.glob("t*"):
-            pid, done = map(int, note.read_text().split())
+            pid, done, run_dir = note.read_text().split(maxsplit=2)
             # In the middle: an earlier epoch's checkpoint reported (the note is written as an
             # epoch ends, before its report), epochs still to train.
-            if 2 <= done <= 3 and pid in ray_cluster.trial_workers():
-                os.kill(pid, signal.SIGKILL)
-                killed = note.name
+            if 2 <= int(done) <= 3 and int(pid) in ray_cluster.trial_workers():
+                os.kill(int(pid), signal.SIGKILL)
+                killed, killed_run_dir = note.name, Path(run_dir)
                 break
         time.sleep(0.02)
     out, err = driver.communicate(timeout=PATIENCE)
@@ -190,6 +197,11 @@ def test_ray_trials_equal_the_local_engines_bit_for_bit_after_a_worker_is_killed
     assert len(resumed) == 2, resumed
     assert resumed[0] == killed
     assert int(resumed[1]) >= 1
+    # The killed worker's scratch folder was in the cluster's temporary folder, and the retry
+    # removed it: every trial's scratch folder is gone.
+    assert killed_run_dir.parent.parent == ray_cluster.scratch
+    assert not killed_run_dir.parent.exists()
+    assert list(ray_cluster.scratch.glob("mlp-sweep-*")) == []
     ran = Sweep.load(folder)
     assert [t.status for t in ran.trials] == ["completed"] * 3
     assert ran.engine == "ray"
@@ -247,6 +259,7 @@ def test_a_private_ray_listens_on_loopback_only_writes_no_token_and_reports_fail
     home = tmp_path / "home"
     home.mkdir()
     (tmp_path / "trials").mkdir()
+    (tmp_path / "tmp").mkdir()
     env = {
         key: value
         for key, value in os.environ.items()
@@ -376,3 +389,31 @@ def test_joining_a_cluster_without_its_token_is_a_usage_error(
     assert f"mlp sweep --resume {folder} --engine ray" in said
     assert "Traceback" not in err
     assert [t.status for t in Sweep.load(folder).trials] == ["pending"] * 3
+
+
+def test_a_retried_trial_removes_only_the_scratch_folders_of_its_dead_predecessors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import sweep_ray
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead_pid = subprocess.Popen([sys.executable, "-c", ""])  # a process that has ended
+    dead_pid.wait()
+    host = socket.gethostname()
+    owners = {
+        "mlp-sweep-t001-dead0000": f"{host} {dead_pid.pid}",  # the one to remove
+        "mlp-sweep-t001-alive000": f"{host} {os.getpid()}",
+        "mlp-sweep-t001-elsewher": f"another-host {dead_pid.pid}",
+        "mlp-sweep-t001-negative": f"{host} -{dead_pid.pid}",
+        "mlp-sweep-t001-longer-name": f"{host} {dead_pid.pid}",
+        "mlp-sweep-t002-dead0000": f"{host} {dead_pid.pid}",
+        "mlp-sweep-t001-noowner0": None,
+    }
+    for name, owner in owners.items():
+        (tmp_path / name / "t001").mkdir(parents=True)
+        if owner is not None:
+            (tmp_path / name / "owner").write_text(owner)
+    sweep_ray._remove_dead_scratch("t001")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        set(owners) - {"mlp-sweep-t001-dead0000"}
+    )

@@ -1,5 +1,6 @@
 """The package as a user gets it: a wheel built from this checkout, installed into a fresh
-virtualenv and run from an empty folder, far from the repository and its configs/.
+virtualenv and run from an empty folder, far from the repository and its configs/ and
+sweeps/.
 
 Installing the dependencies needs the package index (or pip's cache), so this test is slow
 and skips, saying so, when they cannot be installed.
@@ -88,6 +89,11 @@ def test_an_installed_wheel_works_from_an_empty_folder(tmp_path: Path) -> None:
     predicted = _run([mlp, "predict", image, "--json"], work)
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout)["predictions"][0]["digit"] == label
+    # The shipped sweeps, by name, with their base configs found by name too.
+    for name, trials in (("depth-width", 16), ("400-25-10-recipe", 30)):
+        planned = _run([mlp, "sweep", "plan", name, "--json"], work)
+        assert planned.returncode == 0, planned.stderr
+        assert len(json.loads(planned.stdout)) == trials
     drawn = _run([mlp, "show", "hidden"], work)
     assert drawn.returncode == 0, drawn.stderr
     assert (work / "runs" / "mnist-400-25-10" / "hidden.png").is_file()

@@ -3,8 +3,8 @@
 workers afresh, so the replacement is made here, on the path the cluster's processes get
 (PYTHONPATH), in worker processes only. Each epoch also takes a moment longer, so that a
 worker can be killed in the middle of a trial, and every resumed trial is noted in the file
-MLP_TEST_TRIALS names a folder where each trial's worker keeps "<pid> <epochs done>" in a
-file named after the trial, and where ``resumed`` gets a line "<trial> <epochs done>" for
+MLP_TEST_TRIALS names a folder where each trial's worker keeps "<pid> <epochs done> <run
+dir>" in a file named after the trial, and where ``resumed`` gets a line "<trial> <epochs done>" for
 every trial resumed from a checkpoint: the test kills a worker in the middle of a trial and
 tells a retry from the last checkpoint from a start afresh."""
 
@@ -40,7 +40,7 @@ def _replace_data() -> None:
         time.sleep(EPOCH_PAUSE)
         record = end_epoch(self, train_time, n_train, lr)
         note = folder / self.run_dir.name
-        note.with_suffix(".tmp").write_text(f"{os.getpid()} {self.state.epoch}")
+        note.with_suffix(".tmp").write_text(f"{os.getpid()} {self.state.epoch} {self.run_dir}")
         note.with_suffix(".tmp").replace(note)
         return record
 
