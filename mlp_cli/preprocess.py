@@ -322,18 +322,28 @@ def _reduce_large(image: Image.Image) -> Image.Image:
     that no step below copies the full-size picture: the digit ends at 20 px anyway.
 
     Pillow averages colours with their transparency premultiplied, so flattening afterwards
-    gives what flattening first would. It cannot average palette indices, bilevel pixels or
-    16-bit greys as they are, so those are converted to a mode it can first.
+    gives what flattening first would. It cannot average palette indices, bilevel pixels,
+    colour keys or 16-bit greys as they are, so those are converted to a mode it can first.
     """
     factor = -(-max(image.size) // MAX_SIDE)  # ceil
     if factor <= 1:
         return image
-    mode = image.mode
+    mode, width, height = image.mode, image.width, image.height
     if mode in _UINT16_MODES:
         return image.convert("I").reduce(factor).convert("I;16")
-    if mode in ("P", "PA"):
-        has_alpha = mode == "PA" or "transparency" in image.info
-        image = image.convert("RGBA" if has_alpha else "RGB")
+    if mode == "F":  # NaN counts as 0 (see _grey) one pixel at a time, not a block at a time
+        rows = [  # (1, W / factor) each, from `factor` rows of pixels at a time
+            np.asarray(Image.fromarray(np.nan_to_num(np.asarray(strip))).reduce(factor))
+            for strip in (
+                image.crop((0, top, width, min(top + factor, height)))
+                for top in range(0, height, factor)
+            )
+        ]
+        return Image.fromarray(np.vstack(rows))
+    if mode != "I" and (mode == "PA" or "transparency" in image.info):
+        image = image.convert("RGBA")  # a palette's or a colour key's transparency
+    elif mode == "P":
+        image = image.convert("RGB")
     elif mode == "1":
         image = image.convert("L")
     return image.reduce(factor)

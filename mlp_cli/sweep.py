@@ -65,7 +65,7 @@ MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
 # A trial's record in sweep.json holds about 75 JSON values (its config, settings and
 # progress). Each value read costs up to about 100 bytes of memory, far more than its few
 # bytes of text: counting them first keeps reading any sweep.json to a few hundred MB.
-MAX_STATE_VALUES = 200 * MAX_TRIALS
+MAX_STATE_VALUES = 500 * MAX_TRIALS
 Metric = Literal["val_acc", "val_loss", "train_acc", "train_loss"]  # keys of metrics.jsonl
 Goal = Literal["maximize", "minimize"]
 # Statuses of a trial that has ended and is not run again by --resume.
@@ -388,6 +388,8 @@ class Sweep:
         hint = (
             f"The folder keeps the last state saved; once this is fixed, `{resume_hint(self)}`"
             " continues the sweep from it."
+            if path.exists()
+            else "Nothing of the sweep was saved; once this is fixed, start it again."
         )
         with outputs.writing(path, "the sweep's state", hint):
             checkpoint.atomic_write(path, lambda f: f.write(text.encode()))

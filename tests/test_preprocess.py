@@ -464,3 +464,24 @@ def test_blank_pictures_hold_no_ink(tmp_path: Path) -> None:
         with pytest.raises(ImageError, match="no ink") as error:
             mnist_style(open_image(path), source=str(path))
         assert str(path) in str(error.value)
+
+
+def test_nan_pixels_of_a_large_float_picture_count_as_paper_one_at_a_time() -> None:
+    """Reducing first must not let one NaN blank its whole block into ink."""
+    values = np.ones((3000, 3000), dtype=np.float32)
+    values[600:2400, 1400:1600] = 0.0  # a dark stroke on white
+    holes = np.random.default_rng(0).random(values.shape) < 0.01
+    with_nan = np.where(holes, np.float32(np.nan), values)
+    as_zero = np.where(holes, np.float32(0.0), values)
+    expected = mnist_style(Image.fromarray(as_zero))
+    np.testing.assert_array_equal(mnist_style(Image.fromarray(with_nan)), expected)
+
+
+def test_a_colour_key_on_a_large_picture_is_applied_before_it_is_reduced() -> None:
+    ring = Image.new("RGB", (3000, 3000), (0, 0, 0))  # black is the transparent colour
+    ImageDraw.Draw(ring).ellipse((700, 500, 2300, 2500), outline=(255, 255, 255), width=40)
+    keyed = png_bytes(ring, transparency=(0, 0, 0))
+    assert keyed.mode == "RGB"
+    assert "transparency" in keyed.info
+    explicit = keyed.convert("RGBA")
+    np.testing.assert_allclose(mnist_style(keyed), mnist_style(explicit), atol=1e-6)

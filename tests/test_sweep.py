@@ -911,13 +911,13 @@ def test_a_sweep_state_of_millions_of_values_is_refused_before_it_is_parsed(
 
     from mlp_cli.errors import UsageError
 
-    # 9 MB of empty lists: parsed, each would cost 20 times its 3 bytes.
-    empty_lists = ",".join(["[]"] * 3_000_000)
+    # 18 MB of empty lists: parsed, each would cost 20 times its 3 bytes.
+    empty_lists = ",".join(["[]"] * (sweep.MAX_STATE_VALUES + 1_000_000))
     (tmp_path / "sweep.json").write_text(f'{{"format_version": 1, "x": [{empty_lists}]}}')
     del empty_lists
     tracemalloc.start()
     try:
-        with pytest.raises(UsageError, match=r"more than 2,000,000 values"):
+        with pytest.raises(UsageError, match=rf"more than {sweep.MAX_STATE_VALUES:,} values"):
             Sweep.load(tmp_path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -926,7 +926,10 @@ def test_a_sweep_state_of_millions_of_values_is_refused_before_it_is_parsed(
     for command in (("sweep", "show"), ("sweep", "--resume")):
         code, _, err = mlp(*command, str(tmp_path))
         assert code == 2
-        assert "is not a sweep state mlp can read (more than 2,000,000 values)" in err
+        assert (
+            f"is not a sweep state mlp can read (more than {sweep.MAX_STATE_VALUES:,} values)"
+            in err
+        )
 
 
 def test_plan_refuses_a_sweep_whose_state_could_not_be_read_back(
