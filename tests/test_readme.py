@@ -56,12 +56,9 @@ def test_the_reproduce_table_states_each_configs_own_floor() -> None:
     from mlp_cli.shipped import shipped_configs
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    rows = dict(re.findall(r"^\| ([\w-]+(?: \([^)]*\))?) \| >= ([\d.]+)% \|", readme, re.M))
+    rows = dict(re.findall(r"^\| ([\w-]+) \| >= ([\d.]+)% \|", readme, re.M))
     for config in shipped_configs():
-        if config.name in rows:  # a row of the current recipe carries the config's floor
-            assert float(rows[config.name]) == config.expected, config.name
-        else:  # or is marked as a run of an earlier one
-            assert f"{config.name} (earlier recipe)" in rows, config.name
+        assert float(rows[config.name]) == config.expected, config.name
 
 
 def test_the_readme_installs_extras_from_a_clone_not_an_index() -> None:
