@@ -284,21 +284,31 @@ class Models:
         """A run's folder name, or a loose model file's stem."""
         return path.resolve().parent.name if path.name == checkpoint.MODEL_FILE else path.stem
 
+    def _run_model(self, name: str) -> Path | None:
+        """The model of the run called `name` under the runs folder, if it is one a request
+        can name (``latest`` is a pointer, not a run)."""
+        if name in (".", "..", checkpoint.LATEST) or not RUN_NAME.fullmatch(name):
+            return None
+        if not name.isprintable():
+            return None  # not UTF-8 (the page could not send it back), or unprintable
+        model = self.runs / name / checkpoint.MODEL_FILE
+        try:  # an unreadable folder is left out, not an error for every request
+            return model if model.is_file() else None
+        except OSError:
+            return None
+
     def run_names(self) -> list[str]:
-        """Sub-folders of the runs folder holding a model, newest first (``latest`` is a
-        pointer, not a run)."""
+        """Sub-folders of the runs folder holding a model, newest first."""
         try:
-            folders = [p for p in self.runs.iterdir() if p.name != checkpoint.LATEST]
+            names = [p.name for p in self.runs.iterdir()]
         except OSError:
             return []
         found = []
-        for folder in folders:  # only names a request can give back (`get`)
-            if not RUN_NAME.fullmatch(folder.name) or not folder.name.isprintable():
-                continue  # not UTF-8 (the page could not send it back), or unprintable
-            model = folder / checkpoint.MODEL_FILE
-            try:  # an unreadable folder is left out, not an error for every request
-                if model.is_file():
-                    found.append((model.stat().st_mtime, folder.name))
+        for name in names:
+            model = self._run_model(name)
+            try:
+                if model is not None:
+                    found.append((model.stat().st_mtime, name))
             except OSError:
                 continue
         return [name for _, name in sorted(found, reverse=True)]
@@ -307,7 +317,8 @@ class Models:
         """The default model (``run`` None or its name) or the run called ``run``."""
         if run is None or run == self.default.name:
             return self.default
-        if not RUN_NAME.fullmatch(run) or run in (".", "..") or run not in self.run_names():
+        path = self._run_model(run)  # this one folder: no scan of the runs folder
+        if path is None:
             raise RequestError(
                 HTTPStatus.NOT_FOUND,
                 f"no run named {run!r} under {self.runs}; GET /api/runs lists them",
@@ -315,7 +326,6 @@ class Models:
         with self._lock:
             served = self._loaded.get(run)
             if served is None:
-                path = self.runs / run / checkpoint.MODEL_FILE
                 try:
                     served = Served(run, path, checkpoint.load(path))
                 except MLPError as exc:

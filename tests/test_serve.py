@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from PIL import Image, ImageDraw
 from mlp_cli import checkpoint, serve
 from mlp_cli.errors import UsageError
 from mlp_cli.predict import predict_files
-from mlp_cli.serve import Models, Server, can_fork, is_loopback
+from mlp_cli.serve import Models, RequestError, Server, can_fork, is_loopback
 
 
 def save_model(path: Path, layers: list[int], seed: int, activation: str = "relu") -> Path:
@@ -960,3 +961,24 @@ def test_an_address_not_of_this_machine_is_named_as_the_problem(tmp_path: Path) 
     models = Models(tmp_path / "runs" / "small", tmp_path / "runs")
     with pytest.raises(UsageError, match=r"192\.0\.2\.1 .*Give --host an address of this"):
         Server(models, "192.0.2.1", 0)  # TEST-NET-1: no machine has it
+
+
+def test_a_named_run_is_looked_up_alone_not_by_listing_every_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runs folder of thousands of runs would otherwise be listed for every request."""
+    runs = tmp_path / "runs"
+    save_model(runs / "small" / "model.npz", [784, 16, 10], seed=0)
+    save_model(runs / "other" / "model.npz", [784, 8, 10], seed=1)
+    (runs / "empty").mkdir()
+    models = Models(runs / "small", runs)
+
+    def listed(self: Path) -> Any:
+        raise AssertionError(f"{self} was listed")
+
+    monkeypatch.setattr(Path, "iterdir", listed)
+    assert models.get("other").saved.layers == [784, 8, 10]
+    for missing in ("empty", "nothing", "..", "latest", "a/b"):
+        with pytest.raises(RequestError) as refused:
+            models.get(missing)
+        assert refused.value.status == HTTPStatus.NOT_FOUND
