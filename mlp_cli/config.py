@@ -1281,7 +1281,8 @@ def show_config(path: str | Path, overrides: Sequence[str] = ()) -> tuple[str, l
     comment block. The ``name`` is left out where it is the file's own name and no override
     set it: a copy saved under another name then runs under that name, not this one's."""
     cfg, header = load_config_with_header(path, overrides)
-    named = any(tuple(parse_override(o)[0]) == ("name",) for o in overrides)
+    # `--set name=` (empty) falls back to the file's own name, so it names nothing
+    named = any(keys == ["name"] and value for keys, value in map(parse_override, overrides))
     own = cfg.name == shipped.resolve(path).stem
     return dump_config(cfg, with_name=named or not own), header
 

@@ -178,7 +178,8 @@ def test_a_shown_config_saved_under_another_name_runs_under_that_name(
     from mlp_cli.config import load_config
 
     monkeypatch.chdir(tmp_path)
-    for overrides in ([], ["--set", "model.layers=784-40-10"]):
+    # an empty name falls back to the file's own, so it names nothing either
+    for overrides in ([], ["--set", "model.layers=784-40-10"], ["--set", "name="]):
         code, out, _ = run("config", "show", "mnist-784-100-10", *overrides)
         assert code == 0
         assert re.search(r"^name:", out, re.MULTILINE) is None
