@@ -1120,13 +1120,20 @@ def validate_as(
 # --------------------------------------------------------------------------------------------
 
 
-def _not_found(path: Path, source: str) -> ConfigError:
-    names = [c.name for c in shipped.shipped_configs()]
+def _not_found(path: Path, source: str, what: str) -> ConfigError:
+    """A missing config or sweep file, with the shipped ones of its kind to choose from."""
+    sweep = what == "sweep file"
+    names = shipped.shipped_sweeps() if sweep else [c.name for c in shipped.shipped_configs()]
     hint = _did_you_mean(path.name.removesuffix(".yaml"), names)
+    choice = (
+        "a sweep file or the name of a shipped sweep"
+        if sweep
+        else "a YAML file or the name of a shipped config"
+    )
+    listed = "" if sweep else " (`mlp config list` describes them)"
     return ConfigError(
-        f"config file '{source}' not found (looked for {path.absolute()}){hint or '.'}"
-        f" Give the path of a YAML file or the name of a shipped config: {', '.join(names)}"
-        " (`mlp config list` describes them)."
+        f"{what} '{source}' not found (looked for {path.absolute()}){hint or '.'}"
+        f" Give the path of {choice}: {', '.join(names)}{listed}."
     )
 
 
@@ -1136,19 +1143,7 @@ def read_text(path: Path, source: str, what: str = "config file") -> str:
     try:
         raw = read_regular(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
-        if what == "sweep file":
-            names = shipped.shipped_sweeps()
-            hint = _did_you_mean(path.name.removesuffix(".yaml"), names)
-            raise ConfigError(
-                f"{what} '{source}' not found (looked for {path.absolute()}){hint or '.'}"
-                f" Give the path of a sweep file or the name of a shipped sweep:"
-                f" {', '.join(names)}."
-            ) from None
-        if what != "config file":
-            raise ConfigError(
-                f"{what} '{source}' not found (looked for {path.absolute()})."
-            ) from None
-        raise _not_found(path, source) from None
+        raise _not_found(path, source, what) from None
     except (IsADirectoryError, NotRegularFileError) as exc:
         if path.is_dir():
             raise ConfigError(

@@ -420,7 +420,7 @@ class Sweep:
             if list(t.params) != keys or len(keys) > _MAX_SETTINGS:
                 raise ValueError(f"trial {t.id}: other settings than trial {self.trials[0].id}")
             for key, value in t.params.items():
-                if not _recordable(key, value):
+                if _unrecordable(key, value) is not None:
                     raise ValueError(f"trial {t.id}: a setting no sweep file gives")
             if not (0 <= t.epoch <= t.epochs and 0 <= t.best_epoch <= t.epoch and t.seconds >= 0):
                 raise ValueError(f"trial {t.id}: epochs {t.epoch}/{t.epochs}")
@@ -465,16 +465,11 @@ _MAX_SETTINGS = 100
 _MAX_SETTING_CHARS = 2000  # a value as JSON, e.g. a list of a layer size per layer
 
 
-def _recordable(key: str, value: Any) -> bool:
-    """Whether a swept setting is one `plan` may write into sweep.json and `Sweep.check`
-    reads back: a plain dotted config key, and a value that fits a table cell."""
-    return _unrecordable(key, value) is None
-
-
 def _unrecordable(key: str, value: Any) -> str | None:
-    """Why `plan` could not write a swept setting into sweep.json, or None when it can. The
-    value is measured as JSON without writing out more than _MAX_SETTING_CHARS of it: YAML
-    aliases can make a short file hold a value of billions of items."""
+    """Why `plan` could not write a swept setting into sweep.json (and `Sweep.check` would
+    not read it back), or None when it can: a plain dotted config key, and a value that fits
+    a table cell. The value is measured as JSON without writing out more than
+    _MAX_SETTING_CHARS of it: YAML aliases can make a short file hold billions of items."""
     limits = (
         "keys are dotted config keys such as optimizer.lr, and a value is at most"
         f" {_MAX_SETTING_CHARS:,} characters as JSON"
