@@ -827,6 +827,14 @@ def is_plain_name(name: str) -> bool:
     return name not in ("", ".", "..") and not any(c in name for c in "/\\\n\0")
 
 
+def no_model(latest: Path, alternative: str) -> UsageError:
+    """The error for a `latest` link that is not there: nothing has been trained here."""
+    return UsageError(
+        f"no trained model found: '{latest}' does not exist. Train one with `mlp train` "
+        f"(`mlp config list` shows the configs it can train), or {alternative}."
+    )
+
+
 def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") -> Path:
     """The model file a command should use: ``model`` (a .npz or a run directory), or the
     newest run (``runs/latest``)."""
@@ -835,10 +843,8 @@ def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") ->
             Path(runs) / LATEST, "Pass --model PATH (a .npz file or a run directory)."
         )
         if not latest.exists():
-            raise UsageError(
-                f"no trained model found: '{Path(runs) / LATEST}' does not exist. Train one "
-                "with `mlp train` (`mlp config list` shows the configs it can train), or pass "
-                "--model PATH (a .npz file or a run directory)."
+            raise no_model(
+                Path(runs) / LATEST, "pass --model PATH (a .npz file or a run directory)"
             )
         model = latest
     path = Path(model)

@@ -240,11 +240,7 @@ def find_metrics(run_dir: str | Path) -> Path:
         return path
     if not os.path.lexists(path):
         if path.name == LATEST:
-            raise UsageError(
-                f"no trained model found: '{path}' does not exist. Train one with `mlp train` "
-                "(`mlp config list` shows the configs it can train), or give the run folder of "
-                "an earlier training."
-            )
+            raise checkpoint.no_model(path, "give the run folder of an earlier training")
         raise UsageError(f"The run folder {path} does not exist. {fix}")
     if not os.path.isdir(path):
         raise UsageError(f"{path} is not a folder. {fix}")
