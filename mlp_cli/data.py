@@ -339,8 +339,10 @@ def _move_aside(path: Path) -> Path:
         try:
             # A hard link fails when the name is taken, where a rename would replace it.
             os.link(path, aside)
-        except (FileExistsError, FileNotFoundError) as exc:
-            if isinstance(exc, FileNotFoundError) and not path.exists():
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if not path.exists():
                 raise  # `path` itself is gone
             continue
         except OSError:  # a file system without hard links: check, then rename
