@@ -384,11 +384,8 @@ def image_from_json(body: bytes) -> Any:
             ) from None
         return image_from_bytes(raw, "the image in the JSON body", MAX_PIXELS)
     width, height, pixels = (request.get(k) for k in ("width", "height", "pixels"))
-    if (
-        not (isinstance(width, int) and isinstance(height, int) and isinstance(pixels, list))
-        or isinstance(width, bool)  # JSON's true and false are Python ints too
-        or isinstance(height, bool)
-    ):
+    # type(...) is int: JSON's true and false are bools, which are ints to isinstance
+    if not (type(width) is int and type(height) is int and isinstance(pixels, list)):
         raise RequestError(
             'expected "image" (a data URL) or integer "width" and "height" and a "pixels" list'
         )
@@ -494,8 +491,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch(self._get)
 
-    def do_HEAD(self) -> None:
-        self._dispatch(self._get)
+    do_HEAD = do_GET  # noqa: N815  (`_send` leaves the body out of a HEAD answer)
 
     def do_POST(self) -> None:
         self._dispatch(self._post)
