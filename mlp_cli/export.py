@@ -350,13 +350,12 @@ def run(
         session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
         probabilities, labels = session.run([PROBABILITIES, LABEL], feed)
     elif runtime == "reference":
-        onnx = _require("onnx")
-        from onnx.reference import ReferenceEvaluator
+        _require("onnx")
+        from onnx.reference import ReferenceEvaluator  # it reads a file name or bytes itself
 
-        proto = onnx.load(source) if isinstance(source, str) else onnx.load_from_string(source)
         # Its Sigmoid evaluates both branches of a where(); the overflowing one is discarded.
         with np.errstate(over="ignore", invalid="ignore"):
-            probabilities, labels = ReferenceEvaluator(proto).run([PROBABILITIES, LABEL], feed)
+            probabilities, labels = ReferenceEvaluator(source).run([PROBABILITIES, LABEL], feed)
     else:
         raise UsageError(f"unknown ONNX runtime {runtime!r}; one of onnxruntime, reference")
     return np.asarray(probabilities), np.asarray(labels)
