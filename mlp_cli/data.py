@@ -256,25 +256,25 @@ def mnist_info() -> list[dict[str, Any]]:
             "label_counts": None,
             "error": None,
         }
-        if row["present"]:
-            try:
-                raw = read_regular(path, _MAX_IDX_BYTES)
-            except OSError as exc:
-                row["error"] = f"cannot be read: {exc.strerror or exc}"
-                rows.append(row)
-                continue
-            row["bytes"] = len(raw)
-            row["sha256"] = hashlib.sha256(raw).hexdigest()
-            row["verified"] = row["sha256"] == expected
-            try:
-                array = read_idx(raw, str(path))
-            except DataError as exc:
-                row["error"] = str(exc)
-            else:
-                row["count"] = int(array.shape[0])
-                if array.ndim == 1:
-                    row["label_counts"] = np.bincount(array, minlength=MNIST_CLASSES).tolist()
         rows.append(row)
+        if not row["present"]:
+            continue
+        try:
+            raw = read_regular(path, _MAX_IDX_BYTES)
+        except OSError as exc:
+            row["error"] = f"cannot be read: {exc.strerror or exc}"
+            continue
+        row["bytes"] = len(raw)
+        row["sha256"] = hashlib.sha256(raw).hexdigest()
+        row["verified"] = row["sha256"] == expected
+        try:
+            array = read_idx(raw, str(path))
+        except DataError as exc:
+            row["error"] = str(exc)
+        else:
+            row["count"] = int(array.shape[0])
+            if array.ndim == 1:
+                row["label_counts"] = np.bincount(array, minlength=MNIST_CLASSES).tolist()
     return rows
 
 
@@ -623,7 +623,11 @@ class _Downloader:
                 with response, open(output_file, "wb") as out:
                     self._copy(response, out, deadline)
         except _DeadlineExpired:
-            raise _SourceError(self._where() + self._too_slow()) from None
+            expected = f" of {self.total:,}" if self.total else ""
+            raise _SourceError(
+                f"{self._where()}did not deliver {self.stem}.gz within {_DEADLINE_S} s "
+                f"({self.received:,}{expected} bytes arrived); it is too slow"
+            ) from None
         except _SourceError as exc:
             raise _SourceError(f"{self._where()}{exc}") from None
 
@@ -631,13 +635,6 @@ class _Downloader:
         if self.current == self.url:
             return ""
         return f"redirected to {self.current} (host {urlsplit(self.current).netloc}), which "
-
-    def _too_slow(self) -> str:
-        expected = f" of {self.total:,}" if self.total else ""
-        return (
-            f"did not deliver {self.stem}.gz within {_DEADLINE_S} s ({self.received:,}"
-            f"{expected} bytes arrived); it is too slow"
-        )
 
     def _get(self, deadline: float) -> Any:
         """The response to a GET of `current`, redirects followed one at a time."""
