@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from mlp_cli.config import MNIST_CLASSES, MNIST_TRAINING_IMAGES
 from mlp_cli.errors import DataError, UsageError
-from mlp_cli.limits import NotRegularFileError, open_regular, read_regular, shorten
+from mlp_cli.limits import MNIST_SIDE, NotRegularFileError, open_regular, read_regular, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -77,7 +77,7 @@ DEFAULT_MIRRORS: tuple[str, ...] = (
 MIRROR_ENV = "MLP_MNIST_MIRROR"  # a mirror tried before all others
 MIRROR_KEY = "the config key data.mirror"  # where a mirror given to the library comes from
 DATA_DIR_ENV = "MLP_DATA_DIR"  # overrides the cache folder
-IMAGE_SHAPE = (28, 28)  # (height, width) of every MNIST digit
+IMAGE_SHAPE = (MNIST_SIDE, MNIST_SIDE)  # (height, width) of every MNIST digit
 CLASS_NAMES = [str(d) for d in range(MNIST_CLASSES)]  # what a label k is called: the digit k
 
 _IDX_UBYTE = 0x08  # IDX element type code of unsigned bytes, the only one MNIST uses
@@ -203,7 +203,9 @@ def _normalize_mirror(url: str, origin: str) -> str:
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
     except ValueError:  # e.g. an unclosed '[' of an IPv6 address, or port 99999
         parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.netloc or not _plain_url(url):
+    # A URL holds no unescaped spaces or control characters.
+    plain = url.isprintable() and not any(c.isspace() for c in url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or not plain:
         raise UsageError(
             f"The MNIST mirror {url!r} (from {origin}) is not a valid http:// or https:// URL. "
             "A mirror is a web folder holding the four MNIST .gz files, for example "
@@ -211,11 +213,6 @@ def _normalize_mirror(url: str, origin: str) -> str:
             "on this machine, run `mlp data import DIR` instead."
         )
     return url if url.endswith("/") else url + "/"
-
-
-def _plain_url(url: str) -> bool:
-    """No spaces or control characters, which no URL holds unescaped."""
-    return url.isprintable() and not any(c.isspace() for c in url)
 
 
 # --------------------------------------------------------------------------- cache
@@ -259,25 +256,25 @@ def mnist_info() -> list[dict[str, Any]]:
             "label_counts": None,
             "error": None,
         }
-        if row["present"]:
-            try:
-                raw = read_regular(path, _MAX_IDX_BYTES)
-            except OSError as exc:
-                row["error"] = f"cannot be read: {exc.strerror or exc}"
-                rows.append(row)
-                continue
-            row["bytes"] = len(raw)
-            row["sha256"] = hashlib.sha256(raw).hexdigest()
-            row["verified"] = row["sha256"] == expected
-            try:
-                array = read_idx(raw, str(path))
-            except DataError as exc:
-                row["error"] = str(exc)
-            else:
-                row["count"] = int(array.shape[0])
-                if array.ndim == 1:
-                    row["label_counts"] = np.bincount(array, minlength=MNIST_CLASSES).tolist()
         rows.append(row)
+        if not row["present"]:
+            continue
+        try:
+            raw = read_regular(path, _MAX_IDX_BYTES)
+        except OSError as exc:
+            row["error"] = f"cannot be read: {exc.strerror or exc}"
+            continue
+        row["bytes"] = len(raw)
+        row["sha256"] = hashlib.sha256(raw).hexdigest()
+        row["verified"] = row["sha256"] == expected
+        try:
+            array = read_idx(raw, str(path))
+        except DataError as exc:
+            row["error"] = str(exc)
+        else:
+            row["count"] = int(array.shape[0])
+            if array.ndim == 1:
+                row["label_counts"] = np.bincount(array, minlength=MNIST_CLASSES).tolist()
     return rows
 
 
@@ -322,11 +319,11 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
                 f"aside ({exc}). Move it away by hand, or point {DATA_DIR_ENV} at a folder "
                 "you can write to."
             ) from exc
-        _notify(
-            progressbar,
-            f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
-            f"damaged, or another dataset's file of the same name); it was moved to {aside}.",
-        )
+        if callable(write := getattr(progressbar, "write", None)):  # as tqdm has
+            write(
+                f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
+                f"damaged, or another dataset's file of the same name); it was moved to {aside}."
+            )
         return None
     return raw
 
@@ -353,13 +350,6 @@ def _move_aside(path: Path) -> Path:
         path.unlink()
         return aside
     raise OSError(errno.EEXIST, "every name up to .mismatch-999 is taken")
-
-
-def _notify(progressbar: Any, text: str) -> None:
-    """Tell the user something through the progress object's ``write`` (as tqdm has)."""
-    write = getattr(progressbar, "write", None)
-    if callable(write):
-        write(text)
 
 
 def _install(stem: str, raw: bytes) -> Path:
@@ -633,7 +623,11 @@ class _Downloader:
                 with response, open(output_file, "wb") as out:
                     self._copy(response, out, deadline)
         except _DeadlineExpired:
-            raise _SourceError(self._where() + self._too_slow()) from None
+            expected = f" of {self.total:,}" if self.total else ""
+            raise _SourceError(
+                f"{self._where()}did not deliver {self.stem}.gz within {_DEADLINE_S} s "
+                f"({self.received:,}{expected} bytes arrived); it is too slow"
+            ) from None
         except _SourceError as exc:
             raise _SourceError(f"{self._where()}{exc}") from None
 
@@ -641,13 +635,6 @@ class _Downloader:
         if self.current == self.url:
             return ""
         return f"redirected to {self.current} (host {urlsplit(self.current).netloc}), which "
-
-    def _too_slow(self) -> str:
-        expected = f" of {self.total:,}" if self.total else ""
-        return (
-            f"did not deliver {self.stem}.gz within {_DEADLINE_S} s ({self.received:,}"
-            f"{expected} bytes arrived); it is too slow"
-        )
 
     def _get(self, deadline: float) -> Any:
         """The response to a GET of `current`, redirects followed one at a time."""

@@ -49,7 +49,7 @@ from mlp_cli.checkpoint import (
 )
 from mlp_cli.errors import ExportError, UsageError
 from mlp_cli.evaluate import evaluate
-from mlp_cli.limits import MNIST_SIDE
+from mlp_cli.limits import MNIST_SIDE, layers_text
 from mlp_cli.model import MLP
 from mlp_cli.outputs import advice, check_folder, check_name, check_replaceable, reason
 
@@ -267,15 +267,14 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
 
 
 def _doc(saved: SavedModel, preprocessing: bool, n_in: int) -> str:
-    layers = "-".join(map(str, saved.layers))
     if preprocessing:
         given = f"MNIST-form pixels (N, {n_in}) in [0, 1], white ink on black, row by row"
     else:
         given = f"the network's inputs (N, {n_in}), already resized and standardised"
     return (
-        f"mlp {layers} network. Input '{INPUT}': {given}. Outputs '{PROBABILITIES}' "
-        f"(N, {saved.layers[-1]}) and '{LABEL}' (N,), the index of the largest probability "
-        "into the class_names metadata property."
+        f"mlp {layers_text(saved.layers)} network. Input '{INPUT}': {given}. Outputs "
+        f"'{PROBABILITIES}' (N, {saved.layers[-1]}) and '{LABEL}' (N,), the index of the largest "
+        "probability into the class_names metadata property."
     )
 
 
@@ -351,13 +350,12 @@ def run(
         session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
         probabilities, labels = session.run([PROBABILITIES, LABEL], feed)
     elif runtime == "reference":
-        onnx = _require("onnx")
-        from onnx.reference import ReferenceEvaluator
+        _require("onnx")
+        from onnx.reference import ReferenceEvaluator  # it reads a file name or bytes itself
 
-        proto = onnx.load(source) if isinstance(source, str) else onnx.load_from_string(source)
         # Its Sigmoid evaluates both branches of a where(); the overflowing one is discarded.
         with np.errstate(over="ignore", invalid="ignore"):
-            probabilities, labels = ReferenceEvaluator(proto).run([PROBABILITIES, LABEL], feed)
+            probabilities, labels = ReferenceEvaluator(source).run([PROBABILITIES, LABEL], feed)
     else:
         raise UsageError(f"unknown ONNX runtime {runtime!r}; one of onnxruntime, reference")
     return np.asarray(probabilities), np.asarray(labels)

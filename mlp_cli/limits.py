@@ -42,9 +42,9 @@ def format_bytes(count: int) -> str:
     value = float(count)
     for unit in ("kB", "MB", "GB", "TB", "PB", "EB", "ZB"):
         value /= 1000
-        if value < 999.95 or unit == "ZB":
+        if value < 999.95:
             return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
+    return f"{value:.1f} ZB"
 
 
 def shorten(value: object, limit: int) -> str:

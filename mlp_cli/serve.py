@@ -117,9 +117,10 @@ SECURITY_HEADERS = {
 
 
 class RequestError(Exception):
-    """A request the server refuses: an HTTP status and a message for the client."""
+    """A request the server refuses: a message for the client and an HTTP status (400, Bad
+    Request, unless told)."""
 
-    def __init__(self, status: HTTPStatus, message: str) -> None:
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
         super().__init__(message)
         self.status = status
 
@@ -320,8 +321,8 @@ class Models:
         path = self._run_model(run)  # this one folder: no scan of the runs folder
         if path is None:
             raise RequestError(
-                HTTPStatus.NOT_FOUND,
                 f"no run named {run!r} under {self.runs}; GET /api/runs lists them",
+                HTTPStatus.NOT_FOUND,
             )
         with self._lock:
             served = self._loaded.get(run)
@@ -329,7 +330,7 @@ class Models:
                 try:
                     served = Served(run, path, checkpoint.load(path))
                 except MLPError as exc:
-                    raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from None
+                    raise RequestError(str(exc), HTTPStatus.UNPROCESSABLE_ENTITY) from None
                 self._loaded[run] = served
                 if len(self._loaded) > MAX_LOADED:
                     self._loaded.popitem(last=False)
@@ -355,64 +356,54 @@ def image_from_json(body: bytes) -> Any:
     try:
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON: {exc}") from None
+        raise RequestError(f"the body is not valid JSON: {exc}") from None
     except ValueError:  # json.loads refuses to convert an integer this long
         raise RequestError(
-            HTTPStatus.BAD_REQUEST,
             f"the body's JSON holds an integer of more than {sys.get_int_max_str_digits()} "
-            "digits; width, height and pixels are small numbers",
+            "digits; width, height and pixels are small numbers"
         ) from None
     except RecursionError:
         raise RequestError(
-            HTTPStatus.BAD_REQUEST,
-            "the body's JSON is nested too deeply to read; expected a JSON object",
+            "the body's JSON is nested too deeply to read; expected a JSON object"
         ) from None
     if not isinstance(request, dict):
         raise RequestError(
-            HTTPStatus.BAD_REQUEST,
             'expected a JSON object: {"image": "data:image/png;base64,..."} or '
-            '{"width": W, "height": H, "pixels": [W*H grey levels 0-255]}',
+            '{"width": W, "height": H, "pixels": [W*H grey levels 0-255]}'
         )
     if "image" in request:
         text = request["image"]
         if not isinstance(text, str):
-            raise RequestError(HTTPStatus.BAD_REQUEST, '"image" must be a data URL string')
+            raise RequestError('"image" must be a data URL string')
         _, comma, data = text.partition(",")
         try:
             raw = base64.b64decode(data if comma else text, validate=True)
         except (binascii.Error, ValueError):
             raise RequestError(
-                HTTPStatus.BAD_REQUEST,
-                '"image" is not base64 data (expected data:image/png;base64,...)',
+                '"image" is not base64 data (expected data:image/png;base64,...)'
             ) from None
         return image_from_bytes(raw, "the image in the JSON body", MAX_PIXELS)
     width, height, pixels = (request.get(k) for k in ("width", "height", "pixels"))
-    if (
-        not (isinstance(width, int) and isinstance(height, int) and isinstance(pixels, list))
-        or isinstance(width, bool)  # JSON's true and false are Python ints too
-        or isinstance(height, bool)
-    ):
+    # type(...) is int: JSON's true and false are bools, which are ints to isinstance
+    if not (type(width) is int and type(height) is int and isinstance(pixels, list)):
         raise RequestError(
-            HTTPStatus.BAD_REQUEST,
-            'expected "image" (a data URL) or integer "width" and "height" and a "pixels" list',
+            'expected "image" (a data URL) or integer "width" and "height" and a "pixels" list'
         )
     if not (width > 0 and height > 0 and width * height <= MAX_PIXELS):
         raise RequestError(
-            HTTPStatus.BAD_REQUEST,
             f"width and height must be positive with at most {MAX_PIXELS} pixels in all, "
-            f"got {width}x{height}",
+            f"got {width}x{height}"
         )
     if len(pixels) != width * height:
         raise RequestError(
-            HTTPStatus.BAD_REQUEST,
-            f'"pixels" holds {len(pixels)} values, but width x height is {width * height}',
+            f'"pixels" holds {len(pixels)} values, but width x height is {width * height}'
         )
     try:
         grey = np.asarray(pixels, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float
-        raise RequestError(HTTPStatus.BAD_REQUEST, '"pixels" must be numbers 0-255') from None
+        raise RequestError('"pixels" must be numbers 0-255') from None
     if grey.ndim != 1 or not np.all(np.isfinite(grey)) or grey.min() < 0 or grey.max() > 255:
-        raise RequestError(HTTPStatus.BAD_REQUEST, '"pixels" must be numbers 0-255')
+        raise RequestError('"pixels" must be numbers 0-255')
     return Image.fromarray(np.rint(grey).astype(np.uint8).reshape(height, width))
 
 
@@ -500,8 +491,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch(self._get)
 
-    def do_HEAD(self) -> None:
-        self._dispatch(self._get)
+    do_HEAD = do_GET  # noqa: N815  (`_send` leaves the body out of a HEAD answer)
 
     def do_POST(self) -> None:
         self._dispatch(self._post)
@@ -514,9 +504,9 @@ class Handler(BaseHTTPRequestHandler):
     def _refuse_method(self, path: str, query: dict[str, list[str]]) -> None:
         self._discard_body()
         raise RequestError(
-            HTTPStatus.METHOD_NOT_ALLOWED,
             f"{self.command} is not supported: use GET for the page and /api/model, "
             "/api/runs, /api/units.png, POST for /api/predict",
+            HTTPStatus.METHOD_NOT_ALLOWED,
         )
 
     @staticmethod
@@ -537,8 +527,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, models.get(self._run(query)).units_png(), "image/png")
         elif path == "/api/predict":
             raise RequestError(
-                HTTPStatus.METHOD_NOT_ALLOWED,
                 "POST an image to /api/predict (GET is not supported)",
+                HTTPStatus.METHOD_NOT_ALLOWED,
             )
         else:
             name = "index.html" if path == "/" else path.removeprefix("/static/")
@@ -546,7 +536,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.assets.get(name) if path == "/" or path.startswith("/static/") else None
             )
             if body is None:
-                raise RequestError(HTTPStatus.NOT_FOUND, f"nothing at {path!r}")
+                raise RequestError(f"nothing at {path!r}", HTTPStatus.NOT_FOUND)
             self._send(HTTPStatus.OK, body, ASSET_TYPES[name.rsplit(".", 1)[1]], cache=True)
 
     def _post(self, path: str, query: dict[str, list[str]]) -> None:
@@ -555,18 +545,18 @@ class Handler(BaseHTTPRequestHandler):
             status = (
                 HTTPStatus.METHOD_NOT_ALLOWED if path.startswith("/api/") else HTTPStatus.NOT_FOUND
             )
-            raise RequestError(status, f"nothing to POST to at {path!r}; use /api/predict")
+            raise RequestError(f"nothing to POST to at {path!r}; use /api/predict", status)
         kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         body = self._read_body()  # first, so that a refusal leaves the connection usable
         served = self.server.models.get(self._run(query))
         if kind not in IMAGE_TYPES and kind != "application/json":
             raise RequestError(
-                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                 f"unsupported Content-Type {kind or '(none)'!r}: send image bytes (image/png, "
                 "image/jpeg, ...) or application/json",
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             )
         if not body:
-            raise RequestError(HTTPStatus.BAD_REQUEST, "the request body is empty; send an image")
+            raise RequestError("the request body is empty; send an image")
         from mlp_cli.preprocess import image_from_bytes
 
         with self.server.picture_work:
@@ -583,24 +573,23 @@ class Handler(BaseHTTPRequestHandler):
     def _content_length(self) -> int:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self.close_connection = True
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length, not chunks")
+            raise RequestError("send a Content-Length, not chunks", HTTPStatus.LENGTH_REQUIRED)
         text = self.headers.get("Content-Length")
         if text is None:
             return 0
         if not CONTENT_LENGTH.fullmatch(text):  # str.isdigit would also take "²" or "٣"
             self.close_connection = True
             raise RequestError(
-                HTTPStatus.BAD_REQUEST,
                 f"bad Content-Length {shorten(text, 40)!r}: expected the body's size in bytes, "
-                "in the digits 0-9",
+                "in the digits 0-9"
             )
         digits = text.lstrip("0") or "0"
         if len(digits) > MAX_LENGTH_DIGITS:
             self.close_connection = True
             raise RequestError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"the Content-Length {shorten(text, 40)} is over the limit of "
                 f"{self.server.max_body} bytes",
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             )
         return int(digits)
 
@@ -611,9 +600,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._refused = length
             raise RequestError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"the body is {length} bytes; the limit is {self.server.max_body} bytes "
                 "(scale the picture down: a digit needs a few hundred pixels per side)",
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             )
         body = self.rfile.read(length)
         if len(body) < length:  # the client gave up
