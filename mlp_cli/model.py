@@ -173,18 +173,13 @@ class MLP:
             n_out, n_in = W.shape
             if scheme in ("xavier", "uniform"):
                 limit = np.sqrt(6.0 / (n_in + n_out)) if scheme == "xavier" else float(scale or 0)
-                W[...] = self._uniform(rng, W.shape) * (2 * limit) - limit
+                # U[0, 1) drawn in the model's dtype: no float64 detour in float32
+                W[...] = rng.random(W.shape, dtype=self.dtype) * (2 * limit) - limit
             else:
                 std = np.sqrt(2.0 / n_in) if scheme == "he" else float(scale or 0)
                 W[...] = rng.standard_normal(W.shape, dtype=np.float64).astype(self.dtype) * std
         for b in self.b:
             b[...] = 0.0
-
-    def _uniform(self, rng: np.random.Generator, shape: tuple[int, ...]) -> Array:
-        """U[0, 1) in the model's dtype, drawn directly (no float64 detour in float32)."""
-        if self.dtype == np.float32:
-            return rng.random(shape, dtype=np.float32)
-        return rng.random(shape, dtype=np.float64)
 
     # -- forward ------------------------------------------------------------------------
 
