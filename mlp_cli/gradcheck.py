@@ -24,7 +24,6 @@ import numpy as np
 
 from mlp_cli.errors import UsageError
 from mlp_cli.limits import format_bytes, parameter_count
-from mlp_cli.losses import LOSSES
 from mlp_cli.model import MLP
 
 TOLERANCE = 1e-6
@@ -72,12 +71,10 @@ def gradcheck(
         b[...] = rng.normal(0.0, 0.1, b.shape)
     X = rng.random((batch, sizes[0]))
     y = rng.integers(0, sizes[-1], batch)
-    loss_fn = LOSSES[loss]
 
     def objective() -> float:
-        a = model.forward(X)
-        z = model.logits(batch)
-        return loss_fn.value(output, z, a, y) + model.penalty(l1, l2)
+        model.forward(X)
+        return model.loss_value(loss, y) + model.penalty(l1, l2)
 
     # What a central difference can resolve per entry: the rounding of J (which grows with
     # each layer J passes through), divided by h.

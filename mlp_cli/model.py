@@ -288,7 +288,7 @@ class MLP:
         work = self._work[y.shape[0]]
         loss_fn = LOSSES[loss]
         z_out, a_out = work.z_out, work.acts[-1]
-        value = self._loss_value(loss, y)
+        value = self.loss_value(loss, y)
         backward = ACTIVATIONS[self.hidden].backward
         if self._hidden_kernels is not None:
             backward = self._hidden_kernels[1]
@@ -360,7 +360,7 @@ class MLP:
             out[rows] = a
         return out
 
-    def _loss_value(self, loss: str, y: Labels) -> float:
+    def loss_value(self, loss: str, y: Labels) -> float:
         """The mean ``loss`` of the last forward batch (of y's length) against y, with the
         log-sum-exp a softmax output already took."""
         work = self._work[y.shape[0]]
@@ -393,7 +393,7 @@ class MLP:
         """(mean loss, accuracy) over all of X, in evaluation mode (no dropout)."""
         total, correct = 0.0, 0
         for rows, a, _ in self.forward_batches(X, batch_size):
-            total += self._loss_value(loss, y[rows]) * a.shape[0]
+            total += self.loss_value(loss, y[rows]) * a.shape[0]
             correct += self.count_correct(y[rows])
         n = max(X.shape[0], 1)
         return total / n, correct / n
