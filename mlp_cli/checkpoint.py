@@ -201,7 +201,10 @@ class ModelMetadata(_Record):
             "output_activation": OUTPUTS,
             "loss": LOSSES,
         }
-        return _known(name, registries[info.field_name or "loss"])
+        table = registries[info.field_name or "loss"]
+        if name not in table:
+            raise ValueError(f"is {name!r}; expected one of {', '.join(table)}")
+        return name
 
     @field_validator("class_names")
     @classmethod
@@ -377,12 +380,6 @@ class _MismatchError(ValueError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(problem)
         self.field = field
-
-
-def _known(name: str, table: Mapping[str, Any]) -> str:
-    if name not in table:
-        raise ValueError(f"is {name!r}; expected one of {', '.join(table)}")
-    return name
 
 
 @dataclass
