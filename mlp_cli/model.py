@@ -118,10 +118,8 @@ class MLP:
 
     def set_weights(self, weights: Sequence[Array], biases: Sequence[Array]) -> None:
         """Copy W_1..W_L and b_1..b_L (shapes as ``W``, ``b``) into the parameters."""
-        for W, w in zip(self.W, weights, strict=True):
-            W[...] = w
-        for b, v in zip(self.b, biases, strict=True):
-            b[...] = v
+        for param, value in zip([*self.W, *self.b], [*weights, *biases], strict=True):
+            param[...] = value
 
     def use_kernels(self, kernels: ModuleType | None) -> None:
         """Run the hidden layers' bias addition and activation and its derivative (ReLU and
@@ -178,8 +176,7 @@ class MLP:
             else:
                 std = np.sqrt(2.0 / n_in) if scheme == "he" else float(scale or 0)
                 W[...] = rng.standard_normal(W.shape, dtype=np.float64).astype(self.dtype) * std
-        for b in self.b:
-            b[...] = 0.0
+        self.params[self.n_weights :] = 0.0
 
     # -- forward ------------------------------------------------------------------------
 
