@@ -937,14 +937,15 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
             f"'{run_dir}' is not a run directory with {CONFIG_FILE} and {CHECKPOINT_FILE}; "
             "pass the folder `mlp train` printed when it started"
         )
-    from mlp_cli.config import load_config, parse_override
+    from mlp_cli.config import load_config_variants, parse_override
 
-    base = load_config(run_dir / CONFIG_FILE)
+    configs = load_config_variants(run_dir / CONFIG_FILE, [(), overrides])  # one read
+    base = next(configs)
     if not overrides:
         return base
     keys = [".".join(parse_override(text)[0]) for text in overrides]
     try:
-        cfg = load_config(run_dir / CONFIG_FILE, overrides)
+        cfg = next(configs)
     except ConfigError:
         # An override the run's config cannot even take (optimizer.name=sgd on an Adam
         # run): when it names a setting resuming cannot change anyway, say that instead
