@@ -201,7 +201,10 @@ class ModelMetadata(_Record):
             "output_activation": OUTPUTS,
             "loss": LOSSES,
         }
-        return _known(name, registries[info.field_name or "loss"])
+        table = registries[info.field_name or "loss"]
+        if name not in table:
+            raise ValueError(f"is {name!r}; expected one of {', '.join(table)}")
+        return name
 
     @field_validator("class_names")
     @classmethod
@@ -321,26 +324,29 @@ class _ResumeFile(_Record):
     history: list[HistoryRecord]
 
 
-def resume_problem(resume: Any, history: Any) -> str | None:
-    """What is wrong with a checkpoint's ``resume`` and ``history`` metadata, or None."""
+def read_resume(path: Path, resume: Any, history: Any) -> ResumeState:
+    """A checkpoint's ``resume`` metadata, checked together with its ``history``; anything
+    wrong with either raises `damaged_resume` naming it."""
     try:
         state = _ResumeFile.model_validate({"resume": resume, "history": history})
     except ValidationError as exc:
-        return _resume_error(exc.errors(include_url=False)[0])
-    epoch = state.resume.epoch
-    if len(state.history) != epoch:
-        return (
-            f"'history' should hold one record per finished epoch ({epoch}), found "
-            f"{len(state.history)} records"
+        raise damaged_resume(path, _resume_error(exc.errors(include_url=False)[0])) from None
+    epoch, records = state.resume.epoch, len(state.history)
+    if records != epoch:
+        raise damaged_resume(
+            path,
+            f"'history' should hold one record per finished epoch ({epoch}), found {records} "
+            "records",
         )
     for number, record in enumerate(state.history, start=1):
         if record.epoch != number:
-            return f"history record {number} is not the record of epoch {number}"
-    return None
+            problem = f"history record {number} is not the record of epoch {number}"
+            raise damaged_resume(path, problem)
+    return state.resume
 
 
 def _resume_error(error: Any) -> str:
-    """One pydantic error of `resume_problem` in the words of the checkpoint's fields."""
+    """One pydantic error of `read_resume` in the words of the checkpoint's fields."""
     loc, cause = [str(part) for part in error["loc"]], (error.get("ctx") or {}).get("error")
     if isinstance(cause, _MismatchError):
         loc.append(cause.field)
@@ -374,12 +380,6 @@ class _MismatchError(ValueError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(problem)
         self.field = field
-
-
-def _known(name: str, table: Mapping[str, Any]) -> str:
-    if name not in table:
-        raise ValueError(f"is {name!r}; expected one of {', '.join(table)}")
-    return name
 
 
 @dataclass

@@ -121,7 +121,6 @@ def evaluate(
     saved: SavedModel, images: NDArray[np.uint8], labels: NDArray[np.uint8], split: str
 ) -> Evaluation:
     """Run the model over MNIST-form ``images`` (n, 28, 28) and score it against ``labels``."""
-    from mlp_cli.losses import LOSSES
     from mlp_cli.predict import check_logits
     from mlp_cli.preprocess import model_inputs
 
@@ -129,7 +128,6 @@ def evaluate(
     model = MLP.from_saved(saved)
     meta = saved.meta
     X = model_inputs(images, meta.preprocessing.model_dump())
-    loss_fn = LOSSES[meta.loss]
     n, k = len(labels), model.sizes[-1]
     probabilities = np.empty((n, k), dtype=np.float32)
     loss = 0.0
@@ -137,7 +135,7 @@ def evaluate(
         for rows, a, z in model.forward_batches(X):
             check_logits(saved, z)
             probabilities[rows] = a
-            loss += loss_fn.value(model.output, z, a, labels[rows]) * a.shape[0]
+            loss += model.loss_value(meta.loss, labels[rows]) * a.shape[0]
     predictions = probabilities.argmax(axis=1)
     correct = int(np.count_nonzero(predictions == labels))
     confusion = np.zeros((k, k), dtype=np.int64)

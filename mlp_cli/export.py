@@ -314,7 +314,7 @@ def _check_finite(saved: SavedModel) -> None:
     ends = np.zeros((2, MNIST_SIDE, MNIST_SIDE), np.uint8)
     ends[1] = 255
     inputs = model_inputs(ends, saved.meta.preprocessing.model_dump())
-    checked_proba(saved, MLP.from_saved(saved), inputs)
+    checked_proba(saved, inputs)
 
 
 # -- running and verifying ---------------------------------------------------------------------

@@ -24,10 +24,10 @@ import numpy as np
 
 from mlp_cli.errors import UsageError
 from mlp_cli.limits import format_bytes, parameter_count
-from mlp_cli.losses import LOSSES
 from mlp_cli.model import MLP
 
 TOLERANCE = 1e-6
+H = 1e-6  # the central difference's nudge h, in float64
 MAX_BYTES = 512 * 2**20  # float64 arrays the check may hold at once
 # Multiply-adds of all the forward passes it makes (two per checked entry): about a minute
 # of float64 matrix products on a small machine.
@@ -57,7 +57,6 @@ def gradcheck(
     batch: int = 8,
     max_entries: int = 200,
     seed: int = 0,
-    h: float = 1e-6,
 ) -> list[GradCheck]:
     """Compare backprop with central differences, per parameter array (W1, b1, W2, ...).
 
@@ -72,17 +71,15 @@ def gradcheck(
         b[...] = rng.normal(0.0, 0.1, b.shape)
     X = rng.random((batch, sizes[0]))
     y = rng.integers(0, sizes[-1], batch)
-    loss_fn = LOSSES[loss]
 
     def objective() -> float:
-        a = model.forward(X)
-        z = model.logits(batch)
-        return loss_fn.value(output, z, a, y) + model.penalty(l1, l2)
+        model.forward(X)
+        return model.loss_value(loss, y) + model.penalty(l1, l2)
 
     # What a central difference can resolve per entry: the rounding of J (which grows with
     # each layer J passes through), divided by h.
     rounding = np.finfo(np.float64).eps * max(abs(objective()), 1.0) * model.n_layers
-    resolution = rounding / h
+    resolution = rounding / H
     model.forward(X)
     model.backward(y, loss, l1=l1, l2=l2)
     analytic = model.grads.copy()
@@ -97,12 +94,12 @@ def gradcheck(
         numeric = np.empty(len(picks))
         for k, i in enumerate(picks):
             old = model.params[i]
-            model.params[i] = old + h
+            model.params[i] = old + H
             up = objective()
-            model.params[i] = old - h
+            model.params[i] = old - H
             down = objective()
             model.params[i] = old
-            numeric[k] = (up - down) / (2 * h)
+            numeric[k] = (up - down) / (2 * H)
         g = analytic[picks]
         floor = np.sqrt(len(picks)) * resolution / TOLERANCE
         denom = max(float(np.linalg.norm(g) + np.linalg.norm(numeric)), floor)

@@ -118,10 +118,8 @@ class MLP:
 
     def set_weights(self, weights: Sequence[Array], biases: Sequence[Array]) -> None:
         """Copy W_1..W_L and b_1..b_L (shapes as ``W``, ``b``) into the parameters."""
-        for W, w in zip(self.W, weights, strict=True):
-            W[...] = w
-        for b, v in zip(self.b, biases, strict=True):
-            b[...] = v
+        for param, value in zip([*self.W, *self.b], [*weights, *biases], strict=True):
+            param[...] = value
 
     def use_kernels(self, kernels: ModuleType | None) -> None:
         """Run the hidden layers' bias addition and activation and its derivative (ReLU and
@@ -173,18 +171,12 @@ class MLP:
             n_out, n_in = W.shape
             if scheme in ("xavier", "uniform"):
                 limit = np.sqrt(6.0 / (n_in + n_out)) if scheme == "xavier" else float(scale or 0)
-                W[...] = self._uniform(rng, W.shape) * (2 * limit) - limit
+                # U[0, 1) drawn in the model's dtype: no float64 detour in float32
+                W[...] = rng.random(W.shape, dtype=self.dtype) * (2 * limit) - limit
             else:
                 std = np.sqrt(2.0 / n_in) if scheme == "he" else float(scale or 0)
                 W[...] = rng.standard_normal(W.shape, dtype=np.float64).astype(self.dtype) * std
-        for b in self.b:
-            b[...] = 0.0
-
-    def _uniform(self, rng: np.random.Generator, shape: tuple[int, ...]) -> Array:
-        """U[0, 1) in the model's dtype, drawn directly (no float64 detour in float32)."""
-        if self.dtype == np.float32:
-            return rng.random(shape, dtype=np.float32)
-        return rng.random(shape, dtype=np.float64)
+        self.params[self.n_weights :] = 0.0
 
     # -- forward ------------------------------------------------------------------------
 
@@ -293,7 +285,7 @@ class MLP:
         work = self._work[y.shape[0]]
         loss_fn = LOSSES[loss]
         z_out, a_out = work.z_out, work.acts[-1]
-        value = self._loss_value(loss, y)
+        value = self.loss_value(loss, y)
         backward = ACTIVATIONS[self.hidden].backward
         if self._hidden_kernels is not None:
             backward = self._hidden_kernels[1]
@@ -365,7 +357,7 @@ class MLP:
             out[rows] = a
         return out
 
-    def _loss_value(self, loss: str, y: Labels) -> float:
+    def loss_value(self, loss: str, y: Labels) -> float:
         """The mean ``loss`` of the last forward batch (of y's length) against y, with the
         log-sum-exp a softmax output already took."""
         work = self._work[y.shape[0]]
@@ -398,7 +390,7 @@ class MLP:
         """(mean loss, accuracy) over all of X, in evaluation mode (no dropout)."""
         total, correct = 0.0, 0
         for rows, a, _ in self.forward_batches(X, batch_size):
-            total += self._loss_value(loss, y[rows]) * a.shape[0]
+            total += self.loss_value(loss, y[rows]) * a.shape[0]
             correct += self.count_correct(y[rows])
         n = max(X.shape[0], 1)
         return total / n, correct / n

@@ -98,20 +98,17 @@ def predict_files(
     saved: SavedModel, paths: Sequence[str | Path], *, raw: bool = False
 ) -> tuple[list[Prediction], list[Failure]]:
     """Predict every image in ``paths``; returns predictions and per-file failures."""
-    from mlp_cli.preprocess import mnist_style, open_image
-    from mlp_cli.preprocess import raw_image as raw_digit
+    from mlp_cli.preprocess import mnist_style, open_image, raw_image
 
     files, failures = expand_paths(paths)
     if not files and not failures:
         raise UsageError("no images given; pass image files, folders or glob patterns")
+    to_digit = raw_image if raw else mnist_style
     digits: list[NDArray[np.float32]] = []
     kept: list[Path] = []
     for file in files:
         try:
-            image = open_image(file)
-            digit = (
-                raw_digit(image, source=str(file)) if raw else mnist_style(image, source=str(file))
-            )
+            digit = to_digit(open_image(file), source=str(file))
         except ImageError as exc:
             failures.append(Failure(str(file), str(exc)))
             continue
@@ -120,12 +117,14 @@ def predict_files(
     predictions: list[Prediction] = []
     if digits:
         X = network_inputs(saved, digits)
-        predictions = predictions_from(kept, digits, checked_proba(saved, MLP.from_saved(saved), X))
+        predictions = predictions_from(kept, digits, checked_proba(saved, X))
     return predictions, failures
 
 
-def checked_proba(saved: SavedModel, model: MLP, X: NDArray[np.float32]) -> NDArray[np.float32]:
-    """``model.predict_proba(X)``, refused (`check_logits`) when its logits are not finite."""
+def checked_proba(saved: SavedModel, X: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``saved``'s `MLP.predict_proba` of X, refused (`check_logits`) when its logits are not
+    finite."""
+    model = MLP.from_saved(saved)
     with np.errstate(over="ignore", invalid="ignore"):  # check_logits says it in a sentence
         return model.predict_proba(X, check=lambda logits: check_logits(saved, logits))
 

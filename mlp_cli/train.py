@@ -538,18 +538,16 @@ class Trainer:
         saved = saved or load_checkpoint(self.run_dir)
         saved_cfg = self._check_same_run(saved.meta.config, path)
         self._check_network(saved, path)
-        resume = saved.meta.resume
-        if resume is None:
+        if saved.meta.resume is None:
             raise CheckpointError(f"'{path}' has no resume state; it is not a checkpoint")
         n_train, steps = len(self.data.train_idx), self.steps
         history = saved.meta.history
+        resume = checkpoint.read_resume(path, saved.meta.resume, history)
         perm = saved.extras.get("resume/perm")
-        problem = _resume_state_problem(
-            resume, history, perm, n_train, steps, self.cfg.training.batch_size
-        )
+        problem = _loop_problem(resume, perm, n_train, steps, self.cfg.training.batch_size)
         if problem is not None:
             raise checkpoint.damaged_resume(path, problem)
-        best = self._best_so_far(resume["best_epoch"])
+        best = self._best_so_far(resume.best_epoch)
         prefix = "optimizer/"
         try:
             self.optimizer.load_state_dict(
@@ -557,17 +555,17 @@ class Trainer:
             )
         except CheckpointError as exc:
             raise checkpoint.damaged_resume(path, str(exc)) from None
-        done = resume["epoch"] * steps + resume["step"]
+        done = resume.epoch * steps + resume.step
         if self.optimizer.t != done:
             raise checkpoint.damaged_resume(
                 path,
                 f"the optimizer counted {self.optimizer.t} steps, but the loop state says "
-                f"{done} (epoch {resume['epoch']}, step {resume['step']}, {steps} per epoch)",
+                f"{done} (epoch {resume.epoch}, step {resume.step}, {steps} per epoch)",
             )
-        state = dict(resume)  # checked whole above, random-generator states included
-        self.shuffle_rng.bit_generator.state = state.pop("shuffle_rng")
-        self.noise_rng.bit_generator.state = state.pop("noise_rng")
-        self.state = TrainState(**state, history=list(history or []))
+        self.shuffle_rng.bit_generator.state = resume.shuffle_rng.model_dump()
+        self.noise_rng.bit_generator.state = resume.noise_rng.model_dump()
+        loop = resume.model_dump(exclude={"shuffle_rng", "noise_rng"})
+        self.state = TrainState(**loop, history=list(history or []))
         self.model.set_weights(saved.weights, saved.biases)
         self.perm = None if perm is None else perm.astype(np.int64)
         self.best = best
@@ -805,25 +803,22 @@ def _share(waited_before: float | None, seconds: float, threads: int) -> float |
     return max(0.0, waited_after - waited_before) / (seconds * threads)
 
 
-def _resume_state_problem(
-    resume: dict[str, Any],
-    history: Any,
+def _loop_problem(
+    state: checkpoint.ResumeState,
     perm: NDArray[np.generic] | None,
     n_train: int,
     steps: int,
     batch: int,
 ) -> str | None:
-    """What is wrong with a checkpoint's loop state, or None: `checkpoint.ResumeState` and
-    its history, counts consistent with ``steps`` of ``batch`` examples an epoch, and the
-    shuffling order a permutation of the ``n_train`` training examples."""
-    if (problem := checkpoint.resume_problem(resume, history)) is not None:
-        return problem
-    step = resume["step"]
+    """What is wrong with a checkpoint's loop state beyond its schema, or None: counts
+    consistent with ``steps`` of ``batch`` examples an epoch, and the shuffling order a
+    permutation of the ``n_train`` training examples."""
+    step = state.step
     if step >= steps:
         return f"resume.step is {step}, but an epoch has only {steps} steps"
-    if resume["seen"] != step * batch or resume["correct"] > resume["seen"]:
+    if state.seen != step * batch or state.correct > state.seen:
         return (
-            f"resume.seen and resume.correct ({resume['seen']}, {resume['correct']}) do not "
+            f"resume.seen and resume.correct ({state.seen}, {state.correct}) do not "
             f"match {step} steps of {batch} examples"
         )
     if perm is None:
@@ -942,14 +937,15 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
             f"'{run_dir}' is not a run directory with {CONFIG_FILE} and {CHECKPOINT_FILE}; "
             "pass the folder `mlp train` printed when it started"
         )
-    from mlp_cli.config import load_config, parse_override
+    from mlp_cli.config import load_config_variants, parse_override
 
-    base = load_config(run_dir / CONFIG_FILE)
+    configs = load_config_variants(run_dir / CONFIG_FILE, [(), overrides])  # one read
+    base = next(configs)
     if not overrides:
         return base
     keys = [".".join(parse_override(text)[0]) for text in overrides]
     try:
-        cfg = load_config(run_dir / CONFIG_FILE, overrides)
+        cfg = next(configs)
     except ConfigError:
         # An override the run's config cannot even take (optimizer.name=sgd on an Adam
         # run): when it names a setting resuming cannot change anyway, say that instead

@@ -381,7 +381,8 @@ def _loop_state() -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def test_an_intact_loop_state_passes_the_resume_schema() -> None:
-    assert checkpoint.resume_problem(*_loop_state()) is None
+    state = checkpoint.read_resume(Path("c.npz"), *_loop_state())
+    assert (state.epoch, state.step, state.seen) == (1, 2, 32)
 
 
 @pytest.mark.parametrize(
@@ -414,14 +415,14 @@ def test_the_resume_schema_names_the_damaged_field(damage: Any, words: str) -> N
     resume, history = _loop_state()
     damage(resume, history)
 
-    problem = checkpoint.resume_problem(resume, history)
+    with pytest.raises(CheckpointError, match="damaged resume state") as caught:
+        checkpoint.read_resume(Path("c.npz"), resume, history)
 
-    assert problem is not None
-    assert words in problem, problem
+    assert words in str(caught.value), caught.value
 
 
 def test_an_older_runs_infinite_validation_loss_is_still_resumable() -> None:
     resume, history = _loop_state()
     history[0]["val_loss"] = float("inf")
 
-    assert checkpoint.resume_problem(resume, history) is None
+    assert checkpoint.read_resume(Path("c.npz"), resume, history).epoch == 1
