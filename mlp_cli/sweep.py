@@ -998,7 +998,7 @@ def _outcome(future: Any) -> Outcome | None:
 # -- results ---------------------------------------------------------------------------------------
 
 
-def finish(sweep: Sweep, *, test_accuracy: bool = True) -> None:
+def finish(sweep: Sweep) -> None:
     """Once every trial has ended: the ``best`` link, the best trial's test accuracy,
     results.csv and sweep.png."""
     from mlp_cli.train import update_latest
@@ -1006,11 +1006,10 @@ def finish(sweep: Sweep, *, test_accuracy: bool = True) -> None:
     best = sweep.best_trial()
     if best is not None and (sweep.run_dir(best) / checkpoint.MODEL_FILE).is_file():
         update_latest(sweep.run_dir(best), BEST)
-        if test_accuracy:
-            best.test_acc = _test_accuracy(sweep.run_dir(best))
+        best.test_acc = _test_accuracy(sweep.run_dir(best))
     sweep.save()
     write_results(sweep)
-    plot_sweep(sweep, sweep.dir / PICTURE_FILE)
+    plot_sweep(sweep)
 
 
 def _test_accuracy(run_dir: Path) -> float | None:
@@ -1038,7 +1037,7 @@ def results_rows(sweep: Sweep) -> Iterator[dict[str, Any]]:
         }
 
 
-def write_results(sweep: Sweep) -> Path:
+def write_results(sweep: Sweep) -> None:
     rows = list(results_rows(sweep))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
@@ -1047,16 +1046,15 @@ def write_results(sweep: Sweep) -> Path:
     path = sweep.dir / RESULTS_FILE
     with outputs.writing(path, "the sweep results"):
         checkpoint.atomic_write(path, lambda f: f.write(text.getvalue().encode()))
-    return path
 
 
-def plot_sweep(sweep: Sweep, out: Path, top: int = 5) -> Path:
-    """The metric against each swept setting (one point per trial), and the learning curves
-    of the `top` trials overlaid."""
+def plot_sweep(sweep: Sweep) -> None:
+    """sweep.png: the metric against each swept setting (one point per trial), and the
+    learning curves of the five best trials overlaid."""
     from mlp_cli.viz import sweep_figure
 
     curves = {}
-    for trial in sweep.ranked()[:top]:
+    for trial in sweep.ranked()[:5]:
         history = read_history(sweep.run_dir(trial))
         if trial.best is not None and history:
             curves[trial.id] = [(r["epoch"], r.get(sweep.metric)) for r in history]
@@ -1070,7 +1068,7 @@ def plot_sweep(sweep: Sweep, out: Path, top: int = 5) -> Path:
         key: [(shown(t.params[key]), t.best, t.status) for t in scored if key in t.params]
         for key in sweep.varied_keys()
     }
-    return sweep_figure(points, curves, sweep.metric, f"sweep {sweep.name}", out)
+    sweep_figure(points, curves, sweep.metric, f"sweep {sweep.name}", sweep.dir / PICTURE_FILE)
 
 
 def summary(sweep: Sweep) -> list[dict[str, Any]]:
@@ -1083,16 +1081,3 @@ def summary(sweep: Sweep) -> list[dict[str, Any]]:
 
 def resume_hint(sweep: Sweep) -> str:
     return command("mlp sweep --resume", sweep.dir)
-
-
-__all__ = [
-    "Outcome",
-    "Sweep",
-    "SweepSpec",
-    "Trial",
-    "combinations",
-    "finish",
-    "plan",
-    "run_local",
-    "run_trial",
-]
