@@ -125,6 +125,11 @@ class Parameter(_Section):
             raise err
         return self
 
+    @property
+    def choices(self) -> list[Any]:
+        """The values a grid takes: the list, or the one fixed value."""
+        return self.values if self.values is not None else [self.value]
+
 
 class EarlyTerminate(_Section):
     """Asynchronous successive halving: at epochs grace_period * reduction_factor**k, a
@@ -197,13 +202,7 @@ _NOT_SWEPT = {
 
 
 def _grid_size(spec: SweepSpec) -> int:
-    sizes = [len(p.values) if p.values is not None else 1 for p in spec.parameters.values()]
-    return math.prod(sizes) * spec.num_samples
-
-
-def _round(x: float) -> float:
-    """A drawn number to 4 significant digits: the precision a learning rate is read at."""
-    return float(f"{x:.4g}")
+    return math.prod(len(p.choices) for p in spec.parameters.values()) * spec.num_samples
 
 
 def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
@@ -214,9 +213,8 @@ def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
 
     params = spec.parameters
     if spec.method == "grid":
-        lists = [p.values if p.values is not None else [p.value] for p in params.values()]
         trials = []
-        for combo in itertools.product(*lists):
+        for combo in itertools.product(*(p.choices for p in params.values())):
             for seed in range(spec.num_samples):
                 settings = dict(zip(params, combo, strict=True))
                 if spec.num_samples > 1:
@@ -242,7 +240,8 @@ def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
                     x = rng.uniform(p.min, p.max)
                 else:
                     x = math.exp(rng.uniform(math.log(p.min), math.log(p.max)))
-                trial[key] = min(max(_round(x), p.min), p.max)
+                # 4 significant digits: the precision a learning rate is read at.
+                trial[key] = min(max(float(f"{x:.4g}"), p.min), p.max)
         trials.append(trial)
     return trials
 
@@ -270,15 +269,9 @@ class Trial:
 
 def show_value(value: Any) -> str:
     """A swept value as the sweep file would write it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
     if isinstance(value, float):
         return f"{value:g}"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 @dataclass
@@ -435,7 +428,7 @@ class Sweep:
                 f"'{folder}' is not a sweep folder (it has no {STATE_FILE}); pass the folder"
                 " `mlp sweep` printed when it started, e.g. runs/<sweep name>"
             )
-        from pydantic import TypeAdapter, ValidationError
+        from pydantic import TypeAdapter
 
         from mlp_cli.limits import read_regular
 
@@ -451,7 +444,7 @@ class Sweep:
             state["dir"] = folder
             sweep = TypeAdapter(cls).validate_python(state)
             sweep.check()
-        except (ValueError, ValidationError, ConfigError, OSError, RecursionError) as exc:
+        except (ValueError, ConfigError, OSError, RecursionError) as exc:  # ValidationError is one
             problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(
                 f"'{path}' is not a sweep state mlp can read ({problem}); it is written by"
@@ -547,7 +540,7 @@ def plan(
     # Checked before any value is written out: a trial's settings are these values (or
     # numbers drawn between finite bounds, and the seeds of num_samples).
     for key, param in spec.parameters.items():
-        for value in param.values if param.values is not None else [param.value]:
+        for value in param.choices:
             problem = _unrecordable(key, value)
             if problem is not None:
                 raise ConfigError(
