@@ -68,9 +68,13 @@ MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
 MAX_STATE_VALUES = 500 * MAX_TRIALS
 Metric = Literal["val_acc", "val_loss", "train_acc", "train_loss"]  # keys of metrics.jsonl
 Goal = Literal["maximize", "minimize"]
+Method = Literal["grid", "random"]  # every combination of listed values, or random draws
 # Statuses of a trial that has ended and is not run again by --resume.
 ENDED = ("completed", "early_stopped", "pruned", "failed")
 STATUSES = ("pending", "running", "interrupted", *ENDED)
+# sweep.json is rewritten at most this often while trials report (by either engine): a sweep
+# of many short trials would otherwise rewrite a large file after each report.
+SAVE_SECONDS = 1.0
 
 
 # -- the sweep file ----------------------------------------------------------------------------
@@ -146,7 +150,7 @@ class SweepSpec(_Section):
 
     name: str
     config: str  # the base config: a path relative to the sweep file, or a shipped name
-    method: Literal["grid", "random"] = "grid"
+    method: Method = "grid"
     metric: MetricSpec = MetricSpec()
     num_samples: int = Field(default=1, ge=1, le=MAX_TRIALS)
     seed: int = Field(default=0, ge=0)
@@ -393,7 +397,7 @@ class Sweep:
         and trial configs that are no valid config."""
         if self.metric not in get_args(Metric) or self.goal not in get_args(Goal):
             raise ValueError(f"metric {self.metric!r} with goal {self.goal!r}")
-        if self.method not in ("grid", "random") or self.engine not in ("local", "ray"):
+        if self.method not in get_args(Method) or self.engine not in ("local", "ray"):
             raise ValueError(f"method {self.method!r}, engine {self.engine!r}")
         if not 1 <= self.cpus_per_trial <= 256:
             raise ValueError(f"cpus_per_trial {self.cpus_per_trial}")
@@ -445,12 +449,17 @@ class Sweep:
             sweep = TypeAdapter(cls).validate_python(state)
             sweep.check()
         except (ValueError, ConfigError, OSError, RecursionError) as exc:  # ValidationError is one
-            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(
-                f"'{path}' is not a sweep state mlp can read ({problem}); it is written by"
+                f"'{path}' is not a sweep state mlp can read ({first_line(exc)}); it is written by"
                 " `mlp sweep` and not meant to be edited"
             ) from None
         return sweep
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's message, its first line only, or the error's type when it says nothing."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 _SETTING_KEY = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,7}")
@@ -961,10 +970,9 @@ def _drive(
             if asha is not None:
                 asha.ended(index, outcome, sweep.trials[index].best)
             on_change()
-        # At most once a second, ended trials too: a sweep of many short trials would
-        # otherwise rewrite a large sweep.json after each. A state a second old costs
-        # nothing on --resume, which finds every trial's end in its own folder.
-        if time.monotonic() - last_save > 1.0:
+        # Ended trials too: a state a second old costs nothing on --resume, which finds
+        # every trial's end in its own folder.
+        if time.monotonic() - last_save > SAVE_SECONDS:
             sweep.save()
             last_save = time.monotonic()
 

@@ -37,7 +37,15 @@ from typing import Any
 
 from mlp_cli import checkpoint, outputs
 from mlp_cli.errors import MLPError, UsageError
-from mlp_cli.sweep import Outcome, Sweep, read_history, resume_hint, run_trial
+from mlp_cli.sweep import (
+    SAVE_SECONDS,
+    Outcome,
+    Sweep,
+    first_line,
+    read_history,
+    resume_hint,
+    run_trial,
+)
 from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, read_metrics
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
@@ -52,8 +60,6 @@ RUN_FILES_LAST = CHECKPOINT_FILE
 STATUS, REASON, SECONDS = "mlp_status", "mlp_reason", "mlp_seconds"
 # Report key of the epoch that ends a run (its last, or early stopping's).
 LAST = "mlp_last"
-# sweep.json is rewritten at most this often while trials report their epochs.
-SAVE_SECONDS = 1.0
 # Times a trial is started again, from its last checkpoint, after its worker died.
 MAX_FAILURES = 3
 
@@ -346,7 +352,7 @@ def run_ray(
                 )
             except (ConnectionError, RuntimeError) as exc:
                 raise MLPError(
-                    f"could not start a private Ray on this machine: {_first_line(exc)}"
+                    f"could not start a private Ray on this machine: {first_line(exc)}"
                 ) from None
         else:
             # A private Ray's workers inherit this process's environment; a cluster's
@@ -357,7 +363,7 @@ def run_ray(
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError) as exc:
-                why = _first_line(exc)
+                why = first_line(exc)
                 if "token" in str(exc.__cause__ or "").lower():
                     why = "it refused this process's authentication token"
                 raise UsageError(
@@ -535,8 +541,3 @@ def _tune(
 def _unpickled() -> None:
     """What the driver's callbacks become in the copy of the settings Ray Tune keeps (for
     `Tuner.restore`, which mlp does not use: `mlp sweep --resume` starts anew)."""
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
