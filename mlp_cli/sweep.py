@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from pydantic import Field, model_validator
 
@@ -61,10 +61,9 @@ PICTURE_FILE = "sweep.png"
 BEST = "best"
 STATE_VERSION = 1
 MAX_TRIALS = 10_000
-MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
-# A trial's record in sweep.json holds about 75 JSON values (its config, settings and
-# progress). Each value read costs up to about 100 bytes of memory, far more than its few
-# bytes of text: counting them first keeps reading any sweep.json to a few hundred MB.
+MAX_STATE_BYTES = 2**26  # sweep.json: some 2 KB a trial
+# A trial's record holds some 75 JSON values, and each value read costs far more memory
+# than its text: they are counted before sweep.json is parsed.
 MAX_STATE_VALUES = 500 * MAX_TRIALS
 Metric = Literal["val_acc", "val_loss", "train_acc", "train_loss"]  # keys of metrics.jsonl
 Goal = Literal["maximize", "minimize"]
@@ -766,10 +765,8 @@ class Asha:
             reduction_factor=early["reduction_factor"],
             min_early_stopping_rate=0,
         )
-        direction: Literal["minimize", "maximize"] = (
-            "maximize" if goal == "maximize" else "minimize"
-        )
-        self.study = optuna.create_study(direction=direction, pruner=pruner)
+        # The goal is one of Goal: the sweep file's schema and Sweep.check see to it.
+        self.study = optuna.create_study(direction=cast(Goal, goal), pruner=pruner)
         self.trials: dict[int, Any] = {}
 
     def report(self, index: int, epoch: int, value: float | None) -> bool:
