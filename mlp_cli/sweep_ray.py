@@ -309,11 +309,7 @@ def run_ray(
         except ImportError as exc:
             raise _missing(str(exc)) from None
 
-        kwargs: dict[str, Any] = {
-            "include_dashboard": False,
-            "logging_level": logging.ERROR,
-            "log_to_driver": False,
-        }
+        quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
         if address is None:
             from mlp_cli.threads import usable_cores
 
@@ -325,7 +321,8 @@ def run_ray(
                     address="local",  # never a cluster `ray start` left running here
                     num_cpus=max(cpus, sweep.cpus_per_trial),
                     _node_ip_address="127.0.0.1",
-                    **kwargs,
+                    include_dashboard=False,
+                    **quiet,
                 )
             except (ConnectionError, RuntimeError) as exc:
                 raise MLPError(
@@ -336,11 +333,9 @@ def run_ray(
             # workers have their own, so they are given mlp's settings (MLP_DATA_DIR, the
             # mirror...). (Workers with a runtime environment of their own are started
             # afresh, which costs seconds.)
-            del kwargs["include_dashboard"]
             mlp_env = {key: value for key, value in os.environ.items() if key.startswith("MLP_")}
-            kwargs["runtime_env"] = {"env_vars": mlp_env}
             try:
-                ray.init(address=address, **kwargs)
+                ray.init(address=address, runtime_env={"env_vars": mlp_env}, **quiet)
             except (ConnectionError, RuntimeError) as exc:
                 why = first_line(exc)
                 if "token" in str(exc.__cause__ or "").lower():
