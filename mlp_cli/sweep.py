@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from pydantic import Field, model_validator
 
@@ -61,16 +61,19 @@ PICTURE_FILE = "sweep.png"
 BEST = "best"
 STATE_VERSION = 1
 MAX_TRIALS = 10_000
-MAX_STATE_BYTES = 2**26  # sweep.json: about 2 KB a trial
-# A trial's record in sweep.json holds about 75 JSON values (its config, settings and
-# progress). Each value read costs up to about 100 bytes of memory, far more than its few
-# bytes of text: counting them first keeps reading any sweep.json to a few hundred MB.
+MAX_STATE_BYTES = 2**26  # sweep.json: some 2 KB a trial
+# A trial's record holds some 75 JSON values, and each value read costs far more memory
+# than its text: they are counted before sweep.json is parsed.
 MAX_STATE_VALUES = 500 * MAX_TRIALS
 Metric = Literal["val_acc", "val_loss", "train_acc", "train_loss"]  # keys of metrics.jsonl
 Goal = Literal["maximize", "minimize"]
+Method = Literal["grid", "random"]  # every combination of listed values, or random draws
 # Statuses of a trial that has ended and is not run again by --resume.
 ENDED = ("completed", "early_stopped", "pruned", "failed")
 STATUSES = ("pending", "running", "interrupted", *ENDED)
+# sweep.json is rewritten at most this often while trials report (by either engine): a sweep
+# of many short trials would otherwise rewrite a large file after each report.
+SAVE_SECONDS = 1.0
 
 
 # -- the sweep file ----------------------------------------------------------------------------
@@ -125,6 +128,11 @@ class Parameter(_Section):
             raise err
         return self
 
+    @property
+    def choices(self) -> list[Any]:
+        """The values a grid takes: the list, or the one fixed value."""
+        return self.values if self.values is not None else [self.value]
+
 
 class EarlyTerminate(_Section):
     """Asynchronous successive halving: at epochs grace_period * reduction_factor**k, a
@@ -141,7 +149,7 @@ class SweepSpec(_Section):
 
     name: str
     config: str  # the base config: a path relative to the sweep file, or a shipped name
-    method: Literal["grid", "random"] = "grid"
+    method: Method = "grid"
     metric: MetricSpec = MetricSpec()
     num_samples: int = Field(default=1, ge=1, le=MAX_TRIALS)
     seed: int = Field(default=0, ge=0)
@@ -197,13 +205,7 @@ _NOT_SWEPT = {
 
 
 def _grid_size(spec: SweepSpec) -> int:
-    sizes = [len(p.values) if p.values is not None else 1 for p in spec.parameters.values()]
-    return math.prod(sizes) * spec.num_samples
-
-
-def _round(x: float) -> float:
-    """A drawn number to 4 significant digits: the precision a learning rate is read at."""
-    return float(f"{x:.4g}")
+    return math.prod(len(p.choices) for p in spec.parameters.values()) * spec.num_samples
 
 
 def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
@@ -214,9 +216,8 @@ def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
 
     params = spec.parameters
     if spec.method == "grid":
-        lists = [p.values if p.values is not None else [p.value] for p in params.values()]
         trials = []
-        for combo in itertools.product(*lists):
+        for combo in itertools.product(*(p.choices for p in params.values())):
             for seed in range(spec.num_samples):
                 settings = dict(zip(params, combo, strict=True))
                 if spec.num_samples > 1:
@@ -242,7 +243,8 @@ def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
                     x = rng.uniform(p.min, p.max)
                 else:
                     x = math.exp(rng.uniform(math.log(p.min), math.log(p.max)))
-                trial[key] = min(max(_round(x), p.min), p.max)
+                # 4 significant digits: the precision a learning rate is read at.
+                trial[key] = min(max(float(f"{x:.4g}"), p.min), p.max)
         trials.append(trial)
     return trials
 
@@ -270,15 +272,9 @@ class Trial:
 
 def show_value(value: Any) -> str:
     """A swept value as the sweep file would write it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
     if isinstance(value, float):
         return f"{value:g}"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 @dataclass
@@ -400,7 +396,7 @@ class Sweep:
         and trial configs that are no valid config."""
         if self.metric not in get_args(Metric) or self.goal not in get_args(Goal):
             raise ValueError(f"metric {self.metric!r} with goal {self.goal!r}")
-        if self.method not in ("grid", "random") or self.engine not in ("local", "ray"):
+        if self.method not in get_args(Method) or self.engine not in ("local", "ray"):
             raise ValueError(f"method {self.method!r}, engine {self.engine!r}")
         if not 1 <= self.cpus_per_trial <= 256:
             raise ValueError(f"cpus_per_trial {self.cpus_per_trial}")
@@ -435,7 +431,7 @@ class Sweep:
                 f"'{folder}' is not a sweep folder (it has no {STATE_FILE}); pass the folder"
                 " `mlp sweep` printed when it started, e.g. runs/<sweep name>"
             )
-        from pydantic import TypeAdapter, ValidationError
+        from pydantic import TypeAdapter
 
         from mlp_cli.limits import read_regular
 
@@ -451,13 +447,18 @@ class Sweep:
             state["dir"] = folder
             sweep = TypeAdapter(cls).validate_python(state)
             sweep.check()
-        except (ValueError, ValidationError, ConfigError, OSError, RecursionError) as exc:
-            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except (ValueError, ConfigError, OSError, RecursionError) as exc:  # ValidationError is one
             raise UsageError(
-                f"'{path}' is not a sweep state mlp can read ({problem}); it is written by"
+                f"'{path}' is not a sweep state mlp can read ({first_line(exc)}); it is written by"
                 " `mlp sweep` and not meant to be edited"
             ) from None
         return sweep
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's message, its first line only, or the error's type when it says nothing."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 _SETTING_KEY = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,7}")
@@ -547,7 +548,7 @@ def plan(
     # Checked before any value is written out: a trial's settings are these values (or
     # numbers drawn between finite bounds, and the seeds of num_samples).
     for key, param in spec.parameters.items():
-        for value in param.values if param.values is not None else [param.value]:
+        for value in param.choices:
             problem = _unrecordable(key, value)
             if problem is not None:
                 raise ConfigError(
@@ -764,10 +765,8 @@ class Asha:
             reduction_factor=early["reduction_factor"],
             min_early_stopping_rate=0,
         )
-        direction: Literal["minimize", "maximize"] = (
-            "maximize" if goal == "maximize" else "minimize"
-        )
-        self.study = optuna.create_study(direction=direction, pruner=pruner)
+        # The goal is one of Goal: the sweep file's schema and Sweep.check see to it.
+        self.study = optuna.create_study(direction=cast(Goal, goal), pruner=pruner)
         self.trials: dict[int, Any] = {}
 
     def report(self, index: int, epoch: int, value: float | None) -> bool:
@@ -968,10 +967,9 @@ def _drive(
             if asha is not None:
                 asha.ended(index, outcome, sweep.trials[index].best)
             on_change()
-        # At most once a second, ended trials too: a sweep of many short trials would
-        # otherwise rewrite a large sweep.json after each. A state a second old costs
-        # nothing on --resume, which finds every trial's end in its own folder.
-        if time.monotonic() - last_save > 1.0:
+        # Ended trials too: a state a second old costs nothing on --resume, which finds
+        # every trial's end in its own folder.
+        if time.monotonic() - last_save > SAVE_SECONDS:
             sweep.save()
             last_save = time.monotonic()
 
@@ -998,7 +996,7 @@ def _outcome(future: Any) -> Outcome | None:
 # -- results ---------------------------------------------------------------------------------------
 
 
-def finish(sweep: Sweep, *, test_accuracy: bool = True) -> None:
+def finish(sweep: Sweep) -> None:
     """Once every trial has ended: the ``best`` link, the best trial's test accuracy,
     results.csv and sweep.png."""
     from mlp_cli.train import update_latest
@@ -1006,11 +1004,10 @@ def finish(sweep: Sweep, *, test_accuracy: bool = True) -> None:
     best = sweep.best_trial()
     if best is not None and (sweep.run_dir(best) / checkpoint.MODEL_FILE).is_file():
         update_latest(sweep.run_dir(best), BEST)
-        if test_accuracy:
-            best.test_acc = _test_accuracy(sweep.run_dir(best))
+        best.test_acc = _test_accuracy(sweep.run_dir(best))
     sweep.save()
     write_results(sweep)
-    plot_sweep(sweep, sweep.dir / PICTURE_FILE)
+    plot_sweep(sweep)
 
 
 def _test_accuracy(run_dir: Path) -> float | None:
@@ -1038,7 +1035,7 @@ def results_rows(sweep: Sweep) -> Iterator[dict[str, Any]]:
         }
 
 
-def write_results(sweep: Sweep) -> Path:
+def write_results(sweep: Sweep) -> None:
     rows = list(results_rows(sweep))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
@@ -1047,16 +1044,15 @@ def write_results(sweep: Sweep) -> Path:
     path = sweep.dir / RESULTS_FILE
     with outputs.writing(path, "the sweep results"):
         checkpoint.atomic_write(path, lambda f: f.write(text.getvalue().encode()))
-    return path
 
 
-def plot_sweep(sweep: Sweep, out: Path, top: int = 5) -> Path:
-    """The metric against each swept setting (one point per trial), and the learning curves
-    of the `top` trials overlaid."""
+def plot_sweep(sweep: Sweep) -> None:
+    """sweep.png: the metric against each swept setting (one point per trial), and the
+    learning curves of the five best trials overlaid."""
     from mlp_cli.viz import sweep_figure
 
     curves = {}
-    for trial in sweep.ranked()[:top]:
+    for trial in sweep.ranked()[:5]:
         history = read_history(sweep.run_dir(trial))
         if trial.best is not None and history:
             curves[trial.id] = [(r["epoch"], r.get(sweep.metric)) for r in history]
@@ -1070,7 +1066,7 @@ def plot_sweep(sweep: Sweep, out: Path, top: int = 5) -> Path:
         key: [(shown(t.params[key]), t.best, t.status) for t in scored if key in t.params]
         for key in sweep.varied_keys()
     }
-    return sweep_figure(points, curves, sweep.metric, f"sweep {sweep.name}", out)
+    sweep_figure(points, curves, sweep.metric, f"sweep {sweep.name}", sweep.dir / PICTURE_FILE)
 
 
 def summary(sweep: Sweep) -> list[dict[str, Any]]:
@@ -1083,16 +1079,3 @@ def summary(sweep: Sweep) -> list[dict[str, Any]]:
 
 def resume_hint(sweep: Sweep) -> str:
     return command("mlp sweep --resume", sweep.dir)
-
-
-__all__ = [
-    "Outcome",
-    "Sweep",
-    "SweepSpec",
-    "Trial",
-    "combinations",
-    "finish",
-    "plan",
-    "run_local",
-    "run_trial",
-]

@@ -37,23 +37,26 @@ from typing import Any
 
 from mlp_cli import checkpoint, outputs
 from mlp_cli.errors import MLPError, UsageError
-from mlp_cli.sweep import Outcome, Sweep, read_history, resume_hint, run_trial
-from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, read_metrics
+from mlp_cli.sweep import (
+    SAVE_SECONDS,
+    Outcome,
+    Sweep,
+    first_line,
+    read_history,
+    resume_hint,
+    run_trial,
+)
+from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
 # Ray Tune's own folder of the sweep (experiment state, checkpoints) when none is given.
 STORAGE_DIR = "ray"
 # How long the driver waits for a cluster's address to answer before saying it does not.
 CONNECT_SECONDS = 5.0
-# Copied last, as the trainer writes it last after an epoch: a copy cut short leaves the run
-# directory as a trainer cut short would.
-RUN_FILES_LAST = CHECKPOINT_FILE
 # Report keys of the trainable's last report, which says how the trial ended.
 STATUS, REASON, SECONDS = "mlp_status", "mlp_reason", "mlp_seconds"
 # Report key of the epoch that ends a run (its last, or early stopping's).
 LAST = "mlp_last"
-# sweep.json is rewritten at most this often while trials report their epochs.
-SAVE_SECONDS = 1.0
 # Times a trial is started again, from its last checkpoint, after its worker died.
 MAX_FAILURES = 3
 
@@ -78,15 +81,8 @@ def check_ready(address: str | None) -> None:
         check_address(address)
 
 
-def _import_tune() -> None:
-    try:
-        import ray.tune  # noqa: F401
-    except ImportError as exc:
-        raise _missing(str(exc)) from None
-
-
-def check_address(address: str) -> tuple[str, int]:
-    """``HOST:PORT`` of a running cluster's head, checked to answer, as (host, port)."""
+def check_address(address: str) -> None:
+    """Refuse an `address` that is no ``HOST:PORT`` of a running cluster's head."""
     host, sep, port_text = address.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -104,7 +100,6 @@ def check_address(address: str) -> tuple[str, int]:
             f"`ray start --head --port={port}` on that machine, or leave out --address to run"
             " the sweep on a private Ray on this machine."
         ) from None
-    return host, port
 
 
 @contextmanager
@@ -115,7 +110,6 @@ def _environment(address: str | None) -> Iterator[None]:
     interface, an address left as given."""
     from mlp_cli.serve import is_loopback
 
-    private = address is None
     changes = {
         "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0, the old reporter prints nothing
         "TUNE_DISABLE_SIGINT_HANDLER": "1",
@@ -132,7 +126,7 @@ def _environment(address: str | None) -> Iterator[None]:
         # cluster's servers listen on every interface, and a driver looks for a loopback
         # cluster where it does not listen.
         changes["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    if private:
+    if address is None:
         changes["RAY_USAGE_STATS_ENABLED"] = "0"
         if "RAY_AUTH_MODE" not in os.environ:
             # A token in memory: Ray would otherwise write one to ~/.ray/auth_token.
@@ -148,12 +142,6 @@ def _environment(address: str | None) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def _worker_env() -> dict[str, str]:
-    """mlp's own settings (MLP_DATA_DIR, the mirror...) for the trials' workers, which
-    otherwise see the environment of whoever started the cluster."""
-    return {key: value for key, value in os.environ.items() if key.startswith("MLP_")}
 
 
 @contextmanager
@@ -185,16 +173,9 @@ def _quiet_worker_deaths() -> Iterator[None]:
 def _ended(history: list[dict[str, Any]], epochs: int, patience: int | None) -> bool:
     """Whether a run with this metrics history has ended: all its epochs done, or early
     stopping's patience used up (as many epochs without a new best at the end)."""
-    if len(history) >= epochs:
-        return True
-    if patience is None:
-        return False
-    since_best = 0
-    for record in reversed(history):
-        if record.get("best"):
-            break
-        since_best += 1
-    return since_best >= patience
+    if patience is None or len(history) < patience:
+        return len(history) >= epochs
+    return len(history) >= epochs or not any(r.get("best") for r in history[-patience:])
 
 
 _OWNER = "owner"  # in a trial's scratch folder: "<host> <pid>" of the worker using it
@@ -253,8 +234,7 @@ def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> N
             # The epoch that ends the run is reported without a checkpoint: a retry from it
             # would find a run with nothing left to train but its end not yet written;
             # the last report, just after, carries the finished run.
-            history = read_metrics(run_dir / METRICS_FILE)
-            last = _ended(history, epochs, patience)
+            last = _ended(read_history(run_dir), epochs, patience)
             kept = None if last else tune.Checkpoint.from_directory(str(run_dir))
             tune.report({**metrics, LAST: last}, checkpoint=kept)
             return False
@@ -283,10 +263,11 @@ def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> N
 
 def _copy_run(folder: Path, run_dir: Path) -> None:
     """The files of a checkpointed run directory into the trial's run directory, each
-    replaced atomically, checkpoint.npz last."""
+    replaced atomically, checkpoint.npz last: as the trainer writes it last after an epoch, a
+    copy cut short leaves the run directory as a trainer cut short would."""
     run_dir.mkdir(parents=True, exist_ok=True)
     names = sorted(
-        (p.name for p in folder.iterdir() if p.is_file()), key=lambda n: n == RUN_FILES_LAST
+        (p.name for p in folder.iterdir() if p.is_file()), key=lambda n: n == CHECKPOINT_FILE
     )
     for name in names:
         content = (folder / name).read_bytes()
@@ -323,14 +304,12 @@ def run_ray(
     storage_path = str(where) if "://" in str(where) else str(Path(where).resolve())
     sweep.dir.mkdir(parents=True, exist_ok=True)
     with _environment(address):
-        _import_tune()  # after the environment is set: Ray reads some of it on import
-        import ray
+        try:  # after the environment is set: Ray reads some of it on import
+            import ray.tune
+        except ImportError as exc:
+            raise _missing(str(exc)) from None
 
-        kwargs: dict[str, Any] = {
-            "include_dashboard": False,
-            "logging_level": logging.ERROR,
-            "log_to_driver": False,
-        }
+        quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
         if address is None:
             from mlp_cli.threads import usable_cores
 
@@ -342,22 +321,23 @@ def run_ray(
                     address="local",  # never a cluster `ray start` left running here
                     num_cpus=max(cpus, sweep.cpus_per_trial),
                     _node_ip_address="127.0.0.1",
-                    **kwargs,
+                    include_dashboard=False,
+                    **quiet,
                 )
             except (ConnectionError, RuntimeError) as exc:
                 raise MLPError(
-                    f"could not start a private Ray on this machine: {_first_line(exc)}"
+                    f"could not start a private Ray on this machine: {first_line(exc)}"
                 ) from None
         else:
             # A private Ray's workers inherit this process's environment; a cluster's
-            # workers have their own, so they are given mlp's settings. (Workers with a
-            # runtime environment of their own are started afresh, which costs seconds.)
-            del kwargs["include_dashboard"]
-            kwargs["runtime_env"] = {"env_vars": _worker_env()}
+            # workers have their own, so they are given mlp's settings (MLP_DATA_DIR, the
+            # mirror...). (Workers with a runtime environment of their own are started
+            # afresh, which costs seconds.)
+            mlp_env = {key: value for key, value in os.environ.items() if key.startswith("MLP_")}
             try:
-                ray.init(address=address, **kwargs)
+                ray.init(address=address, runtime_env={"env_vars": mlp_env}, **quiet)
             except (ConnectionError, RuntimeError) as exc:
-                why = _first_line(exc)
+                why = first_line(exc)
                 if "token" in str(exc.__cause__ or "").lower():
                     why = "it refused this process's authentication token"
                 raise UsageError(
@@ -535,8 +515,3 @@ def _tune(
 def _unpickled() -> None:
     """What the driver's callbacks become in the copy of the settings Ray Tune keeps (for
     `Tuner.restore`, which mlp does not use: `mlp sweep --resume` starts anew)."""
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
