@@ -541,12 +541,9 @@ def render_hidden_terminal(
     from rich.columns import Columns
     from rich.constrain import Constrain
 
-    from mlp_cli.errors import UsageError
     from mlp_cli.viz import check_patterns, grid_cols, unit_colours
 
     P = check_patterns(patterns, side)
-    if max_units < 1:
-        raise UsageError(f"max_units must be at least 1, got {max_units}.")
     n_total = P.shape[0]
     P = P[:max_units]
     n = P.shape[0]
