@@ -344,7 +344,6 @@ def plot_curves(
     out: Path,
     *,
     title: str | None = None,
-    best_by: Literal["val_loss", "val_acc"] = "val_loss",
 ) -> Path:
     """Plot loss, accuracy and learning rate per epoch into `out`; return `out`.
 
@@ -353,16 +352,14 @@ def plot_curves(
     as percentages. Any value may be None or absent (a run without a validation split has
     no ``val_*``); a missing ``epoch`` is taken as the record's position (1, 2, ...). The
     best epoch is marked: the last record flagged ``"best": true`` by the trainer (which
-    applies its own improvement threshold), else the lowest ``val_loss`` or highest
-    ``val_acc``, per `best_by`. The learning rate is drawn on a log scale when it varies by
+    applies its own improvement threshold and monitored metric), else the lowest
+    ``val_loss``. The learning rate is drawn on a log scale when it varies by
     more than 10x.
     """
     from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, PercentFormatter
 
     if not records:
         raise UsageError("There are no metrics records to plot: the training history is empty.")
-    if best_by not in ("val_loss", "val_acc"):
-        raise UsageError(f"best_by must be 'val_loss' or 'val_acc', got {best_by!r}.")
     epoch = _series(records, "epoch")
     epoch = np.where(np.isnan(epoch), np.arange(1, len(records) + 1), epoch)
     s = {k: _series(records, k) for k in ("train_loss", "val_loss", "train_acc", "val_acc", "lr")}
@@ -374,7 +371,7 @@ def plot_curves(
             )
     marker = "o" if len(records) <= 30 else None  # dots make short histories readable
 
-    best = best_record(records, best_by)
+    best = best_record(records)
     with _figure(14.0, 4.8) as fig:
         ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
         for ax, key, name in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
