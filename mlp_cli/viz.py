@@ -194,14 +194,19 @@ def tile_grid(
         y, x = (i // cols) * step, (i % cols) * step
         grid[y : y + step + SEPARATOR, x : x + step + SEPARATOR] = SEPARATOR_RGB  # frame
         grid[y + SEPARATOR : y + step, x + SEPARATOR : x + step] = rgb[i]
+    width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
     label_size = int(np.clip(tile * 0.16, 9, 14))
     font = FontProperties(size=label_size)  # whose digits all have the same width
     digit_w = text_to_path.get_text_width_height_descent("0", font, False)[0]
+    x0 = (width - grid.shape[1]) // 2 + SEPARATOR + 2  # px from the page's left edge
+    base = grid.shape[0] - SEPARATOR - 1 - label_size * 0.95  # first row: under digits this tall
+    glyphs: list[TextPath] = []  # one collection of glyph outlines: a text artist per unit is slow
     for i in range(n if labels else 0):  # the box behind each index, so it reads on any colour
-        y, x = (i // cols) * step + SEPARATOR, (i % cols) * step + SEPARATOR
+        row, col = divmod(i, cols)
+        y, x = row * step + SEPARATOR, col * step + SEPARATOR
         grid[y : y + label_size + 2, x : x + int(len(str(i)) * digit_w) + 5] = LABEL_BOX_RGB
+        glyphs.append(TextPath((x0 + col * step, base - row * step), str(i), size=label_size))
 
-    width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
     fig = Figure(figsize=(width / 72, grid.shape[0] / 72), dpi=72)  # taller once with a header
     header, height = 0, grid.shape[0]
     if legend:
@@ -238,15 +243,10 @@ def tile_grid(
                            orientation="horizontal", ticks=[-1, 0, 1])  # fmt: skip
         bar.ax.set_xticklabels(["−max", "0", "+max"], fontsize=11)
         bar.ax.tick_params(length=3, pad=1)
-    if labels:  # one collection of glyph outlines: a text artist per unit is slow
-        x0, top = (width - grid.shape[1]) // 2 + SEPARATOR + 2, grid.shape[0] - SEPARATOR
-        base = top - 1 - label_size * 0.95  # the baseline under digits `label_size` px tall
-        glyphs = [
-            TextPath((x0 + (i % cols) * step, base - (i // cols) * step), str(i), size=label_size)
-            for i in range(n)
-        ]
-        px = IdentityTransform()  # pixels from the bottom left
-        fig.add_artist(PathCollection(glyphs, facecolors="white", linewidths=0, transform=px))
+    if glyphs:  # drawn in pixels from the bottom left
+        fig.add_artist(
+            PathCollection(glyphs, facecolors="white", linewidths=0, transform=IdentityTransform())
+        )
     # text on a transparent layer over the grid: `figimage` would resample every pixel
     raw = io.BytesIO()
     fig.savefig(raw, format="rgba", dpi=72, transparent=True)
