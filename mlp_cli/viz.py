@@ -509,11 +509,6 @@ def plot_confusion(
         return _save_figure(fig, out)
 
 
-def _percent(q: float) -> str:
-    """A probability as a whole percentage, never rounding a doubt up to "100%"."""
-    return ">99.5%" if 0.995 <= q < 1.0 else f"{q:.0%}"
-
-
 def save_gallery(
     images: np.ndarray,
     true: Sequence[int] | np.ndarray,
@@ -574,8 +569,10 @@ def save_gallery(
             ax.set_xticks([])
             ax.set_yticks([])
             ok = t[k] == p[k]
+            # a whole percentage that never rounds a doubt up to "100%"
+            shown = ">99.5%" if 0.995 <= q[k] < 1.0 else f"{q[k]:.0%}"
             ax.set_xlabel(
-                f"true {t[k]} → pred {p[k]}\n({_percent(q[k])})",
+                f"true {t[k]} → pred {p[k]}\n({shown})",
                 fontsize=FONT_SIZE - 1,
                 color="tab:green" if ok else "tab:red",
             )
