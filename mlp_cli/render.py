@@ -110,7 +110,6 @@ class DownloadBar(DataNotices):
         )
         self._task: TaskID | None = None
         self._description = "download"
-        self._started = False
 
     def set_description(self, text: str) -> None:
         self._description = text
@@ -121,9 +120,7 @@ class DownloadBar(DataNotices):
 
     @total.setter
     def total(self, value: float | None) -> None:
-        if not self._started:
-            self._progress.start()
-            self._started = True
+        self._progress.start()  # once: a started display ignores it
         self._task = self._progress.add_task(self._description, total=value or None)
 
     def update(self, n: float) -> None:
@@ -142,9 +139,8 @@ class DownloadBar(DataNotices):
             self._task = None
 
     def stop(self) -> None:
-        if self._started:
+        if self._progress.live.is_started:  # stopping prints a blank line off a terminal
             self._progress.stop()
-            self._started = False
 
     def __bool__(self) -> bool:
         return True
@@ -541,12 +537,9 @@ def render_hidden_terminal(
     from rich.columns import Columns
     from rich.constrain import Constrain
 
-    from mlp_cli.errors import UsageError
     from mlp_cli.viz import check_patterns, grid_cols, unit_colours
 
     P = check_patterns(patterns, side)
-    if max_units < 1:
-        raise UsageError(f"max_units must be at least 1, got {max_units}.")
     n_total = P.shape[0]
     P = P[:max_units]
     n = P.shape[0]

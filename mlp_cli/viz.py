@@ -194,14 +194,19 @@ def tile_grid(
         y, x = (i // cols) * step, (i % cols) * step
         grid[y : y + step + SEPARATOR, x : x + step + SEPARATOR] = SEPARATOR_RGB  # frame
         grid[y + SEPARATOR : y + step, x + SEPARATOR : x + step] = rgb[i]
+    width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
     label_size = int(np.clip(tile * 0.16, 9, 14))
     font = FontProperties(size=label_size)  # whose digits all have the same width
     digit_w = text_to_path.get_text_width_height_descent("0", font, False)[0]
+    x0 = (width - grid.shape[1]) // 2 + SEPARATOR + 2  # px from the page's left edge
+    base = grid.shape[0] - SEPARATOR - 1 - label_size * 0.95  # first row: under digits this tall
+    glyphs: list[TextPath] = []  # one collection of glyph outlines: a text artist per unit is slow
     for i in range(n if labels else 0):  # the box behind each index, so it reads on any colour
-        y, x = (i // cols) * step + SEPARATOR, (i % cols) * step + SEPARATOR
+        row, col = divmod(i, cols)
+        y, x = row * step + SEPARATOR, col * step + SEPARATOR
         grid[y : y + label_size + 2, x : x + int(len(str(i)) * digit_w) + 5] = LABEL_BOX_RGB
+        glyphs.append(TextPath((x0 + col * step, base - row * step), str(i), size=label_size))
 
-    width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
     fig = Figure(figsize=(width / 72, grid.shape[0] / 72), dpi=72)  # taller once with a header
     header, height = 0, grid.shape[0]
     if legend:
@@ -238,15 +243,10 @@ def tile_grid(
                            orientation="horizontal", ticks=[-1, 0, 1])  # fmt: skip
         bar.ax.set_xticklabels(["−max", "0", "+max"], fontsize=11)
         bar.ax.tick_params(length=3, pad=1)
-    if labels:  # one collection of glyph outlines: a text artist per unit is slow
-        x0, top = (width - grid.shape[1]) // 2 + SEPARATOR + 2, grid.shape[0] - SEPARATOR
-        base = top - 1 - label_size * 0.95  # the baseline under digits `label_size` px tall
-        glyphs = [
-            TextPath((x0 + (i % cols) * step, base - (i // cols) * step), str(i), size=label_size)
-            for i in range(n)
-        ]
-        px = IdentityTransform()  # pixels from the bottom left
-        fig.add_artist(PathCollection(glyphs, facecolors="white", linewidths=0, transform=px))
+    if glyphs:  # drawn in pixels from the bottom left
+        fig.add_artist(
+            PathCollection(glyphs, facecolors="white", linewidths=0, transform=IdentityTransform())
+        )
     # text on a transparent layer over the grid: `figimage` would resample every pixel
     raw = io.BytesIO()
     fig.savefig(raw, format="rgba", dpi=72, transparent=True)
@@ -344,7 +344,6 @@ def plot_curves(
     out: Path,
     *,
     title: str | None = None,
-    best_by: Literal["val_loss", "val_acc"] = "val_loss",
 ) -> Path:
     """Plot loss, accuracy and learning rate per epoch into `out`; return `out`.
 
@@ -353,16 +352,14 @@ def plot_curves(
     as percentages. Any value may be None or absent (a run without a validation split has
     no ``val_*``); a missing ``epoch`` is taken as the record's position (1, 2, ...). The
     best epoch is marked: the last record flagged ``"best": true`` by the trainer (which
-    applies its own improvement threshold), else the lowest ``val_loss`` or highest
-    ``val_acc``, per `best_by`. The learning rate is drawn on a log scale when it varies by
+    applies its own improvement threshold and monitored metric), else the lowest
+    ``val_loss``. The learning rate is drawn on a log scale when it varies by
     more than 10x.
     """
     from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, PercentFormatter
 
     if not records:
         raise UsageError("There are no metrics records to plot: the training history is empty.")
-    if best_by not in ("val_loss", "val_acc"):
-        raise UsageError(f"best_by must be 'val_loss' or 'val_acc', got {best_by!r}.")
     epoch = _series(records, "epoch")
     epoch = np.where(np.isnan(epoch), np.arange(1, len(records) + 1), epoch)
     s = {k: _series(records, k) for k in ("train_loss", "val_loss", "train_acc", "val_acc", "lr")}
@@ -374,7 +371,7 @@ def plot_curves(
             )
     marker = "o" if len(records) <= 30 else None  # dots make short histories readable
 
-    best = best_record(records, best_by)
+    best = best_record(records)
     with _figure(14.0, 4.8) as fig:
         ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
         for ax, key, name in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
@@ -512,11 +509,6 @@ def plot_confusion(
         return _save_figure(fig, out)
 
 
-def _percent(q: float) -> str:
-    """A probability as a whole percentage, never rounding a doubt up to "100%"."""
-    return ">99.5%" if 0.995 <= q < 1.0 else f"{q:.0%}"
-
-
 def save_gallery(
     images: np.ndarray,
     true: Sequence[int] | np.ndarray,
@@ -577,8 +569,10 @@ def save_gallery(
             ax.set_xticks([])
             ax.set_yticks([])
             ok = t[k] == p[k]
+            # a whole percentage that never rounds a doubt up to "100%"
+            shown = ">99.5%" if 0.995 <= q[k] < 1.0 else f"{q[k]:.0%}"
             ax.set_xlabel(
-                f"true {t[k]} → pred {p[k]}\n({_percent(q[k])})",
+                f"true {t[k]} → pred {p[k]}\n({shown})",
                 fontsize=FONT_SIZE - 1,
                 color="tab:green" if ok else "tab:red",
             )
