@@ -643,7 +643,7 @@ def sweep(
             f"sweep {run.name}: {len(run.trials)} trials, ",
             plain(at_once),
             f", {run.cpus_per_trial} thread(s) each, into ",
-            plain(str(run.dir)),
+            plain(run.dir),
         )
     if engine == Engine.local or address is None:  # once here, not in every trial at once
         from mlp_cli.data import fetch_missing
@@ -710,36 +710,20 @@ def sweep(
         )
         raise typer.Exit(1)
     sweeps.finish(run)
-    best = run.best_trial()
-    linked = best is not None and (run.dir / sweeps.BEST).resolve() == run.run_dir(best).resolve()
     _print_sweep(run, json_)
+    best = run.best_trial()
     if best is None:
         _say(ERROR, f"no trial of the sweep gave a {run.metric}; see the reasons above", err=True)
         raise typer.Exit(1)
-    if not linked:
-        _say(
-            WARNING,
-            "the best trial's folder ",
-            plain(str(run.run_dir(best))),
-            " has no model.npz, so no 'best' link was made",
-            err=True,
-        )
-    if json_:
-        return
-    if linked:
-        _say(
-            "best: ",
-            plain(str(run.run_dir(best))),
-            " (linked as ",
-            plain(str(run.dir / sweeps.BEST)),
-            ")",
-        )
-    _say(
-        "results: ",
-        plain(str(run.dir / sweeps.RESULTS_FILE)),
-        ", ",
-        plain(str(run.dir / sweeps.PICTURE_FILE)),
-    )
+    best_dir, link = run.run_dir(best), run.dir / sweeps.BEST
+    if link.resolve() != best_dir.resolve():
+        no_link = " has no model.npz, so no 'best' link was made"
+        _say(WARNING, "the best trial's folder ", plain(best_dir), no_link, err=True)
+    elif not json_:
+        _say("best: ", plain(best_dir), " (linked as ", plain(link), ")")
+    if not json_:
+        results, picture = run.dir / sweeps.RESULTS_FILE, run.dir / sweeps.PICTURE_FILE
+        _say("results: ", plain(results), ", ", plain(picture))
 
 
 def _print_sweep(run: "Sweep", json_: bool) -> None:
