@@ -257,7 +257,6 @@ ConfigArg = Annotated[
         "-c",
         metavar="NAME|FILE",
         help="A shipped config's name (see mlp config list) or a YAML file.",
-        show_default=True,
     ),
 ]
 SetOpt = Annotated[
@@ -435,16 +434,11 @@ def train(
     out: Annotated[Path | None, _out("Run directory (default: runs/<name>).", "DIR")] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(
-            "--resume",
-            metavar="DIR",
-            help="Continue the run in this directory from its checkpoint.",
-        ),
+        typer.Option(metavar="DIR", help="Continue the run in this directory from its checkpoint."),
     ] = None,
     threads: Annotated[
         str | None,
         typer.Option(
-            "--threads",
             metavar="N|auto",
             help="Threads for BLAS and the update: N (at most the cores) or auto, the default "
             "(training.threads).",
@@ -537,12 +531,11 @@ def sweep(
             metavar="[plan|show] FILE|DIR",
             help="A sweep file to run, or the name of a shipped sweep (depth-width,"
             " 400-25-10-recipe); plan FILE: list its trials; show DIR: a sweep's table.",
-            show_default=False,
         ),
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", metavar="DIR", help="Continue the sweep in this folder."),
+        typer.Option(metavar="DIR", help="Continue the sweep in this folder."),
     ] = None,
     engine: Annotated[
         Engine,
