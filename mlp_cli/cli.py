@@ -22,10 +22,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from inspect import Parameter, signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -51,12 +50,8 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Split(StrEnum):
-    """The MNIST images `mlp evaluate` scores (a choice, so the shell completes it)."""
-
-    test = "test"
-    val = "val"
-    train = "train"
+# The MNIST images `mlp evaluate` scores (`mlp_cli.evaluate.Split`, which loads NumPy).
+Split = Literal["test", "val", "train"]
 
 
 def _exit_code(exc: KeyboardInterrupt) -> int:
@@ -512,11 +507,7 @@ def train(
 # -- sweep -----------------------------------------------------------------------------------
 
 
-class Engine(StrEnum):
-    """Where `mlp sweep` runs its trials."""
-
-    local = "local"
-    ray = "ray"
+Engine = Literal["local", "ray"]  # where `mlp sweep` runs its trials
 
 
 _SWEEP_ACTIONS = ("plan", "show")
@@ -543,7 +534,7 @@ def sweep(
             help="local: worker processes on this machine; ray: Ray Tune trials on a Ray "
             "cluster (pip install 'mlp-cli\\[ray]')."
         ),
-    ] = Engine.local,
+    ] = "local",
     address: Annotated[
         str | None,
         typer.Option(
@@ -614,23 +605,23 @@ def sweep(
                 console.print(plan_table(run))
             return
         sweeps.check_new_sweep(run)
-    if engine != Engine.ray and (address is not None or storage is not None):
+    if engine != "ray" and (address is not None or storage is not None):
         raise UsageError("--address and --storage go with --engine ray")
-    if engine == Engine.ray:
+    if engine == "ray":
         from mlp_cli.sweep_ray import check_ready
 
         check_ready(address)
-    run.engine = engine.value
+    run.engine = engine
     sweeps.check_outputs(run.dir)
-    if engine == Engine.local and run.cpus_per_trial > (cores := usable_cores()):
+    if engine == "local" and run.cpus_per_trial > (cores := usable_cores()):
         raise UsageError(
             f"--cpus-per-trial {run.cpus_per_trial} is more than the {cores} usable cores of"
             " this machine; a trial's threads share its cores"
         )
     choice = workers or sweeps.default_workers(run.cpus_per_trial)
     if not (quiet or json_):
-        at_once = f"{choice} at a time" if engine == Engine.local or workers else "on Ray"
-        if engine == Engine.ray and address is not None:
+        at_once = f"{choice} at a time" if engine == "local" or workers else "on Ray"
+        if engine == "ray" and address is not None:
             at_once = f"on the Ray cluster at {address}"
         _say(
             f"sweep {run.name}: {len(run.trials)} trials, ",
@@ -638,7 +629,7 @@ def sweep(
             f", {run.cpus_per_trial} thread(s) each, into ",
             plain(run.dir),
         )
-    if engine == Engine.local or address is None:  # once here, not in every trial at once
+    if engine == "local" or address is None:  # once here, not in every trial at once
         from mlp_cli.data import fetch_missing
 
         mirror = config_from_dict(run.trials[0].config).data.mirror
@@ -667,7 +658,7 @@ def sweep(
 
     try:
         with _stop_on_sigint() as stop_signal:
-            if engine == Engine.ray:
+            if engine == "ray":
                 from mlp_cli.sweep_ray import run_ray
 
                 finished = run_ray(
@@ -805,7 +796,7 @@ def evaluate(
     model: ModelOpt = None,
     split: Annotated[
         Split, typer.Option(help="Which images: test, val (held out in training) or train.")
-    ] = Split.test,
+    ] = "test",
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     misclassified: Annotated[
         Path | None,
@@ -832,8 +823,8 @@ def evaluate(
             check_plot_apart(misclassified, plot)
     path, saved = _load_model(model)
     with _data_progress(quiet=True) as notices:
-        images, labels = split_images(saved, split.value, progressbar=notices)
-    result = run_evaluation(saved, images, labels, split.value)
+        images, labels = split_images(saved, split, progressbar=notices)
+    result = run_evaluation(saved, images, labels, split)
     if misclassified is not None:
         write_mistakes(result, images, misclassified, count)
     if plot is not None:
@@ -843,7 +834,7 @@ def evaluate(
             result.confusion,
             plot,
             class_names=result.class_names,
-            title=f"{path.parent.name or path.name}: {split.value} split, accuracy "
+            title=f"{path.parent.name or path.name}: {split} split, accuracy "
             f"{100 * result.accuracy:.2f}%",
         )
     if json_:
