@@ -22,15 +22,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from inspect import Parameter, signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.text import Text
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption, _TyperParameter
 
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
@@ -51,12 +50,8 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Split(StrEnum):
-    """The MNIST images `mlp evaluate` scores (a choice, so the shell completes it)."""
-
-    test = "test"
-    val = "val"
-    train = "train"
+# The MNIST images `mlp evaluate` scores (`mlp_cli.evaluate.Split`, which loads NumPy).
+Split = Literal["test", "val", "train"]
 
 
 def _exit_code(exc: KeyboardInterrupt) -> int:
@@ -69,7 +64,7 @@ def _plain_types(params: list[Any]) -> list[Any]:
     """Help that names what a parameter takes, as its metavar says: a flag shows nothing
     (not ``<bool>``, Typer's own ``--help`` included) and an argument its metavar alone
     (``IMAGE``, not ``<list[str]>``).  And parameters given no value skip Typer's
-    validator (see `_no_value`)."""
+    validator (see `_NoValue`)."""
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
@@ -80,27 +75,25 @@ def _plain_types(params: list[Any]) -> list[Any]:
     return params
 
 
-def _no_value(param: TyperOption | TyperArgument, ctx: Any) -> Any:
-    """What Typer makes of a parameter given no value, as its `process_value` does, without
+class _NoValue(_TyperParameter):
+    """A parameter given no value becomes what Typer's `process_value` makes of it, without
     first building the pydantic validator of the parameter's type (the first one built
     loads pydantic, for ``mlp data --help`` too): its coercion turns None into None, or ()
     for a parameter that takes several values, whatever the type."""
-    value = () if param.multiple or param.nargs == -1 else None
-    return value if param.callback is None else param.callback(ctx, param, value)
 
-
-class _Option(TyperOption):
     def process_value(self, ctx: Any, value: Any) -> Any:
-        if value is None and not self.required:
-            return _no_value(self, ctx)
-        return super().process_value(ctx, value)
+        if value is not None or self.required:
+            return super().process_value(ctx, value)
+        value = () if self.multiple or self.nargs == -1 else None
+        return value if self.callback is None else self.callback(ctx, self, value)
 
 
-class _Argument(TyperArgument):
-    def process_value(self, ctx: Any, value: Any) -> Any:
-        if value is None and not self.required:
-            return _no_value(self, ctx)
-        return super().process_value(ctx, value)
+class _Option(_NoValue, TyperOption):
+    pass
+
+
+class _Argument(_NoValue, TyperArgument):
+    pass
 
 
 class _NamedArgument(_Argument):
@@ -259,7 +252,6 @@ ConfigArg = Annotated[
         "-c",
         metavar="NAME|FILE",
         help="A shipped config's name (see mlp config list) or a YAML file.",
-        show_default=True,
     ),
 ]
 SetOpt = Annotated[
@@ -437,16 +429,11 @@ def train(
     out: Annotated[Path | None, _out("Run directory (default: runs/<name>).", "DIR")] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(
-            "--resume",
-            metavar="DIR",
-            help="Continue the run in this directory from its checkpoint.",
-        ),
+        typer.Option(metavar="DIR", help="Continue the run in this directory from its checkpoint."),
     ] = None,
     threads: Annotated[
         str | None,
         typer.Option(
-            "--threads",
             metavar="N|auto",
             help="Threads for BLAS and the update: N (at most the cores) or auto, the default "
             "(training.threads).",
@@ -520,11 +507,7 @@ def train(
 # -- sweep -----------------------------------------------------------------------------------
 
 
-class Engine(StrEnum):
-    """Where `mlp sweep` runs its trials."""
-
-    local = "local"
-    ray = "ray"
+Engine = Literal["local", "ray"]  # where `mlp sweep` runs its trials
 
 
 _SWEEP_ACTIONS = ("plan", "show")
@@ -539,12 +522,11 @@ def sweep(
             metavar="[plan|show] FILE|DIR",
             help="A sweep file to run, or the name of a shipped sweep (depth-width,"
             " 400-25-10-recipe); plan FILE: list its trials; show DIR: a sweep's table.",
-            show_default=False,
         ),
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", metavar="DIR", help="Continue the sweep in this folder."),
+        typer.Option(metavar="DIR", help="Continue the sweep in this folder."),
     ] = None,
     engine: Annotated[
         Engine,
@@ -552,7 +534,7 @@ def sweep(
             help="local: worker processes on this machine; ray: Ray Tune trials on a Ray "
             "cluster (pip install 'mlp-cli\\[ray]')."
         ),
-    ] = Engine.local,
+    ] = "local",
     address: Annotated[
         str | None,
         typer.Option(
@@ -623,31 +605,31 @@ def sweep(
                 console.print(plan_table(run))
             return
         sweeps.check_new_sweep(run)
-    if engine != Engine.ray and (address is not None or storage is not None):
+    if engine != "ray" and (address is not None or storage is not None):
         raise UsageError("--address and --storage go with --engine ray")
-    if engine == Engine.ray:
+    if engine == "ray":
         from mlp_cli.sweep_ray import check_ready
 
         check_ready(address)
-    run.engine = engine.value
+    run.engine = engine
     sweeps.check_outputs(run.dir)
-    if engine == Engine.local and run.cpus_per_trial > (cores := usable_cores()):
+    if engine == "local" and run.cpus_per_trial > (cores := usable_cores()):
         raise UsageError(
             f"--cpus-per-trial {run.cpus_per_trial} is more than the {cores} usable cores of"
             " this machine; a trial's threads share its cores"
         )
     choice = workers or sweeps.default_workers(run.cpus_per_trial)
     if not (quiet or json_):
-        at_once = f"{choice} at a time" if engine == Engine.local or workers else "on Ray"
-        if engine == Engine.ray and address is not None:
+        at_once = f"{choice} at a time" if engine == "local" or workers else "on Ray"
+        if engine == "ray" and address is not None:
             at_once = f"on the Ray cluster at {address}"
         _say(
             f"sweep {run.name}: {len(run.trials)} trials, ",
             plain(at_once),
             f", {run.cpus_per_trial} thread(s) each, into ",
-            plain(str(run.dir)),
+            plain(run.dir),
         )
-    if engine == Engine.local or address is None:  # once here, not in every trial at once
+    if engine == "local" or address is None:  # once here, not in every trial at once
         from mlp_cli.data import fetch_missing
 
         mirror = config_from_dict(run.trials[0].config).data.mirror
@@ -676,7 +658,7 @@ def sweep(
 
     try:
         with _stop_on_sigint() as stop_signal:
-            if engine == Engine.ray:
+            if engine == "ray":
                 from mlp_cli.sweep_ray import run_ray
 
                 finished = run_ray(
@@ -712,36 +694,20 @@ def sweep(
         )
         raise typer.Exit(1)
     sweeps.finish(run)
-    best = run.best_trial()
-    linked = best is not None and (run.dir / sweeps.BEST).resolve() == run.run_dir(best).resolve()
     _print_sweep(run, json_)
+    best = run.best_trial()
     if best is None:
         _say(ERROR, f"no trial of the sweep gave a {run.metric}; see the reasons above", err=True)
         raise typer.Exit(1)
-    if not linked:
-        _say(
-            WARNING,
-            "the best trial's folder ",
-            plain(str(run.run_dir(best))),
-            " has no model.npz, so no 'best' link was made",
-            err=True,
-        )
-    if json_:
-        return
-    if linked:
-        _say(
-            "best: ",
-            plain(str(run.run_dir(best))),
-            " (linked as ",
-            plain(str(run.dir / sweeps.BEST)),
-            ")",
-        )
-    _say(
-        "results: ",
-        plain(str(run.dir / sweeps.RESULTS_FILE)),
-        ", ",
-        plain(str(run.dir / sweeps.PICTURE_FILE)),
-    )
+    best_dir, link = run.run_dir(best), run.dir / sweeps.BEST
+    if link.resolve() != best_dir.resolve():
+        no_link = " has no model.npz, so no 'best' link was made"
+        _say(WARNING, "the best trial's folder ", plain(best_dir), no_link, err=True)
+    elif not json_:
+        _say("best: ", plain(best_dir), " (linked as ", plain(link), ")")
+    if not json_:
+        results, picture = run.dir / sweeps.RESULTS_FILE, run.dir / sweeps.PICTURE_FILE
+        _say("results: ", plain(results), ", ", plain(picture))
 
 
 def _print_sweep(run: "Sweep", json_: bool) -> None:
@@ -830,7 +796,7 @@ def evaluate(
     model: ModelOpt = None,
     split: Annotated[
         Split, typer.Option(help="Which images: test, val (held out in training) or train.")
-    ] = Split.test,
+    ] = "test",
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     misclassified: Annotated[
         Path | None,
@@ -857,8 +823,8 @@ def evaluate(
             check_plot_apart(misclassified, plot)
     path, saved = _load_model(model)
     with _data_progress(quiet=True) as notices:
-        images, labels = split_images(saved, split.value, progressbar=notices)
-    result = run_evaluation(saved, images, labels, split.value)
+        images, labels = split_images(saved, split, progressbar=notices)
+    result = run_evaluation(saved, images, labels, split)
     if misclassified is not None:
         write_mistakes(result, images, misclassified, count)
     if plot is not None:
@@ -868,7 +834,7 @@ def evaluate(
             result.confusion,
             plot,
             class_names=result.class_names,
-            title=f"{path.parent.name or path.name}: {split.value} split, accuracy "
+            title=f"{path.parent.name or path.name}: {split} split, accuracy "
             f"{100 * result.accuracy:.2f}%",
         )
     if json_:

@@ -63,8 +63,7 @@ def header_lines(text: str) -> list[str]:
             if line.strip():
                 break
             continue
-        body = line[1:]
-        lines.append(body[1:] if body.startswith(" ") else body)
+        lines.append(line[1:].removeprefix(" "))
     return lines
 
 
@@ -79,7 +78,7 @@ def _describe(path: Path) -> ShippedConfig:
         else:
             prose.append(line.strip())
     text = " ".join(part for part in prose if part)
-    description = _SENTENCE_END.split(text, maxsplit=1)[0] if text else ""
+    description = _SENTENCE_END.split(text, maxsplit=1)[0]
     return ShippedConfig(path.stem, path, description, expected)
 
 
@@ -90,7 +89,7 @@ def shipped_configs() -> list[ShippedConfig]:
 
 def _named(folder: Path, name: str) -> Path | None:
     """The file called `name` (``.yaml`` may be added) in `folder`, or None."""
-    stem = name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name
+    stem = name.removesuffix(_SUFFIX)
     if not stem or "/" in stem or "\\" in stem or stem.startswith("."):
         return None
     path = folder / f"{stem}{_SUFFIX}"
