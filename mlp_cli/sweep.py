@@ -289,7 +289,7 @@ class Sweep:
     method: str = "grid"
     source: str = ""  # the sweep file it came from
     base_config: str = ""
-    early_terminate: dict[str, Any] | None = None
+    early_terminate: EarlyTerminate | None = None
     cpus_per_trial: int = 1
     engine: str = "local"
     created: float = field(default_factory=time.time)
@@ -374,6 +374,8 @@ class Sweep:
         """The text of sweep.json."""
         state = {"format_version": STATE_VERSION, **asdict(self)}
         state["dir"] = str(self.dir)
+        if self.early_terminate is not None:
+            state["early_terminate"] = self.early_terminate.model_dump()
         return json.dumps(state, indent=1, allow_nan=False)
 
     def save(self) -> None:
@@ -400,8 +402,6 @@ class Sweep:
             raise ValueError(f"method {self.method!r}, engine {self.engine!r}")
         if not 1 <= self.cpus_per_trial <= 256:
             raise ValueError(f"cpus_per_trial {self.cpus_per_trial}")
-        if self.early_terminate is not None:
-            EarlyTerminate.model_validate(self.early_terminate)
         if not _SWEEP_NAME.fullmatch(self.name):
             raise ValueError(f"name {self.name[:100]!r}")
         ids = [t.id for t in self.trials]
@@ -574,7 +574,6 @@ def plan(
         trials.append(Trial(tid, combo, cfg.model_dump(mode="json"), epochs=cfg.training.epochs))
     first_dir = trials[0].config["output"]["dir"]
     folder = Path(out) if out is not None else Path(first_dir) / spec.name
-    early = spec.early_terminate.model_dump() if spec.early_terminate else None
     sweep = Sweep(
         spec.name,
         folder,
@@ -584,7 +583,7 @@ def plan(
         method=spec.method,
         source=source,
         base_config=base,
-        early_terminate=early,
+        early_terminate=spec.early_terminate,
         cpus_per_trial=cpus_per_trial,
     )
     # Half of what Sweep.load reads leaves room for what the trials add as they run.
@@ -756,13 +755,13 @@ class Asha:
     """Asynchronous successive halving with Optuna's pruner, one Optuna trial per sweep
     trial, all in the process that runs the sweep."""
 
-    def __init__(self, early: Mapping[str, Any], goal: str) -> None:
+    def __init__(self, early: EarlyTerminate, goal: str) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         pruner = optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=early["grace_period"],
-            reduction_factor=early["reduction_factor"],
+            min_resource=early.grace_period,
+            reduction_factor=early.reduction_factor,
             min_early_stopping_rate=0,
         )
         # The goal is one of Goal: the sweep file's schema and Sweep.check see to it.

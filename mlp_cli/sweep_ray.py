@@ -483,9 +483,9 @@ def _tune(
             time_attr="epoch",
             metric=sweep.metric,
             mode="max" if sweep.goal == "maximize" else "min",
-            grace_period=early["grace_period"],
-            reduction_factor=early["reduction_factor"],
-            max_t=max(longest, early["grace_period"]),
+            grace_period=early.grace_period,
+            reduction_factor=early.reduction_factor,
+            max_t=max(longest, early.grace_period),
         )
     trainable = tune.with_resources(
         tune.with_parameters(trial, plan=plan, threads=sweep.cpus_per_trial),

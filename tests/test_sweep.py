@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from mlp_cli import data, sweep
 from mlp_cli.cli import app
 from mlp_cli.errors import ConfigError
-from mlp_cli.sweep import Outcome, Sweep, plan, run_local
+from mlp_cli.sweep import Asha, EarlyTerminate, Outcome, Sweep, plan, run_local
 from mlp_cli.train import Trainer
 
 runner = CliRunner()
@@ -548,6 +548,24 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
         assert "Traceback" not in err
     code, _, err = mlp("sweep", "show", str(good.dir))
     assert code == 0, err
+
+
+def test_a_state_without_the_optional_asha_settings_gets_their_defaults(tmp_path: Path) -> None:
+    s = plan(write_sweep(tmp_path, ASHA), out=tmp_path / "asha")
+    s.dir.mkdir()
+    s.save()
+    state = json.loads((s.dir / "sweep.json").read_text())
+    state["early_terminate"] = {"type": "asha"}
+    (s.dir / "sweep.json").write_text(json.dumps(state))
+    again = Sweep.load(s.dir)
+    assert again.early_terminate == EarlyTerminate(type="asha", grace_period=1, reduction_factor=3)
+    Asha(again.early_terminate, again.goal)  # what --resume builds from it
+    again.save()
+    assert json.loads((s.dir / "sweep.json").read_text())["early_terminate"] == {
+        "type": "asha",
+        "grace_period": 1,
+        "reduction_factor": 3,
+    }
 
 
 def test_a_killed_worker_leaves_its_trials_to_resume(

@@ -178,7 +178,8 @@ def test_ray_trials_equal_the_local_engines_bit_for_bit_after_a_worker_is_killed
     killed_run_dir = Path()
     deadline = time.monotonic() + PATIENCE
     while killed is None and driver.poll() is None and time.monotonic() < deadline:
-        for note in ray_cluster.trials.glob("t*"):
+        # A trial's note, not the temporary file it is written through before it replaces it.
+        for note in ray_cluster.trials.glob("t[0-9][0-9][0-9]"):
             pid, done, run_dir = note.read_text().split(maxsplit=2)
             # In the middle: an earlier epoch's checkpoint reported (the note is written as an
             # epoch ends, before its report), epochs still to train.

@@ -2,11 +2,12 @@
 `sweep_child.py` instead of MNIST, as forked workers of the local engine do. Ray starts its
 workers afresh, so the replacement is made here, on the path the cluster's processes get
 (PYTHONPATH), in worker processes only. Each epoch also takes a moment longer, so that a
-worker can be killed in the middle of a trial, and every resumed trial is noted in the file
+worker can be killed in the middle of a trial.
+
 MLP_TEST_TRIALS names a folder where each trial's worker keeps "<pid> <epochs done> <run
-dir>" in a file named after the trial, and where ``resumed`` gets a line "<trial> <epochs done>" for
-every trial resumed from a checkpoint: the test kills a worker in the middle of a trial and
-tells a retry from the last checkpoint from a start afresh."""
+dir>" in a file named after the trial, and where ``resumed`` gets a line "<trial> <epochs
+done>" for every trial resumed from a checkpoint: the test kills a worker in the middle of a
+trial and tells a retry from the last checkpoint from a start afresh."""
 
 from __future__ import annotations
 
