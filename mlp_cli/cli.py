@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.text import Text
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption, _TyperParameter
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
@@ -64,7 +64,7 @@ def _plain_types(params: list[Any]) -> list[Any]:
     """Help that names what a parameter takes, as its metavar says: a flag shows nothing
     (not ``<bool>``, Typer's own ``--help`` included) and an argument its metavar alone
     (``IMAGE``, not ``<list[str]>``).  And parameters given no value skip Typer's
-    validator (see `_NoValue`)."""
+    validator (see `_no_value`)."""
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
@@ -75,25 +75,27 @@ def _plain_types(params: list[Any]) -> list[Any]:
     return params
 
 
-class _NoValue(_TyperParameter):
-    """A parameter given no value becomes what Typer's `process_value` makes of it, without
+def _no_value(param: TyperOption | TyperArgument, ctx: Any) -> Any:
+    """What Typer makes of a parameter given no value, as its `process_value` does, without
     first building the pydantic validator of the parameter's type (the first one built
     loads pydantic, for ``mlp data --help`` too): its coercion turns None into None, or ()
     for a parameter that takes several values, whatever the type."""
+    value = () if param.multiple or param.nargs == -1 else None
+    return value if param.callback is None else param.callback(ctx, param, value)
 
+
+class _Option(TyperOption):
     def process_value(self, ctx: Any, value: Any) -> Any:
-        if value is not None or self.required:
-            return super().process_value(ctx, value)
-        value = () if self.multiple or self.nargs == -1 else None
-        return value if self.callback is None else self.callback(ctx, self, value)
+        if value is None and not self.required:
+            return _no_value(self, ctx)
+        return super().process_value(ctx, value)
 
 
-class _Option(_NoValue, TyperOption):
-    pass
-
-
-class _Argument(_NoValue, TyperArgument):
-    pass
+class _Argument(TyperArgument):
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        if value is None and not self.required:
+            return _no_value(self, ctx)
+        return super().process_value(ctx, value)
 
 
 class _NamedArgument(_Argument):
