@@ -493,6 +493,16 @@ def train(
         with _stop_on_sigint() as stop_signal:
             try:
                 result = trainer.run(display, lambda: stop_signal() is not None)
+            except StdoutError as exc:
+                # The checkpoint of the last finished epoch (or of the start) is in the run.
+                done = trainer.state.epoch
+                exc.advice = (
+                    f"Training stopped; the run resumes from its checkpoint "
+                    f"{f'after epoch {done}' if done else 'before the first epoch'} with: "
+                    f"{command('mlp train --resume', trainer.run_dir)}"
+                )
+                _silence_stdout()  # closing the display below writes there again
+                raise
             finally:
                 if isinstance(display, TrainDisplay):
                     display.close()
@@ -1240,6 +1250,8 @@ def config_schema() -> None:
 class StdoutError(OSError):
     """Standard output could not be written (a full disk, a closed pipe)."""
 
+    advice = ""  # what became of the command's work, said after the error
+
 
 class _StdoutFile(io.FileIO):
     """Standard output's file descriptor, whose write errors say they are stdout's."""
@@ -1271,18 +1283,23 @@ def _tolerant_streams() -> None:
     )
 
 
-def _stdout_failed(exc: OSError) -> NoReturn:
-    """Say on stderr that stdout cannot be written and exit 1, with stdout pointed at
-    /dev/null so Python's own last flush stays quiet.  A reader that left (``| head``)
-    needs no message."""
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that what is still written or flushed there (Python's
+    own last flush, a progress display closing) goes nowhere instead of failing again."""
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+
+
+def _stdout_failed(exc: StdoutError) -> NoReturn:
+    """Say on stderr that stdout cannot be written (and the error's advice) and exit 1.
+    A reader that left (``| head``) needs no message."""
+    _silence_stdout()
     if exc.errno != errno.EPIPE:
         with contextlib.suppress(OSError, ValueError):
             problem = f"cannot write to standard output: {exc.strerror or exc}."
-            _say(ERROR, problem, err=True, soft_wrap=False)
+            _say(ERROR, " ".join(filter(None, [problem, exc.advice])), err=True)
     sys.exit(1)
 
 

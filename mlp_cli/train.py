@@ -648,6 +648,10 @@ class Trainer:
         n_train, steps = len(data.train_idx), self.steps
         reg = cfg.regularization
         patience = cfg.training.early_stopping.patience
+        if st.epoch == 0 and st.step == 0 and self.perm is None:
+            # There is always a checkpoint to go back to, saved before any callback runs: one
+            # that fails (standard output on a full disk) leaves a run that resumes.
+            self.save_checkpoint("started")
         cb.on_train_start(
             {
                 "run_dir": self.run_dir,
@@ -660,8 +664,6 @@ class Trainer:
                 "threads": self.threads,
             }
         )
-        if st.epoch == 0 and st.step == 0 and self.perm is None:
-            self.save_checkpoint("started")  # there is always a checkpoint to go back to
         status = "completed"
         session_times: list[float] = []  # this session's epochs, for noticing a slowdown
         warned = False
