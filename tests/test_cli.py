@@ -752,6 +752,34 @@ def test_few_images_or_verbose_show_each_image_in_detail(
     assert "predicted" not in out  # one image: no summary
 
 
+def test_many_images_are_predicted_a_batch_at_a_time_with_the_same_output(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import predict
+
+    folder = _digit_folder(tmp_path / "digits", SIX)
+    (folder / "notes.png").write_text("not an image")
+    monkeypatch.chdir(tmp_path)
+    flags = [[], ["--json"], ["--verbose"], ["--save-input", "inputs", "--json"]]
+    at_once = [_predict_in(folder, random_model, *f) for f in flags]
+    sizes: list[int] = []  # the pictures of each forward pass
+    inputs = predict.network_inputs
+
+    def counted(saved: Any, digits: list[NDArray[np.float32]]) -> NDArray[np.float32]:
+        sizes.append(len(digits))
+        return inputs(saved, digits)
+
+    monkeypatch.setattr(predict, "BATCH", 4)
+    monkeypatch.setattr(predict, "network_inputs", counted)
+    in_batches = [_predict_in(folder, random_model, *f) for f in flags]
+    assert sizes == [4, 2] * len(flags)  # never more than BATCH pictures held
+    for (code, out, err), (code_b, out_b, err_b) in zip(at_once, in_batches, strict=True):
+        assert code == code_b == 1  # notes.png
+        assert err == err_b
+        assert re.sub(r"in \d+\.\ds", "", out) == re.sub(r"in \d+\.\ds", "", out_b)
+    assert json.loads(in_batches[1][1])["predictions"][0]["file"] == "digits/0.png"
+
+
 def test_predict_json_has_numeric_digits_and_names_the_model(
     random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
