@@ -33,7 +33,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
-from mlp_cli.plain import command, escape_controls, plain
+from mlp_cli.plain import command, decodable, escape_controls, plain
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
@@ -797,7 +797,7 @@ def _model_json(path: Path, saved: Any) -> dict[str, Any]:
     that wrote it, and the mlp that is answering."""
     return {
         "model": {
-            "path": str(path),
+            "path": decodable(str(path)),
             "format_version": saved.meta.format_version,
             "package_version": saved.meta.package_version,
         },
@@ -871,7 +871,11 @@ def predict(
     model: ModelOpt = None,
     json_: Annotated[
         bool,
-        typer.Option("--json", help="Print one JSON object: the model, predictions and failures."),
+        typer.Option(
+            "--json",
+            help="Print one JSON object: the model, predictions and failures (bytes of a file "
+            "name that are not UTF-8 written as \\xNN).",
+        ),
     ] = False,
     show: Annotated[
         bool, typer.Option("--show", help="Draw the 28x28 input the network sees.")
@@ -971,7 +975,7 @@ def _print_predictions_json(
         failures += batch_failures
         rows = [p.to_json(names) for p in predictions]
         for row, file in zip(rows, written, strict=False):
-            row["input_saved_as"] = str(file)
+            row["input_saved_as"] = decodable(str(file))
         text = ", ".join(json.dumps(row) for row in rows)
         if any_rows and rows:
             text = ", " + text
