@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from inspect import Parameter, signature
 from pathlib import Path
@@ -33,7 +33,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
-from mlp_cli.plain import command, escape_controls, plain
+from mlp_cli.plain import command, decodable, escape_controls, plain
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
@@ -41,8 +41,10 @@ from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
+    from mlp_cli.checkpoint import SavedModel
     from mlp_cli.config import Config
     from mlp_cli.data import Splits
+    from mlp_cli.predict import Failure, Prediction
     from mlp_cli.render import DataNotices
     from mlp_cli.sweep import Sweep
 
@@ -493,6 +495,16 @@ def train(
         with _stop_on_sigint() as stop_signal:
             try:
                 result = trainer.run(display, lambda: stop_signal() is not None)
+            except StdoutError as exc:
+                # The checkpoint of the last finished epoch (or of the start) is in the run.
+                done = trainer.state.epoch
+                exc.advice = (
+                    f"Training stopped; the run resumes from its checkpoint "
+                    f"{f'after epoch {done}' if done else 'before the first epoch'} with: "
+                    f"{command('mlp train --resume', trainer.run_dir)}"
+                )
+                _silence_stdout()  # closing the display below writes there again
+                raise
             finally:
                 if isinstance(display, TrainDisplay):
                     display.close()
@@ -785,7 +797,7 @@ def _model_json(path: Path, saved: Any) -> dict[str, Any]:
     that wrote it, and the mlp that is answering."""
     return {
         "model": {
-            "path": str(path),
+            "path": decodable(str(path)),
             "format_version": saved.meta.format_version,
             "package_version": saved.meta.package_version,
         },
@@ -859,7 +871,11 @@ def predict(
     model: ModelOpt = None,
     json_: Annotated[
         bool,
-        typer.Option("--json", help="Print one JSON object: the model, predictions and failures."),
+        typer.Option(
+            "--json",
+            help="Print one JSON object: the model, predictions and failures (bytes of a file "
+            "name that are not UTF-8 written as \\xNN).",
+        ),
     ] = False,
     show: Annotated[
         bool, typer.Option("--show", help="Draw the 28x28 input the network sees.")
@@ -886,7 +902,7 @@ def predict(
     Up to 3 images are shown in detail (top 3 and a bar per digit); more are a table, one
     row per image, and a summary.
     """
-    from mlp_cli.predict import predict_files, save_inputs
+    from mlp_cli.predict import InputWriter, image_files, predict_batches
 
     if save_input is not None:
         from mlp_cli.outputs import check_folder
@@ -894,41 +910,80 @@ def predict(
         check_folder(save_input, "folder for --save-input")
     started = time.perf_counter()
     path, saved = _load_model(model)
-    predictions, failures = predict_files(saved, paths, raw=raw)
-    seconds = time.perf_counter() - started
+    files, failures = image_files(paths)
+    writer = InputWriter(save_input, files) if save_input is not None else None
     names = list(saved.meta.class_names)
-    saved_inputs = save_inputs(predictions, save_input) if save_input is not None else []
+    # Each batch is printed (and its inputs written) before the next is read.
+    batches = (
+        (predictions, batch_failures, writer.write(predictions) if writer else [])
+        for predictions, batch_failures in predict_batches(saved, files, raw=raw)
+    )
     if json_:
-        rows = [p.to_json(names) for p in predictions]
-        for row, written in zip(rows, saved_inputs, strict=False):
-            row["input_saved_as"] = str(written)
-        report = {
-            **_model_json(path, saved),
-            "predictions": rows,
-            "failures": [f.to_json() for f in failures],
-        }
-        typer.echo(json.dumps(report))
+        _print_predictions_json(path, saved, batches, failures)
     else:
-        from mlp_cli.render import (
-            DETAILED_MAX,
-            prediction_summary,
-            prediction_table,
-            print_prediction,
-        )
+        from mlp_cli.render import DETAILED_MAX, PredictionRows, prediction_summary
 
-        if verbose or show or len(predictions) <= DETAILED_MAX:
-            for p in predictions:
-                print_prediction(console, p, names, show)
-        else:
-            console.print(prediction_table(predictions, names))
-        for p, written in zip(predictions, saved_inputs, strict=False):  # none without --save-input
-            _say("network input of ", plain(p.file), " saved as ", plain(written))
-        if len(predictions) + len(failures) > 1:
-            console.print(prediction_summary(len(predictions), len(failures), seconds))
+        detailed = verbose or show
+        held: list[Prediction] = []  # the first few, until they are known to be more than a few
+        table = None
+        saved_as: list[tuple[str, Path]] = []
+        predicted = 0
+        for predictions, batch_failures, written in batches:
+            failures += batch_failures
+            saved_as += [(p.file, file) for p, file in zip(predictions, written, strict=False)]
+            predicted += len(predictions)
+            held += predictions
+            if not detailed and table is None and len(held) > DETAILED_MAX:
+                table = PredictionRows(console, names, files)
+            if table is not None:
+                table.print(held)
+                held = []
+            elif detailed:
+                _print_predictions(held, names, show)
+                held = []
+        _print_predictions(held, names, show)  # no more than DETAILED_MAX in all
+        for file, written_as in saved_as:
+            _say("network input of ", plain(file), " saved as ", plain(written_as))
+        if predicted + len(failures) > 1:
+            seconds = time.perf_counter() - started
+            console.print(prediction_summary(predicted, len(failures), seconds))
     for failure in failures:
         _say(ERROR, plain(failure.message), err=True, soft_wrap=False)
     if failures:
         raise typer.Exit(1)
+
+
+def _print_predictions(predictions: "list[Prediction]", names: list[str], show: bool) -> None:
+    from mlp_cli.render import print_prediction
+
+    for p in predictions:
+        print_prediction(console, p, names, show)
+
+
+def _print_predictions_json(
+    path: Path,
+    saved: "SavedModel",
+    batches: "Iterable[tuple[list[Prediction], list[Failure], list[Path]]]",
+    failures: "list[Failure]",
+) -> None:
+    """One JSON object, {model..., "predictions": [...], "failures": [...]}, written a batch
+    of predictions at a time; ``failures`` gets the failures of every batch too."""
+    names = list(saved.meta.class_names)
+    opening = json.dumps({**_model_json(path, saved), "predictions": []})[: -len("]}")]
+    any_rows = False
+    for predictions, batch_failures, written in batches:
+        failures += batch_failures
+        rows = [p.to_json(names) for p in predictions]
+        for row, file in zip(rows, written, strict=False):
+            row["input_saved_as"] = decodable(str(file))
+        text = ", ".join(json.dumps(row) for row in rows)
+        if any_rows and rows:
+            text = ", " + text
+        any_rows = any_rows or bool(rows)
+        typer.echo(opening + text, nl=False)
+        opening = ""  # written with the first batch, once its forward pass has worked
+    closing = json.dumps({"failures": [f.to_json() for f in failures]})[1:]
+    typer.echo(f"{opening}], {closing}")
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -1240,6 +1295,8 @@ def config_schema() -> None:
 class StdoutError(OSError):
     """Standard output could not be written (a full disk, a closed pipe)."""
 
+    advice = ""  # what became of the command's work, said after the error
+
 
 class _StdoutFile(io.FileIO):
     """Standard output's file descriptor, whose write errors say they are stdout's."""
@@ -1271,18 +1328,23 @@ def _tolerant_streams() -> None:
     )
 
 
-def _stdout_failed(exc: OSError) -> NoReturn:
-    """Say on stderr that stdout cannot be written and exit 1, with stdout pointed at
-    /dev/null so Python's own last flush stays quiet.  A reader that left (``| head``)
-    needs no message."""
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that what is still written or flushed there (Python's
+    own last flush, a progress display closing) goes nowhere instead of failing again."""
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+
+
+def _stdout_failed(exc: StdoutError) -> NoReturn:
+    """Say on stderr that stdout cannot be written (and the error's advice) and exit 1.
+    A reader that left (``| head``) needs no message."""
+    _silence_stdout()
     if exc.errno != errno.EPIPE:
         with contextlib.suppress(OSError, ValueError):
             problem = f"cannot write to standard output: {exc.strerror or exc}."
-            _say(ERROR, problem, err=True, soft_wrap=False)
+            _say(ERROR, " ".join(filter(None, [problem, exc.advice])), err=True)
     sys.exit(1)
 
 

@@ -1101,7 +1101,7 @@ def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
     Missing files are fetched all four at once, the test set too, so that `mlp evaluate`
     after training needs no network.
     """
-    from mlp_cli.preprocess import digits_to_inputs, normalize_inputs
+    from mlp_cli.preprocess import digits_to_inputs, input_statistics, normalize_inputs
 
     fetch_missing(mirror=cfg.data.mirror, progressbar=progressbar)
     images, labels = load_mnist("train", mirror=cfg.data.mirror, progressbar=progressbar)
@@ -1115,8 +1115,6 @@ def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
     }
     if cfg.data.normalize == "standardize":
         # Statistics of the training split only: validation and test stay unseen.
-        sample = X[train_idx]
-        preprocessing["normalize"] = {"mean": float(sample.mean()), "std": float(sample.std())}
-        del sample
+        preprocessing["normalize"] = input_statistics(X, train_idx)
         normalize_inputs(X, preprocessing)
     return Splits(X, labels, train_idx, val_idx, preprocessing, data_hashes())

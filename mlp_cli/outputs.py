@@ -320,16 +320,25 @@ def check_distinct(*targets: tuple[Path, str]) -> None:
                 )
 
 
+class UniqueNames:
+    """File names from `pattern`, one per stem as they come, made unique by ``-2``,
+    ``-3``... where stems repeat."""
+
+    def __init__(self, pattern: str = "{stem}-input.png") -> None:
+        self.pattern = pattern
+        self.taken: set[str] = set()
+
+    def __call__(self, stem: str) -> str:
+        name = self.pattern.format(stem=stem)
+        n = 1
+        while name.lower() in self.taken:  # also apart on case-insensitive file systems
+            n += 1
+            name = self.pattern.format(stem=f"{stem}-{n}")
+        self.taken.add(name.lower())
+        return name
+
+
 def unique_names(stems: list[str], pattern: str = "{stem}-input.png") -> list[str]:
     """A file name per stem, made unique by ``-2``, ``-3``... where stems repeat."""
-    taken: set[str] = set()
-    names: list[str] = []
-    for stem in stems:
-        name = pattern.format(stem=stem)
-        n = 1
-        while name.lower() in taken:  # also apart on case-insensitive file systems
-            n += 1
-            name = pattern.format(stem=f"{stem}-{n}")
-        taken.add(name.lower())
-        names.append(name)
-    return names
+    name = UniqueNames(pattern)
+    return [name(stem) for stem in stems]

@@ -6,7 +6,8 @@ stays those five characters), and control characters are shown escaped, so no es
 sequence in a name can move the cursor or change the terminal's colours. Bytes of a file
 name that are not UTF-8 (which Python holds as lone surrogates, ``\udc9b`` for 0x9b) are
 shown as ``\x9b``: never written raw, where 0x9b is a terminal's 8-bit CSI, and never an
-encoding error. `command` quotes the arguments of a command printed for the user to copy.
+encoding error. `command` quotes the arguments of a command printed for the user to copy,
+and `decodable` writes the undecodable bytes alone that way, for JSON output.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.text import Text
 # C0 controls except tab and newline, DEL, the C1 controls (which some terminals obey), and
 # lone surrogates (undecodable bytes of a file name, or broken text).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def _escape(char: str) -> str:
@@ -32,6 +34,13 @@ def escape_controls(text: str) -> str:
     """`text` with each control character and undecodable byte written as a Python escape
     (``\\x1b``, ``\\xff``)."""
     return _CONTROL.sub(lambda m: _escape(m.group()), text)
+
+
+def decodable(text: str) -> str:
+    """`text` with each undecodable byte (a lone surrogate) written as `escape_controls`
+    writes it (``\\xff``), and nothing else changed: JSON has escapes of its own for the
+    other controls, but none for bytes that are not UTF-8."""
+    return _SURROGATE.sub(lambda m: _escape(m.group()), text)
 
 
 def command(prefix: str, *args: object) -> str:

@@ -2,9 +2,10 @@
 
 Paths may be files, folders (their image files, not recursive) or glob patterns.  Every
 picture is turned into an MNIST-style 28x28 digit (`mlp_cli.preprocess.mnist_style`, or
-`raw_image` for pictures already in MNIST form), then all of them go through the model's
-own input transform and one batched forward pass.  A file that cannot be used becomes a
-`Failure` with its message; the others are still predicted.
+`raw_image` for pictures already in MNIST form), then BATCH of them at a time go through the
+model's own input transform and a forward pass, so that only one batch of pictures is held
+in memory however many files there are.  A file that cannot be used becomes a `Failure`
+with its message; the others are still predicted.
 
 Only NumPy, Pillow and the model modules are imported: no config, data or plotting code.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,12 @@ from numpy.typing import NDArray
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import CheckpointError, ImageError, UsageError
 from mlp_cli.model import MLP
+from mlp_cli.plain import decodable
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Pictures predicted together: MLP.predict_proba's own batch, so each picture meets the same
+# matrix products as in one call over all of them (the same bits), in about 16 MB.
+BATCH = 2048
 
 
 @dataclass
@@ -44,7 +49,7 @@ class Prediction:
 
     def to_json(self, class_names: Sequence[str]) -> dict[str, Any]:
         return {
-            "file": self.file,
+            "file": decodable(self.file),
             "digit": self.digit,
             "class_name": class_names[self.digit],
             "probability": self.probability,
@@ -61,7 +66,7 @@ class Failure:
     message: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "error": self.message}
+        return {"file": decodable(self.file), "error": decodable(self.message)}
 
 
 def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:
@@ -94,30 +99,49 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]
     return files, failures
 
 
+def image_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:
+    """`expand_paths`, refusing ``paths`` that name nothing at all."""
+    files, failures = expand_paths(paths)
+    if not files and not failures:
+        raise UsageError("no images given; pass image files, folders or glob patterns")
+    return files, failures
+
+
+def predict_batches(
+    saved: SavedModel, files: Sequence[Path], *, raw: bool = False
+) -> Iterator[tuple[list[Prediction], list[Failure]]]:
+    """Predict ``files`` in order, BATCH pictures at a time: yields each batch's predictions
+    and the files among them that could not be used."""
+    from mlp_cli.preprocess import mnist_style, open_image, raw_image
+
+    to_digit = raw_image if raw else mnist_style
+    digits: list[NDArray[np.float32]] = []
+    kept: list[Path] = []
+    failures: list[Failure] = []
+    for index, file in enumerate(files):
+        try:
+            digits.append(to_digit(open_image(file), source=str(file)))
+            kept.append(file)
+        except ImageError as exc:
+            failures.append(Failure(str(file), str(exc)))
+        if len(digits) == BATCH or index == len(files) - 1:
+            predictions: list[Prediction] = []
+            if digits:
+                X = network_inputs(saved, digits)
+                predictions = predictions_from(kept, digits, checked_proba(saved, X))
+            yield predictions, failures
+            digits, kept, failures = [], [], []
+
+
 def predict_files(
     saved: SavedModel, paths: Sequence[str | Path], *, raw: bool = False
 ) -> tuple[list[Prediction], list[Failure]]:
     """Predict every image in ``paths``; returns predictions and per-file failures."""
-    from mlp_cli.preprocess import mnist_style, open_image, raw_image
-
-    files, failures = expand_paths(paths)
-    if not files and not failures:
-        raise UsageError("no images given; pass image files, folders or glob patterns")
-    to_digit = raw_image if raw else mnist_style
-    digits: list[NDArray[np.float32]] = []
-    kept: list[Path] = []
-    for file in files:
-        try:
-            digit = to_digit(open_image(file), source=str(file))
-        except ImageError as exc:
-            failures.append(Failure(str(file), str(exc)))
-            continue
-        digits.append(digit)
-        kept.append(file)
+    files, failures = image_files(paths)
     predictions: list[Prediction] = []
-    if digits:
-        X = network_inputs(saved, digits)
-        predictions = predictions_from(kept, digits, checked_proba(saved, X))
+    for batch, batch_failures in predict_batches(saved, files, raw=raw):
+        predictions += batch
+        failures += batch_failures
     return predictions, failures
 
 
@@ -170,32 +194,51 @@ def predictions_from(
     return predictions
 
 
-def save_inputs(predictions: Sequence[Prediction], folder: Path) -> list[Path]:
-    """Write each prediction's 28x28 network input as ``<image name>-input.png`` in
-    `folder`, ``-2``, ``-3``... added where two images share a name; returns the files in
-    the order of `predictions`.  Every file is checked before the first is written
-    (`outputs.check_picture`), so a refusal leaves the folder as it was."""
-    from PIL import Image
+def _input_stem(file: str | Path) -> str:
+    """The image's name without its suffix, shortened to leave room for the suffixes within
+    a 255-byte name."""
+    stem = Path(file).stem
+    while len(os.fsencode(stem)) > 200:
+        stem = stem[:-1]
+    return stem
 
-    from mlp_cli.outputs import (
-        IMAGE_SUFFIXES,
-        check_folder,
-        check_picture,
-        save_image,
-        unique_names,
-    )
 
-    check_folder(folder, "folder for --save-input")
-    stems = []
-    for p in predictions:
-        stem = Path(p.file).stem
-        while len(os.fsencode(stem)) > 200:  # room for the suffixes within a 255-byte name
-            stem = stem[:-1]
-        stems.append(stem)
-    files = [folder / name for name in unique_names(stems, "{stem}-input.png")]
-    for file in files:
-        check_picture(file, "saved network input", IMAGE_SUFFIXES)
-    for p, file in zip(predictions, files, strict=True):
-        pixels = np.clip(np.rint(p.image * 255), 0, 255).astype(np.uint8)
-        save_image(Image.fromarray(pixels), file, "the saved network input")
-    return files
+class InputWriter:
+    """Writes predictions' 28x28 network inputs into a folder as they come, each as
+    ``<image name>-input.png``, ``-2``, ``-3``... added where two images share a name.
+
+    Made with every file that is to be predicted, it checks the name each would get
+    (`outputs.check_picture`) before the first is written, so a refusal leaves the folder as
+    it was; a name the checks did not foresee (a file before it failed) is checked when
+    it comes."""
+
+    WHAT = "saved network input"
+
+    def __init__(self, folder: Path, files: Sequence[str | Path]) -> None:
+        from mlp_cli.outputs import UniqueNames, check_folder, unique_names
+
+        check_folder(folder, "folder for --save-input")
+        self.folder = folder
+        stems = [_input_stem(file) for file in files]
+        self.checked = {self._check(folder / name) for name in unique_names(stems)}
+        self.name = UniqueNames()  # the names of the inputs written so far
+
+    def _check(self, path: Path) -> Path:
+        from mlp_cli.outputs import IMAGE_SUFFIXES, check_picture
+
+        return check_picture(path, self.WHAT, IMAGE_SUFFIXES)
+
+    def write(self, predictions: Sequence[Prediction]) -> list[Path]:
+        """Write the inputs of `predictions`; returns their files, in the same order."""
+        from PIL import Image
+
+        from mlp_cli.outputs import save_image
+
+        files = []
+        for p in predictions:
+            file = self.folder / self.name(_input_stem(p.file))
+            if file not in self.checked:
+                self._check(file)
+            pixels = np.clip(np.rint(p.image * 255), 0, 255).astype(np.uint8)
+            files.append(save_image(Image.fromarray(pixels), file, f"the {self.WHAT}"))
+        return files

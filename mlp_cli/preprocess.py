@@ -23,7 +23,7 @@ import functools
 import io
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -41,6 +41,7 @@ MNIST_CENTRE = 14.0  # row/column index MNIST puts the centre of mass at (measur
 MAX_FILE_BYTES = 64 * 2**20  # a phone photo is a few MB; larger files are refused unread
 MAX_SIDE = 1024  # larger pictures are first reduced by area averaging; the digit ends at 20 px
 MAX_PIXELS = 50_000_000  # width * height; a 48-megapixel photo opens, larger ones are refused
+STATS_ROWS = 1024  # inputs gathered at a time for standardisation statistics (~6 MB at 28x28)
 
 # Formats `open_image` accepts (Pillow names; "JPEG" also opens the MPO variant of cameras).
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
@@ -145,6 +146,27 @@ def prepare_inputs(images: Sequence[npt.NDArray[np.floating]], size: int) -> Flo
     stacked = np.stack([np.asarray(image, dtype=np.float32) for image in images])  # (N, 28, 28)
     resized = _area_resize(stacked, size)  # (N, size, size)
     return np.ascontiguousarray(resized.reshape(len(images), size * size))
+
+
+def input_statistics(X: FloatArray, rows: npt.NDArray[np.int64]) -> dict[str, float]:
+    """The mean and standard deviation over all pixels of X[rows] (X: (N, D)), as the
+    `normalize` entry of a model's preprocessing metadata.
+
+    Two passes in float64 over STATS_ROWS rows at a time: no copy of X[rows] is made, so the
+    memory needed stays small however large the training set is.
+    """
+    n = len(rows) * X.shape[1]
+
+    def blocks() -> Iterator[FloatArray]:
+        for start in range(0, len(rows), STATS_ROWS):
+            yield X[rows[start : start + STATS_ROWS]]  # (<= STATS_ROWS, D)
+
+    mean = sum(float(block.sum(dtype=np.float64)) for block in blocks()) / n
+    squares = 0.0
+    for block in blocks():
+        deviation = block.astype(np.float64).ravel() - mean
+        squares += float(deviation @ deviation)
+    return {"mean": mean, "std": float(np.sqrt(squares / n))}
 
 
 def normalize_inputs(X: FloatArray, preprocessing: Mapping[str, Any]) -> FloatArray:

@@ -19,6 +19,7 @@ from rich import box
 from rich.color import Color
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
+from rich.segment import Segment, Segments
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -442,16 +443,62 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
 
 def prediction_table(predictions: list[Prediction], names: list[str]) -> Table:
     """Many images, one row each: the answer and the runner-up with their probabilities."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = _prediction_columns()
+    for p in predictions:
+        (first, q1), (second, q2) = p.top(2)
+        table.add_row(plain(p.file), plain(names[first]), _pct(q1), plain(names[second]), _pct(q2))
+    return table
+
+
+def _prediction_columns(show_header: bool = True) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, show_header=show_header)
     table.add_column("file", overflow="fold")
     table.add_column("digit", justify="right", style="bold green")
     table.add_column("probability", justify="right")
     table.add_column("runner-up", justify="right")
     table.add_column("probability", justify="right")
-    for p in predictions:
-        (first, q1), (second, q2) = p.top(2)
-        table.add_row(plain(p.file), plain(names[first]), _pct(q1), plain(names[second]), _pct(q2))
     return table
+
+
+class PredictionRows:
+    """The `prediction_table` of predictions that come a batch at a time, printed as they
+    come: the header with the first batch, then each batch's rows.
+
+    A table's columns are as wide as their widest cells, so each batch is laid out with one
+    more row of the widest cells the whole table can hold (the longest of ``files``, the
+    widest class name, 100.00%), which is not printed: every batch gets the widths of one
+    table of all rows."""
+
+    def __init__(self, console: Console, names: list[str], files: Sequence[str | Path]) -> None:
+        self.console = console
+        self.names = names
+        name = max((plain(n) for n in names), key=lambda text: text.cell_len)
+        file = max((plain(f) for f in files), key=lambda text: text.cell_len)
+        columns = _prediction_columns(show_header=False)
+        cells = (file, name, Text(_pct(1.0)), name, Text(_pct(1.0)))
+        # The headers count too, though batches after the first are printed without them.
+        self.widest = [
+            max(cell, Text(str(column.header)), key=lambda text: text.cell_len)
+            for cell, column in zip(cells, columns.columns, strict=True)
+        ]
+        self.widest_height = len(self._lines(columns))
+        self.started = False
+
+    def _lines(self, table: Table) -> list[list[Segment]]:
+        """`table`'s lines with the row of widest cells added at its end."""
+        table.add_row(*self.widest)
+        return self.console.render_lines(table, self.console.options, pad=False)
+
+    def print(self, predictions: Sequence[Prediction]) -> None:
+        if not predictions:
+            return
+        table = prediction_table(list(predictions), self.names)
+        table.show_header = not self.started
+        self.started = True
+        lines = self._lines(table)[: -self.widest_height]
+        self.console.print(
+            Segments(segment for line in lines for segment in [*line, Segment.line()])
+        )
 
 
 def prediction_summary(predicted: int, failed: int, seconds: float) -> str:

@@ -607,6 +607,16 @@ class Trainer:
         except ConfigError as exc:
             raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
         if differ := _frozen_changes(saved_cfg, self.cfg):
+            config = self.run_dir / CONFIG_FILE
+            if _edited_after(config, path):
+                listed = "; ".join(f"{k} is {b} there, {a} in training" for k, a, b in differ)
+                raise CheckpointError(
+                    f"'{config}' was edited after the run saved '{path}': {listed}. A run "
+                    "resumes with the settings it was trained with, but for "
+                    f"{_resumable_keys()} (which --set changes). Put back the trained values "
+                    f"in {CONFIG_FILE} to resume the run, or train a new run with the edited "
+                    f"settings: `{command('mlp train --config', config)}`."
+                )
             listed = "; ".join(f"{k} is {a} there, {b} in {CONFIG_FILE}" for k, a, b in differ)
             raise CheckpointError(
                 f"'{path}' was saved by another run, not the one '{self.run_dir / CONFIG_FILE}' "
@@ -648,6 +658,10 @@ class Trainer:
         n_train, steps = len(data.train_idx), self.steps
         reg = cfg.regularization
         patience = cfg.training.early_stopping.patience
+        if st.epoch == 0 and st.step == 0 and self.perm is None:
+            # There is always a checkpoint to go back to, saved before any callback runs: one
+            # that fails (standard output on a full disk) leaves a run that resumes.
+            self.save_checkpoint("started")
         cb.on_train_start(
             {
                 "run_dir": self.run_dir,
@@ -660,8 +674,6 @@ class Trainer:
                 "threads": self.threads,
             }
         )
-        if st.epoch == 0 and st.step == 0 and self.perm is None:
-            self.save_checkpoint("started")  # there is always a checkpoint to go back to
         status = "completed"
         session_times: list[float] = []  # this session's epochs, for noticing a slowdown
         warned = False
@@ -960,12 +972,26 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
     return cfg
 
 
+def _resumable_keys() -> str:
+    """`RESUMABLE_KEYS` as a message lists them."""
+    return ", ".join(k if "." in k else f"{k}.*" for k in RESUMABLE_KEYS)
+
+
+def _edited_after(config: Path, checkpoint_path: Path) -> bool:
+    """Whether the run's config.yaml was written after its checkpoint: mlp writes the config
+    first, so a config that disagrees with a checkpoint older than itself was edited, while
+    a newer checkpoint was put there (copied from another run)."""
+    try:
+        return config.stat().st_mtime_ns >= checkpoint_path.stat().st_mtime_ns
+    except OSError:
+        return False
+
+
 def _not_resumable(run_dir: Path, changes: str) -> UsageError:
-    allowed = ", ".join(k if "." in k else f"{k}.*" for k in RESUMABLE_KEYS)
     return UsageError(
         f"--resume cannot change {changes}: the checkpoint in '{run_dir}' holds weights, "
         "optimizer state and a shuffling order made with the run's settings. A resumed "
-        f"run can change only {allowed}. To train with other settings, start a new run, "
+        f"run can change only {_resumable_keys()}. To train with other settings, start a new run, "
         f"e.g. `{command('mlp train --config', run_dir / CONFIG_FILE)} --set ...`. Nothing was "
         "written."
     )

@@ -8,6 +8,7 @@ MNIST served from a loopback mirror (the `mnist_mirror` fixture).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -750,6 +751,54 @@ def test_few_images_or_verbose_show_each_image_in_detail(
     assert code == 0
     assert out.count("three/0.png: ") == 1
     assert "predicted" not in out  # one image: no summary
+
+
+def test_many_images_are_predicted_a_batch_at_a_time_with_the_same_output(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import predict
+
+    folder = _digit_folder(tmp_path / "digits", SIX)
+    (folder / "notes.png").write_text("not an image")
+    monkeypatch.chdir(tmp_path)
+    flags = [[], ["--json"], ["--verbose"], ["--save-input", "inputs", "--json"]]
+    at_once = [_predict_in(folder, random_model, *f) for f in flags]
+    sizes: list[int] = []  # the pictures of each forward pass
+    inputs = predict.network_inputs
+
+    def counted(saved: Any, digits: list[NDArray[np.float32]]) -> NDArray[np.float32]:
+        sizes.append(len(digits))
+        return inputs(saved, digits)
+
+    monkeypatch.setattr(predict, "BATCH", 4)
+    monkeypatch.setattr(predict, "network_inputs", counted)
+    in_batches = [_predict_in(folder, random_model, *f) for f in flags]
+    assert sizes == [4, 2] * len(flags)  # never more than BATCH pictures held
+    for (code, out, err), (code_b, out_b, err_b) in zip(at_once, in_batches, strict=True):
+        assert code == code_b == 1  # notes.png
+        assert err == err_b
+        assert re.sub(r"in \d+\.\ds", "", out) == re.sub(r"in \d+\.\ds", "", out_b)
+    assert json.loads(in_batches[1][1])["predictions"][0]["file"] == "digits/0.png"
+
+
+def test_predict_json_writes_bytes_of_names_that_are_not_utf8_as_escapes(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _digit_folder(tmp_path / "digits", ["7.png"])
+    try:
+        (folder / "7.png").rename(os.fsdecode(bytes(folder) + b"/caf\xe9.png"))
+        Path(os.fsdecode(bytes(folder) + b"/not\xff.png")).write_text("not an image")
+    except OSError:  # a file system that takes only UTF-8 names (macOS)
+        pytest.skip("this file system refuses names that are not UTF-8")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = _predict_in(folder, random_model, "--json")
+    assert code == 1
+    report = json.loads(out)
+    json.dumps(report, ensure_ascii=False).encode("utf-8")  # no lone surrogate anywhere
+    assert [r["file"] for r in report["predictions"]] == ["digits/caf\\xe9.png"]
+    [failure] = report["failures"]
+    assert failure["file"] == "digits/not\\xff.png"
+    assert "digits/not\\xff.png" in failure["error"]
 
 
 def test_predict_json_has_numeric_digits_and_names_the_model(

@@ -24,17 +24,30 @@ from mlp_cli import cli, data, train
 from mlp_cli.errors import TrainingError, UsageError
 from mlp_cli.gradcheck import gradcheck
 
+# The command line, training on `make_splits`'s synthetic data instead of MNIST.
+ON_SYNTHETIC_DATA = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_train import make_splits
+from mlp_cli import cli, data, train
+splits = make_splits()
+data.prepare_data = lambda cfg, progressbar=False: splits
+train.Trainer.write_curves = lambda self: None
+cli.main()
+"""
+
 
 def mlp(
     *args: str,
     cwd: Path,
     stdout: int | None = subprocess.PIPE,
     env: dict[str, str] | None = None,
+    program: tuple[str, ...] = ("-m", "mlp_cli.cli"),
 ) -> subprocess.CompletedProcess[bytes]:
     environment = {k: v for k, v in os.environ.items() if k != "MLP_DEBUG"}
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "mlp_cli.cli", *args],
+        [sys.executable, *program, *args],
         cwd=cwd,
         env=environment,
         stdout=stdout,
@@ -105,6 +118,38 @@ def test_a_reader_that_closes_the_pipe_ends_mlp_quietly(tmp_path: Path) -> None:
         os.close(write)
     assert proc.returncode == 1
     assert proc.stderr == b""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["table", "json"])
+def test_training_with_stdout_on_a_full_device_leaves_a_run_that_resumes(
+    tmp_path: Path, output: list[str]
+) -> None:
+    config = tmp_path / "unit.yaml"
+    config.write_text(
+        "data: {input_size: 20, validation_size: 48}\nmodel: {layers: 400-16-10}\n"
+        "training: {epochs: 2, batch_size: 16}\n"
+    )
+    with open("/dev/full", "wb") as full:
+        proc = mlp(
+            "train",
+            "--config",
+            str(config),
+            *output,
+            cwd=tmp_path,
+            stdout=full.fileno(),
+            program=("-c", ON_SYNTHETIC_DATA),
+        )
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert "cannot write to standard output: No space left on device" in stderr
+    assert "mlp train --resume runs/unit" in stderr
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
+
+    resumed = mlp("train", "--resume", "runs/unit", cwd=tmp_path, program=("-c", ON_SYNTHETIC_DATA))
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert len(train.read_metrics(tmp_path / "runs" / "unit" / train.METRICS_FILE)) == 2
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw
 
+from mlp_cli import preprocess
 from mlp_cli.errors import ImageError, UsageError
 from mlp_cli.preprocess import (
     digits_to_inputs,
+    input_statistics,
     mnist_style,
     model_inputs,
     normalize_inputs,
@@ -137,6 +139,19 @@ def test_model_inputs_apply_the_model_standardisation(digits: Digits) -> None:
     X = prepare_inputs([digit.astype(np.float32) / 255.0 for digit in digits[:3]], 20)
     assert normalize_inputs(X, standardised) is X  # in place, as documented
     np.testing.assert_allclose(X, expected, atol=1e-5)
+
+
+def test_input_statistics_are_those_of_the_chosen_rows_in_float64(
+    digits: Digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(preprocess, "STATS_ROWS", 16)  # several blocks and a partial last one
+    X = digits_to_inputs(digits, 28)
+    before = X.copy()
+    rows = np.sort(np.random.default_rng(7).choice(len(X), 150, replace=False))
+    chosen = X[rows].astype(np.float64)
+    stats = input_statistics(X, rows)
+    assert stats == pytest.approx({"mean": chosen.mean(), "std": chosen.std()}, rel=1e-12)
+    np.testing.assert_array_equal(X, before)
 
 
 def test_input_transform_rejects_wrong_shapes_and_sizes(digits: Digits) -> None:

@@ -8,6 +8,7 @@ made of paths that no one can create: a folder below a regular file, and the pac
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_train import mnist_cache  # noqa: F401  (a fixture)
+from test_viz import history
 
 import mlp_cli
 from mlp_cli import data
@@ -50,7 +52,7 @@ print("trained")
 
 def unwritable_install(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the package nobody can add a cache to, and an environment whose home,
-    user cache and NUMBA_CACHE_DIR cannot be created."""
+    user cache, user settings folder and NUMBA_CACHE_DIR cannot be created."""
     site = tmp_path / "site"
     package = site / "mlp_cli"
     shutil.copytree(
@@ -59,12 +61,13 @@ def unwritable_install(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (package / "__pycache__").write_text("not a folder")
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, so nothing can be created below it")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "MLP_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "MLP_", "MPL"))}
     env.update(
         PYTHONPATH=str(site),
         PYTHONDONTWRITEBYTECODE="1",
         HOME=str(blocker / "home"),
         XDG_CACHE_HOME=str(blocker / "cache"),
+        XDG_CONFIG_HOME=str(blocker / "config"),
         NUMBA_CACHE_DIR=str(blocker / "numba"),
     )
     return package, env
@@ -93,6 +96,24 @@ def test_kernels_compile_without_a_writable_cache(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert proc.stdout.strip() == "trained"
     assert cache_files(tmp_path) == []
+
+
+def test_pictures_are_drawn_quietly_without_a_writable_home(tmp_path: Path) -> None:
+    _, env = unwritable_install(tmp_path)
+    env["TMPDIR"] = str(tmp_path / "tmp")  # where the folder matplotlib needs goes instead
+    (tmp_path / "tmp").mkdir()
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in history(3)))
+    command = [sys.executable, "-m", "mlp_cli.cli", "plot", str(metrics), "--out", "curves.png"]
+
+    proc = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # matplotlib warns of its folder when it has to make one
+    assert (tmp_path / "curves.png").is_file()
+    assert list((tmp_path / "tmp").iterdir()) == []  # removed at exit
 
 
 @pytest.mark.slow

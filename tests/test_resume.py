@@ -160,6 +160,36 @@ def test_a_checkpoint_from_another_run_is_refused(tmp_path: Path, other: dict[st
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    ("setting", "edited", "key"),
+    [("seed: 0", "seed: 5", "training.seed"), ("lr: 0.01", "lr: 0.02", "optimizer.lr")],
+)
+def test_a_config_edited_since_training_is_named_as_edited_with_what_to_do(
+    tmp_path: Path, setting: str, edited: str, key: str
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    config = run_dir / train.CONFIG_FILE
+    trained = config.read_text()
+    assert trained.count(setting) == 1
+    config.write_text(trained.replace(setting, edited))
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert f"'{config}' was edited after the run saved '{run_dir / train.CHECKPOINT_FILE}'" in (
+        message
+    )
+    assert key in message
+    assert "another run" not in message
+    assert f"mlp train --config {config}" in message
+    assert snapshot(tmp_path) == before
+
+    config.write_text(trained)  # the trained values put back, as the message says
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+    assert code == 0, message
+
+
 @pytest.mark.parametrize("option", [["--config", "configs/x.yaml"], ["--out", "elsewhere"]])
 def test_resume_with_config_or_out_is_an_error(tmp_path: Path, option: list[str]) -> None:
     run_dir = interrupted_run(tmp_path, "R")
