@@ -985,6 +985,9 @@ def resume(
     trainer = Trainer(cfg, run_dir, data)
     before = trainer.restore(saved)
     done = trainer.state.epoch
+    patience = cfg.training.early_stopping.patience
+    if patience is not None and trainer.state.step == 0 and trainer.state.bad_epochs >= patience:
+        raise _ended_by_early_stopping(run_dir, trainer.state, patience, cfg.training.epochs)
     if done >= cfg.training.epochs:
         asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
         raise UsageError(
@@ -1001,6 +1004,22 @@ def resume(
     if link:
         update_latest(run_dir)
     return trainer
+
+
+def _ended_by_early_stopping(
+    run_dir: Path, st: TrainState, patience: int, epochs: int
+) -> UsageError:
+    """The refusal to resume a run whose patience is spent: its next epoch would end it
+    again, whatever it learned."""
+    more = f" and --set training.epochs=N with N > {st.epoch}" if st.epoch >= epochs else ""
+    return UsageError(
+        f"the run in '{run_dir}' ended by early stopping after epoch {st.epoch}: the "
+        f"monitored metric last improved at epoch {st.best_epoch}, {st.bad_epochs} epoch(s) "
+        f"before, and its patience "
+        f"(training.early_stopping.patience) is {patience}. To train it on, raise the "
+        f"patience, e.g. --set training.early_stopping.patience={st.bad_epochs + patience}"
+        f"{more}. Nothing was written."
+    )
 
 
 def schedule_change(before: Config, trainer: Trainer) -> str | None:
