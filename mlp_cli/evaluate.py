@@ -28,9 +28,21 @@ _FILE_SAFE = re.compile(r"[A-Za-z0-9_.+-]{1,32}")
 def split_images(
     saved: SavedModel, split: Split, *, progressbar: Any = False
 ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
-    """The MNIST images and labels of ``split`` as the model's training defined it."""
-    from mlp_cli import data
+    """The MNIST images and labels of ``split`` as the model's training defined it.
 
+    A model without one output per MNIST class raises `UsageError` before any is read."""
+    from mlp_cli import data
+    from mlp_cli.config import MNIST_CLASSES
+
+    outputs = saved.layers[-1]
+    if outputs != MNIST_CLASSES:
+        raise UsageError(
+            f"the model '{saved.path}' has layers {'-'.join(map(str, saved.layers))}, so it "
+            f"tells {outputs} classes apart, but MNIST has {MNIST_CLASSES} digits: scoring "
+            f"on MNIST needs a model whose last layer has {MNIST_CLASSES} outputs (e.g. "
+            f"784-128-{MNIST_CLASSES}, as `mlp train` makes). Use `mlp predict` for this "
+            "model on images of its own classes."
+        )
     if split == "test":
         return data.load_mnist("test", progressbar=progressbar)
     images, labels = data.load_mnist("train", progressbar=progressbar)
