@@ -67,6 +67,7 @@ from mlp_cli.limits import (
     shorten,
 )
 from mlp_cli.losses import LOSSES, OUTPUTS
+from mlp_cli.plain import command
 
 FORMAT_NAME = "mlp-cli"
 FORMAT_VERSION = 1
@@ -74,6 +75,7 @@ METADATA_KEY = "metadata"
 MAX_METADATA_CHARS = 4 * 2**20  # a config, summaries and a checkpoint's history: a few KiB
 EXTRA_PREFIXES = ("optimizer/", "resume/")  # checkpoint-only members
 MODEL_FILE = "model.npz"  # a run directory's best model
+CHECKPOINT_FILE = "checkpoint.npz"  # a run directory's latest state, for --resume
 LATEST = "latest"  # <runs>/latest points at the newest run directory
 
 MAX_CLASS_NAME = 100  # characters of one class name
@@ -835,6 +837,17 @@ def no_model(latest: Path, alternative: str) -> UsageError:
     )
 
 
+def no_model_yet(run_dir: Path) -> UsageError:
+    """The error for a run folder whose training has not saved a model: it has begun (its
+    checkpoint is there) but no epoch has ended."""
+    return UsageError(
+        f"the run in '{run_dir}' has no {MODEL_FILE} yet: no epoch of its training has ended "
+        "with a model saved (`mlp train` saves it at an epoch's end, or at the end of training "
+        "for a run that keeps no best epoch), so there is nothing to use. Let it run on, or "
+        f"continue it with `{command('mlp train --resume', run_dir)}`."
+    )
+
+
 def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") -> Path:
     """The model file a command should use: ``model`` (a .npz or a run directory), or the
     newest run (``runs/latest``)."""
@@ -850,6 +863,8 @@ def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") ->
     path = Path(model)
     if path.is_dir():
         path = path / MODEL_FILE
+        if not path.exists() and (path.parent / CHECKPOINT_FILE).exists():
+            raise no_model_yet(path.parent)
         if not path.exists():
             raise UsageError(
                 f"'{model}' is a folder without a {MODEL_FILE}; pass a run directory made by "

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from mlp_cli import __version__, checkpoint, outputs
 from mlp_cli.callbacks import Callbacks as Callbacks  # its home; re-exported for its users
+from mlp_cli.checkpoint import CHECKPOINT_FILE as CHECKPOINT_FILE  # its home; re-exported
 from mlp_cli.checkpoint import LATEST, MODEL_FILE
 from mlp_cli.errors import (
     CheckpointError,
@@ -62,7 +63,6 @@ Array = NDArray[np.float32]
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILE = "checkpoint.npz"
 CURVES_FILE = "curves.png"
 # One line of about 300 bytes per epoch, for at most MAX_EPOCHS epochs; the records read
 # from a file this size take a few hundred MB at most.

@@ -448,3 +448,21 @@ def test_resuming_a_run_that_early_stopping_ended_is_refused_with_how_to_go_on(
     assert code == 0, message
     epochs = [r["epoch"] for r in train.read_metrics(train.find_metrics(run_dir))]
     assert epochs == [1, 2, 3, 4]  # two more bad epochs spend the raised patience
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["evaluate"], ["predict", "digit.png"], ["inspect"], ["show", "hidden"]],
+    ids=["evaluate", "predict", "inspect", "show hidden"],
+)
+def test_a_run_stopped_in_its_first_epoch_has_no_model_yet(
+    tmp_path: Path, command: list[str]
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=2)
+    assert not (run_dir / checkpoint.MODEL_FILE).exists()
+
+    code, message = run(*command, "--model", str(run_dir))
+
+    assert code == 2, message
+    assert f"the run in '{run_dir}' has no model.npz yet: no epoch" in message
+    assert f"mlp train --resume {run_dir}" in message
