@@ -1109,7 +1109,7 @@ def plot(
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import CURVES_FILE, find_metrics, legacy_curves, read_metrics
+    from mlp_cli.train import CURVES_FILE, find_metrics, legacy_curves, read_metrics, run_loss
     from mlp_cli.viz import plot_curves
 
     metrics = find_metrics(run_dir)
@@ -1117,7 +1117,8 @@ def plot(
     replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
     records = read_metrics(metrics)
-    plot_curves(records, target, title=run_dir.resolve().name)
+    loss = run_loss(run_dir)
+    plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
     _say("learning curves written to ", plain(target))
 
 

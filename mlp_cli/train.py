@@ -247,6 +247,20 @@ def find_metrics(run_dir: str | Path) -> Path:
     return path / METRICS_FILE
 
 
+def run_loss(run_dir: Path) -> str | None:
+    """The loss the run in ``run_dir`` trains with, from its config.yaml; None when the
+    folder has no config.yaml (a metrics.jsonl kept on its own) or one this mlp cannot
+    validate (an older run's): the curves are drawn either way, under a plain "loss"."""
+    if not (run_dir / CONFIG_FILE).exists():
+        return None
+    from mlp_cli.config import load_config
+
+    try:
+        return load_config(run_dir / CONFIG_FILE).loss
+    except ConfigError:
+        return None
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Read a ``metrics.jsonl`` history: one JSON object per line, blank lines ignored."""
     path = Path(path)
@@ -515,7 +529,7 @@ class Trainer:
         curves = self.run_dir / CURVES_FILE
         try:
             outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
-            plot_curves(self.state.history, curves, title=self.run_dir.name)
+            plot_curves(self.state.history, curves, title=self.run_dir.name, loss=self.cfg.loss)
         except MLPError as exc:
             text = str(exc).rstrip()
             stop = "" if text.endswith((".", "!", "?")) else "."

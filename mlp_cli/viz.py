@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mlp_cli.errors import UsageError
+from mlp_cli.losses import LOSSES
 from mlp_cli.outputs import PICTURE_MARK, picture_format, save_image, save_picture
 
 if TYPE_CHECKING:
@@ -344,8 +345,12 @@ def plot_curves(
     out: Path,
     *,
     title: str | None = None,
+    loss: str | None = None,
 ) -> Path:
     """Plot loss, accuracy and learning rate per epoch into `out`; return `out`.
+
+    `loss` is the run's loss (a key of `losses.LOSSES`), which names the loss axis; None
+    when it is not known.
 
     `records` hold one mapping per epoch with keys ``epoch``, ``train_loss``, ``train_acc``,
     ``val_loss``, ``val_acc`` and ``lr``; accuracies are fractions in [0, 1] and are shown
@@ -370,6 +375,7 @@ def plot_curves(
                 "[0, 1] (0.97 for 97%)."
             )
     marker = "o" if len(records) <= 30 else None  # dots make short histories readable
+    loss_label = "loss" if loss is None else LOSSES[loss].label
 
     best = best_record(records)
     with _figure(14.0, 4.8) as fig:
@@ -387,7 +393,7 @@ def plot_curves(
                 lasts.append(f"{label} {last:.2f}%" if percent else f"{label} {last:.4g}")
             # final values in the title keep the plot area free of legends
             ax.set_title(f"{name}\nlast: {', '.join(lasts)}" if lasts else name)
-            ax.set_ylabel("accuracy (%)" if percent else "cross-entropy loss")
+            ax.set_ylabel("accuracy (%)" if percent else loss_label)
             if percent:
                 ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
         if best is not None:

@@ -256,6 +256,39 @@ def test_curves_refuse_empty_histories_percent_accuracies_and_unknown_formats(
     assert not (tmp_path / "c.png").exists()
 
 
+@pytest.mark.parametrize(
+    ("loss", "label"), [("mse", "mean squared error"), ("cross_entropy", "cross-entropy loss")]
+)
+def test_the_loss_axis_is_named_after_the_runs_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loss: str, label: str
+) -> None:
+    from test_train import make_config, make_splits
+    from typer.testing import CliRunner
+
+    from mlp_cli import cli
+
+    drawn: list[str] = []
+    save = viz._save_figure
+
+    def keep_label(fig: Any, out: Path) -> Path:
+        drawn.append(fig.axes[0].get_ylabel())
+        return save(fig, out)
+
+    monkeypatch.setattr(viz, "_save_figure", keep_label)
+    cfg = make_config(tmp_path, loss=loss, training={"epochs": 1})
+    run = train.start(cfg, make_splits(), tmp_path / "run").run().run_dir  # draws curves.png
+    result = CliRunner().invoke(cli.app, ["plot", str(run)])
+    assert result.exit_code == 0, result.output
+    viz.plot_curves(history(3), tmp_path / "unknown.png")  # a record without its run
+    older = tmp_path / "older"  # a config this mlp no longer validates
+    older.mkdir()
+    (older / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history(3)))
+    (older / "config.yaml").write_text("model: {layers: 784-10}\nretired_key: 1\n")
+    result = CliRunner().invoke(cli.app, ["plot", str(older)])
+    assert result.exit_code == 0, result.output
+    assert drawn == [label, label, "loss", "loss"]
+
+
 def test_best_record_prefers_the_trainers_flag_then_the_validation_score() -> None:
     records = history(10)
     val_loss = [r["val_loss"] for r in records]
