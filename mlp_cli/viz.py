@@ -84,10 +84,18 @@ def unit_patterns(weights: Sequence[np.ndarray], layer: int = 1) -> tuple[np.nda
             )
     n_layers = len(mats)
     if not 1 <= layer <= n_layers:
+        hidden = n_layers - 1
+        if not hidden:
+            layers = "no hidden layer; its one weight layer, numbered 1, is the output layer"
+        else:
+            first = "layer 1" if hidden == 1 else f"layers 1 to {hidden}"
+            layers = (
+                f"{hidden} hidden layer{'s' if hidden > 1 else ''} and an output layer, numbered "
+                f"1 to {n_layers} ({first} hidden, layer {n_layers} the output layer)"
+            )
+        choose = "layer 1" if n_layers == 1 else f"a layer from 1 to {n_layers}"
         raise UsageError(
-            f"Layer {layer} does not exist: this network has {n_layers} weight layer"
-            f"{'s' if n_layers > 1 else ''}, numbered 1 to {n_layers} (layer 1 is the first "
-            f"hidden layer, layer {n_layers} the output layer). Choose a layer in that range."
+            f"Layer {layer} does not exist: this network has {layers}. Choose {choose}."
         )
     patterns = mats[0]  # (units_1, n_inputs)
     for W in mats[1:layer]:

@@ -171,6 +171,17 @@ def test_layer_out_of_range_is_a_usage_error(layer: int) -> None:
         viz.unit_patterns(three_layers(np.random.default_rng(8)), layer=layer)
 
 
+@pytest.mark.parametrize("layer", [2, 3])
+def test_a_layer_past_a_network_without_hidden_layers_says_it_has_none(layer: int) -> None:
+    W1 = np.random.default_rng(8).standard_normal((10, 784))  # a 784-10 network
+    with pytest.raises(UsageError) as refused:
+        viz.unit_patterns([W1], layer=layer)
+    assert str(refused.value) == (
+        f"Layer {layer} does not exist: this network has no hidden layer; its one weight layer, "
+        "numbered 1, is the output layer. Choose layer 1."
+    )
+
+
 def test_weights_that_do_not_chain_are_refused() -> None:
     rng = np.random.default_rng(9)
     with pytest.raises(UsageError, match="W2"):
