@@ -310,8 +310,9 @@ def _save_figure(fig: Figure, out: Path) -> Path:
     )
 
 
-def _series(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
-    """The values of `key` across records as float64, NaN where absent or None."""
+def _series(records: Sequence[Mapping[str, Any]], key: str, *, finite: bool = False) -> np.ndarray:
+    """The values of `key` across records as float64, NaN where absent or None; with
+    `finite`, a value given as NaN or infinity is refused (no run records one there)."""
     values = np.full(len(records), np.nan)
     for i, rec in enumerate(records):
         v = rec.get(key)
@@ -323,6 +324,11 @@ def _series(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
             raise UsageError(
                 f"Metrics record {i + 1} has {key} = {v!r}, but a number (or null) was expected."
             ) from None
+        if finite and not np.isfinite(values[i]):
+            raise UsageError(
+                f"Metrics record {i + 1} has {key} = {v!r}, but a finite number (or null) was "
+                "expected: a run never records NaN or infinity there."
+            )
         if abs(values[i]) > _FLOAT32_MAX and np.isfinite(values[i]):  # matplotlib fails on it
             raise UsageError(
                 f"Metrics record {i + 1} has {key} = {v!r}, beyond any float32 value a run records."
@@ -373,9 +379,18 @@ def plot_curves(
 
     if not records:
         raise UsageError("There are no metrics records to plot: the training history is empty.")
-    epoch = _series(records, "epoch")
+    epoch = _series(records, "epoch", finite=True)
     epoch = np.where(np.isnan(epoch), np.arange(1, len(records) + 1), epoch)
-    s = {k: _series(records, k) for k in ("train_loss", "val_loss", "train_acc", "val_acc", "lr")}
+    if (back := np.flatnonzero(np.diff(epoch) <= 0)).size:
+        i = int(back[0]) + 1  # the first record whose epoch does not follow the one before
+        raise UsageError(
+            f"Metrics record {i + 1} has epoch {epoch[i]:g} after record {i} with epoch "
+            f"{epoch[i - 1]:g}, but the epochs of one run only go up: these records mix more "
+            "than one run (another run's lines appended, or two files joined). Plot each run's "
+            "own metrics.jsonl."
+        )
+    s = {k: _series(records, k) for k in ("train_loss", "val_loss", "train_acc", "val_acc")}
+    s["lr"] = _series(records, "lr", finite=True)
     for key in ("train_acc", "val_acc"):
         if np.nanmax(s[key], initial=0.0) > 1.0 + 1e-9:
             raise UsageError(

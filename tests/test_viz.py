@@ -255,6 +255,26 @@ def test_curves_refuse_a_number_no_run_records(tmp_path: Path, key: str) -> None
     assert not (tmp_path / "curves.png").exists()
 
 
+@pytest.mark.parametrize("key", ["epoch", "lr"])
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_curves_refuse_an_epoch_or_rate_that_is_not_finite(
+    tmp_path: Path, key: str, value: float
+) -> None:
+    path = tmp_path / "metrics.jsonl"
+    records = history(3)
+    records[1][key] = value
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))  # as Infinity, NaN
+    with pytest.raises(UsageError, match=f"record 2 has {key} = {value!r}, but a finite"):
+        viz.plot_curves(train.read_metrics(path), tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_curves_refuse_records_that_mix_two_runs(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="record 4 has epoch 1 after record 3 with epoch 3"):
+        viz.plot_curves(history(3) + history(2), tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+
+
 def test_curves_refuse_empty_histories_percent_accuracies_and_unknown_formats(
     tmp_path: Path,
 ) -> None:
