@@ -7,6 +7,7 @@ the model's config, so ``--split val`` means exactly the images training held ou
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ class Evaluation:
             "split": self.split,
             "n": self.n,
             "accuracy": self.accuracy,
-            "loss": self.loss,
+            "loss": self.loss if math.isfinite(self.loss) else None,  # JSON has no inf or NaN
             "per_class": self.per_class(),
             "confusion": self.confusion.tolist(),
             "top_confusions": self.top_confusions(),
