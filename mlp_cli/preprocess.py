@@ -46,7 +46,6 @@ MAX_PIXELS = 50_000_000  # width * height; a 48-megapixel photo opens, larger on
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 _FORMAT_LIST = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 
-_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _UINT16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 BORDER_FRACTION = 0.02  # width of the border ring, as a fraction of the shorter side
@@ -274,8 +273,10 @@ def _flatten_transparency(image: Image.Image) -> Image.Image:
     """
     if image.mode in _UINT16_MODES or image.mode in ("I", "F"):
         return image  # colour-key transparency on 16-bit or float scans is not honoured
-    if image.mode not in _ALPHA_MODES and "transparency" not in image.info:
+    if not image.has_transparency_data:  # an alpha band, a colour key or a palette's alpha
         return image
+    if image.mode == "La":
+        image = image.convert("LA")  # Pillow converts premultiplied La to nothing else
     rgba = image if image.mode == "RGBA" else image.convert("RGBA")
     if np.frombuffer(rgba.tobytes("raw", "A"), dtype=np.uint8).min() == 255:
         return rgba  # opaque: its grey is the grey of its RGB
@@ -340,10 +341,9 @@ def _reduce_large(image: Image.Image) -> Image.Image:
             )
         ]
         return Image.fromarray(np.vstack(rows))
-    if mode != "I" and (mode == "PA" or "transparency" in image.info):
-        image = image.convert("RGBA")  # a palette's or a colour key's transparency
-    elif mode == "P":
-        image = image.convert("RGB")
+    if mode != "I" and (mode in ("P", "PA") or "transparency" in image.info):
+        # a palette's or a colour key's transparency, if it has any, kept as alpha
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     elif mode == "1":
         image = image.convert("L")
     return image.reduce(factor)
