@@ -67,7 +67,7 @@ from mlp_cli.limits import (
     shorten,
 )
 from mlp_cli.losses import LOSSES, OUTPUTS
-from mlp_cli.plain import command
+from mlp_cli.plain import command, shown
 
 FORMAT_NAME = "mlp-cli"
 FORMAT_VERSION = 1
@@ -841,10 +841,10 @@ def no_model_yet(run_dir: Path) -> UsageError:
     """The error for a run folder whose training has not saved a model: it has begun (its
     checkpoint is there) but no epoch has ended."""
     return UsageError(
-        f"the run in '{run_dir}' has no {MODEL_FILE} yet: no epoch of its training has ended "
-        "with a model saved (`mlp train` saves it at an epoch's end, or at the end of training "
-        "for a run that keeps no best epoch), so there is nothing to use. Let it run on, or "
-        f"continue it with `{command('mlp train --resume', run_dir)}`."
+        f"the run in '{shown(run_dir)}' has no {MODEL_FILE} yet: no epoch of its training has "
+        "ended with a model saved (`mlp train` saves it at an epoch's end, or at the end of "
+        "training for a run that keeps no best epoch), so there is nothing to use. Let it run "
+        f"on, or continue it with `{command('mlp train --resume', run_dir)}`."
     )
 
 
@@ -867,9 +867,9 @@ def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") ->
             raise no_model_yet(path.parent)
         if not path.exists():
             raise UsageError(
-                f"'{model}' is a folder without a {MODEL_FILE}; pass a run directory made by "
-                "`mlp train` or a .npz file"
+                f"'{shown(model)}' is a folder without a {MODEL_FILE}; pass a run directory made "
+                "by `mlp train` or a .npz file"
             )
     elif not path.exists():
-        raise UsageError(f"model '{path}' not found; pass a .npz file or a run directory")
+        raise UsageError(f"model '{shown(path)}' not found; pass a .npz file or a run directory")
     return path

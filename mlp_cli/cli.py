@@ -33,7 +33,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
-from mlp_cli.plain import command, escape_controls, plain
+from mlp_cli.plain import command, escape_controls, plain, shown
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
@@ -205,7 +205,7 @@ def handle_errors(command: F) -> F:
                 raise
             from mlp_cli.outputs import reason
 
-            _say(ERROR, "cannot use '", plain(exc.filename), f"': {reason(exc)}.", err=True)
+            _say(ERROR, "cannot use '", plain(shown(exc.filename)), f"': {reason(exc)}.", err=True)
             raise typer.Exit(2 if exc.errno in _ARGUMENT_ERRNOS else 1) from None
         except KeyboardInterrupt as exc:
             if _debugging():
@@ -846,9 +846,9 @@ def evaluate(
 
     print_evaluation(console, result, path)
     if misclassified is not None:
-        _say("worst mistakes written to ", plain(f"{misclassified}/"))
+        _say("worst mistakes written to ", plain(f"{shown(misclassified)}/"))
     if plot is not None:
-        _say("confusion heatmap written to ", plain(plot))
+        _say("confusion heatmap written to ", plain(shown(plot)))
 
 
 @app.command()
@@ -922,7 +922,7 @@ def predict(
         else:
             console.print(prediction_table(predictions, names))
         for p, written in zip(predictions, saved_inputs, strict=False):  # none without --save-input
-            _say("network input of ", plain(p.file), " saved as ", plain(written))
+            _say("network input of ", plain(shown(p.file)), " saved as ", plain(shown(written)))
         if len(predictions) + len(failures) > 1:
             console.print(prediction_summary(len(predictions), len(failures), seconds))
     for failure in failures:

@@ -28,16 +28,26 @@ def _escape(char: str) -> str:
     return char.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
+_NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # _CONTROL, tab and newline too
+
+
 def escape_controls(text: str) -> str:
     """`text` with each control character and undecodable byte written as a Python escape
     (``\\x1b``, ``\\xff``)."""
     return _CONTROL.sub(lambda m: _escape(m.group()), text)
 
 
+def shown(name: object) -> str:
+    """A name the user gave (a file, folder or pattern) as printed within a line: controls
+    escaped as by `escape_controls`, and tab and line break too (``\\t``, ``\\n``), so that
+    a name holding them cannot break the line or the table it is printed in."""
+    return _NAME_CONTROL.sub(lambda m: _escape(m.group()), str(name))
+
+
 def command(prefix: str, *args: object) -> str:
     """A command line for the user to copy: `prefix`, then each argument shell-quoted (so
-    ``my runs/a;touch x`` stays one harmless argument) and its controls escaped."""
-    return " ".join([prefix, *(escape_controls(shlex.quote(str(arg))) for arg in args)])
+    ``my runs/a;touch x`` stays one harmless argument) and shown as by `shown`."""
+    return " ".join([prefix, *(shown(shlex.quote(str(arg))) for arg in args)])
 
 
 def plain(text: object, style: str = "") -> Text:

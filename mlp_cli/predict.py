@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import CheckpointError, ImageError, UsageError
 from mlp_cli.model import MLP
+from mlp_cli.plain import shown
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -79,7 +80,7 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]
                 failures.append(
                     Failure(
                         text,
-                        f"folder '{text}' holds no image files (looked for "
+                        f"folder '{shown(text)}' holds no image files (looked for "
                         f"{', '.join(IMAGE_SUFFIXES)})",
                     )
                 )
@@ -87,7 +88,7 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]
         elif not path.exists() and glob.has_magic(text):
             matches = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file())
             if not matches:
-                failures.append(Failure(text, f"no files match the pattern '{text}'"))
+                failures.append(Failure(text, f"no files match the pattern '{shown(text)}'"))
             files.extend(matches)
         else:
             files.append(path)  # a missing file is reported by open_image
@@ -108,7 +109,7 @@ def predict_files(
     kept: list[Path] = []
     for file in files:
         try:
-            digit = to_digit(open_image(file), source=str(file))
+            digit = to_digit(open_image(file), source=shown(file))
         except ImageError as exc:
             failures.append(Failure(str(file), str(exc)))
             continue

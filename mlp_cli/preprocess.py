@@ -33,6 +33,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from mlp_cli.errors import ImageError, UsageError
 from mlp_cli.limits import MNIST_SIDE, NotRegularFileError, format_bytes, open_regular
+from mlp_cli.plain import shown
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -178,7 +179,7 @@ def open_image(path: str | Path) -> Image.Image:
     directory or anything else that is not a regular file (a named pipe would block), a file
     that is not a supported image, a truncated or corrupt image, or one that is too large.
     """
-    path = Path(path)
+    path, name = Path(path), shown(path)
     try:
         # Read whole, then decoded from memory: Pillow asks a file for as many bytes as a
         # chunk header claims, and a file object allocates that much before reading.
@@ -187,26 +188,26 @@ def open_image(path: str | Path) -> Image.Image:
             data = handle.read(size + 1) if size <= MAX_FILE_BYTES else None
     except FileNotFoundError:
         raise ImageError(
-            f"Image file {path} does not exist. Give the path of a {_FORMAT_LIST} file."
+            f"Image file {name} does not exist. Give the path of a {_FORMAT_LIST} file."
         ) from None
     except (IsADirectoryError, NotRegularFileError) as error:
         if path.is_dir():
             raise ImageError(
-                f"{path} is a directory, not an image file. Give the path of one "
+                f"{name} is a directory, not an image file. Give the path of one "
                 f"{_FORMAT_LIST} file."
             ) from None
         raise ImageError(
-            f"{path} cannot be used as an image: {error.strerror}. Give the path of a "
+            f"{name} cannot be used as an image: {error.strerror}. Give the path of a "
             f"{_FORMAT_LIST} file."
         ) from None
     except OSError as error:
-        raise ImageError(f"Image {path} could not be read: {error.strerror or error}.") from None
+        raise ImageError(f"Image {name} could not be read: {error.strerror or error}.") from None
     if data is None or len(data) > MAX_FILE_BYTES:
         raise ImageError(
-            f"Image {path} is larger than {format_bytes(MAX_FILE_BYTES)}, more than a picture "
+            f"Image {name} is larger than {format_bytes(MAX_FILE_BYTES)}, more than a picture "
             f"of a digit needs; scale it down or crop it and save it as a {_FORMAT_LIST} file."
         )
-    return _decode(io.BytesIO(data), str(path))
+    return _decode(io.BytesIO(data), name)
 
 
 def image_from_bytes(data: bytes, source: str, max_pixels: int = MAX_PIXELS) -> Image.Image:

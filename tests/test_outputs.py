@@ -406,6 +406,24 @@ def test_file_names_with_markup_and_escapes_are_printed_as_they_are(
     assert (folder / "x\x1b[31my-input.png").is_file()
 
 
+def test_names_with_line_breaks_and_tabs_stay_on_their_line(tmp_path: Path, run_dir: Path) -> None:
+    for name in ("a\nb.png", "c\td.png"):
+        digit_png(tmp_path / name)
+    (tmp_path / "not\nan.png").write_bytes(b"text")
+    folder = tmp_path / "in\nputs"
+    code, out, err = run("predict", tmp_path, "--model", run_dir, "--save-input", folder)
+    assert code == 1  # one of the three is no image
+    for name in ("a\\nb.png", "c\\td.png"):
+        assert any(line.startswith(f"{tmp_path}/{name}: ") for line in out.splitlines()), out
+        assert f"{folder}/{name[:-4]}-input.png".replace("\n", "\\n") in out.replace("\n", "")
+    assert "\t" not in out
+    assert f"{tmp_path}/not\\nan.png is not an image" in err.replace("\n", "")
+    for command in (["evaluate", "--model"], ["predict", "x.png", "--model"]):
+        code, _, err = run(*command, tmp_path / "no\nmodel")
+        assert code == 2
+        assert err.startswith(f"error: model '{tmp_path}/no\\nmodel' not found"), err
+
+
 def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
     tmp_path: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
