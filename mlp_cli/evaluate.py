@@ -194,10 +194,21 @@ def write_mistakes(
 ) -> list[Path]:
     """Write the `count` most confident mistakes as PNGs, and a gallery of them, into
     `folder`; returns the files written.  Every file is checked before the first is written
-    (`outputs.check_picture`), so a refusal leaves the folder as it was."""
+    (`outputs.check_picture`), so a refusal leaves the folder as it was.
+
+    Pictures an earlier call wrote there (mlp's mark, and a name of the kind it gives them)
+    that this call does not write again are removed first, so the folder shows this
+    evaluation's mistakes only; any other file is left alone."""
     from PIL import Image
 
-    from mlp_cli.outputs import IMAGE_SUFFIXES, check_folder, check_picture, save_image
+    from mlp_cli.outputs import (
+        IMAGE_SUFFIXES,
+        check_folder,
+        check_picture,
+        is_own_picture,
+        save_image,
+        writing,
+    )
     from mlp_cli.viz import save_gallery
 
     check_folder(folder, "folder for --misclassified")
@@ -211,6 +222,16 @@ def write_mistakes(
     gallery = [folder / GALLERY_FILE] if len(worst) else []
     for file in files + gallery:
         check_picture(file, "picture of a mistake", IMAGE_SUFFIXES)
+    earlier = [
+        old
+        for old in (folder.iterdir() if folder.is_dir() else ())
+        if (_MISTAKE_NAME.fullmatch(old.name) or old.name == GALLERY_FILE)
+        and old not in files + gallery
+        and is_own_picture(old)
+    ]
+    for old in earlier:
+        with writing(old, "over the earlier picture of a mistake"):
+            old.unlink()
     for i, file in zip(worst, files, strict=True):
         save_image(Image.fromarray(images[i]), file, "the picture of a mistake")
     if len(worst):

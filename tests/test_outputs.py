@@ -260,6 +260,25 @@ def test_a_users_file_in_the_way_of_a_picture_is_refused_before_writing_any(
     assert treesnap.snapshot(tmp_path) == before  # not one of the other pictures either
 
 
+def test_misclassified_again_removes_only_the_earlier_pictures_mlp_wrote(
+    tmp_path: Path, run_dir: Path, fake_data: list[str]
+) -> None:
+    folder = tmp_path / "out"
+    code, _, err = run("evaluate", "--model", run_dir, "--misclassified", folder, "--count", "5")
+    assert code == 0, err
+    first = sorted(p.name for p in folder.iterdir())
+    assert len(first) == 6  # five mistakes and the gallery
+    mine = ["009-index1-true1-pred2.png", "notes.txt"]  # the user's, one named like ours
+    for name in mine:
+        (folder / name).write_bytes(b"my own file")
+
+    code, _, err = run("evaluate", "--model", run_dir, "--misclassified", folder, "--count", "2")
+
+    assert code == 0, err
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*first[:2], "gallery.png", *mine])
+    assert all((folder / name).read_bytes() == b"my own file" for name in mine)
+
+
 # -- class 6: output paths are checked before the work; write errors are named ----------------
 
 
