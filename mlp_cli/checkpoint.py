@@ -428,8 +428,8 @@ def save(
         atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
     except OSError as exc:
         raise CheckpointError(
-            f"could not write '{path}': {exc.strerror or exc}. The previous file, if any, is "
-            "unchanged; free some disk space or choose another output folder."
+            f"could not write '{shown(path)}': {exc.strerror or exc}. The previous file, if "
+            "any, is unchanged; free some disk space or choose another output folder."
         ) from None
     return path
 
@@ -485,14 +485,14 @@ def damaged_resume(path: Path, problem: str) -> CheckpointError:
     """A checkpoint whose loop state (``resume``, ``history``, ``resume/*`` and
     ``optimizer/*`` arrays) cannot be continued from."""
     return CheckpointError(
-        f"'{path}' has damaged resume state: {problem}. The run cannot continue from it; "
+        f"'{shown(path)}' has damaged resume state: {problem}. The run cannot continue from it; "
         "start a new run, or put back an intact copy of the checkpoint."
     )
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(
-        f"'{path}' is not a valid mlp model file: {problem}. Expected a .npz written by "
+        f"'{shown(path)}' is not a valid mlp model file: {problem}. Expected a .npz written by "
         f"`mlp train` (arrays W1..WL, b1..bL and a JSON 'metadata' entry)."
     )
 
@@ -522,16 +522,18 @@ def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
     try:
         handle = open_regular(path)
     except FileNotFoundError:
-        raise CheckpointError(f"model file '{path}' not found") from None
+        raise CheckpointError(f"model file '{shown(path)}' not found") from None
     except NotRegularFileError as exc:
         if path.is_dir():
-            raise CheckpointError(f"'{path}' is a folder; expected a .npz model file") from None
+            raise CheckpointError(
+                f"'{shown(path)}' is a folder; expected a .npz model file"
+            ) from None
         raise CheckpointError(
-            f"model file '{path}' cannot be used: {exc.strerror}; pass a .npz model file or a "
-            "run directory"
+            f"model file '{shown(path)}' cannot be used: {exc.strerror}; pass a .npz model file "
+            "or a run directory"
         ) from None
     except OSError as exc:
-        raise CheckpointError(f"cannot read model file '{path}': {exc.strerror}") from None
+        raise CheckpointError(f"cannot read model file '{shown(path)}': {exc.strerror}") from None
     with handle:
         size = os.fstat(handle.fileno()).st_size
         if handle.read(4) != b"PK\x03\x04":
@@ -737,7 +739,7 @@ def _read_metadata(
     version = metadata.get("format_version")
     if version != FORMAT_VERSION or isinstance(version, bool):
         raise CheckpointError(
-            f"'{path}' uses model format version {_show(version)}; this mlp reads version "
+            f"'{shown(path)}' uses model format version {_show(version)}; this mlp reads version "
             f"{FORMAT_VERSION}. Retrain the model, or use the mlp release that wrote it."
         )
     try:
@@ -818,8 +820,9 @@ def through_latest(path: Path, fix: str) -> Path:
     name = latest_file_target(path)
     if name is None:
         raise UsageError(
-            f"'{path}' is a file, but not the link to the newest run that `mlp train` writes "
-            f"where symlinks are not available (one line naming a run folder beside it). {fix}"
+            f"'{shown(path)}' is a file, but not the link to the newest run that `mlp train` "
+            "writes where symlinks are not available (one line naming a run folder beside "
+            f"it). {fix}"
         )
     return path.parent / name
 

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from mlp_cli.checkpoint import SavedConfig, SavedModel
 from mlp_cli.errors import UsageError
 from mlp_cli.model import MLP
+from mlp_cli.plain import shown
 
 Split = Literal["test", "val", "train"]
 GALLERY_FILE = "gallery.png"  # all the written mistakes on one page
@@ -38,7 +39,7 @@ def split_images(
     outputs = saved.layers[-1]
     if outputs != MNIST_CLASSES:
         raise UsageError(
-            f"the model '{saved.path}' has layers {'-'.join(map(str, saved.layers))}, so it "
+            f"the model '{shown(saved.path)}' has layers {'-'.join(map(str, saved.layers))}, so it "
             f"tells {outputs} classes apart, but MNIST has {MNIST_CLASSES} digits: scoring "
             f"on MNIST needs a model whose last layer has {MNIST_CLASSES} outputs (e.g. "
             f"784-128-{MNIST_CLASSES}, as `mlp train` makes). Use `mlp predict` for this "
@@ -185,7 +186,7 @@ def check_plot_apart(folder: Path, plot: Path) -> None:
     if _MISTAKE_NAME.fullmatch(plot.name) and same_place(folder, plot.parent):
         raise UsageError(
             f"the --plot file '{plot}' has a name of the kind --misclassified gives its "
-            f"pictures in '{folder}', so one could overwrite the other; choose another name"
+            f"pictures in '{shown(folder)}', so one could overwrite the other; choose another name"
         )
 
 

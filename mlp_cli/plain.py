@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import TYPE_CHECKING
 
-from rich.text import Text
+if TYPE_CHECKING:  # rich is loaded by `plain` alone: the library's checks only need `shown`
+    from rich.text import Text
 
 # C0 controls except tab and newline, DEL, the C1 controls (which some terminals obey), and
 # lone surrogates (undecodable bytes of a file name, or broken text).
@@ -52,4 +54,6 @@ def command(prefix: str, *args: object) -> str:
 
 def plain(text: object, style: str = "") -> Text:
     """`text` as a rich `Text` that is never parsed as markup, controls escaped."""
+    from rich.text import Text
+
     return Text(escape_controls(str(text)), style=style)

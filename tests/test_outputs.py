@@ -441,6 +441,11 @@ def test_names_with_line_breaks_and_tabs_stay_on_their_line(tmp_path: Path, run_
         code, _, err = run(*command, tmp_path / "no\nmodel")
         assert code == 2
         assert err.startswith(f"error: model '{tmp_path}/no\\nmodel' not found"), err
+    (tmp_path / "a\nfile").write_text("in the way")
+    code, _, err = run("evaluate", "--model", run_dir, "--plot", tmp_path / "a\nfile" / "c.png")
+    assert code == 2
+    assert f"{tmp_path}/a\\nfile" in err.replace("\n", "")  # rich folds long lines
+    assert "a\nfile" not in err
 
 
 def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
