@@ -67,6 +67,7 @@ from mlp_cli.limits import (
     shorten,
 )
 from mlp_cli.losses import LOSSES, OUTPUTS
+from mlp_cli.plain import command, shown
 
 FORMAT_NAME = "mlp-cli"
 FORMAT_VERSION = 1
@@ -74,6 +75,7 @@ METADATA_KEY = "metadata"
 MAX_METADATA_CHARS = 4 * 2**20  # a config, summaries and a checkpoint's history: a few KiB
 EXTRA_PREFIXES = ("optimizer/", "resume/")  # checkpoint-only members
 MODEL_FILE = "model.npz"  # a run directory's best model
+CHECKPOINT_FILE = "checkpoint.npz"  # a run directory's latest state, for --resume
 LATEST = "latest"  # <runs>/latest points at the newest run directory
 
 MAX_CLASS_NAME = 100  # characters of one class name
@@ -426,8 +428,8 @@ def save(
         atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
     except OSError as exc:
         raise CheckpointError(
-            f"could not write '{path}': {exc.strerror or exc}. The previous file, if any, is "
-            "unchanged; free some disk space or choose another output folder."
+            f"could not write '{shown(path)}': {exc.strerror or exc}. The previous file, if "
+            "any, is unchanged; free some disk space or choose another output folder."
         ) from None
     return path
 
@@ -483,14 +485,14 @@ def damaged_resume(path: Path, problem: str) -> CheckpointError:
     """A checkpoint whose loop state (``resume``, ``history``, ``resume/*`` and
     ``optimizer/*`` arrays) cannot be continued from."""
     return CheckpointError(
-        f"'{path}' has damaged resume state: {problem}. The run cannot continue from it; "
+        f"'{shown(path)}' has damaged resume state: {problem}. The run cannot continue from it; "
         "start a new run, or put back an intact copy of the checkpoint."
     )
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(
-        f"'{path}' is not a valid mlp model file: {problem}. Expected a .npz written by "
+        f"'{shown(path)}' is not a valid mlp model file: {problem}. Expected a .npz written by "
         f"`mlp train` (arrays W1..WL, b1..bL and a JSON 'metadata' entry)."
     )
 
@@ -520,16 +522,18 @@ def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
     try:
         handle = open_regular(path)
     except FileNotFoundError:
-        raise CheckpointError(f"model file '{path}' not found") from None
+        raise CheckpointError(f"model file '{shown(path)}' not found") from None
     except NotRegularFileError as exc:
         if path.is_dir():
-            raise CheckpointError(f"'{path}' is a folder; expected a .npz model file") from None
+            raise CheckpointError(
+                f"'{shown(path)}' is a folder; expected a .npz model file"
+            ) from None
         raise CheckpointError(
-            f"model file '{path}' cannot be used: {exc.strerror}; pass a .npz model file or a "
-            "run directory"
+            f"model file '{shown(path)}' cannot be used: {exc.strerror}; pass a .npz model file "
+            "or a run directory"
         ) from None
     except OSError as exc:
-        raise CheckpointError(f"cannot read model file '{path}': {exc.strerror}") from None
+        raise CheckpointError(f"cannot read model file '{shown(path)}': {exc.strerror}") from None
     with handle:
         size = os.fstat(handle.fileno()).st_size
         if handle.read(4) != b"PK\x03\x04":
@@ -735,7 +739,7 @@ def _read_metadata(
     version = metadata.get("format_version")
     if version != FORMAT_VERSION or isinstance(version, bool):
         raise CheckpointError(
-            f"'{path}' uses model format version {_show(version)}; this mlp reads version "
+            f"'{shown(path)}' uses model format version {_show(version)}; this mlp reads version "
             f"{FORMAT_VERSION}. Retrain the model, or use the mlp release that wrote it."
         )
     try:
@@ -816,8 +820,9 @@ def through_latest(path: Path, fix: str) -> Path:
     name = latest_file_target(path)
     if name is None:
         raise UsageError(
-            f"'{path}' is a file, but not the link to the newest run that `mlp train` writes "
-            f"where symlinks are not available (one line naming a run folder beside it). {fix}"
+            f"'{shown(path)}' is a file, but not the link to the newest run that `mlp train` "
+            "writes where symlinks are not available (one line naming a run folder beside "
+            f"it). {fix}"
         )
     return path.parent / name
 
@@ -832,6 +837,17 @@ def no_model(latest: Path, alternative: str) -> UsageError:
     return UsageError(
         f"no trained model found: '{latest}' does not exist. Train one with `mlp train` "
         f"(`mlp config list` shows the configs it can train), or {alternative}."
+    )
+
+
+def no_model_yet(run_dir: Path) -> UsageError:
+    """The error for a run folder whose training has not saved a model: it has begun (its
+    checkpoint is there) but no epoch has ended."""
+    return UsageError(
+        f"the run in '{shown(run_dir)}' has no {MODEL_FILE} yet: no epoch of its training has "
+        "ended with a model saved (`mlp train` saves it at an epoch's end, or at the end of "
+        "training for a run that keeps no best epoch), so there is nothing to use. Let it run "
+        f"on, or continue it with `{command('mlp train --resume', run_dir)}`."
     )
 
 
@@ -850,11 +866,13 @@ def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") ->
     path = Path(model)
     if path.is_dir():
         path = path / MODEL_FILE
+        if not path.exists() and (path.parent / CHECKPOINT_FILE).exists():
+            raise no_model_yet(path.parent)
         if not path.exists():
             raise UsageError(
-                f"'{model}' is a folder without a {MODEL_FILE}; pass a run directory made by "
-                "`mlp train` or a .npz file"
+                f"'{shown(model)}' is a folder without a {MODEL_FILE}; pass a run directory made "
+                "by `mlp train` or a .npz file"
             )
     elif not path.exists():
-        raise UsageError(f"model '{path}' not found; pass a .npz file or a run directory")
+        raise UsageError(f"model '{shown(path)}' not found; pass a .npz file or a run directory")
     return path

@@ -33,7 +33,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
-from mlp_cli.plain import command, decodable, escape_controls, plain
+from mlp_cli.plain import command, decodable, escape_controls, plain, shown
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
@@ -207,7 +207,7 @@ def handle_errors(command: F) -> F:
                 raise
             from mlp_cli.outputs import reason
 
-            _say(ERROR, "cannot use '", plain(exc.filename), f"': {reason(exc)}.", err=True)
+            _say(ERROR, "cannot use '", plain(shown(exc.filename)), f"': {reason(exc)}.", err=True)
             raise typer.Exit(2 if exc.errno in _ARGUMENT_ERRNOS else 1) from None
         except KeyboardInterrupt as exc:
             if _debugging():
@@ -858,9 +858,9 @@ def evaluate(
 
     print_evaluation(console, result, path)
     if misclassified is not None:
-        _say("worst mistakes written to ", plain(f"{misclassified}/"))
+        _say("worst mistakes written to ", plain(f"{shown(misclassified)}/"))
     if plot is not None:
-        _say("confusion heatmap written to ", plain(plot))
+        _say("confusion heatmap written to ", plain(shown(plot)))
 
 
 @app.command()
@@ -943,7 +943,7 @@ def predict(
                 held = []
         _print_predictions(held, names, show)  # no more than DETAILED_MAX in all
         for file, written_as in saved_as:
-            _say("network input of ", plain(file), " saved as ", plain(written_as))
+            _say("network input of ", plain(shown(file)), " saved as ", plain(shown(written_as)))
         if predicted + len(failures) > 1:
             seconds = time.perf_counter() - started
             console.print(prediction_summary(predicted, len(failures), seconds))
@@ -1164,7 +1164,7 @@ def plot(
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import CURVES_FILE, find_metrics, legacy_curves, read_metrics
+    from mlp_cli.train import CURVES_FILE, find_metrics, legacy_curves, read_metrics, run_loss
     from mlp_cli.viz import plot_curves
 
     metrics = find_metrics(run_dir)
@@ -1172,7 +1172,8 @@ def plot(
     replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
     records = read_metrics(metrics)
-    plot_curves(records, target, title=run_dir.resolve().name)
+    loss = run_loss(run_dir)
+    plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
     _say("learning curves written to ", plain(target))
 
 

@@ -7,6 +7,7 @@ the model's config, so ``--split val`` means exactly the images training held ou
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 from mlp_cli.checkpoint import SavedConfig, SavedModel
 from mlp_cli.errors import UsageError
 from mlp_cli.model import MLP
+from mlp_cli.plain import shown
 
 Split = Literal["test", "val", "train"]
 GALLERY_FILE = "gallery.png"  # all the written mistakes on one page
@@ -28,9 +30,21 @@ _FILE_SAFE = re.compile(r"[A-Za-z0-9_.+-]{1,32}")
 def split_images(
     saved: SavedModel, split: Split, *, progressbar: Any = False
 ) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
-    """The MNIST images and labels of ``split`` as the model's training defined it."""
-    from mlp_cli import data
+    """The MNIST images and labels of ``split`` as the model's training defined it.
 
+    A model without one output per MNIST class raises `UsageError` before any is read."""
+    from mlp_cli import data
+    from mlp_cli.config import MNIST_CLASSES
+
+    outputs = saved.layers[-1]
+    if outputs != MNIST_CLASSES:
+        raise UsageError(
+            f"the model '{shown(saved.path)}' has layers {'-'.join(map(str, saved.layers))}, so it "
+            f"tells {outputs} classes apart, but MNIST has {MNIST_CLASSES} digits: scoring "
+            f"on MNIST needs a model whose last layer has {MNIST_CLASSES} outputs (e.g. "
+            f"784-128-{MNIST_CLASSES}, as `mlp train` makes). Use `mlp predict` for this "
+            "model on images of its own classes."
+        )
     if split == "test":
         return data.load_mnist("test", progressbar=progressbar)
     images, labels = data.load_mnist("train", progressbar=progressbar)
@@ -109,7 +123,7 @@ class Evaluation:
             "split": self.split,
             "n": self.n,
             "accuracy": self.accuracy,
-            "loss": self.loss,
+            "loss": self.loss if math.isfinite(self.loss) else None,  # JSON has no inf or NaN
             "per_class": self.per_class(),
             "confusion": self.confusion.tolist(),
             "top_confusions": self.top_confusions(),
@@ -172,7 +186,7 @@ def check_plot_apart(folder: Path, plot: Path) -> None:
     if _MISTAKE_NAME.fullmatch(plot.name) and same_place(folder, plot.parent):
         raise UsageError(
             f"the --plot file '{plot}' has a name of the kind --misclassified gives its "
-            f"pictures in '{folder}', so one could overwrite the other; choose another name"
+            f"pictures in '{shown(folder)}', so one could overwrite the other; choose another name"
         )
 
 
@@ -181,10 +195,21 @@ def write_mistakes(
 ) -> list[Path]:
     """Write the `count` most confident mistakes as PNGs, and a gallery of them, into
     `folder`; returns the files written.  Every file is checked before the first is written
-    (`outputs.check_picture`), so a refusal leaves the folder as it was."""
+    (`outputs.check_picture`), so a refusal leaves the folder as it was.
+
+    Pictures an earlier call wrote there (mlp's mark, and a name of the kind it gives them)
+    that this call does not write again are removed first, so the folder shows this
+    evaluation's mistakes only; any other file is left alone."""
     from PIL import Image
 
-    from mlp_cli.outputs import IMAGE_SUFFIXES, check_folder, check_picture, save_image
+    from mlp_cli.outputs import (
+        IMAGE_SUFFIXES,
+        check_folder,
+        check_picture,
+        is_own_picture,
+        save_image,
+        writing,
+    )
     from mlp_cli.viz import save_gallery
 
     check_folder(folder, "folder for --misclassified")
@@ -198,6 +223,16 @@ def write_mistakes(
     gallery = [folder / GALLERY_FILE] if len(worst) else []
     for file in files + gallery:
         check_picture(file, "picture of a mistake", IMAGE_SUFFIXES)
+    earlier = [
+        old
+        for old in (folder.iterdir() if folder.is_dir() else ())
+        if (_MISTAKE_NAME.fullmatch(old.name) or old.name == GALLERY_FILE)
+        and old not in files + gallery
+        and is_own_picture(old)
+    ]
+    for old in earlier:
+        with writing(old, "over the earlier picture of a mistake"):
+            old.unlink()
     for i, file in zip(worst, files, strict=True):
         save_image(Image.fromarray(images[i]), file, "the picture of a mistake")
     if len(worst):

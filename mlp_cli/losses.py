@@ -111,12 +111,15 @@ class LossValue(Protocol):
 @dataclass(frozen=True)
 class Loss:
     name: str
+    label: str  # what an axis of its values is called
     value: LossValue
     delta: Callable[[str, Array, Array, Labels, Array], None]
     """delta(output, z, a, y, out) writes dL/dz, shape (batch, K), into out."""
 
 
 LOSSES: dict[str, Loss] = {
-    "cross_entropy": Loss("cross_entropy", _cross_entropy, _cross_entropy_delta),
-    "mse": Loss("mse", _mse, _mse_delta),
+    "cross_entropy": Loss(
+        "cross_entropy", "cross-entropy loss", _cross_entropy, _cross_entropy_delta
+    ),
+    "mse": Loss("mse", "mean squared error", _mse, _mse_delta),
 }

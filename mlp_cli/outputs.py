@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from mlp_cli.errors import OutputError, UsageError
+from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -91,7 +92,9 @@ def writing(path: Path | str, what: str, hint: str = "") -> Iterator[None]:
         yield
     except OSError as exc:
         tail = hint or advice(exc)
-        raise OutputError(f"could not write {what} '{path}': {reason(exc)}. {tail}") from None
+        raise OutputError(
+            f"could not write {what} '{shown(path)}': {reason(exc)}. {tail}"
+        ) from None
 
 
 def _name_max(folder: Path) -> int:
@@ -114,7 +117,7 @@ def _nearest_existing(path: Path) -> tuple[Path, list[str]]:
                 return current, missing
         except OSError as exc:
             if exc.errno != errno.ENAMETOOLONG:
-                raise UsageError(f"cannot use '{path}': {reason(exc)}") from None
+                raise UsageError(f"cannot use '{shown(path)}': {reason(exc)}") from None
         if current.name in ("", ".", ".."):  # nothing left to strip: judge the absolute path
             absolute = Path(os.path.abspath(current))
             if absolute == current:
@@ -136,18 +139,20 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
         kind = special_kind(existing) or "a file"
         if not missing:
             raise UsageError(
-                f"the {what} '{path}' is {kind}, not a folder; give the path of a folder "
+                f"the {what} '{shown(path)}' is {kind}, not a folder; give the path of a folder "
                 "(new, or one to write into)"
             )
-        raise UsageError(f"cannot create the {what} '{path}': '{existing}' is {kind}, not a folder")
+        raise UsageError(
+            f"cannot create the {what} '{shown(path)}': '{shown(existing)}' is {kind}, not a folder"
+        )
     limit = _name_max(existing)
     for name in missing:
         size = len(os.fsencode(name))
         if size > limit:
             raise UsageError(
-                f"cannot create the {what} '{path}': the name '{name[:40]}...' is {size} bytes "
-                f"long, and this file system allows at most {limit} (ENAMETOOLONG); choose a "
-                "shorter name"
+                f"cannot create the {what} '{shown(path)}': the name '{shown(name[:40])}...' is "
+                f"{size} bytes long, and this file system allows at most {limit} (ENAMETOOLONG); "
+                "choose a shorter name"
             )
     try:  # the one honest test of writability: make something there, then remove it
         if missing:
@@ -157,7 +162,9 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
             os.close(fd)
             os.unlink(probe)
     except OSError as exc:
-        where = f"'{path}'" if not missing else f"'{path}' (inside '{existing}')"
+        where = (
+            f"'{shown(path)}'" if not missing else f"'{shown(path)}' (inside '{shown(existing)}')"
+        )
         # A full disk is a condition of the moment, not a wrong argument: the run-time code.
         error = OutputError if exc.errno in (errno.ENOSPC, errno.EDQUOT) else UsageError
         raise error(
@@ -175,7 +182,7 @@ def special_kind(path: Path | str) -> str | None:
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # nothing can be there; `check_name` says why
             return None
-        raise UsageError(f"cannot use '{path}': {reason(exc)}") from None
+        raise UsageError(f"cannot use '{shown(path)}': {reason(exc)}") from None
     if stat.S_ISREG(st.st_mode):
         return None
     if stat.S_ISLNK(st.st_mode):
@@ -201,7 +208,7 @@ def check_replaceable(path: Path | str, what: str = "file") -> None:
     kind = special_kind(path)
     if kind is not None:
         raise UsageError(
-            f"cannot write the {what} '{path}': it is {kind}, and mlp replaces only regular "
+            f"cannot write the {what} '{shown(path)}': it is {kind}, and mlp replaces only regular "
             "files it may overwrite; choose another path"
         )
 
@@ -236,14 +243,14 @@ def check_picture(
     picture_format(path, what, suffixes)
     if os.path.isdir(path):
         raise UsageError(
-            f"cannot write the {what} '{path}': it is a folder; give the path of the image "
+            f"cannot write the {what} '{shown(path)}': it is a folder; give the path of the image "
             "file to write"
         )
     check_replaceable(path, what)
     if os.path.lexists(path) and not is_own_picture(path, also):
         raise UsageError(
-            f"'{path}' already exists and is not a picture mlp drew, so it is left as it is; "
-            "choose another name, or move that file away first"
+            f"'{shown(path)}' already exists and is not a picture mlp drew, so it is left as it "
+            "is; choose another name, or move that file away first"
         )
     check_folder(path.parent, f"folder for '{path.name}'")
     check_name(path, what)
@@ -253,9 +260,9 @@ def check_picture(
 def picture_format(path: Path, what: str, suffixes: tuple[str, ...] = FIGURE_SUFFIXES) -> str:
     """The format the suffix of `path` names (``png``...); refuses a suffix not in `suffixes`."""
     if path.suffix.lower() not in suffixes:
-        shown = f"'{path.suffix}'" if path.suffix else "a name without a suffix"
+        suffix = f"'{path.suffix}'" if path.suffix else "a name without a suffix"
         raise UsageError(
-            f"cannot write the {what} '{path}': {shown} is not a picture format mlp writes "
+            f"cannot write the {what} '{shown(path)}': {suffix} is not a picture format mlp writes "
             f"here; use a name ending in {', '.join(suffixes)}"
         )
     return path.suffix.lower().lstrip(".")
@@ -266,8 +273,8 @@ def check_name(path: Path, what: str) -> None:
     size, limit = len(os.fsencode(path.name)), _name_max(_nearest_existing(path.parent)[0])
     if size > limit:
         raise UsageError(
-            f"cannot write the {what} '{path}': its name is {size} bytes long, and this file "
-            f"system allows at most {limit} (ENAMETOOLONG); choose a shorter name"
+            f"cannot write the {what} '{shown(path)}': its name is {size} bytes long, and this "
+            f"file system allows at most {limit} (ENAMETOOLONG); choose a shorter name"
         )
 
 
@@ -314,9 +321,9 @@ def check_distinct(*targets: tuple[Path, str]) -> None:
         for other, other_what in targets[i + 1 :]:
             if same_place(path, other):
                 raise UsageError(
-                    f"the {other_what} '{other}' is the same file as the {what} '{path}', "
-                    "which this command also writes: the one would overwrite the other; "
-                    "choose another path"
+                    f"the {other_what} '{shown(other)}' is the same file as the {what} "
+                    f"'{shown(path)}', which this command also writes: the one would overwrite "
+                    "the other; choose another path"
                 )
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import TYPE_CHECKING
 
-from rich.text import Text
+if TYPE_CHECKING:  # rich is loaded by `plain` alone: the library's checks only need `shown`
+    from rich.text import Text
 
 # C0 controls except tab and newline, DEL, the C1 controls (which some terminals obey), and
 # lone surrogates (undecodable bytes of a file name, or broken text).
@@ -28,6 +30,9 @@ def _escape(char: str) -> str:
     if 0xDC80 <= code <= 0xDCFF:  # the byte os.fsdecode could not decode
         return f"\\x{code - 0xDC00:02x}"
     return char.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+_NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # _CONTROL, tab and newline too
 
 
 def escape_controls(text: str) -> str:
@@ -43,12 +48,21 @@ def decodable(text: str) -> str:
     return _SURROGATE.sub(lambda m: _escape(m.group()), text)
 
 
+def shown(name: object) -> str:
+    """A name the user gave (a file, folder or pattern) as printed within a line: controls
+    escaped as by `escape_controls`, and tab and line break too (``\\t``, ``\\n``), so that
+    a name holding them cannot break the line or the table it is printed in."""
+    return _NAME_CONTROL.sub(lambda m: _escape(m.group()), str(name))
+
+
 def command(prefix: str, *args: object) -> str:
     """A command line for the user to copy: `prefix`, then each argument shell-quoted (so
-    ``my runs/a;touch x`` stays one harmless argument) and its controls escaped."""
-    return " ".join([prefix, *(escape_controls(shlex.quote(str(arg))) for arg in args)])
+    ``my runs/a;touch x`` stays one harmless argument) and shown as by `shown`."""
+    return " ".join([prefix, *(shown(shlex.quote(str(arg))) for arg in args)])
 
 
 def plain(text: object, style: str = "") -> Text:
     """`text` as a rich `Text` that is never parsed as markup, controls escaped."""
+    from rich.text import Text
+
     return Text(escape_controls(str(text)), style=style)

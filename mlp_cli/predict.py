@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import CheckpointError, ImageError, UsageError
 from mlp_cli.model import MLP
-from mlp_cli.plain import decodable
+from mlp_cli.plain import decodable, shown
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Pictures predicted together: MLP.predict_proba's own batch, so each picture meets the same
@@ -84,7 +84,7 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]
                 failures.append(
                     Failure(
                         text,
-                        f"folder '{text}' holds no image files (looked for "
+                        f"folder '{shown(text)}' holds no image files (looked for "
                         f"{', '.join(IMAGE_SUFFIXES)})",
                     )
                 )
@@ -92,7 +92,7 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]
         elif not path.exists() and glob.has_magic(text):
             matches = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file())
             if not matches:
-                failures.append(Failure(text, f"no files match the pattern '{text}'"))
+                failures.append(Failure(text, f"no files match the pattern '{shown(text)}'"))
             files.extend(matches)
         else:
             files.append(path)  # a missing file is reported by open_image
@@ -120,7 +120,7 @@ def predict_batches(
     failures: list[Failure] = []
     for index, file in enumerate(files):
         try:
-            digits.append(to_digit(open_image(file), source=str(file)))
+            digits.append(to_digit(open_image(file), source=shown(file)))
             kept.append(file)
         except ImageError as exc:
             failures.append(Failure(str(file), str(exc)))

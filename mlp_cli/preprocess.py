@@ -33,6 +33,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from mlp_cli.errors import ImageError, UsageError
 from mlp_cli.limits import MNIST_SIDE, NotRegularFileError, format_bytes, open_regular
+from mlp_cli.plain import shown
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -47,7 +48,6 @@ STATS_ROWS = 1024  # inputs gathered at a time for standardisation statistics (~
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 _FORMAT_LIST = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 
-_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _UINT16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 BORDER_FRACTION = 0.02  # width of the border ring, as a fraction of the shorter side
@@ -201,7 +201,7 @@ def open_image(path: str | Path) -> Image.Image:
     directory or anything else that is not a regular file (a named pipe would block), a file
     that is not a supported image, a truncated or corrupt image, or one that is too large.
     """
-    path = Path(path)
+    path, name = Path(path), shown(path)
     try:
         # Read whole, then decoded from memory: Pillow asks a file for as many bytes as a
         # chunk header claims, and a file object allocates that much before reading.
@@ -210,26 +210,26 @@ def open_image(path: str | Path) -> Image.Image:
             data = handle.read(size + 1) if size <= MAX_FILE_BYTES else None
     except FileNotFoundError:
         raise ImageError(
-            f"Image file {path} does not exist. Give the path of a {_FORMAT_LIST} file."
+            f"Image file {name} does not exist. Give the path of a {_FORMAT_LIST} file."
         ) from None
     except (IsADirectoryError, NotRegularFileError) as error:
         if path.is_dir():
             raise ImageError(
-                f"{path} is a directory, not an image file. Give the path of one "
+                f"{name} is a directory, not an image file. Give the path of one "
                 f"{_FORMAT_LIST} file."
             ) from None
         raise ImageError(
-            f"{path} cannot be used as an image: {error.strerror}. Give the path of a "
+            f"{name} cannot be used as an image: {error.strerror}. Give the path of a "
             f"{_FORMAT_LIST} file."
         ) from None
     except OSError as error:
-        raise ImageError(f"Image {path} could not be read: {error.strerror or error}.") from None
+        raise ImageError(f"Image {name} could not be read: {error.strerror or error}.") from None
     if data is None or len(data) > MAX_FILE_BYTES:
         raise ImageError(
-            f"Image {path} is larger than {format_bytes(MAX_FILE_BYTES)}, more than a picture "
+            f"Image {name} is larger than {format_bytes(MAX_FILE_BYTES)}, more than a picture "
             f"of a digit needs; scale it down or crop it and save it as a {_FORMAT_LIST} file."
         )
-    return _decode(io.BytesIO(data), str(path))
+    return _decode(io.BytesIO(data), name)
 
 
 def image_from_bytes(data: bytes, source: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -296,8 +296,10 @@ def _flatten_transparency(image: Image.Image) -> Image.Image:
     """
     if image.mode in _UINT16_MODES or image.mode in ("I", "F"):
         return image  # colour-key transparency on 16-bit or float scans is not honoured
-    if image.mode not in _ALPHA_MODES and "transparency" not in image.info:
+    if not image.has_transparency_data:  # an alpha band, a colour key or a palette's alpha
         return image
+    if image.mode == "La":
+        image = image.convert("LA")  # Pillow converts premultiplied La to nothing else
     rgba = image if image.mode == "RGBA" else image.convert("RGBA")
     if np.frombuffer(rgba.tobytes("raw", "A"), dtype=np.uint8).min() == 255:
         return rgba  # opaque: its grey is the grey of its RGB
@@ -362,10 +364,9 @@ def _reduce_large(image: Image.Image) -> Image.Image:
             )
         ]
         return Image.fromarray(np.vstack(rows))
-    if mode != "I" and (mode == "PA" or "transparency" in image.info):
-        image = image.convert("RGBA")  # a palette's or a colour key's transparency
-    elif mode == "P":
-        image = image.convert("RGB")
+    if mode != "I" and (mode in ("P", "PA") or "transparency" in image.info):
+        # a palette's or a colour key's transparency, if it has any, kept as alpha
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     elif mode == "1":
         image = image.convert("L")
     return image.reduce(factor)

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from mlp_cli.callbacks import Callbacks
 from mlp_cli.checkpoint import MODEL_FILE
-from mlp_cli.plain import command, plain
+from mlp_cli.plain import command, plain, shown
 
 # Progress bars, the trainer and the pictures' colours are imported where they are used:
 # `mlp predict` and `mlp inspect` render here too, and should start fast.
@@ -346,7 +346,7 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
     """Accuracy and loss, per-class metrics, a coloured confusion matrix, top confusions."""
     console.print(
         Text.assemble(
-            plain(model_path, "bold"),
+            plain(shown(model_path), "bold"),
             f" on the {result.split} split: accuracy ",
             (_pct(result.accuracy), "bold"),
             f" ({round(result.accuracy * result.n):,}/{result.n:,}), loss {result.loss:.4f}, "
@@ -427,7 +427,7 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
     top = ", ".join(f"{names[d]} {100 * q:.1f}%" for d, q in p.top(3))
     console.print(
         Text.assemble(
-            plain(p.file, "bold"),
+            plain(shown(p.file), "bold"),
             ": ",
             plain(names[p.digit], "bold green"),
             f" ({100 * p.probability:.1f}%)   top 3: ",
@@ -446,7 +446,9 @@ def prediction_table(predictions: list[Prediction], names: list[str]) -> Table:
     table = _prediction_columns()
     for p in predictions:
         (first, q1), (second, q2) = p.top(2)
-        table.add_row(plain(p.file), plain(names[first]), _pct(q1), plain(names[second]), _pct(q2))
+        table.add_row(
+            plain(shown(p.file)), plain(names[first]), _pct(q1), plain(names[second]), _pct(q2)
+        )
     return table
 
 
@@ -473,7 +475,7 @@ class PredictionRows:
         self.console = console
         self.names = names
         name = max((plain(n) for n in names), key=lambda text: text.cell_len)
-        file = max((plain(f) for f in files), key=lambda text: text.cell_len)
+        file = max((plain(shown(f)) for f in files), key=lambda text: text.cell_len)
         columns = _prediction_columns(show_header=False)
         cells = (file, name, Text(_pct(1.0)), name, Text(_pct(1.0)))
         # The headers count too, though batches after the first are printed without them.

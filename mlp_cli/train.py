@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from mlp_cli import __version__, checkpoint, outputs
 from mlp_cli.callbacks import Callbacks as Callbacks  # its home; re-exported for its users
+from mlp_cli.checkpoint import CHECKPOINT_FILE as CHECKPOINT_FILE  # its home; re-exported
 from mlp_cli.checkpoint import LATEST, MODEL_FILE
 from mlp_cli.errors import (
     CheckpointError,
@@ -62,7 +63,6 @@ Array = NDArray[np.float32]
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILE = "checkpoint.npz"
 CURVES_FILE = "curves.png"
 # One line of about 300 bytes per epoch, for at most MAX_EPOCHS epochs; the records read
 # from a file this size take a few hundred MB at most.
@@ -245,6 +245,20 @@ def find_metrics(run_dir: str | Path) -> Path:
     if not os.path.isdir(path):
         raise UsageError(f"{path} is not a folder. {fix}")
     return path / METRICS_FILE
+
+
+def run_loss(run_dir: Path) -> str | None:
+    """The loss the run in ``run_dir`` trains with, from its config.yaml; None when the
+    folder has no config.yaml (a metrics.jsonl kept on its own) or one this mlp cannot
+    validate (an older run's): the curves are drawn either way, under a plain "loss"."""
+    if not (run_dir / CONFIG_FILE).exists():
+        return None
+    from mlp_cli.config import load_config
+
+    try:
+        return load_config(run_dir / CONFIG_FILE).loss
+    except ConfigError:
+        return None
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -515,7 +529,7 @@ class Trainer:
         curves = self.run_dir / CURVES_FILE
         try:
             outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
-            plot_curves(self.state.history, curves, title=self.run_dir.name)
+            plot_curves(self.state.history, curves, title=self.run_dir.name, loss=self.cfg.loss)
         except MLPError as exc:
             text = str(exc).rstrip()
             stop = "" if text.endswith((".", "!", "?")) else "."
@@ -1011,6 +1025,9 @@ def resume(
     trainer = Trainer(cfg, run_dir, data)
     before = trainer.restore(saved)
     done = trainer.state.epoch
+    patience = cfg.training.early_stopping.patience
+    if patience is not None and trainer.state.step == 0 and trainer.state.bad_epochs >= patience:
+        raise _ended_by_early_stopping(run_dir, trainer.state, patience, cfg.training.epochs)
     if done >= cfg.training.epochs:
         asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
         raise UsageError(
@@ -1027,6 +1044,22 @@ def resume(
     if link:
         update_latest(run_dir)
     return trainer
+
+
+def _ended_by_early_stopping(
+    run_dir: Path, st: TrainState, patience: int, epochs: int
+) -> UsageError:
+    """The refusal to resume a run whose patience is spent: its next epoch would end it
+    again, whatever it learned."""
+    more = f" and --set training.epochs=N with N > {st.epoch}" if st.epoch >= epochs else ""
+    return UsageError(
+        f"the run in '{run_dir}' ended by early stopping after epoch {st.epoch}: the "
+        f"monitored metric last improved at epoch {st.best_epoch}, {st.bad_epochs} epoch(s) "
+        f"before, and its patience "
+        f"(training.early_stopping.patience) is {patience}. To train it on, raise the "
+        f"patience, e.g. --set training.early_stopping.patience={st.bad_epochs + patience}"
+        f"{more}. Nothing was written."
+    )
 
 
 def schedule_change(before: Config, trainer: Trainer) -> str | None:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mlp_cli.errors import UsageError
+from mlp_cli.losses import LOSSES
 from mlp_cli.outputs import PICTURE_MARK, picture_format, save_image, save_picture
 
 if TYPE_CHECKING:
@@ -114,10 +115,18 @@ def unit_patterns(weights: Sequence[np.ndarray], layer: int = 1) -> tuple[np.nda
             )
     n_layers = len(mats)
     if not 1 <= layer <= n_layers:
+        hidden = n_layers - 1
+        if not hidden:
+            layers = "no hidden layer; its one weight layer, numbered 1, is the output layer"
+        else:
+            first = "layer 1" if hidden == 1 else f"layers 1 to {hidden}"
+            layers = (
+                f"{hidden} hidden layer{'s' if hidden > 1 else ''} and an output layer, numbered "
+                f"1 to {n_layers} ({first} hidden, layer {n_layers} the output layer)"
+            )
+        choose = "layer 1" if n_layers == 1 else f"a layer from 1 to {n_layers}"
         raise UsageError(
-            f"Layer {layer} does not exist: this network has {n_layers} weight layer"
-            f"{'s' if n_layers > 1 else ''}, numbered 1 to {n_layers} (layer 1 is the first "
-            f"hidden layer, layer {n_layers} the output layer). Choose a layer in that range."
+            f"Layer {layer} does not exist: this network has {layers}. Choose {choose}."
         )
     patterns = mats[0]  # (units_1, n_inputs)
     for W in mats[1:layer]:
@@ -332,8 +341,9 @@ def _save_figure(fig: Figure, out: Path) -> Path:
     )
 
 
-def _series(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
-    """The values of `key` across records as float64, NaN where absent or None."""
+def _series(records: Sequence[Mapping[str, Any]], key: str, *, finite: bool = False) -> np.ndarray:
+    """The values of `key` across records as float64, NaN where absent or None; with
+    `finite`, a value given as NaN or infinity is refused (no run records one there)."""
     values = np.full(len(records), np.nan)
     for i, rec in enumerate(records):
         v = rec.get(key)
@@ -345,6 +355,11 @@ def _series(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
             raise UsageError(
                 f"Metrics record {i + 1} has {key} = {v!r}, but a number (or null) was expected."
             ) from None
+        if finite and not np.isfinite(values[i]):
+            raise UsageError(
+                f"Metrics record {i + 1} has {key} = {v!r}, but a finite number (or null) was "
+                "expected: a run never records NaN or infinity there."
+            )
         if abs(values[i]) > _FLOAT32_MAX and np.isfinite(values[i]):  # matplotlib fails on it
             raise UsageError(
                 f"Metrics record {i + 1} has {key} = {v!r}, beyond any float32 value a run records."
@@ -375,8 +390,12 @@ def plot_curves(
     out: Path,
     *,
     title: str | None = None,
+    loss: str | None = None,
 ) -> Path:
     """Plot loss, accuracy and learning rate per epoch into `out`; return `out`.
+
+    `loss` is the run's loss (a key of `losses.LOSSES`), which names the loss axis; None
+    when it is not known.
 
     `records` hold one mapping per epoch with keys ``epoch``, ``train_loss``, ``train_acc``,
     ``val_loss``, ``val_acc`` and ``lr``; accuracies are fractions in [0, 1] and are shown
@@ -391,9 +410,18 @@ def plot_curves(
 
     if not records:
         raise UsageError("There are no metrics records to plot: the training history is empty.")
-    epoch = _series(records, "epoch")
+    epoch = _series(records, "epoch", finite=True)
     epoch = np.where(np.isnan(epoch), np.arange(1, len(records) + 1), epoch)
-    s = {k: _series(records, k) for k in ("train_loss", "val_loss", "train_acc", "val_acc", "lr")}
+    if (back := np.flatnonzero(np.diff(epoch) <= 0)).size:
+        i = int(back[0]) + 1  # the first record whose epoch does not follow the one before
+        raise UsageError(
+            f"Metrics record {i + 1} has epoch {epoch[i]:g} after record {i} with epoch "
+            f"{epoch[i - 1]:g}, but the epochs of one run only go up: these records mix more "
+            "than one run (another run's lines appended, or two files joined). Plot each run's "
+            "own metrics.jsonl."
+        )
+    s = {k: _series(records, k) for k in ("train_loss", "val_loss", "train_acc", "val_acc")}
+    s["lr"] = _series(records, "lr", finite=True)
     for key in ("train_acc", "val_acc"):
         if np.nanmax(s[key], initial=0.0) > 1.0 + 1e-9:
             raise UsageError(
@@ -401,6 +429,7 @@ def plot_curves(
                 "[0, 1] (0.97 for 97%)."
             )
     marker = "o" if len(records) <= 30 else None  # dots make short histories readable
+    loss_label = "loss" if loss is None else LOSSES[loss].label
 
     best = best_record(records)
     with _figure(14.0, 4.8) as fig:
@@ -418,7 +447,7 @@ def plot_curves(
                 lasts.append(f"{label} {last:.2f}%" if percent else f"{label} {last:.4g}")
             # final values in the title keep the plot area free of legends
             ax.set_title(f"{name}\nlast: {', '.join(lasts)}" if lasts else name)
-            ax.set_ylabel("accuracy (%)" if percent else "cross-entropy loss")
+            ax.set_ylabel("accuracy (%)" if percent else loss_label)
             if percent:
                 ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
         if best is not None:

@@ -208,6 +208,21 @@ def test_without_a_run_evaluate_suggests_a_command_that_works_anywhere(
     assert "mnist-400-25-10" in out
 
 
+def test_evaluate_refuses_a_model_without_ten_outputs_naming_its_layers(
+    tmp_path: Path,
+) -> None:
+    from test_hostile_files import GOOD_MODEL  # a valid 4-3-2 model of two classes
+
+    model = tmp_path / "two.npz"
+    model.write_bytes(GOOD_MODEL)
+    code, _, err = run("evaluate", "--model", str(model))
+    message = " ".join(err.split())
+    assert code == 2, message
+    assert f"the model '{model}' has layers 4-3-2" in message
+    assert "MNIST has 10 digits" in message
+    assert "Traceback" not in err
+
+
 def test_config_schema_is_json() -> None:
     code, out, _ = run("config", "schema")
     schema = json.loads(out)

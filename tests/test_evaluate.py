@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
+import pytest
 
 from mlp_cli.evaluate import Evaluation
 
@@ -28,3 +32,22 @@ def test_worst_mistakes_are_the_wrong_predictions_most_confident_first() -> None
     got = result.worst_mistakes(15)
     wrong = [i for i in range(200) if true[i] != pred[i]]
     assert got.tolist() == sorted(wrong, key=lambda i: -prob[i])[:15]
+
+
+@pytest.mark.parametrize("loss", [math.inf, math.nan])
+def test_a_loss_that_is_not_finite_is_null_in_the_json(loss: float) -> None:
+    labels = np.array([0, 1, 1], np.uint8)
+    result = Evaluation(
+        split="test",
+        n=3,
+        accuracy=2 / 3,
+        loss=loss,
+        confusion=np.array([[1, 0], [1, 1]], np.int64),
+        probabilities=np.array([[1, 0], [1, 0], [0, 1]], np.float32),
+        predictions=np.array([0, 0, 1], np.int64),
+        labels=labels,
+        seconds=0.0,
+        class_names=["0", "1"],
+    )
+    text = json.dumps(result.to_json(), allow_nan=False)  # raises on Infinity or NaN
+    assert json.loads(text)["loss"] is None

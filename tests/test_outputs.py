@@ -260,6 +260,25 @@ def test_a_users_file_in_the_way_of_a_picture_is_refused_before_writing_any(
     assert treesnap.snapshot(tmp_path) == before  # not one of the other pictures either
 
 
+def test_misclassified_again_removes_only_the_earlier_pictures_mlp_wrote(
+    tmp_path: Path, run_dir: Path, fake_data: list[str]
+) -> None:
+    folder = tmp_path / "out"
+    code, _, err = run("evaluate", "--model", run_dir, "--misclassified", folder, "--count", "5")
+    assert code == 0, err
+    first = sorted(p.name for p in folder.iterdir())
+    assert len(first) == 6  # five mistakes and the gallery
+    mine = ["009-index1-true1-pred2.png", "notes.txt"]  # the user's, one named like ours
+    for name in mine:
+        (folder / name).write_bytes(b"my own file")
+
+    code, _, err = run("evaluate", "--model", run_dir, "--misclassified", folder, "--count", "2")
+
+    assert code == 0, err
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*first[:2], "gallery.png", *mine])
+    assert all((folder / name).read_bytes() == b"my own file" for name in mine)
+
+
 # -- class 6: output paths are checked before the work; write errors are named ----------------
 
 
@@ -404,6 +423,29 @@ def test_file_names_with_markup_and_escapes_are_printed_as_they_are(
         assert str(image).replace("\x1b", "\\x1b") in text
     assert str(folder / "x\\x1b[31my-input.png") in text
     assert (folder / "x\x1b[31my-input.png").is_file()
+
+
+def test_names_with_line_breaks_and_tabs_stay_on_their_line(tmp_path: Path, run_dir: Path) -> None:
+    for name in ("a\nb.png", "c\td.png"):
+        digit_png(tmp_path / name)
+    (tmp_path / "not\nan.png").write_bytes(b"text")
+    folder = tmp_path / "in\nputs"
+    code, out, err = run("predict", tmp_path, "--model", run_dir, "--save-input", folder)
+    assert code == 1  # one of the three is no image
+    for name in ("a\\nb.png", "c\\td.png"):
+        assert any(line.startswith(f"{tmp_path}/{name}: ") for line in out.splitlines()), out
+        assert f"{folder}/{name[:-4]}-input.png".replace("\n", "\\n") in out.replace("\n", "")
+    assert "\t" not in out
+    assert f"{tmp_path}/not\\nan.png is not an image" in err.replace("\n", "")
+    for command in (["evaluate", "--model"], ["predict", "x.png", "--model"]):
+        code, _, err = run(*command, tmp_path / "no\nmodel")
+        assert code == 2
+        assert err.startswith(f"error: model '{tmp_path}/no\\nmodel' not found"), err
+    (tmp_path / "a\nfile").write_text("in the way")
+    code, _, err = run("evaluate", "--model", run_dir, "--plot", tmp_path / "a\nfile" / "c.png")
+    assert code == 2
+    assert f"{tmp_path}/a\\nfile" in err.replace("\n", "")  # rich folds long lines
+    assert "a\nfile" not in err
 
 
 def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(

@@ -346,6 +346,27 @@ def test_la_and_pa_black_ink_on_transparent(digits: Digits) -> None:
     assert correlation(mnist_style(pa), digits[6]) > 0.95
 
 
+@pytest.mark.parametrize("side", [28, 1100], ids=["small", "reduced first"])
+def test_in_memory_images_with_alpha_or_a_palettes_alpha_match_their_files(
+    digits: Digits, side: int
+) -> None:
+    """A premultiplied La picture and a palette with alpha in its colours (no colour key in
+    `info`) are read as the PNG files Pillow writes of them are."""
+    alpha = Image.fromarray(digits[6]).resize((side, side))
+    la = Image.merge("LA", [Image.new("L", alpha.size, 0), alpha])
+    ink = np.asarray(alpha) > 100
+    indices = Image.fromarray(ink.astype(np.uint8), "P")
+    indices.putpalette([0, 0, 0, 0, 0, 0, 0, 255], "RGBA")  # index 0 clear, 1 black
+    drawn = (
+        (la.convert("La"), la, 255 - np.asarray(alpha)),  # black ink on white paper
+        (indices, indices, np.where(ink, 0, 255).astype(np.uint8)),
+    )
+    for image, as_file, on_paper in drawn:
+        np.testing.assert_array_equal(mnist_style(image), mnist_style(png_bytes(as_file)))
+        opaque = mnist_style(Image.fromarray(on_paper))
+        assert correlation(mnist_style(image), opaque) > 0.99, image.mode
+
+
 def test_rgba_ink_of_either_lightness_on_transparent(digits: Digits) -> None:
     for colour in [(0, 0, 0), (30, 30, 160), (255, 255, 255), (250, 240, 120)]:
         rgba = np.zeros((28, 28, 4), dtype=np.uint8)

@@ -456,3 +456,43 @@ def test_an_older_runs_infinite_validation_loss_is_still_resumable() -> None:
     history[0]["val_loss"] = float("inf")
 
     assert checkpoint.read_resume(Path("c.npz"), resume, history).epoch == 1
+
+
+def test_resuming_a_run_that_early_stopping_ended_is_refused_with_how_to_go_on(
+    tmp_path: Path,
+) -> None:
+    # min_delta this large: only the first epoch improves, so patience 1 ends it at epoch 2.
+    stopping = {"patience": 1, "min_delta": 100.0}
+    cfg = make_config(tmp_path, training={"epochs": 6, "early_stopping": stopping})
+    run_dir = train.start(cfg, make_splits(), tmp_path / "R").run().run_dir
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir))
+
+    assert code == 2
+    assert "ended by early stopping after epoch 2" in message
+    assert "--set training.early_stopping.patience=2" in message
+    assert snapshot(tmp_path) == before
+    patience = "training.early_stopping.patience=3"
+    code, message = run("train", "--resume", str(run_dir), "--set", patience)
+    assert code == 0, message
+    epochs = [r["epoch"] for r in train.read_metrics(train.find_metrics(run_dir))]
+    assert epochs == [1, 2, 3, 4]  # two more bad epochs spend the raised patience
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["evaluate"], ["predict", "digit.png"], ["inspect"], ["show", "hidden"]],
+    ids=["evaluate", "predict", "inspect", "show hidden"],
+)
+def test_a_run_stopped_in_its_first_epoch_has_no_model_yet(
+    tmp_path: Path, command: list[str]
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=2)
+    assert not (run_dir / checkpoint.MODEL_FILE).exists()
+
+    code, message = run(*command, "--model", str(run_dir))
+
+    assert code == 2, message
+    assert f"the run in '{run_dir}' has no model.npz yet: no epoch" in message
+    assert f"mlp train --resume {run_dir}" in message

@@ -171,6 +171,17 @@ def test_layer_out_of_range_is_a_usage_error(layer: int) -> None:
         viz.unit_patterns(three_layers(np.random.default_rng(8)), layer=layer)
 
 
+@pytest.mark.parametrize("layer", [2, 3])
+def test_a_layer_past_a_network_without_hidden_layers_says_it_has_none(layer: int) -> None:
+    W1 = np.random.default_rng(8).standard_normal((10, 784))  # a 784-10 network
+    with pytest.raises(UsageError) as refused:
+        viz.unit_patterns([W1], layer=layer)
+    assert str(refused.value) == (
+        f"Layer {layer} does not exist: this network has no hidden layer; its one weight layer, "
+        "numbered 1, is the output layer. Choose layer 1."
+    )
+
+
 def test_weights_that_do_not_chain_are_refused() -> None:
     rng = np.random.default_rng(9)
     with pytest.raises(UsageError, match="W2"):
@@ -244,6 +255,26 @@ def test_curves_refuse_a_number_no_run_records(tmp_path: Path, key: str) -> None
     assert not (tmp_path / "curves.png").exists()
 
 
+@pytest.mark.parametrize("key", ["epoch", "lr"])
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_curves_refuse_an_epoch_or_rate_that_is_not_finite(
+    tmp_path: Path, key: str, value: float
+) -> None:
+    path = tmp_path / "metrics.jsonl"
+    records = history(3)
+    records[1][key] = value
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))  # as Infinity, NaN
+    with pytest.raises(UsageError, match=f"record 2 has {key} = {value!r}, but a finite"):
+        viz.plot_curves(train.read_metrics(path), tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_curves_refuse_records_that_mix_two_runs(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="record 4 has epoch 1 after record 3 with epoch 3"):
+        viz.plot_curves(history(3) + history(2), tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+
+
 def test_curves_refuse_empty_histories_percent_accuracies_and_unknown_formats(
     tmp_path: Path,
 ) -> None:
@@ -254,6 +285,39 @@ def test_curves_refuse_empty_histories_percent_accuracies_and_unknown_formats(
     with pytest.raises(UsageError, match=r"\.xyz"):
         viz.plot_curves(history(3), tmp_path / "c.xyz")
     assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("loss", "label"), [("mse", "mean squared error"), ("cross_entropy", "cross-entropy loss")]
+)
+def test_the_loss_axis_is_named_after_the_runs_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loss: str, label: str
+) -> None:
+    from test_train import make_config, make_splits
+    from typer.testing import CliRunner
+
+    from mlp_cli import cli
+
+    drawn: list[str] = []
+    save = viz._save_figure
+
+    def keep_label(fig: Any, out: Path) -> Path:
+        drawn.append(fig.axes[0].get_ylabel())
+        return save(fig, out)
+
+    monkeypatch.setattr(viz, "_save_figure", keep_label)
+    cfg = make_config(tmp_path, loss=loss, training={"epochs": 1})
+    run = train.start(cfg, make_splits(), tmp_path / "run").run().run_dir  # draws curves.png
+    result = CliRunner().invoke(cli.app, ["plot", str(run)])
+    assert result.exit_code == 0, result.output
+    viz.plot_curves(history(3), tmp_path / "unknown.png")  # a record without its run
+    older = tmp_path / "older"  # a config this mlp no longer validates
+    older.mkdir()
+    (older / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history(3)))
+    (older / "config.yaml").write_text("model: {layers: 784-10}\nretired_key: 1\n")
+    result = CliRunner().invoke(cli.app, ["plot", str(older)])
+    assert result.exit_code == 0, result.output
+    assert drawn == [label, label, "loss", "loss"]
 
 
 def test_best_record_prefers_the_trainers_flag_then_the_validation_score() -> None:
