@@ -1244,8 +1244,13 @@ class StdoutError(OSError):
 class _StdoutFile(io.FileIO):
     """Standard output's file descriptor, whose write errors say they are stdout's."""
 
+    # The errno of every write while standard output is unusable (closed when mlp started).
+    failing: int | None = None
+
     def write(self, data: "Buffer", /) -> int:
         try:
+            if self.failing is not None:
+                raise OSError(self.failing, os.strerror(self.failing))
             return super().write(data)
         except OSError as exc:
             raise StdoutError(exc.errno, exc.strerror) from None
@@ -1258,6 +1263,9 @@ def _tolerant_streams() -> None:
     with contextlib.suppress(AttributeError, ValueError, OSError):
         sys.stderr.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     stdout = sys.stdout
+    if stdout is None:  # started with standard output closed (`mlp ... >&-`)
+        _stdout_closed()
+        return
     try:
         fd = stdout.fileno()
     except (AttributeError, ValueError, OSError):  # replaced by something without a file
@@ -1271,6 +1279,22 @@ def _tolerant_streams() -> None:
     )
 
 
+def _stdout_closed() -> None:
+    """With file descriptor 1 closed, the first file mlp opened would get its number and
+    receive what is printed: /dev/null holds the number instead, and writing to stdout
+    fails as writing to a closed descriptor does (`_stdout_failed` then says so)."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != 1:
+            os.dup2(devnull, 1)
+            os.close(devnull)
+        raw = _StdoutFile(1, "w", closefd=False)
+        raw.failing = errno.EBADF
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace"
+        )
+
+
 def _stdout_failed(exc: OSError) -> NoReturn:
     """Say on stderr that stdout cannot be written and exit 1, with stdout pointed at
     /dev/null so Python's own last flush stays quiet.  A reader that left (``| head``)
@@ -1279,6 +1303,8 @@ def _stdout_failed(exc: OSError) -> NoReturn:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+        if isinstance(raw := getattr(sys.stdout.buffer, "raw", None), _StdoutFile):
+            raw.failing = None  # what is still buffered goes to /dev/null at exit
     if exc.errno != errno.EPIPE:
         with contextlib.suppress(OSError, ValueError):
             problem = f"cannot write to standard output: {exc.strerror or exc}."

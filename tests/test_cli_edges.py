@@ -96,6 +96,20 @@ def test_stdout_on_a_full_device_is_one_clear_error(tmp_path: Path, command: lis
     assert "Exception ignored" not in stderr
 
 
+@pytest.mark.parametrize("command", [["config", "schema"], ["--version"], ["--help"]])
+def test_a_closed_stdout_is_one_clear_error(tmp_path: Path, command: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlp_cli.cli", *command],
+        cwd=tmp_path,
+        preexec_fn=lambda: os.close(1),  # as `mlp ... >&-` starts it
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert stderr == "error: cannot write to standard output: Bad file descriptor.\n"
+
+
 def test_a_reader_that_closes_the_pipe_ends_mlp_quietly(tmp_path: Path) -> None:
     read, write = os.pipe()
     os.close(read)  # nobody will ever read: every write fails with EPIPE
