@@ -638,7 +638,7 @@ def sweep(
         with _data_progress(quiet or json_) as bar:
             fetch_missing(mirror=mirror, progressbar=bar)
     run.dir.mkdir(parents=True, exist_ok=True)
-    run.save()
+    run.save(claim=resume is None)
     live = None
     if not (quiet or json_):
         from rich.live import Live

@@ -499,6 +499,27 @@ def test_a_sweep_does_not_overwrite_a_sweep_folder(tmp_path: Path) -> None:
     assert (tmp_path / "other" / "mine.txt").read_text() == "keep"
 
 
+def test_a_sweep_started_into_a_folder_another_sweep_just_took_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two `mlp sweep` into one folder at once both find it empty; the other one saves its
+    # sweep.json while this one makes sure MNIST is there.
+    path = write_sweep(tmp_path, GRID)
+    state = tmp_path / "runs" / "grid" / "sweep.json"
+    other = '{"the other sweep": true}'
+
+    def other_sweep_saves(**kwargs: Any) -> None:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(other)
+
+    monkeypatch.setattr(data, "fetch_missing", other_sweep_saves)
+    code, _, err = mlp("sweep", str(path))
+    assert code == 2, err
+    assert "taken by another sweep" in " ".join(err.split())
+    assert [p.name for p in state.parent.iterdir()] == ["sweep.json"]
+    assert state.read_text() == other
+
+
 @pytest.mark.parametrize(
     "args",
     [(), ("a.yaml", "b.yaml"), ("show",), ("plan", "x", "y"), ("x.yaml", "--resume", "d")],
