@@ -1320,6 +1320,9 @@ def main() -> None:
     # Pydantic looks for plugins in every installed package's metadata when it builds its
     # first validator; mlp's configs, model files and options are validated without any.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
+    # mlp draws only into files, on matplotlib Figures that use no backend (`viz`), so
+    # MPLBACKEND has nothing to choose; matplotlib still refuses an unknown one at import.
+    os.environ.pop("MPLBACKEND", None)
     try:
         try:
             app()
