@@ -269,10 +269,14 @@ def _destinations(tmp_path: Path) -> dict[str, Path]:
         "under-a-file": tmp_path / "a-file" / "sub",
         "under-proc": Path("/proc/mlp-test-out"),
         "long-name": tmp_path / LONG,
+        # short names, but a path longer than the system's limit (4096 bytes on Linux)
+        "long-path": tmp_path.joinpath(*["d"] * (os.pathconf(tmp_path, "PC_PATH_MAX") // 2)),
     }
 
 
-@pytest.mark.parametrize("place", ["under-a-file", "under-proc", "long-name", "read-only"])
+@pytest.mark.parametrize(
+    "place", ["under-a-file", "under-proc", "long-name", "long-path", "read-only"]
+)
 @pytest.mark.parametrize(
     "command",
     [
@@ -311,6 +315,7 @@ def test_an_unwritable_destination_is_refused_before_the_work(
     expected = {
         "under-a-file": "is a file, not a folder",
         "long-name": "ENAMETOOLONG",
+        "long-path": "ENAMETOOLONG",
         "read-only": "read-only",
         "under-proc": "cannot write",
     }[place]
