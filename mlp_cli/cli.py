@@ -36,6 +36,7 @@ from mlp_cli.errors import ExportError, MLPError, UsageError
 from mlp_cli.plain import command, escape_controls, plain
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
+from mlp_cli.stopping import STOP_SIGNALS, take_over
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
 
 if TYPE_CHECKING:
@@ -289,13 +290,6 @@ def _out(help: str, metavar: str | None = None) -> Any:
 # -- train -----------------------------------------------------------------------------------
 
 
-# Signals that end `mlp` the way Ctrl-C does: `finally` blocks run, so temporary files and
-# download staging folders are removed, and training saves a checkpoint first.
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt; exits with 128 + signum."""
 
@@ -309,10 +303,11 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def _terminate_like_ctrl_c() -> None:
-    """Make SIGTERM and SIGHUP raise `Terminated` (Python's default is to die at once)."""
+    """Make SIGTERM and SIGHUP raise `Terminated` (Python's default is to die at once), so
+    `finally` blocks run: temporary files and download staging folders are removed."""
     for signum in STOP_SIGNALS:
         if signum != signal.SIGINT:
-            signal.signal(signum, _raise_terminated)
+            take_over(signum, _raise_terminated)
 
 
 @contextmanager
@@ -331,7 +326,7 @@ def _stop_on_sigint() -> Iterator[Callable[[], int | None]]:
         )
 
     try:
-        previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+        previous = {signum: take_over(signum, handler) for signum in STOP_SIGNALS}
     except ValueError:  # not the main thread (e.g. inside some test runners)
         yield lambda: None
         return

@@ -51,6 +51,7 @@ from mlp_cli.config import (
 )
 from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
 from mlp_cli.plain import command
+from mlp_cli.stopping import take_over
 
 if TYPE_CHECKING:
     from mlp_cli.data import Splits
@@ -847,7 +848,7 @@ def _init_worker(
         _WORKER["interrupted"] = True
 
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, handler)
+        take_over(signum, handler)
 
 
 def _stopping() -> bool:
