@@ -70,7 +70,7 @@ def _plain_types(params: list[Any]) -> list[Any]:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
         if type(param) is TyperOption:
-            param.__class__ = _Option
+            param.__class__ = _InstallCompletion if param.name == "install_completion" else _Option
         elif type(param) is TyperArgument:
             param.__class__ = _Argument if param.metavar is None else _NamedArgument
     return params
@@ -90,6 +90,31 @@ class _Option(TyperOption):
         if value is None and not self.required:
             return _no_value(self, ctx)
         return super().process_value(ctx, value)
+
+
+class _InstallCompletion(_Option):
+    """Typer's ``--install-completion``, with a place under HOME that it cannot write (a
+    read-only home, a file where a folder should be) said in one message."""
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except OSError as exc:
+            if _debugging():
+                raise
+            from mlp_cli.outputs import reason
+
+            # mkdir's EEXIST: something other than a folder is where a folder must be
+            why = "it is not a folder" if exc.errno == errno.EEXIST else reason(exc)
+            _say(
+                ERROR,
+                "cannot install shell completion: '",
+                plain(str(exc.filename or Path.home())),
+                f"' cannot be written: {why}. Make HOME a folder you can write to, or "
+                "save what `mlp --show-completion` prints where your shell reads completions.",
+                err=True,
+            )
+            raise typer.Exit(1) from None
 
 
 class _Argument(TyperArgument):

@@ -207,6 +207,31 @@ def test_a_zero_terminal_width_still_shows_the_message(tmp_path: Path) -> None:
     assert "error: model 'nope' not found" in run.stderr
 
 
+@pytest.mark.parametrize(
+    ("home", "written", "why"),
+    [
+        ("{tmp}/a-file", "{tmp}/a-file", "it is not a folder"),
+        ("/proc", "/proc/.bashrc", "that place does not accept new files"),
+    ],
+    ids=["home-is-a-file", "home-takes-no-files"],
+)
+def test_install_completion_where_home_cannot_be_written_is_one_clear_error(
+    tmp_path: Path, home: str, written: str, why: str
+) -> None:
+    (tmp_path / "a-file").write_text("mine")
+    home, written = home.format(tmp=tmp_path), written.format(tmp=tmp_path)
+    # Typer's own switch: the shell is named instead of detected from the parent process
+    env = {"HOME": home, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    proc = mlp("--install-completion", "bash", cwd=tmp_path, env=env)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert f"cannot install shell completion: '{written}' cannot be written: {why}" in " ".join(
+        stderr.split()
+    )
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
 def test_gradcheck_refuses_a_negative_seed() -> None:
     result = CliRunner().invoke(cli.app, ["gradcheck", "--seed", "-1"])
     assert result.exit_code == 2
