@@ -504,20 +504,22 @@ def ramp(ink: NDArray[np.floating[Any]]) -> Text:
 
 class ByColour:
     """One renderable on a console that shows colour and another on one that does not
-    (piped, redirected, NO_COLOR or a dumb terminal), as rich has judged that console."""
+    (piped, redirected, NO_COLOR or a dumb terminal), as rich has judged that console; an
+    encoding without the half block (``PYTHONIOENCODING=ascii``) gets the other one too."""
 
     def __init__(self, coloured: RenderableType, plain: RenderableType) -> None:
         self.coloured = coloured
         self.plain = plain
 
-    def _choice(self, console: Console) -> RenderableType:
-        return self.plain if console.no_color or console.color_system is None else self.coloured
+    def _choice(self, console: Console, options: ConsoleOptions) -> RenderableType:
+        colourless = console.no_color or console.color_system is None
+        return self.plain if colourless or options.ascii_only else self.coloured
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield self._choice(console)
+        yield self._choice(console, options)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        return Measurement.get(console, options, self._choice(console))
+        return Measurement.get(console, options, self._choice(console, options))
 
 
 def picture(image: NDArray[np.uint8], ink: NDArray[np.floating[Any]]) -> ByColour:

@@ -71,13 +71,19 @@ def test_terminal_half_blocks_put_upper_pixel_in_front_and_lower_behind() -> Non
     assert all(ch == " " for row in cells for ch, _ in (row[20], row[41]))
 
 
-@pytest.mark.parametrize("console_kind", ["no colour system", "NO_COLOR"])
+class _AsciiFile(io.StringIO):
+    encoding = "ascii"  # as stdout is under PYTHONIOENCODING=ascii
+
+
+@pytest.mark.parametrize("console_kind", ["no colour system", "NO_COLOR", "ascii encoding"])
 def test_without_colour_the_tiles_are_a_character_ramp(console_kind: str) -> None:
     # Half blocks are drawn by their colours alone: without colour they would all look alike.
     stripes = np.where(np.arange(20)[:, None] % 2 == 0, 1.0, 0.0) * np.ones((1, 20))
     patterns = np.stack([stripes.ravel(), -np.ones(400), np.zeros(400)])
     if console_kind == "NO_COLOR":
         console = Console(width=80, file=io.StringIO(), color_system="truecolor", no_color=True)
+    elif console_kind == "ascii encoding":
+        console = Console(width=80, file=_AsciiFile(), color_system="truecolor")
     else:
         console = Console(width=80, file=io.StringIO(), color_system=None)
     console.print(render_hidden_terminal(patterns, 20))
