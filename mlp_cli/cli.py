@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from inspect import Parameter, signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar, get_args
 
 import typer
 from rich.console import Console
@@ -85,10 +85,21 @@ def _no_value(param: TyperOption | TyperArgument, ctx: Any) -> Any:
     return value if param.callback is None else param.callback(ctx, param, value)
 
 
+def _refuse_empty_path(param: TyperOption | TyperArgument, value: Any) -> None:
+    """Refuse ``--out ""`` and the like: Path("") is ".", so an empty path would silently
+    name the current folder (read from, written into) instead of being the mistake it is."""
+    annotation = param.type_descriptor.annotation
+    if value == "" and Path in (get_args(annotation) or (annotation,)):
+        raise typer.BadParameter(
+            "an empty path names no file or folder; give a path ('.' for the current folder)"
+        )
+
+
 class _Option(TyperOption):
     def process_value(self, ctx: Any, value: Any) -> Any:
         if value is None and not self.required:
             return _no_value(self, ctx)
+        _refuse_empty_path(self, value)
         return super().process_value(ctx, value)
 
 
@@ -121,6 +132,7 @@ class _Argument(TyperArgument):
     def process_value(self, ctx: Any, value: Any) -> Any:
         if value is None and not self.required:
             return _no_value(self, ctx)
+        _refuse_empty_path(self, value)
         return super().process_value(ctx, value)
 
 

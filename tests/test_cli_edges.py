@@ -245,3 +245,31 @@ def test_predict_refuses_an_empty_path_instead_of_reading_the_folder(tmp_path: P
     assert result.exit_code == 1
     assert "an empty path names no image" in result.output
     assert "seven.png" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--out", ""],
+        ["train", "--resume", ""],
+        ["evaluate", "--model", "{model}", "--misclassified", ""],
+        ["evaluate", "--model", ""],
+        ["predict", "--model", "{model}", "--save-input", "", "{model}"],
+        ["show", "hidden", "--model", "{model}", "--out", ""],
+        ["plot", ""],
+        ["sweep", "depth-width", "--out", ""],
+        ["data", "import", ""],
+    ],
+    ids=lambda a: "-".join(x.strip("-") for x in a if x and "{" not in x) + "-empty",
+)
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    model = save_random_model(tmp_path / "model.npz")
+    result = CliRunner().invoke(cli.app, [a.format(model=model) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "an empty path names no file or folder" in " ".join(result.output.split())
+    assert list(work.iterdir()) == []
