@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from inspect import Parameter, signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar, get_args
 
 import typer
 from rich.console import Console
@@ -36,6 +36,7 @@ from mlp_cli.errors import ExportError, MLPError, UsageError
 from mlp_cli.plain import command, decodable, escape_controls, plain, shown
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
+from mlp_cli.stopping import STOP_SIGNALS, take_over
 from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def _plain_types(params: list[Any]) -> list[Any]:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
         if type(param) is TyperOption:
-            param.__class__ = _Option
+            param.__class__ = _InstallCompletion if param.name == "install_completion" else _Option
         elif type(param) is TyperArgument:
             param.__class__ = _Argument if param.metavar is None else _NamedArgument
     return params
@@ -86,17 +87,54 @@ def _no_value(param: TyperOption | TyperArgument, ctx: Any) -> Any:
     return value if param.callback is None else param.callback(ctx, param, value)
 
 
+def _refuse_empty_path(param: TyperOption | TyperArgument, value: Any) -> None:
+    """Refuse ``--out ""`` and the like: Path("") is ".", so an empty path would silently
+    name the current folder (read from, written into) instead of being the mistake it is."""
+    annotation = param.type_descriptor.annotation
+    if value == "" and Path in (get_args(annotation) or (annotation,)):
+        raise typer.BadParameter(
+            "an empty path names no file or folder; give a path ('.' for the current folder)"
+        )
+
+
 class _Option(TyperOption):
     def process_value(self, ctx: Any, value: Any) -> Any:
         if value is None and not self.required:
             return _no_value(self, ctx)
+        _refuse_empty_path(self, value)
         return super().process_value(ctx, value)
+
+
+class _InstallCompletion(_Option):
+    """Typer's ``--install-completion``, with a place under HOME that it cannot write (a
+    read-only home, a file where a folder should be) said in one message."""
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except OSError as exc:
+            if _debugging():
+                raise
+            from mlp_cli.outputs import reason
+
+            # mkdir's EEXIST: something other than a folder is where a folder must be
+            why = "it is not a folder" if exc.errno == errno.EEXIST else reason(exc)
+            _say(
+                ERROR,
+                "cannot install shell completion: '",
+                plain(str(exc.filename or Path.home())),
+                f"' cannot be written: {why}. Make HOME a folder you can write to, or "
+                "save what `mlp --show-completion` prints where your shell reads completions.",
+                err=True,
+            )
+            raise typer.Exit(1) from None
 
 
 class _Argument(TyperArgument):
     def process_value(self, ctx: Any, value: Any) -> Any:
         if value is None and not self.required:
             return _no_value(self, ctx)
+        _refuse_empty_path(self, value)
         return super().process_value(ctx, value)
 
 
@@ -291,13 +329,6 @@ def _out(help: str, metavar: str | None = None) -> Any:
 # -- train -----------------------------------------------------------------------------------
 
 
-# Signals that end `mlp` the way Ctrl-C does: `finally` blocks run, so temporary files and
-# download staging folders are removed, and training saves a checkpoint first.
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt; exits with 128 + signum."""
 
@@ -311,10 +342,11 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def _terminate_like_ctrl_c() -> None:
-    """Make SIGTERM and SIGHUP raise `Terminated` (Python's default is to die at once)."""
+    """Make SIGTERM and SIGHUP raise `Terminated` (Python's default is to die at once), so
+    `finally` blocks run: temporary files and download staging folders are removed."""
     for signum in STOP_SIGNALS:
         if signum != signal.SIGINT:
-            signal.signal(signum, _raise_terminated)
+            take_over(signum, _raise_terminated)
 
 
 @contextmanager
@@ -333,7 +365,7 @@ def _stop_on_sigint() -> Iterator[Callable[[], int | None]]:
         )
 
     try:
-        previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+        previous = {signum: take_over(signum, handler) for signum in STOP_SIGNALS}
     except ValueError:  # not the main thread (e.g. inside some test runners)
         yield lambda: None
         return
@@ -650,7 +682,7 @@ def sweep(
         with _data_progress(quiet or json_) as bar:
             fetch_missing(mirror=mirror, progressbar=bar)
     run.dir.mkdir(parents=True, exist_ok=True)
-    run.save()
+    run.save(claim=resume is None)
     live = None
     if not (quiet or json_):
         from rich.live import Live
@@ -1302,8 +1334,13 @@ class StdoutError(OSError):
 class _StdoutFile(io.FileIO):
     """Standard output's file descriptor, whose write errors say they are stdout's."""
 
+    # The errno of every write while standard output is unusable (closed when mlp started).
+    failing: int | None = None
+
     def write(self, data: "Buffer", /) -> int:
         try:
+            if self.failing is not None:
+                raise OSError(self.failing, os.strerror(self.failing))
             return super().write(data)
         except OSError as exc:
             raise StdoutError(exc.errno, exc.strerror) from None
@@ -1316,6 +1353,9 @@ def _tolerant_streams() -> None:
     with contextlib.suppress(AttributeError, ValueError, OSError):
         sys.stderr.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     stdout = sys.stdout
+    if stdout is None:  # started with standard output closed (`mlp ... >&-`)
+        _stdout_closed()
+        return
     try:
         fd = stdout.fileno()
     except (AttributeError, ValueError, OSError):  # replaced by something without a file
@@ -1329,6 +1369,22 @@ def _tolerant_streams() -> None:
     )
 
 
+def _stdout_closed() -> None:
+    """With file descriptor 1 closed, the first file mlp opened would get its number and
+    receive what is printed: /dev/null holds the number instead, and writing to stdout
+    fails as writing to a closed descriptor does (`_stdout_failed` then says so)."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != 1:
+            os.dup2(devnull, 1)
+            os.close(devnull)
+        raw = _StdoutFile(1, "w", closefd=False)
+        raw.failing = errno.EBADF
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace"
+        )
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so that what is still written or flushed there (Python's
     own last flush, a progress display closing) goes nowhere instead of failing again."""
@@ -1336,6 +1392,8 @@ def _silence_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+        if isinstance(raw := getattr(sys.stdout.buffer, "raw", None), _StdoutFile):
+            raw.failing = None  # what is still buffered goes to /dev/null
 
 
 def _stdout_failed(exc: StdoutError) -> NoReturn:
@@ -1357,6 +1415,9 @@ def main() -> None:
     # Pydantic looks for plugins in every installed package's metadata when it builds its
     # first validator; mlp's configs, model files and options are validated without any.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
+    # mlp draws only into files, on matplotlib Figures that use no backend (`viz`), so
+    # MPLBACKEND has nothing to choose; matplotlib still refuses an unknown one at import.
+    os.environ.pop("MPLBACKEND", None)
     try:
         try:
             app()

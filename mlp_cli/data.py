@@ -77,6 +77,7 @@ DEFAULT_MIRRORS: tuple[str, ...] = (
 MIRROR_ENV = "MLP_MNIST_MIRROR"  # a mirror tried before all others
 MIRROR_KEY = "the config key data.mirror"  # where a mirror given to the library comes from
 DATA_DIR_ENV = "MLP_DATA_DIR"  # overrides the cache folder
+CACHE_HOME_ENV = "XDG_CACHE_HOME"  # where the OS cache folder lies on Linux, when set
 IMAGE_SHAPE = (MNIST_SIDE, MNIST_SIDE)  # (height, width) of every MNIST digit
 CLASS_NAMES = [str(d) for d in range(MNIST_CLASSES)]  # what a label k is called: the digit k
 
@@ -142,21 +143,36 @@ def data_dir() -> Path:
             path = Path(override).expanduser()
         except RuntimeError:  # "~name/..." for a user this system does not know
             raise _bad_data_dir(
-                f"{override!r}, whose '~' names no home folder on this system"
+                DATA_DIR_ENV, f"{override!r}, whose '~' names no home folder on this system"
             ) from None
-        _check_data_dir(path)
+        _check_data_dir(path, DATA_DIR_ENV, f"'{path}'")
         return path
     import pooch
 
-    return Path(pooch.os_cache("mlp")) / "mnist"
+    path = Path(pooch.os_cache("mlp")) / "mnist"
+    if (variable := _cache_variable(path)) is not None:
+        value = f"'{os.environ[variable]}', so the MNIST cache would be '{path}'"
+        _check_data_dir(path, variable, value)
+    return path
 
 
-def _check_data_dir(path: Path) -> None:
-    """Refuse a `$MLP_DATA_DIR` that no folder can ever be at: a file, a name longer than
-    the file system allows, a file in the middle of the path, a loop of links."""
+def _cache_variable(directory: Path) -> str | None:
+    """The environment variable that placed the cache folder `directory`, if one did."""
+    if os.environ.get(DATA_DIR_ENV, "").strip():
+        return DATA_DIR_ENV
+    home = os.environ.get(CACHE_HOME_ENV, "").strip()
+    if home and directory.is_relative_to(Path(home).expanduser()):
+        return CACHE_HOME_ENV
+    return None
+
+
+def _check_data_dir(path: Path, variable: str, value: str) -> None:
+    """Refuse a cache folder, set by the environment `variable` to `value` (as it reads in
+    a message), where no folder can ever be: a file, a name longer than the file system
+    allows, a file in the middle of the path, a loop of links."""
     try:
         if not os.path.isdir(os.path.realpath(path)) and os.path.lexists(path):
-            raise _bad_data_dir(f"'{path}', which is a file, not a folder")
+            raise _bad_data_dir(variable, f"{value}, which is a file, not a folder")
         os.stat(path)
     except FileNotFoundError:
         return  # made when the first file is written
@@ -164,14 +180,19 @@ def _check_data_dir(path: Path) -> None:
         if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
             from mlp_cli.outputs import reason
 
-            raise _bad_data_dir(f"'{path}', where no folder can be: {reason(exc)}") from None
+            raise _bad_data_dir(
+                variable, f"{value}, where no folder can be: {reason(exc)}"
+            ) from None
 
 
-def _bad_data_dir(problem: str) -> UsageError:
-    return UsageError(
-        f"The environment variable {DATA_DIR_ENV} is {problem}. Set it to a folder path, for "
-        f"example {DATA_DIR_ENV}=$HOME/mnist, or unset it to use the default cache."
+def _bad_data_dir(variable: str, problem: str) -> UsageError:
+    advice = (
+        f"Set it to a folder path, for example {DATA_DIR_ENV}=$HOME/mnist, or unset it to use "
+        "the default cache."
+        if variable == DATA_DIR_ENV
+        else f"Set it to a folder path, or set {DATA_DIR_ENV} to a folder for mlp's data alone."
     )
+    return UsageError(f"The environment variable {variable} is {problem}. {advice}")
 
 
 def mirror_list(mirror: str | None = None, mirror_from: str = MIRROR_KEY) -> list[str]:
@@ -392,15 +413,18 @@ def _cache_write_error(directory: Path, exc: OSError) -> DataError | UsageError:
     a folder without permission is a wrong setting, with the usage code."""
     from mlp_cli.outputs import reason
 
+    variable = _cache_variable(directory)
+    placed = f" (set by {variable})" if variable is not None else ""
     if exc.errno in (errno.EEXIST, errno.ENOTDIR):
         return UsageError(
-            f"The MNIST cache folder {directory} is a file, or lies under one, not a folder. "
-            f"Set {DATA_DIR_ENV} to a folder (new, or one to write into), or unset it to use "
-            "the default cache."
+            f"The MNIST cache folder {directory}{placed} is a file, or lies under one, not a "
+            f"folder. Set {DATA_DIR_ENV} to a folder (new, or one to write into), or unset it "
+            "to use the default cache."
         )
-    if exc.errno in (errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS):
+    # ENOENT: a place that takes no new folders, such as /proc.
+    if exc.errno in (errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
         return UsageError(
-            f"Cannot write to the MNIST cache folder {directory}: {reason(exc)}. Set "
+            f"Cannot write to the MNIST cache folder {directory}{placed}: {reason(exc)}. Set "
             f"{DATA_DIR_ENV} to a folder you can write to."
         )
     return DataError(

@@ -17,6 +17,7 @@ Schedules map training progress, measured in (fractional) epochs, to a learning 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -93,16 +94,36 @@ def rmsprop(p: X, g: X, s: X, velocity: X, h: Hyper) -> tuple[X, X, X]:
 def compiled_kernels() -> ModuleType | None:
     """`mlp_cli.kernels` (which imports numba and compiles on first use), or None where numba
     is not installed."""
+    cores = os.cpu_count() or 1
     try:
+        if (problem := _numba_threads_problem(cores)) is not None:
+            raise ValueError(problem)
         from mlp_cli import kernels
     except ImportError:
         return None
     except ValueError as exc:  # numba refuses e.g. NUMBA_NUM_THREADS=0 as it loads
         raise UsageError(
             f"numba could not start: {exc} Check the NUMBA_* environment variables "
-            "(NUMBA_NUM_THREADS must be 1 or more, or unset)."
+            f"(NUMBA_NUM_THREADS must be 1 or more, at most the {cores} CPUs of this machine, "
+            "or unset)."
         ) from None
     return kernels
+
+
+def _numba_threads_problem(cores: int) -> str | None:
+    """What is wrong with NUMBA_NUM_THREADS that numba lets pass, or None: it warns, with a
+    traceback, about a value that is no whole number and then ignores it, and starts as
+    many threads as it is told at its first parallel loop."""
+    value = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if not value:
+        return None
+    try:
+        threads = int(value)
+    except ValueError:
+        return f"NUMBA_NUM_THREADS is '{value}', not a whole number."
+    if threads > cores:
+        return f"NUMBA_NUM_THREADS is {threads:,}, more threads than this machine has CPUs."
+    return None
 
 
 class Optimizer:

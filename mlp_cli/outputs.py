@@ -5,7 +5,7 @@ confusion heatmaps, galleries, misclassified digits, saved network inputs), the 
 the newest run.
 
 - `check_folder` says, before any work starts, whether a folder can be created or written
-  into: a file in the way, a name longer than the file system allows, a read-only mount,
+  into: a file in the way, a name or a path longer than the system allows, a read-only mount,
   /proc or a folder without permission are refused there, as a `UsageError` naming the path
   (a disk already full, as an `OutputError`: that is no mistake in the command).
 - `check_picture` says whether a picture may be written at a path: its name must end in an
@@ -104,6 +104,13 @@ def _name_max(folder: Path) -> int:
         return 255
 
 
+def _path_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_PATH_MAX"))
+    except (OSError, ValueError):
+        return 4096
+
+
 def _nearest_existing(path: Path) -> tuple[Path, list[str]]:
     """The deepest part of `path` that exists (as the user wrote it) and the names below it."""
     missing: list[str] = []
@@ -154,6 +161,15 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
                 f"{size} bytes long, and this file system allows at most {limit} (ENAMETOOLONG); "
                 "choose a shorter name"
             )
+    # Every file mlp writes in the folder (a temporary name first) must fit under the path
+    # limit too, and a name in it may be as long as the file system allows.
+    size, path_max = len(os.fsencode(str(path))), _path_max(existing)
+    if size + 1 + limit >= path_max:
+        raise UsageError(
+            f"cannot create the {what} '{path}': its path is {size} bytes long, which leaves "
+            f"no room for the names inside it under the {path_max} bytes this system allows "
+            "for a path (ENAMETOOLONG); choose a shorter path"
+        )
     try:  # the one honest test of writability: make something there, then remove it
         if missing:
             os.rmdir(tempfile.mkdtemp(prefix=".mlp-probe-", dir=existing))

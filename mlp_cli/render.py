@@ -153,6 +153,16 @@ HEADER = (
 )
 
 
+# Characters our output uses beyond ASCII, spelled in ASCII for a console whose encoding
+# lacks them (PYTHONIOENCODING=ascii, LANG=C), where rich draws its own boxes and bars so too.
+_ASCII = str.maketrans({"…": "...", "→": "->", "·": ".", "█": "#"})
+
+
+def _spelled(console: Console, text: str) -> str:
+    """`text` of our own as `console` can print it (see `_ASCII`)."""
+    return text.translate(_ASCII) if console.options.ascii_only else text
+
+
 class TrainDisplay(Callbacks):
     """A progress bar with the live loss during each epoch, and a table row per epoch."""
 
@@ -226,7 +236,10 @@ class TrainDisplay(Callbacks):
     def on_epoch_start(self, epoch: int, steps: int, start_step: int) -> None:
         self._smoothed = None
         self.task = self.progress.add_task(
-            f"epoch {epoch}/{self.epochs}", total=steps, completed=start_step, loss="…"
+            f"epoch {epoch}/{self.epochs}",
+            total=steps,
+            completed=start_step,
+            loss=_spelled(self.console, "…"),
         )
 
     def on_step(self, step: int, loss: float) -> None:
@@ -367,18 +380,20 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
             f"{row['support']:,}",
         )
     console.print(per_class)
-    console.print(confusion_table(result))
+    console.print(confusion_table(result, empty=_spelled(console, "·")))
     pairs = result.top_confusions()
     if pairs:
-        text = ", ".join(f"{p['true']}→{p['predicted']} ({p['count']})" for p in pairs)
+        arrow = _spelled(console, "→")
+        text = ", ".join(f"{p['true']}{arrow}{p['predicted']} ({p['count']})" for p in pairs)
         console.print(
-            Text.assemble("most frequent confusions (true→predicted): ", plain(text)),
+            Text.assemble(f"most frequent confusions (true{arrow}predicted): ", plain(text)),
             highlight=False,
         )
 
 
-def confusion_table(result: Evaluation) -> Table:
-    """Rows are true classes, columns predicted; the diagonal green, mistakes red by count."""
+def confusion_table(result: Evaluation, empty: str = "·") -> Table:
+    """Rows are true classes, columns predicted; the diagonal green, mistakes red by count,
+    and `empty` where there are none."""
     cm = result.confusion
     names = result.class_names
     table = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
@@ -393,7 +408,7 @@ def confusion_table(result: Evaluation) -> Table:
             if i == j:
                 cells.append(f"[bold green]{count}[/]")
             elif count == 0:
-                cells.append("[dim]·[/]")
+                cells.append(f"[dim]{empty}[/]")
             else:
                 level = count / worst
                 style = "bold red" if level > 0.5 else "red" if level > 0.15 else "yellow"
@@ -408,12 +423,15 @@ def confusion_table(result: Evaluation) -> Table:
 DETAILED_MAX = 3  # more predictions than this are a table, one row each, unless --verbose
 
 
-def probability_bars(probabilities: list[float], names: list[str], width: int = 30) -> Text:
-    """One line per class: its name (from the model file, so plain text), a bar, a percentage."""
+def probability_bars(
+    probabilities: list[float], names: list[str], width: int = 30, block: str = "█"
+) -> Text:
+    """One line per class: its name (from the model file, so plain text), a bar of `block`
+    characters, a percentage."""
     lines = Text()
     best = int(np.argmax(probabilities))
     for i, (name, p) in enumerate(zip(names, probabilities, strict=True)):
-        bar = "█" * round(p * width)
+        bar = block * round(p * width)
         style = "bold green" if i == best else "cyan"
         if i:
             lines.append("\n")
@@ -438,7 +456,8 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
     if show:
         grey = np.round(255 * p.image.astype(np.float64)).astype(np.uint8)  # (28, 28)
         console.print(picture(np.repeat(grey[..., None], 3, axis=2), p.image))
-    console.print(probability_bars(p.probabilities, names), highlight=False)
+    bars = probability_bars(p.probabilities, names, block=_spelled(console, "█"))
+    console.print(bars, highlight=False)
 
 
 def prediction_table(predictions: list[Prediction], names: list[str]) -> Table:
@@ -553,20 +572,22 @@ def ramp(ink: NDArray[np.floating[Any]]) -> Text:
 
 class ByColour:
     """One renderable on a console that shows colour and another on one that does not
-    (piped, redirected, NO_COLOR or a dumb terminal), as rich has judged that console."""
+    (piped, redirected, NO_COLOR or a dumb terminal), as rich has judged that console; an
+    encoding without the half block (``PYTHONIOENCODING=ascii``) gets the other one too."""
 
     def __init__(self, coloured: RenderableType, plain: RenderableType) -> None:
         self.coloured = coloured
         self.plain = plain
 
-    def _choice(self, console: Console) -> RenderableType:
-        return self.plain if console.no_color or console.color_system is None else self.coloured
+    def _choice(self, console: Console, options: ConsoleOptions) -> RenderableType:
+        colourless = console.no_color or console.color_system is None
+        return self.plain if colourless or options.ascii_only else self.coloured
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield self._choice(console)
+        yield self._choice(console, options)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        return Measurement.get(console, options, self._choice(console))
+        return Measurement.get(console, options, self._choice(console, options))
 
 
 def picture(image: NDArray[np.uint8], ink: NDArray[np.floating[Any]]) -> ByColour:

@@ -64,6 +64,7 @@ from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import ImageError, MLPError, UsageError
 from mlp_cli.limits import shorten
 from mlp_cli.model import MLP
+from mlp_cli.stopping import STOP_SIGNALS, take_over
 from mlp_cli.viz import grid_cols, unit_colours, unit_patterns
 
 MAX_BODY = 10 * 2**20  # bytes; a phone photo fits, a canvas PNG is a few KiB
@@ -772,9 +773,6 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux")
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 def keep_freed_memory() -> None:
     """Have glibc's malloc keep the memory a request frees for the next request.
 
@@ -842,7 +840,7 @@ def _worker(server: Server, parent: int, mask: set[int | signal.Signals]) -> Non
     code = 0
     try:
         for number in STOP_SIGNALS:
-            signal.signal(number, signal.SIG_DFL)  # the parent reports the stop, once
+            take_over(number, signal.SIG_DFL)  # the parent reports the stop, once
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         server.parent_pid, server.workers = parent, []
         server.serve_forever(poll_interval=0.5)

@@ -51,6 +51,7 @@ from mlp_cli.config import (
 )
 from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
 from mlp_cli.plain import command
+from mlp_cli.stopping import take_over
 
 if TYPE_CHECKING:
     from mlp_cli.data import Splits
@@ -378,7 +379,9 @@ class Sweep:
             state["early_terminate"] = self.early_terminate.model_dump()
         return json.dumps(state, indent=1, allow_nan=False)
 
-    def save(self) -> None:
+    def save(self, *, claim: bool = False) -> None:
+        """Write sweep.json; `claim`: create it exclusively, the first save of a new sweep,
+        so that of two sweeps started into one folder at once only one goes on."""
         text = self.state_text()
         path = self.dir / STATE_FILE
         # The file is replaced whole or not at all: a failed save leaves the last state,
@@ -386,11 +389,25 @@ class Sweep:
         hint = (
             f"The folder keeps the last state saved; once this is fixed, `{resume_hint(self)}`"
             " continues the sweep from it."
-            if path.exists()
+            if path.exists() and not claim
             else "Nothing of the sweep was saved; once this is fixed, start it again."
         )
         with outputs.writing(path, "the sweep's state", hint):
-            checkpoint.atomic_write(path, lambda f: f.write(text.encode()))
+            if claim:
+                try:  # an empty file first, then the state in one replace, as ever after
+                    open(path, "xb").close()
+                except FileExistsError:
+                    raise UsageError(
+                        f"the sweep folder '{self.dir}' was taken by another sweep started at "
+                        f"the same time (its {STATE_FILE} appeared while this one was "
+                        "starting); this sweep wrote nothing there. Choose another --out or name"
+                    ) from None
+            try:
+                checkpoint.atomic_write(path, lambda f: f.write(text.encode()))
+            except BaseException:
+                if claim:
+                    path.unlink(missing_ok=True)  # ours, and empty
+                raise
 
     def check(self) -> None:
         """Raise ValueError for a state `mlp sweep` would not have written: names and values
@@ -831,7 +848,7 @@ def _init_worker(
         _WORKER["interrupted"] = True
 
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, handler)
+        take_over(signum, handler)
 
 
 def _stopping() -> bool:

@@ -872,17 +872,30 @@ def start(
     existed = out is not None and os.path.isdir(out)
     run_dir = new_run_dir(cfg, out)
     config = run_dir / CONFIG_FILE
+    claimed = False
     try:
         # The network and its compiled loops first: a stop (or a failure) while they are
         # built must find no config in the folder and the link where it was.
         trainer = Trainer(cfg, run_dir, data)
         with outputs.writing(config, "the run's config"):
-            checkpoint.atomic_write(config, lambda f: f.write(dump_config(cfg).encode()))
+            try:
+                # Created exclusively: it claims the folder, so of two runs started into
+                # one folder at once only one goes on.
+                with open(config, "xb") as f:
+                    claimed = True
+                    f.write(dump_config(cfg).encode())
+            except FileExistsError:
+                raise UsageError(
+                    f"the run folder '{run_dir}' was taken by another run started at the same "
+                    f"time (its {CONFIG_FILE} appeared while this one was starting); this run "
+                    "wrote nothing there. Choose another --out"
+                ) from None
         if link:
             update_latest(run_dir)
     except BaseException:
         # Nothing has run yet: leave no half run folder behind.
-        config.unlink(missing_ok=True)
+        if claimed:
+            config.unlink(missing_ok=True)
         if not existed:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()

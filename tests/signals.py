@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -18,10 +19,17 @@ def signal_when(
     env: Mapping[str, str],
     settle: float = 0.0,
     waiting_for: str = "the command to get going",
+    ignored: Sequence[int] = (),
 ) -> tuple[int, str, str]:
     """Start ``python -m mlp_cli.cli *args``, wait until ``ready()`` (at most 60 s), let it
     run ``settle`` seconds more, send ``signum``; returns the exit code, stdout and stderr.
-    The child never outlives the call."""
+    The child starts with the signals in ``ignored`` ignored, as ``nohup`` or a shell's
+    ``&`` start a command; it never outlives the call."""
+
+    def ignore() -> None:
+        for number in ignored:
+            signal.signal(number, signal.SIG_IGN)
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlp_cli.cli", *args],
         cwd=cwd,
@@ -29,6 +37,7 @@ def signal_when(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ignore if ignored else None,
     )
     try:
         deadline = time.monotonic() + 60
@@ -37,6 +46,7 @@ def signal_when(
             assert time.monotonic() < deadline, f"timed out waiting for {waiting_for}"
             time.sleep(0.05)
         time.sleep(settle)
+        assert proc.poll() is None, ("ended before the signal", proc.communicate())
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
     finally:

@@ -109,6 +109,20 @@ def test_stdout_on_a_full_device_is_one_clear_error(tmp_path: Path, command: lis
     assert "Exception ignored" not in stderr
 
 
+@pytest.mark.parametrize("command", [["config", "schema"], ["--version"], ["--help"]])
+def test_a_closed_stdout_is_one_clear_error(tmp_path: Path, command: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlp_cli.cli", *command],
+        cwd=tmp_path,
+        preexec_fn=lambda: os.close(1),  # as `mlp ... >&-` starts it
+        stderr=subprocess.PIPE,
+        timeout=120,
+    )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert stderr == "error: cannot write to standard output: Bad file descriptor.\n"
+
+
 def test_a_reader_that_closes_the_pipe_ends_mlp_quietly(tmp_path: Path) -> None:
     read, write = os.pipe()
     os.close(read)  # nobody will ever read: every write fails with EPIPE
@@ -238,6 +252,31 @@ def test_a_zero_terminal_width_still_shows_the_message(tmp_path: Path) -> None:
     assert "error: model 'nope' not found" in run.stderr
 
 
+@pytest.mark.parametrize(
+    ("home", "written", "why"),
+    [
+        ("{tmp}/a-file", "{tmp}/a-file", "it is not a folder"),
+        ("/proc", "/proc/.bashrc", "that place does not accept new files"),
+    ],
+    ids=["home-is-a-file", "home-takes-no-files"],
+)
+def test_install_completion_where_home_cannot_be_written_is_one_clear_error(
+    tmp_path: Path, home: str, written: str, why: str
+) -> None:
+    (tmp_path / "a-file").write_text("mine")
+    home, written = home.format(tmp=tmp_path), written.format(tmp=tmp_path)
+    # Typer's own switch: the shell is named instead of detected from the parent process
+    env = {"HOME": home, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    proc = mlp("--install-completion", "bash", cwd=tmp_path, env=env)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert f"cannot install shell completion: '{written}' cannot be written: {why}" in " ".join(
+        stderr.split()
+    )
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
 def test_gradcheck_refuses_a_negative_seed() -> None:
     result = CliRunner().invoke(cli.app, ["gradcheck", "--seed", "-1"])
     assert result.exit_code == 2
@@ -251,3 +290,31 @@ def test_predict_refuses_an_empty_path_instead_of_reading_the_folder(tmp_path: P
     assert result.exit_code == 1
     assert "an empty path names no image" in result.output
     assert "seven.png" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--out", ""],
+        ["train", "--resume", ""],
+        ["evaluate", "--model", "{model}", "--misclassified", ""],
+        ["evaluate", "--model", ""],
+        ["predict", "--model", "{model}", "--save-input", "", "{model}"],
+        ["show", "hidden", "--model", "{model}", "--out", ""],
+        ["plot", ""],
+        ["sweep", "depth-width", "--out", ""],
+        ["data", "import", ""],
+    ],
+    ids=lambda a: "-".join(x.strip("-") for x in a if x and "{" not in x) + "-empty",
+)
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    model = save_random_model(tmp_path / "model.npz")
+    result = CliRunner().invoke(cli.app, [a.format(model=model) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "an empty path names no file or folder" in " ".join(result.output.split())
+    assert list(work.iterdir()) == []

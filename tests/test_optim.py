@@ -539,3 +539,28 @@ def test_numba_refusing_its_environment_is_a_usage_error() -> None:
     ).stdout
     assert out.startswith("UsageError numba could not start")
     assert "NUMBA_NUM_THREADS must be 1 or more" in out
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("junk", "NUMBA_NUM_THREADS is 'junk', not a whole number"),
+        ("1.5", "NUMBA_NUM_THREADS is '1.5', not a whole number"),
+        (str(100 * (os.cpu_count() or 1)), "more threads than this machine has CPUs"),
+    ],
+)
+def test_a_numba_thread_count_numba_would_let_pass_is_a_usage_error(
+    value: str, problem: str
+) -> None:
+    script = (
+        "from mlp_cli import optim\n"
+        "try:\n    optim.compiled_kernels()\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": value}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.startswith("UsageError numba could not start")
+    assert problem in proc.stdout
+    assert proc.stderr == ""

@@ -288,10 +288,14 @@ def _destinations(tmp_path: Path) -> dict[str, Path]:
         "under-a-file": tmp_path / "a-file" / "sub",
         "under-proc": Path("/proc/mlp-test-out"),
         "long-name": tmp_path / LONG,
+        # short names, but a path longer than the system's limit (4096 bytes on Linux)
+        "long-path": tmp_path.joinpath(*["d"] * (os.pathconf(tmp_path, "PC_PATH_MAX") // 2)),
     }
 
 
-@pytest.mark.parametrize("place", ["under-a-file", "under-proc", "long-name", "read-only"])
+@pytest.mark.parametrize(
+    "place", ["under-a-file", "under-proc", "long-name", "long-path", "read-only"]
+)
 @pytest.mark.parametrize(
     "command",
     [
@@ -330,6 +334,7 @@ def test_an_unwritable_destination_is_refused_before_the_work(
     expected = {
         "under-a-file": "is a file, not a folder",
         "long-name": "ENAMETOOLONG",
+        "long-path": "ENAMETOOLONG",
         "read-only": "read-only",
         "under-proc": "cannot write",
     }[place]
@@ -1133,6 +1138,43 @@ def test_a_model_whose_forward_pass_overflows_is_refused_on_every_path(
     assert "NaN" not in out
     assert "Infinity" not in out
     assert treesnap.snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "command", [["data", "info"], ["data", "path"], ["train", "-c", "tiny.yaml"]]
+)
+def test_an_xdg_cache_home_where_no_folder_can_be_is_a_usage_error(
+    work: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    (work / "file").write_text("mine")
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(work / "file"))
+    before = treesnap.snapshot(work)
+
+    code, out, err = run(*command)
+
+    message = " ".join(err.split())
+    assert code == 2, out + err
+    assert f"XDG_CACHE_HOME is '{work / 'file'}'" in message
+    assert "where no folder can be" in message
+    assert treesnap.snapshot(work) == before
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc on this system")
+@pytest.mark.parametrize("variable", [data.DATA_DIR_ENV, "XDG_CACHE_HOME"])
+def test_a_cache_variable_naming_a_place_without_new_files_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, closed_port_url: str, variable: str
+) -> None:
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    monkeypatch.setenv(variable, "/proc/mlp-cache")
+
+    code, out, err = run("data", "fetch", "--mirror", closed_port_url)
+
+    message = " ".join(err.split())
+    assert code == 2, out + err
+    assert "/proc/mlp-cache" in message
+    assert f"(set by {variable})" in message
 
 
 @pytest.mark.parametrize("kind", ["name-too-long", "dev-null", "file"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,9 @@ from matplotlib import colormaps
 from rich.console import Console
 
 from mlp_cli import viz
-from mlp_cli.render import RAMP, render_hidden_terminal
+from mlp_cli.evaluate import Evaluation
+from mlp_cli.predict import Prediction
+from mlp_cli.render import RAMP, print_evaluation, print_prediction, render_hidden_terminal
 
 LUT = colormaps[viz.CMAP](np.arange(256), bytes=True)[:, :3]  # (256, 3) the colour map's table
 RED, BLUE, MIDDLE = LUT[255], LUT[0], LUT[128]  # colours of +max, -max and 0
@@ -71,13 +74,19 @@ def test_terminal_half_blocks_put_upper_pixel_in_front_and_lower_behind() -> Non
     assert all(ch == " " for row in cells for ch, _ in (row[20], row[41]))
 
 
-@pytest.mark.parametrize("console_kind", ["no colour system", "NO_COLOR"])
+class _AsciiFile(io.StringIO):
+    encoding = "ascii"  # as stdout is under PYTHONIOENCODING=ascii
+
+
+@pytest.mark.parametrize("console_kind", ["no colour system", "NO_COLOR", "ascii encoding"])
 def test_without_colour_the_tiles_are_a_character_ramp(console_kind: str) -> None:
     # Half blocks are drawn by their colours alone: without colour they would all look alike.
     stripes = np.where(np.arange(20)[:, None] % 2 == 0, 1.0, 0.0) * np.ones((1, 20))
     patterns = np.stack([stripes.ravel(), -np.ones(400), np.zeros(400)])
     if console_kind == "NO_COLOR":
         console = Console(width=80, file=io.StringIO(), color_system="truecolor", no_color=True)
+    elif console_kind == "ascii encoding":
+        console = Console(width=80, file=_AsciiFile(), color_system="truecolor")
     else:
         console = Console(width=80, file=io.StringIO(), color_system=None)
     console.print(render_hidden_terminal(patterns, 20))
@@ -92,3 +101,29 @@ def test_without_colour_the_tiles_are_a_character_ramp(console_kind: str) -> Non
         assert line[42:62] == RAMP[0] * 20
     assert "red" not in " ".join(lines)  # the caption does not speak of colours not shown
     assert "denser characters" in " ".join(" ".join(lines).split())
+
+
+def test_an_ascii_console_gets_evaluation_and_prediction_in_ascii() -> None:
+    confusion = np.array([[5, 2, 0], [0, 4, 1], [0, 0, 3]])
+    result = Evaluation(
+        split="test",
+        n=15,
+        accuracy=12 / 15,
+        loss=0.5,
+        confusion=confusion,
+        probabilities=np.full((15, 3), 1 / 3, np.float32),
+        predictions=np.zeros(15, np.int64),
+        labels=np.zeros(15, np.uint8),
+        seconds=0.0,
+        class_names=["0", "1", "2"],
+    )
+    console = Console(width=100, file=_AsciiFile(), color_system=None)
+    print_evaluation(console, result, Path("model.npz"))
+    image = np.zeros((28, 28), np.float32)
+    print_prediction(
+        console, Prediction("p.png", 1, 0.9, [0.05, 0.9, 0.05], image), ["0", "1", "2"], False
+    )
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.isascii()
+    assert "0->1 (2)" in text
+    assert "#" * 27 in text  # the bar of the 90% class

@@ -382,6 +382,39 @@ def test_sigterm_and_sighup_stop_training_like_ctrl_c(
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "signum", [signal.SIGHUP, signal.SIGINT], ids=["HUP under nohup", "INT under a shell's &"]
+)
+def test_a_signal_ignored_when_training_started_stays_ignored(
+    tmp_path: Path,
+    mnist_cache: Path,  # noqa: F811
+    signum: int,
+) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "name: tiny\ndata: {validation_size: 1000}\nmodel: {layers: 784-10}\n"
+        "optimizer: {name: sgd, lr: 0.05}\ntraining: {epochs: 4, batch_size: 32}\n"
+    )
+    run_dir = tmp_path / "run"
+    env = {**os.environ, data.DATA_DIR_ENV: str(mnist_cache)}
+    env.pop("MLP_DEBUG", None)
+    code, stdout, stderr = signal_when(
+        ["train", "--config", str(config), "--out", str(run_dir), "--quiet"],
+        lambda: (run_dir / train.CHECKPOINT_FILE).exists(),
+        signum,
+        cwd=tmp_path,
+        env=env,
+        waiting_for="training's first checkpoint",
+        ignored=[signum],
+    )
+
+    assert code == 0, stderr
+    assert "interrupted" not in stdout + stderr
+    epochs = [r["epoch"] for r in train.read_metrics(train.find_metrics(run_dir))]
+    assert epochs == [1, 2, 3, 4]
+
+
 def test_the_checkpoint_records_the_threads_that_resume_with_auto_keeps(tmp_path: Path) -> None:
     from threadpoolctl import threadpool_limits
 

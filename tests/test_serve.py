@@ -675,8 +675,14 @@ def _running(pid: int) -> bool:
 
 
 def _start_serving(
-    tmp_path: Path, workers: int, *, own_group: bool = False
+    tmp_path: Path, workers: int, *, own_group: bool = False, ignored: tuple[int, ...] = ()
 ) -> tuple[subprocess.Popen[str], str, int]:
+    """`mlp serve` with `workers` processes, started with the signals in `ignored` ignored."""
+
+    def ignore() -> None:
+        for number in ignored:
+            signal.signal(number, signal.SIG_IGN)
+
     model = save_model(tmp_path / "runs" / "only" / "model.npz", [784, 16, 10], seed=0)
     mlp = Path(sys.executable).parent / "mlp"
     process = subprocess.Popen(
@@ -686,6 +692,7 @@ def _start_serving(
         text=True,
         cwd=tmp_path,
         start_new_session=own_group,
+        preexec_fn=ignore if ignored else None,
     )
     assert process.stdout is not None
     url = process.stdout.readline().split(" at ")[1].split()[0]
@@ -733,6 +740,27 @@ def test_ctrl_c_in_a_terminal_stops_every_process_quietly(tmp_path: Path) -> Non
     assert out.count("stopped") == 1
     assert err == ""
     assert not any(map(_running, workers))
+
+
+@pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
+def test_a_hangup_ignored_by_nohup_stays_ignored_in_every_process(tmp_path: Path) -> None:
+    process, host, port = _start_serving(
+        tmp_path, workers=3, own_group=True, ignored=(signal.SIGHUP,)
+    )
+    with _ended(process):
+        workers = _wait_for_workers(process.pid, 2)
+        os.killpg(process.pid, signal.SIGHUP)  # the terminal closes
+        time.sleep(0.5)
+        assert process.poll() is None
+        assert all(map(_running, workers))
+        for _ in range(6):
+            connection = http.client.HTTPConnection(host, port, timeout=10)
+            connection.request("GET", "/api/runs")
+            assert connection.getresponse().status == 200
+            connection.close()
+        out, err = _ctrl_c(process, group=True)
+    assert out.count("stopped") == 1
+    assert err == ""
 
 
 @pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")

@@ -433,6 +433,39 @@ def test_a_stopped_sweep_resumes_to_the_same_bits(tmp_path: Path) -> None:
         assert (tmp_path / "part" / tid / "model.npz").stat().st_mtime_ns == mtime
 
 
+def test_a_sweep_started_with_ctrl_c_ignored_runs_on_through_it(tmp_path: Path) -> None:
+    """A shell without job control starts ``mlp sweep ... &`` with SIGINT ignored: the
+    sweep and its workers keep it ignored."""
+    path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 6}"))
+    folder = tmp_path / "runs" / "grid"
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(HERE.parent)}
+    child = [sys.executable, str(HERE / "sweep_child.py"), "sweep", str(path), "--workers", "2"]
+    proc = subprocess.Popen(
+        child,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any((folder / t / "metrics.jsonl").is_file() for t in ("t000", "t001")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # the sweep and its workers
+        _out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 4
+
+
 def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 30}"))
     folder = tmp_path / "runs" / "grid"
@@ -497,6 +530,27 @@ def test_a_sweep_does_not_overwrite_a_sweep_folder(tmp_path: Path) -> None:
     assert code == 2
     assert "not an empty folder" in err
     assert (tmp_path / "other" / "mine.txt").read_text() == "keep"
+
+
+def test_a_sweep_started_into_a_folder_another_sweep_just_took_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two `mlp sweep` into one folder at once both find it empty; the other one saves its
+    # sweep.json while this one makes sure MNIST is there.
+    path = write_sweep(tmp_path, GRID)
+    state = tmp_path / "runs" / "grid" / "sweep.json"
+    other = '{"the other sweep": true}'
+
+    def other_sweep_saves(**kwargs: Any) -> None:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(other)
+
+    monkeypatch.setattr(data, "fetch_missing", other_sweep_saves)
+    code, _, err = mlp("sweep", str(path))
+    assert code == 2, err
+    assert "taken by another sweep" in " ".join(err.split())
+    assert [p.name for p in state.parent.iterdir()] == ["sweep.json"]
+    assert state.read_text() == other
 
 
 @pytest.mark.parametrize(

@@ -571,6 +571,26 @@ def test_output_folder_that_is_not_empty_is_refused(tmp_path: Path) -> None:
         train.start(make_config(tmp_path), make_splits(), tmp_path / "taken")
 
 
+def test_a_run_started_into_a_folder_another_run_just_took_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two `mlp train --out SAME` at once both find the folder empty; the other one writes
+    # its config.yaml while this one builds its network.
+    out = tmp_path / "same"
+    other = "name: the other run\n"
+    build = train.Trainer.__init__
+
+    def built_while_the_other_run_starts(self: Trainer, *args: Any) -> None:
+        build(self, *args)
+        (out / train.CONFIG_FILE).write_text(other)
+
+    monkeypatch.setattr(train.Trainer, "__init__", built_while_the_other_run_starts)
+    with pytest.raises(UsageError, match="taken by another run"):
+        train.start(make_config(tmp_path), make_splits(), out)
+    assert [p.name for p in out.iterdir()] == [train.CONFIG_FILE]
+    assert (out / train.CONFIG_FILE).read_text() == other
+
+
 # -- Ctrl-C on the command line -----------------------------------------------------------------
 
 

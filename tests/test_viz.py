@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -243,6 +246,19 @@ def test_curves_from_a_metrics_file(tmp_path: Path) -> None:
     records = train.read_metrics(path)
     assert records == history(12)  # blank lines are skipped
     assert_png(viz.plot_curves(records, tmp_path / "deep" / "curves.png"), (1000, 300))
+
+
+def test_an_unknown_mplbackend_does_not_stop_mlp_drawing(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history(3)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlp_cli.cli", "plot", str(tmp_path)],
+        env={**os.environ, "MPLBACKEND": "nonsense"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_png(tmp_path / "curves.png", (1000, 300))
 
 
 @pytest.mark.parametrize("key", ["epoch", "train_loss"])
