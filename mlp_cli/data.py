@@ -47,6 +47,7 @@ import numpy.typing as npt
 from mlp_cli.config import MNIST_CLASSES, MNIST_TRAINING_IMAGES
 from mlp_cli.errors import DataError, UsageError
 from mlp_cli.limits import MNIST_SIDE, NotRegularFileError, open_regular, read_regular, shorten
+from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -156,7 +157,7 @@ def _check_data_dir(path: Path) -> None:
     the file system allows, a file in the middle of the path, a loop of links."""
     try:
         if not os.path.isdir(os.path.realpath(path)) and os.path.lexists(path):
-            raise _bad_data_dir(f"'{path}', which is a file, not a folder")
+            raise _bad_data_dir(f"'{shown(path)}', which is a file, not a folder")
         os.stat(path)
     except FileNotFoundError:
         return  # made when the first file is written
@@ -164,7 +165,7 @@ def _check_data_dir(path: Path) -> None:
         if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
             from mlp_cli.outputs import reason
 
-            raise _bad_data_dir(f"'{path}', where no folder can be: {reason(exc)}") from None
+            raise _bad_data_dir(f"'{shown(path)}', where no folder can be: {reason(exc)}") from None
 
 
 def _bad_data_dir(problem: str) -> UsageError:
@@ -300,11 +301,11 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
     except OSError as exc:
         if path.is_dir():  # permissions are not the problem, and it may be the user's
             raise DataError(
-                f"The cached MNIST file {path} is a folder. Move or rename that folder "
+                f"The cached MNIST file {shown(path)} is a folder. Move or rename that folder "
                 "(mlp leaves alone what it did not make), then run again."
             ) from exc
         raise DataError(
-            f"The cached MNIST file {path} cannot be read ({exc}). Check its permissions, "
+            f"The cached MNIST file {shown(path)} cannot be read ({exc}). Check its permissions, "
             f"or point {DATA_DIR_ENV} at a folder you can read and write."
         ) from exc
     if hashlib.sha256(raw).hexdigest() != MNIST_FILES[stem]:
@@ -314,14 +315,14 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
             return None
         except OSError as exc:
             raise DataError(
-                f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
+                f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
                 f"damaged, or another dataset's file of the same name) and cannot be moved "
                 f"aside ({exc}). Move it away by hand, or point {DATA_DIR_ENV} at a folder "
                 "you can write to."
             ) from exc
         if callable(write := getattr(progressbar, "write", None)):  # as tqdm has
             write(
-                f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
+                f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
                 f"damaged, or another dataset's file of the same name); it was moved to {aside}."
             )
         return None
@@ -844,7 +845,7 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     folder = Path(src).expanduser()
     if not folder.is_dir():
         raise DataError(
-            f"Cannot import MNIST from {folder}: it is not a folder. Give the folder that "
+            f"Cannot import MNIST from {shown(folder)}: it is not a folder. Give the folder that "
             f"holds the four files ({', '.join(f'{s}.gz' for s in MNIST_FILES)})."
         )
     remove_leftovers()
@@ -879,7 +880,7 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     if problems:
         done = ", ".join(installed) if installed else "none"
         raise DataError(
-            f"Could not import MNIST from {folder}:\n"
+            f"Could not import MNIST from {shown(folder)}:\n"
             + "\n".join(problems)
             + f"\nFiles verified and installed: {done}. Put the original MNIST files "
             "(from a public mirror, .gz or decompressed) in the folder and run the import "
