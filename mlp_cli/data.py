@@ -47,6 +47,7 @@ import numpy.typing as npt
 from mlp_cli.config import MNIST_CLASSES, MNIST_TRAINING_IMAGES
 from mlp_cli.errors import DataError, UsageError
 from mlp_cli.limits import MNIST_SIDE, NotRegularFileError, open_regular, read_regular, shorten
+from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -145,13 +146,13 @@ def data_dir() -> Path:
             raise _bad_data_dir(
                 DATA_DIR_ENV, f"{override!r}, whose '~' names no home folder on this system"
             ) from None
-        _check_data_dir(path, DATA_DIR_ENV, f"'{path}'")
+        _check_data_dir(path, DATA_DIR_ENV, f"'{shown(path)}'")
         return path
     import pooch
 
     path = Path(pooch.os_cache("mlp")) / "mnist"
     if (variable := _cache_variable(path)) is not None:
-        value = f"'{os.environ[variable]}', so the MNIST cache would be '{path}'"
+        value = f"'{shown(os.environ[variable])}', so the MNIST cache would be '{shown(path)}'"
         _check_data_dir(path, variable, value)
     return path
 
@@ -321,11 +322,11 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
     except OSError as exc:
         if path.is_dir():  # permissions are not the problem, and it may be the user's
             raise DataError(
-                f"The cached MNIST file {path} is a folder. Move or rename that folder "
+                f"The cached MNIST file {shown(path)} is a folder. Move or rename that folder "
                 "(mlp leaves alone what it did not make), then run again."
             ) from exc
         raise DataError(
-            f"The cached MNIST file {path} cannot be read ({exc}). Check its permissions, "
+            f"The cached MNIST file {shown(path)} cannot be read ({exc}). Check its permissions, "
             f"or point {DATA_DIR_ENV} at a folder you can read and write."
         ) from exc
     if hashlib.sha256(raw).hexdigest() != MNIST_FILES[stem]:
@@ -335,14 +336,14 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
             return None
         except OSError as exc:
             raise DataError(
-                f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
+                f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
                 f"damaged, or another dataset's file of the same name) and cannot be moved "
                 f"aside ({exc}). Move it away by hand, or point {DATA_DIR_ENV} at a folder "
                 "you can write to."
             ) from exc
         if callable(write := getattr(progressbar, "write", None)):  # as tqdm has
             write(
-                f"The cached file {path} is not MNIST's (its sha256 does not match: it is "
+                f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
                 f"damaged, or another dataset's file of the same name); it was moved to {aside}."
             )
         return None
@@ -868,7 +869,7 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     folder = Path(src).expanduser()
     if not folder.is_dir():
         raise DataError(
-            f"Cannot import MNIST from {folder}: it is not a folder. Give the folder that "
+            f"Cannot import MNIST from {shown(folder)}: it is not a folder. Give the folder that "
             f"holds the four files ({', '.join(f'{s}.gz' for s in MNIST_FILES)})."
         )
     remove_leftovers()
@@ -903,7 +904,7 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     if problems:
         done = ", ".join(installed) if installed else "none"
         raise DataError(
-            f"Could not import MNIST from {folder}:\n"
+            f"Could not import MNIST from {shown(folder)}:\n"
             + "\n".join(problems)
             + f"\nFiles verified and installed: {done}. Put the original MNIST files "
             "(from a public mirror, .gz or decompressed) in the folder and run the import "

@@ -185,7 +185,7 @@ def check_plot_apart(folder: Path, plot: Path) -> None:
     check_distinct((folder / GALLERY_FILE, "gallery of --misclassified"), (plot, "--plot file"))
     if _MISTAKE_NAME.fullmatch(plot.name) and same_place(folder, plot.parent):
         raise UsageError(
-            f"the --plot file '{plot}' has a name of the kind --misclassified gives its "
+            f"the --plot file '{shown(plot)}' has a name of the kind --misclassified gives its "
             f"pictures in '{shown(folder)}', so one could overwrite the other; choose another name"
         )
 

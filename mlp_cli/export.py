@@ -52,6 +52,7 @@ from mlp_cli.evaluate import evaluate
 from mlp_cli.limits import MNIST_SIDE, layers_text
 from mlp_cli.model import MLP
 from mlp_cli.outputs import advice, check_folder, check_name, check_replaceable, reason
+from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
     import onnx
@@ -118,7 +119,7 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
     out = Path(out)
     folder = out.parent
     if os.path.isdir(out) and not os.path.islink(out):
-        raise UsageError(f"--out '{out}' is a folder; give the path of the file to write.")
+        raise UsageError(f"--out '{shown(out)}' is a folder; give the path of the file to write.")
     # Even with --force: the write ends in a rename, which would replace a device, a FIFO or
     # a link (not what it points to) by a file.
     check_replaceable(out, "ONNX file")
@@ -126,23 +127,23 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
         folder_is_dir = stat.S_ISDIR(os.stat(folder).st_mode)
     except FileNotFoundError:
         raise UsageError(
-            f"the folder '{folder}' for --out '{out}' does not exist; create it first or "
-            "choose another path."
+            f"the folder '{shown(folder)}' for --out '{shown(out)}' does not exist; create it "
+            "first or choose another path."
         ) from None
     except OSError as exc:
-        raise UsageError(f"cannot use --out '{out}': {reason(exc)}.") from None
+        raise UsageError(f"cannot use --out '{shown(out)}': {reason(exc)}.") from None
     if not folder_is_dir:
-        raise UsageError(f"'{folder}' in --out '{out}' is not a folder.")
+        raise UsageError(f"'{shown(folder)}' in --out '{shown(out)}' is not a folder.")
     exists = os.path.lexists(out)  # a link to nowhere exists too
     if exists and not force:
         raise UsageError(
-            f"'{out}' already exists; pass --force to replace it, or choose another --out."
+            f"'{shown(out)}' already exists; pass --force to replace it, or choose another --out."
         )
     if model_path is not None and exists and out.resolve() == model_path.resolve():
-        raise UsageError(f"--out '{out}' is the model file itself; choose another path.")
+        raise UsageError(f"--out '{shown(out)}' is the model file itself; choose another path.")
     if out.suffix.lower() == ".npz" or _is_model_file(out):
         raise UsageError(
-            f"--out '{out}' names an mlp model or checkpoint (.npz), which an ONNX "
+            f"--out '{shown(out)}' names an mlp model or checkpoint (.npz), which an ONNX "
             "file never replaces, even with --force; choose a name ending in .onnx."
         )
     check_folder(folder, "folder for --out")  # writable: read-only mounts, /proc, /sys...
@@ -286,11 +287,11 @@ def write_onnx(onnx_model: onnx.ModelProto, out: Path) -> Path:
         atomic_write(out, lambda f: f.write(data))
     except PermissionError as exc:
         raise UsageError(
-            f"cannot write '{out}': {exc.strerror or exc}. Choose a folder you can write to."
+            f"cannot write '{shown(out)}': {exc.strerror or exc}. Choose a folder you can write to."
         ) from None
     except OSError as exc:
         raise ExportError(
-            f"could not write '{out}': {reason(exc)}. The previous file, if any, is "
+            f"could not write '{shown(out)}': {reason(exc)}. The previous file, if any, is "
             f"unchanged. {advice(exc)}"
         ) from None
     return out

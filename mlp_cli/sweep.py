@@ -50,7 +50,7 @@ from mlp_cli.config import (
     validate_as,
 )
 from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
-from mlp_cli.plain import command
+from mlp_cli.plain import command, shown
 from mlp_cli.stopping import take_over
 
 if TYPE_CHECKING:
@@ -445,7 +445,7 @@ class Sweep:
         path = folder / STATE_FILE
         if not path.is_file():
             raise UsageError(
-                f"'{folder}' is not a sweep folder (it has no {STATE_FILE}); pass the folder"
+                f"'{shown(folder)}' is not a sweep folder (it has no {STATE_FILE}); pass the folder"
                 " `mlp sweep` printed when it started, e.g. runs/<sweep name>"
             )
         from pydantic import TypeAdapter
@@ -466,8 +466,8 @@ class Sweep:
             sweep.check()
         except (ValueError, ConfigError, OSError, RecursionError) as exc:  # ValidationError is one
             raise UsageError(
-                f"'{path}' is not a sweep state mlp can read ({first_line(exc)}); it is written by"
-                " `mlp sweep` and not meant to be edited"
+                f"'{shown(path)}' is not a sweep state mlp can read ({first_line(exc)}); it is "
+                "written by `mlp sweep` and not meant to be edited"
             ) from None
         return sweep
 
@@ -633,14 +633,14 @@ def check_new_sweep(sweep: Sweep) -> None:
     folder = sweep.dir
     if (folder / STATE_FILE).is_file():
         raise UsageError(
-            f"'{folder}' already holds the sweep '{sweep.name}'; continue it with"
+            f"'{shown(folder)}' already holds the sweep '{sweep.name}'; continue it with"
             f" `{resume_hint(sweep)}`, or start a new one elsewhere (--out DIR,"
             " or another name: in the sweep file)"
         )
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UsageError(
-            f"'{folder}' already exists and is not an empty folder; mlp writes a new sweep only"
-            " into a new or empty folder: choose another --out or name"
+            f"'{shown(folder)}' already exists and is not an empty folder; mlp writes a new sweep "
+            "only into a new or empty folder: choose another --out or name"
         )
     outputs.check_folder(folder, "sweep folder")
 

@@ -51,7 +51,7 @@ from mlp_cli.errors import (
 from mlp_cli.limits import NotRegularFileError, format_bytes, read_regular
 from mlp_cli.model import MLP
 from mlp_cli.optim import OPTIMIZERS, Optimizer, Schedule, compiled_kernels
-from mlp_cli.plain import command
+from mlp_cli.plain import command, shown
 from mlp_cli.preprocess import normalize_inputs
 from mlp_cli.threads import blas_threads, slowdown, waiting_seconds
 
@@ -95,28 +95,30 @@ def _refuse_taken(path: Path) -> None:
     """Refuse an --out that is a file, or a folder that already holds something."""
     if path.name == LATEST:
         raise UsageError(
-            f"--out '{path}' ends in '{LATEST}', the name mlp keeps for the link to the "
+            f"--out '{shown(path)}' ends in '{LATEST}', the name mlp keeps for the link to the "
             "newest run; choose another folder name"
         )
     if os.path.lexists(path) and not os.path.isdir(path):
         kind = outputs.special_kind(path) or "a file"
         raise UsageError(
-            f"--out '{path}' is {kind}, not a folder: --out names the folder a new run is "
+            f"--out '{shown(path)}' is {kind}, not a folder: --out names the folder a new run is "
             "written to (one that does not exist yet, or an empty one); choose another path"
         )
     try:
         taken = os.path.isdir(path) and any(path.iterdir())
     except OSError as exc:
-        raise UsageError(f"cannot read the output folder '{path}': {outputs.reason(exc)}") from None
+        raise UsageError(
+            f"cannot read the output folder '{shown(path)}': {outputs.reason(exc)}"
+        ) from None
     if not taken:
         return
     if (path / CHECKPOINT_FILE).is_file() and (path / CONFIG_FILE).is_file():
         raise UsageError(
-            f"the output folder '{path}' already holds a run; choose another --out, or "
+            f"the output folder '{shown(path)}' already holds a run; choose another --out, or "
             f"continue that run with `{command('mlp train --resume', path)}`"
         )
     raise UsageError(
-        f"the output folder '{path}' already exists and is not empty, and mlp writes a new "
+        f"the output folder '{shown(path)}' already exists and is not empty, and mlp writes a new "
         "run only into a new or empty folder; choose another --out (to continue a run, use "
         "`mlp train --resume RUN_DIR`)"
     )
@@ -241,9 +243,9 @@ def find_metrics(run_dir: str | Path) -> Path:
     if not os.path.lexists(path):
         if path.name == LATEST:
             raise checkpoint.no_model(path, "give the run folder of an earlier training")
-        raise UsageError(f"The run folder {path} does not exist. {fix}")
+        raise UsageError(f"The run folder {shown(path)} does not exist. {fix}")
     if not os.path.isdir(path):
-        raise UsageError(f"{path} is not a folder. {fix}")
+        raise UsageError(f"{shown(path)} is not a folder. {fix}")
     return path / METRICS_FILE
 
 
@@ -267,18 +269,18 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     if os.path.isdir(path) or not os.path.lexists(path):  # other kinds: read_regular says
         what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
         raise UsageError(
-            f"The metrics file {path} {what}. `mlp train` writes metrics.jsonl into its run "
+            f"The metrics file {shown(path)} {what}. `mlp train` writes metrics.jsonl into its run "
             "folder as it trains; give the run folder of a training that got through an epoch."
         )
     try:
         raw = read_regular(path, MAX_METRICS_BYTES)
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError, NotRegularFileError) as e:
-        raise DataError(f"Cannot read the metrics file {path}: {e}.") from e
+        raise DataError(f"Cannot read the metrics file {shown(path)}: {e}.") from e
     if len(raw) > MAX_METRICS_BYTES:
         raise DataError(
-            f"The metrics file {path} is larger than {format_bytes(MAX_METRICS_BYTES)}, far more "
-            "than a run writes (one line of about 300 bytes per epoch). Check that it is a "
+            f"The metrics file {shown(path)} is larger than {format_bytes(MAX_METRICS_BYTES)}, far "
+            "more than a run writes (one line of about 300 bytes per epoch). Check that it is a "
             "run's metrics.jsonl."
         )
     records: list[dict[str, Any]] = []
@@ -294,20 +296,20 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
                 else ("nested too deeply")
             )
             raise DataError(
-                f"{path}, line {lineno}: not valid JSON ({why}). Each "
+                f"{shown(path)}, line {lineno}: not valid JSON ({why}). Each "
                 "line of a metrics file must be one JSON object; a run that was interrupted "
                 "while writing can leave a cut-off last line. Delete or repair that line."
             ) from None
         if not isinstance(obj, dict):
             raise DataError(
-                f"{path}, line {lineno}: expected a JSON object such as "
+                f"{shown(path)}, line {lineno}: expected a JSON object such as "
                 f'{{"epoch": 1, "train_loss": 0.5, ...}}, found a {type(obj).__name__}. '
                 "Delete or repair that line."
             )
         records.append(obj)
     if not records:
         raise DataError(
-            f"The metrics file {path} holds no records (it is empty). A run writes one line "
+            f"The metrics file {shown(path)} holds no records (it is empty). A run writes one line "
             "per finished epoch; train for at least one epoch first."
         )
     return records
@@ -534,8 +536,8 @@ class Trainer:
             text = str(exc).rstrip()
             stop = "" if text.endswith((".", "!", "?")) else "."
             raise OutputError(
-                f"{text}{stop} The weights are safe: everything else in '{self.run_dir}' was "
-                "saved before drawing started; draw the curves later with "
+                f"{text}{stop} The weights are safe: everything else in '{shown(self.run_dir)}' "
+                "was saved before drawing started; draw the curves later with "
                 f"`{command('mlp plot', self.run_dir)}`."
             ) from None
         return curves
@@ -553,7 +555,7 @@ class Trainer:
         saved_cfg = self._check_same_run(saved.meta.config, path)
         self._check_network(saved, path)
         if saved.meta.resume is None:
-            raise CheckpointError(f"'{path}' has no resume state; it is not a checkpoint")
+            raise CheckpointError(f"'{shown(path)}' has no resume state; it is not a checkpoint")
         n_train, steps = len(self.data.train_idx), self.steps
         history = saved.meta.history
         resume = checkpoint.read_resume(path, saved.meta.resume, history)
@@ -588,8 +590,8 @@ class Trainer:
     def _check_network(self, saved: checkpoint.SavedModel, path: Path) -> None:
         if saved.layers != self.model.sizes:
             raise CheckpointError(
-                f"'{path}' holds a {'-'.join(map(str, saved.layers))} network, but the run's "
-                f"config.yaml describes {'-'.join(map(str, self.model.sizes))}"
+                f"'{shown(path)}' holds a {'-'.join(map(str, saved.layers))} network, but the "
+                f"run's config.yaml describes {'-'.join(map(str, self.model.sizes))}"
             )
 
     def _best_so_far(self, best_epoch: int) -> tuple[list[Array], list[Array]] | None:
@@ -616,7 +618,8 @@ class Trainer:
             )
         try:
             saved_cfg = config_from_dict(
-                stored.model_dump(mode="json", exclude_unset=True), f"{path} (metadata 'config')"
+                stored.model_dump(mode="json", exclude_unset=True),
+                f"{shown(path)} (metadata 'config')",
             )
         except ConfigError as exc:
             raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
@@ -633,10 +636,10 @@ class Trainer:
                 )
             listed = "; ".join(f"{k} is {a} there, {b} in {CONFIG_FILE}" for k, a, b in differ)
             raise CheckpointError(
-                f"'{path}' was saved by another run, not the one '{self.run_dir / CONFIG_FILE}' "
-                f"describes: {listed}. Resuming it would continue a different training. Put "
-                f"back this run's own {CHECKPOINT_FILE}, or resume the other run from its own "
-                "folder."
+                f"'{shown(path)}' was saved by another run, not the one "
+                f"'{shown(self.run_dir / CONFIG_FILE)}' describes: {listed}. Resuming it would "
+                f"continue a different training. Put back this run's own {CHECKPOINT_FILE}, or "
+                "resume the other run from its own folder."
             )
         return saved_cfg
 
@@ -800,7 +803,7 @@ class Trainer:
             f"for {opt.name} (optimizer.lr = {opt.lr:g}); try --set optimizer.lr={opt.lr / 10:g}, "
             f"a warm-up (schedule.warmup_epochs), or standardized inputs. The last good "
             f"checkpoint (after epoch {st.epoch}) is kept in "
-            f"'{self.run_dir / CHECKPOINT_FILE}'; nothing after it was saved."
+            f"'{shown(self.run_dir / CHECKPOINT_FILE)}'; nothing after it was saved."
         )
 
     def _result(self, status: str, curves: Path | None) -> TrainResult:
@@ -973,7 +976,7 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
         raise UsageError(
-            f"'{run_dir}' is not a run directory with {CONFIG_FILE} and {CHECKPOINT_FILE}; "
+            f"'{shown(run_dir)}' is not a run directory with {CONFIG_FILE} and {CHECKPOINT_FILE}; "
             "pass the folder `mlp train` printed when it started"
         )
     from mlp_cli.config import load_config_variants, parse_override
@@ -1016,7 +1019,7 @@ def _edited_after(config: Path, checkpoint_path: Path) -> bool:
 
 def _not_resumable(run_dir: Path, changes: str) -> UsageError:
     return UsageError(
-        f"--resume cannot change {changes}: the checkpoint in '{run_dir}' holds weights, "
+        f"--resume cannot change {changes}: the checkpoint in '{shown(run_dir)}' holds weights, "
         "optimizer state and a shuffling order made with the run's settings. A resumed "
         f"run can change only {_resumable_keys()}. To train with other settings, start a new run, "
         f"e.g. `{command('mlp train --config', run_dir / CONFIG_FILE)} --set ...`. Nothing was "
@@ -1044,7 +1047,7 @@ def resume(
     if done >= cfg.training.epochs:
         asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
         raise UsageError(
-            f"the run in '{run_dir}' has run {done} epochs, so training.epochs must be more "
+            f"the run in '{shown(run_dir)}' has run {done} epochs, so training.epochs must be more "
             f"than {done}{asked}; to train it longer, add --set training.epochs=N with "
             f"N > {done}"
         )
@@ -1066,7 +1069,7 @@ def _ended_by_early_stopping(
     again, whatever it learned."""
     more = f" and --set training.epochs=N with N > {st.epoch}" if st.epoch >= epochs else ""
     return UsageError(
-        f"the run in '{run_dir}' ended by early stopping after epoch {st.epoch}: the "
+        f"the run in '{shown(run_dir)}' ended by early stopping after epoch {st.epoch}: the "
         f"monitored metric last improved at epoch {st.best_epoch}, {st.bad_epochs} epoch(s) "
         f"before, and its patience "
         f"(training.early_stopping.patience) is {patience}. To train it on, raise the "

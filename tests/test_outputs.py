@@ -453,6 +453,25 @@ def test_names_with_line_breaks_and_tabs_stay_on_their_line(tmp_path: Path, run_
     assert "a\nfile" not in err
 
 
+def test_names_with_line_breaks_stay_on_the_line_of_every_commands_error(
+    work: Path, run_dir: Path
+) -> None:
+    (work / "a\nfile").write_text("in the way")
+    commands: list[tuple[list[str | Path], int, str]] = [
+        (["plot", "no\nrun"], 2, "The run folder no\\nrun does not exist"),
+        (["train", "--resume", "no\nrun"], 2, "'no\\nrun' is not a run directory"),
+        (["train", "--out", "a\nfile"], 2, "--out 'a\\nfile' is a file"),
+        (["data", "import", "no\nmnist"], 1, "Cannot import MNIST from no\\nmnist"),
+        (["export", "-o", "a\nfile/m.onnx", "-m", run_dir], 2, "'a\\nfile' in --out"),
+        (["sweep", "show", "no\nsweep"], 2, "'no\\nsweep' is not a sweep folder"),
+    ]
+    for args, exit_code, said in commands:
+        code, _, err = run(*args)
+        assert code == exit_code, (args, err)
+        assert said in err.replace("\n", ""), (args, err)  # rich folds long lines
+        assert not any(f"{a}\n{b}" in err for a, b in ("or", "af", "os", "om")), err
+
+
 def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
     tmp_path: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
