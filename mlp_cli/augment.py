@@ -137,8 +137,8 @@ class Augmenter:
         self.cfg, self.side, self.fill = cfg, side, np.float32(fill)
         self.centre = (side - 1) / 2.0  # pixel centres sit at 0 .. side-1
         ys, xs = np.mgrid[0:side, 0:side]
-        # (3, side*side): x, y and 1 for every output pixel, row by row
-        self.pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(side * side)]).astype(np.float32)
+        # (2, side*side): x and y of every output pixel, row by row
+        self.pixels = np.stack([xs.ravel(), ys.ravel()]).astype(np.float32)
         self.elastic = (
             ElasticField(side, cfg.elastic_alpha, cfg.elastic_sigma)
             if cfg.elastic_alpha > 0
@@ -202,8 +202,16 @@ class Augmenter:
             stop = min(start + CHUNK, n)
             m = stop - start
             buf = self._buffers.view(m)
-            # One matrix product gives the coordinates of the whole chunk.
-            np.matmul(M[:, start:stop], self.pixels, out=buf.coords.reshape(2, m, s * s))
+            # x' = a x + b y + c per pixel, as elementwise products rather than one matrix
+            # product: BLAS picks other kernels (and roundings) for other batch sizes, and an
+            # image must be warped to the same bits however many come with it.
+            px, py = self.pixels
+            coords, products = buf.coords.reshape(2, m, s * s), buf.scratch.reshape(m, s * s)
+            for row, rows in zip(coords, M[:, start:stop], strict=True):
+                np.multiply(rows[:, 0:1], px, out=row)
+                np.multiply(rows[:, 1:2], py, out=products)
+                row += products
+                row += rows[:, 2:3]
             if displacement is not None:
                 buf.coords[0] += displacement[0][start:stop]
                 buf.coords[1] += displacement[1][start:stop]
