@@ -500,6 +500,9 @@ def train(
         resume = through_latest(resume, "Give the run directory to resume.")
         cfg = training.resume_config(resume, overrides)
         training.check_resume_destination(resume)
+        # Held to the end of the command, from before the checkpoint is read: no other
+        # process trains the run meanwhile (the trainer takes it too, see lock_run).
+        ctx.with_resource(training.lock_run(resume))
         saved = training.load_checkpoint(resume)
     else:
         cfg = training.name_for_overrides(load_config(config, overrides), overrides)
@@ -636,6 +639,9 @@ def sweep(
                 " folder. Drop --out, or start a new sweep from its file without --resume."
             )
         run = sweeps.Sweep.load(resume)
+        # Held to the end of the command, from just after the state is read: a second
+        # `mlp sweep --resume` of it stops here.
+        ctx.with_resource(sweeps.lock(run.dir))
         if cpus_per_trial is not None and cpus_per_trial != run.cpus_per_trial:
             raise UsageError(
                 f"the sweep in '{resume}' runs its trials on {run.cpus_per_trial} threads"
@@ -682,6 +688,8 @@ def sweep(
         with _data_progress(quiet or json_) as bar:
             fetch_missing(mirror=mirror, progressbar=bar)
     run.dir.mkdir(parents=True, exist_ok=True)
+    if resume is None:
+        ctx.with_resource(sweeps.lock(run.dir))
     run.save(claim=resume is None)
     live = None
     if not (quiet or json_):

@@ -867,8 +867,8 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     moved aside first, as by a download, and told to `notices.write` when it has one.
     """
     folder = Path(src).expanduser()
-    if not folder.is_dir():
-        raise DataError(
+    if not folder.is_dir():  # the argument itself is wrong: a usage error, as in every command
+        raise UsageError(
             f"Cannot import MNIST from {shown(folder)}: it is not a folder. Give the folder that "
             f"holds the four files ({', '.join(f'{s}.gz' for s in MNIST_FILES)})."
         )

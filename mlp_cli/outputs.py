@@ -19,6 +19,8 @@ the newest run.
   an `OutputError` naming the path; `save_picture` writes a picture atomically with its mark.
 - `temp_path` names every temporary file: short (`.mlp-<hex>.tmp`), so a destination name
   as long as the file system allows still has a temporary name beside it.
+- `FolderLock` holds a folder (a run being trained, a sweep being run) for one process: a
+  second process that asks for it is refused, whatever it would have written.
 
 Left out: what is written (`viz`, `train`) and the `.npz` format (`checkpoint`).  Only the
 standard library is imported here; Pillow only inside `save_image`.
@@ -34,7 +36,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: folders are not locked (see FolderLock)
+    fcntl = None  # type: ignore[assignment]
 
 from mlp_cli.errors import OutputError, UsageError
 from mlp_cli.plain import shown
@@ -365,3 +372,120 @@ def unique_names(stems: list[str], pattern: str = "{stem}-input.png") -> list[st
     """A file name per stem, made unique by ``-2``, ``-3``... where stems repeat."""
     name = UniqueNames(pattern)
     return [name(stem) for stem in stems]
+
+
+# The locks this process holds: (pid, real path of the lock file) -> [descriptor, holds].
+# The pid keeps a forked worker from taking its parent's holds for its own.
+_HELD: dict[tuple[int, str], list[int]] = {}
+_LOCK_TRIES = 10  # another process may remove the lock file between our open and our lock
+
+
+class FolderLock:
+    """An advisory lock (``flock``) on the file `path` in a folder, held by this process
+    from `acquire` (or ``with``) to `release`, so that two processes never write the folder
+    at once. The kernel releases it when the process ends, however it ends: a crash or a
+    ``kill -9`` leaves no stale lock, at most the file, which the next holder reuses.
+
+    Taking it again in the process that holds it only counts (a caller may hold the folder
+    around a library call that takes it too); the last `release` removes the file, then
+    unlocks it. A second process is refused with a `UsageError` naming the folder and the
+    pid written in the file. Where ``fcntl`` is missing (Windows), or the file system
+    cannot lock, nothing is locked: `what`'s own checks are all that guard the folder.
+    """
+
+    def __init__(self, path: Path, what: str, doing: str) -> None:
+        self.path, self.what, self.doing = path, what, doing  # "run folder", "training that run"
+        self._key: tuple[int, str] | None = None
+
+    def __enter__(self) -> FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def acquire(self) -> FolderLock:
+        key = (os.getpid(), os.path.realpath(self.path))
+        held = _HELD.get(key)
+        if held is None:
+            held = _HELD[key] = [self._lock(), 0]
+        held[1] += 1
+        self._key = key
+        return self
+
+    def release(self) -> None:
+        """Give back this hold; the last one of the process unlocks the folder."""
+        key, self._key = self._key, None
+        if key is None or key not in _HELD:
+            return
+        held = _HELD[key]
+        held[1] -= 1
+        if held[1] > 0:
+            return
+        del _HELD[key]
+        fd = held[0]
+        if fd < 0:
+            return
+        # Removed while still locked: a process that opened it meanwhile finds, once it has
+        # the lock, that the name no longer leads to its file, and opens the new one.
+        with suppress(OSError):
+            if _same_file(fd, self.path):
+                os.unlink(self.path)
+        os.close(fd)
+
+    def _lock(self) -> int:
+        """The descriptor of the locked file (-1 where nothing can be locked)."""
+        if fcntl is None:
+            return -1
+        folder = self.path.parent
+        check_replaceable(self.path, f"lock file of the {self.what}")
+        for _ in range(_LOCK_TRIES):
+            with writing(self.path, f"the lock file of the {self.what} '{shown(folder)}'"):
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _pid_in(fd)
+                os.close(fd)
+                pid = f" (pid {holder})" if holder else ""
+                raise UsageError(
+                    f"the {self.what} '{shown(folder)}' is in use by another mlp process{pid}, "
+                    f"which is {self.doing}; this one stopped before writing anything there. "
+                    "Wait for that process to end (or stop it), then run the command again"
+                ) from None
+            except OSError as exc:  # a file system without locks (ENOLCK, EOPNOTSUPP)
+                os.close(fd)
+                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    return -1
+                raise OutputError(
+                    f"could not lock the {self.what} '{shown(folder)}': {reason(exc)}"
+                ) from None
+            if _same_file(fd, self.path):
+                with writing(self.path, f"the lock file of the {self.what} '{shown(folder)}'"):
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                return fd
+            os.close(fd)  # removed by the holder before: lock the file there now
+        raise OutputError(
+            f"could not lock the {self.what} '{shown(folder)}': its lock file {self.path.name} "
+            f"kept being replaced, {_LOCK_TRIES} times; run the command again"
+        )
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open at `fd`."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _pid_in(fd: int) -> int | None:
+    """The pid the holder wrote in its lock file, if it has yet."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None

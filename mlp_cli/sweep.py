@@ -627,8 +627,19 @@ def check_outputs(folder: Path) -> None:
         outputs.check_replaceable(folder / RESULTS_FILE, "sweep results")
 
 
+def lock(folder: Path) -> outputs.FolderLock:
+    """The lock that keeps a second process from running the sweep in `folder` while this
+    one does. Its trials are runs, each locked by the process training it in its own folder
+    (`train.lock_run`), so the two never wait for each other."""
+    from mlp_cli.train import LOCK_FILE
+
+    return outputs.FolderLock(folder / LOCK_FILE, "sweep folder", "running that sweep")
+
+
 def check_new_sweep(sweep: Sweep) -> None:
-    """Refuse a sweep folder that already holds something, before anything is written."""
+    """Refuse a sweep folder that already holds something, before anything is written (a
+    lock file alone is mlp's, left by a sweep killed as it started)."""
+    from mlp_cli.train import LOCK_FILE
 
     folder = sweep.dir
     if (folder / STATE_FILE).is_file():
@@ -637,7 +648,9 @@ def check_new_sweep(sweep: Sweep) -> None:
             f" `{resume_hint(sweep)}`, or start a new one elsewhere (--out DIR,"
             " or another name: in the sweep file)"
         )
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+    if folder.exists() and (
+        not folder.is_dir() or any(p.name != LOCK_FILE for p in folder.iterdir())
+    ):
         raise UsageError(
             f"'{shown(folder)}' already exists and is not an empty folder; mlp writes a new sweep "
             "only into a new or empty folder: choose another --out or name"
@@ -720,14 +733,15 @@ def run_trial(
 def _clear_unsaved(run_dir: Path) -> None:
     """Empty a trial's folder that holds no checkpoint, only files a run writes before its
     first (its worker was killed, or a write failed, before then): there is nothing to
-    continue, and the trial starts again in it. Anything else there is left to refuse."""
-    from mlp_cli.train import CONFIG_FILE, METRICS_FILE
+    continue, and the trial starts again in it. Anything else there is left to refuse; the
+    lock file is left for `train.start` to take again."""
+    from mlp_cli.train import CONFIG_FILE, LOCK_FILE, METRICS_FILE
 
     written = (CONFIG_FILE, METRICS_FILE, checkpoint.MODEL_FILE)
     if not run_dir.is_dir() or run_dir.is_symlink():
         return
-    entries = list(itertools.islice(run_dir.iterdir(), 20))
-    if len(entries) == 20:  # far more than a run writes
+    entries = [e for e in itertools.islice(run_dir.iterdir(), 21) if e.name != LOCK_FILE]
+    if len(entries) >= 20:  # far more than a run writes
         return
     for entry in entries:
         temporary = entry.name.startswith(".mlp-") and entry.name.endswith(".tmp")

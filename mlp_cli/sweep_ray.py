@@ -46,7 +46,7 @@ from mlp_cli.sweep import (
     resume_hint,
     run_trial,
 )
-from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE
+from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
 # Ray Tune's own folder of the sweep (experiment state, checkpoints) when none is given.
@@ -266,8 +266,10 @@ def _copy_run(folder: Path, run_dir: Path) -> None:
     replaced atomically, checkpoint.npz last: as the trainer writes it last after an epoch, a
     copy cut short leaves the run directory as a trainer cut short would."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Not the lock file: a checkpoint taken while the trial trained holds the worker's.
     names = sorted(
-        (p.name for p in folder.iterdir() if p.is_file()), key=lambda n: n == CHECKPOINT_FILE
+        (p.name for p in folder.iterdir() if p.is_file() and p.name != LOCK_FILE),
+        key=lambda n: n == CHECKPOINT_FILE,
     )
     for name in names:
         content = (folder / name).read_bytes()
@@ -281,7 +283,9 @@ def _run_files(run_dir: Path) -> dict[str, bytes]:
     from wherever it runs (empty when the trial has not started)."""
     if not (run_dir / CHECKPOINT_FILE).is_file():
         return {}
-    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    return {
+        p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != LOCK_FILE
+    }
 
 
 def run_ray(

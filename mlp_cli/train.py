@@ -9,6 +9,8 @@ A run directory holds everything about one training run:
                      without validation)
     checkpoint.npz   the latest weights with optimizer and RNG state, for `--resume`
     curves.png       learning curves, drawn when training ends
+    .mlp.lock        there while a process trains the run: a second one is refused (see
+                     `lock_run`)
 
 Randomness comes from three generators spawned from the config's seed (initialisation,
 shuffling, dropout/augmentation), so the same config and seed give bit-identical weights on
@@ -64,6 +66,7 @@ Array = NDArray[np.float32]
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
+LOCK_FILE = ".mlp.lock"  # the run's `lock_run`; a sweep folder's lock has the same name
 # One line of about 300 bytes per epoch, for at most MAX_EPOCHS epochs; the records read
 # from a file this size take a few hundred MB at most.
 MAX_METRICS_BYTES = 32 * 2**20
@@ -104,8 +107,8 @@ def _refuse_taken(path: Path) -> None:
             f"--out '{shown(path)}' is {kind}, not a folder: --out names the folder a new run is "
             "written to (one that does not exist yet, or an empty one); choose another path"
         )
-    try:
-        taken = os.path.isdir(path) and any(path.iterdir())
+    try:  # a lock file alone is mlp's: left by a run that was killed as it started
+        taken = os.path.isdir(path) and any(p.name != LOCK_FILE for p in path.iterdir())
     except OSError as exc:
         raise UsageError(
             f"cannot read the output folder '{shown(path)}': {outputs.reason(exc)}"
@@ -178,6 +181,13 @@ def _out_path(out: str | Path) -> Path:
     the real parent folder, where ``latest`` goes)."""
     path = Path(out)
     return path if path.name not in ("", ".", "..") else Path(os.path.abspath(path))
+
+
+def lock_run(run_dir: Path) -> outputs.FolderLock:
+    """The lock that keeps a second process from training the run in `run_dir` while this
+    one does (`start` and `resume` take it, and the trainer holds it until `Trainer.run`
+    ends; a caller may take it earlier, e.g. before reading the checkpoint)."""
+    return outputs.FolderLock(run_dir / LOCK_FILE, "run folder", "training that run")
 
 
 def check_run_destination(cfg: Config, out: str | Path | None = None) -> None:
@@ -461,6 +471,7 @@ class Trainer:
         self.best: tuple[list[Array], list[Array]] | None = None
         self._batch: dict[int, Array] = {}
         self._val: tuple[Array, NDArray[np.uint8]] | None = None
+        self.lock: outputs.FolderLock | None = None  # from `start`/`resume`, until `run` ends
 
     # -- persistence -----------------------------------------------------------------
 
@@ -665,8 +676,13 @@ class Trainer:
         # A diverging step overflows; the loop sees it (a non-finite loss or weights end the
         # run with a TrainingError that says what to change), so NumPy's own warnings about
         # it would only be noise printed before that message.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return self._run(callbacks, should_stop)
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return self._run(callbacks, should_stop)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
 
     def _run(self, callbacks: Callbacks | None, should_stop: Callable[[], bool]) -> TrainResult:
         cb = callbacks or Callbacks()
@@ -868,7 +884,8 @@ def start(
     cfg: Config, data: Splits, out: str | Path | None = None, *, link: bool = True
 ) -> Trainer:
     """A trainer in a new run directory holding the resolved config; `link`: point the
-    ``latest`` link beside it at the run (a sweep's trials leave it alone)."""
+    ``latest`` link beside it at the run (a sweep's trials leave it alone). The trainer
+    holds the run's lock (see `lock_run`) until its `Trainer.run` ends."""
     from mlp_cli.config import dump_config
 
     check_run_destination(cfg, out)
@@ -876,7 +893,9 @@ def start(
     run_dir = new_run_dir(cfg, out)
     config = run_dir / CONFIG_FILE
     claimed = False
+    lock = lock_run(run_dir)
     try:
+        lock.acquire()
         # The network and its compiled loops first: a stop (or a failure) while they are
         # built must find no config in the folder and the link where it was.
         trainer = Trainer(cfg, run_dir, data)
@@ -899,10 +918,12 @@ def start(
         # Nothing has run yet: leave no half run folder behind.
         if claimed:
             config.unlink(missing_ok=True)
+        lock.release()  # (removes the lock file only if this process held it)
         if not existed:
             with contextlib.suppress(OSError):
                 run_dir.rmdir()
         raise
+    trainer.lock = lock
     return trainer
 
 
@@ -1036,29 +1057,43 @@ def resume(
     link: bool = True,
 ) -> Trainer:
     """A trainer that continues the run in ``run_dir`` (config from `resume_config`; its
-    checkpoint ``saved``, when the caller has loaded it already; `link` as for `start`)."""
+    checkpoint ``saved``, when the caller has loaded it already, holding `lock_run` then so
+    that no other process moves the run on meanwhile; `link` as for `start`). The trainer
+    holds the run's lock until its `Trainer.run` ends."""
     run_dir = Path(run_dir)
-    trainer = Trainer(cfg, run_dir, data)
-    before = trainer.restore(saved)
-    done = trainer.state.epoch
-    patience = cfg.training.early_stopping.patience
-    if patience is not None and trainer.state.step == 0 and trainer.state.bad_epochs >= patience:
-        raise _ended_by_early_stopping(run_dir, trainer.state, patience, cfg.training.epochs)
-    if done >= cfg.training.epochs:
-        asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
-        raise UsageError(
-            f"the run in '{shown(run_dir)}' has run {done} epochs, so training.epochs must be more "
-            f"than {done}{asked}; to train it longer, add --set training.epochs=N with "
-            f"N > {done}"
-        )
-    if (warning := schedule_change(before, trainer)) is not None:
-        trainer.warnings.append(warning)
-    if cfg != before:
-        from mlp_cli.config import dump_config
+    lock = lock_run(run_dir).acquire()  # before anything is written
+    try:
+        trainer = Trainer(cfg, run_dir, data)
+        before = trainer.restore(saved)
+        done = trainer.state.epoch
+        patience = cfg.training.early_stopping.patience
+        if (
+            patience is not None
+            and trainer.state.step == 0
+            and trainer.state.bad_epochs >= patience
+        ):
+            raise _ended_by_early_stopping(run_dir, trainer.state, patience, cfg.training.epochs)
+        if done >= cfg.training.epochs:
+            asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
+            raise UsageError(
+                f"the run in '{shown(run_dir)}' has run {done} epochs, so training.epochs must "
+                f"be more than {done}{asked}; to train it longer, add --set training.epochs=N "
+                f"with N > {done}"
+            )
+        if (warning := schedule_change(before, trainer)) is not None:
+            trainer.warnings.append(warning)
+        if cfg != before:
+            from mlp_cli.config import dump_config
 
-        checkpoint.atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode()))
-    if link:
-        update_latest(run_dir)
+            checkpoint.atomic_write(
+                run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode())
+            )
+        if link:
+            update_latest(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    trainer.lock = lock
     return trainer
 
 

@@ -116,6 +116,18 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+def test_data_import_of_a_folder_that_is_not_there_is_a_usage_error(
+    tmp_path: Path, isolated_data_dir: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not MNIST")
+    for where in (tmp_path / "nope", tmp_path / "a-file"):
+        code, _, err = run("data", "import", str(where))
+        assert code == 2, err
+        assert f"Cannot import MNIST from {where}: it is not a folder" in " ".join(err.split())
+        assert "Traceback" not in err
+    assert not isolated_data_dir.exists()  # nothing imported
+
+
 def test_bad_override_exits_2() -> None:
     code, _, err = run(
         "config", "show", "configs/mnist-400-25-10.yaml", "--set", "training.epoch=3"

@@ -602,7 +602,7 @@ def test_a_folder_in_place_of_a_cache_file_is_named_and_kept() -> None:
 
 
 def test_import_refuses_a_path_that_is_not_a_folder(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="not a folder"):
+    with pytest.raises(UsageError, match="not a folder"):
         data.import_mnist(tmp_path / "nowhere")
 
 

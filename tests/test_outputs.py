@@ -461,7 +461,7 @@ def test_names_with_line_breaks_stay_on_the_line_of_every_commands_error(
         (["plot", "no\nrun"], 2, "The run folder no\\nrun does not exist"),
         (["train", "--resume", "no\nrun"], 2, "'no\\nrun' is not a run directory"),
         (["train", "--out", "a\nfile"], 2, "--out 'a\\nfile' is a file"),
-        (["data", "import", "no\nmnist"], 1, "Cannot import MNIST from no\\nmnist"),
+        (["data", "import", "no\nmnist"], 2, "Cannot import MNIST from no\\nmnist"),
         (["export", "-o", "a\nfile/m.onnx", "-m", run_dir], 2, "'a\\nfile' in --out"),
         (["sweep", "show", "no\nsweep"], 2, "'no\\nsweep' is not a sweep folder"),
     ]

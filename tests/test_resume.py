@@ -12,6 +12,9 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -529,3 +532,46 @@ def test_a_run_stopped_in_its_first_epoch_has_no_model_yet(
     assert code == 2, message
     assert f"the run in '{run_dir}' has no model.npz yet: no epoch" in message
     assert f"mlp train --resume {run_dir}" in message
+
+
+def test_a_second_resume_of_a_run_being_trained_is_refused_and_a_killed_one_leaves_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The data `sweep_child.py` gives the `mlp` it runs.
+    splits = make_splits(n_train=2048, n_val=256)
+    monkeypatch.setattr(cli, "_load_training_data", lambda cfg, quiet: splits)
+    cfg = make_config(tmp_path, data={"validation_size": 256}, training={"epochs": 1})
+    run_dir = train.start(cfg, splits, tmp_path / "R").run().run_dir
+    here = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": str(here.parent)}
+    child = [sys.executable, str(here / "sweep_child.py"), "train", "--resume", str(run_dir)]
+    proc = subprocess.Popen(
+        [*child, "--epochs", "100000", "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        metrics = run_dir / train.METRICS_FILE
+        deadline = time.monotonic() + 60
+        while len(metrics.read_text().splitlines()) < 3:  # it trains
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+        code, message = run("train", "--resume", str(run_dir), "--epochs", "200", "--quiet")
+
+        assert code == 2
+        assert f"the run folder '{run_dir}' is in use by another mlp process" in message
+        assert f"(pid {proc.pid})" in message
+        assert load_config(run_dir / train.CONFIG_FILE).training.epochs == 100000  # not 200
+        assert proc.poll() is None  # the first one trains on
+    finally:
+        proc.kill()  # kill -9: no chance to unlock
+        proc.communicate()
+
+    done = len(train.load_checkpoint(run_dir).meta.history or [])
+    code, message = run("train", "--resume", str(run_dir), "--epochs", str(done + 1), "--quiet")
+    assert code == 0, message
+    assert not (run_dir / train.LOCK_FILE).exists()

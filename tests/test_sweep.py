@@ -23,7 +23,7 @@ from mlp_cli import data, sweep
 from mlp_cli.cli import app
 from mlp_cli.errors import ConfigError
 from mlp_cli.sweep import Asha, EarlyTerminate, Outcome, Sweep, plan, run_local
-from mlp_cli.train import Trainer
+from mlp_cli.train import LOCK_FILE, Trainer
 
 runner = CliRunner()
 HERE = Path(__file__).parent
@@ -431,6 +431,67 @@ def test_a_stopped_sweep_resumes_to_the_same_bits(tmp_path: Path) -> None:
             ), (trial.id, name)
     for tid, mtime in done_before.items():  # finished trials were not run again
         assert (tmp_path / "part" / tid / "model.npz").stat().st_mtime_ns == mtime
+
+
+def test_a_second_resume_of_a_running_sweep_is_refused(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 20}"))
+    folder = tmp_path / "runs" / "grid"
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(HERE.parent)}
+    child = [sys.executable, str(HERE / "sweep_child.py"), "sweep", str(path), "--workers", "2"]
+    proc = subprocess.Popen(
+        child,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any((folder / t / "metrics.jsonl").is_file() for t in ("t000", "t001")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+        code, _, err = mlp("sweep", "--resume", str(folder))
+
+        assert code == 2, err
+        assert (
+            f"the sweep folder '{folder}' is in use by another mlp process (pid {proc.pid})"
+            in " ".join(err.split())
+        )
+        assert proc.poll() is None  # the first one runs on
+        _out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    # Its trials, each locked by its worker, trained under the sweep's own lock.
+    assert proc.returncode == 0, err
+    assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 4
+    assert not list(folder.rglob(LOCK_FILE))  # each lock went with its holder
+
+
+def test_lock_files_left_by_killed_processes_are_taken_again(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, GRID)
+    folder = tmp_path / "runs" / "grid"
+    folder.mkdir(parents=True)
+    (folder / LOCK_FILE).write_text("99999999\n")  # a sweep killed as it started
+    code, _, err = mlp("sweep", str(path), "--quiet")
+    assert code == 0, err
+    s = Sweep.load(folder)
+    for trial in s.trials:  # as when they ran into a crash before their first checkpoint
+        for name in ("checkpoint.npz", "model.npz", "metrics.jsonl"):
+            (folder / trial.id / name).unlink()
+        (folder / trial.id / LOCK_FILE).write_text("99999999\n")
+        trial.status, trial.epoch, trial.best_epoch = "running", 0, 0
+        trial.best = trial.last = None
+    s.save()
+    code, _, err = mlp("sweep", "--resume", str(folder), "--quiet")
+    assert code == 0, err
+    assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 4
+    assert not list(folder.rglob(LOCK_FILE))
 
 
 def test_a_sweep_started_with_ctrl_c_ignored_runs_on_through_it(tmp_path: Path) -> None:

@@ -418,3 +418,21 @@ def test_a_retried_trial_removes_only_the_scratch_folders_of_its_dead_predecesso
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         set(owners) - {"mlp-sweep-t001-dead0000"}
     )
+
+
+def test_a_trials_lock_file_is_not_copied_between_the_driver_and_the_workers(
+    tmp_path: Path,
+) -> None:
+    from mlp_cli import sweep_ray
+    from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE
+
+    # A checkpoint Tune took while the trial trained holds the worker's lock file.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    for name in (CONFIG_FILE, CHECKPOINT_FILE, LOCK_FILE):
+        (scratch / name).write_text(name)
+    trial = tmp_path / "sweep" / "t000"
+    sweep_ray._copy_run(scratch, trial)
+    assert sorted(p.name for p in trial.iterdir()) == [CHECKPOINT_FILE, CONFIG_FILE]
+    (trial / LOCK_FILE).write_text("4242\n")  # left by a killed process
+    assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE]
