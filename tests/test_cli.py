@@ -93,7 +93,7 @@ def test_threads_option_takes_a_number_or_auto(
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_bad_config_exits_2_with_file_line_and_key(
-    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_data_dir: Path
 ) -> None:
     text, line, key = BAD_CONFIGS[case]
     path = write(tmp_path, text)
@@ -105,8 +105,7 @@ def test_bad_config_exits_2_with_file_line_and_key(
     assert key in err
     assert "Traceback" not in err + out
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no runs/ folder
-    data_dir = Path(tmp_path / "data")
-    assert not data_dir.exists() or not any(data_dir.iterdir())
+    assert not isolated_data_dir.exists()  # no data was fetched for a config refused first
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
