@@ -122,7 +122,7 @@ class _InstallCompletion(_Option):
             _say(
                 ERROR,
                 "cannot install shell completion: '",
-                plain(str(exc.filename or Path.home())),
+                plain(shown(exc.filename or Path.home())),
                 f"' cannot be written: {why}. Make HOME a folder you can write to, or "
                 "save what `mlp --show-completion` prints where your shell reads completions.",
                 err=True,
@@ -644,7 +644,7 @@ def sweep(
         ctx.with_resource(sweeps.lock(run.dir))
         if cpus_per_trial is not None and cpus_per_trial != run.cpus_per_trial:
             raise UsageError(
-                f"the sweep in '{resume}' runs its trials on {run.cpus_per_trial} threads"
+                f"the sweep in '{shown(resume)}' runs its trials on {run.cpus_per_trial} threads"
                 " each; --resume keeps that (other threads would give other bits), so leave"
                 " out --cpus-per-trial"
             )
@@ -1076,8 +1076,8 @@ def export(
     if not check.passed:
         raise ExportError(
             f"the exported file differs from the model by more than {exporting.TOLERANCE:g} "
-            f"in a probability or in some labels; it was written to {written} but should not "
-            "be used as is."
+            f"in a probability or in some labels; it was written to {shown(written)} but should "
+            "not be used as is."
         )
 
 

@@ -398,8 +398,8 @@ class Sweep:
                     open(path, "xb").close()
                 except FileExistsError:
                     raise UsageError(
-                        f"the sweep folder '{self.dir}' was taken by another sweep started at "
-                        f"the same time (its {STATE_FILE} appeared while this one was "
+                        f"the sweep folder '{shown(self.dir)}' was taken by another sweep started "
+                        f"at the same time (its {STATE_FILE} appeared while this one was "
                         "starting); this sweep wrote nothing there. Choose another --out or name"
                     ) from None
             try:

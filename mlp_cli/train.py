@@ -169,7 +169,7 @@ def check_latest(parent: Path, name: str = LATEST) -> None:
             kind = "folder" if link.is_dir() else "file"
             what = f"a {kind} that mlp did not make"
         raise UsageError(
-            f"'{link}' is {what}. mlp keeps '{name}' there as a link to the "
+            f"'{shown(link)}' is {what}. mlp keeps '{name}' there as a link to the "
             f"{'newest run' if name == LATEST else 'best trial of a sweep'} "
             f"and never replaces anything else; rename or move that {kind}, or put the run "
             "elsewhere (--out, or --set output.dir=DIR)"
@@ -639,8 +639,8 @@ class Trainer:
             if _edited_after(config, path):
                 listed = "; ".join(f"{k} is {b} there, {a} in training" for k, a, b in differ)
                 raise CheckpointError(
-                    f"'{config}' was edited after the run saved '{path}': {listed}. A run "
-                    "resumes with the settings it was trained with, but for "
+                    f"'{shown(config)}' was edited after the run saved '{shown(path)}': {listed}. "
+                    "A run resumes with the settings it was trained with, but for "
                     f"{_resumable_keys()} (which --set changes). Put back the trained values "
                     f"in {CONFIG_FILE} to resume the run, or train a new run with the edited "
                     f"settings: `{command('mlp train --config', config)}`."
@@ -908,9 +908,9 @@ def start(
                     f.write(dump_config(cfg).encode())
             except FileExistsError:
                 raise UsageError(
-                    f"the run folder '{run_dir}' was taken by another run started at the same "
-                    f"time (its {CONFIG_FILE} appeared while this one was starting); this run "
-                    "wrote nothing there. Choose another --out"
+                    f"the run folder '{shown(run_dir)}' was taken by another run started at the "
+                    f"same time (its {CONFIG_FILE} appeared while this one was starting); this "
+                    "run wrote nothing there. Choose another --out"
                 ) from None
         if link:
             update_latest(run_dir)

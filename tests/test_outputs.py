@@ -472,6 +472,25 @@ def test_names_with_line_breaks_stay_on_the_line_of_every_commands_error(
         assert not any(f"{a}\n{b}" in err for a, b in ("or", "af", "os", "om")), err
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc on this system")
+def test_names_with_line_breaks_stay_on_the_line_of_path_limit_and_cache_errors(
+    tmp_path: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch, closed_port_url: str
+) -> None:
+    # short names, but a path that leaves no room for a file inside it
+    deep = tmp_path.joinpath("a\nb", *["d"] * (os.pathconf(tmp_path, "PC_PATH_MAX") // 2 - 8))
+    code, _, err = run("evaluate", "--model", run_dir, "--misclassified", deep)
+    assert code == 2, err
+    assert f"'{tmp_path}/a\\nb/d/d/" in err.replace("\n", ""), err  # rich folds long lines
+    assert "leaves no room for the names inside it" in " ".join(err.split())
+    assert "a\nb" not in err
+
+    monkeypatch.setenv(data.DATA_DIR_ENV, "/proc/no\ncache")
+    code, _, err = run("data", "fetch", "--mirror", closed_port_url)
+    assert code == 2, err
+    assert "cache folder /proc/no\\ncache (set by MLP_DATA_DIR)" in " ".join(err.split())
+    assert "no\ncache" not in err
+
+
 def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
     tmp_path: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
