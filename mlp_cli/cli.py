@@ -679,7 +679,7 @@ def sweep(
             f"sweep {run.name}: {len(run.trials)} trials, ",
             plain(at_once),
             f", {run.cpus_per_trial} thread(s) each, into ",
-            plain(run.dir),
+            plain(shown(run.dir)),
         )
     if engine == "local" or address is None:  # once here, not in every trial at once
         from mlp_cli.data import fetch_missing
@@ -756,12 +756,12 @@ def sweep(
     best_dir, link = run.run_dir(best), run.dir / sweeps.BEST
     if link.resolve() != best_dir.resolve():
         no_link = " has no model.npz, so no 'best' link was made"
-        _say(WARNING, "the best trial's folder ", plain(best_dir), no_link, err=True)
+        _say(WARNING, "the best trial's folder ", plain(shown(best_dir)), no_link, err=True)
     elif not json_:
-        _say("best: ", plain(best_dir), " (linked as ", plain(link), ")")
+        _say("best: ", plain(shown(best_dir)), " (linked as ", plain(shown(link)), ")")
     if not json_:
         results, picture = run.dir / sweeps.RESULTS_FILE, run.dir / sweeps.PICTURE_FILE
-        _say("results: ", plain(results), ", ", plain(picture))
+        _say("results: ", plain(shown(results)), ", ", plain(shown(picture)))
 
 
 def _print_sweep(run: "Sweep", json_: bool) -> None:
@@ -1061,7 +1061,14 @@ def export(
     written = exporting.export(saved, out, force=force, preprocessing=preprocessing)
     size = f"{written.stat().st_size:,} bytes"
     version = f"ONNX opset {exporting.OPSET}, IR version {exporting.IR_VERSION}"
-    _say("exported ", plain(path), " to ", plain(written), f" ({version}, {size})", soft_wrap=False)
+    _say(
+        "exported ",
+        plain(shown(path)),
+        " to ",
+        plain(shown(written)),
+        f" ({version}, {size})",
+        soft_wrap=False,
+    )
     if not verify:
         return
     images, labels = split_images(saved, "test")
@@ -1130,7 +1137,7 @@ def show_hidden(
     if terminal:
         console.print(render_hidden_terminal(patterns, side, width=min(console.width, 120)))
     console.print(note, highlight=False)
-    _say(f"{len(patterns)} units drawn to ", plain(target))
+    _say(f"{len(patterns)} units drawn to ", plain(shown(target)))
 
 
 @app.command()
@@ -1214,7 +1221,7 @@ def plot(
     records = read_metrics(metrics)
     loss = run_loss(run_dir)
     plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
-    _say("learning curves written to ", plain(target))
+    _say("learning curves written to ", plain(shown(target)))
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -1231,7 +1238,7 @@ def data_fetch(
 
     with _data_progress(quiet=False) as bar:
         files = data.fetch_mnist(mirror=mirror, progressbar=bar, mirror_from="the --mirror option")
-    _say("MNIST is ready in ", plain(data.data_dir()), f" ({len(files)} files verified)")
+    _say("MNIST is ready in ", plain(shown(data.data_dir())), f" ({len(files)} files verified)")
 
 
 @data_app.command("import")
@@ -1245,7 +1252,7 @@ def data_import(
     from mlp_cli.render import DataNotices
 
     files = data.import_mnist(directory, notices=DataNotices(err_console))
-    _say(f"imported {len(files)} files into ", plain(data.data_dir()))
+    _say(f"imported {len(files)} files into ", plain(shown(data.data_dir())))
 
 
 @data_app.command("info")
@@ -1263,7 +1270,7 @@ def data_info(
         # JSON in any terminal encoding, and a folder's name cannot reach the terminal raw.
         typer.echo(json.dumps({"data_dir": str(data.data_dir()), "files": info}, default=str))
         return
-    table = Table(title=Text.assemble("MNIST cache: ", plain(data.data_dir())))
+    table = Table(title=Text.assemble("MNIST cache: ", plain(shown(data.data_dir()))))
     for column in ("file", "present", "verified", "bytes"):
         table.add_column(column)
     for row in info:

@@ -214,7 +214,7 @@ class TrainDisplay(Callbacks):
             Text.assemble(
                 f"{info['n_train']:,} training / {info['n_val']:,} validation images; "
                 "run directory: ",
-                plain(info["run_dir"]),
+                plain(shown(info["run_dir"])),
             ),
             highlight=False,
             soft_wrap=True,
@@ -335,7 +335,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             )
     if result.curves is not None:
         console.print(
-            Text.assemble("learning curves written to ", plain(result.curves)),
+            Text.assemble("learning curves written to ", plain(shown(result.curves))),
             highlight=False,
             soft_wrap=True,  # a path to copy
         )
@@ -343,7 +343,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
         console.print(
             Text.assemble(
                 "model: ",
-                plain(result.run_dir / MODEL_FILE),
+                plain(shown(result.run_dir / MODEL_FILE)),
                 "   next: ",
                 command("mlp evaluate --model", result.run_dir),
             ),

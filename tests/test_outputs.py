@@ -516,6 +516,31 @@ def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
         assert "\x1b" not in stdout
 
 
+def test_paths_with_line_breaks_stay_on_their_line_in_train_show_plot_and_export(
+    tmp_path: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # short relative paths: the output lines are not folded
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG)
+    out = Path("R\nx")
+    code, stdout, err = run("train", "-c", config, "--out", out)
+    assert code == 0, err
+    said = stdout.splitlines()
+    assert "learning curves written to R\\nx/curves.png" in said
+    assert any(line.startswith("model: R\\nx/model.npz ") for line in said), stdout
+    assert any(line.endswith("run directory: R\\nx") for line in said), stdout
+    commands: list[tuple[list[str | Path], str]] = [
+        (["show", "hidden", "--model", out, "--no-terminal"], "units drawn to R\\nx/hidden.png"),
+        (["plot", out], "learning curves written to R\\nx/curves.png"),
+        (["export", "--model", out, "--out", out / "m.onnx"], "exported R\\nx/model.npz to R"),
+    ]
+    for args, line in commands:
+        code, stdout, err = run(*args)
+        assert code == 0, (args, err)
+        assert any(line in said for said in stdout.splitlines()), (args, stdout)
+        assert "R\nx" not in stdout, args
+
+
 def test_a_config_name_with_markup_is_an_error_that_quotes_it(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(CONFIG.replace("name: tiny", 'name: "[bold]x[/]"'))
