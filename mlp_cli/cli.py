@@ -87,14 +87,15 @@ def _no_value(param: TyperOption | TyperArgument, ctx: Any) -> Any:
     return value if param.callback is None else param.callback(ctx, param, value)
 
 
+EMPTY_PATH = "an empty path names no file or folder; give a path ('.' for the current folder)"
+
+
 def _refuse_empty_path(param: TyperOption | TyperArgument, value: Any) -> None:
     """Refuse ``--out ""`` and the like: Path("") is ".", so an empty path would silently
     name the current folder (read from, written into) instead of being the mistake it is."""
     annotation = param.type_descriptor.annotation
     if value == "" and Path in (get_args(annotation) or (annotation,)):
-        raise typer.BadParameter(
-            "an empty path names no file or folder; give a path ('.' for the current folder)"
-        )
+        raise typer.BadParameter(EMPTY_PATH)
 
 
 class _Option(TyperOption):
@@ -622,6 +623,8 @@ def sweep(
     from mlp_cli.threads import usable_cores
 
     args = list(target or [])
+    if "" in args:  # the arguments are text, not Paths, for the actions: refused here
+        raise typer.BadParameter(EMPTY_PATH, ctx=ctx, param_hint="'FILE|DIR'")
     action = args[0] if len(args) == 2 and args[0] in _SWEEP_ACTIONS else None
     lone_action = len(args) == 1 and args[0] in _SWEEP_ACTIONS and not Path(args[0]).exists()
     if (resume is None) == (len(args) != (2 if action else 1)) or len(args) > 2 or lone_action:
