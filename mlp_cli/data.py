@@ -161,8 +161,10 @@ def _cache_variable(directory: Path) -> str | None:
     """The environment variable that placed the cache folder `directory`, if one did."""
     if os.environ.get(DATA_DIR_ENV, "").strip():
         return DATA_DIR_ENV
-    home = os.environ.get(CACHE_HOME_ENV, "").strip()
-    if home and directory.is_relative_to(Path(home).expanduser()):
+    # As platformdirs reads it (pooch's os_cache): an absolute path, taken as it is; any
+    # other value ("~/cache", "~nosuchuser/x") is ignored for the default ~/.cache.
+    home = os.environ.get(CACHE_HOME_ENV, "")
+    if os.path.isabs(home) and directory.is_relative_to(home):
         return CACHE_HOME_ENV
     return None
 

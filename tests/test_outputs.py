@@ -1224,6 +1224,23 @@ def test_an_xdg_cache_home_where_no_folder_can_be_is_a_usage_error(
     assert treesnap.snapshot(work) == before
 
 
+@pytest.mark.parametrize("value", ["~nosuchuser-mlp/cache", "~"])
+def test_an_xdg_cache_home_that_is_not_absolute_is_ignored_as_the_os_cache_ignores_it(
+    work: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    monkeypatch.setenv("HOME", str(work))
+    monkeypatch.setenv("XDG_CACHE_HOME", value)
+    (work / ".cache").write_text("mine")  # the default cache's trouble, not the variable's
+    before = treesnap.snapshot(work)
+
+    code, out, err = run("data", "path")
+
+    assert code == 0, out + err
+    assert out == f"{work / '.cache' / 'mlp' / 'mnist'}\n"
+    assert treesnap.snapshot(work) == before
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc on this system")
 @pytest.mark.parametrize("variable", [data.DATA_DIR_ENV, "XDG_CACHE_HOME"])
 def test_a_cache_variable_naming_a_place_without_new_files_is_a_usage_error(
