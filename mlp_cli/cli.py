@@ -1061,6 +1061,9 @@ def export(
     path = checkpoint.find_model(model)
     exporting.check_out(out, force=force, model_path=path)
     saved = checkpoint.load(path)
+    # The test set before the file is written: a model that cannot be scored on it is
+    # refused, with nothing written.
+    images, labels = split_images(saved, "test") if verify else (None, None)
     written = exporting.export(saved, out, force=force, preprocessing=preprocessing)
     size = f"{written.stat().st_size:,} bytes"
     version = f"ONNX opset {exporting.OPSET}, IR version {exporting.IR_VERSION}"
@@ -1072,9 +1075,8 @@ def export(
         f" ({version}, {size})",
         soft_wrap=False,
     )
-    if not verify:
+    if images is None or labels is None:
         return
-    images, labels = split_images(saved, "test")
     check = exporting.verify(written, saved, images, labels, preprocessing=preprocessing)
     console.print(
         f"verified with {check.runtime} on the {check.n:,} MNIST test images: largest "
