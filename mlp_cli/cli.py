@@ -538,6 +538,10 @@ def train(
                     f"Training stopped; the run resumes from its checkpoint "
                     f"{f'after epoch {done}' if done else 'before the first epoch'} with: "
                     f"{command('mlp train --resume', trainer.run_dir)}"
+                    if trainer.ended is None
+                    else f"Training had ended ({trainer.ended.replace('_', ' ')} after epoch "
+                    f"{done}) and the run is saved; draw its curves with: "
+                    f"{command('mlp plot', trainer.run_dir)}"
                 )
                 _silence_stdout()  # closing the display below writes there again
                 raise

@@ -469,6 +469,7 @@ class Trainer:
         # The best epoch's weights (W_1..W_L, b_1..b_L) while model.npz holds them, so the
         # run's end rewrites model.npz from memory.
         self.best: tuple[list[Array], list[Array]] | None = None
+        self.ended: str | None = None  # the status the run's end was saved with, once it was
         self._batch: dict[int, Array] = {}
         self._val: tuple[Array, NDArray[np.uint8]] | None = None
         self.lock: outputs.FolderLock | None = None  # from `start`/`resume`, until `run` ends
@@ -743,6 +744,12 @@ class Trainer:
             waiting = None if warned else _share(waited, train_time, self.threads)
             record = self._end_epoch(train_time, n_train, lr)
             st.elapsed += time.perf_counter() - started
+            if patience is not None and st.bad_epochs >= patience:
+                status = "early_stopped"
+            if status == "early_stopped" or st.epoch >= epochs:
+                # Saved before the callbacks report the epoch: one that fails (standard
+                # output on a full disk) leaves a finished run, not one that cannot resume.
+                self.save_end(status)
             cb.on_epoch_end(record)
             session_times.append(train_time)
             if not warned:
@@ -750,12 +757,17 @@ class Trainer:
                 if slow is not None:
                     cb.on_slow_run(slow)
                     warned = True
-            if patience is not None and st.bad_epochs >= patience:
-                status = "early_stopped"
+            if status == "early_stopped":
                 break
+        if self.ended is None:  # no epoch was left to train
+            self.save_end(status)
+        return self._result(status, self.write_curves())
+
+    def save_end(self, status: str) -> None:
+        """The run's end: the final model.npz and the checkpoint saved with `status`."""
         self.save_model(status, final=True)
         self.save_checkpoint(status)
-        return self._result(status, self.write_curves())
+        self.ended = status
 
     def _end_epoch(self, train_time: float, n_train: int, lr: float) -> dict[str, Any]:
         cfg, st, data = self.cfg, self.state, self.data

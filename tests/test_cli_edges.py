@@ -20,7 +20,7 @@ from test_train import make_config, make_splits
 from tiny_models import save_random_model
 from typer.testing import CliRunner
 
-from mlp_cli import cli, data, train
+from mlp_cli import checkpoint, cli, data, train
 from mlp_cli.errors import TrainingError, UsageError
 from mlp_cli.gradcheck import gradcheck
 
@@ -164,6 +164,35 @@ def test_training_with_stdout_on_a_full_device_leaves_a_run_that_resumes(
     resumed = mlp("train", "--resume", "runs/unit", cwd=tmp_path, program=("-c", ON_SYNTHETIC_DATA))
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert len(train.read_metrics(tmp_path / "runs" / "unit" / train.METRICS_FILE)) == 2
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_stdout_on_a_full_device_at_the_last_epoch_leaves_a_finished_run(tmp_path: Path) -> None:
+    config = tmp_path / "unit.yaml"
+    config.write_text(
+        "data: {input_size: 20, validation_size: 48}\nmodel: {layers: 400-16-10}\n"
+        "training: {epochs: 1, batch_size: 16, early_stopping: {restore_best: false}}\n"
+    )
+    with open("/dev/full", "wb") as full:  # --json writes first when the last epoch ends
+        proc = mlp(
+            "train",
+            "--config",
+            str(config),
+            "--json",
+            cwd=tmp_path,
+            stdout=full.fileno(),
+            program=("-c", ON_SYNTHETIC_DATA),
+        )
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert "cannot write to standard output: No space left on device" in stderr
+    assert "--resume" not in stderr
+    assert "Training had ended (completed after epoch 1)" in stderr
+    assert "mlp plot runs/unit" in stderr
+    run_dir = tmp_path / "runs" / "unit"
+    for saved in (checkpoint.load(run_dir / checkpoint.MODEL_FILE), train.load_checkpoint(run_dir)):
+        assert saved.meta.training is not None
+        assert saved.meta.training.status == "completed"
 
 
 @pytest.mark.parametrize(
