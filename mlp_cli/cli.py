@@ -114,7 +114,7 @@ class _InstallCompletion(_Option):
         try:
             return super().process_value(ctx, value)
         except OSError as exc:
-            if _debugging():
+            if _debugging() or isinstance(exc, StdoutError):  # saying where it was installed
                 raise
             from mlp_cli.outputs import reason
 

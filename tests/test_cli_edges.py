@@ -306,6 +306,20 @@ def test_install_completion_where_home_cannot_be_written_is_one_clear_error(
     assert (tmp_path / "a-file").read_text() == "mine"
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_install_completion_with_stdout_on_a_full_device_blames_stdout_not_home(
+    tmp_path: Path,
+) -> None:
+    env = {"HOME": str(tmp_path), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    with open("/dev/full", "wb") as full:
+        proc = mlp("--install-completion", "bash", cwd=tmp_path, stdout=full.fileno(), env=env)
+    assert proc.returncode == 1
+    assert (
+        proc.stderr.decode() == "error: cannot write to standard output: No space left on device.\n"
+    )
+    assert "mlp" in (tmp_path / ".bashrc").read_text()  # installed before it was said
+
+
 def test_gradcheck_refuses_a_negative_seed() -> None:
     result = CliRunner().invoke(cli.app, ["gradcheck", "--seed", "-1"])
     assert result.exit_code == 2
