@@ -716,7 +716,8 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
             title="trained on (sha256 of the decompressed MNIST files)", title_justify="left"
         )
         data_table.add_column("file")
-        data_table.add_column("sha256")
+        # folded, not cut short with an ellipsis: the whole digest, in ASCII on any console
+        data_table.add_column("sha256", overflow="fold")
         for name, digest in hashes.items():
             data_table.add_row(plain(name), plain(digest))
         console.print(data_table)
