@@ -473,11 +473,13 @@ def prediction_table(predictions: list[Prediction], names: list[str]) -> Table:
 
 def _prediction_columns(show_header: bool = True) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, show_header=show_header)
+    # Folded where a console is too narrow, never cut with an ellipsis ("…"), which an
+    # ASCII console cannot print.
     table.add_column("file", overflow="fold")
-    table.add_column("digit", justify="right", style="bold green")
-    table.add_column("probability", justify="right")
-    table.add_column("runner-up", justify="right")
-    table.add_column("probability", justify="right")
+    table.add_column("digit", justify="right", style="bold green", overflow="fold")
+    table.add_column("probability", justify="right", overflow="fold")
+    table.add_column("runner-up", justify="right", overflow="fold")
+    table.add_column("probability", justify="right", overflow="fold")
     return table
 
 

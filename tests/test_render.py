@@ -17,6 +17,7 @@ from mlp_cli.evaluate import Evaluation
 from mlp_cli.predict import Prediction
 from mlp_cli.render import (
     RAMP,
+    PredictionRows,
     print_evaluation,
     print_model_summary,
     print_prediction,
@@ -121,6 +122,16 @@ def test_an_ascii_console_gets_a_model_summary_in_ascii_with_whole_digests(
     rows = text.split("sha256")[-1].splitlines()[2:-1]  # the digests' table, below its header
     digests = "".join(line.split("|")[2].strip() for line in rows)
     assert all(digest in digests for digest in data.MNIST_FILES.values())
+
+
+def test_a_narrow_ascii_console_gets_the_prediction_table_in_ascii() -> None:
+    image = np.zeros((28, 28), np.float32)
+    predictions = [Prediction(f"digit-{i}.png", 1, 0.9, [0.05, 0.9, 0.05], image) for i in range(4)]
+    console = Console(width=50, file=_AsciiFile(), color_system=None)
+    PredictionRows(console, ["0", "1", "2"], [p.file for p in predictions]).print(predictions)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.isascii(), text
+    assert "90.00%" in text
 
 
 def test_an_ascii_console_gets_evaluation_and_prediction_in_ascii() -> None:
