@@ -835,7 +835,7 @@ def is_plain_name(name: str) -> bool:
 def no_model(latest: Path, alternative: str) -> UsageError:
     """The error for a `latest` link that is not there: nothing has been trained here."""
     return UsageError(
-        f"no trained model found: '{latest}' does not exist. Train one with `mlp train` "
+        f"no trained model found: '{shown(latest)}' does not exist. Train one with `mlp train` "
         f"(`mlp config list` shows the configs it can train), or {alternative}."
     )
 

@@ -87,14 +87,15 @@ def _no_value(param: TyperOption | TyperArgument, ctx: Any) -> Any:
     return value if param.callback is None else param.callback(ctx, param, value)
 
 
+EMPTY_PATH = "an empty path names no file or folder; give a path ('.' for the current folder)"
+
+
 def _refuse_empty_path(param: TyperOption | TyperArgument, value: Any) -> None:
     """Refuse ``--out ""`` and the like: Path("") is ".", so an empty path would silently
     name the current folder (read from, written into) instead of being the mistake it is."""
     annotation = param.type_descriptor.annotation
     if value == "" and Path in (get_args(annotation) or (annotation,)):
-        raise typer.BadParameter(
-            "an empty path names no file or folder; give a path ('.' for the current folder)"
-        )
+        raise typer.BadParameter(EMPTY_PATH)
 
 
 class _Option(TyperOption):
@@ -113,7 +114,7 @@ class _InstallCompletion(_Option):
         try:
             return super().process_value(ctx, value)
         except OSError as exc:
-            if _debugging():
+            if _debugging() or isinstance(exc, StdoutError):  # saying where it was installed
                 raise
             from mlp_cli.outputs import reason
 
@@ -122,7 +123,7 @@ class _InstallCompletion(_Option):
             _say(
                 ERROR,
                 "cannot install shell completion: '",
-                plain(str(exc.filename or Path.home())),
+                plain(shown(exc.filename or Path.home())),
                 f"' cannot be written: {why}. Make HOME a folder you can write to, or "
                 "save what `mlp --show-completion` prints where your shell reads completions.",
                 err=True,
@@ -537,6 +538,10 @@ def train(
                     f"Training stopped; the run resumes from its checkpoint "
                     f"{f'after epoch {done}' if done else 'before the first epoch'} with: "
                     f"{command('mlp train --resume', trainer.run_dir)}"
+                    if trainer.ended is None
+                    else f"Training had ended ({trainer.ended.replace('_', ' ')} after epoch "
+                    f"{done}) and the run is saved; draw its curves with: "
+                    f"{command('mlp plot', trainer.run_dir)}"
                 )
                 _silence_stdout()  # closing the display below writes there again
                 raise
@@ -622,6 +627,8 @@ def sweep(
     from mlp_cli.threads import usable_cores
 
     args = list(target or [])
+    if "" in args:  # the arguments are text, not Paths, for the actions: refused here
+        raise typer.BadParameter(EMPTY_PATH, ctx=ctx, param_hint="'FILE|DIR'")
     action = args[0] if len(args) == 2 and args[0] in _SWEEP_ACTIONS else None
     lone_action = len(args) == 1 and args[0] in _SWEEP_ACTIONS and not Path(args[0]).exists()
     if (resume is None) == (len(args) != (2 if action else 1)) or len(args) > 2 or lone_action:
@@ -644,7 +651,7 @@ def sweep(
         ctx.with_resource(sweeps.lock(run.dir))
         if cpus_per_trial is not None and cpus_per_trial != run.cpus_per_trial:
             raise UsageError(
-                f"the sweep in '{resume}' runs its trials on {run.cpus_per_trial} threads"
+                f"the sweep in '{shown(resume)}' runs its trials on {run.cpus_per_trial} threads"
                 " each; --resume keeps that (other threads would give other bits), so leave"
                 " out --cpus-per-trial"
             )
@@ -679,7 +686,7 @@ def sweep(
             f"sweep {run.name}: {len(run.trials)} trials, ",
             plain(at_once),
             f", {run.cpus_per_trial} thread(s) each, into ",
-            plain(run.dir),
+            plain(shown(run.dir)),
         )
     if engine == "local" or address is None:  # once here, not in every trial at once
         from mlp_cli.data import fetch_missing
@@ -756,12 +763,12 @@ def sweep(
     best_dir, link = run.run_dir(best), run.dir / sweeps.BEST
     if link.resolve() != best_dir.resolve():
         no_link = " has no model.npz, so no 'best' link was made"
-        _say(WARNING, "the best trial's folder ", plain(best_dir), no_link, err=True)
+        _say(WARNING, "the best trial's folder ", plain(shown(best_dir)), no_link, err=True)
     elif not json_:
-        _say("best: ", plain(best_dir), " (linked as ", plain(link), ")")
+        _say("best: ", plain(shown(best_dir)), " (linked as ", plain(shown(link)), ")")
     if not json_:
         results, picture = run.dir / sweeps.RESULTS_FILE, run.dir / sweeps.PICTURE_FILE
-        _say("results: ", plain(results), ", ", plain(picture))
+        _say("results: ", plain(shown(results)), ", ", plain(shown(picture)))
 
 
 def _print_sweep(run: "Sweep", json_: bool) -> None:
@@ -1058,13 +1065,22 @@ def export(
     path = checkpoint.find_model(model)
     exporting.check_out(out, force=force, model_path=path)
     saved = checkpoint.load(path)
+    # The test set before the file is written: a model that cannot be scored on it is
+    # refused, with nothing written.
+    images, labels = split_images(saved, "test") if verify else (None, None)
     written = exporting.export(saved, out, force=force, preprocessing=preprocessing)
     size = f"{written.stat().st_size:,} bytes"
     version = f"ONNX opset {exporting.OPSET}, IR version {exporting.IR_VERSION}"
-    _say("exported ", plain(path), " to ", plain(written), f" ({version}, {size})", soft_wrap=False)
-    if not verify:
+    _say(
+        "exported ",
+        plain(shown(path)),
+        " to ",
+        plain(shown(written)),
+        f" ({version}, {size})",
+        soft_wrap=False,
+    )
+    if images is None or labels is None:
         return
-    images, labels = split_images(saved, "test")
     check = exporting.verify(written, saved, images, labels, preprocessing=preprocessing)
     console.print(
         f"verified with {check.runtime} on the {check.n:,} MNIST test images: largest "
@@ -1076,8 +1092,8 @@ def export(
     if not check.passed:
         raise ExportError(
             f"the exported file differs from the model by more than {exporting.TOLERANCE:g} "
-            f"in a probability or in some labels; it was written to {written} but should not "
-            "be used as is."
+            f"in a probability or in some labels; it was written to {shown(written)} but should "
+            "not be used as is."
         )
 
 
@@ -1130,7 +1146,7 @@ def show_hidden(
     if terminal:
         console.print(render_hidden_terminal(patterns, side, width=min(console.width, 120)))
     console.print(note, highlight=False)
-    _say(f"{len(patterns)} units drawn to ", plain(target))
+    _say(f"{len(patterns)} units drawn to ", plain(shown(target)))
 
 
 @app.command()
@@ -1214,7 +1230,7 @@ def plot(
     records = read_metrics(metrics)
     loss = run_loss(run_dir)
     plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
-    _say("learning curves written to ", plain(target))
+    _say("learning curves written to ", plain(shown(target)))
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -1231,7 +1247,7 @@ def data_fetch(
 
     with _data_progress(quiet=False) as bar:
         files = data.fetch_mnist(mirror=mirror, progressbar=bar, mirror_from="the --mirror option")
-    _say("MNIST is ready in ", plain(data.data_dir()), f" ({len(files)} files verified)")
+    _say("MNIST is ready in ", plain(shown(data.data_dir())), f" ({len(files)} files verified)")
 
 
 @data_app.command("import")
@@ -1245,7 +1261,7 @@ def data_import(
     from mlp_cli.render import DataNotices
 
     files = data.import_mnist(directory, notices=DataNotices(err_console))
-    _say(f"imported {len(files)} files into ", plain(data.data_dir()))
+    _say(f"imported {len(files)} files into ", plain(shown(data.data_dir())))
 
 
 @data_app.command("info")
@@ -1263,7 +1279,7 @@ def data_info(
         # JSON in any terminal encoding, and a folder's name cannot reach the terminal raw.
         typer.echo(json.dumps({"data_dir": str(data.data_dir()), "files": info}, default=str))
         return
-    table = Table(title=Text.assemble("MNIST cache: ", plain(data.data_dir())))
+    table = Table(title=Text.assemble("MNIST cache: ", plain(shown(data.data_dir()))))
     for column in ("file", "present", "verified", "bytes"):
         table.add_column(column)
     for row in info:

@@ -161,8 +161,10 @@ def _cache_variable(directory: Path) -> str | None:
     """The environment variable that placed the cache folder `directory`, if one did."""
     if os.environ.get(DATA_DIR_ENV, "").strip():
         return DATA_DIR_ENV
-    home = os.environ.get(CACHE_HOME_ENV, "").strip()
-    if home and directory.is_relative_to(Path(home).expanduser()):
+    # As platformdirs reads it (pooch's os_cache): an absolute path, taken as it is; any
+    # other value ("~/cache", "~nosuchuser/x") is ignored for the default ~/.cache.
+    home = os.environ.get(CACHE_HOME_ENV, "")
+    if os.path.isabs(home) and directory.is_relative_to(home):
         return CACHE_HOME_ENV
     return None
 
@@ -418,18 +420,18 @@ def _cache_write_error(directory: Path, exc: OSError) -> DataError | UsageError:
     placed = f" (set by {variable})" if variable is not None else ""
     if exc.errno in (errno.EEXIST, errno.ENOTDIR):
         return UsageError(
-            f"The MNIST cache folder {directory}{placed} is a file, or lies under one, not a "
-            f"folder. Set {DATA_DIR_ENV} to a folder (new, or one to write into), or unset it "
-            "to use the default cache."
+            f"The MNIST cache folder {shown(directory)}{placed} is a file, or lies under one, "
+            f"not a folder. Set {DATA_DIR_ENV} to a folder (new, or one to write into), or unset "
+            "it to use the default cache."
         )
     # ENOENT: a place that takes no new folders, such as /proc.
     if exc.errno in (errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
         return UsageError(
-            f"Cannot write to the MNIST cache folder {directory}{placed}: {reason(exc)}. Set "
-            f"{DATA_DIR_ENV} to a folder you can write to."
+            f"Cannot write to the MNIST cache folder {shown(directory)}{placed}: {reason(exc)}. "
+            f"Set {DATA_DIR_ENV} to a folder you can write to."
         )
     return DataError(
-        f"Cannot write to the MNIST cache folder {directory}: {reason(exc)}. Free some disk "
+        f"Cannot write to the MNIST cache folder {shown(directory)}: {reason(exc)}. Free some disk "
         f"space or set {DATA_DIR_ENV} to a folder you can write to."
     )
 

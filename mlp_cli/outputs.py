@@ -173,9 +173,9 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
     size, path_max = len(os.fsencode(str(path))), _path_max(existing)
     if size + 1 + limit >= path_max:
         raise UsageError(
-            f"cannot create the {what} '{path}': its path is {size} bytes long, which leaves "
-            f"no room for the names inside it under the {path_max} bytes this system allows "
-            "for a path (ENAMETOOLONG); choose a shorter path"
+            f"cannot create the {what} '{shown(path)}': its path is {size} bytes long, which "
+            f"leaves no room for the names inside it under the {path_max} bytes this system "
+            "allows for a path (ENAMETOOLONG); choose a shorter path"
         )
     try:  # the one honest test of writability: make something there, then remove it
         if missing:

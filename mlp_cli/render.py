@@ -214,7 +214,7 @@ class TrainDisplay(Callbacks):
             Text.assemble(
                 f"{info['n_train']:,} training / {info['n_val']:,} validation images; "
                 "run directory: ",
-                plain(info["run_dir"]),
+                plain(shown(info["run_dir"])),
             ),
             highlight=False,
             soft_wrap=True,
@@ -335,7 +335,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             )
     if result.curves is not None:
         console.print(
-            Text.assemble("learning curves written to ", plain(result.curves)),
+            Text.assemble("learning curves written to ", plain(shown(result.curves))),
             highlight=False,
             soft_wrap=True,  # a path to copy
         )
@@ -343,7 +343,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
         console.print(
             Text.assemble(
                 "model: ",
-                plain(result.run_dir / MODEL_FILE),
+                plain(shown(result.run_dir / MODEL_FILE)),
                 "   next: ",
                 command("mlp evaluate --model", result.run_dir),
             ),
@@ -473,11 +473,13 @@ def prediction_table(predictions: list[Prediction], names: list[str]) -> Table:
 
 def _prediction_columns(show_header: bool = True) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, show_header=show_header)
+    # Folded where a console is too narrow, never cut with an ellipsis ("…"), which an
+    # ASCII console cannot print.
     table.add_column("file", overflow="fold")
-    table.add_column("digit", justify="right", style="bold green")
-    table.add_column("probability", justify="right")
-    table.add_column("runner-up", justify="right")
-    table.add_column("probability", justify="right")
+    table.add_column("digit", justify="right", style="bold green", overflow="fold")
+    table.add_column("probability", justify="right", overflow="fold")
+    table.add_column("runner-up", justify="right", overflow="fold")
+    table.add_column("probability", justify="right", overflow="fold")
     return table
 
 
@@ -716,7 +718,8 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
             title="trained on (sha256 of the decompressed MNIST files)", title_justify="left"
         )
         data_table.add_column("file")
-        data_table.add_column("sha256")
+        # folded, not cut short with an ellipsis: the whole digest, in ASCII on any console
+        data_table.add_column("sha256", overflow="fold")
         for name, digest in hashes.items():
             data_table.add_row(plain(name), plain(digest))
         console.print(data_table)

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import re
-import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -51,7 +50,7 @@ from mlp_cli.config import (
 )
 from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
 from mlp_cli.plain import command, shown
-from mlp_cli.stopping import take_over
+from mlp_cli.stopping import STOP_SIGNALS, take_over
 
 if TYPE_CHECKING:
     from mlp_cli.data import Splits
@@ -398,8 +397,8 @@ class Sweep:
                     open(path, "xb").close()
                 except FileExistsError:
                     raise UsageError(
-                        f"the sweep folder '{self.dir}' was taken by another sweep started at "
-                        f"the same time (its {STATE_FILE} appeared while this one was "
+                        f"the sweep folder '{shown(self.dir)}' was taken by another sweep started "
+                        f"at the same time (its {STATE_FILE} appeared while this one was "
                         "starting); this sweep wrote nothing there. Choose another --out or name"
                     ) from None
             try:
@@ -843,7 +842,8 @@ def _init_worker(
     threads: int, events: Any, acks: Any, prune: Any, stop_all: Any, asha: bool
 ) -> None:
     """A worker process: BLAS capped to the trial's threads for its whole life, and Ctrl-C
-    asking the running trial to stop and save a checkpoint (twice: to abort)."""
+    (or SIGTERM, SIGHUP) asking the running trial to stop and save a checkpoint (twice: to
+    abort)."""
     from threadpoolctl import threadpool_limits
 
     _WORKER.update(
@@ -861,7 +861,7 @@ def _init_worker(
             os._exit(128 + signum)
         _WORKER["interrupted"] = True
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         take_over(signum, handler)
 
 

@@ -169,7 +169,7 @@ def check_latest(parent: Path, name: str = LATEST) -> None:
             kind = "folder" if link.is_dir() else "file"
             what = f"a {kind} that mlp did not make"
         raise UsageError(
-            f"'{link}' is {what}. mlp keeps '{name}' there as a link to the "
+            f"'{shown(link)}' is {what}. mlp keeps '{name}' there as a link to the "
             f"{'newest run' if name == LATEST else 'best trial of a sweep'} "
             f"and never replaces anything else; rename or move that {kind}, or put the run "
             "elsewhere (--out, or --set output.dir=DIR)"
@@ -469,6 +469,7 @@ class Trainer:
         # The best epoch's weights (W_1..W_L, b_1..b_L) while model.npz holds them, so the
         # run's end rewrites model.npz from memory.
         self.best: tuple[list[Array], list[Array]] | None = None
+        self.ended: str | None = None  # the status the run's end was saved with, once it was
         self._batch: dict[int, Array] = {}
         self._val: tuple[Array, NDArray[np.uint8]] | None = None
         self.lock: outputs.FolderLock | None = None  # from `start`/`resume`, until `run` ends
@@ -639,8 +640,8 @@ class Trainer:
             if _edited_after(config, path):
                 listed = "; ".join(f"{k} is {b} there, {a} in training" for k, a, b in differ)
                 raise CheckpointError(
-                    f"'{config}' was edited after the run saved '{path}': {listed}. A run "
-                    "resumes with the settings it was trained with, but for "
+                    f"'{shown(config)}' was edited after the run saved '{shown(path)}': {listed}. "
+                    "A run resumes with the settings it was trained with, but for "
                     f"{_resumable_keys()} (which --set changes). Put back the trained values "
                     f"in {CONFIG_FILE} to resume the run, or train a new run with the edited "
                     f"settings: `{command('mlp train --config', config)}`."
@@ -743,6 +744,12 @@ class Trainer:
             waiting = None if warned else _share(waited, train_time, self.threads)
             record = self._end_epoch(train_time, n_train, lr)
             st.elapsed += time.perf_counter() - started
+            if patience is not None and st.bad_epochs >= patience:
+                status = "early_stopped"
+            if status == "early_stopped" or st.epoch >= epochs:
+                # Saved before the callbacks report the epoch: one that fails (standard
+                # output on a full disk) leaves a finished run, not one that cannot resume.
+                self.save_end(status)
             cb.on_epoch_end(record)
             session_times.append(train_time)
             if not warned:
@@ -750,12 +757,17 @@ class Trainer:
                 if slow is not None:
                     cb.on_slow_run(slow)
                     warned = True
-            if patience is not None and st.bad_epochs >= patience:
-                status = "early_stopped"
+            if status == "early_stopped":
                 break
+        if self.ended is None:  # no epoch was left to train
+            self.save_end(status)
+        return self._result(status, self.write_curves())
+
+    def save_end(self, status: str) -> None:
+        """The run's end: the final model.npz and the checkpoint saved with `status`."""
         self.save_model(status, final=True)
         self.save_checkpoint(status)
-        return self._result(status, self.write_curves())
+        self.ended = status
 
     def _end_epoch(self, train_time: float, n_train: int, lr: float) -> dict[str, Any]:
         cfg, st, data = self.cfg, self.state, self.data
@@ -908,9 +920,9 @@ def start(
                     f.write(dump_config(cfg).encode())
             except FileExistsError:
                 raise UsageError(
-                    f"the run folder '{run_dir}' was taken by another run started at the same "
-                    f"time (its {CONFIG_FILE} appeared while this one was starting); this run "
-                    "wrote nothing there. Choose another --out"
+                    f"the run folder '{shown(run_dir)}' was taken by another run started at the "
+                    f"same time (its {CONFIG_FILE} appeared while this one was starting); this "
+                    "run wrote nothing there. Choose another --out"
                 ) from None
         if link:
             update_latest(run_dir)

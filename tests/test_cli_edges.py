@@ -20,7 +20,7 @@ from test_train import make_config, make_splits
 from tiny_models import save_random_model
 from typer.testing import CliRunner
 
-from mlp_cli import cli, data, train
+from mlp_cli import checkpoint, cli, data, train
 from mlp_cli.errors import TrainingError, UsageError
 from mlp_cli.gradcheck import gradcheck
 
@@ -166,6 +166,35 @@ def test_training_with_stdout_on_a_full_device_leaves_a_run_that_resumes(
     assert len(train.read_metrics(tmp_path / "runs" / "unit" / train.METRICS_FILE)) == 2
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_stdout_on_a_full_device_at_the_last_epoch_leaves_a_finished_run(tmp_path: Path) -> None:
+    config = tmp_path / "unit.yaml"
+    config.write_text(
+        "data: {input_size: 20, validation_size: 48}\nmodel: {layers: 400-16-10}\n"
+        "training: {epochs: 1, batch_size: 16, early_stopping: {restore_best: false}}\n"
+    )
+    with open("/dev/full", "wb") as full:  # --json writes first when the last epoch ends
+        proc = mlp(
+            "train",
+            "--config",
+            str(config),
+            "--json",
+            cwd=tmp_path,
+            stdout=full.fileno(),
+            program=("-c", ON_SYNTHETIC_DATA),
+        )
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert "cannot write to standard output: No space left on device" in stderr
+    assert "--resume" not in stderr
+    assert "Training had ended (completed after epoch 1)" in stderr
+    assert "mlp plot runs/unit" in stderr
+    run_dir = tmp_path / "runs" / "unit"
+    for saved in (checkpoint.load(run_dir / checkpoint.MODEL_FILE), train.load_checkpoint(run_dir)):
+        assert saved.meta.training is not None
+        assert saved.meta.training.status == "completed"
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -277,6 +306,20 @@ def test_install_completion_where_home_cannot_be_written_is_one_clear_error(
     assert (tmp_path / "a-file").read_text() == "mine"
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_install_completion_with_stdout_on_a_full_device_blames_stdout_not_home(
+    tmp_path: Path,
+) -> None:
+    env = {"HOME": str(tmp_path), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    with open("/dev/full", "wb") as full:
+        proc = mlp("--install-completion", "bash", cwd=tmp_path, stdout=full.fileno(), env=env)
+    assert proc.returncode == 1
+    assert (
+        proc.stderr.decode() == "error: cannot write to standard output: No space left on device.\n"
+    )
+    assert "mlp" in (tmp_path / ".bashrc").read_text()  # installed before it was said
+
+
 def test_gradcheck_refuses_a_negative_seed() -> None:
     result = CliRunner().invoke(cli.app, ["gradcheck", "--seed", "-1"])
     assert result.exit_code == 2
@@ -303,6 +346,9 @@ def test_predict_refuses_an_empty_path_instead_of_reading_the_folder(tmp_path: P
         ["show", "hidden", "--model", "{model}", "--out", ""],
         ["plot", ""],
         ["sweep", "depth-width", "--out", ""],
+        ["sweep", ""],
+        ["sweep", "plan", ""],
+        ["sweep", "show", ""],
         ["data", "import", ""],
     ],
     ids=lambda a: "-".join(x.strip("-") for x in a if x and "{" not in x) + "-empty",

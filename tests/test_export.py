@@ -447,6 +447,17 @@ def test_verify_on_the_mnist_test_set(
     assert difference <= export.TOLERANCE
 
 
+def test_verify_of_a_model_without_ten_outputs_is_refused_before_the_file_is_written(
+    tmp_path: Path,
+) -> None:
+    saved = random_model(tmp_path / "m.npz", sizes=(12, 8, 3))
+    out = tmp_path / "m.onnx"
+    code, _, err = run("export", "--model", str(saved.path), "--out", str(out), "--verify")
+    assert code == 2, err
+    assert "has layers 784-12-8-3" in " ".join(err.split())
+    assert not out.exists()
+
+
 @needs_onnx
 def test_verify_that_finds_a_difference_exits_1(
     mnist_mirror: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -472,6 +472,25 @@ def test_names_with_line_breaks_stay_on_the_line_of_every_commands_error(
         assert not any(f"{a}\n{b}" in err for a, b in ("or", "af", "os", "om")), err
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc on this system")
+def test_names_with_line_breaks_stay_on_the_line_of_path_limit_and_cache_errors(
+    tmp_path: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch, closed_port_url: str
+) -> None:
+    # short names, but a path that leaves no room for a file inside it
+    deep = tmp_path.joinpath("a\nb", *["d"] * (os.pathconf(tmp_path, "PC_PATH_MAX") // 2 - 8))
+    code, _, err = run("evaluate", "--model", run_dir, "--misclassified", deep)
+    assert code == 2, err
+    assert f"'{tmp_path}/a\\nb/d/d/" in err.replace("\n", ""), err  # rich folds long lines
+    assert "leaves no room for the names inside it" in " ".join(err.split())
+    assert "a\nb" not in err
+
+    monkeypatch.setenv(data.DATA_DIR_ENV, "/proc/no\ncache")
+    code, _, err = run("data", "fetch", "--mirror", closed_port_url)
+    assert code == 2, err
+    assert "cache folder /proc/no\\ncache (set by MLP_DATA_DIR)" in " ".join(err.split())
+    assert "no\ncache" not in err
+
+
 def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
     tmp_path: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -495,6 +514,31 @@ def test_paths_with_markup_in_train_evaluate_inspect_show_and_plot(
         assert code == 0, (args, err)
         assert shown in stdout.replace("\n", ""), args
         assert "\x1b" not in stdout
+
+
+def test_paths_with_line_breaks_stay_on_their_line_in_train_show_plot_and_export(
+    tmp_path: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # short relative paths: the output lines are not folded
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG)
+    out = Path("R\nx")
+    code, stdout, err = run("train", "-c", config, "--out", out)
+    assert code == 0, err
+    said = stdout.splitlines()
+    assert "learning curves written to R\\nx/curves.png" in said
+    assert any(line.startswith("model: R\\nx/model.npz ") for line in said), stdout
+    assert any(line.endswith("run directory: R\\nx") for line in said), stdout
+    commands: list[tuple[list[str | Path], str]] = [
+        (["show", "hidden", "--model", out, "--no-terminal"], "units drawn to R\\nx/hidden.png"),
+        (["plot", out], "learning curves written to R\\nx/curves.png"),
+        (["export", "--model", out, "--out", out / "m.onnx"], "exported R\\nx/model.npz to R"),
+    ]
+    for args, line in commands:
+        code, stdout, err = run(*args)
+        assert code == 0, (args, err)
+        assert any(line in said for said in stdout.splitlines()), (args, stdout)
+        assert "R\nx" not in stdout, args
 
 
 def test_a_config_name_with_markup_is_an_error_that_quotes_it(tmp_path: Path) -> None:
@@ -1177,6 +1221,23 @@ def test_an_xdg_cache_home_where_no_folder_can_be_is_a_usage_error(
     assert code == 2, out + err
     assert f"XDG_CACHE_HOME is '{work / 'file'}'" in message
     assert "where no folder can be" in message
+    assert treesnap.snapshot(work) == before
+
+
+@pytest.mark.parametrize("value", ["~nosuchuser-mlp/cache", "~"])
+def test_an_xdg_cache_home_that_is_not_absolute_is_ignored_as_the_os_cache_ignores_it(
+    work: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    monkeypatch.setenv("HOME", str(work))
+    monkeypatch.setenv("XDG_CACHE_HOME", value)
+    (work / ".cache").write_text("mine")  # the default cache's trouble, not the variable's
+    before = treesnap.snapshot(work)
+
+    code, out, err = run("data", "path")
+
+    assert code == 0, out + err
+    assert out == f"{work / '.cache' / 'mlp' / 'mnist'}\n"
     assert treesnap.snapshot(work) == before
 
 

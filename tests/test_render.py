@@ -10,11 +10,19 @@ import numpy as np
 import pytest
 from matplotlib import colormaps
 from rich.console import Console
+from tiny_models import save_random_model
 
-from mlp_cli import viz
+from mlp_cli import checkpoint, data, viz
 from mlp_cli.evaluate import Evaluation
 from mlp_cli.predict import Prediction
-from mlp_cli.render import RAMP, print_evaluation, print_prediction, render_hidden_terminal
+from mlp_cli.render import (
+    RAMP,
+    PredictionRows,
+    print_evaluation,
+    print_model_summary,
+    print_prediction,
+    render_hidden_terminal,
+)
 
 LUT = colormaps[viz.CMAP](np.arange(256), bytes=True)[:, :3]  # (256, 3) the colour map's table
 RED, BLUE, MIDDLE = LUT[255], LUT[0], LUT[128]  # colours of +max, -max and 0
@@ -101,6 +109,29 @@ def test_without_colour_the_tiles_are_a_character_ramp(console_kind: str) -> Non
         assert line[42:62] == RAMP[0] * 20
     assert "red" not in " ".join(lines)  # the caption does not speak of colours not shown
     assert "denser characters" in " ".join(" ".join(lines).split())
+
+
+def test_an_ascii_console_gets_a_model_summary_in_ascii_with_whole_digests(
+    tmp_path: Path,
+) -> None:
+    path = save_random_model(tmp_path / "model.npz", data_hashes=dict(data.MNIST_FILES))
+    console = Console(width=80, file=_AsciiFile(), color_system=None)
+    print_model_summary(console, checkpoint.load(path))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.isascii()
+    rows = text.split("sha256")[-1].splitlines()[2:-1]  # the digests' table, below its header
+    digests = "".join(line.split("|")[2].strip() for line in rows)
+    assert all(digest in digests for digest in data.MNIST_FILES.values())
+
+
+def test_a_narrow_ascii_console_gets_the_prediction_table_in_ascii() -> None:
+    image = np.zeros((28, 28), np.float32)
+    predictions = [Prediction(f"digit-{i}.png", 1, 0.9, [0.05, 0.9, 0.05], image) for i in range(4)]
+    console = Console(width=50, file=_AsciiFile(), color_system=None)
+    PredictionRows(console, ["0", "1", "2"], [p.file for p in predictions]).print(predictions)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.isascii(), text
+    assert "90.00%" in text
 
 
 def test_an_ascii_console_gets_evaluation_and_prediction_in_ascii() -> None:

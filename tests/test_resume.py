@@ -163,6 +163,24 @@ def test_a_checkpoint_from_another_run_is_refused(tmp_path: Path, other: dict[st
     assert snapshot(tmp_path) == before
 
 
+def test_a_config_edited_since_training_in_a_folder_with_a_line_break_is_named_on_one_line(
+    tmp_path: Path,
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R\nS")
+    (tmp_path / checkpoint.LATEST).unlink()  # a link names no folder with a line break
+    config = run_dir / train.CONFIG_FILE
+    config.write_text(config.read_text().replace("seed: 0", "seed: 5"))
+
+    result = runner.invoke(cli.app, ["train", "--resume", str(run_dir), "--quiet"])
+
+    assert result.exit_code == 1, result.output
+    assert "R\nS" not in result.stderr
+    shown = str(run_dir).replace("\n", "\\n")
+    assert f"'{shown}/config.yaml' was edited after the run saved '{shown}/checkpoint.npz'" in (
+        result.stderr.replace("\n", "")  # rich folds long lines
+    )
+
+
 @pytest.mark.parametrize(
     ("setting", "edited", "key"),
     [("seed: 0", "seed: 5", "training.seed"), ("lr: 0.01", "lr: 0.02", "optimizer.lr")],

@@ -576,6 +576,41 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
     assert (folder / "results.csv").is_file()
 
 
+def test_a_hangup_stops_the_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A terminal that closes sends SIGHUP to the sweep and its workers at once."""
+    path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 30}"))
+    folder = tmp_path / "runs" / "grid"
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(HERE.parent)}
+    child = [sys.executable, str(HERE / "sweep_child.py"), "sweep", str(path), "--workers", "2"]
+    proc = subprocess.Popen(
+        child,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not all((folder / t / "metrics.jsonl").is_file() for t in ("t000", "t001")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGHUP)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGHUP, err
+    assert " ".join(err.split()).count("stopping after this step") == 1, err  # the sweep's own
+    state = Sweep.load(folder)
+    running = [t for t in state.trials if t.status == "interrupted"]
+    assert running
+    assert all((folder / t.id / "checkpoint.npz").is_file() for t in running)
+
+
 def test_a_sweep_does_not_overwrite_a_sweep_folder(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 1}"))
     assert mlp("sweep", str(path))[0] == 0

@@ -571,12 +571,13 @@ def test_output_folder_that_is_not_empty_is_refused(tmp_path: Path) -> None:
         train.start(make_config(tmp_path), make_splits(), tmp_path / "taken")
 
 
+@pytest.mark.parametrize("name", ["same", "sa\nme"])
 def test_a_run_started_into_a_folder_another_run_just_took_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     # Two `mlp train --out SAME` at once both find the folder empty; the other one writes
     # its config.yaml while this one builds its network.
-    out = tmp_path / "same"
+    out = tmp_path / name
     other = "name: the other run\n"
     build = train.Trainer.__init__
 
@@ -585,8 +586,9 @@ def test_a_run_started_into_a_folder_another_run_just_took_is_refused(
         (out / train.CONFIG_FILE).write_text(other)
 
     monkeypatch.setattr(train.Trainer, "__init__", built_while_the_other_run_starts)
-    with pytest.raises(UsageError, match="taken by another run"):
+    with pytest.raises(UsageError, match="taken by another run") as refused:
         train.start(make_config(tmp_path), make_splits(), out)
+    assert "\n" not in str(refused.value)  # a name's line break is shown as \\n
     assert [p.name for p in out.iterdir()] == [train.CONFIG_FILE]
     assert (out / train.CONFIG_FILE).read_text() == other
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mlp_cli import checkpoint
 
 
-def save_random_model(path: Path, layers: tuple[int, ...] = (784, 16, 10)) -> Path:
+def save_random_model(path: Path, layers: tuple[int, ...] = (784, 16, 10), **metadata: Any) -> Path:
     """A valid ReLU/softmax model of ``layers`` (28x28 inputs) with random weights (seed 0)
-    at ``path``."""
+    at ``path``; ``metadata`` adds to its metadata (``data_hashes=...``)."""
     rng = np.random.default_rng(0)
     weights = [
         rng.normal(0, 0.1, (n_out, n_in)).astype(np.float32)
@@ -25,5 +26,6 @@ def save_random_model(path: Path, layers: tuple[int, ...] = (784, 16, 10)) -> Pa
         "loss": "cross_entropy",
         "preprocessing": {"input_size": 28, "normalize": None},
         "class_names": [str(d) for d in range(10)],
+        **metadata,
     }
     return checkpoint.save(path, weights, biases, meta)
