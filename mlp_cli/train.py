@@ -913,17 +913,17 @@ def start(
         trainer = Trainer(cfg, run_dir, data)
         with outputs.writing(config, "the run's config"):
             try:
-                # Created exclusively: it claims the folder, so of two runs started into
-                # one folder at once only one goes on.
-                with open(config, "xb") as f:
-                    claimed = True
-                    f.write(dump_config(cfg).encode())
+                # Created exclusively, empty: it claims the folder, so of two runs started
+                # into one folder at once only one goes on; then the config in one replace.
+                open(config, "xb").close()
+                claimed = True
             except FileExistsError:
                 raise UsageError(
                     f"the run folder '{shown(run_dir)}' was taken by another run started at the "
                     f"same time (its {CONFIG_FILE} appeared while this one was starting); this "
                     "run wrote nothing there. Choose another --out"
                 ) from None
+            checkpoint.atomic_write(config, lambda f: f.write(dump_config(cfg).encode()))
         if link:
             update_latest(run_dir)
     except BaseException:
