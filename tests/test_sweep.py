@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,51 @@ from mlp_cli.train import LOCK_FILE, Trainer
 
 runner = CliRunner()
 HERE = Path(__file__).parent
+
+
+def _sweep_env() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(HERE.parent)}
+
+
+def _ignore_ctrl_c() -> None:  # as a shell without job control starts `mlp sweep ... &`
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def running_sweep(
+    tmp_path: Path,
+    path: Path,
+    *,
+    started: Callable[[Iterable[bool]], bool] = any,
+    ignore_ctrl_c: bool = False,
+) -> Iterator[subprocess.Popen[str]]:
+    """`mlp sweep PATH --workers 2` in a child process leading a session of its own (so a
+    signal can reach the sweep and its workers at once), yielded once trial t000 or t001
+    (``started=all``: both) has written metrics; killed with its workers if it still runs
+    when the block ends."""
+    folder = tmp_path / "runs" / "grid"
+    child = [sys.executable, str(HERE / "sweep_child.py"), "sweep", str(path), "--workers", "2"]
+    proc = subprocess.Popen(
+        child,
+        cwd=tmp_path,
+        env=_sweep_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_ignore_ctrl_c if ignore_ctrl_c else None,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started((folder / t / "metrics.jsonl").is_file() for t in ("t000", "t001")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
 
 
 def base_config(epochs: int = 3) -> str:
@@ -436,24 +483,7 @@ def test_a_stopped_sweep_resumes_to_the_same_bits(tmp_path: Path) -> None:
 def test_a_second_resume_of_a_running_sweep_is_refused(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 20}"))
     folder = tmp_path / "runs" / "grid"
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(HERE.parent)}
-    child = [sys.executable, str(HERE / "sweep_child.py"), "sweep", str(path), "--workers", "2"]
-    proc = subprocess.Popen(
-        child,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not any((folder / t / "metrics.jsonl").is_file() for t in ("t000", "t001")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-
+    with running_sweep(tmp_path, path) as proc:
         code, _, err = mlp("sweep", "--resume", str(folder))
 
         assert code == 2, err
@@ -463,10 +493,6 @@ def test_a_second_resume_of_a_running_sweep_is_refused(tmp_path: Path) -> None:
         )
         assert proc.poll() is None  # the first one runs on
         _out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     # Its trials, each locked by its worker, trained under the sweep's own lock.
     assert proc.returncode == 0, err
     assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 4
@@ -499,30 +525,9 @@ def test_a_sweep_started_with_ctrl_c_ignored_runs_on_through_it(tmp_path: Path) 
     sweep and its workers keep it ignored."""
     path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 6}"))
     folder = tmp_path / "runs" / "grid"
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(HERE.parent)}
-    child = [sys.executable, str(HERE / "sweep_child.py"), "sweep", str(path), "--workers", "2"]
-    proc = subprocess.Popen(
-        child,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not any((folder / t / "metrics.jsonl").is_file() for t in ("t000", "t001")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    with running_sweep(tmp_path, path, ignore_ctrl_c=True) as proc:
         os.killpg(proc.pid, signal.SIGINT)  # the sweep and its workers
         _out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     assert proc.returncode == 0, err
     assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 4
 
@@ -530,29 +535,9 @@ def test_a_sweep_started_with_ctrl_c_ignored_runs_on_through_it(tmp_path: Path) 
 def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 30}"))
     folder = tmp_path / "runs" / "grid"
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(HERE.parent)}
-    child = [sys.executable, str(HERE / "sweep_child.py"), "sweep", str(path), "--workers", "2"]
-    proc = subprocess.Popen(
-        child,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not any((folder / t / "metrics.jsonl").is_file() for t in ("t000", "t001")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    with running_sweep(tmp_path, path) as proc:
         os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the sweep and its workers
         _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     assert proc.returncode == 130, err
     assert "sweep interrupted" in err
     assert "mlp sweep --resume" in err
@@ -564,7 +549,7 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(HERE / "sweep_child.py"), "sweep", "--resume", str(folder)],
         cwd=tmp_path,
-        env=env,
+        env=_sweep_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -580,29 +565,9 @@ def test_a_hangup_stops_the_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path)
     """A terminal that closes sends SIGHUP to the sweep and its workers at once."""
     path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 30}"))
     folder = tmp_path / "runs" / "grid"
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(HERE.parent)}
-    child = [sys.executable, str(HERE / "sweep_child.py"), "sweep", str(path), "--workers", "2"]
-    proc = subprocess.Popen(
-        child,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not all((folder / t / "metrics.jsonl").is_file() for t in ("t000", "t001")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    with running_sweep(tmp_path, path, started=all) as proc:
         os.killpg(proc.pid, signal.SIGHUP)
         _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     assert proc.returncode == 128 + signal.SIGHUP, err
     assert " ".join(err.split()).count("stopping after this step") == 1, err  # the sweep's own
     state = Sweep.load(folder)
