@@ -369,6 +369,30 @@ def test_resume_with_fewer_epochs_than_run_says_how_many_have_run(tmp_path: Path
     assert snapshot(tmp_path) == before
 
 
+def _signal_training(
+    tmp_path: Path, cache: Path, signum: int, epochs: int, **options: Any
+) -> tuple[int, str, str]:
+    """`mlp train` of a small 784-10 network on MNIST into tmp_path/run, sent ``signum``
+    once its first checkpoint is saved (`signal_when`, with ``options``)."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "name: tiny\ndata: {validation_size: 1000}\nmodel: {layers: 784-10}\n"
+        f"optimizer: {{name: sgd, lr: 0.05}}\ntraining: {{epochs: {epochs}, batch_size: 32}}\n"
+    )
+    run_dir = tmp_path / "run"
+    env = {**os.environ, data.DATA_DIR_ENV: str(cache)}
+    env.pop("MLP_DEBUG", None)
+    return signal_when(
+        ["train", "--config", str(config), "--out", str(run_dir), "--quiet"],
+        lambda: (run_dir / train.CHECKPOINT_FILE).exists(),
+        signum,
+        cwd=tmp_path,
+        env=env,
+        waiting_for="training's first checkpoint",
+        **options,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
 def test_sigterm_and_sighup_stop_training_like_ctrl_c(
@@ -376,23 +400,8 @@ def test_sigterm_and_sighup_stop_training_like_ctrl_c(
     mnist_cache: Path,  # noqa: F811
     signum: int,
 ) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(
-        "name: tiny\ndata: {validation_size: 1000}\nmodel: {layers: 784-10}\n"
-        "optimizer: {name: sgd, lr: 0.05}\ntraining: {epochs: 50, batch_size: 32}\n"
-    )
     run_dir = tmp_path / "run"
-    env = {**os.environ, data.DATA_DIR_ENV: str(mnist_cache)}
-    env.pop("MLP_DEBUG", None)
-    code, stdout, stderr = signal_when(
-        ["train", "--config", str(config), "--out", str(run_dir), "--quiet"],
-        lambda: (run_dir / train.CHECKPOINT_FILE).exists(),
-        signum,
-        cwd=tmp_path,
-        env=env,
-        settle=1.0,
-        waiting_for="training's first checkpoint",
-    )
+    code, stdout, stderr = _signal_training(tmp_path, mnist_cache, signum, 50, settle=1.0)
 
     assert code == 128 + signum, stderr
     assert "Traceback" not in stdout + stderr
@@ -412,23 +421,8 @@ def test_a_signal_ignored_when_training_started_stays_ignored(
     mnist_cache: Path,  # noqa: F811
     signum: int,
 ) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(
-        "name: tiny\ndata: {validation_size: 1000}\nmodel: {layers: 784-10}\n"
-        "optimizer: {name: sgd, lr: 0.05}\ntraining: {epochs: 4, batch_size: 32}\n"
-    )
     run_dir = tmp_path / "run"
-    env = {**os.environ, data.DATA_DIR_ENV: str(mnist_cache)}
-    env.pop("MLP_DEBUG", None)
-    code, stdout, stderr = signal_when(
-        ["train", "--config", str(config), "--out", str(run_dir), "--quiet"],
-        lambda: (run_dir / train.CHECKPOINT_FILE).exists(),
-        signum,
-        cwd=tmp_path,
-        env=env,
-        waiting_for="training's first checkpoint",
-        ignored=[signum],
-    )
+    code, stdout, stderr = _signal_training(tmp_path, mnist_cache, signum, 4, ignored=[signum])
 
     assert code == 0, stderr
     assert "interrupted" not in stdout + stderr
