@@ -134,27 +134,35 @@ def test_a_reader_that_closes_the_pipe_ends_mlp_quietly(tmp_path: Path) -> None:
     assert proc.stderr == b""
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
-@pytest.mark.parametrize("output", [[], ["--json"]], ids=["table", "json"])
-def test_training_with_stdout_on_a_full_device_leaves_a_run_that_resumes(
-    tmp_path: Path, output: list[str]
-) -> None:
+def _train_into_full_stdout(
+    tmp_path: Path, training: str, *flags: str
+) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """`mlp train` of a small run on synthetic data into tmp_path/runs/unit, its stdout on
+    /dev/full; the process and its stderr as one line of words."""
     config = tmp_path / "unit.yaml"
     config.write_text(
         "data: {input_size: 20, validation_size: 48}\nmodel: {layers: 400-16-10}\n"
-        "training: {epochs: 2, batch_size: 16}\n"
+        f"training: {training}\n"
     )
     with open("/dev/full", "wb") as full:
         proc = mlp(
             "train",
             "--config",
             str(config),
-            *output,
+            *flags,
             cwd=tmp_path,
             stdout=full.fileno(),
             program=("-c", ON_SYNTHETIC_DATA),
         )
-    stderr = " ".join(proc.stderr.decode().split())
+    return proc, " ".join(proc.stderr.decode().split())
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["table", "json"])
+def test_training_with_stdout_on_a_full_device_leaves_a_run_that_resumes(
+    tmp_path: Path, output: list[str]
+) -> None:
+    proc, stderr = _train_into_full_stdout(tmp_path, "{epochs: 2, batch_size: 16}", *output)
     assert proc.returncode == 1, stderr
     assert "cannot write to standard output: No space left on device" in stderr
     assert "mlp train --resume runs/unit" in stderr
@@ -168,22 +176,9 @@ def test_training_with_stdout_on_a_full_device_leaves_a_run_that_resumes(
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
 def test_stdout_on_a_full_device_at_the_last_epoch_leaves_a_finished_run(tmp_path: Path) -> None:
-    config = tmp_path / "unit.yaml"
-    config.write_text(
-        "data: {input_size: 20, validation_size: 48}\nmodel: {layers: 400-16-10}\n"
-        "training: {epochs: 1, batch_size: 16, early_stopping: {restore_best: false}}\n"
-    )
-    with open("/dev/full", "wb") as full:  # --json writes first when the last epoch ends
-        proc = mlp(
-            "train",
-            "--config",
-            str(config),
-            "--json",
-            cwd=tmp_path,
-            stdout=full.fileno(),
-            program=("-c", ON_SYNTHETIC_DATA),
-        )
-    stderr = " ".join(proc.stderr.decode().split())
+    training = "{epochs: 1, batch_size: 16, early_stopping: {restore_best: false}}"
+    # --json writes first when the last epoch ends
+    proc, stderr = _train_into_full_stdout(tmp_path, training, "--json")
     assert proc.returncode == 1, stderr
     assert "cannot write to standard output: No space left on device" in stderr
     assert "--resume" not in stderr
