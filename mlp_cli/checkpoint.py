@@ -827,9 +827,12 @@ def through_latest(path: Path, fix: str) -> Path:
     return path.parent / name
 
 
-def is_plain_name(name: str) -> bool:
-    """Whether ``name`` names a folder beside the link: one path component, no line break."""
-    return name not in ("", ".", "..") and not any(c in name for c in "/\\\n\0")
+def is_plain_name(name: str, *, one_line: bool = True) -> bool:
+    """Whether ``name`` names a folder beside the link: one path component, and with
+    `one_line` no line break (a plain-file link holds the name as one line; a symlink holds
+    any name exactly)."""
+    breaks = "\n" if one_line else ""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0" + breaks)
 
 
 def no_model(latest: Path, alternative: str) -> UsageError:

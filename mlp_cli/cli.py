@@ -1014,23 +1014,36 @@ def _print_predictions_json(
     failures: "list[Failure]",
 ) -> None:
     """One JSON object, {model..., "predictions": [...], "failures": [...]}, written a batch
-    of predictions at a time; ``failures`` gets the failures of every batch too."""
+    of predictions at a time; ``failures`` gets the failures of every batch too.
+
+    An error that stops a later batch (a full --save-input folder, a model whose outputs
+    are not finite, Ctrl-C) still leaves one valid object on stdout: it is closed with the
+    predictions and failures so far before the error goes on to be reported."""
     names = list(saved.meta.class_names)
     opening = json.dumps({**_model_json(path, saved), "predictions": []})[: -len("]}")]
     any_rows = False
-    for predictions, batch_failures, written in batches:
-        failures += batch_failures
-        rows = [p.to_json(names) for p in predictions]
-        for row, file in zip(rows, written, strict=False):
-            row["input_saved_as"] = decodable(str(file))
-        text = ", ".join(json.dumps(row) for row in rows)
-        if any_rows and rows:
-            text = ", " + text
-        any_rows = any_rows or bool(rows)
-        typer.echo(opening + text, nl=False)
-        opening = ""  # written with the first batch, once its forward pass has worked
-    closing = json.dumps({"failures": [f.to_json() for f in failures]})[1:]
-    typer.echo(f"{opening}], {closing}")
+    try:
+        for predictions, batch_failures, written in batches:
+            failures += batch_failures
+            rows = [p.to_json(names) for p in predictions]
+            for row, file in zip(rows, written, strict=False):
+                row["input_saved_as"] = decodable(str(file))
+            text = ", ".join(json.dumps(row) for row in rows)
+            if any_rows and rows:
+                text = ", " + text
+            any_rows = any_rows or bool(rows)
+            typer.echo(opening + text, nl=False)
+            opening = ""  # written with the first batch, once its forward pass has worked
+    except BaseException as exc:
+        if not opening and not isinstance(exc, StdoutError):  # half an object is out
+            typer.echo(f"], {_failures_json(failures)}")
+        raise
+    typer.echo(f"{opening}], {_failures_json(failures)}")
+
+
+def _failures_json(failures: "list[Failure]") -> str:
+    """The end of predict's JSON object: its failures and the closing brace."""
+    return json.dumps({"failures": [f.to_json() for f in failures]})[1:]
 
 
 # -- export ----------------------------------------------------------------------------------

@@ -135,7 +135,8 @@ def _latest_is_ours(link: Path) -> bool:
     try:
         if not os.path.lexists(link):
             return True
-        if link.is_symlink():
+        symlink = link.is_symlink()
+        if symlink:
             name = os.readlink(link)
             if os.path.isabs(name) and Path(name).parent == link.parent.resolve():
                 name = Path(name).name  # a sibling named by its absolute path
@@ -145,7 +146,7 @@ def _latest_is_ours(link: Path) -> bool:
             return False
         run = link.parent / name
         return (
-            checkpoint.is_plain_name(name)
+            checkpoint.is_plain_name(name, one_line=not symlink)
             and name != LATEST
             and run.is_dir()
             and (run / CONFIG_FILE).is_file()

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from mlp_cli import __version__
 from mlp_cli.cli import app
-from mlp_cli.errors import ConfigError
+from mlp_cli.errors import CheckpointError, ConfigError, OutputError
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -805,6 +805,46 @@ def test_many_images_are_predicted_a_batch_at_a_time_with_the_same_output(
         assert err == err_b
         assert re.sub(r"in \d+\.\ds", "", out) == re.sub(r"in \d+\.\ds", "", out_b)
     assert json.loads(in_batches[1][1])["predictions"][0]["file"] == "digits/0.png"
+
+
+@pytest.mark.parametrize("failing", ["save-input", "forward pass"])
+def test_predict_json_stopped_after_its_first_batch_is_still_one_json_object(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    from mlp_cli import outputs, predict
+
+    folder = _digit_folder(tmp_path / "digits", SIX)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(predict, "BATCH", 4)
+    calls = {"n": 0}
+    if failing == "save-input":
+        save = outputs.save_image
+
+        def full_after_a_batch(image: Any, path: Path, what: str) -> Path:
+            calls["n"] += 1
+            if calls["n"] > 4:
+                raise OutputError(f"cannot write {what} '{path}': No space left on device")
+            return save(image, path, what)
+
+        monkeypatch.setattr(outputs, "save_image", full_after_a_batch)
+    else:
+        proba = predict.checked_proba
+
+        def not_finite_after_a_batch(saved: Any, X: NDArray[np.float32]) -> NDArray[np.float32]:
+            calls["n"] += 1
+            if calls["n"] > 1:
+                raise CheckpointError("the model's outputs are not finite")
+            return proba(saved, X)
+
+        monkeypatch.setattr(predict, "checked_proba", not_finite_after_a_batch)
+
+    code, out, err = _predict_in(folder, random_model, "--json", "--save-input", "inputs")
+
+    assert code == 1
+    report = json.loads(out)
+    assert [p["file"] for p in report["predictions"]] == [f"digits/{n}" for n in sorted(SIX)[:4]]
+    assert report["failures"] == []
+    assert ("No space left" if failing == "save-input" else "not finite") in err
 
 
 def test_predict_json_writes_bytes_of_names_that_are_not_utf8_as_escapes(

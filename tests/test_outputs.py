@@ -165,6 +165,20 @@ def test_latest_link_moves_to_each_new_run_and_resume_keeps_it_a_link(
     assert sorted(p.name for p in (work / "P").iterdir()) == ["latest", "run1", "run2"]
 
 
+def test_a_link_mlp_made_to_a_run_folder_with_a_line_break_is_its_own(
+    work: Path, fake_data: list[str]
+) -> None:
+    (work / "tiny.yaml").write_text(CONFIG)
+    assert run("train", "-c", "tiny.yaml", "--out", "P/a\nb", "-q")[0] == 0
+    link = work / "P" / "latest"
+    assert os.readlink(link) == "a\nb"
+    code, _, err = run("train", "--resume", "P/a\nb", "--set", "training.epochs=2", "-q")
+    assert code == 0, err
+    code, _, err = run("train", "-c", "tiny.yaml", "--out", "P/c", "-q")
+    assert code == 0, err
+    assert os.readlink(link) == "c"
+
+
 def test_the_plain_file_mlp_writes_without_symlinks_is_replaced(tmp_path: Path) -> None:
     for name in ("run1", "run2"):
         (tmp_path / name).mkdir()
