@@ -93,9 +93,19 @@ EMPTY_PATH = "an empty path names no file or folder; give a path ('.' for the cu
 def _refuse_empty_path(param: TyperOption | TyperArgument, value: Any) -> None:
     """Refuse ``--out ""`` and the like: Path("") is ".", so an empty path would silently
     name the current folder (read from, written into) instead of being the mistake it is."""
-    annotation = param.type_descriptor.annotation
-    if value == "" and Path in (get_args(annotation) or (annotation,)):
+    if value == "" and _takes_path(param):
         raise typer.BadParameter(EMPTY_PATH)
+
+
+def _takes_path(param: TyperOption | TyperArgument) -> bool:
+    """Whether ``param`` is declared as a Path (or Path | None)."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None:  # Typer before 0.29, built on click: a Path gets click's path type
+        import click
+
+        return isinstance(getattr(param, "type", None), click.Path)
+    annotation = descriptor.annotation
+    return Path in (get_args(annotation) or (annotation,))
 
 
 class _Option(TyperOption):
