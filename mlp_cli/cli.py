@@ -33,7 +33,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
-from mlp_cli.plain import command, decodable, escape_controls, plain, shown
+from mlp_cli.plain import command, decodable, escape_controls, plain, plain_name, shown
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.stopping import STOP_SIGNALS, take_over
@@ -133,7 +133,7 @@ class _InstallCompletion(_Option):
             _say(
                 ERROR,
                 "cannot install shell completion: '",
-                plain(shown(exc.filename or Path.home())),
+                plain_name(exc.filename or Path.home()),
                 f"' cannot be written: {why}. Make HOME a folder you can write to, or "
                 "save what `mlp --show-completion` prints where your shell reads completions.",
                 err=True,
@@ -256,7 +256,7 @@ def handle_errors(command: F) -> F:
                 raise
             from mlp_cli.outputs import reason
 
-            _say(ERROR, "cannot use '", plain(shown(exc.filename)), f"': {reason(exc)}.", err=True)
+            _say(ERROR, "cannot use '", plain_name(exc.filename), f"': {reason(exc)}.", err=True)
             raise typer.Exit(2 if exc.errno in _ARGUMENT_ERRNOS else 1) from None
         except KeyboardInterrupt as exc:
             if _debugging():
@@ -696,7 +696,7 @@ def sweep(
             f"sweep {run.name}: {len(run.trials)} trials, ",
             plain(at_once),
             f", {run.cpus_per_trial} thread(s) each, into ",
-            plain(shown(run.dir)),
+            plain_name(run.dir),
         )
     if engine == "local" or address is None:  # once here, not in every trial at once
         from mlp_cli.data import fetch_missing
@@ -773,12 +773,12 @@ def sweep(
     best_dir, link = run.run_dir(best), run.dir / sweeps.BEST
     if link.resolve() != best_dir.resolve():
         no_link = " has no model.npz, so no 'best' link was made"
-        _say(WARNING, "the best trial's folder ", plain(shown(best_dir)), no_link, err=True)
+        _say(WARNING, "the best trial's folder ", plain_name(best_dir), no_link, err=True)
     elif not json_:
-        _say("best: ", plain(shown(best_dir)), " (linked as ", plain(shown(link)), ")")
+        _say("best: ", plain_name(best_dir), " (linked as ", plain_name(link), ")")
     if not json_:
         results, picture = run.dir / sweeps.RESULTS_FILE, run.dir / sweeps.PICTURE_FILE
-        _say("results: ", plain(shown(results)), ", ", plain(shown(picture)))
+        _say("results: ", plain_name(results), ", ", plain_name(picture))
 
 
 def _print_sweep(run: "Sweep", json_: bool) -> None:
@@ -915,9 +915,9 @@ def evaluate(
 
     print_evaluation(console, result, path)
     if misclassified is not None:
-        _say("worst mistakes written to ", plain(f"{shown(misclassified)}/"))
+        _say("worst mistakes written to ", plain_name(f"{misclassified}/"))
     if plot is not None:
-        _say("confusion heatmap written to ", plain(shown(plot)))
+        _say("confusion heatmap written to ", plain_name(plot))
 
 
 @app.command()
@@ -1000,7 +1000,7 @@ def predict(
                 held = []
         _print_predictions(held, names, show)  # no more than DETAILED_MAX in all
         for file, written_as in saved_as:
-            _say("network input of ", plain(shown(file)), " saved as ", plain(shown(written_as)))
+            _say("network input of ", plain_name(file), " saved as ", plain_name(written_as))
         if predicted + len(failures) > 1:
             seconds = time.perf_counter() - started
             console.print(prediction_summary(predicted, len(failures), seconds))
@@ -1096,9 +1096,9 @@ def export(
     version = f"ONNX opset {exporting.OPSET}, IR version {exporting.IR_VERSION}"
     _say(
         "exported ",
-        plain(shown(path)),
+        plain_name(path),
         " to ",
-        plain(shown(written)),
+        plain_name(written),
         f" ({version}, {size})",
         soft_wrap=False,
     )
@@ -1169,7 +1169,7 @@ def show_hidden(
     if terminal:
         console.print(render_hidden_terminal(patterns, side, width=min(console.width, 120)))
     console.print(note, highlight=False)
-    _say(f"{len(patterns)} units drawn to ", plain(shown(target)))
+    _say(f"{len(patterns)} units drawn to ", plain_name(target))
 
 
 @app.command()
@@ -1253,7 +1253,7 @@ def plot(
     records = read_metrics(metrics)
     loss = run_loss(run_dir)
     plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
-    _say("learning curves written to ", plain(shown(target)))
+    _say("learning curves written to ", plain_name(target))
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -1270,7 +1270,7 @@ def data_fetch(
 
     with _data_progress(quiet=False) as bar:
         files = data.fetch_mnist(mirror=mirror, progressbar=bar, mirror_from="the --mirror option")
-    _say("MNIST is ready in ", plain(shown(data.data_dir())), f" ({len(files)} files verified)")
+    _say("MNIST is ready in ", plain_name(data.data_dir()), f" ({len(files)} files verified)")
 
 
 @data_app.command("import")
@@ -1284,7 +1284,7 @@ def data_import(
     from mlp_cli.render import DataNotices
 
     files = data.import_mnist(directory, notices=DataNotices(err_console))
-    _say(f"imported {len(files)} files into ", plain(shown(data.data_dir())))
+    _say(f"imported {len(files)} files into ", plain_name(data.data_dir()))
 
 
 @data_app.command("info")
@@ -1302,7 +1302,7 @@ def data_info(
         # JSON in any terminal encoding, and a folder's name cannot reach the terminal raw.
         typer.echo(json.dumps({"data_dir": str(data.data_dir()), "files": info}, default=str))
         return
-    table = Table(title=Text.assemble("MNIST cache: ", plain(shown(data.data_dir()))))
+    table = Table(title=Text.assemble("MNIST cache: ", plain_name(data.data_dir())))
     for column in ("file", "present", "verified", "bytes"):
         table.add_column(column)
     for row in info:

@@ -66,3 +66,11 @@ def plain(text: object, style: str = "") -> Text:
     from rich.text import Text
 
     return Text(escape_controls(str(text)), style=style)
+
+
+def plain_name(name: object, style: str = "") -> Text:
+    """`plain` for a name the user gave, printed within a line: as by `shown`, its tabs and
+    line breaks are escaped too."""
+    from rich.text import Text
+
+    return Text(shown(name), style=style)

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from mlp_cli.callbacks import Callbacks
 from mlp_cli.checkpoint import MODEL_FILE
-from mlp_cli.plain import command, plain, shown
+from mlp_cli.plain import command, plain, plain_name
 
 # Progress bars, the trainer and the pictures' colours are imported where they are used:
 # `mlp predict` and `mlp inspect` render here too, and should start fast.
@@ -214,7 +214,7 @@ class TrainDisplay(Callbacks):
             Text.assemble(
                 f"{info['n_train']:,} training / {info['n_val']:,} validation images; "
                 "run directory: ",
-                plain(shown(info["run_dir"])),
+                plain_name(info["run_dir"]),
             ),
             highlight=False,
             soft_wrap=True,
@@ -335,7 +335,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             )
     if result.curves is not None:
         console.print(
-            Text.assemble("learning curves written to ", plain(shown(result.curves))),
+            Text.assemble("learning curves written to ", plain_name(result.curves)),
             highlight=False,
             soft_wrap=True,  # a path to copy
         )
@@ -343,7 +343,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
         console.print(
             Text.assemble(
                 "model: ",
-                plain(shown(result.run_dir / MODEL_FILE)),
+                plain_name(result.run_dir / MODEL_FILE),
                 "   next: ",
                 command("mlp evaluate --model", result.run_dir),
             ),
@@ -359,7 +359,7 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
     """Accuracy and loss, per-class metrics, a coloured confusion matrix, top confusions."""
     console.print(
         Text.assemble(
-            plain(shown(model_path), "bold"),
+            plain_name(model_path, "bold"),
             f" on the {result.split} split: accuracy ",
             (_pct(result.accuracy), "bold"),
             f" ({round(result.accuracy * result.n):,}/{result.n:,}), loss {result.loss:.4f}, "
@@ -445,7 +445,7 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
     top = ", ".join(f"{names[d]} {100 * q:.1f}%" for d, q in p.top(3))
     console.print(
         Text.assemble(
-            plain(shown(p.file), "bold"),
+            plain_name(p.file, "bold"),
             ": ",
             plain(names[p.digit], "bold green"),
             f" ({100 * p.probability:.1f}%)   top 3: ",
@@ -466,7 +466,7 @@ def prediction_table(predictions: list[Prediction], names: list[str]) -> Table:
     for p in predictions:
         (first, q1), (second, q2) = p.top(2)
         table.add_row(
-            plain(shown(p.file)), plain(names[first]), _pct(q1), plain(names[second]), _pct(q2)
+            plain_name(p.file), plain(names[first]), _pct(q1), plain(names[second]), _pct(q2)
         )
     return table
 
@@ -496,7 +496,7 @@ class PredictionRows:
         self.console = console
         self.names = names
         name = max((plain(n) for n in names), key=lambda text: text.cell_len)
-        file = max((plain(shown(f)) for f in files), key=lambda text: text.cell_len)
+        file = max((plain_name(f) for f in files), key=lambda text: text.cell_len)
         columns = _prediction_columns(show_header=False)
         cells = (file, name, Text(_pct(1.0)), name, Text(_pct(1.0)))
         # The headers count too, though batches after the first are printed without them.
