@@ -73,11 +73,14 @@ def _loop(rule: Callable[..., Any], parallel: bool) -> Callable[..., None]:
 
 # A loop finds its rule in its closure, which numba's cache key pickles: a compiled rule
 # pickles with an id new in every process (the cache would never match), a plain function
-# registered as jitable by its name.
-_RULES = [register_jitable(**_OPTIONS)(rule) for rule in (optim.sgd, optim.adam, optim.rmsprop)]
-# Per rule, a loop on the calling thread (starting a parallel loop costs more than a small
-# network's whole update, even on one thread) and a loop shared among threads.
-_LOOPS = {rule.__name__: (_loop(rule, False), _loop(rule, True)) for rule in _RULES}
+# registered as jitable by its name.  Per rule (AdamW's is Adam's), a loop on the calling
+# thread (starting a parallel loop costs more than a small network's whole update) and a
+# loop shared among threads.
+_RULES = dict.fromkeys(optimizer.rule for optimizer in optim.OPTIMIZERS.values())
+_LOOPS = {
+    rule.__name__: (_loop(rule, False), _loop(rule, True))
+    for rule in map(register_jitable(**_OPTIONS), _RULES)
+}
 _MOST_THREADS: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
 
 

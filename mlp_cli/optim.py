@@ -50,47 +50,6 @@ BLOCK = 32768
 THREAD_MIN = 1 << 19
 
 
-# -- the rules: a parameter, its gradient and two state values in; the three updated out ----
-
-
-def sgd(p: X, g: X, v: X, _: X, h: Hyper) -> tuple[X, X, X]:
-    """v <- mu v - lr g;  p <- p + v  (Nesterov, Sutskever et al. 2013: p <- p + mu v - lr g)."""
-    neg_lr, mu, nesterov = h
-    step = g * neg_lr
-    if mu == 0.0:
-        return p + step, v, v
-    v = v * mu + step
-    return (p + (step + v * mu) if nesterov else p + v), v, v
-
-
-def adam(p: X, g: X, m: X, v: X, h: Hyper) -> tuple[X, X, X]:
-    """m <- b1 m + c1 g;  v <- b2 v + (sqrt_c2 g)^2;  p <- p decay + scale m / (sqrt(v) + eps)."""
-    decay, b1, c1, b2, sqrt_c2, eps, scale, below = h
-    m = m * b1 + g * c1
-    # Late in training many gradients are tiny and their squares subnormal; producing one is
-    # what costs, so squaring last makes one operation produce them instead of two.
-    g = g * sqrt_c2
-    v = v * b2 + g * g
-    p = p * decay + (m / (np.sqrt(v) + eps)) * scale
-    if below:  # NaN stays NaN
-        return p, m * (abs(m) >= below), v * (abs(v) >= below)
-    return p, m, v
-
-
-def rmsprop(p: X, g: X, s: X, velocity: X, h: Hyper) -> tuple[X, X, X]:
-    """s <- rho s + c g^2;  u = g / (sqrt(s) + eps);  p <- p - lr u, or with momentum
-    p <- p - lr velocity where velocity <- mu velocity + u."""
-    rho, c, eps, mu, neg_lr, below = h
-    s = s * rho + (g * g) * c
-    u = g / (np.sqrt(s) + eps)
-    if mu != 0.0:
-        velocity = velocity * mu + u
-        u = velocity
-    if below:
-        s = s * (abs(s) >= below)
-    return p + u * neg_lr, s, velocity
-
-
 def compiled_kernels() -> ModuleType | None:
     """`mlp_cli.kernels` (which imports numba and compiles on first use), or None where numba
     is not installed."""
@@ -232,6 +191,19 @@ class Optimizer:
             getattr(self, name)[...] = array
 
 
+# -- the optimizers: each a rule for one entry, beside the rule's scalars for a step -------
+
+
+def sgd(p: X, g: X, v: X, _: X, h: Hyper) -> tuple[X, X, X]:
+    """v <- mu v - lr g;  p <- p + v  (Nesterov, Sutskever et al. 2013: p <- p + mu v - lr g)."""
+    neg_lr, mu, nesterov = h
+    step = g * neg_lr
+    if mu == 0.0:
+        return p + step, v, v
+    v = v * mu + step
+    return (p + (step + v * mu) if nesterov else p + v), v, v
+
+
 class SGD(Optimizer):
     """Mini-batch gradient descent, optionally with (Nesterov) momentum."""
 
@@ -242,6 +214,20 @@ class SGD(Optimizer):
 
     def scalars(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
         return [(self.size, (-lr, self.momentum, self.nesterov))]
+
+
+def adam(p: X, g: X, m: X, v: X, h: Hyper) -> tuple[X, X, X]:
+    """m <- b1 m + c1 g;  v <- b2 v + (sqrt_c2 g)^2;  p <- p decay + scale m / (sqrt(v) + eps)."""
+    decay, b1, c1, b2, sqrt_c2, eps, scale, below = h
+    m = m * b1 + g * c1
+    # Late in training many gradients are tiny and their squares subnormal; producing one is
+    # what costs, so squaring last makes one operation produce them instead of two.
+    g = g * sqrt_c2
+    v = v * b2 + g * g
+    p = p * decay + (m / (np.sqrt(v) + eps)) * scale
+    if below:  # NaN stays NaN
+        return p, m * (abs(m) >= below), v * (abs(v) >= below)
+    return p, m, v
 
 
 class Adam(Optimizer):
@@ -274,6 +260,20 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     name = "adamw"
+
+
+def rmsprop(p: X, g: X, s: X, velocity: X, h: Hyper) -> tuple[X, X, X]:
+    """s <- rho s + c g^2;  u = g / (sqrt(s) + eps);  p <- p - lr u, or with momentum
+    p <- p - lr velocity where velocity <- mu velocity + u."""
+    rho, c, eps, mu, neg_lr, below = h
+    s = s * rho + (g * g) * c
+    u = g / (np.sqrt(s) + eps)
+    if mu != 0.0:
+        velocity = velocity * mu + u
+        u = velocity
+    if below:
+        s = s * (abs(s) >= below)
+    return p + u * neg_lr, s, velocity
 
 
 class RMSprop(Optimizer):
