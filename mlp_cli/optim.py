@@ -1,15 +1,14 @@
 """Optimizers and learning-rate schedules.
 
 An optimizer updates one flat parameter vector in place from one flat gradient vector (see
-`mlp_cli.model.MLP.params`).  Each holds only its own state (SGD: ``velocity``; Adam:
-``m``, ``v``, ``t``; RMSprop: ``square_avg``, ``velocity``), exposed by `state_dict` as a
-name -> array mapping so a checkpoint can store it and `load_state_dict` can put it back.
+`mlp_cli.model.MLP.params`), holding only its own state (SGD: ``velocity``; Adam: ``m``,
+``v``, ``t``; RMSprop: ``square_avg``, ``velocity``), which `state_dict` and
+`load_state_dict` carry to and from a checkpoint.
 
-Each update rule is stated once, as a function of one entry's parameter, gradient and two
-state values written with arithmetic and ``np.sqrt`` only, so the same statement runs two
-ways with the same float operations and bits: compiled by numba (`mlp_cli.kernels`) into
-one parallel pass that reads and writes each entry once, and, where numba is not installed
-(and in the tests, as the reference), on NumPy arrays one cache-sized block at a time.
+Each optimizer is its config class's hyperparameters, its rule, stated once for one entry
+with arithmetic and ``np.sqrt`` only, and the rule's scalars for a step.  numba compiles the
+rule into one pass over the vector (`mlp_cli.kernels`); the same function on NumPy blocks is
+the reference the tests hold that pass to, bit for bit, and runs where numba is missing.
 
 Schedules map training progress, measured in (fractional) epochs, to a learning rate.
 """
@@ -146,9 +145,7 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, NDArray[np.generic]]:
         state: dict[str, NDArray[np.generic]] = {"t": np.array(self.t, dtype=np.int64)}
-        for name in self.state_names:
-            state[name] = getattr(self, name)
-        return state
+        return state | {name: getattr(self, name) for name in self.state_names}
 
     def load_state_dict(self, state: Mapping[str, NDArray[np.generic]]) -> None:
         missing = [n for n in ("t", *self.state_names) if n not in state]
@@ -165,27 +162,21 @@ class Optimizer:
                 "number >= 0"
             )
         arrays = {name: np.asarray(state[name]) for name in self.state_names}
-        for name, array in arrays.items():
-            if array.dtype.kind != "f":
-                raise CheckpointError(
-                    f"the checkpoint's optimizer state {name!r} holds {array.dtype} values, "
-                    "expected floating-point numbers"
+        for name, a in arrays.items():
+            if a.dtype.kind != "f":
+                problem = f"holds {a.dtype} values, expected floating-point numbers"
+            elif a.shape != (self.size,):
+                problem = f"has shape {a.shape}, but the model has {self.size} parameters"
+            elif not np.isfinite(a).all():
+                problem = "holds values that are not finite numbers"
+            elif name in self.nonnegative and (a < 0).any():
+                problem = (
+                    "holds negative values; it is a running mean of squared gradients, "
+                    "never below 0"
                 )
-            if array.shape != (self.size,):
-                raise CheckpointError(
-                    f"the checkpoint's optimizer state {name!r} has shape {array.shape}, "
-                    f"but the model has {self.size} parameters"
-                )
-            if not np.isfinite(array).all():
-                raise CheckpointError(
-                    f"the checkpoint's optimizer state {name!r} holds values that are not "
-                    "finite numbers"
-                )
-            if name in self.nonnegative and (array < 0).any():
-                raise CheckpointError(
-                    f"the checkpoint's optimizer state {name!r} holds negative values; it is "
-                    "a running mean of squared gradients, never below 0"
-                )
+            else:
+                continue
+            raise CheckpointError(f"the checkpoint's optimizer state {name!r} {problem}")
         self.t = int(t)
         for name, array in arrays.items():
             getattr(self, name)[...] = array
