@@ -318,14 +318,6 @@ class Schedule:
         return lr
 
 
-def _constant(s: Schedule, progress: float) -> float:
-    return s.base_lr
-
-
-def _step(s: Schedule, progress: float) -> float:
-    return s.base_lr * s.gamma ** math.floor(progress / s.step_size)
-
-
 def _cosine_between(high: float, low: float, fraction: float) -> float:
     fraction = min(max(fraction, 0.0), 1.0)
     return low + 0.5 * (high - low) * (1.0 + math.cos(math.pi * fraction))
@@ -346,8 +338,8 @@ def _onecycle(s: Schedule, progress: float) -> float:
 
 
 SCHEDULES: dict[str, Callable[[Schedule, float], float]] = {
-    "constant": _constant,
-    "step": _step,
+    "constant": lambda s, progress: s.base_lr,
+    "step": lambda s, progress: s.base_lr * s.gamma ** math.floor(progress / s.step_size),
     "cosine": _cosine,
     "onecycle": _onecycle,
 }
