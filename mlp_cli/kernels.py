@@ -2,16 +2,14 @@
 layer's bias, activation and derivative, and the softmax output's row work and
 cross-entropy delta (`mlp_cli.model.MLP.use_kernels`).
 
-An update applies its rule from `mlp_cli.optim` to every entry, in parallel (``prange``):
-no entry depends on another, so the bits do not depend on which thread took which.  The
-layer loops perform the float operations of the NumPy code they replace
-(`mlp_cli.activations`, `mlp_cli.losses`), in the same order; exponentials and logarithms
-stay NumPy's, called between the loops, since a compiled exp rounds differently.  Without
-fast-math (no fused multiply-add) both give NumPy's bits, reading and writing each entry
-once instead of once per NumPy operation, and a small layer's step makes a few calls
-instead of a few dozen.  ``error_model="numpy"`` lets a division by zero give inf, as in
-NumPy.  Importing this module imports numba, so `mlp_cli.optim` does that only when an
-optimizer is built.
+An update applies its optimizer's rule to every entry, in parallel (``prange``) for a large
+vector: no entry depends on another, so the bits do not depend on which thread took which.
+The layer loops perform the float operations of the NumPy code they replace
+(`mlp_cli.activations`, `mlp_cli.losses`) in the same order, reading and writing each entry
+once; exp and log stay NumPy's, between the loops, since a compiled exp rounds differently.
+No fast-math (no fused multiply-add) keeps NumPy's bits; ``error_model="numpy"`` lets a
+division by zero give inf.  Importing this module imports numba, so `mlp_cli.optim` does
+that only when an optimizer is built.
 """
 
 from __future__ import annotations
@@ -43,10 +41,9 @@ _OPTIONS: dict[str, Any] = {"error_model": "numpy", "boundscheck": False}
 
 
 def _jit(loop: F, **options: Any) -> F:
-    """``loop`` compiled by numba, cached on disk where numba finds a writable folder (the
-    package's ``__pycache__``, ``NUMBA_CACHE_DIR`` or the user's cache folder).  Without
-    one, as for a read-only install run by a user whose home is not writable, numba refuses
-    ``cache=True`` outright; the loop is then compiled afresh in each process instead."""
+    """``loop`` compiled by numba, cached on disk where numba finds a writable folder; where
+    it finds none (a read-only install, an unwritable home) it refuses ``cache=True``, and
+    the loop is compiled afresh in each process instead."""
     try:
         return cast(F, numba.njit(cache=True, **_OPTIONS, **options)(loop))
     except RuntimeError:  # "cannot cache function ...: no locator available for file ..."
@@ -61,10 +58,9 @@ def _loop(rule: Callable[..., Any], parallel: bool) -> Callable[..., None]:
         for i in prange(p.size):
             p[i], a[i], b[i] = rule(p[i], g[i], a[i], b[i], h)
 
-    # numba names a cache file after the loop's qualified name and keys the file's entries by
-    # bytecode and closure but not compile flags, so each rule and flag has its own name.  It
-    # checks a cache file against this module's source alone, so the name also holds the
-    # rule's code: an edited rule in optim.py is compiled afresh, not read stale.
+    # numba names a cache file after the loop's qualified name, checks it against this
+    # module's source alone and keys its entries by bytecode and closure, not compile flags:
+    # the name holds the rule, the flag and the rule's code, so no loop is read stale.
     code = zlib.crc32(marshal.dumps(rule.__code__))
     kind = "parallel" if parallel else "serial"
     loop.__name__ = loop.__qualname__ = f"{rule.__name__}_{kind}_{code:08x}"
@@ -73,11 +69,14 @@ def _loop(rule: Callable[..., Any], parallel: bool) -> Callable[..., None]:
 
 # A loop finds its rule in its closure, which numba's cache key pickles: a compiled rule
 # pickles with an id new in every process (the cache would never match), a plain function
-# registered as jitable by its name.
-_RULES = [register_jitable(**_OPTIONS)(rule) for rule in (optim.sgd, optim.adam, optim.rmsprop)]
-# Per rule, a loop on the calling thread (starting a parallel loop costs more than a small
-# network's whole update, even on one thread) and a loop shared among threads.
-_LOOPS = {rule.__name__: (_loop(rule, False), _loop(rule, True)) for rule in _RULES}
+# registered as jitable by its name.  Per rule (AdamW's is Adam's), a loop on the calling
+# thread (starting a parallel loop costs more than a small network's whole update) and a
+# loop shared among threads.
+_RULES = dict.fromkeys(optimizer.rule for optimizer in optim.OPTIMIZERS.values())
+_LOOPS = {
+    rule.__name__: (_loop(rule, False), _loop(rule, True))
+    for rule in map(register_jitable(**_OPTIONS), _RULES)
+}
 _MOST_THREADS: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
 
 
@@ -90,6 +89,9 @@ def update(rule: str, threads: int, *arrays_and_scalars: Any) -> None:
     with _LAUNCH:
         numba.set_num_threads(min(threads, _MOST_THREADS))
         parallel(*arrays_and_scalars)
+
+
+# -- hidden layers: z = g(z + b) in place, and delta *= g'(z) from a = g(z) -------------------
 
 
 @_jit
@@ -111,9 +113,6 @@ def relu_backward(a: Array, delta: Array) -> None:
     for i in range(n):
         for j in range(batch):
             delta[i, j] = delta[i, j] * (0.0 if a[i, j] <= 0.0 else 1.0)
-
-
-# -- hidden layers: z = g(z + b) in place, and delta *= g'(z) from a = g(z) -------------------
 
 
 @_jit

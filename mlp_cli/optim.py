@@ -1,15 +1,14 @@
 """Optimizers and learning-rate schedules.
 
 An optimizer updates one flat parameter vector in place from one flat gradient vector (see
-`mlp_cli.model.MLP.params`).  Each holds only its own state (SGD: ``velocity``; Adam:
-``m``, ``v``, ``t``; RMSprop: ``square_avg``, ``velocity``), exposed by `state_dict` as a
-name -> array mapping so a checkpoint can store it and `load_state_dict` can put it back.
+`mlp_cli.model.MLP.params`), holding only its own state (SGD: ``velocity``; Adam: ``m``,
+``v``, ``t``; RMSprop: ``square_avg``, ``velocity``), which `state_dict` and
+`load_state_dict` carry to and from a checkpoint.
 
-Each update rule is stated once, as a function of one entry's parameter, gradient and two
-state values written with arithmetic and ``np.sqrt`` only, so the same statement runs two
-ways with the same float operations and bits: compiled by numba (`mlp_cli.kernels`) into
-one parallel pass that reads and writes each entry once, and, where numba is not installed
-(and in the tests, as the reference), on NumPy arrays one cache-sized block at a time.
+Each optimizer is its config class's hyperparameters, its rule, stated once for one entry
+with arithmetic and ``np.sqrt`` only, and the rule's scalars for a step.  numba compiles the
+rule into one pass over the vector (`mlp_cli.kernels`); the same function on NumPy blocks is
+the reference the tests hold that pass to, bit for bit, and runs where numba is missing.
 
 Schedules map training progress, measured in (fractional) epochs, to a learning rate.
 """
@@ -48,47 +47,6 @@ BLOCK = 32768
 # A compiled update is shared among threads only if each gets at least THREAD_MIN entries:
 # below that, handing work to another thread costs more than it saves.
 THREAD_MIN = 1 << 19
-
-
-# -- the rules: a parameter, its gradient and two state values in; the three updated out ----
-
-
-def sgd(p: X, g: X, v: X, _: X, h: Hyper) -> tuple[X, X, X]:
-    """v <- mu v - lr g;  p <- p + v  (Nesterov, Sutskever et al. 2013: p <- p + mu v - lr g)."""
-    neg_lr, mu, nesterov = h
-    step = g * neg_lr
-    if mu == 0.0:
-        return p + step, v, v
-    v = v * mu + step
-    return (p + (step + v * mu) if nesterov else p + v), v, v
-
-
-def adam(p: X, g: X, m: X, v: X, h: Hyper) -> tuple[X, X, X]:
-    """m <- b1 m + c1 g;  v <- b2 v + (sqrt_c2 g)^2;  p <- p decay + scale m / (sqrt(v) + eps)."""
-    decay, b1, c1, b2, sqrt_c2, eps, scale, below = h
-    m = m * b1 + g * c1
-    # Late in training many gradients are tiny and their squares subnormal; producing one is
-    # what costs, so squaring last makes one operation produce them instead of two.
-    g = g * sqrt_c2
-    v = v * b2 + g * g
-    p = p * decay + (m / (np.sqrt(v) + eps)) * scale
-    if below:  # NaN stays NaN
-        return p, m * (abs(m) >= below), v * (abs(v) >= below)
-    return p, m, v
-
-
-def rmsprop(p: X, g: X, s: X, velocity: X, h: Hyper) -> tuple[X, X, X]:
-    """s <- rho s + c g^2;  u = g / (sqrt(s) + eps);  p <- p - lr u, or with momentum
-    p <- p - lr velocity where velocity <- mu velocity + u."""
-    rho, c, eps, mu, neg_lr, below = h
-    s = s * rho + (g * g) * c
-    u = g / (np.sqrt(s) + eps)
-    if mu != 0.0:
-        velocity = velocity * mu + u
-        u = velocity
-    if below:
-        s = s * (abs(s) >= below)
-    return p + u * neg_lr, s, velocity
 
 
 def compiled_kernels() -> ModuleType | None:
@@ -187,9 +145,7 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, NDArray[np.generic]]:
         state: dict[str, NDArray[np.generic]] = {"t": np.array(self.t, dtype=np.int64)}
-        for name in self.state_names:
-            state[name] = getattr(self, name)
-        return state
+        return state | {name: getattr(self, name) for name in self.state_names}
 
     def load_state_dict(self, state: Mapping[str, NDArray[np.generic]]) -> None:
         missing = [n for n in ("t", *self.state_names) if n not in state]
@@ -206,30 +162,37 @@ class Optimizer:
                 "number >= 0"
             )
         arrays = {name: np.asarray(state[name]) for name in self.state_names}
-        for name, array in arrays.items():
-            if array.dtype.kind != "f":
-                raise CheckpointError(
-                    f"the checkpoint's optimizer state {name!r} holds {array.dtype} values, "
-                    "expected floating-point numbers"
+        for name, a in arrays.items():
+            if a.dtype.kind != "f":
+                problem = f"holds {a.dtype} values, expected floating-point numbers"
+            elif a.shape != (self.size,):
+                problem = f"has shape {a.shape}, but the model has {self.size} parameters"
+            elif not np.isfinite(a).all():
+                problem = "holds values that are not finite numbers"
+            elif name in self.nonnegative and (a < 0).any():
+                problem = (
+                    "holds negative values; it is a running mean of squared gradients, "
+                    "never below 0"
                 )
-            if array.shape != (self.size,):
-                raise CheckpointError(
-                    f"the checkpoint's optimizer state {name!r} has shape {array.shape}, "
-                    f"but the model has {self.size} parameters"
-                )
-            if not np.isfinite(array).all():
-                raise CheckpointError(
-                    f"the checkpoint's optimizer state {name!r} holds values that are not "
-                    "finite numbers"
-                )
-            if name in self.nonnegative and (array < 0).any():
-                raise CheckpointError(
-                    f"the checkpoint's optimizer state {name!r} holds negative values; it is "
-                    "a running mean of squared gradients, never below 0"
-                )
+            else:
+                continue
+            raise CheckpointError(f"the checkpoint's optimizer state {name!r} {problem}")
         self.t = int(t)
         for name, array in arrays.items():
             getattr(self, name)[...] = array
+
+
+# -- the optimizers: each a rule for one entry, beside the rule's scalars for a step -------
+
+
+def sgd(p: X, g: X, v: X, _: X, h: Hyper) -> tuple[X, X, X]:
+    """v <- mu v - lr g;  p <- p + v  (Nesterov, Sutskever et al. 2013: p <- p + mu v - lr g)."""
+    neg_lr, mu, nesterov = h
+    step = g * neg_lr
+    if mu == 0.0:
+        return p + step, v, v
+    v = v * mu + step
+    return (p + (step + v * mu) if nesterov else p + v), v, v
 
 
 class SGD(Optimizer):
@@ -242,6 +205,20 @@ class SGD(Optimizer):
 
     def scalars(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
         return [(self.size, (-lr, self.momentum, self.nesterov))]
+
+
+def adam(p: X, g: X, m: X, v: X, h: Hyper) -> tuple[X, X, X]:
+    """m <- b1 m + c1 g;  v <- b2 v + (sqrt_c2 g)^2;  p <- p decay + scale m / (sqrt(v) + eps)."""
+    decay, b1, c1, b2, sqrt_c2, eps, scale, below = h
+    m = m * b1 + g * c1
+    # Late in training many gradients are tiny and their squares subnormal; producing one is
+    # what costs, so squaring last makes one operation produce them instead of two.
+    g = g * sqrt_c2
+    v = v * b2 + g * g
+    p = p * decay + (m / (np.sqrt(v) + eps)) * scale
+    if below:  # NaN stays NaN
+        return p, m * (abs(m) >= below), v * (abs(v) >= below)
+    return p, m, v
 
 
 class Adam(Optimizer):
@@ -274,6 +251,20 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     name = "adamw"
+
+
+def rmsprop(p: X, g: X, s: X, velocity: X, h: Hyper) -> tuple[X, X, X]:
+    """s <- rho s + c g^2;  u = g / (sqrt(s) + eps);  p <- p - lr u, or with momentum
+    p <- p - lr velocity where velocity <- mu velocity + u."""
+    rho, c, eps, mu, neg_lr, below = h
+    s = s * rho + (g * g) * c
+    u = g / (np.sqrt(s) + eps)
+    if mu != 0.0:
+        velocity = velocity * mu + u
+        u = velocity
+    if below:
+        s = s * (abs(s) >= below)
+    return p + u * neg_lr, s, velocity
 
 
 class RMSprop(Optimizer):
@@ -327,14 +318,6 @@ class Schedule:
         return lr
 
 
-def _constant(s: Schedule, progress: float) -> float:
-    return s.base_lr
-
-
-def _step(s: Schedule, progress: float) -> float:
-    return s.base_lr * s.gamma ** math.floor(progress / s.step_size)
-
-
 def _cosine_between(high: float, low: float, fraction: float) -> float:
     fraction = min(max(fraction, 0.0), 1.0)
     return low + 0.5 * (high - low) * (1.0 + math.cos(math.pi * fraction))
@@ -355,8 +338,8 @@ def _onecycle(s: Schedule, progress: float) -> float:
 
 
 SCHEDULES: dict[str, Callable[[Schedule, float], float]] = {
-    "constant": _constant,
-    "step": _step,
+    "constant": lambda s, progress: s.base_lr,
+    "step": lambda s, progress: s.base_lr * s.gamma ** math.floor(progress / s.step_size),
     "cosine": _cosine,
     "onecycle": _onecycle,
 }

@@ -1,21 +1,18 @@
 """Threads: how many a run uses, how BLAS's idle workers wait, and when a run is starved.
 
-``training.threads: auto`` (the default) picks the thread count once, when a run starts: one
-thread for a network whose step is small (its products are too short to share, while a
-thread that waits for a core another process holds stalls every product), else as many as
-there are cores that other processes leave free, measured over a moment from
-``/proc/stat`` (the load average elsewhere).  A number is capped at the cores this process
-may use (CPU affinity and a cgroup quota): more threads than cores only wait for each
-other.  During the run, the share of time our threads spent ready but waiting for a core
-(``/proc/self/task/*/schedstat``), and epochs much slower than the earlier ones, show a run
-starved by other processes; `slowdown` says when, once, with the thread count to try.
+``training.threads: auto`` (the default) picks the count once, when a run starts: one thread
+for a network whose step is small (its products are too short to share, while a thread that
+waits for a core another process holds stalls every product), else the cores other
+processes leave free, watched for a moment in ``/proc/stat`` (else the load average).  A
+number is capped at the cores this process may use (CPU affinity and a cgroup quota).
+During the run, the share of time our threads spent ready but waiting for a core, and
+epochs much slower than the earlier ones, show a run starved by other processes;
+`slowdown` says when, with the thread count to try.
 
-NumPy's OpenBLAS keeps its idle worker threads spinning for a while after each matrix
-product, on the cores the optimizer's update needs next; `let_blas_workers_sleep` shortens
-the spin to cover the short gaps between one step's products but not the update.
-
-This module imports neither NumPy nor threadpoolctl at import time, so the command line can
-call `let_blas_workers_sleep` before anything loads OpenBLAS.
+NumPy's OpenBLAS keeps idle workers spinning after each product, on the cores the
+optimizer's update needs next; `let_blas_workers_sleep` shortens the spin to cover the gaps
+between one step's products but not the update.  This module imports neither NumPy nor
+threadpoolctl at import time, so the command line can call that before OpenBLAS loads.
 """
 
 from __future__ import annotations
@@ -35,11 +32,8 @@ BLAS_SPIN_LOG2_CYCLES = 20
 
 
 def let_blas_workers_sleep() -> None:
-    """Shorten OpenBLAS's idle spinning, unless the user set ``OPENBLAS_THREAD_TIMEOUT``.
-
-    OpenBLAS reads the variable once, when it loads, so this only acts if called before
-    NumPy is imported.
-    """
+    """Shorten OpenBLAS's idle spinning, unless the user set ``OPENBLAS_THREAD_TIMEOUT``;
+    OpenBLAS reads it as it loads, so this acts only before NumPy is imported."""
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(BLAS_SPIN_LOG2_CYCLES))
 
 
@@ -95,11 +89,8 @@ def _affinity_cores() -> int:
 
 def usable_cores() -> int:
     """The cores this process may run on: its CPU affinity, within a cgroup CPU quota."""
-    cores = _affinity_cores()
-    quota = _cgroup_cpu_quota()
-    if quota is not None:
-        cores = min(cores, max(1, math.ceil(quota)))
-    return cores
+    cores, quota = _affinity_cores(), _cgroup_cpu_quota()
+    return cores if quota is None else min(cores, max(1, math.ceil(quota)))
 
 
 def _cgroup_cpu_quota() -> float | None:
@@ -137,12 +128,8 @@ def busy_cores(seconds: float = BUSY_SAMPLE_SECONDS) -> float:
             return min(os.getloadavg()[0], usable_cores())
         except (AttributeError, OSError):
             return 0.0
-    busy = 0.0
-    for cpu in cpus & before.keys() & after.keys():
-        ticks = after[cpu][1] - before[cpu][1]
-        if ticks > 0:
-            busy += (after[cpu][0] - before[cpu][0]) / ticks
-    return busy
+    ticks = {cpu: after[cpu][1] - before[cpu][1] for cpu in cpus & before.keys() & after.keys()}
+    return sum(((after[cpu][0] - before[cpu][0]) / n for cpu, n in ticks.items() if n > 0), 0.0)
 
 
 @dataclass(frozen=True)
@@ -171,20 +158,19 @@ def choose_threads(
     cores = usable_cores() if cores is None else cores
     if setting is None:
         return ThreadChoice(None, "BLAS default")
-    if setting == AUTO and earlier is not None:
-        if earlier > cores:
-            return ThreadChoice(cores, f"auto: the run used {earlier}, this machine has {cores}")
-        return ThreadChoice(earlier, "auto: as the run used so far")
     if setting != AUTO:
         asked = int(setting)
         if asked > cores:
             s = "s" * (cores != 1)
             return ThreadChoice(cores, f"{asked:,} asked, capped at the {cores} core{s}", True)
         return ThreadChoice(asked, "as set")
-    name = "-".join(map(str, layers))
+    if earlier is not None:
+        if earlier > cores:
+            return ThreadChoice(cores, f"auto: the run used {earlier}, this machine has {cores}")
+        return ThreadChoice(earlier, "auto: as the run used so far")
     flops = step_flops(layers, batch)
     if flops < SMALL_STEP_FLOPS:
-        return ThreadChoice(1, f"auto: {name} is small")
+        return ThreadChoice(1, f"auto: {'-'.join(map(str, layers))} is small")
     if cores == 1:
         return ThreadChoice(1, "auto: 1 core")
     # Load on CPUs beyond a cgroup quota's share leaves the quota's cores to this process.
@@ -249,25 +235,15 @@ def slowdown(
     order), ran much slower than expected: ``SLOW_FACTOR`` times the fastest earlier epoch
     but the first, or with our ``threads`` waiting for a core ``WAITING_SHARE`` of the time
     or more.  None when it did not."""
-    if not times or times[-1] < JUDGED_SECONDS:
-        return None
-    seconds = times[-1]
-    earlier = times[1:-1]
-    usual = min(earlier) if earlier else None
+    seconds = times[-1] if times else 0.0
+    usual = min(times[1:-1], default=None)
     slower = usual is not None and seconds >= SLOW_FACTOR * usual
     starved = waiting is not None and waiting >= WAITING_SHARE
-    if not (slower or starved):
+    if seconds < JUDGED_SECONDS or not (slower or starved):
         return None
-    suggest: int | None = None
-    if threads > 1:
-        # The cores our threads actually had, on average: more threads only wait.
-        had = threads * (1 - waiting) if waiting is not None else threads / 2
-        suggest = max(1, min(threads - 1, math.floor(had)))
+    # The cores our threads actually had, on average: more threads only wait.
+    had = threads * (1 - waiting) if waiting is not None else threads / 2
+    suggest = max(1, min(threads - 1, math.floor(had))) if threads > 1 else None
     return Slowdown(
-        epoch,
-        seconds,
-        usual if slower else None,
-        waiting if starved else None,
-        threads,
-        suggest,
+        epoch, seconds, usual if slower else None, waiting if starved else None, threads, suggest
     )
