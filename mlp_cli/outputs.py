@@ -105,18 +105,12 @@ def writing(path: Path | str, what: str, hint: str = "") -> Iterator[None]:
         ) from None
 
 
-def _name_max(folder: Path) -> int:
+def _limit(folder: Path, name: str, default: int) -> int:
+    """The file system's `name` limit (PC_NAME_MAX, PC_PATH_MAX) in `folder`, else `default`."""
     try:
-        return int(os.pathconf(folder, "PC_NAME_MAX"))
+        return int(os.pathconf(folder, name))
     except (OSError, ValueError):
-        return 255
-
-
-def _path_max(folder: Path) -> int:
-    try:
-        return int(os.pathconf(folder, "PC_PATH_MAX"))
-    except (OSError, ValueError):
-        return 4096
+        return default
 
 
 def _nearest_existing(path: Path) -> tuple[Path, list[str]]:
@@ -160,7 +154,7 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
         raise UsageError(
             f"cannot create the {what} '{shown(path)}': '{shown(existing)}' is {kind}, not a folder"
         )
-    limit = _name_max(existing)
+    limit = _limit(existing, "PC_NAME_MAX", 255)
     for name in missing:
         size = len(os.fsencode(name))
         if size > limit:
@@ -171,7 +165,7 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
             )
     # Every file mlp writes in the folder (a temporary name first) must fit under the path
     # limit too, and a name in it may be as long as the file system allows.
-    size, path_max = len(os.fsencode(str(path))), _path_max(existing)
+    size, path_max = len(os.fsencode(str(path))), _limit(existing, "PC_PATH_MAX", 4096)
     if size + 1 + limit >= path_max:
         raise UsageError(
             f"cannot create the {what} '{shown(path)}': its path is {size} bytes long, which "
@@ -294,7 +288,8 @@ def picture_format(path: Path, what: str, suffixes: tuple[str, ...] = FIGURE_SUF
 
 def check_name(path: Path, what: str) -> None:
     """Refuse a file name longer than its folder's file system allows."""
-    size, limit = len(os.fsencode(path.name)), _name_max(_nearest_existing(path.parent)[0])
+    size = len(os.fsencode(path.name))
+    limit = _limit(_nearest_existing(path.parent)[0], "PC_NAME_MAX", 255)
     if size > limit:
         raise UsageError(
             f"cannot write the {what} '{shown(path)}': its name is {size} bytes long, and this "
