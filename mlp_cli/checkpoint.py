@@ -25,14 +25,12 @@ rather than through ``np.load``, so that no read can decompress more than was ch
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
 import os
 import re
 import reprlib
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -67,6 +65,7 @@ from mlp_cli.limits import (
     shorten,
 )
 from mlp_cli.losses import LOSSES, OUTPUTS
+from mlp_cli.outputs import atomic_write as atomic_write  # its home; re-exported
 from mlp_cli.plain import command, shown
 
 FORMAT_NAME = "mlp-cli"
@@ -432,50 +431,6 @@ def save(
             "any, is unchanged; free some disk space or choose another output folder."
         ) from None
     return path
-
-
-def _umask() -> int:
-    """This process's umask, read without changing it where the system says it (Linux)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: set and restore, the only portable way to read it
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then move it into place.
-
-    ``np.savez`` appends ``.npz`` to a *path*, which is why it is handed a file object.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A short temporary name: one built from ``path.name`` could exceed NAME_MAX.
-    fd, tmp_name = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); the file in place gets the mode any new
-        # file gets here (0666 less the umask), so a shared runs folder stays readable.
-        if hasattr(os, "fchmod"):  # not on Windows, whose files have no such mode
-            os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where supported
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 # -- loading --------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ the newest run.
   a plain regular file: a device, a FIFO, a socket, a folder or any symlink would be
   replaced by the rename that every atomic write ends with.
 - `writing` turns an `OSError` while writing (a full disk, a mount gone read-only) into
-  an `OutputError` naming the path; `save_picture` writes a picture atomically with its mark.
+  an `OutputError` naming the path; `atomic_write` writes any file whole or not at all,
+  `save_picture` a picture with its mark.
 - `temp_path` names every temporary file: short (`.mlp-<hex>.tmp`), so a destination name
   as long as the file system allows still has a temporary name beside it.
 - `FolderLock` holds a folder (a run being trained, a sweep being run) for one process: a
@@ -104,18 +105,12 @@ def writing(path: Path | str, what: str, hint: str = "") -> Iterator[None]:
         ) from None
 
 
-def _name_max(folder: Path) -> int:
+def _limit(folder: Path, name: str, default: int) -> int:
+    """The file system's `name` limit (PC_NAME_MAX, PC_PATH_MAX) in `folder`, else `default`."""
     try:
-        return int(os.pathconf(folder, "PC_NAME_MAX"))
+        return int(os.pathconf(folder, name))
     except (OSError, ValueError):
-        return 255
-
-
-def _path_max(folder: Path) -> int:
-    try:
-        return int(os.pathconf(folder, "PC_PATH_MAX"))
-    except (OSError, ValueError):
-        return 4096
+        return default
 
 
 def _nearest_existing(path: Path) -> tuple[Path, list[str]]:
@@ -159,7 +154,7 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
         raise UsageError(
             f"cannot create the {what} '{shown(path)}': '{shown(existing)}' is {kind}, not a folder"
         )
-    limit = _name_max(existing)
+    limit = _limit(existing, "PC_NAME_MAX", 255)
     for name in missing:
         size = len(os.fsencode(name))
         if size > limit:
@@ -170,7 +165,7 @@ def check_folder(path: Path | str, what: str = "folder") -> None:
             )
     # Every file mlp writes in the folder (a temporary name first) must fit under the path
     # limit too, and a name in it may be as long as the file system allows.
-    size, path_max = len(os.fsencode(str(path))), _path_max(existing)
+    size, path_max = len(os.fsencode(str(path))), _limit(existing, "PC_PATH_MAX", 4096)
     if size + 1 + limit >= path_max:
         raise UsageError(
             f"cannot create the {what} '{shown(path)}': its path is {size} bytes long, which "
@@ -293,7 +288,8 @@ def picture_format(path: Path, what: str, suffixes: tuple[str, ...] = FIGURE_SUF
 
 def check_name(path: Path, what: str) -> None:
     """Refuse a file name longer than its folder's file system allows."""
-    size, limit = len(os.fsencode(path.name)), _name_max(_nearest_existing(path.parent)[0])
+    size = len(os.fsencode(path.name))
+    limit = _limit(_nearest_existing(path.parent)[0], "PC_NAME_MAX", 255)
     if size > limit:
         raise UsageError(
             f"cannot write the {what} '{shown(path)}': its name is {size} bytes long, and this "
@@ -301,24 +297,41 @@ def check_name(path: Path, what: str) -> None:
         )
 
 
-def save_picture(path: Path, what: str, write: Callable[[IO[bytes]], object]) -> Path:
-    """Call ``write(file)`` on a temporary file beside `path`, then move it into place.
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path`` (`temp_path`), flush it to
+    disk, then move it into place: a crash or a full disk leaves what was at ``path``.
 
-    A full disk or any other write error leaves what was at `path` untouched and becomes
-    an `OutputError` naming `path`.
+    The file is created as any new file here is (0666 less the umask), so a shared runs
+    folder stays readable; it is handed over open because ``np.savez`` appends ``.npz``
+    to a *path*.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path.parent)
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with suppress(OSError):  # make the rename itself durable where supported
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def save_picture(path: Path, what: str, write: Callable[[IO[bytes]], object]) -> Path:
+    """`atomic_write` of a picture: a full disk or any other write error leaves what was at
+    `path` untouched and becomes an `OutputError` naming `path`.
     """
     check_replaceable(path, what)  # again: something may have appeared since the check
     with writing(path, what):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(path.parent)
-        try:
-            with open(tmp, "xb") as f:
-                write(f)
-            os.replace(tmp, path)
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, write)
     return path
 
 

@@ -60,7 +60,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlp_cli import checkpoint
-from mlp_cli.checkpoint import SavedModel
+from mlp_cli.checkpoint import SavedModel, TrainingSummary
 from mlp_cli.errors import ImageError, MLPError, UsageError
 from mlp_cli.limits import shorten
 from mlp_cli.model import MLP
@@ -171,7 +171,7 @@ class Served:
         """What the page shows about the model (all of it from the model file)."""
         meta = self.saved.meta
         layers = self.saved.layers
-        training = meta.training.model_dump() if meta.training else {}
+        training = meta.training or TrainingSummary()  # a file need not have one
         n_units = layers[1]
         return {
             "name": self.name,
@@ -185,9 +185,9 @@ class Served:
             "class_names": self.class_names,
             "created": meta.created,
             "package_version": meta.package_version,
-            "val_accuracy": training.get("best_val_accuracy"),
-            "epochs": training.get("epochs_run"),
-            "best_epoch": training.get("best_epoch"),
+            "val_accuracy": training.best_val_accuracy,
+            "epochs": training.epochs_run,
+            "best_epoch": training.best_epoch,
             "units": {
                 "count": n_units,
                 "side": self.side,

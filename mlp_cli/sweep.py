@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -283,15 +283,15 @@ class Sweep:
 
     name: str
     dir: Path
-    metric: str
-    goal: str
+    metric: Metric
+    goal: Goal
     trials: list[Trial]
-    method: str = "grid"
+    method: Method = "grid"
     source: str = ""  # the sweep file it came from
     base_config: str = ""
     early_terminate: EarlyTerminate | None = None
-    cpus_per_trial: int = 1
-    engine: str = "local"
+    cpus_per_trial: Annotated[int, Field(ge=1, le=256)] = 1
+    engine: Literal["local", "ray"] = "local"
     created: float = field(default_factory=time.time)
 
     # -- ranking --------------------------------------------------------------------------
@@ -409,15 +409,9 @@ class Sweep:
                 raise
 
     def check(self) -> None:
-        """Raise ValueError for a state `mlp sweep` would not have written: names and values
-        the sweep file could not give, trial ids that are not plain folder names or repeat,
-        and trial configs that are no valid config."""
-        if self.metric not in get_args(Metric) or self.goal not in get_args(Goal):
-            raise ValueError(f"metric {self.metric!r} with goal {self.goal!r}")
-        if self.method not in get_args(Method) or self.engine not in ("local", "ray"):
-            raise ValueError(f"method {self.method!r}, engine {self.engine!r}")
-        if not 1 <= self.cpus_per_trial <= 256:
-            raise ValueError(f"cpus_per_trial {self.cpus_per_trial}")
+        """Raise ValueError for a state `mlp sweep` would not have written beyond what the
+        field types refuse: names the sweep file could not give, trial ids that are not plain
+        folder names or repeat, and trial configs that are no valid config."""
         if not _SWEEP_NAME.fullmatch(self.name):
             raise ValueError(f"name {self.name[:100]!r}")
         ids = [t.id for t in self.trials]
@@ -785,7 +779,7 @@ class Asha:
     """Asynchronous successive halving with Optuna's pruner, one Optuna trial per sweep
     trial, all in the process that runs the sweep."""
 
-    def __init__(self, early: EarlyTerminate, goal: str) -> None:
+    def __init__(self, early: EarlyTerminate, goal: Goal) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -794,8 +788,7 @@ class Asha:
             reduction_factor=early.reduction_factor,
             min_early_stopping_rate=0,
         )
-        # The goal is one of Goal: the sweep file's schema and Sweep.check see to it.
-        self.study = optuna.create_study(direction=cast(Goal, goal), pruner=pruner)
+        self.study = optuna.create_study(direction=goal, pruner=pruner)
         self.trials: dict[int, Any] = {}
 
     def report(self, index: int, epoch: int, value: float | None) -> bool:

@@ -416,17 +416,3 @@ def test_find_model_refuses_missing_paths_and_folders_without_a_model(tmp_path: 
     (tmp_path / "empty-run").mkdir()
     with pytest.raises(UsageError, match="`mlp train`"):
         checkpoint.find_model(tmp_path / "empty-run")
-
-
-@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
-def test_files_written_in_place_get_the_mode_the_umask_gives(tmp_path: Path, umask: int) -> None:
-    """Not mkstemp's private 0600: a model in a shared runs folder is as readable as any
-    file the user makes there."""
-    before = os.umask(umask)
-    try:
-        assert checkpoint._umask() == umask
-        path = tmp_path / "model.npz"
-        checkpoint.atomic_write(path, lambda f: f.write(b"x"))
-        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
-    finally:
-        os.umask(before)

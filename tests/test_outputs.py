@@ -17,7 +17,7 @@ import stat
 import tempfile
 import types
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pytest
@@ -117,12 +117,13 @@ def digit_png(path: Path) -> Path:
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every picture is written to /dev/full: the real ENOSPC of a full disk."""
 
-    def to_dev_full(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> IO[Any]:
-        return builtins.open("/dev/full", "wb")
+    def to_dev_full(path: Path, write: Any) -> None:
+        with builtins.open("/dev/full", "wb") as f:
+            write(f)
 
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
-    monkeypatch.setattr(outputs, "open", to_dev_full, raising=False)
+    monkeypatch.setattr(outputs, "atomic_write", to_dev_full)  # what save_picture calls
 
 
 # -- class 1: a user's file is never replaced ---------------------------------------------------
@@ -799,6 +800,19 @@ def test_save_picture_refuses_a_fifo_that_appeared_after_the_check(tmp_path: Pat
         outputs.save_picture(target, "picture", lambda f: f.write(b"x"))
     assert sorted(os.listdir(tmp_path)) == ["p.png"]  # no temporary file left either
     assert stat.S_ISFIFO(os.lstat(target).st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_written_in_place_get_the_mode_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    """Not mkstemp's private 0600: a model in a shared runs folder is as readable as any
+    file the user makes there."""
+    before = os.umask(umask)
+    try:
+        path = tmp_path / "model.npz"
+        outputs.atomic_write(path, lambda f: f.write(b"x"))
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    finally:
+        os.umask(before)
 
 
 # -- latest: only mlp's own link to a run beside it is replaced --------------------------------
