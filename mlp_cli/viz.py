@@ -183,6 +183,26 @@ def grid_cols(n: int) -> int:
     return max(1, math.ceil(math.sqrt(n)))
 
 
+def tile_sheet(
+    patterns: np.ndarray, side: int, cols: int, *, scale: int = 1, frame: int = 0
+) -> np.ndarray:
+    """Unit patterns (units, side * side) as one RGB image (uint8), `cols` tiles to a row in
+    unit order, each coloured by `unit_colours`, enlarged `scale` times and framed by `frame`
+    pixels of `SEPARATOR_RGB`; cells without a unit are white."""
+    n = patterns.shape[0]
+    step = side * scale + frame
+    rgb = unit_colours(patterns).reshape(n, side, side, 3)  # (units, side, side, 3)
+    rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)  # (units, tile, tile, 3)
+    sheet = np.full(
+        (math.ceil(n / cols) * step + frame, cols * step + frame, 3), PAGE_RGB, np.uint8
+    )
+    for i in range(n):
+        y, x = (i // cols) * step, (i % cols) * step
+        sheet[y : y + step + frame, x : x + step + frame] = SEPARATOR_RGB
+        sheet[y + frame : y + step, x + frame : x + step] = rgb[i]
+    return sheet
+
+
 def tile_grid(
     patterns: np.ndarray,
     side: int,
@@ -221,16 +241,8 @@ def tile_grid(
         raise UsageError(f"The number of grid columns must be at least 1, got {cols}.")
     n = P.shape[0]
     cols = min(n, cols if cols is not None else grid_cols(n))
-    rows = math.ceil(n / cols)
     tile, step = side * scale, side * scale + SEPARATOR
-
-    rgb = unit_colours(P).reshape(n, side, side, 3)  # (units, side, side, 3)
-    rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)  # (units, tile, tile, 3)
-    grid = np.full((rows * step + SEPARATOR, cols * step + SEPARATOR, 3), PAGE_RGB, np.uint8)
-    for i in range(n):
-        y, x = (i // cols) * step, (i % cols) * step
-        grid[y : y + step + SEPARATOR, x : x + step + SEPARATOR] = SEPARATOR_RGB  # frame
-        grid[y + SEPARATOR : y + step, x + SEPARATOR : x + step] = rgb[i]
+    grid = tile_sheet(P, side, cols, scale=scale, frame=SEPARATOR)
     width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
     label_size = int(np.clip(tile * 0.16, 9, 14))
     font = FontProperties(size=label_size)  # whose digits all have the same width
