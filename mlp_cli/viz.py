@@ -19,14 +19,11 @@ functions that need it, so importing this module costs only NumPy.
 
 from __future__ import annotations
 
-import atexit
+import logging
 import math
 import os
-import shutil
-import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,31 +49,15 @@ HIDDEN_FILE = "hidden.png"  # `mlp show hidden`'s picture, beside the model
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # a run records float32 values
 
 
-def _matplotlib_folder() -> None:
-    """Point ``MPLCONFIGDIR`` at a private temporary folder, removed at exit, when a folder
-    matplotlib keeps its settings or font cache in on Linux (``$XDG_CONFIG_HOME/matplotlib``,
-    ``$XDG_CACHE_HOME/matplotlib``, by default below the home folder) cannot be made or
-    written, as with a read-only home.  matplotlib would make such a folder itself, but say
-    so in a warning on every command that draws a picture."""
-    if os.environ.get("MPLCONFIGDIR") or not sys.platform.startswith(("linux", "freebsd")):
-        return
-    try:
-        for variable, default in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache")):
-            folder = Path(os.environ.get(variable) or Path.home() / default, "matplotlib")
-            folder.mkdir(parents=True, exist_ok=True)  # as matplotlib does when imported
-            if not os.access(folder, os.W_OK):
-                break
-        else:
-            return
-    except (OSError, RuntimeError):  # RuntimeError: no home folder at all
-        pass
-    with suppress(OSError):  # no temporary folder either: matplotlib says so itself
-        private = tempfile.mkdtemp(prefix="mlp-matplotlib-")
-        os.environ["MPLCONFIGDIR"] = private
-        atexit.register(shutil.rmtree, private, ignore_errors=True)
+def _not_about_matplotlibs_folder(record: logging.LogRecord) -> bool:
+    """False for matplotlib's warnings that its settings and cache folder (below the home
+    folder, or ``MPLCONFIGDIR``) cannot be written, which it prints on every command that
+    draws: it then makes a temporary folder of its own and removes it at exit."""
+    return record.funcName != "_get_config_or_cache_dir"
 
 
-_matplotlib_folder()  # before any function below imports matplotlib
+if not os.environ.get("MPLCONFIGDIR"):  # one the user chose is theirs to hear about
+    logging.getLogger("matplotlib").addFilter(_not_about_matplotlibs_folder)
 
 
 # --------------------------------------------------------------------------- unit patterns
