@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 PICTURE_MARK = "mlp-cli picture"  # in every picture's metadata: what makes it ours to replace
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")  # matplotlib figures
-IMAGE_SUFFIXES = (".png",)  # pictures drawn pixel by pixel with Pillow
+IMAGE_SUFFIXES = (".png",)  # pictures of pixels: digits, hidden units
 _MARK_SCAN = 64 * 1024  # bytes read at each end of a file when looking for the mark
 _REASONS = {
     errno.ENOSPC: "the disk is full",

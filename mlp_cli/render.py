@@ -460,18 +460,7 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
     console.print(bars, highlight=False)
 
 
-def prediction_table(predictions: list[Prediction], names: list[str]) -> Table:
-    """Many images, one row each: the answer and the runner-up with their probabilities."""
-    table = _prediction_columns()
-    for p in predictions:
-        (first, q1), (second, q2) = p.top(2)
-        table.add_row(
-            plain_name(p.file), plain(names[first]), _pct(q1), plain(names[second]), _pct(q2)
-        )
-    return table
-
-
-def _prediction_columns(show_header: bool = True) -> Table:
+def _prediction_columns(show_header: bool) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, show_header=show_header)
     # Folded where a console is too narrow, never cut with an ellipsis ("…"), which an
     # ASCII console cannot print.
@@ -484,8 +473,9 @@ def _prediction_columns(show_header: bool = True) -> Table:
 
 
 class PredictionRows:
-    """The `prediction_table` of predictions that come a batch at a time, printed as they
-    come: the header with the first batch, then each batch's rows.
+    """Many images, one row each: the answer and the runner-up with their probabilities,
+    printed as the predictions come a batch at a time: the header with the first batch,
+    then each batch's rows.
 
     A table's columns are as wide as their widest cells, so each batch is laid out with one
     more row of the widest cells the whole table can hold (the longest of ``files``, the
@@ -515,9 +505,12 @@ class PredictionRows:
     def print(self, predictions: Sequence[Prediction]) -> None:
         if not predictions:
             return
-        table = prediction_table(list(predictions), self.names)
-        table.show_header = not self.started
+        table = _prediction_columns(show_header=not self.started)
         self.started = True
+        for p in predictions:
+            (first, q1), (second, q2) = p.top(2)
+            first_name, second_name = plain(self.names[first]), plain(self.names[second])
+            table.add_row(plain_name(p.file), first_name, _pct(q1), second_name, _pct(q2))
         lines = self._lines(table)[: -self.widest_height]
         self.console.print(
             Segments(segment for line in lines for segment in [*line, Segment.line()])

@@ -36,7 +36,6 @@ import errno
 import io
 import ipaddress
 import json
-import math
 import mmap
 import os
 import re
@@ -65,7 +64,7 @@ from mlp_cli.errors import ImageError, MLPError, UsageError
 from mlp_cli.limits import shorten
 from mlp_cli.model import MLP
 from mlp_cli.stopping import STOP_SIGNALS, take_over
-from mlp_cli.viz import grid_cols, unit_colours, unit_patterns
+from mlp_cli.viz import grid_cols, tile_sheet, unit_patterns
 
 MAX_BODY = 10 * 2**20  # bytes; a phone photo fits, a canvas PNG is a few KiB
 MAX_PIXELS = 4096 * 4096  # width * height of an uploaded picture or a JSON "pixels" canvas
@@ -259,13 +258,7 @@ def _units_png(saved: SavedModel, side: int) -> bytes:
     from PIL import Image
 
     patterns, _ = unit_patterns(saved.weights, 1)  # (units, side*side)
-    tiles = unit_colours(patterns).reshape(-1, side, side, 3)
-    n, cols = tiles.shape[0], grid_cols(tiles.shape[0])
-    rows = math.ceil(n / cols)
-    sheet = np.full((rows * side, cols * side, 3), 255, np.uint8)
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, cols)
-        sheet[r * side : (r + 1) * side, c * side : (c + 1) * side] = tile
+    sheet = tile_sheet(patterns, side, grid_cols(len(patterns)))
     buffer = io.BytesIO()
     Image.fromarray(sheet).save(buffer, format="PNG")
     return buffer.getvalue()

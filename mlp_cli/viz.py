@@ -13,21 +13,17 @@ Every picture is a `matplotlib.figure.Figure`, never built through pyplot, so no
 backend is touched and no global figure state is kept. Left out on purpose: loading
 checkpoints or metrics, computing confusion matrices, choosing which images to show,
 checking where a picture may be written (the command does that with
-`outputs.check_picture`, before the work) and printing. matplotlib and Pillow are imported
-inside the functions that need them, so importing this module costs only NumPy.
+`outputs.check_picture`, before the work) and printing. matplotlib is imported inside the
+functions that need it, so importing this module costs only NumPy.
 """
 
 from __future__ import annotations
 
-import atexit
-import io
+import logging
 import math
 import os
-import shutil
-import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,17 +31,16 @@ import numpy as np
 
 from mlp_cli.errors import UsageError
 from mlp_cli.losses import LOSSES
-from mlp_cli.outputs import PICTURE_MARK, picture_format, save_image, save_picture
+from mlp_cli.outputs import PICTURE_MARK, picture_format, save_picture
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from PIL import Image
 
 CMAP = "RdBu_r"  # diverging: blue = negative, near-white = 0, red = positive
 SEPARATOR = 2  # px of frame between tiles in `tile_grid`
 SEPARATOR_RGB = (70, 70, 70)  # dark, so it stands out against near-white (near-zero) pixels
-PAGE_RGB = (255, 255, 255)  # background of the header and of empty grid cells
+PAGE_RGB = (255, 255, 255)  # white, as the page around the grid: empty grid cells
 LABEL_BOX_RGB = (20, 20, 20)  # box behind a tile's unit index, so it reads on red and blue
 MIN_HEADER_WIDTH = 300  # px; narrower grids are centred on a page this wide so the legend fits
 DPI = 120  # resolution of every matplotlib figure
@@ -54,31 +49,15 @@ HIDDEN_FILE = "hidden.png"  # `mlp show hidden`'s picture, beside the model
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # a run records float32 values
 
 
-def _matplotlib_folder() -> None:
-    """Point ``MPLCONFIGDIR`` at a private temporary folder, removed at exit, when a folder
-    matplotlib keeps its settings or font cache in on Linux (``$XDG_CONFIG_HOME/matplotlib``,
-    ``$XDG_CACHE_HOME/matplotlib``, by default below the home folder) cannot be made or
-    written, as with a read-only home.  matplotlib would make such a folder itself, but say
-    so in a warning on every command that draws a picture."""
-    if os.environ.get("MPLCONFIGDIR") or not sys.platform.startswith(("linux", "freebsd")):
-        return
-    try:
-        for variable, default in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache")):
-            folder = Path(os.environ.get(variable) or Path.home() / default, "matplotlib")
-            folder.mkdir(parents=True, exist_ok=True)  # as matplotlib does when imported
-            if not os.access(folder, os.W_OK):
-                break
-        else:
-            return
-    except (OSError, RuntimeError):  # RuntimeError: no home folder at all
-        pass
-    with suppress(OSError):  # no temporary folder either: matplotlib says so itself
-        private = tempfile.mkdtemp(prefix="mlp-matplotlib-")
-        os.environ["MPLCONFIGDIR"] = private
-        atexit.register(shutil.rmtree, private, ignore_errors=True)
+def _not_about_matplotlibs_folder(record: logging.LogRecord) -> bool:
+    """False for matplotlib's warnings that its settings and cache folder (below the home
+    folder, or ``MPLCONFIGDIR``) cannot be written, which it prints on every command that
+    draws: it then makes a temporary folder of its own and removes it at exit."""
+    return record.funcName != "_get_config_or_cache_dir"
 
 
-_matplotlib_folder()  # before any function below imports matplotlib
+if not os.environ.get("MPLCONFIGDIR"):  # one the user chose is theirs to hear about
+    logging.getLogger("matplotlib").addFilter(_not_about_matplotlibs_folder)
 
 
 # --------------------------------------------------------------------------- unit patterns
@@ -185,6 +164,26 @@ def grid_cols(n: int) -> int:
     return max(1, math.ceil(math.sqrt(n)))
 
 
+def tile_sheet(
+    patterns: np.ndarray, side: int, cols: int, *, scale: int = 1, frame: int = 0
+) -> np.ndarray:
+    """Unit patterns (units, side * side) as one RGB image (uint8), `cols` tiles to a row in
+    unit order, each coloured by `unit_colours`, enlarged `scale` times and framed by `frame`
+    pixels of `SEPARATOR_RGB`; cells without a unit are white."""
+    n = patterns.shape[0]
+    step = side * scale + frame
+    rgb = unit_colours(patterns).reshape(n, side, side, 3)  # (units, side, side, 3)
+    rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)  # (units, tile, tile, 3)
+    sheet = np.full(
+        (math.ceil(n / cols) * step + frame, cols * step + frame, 3), PAGE_RGB, np.uint8
+    )
+    for i in range(n):
+        y, x = (i // cols) * step, (i % cols) * step
+        sheet[y : y + step + frame, x : x + step + frame] = SEPARATOR_RGB
+        sheet[y + frame : y + step, x + frame : x + step] = rgb[i]
+    return sheet
+
+
 def tile_grid(
     patterns: np.ndarray,
     side: int,
@@ -194,8 +193,8 @@ def tile_grid(
     labels: bool = True,
     legend: bool = True,
     title: str | None = None,
-) -> Image.Image:
-    """Draw one ``side x side`` tile per unit in a near-square grid; return an RGB image.
+) -> Figure:
+    """Draw one ``side x side`` tile per unit in a near-square grid; return the figure.
 
     `patterns` has shape ``(units, side * side)``, each row a flattened row-major image.
     Every tile is scaled symmetrically around zero by its own max |w| and coloured with the
@@ -205,8 +204,8 @@ def tile_grid(
     rows). With `labels` the unit index is drawn in each tile's top-left corner. With
     `legend` a header holding `title`, a colour bar and what the colours mean sits above the
     grid (and the page is at least `MIN_HEADER_WIDTH` wide, the grid centred); without it
-    the image is the grid alone. Text and colour bar are drawn by matplotlib at 72 dpi, so
-    one point is one pixel, over the grid's pixels, which are never resampled.
+    the figure is the grid alone. The figure is 72 dpi, so one point is one pixel, and the
+    grid's pixels are copied, never resampled.
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.collections import PathCollection
@@ -215,7 +214,6 @@ def tile_grid(
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextPath, text_to_path
     from matplotlib.transforms import IdentityTransform, Transform, offset_copy
-    from PIL import Image
 
     P = check_patterns(patterns, side)
     if scale < 1:
@@ -224,16 +222,8 @@ def tile_grid(
         raise UsageError(f"The number of grid columns must be at least 1, got {cols}.")
     n = P.shape[0]
     cols = min(n, cols if cols is not None else grid_cols(n))
-    rows = math.ceil(n / cols)
     tile, step = side * scale, side * scale + SEPARATOR
-
-    rgb = unit_colours(P).reshape(n, side, side, 3)  # (units, side, side, 3)
-    rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)  # (units, tile, tile, 3)
-    grid = np.full((rows * step + SEPARATOR, cols * step + SEPARATOR, 3), PAGE_RGB, np.uint8)
-    for i in range(n):
-        y, x = (i // cols) * step, (i % cols) * step
-        grid[y : y + step + SEPARATOR, x : x + step + SEPARATOR] = SEPARATOR_RGB  # frame
-        grid[y + SEPARATOR : y + step, x + SEPARATOR : x + step] = rgb[i]
+    grid = tile_sheet(P, side, cols, scale=scale, frame=SEPARATOR)
     width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
     label_size = int(np.clip(tile * 0.16, 9, 14))
     font = FontProperties(size=label_size)  # whose digits all have the same width
@@ -247,7 +237,7 @@ def tile_grid(
         grid[y : y + label_size + 2, x : x + int(len(str(i)) * digit_w) + 5] = LABEL_BOX_RGB
         glyphs.append(TextPath((x0 + col * step, base - row * step), str(i), size=label_size))
 
-    fig = Figure(figsize=(width / 72, grid.shape[0] / 72), dpi=72)  # taller once with a header
+    fig = Figure(figsize=(width / 72, grid.shape[0] / 72), dpi=72, facecolor="white")
     header, height = 0, grid.shape[0]
     if legend:
         pad, bar_h, ticks_h = 6, 12, 18  # px: margins, the colour bar, its tick labels
@@ -283,17 +273,16 @@ def tile_grid(
                            orientation="horizontal", ticks=[-1, 0, 1])  # fmt: skip
         bar.ax.set_xticklabels(["−max", "0", "+max"], fontsize=11)
         bar.ax.tick_params(length=3, pad=1)
+    # one image pixel to one page pixel, so `imshow` copies the grid without resampling it
+    left = (width - grid.shape[1]) // 2
+    ax = fig.add_axes((left / width, 0, grid.shape[1] / width, grid.shape[0] / height))
+    ax.imshow(grid, interpolation="none")
+    ax.set_axis_off()
     if glyphs:  # drawn in pixels from the bottom left
         fig.add_artist(
             PathCollection(glyphs, facecolors="white", linewidths=0, transform=IdentityTransform())
         )
-    # text on a transparent layer over the grid: `figimage` would resample every pixel
-    raw = io.BytesIO()
-    fig.savefig(raw, format="rgba", dpi=72, transparent=True)
-    page = Image.new("RGBA", (width, height), PAGE_RGB)
-    page.paste(Image.fromarray(grid), ((width - grid.shape[1]) // 2, header))
-    text = Image.frombuffer("RGBA", (width, height), raw.getvalue(), "raw", "RGBA", 0, 1)
-    return Image.alpha_composite(page, text).convert("RGB")
+    return fig
 
 
 def hidden_png_path(model: Path, layer: int = 1) -> Path:
@@ -314,7 +303,7 @@ def hidden_png_path(model: Path, layer: int = 1) -> Path:
 def save_hidden_png(patterns: np.ndarray, side: int, out: Path, note: str) -> Path:
     """Draw unit patterns (see `unit_patterns`, whose `note` heads the picture) into a PNG at
     `out` (checked first with `outputs.check_picture`). Returns `out`."""
-    return save_image(tile_grid(patterns, side, title=note), out, "the picture of hidden units")
+    return _save_figure(tile_grid(patterns, side, title=note), out, "the picture of hidden units")
 
 
 # --------------------------------------------------------------------------- matplotlib figures
@@ -330,14 +319,14 @@ def _figure(width: float, height: float) -> Iterator[Figure]:
         yield Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _save_figure(fig: Figure, out: Path) -> Path:
+def _save_figure(fig: Figure, out: Path, what: str = "the figure") -> Path:
     """Save in the format named by the suffix of `out`, atomically and with `PICTURE_MARK`.
     Whether `out` may be replaced is for the caller to check first (`outputs.check_picture`),
     before the work whose result is drawn."""
     fmt = picture_format(Path(out), "figure")
     metadata = {"Software" if fmt == "png" else "Creator": PICTURE_MARK}
     return save_picture(
-        Path(out), "the figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
+        Path(out), what, lambda f: fig.savefig(f, format=fmt, dpi="figure", metadata=metadata)
     )
 
 
