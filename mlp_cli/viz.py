@@ -13,12 +13,13 @@ Every picture is a `matplotlib.figure.Figure`, never built through pyplot, so no
 backend is touched and no global figure state is kept. Left out on purpose: loading
 checkpoints or metrics, computing confusion matrices, choosing which images to show,
 checking where a picture may be written (the command does that with
-`outputs.check_picture`, before the work) and printing. matplotlib is imported inside the
-functions that need it, so importing this module costs only NumPy.
+`outputs.check_picture`, before the work) and printing. matplotlib and Pillow are imported
+inside the functions that need them, so importing this module costs only NumPy.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -31,16 +32,17 @@ import numpy as np
 
 from mlp_cli.errors import UsageError
 from mlp_cli.losses import LOSSES
-from mlp_cli.outputs import PICTURE_MARK, picture_format, save_picture
+from mlp_cli.outputs import PICTURE_MARK, picture_format, save_image, save_picture
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from PIL import Image
 
 CMAP = "RdBu_r"  # diverging: blue = negative, near-white = 0, red = positive
 SEPARATOR = 2  # px of frame between tiles in `tile_grid`
 SEPARATOR_RGB = (70, 70, 70)  # dark, so it stands out against near-white (near-zero) pixels
-PAGE_RGB = (255, 255, 255)  # white, as the page around the grid: empty grid cells
+PAGE_RGB = (255, 255, 255)  # background of the header and of empty grid cells
 LABEL_BOX_RGB = (20, 20, 20)  # box behind a tile's unit index, so it reads on red and blue
 MIN_HEADER_WIDTH = 300  # px; narrower grids are centred on a page this wide so the legend fits
 DPI = 120  # resolution of every matplotlib figure
@@ -193,8 +195,8 @@ def tile_grid(
     labels: bool = True,
     legend: bool = True,
     title: str | None = None,
-) -> Figure:
-    """Draw one ``side x side`` tile per unit in a near-square grid; return the figure.
+) -> Image.Image:
+    """Draw one ``side x side`` tile per unit in a near-square grid; return an RGB image.
 
     `patterns` has shape ``(units, side * side)``, each row a flattened row-major image.
     Every tile is scaled symmetrically around zero by its own max |w| and coloured with the
@@ -204,8 +206,8 @@ def tile_grid(
     rows). With `labels` the unit index is drawn in each tile's top-left corner. With
     `legend` a header holding `title`, a colour bar and what the colours mean sits above the
     grid (and the page is at least `MIN_HEADER_WIDTH` wide, the grid centred); without it
-    the figure is the grid alone. The figure is 72 dpi, so one point is one pixel, and the
-    grid's pixels are copied, never resampled.
+    the image is the grid alone. Text and colour bar are drawn by matplotlib at 72 dpi, so
+    one point is one pixel, over the grid's pixels, which are never resampled.
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.collections import PathCollection
@@ -214,6 +216,7 @@ def tile_grid(
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextPath, text_to_path
     from matplotlib.transforms import IdentityTransform, Transform, offset_copy
+    from PIL import Image
 
     P = check_patterns(patterns, side)
     if scale < 1:
@@ -237,7 +240,7 @@ def tile_grid(
         grid[y : y + label_size + 2, x : x + int(len(str(i)) * digit_w) + 5] = LABEL_BOX_RGB
         glyphs.append(TextPath((x0 + col * step, base - row * step), str(i), size=label_size))
 
-    fig = Figure(figsize=(width / 72, grid.shape[0] / 72), dpi=72, facecolor="white")
+    fig = Figure(figsize=(width / 72, grid.shape[0] / 72), dpi=72)  # taller once with a header
     header, height = 0, grid.shape[0]
     if legend:
         pad, bar_h, ticks_h = 6, 12, 18  # px: margins, the colour bar, its tick labels
@@ -273,16 +276,17 @@ def tile_grid(
                            orientation="horizontal", ticks=[-1, 0, 1])  # fmt: skip
         bar.ax.set_xticklabels(["−max", "0", "+max"], fontsize=11)
         bar.ax.tick_params(length=3, pad=1)
-    # one image pixel to one page pixel, so `imshow` copies the grid without resampling it
-    left = (width - grid.shape[1]) // 2
-    ax = fig.add_axes((left / width, 0, grid.shape[1] / width, grid.shape[0] / height))
-    ax.imshow(grid, interpolation="none")
-    ax.set_axis_off()
     if glyphs:  # drawn in pixels from the bottom left
         fig.add_artist(
             PathCollection(glyphs, facecolors="white", linewidths=0, transform=IdentityTransform())
         )
-    return fig
+    # text on a transparent layer over the grid: `figimage` would resample every pixel
+    raw = io.BytesIO()
+    fig.savefig(raw, format="rgba", dpi=72, transparent=True)
+    page = Image.new("RGBA", (width, height), PAGE_RGB)
+    page.paste(Image.fromarray(grid), ((width - grid.shape[1]) // 2, header))
+    text = Image.frombuffer("RGBA", (width, height), raw.getvalue(), "raw", "RGBA", 0, 1)
+    return Image.alpha_composite(page, text).convert("RGB")
 
 
 def hidden_png_path(model: Path, layer: int = 1) -> Path:
@@ -303,7 +307,7 @@ def hidden_png_path(model: Path, layer: int = 1) -> Path:
 def save_hidden_png(patterns: np.ndarray, side: int, out: Path, note: str) -> Path:
     """Draw unit patterns (see `unit_patterns`, whose `note` heads the picture) into a PNG at
     `out` (checked first with `outputs.check_picture`). Returns `out`."""
-    return _save_figure(tile_grid(patterns, side, title=note), out, "the picture of hidden units")
+    return save_image(tile_grid(patterns, side, title=note), out, "the picture of hidden units")
 
 
 # --------------------------------------------------------------------------- matplotlib figures
@@ -319,14 +323,14 @@ def _figure(width: float, height: float) -> Iterator[Figure]:
         yield Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _save_figure(fig: Figure, out: Path, what: str = "the figure") -> Path:
+def _save_figure(fig: Figure, out: Path) -> Path:
     """Save in the format named by the suffix of `out`, atomically and with `PICTURE_MARK`.
     Whether `out` may be replaced is for the caller to check first (`outputs.check_picture`),
     before the work whose result is drawn."""
     fmt = picture_format(Path(out), "figure")
     metadata = {"Software" if fmt == "png" else "Creator": PICTURE_MARK}
     return save_picture(
-        Path(out), what, lambda f: fig.savefig(f, format=fmt, dpi="figure", metadata=metadata)
+        Path(out), "the figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
     )
 
 
