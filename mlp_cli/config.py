@@ -875,30 +875,23 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
 
 class _ShortRepr(reprlib.Repr):
     def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 128:
-            # Python refuses to print integers of more than 4300 digits.
+        if x.bit_length() > 128:  # Python refuses to print integers of more than 4300 digits
             return f"<an integer of about {int(x.bit_length() * 0.30103)} digits>"
         return super().repr_int(x, level)
 
 
 _REPR = _ShortRepr()
-_REPR.maxstring = 60
-_REPR.maxother = 60
+_REPR.maxstring = _REPR.maxother = 60
 _REPR.maxlist = _REPR.maxdict = 6
 _REPR.maxlevel = 2
 
 
 def _show(value: Any) -> str:
     """A found value as the user would recognise it from their YAML."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return f"a section {_REPR.repr(value)}"
-    if isinstance(value, list):
-        return f"a list {_REPR.repr(value)}"
-    return _REPR.repr(value)
+    if value is None or isinstance(value, bool):
+        return {None: "nothing (null)", True: "true", False: "false"}[value]
+    kind = "a section " if isinstance(value, dict) else "a list " if isinstance(value, list) else ""
+    return kind + _REPR.repr(value)
 
 
 def _dotted(path: Sequence[str | int]) -> str:
@@ -932,44 +925,36 @@ def _section_of(schema: type[BaseModel], path: KeyPath) -> type[BaseModel]:
     return node  # type: ignore[no-any-return]
 
 
-def _unknown_key(
-    where: str, path: KeyPath, optimizer: str | None, schema: type[BaseModel] = Config
-) -> str:
+def _unknown_key(where: str, path: KeyPath, optimizer: str | None, schema: type[BaseModel]) -> str:
     """The message for a key no section has, with the closest key or the key's real home."""
     key, section = path[-1], _dotted(path[:-1])
-    model = OPTIMIZERS[optimizer] if optimizer else _section_of(schema, path[:-1])
-    allowed = list(model.model_fields)
-    hint = _did_you_mean(key, allowed)
-    if schema is not Config:
-        about, scope = "", f"in {section}" if section else "at the top level"
-    elif optimizer is not None:
-        owners = [name for name, other in OPTIMIZERS.items() if key in other.model_fields]
+    allowed = list(
+        (OPTIMIZERS[optimizer] if optimizer else _section_of(schema, path[:-1])).model_fields
+    )
+    hint, about = _did_you_mean(key, allowed), ""
+    scope = f"in {section}" if section else "at the top level"
+    owners = [name for name, other in OPTIMIZERS.items() if key in other.model_fields]
+    if optimizer is not None:
+        about, scope = f" for optimizer '{optimizer}'", f"for {optimizer}"
         if owners:
             hint = (
                 f"; {key} is a setting of optimizer {' and '.join(owners)}, so set"
                 " optimizer.name to one of those or remove it"
             )
-        about, scope = f" for optimizer '{optimizer}'", f"for {optimizer}"
-    else:
+    elif schema is Config:
         # A setting of that name elsewhere ('epochs' -> 'training.epochs'), else a close spelling.
         homes = [_dotted((*at, key)) for at, home in _SECTIONS.items() if key in home.model_fields]
-        if any(key in other.model_fields for other in OPTIMIZERS.values()):
-            homes.append(f"optimizer.{key}")
+        homes += [f"optimizer.{key}"] if owners else []
         if len(homes) == 1:
             hint = f"; did you mean '{homes[0]}'?"
-        about, scope = "", f"in {section}" if section else "at the top level"
     return (
         f"{where}: unknown key '{_dotted(path)}'{about}{hint} (allowed keys {scope}:"
         f" {', '.join(allowed)})."
     )
 
 
-_REQUIRED_HINTS = {
-    ("model",): "add a model section, e.g. 'model: {layers: 784-100-10}'",
-    ("model", "layers"): "add e.g. 'layers: 784-100-10' under model",
-}
 # pydantic says "Input should be a valid integer"; these read as the user's YAML does.
-_SIMPLE = {
+_EXPECTED = {
     "int_type": "an integer",
     "float_type": "a number",
     "bool_type": "true or false",
@@ -979,48 +964,41 @@ _SIMPLE = {
     "dict_type": "a section of keys",
     "model_attributes_type": "a section of keys",
 }
-_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
-def _explain(error: Mapping[str, Any], path: KeyPath) -> str:
+def _explain(error: Mapping[str, Any]) -> str:
     """Pydantic's error as plain words: what was expected and what was found."""
-    kind, value = error["type"], error.get("input")
-    ctx: Mapping[str, Any] = error.get("ctx", {})
-    message = str(error.get("msg", "invalid value")).rstrip(".")
-    expected, hint = f"expected {message.removeprefix('Input should be ')}", ""
-    if kind in ("literal_error", "union_tag_invalid"):
-        if kind == "union_tag_invalid":  # an optimizer section whose name is no optimizer
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx", {})
+    message, hint = str(error["msg"]).rstrip("."), ""
+    if kind == "missing":
+        return "this required key is missing"
+    if kind == "too_short":
+        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
+    if message.startswith("Input should be "):
+        expected = "expected " + _EXPECTED.get(kind, message.removeprefix("Input should be "))
+    else:  # pydantic's own sentence ('String should have at least 1 character') or ours
+        expected = message[:1].lower() + message[1:]
+    if kind in ("literal_error", "union_tag_invalid"):  # the latter: no optimizer of that name
+        if kind == "union_tag_invalid":
             value = value.get("name") if isinstance(value, dict) else None
-        listed = ctx.get("expected") or ctx.get("expected_tags", "")
+        listed = ctx.get("expected") or ctx["expected_tags"]
         choices = [choice.strip("'") for choice in re.split(", | or ", listed)]
         expected, hint = f"expected one of {', '.join(choices)}", _did_you_mean(value, choices)
-    elif kind in _BOUNDS:  # the limit's type is the field's: 'an integer less than 60000'
+    elif "_than" in kind:  # the limit's type is the field's: 'an integer less than 60000'
         noun = "an integer" if isinstance(next(iter(ctx.values())), int) else "a number"
         expected = expected.replace("expected", f"expected {noun}", 1)
-    elif kind in _SIMPLE:
-        expected = f"expected {_SIMPLE[kind]}"
-    elif kind == "too_short":
-        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
-    elif kind == "missing":
-        required = _REQUIRED_HINTS.get(tuple(str(p) for p in path))
-        return "this required key is missing" + (f"; {required}" if required else "")
-    elif not message.startswith("Input should be"):
-        expected = f"{message[:1].lower()}{message[1:]}"
-    quoted = _quoted_scalar(value)
-    if quoted and kind in ("int_type", "float_type", "bool_type", "literal_error"):
-        hint = f" in quotes, which makes it text; write {quoted} without quotes"
+    if kind in ("int_type", "float_type", "bool_type", "literal_error") and _reads_as_number(value):
+        hint = f" in quotes, which makes it text; write {value} without quotes"
     return f"{expected}, found {_show(value)}{hint}"
 
 
-def _quoted_scalar(value: Any) -> str:
-    """`value` if it is text that YAML would read as a number or true/false without quotes."""
-    if not isinstance(value, str) or len(value) > 40:
-        return ""
+def _reads_as_number(value: Any) -> bool:
+    """Whether `value` is text that YAML reads as a number or true/false without quotes."""
     try:
-        plain = _read_yaml(value)[0]
+        plain = _read_yaml(value)[0] if isinstance(value, str) and len(value) <= 40 else None
     except (YAMLError, RecursionError):
-        return ""
-    return value if isinstance(plain, int | float) else ""
+        return False
+    return isinstance(plain, int | float)
 
 
 def _user_path(loc: Sequence[str | int], data: Any, missing: bool) -> tuple[KeyPath, str | None]:
@@ -1029,24 +1007,28 @@ def _user_path(loc: Sequence[str | int], data: Any, missing: bool) -> tuple[KeyP
     path: list[str | int] = []
     branch = None
     for index, part in enumerate(loc):
-        is_key = isinstance(data, dict) and isinstance(part, str)
-        if is_key and (part in data or (missing and index == len(loc) - 1)):
-            data = data.get(part)
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
-            data = data[part]
+        if isinstance(data, dict) and isinstance(part, str):
+            found = part in data or (missing and index == len(loc) - 1)
         else:
+            found = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if not found:
             branch = str(part)
             continue
+        data = data.get(part) if isinstance(data, dict) else data[part]
         path.append(part)
     return tuple(path), branch
 
 
+def _known(path: KeyPath, origins: Origins) -> KeyPath | None:
+    """`path` or its nearest parent whose origin is known."""
+    return next(
+        (path[:depth] for depth in range(len(path), -1, -1) if path[:depth] in origins), None
+    )
+
+
 def _origin(path: KeyPath, origins: Origins, source: str) -> str:
-    """The most precise known origin of `path`: its own line, else its nearest parent's."""
-    for depth in range(len(path), -1, -1):
-        if path[:depth] in origins:
-            return origins[path[:depth]]
-    return source
+    known = _known(path, origins)
+    return source if known is None else origins[known]
 
 
 def _clauses(
@@ -1054,39 +1036,24 @@ def _clauses(
 ) -> list[tuple[KeyPath, str]]:
     """One or more (key path, ``where: key: problem.``) clauses for one pydantic error."""
     path, branch = _user_path(error["loc"], data, error["type"] == "missing")
-    if error["type"] == "union_tag_invalid":
-        path = (*path, "name")
     if error["type"] == "extra_forbidden":
         optimizer = branch if branch in OPTIMIZERS and schema is Config else None
         return [(path, _unknown_key(_origin(path, origins, source), path, optimizer, schema))]
+    if error["type"] == "union_tag_invalid":
+        path = (*path, "name")
     invalid = error.get("ctx", {}).get("error")
-    if isinstance(invalid, _SettingError):
-        problems = [((*path, *rel), text) for rel, text in invalid.problems]
-    else:
-        problems = [(path, _explain(error, path))]
-    return [
-        (p, f"{_origin(p, origins, source)}: {_dotted(p) + ': ' if p else ''}{_sentence(text)}")
-        for p, text in problems
-    ]
-
-
-def _sentence(text: str) -> str:
-    return text if text.endswith(("?", ".")) else f"{text}."
+    problems = invalid.problems if isinstance(invalid, _SettingError) else [((), _explain(error))]
+    clauses = []
+    for relative, text in problems:
+        at = (*path, *relative)
+        text = text if text.endswith(("?", ".")) else f"{text}."
+        clauses.append(
+            (at, f"{_origin(at, origins, source)}: {_dotted(at) + ': ' if at else ''}{text}")
+        )
+    return clauses
 
 
 _MAX_CLAUSES = 12
-
-
-def _line_of(clause: tuple[KeyPath, str], origins: Origins, source: str) -> float:
-    line = re.search(r":([0-9]+)$", _origin(clause[0], origins, source))
-    return int(line.group(1)) if line else float("inf")
-
-
-def _validate(data: Any, origins: Origins, source: str) -> Config:
-    """Validate plain data as a `Config`, turning every problem into one `ConfigError`."""
-    return validate_as(Config, data, origins, source, "config", "model:, data:, optimizer:")
-
-
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
@@ -1108,11 +1075,16 @@ def validate_as(
         errors = exc.errors(include_url=False)
     clauses = [c for error in errors for c in _clauses(error, data, origins, source, schema)]
     # File order first; overrides (no line number) after the file they override.
-    clauses.sort(key=lambda clause: _line_of(clause, origins, source))
+    order = {path: index for index, path in enumerate(origins)}
+    clauses.sort(key=lambda clause: order.get(_known(clause[0], origins) or (), 0))
     lines = [text for _, text in clauses]
     if len(lines) > _MAX_CLAUSES:
         lines = [*lines[:_MAX_CLAUSES], f"... and {len(lines) - _MAX_CLAUSES} more problems."]
     raise ConfigError("\n".join(lines))
+
+
+def _validate(data: Any, origins: Origins, source: str) -> Config:
+    return validate_as(Config, data, origins, source, "config", "model:, data:, optimizer:")
 
 
 # --------------------------------------------------------------------------------------------
