@@ -63,36 +63,6 @@ from mlp_cli.limits import (
     read_regular,
 )
 
-__all__ = [
-    "DEFAULT_INIT_SCALE",
-    "MNIST_CLASSES",
-    "OPTIMIZERS",
-    "AdamConfig",
-    "AdamWConfig",
-    "AugmentConfig",
-    "Config",
-    "DataConfig",
-    "EarlyStoppingConfig",
-    "Init",
-    "ModelConfig",
-    "OptimizerConfig",
-    "OutputConfig",
-    "Override",
-    "RMSpropConfig",
-    "RegularizationConfig",
-    "SGDConfig",
-    "ScheduleConfig",
-    "TrainingConfig",
-    "config_from_dict",
-    "config_from_yaml",
-    "config_schema",
-    "dump_config",
-    "load_config",
-    "load_config_with_header",
-    "parse_override",
-    "show_config",
-]
-
 MNIST_CLASSES = 10
 MNIST_TRAINING_IMAGES = 60000
 _MAX_SOURCE_CHARS = 100  # of a --set shown in a message
@@ -119,9 +89,7 @@ class _SettingError(ValueError):
         return "; ".join(f"{_dotted(path)}: {text}" for path, text in self.problems)
 
 
-# --------------------------------------------------------------------------------------------
-# Schema
-# --------------------------------------------------------------------------------------------
+# -- schema ----------------------------------------------------------------------------------
 
 
 class _Section(BaseModel):
@@ -629,9 +597,7 @@ def _sections(model: type[BaseModel], path: KeyPath = ()) -> dict[KeyPath, type[
 _SECTIONS = _sections(Config)
 
 
-# --------------------------------------------------------------------------------------------
-# YAML
-# --------------------------------------------------------------------------------------------
+# -- YAML ------------------------------------------------------------------------------------
 
 _CORE = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {
@@ -647,6 +613,9 @@ Duplicates = dict[int, tuple[Any, int, int]]  # id(mapping) -> (key, first line,
 class _RefusedError(ConstructorError):
     """A value the loader will not build; its `problem` is the whole explanation."""
 
+    def __init__(self, problem: str, node: Any) -> None:
+        super().__init__(None, None, problem, node.start_mark)
+
 
 class _Constructor(RoundTripConstructor):
     """ruamel's round-trip constructor (which keeps every key's line), limited to plain data;
@@ -661,27 +630,23 @@ class _Constructor(RoundTripConstructor):
         if scalar and (tag == _CORE + "str" or (tag in _TEXT_TAGS and node.ctag.handle is None)):
             return node.value  # untagged 2020-01-01 is text: the 1.2 core schema has no dates
         if node in self.recursive_objects:  # ruamel would take it as null, or fail
-            raise _RefusedError(
-                None,
-                None,
-                "an alias refers to the value that contains it; a config cannot contain itself",
-                node.start_mark,
+            problem = (
+                "an alias refers to the value that contains it; a config cannot contain itself"
             )
+            raise _RefusedError(problem, node)
         if tag not in _PLAIN_TAGS or (scalar and tag == _CORE + "merge"):
             raise _RefusedError(
-                None,
-                None,
                 f"the tag '{tag.replace(_CORE, '!!')}' is not allowed: a config file holds only"
                 " plain data (text, numbers, true/false, lists and mappings), never Python"
                 " objects or other tagged values; remove the tag",
-                node.start_mark,
+                node,
             )
         try:
             return super().construct_object(node, deep)
         except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to convert
             expected, found = _KINDS.get(tag, "plain data"), _REPR.repr(node.value)
             problem = f"a value could not be read: expected {expected}, found {found}"
-            raise _RefusedError(None, None, problem, node.start_mark) from None
+            raise _RefusedError(problem, node) from None
 
     def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, _: Any) -> bool:
         if key not in mapping:
@@ -793,9 +758,7 @@ def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
     return f"{where}: invalid YAML: {problem}{context}. {fix}"
 
 
-# --------------------------------------------------------------------------------------------
-# Overrides
-# --------------------------------------------------------------------------------------------
+# -- overrides -------------------------------------------------------------------------------
 
 
 class Override(str):
@@ -868,9 +831,7 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
         origins.setdefault(key_path[:depth], source)
 
 
-# --------------------------------------------------------------------------------------------
-# Error messages
-# --------------------------------------------------------------------------------------------
+# -- error messages --------------------------------------------------------------------------
 
 
 class _ShortRepr(reprlib.Repr):
@@ -1087,9 +1048,7 @@ def _validate(data: Any, origins: Origins, source: str) -> Config:
     return validate_as(Config, data, origins, source, "config", "model:, data:, optimizer:")
 
 
-# --------------------------------------------------------------------------------------------
-# Public API
-# --------------------------------------------------------------------------------------------
+# -- public API ----------------------------------------------------------------------------
 
 
 def _not_found(path: Path, source: str, what: str) -> ConfigError:
@@ -1150,11 +1109,16 @@ def parse_yaml_file(text: str, source: str, what: str, needs: str) -> tuple[Any,
     return data, origins
 
 
-def _load(text: str, source: str, overrides: Sequence[str], default_name: str | None) -> Config:
-    data, origins = parse_yaml_file(
-        text, source, "config file", "at least a model section, e.g. 'model: {layers: 784-100-10}'"
-    )
-    return _build(data, origins, source, overrides, default_name)
+def _read_config(path: str | Path) -> tuple[str, str, str]:
+    """The text of a config file or shipped config, the name messages give it, and its stem."""
+    resolved = shipped.resolve(path)
+    source = str(resolved) if resolved != Path(path) else str(path)
+    return read_text(resolved, source), source, resolved.stem
+
+
+def _parse_config(text: str, source: str) -> tuple[Any, Origins]:
+    needs = "at least a model section, e.g. 'model: {layers: 784-100-10}'"
+    return parse_yaml_file(text, source, "config file", needs)
 
 
 def _build(
@@ -1186,30 +1150,25 @@ def load_config_with_header(
 ) -> tuple[Config, list[str]]:
     """`load_config`, and the file's leading comment block (`shipped.header_lines`) from the
     same bounded read."""
-    resolved = shipped.resolve(path)
-    source = str(resolved) if resolved != Path(path) else str(path)
-    text = read_text(resolved, source)
-    return _load(text, source, overrides, resolved.stem), shipped.header_lines(text)
+    text, source, stem = _read_config(path)
+    cfg = _build(*_parse_config(text, source), source, overrides, stem)
+    return cfg, shipped.header_lines(text)
 
 
 def load_config_variants(path: str | Path, variants: Iterable[Sequence[str]]) -> Iterator[Config]:
     """`load_config` with each list of overrides in `variants` in turn, the file read once,
     here: a file that cannot be read or parsed raises before any variant is built."""
-    resolved = shipped.resolve(path)
-    source = str(resolved) if resolved != Path(path) else str(path)
-    text = read_text(resolved, source)
-    data, origins = parse_yaml_file(
-        text, source, "config file", "at least a model section, e.g. 'model: {layers: 784-100-10}'"
-    )
+    text, source, stem = _read_config(path)
+    data, origins = _parse_config(text, source)
     return (
-        _build(copy.deepcopy(data), dict(origins), source, overrides, resolved.stem)
+        _build(copy.deepcopy(data), dict(origins), source, overrides, stem)
         for overrides in variants
     )
 
 
 def config_from_yaml(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> Config:
     """Validate a config given as YAML text; `source` names it in error messages."""
-    return _load(text, source, overrides, None)
+    return _build(*_parse_config(text, source), source, overrides, None)
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
