@@ -181,7 +181,8 @@ class ModelConfig(_Section):
     init_scale: float | None = Field(
         default=None,
         gt=0.0,
-        description="Half-width for init 'uniform' (default 0.12) or std for 'normal' (0.01).",
+        description="Half-width for init 'uniform' (default {uniform}) or std for 'normal'"
+        " ({normal}).".format(**DEFAULT_INIT_SCALE),
     )
     dropout: _Dropout = Field(
         default=0.0,
@@ -604,7 +605,6 @@ _PLAIN_TAGS = {
     _CORE + tag for tag in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
 }
 _TEXT_TAGS = {_CORE + "timestamp", _CORE + "value"}  # ruamel's extras to the core schema
-_KINDS = {_CORE + "int": "an integer", _CORE + "float": "a number", _CORE + "bool": "true or false"}
 Origins = dict[KeyPath, str]
 """Where each key path's value came from: ``'file.yaml:12'`` or ``'--set key=value'``."""
 Duplicates = dict[int, tuple[Any, int, int]]  # id(mapping) -> (key, first line, second line)
@@ -644,7 +644,8 @@ class _Constructor(RoundTripConstructor):
         try:
             return super().construct_object(node, deep)
         except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to convert
-            expected, found = _KINDS.get(tag, "plain data"), _REPR.repr(node.value)
+            expected = _EXPECTED.get(tag.replace(_CORE, "") + "_type", "plain data")
+            found = _REPR.repr(node.value)
             problem = f"a value could not be read: expected {expected}, found {found}"
             raise _RefusedError(problem, node) from None
 
@@ -733,13 +734,11 @@ def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
         )
     if not isinstance(exc, MarkedYAMLError):
         return f"{source}: invalid YAML: {exc}."
-    mark = exc.problem_mark or exc.context_mark
-    if mark is None:
-        where = source
-    elif override:
-        where = f"{source}: the value at character {mark.column + 1}"
-    else:
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}"
+    mark, where = exc.problem_mark or exc.context_mark, source
+    if mark is not None and override:
+        where += f": the value at character {mark.column + 1}"
+    elif mark is not None:
+        where += f":{mark.line + 1}:{mark.column + 1}"
     problem = exc.problem or exc.context or "unreadable YAML"
     if isinstance(exc, ConstructorError):  # a refusal of ours explains itself; ruamel's do not
         lead = "" if isinstance(exc, _RefusedError) else "a value could not be read: "
@@ -807,20 +806,17 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
     source = _override_source(text)
     node = data
     for depth, key in enumerate(path[:-1]):
-        child = node.get(key)
-        if child is None:
-            here, section = tuple(path[: depth + 1]), _SECTIONS.get(tuple(path[:depth]))
-            leaf = here not in _SECTIONS and here != ("optimizer",)  # the optimizer is a union
-            if section and key in section.model_fields and leaf:
-                raise ConfigError(
-                    f"{source}: {_dotted(here)} is a single setting, not a section,"
-                    f" so it has no key '{path[depth + 1]}'."
-                )
+        here, child = tuple(path[: depth + 1]), node.get(key)
+        parent = _SECTIONS.get(here[:-1])
+        # A setting has no keys below it; the optimizer, a union of sections, is no setting.
+        setting = parent and key in parent.model_fields and here not in [*_SECTIONS, ("optimizer",)]
+        if child is None and not setting:
             child = node[key] = {}
-        elif not isinstance(child, dict):
+        if not isinstance(child, dict):
+            found = "a single setting" if child is None else f"{_show(child)} in the config"
             raise ConfigError(
-                f"{source}: {_dotted(tuple(path[: depth + 1]))} is {_show(child)} in the config,"
-                f" not a section, so it has no key '{path[depth + 1]}'."
+                f"{source}: {_dotted(here)} is {found}, not a section, so it has no key"
+                f" '{path[depth + 1]}'."
             )
         node = child
     node[path[-1]] = value
