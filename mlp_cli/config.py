@@ -248,13 +248,24 @@ class RegularizationConfig(_Section):
     l2: float = Field(default=0.0, ge=0.0, description="Weight of the L2 penalty on the weights.")
 
 
+# What the optimizers' settings of the same name mean, whatever their defaults.
+_LearningRate = Annotated[
+    float, Field(gt=0.0, description="Learning rate (peak rate when scheduled).")
+]
+_SquaredDecay = Annotated[
+    float,
+    Field(ge=0.0, lt=1.0, description="Decay rate of the running mean of squared gradients."),
+]
+_Eps = Annotated[float, Field(gt=0.0, description="Added to the denominator for stability.")]
+
+
 class SGDConfig(_Section):
     """Stochastic gradient descent, optionally with (Nesterov) momentum."""
 
     name: Literal["sgd"] = Field(
         default="sgd", description="Optimizer: stochastic gradient descent."
     )
-    lr: float = Field(default=0.1, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    lr: _LearningRate = 0.1
     momentum: float = Field(
         default=0.0,
         ge=0.0,
@@ -276,17 +287,12 @@ class _AdamFields(_Section):
     """Hyperparameters Adam and AdamW share."""
 
     name: str
-    lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    lr: _LearningRate = 1e-3
     beta1: float = Field(
         default=0.9, ge=0.0, lt=1.0, description="Decay rate of the running mean of gradients."
     )
-    beta2: float = Field(
-        default=0.999,
-        ge=0.0,
-        lt=1.0,
-        description="Decay rate of the running mean of squared gradients.",
-    )
-    eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
+    beta2: _SquaredDecay = 0.999
+    eps: _Eps = 1e-8
 
 
 class AdamConfig(_AdamFields):
@@ -310,14 +316,9 @@ class RMSpropConfig(_Section):
     """RMSprop: steps divided by a running root-mean-square of the gradient."""
 
     name: Literal["rmsprop"] = Field(default="rmsprop", description="Optimizer: RMSprop.")
-    lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
-    rho: float = Field(
-        default=0.9,
-        ge=0.0,
-        lt=1.0,
-        description="Decay rate of the running mean of squared gradients.",
-    )
-    eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
+    lr: _LearningRate = 1e-3
+    rho: _SquaredDecay = 0.9
+    eps: _Eps = 1e-8
     momentum: float = Field(
         default=0.0, ge=0.0, lt=1.0, description="Fraction of the previous step kept (0 = none)."
     )
