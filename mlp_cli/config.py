@@ -330,7 +330,6 @@ OptimizerConfig = Annotated[
 OPTIMIZERS: dict[str, type[_Section]] = {  # name -> section, from the union above
     model.model_fields["name"].default: model for model in get_args(get_args(OptimizerConfig)[0])
 }
-_DEFAULT_OPTIMIZER = "adam"
 
 
 class ScheduleConfig(_Section):
@@ -476,7 +475,8 @@ class Config(_Section):
         if isinstance(data, dict):
             optimizer = data.get("optimizer")
             if isinstance(optimizer, dict) and "name" not in optimizer:
-                return {**data, "optimizer": {"name": _DEFAULT_OPTIMIZER, **optimizer}}
+                default = cls.model_fields["optimizer"].get_default(call_default_factory=True)
+                return {**data, "optimizer": {"name": default.name, **optimizer}}
         return data
 
     @field_validator("name")
@@ -565,7 +565,7 @@ class Config(_Section):
         dropped copies; twice, since the epoch's shorter last batch has its own buffers."""
         layers, rates = self.model.layers, self.model.dropout_rates
         parameters = parameter_count(layers)
-        moments = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2}.get(self.optimizer.name, 2)
+        moments = 1 if isinstance(self.optimizer, SGDConfig) else 2
         copies = 2 + moments + 1  # params, grads, moments, one saved copy
         if self.regularization.l1 or self.regularization.l2:
             copies += 1  # the penalty gradient's scratch vector
