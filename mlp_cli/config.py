@@ -40,12 +40,11 @@ from pydantic import (
     model_validator,
 )
 from ruamel.yaml import YAML
-from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+from ruamel.yaml.constructor import ConstructorError, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.representer import SafeRepresenter
-from ruamel.yaml.scalarbool import ScalarBoolean
 
 from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
@@ -602,74 +601,105 @@ _SECTIONS = _sections(Config)
 # -- YAML ------------------------------------------------------------------------------------
 
 _CORE = "tag:yaml.org,2002:"
-_PLAIN_TAGS = {
-    _CORE + tag for tag in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
-}
+_PLAIN_TAGS = {_CORE + tag for tag in ("str", "int", "float", "bool", "null", "seq", "map")}
 _TEXT_TAGS = {_CORE + "timestamp", _CORE + "value"}  # ruamel's extras to the core schema
 Origins = dict[KeyPath, str]
 """Where each key path's value came from: ``'file.yaml:12'`` or ``'--set key=value'``."""
-Duplicates = dict[int, tuple[Any, int, int]]  # id(mapping) -> (key, first line, second line)
 
 
 class _RefusedError(ConstructorError):
     """A value the loader will not build; its `problem` is the whole explanation."""
 
-    def __init__(self, problem: str, node: Any) -> None:
+    def __init__(self, problem: str, node: Node) -> None:
         super().__init__(None, None, problem, node.start_mark)
 
 
-class _Constructor(RoundTripConstructor):
-    """ruamel's round-trip constructor (which keeps every key's line), limited to plain data;
-    duplicate keys are noted for `_plain` to report with their key path."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.duplicates: Duplicates = {}
-
-    def construct_object(self, node: Any, deep: bool = False) -> Any:
-        tag, scalar = node.tag, isinstance(node, ScalarNode)
-        if scalar and (tag == _CORE + "str" or (tag in _TEXT_TAGS and node.ctag.handle is None)):
-            return node.value  # untagged 2020-01-01 is text: the 1.2 core schema has no dates
-        if node in self.recursive_objects:  # ruamel would take it as null, or fail
-            problem = (
-                "an alias refers to the value that contains it; a config cannot contain itself"
-            )
-            raise _RefusedError(problem, node)
-        if tag not in _PLAIN_TAGS or (scalar and tag == _CORE + "merge"):
-            raise _RefusedError(
-                f"the tag '{tag.replace(_CORE, '!!')}' is not allowed: a config file holds only"
-                " plain data (text, numbers, true/false, lists and mappings), never Python"
-                " objects or other tagged values; remove the tag",
-                node,
-            )
-        try:
-            return super().construct_object(node, deep)
-        except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to convert
-            expected = _EXPECTED.get(tag.replace(_CORE, "") + "_type", "plain data")
-            found = _REPR.repr(node.value)
-            problem = f"a value could not be read: expected {expected}, found {found}"
-            raise _RefusedError(problem, node) from None
-
-    def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, _: Any) -> bool:
-        if key not in mapping:
-            return True
-        first = mapping.lc.data.get(key, [node.start_mark.line])[0] + 1
-        self.duplicates.setdefault(id(mapping), (key, first, key_node.start_mark.line + 1))
-        return False
-
-
-def _read_yaml(text: str) -> tuple[Any, Duplicates]:
-    """One YAML 1.2 document as ruamel's data (None when it holds nothing) and its duplicates."""
-    yaml = YAML(typ="rt", pure=True)
-    yaml.Constructor = _Constructor
+def _read_yaml(text: str, source: str = "", origins: Origins | None = None) -> Any:
+    """One YAML 1.2 document as plain data (None when it holds nothing), built by ruamel's
+    safe constructor once `_check` has found only plain data in it; `origins` gets the line
+    of every key path."""
+    yaml = YAML(typ="safe", pure=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print
         try:
-            data = yaml.load(text)
+            node = yaml.compose(text)
+            if node is None:
+                return None
+            origins = {} if origins is None else origins
+            origins[()] = f"{source}:{node.start_mark.line + 1}"
+            _check(node, (), origins, source, yaml.constructor, {})
+            return yaml.constructor.construct_document(node)
         except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
             # ruamel failing on a construct it should have refused: bad YAML all the same
             raise YAMLError(f"{type(exc).__name__}: {exc}") from None
-    return data, yaml.constructor.duplicates
+
+
+def _check(
+    node: Node,
+    path: KeyPath,
+    origins: Origins,
+    source: str,
+    build: SafeConstructor,
+    done: dict[int, bool],
+) -> None:
+    """Refuse tags other than the core schema's, aliases to a value that contains them,
+    duplicate keys and keys that are not text below `node`, the value at `path`, and note
+    the line of every key path in `origins`; `done` says which nodes are (being) checked."""
+    if id(node) in done:  # an alias: to a value checked before, or to one that contains it
+        if done[id(node)]:
+            return
+        problem = "an alias refers to the value that contains it; a config cannot contain itself"
+        raise _RefusedError(problem, node)
+    tag: str = node.tag or ""
+    if tag not in _PLAIN_TAGS and not (tag in _TEXT_TAGS and node.ctag.handle is None):
+        raise _RefusedError(
+            f"the tag '{tag.replace(_CORE, '!!')}' is not allowed: a config file holds only"
+            " plain data (text, numbers, true/false, lists and mappings), never Python"
+            " objects or other tagged values; remove the tag",
+            node,
+        )
+    if isinstance(node, ScalarNode):
+        if tag in _TEXT_TAGS:  # untagged 2020-01-01 is text: the 1.2 core schema has no dates
+            node.tag = _CORE + "str"
+        try:
+            build.construct_object(node)
+        except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to read
+            expected = _EXPECTED.get(tag.replace(_CORE, "") + "_type", "plain data")
+            problem = f"a value could not be read: expected {expected}, found"
+            raise _RefusedError(f"{problem} {_REPR.repr(node.value)}", node) from None
+        return
+    done[id(node)] = False
+    if isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            origins[(*path, index)] = f"{source}:{item.start_mark.line + 1}"
+            _check(item, (*path, index), origins, source, build, done)
+    lines: dict[str, int] = {}
+    merges = False
+    for key_node, value in node.value if isinstance(node, MappingNode) else ():
+        if key_node.tag == _CORE + "merge":  # '<<: *defaults' merges that mapping into this one
+            _check(value, path, origins, source, build, done)
+            merges = True
+            continue
+        _check(key_node, path, origins, source, build, done)
+        key, line = key_node.value, key_node.start_mark.line + 1
+        if key_node.tag != _CORE + "str":
+            found = _show(build.construct_object(key_node, deep=True))
+            raise ConfigError(
+                f"{source}:{line}: {_dotted(path) or 'the top level'} has the key {found}, but"
+                " keys must be names such as 'epochs'; put quotes around it if it is meant as one."
+            )
+        if key in lines:
+            raise ConfigError(
+                f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
+                f" set on line {lines[key]}. Keep only one of the two lines."
+            )
+        lines[key] = line
+        origins[(*path, key)] = f"{source}:{line}"
+        _check(value, (*path, key), origins, source, build, done)
+    if merges:  # ruamel repeats a merged key once per merge, which nested merges multiply
+        build.flatten_mapping(node)
+        node.value = list({key.value: (key, value) for key, value in node.value}.values())
+    done[id(node)] = True
 
 
 def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any, Origins]:
@@ -677,52 +707,15 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
 
     `override` says `text` is the value of a ``--set`` override named by `source`.
     """
+    origins: Origins = {(): f"{source}:1"}
     try:
-        data, duplicates = _read_yaml(text)
-        line = getattr(getattr(data, "lc", None), "line", None)
-        origins: Origins = {(): f"{source}:{(line or 0) + 1}"}
-        return _plain(data, (), origins, source, duplicates, {}), origins
+        return _read_yaml(text, source, origins), origins
     except YAMLError as exc:
         raise ConfigError(_describe_yaml_error(exc, source, override)) from None
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
         ) from None
-
-
-def _plain(
-    value: Any, path: KeyPath, origins: Origins, source: str, dups: Duplicates, seen: dict[int, Any]
-) -> Any:
-    """`value` as plain dicts, lists and scalars, noting each key path's line in `origins`
-    and refusing duplicate keys and keys that are not text."""
-    if id(value) in seen:  # an alias repeats data already walked; walking it again could explode
-        return seen[id(value)]
-    if id(value) in dups:
-        key, first, line = dups[id(value)]
-        raise ConfigError(
-            f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
-            f" set on line {first}. Keep only one of the two lines."
-        )
-    if isinstance(value, ScalarBoolean):  # an anchored true/false
-        return bool(value)
-    if not isinstance(value, dict | list):
-        # ruamel's scalars remember their formatting (ScalarFloat, HexInt); keep the value.
-        kinds = (bool, int, float, str)
-        return next((kind(value) for kind in kinds if isinstance(value, kind)), value)
-    lines = getattr(getattr(value, "lc", None), "data", None) or {}  # key -> [line, column]
-    plain: Any = {} if isinstance(value, dict) else [None] * len(value)
-    seen[id(value)] = plain
-    for key, item in value.items() if isinstance(value, dict) else enumerate(value):
-        where = f"{source}:{lines[key][0] + 1}" if key in lines else origins[path]
-        if isinstance(value, dict) and not isinstance(key, str):
-            raise ConfigError(
-                f"{where}: {_dotted(path) or 'the top level'} has the key {_show(key)}, but"
-                " keys must be names such as 'epochs'; put quotes around it if it is meant"
-                " as one."
-            )
-        origins[(*path, key)] = where
-        plain[key] = _plain(item, (*path, key), origins, source, dups, seen)
-    return plain
 
 
 def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
@@ -953,7 +946,7 @@ def _explain(error: Mapping[str, Any]) -> str:
 def _reads_as_number(value: Any) -> bool:
     """Whether `value` is text that YAML reads as a number or true/false without quotes."""
     try:
-        plain = _read_yaml(value)[0] if isinstance(value, str) and len(value) <= 40 else None
+        plain = _read_yaml(value) if isinstance(value, str) and len(value) <= 40 else None
     except (YAMLError, RecursionError):
         return False
     return isinstance(plain, int | float)
