@@ -970,26 +970,19 @@ def _user_path(loc: Sequence[str | int], data: Any, missing: bool) -> tuple[KeyP
     return tuple(path), branch
 
 
-def _known(path: KeyPath, origins: Origins) -> KeyPath | None:
-    """`path` or its nearest parent whose origin is known."""
-    return next(
-        (path[:depth] for depth in range(len(path), -1, -1) if path[:depth] in origins), None
-    )
-
-
-def _origin(path: KeyPath, origins: Origins, source: str) -> str:
-    known = _known(path, origins)
-    return source if known is None else origins[known]
+def _known(path: KeyPath, origins: Origins) -> KeyPath:
+    """`path` or its nearest parent whose origin is known (the top level's always is)."""
+    return next(path[:depth] for depth in range(len(path), -1, -1) if path[:depth] in origins)
 
 
 def _clauses(
-    error: Mapping[str, Any], data: Any, origins: Origins, source: str, schema: type[BaseModel]
+    error: Mapping[str, Any], data: Any, origins: Origins, schema: type[BaseModel]
 ) -> list[tuple[KeyPath, str]]:
     """One or more (key path, ``where: key: problem.``) clauses for one pydantic error."""
     path, branch = _user_path(error["loc"], data, error["type"] == "missing")
     if error["type"] == "extra_forbidden":
         optimizer = branch if branch in OPTIMIZERS and schema is Config else None
-        return [(path, _unknown_key(_origin(path, origins, source), path, optimizer, schema))]
+        return [(path, _unknown_key(origins[_known(path, origins)], path, optimizer, schema))]
     if error["type"] == "union_tag_invalid":
         path = (*path, "name")
     invalid = error.get("ctx", {}).get("error")
@@ -999,7 +992,7 @@ def _clauses(
         at = (*path, *relative)
         text = text if text.endswith(("?", ".")) else f"{text}."
         clauses.append(
-            (at, f"{_origin(at, origins, source)}: {_dotted(at) + ': ' if at else ''}{text}")
+            (at, f"{origins[_known(at, origins)]}: {_dotted(at) + ': ' if at else ''}{text}")
         )
     return clauses
 
@@ -1014,20 +1007,21 @@ def validate_as(
     """Validate plain data as `schema` (a config, a sweep file), turning every problem into
     one `ConfigError` of ``file:line: key: problem`` clauses; `keys` are examples of the
     top-level keys, for a file whose top level is no mapping."""
+    origins = {(): source, **origins}  # data given as such (not read from YAML) has no lines
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else _show(data)
         raise ConfigError(
-            f"{_origin((), origins, source)}: the top level of a {what} must be a mapping of"
+            f"{origins[()]}: the top level of a {what} must be a mapping of"
             f" sections ({keys}, ...), found {kind}."
         )
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-    clauses = [c for error in errors for c in _clauses(error, data, origins, source, schema)]
+    clauses = [c for error in errors for c in _clauses(error, data, origins, schema)]
     # File order first; overrides (no line number) after the file they override.
     order = {path: index for index, path in enumerate(origins)}
-    clauses.sort(key=lambda clause: order.get(_known(clause[0], origins) or (), 0))
+    clauses.sort(key=lambda clause: order[_known(clause[0], origins)])
     lines = [text for _, text in clauses]
     if len(lines) > _MAX_CLAUSES:
         lines = [*lines[:_MAX_CLAUSES], f"... and {len(lines) - _MAX_CLAUSES} more problems."]
