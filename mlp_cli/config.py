@@ -40,12 +40,11 @@ from pydantic import (
     model_validator,
 )
 from ruamel.yaml import YAML
-from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+from ruamel.yaml.constructor import ConstructorError, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.representer import SafeRepresenter
-from ruamel.yaml.scalarbool import ScalarBoolean
 
 from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
@@ -62,36 +61,6 @@ from mlp_cli.limits import (
     parameter_count,
     read_regular,
 )
-
-__all__ = [
-    "DEFAULT_INIT_SCALE",
-    "MNIST_CLASSES",
-    "OPTIMIZERS",
-    "AdamConfig",
-    "AdamWConfig",
-    "AugmentConfig",
-    "Config",
-    "DataConfig",
-    "EarlyStoppingConfig",
-    "Init",
-    "ModelConfig",
-    "OptimizerConfig",
-    "OutputConfig",
-    "Override",
-    "RMSpropConfig",
-    "RegularizationConfig",
-    "SGDConfig",
-    "ScheduleConfig",
-    "TrainingConfig",
-    "config_from_dict",
-    "config_from_yaml",
-    "config_schema",
-    "dump_config",
-    "load_config",
-    "load_config_with_header",
-    "parse_override",
-    "show_config",
-]
 
 MNIST_CLASSES = 10
 MNIST_TRAINING_IMAGES = 60000
@@ -119,9 +88,7 @@ class _SettingError(ValueError):
         return "; ".join(f"{_dotted(path)}: {text}" for path, text in self.problems)
 
 
-# --------------------------------------------------------------------------------------------
-# Schema
-# --------------------------------------------------------------------------------------------
+# -- schema ----------------------------------------------------------------------------------
 
 
 class _Section(BaseModel):
@@ -213,7 +180,8 @@ class ModelConfig(_Section):
     init_scale: float | None = Field(
         default=None,
         gt=0.0,
-        description="Half-width for init 'uniform' (default 0.12) or std for 'normal' (0.01).",
+        description="Half-width for init 'uniform' (default {uniform}) or std for 'normal'"
+        " ({normal}).".format(**DEFAULT_INIT_SCALE),
     )
     dropout: _Dropout = Field(
         default=0.0,
@@ -279,13 +247,24 @@ class RegularizationConfig(_Section):
     l2: float = Field(default=0.0, ge=0.0, description="Weight of the L2 penalty on the weights.")
 
 
+# What the optimizers' settings of the same name mean, whatever their defaults.
+_LearningRate = Annotated[
+    float, Field(gt=0.0, description="Learning rate (peak rate when scheduled).")
+]
+_SquaredDecay = Annotated[
+    float,
+    Field(ge=0.0, lt=1.0, description="Decay rate of the running mean of squared gradients."),
+]
+_Eps = Annotated[float, Field(gt=0.0, description="Added to the denominator for stability.")]
+
+
 class SGDConfig(_Section):
     """Stochastic gradient descent, optionally with (Nesterov) momentum."""
 
     name: Literal["sgd"] = Field(
         default="sgd", description="Optimizer: stochastic gradient descent."
     )
-    lr: float = Field(default=0.1, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    lr: _LearningRate = 0.1
     momentum: float = Field(
         default=0.0,
         ge=0.0,
@@ -307,17 +286,12 @@ class _AdamFields(_Section):
     """Hyperparameters Adam and AdamW share."""
 
     name: str
-    lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
+    lr: _LearningRate = 1e-3
     beta1: float = Field(
         default=0.9, ge=0.0, lt=1.0, description="Decay rate of the running mean of gradients."
     )
-    beta2: float = Field(
-        default=0.999,
-        ge=0.0,
-        lt=1.0,
-        description="Decay rate of the running mean of squared gradients.",
-    )
-    eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
+    beta2: _SquaredDecay = 0.999
+    eps: _Eps = 1e-8
 
 
 class AdamConfig(_AdamFields):
@@ -341,14 +315,9 @@ class RMSpropConfig(_Section):
     """RMSprop: steps divided by a running root-mean-square of the gradient."""
 
     name: Literal["rmsprop"] = Field(default="rmsprop", description="Optimizer: RMSprop.")
-    lr: float = Field(default=1e-3, gt=0.0, description="Learning rate (peak rate when scheduled).")
-    rho: float = Field(
-        default=0.9,
-        ge=0.0,
-        lt=1.0,
-        description="Decay rate of the running mean of squared gradients.",
-    )
-    eps: float = Field(default=1e-8, gt=0.0, description="Added to the denominator for stability.")
+    lr: _LearningRate = 1e-3
+    rho: _SquaredDecay = 0.9
+    eps: _Eps = 1e-8
     momentum: float = Field(
         default=0.0, ge=0.0, lt=1.0, description="Fraction of the previous step kept (0 = none)."
     )
@@ -360,7 +329,6 @@ OptimizerConfig = Annotated[
 OPTIMIZERS: dict[str, type[_Section]] = {  # name -> section, from the union above
     model.model_fields["name"].default: model for model in get_args(get_args(OptimizerConfig)[0])
 }
-_DEFAULT_OPTIMIZER = "adam"
 
 
 class ScheduleConfig(_Section):
@@ -506,7 +474,8 @@ class Config(_Section):
         if isinstance(data, dict):
             optimizer = data.get("optimizer")
             if isinstance(optimizer, dict) and "name" not in optimizer:
-                return {**data, "optimizer": {"name": _DEFAULT_OPTIMIZER, **optimizer}}
+                default = cls.model_fields["optimizer"].get_default(call_default_factory=True)
+                return {**data, "optimizer": {"name": default.name, **optimizer}}
         return data
 
     @field_validator("name")
@@ -595,7 +564,7 @@ class Config(_Section):
         dropped copies; twice, since the epoch's shorter last batch has its own buffers."""
         layers, rates = self.model.layers, self.model.dropout_rates
         parameters = parameter_count(layers)
-        moments = {"sgd": 1, "adam": 2, "adamw": 2, "rmsprop": 2}.get(self.optimizer.name, 2)
+        moments = 1 if isinstance(self.optimizer, SGDConfig) else 2
         copies = 2 + moments + 1  # params, grads, moments, one saved copy
         if self.regularization.l1 or self.regularization.l2:
             copies += 1  # the penalty gradient's scratch vector
@@ -629,80 +598,108 @@ def _sections(model: type[BaseModel], path: KeyPath = ()) -> dict[KeyPath, type[
 _SECTIONS = _sections(Config)
 
 
-# --------------------------------------------------------------------------------------------
-# YAML
-# --------------------------------------------------------------------------------------------
+# -- YAML ------------------------------------------------------------------------------------
 
 _CORE = "tag:yaml.org,2002:"
-_PLAIN_TAGS = {
-    _CORE + tag for tag in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
-}
+_PLAIN_TAGS = {_CORE + tag for tag in ("str", "int", "float", "bool", "null", "seq", "map")}
 _TEXT_TAGS = {_CORE + "timestamp", _CORE + "value"}  # ruamel's extras to the core schema
-_KINDS = {_CORE + "int": "an integer", _CORE + "float": "a number", _CORE + "bool": "true or false"}
 Origins = dict[KeyPath, str]
 """Where each key path's value came from: ``'file.yaml:12'`` or ``'--set key=value'``."""
-Duplicates = dict[int, tuple[Any, int, int]]  # id(mapping) -> (key, first line, second line)
 
 
 class _RefusedError(ConstructorError):
     """A value the loader will not build; its `problem` is the whole explanation."""
 
-
-class _Constructor(RoundTripConstructor):
-    """ruamel's round-trip constructor (which keeps every key's line), limited to plain data;
-    duplicate keys are noted for `_plain` to report with their key path."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.duplicates: Duplicates = {}
-
-    def construct_object(self, node: Any, deep: bool = False) -> Any:
-        tag, scalar = node.tag, isinstance(node, ScalarNode)
-        if scalar and (tag == _CORE + "str" or (tag in _TEXT_TAGS and node.ctag.handle is None)):
-            return node.value  # untagged 2020-01-01 is text: the 1.2 core schema has no dates
-        if node in self.recursive_objects:  # ruamel would take it as null, or fail
-            raise _RefusedError(
-                None,
-                None,
-                "an alias refers to the value that contains it; a config cannot contain itself",
-                node.start_mark,
-            )
-        if tag not in _PLAIN_TAGS or (scalar and tag == _CORE + "merge"):
-            raise _RefusedError(
-                None,
-                None,
-                f"the tag '{tag.replace(_CORE, '!!')}' is not allowed: a config file holds only"
-                " plain data (text, numbers, true/false, lists and mappings), never Python"
-                " objects or other tagged values; remove the tag",
-                node.start_mark,
-            )
-        try:
-            return super().construct_object(node, deep)
-        except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to convert
-            expected, found = _KINDS.get(tag, "plain data"), _REPR.repr(node.value)
-            problem = f"a value could not be read: expected {expected}, found {found}"
-            raise _RefusedError(None, None, problem, node.start_mark) from None
-
-    def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any, _: Any) -> bool:
-        if key not in mapping:
-            return True
-        first = mapping.lc.data.get(key, [node.start_mark.line])[0] + 1
-        self.duplicates.setdefault(id(mapping), (key, first, key_node.start_mark.line + 1))
-        return False
+    def __init__(self, problem: str, node: Node) -> None:
+        super().__init__(None, None, problem, node.start_mark)
 
 
-def _read_yaml(text: str) -> tuple[Any, Duplicates]:
-    """One YAML 1.2 document as ruamel's data (None when it holds nothing) and its duplicates."""
-    yaml = YAML(typ="rt", pure=True)
-    yaml.Constructor = _Constructor
+def _read_yaml(text: str, source: str = "", origins: Origins | None = None) -> Any:
+    """One YAML 1.2 document as plain data (None when it holds nothing), built by ruamel's
+    safe constructor once `_check` has found only plain data in it; `origins` gets the line
+    of every key path."""
+    yaml = YAML(typ="safe", pure=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print
         try:
-            data = yaml.load(text)
+            node = yaml.compose(text)
+            if node is None:
+                return None
+            origins = {} if origins is None else origins
+            origins[()] = f"{source}:{node.start_mark.line + 1}"
+            _check(node, (), origins, source, yaml.constructor, {})
+            return yaml.constructor.construct_document(node)
         except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
             # ruamel failing on a construct it should have refused: bad YAML all the same
             raise YAMLError(f"{type(exc).__name__}: {exc}") from None
-    return data, yaml.constructor.duplicates
+
+
+def _check(
+    node: Node,
+    path: KeyPath,
+    origins: Origins,
+    source: str,
+    build: SafeConstructor,
+    done: dict[int, bool],
+) -> None:
+    """Refuse tags other than the core schema's, aliases to a value that contains them,
+    duplicate keys and keys that are not text below `node`, the value at `path`, and note
+    the line of every key path in `origins`; `done` says which nodes are (being) checked."""
+    if id(node) in done:  # an alias: to a value checked before, or to one that contains it
+        if done[id(node)]:
+            return
+        problem = "an alias refers to the value that contains it; a config cannot contain itself"
+        raise _RefusedError(problem, node)
+    tag: str = node.tag or ""
+    if tag not in _PLAIN_TAGS and not (tag in _TEXT_TAGS and node.ctag.handle is None):
+        raise _RefusedError(
+            f"the tag '{tag.replace(_CORE, '!!')}' is not allowed: a config file holds only"
+            " plain data (text, numbers, true/false, lists and mappings), never Python"
+            " objects or other tagged values; remove the tag",
+            node,
+        )
+    if isinstance(node, ScalarNode):
+        if tag in _TEXT_TAGS:  # untagged 2020-01-01 is text: the 1.2 core schema has no dates
+            node.tag = _CORE + "str"
+        try:
+            build.construct_object(node)
+        except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to read
+            expected = _EXPECTED.get(tag.replace(_CORE, "") + "_type", "plain data")
+            problem = f"a value could not be read: expected {expected}, found"
+            raise _RefusedError(f"{problem} {_REPR.repr(node.value)}", node) from None
+        return
+    done[id(node)] = False
+    if isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            origins[(*path, index)] = f"{source}:{item.start_mark.line + 1}"
+            _check(item, (*path, index), origins, source, build, done)
+    lines: dict[str, int] = {}
+    merges = False
+    for key_node, value in node.value if isinstance(node, MappingNode) else ():
+        if key_node.tag == _CORE + "merge":  # '<<: *defaults' merges that mapping into this one
+            _check(value, path, origins, source, build, done)
+            merges = True
+            continue
+        _check(key_node, path, origins, source, build, done)
+        key, line = key_node.value, key_node.start_mark.line + 1
+        if key_node.tag != _CORE + "str":
+            found = _show(build.construct_object(key_node, deep=True))
+            raise ConfigError(
+                f"{source}:{line}: {_dotted(path) or 'the top level'} has the key {found}, but"
+                " keys must be names such as 'epochs'; put quotes around it if it is meant as one."
+            )
+        if key in lines:
+            raise ConfigError(
+                f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
+                f" set on line {lines[key]}. Keep only one of the two lines."
+            )
+        lines[key] = line
+        origins[(*path, key)] = f"{source}:{line}"
+        _check(value, (*path, key), origins, source, build, done)
+    if merges:  # ruamel repeats a merged key once per merge, which nested merges multiply
+        build.flatten_mapping(node)
+        node.value = list({key.value: (key, value) for key, value in node.value}.values())
+    done[id(node)] = True
 
 
 def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any, Origins]:
@@ -710,52 +707,15 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
 
     `override` says `text` is the value of a ``--set`` override named by `source`.
     """
+    origins: Origins = {(): f"{source}:1"}
     try:
-        data, duplicates = _read_yaml(text)
-        line = getattr(getattr(data, "lc", None), "line", None)
-        origins: Origins = {(): f"{source}:{(line or 0) + 1}"}
-        return _plain(data, (), origins, source, duplicates, {}), origins
+        return _read_yaml(text, source, origins), origins
     except YAMLError as exc:
         raise ConfigError(_describe_yaml_error(exc, source, override)) from None
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
         ) from None
-
-
-def _plain(
-    value: Any, path: KeyPath, origins: Origins, source: str, dups: Duplicates, seen: dict[int, Any]
-) -> Any:
-    """`value` as plain dicts, lists and scalars, noting each key path's line in `origins`
-    and refusing duplicate keys and keys that are not text."""
-    if id(value) in seen:  # an alias repeats data already walked; walking it again could explode
-        return seen[id(value)]
-    if id(value) in dups:
-        key, first, line = dups[id(value)]
-        raise ConfigError(
-            f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
-            f" set on line {first}. Keep only one of the two lines."
-        )
-    if isinstance(value, ScalarBoolean):  # an anchored true/false
-        return bool(value)
-    if not isinstance(value, dict | list):
-        # ruamel's scalars remember their formatting (ScalarFloat, HexInt); keep the value.
-        kinds = (bool, int, float, str)
-        return next((kind(value) for kind in kinds if isinstance(value, kind)), value)
-    lines = getattr(getattr(value, "lc", None), "data", None) or {}  # key -> [line, column]
-    plain: Any = {} if isinstance(value, dict) else [None] * len(value)
-    seen[id(value)] = plain
-    for key, item in value.items() if isinstance(value, dict) else enumerate(value):
-        where = f"{source}:{lines[key][0] + 1}" if key in lines else origins[path]
-        if isinstance(value, dict) and not isinstance(key, str):
-            raise ConfigError(
-                f"{where}: {_dotted(path) or 'the top level'} has the key {_show(key)}, but"
-                " keys must be names such as 'epochs'; put quotes around it if it is meant"
-                " as one."
-            )
-        origins[(*path, key)] = where
-        plain[key] = _plain(item, (*path, key), origins, source, dups, seen)
-    return plain
 
 
 def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
@@ -768,13 +728,11 @@ def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
         )
     if not isinstance(exc, MarkedYAMLError):
         return f"{source}: invalid YAML: {exc}."
-    mark = exc.problem_mark or exc.context_mark
-    if mark is None:
-        where = source
-    elif override:
-        where = f"{source}: the value at character {mark.column + 1}"
-    else:
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}"
+    mark, where = exc.problem_mark or exc.context_mark, source
+    if mark is not None and override:
+        where += f": the value at character {mark.column + 1}"
+    elif mark is not None:
+        where += f":{mark.line + 1}:{mark.column + 1}"
     problem = exc.problem or exc.context or "unreadable YAML"
     if isinstance(exc, ConstructorError):  # a refusal of ours explains itself; ruamel's do not
         lead = "" if isinstance(exc, _RefusedError) else "a value could not be read: "
@@ -793,9 +751,7 @@ def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
     return f"{where}: invalid YAML: {problem}{context}. {fix}"
 
 
-# --------------------------------------------------------------------------------------------
-# Overrides
-# --------------------------------------------------------------------------------------------
+# -- overrides -------------------------------------------------------------------------------
 
 
 class Override(str):
@@ -844,20 +800,17 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
     source = _override_source(text)
     node = data
     for depth, key in enumerate(path[:-1]):
-        child = node.get(key)
-        if child is None:
-            here, section = tuple(path[: depth + 1]), _SECTIONS.get(tuple(path[:depth]))
-            leaf = here not in _SECTIONS and here != ("optimizer",)  # the optimizer is a union
-            if section and key in section.model_fields and leaf:
-                raise ConfigError(
-                    f"{source}: {_dotted(here)} is a single setting, not a section,"
-                    f" so it has no key '{path[depth + 1]}'."
-                )
+        here, child = tuple(path[: depth + 1]), node.get(key)
+        parent = _SECTIONS.get(here[:-1])
+        # A setting has no keys below it; the optimizer, a union of sections, is no setting.
+        setting = parent and key in parent.model_fields and here not in [*_SECTIONS, ("optimizer",)]
+        if child is None and not setting:
             child = node[key] = {}
-        elif not isinstance(child, dict):
+        if not isinstance(child, dict):
+            found = "a single setting" if child is None else f"{_show(child)} in the config"
             raise ConfigError(
-                f"{source}: {_dotted(tuple(path[: depth + 1]))} is {_show(child)} in the config,"
-                f" not a section, so it has no key '{path[depth + 1]}'."
+                f"{source}: {_dotted(here)} is {found}, not a section, so it has no key"
+                f" '{path[depth + 1]}'."
             )
         node = child
     node[path[-1]] = value
@@ -868,37 +821,28 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
         origins.setdefault(key_path[:depth], source)
 
 
-# --------------------------------------------------------------------------------------------
-# Error messages
-# --------------------------------------------------------------------------------------------
+# -- error messages --------------------------------------------------------------------------
 
 
 class _ShortRepr(reprlib.Repr):
     def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 128:
-            # Python refuses to print integers of more than 4300 digits.
+        if x.bit_length() > 128:  # Python refuses to print integers of more than 4300 digits
             return f"<an integer of about {int(x.bit_length() * 0.30103)} digits>"
         return super().repr_int(x, level)
 
 
 _REPR = _ShortRepr()
-_REPR.maxstring = 60
-_REPR.maxother = 60
+_REPR.maxstring = _REPR.maxother = 60
 _REPR.maxlist = _REPR.maxdict = 6
 _REPR.maxlevel = 2
 
 
 def _show(value: Any) -> str:
     """A found value as the user would recognise it from their YAML."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return f"a section {_REPR.repr(value)}"
-    if isinstance(value, list):
-        return f"a list {_REPR.repr(value)}"
-    return _REPR.repr(value)
+    if value is None or isinstance(value, bool):
+        return {None: "nothing (null)", True: "true", False: "false"}[value]
+    kind = "a section " if isinstance(value, dict) else "a list " if isinstance(value, list) else ""
+    return kind + _REPR.repr(value)
 
 
 def _dotted(path: Sequence[str | int]) -> str:
@@ -932,44 +876,36 @@ def _section_of(schema: type[BaseModel], path: KeyPath) -> type[BaseModel]:
     return node  # type: ignore[no-any-return]
 
 
-def _unknown_key(
-    where: str, path: KeyPath, optimizer: str | None, schema: type[BaseModel] = Config
-) -> str:
+def _unknown_key(where: str, path: KeyPath, optimizer: str | None, schema: type[BaseModel]) -> str:
     """The message for a key no section has, with the closest key or the key's real home."""
     key, section = path[-1], _dotted(path[:-1])
-    model = OPTIMIZERS[optimizer] if optimizer else _section_of(schema, path[:-1])
-    allowed = list(model.model_fields)
-    hint = _did_you_mean(key, allowed)
-    if schema is not Config:
-        about, scope = "", f"in {section}" if section else "at the top level"
-    elif optimizer is not None:
-        owners = [name for name, other in OPTIMIZERS.items() if key in other.model_fields]
+    allowed = list(
+        (OPTIMIZERS[optimizer] if optimizer else _section_of(schema, path[:-1])).model_fields
+    )
+    hint, about = _did_you_mean(key, allowed), ""
+    scope = f"in {section}" if section else "at the top level"
+    owners = [name for name, other in OPTIMIZERS.items() if key in other.model_fields]
+    if optimizer is not None:
+        about, scope = f" for optimizer '{optimizer}'", f"for {optimizer}"
         if owners:
             hint = (
                 f"; {key} is a setting of optimizer {' and '.join(owners)}, so set"
                 " optimizer.name to one of those or remove it"
             )
-        about, scope = f" for optimizer '{optimizer}'", f"for {optimizer}"
-    else:
+    elif schema is Config:
         # A setting of that name elsewhere ('epochs' -> 'training.epochs'), else a close spelling.
         homes = [_dotted((*at, key)) for at, home in _SECTIONS.items() if key in home.model_fields]
-        if any(key in other.model_fields for other in OPTIMIZERS.values()):
-            homes.append(f"optimizer.{key}")
+        homes += [f"optimizer.{key}"] if owners else []
         if len(homes) == 1:
             hint = f"; did you mean '{homes[0]}'?"
-        about, scope = "", f"in {section}" if section else "at the top level"
     return (
         f"{where}: unknown key '{_dotted(path)}'{about}{hint} (allowed keys {scope}:"
         f" {', '.join(allowed)})."
     )
 
 
-_REQUIRED_HINTS = {
-    ("model",): "add a model section, e.g. 'model: {layers: 784-100-10}'",
-    ("model", "layers"): "add e.g. 'layers: 784-100-10' under model",
-}
 # pydantic says "Input should be a valid integer"; these read as the user's YAML does.
-_SIMPLE = {
+_EXPECTED = {
     "int_type": "an integer",
     "float_type": "a number",
     "bool_type": "true or false",
@@ -979,48 +915,41 @@ _SIMPLE = {
     "dict_type": "a section of keys",
     "model_attributes_type": "a section of keys",
 }
-_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
-def _explain(error: Mapping[str, Any], path: KeyPath) -> str:
+def _explain(error: Mapping[str, Any]) -> str:
     """Pydantic's error as plain words: what was expected and what was found."""
-    kind, value = error["type"], error.get("input")
-    ctx: Mapping[str, Any] = error.get("ctx", {})
-    message = str(error.get("msg", "invalid value")).rstrip(".")
-    expected, hint = f"expected {message.removeprefix('Input should be ')}", ""
-    if kind in ("literal_error", "union_tag_invalid"):
-        if kind == "union_tag_invalid":  # an optimizer section whose name is no optimizer
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx", {})
+    message, hint = str(error["msg"]).rstrip("."), ""
+    if kind == "missing":
+        return "this required key is missing"
+    if kind == "too_short":
+        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
+    if message.startswith("Input should be "):
+        expected = "expected " + _EXPECTED.get(kind, message.removeprefix("Input should be "))
+    else:  # pydantic's own sentence ('String should have at least 1 character') or ours
+        expected = message[:1].lower() + message[1:]
+    if kind in ("literal_error", "union_tag_invalid"):  # the latter: no optimizer of that name
+        if kind == "union_tag_invalid":
             value = value.get("name") if isinstance(value, dict) else None
-        listed = ctx.get("expected") or ctx.get("expected_tags", "")
+        listed = ctx.get("expected") or ctx["expected_tags"]
         choices = [choice.strip("'") for choice in re.split(", | or ", listed)]
         expected, hint = f"expected one of {', '.join(choices)}", _did_you_mean(value, choices)
-    elif kind in _BOUNDS:  # the limit's type is the field's: 'an integer less than 60000'
+    elif "_than" in kind:  # the limit's type is the field's: 'an integer less than 60000'
         noun = "an integer" if isinstance(next(iter(ctx.values())), int) else "a number"
         expected = expected.replace("expected", f"expected {noun}", 1)
-    elif kind in _SIMPLE:
-        expected = f"expected {_SIMPLE[kind]}"
-    elif kind == "too_short":
-        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
-    elif kind == "missing":
-        required = _REQUIRED_HINTS.get(tuple(str(p) for p in path))
-        return "this required key is missing" + (f"; {required}" if required else "")
-    elif not message.startswith("Input should be"):
-        expected = f"{message[:1].lower()}{message[1:]}"
-    quoted = _quoted_scalar(value)
-    if quoted and kind in ("int_type", "float_type", "bool_type", "literal_error"):
-        hint = f" in quotes, which makes it text; write {quoted} without quotes"
+    if kind in ("int_type", "float_type", "bool_type", "literal_error") and _reads_as_number(value):
+        hint = f" in quotes, which makes it text; write {value} without quotes"
     return f"{expected}, found {_show(value)}{hint}"
 
 
-def _quoted_scalar(value: Any) -> str:
-    """`value` if it is text that YAML would read as a number or true/false without quotes."""
-    if not isinstance(value, str) or len(value) > 40:
-        return ""
+def _reads_as_number(value: Any) -> bool:
+    """Whether `value` is text that YAML reads as a number or true/false without quotes."""
     try:
-        plain = _read_yaml(value)[0]
+        plain = _read_yaml(value) if isinstance(value, str) and len(value) <= 40 else None
     except (YAMLError, RecursionError):
-        return ""
-    return value if isinstance(plain, int | float) else ""
+        return False
+    return isinstance(plain, int | float)
 
 
 def _user_path(loc: Sequence[str | int], data: Any, missing: bool) -> tuple[KeyPath, str | None]:
@@ -1029,64 +958,46 @@ def _user_path(loc: Sequence[str | int], data: Any, missing: bool) -> tuple[KeyP
     path: list[str | int] = []
     branch = None
     for index, part in enumerate(loc):
-        is_key = isinstance(data, dict) and isinstance(part, str)
-        if is_key and (part in data or (missing and index == len(loc) - 1)):
-            data = data.get(part)
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
-            data = data[part]
+        if isinstance(data, dict) and isinstance(part, str):
+            found = part in data or (missing and index == len(loc) - 1)
         else:
+            found = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if not found:
             branch = str(part)
             continue
+        data = data.get(part) if isinstance(data, dict) else data[part]
         path.append(part)
     return tuple(path), branch
 
 
-def _origin(path: KeyPath, origins: Origins, source: str) -> str:
-    """The most precise known origin of `path`: its own line, else its nearest parent's."""
-    for depth in range(len(path), -1, -1):
-        if path[:depth] in origins:
-            return origins[path[:depth]]
-    return source
+def _known(path: KeyPath, origins: Origins) -> KeyPath:
+    """`path` or its nearest parent whose origin is known (the top level's always is)."""
+    return next(path[:depth] for depth in range(len(path), -1, -1) if path[:depth] in origins)
 
 
 def _clauses(
-    error: Mapping[str, Any], data: Any, origins: Origins, source: str, schema: type[BaseModel]
+    error: Mapping[str, Any], data: Any, origins: Origins, schema: type[BaseModel]
 ) -> list[tuple[KeyPath, str]]:
     """One or more (key path, ``where: key: problem.``) clauses for one pydantic error."""
     path, branch = _user_path(error["loc"], data, error["type"] == "missing")
-    if error["type"] == "union_tag_invalid":
-        path = (*path, "name")
     if error["type"] == "extra_forbidden":
         optimizer = branch if branch in OPTIMIZERS and schema is Config else None
-        return [(path, _unknown_key(_origin(path, origins, source), path, optimizer, schema))]
+        return [(path, _unknown_key(origins[_known(path, origins)], path, optimizer, schema))]
+    if error["type"] == "union_tag_invalid":
+        path = (*path, "name")
     invalid = error.get("ctx", {}).get("error")
-    if isinstance(invalid, _SettingError):
-        problems = [((*path, *rel), text) for rel, text in invalid.problems]
-    else:
-        problems = [(path, _explain(error, path))]
-    return [
-        (p, f"{_origin(p, origins, source)}: {_dotted(p) + ': ' if p else ''}{_sentence(text)}")
-        for p, text in problems
-    ]
-
-
-def _sentence(text: str) -> str:
-    return text if text.endswith(("?", ".")) else f"{text}."
+    problems = invalid.problems if isinstance(invalid, _SettingError) else [((), _explain(error))]
+    clauses = []
+    for relative, text in problems:
+        at = (*path, *relative)
+        text = text if text.endswith(("?", ".")) else f"{text}."
+        clauses.append(
+            (at, f"{origins[_known(at, origins)]}: {_dotted(at) + ': ' if at else ''}{text}")
+        )
+    return clauses
 
 
 _MAX_CLAUSES = 12
-
-
-def _line_of(clause: tuple[KeyPath, str], origins: Origins, source: str) -> float:
-    line = re.search(r":([0-9]+)$", _origin(clause[0], origins, source))
-    return int(line.group(1)) if line else float("inf")
-
-
-def _validate(data: Any, origins: Origins, source: str) -> Config:
-    """Validate plain data as a `Config`, turning every problem into one `ConfigError`."""
-    return validate_as(Config, data, origins, source, "config", "model:, data:, optimizer:")
-
-
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
@@ -1096,28 +1007,32 @@ def validate_as(
     """Validate plain data as `schema` (a config, a sweep file), turning every problem into
     one `ConfigError` of ``file:line: key: problem`` clauses; `keys` are examples of the
     top-level keys, for a file whose top level is no mapping."""
+    origins = {(): source, **origins}  # data given as such (not read from YAML) has no lines
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else _show(data)
         raise ConfigError(
-            f"{_origin((), origins, source)}: the top level of a {what} must be a mapping of"
+            f"{origins[()]}: the top level of a {what} must be a mapping of"
             f" sections ({keys}, ...), found {kind}."
         )
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-    clauses = [c for error in errors for c in _clauses(error, data, origins, source, schema)]
+    clauses = [c for error in errors for c in _clauses(error, data, origins, schema)]
     # File order first; overrides (no line number) after the file they override.
-    clauses.sort(key=lambda clause: _line_of(clause, origins, source))
+    order = {path: index for index, path in enumerate(origins)}
+    clauses.sort(key=lambda clause: order[_known(clause[0], origins)])
     lines = [text for _, text in clauses]
     if len(lines) > _MAX_CLAUSES:
         lines = [*lines[:_MAX_CLAUSES], f"... and {len(lines) - _MAX_CLAUSES} more problems."]
     raise ConfigError("\n".join(lines))
 
 
-# --------------------------------------------------------------------------------------------
-# Public API
-# --------------------------------------------------------------------------------------------
+def _validate(data: Any, origins: Origins, source: str) -> Config:
+    return validate_as(Config, data, origins, source, "config", "model:, data:, optimizer:")
+
+
+# -- public API ----------------------------------------------------------------------------
 
 
 def _not_found(path: Path, source: str, what: str) -> ConfigError:
@@ -1178,11 +1093,16 @@ def parse_yaml_file(text: str, source: str, what: str, needs: str) -> tuple[Any,
     return data, origins
 
 
-def _load(text: str, source: str, overrides: Sequence[str], default_name: str | None) -> Config:
-    data, origins = parse_yaml_file(
-        text, source, "config file", "at least a model section, e.g. 'model: {layers: 784-100-10}'"
-    )
-    return _build(data, origins, source, overrides, default_name)
+def _read_config(path: str | Path) -> tuple[str, str, str]:
+    """The text of a config file or shipped config, the name messages give it, and its stem."""
+    resolved = shipped.resolve(path)
+    source = str(resolved) if resolved != Path(path) else str(path)
+    return read_text(resolved, source), source, resolved.stem
+
+
+def _parse_config(text: str, source: str) -> tuple[Any, Origins]:
+    needs = "at least a model section, e.g. 'model: {layers: 784-100-10}'"
+    return parse_yaml_file(text, source, "config file", needs)
 
 
 def _build(
@@ -1214,30 +1134,25 @@ def load_config_with_header(
 ) -> tuple[Config, list[str]]:
     """`load_config`, and the file's leading comment block (`shipped.header_lines`) from the
     same bounded read."""
-    resolved = shipped.resolve(path)
-    source = str(resolved) if resolved != Path(path) else str(path)
-    text = read_text(resolved, source)
-    return _load(text, source, overrides, resolved.stem), shipped.header_lines(text)
+    text, source, stem = _read_config(path)
+    cfg = _build(*_parse_config(text, source), source, overrides, stem)
+    return cfg, shipped.header_lines(text)
 
 
 def load_config_variants(path: str | Path, variants: Iterable[Sequence[str]]) -> Iterator[Config]:
     """`load_config` with each list of overrides in `variants` in turn, the file read once,
     here: a file that cannot be read or parsed raises before any variant is built."""
-    resolved = shipped.resolve(path)
-    source = str(resolved) if resolved != Path(path) else str(path)
-    text = read_text(resolved, source)
-    data, origins = parse_yaml_file(
-        text, source, "config file", "at least a model section, e.g. 'model: {layers: 784-100-10}'"
-    )
+    text, source, stem = _read_config(path)
+    data, origins = _parse_config(text, source)
     return (
-        _build(copy.deepcopy(data), dict(origins), source, overrides, resolved.stem)
+        _build(copy.deepcopy(data), dict(origins), source, overrides, stem)
         for overrides in variants
     )
 
 
 def config_from_yaml(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> Config:
     """Validate a config given as YAML text; `source` names it in error messages."""
-    return _load(text, source, overrides, None)
+    return _build(*_parse_config(text, source), source, overrides, None)
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:

@@ -157,8 +157,8 @@ class MLP:
 
         xavier: U(+-sqrt(6 / (n_in + n_out)))  (Glorot & Bengio 2010)
         he:     N(0, 2 / n_in)                  (He et al. 2015, for ReLU)
-        uniform: U(+-scale), scale 0.12 by default (the classic exercise's epsilon)
-        normal: N(0, scale^2), scale 0.01 by default
+        uniform: U(+-scale)    normal: N(0, scale^2)
+        (scale: the config's ``DEFAULT_INIT_SCALE`` of the scheme unless given)
         """
         # The config states the schemes and their defaults; imported here so that loading a
         # saved model does not import (and build) the config schema.

@@ -13,8 +13,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
+from ruamel.yaml.constructor import SafeConstructor
 
-from mlp_cli import config as config_module
 from mlp_cli import shipped
 from mlp_cli.config import (
     AdamConfig,
@@ -280,7 +280,7 @@ def test_a_failure_inside_the_yaml_library_is_a_config_error(
     def fail(*_: object) -> None:
         raise AttributeError("'NoneType' object has no attribute 'add_referent'")
 
-    monkeypatch.setattr(config_module._Constructor, "construct_document", fail)
+    monkeypatch.setattr(SafeConstructor, "construct_document", fail)
     path = write(tmp_path, MINIMAL)
     assert config_error(path) == (
         f"{path}: invalid YAML: AttributeError: 'NoneType' object has no attribute 'add_referent'."

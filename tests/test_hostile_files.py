@@ -367,6 +367,14 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
     assert isinstance(error, MLPError)
 
 
+def test_yaml_merge_bomb_is_read_quickly(tmp_path: Path) -> None:
+    lines = ["a0: &a0 {x: 1, y: 2}"]
+    lines += [f"a{i}: &a{i} {{<<: [{', '.join([f'*a{i - 1}'] * 10)}]}}" for i in range(1, 12)]
+    error = load_config_bytes(tmp_path, ("\n".join(lines) + "\nmodel: {layers: 784-10}\n").encode())
+    assert isinstance(error, MLPError)
+    assert "unknown key 'a0'" in str(error)
+
+
 def test_a_config_larger_than_the_cap_is_refused_without_reading_it_all(tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
     with path.open("wb") as f:
