@@ -904,6 +904,10 @@ def _unknown_key(where: str, path: KeyPath, optimizer: str | None, schema: type[
     )
 
 
+_REQUIRED_EXAMPLES = {
+    ("model",): "a model section, e.g. 'model: {layers: 784-100-10}'",
+    ("model", "layers"): "e.g. 'layers: 784-100-10' under model",
+}
 # pydantic says "Input should be a valid integer"; these read as the user's YAML does.
 _EXPECTED = {
     "int_type": "an integer",
@@ -922,7 +926,8 @@ def _explain(error: Mapping[str, Any]) -> str:
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx", {})
     message, hint = str(error["msg"]).rstrip("."), ""
     if kind == "missing":
-        return "this required key is missing"
+        example = _REQUIRED_EXAMPLES.get(tuple(map(str, error["loc"])))
+        return "this required key is missing" + (f"; add {example}" if example else "")
     if kind == "too_short":
         return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
     if message.startswith("Input should be "):

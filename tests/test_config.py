@@ -190,8 +190,14 @@ BAD_CONFIGS = [
     pytest.param(
         "data:\n  input_size: 20\n",
         "data",
-        ["model", "required"],
+        ["model", "required", "'model: {layers: 784-100-10}'"],
         id="missing-model",
+    ),
+    pytest.param(
+        "model:\n  hidden_activation: relu\n",
+        "model",
+        ["model.layers", "required", "'layers: 784-100-10' under model"],
+        id="missing-layers",
     ),
 ]
 
