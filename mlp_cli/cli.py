@@ -67,7 +67,7 @@ def _plain_types(params: list[Any]) -> list[Any]:
     """Help that names what a parameter takes, as its metavar says: a flag shows nothing
     (not ``<bool>``, Typer's own ``--help`` included) and an argument its metavar alone
     (``IMAGE``, not ``<list[str]>``).  And parameters given no value skip Typer's
-    validator (see `_no_value`)."""
+    validator (see `_process_value`)."""
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
@@ -78,23 +78,24 @@ def _plain_types(params: list[Any]) -> list[Any]:
     return params
 
 
-def _no_value(param: TyperOption | TyperArgument, ctx: Any) -> Any:
-    """What Typer makes of a parameter given no value, as its `process_value` does, without
-    first building the pydantic validator of the parameter's type (the first one built
-    loads pydantic, for ``mlp data --help`` too): its coercion turns None into None, or ()
-    for a parameter that takes several values, whatever the type."""
-    value = () if param.multiple or param.nargs == -1 else None
-    return value if param.callback is None else param.callback(ctx, param, value)
-
-
 EMPTY_PATH = "an empty path names no file or folder; give a path ('.' for the current folder)"
 
 
-def _refuse_empty_path(param: TyperOption | TyperArgument, value: Any) -> None:
-    """Refuse ``--out ""`` and the like: Path("") is ".", so an empty path would silently
+def _process_value(
+    param: TyperOption | TyperArgument, ctx: Any, value: Any, process: Callable[[Any, Any], Any]
+) -> Any:
+    """Typer's `process_value` (``process``) of ``value``, but for two cases.  A parameter
+    given no value gets what Typer's coercion makes of None (None, or () for a parameter
+    that takes several values, whatever the type) without first building the pydantic
+    validator of its type (the first one built loads pydantic, for ``mlp data --help``
+    too).  And an empty path is refused: Path("") is ".", so ``--out ""`` would silently
     name the current folder (read from, written into) instead of being the mistake it is."""
+    if value is None and not param.required:
+        value = () if param.multiple or param.nargs == -1 else None
+        return value if param.callback is None else param.callback(ctx, param, value)
     if value == "" and _takes_path(param):
         raise typer.BadParameter(EMPTY_PATH)
+    return process(ctx, value)
 
 
 def _takes_path(param: TyperOption | TyperArgument) -> bool:
@@ -110,10 +111,7 @@ def _takes_path(param: TyperOption | TyperArgument) -> bool:
 
 class _Option(TyperOption):
     def process_value(self, ctx: Any, value: Any) -> Any:
-        if value is None and not self.required:
-            return _no_value(self, ctx)
-        _refuse_empty_path(self, value)
-        return super().process_value(ctx, value)
+        return _process_value(self, ctx, value, super().process_value)
 
 
 class _InstallCompletion(_Option):
@@ -143,10 +141,7 @@ class _InstallCompletion(_Option):
 
 class _Argument(TyperArgument):
     def process_value(self, ctx: Any, value: Any) -> Any:
-        if value is None and not self.required:
-            return _no_value(self, ctx)
-        _refuse_empty_path(self, value)
-        return super().process_value(ctx, value)
+        return _process_value(self, ctx, value, super().process_value)
 
 
 class _NamedArgument(_Argument):
