@@ -77,21 +77,16 @@ class Evaluation:
         cm = self.confusion
         tp = np.diag(cm).astype(np.float64)
         predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
-        rows = []
-        for k, name in enumerate(self.class_names):
-            precision = tp[k] / predicted[k] if predicted[k] else 0.0
-            recall = tp[k] / actual[k] if actual[k] else 0.0
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            rows.append(
-                {
-                    "class": name,
-                    "precision": precision,
-                    "recall": recall,
-                    "f1": f1,
-                    "support": int(actual[k]),
-                }
-            )
-        return rows
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = np.where(predicted > 0, tp / predicted, 0.0)
+            recall = np.where(actual > 0, tp / actual, 0.0)
+            both = precision + recall
+            f1 = np.where(both > 0, 2 * precision * recall / both, 0.0)
+        columns = (precision.tolist(), recall.tolist(), f1.tolist(), actual.tolist())
+        return [
+            {"class": name, "precision": p, "recall": r, "f1": f, "support": n}
+            for name, p, r, f, n in zip(self.class_names, *columns, strict=True)
+        ]
 
     def top_confusions(self, n: int = 5) -> list[dict[str, Any]]:
         """The most frequent (true, predicted) mistakes."""
