@@ -69,8 +69,9 @@ class Failure:
         return {"file": decodable(self.file), "error": decodable(self.message)}
 
 
-def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:
-    """Files to predict, in the order given (folders and globs expanded, sorted)."""
+def image_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:
+    """Files to predict, in the order given (folders and globs expanded, sorted), and the
+    paths that name no file; refuses ``paths`` that name nothing at all."""
     files: list[Path] = []
     failures: list[Failure] = []
     for raw in paths:
@@ -96,12 +97,6 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]
             files.extend(matches)
         else:
             files.append(path)  # a missing file is reported by open_image
-    return files, failures
-
-
-def image_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:
-    """`expand_paths`, refusing ``paths`` that name nothing at all."""
-    files, failures = expand_paths(paths)
     if not files and not failures:
         raise UsageError("no images given; pass image files, folders or glob patterns")
     return files, failures
