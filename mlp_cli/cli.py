@@ -809,6 +809,7 @@ def gradcheck(
     from mlp_cli.config import load_config
     from mlp_cli.gradcheck import TOLERANCE
     from mlp_cli.gradcheck import gradcheck as check
+    from mlp_cli.limits import layers_text
 
     cfg = load_config(config, list(set_ or []))
     results = check(
@@ -822,7 +823,7 @@ def gradcheck(
         max_entries=entries,
         seed=seed,
     )
-    table = Table(title=f"gradient check: {'-'.join(map(str, cfg.model.layers))}, float64")
+    table = Table(title=f"gradient check: {layers_text(cfg.model.layers)}, float64")
     for column in ("array", "checked", "relative error", "result"):
         table.add_column(column, justify="right" if column != "array" else "left")
     for r in results:
@@ -1297,9 +1298,8 @@ def data_info(
         # JSON in any terminal encoding, and a folder's name cannot reach the terminal raw.
         typer.echo(json.dumps({"data_dir": str(data.data_dir()), "files": info}, default=str))
         return
-    table = Table(title=Text.assemble("MNIST cache: ", plain_name(data.data_dir())))
-    for column in ("file", "present", "verified", "bytes"):
-        table.add_column(column)
+    title = Text.assemble("MNIST cache: ", plain_name(data.data_dir()))
+    table = Table("file", "present", "verified", "bytes", title=title)
     for row in info:
         table.add_row(
             str(row.get("name")),
