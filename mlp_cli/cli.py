@@ -763,8 +763,7 @@ def sweep(
     _print_sweep(run, json_)
     best = run.best_trial()
     if best is None:
-        _say(ERROR, f"no trial of the sweep gave a {run.metric}; see the reasons above", err=True)
-        raise typer.Exit(1)
+        raise MLPError(f"no trial of the sweep gave a {run.metric}; see the reasons above")
     best_dir, link = run.run_dir(best), run.dir / sweeps.BEST
     if link.resolve() != best_dir.resolve():
         no_link = " has no model.npz, so no 'best' link was made"
