@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from mlp_cli.checkpoint import SavedConfig, SavedModel
 from mlp_cli.errors import UsageError
+from mlp_cli.limits import layers_text
 from mlp_cli.model import MLP
 from mlp_cli.plain import shown
 
@@ -39,7 +40,7 @@ def split_images(
     outputs = saved.layers[-1]
     if outputs != MNIST_CLASSES:
         raise UsageError(
-            f"the model '{shown(saved.path)}' has layers {'-'.join(map(str, saved.layers))}, so it "
+            f"the model '{shown(saved.path)}' has layers {layers_text(saved.layers)}, so it "
             f"tells {outputs} classes apart, but MNIST has {MNIST_CLASSES} digits: scoring "
             f"on MNIST needs a model whose last layer has {MNIST_CLASSES} outputs (e.g. "
             f"784-128-{MNIST_CLASSES}, as `mlp train` makes). Use `mlp predict` for this "
