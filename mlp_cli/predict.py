@@ -128,18 +128,6 @@ def predict_batches(
             digits, kept, failures = [], [], []
 
 
-def predict_files(
-    saved: SavedModel, paths: Sequence[str | Path], *, raw: bool = False
-) -> tuple[list[Prediction], list[Failure]]:
-    """Predict every image in ``paths``; returns predictions and per-file failures."""
-    files, failures = image_files(paths)
-    predictions: list[Prediction] = []
-    for batch, batch_failures in predict_batches(saved, files, raw=raw):
-        predictions += batch
-        failures += batch_failures
-    return predictions, failures
-
-
 def checked_proba(saved: SavedModel, X: NDArray[np.float32]) -> NDArray[np.float32]:
     """``saved``'s `MLP.predict_proba` of X, refused (`check_logits`) when its logits are not
     finite."""
