@@ -21,18 +21,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = [
-    "CONFIGS_DIR",
-    "DEFAULT_CONFIG",
-    "SWEEPS_DIR",
-    "ShippedConfig",
-    "header_lines",
-    "resolve",
-    "shipped_config",
-    "shipped_configs",
-    "shipped_sweeps",
-]
-
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 SWEEPS_DIR = Path(__file__).resolve().parent / "sweeps"
 DEFAULT_CONFIG = "mnist-400-25-10"  # the config `mlp train` uses when none is given
