@@ -74,7 +74,7 @@ def _plain_types(params: list[Any]) -> list[Any]:
         if type(param) is TyperOption:
             param.__class__ = _InstallCompletion if param.name == "install_completion" else _Option
         elif type(param) is TyperArgument:
-            param.__class__ = _Argument if param.metavar is None else _NamedArgument
+            param.__class__ = _Argument
     return params
 
 
@@ -143,10 +143,8 @@ class _Argument(TyperArgument):
     def process_value(self, ctx: Any, value: Any) -> Any:
         return _process_value(self, ctx, value, super().process_value)
 
-
-class _NamedArgument(_Argument):
     def display_type_rich(self, ctx: Any) -> str | None:
-        return None
+        return None if self.metavar is not None else super().display_type_rich(ctx)
 
 
 class _Command(TyperCommand):
