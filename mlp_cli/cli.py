@@ -147,27 +147,27 @@ class _Argument(TyperArgument):
         return None if self.metavar is not None else super().display_type_rich(ctx)
 
 
-class _Command(TyperCommand):
+class _PlainHelp:  # the help of _Command and _Group: see _Typer
     def get_params(self, ctx: Any) -> list[Any]:
-        return _plain_types(super().get_params(ctx))
+        return _plain_types(super().get_params(ctx))  # type: ignore[misc]
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         load_rich_utils()
-        super().format_help(ctx, formatter)
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
 
-class _Group(TyperGroup):
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _plain_types(super().get_params(ctx))
+class _Command(_PlainHelp, TyperCommand):
+    pass
 
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        load_rich_utils()
-        super().format_help(ctx, formatter)
+
+class _Group(_PlainHelp, TyperGroup):
+    pass
 
 
 class _Typer(typer.Typer):
-    """`typer.Typer` whose commands and groups render their help with `_plain_types`, and
-    whose commands turn library errors into messages (`handle_errors`)."""
+    """`typer.Typer` whose commands and groups render their help with `_plain_types` and
+    `load_rich_utils` (`_PlainHelp`), and whose commands turn library errors into messages
+    (`handle_errors`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cls=_Group, **kwargs)
