@@ -93,20 +93,13 @@ class Evaluation:
         """The most frequent (true, predicted) mistakes."""
         off = self.confusion.copy()
         np.fill_diagonal(off, 0)
-        order = np.argsort(off, axis=None)[::-1][:n]
-        pairs = []
-        for flat in order:
-            true, pred = divmod(int(flat), off.shape[1])
-            if off[true, pred] == 0:
-                break
-            pairs.append(
-                {
-                    "true": self.class_names[true],
-                    "predicted": self.class_names[pred],
-                    "count": int(off[true, pred]),
-                }
-            )
-        return pairs
+        order = np.argsort(off, axis=None)[::-1][:n]  # most frequent first, zeros last
+        names = self.class_names
+        return [
+            {"true": names[t], "predicted": names[p], "count": int(off[t, p])}
+            for t, p in zip(*np.unravel_index(order, off.shape), strict=True)
+            if off[t, p]
+        ]
 
     def worst_mistakes(self, n: int) -> NDArray[np.int64]:
         """Indices of misclassified examples, most confident mistakes first."""
