@@ -168,13 +168,10 @@ def predictions_from(
     probabilities: NDArray[np.floating],
 ) -> list[Prediction]:
     """One `Prediction` per row of ``probabilities`` (n, classes)."""
-    predictions = []
-    for file, digit, p in zip(files, digits, probabilities, strict=True):
-        best = int(p.argmax())
-        predictions.append(
-            Prediction(str(file), best, float(p[best]), [float(v) for v in p], digit)
-        )
-    return predictions
+    return [
+        Prediction(str(file), int(p.argmax()), float(p.max()), p.tolist(), digit)
+        for file, digit, p in zip(files, digits, probabilities, strict=True)
+    ]
 
 
 def _input_stem(file: str | Path) -> str:
