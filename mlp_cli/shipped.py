@@ -17,6 +17,7 @@ and reads their comments, with no import heavier than `re`, so ``--help`` stays 
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,19 +41,11 @@ class ShippedConfig:
 
 
 def header_lines(text: str) -> list[str]:
-    """The leading comment block of a YAML file, each line without its ``#`` and one space.
-
-    Blank lines before the first comment are skipped; the block ends at the first line that
-    is neither a comment nor blank.
-    """
-    lines: list[str] = []
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            if line.strip():
-                break
-            continue
-        lines.append(line[1:].removeprefix(" "))
-    return lines
+    """The leading comment block of a YAML file, each line without its ``#`` and one space:
+    blank lines are skipped, and the block ends at the first line that is neither."""
+    filled = (line for line in text.splitlines() if line.strip())
+    comments = itertools.takewhile(lambda line: line.startswith("#"), filled)
+    return [line[1:].removeprefix(" ") for line in comments]
 
 
 def _describe(path: Path) -> ShippedConfig:
