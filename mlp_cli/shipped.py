@@ -49,18 +49,11 @@ def header_lines(text: str) -> list[str]:
 
 
 def _describe(path: Path) -> ShippedConfig:
-    comments = header_lines(path.read_text(encoding="utf-8"))
-    expected = None
-    prose: list[str] = []
-    for line in comments:
-        match = _EXPECTED.match(line.strip())
-        if match:
-            expected = float(match.group(1))
-        else:
-            prose.append(line.strip())
-    text = " ".join(part for part in prose if part)
+    lines = [line.strip() for line in header_lines(path.read_text(encoding="utf-8"))]
+    targets = [float(m.group(1)) for m in map(_EXPECTED.match, lines) if m]
+    text = " ".join(line for line in lines if line and not _EXPECTED.match(line))
     description = _SENTENCE_END.split(text, maxsplit=1)[0]
-    return ShippedConfig(path.stem, path, description, expected)
+    return ShippedConfig(path.stem, path, description, targets[-1] if targets else None)
 
 
 def shipped_configs() -> list[ShippedConfig]:
