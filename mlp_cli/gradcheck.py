@@ -85,8 +85,7 @@ def gradcheck(
     analytic = model.grads.copy()
 
     results = []
-    names = [f"W{i}" for i in range(1, model.n_layers + 1)]
-    names += [f"b{i}" for i in range(1, model.n_layers + 1)]
+    names = [f"{kind}{i}" for kind in "Wb" for i in range(1, model.n_layers + 1)]  # as params
     offset = 0
     for name, view in zip(names, [*model.W, *model.b], strict=True):
         size = view.size
