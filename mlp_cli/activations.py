@@ -84,14 +84,13 @@ def leaky_relu_backward(a: Array, delta: Array) -> None:
 
 @dataclass(frozen=True)
 class Activation:
-    name: str
     forward: Callable[[Array, Array], Array]
     backward: Callable[[Array, Array], None]
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_backward),
-    "tanh": Activation("tanh", tanh, tanh_backward),
-    "relu": Activation("relu", relu, relu_backward),
-    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_backward),
+    "sigmoid": Activation(sigmoid, sigmoid_backward),
+    "tanh": Activation(tanh, tanh_backward),
+    "relu": Activation(relu, relu_backward),
+    "leaky_relu": Activation(leaky_relu, leaky_relu_backward),
 }

@@ -10,12 +10,9 @@ and multiplied by ``elastic_alpha``.
 The warp is computed by inverse mapping: for every output pixel, the point of the source
 image it comes from, read by bilinear interpolation; points outside the image read the
 ``fill`` value (a blank pixel as the network sees it, which is not 0 for standardized
-inputs). Images are warped CHUNK at a time (so the work arrays stay in the processor's
-cache) with array operations only: sampling coordinates for (chunk, side, side) from one
-matrix product, four `np.take` gathers from a fill-padded copy, and the Gaussian smoothing
-of the whole batch's fields as two matrix products with a (side, side) band matrix. Both
-are written by hand because scipy.ndimage's map_coordinates and gaussian_filter1d do the
-same several times slower (`python bench/ndimage.py`).
+inputs). The bilinear reads and the Gaussian smoothing are written by hand, as array
+operations on CHUNK images at a time, because scipy.ndimage's map_coordinates and
+gaussian_filter1d do the same several times slower (`python bench/ndimage.py`).
 
 Left out on purpose: shearing, anisotropic scaling, flips (they change digit identity),
 intensity changes, and any interpolation of higher order than bilinear.

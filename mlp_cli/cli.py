@@ -67,34 +67,35 @@ def _plain_types(params: list[Any]) -> list[Any]:
     """Help that names what a parameter takes, as its metavar says: a flag shows nothing
     (not ``<bool>``, Typer's own ``--help`` included) and an argument its metavar alone
     (``IMAGE``, not ``<list[str]>``).  And parameters given no value skip Typer's
-    validator (see `_no_value`)."""
+    validator (see `_process_value`)."""
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
         if type(param) is TyperOption:
             param.__class__ = _InstallCompletion if param.name == "install_completion" else _Option
         elif type(param) is TyperArgument:
-            param.__class__ = _Argument if param.metavar is None else _NamedArgument
+            param.__class__ = _Argument
     return params
-
-
-def _no_value(param: TyperOption | TyperArgument, ctx: Any) -> Any:
-    """What Typer makes of a parameter given no value, as its `process_value` does, without
-    first building the pydantic validator of the parameter's type (the first one built
-    loads pydantic, for ``mlp data --help`` too): its coercion turns None into None, or ()
-    for a parameter that takes several values, whatever the type."""
-    value = () if param.multiple or param.nargs == -1 else None
-    return value if param.callback is None else param.callback(ctx, param, value)
 
 
 EMPTY_PATH = "an empty path names no file or folder; give a path ('.' for the current folder)"
 
 
-def _refuse_empty_path(param: TyperOption | TyperArgument, value: Any) -> None:
-    """Refuse ``--out ""`` and the like: Path("") is ".", so an empty path would silently
+def _process_value(
+    param: TyperOption | TyperArgument, ctx: Any, value: Any, process: Callable[[Any, Any], Any]
+) -> Any:
+    """Typer's `process_value` (``process``) of ``value``, but for two cases.  A parameter
+    given no value gets what Typer's coercion makes of None (None, or () for a parameter
+    that takes several values, whatever the type) without first building the pydantic
+    validator of its type (the first one built loads pydantic, for ``mlp data --help``
+    too).  And an empty path is refused: Path("") is ".", so ``--out ""`` would silently
     name the current folder (read from, written into) instead of being the mistake it is."""
+    if value is None and not param.required:
+        value = () if param.multiple or param.nargs == -1 else None
+        return value if param.callback is None else param.callback(ctx, param, value)
     if value == "" and _takes_path(param):
         raise typer.BadParameter(EMPTY_PATH)
+    return process(ctx, value)
 
 
 def _takes_path(param: TyperOption | TyperArgument) -> bool:
@@ -110,10 +111,7 @@ def _takes_path(param: TyperOption | TyperArgument) -> bool:
 
 class _Option(TyperOption):
     def process_value(self, ctx: Any, value: Any) -> Any:
-        if value is None and not self.required:
-            return _no_value(self, ctx)
-        _refuse_empty_path(self, value)
-        return super().process_value(ctx, value)
+        return _process_value(self, ctx, value, super().process_value)
 
 
 class _InstallCompletion(_Option):
@@ -143,38 +141,33 @@ class _InstallCompletion(_Option):
 
 class _Argument(TyperArgument):
     def process_value(self, ctx: Any, value: Any) -> Any:
-        if value is None and not self.required:
-            return _no_value(self, ctx)
-        _refuse_empty_path(self, value)
-        return super().process_value(ctx, value)
+        return _process_value(self, ctx, value, super().process_value)
 
-
-class _NamedArgument(_Argument):
     def display_type_rich(self, ctx: Any) -> str | None:
-        return None
+        return None if self.metavar is not None else super().display_type_rich(ctx)
 
 
-class _Command(TyperCommand):
+class _PlainHelp:  # the help of _Command and _Group: see _Typer
     def get_params(self, ctx: Any) -> list[Any]:
-        return _plain_types(super().get_params(ctx))
+        return _plain_types(super().get_params(ctx))  # type: ignore[misc]
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         load_rich_utils()
-        super().format_help(ctx, formatter)
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
 
-class _Group(TyperGroup):
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _plain_types(super().get_params(ctx))
+class _Command(_PlainHelp, TyperCommand):
+    pass
 
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        load_rich_utils()
-        super().format_help(ctx, formatter)
+
+class _Group(_PlainHelp, TyperGroup):
+    pass
 
 
 class _Typer(typer.Typer):
-    """`typer.Typer` whose commands and groups render their help with `_plain_types`, and
-    whose commands turn library errors into messages (`handle_errors`)."""
+    """`typer.Typer` whose commands and groups render their help with `_plain_types` and
+    `load_rich_utils` (`_PlainHelp`), and whose commands turn library errors into messages
+    (`handle_errors`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cls=_Group, **kwargs)
@@ -768,8 +761,7 @@ def sweep(
     _print_sweep(run, json_)
     best = run.best_trial()
     if best is None:
-        _say(ERROR, f"no trial of the sweep gave a {run.metric}; see the reasons above", err=True)
-        raise typer.Exit(1)
+        raise MLPError(f"no trial of the sweep gave a {run.metric}; see the reasons above")
     best_dir, link = run.run_dir(best), run.dir / sweeps.BEST
     if link.resolve() != best_dir.resolve():
         no_link = " has no model.npz, so no 'best' link was made"
@@ -814,6 +806,7 @@ def gradcheck(
     from mlp_cli.config import load_config
     from mlp_cli.gradcheck import TOLERANCE
     from mlp_cli.gradcheck import gradcheck as check
+    from mlp_cli.limits import layers_text
 
     cfg = load_config(config, list(set_ or []))
     results = check(
@@ -827,7 +820,7 @@ def gradcheck(
         max_entries=entries,
         seed=seed,
     )
-    table = Table(title=f"gradient check: {'-'.join(map(str, cfg.model.layers))}, float64")
+    table = Table(title=f"gradient check: {layers_text(cfg.model.layers)}, float64")
     for column in ("array", "checked", "relative error", "result"):
         table.add_column(column, justify="right" if column != "array" else "left")
     for r in results:
@@ -1302,9 +1295,8 @@ def data_info(
         # JSON in any terminal encoding, and a folder's name cannot reach the terminal raw.
         typer.echo(json.dumps({"data_dir": str(data.data_dir()), "files": info}, default=str))
         return
-    table = Table(title=Text.assemble("MNIST cache: ", plain_name(data.data_dir())))
-    for column in ("file", "present", "verified", "bytes"):
-        table.add_column(column)
+    title = Text.assemble("MNIST cache: ", plain_name(data.data_dir()))
+    table = Table("file", "present", "verified", "bytes", title=title)
     for row in info:
         table.add_row(
             str(row.get("name")),

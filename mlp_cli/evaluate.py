@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from mlp_cli.checkpoint import SavedConfig, SavedModel
 from mlp_cli.errors import UsageError
+from mlp_cli.limits import layers_text
 from mlp_cli.model import MLP
 from mlp_cli.plain import shown
 
@@ -39,7 +40,7 @@ def split_images(
     outputs = saved.layers[-1]
     if outputs != MNIST_CLASSES:
         raise UsageError(
-            f"the model '{shown(saved.path)}' has layers {'-'.join(map(str, saved.layers))}, so it "
+            f"the model '{shown(saved.path)}' has layers {layers_text(saved.layers)}, so it "
             f"tells {outputs} classes apart, but MNIST has {MNIST_CLASSES} digits: scoring "
             f"on MNIST needs a model whose last layer has {MNIST_CLASSES} outputs (e.g. "
             f"784-128-{MNIST_CLASSES}, as `mlp train` makes). Use `mlp predict` for this "
@@ -77,40 +78,28 @@ class Evaluation:
         cm = self.confusion
         tp = np.diag(cm).astype(np.float64)
         predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
-        rows = []
-        for k, name in enumerate(self.class_names):
-            precision = tp[k] / predicted[k] if predicted[k] else 0.0
-            recall = tp[k] / actual[k] if actual[k] else 0.0
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            rows.append(
-                {
-                    "class": name,
-                    "precision": precision,
-                    "recall": recall,
-                    "f1": f1,
-                    "support": int(actual[k]),
-                }
-            )
-        return rows
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = np.where(predicted > 0, tp / predicted, 0.0)
+            recall = np.where(actual > 0, tp / actual, 0.0)
+            both = precision + recall
+            f1 = np.where(both > 0, 2 * precision * recall / both, 0.0)
+        columns = (precision.tolist(), recall.tolist(), f1.tolist(), actual.tolist())
+        return [
+            {"class": name, "precision": p, "recall": r, "f1": f, "support": n}
+            for name, p, r, f, n in zip(self.class_names, *columns, strict=True)
+        ]
 
     def top_confusions(self, n: int = 5) -> list[dict[str, Any]]:
         """The most frequent (true, predicted) mistakes."""
         off = self.confusion.copy()
         np.fill_diagonal(off, 0)
-        order = np.argsort(off, axis=None)[::-1][:n]
-        pairs = []
-        for flat in order:
-            true, pred = divmod(int(flat), off.shape[1])
-            if off[true, pred] == 0:
-                break
-            pairs.append(
-                {
-                    "true": self.class_names[true],
-                    "predicted": self.class_names[pred],
-                    "count": int(off[true, pred]),
-                }
-            )
-        return pairs
+        order = np.argsort(off, axis=None)[::-1][:n]  # most frequent first, zeros last
+        names = self.class_names
+        return [
+            {"true": names[t], "predicted": names[p], "count": int(off[t, p])}
+            for t, p in zip(*np.unravel_index(order, off.shape), strict=True)
+            if off[t, p]
+        ]
 
     def worst_mistakes(self, n: int) -> NDArray[np.int64]:
         """Indices of misclassified examples, most confident mistakes first."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlp_cli.errors import UsageError
-from mlp_cli.limits import format_bytes, parameter_count
+from mlp_cli.limits import format_bytes, layers_text, parameter_count
 from mlp_cli.model import MLP
 
 TOLERANCE = 1e-6
@@ -85,8 +85,7 @@ def gradcheck(
     analytic = model.grads.copy()
 
     results = []
-    names = [f"W{i}" for i in range(1, model.n_layers + 1)]
-    names += [f"b{i}" for i in range(1, model.n_layers + 1)]
+    names = [f"{kind}{i}" for kind in "Wb" for i in range(1, model.n_layers + 1)]  # as params
     offset = 0
     for name, view in zip(names, [*model.W, *model.b], strict=True):
         size = view.size
@@ -120,7 +119,7 @@ def _check_cost(sizes: Sequence[int], batch: int, max_entries: int) -> None:
     nbytes = 8 * (3 * params + batch * (sizes[0] + 3 * sum(sizes[1:])))
     checked = sum(min(n_in * n_out, max_entries) + min(n_out, max_entries) for n_in, n_out in pairs)
     work = (2 * checked + 1) * batch * weights
-    network = "-".join(map(str, sizes))
+    network = layers_text(sizes)
     if nbytes > MAX_BYTES:
         raise UsageError(
             f"gradcheck of a {network} network on a batch of {batch} would need about "

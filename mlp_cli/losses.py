@@ -110,7 +110,6 @@ class LossValue(Protocol):
 
 @dataclass(frozen=True)
 class Loss:
-    name: str
     label: str  # what an axis of its values is called
     value: LossValue
     delta: Callable[[str, Array, Array, Labels, Array], None]
@@ -118,8 +117,6 @@ class Loss:
 
 
 LOSSES: dict[str, Loss] = {
-    "cross_entropy": Loss(
-        "cross_entropy", "cross-entropy loss", _cross_entropy, _cross_entropy_delta
-    ),
-    "mse": Loss("mse", "mean squared error", _mse, _mse_delta),
+    "cross_entropy": Loss("cross-entropy loss", _cross_entropy, _cross_entropy_delta),
+    "mse": Loss("mean squared error", _mse, _mse_delta),
 }

@@ -69,8 +69,9 @@ class Failure:
         return {"file": decodable(self.file), "error": decodable(self.message)}
 
 
-def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:
-    """Files to predict, in the order given (folders and globs expanded, sorted)."""
+def image_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:
+    """Files to predict, in the order given (folders and globs expanded, sorted), and the
+    paths that name no file; refuses ``paths`` that name nothing at all."""
     files: list[Path] = []
     failures: list[Failure] = []
     for raw in paths:
@@ -96,12 +97,6 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]
             files.extend(matches)
         else:
             files.append(path)  # a missing file is reported by open_image
-    return files, failures
-
-
-def image_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:
-    """`expand_paths`, refusing ``paths`` that name nothing at all."""
-    files, failures = expand_paths(paths)
     if not files and not failures:
         raise UsageError("no images given; pass image files, folders or glob patterns")
     return files, failures
@@ -131,18 +126,6 @@ def predict_batches(
                 predictions = predictions_from(kept, digits, checked_proba(saved, X))
             yield predictions, failures
             digits, kept, failures = [], [], []
-
-
-def predict_files(
-    saved: SavedModel, paths: Sequence[str | Path], *, raw: bool = False
-) -> tuple[list[Prediction], list[Failure]]:
-    """Predict every image in ``paths``; returns predictions and per-file failures."""
-    files, failures = image_files(paths)
-    predictions: list[Prediction] = []
-    for batch, batch_failures in predict_batches(saved, files, raw=raw):
-        predictions += batch
-        failures += batch_failures
-    return predictions, failures
 
 
 def checked_proba(saved: SavedModel, X: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -185,13 +168,10 @@ def predictions_from(
     probabilities: NDArray[np.floating],
 ) -> list[Prediction]:
     """One `Prediction` per row of ``probabilities`` (n, classes)."""
-    predictions = []
-    for file, digit, p in zip(files, digits, probabilities, strict=True):
-        best = int(p.argmax())
-        predictions.append(
-            Prediction(str(file), best, float(p[best]), [float(v) for v in p], digit)
-        )
-    return predictions
+    return [
+        Prediction(str(file), int(p.argmax()), float(p.max()), p.tolist(), digit)
+        for file, digit, p in zip(files, digits, probabilities, strict=True)
+    ]
 
 
 def _input_stem(file: str | Path) -> str:

@@ -17,21 +17,10 @@ and reads their comments, with no import heavier than `re`, so ``--help`` stays 
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-__all__ = [
-    "CONFIGS_DIR",
-    "DEFAULT_CONFIG",
-    "SWEEPS_DIR",
-    "ShippedConfig",
-    "header_lines",
-    "resolve",
-    "shipped_config",
-    "shipped_configs",
-    "shipped_sweeps",
-]
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 SWEEPS_DIR = Path(__file__).resolve().parent / "sweeps"
@@ -52,34 +41,19 @@ class ShippedConfig:
 
 
 def header_lines(text: str) -> list[str]:
-    """The leading comment block of a YAML file, each line without its ``#`` and one space.
-
-    Blank lines before the first comment are skipped; the block ends at the first line that
-    is neither a comment nor blank.
-    """
-    lines: list[str] = []
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            if line.strip():
-                break
-            continue
-        lines.append(line[1:].removeprefix(" "))
-    return lines
+    """The leading comment block of a YAML file, each line without its ``#`` and one space:
+    blank lines are skipped, and the block ends at the first line that is neither."""
+    filled = (line for line in text.splitlines() if line.strip())
+    comments = itertools.takewhile(lambda line: line.startswith("#"), filled)
+    return [line[1:].removeprefix(" ") for line in comments]
 
 
 def _describe(path: Path) -> ShippedConfig:
-    comments = header_lines(path.read_text(encoding="utf-8"))
-    expected = None
-    prose: list[str] = []
-    for line in comments:
-        match = _EXPECTED.match(line.strip())
-        if match:
-            expected = float(match.group(1))
-        else:
-            prose.append(line.strip())
-    text = " ".join(part for part in prose if part)
+    lines = [line.strip() for line in header_lines(path.read_text(encoding="utf-8"))]
+    targets = [float(m.group(1)) for m in map(_EXPECTED.match, lines) if m]
+    text = " ".join(line for line in lines if line and not _EXPECTED.match(line))
     description = _SENTENCE_END.split(text, maxsplit=1)[0]
-    return ShippedConfig(path.stem, path, description, expected)
+    return ShippedConfig(path.stem, path, description, targets[-1] if targets else None)
 
 
 def shipped_configs() -> list[ShippedConfig]:

@@ -18,7 +18,7 @@ import pytest
 from mlp_cli import checkpoint
 from mlp_cli.errors import CheckpointError
 from mlp_cli.evaluate import evaluate
-from mlp_cli.predict import predict_files
+from mlp_cli.predict import predict_batches
 
 LAYERS = [784, 16, 10]
 
@@ -231,7 +231,7 @@ def test_outputs_that_overflow_are_an_error_not_nan_predictions(tmp_path: Path) 
     pixels[5:23, 12:16] = 0
     Image.fromarray(pixels).save(picture)
     with pytest.raises(CheckpointError, match="not finite"):
-        predict_files(saved, [picture])
+        list(predict_batches(saved, [picture]))
 
 
 def test_every_model_train_writes_matches_the_schema() -> None:

@@ -375,7 +375,7 @@ def test_gradcheck_module_catches_a_wrong_derivative(monkeypatch: pytest.MonkeyP
     def wrong_tanh_backward(a: F64, delta: F64) -> None:
         delta -= delta * a  # should be a^2
 
-    broken = activations.Activation("tanh", activations.tanh, wrong_tanh_backward)
+    broken = activations.Activation(activations.tanh, wrong_tanh_backward)
     monkeypatch.setitem(ACTIVATIONS, "tanh", broken)
     results = gradcheck([4, 5, 3], "tanh", "softmax", "cross_entropy", max_entries=1000)
     assert {r.name: r.passed for r in results} == {"W1": False, "W2": True, "b1": False, "b2": True}

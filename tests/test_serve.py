@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 
 from mlp_cli import checkpoint, serve
 from mlp_cli.errors import UsageError
-from mlp_cli.predict import predict_files
+from mlp_cli.predict import predict_batches
 from mlp_cli.serve import Models, RequestError, Server, can_fork, is_loopback
 
 
@@ -197,7 +197,7 @@ def test_predict_answers_what_mlp_predict_answers_for_the_same_png(
     assert status == 200
     (tmp_path / "upload").write_bytes(png)
     saved = checkpoint.load(running.runs / "small" / "model.npz")
-    [expected], failures = predict_files(saved, [tmp_path / "upload"])
+    [([expected], failures)] = predict_batches(saved, [tmp_path / "upload"])
     assert failures == []
     want = expected.to_json([str(d) for d in range(10)])
     want["file"] = "upload"
@@ -219,7 +219,7 @@ def test_the_answer_is_written_as_json_dumps_writes_it(running: Running, tmp_pat
     assert body == json.dumps(answer).encode()  # key order, spacing and every float's text
     (tmp_path / "upload").write_bytes(png)
     saved = checkpoint.load(running.runs / "small" / "model.npz")
-    [expected], _ = predict_files(saved, [tmp_path / "upload"])
+    [([expected], _)] = predict_batches(saved, [tmp_path / "upload"])
     assert answer["input"] == np.round(expected.image, 3).tolist()  # float32 values, exactly
 
 
