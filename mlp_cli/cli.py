@@ -15,7 +15,6 @@ import errno
 import functools
 import gc
 import io
-import json
 import os
 import signal
 import sys
@@ -33,7 +32,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
-from mlp_cli.plain import command, decodable, escape_controls, plain, plain_name, shown
+from mlp_cli.plain import command, escape_controls, json_text, plain, plain_name, shown
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.stopping import STOP_SIGNALS, take_over
@@ -662,7 +661,7 @@ def sweep(
         run = sweeps.plan(args[-1], out=out, cpus_per_trial=cpus_per_trial or 1)
         if action == "plan":
             if json_:
-                typer.echo(json.dumps([{"trial": t.id, **t.params} for t in run.trials], indent=1))
+                typer.echo(json_text([{"trial": t.id, **t.params} for t in run.trials], indent=1))
             else:
                 console.print(plan_table(run))
             return
@@ -780,7 +779,7 @@ def _print_sweep(run: "Sweep", json_: bool) -> None:
     from mlp_cli.sweep import summary
 
     if json_:
-        typer.echo(json.dumps(summary(run), indent=1))
+        typer.echo(json_text(summary(run), indent=1))
         return
     console.print(sweep_table(run, ranked=True, width=console.width))
     for line in sweep_reasons(run):
@@ -847,7 +846,7 @@ def _model_json(path: Path, saved: Any) -> dict[str, Any]:
     that wrote it, and the mlp that is answering."""
     return {
         "model": {
-            "path": decodable(str(path)),
+            "path": path,
             "format_version": saved.meta.format_version,
             "package_version": saved.meta.package_version,
         },
@@ -902,7 +901,7 @@ def evaluate(
             f"{100 * result.accuracy:.2f}%",
         )
     if json_:
-        typer.echo(json.dumps({**_model_json(path, saved), **result.to_json()}))
+        typer.echo(json_text({**_model_json(path, saved), **result.to_json()}))
         return
     from mlp_cli.render import print_evaluation
 
@@ -1023,15 +1022,15 @@ def _print_predictions_json(
     are not finite, Ctrl-C) still leaves one valid object on stdout: it is closed with the
     predictions and failures so far before the error goes on to be reported."""
     names = list(saved.meta.class_names)
-    opening = json.dumps({**_model_json(path, saved), "predictions": []})[: -len("]}")]
+    opening = json_text({**_model_json(path, saved), "predictions": []})[: -len("]}")]
     any_rows = False
     try:
         for predictions, batch_failures, written in batches:
             failures += batch_failures
             rows = [p.to_json(names) for p in predictions]
             for row, file in zip(rows, written, strict=False):
-                row["input_saved_as"] = decodable(str(file))
-            text = ", ".join(json.dumps(row) for row in rows)
+                row["input_saved_as"] = file
+            text = ", ".join(json_text(row) for row in rows)
             if any_rows and rows:
                 text = ", " + text
             any_rows = any_rows or bool(rows)
@@ -1046,7 +1045,7 @@ def _print_predictions_json(
 
 def _failures_json(failures: "list[Failure]") -> str:
     """The end of predict's JSON object: its failures and the closing brace."""
-    return json.dumps({"failures": [f.to_json() for f in failures]})[1:]
+    return json_text({"failures": [f.to_json() for f in failures]})[1:]
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -1291,9 +1290,9 @@ def data_info(
 
     info = data.mnist_info()
     if json_:
-        # json.dumps escapes every non-ASCII and control character: the output is valid
+        # json_text escapes every non-ASCII and control character: the output is valid
         # JSON in any terminal encoding, and a folder's name cannot reach the terminal raw.
-        typer.echo(json.dumps({"data_dir": str(data.data_dir()), "files": info}, default=str))
+        typer.echo(json_text({"data_dir": data.data_dir(), "files": info}))
         return
     title = Text.assemble("MNIST cache: ", plain_name(data.data_dir()))
     table = Table("file", "present", "verified", "bytes", title=title)
@@ -1361,7 +1360,7 @@ def config_schema() -> None:
     """Print the config's JSON schema (for editor completion and validation)."""
     from mlp_cli.config import config_schema as schema
 
-    typer.echo(json.dumps(schema(), indent=2))
+    typer.echo(json_text(schema(), indent=2))
 
 
 class StdoutError(OSError):

@@ -1023,7 +1023,7 @@ def test_an_undecodable_file_name_in_an_error_is_escaped(tmp_path: Path, run_dir
     assert "\x9b" not in err
 
 
-def test_data_info_json_is_ascii_and_keeps_a_strange_folder_name(
+def test_data_info_json_is_ascii_and_writes_a_strange_folder_name_as_predict_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = str(tmp_path / "dd\x9b\x1b[31m") + os.fsdecode(b"\xff")
@@ -1031,7 +1031,11 @@ def test_data_info_json_is_ascii_and_keeps_a_strange_folder_name(
     code, out, _ = run("data", "info", "--json")
     assert code == 0
     assert out.isascii()
-    assert json.loads(out)["data_dir"] == folder
+    # The byte 0xff is written as predict --json writes it, not as the surrogate "\udcff".
+    shown = str(tmp_path / "dd\x9b\x1b[31m") + "\\xff"
+    info = json.loads(out)
+    assert info["data_dir"] == shown
+    assert {Path(f["path"]).parent for f in info["files"]} == {Path(shown)}
 
 
 # -- resume checks its curves.png before training ----------------------------------------------
