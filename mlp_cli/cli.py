@@ -97,6 +97,14 @@ def _process_value(
     return process(ctx, value)
 
 
+def _no_empty_path(values: list[str]) -> list[str]:
+    """The callback of an argument of paths held as text (globs): an empty one is refused
+    as `_process_value` refuses it for a Path, before anything is read."""
+    if "" in values:
+        raise typer.BadParameter(EMPTY_PATH)
+    return values
+
+
 def _takes_path(param: TyperOption | TyperArgument) -> bool:
     """Whether ``param`` is declared as a Path (or Path | None)."""
     descriptor = getattr(param, "type_descriptor", None)
@@ -915,7 +923,12 @@ def evaluate(
 @app.command()
 def predict(
     paths: Annotated[
-        list[str], typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.")
+        list[str],
+        typer.Argument(
+            metavar="IMAGE",
+            help="Image files, folders or glob patterns.",
+            callback=_no_empty_path,
+        ),
     ],
     model: ModelOpt = None,
     json_: Annotated[
