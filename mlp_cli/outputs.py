@@ -402,12 +402,14 @@ class FolderLock:
     Taking it again in the process that holds it only counts (a caller may hold the folder
     around a library call that takes it too); the last `release` removes the file, then
     unlocks it. A second process is refused with a `UsageError` naming the folder and the
-    pid written in the file. Where ``fcntl`` is missing (Windows), or the file system
-    cannot lock, nothing is locked: `what`'s own checks are all that guard the folder.
+    pid written in the file, and `otherwise` (what else the user can do) after the advice
+    to wait. Where ``fcntl`` is missing (Windows), or the file system cannot lock, nothing
+    is locked: `what`'s own checks are all that guard the folder.
     """
 
-    def __init__(self, path: Path, what: str, doing: str) -> None:
+    def __init__(self, path: Path, what: str, doing: str, otherwise: str = "") -> None:
         self.path, self.what, self.doing = path, what, doing  # "run folder", "training that run"
+        self.otherwise = otherwise  # "; or draw them elsewhere with ..."
         self._key: tuple[int, str] | None = None
 
     def __enter__(self) -> FolderLock:
@@ -465,6 +467,7 @@ class FolderLock:
                     f"the {self.what} '{shown(folder)}' is in use by another mlp process{pid}, "
                     f"which is {self.doing}; this one stopped before writing anything there. "
                     "Wait for that process to end (or stop it), then run the command again"
+                    f"{self.otherwise}"
                 ) from None
             except OSError as exc:  # a file system without locks (ENOLCK, EOPNOTSUPP)
                 os.close(fd)

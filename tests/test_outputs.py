@@ -741,6 +741,38 @@ def test_a_users_own_matplotlib_chart_saved_as_a_runs_curves_is_kept(run_dir: Pa
     assert treesnap.snapshot(run_dir) == before
 
 
+def test_plot_leaves_the_curves_of_a_run_being_trained_to_its_trainer(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    fcntl = pytest.importorskip("fcntl")  # where folders can be locked
+    before = treesnap.snapshot(run_dir)
+    # As the trainer holds it: locked through a file description of its own, pid inside.
+    fd = os.open(run_dir / train.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"4242\n")
+        held = treesnap.snapshot(run_dir)
+        into_run: list[list[str | Path]] = [[], ["--out", run_dir / train.CURVES_FILE]]
+        for options in into_run:
+            code, out, err = run("plot", run_dir, *options)
+            said = " ".join(err.split())
+            assert code == 2, out
+            assert f"the run folder '{run_dir}' is in use by another mlp process (pid 4242)" in said
+            assert f"mlp plot {run_dir} --out FILE" in said
+            assert treesnap.snapshot(run_dir) == held  # no curves.png, the lock file as it was
+        elsewhere = tmp_path / "so-far.png"
+        code, _, err = run("plot", run_dir, "--out", elsewhere)
+        assert code == 0, err
+        assert outputs.is_own_picture(elsewhere)
+    finally:
+        os.close(fd)
+    (run_dir / train.LOCK_FILE).unlink()
+    assert run("plot", run_dir)[0] == 0
+    assert not (run_dir / train.LOCK_FILE).exists()
+    assert treesnap.snapshot(run_dir) != before  # curves.png is drawn now
+    assert outputs.is_own_picture(run_dir / train.CURVES_FILE)
+
+
 # -- nothing but a regular file is ever replaced, whatever the options -------------------------
 
 
