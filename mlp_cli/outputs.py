@@ -219,15 +219,18 @@ def special_kind(path: Path | str) -> str | None:
     return "not a regular file"
 
 
-def check_replaceable(path: Path | str, what: str = "file") -> None:
+def check_replaceable(
+    path: Path | str, what: str = "file", fix: str = "choose another path"
+) -> None:
     """Refuse an existing `path` that is not a plain regular file, whatever the options:
     writing ends in a rename over `path`, which would replace a device, a FIFO, a folder
-    or a link (not what it points to) by a file."""
+    or a link (not what it points to) by a file. `fix` says what to do instead, for a path
+    that mlp names itself rather than the user."""
     kind = special_kind(path)
     if kind is not None:
         raise UsageError(
             f"cannot write the {what} '{shown(path)}': it is {kind}, and mlp replaces only regular "
-            "files it may overwrite; choose another path"
+            f"files it may overwrite; {fix}"
         )
 
 
@@ -453,7 +456,12 @@ class FolderLock:
         if fcntl is None:
             return -1
         folder = self.path.parent
-        check_replaceable(self.path, f"lock file of the {self.what}")
+        check_replaceable(
+            self.path,
+            f"lock file of the {self.what}",
+            f"mlp keeps the {self.what}'s lock at that name, so remove or rename it, then run "
+            "the command again",
+        )
         for _ in range(_LOCK_TRIES):
             with writing(self.path, f"the lock file of the {self.what} '{shown(folder)}'"):
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)

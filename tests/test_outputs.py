@@ -773,7 +773,32 @@ def test_plot_leaves_the_curves_of_a_run_being_trained_to_its_trainer(
     assert outputs.is_own_picture(run_dir / train.CURVES_FILE)
 
 
-# -- nothing but a regular file is ever replaced, whatever the options -------------------------
+@pytest.mark.parametrize("kind", ["folder", "link-to-file"])
+def test_a_lock_file_that_is_no_regular_file_is_refused_with_what_to_do_about_it(
+    run_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    lock = run_dir / train.LOCK_FILE
+    if kind == "folder":
+        lock.mkdir()
+    else:
+        (tmp_path / "mine").write_text("mine")
+        lock.symlink_to(tmp_path / "mine")
+    before = treesnap.snapshot(tmp_path)
+    code, _, err = run("plot", run_dir)
+    said = " ".join(err.split())
+    assert code == 2
+    assert f"cannot write the lock file of the run folder '{lock}'" in said
+    assert "mlp keeps the run folder's lock at that name, so remove or rename it" in said
+    assert "choose another path" not in said  # the lock's path is mlp's, not the user's
+    assert treesnap.snapshot(tmp_path) == before
+    # An output the user named is refused as before: another path is theirs to choose.
+    link = tmp_path / "link.png"
+    link.symlink_to(tmp_path / "mine.png")
+    code, _, err = run("plot", run_dir, "--out", link)
+    assert code == 2
+    assert "mlp replaces only regular files it may overwrite; choose another path" in " ".join(
+        err.split()
+    )
 
 
 def _special(kind: str, folder: Path, name: str) -> Path:
