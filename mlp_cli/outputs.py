@@ -45,6 +45,7 @@ except ImportError:  # Windows: folders are not locked (see FolderLock)
     fcntl = None  # type: ignore[assignment]
 
 from mlp_cli.errors import OutputError, UsageError
+from mlp_cli.limits import file_kind
 from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
@@ -208,15 +209,7 @@ def special_kind(path: Path | str) -> str | None:
             return "a link to nowhere"
         target = special_kind(os.path.realpath(path))
         return f"a link to {target}" if target else "a link to a file"
-    if stat.S_ISDIR(st.st_mode):
-        return "a folder"
-    if stat.S_ISFIFO(st.st_mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(st.st_mode):
-        return "a socket"
-    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        return "a device"
-    return "not a regular file"
+    return file_kind(st.st_mode)
 
 
 def check_replaceable(

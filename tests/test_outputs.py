@@ -859,6 +859,19 @@ def test_save_picture_refuses_a_fifo_that_appeared_after_the_check(tmp_path: Pat
     assert stat.S_ISFIFO(os.lstat(target).st_mode)
 
 
+def test_a_fifo_is_described_alike_where_mlp_would_read_and_where_it_would_write(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    code, _, read_err = run("config", "show", fifo)
+    assert code == 2
+    code, _, write_err = run("plot", run_dir, "--out", fifo)
+    assert code == 2
+    for err in (read_err, write_err):
+        assert "it is a named pipe (FIFO)" in " ".join(err.split())
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_files_written_in_place_get_the_mode_the_umask_gives(tmp_path: Path, umask: int) -> None:
     """Not mkstemp's private 0600: a model in a shared runs folder is as readable as any
