@@ -15,7 +15,6 @@ import errno
 import functools
 import gc
 import io
-import json
 import os
 import signal
 import sys
@@ -33,7 +32,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
 from mlp_cli.errors import ExportError, MLPError, UsageError
-from mlp_cli.plain import command, decodable, escape_controls, plain, plain_name, shown
+from mlp_cli.plain import command, escape_controls, json_text, plain, plain_name, shown
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.stopping import STOP_SIGNALS, take_over
@@ -96,6 +95,14 @@ def _process_value(
     if value == "" and _takes_path(param):
         raise typer.BadParameter(EMPTY_PATH)
     return process(ctx, value)
+
+
+def _no_empty_path(values: list[str]) -> list[str]:
+    """The callback of an argument of paths held as text (globs): an empty one is refused
+    as `_process_value` refuses it for a Path, before anything is read."""
+    if "" in values:
+        raise typer.BadParameter(EMPTY_PATH)
+    return values
 
 
 def _takes_path(param: TyperOption | TyperArgument) -> bool:
@@ -662,7 +669,7 @@ def sweep(
         run = sweeps.plan(args[-1], out=out, cpus_per_trial=cpus_per_trial or 1)
         if action == "plan":
             if json_:
-                typer.echo(json.dumps([{"trial": t.id, **t.params} for t in run.trials], indent=1))
+                typer.echo(json_text([{"trial": t.id, **t.params} for t in run.trials], indent=1))
             else:
                 console.print(plan_table(run))
             return
@@ -780,7 +787,7 @@ def _print_sweep(run: "Sweep", json_: bool) -> None:
     from mlp_cli.sweep import summary
 
     if json_:
-        typer.echo(json.dumps(summary(run), indent=1))
+        typer.echo(json_text(summary(run), indent=1))
         return
     console.print(sweep_table(run, ranked=True, width=console.width))
     for line in sweep_reasons(run):
@@ -847,7 +854,7 @@ def _model_json(path: Path, saved: Any) -> dict[str, Any]:
     that wrote it, and the mlp that is answering."""
     return {
         "model": {
-            "path": decodable(str(path)),
+            "path": path,
             "format_version": saved.meta.format_version,
             "package_version": saved.meta.package_version,
         },
@@ -902,7 +909,7 @@ def evaluate(
             f"{100 * result.accuracy:.2f}%",
         )
     if json_:
-        typer.echo(json.dumps({**_model_json(path, saved), **result.to_json()}))
+        typer.echo(json_text({**_model_json(path, saved), **result.to_json()}))
         return
     from mlp_cli.render import print_evaluation
 
@@ -916,7 +923,12 @@ def evaluate(
 @app.command()
 def predict(
     paths: Annotated[
-        list[str], typer.Argument(metavar="IMAGE", help="Image files, folders or glob patterns.")
+        list[str],
+        typer.Argument(
+            metavar="IMAGE",
+            help="Image files, folders or glob patterns.",
+            callback=_no_empty_path,
+        ),
     ],
     model: ModelOpt = None,
     json_: Annotated[
@@ -1023,15 +1035,15 @@ def _print_predictions_json(
     are not finite, Ctrl-C) still leaves one valid object on stdout: it is closed with the
     predictions and failures so far before the error goes on to be reported."""
     names = list(saved.meta.class_names)
-    opening = json.dumps({**_model_json(path, saved), "predictions": []})[: -len("]}")]
+    opening = json_text({**_model_json(path, saved), "predictions": []})[: -len("]}")]
     any_rows = False
     try:
         for predictions, batch_failures, written in batches:
             failures += batch_failures
             rows = [p.to_json(names) for p in predictions]
             for row, file in zip(rows, written, strict=False):
-                row["input_saved_as"] = decodable(str(file))
-            text = ", ".join(json.dumps(row) for row in rows)
+                row["input_saved_as"] = file
+            text = ", ".join(json_text(row) for row in rows)
             if any_rows and rows:
                 text = ", " + text
             any_rows = any_rows or bool(rows)
@@ -1046,7 +1058,7 @@ def _print_predictions_json(
 
 def _failures_json(failures: "list[Failure]") -> str:
     """The end of predict's JSON object: its failures and the closing brace."""
-    return json.dumps({"failures": [f.to_json() for f in failures]})[1:]
+    return json_text({"failures": [f.to_json() for f in failures]})[1:]
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -1236,16 +1248,28 @@ def plot(
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import CURVES_FILE, find_metrics, legacy_curves, read_metrics, run_loss
+    from mlp_cli.train import (
+        CURVES_FILE,
+        find_metrics,
+        legacy_curves,
+        lock_run,
+        read_metrics,
+        run_loss,
+    )
     from mlp_cli.viz import plot_curves
 
     metrics = find_metrics(run_dir)
     run_dir = metrics.parent
     replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
     target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
-    records = read_metrics(metrics)
-    loss = run_loss(run_dir)
-    plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
+    # Into the run folder only while no mlp trains it: the trainer draws curves.png itself
+    # when it ends, and a picture of fewer epochs must not replace that one.
+    elsewhere = f"; or draw the curves so far elsewhere: {command('mlp plot', run_dir)} --out FILE"
+    into_run = os.path.realpath(target.parent) == os.path.realpath(run_dir)
+    with lock_run(run_dir, elsewhere) if into_run else contextlib.nullcontext():
+        records = read_metrics(metrics)
+        loss = run_loss(run_dir)
+        plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
     _say("learning curves written to ", plain_name(target))
 
 
@@ -1291,9 +1315,9 @@ def data_info(
 
     info = data.mnist_info()
     if json_:
-        # json.dumps escapes every non-ASCII and control character: the output is valid
+        # json_text escapes every non-ASCII and control character: the output is valid
         # JSON in any terminal encoding, and a folder's name cannot reach the terminal raw.
-        typer.echo(json.dumps({"data_dir": str(data.data_dir()), "files": info}, default=str))
+        typer.echo(json_text({"data_dir": data.data_dir(), "files": info}))
         return
     title = Text.assemble("MNIST cache: ", plain_name(data.data_dir()))
     table = Table("file", "present", "verified", "bytes", title=title)
@@ -1361,7 +1385,7 @@ def config_schema() -> None:
     """Print the config's JSON schema (for editor completion and validation)."""
     from mlp_cli.config import config_schema as schema
 
-    typer.echo(json.dumps(schema(), indent=2))
+    typer.echo(json_text(schema(), indent=2))
 
 
 class StdoutError(OSError):

@@ -77,6 +77,12 @@ _KINDS = (
 )
 
 
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words, from its ``st_mode``: "a folder",
+    "a named pipe (FIFO)", ... (the one description, for reading and for writing)."""
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
 def open_regular(path: str | Path) -> BinaryIO:
     """Open ``path`` for reading in binary mode if, and only if, it is a regular file.
 
@@ -89,8 +95,7 @@ def open_regular(path: str | Path) -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-            raise NotRegularFileError(kind)
+            raise NotRegularFileError(file_kind(mode))
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

@@ -45,6 +45,7 @@ except ImportError:  # Windows: folders are not locked (see FolderLock)
     fcntl = None  # type: ignore[assignment]
 
 from mlp_cli.errors import OutputError, UsageError
+from mlp_cli.limits import file_kind
 from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
@@ -208,26 +209,21 @@ def special_kind(path: Path | str) -> str | None:
             return "a link to nowhere"
         target = special_kind(os.path.realpath(path))
         return f"a link to {target}" if target else "a link to a file"
-    if stat.S_ISDIR(st.st_mode):
-        return "a folder"
-    if stat.S_ISFIFO(st.st_mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(st.st_mode):
-        return "a socket"
-    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        return "a device"
-    return "not a regular file"
+    return file_kind(st.st_mode)
 
 
-def check_replaceable(path: Path | str, what: str = "file") -> None:
+def check_replaceable(
+    path: Path | str, what: str = "file", fix: str = "choose another path"
+) -> None:
     """Refuse an existing `path` that is not a plain regular file, whatever the options:
     writing ends in a rename over `path`, which would replace a device, a FIFO, a folder
-    or a link (not what it points to) by a file."""
+    or a link (not what it points to) by a file. `fix` says what to do instead, for a path
+    that mlp names itself rather than the user."""
     kind = special_kind(path)
     if kind is not None:
         raise UsageError(
             f"cannot write the {what} '{shown(path)}': it is {kind}, and mlp replaces only regular "
-            "files it may overwrite; choose another path"
+            f"files it may overwrite; {fix}"
         )
 
 
@@ -402,12 +398,14 @@ class FolderLock:
     Taking it again in the process that holds it only counts (a caller may hold the folder
     around a library call that takes it too); the last `release` removes the file, then
     unlocks it. A second process is refused with a `UsageError` naming the folder and the
-    pid written in the file. Where ``fcntl`` is missing (Windows), or the file system
-    cannot lock, nothing is locked: `what`'s own checks are all that guard the folder.
+    pid written in the file, and `otherwise` (what else the user can do) after the advice
+    to wait. Where ``fcntl`` is missing (Windows), or the file system cannot lock, nothing
+    is locked: `what`'s own checks are all that guard the folder.
     """
 
-    def __init__(self, path: Path, what: str, doing: str) -> None:
+    def __init__(self, path: Path, what: str, doing: str, otherwise: str = "") -> None:
         self.path, self.what, self.doing = path, what, doing  # "run folder", "training that run"
+        self.otherwise = otherwise  # "; or draw them elsewhere with ..."
         self._key: tuple[int, str] | None = None
 
     def __enter__(self) -> FolderLock:
@@ -451,7 +449,12 @@ class FolderLock:
         if fcntl is None:
             return -1
         folder = self.path.parent
-        check_replaceable(self.path, f"lock file of the {self.what}")
+        check_replaceable(
+            self.path,
+            f"lock file of the {self.what}",
+            f"mlp keeps the {self.what}'s lock at that name, so remove or rename it, then run "
+            "the command again",
+        )
         for _ in range(_LOCK_TRIES):
             with writing(self.path, f"the lock file of the {self.what} '{shown(folder)}'"):
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -465,6 +468,7 @@ class FolderLock:
                     f"the {self.what} '{shown(folder)}' is in use by another mlp process{pid}, "
                     f"which is {self.doing}; this one stopped before writing anything there. "
                     "Wait for that process to end (or stop it), then run the command again"
+                    f"{self.otherwise}"
                 ) from None
             except OSError as exc:  # a file system without locks (ENOLCK, EOPNOTSUPP)
                 os.close(fd)

@@ -7,14 +7,16 @@ sequence in a name can move the cursor or change the terminal's colours. Bytes o
 name that are not UTF-8 (which Python holds as lone surrogates, ``\udc9b`` for 0x9b) are
 shown as ``\x9b``: never written raw, where 0x9b is a terminal's 8-bit CSI, and never an
 encoding error. `command` quotes the arguments of a command printed for the user to copy,
-and `decodable` writes the undecodable bytes alone that way, for JSON output.
+and `json_text` writes the undecodable bytes alone that way (`decodable`), for JSON output.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
-from typing import TYPE_CHECKING
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # rich is loaded by `plain` alone: the library's checks only need `shown`
     from rich.text import Text
@@ -46,6 +48,24 @@ def decodable(text: str) -> str:
     writes it (``\\xff``), and nothing else changed: JSON has escapes of its own for the
     other controls, but none for bytes that are not UTF-8."""
     return _SURROGATE.sub(lambda m: _escape(m.group()), text)
+
+
+def _decoded(value: object) -> object:
+    """`value` with every string in it, keys too, and every path made `decodable`."""
+    if isinstance(value, str | PurePath):
+        return decodable(str(value))
+    if isinstance(value, dict):
+        return {_decoded(key): _decoded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_decoded(item) for item in value]
+    return value
+
+
+def json_text(value: object, **options: Any) -> str:
+    """``json.dumps(value, **options)`` with every string and path in `value` made
+    `decodable` first: the one way mlp writes JSON for the user, so a name that is not
+    UTF-8 reads the same (``\\xff``) in every command's output."""
+    return json.dumps(_decoded(value), **options)
 
 
 def shown(name: object) -> str:

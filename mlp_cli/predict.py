@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import CheckpointError, ImageError, UsageError
 from mlp_cli.model import MLP
-from mlp_cli.plain import decodable, shown
+from mlp_cli.plain import shown
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Pictures predicted together: MLP.predict_proba's own batch, so each picture meets the same
@@ -49,7 +49,7 @@ class Prediction:
 
     def to_json(self, class_names: Sequence[str]) -> dict[str, Any]:
         return {
-            "file": decodable(self.file),
+            "file": self.file,
             "digit": self.digit,
             "class_name": class_names[self.digit],
             "probability": self.probability,
@@ -66,7 +66,7 @@ class Failure:
     message: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": decodable(self.file), "error": decodable(self.message)}
+        return {"file": self.file, "error": self.message}
 
 
 def image_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Failure]]:

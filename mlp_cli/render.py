@@ -8,7 +8,6 @@ values and never renders anything itself.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from rich.text import Text
 
 from mlp_cli.callbacks import Callbacks
 from mlp_cli.checkpoint import MODEL_FILE
-from mlp_cli.plain import command, plain, plain_name
+from mlp_cli.plain import command, json_text, plain, plain_name
 
 # Progress bars, the trainer and the pictures' colours are imported where they are used:
 # `mlp predict` and `mlp inspect` render here too, and should start fast.
@@ -293,7 +292,7 @@ class JsonLines(Callbacks):
     """One JSON object per epoch on stdout, for scripts."""
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
-        print(json.dumps(record), flush=True)
+        print(json_text(record), flush=True)
 
 
 def print_train_summary(console: Console, result: TrainResult) -> None:

@@ -63,6 +63,7 @@ from mlp_cli.checkpoint import SavedModel, TrainingSummary
 from mlp_cli.errors import ImageError, MLPError, UsageError
 from mlp_cli.limits import shorten
 from mlp_cli.model import MLP
+from mlp_cli.plain import json_text
 from mlp_cli.stopping import STOP_SIGNALS, take_over
 from mlp_cli.viz import grid_cols, tile_sheet, unit_patterns
 
@@ -220,7 +221,7 @@ class Served:
         answer["model"] = self.name
         hidden = [np.round(a[0], 4).tolist() for a in outputs[:-1]]
         # json.dumps(answer | {"input": ..., "hidden": hidden}), the input written from texts
-        head, inputs = json.dumps(answer)[:-1], float32_matrix_json(np.round(digit, 3))
+        head, inputs = json_text(answer)[:-1], float32_matrix_json(np.round(digit, 3))
         return f'{head}, "input": {inputs}, "hidden": {json.dumps(hidden)}}}'.encode()
 
 
@@ -448,7 +449,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()  # now: a refused body is drained after its answer has left
 
     def _json(self, status: HTTPStatus, value: Any) -> None:
-        self._send(status, json.dumps(value).encode(), "application/json")
+        self._send(status, json_text(value).encode(), "application/json")
 
     def _error(self, status: HTTPStatus, message: str) -> None:
         self._json(status, {"error": message})

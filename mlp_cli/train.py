@@ -9,8 +9,8 @@ A run directory holds everything about one training run:
                      without validation)
     checkpoint.npz   the latest weights with optimizer and RNG state, for `--resume`
     curves.png       learning curves, drawn when training ends
-    .mlp.lock        there while a process trains the run: a second one is refused (see
-                     `lock_run`)
+    .mlp.lock        there while a process trains the run (or `mlp plot` draws its
+                     curves.png): a second one is refused (see `lock_run`)
 
 Randomness comes from three generators spawned from the config's seed (initialisation,
 shuffling, dropout/augmentation), so the same config and seed give bit-identical weights on
@@ -184,11 +184,15 @@ def _out_path(out: str | Path) -> Path:
     return path if path.name not in ("", ".", "..") else Path(os.path.abspath(path))
 
 
-def lock_run(run_dir: Path) -> outputs.FolderLock:
+def lock_run(run_dir: Path, otherwise: str = "") -> outputs.FolderLock:
     """The lock that keeps a second process from training the run in `run_dir` while this
     one does (`start` and `resume` take it, and the trainer holds it until `Trainer.run`
-    ends; a caller may take it earlier, e.g. before reading the checkpoint)."""
-    return outputs.FolderLock(run_dir / LOCK_FILE, "run folder", "training that run")
+    ends; a caller may take it earlier, e.g. before reading the checkpoint), or from
+    drawing its curves.png meanwhile (`mlp plot`). `otherwise` ends the refusal of a second
+    process with what else it can do."""
+    return outputs.FolderLock(
+        run_dir / LOCK_FILE, "run folder", "training that run or drawing its curves", otherwise
+    )
 
 
 def check_run_destination(cfg: Config, out: str | Path | None = None) -> None:

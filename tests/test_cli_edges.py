@@ -321,13 +321,19 @@ def test_gradcheck_refuses_a_negative_seed() -> None:
     assert "Traceback" not in result.output
 
 
-def test_predict_refuses_an_empty_path_instead_of_reading_the_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("json_", [[], ["--json"]])
+def test_predict_refuses_an_empty_path_instead_of_reading_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, json_: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
     model = save_random_model(tmp_path / "model.npz")
     (tmp_path / "seven.png").write_bytes(b"")
-    result = CliRunner().invoke(cli.app, ["predict", "--model", str(model), ""])
-    assert result.exit_code == 1
-    assert "an empty path names no image" in result.output
-    assert "seven.png" not in result.output
+    result = CliRunner().invoke(
+        cli.app, ["predict", "--model", str(model), *json_, "seven.png", ""]
+    )
+    assert result.exit_code == 2, result.output
+    assert "an empty path names no file or folder" in " ".join(result.stderr.split())
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize(

@@ -741,7 +741,64 @@ def test_a_users_own_matplotlib_chart_saved_as_a_runs_curves_is_kept(run_dir: Pa
     assert treesnap.snapshot(run_dir) == before
 
 
-# -- nothing but a regular file is ever replaced, whatever the options -------------------------
+def test_plot_leaves_the_curves_of_a_run_being_trained_to_its_trainer(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    fcntl = pytest.importorskip("fcntl")  # where folders can be locked
+    before = treesnap.snapshot(run_dir)
+    # As the trainer holds it: locked through a file description of its own, pid inside.
+    fd = os.open(run_dir / train.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"4242\n")
+        held = treesnap.snapshot(run_dir)
+        into_run: list[list[str | Path]] = [[], ["--out", run_dir / train.CURVES_FILE]]
+        for options in into_run:
+            code, out, err = run("plot", run_dir, *options)
+            said = " ".join(err.split())
+            assert code == 2, out
+            assert f"the run folder '{run_dir}' is in use by another mlp process (pid 4242)" in said
+            assert f"mlp plot {run_dir} --out FILE" in said
+            assert treesnap.snapshot(run_dir) == held  # no curves.png, the lock file as it was
+        elsewhere = tmp_path / "so-far.png"
+        code, _, err = run("plot", run_dir, "--out", elsewhere)
+        assert code == 0, err
+        assert outputs.is_own_picture(elsewhere)
+    finally:
+        os.close(fd)
+    (run_dir / train.LOCK_FILE).unlink()
+    assert run("plot", run_dir)[0] == 0
+    assert not (run_dir / train.LOCK_FILE).exists()
+    assert treesnap.snapshot(run_dir) != before  # curves.png is drawn now
+    assert outputs.is_own_picture(run_dir / train.CURVES_FILE)
+
+
+@pytest.mark.parametrize("kind", ["folder", "link-to-file"])
+def test_a_lock_file_that_is_no_regular_file_is_refused_with_what_to_do_about_it(
+    run_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    lock = run_dir / train.LOCK_FILE
+    if kind == "folder":
+        lock.mkdir()
+    else:
+        (tmp_path / "mine").write_text("mine")
+        lock.symlink_to(tmp_path / "mine")
+    before = treesnap.snapshot(tmp_path)
+    code, _, err = run("plot", run_dir)
+    said = " ".join(err.split())
+    assert code == 2
+    assert f"cannot write the lock file of the run folder '{lock}'" in said
+    assert "mlp keeps the run folder's lock at that name, so remove or rename it" in said
+    assert "choose another path" not in said  # the lock's path is mlp's, not the user's
+    assert treesnap.snapshot(tmp_path) == before
+    # An output the user named is refused as before: another path is theirs to choose.
+    link = tmp_path / "link.png"
+    link.symlink_to(tmp_path / "mine.png")
+    code, _, err = run("plot", run_dir, "--out", link)
+    assert code == 2
+    assert "mlp replaces only regular files it may overwrite; choose another path" in " ".join(
+        err.split()
+    )
 
 
 def _special(kind: str, folder: Path, name: str) -> Path:
@@ -800,6 +857,19 @@ def test_save_picture_refuses_a_fifo_that_appeared_after_the_check(tmp_path: Pat
         outputs.save_picture(target, "picture", lambda f: f.write(b"x"))
     assert sorted(os.listdir(tmp_path)) == ["p.png"]  # no temporary file left either
     assert stat.S_ISFIFO(os.lstat(target).st_mode)
+
+
+def test_a_fifo_is_described_alike_where_mlp_would_read_and_where_it_would_write(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    code, _, read_err = run("config", "show", fifo)
+    assert code == 2
+    code, _, write_err = run("plot", run_dir, "--out", fifo)
+    assert code == 2
+    for err in (read_err, write_err):
+        assert "it is a named pipe (FIFO)" in " ".join(err.split())
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
@@ -1023,7 +1093,7 @@ def test_an_undecodable_file_name_in_an_error_is_escaped(tmp_path: Path, run_dir
     assert "\x9b" not in err
 
 
-def test_data_info_json_is_ascii_and_keeps_a_strange_folder_name(
+def test_data_info_json_is_ascii_and_writes_a_strange_folder_name_as_predict_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = str(tmp_path / "dd\x9b\x1b[31m") + os.fsdecode(b"\xff")
@@ -1031,7 +1101,11 @@ def test_data_info_json_is_ascii_and_keeps_a_strange_folder_name(
     code, out, _ = run("data", "info", "--json")
     assert code == 0
     assert out.isascii()
-    assert json.loads(out)["data_dir"] == folder
+    # The byte 0xff is written as predict --json writes it, not as the surrogate "\udcff".
+    shown = str(tmp_path / "dd\x9b\x1b[31m") + "\\xff"
+    info = json.loads(out)
+    assert info["data_dir"] == shown
+    assert {Path(f["path"]).parent for f in info["files"]} == {Path(shown)}
 
 
 # -- resume checks its curves.png before training ----------------------------------------------

@@ -665,6 +665,22 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
     assert code == 0, err
 
 
+def test_show_json_writes_bytes_of_a_folder_name_that_are_not_utf8_as_predict_does(
+    tmp_path: Path,
+) -> None:
+    try:
+        run = plan(write_sweep(tmp_path, GRID), out=tmp_path / os.fsdecode(b"gr\xffid"))
+        run.dir.mkdir()
+    except OSError:  # a file system that takes only UTF-8 names (macOS)
+        pytest.skip("this file system refuses names that are not UTF-8")
+    run.save()
+    code, out, err = mlp("sweep", "show", str(run.dir), "--json")
+    assert code == 0, err
+    assert [t["dir"] for t in json.loads(out)] == [
+        str(tmp_path / "gr\\xffid" / t) for t in ("t000", "t001", "t002", "t003")
+    ]
+
+
 def test_a_state_without_the_optional_asha_settings_gets_their_defaults(tmp_path: Path) -> None:
     s = plan(write_sweep(tmp_path, ASHA), out=tmp_path / "asha")
     s.dir.mkdir()
