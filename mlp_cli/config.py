@@ -952,7 +952,7 @@ def _reads_as_number(value: Any) -> bool:
     """Whether `value` is text that YAML reads as a number or true/false without quotes."""
     try:
         plain = _read_yaml(value) if isinstance(value, str) and len(value) <= 40 else None
-    except (YAMLError, RecursionError):
+    except (YAMLError, ConfigError, RecursionError):  # ConfigError: a key `_check` refuses
         return False
     return isinstance(plain, int | float)
 

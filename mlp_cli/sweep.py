@@ -28,13 +28,14 @@ import json
 import math
 import os
 import re
+import reprlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from mlp_cli import checkpoint, outputs, shipped
 from mlp_cli.config import (
@@ -466,7 +467,13 @@ class Sweep:
 
 
 def first_line(exc: BaseException) -> str:
-    """An error's message, its first line only, or the error's type when it says nothing."""
+    """An error's message, its first line only, or the error's type when it says nothing;
+    for pydantic's, whose first line only counts its errors, the first error's key path and
+    the value found there."""
+    if isinstance(exc, ValidationError):
+        error = exc.errors(include_url=False)[0]
+        found = "missing" if error["type"] == "missing" else reprlib.repr(error["input"])
+        return f"{'.'.join(map(str, error['loc']))} {found}"
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 

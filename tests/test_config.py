@@ -86,6 +86,18 @@ BAD_CONFIGS = [
         id="quoted-number",
     ),
     pytest.param(
+        MINIMAL + "training:\n  epochs: '{1: 2}'\n",
+        "epochs",
+        ["training.epochs", "expected an integer, found '{1: 2}'"],
+        id="quoted-mapping-with-a-number-key",
+    ),
+    pytest.param(
+        MINIMAL + "training:\n  epochs: '{a: 1, a: 2}'\n",
+        "epochs",
+        ["training.epochs", "expected an integer, found '{a: 1, a: 2}'"],
+        id="quoted-mapping-with-a-duplicate-key",
+    ),
+    pytest.param(
         MINIMAL + "training:\n  batch_size: 32.5\n",
         "batch_size",
         ["training.batch_size", "expected an integer, found 32.5"],

@@ -681,6 +681,27 @@ def test_show_json_writes_bytes_of_a_folder_name_that_are_not_utf8_as_predict_do
     ]
 
 
+def test_an_edited_state_is_refused_with_the_setting_and_the_value_found(tmp_path: Path) -> None:
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    edits = [
+        ("metric", "val_accuracy", "metric 'val_accuracy'"),
+        ("goal", "max", "goal 'max'"),
+        ("method", "bayes", "method 'bayes'"),
+        ("engine", "dask", "engine 'dask'"),
+        ("cpus_per_trial", 0, "cpus_per_trial 0"),
+        ("cpus_per_trial", 999, "cpus_per_trial 999"),
+    ]
+    for key, value, found in edits:
+        (tmp_path / "sweep.json").write_text(json.dumps({**state, key: value}))
+        for command in (("sweep", "show"), ("sweep", "--resume")):
+            code, _, err = mlp(*command, str(tmp_path))
+            assert code == 2, err
+            assert f"is not a sweep state mlp can read ({found});" in err, err
+
+
 def test_a_state_without_the_optional_asha_settings_gets_their_defaults(tmp_path: Path) -> None:
     s = plan(write_sweep(tmp_path, ASHA), out=tmp_path / "asha")
     s.dir.mkdir()
