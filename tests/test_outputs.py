@@ -17,7 +17,7 @@ import stat
 import tempfile
 import types
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pytest
@@ -115,15 +115,21 @@ def digit_png(path: Path) -> Path:
 
 @pytest.fixture
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every picture is written to /dev/full: the real ENOSPC of a full disk."""
+    """Every picture's write fails as on a full disk (the real ENOSPC of /dev/full), inside
+    the real `outputs.atomic_write`, so its temporary file is made and must be cleaned up."""
+    atomic_write = outputs.atomic_write
 
-    def to_dev_full(path: Path, write: Any) -> None:
-        with builtins.open("/dev/full", "wb") as f:
+    def filling_the_disk(path: Path, write: Any) -> None:
+        def write_until_full(f: IO[bytes]) -> None:
             write(f)
+            with builtins.open("/dev/full", "wb") as full:
+                full.write(b"\0")
+
+        atomic_write(path, write_until_full)
 
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
-    monkeypatch.setattr(outputs, "atomic_write", to_dev_full)  # what save_picture calls
+    monkeypatch.setattr(outputs, "atomic_write", filling_the_disk)  # what save_picture calls
 
 
 # -- class 1: a user's file is never replaced ---------------------------------------------------
