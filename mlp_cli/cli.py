@@ -100,10 +100,12 @@ def _refuse_empty_path(param: TyperOption | TyperArgument, value: Any) -> None:
 def _takes_path(param: TyperOption | TyperArgument) -> bool:
     """Whether ``param`` is declared as a Path (or Path | None)."""
     descriptor = getattr(param, "type_descriptor", None)
-    if descriptor is None:  # Typer before 0.29, built on click: a Path gets click's path type
-        import click
+    if descriptor is None:
+        # Typer before 0.29: a Path gets Typer's path type (click's until Typer 0.26, which
+        # carries its own copy of click and does not install click itself).
+        from typer.models import TyperPath  # type: ignore[attr-defined]
 
-        return isinstance(getattr(param, "type", None), click.Path)
+        return isinstance(getattr(param, "type", None), TyperPath)
     annotation = descriptor.annotation
     return Path in (get_args(annotation) or (annotation,))
 
