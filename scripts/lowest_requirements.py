@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -41,19 +42,19 @@ def lowest(requirement: Requirement) -> Requirement:
     return pinned
 
 
-def lowest_requirements(project: dict[str, object], tools: list[str]) -> list[Requirement]:
+def lowest_requirements(project: dict[str, Any], tools: list[str]) -> list[Requirement]:
     """The runtime dependencies at their lower bounds, then `tools` as the dev extra states them.
 
     `project` is pyproject.toml's [project] table; a tool missing from the dev extra is refused.
     """
-    dependencies = project["dependencies"]
-    extras = project["optional-dependencies"]
-    assert isinstance(dependencies, list) and isinstance(extras, dict)
-    dev = {canonicalize_name(r.name): r for r in map(Requirement, extras["dev"])}
+    dev = {
+        canonicalize_name(r.name): r
+        for r in map(Requirement, project["optional-dependencies"]["dev"])
+    }
     missing = [tool for tool in tools if canonicalize_name(tool) not in dev]
     if missing:
         raise SystemExit(f"{PYPROJECT}: the dev extra does not list {', '.join(missing)}")
-    pinned = [lowest(Requirement(line)) for line in dependencies]
+    pinned = [lowest(Requirement(line)) for line in project["dependencies"]]
     return pinned + [dev[canonicalize_name(tool)] for tool in tools]
 
 
