@@ -1213,21 +1213,23 @@ def serve(
         log=lambda message: _say(plain(message), err=True),
     )
     with server:
-        _say(
-            "serving ",
-            plain(server.models.default.name),
-            " at ",
-            (server.url, "bold"),
-            " (Ctrl-C stops)",
-        )
-        if not is_loopback(host):
-            reachable = ": the page and its API are reachable from the network, without a password"
-            _say(WARNING, "listening on ", plain(host), reachable, err=True)
-        if open_browser:
-            import webbrowser
+        try:  # from the line that says Ctrl-C stops, it does, even before serving begins
+            _say(
+                "serving ",
+                plain(server.models.default.name),
+                " at ",
+                (server.url, "bold"),
+                " (Ctrl-C stops)",
+            )
+            if not is_loopback(host):
+                reachable = (
+                    ": the page and its API are reachable from the network, without a password"
+                )
+                _say(WARNING, "listening on ", plain(host), reachable, err=True)
+            if open_browser:
+                import webbrowser
 
-            webbrowser.open(server.url)
-        try:
+                webbrowser.open(server.url)
             serve_forever(server, workers or default_workers())
         except KeyboardInterrupt:
             console.print("stopped")

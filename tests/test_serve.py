@@ -848,6 +848,25 @@ def test_each_process_publishes_how_many_connections_it_holds(running: Running) 
         until(held)
 
 
+def test_ctrl_c_just_after_the_address_is_printed_stops_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The address line says Ctrl-C stops: from that line on it does, serving or not yet."""
+    from typer.testing import CliRunner
+
+    from mlp_cli.cli import app
+
+    def interrupted(host: str) -> bool:  # Ctrl-C arrives as the next line's check begins
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serve, "is_loopback", interrupted)
+    model = save_model(tmp_path / "runs" / "only" / "model.npz", [784, 16, 10], seed=0)
+    result = CliRunner().invoke(app, ["serve", "--model", str(model), "--port", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert " (Ctrl-C stops)" in result.stdout
+    assert result.stdout.endswith("stopped\n")
+
+
 def test_mlp_serve_without_a_model_says_how_to_get_one(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
