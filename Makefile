@@ -8,7 +8,13 @@ BIN    := $(VENV)/bin
 CONFIG ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: install train test check lint format bench reproduce clean
+# The same tests with every runtime dependency at the lower bound pyproject.toml declares
+# (scripts/lowest_requirements.py); only the dev extra's test tools, at pip's choice, join them.
+LOWEST       := .venv-lowest
+LOWEST_STAMP := $(LOWEST)/.installed
+LOWEST_TOOLS := pytest hypothesis PyYAML
+
+.PHONY: install train test check check-lowest lint format bench reproduce clean
 
 install: $(STAMP)
 
@@ -35,6 +41,20 @@ format: $(STAMP)
 
 check: lint test
 
+# The wheel test is left out: the virtualenv it makes installs the newest versions, which
+# `make check` already tests. The tests of the other extras (export, ray, the browser) skip
+# themselves when the extra is not installed, as here.
+check-lowest: $(LOWEST_STAMP)
+	$(LOWEST)/bin/python -m pytest -q --ignore=tests/test_wheel.py
+
+$(LOWEST_STAMP): pyproject.toml scripts/lowest_requirements.py
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip packaging
+	$(LOWEST)/bin/python scripts/lowest_requirements.py $(LOWEST_TOOLS) > $(LOWEST)/requirements.txt
+	$(LOWEST)/bin/python -m pip install --quiet -e . -r $(LOWEST)/requirements.txt
+	touch $@
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
@@ -43,4 +63,4 @@ reproduce: $(STAMP)
 	$(BIN)/python scripts/reproduce.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(LOWEST) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -520,8 +520,9 @@ def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
             raise _fail(path, f"it could not be read ({shorten(exc, 200)})") from None
 
 
-# The dtype of a .npy header that declares text (str or bytes).
-_TEXT_DESCR = re.compile(rb"'descr'\s*:\s*'([<>|=]?[USa]\d*)'")
+# The dtype of a .npy header that declares text (str or bytes): whole, its kind, its length.
+_TEXT_DESCR = re.compile(rb"'descr'\s*:\s*'([<>|=]?([USa])(\d*))'")
+_CHAR_BYTES = {b"U": 4, b"S": 1, b"a": 1}  # bytes per character of each kind of text
 
 
 def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> SavedModel:
@@ -609,6 +610,11 @@ def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, pat
         if len(length_raw) < length_bytes or length > _MAX_NPY_HEADER:
             raise _fail(path, f"member '{name}' has a damaged .npy header")
         header = start + length_raw + stream.read(length)
+    text = _TEXT_DESCR.search(header)
+    too_long = text and (
+        f"declares the text dtype {text.group(1).decode('ascii')}, larger than NumPy "
+        f"can hold (a model's metadata is at most {MAX_METADATA_CHARS:,} characters)"
+    )
     try:
         preamble = io.BytesIO(header)
         version = npy_format.read_magic(preamble)
@@ -619,16 +625,16 @@ def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, pat
         )
         shape, fortran, dtype = reader(preamble)
     except (ValueError, EOFError, SyntaxError, TypeError, RecursionError, MemoryError) as exc:
-        if text := _TEXT_DESCR.search(header):
-            problem = (
-                f"declares the text dtype {text.group(1).decode('ascii')}, larger than NumPy "
-                f"can hold (a model's metadata is at most {MAX_METADATA_CHARS:,} characters)"
-            )
+        if too_long:
+            problem = too_long
         elif "object at 0x" in str(exc):  # NumPy names the syntax node it refused
             problem = "has a .npy header whose shape or dtype is not written as plain numbers"
         else:
             problem = f"has a damaged .npy header ({shorten(exc, 200)})"
         raise _fail(path, f"member '{name}' {problem}") from None
+    # NumPy before 2.0 wraps a text length past 2**31 bytes around instead of refusing it.
+    if text and text.group(3) and dtype.itemsize != int(text.group(3)) * _CHAR_BYTES[text.group(2)]:
+        raise _fail(path, f"member '{name}' {too_long}")
     if dtype.hasobject:
         raise _fail(path, f"member '{name}' holds Python objects, which are never loaded")
     if dtype.fields is not None or dtype.subdtype is not None:

@@ -108,10 +108,12 @@ def _no_empty_path(values: list[str]) -> list[str]:
 def _takes_path(param: TyperOption | TyperArgument) -> bool:
     """Whether ``param`` is declared as a Path (or Path | None)."""
     descriptor = getattr(param, "type_descriptor", None)
-    if descriptor is None:  # Typer before 0.29, built on click: a Path gets click's path type
-        import click
+    if descriptor is None:
+        # Typer before 0.29: a Path gets Typer's path type (click's until Typer 0.26, which
+        # carries its own copy of click and does not install click itself).
+        from typer.models import TyperPath  # type: ignore[attr-defined]
 
-        return isinstance(getattr(param, "type", None), click.Path)
+        return isinstance(getattr(param, "type", None), TyperPath)
     annotation = descriptor.annotation
     return Path in (get_args(annotation) or (annotation,))
 
@@ -1216,21 +1218,23 @@ def serve(
         log=lambda message: _say(plain(message), err=True),
     )
     with server:
-        _say(
-            "serving ",
-            plain(server.models.default.name),
-            " at ",
-            (server.url, "bold"),
-            " (Ctrl-C stops)",
-        )
-        if not is_loopback(host):
-            reachable = ": the page and its API are reachable from the network, without a password"
-            _say(WARNING, "listening on ", plain(host), reachable, err=True)
-        if open_browser:
-            import webbrowser
+        try:  # from the line that says Ctrl-C stops, it does, even before serving begins
+            _say(
+                "serving ",
+                plain(server.models.default.name),
+                " at ",
+                (server.url, "bold"),
+                " (Ctrl-C stops)",
+            )
+            if not is_loopback(host):
+                reachable = (
+                    ": the page and its API are reachable from the network, without a password"
+                )
+                _say(WARNING, "listening on ", plain(host), reachable, err=True)
+            if open_browser:
+                import webbrowser
 
-            webbrowser.open(server.url)
-        try:
+                webbrowser.open(server.url)
             serve_forever(server, workers or default_workers())
         except KeyboardInterrupt:
             console.print("stopped")

@@ -309,6 +309,13 @@ def _npy_with_header(text: str) -> bytes:
             ),
             "member 'metadata' declares the text dtype <U536870912, larger than NumPy can hold",
         ),
+        (  # 4 * (2**30 + 1) bytes: NumPy 1.26 wraps this around to one character
+            lambda: _with_member(
+                "metadata.npy",
+                _npy_with_header("{'descr': '<U1073741825', 'fortran_order': False, 'shape': ()}"),
+            ),
+            "member 'metadata' declares the text dtype <U1073741825, larger than NumPy can hold",
+        ),
         (
             lambda: _with_member(
                 "W1.npy",
@@ -317,7 +324,7 @@ def _npy_with_header(text: str) -> bytes:
             "member 'W1' has a .npy header whose shape or dtype is not written as plain numbers",
         ),
     ],
-    ids=["shape-against-layers", "huge-text-dtype", "expression-in-shape"],
+    ids=["shape-against-layers", "huge-text-dtype", "wrapping-text-dtype", "expression-in-shape"],
 )
 def test_damaged_members_are_described_as_what_is_wrong_with_them(
     model_file: Callable[[bytes], Path], raw: Callable[[], bytes], words: str

@@ -301,9 +301,14 @@ def test_16_bit_greyscale_uses_its_full_range(digits: Digits) -> None:
     """All values lie above 255: clipping at 255 would leave a blank picture."""
     cover = digits[3].astype(np.float64) / 255.0
     values = np.rint(60000 * (1 - cover) + 20000 * cover).astype(np.uint16)
-    for image in (Image.fromarray(values), png_bytes(Image.fromarray(values))):
-        assert image.mode == "I;16"
-        assert correlation(mnist_style(image), digits[3]) > 0.95
+    image = Image.fromarray(values)
+    assert image.mode == "I;16"
+    assert correlation(mnist_style(image), digits[3]) > 0.95
+    # The same pixels in a 16-bit PNG file: Pillow 10.1 opens it as 32-bit "I", later
+    # Pillows as "I;16"; either way the whole range is read.
+    as_file = png_bytes(image)
+    assert as_file.mode in ("I;16", "I")
+    assert correlation(mnist_style(as_file), digits[3]) > 0.95
     as_int32 = Image.fromarray(values.astype(np.int32))
     assert as_int32.mode == "I"
     assert correlation(mnist_style(as_int32), digits[3]) > 0.95

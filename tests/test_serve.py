@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import re
 import select
 import signal
 import socket
@@ -848,6 +849,25 @@ def test_each_process_publishes_how_many_connections_it_holds(running: Running) 
         until(held)
 
 
+def test_ctrl_c_just_after_the_address_is_printed_stops_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The address line says Ctrl-C stops: from that line on it does, serving or not yet."""
+    from typer.testing import CliRunner
+
+    from mlp_cli.cli import app
+
+    def interrupted(host: str) -> bool:  # Ctrl-C arrives as the next line's check begins
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serve, "is_loopback", interrupted)
+    model = save_model(tmp_path / "runs" / "only" / "model.npz", [784, 16, 10], seed=0)
+    result = CliRunner().invoke(app, ["serve", "--model", str(model), "--port", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert " (Ctrl-C stops)" in result.stdout
+    assert result.stdout.endswith("stopped\n")
+
+
 def test_mlp_serve_without_a_model_says_how_to_get_one(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -860,7 +880,7 @@ def test_mlp_serve_without_a_model_says_how_to_get_one(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "words"), [("0", "greater than or equal to 1"), ("two", "valid integer")]
+    ("value", "words"), [("0", r"\b1\b"), ("65", r"\b64\b"), ("two", "valid integer")]
 )
 def test_a_bad_number_of_workers_is_a_usage_error(tmp_path: Path, value: str, words: str) -> None:
     from typer.testing import CliRunner
@@ -870,8 +890,9 @@ def test_a_bad_number_of_workers_is_a_usage_error(tmp_path: Path, value: str, wo
     model = save_model(tmp_path / "runs" / "only" / "model.npz", [784, 16, 10], seed=0)
     result = CliRunner().invoke(app, ["serve", "--model", str(model), "--workers", value])
     assert result.exit_code == 2
-    assert "--workers" in result.stderr
-    assert words in result.stderr
+    assert "Invalid value for '--workers'" in result.stderr
+    # The rest is worded by Typer (by click before Typer 0.29): the bound passed, in any words.
+    assert re.search(words, result.stderr)
     assert "Traceback" not in result.stderr
 
 
