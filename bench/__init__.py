@@ -6,7 +6,7 @@ epochs do not slow down over a long run, and measures peak memory.  Not part of 
 installed package; PyTorch and scikit-learn are optional and never needed by `mlp_cli`.
 """
 
-from mlp_cli.threads import prepare_blas
+from mlp_cli.threads import let_blas_workers_sleep
 
-# Train as `mlp train` does, whose entry point sets these before NumPy loads OpenBLAS.
-prepare_blas()
+# Train as `mlp train` does, whose entry point sets this before NumPy loads OpenBLAS.
+let_blas_workers_sleep()

@@ -36,7 +36,7 @@ from mlp_cli.plain import command, escape_controls, json_text, plain, plain_name
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.stopping import STOP_SIGNALS, take_over
-from mlp_cli.threads import ThreadChoice, limit_blas, prepare_blas
+from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -1478,7 +1478,7 @@ def main() -> None:
     """Console-script entry point."""
     _tolerant_streams()
     _terminate_like_ctrl_c()
-    prepare_blas()  # before any command loads NumPy
+    let_blas_workers_sleep()  # before any command loads NumPy
     # Pydantic looks for plugins in every installed package's metadata when it builds its
     # first validator; mlp's configs, model files and options are validated without any.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")

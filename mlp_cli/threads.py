@@ -9,11 +9,10 @@ During the run, the share of time our threads spent ready but waiting for a core
 epochs much slower than the earlier ones, show a run starved by other processes;
 `slowdown` says when, with the thread count to try.
 
-`prepare_blas` sets what NumPy's OpenBLAS reads as it loads: its idle workers spin only
-through the gaps between one step's products, not through the optimizer's update that needs
-their cores, and a CPU with AVX-512 gets OpenBLAS's AVX-512 kernels even where OpenBLAS does
-not know the CPU's model.  This module imports neither NumPy nor threadpoolctl at import
-time, so the command line can call that before OpenBLAS loads.
+NumPy's OpenBLAS keeps idle workers spinning after each product, on the cores the
+optimizer's update needs next; `let_blas_workers_sleep` shortens the spin to cover the gaps
+between one step's products but not the update.  This module imports neither NumPy nor
+threadpoolctl at import time, so the command line can call that before OpenBLAS loads.
 """
 
 from __future__ import annotations
@@ -32,36 +31,10 @@ from typing import Literal
 BLAS_SPIN_LOG2_CYCLES = 20
 
 
-# The AVX-512 subsets OpenBLAS's SkylakeX kernels use; its later Intel kernels (Cooperlake,
-# SapphireRapids) add bfloat16 routines to these and multiply float32 with the same ones.
-AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})
-AVX512_KERNELS = "SkylakeX"
-
-
-def prepare_blas(cpuinfo: Path = Path("/proc/cpuinfo")) -> None:
-    """Set OpenBLAS's environment where the user has not; OpenBLAS reads it as it loads, so
-    this acts only before NumPy is imported.
-
-    ``OPENBLAS_THREAD_TIMEOUT`` shortens the spinning of idle workers.  ``OPENBLAS_CORETYPE``
-    gives a CPU with AVX-512 OpenBLAS's AVX-512 kernels: OpenBLAS picks kernels by CPU model,
-    and one it does not know yet (AMD's Zen 5, for one) gets the AVX2 kernels, whose float32
-    products take almost twice as long (`python -m bench`)."""
+def let_blas_workers_sleep() -> None:
+    """Shorten OpenBLAS's idle spinning, unless the user set ``OPENBLAS_THREAD_TIMEOUT``;
+    OpenBLAS reads it as it loads, so this acts only before NumPy is imported."""
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(BLAS_SPIN_LOG2_CYCLES))
-    if "OPENBLAS_CORETYPE" not in os.environ and cpu_flags(cpuinfo) >= AVX512_FLAGS:
-        os.environ["OPENBLAS_CORETYPE"] = AVX512_KERNELS
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The first CPU's feature flags as Linux lists them (the instruction sets the kernel
-    lets programs use); empty where the file is missing or unreadable."""
-    try:
-        with cpuinfo.open(encoding="ascii", errors="replace") as lines:
-            for line in lines:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
 
 
 def blas_threads() -> int:

@@ -1,7 +1,7 @@
 """Tests for `mlp_cli.threads`: the BLAS thread count the optimizer follows, the idle-spin
-setting and the kernel choice the command line makes before NumPy loads OpenBLAS, how
-`auto` and a number become a thread count, and when a run counts as starved.  No timings:
-the load and the clock are given to the pure functions."""
+setting the command line makes before NumPy loads OpenBLAS, how `auto` and a number become a
+thread count, and when a run counts as starved.  No timings: the load and the clock are
+given to the pure functions."""
 
 from __future__ import annotations
 
@@ -16,17 +16,14 @@ from threadpoolctl import threadpool_limits
 
 from mlp_cli import threads
 from mlp_cli.threads import (
-    AVX512_FLAGS,
-    AVX512_KERNELS,
     BLAS_SPIN_LOG2_CYCLES,
     SMALL_STEP_FLOPS,
     Slowdown,
     auto_threads,
     blas_threads,
     choose_threads,
-    cpu_flags,
+    let_blas_workers_sleep,
     limit_blas,
-    prepare_blas,
     slowdown,
     step_flops,
     waiting_seconds,
@@ -43,75 +40,14 @@ def test_the_spin_setting_is_made_unless_the_user_made_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
-    prepare_blas()
+    let_blas_workers_sleep()
     assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == str(BLAS_SPIN_LOG2_CYCLES)
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")
-    prepare_blas()
+    let_blas_workers_sleep()
     assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "28"
 
 
-def cpuinfo(tmp_path: Path, flags: str) -> Path:
-    """A /proc/cpuinfo of two CPUs with these flags (as Linux writes it, 'flags\t\t: ...')."""
-    cpu = f"processor\t: {{}}\nvendor_id\t: AuthenticAMD\nflags\t\t: {flags}\nbugs\t\t:\n\n"
-    path = tmp_path / "cpuinfo"
-    path.write_text(cpu.format(0) + cpu.format(1))
-    return path
-
-
-AVX2 = "fpu sse sse2 ssse3 sse4_1 sse4_2 fma avx avx2"
-AVX512 = f"{AVX2} avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni"
-
-
-@pytest.mark.parametrize(
-    ("flags", "kernels"),
-    [
-        (AVX512, AVX512_KERNELS),
-        (AVX2, None),
-        (AVX512.replace(" avx512vl", ""), None),  # AVX-512 without the subsets the kernels use
-    ],
-    ids=["avx512", "avx2", "avx512-without-vl"],
-)
-def test_a_cpu_with_avx512_gets_openblas_avx512_kernels(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flags: str, kernels: str | None
-) -> None:
-    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
-    prepare_blas(cpuinfo(tmp_path, flags))
-    assert os.environ.get("OPENBLAS_CORETYPE") == kernels
-
-
-def test_the_kernels_the_user_chose_are_kept_and_no_cpuinfo_chooses_none(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    prepare_blas(cpuinfo(tmp_path, AVX512))
-    assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
-    monkeypatch.delenv("OPENBLAS_CORETYPE")
-    prepare_blas(tmp_path / "missing")
-    assert "OPENBLAS_CORETYPE" not in os.environ
-    assert cpu_flags(tmp_path / "missing") == set()
-
-
-def test_openblas_takes_the_avx512_kernels_it_is_given() -> None:
-    """What `prepare_blas` relies on: NumPy's OpenBLAS loads the kernels OPENBLAS_CORETYPE
-    names, on a CPU that has their instructions."""
-    if not cpu_flags() >= AVX512_FLAGS:
-        pytest.skip("this CPU has no AVX-512")
-    code = (
-        "import numpy\n"
-        "from threadpoolctl import threadpool_info\n"
-        "blas = [i for i in threadpool_info() if i['internal_api'] == 'openblas']\n"
-        "print(*[i.get('architecture') for i in blas])\n"
-    )
-    env = {**os.environ, "OPENBLAS_CORETYPE": AVX512_KERNELS}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    ).stdout.split()
-    if not out:
-        pytest.skip("NumPy's BLAS here is not OpenBLAS")
-    assert out == [AVX512_KERNELS] * len(out)
-
-
-def test_the_command_line_makes_the_settings_before_numpy_loads() -> None:
+def test_the_command_line_makes_the_setting_before_numpy_loads() -> None:
     code = (
         "import os, sys\n"
         "from mlp_cli import cli\n"
@@ -120,16 +56,13 @@ def test_the_command_line_makes_the_settings_before_numpy_loads() -> None:
         "    cli.main()\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), os.environ.get('OPENBLAS_CORETYPE'),"
-        " 'numpy' in sys.modules)\n"
+        "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), 'numpy' in sys.modules)\n"
     )
-    drop = ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
-    kernels = AVX512_KERNELS if cpu_flags() >= AVX512_FLAGS else None
-    assert out.splitlines()[-1] == f"{BLAS_SPIN_LOG2_CYCLES} {kernels} False"
+    assert out.splitlines()[-1] == f"{BLAS_SPIN_LOG2_CYCLES} False"
 
 
 # -- choosing the thread count ----------------------------------------------------------------
