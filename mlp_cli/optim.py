@@ -44,9 +44,10 @@ FLUSH_EVERY = 100
 # Entries per block of the NumPy version: a block's arrays and temporaries stay in L2 cache.
 BLOCK = 32768
 
-# A compiled update is shared among threads only if each gets at least THREAD_MIN entries:
-# below that, handing work to another thread costs more than it saves.
-THREAD_MIN = 1 << 19
+# A compiled update is shared among threads only if each gets at least THREAD_MIN entries.
+# The update runs between one step's matrix products, whose BLAS threads hold the cores;
+# below this size, waking threads of its own there costs more than sharing the pass saves.
+THREAD_MIN = 1 << 22
 
 
 def compiled_kernels() -> ModuleType | None:

@@ -273,17 +273,25 @@ def test_compiled_and_numpy_versions_give_the_same_bits(
 
 @pytest.mark.parametrize(
     ("size", "threads", "used"),
-    [(10, 4, 1), (optim.THREAD_MIN * 2 - 1, 4, 1), (optim.THREAD_MIN * 2, 4, 2), (10**7, 4, 4)],
+    [
+        (10, 4, 1),
+        (optim.THREAD_MIN * 2 - 1, 4, 1),
+        (optim.THREAD_MIN * 2, 4, 2),
+        (optim.THREAD_MIN * 4, 4, 4),
+    ],
 )
 def test_only_large_updates_are_shared_among_threads(size: int, threads: int, used: int) -> None:
     opt = SGD(size, np.dtype(np.float32), size, threads=threads)
     assert opt.threads == used
 
 
-def test_updates_from_several_threads_at_once_run_one_after_another() -> None:
+def test_updates_from_several_threads_at_once_run_one_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # numba's workqueue aborts the process when two parallel loops start at once
     import threading
 
+    monkeypatch.setattr(optim, "THREAD_MIN", 1 << 16)  # parallel loops, on small arrays
     n = optim.THREAD_MIN * 4
     optimizers = [Adam(n, np.dtype(np.float32), n, threads=2) for _ in range(4)]
     params = [np.zeros(n, np.float32) for _ in optimizers]
@@ -307,7 +315,7 @@ def test_a_second_process_loads_the_update_loops_from_numba_cache(tmp_path: Path
     # Each loop is compiled once per machine, not once per run: numba's cache must find it.
     script = (
         "import numpy as np; from mlp_cli import kernels, optim;"
-        "n = optim.THREAD_MIN * 2;"
+        "optim.THREAD_MIN = 1 << 12; n = optim.THREAD_MIN * 2;"
         "[optim.OPTIMIZERS[name](n, np.dtype(np.float32), n, threads=t).step("
         " np.zeros(n, np.float32), np.ones(n, np.float32), 0.1)"
         " for name in ('sgd', 'adam', 'rmsprop') for t in (1, 2)];"
@@ -354,7 +362,8 @@ def test_the_update_threads_sleep_between_updates_unless_the_user_chose(
 ) -> None:
     script = (
         "import numba, numpy as np; from mlp_cli import optim;"
-        "n = optim.THREAD_MIN * 4; opt = optim.SGD(n, np.dtype(np.float32), n, threads=2);"
+        "optim.THREAD_MIN = 1 << 12; n = optim.THREAD_MIN * 4;"
+        "opt = optim.SGD(n, np.dtype(np.float32), n, threads=2);"
         "opt.step(np.zeros(n, np.float32), np.ones(n, np.float32), 0.1);"
         "print(numba.threading_layer())"
     )
