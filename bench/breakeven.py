@@ -9,6 +9,11 @@ case, which other processes disturb least on a shared machine, and the case that
 threads most.  `mlp_cli.threads.SMALL_STEP_FLOPS`, below which ``auto`` uses one thread,
 comes from this table read together with ``python -m bench busy``.
 
+Then, for networks from 1 to 19 million parameters, the same steps with BLAS on every core
+and the optimizer's update on one thread against shared among all of them:
+`mlp_cli.optim.THREAD_MIN`, the parameters a thread must get before an update is shared,
+comes from that table.
+
 Left out: data gathering and validation, which do not change with the thread count.
 """
 
@@ -19,6 +24,7 @@ import json
 import os
 import time
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +46,26 @@ LADDER: tuple[tuple[tuple[int, ...], int], ...] = (
     ((784, 800, 10), 128),
     ((784, 800, 800, 10), 128),
 )
+# Networks whose update may be shared among threads, batch 128: from 1.3 to 19 million
+# parameters.
+UPDATE_LADDER: tuple[tuple[int, ...], ...] = (
+    (784, 800, 800, 10),
+    (784, 1200, 1200, 10),
+    (784, 2500, 2500, 10),
+    (784, 4000, 4000, 10),
+)
 
 
-def step_seconds(layers: tuple[int, ...], batch: int, threads: int, steps: int) -> float:
-    """The fastest of ``steps`` single training steps of ``layers`` on ``threads`` threads."""
+def step_seconds(
+    layers: tuple[int, ...],
+    batch: int,
+    threads: int,
+    steps: int,
+    *,
+    update_threads: int | None = None,
+) -> float:
+    """The fastest of ``steps`` single training steps of ``layers`` on ``threads`` threads;
+    with ``update_threads``, the update runs on that many whatever its size."""
     import numpy as np
 
     from mlp_cli.model import MLP
@@ -53,6 +75,8 @@ def step_seconds(layers: tuple[int, ...], batch: int, threads: int, steps: int) 
         model = MLP(list(layers), "relu", "softmax")
         model.initialize("he", np.random.default_rng(0))
         opt = Adam(model.params.size, model.dtype, model.n_weights, threads=threads)
+        if update_threads is not None:
+            opt.threads = update_threads if opt.kernels is not None else 1
         model.use_kernels(compiled_kernels())
         rng = np.random.default_rng(1)
         X = rng.random((8 * batch, layers[0]), dtype=np.float32)
@@ -108,6 +132,7 @@ def main(argv: list[str]) -> int:
             f"{r['over_one_thread'][counts[-1]]:.2f}",
         )
     console.print(out_table)
+    updates = update_split(counts[-1], args.steps, console)
     out = args.out or RESULTS / f"threads-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
@@ -119,7 +144,41 @@ def main(argv: list[str]) -> int:
         "load_average_after": os.getloadavg(),
         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
         "networks": rows,
+        "update_threads": updates,
     }
     out.write_text(json.dumps(record, indent=2) + "\n")
     console.print(f"results: {out}")
     return 0
+
+
+def update_split(cores: int, steps: int, console: Console) -> list[dict[str, Any]]:
+    """`UPDATE_LADDER`'s step times with BLAS on ``cores`` threads and the update on one
+    thread and on ``cores``, each pair timed one after the other; printed as a table."""
+    from mlp_cli.optim import THREAD_MIN
+
+    rows: list[dict[str, Any]] = []
+    for layers in UPDATE_LADDER:
+        seconds = {
+            t: step_seconds(layers, 128, cores, steps // 3, update_threads=t) for t in (1, cores)
+        }
+        parameters = sum(a * b + b for a, b in pairwise(layers))
+        rows.append({"layers": list(layers), "parameters": parameters, "seconds_per_step": seconds})
+        console.print(f"timed the update of {'-'.join(map(str, layers))}", highlight=False)
+    table = Table(
+        title=f"Fastest step (Adam, batch 128), BLAS on {cores} threads, by the update's threads",
+        caption=f"An update is shared among threads from {THREAD_MIN:,} parameters a thread.",
+    )
+    for column in ("network", "parameters", "update 1 thr. ms", f"update {cores} thr. ms"):
+        table.add_column(column, justify="left" if column == "network" else "right")
+    table.add_column(f"{cores} / 1", justify="right")
+    for r in rows:
+        one, shared = r["seconds_per_step"][1], r["seconds_per_step"][cores]
+        table.add_row(
+            "-".join(map(str, r["layers"])),
+            f"{r['parameters']:,}",
+            f"{1e3 * one:.3f}",
+            f"{1e3 * shared:.3f}",
+            f"{shared / one:.2f}",
+        )
+    console.print(table)
+    return rows
