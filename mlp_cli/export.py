@@ -26,7 +26,6 @@ optimisation (runtimes fuse Gemm and activation themselves).
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import zipfile
@@ -52,7 +51,7 @@ from mlp_cli.evaluate import evaluate
 from mlp_cli.limits import MNIST_SIDE, layers_text
 from mlp_cli.model import MLP
 from mlp_cli.outputs import advice, check_folder, check_name, check_replaceable, reason
-from mlp_cli.plain import shown
+from mlp_cli.plain import decodable, json_text, shown
 
 if TYPE_CHECKING:
     import onnx
@@ -156,7 +155,8 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
 
 def _metadata_props(saved: SavedModel, model: MLP, preprocessing_in_graph: bool) -> dict[str, str]:
     """The ONNX metadata properties: the ``.npz`` metadata's description of the model,
-    strings as they are and structured values as JSON."""
+    strings as they are and structured values as JSON, undecodable bytes written ``\\xff``
+    (ONNX holds UTF-8 text only)."""
     # As the file holds them: keys it does not have stay out, rather than taking defaults.
     meta = saved.meta.model_dump(mode="json", exclude_unset=True)
     props: dict[str, Any] = {
@@ -175,7 +175,7 @@ def _metadata_props(saved: SavedModel, model: MLP, preprocessing_in_graph: bool)
         "created": meta.get("created"),
     }
     return {
-        key: value if isinstance(value, str) else json.dumps(value)
+        key: decodable(value) if isinstance(value, str) else json_text(value)
         for key, value in props.items()
         if value is not None
     }

@@ -219,6 +219,25 @@ def test_written_file_is_checked_pinned_and_self_describing(
 
 
 @needs_onnx
+def test_undecodable_bytes_in_the_metadata_are_written_as_escapes(tmp_path: Path) -> None:
+    # ONNX holds UTF-8 text only; a name read back from a file's JSON may hold lone
+    # surrogates (an undecodable byte), which the export writes as mlp's JSON output does.
+    import onnx
+
+    saved = random_model(tmp_path / "m.npz")
+    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
+    meta |= {"created": "2026-12-04 \udcff", "class_names": [f"c\udcff{d}" for d in range(10)]}
+    edited = checkpoint.load(
+        checkpoint.save(tmp_path / "edited.npz", saved.weights, saved.biases, meta)
+    )
+    model = onnx.load(str(export.export(edited, tmp_path / "m.onnx")))
+
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["created"] == "2026-12-04 \\xff"
+    assert props["class_names"].startswith('["c\\\\xff0", "c\\\\xff1"')
+
+
+@needs_onnx
 @needs_ort
 def test_onnxruntime_loads_the_pinned_file(tmp_path: Path) -> None:
     """... and the installed onnxruntime accepts it (a file with the newest IR of the
