@@ -49,23 +49,20 @@ from ruamel.yaml.representer import SafeRepresenter
 from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
 from mlp_cli.limits import (
-    FLOAT32_BYTES,
     MAX_CONFIG_BYTES,
     MAX_EPOCHS,
     MAX_LAYERS,
-    MAX_TRAINING_BYTES,
+    MNIST_TRAINING_IMAGES,
     NotRegularFileError,
+    batch_size_problem,
     format_bytes,
     layers_text,
     network_size_problem,
-    parameter_count,
     read_regular,
 )
 
 MNIST_CLASSES = 10
-MNIST_TRAINING_IMAGES = 60000
 _MAX_SOURCE_CHARS = 100  # of a --set shown in a message
-_EVAL_BATCH = 2048  # rows per batch when a validation split is scored (MLP.evaluate)
 
 KeyPath = tuple[str | int, ...]
 
@@ -509,7 +506,7 @@ class Config(_Section):
                 f"ends with {last} but MNIST has {MNIST_CLASSES} classes;"
                 f" the last layer must have {MNIST_CLASSES} units",
             )
-        if batch_problem := self._batch_size_problem():
+        if batch_problem := batch_size_problem(self):
             problems.add("training.batch_size", batch_problem)
         patience = self.training.early_stopping.patience
         if patience is not None and self.data.validation_size == 0:
@@ -522,68 +519,6 @@ class Config(_Section):
         if problems.problems:
             raise problems
         return self
-
-    def _batch_size_problem(self) -> str | None:
-        """Why one batch cannot be trained, before any memory is allocated for it."""
-        batch = self.training.batch_size
-        examples = MNIST_TRAINING_IMAGES - self.data.validation_size
-        if batch > examples:
-            return (
-                f"is {batch:,} but only {examples:,} training images remain after the"
-                f" {self.data.validation_size:,} of data.validation_size; a batch holds at most"
-                " all of them"
-            )
-        fixed, per_example = self.training_memory()
-        if fixed + batch * per_example <= MAX_TRAINING_BYTES:
-            return None
-        need = format_bytes(fixed + batch * per_example)
-        if fixed + per_example > MAX_TRAINING_BYTES:
-            return (
-                f"is {batch:,}, but training layers {layers_text(self.model.layers)} with"
-                f" {self.optimizer.name} would need about {need} of memory, and even a batch"
-                f" of 1 would need more than the {format_bytes(MAX_TRAINING_BYTES)} mlp allows"
-                " (the weights, their gradients, the optimizer's state and the training"
-                " data come first); use narrower layers"
-            )
-        return (
-            f"is {batch:,}: training layers {layers_text(self.model.layers)} on batches of"
-            f" {batch:,} would need about {need} of memory (weights, gradients, optimizer"
-            " state, the training data, and each batch's activations and deltas), more than"
-            f" the {format_bytes(MAX_TRAINING_BYTES)} mlp allows; use a batch_size of at most"
-            f" {(MAX_TRAINING_BYTES - fixed) // per_example:,}"
-        )
-
-    def training_memory(self) -> tuple[int, int]:
-        """(bytes, bytes per example of a batch) that training this config allocates.
-
-        The first counts what does not depend on the batch size: the parameters and their
-        gradients, the optimizer's state (one vector per moment), a copy of the parameters
-        while a file is saved, the training inputs, the validation copy and its evaluation
-        buffers. The second counts, per example of a batch, the gathered inputs, every
-        layer's activations and deltas, the output's logits, and dropout's masks and
-        dropped copies; twice, since the epoch's shorter last batch has its own buffers."""
-        layers, rates = self.model.layers, self.model.dropout_rates
-        parameters = parameter_count(layers)
-        moments = 1 if isinstance(self.optimizer, SGDConfig) else 2
-        copies = 2 + moments + 1  # params, grads, moments, one saved copy
-        if self.regularization.l1 or self.regularization.l2:
-            copies += 1  # the penalty gradient's scratch vector
-        n_in, units = layers[0], sum(layers[1:])
-        val = self.data.validation_size
-        fixed = (
-            FLOAT32_BYTES
-            * (
-                copies * parameters
-                + MNIST_TRAINING_IMAGES * n_in  # the training inputs
-                + val * n_in  # the validation inputs, gathered once
-                + min(val, _EVAL_BATCH) * (2 * units + layers[-1])  # scoring them (work buffers)
-            )
-            + 8 * 2 * MNIST_TRAINING_IMAGES
-        )  # the shuffling order and the split's indices
-        dropped = sum(([n_in, *layers[1:-1]])[l] for l, p in enumerate(rates) if p > 0)
-        augmented = 2 * n_in if self.augment.enabled else 0
-        per_example = FLOAT32_BYTES * (n_in + 2 * units + layers[-1] + 2 * dropped + augmented)
-        return fixed, 2 * per_example
 
 
 def _sections(model: type[BaseModel], path: KeyPath = ()) -> dict[KeyPath, type[BaseModel]]:
