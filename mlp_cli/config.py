@@ -1066,17 +1066,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     `mlp_cli.shipped`) when no file of that name exists. `name` defaults to the file's stem.
     Raises `ConfigError` on any problem.
     """
-    return load_config_with_header(path, overrides)[0]
-
-
-def load_config_with_header(
-    path: str | Path, overrides: Sequence[str] = ()
-) -> tuple[Config, list[str]]:
-    """`load_config`, and the file's leading comment block (`shipped.header_lines`) from the
-    same bounded read."""
     text, source, stem = _read_config(path)
-    cfg = _build(*_parse_config(text, source), source, overrides, stem)
-    return cfg, shipped.header_lines(text)
+    return _build(*_parse_config(text, source), source, overrides, stem)
 
 
 def load_config_variants(path: str | Path, variants: Iterable[Sequence[str]]) -> Iterator[Config]:
@@ -1128,13 +1119,14 @@ def dump_config(cfg: Config, *, with_name: bool = True) -> str:
 
 def show_config(path: str | Path, overrides: Sequence[str] = ()) -> tuple[str, list[str]]:
     """The config at ``path`` resolved as `dump_config` writes it, and the file's leading
-    comment block. The ``name`` is left out where it is the file's own name and no override
-    set it: a copy saved under another name then runs under that name, not this one's."""
-    cfg, header = load_config_with_header(path, overrides)
+    comment block, from the same bounded read. The ``name`` is left out where it is the file's
+    own name and no override set it: a copy saved under another name then runs under that
+    name, not this one's."""
+    text, source, stem = _read_config(path)
+    cfg = _build(*_parse_config(text, source), source, overrides, stem)
     # `--set name=` (empty) falls back to the file's own name, so it names nothing
     named = any(keys == ["name"] and value for keys, value in map(parse_override, overrides))
-    own = cfg.name == shipped.resolve(path).stem
-    return dump_config(cfg, with_name=named or not own), header
+    return dump_config(cfg, with_name=named or cfg.name != stem), shipped.header_lines(text)
 
 
 def config_schema() -> dict[str, Any]:
