@@ -1041,7 +1041,7 @@ def _read_config(path: str | Path) -> tuple[str, str, str]:
 
 
 def _parse_config(text: str, source: str) -> tuple[Any, Origins]:
-    needs = "at least a model section, e.g. 'model: {layers: 784-100-10}'"
+    needs = f"at least {_REQUIRED_EXAMPLES[('model',)]}"
     return parse_yaml_file(text, source, "config file", needs)
 
 
