@@ -549,26 +549,6 @@ class _RefusedError(ConstructorError):
         super().__init__(None, None, problem, node.start_mark)
 
 
-def _read_yaml(text: str, source: str = "", origins: Origins | None = None) -> Any:
-    """One YAML 1.2 document as plain data (None when it holds nothing), built by ruamel's
-    safe constructor once `_check` has found only plain data in it; `origins` gets the line
-    of every key path."""
-    yaml = YAML(typ="safe", pure=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print
-        try:
-            node = yaml.compose(text)
-            if node is None:
-                return None
-            origins = {} if origins is None else origins
-            origins[()] = f"{source}:{node.start_mark.line + 1}"
-            _check(node, (), origins, source, yaml.constructor, {})
-            return yaml.constructor.construct_document(node)
-        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
-            # ruamel failing on a construct it should have refused: bad YAML all the same
-            raise YAMLError(f"{type(exc).__name__}: {exc}") from None
-
-
 def _check(
     node: Node,
     path: KeyPath,
@@ -638,19 +618,31 @@ def _check(
 
 
 def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any, Origins]:
-    """Parse one YAML document into plain data and the line of every key path.
+    """One YAML 1.2 document as plain data (None when it holds nothing) and the line of every
+    key path, built by ruamel's safe constructor once `_check` has found only plain data in it.
 
     `override` says `text` is the value of a ``--set`` override named by `source`.
     """
     origins: Origins = {(): f"{source}:1"}
+    yaml = YAML(typ="safe", pure=True)
     try:
-        return _read_yaml(text, source, origins), origins
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print
+            node = yaml.compose(text)
+            if node is None:
+                return None, origins
+            origins[()] = f"{source}:{node.start_mark.line + 1}"
+            _check(node, (), origins, source, yaml.constructor, {})
+            return yaml.constructor.construct_document(node), origins
     except YAMLError as exc:
         raise ConfigError(_describe_yaml_error(exc, source, override)) from None
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
         ) from None
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        # ruamel failing on a construct it should have refused: bad YAML all the same
+        raise ConfigError(f"{source}: invalid YAML: {type(exc).__name__}: {exc}.") from None
 
 
 def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
@@ -886,8 +878,8 @@ def _explain(error: Mapping[str, Any]) -> str:
 def _reads_as_number(value: Any) -> bool:
     """Whether `value` is text that YAML reads as a number or true/false without quotes."""
     try:
-        plain = _read_yaml(value) if isinstance(value, str) and len(value) <= 40 else None
-    except (YAMLError, ConfigError, RecursionError):  # ConfigError: a key `_check` refuses
+        plain = _parse_yaml(value, "")[0] if isinstance(value, str) and len(value) <= 40 else None
+    except ConfigError:  # not YAML, or a value `_check` refuses
         return False
     return isinstance(plain, int | float)
 
