@@ -49,23 +49,20 @@ from ruamel.yaml.representer import SafeRepresenter
 from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
 from mlp_cli.limits import (
-    FLOAT32_BYTES,
     MAX_CONFIG_BYTES,
     MAX_EPOCHS,
     MAX_LAYERS,
-    MAX_TRAINING_BYTES,
+    MNIST_TRAINING_IMAGES,
     NotRegularFileError,
+    batch_size_problem,
     format_bytes,
     layers_text,
     network_size_problem,
-    parameter_count,
     read_regular,
 )
 
 MNIST_CLASSES = 10
-MNIST_TRAINING_IMAGES = 60000
 _MAX_SOURCE_CHARS = 100  # of a --set shown in a message
-_EVAL_BATCH = 2048  # rows per batch when a validation split is scored (MLP.evaluate)
 
 KeyPath = tuple[str | int, ...]
 
@@ -509,7 +506,7 @@ class Config(_Section):
                 f"ends with {last} but MNIST has {MNIST_CLASSES} classes;"
                 f" the last layer must have {MNIST_CLASSES} units",
             )
-        if batch_problem := self._batch_size_problem():
+        if batch_problem := batch_size_problem(self):
             problems.add("training.batch_size", batch_problem)
         patience = self.training.early_stopping.patience
         if patience is not None and self.data.validation_size == 0:
@@ -522,68 +519,6 @@ class Config(_Section):
         if problems.problems:
             raise problems
         return self
-
-    def _batch_size_problem(self) -> str | None:
-        """Why one batch cannot be trained, before any memory is allocated for it."""
-        batch = self.training.batch_size
-        examples = MNIST_TRAINING_IMAGES - self.data.validation_size
-        if batch > examples:
-            return (
-                f"is {batch:,} but only {examples:,} training images remain after the"
-                f" {self.data.validation_size:,} of data.validation_size; a batch holds at most"
-                " all of them"
-            )
-        fixed, per_example = self.training_memory()
-        if fixed + batch * per_example <= MAX_TRAINING_BYTES:
-            return None
-        need = format_bytes(fixed + batch * per_example)
-        if fixed + per_example > MAX_TRAINING_BYTES:
-            return (
-                f"is {batch:,}, but training layers {layers_text(self.model.layers)} with"
-                f" {self.optimizer.name} would need about {need} of memory, and even a batch"
-                f" of 1 would need more than the {format_bytes(MAX_TRAINING_BYTES)} mlp allows"
-                " (the weights, their gradients, the optimizer's state and the training"
-                " data come first); use narrower layers"
-            )
-        return (
-            f"is {batch:,}: training layers {layers_text(self.model.layers)} on batches of"
-            f" {batch:,} would need about {need} of memory (weights, gradients, optimizer"
-            " state, the training data, and each batch's activations and deltas), more than"
-            f" the {format_bytes(MAX_TRAINING_BYTES)} mlp allows; use a batch_size of at most"
-            f" {(MAX_TRAINING_BYTES - fixed) // per_example:,}"
-        )
-
-    def training_memory(self) -> tuple[int, int]:
-        """(bytes, bytes per example of a batch) that training this config allocates.
-
-        The first counts what does not depend on the batch size: the parameters and their
-        gradients, the optimizer's state (one vector per moment), a copy of the parameters
-        while a file is saved, the training inputs, the validation copy and its evaluation
-        buffers. The second counts, per example of a batch, the gathered inputs, every
-        layer's activations and deltas, the output's logits, and dropout's masks and
-        dropped copies; twice, since the epoch's shorter last batch has its own buffers."""
-        layers, rates = self.model.layers, self.model.dropout_rates
-        parameters = parameter_count(layers)
-        moments = 1 if isinstance(self.optimizer, SGDConfig) else 2
-        copies = 2 + moments + 1  # params, grads, moments, one saved copy
-        if self.regularization.l1 or self.regularization.l2:
-            copies += 1  # the penalty gradient's scratch vector
-        n_in, units = layers[0], sum(layers[1:])
-        val = self.data.validation_size
-        fixed = (
-            FLOAT32_BYTES
-            * (
-                copies * parameters
-                + MNIST_TRAINING_IMAGES * n_in  # the training inputs
-                + val * n_in  # the validation inputs, gathered once
-                + min(val, _EVAL_BATCH) * (2 * units + layers[-1])  # scoring them (work buffers)
-            )
-            + 8 * 2 * MNIST_TRAINING_IMAGES
-        )  # the shuffling order and the split's indices
-        dropped = sum(([n_in, *layers[1:-1]])[l] for l, p in enumerate(rates) if p > 0)
-        augmented = 2 * n_in if self.augment.enabled else 0
-        per_example = FLOAT32_BYTES * (n_in + 2 * units + layers[-1] + 2 * dropped + augmented)
-        return fixed, 2 * per_example
 
 
 def _sections(model: type[BaseModel], path: KeyPath = ()) -> dict[KeyPath, type[BaseModel]]:
@@ -612,26 +547,6 @@ class _RefusedError(ConstructorError):
 
     def __init__(self, problem: str, node: Node) -> None:
         super().__init__(None, None, problem, node.start_mark)
-
-
-def _read_yaml(text: str, source: str = "", origins: Origins | None = None) -> Any:
-    """One YAML 1.2 document as plain data (None when it holds nothing), built by ruamel's
-    safe constructor once `_check` has found only plain data in it; `origins` gets the line
-    of every key path."""
-    yaml = YAML(typ="safe", pure=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print
-        try:
-            node = yaml.compose(text)
-            if node is None:
-                return None
-            origins = {} if origins is None else origins
-            origins[()] = f"{source}:{node.start_mark.line + 1}"
-            _check(node, (), origins, source, yaml.constructor, {})
-            return yaml.constructor.construct_document(node)
-        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
-            # ruamel failing on a construct it should have refused: bad YAML all the same
-            raise YAMLError(f"{type(exc).__name__}: {exc}") from None
 
 
 def _check(
@@ -703,19 +618,31 @@ def _check(
 
 
 def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any, Origins]:
-    """Parse one YAML document into plain data and the line of every key path.
+    """One YAML 1.2 document as plain data (None when it holds nothing) and the line of every
+    key path, built by ruamel's safe constructor once `_check` has found only plain data in it.
 
     `override` says `text` is the value of a ``--set`` override named by `source`.
     """
     origins: Origins = {(): f"{source}:1"}
+    yaml = YAML(typ="safe", pure=True)
     try:
-        return _read_yaml(text, source, origins), origins
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print
+            node = yaml.compose(text)
+            if node is None:
+                return None, origins
+            origins[()] = f"{source}:{node.start_mark.line + 1}"
+            _check(node, (), origins, source, yaml.constructor, {})
+            return yaml.constructor.construct_document(node), origins
     except YAMLError as exc:
         raise ConfigError(_describe_yaml_error(exc, source, override)) from None
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
         ) from None
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        # ruamel failing on a construct it should have refused: bad YAML all the same
+        raise ConfigError(f"{source}: invalid YAML: {type(exc).__name__}: {exc}.") from None
 
 
 def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
@@ -951,8 +878,8 @@ def _explain(error: Mapping[str, Any]) -> str:
 def _reads_as_number(value: Any) -> bool:
     """Whether `value` is text that YAML reads as a number or true/false without quotes."""
     try:
-        plain = _read_yaml(value) if isinstance(value, str) and len(value) <= 40 else None
-    except (YAMLError, ConfigError, RecursionError):  # ConfigError: a key `_check` refuses
+        plain = _parse_yaml(value, "")[0] if isinstance(value, str) and len(value) <= 40 else None
+    except ConfigError:  # not YAML, or a value `_check` refuses
         return False
     return isinstance(plain, int | float)
 
@@ -1106,7 +1033,7 @@ def _read_config(path: str | Path) -> tuple[str, str, str]:
 
 
 def _parse_config(text: str, source: str) -> tuple[Any, Origins]:
-    needs = "at least a model section, e.g. 'model: {layers: 784-100-10}'"
+    needs = f"at least {_REQUIRED_EXAMPLES[('model',)]}"
     return parse_yaml_file(text, source, "config file", needs)
 
 
@@ -1131,17 +1058,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     `mlp_cli.shipped`) when no file of that name exists. `name` defaults to the file's stem.
     Raises `ConfigError` on any problem.
     """
-    return load_config_with_header(path, overrides)[0]
-
-
-def load_config_with_header(
-    path: str | Path, overrides: Sequence[str] = ()
-) -> tuple[Config, list[str]]:
-    """`load_config`, and the file's leading comment block (`shipped.header_lines`) from the
-    same bounded read."""
     text, source, stem = _read_config(path)
-    cfg = _build(*_parse_config(text, source), source, overrides, stem)
-    return cfg, shipped.header_lines(text)
+    return _build(*_parse_config(text, source), source, overrides, stem)
 
 
 def load_config_variants(path: str | Path, variants: Iterable[Sequence[str]]) -> Iterator[Config]:
@@ -1193,13 +1111,14 @@ def dump_config(cfg: Config, *, with_name: bool = True) -> str:
 
 def show_config(path: str | Path, overrides: Sequence[str] = ()) -> tuple[str, list[str]]:
     """The config at ``path`` resolved as `dump_config` writes it, and the file's leading
-    comment block. The ``name`` is left out where it is the file's own name and no override
-    set it: a copy saved under another name then runs under that name, not this one's."""
-    cfg, header = load_config_with_header(path, overrides)
+    comment block, from the same bounded read. The ``name`` is left out where it is the file's
+    own name and no override set it: a copy saved under another name then runs under that
+    name, not this one's."""
+    text, source, stem = _read_config(path)
+    cfg = _build(*_parse_config(text, source), source, overrides, stem)
     # `--set name=` (empty) falls back to the file's own name, so it names nothing
     named = any(keys == ["name"] and value for keys, value in map(parse_override, overrides))
-    own = cfg.name == shipped.resolve(path).stem
-    return dump_config(cfg, with_name=named or not own), header
+    return dump_config(cfg, with_name=named or cfg.name != stem), shipped.header_lines(text)
 
 
 def config_schema() -> dict[str, Any]:

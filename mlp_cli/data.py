@@ -44,9 +44,16 @@ from urllib.parse import urljoin, urlsplit
 import numpy as np
 import numpy.typing as npt
 
-from mlp_cli.config import MNIST_CLASSES, MNIST_TRAINING_IMAGES
+from mlp_cli.config import MNIST_CLASSES
 from mlp_cli.errors import DataError, UsageError
-from mlp_cli.limits import MNIST_SIDE, NotRegularFileError, open_regular, read_regular, shorten
+from mlp_cli.limits import (
+    MNIST_SIDE,
+    MNIST_TRAINING_IMAGES,
+    NotRegularFileError,
+    open_regular,
+    read_regular,
+    shorten,
+)
 from mlp_cli.plain import shown
 
 if TYPE_CHECKING:

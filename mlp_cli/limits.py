@@ -3,9 +3,10 @@
 Configs, model files, images and cached data come from users and from the network, so every
 one of them is bounded before anything is allocated: a file is read only if it is a regular
 file (a named pipe would block forever, a device never end), never past a size cap, and a
-network is refused when its parameters alone would not fit in a reasonable memory. The
-config check and the model loader share these bounds, so every network a config may
-describe can also be saved and loaded again.
+network is refused when its parameters alone would not fit in a reasonable memory, and a
+training run when what it allocates would not (`training_memory`). The config check and
+the model loader share these bounds, so every network a config may describe can also be
+saved and loaded again.
 
 What is checked against these bounds is left to the modules that read each kind of file.
 No NumPy here: `mlp_cli.config` imports this module and keeps ``--help`` fast.
@@ -18,7 +19,10 @@ import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from mlp_cli.config import Config
 
 # Weights and biases of one network. Several times the largest MLPs published for MNIST
 # (about 12 million parameters), and 128 MiB in float32, so loading one stays far below a
@@ -27,11 +31,13 @@ MAX_PARAMETERS = 2**25
 MAX_LAYER_UNITS = 2**20  # units in any one layer
 MAX_LAYERS = 64  # weight layers of one network
 MAX_EPOCHS = 100_000  # of one run: its history is read back whole (metrics.jsonl)
-# What one training run may allocate (`Config.training_memory`): weights, optimizer
+# What one training run may allocate (`training_memory`): weights, optimizer
 # state, data and batch buffers, leaving room below 1 GB for Python and its libraries.
 MAX_TRAINING_BYTES = 640 * 2**20
 MAX_CONFIG_BYTES = 2**20  # a config is a few KiB of YAML
 MNIST_SIDE = 28  # side of an MNIST image in pixels, the largest input a model can take
+MNIST_TRAINING_IMAGES = 60000
+EVAL_BATCH = 2048  # rows per batch when a validation split is scored (MLP.evaluate)
 FLOAT32_BYTES = 4
 
 
@@ -135,3 +141,70 @@ def network_size_problem(layers: Sequence[int]) -> str | None:
     if (widest := max(layers)) > MAX_LAYER_UNITS:
         return f"has a layer of {widest:,} units; a layer has at most {MAX_LAYER_UNITS:,}"
     return None
+
+
+def batch_size_problem(cfg: Config) -> str | None:
+    """Why one batch of `cfg` cannot be trained (said of training.batch_size), before any memory
+    is allocated for it, or None."""
+    batch = cfg.training.batch_size
+    examples = MNIST_TRAINING_IMAGES - cfg.data.validation_size
+    if batch > examples:
+        return (
+            f"is {batch:,} but only {examples:,} training images remain after the"
+            f" {cfg.data.validation_size:,} of data.validation_size; a batch holds at most"
+            " all of them"
+        )
+    fixed, per_example = training_memory(cfg)
+    if fixed + batch * per_example <= MAX_TRAINING_BYTES:
+        return None
+    need = format_bytes(fixed + batch * per_example)
+    if fixed + per_example > MAX_TRAINING_BYTES:
+        return (
+            f"is {batch:,}, but training layers {layers_text(cfg.model.layers)} with"
+            f" {cfg.optimizer.name} would need about {need} of memory, and even a batch"
+            f" of 1 would need more than the {format_bytes(MAX_TRAINING_BYTES)} mlp allows"
+            " (the weights, their gradients, the optimizer's state and the training"
+            " data come first); use narrower layers"
+        )
+    return (
+        f"is {batch:,}: training layers {layers_text(cfg.model.layers)} on batches of"
+        f" {batch:,} would need about {need} of memory (weights, gradients, optimizer"
+        " state, the training data, and each batch's activations and deltas), more than"
+        f" the {format_bytes(MAX_TRAINING_BYTES)} mlp allows; use a batch_size of at most"
+        f" {(MAX_TRAINING_BYTES - fixed) // per_example:,}"
+    )
+
+
+def training_memory(cfg: Config) -> tuple[int, int]:
+    """(bytes, bytes per example of a batch) that training this config allocates.
+
+    The first counts what does not depend on the batch size: the parameters and their
+    gradients, the optimizer's state (one vector per moment), a copy of the parameters
+    while a file is saved, the training inputs, the validation copy and its evaluation
+    buffers. The second counts, per example of a batch, the gathered inputs, every
+    layer's activations and deltas, the output's logits, and dropout's masks and
+    dropped copies; twice, since the epoch's shorter last batch has its own buffers."""
+    from mlp_cli.config import SGDConfig  # not at the top: config imports this module
+
+    layers, rates = cfg.model.layers, cfg.model.dropout_rates
+    parameters = parameter_count(layers)
+    moments = 1 if isinstance(cfg.optimizer, SGDConfig) else 2
+    copies = 2 + moments + 1  # params, grads, moments, one saved copy
+    if cfg.regularization.l1 or cfg.regularization.l2:
+        copies += 1  # the penalty gradient's scratch vector
+    n_in, units = layers[0], sum(layers[1:])
+    val = cfg.data.validation_size
+    fixed = (
+        FLOAT32_BYTES
+        * (
+            copies * parameters
+            + MNIST_TRAINING_IMAGES * n_in  # the training inputs
+            + val * n_in  # the validation inputs, gathered once
+            + min(val, EVAL_BATCH) * (2 * units + layers[-1])  # scoring them (work buffers)
+        )
+        + 8 * 2 * MNIST_TRAINING_IMAGES
+    )  # the shuffling order and the split's indices
+    dropped = sum(([n_in, *layers[1:-1]])[l] for l, p in enumerate(rates) if p > 0)
+    augmented = 2 * n_in if cfg.augment.enabled else 0
+    per_example = FLOAT32_BYTES * (n_in + 2 * units + layers[-1] + 2 * dropped + augmented)
+    return fixed, 2 * per_example

@@ -728,7 +728,7 @@ def _memory_config(layers: str, batch: int, **sections: Any) -> Config:
 
 def test_the_memory_estimate_counts_what_training_allocates_not_only_activations() -> None:
     from mlp_cli.errors import ConfigError
-    from mlp_cli.limits import MAX_TRAINING_BYTES, parameter_count
+    from mlp_cli.limits import MAX_TRAINING_BYTES, parameter_count, training_memory
 
     with pytest.raises(ConfigError) as info:
         _memory_config("400-2000-2000-10", 25_000)
@@ -743,12 +743,12 @@ def test_the_memory_estimate_counts_what_training_allocates_not_only_activations
     most = int(suggested.group(1).replace(",", ""))
 
     cfg = _memory_config("400-2000-2000-10", most)  # the suggestion is accepted...
-    fixed, per_example = cfg.training_memory()
+    fixed, per_example = training_memory(cfg)
     assert fixed + most * per_example <= MAX_TRAINING_BYTES
     with pytest.raises(ConfigError):  # ...and is the largest batch that is
         _memory_config("400-2000-2000-10", most + 1)
     # Adam keeps two moments per parameter, SGD one: the weights' share differs by one copy.
-    sgd, _ = _memory_config("400-2000-2000-10", most, optimizer={"name": "sgd"}).training_memory()
+    sgd, _ = training_memory(_memory_config("400-2000-2000-10", most, optimizer={"name": "sgd"}))
     assert fixed - sgd == 4 * parameter_count(cfg.model.layers)
 
 
