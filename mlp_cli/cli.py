@@ -679,7 +679,7 @@ def sweep(
     if engine != "ray" and (address is not None or storage is not None):
         raise UsageError("--address and --storage go with --engine ray")
     if engine == "ray":
-        from mlp_cli.sweep_ray import check_ready
+        from mlp_cli.sweep_ray import check_ready, run_ray
 
         check_ready(address)
     run.engine = engine
@@ -690,6 +690,11 @@ def sweep(
             " this machine; a trial's threads share its cores"
         )
     choice = workers or sweeps.default_workers(run.cpus_per_trial)
+    runner = (
+        functools.partial(run_ray, address=address, storage=storage, workers=workers)
+        if engine == "ray"
+        else functools.partial(sweeps.run_local, workers=choice)
+    )
     if not (quiet or json_):
         at_once = f"{choice} at a time" if engine == "local" or workers else "on Ray"
         if engine == "ray" and address is not None:
@@ -731,24 +736,7 @@ def sweep(
 
     try:
         with _stop_on_sigint() as stop_signal:
-            if engine == "ray":
-                from mlp_cli.sweep_ray import run_ray
-
-                finished = run_ray(
-                    run,
-                    address=address,
-                    storage=storage,
-                    workers=workers,
-                    on_change=changed,
-                    should_stop=lambda: stop_signal() is not None,
-                )
-            else:
-                finished = sweeps.run_local(
-                    run,
-                    workers=choice,
-                    on_change=changed,
-                    should_stop=lambda: stop_signal() is not None,
-                )
+            finished = runner(run, on_change=changed, should_stop=lambda: stop_signal() is not None)
     finally:
         if live is not None:
             live.stop()
