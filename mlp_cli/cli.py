@@ -354,14 +354,6 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
-def _terminate_like_ctrl_c() -> None:
-    """Make SIGTERM and SIGHUP raise `Terminated` (Python's default is to die at once), so
-    `finally` blocks run: temporary files and download staging folders are removed."""
-    for signum in STOP_SIGNALS:
-        if signum != signal.SIGINT:
-            take_over(signum, _raise_terminated)
-
-
 @contextmanager
 def _stop_on_sigint() -> Iterator[Callable[[], int | None]]:
     """First Ctrl-C (or SIGTERM, SIGHUP) asks the loop to stop after the current step; a
@@ -1465,7 +1457,11 @@ def _stdout_failed(exc: StdoutError) -> NoReturn:
 def main() -> None:
     """Console-script entry point."""
     _tolerant_streams()
-    _terminate_like_ctrl_c()
+    # SIGTERM and SIGHUP raise `Terminated` (Python's default is to die at once), so that
+    # `finally` blocks run: temporary files and download staging folders are removed.
+    for signum in STOP_SIGNALS:
+        if signum != signal.SIGINT:
+            take_over(signum, _raise_terminated)
     let_blas_workers_sleep()  # before any command loads NumPy
     # Pydantic looks for plugins in every installed package's metadata when it builds its
     # first validator; mlp's configs, model files and options are validated without any.
