@@ -1400,8 +1400,20 @@ def _tolerant_streams() -> None:
     with contextlib.suppress(AttributeError, ValueError, OSError):
         sys.stderr.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     stdout = sys.stdout
-    if stdout is None:  # started with standard output closed (`mlp ... >&-`)
-        _stdout_closed()
+    if stdout is None:
+        # Started with standard output closed (`mlp ... >&-`), the first file mlp opened
+        # would get descriptor 1 and receive what is printed: /dev/null holds the number
+        # instead, and writing to stdout fails as writing to a closed descriptor does.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != 1:
+                os.dup2(devnull, 1)
+                os.close(devnull)
+            raw = _StdoutFile(1, "w", closefd=False)
+            raw.failing = errno.EBADF
+            sys.stdout = io.TextIOWrapper(
+                io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace"
+            )
         return
     try:
         fd = stdout.fileno()
@@ -1414,22 +1426,6 @@ def _tolerant_streams() -> None:
         errors="backslashreplace",
         line_buffering=bool(stdout.line_buffering),
     )
-
-
-def _stdout_closed() -> None:
-    """With file descriptor 1 closed, the first file mlp opened would get its number and
-    receive what is printed: /dev/null holds the number instead, and writing to stdout
-    fails as writing to a closed descriptor does (`_stdout_failed` then says so)."""
-    with contextlib.suppress(OSError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        if devnull != 1:
-            os.dup2(devnull, 1)
-            os.close(devnull)
-        raw = _StdoutFile(1, "w", closefd=False)
-        raw.failing = errno.EBADF
-        sys.stdout = io.TextIOWrapper(
-            io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace"
-        )
 
 
 def _silence_stdout() -> None:
