@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from inspect import Parameter, signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args
 
 import typer
 from rich.console import Console
@@ -1439,17 +1439,6 @@ def _silence_stdout() -> None:
             raw.failing = None  # what is still buffered goes to /dev/null
 
 
-def _stdout_failed(exc: StdoutError) -> NoReturn:
-    """Say on stderr that stdout cannot be written (and the error's advice) and exit 1.
-    A reader that left (``| head``) needs no message."""
-    _silence_stdout()
-    if exc.errno != errno.EPIPE:
-        with contextlib.suppress(OSError, ValueError):
-            problem = f"cannot write to standard output: {exc.strerror or exc}."
-            _say(ERROR, " ".join(filter(None, [problem, exc.advice])), err=True)
-    sys.exit(1)
-
-
 def main() -> None:
     """Console-script entry point."""
     _tolerant_streams()
@@ -1471,7 +1460,14 @@ def main() -> None:
         finally:
             sys.stdout.flush()
     except StdoutError as exc:
-        _stdout_failed(exc)
+        # One message on stderr, with the error's advice, and exit 1; a reader that left
+        # (``| head``) needs no message.
+        _silence_stdout()
+        if exc.errno != errno.EPIPE:
+            with contextlib.suppress(OSError, ValueError):
+                problem = f"cannot write to standard output: {exc.strerror or exc}."
+                _say(ERROR, " ".join(filter(None, [problem, exc.advice])), err=True)
+        sys.exit(1)
     except KeyboardInterrupt as exc:  # before or after a command's own handling
         if _debugging():
             raise
