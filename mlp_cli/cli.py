@@ -1181,18 +1181,11 @@ def serve(
     ] = None,
 ) -> None:
     """Serve a web page where you draw a digit and watch the network answer (Ctrl-C stops)."""
-    from mlp_cli.serve import (
-        Models,
-        Server,
-        check_host,
-        default_workers,
-        is_loopback,
-        serve_forever,
-    )
+    from mlp_cli import serve as serving
 
-    check_host(host)  # before the model is loaded
-    server = Server(
-        Models(model, runs),
+    serving.check_host(host)  # before the model is loaded
+    server = serving.Server(
+        serving.Models(model, runs),
         host,
         port,
         log=lambda message: _say(plain(message), err=True),
@@ -1206,7 +1199,7 @@ def serve(
                 (server.url, "bold"),
                 " (Ctrl-C stops)",
             )
-            if not is_loopback(host):
+            if not serving.is_loopback(host):
                 reachable = (
                     ": the page and its API are reachable from the network, without a password"
                 )
@@ -1215,7 +1208,7 @@ def serve(
                 import webbrowser
 
                 webbrowser.open(server.url)
-            serve_forever(server, workers or default_workers())
+            serving.serve_forever(server, workers or serving.default_workers())
         except KeyboardInterrupt:
             console.print("stopped")
 
