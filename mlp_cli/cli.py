@@ -1224,28 +1224,22 @@ def plot(
     out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", "FILE")] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
+    from mlp_cli import train as training
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import (
-        CURVES_FILE,
-        find_metrics,
-        legacy_curves,
-        lock_run,
-        read_metrics,
-        run_loss,
-    )
     from mlp_cli.viz import plot_curves
 
-    metrics = find_metrics(run_dir)
+    metrics = training.find_metrics(run_dir)
     run_dir = metrics.parent
-    replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
-    target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
+    curves = run_dir / training.CURVES_FILE
+    replaces = training.legacy_curves(curves) if out is None else ()
+    target = check_picture(out or curves, "learning curves", also=replaces)
     # Into the run folder only while no mlp trains it: the trainer draws curves.png itself
     # when it ends, and a picture of fewer epochs must not replace that one.
     elsewhere = f"; or draw the curves so far elsewhere: {command('mlp plot', run_dir)} --out FILE"
     into_run = os.path.realpath(target.parent) == os.path.realpath(run_dir)
-    with lock_run(run_dir, elsewhere) if into_run else contextlib.nullcontext():
-        records = read_metrics(metrics)
-        loss = run_loss(run_dir)
+    with training.lock_run(run_dir, elsewhere) if into_run else contextlib.nullcontext():
+        records = training.read_metrics(metrics)
+        loss = training.run_loss(run_dir)
         plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
     _say("learning curves written to ", plain_name(target))
 
