@@ -489,7 +489,7 @@ def train(
     """Train a network from a YAML config; writes a run directory with the model."""
     from mlp_cli import train as training
     from mlp_cli.config import Override, load_config
-    from mlp_cli.render import JsonLines, TrainDisplay
+    from mlp_cli.render import JsonLines, TrainDisplay, print_train_summary
 
     # The shortcut flags are read by name, so that SHORTCUTS alone lists them.
     overrides = list(set_ or []) + [
@@ -553,8 +553,6 @@ def train(
                 if isinstance(display, TrainDisplay):
                     display.close()
     if not json_:
-        from mlp_cli.render import print_train_summary
-
         print_train_summary(console, result)
     if result.status == "interrupted":
         resume_with = command("mlp train --resume", result.run_dir)
@@ -867,6 +865,7 @@ def evaluate(
     from mlp_cli.evaluate import check_plot_apart, split_images, write_mistakes
     from mlp_cli.evaluate import evaluate as run_evaluation
     from mlp_cli.outputs import check_folder, check_picture
+    from mlp_cli.render import print_evaluation
 
     if plot is not None:
         check_picture(plot, "confusion heatmap")
@@ -893,8 +892,6 @@ def evaluate(
     if json_:
         typer.echo(json_text({**_model_json(path, saved), **result.to_json()}))
         return
-    from mlp_cli.render import print_evaluation
-
     print_evaluation(console, result, path)
     if misclassified is not None:
         _say("worst mistakes written to ", plain_name(f"{misclassified}/"))
