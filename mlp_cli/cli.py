@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from inspect import Parameter, signature
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args
 
 import typer
 from rich.console import Console
@@ -354,14 +354,6 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
-def _terminate_like_ctrl_c() -> None:
-    """Make SIGTERM and SIGHUP raise `Terminated` (Python's default is to die at once), so
-    `finally` blocks run: temporary files and download staging folders are removed."""
-    for signum in STOP_SIGNALS:
-        if signum != signal.SIGINT:
-            take_over(signum, _raise_terminated)
-
-
 @contextmanager
 def _stop_on_sigint() -> Iterator[Callable[[], int | None]]:
     """First Ctrl-C (or SIGTERM, SIGHUP) asks the loop to stop after the current step; a
@@ -497,7 +489,7 @@ def train(
     """Train a network from a YAML config; writes a run directory with the model."""
     from mlp_cli import train as training
     from mlp_cli.config import Override, load_config
-    from mlp_cli.render import JsonLines, TrainDisplay
+    from mlp_cli.render import JsonLines, TrainDisplay, print_train_summary
 
     # The shortcut flags are read by name, so that SHORTCUTS alone lists them.
     overrides = list(set_ or []) + [
@@ -561,8 +553,6 @@ def train(
                 if isinstance(display, TrainDisplay):
                     display.close()
     if not json_:
-        from mlp_cli.render import print_train_summary
-
         print_train_summary(console, result)
     if result.status == "interrupted":
         resume_with = command("mlp train --resume", result.run_dir)
@@ -679,7 +669,7 @@ def sweep(
     if engine != "ray" and (address is not None or storage is not None):
         raise UsageError("--address and --storage go with --engine ray")
     if engine == "ray":
-        from mlp_cli.sweep_ray import check_ready
+        from mlp_cli.sweep_ray import check_ready, run_ray
 
         check_ready(address)
     run.engine = engine
@@ -690,6 +680,11 @@ def sweep(
             " this machine; a trial's threads share its cores"
         )
     choice = workers or sweeps.default_workers(run.cpus_per_trial)
+    runner = (
+        functools.partial(run_ray, address=address, storage=storage, workers=workers)
+        if engine == "ray"
+        else functools.partial(sweeps.run_local, workers=choice)
+    )
     if not (quiet or json_):
         at_once = f"{choice} at a time" if engine == "local" or workers else "on Ray"
         if engine == "ray" and address is not None:
@@ -731,24 +726,7 @@ def sweep(
 
     try:
         with _stop_on_sigint() as stop_signal:
-            if engine == "ray":
-                from mlp_cli.sweep_ray import run_ray
-
-                finished = run_ray(
-                    run,
-                    address=address,
-                    storage=storage,
-                    workers=workers,
-                    on_change=changed,
-                    should_stop=lambda: stop_signal() is not None,
-                )
-            else:
-                finished = sweeps.run_local(
-                    run,
-                    workers=choice,
-                    on_change=changed,
-                    should_stop=lambda: stop_signal() is not None,
-                )
+            finished = runner(run, on_change=changed, should_stop=lambda: stop_signal() is not None)
     finally:
         if live is not None:
             live.stop()
@@ -887,6 +865,7 @@ def evaluate(
     from mlp_cli.evaluate import check_plot_apart, split_images, write_mistakes
     from mlp_cli.evaluate import evaluate as run_evaluation
     from mlp_cli.outputs import check_folder, check_picture
+    from mlp_cli.render import print_evaluation
 
     if plot is not None:
         check_picture(plot, "confusion heatmap")
@@ -913,8 +892,6 @@ def evaluate(
     if json_:
         typer.echo(json_text({**_model_json(path, saved), **result.to_json()}))
         return
-    from mlp_cli.render import print_evaluation
-
     print_evaluation(console, result, path)
     if misclassified is not None:
         _say("worst mistakes written to ", plain_name(f"{misclassified}/"))
@@ -1201,18 +1178,11 @@ def serve(
     ] = None,
 ) -> None:
     """Serve a web page where you draw a digit and watch the network answer (Ctrl-C stops)."""
-    from mlp_cli.serve import (
-        Models,
-        Server,
-        check_host,
-        default_workers,
-        is_loopback,
-        serve_forever,
-    )
+    from mlp_cli import serve as serving
 
-    check_host(host)  # before the model is loaded
-    server = Server(
-        Models(model, runs),
+    serving.check_host(host)  # before the model is loaded
+    server = serving.Server(
+        serving.Models(model, runs),
         host,
         port,
         log=lambda message: _say(plain(message), err=True),
@@ -1226,7 +1196,7 @@ def serve(
                 (server.url, "bold"),
                 " (Ctrl-C stops)",
             )
-            if not is_loopback(host):
+            if not serving.is_loopback(host):
                 reachable = (
                     ": the page and its API are reachable from the network, without a password"
                 )
@@ -1235,7 +1205,7 @@ def serve(
                 import webbrowser
 
                 webbrowser.open(server.url)
-            serve_forever(server, workers or default_workers())
+            serving.serve_forever(server, workers or serving.default_workers())
         except KeyboardInterrupt:
             console.print("stopped")
 
@@ -1251,28 +1221,22 @@ def plot(
     out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", "FILE")] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
+    from mlp_cli import train as training
     from mlp_cli.outputs import check_picture
-    from mlp_cli.train import (
-        CURVES_FILE,
-        find_metrics,
-        legacy_curves,
-        lock_run,
-        read_metrics,
-        run_loss,
-    )
     from mlp_cli.viz import plot_curves
 
-    metrics = find_metrics(run_dir)
+    metrics = training.find_metrics(run_dir)
     run_dir = metrics.parent
-    replaces = legacy_curves(run_dir / CURVES_FILE) if out is None else ()
-    target = check_picture(out or run_dir / CURVES_FILE, "learning curves", also=replaces)
+    curves = run_dir / training.CURVES_FILE
+    replaces = training.legacy_curves(curves) if out is None else ()
+    target = check_picture(out or curves, "learning curves", also=replaces)
     # Into the run folder only while no mlp trains it: the trainer draws curves.png itself
     # when it ends, and a picture of fewer epochs must not replace that one.
     elsewhere = f"; or draw the curves so far elsewhere: {command('mlp plot', run_dir)} --out FILE"
     into_run = os.path.realpath(target.parent) == os.path.realpath(run_dir)
-    with lock_run(run_dir, elsewhere) if into_run else contextlib.nullcontext():
-        records = read_metrics(metrics)
-        loss = run_loss(run_dir)
+    with training.lock_run(run_dir, elsewhere) if into_run else contextlib.nullcontext():
+        records = training.read_metrics(metrics)
+        loss = training.run_loss(run_dir)
         plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
     _say("learning curves written to ", plain_name(target))
 
@@ -1420,8 +1384,20 @@ def _tolerant_streams() -> None:
     with contextlib.suppress(AttributeError, ValueError, OSError):
         sys.stderr.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     stdout = sys.stdout
-    if stdout is None:  # started with standard output closed (`mlp ... >&-`)
-        _stdout_closed()
+    if stdout is None:
+        # Started with standard output closed (`mlp ... >&-`), the first file mlp opened
+        # would get descriptor 1 and receive what is printed: /dev/null holds the number
+        # instead, and writing to stdout fails as writing to a closed descriptor does.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != 1:
+                os.dup2(devnull, 1)
+                os.close(devnull)
+            raw = _StdoutFile(1, "w", closefd=False)
+            raw.failing = errno.EBADF
+            sys.stdout = io.TextIOWrapper(
+                io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace"
+            )
         return
     try:
         fd = stdout.fileno()
@@ -1436,22 +1412,6 @@ def _tolerant_streams() -> None:
     )
 
 
-def _stdout_closed() -> None:
-    """With file descriptor 1 closed, the first file mlp opened would get its number and
-    receive what is printed: /dev/null holds the number instead, and writing to stdout
-    fails as writing to a closed descriptor does (`_stdout_failed` then says so)."""
-    with contextlib.suppress(OSError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        if devnull != 1:
-            os.dup2(devnull, 1)
-            os.close(devnull)
-        raw = _StdoutFile(1, "w", closefd=False)
-        raw.failing = errno.EBADF
-        sys.stdout = io.TextIOWrapper(
-            io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace"
-        )
-
-
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so that what is still written or flushed there (Python's
     own last flush, a progress display closing) goes nowhere instead of failing again."""
@@ -1463,21 +1423,14 @@ def _silence_stdout() -> None:
             raw.failing = None  # what is still buffered goes to /dev/null
 
 
-def _stdout_failed(exc: StdoutError) -> NoReturn:
-    """Say on stderr that stdout cannot be written (and the error's advice) and exit 1.
-    A reader that left (``| head``) needs no message."""
-    _silence_stdout()
-    if exc.errno != errno.EPIPE:
-        with contextlib.suppress(OSError, ValueError):
-            problem = f"cannot write to standard output: {exc.strerror or exc}."
-            _say(ERROR, " ".join(filter(None, [problem, exc.advice])), err=True)
-    sys.exit(1)
-
-
 def main() -> None:
     """Console-script entry point."""
     _tolerant_streams()
-    _terminate_like_ctrl_c()
+    # SIGTERM and SIGHUP raise `Terminated` (Python's default is to die at once), so that
+    # `finally` blocks run: temporary files and download staging folders are removed.
+    for signum in STOP_SIGNALS:
+        if signum != signal.SIGINT:
+            take_over(signum, _raise_terminated)
     let_blas_workers_sleep()  # before any command loads NumPy
     # Pydantic looks for plugins in every installed package's metadata when it builds its
     # first validator; mlp's configs, model files and options are validated without any.
@@ -1491,7 +1444,14 @@ def main() -> None:
         finally:
             sys.stdout.flush()
     except StdoutError as exc:
-        _stdout_failed(exc)
+        # One message on stderr, with the error's advice, and exit 1; a reader that left
+        # (``| head``) needs no message.
+        _silence_stdout()
+        if exc.errno != errno.EPIPE:
+            with contextlib.suppress(OSError, ValueError):
+                problem = f"cannot write to standard output: {exc.strerror or exc}."
+                _say(ERROR, " ".join(filter(None, [problem, exc.advice])), err=True)
+        sys.exit(1)
     except KeyboardInterrupt as exc:  # before or after a command's own handling
         if _debugging():
             raise
