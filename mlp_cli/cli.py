@@ -633,7 +633,7 @@ def sweep(
         raise typer.BadParameter(EMPTY_PATH, ctx=ctx, param_hint="'FILE|DIR'")
     action = args[0] if len(args) == 2 and args[0] in _SWEEP_ACTIONS else None
     lone_action = len(args) == 1 and args[0] in _SWEEP_ACTIONS and not Path(args[0]).exists()
-    if (resume is None) == (len(args) != (2 if action else 1)) or len(args) > 2 or lone_action:
+    if len(args) != (0 if resume is not None else 2 if action else 1) or lone_action:
         raise UsageError(
             "expected one of: mlp sweep FILE.yaml, mlp sweep plan FILE.yaml, mlp sweep show DIR,"
             " mlp sweep --resume DIR"

@@ -616,7 +616,15 @@ def test_a_sweep_started_into_a_folder_another_sweep_just_took_is_refused(
 
 @pytest.mark.parametrize(
     "args",
-    [(), ("a.yaml", "b.yaml"), ("show",), ("plan", "x", "y"), ("x.yaml", "--resume", "d")],
+    [
+        (),
+        ("a.yaml", "b.yaml"),
+        ("show",),
+        ("plan", "x", "y"),
+        ("x.yaml", "--resume", "d"),
+        ("a.yaml", "b.yaml", "--resume", "d"),
+        ("plan", "x.yaml", "--resume", "d"),
+    ],
 )
 def test_wrong_arguments_are_a_usage_error(tmp_path: Path, args: tuple[str, ...]) -> None:
     code, _, err = mlp("sweep", *args)
