@@ -198,9 +198,15 @@ class Served:
 
     def units_png(self) -> bytes:
         """The first weight layer's units as tiles, `columns` to a row, as a PNG."""
+        from PIL import Image
+
         with self.lock:
             if self._units_png is None:
-                self._units_png = _units_png(self.saved, self.side)
+                patterns, _ = unit_patterns(self.saved.weights, 1)  # (units, side*side)
+                sheet = tile_sheet(patterns, self.side, grid_cols(len(patterns)))
+                buffer = io.BytesIO()
+                Image.fromarray(sheet).save(buffer, format="PNG")
+                self._units_png = buffer.getvalue()
             return self._units_png
 
     def predict(self, image: Any, source: str) -> bytes:
@@ -255,30 +261,17 @@ def float32_matrix_json(values: npt.NDArray[np.float32]) -> str:
     return "[" + ", ".join(f"[{line}]" for line in lines) + "]"
 
 
-def _units_png(saved: SavedModel, side: int) -> bytes:
-    from PIL import Image
-
-    patterns, _ = unit_patterns(saved.weights, 1)  # (units, side*side)
-    sheet = tile_sheet(patterns, side, grid_cols(len(patterns)))
-    buffer = io.BytesIO()
-    Image.fromarray(sheet).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 class Models:
     """The model given on the command line and, on request, the runs beside it."""
 
     def __init__(self, model: Path | None, runs: Path) -> None:
         self.runs = runs
         path = checkpoint.find_model(model, runs=runs)
-        self.default = Served(self._name(path), path, checkpoint.load(path))
+        # A run's folder name, or a loose model file's stem.
+        name = path.resolve().parent.name if path.name == checkpoint.MODEL_FILE else path.stem
+        self.default = Served(name, path, checkpoint.load(path))
         self._loaded: OrderedDict[str, Served] = OrderedDict()
         self._lock = threading.Lock()
-
-    @staticmethod
-    def _name(path: Path) -> str:
-        """A run's folder name, or a loose model file's stem."""
-        return path.resolve().parent.name if path.name == checkpoint.MODEL_FILE else path.stem
 
     def _run_model(self, name: str) -> Path | None:
         """The model of the run called `name` under the runs folder, if it is one a request
@@ -331,15 +324,6 @@ class Models:
                     self._loaded.popitem(last=False)
             self._loaded.move_to_end(run)
             return served
-
-
-def _load_assets() -> dict[str, bytes]:
-    folder = resources.files(ASSETS)
-    return {
-        item.name: item.read_bytes()
-        for item in folder.iterdir()
-        if item.is_file() and ASSET_NAME.fullmatch(item.name)
-    }
 
 
 def image_from_json(body: bytes) -> Any:
@@ -654,7 +638,11 @@ class Server(ThreadingHTTPServer):
         # One picture decoded and read at a time in each process: a large upload takes a
         # hundred MB or more while it is worked on, and connections are not limited.
         self.picture_work = threading.Lock()
-        self.assets = _load_assets()
+        self.assets = {
+            item.name: item.read_bytes()
+            for item in resources.files(ASSETS).iterdir()
+            if item.is_file() and ASSET_NAME.fullmatch(item.name)
+        }
         self.read_timeout = read_timeout
         self.max_body = max_body
         self.log: Callable[[str], None] = log or (lambda message: None)
