@@ -631,8 +631,8 @@ class Server(ThreadingHTTPServer):
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.models = models
-        self.workers: list[int] = []  # forked worker processes (`serve_forever`)
-        self.worker_slots: dict[int, int] = {}  # a worker's place in `loads`
+        # Forked worker processes (`serve_forever`), each with its place in `loads`.
+        self.workers: dict[int, int] = {}
         self._open: set[int] = set()  # this process's open connections
         self._open_lock = threading.Lock()
         # One picture decoded and read at a time in each process: a large upload takes a
@@ -721,9 +721,9 @@ class Server(ThreadingHTTPServer):
         for pid in list(self.workers):
             ended, status = os.waitpid(pid, os.WNOHANG)
             if ended:
-                self.workers.remove(pid)
+                slot = self.workers.pop(pid)
                 if self.loads is not None:  # never again the least busy process
-                    self.loads[self.worker_slots.pop(pid)] = sys.maxsize
+                    self.loads[slot] = sys.maxsize
                 if os.WIFSIGNALED(status) and os.WTERMSIG(status) in STOP_SIGNALS:
                     continue  # stopped as asked, like the server (Ctrl-C reaches them all)
                 how = (
@@ -801,8 +801,7 @@ def serve_forever(server: Server, workers: int = 1) -> None:
                     if pid == 0:
                         server.slot = slot
                         _worker(server, parent, mask)
-                    server.workers.append(pid)
-                    server.worker_slots[pid] = slot
+                    server.workers[pid] = slot
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         server.serve_forever(poll_interval=0.5)
@@ -824,7 +823,7 @@ def _worker(server: Server, parent: int, mask: set[int | signal.Signals]) -> Non
         for number in STOP_SIGNALS:
             take_over(number, signal.SIG_DFL)  # the parent reports the stop, once
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        server.parent_pid, server.workers = parent, []
+        server.parent_pid, server.workers = parent, {}
         server.serve_forever(poll_interval=0.5)
     except SystemExit:
         pass
