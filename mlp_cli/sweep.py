@@ -904,6 +904,7 @@ def run_local(
     """Run the sweep's unfinished trials in `workers` processes; False when `should_stop`
     stopped it (running trials saved checkpoints to resume from)."""
     import multiprocessing as mp
+    import queue
     from concurrent.futures import Future, ProcessPoolExecutor
 
     todo = sweep.unfinished()
@@ -940,8 +941,35 @@ def run_local(
             pool.submit(_work, i, str(sweep.run_dir(sweep.trials[i])), sweep.trials[i].config): i
             for i in todo
         }
-        try:
-            _drive(sweep, pending, events, handle, asha, on_change, should_stop, stop_all)
+        last_save = 0.0
+        try:  # until every submitted trial has ended
+            while pending:
+                if not stop_all.value and should_stop():  # what has not started never will
+                    stop_all.value = 1
+                    for future in pending:
+                        future.cancel()
+                try:
+                    handle(*events.get(timeout=0.05))
+                    while True:
+                        handle(*events.get_nowait())
+                except queue.Empty:
+                    pass
+                for future in [f for f in pending if f.done()]:
+                    index = pending.pop(future)
+                    outcome = _outcome(future)
+                    if outcome is None:  # stopped before it began
+                        continue
+                    if outcome.status == "interrupted" and sweep.trials[index].status != "running":
+                        continue  # the pool broke before this trial began: it stays pending
+                    sweep.ended(index, outcome)
+                    if asha is not None:
+                        asha.ended(index, outcome, sweep.trials[index].best)
+                    on_change()
+                # Ended trials too: a state a second old costs nothing on --resume, which
+                # finds every trial's end in its own folder.
+                if time.monotonic() - last_save > SAVE_SECONDS:
+                    sweep.save()
+                    last_save = time.monotonic()
         except BaseException:  # a second Ctrl-C: the trials still running stay resumable
             # (A failed save of the sweep's state: no more trials start, the running ones
             # stop at their next step.)
@@ -958,50 +986,6 @@ def run_local(
     # A Ctrl-C to the whole process group can stop every worker's trial before this loop
     # has asked: it is a stop all the same.
     return not (stop_all.value or should_stop())
-
-
-def _drive(
-    sweep: Sweep,
-    pending: dict[Any, int],
-    events: Any,
-    handle: Callable[..., None],
-    asha: Asha | None,
-    on_change: Callable[[], None],
-    should_stop: Callable[[], bool],
-    stop_all: Any,
-) -> None:
-    """Pass the workers' reports to `handle` and their outcomes to the sweep until every
-    submitted trial has ended; on `should_stop`, cancel what has not started."""
-    import queue
-
-    last_save = 0.0
-    while pending:
-        if not stop_all.value and should_stop():
-            stop_all.value = 1
-            for future in pending:
-                future.cancel()
-        try:
-            handle(*events.get(timeout=0.05))
-            while True:
-                handle(*events.get_nowait())
-        except queue.Empty:
-            pass
-        for future in [f for f in pending if f.done()]:
-            index = pending.pop(future)
-            outcome = _outcome(future)
-            if outcome is None:  # stopped before it began
-                continue
-            if outcome.status == "interrupted" and sweep.trials[index].status != "running":
-                continue  # the pool broke before this trial began: it stays pending
-            sweep.ended(index, outcome)
-            if asha is not None:
-                asha.ended(index, outcome, sweep.trials[index].best)
-            on_change()
-        # Ended trials too: a state a second old costs nothing on --resume, which finds
-        # every trial's end in its own folder.
-        if time.monotonic() - last_save > SAVE_SECONDS:
-            sweep.save()
-            last_save = time.monotonic()
 
 
 def _outcome(future: Any) -> Outcome | None:
