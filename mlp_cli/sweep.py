@@ -30,7 +30,7 @@ import os
 import re
 import reprlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -185,10 +185,9 @@ class SweepSpec(_Section):
                         " seeds 0..num_samples-1; do not also sweep training.seed",
                     )
                 )
-        if self.method == "grid" and _grid_size(self) > MAX_TRIALS:
-            err.add(
-                "parameters", f"the grid has {_grid_size(self):,} trials, more than {MAX_TRIALS:,}"
-            )
+        grid = math.prod(len(p.choices) for p in self.parameters.values()) * self.num_samples
+        if self.method == "grid" and grid > MAX_TRIALS:
+            err.add("parameters", f"the grid has {grid:,} trials, more than {MAX_TRIALS:,}")
         if err.problems:
             raise err
         return self
@@ -203,10 +202,6 @@ _NOT_SWEPT = {
     "name": "each trial is named after the sweep and the trial; remove this parameter",
     "training.threads": "the threads of a trial are --cpus-per-trial; remove this parameter",
 }
-
-
-def _grid_size(spec: SweepSpec) -> int:
-    return math.prod(len(p.choices) for p in spec.parameters.values()) * spec.num_samples
 
 
 def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
@@ -515,16 +510,6 @@ def _no_constant(name: str) -> float:
 # -- planning --------------------------------------------------------------------------------
 
 
-def _base_config(spec: SweepSpec, sweep_file: Path) -> str:
-    """The base config's path: a path is relative to the sweep file (never to the current
-    folder); a bare name is a file beside the sweep file or else a shipped config."""
-    beside = sweep_file.parent / spec.config
-    path_like = (
-        "/" in spec.config or os.sep in spec.config or spec.config.endswith((".yaml", ".yml"))
-    )
-    return str(beside) if path_like or beside.is_file() else spec.config
-
-
 def plan(
     sweep_file: str | Path, *, out: str | Path | None = None, cpus_per_trial: int = 1
 ) -> Sweep:
@@ -549,7 +534,11 @@ def plan(
     def where(key: str) -> str:
         return origins.get(("parameters", key), origins.get(("parameters",), source))
 
-    base = _base_config(spec, path)
+    # The base config: a path is relative to the sweep file (never to the current folder);
+    # a bare name is a file beside the sweep file or else a shipped config.
+    beside, name = path.parent / spec.config, spec.config
+    path_like = "/" in name or os.sep in name or name.endswith((".yaml", ".yml"))
+    base = str(beside) if path_like or beside.is_file() else name
     variants = (
         [Override(f"{key}={json.dumps(value)}", where(key)) for key, value in combo.items()]
         for combo in combos
@@ -1032,11 +1021,11 @@ def _test_accuracy(run_dir: Path) -> float | None:
     return evaluate(saved, images, labels, "test").accuracy
 
 
-def results_rows(sweep: Sweep) -> Iterator[dict[str, Any]]:
-    """The rows of results.csv, best trial first."""
+def write_results(sweep: Sweep) -> None:
+    """results.csv: a row for each trial, best first."""
     keys = sweep.keys()
-    for trial in sweep.ranked():
-        yield {
+    rows = [
+        {
             "trial": trial.id,
             **{key: show_value(trial.params[key]) if key in trial.params else "" for key in keys},
             "status": trial.status,
@@ -1047,10 +1036,8 @@ def results_rows(sweep: Sweep) -> Iterator[dict[str, Any]]:
             "test_acc": trial.test_acc,
             "reason": trial.reason,
         }
-
-
-def write_results(sweep: Sweep) -> None:
-    rows = list(results_rows(sweep))
+        for trial in sweep.ranked()
+    ]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
