@@ -683,14 +683,18 @@ class _Downloader:
         from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
         declared = response.headers.get("content-length", "")
-        total = self.total = int(declared) if declared.isdigit() else 0
-        if total > self.limit:
+        self.total = int(declared) if declared.isdigit() else 0
+        if self.total > self.limit:
             raise _SourceError(
-                f"announced {total:,} bytes for {self.stem}.gz, more than the {self.limit:,} "
+                f"announced {self.total:,} bytes for {self.stem}.gz, more than the {self.limit:,} "
                 "any copy of it can take"
             )
-        bar = self._bar(total)
-        received = 0
+        bar = self.progressbar
+        if bar is True:
+            tqdm = importlib.import_module("tqdm").tqdm
+            bar = tqdm(total=self.total, unit="B", unit_scale=True, leave=True, ncols=79)
+        elif bar:
+            bar.total = self.total
         while True:
             if time.monotonic() > deadline:  # where no alarm could be set (not the main thread)
                 raise _DeadlineExpired
@@ -699,15 +703,15 @@ class _Downloader:
             except ReadTimeoutError:
                 raise _SourceError(f"stopped sending for {_TIMEOUT_S} s") from None
             except (ProtocolError, HTTPError) as exc:
-                plain = _plain_connection_problem(exc, received, total)
+                plain = _plain_connection_problem(exc, self.received, self.total)
                 raise _SourceError(
                     plain
                     or f"connection dropped before the whole file arrived ({shorten(exc, 300)})"
                 ) from None
             if not chunk:
                 break
-            received = self.received = received + len(chunk)
-            if received > self.limit:
+            self.received += len(chunk)
+            if self.received > self.limit:
                 raise _SourceError(
                     f"sent more than {self.limit:,} bytes for {self.stem}.gz, more than any "
                     "copy of it can take"
@@ -717,17 +721,8 @@ class _Downloader:
                 bar.update(len(chunk))
         if bar:
             bar.reset()
-            bar.update(total or received)
+            bar.update(self.total or self.received)
             bar.close()
-
-    def _bar(self, total: int) -> Any:
-        if self.progressbar is True:
-            tqdm = importlib.import_module("tqdm").tqdm
-            return tqdm(total=total, unit="B", unit_scale=True, leave=True, ncols=79)
-        if self.progressbar:
-            self.progressbar.total = total
-            return self.progressbar
-        return None
 
 
 def remove_leftovers() -> list[Path]:
