@@ -725,18 +725,16 @@ class _Downloader:
             bar.close()
 
 
-def remove_leftovers() -> list[Path]:
+def remove_leftovers() -> None:
     """Remove staging folders and temporary files a killed process left in the cache folder
-    (those whose process is gone, or older than a day); returns what was removed.
+    (those whose process is gone, or older than a day).
 
     Only a folder named like a staging folder and a regular file named like a temporary
     file qualify; anything else in the cache folder is the user's and stays."""
-    directory = data_dir()
-    removed: list[Path] = []
     try:
-        entries = list(directory.iterdir())
+        entries = list(data_dir().iterdir())
     except OSError:
-        return removed
+        return
     now = time.time()
     for entry in entries:
         match = _STAGING.fullmatch(entry.name) or _TEMPORARY.fullmatch(entry.name)
@@ -758,8 +756,6 @@ def remove_leftovers() -> list[Path]:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-            removed.append(entry)
-    return removed
 
 
 def _running(pid: int) -> bool:
