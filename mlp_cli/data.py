@@ -551,7 +551,14 @@ def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> 
             result[stem] = raw
             break
         else:
-            raise _all_mirrors_failed(stem, failures)
+            tried = "\n".join(failures) if failures else "  (no mirror configured)"
+            raise DataError(
+                f"Could not download the MNIST file {stem}.gz: every mirror failed, tried in this "
+                f"order:\n{tried}\nThe failed downloads left nothing behind in the cache "
+                f"({data_dir()}). If this machine has no internet access, copy the four MNIST "
+                "files (.gz or raw IDX) into a folder and run `mlp data import DIR`; otherwise "
+                f"set {MIRROR_ENV} (or data.mirror in the config) to a mirror you can reach."
+            )
     return result
 
 
@@ -825,17 +832,6 @@ def _describe_request_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {shorten(exc, 300)}"
 
 
-def _all_mirrors_failed(stem: str, failures: list[str]) -> DataError:
-    tried = "\n".join(failures) if failures else "  (no mirror configured)"
-    return DataError(
-        f"Could not download the MNIST file {stem}.gz: every mirror failed, tried in this "
-        f"order:\n{tried}\nThe failed downloads left nothing behind in the cache "
-        f"({data_dir()}). If this machine has no internet access, copy the four MNIST "
-        "files (.gz or raw IDX) into a folder and run `mlp data import DIR`; otherwise set "
-        f"{MIRROR_ENV} (or data.mirror in the config) to a mirror you can reach."
-    )
-
-
 # --------------------------------------------------------------------------- import
 
 
@@ -860,9 +856,9 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     for stem in MNIST_FILES:
         # Whatever is there under a name is tried, so that a pipe, a device or a broken link
         # is reported as such rather than as missing.
-        candidates = [
-            folder / name for name in _import_names(stem) if os.path.lexists(folder / name)
-        ]
+        dotted = stem.replace("-idx", ".idx")  # train-images.idx3-ubyte, as some archives spell it
+        names = [f"{stem}.gz", stem, f"{dotted}.gz", dotted]
+        candidates = [folder / name for name in names if os.path.lexists(folder / name)]
         if not candidates:
             problems.append(f"  - {stem}: missing (looked for {stem}.gz and {stem})")
             continue
@@ -893,11 +889,6 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
             "again."
         )
     return installed
-
-
-def _import_names(stem: str) -> list[str]:
-    dotted = stem.replace("-idx", ".idx")  # train-images.idx3-ubyte, as some archives spell it
-    return [f"{stem}.gz", stem, f"{dotted}.gz", dotted]
 
 
 # --------------------------------------------------------------------------- IDX
