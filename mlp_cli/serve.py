@@ -443,10 +443,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if self.request_version == "HTTP/0.9":  # the request line was unreadable
             self.request_version = "HTTP/1.0"
-        try:
-            status = HTTPStatus(code)
-        except ValueError:
-            status = HTTPStatus.BAD_REQUEST
+        status = HTTPStatus(code)  # the base class refuses only with codes HTTPStatus has
         self._error(status, message or status.phrase)
 
     # -- dispatch -----------------------------------------------------------------------
