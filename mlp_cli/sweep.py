@@ -808,20 +808,17 @@ class Asha:
                 self.ended(index, Outcome(trial.status), trial.best)
 
     def ended(self, index: int, outcome: Outcome, best: float | None) -> None:
-        import optuna
+        from optuna.trial import TrialState
 
         trial = self.trials.pop(index, None)
         if trial is None:
             return
-        state = {
-            "pruned": optuna.trial.TrialState.PRUNED,
-            "failed": optuna.trial.TrialState.FAIL,
-        }.get(outcome.status, optuna.trial.TrialState.COMPLETE)
-        if state == optuna.trial.TrialState.COMPLETE and best is None:
-            state = optuna.trial.TrialState.FAIL
-        self.study.tell(
-            trial, best if state == optuna.trial.TrialState.COMPLETE else None, state=state
-        )
+        if outcome.status == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        elif outcome.status == "failed" or best is None:
+            self.study.tell(trial, state=TrialState.FAIL)
+        else:  # completed, stopped early or interrupted, with its best value
+            self.study.tell(trial, best, state=TrialState.COMPLETE)
 
 
 _WORKER: dict[str, Any] = {}
