@@ -969,11 +969,10 @@ def _parse_header(
         raise _idx_error(
             name, f"its element type code is 0x{type_code:02x} ({found}), expected 0x08 (uint8)"
         )
-    expected_ndim = _NDIM[kind] if kind is not None else None
-    if expected_ndim is None and ndim not in (1, 3):
+    if kind is None and ndim not in (1, 3):
         raise _idx_error(name, f"it has {ndim} dimensions, expected 3 (images) or 1 (labels)")
-    if expected_ndim is not None and ndim != expected_ndim:
-        raise _idx_error(name, f"it has {ndim} dimensions, expected {expected_ndim} for {kind}")
+    if kind is not None and ndim != _NDIM[kind]:
+        raise _idx_error(name, f"it has {ndim} dimensions, expected {_NDIM[kind]} for {kind}")
     offset = 4 + 4 * ndim
     if size < offset:
         raise _idx_error(
