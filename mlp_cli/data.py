@@ -117,8 +117,8 @@ _IDX_BYTES = {
 # suffix) are ever removed, so a user's own `.download-...` file or folder is left alone.
 _STAGING_PREFIX = ".download-"
 _RANDOM = r"[a-z0-9_]{8}"  # what tempfile puts between prefix and suffix
-_STAGING = re.compile(rf"\.download-(\d+)-{_RANDOM}")
-_TEMPORARY = re.compile(rf"\.(?:{'|'.join(map(re.escape, _IDX_BYTES))})\.(\d+)-{_RANDOM}\.tmp")
+_STAGING = re.compile(rf"{re.escape(_STAGING_PREFIX)}(\d+)-{_RANDOM}")
+_TEMPORARY = re.compile(rf"\.(?:{'|'.join(map(re.escape, MNIST_FILES))})\.(\d+)-{_RANDOM}\.tmp")
 _STALE_S = 24 * 3600  # leftovers without a live owner, or older than this, are removed
 
 _Kind = Literal["images", "labels"]
