@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from mlp_cli import checkpoint, outputs, shipped
 from mlp_cli.config import (
@@ -50,6 +50,7 @@ from mlp_cli.config import (
     validate_as,
 )
 from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
+from mlp_cli.limits import read_regular
 from mlp_cli.plain import command, shown
 from mlp_cli.stopping import STOP_SIGNALS, take_over
 
@@ -437,10 +438,6 @@ class Sweep:
                 f"'{shown(folder)}' is not a sweep folder (it has no {STATE_FILE}); pass the folder"
                 " `mlp sweep` printed when it started, e.g. runs/<sweep name>"
             )
-        from pydantic import TypeAdapter
-
-        from mlp_cli.limits import read_regular
-
         try:
             raw = read_regular(path, MAX_STATE_BYTES)
             if len(raw) > MAX_STATE_BYTES:
