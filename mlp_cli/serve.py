@@ -295,11 +295,9 @@ class Models:
         found = []
         for name in names:
             model = self._run_model(name)
-            try:
+            with contextlib.suppress(OSError):  # gone or unreadable since: left out
                 if model is not None:
                     found.append((model.stat().st_mtime, name))
-            except OSError:
-                continue
         return [name for _, name in sorted(found, reverse=True)]
 
     def get(self, run: str | None) -> Served:
