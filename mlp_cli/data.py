@@ -211,14 +211,10 @@ def mirror_list(mirror: str | None = None, mirror_from: str = MIRROR_KEY) -> lis
         (mirror, mirror_from),
         *((url, "DEFAULT_MIRRORS") for url in DEFAULT_MIRRORS),
     ]
-    mirrors: list[str] = []
-    for url, origin in candidates:
-        if url is None or not url.strip():
-            continue
-        normalized = _normalize_mirror(url.strip(), origin)
-        if normalized not in mirrors:
-            mirrors.append(normalized)
-    return mirrors
+    normalized = (
+        _normalize_mirror(url.strip(), origin) for url, origin in candidates if url and url.strip()
+    )
+    return list(dict.fromkeys(normalized))  # in order, repeats dropped
 
 
 def _normalize_mirror(url: str, origin: str) -> str:
