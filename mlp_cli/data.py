@@ -511,10 +511,8 @@ def _verified(
     # A bad mirror is refused whether or not anything is missing.
     mirrors = mirror_list(mirror, mirror_from) if download else []
     remove_leftovers()
-    blobs = {stem: _read_cached(stem, progressbar) for stem in stems}
-    found = {stem: raw for stem, raw in blobs.items() if raw is not None}
-    missing = [stem for stem in stems if stem not in found]
-    if missing and download:
+    found = {stem: raw for stem in stems if (raw := _read_cached(stem, progressbar)) is not None}
+    if download and (missing := [stem for stem in stems if stem not in found]):
         found.update(_download(missing, mirrors, progressbar=progressbar))
     return found
 
