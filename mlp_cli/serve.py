@@ -160,10 +160,6 @@ class Served:
         self.model = MLP.from_saved(self.saved)
 
     @property
-    def class_names(self) -> list[str]:
-        return list(self.saved.meta.class_names)
-
-    @property
     def side(self) -> int:
         return self.saved.meta.preprocessing.input_size
 
@@ -182,7 +178,7 @@ class Served:
             "parameters": int(self.model.params.size),
             "input_size": self.side,
             "standardised": meta.preprocessing.normalize is not None,
-            "class_names": self.class_names,
+            "class_names": meta.class_names,
             "created": meta.created,
             "package_version": meta.package_version,
             "val_accuracy": training.best_val_accuracy,
@@ -223,7 +219,7 @@ class Served:
             outputs = self.model.layer_outputs(X)
             check_logits(self.saved, self.model.logits(1))  # no NaN is ever sent as a prediction
         prediction = predictions_from([source], [digit], outputs[-1])[0]
-        answer = prediction.to_json(self.class_names)
+        answer = prediction.to_json(self.saved.meta.class_names)
         answer["model"] = self.name
         hidden = [np.round(a[0], 4).tolist() for a in outputs[:-1]]
         # json.dumps(answer | {"input": ..., "hidden": hidden}), the input written from texts
