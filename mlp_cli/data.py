@@ -328,22 +328,21 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
             f"or point {DATA_DIR_ENV} at a folder you can read and write."
         ) from exc
     if hashlib.sha256(raw).hexdigest() != MNIST_FILES[stem]:
+        mismatch = (
+            f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
+            "damaged, or another dataset's file of the same name)"
+        )
         try:
             aside = _move_aside(path)
         except FileNotFoundError:  # another mlp moved it first: it is missing, as it should be
             return None
         except OSError as exc:
             raise DataError(
-                f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
-                f"damaged, or another dataset's file of the same name) and cannot be moved "
-                f"aside ({exc}). Move it away by hand, or point {DATA_DIR_ENV} at a folder "
-                "you can write to."
+                f"{mismatch} and cannot be moved aside ({exc}). Move it away by hand, or point "
+                f"{DATA_DIR_ENV} at a folder you can write to."
             ) from exc
         if callable(write := getattr(progressbar, "write", None)):  # as tqdm has
-            write(
-                f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
-                f"damaged, or another dataset's file of the same name); it was moved to {aside}."
-            )
+            write(f"{mismatch}; it was moved to {aside}.")
         return None
     return raw
 
