@@ -84,7 +84,6 @@ MAX_TEXTS = 4096  # float32 values whose JSON text is kept (inputs take about a 
 HANDOFF_WAIT = 0.005  # seconds: Python's default thread switch interval
 HANDOFF_POLL = 0.0005  # seconds
 ASSETS = "mlp_cli.web"  # the page's package
-ASSET_NAME = re.compile(r"[A-Za-z0-9_-]+\.(?:html|js|css|svg|png)")
 ASSET_TYPES = {
     "html": "text/html; charset=utf-8",
     "js": "text/javascript; charset=utf-8",
@@ -92,6 +91,7 @@ ASSET_TYPES = {
     "svg": "image/svg+xml",
     "png": "image/png",
 }
+ASSET_NAME = re.compile(rf"[A-Za-z0-9_-]+\.(?:{'|'.join(ASSET_TYPES)})")
 IMAGE_TYPES = {
     "image/png",
     "image/jpeg",
