@@ -106,9 +106,9 @@ _CHUNK = 2**16  # download chunk size in bytes
 # header + one byte per label). A download may be gzip-compressed or not, so it can never
 # be larger than this plus gzip's overhead on incompressible data (below 1%).
 _IDX_BYTES = {
-    "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
-    "train-labels-idx1-ubyte": 8 + 60_000,
-    "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
+    "train-images-idx3-ubyte": 16 + MNIST_TRAINING_IMAGES * MNIST_SIDE**2,
+    "train-labels-idx1-ubyte": 8 + MNIST_TRAINING_IMAGES,
+    "t10k-images-idx3-ubyte": 16 + 10_000 * MNIST_SIDE**2,
     "t10k-labels-idx1-ubyte": 8 + 10_000,
 }
 # Staging folders and temporary files are named with the pid of the process writing them,
