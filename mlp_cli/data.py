@@ -113,9 +113,9 @@ _CHUNK = 2**16  # download chunk size in bytes
 # header + one byte per label). A download may be gzip-compressed or not, so it can never
 # be larger than this plus gzip's overhead on incompressible data (below 1%).
 _IDX_BYTES = {
-    "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
-    "train-labels-idx1-ubyte": 8 + 60_000,
-    "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
+    "train-images-idx3-ubyte": 16 + MNIST_TRAINING_IMAGES * MNIST_SIDE**2,
+    "train-labels-idx1-ubyte": 8 + MNIST_TRAINING_IMAGES,
+    "t10k-images-idx3-ubyte": 16 + 10_000 * MNIST_SIDE**2,
     "t10k-labels-idx1-ubyte": 8 + 10_000,
 }
 # Staging folders and temporary files are named with the pid of the process writing them,
@@ -124,8 +124,8 @@ _IDX_BYTES = {
 # suffix) are ever removed, so a user's own `.download-...` file or folder is left alone.
 _STAGING_PREFIX = ".download-"
 _RANDOM = r"[a-z0-9_]{8}"  # what tempfile puts between prefix and suffix
-_STAGING = re.compile(rf"\.download-(\d+)-{_RANDOM}")
-_TEMPORARY = re.compile(rf"\.(?:{'|'.join(map(re.escape, _IDX_BYTES))})\.(\d+)-{_RANDOM}\.tmp")
+_STAGING = re.compile(rf"{re.escape(_STAGING_PREFIX)}(\d+)-{_RANDOM}")
+_TEMPORARY = re.compile(rf"\.(?:{'|'.join(map(re.escape, MNIST_FILES))})\.(\d+)-{_RANDOM}\.tmp")
 _STALE_S = 24 * 3600  # leftovers without a live owner, or older than this, are removed
 
 _Kind = Literal["images", "labels"]
@@ -218,14 +218,10 @@ def mirror_list(mirror: str | None = None, mirror_from: str = MIRROR_KEY) -> lis
         (mirror, mirror_from),
         *((url, "DEFAULT_MIRRORS") for url in DEFAULT_MIRRORS),
     ]
-    mirrors: list[str] = []
-    for url, origin in candidates:
-        if url is None or not url.strip():
-            continue
-        normalized = _normalize_mirror(url.strip(), origin)
-        if normalized not in mirrors:
-            mirrors.append(normalized)
-    return mirrors
+    normalized = (
+        _normalize_mirror(url.strip(), origin) for url, origin in candidates if url and url.strip()
+    )
+    return list(dict.fromkeys(normalized))  # in order, repeats dropped
 
 
 def _normalize_mirror(url: str, origin: str) -> str:
@@ -339,22 +335,21 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
             f"or point {DATA_DIR_ENV} at a folder you can read and write."
         ) from exc
     if hashlib.sha256(raw).hexdigest() != MNIST_FILES[stem]:
+        mismatch = (
+            f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
+            "damaged, or another dataset's file of the same name)"
+        )
         try:
             aside = _move_aside(path)
         except FileNotFoundError:  # another mlp moved it first: it is missing, as it should be
             return None
         except OSError as exc:
             raise DataError(
-                f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
-                f"damaged, or another dataset's file of the same name) and cannot be moved "
-                f"aside ({exc}). Move it away by hand, or point {DATA_DIR_ENV} at a folder "
-                "you can write to."
+                f"{mismatch} and cannot be moved aside ({exc}). Move it away by hand, or point "
+                f"{DATA_DIR_ENV} at a folder you can write to."
             ) from exc
         if callable(write := getattr(progressbar, "write", None)):  # as tqdm has
-            write(
-                f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
-                f"damaged, or another dataset's file of the same name); it was moved to {aside}."
-            )
+            write(f"{mismatch}; it was moved to {aside}.")
         return None
     return raw
 
@@ -522,10 +517,8 @@ def _verified(
     # A bad mirror is refused whether or not anything is missing.
     mirrors = mirror_list(mirror, mirror_from) if download else []
     remove_leftovers()
-    blobs = {stem: _read_cached(stem, progressbar) for stem in stems}
-    found = {stem: raw for stem, raw in blobs.items() if raw is not None}
-    missing = [stem for stem in stems if stem not in found]
-    if missing and download:
+    found = {stem: raw for stem in stems if (raw := _read_cached(stem, progressbar)) is not None}
+    if download and (missing := [stem for stem in stems if stem not in found]):
         found.update(_download(missing, mirrors, progressbar=progressbar))
     return found
 
@@ -533,10 +526,6 @@ def _verified(
 def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> dict[str, bytes]:
     """Download, verify and install each stem from the first of ``mirrors`` (`mirror_list`)
     that delivers it; stem -> verified IDX bytes."""
-    import pooch
-
-    # pooch reports every download through its own logger; the library stays silent.
-    pooch.get_logger().setLevel("WARNING")
     if progressbar is True and importlib.util.find_spec("tqdm") is None:
         raise UsageError(
             "Cannot show a download progress bar: the package tqdm is not installed. Install "
@@ -562,19 +551,24 @@ def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> 
             result[stem] = raw
             break
         else:
-            raise _all_mirrors_failed(stem, failures)
+            tried = "\n".join(failures) if failures else "  (no mirror configured)"
+            raise DataError(
+                f"Could not download the MNIST file {stem}.gz: every mirror failed, tried in this "
+                f"order:\n{tried}\nThe failed downloads left nothing behind in the cache "
+                f"({data_dir()}). If this machine has no internet access, copy the four MNIST "
+                "files (.gz or raw IDX) into a folder and run `mlp data import DIR`; otherwise "
+                f"set {MIRROR_ENV} (or data.mirror in the config) to a mirror you can reach."
+            )
     return result
 
 
-def _download_from(base: str, stem: str, downloader: Any) -> bytes:
+def _download_from(base: str, stem: str, downloader: _Downloader) -> bytes:
     """The verified IDX bytes of `stem` from one mirror; _SourceError says what went wrong.
 
     The .gz is staged in a temporary folder inside the cache folder (same file system,
     cleaned up whatever happens, Ctrl-C, SIGTERM and SIGHUP included), so neither a dropped
     connection nor a wrong file can leave anything behind under a final name.
     """
-    import pooch
-
     directory = data_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -584,18 +578,13 @@ def _download_from(base: str, stem: str, downloader: Any) -> bytes:
     except OSError as exc:
         raise _cache_write_error(directory, exc) from exc
     with staging as folder:
+        gz_path = Path(folder) / f"{stem}.gz"
         try:
-            gz_path = pooch.retrieve(
-                base + stem + ".gz",
-                known_hash=None,  # the .gz differs between mirrors; the IDX hash is checked below
-                fname=stem + ".gz",
-                path=folder,
-                downloader=downloader,
-            )
+            downloader(base + stem + ".gz", gz_path)
         except OSError as exc:
             raise _SourceError(f"could not be stored while downloading ({exc})") from exc
         try:
-            raw = _decode(Path(gz_path))
+            raw = _decode(gz_path)
         except _SourceError as exc:
             raise _SourceError(f"served a {stem}.gz that {exc}") from exc
     problem = _hash_problem(raw, stem)
@@ -638,7 +627,7 @@ def _alarm(seconds: float) -> Iterator[None]:
 
 
 class _Downloader:
-    """A pooch downloader for one MNIST file: a streaming GET with a deadline for the whole
+    """The download of one MNIST file: a streaming GET with a deadline for the whole
     file (`_DEADLINE_S`), a cap on the bytes read (`_download_limit`), and redirects
     followed one by one, so an error names the host that really failed.  Every failure
     is a `_SourceError`."""
@@ -647,7 +636,7 @@ class _Downloader:
         self.stem, self.progressbar = stem, progressbar
         self.limit = _download_limit(stem)
 
-    def __call__(self, url: str, output_file: str, pooch: Any, check_only: bool = False) -> None:
+    def __call__(self, url: str, output_file: Path) -> None:
         deadline = time.monotonic() + _DEADLINE_S
         self.url = self.current = url  # current: where the redirects have led so far
         self.received = self.total = 0
@@ -701,14 +690,18 @@ class _Downloader:
         from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
         declared = response.headers.get("content-length", "")
-        total = self.total = int(declared) if declared.isdigit() else 0
-        if total > self.limit:
+        self.total = int(declared) if declared.isdigit() else 0
+        if self.total > self.limit:
             raise _SourceError(
-                f"announced {total:,} bytes for {self.stem}.gz, more than the {self.limit:,} "
+                f"announced {self.total:,} bytes for {self.stem}.gz, more than the {self.limit:,} "
                 "any copy of it can take"
             )
-        bar = self._bar(total)
-        received = 0
+        bar = self.progressbar
+        if bar is True:
+            tqdm = importlib.import_module("tqdm").tqdm
+            bar = tqdm(total=self.total, unit="B", unit_scale=True, leave=True, ncols=79)
+        elif bar:
+            bar.total = self.total
         while True:
             if time.monotonic() > deadline:  # where no alarm could be set (not the main thread)
                 raise _DeadlineExpired
@@ -717,15 +710,15 @@ class _Downloader:
             except ReadTimeoutError:
                 raise _SourceError(f"stopped sending for {_TIMEOUT_S} s") from None
             except (ProtocolError, HTTPError) as exc:
-                plain = _plain_connection_problem(exc, received, total)
+                plain = _plain_connection_problem(exc, self.received, self.total)
                 raise _SourceError(
                     plain
                     or f"connection dropped before the whole file arrived ({shorten(exc, 300)})"
                 ) from None
             if not chunk:
                 break
-            received = self.received = received + len(chunk)
-            if received > self.limit:
+            self.received += len(chunk)
+            if self.received > self.limit:
                 raise _SourceError(
                     f"sent more than {self.limit:,} bytes for {self.stem}.gz, more than any "
                     "copy of it can take"
@@ -735,31 +728,20 @@ class _Downloader:
                 bar.update(len(chunk))
         if bar:
             bar.reset()
-            bar.update(total or received)
+            bar.update(self.total or self.received)
             bar.close()
 
-    def _bar(self, total: int) -> Any:
-        if self.progressbar is True:
-            tqdm = importlib.import_module("tqdm").tqdm
-            return tqdm(total=total, unit="B", unit_scale=True, leave=True, ncols=79)
-        if self.progressbar:
-            self.progressbar.total = total
-            return self.progressbar
-        return None
 
-
-def remove_leftovers() -> list[Path]:
+def remove_leftovers() -> None:
     """Remove staging folders and temporary files a killed process left in the cache folder
-    (those whose process is gone, or older than a day); returns what was removed.
+    (those whose process is gone, or older than a day).
 
     Only a folder named like a staging folder and a regular file named like a temporary
     file qualify; anything else in the cache folder is the user's and stays."""
-    directory = data_dir()
-    removed: list[Path] = []
     try:
-        entries = list(directory.iterdir())
+        entries = list(data_dir().iterdir())
     except OSError:
-        return removed
+        return
     now = time.time()
     for entry in entries:
         match = _STAGING.fullmatch(entry.name) or _TEMPORARY.fullmatch(entry.name)
@@ -781,8 +763,6 @@ def remove_leftovers() -> list[Path]:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-            removed.append(entry)
-    return removed
 
 
 def _running(pid: int) -> bool:
@@ -852,17 +832,6 @@ def _describe_request_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {shorten(exc, 300)}"
 
 
-def _all_mirrors_failed(stem: str, failures: list[str]) -> DataError:
-    tried = "\n".join(failures) if failures else "  (no mirror configured)"
-    return DataError(
-        f"Could not download the MNIST file {stem}.gz: every mirror failed, tried in this "
-        f"order:\n{tried}\nThe failed downloads left nothing behind in the cache "
-        f"({data_dir()}). If this machine has no internet access, copy the four MNIST "
-        "files (.gz or raw IDX) into a folder and run `mlp data import DIR`; otherwise set "
-        f"{MIRROR_ENV} (or data.mirror in the config) to a mirror you can reach."
-    )
-
-
 # --------------------------------------------------------------------------- import
 
 
@@ -887,9 +856,9 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     for stem in MNIST_FILES:
         # Whatever is there under a name is tried, so that a pipe, a device or a broken link
         # is reported as such rather than as missing.
-        candidates = [
-            folder / name for name in _import_names(stem) if os.path.lexists(folder / name)
-        ]
+        dotted = stem.replace("-idx", ".idx")  # train-images.idx3-ubyte, as some archives spell it
+        names = [f"{stem}.gz", stem, f"{dotted}.gz", dotted]
+        candidates = [folder / name for name in names if os.path.lexists(folder / name)]
         if not candidates:
             problems.append(f"  - {stem}: missing (looked for {stem}.gz and {stem})")
             continue
@@ -920,11 +889,6 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
             "again."
         )
     return installed
-
-
-def _import_names(stem: str) -> list[str]:
-    dotted = stem.replace("-idx", ".idx")  # train-images.idx3-ubyte, as some archives spell it
-    return [f"{stem}.gz", stem, f"{dotted}.gz", dotted]
 
 
 # --------------------------------------------------------------------------- IDX
@@ -1005,11 +969,10 @@ def _parse_header(
         raise _idx_error(
             name, f"its element type code is 0x{type_code:02x} ({found}), expected 0x08 (uint8)"
         )
-    expected_ndim = _NDIM[kind] if kind is not None else None
-    if expected_ndim is None and ndim not in (1, 3):
+    if kind is None and ndim not in (1, 3):
         raise _idx_error(name, f"it has {ndim} dimensions, expected 3 (images) or 1 (labels)")
-    if expected_ndim is not None and ndim != expected_ndim:
-        raise _idx_error(name, f"it has {ndim} dimensions, expected {expected_ndim} for {kind}")
+    if kind is not None and ndim != _NDIM[kind]:
+        raise _idx_error(name, f"it has {ndim} dimensions, expected {_NDIM[kind]} for {kind}")
     offset = 4 + 4 * ndim
     if size < offset:
         raise _idx_error(

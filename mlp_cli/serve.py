@@ -84,7 +84,6 @@ MAX_TEXTS = 4096  # float32 values whose JSON text is kept (inputs take about a 
 HANDOFF_WAIT = 0.005  # seconds: Python's default thread switch interval
 HANDOFF_POLL = 0.0005  # seconds
 ASSETS = "mlp_cli.web"  # the page's package
-ASSET_NAME = re.compile(r"[A-Za-z0-9_-]+\.(?:html|js|css|svg|png)")
 ASSET_TYPES = {
     "html": "text/html; charset=utf-8",
     "js": "text/javascript; charset=utf-8",
@@ -92,6 +91,7 @@ ASSET_TYPES = {
     "svg": "image/svg+xml",
     "png": "image/png",
 }
+ASSET_NAME = re.compile(rf"[A-Za-z0-9_-]+\.(?:{'|'.join(ASSET_TYPES)})")
 IMAGE_TYPES = {
     "image/png",
     "image/jpeg",
@@ -160,10 +160,6 @@ class Served:
         self.model = MLP.from_saved(self.saved)
 
     @property
-    def class_names(self) -> list[str]:
-        return list(self.saved.meta.class_names)
-
-    @property
     def side(self) -> int:
         return self.saved.meta.preprocessing.input_size
 
@@ -182,7 +178,7 @@ class Served:
             "parameters": int(self.model.params.size),
             "input_size": self.side,
             "standardised": meta.preprocessing.normalize is not None,
-            "class_names": self.class_names,
+            "class_names": meta.class_names,
             "created": meta.created,
             "package_version": meta.package_version,
             "val_accuracy": training.best_val_accuracy,
@@ -198,9 +194,15 @@ class Served:
 
     def units_png(self) -> bytes:
         """The first weight layer's units as tiles, `columns` to a row, as a PNG."""
+        from PIL import Image
+
         with self.lock:
             if self._units_png is None:
-                self._units_png = _units_png(self.saved, self.side)
+                patterns, _ = unit_patterns(self.saved.weights, 1)  # (units, side*side)
+                sheet = tile_sheet(patterns, self.side, grid_cols(len(patterns)))
+                buffer = io.BytesIO()
+                Image.fromarray(sheet).save(buffer, format="PNG")
+                self._units_png = buffer.getvalue()
             return self._units_png
 
     def predict(self, image: Any, source: str) -> bytes:
@@ -217,7 +219,7 @@ class Served:
             outputs = self.model.layer_outputs(X)
             check_logits(self.saved, self.model.logits(1))  # no NaN is ever sent as a prediction
         prediction = predictions_from([source], [digit], outputs[-1])[0]
-        answer = prediction.to_json(self.class_names)
+        answer = prediction.to_json(self.saved.meta.class_names)
         answer["model"] = self.name
         hidden = [np.round(a[0], 4).tolist() for a in outputs[:-1]]
         # json.dumps(answer | {"input": ..., "hidden": hidden}), the input written from texts
@@ -255,30 +257,17 @@ def float32_matrix_json(values: npt.NDArray[np.float32]) -> str:
     return "[" + ", ".join(f"[{line}]" for line in lines) + "]"
 
 
-def _units_png(saved: SavedModel, side: int) -> bytes:
-    from PIL import Image
-
-    patterns, _ = unit_patterns(saved.weights, 1)  # (units, side*side)
-    sheet = tile_sheet(patterns, side, grid_cols(len(patterns)))
-    buffer = io.BytesIO()
-    Image.fromarray(sheet).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 class Models:
     """The model given on the command line and, on request, the runs beside it."""
 
     def __init__(self, model: Path | None, runs: Path) -> None:
         self.runs = runs
         path = checkpoint.find_model(model, runs=runs)
-        self.default = Served(self._name(path), path, checkpoint.load(path))
+        # A run's folder name, or a loose model file's stem.
+        name = path.resolve().parent.name if path.name == checkpoint.MODEL_FILE else path.stem
+        self.default = Served(name, path, checkpoint.load(path))
         self._loaded: OrderedDict[str, Served] = OrderedDict()
         self._lock = threading.Lock()
-
-    @staticmethod
-    def _name(path: Path) -> str:
-        """A run's folder name, or a loose model file's stem."""
-        return path.resolve().parent.name if path.name == checkpoint.MODEL_FILE else path.stem
 
     def _run_model(self, name: str) -> Path | None:
         """The model of the run called `name` under the runs folder, if it is one a request
@@ -302,11 +291,9 @@ class Models:
         found = []
         for name in names:
             model = self._run_model(name)
-            try:
+            with contextlib.suppress(OSError):  # gone or unreadable since: left out
                 if model is not None:
                     found.append((model.stat().st_mtime, name))
-            except OSError:
-                continue
         return [name for _, name in sorted(found, reverse=True)]
 
     def get(self, run: str | None) -> Served:
@@ -331,15 +318,6 @@ class Models:
                     self._loaded.popitem(last=False)
             self._loaded.move_to_end(run)
             return served
-
-
-def _load_assets() -> dict[str, bytes]:
-    folder = resources.files(ASSETS)
-    return {
-        item.name: item.read_bytes()
-        for item in folder.iterdir()
-        if item.is_file() and ASSET_NAME.fullmatch(item.name)
-    }
 
 
 def image_from_json(body: bytes) -> Any:
@@ -459,10 +437,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if self.request_version == "HTTP/0.9":  # the request line was unreadable
             self.request_version = "HTTP/1.0"
-        try:
-            status = HTTPStatus(code)
-        except ValueError:
-            status = HTTPStatus.BAD_REQUEST
+        status = HTTPStatus(code)  # the base class refuses only with codes HTTPStatus has
         self._error(status, message or status.phrase)
 
     # -- dispatch -----------------------------------------------------------------------
@@ -647,14 +622,18 @@ class Server(ThreadingHTTPServer):
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.models = models
-        self.workers: list[int] = []  # forked worker processes (`serve_forever`)
-        self.worker_slots: dict[int, int] = {}  # a worker's place in `loads`
+        # Forked worker processes (`serve_forever`), each with its place in `loads`.
+        self.workers: dict[int, int] = {}
         self._open: set[int] = set()  # this process's open connections
         self._open_lock = threading.Lock()
         # One picture decoded and read at a time in each process: a large upload takes a
         # hundred MB or more while it is worked on, and connections are not limited.
         self.picture_work = threading.Lock()
-        self.assets = _load_assets()
+        self.assets = {
+            item.name: item.read_bytes()
+            for item in resources.files(ASSETS).iterdir()
+            if item.is_file() and ASSET_NAME.fullmatch(item.name)
+        }
         self.read_timeout = read_timeout
         self.max_body = max_body
         self.log: Callable[[str], None] = log or (lambda message: None)
@@ -733,9 +712,9 @@ class Server(ThreadingHTTPServer):
         for pid in list(self.workers):
             ended, status = os.waitpid(pid, os.WNOHANG)
             if ended:
-                self.workers.remove(pid)
+                slot = self.workers.pop(pid)
                 if self.loads is not None:  # never again the least busy process
-                    self.loads[self.worker_slots.pop(pid)] = sys.maxsize
+                    self.loads[slot] = sys.maxsize
                 if os.WIFSIGNALED(status) and os.WTERMSIG(status) in STOP_SIGNALS:
                     continue  # stopped as asked, like the server (Ctrl-C reaches them all)
                 how = (
@@ -813,8 +792,7 @@ def serve_forever(server: Server, workers: int = 1) -> None:
                     if pid == 0:
                         server.slot = slot
                         _worker(server, parent, mask)
-                    server.workers.append(pid)
-                    server.worker_slots[pid] = slot
+                    server.workers[pid] = slot
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         server.serve_forever(poll_interval=0.5)
@@ -836,7 +814,7 @@ def _worker(server: Server, parent: int, mask: set[int | signal.Signals]) -> Non
         for number in STOP_SIGNALS:
             take_over(number, signal.SIG_DFL)  # the parent reports the stop, once
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        server.parent_pid, server.workers = parent, []
+        server.parent_pid, server.workers = parent, {}
         server.serve_forever(poll_interval=0.5)
     except SystemExit:
         pass

@@ -30,12 +30,12 @@ import os
 import re
 import reprlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from mlp_cli import checkpoint, outputs, shipped
 from mlp_cli.config import (
@@ -50,6 +50,7 @@ from mlp_cli.config import (
     validate_as,
 )
 from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
+from mlp_cli.limits import read_regular
 from mlp_cli.plain import command, shown
 from mlp_cli.stopping import STOP_SIGNALS, take_over
 
@@ -185,10 +186,9 @@ class SweepSpec(_Section):
                         " seeds 0..num_samples-1; do not also sweep training.seed",
                     )
                 )
-        if self.method == "grid" and _grid_size(self) > MAX_TRIALS:
-            err.add(
-                "parameters", f"the grid has {_grid_size(self):,} trials, more than {MAX_TRIALS:,}"
-            )
+        grid = math.prod(len(p.choices) for p in self.parameters.values()) * self.num_samples
+        if self.method == "grid" and grid > MAX_TRIALS:
+            err.add("parameters", f"the grid has {grid:,} trials, more than {MAX_TRIALS:,}")
         if err.problems:
             raise err
         return self
@@ -203,10 +203,6 @@ _NOT_SWEPT = {
     "name": "each trial is named after the sweep and the trial; remove this parameter",
     "training.threads": "the threads of a trial are --cpus-per-trial; remove this parameter",
 }
-
-
-def _grid_size(spec: SweepSpec) -> int:
-    return math.prod(len(p.choices) for p in spec.parameters.values()) * spec.num_samples
 
 
 def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
@@ -442,10 +438,6 @@ class Sweep:
                 f"'{shown(folder)}' is not a sweep folder (it has no {STATE_FILE}); pass the folder"
                 " `mlp sweep` printed when it started, e.g. runs/<sweep name>"
             )
-        from pydantic import TypeAdapter
-
-        from mlp_cli.limits import read_regular
-
         try:
             raw = read_regular(path, MAX_STATE_BYTES)
             if len(raw) > MAX_STATE_BYTES:
@@ -515,16 +507,6 @@ def _no_constant(name: str) -> float:
 # -- planning --------------------------------------------------------------------------------
 
 
-def _base_config(spec: SweepSpec, sweep_file: Path) -> str:
-    """The base config's path: a path is relative to the sweep file (never to the current
-    folder); a bare name is a file beside the sweep file or else a shipped config."""
-    beside = sweep_file.parent / spec.config
-    path_like = (
-        "/" in spec.config or os.sep in spec.config or spec.config.endswith((".yaml", ".yml"))
-    )
-    return str(beside) if path_like or beside.is_file() else spec.config
-
-
 def plan(
     sweep_file: str | Path, *, out: str | Path | None = None, cpus_per_trial: int = 1
 ) -> Sweep:
@@ -549,7 +531,11 @@ def plan(
     def where(key: str) -> str:
         return origins.get(("parameters", key), origins.get(("parameters",), source))
 
-    base = _base_config(spec, path)
+    # The base config: a path is relative to the sweep file (never to the current folder);
+    # a bare name is a file beside the sweep file or else a shipped config.
+    beside, name = path.parent / spec.config, spec.config
+    path_like = "/" in name or os.sep in name or name.endswith((".yaml", ".yml"))
+    base = str(beside) if path_like or beside.is_file() else name
     variants = (
         [Override(f"{key}={json.dumps(value)}", where(key)) for key, value in combo.items()]
         for combo in combos
@@ -819,20 +805,17 @@ class Asha:
                 self.ended(index, Outcome(trial.status), trial.best)
 
     def ended(self, index: int, outcome: Outcome, best: float | None) -> None:
-        import optuna
+        from optuna.trial import TrialState
 
         trial = self.trials.pop(index, None)
         if trial is None:
             return
-        state = {
-            "pruned": optuna.trial.TrialState.PRUNED,
-            "failed": optuna.trial.TrialState.FAIL,
-        }.get(outcome.status, optuna.trial.TrialState.COMPLETE)
-        if state == optuna.trial.TrialState.COMPLETE and best is None:
-            state = optuna.trial.TrialState.FAIL
-        self.study.tell(
-            trial, best if state == optuna.trial.TrialState.COMPLETE else None, state=state
-        )
+        if outcome.status == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        elif outcome.status == "failed" or best is None:
+            self.study.tell(trial, state=TrialState.FAIL)
+        else:  # completed, stopped early or interrupted, with its best value
+            self.study.tell(trial, best, state=TrialState.COMPLETE)
 
 
 _WORKER: dict[str, Any] = {}
@@ -904,6 +887,7 @@ def run_local(
     """Run the sweep's unfinished trials in `workers` processes; False when `should_stop`
     stopped it (running trials saved checkpoints to resume from)."""
     import multiprocessing as mp
+    import queue
     from concurrent.futures import Future, ProcessPoolExecutor
 
     todo = sweep.unfinished()
@@ -940,8 +924,35 @@ def run_local(
             pool.submit(_work, i, str(sweep.run_dir(sweep.trials[i])), sweep.trials[i].config): i
             for i in todo
         }
-        try:
-            _drive(sweep, pending, events, handle, asha, on_change, should_stop, stop_all)
+        last_save = 0.0
+        try:  # until every submitted trial has ended
+            while pending:
+                if not stop_all.value and should_stop():  # what has not started never will
+                    stop_all.value = 1
+                    for future in pending:
+                        future.cancel()
+                try:
+                    handle(*events.get(timeout=0.05))
+                    while True:
+                        handle(*events.get_nowait())
+                except queue.Empty:
+                    pass
+                for future in [f for f in pending if f.done()]:
+                    index = pending.pop(future)
+                    outcome = _outcome(future)
+                    if outcome is None:  # stopped before it began
+                        continue
+                    if outcome.status == "interrupted" and sweep.trials[index].status != "running":
+                        continue  # the pool broke before this trial began: it stays pending
+                    sweep.ended(index, outcome)
+                    if asha is not None:
+                        asha.ended(index, outcome, sweep.trials[index].best)
+                    on_change()
+                # Ended trials too: a state a second old costs nothing on --resume, which
+                # finds every trial's end in its own folder.
+                if time.monotonic() - last_save > SAVE_SECONDS:
+                    sweep.save()
+                    last_save = time.monotonic()
         except BaseException:  # a second Ctrl-C: the trials still running stay resumable
             # (A failed save of the sweep's state: no more trials start, the running ones
             # stop at their next step.)
@@ -958,50 +969,6 @@ def run_local(
     # A Ctrl-C to the whole process group can stop every worker's trial before this loop
     # has asked: it is a stop all the same.
     return not (stop_all.value or should_stop())
-
-
-def _drive(
-    sweep: Sweep,
-    pending: dict[Any, int],
-    events: Any,
-    handle: Callable[..., None],
-    asha: Asha | None,
-    on_change: Callable[[], None],
-    should_stop: Callable[[], bool],
-    stop_all: Any,
-) -> None:
-    """Pass the workers' reports to `handle` and their outcomes to the sweep until every
-    submitted trial has ended; on `should_stop`, cancel what has not started."""
-    import queue
-
-    last_save = 0.0
-    while pending:
-        if not stop_all.value and should_stop():
-            stop_all.value = 1
-            for future in pending:
-                future.cancel()
-        try:
-            handle(*events.get(timeout=0.05))
-            while True:
-                handle(*events.get_nowait())
-        except queue.Empty:
-            pass
-        for future in [f for f in pending if f.done()]:
-            index = pending.pop(future)
-            outcome = _outcome(future)
-            if outcome is None:  # stopped before it began
-                continue
-            if outcome.status == "interrupted" and sweep.trials[index].status != "running":
-                continue  # the pool broke before this trial began: it stays pending
-            sweep.ended(index, outcome)
-            if asha is not None:
-                asha.ended(index, outcome, sweep.trials[index].best)
-            on_change()
-        # Ended trials too: a state a second old costs nothing on --resume, which finds
-        # every trial's end in its own folder.
-        if time.monotonic() - last_save > SAVE_SECONDS:
-            sweep.save()
-            last_save = time.monotonic()
 
 
 def _outcome(future: Any) -> Outcome | None:
@@ -1048,11 +1015,11 @@ def _test_accuracy(run_dir: Path) -> float | None:
     return evaluate(saved, images, labels, "test").accuracy
 
 
-def results_rows(sweep: Sweep) -> Iterator[dict[str, Any]]:
-    """The rows of results.csv, best trial first."""
+def write_results(sweep: Sweep) -> None:
+    """results.csv: a row for each trial, best first."""
     keys = sweep.keys()
-    for trial in sweep.ranked():
-        yield {
+    rows = [
+        {
             "trial": trial.id,
             **{key: show_value(trial.params[key]) if key in trial.params else "" for key in keys},
             "status": trial.status,
@@ -1063,10 +1030,8 @@ def results_rows(sweep: Sweep) -> Iterator[dict[str, Any]]:
             "test_acc": trial.test_acc,
             "reason": trial.reason,
         }
-
-
-def write_results(sweep: Sweep) -> None:
-    rows = list(results_rows(sweep))
+        for trial in sweep.ranked()
+    ]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
