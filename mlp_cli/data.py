@@ -526,6 +526,10 @@ def _verified(
 def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> dict[str, bytes]:
     """Download, verify and install each stem from the first of ``mirrors`` (`mirror_list`)
     that delivers it; stem -> verified IDX bytes."""
+    import pooch
+
+    # pooch reports every download through its own logger; the library stays silent.
+    pooch.get_logger().setLevel("WARNING")
     if progressbar is True and importlib.util.find_spec("tqdm") is None:
         raise UsageError(
             "Cannot show a download progress bar: the package tqdm is not installed. Install "
@@ -562,13 +566,15 @@ def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> 
     return result
 
 
-def _download_from(base: str, stem: str, downloader: _Downloader) -> bytes:
+def _download_from(base: str, stem: str, downloader: Any) -> bytes:
     """The verified IDX bytes of `stem` from one mirror; _SourceError says what went wrong.
 
     The .gz is staged in a temporary folder inside the cache folder (same file system,
     cleaned up whatever happens, Ctrl-C, SIGTERM and SIGHUP included), so neither a dropped
     connection nor a wrong file can leave anything behind under a final name.
     """
+    import pooch
+
     directory = data_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -578,13 +584,18 @@ def _download_from(base: str, stem: str, downloader: _Downloader) -> bytes:
     except OSError as exc:
         raise _cache_write_error(directory, exc) from exc
     with staging as folder:
-        gz_path = Path(folder) / f"{stem}.gz"
         try:
-            downloader(base + stem + ".gz", gz_path)
+            gz_path = pooch.retrieve(
+                base + stem + ".gz",
+                known_hash=None,  # the .gz differs between mirrors; the IDX hash is checked below
+                fname=stem + ".gz",
+                path=folder,
+                downloader=downloader,
+            )
         except OSError as exc:
             raise _SourceError(f"could not be stored while downloading ({exc})") from exc
         try:
-            raw = _decode(gz_path)
+            raw = _decode(Path(gz_path))
         except _SourceError as exc:
             raise _SourceError(f"served a {stem}.gz that {exc}") from exc
     problem = _hash_problem(raw, stem)
@@ -627,7 +638,7 @@ def _alarm(seconds: float) -> Iterator[None]:
 
 
 class _Downloader:
-    """The download of one MNIST file: a streaming GET with a deadline for the whole
+    """A pooch downloader for one MNIST file: a streaming GET with a deadline for the whole
     file (`_DEADLINE_S`), a cap on the bytes read (`_download_limit`), and redirects
     followed one by one, so an error names the host that really failed.  Every failure
     is a `_SourceError`."""
@@ -636,7 +647,7 @@ class _Downloader:
         self.stem, self.progressbar = stem, progressbar
         self.limit = _download_limit(stem)
 
-    def __call__(self, url: str, output_file: Path) -> None:
+    def __call__(self, url: str, output_file: str, pooch: Any, check_only: bool = False) -> None:
         deadline = time.monotonic() + _DEADLINE_S
         self.url = self.current = url  # current: where the redirects have led so far
         self.received = self.total = 0

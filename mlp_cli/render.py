@@ -85,7 +85,7 @@ class DataNotices:
 
 
 class DownloadBar(DataNotices):
-    """The tqdm-like object the MNIST download drives (``total``, ``update``, ``reset``,
+    """The tqdm-like object pooch's downloader drives (``total``, ``update``, ``reset``,
     ``close``), drawn as one rich progress row per file."""
 
     def __init__(self, console: Console) -> None:
@@ -132,7 +132,7 @@ class DownloadBar(DataNotices):
             self._progress.reset(self._task)
 
     def close(self) -> None:
-        """The download calls this when one file is done; the bar stays until `stop`."""
+        """pooch calls this when one file is done; the bar stays until `stop`."""
         if self._task is not None:
             task = self._progress.tasks[self._task]
             self._progress.update(self._task, completed=task.total or task.completed)

@@ -310,14 +310,16 @@ def test_not_gzip_and_gzip_bombs_are_refused(
 def test_second_call_is_served_from_the_cache_without_network(
     synthetic: Synthetic, serve_folder: ServeFolder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import pooch
+
     server = serve_folder(synthetic.folder)
     first = data.fetch_mnist(mirror=server.url)
     server.stop()
 
-    def no_network(*args: Any, **kwargs: Any) -> bytes:
+    def no_network(*args: Any, **kwargs: Any) -> str:
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(data, "_download_from", no_network)
+    monkeypatch.setattr(pooch, "retrieve", no_network)
     assert data.fetch_mnist(mirror=server.url) == first
     images, labels = data.load_mnist("train", mirror=server.url)
     np.testing.assert_array_equal(images, synthetic.arrays["train-images-idx3-ubyte"])
@@ -392,7 +394,7 @@ def test_load_refuses_an_unknown_split() -> None:
 
 
 class RecordingBar:
-    """The tqdm-like surface the download drives: total, update, reset, close; plus a label."""
+    """The tqdm-like surface pooch drives: total, update, reset, close; plus a label."""
 
     def __init__(self) -> None:
         self.totals: list[int] = []
