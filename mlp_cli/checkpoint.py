@@ -504,8 +504,6 @@ def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
             with warnings.catch_warnings(), zipfile.ZipFile(handle) as archive:
                 warnings.simplefilter("error", UserWarning)  # NumPy warns of odd headers
                 return _read_archive(archive, path, checkpoint)
-        except CheckpointError:
-            raise
         except (
             zipfile.BadZipFile,
             zlib.error,
