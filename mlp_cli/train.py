@@ -647,7 +647,7 @@ class Trainer:
                 raise CheckpointError(
                     f"'{shown(config)}' was edited after the run saved '{shown(path)}': {listed}. "
                     "A run resumes with the settings it was trained with, but for "
-                    f"{_resumable_keys()} (which --set changes). Put back the trained values "
+                    f"{_RESUMABLE_TEXT} (which --set changes). Put back the trained values "
                     f"in {CONFIG_FILE} to resume the run, or train a new run with the edited "
                     f"settings: `{command('mlp train --config', config)}`."
                 )
@@ -957,6 +957,7 @@ RESUMABLE_KEYS = (
     "training.threads",
     "data.mirror",
 )
+_RESUMABLE_TEXT = ", ".join(k if "." in k else f"{k}.*" for k in RESUMABLE_KEYS)  # in messages
 
 
 def resumable_key(key: str) -> bool:
@@ -1040,11 +1041,6 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
     return cfg
 
 
-def _resumable_keys() -> str:
-    """`RESUMABLE_KEYS` as a message lists them."""
-    return ", ".join(k if "." in k else f"{k}.*" for k in RESUMABLE_KEYS)
-
-
 def _edited_after(config: Path, checkpoint_path: Path) -> bool:
     """Whether the run's config.yaml was written after its checkpoint: mlp writes the config
     first, so a config that disagrees with a checkpoint older than itself was edited, while
@@ -1059,7 +1055,7 @@ def _not_resumable(run_dir: Path, changes: str) -> UsageError:
     return UsageError(
         f"--resume cannot change {changes}: the checkpoint in '{shown(run_dir)}' holds weights, "
         "optimizer state and a shuffling order made with the run's settings. A resumed "
-        f"run can change only {_resumable_keys()}. To train with other settings, start a new run, "
+        f"run can change only {_RESUMABLE_TEXT}. To train with other settings, start a new run, "
         f"e.g. `{command('mlp train --config', run_dir / CONFIG_FILE)} --set ...`. Nothing was "
         "written."
     )
