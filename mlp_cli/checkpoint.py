@@ -60,6 +60,7 @@ from mlp_cli.limits import (
     MNIST_SIDE,
     NotRegularFileError,
     format_bytes,
+    layers_text,
     network_size_problem,
     open_regular,
     shorten,
@@ -230,7 +231,7 @@ class ModelMetadata(_Record):
             raise _MismatchError(
                 "class_names",
                 f"has {len(self.class_names)} names for the {self.layers[-1]} outputs of layers "
-                f"{'-'.join(map(str, self.layers))}; expected one name per output",
+                f"{layers_text(self.layers)}; expected one name per output",
             )
         return self
 

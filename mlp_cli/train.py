@@ -50,7 +50,7 @@ from mlp_cli.errors import (
     TrainingError,
     UsageError,
 )
-from mlp_cli.limits import NotRegularFileError, format_bytes, read_regular
+from mlp_cli.limits import NotRegularFileError, format_bytes, layers_text, read_regular
 from mlp_cli.model import MLP
 from mlp_cli.optim import OPTIMIZERS, Optimizer, Schedule, compiled_kernels
 from mlp_cli.plain import command, shown
@@ -361,7 +361,7 @@ def name_for_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
     keys = {".".join(parse_override(text)[0]) for text in overrides}
     if "model.layers" not in keys or "name" in keys or cfg.name is None:
         return cfg
-    layers = "-".join(map(str, cfg.model.layers))
+    layers = layers_text(cfg.model.layers)
     found = list(_LAYERS_TEXT.finditer(cfg.name))
     if found:
         last = found[-1]
@@ -607,8 +607,8 @@ class Trainer:
     def _check_network(self, saved: checkpoint.SavedModel, path: Path) -> None:
         if saved.layers != self.model.sizes:
             raise CheckpointError(
-                f"'{shown(path)}' holds a {'-'.join(map(str, saved.layers))} network, but the "
-                f"run's config.yaml describes {'-'.join(map(str, self.model.sizes))}"
+                f"'{shown(path)}' holds a {layers_text(saved.layers)} network, but the run's "
+                f"config.yaml describes {layers_text(self.model.sizes)}"
             )
 
     def _best_so_far(self, best_epoch: int) -> tuple[list[Array], list[Array]] | None:
