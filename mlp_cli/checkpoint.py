@@ -536,9 +536,8 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> Sav
         members[name] = _read_header(archive, info, name, path)
     meta = _read_metadata(archive, members, path)
     layers = meta.layers
-    n_layers = len(layers) - 1
     expected: dict[str, tuple[int, ...]] = {}
-    for i in range(1, n_layers + 1):
+    for i in range(1, len(layers)):
         expected[f"W{i}"] = (layers[i], layers[i - 1])
         expected[f"b{i}"] = (layers[i],)
     names = set(members) - {METADATA_KEY}
