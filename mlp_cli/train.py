@@ -50,7 +50,7 @@ from mlp_cli.errors import (
     TrainingError,
     UsageError,
 )
-from mlp_cli.limits import NotRegularFileError, format_bytes, layers_text, read_regular
+from mlp_cli.limits import format_bytes, layers_text, read_regular
 from mlp_cli.model import MLP
 from mlp_cli.optim import OPTIMIZERS, Optimizer, Schedule, compiled_kernels
 from mlp_cli.plain import command, shown
@@ -151,7 +151,7 @@ def _latest_is_ours(link: Path) -> bool:
             and run.is_dir()
             and (run / CONFIG_FILE).is_file()
         )
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return False
 
 
@@ -290,7 +290,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     try:
         raw = read_regular(path, MAX_METRICS_BYTES)
         text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError, NotRegularFileError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"Cannot read the metrics file {shown(path)}: {e}.") from e
     if len(raw) > MAX_METRICS_BYTES:
         raise DataError(
