@@ -80,20 +80,6 @@ _CURVES_PIXELS = (1680, 576)
 # -- run directories -----------------------------------------------------------------------
 
 
-def _check_run_name(name: str) -> None:
-    if name == LATEST:
-        raise UsageError(
-            f"the run name '{LATEST}' is the name mlp keeps for the link to the newest run; "
-            "set `name` in the config, or --set name=NAME, to another name"
-        )
-    if not checkpoint.is_plain_name(name):
-        raise UsageError(
-            f"the run name '{name}' cannot be used as a folder name (it is empty or "
-            "holds a path separator or a line break); set `name` in the config, or "
-            "--set name=NAME, to a plain name such as mnist-400-25-10"
-        )
-
-
 def _refuse_taken(path: Path) -> None:
     """Refuse an --out that is a file, or a folder that already holds something."""
     if path.name == LATEST:
@@ -205,8 +191,12 @@ def check_run_destination(cfg: Config, out: str | Path | None = None) -> None:
         parent = path.parent
     else:
         parent = Path(cfg.output.dir)
-        name = cfg.name or "run"
-        _check_run_name(name)
+        name = cfg.name or "run"  # a folder name: the config's schema refuses any other
+        if name == LATEST:
+            raise UsageError(
+                f"the run name '{LATEST}' is the name mlp keeps for the link to the newest run; "
+                "set `name` in the config, or --set name=NAME, to another name"
+            )
         first = parent / name
         outputs.check_folder(parent if os.path.lexists(first) else first, "run folder")
     check_latest(parent)
