@@ -145,22 +145,19 @@ def check_latest(parent: Path, name: str = LATEST) -> None:
     """Refuse a ``<parent>/latest`` (or `name`) that mlp did not make: only its own link is
     replaced."""
     link = Path(parent) / name
-    if not _latest_is_ours(link):
-        if link.is_symlink():
-            kind = "link"
-            where = (
-                "nowhere" if not link.exists() else "something other than a run folder beside it"
-            )
-            what = f"a link to {where}"
-        else:
-            kind = "folder" if link.is_dir() else "file"
-            what = f"a {kind} that mlp did not make"
-        raise UsageError(
-            f"'{shown(link)}' is {what}. mlp keeps '{name}' there as a link to the "
-            f"{'newest run' if name == LATEST else 'best trial of a sweep'} "
-            f"and never replaces anything else; rename or move that {kind}, or put the run "
-            "elsewhere (--out, or --set output.dir=DIR)"
-        )
+    if _latest_is_ours(link):
+        return
+    kind = "link" if link.is_symlink() else "folder" if link.is_dir() else "file"
+    what = f"a {kind} that mlp did not make"
+    if kind == "link":
+        where = "something other than a run folder beside it" if link.exists() else "nowhere"
+        what = f"a link to {where}"
+    raise UsageError(
+        f"'{shown(link)}' is {what}. mlp keeps '{name}' there as a link to the "
+        f"{'newest run' if name == LATEST else 'best trial of a sweep'} "
+        f"and never replaces anything else; rename or move that {kind}, or put the run "
+        "elsewhere (--out, or --set output.dir=DIR)"
+    )
 
 
 def _out_path(out: str | Path) -> Path:
