@@ -63,6 +63,7 @@ from mlp_cli.limits import (
     layers_text,
     network_size_problem,
     open_regular,
+    read_regular,
     shorten,
 )
 from mlp_cli.losses import LOSSES, OUTPUTS
@@ -761,8 +762,7 @@ def latest_file_target(link: Path) -> str | None:
     symlinks are not available), or None when the file is not such a link: larger than
     `MAX_LINK_BYTES`, not UTF-8, or not one plain folder name."""
     try:
-        with link.open("rb") as file:
-            raw = file.read(MAX_LINK_BYTES + 1)
+        raw = read_regular(link, MAX_LINK_BYTES)
         name = raw.decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
