@@ -222,11 +222,8 @@ def legacy_curves(path: Path) -> tuple[bytes, ...]:
     folder = path.parent
     if not ((folder / CONFIG_FILE).is_file() and (folder / METRICS_FILE).is_file()):
         return ()
-    if not path.is_file():  # opening a named pipe would wait for a writer
-        return ()
-    try:
-        with path.open("rb") as f:
-            head = f.read(24)  # signature, IHDR length and type, width, height
+    try:  # a regular file only: opening a named pipe would wait for a writer
+        head = read_regular(path, 24)  # signature, IHDR length and type, width, height
     except OSError:
         return ()
     if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
