@@ -126,7 +126,7 @@ def _latest_is_ours(link: Path) -> bool:
             name = os.readlink(link)
             if os.path.isabs(name) and Path(name).parent == link.parent.resolve():
                 name = Path(name).name  # a sibling named by its absolute path
-        elif link.is_file() and (target := checkpoint.latest_file_target(link)) is not None:
+        elif (target := checkpoint.latest_file_target(link)) is not None:
             name = target
         else:
             return False
