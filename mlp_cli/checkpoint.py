@@ -108,6 +108,12 @@ class _Record(BaseModel):
     )
 
 
+class _OpenRecord(_Record):
+    """A part whose unknown keys are kept as written, unchecked."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class Normalization(_Record):
     """Standardisation of inputs already scaled to [0, 1]: ``x' = (x - mean) / std``."""
 
@@ -124,10 +130,8 @@ class Preprocessing(_Record):
     normalize: Normalization | None
 
 
-class TrainingSummary(_Record):
+class TrainingSummary(_OpenRecord):
     """How training went. Later versions may add keys; they are kept, unchecked."""
-
-    model_config = ConfigDict(extra="allow")
 
     # Fields in the order `mlp train` writes them, which is the order they are dumped in.
     status: str | None = None
@@ -141,37 +145,29 @@ class TrainingSummary(_Record):
     weights_from_epoch: int | None = Field(default=None, ge=0)
 
 
-class _SavedData(_Record):
-    model_config = ConfigDict(extra="allow")
-
+class _SavedData(_OpenRecord):
     validation_size: int = Field(default=0, ge=0)  # absent: the run held nothing out
 
 
-class _SavedTraining(_Record):
-    model_config = ConfigDict(extra="allow")
-
+class _SavedTraining(_OpenRecord):
     seed: int = Field(default=0, ge=0)
 
 
-class SavedConfig(_Record):
+class SavedConfig(_OpenRecord):
     """The resolved training config, as saved. Only what reading a model needs is checked
     (the validation split); the rest is kept as written, for people and for resuming."""
-
-    model_config = ConfigDict(extra="allow")
 
     data: _SavedData = Field(default_factory=_SavedData)
     training: _SavedTraining = Field(default_factory=_SavedTraining)
 
 
-class ModelMetadata(_Record):
+class ModelMetadata(_OpenRecord):
     """Everything a model file says about itself besides its arrays (the ``metadata`` JSON).
 
     Validated once when the file is loaded, so readers get known-good values. Unknown
     top-level keys are kept (and ignored); a checkpoint's ``resume`` and ``history`` are
     only checked to be a JSON object and a list of objects: resuming checks their content.
     """
-
-    model_config = ConfigDict(extra="allow")
 
     format: Literal["mlp-cli"]
     format_version: Literal[1]
@@ -264,11 +260,9 @@ class _Generator(_Record):
     uinteger: int = Field(ge=0, lt=2**32)
 
 
-class HistoryRecord(_Record):
+class HistoryRecord(_OpenRecord):
     """One finished epoch as metrics.jsonl holds it; the fields the learning curves and
     summaries read are checked, the rest kept (but never NaN: the file must stay JSON)."""
-
-    model_config = ConfigDict(extra="allow")
 
     epoch: int
     train_loss: _NonNegative
