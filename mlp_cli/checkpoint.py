@@ -811,13 +811,10 @@ def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") ->
     """The model file a command should use: ``model`` (a .npz or a run directory), or the
     newest run (``runs/latest``)."""
     if model is None:
-        latest = through_latest(
-            Path(runs) / LATEST, "Pass --model PATH (a .npz file or a run directory)."
-        )
+        link = Path(runs) / LATEST
+        latest = through_latest(link, "Pass --model PATH (a .npz file or a run directory).")
         if not latest.exists():
-            raise no_model(
-                Path(runs) / LATEST, "pass --model PATH (a .npz file or a run directory)"
-            )
+            raise no_model(link, "pass --model PATH (a .npz file or a run directory)")
         model = latest
     path = Path(model)
     if path.is_dir():
