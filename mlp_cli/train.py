@@ -1062,14 +1062,10 @@ def resume(
     try:
         trainer = Trainer(cfg, run_dir, data)
         before = trainer.restore(saved)
-        done = trainer.state.epoch
+        st, done = trainer.state, trainer.state.epoch
         patience = cfg.training.early_stopping.patience
-        if (
-            patience is not None
-            and trainer.state.step == 0
-            and trainer.state.bad_epochs >= patience
-        ):
-            raise _ended_by_early_stopping(run_dir, trainer.state, patience, cfg.training.epochs)
+        if patience is not None and st.step == 0 and st.bad_epochs >= patience:
+            raise _ended_by_early_stopping(run_dir, st, patience, cfg.training.epochs)
         if done >= cfg.training.epochs:
             asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
             raise UsageError(
