@@ -60,8 +60,10 @@ from mlp_cli.limits import (
     MNIST_SIDE,
     NotRegularFileError,
     format_bytes,
+    layers_text,
     network_size_problem,
     open_regular,
+    read_regular,
     shorten,
 )
 from mlp_cli.losses import LOSSES, OUTPUTS
@@ -106,6 +108,12 @@ class _Record(BaseModel):
     )
 
 
+class _OpenRecord(_Record):
+    """A part whose unknown keys are kept as written, unchecked."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class Normalization(_Record):
     """Standardisation of inputs already scaled to [0, 1]: ``x' = (x - mean) / std``."""
 
@@ -122,10 +130,8 @@ class Preprocessing(_Record):
     normalize: Normalization | None
 
 
-class TrainingSummary(_Record):
+class TrainingSummary(_OpenRecord):
     """How training went. Later versions may add keys; they are kept, unchecked."""
-
-    model_config = ConfigDict(extra="allow")
 
     # Fields in the order `mlp train` writes them, which is the order they are dumped in.
     status: str | None = None
@@ -139,37 +145,29 @@ class TrainingSummary(_Record):
     weights_from_epoch: int | None = Field(default=None, ge=0)
 
 
-class _SavedData(_Record):
-    model_config = ConfigDict(extra="allow")
-
+class _SavedData(_OpenRecord):
     validation_size: int = Field(default=0, ge=0)  # absent: the run held nothing out
 
 
-class _SavedTraining(_Record):
-    model_config = ConfigDict(extra="allow")
-
+class _SavedTraining(_OpenRecord):
     seed: int = Field(default=0, ge=0)
 
 
-class SavedConfig(_Record):
+class SavedConfig(_OpenRecord):
     """The resolved training config, as saved. Only what reading a model needs is checked
     (the validation split); the rest is kept as written, for people and for resuming."""
-
-    model_config = ConfigDict(extra="allow")
 
     data: _SavedData = Field(default_factory=_SavedData)
     training: _SavedTraining = Field(default_factory=_SavedTraining)
 
 
-class ModelMetadata(_Record):
+class ModelMetadata(_OpenRecord):
     """Everything a model file says about itself besides its arrays (the ``metadata`` JSON).
 
     Validated once when the file is loaded, so readers get known-good values. Unknown
     top-level keys are kept (and ignored); a checkpoint's ``resume`` and ``history`` are
     only checked to be a JSON object and a list of objects: resuming checks their content.
     """
-
-    model_config = ConfigDict(extra="allow")
 
     format: Literal["mlp-cli"]
     format_version: Literal[1]
@@ -230,7 +228,7 @@ class ModelMetadata(_Record):
             raise _MismatchError(
                 "class_names",
                 f"has {len(self.class_names)} names for the {self.layers[-1]} outputs of layers "
-                f"{'-'.join(map(str, self.layers))}; expected one name per output",
+                f"{layers_text(self.layers)}; expected one name per output",
             )
         return self
 
@@ -262,11 +260,9 @@ class _Generator(_Record):
     uinteger: int = Field(ge=0, lt=2**32)
 
 
-class HistoryRecord(_Record):
+class HistoryRecord(_OpenRecord):
     """One finished epoch as metrics.jsonl holds it; the fields the learning curves and
     summaries read are checked, the rest kept (but never NaN: the file must stay JSON)."""
-
-    model_config = ConfigDict(extra="allow")
 
     epoch: int
     train_loss: _NonNegative
@@ -504,8 +500,6 @@ def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
             with warnings.catch_warnings(), zipfile.ZipFile(handle) as archive:
                 warnings.simplefilter("error", UserWarning)  # NumPy warns of odd headers
                 return _read_archive(archive, path, checkpoint)
-        except CheckpointError:
-            raise
         except (
             zipfile.BadZipFile,
             zlib.error,
@@ -537,9 +531,8 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> Sav
         members[name] = _read_header(archive, info, name, path)
     meta = _read_metadata(archive, members, path)
     layers = meta.layers
-    n_layers = len(layers) - 1
     expected: dict[str, tuple[int, ...]] = {}
-    for i in range(1, n_layers + 1):
+    for i in range(1, len(layers)):
         expected[f"W{i}"] = (layers[i], layers[i - 1])
         expected[f"b{i}"] = (layers[i],)
     names = set(members) - {METADATA_KEY}
@@ -763,8 +756,7 @@ def latest_file_target(link: Path) -> str | None:
     symlinks are not available), or None when the file is not such a link: larger than
     `MAX_LINK_BYTES`, not UTF-8, or not one plain folder name."""
     try:
-        with link.open("rb") as file:
-            raw = file.read(MAX_LINK_BYTES + 1)
+        raw = read_regular(link, MAX_LINK_BYTES)
         name = raw.decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
@@ -819,13 +811,10 @@ def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") ->
     """The model file a command should use: ``model`` (a .npz or a run directory), or the
     newest run (``runs/latest``)."""
     if model is None:
-        latest = through_latest(
-            Path(runs) / LATEST, "Pass --model PATH (a .npz file or a run directory)."
-        )
+        link = Path(runs) / LATEST
+        latest = through_latest(link, "Pass --model PATH (a .npz file or a run directory).")
         if not latest.exists():
-            raise no_model(
-                Path(runs) / LATEST, "pass --model PATH (a .npz file or a run directory)"
-            )
+            raise no_model(link, "pass --model PATH (a .npz file or a run directory)")
         model = latest
     path = Path(model)
     if path.is_dir():

@@ -50,7 +50,7 @@ from mlp_cli.errors import (
     TrainingError,
     UsageError,
 )
-from mlp_cli.limits import NotRegularFileError, format_bytes, read_regular
+from mlp_cli.limits import format_bytes, layers_text, read_regular
 from mlp_cli.model import MLP
 from mlp_cli.optim import OPTIMIZERS, Optimizer, Schedule, compiled_kernels
 from mlp_cli.plain import command, shown
@@ -78,20 +78,6 @@ _CURVES_PIXELS = (1680, 576)
 
 
 # -- run directories -----------------------------------------------------------------------
-
-
-def _check_run_name(name: str) -> None:
-    if name == LATEST:
-        raise UsageError(
-            f"the run name '{LATEST}' is the name mlp keeps for the link to the newest run; "
-            "set `name` in the config, or --set name=NAME, to another name"
-        )
-    if not checkpoint.is_plain_name(name):
-        raise UsageError(
-            f"the run name '{name}' cannot be used as a folder name (it is empty or "
-            "holds a path separator or a line break); set `name` in the config, or "
-            "--set name=NAME, to a plain name such as mnist-400-25-10"
-        )
 
 
 def _refuse_taken(path: Path) -> None:
@@ -140,7 +126,7 @@ def _latest_is_ours(link: Path) -> bool:
             name = os.readlink(link)
             if os.path.isabs(name) and Path(name).parent == link.parent.resolve():
                 name = Path(name).name  # a sibling named by its absolute path
-        elif link.is_file() and (target := checkpoint.latest_file_target(link)) is not None:
+        elif (target := checkpoint.latest_file_target(link)) is not None:
             name = target
         else:
             return False
@@ -151,7 +137,7 @@ def _latest_is_ours(link: Path) -> bool:
             and run.is_dir()
             and (run / CONFIG_FILE).is_file()
         )
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return False
 
 
@@ -159,22 +145,19 @@ def check_latest(parent: Path, name: str = LATEST) -> None:
     """Refuse a ``<parent>/latest`` (or `name`) that mlp did not make: only its own link is
     replaced."""
     link = Path(parent) / name
-    if not _latest_is_ours(link):
-        if link.is_symlink():
-            kind = "link"
-            where = (
-                "nowhere" if not link.exists() else "something other than a run folder beside it"
-            )
-            what = f"a link to {where}"
-        else:
-            kind = "folder" if link.is_dir() else "file"
-            what = f"a {kind} that mlp did not make"
-        raise UsageError(
-            f"'{shown(link)}' is {what}. mlp keeps '{name}' there as a link to the "
-            f"{'newest run' if name == LATEST else 'best trial of a sweep'} "
-            f"and never replaces anything else; rename or move that {kind}, or put the run "
-            "elsewhere (--out, or --set output.dir=DIR)"
-        )
+    if _latest_is_ours(link):
+        return
+    kind = "link" if link.is_symlink() else "folder" if link.is_dir() else "file"
+    what = f"a {kind} that mlp did not make"
+    if kind == "link":
+        where = "something other than a run folder beside it" if link.exists() else "nowhere"
+        what = f"a link to {where}"
+    raise UsageError(
+        f"'{shown(link)}' is {what}. mlp keeps '{name}' there as a link to the "
+        f"{'newest run' if name == LATEST else 'best trial of a sweep'} "
+        f"and never replaces anything else; rename or move that {kind}, or put the run "
+        "elsewhere (--out, or --set output.dir=DIR)"
+    )
 
 
 def _out_path(out: str | Path) -> Path:
@@ -205,8 +188,12 @@ def check_run_destination(cfg: Config, out: str | Path | None = None) -> None:
         parent = path.parent
     else:
         parent = Path(cfg.output.dir)
-        name = cfg.name or "run"
-        _check_run_name(name)
+        name = cfg.name or "run"  # a folder name: the config's schema refuses any other
+        if name == LATEST:
+            raise UsageError(
+                f"the run name '{LATEST}' is the name mlp keeps for the link to the newest run; "
+                "set `name` in the config, or --set name=NAME, to another name"
+            )
         first = parent / name
         outputs.check_folder(parent if os.path.lexists(first) else first, "run folder")
     check_latest(parent)
@@ -235,11 +222,8 @@ def legacy_curves(path: Path) -> tuple[bytes, ...]:
     folder = path.parent
     if not ((folder / CONFIG_FILE).is_file() and (folder / METRICS_FILE).is_file()):
         return ()
-    if not path.is_file():  # opening a named pipe would wait for a writer
-        return ()
-    try:
-        with path.open("rb") as f:
-            head = f.read(24)  # signature, IHDR length and type, width, height
+    try:  # a regular file only: opening a named pipe would wait for a writer
+        head = read_regular(path, 24)  # signature, IHDR length and type, width, height
     except OSError:
         return ()
     if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
@@ -290,7 +274,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     try:
         raw = read_regular(path, MAX_METRICS_BYTES)
         text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError, NotRegularFileError) as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"Cannot read the metrics file {shown(path)}: {e}.") from e
     if len(raw) > MAX_METRICS_BYTES:
         raise DataError(
@@ -361,7 +345,7 @@ def name_for_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
     keys = {".".join(parse_override(text)[0]) for text in overrides}
     if "model.layers" not in keys or "name" in keys or cfg.name is None:
         return cfg
-    layers = "-".join(map(str, cfg.model.layers))
+    layers = layers_text(cfg.model.layers)
     found = list(_LAYERS_TEXT.finditer(cfg.name))
     if found:
         last = found[-1]
@@ -607,8 +591,8 @@ class Trainer:
     def _check_network(self, saved: checkpoint.SavedModel, path: Path) -> None:
         if saved.layers != self.model.sizes:
             raise CheckpointError(
-                f"'{shown(path)}' holds a {'-'.join(map(str, saved.layers))} network, but the "
-                f"run's config.yaml describes {'-'.join(map(str, self.model.sizes))}"
+                f"'{shown(path)}' holds a {layers_text(saved.layers)} network, but the run's "
+                f"config.yaml describes {layers_text(self.model.sizes)}"
             )
 
     def _best_so_far(self, best_epoch: int) -> tuple[list[Array], list[Array]] | None:
@@ -647,7 +631,7 @@ class Trainer:
                 raise CheckpointError(
                     f"'{shown(config)}' was edited after the run saved '{shown(path)}': {listed}. "
                     "A run resumes with the settings it was trained with, but for "
-                    f"{_resumable_keys()} (which --set changes). Put back the trained values "
+                    f"{_RESUMABLE_TEXT} (which --set changes). Put back the trained values "
                     f"in {CONFIG_FILE} to resume the run, or train a new run with the edited "
                     f"settings: `{command('mlp train --config', config)}`."
                 )
@@ -957,6 +941,7 @@ RESUMABLE_KEYS = (
     "training.threads",
     "data.mirror",
 )
+_RESUMABLE_TEXT = ", ".join(k if "." in k else f"{k}.*" for k in RESUMABLE_KEYS)  # in messages
 
 
 def resumable_key(key: str) -> bool:
@@ -1040,11 +1025,6 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
     return cfg
 
 
-def _resumable_keys() -> str:
-    """`RESUMABLE_KEYS` as a message lists them."""
-    return ", ".join(k if "." in k else f"{k}.*" for k in RESUMABLE_KEYS)
-
-
 def _edited_after(config: Path, checkpoint_path: Path) -> bool:
     """Whether the run's config.yaml was written after its checkpoint: mlp writes the config
     first, so a config that disagrees with a checkpoint older than itself was edited, while
@@ -1059,7 +1039,7 @@ def _not_resumable(run_dir: Path, changes: str) -> UsageError:
     return UsageError(
         f"--resume cannot change {changes}: the checkpoint in '{shown(run_dir)}' holds weights, "
         "optimizer state and a shuffling order made with the run's settings. A resumed "
-        f"run can change only {_resumable_keys()}. To train with other settings, start a new run, "
+        f"run can change only {_RESUMABLE_TEXT}. To train with other settings, start a new run, "
         f"e.g. `{command('mlp train --config', run_dir / CONFIG_FILE)} --set ...`. Nothing was "
         "written."
     )
@@ -1082,14 +1062,10 @@ def resume(
     try:
         trainer = Trainer(cfg, run_dir, data)
         before = trainer.restore(saved)
-        done = trainer.state.epoch
+        st, done = trainer.state, trainer.state.epoch
         patience = cfg.training.early_stopping.patience
-        if (
-            patience is not None
-            and trainer.state.step == 0
-            and trainer.state.bad_epochs >= patience
-        ):
-            raise _ended_by_early_stopping(run_dir, trainer.state, patience, cfg.training.epochs)
+        if patience is not None and st.step == 0 and st.bad_epochs >= patience:
+            raise _ended_by_early_stopping(run_dir, st, patience, cfg.training.epochs)
         if done >= cfg.training.epochs:
             asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
             raise UsageError(
