@@ -1,13 +1,15 @@
 """``python -m bench threads``: from what step size on a second thread pays, on this machine.
 
 For a ladder of one-hidden-layer widths (and the shipped configs' networks and batch
-sizes), times single training steps (forward, backward, the compiled Adam update: the
-steps `mlp_cli.train.Trainer` runs) on one thread and on every count up to the usable cores,
+sizes), times training steps (forward, backward, the compiled Adam update: the steps
+`mlp_cli.train.Trainer` runs) on one thread and on every count up to the usable cores,
 and reports the step's floating-point operations (`mlp_cli.threads.step_flops`) beside the
-time each thread count takes.  Each figure is the fastest of many single steps: the best
-case, which other processes disturb least on a shared machine, and the case that favours
-threads most.  `mlp_cli.threads.SMALL_STEP_FLOPS`, below which ``auto`` uses one thread,
-comes from this table read together with ``python -m bench busy``.
+time each thread count takes.  The steps run back to back, as in training, so what a
+thread count costs between products (waking BLAS's workers, the update's threads) counts;
+each figure is the median over blocks of `BLOCK` consecutive steps of a block's time per
+step, so that a burst of load from another process moves it little.
+`mlp_cli.threads.SMALL_STEP_FLOPS`, below which ``auto`` uses one thread, comes from this
+table read together with ``python -m bench busy``.
 
 Then, for networks from 1 to 19 million parameters, the same steps with BLAS on every core
 and the optimizer's update on one thread against shared among all of them:
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -34,6 +37,7 @@ from rich.table import Table
 from mlp_cli.threads import SMALL_STEP_FLOPS, limit_blas, step_flops, usable_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BLOCK = 20  # consecutive steps timed together
 # (layers, batch): the widths between the shipped networks, and the shipped ones themselves.
 LADDER: tuple[tuple[tuple[int, ...], int], ...] = (
     ((784, 30, 10), 10),
@@ -64,8 +68,9 @@ def step_seconds(
     *,
     update_threads: int | None = None,
 ) -> float:
-    """The fastest of ``steps`` single training steps of ``layers`` on ``threads`` threads;
-    with ``update_threads``, the update runs on that many whatever its size."""
+    """Seconds per training step of ``layers`` on ``threads`` threads, over ``steps`` steps
+    run back to back (the median over blocks of `BLOCK`); with ``update_threads``, the update
+    runs on that many whatever its size."""
     import numpy as np
 
     from mlp_cli.model import MLP
@@ -81,23 +86,24 @@ def step_seconds(
         rng = np.random.default_rng(1)
         X = rng.random((8 * batch, layers[0]), dtype=np.float32)
         y = rng.integers(0, 10, 8 * batch).astype(np.uint8)
-        best = float("inf")
-        for i in range(steps + 10):  # the first ten warm up
-            rows = slice((i % 8) * batch, (i % 8 + 1) * batch)
+        blocks = []
+        for block in range(max(1, steps // BLOCK) + 1):  # the first block warms up
             started = time.perf_counter()
-            model.forward(X[rows])
-            model.backward(y[rows], "cross_entropy")
-            opt.step(model.params, model.grads, 1e-3)
-            if i >= 10:
-                best = min(best, time.perf_counter() - started)
-    return best
+            for i in range(BLOCK):
+                rows = slice((i % 8) * batch, (i % 8 + 1) * batch)
+                model.forward(X[rows])
+                model.backward(y[rows], "cross_entropy")
+                opt.step(model.params, model.grads, 1e-3)
+            if block > 0:
+                blocks.append((time.perf_counter() - started) / BLOCK)
+    return statistics.median(blocks)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench threads", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--steps", type=int, default=300, help="single steps timed per cell")
+    parser.add_argument("--steps", type=int, default=300, help="steps timed per cell")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/threads-<time>.json]")
     args = parser.parse_args(argv)
     console = Console(width=max(Console().width, 100))
@@ -117,7 +123,7 @@ def main(argv: list[str]) -> int:
         )
         console.print(f"timed {'-'.join(map(str, layers))} batch {batch}", highlight=False)
     out_table = Table(
-        title="Fastest single training step (Adam), by thread count",
+        title="Training step (Adam), by thread count",
         caption=f"auto uses one thread below {SMALL_STEP_FLOPS / 1e6:.0f} MFLOP per step.",
     )
     for column in ("network", "batch", "MFLOP/step", *(f"{t} thr. ms" for t in counts)):
@@ -165,7 +171,7 @@ def update_split(cores: int, steps: int, console: Console) -> list[dict[str, Any
         rows.append({"layers": list(layers), "parameters": parameters, "seconds_per_step": seconds})
         console.print(f"timed the update of {'-'.join(map(str, layers))}", highlight=False)
     table = Table(
-        title=f"Fastest step (Adam, batch 128), BLAS on {cores} threads, by the update's threads",
+        title=f"Training step (Adam, batch 128), BLAS on {cores} threads, by the update's threads",
         caption=f"An update is shared among threads from {THREAD_MIN:,} parameters a thread.",
     )
     for column in ("network", "parameters", "update 1 thr. ms", f"update {cores} thr. ms"):
