@@ -46,7 +46,8 @@ BLOCK = 32768
 
 # A compiled update is shared among threads only if each gets at least THREAD_MIN entries.
 # The update runs between one step's matrix products, whose BLAS threads hold the cores;
-# below this size, waking threads of its own there costs more than sharing the pass saves.
+# below this size, waking threads of its own there costs more than sharing the pass saves
+# (`python -m bench threads`).
 THREAD_MIN = 1 << 22
 
 
