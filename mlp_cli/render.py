@@ -32,7 +32,7 @@ from mlp_cli.plain import command, json_text, plain, plain_name
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
-    from mlp_cli.checkpoint import SavedModel, TrainingSummary
+    from mlp_cli.checkpoint import SavedModel
     from mlp_cli.config import Config
     from mlp_cli.evaluate import Evaluation
     from mlp_cli.predict import Prediction
@@ -640,19 +640,6 @@ def render_hidden_terminal(
 # -- inspect -------------------------------------------------------------------------------
 
 
-def _best_epoch_text(training: TrainingSummary) -> Text:
-    """The saved training summary's best epoch and what picked it (files written before
-    the monitor was recorded always picked the lowest validation loss)."""
-    if not training.best_epoch:
-        return plain("none (no validation scores)")
-    monitor = training.monitor or "val_loss"
-    by = MONITORED.get(monitor, str(monitor))
-    return plain(
-        f"{training.best_epoch} ({by}): validation loss "
-        f"{_num(training.best_val_loss)}, accuracy {_pct(training.best_val_accuracy)}"
-    )
-
-
 def print_model_summary(console: Console, saved: SavedModel) -> None:
     from mlp_cli.checkpoint import TrainingSummary
 
@@ -664,7 +651,14 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     training = meta.training or TrainingSummary()
     prep = meta.preprocessing
     norm = prep.normalize
-    rows: list[tuple[str, str | Text]] = [
+    monitor = training.monitor or "val_loss"  # older files picked the best epoch by the loss
+    best = (
+        f"{training.best_epoch} ({MONITORED.get(monitor, monitor)}): validation loss "
+        f"{_num(training.best_val_loss)}, accuracy {_pct(training.best_val_accuracy)}"
+        if training.best_epoch
+        else "none (no validation scores)"
+    )
+    rows: list[tuple[str, str]] = [
         ("file", str(saved.path)),
         ("format", f"{meta.format} v{meta.format_version}"),
         ("architecture", "-".join(map(str, layers))),
@@ -685,7 +679,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
             f"{training.status}, {training.epochs_run} epochs in "
             f"{_duration(training.seconds or 0.0)}",
         ),
-        ("best epoch", _best_epoch_text(training)),
+        ("best epoch", best),
         ("written by", f"mlp {meta.package_version} on {meta.created}"),
     ]
     for key, value in rows:
