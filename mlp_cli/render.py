@@ -85,8 +85,8 @@ class DataNotices:
 
 
 class DownloadBar(DataNotices):
-    """The tqdm-like object pooch's downloader drives (``total``, ``update``, ``reset``,
-    ``close``), drawn as one rich progress row per file."""
+    """The tqdm-like object the data layer's downloader drives (``total``, ``update``,
+    ``reset``, ``close``), drawn as one rich progress row per file."""
 
     def __init__(self, console: Console) -> None:
         from rich.progress import (
@@ -132,11 +132,8 @@ class DownloadBar(DataNotices):
             self._progress.reset(self._task)
 
     def close(self) -> None:
-        """pooch calls this when one file is done; the bar stays until `stop`."""
-        if self._task is not None:
-            task = self._progress.tasks[self._task]
-            self._progress.update(self._task, completed=task.total or task.completed)
-            self._task = None
+        """One file is done, its bar filled by the downloader; the bar stays until `stop`."""
+        self._task = None
 
     def stop(self) -> None:
         if self._progress.live.is_started:  # stopping prints a blank line off a terminal
