@@ -32,7 +32,7 @@ from mlp_cli.plain import command, json_text, plain, plain_name
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
-    from mlp_cli.checkpoint import SavedModel, TrainingSummary
+    from mlp_cli.checkpoint import SavedModel
     from mlp_cli.config import Config
     from mlp_cli.evaluate import Evaluation
     from mlp_cli.predict import Prediction
@@ -85,8 +85,8 @@ class DataNotices:
 
 
 class DownloadBar(DataNotices):
-    """The tqdm-like object pooch's downloader drives (``total``, ``update``, ``reset``,
-    ``close``), drawn as one rich progress row per file."""
+    """The tqdm-like object the data layer's downloader drives (``total``, ``update``,
+    ``reset``, ``close``), drawn as one rich progress row per file."""
 
     def __init__(self, console: Console) -> None:
         from rich.progress import (
@@ -132,11 +132,8 @@ class DownloadBar(DataNotices):
             self._progress.reset(self._task)
 
     def close(self) -> None:
-        """pooch calls this when one file is done; the bar stays until `stop`."""
-        if self._task is not None:
-            task = self._progress.tasks[self._task]
-            self._progress.update(self._task, completed=task.total or task.completed)
-            self._task = None
+        """One file is done, its bar filled by the downloader; the bar stays until `stop`."""
+        self._task = None
 
     def stop(self) -> None:
         if self._progress.live.is_started:  # stopping prints a blank line off a terminal
@@ -640,19 +637,6 @@ def render_hidden_terminal(
 # -- inspect -------------------------------------------------------------------------------
 
 
-def _best_epoch_text(training: TrainingSummary) -> Text:
-    """The saved training summary's best epoch and what picked it (files written before
-    the monitor was recorded always picked the lowest validation loss)."""
-    if not training.best_epoch:
-        return plain("none (no validation scores)")
-    monitor = training.monitor or "val_loss"
-    by = MONITORED.get(monitor, str(monitor))
-    return plain(
-        f"{training.best_epoch} ({by}): validation loss "
-        f"{_num(training.best_val_loss)}, accuracy {_pct(training.best_val_accuracy)}"
-    )
-
-
 def print_model_summary(console: Console, saved: SavedModel) -> None:
     from mlp_cli.checkpoint import TrainingSummary
 
@@ -664,7 +648,14 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     training = meta.training or TrainingSummary()
     prep = meta.preprocessing
     norm = prep.normalize
-    rows: list[tuple[str, str | Text]] = [
+    monitor = training.monitor or "val_loss"  # older files picked the best epoch by the loss
+    best = (
+        f"{training.best_epoch} ({MONITORED.get(monitor, monitor)}): validation loss "
+        f"{_num(training.best_val_loss)}, accuracy {_pct(training.best_val_accuracy)}"
+        if training.best_epoch
+        else "none (no validation scores)"
+    )
+    rows: list[tuple[str, str]] = [
         ("file", str(saved.path)),
         ("format", f"{meta.format} v{meta.format_version}"),
         ("architecture", "-".join(map(str, layers))),
@@ -685,7 +676,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
             f"{training.status}, {training.epochs_run} epochs in "
             f"{_duration(training.seconds or 0.0)}",
         ),
-        ("best epoch", _best_epoch_text(training)),
+        ("best epoch", best),
         ("written by", f"mlp {meta.package_version} on {meta.created}"),
     ]
     for key, value in rows:

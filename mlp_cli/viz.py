@@ -128,10 +128,8 @@ def check_patterns(patterns: np.ndarray, side: int) -> np.ndarray:
         raise UsageError(f"The image side must be a positive number of pixels, got {side}.")
     if P.ndim != 2 or P.shape[1] != side * side:
         found = P.shape[1] if P.ndim == 2 else f"an array of shape {P.shape}"
-        hint = ""
-        if P.ndim == 2 and math.isqrt(P.shape[1]) ** 2 == P.shape[1]:
-            root = math.isqrt(P.shape[1])
-            hint = f" These patterns look like {root}x{root} images."
+        root = math.isqrt(P.shape[1]) if P.ndim == 2 else 0
+        hint = f" These patterns look like {root}x{root} images." if root**2 == found else ""
         raise UsageError(
             f"Cannot draw unit patterns as {side}x{side} images: expected shape (units, "
             f"{side * side}), one flattened image per unit, found {found}.{hint} Pass the "
