@@ -150,7 +150,8 @@ def batch_size_problem(cfg: Config) -> str | None:
     examples = MNIST_TRAINING_IMAGES - cfg.data.validation_size
     if batch > examples:
         return (
-            f"is {batch:,} but only {examples:,} training images remain after the"
+            f"is {batch:,} but only {examples:,} training"
+            f" {'image remains' if examples == 1 else 'images remain'} after the"
             f" {cfg.data.validation_size:,} of data.validation_size; a batch holds at most"
             " all of them"
         )

@@ -104,6 +104,21 @@ BAD_CONFIGS = [
         id="float-for-int",
     ),
     pytest.param(
+        MINIMAL + "data:\n  validation_size: 50000\ntraining:\n  batch_size: 20000\n",
+        "batch_size",
+        [
+            "training.batch_size: is 20,000 but only 10,000 training images remain after the"
+            " 50,000 of data.validation_size; a batch holds at most all of them"
+        ],
+        id="batch-larger-than-the-training-images",
+    ),
+    pytest.param(
+        MINIMAL + "data:\n  validation_size: 59999\ntraining:\n  batch_size: 2\n",
+        "batch_size",
+        ["training.batch_size: is 2 but only 1 training image remains after the 59,999"],
+        id="batch-larger-than-the-one-training-image",
+    ),
+    pytest.param(
         MINIMAL + "optimizer:\n  name: sgd\n  lr: -0.1\n",
         "lr:",
         ["optimizer.lr: expected a number greater than 0, found -0.1"],
