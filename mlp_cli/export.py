@@ -165,14 +165,9 @@ def _metadata_props(saved: SavedModel, model: MLP, preprocessing_in_graph: bool)
         "layers": model.sizes,
         "hidden_activation": model.hidden if model.n_layers > 1 else None,
         "output_activation": model.output,
-        "loss": meta.get("loss"),
-        "class_names": meta.get("class_names"),
-        "preprocessing": meta.get("preprocessing"),
+        **{key: meta.get(key) for key in ("loss", "class_names", "preprocessing")},
         "preprocessing_in_graph": preprocessing_in_graph,
-        "training": meta.get("training"),
-        "data_hashes": meta.get("data_hashes"),
-        "package_version": meta.get("package_version"),
-        "created": meta.get("created"),
+        **{key: meta.get(key) for key in ("training", "data_hashes", "package_version", "created")},
     }
     return {
         key: decodable(value) if isinstance(value, str) else json_text(value)
