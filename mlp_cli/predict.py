@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mlp_cli import outputs
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import CheckpointError, ImageError, UsageError
 from mlp_cli.model import MLP
@@ -195,24 +196,18 @@ class InputWriter:
     WHAT = "saved network input"
 
     def __init__(self, folder: Path, files: Sequence[str | Path]) -> None:
-        from mlp_cli.outputs import UniqueNames, check_folder, unique_names
-
-        check_folder(folder, "folder for --save-input")
+        outputs.check_folder(folder, "folder for --save-input")
         self.folder = folder
         stems = [_input_stem(file) for file in files]
-        self.checked = {self._check(folder / name) for name in unique_names(stems)}
-        self.name = UniqueNames()  # the names of the inputs written so far
+        self.checked = {self._check(folder / name) for name in outputs.unique_names(stems)}
+        self.name = outputs.UniqueNames()  # the names of the inputs written so far
 
     def _check(self, path: Path) -> Path:
-        from mlp_cli.outputs import IMAGE_SUFFIXES, check_picture
-
-        return check_picture(path, self.WHAT, IMAGE_SUFFIXES)
+        return outputs.check_picture(path, self.WHAT, outputs.IMAGE_SUFFIXES)
 
     def write(self, predictions: Sequence[Prediction]) -> list[Path]:
         """Write the inputs of `predictions`; returns their files, in the same order."""
         from PIL import Image
-
-        from mlp_cli.outputs import save_image
 
         files = []
         for p in predictions:
@@ -220,5 +215,5 @@ class InputWriter:
             if file not in self.checked:
                 self._check(file)
             pixels = np.clip(np.rint(p.image * 255), 0, 255).astype(np.uint8)
-            files.append(save_image(Image.fromarray(pixels), file, f"the {self.WHAT}"))
+            files.append(outputs.save_image(Image.fromarray(pixels), file, f"the {self.WHAT}"))
         return files
