@@ -78,11 +78,10 @@ class Evaluation:
         cm = self.confusion
         tp = np.diag(cm).astype(np.float64)
         predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = np.where(predicted > 0, tp / predicted, 0.0)
-            recall = np.where(actual > 0, tp / actual, 0.0)
-            both = precision + recall
-            f1 = np.where(both > 0, 2 * precision * recall / both, 0.0)
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+        both = precision + recall
+        f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(tp), where=both > 0)
         columns = (precision.tolist(), recall.tolist(), f1.tolist(), actual.tolist())
         return [
             {"class": name, "precision": p, "recall": r, "f1": f, "support": n}
