@@ -22,6 +22,8 @@ from mlp_cli.errors import UsageError
 from mlp_cli.limits import layers_text
 from mlp_cli.model import MLP
 from mlp_cli.plain import shown
+from mlp_cli.predict import check_logits
+from mlp_cli.preprocess import model_inputs
 
 Split = Literal["test", "val", "train"]
 GALLERY_FILE = "gallery.png"  # all the written mistakes on one page
@@ -123,9 +125,6 @@ def evaluate(
     saved: SavedModel, images: NDArray[np.uint8], labels: NDArray[np.uint8], split: str
 ) -> Evaluation:
     """Run the model over MNIST-form ``images`` (n, 28, 28) and score it against ``labels``."""
-    from mlp_cli.predict import check_logits
-    from mlp_cli.preprocess import model_inputs
-
     started = time.perf_counter()
     model = MLP.from_saved(saved)
     meta = saved.meta

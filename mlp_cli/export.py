@@ -52,6 +52,8 @@ from mlp_cli.limits import MNIST_SIDE, layers_text
 from mlp_cli.model import MLP
 from mlp_cli.outputs import advice, check_folder, check_name, check_replaceable, reason
 from mlp_cli.plain import decodable, json_text, shown
+from mlp_cli.predict import checked_proba
+from mlp_cli.preprocess import area_matrix, digits_to_inputs, model_inputs
 
 if TYPE_CHECKING:
     import onnx
@@ -186,8 +188,6 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
     onnx = _require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    from mlp_cli.preprocess import area_matrix
-
     model = MLP.from_saved(saved)  # the loader's reading of weights and activations
     if model.params.nbytes > MAX_BYTES:
         raise ExportError(
@@ -304,9 +304,6 @@ def export(
 def _check_finite(saved: SavedModel) -> None:
     """Refuse a model whose forward pass overflows float32 on a blank and on a fully inked
     picture (the two ends of the input range): its exported graph would answer NaN."""
-    from mlp_cli.predict import checked_proba
-    from mlp_cli.preprocess import model_inputs
-
     ends = np.zeros((2, MNIST_SIDE, MNIST_SIDE), np.uint8)
     ends[1] = 255
     inputs = model_inputs(ends, saved.meta.preprocessing.model_dump())
@@ -384,8 +381,6 @@ def verify(
 ) -> Verification:
     """Run the ONNX file at ``path`` on MNIST-form ``images`` (n, 28, 28) and compare it with
     `mlp evaluate`'s forward pass of ``saved``."""
-    from mlp_cli.preprocess import digits_to_inputs, model_inputs
-
     ours = evaluate(saved, images, labels, "export")
     if preprocessing:  # what the graph takes: pixel / 255, flattened, or the network's inputs
         inputs = digits_to_inputs(images, MNIST_SIDE)

@@ -27,6 +27,7 @@ from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import CheckpointError, ImageError, UsageError
 from mlp_cli.model import MLP
 from mlp_cli.plain import shown
+from mlp_cli.preprocess import mnist_style, normalize_inputs, open_image, prepare_inputs, raw_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Pictures predicted together: MLP.predict_proba's own batch, so each picture meets the same
@@ -108,8 +109,6 @@ def predict_batches(
 ) -> Iterator[tuple[list[Prediction], list[Failure]]]:
     """Predict ``files`` in order, BATCH pictures at a time: yields each batch's predictions
     and the files among them that could not be used."""
-    from mlp_cli.preprocess import mnist_style, open_image, raw_image
-
     to_digit = raw_image if raw else mnist_style
     digits: list[NDArray[np.float32]] = []
     kept: list[Path] = []
@@ -155,8 +154,6 @@ def check_logits(saved: SavedModel, logits: NDArray[np.floating]) -> None:
 def network_inputs(saved: SavedModel, digits: Sequence[NDArray[np.float32]]) -> NDArray[np.float32]:
     """The model's input rows (n, input_size**2) for 28x28 digits: its own size and
     standardisation.  `mlp predict` and `mlp serve` both go through here."""
-    from mlp_cli.preprocess import normalize_inputs, prepare_inputs
-
     preprocessing = saved.meta.preprocessing
     X = prepare_inputs(digits, preprocessing.input_size)
     normalize_inputs(X, preprocessing.model_dump())
