@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 from mlp_cli import outputs
 from mlp_cli.checkpoint import SavedModel
@@ -204,8 +205,6 @@ class InputWriter:
 
     def write(self, predictions: Sequence[Prediction]) -> list[Path]:
         """Write the inputs of `predictions`; returns their files, in the same order."""
-        from PIL import Image
-
         files = []
         for p in predictions:
             file = self.folder / self.name(_input_stem(p.file))
