@@ -46,6 +46,7 @@ from mlp_cli.sweep import (
     resume_hint,
     run_trial,
 )
+from mlp_cli.threads import limit_blas, usable_cores
 from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
@@ -210,8 +211,6 @@ def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> N
     sweep)."""
     from ray import tune
 
-    from mlp_cli.threads import limit_blas
-
     tid = str(config["trial"])
     task = plan[tid]
     patience = task["config"]["training"]["early_stopping"]["patience"]
@@ -315,8 +314,6 @@ def run_ray(
 
         quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
         if address is None:
-            from mlp_cli.threads import usable_cores
-
             cpus = usable_cores()
             if workers is not None:
                 cpus = min(cpus, workers * sweep.cpus_per_trial)
