@@ -26,6 +26,7 @@ optimisation (runtimes fuse Gemm and activation themselves).
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
 import zipfile
@@ -82,8 +83,6 @@ OUTPUT_OPS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def _require(name: str) -> ModuleType:
     """Import an optional dependency, or say how to install it."""
-    import importlib
-
     try:
         return importlib.import_module(name)
     except ImportError as exc:
