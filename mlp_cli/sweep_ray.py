@@ -21,6 +21,7 @@ is imported only here, only when this engine runs.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -72,8 +73,6 @@ def _missing(reason: str) -> UsageError:
 def check_ready(address: str | None) -> None:
     """Refuse, before anything is written, a sweep on Ray where Ray is not installed or
     `address` is no running cluster (without importing Ray, which takes seconds)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("ray")
     places = spec.submodule_search_locations if spec is not None else None
     if not places or not any((Path(p) / "tune").is_dir() for p in places):
