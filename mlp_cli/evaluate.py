@@ -16,12 +16,16 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
+from mlp_cli import outputs
 from mlp_cli.checkpoint import SavedConfig, SavedModel
 from mlp_cli.errors import UsageError
 from mlp_cli.limits import layers_text
 from mlp_cli.model import MLP
 from mlp_cli.plain import shown
+from mlp_cli.predict import check_logits
+from mlp_cli.preprocess import model_inputs
 
 Split = Literal["test", "val", "train"]
 GALLERY_FILE = "gallery.png"  # all the written mistakes on one page
@@ -37,11 +41,11 @@ def split_images(
     from mlp_cli import data
     from mlp_cli.config import MNIST_CLASSES
 
-    outputs = saved.layers[-1]
-    if outputs != MNIST_CLASSES:
+    classes = saved.layers[-1]
+    if classes != MNIST_CLASSES:
         raise UsageError(
             f"the model '{shown(saved.path)}' has layers {layers_text(saved.layers)}, so it "
-            f"tells {outputs} classes apart, but MNIST has {MNIST_CLASSES} digits: scoring "
+            f"tells {classes} classes apart, but MNIST has {MNIST_CLASSES} digits: scoring "
             f"on MNIST needs a model whose last layer has {MNIST_CLASSES} outputs (e.g. "
             f"784-128-{MNIST_CLASSES}, as `mlp train` makes). Use `mlp predict` for this "
             "model on images of its own classes."
@@ -78,11 +82,10 @@ class Evaluation:
         cm = self.confusion
         tp = np.diag(cm).astype(np.float64)
         predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = np.where(predicted > 0, tp / predicted, 0.0)
-            recall = np.where(actual > 0, tp / actual, 0.0)
-            both = precision + recall
-            f1 = np.where(both > 0, 2 * precision * recall / both, 0.0)
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+        both = precision + recall
+        f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(tp), where=both > 0)
         columns = (precision.tolist(), recall.tolist(), f1.tolist(), actual.tolist())
         return [
             {"class": name, "precision": p, "recall": r, "f1": f, "support": n}
@@ -124,9 +127,6 @@ def evaluate(
     saved: SavedModel, images: NDArray[np.uint8], labels: NDArray[np.uint8], split: str
 ) -> Evaluation:
     """Run the model over MNIST-form ``images`` (n, 28, 28) and score it against ``labels``."""
-    from mlp_cli.predict import check_logits
-    from mlp_cli.preprocess import model_inputs
-
     started = time.perf_counter()
     model = MLP.from_saved(saved)
     meta = saved.meta
@@ -169,10 +169,10 @@ _MISTAKE_NAME = re.compile(r"\d{3}-index\d+-true.+-pred.+\.png", re.IGNORECASE)
 def check_plot_apart(folder: Path, plot: Path) -> None:
     """Refuse, before any work, a --plot that --misclassified would write too (its gallery,
     or a name of the kind its pictures get), or the other way round."""
-    from mlp_cli.outputs import check_distinct, same_place
-
-    check_distinct((folder / GALLERY_FILE, "gallery of --misclassified"), (plot, "--plot file"))
-    if _MISTAKE_NAME.fullmatch(plot.name) and same_place(folder, plot.parent):
+    outputs.check_distinct(
+        (folder / GALLERY_FILE, "gallery of --misclassified"), (plot, "--plot file")
+    )
+    if _MISTAKE_NAME.fullmatch(plot.name) and outputs.same_place(folder, plot.parent):
         raise UsageError(
             f"the --plot file '{shown(plot)}' has a name of the kind --misclassified gives its "
             f"pictures in '{shown(folder)}', so one could overwrite the other; choose another name"
@@ -189,19 +189,9 @@ def write_mistakes(
     Pictures an earlier call wrote there (mlp's mark, and a name of the kind it gives them)
     that this call does not write again are removed first, so the folder shows this
     evaluation's mistakes only; any other file is left alone."""
-    from PIL import Image
-
-    from mlp_cli.outputs import (
-        IMAGE_SUFFIXES,
-        check_folder,
-        check_picture,
-        is_own_picture,
-        save_image,
-        writing,
-    )
     from mlp_cli.viz import save_gallery
 
-    check_folder(folder, "folder for --misclassified")
+    outputs.check_folder(folder, "folder for --misclassified")
     worst = result.worst_mistakes(count)
     names = result.class_names
     files = []
@@ -211,19 +201,19 @@ def write_mistakes(
         files.append(folder / f"{rank:03d}-index{i}-true{true_name}-pred{pred_name}.png")
     gallery = [folder / GALLERY_FILE] if len(worst) else []
     for file in files + gallery:
-        check_picture(file, "picture of a mistake", IMAGE_SUFFIXES)
+        outputs.check_picture(file, "picture of a mistake", outputs.IMAGE_SUFFIXES)
     earlier = [
         old
         for old in (folder.iterdir() if folder.is_dir() else ())
         if (_MISTAKE_NAME.fullmatch(old.name) or old.name == GALLERY_FILE)
         and old not in files + gallery
-        and is_own_picture(old)
+        and outputs.is_own_picture(old)
     ]
     for old in earlier:
-        with writing(old, "over the earlier picture of a mistake"):
+        with outputs.writing(old, "over the earlier picture of a mistake"):
             old.unlink()
     for i, file in zip(worst, files, strict=True):
-        save_image(Image.fromarray(images[i]), file, "the picture of a mistake")
+        outputs.save_image(Image.fromarray(images[i]), file, "the picture of a mistake")
     if len(worst):
         save_gallery(
             images[worst] / 255.0,

@@ -26,6 +26,7 @@ optimisation (runtimes fuse Gemm and activation themselves).
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
 import zipfile
@@ -52,6 +53,8 @@ from mlp_cli.limits import MNIST_SIDE, layers_text
 from mlp_cli.model import MLP
 from mlp_cli.outputs import advice, check_folder, check_name, check_replaceable, reason
 from mlp_cli.plain import decodable, json_text, shown
+from mlp_cli.predict import checked_proba
+from mlp_cli.preprocess import area_matrix, digits_to_inputs, model_inputs
 
 if TYPE_CHECKING:
     import onnx
@@ -80,8 +83,6 @@ OUTPUT_OPS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def _require(name: str) -> ModuleType:
     """Import an optional dependency, or say how to install it."""
-    import importlib
-
     try:
         return importlib.import_module(name)
     except ImportError as exc:
@@ -165,14 +166,9 @@ def _metadata_props(saved: SavedModel, model: MLP, preprocessing_in_graph: bool)
         "layers": model.sizes,
         "hidden_activation": model.hidden if model.n_layers > 1 else None,
         "output_activation": model.output,
-        "loss": meta.get("loss"),
-        "class_names": meta.get("class_names"),
-        "preprocessing": meta.get("preprocessing"),
+        **{key: meta.get(key) for key in ("loss", "class_names", "preprocessing")},
         "preprocessing_in_graph": preprocessing_in_graph,
-        "training": meta.get("training"),
-        "data_hashes": meta.get("data_hashes"),
-        "package_version": meta.get("package_version"),
-        "created": meta.get("created"),
+        **{key: meta.get(key) for key in ("training", "data_hashes", "package_version", "created")},
     }
     return {
         key: decodable(value) if isinstance(value, str) else json_text(value)
@@ -190,8 +186,6 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
     """
     onnx = _require("onnx")
     from onnx import TensorProto, helper, numpy_helper
-
-    from mlp_cli.preprocess import area_matrix
 
     model = MLP.from_saved(saved)  # the loader's reading of weights and activations
     if model.params.nbytes > MAX_BYTES:
@@ -309,9 +303,6 @@ def export(
 def _check_finite(saved: SavedModel) -> None:
     """Refuse a model whose forward pass overflows float32 on a blank and on a fully inked
     picture (the two ends of the input range): its exported graph would answer NaN."""
-    from mlp_cli.predict import checked_proba
-    from mlp_cli.preprocess import model_inputs
-
     ends = np.zeros((2, MNIST_SIDE, MNIST_SIDE), np.uint8)
     ends[1] = 255
     inputs = model_inputs(ends, saved.meta.preprocessing.model_dump())
@@ -389,8 +380,6 @@ def verify(
 ) -> Verification:
     """Run the ONNX file at ``path`` on MNIST-form ``images`` (n, 28, 28) and compare it with
     `mlp evaluate`'s forward pass of ``saved``."""
-    from mlp_cli.preprocess import digits_to_inputs, model_inputs
-
     ours = evaluate(saved, images, labels, "export")
     if preprocessing:  # what the graph takes: pixel / 255, flattened, or the network's inputs
         inputs = digits_to_inputs(images, MNIST_SIDE)

@@ -2,26 +2,12 @@
 
 Every writer goes through here: run folders, pictures (learning curves, hidden units,
 confusion heatmaps, galleries, misclassified digits, saved network inputs), the link to
-the newest run.
-
-- `check_folder` says, before any work starts, whether a folder can be created or written
-  into: a file in the way, a name or a path longer than the system allows, a read-only mount,
-  /proc or a folder without permission are refused there, as a `UsageError` naming the path
-  (a disk already full, as an `OutputError`: that is no mistake in the command).
-- `check_picture` says whether a picture may be written at a path: its name must end in an
-  image suffix, and whatever is there already must be a picture `mlp` drew (pictures carry
-  `PICTURE_MARK` in their metadata), so a model, a checkpoint or a user's own file is
-  never replaced.
-- `check_replaceable` refuses, even when replacing is allowed, an existing path that is not
-  a plain regular file: a device, a FIFO, a socket, a folder or any symlink would be
-  replaced by the rename that every atomic write ends with.
-- `writing` turns an `OSError` while writing (a full disk, a mount gone read-only) into
-  an `OutputError` naming the path; `atomic_write` writes any file whole or not at all,
-  `save_picture` a picture with its mark.
-- `temp_path` names every temporary file: short (`.mlp-<hex>.tmp`), so a destination name
-  as long as the file system allows still has a temporary name beside it.
-- `FolderLock` holds a folder (a run being trained, a sweep being run) for one process: a
-  second process that asks for it is refused, whatever it would have written.
+the newest run. A destination is judged before any work starts (`check_folder`,
+`check_picture`, `check_replaceable`), as a `UsageError` naming the path; a file is
+written whole or not at all (`atomic_write`), and an `OSError` while writing becomes an
+`OutputError` naming the path (`writing`). An existing picture is replaced only if it
+carries `PICTURE_MARK`, so a model, a checkpoint or a user's own file never is; a folder
+being written is held by one process at a time (`FolderLock`).
 
 Left out: what is written (`viz`, `train`) and the `.npz` format (`checkpoint`).  Only the
 standard library is imported here; Pillow only inside `save_image`.

@@ -21,11 +21,14 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
+from mlp_cli import outputs
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.errors import CheckpointError, ImageError, UsageError
 from mlp_cli.model import MLP
 from mlp_cli.plain import shown
+from mlp_cli.preprocess import mnist_style, normalize_inputs, open_image, prepare_inputs, raw_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Pictures predicted together: MLP.predict_proba's own batch, so each picture meets the same
@@ -107,8 +110,6 @@ def predict_batches(
 ) -> Iterator[tuple[list[Prediction], list[Failure]]]:
     """Predict ``files`` in order, BATCH pictures at a time: yields each batch's predictions
     and the files among them that could not be used."""
-    from mlp_cli.preprocess import mnist_style, open_image, raw_image
-
     to_digit = raw_image if raw else mnist_style
     digits: list[NDArray[np.float32]] = []
     kept: list[Path] = []
@@ -154,8 +155,6 @@ def check_logits(saved: SavedModel, logits: NDArray[np.floating]) -> None:
 def network_inputs(saved: SavedModel, digits: Sequence[NDArray[np.float32]]) -> NDArray[np.float32]:
     """The model's input rows (n, input_size**2) for 28x28 digits: its own size and
     standardisation.  `mlp predict` and `mlp serve` both go through here."""
-    from mlp_cli.preprocess import normalize_inputs, prepare_inputs
-
     preprocessing = saved.meta.preprocessing
     X = prepare_inputs(digits, preprocessing.input_size)
     normalize_inputs(X, preprocessing.model_dump())
@@ -195,30 +194,22 @@ class InputWriter:
     WHAT = "saved network input"
 
     def __init__(self, folder: Path, files: Sequence[str | Path]) -> None:
-        from mlp_cli.outputs import UniqueNames, check_folder, unique_names
-
-        check_folder(folder, "folder for --save-input")
+        outputs.check_folder(folder, "folder for --save-input")
         self.folder = folder
         stems = [_input_stem(file) for file in files]
-        self.checked = {self._check(folder / name) for name in unique_names(stems)}
-        self.name = UniqueNames()  # the names of the inputs written so far
+        self.checked = {self._check(folder / name) for name in outputs.unique_names(stems)}
+        self.name = outputs.UniqueNames()  # the names of the inputs written so far
 
     def _check(self, path: Path) -> Path:
-        from mlp_cli.outputs import IMAGE_SUFFIXES, check_picture
-
-        return check_picture(path, self.WHAT, IMAGE_SUFFIXES)
+        return outputs.check_picture(path, self.WHAT, outputs.IMAGE_SUFFIXES)
 
     def write(self, predictions: Sequence[Prediction]) -> list[Path]:
         """Write the inputs of `predictions`; returns their files, in the same order."""
-        from PIL import Image
-
-        from mlp_cli.outputs import save_image
-
         files = []
         for p in predictions:
             file = self.folder / self.name(_input_stem(p.file))
             if file not in self.checked:
                 self._check(file)
             pixels = np.clip(np.rint(p.image * 255), 0, 255).astype(np.uint8)
-            files.append(save_image(Image.fromarray(pixels), file, f"the {self.WHAT}"))
+            files.append(outputs.save_image(Image.fromarray(pixels), file, f"the {self.WHAT}"))
         return files

@@ -535,8 +535,6 @@ def _ink_box(ink: FloatArray) -> tuple[int, int, int, int]:
         window = solid[first_row : bottom + reach + 1, first_col : right + reach + 1]
         rows = np.flatnonzero(np.logical_or.reduce(window, axis=1)) + first_row
         cols = np.flatnonzero(np.logical_or.reduce(window, axis=0)) + first_col
-        if rows.size == 0:
-            return top, bottom, left, right
         grown = (
             min(top, int(rows[0])),
             max(bottom, int(rows[-1])),

@@ -70,12 +70,6 @@ def _named(folder: Path, name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def shipped_config(name: str) -> ShippedConfig | None:
-    """The shipped config called `name` (``.yaml`` may be added), or None."""
-    path = _named(CONFIGS_DIR, name)
-    return _describe(path) if path is not None else None
-
-
 def shipped_sweeps() -> list[str]:
     """The names of the shipped sweeps, sorted."""
     return [path.stem for path in sorted(SWEEPS_DIR.glob(f"*{_SUFFIX}"))]

@@ -21,6 +21,7 @@ is imported only here, only when this engine runs.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -46,6 +47,7 @@ from mlp_cli.sweep import (
     resume_hint,
     run_trial,
 )
+from mlp_cli.threads import limit_blas, usable_cores
 from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
@@ -71,8 +73,6 @@ def _missing(reason: str) -> UsageError:
 def check_ready(address: str | None) -> None:
     """Refuse, before anything is written, a sweep on Ray where Ray is not installed or
     `address` is no running cluster (without importing Ray, which takes seconds)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("ray")
     places = spec.submodule_search_locations if spec is not None else None
     if not places or not any((Path(p) / "tune").is_dir() for p in places):
@@ -210,8 +210,6 @@ def trial(config: Mapping[str, Any], plan: Mapping[str, Any], threads: int) -> N
     sweep)."""
     from ray import tune
 
-    from mlp_cli.threads import limit_blas
-
     tid = str(config["trial"])
     task = plan[tid]
     patience = task["config"]["training"]["early_stopping"]["patience"]
@@ -315,8 +313,6 @@ def run_ray(
 
         quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
         if address is None:
-            from mlp_cli.threads import usable_cores
-
             cpus = usable_cores()
             if workers is not None:
                 cpus = min(cpus, workers * sweep.cpus_per_trial)

@@ -1068,7 +1068,7 @@ def test_a_shipped_sweep_is_named_from_any_folder_and_uses_a_shipped_config(
     for name in names:
         s = plan(name)
         assert s.source == str(shipped.SWEEPS_DIR / f"{name}.yaml")
-        assert shipped.shipped_config(s.base_config) is not None  # a name, not a path
+        assert s.base_config in [c.name for c in shipped.shipped_configs()]  # a name, not a path
         code, out, err = mlp("sweep", "plan", name, "--json")
         assert code == 0, err
         assert len(json.loads(out)) == len(s.trials)
