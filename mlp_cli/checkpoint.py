@@ -43,11 +43,11 @@ import numpy as np
 from numpy.lib import format as npy_format
 from numpy.typing import NDArray
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -161,6 +161,17 @@ class SavedConfig(_OpenRecord):
     training: _SavedTraining = Field(default_factory=_SavedTraining)
 
 
+def _one_of(registry: Mapping[str, Any]) -> AfterValidator:
+    """A check that a name is one of `registry`'s (activations, outputs or losses)."""
+
+    def known(name: str) -> str:
+        if name not in registry:
+            raise ValueError(f"is {name!r}; expected one of {', '.join(registry)}")
+        return name
+
+    return AfterValidator(known)
+
+
 class ModelMetadata(_OpenRecord):
     """Everything a model file says about itself besides its arrays (the ``metadata`` JSON).
 
@@ -172,9 +183,9 @@ class ModelMetadata(_OpenRecord):
     format: Literal["mlp-cli"]
     format_version: Literal[1]
     layers: list[Annotated[int, Field(ge=1)]] = Field(min_length=2, max_length=MAX_LAYERS + 1)
-    hidden_activation: str
-    output_activation: str
-    loss: str
+    hidden_activation: Annotated[str, _one_of(ACTIVATIONS)]
+    output_activation: Annotated[str, _one_of(OUTPUTS)]
+    loss: Annotated[str, _one_of(LOSSES)]
     preprocessing: Preprocessing
     class_names: list[str]
     config: SavedConfig | None = None
@@ -191,19 +202,6 @@ class ModelMetadata(_OpenRecord):
         if problem := network_size_problem(layers):
             raise ValueError(problem)
         return layers
-
-    @field_validator("hidden_activation", "output_activation", "loss")
-    @classmethod
-    def _known_function(cls, name: str, info: ValidationInfo) -> str:
-        registries: dict[str, Mapping[str, Any]] = {
-            "hidden_activation": ACTIVATIONS,
-            "output_activation": OUTPUTS,
-            "loss": LOSSES,
-        }
-        table = registries[info.field_name or "loss"]
-        if name not in table:
-            raise ValueError(f"is {name!r}; expected one of {', '.join(table)}")
-        return name
 
     @field_validator("class_names")
     @classmethod
