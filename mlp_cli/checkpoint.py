@@ -363,10 +363,8 @@ def _resume_error(error: Any) -> str:
         clause = f"{subject} has {name} =" if has else f"{subject}.{name} is"
     if isinstance(cause, ValueError):
         return f"{prefix}{clause.rsplit(' ', 1)[0]} {cause}"
-    expected = error["msg"].replace("Input should be ", "expected a value ", 1)
-    if error["type"] != "literal_error":
-        expected = _EXPECTED.get(error["type"], expected)
-    return f"{prefix}{clause} {_show(error['input'])}, {expected}"
+    bound = error["msg"].replace("Input should be ", "expected a value ", 1)
+    return f"{prefix}{clause} {_show(error['input'])}, {_EXPECTED.get(error['type'], bound)}"
 
 
 class _MismatchError(ValueError):
@@ -719,7 +717,6 @@ _EXPECTED = {
     "int_type": "expected a whole number",
     "float_type": "expected a number",
     "finite_number": "expected a finite number",
-    "literal_error": "expected one of the values listed in the README",
 }
 
 
