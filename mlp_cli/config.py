@@ -1058,8 +1058,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     `mlp_cli.shipped`) when no file of that name exists. `name` defaults to the file's stem.
     Raises `ConfigError` on any problem.
     """
-    text, source, stem = _read_config(path)
-    return _build(*_parse_config(text, source), source, overrides, stem)
+    return next(load_config_variants(path, [overrides]))
 
 
 def load_config_variants(path: str | Path, variants: Iterable[Sequence[str]]) -> Iterator[Config]:
