@@ -1101,6 +1101,9 @@ class Splits:
     val_idx: npt.NDArray[np.int64]
     preprocessing: dict[str, Any]
     data_hashes: dict[str, str]
+    # The digits (60000, 784) themselves where X is computed from them pixel by pixel (28x28
+    # inputs): a training batch is gathered from a quarter of the bytes.
+    pixels: npt.NDArray[np.uint8] | None = None
 
 
 def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
@@ -1125,4 +1128,5 @@ def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
         # Statistics of the training split only: validation and test stay unseen.
         preprocessing["normalize"] = input_statistics(X, train_idx)
         normalize_inputs(X, preprocessing)
-    return Splits(X, labels, train_idx, val_idx, preprocessing, data_hashes())
+    pixels = images.reshape(len(images), -1) if size == MNIST_SIDE else None
+    return Splits(X, labels, train_idx, val_idx, preprocessing, data_hashes(), pixels)
