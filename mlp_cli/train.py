@@ -647,10 +647,8 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------
 
     def _gather(self, idx: NDArray[np.int64]) -> Array:
-        buf = self._batch.get(len(idx))
-        if buf is None:
-            if len(self._batch) >= 2:
-                self._batch.clear()
+        # A buffer for each batch size a run has: the batch, and the epoch's last, shorter one.
+        if (buf := self._batch.get(len(idx))) is None:
             buf = self._batch[len(idx)] = np.empty((len(idx), self.data.X.shape[1]), np.float32)
         # The indices are valid, so "clip" changes nothing but lets take write straight
         # into `buf`; the default mode ("raise") copies through a buffer first.
