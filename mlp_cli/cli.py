@@ -563,9 +563,6 @@ def train(
 # -- sweep -----------------------------------------------------------------------------------
 
 
-Engine = Literal["local", "ray"]  # where `mlp sweep` runs its trials
-
-
 _SWEEP_ACTIONS = ("plan", "show")
 
 
@@ -585,7 +582,7 @@ def sweep(
         typer.Option(metavar="DIR", help="Continue the sweep in this folder."),
     ] = None,
     engine: Annotated[
-        Engine,
+        Literal["local", "ray"],
         typer.Option(
             help="local: worker processes on this machine; ray: Ray Tune trials on a Ray "
             "cluster (pip install 'mlp-cli\\[ray]')."
