@@ -563,9 +563,6 @@ def train(
 # -- sweep -----------------------------------------------------------------------------------
 
 
-Engine = Literal["local", "ray"]  # where `mlp sweep` runs its trials
-
-
 _SWEEP_ACTIONS = ("plan", "show")
 
 
@@ -585,7 +582,7 @@ def sweep(
         typer.Option(metavar="DIR", help="Continue the sweep in this folder."),
     ] = None,
     engine: Annotated[
-        Engine,
+        Literal["local", "ray"],
         typer.Option(
             help="local: worker processes on this machine; ray: Ray Tune trials on a Ray "
             "cluster (pip install 'mlp-cli\\[ray]')."
@@ -962,7 +959,7 @@ def predict(
     if json_:
         _print_predictions_json(path, saved, batches, failures)
     else:
-        from mlp_cli.render import DETAILED_MAX, PredictionRows, prediction_summary
+        from mlp_cli import render
 
         detailed = verbose or show
         held: list[Prediction] = []  # the first few, until they are known to be more than a few
@@ -974,31 +971,26 @@ def predict(
             saved_as += [(p.file, file) for p, file in zip(predictions, written, strict=False)]
             predicted += len(predictions)
             held += predictions
-            if not detailed and table is None and len(held) > DETAILED_MAX:
-                table = PredictionRows(console, names, files)
+            if not detailed and table is None and len(held) > render.DETAILED_MAX:
+                table = render.PredictionRows(console, names, files)
             if table is not None:
                 table.print(held)
                 held = []
             elif detailed:
-                _print_predictions(held, names, show)
+                for p in held:
+                    render.print_prediction(console, p, names, show)
                 held = []
-        _print_predictions(held, names, show)  # no more than DETAILED_MAX in all
+        for p in held:  # no more than DETAILED_MAX in all
+            render.print_prediction(console, p, names, show)
         for file, written_as in saved_as:
             _say("network input of ", plain_name(file), " saved as ", plain_name(written_as))
         if predicted + len(failures) > 1:
             seconds = time.perf_counter() - started
-            console.print(prediction_summary(predicted, len(failures), seconds))
+            console.print(render.prediction_summary(predicted, len(failures), seconds))
     for failure in failures:
         _say(ERROR, plain(failure.message), err=True, soft_wrap=False)
     if failures:
         raise typer.Exit(1)
-
-
-def _print_predictions(predictions: "list[Prediction]", names: list[str], show: bool) -> None:
-    from mlp_cli.render import print_prediction
-
-    for p in predictions:
-        print_prediction(console, p, names, show)
 
 
 def _print_predictions_json(

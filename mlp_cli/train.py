@@ -656,10 +656,8 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------
 
     def _gather(self, idx: NDArray[np.int64]) -> Array:
-        buf = self._batch.get(len(idx))
-        if buf is None:
-            if len(self._batch) >= 2:
-                self._batch.clear()
+        # A buffer for each batch size a run has: the batch, and the epoch's last, shorter one.
+        if (buf := self._batch.get(len(idx))) is None:
             buf = self._batch[len(idx)] = np.empty((len(idx), self.data.X.shape[1]), np.float32)
         if self._from_pixels is not None:
             self._from_pixels(idx, buf)
