@@ -1073,9 +1073,7 @@ def validation_split(n: int, validation_size: int, seed: int) -> tuple[np.ndarra
     `np.random.default_rng(seed).permutation(n)`: same arguments, same split. Sorting
     keeps the gather from the image array cache-friendly; shuffling belongs to training.
     """
-    if n < 1:
-        raise UsageError(f"Cannot split a dataset of {n} examples: it needs at least one.")
-    if not 0 <= validation_size < n:
+    if not 0 <= validation_size < n:  # an empty dataset too: nothing would remain
         raise UsageError(
             f"validation_size is {validation_size}, but it must be at least 0 and smaller "
             f"than the {n:,} training examples so that some remain for training."
