@@ -555,7 +555,7 @@ def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> 
             result[stem] = raw
             break
         else:
-            tried = "\n".join(failures) if failures else "  (no mirror configured)"
+            tried = "\n".join(failures)  # mirror_list always ends with DEFAULT_MIRRORS
             raise DataError(
                 f"Could not download the MNIST file {stem}.gz: every mirror failed, tried in this "
                 f"order:\n{tried}\nThe failed downloads left nothing behind in the cache "
