@@ -151,7 +151,6 @@ class Served:
     """One loaded model: the network, a lock around its work buffers, its pictures."""
 
     name: str
-    path: Path
     saved: SavedModel
     lock: threading.Lock = field(default_factory=threading.Lock)
     _units_png: bytes | None = None
@@ -171,7 +170,7 @@ class Served:
         n_units = layers[1]
         return {
             "name": self.name,
-            "path": str(self.path),
+            "path": str(self.saved.path),
             "layers": layers,
             "hidden_activation": meta.hidden_activation,
             "output_activation": meta.output_activation,
@@ -265,7 +264,7 @@ class Models:
         path = checkpoint.find_model(model, runs=runs)
         # A run's folder name, or a loose model file's stem.
         name = path.resolve().parent.name if path.name == checkpoint.MODEL_FILE else path.stem
-        self.default = Served(name, path, checkpoint.load(path))
+        self.default = Served(name, checkpoint.load(path))
         self._loaded: OrderedDict[str, Served] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -310,7 +309,7 @@ class Models:
             served = self._loaded.get(run)
             if served is None:
                 try:
-                    served = Served(run, path, checkpoint.load(path))
+                    served = Served(run, checkpoint.load(path))
                 except MLPError as exc:
                     raise RequestError(str(exc), HTTPStatus.UNPROCESSABLE_ENTITY) from None
                 self._loaded[run] = served
