@@ -33,6 +33,7 @@ import base64
 import binascii
 import contextlib
 import errno
+import functools
 import io
 import ipaddress
 import json
@@ -153,7 +154,6 @@ class Served:
     name: str
     saved: SavedModel
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _units_png: bytes | None = None
 
     def __post_init__(self) -> None:
         self.model = MLP.from_saved(self.saved)
@@ -191,18 +191,16 @@ class Served:
             },
         }
 
+    @functools.cached_property
     def units_png(self) -> bytes:
         """The first weight layer's units as tiles, `columns` to a row, as a PNG."""
         from PIL import Image
 
-        with self.lock:
-            if self._units_png is None:
-                patterns, _ = unit_patterns(self.saved.weights, 1)  # (units, side*side)
-                sheet = tile_sheet(patterns, self.side, grid_cols(len(patterns)))
-                buffer = io.BytesIO()
-                Image.fromarray(sheet).save(buffer, format="PNG")
-                self._units_png = buffer.getvalue()
-            return self._units_png
+        patterns, _ = unit_patterns(self.saved.weights, 1)  # (units, side*side)
+        sheet = tile_sheet(patterns, self.side, grid_cols(len(patterns)))
+        buffer = io.BytesIO()
+        Image.fromarray(sheet).save(buffer, format="PNG")
+        return buffer.getvalue()
 
     def predict(self, image: Any, source: str) -> bytes:
         """The JSON answer for one picture: `mlp predict --json`'s fields, then the 28x28
@@ -493,7 +491,7 @@ class Handler(BaseHTTPRequestHandler):
                 {"runs": models.run_names(), "current": models.default.name},
             )
         elif path == "/api/units.png":
-            self._send(HTTPStatus.OK, models.get(self._run(query)).units_png(), "image/png")
+            self._send(HTTPStatus.OK, models.get(self._run(query)).units_png, "image/png")
         elif path == "/api/predict":
             raise RequestError(
                 "POST an image to /api/predict (GET is not supported)",
