@@ -46,7 +46,6 @@ import socket
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -263,7 +262,8 @@ class Models:
         # A run's folder name, or a loose model file's stem.
         name = path.resolve().parent.name if path.name == checkpoint.MODEL_FILE else path.stem
         self.default = Served(name, checkpoint.load(path))
-        self._loaded: OrderedDict[str, Served] = OrderedDict()
+        # The runs asked for last, each loaded once; one load at a time (`get`).
+        self._loaded = functools.lru_cache(maxsize=MAX_LOADED)(self._load)
         self._lock = threading.Lock()
 
     def _run_model(self, name: str) -> Path | None:
@@ -304,17 +304,14 @@ class Models:
                 HTTPStatus.NOT_FOUND,
             )
         with self._lock:
-            served = self._loaded.get(run)
-            if served is None:
-                try:
-                    served = Served(run, checkpoint.load(path))
-                except MLPError as exc:
-                    raise RequestError(str(exc), HTTPStatus.UNPROCESSABLE_ENTITY) from None
-                self._loaded[run] = served
-                if len(self._loaded) > MAX_LOADED:
-                    self._loaded.popitem(last=False)
-            self._loaded.move_to_end(run)
-            return served
+            return self._loaded(run, path)
+
+    @staticmethod
+    def _load(run: str, path: Path) -> Served:
+        try:
+            return Served(run, checkpoint.load(path))
+        except MLPError as exc:  # not kept: the next request reads the file again
+            raise RequestError(str(exc), HTTPStatus.UNPROCESSABLE_ENTITY) from None
 
 
 def image_from_json(body: bytes) -> Any:
