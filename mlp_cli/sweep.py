@@ -299,10 +299,8 @@ class Sweep:
 
     def ranked(self) -> list[Trial]:
         """Trials with a metric value, best first (ties: earlier trial), then the rest."""
-        scored = [t for t in self.trials if t.best is not None]
         sign = -1.0 if self.goal == "maximize" else 1.0
-        scored.sort(key=lambda t: sign * (t.best or 0.0))
-        return scored + [t for t in self.trials if t.best is None]
+        return sorted(self.trials, key=lambda t: (t.best is None, sign * (t.best or 0.0)))
 
     def best_trial(self) -> Trial | None:
         ranked = self.ranked()
