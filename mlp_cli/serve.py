@@ -583,11 +583,9 @@ class Handler(BaseHTTPRequestHandler):
         left, self._refused = self._refused, 0
         if not left or left > DRAIN_FACTOR * self.server.max_body:
             return
-        try:
+        with contextlib.suppress(OSError):
             while left > 0 and (chunk := self.rfile.read(min(left, 2**16))):
                 left -= len(chunk)
-        except OSError:
-            pass
 
     def _discard_body(self) -> None:
         length = self._content_length()
