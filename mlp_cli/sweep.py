@@ -929,12 +929,10 @@ def run_local(
                     stop_all.value = 1
                     for future in pending:
                         future.cancel()
-                try:
+                with contextlib.suppress(queue.Empty):
                     handle(*events.get(timeout=0.05))
                     while True:
                         handle(*events.get_nowait())
-                except queue.Empty:
-                    pass
                 for future in [f for f in pending if f.done()]:
                     index = pending.pop(future)
                     outcome = _outcome(future)
