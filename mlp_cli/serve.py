@@ -496,9 +496,7 @@ class Handler(BaseHTTPRequestHandler):
             )
         else:
             name = "index.html" if path == "/" else path.removeprefix("/static/")
-            body = (
-                self.server.assets.get(name) if path == "/" or path.startswith("/static/") else None
-            )
+            body = self.server.assets.get(name) if name != path else None  # "/" or "/static/..."
             if body is None:
                 raise RequestError(f"nothing at {path!r}", HTTPStatus.NOT_FOUND)
             self._send(HTTPStatus.OK, body, ASSET_TYPES[name.rsplit(".", 1)[1]], cache=True)
