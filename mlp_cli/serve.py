@@ -287,9 +287,8 @@ class Models:
             return []
         found = []
         for name in names:
-            model = self._run_model(name)
             with contextlib.suppress(OSError):  # gone or unreadable since: left out
-                if model is not None:
+                if (model := self._run_model(name)) is not None:
                     found.append((model.stat().st_mtime, name))
         return [name for _, name in sorted(found, reverse=True)]
 
