@@ -54,6 +54,7 @@ from mlp_cli.limits import (
     read_regular,
     shorten,
 )
+from mlp_cli.outputs import reason
 from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
@@ -188,8 +189,6 @@ def _check_data_dir(path: Path, variable: str, value: str) -> None:
         return  # made when the first file is written
     except OSError as exc:
         if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
-            from mlp_cli.outputs import reason
-
             raise _bad_data_dir(
                 variable, f"{value}, where no folder can be: {reason(exc)}"
             ) from None
@@ -416,8 +415,6 @@ def _install(stem: str, raw: bytes) -> Path:
 def _cache_write_error(directory: Path, exc: OSError) -> DataError | UsageError:
     """A full disk is a run-time failure; a cache folder that is a file, too long a name or
     a folder without permission is a wrong setting, with the usage code."""
-    from mlp_cli.outputs import reason
-
     variable = _cache_variable(directory)
     placed = f" (set by {variable})" if variable is not None else ""
     if exc.errno in (errno.EEXIST, errno.ENOTDIR):
