@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from mlp_cli import checkpoint, outputs, shipped
@@ -209,8 +210,6 @@ def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
     """The settings of every trial, in order: for a grid, every combination of values in
     file order (each repeated with seeds 0..num_samples-1 when num_samples > 1); for a
     random search, num_samples draws from a generator seeded with the sweep's seed."""
-    import numpy as np
-
     params = spec.parameters
     if spec.method == "grid":
         trials = []
