@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import ctypes
 import errno
 import functools
 import io
@@ -746,8 +747,6 @@ def keep_freed_memory() -> None:
     heap keeps is what a picture of a canvas's size needs.  Does nothing off Linux or where
     the C library has no ``mallopt`` (not glibc).
     """
-    import ctypes
-
     if not sys.platform.startswith("linux"):
         return
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
