@@ -58,6 +58,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from mlp_cli import checkpoint
 from mlp_cli.checkpoint import SavedModel, TrainingSummary
@@ -65,6 +66,8 @@ from mlp_cli.errors import ImageError, MLPError, UsageError
 from mlp_cli.limits import shorten
 from mlp_cli.model import MLP
 from mlp_cli.plain import json_text
+from mlp_cli.predict import check_logits, network_inputs, predictions_from
+from mlp_cli.preprocess import image_from_bytes, mnist_style
 from mlp_cli.stopping import STOP_SIGNALS, take_over
 from mlp_cli.viz import grid_cols, tile_sheet, unit_patterns
 
@@ -194,8 +197,6 @@ class Served:
     @functools.cached_property
     def units_png(self) -> bytes:
         """The first weight layer's units as tiles, `columns` to a row, as a PNG."""
-        from PIL import Image
-
         patterns, _ = unit_patterns(self.saved.weights, 1)  # (units, side*side)
         sheet = tile_sheet(patterns, self.side, grid_cols(len(patterns)))
         buffer = io.BytesIO()
@@ -206,9 +207,6 @@ class Served:
         """The JSON answer for one picture: `mlp predict --json`'s fields, then the 28x28
         input the network was shown (``input``) and each hidden layer's activations
         (``hidden``), as json.dumps writes them."""
-        from mlp_cli.predict import check_logits, network_inputs, predictions_from
-        from mlp_cli.preprocess import mnist_style
-
         digit = mnist_style(image, source=source)
         X = network_inputs(self.saved, [digit])
         with self.lock, np.errstate(over="ignore", invalid="ignore"):
@@ -316,10 +314,6 @@ class Models:
 
 def image_from_json(body: bytes) -> Any:
     """The picture in a JSON request: a data URL (``image``) or grey ``pixels``."""
-    from PIL import Image
-
-    from mlp_cli.preprocess import image_from_bytes
-
     try:
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -519,8 +513,6 @@ class Handler(BaseHTTPRequestHandler):
             )
         if not body:
             raise RequestError("the request body is empty; send an image")
-        from mlp_cli.preprocess import image_from_bytes
-
         with self.server.picture_work:
             if kind == "application/json":
                 image = image_from_json(body)
