@@ -69,6 +69,7 @@ from mlp_cli.plain import json_text
 from mlp_cli.predict import check_logits, network_inputs, predictions_from
 from mlp_cli.preprocess import image_from_bytes, mnist_style
 from mlp_cli.stopping import STOP_SIGNALS, take_over
+from mlp_cli.threads import usable_cores
 from mlp_cli.viz import grid_cols, tile_sheet, unit_patterns
 
 MAX_BODY = 10 * 2**20  # bytes; a phone photo fits, a canvas PNG is a few KiB
@@ -718,8 +719,6 @@ class Server(ThreadingHTTPServer):
 
 def default_workers() -> int:
     """Worker processes when none are asked for: one per core this process may use."""
-    from mlp_cli.threads import usable_cores
-
     return max(1, min(MAX_WORKERS, usable_cores()))
 
 

@@ -54,6 +54,7 @@ from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
 from mlp_cli.limits import read_regular
 from mlp_cli.plain import command, shown
 from mlp_cli.stopping import STOP_SIGNALS, take_over
+from mlp_cli.threads import usable_cores
 
 if TYPE_CHECKING:
     from mlp_cli.data import Splits
@@ -869,8 +870,6 @@ def _work(index: int, run_dir: str, config: dict[str, Any]) -> Outcome | None:
 
 
 def default_workers(cpus_per_trial: int) -> int:
-    from mlp_cli.threads import usable_cores
-
     return max(1, usable_cores() // cpus_per_trial)
 
 
