@@ -523,10 +523,6 @@ def _verified(
 def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> dict[str, bytes]:
     """Download, verify and install each stem from the first of ``mirrors`` (`mirror_list`)
     that delivers it; stem -> verified IDX bytes."""
-    import pooch
-
-    # pooch reports every download through its own logger; the library stays silent.
-    pooch.get_logger().setLevel("WARNING")
     if progressbar is True and importlib.util.find_spec("tqdm") is None:
         raise UsageError(
             "Cannot show a download progress bar: the package tqdm is not installed. Install "
@@ -572,6 +568,8 @@ def _download_from(base: str, stem: str, downloader: Any) -> bytes:
     """
     import pooch
 
+    # pooch reports every download through its own logger; the library stays silent.
+    pooch.get_logger().setLevel("WARNING")
     directory = data_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
