@@ -54,6 +54,7 @@ from mlp_cli.limits import (
     read_regular,
     shorten,
 )
+from mlp_cli.outputs import reason
 from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
@@ -188,8 +189,6 @@ def _check_data_dir(path: Path, variable: str, value: str) -> None:
         return  # made when the first file is written
     except OSError as exc:
         if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
-            from mlp_cli.outputs import reason
-
             raise _bad_data_dir(
                 variable, f"{value}, where no folder can be: {reason(exc)}"
             ) from None
@@ -416,8 +415,6 @@ def _install(stem: str, raw: bytes) -> Path:
 def _cache_write_error(directory: Path, exc: OSError) -> DataError | UsageError:
     """A full disk is a run-time failure; a cache folder that is a file, too long a name or
     a folder without permission is a wrong setting, with the usage code."""
-    from mlp_cli.outputs import reason
-
     variable = _cache_variable(directory)
     placed = f" (set by {variable})" if variable is not None else ""
     if exc.errno in (errno.EEXIST, errno.ENOTDIR):
@@ -526,10 +523,6 @@ def _verified(
 def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> dict[str, bytes]:
     """Download, verify and install each stem from the first of ``mirrors`` (`mirror_list`)
     that delivers it; stem -> verified IDX bytes."""
-    import pooch
-
-    # pooch reports every download through its own logger; the library stays silent.
-    pooch.get_logger().setLevel("WARNING")
     if progressbar is True and importlib.util.find_spec("tqdm") is None:
         raise UsageError(
             "Cannot show a download progress bar: the package tqdm is not installed. Install "
@@ -555,7 +548,7 @@ def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> 
             result[stem] = raw
             break
         else:
-            tried = "\n".join(failures) if failures else "  (no mirror configured)"
+            tried = "\n".join(failures)  # mirror_list always ends with DEFAULT_MIRRORS
             raise DataError(
                 f"Could not download the MNIST file {stem}.gz: every mirror failed, tried in this "
                 f"order:\n{tried}\nThe failed downloads left nothing behind in the cache "
@@ -575,6 +568,8 @@ def _download_from(base: str, stem: str, downloader: Any) -> bytes:
     """
     import pooch
 
+    # pooch reports every download through its own logger; the library stays silent.
+    pooch.get_logger().setLevel("WARNING")
     directory = data_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -1073,9 +1068,7 @@ def validation_split(n: int, validation_size: int, seed: int) -> tuple[np.ndarra
     `np.random.default_rng(seed).permutation(n)`: same arguments, same split. Sorting
     keeps the gather from the image array cache-friendly; shuffling belongs to training.
     """
-    if n < 1:
-        raise UsageError(f"Cannot split a dataset of {n} examples: it needs at least one.")
-    if not 0 <= validation_size < n:
+    if not 0 <= validation_size < n:  # an empty dataset too: nothing would remain
         raise UsageError(
             f"validation_size is {validation_size}, but it must be at least 0 and smaller "
             f"than the {n:,} training examples so that some remain for training."

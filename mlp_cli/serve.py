@@ -32,7 +32,9 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import ctypes
 import errno
+import functools
 import io
 import ipaddress
 import json
@@ -45,7 +47,6 @@ import socket
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -57,6 +58,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from mlp_cli import checkpoint
 from mlp_cli.checkpoint import SavedModel, TrainingSummary
@@ -64,7 +66,10 @@ from mlp_cli.errors import ImageError, MLPError, UsageError
 from mlp_cli.limits import shorten
 from mlp_cli.model import MLP
 from mlp_cli.plain import json_text
+from mlp_cli.predict import check_logits, network_inputs, predictions_from
+from mlp_cli.preprocess import image_from_bytes, mnist_style
 from mlp_cli.stopping import STOP_SIGNALS, take_over
+from mlp_cli.threads import usable_cores
 from mlp_cli.viz import grid_cols, tile_sheet, unit_patterns
 
 MAX_BODY = 10 * 2**20  # bytes; a phone photo fits, a canvas PNG is a few KiB
@@ -151,10 +156,8 @@ class Served:
     """One loaded model: the network, a lock around its work buffers, its pictures."""
 
     name: str
-    path: Path
     saved: SavedModel
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _units_png: bytes | None = None
 
     def __post_init__(self) -> None:
         self.model = MLP.from_saved(self.saved)
@@ -171,7 +174,7 @@ class Served:
         n_units = layers[1]
         return {
             "name": self.name,
-            "path": str(self.path),
+            "path": str(self.saved.path),
             "layers": layers,
             "hidden_activation": meta.hidden_activation,
             "output_activation": meta.output_activation,
@@ -192,26 +195,19 @@ class Served:
             },
         }
 
+    @functools.cached_property
     def units_png(self) -> bytes:
         """The first weight layer's units as tiles, `columns` to a row, as a PNG."""
-        from PIL import Image
-
-        with self.lock:
-            if self._units_png is None:
-                patterns, _ = unit_patterns(self.saved.weights, 1)  # (units, side*side)
-                sheet = tile_sheet(patterns, self.side, grid_cols(len(patterns)))
-                buffer = io.BytesIO()
-                Image.fromarray(sheet).save(buffer, format="PNG")
-                self._units_png = buffer.getvalue()
-            return self._units_png
+        patterns, _ = unit_patterns(self.saved.weights, 1)  # (units, side*side)
+        sheet = tile_sheet(patterns, self.side, grid_cols(len(patterns)))
+        buffer = io.BytesIO()
+        Image.fromarray(sheet).save(buffer, format="PNG")
+        return buffer.getvalue()
 
     def predict(self, image: Any, source: str) -> bytes:
         """The JSON answer for one picture: `mlp predict --json`'s fields, then the 28x28
         input the network was shown (``input``) and each hidden layer's activations
         (``hidden``), as json.dumps writes them."""
-        from mlp_cli.predict import check_logits, network_inputs, predictions_from
-        from mlp_cli.preprocess import mnist_style
-
         digit = mnist_style(image, source=source)
         X = network_inputs(self.saved, [digit])
         with self.lock, np.errstate(over="ignore", invalid="ignore"):
@@ -265,8 +261,9 @@ class Models:
         path = checkpoint.find_model(model, runs=runs)
         # A run's folder name, or a loose model file's stem.
         name = path.resolve().parent.name if path.name == checkpoint.MODEL_FILE else path.stem
-        self.default = Served(name, path, checkpoint.load(path))
-        self._loaded: OrderedDict[str, Served] = OrderedDict()
+        self.default = Served(name, checkpoint.load(path))
+        # The runs asked for last, each loaded once; one load at a time (`get`).
+        self._loaded = functools.lru_cache(maxsize=MAX_LOADED)(self._load)
         self._lock = threading.Lock()
 
     def _run_model(self, name: str) -> Path | None:
@@ -290,9 +287,8 @@ class Models:
             return []
         found = []
         for name in names:
-            model = self._run_model(name)
             with contextlib.suppress(OSError):  # gone or unreadable since: left out
-                if model is not None:
+                if (model := self._run_model(name)) is not None:
                     found.append((model.stat().st_mtime, name))
         return [name for _, name in sorted(found, reverse=True)]
 
@@ -307,25 +303,18 @@ class Models:
                 HTTPStatus.NOT_FOUND,
             )
         with self._lock:
-            served = self._loaded.get(run)
-            if served is None:
-                try:
-                    served = Served(run, path, checkpoint.load(path))
-                except MLPError as exc:
-                    raise RequestError(str(exc), HTTPStatus.UNPROCESSABLE_ENTITY) from None
-                self._loaded[run] = served
-                if len(self._loaded) > MAX_LOADED:
-                    self._loaded.popitem(last=False)
-            self._loaded.move_to_end(run)
-            return served
+            return self._loaded(run, path)
+
+    @staticmethod
+    def _load(run: str, path: Path) -> Served:
+        try:
+            return Served(run, checkpoint.load(path))
+        except MLPError as exc:  # not kept: the next request reads the file again
+            raise RequestError(str(exc), HTTPStatus.UNPROCESSABLE_ENTITY) from None
 
 
 def image_from_json(body: bytes) -> Any:
     """The picture in a JSON request: a data URL (``image``) or grey ``pixels``."""
-    from PIL import Image
-
-    from mlp_cli.preprocess import image_from_bytes
-
     try:
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -494,7 +483,7 @@ class Handler(BaseHTTPRequestHandler):
                 {"runs": models.run_names(), "current": models.default.name},
             )
         elif path == "/api/units.png":
-            self._send(HTTPStatus.OK, models.get(self._run(query)).units_png(), "image/png")
+            self._send(HTTPStatus.OK, models.get(self._run(query)).units_png, "image/png")
         elif path == "/api/predict":
             raise RequestError(
                 "POST an image to /api/predict (GET is not supported)",
@@ -502,9 +491,7 @@ class Handler(BaseHTTPRequestHandler):
             )
         else:
             name = "index.html" if path == "/" else path.removeprefix("/static/")
-            body = (
-                self.server.assets.get(name) if path == "/" or path.startswith("/static/") else None
-            )
+            body = self.server.assets.get(name) if name != path else None  # "/" or "/static/..."
             if body is None:
                 raise RequestError(f"nothing at {path!r}", HTTPStatus.NOT_FOUND)
             self._send(HTTPStatus.OK, body, ASSET_TYPES[name.rsplit(".", 1)[1]], cache=True)
@@ -527,8 +514,6 @@ class Handler(BaseHTTPRequestHandler):
             )
         if not body:
             raise RequestError("the request body is empty; send an image")
-        from mlp_cli.preprocess import image_from_bytes
-
         with self.server.picture_work:
             if kind == "application/json":
                 image = image_from_json(body)
@@ -589,11 +574,9 @@ class Handler(BaseHTTPRequestHandler):
         left, self._refused = self._refused, 0
         if not left or left > DRAIN_FACTOR * self.server.max_body:
             return
-        try:
+        with contextlib.suppress(OSError):
             while left > 0 and (chunk := self.rfile.read(min(left, 2**16))):
                 left -= len(chunk)
-        except OSError:
-            pass
 
     def _discard_body(self) -> None:
         length = self._content_length()
@@ -736,8 +719,6 @@ class Server(ThreadingHTTPServer):
 
 def default_workers() -> int:
     """Worker processes when none are asked for: one per core this process may use."""
-    from mlp_cli.threads import usable_cores
-
     return max(1, min(MAX_WORKERS, usable_cores()))
 
 
@@ -757,8 +738,6 @@ def keep_freed_memory() -> None:
     heap keeps is what a picture of a canvas's size needs.  Does nothing off Linux or where
     the C library has no ``mallopt`` (not glibc).
     """
-    import ctypes
-
     if not sys.platform.startswith("linux"):
         return
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from mlp_cli import checkpoint, outputs, shipped
@@ -53,6 +54,7 @@ from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
 from mlp_cli.limits import read_regular
 from mlp_cli.plain import command, shown
 from mlp_cli.stopping import STOP_SIGNALS, take_over
+from mlp_cli.threads import usable_cores
 
 if TYPE_CHECKING:
     from mlp_cli.data import Splits
@@ -209,8 +211,6 @@ def combinations(spec: SweepSpec) -> list[dict[str, Any]]:
     """The settings of every trial, in order: for a grid, every combination of values in
     file order (each repeated with seeds 0..num_samples-1 when num_samples > 1); for a
     random search, num_samples draws from a generator seeded with the sweep's seed."""
-    import numpy as np
-
     params = spec.parameters
     if spec.method == "grid":
         trials = []
@@ -299,10 +299,8 @@ class Sweep:
 
     def ranked(self) -> list[Trial]:
         """Trials with a metric value, best first (ties: earlier trial), then the rest."""
-        scored = [t for t in self.trials if t.best is not None]
         sign = -1.0 if self.goal == "maximize" else 1.0
-        scored.sort(key=lambda t: sign * (t.best or 0.0))
-        return scored + [t for t in self.trials if t.best is None]
+        return sorted(self.trials, key=lambda t: (t.best is None, sign * (t.best or 0.0)))
 
     def best_trial(self) -> Trial | None:
         ranked = self.ranked()
@@ -872,8 +870,6 @@ def _work(index: int, run_dir: str, config: dict[str, Any]) -> Outcome | None:
 
 
 def default_workers(cpus_per_trial: int) -> int:
-    from mlp_cli.threads import usable_cores
-
     return max(1, usable_cores() // cpus_per_trial)
 
 
@@ -931,12 +927,10 @@ def run_local(
                     stop_all.value = 1
                     for future in pending:
                         future.cancel()
-                try:
+                with contextlib.suppress(queue.Empty):
                     handle(*events.get(timeout=0.05))
                     while True:
                         handle(*events.get_nowait())
-                except queue.Empty:
-                    pass
                 for future in [f for f in pending if f.done()]:
                     index = pending.pop(future)
                     outcome = _outcome(future)
