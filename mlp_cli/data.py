@@ -696,7 +696,7 @@ class _Downloader:
         from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
         declared = response.headers.get("content-length", "")
-        self.total = int(declared) if declared.isdigit() else 0
+        self.total = int(declared) if declared.isascii() and declared.isdigit() else 0
         if self.total > self.limit:
             raise _SourceError(
                 f"announced {self.total:,} bytes for {self.stem}.gz, more than the {self.limit:,} "

@@ -145,6 +145,30 @@ def test_a_mirror_sending_more_than_the_file_can_hold_is_refused(
     assert cache_listing() == []
 
 
+class NotANumber(_Quiet):
+    """Announces a length that str.isdigit accepts but int() does not (superscript two, a
+    valid Latin-1 header byte), then sends a few bytes that are no MNIST file."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "\u00b2")
+        self.end_headers()
+        self.wfile.write(b"not a gzip file")
+
+
+def test_a_length_that_is_no_decimal_number_is_taken_as_unknown(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+) -> None:
+    server = serve_folder(synthetic.folder, handler=NotANumber)
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=server.url)
+
+    assert server.url in str(info.value)
+    assert cache_listing() == []
+
+
 def test_a_download_limit_fits_every_real_mnist_file() -> None:
     for stem in data.MNIST_FILES:
         assert data._download_limit(stem) >= data._IDX_BYTES[stem]
