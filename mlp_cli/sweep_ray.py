@@ -85,7 +85,8 @@ def check_address(address: str) -> None:
     """Refuse an `address` that is no ``HOST:PORT`` of a running cluster's head."""
     host, sep, port_text = address.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    digits = port_text.isascii() and port_text.isdigit()  # str.isdigit alone takes "²"
+    if not sep or not host or not digits or not 0 < int(port_text) < 65536:
         raise UsageError(
             f"--address takes the HOST:PORT of a Ray cluster's head (what `ray start --head`"
             f" printed, e.g. 127.0.0.1:6379), not {address!r}"
