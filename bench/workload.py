@@ -2,11 +2,10 @@
 
 Every engine trains the same networks on the same inputs: MNIST's 60,000 training digits as
 float32 model inputs (`mlp_cli.preprocess.digits_to_inputs`), held once per input size and
-shared (never copied) by all engines (ours gathers 28x28 inputs from the digits' bytes, as
-`mlp train` does), mini-batches of 128, Adam at lr 1e-3, softmax output and cross-entropy,
-no regularisation, no validation split.  The arithmetic of one step is spelled out here as
-the list of its matrix multiplications, so the matmul-only ceiling and achieved GFLOP/s
-follow from the network alone.
+shared (never copied) by all engines, mini-batches of 128, Adam at lr 1e-3, softmax output
+and cross-entropy, no regularisation, no validation split.  The arithmetic of one step is
+spelled out here as the list of its matrix multiplications, so the matmul-only ceiling and
+achieved GFLOP/s follow from the network alone.
 
 Left out: preprocessing options (standardisation, augmentation) that do not change the work
 of a step.
@@ -136,7 +135,6 @@ class Dataset:
     X: Inputs  # (n, input_size**2)
     y: Labels  # (n,)
     source: str  # "mnist" or "synthetic"
-    pixels: NDArray[np.uint8] | None = None  # the digits (n, 784), for 28x28 inputs
 
     def splits(self, input_size: int) -> Splits:
         """A `Splits` view for `mlp_cli.train.Trainer`: everything trains, nothing validates."""
@@ -153,7 +151,6 @@ class Dataset:
             np.arange(0, dtype=np.int64),
             preprocessing,
             {},
-            self.pixels,
         )
 
 
@@ -183,6 +180,5 @@ def datasets(nets: tuple[Network, ...], smoke: bool) -> dict[int, Dataset]:
     images, labels, source = load_digits(smoke)
     found: dict[int, Dataset] = {}
     for size in sorted({net.input_size for net in nets}):
-        pixels = images.reshape(len(images), -1) if size == 28 else None
-        found[size] = Dataset(digits_to_inputs(images, size), labels, source, pixels)
+        found[size] = Dataset(digits_to_inputs(images, size), labels, source)
     return found

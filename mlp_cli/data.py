@@ -1094,9 +1094,6 @@ class Splits:
     val_idx: npt.NDArray[np.int64]
     preprocessing: dict[str, Any]
     data_hashes: dict[str, str]
-    # The digits (60000, 784) themselves where X is computed from them pixel by pixel (28x28
-    # inputs): a training batch is gathered from a quarter of the bytes.
-    pixels: npt.NDArray[np.uint8] | None = None
 
 
 def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
@@ -1121,5 +1118,4 @@ def prepare_data(cfg: Config, *, progressbar: Any = False) -> Splits:
         # Statistics of the training split only: validation and test stay unseen.
         preprocessing["normalize"] = input_statistics(X, train_idx)
         normalize_inputs(X, preprocessing)
-    pixels = images.reshape(len(images), -1) if size == MNIST_SIDE else None
-    return Splits(X, labels, train_idx, val_idx, preprocessing, data_hashes(), pixels)
+    return Splits(X, labels, train_idx, val_idx, preprocessing, data_hashes())

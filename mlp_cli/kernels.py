@@ -1,7 +1,6 @@
 """Compiled loops, one pass each: the optimizers' updates (`mlp_cli.optim`), a hidden
-layer's bias, activation and derivative, the softmax output's row work and
-cross-entropy delta (`mlp_cli.model.MLP.use_kernels`), and a training batch's inputs
-gathered from the digits' bytes (`mlp_cli.train`).
+layer's bias, activation and derivative, and the softmax output's row work and
+cross-entropy delta (`mlp_cli.model.MLP.use_kernels`).
 
 An update applies its optimizer's rule to every entry, in parallel (``prange``) for a large
 vector: no entry depends on another, so the bits do not depend on which thread took which.
@@ -235,17 +234,3 @@ def count_correct(a: Array, y: Any) -> int:
         if best == y[i]:
             correct += 1
     return correct
-
-
-# -- a training batch ------------------------------------------------------------------------
-
-
-@_jit
-def gather_pixels(pixels: Any, shift: Any, scale: Any, rows: Any, out: Array) -> None:
-    """out[i] = (pixels[rows[i]] / 255 - shift) scale: the 28x28 inputs `mlp_cli.preprocess`
-    makes of those digits (`model_inputs`), its float operations in its order, read from one
-    byte a pixel instead of four."""
-    for i in range(rows.shape[0]):
-        r = rows[i]
-        for j in range(pixels.shape[1]):
-            out[i, j] = (np.float32(pixels[r, j]) / np.float32(255.0) - shift) * scale

@@ -181,11 +181,10 @@ def training_memory(cfg: Config) -> tuple[int, int]:
 
     The first counts what does not depend on the batch size: the parameters and their
     gradients, the optimizer's state (one vector per moment), a copy of the parameters
-    while a file is saved, the training inputs (and, for 28x28 inputs, the digits they are
-    gathered from), the validation copy and its evaluation buffers. The second counts, per
-    example of a batch, the gathered inputs, every layer's activations and deltas, the
-    output's logits, and dropout's masks and dropped copies; twice, since the epoch's
-    shorter last batch has its own buffers."""
+    while a file is saved, the training inputs, the validation copy and its evaluation
+    buffers. The second counts, per example of a batch, the gathered inputs, every
+    layer's activations and deltas, the output's logits, and dropout's masks and
+    dropped copies; twice, since the epoch's shorter last batch has its own buffers."""
     from mlp_cli.config import SGDConfig  # not at the top: config imports this module
 
     layers, rates = cfg.model.layers, cfg.model.dropout_rates
@@ -204,9 +203,8 @@ def training_memory(cfg: Config) -> tuple[int, int]:
             + val * n_in  # the validation inputs, gathered once
             + min(val, EVAL_BATCH) * (2 * units + layers[-1])  # scoring them (work buffers)
         )
-        + 8 * 2 * MNIST_TRAINING_IMAGES  # the shuffling order and the split's indices
-        + (MNIST_TRAINING_IMAGES * n_in if n_in == MNIST_SIDE**2 else 0)  # the digits' bytes
-    )
+        + 8 * 2 * MNIST_TRAINING_IMAGES
+    )  # the shuffling order and the split's indices
     dropped = sum(([n_in, *layers[1:-1]])[l] for l, p in enumerate(rates) if p > 0)
     augmented = 2 * n_in if cfg.augment.enabled else 0
     per_example = FLOAT32_BYTES * (n_in + 2 * units + layers[-1] + 2 * dropped + augmented)

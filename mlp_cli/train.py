@@ -23,7 +23,6 @@ every step (the command line sets it on Ctrl-C); it never prints.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -442,15 +441,7 @@ class Trainer:
             threads=self.threads,
             **hyper,
         )
-        kernels = compiled_kernels()  # numba's loops, where it is installed
-        self.model.use_kernels(kernels)
-        # 28x28 inputs are made pixel by pixel from the digits' bytes: a batch gathered from
-        # them reads a quarter of the memory the float inputs take.
-        self._from_pixels: Callable[[NDArray[np.int64], Array], None] | None = None
-        if kernels is not None and data.pixels is not None:
-            norm = data.preprocessing.get("normalize") or {"mean": 0.0, "std": 1.0}
-            shift, scale = np.float32(norm["mean"]), np.float32(1.0 / norm["std"])
-            self._from_pixels = functools.partial(kernels.gather_pixels, data.pixels, shift, scale)
+        self.model.use_kernels(compiled_kernels())  # numba's loops, where it is installed
         self.schedule = Schedule.from_config(cfg.schedule, opt.lr, cfg.training.epochs)
         self.steps = math.ceil(len(data.train_idx) / cfg.training.batch_size)  # per epoch
         self.dropout = m.dropout_rates if any(m.dropout_rates) else None
@@ -659,9 +650,6 @@ class Trainer:
         # A buffer for each batch size a run has: the batch, and the epoch's last, shorter one.
         if (buf := self._batch.get(len(idx))) is None:
             buf = self._batch[len(idx)] = np.empty((len(idx), self.data.X.shape[1]), np.float32)
-        if self._from_pixels is not None:
-            self._from_pixels(idx, buf)
-            return buf
         # The indices are valid, so "clip" changes nothing but lets take write straight
         # into `buf`; the default mode ("raise") copies through a buffer first.
         return np.take(self.data.X, idx, axis=0, out=buf, mode="clip")

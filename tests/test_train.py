@@ -24,7 +24,7 @@ from PIL import Image
 from signals import signal_when
 from threadpoolctl import threadpool_limits
 
-from mlp_cli import checkpoint, data, optim, preprocess, threads, train
+from mlp_cli import checkpoint, data, optim, threads, train
 from mlp_cli.checkpoint import SavedModel
 from mlp_cli.config import Config, config_from_dict, load_config
 from mlp_cli.data import Splits
@@ -188,40 +188,6 @@ def test_the_update_runs_on_the_blas_threads_and_gives_the_same_bits(
         shared = train.start(make_config(tmp_path / "shared"), splits)
         assert (alone.optimizer.threads, shared.optimizer.threads) == (1, 3)
         runs = [alone.run(), shared.run()]
-    for name in (checkpoint.MODEL_FILE, train.CHECKPOINT_FILE):
-        assert arrays_of(runs[0].run_dir / name) == arrays_of(runs[1].run_dir / name)
-
-
-@pytest.mark.parametrize("normalize", ["none", "standardize"])
-def test_batches_gathered_from_the_digits_bytes_train_to_the_same_bits(
-    tmp_path: Path, no_curves: list[Path], normalize: str
-) -> None:
-    rng = np.random.default_rng(3)
-    digits = rng.integers(0, 256, (N_TRAIN + N_VAL, 28, 28), dtype=np.uint8)
-    cfg = make_config(
-        tmp_path,
-        data={"input_size": 28, "normalize": normalize},
-        model={"layers": [784, 16, 10]},
-    )
-    X = preprocess.digits_to_inputs(digits, 28)
-    order = rng.permutation(len(X)).astype(np.int64)
-    train_idx, val_idx = np.sort(order[N_VAL:]), np.sort(order[:N_VAL])
-    preprocessing: dict[str, Any] = {"input_size": 28, "source": "random", "normalize": None}
-    if normalize == "standardize":
-        preprocessing["normalize"] = preprocess.input_statistics(X, train_idx)
-        preprocess.normalize_inputs(X, preprocessing)
-    y = rng.integers(0, 10, len(X)).astype(np.uint8)
-    floats = Splits(X, y, train_idx, val_idx, preprocessing, {})
-    pixels = Splits(X, y, train_idx, val_idx, preprocessing, {}, digits.reshape(len(X), -1))
-    trainers = [
-        train.start(cfg.model_copy(update={"name": name}), splits)
-        for name, splits in (("floats", floats), ("pixels", pixels))
-    ]
-    assert trainers[1]._from_pixels is not None
-    rows = rng.permutation(train_idx)[:16]
-    assert trainers[0]._gather(rows).tobytes() == X[rows].tobytes()
-    assert trainers[1]._gather(rows).tobytes() == X[rows].tobytes()
-    runs = [trainer.run() for trainer in trainers]
     for name in (checkpoint.MODEL_FILE, train.CHECKPOINT_FILE):
         assert arrays_of(runs[0].run_dir / name) == arrays_of(runs[1].run_dir / name)
 
