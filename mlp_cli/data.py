@@ -669,16 +669,30 @@ class _Downloader:
         """The response to a GET of `current`, redirects followed one at a time."""
         import requests
 
+        class Session(requests.Session):
+            def get_redirect_target(self, resp: Any) -> None:
+                # requests reads a redirect's whole body into memory and parses its Location
+                # to prepare the next request even with allow_redirects=False: an endless
+                # body would fill the memory, a bad Location raise. The loop below follows.
+                return None
+
         for _ in range(_MAX_REDIRECTS + 1):
             try:
-                response = requests.get(
-                    self.current, timeout=_TIMEOUT_S, stream=True, allow_redirects=False
-                )
+                with Session() as session:
+                    response = session.get(
+                        self.current, timeout=_TIMEOUT_S, stream=True, allow_redirects=False
+                    )
             except requests.RequestException as exc:
                 raise _SourceError(_describe_request_error(exc)) from None
             if response.is_redirect:
-                target = urljoin(self.current, response.headers.get("location", ""))
+                location = response.headers.get("location", "")
                 response.close()
+                try:
+                    target = urljoin(self.current, location)
+                except ValueError:  # e.g. an unclosed '[' of an IPv6 address
+                    raise _SourceError(
+                        f"redirected to {shorten(location, 300)!r}, which is not a valid URL"
+                    ) from None
                 if urlsplit(target).scheme not in ("http", "https"):
                     raise _SourceError(f"redirected to {target!r}, not an http(s) URL")
                 self.current = target

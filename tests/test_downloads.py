@@ -16,7 +16,7 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -207,6 +207,58 @@ def test_a_redirect_to_a_good_mirror_is_followed(
     paths = data.fetch_mnist(mirror=first.url)
 
     assert {stem: path.read_bytes() for stem, path in paths.items()} == synthetic.raw
+
+
+class RedirectWithBody(_Quiet):
+    """Redirects to itself with a 64 MiB body, and records how much of each body it sent
+    before the client hung up."""
+
+    size = 64 * 2**20
+    sent: ClassVar[list[int]] = []
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", "/again")
+        self.send_header("Content-Length", str(self.size))
+        self.end_headers()
+        block, sent = bytes(2**16), 0
+        try:
+            while sent < self.size:
+                self.wfile.write(block)
+                sent += len(block)
+        except OSError:
+            pass
+        self.sent.append(sent)
+
+
+def test_a_redirects_body_is_left_unread(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+) -> None:
+    server = serve_folder(synthetic.folder, handler=RedirectWithBody)
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=server.url)
+
+    assert "redirected more than 5 times" in str(info.value)
+    assert RedirectWithBody.sent  # an endless body is never read into memory
+    assert max(RedirectWithBody.sent) < RedirectWithBody.size
+    assert cache_listing() == []
+
+
+def test_a_redirect_to_no_valid_url_is_a_clear_error(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+) -> None:
+    server = serve_folder(synthetic.folder, handler=redirecting("http://[::1/"))
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=server.url)
+
+    assert f"{server.url}: redirected to 'http://[::1/{STEMS[0]}.gz', which is not a valid URL" in (
+        str(info.value)
+    )
+    assert cache_listing() == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
