@@ -405,10 +405,13 @@ class Sweep:
 
     def check(self) -> None:
         """Raise ValueError for a state `mlp sweep` would not have written beyond what the
-        field types refuse: names the sweep file could not give, trial ids that are not plain
-        folder names or repeat, and trial configs that are no valid config."""
+        field types refuse: names the sweep file could not give, numbers that are not finite,
+        trial ids that are not plain folder names or repeat, and trial configs that are no
+        valid config."""
         if not _SWEEP_NAME.fullmatch(self.name):
             raise ValueError(f"name {self.name[:100]!r}")
+        if not math.isfinite(self.created):
+            raise ValueError(f"created {self.created}")
         ids = [t.id for t in self.trials]
         if not 1 <= len(ids) <= MAX_TRIALS or len(set(ids)) != len(ids):
             raise ValueError(f"{len(ids):,} trials, or two trials with one id")
@@ -425,6 +428,10 @@ class Sweep:
                     raise ValueError(f"trial {t.id}: a setting no sweep file gives")
             if not (0 <= t.epoch <= t.epochs and 0 <= t.best_epoch <= t.epoch and t.seconds >= 0):
                 raise ValueError(f"trial {t.id}: epochs {t.epoch}/{t.epochs}")
+            # pydantic reads "nan" and "inf" as floats, and json.loads 1e400 as inf.
+            numbers = (t.last, t.best, t.seconds, t.test_acc)
+            if not all(x is None or math.isfinite(x) for x in numbers):
+                raise ValueError(f"trial {t.id}: a metric or time that is no finite number")
             config_from_dict(t.config, f"trial {t.id}'s config")
 
     @classmethod

@@ -659,6 +659,12 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
         json.dumps({**state, "trials": [{**state["trials"][0], "epochs": -1}]}),
         json.dumps({**state, "trials": [{**state["trials"][0], "status": "done"}]}),
         json.dumps(state).replace('"created": ', '"created": NaN, "x": '),
+        json.dumps({**state, "created": "inf"}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "best": "nan"}]}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "test_acc": "-inf"}]}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "seconds": 123.25}]}).replace(
+            "123.25", "1e400"
+        ),
         "[" * 100_000,
     ]
     for text in broken:
