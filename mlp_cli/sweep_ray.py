@@ -86,15 +86,18 @@ def check_address(address: str) -> None:
     host, sep, port_text = address.rpartition(":")
     host = host.strip("[]")
     digits = port_text.isascii() and port_text.isdigit()  # str.isdigit alone takes "²"
+    malformed = UsageError(
+        f"--address takes the HOST:PORT of a Ray cluster's head (what `ray start --head`"
+        f" printed, e.g. 127.0.0.1:6379), not {address!r}"
+    )
     if not sep or not host or not digits or not 0 < int(port_text) < 65536:
-        raise UsageError(
-            f"--address takes the HOST:PORT of a Ray cluster's head (what `ray start --head`"
-            f" printed, e.g. 127.0.0.1:6379), not {address!r}"
-        )
+        raise malformed
     port = int(port_text)
     try:
         with socket.create_connection((host, port), timeout=CONNECT_SECONDS):
             pass
+    except UnicodeError:  # a name no host can have: a label over 63 characters, or empty
+        raise malformed from None
     except OSError as exc:
         raise UsageError(
             f"no Ray cluster answers at {host}:{port} ({outputs.reason(exc)}). Start one with "
