@@ -474,6 +474,7 @@ class Handler(BaseHTTPRequestHandler):
         return values[-1] if values else None
 
     def _get(self, path: str, query: dict[str, list[str]]) -> None:
+        self._discard_body()  # a body is never the start of the connection's next request
         models = self.server.models
         if path == "/api/model":
             self._json(HTTPStatus.OK, models.get(self._run(query)).facts())

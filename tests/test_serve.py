@@ -445,6 +445,15 @@ def test_refusals_leave_a_keep_alive_connection_usable(running: Running) -> None
         connection.close()
 
 
+def test_a_body_sent_with_a_get_is_not_read_as_the_next_request(running: Running) -> None:
+    second = b"GET /api/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    for method in (b"GET", b"HEAD"):
+        first = method + b" /api/runs HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        reply = raw_reply(running, first + second)
+        assert reply.count(b"HTTP/1.1 200 OK\r\n") == 2, reply
+    assert_still_serving(running)
+
+
 def test_a_decompression_bomb_is_refused(running: Running) -> None:
     status, answer = running.json("POST", "/api/predict", _bomb(), "image/png")
     assert status == 400
