@@ -527,12 +527,24 @@ class Handler(BaseHTTPRequestHandler):
     # -- bodies -------------------------------------------------------------------------
 
     def _content_length(self) -> int:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+        # Every line of these headers counts: read from the first line alone, a body's end
+        # would be a guess, and the rest of it read as the next request (RFC 9112 6.3).
+        if encodings := ", ".join(self.headers.get_all("Transfer-Encoding") or []):
             self.close_connection = True
-            raise RequestError("send a Content-Length, not chunks", HTTPStatus.LENGTH_REQUIRED)
-        text = self.headers.get("Content-Length")
-        if text is None:
+            raise RequestError(
+                "send a Content-Length, not chunks or another Transfer-Encoding "
+                f"({shorten(encodings, 40)!r})",
+                HTTPStatus.LENGTH_REQUIRED,
+            )
+        lengths = set(self.headers.get_all("Content-Length") or [])
+        if len(lengths) > 1:
+            self.close_connection = True
+            raise RequestError(
+                f"the request has {len(lengths)} different Content-Lengths; send one"
+            )
+        if not lengths:
             return 0
+        text = lengths.pop()
         if not CONTENT_LENGTH.fullmatch(text):  # str.isdigit would also take "²" or "٣"
             self.close_connection = True
             raise RequestError(

@@ -538,6 +538,32 @@ def test_chunked_bodies_are_refused(running: Running) -> None:
     assert_still_serving(running)
 
 
+@pytest.mark.parametrize(
+    ("framing", "status"),
+    [
+        (b"Content-Length: 5\r\nContent-Length: 62\r\n", 400),
+        (b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n", 411),
+        (b"Transfer-Encoding: gzip\r\nContent-Length: 5\r\n", 411),
+    ],
+    ids=["two lengths", "chunked on a second line", "another encoding"],
+)
+def test_a_body_whose_end_is_ambiguous_is_refused_and_its_rest_never_answered(
+    running: Running, framing: bytes, status: int
+) -> None:
+    rest = b"GET /api/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    reply = raw_reply(
+        running,
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        + framing
+        + b"\r\nhello"
+        + rest,
+    )
+    assert reply.startswith(b"HTTP/1.1 %d " % status), reply[:200]
+    assert reply.count(b"HTTP/1.1 ") == 1, reply
+    assert b"Connection: close" in reply
+    assert_still_serving(running)
+
+
 def test_a_malformed_request_line_is_a_json_400(running: Running) -> None:
     reply = raw_reply(running, b"THIS IS NOT HTTP\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 400")
