@@ -668,6 +668,7 @@ class _Downloader:
     def _get(self, deadline: float) -> Any:
         """The response to a GET of `current`, redirects followed one at a time."""
         import requests
+        from urllib3.exceptions import LocationParseError
 
         class Session(requests.Session):
             def get_redirect_target(self, resp: Any) -> None:
@@ -682,7 +683,9 @@ class _Downloader:
                     response = session.get(
                         self.current, timeout=_TIMEOUT_S, stream=True, allow_redirects=False
                     )
-            except requests.RequestException as exc:
+            # urllib3 refuses a host with an empty or over-long label ("a..b") only when it
+            # connects, past requests' own wrapping of its errors.
+            except (requests.RequestException, LocationParseError) as exc:
                 raise _SourceError(_describe_request_error(exc)) from None
             if response.is_redirect:
                 location = response.headers.get("location", "")

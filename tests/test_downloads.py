@@ -261,6 +261,22 @@ def test_a_redirect_to_no_valid_url_is_a_clear_error(
     assert cache_listing() == []
 
 
+@pytest.mark.parametrize("host", ["a..b", "a" * 64], ids=["empty label", "label over 63"])
+def test_a_host_no_name_can_be_is_that_mirrors_failure(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+    host: str,
+) -> None:
+    bad = f"http://{host}/"
+    server = serve_folder(synthetic.folder, handler=redirecting(bad))
+    for mirror in (bad, server.url):
+        with pytest.raises(DataError) as info:
+            data.fetch_mnist(mirror=mirror)
+        assert f"{mirror}: " in str(info.value)
+        assert f"'{host}', label empty or too long" in str(info.value)
+    assert cache_listing() == []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
 def test_a_download_killed_by_a_signal_leaves_nothing_behind(
     serve_folder: ServeFolder, tmp_path: Path, signum: int
