@@ -267,8 +267,9 @@ def _decode(file: BinaryIO, source: str, max_pixels: int = MAX_PIXELS) -> Image.
             f"file, but Pillow recognises none of these formats in it. Convert it to PNG "
             f"and try again."
         ) from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        # Pillow reports truncated and corrupt data as OSError, SyntaxError or EOFError.
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, OverflowError) as error:
+        # Pillow reports truncated and corrupt data as OSError, SyntaxError or EOFError; a
+        # TIFF whose strip offset is a fraction or beyond 63 bits, as TypeError or OverflowError.
         raise ImageError(
             f"Image {source} could not be read: {error}. The file looks truncated or "
             f"corrupt; save or export it again as a {_FORMAT_LIST} file."

@@ -15,6 +15,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -298,12 +299,49 @@ def _blank() -> bytes:
     return buffer.getvalue()
 
 
+def _tiff_strip_offset(kind: int, value: bytes) -> bytes:
+    """A 1x1 grey TIFF whose strip offset is `value`, of TIFF field type `kind` (held in
+    its entry when 4 bytes fit, else after the entries), then its one pixel."""
+    count = 9
+    after = 8 + 2 + 12 * count + 4  # where the bytes after the entries start
+    inline = value if len(value) <= 4 else struct.pack("<I", after)
+    short = 3  # the TIFF field type of an unsigned 16-bit value
+    # Width, height, bits per sample (8), no compression, black is 0, one sample per pixel,
+    # one row per strip, one byte per strip: each 1 but the bits; 273 is the strip offset.
+    fields = [
+        (tag, short, struct.pack("<HH", 8 if tag == 258 else 1, 0))
+        for tag in (256, 257, 258, 259, 262, 277, 278, 279)
+    ]
+    fields.append((273, kind, inline.ljust(4, b"\0")))
+    entries = b"".join(
+        struct.pack("<HHI", tag, field_type, 1) + data for tag, field_type, data in sorted(fields)
+    )
+    rest = value if len(value) > 4 else b""
+    return b"II*\0" + struct.pack("<IH", 8, count) + entries + b"\0" * 4 + rest + b"\x80"
+
+
 BAD: dict[str, tuple[str, str, bytes | None, str, int, str]] = {
     # name: method, path, body, content type, status, words in the error
     "not an image": ("POST", "/api/predict", b"hello there", "image/png", 400, "not an image"),
     "truncated png": ("POST", "/api/predict", seven_png()[:200], "image/png", 400, "truncated"),
     "empty body": ("POST", "/api/predict", b"", "image/png", 400, "empty"),
     "blank canvas": ("POST", "/api/predict", _blank(), "image/png", 400, "ink"),
+    "tiff offset of a float": (
+        "POST",
+        "/api/predict",
+        _tiff_strip_offset(11, struct.pack("<f", 130.0)),  # FLOAT
+        "image/tiff",
+        400,
+        "corrupt",
+    ),
+    "tiff offset beyond 63 bits": (
+        "POST",
+        "/api/predict",
+        _tiff_strip_offset(16, struct.pack("<Q", 2**64 - 1)),  # LONG8
+        "image/tiff",
+        400,
+        "corrupt",
+    ),
     "text": ("POST", "/api/predict", b"7", "text/plain", 415, "Content-Type"),
     "no content type": ("POST", "/api/predict", seven_png(), "", 415, "Content-Type"),
     "form": ("POST", "/api/predict", b"a=1", "application/x-www-form-urlencoded", 415, "image"),
