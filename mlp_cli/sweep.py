@@ -29,6 +29,7 @@ import math
 import os
 import re
 import reprlib
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -118,6 +119,8 @@ class Parameter(_Section):
             err.add("min" if self.min is None else "max", f"{self.distribution} needs min and max")
         elif not self.min < self.max:
             err.add("max", f"must be more than min ({self.min:g}), found {self.max:g}")
+        elif self.distribution == "uniform" and not math.isfinite(self.max - self.min):
+            err.add("max", f"uniform takes bounds less than {_FLOAT_SPAN:.3g} apart")
         elif self.distribution == "log_uniform_values" and self.min <= 0:
             err.add("min", f"log_uniform_values needs min > 0, found {self.min:g}")
         elif self.distribution == "int_uniform" and max(abs(self.min), abs(self.max)) > _INT_BOUND:
@@ -199,6 +202,8 @@ class SweepSpec(_Section):
 _SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,89}")
 # int_uniform draws with NumPy's 64-bit integers.
 _INT_BOUND = 2**62
+# uniform draws min + (max - min) * u, which must be a finite float.
+_FLOAT_SPAN = sys.float_info.max
 
 # Settings a sweep sets itself, so sweeping them would be silently undone.
 _NOT_SWEPT = {

@@ -814,6 +814,12 @@ def test_int_uniform_bounds_beyond_64_bits_are_refused(tmp_path: Path) -> None:
         plan(write_sweep(tmp_path, body))
 
 
+def test_uniform_bounds_further_apart_than_the_largest_float_are_refused(tmp_path: Path) -> None:
+    body = RANDOM.format(seed=0).replace("min: 0, max: 0.001", "min: -1.5e+308, max: 1.5e+308")
+    with pytest.raises(ConfigError, match=r"s.yaml:8: parameters.regularization.l2.max: uniform"):
+        plan(write_sweep(tmp_path, body))
+
+
 def test_a_base_config_path_is_relative_to_the_sweep_file_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
