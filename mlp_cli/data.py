@@ -712,11 +712,15 @@ class _Downloader:
     def _copy(self, response: Any, out: Any, deadline: float) -> None:
         from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
-        declared = response.headers.get("content-length", "")
-        self.total = int(declared) if declared.isascii() and declared.isdigit() else 0
-        if self.total > self.limit:
+        declared = response.headers.get("content-length", "").lstrip("0") or "0"
+        number = declared.isascii() and declared.isdigit()  # str.isdigit alone takes "²"
+        # More digits than the limit has are more bytes (and int() refuses 4,301 digits).
+        over = number and len(declared) > len(str(self.limit))
+        self.total = int(declared) if number and not over else 0
+        if over or self.total > self.limit:
+            length = shorten(declared, 40) if over else f"{self.total:,}"
             raise _SourceError(
-                f"announced {self.total:,} bytes for {self.stem}.gz, more than the {self.limit:,} "
+                f"announced {length} bytes for {self.stem}.gz, more than the {self.limit:,} "
                 "any copy of it can take"
             )
         bar = self.progressbar

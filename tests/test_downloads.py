@@ -92,6 +92,15 @@ class Announces(_Quiet):
         self.end_headers()
 
 
+class AnnouncesDigits(_Quiet):
+    """Announces a length of 5,000 digits, more than int() reads, after leading zeros."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0" * 10 + "9" * 5000)
+        self.end_headers()
+
+
 def redirecting(target: str) -> type[BaseHTTPRequestHandler]:
     class Redirect(_Quiet):
         def do_GET(self) -> None:
@@ -126,7 +135,9 @@ def test_a_trickling_mirror_is_given_up_at_the_deadline(
     assert cache_listing() == []
 
 
-@pytest.mark.parametrize("handler", [Flood, Announces], ids=["sends", "announces"])
+@pytest.mark.parametrize(
+    "handler", [Flood, Announces, AnnouncesDigits], ids=["sends", "announces", "5000 digits"]
+)
 def test_a_mirror_sending_more_than_the_file_can_hold_is_refused(
     synthetic: Synthetic,  # noqa: F811
     serve_folder: ServeFolder,
