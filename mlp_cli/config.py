@@ -1001,6 +1001,8 @@ def read_text(path: Path, source: str, what: str = "config file") -> str:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{what} '{source}' could not be read: {exc.strerror}.") from None
+    except ValueError:  # a name from a file (a sweep's config:) may hold what no path can
+        raise ConfigError(f"{what} '{source}' is no file name: it holds a NUL character.") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(
             f"{what} '{source}' is larger than {format_bytes(MAX_CONFIG_BYTES)}; a {what}"

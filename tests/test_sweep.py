@@ -1013,6 +1013,15 @@ def test_a_sweep_file_of_nested_aliases_is_refused_in_bounded_memory(tmp_path: P
     assert "at most 2,000 characters as JSON" in done.stderr
 
 
+def test_a_base_config_name_holding_a_nul_is_reported_as_such(tmp_path: Path) -> None:
+    body = GRID.replace("config: base.yaml", 'config: "base\\0.yaml"')
+    code, out, err = mlp("sweep", "plan", str(write_sweep(tmp_path, body)))
+    assert code == 2, err
+    assert "s.yaml:2: config: the sweep's base config cannot be used: " in err
+    assert "holds a NUL character" in err
+    assert out == ""
+
+
 @pytest.mark.parametrize("base", ["nothere.yaml", "folder", "fifo", "/dev/zero", "bad.yaml"])
 def test_a_base_config_that_cannot_be_used_is_reported_as_such(tmp_path: Path, base: str) -> None:
     (tmp_path / "folder").mkdir()
