@@ -663,7 +663,9 @@ class _Downloader:
     def _where(self) -> str:
         if self.current == self.url:
             return ""
-        return f"redirected to {self.current} (host {urlsplit(self.current).netloc}), which "
+        # A Location can be a header line of 64 KiB: the error shows its start.
+        target, host = shorten(self.current, 300), shorten(urlsplit(self.current).netloc, 100)
+        return f"redirected to {target} (host {host}), which "
 
     def _get(self, deadline: float) -> Any:
         """The response to a GET of `current`, redirects followed one at a time."""
@@ -697,11 +699,13 @@ class _Downloader:
                         f"redirected to {shorten(location, 300)!r}, which is not a valid URL"
                     ) from None
                 if urlsplit(target).scheme not in ("http", "https"):
-                    raise _SourceError(f"redirected to {target!r}, not an http(s) URL")
+                    raise _SourceError(
+                        f"redirected to {shorten(target, 300)!r}, not an http(s) URL"
+                    )
                 self.current = target
             elif response.status_code >= 400:
                 response.close()
-                reason = response.reason or ""
+                reason = shorten(response.reason or "", 300)
                 raise _SourceError(f"answered HTTP {response.status_code} {reason}".strip())
             else:
                 return response

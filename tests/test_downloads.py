@@ -288,6 +288,36 @@ def test_a_host_no_name_can_be_is_that_mirrors_failure(
     assert cache_listing() == []
 
 
+class LongReason(_Quiet):
+    """Answers 404 with a reason phrase of 60,000 characters."""
+
+    def do_GET(self) -> None:
+        self.send_response(404, "x" * 60_000)
+        self.end_headers()
+
+
+@pytest.mark.parametrize("how", ["reason", "ftp redirect", "http redirect"])
+def test_a_servers_long_words_are_cut_short_in_the_error(
+    synthetic: Synthetic,  # noqa: F811
+    serve_folder: ServeFolder,
+    how: str,
+) -> None:
+    missing = serve_folder(synthetic.folder, handler=NotFound)
+    handler = {
+        "reason": LongReason,
+        "ftp redirect": redirecting("ftp://host/" + "y" * 60_000 + "/"),
+        "http redirect": redirecting(missing.url + "y" * 60_000 + "/"),
+    }[how]
+    server = serve_folder(synthetic.folder, handler=handler)
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=server.url)
+
+    assert f"{server.url}: " in str(info.value)
+    assert len(str(info.value)) < 2000, len(str(info.value))
+    assert cache_listing() == []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
 def test_a_download_killed_by_a_signal_leaves_nothing_behind(
     serve_folder: ServeFolder, tmp_path: Path, signum: int
