@@ -333,7 +333,8 @@ class Sweep:
         """One epoch's metrics.jsonl record into `trial`: its epoch, last and best metric."""
         trial.epoch = int(record["epoch"])
         value = record.get(self.metric)
-        trial.last = float(value) if value is not None else None
+        # An older run's val_loss may be infinite: no value to rank by, nor one JSON holds.
+        trial.last = float(value) if value is not None and math.isfinite(value) else None
         if trial.last is not None and self.better(trial.last, trial.best):
             trial.best, trial.best_epoch = trial.last, trial.epoch
 

@@ -890,6 +890,25 @@ def test_damaged_metrics_records_are_left_out_when_the_sweep_reads_a_trial(
     assert code == 0, err
 
 
+def test_an_infinite_val_loss_of_an_older_run_is_no_value_and_the_state_is_saved(
+    tmp_path: Path,
+) -> None:
+    body = GRID.replace("{name: val_acc, goal: maximize}", "{name: val_loss, goal: minimize}")
+    s = plan(write_sweep(tmp_path, body), out=tmp_path / "loss")
+    s.dir.mkdir()
+    s.save()
+    run = s.run_dir(s.trials[0])
+    run.mkdir()
+    record = '{"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_loss": Infinity, '
+    (run / "metrics.jsonl").write_text(record + '"val_acc": 0.1, "lr": 0.01, "time": 1.0}\n')
+    s.started(0)
+    s.interrupt_running("stopped")  # reads metrics.jsonl, then saves
+    again = Sweep.load(s.dir)
+    assert (again.trials[0].status, again.trials[0].epoch) == ("interrupted", 1)
+    assert again.trials[0].last is None
+    assert again.trials[0].best is None
+
+
 def test_a_sweep_state_with_settings_no_sweep_file_gives_is_refused(tmp_path: Path) -> None:
     good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
     good.dir.mkdir()
