@@ -54,7 +54,7 @@ from mlp_cli.limits import (
     read_regular,
     shorten,
 )
-from mlp_cli.outputs import reason
+from mlp_cli.outputs import reason, special_kind
 from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
@@ -381,6 +381,12 @@ def _install(stem: str, raw: bytes) -> Path:
     """Write verified bytes into the cache: temporary file, then an atomic rename."""
     directory = data_dir()
     final = directory / stem
+    # The rename below would replace a folder, a pipe, a device or a link by the file.
+    if (kind := special_kind(final)) is not None:
+        raise DataError(
+            f"Cannot install the MNIST file {shown(final)}: {kind} of that name is in the cache. "
+            "Move or rename it (mlp leaves alone what it did not make), then run again."
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(

@@ -589,6 +589,26 @@ def test_import_names_a_folder_in_place_of_a_cache_file(
     assert (in_the_way / "inside").is_dir()
 
 
+@pytest.mark.parametrize("kind", ["a named pipe (FIFO)", "a link to nowhere"])
+def test_import_replaces_no_pipe_or_link_in_place_of_a_cache_file(
+    synthetic: Synthetic, tmp_path: Path, kind: str
+) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw)
+    in_the_way = data.data_dir() / "train-labels-idx1-ubyte"
+    in_the_way.parent.mkdir(parents=True)
+    if kind.startswith("a named pipe"):
+        os.mkfifo(in_the_way)
+    else:
+        in_the_way.symlink_to(tmp_path / "nowhere")
+
+    with pytest.raises(DataError) as info:
+        data.import_mnist(source)
+
+    assert f"Cannot install the MNIST file {in_the_way}: {kind} of that name" in str(info.value)
+    assert os.path.lexists(in_the_way)
+    assert not in_the_way.is_file()
+
+
 def test_a_folder_in_place_of_a_cache_file_is_named_and_kept() -> None:
     in_the_way = data.data_dir() / "t10k-labels-idx1-ubyte"
     (in_the_way / "inside").mkdir(parents=True)
