@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -288,11 +289,13 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
+        except (ValueError, RecursionError) as e:  # ValueError: an integer too long to convert
             why = (
                 f"{e.msg} at column {e.colno}"
                 if isinstance(e, json.JSONDecodeError)
-                else ("nested too deeply")
+                else "nested too deeply"
+                if isinstance(e, RecursionError)
+                else f"a number of more than {sys.get_int_max_str_digits()} digits"
             )
             raise DataError(
                 f"{shown(path)}, line {lineno}: not valid JSON ({why}). Each "
