@@ -321,7 +321,10 @@ def _grey(image: Image.Image) -> FloatArray:
     if mode in _UINT16_MODES:
         return np.asarray(image).astype(np.float32) / np.float32(65535.0)
     if mode in ("I", "F"):
-        values = np.nan_to_num(np.asarray(image).astype(np.float64))
+        # infinities as float32's extremes: between float64's, the stretch below overflows
+        largest = float(np.finfo(np.float32).max)
+        values = np.asarray(image).astype(np.float64)
+        values = np.nan_to_num(values, posinf=largest, neginf=-largest)
         low, high = float(values.min()), float(values.max())
         # the smallest usual full scale that holds the data (1.0 only for float pictures);
         # data outside all of them is stretched from its minimum to its maximum

@@ -325,6 +325,19 @@ def test_float_images_of_any_range(digits: Digits) -> None:
         assert correlation(mnist_style(image), digits[4]) > 0.95
 
 
+def test_infinite_pixels_of_a_float_picture_count_as_the_largest_float32_values(
+    digits: Digits,
+) -> None:
+    """+inf and -inf in one picture: stretching between them must not overflow to NaN."""
+    largest = np.finfo(np.float32).max
+    cover = digits[4].astype(np.float32) / 255.0
+    with_inf, extremes = cover.copy(), cover.copy()
+    with_inf[0, :2] = np.inf, -np.inf
+    extremes[0, :2] = largest, -largest
+    expected = mnist_style(Image.fromarray(extremes))
+    np.testing.assert_array_equal(mnist_style(Image.fromarray(with_inf)), expected)
+
+
 def test_palette_image_with_a_transparent_background(digits: Digits) -> None:
     """Black ink in a palette image whose background index is transparent (and black)."""
     ink = digits[5] > 100
