@@ -389,9 +389,12 @@ def _choose_threads(option: str | None, cfg: "Config", earlier: int | None = Non
     setting: ThreadSetting = cfg.training.threads
     if option is not None:
         text = option.strip()
+        # ASCII digits (str.isdigit alone takes "²"), fewer than int() refuses (4301): 18
+        # digits already count more threads than any machine has
+        digits = text.isascii() and text.isdigit() and len(text) <= 18
         if text == "auto":
             setting = "auto"
-        elif text.isascii() and text.isdigit() and int(text) >= 1:
+        elif digits and int(text) >= 1:
             setting = int(text)
         else:
             raise UsageError(

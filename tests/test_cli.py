@@ -78,7 +78,7 @@ BAD_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "²"])
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "²", "9" * 5000])
 def test_threads_option_takes_a_number_or_auto(
     value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
