@@ -200,6 +200,14 @@ app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(show_app, name="show")
 
+# rich reads COLUMNS and LINES with int() once str.isdigit takes them, as it takes "²" and
+# more digits than int() converts; Typer reads TERMINAL_WIDTH with int() alone. A value
+# int() refuses sizes nothing: unset, it leaves rich to ask the terminal.
+for _name in ("COLUMNS", "LINES", "TERMINAL_WIDTH"):
+    try:
+        int(os.environ.get(_name) or 0)
+    except ValueError:
+        del os.environ[_name]
 console = Console()
 err_console = Console(stderr=True)
 for _console in (console, err_console):
