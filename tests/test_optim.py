@@ -573,3 +573,42 @@ def test_a_numba_thread_count_numba_would_let_pass_is_a_usage_error(
     assert proc.stdout.startswith("UsageError numba could not start")
     assert problem in proc.stdout
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "file", "problem"),
+    [
+        ("NUMBA_OPT=x", None, "'NUMBA_OPT' is defined but its associated value 'x' could not"),
+        (None, "[", "while parsing a flow node"),
+        (None, "- 1", "'list' object has no attribute 'items'"),
+    ],
+    ids=["unparsable-variable", "config-file-no-yaml", "config-file-no-mapping"],
+)
+def test_numba_settings_numba_cannot_read_are_a_usage_error(
+    tmp_path: Path, variable: str | None, file: str | None, problem: str
+) -> None:
+    # numba reads NUMBA_* and a .numba_config.yaml in the current folder as it loads: it
+    # warns, with a traceback, of a value it cannot parse, and fails on a file it cannot read.
+    script = (
+        "from mlp_cli import optim\n"
+        "try:\n    optim.compiled_kernels()\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    env = dict(os.environ)
+    if variable is not None:
+        name, _, value = variable.partition("=")
+        env[name] = value
+    if file is not None:
+        (tmp_path / ".numba_config.yaml").write_text(file)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout.startswith("UsageError numba could not start")
+    assert problem in proc.stdout
+    assert ".numba_config.yaml" in proc.stdout
+    assert proc.stderr == ""
