@@ -1346,7 +1346,8 @@ def config_show(
 
     overrides = list(set_ or [])
     text, header = show_config(file, overrides)
-    header += [f"then overridden with --set {override}" for override in overrides]
+    for override in overrides:  # line by line: a quoted value may hold line breaks
+        header += f"then overridden with --set {override}".splitlines()
     comments = "".join(f"# {line}".rstrip() + "\n" for line in header)
     typer.echo(comments + ("\n" if comments else "") + text, nl=False)
 
