@@ -593,6 +593,14 @@ def test_inspect_names_the_file_and_the_field_of_bad_metadata(scratch: Path) -> 
     assert_refused(code, stderr, rss, 1, "bad.npz", "preprocessing.normalize")
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_model_file_whose_reading_fails_is_named_with_the_reason(scratch: Path) -> None:
+    # /proc/self/mem is a regular file whose first bytes give an I/O error, as a bad disk does
+    (scratch / "model.npz").symlink_to("/proc/self/mem")
+    code, stderr, rss = run_mlp("inspect", "--model", "model.npz", cwd=scratch)
+    assert_refused(code, stderr, rss, 1, "cannot read model file 'model.npz': Input/output")
+
+
 @pytest.mark.parametrize(
     ("command", "code"),
     [
