@@ -200,14 +200,19 @@ app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(show_app, name="show")
 
+MAX_TERMINAL_SIZE = 10_000  # columns or lines, more than any terminal has
+
 # rich reads COLUMNS and LINES with int() once str.isdigit takes them, as it takes "²" and
 # more digits than int() converts; Typer reads TERMINAL_WIDTH with int() alone. A value
-# int() refuses sizes nothing: unset, it leaves rich to ask the terminal.
+# int() refuses sizes nothing, nor does one beyond any terminal (help pages and usage errors
+# are panels as wide as the terminal): unset, it leaves rich to ask the terminal.
 for _name in ("COLUMNS", "LINES", "TERMINAL_WIDTH"):
     try:
-        int(os.environ.get(_name) or 0)
+        _size = int(os.environ.get(_name) or 0)
     except ValueError:
-        del os.environ[_name]
+        _size = -1
+    if not 0 <= _size <= MAX_TERMINAL_SIZE:
+        os.environ.pop(_name, None)
 console = Console()
 err_console = Console(stderr=True)
 for _console in (console, err_console):

@@ -301,6 +301,25 @@ def test_a_terminal_size_that_is_no_number_is_ignored(
         assert "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize("name", ["COLUMNS", "TERMINAL_WIDTH"])
+def test_a_terminal_wider_than_any_is_not_drawn(tmp_path: Path, name: str) -> None:
+    # help pages and usage errors are panels as wide as the terminal: a trillion columns
+    # would be a trillion characters a line
+    env = {**os.environ, name: str(10**12)}
+    for args, code in ((["evaluate", "--split", "nope"], 2), (["--help"], 0)):
+        run = subprocess.run(
+            [sys.executable, "-m", "mlp_cli.cli", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == code, run.stderr[-2000:]
+        assert "Traceback" not in run.stderr
+        assert len(run.stdout + run.stderr) < 20_000
+
+
 @pytest.mark.parametrize(
     ("home", "written", "why"),
     [
