@@ -662,8 +662,10 @@ def test_plot_follows_a_latest_file_naming_a_run(scratch: Path) -> None:
     [
         ("[" * 200_000 + "\n", 0, "line 1: not valid JSON (nested too deeply)"),
         (RECORD % 1, 3 * 2**30, "is larger than"),
+        # 30 MB of empty lists: some 64 bytes of memory for every 3 of the file
+        ("[" + "[]," * 10_000_000 + "[]]\n", 0, "more JSON values than"),
     ],
-    ids=["deep", "large"],
+    ids=["deep", "large", "dense"],
 )
 def test_a_metrics_file_is_read_in_bounded_memory(
     scratch: Path, content: str, size: int, fragment: str
