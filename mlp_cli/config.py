@@ -434,6 +434,16 @@ class OutputConfig(_Section):
         default="runs", min_length=1, description="Folder that holds one folder per run."
     )
 
+    @field_validator("dir")
+    @classmethod
+    def _dir_is_a_path(cls, value: str) -> str:
+        if "\0" in value:
+            raise _SettingError(
+                f"expected a folder path, found {_REPR.repr(value)}, whose NUL character no"
+                " path can hold"
+            )
+        return value
+
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 

@@ -203,6 +203,12 @@ BAD_CONFIGS = [
         id="unsafe-name",
     ),
     pytest.param(
+        MINIMAL + 'output:\n  dir: "runs\\0x"\n',
+        "dir",
+        ["output.dir", "NUL", "'runs\\x00x'"],
+        id="nul-in-path",
+    ),
+    pytest.param(
         MINIMAL + "schedule:\n  gamma: .inf\n",
         "gamma",
         ["schedule.gamma", "finite"],
