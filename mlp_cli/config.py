@@ -40,8 +40,10 @@ from pydantic import (
     model_validator,
 )
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import ConstructorError, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import Event
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.representer import SafeRepresenter
@@ -50,6 +52,7 @@ from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
 from mlp_cli.limits import (
     MAX_CONFIG_BYTES,
+    MAX_CONFIG_NODES,
     MAX_EPOCHS,
     MAX_LAYERS,
     MNIST_TRAINING_IMAGES,
@@ -555,8 +558,27 @@ Origins = dict[KeyPath, str]
 class _RefusedError(ConstructorError):
     """A value the loader will not build; its `problem` is the whole explanation."""
 
-    def __init__(self, problem: str, node: Node) -> None:
+    def __init__(self, problem: str, node: Node | Event) -> None:
         super().__init__(None, None, problem, node.start_mark)
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer, refusing a document of more than MAX_CONFIG_NODES values and keys
+    as it reaches them: dense YAML (``[[], [], ...]``) is a node every few bytes, and ruamel
+    keeps hundreds of bytes a node, so a file within MAX_CONFIG_BYTES could take hundreds of
+    megabytes."""
+
+    nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_CONFIG_NODES:
+            raise _RefusedError(
+                f"more than {MAX_CONFIG_NODES:,} values and keys, where a config holds a few"
+                " hundred",
+                self.parser.peek_event(),
+            )
+        return super().compose_node(parent, index)
 
 
 def _check(
@@ -635,6 +657,7 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
     """
     origins: Origins = {(): f"{source}:1"}
     yaml = YAML(typ="safe", pure=True)
+    yaml.Composer = _BoundedComposer
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print

@@ -382,6 +382,14 @@ def test_yaml_merge_bomb_is_read_quickly(tmp_path: Path) -> None:
     assert "unknown key 'a0'" in str(error)
 
 
+def test_dense_yaml_is_refused_as_it_is_read(tmp_path: Path) -> None:
+    # "[], " is four bytes of YAML and a node of about a kilobyte to ruamel
+    raw = b"model: [" + b"[], " * (MAX_CONFIG_BYTES // 5) + b"[]]\n"
+    error = load_config_bytes(tmp_path, raw)
+    assert isinstance(error, MLPError)
+    assert "more than 20,000 values and keys" in str(error)
+
+
 def test_a_config_larger_than_the_cap_is_refused_without_reading_it_all(tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
     with path.open("wb") as f:
