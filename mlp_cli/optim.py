@@ -125,6 +125,8 @@ class Optimizer:
         vars(self).update(settings.model_dump(exclude={"name", "lr"}))
         self.kernels = compiled_kernels() if compiled else None
         self.threads = 1 if self.kernels is None else max(1, min(threads, size // THREAD_MIN))
+        if self.kernels is not None and self.threads > 1:
+            self.kernels.start_threads()
         for name in self.state_names:
             setattr(self, name, np.zeros(size, dtype=dtype))
 

@@ -4,6 +4,7 @@ other bit for bit, state round trips, and the learning-rate schedules against th
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import os
@@ -611,4 +612,27 @@ def test_numba_settings_numba_cannot_read_are_a_usage_error(
     assert proc.stdout.startswith("UsageError numba could not start")
     assert problem in proc.stdout
     assert ".numba_config.yaml" in proc.stdout
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("layer", ["bogus", "tbb"])
+def test_a_threading_layer_numba_cannot_load_is_refused_when_the_optimizer_is_built(
+    layer: str,
+) -> None:
+    # numba loads its threading layer at the first parallel loop: in a run, its first update
+    if layer == "tbb" and importlib.util.find_spec("tbb") is not None:
+        pytest.skip("TBB is installed here")
+    script = (
+        "import numpy as np\n"
+        "from mlp_cli import optim\n"
+        "optim.THREAD_MIN = 4096\n"
+        "try:\n    optim.SGD(2 * 4096, np.dtype(np.float32), 4096, threads=2)\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.startswith("UsageError numba could not start its threads")
+    assert "NUMBA_THREADING_LAYER" in proc.stdout
     assert proc.stderr == ""
