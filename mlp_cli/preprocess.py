@@ -245,6 +245,8 @@ def _decode(file: BinaryIO, source: str, max_pixels: int = MAX_PIXELS) -> Image.
     `max_pixels` are errors, checked from the header before any pixel is decoded."""
     try:
         with file, warnings.catch_warnings():
+            # Pillow warns of damaged metadata (an EXIF tag it skips), which no digit needs
+            warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(file, formats=FORMATS)
             if image.width * image.height > max_pixels:

@@ -5,6 +5,7 @@ into MNIST digits."""
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -424,6 +425,17 @@ def test_exif_orientation_is_applied(digits: Digits, orientation: int) -> None:
     image = png_bytes(stored, exif=exif)
     assert image.getexif()[0x0112] == orientation
     np.testing.assert_allclose(mnist_style(image), mnist_style(upright), atol=1e-6)
+
+
+def test_damaged_exif_is_read_without_warnings(tmp_path: Path, digits: Digits) -> None:
+    # an orientation whose value lies past the end of the EXIF block: Pillow warns, skips it
+    exif = b"Exif\0\0MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\xff\xff\xff\xff\0\x06\0\0"
+    path = tmp_path / "damaged-exif.jpg"
+    Image.fromarray(ink_on_paper(digits[9])).save(path, exif=exif)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = open_image(path)
+    assert image.size == (28, 28)
 
 
 def test_raw_image_does_no_processing(digits: Digits) -> None:
