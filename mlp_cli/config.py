@@ -16,6 +16,7 @@ What the settings *do* is left to the modules that use them (`mlp_cli.model`, `m
 ``--help`` stays fast.
 """
 
+import contextlib
 import copy
 import difflib
 import io
@@ -201,12 +202,13 @@ class ModelConfig(_Section):
     def _layers_from_text(cls, value: Any) -> Any:
         # "784-100-10" is how architectures are usually written; a list is the canonical form.
         if isinstance(value, str):
-            if not _LAYERS_TEXT.fullmatch(value):
-                raise _SettingError(
-                    "expected layer sizes separated by '-' such as 784-100-10,"
-                    f" or a list, found {_REPR.repr(value)}",
-                )
-            return [int(part) for part in value.split("-")]
+            with contextlib.suppress(ValueError):  # int() refuses more than 4300 digits
+                if _LAYERS_TEXT.fullmatch(value):
+                    return [int(part) for part in value.split("-")]
+            raise _SettingError(
+                "expected layer sizes separated by '-' such as 784-100-10,"
+                f" or a list, found {_REPR.repr(value)}",
+            )
         return value
 
     @model_validator(mode="after")

@@ -173,6 +173,12 @@ BAD_CONFIGS = [
         id="layers-text",
     ),
     pytest.param(
+        "model:\n  layers: 784-" + "9" * 5000 + "-10\n",
+        "layers",
+        ["model.layers", "expected layer sizes", "784-100-10", "'784-9999"],
+        id="layers-text-too-long-for-int",
+    ),
+    pytest.param(
         MINIMAL + "data:\n  validation_size: 0\ntraining:\n  early_stopping:\n    patience: 3\n",
         "patience",
         ["training.early_stopping.patience", "data.validation_size"],
