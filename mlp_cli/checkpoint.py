@@ -483,7 +483,13 @@ def load(path: str | Path, *, checkpoint: bool = False) -> SavedModel:
         raise CheckpointError(f"cannot read model file '{shown(path)}': {exc.strerror}") from None
     with handle:
         size = os.fstat(handle.fileno()).st_size
-        if handle.read(4) != b"PK\x03\x04":
+        try:
+            magic = handle.read(4)
+        except OSError as exc:  # an I/O error of the disk, for one
+            raise CheckpointError(
+                f"cannot read model file '{shown(path)}': {exc.strerror}"
+            ) from None
+        if magic != b"PK\x03\x04":
             raise _fail(path, "it is not a zip/.npz archive")
         if size > _MAX_FILE_BYTES:
             raise _fail(

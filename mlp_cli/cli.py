@@ -200,6 +200,19 @@ app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(show_app, name="show")
 
+MAX_TERMINAL_SIZE = 10_000  # columns or lines, more than any terminal has
+
+# rich reads COLUMNS and LINES with int() once str.isdigit takes them, as it takes "²" and
+# more digits than int() converts; Typer reads TERMINAL_WIDTH with int() alone. A value
+# int() refuses sizes nothing, nor does one beyond any terminal (help pages and usage errors
+# are panels as wide as the terminal): unset, it leaves rich to ask the terminal.
+for _name in ("COLUMNS", "LINES", "TERMINAL_WIDTH"):
+    try:
+        _size = int(os.environ.get(_name) or 0)
+    except ValueError:
+        _size = -1
+    if not 0 <= _size <= MAX_TERMINAL_SIZE:
+        os.environ.pop(_name, None)
 console = Console()
 err_console = Console(stderr=True)
 for _console in (console, err_console):
@@ -389,9 +402,12 @@ def _choose_threads(option: str | None, cfg: "Config", earlier: int | None = Non
     setting: ThreadSetting = cfg.training.threads
     if option is not None:
         text = option.strip()
+        # ASCII digits (str.isdigit alone takes "²"), fewer than int() refuses (4301): 18
+        # digits already count more threads than any machine has
+        digits = text.isascii() and text.isdigit() and len(text) <= 18
         if text == "auto":
             setting = "auto"
-        elif text.isascii() and text.isdigit() and int(text) >= 1:
+        elif digits and int(text) >= 1:
             setting = int(text)
         else:
             raise UsageError(
@@ -1335,7 +1351,8 @@ def config_show(
 
     overrides = list(set_ or [])
     text, header = show_config(file, overrides)
-    header += [f"then overridden with --set {override}" for override in overrides]
+    for override in overrides:  # line by line: a quoted value may hold line breaks
+        header += f"then overridden with --set {override}".splitlines()
     comments = "".join(f"# {line}".rstrip() + "\n" for line in header)
     typer.echo(comments + ("\n" if comments else "") + text, nl=False)
 

@@ -16,6 +16,7 @@ What the settings *do* is left to the modules that use them (`mlp_cli.model`, `m
 ``--help`` stays fast.
 """
 
+import contextlib
 import copy
 import difflib
 import io
@@ -40,8 +41,10 @@ from pydantic import (
     model_validator,
 )
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import ConstructorError, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import Event
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.representer import SafeRepresenter
@@ -50,6 +53,7 @@ from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
 from mlp_cli.limits import (
     MAX_CONFIG_BYTES,
+    MAX_CONFIG_NODES,
     MAX_EPOCHS,
     MAX_LAYERS,
     MNIST_TRAINING_IMAGES,
@@ -198,12 +202,13 @@ class ModelConfig(_Section):
     def _layers_from_text(cls, value: Any) -> Any:
         # "784-100-10" is how architectures are usually written; a list is the canonical form.
         if isinstance(value, str):
-            if not _LAYERS_TEXT.fullmatch(value):
-                raise _SettingError(
-                    "expected layer sizes separated by '-' such as 784-100-10,"
-                    f" or a list, found {_REPR.repr(value)}",
-                )
-            return [int(part) for part in value.split("-")]
+            with contextlib.suppress(ValueError):  # int() refuses more than 4300 digits
+                if _LAYERS_TEXT.fullmatch(value):
+                    return [int(part) for part in value.split("-")]
+            raise _SettingError(
+                "expected layer sizes separated by '-' such as 784-100-10,"
+                f" or a list, found {_REPR.repr(value)}",
+            )
         return value
 
     @model_validator(mode="after")
@@ -434,6 +439,16 @@ class OutputConfig(_Section):
         default="runs", min_length=1, description="Folder that holds one folder per run."
     )
 
+    @field_validator("dir")
+    @classmethod
+    def _dir_is_a_path(cls, value: str) -> str:
+        if "\0" in value:
+            raise _SettingError(
+                f"expected a folder path, found {_REPR.repr(value)}, whose NUL character no"
+                " path can hold"
+            )
+        return value
+
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -545,8 +560,27 @@ Origins = dict[KeyPath, str]
 class _RefusedError(ConstructorError):
     """A value the loader will not build; its `problem` is the whole explanation."""
 
-    def __init__(self, problem: str, node: Node) -> None:
+    def __init__(self, problem: str, node: Node | Event) -> None:
         super().__init__(None, None, problem, node.start_mark)
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer, refusing a document of more than MAX_CONFIG_NODES values and keys
+    as it reaches them: dense YAML (``[[], [], ...]``) is a node every few bytes, and ruamel
+    keeps hundreds of bytes a node, so a file within MAX_CONFIG_BYTES could take hundreds of
+    megabytes."""
+
+    nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_CONFIG_NODES:
+            raise _RefusedError(
+                f"more than {MAX_CONFIG_NODES:,} values and keys, where a config holds a few"
+                " hundred",
+                self.parser.peek_event(),
+            )
+        return super().compose_node(parent, index)
 
 
 def _check(
@@ -625,6 +659,7 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
     """
     origins: Origins = {(): f"{source}:1"}
     yaml = YAML(typ="safe", pure=True)
+    yaml.Composer = _BoundedComposer
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print

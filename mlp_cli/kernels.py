@@ -27,6 +27,7 @@ from numba import prange
 from numba.extending import register_jitable
 
 from mlp_cli import optim
+from mlp_cli.errors import UsageError
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # OpenMP's idle workers spin after each update, on the cores the next products' BLAS
@@ -78,6 +79,21 @@ _LOOPS = {
     for rule in map(register_jitable(**_OPTIONS), _RULES)
 }
 _MOST_THREADS: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+
+
+def start_threads() -> None:
+    """Load numba's threading layer and start its threads, which numba does at the first
+    parallel loop: a layer it cannot load (NUMBA_THREADING_LAYER naming none, or tbb where
+    TBB is not installed) is then refused before any work, not at a run's first update."""
+    try:
+        with _LAUNCH:
+            numba.get_num_threads()
+    except ValueError as exc:
+        reason = " ".join(str(exc).split()).rstrip(".")  # numba's hint is on lines of its own
+        raise UsageError(
+            f"numba could not start its threads: {reason}. Check NUMBA_THREADING_LAYER (unset,"
+            " mlp picks the workqueue layer)."
+        ) from None
 
 
 def update(rule: str, threads: int, *arrays_and_scalars: Any) -> None:

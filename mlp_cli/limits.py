@@ -35,6 +35,7 @@ MAX_EPOCHS = 100_000  # of one run: its history is read back whole (metrics.json
 # state, data and batch buffers, leaving room below 1 GB for Python and its libraries.
 MAX_TRAINING_BYTES = 640 * 2**20
 MAX_CONFIG_BYTES = 2**20  # a config is a few KiB of YAML
+MAX_CONFIG_NODES = 20_000  # values and keys of one YAML file: a config holds a few hundred
 MNIST_SIDE = 28  # side of an MNIST image in pixels, the largest input a model can take
 MNIST_TRAINING_IMAGES = 60000
 EVAL_BATCH = 2048  # rows per batch when a validation split is scored (MLP.evaluate)
@@ -120,6 +121,12 @@ def read_regular(path: str | Path, limit: int) -> bytes:
         if size < len(data) <= limit:  # it grew since: the rest, as far as the limit
             data += handle.read(limit + 1 - len(data))
         return data
+
+
+def json_values_at_most(raw: bytes) -> int:
+    """An upper bound on the number of values in the JSON text `raw` (a key and its value
+    counted as one), without parsing it: each but the first follows a ',', '[' or '{'."""
+    return 1 + sum(raw.count(mark) for mark in (b",", b"[", b"{"))
 
 
 def layers_text(layers: Sequence[int]) -> str:

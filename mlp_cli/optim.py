@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -58,15 +59,23 @@ def compiled_kernels() -> ModuleType | None:
     try:
         if (problem := _numba_threads_problem(cores)) is not None:
             raise ValueError(problem)
-        from mlp_cli import kernels
+        with warnings.catch_warnings():
+            # numba reads NUMBA_* and a .numba_config.yaml in the current folder as it loads;
+            # it warns, with a traceback, of a value it cannot parse, then ignores it
+            warnings.filterwarnings("error", category=RuntimeWarning, module="numba.core.config")
+            import numba  # noqa: F401
     except ImportError:
         return None
-    except ValueError as exc:  # numba refuses e.g. NUMBA_NUM_THREADS=0 as it loads
+    except Exception as exc:  # numba refusing its settings: NUMBA_NUM_THREADS=0, NUMBA_OPT=x,
+        # a .numba_config.yaml that is no YAML mapping...
+        reason = str(exc).partition("\n")[0].rstrip(".")
         raise UsageError(
-            f"numba could not start: {exc} Check the NUMBA_* environment variables "
-            f"(NUMBA_NUM_THREADS must be 1 or more, at most the {cores} CPUs of this machine, "
-            "or unset)."
+            f"numba could not start: {reason}. Check the NUMBA_* environment variables and"
+            " any .numba_config.yaml in the current folder (NUMBA_NUM_THREADS must be 1 or"
+            f" more, at most the {cores} CPUs of this machine, or unset)."
         ) from None
+    from mlp_cli import kernels
+
     return kernels
 
 
@@ -116,6 +125,8 @@ class Optimizer:
         vars(self).update(settings.model_dump(exclude={"name", "lr"}))
         self.kernels = compiled_kernels() if compiled else None
         self.threads = 1 if self.kernels is None else max(1, min(threads, size // THREAD_MIN))
+        if self.kernels is not None and self.threads > 1:
+            self.kernels.start_threads()
         for name in self.state_names:
             setattr(self, name, np.zeros(size, dtype=dtype))
 

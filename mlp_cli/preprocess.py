@@ -245,6 +245,8 @@ def _decode(file: BinaryIO, source: str, max_pixels: int = MAX_PIXELS) -> Image.
     `max_pixels` are errors, checked from the header before any pixel is decoded."""
     try:
         with file, warnings.catch_warnings():
+            # Pillow warns of damaged metadata (an EXIF tag it skips), which no digit needs
+            warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(file, formats=FORMATS)
             if image.width * image.height > max_pixels:
@@ -322,7 +324,10 @@ def _grey(image: Image.Image) -> FloatArray:
     if mode in _UINT16_MODES:
         return np.asarray(image).astype(np.float32) / np.float32(65535.0)
     if mode in ("I", "F"):
-        values = np.nan_to_num(np.asarray(image).astype(np.float64))
+        # infinities as float32's extremes: between float64's, the stretch below overflows
+        largest = float(np.finfo(np.float32).max)
+        values = np.asarray(image).astype(np.float64)
+        values = np.nan_to_num(values, posinf=largest, neginf=-largest)
         low, high = float(values.min()), float(values.max())
         # the smallest usual full scale that holds the data (1.0 only for float pictures);
         # data outside all of them is stretched from its minimum to its maximum

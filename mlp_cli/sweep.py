@@ -52,7 +52,7 @@ from mlp_cli.config import (
     validate_as,
 )
 from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
-from mlp_cli.limits import read_regular
+from mlp_cli.limits import json_values_at_most, read_regular
 from mlp_cli.plain import command, shown
 from mlp_cli.stopping import STOP_SIGNALS, take_over
 from mlp_cli.threads import usable_cores
@@ -453,7 +453,7 @@ class Sweep:
             raw = read_regular(path, MAX_STATE_BYTES)
             if len(raw) > MAX_STATE_BYTES:
                 raise ValueError(f"larger than {MAX_STATE_BYTES:,} bytes")
-            if _values_at_most(raw) > MAX_STATE_VALUES:
+            if json_values_at_most(raw) > MAX_STATE_VALUES:
                 raise ValueError(f"more than {MAX_STATE_VALUES:,} values")
             state = json.loads(raw, parse_constant=_no_constant)
             if not isinstance(state, dict) or state.pop("format_version", None) != STATE_VERSION:
@@ -503,12 +503,6 @@ def _unrecordable(key: str, value: Any) -> str | None:
     except ValueError:  # .nan, .inf or a number too large for a float, such as 1e400
         return "numbers must be finite, and the value holds .nan or .inf (1e400 reads as .inf)"
     return limits if size > _MAX_SETTING_CHARS else None
-
-
-def _values_at_most(raw: bytes) -> int:
-    """An upper bound on the number of values in the JSON text `raw` (a key and its value
-    counted as one), without parsing it: each but the first follows a ',', '[' or '{'."""
-    return 1 + sum(raw.count(mark) for mark in (b",", b"[", b"{"))
 
 
 def _no_constant(name: str) -> float:
@@ -602,7 +596,7 @@ def plan(
     )
     # Half of what Sweep.load reads leaves room for what the trials add as they run.
     state = sweep.state_text().encode()
-    if len(state) > MAX_STATE_BYTES // 2 or _values_at_most(state) > MAX_STATE_VALUES // 2:
+    if len(state) > MAX_STATE_BYTES // 2 or json_values_at_most(state) > MAX_STATE_VALUES // 2:
         raise ConfigError(
             f"{source}: the state of this sweep ({len(trials):,} trials of"
             f" {len(trials[0].params)} settings) would be larger than `mlp sweep` can read back"

@@ -85,7 +85,8 @@ def check_address(address: str) -> None:
     """Refuse an `address` that is no ``HOST:PORT`` of a running cluster's head."""
     host, sep, port_text = address.rpartition(":")
     host = host.strip("[]")
-    digits = port_text.isascii() and port_text.isdigit()  # str.isdigit alone takes "²"
+    # ASCII digits (str.isdigit alone takes "²"), at most a port's 5 (int() refuses 4301)
+    digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
     malformed = UsageError(
         f"--address takes the HOST:PORT of a Ray cluster's head (what `ray start --head`"
         f" printed, e.g. 127.0.0.1:6379), not {address!r}"

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +51,13 @@ from mlp_cli.errors import (
     TrainingError,
     UsageError,
 )
-from mlp_cli.limits import format_bytes, layers_text, read_regular
+from mlp_cli.limits import (
+    MAX_EPOCHS,
+    format_bytes,
+    json_values_at_most,
+    layers_text,
+    read_regular,
+)
 from mlp_cli.model import MLP
 from mlp_cli.optim import OPTIMIZERS, Optimizer, Schedule, compiled_kernels
 from mlp_cli.plain import command, shown
@@ -70,6 +77,9 @@ LOCK_FILE = ".mlp.lock"  # the run's `lock_run`; a sweep folder's lock has the s
 # One line of about 300 bytes per epoch, for at most MAX_EPOCHS epochs; the records read
 # from a file this size take a few hundred MB at most.
 MAX_METRICS_BYTES = 32 * 2**20
+# A record holds 9 values: no more values than that per epoch, or a file of empty lists
+# (some 64 bytes of memory for every 3 of the file) would take gigabytes.
+MAX_METRICS_VALUES = 16 * MAX_EPOCHS
 # The text chunk of a PNG matplotlib drew: how curves.png of runs from before pictures were
 # marked as mlp's looks (see `legacy_curves`).
 MATPLOTLIB_PNG = b"Software\x00Matplotlib"
@@ -282,17 +292,25 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             "more than a run writes (one line of about 300 bytes per epoch). Check that it is a "
             "run's metrics.jsonl."
         )
+    if json_values_at_most(raw) > MAX_METRICS_VALUES:
+        raise DataError(
+            f"The metrics file {shown(path)} holds more JSON values than {MAX_METRICS_VALUES:,}, "
+            f"far more than a run writes (9 a record, for at most {MAX_EPOCHS:,} epochs). Check "
+            "that it is a run's metrics.jsonl."
+        )
     records: list[dict[str, Any]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as e:
+        except (ValueError, RecursionError) as e:  # ValueError: an integer too long to convert
             why = (
                 f"{e.msg} at column {e.colno}"
                 if isinstance(e, json.JSONDecodeError)
-                else ("nested too deeply")
+                else "nested too deeply"
+                if isinstance(e, RecursionError)
+                else f"a number of more than {sys.get_int_max_str_digits()} digits"
             )
             raise DataError(
                 f"{shown(path)}, line {lineno}: not valid JSON ({why}). Each "

@@ -184,6 +184,19 @@ def tile_sheet(
     return sheet
 
 
+@contextmanager
+def _defaults(rc: Mapping[str, Any]) -> Iterator[None]:
+    """matplotlib's own defaults, updated with `rc`, whatever a matplotlibrc (the user's, or
+    one in the current folder) sets: a picture is the same everywhere, and a setting such as
+    text.usetex (LaTeX, which may not be installed) or savefig.bbox (a picture of another
+    size than the one drawn) cannot break it."""
+    from matplotlib.style import context
+
+    with context(["default", dict(rc)]):
+        yield
+
+
+@_defaults({})
 def tile_grid(
     patterns: np.ndarray,
     side: int,
@@ -314,10 +327,9 @@ def save_hidden_png(patterns: np.ndarray, side: int, out: Path, note: str) -> Pa
 @contextmanager
 def _figure(width: float, height: float) -> Iterator[Figure]:
     """A pyplot-free figure with this module's font size and constrained layout."""
-    import matplotlib
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context({"font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 1}):
+    with _defaults({"font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 1}):
         yield Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 

@@ -78,7 +78,7 @@ BAD_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "²"])
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "²", "9" * 5000])
 def test_threads_option_takes_a_number_or_auto(
     value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,6 +182,21 @@ def test_config_show_name_starts_a_config_of_ones_own(
     shipped = load_config("mnist-400-25-10", ["training.epochs=7"])
     assert mine == shipped.model_copy(update={"name": "my"})
     assert mine.training.epochs == 7
+
+
+def test_config_show_comments_every_line_of_an_override_that_holds_line_breaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    # a quoted value may hold a line break: uncommented, the rest would be read as YAML
+    override = 'output.dir="runs\n\ntraining: {epochs: 99}"'
+    code, out, _ = run("config", "show", "mnist-400-25-10", "--set", override)
+    assert code == 0
+    assert '# then overridden with --set output.dir="runs\n#\n# training: {epochs: 99}"\n' in out
+    mine = load_config(write(tmp_path, out, "my.yaml"))
+    assert mine == load_config("mnist-400-25-10", [override]).model_copy(update={"name": "my"})
 
 
 def test_a_shown_config_saved_under_another_name_runs_under_that_name(

@@ -173,6 +173,12 @@ BAD_CONFIGS = [
         id="layers-text",
     ),
     pytest.param(
+        "model:\n  layers: 784-" + "9" * 5000 + "-10\n",
+        "layers",
+        ["model.layers", "expected layer sizes", "784-100-10", "'784-9999"],
+        id="layers-text-too-long-for-int",
+    ),
+    pytest.param(
         MINIMAL + "data:\n  validation_size: 0\ntraining:\n  early_stopping:\n    patience: 3\n",
         "patience",
         ["training.early_stopping.patience", "data.validation_size"],
@@ -201,6 +207,12 @@ BAD_CONFIGS = [
         "name",
         ["name:", "'../escape'", "folder name"],
         id="unsafe-name",
+    ),
+    pytest.param(
+        MINIMAL + 'output:\n  dir: "runs\\0x"\n',
+        "dir",
+        ["output.dir", "NUL", "'runs\\x00x'"],
+        id="nul-in-path",
     ),
     pytest.param(
         MINIMAL + "schedule:\n  gamma: .inf\n",

@@ -382,6 +382,14 @@ def test_yaml_merge_bomb_is_read_quickly(tmp_path: Path) -> None:
     assert "unknown key 'a0'" in str(error)
 
 
+def test_dense_yaml_is_refused_as_it_is_read(tmp_path: Path) -> None:
+    # "[], " is four bytes of YAML and a node of about a kilobyte to ruamel
+    raw = b"model: [" + b"[], " * (MAX_CONFIG_BYTES // 5) + b"[]]\n"
+    error = load_config_bytes(tmp_path, raw)
+    assert isinstance(error, MLPError)
+    assert "more than 20,000 values and keys" in str(error)
+
+
 def test_a_config_larger_than_the_cap_is_refused_without_reading_it_all(tmp_path: Path) -> None:
     path = tmp_path / "huge.yaml"
     with path.open("wb") as f:
@@ -593,6 +601,14 @@ def test_inspect_names_the_file_and_the_field_of_bad_metadata(scratch: Path) -> 
     assert_refused(code, stderr, rss, 1, "bad.npz", "preprocessing.normalize")
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_model_file_whose_reading_fails_is_named_with_the_reason(scratch: Path) -> None:
+    # /proc/self/mem is a regular file whose first bytes give an I/O error, as a bad disk does
+    (scratch / "model.npz").symlink_to("/proc/self/mem")
+    code, stderr, rss = run_mlp("inspect", "--model", "model.npz", cwd=scratch)
+    assert_refused(code, stderr, rss, 1, "cannot read model file 'model.npz': Input/output")
+
+
 @pytest.mark.parametrize(
     ("command", "code"),
     [
@@ -654,8 +670,10 @@ def test_plot_follows_a_latest_file_naming_a_run(scratch: Path) -> None:
     [
         ("[" * 200_000 + "\n", 0, "line 1: not valid JSON (nested too deeply)"),
         (RECORD % 1, 3 * 2**30, "is larger than"),
+        # 30 MB of empty lists: some 64 bytes of memory for every 3 of the file
+        ("[" + "[]," * 10_000_000 + "[]]\n", 0, "more JSON values than"),
     ],
-    ids=["deep", "large"],
+    ids=["deep", "large", "dense"],
 )
 def test_a_metrics_file_is_read_in_bounded_memory(
     scratch: Path, content: str, size: int, fragment: str

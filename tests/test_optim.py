@@ -4,6 +4,7 @@ other bit for bit, state round trips, and the learning-rate schedules against th
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import os
@@ -572,4 +573,66 @@ def test_a_numba_thread_count_numba_would_let_pass_is_a_usage_error(
     )
     assert proc.stdout.startswith("UsageError numba could not start")
     assert problem in proc.stdout
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "file", "problem"),
+    [
+        ("NUMBA_OPT=x", None, "'NUMBA_OPT' is defined but its associated value 'x' could not"),
+        (None, "[", "while parsing a flow node"),
+        (None, "- 1", "'list' object has no attribute 'items'"),
+    ],
+    ids=["unparsable-variable", "config-file-no-yaml", "config-file-no-mapping"],
+)
+def test_numba_settings_numba_cannot_read_are_a_usage_error(
+    tmp_path: Path, variable: str | None, file: str | None, problem: str
+) -> None:
+    # numba reads NUMBA_* and a .numba_config.yaml in the current folder as it loads: it
+    # warns, with a traceback, of a value it cannot parse, and fails on a file it cannot read.
+    script = (
+        "from mlp_cli import optim\n"
+        "try:\n    optim.compiled_kernels()\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    env = dict(os.environ)
+    if variable is not None:
+        name, _, value = variable.partition("=")
+        env[name] = value
+    if file is not None:
+        (tmp_path / ".numba_config.yaml").write_text(file)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout.startswith("UsageError numba could not start")
+    assert problem in proc.stdout
+    assert ".numba_config.yaml" in proc.stdout
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("layer", ["bogus", "tbb"])
+def test_a_threading_layer_numba_cannot_load_is_refused_when_the_optimizer_is_built(
+    layer: str,
+) -> None:
+    # numba loads its threading layer at the first parallel loop: in a run, its first update
+    if layer == "tbb" and importlib.util.find_spec("tbb") is not None:
+        pytest.skip("TBB is installed here")
+    script = (
+        "import numpy as np\n"
+        "from mlp_cli import optim\n"
+        "optim.THREAD_MIN = 4096\n"
+        "try:\n    optim.SGD(2 * 4096, np.dtype(np.float32), 4096, threads=2)\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.startswith("UsageError numba could not start its threads")
+    assert "NUMBA_THREADING_LAYER" in proc.stdout
     assert proc.stderr == ""

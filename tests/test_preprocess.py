@@ -5,6 +5,7 @@ into MNIST digits."""
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -325,6 +326,19 @@ def test_float_images_of_any_range(digits: Digits) -> None:
         assert correlation(mnist_style(image), digits[4]) > 0.95
 
 
+def test_infinite_pixels_of_a_float_picture_count_as_the_largest_float32_values(
+    digits: Digits,
+) -> None:
+    """+inf and -inf in one picture: stretching between them must not overflow to NaN."""
+    largest = np.finfo(np.float32).max
+    cover = digits[4].astype(np.float32) / 255.0
+    with_inf, extremes = cover.copy(), cover.copy()
+    with_inf[0, :2] = np.inf, -np.inf
+    extremes[0, :2] = largest, -largest
+    expected = mnist_style(Image.fromarray(extremes))
+    np.testing.assert_array_equal(mnist_style(Image.fromarray(with_inf)), expected)
+
+
 def test_palette_image_with_a_transparent_background(digits: Digits) -> None:
     """Black ink in a palette image whose background index is transparent (and black)."""
     ink = digits[5] > 100
@@ -411,6 +425,17 @@ def test_exif_orientation_is_applied(digits: Digits, orientation: int) -> None:
     image = png_bytes(stored, exif=exif)
     assert image.getexif()[0x0112] == orientation
     np.testing.assert_allclose(mnist_style(image), mnist_style(upright), atol=1e-6)
+
+
+def test_damaged_exif_is_read_without_warnings(tmp_path: Path, digits: Digits) -> None:
+    # an orientation whose value lies past the end of the EXIF block: Pillow warns, skips it
+    exif = b"Exif\0\0MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\xff\xff\xff\xff\0\x06\0\0"
+    path = tmp_path / "damaged-exif.jpg"
+    Image.fromarray(ink_on_paper(digits[9])).save(path, exif=exif)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = open_image(path)
+    assert image.size == (28, 28)
 
 
 def test_raw_image_does_no_processing(digits: Digits) -> None:

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from mlp_cli import data, sweep
 from mlp_cli.cli import app
 from mlp_cli.errors import ConfigError
+from mlp_cli.limits import json_values_at_most
 from mlp_cli.sweep import Asha, EarlyTerminate, Outcome, Sweep, plan, run_local
 from mlp_cli.train import LOCK_FILE, Trainer
 
@@ -1155,7 +1156,7 @@ def test_plan_refuses_a_sweep_whose_state_could_not_be_read_back(
 ) -> None:
     path = write_sweep(tmp_path, GRID)
     s = plan(path)
-    values = sweep._values_at_most(s.state_text().encode())
+    values = json_values_at_most(s.state_text().encode())
     monkeypatch.setattr(sweep, "MAX_STATE_VALUES", 2 * values)  # as much as plan may write
     assert len(plan(path).trials) == 4
     monkeypatch.setattr(sweep, "MAX_STATE_VALUES", 2 * values - 2)

@@ -329,6 +329,7 @@ def test_without_ray_the_engine_says_how_to_install_it(
         ("127.0.0.1:\u00b2", "HOST:PORT"),  # a digit to str.isdigit, not to int()
         ("a" * 64 + ":6379", "HOST:PORT"),  # a label longer than a host name's 63 characters
         ("head..cluster:6379", "HOST:PORT"),  # an empty label
+        ("127.0.0.1:" + "9" * 5000, "HOST:PORT"),  # more digits than int() converts
     ],
 )
 def test_a_malformed_address_is_a_usage_error(

@@ -664,6 +664,18 @@ def test_read_metrics_errors_name_the_file_and_line(tmp_path: Path) -> None:
         train.read_metrics(bad)
 
 
+def test_a_metrics_line_with_a_number_too_long_to_read_names_the_file_and_line(
+    tmp_path: Path,
+) -> None:
+    # json.loads raises a plain ValueError, not a JSONDecodeError, for an integer of more
+    # digits than Python converts.
+    bad = tmp_path / "metrics.jsonl"
+    bad.write_text('{"epoch": 1}\n{"epoch": ' + "9" * 5000 + "}\n")
+    with pytest.raises(DataError, match=r"line 2: not valid JSON \(a number of more than") as err:
+        train.read_metrics(bad)
+    assert str(bad) in str(err.value)
+
+
 def test_a_stop_while_the_trainer_is_built_leaves_no_run_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

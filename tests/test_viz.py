@@ -248,6 +248,23 @@ def test_curves_from_a_metrics_file(tmp_path: Path) -> None:
     assert_png(viz.plot_curves(records, tmp_path / "deep" / "curves.png"), (1000, 300))
 
 
+def test_matplotlib_settings_neither_break_nor_change_the_pictures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib
+
+    patterns = np.random.default_rng(0).standard_normal((6, 400))
+    page = np.asarray(viz.tile_grid(patterns, 20, title="layer 1 units"))
+    viz.plot_curves(history(3), tmp_path / "plain.png")
+    # what a matplotlibrc (the user's, or one in the current folder) may set: LaTeX for
+    # every label (which fails where LaTeX is not installed) and pictures cut to their ink
+    monkeypatch.setitem(matplotlib.rcParams, "text.usetex", True)
+    monkeypatch.setitem(matplotlib.rcParams, "savefig.bbox", "tight")
+    np.testing.assert_array_equal(viz.tile_grid(patterns, 20, title="layer 1 units"), page)
+    viz.plot_curves(history(3), tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes() == (tmp_path / "plain.png").read_bytes()
+
+
 def test_an_unknown_mplbackend_does_not_stop_mlp_drawing(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history(3)))
     proc = subprocess.run(
