@@ -1,7 +1,8 @@
 """`mlp serve`: a local web page where one draws a digit and watches a trained network answer.
 
 The server is the standard library's `ThreadingHTTPServer`: one thread per connection, so a
-slow client only holds its own thread, and every read has a timeout.  A prediction is
+slow client only holds its own thread, and every read has a timeout; a process holds at
+most `MAX_CONNECTIONS` connections and answers one more with a 503.  A prediction is
 Python and NumPy work that holds the interpreter's lock, so on Linux the server forks into
 several processes that accept connections from one listening socket (as pre-forking servers
 do) and the cores share the load; elsewhere it is one process.  A keep-alive connection
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import ctypes
 import errno
@@ -77,6 +79,10 @@ MAX_PIXELS = 4096 * 4096  # width * height of an uploaded picture or a JSON "pix
 DRAIN_FACTOR = 4  # a body this many times over the limit is still read (and dropped)
 READ_TIMEOUT = 10.0  # seconds a client may take to send a request line, headers or body
 MAX_LOADED = 3  # models kept in memory when switching runs
+# Open connections per process: each may hold a body of up to MAX_BODY while it waits for
+# `picture_work`; a browser opens at most 6, the benchmark 8.
+MAX_CONNECTIONS = 32
+LINGER = 1.0  # seconds a refused connection stays open, for its client to read the 503
 MAX_WORKERS = 4  # processes by default at most: each holds its own copy of the models
 # glibc malloc: blocks up to this size come from (and return to) the process's own heap:
 # a canvas's arrays fit, a large photo's are mapped and unmapped as glibc's default does...
@@ -615,6 +621,7 @@ class Server(ThreadingHTTPServer):
         *,
         read_timeout: float = READ_TIMEOUT,
         max_body: int = MAX_BODY,
+        max_connections: int = MAX_CONNECTIONS,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.models = models
@@ -622,8 +629,9 @@ class Server(ThreadingHTTPServer):
         self.workers: dict[int, int] = {}
         self._open: set[int] = set()  # this process's open connections
         self._open_lock = threading.Lock()
+        self._refused: collections.deque[tuple[float, socket.socket]] = collections.deque()
         # One picture decoded and read at a time in each process: a large upload takes a
-        # hundred MB or more while it is worked on, and connections are not limited.
+        # hundred MB or more while it is worked on.
         self.picture_work = threading.Lock()
         self.assets = {
             item.name: item.read_bytes()
@@ -632,6 +640,7 @@ class Server(ThreadingHTTPServer):
         }
         self.read_timeout = read_timeout
         self.max_body = max_body
+        self.max_connections = max_connections
         self.log: Callable[[str], None] = log or (lambda message: None)
         check_host(host)
         if ":" in host:
@@ -654,8 +663,42 @@ class Server(ThreadingHTTPServer):
     slot = 0
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        if len(self._open) >= self.max_connections:
+            self._refuse_busy(request)
+            return
         self._track(request, opened=True)
         super().process_request(request, client_address)
+
+    def _refuse_busy(self, request: socket.socket) -> None:
+        """Answer a connection beyond `max_connections` with a 503 and close it at once, so
+        that neither a thread nor a body is held for it."""
+        message = json_text(
+            {"error": f"the server holds {self.max_connections} connections; try again shortly"}
+        ).encode()
+        with contextlib.suppress(OSError):
+            request.setblocking(False)  # the answer fits a new socket's buffer: no waiting
+            request.send(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s"
+                % (len(message), message)
+            )
+            request.shutdown(socket.SHUT_WR)
+        # Closed later (`service_actions`): closed now, with the client's request unread, the
+        # connection would be reset, and the answer lost with it.
+        self._refused.append((time.monotonic() + LINGER, request))
+        self._close_refused()
+
+    def _close_refused(self) -> None:
+        """Close the refused connections whose `LINGER` is over, and the oldest beyond
+        `max_connections` of them."""
+        refused = self._refused
+        while refused and (refused[0][0] < time.monotonic() or len(refused) > self.max_connections):
+            refused.popleft()[1].close()
+
+    def server_close(self) -> None:
+        super().server_close()
+        while self._refused:
+            self._refused.popleft()[1].close()
 
     def shutdown_request(self, request: Any) -> None:
         try:
@@ -664,15 +707,14 @@ class Server(ThreadingHTTPServer):
             self._track(request, opened=False)
 
     def _track(self, request: Any, *, opened: bool) -> None:
-        """Count this process's open connections where the other processes can read it."""
-        if self.loads is None:
-            return
+        """Count this process's open connections, where the other processes can read it."""
         with self._open_lock:
             if opened:
                 self._open.add(id(request))
             else:
                 self._open.discard(id(request))
-            self.loads[self.slot] = len(self._open)
+            if self.loads is not None:
+                self.loads[self.slot] = len(self._open)
 
     def get_request(self) -> tuple[Any, Any]:
         """Accept a connection, after leaving it for a while to a process with fewer.
@@ -702,6 +744,7 @@ class Server(ThreadingHTTPServer):
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             raise SystemExit(0)
         self.reap_workers()
+        self._close_refused()
 
     def reap_workers(self) -> None:
         """Report each forked worker that has died since the last look; the rest serve on."""

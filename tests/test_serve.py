@@ -633,6 +633,30 @@ def test_concurrent_requests_all_get_the_same_answer(running: Running) -> None:
         assert json.dumps(answer, sort_keys=True) == by_model[answer["model"]]
 
 
+def test_a_connection_beyond_the_limit_gets_a_503_at_once_and_the_rest_are_served(
+    tmp_path: Path,
+) -> None:
+    """Each open connection may hold a body of up to the limit, so their number is bounded."""
+    with start(tmp_path, read_timeout=5.0, max_connections=2) as running:
+        held = [http.client.HTTPConnection(running.host, running.port, timeout=10) for _ in "ab"]
+        for connection in held:
+            connection.request("GET", "/api/runs")  # keep-alive: the connection stays open
+            assert connection.getresponse().read()
+        status, headers, body = running.request("POST", "/api/predict", seven_png())
+        assert status == 503
+        assert headers["Retry-After"] == "1"
+        assert headers["Connection"] == "close"
+        assert "2 connections" in json.loads(body)["error"]
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while status == 503 and time.monotonic() < deadline:  # until the server sees it closed
+            status, _ = running.json("POST", "/api/predict", seven_png(), "image/png")
+        assert status == 200
+        held[0].request("GET", "/api/runs")  # the connections it holds are still served
+        assert held[0].getresponse().status == 200
+        held[0].close()
+
+
 @pytest.mark.parametrize(
     "partial",
     [
