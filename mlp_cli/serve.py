@@ -1,8 +1,9 @@
 """`mlp serve`: a local web page where one draws a digit and watches a trained network answer.
 
 The server is the standard library's `ThreadingHTTPServer`: one thread per connection, so a
-slow client only holds its own thread, and every read has a timeout; a process holds at
-most `MAX_CONNECTIONS` connections and answers one more with a 503.  A prediction is
+slow client only holds its own thread, every read has a timeout and every request a
+deadline (`RequestReader`); a process holds at most `MAX_CONNECTIONS` connections and
+answers one more with a 503.  A prediction is
 Python and NumPy work that holds the interpreter's lock, so on Linux the server forks into
 several processes that accept connections from one listening socket (as pre-forking servers
 do) and the cores share the load; elsewhere it is one process.  A keep-alive connection
@@ -78,6 +79,9 @@ MAX_BODY = 10 * 2**20  # bytes; a phone photo fits, a canvas PNG is a few KiB
 MAX_PIXELS = 4096 * 4096  # width * height of an uploaded picture or a JSON "pixels" canvas
 DRAIN_FACTOR = 4  # a body this many times over the limit is still read (and dropped)
 READ_TIMEOUT = 10.0  # seconds a client may take to send a request line, headers or body
+# Seconds from a request's first byte to its last (request line, headers and body): a
+# client sending a byte every few seconds never trips READ_TIMEOUT, and is cut off here.
+REQUEST_TIME = 60.0
 MAX_LOADED = 3  # models kept in memory when switching runs
 # Open connections per process: each may hold a body of up to MAX_BODY while it waits for
 # `picture_work`; a browser opens at most 6, the benchmark 8.
@@ -135,6 +139,45 @@ class RequestError(Exception):
     def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RequestTimeoutError(Exception):
+    """A request that has not arrived whole within `Server.request_time` of its first byte
+    (not a `TimeoutError`, which the base handler drops without an answer)."""
+
+
+class RequestReader(io.RawIOBase):
+    """A connection's reads, under `Handler.rfile`'s buffer: each waits at most
+    ``read_timeout``, and those of one request end ``request_time`` after its first byte
+    (`deadline`, which the handler clears between requests), as `data`'s downloads do."""
+
+    def __init__(self, connection: socket.socket, read_timeout: float, request_time: float):
+        self.connection = connection
+        self.read_timeout, self.request_time = read_timeout, request_time
+        self.deadline: float | None = None  # None: the next request has not begun
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is None:  # waiting for a request: only the read timeout applies
+            count = self.connection.recv_into(buffer)
+            if count:
+                self.deadline = time.monotonic() + self.request_time
+            return count
+        left = self.deadline - time.monotonic()
+        if left > 0:
+            self.connection.settimeout(min(left, self.read_timeout))
+            try:
+                return self.connection.recv_into(buffer)
+            except TimeoutError:
+                if time.monotonic() < self.deadline:
+                    raise
+            finally:
+                self.connection.settimeout(self.read_timeout)  # answers are written with it
+        raise RequestTimeoutError(
+            f"the request did not arrive whole within {self.request_time:g} s"
+        )
 
 
 def check_host(host: str) -> None:
@@ -399,6 +442,20 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         # Every read (request line, headers, body) waits at most this long.
         self.connection.settimeout(self.server.read_timeout)
+        self.rfile.close()  # the socket's own reader, which knows no deadline
+        self.reader = RequestReader(
+            self.connection, self.server.read_timeout, self.server.request_time
+        )
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        """One request, its line, headers and body read within `Server.request_time`."""
+        self.reader.deadline = None  # from the request's first byte
+        self.requestline = self.request_version = self.command = ""  # none read yet
+        try:
+            super().handle_one_request()
+        except RequestTimeoutError as exc:  # in the request line or headers
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT, str(exc))
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # requests are not logged; failures reach `Server.log`
@@ -446,6 +503,8 @@ class Handler(BaseHTTPRequestHandler):
             self._drain_refused_body()
         except ImageError as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except RequestTimeoutError as exc:  # in the body
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT, str(exc))
         except (TimeoutError, ConnectionError):
             self.close_connection = True
         except Exception as exc:  # a request never takes the server down
@@ -593,7 +652,7 @@ class Handler(BaseHTTPRequestHandler):
         left, self._refused = self._refused, 0
         if not left or left > DRAIN_FACTOR * self.server.max_body:
             return
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, RequestTimeoutError):
             while left > 0 and (chunk := self.rfile.read(min(left, 2**16))):
                 left -= len(chunk)
 
@@ -620,6 +679,7 @@ class Server(ThreadingHTTPServer):
         port: int = 8000,
         *,
         read_timeout: float = READ_TIMEOUT,
+        request_time: float = REQUEST_TIME,
         max_body: int = MAX_BODY,
         max_connections: int = MAX_CONNECTIONS,
         log: Callable[[str], None] | None = None,
@@ -639,6 +699,7 @@ class Server(ThreadingHTTPServer):
             if item.is_file() and ASSET_NAME.fullmatch(item.name)
         }
         self.read_timeout = read_timeout
+        self.request_time = request_time
         self.max_body = max_body
         self.max_connections = max_connections
         self.log: Callable[[str], None] = log or (lambda message: None)

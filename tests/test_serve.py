@@ -689,6 +689,55 @@ def check_slow_client(running: Running, partial: bytes) -> None:
     assert_still_serving(running)
 
 
+@pytest.mark.parametrize(
+    ("sent", "trickled"),
+    [
+        (b"", b"POST /api/predict HTTP/1.1\r\n"),
+        (b"POST /api/predict HTTP/1.1\r\n", b"Content-Type: image/png\r\n"),
+        (
+            b"POST /api/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 99\r\n\r\n",
+            b"\x89" * 98,
+        ),
+    ],
+    ids=["request line", "headers", "body"],
+)
+def test_a_request_trickled_in_a_byte_at_a_time_is_cut_off_with_a_408(
+    tmp_path: Path, sent: bytes, trickled: bytes
+) -> None:
+    """Each byte comes well within the read timeout, but the whole request does not come
+    within the request's time."""
+    with start(tmp_path, read_timeout=3.0, request_time=1.0) as running:
+        with socket.create_connection((running.host, running.port), timeout=5) as slow:
+            slow.sendall(sent)
+            reply = b""
+            for byte in trickled:
+                slow.sendall(bytes([byte]))
+                if select.select([slow], [], [], 0.2)[0]:
+                    while chunk := slow.recv(65536):
+                        reply += chunk
+                    break
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 "), reply[:200]
+        assert b"Connection: close" in head
+        assert json.loads(body)["error"] == "the request did not arrive whole within 1 s"
+        assert_still_serving(running)
+
+
+def test_a_keep_alive_connection_has_the_request_time_for_each_request(tmp_path: Path) -> None:
+    """The time runs from a request's first byte, not from the connection's start."""
+    with start(tmp_path, read_timeout=3.0, request_time=1.0) as running:
+        connection = http.client.HTTPConnection(running.host, running.port, timeout=10)
+        try:
+            for _ in range(2):
+                connection.request("GET", "/api/runs")
+                assert connection.getresponse().read()
+                time.sleep(1.2)  # idle between requests: within the read timeout
+            connection.request("POST", "/api/predict", seven_png(), {"Content-Type": "image/png"})
+            assert connection.getresponse().status == 200
+        finally:
+            connection.close()
+
+
 # -- the command ---------------------------------------------------------------------------
 
 
