@@ -21,6 +21,7 @@ import copy
 import difflib
 import io
 import math
+import os
 import re
 import reprlib
 import warnings
@@ -436,7 +437,9 @@ class OutputConfig(_Section):
     """Where runs are written."""
 
     dir: str = Field(
-        default="runs", min_length=1, description="Folder that holds one folder per run."
+        default="runs",
+        min_length=1,
+        description="Folder that holds one folder per run ('~' is the home folder).",
     )
 
     @field_validator("dir")
@@ -447,7 +450,8 @@ class OutputConfig(_Section):
                 f"expected a folder path, found {_REPR.repr(value)}, whose NUL character no"
                 " path can hold"
             )
-        return value
+        # As a shell would, which never sees a path written in a file or a --set
+        return os.path.expanduser(value)
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

@@ -424,6 +424,18 @@ def test_core_schema_scalars() -> None:
     assert cfg.output.dir == "1000-10-10"
 
 
+def test_a_tilde_in_output_dir_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = config_from_yaml(MINIMAL + "output:\n  dir: ~/runs\n")
+    assert cfg.output.dir == str(tmp_path / "runs")
+    cfg = config_from_yaml(MINIMAL, overrides=["output.dir=~/x"])
+    assert cfg.output.dir == str(tmp_path / "x")
+    # what `mlp config show` prints and a run saves: the folder the runs go to
+    assert yaml.safe_load(dump_config(cfg))["output"]["dir"] == str(tmp_path / "x")
+
+
 def test_integer_field_accepts_hex_and_octal() -> None:
     cfg = config_from_yaml(MINIMAL + "training:\n  batch_size: 0x40\n  seed: 0o17\n")
     assert (cfg.training.batch_size, cfg.training.seed) == (0x40, 0o17)
