@@ -83,26 +83,31 @@ EMPTY_PATH = "an empty path names no file or folder; give a path ('.' for the cu
 def _process_value(
     param: TyperOption | TyperArgument, ctx: Any, value: Any, process: Callable[[Any, Any], Any]
 ) -> Any:
-    """Typer's `process_value` (``process``) of ``value``, but for two cases.  A parameter
+    """Typer's `process_value` (``process``) of ``value``, but for three cases.  A parameter
     given no value gets what Typer's coercion makes of None (None, or () for a parameter
     that takes several values, whatever the type) without first building the pydantic
     validator of its type (the first one built loads pydantic, for ``mlp data --help``
     too).  And an empty path is refused: Path("") is ".", so ``--out ""`` would silently
-    name the current folder (read from, written into) instead of being the mistake it is."""
+    name the current folder (read from, written into) instead of being the mistake it is.
+    And a leading '~' of a path is the home folder, as when a shell expands it (it does not
+    in ``--out=~/x`` or in quotes)."""
     if value is None and not param.required:
         value = () if param.multiple or param.nargs == -1 else None
         return value if param.callback is None else param.callback(ctx, param, value)
-    if value == "" and _takes_path(param):
-        raise typer.BadParameter(EMPTY_PATH)
+    if isinstance(value, str) and _takes_path(param):
+        if value == "":
+            raise typer.BadParameter(EMPTY_PATH)
+        value = os.path.expanduser(value)
     return process(ctx, value)
 
 
 def _no_empty_path(values: list[str]) -> list[str]:
     """The callback of an argument of paths held as text (globs): an empty one is refused
-    as `_process_value` refuses it for a Path, before anything is read."""
+    and a leading '~' expanded, as `_process_value` does for a Path, before anything is
+    read."""
     if "" in values:
         raise typer.BadParameter(EMPTY_PATH)
-    return values
+    return [os.path.expanduser(value) for value in values]
 
 
 def _takes_path(param: TyperOption | TyperArgument) -> bool:

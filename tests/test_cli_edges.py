@@ -380,6 +380,21 @@ def test_predict_refuses_an_empty_path_instead_of_reading_the_folder(
     assert result.stdout == ""
 
 
+def test_predict_reads_a_tilde_of_a_quoted_glob_and_model_as_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    save_random_model(tmp_path / "model.npz")
+    Image.new("L", (28, 28)).save(tmp_path / "seven.png")
+    result = CliRunner().invoke(
+        cli.app, ["predict", "--model=~/model.npz", "--raw", "--json", "~/*.png"]
+    )
+    assert result.exit_code == 0, result.output
+    assert str(tmp_path / "seven.png") in result.stdout
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -248,3 +248,21 @@ def test_the_run_folder_is_named_after_an_overridden_network(
     assert saved.meta.config is not None
     assert saved.meta.config.model_dump()["name"] == folder
     assert "-".join(map(str, saved.layers)) in folder or folder == "mine"
+
+
+def test_a_tilde_in_out_or_output_dir_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir()
+    here.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    path = str(config(tmp_path))
+    code, _, err = mlp("train", "--config", path, "--epochs", "1", "--out=~/x")
+    assert code == 0, err
+    assert (home / "x" / "model.npz").is_file()
+    code, _, err = mlp("train", "--config", path, "--epochs", "1", "--set", "output.dir=~/runs")
+    assert code == 0, err
+    assert (home / "runs" / "unit-400-32-10" / "model.npz").is_file()
+    assert list(here.iterdir()) == []
