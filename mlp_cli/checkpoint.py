@@ -80,6 +80,8 @@ CHECKPOINT_FILE = "checkpoint.npz"  # a run directory's latest state, for --resu
 LATEST = "latest"  # <runs>/latest points at the newest run directory
 
 MAX_CLASS_NAME = 100  # characters of one class name
+MAX_DATA_HASHES = 16  # entries of data_hashes: mlp writes one per MNIST file, 4
+_MAX_HASH_ENTRY = 128  # characters of a file name or digest there (a sha256 has 64)
 MIN_STD = 1e-3  # a smaller standardisation std would blow pixel differences up a thousandfold
 _MAX_MEMBERS = 2 * MAX_LAYERS + 16  # weights, biases, metadata and a checkpoint's extras
 _MAX_NPY_HEADER = 10_000  # characters of a .npy header, as NumPy's own loader allows
@@ -212,6 +214,22 @@ class ModelMetadata(_OpenRecord):
                     f"holds {name[:20]!r}; expected names of 1 to {MAX_CLASS_NAME} characters"
                 )
         return names
+
+    @field_validator("data_hashes")
+    @classmethod
+    def _few_hashes(cls, hashes: dict[str, str]) -> dict[str, str]:
+        if len(hashes) > MAX_DATA_HASHES:
+            raise ValueError(
+                f"holds {len(hashes):,} entries; expected at most {MAX_DATA_HASHES}, one"
+                " file name and its sha256 per data file"
+            )
+        for name, digest in hashes.items():
+            if max(len(name), len(digest)) > _MAX_HASH_ENTRY:
+                raise ValueError(
+                    f"holds {name[:20]!r}: {digest[:20]!r}; expected file names and digests"
+                    f" of at most {_MAX_HASH_ENTRY} characters"
+                )
+        return hashes
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMetadata:

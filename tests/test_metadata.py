@@ -125,6 +125,13 @@ BAD_FIELDS: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "resume a list": (("resume",), [1, 2], "resume"),
     "history not records": (("history",), [1, 2], "history"),
     "data hashes a list": (("data_hashes",), ["x"], "data_hashes"),
+    "data hashes by the thousand": (
+        ("data_hashes",),
+        {f"f{i}": "0" * 64 for i in range(50_000)},
+        "data_hashes",
+    ),
+    "data hash of a megabyte": (("data_hashes",), {"f": "0" * 2**20}, "data_hashes"),
+    "data hash name of a megabyte": (("data_hashes",), {"f" * 2**20: "0"}, "data_hashes"),
 }
 
 
