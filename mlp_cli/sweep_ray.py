@@ -38,6 +38,7 @@ from typing import Any
 
 from mlp_cli import checkpoint, outputs
 from mlp_cli.errors import MLPError, UsageError
+from mlp_cli.limits import shorten
 from mlp_cli.sweep import (
     SAVE_SECONDS,
     Outcome,
@@ -61,6 +62,8 @@ STATUS, REASON, SECONDS = "mlp_status", "mlp_reason", "mlp_seconds"
 LAST = "mlp_last"
 # Times a trial is started again, from its last checkpoint, after its worker died.
 MAX_FAILURES = 3
+# Characters of an --address said in an error: a host name has at most 253, a port 5.
+_SHOWN_ADDRESS = 300
 
 
 def _missing(reason: str) -> UsageError:
@@ -89,7 +92,7 @@ def check_address(address: str) -> None:
     digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
     malformed = UsageError(
         f"--address takes the HOST:PORT of a Ray cluster's head (what `ray start --head`"
-        f" printed, e.g. 127.0.0.1:6379), not {address!r}"
+        f" printed, e.g. 127.0.0.1:6379), not {shorten(address, _SHOWN_ADDRESS)!r}"
     )
     if not sep or not host or not digits or not 0 < int(port_text) < 65536:
         raise malformed
@@ -101,7 +104,8 @@ def check_address(address: str) -> None:
         raise malformed from None
     except OSError as exc:
         raise UsageError(
-            f"no Ray cluster answers at {host}:{port} ({outputs.reason(exc)}). Start one with "
+            f"no Ray cluster answers at {shorten(host, _SHOWN_ADDRESS)}:{port}"
+            f" ({outputs.reason(exc)}). Start one with "
             f"`ray start --head --port={port}` on that machine, or leave out --address to run"
             " the sweep on a private Ray on this machine."
         ) from None
