@@ -415,8 +415,11 @@ def _choose_threads(option: str | None, cfg: "Config", earlier: int | None = Non
         elif digits and int(text) >= 1:
             setting = int(text)
         else:
+            from mlp_cli.limits import shorten
+
             raise UsageError(
-                f"--threads takes a number of threads (1 or more) or auto, not {option!r}"
+                "--threads takes a number of threads (1 or more) or auto, not"
+                f" {shorten(option, 40)!r}"
             )
     return choose_threads(setting, cfg.model.layers, cfg.training.batch_size, earlier=earlier)
 

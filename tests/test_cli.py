@@ -87,6 +87,7 @@ def test_threads_option_takes_a_number_or_auto(
     code, out, err = run("train", "--config", str(config), "--threads", value)
     assert code == 2
     assert "--threads takes a number of threads (1 or more) or auto" in err
+    assert repr(value if len(value) <= 40 else value[:37] + "...") in err
     assert "Traceback" not in out + err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.yaml"]
 
