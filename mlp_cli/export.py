@@ -49,7 +49,7 @@ from mlp_cli.checkpoint import (
 )
 from mlp_cli.errors import ExportError, UsageError
 from mlp_cli.evaluate import evaluate
-from mlp_cli.limits import MNIST_SIDE, layers_text
+from mlp_cli.limits import MNIST_SIDE, layers_text, shorten
 from mlp_cli.model import MLP
 from mlp_cli.outputs import advice, check_folder, check_name, check_replaceable, reason
 from mlp_cli.plain import decodable, json_text, shown
@@ -97,7 +97,7 @@ def check_format(fmt: str) -> str:
     """``fmt`` if it is an export format we write, else a UsageError naming the choices."""
     if fmt not in FORMATS:
         raise UsageError(
-            f"unknown export format {fmt!r}; the formats are: {', '.join(FORMATS)} "
+            f"unknown export format {shorten(fmt, 40)!r}; the formats are: {', '.join(FORMATS)} "
             "(for example `mlp export --format onnx --out model.onnx`)."
         )
     return fmt

@@ -368,12 +368,15 @@ def test_unwritable_out_folder_is_a_clean_error(model_file: Path, tmp_path: Path
     assert not (folder / "m.onnx").exists()
 
 
-def test_unknown_format_is_a_usage_error(model_file: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("fmt", "shown"), [("tflite", "tflite"), ("x" * 5000, "x" * 37 + "...")])
+def test_unknown_format_is_a_usage_error(
+    model_file: Path, tmp_path: Path, fmt: str, shown: str
+) -> None:
     code, _, err = run(
-        "export", "--model", str(model_file), "--format", "tflite", "--out", str(tmp_path / "m")
+        "export", "--model", str(model_file), "--format", fmt, "--out", str(tmp_path / "m")
     )
     assert code == 2
-    assert "unknown export format 'tflite'" in err
+    assert f"unknown export format '{shown}'" in err
     assert "onnx" in err
     assert not (tmp_path / "m").exists()
 
