@@ -52,7 +52,7 @@ from mlp_cli.config import (
     validate_as,
 )
 from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
-from mlp_cli.limits import json_values_at_most, read_regular
+from mlp_cli.limits import json_values_at_most, read_regular, shorten
 from mlp_cli.plain import command, shown
 from mlp_cli.stopping import STOP_SIGNALS, take_over
 from mlp_cli.threads import usable_cores
@@ -171,7 +171,8 @@ class SweepSpec(_Section):
             err.add(
                 "name",
                 "expected a folder name of at most 90 letters, digits, '.', '_' or '-' that"
-                f" starts with a letter or digit and is not best or latest, found {self.name!r}",
+                " starts with a letter or digit and is not best or latest, found"
+                f" {shorten(self.name, 100)!r}",
             )
         for key, param in self.parameters.items():
             if key in _NOT_SWEPT:

@@ -240,6 +240,10 @@ def test_random_draws_are_reproducible_from_the_sweep_seed_and_within_bounds(
             GRID.replace("name: grid", "name: a/b"),
             ["s.yaml:1: name: expected a folder name of at most 90"],
         ),
+        (
+            GRID.replace("name: grid", "name: " + "n" * 5000),
+            ["s.yaml:1: name: expected a folder name", "found '" + "n" * 97 + "...'"],
+        ),
         ("- a\n- b\n", ["the top level of a sweep file must be a mapping"]),
         ("# nothing\n", ["sweep file", "is empty"]),
         (
