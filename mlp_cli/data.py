@@ -152,7 +152,8 @@ def data_dir() -> Path:
             path = Path(override).expanduser()
         except RuntimeError:  # "~name/..." for a user this system does not know
             raise _bad_data_dir(
-                DATA_DIR_ENV, f"{override!r}, whose '~' names no home folder on this system"
+                DATA_DIR_ENV,
+                f"{shorten(override, 300)!r}, whose '~' names no home folder on this system",
             ) from None
         _check_data_dir(path, DATA_DIR_ENV, f"'{shown(path)}'")
         return path

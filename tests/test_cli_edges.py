@@ -70,6 +70,15 @@ def test_a_data_dir_naming_an_unknown_user_is_a_usage_error(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_data_dir_naming_an_unknown_user_of_any_length_is_cut_short(tmp_path: Path) -> None:
+    value = "~" + "u" * 5000
+    proc = mlp("data", "path", cwd=tmp_path, env={data.DATA_DIR_ENV: value})
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    assert "'~" + "u" * 296 + "...'" in "".join(stderr.split())
+    assert len(stderr) < 1000
+
+
 CONFIG_WITH_UMLAUTS = (
     "name: plain\nmodel: {layers: 784-10}\ndata: {mirror: 'http://bücher.example/mnist/'}\n"
 )
