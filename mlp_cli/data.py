@@ -234,7 +234,8 @@ def _normalize_mirror(url: str, origin: str) -> str:
     plain = url.isprintable() and not any(c.isspace() for c in url)
     if parts.scheme not in ("http", "https") or not parts.netloc or not plain:
         raise UsageError(
-            f"The MNIST mirror {url!r} (from {origin}) is not a valid http:// or https:// URL. "
+            f"The MNIST mirror {shorten(url, 300)!r} (from {origin}) is not a valid http:// or"
+            " https:// URL. "
             "A mirror is a web folder holding the four MNIST .gz files, for example "
             "'https://ossci-datasets.s3.amazonaws.com/mnist/'. To use files that are already "
             "on this machine, run `mlp data import DIR` instead."

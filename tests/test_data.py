@@ -151,6 +151,14 @@ def test_mirror_list_refuses_what_is_not_an_http_url(bad: str) -> None:
     assert "(from the config key data.mirror)" in str(info.value)
 
 
+def test_a_mirror_that_is_no_url_is_cut_short_in_the_error() -> None:
+    bad = "ftp://" + "x" * 5000
+    with pytest.raises(UsageError) as info:
+        data.mirror_list(bad)
+    assert repr(bad[:297] + "...") in str(info.value)
+    assert len(str(info.value)) < 1000
+
+
 # --------------------------------------------------------------------------- download
 
 
