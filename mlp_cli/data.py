@@ -155,13 +155,16 @@ def data_dir() -> Path:
                 DATA_DIR_ENV,
                 f"{shorten(override, 300)!r}, whose '~' names no home folder on this system",
             ) from None
-        _check_data_dir(path, DATA_DIR_ENV, f"'{shown(path)}'")
+        _check_data_dir(path, DATA_DIR_ENV, f"'{shorten(shown(path), 300)}'")
         return path
     import pooch
 
     path = Path(pooch.os_cache("mlp")) / "mnist"
     if (variable := _cache_variable(path)) is not None:
-        value = f"'{shown(os.environ[variable])}', so the MNIST cache would be '{shown(path)}'"
+        value = (
+            f"'{shorten(shown(os.environ[variable]), 300)}', so the MNIST cache would be"
+            f" '{shorten(shown(path), 300)}'"
+        )
         _check_data_dir(path, variable, value)
     return path
 

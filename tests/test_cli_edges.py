@@ -79,6 +79,18 @@ def test_a_data_dir_naming_an_unknown_user_of_any_length_is_cut_short(tmp_path: 
     assert len(stderr) < 1000
 
 
+@pytest.mark.parametrize("variable", [data.DATA_DIR_ENV, "XDG_CACHE_HOME"])
+def test_a_cache_folder_too_long_for_any_file_system_is_cut_short(
+    tmp_path: Path, variable: str
+) -> None:
+    value = str(tmp_path / ("x" * 5000))
+    proc = mlp("data", "path", cwd=tmp_path, env={data.DATA_DIR_ENV: "", variable: value})
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    assert value[:297] + "..." in "".join(stderr.split())
+    assert len(stderr) < 2000
+
+
 CONFIG_WITH_UMLAUTS = (
     "name: plain\nmodel: {layers: 784-10}\ndata: {mirror: 'http://bücher.example/mnist/'}\n"
 )
