@@ -168,7 +168,7 @@ def _one_of(registry: Mapping[str, Any]) -> AfterValidator:
 
     def known(name: str) -> str:
         if name not in registry:
-            raise ValueError(f"is {name!r}; expected one of {', '.join(registry)}")
+            raise ValueError(f"is {shorten(name, 40)!r}; expected one of {', '.join(registry)}")
         return name
 
     return AfterValidator(known)

@@ -148,6 +148,18 @@ def test_each_bad_field_is_one_error_naming_the_file_and_the_field(
     assert f"'{named}" in message
 
 
+@pytest.mark.parametrize("field", ["hidden_activation", "output_activation", "loss"])
+def test_an_unknown_name_of_any_length_is_cut_short_in_the_error(
+    tmp_path: Path, field: str
+) -> None:
+    path = write_model(tmp_path / "model.npz", changed((field,), "x" * 5000))
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(path)
+    message = str(info.value)
+    assert f"'{field}' is '{'x' * 37}...'" in message
+    assert len(message) < 1000
+
+
 @pytest.mark.parametrize(
     ("layers", "named"),
     [([784, 0, 10], "layers"), ([784, 2**21, 10], "layers"), ([784, 100_000, 10], "parameters")],
