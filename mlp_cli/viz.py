@@ -354,6 +354,10 @@ def _series(records: Sequence[Mapping[str, Any]], key: str, *, finite: bool = Fa
             continue
         try:
             values[i] = float(v)
+        except OverflowError:  # an integer of hundreds of digits
+            raise UsageError(
+                f"Metrics record {i + 1} has {key} = {v!r}, beyond any float32 value a run records."
+            ) from None
         except (TypeError, ValueError):
             raise UsageError(
                 f"Metrics record {i + 1} has {key} = {v!r}, but a number (or null) was expected."

@@ -288,6 +288,14 @@ def test_curves_refuse_a_number_no_run_records(tmp_path: Path, key: str) -> None
     assert not (tmp_path / "curves.png").exists()
 
 
+def test_curves_refuse_an_integer_beyond_any_float(tmp_path: Path) -> None:
+    records = history(3)
+    records[0]["train_loss"] = 10**400  # as JSON reads 1 followed by 400 zeros
+    with pytest.raises(UsageError, match="record 1 has train_loss = 10+, beyond any float32"):
+        viz.plot_curves(records, tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+
+
 @pytest.mark.parametrize("key", ["epoch", "lr"])
 @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
 def test_curves_refuse_an_epoch_or_rate_that_is_not_finite(
