@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mlp_cli.errors import UsageError
+from mlp_cli.limits import shorten
 from mlp_cli.losses import LOSSES
 from mlp_cli.outputs import PICTURE_MARK, picture_format, save_image, save_picture
 
@@ -347,29 +348,31 @@ def _save_figure(fig: Figure, out: Path) -> Path:
 def _series(records: Sequence[Mapping[str, Any]], key: str, *, finite: bool = False) -> np.ndarray:
     """The values of `key` across records as float64, NaN where absent or None; with
     `finite`, a value given as NaN or infinity is refused (no run records one there)."""
+    beyond = "beyond any float32 value a run records."
     values = np.full(len(records), np.nan)
     for i, rec in enumerate(records):
         v = rec.get(key)
         if v is None:
             continue
+        problem = None
         try:
             values[i] = float(v)
         except OverflowError:  # an integer of hundreds of digits
-            raise UsageError(
-                f"Metrics record {i + 1} has {key} = {v!r}, beyond any float32 value a run records."
-            ) from None
+            problem = beyond
         except (TypeError, ValueError):
+            problem = "but a number (or null) was expected."
+        else:
+            if finite and not np.isfinite(values[i]):
+                problem = (
+                    "but a finite number (or null) was expected: a run never records NaN or"
+                    " infinity there."
+                )
+            elif abs(values[i]) > _FLOAT32_MAX and np.isfinite(values[i]):  # matplotlib fails
+                problem = beyond
+        if problem is not None:
+            # the value as the file holds it, which may be text of any length
             raise UsageError(
-                f"Metrics record {i + 1} has {key} = {v!r}, but a number (or null) was expected."
-            ) from None
-        if finite and not np.isfinite(values[i]):
-            raise UsageError(
-                f"Metrics record {i + 1} has {key} = {v!r}, but a finite number (or null) was "
-                "expected: a run never records NaN or infinity there."
-            )
-        if abs(values[i]) > _FLOAT32_MAX and np.isfinite(values[i]):  # matplotlib fails on it
-            raise UsageError(
-                f"Metrics record {i + 1} has {key} = {v!r}, beyond any float32 value a run records."
+                f"Metrics record {i + 1} has {key} = {shorten(repr(v), 40)}, {problem}"
             )
     return values
 
