@@ -463,7 +463,8 @@ def _decode(path: Path) -> bytes:
         problem = f"cannot be read ({exc})"
         with contextlib.suppress(OSError):  # readlink fails unless `path` is a link itself
             target = os.readlink(path)
-            problem = f"is a broken link: it points to {target!r}, which does not exist"
+            shown_target = shorten(target, 300)  # a link's target may be thousands long
+            problem = f"is a broken link: it points to {shown_target!r}, which does not exist"
         raise _SourceError(problem) from exc
     except NotRegularFileError as exc:  # a pipe would hang the read, a device never end it
         raise _SourceError(f"cannot be read: {exc}") from exc

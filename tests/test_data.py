@@ -556,6 +556,17 @@ class _Notes:
         self.notes.append(text)
 
 
+def test_import_cuts_a_broken_links_long_target_short(synthetic: Synthetic, tmp_path: Path) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw)
+    (source / f"{STEMS[0]}.gz").unlink()
+    target = "/nonexistent" + "/x" * 2000
+    (source / f"{STEMS[0]}.gz").symlink_to(target)
+    with pytest.raises(DataError) as info:
+        data.import_mnist(source)
+    assert f"is a broken link: it points to {target[:297] + '...'!r}" in str(info.value)
+    assert len(str(info.value)) < 1000
+
+
 def test_import_moves_a_cached_file_that_is_not_mnists_aside(
     synthetic: Synthetic, tmp_path: Path
 ) -> None:
