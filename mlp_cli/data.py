@@ -552,7 +552,7 @@ def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> 
             try:
                 raw = _download_from(base, stem, _Downloader(stem, progressbar))
             except _SourceError as exc:
-                failures.append(f"  - {base}: {exc}")
+                failures.append(f"  - {shorten(base, 300)}: {exc}")
                 order.remove(base)
                 order.append(base)
                 continue

@@ -232,6 +232,17 @@ def test_unreachable_mirrors_are_all_listed_with_advice(
     assert cache_listing() == []
 
 
+def test_a_long_mirror_is_cut_short_in_the_list_of_failures(
+    synthetic: Synthetic, closed_port_url: str
+) -> None:
+    mirror = closed_port_url + "x" * 5000 + "/"
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=mirror)
+    message = str(info.value)
+    assert f"  - {mirror[:297]}...: connection failed" in message
+    assert len(message) < 3000
+
+
 def test_wrong_bytes_are_refused_and_leave_the_cache_clean(
     synthetic: Synthetic, wrong_folder: Path, serve_folder: ServeFolder
 ) -> None:
