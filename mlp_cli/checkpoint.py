@@ -82,6 +82,7 @@ LATEST = "latest"  # <runs>/latest points at the newest run directory
 MAX_CLASS_NAME = 100  # characters of one class name
 MAX_DATA_HASHES = 16  # entries of data_hashes: mlp writes one per MNIST file, 4
 _MAX_HASH_ENTRY = 128  # characters of a file name or digest there (a sha256 has 64)
+_MAX_SHORT_TEXT = 100  # characters of a package version or a creation time
 MIN_STD = 1e-3  # a smaller standardisation std would blow pixel differences up a thousandfold
 _MAX_MEMBERS = 2 * MAX_LAYERS + 16  # weights, biases, metadata and a checkpoint's extras
 _MAX_NPY_HEADER = 10_000  # characters of a .npy header, as NumPy's own loader allows
@@ -114,6 +115,16 @@ class _OpenRecord(_Record):
     """A part whose unknown keys are kept as written, unchecked."""
 
     model_config = ConfigDict(extra="allow")
+
+
+def _short(text: str) -> str:
+    if len(text) > _MAX_SHORT_TEXT:
+        raise ValueError(f"holds {len(text):,} characters; expected at most {_MAX_SHORT_TEXT}")
+    return text
+
+
+# Checked by len(): pydantic's max_length refuses the lone surrogates of an undecodable byte.
+_ShortText = Annotated[str, AfterValidator(_short)]
 
 
 class Normalization(_Record):
@@ -191,9 +202,9 @@ class ModelMetadata(_OpenRecord):
     preprocessing: Preprocessing
     class_names: list[str]
     config: SavedConfig | None = None
-    package_version: str | None = None
+    package_version: _ShortText | None = None
     data_hashes: dict[str, str] = Field(default_factory=dict)
-    created: str | None = None
+    created: _ShortText | None = None
     training: TrainingSummary | None = None
     resume: dict[str, Any] | None = None
     history: list[dict[str, Any]] | None = None

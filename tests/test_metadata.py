@@ -132,6 +132,8 @@ BAD_FIELDS: dict[str, tuple[tuple[str, ...], Any, str]] = {
     ),
     "data hash of a megabyte": (("data_hashes",), {"f": "0" * 2**20}, "data_hashes"),
     "data hash name of a megabyte": (("data_hashes",), {"f" * 2**20: "0"}, "data_hashes"),
+    "package version of a megabyte": (("package_version",), "1" * 2**20, "package_version"),
+    "creation time of a megabyte": (("created",), "2" * 2**20, "created"),
 }
 
 
