@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from mlp_cli import checkpoint, outputs, shipped
 from mlp_cli.config import (
@@ -162,6 +162,12 @@ class SweepSpec(_Section):
     seed: int = Field(default=0, ge=0)
     parameters: dict[str, Parameter] = Field(min_length=1)
     early_terminate: EarlyTerminate | None = None
+
+    @field_validator("config")
+    @classmethod
+    def _home(cls, value: str) -> str:
+        # As a shell would, which never sees a path written in a file
+        return os.path.expanduser(value)
 
     @model_validator(mode="after")
     def _fits_method(self) -> SweepSpec:

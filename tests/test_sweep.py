@@ -129,6 +129,17 @@ def mlp(*args: str) -> tuple[int, str, str]:
 # -- the grammar -------------------------------------------------------------------------------
 
 
+def test_a_tilde_in_the_base_config_path_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "sweeps").mkdir()
+    path = write_sweep(tmp_path, GRID.replace("base.yaml", "~/base.yaml"), "sweeps/s.yaml")
+    s = plan(path)
+    assert len(s.trials) == 4
+    assert Path(s.base_config) == tmp_path / "base.yaml"
+
+
 def test_a_grid_is_every_combination_in_file_order(tmp_path: Path) -> None:
     s = plan(write_sweep(tmp_path, GRID))
     assert [t.id for t in s.trials] == ["t000", "t001", "t002", "t003"]
