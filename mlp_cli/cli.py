@@ -110,6 +110,12 @@ def _no_empty_path(values: list[str]) -> list[str]:
     return [os.path.expanduser(value) for value in values]
 
 
+def _home_expanded(value: str | None) -> str | None:
+    """The callback of an option naming a folder or a URI, held as text: a leading '~'
+    expanded, as `_process_value` does for a Path (a URI starts with its scheme)."""
+    return None if value is None else os.path.expanduser(value)
+
+
 def _takes_path(param: TyperOption | TyperArgument) -> bool:
     """Whether ``param`` is declared as a Path (or Path | None)."""
     descriptor = getattr(param, "type_descriptor", None)
@@ -624,6 +630,7 @@ def sweep(
         str | None,
         typer.Option(
             metavar="DIR|URI",
+            callback=_home_expanded,
             help="Where Ray keeps the trials' checkpoints (--engine ray; default: ray/ in "
             "the sweep folder). A cluster of several machines needs a folder they all share, "
             "or a URI such as s3://bucket/path.",

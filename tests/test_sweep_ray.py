@@ -31,6 +31,7 @@ import pytest
 from test_sweep import base_config, mlp, write_sweep
 from test_train import arrays_of, metrics, without_timing
 
+from mlp_cli.errors import MLPError
 from mlp_cli.sweep import Sweep
 
 HERE = Path(__file__).parent
@@ -372,6 +373,26 @@ def test_a_host_name_too_long_to_resolve_is_cut_short_in_the_error(
     assert f"noRayclusteranswersat{host[:297]}...:6379" in said
     assert len(err) < 1000
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_tilde_in_storage_is_the_home_folder(
+    tmp_path: Path, ray_tune: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import data, sweep_ray
+
+    given: list[Any] = []
+
+    def run_ray(*args: Any, storage: Any, **kwargs: Any) -> bool:
+        given.append(storage)
+        raise MLPError("stopped before Ray starts")
+
+    monkeypatch.setattr(sweep_ray, "run_ray", run_ray)
+    monkeypatch.setattr(data, "fetch_missing", lambda **kwargs: None)  # MNIST is not needed
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = write_sweep(tmp_path, SWEEP)
+    code, _out, err = mlp("sweep", str(path), "--engine", "ray", "--storage", "~/ray")
+    assert code == 1, err
+    assert given == [str(tmp_path / "home" / "ray")], err
 
 
 def test_address_and_storage_need_the_ray_engine(tmp_path: Path) -> None:
