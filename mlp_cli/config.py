@@ -64,6 +64,7 @@ from mlp_cli.limits import (
     layers_text,
     network_size_problem,
     read_regular,
+    shorten,
 )
 
 MNIST_CLASSES = 10
@@ -865,7 +866,8 @@ def _unknown_key(where: str, path: KeyPath, optimizer: str | None, schema: type[
         if len(homes) == 1:
             hint = f"; did you mean '{homes[0]}'?"
     return (
-        f"{where}: unknown key '{_dotted(path)}'{about}{hint} (allowed keys {scope}:"
+        # a --set may name a key of any length
+        f"{where}: unknown key '{shorten(_dotted(path), 100)}'{about}{hint} (allowed keys {scope}:"
         f" {', '.join(allowed)})."
     )
 

@@ -656,6 +656,18 @@ def test_bad_override_cites_the_override(
         assert part in message
 
 
+@pytest.mark.parametrize("prefix", ["", "model."])
+def test_an_unknown_key_of_any_length_is_cut_short(tmp_path: Path, prefix: str) -> None:
+    key = prefix + "k" * 5000
+    message = config_error(write(tmp_path, MINIMAL), (f"{key}=1",))
+    assert f"unknown key '{key[:97]}...'" in message
+    assert len(message) < 1000
+    # in a file, as an explicit key (a plain one ends at YAML's 1,024 characters)
+    message = config_error(write(tmp_path, MINIMAL + f"? {key}\n: 1\n"))
+    assert f"unknown key '{key[:97]}...'" in message
+    assert len(message) < 1000
+
+
 @pytest.mark.parametrize(
     ("override", "threads"),
     [("training.threads=auto", "auto"), ("training.threads=3", 3), ("training.threads=", None)],
