@@ -431,7 +431,9 @@ class Sweep:
         keys = list(self.trials[0].params)
         for t in self.trials:
             if not re.fullmatch(r"t[0-9]{3,5}", t.id) or t.status not in STATUSES:
-                raise ValueError(f"trial {t.id!r} with status {t.status!r}")
+                raise ValueError(
+                    f"trial {shorten(t.id, 40)!r} with status {shorten(t.status, 40)!r}"
+                )
             # Every trial sets the same settings, each a config key and a value short enough
             # to show in a table cell.
             if list(t.params) != keys or len(keys) > _MAX_SETTINGS:

@@ -925,6 +925,22 @@ def test_an_infinite_val_loss_of_an_older_run_is_no_value_and_the_state_is_saved
     assert again.trials[0].best is None
 
 
+@pytest.mark.parametrize("field", ["id", "status"])
+def test_a_sweep_states_trial_id_or_status_of_any_length_is_cut_short(
+    tmp_path: Path, field: str
+) -> None:
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    state["trials"][0][field] = "x" * 5000
+    (good.dir / "sweep.json").write_text(json.dumps(state))
+    code, _, err = mlp("sweep", "show", str(good.dir))
+    assert code == 2, err
+    assert f"'{'x' * 37}...'" in err
+    assert len(err) < 1000
+
+
 def test_a_sweep_state_with_settings_no_sweep_file_gives_is_refused(tmp_path: Path) -> None:
     good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
     good.dir.mkdir()
