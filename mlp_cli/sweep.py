@@ -490,7 +490,9 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-_SETTING_KEY = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,7}")
+# A dotted config key; its parts are short names (early_stopping), so that a trial's label
+# (optimizer.lr=0.01, ...) stays short in the messages that show it.
+_SETTING_KEY = re.compile(r"[A-Za-z0-9_]{1,40}(\.[A-Za-z0-9_]{1,40}){0,7}")
 _MAX_SETTINGS = 100
 _MAX_SETTING_CHARS = 2000  # a value as JSON, e.g. a list of a layer size per layer
 

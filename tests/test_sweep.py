@@ -299,6 +299,16 @@ def test_an_invalid_sweep_file_names_the_line_and_the_key(
     assert out == ""
 
 
+def test_a_swept_key_of_any_length_is_cut_short_in_the_error(tmp_path: Path) -> None:
+    key = "optimizer." + "x" * 5000
+    path = write_sweep(tmp_path, GRID.replace("  optimizer.lr:", f"  ? {key}\n  :"))
+    with pytest.raises(ConfigError) as caught:
+        plan(path)
+    message = str(caught.value)
+    assert f"parameters: {key[:100]!r} is swept over a value a sweep cannot record" in message
+    assert len(message) < 1000
+
+
 def test_a_validation_metric_needs_a_validation_split(tmp_path: Path) -> None:
     path = write_sweep(
         tmp_path,
