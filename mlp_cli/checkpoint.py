@@ -82,7 +82,7 @@ LATEST = "latest"  # <runs>/latest points at the newest run directory
 MAX_CLASS_NAME = 100  # characters of one class name
 MAX_DATA_HASHES = 16  # entries of data_hashes: mlp writes one per MNIST file, 4
 _MAX_HASH_ENTRY = 128  # characters of a file name or digest there (a sha256 has 64)
-_MAX_SHORT_TEXT = 100  # characters of a package version or a creation time
+_MAX_SHORT_TEXT = 100  # characters of a version, a time, a training status or monitor
 MIN_STD = 1e-3  # a smaller standardisation std would blow pixel differences up a thousandfold
 _MAX_MEMBERS = 2 * MAX_LAYERS + 16  # weights, biases, metadata and a checkpoint's extras
 _MAX_NPY_HEADER = 10_000  # characters of a .npy header, as NumPy's own loader allows
@@ -147,12 +147,13 @@ class TrainingSummary(_OpenRecord):
     """How training went. Later versions may add keys; they are kept, unchecked."""
 
     # Fields in the order `mlp train` writes them, which is the order they are dumped in.
-    status: str | None = None
+    status: _ShortText | None = None
     epochs_run: int | None = Field(default=None, ge=0)
     best_epoch: int | None = Field(default=None, ge=0)
     best_val_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     best_val_loss: float | None = Field(default=None, ge=0.0)
-    monitor: str | None = None  # what picked the best epoch: val_loss (older files) or val_acc
+    # what picked the best epoch: val_loss (older files) or val_acc
+    monitor: _ShortText | None = None
     seconds: float | None = Field(default=None, ge=0.0)
     threads: int | None = Field(default=None, ge=1)  # BLAS threads, kept on resume by `auto`
     weights_from_epoch: int | None = Field(default=None, ge=0)

@@ -134,6 +134,8 @@ BAD_FIELDS: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "data hash name of a megabyte": (("data_hashes",), {"f" * 2**20: "0"}, "data_hashes"),
     "package version of a megabyte": (("package_version",), "1" * 2**20, "package_version"),
     "creation time of a megabyte": (("created",), "2" * 2**20, "created"),
+    "training status of a megabyte": (("training", "status"), "s" * 2**20, "training.status"),
+    "monitor of a megabyte": (("training", "monitor"), "m" * 2**20, "training.monitor"),
 }
 
 
