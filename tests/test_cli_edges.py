@@ -305,39 +305,26 @@ def test_a_zero_terminal_width_still_shows_the_message(tmp_path: Path) -> None:
 def test_a_terminal_size_that_is_no_number_is_ignored(
     tmp_path: Path, name: str, value: str
 ) -> None:
-    env = {**os.environ, name: value}
     for args, code, words in (
         (["evaluate", "--model", "nope"], 2, "error: model 'nope' not found"),
         (["--help"], 0, "Usage: "),
     ):
-        run = subprocess.run(
-            [sys.executable, "-m", "mlp_cli.cli", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert run.returncode == code, run.stderr
-        assert words in run.stdout + run.stderr
-        assert "Traceback" not in run.stderr
+        run = mlp(*args, cwd=tmp_path, env={name: value})
+        stderr = run.stderr.decode()
+        assert run.returncode == code, stderr
+        assert words in run.stdout.decode() + stderr
+        assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("name", ["COLUMNS", "TERMINAL_WIDTH"])
 def test_a_terminal_wider_than_any_is_not_drawn(tmp_path: Path, name: str) -> None:
     # help pages and usage errors are panels as wide as the terminal: a trillion columns
     # would be a trillion characters a line
-    env = {**os.environ, name: str(10**12)}
     for args, code in ((["evaluate", "--split", "nope"], 2), (["--help"], 0)):
-        run = subprocess.run(
-            [sys.executable, "-m", "mlp_cli.cli", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert run.returncode == code, run.stderr[-2000:]
-        assert "Traceback" not in run.stderr
+        run = mlp(*args, cwd=tmp_path, env={name: str(10**12)})
+        stderr = run.stderr.decode()
+        assert run.returncode == code, stderr[-2000:]
+        assert "Traceback" not in stderr
         assert len(run.stdout + run.stderr) < 20_000
 
 

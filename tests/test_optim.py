@@ -537,16 +537,22 @@ def test_a_schedule_is_built_from_its_config_section_by_field_name() -> None:
     assert got(4.0) == pytest.approx(0.1)
 
 
-def test_numba_refusing_its_environment_is_a_usage_error() -> None:
+def _loading_kernels(
+    env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A fresh process that loads the compiled kernels and prints what it raised, if any."""
     script = (
         "from mlp_cli import optim\n"
         "try:\n    optim.compiled_kernels()\n"
         "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
     )
-    env = {**os.environ, "NUMBA_NUM_THREADS": "0"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-    ).stdout
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
+
+
+def test_numba_refusing_its_environment_is_a_usage_error() -> None:
+    out = _loading_kernels({**os.environ, "NUMBA_NUM_THREADS": "0"}).stdout
     assert out.startswith("UsageError numba could not start")
     assert "NUMBA_NUM_THREADS must be 1 or more" in out
 
@@ -562,15 +568,7 @@ def test_numba_refusing_its_environment_is_a_usage_error() -> None:
 def test_a_numba_thread_count_numba_would_let_pass_is_a_usage_error(
     value: str, problem: str
 ) -> None:
-    script = (
-        "from mlp_cli import optim\n"
-        "try:\n    optim.compiled_kernels()\n"
-        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
-    )
-    env = {**os.environ, "NUMBA_NUM_THREADS": value}
-    proc = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-    )
+    proc = _loading_kernels({**os.environ, "NUMBA_NUM_THREADS": value})
     assert proc.stdout.startswith("UsageError numba could not start")
     assert problem in proc.stdout
     assert proc.stderr == ""
@@ -590,25 +588,13 @@ def test_numba_settings_numba_cannot_read_are_a_usage_error(
 ) -> None:
     # numba reads NUMBA_* and a .numba_config.yaml in the current folder as it loads: it
     # warns, with a traceback, of a value it cannot parse, and fails on a file it cannot read.
-    script = (
-        "from mlp_cli import optim\n"
-        "try:\n    optim.compiled_kernels()\n"
-        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
-    )
     env = dict(os.environ)
     if variable is not None:
         name, _, value = variable.partition("=")
         env[name] = value
     if file is not None:
         (tmp_path / ".numba_config.yaml").write_text(file)
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    proc = _loading_kernels(env, cwd=tmp_path)
     assert proc.stdout.startswith("UsageError numba could not start")
     assert problem in proc.stdout
     assert ".numba_config.yaml" in proc.stdout
