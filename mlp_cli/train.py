@@ -1094,9 +1094,9 @@ def resume(
         if cfg != before:
             from mlp_cli.config import dump_config
 
-            checkpoint.atomic_write(
-                run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode())
-            )
+            config = run_dir / CONFIG_FILE
+            with outputs.writing(config, "the run's config"):
+                checkpoint.atomic_write(config, lambda f: f.write(dump_config(cfg).encode()))
         if link:
             update_latest(run_dir)
     except BaseException:

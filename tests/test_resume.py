@@ -587,3 +587,26 @@ def test_a_second_resume_of_a_run_being_trained_is_refused_and_a_killed_one_leav
     code, message = run("train", "--resume", str(run_dir), "--epochs", str(done + 1), "--quiet")
     assert code == 0, message
     assert not (run_dir / train.LOCK_FILE).exists()
+
+
+def test_a_full_disk_while_resume_writes_the_config_is_an_error_and_the_run_still_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    run_dir = interrupted_run(tmp_path, "R")
+    before = snapshot(run_dir)
+    real = checkpoint.atomic_write
+
+    def full_disk(path: Path, write: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # no file name, as real
+
+    monkeypatch.setattr(checkpoint, "atomic_write", full_disk)
+    code, message = run("train", "--resume", str(run_dir), "--set", "training.epochs=5")
+    assert code == 1, message
+    config = run_dir / train.CONFIG_FILE
+    assert f"could not write the run's config '{config}': the disk is full" in message
+    assert snapshot(run_dir) == before
+    monkeypatch.setattr(checkpoint, "atomic_write", real)  # space was freed
+    code, message = run("train", "--resume", str(run_dir), "--set", "training.epochs=5", "-q")
+    assert code == 0, message
