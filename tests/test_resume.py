@@ -610,3 +610,20 @@ def test_a_full_disk_while_resume_writes_the_config_is_an_error_and_the_run_stil
     monkeypatch.setattr(checkpoint, "atomic_write", real)  # space was freed
     code, message = run("train", "--resume", str(run_dir), "--set", "training.epochs=5", "-q")
     assert code == 0, message
+
+
+def test_resuming_a_run_killed_before_its_first_checkpoint_says_so_and_how_to_train_it(
+    tmp_path: Path,
+) -> None:
+    trainer = train.start(make_config(tmp_path), make_splits(), tmp_path / "R")
+    assert trainer.lock is not None
+    trainer.lock.release()  # as the kernel does for a process killed here, before `run`
+    run_dir = trainer.run_dir
+    before = snapshot(run_dir)
+
+    code, message = run("train", "--resume", str(run_dir))
+
+    assert code == 2, message
+    assert f"the run in '{run_dir}' was stopped before it saved its first checkpoint" in message
+    assert f"mlp train --config {run_dir / train.CONFIG_FILE} --out NEW_DIR" in message
+    assert snapshot(run_dir) == before
