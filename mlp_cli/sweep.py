@@ -30,6 +30,7 @@ import os
 import re
 import reprlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -862,6 +863,17 @@ def _init_worker(
 
     for signum in STOP_SIGNALS:
         take_over(signum, handler)
+    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_with(sweep_pid: int) -> None:
+    """End this worker once the sweep's process `sweep_pid` is gone (``kill -9``): nothing
+    else would, as it waits for work on a pipe its siblings keep open, and it holds the
+    sweep folder's lock (inherited) that `mlp sweep --resume` needs. A trial it runs then
+    resumes from its last epoch's checkpoint."""
+    while os.getppid() == sweep_pid:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _stopping() -> bool:

@@ -1013,6 +1013,14 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> Config:
     Overrides may only change `RESUMABLE_KEYS`; any other change raises `UsageError`
     before anything is read beyond the config or written."""
     run_dir = Path(run_dir)
+    if (run_dir / CONFIG_FILE).is_file() and not os.path.lexists(run_dir / CHECKPOINT_FILE):
+        # What `start` leaves when the process is killed before the first checkpoint.
+        raise UsageError(
+            f"the run in '{shown(run_dir)}' was stopped before it saved its first checkpoint "
+            f"({CHECKPOINT_FILE}), so it has nothing to continue from; train it again with "
+            f"`{command('mlp train --config', run_dir / CONFIG_FILE)} --out NEW_DIR`, or "
+            "remove the folder"
+        )
     if not (run_dir / CHECKPOINT_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
         raise UsageError(
             f"'{shown(run_dir)}' is not a run directory with {CONFIG_FILE} and {CHECKPOINT_FILE}; "
@@ -1094,9 +1102,9 @@ def resume(
         if cfg != before:
             from mlp_cli.config import dump_config
 
-            checkpoint.atomic_write(
-                run_dir / CONFIG_FILE, lambda f: f.write(dump_config(cfg).encode())
-            )
+            config = run_dir / CONFIG_FILE
+            with outputs.writing(config, "the run's config"):
+                checkpoint.atomic_write(config, lambda f: f.write(dump_config(cfg).encode()))
         if link:
             update_latest(run_dir)
     except BaseException:

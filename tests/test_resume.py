@@ -587,3 +587,43 @@ def test_a_second_resume_of_a_run_being_trained_is_refused_and_a_killed_one_leav
     code, message = run("train", "--resume", str(run_dir), "--epochs", str(done + 1), "--quiet")
     assert code == 0, message
     assert not (run_dir / train.LOCK_FILE).exists()
+
+
+def test_a_full_disk_while_resume_writes_the_config_is_an_error_and_the_run_still_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    run_dir = interrupted_run(tmp_path, "R")
+    before = snapshot(run_dir)
+    real = checkpoint.atomic_write
+
+    def full_disk(path: Path, write: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # no file name, as real
+
+    monkeypatch.setattr(checkpoint, "atomic_write", full_disk)
+    code, message = run("train", "--resume", str(run_dir), "--set", "training.epochs=5")
+    assert code == 1, message
+    config = run_dir / train.CONFIG_FILE
+    assert f"could not write the run's config '{config}': the disk is full" in message
+    assert snapshot(run_dir) == before
+    monkeypatch.setattr(checkpoint, "atomic_write", real)  # space was freed
+    code, message = run("train", "--resume", str(run_dir), "--set", "training.epochs=5", "-q")
+    assert code == 0, message
+
+
+def test_resuming_a_run_killed_before_its_first_checkpoint_says_so_and_how_to_train_it(
+    tmp_path: Path,
+) -> None:
+    trainer = train.start(make_config(tmp_path), make_splits(), tmp_path / "R")
+    assert trainer.lock is not None
+    trainer.lock.release()  # as the kernel does for a process killed here, before `run`
+    run_dir = trainer.run_dir
+    before = snapshot(run_dir)
+
+    code, message = run("train", "--resume", str(run_dir))
+
+    assert code == 2, message
+    assert f"the run in '{run_dir}' was stopped before it saved its first checkpoint" in message
+    assert f"mlp train --config {run_dir / train.CONFIG_FILE} --out NEW_DIR" in message
+    assert snapshot(run_dir) == before

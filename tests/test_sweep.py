@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -584,6 +584,30 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
     state = Sweep.load(folder)
     assert [t.status for t in state.trials] == ["completed"] * 4
     assert all(len(metrics(folder / t.id)) == 30 for t in state.trials)
+
+
+def test_workers_of_a_sweep_killed_with_kill_9_end_and_leave_it_resumable(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 30}"))
+    folder = tmp_path / "runs" / "grid"
+    with running_sweep(tmp_path, path, started=all) as proc:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        if not children.exists():
+            pytest.skip("no /proc to find the sweep's workers in")
+        workers = [int(pid) for pid in children.read_text().split()]
+        proc.kill()  # the sweep alone, as `kill -9 PID` does: its workers are orphaned
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        try:
+            while any(Path(f"/proc/{pid}").exists() for pid in workers):
+                assert time.monotonic() < deadline, "the orphaned workers of the sweep never ended"
+                time.sleep(0.1)
+        finally:
+            with suppress(ProcessLookupError):  # its session: any worker that did not
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    code, _, err = mlp("sweep", "--resume", str(folder), "--quiet")
+    assert code == 0, err
+    assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 4
     assert (folder / "results.csv").is_file()
 
 
