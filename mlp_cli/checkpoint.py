@@ -34,6 +34,7 @@ import reprlib
 import warnings
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,6 +226,9 @@ class ModelMetadata(_OpenRecord):
                 raise ValueError(
                     f"holds {name[:20]!r}; expected names of 1 to {MAX_CLASS_NAME} characters"
                 )
+        # a name is the key of its class in predict's and serve's JSON, and labels its row
+        if twice := [name for name, count in Counter(names).items() if count > 1]:
+            raise ValueError(f"holds {twice[0][:20]!r} twice; expected a different name per class")
         return names
 
     @field_validator("data_hashes")

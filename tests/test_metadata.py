@@ -113,6 +113,7 @@ BAD_FIELDS: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "three class names": (("class_names",), ["0", "1", "2"], "class_names"),
     "class names not text": (("class_names",), list(range(10)), "class_names"),
     "no class names": (("class_names",), ..., "class_names"),
+    "a class name twice": (("class_names",), ["0", *"123456780"], "class_names"),
     "no preprocessing": (("preprocessing",), ..., "preprocessing"),
     "training a list": (("training",), [1, 2], "training"),
     "accuracy above one": (("training", "best_val_accuracy"), 3.0, "training.best_val_accuracy"),
