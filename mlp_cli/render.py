@@ -606,7 +606,10 @@ def render_hidden_terminal(
     n = P.shape[0]
     fits = (width + TERMINAL_GAP) // grid_cols(n) - TERMINAL_GAP  # widest near-square tiles
     t = max(min(side, 3), min(side, fits))
-    tiles = P.reshape(n, side, side)
+    # each tile is drawn scaled to its own largest |weight|: scaling first keeps weights
+    # beyond float32's range (a deep layer's product) finite through the float32 resize
+    peak = np.max(np.abs(P), axis=1, keepdims=True)  # (n, 1)
+    tiles = (P / np.where(peak > 0, peak, 1.0)).reshape(n, side, side)
     if t != side:
         # area averaging keeps thin strokes visible where nearest neighbour would drop them
         tiles = np.stack(

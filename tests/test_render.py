@@ -82,6 +82,21 @@ def test_terminal_half_blocks_put_upper_pixel_in_front_and_lower_behind() -> Non
     assert all(ch == " " for row in cells for ch, _ in (row[20], row[41]))
 
 
+@pytest.mark.parametrize("color_system", ["truecolor", None])
+def test_weights_beyond_float32_draw_as_their_shape_when_tiles_are_shrunk(
+    color_system: Any,
+) -> None:
+    # A deeper layer's product of weights can be finite in float64 but not in float32.
+    patterns = np.random.default_rng(13).standard_normal((16, 784))
+    drawn = []
+    for scale in (1.0, 1e300):
+        console = Console(width=80, record=True, file=io.StringIO(), color_system=color_system)
+        console.print(render_hidden_terminal(patterns * scale, 28))
+        drawn.append(console.export_text(styles=True))
+    assert "19x19" in drawn[0]
+    assert drawn[1] == drawn[0]
+
+
 class _AsciiFile(io.StringIO):
     encoding = "ascii"  # as stdout is under PYTHONIOENCODING=ascii
 
