@@ -111,14 +111,20 @@ def unit_patterns(weights: Sequence[np.ndarray], layer: int = 1) -> tuple[np.nda
             f"Layer {layer} does not exist: this network has {layers}. Choose {choose}."
         )
     patterns = mats[0]  # (units_1, n_inputs)
-    for W in mats[1:layer]:
-        patterns = W @ patterns  # (units_k, n_inputs)
+    with np.errstate(over="ignore", invalid="ignore"):  # said below in a sentence
+        for W in mats[1:layer]:
+            patterns = W @ patterns  # (units_k, n_inputs)
     what = "output units (one per class)" if layer == n_layers else f"layer {layer} units"
     if layer == 1:
         note = f"{what}: incoming weights (rows of W1)"
     else:
         product = "·".join(f"W{k}" for k in range(layer, 0, -1))
         note = f"{what} shown through the product {product} (linear approximation)"
+        if not np.all(np.isfinite(patterns)):
+            raise UsageError(
+                f"Layer {layer} cannot be drawn: the product {product} of its weights holds "
+                "numbers too large for float64. Choose a lower layer (layer 1 draws W1 itself)."
+            )
     return patterns, note
 
 

@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,18 @@ def test_a_layer_past_a_network_without_hidden_layers_says_it_has_none(layer: in
         f"Layer {layer} does not exist: this network has no hidden layer; its one weight layer, "
         "numbered 1, is the output layer. Choose layer 1."
     )
+
+
+def test_a_product_of_weights_beyond_float64_is_refused_naming_it_without_a_warning() -> None:
+    weights = [W * 1e200 for W in three_layers(np.random.default_rng(9))]  # finite, each
+    assert np.isfinite(viz.unit_patterns(weights, layer=1)[0]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would reach the terminal
+        with pytest.raises(UsageError) as refused:
+            viz.unit_patterns(weights, layer=3)
+    message = str(refused.value)
+    assert "W3·W2·W1" in message
+    assert "layer 1" in message
 
 
 def test_weights_that_do_not_chain_are_refused() -> None:
