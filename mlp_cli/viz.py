@@ -23,6 +23,7 @@ import io
 import logging
 import math
 import os
+import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -629,8 +630,12 @@ def save_gallery(
 
     cols = max(1, min(cols, n))
     rows = max(1, math.ceil(n / cols))
-    with _figure(max(1.55 * cols, 5.0), 1.75 * rows + 0.5) as fig:
-        fig.suptitle(title, fontsize=FONT_SIZE + 1)
+    width = max(1.55 * cols, 5.0)  # inches
+    # the picture is as wide as its tiles: a longer title is broken into lines, not cut off
+    # (0.6 em is about the widest average letter of the font)
+    fits = int(width * 72 / (0.6 * (FONT_SIZE + 1)))
+    with _figure(width, 1.75 * rows + 0.5) as fig:
+        fig.suptitle(textwrap.fill(title, fits), fontsize=FONT_SIZE + 1)
         if n == 0:
             ax0: Axes = fig.subplots()
             ax0.axis("off")

@@ -436,6 +436,16 @@ def test_gallery_png(tmp_path: Path) -> None:
         viz.save_gallery(images, true[:11], pred, prob, tmp_path / "x.png")
 
 
+@pytest.mark.parametrize("n", [1, 3, 12])
+def test_the_gallery_title_fits_the_picture_of_a_few_mistakes(tmp_path: Path, n: int) -> None:
+    images = np.random.default_rng(15).uniform(0, 1, (n, 28, 28))
+    out = viz.save_gallery(images, [4] * n, [5] * n, [0.25] * n, tmp_path / "g.png")
+    with Image.open(out) as img:
+        pixels = np.asarray(img.convert("L"))
+    edges = pixels[:, [0, 1, -2, -1]]  # a title wider than the picture is cut at its sides
+    assert (edges == 255).all()
+
+
 def test_importing_viz_does_not_import_plotting_libraries(
     imports_of: Callable[[str], set[str]],
 ) -> None:
