@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from tiny_models import save_random_model
 from typer.testing import CliRunner
 
 from mlp_cli import checkpoint, data, export
@@ -478,6 +479,21 @@ def test_verify_of_a_model_without_ten_outputs_is_refused_before_the_file_is_wri
     assert code == 2, err
     assert "has layers 784-12-8-3" in " ".join(err.split())
     assert not out.exists()
+
+
+@needs_onnx
+@needs_ort
+def test_verify_counts_a_label_tied_within_the_tolerance_as_agreeing(
+    mnist_mirror: Any, tmp_path: Path
+) -> None:
+    # Eight narrow ReLU layers of small random weights answer nearly 10% for every class:
+    # which of those near-ties is the largest is rounding noise, in ONNX as in ours.
+    path = save_random_model(tmp_path / "m.npz", (784, *[8] * 8, 10))
+    code, stdout, err = run(
+        "export", "--model", str(path), "--out", str(tmp_path / "m.onnx"), "--verify"
+    )
+    assert code == 0, err
+    assert "labels agree 10,000/10,000" in stdout
 
 
 @needs_onnx
