@@ -369,7 +369,7 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
         per_class.add_column(column, justify="right")
     for row in result.per_class():
         per_class.add_row(
-            plain(row["class"]),
+            plain_name(row["class"]),
             _pct(row["precision"]),
             _pct(row["recall"]),
             _pct(row["f1"]),
@@ -382,7 +382,7 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
         arrow = _spelled(console, "→")
         text = ", ".join(f"{p['true']}{arrow}{p['predicted']} ({p['count']})" for p in pairs)
         console.print(
-            Text.assemble(f"most frequent confusions (true{arrow}predicted): ", plain(text)),
+            Text.assemble(f"most frequent confusions (true{arrow}predicted): ", plain_name(text)),
             highlight=False,
         )
 
@@ -395,7 +395,7 @@ def confusion_table(result: Evaluation, empty: str = "·") -> Table:
     table = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
     table.add_column("", style="bold", justify="right")
     for name in names:
-        table.add_column(plain(name), justify="right")
+        table.add_column(plain_name(name), justify="right")
     worst = max((pair["count"] for pair in result.top_confusions(1)), default=1)
     for i, name in enumerate(names):
         cells = []
@@ -409,7 +409,7 @@ def confusion_table(result: Evaluation, empty: str = "·") -> Table:
                 level = count / worst
                 style = "bold red" if level > 0.5 else "red" if level > 0.15 else "yellow"
                 cells.append(f"[{style}]{count}[/]")
-        table.add_row(plain(name), *cells)
+        table.add_row(plain_name(name), *cells)
     return table
 
 
@@ -431,7 +431,7 @@ def probability_bars(
         style = "bold green" if i == best else "cyan"
         if i:
             lines.append("\n")
-        lines.append_text(Text.assemble("  ", plain(name), " ", (f"{bar:<{width}}", style)))
+        lines.append_text(Text.assemble("  ", plain_name(name), " ", (f"{bar:<{width}}", style)))
         lines.append(f" {100 * p:5.1f}%")
     return lines
 
@@ -443,9 +443,9 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
         Text.assemble(
             plain_name(p.file, "bold"),
             ": ",
-            plain(names[p.digit], "bold green"),
+            plain_name(names[p.digit], "bold green"),
             f" ({100 * p.probability:.1f}%)   top 3: ",
-            plain(top),
+            plain_name(top),
         ),
         highlight=False,
     )
@@ -481,7 +481,7 @@ class PredictionRows:
     def __init__(self, console: Console, names: list[str], files: Sequence[str | Path]) -> None:
         self.console = console
         self.names = names
-        name = max((plain(n) for n in names), key=lambda text: text.cell_len)
+        name = max((plain_name(n) for n in names), key=lambda text: text.cell_len)
         file = max((plain_name(f) for f in files), key=lambda text: text.cell_len)
         columns = _prediction_columns(show_header=False)
         cells = (file, name, Text(_pct(1.0)), name, Text(_pct(1.0)))
@@ -505,7 +505,7 @@ class PredictionRows:
         self.started = True
         for p in predictions:
             (first, q1), (second, q2) = p.top(2)
-            first_name, second_name = plain(self.names[first]), plain(self.names[second])
+            first_name, second_name = plain_name(self.names[first]), plain_name(self.names[second])
             table.add_row(plain_name(p.file), first_name, _pct(q1), second_name, _pct(q2))
         lines = self._lines(table)[: -self.widest_height]
         self.console.print(
@@ -683,7 +683,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
         ("written by", f"mlp {meta.package_version} on {meta.created}"),
     ]
     for key, value in rows:
-        header.add_row(key, plain(value))  # the values come from the file
+        header.add_row(key, plain_name(value))  # the values come from the file, each a line
     console.print(header, highlight=False)
     layers_table = Table(title="layers", title_justify="left")
     for column in ("layer", "weights", "biases", "parameters", "activation"):

@@ -139,6 +139,28 @@ def test_an_ascii_console_gets_a_model_summary_in_ascii_with_whole_digests(
     assert all(digest in digests for digest in data.MNIST_FILES.values())
 
 
+def test_class_names_with_line_breaks_and_tabs_stay_on_their_line(tmp_path: Path) -> None:
+    names = ["a\nb", "c\td", "e"]
+    image = np.zeros((28, 28), np.float32)
+    prediction = Prediction("p.png", 1, 0.9, [0.05, 0.9, 0.05], image)
+    console = Console(width=100, record=True, file=io.StringIO(), color_system=None)
+    print_prediction(console, prediction, names, False)
+    lines = console.export_text().splitlines()
+    assert lines[0] == "p.png: c\\td (90.0%)   top 3: c\\td 90.0%, a\\nb 5.0%, e 5.0%"
+    assert [line.split()[0] for line in lines[1:]] == ["a\\nb", "c\\td", "e"]  # one per class
+    PredictionRows(console, names, ["p.png", "q.png"]).print([prediction] * 2)
+    rows = [line.split() for line in console.export_text().splitlines()]
+    assert rows[:1] + rows[2:] == [
+        ["file", "digit", "probability", "runner-up", "probability"],
+        ["p.png", "c\\td", "90.00%", "a\\nb", "5.00%"],
+        ["p.png", "c\\td", "90.00%", "a\\nb", "5.00%"],
+    ]
+    path = save_random_model(tmp_path / "m.npz", (784, 3), class_names=names)
+    print_model_summary(console, checkpoint.load(path))
+    summary = [line.rstrip() for line in console.export_text().splitlines()]
+    assert "classes       a\\nb, c\\td, e" in summary
+
+
 def test_a_narrow_ascii_console_gets_the_prediction_table_in_ascii() -> None:
     image = np.zeros((28, 28), np.float32)
     predictions = [Prediction(f"digit-{i}.png", 1, 0.9, [0.05, 0.9, 0.05], image) for i in range(4)]
