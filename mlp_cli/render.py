@@ -504,9 +504,9 @@ class PredictionRows:
         table = _prediction_columns(show_header=not self.started)
         self.started = True
         for p in predictions:
-            (first, q1), (second, q2) = p.top(2)
-            first_name, second_name = plain_name(self.names[first]), plain_name(self.names[second])
-            table.add_row(plain_name(p.file), first_name, _pct(q1), second_name, _pct(q2))
+            # the answer's name and probability, and the runner-up's unless there is one class
+            top = [(plain_name(self.names[d]), _pct(q)) for d, q in p.top(2)]
+            table.add_row(plain_name(p.file), *top[0], *(top[1] if len(top) > 1 else ("", "")))
         lines = self._lines(table)[: -self.widest_height]
         self.console.print(
             Segments(segment for line in lines for segment in [*line, Segment.line()])

@@ -161,6 +161,15 @@ def test_class_names_with_line_breaks_and_tabs_stay_on_their_line(tmp_path: Path
     assert "classes       a\\nb, c\\td, e" in summary
 
 
+def test_the_prediction_table_of_a_one_output_model_has_no_runner_up() -> None:
+    image = np.zeros((28, 28), np.float32)
+    predictions = [Prediction(f"digit-{i}.png", 0, 0.7, [0.7], image) for i in range(4)]
+    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    PredictionRows(console, ["yes"], [p.file for p in predictions]).print(predictions)
+    rows = [line.split() for line in console.export_text().splitlines()]
+    assert rows[2:] == [[f"digit-{i}.png", "yes", "70.00%"] for i in range(4)]
+
+
 def test_a_narrow_ascii_console_gets_the_prediction_table_in_ascii() -> None:
     image = np.zeros((28, 28), np.float32)
     predictions = [Prediction(f"digit-{i}.png", 1, 0.9, [0.05, 0.9, 0.05], image) for i in range(4)]
