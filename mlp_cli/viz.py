@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mlp_cli.errors import UsageError
-from mlp_cli.limits import shorten
+from mlp_cli.limits import MAX_PARAMETERS, shorten
 from mlp_cli.losses import LOSSES
 from mlp_cli.outputs import PICTURE_MARK, picture_format, save_image, save_picture
 
@@ -112,6 +112,14 @@ def unit_patterns(weights: Sequence[np.ndarray], layer: int = 1) -> tuple[np.nda
             f"Layer {layer} does not exist: this network has {layers}. Choose {choose}."
         )
     patterns = mats[0]  # (units_1, n_inputs)
+    for W in mats[1:layer]:  # each step's patterns are bounded as a model's weights are
+        if (size := W.shape[0] * patterns.shape[1]) > MAX_PARAMETERS:
+            raise UsageError(
+                f"Layer {layer} cannot be drawn: its product of weights passes through a layer "
+                f"of {W.shape[0]:,} units, whose patterns of {patterns.shape[1]} pixels are "
+                f"{size:,} numbers, more than mlp holds for a whole model "
+                f"({MAX_PARAMETERS:,}). Choose a lower layer (layer 1 draws W1 itself)."
+            )
     with np.errstate(over="ignore", invalid="ignore"):  # said below in a sentence
         for W in mats[1:layer]:
             patterns = W @ patterns  # (units_k, n_inputs)

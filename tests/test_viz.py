@@ -198,6 +198,17 @@ def test_a_product_of_weights_beyond_float64_is_refused_naming_it_without_a_warn
     assert "layer 1" in message
 
 
+def test_a_product_wider_than_a_model_may_be_is_refused_before_it_is_computed() -> None:
+    # A layer of 65,536 units above one of a single unit: a valid model of 850,000
+    # parameters, but W2·W1 would be 65,536 patterns of 784 pixels, 51 million numbers.
+    W1, W2 = np.ones((1, 784), np.float32), np.ones((65_536, 1), np.float32)
+    with pytest.raises(UsageError) as refused:
+        viz.unit_patterns([W1, W2], layer=2)
+    message = str(refused.value)
+    assert "65,536 units" in message
+    assert "layer 1" in message
+
+
 def test_weights_that_do_not_chain_are_refused() -> None:
     rng = np.random.default_rng(9)
     with pytest.raises(UsageError, match="W2"):
