@@ -1160,7 +1160,7 @@ def show_hidden(
     """Draw each hidden unit's incoming weights as a picture (PNG, and in the terminal)."""
     from mlp_cli.outputs import IMAGE_SUFFIXES, check_picture
     from mlp_cli.render import render_hidden_terminal
-    from mlp_cli.viz import hidden_png_path, save_hidden_png, unit_patterns
+    from mlp_cli.viz import MAX_DRAWN_UNITS, hidden_png_path, save_hidden_png, unit_patterns
 
     path, saved = _load_model(model)
     target = out or hidden_png_path(path, layer)
@@ -1176,7 +1176,9 @@ def show_hidden(
     if terminal:
         console.print(render_hidden_terminal(patterns, side, width=min(console.width, 120)))
     console.print(note, highlight=False)
-    _say(f"{len(patterns)} units drawn to ", plain_name(target))
+    drawn = min(len(patterns), MAX_DRAWN_UNITS)
+    of = f" of {len(patterns):,}" if drawn < len(patterns) else ""
+    _say(f"{drawn:,}{of} units drawn to ", plain_name(target))
 
 
 @app.command()

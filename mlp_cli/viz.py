@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 CMAP = "RdBu_r"  # diverging: blue = negative, near-white = 0, red = positive
 SEPARATOR = 2  # px of frame between tiles in `tile_grid`
+MAX_DRAWN_UNITS = 1024  # units in one picture of hidden units: 32x32 tiles, 3,700 px square
 SEPARATOR_RGB = (70, 70, 70)  # dark, so it stands out against near-white (near-zero) pixels
 PAGE_RGB = (255, 255, 255)  # background of the header and of empty grid cells
 LABEL_BOX_RGB = (20, 20, 20)  # box behind a tile's unit index, so it reads on red and blue
@@ -333,7 +334,11 @@ def hidden_png_path(model: Path, layer: int = 1) -> Path:
 
 def save_hidden_png(patterns: np.ndarray, side: int, out: Path, note: str) -> Path:
     """Draw unit patterns (see `unit_patterns`, whose `note` heads the picture) into a PNG at
-    `out` (checked first with `outputs.check_picture`). Returns `out`."""
+    `out` (checked first with `outputs.check_picture`): the first `MAX_DRAWN_UNITS` of them,
+    and the title says so when there are more. Returns `out`."""
+    if (n := len(patterns)) > MAX_DRAWN_UNITS:
+        patterns = patterns[:MAX_DRAWN_UNITS]
+        note = f"{note}; the first {MAX_DRAWN_UNITS:,} of {n:,} units"
     return save_image(tile_grid(patterns, side, title=note), out, "the picture of hidden units")
 
 

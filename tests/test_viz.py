@@ -217,6 +217,14 @@ def test_weights_that_do_not_chain_are_refused() -> None:
         viz.unit_patterns([rng.standard_normal(25)], 1)
 
 
+def test_save_hidden_png_draws_at_most_max_drawn_units(tmp_path: Path) -> None:
+    patterns = np.random.default_rng(16).standard_normal((viz.MAX_DRAWN_UNITS + 500, 16))
+    first = viz.save_hidden_png(patterns[: viz.MAX_DRAWN_UNITS], 4, tmp_path / "a.png", "n")
+    every = viz.save_hidden_png(patterns, 4, tmp_path / "b.png", "n")
+    with Image.open(first) as a, Image.open(every) as b:
+        assert a.size == b.size
+
+
 def test_save_hidden_png_writes_the_grid(tmp_path: Path) -> None:
     weights = three_layers(np.random.default_rng(10))
     patterns, note = viz.unit_patterns(weights, layer=2)
