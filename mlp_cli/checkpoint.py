@@ -852,8 +852,15 @@ def find_model(model: str | Path | None = None, *, runs: str | Path = "runs") ->
             raise no_model(link, "pass --model PATH (a .npz file or a run directory)")
         model = latest
     path = Path(model)
-    if path.is_dir():
+    folder = path.is_dir()
+    if folder:
         path = path / MODEL_FILE
+    if path.is_symlink() and not path.exists():  # there, so "not found" would puzzle
+        raise UsageError(
+            f"model '{shown(path)}' is a link to nowhere (its target is gone, or it is a loop "
+            "of links); pass a .npz file or a run directory"
+        )
+    if folder:
         if not path.exists() and (path.parent / CHECKPOINT_FILE).exists():
             raise no_model_yet(path.parent)
         if not path.exists():

@@ -410,6 +410,19 @@ def test_find_model_with_a_dangling_latest_says_how_to_train(runs: Path) -> None
         checkpoint.find_model(runs=runs)
 
 
+@pytest.mark.parametrize("target", ["deleted.npz", checkpoint.MODEL_FILE])
+def test_find_model_names_a_model_that_is_a_link_to_nowhere(tmp_path: Path, target: str) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / checkpoint.MODEL_FILE).symlink_to(target)  # gone, or a link to itself
+    for given in (run_dir, run_dir / checkpoint.MODEL_FILE):
+        with pytest.raises(UsageError) as refused:
+            checkpoint.find_model(given)
+        assert str(refused.value).startswith(
+            f"model '{run_dir / checkpoint.MODEL_FILE}' is a link to nowhere"
+        )
+
+
 def test_find_model_refuses_missing_paths_and_folders_without_a_model(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"gone\.npz"):
         checkpoint.find_model(tmp_path / "gone.npz")
