@@ -677,10 +677,16 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
         (
             "training",
             f"{training.status}, {training.epochs_run} epochs in "
-            f"{_duration(training.seconds or 0.0)}",
+            f"{_duration(training.seconds or 0.0)}"
+            if meta.training
+            else "not recorded in the file",
         ),
         ("best epoch", best),
-        ("written by", f"mlp {meta.package_version} on {meta.created}"),
+        (
+            "written by",
+            f"mlp {meta.package_version or '(version not recorded)'} on "
+            f"{meta.created or '(date not recorded)'}",
+        ),
     ]
     for key, value in rows:
         header.add_row(key, plain_name(value))  # the values come from the file, each a line

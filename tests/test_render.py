@@ -170,6 +170,15 @@ def test_the_prediction_table_of_a_one_output_model_has_no_runner_up() -> None:
     assert rows[2:] == [[f"digit-{i}.png", "yes", "70.00%"] for i in range(4)]
 
 
+def test_a_model_summary_says_what_the_file_does_not_record(tmp_path: Path) -> None:
+    path = save_random_model(tmp_path / "model.npz")  # no training, version or date
+    console = Console(width=100, record=True, file=io.StringIO(), color_system=None)
+    print_model_summary(console, checkpoint.load(path))
+    summary = [line.rstrip() for line in console.export_text().splitlines()]
+    assert "training      not recorded in the file" in summary
+    assert "written by    mlp (version not recorded) on (date not recorded)" in summary
+
+
 def test_a_narrow_ascii_console_gets_the_prediction_table_in_ascii() -> None:
     image = np.zeros((28, 28), np.float32)
     predictions = [Prediction(f"digit-{i}.png", 1, 0.9, [0.05, 0.9, 0.05], image) for i in range(4)]
