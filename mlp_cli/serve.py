@@ -266,7 +266,9 @@ class Served:
         prediction = predictions_from([source], [digit], outputs[-1])[0]
         answer = prediction.to_json(self.saved.meta.class_names)
         answer["model"] = self.name
-        hidden = [np.round(a[0], 4).tolist() for a in outputs[:-1]]
+        # JSON has no infinity: a unit beyond float32 (finite logits can follow, through a
+        # ReLU) is sent as float32's largest value, of its sign.
+        hidden = [np.nan_to_num(np.round(a[0], 4)).tolist() for a in outputs[:-1]]
         # json.dumps(answer | {"input": ..., "hidden": hidden}), the input written from texts
         head, inputs = json_text(answer)[:-1], float32_matrix_json(np.round(digit, 3))
         return f'{head}, "input": {inputs}, "hidden": {json.dumps(hidden)}}}'.encode()

@@ -1179,3 +1179,29 @@ def test_a_named_run_is_looked_up_alone_not_by_listing_every_run(
         with pytest.raises(RequestError) as refused:
             models.get(missing)
         assert refused.value.status == HTTPStatus.NOT_FOUND
+
+
+def test_hidden_activations_beyond_float32_are_sent_as_json(running: Running) -> None:
+    """A hidden unit can overflow to infinity while the logits stay finite (the next ReLU
+    layer turns -inf into 0): the answer is still JSON the page can read."""
+    saved = checkpoint.load(running.runs / "small" / "model.npz")
+    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
+    weights = [
+        np.full((4, 784), -3e38, np.float32),  # background pixels are negative once standardised
+        np.full((4, 4), -1.0, np.float32),
+        np.ones((10, 4), np.float32),
+    ]
+    biases = [np.zeros(4, np.float32), np.zeros(4, np.float32), np.arange(10, dtype=np.float32)]
+    checkpoint.save(running.runs / "huge" / "model.npz", weights, biases, meta)
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    status, _, body = running.request(
+        "POST", "/api/predict?run=huge", seven_png(), {"Content-Type": "image/png"}
+    )
+    assert status == 200
+    answer = json.loads(body, parse_constant=refuse)
+    big = float(np.finfo(np.float32).max)
+    assert answer["hidden"] == [[big] * 4, [0.0] * 4]
+    assert answer["class_name"] == "9"
