@@ -348,16 +348,22 @@ class Models:
         if run is None or run == self.default.name:
             return self.default
         path = self._run_model(run)  # this one folder: no scan of the runs folder
-        if path is None:
+        try:
+            # The file's identity: a run trained again into its folder is loaded again.
+            stat = None if path is None else path.stat()
+        except OSError:  # gone since
+            stat = None
+        if path is None or stat is None:
             raise RequestError(
                 f"no run named {run!r} under {self.runs}; GET /api/runs lists them",
                 HTTPStatus.NOT_FOUND,
             )
         with self._lock:
-            return self._loaded(run, path)
+            return self._loaded(run, path, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
 
     @staticmethod
-    def _load(run: str, path: Path) -> Served:
+    def _load(run: str, path: Path, version: tuple[int, int, int]) -> Served:
+        """The run's model (`version`, the file's inode, mtime and size, keys the cache)."""
         try:
             return Served(run, checkpoint.load(path))
         except MLPError as exc:  # not kept: the next request reads the file again

@@ -1205,3 +1205,14 @@ def test_hidden_activations_beyond_float32_are_sent_as_json(running: Running) ->
     big = float(np.finfo(np.float32).max)
     assert answer["hidden"] == [[big] * 4, [0.0] * 4]
     assert answer["class_name"] == "9"
+
+
+def test_a_run_trained_again_into_its_folder_is_served_anew(running: Running) -> None:
+    status, deep = running.json("GET", "/api/model?run=deep")
+    assert (status, deep["layers"]) == (200, [400, 12, 8, 10])
+    save_model(running.runs / "deep" / "model.npz", [784, 30, 10], seed=5)
+    status, deep = running.json("GET", "/api/model?run=deep")
+    assert (status, deep["layers"]) == (200, [784, 30, 10])
+    status, answer = running.json("POST", "/api/predict?run=deep", seven_png(), "image/png")
+    assert status == 200
+    assert [len(layer) for layer in answer["hidden"]] == [30]
