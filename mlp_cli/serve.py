@@ -120,14 +120,15 @@ CONTENT_LENGTH = re.compile(r"[0-9]+")  # RFC 9110: 1*DIGIT, ASCII only
 # A Content-Length of more digits is beyond any body limit (and int() refuses 4301 digits).
 MAX_LENGTH_DIGITS = 18
 RUN_NAME = re.compile(r"[^/\\\x00]{1,255}")
-# The page loads only its own files; pictures may also be the page's own blobs.
+# The page loads only its own script, style, pictures and API answers, and the blobs of
+# its uploads; nothing else (data: URLs, media, fonts, frames, forms, <base>) at all.
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+        "default-src 'none'; img-src 'self' blob:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
 }
 

@@ -369,3 +369,38 @@ def test_a_finger_draws_too(served: dict[str, Any], browser: Any, tmp_path: Path
     assert shown(page) == (want["class_name"], want["probabilities"])
     page.screenshot(path=str(tmp_path / "finger-390x844.png"))
     context.close()
+
+
+def test_the_content_security_policy_allows_only_what_the_page_uses(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """The page's pictures are its own files and its uploads' blobs: a data: URL picture, a
+    media file, a <base> are refused, even from the page's own server."""
+    page = browser.new_page()
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    loaded, refused = page.evaluate(
+        """async () => {
+          const refused = [];
+          document.addEventListener("securitypolicyviolation", (e) => {
+            refused.push(e.effectiveDirective);
+          });
+          const picture = new Image();
+          const loaded = await new Promise((resolve) => {
+            picture.onload = () => resolve(true);
+            picture.onerror = () => resolve(false);
+            picture.src = document.getElementById("pad").toDataURL("image/png");
+          });
+          const audio = document.createElement("audio");
+          audio.src = "/api/units.png";
+          document.body.append(audio);
+          const base = document.createElement("base");
+          base.href = "/elsewhere/";
+          document.head.append(base);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          return [loaded, refused.sort()];
+        }"""
+    )
+    assert loaded is False
+    assert refused == ["base-uri", "img-src", "media-src"]
+    page.close()
