@@ -404,3 +404,48 @@ def test_the_content_security_policy_allows_only_what_the_page_uses(
     assert loaded is False
     assert refused == ["base-uri", "img-src", "media-src"]
     page.close()
+
+
+def test_long_class_names_stay_in_their_column_and_panel(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """A class name of up to 100 characters (as a model file may hold) is cut short with an
+    ellipsis in its bar's label and after two lines in the answer, whole in their tooltips,
+    instead of running over the bars and out of the panel."""
+    meta = checkpoint.load(served["model"]).meta.model_dump(mode="json", exclude_unset=True)
+    names = [f"{'W' * 96} {d}\n." for d in range(10)]
+    runs = served["model"].parents[1]
+    checkpoint.save(
+        runs / "long-names" / "model.npz",
+        *_random_weights([784, 12, 10]),
+        meta | {"class_names": names},
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    page.select_option("#run", "long-names")
+    page.wait_for_selector("#facts:has-text('long-names: 784-12-10')")
+    draw(page, SEVEN)
+    assert page.get_attribute("#digit", "title") in names
+    panel, labels = page.evaluate(
+        """() => [
+          document.getElementById("answer-panel").getBoundingClientRect().toJSON(),
+          [...document.querySelectorAll("#bars li")].map((li) => [
+            li.children[0].title,
+            li.children[0].getBoundingClientRect().right,
+            li.children[1].getBoundingClientRect().toJSON(),
+          ]),
+        ]"""
+    )
+
+    def blank(x: float, y: float, width: float, height: float) -> bool:
+        clip = {"x": x, "y": y, "width": width, "height": height}
+        shot = page.screenshot(clip=clip, full_page=True)
+        return bool(np.ptp(np.asarray(Image.open(io.BytesIO(shot)).convert("L"))) == 0)
+
+    # Nothing is drawn in the gap right of the panel, nor between a label and its bar.
+    assert blank(panel["right"] + 2, panel["top"], 8, panel["height"])
+    for _, right, track in labels:
+        assert blank(right + 1, track["top"], track["left"] - right - 2, track["height"])
+    assert [title for title, _, _ in labels] == names
+    page.close()

@@ -202,6 +202,7 @@ function showEmpty() {
   generation++;
   if (!busy) setBusy(false);
   $("digit").textContent = "–";
+  $("digit").title = "";
   $("probability").textContent = "";
   $("error").textContent = "";
   for (const li of $("bars").children) {
@@ -229,7 +230,9 @@ function buildBars(names) {
     const li = document.createElement("li");
     li.dataset.name = name;
     const label = document.createElement("span");
+    label.className = "name";
     label.textContent = name;
+    label.title = name; // whole, where the label is cut short
     const track = document.createElement("span");
     track.className = "track";
     const fill = document.createElement("span");
@@ -246,6 +249,7 @@ function buildBars(names) {
 function showAnswer(answer) {
   $("error").textContent = "";
   $("digit").textContent = answer.class_name;
+  $("digit").title = answer.class_name; // whole, where it is cut short
   $("probability").textContent = percent(answer.probability);
   for (const li of $("bars").children) {
     const p = answer.probabilities[li.dataset.name];
