@@ -449,3 +449,32 @@ def test_long_class_names_stay_in_their_column_and_panel(
         assert blank(right + 1, track["top"], track["left"] - right - 2, track["height"])
     assert [title for title, _, _ in labels] == names
     page.close()
+
+
+def test_a_model_chosen_later_is_not_replaced_by_an_earlier_ones_late_answer(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """Runs chosen one after the other: the page shows the last one chosen, even when the
+    facts of the one before arrive after its own."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    held: list[Any] = []
+    page.route("**/api/model?run=other", lambda route: held.append(route))  # held back
+    page.select_option("#run", "other")
+    page.wait_for_function("() => document.body.dataset.busy === '1'")
+    page.select_option("#run", "tiny")
+    page.wait_for_selector("body[data-busy='0']", state="attached")  # "tiny" is shown
+    held[0].continue_()
+    # Once the browser has both of the late model's answers, the page has had them too.
+    page.wait_for_function(
+        """() => performance.getEntriesByType("resource").filter(
+          (entry) => entry.name.endsWith("?run=other") && entry.responseEnd > 0
+        ).length === 2"""
+    )
+    page.wait_for_timeout(200)
+    assert "tiny: 784-48-10" in page.inner_text("#facts")
+    assert page.eval_on_selector_all("#bars li", "(lis) => lis.length") == 10
+    draw(page, SEVEN)
+    assert "48 units" in page.inner_text("#hidden")
+    page.close()

@@ -19,6 +19,7 @@ let timer = null;
 let busy = false;
 let again = false;
 let generation = 0; // answers to older drawings are dropped
+let choice = 0; // answers about a model chosen before the newest are dropped
 
 function query() {
   return run ? "?run=" + encodeURIComponent(run) : "";
@@ -414,11 +415,13 @@ function loadImage(url) {
 async function loadModel() {
   setBusy(true);
   generation++; // answers from the previous model are dropped
+  const mine = ++choice;
   const [response, image] = await Promise.all([
     fetch("/api/model" + query()),
     loadImage("/api/units.png" + query()),
   ]);
   const answer = await response.json();
+  if (mine !== choice) return;
   if (!response.ok) {
     $("facts").textContent = answer.error;
     setBusy(false);
