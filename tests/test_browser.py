@@ -478,3 +478,21 @@ def test_a_model_chosen_later_is_not_replaced_by_an_earlier_ones_late_answer(
     draw(page, SEVEN)
     assert "48 units" in page.inner_text("#hidden")
     page.close()
+
+
+def test_a_model_the_server_does_not_answer_for_is_said_so(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """The connection fails while the page asks about a run: the page says so and is not
+    left busy."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    page.route("**/api/model?run=other", lambda route: route.abort())
+    page.select_option("#run", "other")
+    page.wait_for_selector("#facts:has-text('the server did not answer')", timeout=5_000)
+    page.wait_for_selector("body[data-busy='0']", state="attached", timeout=5_000)
+    assert errors == []
+    page.close()

@@ -416,13 +416,19 @@ async function loadModel() {
   setBusy(true);
   generation++; // answers from the previous model are dropped
   const mine = ++choice;
-  const [response, image] = await Promise.all([
-    fetch("/api/model" + query()),
-    loadImage("/api/units.png" + query()),
-  ]);
-  const answer = await response.json();
+  let response, image, answer;
+  try {
+    [response, image] = await Promise.all([
+      fetch("/api/model" + query()),
+      loadImage("/api/units.png" + query()),
+    ]);
+    answer = await response.json();
+  } catch (error) {
+    response = null;
+    answer = { error: "the server did not answer: " + error };
+  }
   if (mine !== choice) return;
-  if (!response.ok) {
+  if (!response || !response.ok) {
     $("facts").textContent = answer.error;
     setBusy(false);
     return;
