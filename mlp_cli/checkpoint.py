@@ -220,11 +220,16 @@ class ModelMetadata(_OpenRecord):
     @field_validator("class_names")
     @classmethod
     def _short_names(cls, names: list[str]) -> list[str]:
+        seen: set[str] = set()
         for name in names:
             if not 1 <= len(name) <= MAX_CLASS_NAME:
                 raise ValueError(
                     f"holds {name[:20]!r}; expected names of 1 to {MAX_CLASS_NAME} characters"
                 )
+            # One name for two outputs would lose one of them from every {name: probability}.
+            if name in seen:
+                raise ValueError(f"holds {name[:20]!r} twice; expected one name per output")
+            seen.add(name)
         return names
 
     @field_validator("data_hashes")

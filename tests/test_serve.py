@@ -1216,3 +1216,18 @@ def test_a_run_trained_again_into_its_folder_is_served_anew(running: Running) ->
     status, answer = running.json("POST", "/api/predict?run=deep", seven_png(), "image/png")
     assert status == 200
     assert [len(layer) for layer in answer["hidden"]] == [30]
+
+
+def test_a_model_naming_two_classes_alike_is_refused(running: Running) -> None:
+    """One name for two outputs would leave one of them out of the answer's probabilities,
+    and the page's bars would show one probability twice."""
+    model = save_model(running.runs / "twins" / "model.npz", [784, 16, 10], seed=2)
+    saved = checkpoint.load(model)
+    f = np.load(model)
+    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
+    meta["class_names"] = ["one", "one", *map(str, range(2, 10))]
+    checkpoint.save(model, [f["W1"], f["W2"]], [f["b1"], f["b2"]], meta)
+    status, answer = running.json("GET", "/api/model?run=twins")
+    assert status == 422
+    assert "class_names" in answer["error"]
+    assert "'one' twice" in answer["error"]
