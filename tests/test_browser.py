@@ -496,3 +496,22 @@ def test_a_model_the_server_does_not_answer_for_is_said_so(
     page.wait_for_selector("body[data-busy='0']", state="attached", timeout=5_000)
     assert errors == []
     page.close()
+
+
+def test_a_hidden_layer_of_more_units_than_a_call_takes_arguments_is_drawn(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """A layer may have up to 2**20 units; Chromium's calls take some 120,000 arguments."""
+    meta = checkpoint.load(served["model"]).meta.model_dump(mode="json", exclude_unset=True)
+    runs = served["model"].parents[1]
+    checkpoint.save(runs / "wide" / "model.npz", *_random_weights([784, 1, 150_000, 10]), meta)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    page.select_option("#run", "wide")
+    page.wait_for_selector("#facts:has-text('wide: 784-1-150000-10')")
+    draw(page, SEVEN)
+    assert page.inner_text("#error") == ""
+    assert page.locator("#hidden canvas").count() == 2
+    assert "hidden layer 2: 150000 units" in page.inner_text("#hidden")
+    page.close()

@@ -291,6 +291,12 @@ function activationColour(v, scale) {
   return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
 }
 
+// The largest magnitude in `values`: a loop, as a layer may have more units than a call
+// takes arguments (Math.max(...values)).
+function largest(values) {
+  return values.reduce((top, v) => Math.max(top, Math.abs(v)), 0);
+}
+
 function drawHidden(layers) {
   const box = $("hidden");
   box.replaceChildren();
@@ -302,7 +308,7 @@ function drawHidden(layers) {
   }
   const width = Math.max(200, box.clientWidth || 600);
   layers.forEach((values, k) => {
-    const scale = Math.max(...values.map(Math.abs));
+    const scale = largest(values);
     const n = values.length;
     const cols = Math.min(n, Math.max(10, Math.floor(width / 14)));
     const cell = Math.max(4, Math.min(24, Math.floor(width / cols)));
@@ -343,7 +349,7 @@ function drawUnits(activations) {
   let scale = 0;
   let top = new Set();
   if (activations) {
-    scale = Math.max(...activations.map(Math.abs));
+    scale = largest(activations);
     const order = activations.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]);
     top = new Set(order.slice(0, 10).filter(([v]) => v > 0).map(([, i]) => i));
   }
