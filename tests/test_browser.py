@@ -515,3 +515,18 @@ def test_a_hidden_layer_of_more_units_than_a_call_takes_arguments_is_drawn(
     assert page.locator("#hidden canvas").count() == 2
     assert "hidden layer 2: 150000 units" in page.inner_text("#hidden")
     page.close()
+
+
+def test_a_run_list_the_server_does_not_answer_for_is_said_so(
+    served: dict[str, Any], browser: Any
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route("**/api/runs", lambda route: route.abort())
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")  # the model is shown all the same
+    page.wait_for_selector("#run option", state="attached", timeout=5_000)
+    assert "the server did not answer" in page.inner_text("#run")
+    assert errors == []
+    page.close()

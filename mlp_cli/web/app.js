@@ -452,9 +452,16 @@ async function loadModel() {
 }
 
 async function loadRuns() {
-  const response = await fetch("/api/runs");
-  const answer = await response.json();
   const select = $("run");
+  let answer;
+  try {
+    answer = await (await fetch("/api/runs")).json();
+  } catch (error) {
+    const option = document.createElement("option");
+    option.textContent = "runs not listed: the server did not answer (" + error + ")";
+    select.append(option);
+    return;
+  }
   const names = answer.runs.includes(answer.current) ? answer.runs : [answer.current, ...answer.runs];
   for (const name of names) {
     const option = document.createElement("option");
