@@ -530,3 +530,21 @@ def test_a_run_list_the_server_does_not_answer_for_is_said_so(
     assert "the server did not answer" in page.inner_text("#run")
     assert errors == []
     page.close()
+
+
+def test_clear_and_undo_forget_the_uploaded_files_name(
+    served: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    hint = page.inner_text("#hint")
+    upload = tmp_path / "upload.png"
+    Image.new("L", (28, 28), 255).save(upload)
+    for button in ("#clear", "#undo"):
+        page.set_input_files("#file", str(upload))
+        page.wait_for_selector("#hint:has-text('upload.png')")
+        page.click(button)
+        page.wait_for_selector("body[data-busy='0']", state="attached")
+        assert page.inner_text("#hint") == hint
+    page.close()

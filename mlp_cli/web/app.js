@@ -86,16 +86,23 @@ for (const name of ["pointerup", "pointercancel"]) {
   });
 }
 
+const HINT = $("hint").textContent; // shown while no file is on the pad
+
+function forgetUpload() {
+  upload = null;
+  $("file").value = ""; // so that choosing the same file again is a change
+  $("hint").textContent = HINT;
+}
+
 $("clear").addEventListener("click", () => {
   strokes = [];
-  upload = null;
-  $("file").value = "";
+  forgetUpload();
   redraw();
   showEmpty();
 });
 $("undo").addEventListener("click", () => {
   if (strokes.length) strokes.pop();
-  else upload = null;
+  else forgetUpload();
   redraw();
   predictNow();
 });
