@@ -120,14 +120,15 @@ CONTENT_LENGTH = re.compile(r"[0-9]+")  # RFC 9110: 1*DIGIT, ASCII only
 # A Content-Length of more digits is beyond any body limit (and int() refuses 4301 digits).
 MAX_LENGTH_DIGITS = 18
 RUN_NAME = re.compile(r"[^/\\\x00]{1,255}")
-# The page loads only its own files; pictures may also be the page's own blobs.
+# The page loads only its own script, style, pictures and API answers, and the blobs of
+# its uploads; nothing else (data: URLs, media, fonts, frames, forms, <base>) at all.
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+        "default-src 'none'; img-src 'self' blob:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
 }
 
@@ -266,7 +267,9 @@ class Served:
         prediction = predictions_from([source], [digit], outputs[-1])[0]
         answer = prediction.to_json(self.saved.meta.class_names)
         answer["model"] = self.name
-        hidden = [np.round(a[0], 4).tolist() for a in outputs[:-1]]
+        # JSON has no infinity: a unit beyond float32 (finite logits can follow, through a
+        # ReLU) is sent as float32's largest value, of its sign.
+        hidden = [np.nan_to_num(np.round(a[0], 4)).tolist() for a in outputs[:-1]]
         # json.dumps(answer | {"input": ..., "hidden": hidden}), the input written from texts
         head, inputs = json_text(answer)[:-1], float32_matrix_json(np.round(digit, 3))
         return f'{head}, "input": {inputs}, "hidden": {json.dumps(hidden)}}}'.encode()
@@ -346,16 +349,22 @@ class Models:
         if run is None or run == self.default.name:
             return self.default
         path = self._run_model(run)  # this one folder: no scan of the runs folder
-        if path is None:
+        try:
+            # The file's identity: a run trained again into its folder is loaded again.
+            stat = None if path is None else path.stat()
+        except OSError:  # gone since
+            stat = None
+        if path is None or stat is None:
             raise RequestError(
                 f"no run named {run!r} under {self.runs}; GET /api/runs lists them",
                 HTTPStatus.NOT_FOUND,
             )
         with self._lock:
-            return self._loaded(run, path)
+            return self._loaded(run, path, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
 
     @staticmethod
-    def _load(run: str, path: Path) -> Served:
+    def _load(run: str, path: Path, version: tuple[int, int, int]) -> Served:
+        """The run's model (`version`, the file's inode, mtime and size, keys the cache)."""
         try:
             return Served(run, checkpoint.load(path))
         except MLPError as exc:  # not kept: the next request reads the file again

@@ -369,3 +369,182 @@ def test_a_finger_draws_too(served: dict[str, Any], browser: Any, tmp_path: Path
     assert shown(page) == (want["class_name"], want["probabilities"])
     page.screenshot(path=str(tmp_path / "finger-390x844.png"))
     context.close()
+
+
+def test_the_content_security_policy_allows_only_what_the_page_uses(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """The page's pictures are its own files and its uploads' blobs: a data: URL picture, a
+    media file, a <base> are refused, even from the page's own server."""
+    page = browser.new_page()
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    loaded, refused = page.evaluate(
+        """async () => {
+          const refused = [];
+          document.addEventListener("securitypolicyviolation", (e) => {
+            refused.push(e.effectiveDirective);
+          });
+          const picture = new Image();
+          const loaded = await new Promise((resolve) => {
+            picture.onload = () => resolve(true);
+            picture.onerror = () => resolve(false);
+            picture.src = document.getElementById("pad").toDataURL("image/png");
+          });
+          const audio = document.createElement("audio");
+          audio.src = "/api/units.png";
+          document.body.append(audio);
+          const base = document.createElement("base");
+          base.href = "/elsewhere/";
+          document.head.append(base);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          return [loaded, refused.sort()];
+        }"""
+    )
+    assert loaded is False
+    assert refused == ["base-uri", "img-src", "media-src"]
+    page.close()
+
+
+def test_long_class_names_stay_in_their_column_and_panel(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """A class name of up to 100 characters (as a model file may hold) is cut short with an
+    ellipsis in its bar's label and after two lines in the answer, whole in their tooltips,
+    instead of running over the bars and out of the panel."""
+    meta = checkpoint.load(served["model"]).meta.model_dump(mode="json", exclude_unset=True)
+    names = [f"{'W' * 96} {d}\n." for d in range(10)]
+    runs = served["model"].parents[1]
+    checkpoint.save(
+        runs / "long-names" / "model.npz",
+        *_random_weights([784, 12, 10]),
+        meta | {"class_names": names},
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    page.select_option("#run", "long-names")
+    page.wait_for_selector("#facts:has-text('long-names: 784-12-10')")
+    draw(page, SEVEN)
+    assert page.get_attribute("#digit", "title") in names
+    panel, labels = page.evaluate(
+        """() => [
+          document.getElementById("answer-panel").getBoundingClientRect().toJSON(),
+          [...document.querySelectorAll("#bars li")].map((li) => [
+            li.children[0].title,
+            li.children[0].getBoundingClientRect().right,
+            li.children[1].getBoundingClientRect().toJSON(),
+          ]),
+        ]"""
+    )
+
+    def blank(x: float, y: float, width: float, height: float) -> bool:
+        clip = {"x": x, "y": y, "width": width, "height": height}
+        shot = page.screenshot(clip=clip, full_page=True)
+        return bool(np.ptp(np.asarray(Image.open(io.BytesIO(shot)).convert("L"))) == 0)
+
+    # Nothing is drawn in the gap right of the panel, nor between a label and its bar.
+    assert blank(panel["right"] + 2, panel["top"], 8, panel["height"])
+    for _, right, track in labels:
+        assert blank(right + 1, track["top"], track["left"] - right - 2, track["height"])
+    assert [title for title, _, _ in labels] == names
+    page.close()
+
+
+def test_a_model_chosen_later_is_not_replaced_by_an_earlier_ones_late_answer(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """Runs chosen one after the other: the page shows the last one chosen, even when the
+    facts of the one before arrive after its own."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    held: list[Any] = []
+    page.route("**/api/model?run=other", lambda route: held.append(route))  # held back
+    page.select_option("#run", "other")
+    page.wait_for_function("() => document.body.dataset.busy === '1'")
+    page.select_option("#run", "tiny")
+    page.wait_for_selector("body[data-busy='0']", state="attached")  # "tiny" is shown
+    held[0].continue_()
+    # Once the browser has both of the late model's answers, the page has had them too.
+    page.wait_for_function(
+        """() => performance.getEntriesByType("resource").filter(
+          (entry) => entry.name.endsWith("?run=other") && entry.responseEnd > 0
+        ).length === 2"""
+    )
+    page.wait_for_timeout(200)
+    assert "tiny: 784-48-10" in page.inner_text("#facts")
+    assert page.eval_on_selector_all("#bars li", "(lis) => lis.length") == 10
+    draw(page, SEVEN)
+    assert "48 units" in page.inner_text("#hidden")
+    page.close()
+
+
+def test_a_model_the_server_does_not_answer_for_is_said_so(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """The connection fails while the page asks about a run: the page says so and is not
+    left busy."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    page.route("**/api/model?run=other", lambda route: route.abort())
+    page.select_option("#run", "other")
+    page.wait_for_selector("#facts:has-text('the server did not answer')", timeout=5_000)
+    page.wait_for_selector("body[data-busy='0']", state="attached", timeout=5_000)
+    assert errors == []
+    page.close()
+
+
+def test_a_hidden_layer_of_more_units_than_a_call_takes_arguments_is_drawn(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """A layer may have up to 2**20 units; Chromium's calls take some 120,000 arguments."""
+    meta = checkpoint.load(served["model"]).meta.model_dump(mode="json", exclude_unset=True)
+    runs = served["model"].parents[1]
+    checkpoint.save(runs / "wide" / "model.npz", *_random_weights([784, 1, 150_000, 10]), meta)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    page.select_option("#run", "wide")
+    page.wait_for_selector("#facts:has-text('wide: 784-1-150000-10')")
+    draw(page, SEVEN)
+    assert page.inner_text("#error") == ""
+    assert page.locator("#hidden canvas").count() == 2
+    assert "hidden layer 2: 150000 units" in page.inner_text("#hidden")
+    page.close()
+
+
+def test_a_run_list_the_server_does_not_answer_for_is_said_so(
+    served: dict[str, Any], browser: Any
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route("**/api/runs", lambda route: route.abort())
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")  # the model is shown all the same
+    page.wait_for_selector("#run option", state="attached", timeout=5_000)
+    assert "the server did not answer" in page.inner_text("#run")
+    assert errors == []
+    page.close()
+
+
+def test_clear_and_undo_forget_the_uploaded_files_name(
+    served: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    hint = page.inner_text("#hint")
+    upload = tmp_path / "upload.png"
+    Image.new("L", (28, 28), 255).save(upload)
+    for button in ("#clear", "#undo"):
+        page.set_input_files("#file", str(upload))
+        page.wait_for_selector("#hint:has-text('upload.png')")
+        page.click(button)
+        page.wait_for_selector("body[data-busy='0']", state="attached")
+        assert page.inner_text("#hint") == hint
+    page.close()

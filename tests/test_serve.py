@@ -1179,3 +1179,55 @@ def test_a_named_run_is_looked_up_alone_not_by_listing_every_run(
         with pytest.raises(RequestError) as refused:
             models.get(missing)
         assert refused.value.status == HTTPStatus.NOT_FOUND
+
+
+def test_hidden_activations_beyond_float32_are_sent_as_json(running: Running) -> None:
+    """A hidden unit can overflow to infinity while the logits stay finite (the next ReLU
+    layer turns -inf into 0): the answer is still JSON the page can read."""
+    saved = checkpoint.load(running.runs / "small" / "model.npz")
+    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
+    weights = [
+        np.full((4, 784), -3e38, np.float32),  # background pixels are negative once standardised
+        np.full((4, 4), -1.0, np.float32),
+        np.ones((10, 4), np.float32),
+    ]
+    biases = [np.zeros(4, np.float32), np.zeros(4, np.float32), np.arange(10, dtype=np.float32)]
+    checkpoint.save(running.runs / "huge" / "model.npz", weights, biases, meta)
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    status, _, body = running.request(
+        "POST", "/api/predict?run=huge", seven_png(), {"Content-Type": "image/png"}
+    )
+    assert status == 200
+    answer = json.loads(body, parse_constant=refuse)
+    big = float(np.finfo(np.float32).max)
+    assert answer["hidden"] == [[big] * 4, [0.0] * 4]
+    assert answer["class_name"] == "9"
+
+
+def test_a_run_trained_again_into_its_folder_is_served_anew(running: Running) -> None:
+    status, deep = running.json("GET", "/api/model?run=deep")
+    assert (status, deep["layers"]) == (200, [400, 12, 8, 10])
+    save_model(running.runs / "deep" / "model.npz", [784, 30, 10], seed=5)
+    status, deep = running.json("GET", "/api/model?run=deep")
+    assert (status, deep["layers"]) == (200, [784, 30, 10])
+    status, answer = running.json("POST", "/api/predict?run=deep", seven_png(), "image/png")
+    assert status == 200
+    assert [len(layer) for layer in answer["hidden"]] == [30]
+
+
+def test_a_model_naming_two_classes_alike_is_refused(running: Running) -> None:
+    """One name for two outputs would leave one of them out of the answer's probabilities,
+    and the page's bars would show one probability twice."""
+    model = save_model(running.runs / "twins" / "model.npz", [784, 16, 10], seed=2)
+    saved = checkpoint.load(model)
+    f = np.load(model)
+    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
+    meta["class_names"] = ["one", "one", *map(str, range(2, 10))]
+    checkpoint.save(model, [f["W1"], f["W2"]], [f["b1"], f["b2"]], meta)
+    status, answer = running.json("GET", "/api/model?run=twins")
+    assert status == 422
+    assert "class_names" in answer["error"]
+    assert "'one' twice" in answer["error"]

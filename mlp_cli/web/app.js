@@ -19,6 +19,7 @@ let timer = null;
 let busy = false;
 let again = false;
 let generation = 0; // answers to older drawings are dropped
+let choice = 0; // answers about a model chosen before the newest are dropped
 
 function query() {
   return run ? "?run=" + encodeURIComponent(run) : "";
@@ -85,16 +86,23 @@ for (const name of ["pointerup", "pointercancel"]) {
   });
 }
 
+const HINT = $("hint").textContent; // shown while no file is on the pad
+
+function forgetUpload() {
+  upload = null;
+  $("file").value = ""; // so that choosing the same file again is a change
+  $("hint").textContent = HINT;
+}
+
 $("clear").addEventListener("click", () => {
   strokes = [];
-  upload = null;
-  $("file").value = "";
+  forgetUpload();
   redraw();
   showEmpty();
 });
 $("undo").addEventListener("click", () => {
   if (strokes.length) strokes.pop();
-  else upload = null;
+  else forgetUpload();
   redraw();
   predictNow();
 });
@@ -202,6 +210,7 @@ function showEmpty() {
   generation++;
   if (!busy) setBusy(false);
   $("digit").textContent = "–";
+  $("digit").title = "";
   $("probability").textContent = "";
   $("error").textContent = "";
   for (const li of $("bars").children) {
@@ -229,7 +238,9 @@ function buildBars(names) {
     const li = document.createElement("li");
     li.dataset.name = name;
     const label = document.createElement("span");
+    label.className = "name";
     label.textContent = name;
+    label.title = name; // whole, where the label is cut short
     const track = document.createElement("span");
     track.className = "track";
     const fill = document.createElement("span");
@@ -246,6 +257,7 @@ function buildBars(names) {
 function showAnswer(answer) {
   $("error").textContent = "";
   $("digit").textContent = answer.class_name;
+  $("digit").title = answer.class_name; // whole, where it is cut short
   $("probability").textContent = percent(answer.probability);
   for (const li of $("bars").children) {
     const p = answer.probabilities[li.dataset.name];
@@ -286,6 +298,12 @@ function activationColour(v, scale) {
   return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
 }
 
+// The largest magnitude in `values`: a loop, as a layer may have more units than a call
+// takes arguments (Math.max(...values)).
+function largest(values) {
+  return values.reduce((top, v) => Math.max(top, Math.abs(v)), 0);
+}
+
 function drawHidden(layers) {
   const box = $("hidden");
   box.replaceChildren();
@@ -297,7 +315,7 @@ function drawHidden(layers) {
   }
   const width = Math.max(200, box.clientWidth || 600);
   layers.forEach((values, k) => {
-    const scale = Math.max(...values.map(Math.abs));
+    const scale = largest(values);
     const n = values.length;
     const cols = Math.min(n, Math.max(10, Math.floor(width / 14)));
     const cell = Math.max(4, Math.min(24, Math.floor(width / cols)));
@@ -338,7 +356,7 @@ function drawUnits(activations) {
   let scale = 0;
   let top = new Set();
   if (activations) {
-    scale = Math.max(...activations.map(Math.abs));
+    scale = largest(activations);
     const order = activations.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]);
     top = new Set(order.slice(0, 10).filter(([v]) => v > 0).map(([, i]) => i));
   }
@@ -410,12 +428,20 @@ function loadImage(url) {
 async function loadModel() {
   setBusy(true);
   generation++; // answers from the previous model are dropped
-  const [response, image] = await Promise.all([
-    fetch("/api/model" + query()),
-    loadImage("/api/units.png" + query()),
-  ]);
-  const answer = await response.json();
-  if (!response.ok) {
+  const mine = ++choice;
+  let response, image, answer;
+  try {
+    [response, image] = await Promise.all([
+      fetch("/api/model" + query()),
+      loadImage("/api/units.png" + query()),
+    ]);
+    answer = await response.json();
+  } catch (error) {
+    response = null;
+    answer = { error: "the server did not answer: " + error };
+  }
+  if (mine !== choice) return;
+  if (!response || !response.ok) {
     $("facts").textContent = answer.error;
     setBusy(false);
     return;
@@ -433,9 +459,16 @@ async function loadModel() {
 }
 
 async function loadRuns() {
-  const response = await fetch("/api/runs");
-  const answer = await response.json();
   const select = $("run");
+  let answer;
+  try {
+    answer = await (await fetch("/api/runs")).json();
+  } catch (error) {
+    const option = document.createElement("option");
+    option.textContent = "runs not listed: the server did not answer (" + error + ")";
+    select.append(option);
+    return;
+  }
   const names = answer.runs.includes(answer.current) ? answer.runs : [answer.current, ...answer.runs];
   for (const name of names) {
     const option = document.createElement("option");
