@@ -180,6 +180,20 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def open_page(browser: Any, served: dict[str, Any]) -> Any:
+    """A desktop-sized page of the server, once it shows its model's answer bars."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(served["url"])
+    page.wait_for_selector("#bars li")
+    return page
+
+
+def choose_run(page: Any, run: str, layers: str) -> None:
+    """Pick `run` in the page's menu and wait until its facts (`layers`) are shown."""
+    page.select_option("#run", run)
+    page.wait_for_selector(f"#facts:has-text('{run}: {layers}')")
+
+
 def draw(page: Any, strokes: list[list[tuple[float, float]]]) -> None:
     """Draw on the pad with the mouse (the page listens to pointer events)."""
     box = page.locator("#pad").bounding_box()
@@ -293,9 +307,7 @@ def test_drawn_digits_get_mlp_predicts_answer_and_clear_empties_the_page(
 def test_undo_removes_the_last_stroke_and_uploads_are_predicted(
     served: dict[str, Any], browser: Any, tmp_path: Path
 ) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(served["url"])
-    page.wait_for_selector("#bars li")
+    page = open_page(browser, served)
     draw(page, SEVEN)
     one = pad_png(page, tmp_path / "one.png").read_bytes()
     answer = shown(page)
@@ -320,8 +332,7 @@ def test_undo_removes_the_last_stroke_and_uploads_are_predicted(
 
     # The run menu switches the model: its facts, its units, its answers.
     page.click("#clear")
-    page.select_option("#run", "other")
-    page.wait_for_selector("#facts:has-text('other: 400-12-10')")
+    choose_run(page, "other", "400-12-10")
     draw(page, SEVEN)
     assert page.locator("#top canvas").count() >= 1
     assert "12 units" in page.inner_text("#hidden")
@@ -420,11 +431,8 @@ def test_long_class_names_stay_in_their_column_and_panel(
         *_random_weights([784, 12, 10]),
         meta | {"class_names": names},
     )
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(served["url"])
-    page.wait_for_selector("#bars li")
-    page.select_option("#run", "long-names")
-    page.wait_for_selector("#facts:has-text('long-names: 784-12-10')")
+    page = open_page(browser, served)
+    choose_run(page, "long-names", "784-12-10")
     draw(page, SEVEN)
     assert page.get_attribute("#digit", "title") in names
     panel, labels = page.evaluate(
@@ -456,9 +464,7 @@ def test_a_model_chosen_later_is_not_replaced_by_an_earlier_ones_late_answer(
 ) -> None:
     """Runs chosen one after the other: the page shows the last one chosen, even when the
     facts of the one before arrive after its own."""
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(served["url"])
-    page.wait_for_selector("#bars li")
+    page = open_page(browser, served)
     held: list[Any] = []
     page.route("**/api/model?run=other", lambda route: held.append(route))  # held back
     page.select_option("#run", "other")
@@ -505,11 +511,8 @@ def test_a_hidden_layer_of_more_units_than_a_call_takes_arguments_is_drawn(
     meta = checkpoint.load(served["model"]).meta.model_dump(mode="json", exclude_unset=True)
     runs = served["model"].parents[1]
     checkpoint.save(runs / "wide" / "model.npz", *_random_weights([784, 1, 150_000, 10]), meta)
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(served["url"])
-    page.wait_for_selector("#bars li")
-    page.select_option("#run", "wide")
-    page.wait_for_selector("#facts:has-text('wide: 784-1-150000-10')")
+    page = open_page(browser, served)
+    choose_run(page, "wide", "784-1-150000-10")
     draw(page, SEVEN)
     assert page.inner_text("#error") == ""
     assert page.locator("#hidden canvas").count() == 2
@@ -535,9 +538,7 @@ def test_a_run_list_the_server_does_not_answer_for_is_said_so(
 def test_clear_and_undo_forget_the_uploaded_files_name(
     served: dict[str, Any], browser: Any, tmp_path: Path
 ) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(served["url"])
-    page.wait_for_selector("#bars li")
+    page = open_page(browser, served)
     hint = page.inner_text("#hint")
     upload = tmp_path / "upload.png"
     Image.new("L", (28, 28), 255).save(upload)
