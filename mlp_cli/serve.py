@@ -610,7 +610,8 @@ class Handler(BaseHTTPRequestHandler):
                 f"({shorten(encodings, 40)!r})",
                 HTTPStatus.LENGTH_REQUIRED,
             )
-        lengths = set(self.headers.get_all("Content-Length") or [])
+        # A field's value excludes the spaces and tabs around it (RFC 9110 5.5).
+        lengths = {text.strip(" \t") for text in self.headers.get_all("Content-Length") or []}
         if len(lengths) > 1:
             self.close_connection = True
             raise RequestError(

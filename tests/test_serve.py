@@ -566,6 +566,18 @@ def test_a_content_length_with_leading_zeros_is_its_number(running: Running) -> 
     assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == plain
 
 
+def test_a_content_length_between_spaces_and_tabs_is_its_number(running: Running) -> None:
+    png = seven_png()
+    reply = raw_reply(
+        running,
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        b"Connection: close\r\nContent-Length:\t " + str(len(png)).encode() + b" \t \r\n\r\n" + png,
+    )
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+    _, plain = running.json("POST", "/api/predict", png, "image/png")
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == plain
+
+
 def test_chunked_bodies_are_refused(running: Running) -> None:
     reply = raw_reply(
         running,
