@@ -314,6 +314,9 @@ class Models:
         # A run's folder name, or a loose model file's stem.
         name = path.resolve().parent.name if path.name == checkpoint.MODEL_FILE else path.stem
         self.default = Served(name, checkpoint.load(path))
+        # Resolved: `runs/latest` moving to a newer run does not change the default.
+        self._default_path = path.resolve()
+        self._default_version = _version(self._default_path)
         # The runs asked for last, each loaded once; one load at a time (`get`).
         self._loaded = functools.lru_cache(maxsize=MAX_LOADED)(self._load)
         self._lock = threading.Lock()
@@ -346,21 +349,25 @@ class Models:
 
     def get(self, run: str | None) -> Served:
         """The default model (``run`` None or its name) or the run called ``run``."""
+        path: Path | None = self._default_path
         if run is None or run == self.default.name:
-            return self.default
-        path = self._run_model(run)  # this one folder: no scan of the runs folder
-        try:
-            # The file's identity: a run trained again into its folder is loaded again.
-            stat = None if path is None else path.stat()
-        except OSError:  # gone since
-            stat = None
-        if path is None or stat is None:
+            run = self.default.name
+        else:
+            path = self._run_model(run)  # this one folder: no scan of the runs folder
+        # The file's identity: a model trained again into its file is loaded again.
+        version = None if path is None else _version(path)
+        if path == self._default_path and version in (None, self._default_version):
+            return self.default  # as loaded last, also once its file is gone
+        if path is None or version is None:
             raise RequestError(
                 f"no run named {run!r} under {self.runs}; GET /api/runs lists them",
                 HTTPStatus.NOT_FOUND,
             )
         with self._lock:
-            return self._loaded(run, path, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
+            served = self._loaded(run, path, version)
+        if path == self._default_path:
+            self.default, self._default_version = served, version
+        return served
 
     @staticmethod
     def _load(run: str, path: Path, version: tuple[int, int, int]) -> Served:
@@ -369,6 +376,16 @@ class Models:
             return Served(run, checkpoint.load(path))
         except MLPError as exc:  # not kept: the next request reads the file again
             raise RequestError(str(exc), HTTPStatus.UNPROCESSABLE_ENTITY) from None
+
+
+def _version(path: Path) -> tuple[int, int, int] | None:
+    """A file's inode, time and size, which change when it is written again; None if it
+    cannot be read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def image_from_json(body: bytes) -> Any:

@@ -1230,6 +1230,20 @@ def test_a_run_trained_again_into_its_folder_is_served_anew(running: Running) ->
     assert [len(layer) for layer in answer["hidden"]] == [30]
 
 
+def test_the_default_model_trained_again_is_served_anew(running: Running) -> None:
+    """As a named run is: the page's first model, asked for by no name, and by its name."""
+    save_model(running.runs / "small" / "model.npz", [784, 30, 10], seed=5)
+    for query in ("", "?run=small"):
+        status, small = running.json("GET", "/api/model" + query)
+        assert (status, small["name"], small["layers"]) == (200, "small", [784, 30, 10])
+    status, answer = running.json("POST", "/api/predict", seven_png(), "image/png")
+    assert status == 200
+    assert [len(layer) for layer in answer["hidden"]] == [30]
+    (running.runs / "small" / "model.npz").unlink()  # the last model loaded is kept
+    status, small = running.json("GET", "/api/model")
+    assert (status, small["layers"]) == (200, [784, 30, 10])
+
+
 def test_a_model_naming_two_classes_alike_is_refused(running: Running) -> None:
     """One name for two outputs would leave one of them out of the answer's probabilities,
     and the page's bars would show one probability twice."""
