@@ -254,6 +254,23 @@ DebugOpt = Annotated[
 _ARGUMENT_ERRNOS = (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ENOENT, errno.ELOOP, errno.EISDIR)
 
 
+def _out_of_memory(exc: MemoryError) -> str:
+    """One paragraph for an allocation the system refused: NumPy's words for it (the size
+    and shape it asked for) and the process's `ulimit -v`, if one is set."""
+    limit = ""
+    with contextlib.suppress(ImportError, OSError, ValueError):  # `resource`: Unix only
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limit = f" (`ulimit -v` allows it {soft / 2**20:,.0f} MiB)"
+    asked = str(exc).strip().rstrip(".") or "the system refused an allocation"
+    return (
+        f"out of memory: {asked}. mlp needs more memory than this process may use{limit};"
+        " free some memory or raise the limit."
+    )
+
+
 def handle_errors(command: F) -> F:
     """Turn library errors into a message on stderr and their exit code.
 
@@ -284,6 +301,11 @@ def handle_errors(command: F) -> F:
 
             _say(ERROR, "cannot use '", plain_name(exc.filename), f"': {reason(exc)}.", err=True)
             raise typer.Exit(2 if exc.errno in _ARGUMENT_ERRNOS else 1) from None
+        except MemoryError as exc:
+            if _debugging():
+                raise
+            _say(ERROR, _out_of_memory(exc), err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             if _debugging():
                 raise

@@ -211,6 +211,31 @@ def test_stdout_on_a_full_device_at_the_last_epoch_leaves_a_finished_run(tmp_pat
         assert saved.meta.training.status == "completed"
 
 
+# The command line in a process whose memory `ulimit -v` caps a little above what it holds
+# at the start, with a data set that cannot fit in what is left.
+UNDER_A_MEMORY_LIMIT = """
+import resource
+import numpy as np
+from mlp_cli import cli, data
+held = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (held + 2**28, resource.RLIM_INFINITY))
+data.prepare_data = lambda cfg, progressbar=False: np.ones(2**30, np.uint8)
+cli.main()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="Linux's /proc only")
+def test_running_out_of_memory_is_one_clear_error_naming_the_limit(tmp_path: Path) -> None:
+    config = tmp_path / "unit.yaml"
+    config.write_text("model: {layers: 784-10}\n")
+    proc = mlp("train", "--config", str(config), cwd=tmp_path, program=("-c", UNDER_A_MEMORY_LIMIT))
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith("error: out of memory: Unable to allocate 1.00 GiB"), stderr
+    assert "`ulimit -v` allows it" in stderr
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
