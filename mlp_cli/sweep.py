@@ -534,7 +534,7 @@ def plan(
     Raises `ConfigError` naming the file, line and key, or the trial and its settings when
     a combination gives an invalid config."""
     path = shipped.resolve(sweep_file, shipped.SWEEPS_DIR)
-    source = str(path)
+    source = shown(path)
     text = read_text(path, source, "sweep file")
     data, origins = parse_yaml_file(
         text, source, "sweep file", "at least name, config and parameters"

@@ -1143,6 +1143,16 @@ def test_a_base_config_name_holding_a_nul_is_reported_as_such(tmp_path: Path) ->
     assert out == ""
 
 
+def test_a_sweep_file_name_holding_a_line_break_is_shown_escaped_on_one_line(
+    tmp_path: Path,
+) -> None:
+    path = write_sweep(tmp_path, GRID.replace("metric:", "metric: [", 1), name="my\nsweep.yaml")
+    code, out, err = mlp("sweep", "plan", str(path))
+    assert code == 2, err
+    assert err.startswith(f"error: {tmp_path}/my\\nsweep.yaml:4:1: invalid YAML"), err
+    assert out == ""
+
+
 @pytest.mark.parametrize("base", ["nothere.yaml", "folder", "fifo", "/dev/zero", "bad.yaml"])
 def test_a_base_config_that_cannot_be_used_is_reported_as_such(tmp_path: Path, base: str) -> None:
     (tmp_path / "folder").mkdir()
