@@ -54,7 +54,7 @@ from mlp_cli.limits import (
     read_regular,
     shorten,
 )
-from mlp_cli.outputs import reason, special_kind
+from mlp_cli.outputs import advice, reason, special_kind
 from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
@@ -439,6 +439,11 @@ def _cache_write_error(directory: Path, exc: OSError) -> DataError | UsageError:
         return UsageError(
             f"Cannot write to the MNIST cache folder {shown(directory)}{placed}: {reason(exc)}. "
             f"Set {DATA_DIR_ENV} to a folder you can write to."
+        )
+    if exc.errno == errno.EFBIG:  # no other folder takes a file larger than `ulimit -f`
+        return DataError(
+            f"Cannot write to the MNIST cache folder {shown(directory)}: {reason(exc)}. "
+            f"{advice(exc)}"
         )
     return DataError(
         f"Cannot write to the MNIST cache folder {shown(directory)}: {reason(exc)}. Free some disk "

@@ -998,6 +998,7 @@ def _only(make: Any, refused: Path, *args: Any, **kwargs: Any) -> Any:
         (errno.ENOSPC, "Free some space"),
         (errno.EROFS, "Choose a place you can write to"),
         (errno.ENAMETOOLONG, "Choose a shorter name"),
+        (errno.EFBIG, "Raise the limit on the size of files (`ulimit -f`)"),
     ],
 )
 def test_the_advice_after_a_write_error_fits_the_error(code: int, advice: str) -> None:
