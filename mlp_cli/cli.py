@@ -134,11 +134,36 @@ class _Option(TyperOption):
         return _process_value(self, ctx, value, super().process_value)
 
 
+# The shells Typer makes completion scripts for, by the names shellingham detects.
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
 class _InstallCompletion(_Option):
     """Typer's ``--install-completion``, with a place under HOME that it cannot write (a
-    read-only home, a file where a folder should be) said in one message."""
+    read-only home, a file where a folder should be), and a shell it makes no completion
+    for (which Typer names on standard output), said in one message."""
 
     def process_value(self, ctx: Any, value: Any) -> Any:
+        # True: the flag given, the shell to be detected as Typer detects it
+        if value is True and not ctx.resilient_parsing:
+            import shellingham  # type: ignore[import-untyped]
+
+            try:
+                shell = shellingham.detect_shell()[0]
+            except shellingham.ShellDetectionFailure:
+                shell = None
+            if shell not in COMPLETION_SHELLS:
+                found = "could not be told" if shell is None else f"is {shell}"
+                _say(
+                    ERROR,
+                    plain(
+                        f"cannot install shell completion: the shell mlp runs in {found}, and"
+                        " completion is made for bash, zsh, fish and PowerShell only. Run"
+                        " `mlp --install-completion` in one of them."
+                    ),
+                    err=True,
+                )
+                raise typer.Exit(1)
         try:
             return super().process_value(ctx, value)
         except OSError as exc:

@@ -378,6 +378,27 @@ def test_install_completion_where_home_cannot_be_written_is_one_clear_error(
     assert (tmp_path / "a-file").read_text() == "mine"
 
 
+@pytest.mark.skipif(not Path("/bin/sh").exists(), reason="no /bin/sh on this system")
+def test_install_completion_in_a_shell_typer_makes_none_for_says_which_it_makes(
+    tmp_path: Path,
+) -> None:
+    # run from sh, which stays mlp's parent (a second command keeps it from exec'ing mlp)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", '"$0" -m mlp_cli.cli --install-completion; exit $?', sys.executable],
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    stderr = " ".join(proc.stderr.split())
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith("error: cannot install shell completion: the shell mlp runs in is")
+    assert "bash, zsh, fish and PowerShell" in stderr
+    assert proc.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
 def test_install_completion_with_stdout_on_a_full_device_blames_stdout_not_home(
     tmp_path: Path,
