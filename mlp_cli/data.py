@@ -159,7 +159,15 @@ def data_dir() -> Path:
         return path
     import pooch
 
-    path = Path(pooch.os_cache("mlp")) / "mnist"
+    try:
+        path = Path(pooch.os_cache("mlp")) / "mnist"
+    except RuntimeError:  # platformdirs: no HOME, and no home folder the system knows
+        raise UsageError(
+            "The MNIST cache lies in the home folder unless set elsewhere, and this process"
+            " has none: HOME is not set, and the system knows no home folder for this user"
+            f" (a user ID without an entry in /etc/passwd). Set {DATA_DIR_ENV} to a folder"
+            f" for mlp's data, or HOME or {CACHE_HOME_ENV} to a folder path."
+        ) from None
     if (variable := _cache_variable(path)) is not None:
         value = (
             f"'{shorten(shown(os.environ[variable]), 300)}', so the MNIST cache would be"
