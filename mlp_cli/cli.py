@@ -140,8 +140,8 @@ COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
 class _InstallCompletion(_Option):
     """Typer's ``--install-completion``, with a place under HOME that it cannot write (a
-    read-only home, a file where a folder should be), and a shell it makes no completion
-    for (which Typer names on standard output), said in one message."""
+    read-only home, a file where a folder should be), no home folder at all, and a shell it
+    makes no completion for (which Typer names on standard output), said in one message."""
 
     def process_value(self, ctx: Any, value: Any) -> Any:
         # True: the flag given, the shell to be detected as Typer detects it
@@ -179,6 +179,18 @@ class _InstallCompletion(_Option):
                 plain_name(exc.filename or Path.home()),
                 f"' cannot be written: {why}. Make HOME a folder you can write to, or "
                 "save what `mlp --show-completion` prints where your shell reads completions.",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+        except RuntimeError:  # Path.home(): no HOME, and no home folder the system knows
+            if _debugging():
+                raise
+            _say(
+                ERROR,
+                "cannot install shell completion: it goes in the home folder, and this process"
+                " has none (HOME is not set, and the system knows no home folder for this"
+                " user). Set HOME, or save what `mlp --show-completion` prints where your"
+                " shell reads completions.",
                 err=True,
             )
             raise typer.Exit(1) from None

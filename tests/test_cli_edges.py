@@ -378,6 +378,31 @@ def test_install_completion_where_home_cannot_be_written_is_one_clear_error(
     assert (tmp_path / "a-file").read_text() == "mine"
 
 
+# The command line as a user ID without an entry in /etc/passwd runs it, without HOME.
+WITHOUT_A_HOME = """
+import os, pwd
+def unknown(uid):
+    raise KeyError(uid)
+pwd.getpwuid = unknown
+os.environ.pop("HOME", None)
+from mlp_cli import cli
+cli.main()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no user database to miss a user in")
+def test_install_completion_without_a_home_folder_is_one_clear_error(tmp_path: Path) -> None:
+    env = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    proc = mlp(
+        "--install-completion", "bash", cwd=tmp_path, env=env, program=("-c", WITHOUT_A_HOME)
+    )
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith("error: cannot install shell completion: it goes in the home"), stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(not Path("/bin/sh").exists(), reason="no /bin/sh on this system")
 def test_install_completion_in_a_shell_typer_makes_none_for_says_which_it_makes(
     tmp_path: Path,
