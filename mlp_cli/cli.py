@@ -71,7 +71,7 @@ def _plain_types(params: list[Any]) -> list[Any]:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
         if type(param) is TyperOption:
-            param.__class__ = _InstallCompletion if param.name == "install_completion" else _Option
+            param.__class__ = _COMPLETION_OPTIONS.get(param.name or "", _Option)
         elif type(param) is TyperArgument:
             param.__class__ = _Argument
     return params
@@ -138,10 +138,11 @@ class _Option(TyperOption):
 COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
 
-class _InstallCompletion(_Option):
-    """Typer's ``--install-completion``, with a place under HOME that it cannot write (a
-    read-only home, a file where a folder should be), no home folder at all, and a shell it
-    makes no completion for (which Typer names on standard output), said in one message."""
+class _ShowCompletion(_Option):
+    """Typer's ``--show-completion``, with a shell it makes no completion for (which Typer
+    names in a line of its own) said in one message."""
+
+    verb = "show"
 
     def process_value(self, ctx: Any, value: Any) -> Any:
         # True: the flag given, the shell to be detected as Typer detects it
@@ -157,13 +158,24 @@ class _InstallCompletion(_Option):
                 _say(
                     ERROR,
                     plain(
-                        f"cannot install shell completion: the shell mlp runs in {found}, and"
-                        " completion is made for bash, zsh, fish and PowerShell only. Run"
-                        " `mlp --install-completion` in one of them."
+                        f"cannot {self.verb} shell completion: the shell mlp runs in {found},"
+                        " and completion is made for bash, zsh, fish and PowerShell only. Run"
+                        f" `mlp --{self.verb}-completion` in one of them."
                     ),
                     err=True,
                 )
                 raise typer.Exit(1)
+        return super().process_value(ctx, value)
+
+
+class _InstallCompletion(_ShowCompletion):
+    """Typer's ``--install-completion``, with a place under HOME that it cannot write (a
+    read-only home, a file where a folder should be), no home folder at all, and a shell it
+    makes no completion for (which Typer names on standard output), said in one message."""
+
+    verb = "install"
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
         try:
             return super().process_value(ctx, value)
         except OSError as exc:
@@ -182,8 +194,8 @@ class _InstallCompletion(_Option):
                 err=True,
             )
             raise typer.Exit(1) from None
-        except RuntimeError:  # Path.home(): no HOME, and no home folder the system knows
-            if _debugging():
+        except RuntimeError as exc:  # Path.home(): no HOME, and no home folder the system knows
+            if _debugging() or isinstance(exc, typer.Exit):  # (an exit, said already)
                 raise
             _say(
                 ERROR,
@@ -194,6 +206,9 @@ class _InstallCompletion(_Option):
                 err=True,
             )
             raise typer.Exit(1) from None
+
+
+_COMPLETION_OPTIONS = {"install_completion": _InstallCompletion, "show_completion": _ShowCompletion}
 
 
 class _Argument(TyperArgument):

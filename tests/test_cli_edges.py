@@ -404,12 +404,14 @@ def test_install_completion_without_a_home_folder_is_one_clear_error(tmp_path: P
 
 
 @pytest.mark.skipif(not Path("/bin/sh").exists(), reason="no /bin/sh on this system")
-def test_install_completion_in_a_shell_typer_makes_none_for_says_which_it_makes(
-    tmp_path: Path,
+@pytest.mark.parametrize("verb", ["install", "show"])
+def test_completion_in_a_shell_typer_makes_none_for_says_which_it_makes(
+    tmp_path: Path, verb: str
 ) -> None:
     # run from sh, which stays mlp's parent (a second command keeps it from exec'ing mlp)
+    script = f'"$0" -m mlp_cli.cli --{verb}-completion; exit $?'
     proc = subprocess.run(
-        ["/bin/sh", "-c", '"$0" -m mlp_cli.cli --install-completion; exit $?', sys.executable],
+        ["/bin/sh", "-c", script, sys.executable],
         cwd=tmp_path,
         env={**os.environ, "HOME": str(tmp_path)},
         capture_output=True,
@@ -418,8 +420,9 @@ def test_install_completion_in_a_shell_typer_makes_none_for_says_which_it_makes(
     )
     stderr = " ".join(proc.stderr.split())
     assert proc.returncode == 1, stderr
-    assert stderr.startswith("error: cannot install shell completion: the shell mlp runs in is")
+    assert stderr.startswith(f"error: cannot {verb} shell completion: the shell mlp runs in is")
     assert "bash, zsh, fish and PowerShell" in stderr
+    assert stderr.count("error:") == 1, stderr
     assert proc.stdout == ""
     assert list(tmp_path.iterdir()) == []
 
