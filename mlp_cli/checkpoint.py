@@ -68,6 +68,7 @@ from mlp_cli.limits import (
     shorten,
 )
 from mlp_cli.losses import LOSSES, OUTPUTS
+from mlp_cli.outputs import advice, reason
 from mlp_cli.outputs import atomic_write as atomic_write  # its home; re-exported
 from mlp_cli.plain import command, shown
 
@@ -453,8 +454,8 @@ def save(
         atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
     except OSError as exc:
         raise CheckpointError(
-            f"could not write '{shown(path)}': {exc.strerror or exc}. The previous file, if "
-            "any, is unchanged; free some disk space or choose another output folder."
+            f"could not write '{shown(path)}': {reason(exc)}. The previous file, if any, is"
+            f" unchanged. {advice(exc)}"
         ) from None
     return path
 

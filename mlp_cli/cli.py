@@ -71,7 +71,7 @@ def _plain_types(params: list[Any]) -> list[Any]:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
         if type(param) is TyperOption:
-            param.__class__ = _InstallCompletion if param.name == "install_completion" else _Option
+            param.__class__ = _COMPLETION_OPTIONS.get(param.name or "", _Option)
         elif type(param) is TyperArgument:
             param.__class__ = _Argument
     return params
@@ -134,9 +134,46 @@ class _Option(TyperOption):
         return _process_value(self, ctx, value, super().process_value)
 
 
-class _InstallCompletion(_Option):
+# The shells Typer makes completion scripts for, by the names shellingham detects.
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+class _ShowCompletion(_Option):
+    """Typer's ``--show-completion``, with a shell it makes no completion for (which Typer
+    names in a line of its own) said in one message."""
+
+    verb = "show"
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        # True: the flag given, the shell to be detected as Typer detects it
+        if value is True and not ctx.resilient_parsing:
+            import shellingham  # type: ignore[import-untyped]
+
+            try:
+                shell = shellingham.detect_shell()[0]
+            except shellingham.ShellDetectionFailure:
+                shell = None
+            if shell not in COMPLETION_SHELLS:
+                found = "could not be told" if shell is None else f"is {shell}"
+                _say(
+                    ERROR,
+                    plain(
+                        f"cannot {self.verb} shell completion: the shell mlp runs in {found},"
+                        " and completion is made for bash, zsh, fish and PowerShell only. Run"
+                        f" `mlp --{self.verb}-completion` in one of them."
+                    ),
+                    err=True,
+                )
+                raise typer.Exit(1)
+        return super().process_value(ctx, value)
+
+
+class _InstallCompletion(_ShowCompletion):
     """Typer's ``--install-completion``, with a place under HOME that it cannot write (a
-    read-only home, a file where a folder should be) said in one message."""
+    read-only home, a file where a folder should be), no home folder at all, and a shell it
+    makes no completion for (which Typer names on standard output), said in one message."""
+
+    verb = "install"
 
     def process_value(self, ctx: Any, value: Any) -> Any:
         try:
@@ -157,6 +194,21 @@ class _InstallCompletion(_Option):
                 err=True,
             )
             raise typer.Exit(1) from None
+        except RuntimeError as exc:  # Path.home(): no HOME, and no home folder the system knows
+            if _debugging() or isinstance(exc, typer.Exit):  # (an exit, said already)
+                raise
+            _say(
+                ERROR,
+                "cannot install shell completion: it goes in the home folder, and this process"
+                " has none (HOME is not set, and the system knows no home folder for this"
+                " user). Set HOME, or save what `mlp --show-completion` prints where your"
+                " shell reads completions.",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+
+
+_COMPLETION_OPTIONS = {"install_completion": _InstallCompletion, "show_completion": _ShowCompletion}
 
 
 class _Argument(TyperArgument):
@@ -254,6 +306,23 @@ DebugOpt = Annotated[
 _ARGUMENT_ERRNOS = (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ENOENT, errno.ELOOP, errno.EISDIR)
 
 
+def _out_of_memory(exc: MemoryError) -> str:
+    """One paragraph for an allocation the system refused: NumPy's words for it (the size
+    and shape it asked for) and the process's `ulimit -v`, if one is set."""
+    limit = ""
+    with contextlib.suppress(ImportError, OSError, ValueError):  # `resource`: Unix only
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limit = f" (`ulimit -v` allows it {soft / 2**20:,.0f} MiB)"
+    asked = str(exc).strip().rstrip(".") or "the system refused an allocation"
+    return (
+        f"out of memory: {asked}. mlp needs more memory than this process may use{limit};"
+        " free some memory or raise the limit."
+    )
+
+
 def handle_errors(command: F) -> F:
     """Turn library errors into a message on stderr and their exit code.
 
@@ -284,6 +353,11 @@ def handle_errors(command: F) -> F:
 
             _say(ERROR, "cannot use '", plain_name(exc.filename), f"': {reason(exc)}.", err=True)
             raise typer.Exit(2 if exc.errno in _ARGUMENT_ERRNOS else 1) from None
+        except MemoryError as exc:
+            if _debugging():
+                raise
+            _say(ERROR, _out_of_memory(exc), err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             if _debugging():
                 raise

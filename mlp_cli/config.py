@@ -66,6 +66,7 @@ from mlp_cli.limits import (
     read_regular,
     shorten,
 )
+from mlp_cli.plain import shown
 
 MNIST_CLASSES = 10
 _MAX_SOURCE_CHARS = 100  # of a --set shown in a message
@@ -1020,7 +1021,7 @@ def _not_found(path: Path, source: str, what: str) -> ConfigError:
     )
     listed = "" if sweep else " (`mlp config list` describes them)"
     return ConfigError(
-        f"{what} '{source}' not found (looked for {path.absolute()}){hint or '.'}"
+        f"{what} '{source}' not found (looked for {shown(path.absolute())}){hint or '.'}"
         f" Give the path of {choice}: {', '.join(names)}{listed}."
     )
 
@@ -1071,7 +1072,7 @@ def parse_yaml_file(text: str, source: str, what: str, needs: str) -> tuple[Any,
 def _read_config(path: str | Path) -> tuple[str, str, str]:
     """The text of a config file or shipped config, the name messages give it, and its stem."""
     resolved = shipped.resolve(path)
-    source = str(resolved) if resolved != Path(path) else str(path)
+    source = shown(resolved if resolved != Path(path) else path)
     return read_text(resolved, source), source, resolved.stem
 
 

@@ -54,7 +54,7 @@ from mlp_cli.limits import (
     read_regular,
     shorten,
 )
-from mlp_cli.outputs import reason, special_kind
+from mlp_cli.outputs import advice, reason, special_kind
 from mlp_cli.plain import shown
 
 if TYPE_CHECKING:
@@ -159,7 +159,15 @@ def data_dir() -> Path:
         return path
     import pooch
 
-    path = Path(pooch.os_cache("mlp")) / "mnist"
+    try:
+        path = Path(pooch.os_cache("mlp")) / "mnist"
+    except RuntimeError:  # platformdirs: no HOME, and no home folder the system knows
+        raise UsageError(
+            "The MNIST cache lies in the home folder unless set elsewhere, and this process"
+            " has none: HOME is not set, and the system knows no home folder for this user"
+            f" (a user ID without an entry in /etc/passwd). Set {DATA_DIR_ENV} to a folder"
+            f" for mlp's data, or HOME or {CACHE_HOME_ENV} to a folder path."
+        ) from None
     if (variable := _cache_variable(path)) is not None:
         value = (
             f"'{shorten(shown(os.environ[variable]), 300)}', so the MNIST cache would be"
@@ -439,6 +447,11 @@ def _cache_write_error(directory: Path, exc: OSError) -> DataError | UsageError:
         return UsageError(
             f"Cannot write to the MNIST cache folder {shown(directory)}{placed}: {reason(exc)}. "
             f"Set {DATA_DIR_ENV} to a folder you can write to."
+        )
+    if exc.errno == errno.EFBIG:  # no other folder takes a file larger than `ulimit -f`
+        return DataError(
+            f"Cannot write to the MNIST cache folder {shown(directory)}: {reason(exc)}. "
+            f"{advice(exc)}"
         )
     return DataError(
         f"Cannot write to the MNIST cache folder {shown(directory)}: {reason(exc)}. Free some disk "

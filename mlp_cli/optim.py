@@ -68,6 +68,10 @@ def compiled_kernels() -> ModuleType | None:
         return None
     except Exception as exc:  # numba refusing its settings: NUMBA_NUM_THREADS=0, NUMBA_OPT=x,
         # a .numba_config.yaml that is no YAML mapping...
+        if isinstance(exc, OSError) and exc.filename is None:
+            # ...or llvmlite's compiler library not loading (too little memory to map it, a
+            # broken install): no setting's fault, and numba is as good as not installed
+            return None
         reason = str(exc).partition("\n")[0].rstrip(".")
         raise UsageError(
             f"numba could not start: {reason}. Check the NUMBA_* environment variables and"

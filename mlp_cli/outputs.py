@@ -51,14 +51,17 @@ _REASONS = {
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "it is a folder",
     errno.ENOENT: "that place does not accept new files",
+    errno.EFBIG: "the file would be larger than this process may write",
 }
 
 
-# Advice after a write error, by errno: only a full disk is solved by freeing space.
+# Advice after a write error, by errno: only a full disk is solved by freeing space, and a
+# file larger than `ulimit -f` allows by no other place.
 _ADVICE = {
     errno.ENOSPC: "Free some space or choose another place, then run the command again.",
     errno.EDQUOT: "Free some space or choose another place, then run the command again.",
     errno.ENAMETOOLONG: "Choose a shorter name, then run the command again.",
+    errno.EFBIG: "Raise the limit on the size of files (`ulimit -f`), then run the command again.",
 }
 _OTHER_PLACE = "Choose a place you can write to, then run the command again."
 

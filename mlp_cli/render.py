@@ -417,10 +417,11 @@ def confusion_table(result: Evaluation, empty: str = "·") -> Table:
 
 
 DETAILED_MAX = 3  # more predictions than this are a table, one row each, unless --verbose
+BAR_WIDTH = 30  # characters of a probability bar at 100%, where the console is wide enough
 
 
 def probability_bars(
-    probabilities: list[float], names: list[str], width: int = 30, block: str = "█"
+    probabilities: list[float], names: list[str], width: int = BAR_WIDTH, block: str = "█"
 ) -> Text:
     """One line per class: its name (from the model file, so plain text), a bar of `block`
     characters, a percentage."""
@@ -452,7 +453,12 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
     if show:
         grey = np.round(255 * p.image.astype(np.float64)).astype(np.uint8)  # (28, 28)
         console.print(picture(np.repeat(grey[..., None], 3, axis=2), p.image))
-    bars = probability_bars(p.probabilities, names, block=_spelled(console, "█"))
+    # Bars as long as the console leaves room for, up to the usual 30: a line that wrapped
+    # would put its percentage on a line of its own.
+    room = console.width - max(plain_name(name).cell_len for name in names) - len("   100.0%")
+    bars = probability_bars(
+        p.probabilities, names, width=max(1, min(BAR_WIDTH, room - 1)), block=_spelled(console, "█")
+    )
     console.print(bars, highlight=False)
 
 

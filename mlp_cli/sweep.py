@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import itertools
 import json
@@ -533,7 +534,7 @@ def plan(
     Raises `ConfigError` naming the file, line and key, or the trial and its settings when
     a combination gives an invalid config."""
     path = shipped.resolve(sweep_file, shipped.SWEEPS_DIR)
-    source = str(path)
+    source = shown(path)
     text = read_text(path, source, "sweep file")
     data, origins = parse_yaml_file(
         text, source, "sweep file", "at least name, config and parameters"
@@ -946,10 +947,15 @@ def run_local(
         initializer=_init_worker,
         initargs=(sweep.cpus_per_trial, events, acks, prune, stop_all, asha is not None),
     ) as pool:
-        pending: dict[Future[Outcome | None], int] = {
-            pool.submit(_work, i, str(sweep.run_dir(sweep.trials[i])), sweep.trials[i].config): i
-            for i in todo
-        }
+        try:
+            pending: dict[Future[Outcome | None], int] = {
+                pool.submit(
+                    _work, i, str(sweep.run_dir(sweep.trials[i])), sweep.trials[i].config
+                ): i
+                for i in todo
+            }
+        except OSError as exc:  # a worker the system would not start (`ulimit -n`)
+            raise _not_started(sweep, exc, mp.active_children()) from None
         last_save = 0.0
         try:  # until every submitted trial has ended
             while pending:
@@ -993,6 +999,25 @@ def run_local(
     # A Ctrl-C to the whole process group can stop every worker's trial before this loop
     # has asked: it is a stop all the same.
     return not (stop_all.value or should_stop())
+
+
+def _not_started(sweep: Sweep, exc: OSError, started: list[Any]) -> MLPError:
+    """The error for workers the system would not start, once those it did start (the
+    pool's processes, the only children here) are ended: they would wait for work forever,
+    and the sweep's exit for them."""
+    for worker in started:
+        worker.kill()
+        worker.join()
+    limit = ""
+    if exc.errno == errno.EMFILE:
+        with contextlib.suppress(ImportError, OSError, ValueError):  # `resource`: Unix only
+            import resource
+
+            limit = f" (`ulimit -n` allows {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+    return MLPError(
+        f"could not start the sweep's worker processes: {outputs.reason(exc)}{limit}. Raise the"
+        f" limit or run fewer --workers, then continue with: {resume_hint(sweep)}"
+    )
 
 
 def _outcome(future: Any) -> Outcome | None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 # log2 of the clock cycles an idle OpenBLAS worker spins before it sleeps (OpenBLAS: 4-30).
@@ -93,13 +93,43 @@ def usable_cores() -> int:
     return cores if quota is None else min(cores, max(1, math.ceil(quota)))
 
 
+# Where cgroups are mounted, and which of them this process belongs to.
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_MEMBERSHIP = Path("/proc/self/cgroup")
+
+
 def _cgroup_cpu_quota() -> float | None:
-    """The CPUs a cgroup v2 ``cpu.max`` allows this process ("max": no limit), or None."""
+    """The CPUs this process's cgroups allow it, or None where none sets a limit: the
+    smallest quota on the path of its cgroup, which binds it from any parent (a systemd
+    slice), in cgroup v2 (``cpu.max``) or v1 (``cpu.cfs_quota_us`` over the period)."""
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
+        lines = CGROUP_MEMBERSHIP.read_text().splitlines()
+    except OSError:
         return None
+    quotas = []
+    for line in lines:  # "0::/path" in v2, "3:cpu,cpuacct:/path" in v1
+        controllers, _, own = line.partition(":")[2].partition(":")
+        v1 = "cpu" in controllers.split(",")
+        if not own.startswith("/") or (controllers and not v1):
+            continue
+        base = CGROUP_ROOT / "cpu" if v1 else CGROUP_ROOT
+        path = PurePosixPath(own)
+        for folder in (path, *path.parents):  # missing folders (a namespace's) are skipped
+            quotas.append(_folder_cpu_quota(base / folder.relative_to("/"), v1))
+    return min((quota for quota in quotas if quota is not None), default=None)
+
+
+def _folder_cpu_quota(folder: Path, v1: bool) -> float | None:
+    """The CPUs one cgroup folder's own quota allows, or None ("max" or -1: no limit)."""
+    try:
+        if v1:
+            quota, period = ((folder / f"cpu.cfs_{n}_us").read_text() for n in ("quota", "period"))
+        else:
+            quota, period = (folder / "cpu.max").read_text().split()[:2]
+        cpus = int(quota) / int(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+    return cpus if cpus > 0 else None
 
 
 def _cpu_times() -> dict[str, tuple[int, int]]:

@@ -3,6 +3,7 @@ foreign file with a CheckpointError naming it, atomic saving, and `find_model`."
 
 from __future__ import annotations
 
+import errno
 import io
 import itertools
 import json
@@ -367,6 +368,29 @@ def test_disk_full_while_saving_is_a_checkpoint_error(
     W, b = weights
     with pytest.raises(CheckpointError, match=re.escape(str(saved))):
         checkpoint.save(saved, W, b, {})
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [(errno.ENOSPC, "Free some space"), (errno.EFBIG, "Raise the limit on the size of files")],
+)
+def test_the_advice_after_a_failed_save_fits_the_error(
+    saved: Path,
+    weights: tuple[list[Any], list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+    advice: str,
+) -> None:
+    # EFBIG: the file outgrew `ulimit -f`, which no free space or other folder helps
+    monkeypatch.setattr(np, "savez", _half_then_fail(OSError(code, os.strerror(code))))
+    W, b = weights
+    with pytest.raises(CheckpointError) as caught:
+        checkpoint.save(saved, W, b, {})
+    message = str(caught.value)
+    assert advice in message
+    if code == errno.EFBIG:
+        assert "`ulimit -f`" in message
+        assert "space" not in message
 
 
 # -- find_model -------------------------------------------------------------------------------

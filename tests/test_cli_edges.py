@@ -211,6 +211,31 @@ def test_stdout_on_a_full_device_at_the_last_epoch_leaves_a_finished_run(tmp_pat
         assert saved.meta.training.status == "completed"
 
 
+# The command line in a process whose memory `ulimit -v` caps a little above what it holds
+# at the start, with a data set that cannot fit in what is left.
+UNDER_A_MEMORY_LIMIT = """
+import resource
+import numpy as np
+from mlp_cli import cli, data
+held = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (held + 2**28, resource.RLIM_INFINITY))
+data.prepare_data = lambda cfg, progressbar=False: np.ones(2**30, np.uint8)
+cli.main()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="Linux's /proc only")
+def test_running_out_of_memory_is_one_clear_error_naming_the_limit(tmp_path: Path) -> None:
+    config = tmp_path / "unit.yaml"
+    config.write_text("model: {layers: 784-10}\n")
+    proc = mlp("train", "--config", str(config), cwd=tmp_path, program=("-c", UNDER_A_MEMORY_LIMIT))
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith("error: out of memory: Unable to allocate 1.00 GiB"), stderr
+    assert "`ulimit -v` allows it" in stderr
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -351,6 +376,55 @@ def test_install_completion_where_home_cannot_be_written_is_one_clear_error(
         stderr.split()
     )
     assert (tmp_path / "a-file").read_text() == "mine"
+
+
+# The command line as a user ID without an entry in /etc/passwd runs it, without HOME.
+WITHOUT_A_HOME = """
+import os, pwd
+def unknown(uid):
+    raise KeyError(uid)
+pwd.getpwuid = unknown
+os.environ.pop("HOME", None)
+from mlp_cli import cli
+cli.main()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no user database to miss a user in")
+def test_install_completion_without_a_home_folder_is_one_clear_error(tmp_path: Path) -> None:
+    env = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    proc = mlp(
+        "--install-completion", "bash", cwd=tmp_path, env=env, program=("-c", WITHOUT_A_HOME)
+    )
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith("error: cannot install shell completion: it goes in the home"), stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/bin/sh").exists(), reason="no /bin/sh on this system")
+@pytest.mark.parametrize("verb", ["install", "show"])
+def test_completion_in_a_shell_typer_makes_none_for_says_which_it_makes(
+    tmp_path: Path, verb: str
+) -> None:
+    # run from sh, which stays mlp's parent (a second command keeps it from exec'ing mlp)
+    script = f'"$0" -m mlp_cli.cli --{verb}-completion; exit $?'
+    proc = subprocess.run(
+        ["/bin/sh", "-c", script, sys.executable],
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    stderr = " ".join(proc.stderr.split())
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith(f"error: cannot {verb} shell completion: the shell mlp runs in is")
+    assert "bash, zsh, fish and PowerShell" in stderr
+    assert stderr.count("error:") == 1, stderr
+    assert proc.stdout == ""
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")

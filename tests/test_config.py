@@ -714,6 +714,20 @@ def test_unsafe_file_stem_asks_for_a_name(tmp_path: Path) -> None:
     assert "file name" in message
 
 
+@pytest.mark.parametrize("name", ["bad\nname.yaml", "bad\tname.yaml"])
+def test_a_file_name_holding_a_line_break_is_shown_escaped_on_one_line(
+    tmp_path: Path, name: str
+) -> None:
+    escaped = name.replace("\n", "\\n").replace("\t", "\\t")
+    message = config_error(write(tmp_path, MINIMAL, name))  # its stem is no run name
+    assert message.startswith(f"{tmp_path / escaped} (the run name comes from the file name")
+    missing = config_error(tmp_path / "no" / name)
+    assert f"config file '{tmp_path / 'no' / escaped}' not found" in missing
+    assert f"(looked for {tmp_path / 'no' / escaped})" in missing
+    assert "\n" not in message + missing
+    assert "\t" not in message + missing
+
+
 def test_dump_round_trips(tmp_path: Path) -> None:
     text = (
         "name: '1e3'\n"  # text that the loader would read as a number without quotes

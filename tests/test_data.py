@@ -7,6 +7,7 @@ Public mirrors are disabled for every test in this file, so nothing leaves 127.0
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import importlib.util
@@ -617,6 +618,24 @@ def test_import_names_a_folder_in_place_of_a_cache_file(
     assert f"Cannot install the MNIST file {in_the_way}: a folder of that name" in message
     assert "disk space" not in message
     assert (in_the_way / "inside").is_dir()
+
+
+def test_import_of_a_file_larger_than_ulimit_f_allows_names_that_limit(
+    synthetic: Synthetic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw)
+
+    def too_large(fd: int) -> None:  # what writing past RLIMIT_FSIZE gives, SIGXFSZ ignored
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(os, "fsync", too_large)
+    with pytest.raises(DataError) as info:
+        data.import_mnist(source)
+
+    message = str(info.value)
+    assert "`ulimit -f`" in message
+    assert "disk space" not in message
+    assert not any(data.data_dir().iterdir())
 
 
 @pytest.mark.parametrize("kind", ["a named pipe (FIFO)", "a link to nowhere"])

@@ -394,6 +394,23 @@ def test_without_numba_the_optimizers_run_the_numpy_version(
     assert got == pytest.approx(adam_by_hand([G1], 0.01, 0.9, 0.999, 1e-8, 0.0), rel=1e-14)
 
 
+def test_a_numba_whose_compiler_library_does_not_load_runs_the_numpy_version(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # What llvmlite raises where its library cannot be mapped (`ulimit -v` too low for it)
+    # or is missing: no setting of numba's is at fault.
+    (tmp_path / "numba").mkdir()
+    (tmp_path / "numba" / "__init__.py").write_text(
+        "raise OSError(\"Could not find/load shared object file 'libllvmlite.so'\")\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "numba", raising=False)
+    monkeypatch.delitem(sys.modules, "mlp_cli.kernels", raising=False)
+    monkeypatch.delattr(mlp_cli, "kernels", raising=False)
+    assert optim.compiled_kernels() is None
+    assert Adam(5, F64, N_WEIGHTS).kernels is None
+
+
 # -- state round trips ------------------------------------------------------------------------
 
 FACTORIES: dict[str, Callable[[], Optimizer]] = {

@@ -998,6 +998,7 @@ def _only(make: Any, refused: Path, *args: Any, **kwargs: Any) -> Any:
         (errno.ENOSPC, "Free some space"),
         (errno.EROFS, "Choose a place you can write to"),
         (errno.ENAMETOOLONG, "Choose a shorter name"),
+        (errno.EFBIG, "Raise the limit on the size of files (`ulimit -f`)"),
     ],
 )
 def test_the_advice_after_a_write_error_fits_the_error(code: int, advice: str) -> None:
@@ -1350,6 +1351,34 @@ def test_an_xdg_cache_home_that_is_not_absolute_is_ignored_as_the_os_cache_ignor
 
     assert code == 0, out + err
     assert out == f"{work / '.cache' / 'mlp' / 'mnist'}\n"
+    assert treesnap.snapshot(work) == before
+
+
+@pytest.mark.parametrize(
+    "command", [["data", "info"], ["data", "path"], ["train", "-c", "tiny.yaml"]]
+)
+def test_no_home_folder_for_the_default_cache_is_a_usage_error(
+    work: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # As for a user ID without an entry in /etc/passwd (`env -i`, a container's random
+    # user): no HOME, and no home folder the system knows.
+    (work / "tiny.yaml").write_text(CONFIG)
+    pwd = pytest.importorskip("pwd")
+    for variable in (data.DATA_DIR_ENV, "HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def unknown(uid: int) -> Any:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    before = treesnap.snapshot(work)
+
+    code, out, err = run(*command)
+
+    message = " ".join(err.split())
+    assert code == 2, out + err
+    assert "HOME is not set, and the system knows no home folder for this user" in message
+    assert f"Set {data.DATA_DIR_ENV} to a folder" in message
     assert treesnap.snapshot(work) == before
 
 

@@ -161,6 +161,19 @@ def test_class_names_with_line_breaks_and_tabs_stay_on_their_line(tmp_path: Path
     assert "classes       a\\nb, c\\td, e" in summary
 
 
+@pytest.mark.parametrize("width", [20, 40, 80])
+def test_the_probability_bars_fit_a_narrow_console_on_one_line_each(width: int) -> None:
+    image = np.zeros((28, 28), np.float32)
+    prediction = Prediction("p.png", 1, 0.9, [0.05, 0.9, 0.05], image)
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    print_prediction(console, prediction, ["0", "1", "2"], False)
+    bars = console.export_text().splitlines()[-3:]
+    assert [line.split()[0] for line in bars] == ["0", "1", "2"]  # no line wrapped
+    assert [line.split()[-1] for line in bars] == ["5.0%", "90.0%", "5.0%"]
+    assert all(len(line) <= width for line in bars)
+    assert bars[1].count("█") == round(0.9 * min(30, width - 11))
+
+
 def test_the_prediction_table_of_a_one_output_model_has_no_runner_up() -> None:
     image = np.zeros((28, 28), np.float32)
     predictions = [Prediction(f"digit-{i}.png", 0, 0.7, [0.7], image) for i in range(4)]

@@ -5,7 +5,9 @@ a failing trial, early termination, Ctrl-C and --resume, the results)."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -13,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from multiprocessing.context import ForkProcess
 from pathlib import Path
 from typing import Any
 
@@ -811,6 +814,39 @@ def test_a_killed_worker_leaves_its_trials_to_resume(
     assert [t.status for t in again.trials] == ["completed"] * 4
 
 
+def test_workers_the_system_will_not_start_end_the_sweep_in_one_error_without_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As under a `ulimit -n` a few files above what the sweep holds: the first worker starts,
+    # the second finds no file descriptor for its pipes. The first would wait for work
+    # forever, and the sweep's exit for it.
+    started: list[Any] = []
+    real = ForkProcess._Popen
+
+    def popen(process: Any) -> Any:
+        if started:
+            raise OSError(errno.EMFILE, "Too many open files")
+        started.append(process)
+        return real(process)
+
+    monkeypatch.setattr(ForkProcess, "_Popen", staticmethod(popen))
+    path = write_sweep(tmp_path, GRID)
+    try:
+        code, _, err = mlp("sweep", str(path), "--workers", "2", "--quiet")
+        assert not multiprocessing.active_children()
+    finally:
+        for child in multiprocessing.active_children():
+            child.kill()
+    message = " ".join(err.split())
+    assert code == 1, message
+    assert "could not start the sweep's worker processes: Too many open files" in message
+    assert "mlp sweep --resume" in message
+    monkeypatch.setattr(ForkProcess, "_Popen", staticmethod(real))
+    code, _, err = mlp("sweep", "--resume", str(tmp_path / "runs" / "grid"), "--quiet")
+    assert code == 0, err
+    assert [t.status for t in Sweep.load(tmp_path / "runs" / "grid").trials] == ["completed"] * 4
+
+
 def test_a_resumed_asha_sweep_stops_the_same_trials(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, ASHA)
     whole = plan(path, out=tmp_path / "whole")
@@ -1104,6 +1140,16 @@ def test_a_base_config_name_holding_a_nul_is_reported_as_such(tmp_path: Path) ->
     assert code == 2, err
     assert "s.yaml:2: config: the sweep's base config cannot be used: " in err
     assert "holds a NUL character" in err
+    assert out == ""
+
+
+def test_a_sweep_file_name_holding_a_line_break_is_shown_escaped_on_one_line(
+    tmp_path: Path,
+) -> None:
+    path = write_sweep(tmp_path, GRID.replace("metric:", "metric: [", 1), name="my\nsweep.yaml")
+    code, out, err = mlp("sweep", "plan", str(path))
+    assert code == 2, err
+    assert err.startswith(f"error: {tmp_path}/my\\nsweep.yaml:4:1: invalid YAML"), err
     assert out == ""
 
 

@@ -196,6 +196,35 @@ def test_usable_cores_respects_affinity_and_a_cgroup_quota(
     assert threads.usable_cores() == 1
 
 
+@pytest.mark.parametrize(
+    ("membership", "files"),
+    [
+        # a container's own cgroup, seen as the root (cgroup v2)
+        ("0::/\n", {"cpu.max": "150000 100000\n"}),
+        # a systemd scope inside a slice whose quota binds it (cgroup v2)
+        ("0::/user.slice/run-1.scope\n", {"user.slice/cpu.max": "150000 100000\n"}),
+        # cgroup v1, its cpu controller mounted beside the others
+        (
+            "4:memory:/job\n3:cpu,cpuacct:/job\n0::/\n",
+            {"cpu/job/cpu.cfs_quota_us": "150000\n", "cpu/job/cpu.cfs_period_us": "100000\n"},
+        ),
+    ],
+)
+def test_usable_cores_finds_the_cgroup_quota_of_this_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, membership: str, files: dict[str, str]
+) -> None:
+    # No limit at the root of either hierarchy: only the process's own cgroup sets one.
+    files = {"cpu.max": "max 100000\n", "cpu/cpu.cfs_quota_us": "-1\n", **files}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "self-cgroup").write_text(membership)
+    monkeypatch.setattr(threads, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(threads, "CGROUP_MEMBERSHIP", tmp_path / "self-cgroup")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert threads.usable_cores() == 2
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux's /proc only")
 def test_waiting_seconds_never_decreases() -> None:
     first = waiting_seconds()
