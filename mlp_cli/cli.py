@@ -1184,7 +1184,7 @@ def show_hidden(
     console.print(note, highlight=False)
     drawn = min(len(patterns), MAX_DRAWN_UNITS)
     of = f" of {len(patterns):,}" if drawn < len(patterns) else ""
-    _say(f"{drawn:,}{of} units drawn to ", plain_name(target))
+    _say(f"{drawn:,}{of} unit{'s' * (len(patterns) != 1)} drawn to ", plain_name(target))
 
 
 @app.command()
