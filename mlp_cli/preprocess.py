@@ -650,12 +650,13 @@ def mnist_style(image: Image.Image, *, source: str = "<image>") -> FloatArray:
 def raw_image(image: Image.Image, *, source: str = "<image>") -> FloatArray:
     """A picture taken as already in MNIST form: float32 (28, 28) in [0, 1].
 
-    Only converts to greyscale (any bit depth) and resizes to 28x28 if it is another size;
-    no inversion, cropping or centring.
+    Only converts to greyscale (any bit depth) and resizes to 28x28 if it is another size
+    (a picture over MAX_SIDE pixels area-averaged first, as in `mnist_style`, so that no
+    step copies it at full size); no inversion, cropping or centring.
     """
     if image.width == 0 or image.height == 0:
         raise ImageError(f"Image {source} is empty (0 pixels); give a 28x28 picture.")
-    grey = _grey(image)  # (H, W)
+    grey = _grey(_reduce_large(image))  # (H, W), at most about MAX_SIDE on a side
     if grey.shape != (MNIST_SIDE, MNIST_SIDE):
         resized = Image.fromarray(grey).resize((MNIST_SIDE, MNIST_SIDE), Image.Resampling.LANCZOS)
         grey = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)

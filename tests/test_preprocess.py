@@ -447,6 +447,23 @@ def test_raw_image_does_no_processing(digits: Digits) -> None:
     assert correlation(larger, digits[10]) > 0.95
 
 
+def test_raw_image_reduces_a_large_picture_before_copying_it(digits: Digits) -> None:
+    """As `mnist_style` does: no step copies the full-size picture (float64 here)."""
+    import tracemalloc  # NumPy reports its arrays to it
+
+    digit = Image.fromarray(digits[10]).resize((4000, 4000), Image.Resampling.BICUBIC)
+    large = Image.fromarray(np.asarray(digit, dtype=np.float32) / np.float32(255.0))  # 64 MB
+    tracemalloc.start()
+    try:
+        raw = raw_image(large)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4000 * 4000 * 4  # less than one float32 copy of the picture
+    assert raw.shape == (28, 28)
+    assert correlation(raw, digits[10]) > 0.95
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     hnp.arrays(
