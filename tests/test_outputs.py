@@ -1192,6 +1192,22 @@ def test_a_plot_where_misclassified_writes_is_refused_before_the_work(
     assert fake_data == []
 
 
+@pytest.mark.parametrize("folder", ["mistakes.png", "mistakes.png/worst"])
+def test_a_plot_where_misclassified_makes_its_folder_is_refused_before_the_work(
+    tmp_path: Path, run_dir: Path, fake_data: list[str], folder: str
+) -> None:
+    plot = tmp_path / "mistakes.png"
+    before = treesnap.snapshot(tmp_path)
+    code, _, err = run(
+        "evaluate", "--model", run_dir, "--misclassified", tmp_path / folder, "--count", "2",
+        "--plot", plot,
+    )  # fmt: skip
+    assert code == 2
+    assert f"the --plot file '{plot}' is where --misclassified" in " ".join(err.split())
+    assert treesnap.snapshot(tmp_path) == before
+    assert fake_data == []
+
+
 # -- small things: what a path is, the cache folder, commands to copy ----------------------------
 
 
