@@ -219,7 +219,7 @@ def write_mistakes(
         with outputs.writing(old, "over the earlier picture of a mistake"):
             old.unlink()
     for i, file in zip(worst, files, strict=True):
-        outputs.save_image(Image.fromarray(images[i]), file, "the picture of a mistake")
+        outputs.save_image(Image.fromarray(images[i]), file, "picture of a mistake")
     if len(worst):
         save_gallery(
             images[worst] / 255.0,

@@ -339,7 +339,7 @@ def save_hidden_png(patterns: np.ndarray, side: int, out: Path, note: str) -> Pa
     if (n := len(patterns)) > MAX_DRAWN_UNITS:
         patterns = patterns[:MAX_DRAWN_UNITS]
         note = f"{note}; the first {MAX_DRAWN_UNITS:,} of {n:,} units"
-    return save_image(tile_grid(patterns, side, title=note), out, "the picture of hidden units")
+    return save_image(tile_grid(patterns, side, title=note), out, "picture of hidden units")
 
 
 # --------------------------------------------------------------------------- matplotlib figures
@@ -361,7 +361,7 @@ def _save_figure(fig: Figure, out: Path) -> Path:
     fmt = picture_format(Path(out), "figure")
     metadata = {"Software" if fmt == "png" else "Creator": PICTURE_MARK}
     return save_picture(
-        Path(out), "the figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
+        Path(out), "figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
     )
 
 

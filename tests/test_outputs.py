@@ -867,6 +867,21 @@ def test_save_picture_refuses_a_fifo_that_appeared_after_the_check(tmp_path: Pat
     assert stat.S_ISFIFO(os.lstat(target).st_mode)
 
 
+def test_a_picture_refused_after_its_check_is_named_as_the_check_names_it(
+    tmp_path: Path,
+) -> None:
+    from mlp_cli import viz
+
+    target = tmp_path / "p.png"
+    os.mkfifo(target)  # appeared after the command's check_picture
+    with pytest.raises(UsageError) as hidden:
+        viz.save_hidden_png(np.ones((1, 4)), 2, target, "layer 1 units")
+    with pytest.raises(UsageError) as figure:
+        viz.plot_confusion(np.eye(2), target)
+    assert f"cannot write the picture of hidden units '{target}'" in str(hidden.value)
+    assert f"cannot write the figure '{target}'" in str(figure.value)
+
+
 def test_a_fifo_is_described_alike_where_mlp_would_read_and_where_it_would_write(
     run_dir: Path, tmp_path: Path
 ) -> None:
