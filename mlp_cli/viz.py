@@ -231,7 +231,8 @@ def tile_grid(
     diverging map `CMAP` (see `unit_colours`). Tiles are enlarged `scale` times (nearest
     neighbour: one block of pixels per weight) and framed by `SEPARATOR` pixels, so the grid
     is ``cols * side * scale + (cols + 1) * SEPARATOR`` pixels wide (likewise high with
-    rows). With `labels` the unit index is drawn in each tile's top-left corner. With
+    rows). With `labels` the unit index is drawn in each tile's top-left corner, on tiles
+    at least twice as tall as the box behind it (a smaller tile would be hidden). With
     `legend` a header holding `title`, a colour bar and what the colours mean sits above the
     grid (and the page is at least `MIN_HEADER_WIDTH` wide, the grid centred); without it
     the image is the grid alone. Text and colour bar are drawn by matplotlib at 72 dpi, so
@@ -257,6 +258,7 @@ def tile_grid(
     grid = tile_sheet(P, side, cols, scale=scale, frame=SEPARATOR)
     width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
     label_size = int(np.clip(tile * 0.16, 9, 14))
+    labels = labels and tile >= 2 * (label_size + 2)  # the box would hide a smaller tile
     font = FontProperties(size=label_size)  # whose digits all have the same width
     digit_w = text_to_path.get_text_width_height_descent("0", font, False)[0]
     x0 = (width - grid.shape[1]) // 2 + SEPARATOR + 2  # px from the page's left edge

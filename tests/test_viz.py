@@ -225,6 +225,19 @@ def test_save_hidden_png_draws_at_most_max_drawn_units(tmp_path: Path) -> None:
         assert a.size == b.size
 
 
+@pytest.mark.parametrize("side", [1, 2, 3, 5])
+def test_save_hidden_png_shows_the_weights_of_tiles_too_small_for_their_labels(
+    tmp_path: Path, side: int
+) -> None:
+    # A model file may take inputs of any side up to 28; the box behind a unit's index is
+    # 11 pixels tall or more, so on tiles of 4 pixels a weight it would hide the weights.
+    units, tile = 12, 4 * side  # 4 x 3 tiles
+    out = viz.save_hidden_png(np.ones((units, side * side)), side, tmp_path / "h.png", "n")
+    with Image.open(out) as img:
+        grid = np.asarray(img.convert("RGB"))[-(3 * (tile + SEP) + SEP) :]  # under the header
+    assert np.all(grid == RED, axis=2).sum() == units * tile**2
+
+
 def test_save_hidden_png_writes_the_grid(tmp_path: Path) -> None:
     weights = three_layers(np.random.default_rng(10))
     patterns, note = viz.unit_patterns(weights, layer=2)
