@@ -24,10 +24,11 @@ import logging
 import math
 import os
 import textwrap
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -362,9 +363,15 @@ def _save_figure(fig: Figure, out: Path) -> Path:
     before the work whose result is drawn."""
     fmt = picture_format(Path(out), "figure")
     metadata = {"Software" if fmt == "png" else "Creator": PICTURE_MARK}
-    return save_picture(
-        Path(out), "figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
-    )
+
+    def write(f: IO[bytes]) -> None:
+        with warnings.catch_warnings():
+            # A name in letters the font lacks (a run folder or class name in Chinese, an
+            # emoji) is drawn as boxes, without matplotlib's warning quoting our source.
+            warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
+            fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
+
+    return save_picture(Path(out), "figure", write)
 
 
 def _series(records: Sequence[Mapping[str, Any]], key: str, *, finite: bool = False) -> np.ndarray:

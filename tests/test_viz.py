@@ -285,6 +285,19 @@ def test_curves_from_records_with_and_without_validation(tmp_path: Path) -> None
     assert_png(viz.plot_curves(history(1), tmp_path / "one.png"), (1000, 300))
 
 
+def test_a_name_in_letters_the_font_lacks_is_drawn_without_a_python_warning(
+    tmp_path: Path,
+) -> None:
+    name = "运行 🙂"  # a run folder or class name: DejaVu Sans has no glyphs for these
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would reach the terminal with our source
+        assert_png(viz.plot_curves(history(3), tmp_path / "c.png", title=name), (1000, 300))
+        confusion = viz.plot_confusion(
+            np.eye(2), tmp_path / "m.png", class_names=[name, "1"], title=name
+        )
+    assert_png(confusion, (400, 400))
+
+
 def test_curves_from_a_metrics_file(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in history(12)) + "\n")
