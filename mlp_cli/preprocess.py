@@ -209,8 +209,12 @@ def open_image(path: str | Path) -> Image.Image:
             size = os.fstat(handle.fileno()).st_size
             data = handle.read(size + 1) if size <= MAX_FILE_BYTES else None
     except FileNotFoundError:
+        # a link to a deleted file is listed in its folder: "does not exist" would puzzle
+        what = (
+            "is a link to nowhere (its target is gone)" if path.is_symlink() else "does not exist"
+        )
         raise ImageError(
-            f"Image file {name} does not exist. Give the path of a {_FORMAT_LIST} file."
+            f"Image file {name} {what}. Give the path of a {_FORMAT_LIST} file."
         ) from None
     except (IsADirectoryError, NotRegularFileError) as error:
         if path.is_dir():

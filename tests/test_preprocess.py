@@ -504,6 +504,14 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     assert str(tmp_path) in str(error.value)
 
 
+def test_a_link_to_nowhere_is_named_as_one(tmp_path: Path) -> None:
+    link = tmp_path / "seven.png"  # listed in its folder, so "does not exist" would puzzle
+    link.symlink_to(tmp_path / "deleted.png")
+    with pytest.raises(ImageError) as error:
+        open_image(link)
+    assert str(error.value).startswith(f"Image file {link} is a link to nowhere")
+
+
 def test_text_file_named_png(tmp_path: Path) -> None:
     path = tmp_path / "digit.png"
     path.write_text("this is not a picture\n")
