@@ -330,7 +330,8 @@ def _grey(image: Image.Image) -> FloatArray:
     if mode in ("I", "F"):
         # infinities as float32's extremes: between float64's, the stretch below overflows
         largest = float(np.finfo(np.float32).max)
-        values = np.asarray(image).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # a signalling NaN warns as it is cast: a NaN still
+            values = np.asarray(image).astype(np.float64)
         values = np.nan_to_num(values, posinf=largest, neginf=-largest)
         low, high = float(values.min()), float(values.max())
         # the smallest usual full scale that holds the data (1.0 only for float pictures);

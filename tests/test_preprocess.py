@@ -339,6 +339,24 @@ def test_infinite_pixels_of_a_float_picture_count_as_the_largest_float32_values(
     np.testing.assert_array_equal(mnist_style(Image.fromarray(with_inf)), expected)
 
 
+def test_signalling_nan_pixels_of_a_float_picture_count_as_paper_without_a_warning(
+    digits: Digits,
+) -> None:
+    """A quiet NaN passes a cast silently; a signalling one (0x7fa00000) raises NumPy's
+    "invalid value" warning, which would reach the terminal quoting our source."""
+    cover = digits[4].astype(np.float32) / 255.0
+    holes = np.zeros(cover.shape, dtype=bool)
+    holes[::5, ::5] = True
+    signalling = np.array(0x7FA00000, dtype=np.uint32).view(np.float32)
+    with_nan = np.where(holes, signalling, cover).astype(np.float32)
+    as_zero = np.where(holes, np.float32(0.0), cover)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for prepare in (mnist_style, raw_image):
+            expected = prepare(Image.fromarray(as_zero))
+            np.testing.assert_array_equal(prepare(Image.fromarray(with_nan)), expected)
+
+
 def test_palette_image_with_a_transparent_background(digits: Digits) -> None:
     """Black ink in a palette image whose background index is transparent (and black)."""
     ink = digits[5] > 100
