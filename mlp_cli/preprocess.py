@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,6 +50,11 @@ FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 _FORMAT_LIST = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 
 _UINT16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+# Pillow logs an error about a TIFF of too many samples per pixel, then refuses it with an
+# exception: with no logging set up (the command line), Python would print that line as it
+# is, before the ImageError naming the file says the same.
+logging.getLogger("PIL.TiffImagePlugin").addFilter(lambda record: record.levelno < logging.ERROR)
 
 BORDER_FRACTION = 0.02  # width of the border ring, as a fraction of the shorter side
 NOISE_SIGMAS = 3.0  # deviations from the background below this many noise sigmas are not ink

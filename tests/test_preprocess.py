@@ -550,6 +550,23 @@ def test_truncated_files(tmp_path: Path, fmt: str) -> None:
     assert str(path) in str(error.value)
 
 
+def test_a_tiff_pillow_refuses_is_said_once_not_also_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pillow logs an error before it refuses a TIFF of too many samples per pixel; with no
+    logging set up (the command line), Python prints that line as it is."""
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[277] = 112  # SamplesPerPixel
+    path = tmp_path / "samples.tiff"
+    Image.new("L", (4, 4), 255).save(path, tiffinfo=tags)
+    with pytest.raises(ImageError) as error:
+        open_image(path)
+    assert str(path) in str(error.value)
+    assert caplog.records == []
+
+
 @pytest.mark.parametrize("side", [40, 100])  # over the limit (a warning), over twice (an error)
 def test_decompression_bomb_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, side: int
