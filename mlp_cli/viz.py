@@ -357,6 +357,13 @@ def _figure(width: float, height: float) -> Iterator[Figure]:
         yield Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+def _fill(text: str, inches: float, points: float) -> str:
+    """`text` broken into lines at most `inches` wide in a font of `points` (0.6 em is about
+    the widest average letter of the font): matplotlib cuts a longer title off at the
+    picture's sides."""
+    return textwrap.fill(text, max(1, int(inches * 72 / (0.6 * points))))
+
+
 def _save_figure(fig: Figure, out: Path) -> Path:
     """Save in the format named by the suffix of `out`, atomically and with `PICTURE_MARK`.
     Whether `out` may be replaced is for the caller to check first (`outputs.check_picture`),
@@ -543,7 +550,8 @@ def plot_curves(
             from mlp_cli.plain import escape_controls
 
             # a run's name, drawn as it is: not TeX, control characters escaped
-            fig.suptitle(escape_controls(title), fontsize=FONT_SIZE + 3, parse_math=False)
+            text = _fill(escape_controls(title), fig.get_figwidth(), FONT_SIZE + 3)
+            fig.suptitle(text, fontsize=FONT_SIZE + 3, parse_math=False)
         return _save_figure(fig, out)
 
 
@@ -597,7 +605,7 @@ def plot_confusion(
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         # may hold a file name, drawn as it is: not TeX, control characters escaped
-        ax.set_title(escape_controls(title), parse_math=False)
+        ax.set_title(_fill(escape_controls(title), size, FONT_SIZE + 1), parse_math=False)
         if K <= 30:  # beyond that the numbers would not fit their cells
             fontsize = FONT_SIZE - 2 if K <= 12 else 7
             rgba = np.asarray(im.cmap(im.norm(C)))  # (K, K, 4), the colour of each cell
@@ -652,12 +660,9 @@ def save_gallery(
 
     cols = max(1, min(cols, n))
     rows = max(1, math.ceil(n / cols))
-    width = max(1.55 * cols, 5.0)  # inches
-    # the picture is as wide as its tiles: a longer title is broken into lines, not cut off
-    # (0.6 em is about the widest average letter of the font)
-    fits = int(width * 72 / (0.6 * (FONT_SIZE + 1)))
+    width = max(1.55 * cols, 5.0)  # inches: the picture is as wide as its tiles
     with _figure(width, 1.75 * rows + 0.5) as fig:
-        fig.suptitle(textwrap.fill(title, fits), fontsize=FONT_SIZE + 1)
+        fig.suptitle(_fill(title, width, FONT_SIZE + 1), fontsize=FONT_SIZE + 1)
         if n == 0:
             ax0: Axes = fig.subplots()
             ax0.axis("off")

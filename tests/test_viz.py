@@ -491,6 +491,21 @@ def test_the_gallery_title_fits_the_picture_of_a_few_mistakes(tmp_path: Path, n:
     assert (edges == 255).all()
 
 
+@pytest.mark.parametrize("figure", ["curves", "confusion"])
+def test_the_title_of_a_run_with_a_long_name_fits_the_picture(tmp_path: Path, figure: str) -> None:
+    # a run folder is named after its config file: 255 bytes at most, not 30
+    name = "mnist-784-256-128-10-adam-cosine-schedule-with-dropout-and-augmentation-" * 3
+    out = tmp_path / "p.png"
+    if figure == "curves":
+        viz.plot_curves(history(3), out, title=name)
+    else:
+        viz.plot_confusion(np.eye(10) * 100, out, title=f"{name}: test split, accuracy 94.92%")
+    with Image.open(out) as img:
+        pixels = np.asarray(img.convert("L"))
+    edges = pixels[:, [0, 1, -2, -1]]  # a title wider than the picture is cut at its sides
+    assert (edges == 255).all()
+
+
 def test_importing_viz_does_not_import_plotting_libraries(
     imports_of: Callable[[str], set[str]],
 ) -> None:
