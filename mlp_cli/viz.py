@@ -129,7 +129,9 @@ def unit_patterns(weights: Sequence[np.ndarray], layer: int = 1) -> tuple[np.nda
     if layer == 1:
         note = f"{what}: incoming weights (rows of W1)"
     else:
-        product = "·".join(f"W{k}" for k in range(layer, 0, -1))
+        names = [f"W{k}" for k in range(layer, 0, -1)]
+        # a deep layer's whole product would run off its picture's title: its ends say it
+        product = "·".join(names if layer <= 4 else [*names[:2], "...", *names[-2:]])
         note = f"{what} shown through the product {product} (linear approximation)"
         if not np.all(np.isfinite(patterns)):
             raise UsageError(

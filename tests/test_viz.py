@@ -169,6 +169,18 @@ def test_deeper_layers_are_the_linear_response_to_each_input_pixel(
     assert "linear approximation" in note
 
 
+def test_the_product_of_a_deep_layer_fits_the_title_of_its_picture(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)  # 41 weight layers of 3 units each, 4x4 inputs
+    weights = [rng.standard_normal((3, 16)), *(rng.standard_normal((3, 3)) for _ in range(40))]
+    patterns, note = viz.unit_patterns(weights, layer=41)
+    assert "W41·W40·...·W2·W1" in note
+    out = viz.save_hidden_png(patterns, 4, tmp_path / "h.png", note)
+    with Image.open(out) as img:
+        pixels = np.asarray(img.convert("L"))
+    edges = pixels[:, [0, 1, -2, -1]]  # a title wider than the picture is cut at its sides
+    assert (edges == 255).all()
+
+
 @pytest.mark.parametrize("layer", [0, 4, -1])
 def test_layer_out_of_range_is_a_usage_error(layer: int) -> None:
     with pytest.raises(UsageError, match="numbered 1 to 3"):
