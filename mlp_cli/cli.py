@@ -916,12 +916,13 @@ def evaluate(
     if plot is not None:
         from mlp_cli.viz import plot_confusion
 
+        # the run's folder, through a link such as runs/latest: the picture outlives the link
+        run = path.parent.resolve().name if path.parent.name else path.name
         plot_confusion(
             result.confusion,
             plot,
             class_names=result.class_names,
-            title=f"{path.parent.name or path.name}: {split} split, accuracy "
-            f"{100 * result.accuracy:.2f}%",
+            title=f"{run}: {split} split, accuracy {100 * result.accuracy:.2f}%",
         )
     if json_:
         typer.echo(json_text({**_model_json(path, saved), **result.to_json()}))

@@ -1223,6 +1223,28 @@ def test_a_plot_where_misclassified_makes_its_folder_is_refused_before_the_work(
     assert fake_data == []
 
 
+def test_the_heatmap_of_runs_latest_names_the_run_it_links_to(
+    tmp_path: Path, run_dir: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import viz
+
+    (run_dir.parent / "latest").symlink_to(run_dir.name)
+    titles: list[str] = []
+    draw = viz.plot_confusion
+
+    def plot_confusion(*args: Any, **kwargs: Any) -> Path:
+        titles.append(kwargs["title"])
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(viz, "plot_confusion", plot_confusion)
+    code, _, err = run(
+        "evaluate", "--model", run_dir.parent / "latest", "--plot", tmp_path / "c.png"
+    )
+    assert code == 0, err
+    [title] = titles
+    assert title.startswith(f"{run_dir.name}: test split, accuracy ")
+
+
 # -- small things: what a path is, the cache folder, commands to copy ----------------------------
 
 
