@@ -59,6 +59,7 @@ from mlp_cli.limits import (
     MAX_LAYERS,
     MAX_PARAMETERS,
     MNIST_SIDE,
+    MNIST_TRAINING_IMAGES,
     NotRegularFileError,
     format_bytes,
     layers_text,
@@ -162,7 +163,8 @@ class TrainingSummary(_OpenRecord):
 
 
 class _SavedData(_OpenRecord):
-    validation_size: int = Field(default=0, ge=0)  # absent: the run held nothing out
+    # absent: the run held nothing out; as a config says it, fewer than MNIST holds
+    validation_size: int = Field(default=0, ge=0, lt=MNIST_TRAINING_IMAGES)
 
 
 class _SavedTraining(_OpenRecord):

@@ -78,6 +78,9 @@ def _plain_types(params: list[Any]) -> list[Any]:
 
 
 EMPTY_PATH = "an empty path names no file or folder; give a path ('.' for the current folder)"
+# The metavar of every option naming a file that mlp writes (--out of export, show, plot...).
+FILE = "FILE"
+FOLDER_PATH = "a path ending in '/' names a folder, not a file; give the path of the file to write"
 
 
 def _process_value(
@@ -88,15 +91,18 @@ def _process_value(
     that takes several values, whatever the type) without first building the pydantic
     validator of its type (the first one built loads pydantic, for ``mlp data --help``
     too).  And an empty path is refused: Path("") is ".", so ``--out ""`` would silently
-    name the current folder (read from, written into) instead of being the mistake it is.
-    And a leading '~' of a path is the home folder, as when a shell expands it (it does not
-    in ``--out=~/x`` or in quotes)."""
+    name the current folder (read from, written into) instead of being the mistake it is;
+    so is a file to write ending in '/' (or '/.'), which Path drops, so ``--out models/``
+    would write a file named ``models``.  And a leading '~' of a path is the home folder,
+    as when a shell expands it (it does not in ``--out=~/x`` or in quotes)."""
     if value is None and not param.required:
         value = () if param.multiple or param.nargs == -1 else None
         return value if param.callback is None else param.callback(ctx, param, value)
     if isinstance(value, str) and _takes_path(param):
         if value == "":
             raise typer.BadParameter(EMPTY_PATH)
+        if param.metavar == FILE and value != "." and os.path.basename(value) in ("", "."):
+            raise typer.BadParameter(FOLDER_PATH)
         value = os.path.expanduser(value)
     return process(ctx, value)
 
@@ -960,7 +966,7 @@ def evaluate(
     count: Annotated[int, _count("How many mistakes to write.")] = 50,
     plot: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", help="Write a confusion-matrix heatmap (PNG) here."),
+        typer.Option(metavar=FILE, help="Write a confusion-matrix heatmap (PNG) here."),
     ] = None,
 ) -> None:
     """Score a trained model on an MNIST split: accuracy, loss, per-class metrics, confusions."""
@@ -984,12 +990,13 @@ def evaluate(
     if plot is not None:
         from mlp_cli.viz import plot_confusion
 
+        # the run's folder, through a link such as runs/latest: the picture outlives the link
+        run = path.parent.resolve().name if path.parent.name else path.name
         plot_confusion(
             result.confusion,
             plot,
             class_names=result.class_names,
-            title=f"{path.parent.name or path.name}: {split} split, accuracy "
-            f"{100 * result.accuracy:.2f}%",
+            title=f"{run}: {split} split, accuracy {100 * result.accuracy:.2f}%",
         )
     if json_:
         typer.echo(json_text({**_model_json(path, saved), **result.to_json()}))
@@ -1142,7 +1149,7 @@ def _failures_json(failures: "list[Failure]") -> str:
 
 @app.command()
 def export(
-    out: Annotated[Path, _out("File to write, e.g. model.onnx.")],
+    out: Annotated[Path, _out("File to write, e.g. model.onnx.", FILE)],
     model: ModelOpt = None,
     format_: Annotated[str, typer.Option("--format", "-f", help="Output format: onnx.")] = "onnx",
     preprocessing: Annotated[
@@ -1217,7 +1224,7 @@ def inspect(model: ModelOpt = None) -> None:
 def show_hidden(
     model: ModelOpt = None,
     out: Annotated[
-        Path | None, _out("PNG to write (default: hidden.png in the model's run folder).", "FILE")
+        Path | None, _out("PNG to write (default: hidden.png in the model's run folder).", FILE)
     ] = None,
     layer: Annotated[
         int,
@@ -1252,7 +1259,7 @@ def show_hidden(
     console.print(note, highlight=False)
     drawn = min(len(patterns), MAX_DRAWN_UNITS)
     of = f" of {len(patterns):,}" if drawn < len(patterns) else ""
-    _say(f"{drawn:,}{of} units drawn to ", plain_name(target))
+    _say(f"{drawn:,}{of} unit{'s' * (len(patterns) != 1)} drawn to ", plain_name(target))
 
 
 @app.command()
@@ -1317,7 +1324,7 @@ def plot(
             metavar="RUN_DIR", help="A run directory made by `mlp train` (or its metrics.jsonl)."
         ),
     ] = Path("runs/latest"),
-    out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", "FILE")] = None,
+    out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", FILE)] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli import train as training

@@ -168,10 +168,16 @@ _MISTAKE_NAME = re.compile(r"\d{3}-index\d+-true.+-pred.+\.png", re.IGNORECASE)
 
 def check_plot_apart(folder: Path, plot: Path) -> None:
     """Refuse, before any work, a --plot that --misclassified would write too (its gallery,
-    or a name of the kind its pictures get), or the other way round."""
+    a name of the kind its pictures get, or a folder it makes), or the other way round."""
     outputs.check_distinct(
         (folder / GALLERY_FILE, "gallery of --misclassified"), (plot, "--plot file")
     )
+    for place in (folder, *folder.parents):  # the folder and those made to hold it
+        if outputs.same_place(place, plot):
+            raise UsageError(
+                f"the --plot file '{shown(plot)}' is where --misclassified '{shown(folder)}' "
+                "makes a folder, so the one would overwrite the other; choose another path"
+            )
     if _MISTAKE_NAME.fullmatch(plot.name) and outputs.same_place(folder, plot.parent):
         raise UsageError(
             f"the --plot file '{shown(plot)}' has a name of the kind --misclassified gives its "
@@ -213,7 +219,7 @@ def write_mistakes(
         with outputs.writing(old, "over the earlier picture of a mistake"):
             old.unlink()
     for i, file in zip(worst, files, strict=True):
-        outputs.save_image(Image.fromarray(images[i]), file, "the picture of a mistake")
+        outputs.save_image(Image.fromarray(images[i]), file, "picture of a mistake")
     if len(worst):
         save_gallery(
             images[worst] / 255.0,

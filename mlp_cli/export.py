@@ -336,7 +336,8 @@ def run(
     for ``inputs`` (N, n_0), computed by ``runtime`` ("onnxruntime" or "reference")."""
     runtime = runtime or default_runtime()
     feed = {INPUT: np.ascontiguousarray(inputs, dtype=np.float32)}
-    source = str(model) if isinstance(model, Path) else model
+    # the file's bytes, not its name: onnxruntime takes only names that are UTF-8
+    source = model.read_bytes() if isinstance(model, Path) else model
     if runtime == "onnxruntime":
         ort = _require("onnxruntime")
         session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])

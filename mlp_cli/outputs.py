@@ -312,10 +312,11 @@ def atomic_write(path: Path, write: Any) -> None:
 
 def save_picture(path: Path, what: str, write: Callable[[IO[bytes]], object]) -> Path:
     """`atomic_write` of a picture: a full disk or any other write error leaves what was at
-    `path` untouched and becomes an `OutputError` naming `path`.
+    `path` untouched and becomes an `OutputError` naming `path` and `what` (as the checks
+    name it: "figure", "picture of hidden units").
     """
     check_replaceable(path, what)  # again: something may have appeared since the check
-    with writing(path, what):
+    with writing(path, f"the {what}"):
         atomic_write(path, write)
     return path
 

@@ -211,5 +211,5 @@ class InputWriter:
             if file not in self.checked:
                 self._check(file)
             pixels = np.clip(np.rint(p.image * 255), 0, 255).astype(np.uint8)
-            files.append(outputs.save_image(Image.fromarray(pixels), file, f"the {self.WHAT}"))
+            files.append(outputs.save_image(Image.fromarray(pixels), file, self.WHAT))
         return files

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,6 +50,11 @@ FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 _FORMAT_LIST = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 
 _UINT16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+# Pillow logs an error about a TIFF of too many samples per pixel, then refuses it with an
+# exception: with no logging set up (the command line), Python would print that line as it
+# is, before the ImageError naming the file says the same.
+logging.getLogger("PIL.TiffImagePlugin").addFilter(lambda record: record.levelno < logging.ERROR)
 
 BORDER_FRACTION = 0.02  # width of the border ring, as a fraction of the shorter side
 NOISE_SIGMAS = 3.0  # deviations from the background below this many noise sigmas are not ink
@@ -209,8 +215,12 @@ def open_image(path: str | Path) -> Image.Image:
             size = os.fstat(handle.fileno()).st_size
             data = handle.read(size + 1) if size <= MAX_FILE_BYTES else None
     except FileNotFoundError:
+        # a link to a deleted file is listed in its folder: "does not exist" would puzzle
+        what = (
+            "is a link to nowhere (its target is gone)" if path.is_symlink() else "does not exist"
+        )
         raise ImageError(
-            f"Image file {name} does not exist. Give the path of a {_FORMAT_LIST} file."
+            f"Image file {name} {what}. Give the path of a {_FORMAT_LIST} file."
         ) from None
     except (IsADirectoryError, NotRegularFileError) as error:
         if path.is_dir():
@@ -326,7 +336,8 @@ def _grey(image: Image.Image) -> FloatArray:
     if mode in ("I", "F"):
         # infinities as float32's extremes: between float64's, the stretch below overflows
         largest = float(np.finfo(np.float32).max)
-        values = np.asarray(image).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # a signalling NaN warns as it is cast: a NaN still
+            values = np.asarray(image).astype(np.float64)
         values = np.nan_to_num(values, posinf=largest, neginf=-largest)
         low, high = float(values.min()), float(values.max())
         # the smallest usual full scale that holds the data (1.0 only for float pictures);
@@ -650,12 +661,13 @@ def mnist_style(image: Image.Image, *, source: str = "<image>") -> FloatArray:
 def raw_image(image: Image.Image, *, source: str = "<image>") -> FloatArray:
     """A picture taken as already in MNIST form: float32 (28, 28) in [0, 1].
 
-    Only converts to greyscale (any bit depth) and resizes to 28x28 if it is another size;
-    no inversion, cropping or centring.
+    Only converts to greyscale (any bit depth) and resizes to 28x28 if it is another size
+    (a picture over MAX_SIDE pixels area-averaged first, as in `mnist_style`, so that no
+    step copies it at full size); no inversion, cropping or centring.
     """
     if image.width == 0 or image.height == 0:
         raise ImageError(f"Image {source} is empty (0 pixels); give a 28x28 picture.")
-    grey = _grey(image)  # (H, W)
+    grey = _grey(_reduce_large(image))  # (H, W), at most about MAX_SIDE on a side
     if grey.shape != (MNIST_SIDE, MNIST_SIDE):
         resized = Image.fromarray(grey).resize((MNIST_SIDE, MNIST_SIDE), Image.Resampling.LANCZOS)
         grey = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)

@@ -24,10 +24,11 @@ import logging
 import math
 import os
 import textwrap
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -128,7 +129,9 @@ def unit_patterns(weights: Sequence[np.ndarray], layer: int = 1) -> tuple[np.nda
     if layer == 1:
         note = f"{what}: incoming weights (rows of W1)"
     else:
-        product = "·".join(f"W{k}" for k in range(layer, 0, -1))
+        names = [f"W{k}" for k in range(layer, 0, -1)]
+        # a deep layer's whole product would run off its picture's title: its ends say it
+        product = "·".join(names if layer <= 4 else [*names[:2], "...", *names[-2:]])
         note = f"{what} shown through the product {product} (linear approximation)"
         if not np.all(np.isfinite(patterns)):
             raise UsageError(
@@ -231,7 +234,8 @@ def tile_grid(
     diverging map `CMAP` (see `unit_colours`). Tiles are enlarged `scale` times (nearest
     neighbour: one block of pixels per weight) and framed by `SEPARATOR` pixels, so the grid
     is ``cols * side * scale + (cols + 1) * SEPARATOR`` pixels wide (likewise high with
-    rows). With `labels` the unit index is drawn in each tile's top-left corner. With
+    rows). With `labels` the unit index is drawn in each tile's top-left corner, on tiles
+    at least twice as tall as the box behind it (a smaller tile would be hidden). With
     `legend` a header holding `title`, a colour bar and what the colours mean sits above the
     grid (and the page is at least `MIN_HEADER_WIDTH` wide, the grid centred); without it
     the image is the grid alone. Text and colour bar are drawn by matplotlib at 72 dpi, so
@@ -257,6 +261,7 @@ def tile_grid(
     grid = tile_sheet(P, side, cols, scale=scale, frame=SEPARATOR)
     width = max(grid.shape[1], MIN_HEADER_WIDTH) if legend else grid.shape[1]
     label_size = int(np.clip(tile * 0.16, 9, 14))
+    labels = labels and tile >= 2 * (label_size + 2)  # the box would hide a smaller tile
     font = FontProperties(size=label_size)  # whose digits all have the same width
     digit_w = text_to_path.get_text_width_height_descent("0", font, False)[0]
     x0 = (width - grid.shape[1]) // 2 + SEPARATOR + 2  # px from the page's left edge
@@ -339,7 +344,7 @@ def save_hidden_png(patterns: np.ndarray, side: int, out: Path, note: str) -> Pa
     if (n := len(patterns)) > MAX_DRAWN_UNITS:
         patterns = patterns[:MAX_DRAWN_UNITS]
         note = f"{note}; the first {MAX_DRAWN_UNITS:,} of {n:,} units"
-    return save_image(tile_grid(patterns, side, title=note), out, "the picture of hidden units")
+    return save_image(tile_grid(patterns, side, title=note), out, "picture of hidden units")
 
 
 # --------------------------------------------------------------------------- matplotlib figures
@@ -354,15 +359,28 @@ def _figure(width: float, height: float) -> Iterator[Figure]:
         yield Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+def _fill(text: str, inches: float, points: float) -> str:
+    """`text` broken into lines at most `inches` wide in a font of `points` (0.6 em is about
+    the widest average letter of the font): matplotlib cuts a longer title off at the
+    picture's sides."""
+    return textwrap.fill(text, max(1, int(inches * 72 / (0.6 * points))))
+
+
 def _save_figure(fig: Figure, out: Path) -> Path:
     """Save in the format named by the suffix of `out`, atomically and with `PICTURE_MARK`.
     Whether `out` may be replaced is for the caller to check first (`outputs.check_picture`),
     before the work whose result is drawn."""
     fmt = picture_format(Path(out), "figure")
     metadata = {"Software" if fmt == "png" else "Creator": PICTURE_MARK}
-    return save_picture(
-        Path(out), "the figure", lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
-    )
+
+    def write(f: IO[bytes]) -> None:
+        with warnings.catch_warnings():
+            # A name in letters the font lacks (a run folder or class name in Chinese, an
+            # emoji) is drawn as boxes, without matplotlib's warning quoting our source.
+            warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
+            fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
+
+    return save_picture(Path(out), "figure", write)
 
 
 def _series(records: Sequence[Mapping[str, Any]], key: str, *, finite: bool = False) -> np.ndarray:
@@ -534,7 +552,8 @@ def plot_curves(
             from mlp_cli.plain import escape_controls
 
             # a run's name, drawn as it is: not TeX, control characters escaped
-            fig.suptitle(escape_controls(title), fontsize=FONT_SIZE + 3, parse_math=False)
+            text = _fill(escape_controls(title), fig.get_figwidth(), FONT_SIZE + 3)
+            fig.suptitle(text, fontsize=FONT_SIZE + 3, parse_math=False)
         return _save_figure(fig, out)
 
 
@@ -588,7 +607,7 @@ def plot_confusion(
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         # may hold a file name, drawn as it is: not TeX, control characters escaped
-        ax.set_title(escape_controls(title), parse_math=False)
+        ax.set_title(_fill(escape_controls(title), size, FONT_SIZE + 1), parse_math=False)
         if K <= 30:  # beyond that the numbers would not fit their cells
             fontsize = FONT_SIZE - 2 if K <= 12 else 7
             rgba = np.asarray(im.cmap(im.norm(C)))  # (K, K, 4), the colour of each cell
@@ -643,12 +662,9 @@ def save_gallery(
 
     cols = max(1, min(cols, n))
     rows = max(1, math.ceil(n / cols))
-    width = max(1.55 * cols, 5.0)  # inches
-    # the picture is as wide as its tiles: a longer title is broken into lines, not cut off
-    # (0.6 em is about the widest average letter of the font)
-    fits = int(width * 72 / (0.6 * (FONT_SIZE + 1)))
+    width = max(1.55 * cols, 5.0)  # inches: the picture is as wide as its tiles
     with _figure(width, 1.75 * rows + 0.5) as fig:
-        fig.suptitle(textwrap.fill(title, fits), fontsize=FONT_SIZE + 1)
+        fig.suptitle(_fill(title, width, FONT_SIZE + 1), fontsize=FONT_SIZE + 1)
         if n == 0:
             ax0: Axes = fig.subplots()
             ax0.axis("off")

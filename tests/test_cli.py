@@ -353,6 +353,18 @@ def test_show_hidden_help_says_what_a_layer_past_the_hidden_ones_draws(
     assert "W2·W1 for one hidden layer" in said
 
 
+@pytest.mark.parametrize(
+    ("layers", "said"), [((784, 1, 10), "1 unit drawn"), ((784, 2, 10), "2 units drawn")]
+)
+def test_show_hidden_counts_the_units_it_drew_in_words(
+    tmp_path: Path, layers: tuple[int, ...], said: str
+) -> None:
+    model = save_random_model(tmp_path / "model.npz", layers)
+    code, out, _ = run("show", "hidden", "--model", str(model), "--no-terminal")
+    assert code == 0
+    assert f"{said} to " in out
+
+
 def test_split_is_a_choice_the_shell_completes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     completion = runner.invoke(

@@ -506,3 +506,30 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(
     assert result.exit_code == 2, result.output
     assert "an empty path names no file or folder" in " ".join(result.output.split())
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "--model", "{model}", "--out", "models/"],
+        ["export", "--model", "{model}", "--out", "model.onnx/", "--force"],
+        ["export", "--model", "{model}", "--out", "model.onnx/."],
+        ["show", "hidden", "--model", "{model}", "--out", "hidden.png/"],
+        ["plot", "{model}", "--out", "curves.png/"],
+        ["evaluate", "--model", "{model}", "--plot", "confusion.png/"],
+    ],
+    ids=lambda a: "-".join(x.strip("-") for x in a if x and "{" not in x),
+)
+def test_a_file_to_write_named_with_a_trailing_slash_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "model.onnx").write_bytes(b"the user's own file")
+    monkeypatch.chdir(work)
+    model = save_random_model(tmp_path / "model.npz")
+    result = CliRunner().invoke(cli.app, [a.format(model=model) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "a path ending in '/' names a folder" in " ".join(result.output.split())
+    assert sorted(p.name for p in work.iterdir()) == ["model.onnx"]
+    assert (work / "model.onnx").read_bytes() == b"the user's own file"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -252,6 +253,19 @@ def test_onnxruntime_loads_the_pinned_file(tmp_path: Path) -> None:
     meta = session.get_modelmeta()
     assert meta.producer_name == checkpoint.FORMAT_NAME
     assert meta.custom_metadata_map["layers"] == "[784, 12, 8, 10]"
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_file_whose_name_is_not_utf8_is_verified(tmp_path: Path, runtime: str) -> None:
+    out = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.onnx"))
+    try:
+        out.write_bytes(b"")
+    except OSError:  # a file system that takes only UTF-8 names (macOS)
+        pytest.skip("this file system refuses names that are not UTF-8")
+    saved = random_model(tmp_path / "m.npz")
+    export.export(saved, out, force=True)
+    images, labels = random_digits(32)
+    assert export.verify(out, saved, images, labels, runtime=runtime).passed
 
 
 # -- the command: good and bad input -----------------------------------------------------------

@@ -122,6 +122,11 @@ BAD_FIELDS: dict[str, tuple[tuple[str, ...], Any, str]] = {
         "many",
         "config.data.validation_size",
     ),
+    "validation size of all of MNIST": (  # `mlp evaluate --split val` could not rebuild it
+        ("config", "data", "validation_size"),
+        60000,
+        "config.data.validation_size",
+    ),
     "seed negative": (("config", "training", "seed"), -1, "config.training.seed"),
     "resume a list": (("resume",), [1, 2], "resume"),
     "history not records": (("history",), [1, 2], "history"),

@@ -867,6 +867,21 @@ def test_save_picture_refuses_a_fifo_that_appeared_after_the_check(tmp_path: Pat
     assert stat.S_ISFIFO(os.lstat(target).st_mode)
 
 
+def test_a_picture_refused_after_its_check_is_named_as_the_check_names_it(
+    tmp_path: Path,
+) -> None:
+    from mlp_cli import viz
+
+    target = tmp_path / "p.png"
+    os.mkfifo(target)  # appeared after the command's check_picture
+    with pytest.raises(UsageError) as hidden:
+        viz.save_hidden_png(np.ones((1, 4)), 2, target, "layer 1 units")
+    with pytest.raises(UsageError) as figure:
+        viz.plot_confusion(np.eye(2), target)
+    assert f"cannot write the picture of hidden units '{target}'" in str(hidden.value)
+    assert f"cannot write the figure '{target}'" in str(figure.value)
+
+
 def test_a_fifo_is_described_alike_where_mlp_would_read_and_where_it_would_write(
     run_dir: Path, tmp_path: Path
 ) -> None:
@@ -1191,6 +1206,44 @@ def test_a_plot_where_misclassified_writes_is_refused_before_the_work(
     assert str(folder / plot) in err.replace("\n", "")
     assert treesnap.snapshot(tmp_path) == before
     assert fake_data == []
+
+
+@pytest.mark.parametrize("folder", ["mistakes.png", "mistakes.png/worst"])
+def test_a_plot_where_misclassified_makes_its_folder_is_refused_before_the_work(
+    tmp_path: Path, run_dir: Path, fake_data: list[str], folder: str
+) -> None:
+    plot = tmp_path / "mistakes.png"
+    before = treesnap.snapshot(tmp_path)
+    code, _, err = run(
+        "evaluate", "--model", run_dir, "--misclassified", tmp_path / folder, "--count", "2",
+        "--plot", plot,
+    )  # fmt: skip
+    assert code == 2
+    assert f"the --plot file '{plot}' is where --misclassified" in " ".join(err.split())
+    assert treesnap.snapshot(tmp_path) == before
+    assert fake_data == []
+
+
+def test_the_heatmap_of_runs_latest_names_the_run_it_links_to(
+    tmp_path: Path, run_dir: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import viz
+
+    (run_dir.parent / "latest").symlink_to(run_dir.name)
+    titles: list[str] = []
+    draw = viz.plot_confusion
+
+    def plot_confusion(*args: Any, **kwargs: Any) -> Path:
+        titles.append(kwargs["title"])
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(viz, "plot_confusion", plot_confusion)
+    code, _, err = run(
+        "evaluate", "--model", run_dir.parent / "latest", "--plot", tmp_path / "c.png"
+    )
+    assert code == 0, err
+    [title] = titles
+    assert title.startswith(f"{run_dir.name}: test split, accuracy ")
 
 
 # -- small things: what a path is, the cache folder, commands to copy ----------------------------

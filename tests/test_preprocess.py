@@ -339,6 +339,24 @@ def test_infinite_pixels_of_a_float_picture_count_as_the_largest_float32_values(
     np.testing.assert_array_equal(mnist_style(Image.fromarray(with_inf)), expected)
 
 
+def test_signalling_nan_pixels_of_a_float_picture_count_as_paper_without_a_warning(
+    digits: Digits,
+) -> None:
+    """A quiet NaN passes a cast silently; a signalling one (0x7fa00000) raises NumPy's
+    "invalid value" warning, which would reach the terminal quoting our source."""
+    cover = digits[4].astype(np.float32) / 255.0
+    holes = np.zeros(cover.shape, dtype=bool)
+    holes[::5, ::5] = True
+    signalling = np.array(0x7FA00000, dtype=np.uint32).view(np.float32)
+    with_nan = np.where(holes, signalling, cover).astype(np.float32)
+    as_zero = np.where(holes, np.float32(0.0), cover)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for prepare in (mnist_style, raw_image):
+            expected = prepare(Image.fromarray(as_zero))
+            np.testing.assert_array_equal(prepare(Image.fromarray(with_nan)), expected)
+
+
 def test_palette_image_with_a_transparent_background(digits: Digits) -> None:
     """Black ink in a palette image whose background index is transparent (and black)."""
     ink = digits[5] > 100
@@ -447,6 +465,23 @@ def test_raw_image_does_no_processing(digits: Digits) -> None:
     assert correlation(larger, digits[10]) > 0.95
 
 
+def test_raw_image_reduces_a_large_picture_before_copying_it(digits: Digits) -> None:
+    """As `mnist_style` does: no step copies the full-size picture (float64 here)."""
+    import tracemalloc  # NumPy reports its arrays to it
+
+    digit = Image.fromarray(digits[10]).resize((4000, 4000), Image.Resampling.BICUBIC)
+    large = Image.fromarray(np.asarray(digit, dtype=np.float32) / np.float32(255.0))  # 64 MB
+    tracemalloc.start()
+    try:
+        raw = raw_image(large)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4000 * 4000 * 4  # less than one float32 copy of the picture
+    assert raw.shape == (28, 28)
+    assert correlation(raw, digits[10]) > 0.95
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     hnp.arrays(
@@ -487,6 +522,14 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     assert str(tmp_path) in str(error.value)
 
 
+def test_a_link_to_nowhere_is_named_as_one(tmp_path: Path) -> None:
+    link = tmp_path / "seven.png"  # listed in its folder, so "does not exist" would puzzle
+    link.symlink_to(tmp_path / "deleted.png")
+    with pytest.raises(ImageError) as error:
+        open_image(link)
+    assert str(error.value).startswith(f"Image file {link} is a link to nowhere")
+
+
 def test_text_file_named_png(tmp_path: Path) -> None:
     path = tmp_path / "digit.png"
     path.write_text("this is not a picture\n")
@@ -505,6 +548,23 @@ def test_truncated_files(tmp_path: Path, fmt: str) -> None:
     with pytest.raises(ImageError, match="truncated") as error:
         open_image(path)
     assert str(path) in str(error.value)
+
+
+def test_a_tiff_pillow_refuses_is_said_once_not_also_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pillow logs an error before it refuses a TIFF of too many samples per pixel; with no
+    logging set up (the command line), Python prints that line as it is."""
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[277] = 112  # SamplesPerPixel
+    path = tmp_path / "samples.tiff"
+    Image.new("L", (4, 4), 255).save(path, tiffinfo=tags)
+    with pytest.raises(ImageError) as error:
+        open_image(path)
+    assert str(path) in str(error.value)
+    assert caplog.records == []
 
 
 @pytest.mark.parametrize("side", [40, 100])  # over the limit (a warning), over twice (an error)

@@ -169,6 +169,18 @@ def test_deeper_layers_are_the_linear_response_to_each_input_pixel(
     assert "linear approximation" in note
 
 
+def test_the_product_of_a_deep_layer_fits_the_title_of_its_picture(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)  # 41 weight layers of 3 units each, 4x4 inputs
+    weights = [rng.standard_normal((3, 16)), *(rng.standard_normal((3, 3)) for _ in range(40))]
+    patterns, note = viz.unit_patterns(weights, layer=41)
+    assert "W41·W40·...·W2·W1" in note
+    out = viz.save_hidden_png(patterns, 4, tmp_path / "h.png", note)
+    with Image.open(out) as img:
+        pixels = np.asarray(img.convert("L"))
+    edges = pixels[:, [0, 1, -2, -1]]  # a title wider than the picture is cut at its sides
+    assert (edges == 255).all()
+
+
 @pytest.mark.parametrize("layer", [0, 4, -1])
 def test_layer_out_of_range_is_a_usage_error(layer: int) -> None:
     with pytest.raises(UsageError, match="numbered 1 to 3"):
@@ -225,6 +237,19 @@ def test_save_hidden_png_draws_at_most_max_drawn_units(tmp_path: Path) -> None:
         assert a.size == b.size
 
 
+@pytest.mark.parametrize("side", [1, 2, 3, 5])
+def test_save_hidden_png_shows_the_weights_of_tiles_too_small_for_their_labels(
+    tmp_path: Path, side: int
+) -> None:
+    # A model file may take inputs of any side up to 28; the box behind a unit's index is
+    # 11 pixels tall or more, so on tiles of 4 pixels a weight it would hide the weights.
+    units, tile = 12, 4 * side  # 4 x 3 tiles
+    out = viz.save_hidden_png(np.ones((units, side * side)), side, tmp_path / "h.png", "n")
+    with Image.open(out) as img:
+        grid = np.asarray(img.convert("RGB"))[-(3 * (tile + SEP) + SEP) :]  # under the header
+    assert np.all(grid == RED, axis=2).sum() == units * tile**2
+
+
 def test_save_hidden_png_writes_the_grid(tmp_path: Path) -> None:
     weights = three_layers(np.random.default_rng(10))
     patterns, note = viz.unit_patterns(weights, layer=2)
@@ -270,6 +295,19 @@ def test_curves_from_records_with_and_without_validation(tmp_path: Path) -> None
     assert_png(out, (1000, 300))
     assert_png(viz.plot_curves(history(20, val=False), tmp_path / "train_only.png"), (1000, 300))
     assert_png(viz.plot_curves(history(1), tmp_path / "one.png"), (1000, 300))
+
+
+def test_a_name_in_letters_the_font_lacks_is_drawn_without_a_python_warning(
+    tmp_path: Path,
+) -> None:
+    name = "运行 🙂"  # a run folder or class name: DejaVu Sans has no glyphs for these
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would reach the terminal with our source
+        assert_png(viz.plot_curves(history(3), tmp_path / "c.png", title=name), (1000, 300))
+        confusion = viz.plot_confusion(
+            np.eye(2), tmp_path / "m.png", class_names=[name, "1"], title=name
+        )
+    assert_png(confusion, (400, 400))
 
 
 def test_curves_from_a_metrics_file(tmp_path: Path) -> None:
@@ -459,6 +497,21 @@ def test_gallery_png(tmp_path: Path) -> None:
 def test_the_gallery_title_fits_the_picture_of_a_few_mistakes(tmp_path: Path, n: int) -> None:
     images = np.random.default_rng(15).uniform(0, 1, (n, 28, 28))
     out = viz.save_gallery(images, [4] * n, [5] * n, [0.25] * n, tmp_path / "g.png")
+    with Image.open(out) as img:
+        pixels = np.asarray(img.convert("L"))
+    edges = pixels[:, [0, 1, -2, -1]]  # a title wider than the picture is cut at its sides
+    assert (edges == 255).all()
+
+
+@pytest.mark.parametrize("figure", ["curves", "confusion"])
+def test_the_title_of_a_run_with_a_long_name_fits_the_picture(tmp_path: Path, figure: str) -> None:
+    # a run folder is named after its config file: 255 bytes at most, not 30
+    name = "mnist-784-256-128-10-adam-cosine-schedule-with-dropout-and-augmentation-" * 3
+    out = tmp_path / "p.png"
+    if figure == "curves":
+        viz.plot_curves(history(3), out, title=name)
+    else:
+        viz.plot_confusion(np.eye(10) * 100, out, title=f"{name}: test split, accuracy 94.92%")
     with Image.open(out) as img:
         pixels = np.asarray(img.convert("L"))
     edges = pixels[:, [0, 1, -2, -1]]  # a title wider than the picture is cut at its sides
