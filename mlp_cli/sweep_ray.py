@@ -130,6 +130,14 @@ def _environment(address: str | None) -> Iterator[None]:
         # out mlp's message. Not for a private Ray, whose token is its own: setting the
         # level makes Ray say so on stderr in every run.
         changes["RAY_BACKEND_LOG_LEVEL"] = os.environ.get("RAY_BACKEND_LOG_LEVEL", "error")
+        # Where something else than a head answers (a web server, a dashboard's port),
+        # ray.init would try 20 times for some 40 s each: once, for CONNECT_SECONDS, is
+        # enough for a head, which has answered to the port already.
+        for key, default in (
+            ("RAY_gcs_server_port_wait_time_s", "1"),
+            ("RAY_py_gcs_connect_timeout_s", str(int(CONNECT_SECONDS))),
+        ):
+            changes[key] = os.environ.get(key, default)
     if address is None or is_loopback(address.rpartition(":")[0].strip("[]")):
         # Without this, Ray replaces 127.0.0.1 by the machine's outward address: a private
         # cluster's servers listen on every interface, and a driver looks for a loopback

@@ -64,6 +64,11 @@ def free_port() -> int:
     return port
 
 
+def listening_at(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def descendants(root: int) -> dict[int, str]:
     """{pid: command line} of every process below `root`, from /proc."""
     parents: dict[int, int] = {}
@@ -360,6 +365,38 @@ def test_an_address_where_no_cluster_answers_is_a_usage_error_at_once(
     assert f"no Ray cluster answers at {address}" in " ".join(err.split())
     assert time.monotonic() - started < PATIENCE
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_address_where_something_else_than_ray_answers_is_a_usage_error_in_seconds(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    port = free_port()  # a web server, such as a cluster's dashboard, where the head should be
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    path = write_sweep(tmp_path, SWEEP, base=BASE)
+    folder = tmp_path / "ray"
+    driver = None
+    try:
+        while not listening_at(port):
+            assert server.poll() is None
+            time.sleep(0.05)
+        address = f"127.0.0.1:{port}"
+        args = ("--out", str(folder), "--engine", "ray", "--address", address, "--quiet")
+        driver = sweep_child(str(path), *args)
+        _out, err = driver.communicate(timeout=PATIENCE)
+    finally:
+        for proc in (driver, server):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert driver.returncode == 2, err
+    assert f"could not join the Ray cluster at {address}" in " ".join(err.split())
+    assert "Traceback" not in err
+    assert [t.status for t in Sweep.load(folder).trials] == ["pending"] * 3
 
 
 def test_a_host_name_too_long_to_resolve_is_cut_short_in_the_error(
