@@ -49,7 +49,13 @@ from mlp_cli.sweep import (
     run_trial,
 )
 from mlp_cli.threads import limit_blas, usable_cores
-from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE
+from mlp_cli.train import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    CURVES_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
+)
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
 # Ray Tune's own folder of the sweep (experiment state, checkpoints) when none is given.
@@ -62,6 +68,8 @@ STATUS, REASON, SECONDS = "mlp_status", "mlp_reason", "mlp_seconds"
 LAST = "mlp_last"
 # Times a trial is started again, from its last checkpoint, after its worker died.
 MAX_FAILURES = 3
+# The files of a trial's run directory that a resumed trial takes to its worker.
+_RUN_FILES = (CONFIG_FILE, METRICS_FILE, checkpoint.MODEL_FILE, CHECKPOINT_FILE, CURVES_FILE)
 # Characters of an --address said in an error: a host name has at most 253, a port 5.
 _SHOWN_ADDRESS = 300
 
@@ -294,13 +302,13 @@ def _copy_run(folder: Path, run_dir: Path) -> None:
 
 
 def _run_files(run_dir: Path) -> dict[str, bytes]:
-    """A trial's run directory as {name: bytes}, for a resumed sweep's trial to continue
-    from wherever it runs (empty when the trial has not started)."""
+    """The files `mlp train` wrote in a trial's run directory as {name: bytes}, for a resumed
+    sweep's trial to continue from wherever it runs (empty when the trial has not started).
+    Nothing else there goes: the worker's copy comes back over the folder's every epoch."""
     if not (run_dir / CHECKPOINT_FILE).is_file():
         return {}
-    return {
-        p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != LOCK_FILE
-    }
+    paths = (run_dir / name for name in _RUN_FILES)
+    return {p.name: p.read_bytes() for p in paths if p.is_file()}
 
 
 def run_ray(

@@ -516,3 +516,16 @@ def test_a_trials_lock_file_is_not_copied_between_the_driver_and_the_workers(
     assert sorted(p.name for p in trial.iterdir()) == [CHECKPOINT_FILE, CONFIG_FILE]
     (trial / LOCK_FILE).write_text("4242\n")  # left by a killed process
     assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE]
+
+
+def test_a_resumed_trial_takes_only_its_runs_files_to_its_worker(tmp_path: Path) -> None:
+    from mlp_cli import sweep_ray
+    from mlp_cli.checkpoint import MODEL_FILE
+    from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, CURVES_FILE, METRICS_FILE
+
+    run_files = [CHECKPOINT_FILE, CONFIG_FILE, CURVES_FILE, METRICS_FILE, MODEL_FILE]
+    trial = tmp_path / "sweep" / "t000"
+    trial.mkdir(parents=True)
+    for name in [*run_files, "notes.txt", "data.bin"]:  # the user's files beside the run's
+        (trial / name).write_text(name)
+    assert sorted(sweep_ray._run_files(trial)) == sorted(run_files)
