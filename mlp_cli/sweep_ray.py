@@ -54,6 +54,7 @@ from mlp_cli.train import (
     CONFIG_FILE,
     CURVES_FILE,
     LOCK_FILE,
+    MAX_METRICS_BYTES,
     METRICS_FILE,
 )
 
@@ -307,8 +308,14 @@ def _run_files(run_dir: Path) -> dict[str, bytes]:
     Nothing else there goes: the worker's copy comes back over the folder's every epoch."""
     if not (run_dir / CHECKPOINT_FILE).is_file():
         return {}
-    paths = (run_dir / name for name in _RUN_FILES)
-    return {p.name: p.read_bytes() for p in paths if p.is_file()}
+    paths = [run_dir / name for name in _RUN_FILES]
+    # A metrics.jsonl larger than mlp reads stays behind: the resumed run writes its own
+    # from the checkpoint's history, as it does on this machine.
+    return {
+        p.name: p.read_bytes()
+        for p in paths
+        if p.is_file() and not (p.name == METRICS_FILE and p.stat().st_size > MAX_METRICS_BYTES)
+    }
 
 
 def run_ray(

@@ -529,3 +529,18 @@ def test_a_resumed_trial_takes_only_its_runs_files_to_its_worker(tmp_path: Path)
     for name in [*run_files, "notes.txt", "data.bin"]:  # the user's files beside the run's
         (trial / name).write_text(name)
     assert sorted(sweep_ray._run_files(trial)) == sorted(run_files)
+
+
+def test_a_metrics_file_larger_than_mlp_reads_stays_behind_when_a_trial_resumes(
+    tmp_path: Path,
+) -> None:
+    from mlp_cli import sweep_ray
+    from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, MAX_METRICS_BYTES, METRICS_FILE
+
+    trial = tmp_path / "sweep" / "t000"
+    trial.mkdir(parents=True)
+    for name in (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE):
+        (trial / name).write_text(name)
+    assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE]
+    os.truncate(trial / METRICS_FILE, MAX_METRICS_BYTES + 1)  # read whole, it would fill memory
+    assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE]
