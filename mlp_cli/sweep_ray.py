@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import stat
 import tempfile
@@ -39,6 +40,7 @@ from typing import Any
 from mlp_cli import checkpoint, outputs
 from mlp_cli.errors import MLPError, UsageError
 from mlp_cli.limits import shorten
+from mlp_cli.stopping import STOP_SIGNALS
 from mlp_cli.sweep import (
     SAVE_SECONDS,
     Outcome,
@@ -344,6 +346,7 @@ def run_ray(
             raise _missing(str(exc)) from None
 
         quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+        handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
         if address is None:
             cpus = usable_cores()
             if workers is not None:
@@ -379,6 +382,11 @@ def run_ray(
                     f" joined, start the sweep with `{resume_hint(sweep)} --engine ray"
                     f" --address {address}`."
                 ) from None
+        # ray.init (in the main thread) takes SIGTERM over with a handler that exits at once,
+        # after a crash report of Ray's: the sweep's own stops it, as Ctrl-C does.
+        for signum, handler in handlers.items():
+            if handler is not None and signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures reach the table
         try:
             with _quiet_worker_deaths():

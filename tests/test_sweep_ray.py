@@ -297,6 +297,41 @@ def test_a_private_ray_listens_on_loopback_only_writes_no_token_and_reports_fail
     assert not (folder / "ray").exists()  # Ray's own copies of the checkpoints are gone
 
 
+def test_sigterm_stops_a_sweep_on_a_private_ray_as_ctrl_c_does(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    path = write_sweep(tmp_path, SWEEP, base=BASE)
+    trials = tmp_path / "trials"
+    trials.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(PYTHONPATH=str(HERE / "ray_worker"), MLP_TEST_TRIALS=str(trials))
+    folder = tmp_path / "ray"
+    driver = sweep_child(str(path), "--out", str(folder), "--engine", "ray", "--quiet", env=env)
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while not list(trials.glob("t[0-9][0-9][0-9]")):  # a trial is in the middle
+            assert driver.poll() is None, driver.communicate()
+            assert time.monotonic() < deadline, "no trial started"
+            time.sleep(0.05)
+        ray_processes = descendants(driver.pid)
+        driver.send_signal(signal.SIGTERM)
+        _out, err = driver.communicate(timeout=PATIENCE)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert driver.returncode == 128 + signal.SIGTERM, err
+    assert f"Resume with: mlp sweep --resume {folder}" in " ".join(err.split())
+    assert "SIGTERM received" not in err  # no crash report of Ray's
+    statuses = [t.status for t in Sweep.load(folder).trials]
+    assert "interrupted" in statuses
+    assert "running" not in statuses
+    deadline = time.monotonic() + PATIENCE  # the private Ray's processes end with it
+    while left := [line for pid, line in ray_processes.items() if Path(f"/proc/{pid}").exists()]:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.1)
+
+
 def test_is_loopback_reads_proc_net_tcp() -> None:
     assert is_loopback("0100007F")  # 127.0.0.1
     assert not is_loopback("0202000C")  # 12.0.2.2
