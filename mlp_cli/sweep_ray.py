@@ -61,7 +61,8 @@ from mlp_cli.train import (
 )
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
-# Ray Tune's own folder of the sweep (experiment state, checkpoints) when none is given.
+# Ray Tune's own folder of the sweep (experiment state, checkpoints) when none is given:
+# ray-XXXXXXXX in the sweep folder, new for each run.
 STORAGE_DIR = "ray"
 # How long the driver waits for a cluster's address to answer before saying it does not.
 CONNECT_SECONDS = 5.0
@@ -335,9 +336,6 @@ def run_ray(
     todo = sweep.unfinished()
     if not todo:
         return True
-    where = sweep.dir / STORAGE_DIR if storage is None else storage
-    # A URI (s3://...) as given: a Path would fold its "//".
-    storage_path = str(where) if "://" in str(where) else str(Path(where).resolve())
     sweep.dir.mkdir(parents=True, exist_ok=True)
     with _environment(address):
         try:  # after the environment is set: Ray reads some of it on import
@@ -388,13 +386,21 @@ def run_ray(
             if handler is not None and signal.getsignal(signum) is not handler:
                 signal.signal(signum, handler)
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures reach the table
+        made = None
         try:
+            if storage is None:  # a new folder, all its own: never one of the user's named ray
+                made = tempfile.mkdtemp(prefix=f"{STORAGE_DIR}-", dir=sweep.dir)
+            where = str(made or storage)
+            # A URI (s3://...) as given: a Path would fold its "//".
+            storage_path = where if "://" in where else str(Path(where).resolve())
             with _quiet_worker_deaths():
                 return _tune(sweep, todo, storage_path, workers, on_change, should_stop)
         finally:
-            ray.shutdown()
-            if storage is None:  # its copies of the checkpoints are in the trials' folders
-                shutil.rmtree(where, ignore_errors=True)
+            try:
+                ray.shutdown()
+            finally:  # a second Ctrl-C may come while Ray stops
+                if made is not None:  # its copies of the checkpoints are in the trials' folders
+                    shutil.rmtree(made, ignore_errors=True)
 
 
 def _tune(

@@ -32,7 +32,7 @@ from test_sweep import base_config, mlp, write_sweep
 from test_train import arrays_of, metrics, without_timing
 
 from mlp_cli.errors import MLPError
-from mlp_cli.sweep import Sweep
+from mlp_cli.sweep import Sweep, plan
 
 HERE = Path(__file__).parent
 RAY = Path(sys.executable).parent / "ray"
@@ -295,6 +295,25 @@ def test_a_private_ray_listens_on_loopback_only_writes_no_token_and_reports_fail
     assert str(folder / "t001" / "checkpoint.npz") in reason  # where the driver keeps it
     assert (folder / "t001" / "checkpoint.npz").is_file()
     assert not (folder / "ray").exists()  # Ray's own copies of the checkpoints are gone
+    assert not list(folder.glob("ray-*"))
+
+
+def test_a_folder_named_ray_of_the_users_in_a_resumed_sweep_is_left_alone(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    folder = tmp_path / "sweep"  # a sweep not run yet, as one stopped as it started leaves it
+    run = plan(write_sweep(tmp_path, SWEEP), out=folder)
+    folder.mkdir()
+    run.save(claim=True)
+    (folder / "ray").mkdir()
+    (folder / "ray" / "notes.txt").write_text("mine")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(PYTHONPATH=str(HERE / "ray_worker"), MLP_TEST_TRIALS=str(tmp_path))
+    driver = sweep_child("--resume", str(folder), "--engine", "ray", "--quiet", env=env)
+    _out, err = driver.communicate(timeout=PATIENCE)
+    assert driver.returncode == 0, err
+    assert (folder / "ray" / "notes.txt").read_text() == "mine"
+    assert [p.name for p in folder.iterdir() if p.name.startswith("ray")] == ["ray"]
 
 
 def test_sigterm_stops_a_sweep_on_a_private_ray_as_ctrl_c_does(
