@@ -426,6 +426,7 @@ def _tune(
     }
     stopped: list[bool] = []
     saved = [0.0]  # when sweep.json was last written
+    unkept: dict[int, str] = {}  # trials whose run could not be copied into the sweep folder: why
 
     def trial_index(trial: TuneTrial) -> int:
         return index[str(trial.config["trial"])]
@@ -474,22 +475,28 @@ def _tune(
         ) -> None:
             i = trial_index(trial)
             # A trial that has ended (as the sweep says) never has its folder written again.
-            if sweep.trials[i].status == "running":
-                with checkpoint.as_directory() as folder:
-                    _copy_run(Path(folder), sweep.run_dir(sweep.trials[i]))
+            if sweep.trials[i].status == "running" and i not in unkept:
+                try:
+                    with checkpoint.as_directory() as folder:
+                        _copy_run(Path(folder), sweep.run_dir(sweep.trials[i]))
+                except (MLPError, OSError) as exc:  # Tune would log it and go on
+                    unkept[i] = f"its run could not be kept in the sweep folder: {first_line(exc)}"
 
         def on_trial_complete(
             self, iteration: int, trials: list[TuneTrial], trial: TuneTrial, **info: Any
         ) -> None:
+            i = trial_index(trial)
             last = trial.last_result or {}
-            if STATUS in last:
+            if i in unkept:
+                outcome = Outcome("failed", unkept[i])
+            elif STATUS in last:
                 status, reason = str(last[STATUS]), str(last[REASON]) or None
                 outcome = Outcome(status, reason, seconds=float(last[SECONDS]))
             elif stopped:
                 outcome = Outcome("interrupted", "the sweep was stopped")
             else:  # stopped by ASHA after an epoch
                 outcome = Outcome("pruned")
-            end(trial_index(trial), outcome)
+            end(i, outcome)
 
         def on_trial_error(
             self, iteration: int, trials: list[TuneTrial], trial: TuneTrial, **info: Any

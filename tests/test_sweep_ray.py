@@ -316,6 +316,25 @@ def test_a_folder_named_ray_of_the_users_in_a_resumed_sweep_is_left_alone(
     assert [p.name for p in folder.iterdir() if p.name.startswith("ray")] == ["ray"]
 
 
+def test_a_trial_whose_run_cannot_be_kept_in_the_sweep_folder_fails_with_the_reason(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    folder = tmp_path / "sweep"
+    run = plan(write_sweep(tmp_path, SWEEP), out=folder)
+    folder.mkdir()
+    run.save(claim=True)
+    (folder / "t001").symlink_to(tmp_path / "nowhere")  # a link to nowhere, where t001 goes
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(PYTHONPATH=str(HERE / "ray_worker"), MLP_TEST_TRIALS=str(tmp_path))
+    driver = sweep_child("--resume", str(folder), "--engine", "ray", "--quiet", env=env)
+    _out, err = driver.communicate(timeout=PATIENCE)
+    assert driver.returncode == 0, err
+    ran = Sweep.load(folder)
+    assert [t.status for t in ran.trials] == ["completed", "failed", "completed"]
+    assert "its run could not be kept in the sweep folder" in (ran.trials[1].reason or "")
+    assert "t001 failed: its run could not be kept" in " ".join(err.split())
+
+
 def test_sigterm_stops_a_sweep_on_a_private_ray_as_ctrl_c_does(
     tmp_path: Path, ray_tune: None
 ) -> None:
