@@ -711,9 +711,9 @@ def sweep(
         typer.Option(
             metavar="DIR|URI",
             callback=_home_expanded,
-            help="Where Ray keeps the trials' checkpoints (--engine ray; default: ray/ in "
-            "the sweep folder). A cluster of several machines needs a folder they all share, "
-            "or a URI such as s3://bucket/path.",
+            help="Where Ray keeps the trials' checkpoints (--engine ray; default: a new "
+            "ray-XXXXXXXX/ in the sweep folder). A cluster of several machines needs a folder "
+            "they all share, or a URI such as s3://bucket/path.",
         ),
     ] = None,
     workers: Annotated[

@@ -150,7 +150,9 @@ class EarlyTerminate(_Section):
 
     type: Literal["asha"]
     grace_period: int = Field(default=1, ge=1)
-    reduction_factor: int = Field(default=3, ge=2)
+    # One trial in reduction_factor goes on, of at most MAX_TRIALS (and Ray Tune's scheduler
+    # takes the factor's logarithm as a 64-bit number).
+    reduction_factor: int = Field(default=3, ge=2, le=MAX_TRIALS)
 
 
 class SweepSpec(_Section):

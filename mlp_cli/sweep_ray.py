@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import stat
 import tempfile
@@ -39,6 +40,7 @@ from typing import Any
 from mlp_cli import checkpoint, outputs
 from mlp_cli.errors import MLPError, UsageError
 from mlp_cli.limits import shorten
+from mlp_cli.stopping import STOP_SIGNALS
 from mlp_cli.sweep import (
     SAVE_SECONDS,
     Outcome,
@@ -49,10 +51,18 @@ from mlp_cli.sweep import (
     run_trial,
 )
 from mlp_cli.threads import limit_blas, usable_cores
-from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, LOCK_FILE
+from mlp_cli.train import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    CURVES_FILE,
+    LOCK_FILE,
+    MAX_METRICS_BYTES,
+    METRICS_FILE,
+)
 
 INSTALL_HINT = "pip install 'mlp-cli[ray]'"
-# Ray Tune's own folder of the sweep (experiment state, checkpoints) when none is given.
+# Ray Tune's own folder of the sweep (experiment state, checkpoints) when none is given:
+# ray-XXXXXXXX in the sweep folder, new for each run.
 STORAGE_DIR = "ray"
 # How long the driver waits for a cluster's address to answer before saying it does not.
 CONNECT_SECONDS = 5.0
@@ -62,6 +72,8 @@ STATUS, REASON, SECONDS = "mlp_status", "mlp_reason", "mlp_seconds"
 LAST = "mlp_last"
 # Times a trial is started again, from its last checkpoint, after its worker died.
 MAX_FAILURES = 3
+# The files of a trial's run directory that a resumed trial takes to its worker.
+_RUN_FILES = (CONFIG_FILE, METRICS_FILE, checkpoint.MODEL_FILE, CHECKPOINT_FILE, CURVES_FILE)
 # Characters of an --address said in an error: a host name has at most 253, a port 5.
 _SHOWN_ADDRESS = 300
 
@@ -130,6 +142,14 @@ def _environment(address: str | None) -> Iterator[None]:
         # out mlp's message. Not for a private Ray, whose token is its own: setting the
         # level makes Ray say so on stderr in every run.
         changes["RAY_BACKEND_LOG_LEVEL"] = os.environ.get("RAY_BACKEND_LOG_LEVEL", "error")
+        # Where something else than a head answers (a web server, a dashboard's port),
+        # ray.init would try 20 times for some 40 s each: once, for CONNECT_SECONDS, is
+        # enough for a head, which has answered to the port already.
+        for key, default in (
+            ("RAY_gcs_server_port_wait_time_s", "1"),
+            ("RAY_py_gcs_connect_timeout_s", str(int(CONNECT_SECONDS))),
+        ):
+            changes[key] = os.environ.get(key, default)
     if address is None or is_loopback(address.rpartition(":")[0].strip("[]")):
         # Without this, Ray replaces 127.0.0.1 by the machine's outward address: a private
         # cluster's servers listen on every interface, and a driver looks for a loopback
@@ -286,12 +306,18 @@ def _copy_run(folder: Path, run_dir: Path) -> None:
 
 
 def _run_files(run_dir: Path) -> dict[str, bytes]:
-    """A trial's run directory as {name: bytes}, for a resumed sweep's trial to continue
-    from wherever it runs (empty when the trial has not started)."""
+    """The files `mlp train` wrote in a trial's run directory as {name: bytes}, for a resumed
+    sweep's trial to continue from wherever it runs (empty when the trial has not started).
+    Nothing else there goes: the worker's copy comes back over the folder's every epoch."""
     if not (run_dir / CHECKPOINT_FILE).is_file():
         return {}
+    paths = [run_dir / name for name in _RUN_FILES]
+    # A metrics.jsonl larger than mlp reads stays behind: the resumed run writes its own
+    # from the checkpoint's history, as it does on this machine.
     return {
-        p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != LOCK_FILE
+        p.name: p.read_bytes()
+        for p in paths
+        if p.is_file() and not (p.name == METRICS_FILE and p.stat().st_size > MAX_METRICS_BYTES)
     }
 
 
@@ -310,9 +336,6 @@ def run_ray(
     todo = sweep.unfinished()
     if not todo:
         return True
-    where = sweep.dir / STORAGE_DIR if storage is None else storage
-    # A URI (s3://...) as given: a Path would fold its "//".
-    storage_path = str(where) if "://" in str(where) else str(Path(where).resolve())
     sweep.dir.mkdir(parents=True, exist_ok=True)
     with _environment(address):
         try:  # after the environment is set: Ray reads some of it on import
@@ -321,6 +344,7 @@ def run_ray(
             raise _missing(str(exc)) from None
 
         quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+        handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
         if address is None:
             cpus = usable_cores()
             if workers is not None:
@@ -356,14 +380,27 @@ def run_ray(
                     f" joined, start the sweep with `{resume_hint(sweep)} --engine ray"
                     f" --address {address}`."
                 ) from None
+        # ray.init (in the main thread) takes SIGTERM over with a handler that exits at once,
+        # after a crash report of Ray's: the sweep's own stops it, as Ctrl-C does.
+        for signum, handler in handlers.items():
+            if handler is not None and signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failures reach the table
+        made = None
         try:
+            if storage is None:  # a new folder, all its own: never one of the user's named ray
+                made = tempfile.mkdtemp(prefix=f"{STORAGE_DIR}-", dir=sweep.dir)
+            where = str(made or storage)
+            # A URI (s3://...) as given: a Path would fold its "//".
+            storage_path = where if "://" in where else str(Path(where).resolve())
             with _quiet_worker_deaths():
                 return _tune(sweep, todo, storage_path, workers, on_change, should_stop)
         finally:
-            ray.shutdown()
-            if storage is None:  # its copies of the checkpoints are in the trials' folders
-                shutil.rmtree(where, ignore_errors=True)
+            try:
+                ray.shutdown()
+            finally:  # a second Ctrl-C may come while Ray stops
+                if made is not None:  # its copies of the checkpoints are in the trials' folders
+                    shutil.rmtree(made, ignore_errors=True)
 
 
 def _tune(
@@ -389,6 +426,7 @@ def _tune(
     }
     stopped: list[bool] = []
     saved = [0.0]  # when sweep.json was last written
+    unkept: dict[int, str] = {}  # trials whose run could not be copied into the sweep folder: why
 
     def trial_index(trial: TuneTrial) -> int:
         return index[str(trial.config["trial"])]
@@ -437,22 +475,28 @@ def _tune(
         ) -> None:
             i = trial_index(trial)
             # A trial that has ended (as the sweep says) never has its folder written again.
-            if sweep.trials[i].status == "running":
-                with checkpoint.as_directory() as folder:
-                    _copy_run(Path(folder), sweep.run_dir(sweep.trials[i]))
+            if sweep.trials[i].status == "running" and i not in unkept:
+                try:
+                    with checkpoint.as_directory() as folder:
+                        _copy_run(Path(folder), sweep.run_dir(sweep.trials[i]))
+                except (MLPError, OSError) as exc:  # Tune would log it and go on
+                    unkept[i] = f"its run could not be kept in the sweep folder: {first_line(exc)}"
 
         def on_trial_complete(
             self, iteration: int, trials: list[TuneTrial], trial: TuneTrial, **info: Any
         ) -> None:
+            i = trial_index(trial)
             last = trial.last_result or {}
-            if STATUS in last:
+            if i in unkept:
+                outcome = Outcome("failed", unkept[i])
+            elif STATUS in last:
                 status, reason = str(last[STATUS]), str(last[REASON]) or None
                 outcome = Outcome(status, reason, seconds=float(last[SECONDS]))
             elif stopped:
                 outcome = Outcome("interrupted", "the sweep was stopped")
             else:  # stopped by ASHA after an epoch
                 outcome = Outcome("pruned")
-            end(trial_index(trial), outcome)
+            end(i, outcome)
 
         def on_trial_error(
             self, iteration: int, trials: list[TuneTrial], trial: TuneTrial, **info: Any

@@ -285,6 +285,10 @@ def test_random_draws_are_reproducible_from_the_sweep_seed_and_within_bounds(
             GRID + "  x: !!python/object:os.system {}\n",
             ["the tag '!!python/object:os.system' is not allowed"],
         ),
+        (
+            GRID + "early_terminate: {type: asha, reduction_factor: 100000000000000000000}\n",
+            ["s.yaml:8: early_terminate.reduction_factor: expected an integer less than or equal"],
+        ),
     ],
 )
 def test_an_invalid_sweep_file_names_the_line_and_the_key(

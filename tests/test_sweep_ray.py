@@ -32,7 +32,7 @@ from test_sweep import base_config, mlp, write_sweep
 from test_train import arrays_of, metrics, without_timing
 
 from mlp_cli.errors import MLPError
-from mlp_cli.sweep import Sweep
+from mlp_cli.sweep import Sweep, plan
 
 HERE = Path(__file__).parent
 RAY = Path(sys.executable).parent / "ray"
@@ -62,6 +62,11 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def listening_at(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def descendants(root: int) -> dict[int, str]:
@@ -290,6 +295,79 @@ def test_a_private_ray_listens_on_loopback_only_writes_no_token_and_reports_fail
     assert str(folder / "t001" / "checkpoint.npz") in reason  # where the driver keeps it
     assert (folder / "t001" / "checkpoint.npz").is_file()
     assert not (folder / "ray").exists()  # Ray's own copies of the checkpoints are gone
+    assert not list(folder.glob("ray-*"))
+
+
+def test_a_folder_named_ray_of_the_users_in_a_resumed_sweep_is_left_alone(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    folder = tmp_path / "sweep"  # a sweep not run yet, as one stopped as it started leaves it
+    run = plan(write_sweep(tmp_path, SWEEP), out=folder)
+    folder.mkdir()
+    run.save(claim=True)
+    (folder / "ray").mkdir()
+    (folder / "ray" / "notes.txt").write_text("mine")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(PYTHONPATH=str(HERE / "ray_worker"), MLP_TEST_TRIALS=str(tmp_path))
+    driver = sweep_child("--resume", str(folder), "--engine", "ray", "--quiet", env=env)
+    _out, err = driver.communicate(timeout=PATIENCE)
+    assert driver.returncode == 0, err
+    assert (folder / "ray" / "notes.txt").read_text() == "mine"
+    assert [p.name for p in folder.iterdir() if p.name.startswith("ray")] == ["ray"]
+
+
+def test_a_trial_whose_run_cannot_be_kept_in_the_sweep_folder_fails_with_the_reason(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    folder = tmp_path / "sweep"
+    run = plan(write_sweep(tmp_path, SWEEP), out=folder)
+    folder.mkdir()
+    run.save(claim=True)
+    (folder / "t001").symlink_to(tmp_path / "nowhere")  # a link to nowhere, where t001 goes
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(PYTHONPATH=str(HERE / "ray_worker"), MLP_TEST_TRIALS=str(tmp_path))
+    driver = sweep_child("--resume", str(folder), "--engine", "ray", "--quiet", env=env)
+    _out, err = driver.communicate(timeout=PATIENCE)
+    assert driver.returncode == 0, err
+    ran = Sweep.load(folder)
+    assert [t.status for t in ran.trials] == ["completed", "failed", "completed"]
+    assert "its run could not be kept in the sweep folder" in (ran.trials[1].reason or "")
+    assert "t001 failed: its run could not be kept" in " ".join(err.split())
+
+
+def test_sigterm_stops_a_sweep_on_a_private_ray_as_ctrl_c_does(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    path = write_sweep(tmp_path, SWEEP, base=BASE)
+    trials = tmp_path / "trials"
+    trials.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(PYTHONPATH=str(HERE / "ray_worker"), MLP_TEST_TRIALS=str(trials))
+    folder = tmp_path / "ray"
+    driver = sweep_child(str(path), "--out", str(folder), "--engine", "ray", "--quiet", env=env)
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while not list(trials.glob("t[0-9][0-9][0-9]")):  # a trial is in the middle
+            assert driver.poll() is None, driver.communicate()
+            assert time.monotonic() < deadline, "no trial started"
+            time.sleep(0.05)
+        ray_processes = descendants(driver.pid)
+        driver.send_signal(signal.SIGTERM)
+        _out, err = driver.communicate(timeout=PATIENCE)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert driver.returncode == 128 + signal.SIGTERM, err
+    assert f"Resume with: mlp sweep --resume {folder}" in " ".join(err.split())
+    assert "SIGTERM received" not in err  # no crash report of Ray's
+    statuses = [t.status for t in Sweep.load(folder).trials]
+    assert "interrupted" in statuses
+    assert "running" not in statuses
+    deadline = time.monotonic() + PATIENCE  # the private Ray's processes end with it
+    while left := [line for pid, line in ray_processes.items() if Path(f"/proc/{pid}").exists()]:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.1)
 
 
 def test_is_loopback_reads_proc_net_tcp() -> None:
@@ -360,6 +438,38 @@ def test_an_address_where_no_cluster_answers_is_a_usage_error_at_once(
     assert f"no Ray cluster answers at {address}" in " ".join(err.split())
     assert time.monotonic() - started < PATIENCE
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_address_where_something_else_than_ray_answers_is_a_usage_error_in_seconds(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    port = free_port()  # a web server, such as a cluster's dashboard, where the head should be
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    path = write_sweep(tmp_path, SWEEP, base=BASE)
+    folder = tmp_path / "ray"
+    driver = None
+    try:
+        while not listening_at(port):
+            assert server.poll() is None
+            time.sleep(0.05)
+        address = f"127.0.0.1:{port}"
+        args = ("--out", str(folder), "--engine", "ray", "--address", address, "--quiet")
+        driver = sweep_child(str(path), *args)
+        _out, err = driver.communicate(timeout=PATIENCE)
+    finally:
+        for proc in (driver, server):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert driver.returncode == 2, err
+    assert f"could not join the Ray cluster at {address}" in " ".join(err.split())
+    assert "Traceback" not in err
+    assert [t.status for t in Sweep.load(folder).trials] == ["pending"] * 3
 
 
 def test_a_host_name_too_long_to_resolve_is_cut_short_in_the_error(
@@ -478,4 +588,32 @@ def test_a_trials_lock_file_is_not_copied_between_the_driver_and_the_workers(
     sweep_ray._copy_run(scratch, trial)
     assert sorted(p.name for p in trial.iterdir()) == [CHECKPOINT_FILE, CONFIG_FILE]
     (trial / LOCK_FILE).write_text("4242\n")  # left by a killed process
+    assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE]
+
+
+def test_a_resumed_trial_takes_only_its_runs_files_to_its_worker(tmp_path: Path) -> None:
+    from mlp_cli import sweep_ray
+    from mlp_cli.checkpoint import MODEL_FILE
+    from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, CURVES_FILE, METRICS_FILE
+
+    run_files = [CHECKPOINT_FILE, CONFIG_FILE, CURVES_FILE, METRICS_FILE, MODEL_FILE]
+    trial = tmp_path / "sweep" / "t000"
+    trial.mkdir(parents=True)
+    for name in [*run_files, "notes.txt", "data.bin"]:  # the user's files beside the run's
+        (trial / name).write_text(name)
+    assert sorted(sweep_ray._run_files(trial)) == sorted(run_files)
+
+
+def test_a_metrics_file_larger_than_mlp_reads_stays_behind_when_a_trial_resumes(
+    tmp_path: Path,
+) -> None:
+    from mlp_cli import sweep_ray
+    from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, MAX_METRICS_BYTES, METRICS_FILE
+
+    trial = tmp_path / "sweep" / "t000"
+    trial.mkdir(parents=True)
+    for name in (CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE):
+        (trial / name).write_text(name)
+    assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE]
+    os.truncate(trial / METRICS_FILE, MAX_METRICS_BYTES + 1)  # read whole, it would fill memory
     assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE]
