@@ -310,6 +310,9 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             f"its weights are in {MODEL_FILE}"
             if result.model_epoch == result.best_epoch
             else f"{MODEL_FILE} holds epoch {result.model_epoch} (restore_best is off)"
+            if result.model_epoch
+            else f"{MODEL_FILE} is saved with the last epoch's weights when training ends "
+            "(restore_best is off)"
         )
         console.print(
             f"best epoch {result.best_epoch} ({monitored}): validation loss "

@@ -434,7 +434,7 @@ class TrainResult:
     elapsed: float
     monitor: str = "val_loss"  # what picked the best epoch: "val_loss" or "val_acc"
     best_loss: float | None = None  # validation loss of the best epoch
-    model_epoch: int = 0  # the epoch whose weights model.npz holds
+    model_epoch: int = 0  # the epoch whose weights model.npz holds (0: none saved yet)
     curves: Path | None = None  # the learning curves drawn at the end, if any were
 
 
@@ -851,7 +851,8 @@ class Trainer:
             st.elapsed,
             monitor=cfg.training.early_stopping.monitor,
             best_loss=st.best_loss,
-            model_epoch=st.best_epoch if kept_best else st.epoch,
+            # Without a best epoch kept, model.npz is saved only at the run's end.
+            model_epoch=st.best_epoch if kept_best else st.epoch if self.ended else 0,
             curves=curves,
         )
 
