@@ -667,6 +667,8 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
         if training.best_epoch
         else "none (no validation scores)"
     )
+    if training.best_epoch and training.weights_from_epoch not in (None, training.best_epoch):
+        best += f"; this file holds epoch {training.weights_from_epoch}'s weights"
     rows: list[tuple[str, str]] = [
         ("file", str(saved.path)),
         ("format", f"{meta.format} v{meta.format_version}"),

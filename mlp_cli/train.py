@@ -513,6 +513,7 @@ class Trainer:
         """model.npz; at the run's end (``final``) the best epoch's weights where they are
         kept (`best`), else the current ones."""
         meta, weights = self.metadata(status), (self.model.W, self.model.b)
+        meta["training"]["weights_from_epoch"] = self.state.epoch
         if final and self.best is not None:
             meta["training"]["weights_from_epoch"] = self.state.best_epoch
             weights = self.best

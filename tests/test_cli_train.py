@@ -157,6 +157,25 @@ def test_without_restore_best_the_summary_says_model_npz_holds_the_last_epoch(
     assert "; model.npz holds epoch 12 (restore_best is off)" in out
 
 
+def test_inspect_says_which_epoch_a_model_npz_without_restore_best_holds(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    code, _, err = mlp(
+        "train", "--config", str(cfg), "--set", "training.early_stopping.restore_best=false"
+    )
+    assert code == 0, err
+    run = tmp_path / "runs" / "unit-400-32-10"
+    training = checkpoint.load(run / "model.npz").meta.training
+    assert training is not None
+    assert training.best_epoch != 12
+    code, out, _ = mlp("inspect", "--model", str(run))
+    assert code == 0
+    assert re.search(
+        rf"best epoch +{training.best_epoch} \(lowest validation loss\): .*; this file holds epoch "
+        r"12's weights",
+        " ".join(out.split()),
+    )
+
+
 def test_without_restore_best_an_interrupted_run_does_not_claim_a_model_npz(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
