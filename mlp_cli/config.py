@@ -529,6 +529,14 @@ class Config(_Section):
             )
         if batch_problem := batch_size_problem(self):
             problems.add("training.batch_size", batch_problem)
+        schedule, lr = self.schedule, self.optimizer.lr
+        if schedule.name in ("cosine", "onecycle") and schedule.min_lr > lr:
+            problems.add(
+                "schedule.min_lr",
+                f"is {_show(schedule.min_lr)} but optimizer.lr is {_show(lr)}; {schedule.name}"
+                " lowers the rate from optimizer.lr down to min_lr, so min_lr must be at most"
+                " optimizer.lr; lower min_lr or raise optimizer.lr",
+            )
         patience = self.training.early_stopping.patience
         if patience is not None and self.data.validation_size == 0:
             problems.add(

@@ -310,6 +310,9 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             f"its weights are in {MODEL_FILE}"
             if result.model_epoch == result.best_epoch
             else f"{MODEL_FILE} holds epoch {result.model_epoch} (restore_best is off)"
+            if result.model_epoch
+            else f"{MODEL_FILE} is saved with the last epoch's weights when training ends "
+            "(restore_best is off)"
         )
         console.print(
             f"best epoch {result.best_epoch} ({monitored}): validation loss "
@@ -664,6 +667,8 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
         if training.best_epoch
         else "none (no validation scores)"
     )
+    if training.best_epoch and training.weights_from_epoch not in (None, training.best_epoch):
+        best += f"; this file holds epoch {training.weights_from_epoch}'s weights"
     rows: list[tuple[str, str]] = [
         ("file", str(saved.path)),
         ("format", f"{meta.format} v{meta.format_version}"),

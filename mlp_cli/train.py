@@ -434,7 +434,7 @@ class TrainResult:
     elapsed: float
     monitor: str = "val_loss"  # what picked the best epoch: "val_loss" or "val_acc"
     best_loss: float | None = None  # validation loss of the best epoch
-    model_epoch: int = 0  # the epoch whose weights model.npz holds
+    model_epoch: int = 0  # the epoch whose weights model.npz holds (0: none saved yet)
     curves: Path | None = None  # the learning curves drawn at the end, if any were
 
 
@@ -513,6 +513,7 @@ class Trainer:
         """model.npz; at the run's end (``final``) the best epoch's weights where they are
         kept (`best`), else the current ones."""
         meta, weights = self.metadata(status), (self.model.W, self.model.b)
+        meta["training"]["weights_from_epoch"] = self.state.epoch
         if final and self.best is not None:
             meta["training"]["weights_from_epoch"] = self.state.best_epoch
             weights = self.best
@@ -851,7 +852,8 @@ class Trainer:
             st.elapsed,
             monitor=cfg.training.early_stopping.monitor,
             best_loss=st.best_loss,
-            model_epoch=st.best_epoch if kept_best else st.epoch,
+            # Without a best epoch kept, model.npz is saved only at the run's end.
+            model_epoch=st.best_epoch if kept_best else st.epoch if self.ended else 0,
             curves=curves,
         )
 
@@ -1089,7 +1091,7 @@ def resume(
         st, done = trainer.state, trainer.state.epoch
         patience = cfg.training.early_stopping.patience
         if patience is not None and st.step == 0 and st.bad_epochs >= patience:
-            raise _ended_by_early_stopping(run_dir, st, patience, cfg.training.epochs)
+            raise _ended_by_early_stopping(run_dir, st, patience, cfg.training.epochs, before)
         if done >= cfg.training.epochs:
             asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
             raise UsageError(
@@ -1115,13 +1117,21 @@ def resume(
 
 
 def _ended_by_early_stopping(
-    run_dir: Path, st: TrainState, patience: int, epochs: int
+    run_dir: Path, st: TrainState, patience: int, epochs: int, before: Config
 ) -> UsageError:
     """The refusal to resume a run whose patience is spent: its next epoch would end it
-    again, whatever it learned."""
+    again, whatever it learned. ``before``: the config it was trained with, whose patience
+    either ended it or (a patience first set on resume) did not."""
     more = f" and --set training.epochs=N with N > {st.epoch}" if st.epoch >= epochs else ""
+    had = before.training.early_stopping.patience
+    ended = (
+        f"ended by early stopping after epoch {st.epoch}"
+        if had is not None and st.bad_epochs >= had
+        else f"did not stop early, but the patience now set would have ended it after epoch "
+        f"{st.epoch}"
+    )
     return UsageError(
-        f"the run in '{shown(run_dir)}' ended by early stopping after epoch {st.epoch}: the "
+        f"the run in '{shown(run_dir)}' {ended}: the "
         f"monitored metric last improved at epoch {st.best_epoch}, {st.bad_epochs} epoch(s) "
         f"before, and its patience "
         f"(training.early_stopping.patience) is {patience}. To train it on, raise the "

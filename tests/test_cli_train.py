@@ -8,7 +8,9 @@ with more epochs reshapes a schedule, and run folders named after an overridden 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from typer.testing import CliRunner
 
 from mlp_cli import checkpoint, data
 from mlp_cli.cli import app
+from mlp_cli.render import TrainDisplay
 from mlp_cli.train import Trainer
 
 runner = CliRunner()
@@ -152,6 +155,49 @@ def test_without_restore_best_the_summary_says_model_npz_holds_the_last_epoch(
     assert summary["best_epoch"] != 12
     assert f"best epoch {summary['best_epoch']} (lowest validation loss)" in out
     assert "; model.npz holds epoch 12 (restore_best is off)" in out
+
+
+def test_inspect_says_which_epoch_a_model_npz_without_restore_best_holds(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    code, _, err = mlp(
+        "train", "--config", str(cfg), "--set", "training.early_stopping.restore_best=false"
+    )
+    assert code == 0, err
+    run = tmp_path / "runs" / "unit-400-32-10"
+    training = checkpoint.load(run / "model.npz").meta.training
+    assert training is not None
+    assert training.best_epoch != 12
+    code, out, _ = mlp("inspect", "--model", str(run))
+    assert code == 0
+    assert re.search(
+        rf"best epoch +{training.best_epoch} \(lowest validation loss\): .*; this file holds epoch "
+        r"12's weights",
+        " ".join(out.split()),
+    )
+
+
+def test_without_restore_best_an_interrupted_run_does_not_claim_a_model_npz(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    end_epoch = TrainDisplay.on_epoch_end
+
+    def ctrl_c_after_the_first_epoch(self: TrainDisplay, record: dict[str, object]) -> None:
+        end_epoch(self, record)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(TrainDisplay, "on_epoch_end", ctrl_c_after_the_first_epoch)
+    cfg = config(tmp_path)
+    code, out, err = mlp(
+        "train", "--config", str(cfg), "--set", "training.early_stopping.restore_best=false"
+    )
+    assert code == 130, err
+    assert not (tmp_path / "runs" / "unit-400-32-10" / "model.npz").exists()
+    assert "best epoch 1 (lowest validation loss)" in out
+    assert "its weights are in model.npz" not in out
+    assert (
+        "; model.npz is saved with the last epoch's weights when training ends (restore_best is "
+        "off)" in out
+    )
 
 
 def test_an_unknown_monitor_is_refused(tmp_path: Path) -> None:

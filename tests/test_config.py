@@ -185,6 +185,12 @@ BAD_CONFIGS = [
         id="patience-without-validation",
     ),
     pytest.param(
+        MINIMAL + "optimizer:\n  lr: 0.01\nschedule:\n  name: cosine\n  min_lr: 0.1\n",
+        "min_lr",
+        ["schedule.min_lr", "is 0.1 but optimizer.lr is 0.01", "at most optimizer.lr"],
+        id="min-lr-above-lr",
+    ),
+    pytest.param(
         MINIMAL + "optimizer:\n  name: sgd\n  nesterov: true\n",
         "nesterov",
         ["optimizer.nesterov", "momentum"],

@@ -528,6 +528,27 @@ def test_resuming_a_run_that_early_stopping_ended_is_refused_with_how_to_go_on(
     assert epochs == [1, 2, 3, 4]  # two more bad epochs spend the raised patience
 
 
+def test_a_patience_set_on_resume_that_is_spent_does_not_say_the_run_stopped_early(
+    tmp_path: Path,
+) -> None:
+    # min_delta this large: only the first epoch improves; without patience the run goes on.
+    stopping = {"min_delta": 100.0}
+    cfg = make_config(tmp_path, training={"epochs": 3, "early_stopping": stopping})
+    run_dir = train.start(cfg, make_splits(), tmp_path / "R").run().run_dir
+    before = snapshot(tmp_path)
+
+    patience = "training.early_stopping.patience=2"
+    code, message = run("train", "--resume", str(run_dir), "--epochs", "5", "--set", patience)
+
+    assert code == 2
+    assert "ended by early stopping" not in message
+    assert "did not stop early, but the patience now set would have ended it after epoch 3" in (
+        message
+    )
+    assert "--set training.early_stopping.patience=4" in message
+    assert snapshot(tmp_path) == before
+
+
 @pytest.mark.parametrize(
     "command",
     [["evaluate"], ["predict", "digit.png"], ["inspect"], ["show", "hidden"]],
