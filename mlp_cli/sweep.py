@@ -923,8 +923,6 @@ def run_local(
     # fork: workers inherit the loaded modules and start in milliseconds.
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     n = len(sweep.trials)
-    events, acks, prune = ctx.Queue(), ctx.Array("i", n, lock=False), ctx.Array("b", n, lock=False)
-    stop_all = ctx.Value("b", 0, lock=False)
     asha = Asha(sweep.early_terminate, sweep.goal) if sweep.early_terminate else None
     if asha is not None:
         asha.replay(sweep)
@@ -941,12 +939,19 @@ def run_local(
                 acks[index] = int(payload["epoch"])
         on_change()
 
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(todo)),
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(sweep.cpus_per_trial, events, acks, prune, stop_all, asha is not None),
-    ) as pool:
+    try:  # the pipes and shared memory of the workers, which `ulimit -n` may not allow either
+        events = ctx.Queue()
+        acks, prune = ctx.Array("i", n, lock=False), ctx.Array("b", n, lock=False)
+        stop_all = ctx.Value("b", 0, lock=False)
+        pool = ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)),
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(sweep.cpus_per_trial, events, acks, prune, stop_all, asha is not None),
+        )
+    except OSError as exc:
+        raise _not_started(sweep, exc, mp.active_children()) from None
+    with pool:
         try:
             pending: dict[Future[Outcome | None], int] = {
                 pool.submit(

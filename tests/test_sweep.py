@@ -8,6 +8,7 @@ import csv
 import errno
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import subprocess
@@ -842,6 +843,37 @@ def test_workers_the_system_will_not_start_end_the_sweep_in_one_error_without_a_
     assert "could not start the sweep's worker processes: Too many open files" in message
     assert "mlp sweep --resume" in message
     monkeypatch.setattr(ForkProcess, "_Popen", staticmethod(real))
+    code, _, err = mlp("sweep", "--resume", str(tmp_path / "runs" / "grid"), "--quiet")
+    assert code == 0, err
+    assert [t.status for t in Sweep.load(tmp_path / "runs" / "grid").trials] == ["completed"] * 4
+
+
+@pytest.mark.parametrize("given", [0, 1])  # the sweep's own queue's pipe, or the pool's
+def test_workers_the_system_will_not_give_pipes_end_the_sweep_in_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: int
+) -> None:
+    # As under a `ulimit -n` lower still: no file descriptor for the pipes that would carry
+    # the workers' work and news, before any worker is started.
+    pipes: list[Any] = []
+    real = multiprocessing.connection.Pipe
+
+    def pipe(duplex: bool = True) -> Any:
+        if len(pipes) == given:
+            raise OSError(errno.EMFILE, "Too many open files")
+        pipes.append(real(duplex))
+        return pipes[-1]
+
+    monkeypatch.setattr(multiprocessing.connection, "Pipe", pipe)
+    path = write_sweep(tmp_path, GRID)
+    code, _, err = mlp("sweep", str(path), "--workers", "2", "--quiet")
+    message = " ".join(err.split())
+    assert code == 1, message
+    assert message.startswith(
+        "error: could not start the sweep's worker processes: Too many open files"
+    ), message
+    assert "mlp sweep --resume" in message
+    assert not multiprocessing.active_children()
+    monkeypatch.setattr(multiprocessing.connection, "Pipe", real)
     code, _, err = mlp("sweep", "--resume", str(tmp_path / "runs" / "grid"), "--quiet")
     assert code == 0, err
     assert [t.status for t in Sweep.load(tmp_path / "runs" / "grid").trials] == ["completed"] * 4
