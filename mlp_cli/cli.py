@@ -312,9 +312,15 @@ DebugOpt = Annotated[
 _ARGUMENT_ERRNOS = (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ENOENT, errno.ELOOP, errno.EISDIR)
 
 
-def _out_of_memory(exc: MemoryError) -> str:
+# What the system's loader says of a module it could not map into memory, as it does of
+# one loaded late (NumPy's random module at its first use) under `ulimit -v`.
+_NOT_MAPPED = "failed to map segment from shared object"
+
+
+def _out_of_memory(exc: MemoryError | ImportError) -> str:
     """One paragraph for an allocation the system refused: NumPy's words for it (the size
-    and shape it asked for) and the process's `ulimit -v`, if one is set."""
+    and shape it asked for), or the loader's for a module it could not map, and the
+    process's `ulimit -v`, if one is set."""
     limit = ""
     with contextlib.suppress(ImportError, OSError, ValueError):  # `resource`: Unix only
         import resource
@@ -359,8 +365,8 @@ def handle_errors(command: F) -> F:
 
             _say(ERROR, "cannot use '", plain_name(exc.filename), f"': {reason(exc)}.", err=True)
             raise typer.Exit(2 if exc.errno in _ARGUMENT_ERRNOS else 1) from None
-        except MemoryError as exc:
-            if _debugging():
+        except (MemoryError, ImportError) as exc:
+            if _debugging() or (isinstance(exc, ImportError) and _NOT_MAPPED not in str(exc)):
                 raise
             _say(ERROR, _out_of_memory(exc), err=True)
             raise typer.Exit(1) from None
