@@ -1015,10 +1015,9 @@ def _not_started(sweep: Sweep, exc: OSError, started: list[Any]) -> MLPError:
         worker.join()
     limit = ""
     if exc.errno == errno.EMFILE:
-        with contextlib.suppress(ImportError, OSError, ValueError):  # `resource`: Unix only
-            import resource
-
-            limit = f" (`ulimit -n` allows {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+        # not `resource`: importing it needs a file descriptor, which is what is missing
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # os.sysconf: Unix
+            limit = f" (`ulimit -n` allows {os.sysconf('SC_OPEN_MAX')})"
     return MLPError(
         f"could not start the sweep's worker processes: {outputs.reason(exc)}{limit}. Raise the"
         f" limit or run fewer --workers, then continue with: {resume_hint(sweep)}"

@@ -879,6 +879,46 @@ def test_workers_the_system_will_not_give_pipes_end_the_sweep_in_one_error(
     assert [t.status for t in Sweep.load(tmp_path / "runs" / "grid").trials] == ["completed"] * 4
 
 
+# The command line as a low `ulimit -n` leaves it when the pool asks for a pipe: every file
+# descriptor taken (the limit set, through libc, at the lowest one free), so that nothing
+# more can be opened, not even a module's file to import.
+WITHOUT_A_FILE_DESCRIPTOR = """
+import ctypes, errno, multiprocessing.connection, os, runpy, sys
+
+class Limit(ctypes.Structure):
+    _fields_ = [("soft", ctypes.c_ulong), ("hard", ctypes.c_ulong)]
+
+def pipe(duplex=True):
+    assert "resource" not in sys.modules  # as in a command that has not needed it
+    libc, limit, free = ctypes.CDLL(None), Limit(), os.dup(0)
+    os.close(free)
+    libc.getrlimit(7, ctypes.byref(limit))  # RLIMIT_NOFILE
+    libc.setrlimit(7, ctypes.byref(Limit(free, limit.hard)))
+    raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+multiprocessing.connection.Pipe = pipe
+sys.argv = sys.argv[1:]  # the child's file, then mlp's arguments
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's RLIMIT_NOFILE")
+def test_workers_without_a_file_descriptor_left_name_the_limit(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, GRID)
+    child = [sys.executable, "-c", WITHOUT_A_FILE_DESCRIPTOR, str(HERE / "sweep_child.py")]
+    proc = subprocess.run(
+        [*child, "sweep", str(path), "--workers", "2"],
+        env={k: v for k, v in os.environ.items() if k != "MLP_DEBUG"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    message = " ".join(proc.stderr.split())
+    assert proc.returncode == 1, message
+    assert message.startswith("error: could not start the sweep's worker processes:"), message
+    assert "Too many open files (`ulimit -n` allows " in message
+
+
 def test_a_resumed_asha_sweep_stops_the_same_trials(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, ASHA)
     whole = plan(path, out=tmp_path / "whole")
