@@ -200,15 +200,21 @@ class _InstallCompletion(_ShowCompletion):
                 err=True,
             )
             raise typer.Exit(1) from None
-        except RuntimeError as exc:  # Path.home(): no HOME, and no home folder the system knows
+        except RuntimeError as exc:
+            # Path.home(): HOME unset and no home folder the system knows, or a HOME of
+            # '~...', which Python takes as it is
             if _debugging() or isinstance(exc, typer.Exit):  # (an exit, said already)
                 raise
+            home = os.environ.get("HOME")
             _say(
                 ERROR,
                 "cannot install shell completion: it goes in the home folder, and this process"
-                " has none (HOME is not set, and the system knows no home folder for this"
-                " user). Set HOME, or save what `mlp --show-completion` prints where your"
-                " shell reads completions.",
+                " has none (",
+                "HOME is not set, and the system knows no home folder for this user"
+                if home is None
+                else plain(f"HOME is '{home}', which names no folder"),
+                "). Set HOME to the path of your home folder, or save what `mlp"
+                " --show-completion` prints where your shell reads completions.",
                 err=True,
             )
             raise typer.Exit(1) from None

@@ -439,6 +439,20 @@ def test_install_completion_without_a_home_folder_is_one_clear_error(tmp_path: P
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX HOME")
+def test_install_completion_with_a_home_that_names_no_folder_quotes_it(tmp_path: Path) -> None:
+    # Python takes HOME as it is, for a user the system knows too: '~' expands to nothing
+    env = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1", "HOME": "~"}
+    proc = mlp("--install-completion", "bash", cwd=tmp_path, env=env)
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith("error: cannot install shell completion: it goes in the home"), stderr
+    assert "HOME is '~', which names no folder" in stderr
+    assert "HOME is not set" not in stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(not Path("/bin/sh").exists(), reason="no /bin/sh on this system")
 @pytest.mark.parametrize("verb", ["install", "show"])
 def test_completion_in_a_shell_typer_makes_none_for_says_which_it_makes(
