@@ -920,6 +920,7 @@ def run_local(
     todo = sweep.unfinished()
     if not todo:
         return True
+    callers = set(mp.active_children())  # not the sweep's to end if its workers fail
     # fork: workers inherit the loaded modules and start in milliseconds.
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     n = len(sweep.trials)
@@ -950,7 +951,7 @@ def run_local(
             initargs=(sweep.cpus_per_trial, events, acks, prune, stop_all, asha is not None),
         )
     except OSError as exc:
-        raise _not_started(sweep, exc, mp.active_children()) from None
+        raise _not_started(sweep, exc, set(mp.active_children()) - callers) from None
     with pool:
         try:
             pending: dict[Future[Outcome | None], int] = {
@@ -960,7 +961,7 @@ def run_local(
                 for i in todo
             }
         except OSError as exc:  # a worker the system would not start (`ulimit -n`)
-            raise _not_started(sweep, exc, mp.active_children()) from None
+            raise _not_started(sweep, exc, set(mp.active_children()) - callers) from None
         last_save = 0.0
         try:  # until every submitted trial has ended
             while pending:
@@ -1006,10 +1007,10 @@ def run_local(
     return not (stop_all.value or should_stop())
 
 
-def _not_started(sweep: Sweep, exc: OSError, started: list[Any]) -> MLPError:
+def _not_started(sweep: Sweep, exc: OSError, started: set[Any]) -> MLPError:
     """The error for workers the system would not start, once those it did start (the
-    pool's processes, the only children here) are ended: they would wait for work forever,
-    and the sweep's exit for them."""
+    pool's processes: the children made since the sweep began) are ended: they would wait
+    for work forever, and the sweep's exit for them."""
     for worker in started:
         worker.kill()
         worker.join()

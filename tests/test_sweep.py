@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from mlp_cli import data, sweep
 from mlp_cli.cli import app
-from mlp_cli.errors import ConfigError
+from mlp_cli.errors import ConfigError, MLPError
 from mlp_cli.limits import json_values_at_most
 from mlp_cli.sweep import Asha, EarlyTerminate, Outcome, Sweep, plan, run_local
 from mlp_cli.train import LOCK_FILE, Trainer
@@ -846,6 +846,34 @@ def test_workers_the_system_will_not_start_end_the_sweep_in_one_error_without_a_
     code, _, err = mlp("sweep", "--resume", str(tmp_path / "runs" / "grid"), "--quiet")
     assert code == 0, err
     assert [t.status for t in Sweep.load(tmp_path / "runs" / "grid").trials] == ["completed"] * 4
+
+
+def test_workers_the_system_will_not_start_leave_the_callers_own_processes_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run_local is the library's: a program calling it may have processes of its own.
+    mine = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    mine.start()
+    started: list[Any] = []
+    real = ForkProcess._Popen
+
+    def popen(process: Any) -> Any:
+        if started:
+            raise OSError(errno.EMFILE, "Too many open files")
+        started.append(process)
+        return real(process)
+
+    monkeypatch.setattr(ForkProcess, "_Popen", staticmethod(popen))
+    sweep = plan(write_sweep(tmp_path, GRID))
+    try:
+        with pytest.raises(MLPError, match="could not start the sweep's worker"):
+            run_local(sweep, workers=2)
+        assert mine.is_alive()
+        assert multiprocessing.active_children() == [mine]
+    finally:
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
 
 
 @pytest.mark.parametrize("given", [0, 1])  # the sweep's own queue's pipe, or the pool's
