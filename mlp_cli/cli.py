@@ -200,15 +200,21 @@ class _InstallCompletion(_ShowCompletion):
                 err=True,
             )
             raise typer.Exit(1) from None
-        except RuntimeError as exc:  # Path.home(): no HOME, and no home folder the system knows
+        except RuntimeError as exc:
+            # Path.home(): HOME unset and no home folder the system knows, or a HOME of
+            # '~...', which Python takes as it is
             if _debugging() or isinstance(exc, typer.Exit):  # (an exit, said already)
                 raise
+            home = os.environ.get("HOME")
             _say(
                 ERROR,
                 "cannot install shell completion: it goes in the home folder, and this process"
-                " has none (HOME is not set, and the system knows no home folder for this"
-                " user). Set HOME, or save what `mlp --show-completion` prints where your"
-                " shell reads completions.",
+                " has none (",
+                "HOME is not set, and the system knows no home folder for this user"
+                if home is None
+                else plain(f"HOME is '{home}', which names no folder"),
+                "). Set HOME to the path of your home folder, or save what `mlp"
+                " --show-completion` prints where your shell reads completions.",
                 err=True,
             )
             raise typer.Exit(1) from None
@@ -312,9 +318,15 @@ DebugOpt = Annotated[
 _ARGUMENT_ERRNOS = (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ENOENT, errno.ELOOP, errno.EISDIR)
 
 
-def _out_of_memory(exc: MemoryError) -> str:
+# What the system's loader says of a module it could not map into memory, as it does of
+# one loaded late (NumPy's random module at its first use) under `ulimit -v`.
+_NOT_MAPPED = "failed to map segment from shared object"
+
+
+def _out_of_memory(exc: MemoryError | ImportError) -> str:
     """One paragraph for an allocation the system refused: NumPy's words for it (the size
-    and shape it asked for) and the process's `ulimit -v`, if one is set."""
+    and shape it asked for), or the loader's for a module it could not map, and the
+    process's `ulimit -v`, if one is set."""
     limit = ""
     with contextlib.suppress(ImportError, OSError, ValueError):  # `resource`: Unix only
         import resource
@@ -359,8 +371,8 @@ def handle_errors(command: F) -> F:
 
             _say(ERROR, "cannot use '", plain_name(exc.filename), f"': {reason(exc)}.", err=True)
             raise typer.Exit(2 if exc.errno in _ARGUMENT_ERRNOS else 1) from None
-        except MemoryError as exc:
-            if _debugging():
+        except (MemoryError, ImportError) as exc:
+            if _debugging() or (isinstance(exc, ImportError) and _NOT_MAPPED not in str(exc)):
                 raise
             _say(ERROR, _out_of_memory(exc), err=True)
             raise typer.Exit(1) from None

@@ -161,12 +161,18 @@ def data_dir() -> Path:
 
     try:
         path = Path(pooch.os_cache("mlp")) / "mnist"
-    except RuntimeError:  # platformdirs: no HOME, and no home folder the system knows
+    except RuntimeError:  # platformdirs: no absolute HOME, and no home folder the system knows
+        home = os.environ.get("HOME")
+        told = (
+            f"HOME is '{shorten(shown(home), 300)}', not an absolute path"
+            if home
+            else "HOME is not set"
+        )
         raise UsageError(
             "The MNIST cache lies in the home folder unless set elsewhere, and this process"
-            " has none: HOME is not set, and the system knows no home folder for this user"
+            f" has none: {told}, and the system knows no home folder for this user"
             f" (a user ID without an entry in /etc/passwd). Set {DATA_DIR_ENV} to a folder"
-            f" for mlp's data, or HOME or {CACHE_HOME_ENV} to a folder path."
+            f" for mlp's data, or HOME or {CACHE_HOME_ENV} to an absolute folder path."
         ) from None
     if (variable := _cache_variable(path)) is not None:
         value = (

@@ -54,7 +54,7 @@ THREAD_MIN = 1 << 22
 
 def compiled_kernels() -> ModuleType | None:
     """`mlp_cli.kernels` (which imports numba and compiles on first use), or None where numba
-    is not installed."""
+    is not installed or cannot be loaded."""
     cores = os.cpu_count() or 1
     try:
         if (problem := _numba_threads_problem(cores)) is not None:
@@ -68,9 +68,9 @@ def compiled_kernels() -> ModuleType | None:
         return None
     except Exception as exc:  # numba refusing its settings: NUMBA_NUM_THREADS=0, NUMBA_OPT=x,
         # a .numba_config.yaml that is no YAML mapping...
-        if isinstance(exc, OSError) and exc.filename is None:
-            # ...or llvmlite's compiler library not loading (too little memory to map it, a
-            # broken install): no setting's fault, and numba is as good as not installed
+        if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.filename is None):
+            # ...or llvmlite's compiler library not loading, or numba not fitting (too little
+            # memory, a broken install): no setting's fault, numba as good as not installed
             return None
         reason = str(exc).partition("\n")[0].rstrip(".")
         raise UsageError(

@@ -922,11 +922,10 @@ def run_local(
     todo = sweep.unfinished()
     if not todo:
         return True
+    callers = set(mp.active_children())  # not the sweep's to end if its workers fail
     # fork: workers inherit the loaded modules and start in milliseconds.
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     n = len(sweep.trials)
-    events, acks, prune = ctx.Queue(), ctx.Array("i", n, lock=False), ctx.Array("b", n, lock=False)
-    stop_all = ctx.Value("b", 0, lock=False)
     asha = Asha(sweep.early_terminate, sweep.goal) if sweep.early_terminate else None
     if asha is not None:
         asha.replay(sweep)
@@ -943,12 +942,19 @@ def run_local(
                 acks[index] = int(payload["epoch"])
         on_change()
 
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(todo)),
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(sweep.cpus_per_trial, events, acks, prune, stop_all, asha is not None),
-    ) as pool:
+    try:  # the pipes and shared memory of the workers, which `ulimit -n` may not allow either
+        events = ctx.Queue()
+        acks, prune = ctx.Array("i", n, lock=False), ctx.Array("b", n, lock=False)
+        stop_all = ctx.Value("b", 0, lock=False)
+        pool = ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)),
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(sweep.cpus_per_trial, events, acks, prune, stop_all, asha is not None),
+        )
+    except OSError as exc:
+        raise _not_started(sweep, exc, set(mp.active_children()) - callers) from None
+    with pool:
         try:
             pending: dict[Future[Outcome | None], int] = {
                 pool.submit(
@@ -957,7 +963,7 @@ def run_local(
                 for i in todo
             }
         except OSError as exc:  # a worker the system would not start (`ulimit -n`)
-            raise _not_started(sweep, exc, mp.active_children()) from None
+            raise _not_started(sweep, exc, set(mp.active_children()) - callers) from None
         last_save = 0.0
         try:  # until every submitted trial has ended
             while pending:
@@ -1003,19 +1009,18 @@ def run_local(
     return not (stop_all.value or should_stop())
 
 
-def _not_started(sweep: Sweep, exc: OSError, started: list[Any]) -> MLPError:
+def _not_started(sweep: Sweep, exc: OSError, started: set[Any]) -> MLPError:
     """The error for workers the system would not start, once those it did start (the
-    pool's processes, the only children here) are ended: they would wait for work forever,
-    and the sweep's exit for them."""
+    pool's processes: the children made since the sweep began) are ended: they would wait
+    for work forever, and the sweep's exit for them."""
     for worker in started:
         worker.kill()
         worker.join()
     limit = ""
     if exc.errno == errno.EMFILE:
-        with contextlib.suppress(ImportError, OSError, ValueError):  # `resource`: Unix only
-            import resource
-
-            limit = f" (`ulimit -n` allows {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+        # not `resource`: importing it needs a file descriptor, which is what is missing
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # os.sysconf: Unix
+            limit = f" (`ulimit -n` allows {os.sysconf('SC_OPEN_MAX')})"
     return MLPError(
         f"could not start the sweep's worker processes: {outputs.reason(exc)}{limit}. Raise the"
         f" limit or run fewer --workers, then continue with: {resume_hint(sweep)}"

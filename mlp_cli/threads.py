@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import pairwise, product
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -112,9 +112,12 @@ def _cgroup_cpu_quota() -> float | None:
         v1 = "cpu" in controllers.split(",")
         if not own.startswith("/") or (controllers and not v1):
             continue
-        base = CGROUP_ROOT / "cpu" if v1 else CGROUP_ROOT
+        # v1: a hierarchy is mounted under the names of its controllers ("cpu,cpuacct"),
+        # and often linked as "cpu" too; either may be missing
+        bases = (CGROUP_ROOT / controllers, CGROUP_ROOT / "cpu") if v1 else (CGROUP_ROOT,)
         path = PurePosixPath(own)
-        for folder in (path, *path.parents):  # missing folders (a namespace's) are skipped
+        # missing folders (a namespace's, or a mount's other name) are skipped
+        for base, folder in product(bases, (path, *path.parents)):
             quotas.append(_folder_cpu_quota(base / folder.relative_to("/"), v1))
     return min((quota for quota in quotas if quota is not None), default=None)
 

@@ -236,6 +236,42 @@ def test_running_out_of_memory_is_one_clear_error_naming_the_limit(tmp_path: Pat
     assert "Traceback" not in stderr
 
 
+# The command line in a process whose memory is capped, as by `ulimit -v`, just as it loads
+# an extension module late (as NumPy loads its random module at a first use): the loader
+# cannot map the module's file.
+MAPPING_UNDER_A_MEMORY_LIMIT = """
+import importlib, importlib.util, resource, sys
+from mlp_cli import cli, data
+def prepare_data(cfg, progressbar=False):
+    names = ("_sqlite3", "_curses", "_dbm", "audioop")  # extension modules mlp never loads
+    late = next(m for m in names if m not in sys.modules and importlib.util.find_spec(m))
+    held = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (held + 2**16, resource.RLIM_INFINITY))
+    try:
+        importlib.import_module(late)
+    finally:  # room to say so
+        resource.setrlimit(resource.RLIMIT_AS, (held + 2**28, resource.RLIM_INFINITY))
+data.prepare_data = prepare_data
+cli.main()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="Linux's /proc only")
+def test_a_module_that_cannot_be_mapped_under_a_memory_limit_is_out_of_memory(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "unit.yaml"
+    config.write_text("model: {layers: 784-10}\n")
+    program = ("-c", MAPPING_UNDER_A_MEMORY_LIMIT)
+    proc = mlp("train", "--config", str(config), cwd=tmp_path, program=program)
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith("error: out of memory: "), stderr
+    assert "failed to map segment from shared object" in stderr
+    assert "`ulimit -v` allows it" in stderr
+    assert "Traceback" not in stderr
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -399,6 +435,20 @@ def test_install_completion_without_a_home_folder_is_one_clear_error(tmp_path: P
     stderr = " ".join(proc.stderr.decode().split())
     assert proc.returncode == 1, stderr
     assert stderr.startswith("error: cannot install shell completion: it goes in the home"), stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX HOME")
+def test_install_completion_with_a_home_that_names_no_folder_quotes_it(tmp_path: Path) -> None:
+    # Python takes HOME as it is, for a user the system knows too: '~' expands to nothing
+    env = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1", "HOME": "~"}
+    proc = mlp("--install-completion", "bash", cwd=tmp_path, env=env)
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith("error: cannot install shell completion: it goes in the home"), stderr
+    assert "HOME is '~', which names no folder" in stderr
+    assert "HOME is not set" not in stderr
     assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
 

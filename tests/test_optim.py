@@ -394,15 +394,22 @@ def test_without_numba_the_optimizers_run_the_numpy_version(
     assert got == pytest.approx(adam_by_hand([G1], 0.01, 0.9, 0.999, 1e-8, 0.0), rel=1e-14)
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        # What llvmlite raises where its library cannot be mapped (`ulimit -v` too low for
+        # it) or is missing: no setting of numba's is at fault.
+        "OSError(\"Could not find/load shared object file 'libllvmlite.so'\")",
+        # What the import raises where the library maps but the rest of numba does not fit
+        # (`ulimit -v` a little higher): no setting either, and no message to quote.
+        "MemoryError()",
+    ],
+)
 def test_a_numba_whose_compiler_library_does_not_load_runs_the_numpy_version(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: str
 ) -> None:
-    # What llvmlite raises where its library cannot be mapped (`ulimit -v` too low for it)
-    # or is missing: no setting of numba's is at fault.
     (tmp_path / "numba").mkdir()
-    (tmp_path / "numba" / "__init__.py").write_text(
-        "raise OSError(\"Could not find/load shared object file 'libllvmlite.so'\")\n"
-    )
+    (tmp_path / "numba" / "__init__.py").write_text(f"raise {error}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "numba", raising=False)
     monkeypatch.delitem(sys.modules, "mlp_cli.kernels", raising=False)

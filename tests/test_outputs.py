@@ -1435,6 +1435,31 @@ def test_no_home_folder_for_the_default_cache_is_a_usage_error(
     assert treesnap.snapshot(work) == before
 
 
+@pytest.mark.parametrize("home", ["relative/home", "~"])
+def test_a_relative_home_without_a_home_folder_is_named_as_such(
+    work: Path, monkeypatch: pytest.MonkeyPatch, home: str
+) -> None:
+    # platformdirs takes HOME only as an absolute path: a relative one counts as none
+    pwd = pytest.importorskip("pwd")
+    for variable in (data.DATA_DIR_ENV, "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", home)
+
+    def unknown(uid: int) -> Any:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    before = treesnap.snapshot(work)
+
+    code, out, err = run("data", "path")
+
+    message = " ".join(err.split())
+    assert code == 2, out + err
+    assert f"HOME is '{home}', not an absolute path, and the system knows no home" in message
+    assert "HOME is not set" not in message
+    assert treesnap.snapshot(work) == before
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc on this system")
 @pytest.mark.parametrize("variable", [data.DATA_DIR_ENV, "XDG_CACHE_HOME"])
 def test_a_cache_variable_naming_a_place_without_new_files_is_a_usage_error(

@@ -8,6 +8,7 @@ import csv
 import errno
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from typer.testing import CliRunner
 
 from mlp_cli import data, sweep
 from mlp_cli.cli import app
-from mlp_cli.errors import ConfigError
+from mlp_cli.errors import ConfigError, MLPError
 from mlp_cli.limits import json_values_at_most
 from mlp_cli.sweep import Asha, EarlyTerminate, Outcome, Sweep, plan, run_local
 from mlp_cli.train import LOCK_FILE, Trainer
@@ -849,6 +850,105 @@ def test_workers_the_system_will_not_start_end_the_sweep_in_one_error_without_a_
     code, _, err = mlp("sweep", "--resume", str(tmp_path / "runs" / "grid"), "--quiet")
     assert code == 0, err
     assert [t.status for t in Sweep.load(tmp_path / "runs" / "grid").trials] == ["completed"] * 4
+
+
+def test_workers_the_system_will_not_start_leave_the_callers_own_processes_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run_local is the library's: a program calling it may have processes of its own.
+    mine = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    mine.start()
+    started: list[Any] = []
+    real = ForkProcess._Popen
+
+    def popen(process: Any) -> Any:
+        if started:
+            raise OSError(errno.EMFILE, "Too many open files")
+        started.append(process)
+        return real(process)
+
+    monkeypatch.setattr(ForkProcess, "_Popen", staticmethod(popen))
+    sweep = plan(write_sweep(tmp_path, GRID))
+    try:
+        with pytest.raises(MLPError, match="could not start the sweep's worker"):
+            run_local(sweep, workers=2)
+        assert mine.is_alive()
+        assert multiprocessing.active_children() == [mine]
+    finally:
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
+
+
+@pytest.mark.parametrize("given", [0, 1])  # the sweep's own queue's pipe, or the pool's
+def test_workers_the_system_will_not_give_pipes_end_the_sweep_in_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: int
+) -> None:
+    # As under a `ulimit -n` lower still: no file descriptor for the pipes that would carry
+    # the workers' work and news, before any worker is started.
+    pipes: list[Any] = []
+    real = multiprocessing.connection.Pipe
+
+    def pipe(duplex: bool = True) -> Any:
+        if len(pipes) == given:
+            raise OSError(errno.EMFILE, "Too many open files")
+        pipes.append(real(duplex))
+        return pipes[-1]
+
+    monkeypatch.setattr(multiprocessing.connection, "Pipe", pipe)
+    path = write_sweep(tmp_path, GRID)
+    code, _, err = mlp("sweep", str(path), "--workers", "2", "--quiet")
+    message = " ".join(err.split())
+    assert code == 1, message
+    assert message.startswith(
+        "error: could not start the sweep's worker processes: Too many open files"
+    ), message
+    assert "mlp sweep --resume" in message
+    assert not multiprocessing.active_children()
+    monkeypatch.setattr(multiprocessing.connection, "Pipe", real)
+    code, _, err = mlp("sweep", "--resume", str(tmp_path / "runs" / "grid"), "--quiet")
+    assert code == 0, err
+    assert [t.status for t in Sweep.load(tmp_path / "runs" / "grid").trials] == ["completed"] * 4
+
+
+# The command line as a low `ulimit -n` leaves it when the pool asks for a pipe: every file
+# descriptor taken (the limit set, through libc, at the lowest one free), so that nothing
+# more can be opened, not even a module's file to import.
+WITHOUT_A_FILE_DESCRIPTOR = """
+import ctypes, errno, multiprocessing.connection, os, runpy, sys
+
+class Limit(ctypes.Structure):
+    _fields_ = [("soft", ctypes.c_ulong), ("hard", ctypes.c_ulong)]
+
+def pipe(duplex=True):
+    assert "resource" not in sys.modules  # as in a command that has not needed it
+    libc, limit, free = ctypes.CDLL(None), Limit(), os.dup(0)
+    os.close(free)
+    libc.getrlimit(7, ctypes.byref(limit))  # RLIMIT_NOFILE
+    libc.setrlimit(7, ctypes.byref(Limit(free, limit.hard)))
+    raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+multiprocessing.connection.Pipe = pipe
+sys.argv = sys.argv[1:]  # the child's file, then mlp's arguments
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's RLIMIT_NOFILE")
+def test_workers_without_a_file_descriptor_left_name_the_limit(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, GRID)
+    child = [sys.executable, "-c", WITHOUT_A_FILE_DESCRIPTOR, str(HERE / "sweep_child.py")]
+    proc = subprocess.run(
+        [*child, "sweep", str(path), "--workers", "2"],
+        env={k: v for k, v in os.environ.items() if k != "MLP_DEBUG"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    message = " ".join(proc.stderr.split())
+    assert proc.returncode == 1, message
+    assert message.startswith("error: could not start the sweep's worker processes:"), message
+    assert "Too many open files (`ulimit -n` allows " in message
 
 
 def test_a_resumed_asha_sweep_stops_the_same_trials(tmp_path: Path) -> None:

@@ -208,6 +208,16 @@ def test_usable_cores_respects_affinity_and_a_cgroup_quota(
             "4:memory:/job\n3:cpu,cpuacct:/job\n0::/\n",
             {"cpu/job/cpu.cfs_quota_us": "150000\n", "cpu/job/cpu.cfs_period_us": "100000\n"},
         ),
+        # cgroup v1, cpu mounted with cpuacct under both their names, as systemd mounts it,
+        # without the link "cpu" to it that systemd adds
+        (
+            "3:cpu,cpuacct:/job\n",
+            {
+                "cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+                "cpu,cpuacct/job/cpu.cfs_quota_us": "150000\n",
+                "cpu,cpuacct/job/cpu.cfs_period_us": "100000\n",
+            },
+        ),
     ],
 )
 def test_usable_cores_finds_the_cgroup_quota_of_this_process(
