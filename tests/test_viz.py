@@ -242,7 +242,7 @@ def test_save_hidden_png_shows_the_weights_of_tiles_too_small_for_their_labels(
     tmp_path: Path, side: int
 ) -> None:
     # A model file may take inputs of any side up to 28; the box behind a unit's index is
-    # 11 pixels tall or more, so on tiles of 4 pixels a weight it would hide the weights.
+    # 11 pixels tall or more, so on tiles of 4 pixels per weight it would hide the weights.
     units, tile = 12, 4 * side  # 4 x 3 tiles
     out = viz.save_hidden_png(np.ones((units, side * side)), side, tmp_path / "h.png", "n")
     with Image.open(out) as img:
