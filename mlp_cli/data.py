@@ -960,17 +960,19 @@ def read_idx(source: str | Path | bytes, name: str, *, kind: _Kind | None = None
     """Parse one MNIST IDX file strictly; uint8 (N, 28, 28) images or uint8 (N,) labels.
 
     `name` is used in error messages (a file name or path). `kind` defaults to what
-    `name` says ("images" / "labels" in it), else to what the header's number of
-    dimensions says. Every problem raises DataError naming the file: bad magic number,
-    element type other than uint8, wrong number of dimensions, images not 28x28,
-    payload shorter or longer than the header declares (checked against the file size
-    before anything is allocated), labels outside 0..9.
+    the file's own name says ("images" / "labels" in the last part of `name`, whatever
+    its folders are called), else to what the header's number of dimensions says.
+    Every problem raises DataError naming the file: bad magic number, element type
+    other than uint8, wrong number of dimensions, images not 28x28, payload shorter
+    or longer than the header declares (checked against the file size before
+    anything is allocated), labels outside 0..9.
 
     Bytes are wrapped with np.frombuffer, so the result is a read-only view of the one
     buffer read from disk; copy it to modify it.
     """
     if kind is None:
-        kind = "labels" if "labels" in name else "images" if "images" in name else None
+        own = Path(name).name
+        kind = "labels" if "labels" in own else "images" if "images" in own else None
     if isinstance(source, bytes | bytearray | memoryview):
         data = source
     else:

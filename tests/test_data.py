@@ -705,6 +705,20 @@ def test_cached_files_and_info_describe_the_cache(
         assert rows[stem]["label_counts"] == expected
 
 
+def test_info_parses_a_cache_in_a_folder_whose_name_says_labels(
+    synthetic: Synthetic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each file is an images or a labels file by its own name, not by the folder's.
+    monkeypatch.setenv("MLP_DATA_DIR", str(tmp_path / "mnist-labels"))
+    data.import_mnist(synthetic.folder)
+
+    rows = {row["name"]: row for row in data.mnist_info()}
+
+    for stem, array in synthetic.arrays.items():
+        assert rows[stem]["error"] is None
+        assert rows[stem]["count"] == len(array)
+
+
 def test_data_hashes_is_a_copy_of_the_registry() -> None:
     hashes = data.data_hashes()
     assert hashes == data.MNIST_FILES
