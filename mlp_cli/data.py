@@ -281,7 +281,8 @@ def mnist_info() -> list[dict[str, Any]]:
     Keys: name, path (Path), present, verified (sha256 matches), bytes (size on disk),
     sha256 (of the cached file), expected_sha256, count (items in the file),
     label_counts (one count per class, label files only), error (why the file does not
-    parse). Fields that need the file are None when it is absent. A killed download's
+    parse). Fields that need the file are None when it is absent, and sha256 when it is
+    larger than any MNIST file (it is not read). A killed download's
     leftovers are removed first, as by every reader of the cache.
     """
     directory = data_dir()
@@ -305,11 +306,15 @@ def mnist_info() -> list[dict[str, Any]]:
         if not row["present"]:
             continue
         try:
+            row["bytes"] = size = path.stat().st_size
+            if size > _MAX_IDX_BYTES:  # no MNIST file is this large: neither read nor hashed
+                problem = f"it holds {size:,} bytes, far more than any MNIST file"
+                row["error"] = str(_idx_error(str(path), problem))
+                continue
             raw = read_regular(path, _MAX_IDX_BYTES)
         except OSError as exc:
             row["error"] = f"cannot be read: {exc.strerror or exc}"
             continue
-        row["bytes"] = len(raw)
         row["sha256"] = hashlib.sha256(raw).hexdigest()
         row["verified"] = row["sha256"] == expected
         try:

@@ -450,6 +450,25 @@ def test_oversized_cached_file_is_not_read_whole(tmp_path: Path) -> None:
     assert not (cache / stem).exists()
 
 
+def test_info_gives_an_oversized_cached_files_real_size_without_reading_it_whole() -> None:
+    cache = data.data_dir()
+    cache.mkdir(parents=True)
+    stem = "train-images-idx3-ubyte"
+    size = 16 + 10**5 * 784  # a consistent header: complete, but more images than MNIST's
+    with (cache / stem).open("wb") as f:
+        f.write(idx_header((10**5, 28, 28)))
+        f.truncate(size)  # sparse on disk
+    rows = within_memory(data.mnist_info)
+    assert isinstance(rows, list)
+    row = rows[0]
+    assert row["name"] == stem
+    assert row["bytes"] == size
+    assert row["sha256"] is None  # not read whole, so not hashed
+    assert not row["verified"]
+    assert f"{size:,} bytes" in row["error"]
+    assert "truncated" not in row["error"]
+
+
 # -- images -----------------------------------------------------------------------------------
 
 
