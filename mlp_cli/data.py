@@ -372,7 +372,7 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
                 f"{DATA_DIR_ENV} at a folder you can write to."
             ) from exc
         if callable(write := getattr(progressbar, "write", None)):  # as tqdm has
-            write(f"{mismatch}; it was moved to {aside}.")
+            write(f"{mismatch}; it was moved to {shown(aside)}.")
         return None
     return raw
 
@@ -431,7 +431,7 @@ def _install(stem: str, raw: bytes) -> Path:
         tmp.unlink(missing_ok=True)
         if exc.errno == errno.EISDIR:  # only the rename can meet a folder
             raise DataError(
-                f"Cannot install the MNIST file {final}: a folder of that name is in the "
+                f"Cannot install the MNIST file {shown(final)}: a folder of that name is in the "
                 "cache. Move or rename that folder (mlp leaves alone what it did not make), "
                 "then run again."
             ) from exc
@@ -588,9 +588,10 @@ def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> 
             raise DataError(
                 f"Could not download the MNIST file {stem}.gz: every mirror failed, tried in this "
                 f"order:\n{tried}\nThe failed downloads left nothing behind in the cache "
-                f"({data_dir()}). If this machine has no internet access, copy the four MNIST "
-                "files (.gz or raw IDX) into a folder and run `mlp data import DIR`; otherwise "
-                f"set {MIRROR_ENV} (or data.mirror in the config) to a mirror you can reach."
+                f"({shown(data_dir())}). If this machine has no internet access, copy the four "
+                "MNIST files (.gz or raw IDX) into a folder and run `mlp data import DIR`; "
+                f"otherwise set {MIRROR_ENV} (or data.mirror in the config) to a mirror you can "
+                "reach."
             )
     return result
 
@@ -934,11 +935,13 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
             try:
                 raw = _decode(candidate)
             except _SourceError as exc:
-                file_problems.append(f"  - {candidate}: {exc}")
+                file_problems.append(f"  - {shown(candidate)}: {exc}")
                 continue
             problem = _hash_problem(raw, stem)
             if problem is not None:
-                file_problems.append(f"  - {candidate}: not the MNIST file {stem}: {problem}")
+                file_problems.append(
+                    f"  - {shown(candidate)}: not the MNIST file {stem}: {problem}"
+                )
                 continue
             if (data_dir() / stem).is_file():
                 _read_cached(stem, notices)  # so _install never replaces a file mlp did not make
@@ -1102,19 +1105,19 @@ def load_mnist(
     blobs = _verified(list(stems), mirror, progressbar, download=download)
     if missing := [stem for stem in stems if stem not in blobs]:
         raise DataError(
-            f"The MNIST {split} files are not in the cache ({data_dir()}): missing "
+            f"The MNIST {split} files are not in the cache ({shown(data_dir())}): missing "
             f"{', '.join(missing)}. Download them (`mlp data fetch`) or import an "
             "offline copy (`mlp data import DIR`)."
         )
     directory = data_dir()
     images_stem, labels_stem = stems
     images_raw, labels_raw = blobs[images_stem], blobs[labels_stem]
-    images = read_idx(images_raw, str(directory / images_stem), kind="images")  # (N, 28, 28)
-    labels = read_idx(labels_raw, str(directory / labels_stem), kind="labels")  # (N,)
+    images = read_idx(images_raw, shown(directory / images_stem), kind="images")  # (N, 28, 28)
+    labels = read_idx(labels_raw, shown(directory / labels_stem), kind="labels")  # (N,)
     if images.shape[0] != labels.shape[0]:
         raise DataError(
-            f"The MNIST {split} files disagree: {directory / images_stem} holds "
-            f"{images.shape[0]:,} images but {directory / labels_stem} holds "
+            f"The MNIST {split} files disagree: {shown(directory / images_stem)} holds "
+            f"{images.shape[0]:,} images but {shown(directory / labels_stem)} holds "
             f"{labels.shape[0]:,} labels. Delete both and download them again "
             "(`mlp data fetch`)."
         )

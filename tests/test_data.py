@@ -532,6 +532,30 @@ def test_import_names_a_bad_file_and_does_not_install_it(
     assert bad not in cache_listing()
 
 
+def test_names_with_a_line_break_stay_on_their_line_in_imports_and_loads(
+    synthetic: Synthetic, wrong_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLP_DATA_DIR", str(tmp_path / "mnist\ncache"))
+    source = write_mirror(tmp_path / "off\nline", synthetic.raw)
+    bad = "train-labels-idx1-ubyte"
+    (source / f"{bad}.gz").write_bytes((wrong_folder / f"{bad}.gz").read_bytes())
+    (data.data_dir() / bad).parent.mkdir(parents=True)
+    (data.data_dir() / bad).write_bytes(b"another dataset's labels under MNIST's name")
+    notes = _Notes()
+
+    with pytest.raises(DataError) as imported:
+        data.import_mnist(source, notices=notes)
+    with pytest.raises(DataError) as loaded:
+        data.load_mnist("train", download=False, progressbar=notes)
+
+    lines = str(imported.value).splitlines()
+    assert len(lines) == 3  # the heading, the one bad file, what was installed
+    assert lines[1].startswith(f"  - {tmp_path}/off\\nline/{bad}.gz: not the MNIST file")
+    assert "\n" not in str(loaded.value)
+    assert f"{tmp_path}/mnist\\ncache" in str(loaded.value)
+    assert [note.count("\n") for note in notes.notes] == [0]
+
+
 def test_import_names_what_is_there_instead_of_a_file_rather_than_calling_it_missing(
     synthetic: Synthetic, tmp_path: Path
 ) -> None:
