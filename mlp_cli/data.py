@@ -198,13 +198,19 @@ def _cache_variable(directory: Path) -> str | None:
 def _check_data_dir(path: Path, variable: str, value: str) -> None:
     """Refuse a cache folder, set by the environment `variable` to `value` (as it reads in
     a message), where no folder can ever be: a file, a name longer than the file system
-    allows, a file in the middle of the path, a loop of links."""
+    allows, a file in the middle of the path, a loop of links, a link to nothing."""
     try:
+        os.stat(path)  # first: a link that leads nowhere is no file either
         if not os.path.isdir(os.path.realpath(path)) and os.path.lexists(path):
             raise _bad_data_dir(variable, f"{value}, which is a file, not a folder")
-        os.stat(path)
     except FileNotFoundError:
-        return  # made when the first file is written
+        if not os.path.islink(path):
+            return  # made when the first file is written
+        # No folder is made through the link: its target may be a drive not mounted now.
+        target = shorten(shown(os.readlink(path)), 300)
+        raise _bad_data_dir(
+            variable, f"{value}, a link to '{target}', which does not exist"
+        ) from None
     except OSError as exc:
         if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
             raise _bad_data_dir(

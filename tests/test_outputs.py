@@ -1495,3 +1495,27 @@ def test_a_cache_variable_where_no_folder_can_be_is_a_usage_error(
     assert expected in message
     assert out == ""
     assert treesnap.snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", [["data", "info"], ["data", "path"]], ids=["info", "path"])
+def test_a_cache_variable_naming_a_link_to_no_folder_says_so_not_that_it_is_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "unmounted").symlink_to(tmp_path / "drive" / "mnist")
+    before = treesnap.snapshot(tmp_path)
+    expected = {
+        "loop": "where no folder can be",
+        "unmounted": f"a link to '{tmp_path / 'drive' / 'mnist'}', which does not exist",
+    }
+    for name, said in expected.items():
+        monkeypatch.setenv("MLP_DATA_DIR", str(tmp_path / name))
+
+        code, out, err = run(*command)
+
+        message = " ".join(err.split())
+        assert code == 2, out + err
+        assert said in message
+        assert "is a file" not in message
+        assert out == ""
+    assert treesnap.snapshot(tmp_path) == before
