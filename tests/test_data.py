@@ -694,6 +694,25 @@ def test_a_folder_in_place_of_a_cache_file_is_named_and_kept() -> None:
     assert (in_the_way / "inside").is_dir()
 
 
+@pytest.mark.parametrize("kind", ["a named pipe (FIFO)", "a character device"])
+def test_a_pipe_or_device_in_place_of_a_cache_file_is_named_and_kept(kind: str) -> None:
+    in_the_way = data.data_dir() / "t10k-labels-idx1-ubyte"
+    in_the_way.parent.mkdir(parents=True)
+    if kind.startswith("a named pipe"):
+        os.mkfifo(in_the_way)
+    else:
+        in_the_way.symlink_to("/dev/zero")
+
+    with pytest.raises(DataError) as info:
+        data.load_mnist("test", download=False)
+
+    message = str(info.value)
+    assert f"The cached MNIST file {in_the_way} cannot be read: it is {kind}" in message
+    assert "Move or rename it" in message
+    assert "permissions" not in message
+    assert os.path.lexists(in_the_way)
+
+
 def test_import_refuses_a_path_that_is_not_a_folder(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a folder"):
         data.import_mnist(tmp_path / "nowhere")
