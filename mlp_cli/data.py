@@ -923,7 +923,9 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     DataError then names every missing or bad file. A cached file that is not MNIST's is
     moved aside first, as by a download, and told to `notices.write` when it has one.
     """
-    folder = Path(src).expanduser()
+    folder = Path(src)
+    with contextlib.suppress(RuntimeError):  # "~name" of an unknown user stays, as in a shell
+        folder = folder.expanduser()
     if not folder.is_dir():  # the argument itself is wrong: a usage error, as in every command
         raise UsageError(
             f"Cannot import MNIST from {shown(folder)}: it is not a folder. Give the folder that "

@@ -718,6 +718,12 @@ def test_import_refuses_a_path_that_is_not_a_folder(tmp_path: Path) -> None:
         data.import_mnist(tmp_path / "nowhere")
 
 
+def test_import_from_the_home_of_a_user_the_system_does_not_know_is_a_usage_error() -> None:
+    # As a shell does, "~name" of an unknown user is left as it is, a name like any other.
+    with pytest.raises(UsageError, match="~nosuchuser-mlp/mnist: it is not a folder"):
+        data.import_mnist("~nosuchuser-mlp/mnist")
+
+
 # --------------------------------------------------------------------------- info
 
 
