@@ -608,7 +608,8 @@ def _download(stems: Iterable[str], mirrors: list[str], *, progressbar: Any) -> 
 
 
 def _download_from(base: str, stem: str, downloader: Any) -> bytes:
-    """The verified IDX bytes of `stem` from one mirror; _SourceError says what went wrong.
+    """The verified IDX bytes of `stem` from one mirror; _SourceError says what went wrong
+    with the mirror, and the error of `_cache_write_error` what went wrong storing it.
 
     The .gz is staged in a temporary folder inside the cache folder (same file system,
     cleaned up whatever happens, Ctrl-C, SIGTERM and SIGHUP included), so neither a dropped
@@ -635,8 +636,8 @@ def _download_from(base: str, stem: str, downloader: Any) -> bytes:
                 path=folder,
                 downloader=downloader,
             )
-        except OSError as exc:
-            raise _SourceError(f"could not be stored while downloading ({exc})") from exc
+        except OSError as exc:  # the cache's disk, not the mirror: no other mirror would help
+            raise _cache_write_error(directory, exc) from exc
         try:
             raw = _decode(Path(gz_path))
         except _SourceError as exc:

@@ -233,6 +233,33 @@ def test_unreachable_mirrors_are_all_listed_with_advice(
     assert cache_listing() == []
 
 
+def test_a_full_disk_while_downloading_is_said_at_once_not_blamed_on_the_mirrors(
+    synthetic: Synthetic, serve_folder: ServeFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = serve_folder(synthetic.folder), serve_folder(synthetic.folder)
+    monkeypatch.setenv(data.MIRROR_ENV, first.url)
+    copy = data._Downloader._copy
+
+    def filling_the_disk(self: Any, response: Any, out: Any, deadline: float) -> None:
+        copy(self, response, out, deadline)
+        with open("/dev/full", "wb") as full:  # the real ENOSPC of a full disk
+            full.write(b"\0")
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    monkeypatch.setattr(data._Downloader, "_copy", filling_the_disk)
+
+    with pytest.raises(DataError) as info:
+        data.fetch_mnist(mirror=second.url)
+
+    message = str(info.value)
+    assert "Free some disk space" in message
+    assert "every mirror failed" not in message
+    assert len(first.requested) == 1
+    assert second.requested == []  # the mirror that worked is not blamed, the next not tried
+    assert cache_listing() == []
+
+
 def test_a_long_mirror_is_cut_short_in_the_list_of_failures(
     synthetic: Synthetic, closed_port_url: str
 ) -> None:
