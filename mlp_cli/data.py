@@ -517,6 +517,10 @@ def _hash_problem(raw: bytes, stem: str) -> str | None:
     digest = hashlib.sha256(raw).hexdigest()
     if digest == MNIST_FILES[stem]:
         return None
+    # Train and test, or images and labels, swapped: a hash alone would not tell.
+    for other, known in MNIST_FILES.items():
+        if digest == known:
+            return f"it is MNIST's {other}, under the wrong name"
     return f"its decompressed sha256 is {digest}, expected {MNIST_FILES[stem]}"
 
 

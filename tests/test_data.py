@@ -583,6 +583,23 @@ def test_names_with_a_line_break_stay_on_their_line_in_imports_and_loads(
     assert [note.count("\n") for note in notes.notes] == [0]
 
 
+def test_import_names_the_mnist_file_that_is_under_another_ones_name(
+    synthetic: Synthetic, tmp_path: Path
+) -> None:
+    swapped = dict(synthetic.raw)
+    train, test = "train-images-idx3-ubyte", "t10k-images-idx3-ubyte"
+    swapped[train], swapped[test] = synthetic.raw[test], synthetic.raw[train]
+    source = write_mirror(tmp_path / "offline", swapped)
+
+    with pytest.raises(DataError) as info:
+        data.import_mnist(source)
+
+    message = str(info.value)
+    assert f"{source / train}.gz: not the MNIST file {train}: it is MNIST's {test}" in message
+    assert f"{source / test}.gz: not the MNIST file {test}: it is MNIST's {train}" in message
+    assert sorted({train, test} & set(cache_listing())) == []
+
+
 def test_import_names_what_is_there_instead_of_a_file_rather_than_calling_it_missing(
     synthetic: Synthetic, tmp_path: Path
 ) -> None:
