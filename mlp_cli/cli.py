@@ -1412,7 +1412,7 @@ def data_info(
             str(row.get("name")),
             "yes" if row.get("present") else "[red]no[/]",
             "yes" if row.get("verified") else "[red]no[/]",
-            f"{row['bytes']:,}" if row.get("bytes") else "",
+            f"{row['bytes']:,}" if row.get("bytes") is not None else "",  # 0 for an empty file
         )
     console.print(table)
 

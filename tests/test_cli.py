@@ -402,6 +402,23 @@ def test_data_path_and_info_use_mlp_data_dir(tmp_path: Path) -> None:
     assert not any(f["present"] for f in info["files"])
 
 
+def test_data_info_gives_an_empty_cached_files_size_as_0() -> None:
+    cache = Path(run("data", "path")[1].strip())
+    cache.mkdir(parents=True)
+    (cache / "train-labels-idx1-ubyte").write_bytes(b"")
+
+    code, out, _ = run("data", "info")
+
+    assert code == 0, out
+    row = next(line for line in out.splitlines() if "train-labels-idx1-ubyte" in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == [
+        "train-labels-idx1-ubyte",
+        "yes",
+        "no",
+        "0",
+    ]
+
+
 def test_fetch_without_any_mirror_says_what_to_do(
     no_public_mirrors: None, closed_port_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
