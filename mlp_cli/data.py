@@ -204,12 +204,14 @@ def _check_data_dir(path: Path, variable: str, value: str) -> None:
         if not os.path.isdir(os.path.realpath(path)) and os.path.lexists(path):
             raise _bad_data_dir(variable, f"{value}, which is a file, not a folder")
     except FileNotFoundError:
-        if not os.path.islink(path):
+        # No folder is made through a link to nothing: its target may be a drive not mounted.
+        links = (p for p in (path, *path.parents) if os.path.islink(p) and not os.path.exists(p))
+        if (link := next(links, None)) is None:
             return  # made when the first file is written
-        # No folder is made through the link: its target may be a drive not mounted now.
-        target = shorten(shown(os.readlink(path)), 300)
+        under = "" if link == path else f" under '{shorten(shown(link), 300)}',"
+        target = shorten(shown(os.readlink(link)), 300)
         raise _bad_data_dir(
-            variable, f"{value}, a link to '{target}', which does not exist"
+            variable, f"{value},{under} a link to '{target}', which does not exist"
         ) from None
     except OSError as exc:
         if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):

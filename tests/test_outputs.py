@@ -1507,6 +1507,7 @@ def test_a_cache_variable_naming_a_link_to_no_folder_says_so_not_that_it_is_a_fi
     expected = {
         "loop": "where no folder can be",
         "unmounted": f"a link to '{tmp_path / 'drive' / 'mnist'}', which does not exist",
+        "unmounted/mnist": f"under '{tmp_path / 'unmounted'}', a link to '{tmp_path / 'drive'}",
     }
     for name, said in expected.items():
         monkeypatch.setenv("MLP_DATA_DIR", str(tmp_path / name))
