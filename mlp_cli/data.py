@@ -361,10 +361,11 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
                 f"The cached MNIST file {shown(path)} is a folder. Move or rename that folder "
                 "(mlp leaves alone what it did not make), then run again."
             ) from exc
-        if isinstance(exc, NotRegularFileError):  # a pipe or a device: no permission helps
+        if isinstance(exc, NotRegularFileError) or exc.errno == errno.ELOOP:
+            # A pipe, a device or a loop of links: no permission helps.
             raise DataError(
-                f"The cached MNIST file {shown(path)} cannot be read: {exc}. Move or rename it "
-                "(mlp leaves alone what it did not make), then run again."
+                f"The cached MNIST file {shown(path)} cannot be read: {reason(exc)}. Move or "
+                "rename it (mlp leaves alone what it did not make), then run again."
             ) from exc
         raise DataError(
             f"The cached MNIST file {shown(path)} cannot be read ({exc}). Check its permissions, "

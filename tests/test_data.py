@@ -757,6 +757,22 @@ def test_a_pipe_or_device_in_place_of_a_cache_file_is_named_and_kept(kind: str) 
     assert os.path.lexists(in_the_way)
 
 
+def test_a_loop_of_links_in_place_of_a_cache_file_is_named_and_kept() -> None:
+    in_the_way = data.data_dir() / "t10k-labels-idx1-ubyte"
+    in_the_way.parent.mkdir(parents=True)
+    in_the_way.symlink_to(in_the_way.name)
+
+    with pytest.raises(DataError) as info:
+        data.load_mnist("test", download=False)
+
+    message = str(info.value)
+    assert f"The cached MNIST file {in_the_way} cannot be read: " in message
+    assert "symbolic links" in message
+    assert "Move or rename it" in message
+    assert "permissions" not in message
+    assert in_the_way.is_symlink()
+
+
 def test_import_refuses_a_path_that_is_not_a_folder(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a folder"):
         data.import_mnist(tmp_path / "nowhere")
