@@ -929,7 +929,8 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     spelling is accepted too). Each file is verified against `MNIST_FILES` exactly like a
     download. Verified files are installed even when others are missing or wrong; a
     DataError then names every missing or bad file. A cached file that is not MNIST's is
-    moved aside first, as by a download, and told to `notices.write` when it has one.
+    moved aside first, as by a download, and told to `notices.write` when it has one; one
+    that already verifies is left as it is.
     """
     folder = Path(src)
     with contextlib.suppress(RuntimeError):  # "~name" of an unknown user stays, as in a shell
@@ -964,9 +965,13 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
                     f"  - {shown(candidate)}: not the MNIST file {stem}: {problem}"
                 )
                 continue
-            if (data_dir() / stem).is_file():
-                _read_cached(stem, notices)  # so _install never replaces a file mlp did not make
-            installed[stem] = _install(stem, raw)
+            final = data_dir() / stem
+            # A cached file that verifies stays as it is (it may be the user's link to a copy);
+            # one that does not is moved aside, so _install never replaces a file mlp did not make.
+            if final.is_file() and _read_cached(stem, notices) is not None:
+                installed[stem] = final
+            else:
+                installed[stem] = _install(stem, raw)
             break
         else:
             problems.extend(file_problems)

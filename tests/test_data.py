@@ -672,6 +672,23 @@ def test_import_moves_a_cached_file_that_is_not_mnists_aside(
     ]
 
 
+def test_import_leaves_cached_files_that_already_verify_as_they_are(
+    synthetic: Synthetic, tmp_path: Path
+) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw)
+    shared = write_mirror(tmp_path / "shared", synthetic.raw, compress=False)
+    cache = data.data_dir()
+    cache.mkdir(parents=True)
+    for stem in STEMS:  # the user's own links to a verified copy, as `mlp data fetch` accepts
+        (cache / stem).symlink_to(shared / stem)
+
+    paths = data.import_mnist(source)
+
+    assert paths == {stem: cache / stem for stem in STEMS}
+    assert all((cache / stem).is_symlink() for stem in STEMS)
+    assert {stem: path.read_bytes() for stem, path in paths.items()} == synthetic.raw
+
+
 def test_import_names_a_folder_in_place_of_a_cache_file(
     synthetic: Synthetic, tmp_path: Path
 ) -> None:
