@@ -344,6 +344,15 @@ OPTIMIZERS: dict[str, type[_Section]] = {  # name -> section, from the union abo
 }
 
 
+def _unnamed_optimizer_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema of `Config.optimizer`: chosen by its name, and a section without one
+    is the default optimizer's, as `Config._optimizer_name_defaults_to_adam` reads it."""
+    by_name = {key: schema.pop(key) for key in ("oneOf", "discriminator")}
+    default = Config.model_fields["optimizer"].get_default(call_default_factory=True)
+    unnamed = by_name["discriminator"]["mapping"][default.name]
+    schema.update({"if": {"required": ["name"]}, "then": by_name, "else": {"$ref": unnamed}})
+
+
 class ScheduleConfig(_Section):
     """How the learning rate changes over the epochs."""
 
@@ -482,7 +491,9 @@ class Config(_Section):
         default_factory=RegularizationConfig, description="Weight penalties."
     )
     optimizer: OptimizerConfig = Field(
-        default_factory=AdamConfig, description="Optimizer, chosen by its 'name'."
+        default_factory=AdamConfig,
+        description="Optimizer, chosen by its 'name'.",
+        json_schema_extra=_unnamed_optimizer_schema,
     )
     schedule: ScheduleConfig = Field(
         default_factory=ScheduleConfig, description="Learning-rate schedule."

@@ -516,6 +516,18 @@ def test_the_json_schema_accepts_every_shipped_config(path: Path) -> None:
     jsonschema.validate(YAML(typ="safe", pure=True).load(path.read_text()), config_schema())
 
 
+def test_the_json_schema_reads_an_optimizer_section_without_a_name_as_adam() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = config_schema()
+    config = {"model": {"layers": [784, 10]}, "optimizer": {"lr": 0.01}}
+    assert isinstance(config_from_dict(config).optimizer, AdamConfig)
+    jsonschema.validate(config, schema)
+    with pytest.raises(jsonschema.ValidationError):  # momentum is SGD's and RMSprop's, not Adam's
+        jsonschema.validate({**config, "optimizer": {"momentum": 0.9}}, schema)
+    with pytest.raises(ConfigError):
+        config_from_dict({**config, "optimizer": {"momentum": 0.9}})
+
+
 def test_the_default_config_is_shipped_and_the_repository_keeps_one_copy() -> None:
     assert shipped.DEFAULT_CONFIG in [c.name for c in shipped.shipped_configs()]
     # configs/ is the package's own folder, so the wheel ships exactly what git holds.
