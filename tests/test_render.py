@@ -192,6 +192,28 @@ def test_a_model_summary_says_what_the_file_does_not_record(tmp_path: Path) -> N
     assert "written by    mlp (version not recorded) on (date not recorded)" in summary
 
 
+@pytest.mark.parametrize(
+    ("training", "shown"),
+    [
+        ({}, "training      (status not recorded), (epochs not recorded)"),
+        ({"status": "completed", "epochs_run": 3}, "training      completed, 3 epochs"),
+        (
+            {"epochs_run": 3, "seconds": 75.0},
+            "training      (status not recorded), 3 epochs in 1m15s",
+        ),
+    ],
+)
+def test_a_model_summary_says_which_training_facts_the_file_does_not_record(
+    tmp_path: Path, training: dict[str, Any], shown: str
+) -> None:
+    path = save_random_model(tmp_path / "model.npz", training=training)
+    console = Console(width=100, record=True, file=io.StringIO(), color_system=None)
+    print_model_summary(console, checkpoint.load(path))
+    summary = [line.rstrip() for line in console.export_text().splitlines()]
+    assert shown in summary
+    assert "None" not in console.export_text()
+
+
 def test_a_narrow_ascii_console_gets_the_prediction_table_in_ascii() -> None:
     image = np.zeros((28, 28), np.float32)
     predictions = [Prediction(f"digit-{i}.png", 1, 0.9, [0.05, 0.9, 0.05], image) for i in range(4)]
