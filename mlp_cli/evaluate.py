@@ -92,6 +92,16 @@ class Evaluation:
             for name, p, r, f, n in zip(self.class_names, *columns, strict=True)
         ]
 
+    def undefined(self) -> dict[str, list[str]]:
+        """The classes whose precision (never predicted) or recall (no examples) is 0/0,
+        which `per_class` gives as 0, as scikit-learn does."""
+        predicted, actual = self.confusion.sum(axis=0), self.confusion.sum(axis=1)
+        names = self.class_names
+        return {
+            "precision": [name for name, n in zip(names, predicted, strict=True) if not n],
+            "recall": [name for name, n in zip(names, actual, strict=True) if not n],
+        }
+
     def top_confusions(self, n: int = 5) -> list[dict[str, Any]]:
         """The most frequent (true, predicted) mistakes."""
         off = self.confusion.copy()

@@ -379,6 +379,15 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
             f"{row['support']:,}",
         )
     console.print(per_class)
+    reasons = {"precision": "never predicted", "recall": "no examples"}
+    undefined = [
+        f"the {rate} of {', '.join(names)} ({reasons[rate]})"
+        for rate, names in result.undefined().items()
+        if names
+    ]
+    if undefined:
+        note = "0/0 is shown as 0, as scikit-learn does: " + " and ".join(undefined)
+        console.print(plain_name(note), highlight=False)
     console.print(confusion_table(result, empty=_spelled(console, "·")))
     pairs = result.top_confusions()
     if pairs:
