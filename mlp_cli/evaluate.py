@@ -52,15 +52,19 @@ def split_images(
         )
     if split == "test":
         return data.load_mnist("test", progressbar=progressbar)
-    images, labels = data.load_mnist("train", progressbar=progressbar)
     # A file without its config held nothing out: the schema's defaults say so.
     config = saved.meta.config or SavedConfig()
+    if split == "val" and not config.data.validation_size:
+        raise UsageError(
+            f"the model '{shown(saved.path)}' was trained without a validation split (its "
+            "config's data.validation_size is 0, or it has no config), so --split val has no "
+            "images; use --split test, or --split train for the images it was trained on"
+        )
+    images, labels = data.load_mnist("train", progressbar=progressbar)
     train_idx, val_idx = data.validation_split(
         len(labels), config.data.validation_size, config.training.seed
     )
     idx = val_idx if split == "val" else train_idx
-    if split == "val" and not idx.size:
-        raise UsageError("this model was trained without a validation split; use --split test")
     return images[idx], labels[idx]
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import save_random_model
 
-from mlp_cli.evaluate import Evaluation
+from mlp_cli import checkpoint
+from mlp_cli.errors import UsageError
+from mlp_cli.evaluate import Evaluation, split_images
 
 
 def test_worst_mistakes_are_the_wrong_predictions_most_confident_first() -> None:
@@ -51,3 +55,16 @@ def test_a_loss_that_is_not_finite_is_null_in_the_json(loss: float) -> None:
     )
     text = json.dumps(result.to_json(), allow_nan=False)  # raises on Infinity or NaN
     assert json.loads(text)["loss"] is None
+
+
+@pytest.mark.usefixtures("no_public_mirrors")  # MNIST is not there: it must not be needed
+def test_the_val_split_of_a_model_trained_without_one_is_refused_before_reading_mnist(
+    tmp_path: Path,
+) -> None:
+    path = save_random_model(tmp_path / "noval.npz", config={"data": {"validation_size": 0}})
+    with pytest.raises(UsageError) as refused:
+        split_images(checkpoint.load(path), "val")
+    message = str(refused.value)
+    assert str(path) in message
+    assert "validation_size" in message
+    assert "--split test" in message
