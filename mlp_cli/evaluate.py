@@ -131,6 +131,7 @@ class Evaluation:
             "accuracy": self.accuracy,
             "loss": self.loss if math.isfinite(self.loss) else None,  # JSON has no inf or NaN
             "per_class": self.per_class(),
+            "undefined": self.undefined(),  # the classes whose 0/0 per_class gives as 0
             "confusion": self.confusion.tolist(),
             "top_confusions": self.top_confusions(),
             "seconds": round(self.seconds, 4),

@@ -68,3 +68,23 @@ def test_the_val_split_of_a_model_trained_without_one_is_refused_before_reading_
     assert str(path) in message
     assert "validation_size" in message
     assert "--split test" in message
+
+
+def test_the_json_names_the_precision_and_recall_that_are_0_over_0() -> None:
+    # "1" is never predicted and "2" has no examples; both are given as 0, as in the table.
+    result = Evaluation(
+        split="val",
+        n=3,
+        accuracy=2 / 3,
+        loss=0.5,
+        confusion=np.array([[2, 0, 0], [1, 0, 0], [0, 0, 0]], np.int64),
+        probabilities=np.array([[1, 0, 0]] * 3, np.float32),
+        predictions=np.array([0, 0, 0], np.int64),
+        labels=np.array([0, 0, 1], np.uint8),
+        seconds=0.0,
+        class_names=["0", "1", "2"],
+    )
+    report = json.loads(json.dumps(result.to_json(), allow_nan=False))
+    assert [row["precision"] for row in report["per_class"]] == [2 / 3, 0.0, 0.0]
+    assert [row["recall"] for row in report["per_class"]] == [1.0, 0.0, 0.0]
+    assert report["undefined"] == {"precision": ["1", "2"], "recall": ["2"]}
