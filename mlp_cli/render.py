@@ -660,9 +660,8 @@ def render_hidden_terminal(
 
 def _training_words(training: TrainingSummary) -> str:
     """'completed, 12 epochs in 3.4s', saying which of these the file does not record."""
-    epochs = (
-        "(epochs not recorded)" if training.epochs_run is None else f"{training.epochs_run} epochs"
-    )
+    ran = training.epochs_run
+    epochs = "(epochs not recorded)" if ran is None else f"{ran} epoch{'s' * (ran != 1)}"
     took = "" if training.seconds is None else f" in {_duration(training.seconds)}"
     return f"{training.status or '(status not recorded)'}, {epochs}{took}"
 

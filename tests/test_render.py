@@ -197,6 +197,7 @@ def test_a_model_summary_says_what_the_file_does_not_record(tmp_path: Path) -> N
     [
         ({}, "training      (status not recorded), (epochs not recorded)"),
         ({"status": "completed", "epochs_run": 3}, "training      completed, 3 epochs"),
+        ({"status": "completed", "epochs_run": 1}, "training      completed, 1 epoch"),
         (
             {"epochs_run": 3, "seconds": 75.0},
             "training      (status not recorded), 3 epochs in 1m15s",
