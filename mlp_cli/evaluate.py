@@ -237,7 +237,7 @@ def write_mistakes(
         outputs.save_image(Image.fromarray(images[i]), file, "picture of a mistake")
     if len(worst):
         save_gallery(
-            images[worst] / 255.0,
+            images[worst],
             [int(result.labels[i]) for i in worst],
             [int(result.predictions[i]) for i in worst],
             [float(result.probabilities[i, result.predictions[i]]) for i in worst],
