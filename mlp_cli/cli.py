@@ -1000,10 +1000,12 @@ def evaluate(
     if misclassified is not None:
         write_mistakes(result, images, misclassified, count)
     if plot is not None:
+        from mlp_cli.checkpoint import MODEL_FILE
         from mlp_cli.viz import plot_confusion
 
-        # the run's folder, through a link such as runs/latest: the picture outlives the link
-        run = path.parent.resolve().name if path.parent.name else path.name
+        # a run's model by its folder, through a link such as runs/latest (the picture
+        # outlives the link); any other model file by its own name
+        run = path.parent.resolve().name if path.name == MODEL_FILE else path.name
         plot_confusion(
             result.confusion,
             plot,

@@ -166,6 +166,13 @@ Init = Literal["xavier", "he", "uniform", "normal"]  # the schemes of `MLP.initi
 DEFAULT_INIT_SCALE = {"uniform": 0.12, "normal": 0.01}
 
 
+def _layers_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema of `ModelConfig.layers`: the list, or the text `_layers_from_text` reads."""
+    as_list = {key: schema.pop(key) for key in ("type", "items", "minItems", "maxItems")}
+    as_text = {"type": "string", "pattern": r"^\s*[0-9]+(\s*-\s*[0-9]+)+\s*$"}
+    schema["anyOf"] = [as_list, as_text]
+
+
 class ModelConfig(_Section):
     """The network: layer sizes, activations, initialisation and per-layer regularisers."""
 
@@ -173,6 +180,7 @@ class ModelConfig(_Section):
         min_length=2,
         max_length=MAX_LAYERS + 1,
         description="Layer sizes from input to output, as a list or text such as 784-100-10.",
+        json_schema_extra=_layers_schema,
     )
     hidden_activation: Literal["sigmoid", "tanh", "relu", "leaky_relu"] = Field(
         default="relu", description="Activation function of every hidden layer."
@@ -336,6 +344,15 @@ OPTIMIZERS: dict[str, type[_Section]] = {  # name -> section, from the union abo
 }
 
 
+def _unnamed_optimizer_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema of `Config.optimizer`: chosen by its name, and a section without one
+    is the default optimizer's, as `Config._optimizer_name_defaults_to_adam` reads it."""
+    by_name = {key: schema.pop(key) for key in ("oneOf", "discriminator")}
+    default = Config.model_fields["optimizer"].get_default(call_default_factory=True)
+    unnamed = by_name["discriminator"]["mapping"][default.name]
+    schema.update({"if": {"required": ["name"]}, "then": by_name, "else": {"$ref": unnamed}})
+
+
 class ScheduleConfig(_Section):
     """How the learning rate changes over the epochs."""
 
@@ -474,7 +491,9 @@ class Config(_Section):
         default_factory=RegularizationConfig, description="Weight penalties."
     )
     optimizer: OptimizerConfig = Field(
-        default_factory=AdamConfig, description="Optimizer, chosen by its 'name'."
+        default_factory=AdamConfig,
+        description="Optimizer, chosen by its 'name'.",
+        json_schema_extra=_unnamed_optimizer_schema,
     )
     schedule: ScheduleConfig = Field(
         default_factory=ScheduleConfig, description="Learning-rate schedule."

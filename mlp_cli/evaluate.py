@@ -52,15 +52,19 @@ def split_images(
         )
     if split == "test":
         return data.load_mnist("test", progressbar=progressbar)
-    images, labels = data.load_mnist("train", progressbar=progressbar)
     # A file without its config held nothing out: the schema's defaults say so.
     config = saved.meta.config or SavedConfig()
+    if split == "val" and not config.data.validation_size:
+        raise UsageError(
+            f"the model '{shown(saved.path)}' was trained without a validation split (its "
+            "config's data.validation_size is 0, or it has no config), so --split val has no "
+            "images; use --split test, or --split train for the images it was trained on"
+        )
+    images, labels = data.load_mnist("train", progressbar=progressbar)
     train_idx, val_idx = data.validation_split(
         len(labels), config.data.validation_size, config.training.seed
     )
     idx = val_idx if split == "val" else train_idx
-    if split == "val" and not idx.size:
-        raise UsageError("this model was trained without a validation split; use --split test")
     return images[idx], labels[idx]
 
 
@@ -92,6 +96,16 @@ class Evaluation:
             for name, p, r, f, n in zip(self.class_names, *columns, strict=True)
         ]
 
+    def undefined(self) -> dict[str, list[str]]:
+        """The classes whose precision (never predicted) or recall (no examples) is 0/0,
+        which `per_class` gives as 0, as scikit-learn does."""
+        predicted, actual = self.confusion.sum(axis=0), self.confusion.sum(axis=1)
+        names = self.class_names
+        return {
+            "precision": [name for name, n in zip(names, predicted, strict=True) if not n],
+            "recall": [name for name, n in zip(names, actual, strict=True) if not n],
+        }
+
     def top_confusions(self, n: int = 5) -> list[dict[str, Any]]:
         """The most frequent (true, predicted) mistakes."""
         off = self.confusion.copy()
@@ -117,6 +131,7 @@ class Evaluation:
             "accuracy": self.accuracy,
             "loss": self.loss if math.isfinite(self.loss) else None,  # JSON has no inf or NaN
             "per_class": self.per_class(),
+            "undefined": self.undefined(),  # the classes whose 0/0 per_class gives as 0
             "confusion": self.confusion.tolist(),
             "top_confusions": self.top_confusions(),
             "seconds": round(self.seconds, 4),
@@ -222,7 +237,7 @@ def write_mistakes(
         outputs.save_image(Image.fromarray(images[i]), file, "picture of a mistake")
     if len(worst):
         save_gallery(
-            images[worst] / 255.0,
+            images[worst],
             [int(result.labels[i]) for i in worst],
             [int(result.predictions[i]) for i in worst],
             [float(result.probabilities[i, result.predictions[i]]) for i in worst],

@@ -32,7 +32,7 @@ from mlp_cli.plain import command, json_text, plain, plain_name
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
-    from mlp_cli.checkpoint import SavedModel
+    from mlp_cli.checkpoint import SavedModel, TrainingSummary
     from mlp_cli.config import Config
     from mlp_cli.evaluate import Evaluation
     from mlp_cli.predict import Prediction
@@ -379,6 +379,15 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
             f"{row['support']:,}",
         )
     console.print(per_class)
+    reasons = {"precision": "never predicted", "recall": "no examples"}
+    undefined = [
+        f"the {rate} of {', '.join(names)} ({reasons[rate]})"
+        for rate, names in result.undefined().items()
+        if names
+    ]
+    if undefined:
+        note = "0/0 is shown as 0, as scikit-learn does: " + " and ".join(undefined)
+        console.print(plain_name(note), highlight=False)
     console.print(confusion_table(result, empty=_spelled(console, "·")))
     pairs = result.top_confusions()
     if pairs:
@@ -649,6 +658,14 @@ def render_hidden_terminal(
 # -- inspect -------------------------------------------------------------------------------
 
 
+def _training_words(training: TrainingSummary) -> str:
+    """'completed, 12 epochs in 3.4s', saying which of these the file does not record."""
+    ran = training.epochs_run
+    epochs = "(epochs not recorded)" if ran is None else f"{ran} epoch{'s' * (ran != 1)}"
+    took = "" if training.seconds is None else f" in {_duration(training.seconds)}"
+    return f"{training.status or '(status not recorded)'}, {epochs}{took}"
+
+
 def print_model_summary(console: Console, saved: SavedModel) -> None:
     from mlp_cli.checkpoint import TrainingSummary
 
@@ -685,13 +702,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
             + (f", standardized (mean {norm.mean:.4f}, std {norm.std:.4f})" if norm else ""),
         ),
         ("classes", ", ".join(meta.class_names)),
-        (
-            "training",
-            f"{training.status}, {training.epochs_run} epochs in "
-            f"{_duration(training.seconds or 0.0)}"
-            if meta.training
-            else "not recorded in the file",
-        ),
+        ("training", _training_words(training) if meta.training else "not recorded in the file"),
         ("best epoch", best),
         (
             "written by",

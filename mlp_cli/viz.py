@@ -632,13 +632,14 @@ def save_gallery(
     """Draw digits with ``true 4 → pred 9 (87%)`` under each into `out`; return `out`.
 
     `images` has shape ``(N, side, side)`` (or ``(N, side * side)``) with values in [0, 1],
-    1 = ink, drawn dark on white. `prob` is the probability of the predicted class. Images
-    are shown in the order given (`evaluate.Evaluation.worst_mistakes` ranks mistakes);
-    only the first `max_images` are drawn, and the title says so. Captions of wrong
+    or 0-255 in uint8 as MNIST stores them; 1 (255) = ink, drawn dark on white. `prob` is
+    the probability of the predicted class. Images are shown in the order given
+    (`evaluate.Evaluation.worst_mistakes` ranks mistakes); only the first `max_images` are
+    drawn (and made floats), and the title says so. Captions of wrong
     predictions are red, of right ones green. With no images the figure says there is
     nothing to show.
     """
-    imgs = np.asarray(images, dtype=np.float64)
+    imgs = np.asarray(images)
     if imgs.ndim == 2 and math.isqrt(imgs.shape[1]) ** 2 == imgs.shape[1]:
         side = math.isqrt(imgs.shape[1])
         imgs = imgs.reshape(-1, side, side)
@@ -655,6 +656,8 @@ def save_gallery(
         raise UsageError(f"cols and max_images must be at least 1, got {cols} and {max_images}.")
     n_total = imgs.shape[0]
     n = min(n_total, max_images)
+    # only the drawn images as floats: all of a split's mistakes may be passed
+    imgs = imgs[:n] / 255.0 if imgs.dtype == np.uint8 else imgs[:n].astype(np.float64)
     if title is None:
         title = "true label → predicted label (model's probability for its prediction)"
     if n < n_total:

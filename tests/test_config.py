@@ -13,6 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
+from ruamel.yaml import YAML
 from ruamel.yaml.constructor import SafeConstructor
 
 from mlp_cli import shipped
@@ -505,6 +506,26 @@ def test_every_setting_has_a_one_line_description() -> None:
             assert description, f"{model['title']}.{key} has no description"
             assert "\n" not in description
     assert settings_seen >= sum(len(m.model_fields) for m in (Config, ModelConfig, SGDConfig))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_the_json_schema_accepts_every_shipped_config(path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    # Read as YAML 1.2, as mlp reads it (2e-4 is a number); the layers are written as text,
+    # 784-100-10, as the schema's description allows.
+    jsonschema.validate(YAML(typ="safe", pure=True).load(path.read_text()), config_schema())
+
+
+def test_the_json_schema_reads_an_optimizer_section_without_a_name_as_adam() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = config_schema()
+    config = {"model": {"layers": [784, 10]}, "optimizer": {"lr": 0.01}}
+    assert isinstance(config_from_dict(config).optimizer, AdamConfig)
+    jsonschema.validate(config, schema)
+    with pytest.raises(jsonschema.ValidationError):  # momentum is SGD's and RMSprop's, not Adam's
+        jsonschema.validate({**config, "optimizer": {"momentum": 0.9}}, schema)
+    with pytest.raises(ConfigError):
+        config_from_dict({**config, "optimizer": {"momentum": 0.9}})
 
 
 def test_the_default_config_is_shipped_and_the_repository_keeps_one_copy() -> None:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import save_random_model
 
-from mlp_cli.evaluate import Evaluation
+from mlp_cli import checkpoint
+from mlp_cli.errors import UsageError
+from mlp_cli.evaluate import Evaluation, split_images
 
 
 def test_worst_mistakes_are_the_wrong_predictions_most_confident_first() -> None:
@@ -51,3 +55,36 @@ def test_a_loss_that_is_not_finite_is_null_in_the_json(loss: float) -> None:
     )
     text = json.dumps(result.to_json(), allow_nan=False)  # raises on Infinity or NaN
     assert json.loads(text)["loss"] is None
+
+
+@pytest.mark.usefixtures("no_public_mirrors")  # MNIST is not there: it must not be needed
+def test_the_val_split_of_a_model_trained_without_one_is_refused_before_reading_mnist(
+    tmp_path: Path,
+) -> None:
+    path = save_random_model(tmp_path / "noval.npz", config={"data": {"validation_size": 0}})
+    with pytest.raises(UsageError) as refused:
+        split_images(checkpoint.load(path), "val")
+    message = str(refused.value)
+    assert str(path) in message
+    assert "validation_size" in message
+    assert "--split test" in message
+
+
+def test_the_json_names_the_precision_and_recall_that_are_0_over_0() -> None:
+    # "1" is never predicted and "2" has no examples; both are given as 0, as in the table.
+    result = Evaluation(
+        split="val",
+        n=3,
+        accuracy=2 / 3,
+        loss=0.5,
+        confusion=np.array([[2, 0, 0], [1, 0, 0], [0, 0, 0]], np.int64),
+        probabilities=np.array([[1, 0, 0]] * 3, np.float32),
+        predictions=np.array([0, 0, 0], np.int64),
+        labels=np.array([0, 0, 1], np.uint8),
+        seconds=0.0,
+        class_names=["0", "1", "2"],
+    )
+    report = json.loads(json.dumps(result.to_json(), allow_nan=False))
+    assert [row["precision"] for row in report["per_class"]] == [2 / 3, 0.0, 0.0]
+    assert [row["recall"] for row in report["per_class"]] == [1.0, 0.0, 0.0]
+    assert report["undefined"] == {"precision": ["1", "2"], "recall": ["2"]}

@@ -1246,6 +1246,27 @@ def test_the_heatmap_of_runs_latest_names_the_run_it_links_to(
     assert title.startswith(f"{run_dir.name}: test split, accuracy ")
 
 
+def test_the_heatmap_of_a_model_file_outside_a_run_names_the_file_not_its_folder(
+    tmp_path: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import viz
+
+    (tmp_path / "models").mkdir()
+    model = save_random_model(tmp_path / "models" / "deep.npz")
+    titles: list[str] = []
+    draw = viz.plot_confusion
+
+    def plot_confusion(*args: Any, **kwargs: Any) -> Path:
+        titles.append(kwargs["title"])
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(viz, "plot_confusion", plot_confusion)
+    code, _, err = run("evaluate", "--model", model, "--plot", tmp_path / "c.png")
+    assert code == 0, err
+    [title] = titles
+    assert title.startswith("deep.npz: test split, accuracy ")
+
+
 # -- small things: what a path is, the cache folder, commands to copy ----------------------------
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,3 +89,30 @@ def test_a_header_quoting_make_reproduce_agrees_with_the_readmes_run() -> None:
         ), config.name
         quoted += 1
     assert quoted == 2  # mnist-784-800-10 and mnist-best
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["evaluate", "predict", "export", "inspect", "serve", "show hidden", "plot", "gradcheck"],
+)
+def test_the_command_table_names_every_option_of_a_command_and_no_other(command: str) -> None:
+    import typer.main
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## A tour of the commands\n\n", 1)[1].split("\n\n", 1)[0]
+    (row,) = re.findall(rf"^\| `mlp {command} .*$", table, re.M)
+    named = set(re.findall(r"--[a-z][a-z-]*", row))
+    click_command: Any = typer.main.get_command(app)
+    for word in command.split():
+        click_command = click_command.commands[word]
+    options = {
+        name: param
+        for param in click_command.params
+        for name in (*param.opts, *param.secondary_opts)
+        if name.startswith("--") and name not in ("--debug", "--help")
+    }
+    assert named <= set(options), f"not options of mlp {command}: {named - set(options)}"
+    unnamed = {options[name].name for name in set(options) - named} - {
+        options[name].name for name in named
+    }
+    assert not unnamed, f"options of mlp {command} the table leaves out: {unnamed}"

@@ -192,6 +192,29 @@ def test_a_model_summary_says_what_the_file_does_not_record(tmp_path: Path) -> N
     assert "written by    mlp (version not recorded) on (date not recorded)" in summary
 
 
+@pytest.mark.parametrize(
+    ("training", "shown"),
+    [
+        ({}, "training      (status not recorded), (epochs not recorded)"),
+        ({"status": "completed", "epochs_run": 3}, "training      completed, 3 epochs"),
+        ({"status": "completed", "epochs_run": 1}, "training      completed, 1 epoch"),
+        (
+            {"epochs_run": 3, "seconds": 75.0},
+            "training      (status not recorded), 3 epochs in 1m15s",
+        ),
+    ],
+)
+def test_a_model_summary_says_which_training_facts_the_file_does_not_record(
+    tmp_path: Path, training: dict[str, Any], shown: str
+) -> None:
+    path = save_random_model(tmp_path / "model.npz", training=training)
+    console = Console(width=100, record=True, file=io.StringIO(), color_system=None)
+    print_model_summary(console, checkpoint.load(path))
+    summary = [line.rstrip() for line in console.export_text().splitlines()]
+    assert shown in summary
+    assert "None" not in console.export_text()
+
+
 def test_a_narrow_ascii_console_gets_the_prediction_table_in_ascii() -> None:
     image = np.zeros((28, 28), np.float32)
     predictions = [Prediction(f"digit-{i}.png", 1, 0.9, [0.05, 0.9, 0.05], image) for i in range(4)]
@@ -200,6 +223,31 @@ def test_a_narrow_ascii_console_gets_the_prediction_table_in_ascii() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert text.isascii(), text
     assert "90.00%" in text
+
+
+def test_an_evaluation_says_which_precision_and_recall_are_0_over_0() -> None:
+    # "b" has no examples and "c" is never predicted: their recall and precision are 0/0.
+    confusion = np.array([[5, 0, 0], [0, 0, 0], [2, 0, 0]])
+    result = Evaluation(
+        split="val",
+        n=7,
+        accuracy=5 / 7,
+        loss=0.5,
+        confusion=confusion,
+        probabilities=np.full((7, 3), 1 / 3, np.float32),
+        predictions=np.zeros(7, np.int64),
+        labels=np.array([0] * 5 + [2] * 2, np.uint8),
+        seconds=0.0,
+        class_names=["a", "b", "[red]c"],
+    )
+    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+    print_evaluation(console, result, Path("model.npz"))
+    lines = [" ".join(line.split()) for line in console.export_text().splitlines()]
+    assert "│ b │ 0.00% │ 0.00% │ 0.00% │ 0 │" in lines  # as scikit-learn gives them
+    assert (
+        "0/0 is shown as 0, as scikit-learn does: the precision of b, [red]c (never "
+        "predicted) and the recall of b (no examples)"
+    ) in lines
 
 
 def test_an_ascii_console_gets_evaluation_and_prediction_in_ascii() -> None:

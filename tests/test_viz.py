@@ -493,6 +493,27 @@ def test_gallery_png(tmp_path: Path) -> None:
         viz.save_gallery(images, true[:11], pred, prob, tmp_path / "x.png")
 
 
+def test_a_gallery_of_uint8_digits_converts_only_the_ones_it_draws(tmp_path: Path) -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(16)
+    digits = rng.integers(0, 256, (12, 28, 28), dtype=np.uint8)  # as MNIST stores them
+    labels = ([4] * 12, [5] * 12, [0.25] * 12)
+    as_floats = viz.save_gallery(digits / 255.0, *labels, tmp_path / "f.png")
+    as_bytes = viz.save_gallery(digits, *labels, tmp_path / "b.png")
+    with Image.open(as_floats) as a, Image.open(as_bytes) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    n = 20_000  # every mistake of a poor model on the training split: 15.7 MB as bytes
+    many = np.repeat(digits[:1], n, axis=0)
+    tracemalloc.start()
+    try:
+        viz.save_gallery(many, [4] * n, [5] * n, [0.25] * n, tmp_path / "many.png")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20  # as float64 they alone would take 125 MB
+
+
 @pytest.mark.parametrize("n", [1, 3, 12])
 def test_the_gallery_title_fits_the_picture_of_a_few_mistakes(tmp_path: Path, n: int) -> None:
     images = np.random.default_rng(15).uniform(0, 1, (n, 28, 28))
