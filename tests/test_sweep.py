@@ -819,12 +819,9 @@ def test_a_killed_worker_leaves_its_trials_to_resume(
     assert [t.status for t in again.trials] == ["completed"] * 4
 
 
-def test_workers_the_system_will_not_start_end_the_sweep_in_one_error_without_a_hang(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # As under a `ulimit -n` a few files above what the sweep holds: the first worker starts,
-    # the second finds no file descriptor for its pipes. The first would wait for work
-    # forever, and the sweep's exit for it.
+def refuse_the_second_worker(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Let the first worker process start and refuse the next for want of file descriptors,
+    as a `ulimit -n` a few files above what the sweep holds does; returns the real start."""
     started: list[Any] = []
     real = ForkProcess._Popen
 
@@ -835,6 +832,14 @@ def test_workers_the_system_will_not_start_end_the_sweep_in_one_error_without_a_
         return real(process)
 
     monkeypatch.setattr(ForkProcess, "_Popen", staticmethod(popen))
+    return real
+
+
+def test_workers_the_system_will_not_start_end_the_sweep_in_one_error_without_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first worker would wait for work forever, and the sweep's exit for it.
+    real = refuse_the_second_worker(monkeypatch)
     path = write_sweep(tmp_path, GRID)
     try:
         code, _, err = mlp("sweep", str(path), "--workers", "2", "--quiet")
@@ -858,16 +863,7 @@ def test_workers_the_system_will_not_start_leave_the_callers_own_processes_alone
     # run_local is the library's: a program calling it may have processes of its own.
     mine = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
     mine.start()
-    started: list[Any] = []
-    real = ForkProcess._Popen
-
-    def popen(process: Any) -> Any:
-        if started:
-            raise OSError(errno.EMFILE, "Too many open files")
-        started.append(process)
-        return real(process)
-
-    monkeypatch.setattr(ForkProcess, "_Popen", staticmethod(popen))
+    refuse_the_second_worker(monkeypatch)
     sweep = plan(write_sweep(tmp_path, GRID))
     try:
         with pytest.raises(MLPError, match="could not start the sweep's worker"):
