@@ -376,8 +376,10 @@ def _save_figure(fig: Figure, out: Path) -> Path:
     def write(f: IO[bytes]) -> None:
         with warnings.catch_warnings():
             # A name in letters the font lacks (a run folder or class name in Chinese, an
-            # emoji) is drawn as boxes, without matplotlib's warning quoting our source.
-            warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
+            # emoji) is drawn as boxes, without matplotlib's warning quoting our source
+            # ("missing from font(s) DejaVu Sans"; in older versions "missing from current font").
+            missing = r"Glyph \d+ .* missing from (current )?font"
+            warnings.filterwarnings("ignore", missing, UserWarning)
             fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata)
 
     return save_picture(Path(out), "figure", write)
