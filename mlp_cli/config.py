@@ -57,6 +57,7 @@ from mlp_cli.limits import (
     MAX_CONFIG_NODES,
     MAX_EPOCHS,
     MAX_LAYERS,
+    MNIST_SIDE,
     MNIST_TRAINING_IMAGES,
     NotRegularFileError,
     batch_size_problem,
@@ -434,10 +435,17 @@ class AugmentConfig(_Section):
     """Random distortions applied to each training batch as it is drawn."""
 
     enabled: bool = Field(default=False, description="Distort training images on the fly.")
+    # Bounded so that the ranges the shifts and angles are drawn from stay finite: a shift
+    # by an image's side moves the digit out of it, and 180 degrees covers every rotation.
     max_shift: float = Field(
-        default=2.0, ge=0.0, description="Largest shift in pixels along each axis."
+        default=2.0,
+        ge=0.0,
+        le=MNIST_SIDE,
+        description=f"Largest shift in pixels along each axis (at most {MNIST_SIDE}).",
     )
-    max_rotation: float = Field(default=10.0, ge=0.0, description="Largest rotation in degrees.")
+    max_rotation: float = Field(
+        default=10.0, ge=0.0, le=180.0, description="Largest rotation in degrees (at most 180)."
+    )
     max_scale: float = Field(
         default=0.1,
         ge=0.0,

@@ -12,7 +12,7 @@ from conftest import real_mnist_bytes
 from numpy.typing import NDArray
 
 from mlp_cli.augment import GAUSS_TRUNCATE, Augmenter, gaussian_band_matrix
-from mlp_cli.config import AugmentConfig
+from mlp_cli.config import AugmentConfig, config_from_yaml
 from mlp_cli.errors import ConfigError, UsageError
 from mlp_cli.preprocess import digits_to_inputs
 
@@ -327,6 +327,19 @@ def test_scale_range_reaching_zero_is_refused() -> None:
     unchecked = AugmentConfig.model_construct(**{**_cfg().model_dump(), "max_scale": 1.0})
     with pytest.raises(ConfigError, match=r"augment\.max_scale is 1\b"):  # ... and so does
         Augmenter(unchecked, 28, 0.0)  # the augmenter, for configs built without validation
+
+
+@pytest.mark.parametrize(("setting", "limit"), [("max_rotation", "180"), ("max_shift", "28")])
+def test_ranges_too_wide_to_draw_from_are_refused(setting: str, limit: str) -> None:
+    # rng.uniform(-x, x) overflows for x near the largest float; 180 degrees already covers
+    # every rotation, and a shift by an image's side moves the digit out of it.
+    aug = Augmenter(_cfg(**{setting: float(limit)}), 28, 0.0)
+    aug(np.zeros((3, 784), np.float32), np.random.default_rng(0))
+    with pytest.raises(
+        ConfigError,
+        match=f"augment.{setting}: expected a number less than or equal to {limit}, found 1e.?308",
+    ):
+        config_from_yaml("model: {layers: 784-10}\n", "c.yaml", [f"augment.{setting}=1e308"])
 
 
 def test_a_batch_is_warped_as_its_images_one_by_one(digits: NDArray[np.uint8]) -> None:
