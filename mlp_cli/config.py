@@ -455,8 +455,13 @@ class AugmentConfig(_Section):
     elastic_alpha: float = Field(
         default=0.0, ge=0.0, description="Strength of elastic distortion (0 = none)."
     )
+    # Bounded because the smoothing kernel has 8 sigma + 1 taps; a Gaussian wider than the
+    # image already smooths the field to nearly one shift of the whole digit.
     elastic_sigma: float = Field(
-        default=6.0, gt=0.0, description="Smoothness of elastic distortion, in pixels."
+        default=6.0,
+        gt=0.0,
+        le=MNIST_SIDE,
+        description=f"Smoothness of elastic distortion, in pixels (at most {MNIST_SIDE}).",
     )
 
 

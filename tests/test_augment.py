@@ -281,6 +281,17 @@ def test_elastic_fields_have_the_expected_size() -> None:
     assert abs(np.corrcoef(dx[:, 14, 14], dy[:, 14, 14])[0, 1]) < 0.15
 
 
+def test_elastic_sigma_wider_than_an_image_is_refused() -> None:
+    # The kernel has 8 sigma + 1 taps: sigma 1e12 asked for terabytes before the bound.
+    aug = Augmenter(_cfg(elastic_alpha=34.0, elastic_sigma=28.0), 28, 0.0)
+    aug(np.zeros((3, 784), np.float32), np.random.default_rng(0))
+    with pytest.raises(
+        ConfigError,
+        match=r"elastic_sigma: expected a number less than or equal to 28, found 10{12}\.0",
+    ):
+        config_from_yaml("model: {layers: 784-10}\n", "c.yaml", ["augment.elastic_sigma=1e12"])
+
+
 def test_batches_of_the_wrong_shape_or_type_are_refused() -> None:
     aug = Augmenter(_cfg(), 28, 0.0)
     with pytest.raises(UsageError, match=r"\(n, 784\)"):
