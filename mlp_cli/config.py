@@ -452,8 +452,13 @@ class AugmentConfig(_Section):
         lt=1.0,
         description="Largest relative change of size (0.1 = up to ±10%).",
     )
+    # Bounded so that the fields stay finite in float32; at sigma 28 an alpha of 10000
+    # already moves pixels by about the image's side.
     elastic_alpha: float = Field(
-        default=0.0, ge=0.0, description="Strength of elastic distortion (0 = none)."
+        default=0.0,
+        ge=0.0,
+        le=10_000.0,
+        description="Strength of elastic distortion (0 = none, at most 10000).",
     )
     # Bounded because the smoothing kernel has 8 sigma + 1 taps; a Gaussian wider than the
     # image already smooths the field to nearly one shift of the whole digit.

@@ -292,6 +292,17 @@ def test_elastic_sigma_wider_than_an_image_is_refused() -> None:
         config_from_yaml("model: {layers: 784-10}\n", "c.yaml", ["augment.elastic_sigma=1e12"])
 
 
+def test_elastic_alpha_is_bounded_below_float32_overflow(digits: NDArray[np.uint8]) -> None:
+    # alpha 1e39 is infinite in float32: the fields, then every training image, were NaN.
+    X, fill = _standardized(digits[:5], 28)
+    Augmenter(_cfg(elastic_alpha=10_000.0), 28, fill)(X, np.random.default_rng(0))
+    assert np.isfinite(X).all()
+    with pytest.raises(
+        ConfigError, match=r"elastic_alpha: expected a number less than or equal to 10000, found"
+    ):
+        config_from_yaml("model: {layers: 784-10}\n", "c.yaml", ["augment.elastic_alpha=1e39"])
+
+
 def test_batches_of_the_wrong_shape_or_type_are_refused() -> None:
     aug = Augmenter(_cfg(), 28, 0.0)
     with pytest.raises(UsageError, match=r"\(n, 784\)"):
