@@ -257,8 +257,14 @@ class ModelConfig(_Section):
 class RegularizationConfig(_Section):
     """Penalties on the weights added to the loss."""
 
-    l1: float = Field(default=0.0, ge=0.0, description="Weight of the L1 penalty on the weights.")
-    l2: float = Field(default=0.0, ge=0.0, description="Weight of the L2 penalty on the weights.")
+    # Bounded so that the penalty's gradient stays finite for float32 weights; a weight of 1
+    # already outweighs the data's loss, so 1000 leaves room for any useful setting.
+    l1: float = Field(
+        default=0.0, ge=0.0, le=1000.0, description="Weight of the L1 penalty on the weights."
+    )
+    l2: float = Field(
+        default=0.0, ge=0.0, le=1000.0, description="Weight of the L2 penalty on the weights."
+    )
 
 
 # What the optimizers' settings of the same name mean, whatever their defaults.
