@@ -57,6 +57,7 @@ from mlp_cli.limits import (
     MAX_CONFIG_NODES,
     MAX_EPOCHS,
     MAX_LAYERS,
+    MNIST_SIDE,
     MNIST_TRAINING_IMAGES,
     NotRegularFileError,
     batch_size_problem,
@@ -256,8 +257,14 @@ class ModelConfig(_Section):
 class RegularizationConfig(_Section):
     """Penalties on the weights added to the loss."""
 
-    l1: float = Field(default=0.0, ge=0.0, description="Weight of the L1 penalty on the weights.")
-    l2: float = Field(default=0.0, ge=0.0, description="Weight of the L2 penalty on the weights.")
+    # Bounded so that the penalty's gradient stays finite for float32 weights; a weight of 1
+    # already outweighs the data's loss, so 1000 leaves room for any useful setting.
+    l1: float = Field(
+        default=0.0, ge=0.0, le=1000.0, description="Weight of the L1 penalty on the weights."
+    )
+    l2: float = Field(
+        default=0.0, ge=0.0, le=1000.0, description="Weight of the L2 penalty on the weights."
+    )
 
 
 # What the optimizers' settings of the same name mean, whatever their defaults.
@@ -434,21 +441,38 @@ class AugmentConfig(_Section):
     """Random distortions applied to each training batch as it is drawn."""
 
     enabled: bool = Field(default=False, description="Distort training images on the fly.")
+    # Bounded so that the ranges the shifts and angles are drawn from stay finite: a shift
+    # by an image's side moves the digit out of it, and 180 degrees covers every rotation.
     max_shift: float = Field(
-        default=2.0, ge=0.0, description="Largest shift in pixels along each axis."
+        default=2.0,
+        ge=0.0,
+        le=MNIST_SIDE,
+        description=f"Largest shift in pixels along each axis (at most {MNIST_SIDE}).",
     )
-    max_rotation: float = Field(default=10.0, ge=0.0, description="Largest rotation in degrees.")
+    max_rotation: float = Field(
+        default=10.0, ge=0.0, le=180.0, description="Largest rotation in degrees (at most 180)."
+    )
     max_scale: float = Field(
         default=0.1,
         ge=0.0,
         lt=1.0,
         description="Largest relative change of size (0.1 = up to ±10%).",
     )
+    # Bounded so that the fields stay finite in float32; at sigma 28 an alpha of 10000
+    # already moves pixels by about the image's side.
     elastic_alpha: float = Field(
-        default=0.0, ge=0.0, description="Strength of elastic distortion (0 = none)."
+        default=0.0,
+        ge=0.0,
+        le=10_000.0,
+        description="Strength of elastic distortion (0 = none, at most 10000).",
     )
+    # Bounded because the smoothing kernel has 8 sigma + 1 taps; a Gaussian wider than the
+    # image already smooths the field to nearly one shift of the whole digit.
     elastic_sigma: float = Field(
-        default=6.0, gt=0.0, description="Smoothness of elastic distortion, in pixels."
+        default=6.0,
+        gt=0.0,
+        le=MNIST_SIDE,
+        description=f"Smoothness of elastic distortion, in pixels (at most {MNIST_SIDE}).",
     )
 
 

@@ -190,8 +190,9 @@ def training_memory(cfg: Config) -> tuple[int, int]:
     gradients, the optimizer's state (one vector per moment), a copy of the parameters
     while a file is saved, the training inputs, the validation copy and its evaluation
     buffers. The second counts, per example of a batch, the gathered inputs, every
-    layer's activations and deltas, the output's logits, and dropout's masks and
-    dropped copies; twice, since the epoch's shorter last batch has its own buffers."""
+    layer's activations and deltas, the output's logits, dropout's masks and dropped
+    copies, and the elastic distortion's fields; twice, since the epoch's shorter last
+    batch has its own buffers."""
     from mlp_cli.config import SGDConfig  # not at the top: config imports this module
 
     layers, rates = cfg.model.layers, cfg.model.dropout_rates
@@ -213,6 +214,9 @@ def training_memory(cfg: Config) -> tuple[int, int]:
         + 8 * 2 * MNIST_TRAINING_IMAGES
     )  # the shuffling order and the split's indices
     dropped = sum(([n_in, *layers[1:-1]])[l] for l, p in enumerate(rates) if p > 0)
-    augmented = 2 * n_in if cfg.augment.enabled else 0
+    # An elastic field is noise and its smoothed copy, (2, side, batch, side) each; the
+    # affine warp works on a fixed number of images at a time.
+    elastic = cfg.augment.enabled and cfg.augment.elastic_alpha > 0
+    augmented = 4 * n_in if elastic else 0
     per_example = FLOAT32_BYTES * (n_in + 2 * units + layers[-1] + 2 * dropped + augmented)
     return fixed, 2 * per_example

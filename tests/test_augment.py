@@ -12,7 +12,7 @@ from conftest import real_mnist_bytes
 from numpy.typing import NDArray
 
 from mlp_cli.augment import GAUSS_TRUNCATE, Augmenter, gaussian_band_matrix
-from mlp_cli.config import AugmentConfig
+from mlp_cli.config import AugmentConfig, config_from_yaml
 from mlp_cli.errors import ConfigError, UsageError
 from mlp_cli.preprocess import digits_to_inputs
 
@@ -281,6 +281,28 @@ def test_elastic_fields_have_the_expected_size() -> None:
     assert abs(np.corrcoef(dx[:, 14, 14], dy[:, 14, 14])[0, 1]) < 0.15
 
 
+def test_elastic_sigma_wider_than_an_image_is_refused() -> None:
+    # The kernel has 8 sigma + 1 taps: sigma 1e12 asked for terabytes before the bound.
+    aug = Augmenter(_cfg(elastic_alpha=34.0, elastic_sigma=28.0), 28, 0.0)
+    aug(np.zeros((3, 784), np.float32), np.random.default_rng(0))
+    with pytest.raises(
+        ConfigError,
+        match=r"elastic_sigma: expected a number less than or equal to 28, found 10{12}\.0",
+    ):
+        config_from_yaml("model: {layers: 784-10}\n", "c.yaml", ["augment.elastic_sigma=1e12"])
+
+
+def test_elastic_alpha_is_bounded_below_float32_overflow(digits: NDArray[np.uint8]) -> None:
+    # alpha 1e39 is infinite in float32: the fields, then every training image, were NaN.
+    X, fill = _standardized(digits[:5], 28)
+    Augmenter(_cfg(elastic_alpha=10_000.0), 28, fill)(X, np.random.default_rng(0))
+    assert np.isfinite(X).all()
+    with pytest.raises(
+        ConfigError, match=r"elastic_alpha: expected a number less than or equal to 10000, found"
+    ):
+        config_from_yaml("model: {layers: 784-10}\n", "c.yaml", ["augment.elastic_alpha=1e39"])
+
+
 def test_batches_of_the_wrong_shape_or_type_are_refused() -> None:
     aug = Augmenter(_cfg(), 28, 0.0)
     with pytest.raises(UsageError, match=r"\(n, 784\)"):
@@ -327,6 +349,19 @@ def test_scale_range_reaching_zero_is_refused() -> None:
     unchecked = AugmentConfig.model_construct(**{**_cfg().model_dump(), "max_scale": 1.0})
     with pytest.raises(ConfigError, match=r"augment\.max_scale is 1\b"):  # ... and so does
         Augmenter(unchecked, 28, 0.0)  # the augmenter, for configs built without validation
+
+
+@pytest.mark.parametrize(("setting", "limit"), [("max_rotation", "180"), ("max_shift", "28")])
+def test_ranges_too_wide_to_draw_from_are_refused(setting: str, limit: str) -> None:
+    # rng.uniform(-x, x) overflows for x near the largest float; 180 degrees already covers
+    # every rotation, and a shift by an image's side moves the digit out of it.
+    aug = Augmenter(_cfg(**{setting: float(limit)}), 28, 0.0)
+    aug(np.zeros((3, 784), np.float32), np.random.default_rng(0))
+    with pytest.raises(
+        ConfigError,
+        match=f"augment.{setting}: expected a number less than or equal to {limit}, found 1e.?308",
+    ):
+        config_from_yaml("model: {layers: 784-10}\n", "c.yaml", [f"augment.{setting}=1e308"])
 
 
 def test_a_batch_is_warped_as_its_images_one_by_one(digits: NDArray[np.uint8]) -> None:

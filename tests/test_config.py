@@ -883,6 +883,16 @@ def test_every_name_a_config_accepts_is_implemented_and_the_other_way_round() ->
     assert choices(ScheduleConfig, "name") == set(SCHEDULES)
 
 
+@pytest.mark.parametrize("key", ["l1", "l2"])
+def test_penalty_weights_are_bounded_below_float32_overflow(key: str) -> None:
+    # lambda 1e39 is infinite in float32 weights: training stopped at its first steps with
+    # a NaN loss blamed on the learning rate.
+    base = "model: {layers: 784-10}\n"
+    assert config_from_yaml(base, "c.yaml", [f"regularization.{key}=1000"])
+    with pytest.raises(ConfigError, match=f"{key}: expected a number less than or equal to 1000"):
+        config_from_yaml(base, "c.yaml", [f"regularization.{key}=1e39"])
+
+
 def test_epochs_are_bounded_by_what_a_run_history_may_hold() -> None:
     from mlp_cli.limits import MAX_EPOCHS
 

@@ -789,6 +789,20 @@ def test_the_memory_estimate_counts_what_training_allocates_not_only_activations
     assert fixed - sgd == 4 * parameter_count(cfg.model.layers)
 
 
+def test_the_memory_estimate_counts_the_elastic_fields_and_not_the_affine_warp() -> None:
+    from mlp_cli.limits import training_memory
+
+    def per_example(augment: dict[str, Any]) -> int:
+        return training_memory(_memory_config("400-25-10", 1000, augment=augment))[1]
+
+    plain = per_example({"enabled": False})
+    # The affine warp works on a fixed number of images at a time: nothing per example.
+    assert per_example({"enabled": True}) == plain
+    # An elastic field is noise and its smoothed copy, 2 x 400 float32 each per example, for
+    # the full batch and the epoch's shorter last one.
+    assert per_example({"enabled": True, "elastic_alpha": 34.0}) - plain == 2 * (2 * 2 * 400) * 4
+
+
 def _large_picture(path: Path, mode: str, side: int) -> None:
     """A `side` x `side` picture of a thick stroke in `mode`, saved losslessly at `path`."""
     from PIL import Image, ImageDraw
