@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bench import report
-from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, network_named
+from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, Network, network_named
 from mlp_cli.errors import MLPError
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,7 +50,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timing")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/<kind>-<time>.json]")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.nets = tuple(map(network_named, args.network)) if args.network else NETWORKS
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
 
 
 def _print_extras(console: Console, record: dict[str, Any]) -> None:
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return startup.main(given[1:])
     args = _parse(argv)
     console = Console(width=max(Console().width, 132))  # the table has a column per peer
-    nets = tuple(network_named(n) for n in args.network) if args.network else NETWORKS
+    nets: tuple[Network, ...] = args.nets
     epochs, warmup = (1, 0) if args.smoke else (args.epochs, 1)
     drift_epochs = min(args.drift_epochs, 3) if args.smoke else args.drift_epochs
     budget = 0.05 if args.smoke else 0.5  # seconds of matmul-ceiling timing per round
