@@ -10,6 +10,7 @@ import pytest
     ("args", "expected"),
     [
         (["--network", "784-10"], "unknown network '784-10'; the benchmark knows 784-100-10"),
+        (["--threads", "0"], "--threads takes a whole number of at least 1, not 0"),
     ],
 )
 def test_the_benchmark_refuses_bad_arguments_before_running_anything(
