@@ -51,8 +51,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timing")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/<kind>-<time>.json]")
     args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads takes a whole number of at least 1, not {args.threads}")
+    for option, value in (("--epochs", args.epochs), ("--threads", args.threads)):
+        if value < 1:
+            parser.error(f"{option} takes a whole number of at least 1, not {value}")
     try:
         args.nets = tuple(map(network_named, args.network)) if args.network else NETWORKS
     except ValueError as exc:

@@ -10,6 +10,7 @@ import pytest
     ("args", "expected"),
     [
         (["--network", "784-10"], "unknown network '784-10'; the benchmark knows 784-100-10"),
+        (["--epochs", "0"], "--epochs takes a whole number of at least 1, not 0"),
         (["--threads", "0"], "--threads takes a whole number of at least 1, not 0"),
     ],
 )
