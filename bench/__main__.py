@@ -32,6 +32,7 @@ from rich.markup import escape
 from bench import report
 from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, Network, network_named
 from mlp_cli.errors import MLPError
+from mlp_cli.outputs import check_folder, check_replaceable
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,9 +55,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     for option, value in (("--epochs", args.epochs), ("--threads", args.threads)):
         if value < 1:
             parser.error(f"{option} takes a whole number of at least 1, not {value}")
+    if args.out is None:
+        kind = "smoke" if args.smoke else "bench"
+        args.out = RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     try:
         args.nets = tuple(map(network_named, args.network)) if args.network else NETWORKS
-    except ValueError as exc:
+        # Judged now, not after minutes of timing whose results would then be lost.
+        check_replaceable(args.out, "results file")
+        check_folder(args.out.parent, "results folder")
+    except (ValueError, MLPError) as exc:
         parser.error(str(exc))
     return args
 
@@ -228,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     _print_extras(console, record)
     if starts is not None:
         console.print(startup.table(starts))
-    kind = "smoke" if args.smoke else "bench"
-    out = args.out or RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
     console.print(f"results: {out}")

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+# The least a run does, should a check be missing: a smoke run of one small network.
+QUICK = ["--smoke", "--network", "400-25-10", "--drift-epochs", "0", "--no-memory", "--no-startup"]
+
 
 @pytest.mark.parametrize(
     ("args", "expected"),
@@ -12,6 +15,8 @@ import pytest
         (["--network", "784-10"], "unknown network '784-10'; the benchmark knows 784-100-10"),
         (["--epochs", "0"], "--epochs takes a whole number of at least 1, not 0"),
         (["--threads", "0"], "--threads takes a whole number of at least 1, not 0"),
+        ([*QUICK, "--out", "/"], "cannot write the results file '/': it is a folder"),
+        ([*QUICK, "--out", "/dev/null/r.json"], "the results folder '/dev/null' is a"),
     ],
 )
 def test_the_benchmark_refuses_bad_arguments_before_running_anything(
