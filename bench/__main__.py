@@ -33,6 +33,7 @@ from bench import report
 from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, Network, network_named
 from mlp_cli.errors import MLPError
 from mlp_cli.outputs import check_folder, check_replaceable
+from mlp_cli.plain import plain
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = datasets(nets, args.smoke)
     except MLPError as exc:  # MNIST neither cached nor downloadable
-        console.print(f"[red]{exc}[/]")
+        console.print(plain(exc, "red"))
         return 1
     first = next(iter(data.values()))
     console.print(
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    console.print(f"results: {out}")
+    console.print("results:", plain(out))
     return 0
 
 

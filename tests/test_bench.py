@@ -3,6 +3,8 @@ is only run by hand and, in its smoke mode, by CI)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 # The least a run does, should a check be missing: a smoke run of one small network.
@@ -28,3 +30,26 @@ def test_the_benchmark_refuses_bad_arguments_before_running_anything(
         main(args)
     assert stopped.value.code == 2
     assert expected in capsys.readouterr().err
+
+
+def test_names_from_outside_are_printed_as_they_are(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_public_mirrors: None,
+    closed_port_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A results file and a data folder whose names hold rich markup are printed as named."""
+    from bench.__main__ import main
+
+    out = tmp_path / "[bold]r.json"
+    assert main([*QUICK, "--out", str(out)]) == 0
+    assert f"results: {out}" in capsys.readouterr().out.replace("\n", "")
+    assert out.is_file()
+
+    cache = tmp_path / "[red]cache"
+    monkeypatch.setenv("MLP_DATA_DIR", str(cache))
+    monkeypatch.setenv("MLP_MNIST_MIRROR", closed_port_url)
+    full = [a for a in QUICK if a != "--smoke"]  # without MNIST, --smoke trains on random digits
+    assert main([*full, "--out", str(tmp_path / "none.json")]) == 1
+    assert f"({cache})" in capsys.readouterr().out.replace("\n", "")
