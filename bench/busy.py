@@ -325,7 +325,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="quiet/busy rounds per config")
     parser.add_argument("--no-peers", action="store_true", help="time ours only")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/busy-<time>.json]")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds takes a whole number of at least 1, not {args.rounds}")
+    return args
 
 
 def main(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ import pytest
 
 # The least a run does, should a check be missing: a smoke run of one small network.
 QUICK = ["--smoke", "--network", "400-25-10", "--drift-epochs", "0", "--no-memory", "--no-startup"]
+BUSY = ["busy", "--smoke", "--no-peers", "--config", "logistic-784-10"]
 
 
 @pytest.mark.parametrize(
@@ -19,6 +20,7 @@ QUICK = ["--smoke", "--network", "400-25-10", "--drift-epochs", "0", "--no-memor
         (["--threads", "0"], "--threads takes a whole number of at least 1, not 0"),
         ([*QUICK, "--out", "/"], "cannot write the results file '/': it is a folder"),
         ([*QUICK, "--out", "/dev/null/r.json"], "the results folder '/dev/null' is a"),
+        ([*BUSY, "--rounds", "0"], "--rounds takes a whole number of at least 1, not 0"),
     ],
 )
 def test_the_benchmark_refuses_bad_arguments_before_running_anything(
