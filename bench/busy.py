@@ -190,9 +190,6 @@ def plans(names: list[str] | None, smoke: bool) -> Iterator[Plan]:
 
     paths = sorted(CONFIGS.glob("*.yaml"))
     if names:
-        unknown = set(names) - {p.stem for p in paths}
-        if unknown:
-            raise SystemExit(f"no config named {', '.join(sorted(unknown))} in {CONFIGS}")
         paths = [p for p in paths if p.stem in names]
     for path in paths:
         cfg = load_config(path)
@@ -328,6 +325,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds takes a whole number of at least 1, not {args.rounds}")
+    unknown = set(args.config or ()) - {p.stem for p in CONFIGS.glob("*.yaml")}
+    if unknown:
+        parser.error(f"no config named {', '.join(sorted(unknown))} in {CONFIGS}")
     return args
 
 

@@ -20,6 +20,7 @@ BUSY = ["busy", "--smoke", "--no-peers", "--config", "logistic-784-10"]
         (["--threads", "0"], "--threads takes a whole number of at least 1, not 0"),
         ([*QUICK, "--out", "/"], "cannot write the results file '/': it is a folder"),
         ([*QUICK, "--out", "/dev/null/r.json"], "the results folder '/dev/null' is a"),
+        ([*BUSY, "--config", "mnist-784"], "no config named mnist-784 in "),
         ([*BUSY, "--rounds", "0"], "--rounds takes a whole number of at least 1, not 0"),
     ],
 )
