@@ -32,7 +32,6 @@ from rich.markup import escape
 from bench import report
 from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, Network, network_named
 from mlp_cli.errors import MLPError
-from mlp_cli.outputs import check_folder, check_replaceable
 from mlp_cli.plain import plain
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -61,11 +60,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.out = RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     try:
         args.nets = tuple(map(network_named, args.network)) if args.network else NETWORKS
-        # Judged now, not after minutes of timing whose results would then be lost.
-        check_replaceable(args.out, "results file")
-        check_folder(args.out.parent, "results folder")
-    except (ValueError, MLPError) as exc:
+    except ValueError as exc:
         parser.error(str(exc))
+    report.check_results_file(parser, args.out)
     return args
 
 

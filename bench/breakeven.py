@@ -34,6 +34,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench import report
 from mlp_cli.threads import SMALL_STEP_FLOPS, limit_blas, step_flops, usable_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -106,6 +107,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=300, help="steps timed per cell")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/threads-<time>.json]")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS / f"threads-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    report.check_results_file(parser, args.out)
     console = Console(width=max(Console().width, 100))
     counts = list(range(1, max(2, usable_cores()) + 1))
     rows: list[dict[str, Any]] = []
@@ -139,7 +143,7 @@ def main(argv: list[str]) -> int:
         )
     console.print(out_table)
     updates = update_split(counts[-1], args.steps, console)
-    out = args.out or RESULTS / f"threads-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

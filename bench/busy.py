@@ -45,6 +45,7 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.table import Table
 
+from bench import report
 from mlp_cli.config import Config, load_config
 from mlp_cli.data import Splits
 from mlp_cli.threads import SMALL_STEP_FLOPS, choose_threads, limit_blas, step_flops
@@ -328,6 +329,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     unknown = set(args.config or ()) - {p.stem for p in CONFIGS.glob("*.yaml")}
     if unknown:
         parser.error(f"no config named {', '.join(sorted(unknown))} in {CONFIGS}")
+    if args.out is None:
+        kind = "busy-smoke" if args.smoke else "busy"
+        args.out = RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    report.check_results_file(parser, args.out)
     return args
 
 
@@ -351,8 +356,7 @@ def main(argv: list[str]) -> int:
         f"load average {load_before[0]:.1f} on {os.cpu_count()} CPUs; "
         f"{args.rounds} round(s) per config"
     )
-    kind = "busy-smoke" if args.smoke else "busy"
-    out = args.out or RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

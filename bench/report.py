@@ -12,7 +12,9 @@ Left out: pass/fail verdicts on absolute times, which depend on the machine and 
 
 from __future__ import annotations
 
+import argparse
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,8 @@ from rich.table import Table
 
 from bench.timing import OURS, Drift, NetworkTimings
 from bench.workload import BATCH
+from mlp_cli.errors import MLPError
+from mlp_cli.outputs import check_folder, check_replaceable
 
 PEER_COLUMNS = (
     ("pytorch", "÷ torch"),
@@ -128,6 +132,16 @@ def jax_line(engine: str, row: dict[str, Any]) -> str:
         f" {','.join(map(str, row['cpus']))} with {'/'.join(map(str, busy))} busy threads"
         f" (CPU/wall {cpu:.2f})"
     )
+
+
+def check_results_file(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Stop with ``parser``'s usage error if the JSON record cannot be written to ``out``:
+    judged before the timing, whose results would otherwise be lost at its end."""
+    try:
+        check_replaceable(out, "results file")
+        check_folder(out.parent, "results folder")
+    except MLPError as exc:
+        parser.error(str(exc))
 
 
 def memory_key(network: str, engine: str) -> str:

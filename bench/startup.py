@@ -51,6 +51,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench import report
+
 RESULTS = Path(__file__).resolve().parent / "results"
 PAIRS = 21  # rounds: each command's time paired with the baseline's in the same round
 IMPORTTIME_RUNS = 3
@@ -344,6 +346,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
             )
     if args.model is not None and not args.model.exists():
         parser.error(f"--model {args.model}: no such model file or run folder")
+    if args.out is None:
+        args.out = RESULTS / f"startup-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    report.check_results_file(parser, args.out)
     return args
 
 
@@ -367,7 +372,7 @@ def main(argv: list[str]) -> int:
     record["seconds"] = time.perf_counter() - started
     console.print(table(record))
     print_imports(console, record)
-    out = args.out or RESULTS / f"startup-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     console.print(f"results: {out}")
