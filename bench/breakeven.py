@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import report
+from mlp_cli.plain import plain
 from mlp_cli.threads import SMALL_STEP_FLOPS, limit_blas, step_flops, usable_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -157,7 +158,7 @@ def main(argv: list[str]) -> int:
         "update_threads": updates,
     }
     out.write_text(json.dumps(record, indent=2) + "\n")
-    console.print(f"results: {out}")
+    console.print("results:", plain(out))
     return 0
 
 

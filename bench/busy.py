@@ -48,6 +48,7 @@ from rich.table import Table
 from bench import report
 from mlp_cli.config import Config, load_config
 from mlp_cli.data import Splits
+from mlp_cli.plain import plain
 from mlp_cli.threads import SMALL_STEP_FLOPS, choose_threads, limit_blas, step_flops
 from mlp_cli.train import Callbacks, Trainer
 
@@ -385,5 +386,5 @@ def main(argv: list[str]) -> int:
         record["seconds"] = time.perf_counter() - started
         out.write_text(json.dumps(record, indent=2, default=str) + "\n")
     console.print(table(record["configs"]))
-    console.print(f"results: {out}")
+    console.print("results:", plain(out))
     return 0

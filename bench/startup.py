@@ -52,6 +52,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import report
+from mlp_cli.plain import plain
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PAIRS = 21  # rounds: each command's time paired with the baseline's in the same round
@@ -253,7 +254,7 @@ def measure(
         times = paired_times(groups, pairs, env)
         results = []
         for python, group, group_times in zip(pythons, groups, times, strict=True):
-            console.print(f"importtime: {python} ...", highlight=False)
+            console.print(plain(f"importtime: {python} ..."))
             rows = summarize(group, group_times)
             for row, command in zip(rows, group, strict=True):
                 row["importtime"] = importtime(command.argv, env)
@@ -283,7 +284,7 @@ def table(record: dict[str, Any]) -> Table:
             met = goal is None or row["ratio_to_baseline"] <= goal
             low, high = row["ratio_quartiles"]
             out.add_row(
-                result["python"] if first else "",
+                plain(result["python"]) if first else "",
                 row["command"],
                 f"{row['median_ms']:.0f}",
                 f"{row['ratio_to_baseline']:.2f}",
@@ -310,10 +311,11 @@ def print_imports(console: Console, record: dict[str, Any]) -> None:
             beyond = [m for m in report["top_cumulative"] if m["module"] not in numpy_only]
             modules = ", ".join(f"{m['module']} {m['cumulative_ms']:.0f}" for m in beyond)
             console.print(
-                f"{row['command']} ({result['python']}): {report['modules']} modules,"
-                f" {report['total_ms']:.0f} ms of imports\n  by package (self ms): {packages}"
-                f"\n  largest imports beyond the baseline's (cumulative ms): {modules}",
-                highlight=False,
+                plain(
+                    f"{row['command']} ({result['python']}): {report['modules']} modules,"
+                    f" {report['total_ms']:.0f} ms of imports\n  by package (self ms): {packages}"
+                    f"\n  largest imports beyond the baseline's (cumulative ms): {modules}"
+                ),
                 soft_wrap=True,
             )
 
@@ -375,5 +377,5 @@ def main(argv: list[str]) -> int:
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
-    console.print(f"results: {out}")
+    console.print("results:", plain(out))
     return 0

@@ -3,6 +3,7 @@ is only run by hand and, in its smoke mode, by CI)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,28 @@ def test_names_from_outside_are_printed_as_they_are(
     full = [a for a in QUICK if a != "--smoke"]  # without MNIST, --smoke trains on random digits
     assert main([*full, "--out", str(tmp_path / "none.json")]) == 1
     assert f"({cache})" in capsys.readouterr().out.replace("\n", "")
+
+
+def test_the_subcommands_print_names_from_outside_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """busy and startup print their results file, and startup the interpreter it timed, as
+    named, though the names hold rich markup."""
+    from bench.__main__ import main
+
+    monkeypatch.setenv("COLUMNS", "400")  # long paths on one line, in the table too
+
+    out = tmp_path / "[bold]busy.json"
+    assert main([*BUSY, "--rounds", "1", "--out", str(out)]) == 0
+    assert f"results: {out}" in capsys.readouterr().out.replace("\n", "")
+
+    venv = tmp_path / "[bold]venv"
+    venv.symlink_to(Path(sys.prefix))
+    python = str(venv / "bin" / "python")
+    out = tmp_path / "[bold]startup.json"
+    assert main(["startup", "--pairs", "1", "--python", python, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"importtime: {python} ..." in printed
+    assert f"mlp --help ({python})" in printed
+    assert f"│ {python} │" in printed  # the table's python column
+    assert f"results: {out}" in printed.replace("\n", "")
