@@ -359,6 +359,13 @@ def main(argv: list[str]) -> int:
     console = Console(width=max(Console().width, 120))
     load_before = os.getloadavg()
     started = time.perf_counter()
+    try:
+        measured = measure(
+            args.python or [sys.executable], args.pairs, args.model, console, args.as_is
+        )
+    except RuntimeError as exc:  # a command failed; its untimed first run tries --model's file
+        print(f"python -m bench startup: error: {exc}", file=sys.stderr)
+        return 2
     record: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench startup", *argv]),
@@ -368,7 +375,7 @@ def main(argv: list[str]) -> int:
             "load_average_before": load_before,
             "python": platform.python_version(),
         },
-        **measure(args.python or [sys.executable], args.pairs, args.model, console, args.as_is),
+        **measured,
     }
     record["machine"]["load_average_after"] = os.getloadavg()
     record["seconds"] = time.perf_counter() - started
