@@ -22,6 +22,7 @@ BUSY = ["busy", "--smoke", "--no-peers", "--config", "logistic-784-10"]
         ([*QUICK, "--out", "/"], "cannot write the results file '/': it is a folder"),
         ([*QUICK, "--out", "/dev/null/r.json"], "the results folder '/dev/null' is a"),
         ([*BUSY, "--out", "/"], "cannot write the results file '/': it is a folder"),
+        (["threads", "--steps", "0"], "--steps takes a whole number of at least 1, not 0"),
         (["threads", "--steps", "1", "--out", "/"], "cannot write the results file '/'"),
         (["startup", "--pairs", "1", "--out", "/"], "cannot write the results file '/'"),
         ([*BUSY, "--config", "mnist-784"], "no config named mnist-784 in "),
