@@ -150,6 +150,7 @@ def main(argv: list[str]) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench threads", *argv]),
         "steps": args.steps,
         "cpus": os.cpu_count(),
         "usable_cores": usable_cores(),

@@ -3,6 +3,7 @@ is only run by hand and, in its smoke mode, by CI)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -86,3 +87,24 @@ def test_the_subcommands_print_names_from_outside_as_they_are(
     assert f"mlp --help ({python})" in printed
     assert f"│ {python} │" in printed  # the table's python column
     assert f"results: {out}" in printed.replace("\n", "")
+
+
+def test_a_results_file_replaces_only_an_earlier_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out naming a file of the user's is refused before the timing and left as it was;
+    naming an earlier record of the benchmark, it is replaced."""
+    from bench.__main__ import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    with pytest.raises(SystemExit) as stopped:
+        main([*QUICK, "--out", str(notes)])
+    assert stopped.value.code == 2
+    assert "it exists and is not a record of python -m bench" in capsys.readouterr().err
+    assert notes.read_text() == "my notes\n"
+
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"command": "python -m bench startup", "seconds": 1}))
+    assert main([*QUICK, "--out", str(earlier)]) == 0
+    assert json.loads(earlier.read_text())["command"].startswith("python -m bench --smoke")
