@@ -200,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import startup
 
         pairs = 3 if args.smoke else startup.PAIRS
-        starts = startup.measure([sys.executable], pairs, None, console)
+        try:
+            starts = startup.measure([sys.executable], pairs, None, console)
+        except RuntimeError as exc:  # no mlp beside this interpreter: keep what was measured
+            console.print(plain(f"startup: failed ({exc})", "red"))
+            starts = {"error": str(exc)}
 
     record: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -231,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     console.print(report.table(summaries, memory))
     _print_extras(console, record)
-    if starts is not None:
+    if starts is not None and "error" not in starts:
         console.print(startup.table(starts))
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -108,3 +108,23 @@ def test_a_results_file_replaces_only_an_earlier_record(
     earlier.write_text(json.dumps({"command": "python -m bench startup", "seconds": 1}))
     assert main([*QUICK, "--out", str(earlier)]) == 0
     assert json.loads(earlier.read_text())["command"].startswith("python -m bench --smoke")
+
+
+def test_a_start_up_timing_that_cannot_run_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An interpreter without mlp beside it (a checkout on PYTHONPATH) has no start-up to
+    time: the run says so, and writes what it measured before."""
+    from bench.__main__ import main
+
+    (tmp_path / "bin").mkdir()
+    python = tmp_path / "bin" / "python"
+    python.symlink_to(sys.executable)
+    monkeypatch.setattr(sys, "executable", str(python))
+    out = tmp_path / "r.json"
+    quick = [a for a in QUICK if a != "--no-startup"]
+    assert main([*quick, "--out", str(out)]) == 0
+    assert "startup: failed (" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    assert "mlp --help exited with 2" in record["startup"]["error"]
+    assert record["networks"][0]["engines"]["ours"]["seconds_per_epoch"] > 0
