@@ -30,8 +30,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from bench import report
-from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, network_named
+from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, Network, network_named
 from mlp_cli.errors import MLPError
+from mlp_cli.plain import plain
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,7 +51,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timing")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/<kind>-<time>.json]")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for option, value in (("--epochs", args.epochs), ("--threads", args.threads)):
+        if value < 1:
+            parser.error(f"{option} takes a whole number of at least 1, not {value}")
+    if args.out is None:
+        kind = "smoke" if args.smoke else "bench"
+        args.out = RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    try:
+        args.nets = tuple(map(network_named, args.network)) if args.network else NETWORKS
+    except ValueError as exc:
+        parser.error(str(exc))
+    report.check_results_file(parser, args.out)
+    return args
 
 
 def _print_extras(console: Console, record: dict[str, Any]) -> None:
@@ -107,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return startup.main(given[1:])
     args = _parse(argv)
     console = Console(width=max(Console().width, 132))  # the table has a column per peer
-    nets = tuple(network_named(n) for n in args.network) if args.network else NETWORKS
+    nets: tuple[Network, ...] = args.nets
     epochs, warmup = (1, 0) if args.smoke else (args.epochs, 1)
     drift_epochs = min(args.drift_epochs, 3) if args.smoke else args.drift_epochs
     budget = 0.05 if args.smoke else 0.5  # seconds of matmul-ceiling timing per round
@@ -138,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = datasets(nets, args.smoke)
     except MLPError as exc:  # MNIST neither cached nor downloadable
-        console.print(f"[red]{exc}[/]")
+        console.print(plain(exc, "red"))
         return 1
     first = next(iter(data.values()))
     console.print(
@@ -187,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import startup
 
         pairs = 3 if args.smoke else startup.PAIRS
-        starts = startup.measure([sys.executable], pairs, None, console)
+        try:
+            starts = startup.measure([sys.executable], pairs, None, console)
+        except RuntimeError as exc:  # no mlp beside this interpreter: keep what was measured
+            console.print(plain(f"startup: failed ({exc})", "red"))
+            starts = {"error": str(exc)}
 
     record: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -218,13 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     console.print(report.table(summaries, memory))
     _print_extras(console, record)
-    if starts is not None:
+    if starts is not None and "error" not in starts:
         console.print(startup.table(starts))
-    kind = "smoke" if args.smoke else "bench"
-    out = args.out or RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    console.print(f"results: {out}")
+    console.print("results:", plain(out))
     return 0
 
 

@@ -34,6 +34,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench import report
+from mlp_cli.plain import plain
 from mlp_cli.threads import SMALL_STEP_FLOPS, limit_blas, step_flops, usable_cores
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -106,6 +108,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=300, help="steps timed per cell")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/threads-<time>.json]")
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps takes a whole number of at least 1, not {args.steps}")
+    if args.out is None:
+        args.out = RESULTS / f"threads-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    report.check_results_file(parser, args.out)
     console = Console(width=max(Console().width, 100))
     counts = list(range(1, max(2, usable_cores()) + 1))
     rows: list[dict[str, Any]] = []
@@ -139,10 +146,11 @@ def main(argv: list[str]) -> int:
         )
     console.print(out_table)
     updates = update_split(counts[-1], args.steps, console)
-    out = args.out or RESULTS / f"threads-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench threads", *argv]),
         "steps": args.steps,
         "cpus": os.cpu_count(),
         "usable_cores": usable_cores(),
@@ -153,7 +161,7 @@ def main(argv: list[str]) -> int:
         "update_threads": updates,
     }
     out.write_text(json.dumps(record, indent=2) + "\n")
-    console.print(f"results: {out}")
+    console.print("results:", plain(out))
     return 0
 
 

@@ -45,8 +45,10 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.table import Table
 
+from bench import report
 from mlp_cli.config import Config, load_config
 from mlp_cli.data import Splits
+from mlp_cli.plain import plain
 from mlp_cli.threads import SMALL_STEP_FLOPS, choose_threads, limit_blas, step_flops
 from mlp_cli.train import Callbacks, Trainer
 
@@ -190,9 +192,6 @@ def plans(names: list[str] | None, smoke: bool) -> Iterator[Plan]:
 
     paths = sorted(CONFIGS.glob("*.yaml"))
     if names:
-        unknown = set(names) - {p.stem for p in paths}
-        if unknown:
-            raise SystemExit(f"no config named {', '.join(sorted(unknown))} in {CONFIGS}")
         paths = [p for p in paths if p.stem in names]
     for path in paths:
         cfg = load_config(path)
@@ -325,7 +324,17 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="quiet/busy rounds per config")
     parser.add_argument("--no-peers", action="store_true", help="time ours only")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/busy-<time>.json]")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds takes a whole number of at least 1, not {args.rounds}")
+    unknown = set(args.config or ()) - {p.stem for p in CONFIGS.glob("*.yaml")}
+    if unknown:
+        parser.error(f"no config named {', '.join(sorted(unknown))} in {CONFIGS}")
+    if args.out is None:
+        kind = "busy-smoke" if args.smoke else "busy"
+        args.out = RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    report.check_results_file(parser, args.out)
+    return args
 
 
 def main(argv: list[str]) -> int:
@@ -348,8 +357,7 @@ def main(argv: list[str]) -> int:
         f"load average {load_before[0]:.1f} on {os.cpu_count()} CPUs; "
         f"{args.rounds} round(s) per config"
     )
-    kind = "busy-smoke" if args.smoke else "busy"
-    out = args.out or RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -378,5 +386,5 @@ def main(argv: list[str]) -> int:
         record["seconds"] = time.perf_counter() - started
         out.write_text(json.dumps(record, indent=2, default=str) + "\n")
     console.print(table(record["configs"]))
-    console.print(f"results: {out}")
+    console.print("results:", plain(out))
     return 0

@@ -12,7 +12,10 @@ Left out: pass/fail verdicts on absolute times, which depend on the machine and 
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +23,11 @@ from rich.table import Table
 
 from bench.timing import OURS, Drift, NetworkTimings
 from bench.workload import BATCH
+from mlp_cli.errors import MLPError
+from mlp_cli.outputs import check_folder, check_replaceable
+from mlp_cli.plain import shown
 
+RECORD_MB = 64  # the largest results file read to see whether it is an earlier record
 PEER_COLUMNS = (
     ("pytorch", "÷ torch"),
     ("sklearn", "÷ sklearn"),
@@ -128,6 +135,33 @@ def jax_line(engine: str, row: dict[str, Any]) -> str:
         f" {','.join(map(str, row['cpus']))} with {'/'.join(map(str, busy))} busy threads"
         f" (CPU/wall {cpu:.2f})"
     )
+
+
+def is_record(path: Path) -> bool:
+    """Whether ``path`` holds a JSON record that this benchmark wrote (up to `RECORD_MB`)."""
+    try:
+        if path.stat().st_size > RECORD_MB * 2**20:
+            return False
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and str(record.get("command")).startswith("python -m bench")
+
+
+def check_results_file(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Stop with ``parser``'s usage error if the JSON record cannot be written to ``out``, or
+    would replace a file that is not an earlier record: judged before the timing, whose
+    results would otherwise be lost at its end."""
+    try:
+        check_replaceable(out, "results file")
+        check_folder(out.parent, "results folder")
+    except MLPError as exc:
+        parser.error(str(exc))
+    if out.exists() and not is_record(out):
+        parser.error(
+            f"cannot write the results file '{shown(out)}': it exists and is not a record of"
+            " python -m bench, which replaces only its own; choose another path"
+        )
 
 
 def memory_key(network: str, engine: str) -> str:

@@ -51,6 +51,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench import report
+from mlp_cli.plain import plain
+
 RESULTS = Path(__file__).resolve().parent / "results"
 PAIRS = 21  # rounds: each command's time paired with the baseline's in the same round
 IMPORTTIME_RUNS = 3
@@ -251,7 +254,7 @@ def measure(
         times = paired_times(groups, pairs, env)
         results = []
         for python, group, group_times in zip(pythons, groups, times, strict=True):
-            console.print(f"importtime: {python} ...", highlight=False)
+            console.print(plain(f"importtime: {python} ..."))
             rows = summarize(group, group_times)
             for row, command in zip(rows, group, strict=True):
                 row["importtime"] = importtime(command.argv, env)
@@ -281,7 +284,7 @@ def table(record: dict[str, Any]) -> Table:
             met = goal is None or row["ratio_to_baseline"] <= goal
             low, high = row["ratio_quartiles"]
             out.add_row(
-                result["python"] if first else "",
+                plain(result["python"]) if first else "",
                 row["command"],
                 f"{row['median_ms']:.0f}",
                 f"{row['ratio_to_baseline']:.2f}",
@@ -308,10 +311,11 @@ def print_imports(console: Console, record: dict[str, Any]) -> None:
             beyond = [m for m in report["top_cumulative"] if m["module"] not in numpy_only]
             modules = ", ".join(f"{m['module']} {m['cumulative_ms']:.0f}" for m in beyond)
             console.print(
-                f"{row['command']} ({result['python']}): {report['modules']} modules,"
-                f" {report['total_ms']:.0f} ms of imports\n  by package (self ms): {packages}"
-                f"\n  largest imports beyond the baseline's (cumulative ms): {modules}",
-                highlight=False,
+                plain(
+                    f"{row['command']} ({result['python']}): {report['modules']} modules,"
+                    f" {report['total_ms']:.0f} ms of imports\n  by package (self ms): {packages}"
+                    f"\n  largest imports beyond the baseline's (cumulative ms): {modules}"
+                ),
                 soft_wrap=True,
             )
 
@@ -344,6 +348,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
             )
     if args.model is not None and not args.model.exists():
         parser.error(f"--model {args.model}: no such model file or run folder")
+    if args.out is None:
+        args.out = RESULTS / f"startup-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    report.check_results_file(parser, args.out)
     return args
 
 
@@ -352,6 +359,13 @@ def main(argv: list[str]) -> int:
     console = Console(width=max(Console().width, 120))
     load_before = os.getloadavg()
     started = time.perf_counter()
+    try:
+        measured = measure(
+            args.python or [sys.executable], args.pairs, args.model, console, args.as_is
+        )
+    except RuntimeError as exc:  # a command failed; its untimed first run tries --model's file
+        print(f"python -m bench startup: error: {exc}", file=sys.stderr)
+        return 2
     record: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench startup", *argv]),
@@ -361,14 +375,14 @@ def main(argv: list[str]) -> int:
             "load_average_before": load_before,
             "python": platform.python_version(),
         },
-        **measure(args.python or [sys.executable], args.pairs, args.model, console, args.as_is),
+        **measured,
     }
     record["machine"]["load_average_after"] = os.getloadavg()
     record["seconds"] = time.perf_counter() - started
     console.print(table(record))
     print_imports(console, record)
-    out = args.out or RESULTS / f"startup-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
-    console.print(f"results: {out}")
+    console.print("results:", plain(out))
     return 0

@@ -102,11 +102,13 @@ WIDEST = NETWORKS[2]  # the network of the drift and memory runs
 
 
 def network_named(name: str) -> Network:
+    """The benchmark's network called ``name`` (as in ``784-100-10`` or its label); a
+    ValueError names the known ones."""
     for net in NETWORKS:
         if name in (net.name, net.label):
             return net
     known = ", ".join(net.name for net in NETWORKS)
-    raise SystemExit(f"unknown network {name!r}; the benchmark knows {known}")
+    raise ValueError(f"unknown network {name!r}; the benchmark knows {known}")
 
 
 def bench_config(net: Network, epochs: int, seed: int = 0) -> Config:

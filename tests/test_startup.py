@@ -178,3 +178,21 @@ def test_the_start_up_benchmark_refuses_bad_arguments_before_running_anything(
         startup.main(args)
     assert stopped.value.code == 2
     assert expected in capsys.readouterr().err
+
+
+def test_the_start_up_benchmark_names_a_model_mlp_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --model that `mlp predict` refuses stops the benchmark with predict's own message,
+    as a usage error, not a traceback."""
+    from bench import startup
+
+    model = tmp_path / "notes.txt"
+    model.write_text("not a model\n")
+    out = tmp_path / "startup.json"
+    assert startup.main(["--pairs", "1", "--model", str(model), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "python -m bench startup: error: " in err
+    assert "is not a valid mlp model file" in err
+    assert "Traceback" not in err
+    assert not out.exists()

@@ -1,0 +1,130 @@
+"""`python -m bench`: its arguments are checked before any timing starts (the timing itself
+is only run by hand and, in its smoke mode, by CI)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+# The least a run does, should a check be missing: a smoke run of one small network.
+QUICK = ["--smoke", "--network", "400-25-10", "--drift-epochs", "0", "--no-memory", "--no-startup"]
+BUSY = ["busy", "--smoke", "--no-peers", "--config", "logistic-784-10"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--network", "784-10"], "unknown network '784-10'; the benchmark knows 784-100-10"),
+        (["--epochs", "0"], "--epochs takes a whole number of at least 1, not 0"),
+        (["--threads", "0"], "--threads takes a whole number of at least 1, not 0"),
+        ([*QUICK, "--out", "/"], "cannot write the results file '/': it is a folder"),
+        ([*QUICK, "--out", "/dev/null/r.json"], "the results folder '/dev/null' is a"),
+        ([*BUSY, "--out", "/"], "cannot write the results file '/': it is a folder"),
+        (["threads", "--steps", "0"], "--steps takes a whole number of at least 1, not 0"),
+        (["threads", "--steps", "1", "--out", "/"], "cannot write the results file '/'"),
+        (["startup", "--pairs", "1", "--out", "/"], "cannot write the results file '/'"),
+        ([*BUSY, "--config", "mnist-784"], "no config named mnist-784 in "),
+        ([*BUSY, "--rounds", "0"], "--rounds takes a whole number of at least 1, not 0"),
+    ],
+)
+def test_the_benchmark_refuses_bad_arguments_before_running_anything(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_names_from_outside_are_printed_as_they_are(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_public_mirrors: None,
+    closed_port_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A results file and a data folder whose names hold rich markup are printed as named."""
+    from bench.__main__ import main
+
+    out = tmp_path / "[bold]r.json"
+    assert main([*QUICK, "--out", str(out)]) == 0
+    assert f"results: {out}" in capsys.readouterr().out.replace("\n", "")
+    assert out.is_file()
+
+    cache = tmp_path / "[red]cache"
+    monkeypatch.setenv("MLP_DATA_DIR", str(cache))
+    monkeypatch.setenv("MLP_MNIST_MIRROR", closed_port_url)
+    full = [a for a in QUICK if a != "--smoke"]  # without MNIST, --smoke trains on random digits
+    assert main([*full, "--out", str(tmp_path / "none.json")]) == 1
+    assert f"({cache})" in capsys.readouterr().out.replace("\n", "")
+
+
+def test_the_subcommands_print_names_from_outside_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """busy and startup print their results file, and startup the interpreter it timed, as
+    named, though the names hold rich markup."""
+    from bench.__main__ import main
+
+    monkeypatch.setenv("COLUMNS", "400")  # long paths on one line, in the table too
+
+    out = tmp_path / "[bold]busy.json"
+    assert main([*BUSY, "--rounds", "1", "--out", str(out)]) == 0
+    assert f"results: {out}" in capsys.readouterr().out.replace("\n", "")
+
+    venv = tmp_path / "[bold]venv"
+    venv.symlink_to(Path(sys.prefix))
+    python = str(venv / "bin" / "python")
+    out = tmp_path / "[bold]startup.json"
+    assert main(["startup", "--pairs", "1", "--python", python, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"importtime: {python} ..." in printed
+    assert f"mlp --help ({python})" in printed
+    assert f"│ {python} │" in printed  # the table's python column
+    assert f"results: {out}" in printed.replace("\n", "")
+
+
+def test_a_results_file_replaces_only_an_earlier_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out naming a file of the user's is refused before the timing and left as it was;
+    naming an earlier record of the benchmark, it is replaced."""
+    from bench.__main__ import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    with pytest.raises(SystemExit) as stopped:
+        main([*QUICK, "--out", str(notes)])
+    assert stopped.value.code == 2
+    assert "it exists and is not a record of python -m bench" in capsys.readouterr().err
+    assert notes.read_text() == "my notes\n"
+
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"command": "python -m bench startup", "seconds": 1}))
+    assert main([*QUICK, "--out", str(earlier)]) == 0
+    assert json.loads(earlier.read_text())["command"].startswith("python -m bench --smoke")
+
+
+def test_a_start_up_timing_that_cannot_run_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An interpreter without mlp beside it (a checkout on PYTHONPATH) has no start-up to
+    time: the run says so, and writes what it measured before."""
+    from bench.__main__ import main
+
+    (tmp_path / "bin").mkdir()
+    python = tmp_path / "bin" / "python"
+    python.symlink_to(sys.executable)
+    monkeypatch.setattr(sys, "executable", str(python))
+    out = tmp_path / "r.json"
+    quick = [a for a in QUICK if a != "--no-startup"]
+    assert main([*quick, "--out", str(out)]) == 0
+    assert "startup: failed (" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    assert "mlp --help exited with 2" in record["startup"]["error"]
+    assert record["networks"][0]["engines"]["ours"]["seconds_per_epoch"] > 0
