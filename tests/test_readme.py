@@ -116,3 +116,15 @@ def test_the_command_table_names_every_option_of_a_command_and_no_other(command:
         options[name].name for name in named
     }
     assert not unnamed, f"options of mlp {command} the table leaves out: {unnamed}"
+
+
+def test_the_model_format_table_names_every_metadata_field() -> None:
+    from mlp_cli.checkpoint import ModelMetadata, Preprocessing, TrainingSummary
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (row,) = re.findall(r"^\| `metadata` \|.*$", readme, re.M)
+    named = set(re.findall(r"`(\w+)`", row))
+    # a checkpoint's resume and history are described below the table, with the checkpoint
+    fields = set(ModelMetadata.model_fields) - {"resume", "history"}
+    for record in (fields, set(Preprocessing.model_fields), set(TrainingSummary.model_fields)):
+        assert record <= named, f"the metadata row leaves out {sorted(record - named)}"
