@@ -128,3 +128,33 @@ def test_the_model_format_table_names_every_metadata_field() -> None:
     fields = set(ModelMetadata.model_fields) - {"resume", "history"}
     for record in (fields, set(Preprocessing.model_fields), set(TrainingSummary.model_fields)):
         assert record <= named, f"the metadata row leaves out {sorted(record - named)}"
+
+
+def test_the_example_config_says_what_the_shipped_config_of_its_name_trains() -> None:
+    from ruamel.yaml import YAML
+
+    from mlp_cli.config import config_from_yaml, load_config
+    from mlp_cli.shipped import resolve
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration\n", 1)[1]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section.split("\n## ", 1)[0], flags=re.DOTALL)
+    example = config_from_yaml(block).model_dump()
+    shipped = load_config(resolve(example["name"])).model_dump()
+
+    def leaves(written: dict[str, Any], prefix: str = "") -> list[str]:
+        return [
+            path
+            for key, value in written.items()
+            for path in (
+                leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
+            )
+        ]
+
+    def get(tree: dict[str, Any], path: str) -> Any:
+        for key in path.split("."):
+            tree = tree[key]
+        return tree
+
+    for path in leaves(YAML(typ="safe").load(block)):
+        assert get(example, path) == get(shipped, path), path
