@@ -158,3 +158,19 @@ def test_the_example_config_says_what_the_shipped_config_of_its_name_trains() ->
 
     for path in leaves(YAML(typ="safe").load(block)):
         assert get(example, path) == get(shipped, path), path
+
+
+def test_the_api_table_names_every_fact_of_get_api_model(tmp_path: Path) -> None:
+    from test_serve import save_model
+
+    from mlp_cli import checkpoint
+    from mlp_cli.serve import Served
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (row,) = re.findall(r"^\| `GET /api/model\b.*$", readme, re.M)
+    named = set(re.findall(r"`(\w+)`", row))
+    facts = Served(
+        "small", checkpoint.load(save_model(tmp_path / "m.npz", [784, 16, 10], 0))
+    ).facts()
+    for record in (set(facts), set(facts["units"])):
+        assert record <= named, f"the /api/model row leaves out {sorted(record - named)}"
