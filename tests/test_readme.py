@@ -93,7 +93,17 @@ def test_a_header_quoting_make_reproduce_agrees_with_the_readmes_run() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["evaluate", "predict", "export", "inspect", "serve", "show hidden", "plot", "gradcheck"],
+    [
+        "evaluate",
+        "predict",
+        "export",
+        "inspect",
+        "serve",
+        "show hidden",
+        "plot",
+        "gradcheck",
+        "data fetch",
+    ],
 )
 def test_the_command_table_names_every_option_of_a_command_and_no_other(command: str) -> None:
     import typer.main
