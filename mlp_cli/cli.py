@@ -118,7 +118,10 @@ def _no_empty_path(values: list[str]) -> list[str]:
 
 def _home_expanded(value: str | None) -> str | None:
     """The callback of an option naming a folder or a URI, held as text: a leading '~'
-    expanded, as `_process_value` does for a Path (a URI starts with its scheme)."""
+    expanded and an empty path refused, as `_process_value` does for a Path (a URI starts
+    with its scheme)."""
+    if value == "":
+        raise typer.BadParameter(EMPTY_PATH)
     return None if value is None else os.path.expanduser(value)
 
 

@@ -538,6 +538,7 @@ def test_predict_reads_a_tilde_of_a_quoted_glob_and_model_as_the_home_folder(
         ["show", "hidden", "--model", "{model}", "--out", ""],
         ["plot", ""],
         ["sweep", "depth-width", "--out", ""],
+        ["sweep", "depth-width", "--storage", ""],
         ["sweep", ""],
         ["sweep", "plan", ""],
         ["sweep", "show", ""],
