@@ -243,10 +243,10 @@ def open_image(path: str | Path) -> Image.Image:
 
 
 def image_from_bytes(data: bytes, source: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """`open_image` for an image held in memory (an upload), named `source` in errors and
-    refused beyond `max_pixels`."""
+    """`open_image` for an image held in memory (an upload), refused beyond `max_pixels`;
+    errors say "Image {source} ...", so `source` reads after "Image" ("in the request body")."""
     if not data:
-        raise ImageError(f"{source} is empty (0 bytes); send a {_FORMAT_LIST} image.")
+        raise ImageError(f"Image {source} is empty (0 bytes); send a {_FORMAT_LIST} image.")
     return _decode(io.BytesIO(data), source, max_pixels)
 
 
@@ -262,7 +262,7 @@ def _decode(file: BinaryIO, source: str, max_pixels: int = MAX_PIXELS) -> Image.
             if image.width * image.height > max_pixels:
                 raise ImageError(
                     f"Image {source} has {image.width}x{image.height} pixels, more than the "
-                    f"{max_pixels / 1e6:g} million mlp reads; scale or crop it (a digit needs "
+                    f"{max_pixels / 1e6:.3g} million mlp reads; scale or crop it (a digit needs "
                     f"only a few hundred pixels per side) and try again."
                 )
             image.load()  # the pixels are in memory before `file` closes

@@ -258,7 +258,7 @@ class Served:
         """The JSON answer for one picture: `mlp predict --json`'s fields, then the 28x28
         input the network was shown (``input``) and each hidden layer's activations
         (``hidden``), as json.dumps writes them."""
-        digit = mnist_style(image, source=source)
+        digit = mnist_style(image, source="in the request")  # "Image in the request ..."
         X = network_inputs(self.saved, [digit])
         with self.lock, np.errstate(over="ignore", invalid="ignore"):
             # The forward pass writes into the model's shared work buffers.
@@ -419,7 +419,7 @@ def image_from_json(body: bytes) -> Any:
             raise RequestError(
                 '"image" is not base64 data (expected data:image/png;base64,...)'
             ) from None
-        return image_from_bytes(raw, "the image in the JSON body", MAX_PIXELS)
+        return image_from_bytes(raw, "in the JSON body", MAX_PIXELS)
     width, height, pixels = (request.get(k) for k in ("width", "height", "pixels"))
     # type(...) is int: JSON's true and false are bools, which are ints to isinstance
     if not (type(width) is int and type(height) is int and isinstance(pixels, list)):
@@ -610,7 +610,7 @@ class Handler(BaseHTTPRequestHandler):
             if kind == "application/json":
                 image = image_from_json(body)
             else:
-                image = image_from_bytes(body, "the uploaded image", MAX_PIXELS)
+                image = image_from_bytes(body, "in the request body", MAX_PIXELS)
             answer = served.predict(image, "upload")
             del image  # before the next request may decode another
         self._send(HTTPStatus.OK, answer, "application/json")

@@ -506,7 +506,22 @@ def test_a_picture_of_more_pixels_than_a_canvas_may_have_is_refused(running: Run
     status, answer = running.json("POST", "/api/predict", buffer.getvalue(), "image/png")
     assert status == 400
     assert "4097x4096 pixels" in answer["error"]
+    assert answer["error"].startswith(
+        "Image in the request body has 4097x4096 pixels, more than the 16.8 million mlp reads"
+    )
     assert_still_serving(running)
+
+
+def test_errors_about_a_sent_picture_read_as_sentences(running: Running) -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 255).save(buffer, format="PNG")
+    status, answer = running.json("POST", "/api/predict", buffer.getvalue(), "image/png")
+    assert status == 400, answer
+    assert answer["error"].startswith("Image in the request holds no ink"), answer["error"]
+    empty = json.dumps({"image": "data:image/png;base64,"}).encode()
+    status, answer = running.json("POST", "/api/predict", empty, "application/json")
+    assert status == 400
+    assert answer["error"].startswith("Image in the JSON body is empty (0 bytes)")
 
 
 def test_a_body_over_the_limit_is_refused_unread(running: Running) -> None:
