@@ -433,10 +433,15 @@ BAR_WIDTH = 30  # characters of a probability bar at 100%, where the console is 
 
 
 def probability_bars(
-    probabilities: list[float], names: list[str], width: int = BAR_WIDTH, block: str = "█"
+    probabilities: list[float], names: list[str], columns: int | None = None, block: str = "█"
 ) -> Text:
     """One line per class: its name (from the model file, so plain text), a bar of `block`
-    characters, a percentage."""
+    characters, a percentage. Bars are `BAR_WIDTH` long at 100%, or shorter where a console
+    of `columns` leaves less room: a line that wrapped would put its percentage on a line of
+    its own."""
+    width = BAR_WIDTH
+    if columns is not None:  # "  name bar  12.3%": the name's cells and 10 more beside the bar
+        width = max(1, min(width, columns - max(plain_name(n).cell_len for n in names) - 10))
     lines = Text()
     best = int(np.argmax(probabilities))
     for i, (name, p) in enumerate(zip(names, probabilities, strict=True)):
@@ -465,12 +470,7 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
     if show:
         grey = np.round(255 * p.image.astype(np.float64)).astype(np.uint8)  # (28, 28)
         console.print(picture(np.repeat(grey[..., None], 3, axis=2), p.image))
-    # Bars as long as the console leaves room for, up to the usual 30: a line that wrapped
-    # would put its percentage on a line of its own.
-    room = console.width - max(plain_name(name).cell_len for name in names) - len("   100.0%")
-    bars = probability_bars(
-        p.probabilities, names, width=max(1, min(BAR_WIDTH, room - 1)), block=_spelled(console, "█")
-    )
+    bars = probability_bars(p.probabilities, names, console.width, block=_spelled(console, "█"))
     console.print(bars, highlight=False)
 
 
