@@ -931,7 +931,11 @@ def run_local(
         asha.replay(sweep)
     sweep.dir.mkdir(parents=True, exist_ok=True)
 
+    over: set[int] = set()  # trials whose run in this sweep has ended
+
     def handle(kind: str, index: int, payload: Any) -> None:
+        if index in over:  # a worker's queue may deliver its reports after the trial's end
+            return
         if kind == "started":
             sweep.started(index)
         elif kind == "epoch":
@@ -977,6 +981,7 @@ def run_local(
                         handle(*events.get_nowait())
                 for future in [f for f in pending if f.done()]:
                     index = pending.pop(future)
+                    over.add(index)
                     outcome = _outcome(future)
                     if outcome is None:  # stopped before it began
                         continue

@@ -819,6 +819,28 @@ def test_a_killed_worker_leaves_its_trials_to_resume(
     assert [t.status for t in again.trials] == ["completed"] * 4
 
 
+def started_late(index: int, run_dir: str, config: Any) -> Outcome:
+    """A trial that ends at once and whose start reaches the sweep 0.3 s later."""
+    import threading
+
+    threading.Timer(0.3, sweep._WORKER["events"].put, [("started", index, None)]).start()
+    if index == 3:  # the sweep is still running when the others' starts arrive
+        time.sleep(1.5)
+    return Outcome("completed")
+
+
+def test_a_start_reported_after_the_trial_ended_leaves_it_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker's reports travel through a queue its own thread feeds, the trial's outcome
+    # through the pool's pipe: a trial that ends at once (resumed after a `kill -9` of the
+    # sweep, its run already completed) can have its end arrive before its start.
+    monkeypatch.setattr(sweep, "_work", started_late)
+    s = plan(write_sweep(tmp_path, GRID))
+    assert run_local(s, workers=2)
+    assert [t.status for t in s.trials] == ["completed"] * 4
+
+
 def refuse_the_second_worker(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Let the first worker process start and refuse the next for want of file descriptors,
     as a `ulimit -n` a few files above what the sweep holds does; returns the real start."""
