@@ -209,9 +209,13 @@ def _check_data_dir(path: Path, variable: str, value: str) -> None:
         if (link := next(links, None)) is None:
             return  # made when the first file is written
         under = "" if link == path else f" under '{shorten(shown(link), 300)}',"
-        target = shorten(shown(os.readlink(link)), 300)
+        target, end = os.readlink(link), ""
+        # A link to a link to nothing: the name it gives is there; the chain's end is not.
+        if os.path.lexists(os.path.join(os.path.dirname(link), target)):
+            end = f", which leads to '{shorten(shown(os.path.realpath(link)), 300)}'"
         raise _bad_data_dir(
-            variable, f"{value},{under} a link to '{target}', which does not exist"
+            variable,
+            f"{value},{under} a link to '{shorten(shown(target), 300)}'{end}, which does not exist",
         ) from None
     except OSError as exc:
         if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):

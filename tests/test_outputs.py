@@ -1524,10 +1524,13 @@ def test_a_cache_variable_naming_a_link_to_no_folder_says_so_not_that_it_is_a_fi
 ) -> None:
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     (tmp_path / "unmounted").symlink_to(tmp_path / "drive" / "mnist")
+    (tmp_path / "renamed").symlink_to(tmp_path / "unmounted")  # 'unmounted' is there, a link
     before = treesnap.snapshot(tmp_path)
     expected = {
         "loop": "where no folder can be",
         "unmounted": f"a link to '{tmp_path / 'drive' / 'mnist'}', which does not exist",
+        "renamed": f"a link to '{tmp_path / 'unmounted'}', which leads to "
+        f"'{tmp_path / 'drive' / 'mnist'}', which does not exist",
         "unmounted/mnist": f"under '{tmp_path / 'unmounted'}', a link to '{tmp_path / 'drive'}",
     }
     for name, said in expected.items():
