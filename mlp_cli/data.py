@@ -375,10 +375,14 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
             f"The cached MNIST file {shown(path)} cannot be read ({exc}). Check its permissions, "
             f"or point {DATA_DIR_ENV} at a folder you can read and write."
         ) from exc
-    if hashlib.sha256(raw).hexdigest() != MNIST_FILES[stem]:
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != MNIST_FILES[stem]:
+        other = _mnist_file_of(digest)
         mismatch = (
             f"The cached file {shown(path)} is not MNIST's (its sha256 does not match: it is "
             "damaged, or another dataset's file of the same name)"
+            if other is None
+            else f"The cached file {shown(path)} is MNIST's {other}, under the wrong name"
         )
         try:
             aside = _move_aside(path)
@@ -524,11 +528,15 @@ def _hash_problem(raw: bytes, stem: str) -> str | None:
     digest = hashlib.sha256(raw).hexdigest()
     if digest == MNIST_FILES[stem]:
         return None
-    # Train and test, or images and labels, swapped: a hash alone would not tell.
-    for other, known in MNIST_FILES.items():
-        if digest == known:
-            return f"it is MNIST's {other}, under the wrong name"
+    if (other := _mnist_file_of(digest)) is not None:
+        return f"it is MNIST's {other}, under the wrong name"
     return f"its decompressed sha256 is {digest}, expected {MNIST_FILES[stem]}"
+
+
+def _mnist_file_of(digest: str) -> str | None:
+    """The MNIST file whose decompressed sha256 is `digest`, if any: train and test, or
+    images and labels, swapped under each other's names, which a hash alone would not tell."""
+    return next((stem for stem, known in MNIST_FILES.items() if known == digest), None)
 
 
 # --------------------------------------------------------------------------- download

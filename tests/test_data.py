@@ -672,6 +672,26 @@ def test_import_moves_a_cached_file_that_is_not_mnists_aside(
     ]
 
 
+def test_a_cached_mnist_file_under_another_ones_name_is_named_as_it_is_moved_aside(
+    synthetic: Synthetic, tmp_path: Path
+) -> None:
+    source = write_mirror(tmp_path / "offline", synthetic.raw)
+    cache = data.data_dir()
+    cache.mkdir(parents=True)
+    train, test = "train-images-idx3-ubyte", "t10k-images-idx3-ubyte"
+    (cache / train).write_bytes(synthetic.raw[test])
+    notes = _Notes()
+
+    data.import_mnist(source, notices=notes)
+
+    assert (cache / train).read_bytes() == synthetic.raw[train]
+    assert (cache / f"{train}.mismatch").read_bytes() == synthetic.raw[test]
+    assert notes.notes == [
+        f"The cached file {cache / train} is MNIST's {test}, under the wrong name; it was "
+        f"moved to {cache / train}.mismatch."
+    ]
+
+
 def test_import_leaves_cached_files_that_already_verify_as_they_are(
     synthetic: Synthetic, tmp_path: Path
 ) -> None:
