@@ -209,19 +209,21 @@ def _check_data_dir(path: Path, variable: str, value: str) -> None:
         if (link := next(links, None)) is None:
             return  # made when the first file is written
         under = "" if link == path else f" under '{shorten(shown(link), 300)}',"
-        target, end = os.readlink(link), ""
-        # A link to a link to nothing: the name it gives is there; the chain's end is not.
-        if os.path.lexists(os.path.join(os.path.dirname(link), target)):
-            end = f", which leads to '{shorten(shown(os.path.realpath(link)), 300)}'"
-        raise _bad_data_dir(
-            variable,
-            f"{value},{under} a link to '{shorten(shown(target), 300)}'{end}, which does not exist",
-        ) from None
+        raise _bad_data_dir(variable, f"{value},{under} {_link_to_nothing(link)}") from None
     except OSError as exc:
         if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
             raise _bad_data_dir(
                 variable, f"{value}, where no folder can be: {reason(exc)}"
             ) from None
+
+
+def _link_to_nothing(link: Path) -> str:
+    """The words "a link to 'T', which does not exist" for `link`; OSError if it is no link."""
+    target, end = os.readlink(link), ""
+    # A link to a link to nothing: the name it gives is there; the chain's end is not.
+    if os.path.lexists(os.path.join(os.path.dirname(link), target)):
+        end = f", which leads to '{shorten(shown(os.path.realpath(link)), 300)}'"
+    return f"a link to '{shorten(shown(target), 300)}'{end}, which does not exist"
 
 
 def _bad_data_dir(variable: str, problem: str) -> UsageError:
@@ -358,7 +360,16 @@ def _read_cached(stem: str, progressbar: Any = False) -> bytes | None:
     try:
         raw = _read_idx_file(path, str(path), None, damaged=b"")
     except FileNotFoundError:
-        return None
+        try:
+            link = _link_to_nothing(path)
+        except OSError:  # absent (or moved aside by another mlp first): to be downloaded
+            return None
+        # Say so before any download: none could be installed over the link, which may lead
+        # to a copy on a drive not mounted.
+        raise DataError(
+            f"The cached MNIST file {shown(path)} is {link}. Make its target available, or "
+            "move or rename the link (mlp leaves alone what it did not make), then run again."
+        ) from None
     except OSError as exc:
         if path.is_dir():  # permissions are not the problem, and it may be the user's
             raise DataError(

@@ -810,6 +810,29 @@ def test_a_loop_of_links_in_place_of_a_cache_file_is_named_and_kept() -> None:
     assert in_the_way.is_symlink()
 
 
+def test_a_link_to_nowhere_in_place_of_a_cache_file_is_named_before_any_download(
+    synthetic: Synthetic, serve_folder: ServeFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The user's link to a copy on a drive that is not mounted: a download could not be
+    # installed over it, and the mirrors are not what is wrong.
+    mirror = serve_folder(synthetic.folder)
+    monkeypatch.setenv(data.MIRROR_ENV, mirror.url)
+    in_the_way = data.data_dir() / "t10k-labels-idx1-ubyte"
+    in_the_way.parent.mkdir(parents=True)
+    in_the_way.symlink_to("/mnt/no-such-drive/t10k-labels-idx1-ubyte")
+
+    with pytest.raises(DataError) as info:
+        data.load_mnist("test")
+
+    message = str(info.value)
+    assert (
+        f"The cached MNIST file {in_the_way} is a link to "
+        "'/mnt/no-such-drive/t10k-labels-idx1-ubyte', which does not exist" in message
+    )
+    assert mirror.requested == []
+    assert in_the_way.is_symlink()
+
+
 def test_import_refuses_a_path_that_is_not_a_folder(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a folder"):
         data.import_mnist(tmp_path / "nowhere")
