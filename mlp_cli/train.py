@@ -1095,9 +1095,9 @@ def resume(
         if done >= cfg.training.epochs:
             asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
             raise UsageError(
-                f"the run in '{shown(run_dir)}' has run {done} epochs, so training.epochs must "
-                f"be more than {done}{asked}; to train it longer, add --set training.epochs=N "
-                f"with N > {done}"
+                f"the run in '{shown(run_dir)}' has run {done} epoch{'s' * (done != 1)}, so "
+                f"training.epochs must be more than {done}{asked}; to train it longer, add "
+                f"--set training.epochs=N with N > {done}"
             )
         if (warning := schedule_change(before, trainer)) is not None:
             trainer.warnings.append(warning)

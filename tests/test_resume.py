@@ -369,6 +369,15 @@ def test_resume_with_fewer_epochs_than_run_says_how_many_have_run(tmp_path: Path
     assert snapshot(tmp_path) == before
 
 
+def test_resume_of_a_run_of_one_epoch_says_1_epoch(tmp_path: Path) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=96 // 16 + 2, training={"epochs": 6})
+
+    code, message = run("train", "--resume", str(run_dir), "--set", "training.epochs=1")
+
+    assert code == 2
+    assert "has run 1 epoch, so training.epochs must be more than 1;" in message
+
+
 def _signal_training(
     tmp_path: Path, cache: Path, signum: int, epochs: int, **options: Any
 ) -> tuple[int, str, str]:
