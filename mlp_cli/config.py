@@ -732,8 +732,9 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
         ) from None
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
-        # ruamel failing on a construct it should have refused: bad YAML all the same
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, AssertionError) as exc:
+        # ruamel failing on a construct it should have refused (it asserts that a %YAML
+        # directive names 1.1 or 1.2): bad YAML all the same
         raise ConfigError(f"{source}: invalid YAML: {type(exc).__name__}: {exc}.") from None
 
 

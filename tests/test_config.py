@@ -339,6 +339,18 @@ def test_a_failure_inside_the_yaml_library_is_a_config_error(
     )
 
 
+@pytest.mark.parametrize("version", ["1.0", "1.3"])
+def test_a_yaml_directive_of_a_version_the_library_refuses_is_a_config_error(
+    tmp_path: Path, version: str
+) -> None:
+    path = write(tmp_path, f"%YAML {version}\n---\n" + MINIMAL)
+    message = config_error(path)
+    assert message.startswith(f"{path}: invalid YAML: ")
+    assert f"{version.replace('.', ', ')}" in message  # the version the library refused
+    with pytest.raises(ConfigError, match=r"--set name=.*: invalid YAML: "):
+        config_from_yaml(MINIMAL, "c.yaml", [f"name=%YAML {version}\n--- x"])
+
+
 def test_a_merge_tag_on_a_value_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "name: !!merge x\n")
     assert "the tag '!!merge' is not allowed" in config_error(path)
