@@ -753,6 +753,23 @@ def test_unsafe_file_stem_asks_for_a_name(tmp_path: Path) -> None:
     assert "file name" in message
 
 
+def test_a_run_name_given_the_new_layers_is_held_to_the_rule_for_names(tmp_path: Path) -> None:
+    from mlp_cli.train import name_for_overrides
+
+    overrides = ["model.layers=784-8-10"]
+    fits = write(tmp_path, f"name: {'a' * 90}\n" + MINIMAL)
+    renamed = name_for_overrides(load_config(fits, overrides), overrides)
+    assert renamed.name == "a" * 90 + "-784-8-10"
+    # a name the config itself would refuse, so that the run could not be resumed from it
+    too_long = write(tmp_path, f"name: {'a' * 100}\n" + MINIMAL)
+    with pytest.raises(ConfigError) as info:
+        name_for_overrides(load_config(too_long, overrides), overrides)
+    message = str(info.value)
+    assert "model.layers" in message
+    assert "--set name=" in message
+    assert "name: expected a folder name of at most 100 letters" in message
+
+
 @pytest.mark.parametrize("name", ["bad\nname.yaml", "bad\tname.yaml"])
 def test_a_file_name_holding_a_line_break_is_shown_escaped_on_one_line(
     tmp_path: Path, name: str
