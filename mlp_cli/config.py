@@ -945,7 +945,7 @@ _EXPECTED = {
 def _explain(error: Mapping[str, Any]) -> str:
     """Pydantic's error as plain words: what was expected and what was found."""
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx", {})
-    message, hint = str(error["msg"]).rstrip("."), ""
+    message, hint, choices = str(error["msg"]).rstrip("."), "", []
     if kind == "missing":
         example = _REQUIRED_EXAMPLES.get(tuple(map(str, error["loc"])))
         return "this required key is missing" + (f"; add {example}" if example else "")
@@ -964,18 +964,25 @@ def _explain(error: Mapping[str, Any]) -> str:
     elif "_than" in kind:  # the limit's type is the field's: 'an integer less than 60000'
         noun = "an integer" if isinstance(next(iter(ctx.values())), int) else "a number"
         expected = expected.replace("expected", f"expected {noun}", 1)
-    if kind in ("int_type", "float_type", "bool_type", "literal_error") and _reads_as_number(value):
+    if _taken_unquoted(value, kind, choices):
         hint = f" in quotes, which makes it text; write {value} without quotes"
     return f"{expected}, found {_show(value)}{hint}"
 
 
-def _reads_as_number(value: Any) -> bool:
-    """Whether `value` is text that YAML reads as a number or true/false without quotes."""
+def _taken_unquoted(value: Any, kind: str, choices: Sequence[str]) -> bool:
+    """Whether `value` is text that YAML reads without quotes as what the setting takes: a
+    number or true/false of the expected type, or one of a literal's numeric `choices`."""
     try:
         plain = _parse_yaml(value, "")[0] if isinstance(value, str) and len(value) <= 40 else None
     except ConfigError:  # not YAML, or a value `_check` refuses
         return False
-    return isinstance(plain, int | float)
+    if isinstance(plain, bool):  # an integer to Python, never to YAML or the schema
+        return kind == "bool_type"
+    if kind == "int_type":
+        return isinstance(plain, int)
+    if kind == "literal_error":
+        return isinstance(plain, int | float) and str(plain) in choices
+    return kind == "float_type" and isinstance(plain, int | float)
 
 
 def _user_path(loc: Sequence[str | int], data: Any, missing: bool) -> tuple[KeyPath, str | None]:

@@ -259,6 +259,29 @@ def test_bad_config_names_file_line_and_key(
         assert part in message
 
 
+@pytest.mark.parametrize(
+    ("setting", "quoted", "blamed"),
+    [
+        ("training:\n  epochs", "'5'", True),
+        ("optimizer:\n  lr", "'1e-3'", True),
+        ("augment:\n  enabled", "'true'", True),
+        ("data:\n  input_size", "'20'", True),
+        ("training:\n  epochs", "'1e3'", False),  # without quotes a number, but no integer
+        ("training:\n  epochs", "'true'", False),
+        ("optimizer:\n  lr", "'false'", False),
+        ("augment:\n  enabled", "'1'", False),
+        ("data:\n  input_size", "'30'", False),
+    ],
+)
+def test_quotes_are_blamed_only_where_the_value_without_them_is_taken(
+    tmp_path: Path, setting: str, quoted: str, blamed: bool
+) -> None:
+    text = MINIMAL + f"{setting}: {quoted}\n"
+    message = config_error(write(tmp_path, text))
+    assert f"found {quoted}" in message
+    assert ("without quotes" in message) == blamed
+
+
 def test_several_problems_are_reported_together_in_file_order(tmp_path: Path) -> None:
     text = (
         "model:\n  layers: 784-100-10\n  hiden_activation: relu\n"
