@@ -951,6 +951,8 @@ def _explain(error: Mapping[str, Any]) -> str:
         return "this required key is missing" + (f"; add {example}" if example else "")
     if kind == "too_short":
         return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
+    if kind == "too_long":
+        return f"expected at most {ctx['max_length']} items, found {ctx['actual_length']}"
     if message.startswith("Input should be "):
         expected = "expected " + _EXPECTED.get(kind, message.removeprefix("Input should be "))
     else:  # pydantic's own sentence ('String should have at least 1 character') or ours

@@ -168,6 +168,12 @@ BAD_CONFIGS = [
         id="dropout-range",
     ),
     pytest.param(
+        "model:\n  layers: 784" + "-1" * 70 + "-10\n",
+        "layers",
+        ["model.layers: expected at most 65 items, found 72."],
+        id="too-many-layers",
+    ),
+    pytest.param(
         "model:\n  layers: 784-abc-10\n",
         "layers",
         ["model.layers", "'784-abc-10'", "784-100-10"],
