@@ -918,6 +918,10 @@ def _unknown_key(where: str, path: KeyPath, optimizer: str | None, schema: type[
         homes += [f"optimizer.{key}"] if owners else []
         if len(homes) == 1:
             hint = f"; did you mean '{homes[0]}'?"
+    if isinstance(key, str) and "." in key and key.split(".")[0] in allowed:
+        parts = key.split(".")  # 'training.epochs: 5', as a --set names it
+        nested = ": {".join(parts) + ": ..." + "}" * (len(parts) - 1)
+        hint = f"; keys are nested, not dotted: did you mean '{shorten(nested, 100)}'?"
     return (
         # a --set may name a key of any length
         f"{where}: unknown key '{shorten(_dotted(path), 100)}'{about}{hint} (allowed keys {scope}:"

@@ -75,6 +75,18 @@ BAD_CONFIGS = [
         id="typo-section",
     ),
     pytest.param(
+        MINIMAL + "training.epochs: 3\n",
+        "training.epochs",
+        ["unknown key 'training.epochs'", "did you mean 'training: {epochs: ...}'?"],
+        id="dotted-key",
+    ),
+    pytest.param(
+        MINIMAL + "training:\n  early_stopping.patience: 3\n",
+        "early_stopping",
+        ["did you mean 'early_stopping: {patience: ...}'?"],
+        id="dotted-key-in-a-section",
+    ),
+    pytest.param(
         MINIMAL + "training:\n  epochs: abc\n",
         "epochs",
         ["training.epochs", "expected an integer, found 'abc'"],
