@@ -671,8 +671,10 @@ def _check(
             build.construct_object(node)
         except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to read
             expected = _EXPECTED.get(tag.replace(_CORE, "") + "_type", "plain data")
-            problem = f"a value could not be read: expected {expected}, found"
-            raise _RefusedError(f"{problem} {_REPR.repr(node.value)}", node) from None
+            problem = f"expected {expected}, found {_REPR.repr(node.value)}"
+            if tag == _CORE + "int" and (digits := node.value.lstrip("+-")).isdecimal():
+                problem = f"an integer of {len(digits):,} digits, too long to read"  # for int()
+            raise _RefusedError(f"a value could not be read: {problem}", node) from None
         return
     done[id(node)] = False
     if isinstance(node, SequenceNode):

@@ -432,6 +432,15 @@ def test_huge_integer_is_reported_not_printed(tmp_path: Path) -> None:
     assert "digits" in message
 
 
+def test_an_integer_too_long_to_read_is_called_one(tmp_path: Path) -> None:
+    text = MINIMAL + "training:\n  seed: " + "9" * 5000 + "\n"
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert f"{path}:{line_of(text, 'seed')}:" in message
+    assert "an integer of 5,000 digits, too long to read" in message
+    assert "expected an integer" not in message
+
+
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.yaml"
     message = config_error(path)
