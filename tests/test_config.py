@@ -791,6 +791,17 @@ def test_override_replacing_a_file_value_cites_the_override(tmp_path: Path) -> N
 # --- names, dumping and plain data ---------------------------------------------------------
 
 
+def test_a_swept_text_reaches_each_trial_as_written(tmp_path: Path) -> None:
+    from mlp_cli.sweep import plan
+
+    write(tmp_path, MINIMAL, "base.yaml")
+    # a character beyond U+FFFF, which JSON escapes as two halves, and text that looks like one
+    folder = "runs/\U0001f600 \\ud83d\\ude00 \u00e9"
+    sweep = f"name: s\nconfig: base.yaml\nparameters:\n  output.dir: {{values: ['{folder}']}}\n"
+    trial = plan(write(tmp_path, sweep, "s.yaml")).trials[0]
+    assert trial.config["output"]["dir"] == folder
+
+
 def test_name_defaults_to_file_stem(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, MINIMAL, "my-run.yaml")).name == "my-run"
     assert load_config(write(tmp_path, "name: other\n" + MINIMAL, "x.yaml")).name == "other"
