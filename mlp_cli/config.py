@@ -827,13 +827,14 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
         # A setting has no keys below it; the optimizer, a union of sections, is no setting.
         setting = parent and key in parent.model_fields and here not in [*_SECTIONS, ("optimizer",)]
         if child is None and not setting:
-            child = node[key] = {}
+            child = {}
         if not isinstance(child, dict):
             found = "a single setting" if child is None else f"{_show(child)} in the config"
             raise ConfigError(
                 f"{source}: {_dotted(here)} is {found}, not a section, so it has no key"
                 f" '{path[depth + 1]}'."
             )
+        node[key] = child = dict(child)  # its own: a YAML alias may share it with another section
         node = child
     node[path[-1]] = value
     key_path = tuple(path)

@@ -780,6 +780,13 @@ def test_threads_refuse_anything_else_with_one_message(tmp_path: Path, value: st
     assert message.count("training.threads") == 1
 
 
+def test_an_override_changes_only_the_section_it_names(tmp_path: Path) -> None:
+    text = MINIMAL + "schedule: &shared {}\naugment: *shared\n"
+    cfg = load_config(write(tmp_path, text), ["augment.enabled=true"])
+    assert cfg.augment.enabled
+    assert cfg.schedule == ScheduleConfig()
+
+
 def test_override_replacing_a_file_value_cites_the_override(tmp_path: Path) -> None:
     text = MINIMAL + "training:\n  epochs: 3\n  batch_size: 0\n"
     path = write(tmp_path, text)
