@@ -729,7 +729,7 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
             _check(node, (), origins, source, yaml.constructor, {})
             return yaml.constructor.construct_document(node), origins
     except YAMLError as exc:
-        raise ConfigError(_describe_yaml_error(exc, source, override)) from None
+        raise ConfigError(_describe_yaml_error(exc, source, override, text)) from None
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
@@ -740,17 +740,25 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
         raise ConfigError(f"{source}: invalid YAML: {type(exc).__name__}: {exc}.") from None
 
 
-def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
-    """One paragraph for a YAML syntax or construction error, citing file:line:column
-    (for a ``--set`` override's value: the override and the column in its value)."""
-    if isinstance(exc, ReaderError):
+def _describe_yaml_error(exc: YAMLError, source: str, override: bool, text: str) -> str:
+    """One paragraph for a YAML syntax or construction error in `text`, citing
+    file:line:column (for a ``--set`` override's value: the override and the column in its
+    value)."""
+    where = source
+    if isinstance(exc, ReaderError):  # it gives a position in the text, not a line
+        lines = re.split(r"\r\n?|\n", text[: exc.position])
+        where += (
+            f": the value at character {exc.position + 1}"
+            if override
+            else f":{len(lines)}:{len(lines[-1]) + 1}"
+        )
         return (
-            f"{source}: invalid YAML: character #x{exc.character:04x} at position {exc.position}"
-            f" is not allowed ({exc.reason}); a config file must be plain text."
+            f"{where}: invalid YAML: character #x{exc.character:04x} is not allowed"
+            f" ({exc.reason}); a config file must be plain text."
         )
     if not isinstance(exc, MarkedYAMLError):
         return f"{source}: invalid YAML: {exc}."
-    mark, where = exc.problem_mark or exc.context_mark, source
+    mark = exc.problem_mark or exc.context_mark
     if mark is not None and override:
         where += f": the value at character {mark.column + 1}"
     elif mark is not None:

@@ -334,6 +334,17 @@ def test_yaml_syntax_error_cites_line_and_column(tmp_path: Path) -> None:
     assert info.value.problem in message  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_control_character_is_cited_by_line_and_column(tmp_path: Path, newline: str) -> None:
+    text = MINIMAL + "name: a\x1bb\n"
+    path = tmp_path / "run.yaml"
+    path.write_bytes(text.replace("\n", newline).encode())
+    message = config_error(path)
+    column = text.splitlines()[-1].index("\x1b") + 1
+    assert message.startswith(f"{path}:{line_of(text, 'name')}:{column}: invalid YAML: ")
+    assert "#x001b" in message
+
+
 @pytest.mark.parametrize("key", ["training.epochs", "data.mirror"])
 def test_an_override_below_a_single_setting_says_so(key: str) -> None:
     with pytest.raises(ConfigError) as info:
