@@ -889,8 +889,11 @@ def _did_you_mean(word: Any, choices: Sequence[Any]) -> str:
     texts = [str(c) for c in choices]
     # 'ReLU' is 'relu' in other spellings; difflib compares case-sensitively.
     same = [text for text in texts if text.lower() == word.lower()]
-    close = same or difflib.get_close_matches(word, texts, n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    close = same or difflib.get_close_matches(word, texts, n=len(texts))
+    # Every choice as close as the closest is named: 'activation' may be either *_activation.
+    score = {text: difflib.SequenceMatcher(None, text, word).ratio() for text in close}
+    tied = [f"'{text}'" for text in texts if text in score and score[text] == score[close[0]]]
+    return f"; did you mean {' or '.join(tied)}?" if close else ""
 
 
 def _section_of(schema: type[BaseModel], path: KeyPath) -> type[BaseModel]:

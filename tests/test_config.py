@@ -69,6 +69,12 @@ BAD_CONFIGS = [
         id="typo-key",
     ),
     pytest.param(
+        "model:\n  layers: 784-100-10\n  activation: tanh\n",
+        "activation",
+        ["did you mean 'hidden_activation' or 'output_activation'?"],
+        id="typo-key-as-close-to-two-keys",
+    ),
+    pytest.param(
         MINIMAL + "trainig:\n  epochs: 3\n",
         "trainig",
         ["unknown key 'trainig'", "did you mean 'training'?"],
