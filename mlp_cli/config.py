@@ -659,9 +659,9 @@ def _check(
     tag: str = node.tag or ""
     if tag not in _PLAIN_TAGS and not (tag in _TEXT_TAGS and node.ctag.handle is None):
         raise _RefusedError(
-            f"the tag '{tag.replace(_CORE, '!!')}' is not allowed: a config file holds only"
-            " plain data (text, numbers, true/false, lists and mappings), never Python"
-            " objects or other tagged values; remove the tag",
+            f"the tag '{shorten(tag.replace(_CORE, '!!'), 100)}' is not allowed: a config file"
+            " holds only plain data (text, numbers, true/false, lists and mappings), never"
+            " Python objects or other tagged values; remove the tag",
             node,
         )
     if isinstance(node, ScalarNode):
@@ -763,7 +763,8 @@ def _describe_yaml_error(exc: YAMLError, source: str, override: bool, text: str)
         where += f": the value at character {mark.column + 1}"
     elif mark is not None:
         where += f":{mark.line + 1}:{mark.column + 1}"
-    problem = exc.problem or exc.context or "unreadable YAML"
+    # ruamel's problem quotes what it found (an alias's name, a tag), which may be any length
+    problem = shorten(exc.problem or exc.context or "unreadable YAML", 400)
     if isinstance(exc, ConstructorError):  # a refusal of ours explains itself; ruamel's do not
         lead = "" if isinstance(exc, _RefusedError) else "a value could not be read: "
         return f"{where}: {lead}{problem}."

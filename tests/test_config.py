@@ -442,6 +442,16 @@ def test_tags_outside_the_core_schema_are_refused(tmp_path: Path, value: str, ta
     assert f"tag '{tag}' is not allowed" in message
 
 
+@pytest.mark.parametrize("value", ["!" + "t" * 100_000 + " x", "*" + "a" * 100_000])
+def test_a_tag_or_alias_of_any_length_is_cut_short(tmp_path: Path, value: str) -> None:
+    text = MINIMAL + f"name: {value}\n"
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert message.startswith(f"{path}:{line_of(text, 'name')}:")
+    assert value[1:50] in message  # the name, after the ! or *
+    assert len(message) < 1000
+
+
 def test_huge_integer_is_reported_not_printed(tmp_path: Path) -> None:
     text = MINIMAL + "training:\n  epochs: [0x" + "f" * 5000 + "]\n"
     message = config_error(write(tmp_path, text))
