@@ -574,8 +574,10 @@ def plan(
     path_like = "/" in name or os.sep in name or name.endswith((".yaml", ".yml"))
     base = str(beside) if path_like or beside.is_file() else name
     variants = (
-        [Override(f"{key}={_as_yaml(value)}", where(key)) for key, value in combo.items()]
-        for combo in combos
+        # Named after the trial, as below, so that the base config's file name is not its name.
+        [Override(f"name={_as_yaml(f'{spec.name}-{tid}')}", source)]
+        + [Override(f"{key}={_as_yaml(value)}", where(key)) for key, value in combo.items()]
+        for tid, combo in zip(ids, combos, strict=True)
     )
     try:  # reads the base config, so that its own problems are not blamed on a trial
         configs = load_config_variants(base, variants)

@@ -836,6 +836,14 @@ def test_a_swept_text_reaches_each_trial_as_written(tmp_path: Path) -> None:
     assert trial.config["output"]["dir"] == folder
 
 
+def test_a_sweep_takes_a_base_config_whose_file_name_is_no_run_name(tmp_path: Path) -> None:
+    from mlp_cli.sweep import plan
+
+    write(tmp_path, MINIMAL, "base (copy).yaml")  # its trials are named after the sweep
+    sweep = "name: s\nconfig: base (copy).yaml\nparameters:\n  training.epochs: {values: [1]}\n"
+    assert plan(write(tmp_path, sweep, "s.yaml")).trials[0].config["name"] == "s-t000"
+
+
 def test_name_defaults_to_file_stem(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, MINIMAL, "my-run.yaml")).name == "my-run"
     assert load_config(write(tmp_path, "name: other\n" + MINIMAL, "x.yaml")).name == "other"
