@@ -659,9 +659,9 @@ def _check(
     tag: str = node.tag or ""
     if tag not in _PLAIN_TAGS and not (tag in _TEXT_TAGS and node.ctag.handle is None):
         raise _RefusedError(
-            f"the tag '{tag.replace(_CORE, '!!')}' is not allowed: a config file holds only"
-            " plain data (text, numbers, true/false, lists and mappings), never Python"
-            " objects or other tagged values; remove the tag",
+            f"the tag '{shorten(tag.replace(_CORE, '!!'), 100)}' is not allowed: a config file"
+            " holds only plain data (text, numbers, true/false, lists and mappings), never"
+            " Python objects or other tagged values; remove the tag",
             node,
         )
     if isinstance(node, ScalarNode):
@@ -671,8 +671,10 @@ def _check(
             build.construct_object(node)
         except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to read
             expected = _EXPECTED.get(tag.replace(_CORE, "") + "_type", "plain data")
-            problem = f"a value could not be read: expected {expected}, found"
-            raise _RefusedError(f"{problem} {_REPR.repr(node.value)}", node) from None
+            problem = f"expected {expected}, found {_REPR.repr(node.value)}"
+            if tag == _CORE + "int" and (digits := node.value.lstrip("+-")).isdecimal():
+                problem = f"an integer of {len(digits):,} digits, too long to read"  # for int()
+            raise _RefusedError(f"a value could not be read: {problem}", node) from None
         return
     done[id(node)] = False
     if isinstance(node, SequenceNode):
@@ -727,32 +729,42 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
             _check(node, (), origins, source, yaml.constructor, {})
             return yaml.constructor.construct_document(node), origins
     except YAMLError as exc:
-        raise ConfigError(_describe_yaml_error(exc, source, override)) from None
+        raise ConfigError(_describe_yaml_error(exc, source, override, text)) from None
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
         ) from None
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
-        # ruamel failing on a construct it should have refused: bad YAML all the same
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, AssertionError) as exc:
+        # ruamel failing on a construct it should have refused (it asserts that a %YAML
+        # directive names 1.1 or 1.2): bad YAML all the same
         raise ConfigError(f"{source}: invalid YAML: {type(exc).__name__}: {exc}.") from None
 
 
-def _describe_yaml_error(exc: YAMLError, source: str, override: bool) -> str:
-    """One paragraph for a YAML syntax or construction error, citing file:line:column
-    (for a ``--set`` override's value: the override and the column in its value)."""
-    if isinstance(exc, ReaderError):
+def _describe_yaml_error(exc: YAMLError, source: str, override: bool, text: str) -> str:
+    """One paragraph for a YAML syntax or construction error in `text`, citing
+    file:line:column (for a ``--set`` override's value: the override and the column in its
+    value)."""
+    where = source
+    if isinstance(exc, ReaderError):  # it gives a position in the text, not a line
+        lines = re.split(r"\r\n?|\n", text[: exc.position])
+        where += (
+            f": the value at character {exc.position + 1}"
+            if override
+            else f":{len(lines)}:{len(lines[-1]) + 1}"
+        )
         return (
-            f"{source}: invalid YAML: character #x{exc.character:04x} at position {exc.position}"
-            f" is not allowed ({exc.reason}); a config file must be plain text."
+            f"{where}: invalid YAML: character #x{exc.character:04x} is not allowed"
+            f" ({exc.reason}); a config file must be plain text."
         )
     if not isinstance(exc, MarkedYAMLError):
         return f"{source}: invalid YAML: {exc}."
-    mark, where = exc.problem_mark or exc.context_mark, source
+    mark = exc.problem_mark or exc.context_mark
     if mark is not None and override:
         where += f": the value at character {mark.column + 1}"
     elif mark is not None:
         where += f":{mark.line + 1}:{mark.column + 1}"
-    problem = exc.problem or exc.context or "unreadable YAML"
+    # ruamel's problem quotes what it found (an alias's name, a tag), which may be any length
+    problem = shorten(exc.problem or exc.context or "unreadable YAML", 400)
     if isinstance(exc, ConstructorError):  # a refusal of ours explains itself; ruamel's do not
         lead = "" if isinstance(exc, _RefusedError) else "a value could not be read: "
         return f"{where}: {lead}{problem}."
@@ -824,13 +836,14 @@ def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:
         # A setting has no keys below it; the optimizer, a union of sections, is no setting.
         setting = parent and key in parent.model_fields and here not in [*_SECTIONS, ("optimizer",)]
         if child is None and not setting:
-            child = node[key] = {}
+            child = {}
         if not isinstance(child, dict):
             found = "a single setting" if child is None else f"{_show(child)} in the config"
             raise ConfigError(
                 f"{source}: {_dotted(here)} is {found}, not a section, so it has no key"
                 f" '{path[depth + 1]}'."
             )
+        node[key] = child = dict(child)  # its own: a YAML alias may share it with another section
         node = child
     node[path[-1]] = value
     key_path = tuple(path)
@@ -877,8 +890,11 @@ def _did_you_mean(word: Any, choices: Sequence[Any]) -> str:
     texts = [str(c) for c in choices]
     # 'ReLU' is 'relu' in other spellings; difflib compares case-sensitively.
     same = [text for text in texts if text.lower() == word.lower()]
-    close = same or difflib.get_close_matches(word, texts, n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    close = same or difflib.get_close_matches(word, texts, n=len(texts))
+    # Every choice as close as the closest is named: 'activation' may be either *_activation.
+    score = {text: difflib.SequenceMatcher(None, text, word).ratio() for text in close}
+    tied = [f"'{text}'" for text in texts if text in score and score[text] == score[close[0]]]
+    return f"; did you mean {' or '.join(tied)}?" if close else ""
 
 
 def _section_of(schema: type[BaseModel], path: KeyPath) -> type[BaseModel]:
@@ -917,6 +933,10 @@ def _unknown_key(where: str, path: KeyPath, optimizer: str | None, schema: type[
         homes += [f"optimizer.{key}"] if owners else []
         if len(homes) == 1:
             hint = f"; did you mean '{homes[0]}'?"
+    if isinstance(key, str) and "." in key and key.split(".")[0] in allowed:
+        parts = key.split(".")  # 'training.epochs: 5', as a --set names it
+        nested = ": {".join(parts) + ": ..." + "}" * (len(parts) - 1)
+        hint = f"; keys are nested, not dotted: did you mean '{shorten(nested, 100)}'?"
     return (
         # a --set may name a key of any length
         f"{where}: unknown key '{shorten(_dotted(path), 100)}'{about}{hint} (allowed keys {scope}:"
@@ -944,12 +964,14 @@ _EXPECTED = {
 def _explain(error: Mapping[str, Any]) -> str:
     """Pydantic's error as plain words: what was expected and what was found."""
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx", {})
-    message, hint = str(error["msg"]).rstrip("."), ""
+    message, hint, choices = str(error["msg"]).rstrip("."), "", []
     if kind == "missing":
         example = _REQUIRED_EXAMPLES.get(tuple(map(str, error["loc"])))
         return "this required key is missing" + (f"; add {example}" if example else "")
     if kind == "too_short":
         return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
+    if kind == "too_long":
+        return f"expected at most {ctx['max_length']} items, found {ctx['actual_length']}"
     if message.startswith("Input should be "):
         expected = "expected " + _EXPECTED.get(kind, message.removeprefix("Input should be "))
     else:  # pydantic's own sentence ('String should have at least 1 character') or ours
@@ -963,18 +985,25 @@ def _explain(error: Mapping[str, Any]) -> str:
     elif "_than" in kind:  # the limit's type is the field's: 'an integer less than 60000'
         noun = "an integer" if isinstance(next(iter(ctx.values())), int) else "a number"
         expected = expected.replace("expected", f"expected {noun}", 1)
-    if kind in ("int_type", "float_type", "bool_type", "literal_error") and _reads_as_number(value):
+    if _taken_unquoted(value, kind, choices):
         hint = f" in quotes, which makes it text; write {value} without quotes"
     return f"{expected}, found {_show(value)}{hint}"
 
 
-def _reads_as_number(value: Any) -> bool:
-    """Whether `value` is text that YAML reads as a number or true/false without quotes."""
+def _taken_unquoted(value: Any, kind: str, choices: Sequence[str]) -> bool:
+    """Whether `value` is text that YAML reads without quotes as what the setting takes: a
+    number or true/false of the expected type, or one of a literal's numeric `choices`."""
     try:
         plain = _parse_yaml(value, "")[0] if isinstance(value, str) and len(value) <= 40 else None
     except ConfigError:  # not YAML, or a value `_check` refuses
         return False
-    return isinstance(plain, int | float)
+    if isinstance(plain, bool):  # an integer to Python, never to YAML or the schema
+        return kind == "bool_type"
+    if kind == "int_type":
+        return isinstance(plain, int)
+    if kind == "literal_error":
+        return isinstance(plain, int | float) and str(plain) in choices
+    return kind == "float_type" and isinstance(plain, int | float)
 
 
 def _user_path(loc: Sequence[str | int], data: Any, missing: bool) -> tuple[KeyPath, str | None]:

@@ -527,6 +527,23 @@ def _no_constant(name: str) -> float:
 # -- planning --------------------------------------------------------------------------------
 
 
+# An escaped backslash, or JSON's escape of a character beyond U+FFFF as its two halves
+# (\ud83d\ude00), which YAML reads as two lone surrogates: YAML writes it \U0001f600.
+_JSON_ESCAPE = re.compile(r"\\\\|\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}")
+
+
+def _as_yaml(value: Any) -> str:
+    """`value` as YAML text that a ``--set`` reads back equal: JSON, with YAML's escapes."""
+
+    def escape(match: re.Match[str]) -> str:
+        if match[0] == "\\\\":
+            return match[0]
+        character = json.loads(f'"{match[0]}"')
+        return f"\\U{ord(character):08x}"
+
+    return _JSON_ESCAPE.sub(escape, json.dumps(value))
+
+
 def plan(
     sweep_file: str | Path, *, out: str | Path | None = None, cpus_per_trial: int = 1
 ) -> Sweep:
@@ -557,8 +574,10 @@ def plan(
     path_like = "/" in name or os.sep in name or name.endswith((".yaml", ".yml"))
     base = str(beside) if path_like or beside.is_file() else name
     variants = (
-        [Override(f"{key}={json.dumps(value)}", where(key)) for key, value in combo.items()]
-        for combo in combos
+        # Named after the trial, as below, so that the base config's file name is not its name.
+        [Override(f"name={_as_yaml(f'{spec.name}-{tid}')}", source)]
+        + [Override(f"{key}={_as_yaml(value)}", where(key)) for key, value in combo.items()]
+        for tid, combo in zip(ids, combos, strict=True)
     )
     try:  # reads the base config, so that its own problems are not blamed on a trial
         configs = load_config_variants(base, variants)

@@ -358,7 +358,7 @@ def name_for_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
     (and ``--set name=...`` did not): the layers in the name are replaced, or appended when
     the name holds none, so ``mnist-400-25-10`` with 400-50-10 trains in ``mnist-400-50-10``.
     """
-    from mlp_cli.config import parse_override
+    from mlp_cli.config import config_from_dict, parse_override
 
     keys = {".".join(parse_override(text)[0]) for text in overrides}
     if "model.layers" not in keys or "name" in keys or cfg.name is None:
@@ -370,7 +370,10 @@ def name_for_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
         name = cfg.name[: last.start()] + layers + cfg.name[last.end() :]
     else:
         name = f"{cfg.name}-{layers}"
-    return cfg.model_copy(update={"name": name})
+    # Validated as a config's name is: longer layers can make it too long a name, which
+    # the run's config.yaml would then hold and --resume refuse.
+    source = "the run name made of name and the new model.layers (choose one with --set name=)"
+    return config_from_dict({**cfg.model_dump(), "name": name}, source)
 
 
 def update_latest(run_dir: Path, name: str = LATEST) -> None:

@@ -69,10 +69,28 @@ BAD_CONFIGS = [
         id="typo-key",
     ),
     pytest.param(
+        "model:\n  layers: 784-100-10\n  activation: tanh\n",
+        "activation",
+        ["did you mean 'hidden_activation' or 'output_activation'?"],
+        id="typo-key-as-close-to-two-keys",
+    ),
+    pytest.param(
         MINIMAL + "trainig:\n  epochs: 3\n",
         "trainig",
         ["unknown key 'trainig'", "did you mean 'training'?"],
         id="typo-section",
+    ),
+    pytest.param(
+        MINIMAL + "training.epochs: 3\n",
+        "training.epochs",
+        ["unknown key 'training.epochs'", "did you mean 'training: {epochs: ...}'?"],
+        id="dotted-key",
+    ),
+    pytest.param(
+        MINIMAL + "training:\n  early_stopping.patience: 3\n",
+        "early_stopping",
+        ["did you mean 'early_stopping: {patience: ...}'?"],
+        id="dotted-key-in-a-section",
     ),
     pytest.param(
         MINIMAL + "training:\n  epochs: abc\n",
@@ -168,6 +186,12 @@ BAD_CONFIGS = [
         id="dropout-range",
     ),
     pytest.param(
+        "model:\n  layers: 784" + "-1" * 70 + "-10\n",
+        "layers",
+        ["model.layers: expected at most 65 items, found 72."],
+        id="too-many-layers",
+    ),
+    pytest.param(
         "model:\n  layers: 784-abc-10\n",
         "layers",
         ["model.layers", "'784-abc-10'", "784-100-10"],
@@ -259,6 +283,29 @@ def test_bad_config_names_file_line_and_key(
         assert part in message
 
 
+@pytest.mark.parametrize(
+    ("setting", "quoted", "blamed"),
+    [
+        ("training:\n  epochs", "'5'", True),
+        ("optimizer:\n  lr", "'1e-3'", True),
+        ("augment:\n  enabled", "'true'", True),
+        ("data:\n  input_size", "'20'", True),
+        ("training:\n  epochs", "'1e3'", False),  # without quotes a number, but no integer
+        ("training:\n  epochs", "'true'", False),
+        ("optimizer:\n  lr", "'false'", False),
+        ("augment:\n  enabled", "'1'", False),
+        ("data:\n  input_size", "'30'", False),
+    ],
+)
+def test_quotes_are_blamed_only_where_the_value_without_them_is_taken(
+    tmp_path: Path, setting: str, quoted: str, blamed: bool
+) -> None:
+    text = MINIMAL + f"{setting}: {quoted}\n"
+    message = config_error(write(tmp_path, text))
+    assert f"found {quoted}" in message
+    assert ("without quotes" in message) == blamed
+
+
 def test_several_problems_are_reported_together_in_file_order(tmp_path: Path) -> None:
     text = (
         "model:\n  layers: 784-100-10\n  hiden_activation: relu\n"
@@ -291,6 +338,17 @@ def test_yaml_syntax_error_cites_line_and_column(tmp_path: Path) -> None:
     mark = info.value.problem_mark  # type: ignore[attr-defined]
     assert f"{path}:{mark.line + 1}:{mark.column + 1}:" in message
     assert info.value.problem in message  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_control_character_is_cited_by_line_and_column(tmp_path: Path, newline: str) -> None:
+    text = MINIMAL + "name: a\x1bb\n"
+    path = tmp_path / "run.yaml"
+    path.write_bytes(text.replace("\n", newline).encode())
+    message = config_error(path)
+    column = text.splitlines()[-1].index("\x1b") + 1
+    assert message.startswith(f"{path}:{line_of(text, 'name')}:{column}: invalid YAML: ")
+    assert "#x001b" in message
 
 
 @pytest.mark.parametrize("key", ["training.epochs", "data.mirror"])
@@ -339,6 +397,18 @@ def test_a_failure_inside_the_yaml_library_is_a_config_error(
     )
 
 
+@pytest.mark.parametrize("version", ["1.0", "1.3"])
+def test_a_yaml_directive_of_a_version_the_library_refuses_is_a_config_error(
+    tmp_path: Path, version: str
+) -> None:
+    path = write(tmp_path, f"%YAML {version}\n---\n" + MINIMAL)
+    message = config_error(path)
+    assert message.startswith(f"{path}: invalid YAML: ")
+    assert f"{version.replace('.', ', ')}" in message  # the version the library refused
+    with pytest.raises(ConfigError, match=r"--set name=.*: invalid YAML: "):
+        config_from_yaml(MINIMAL, "c.yaml", [f"name=%YAML {version}\n--- x"])
+
+
 def test_a_merge_tag_on_a_value_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "name: !!merge x\n")
     assert "the tag '!!merge' is not allowed" in config_error(path)
@@ -372,11 +442,30 @@ def test_tags_outside_the_core_schema_are_refused(tmp_path: Path, value: str, ta
     assert f"tag '{tag}' is not allowed" in message
 
 
+@pytest.mark.parametrize("value", ["!" + "t" * 100_000 + " x", "*" + "a" * 100_000])
+def test_a_tag_or_alias_of_any_length_is_cut_short(tmp_path: Path, value: str) -> None:
+    text = MINIMAL + f"name: {value}\n"
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert message.startswith(f"{path}:{line_of(text, 'name')}:")
+    assert value[1:50] in message  # the name, after the ! or *
+    assert len(message) < 1000
+
+
 def test_huge_integer_is_reported_not_printed(tmp_path: Path) -> None:
     text = MINIMAL + "training:\n  epochs: [0x" + "f" * 5000 + "]\n"
     message = config_error(write(tmp_path, text))
     assert "training.epochs: expected an integer" in message
     assert "digits" in message
+
+
+def test_an_integer_too_long_to_read_is_called_one(tmp_path: Path) -> None:
+    text = MINIMAL + "training:\n  seed: " + "9" * 5000 + "\n"
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert f"{path}:{line_of(text, 'seed')}:" in message
+    assert "an integer of 5,000 digits, too long to read" in message
+    assert "expected an integer" not in message
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -718,6 +807,13 @@ def test_threads_refuse_anything_else_with_one_message(tmp_path: Path, value: st
     assert message.count("training.threads") == 1
 
 
+def test_an_override_changes_only_the_section_it_names(tmp_path: Path) -> None:
+    text = MINIMAL + "schedule: &shared {}\naugment: *shared\n"
+    cfg = load_config(write(tmp_path, text), ["augment.enabled=true"])
+    assert cfg.augment.enabled
+    assert cfg.schedule == ScheduleConfig()
+
+
 def test_override_replacing_a_file_value_cites_the_override(tmp_path: Path) -> None:
     text = MINIMAL + "training:\n  epochs: 3\n  batch_size: 0\n"
     path = write(tmp_path, text)
@@ -727,6 +823,25 @@ def test_override_replacing_a_file_value_cites_the_override(tmp_path: Path) -> N
 
 
 # --- names, dumping and plain data ---------------------------------------------------------
+
+
+def test_a_swept_text_reaches_each_trial_as_written(tmp_path: Path) -> None:
+    from mlp_cli.sweep import plan
+
+    write(tmp_path, MINIMAL, "base.yaml")
+    # a character beyond U+FFFF, which JSON escapes as two halves, and text that looks like one
+    folder = "runs/\U0001f600 \\ud83d\\ude00 \u00e9"
+    sweep = f"name: s\nconfig: base.yaml\nparameters:\n  output.dir: {{values: ['{folder}']}}\n"
+    trial = plan(write(tmp_path, sweep, "s.yaml")).trials[0]
+    assert trial.config["output"]["dir"] == folder
+
+
+def test_a_sweep_takes_a_base_config_whose_file_name_is_no_run_name(tmp_path: Path) -> None:
+    from mlp_cli.sweep import plan
+
+    write(tmp_path, MINIMAL, "base (copy).yaml")  # its trials are named after the sweep
+    sweep = "name: s\nconfig: base (copy).yaml\nparameters:\n  training.epochs: {values: [1]}\n"
+    assert plan(write(tmp_path, sweep, "s.yaml")).trials[0].config["name"] == "s-t000"
 
 
 def test_name_defaults_to_file_stem(tmp_path: Path) -> None:
@@ -739,6 +854,23 @@ def test_unsafe_file_stem_asks_for_a_name(tmp_path: Path) -> None:
     message = config_error(write(tmp_path, MINIMAL, "my run.yaml"))
     assert "'my run'" in message
     assert "file name" in message
+
+
+def test_a_run_name_given_the_new_layers_is_held_to_the_rule_for_names(tmp_path: Path) -> None:
+    from mlp_cli.train import name_for_overrides
+
+    overrides = ["model.layers=784-8-10"]
+    fits = write(tmp_path, f"name: {'a' * 90}\n" + MINIMAL)
+    renamed = name_for_overrides(load_config(fits, overrides), overrides)
+    assert renamed.name == "a" * 90 + "-784-8-10"
+    # a name the config itself would refuse, so that the run could not be resumed from it
+    too_long = write(tmp_path, f"name: {'a' * 100}\n" + MINIMAL)
+    with pytest.raises(ConfigError) as info:
+        name_for_overrides(load_config(too_long, overrides), overrides)
+    message = str(info.value)
+    assert "model.layers" in message
+    assert "--set name=" in message
+    assert "name: expected a folder name of at most 100 letters" in message
 
 
 @pytest.mark.parametrize("name", ["bad\nname.yaml", "bad\tname.yaml"])
