@@ -345,7 +345,10 @@ class ResumeState(_Record):
     def _within_epochs(self) -> ResumeState:
         for name in ("best_epoch", "bad_epochs"):
             if (value := getattr(self, name)) > self.epoch:
-                raise _MismatchError(name, f"is {value:,}, more than the {self.epoch} epochs run")
+                raise _MismatchError(
+                    name,
+                    f"is {value:,}, more than the {self.epoch} epoch{'s' * (self.epoch != 1)} run",
+                )
         return self
 
 

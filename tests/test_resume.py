@@ -335,7 +335,7 @@ NAMED_DAMAGES = {
     "optimizer step count negative": "optimizer step count is -5, expected one whole number",
     "optimizer step count fractional": ".5, expected one whole number",
     "elapsed absurd": "resume.elapsed is 1e+308 seconds, more than ten years",
-    "bad epochs past the epochs run": "resume.bad_epochs is 1,000,000, more than the 1 epochs",
+    "bad epochs past the epochs run": "resume.bad_epochs is 1,000,000, more than the 1 epoch run",
 }
 
 
