@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # (scripts/lowest_requirements.py); only the dev extra's test tools, at pip's choice, join them.
 LOWEST       := .venv-lowest
 LOWEST_STAMP := $(LOWEST)/.installed
-LOWEST_TOOLS := pytest hypothesis PyYAML
+LOWEST_TOOLS := pytest hypothesis PyYAML jsonschema
 
 .PHONY: install train test check check-lowest lint format bench reproduce clean
 
