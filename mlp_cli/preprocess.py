@@ -275,7 +275,7 @@ def _decode(file: BinaryIO, source: str, max_pixels: int = MAX_PIXELS) -> Image.
         ) from error
     except UnidentifiedImageError as error:
         raise ImageError(
-            f"{source} is not an image this program can read: expected a {_FORMAT_LIST} "
+            f"Image {source} is not an image this program can read: expected a {_FORMAT_LIST} "
             f"file, but Pillow recognises none of these formats in it. Convert it to PNG "
             f"and try again."
         ) from error

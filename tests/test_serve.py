@@ -522,6 +522,13 @@ def test_errors_about_a_sent_picture_read_as_sentences(running: Running) -> None
     status, answer = running.json("POST", "/api/predict", empty, "application/json")
     assert status == 400
     assert answer["error"].startswith("Image in the JSON body is empty (0 bytes)")
+    status, answer = running.json("POST", "/api/predict", b"hello there", "image/png")
+    assert status == 400
+    assert answer["error"].startswith("Image in the request body is not an image"), answer["error"]
+    text = json.dumps({"image": "data:image/png;base64,aGVsbG8gdGhlcmU="}).encode()
+    status, answer = running.json("POST", "/api/predict", text, "application/json")
+    assert status == 400
+    assert answer["error"].startswith("Image in the JSON body is not an image"), answer["error"]
 
 
 def test_a_body_over_the_limit_is_refused_unread(running: Running) -> None:
