@@ -173,6 +173,15 @@ def test_model_facts_and_runs(running: Running) -> None:
     assert deep["units"] == {"count": 12, "side": 20, "columns": 4, "output": False}
 
 
+def test_a_model_without_a_hidden_layer_has_no_hidden_activation(running: Running) -> None:
+    save_model(running.runs / "linear" / "model.npz", [784, 10], seed=2)
+    status, facts = running.json("GET", "/api/model?run=linear")
+    assert status == 200
+    assert facts["hidden_activation"] is None  # as mlp inspect and the ONNX metadata say
+    assert facts["output_activation"] == "softmax"
+    assert facts["units"] == {"count": 10, "side": 28, "columns": 4, "output": True}
+
+
 def test_unit_pictures_are_the_first_layer_weights_in_a_grid(running: Running) -> None:
     status, headers, body = running.request("GET", "/api/units.png?run=deep")
     assert status == 200
