@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--ray", action="store_true", help="time --engine ray too")
     args = parser.parse_args(argv)
+    for option, value in (("--epochs", args.epochs), ("--repeats", args.repeats)):
+        if value < 1:
+            parser.error(f"{option} takes a whole number of at least 1, not {value}")
     seconds: dict[str, list[float]] = {"sequential": [], "local": []}
     if args.ray:
         seconds["ray"] = []

@@ -71,7 +71,7 @@ from mlp_cli.limits import (
 from mlp_cli.losses import LOSSES, OUTPUTS
 from mlp_cli.outputs import advice, reason
 from mlp_cli.outputs import atomic_write as atomic_write  # its home; re-exported
-from mlp_cli.plain import command, shown
+from mlp_cli.plain import command, decodable, shown
 
 FORMAT_NAME = "mlp-cli"
 FORMAT_VERSION = 1
@@ -229,8 +229,9 @@ class ModelMetadata(_OpenRecord):
                 raise ValueError(
                     f"holds {name[:20]!r}; expected names of 1 to {MAX_CLASS_NAME} characters"
                 )
-        # a name is the key of its class in predict's and serve's JSON, and labels its row
-        if twice := [name for name, count in Counter(names).items() if count > 1]:
+        # a name is the key of its class in predict's and serve's JSON, and labels its row;
+        # JSON writes an undecodable byte as \xNN (`decodable`), so names differ as written
+        if twice := [name for name, count in Counter(map(decodable, names)).items() if count > 1]:
             raise ValueError(f"holds {twice[0][:20]!r} twice; expected a different name per class")
         return names
 

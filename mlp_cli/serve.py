@@ -226,7 +226,8 @@ class Served:
             "name": self.name,
             "path": str(self.saved.path),
             "layers": layers,
-            "hidden_activation": meta.hidden_activation,
+            # no hidden layer, no hidden activation: the file's value was never used
+            "hidden_activation": meta.hidden_activation if len(layers) > 2 else None,
             "output_activation": meta.output_activation,
             "parameters": int(self.model.params.size),
             "input_size": self.side,

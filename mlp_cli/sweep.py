@@ -358,6 +358,8 @@ class Sweep:
             trial.best, trial.best_epoch, trial.seconds = None, 0, seconds
             for record in outcome.history:
                 self._take(trial, record)
+        elif outcome.seconds:  # no record (no epoch ended, or a Ray outcome): its own time
+            trial.seconds = outcome.seconds
 
     def interrupt_running(self, reason: str) -> None:
         """End the trials still running as interrupted, with what their folders hold (each

@@ -41,6 +41,24 @@ def test_the_benchmark_refuses_bad_arguments_before_running_anything(
     assert expected in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--repeats", "0"], "--repeats takes a whole number of at least 1, not 0"),
+        (["--epochs", "0"], "--epochs takes a whole number of at least 1, not 0"),
+    ],
+)
+def test_the_sweep_benchmark_refuses_bad_counts_before_running_anything(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.sweep import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
 def test_names_from_outside_are_printed_as_they_are(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

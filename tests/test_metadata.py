@@ -114,6 +114,11 @@ BAD_FIELDS: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "class names not text": (("class_names",), list(range(10)), "class_names"),
     "no class names": (("class_names",), ..., "class_names"),
     "a class name twice": (("class_names",), ["0", *"123456780"], "class_names"),
+    "two class names that JSON output writes alike": (  # an undecodable byte is written \xff
+        ("class_names",),
+        ["\udcff", "\\xff", *"23456789"],
+        "class_names",
+    ),
     "no preprocessing": (("preprocessing",), ..., "preprocessing"),
     "training a list": (("training",), [1, 2], "training"),
     "accuracy above one": (("training", "best_val_accuracy"), 3.0, "training.best_val_accuracy"),

@@ -173,6 +173,15 @@ def test_model_facts_and_runs(running: Running) -> None:
     assert deep["units"] == {"count": 12, "side": 20, "columns": 4, "output": False}
 
 
+def test_a_model_without_a_hidden_layer_has_no_hidden_activation(running: Running) -> None:
+    save_model(running.runs / "linear" / "model.npz", [784, 10], seed=2)
+    status, facts = running.json("GET", "/api/model?run=linear")
+    assert status == 200
+    assert facts["hidden_activation"] is None  # as mlp inspect and the ONNX metadata say
+    assert facts["output_activation"] == "softmax"
+    assert facts["units"] == {"count": 10, "side": 28, "columns": 4, "output": True}
+
+
 def test_unit_pictures_are_the_first_layer_weights_in_a_grid(running: Running) -> None:
     status, headers, body = running.request("GET", "/api/units.png?run=deep")
     assert status == 200
@@ -524,7 +533,11 @@ def test_errors_about_a_sent_picture_read_as_sentences(running: Running) -> None
     assert answer["error"].startswith("Image in the JSON body is empty (0 bytes)")
     status, answer = running.json("POST", "/api/predict", b"hello there", "image/png")
     assert status == 400
-    assert answer["error"].startswith("Image in the request body is not an image"), answer
+    assert answer["error"].startswith("Image in the request body is not an image"), answer["error"]
+    text = json.dumps({"image": "data:image/png;base64,aGVsbG8gdGhlcmU="}).encode()
+    status, answer = running.json("POST", "/api/predict", text, "application/json")
+    assert status == 400
+    assert answer["error"].startswith("Image in the JSON body is not an image"), answer["error"]
 
 
 def test_a_body_over_the_limit_is_refused_unread(running: Running) -> None:

@@ -446,6 +446,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path:
     assert run_local(s, workers=2)
     assert [t.status for t in s.trials] == ["completed", "failed"]
     assert "the loss became" in (s.trials[1].reason or "")
+    assert s.trials[1].seconds > 0  # the time it ran until it failed, though no epoch ended
     sweep.finish(s)
     rows = {r["trial"]: r for r in csv.DictReader((s.dir / "results.csv").open())}
     assert rows["t001"]["status"] == "failed"
