@@ -52,9 +52,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timing")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/<kind>-<time>.json]")
     args = parser.parse_args(argv)
-    for option, value in (("--epochs", args.epochs), ("--threads", args.threads)):
-        if value < 1:
-            parser.error(f"{option} takes a whole number of at least 1, not {value}")
+    report.check_counts(parser, args, "--epochs", "--threads")
     if args.out is None:
         kind = "smoke" if args.smoke else "bench"
         args.out = RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -6,9 +6,9 @@ B, ...), so that changes in the machine's load hit both alike, and prints the me
 time of each and their ratio. Epoch times are the trainer's own (the training steps only:
 no validation, checkpoints or plots).
 
-    MLP_DATA_DIR=/tmp/mlpdata python bench/augment_overhead.py            # 3 rounds
+    MLP_DATA_DIR=/tmp/mlpdata python -m bench.augment_overhead            # 3 rounds
     python -m bench.augment_overhead --rounds 5 --elastic-alpha 34        # with elastic
-    python bench/augment_overhead.py --smoke                             # CI: seconds
+    python -m bench.augment_overhead --smoke                             # CI: seconds
 
 MNIST must be in the data cache (`mlp data import` or `mlp data download`).
 """
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bench.report import check_counts
 from mlp_cli.augment import Augmenter
 from mlp_cli.config import Config, config_from_dict
 from mlp_cli.data import Splits, prepare_data
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_IMAGES} images, 1 round")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    check_counts(parser, args, "--rounds", "--threads")
     rounds = 1 if args.smoke else args.rounds
 
     plain = bench_config(False, args.elastic_alpha, args.validation_size)

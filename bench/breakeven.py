@@ -108,8 +108,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=300, help="steps timed per cell")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/threads-<time>.json]")
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error(f"--steps takes a whole number of at least 1, not {args.steps}")
+    report.check_counts(parser, args, "--steps")
     if args.out is None:
         args.out = RESULTS / f"threads-{time.strftime('%Y%m%d-%H%M%S')}.json"
     report.check_results_file(parser, args.out)

@@ -325,8 +325,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-peers", action="store_true", help="time ours only")
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/busy-<time>.json]")
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error(f"--rounds takes a whole number of at least 1, not {args.rounds}")
+    report.check_counts(parser, args, "--rounds")
     unknown = set(args.config or ()) - {p.stem for p in CONFIGS.glob("*.yaml")}
     if unknown:
         parser.error(f"no config named {', '.join(sorted(unknown))} in {CONFIGS}")

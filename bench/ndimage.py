@@ -1,6 +1,6 @@
 """Why some image operations stay written by hand instead of calling scipy.
 
-    python bench/ndimage.py             # 5 rounds
+    python -m bench.ndimage             # 5 rounds
 
 Measures, alternating so that the machine's load hits both alike: the import of
 scipy.ndimage and of scipy.stats in a fresh interpreter that already has NumPy and Pillow
@@ -33,6 +33,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
+from bench import report
 from mlp_cli.augment import GAUSS_TRUNCATE, Augmenter, ElasticField
 from mlp_cli.config import AugmentConfig
 from mlp_cli.preprocess import _despeckled, _max_filter
@@ -108,10 +109,12 @@ def filters_ms() -> dict[str, float]:
     return times
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    rounds = parser.parse_args().rounds
+    args = parser.parse_args(argv)
+    report.check_counts(parser, args, "--rounds")
+    rounds = args.rounds
     samples: dict[str, list[float]] = {}
     for _ in range(rounds):
         with threadpool_limits(1, "blas"):

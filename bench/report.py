@@ -148,6 +148,15 @@ def is_record(path: Path) -> bool:
     return isinstance(record, dict) and str(record.get("command")).startswith("python -m bench")
 
 
+def check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace, *options: str) -> None:
+    """Stop with ``parser``'s usage error if one of ``options`` (each counting something the
+    benchmark does) is below 1: a count of 0 would time nothing and report it as a result."""
+    for option in options:
+        value = getattr(args, option.removeprefix("--").replace("-", "_"))
+        if value < 1:
+            parser.error(f"{option} takes a whole number of at least 1, not {value}")
+
+
 def check_results_file(parser: argparse.ArgumentParser, out: Path) -> None:
     """Stop with ``parser``'s usage error if the JSON record cannot be written to ``out``, or
     would replace a file that is not an earlier record: judged before the timing, whose

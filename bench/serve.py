@@ -1,8 +1,8 @@
 """`mlp serve` under load: POST /api/predict of a 280x280 canvas PNG from concurrent clients.
 
-    python bench/serve.py                              # 2,000 requests, 8 clients, 784-100-10
-    python bench/serve.py --requests 400 --memory 200,1000
-    python bench/serve.py --model runs/mnist-784-100-10
+    python -m bench.serve                              # 2,000 requests, 8 clients, 784-100-10
+    python -m bench.serve --requests 400 --memory 200,1000
+    python -m bench.serve --model runs/mnist-784-100-10
 
 The server runs as ``mlp serve --port 0`` in its own process (as a user starts it); the
 clients are threads of this process, each on its own keep-alive connection, posting the
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from bench import report
 from mlp_cli import checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -165,7 +166,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--url", help="time a server already running here instead (memory is then skipped)"
     )
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(given)
+    report.check_counts(parser, args, "--requests", "--clients")
+    if args.overhead < 0:
+        parser.error(f"--overhead takes a whole number (0 skips), not {args.overhead}")
+    try:
+        targets = [] if args.url else [int(n) for n in args.memory.split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--memory takes request counts separated by commas, not {args.memory!r}")
+    out = args.out or RESULTS / f"serve-{datetime.now():%Y%m%d-%H%M%S}.json"
+    report.check_results_file(parser, out)
 
     with tempfile.TemporaryDirectory() as scratch:
         model = args.model or random_model(Path(scratch) / "m.npz", [784, 100, 10])
@@ -183,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             body = canvas_png()
             load(host, int(port), body, 50, 2)  # warm-up: imports, first allocations
             record: dict[str, Any] = {
+                "command": " ".join(["python -m bench.serve", *given]),
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
                 "load_average": os.getloadavg(),
                 "cpus": os.cpu_count(),
@@ -205,7 +217,6 @@ def main(argv: list[str] | None = None) -> None:
                 )
             memory = []
             done = 50 + args.requests
-            targets = [] if args.url else [int(n) for n in args.memory.split(",") if n.strip()]
             for target in targets:
                 if target > done:
                     load(host, int(port), body, target - done, args.clients)
@@ -240,7 +251,6 @@ def main(argv: list[str] | None = None) -> None:
         growth = memory[-1]["rss_mb"] / memory[0]["rss_mb"] - 1
         print(f"growth: {100 * growth:+.1f}%")
     print(f"load average before/after: {record['load_average']} / {record['load_average_after']}")
-    out = args.out or RESULTS / f"serve-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"written to {out}")

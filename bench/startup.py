@@ -338,8 +338,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, help="JSON file [bench/results/startup-<time>.json]")
     args = parser.parse_args(argv)
-    if args.pairs < 1:
-        parser.error(f"--pairs takes a whole number of at least 1, not {args.pairs}")
+    report.check_counts(parser, args, "--pairs")
     for python in args.python or []:
         if not os.access(python, os.X_OK) or not os.access(Path(python).parent / "mlp", os.X_OK):
             parser.error(

@@ -1,8 +1,8 @@
 """`mlp sweep` against the same runs one after another, and the Ray engine against the local one.
 
-    python bench/sweep.py                  # local engine vs sequential mlp train runs
-    python bench/sweep.py --ray            # and --engine ray (a private Ray, start-up included)
-    python bench/sweep.py --repeats 2 --epochs 3
+    python -m bench.sweep                  # local engine vs sequential mlp train runs
+    python -m bench.sweep --ray            # and --engine ray (a private Ray, start-up included)
+    python -m bench.sweep --repeats 2 --epochs 3
 
 The workload is an 8-trial sweep of 784-100-10 on MNIST (four learning rates, two seeds
 each, ``--epochs`` epochs, the recipe of configs/mnist-784-100-10.yaml). Three ways to run it,
@@ -31,6 +31,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench import report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -102,9 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--ray", action="store_true", help="time --engine ray too")
     args = parser.parse_args(argv)
-    for option, value in (("--epochs", args.epochs), ("--repeats", args.repeats)):
-        if value < 1:
-            parser.error(f"{option} takes a whole number of at least 1, not {value}")
+    report.check_counts(parser, args, "--epochs", "--repeats")
     seconds: dict[str, list[float]] = {"sequential": [], "local": []}
     if args.ray:
         seconds["ray"] = []

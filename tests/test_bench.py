@@ -3,6 +3,7 @@ is only run by hand and, in its smoke mode, by CI)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -42,21 +43,35 @@ def test_the_benchmark_refuses_bad_arguments_before_running_anything(
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("module", "args", "expected"),
     [
-        (["--repeats", "0"], "--repeats takes a whole number of at least 1, not 0"),
-        (["--epochs", "0"], "--epochs takes a whole number of at least 1, not 0"),
+        ("sweep", ["--repeats", "0"], "--repeats takes a whole number of at least 1, not 0"),
+        ("sweep", ["--epochs", "0"], "--epochs takes a whole number of at least 1, not 0"),
+        ("serve", ["--requests", "0"], "--requests takes a whole number of at least 1, not 0"),
+        ("serve", ["--clients", "0"], "--clients takes a whole number of at least 1, not 0"),
+        ("serve", ["--overhead", "-1"], "--overhead takes a whole number (0 skips), not -1"),
+        ("serve", ["--memory", "1000,lots"], "--memory takes request counts separated by commas"),
+        ("serve", ["--out", "/"], "cannot write the results file '/': it is a folder"),
+        ("serve", ["--out", "{notes}"], "it exists and is not a record of python -m bench"),
+        ("augment_overhead", ["--rounds", "0"], "--rounds takes a whole number of at least 1"),
+        ("augment_overhead", ["--threads", "0"], "--threads takes a whole number of at least 1"),
+        ("ndimage", ["--rounds", "0"], "--rounds takes a whole number of at least 1, not 0"),
     ],
 )
-def test_the_sweep_benchmark_refuses_bad_counts_before_running_anything(
-    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+def test_the_benchmark_scripts_refuse_bad_arguments_before_running_anything(
+    module: str, args: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bench.sweep import main
+    if module == "ndimage":
+        pytest.importorskip("scipy", reason="bench.ndimage compares with scipy.ndimage")
+    main = importlib.import_module(f"bench.{module}").main
+    notes = tmp_path / "notes.txt"  # a file of the user's
+    notes.write_text("my notes\n")
 
     with pytest.raises(SystemExit) as stopped:
-        main(args)
+        main([arg.format(notes=notes) for arg in args])
     assert stopped.value.code == 2
     assert expected in capsys.readouterr().err
+    assert notes.read_text() == "my notes\n"
 
 
 def test_names_from_outside_are_printed_as_they_are(
