@@ -707,6 +707,8 @@ def sweep_figure(
     metric))."""
     from matplotlib.ticker import MaxNLocator, NullFormatter
 
+    from mlp_cli.plain import escape_controls
+
     panels = len(points) + 1
     cols = min(panels, 3)
     rows = math.ceil(panels / cols)
@@ -723,7 +725,10 @@ def sweep_figure(
             else:
                 names = list(dict.fromkeys(map(str, values)))
                 x = [names.index(str(v)) for v in values]
-                ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+                # a swept text (output.dir, data.mirror) is drawn as written: not TeX,
+                # control characters escaped
+                ticks = [escape_controls(name) for name in names]
+                ax.set_xticks(range(len(names)), ticks, rotation=20, ha="right", parse_math=False)
                 ax.set_xlim(-0.5, len(names) - 0.5)
             for xi, (_, best, status) in zip(x, found, strict=True):
                 early = status == "pruned"

@@ -543,3 +543,25 @@ def test_importing_viz_does_not_import_plotting_libraries(
     imports_of: Callable[[str], set[str]],
 ) -> None:
     assert sorted(imports_of("import mlp_cli.viz") & {"matplotlib", "PIL", "rich"}) == []
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def test_a_swept_text_is_drawn_as_written_not_as_tex(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # output.dir or data.mirror may be swept with any text: "$x^$" is no TeX to typeset
+    points = {"output.dir": [(v, 0.9, "completed") for v in ("out/$x^$", "out/$HOME$", "a\x1bb")]}
+    drawn: list[tuple[str, bool]] = []
+    save = viz._save_figure
+
+    def keep_ticks(fig: Any, out: Path) -> Path:
+        ticks = fig.axes[0].get_xticklabels()
+        drawn.extend((tick.get_text(), tick.get_parse_math()) for tick in ticks)
+        return save(fig, out)
+
+    monkeypatch.setattr(viz, "_save_figure", keep_ticks)
+    viz.sweep_figure(points, {"t000": [(1, 0.9)]}, "val_acc", "sweep s", tmp_path / "s.png")
+    assert drawn == [("out/$x^$", False), ("out/$HOME$", False), ("a\\x1bb", False)]
+    assert_png(tmp_path / "s.png", (400, 300))
