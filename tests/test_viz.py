@@ -565,3 +565,20 @@ def test_a_swept_text_is_drawn_as_written_not_as_tex(
     viz.sweep_figure(points, {"t000": [(1, 0.9)]}, "val_acc", "sweep s", tmp_path / "s.png")
     assert drawn == [("out/$x^$", False), ("out/$HOME$", False), ("a\\x1bb", False)]
     assert_png(tmp_path / "s.png", (400, 300))
+
+
+def test_the_curves_of_one_epoch_trials_are_drawn_at_whole_epochs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[float] = []
+    save = viz._save_figure
+
+    def keep_ticks(fig: Any, out: Path) -> Path:
+        out = save(fig, out)  # the learning curves' epoch ticks inside the axis, as drawn
+        low, high = fig.axes[-1].get_xlim()
+        shown.extend(t for t in fig.axes[-1].xaxis.get_majorticklocs() if low <= t <= high)
+        return out
+
+    monkeypatch.setattr(viz, "_save_figure", keep_ticks)
+    viz.sweep_figure({}, {"t000": [(1, 0.9)]}, "val_acc", "sweep s", tmp_path / "s.png")
+    assert shown == [1.0]  # not 0.96, 0.975, 0.99...
