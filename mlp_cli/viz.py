@@ -740,7 +740,8 @@ def sweep_figure(
         for trial, series in curves.items():
             epochs = [e for e, v in series if v is not None]
             ax.plot(epochs, [v for _, v in series if v is not None], marker=".", label=trial)
-        ax.set_title(f"{metric} of the best {len(curves)} trials")
+        leaders = f"the best {len(curves)} trials" if len(curves) > 1 else "the best trial"
+        ax.set_title(f"{metric} of {leaders}" if curves else f"no trial gave a {metric}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         # one tick is enough: else trials of one epoch get ticks at 0.96, 0.975, 0.99...

@@ -582,3 +582,27 @@ def test_the_curves_of_one_epoch_trials_are_drawn_at_whole_epochs(
     monkeypatch.setattr(viz, "_save_figure", keep_ticks)
     viz.sweep_figure({}, {"t000": [(1, 0.9)]}, "val_acc", "sweep s", tmp_path / "s.png")
     assert shown == [1.0]  # not 0.96, 0.975, 0.99...
+
+
+@pytest.mark.parametrize(
+    ("trials", "title"),
+    [
+        (0, "no trial gave a val_acc"),
+        (1, "val_acc of the best trial"),
+        (2, "val_acc of the best 2 trials"),
+    ],
+)
+def test_the_sweep_curves_are_titled_by_how_many_trials_they_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trials: int, title: str
+) -> None:
+    titles: list[str] = []
+    save = viz._save_figure
+
+    def keep_title(fig: Any, out: Path) -> Path:
+        titles.append(fig.axes[-1].get_title())
+        return save(fig, out)
+
+    monkeypatch.setattr(viz, "_save_figure", keep_title)
+    curves = {f"t00{i}": [(1, 0.9)] for i in range(trials)}
+    viz.sweep_figure({}, curves, "val_acc", "sweep s", tmp_path / "s.png")
+    assert titles == [title]
