@@ -368,8 +368,10 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
         soft_wrap=True,
     )
     per_class = Table(title="per class", title_justify="left")
+    # Folded where a console is too narrow, never cut: "1…" would read as another number,
+    # and an ASCII console cannot print "…".
     for column in ("class", "precision", "recall", "F1", "support"):
-        per_class.add_column(column, justify="right")
+        per_class.add_column(column, justify="right", overflow="fold")
     for row in result.per_class():
         per_class.add_row(
             plain_name(row["class"]),
@@ -405,9 +407,9 @@ def confusion_table(result: Evaluation, empty: str = "·") -> Table:
     cm = result.confusion
     names = result.class_names
     table = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
-    table.add_column("", style="bold", justify="right")
+    table.add_column("", style="bold", justify="right", overflow="fold")  # as per class
     for name in names:
-        table.add_column(plain_name(name), justify="right")
+        table.add_column(plain_name(name), justify="right", overflow="fold")
     worst = max((pair["count"] for pair in result.top_confusions(1)), default=1)
     for i, name in enumerate(names):
         cells = []

@@ -274,3 +274,32 @@ def test_an_ascii_console_gets_evaluation_and_prediction_in_ascii() -> None:
     assert text.isascii()
     assert "0->1 (2)" in text
     assert "#" * 27 in text  # the bar of the 90% class
+
+
+@pytest.mark.parametrize("width", [50, 60])
+def test_a_narrow_console_folds_the_evaluation_tables_never_cutting_a_number(width: int) -> None:
+    # Four-digit counts in eleven columns need 75 columns; narrower, a count cut to "1…"
+    # would read as another number, and an ASCII console cannot print "…" at all.
+    confusion = np.diag([1135, 980, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+    n = int(confusion.sum())
+    result = Evaluation(
+        split="test",
+        n=n,
+        accuracy=1.0,
+        loss=0.1,
+        confusion=confusion,
+        probabilities=np.full((n, 10), 0.1, np.float32),
+        predictions=np.zeros(n, np.int64),
+        labels=np.zeros(n, np.uint8),
+        seconds=0.0,
+        class_names=[str(d) for d in range(10)],
+    )
+    console = Console(width=width, file=_AsciiFile(), color_system=None)
+    print_evaluation(console, result, Path("model.npz"))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.isascii()
+    lines = text.split("confusion matrix")[1].splitlines()
+    body = lines[[line.startswith("|-") for line in lines].index(True) + 1 :]  # under the header
+    rows = [line.split("|") for line in body if line.count("|") == 12]
+    cells = ["".join(row[d + 2] for row in rows).replace(" ", "") for d in range(10)]
+    assert [cell.replace(".", "") for cell in cells] == [f"{c}" for c in np.diag(confusion)]
