@@ -477,6 +477,18 @@ def test_confusion_refuses_non_square_or_mislabelled_matrices(tmp_path: Path) ->
         viz.plot_confusion(-np.eye(3), tmp_path / "c.png")
 
 
+def test_class_names_as_long_as_a_model_may_hold_fit_the_heatmap(tmp_path: Path) -> None:
+    # a model file's class names may be 100 characters long (checkpoint.MAX_CLASS_NAME)
+    names = [f"{d}-" + "x" * 98 for d in range(10)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied" reached the terminal
+        out = viz.plot_confusion(np.eye(10) * 100, tmp_path / "c.png", class_names=names)
+    with Image.open(out) as img:
+        pixels = np.asarray(img.convert("L"))
+    edges = pixels[:, [0, 1, -2, -1]]  # names wider than the picture are cut at its sides
+    assert (edges == 255).all()
+
+
 def test_gallery_png(tmp_path: Path) -> None:
     rng = np.random.default_rng(14)
     images = rng.uniform(0, 1, (12, 28, 28))
