@@ -242,5 +242,6 @@ def write_mistakes(
             [int(result.predictions[i]) for i in worst],
             [float(result.probabilities[i, result.predictions[i]]) for i in worst],
             gallery[0],
+            class_names=names,
         )
     return files + gallery

@@ -631,17 +631,21 @@ def save_gallery(
     cols: int = 10,
     max_images: int = 100,
     title: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Draw digits with ``true 4 → pred 9 (87%)`` under each into `out`; return `out`.
 
     `images` has shape ``(N, side, side)`` (or ``(N, side * side)``) with values in [0, 1],
     or 0-255 in uint8 as MNIST stores them; 1 (255) = ink, drawn dark on white. `prob` is
-    the probability of the predicted class. Images are shown in the order given
-    (`evaluate.Evaluation.worst_mistakes` ranks mistakes); only the first `max_images` are
-    drawn (and made floats), and the title says so. Captions of wrong
+    the probability of the predicted class; classes are named by `class_names` (the
+    model's, cut to a tile's width) where given, else by their index. Images are shown in
+    the order given (`evaluate.Evaluation.worst_mistakes` ranks mistakes); only the first
+    `max_images` are drawn (and made floats), and the title says so. Captions of wrong
     predictions are red, of right ones green. With no images the figure says there is
     nothing to show.
     """
+    from mlp_cli.plain import shown as on_one_line
+
     imgs = np.asarray(images)
     if imgs.ndim == 2 and math.isqrt(imgs.shape[1]) ** 2 == imgs.shape[1]:
         side = math.isqrt(imgs.shape[1])
@@ -669,6 +673,14 @@ def save_gallery(
     cols = max(1, min(cols, n))
     rows = max(1, math.ceil(n / cols))
     width = max(1.55 * cols, 5.0)  # inches: the picture is as wide as its tiles
+
+    def name(k: int) -> str:  # from the model file: cut to the width of a tile
+        if class_names is None or not 0 <= k < len(class_names):
+            return str(k)
+        return shorten(on_one_line(class_names[k]), 9)
+
+    # two digits fit side by side under a tile; longer names get a line each
+    apart = "\n" if max((len(name(k)) for k in (*t[:n], *p[:n])), default=0) > 2 else " "
     with _figure(width, 1.75 * rows + 0.5) as fig:
         fig.suptitle(_fill(title, width, FONT_SIZE + 1), fontsize=FONT_SIZE + 1)
         if n == 0:
@@ -688,9 +700,10 @@ def save_gallery(
             # a whole percentage that never rounds a doubt up to "100%"
             shown = ">99.5%" if 0.995 <= q[k] < 1.0 else f"{q[k]:.0%}"
             ax.set_xlabel(
-                f"true {t[k]} → pred {p[k]}\n({shown})",
+                f"true {name(t[k])}{apart}→ pred {name(p[k])}\n({shown})",
                 fontsize=FONT_SIZE - 1,
                 color="tab:green" if ok else "tab:red",
+                parse_math=False,  # a class name is drawn as it is, never as TeX
             )
         return _save_figure(fig, out)
 

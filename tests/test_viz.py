@@ -526,6 +526,36 @@ def test_a_gallery_of_uint8_digits_converts_only_the_ones_it_draws(tmp_path: Pat
     assert peak < 64 * 2**20  # as float64 they alone would take 125 MB
 
 
+@pytest.mark.parametrize(
+    ("names", "caption"),
+    [
+        (None, "true 7 → pred 2\n(92%)"),
+        ([str(d) for d in range(10)], "true 7 → pred 2\n(92%)"),
+        (
+            ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
+            "true seven\n→ pred two\n(92%)",
+        ),
+        (["$x^$", "1", "a\nb"] + ["c" * 100] * 7, "true cccccc...\n→ pred a\\nb\n(92%)"),
+    ],
+)
+def test_the_gallery_names_the_classes_as_the_model_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: list[str] | None, caption: str
+) -> None:
+    captions: list[tuple[str, bool]] = []
+    save = viz._save_figure
+
+    def keep_captions(fig: Any, out: Path) -> Path:
+        labels = [ax.xaxis.label for ax in fig.axes if ax.get_xlabel()]
+        captions.extend((label.get_text(), label.get_parse_math()) for label in labels)
+        return save(fig, out)
+
+    monkeypatch.setattr(viz, "_save_figure", keep_captions)
+    images = np.zeros((2, 28, 28))
+    viz.save_gallery(images, [7, 0], [2, 0], [0.92, 0.5], tmp_path / "g.png", class_names=names)
+    assert captions[0] == (caption, False)  # as the heatmap and the terminal name them
+    assert captions[1][1] is False  # "$x^$" is drawn as it is, never as TeX
+
+
 @pytest.mark.parametrize("n", [1, 3, 12])
 def test_the_gallery_title_fits_the_picture_of_a_few_mistakes(tmp_path: Path, n: int) -> None:
     images = np.random.default_rng(15).uniform(0, 1, (n, 28, 28))
