@@ -813,7 +813,7 @@ def sweep(
         if engine == "ray" and address is not None:
             at_once = f"on the Ray cluster at {address}"
         _say(
-            f"sweep {run.name}: {len(run.trials)} trials, ",
+            f"sweep {run.name}: {len(run.trials)} trial{'s' * (len(run.trials) != 1)}, ",
             plain(at_once),
             f", {run.cpus_per_trial} thread(s) each, into ",
             plain_name(run.dir),

@@ -818,7 +818,8 @@ def sweep_table(
         leaders = [t for t in sweep.ranked() if t.status in ENDED and t.best is not None]
         shown = set(map(id, running + leaders[: max(0, rows - len(running))]))
         trials = [t for t in trials if id(t) in shown]
-        table.caption = f"{len(sweep.trials) - len(trials)} more trials: mlp sweep show DIR"
+        more = len(sweep.trials) - len(trials)
+        table.caption = f"{more} more trial{'s' * (more != 1)}: mlp sweep show DIR"
     for rank, trial in enumerate(trials, start=1):
         row: list[str | Text] = [str(rank)] if ranked else []
         row.append(trial.id)
@@ -858,7 +859,8 @@ def plan_table(sweep: Sweep) -> Table:
 
     keys = sweep.keys()
     names = _short_keys(keys)
-    title = f"sweep {sweep.name}: {len(sweep.trials)} trials ({sweep.method}), into {sweep.dir}"
+    n = len(sweep.trials)
+    title = f"sweep {sweep.name}: {n} trial{'s' * (n != 1)} ({sweep.method}), into {sweep.dir}"
     table = Table(title=plain(title), box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("trial")
     for key in keys:

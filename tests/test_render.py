@@ -18,11 +18,14 @@ from mlp_cli.predict import Prediction
 from mlp_cli.render import (
     RAMP,
     PredictionRows,
+    plan_table,
     print_evaluation,
     print_model_summary,
     print_prediction,
     render_hidden_terminal,
+    sweep_table,
 )
+from mlp_cli.sweep import Sweep, Trial
 
 LUT = colormaps[viz.CMAP](np.arange(256), bytes=True)[:, :3]  # (256, 3) the colour map's table
 RED, BLUE, MIDDLE = LUT[255], LUT[0], LUT[128]  # colours of +max, -max and 0
@@ -303,3 +306,14 @@ def test_a_narrow_console_folds_the_evaluation_tables_never_cutting_a_number(wid
     rows = [line.split("|") for line in body if line.count("|") == 12]
     cells = ["".join(row[d + 2] for row in rows).replace(" ", "") for d in range(10)]
     assert [cell.replace(".", "") for cell in cells] == [f"{c}" for c in np.diag(confusion)]
+
+
+def test_a_sweep_of_one_trial_says_trial_not_trials() -> None:
+    trials = [Trial(f"t{i:03d}", {"optimizer.lr": 0.1 * i}, {}, epochs=1) for i in range(5)]
+    _, lines = render(plan_table(Sweep("s", Path("runs/s"), "val_acc", "maximize", trials[:1])))
+    assert "sweep s: 1 trial (grid), into runs/s" in " ".join(" ".join(lines).split())
+    for i, trial in enumerate(trials):
+        trial.status, trial.best, trial.epoch = "completed", i / 10, 1
+    sweep = Sweep("s", Path("runs/s"), "val_acc", "maximize", trials)
+    _, lines = render(sweep_table(sweep, width=200, height=12), width=200)  # room for 4 rows
+    assert "1 more trial: mlp sweep show DIR" in [line.strip() for line in lines]
