@@ -471,7 +471,14 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
     )
     if show:
         grey = np.round(255 * p.image.astype(np.float64)).astype(np.uint8)  # (28, 28)
-        console.print(picture(np.repeat(grey[..., None], 3, axis=2), p.image))
+        ink: NDArray[np.floating[Any]] = p.image
+        if (side := console.width) < grey.shape[1]:  # a narrower console: shrunk, not cut
+            from PIL import Image
+
+            small = Image.fromarray(grey).resize((side, side), Image.Resampling.BOX)
+            grey = np.asarray(small, dtype=np.uint8)  # (side, side)
+            ink = grey / 255.0
+        console.print(picture(np.repeat(grey[..., None], 3, axis=2), ink))
     bars = probability_bars(p.probabilities, names, console.width, block=_spelled(console, "█"))
     console.print(bars, highlight=False)
 

@@ -317,3 +317,21 @@ def test_a_sweep_of_one_trial_says_trial_not_trials() -> None:
     sweep = Sweep("s", Path("runs/s"), "val_acc", "maximize", trials)
     _, lines = render(sweep_table(sweep, width=200, height=12), width=200)  # room for 4 rows
     assert "1 more trial: mlp sweep show DIR" in [line.strip() for line in lines]
+
+
+@pytest.mark.parametrize("color_system", ["truecolor", None])
+@pytest.mark.parametrize("width", [10, 20, 27])
+def test_the_input_shown_in_a_console_narrower_than_it_is_shrunk_not_cut(
+    color_system: Any, width: int
+) -> None:
+    image = np.zeros((28, 28), np.float32)
+    image[:, 24:] = 1.0  # a stroke at the right edge, which cutting would lose
+    prediction = Prediction("p.png", 1, 0.9, [0.05, 0.9, 0.05], image)
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=color_system)
+    print_prediction(console, prediction, ["0", "1", "2"], True)
+    lines = console.export_text(styles=False).splitlines()
+    picture = [line for line in lines if line and set(line) <= {"▀", *RAMP}]
+    assert len(picture) == (width + 1) // 2  # two pixel rows a line, as wide as the console
+    assert all(len(line) == width for line in picture)
+    if color_system is None:  # the stroke is still there, at the right
+        assert all(line[-1] != " " for line in picture)
