@@ -651,7 +651,8 @@ def render_hidden_terminal(
     rgb = unit_colours(tiles.reshape(n, t * t)).reshape(n, t, t, 3)
     peak = np.max(np.abs(tiles), axis=(1, 2), keepdims=True)  # (n, 1, 1), as unit_colours
     ink = np.abs(tiles) / np.where(peak > 0, peak, 1.0)  # (n, t, t) in [0, 1]
-    labelled = [Group(Text(str(i)[:t], style="bold"), picture(rgb[i], ink[i])) for i in range(n)]
+    # an index wider than its tile (of one pixel) widens its column rather than lose digits
+    labelled = [Group(Text(str(i), style="bold"), picture(rgb[i], ink[i])) for i in range(n)]
     shown = f"showing the first {n} of {n_total} units; " if n_total > n else ""
     scale = "; each tile scaled to its own largest |weight|"
     if t != side:

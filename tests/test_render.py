@@ -52,6 +52,13 @@ def test_terminal_grid_fits_80_columns_and_labels_every_unit(n: int, side: int) 
     assert sum(line.count("▀") for line in lines) > 0
 
 
+@pytest.mark.parametrize("side", [1, 2])
+def test_tiles_narrower_than_their_index_are_labelled_with_all_of_it(side: int) -> None:
+    patterns = np.random.default_rng(14).standard_normal((16, side * side))  # a model file's
+    _, lines = render(render_hidden_terminal(patterns, side))
+    assert unit_labels(lines) == list(range(16))
+
+
 def test_terminal_shows_the_first_max_units_and_says_so() -> None:
     patterns = np.random.default_rng(12).standard_normal((50, 784))
     _, lines = render(render_hidden_terminal(patterns, 28, max_units=36))
