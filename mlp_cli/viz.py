@@ -574,7 +574,7 @@ def plot_confusion(
     """
     from matplotlib.colors import PowerNorm
 
-    from mlp_cli.plain import escape_controls
+    from mlp_cli.plain import escape_controls, shown
 
     C = np.asarray(confusion, dtype=np.float64)
     if C.ndim != 2 or C.shape[0] != C.shape[1] or C.shape[0] == 0:
@@ -602,9 +602,9 @@ def plot_confusion(
         ax: Axes = fig.subplots()
         im = ax.imshow(C, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=max(C.max(), 1)))
         fig.colorbar(im, ax=ax, label="count (square-root colour scale)", shrink=0.85)
-        # class names come from the model file: drawn as they are, never as TeX, and cut
-        # short (a file may hold 100 characters each), upright only while they fit a column
-        ticks = [shorten(escape_controls(name), 20).replace("$", r"\$") for name in names]
+        # class names come from the model file: drawn as they are on one line, never as TeX,
+        # and cut short (a file may hold 100 characters each), upright while they fit a column
+        ticks = [shorten(shown(name), 20).replace("$", r"\$") for name in names]
         ax.set_xticks(range(K), ticks, rotation=90 if max(map(len, ticks)) > 3 else 0)
         ax.set_yticks(range(K), ticks)
         ax.set_xlabel("predicted")

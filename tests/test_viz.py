@@ -489,6 +489,21 @@ def test_class_names_as_long_as_a_model_may_hold_fit_the_heatmap(tmp_path: Path)
     assert (edges == 255).all()
 
 
+def test_a_class_name_holding_a_line_break_is_one_line_of_the_heatmap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks: list[str] = []
+    save = viz._save_figure
+
+    def keep_ticks(fig: Any, out: Path) -> Path:
+        ticks.extend(tick.get_text() for tick in fig.axes[0].get_yticklabels())
+        return save(fig, out)
+
+    monkeypatch.setattr(viz, "_save_figure", keep_ticks)
+    viz.plot_confusion(np.eye(3), tmp_path / "c.png", class_names=["a\nb", "c\td", "e"])
+    assert ticks == ["a\\nb", "c\\td", "e"]  # as the terminal and the gallery show them
+
+
 def test_gallery_png(tmp_path: Path) -> None:
     rng = np.random.default_rng(14)
     images = rng.uniform(0, 1, (12, 28, 28))
