@@ -736,6 +736,10 @@ def sweep_figure(
                 if x and min(x) > 0 and max(x) / min(x) >= 8:  # a decade or so: log scale
                     ax.set_xscale("log")
                     ax.xaxis.set_minor_formatter(NullFormatter())  # labels would overlap
+                    # a grid's few values are labelled themselves: batch sizes 32 to 256
+                    # would otherwise share the one label 10^2
+                    if len(grid := sorted(set(x))) <= 6:
+                        ax.set_xticks(grid, [f"{v:g}" for v in grid])
             else:
                 names = list(dict.fromkeys(map(str, values)))
                 x = [names.index(str(v)) for v in values]

@@ -663,3 +663,29 @@ def test_the_sweep_curves_are_titled_by_how_many_trials_they_show(
     curves = {f"t00{i}": [(1, 0.9)] for i in range(trials)}
     viz.sweep_figure({}, curves, "val_acc", "sweep s", tmp_path / "s.png")
     assert titles == [title]
+
+
+@pytest.mark.parametrize(
+    ("values", "ticks"),
+    [
+        ([32, 64, 128, 256], ["32", "64", "128", "256"]),  # within a decade
+        ([1e-3, 3e-3, 1e-2, 1e-1], ["0.001", "0.003", "0.01", "0.1"]),
+    ],
+)
+def test_a_grids_values_on_a_log_axis_are_each_labelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: list[float], ticks: list[str]
+) -> None:
+    shown: list[str] = []
+    save = viz._save_figure
+
+    def keep_ticks(fig: Any, out: Path) -> Path:
+        out = save(fig, out)  # the labels drawn inside the axis
+        low, high = fig.axes[0].get_xlim()
+        labels = fig.axes[0].get_xticklabels()
+        shown.extend(t.get_text() for t in labels if low <= t.get_position()[0] <= high)
+        return out
+
+    monkeypatch.setattr(viz, "_save_figure", keep_ticks)
+    points = {"training.batch_size": [(v, 0.9, "completed") for v in values]}
+    viz.sweep_figure(points, {"t000": [(1, 0.9)]}, "val_acc", "sweep s", tmp_path / "s.png")
+    assert shown == ticks
