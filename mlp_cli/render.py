@@ -725,7 +725,9 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     console.print(header, highlight=False)
     layers_table = Table(title="layers", title_justify="left")
     for column in ("layer", "weights", "biases", "parameters", "activation"):
-        layers_table.add_column(column, justify="right" if column != "activation" else "left")
+        layers_table.add_column(
+            column, justify="right" if column != "activation" else "left", overflow="fold"
+        )  # folded as the digests below
     total = 0
     for i, (w, b) in enumerate(zip(saved.weights, saved.biases, strict=True), start=1):
         count = w.size + b.size
@@ -741,8 +743,9 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
         data_table = Table(
             title="trained on (sha256 of the decompressed MNIST files)", title_justify="left"
         )
-        data_table.add_column("file")
-        # folded, not cut short with an ellipsis: the whole digest, in ASCII on any console
+        # folded, not cut short with an ellipsis: the whole name and digest, in ASCII on any
+        # console
+        data_table.add_column("file", overflow="fold")
         data_table.add_column("sha256", overflow="fold")
         for name, digest in hashes.items():
             data_table.add_row(plain(name), plain(digest))

@@ -149,6 +149,19 @@ def test_an_ascii_console_gets_a_model_summary_in_ascii_with_whole_digests(
     assert all(digest in digests for digest in data.MNIST_FILES.values())
 
 
+@pytest.mark.parametrize("width", [30, 45])
+def test_a_narrow_ascii_console_gets_the_model_summary_folded_never_cut(
+    tmp_path: Path, width: int
+) -> None:
+    path = save_random_model(tmp_path / "model.npz", data_hashes=dict(data.MNIST_FILES))
+    console = Console(width=width, file=_AsciiFile(), color_system=None)
+    print_model_summary(console, checkpoint.load(path))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.isascii()  # no "…" of a cut cell, which an ASCII console prints as "\u2026"
+    cells = "".join(line.split("|")[-2].strip() for line in text.splitlines() if "|" in line)
+    assert "softmax" in cells  # the output layer's activation, last column, folded whole
+
+
 def test_class_names_with_line_breaks_and_tabs_stay_on_their_line(tmp_path: Path) -> None:
     names = ["a\nb", "c\td", "e"]
     image = np.zeros((28, 28), np.float32)
