@@ -873,12 +873,14 @@ def plan_table(sweep: Sweep) -> Table:
     n = len(sweep.trials)
     title = f"sweep {sweep.name}: {n} trial{'s' * (n != 1)} ({sweep.method}), into {sweep.dir}"
     table = Table(title=plain(title), box=box.SIMPLE_HEAD, title_justify="left")
-    table.add_column("trial")
+    # folded where a console is too narrow, never cut: "784-…" names no network, and an
+    # ASCII console cannot print "…"
+    table.add_column("trial", overflow="fold")
     for key in keys:
-        table.add_column(plain(names[key]))
+        table.add_column(plain(names[key]), overflow="fold")
     swept_epochs = "training.epochs" in keys  # then its column says it already
     if not swept_epochs:
-        table.add_column("epochs", justify="right")
+        table.add_column("epochs", justify="right", overflow="fold")
     for trial in sweep.trials:
         settings = [plain(show_value(trial.params[k])) if k in trial.params else "" for k in keys]
         table.add_row(trial.id, *settings, *([] if swept_epochs else [str(trial.epochs)]))

@@ -355,3 +355,18 @@ def test_the_input_shown_in_a_console_narrower_than_it_is_shrunk_not_cut(
     assert all(len(line) == width for line in picture)
     if color_system is None:  # the stroke is still there, at the right
         assert all(line[-1] != " " for line in picture)
+
+
+def test_a_narrow_ascii_console_gets_the_sweep_plan_folded_never_cut() -> None:
+    layers = ["784-100-10", "784-300-100-10"]
+    trials = [
+        Trial(f"t00{i}", {"model.layers": v, "model.hidden_activation": "sigmoid"}, {}, epochs=10)
+        for i, v in enumerate(layers)
+    ]
+    console = Console(width=40, file=_AsciiFile(), color_system=None)
+    console.print(plan_table(Sweep("s", Path("runs/s"), "val_acc", "maximize", trials)))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.isascii()  # no "…" of a cut cell, which an ASCII console prints as "\u2026"
+    rows = [line.split("|") for line in text.splitlines() if line.count("|") == 5]
+    shown = "".join(row[2].strip() for row in rows)  # the layers column, top to bottom
+    assert "".join(layers) in shown
