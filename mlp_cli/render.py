@@ -797,6 +797,10 @@ def sweep_table(
     apart = wide + _SWEEP_COLUMNS_WIDTH <= width
     done = sum(t.status in ENDED for t in sweep.trials)
     title = f"sweep {sweep.name}: {done}/{len(sweep.trials)} trials ended, ranked by {metric}"
+    # A live view keeps each trial to the lines `height` counts; the final table folds what
+    # a narrow console cannot hold, never cutting a number to "9…" ("\u2026" in ASCII).
+    live = height is not None
+    fit: dict[str, Any] = {"no_wrap": True} if live else {"overflow": "fold"}
     table = Table(
         title=plain(title),
         box=box.SIMPLE_HEAD,
@@ -805,23 +809,23 @@ def sweep_table(
         show_edge=False,
     )
     if ranked:
-        table.add_column("#", justify="right")
-    table.add_column("trial", no_wrap=True)
+        table.add_column("#", justify="right", **fit)
+    table.add_column("trial", **fit)
     for key in keys if apart else []:
         table.add_column(plain(names[key]))
     if keys and not apart:
         longest = max(len(f"{names[k]}={v}") for k in keys for v in texts[k])
-        table.add_column("settings", overflow="fold", min_width=min(longest, 24))
-    table.add_column("status", no_wrap=True)
-    table.add_column("epoch", justify="right", no_wrap=True)
+        table.add_column("settings", overflow="fold", min_width=min(longest, 24) if live else None)
+    table.add_column("status", **fit)
+    table.add_column("epoch", justify="right", **fit)
     if not ranked:
         table.add_column(metric, justify="right")
-    table.add_column("best (epoch)", justify="right", no_wrap=True)
+    table.add_column("best (epoch)", justify="right", **fit)
     timed = apart or not ranked  # a narrow ranked table leaves the time to results.csv
     if timed:
-        table.add_column("time", justify="right", no_wrap=True)
+        table.add_column("time", justify="right", **fit)
     if ranked:
-        table.add_column("test", justify="right", no_wrap=True)
+        table.add_column("test", justify="right", **fit)
     trials = sweep.ranked() if ranked else sweep.trials
     rows = None if height is None else max(4, height - 8) // (1 if apart else len(keys) or 1)
     if rows is not None and len(trials) > rows:

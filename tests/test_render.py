@@ -370,3 +370,22 @@ def test_a_narrow_ascii_console_gets_the_sweep_plan_folded_never_cut() -> None:
     rows = [line.split("|") for line in text.splitlines() if line.count("|") == 5]
     shown = "".join(row[2].strip() for row in rows)  # the layers column, top to bottom
     assert "".join(layers) in shown
+
+
+@pytest.mark.parametrize("width", [40, 50, 56, 62])
+def test_a_narrow_ascii_console_gets_the_ranked_sweep_table_folded_never_cut(width: int) -> None:
+    best = Trial("t000", {"optimizer.lr": 0.01}, {}, "completed", epoch=1, epochs=1)
+    best.last = best.best = 0.908
+    best.best_epoch, best.seconds, best.test_acc = 1, 0.4, 0.9158
+    failed = Trial("t001", {"optimizer.lr": 1e30}, {}, "failed", "diverged", epochs=1)
+    sweep = Sweep("s", Path("runs/s"), "val_acc", "maximize", [best, failed])
+    console = Console(width=width, file=_AsciiFile(), color_system=None)
+    console.print(sweep_table(sweep, ranked=True, width=width))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.isascii()  # no "…" of a cut cell, which an ASCII console prints as "\u2026"
+    assert max(map(len, text.splitlines())) <= width  # nothing cut at the console's edge
+    rows = [line.split("|") for line in text.splitlines()[2:] if "|" in line]
+    body = rows[[row[0].strip() == "1" for row in rows].index(True) :]  # the trials
+    column = ["".join(row[i].strip() for row in body) for i in range(len(body[0]))]
+    assert column[-1] == "91.58%"  # the best trial's test accuracy, whole
+    assert "completedfailed" in column  # the statuses
