@@ -382,6 +382,24 @@ def test_gradcheck_module_catches_a_wrong_derivative(monkeypatch: pytest.MonkeyP
     assert max(r.rel_error for r in results) > 1e-3
 
 
+@pytest.mark.parametrize(
+    ("hidden", "l1", "seed"), [("relu", 0.0, 310), ("leaky_relu", 0.0, 310), ("tanh", 0.01, 171)]
+)
+def test_gradcheck_leaves_out_entries_whose_nudges_cross_a_kink(
+    hidden: str, l1: float, seed: int
+) -> None:
+    # With these seeds a ReLU's input (relu, leaky_relu) or an L1-penalised weight (tanh)
+    # lies within h of 0: the difference quotient across the jump of the derivative was a
+    # relative 1e-2 from backprop's exact gradient, a FAIL of correct code.
+    results = gradcheck(
+        [6, 100, 3], hidden, "softmax", "cross_entropy", l1=l1, batch=16, max_entries=1000,
+        seed=seed,
+    )  # fmt: skip
+    assert [r.name for r in results if not r.passed] == []
+    assert sum(r.kinks for r in results) > 0
+    assert [r.checked + r.kinks for r in results] == [600, 300, 100, 3]
+
+
 def test_gradcheck_passes_a_deep_network_whose_gradients_shrink_to_rounding() -> None:
     # Sixty sigmoid layers: far from the output the gradients are so small that the central
     # differences' rounding alone made a relative error of 2.9e-6 here.
