@@ -926,11 +926,13 @@ def gradcheck(
         cfg.loss,
         l1=cfg.regularization.l1,
         l2=cfg.regularization.l2,
+        dropout=cfg.model.dropout_rates,
         batch=batch,
         max_entries=entries,
         seed=seed,
     )
-    table = Table(title=f"gradient check: {layers_text(cfg.model.layers)}, float64")
+    dropped = ", dropout through fixed masks" if any(cfg.model.dropout_rates) else ""
+    table = Table(title=f"gradient check: {layers_text(cfg.model.layers)}, float64{dropped}")
     for column in ("array", "checked", "relative error", "result"):
         table.add_column(column, justify="right" if column != "array" else "left")
     for r in results:

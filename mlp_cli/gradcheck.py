@@ -59,6 +59,7 @@ def gradcheck(
     *,
     l1: float = 0.0,
     l2: float = 0.0,
+    dropout: Sequence[float] | None = None,
     batch: int = 8,
     max_entries: int = 200,
     seed: int = 0,
@@ -67,6 +68,8 @@ def gradcheck(
 
     At most ``max_entries`` randomly chosen entries of each array are checked, so large
     networks finish in seconds; those whose nudges cross a kink are not compared.
+    ``dropout`` (one drop probability per layer input, input layer first, as
+    `MLP.forward` takes) drops units through one set of masks, the same in every pass.
     """
     _check_cost(sizes, batch, max_entries)
     rng = np.random.default_rng(seed)
@@ -76,9 +79,18 @@ def gradcheck(
         b[...] = rng.normal(0.0, 0.1, b.shape)
     X = rng.random((batch, sizes[0]))
     y = rng.integers(0, sizes[-1], batch)
+    # Masks drawn anew in every pass would make J a random function; drawn from generators
+    # seeded alike, they are one fixed set, through which J is smooth and its gradient the
+    # one backprop gives with those units dropped.
+    masks = int(rng.integers(2**63)) if dropout is not None and any(dropout) else None
+
+    def forward() -> None:
+        model.forward(
+            X, dropout=dropout, rng=None if masks is None else np.random.default_rng(masks)
+        )
 
     def objective() -> float:
-        model.forward(X)
+        forward()
         return model.loss_value(loss, y) + model.penalty(l1, l2)
 
     def sides() -> list[NDArray[np.bool_]]:
@@ -94,7 +106,7 @@ def gradcheck(
     # each layer J passes through), divided by h.
     rounding = np.finfo(np.float64).eps * max(abs(objective()), 1.0) * model.n_layers
     resolution = rounding / H
-    model.forward(X)
+    forward()
     base = sides()
     model.backward(y, loss, l1=l1, l2=l2)
     analytic = model.grads.copy()

@@ -391,6 +391,15 @@ def test_gradcheck_command_passes() -> None:
     assert "FAIL" not in out
 
 
+def test_gradcheck_command_checks_the_configs_dropout() -> None:
+    code, out, _ = run(
+        "gradcheck", "--config", "mnist-best", "--set", "model.layers=784-30-30-10"
+    )  # fmt: skip
+    assert code == 0, out
+    assert "dropout through fixed masks" in " ".join(out.split())
+    assert "FAIL" not in out
+
+
 def test_gradcheck_command_names_the_entries_it_left_out_at_a_kink() -> None:
     # Seed 36 samples a weight within h of 0, where the L1 penalty's |w| bends: a difference
     # quotient across it made W2 FAIL with correct backprop.
