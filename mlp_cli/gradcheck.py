@@ -146,9 +146,12 @@ def _check_cost(sizes: Sequence[int], batch: int, max_entries: int) -> None:
     pairs = list(itertools.pairwise(sizes))
     params = parameter_count(sizes)
     weights = params - sum(sizes[1:])
-    # Parameters, gradients and their copy; per example: the inputs and each layer's z, a
-    # and delta.
-    nbytes = 8 * (3 * params + batch * (sizes[0] + 3 * sum(sizes[1:])))
+    # Parameters, gradients and their copy, the penalty gradient's scratch, and the two
+    # arrays of the weights' size that the penalty makes in every objective (a float64
+    # copy and its |w|); per example: the inputs, each layer's z, a and delta, and each
+    # layer input's dropout mask and dropped copy.
+    per_example = sizes[0] + 3 * sum(sizes[1:]) + 2 * sum(sizes[:-1])
+    nbytes = 8 * (6 * params + batch * per_example)
     checked = sum(min(n_in * n_out, max_entries) + min(n_out, max_entries) for n_in, n_out in pairs)
     work = (2 * checked + 1) * batch * weights
     network = layers_text(sizes)
