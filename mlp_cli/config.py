@@ -504,7 +504,12 @@ class Config(_Section):
     """Everything that defines a training run."""
 
     name: str | None = Field(
-        default=None, description="Run name and folder name (null = the config file's name)."
+        default=None,
+        description="Run name and folder name (null = the config file's name).",
+        # as `_name_is_safe_folder_name` checks it, so that an editor flags what mlp refuses
+        json_schema_extra={
+            "anyOf": [{"type": "string", "pattern": f"^{_SAFE_NAME.pattern}$"}, {"type": "null"}]
+        },
     )
     data: DataConfig = Field(default_factory=DataConfig, description="The dataset.")
     model: ModelConfig = Field(description="The network.")
