@@ -170,7 +170,9 @@ DEFAULT_INIT_SCALE = {"uniform": 0.12, "normal": 0.01}
 def _layers_schema(schema: dict[str, Any]) -> None:
     """The JSON schema of `ModelConfig.layers`: the list, or the text `_layers_from_text` reads."""
     as_list = {key: schema.pop(key) for key in ("type", "items", "minItems", "maxItems")}
-    as_text = {"type": "string", "pattern": r"^\s*[0-9]+(\s*-\s*[0-9]+)+\s*$"}
+    size = r"0*[1-9][0-9]*"  # a positive number, as the list's items
+    pattern = rf"^\s*{size}(\s*-\s*{size}){{1,{MAX_LAYERS}}}\s*$"
+    as_text = {"type": "string", "pattern": pattern}
     schema["anyOf"] = [as_list, as_text]
 
 
