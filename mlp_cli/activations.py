@@ -86,11 +86,12 @@ def leaky_relu_backward(a: Array, delta: Array) -> None:
 class Activation:
     forward: Callable[[Array, Array], Array]
     backward: Callable[[Array, Array], None]
+    kink: bool = False  # g' jumps at z = 0: no difference quotient across it is a derivative
 
 
 ACTIVATIONS: dict[str, Activation] = {
     "sigmoid": Activation(sigmoid, sigmoid_backward),
     "tanh": Activation(tanh, tanh_backward),
-    "relu": Activation(relu, relu_backward),
-    "leaky_relu": Activation(leaky_relu, leaky_relu_backward),
+    "relu": Activation(relu, relu_backward, kink=True),
+    "leaky_relu": Activation(leaky_relu, leaky_relu_backward, kink=True),
 }

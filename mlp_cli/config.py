@@ -170,7 +170,9 @@ DEFAULT_INIT_SCALE = {"uniform": 0.12, "normal": 0.01}
 def _layers_schema(schema: dict[str, Any]) -> None:
     """The JSON schema of `ModelConfig.layers`: the list, or the text `_layers_from_text` reads."""
     as_list = {key: schema.pop(key) for key in ("type", "items", "minItems", "maxItems")}
-    as_text = {"type": "string", "pattern": r"^\s*[0-9]+(\s*-\s*[0-9]+)+\s*$"}
+    size = r"0*[1-9][0-9]*"  # a positive number, as the list's items
+    pattern = rf"^\s*{size}(\s*-\s*{size}){{1,{MAX_LAYERS}}}\s*$"
+    as_text = {"type": "string", "pattern": pattern}
     schema["anyOf"] = [as_list, as_text]
 
 
@@ -504,7 +506,12 @@ class Config(_Section):
     """Everything that defines a training run."""
 
     name: str | None = Field(
-        default=None, description="Run name and folder name (null = the config file's name)."
+        default=None,
+        description="Run name and folder name (null = the config file's name).",
+        # as `_name_is_safe_folder_name` checks it, so that an editor flags what mlp refuses
+        json_schema_extra={
+            "anyOf": [{"type": "string", "pattern": f"^{_SAFE_NAME.pattern}$"}, {"type": "null"}]
+        },
     )
     data: DataConfig = Field(default_factory=DataConfig, description="The dataset.")
     model: ModelConfig = Field(description="The network.")

@@ -11,7 +11,9 @@ derivative gives ~1e-2 or worse.  The floor is what rounding lets central differ
 resolve (about L * eps * |J| / h per entry, divided by the tolerance): in a deep sigmoid
 network the gradients of layers far from the output shrink towards it, and a ratio of
 rounding to rounding says nothing about backprop.  Biases are drawn at random too, so no
-ReLU sits exactly on its kink.
+ReLU sits exactly on its kink.  An entry whose nudges move a (leaky) ReLU's input or, under
+an L1 penalty, the weight itself across 0 is left out of the comparison and counted: there
+the derivative jumps, and the difference quotient straddling the jump is no derivative.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
+from mlp_cli.activations import ACTIVATIONS
 from mlp_cli.errors import UsageError
 from mlp_cli.limits import format_bytes, layers_text, parameter_count
 from mlp_cli.model import MLP
@@ -40,6 +44,7 @@ class GradCheck:
     checked: int  # entries compared
     size: int  # entries in the array
     rel_error: float
+    kinks: int = 0  # sampled entries not compared: their nudges crossed a kink
 
     @property
     def passed(self) -> bool:
@@ -54,6 +59,7 @@ def gradcheck(
     *,
     l1: float = 0.0,
     l2: float = 0.0,
+    dropout: Sequence[float] | None = None,
     batch: int = 8,
     max_entries: int = 200,
     seed: int = 0,
@@ -61,7 +67,9 @@ def gradcheck(
     """Compare backprop with central differences, per parameter array (W1, b1, W2, ...).
 
     At most ``max_entries`` randomly chosen entries of each array are checked, so large
-    networks finish in seconds.
+    networks finish in seconds; those whose nudges cross a kink are not compared.
+    ``dropout`` (one drop probability per layer input, input layer first, as
+    `MLP.forward` takes) drops units through one set of masks, the same in every pass.
     """
     _check_cost(sizes, batch, max_entries)
     rng = np.random.default_rng(seed)
@@ -71,16 +79,35 @@ def gradcheck(
         b[...] = rng.normal(0.0, 0.1, b.shape)
     X = rng.random((batch, sizes[0]))
     y = rng.integers(0, sizes[-1], batch)
+    # Masks drawn anew in every pass would make J a random function; drawn from generators
+    # seeded alike, they are one fixed set, through which J is smooth and its gradient the
+    # one backprop gives with those units dropped.
+    masks = int(rng.integers(2**63)) if dropout is not None and any(dropout) else None
+
+    def forward() -> None:
+        model.forward(
+            X, dropout=dropout, rng=None if masks is None else np.random.default_rng(masks)
+        )
 
     def objective() -> float:
-        model.forward(X)
+        forward()
         return model.loss_value(loss, y) + model.penalty(l1, l2)
+
+    def sides() -> list[NDArray[np.bool_]]:
+        """Which side of the kink at 0 each hidden unit's input is on, per example."""
+        if not ACTIVATIONS[hidden].kink:
+            return []
+        return [a > 0 for a in model.hidden_activations(batch)]  # a > 0 exactly where z > 0
+
+    def crossed(before: list[NDArray[np.bool_]]) -> bool:
+        return not all(map(np.array_equal, sides(), before))
 
     # What a central difference can resolve per entry: the rounding of J (which grows with
     # each layer J passes through), divided by h.
     rounding = np.finfo(np.float64).eps * max(abs(objective()), 1.0) * model.n_layers
     resolution = rounding / H
-    model.forward(X)
+    forward()
+    base = sides()
     model.backward(y, loss, l1=l1, l2=l2)
     analytic = model.grads.copy()
 
@@ -91,19 +118,24 @@ def gradcheck(
         size = view.size
         picks = rng.choice(size, min(size, max_entries), replace=False) + offset
         numeric = np.empty(len(picks))
+        smooth = np.ones(len(picks), dtype=bool)
         for k, i in enumerate(picks):
             old = model.params[i]
+            kink = l1 > 0 and i < model.n_weights and abs(old) <= H  # |w| bends at w = 0
             model.params[i] = old + H
             up = objective()
+            kink = kink or crossed(base)
             model.params[i] = old - H
             down = objective()
+            kink = kink or crossed(base)
             model.params[i] = old
             numeric[k] = (up - down) / (2 * H)
-        g = analytic[picks]
-        floor = np.sqrt(len(picks)) * resolution / TOLERANCE
+            smooth[k] = not kink
+        g, numeric = analytic[picks][smooth], numeric[smooth]
+        floor = np.sqrt(len(g)) * resolution / TOLERANCE
         denom = max(float(np.linalg.norm(g) + np.linalg.norm(numeric)), floor)
         error = float(np.linalg.norm(g - numeric) / denom) if denom > 0 else 0.0
-        results.append(GradCheck(name, len(picks), size, error))
+        results.append(GradCheck(name, len(g), size, error, kinks=len(picks) - len(g)))
         offset += size
     return results
 
@@ -114,9 +146,12 @@ def _check_cost(sizes: Sequence[int], batch: int, max_entries: int) -> None:
     pairs = list(itertools.pairwise(sizes))
     params = parameter_count(sizes)
     weights = params - sum(sizes[1:])
-    # Parameters, gradients and their copy; per example: the inputs and each layer's z, a
-    # and delta.
-    nbytes = 8 * (3 * params + batch * (sizes[0] + 3 * sum(sizes[1:])))
+    # Parameters, gradients and their copy, the penalty gradient's scratch, and the two
+    # arrays of the weights' size that the penalty makes in every objective (a float64
+    # copy and its |w|); per example: the inputs, each layer's z, a and delta, and each
+    # layer input's dropout mask and dropped copy.
+    per_example = sizes[0] + 3 * sum(sizes[1:]) + 2 * sum(sizes[:-1])
+    nbytes = 8 * (6 * params + batch * per_example)
     checked = sum(min(n_in * n_out, max_entries) + min(n_out, max_entries) for n_in, n_out in pairs)
     work = (2 * checked + 1) * batch * weights
     network = layers_text(sizes)

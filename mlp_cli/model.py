@@ -376,6 +376,11 @@ class MLP:
         """Z_L of the last forward pass over ``n`` rows, shape (n, n_L): a work buffer."""
         return self._work[n].z_out
 
+    def hidden_activations(self, n: int) -> list[Array]:
+        """A_1 .. A_{L-1} of the last forward pass over ``n`` rows, each (n_l, n): work
+        buffers."""
+        return self._work[n].acts[1:-1]
+
     def layer_outputs(self, X: Array) -> list[Array]:
         """Every layer's activations for X: A_1 ... A_L, each (batch, n_l), new arrays.
 

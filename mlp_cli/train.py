@@ -306,7 +306,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             obj = json.loads(line)
         except (ValueError, RecursionError) as e:  # ValueError: an integer too long to convert
             why = (
-                f"{e.msg} at column {e.colno}"
+                # some of json's messages end in "at", awaiting the position
+                f"{e.msg.removesuffix(' at')} at column {e.colno}"
                 if isinstance(e, json.JSONDecodeError)
                 else "nested too deeply"
                 if isinstance(e, RecursionError)

@@ -391,6 +391,28 @@ def test_gradcheck_command_passes() -> None:
     assert "FAIL" not in out
 
 
+def test_gradcheck_command_checks_the_configs_dropout() -> None:
+    code, out, _ = run(
+        "gradcheck", "--config", "mnist-best", "--set", "model.layers=784-30-30-10"
+    )  # fmt: skip
+    assert code == 0, out
+    assert "dropout through fixed masks" in " ".join(out.split())
+    assert "FAIL" not in out
+
+
+def test_gradcheck_command_names_the_entries_it_left_out_at_a_kink() -> None:
+    # Seed 36 samples a weight within h of 0, where the L1 penalty's |w| bends: a difference
+    # quotient across it made W2 FAIL with correct backprop.
+    code, out, _ = run(
+        "gradcheck", "--config", "mnist-784-100-10", "--set", "regularization.l1=0.001",
+        "--seed", "36",
+    )  # fmt: skip
+    assert code == 0, out
+    assert "FAIL" not in out
+    assert "199/1000" in out
+    assert "not compared: 1 sampled entry" in " ".join(out.split())
+
+
 def test_data_path_and_info_use_mlp_data_dir(tmp_path: Path) -> None:
     code, out, _ = run("data", "path")
     assert code == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -295,6 +296,24 @@ def test_gradcheck_refuses_a_check_too_large_to_run(args: list[str], needle: str
 def test_gradcheck_refuses_before_allocating(sizes: list[int], batch: int, entries: int) -> None:
     with pytest.raises(UsageError, match="-".join(map(str, sizes))):
         gradcheck(sizes, "relu", "softmax", "cross_entropy", batch=batch, max_entries=entries)
+
+
+def test_gradcheck_counts_every_array_it_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A penalty and dropout hold arrays of their own: counting only the parameters, their
+    # gradients and one copy, a check that held 64 MB was estimated at 34 MB.
+    def check() -> None:
+        gradcheck([784, 1000, 10], "relu", "softmax", "cross_entropy", l1=0.1,
+                  dropout=[0.5, 0.5], batch=500, max_entries=2)  # fmt: skip
+
+    tracemalloc.start()
+    try:
+        check()
+        held = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    monkeypatch.setattr("mlp_cli.gradcheck.MAX_BYTES", held - 1)
+    with pytest.raises(UsageError, match="of memory"):
+        check()
 
 
 def test_a_diverging_run_ends_in_our_message_without_numpy_warnings(

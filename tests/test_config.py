@@ -605,6 +605,31 @@ def test_the_json_schema_accepts_every_shipped_config(path: Path) -> None:
     jsonschema.validate(YAML(typ="safe", pure=True).load(path.read_text()), config_schema())
 
 
+@pytest.mark.parametrize("name", ["a/b", "", ".hidden", "x" * 101, "a[red]b"])
+def test_the_json_schema_refuses_a_run_name_mlp_refuses(name: str) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    config = {"name": name, "model": {"layers": [784, 10]}}
+    with pytest.raises(ConfigError):
+        config_from_dict(config)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(config, config_schema())
+    for good in ("my-run_2.b", "x" * 100, None):
+        jsonschema.validate({**config, "name": good}, config_schema())
+
+
+@pytest.mark.parametrize("text", ["784-0-10", "0-10", "-".join(["784"] + ["5"] * 64 + ["10"])])
+def test_the_json_schema_refuses_layers_text_mlp_refuses(text: str) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    config = {"model": {"layers": text}}
+    with pytest.raises(ConfigError):
+        config_from_dict(config)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(config, config_schema())
+    for good in ("0784 - 100 - 10", "-".join(["784"] + ["5"] * 63 + ["10"])):
+        config_from_dict({"model": {"layers": good}})
+        jsonschema.validate({"model": {"layers": good}}, config_schema())
+
+
 def test_the_json_schema_reads_an_optimizer_section_without_a_name_as_adam() -> None:
     jsonschema = pytest.importorskip("jsonschema")
     schema = config_schema()

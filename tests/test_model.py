@@ -12,6 +12,7 @@ import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -380,6 +381,49 @@ def test_gradcheck_module_catches_a_wrong_derivative(monkeypatch: pytest.MonkeyP
     results = gradcheck([4, 5, 3], "tanh", "softmax", "cross_entropy", max_entries=1000)
     assert {r.name: r.passed for r in results} == {"W1": False, "W2": True, "b1": False, "b2": True}
     assert max(r.rel_error for r in results) > 1e-3
+
+
+def drop_forgetting_the_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break backprop through dropout: the forward pass drops units, backward keeps them."""
+    drop = MLP._drop
+
+    def forgetful(self: MLP, work: Any, layer: int, p: float, rng: np.random.Generator) -> None:
+        drop(self, work, layer, p, rng)
+        work.masks[layer][...] = 1.0  # delta is no longer multiplied by the mask
+
+    monkeypatch.setattr(MLP, "_drop", forgetful)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_gradcheck_checks_backprop_through_dropout(
+    hidden: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def check() -> dict[str, bool]:
+        results = gradcheck([4, 5, 3], hidden, "softmax", "cross_entropy", dropout=[0.2, 0.5],
+                            batch=16, max_entries=1000)  # fmt: skip
+        return {r.name: r.passed for r in results}
+
+    assert check() == {"W1": True, "W2": True, "b1": True, "b2": True}
+    drop_forgetting_the_mask(monkeypatch)
+    assert check() == {"W1": False, "W2": True, "b1": False, "b2": True}
+
+
+@pytest.mark.parametrize(
+    ("hidden", "l1", "seed"), [("relu", 0.0, 310), ("leaky_relu", 0.0, 310), ("tanh", 0.01, 171)]
+)
+def test_gradcheck_leaves_out_entries_whose_nudges_cross_a_kink(
+    hidden: str, l1: float, seed: int
+) -> None:
+    # With these seeds a ReLU's input (relu, leaky_relu) or an L1-penalised weight (tanh)
+    # lies within h of 0: the difference quotient across the jump of the derivative was a
+    # relative 1e-2 from backprop's exact gradient, a FAIL of correct code.
+    results = gradcheck(
+        [6, 100, 3], hidden, "softmax", "cross_entropy", l1=l1, batch=16, max_entries=1000,
+        seed=seed,
+    )  # fmt: skip
+    assert [r.name for r in results if not r.passed] == []
+    assert sum(r.kinks for r in results) > 0
+    assert [r.checked + r.kinks for r in results] == [600, 300, 100, 3]
 
 
 def test_gradcheck_passes_a_deep_network_whose_gradients_shrink_to_rounding() -> None:

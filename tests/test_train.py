@@ -655,6 +655,12 @@ def test_read_metrics_errors_name_the_file_and_line(tmp_path: Path) -> None:
         train.read_metrics(bad)
     assert str(bad) in str(err.value)
 
+    bad.write_text('{"epoch": 1}\n{"epoch": 2, "train_lo')  # cut off inside a key
+    with pytest.raises(
+        DataError, match=r"line 2: not valid JSON \(Unterminated string starting at column 14\)"
+    ):
+        train.read_metrics(bad)
+
     bad.write_text('{"epoch": 1}\n[1, 2]\n')
     with pytest.raises(DataError, match=r"line 2.*JSON object"):
         train.read_metrics(bad)
