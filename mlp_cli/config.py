@@ -276,6 +276,23 @@ _SquaredDecay = Annotated[
     Field(ge=0.0, lt=1.0, description="Decay rate of the running mean of squared gradients."),
 ]
 _Eps = Annotated[float, Field(gt=0.0, description="Added to the denominator for stability.")]
+_FLOAT32_ZERO = 2.0**-150  # float32, in which training runs, rounds a number this small to 0
+
+
+def _check_eps(eps: float, added: float, what: str) -> None:
+    """Refuse an eps whose `added` (`what`, the least the optimizer adds to the root mean
+    square of the gradients) is 0 in float32: a weight whose gradient is 0 would then take a
+    step of 0 / 0, not a number, and make every later loss NaN."""
+    if added <= _FLOAT32_ZERO:
+        problems = _SettingError()
+        problems.add(
+            "eps",
+            f"is {_show(eps)}, so small that {what}, which the optimizer adds to the root mean"
+            " square of the gradients, is 0 in float32, in which training runs: a weight whose"
+            " gradient is 0 would take a step of 0 / 0, not a number; use a larger eps, such as"
+            " the default 1e-08",
+        )
+        raise problems
 
 
 class SGDConfig(_Section):
@@ -313,6 +330,12 @@ class _AdamFields(_Section):
     beta2: _SquaredDecay = 0.999
     eps: _Eps = 1e-8
 
+    @model_validator(mode="after")
+    def _eps_is_not_0_in_float32(self) -> "_AdamFields":
+        # Adam adds eps * sqrt(1 - beta2^t) to sqrt(v) (see `mlp_cli.optim.Adam`), least at t = 1
+        _check_eps(self.eps, self.eps * math.sqrt(1.0 - self.beta2), "eps * sqrt(1 - beta2)")
+        return self
+
 
 class AdamConfig(_AdamFields):
     """Adam: per-weight step sizes from running averages of the gradient and its square."""
@@ -341,6 +364,11 @@ class RMSpropConfig(_Section):
     momentum: float = Field(
         default=0.0, ge=0.0, lt=1.0, description="Fraction of the previous step kept (0 = none)."
     )
+
+    @model_validator(mode="after")
+    def _eps_is_not_0_in_float32(self) -> "RMSpropConfig":
+        _check_eps(self.eps, self.eps, "eps")
+        return self
 
 
 OptimizerConfig = Annotated[

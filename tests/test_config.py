@@ -222,6 +222,18 @@ BAD_CONFIGS = [
         id="nesterov-without-momentum",
     ),
     pytest.param(
+        MINIMAL + "optimizer:\n  name: adam\n  eps: 1.0e-44\n",
+        "eps",
+        ["optimizer.eps", "is 1e-44", "sqrt(1 - beta2)", "0 in float32", "0 / 0"],
+        id="adam-eps-lost-in-float32",
+    ),
+    pytest.param(
+        MINIMAL + "optimizer:\n  name: rmsprop\n  eps: 1.0e-300\n",
+        "eps",
+        ["optimizer.eps", "is 1e-300", "0 in float32", "0 / 0"],
+        id="rmsprop-eps-lost-in-float32",
+    ),
+    pytest.param(
         "model:\n  layers: 784-100-10\n  init_scale: 0.1\n",
         "init_scale",
         ["model.init_scale", "xavier"],
@@ -567,6 +579,14 @@ def test_each_optimizer_is_chosen_by_name(name: str) -> None:
     cfg = config_from_yaml(MINIMAL + f"optimizer:\n  name: {name}\n")
     assert cfg.optimizer.name == name
     assert type(cfg.optimizer).__name__.lower().startswith(name)
+
+
+@pytest.mark.parametrize(("name", "eps"), [("adam", 1e-43), ("adamw", 1e-43), ("rmsprop", 1e-45)])
+def test_an_eps_that_float32_keeps_above_0_is_accepted(name: str, eps: float) -> None:
+    # about the smallest such eps (Adam's for the default beta2): each trains on MNIST without a NaN
+    cfg = config_from_yaml(MINIMAL + f"optimizer:\n  name: {name}\n  eps: {eps}\n")
+    assert not isinstance(cfg.optimizer, SGDConfig)
+    assert cfg.optimizer.eps == eps
 
 
 @pytest.mark.parametrize(
