@@ -353,6 +353,22 @@ class AdamWConfig(_AdamFields):
         default=0.01, ge=0.0, description="Fraction of each weight removed per step, times lr."
     )
 
+    @model_validator(mode="after")
+    def _decay_leaves_some_weight(self) -> "AdamWConfig":
+        # The rate a schedule gives is at most lr, so lr * weight_decay is the most removed.
+        if (removed := self.lr * self.weight_decay) >= 1.0:
+            problems = _SettingError()
+            problems.add(
+                "weight_decay",
+                f"is {_show(self.weight_decay)} with lr {_show(self.lr)}: adamw multiplies"
+                f" every weight by 1 - lr * weight_decay = {1.0 - removed:.3g} at each step,"
+                " which at 0 erases it, below 0 flips its sign and below -1 grows it until it"
+                " overflows; lower weight_decay or lr so that lr * weight_decay is below 1"
+                " (the defaults give 1e-05)",
+            )
+            raise problems
+        return self
+
 
 class RMSpropConfig(_Section):
     """RMSprop: steps divided by a running root-mean-square of the gradient."""

@@ -104,8 +104,9 @@ class Optimizer:
 
     The hyperparameters are the fields of the optimizer's config class (``hyper``, with its
     defaults, e.g. `mlp_cli.config.AdamConfig`) but the learning rate, which the schedule
-    passes to every step.  ``compiled=False`` runs the NumPy version even where numba is
-    installed; ``threads`` bounds the threads a compiled update is shared among.
+    passes to every step (an ``lr`` given here is only checked with them).  ``compiled=False``
+    runs the NumPy version even where numba is installed; ``threads`` bounds the threads a
+    compiled update is shared among.
     """
 
     name = "optimizer"

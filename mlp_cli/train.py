@@ -453,7 +453,7 @@ class Trainer:
         self.shuffle_rng = np.random.default_rng(seeds[1])
         self.noise_rng = np.random.default_rng(seeds[2])
         opt = cfg.optimizer
-        hyper = opt.model_dump(exclude={"name", "lr"})
+        hyper = opt.model_dump(exclude={"name"})  # lr too, which bounds AdamW's weight_decay
         self.threads = blas_threads()  # the update's threads follow --threads too
         self.optimizer: Optimizer = OPTIMIZERS[opt.name](
             self.model.params.size,

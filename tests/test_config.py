@@ -234,6 +234,12 @@ BAD_CONFIGS = [
         id="rmsprop-eps-lost-in-float32",
     ),
     pytest.param(
+        MINIMAL + "optimizer:\n  name: adamw\n  lr: 0.01\n  weight_decay: 300\n",
+        "weight_decay",
+        ["optimizer.weight_decay", "is 300", "1 - lr * weight_decay = -2", "below 1"],
+        id="weight-decay-beyond-the-weights",
+    ),
+    pytest.param(
         "model:\n  layers: 784-100-10\n  init_scale: 0.1\n",
         "init_scale",
         ["model.init_scale", "xavier"],

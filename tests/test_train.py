@@ -342,6 +342,15 @@ def test_weights_that_overflow_on_an_epochs_last_step_are_not_checkpointed(
     checkpoint.load(trainer.run_dir / train.CHECKPOINT_FILE, checkpoint=True)
 
 
+def test_adamw_takes_the_weight_decay_its_learning_rate_allows(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    # lr * weight_decay is 0.01; at the default lr of 0.001 it would be 10, and refused
+    cfg = make_config(tmp_path, optimizer={"name": "adamw", "lr": 1e-6, "weight_decay": 1e4})
+    result = train.start(cfg, make_splits()).run()
+    assert result.status == "completed"
+
+
 # -- early stopping ---------------------------------------------------------------------------
 
 
