@@ -449,7 +449,10 @@ class Trainer:
         m = cfg.model
         self.model = MLP(m.layers, m.hidden_activation, m.output_activation)
         seeds = np.random.SeedSequence(cfg.training.seed).spawn(3)
-        self.model.initialize(m.init, np.random.default_rng(seeds[0]), m.init_scale)
+        # A scale beyond float32's range draws weights that are not finite; the first loss
+        # says so, naming the setting (`_diverged`), so NumPy's warnings would only be noise.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.model.initialize(m.init, np.random.default_rng(seeds[0]), m.init_scale)
         self.shuffle_rng = np.random.default_rng(seeds[1])
         self.noise_rng = np.random.default_rng(seeds[2])
         opt = cfg.optimizer
@@ -832,8 +835,17 @@ class Trainer:
     def _diverged(self, loss: float, step: int | None = None) -> TrainingError:
         """The error for a loss or weights that stopped being finite at ``step`` (1-based;
         by default the step being taken)."""
-        st, opt = self.state, self.cfg.optimizer
+        st, opt, m = self.state, self.cfg.optimizer, self.cfg.model
         step = st.step + 1 if step is None else step
+        if self.optimizer.t == 0:  # the weights as drawn: no learning rate has touched them
+            scale = "" if m.init_scale is None else f" with model.init_scale = {m.init_scale:g}"
+            return TrainingError(
+                f"training stopped at epoch 1, step {step}: the loss was {loss} (not a finite "
+                "number) before any step changed the weights, so the learning rate is not the "
+                f"cause: model.init {m.init}{scale} draws weights so large that the network's "
+                "outputs overflow float32. Lower model.init_scale, or remove it for the "
+                f"default. Nothing was trained in '{shown(self.run_dir)}'; start a new run."
+            )
         return TrainingError(
             f"training stopped at epoch {st.epoch + 1}, step {step}: the loss became "
             f"{loss} (not a finite number). The most likely cause is a learning rate too large "

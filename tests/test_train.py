@@ -13,6 +13,7 @@ import math
 import os
 import re
 import signal
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +341,24 @@ def test_weights_that_overflow_on_an_epochs_last_step_are_not_checkpointed(
     with pytest.raises(TrainingError), np.errstate(all="ignore"):
         trainer.run()
     checkpoint.load(trainer.run_dir / train.CHECKPOINT_FILE, checkpoint=True)
+
+
+@pytest.mark.parametrize("init", ["normal", "uniform"])
+@pytest.mark.parametrize("scale", [1e30, 1e308])  # the outputs overflow; the weights too
+def test_initial_weights_that_overflow_are_blamed_not_the_learning_rate(
+    tmp_path: Path, no_curves: list[Path], init: str, scale: float
+) -> None:
+    cfg = make_config(tmp_path, model={"init": init, "init_scale": scale})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy warning before the message
+        trainer = train.start(cfg, make_splits())
+        with pytest.raises(TrainingError) as info:
+            trainer.run()
+    message = str(info.value)
+    assert message.startswith("training stopped at epoch 1, step 1:")
+    assert f"model.init_scale = {scale:g}" in message
+    assert "before any step" in message
+    assert "optimizer.lr" not in message
 
 
 def test_adamw_takes_the_weight_decay_its_learning_rate_allows(
