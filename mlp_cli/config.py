@@ -624,6 +624,20 @@ class Config(_Section):
                 " lowers the rate from optimizer.lr down to min_lr, so min_lr must be at most"
                 " optimizer.lr; lower min_lr or raise optimizer.lr",
             )
+        if isinstance(self.optimizer, SGDConfig) and (l2 := self.regularization.l2):
+            # The penalty alone, w <- w - lr l2 w with momentum mu, shrinks the weights only
+            # for lr l2 below 2 (1 + mu), or 2 (1 + mu) / (1 + 2 mu) with Nesterov's
+            mu = self.optimizer.momentum
+            bound = 2.0 * (1.0 + mu) / (1.0 + 2.0 * mu if self.optimizer.nesterov else 1.0)
+            if lr * l2 >= bound:
+                problems.add(
+                    "regularization.l2",
+                    f"is {_show(l2)} with sgd at optimizer.lr {_show(lr)}: with lr * l2 ="
+                    f" {lr * l2:.3g}, the penalty alone makes every step enlarge the weights"
+                    f" until they overflow: sgd with momentum {mu:g}"
+                    f"{' (nesterov)' if self.optimizer.nesterov else ''} shrinks them only for"
+                    f" lr * l2 below {bound:.3g}; lower l2 or optimizer.lr",
+                )
         patience = self.training.early_stopping.patience
         if patience is not None and self.data.validation_size == 0:
             problems.add(
