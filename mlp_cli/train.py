@@ -742,7 +742,7 @@ class Trainer:
                 model.forward(xb, dropout=self.dropout, rng=self.noise_rng)
                 loss = model.backward(yb, cfg.loss, l1=reg.l1, l2=reg.l2)
                 if not math.isfinite(loss):
-                    raise self._diverged(loss)
+                    raise self._diverged(f"the loss became {loss} (not a finite number)")
                 lr = self.schedule(st.epoch + st.step / steps)
                 self.optimizer.step(model.params, model.grads, lr)
                 if cfg.model.max_norm:
@@ -785,7 +785,7 @@ class Trainer:
         cfg, st, data = self.cfg, self.state, self.data
         if not np.isfinite(self.model.params).all():
             # The epoch's last step overflowed: its loss was fine, the weights are not.
-            raise self._diverged(math.inf, step=st.step)
+            raise self._diverged("the step left weights that are not finite numbers", st.step)
         val_loss: float | None = None
         val_acc: float | None = None
         if data.val_idx.size:
@@ -793,7 +793,9 @@ class Trainer:
                 self._val = (data.X[data.val_idx], data.y[data.val_idx])
             val_loss, val_acc = self.model.evaluate(*self._val, cfg.loss)
             if not math.isfinite(val_loss):  # finite weights whose outputs overflow
-                raise self._diverged(val_loss)
+                raise self._diverged(
+                    f"the validation loss after it became {val_loss} (not a finite number)", st.step
+                )
         st.epoch += 1
         improved = self._improved(val_loss, val_acc)
         if improved and val_loss is not None:
@@ -832,26 +834,25 @@ class Trainer:
             return st.best_accuracy is None or val_acc > st.best_accuracy + stopping.min_delta
         return st.best_loss is None or val_loss < st.best_loss - stopping.min_delta
 
-    def _diverged(self, loss: float, step: int | None = None) -> TrainingError:
-        """The error for a loss or weights that stopped being finite at ``step`` (1-based;
-        by default the step being taken)."""
+    def _diverged(self, what: str, step: int | None = None) -> TrainingError:
+        """The error for `what` stopped being finite (a loss, the weights) at ``step``
+        (1-based; by default the step being taken)."""
         st, opt, m = self.state, self.cfg.optimizer, self.cfg.model
         step = st.step + 1 if step is None else step
         if self.optimizer.t == 0:  # the weights as drawn: no learning rate has touched them
             scale = "" if m.init_scale is None else f" with model.init_scale = {m.init_scale:g}"
             return TrainingError(
-                f"training stopped at epoch 1, step {step}: the loss was {loss} (not a finite "
-                "number) before any step changed the weights, so the learning rate is not the "
-                f"cause: model.init {m.init}{scale} draws weights so large that the network's "
-                "outputs overflow float32. Lower model.init_scale, or remove it for the "
-                f"default. Nothing was trained in '{shown(self.run_dir)}'; start a new run."
+                f"training stopped at epoch 1, step {step}: {what} before any step changed the "
+                f"weights, so the learning rate is not the cause: model.init {m.init}{scale} "
+                "draws weights so large that the network's outputs overflow float32. Lower "
+                "model.init_scale, or remove it for the default. Nothing was trained in "
+                f"'{shown(self.run_dir)}'; start a new run."
             )
         return TrainingError(
-            f"training stopped at epoch {st.epoch + 1}, step {step}: the loss became "
-            f"{loss} (not a finite number). The most likely cause is a learning rate too large "
-            f"for {opt.name} (optimizer.lr = {opt.lr:g}); try --set optimizer.lr={opt.lr / 10:g}, "
-            f"a warm-up (schedule.warmup_epochs), or standardized inputs. The last good "
-            f"checkpoint (after epoch {st.epoch}) is kept in "
+            f"training stopped at epoch {st.epoch + 1}, step {step}: {what}. The most likely "
+            f"cause is a learning rate too large for {opt.name} (optimizer.lr = {opt.lr:g}); "
+            f"try --set optimizer.lr={opt.lr / 10:g}, a warm-up (schedule.warmup_epochs), or "
+            f"standardized inputs. The last good checkpoint (after epoch {st.epoch}) is kept in "
             f"'{shown(self.run_dir / CHECKPOINT_FILE)}'; nothing after it was saved."
         )
 

@@ -316,9 +316,11 @@ def test_huge_learning_rate_stops_with_the_epoch_and_step_and_a_loadable_checkpo
         trainer.run(recorder)
     epoch = recorder.epoch
     done = [s for e, s in recorder.steps if e == epoch]
-    step = (done[-1] if done else 0) + 1
+    # the step that overflowed, or the epoch's last one when what followed it did
+    step = done[-1] if len(done) == trainer.steps else (done[-1] if done else 0) + 1
     message = str(info.value)
     assert f"epoch {epoch}, step {step}:" in message
+    assert step <= trainer.steps
     assert "optimizer.lr" in message
     path = trainer.run_dir / train.CHECKPOINT_FILE
     assert str(path) in message
@@ -341,6 +343,20 @@ def test_weights_that_overflow_on_an_epochs_last_step_are_not_checkpointed(
     with pytest.raises(TrainingError), np.errstate(all="ignore"):
         trainer.run()
     checkpoint.load(trainer.run_dir / train.CHECKPOINT_FILE, checkpoint=True)
+
+
+def test_a_validation_loss_that_overflows_is_named_at_the_epochs_last_step(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    splits = make_splits()
+    splits.X[splits.val_idx] *= 1e38  # outputs overflow on the validation images only
+    cfg = make_config(tmp_path, training={"batch_size": 16})
+    trainer = train.start(cfg, splits)
+    with pytest.raises(TrainingError) as info:
+        trainer.run()
+    message = str(info.value)
+    assert message.startswith(f"training stopped at epoch 1, step {trainer.steps}: the validation")
+    assert f"epoch 1, step {trainer.steps + 1}" not in message
 
 
 @pytest.mark.parametrize("init", ["normal", "uniform"])
