@@ -848,11 +848,21 @@ class Trainer:
                 "model.init_scale, or remove it for the default. Nothing was trained in "
                 f"'{shown(self.run_dir)}'; start a new run."
             )
+        # Only remedies the run does not follow already.
+        warmup = self.cfg.schedule.warmup_epochs
+        remedies = [
+            f"--set optimizer.lr={opt.lr / 10:g}",
+            f"a longer warm-up (schedule.warmup_epochs is {warmup:g})"
+            if warmup
+            else "a warm-up (schedule.warmup_epochs)",
+        ]
+        if self.cfg.data.normalize == "none":
+            remedies.append("standardized inputs (data.normalize: standardize)")
+        remedy = ", ".join(remedies[:-1]) + " or " + remedies[-1]
         return TrainingError(
             f"training stopped at epoch {st.epoch + 1}, step {step}: {what}. The most likely "
             f"cause is a learning rate too large for {opt.name} (optimizer.lr = {opt.lr:g}); "
-            f"try --set optimizer.lr={opt.lr / 10:g}, a warm-up (schedule.warmup_epochs), or "
-            f"standardized inputs. The last good checkpoint (after epoch {st.epoch}) is kept in "
+            f"try {remedy}. The last good checkpoint (after epoch {st.epoch}) is kept in "
             f"'{shown(self.run_dir / CHECKPOINT_FILE)}'; nothing after it was saved."
         )
 

@@ -330,6 +330,26 @@ def test_huge_learning_rate_stops_with_the_epoch_and_step_and_a_loadable_checkpo
     assert all(np.all(np.isfinite(w)) for w in saved.weights)
 
 
+def test_divergence_advice_leaves_out_what_the_run_does_already(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    cfg = make_config(
+        tmp_path,
+        data={"normalize": "standardize"},
+        model={"layers": [400, 64, 64, 64, 10]},
+        optimizer={"name": "sgd", "lr": 1e6},
+        schedule={"warmup_epochs": 0.5},
+    )
+    trainer = train.start(cfg, make_splits())
+    with pytest.raises(TrainingError) as info, np.errstate(all="ignore"):
+        trainer.run()
+    message = str(info.value)
+    assert "try --set optimizer.lr=100000 or a longer warm-up (schedule.warmup_epochs is 0.5)." in (
+        message
+    )
+    assert "standardized inputs" not in message
+
+
 def test_weights_that_overflow_on_an_epochs_last_step_are_not_checkpointed(
     tmp_path: Path, no_curves: list[Path]
 ) -> None:
