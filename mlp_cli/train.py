@@ -731,6 +731,10 @@ class Trainer:
             started = time.perf_counter() - st.epoch_time
             while st.step < steps:
                 if should_stop():
+                    if not np.isfinite(model.params).all():
+                        # The last step overflowed: keep the checkpoint saved before it.
+                        problem = "the step left weights that are not finite numbers"
+                        raise self._diverged(problem, st.step)
                     st.epoch_time = time.perf_counter() - started  # added to elapsed later
                     self.save_checkpoint("interrupted")
                     return self._result("interrupted", self.write_curves())

@@ -330,6 +330,20 @@ def test_huge_learning_rate_stops_with_the_epoch_and_step_and_a_loadable_checkpo
     assert all(np.all(np.isfinite(w)) for w in saved.weights)
 
 
+def test_a_stop_after_a_step_that_overflowed_keeps_the_last_good_checkpoint(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    cfg = make_config(tmp_path, optimizer={"name": "sgd", "lr": 1e39})  # overflows at once
+    trainer = train.start(cfg, make_splits())
+    stops = iter([False, True])  # Ctrl-C during the first step
+    with pytest.raises(TrainingError) as info:
+        trainer.run(should_stop=lambda: next(stops))
+    assert "epoch 1, step 1: the step left weights that are not finite numbers" in str(info.value)
+    saved = checkpoint.load(trainer.run_dir / train.CHECKPOINT_FILE, checkpoint=True)
+    assert saved.meta.resume is not None
+    assert saved.meta.resume["step"] == 0
+
+
 def test_divergence_advice_leaves_out_what_the_run_does_already(
     tmp_path: Path, no_curves: list[Path]
 ) -> None:
