@@ -759,7 +759,7 @@ class Trainer:
             train_time = time.perf_counter() - started
             waiting = None if warned else _share(waited, train_time, self.threads)
             record = self._end_epoch(train_time, n_train, lr)
-            st.elapsed += time.perf_counter() - started
+            st.elapsed += time.perf_counter() - started - train_time  # validating, saving
             if patience is not None and st.bad_epochs >= patience:
                 status = "early_stopped"
             if status == "early_stopped" or st.epoch >= epochs:
@@ -801,6 +801,7 @@ class Trainer:
                     f"the validation loss after it became {val_loss} (not a finite number)", st.step
                 )
         st.epoch += 1
+        st.elapsed += train_time  # before the files that say it are saved
         improved = self._improved(val_loss, val_acc)
         if improved and val_loss is not None:
             st.best_loss, st.best_epoch, st.best_accuracy = val_loss, st.epoch, val_acc

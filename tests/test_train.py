@@ -8,6 +8,7 @@ plot.  The Ctrl-C test trains on the real MNIST copy in a subprocess and is mark
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import re
 import signal
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -274,6 +276,28 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
     assert without_timing(resumed.history) == without_timing(whole.history)
     assert resumed.best_epoch == whole.best_epoch
     assert resumed.best_accuracy == whole.best_accuracy
+
+
+def test_the_files_saved_at_an_epochs_end_count_that_epochs_time(
+    tmp_path: Path, no_curves: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = itertools.count(0.0, 1.0)  # every reading one second after the last
+    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    trainer = train.start(make_config(tmp_path), make_splits())
+    saved: list[tuple[SavedModel, float]] = []
+
+    class Reader(train.Callbacks):
+        def on_epoch_end(self, record: dict[str, Any]) -> None:
+            files = [train.CHECKPOINT_FILE] + [checkpoint.MODEL_FILE] * record["best"]
+            for name in files:  # model.npz is saved with the epoch that beats the others
+                saved.append((checkpoint.load(trainer.run_dir / name), record["time"]))
+
+    trainer.run(Reader())
+    assert len(saved) > 3
+    for file, epoch_time in saved:
+        assert file.meta.training is not None
+        assert file.meta.training.seconds is not None
+        assert file.meta.training.seconds >= epoch_time
 
 
 def test_resuming_a_finished_run_asks_for_more_epochs(
