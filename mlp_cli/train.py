@@ -483,6 +483,7 @@ class Trainer:
         # run's end rewrites model.npz from memory.
         self.best: tuple[list[Array], list[Array]] | None = None
         self.ended: str | None = None  # the status the run's end was saved with, once it was
+        self.saved_at = (0, 0)  # (epochs, steps) done when the checkpoint was last saved
         self._batch: dict[int, Array] = {}
         self._val: tuple[Array, NDArray[np.uint8]] | None = None
         self.lock: outputs.FolderLock | None = None  # from `start`/`resume`, until `run` ends
@@ -539,6 +540,7 @@ class Trainer:
         if self.perm is not None:
             extras["resume/perm"] = self.perm
         checkpoint.save(self.run_dir / CHECKPOINT_FILE, m.W, m.b, meta, extras)
+        self.saved_at = (st.epoch, st.step)
 
     def write_metrics(self) -> None:
         lines = "".join(json.dumps(r) + "\n" for r in self.state.history)
@@ -611,6 +613,7 @@ class Trainer:
         self.model.set_weights(saved.weights, saved.biases)
         self.perm = None if perm is None else perm.astype(np.int64)
         self.best = best
+        self.saved_at = (self.state.epoch, self.state.step)
         return saved_cfg
 
     def _check_network(self, saved: checkpoint.SavedModel, path: Path) -> None:
@@ -864,10 +867,12 @@ class Trainer:
         if self.cfg.data.normalize == "none":
             remedies.append("standardized inputs (data.normalize: standardize)")
         remedy = ", ".join(remedies[:-1]) + " or " + remedies[-1]
+        epochs, steps = self.saved_at
+        saved = f"after epoch {epochs}" if not steps else f"at epoch {epochs + 1}, step {steps}"
         return TrainingError(
             f"training stopped at epoch {st.epoch + 1}, step {step}: {what}. The most likely "
             f"cause is a learning rate too large for {opt.name} (optimizer.lr = {opt.lr:g}); "
-            f"try {remedy}. The last good checkpoint (after epoch {st.epoch}) is kept in "
+            f"try {remedy}. The last good checkpoint ({saved}) is kept in "
             f"'{shown(self.run_dir / CHECKPOINT_FILE)}'; nothing after it was saved."
         )
 

@@ -368,6 +368,25 @@ def test_a_stop_after_a_step_that_overflowed_keeps_the_last_good_checkpoint(
     assert saved.meta.resume["step"] == 0
 
 
+def test_divergence_after_a_resume_inside_an_epoch_names_the_checkpoint_it_keeps(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    changes: dict[str, Any] = {
+        "model": {"layers": [400, 64, 64, 64, 10]},
+        "optimizer": {"name": "sgd", "lr": 1e6},
+        "schedule": {"warmup_epochs": 1e30},  # a rate too small to diverge, until resumed
+    }
+    stops = iter([False, False, True])  # Ctrl-C during epoch 1's second step
+    train.start(make_config(tmp_path, **changes), make_splits()).run(
+        should_stop=lambda: next(stops)
+    )
+    run_dir = tmp_path / "runs" / "unit"
+    cfg = train.resume_config(run_dir, ["schedule.warmup_epochs=0"])
+    with pytest.raises(TrainingError) as info, np.errstate(all="ignore"):
+        train.resume(run_dir, cfg, make_splits()).run()
+    assert "The last good checkpoint (at epoch 1, step 2) is kept" in str(info.value)
+
+
 def test_divergence_advice_leaves_out_what_the_run_does_already(
     tmp_path: Path, no_curves: list[Path]
 ) -> None:
