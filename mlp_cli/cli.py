@@ -821,7 +821,7 @@ def sweep(
     if engine == "local" or address is None:  # once here, not in every trial at once
         from mlp_cli.data import fetch_missing
 
-        mirror = config_from_dict(run.trials[0].config).data.mirror
+        mirror = config_from_dict(run.trials[0].config, trained=True).data.mirror
         with _data_progress(quiet or json_) as bar:
             fetch_missing(mirror=mirror, progressbar=bar)
     run.dir.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -278,6 +279,29 @@ _SquaredDecay = Annotated[
     Field(ge=0.0, lt=1.0, description="Decay rate of the running mean of squared gradients."),
 ]
 _Eps = Annotated[float, Field(gt=0.0, description="Added to the denominator for stability.")]
+_FLOAT32_ZERO = 2.0**-150  # float32, in which training runs, rounds a number this small to 0
+
+
+def _trained_before(info: ValidationInfo) -> bool:
+    """Whether the config is one mlp trained before, read back (`config_from_dict`'s
+    ``trained``): the settings that diverge, refused since, stay readable there."""
+    return bool(info.context and info.context.get("trained"))
+
+
+def _check_eps(eps: float, added: float, what: str) -> None:
+    """Refuse an eps whose `added` (`what`, the least the optimizer adds to the root mean
+    square of the gradients) is 0 in float32: a weight whose gradient is 0 would then take a
+    step of 0 / 0, not a number, and make every later loss NaN."""
+    if added <= _FLOAT32_ZERO:
+        problems = _SettingError()
+        problems.add(
+            "eps",
+            f"is {_show(eps)}, so small that {what}, which the optimizer adds to the root mean"
+            " square of the gradients, is 0 in float32, in which training runs: a weight whose"
+            " gradient is 0 would take a step of 0 / 0, not a number; use a larger eps, such as"
+            " the default 1e-08",
+        )
+        raise problems
 
 
 class SGDConfig(_Section):
@@ -315,6 +339,13 @@ class _AdamFields(_Section):
     beta2: _SquaredDecay = 0.999
     eps: _Eps = 1e-8
 
+    @model_validator(mode="after")
+    def _eps_is_not_0_in_float32(self, info: ValidationInfo) -> "_AdamFields":
+        # Adam adds eps * sqrt(1 - beta2^t) to sqrt(v) (see `mlp_cli.optim.Adam`), least at t = 1
+        if not _trained_before(info):
+            _check_eps(self.eps, self.eps * math.sqrt(1.0 - self.beta2), "eps * sqrt(1 - beta2)")
+        return self
+
 
 class AdamConfig(_AdamFields):
     """Adam: per-weight step sizes from running averages of the gradient and its square."""
@@ -332,6 +363,22 @@ class AdamWConfig(_AdamFields):
         default=0.01, ge=0.0, description="Fraction of each weight removed per step, times lr."
     )
 
+    @model_validator(mode="after")
+    def _decay_leaves_some_weight(self, info: ValidationInfo) -> "AdamWConfig":
+        # The rate a schedule gives is at most lr, so lr * weight_decay is the most removed.
+        if (removed := self.lr * self.weight_decay) >= 1.0 and not _trained_before(info):
+            problems = _SettingError()
+            problems.add(
+                "weight_decay",
+                f"is {_show(self.weight_decay)} with lr {_show(self.lr)}: adamw multiplies"
+                f" every weight by 1 - lr * weight_decay = {1.0 - removed:.3g} at each step,"
+                " which at 0 erases it, below 0 flips its sign and below -1 grows it until it"
+                " overflows; lower weight_decay or lr so that lr * weight_decay is below 1"
+                " (the defaults give 1e-05)",
+            )
+            raise problems
+        return self
+
 
 class RMSpropConfig(_Section):
     """RMSprop: steps divided by a running root-mean-square of the gradient."""
@@ -343,6 +390,12 @@ class RMSpropConfig(_Section):
     momentum: float = Field(
         default=0.0, ge=0.0, lt=1.0, description="Fraction of the previous step kept (0 = none)."
     )
+
+    @model_validator(mode="after")
+    def _eps_is_not_0_in_float32(self, info: ValidationInfo) -> "RMSpropConfig":
+        if not _trained_before(info):
+            _check_eps(self.eps, self.eps, "eps")
+        return self
 
 
 OptimizerConfig = Annotated[
@@ -557,7 +610,7 @@ class Config(_Section):
         return value
 
     @model_validator(mode="after")
-    def _check_consistency(self) -> "Config":
+    def _check_consistency(self, info: ValidationInfo) -> "Config":
         problems = _SettingError()
         inputs = self.data.input_size**2
         first, last = self.model.layers[0], self.model.layers[-1]
@@ -587,6 +640,21 @@ class Config(_Section):
                 " lowers the rate from optimizer.lr down to min_lr, so min_lr must be at most"
                 " optimizer.lr; lower min_lr or raise optimizer.lr",
             )
+        optimizer, l2 = self.optimizer, self.regularization.l2
+        if isinstance(optimizer, SGDConfig) and l2 and not _trained_before(info):
+            # The penalty alone, w <- w - lr l2 w with momentum mu, shrinks the weights only
+            # for lr l2 below 2 (1 + mu), or 2 (1 + mu) / (1 + 2 mu) with Nesterov's
+            mu = optimizer.momentum
+            bound = 2.0 * (1.0 + mu) / (1.0 + 2.0 * mu if optimizer.nesterov else 1.0)
+            if lr * l2 >= bound:
+                problems.add(
+                    "regularization.l2",
+                    f"is {_show(l2)} with sgd at optimizer.lr {_show(lr)}: with lr * l2 ="
+                    f" {lr * l2:.3g}, the penalty alone makes every step enlarge the weights"
+                    f" until they overflow: sgd with momentum {mu:g}"
+                    f"{' (nesterov)' if optimizer.nesterov else ''} shrinks them only for"
+                    f" lr * l2 below {bound:.3g}; lower l2 or optimizer.lr",
+                )
         patience = self.training.early_stopping.patience
         if patience is not None and self.data.validation_size == 0:
             problems.add(
@@ -1063,11 +1131,17 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 
 def validate_as(
-    schema: type[_Model], data: Any, origins: Origins, source: str, what: str, keys: str
+    schema: type[_Model],
+    data: Any,
+    origins: Origins,
+    source: str,
+    what: str,
+    keys: str,
+    context: dict[str, Any] | None = None,
 ) -> _Model:
     """Validate plain data as `schema` (a config, a sweep file), turning every problem into
     one `ConfigError` of ``file:line: key: problem`` clauses; `keys` are examples of the
-    top-level keys, for a file whose top level is no mapping."""
+    top-level keys, for a file whose top level is no mapping; `context` goes to pydantic."""
     origins = {(): source, **origins}  # data given as such (not read from YAML) has no lines
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else _show(data)
@@ -1076,7 +1150,7 @@ def validate_as(
             f" sections ({keys}, ...), found {kind}."
         )
     try:
-        return schema.model_validate(data)
+        return schema.model_validate(data, context=context)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
     clauses = [c for error in errors for c in _clauses(error, data, origins, schema)]
@@ -1089,8 +1163,9 @@ def validate_as(
     raise ConfigError("\n".join(lines))
 
 
-def _validate(data: Any, origins: Origins, source: str) -> Config:
-    return validate_as(Config, data, origins, source, "config", "model:, data:, optimizer:")
+def _validate(data: Any, origins: Origins, source: str, trained: bool = False) -> Config:
+    keys = "model:, data:, optimizer:"
+    return validate_as(Config, data, origins, source, "config", keys, {"trained": trained})
 
 
 # -- public API ----------------------------------------------------------------------------
@@ -1208,10 +1283,13 @@ def config_from_yaml(text: str, source: str = "<string>", overrides: Sequence[st
     return _build(*_parse_config(text, source), source, overrides, None)
 
 
-def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
-    """Validate a config given as plain data, e.g. ``cfg.model_dump()`` kept in a checkpoint."""
+def config_from_dict(
+    data: Mapping[str, Any], source: str = "<dict>", *, trained: bool = False
+) -> Config:
+    """Validate a config given as plain data, e.g. ``cfg.model_dump()`` kept in a checkpoint;
+    ``trained``: one mlp trained before, whose settings that diverge are not refused."""
     plain = dict(data) if isinstance(data, Mapping) else data
-    return _validate(plain, {}, source)
+    return _validate(plain, {}, source, trained)
 
 
 class _Representer(SafeRepresenter):

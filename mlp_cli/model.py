@@ -404,5 +404,8 @@ class MLP:
         """Rescale each unit's incoming weight vector (a row of W_l) to norm <= max_norm."""
         for W in self.W:
             norms = np.sqrt(np.einsum("ij,ij->i", W, W))
+            if np.isinf(norms).any():  # squares beyond float32's range: a scale of 0 would
+                # erase those units, not cap them
+                norms = np.sqrt(np.einsum("ij,ij->i", W, W, dtype=np.float64))
             scale = np.minimum(1.0, max_norm / np.maximum(norms, 1e-12)).astype(self.dtype)
             W *= scale[:, None]

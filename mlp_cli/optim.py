@@ -38,9 +38,18 @@ Hyper = tuple[Any, ...]  # a rule's scalars, in the arrays' dtype
 
 # Running averages of parameters whose gradient is zero (dead units, border pixels) decay
 # toward subnormals, on which arithmetic is many times slower; values this small change no
-# update, so every FLUSH_EVERY steps they are set to zero.
+# update, so every FLUSH_EVERY steps they are set to zero (a mean of squares only below
+# `below_eps`, where that holds whatever eps is).
 FLUSH_BELOW = 1e-30
 FLUSH_EVERY = 100
+
+
+def below_eps(eps: float, below: float, dtype: np.dtype[np.floating]) -> float:
+    """Where to flush a mean of squares whose root is added to `eps` (`below` at most):
+    a root under a quarter of eps's last place rounds away in that sum, so zeroing it changes
+    no update, however small eps is, where zeroing a root larger than eps would divide by eps."""
+    return min(below, (eps * float(np.finfo(dtype).eps) / 4) ** 2)
+
 
 # Entries per block of the NumPy version: a block's arrays and temporaries stay in L2 cache.
 BLOCK = 32768
@@ -104,8 +113,9 @@ class Optimizer:
 
     The hyperparameters are the fields of the optimizer's config class (``hyper``, with its
     defaults, e.g. `mlp_cli.config.AdamConfig`) but the learning rate, which the schedule
-    passes to every step.  ``compiled=False`` runs the NumPy version even where numba is
-    installed; ``threads`` bounds the threads a compiled update is shared among.
+    passes to every step (an ``lr`` given here is only checked with them).  ``compiled=False``
+    runs the NumPy version even where numba is installed; ``threads`` bounds the threads a
+    compiled update is shared among.
     """
 
     name = "optimizer"
@@ -226,7 +236,7 @@ class SGD(Optimizer):
 
 def adam(p: X, g: X, m: X, v: X, h: Hyper) -> tuple[X, X, X]:
     """m <- b1 m + c1 g;  v <- b2 v + (sqrt_c2 g)^2;  p <- p decay + scale m / (sqrt(v) + eps)."""
-    decay, b1, c1, b2, sqrt_c2, eps, scale, below = h
+    decay, b1, c1, b2, sqrt_c2, eps, scale, below, below_v = h
     m = m * b1 + g * c1
     # Late in training many gradients are tiny and their squares subnormal; producing one is
     # what costs, so squaring last makes one operation produce them instead of two.
@@ -234,7 +244,7 @@ def adam(p: X, g: X, m: X, v: X, h: Hyper) -> tuple[X, X, X]:
     v = v * b2 + g * g
     p = p * decay + (m / (np.sqrt(v) + eps)) * scale
     if below:  # NaN stays NaN
-        return p, m * (abs(m) >= below), v * (abs(v) >= below)
+        return p, m * (abs(m) >= below), v * (abs(v) >= below_v)
     return p, m, v
 
 
@@ -260,7 +270,8 @@ class Adam(Optimizer):
         bias1, bias2 = 1.0 - b1**self.t, 1.0 - b2**self.t
         # sqrt(v / bias2) + eps, folded: sqrt(v) + eps sqrt(bias2), scaled by the step.
         eps, scale = self.eps * math.sqrt(bias2), -lr * math.sqrt(bias2) / bias1
-        rest = (b1, 1.0 - b1, b2, math.sqrt(1.0 - b2), eps, scale, below)
+        below_v = below_eps(eps, below, self.dtype)
+        rest = (b1, 1.0 - b1, b2, math.sqrt(1.0 - b2), eps, scale, below, below_v)
         if not self.weight_decay:
             return [(self.size, (1.0, *rest))]
         return [(self.n_weights, (1.0 - lr * self.weight_decay, *rest)), (self.size, (1.0, *rest))]
@@ -273,7 +284,7 @@ class AdamW(Adam):
 def rmsprop(p: X, g: X, s: X, velocity: X, h: Hyper) -> tuple[X, X, X]:
     """s <- rho s + c g^2;  u = g / (sqrt(s) + eps);  p <- p - lr u, or with momentum
     p <- p - lr velocity where velocity <- mu velocity + u."""
-    rho, c, eps, mu, neg_lr, below = h
+    rho, c, eps, mu, neg_lr, below = h  # below: `below_eps` of eps
     s = s * rho + (g * g) * c
     u = g / (np.sqrt(s) + eps)
     if mu != 0.0:
@@ -296,6 +307,7 @@ class RMSprop(Optimizer):
     momentum: float
 
     def scalars(self, lr: float, below: float) -> list[tuple[int, Hyper]]:
+        below = below_eps(self.eps, below, self.dtype)
         return [(self.size, (self.rho, 1.0 - self.rho, self.eps, self.momentum, -lr, below))]
 
 

@@ -61,7 +61,11 @@ def _pct(value: float | None) -> str:
 
 
 def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    # Four decimals below 10,000, four significant digits beyond: a loss is a float32 of
+    # about seven, and the training table's columns hold nine or ten characters.
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
 
 
 # Each `training.early_stopping.monitor`'s name, and what "best" means for it.
@@ -243,7 +247,7 @@ class TrainDisplay(Callbacks):
             return
         # An exponential moving average: the raw batch loss jumps too much to read.
         self._smoothed = loss if self._smoothed is None else 0.95 * self._smoothed + 0.05 * loss
-        self.progress.update(self.task, completed=step, loss=f"{self._smoothed:.4f}")
+        self.progress.update(self.task, completed=step, loss=_num(self._smoothed))
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         if self.task is not None:
@@ -361,7 +365,7 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
             plain_name(model_path, "bold"),
             f" on the {result.split} split: accuracy ",
             (_pct(result.accuracy), "bold"),
-            f" ({round(result.accuracy * result.n):,}/{result.n:,}), loss {result.loss:.4f}, "
+            f" ({round(result.accuracy * result.n):,}/{result.n:,}), loss {_num(result.loss)}, "
             f"{result.seconds:.2f}s",
         ),
         highlight=False,

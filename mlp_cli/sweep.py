@@ -453,7 +453,7 @@ class Sweep:
             numbers = (t.last, t.best, t.seconds, t.test_acc)
             if not all(x is None or math.isfinite(x) for x in numbers):
                 raise ValueError(f"trial {t.id}: a metric or time that is no finite number")
-            config_from_dict(t.config, f"trial {t.id}'s config")
+            config_from_dict(t.config, f"trial {t.id}'s config", trained=True)
 
     @classmethod
     def load(cls, folder: str | Path) -> Sweep:

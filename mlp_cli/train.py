@@ -450,11 +450,14 @@ class Trainer:
         m = cfg.model
         self.model = MLP(m.layers, m.hidden_activation, m.output_activation)
         seeds = np.random.SeedSequence(cfg.training.seed).spawn(3)
-        self.model.initialize(m.init, np.random.default_rng(seeds[0]), m.init_scale)
+        # A scale beyond float32's range draws weights that are not finite; the first loss
+        # says so, naming the setting (`_diverged`), so NumPy's warnings would only be noise.
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.model.initialize(m.init, np.random.default_rng(seeds[0]), m.init_scale)
         self.shuffle_rng = np.random.default_rng(seeds[1])
         self.noise_rng = np.random.default_rng(seeds[2])
         opt = cfg.optimizer
-        hyper = opt.model_dump(exclude={"name", "lr"})
+        hyper = opt.model_dump(exclude={"name"})  # lr too, which bounds AdamW's weight_decay
         self.threads = blas_threads()  # the update's threads follow --threads too
         self.optimizer: Optimizer = OPTIMIZERS[opt.name](
             self.model.params.size,
@@ -481,6 +484,7 @@ class Trainer:
         # run's end rewrites model.npz from memory.
         self.best: tuple[list[Array], list[Array]] | None = None
         self.ended: str | None = None  # the status the run's end was saved with, once it was
+        self.saved_at = (0, 0)  # (epochs, steps) done when the checkpoint was last saved
         self._batch: dict[int, Array] = {}
         self._val: tuple[Array, NDArray[np.uint8]] | None = None
         self.lock: outputs.FolderLock | None = None  # from `start`/`resume`, until `run` ends
@@ -537,6 +541,7 @@ class Trainer:
         if self.perm is not None:
             extras["resume/perm"] = self.perm
         checkpoint.save(self.run_dir / CHECKPOINT_FILE, m.W, m.b, meta, extras)
+        self.saved_at = (st.epoch, st.step)
 
     def write_metrics(self) -> None:
         lines = "".join(json.dumps(r) + "\n" for r in self.state.history)
@@ -609,6 +614,7 @@ class Trainer:
         self.model.set_weights(saved.weights, saved.biases)
         self.perm = None if perm is None else perm.astype(np.int64)
         self.best = best
+        self.saved_at = (self.state.epoch, self.state.step)
         return saved_cfg
 
     def _check_network(self, saved: checkpoint.SavedModel, path: Path) -> None:
@@ -729,6 +735,10 @@ class Trainer:
             started = time.perf_counter() - st.epoch_time
             while st.step < steps:
                 if should_stop():
+                    if not np.isfinite(model.params).all():
+                        # The last step overflowed: keep the checkpoint saved before it.
+                        problem = "the step left weights that are not finite numbers"
+                        raise self._diverged(problem, st.step)
                     st.epoch_time = time.perf_counter() - started  # added to elapsed later
                     self.save_checkpoint("interrupted")
                     return self._result("interrupted", self.write_curves())
@@ -740,7 +750,7 @@ class Trainer:
                 model.forward(xb, dropout=self.dropout, rng=self.noise_rng)
                 loss = model.backward(yb, cfg.loss, l1=reg.l1, l2=reg.l2)
                 if not math.isfinite(loss):
-                    raise self._diverged(loss)
+                    raise self._diverged(f"the loss became {loss} (not a finite number)")
                 lr = self.schedule(st.epoch + st.step / steps)
                 self.optimizer.step(model.params, model.grads, lr)
                 if cfg.model.max_norm:
@@ -753,7 +763,7 @@ class Trainer:
             train_time = time.perf_counter() - started
             waiting = None if warned else _share(waited, train_time, self.threads)
             record = self._end_epoch(train_time, n_train, lr)
-            st.elapsed += time.perf_counter() - started
+            st.elapsed += time.perf_counter() - started - train_time  # validating, saving
             if patience is not None and st.bad_epochs >= patience:
                 status = "early_stopped"
             if status == "early_stopped" or st.epoch >= epochs:
@@ -783,7 +793,7 @@ class Trainer:
         cfg, st, data = self.cfg, self.state, self.data
         if not np.isfinite(self.model.params).all():
             # The epoch's last step overflowed: its loss was fine, the weights are not.
-            raise self._diverged(math.inf, step=st.step)
+            raise self._diverged("the step left weights that are not finite numbers", st.step)
         val_loss: float | None = None
         val_acc: float | None = None
         if data.val_idx.size:
@@ -791,8 +801,11 @@ class Trainer:
                 self._val = (data.X[data.val_idx], data.y[data.val_idx])
             val_loss, val_acc = self.model.evaluate(*self._val, cfg.loss)
             if not math.isfinite(val_loss):  # finite weights whose outputs overflow
-                raise self._diverged(val_loss)
+                raise self._diverged(
+                    f"the validation loss after it became {val_loss} (not a finite number)", st.step
+                )
         st.epoch += 1
+        st.elapsed += train_time  # before the files that say it are saved
         improved = self._improved(val_loss, val_acc)
         if improved and val_loss is not None:
             st.best_loss, st.best_epoch, st.best_accuracy = val_loss, st.epoch, val_acc
@@ -830,17 +843,37 @@ class Trainer:
             return st.best_accuracy is None or val_acc > st.best_accuracy + stopping.min_delta
         return st.best_loss is None or val_loss < st.best_loss - stopping.min_delta
 
-    def _diverged(self, loss: float, step: int | None = None) -> TrainingError:
-        """The error for a loss or weights that stopped being finite at ``step`` (1-based;
-        by default the step being taken)."""
-        st, opt = self.state, self.cfg.optimizer
+    def _diverged(self, what: str, step: int | None = None) -> TrainingError:
+        """The error for `what` stopped being finite (a loss, the weights) at ``step``
+        (1-based; by default the step being taken)."""
+        st, opt, m = self.state, self.cfg.optimizer, self.cfg.model
         step = st.step + 1 if step is None else step
+        if self.optimizer.t == 0:  # the weights as drawn: no learning rate has touched them
+            scale = "" if m.init_scale is None else f" with model.init_scale = {m.init_scale:g}"
+            return TrainingError(
+                f"training stopped at epoch 1, step {step}: {what} before any step changed the "
+                f"weights, so the learning rate is not the cause: model.init {m.init}{scale} "
+                "draws weights so large that the network's outputs overflow float32. Lower "
+                "model.init_scale, or remove it for the default. Nothing was trained in "
+                f"'{shown(self.run_dir)}'; start a new run."
+            )
+        # Only remedies the run does not follow already.
+        warmup = self.cfg.schedule.warmup_epochs
+        remedies = [
+            f"--set optimizer.lr={opt.lr / 10:g}",
+            f"a longer warm-up (schedule.warmup_epochs is {warmup:g})"
+            if warmup
+            else "a warm-up (schedule.warmup_epochs)",
+        ]
+        if self.cfg.data.normalize == "none":
+            remedies.append("standardized inputs (data.normalize: standardize)")
+        remedy = ", ".join(remedies[:-1]) + " or " + remedies[-1]
+        epochs, steps = self.saved_at
+        saved = f"after epoch {epochs}" if not steps else f"at epoch {epochs + 1}, step {steps}"
         return TrainingError(
-            f"training stopped at epoch {st.epoch + 1}, step {step}: the loss became "
-            f"{loss} (not a finite number). The most likely cause is a learning rate too large "
-            f"for {opt.name} (optimizer.lr = {opt.lr:g}); try --set optimizer.lr={opt.lr / 10:g}, "
-            f"a warm-up (schedule.warmup_epochs), or standardized inputs. The last good "
-            f"checkpoint (after epoch {st.epoch}) is kept in "
+            f"training stopped at epoch {st.epoch + 1}, step {step}: {what}. The most likely "
+            f"cause is a learning rate too large for {opt.name} (optimizer.lr = {opt.lr:g}); "
+            f"try {remedy}. The last good checkpoint ({saved}) is kept in "
             f"'{shown(self.run_dir / CHECKPOINT_FILE)}'; nothing after it was saved."
         )
 

@@ -200,6 +200,28 @@ def test_without_restore_best_an_interrupted_run_does_not_claim_a_model_npz(
     )
 
 
+def test_a_loss_too_large_for_its_column_keeps_the_digits_float32_holds(tmp_path: Path) -> None:
+    # weights of std 1e6 give losses near 4e13, whose last 7 of 14 digits (and 4 decimals)
+    # a float32 loss never held
+    code, out, err = mlp(
+        "train",
+        "--config",
+        str(config(tmp_path, extra="")),
+        "--set",
+        "training.epochs=1",
+        "--set",
+        "model.init=normal",
+        "--set",
+        "model.init_scale=1e6",
+    )
+    assert code == 0, err
+    row = next(line.split() for line in out.splitlines() if line.split()[:1] == ["1"])
+    train_loss, val_loss = row[1], row[3]
+    assert re.fullmatch(r"\d\.\d{3}e\+\d\d", train_loss), row
+    assert re.fullmatch(r"\d\.\d{3}e\+\d\d", val_loss), row
+    assert f"validation loss {val_loss}," in " ".join(out.split())
+
+
 def test_an_unknown_monitor_is_refused(tmp_path: Path) -> None:
     code, _, err = mlp(
         "train", "--config", str(config(tmp_path)), "--set", "training.early_stopping.monitor=acc"

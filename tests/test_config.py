@@ -222,6 +222,37 @@ BAD_CONFIGS = [
         id="nesterov-without-momentum",
     ),
     pytest.param(
+        MINIMAL + "optimizer:\n  name: adam\n  eps: 1.0e-44\n",
+        "eps",
+        ["optimizer.eps", "is 1e-44", "sqrt(1 - beta2)", "0 in float32", "0 / 0"],
+        id="adam-eps-lost-in-float32",
+    ),
+    pytest.param(
+        MINIMAL + "optimizer:\n  name: rmsprop\n  eps: 1.0e-300\n",
+        "eps",
+        ["optimizer.eps", "is 1e-300", "0 in float32", "0 / 0"],
+        id="rmsprop-eps-lost-in-float32",
+    ),
+    pytest.param(
+        MINIMAL + "optimizer:\n  name: adamw\n  lr: 0.01\n  weight_decay: 300\n",
+        "weight_decay",
+        ["optimizer.weight_decay", "is 300", "1 - lr * weight_decay = -2", "below 1"],
+        id="weight-decay-beyond-the-weights",
+    ),
+    pytest.param(
+        MINIMAL + "optimizer:\n  name: sgd\n  lr: 0.1\nregularization:\n  l2: 30\n",
+        "l2",
+        ["regularization.l2", "is 30", "lr * l2 = 3", "below 2", "optimizer.lr"],
+        id="l2-beyond-sgd-stability",
+    ),
+    pytest.param(
+        MINIMAL + "optimizer:\n  {name: sgd, lr: 1, momentum: 0.5, nesterov: true}\n"
+        "regularization:\n  l2: 1.5\n",
+        "l2",
+        ["regularization.l2", "lr * l2 = 1.5", "below 1.5"],
+        id="l2-beyond-nesterov-stability",
+    ),
+    pytest.param(
         "model:\n  layers: 784-100-10\n  init_scale: 0.1\n",
         "init_scale",
         ["model.init_scale", "xavier"],
@@ -567,6 +598,23 @@ def test_each_optimizer_is_chosen_by_name(name: str) -> None:
     cfg = config_from_yaml(MINIMAL + f"optimizer:\n  name: {name}\n")
     assert cfg.optimizer.name == name
     assert type(cfg.optimizer).__name__.lower().startswith(name)
+
+
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
+def test_an_l2_penalty_sgd_keeps_stable_is_accepted(momentum: float, nesterov: bool) -> None:
+    # lr * l2 just below 2 (1 + momentum), or 2 (1 + momentum) / (1 + 2 momentum) for Nesterov
+    bound = 2 * (1 + momentum) / (1 + 2 * momentum if nesterov else 1)
+    optimizer = f"{{name: sgd, lr: 0.1, momentum: {momentum}, nesterov: {str(nesterov).lower()}}}"
+    text = MINIMAL + f"optimizer: {optimizer}\nregularization:\n  l2: {bound * 9.99}\n"
+    assert config_from_yaml(text).regularization.l2 == bound * 9.99
+
+
+@pytest.mark.parametrize(("name", "eps"), [("adam", 1e-43), ("adamw", 1e-43), ("rmsprop", 1e-45)])
+def test_an_eps_that_float32_keeps_above_0_is_accepted(name: str, eps: float) -> None:
+    # about the smallest such eps (Adam's for the default beta2): each trains on MNIST without a NaN
+    cfg = config_from_yaml(MINIMAL + f"optimizer:\n  name: {name}\n  eps: {eps}\n")
+    assert not isinstance(cfg.optimizer, SGDConfig)
+    assert cfg.optimizer.eps == eps
 
 
 @pytest.mark.parametrize(

@@ -552,6 +552,15 @@ def test_max_norm_caps_each_units_incoming_weights() -> None:
     np.testing.assert_allclose(model.W[1], [[0.0, 1.0], [1.0, 0.0]])
 
 
+def test_max_norm_caps_weights_whose_squares_overflow_float32() -> None:
+    model = MLP([3, 2, 2])  # float32, as trained: 1e20 squared is beyond its range
+    model.W[0][...] = [[3e20, 4e20, 0.0], [0.3, 0.4, 0.0]]  # norms 5e20 and 0.5
+    model.W[1][...] = [[0.0, 2.0], [1.0, 0.0]]
+    model.apply_max_norm(1.0)
+    np.testing.assert_allclose(model.W[0], [[0.6, 0.8, 0.0], [0.3, 0.4, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(model.W[1], [[0.0, 1.0], [1.0, 0.0]], rtol=1e-6)
+
+
 # -- compiled loops ----------------------------------------------------------------------------
 
 

@@ -223,6 +223,25 @@ def test_adam_flushes_vanishing_second_moments_to_zero() -> None:
     assert opt.v[1] > 0.0
 
 
+@pytest.mark.usefixtures("engine")
+@pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop"])
+def test_flushing_changes_no_update_even_with_a_tiny_eps(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gradient of 1e-16 keeps the squared average near 1e-32, below FLUSH_BELOW, and the
+    # running mean of gradients (Adam) or the gradient itself (RMSprop) near 1e-16: the step
+    # divides one by the other, and an eps of 1e-30 must not take the flushed zero's place.
+    def run(flush_every: int) -> bytes:
+        monkeypatch.setattr(optim, "FLUSH_EVERY", flush_every)
+        opt = OPTIMIZERS[name](2, np.dtype(np.float32), 1, eps=1e-30)
+        params = np.zeros(2, dtype=np.float32)
+        for _ in range(2 * FLUSH_EVERY + 1):
+            opt.step(params, np.array([1e-16, 1.0], dtype=np.float32), 1e-3)
+        return params.tobytes()
+
+    assert run(FLUSH_EVERY) == run(10**9)
+
+
 # -- the compiled loops against the NumPy version ---------------------------------------------
 
 BUILDERS: dict[str, Callable[..., Optimizer]] = {

@@ -754,6 +754,24 @@ def test_show_json_writes_bytes_of_a_folder_name_that_are_not_utf8_as_predict_do
     ]
 
 
+def test_a_trial_trained_with_settings_refused_since_stays_readable(tmp_path: Path) -> None:
+    # An AdamW weight_decay that lr turns into more than the weights: refused in a config
+    # now, trained (to nothing) by mlp before, and kept in sweep states written then.
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    trial = state["trials"][0]
+    lr = trial["config"]["optimizer"]["lr"]
+    trial["config"]["optimizer"] = {"name": "adamw", "lr": lr, "weight_decay": 1.5 / lr}
+    (good.dir / "sweep.json").write_text(json.dumps(state))
+    code, _, err = mlp("sweep", "show", str(good.dir))
+    assert code == 0, err
+    code, _, err = mlp("sweep", "--resume", str(good.dir), "--quiet")
+    assert "is not a sweep state mlp can read" not in err
+    assert f"{good.dir / 't000' / 'config.yaml'}: optimizer.weight_decay" in err  # its trial
+
+
 def test_an_edited_state_is_refused_with_the_setting_and_the_value_found(tmp_path: Path) -> None:
     good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
     good.dir.mkdir()

@@ -8,12 +8,15 @@ plot.  The Ctrl-C test trains on the real MNIST copy in a subprocess and is mark
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import re
 import signal
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -275,6 +278,28 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(
     assert resumed.best_accuracy == whole.best_accuracy
 
 
+def test_the_files_saved_at_an_epochs_end_count_that_epochs_time(
+    tmp_path: Path, no_curves: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = itertools.count(0.0, 1.0)  # every reading one second after the last
+    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    trainer = train.start(make_config(tmp_path), make_splits())
+    saved: list[tuple[SavedModel, float]] = []
+
+    class Reader(train.Callbacks):
+        def on_epoch_end(self, record: dict[str, Any]) -> None:
+            files = [train.CHECKPOINT_FILE] + [checkpoint.MODEL_FILE] * record["best"]
+            for name in files:  # model.npz is saved with the epoch that beats the others
+                saved.append((checkpoint.load(trainer.run_dir / name), record["time"]))
+
+    trainer.run(Reader())
+    assert len(saved) > 3
+    for file, epoch_time in saved:
+        assert file.meta.training is not None
+        assert file.meta.training.seconds is not None
+        assert file.meta.training.seconds >= epoch_time
+
+
 def test_resuming_a_finished_run_asks_for_more_epochs(
     tmp_path: Path, no_curves: list[Path]
 ) -> None:
@@ -315,9 +340,11 @@ def test_huge_learning_rate_stops_with_the_epoch_and_step_and_a_loadable_checkpo
         trainer.run(recorder)
     epoch = recorder.epoch
     done = [s for e, s in recorder.steps if e == epoch]
-    step = (done[-1] if done else 0) + 1
+    # the step that overflowed, or the epoch's last one when what followed it did
+    step = done[-1] if len(done) == trainer.steps else (done[-1] if done else 0) + 1
     message = str(info.value)
     assert f"epoch {epoch}, step {step}:" in message
+    assert step <= trainer.steps
     assert "optimizer.lr" in message
     path = trainer.run_dir / train.CHECKPOINT_FILE
     assert str(path) in message
@@ -325,6 +352,59 @@ def test_huge_learning_rate_stops_with_the_epoch_and_step_and_a_loadable_checkpo
     assert saved.meta.resume is not None
     assert saved.meta.resume["epoch"] == epoch - 1
     assert all(np.all(np.isfinite(w)) for w in saved.weights)
+
+
+def test_a_stop_after_a_step_that_overflowed_keeps_the_last_good_checkpoint(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    cfg = make_config(tmp_path, optimizer={"name": "sgd", "lr": 1e39})  # overflows at once
+    trainer = train.start(cfg, make_splits())
+    stops = iter([False, True])  # Ctrl-C during the first step
+    with pytest.raises(TrainingError) as info:
+        trainer.run(should_stop=lambda: next(stops))
+    assert "epoch 1, step 1: the step left weights that are not finite numbers" in str(info.value)
+    saved = checkpoint.load(trainer.run_dir / train.CHECKPOINT_FILE, checkpoint=True)
+    assert saved.meta.resume is not None
+    assert saved.meta.resume["step"] == 0
+
+
+def test_divergence_after_a_resume_inside_an_epoch_names_the_checkpoint_it_keeps(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    changes: dict[str, Any] = {
+        "model": {"layers": [400, 64, 64, 64, 10]},
+        "optimizer": {"name": "sgd", "lr": 1e6},
+        "schedule": {"warmup_epochs": 1e30},  # a rate too small to diverge, until resumed
+    }
+    stops = iter([False, False, True])  # Ctrl-C during epoch 1's second step
+    train.start(make_config(tmp_path, **changes), make_splits()).run(
+        should_stop=lambda: next(stops)
+    )
+    run_dir = tmp_path / "runs" / "unit"
+    cfg = train.resume_config(run_dir, ["schedule.warmup_epochs=0"])
+    with pytest.raises(TrainingError) as info, np.errstate(all="ignore"):
+        train.resume(run_dir, cfg, make_splits()).run()
+    assert "The last good checkpoint (at epoch 1, step 2) is kept" in str(info.value)
+
+
+def test_divergence_advice_leaves_out_what_the_run_does_already(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    cfg = make_config(
+        tmp_path,
+        data={"normalize": "standardize"},
+        model={"layers": [400, 64, 64, 64, 10]},
+        optimizer={"name": "sgd", "lr": 1e6},
+        schedule={"warmup_epochs": 0.5},
+    )
+    trainer = train.start(cfg, make_splits())
+    with pytest.raises(TrainingError) as info, np.errstate(all="ignore"):
+        trainer.run()
+    message = str(info.value)
+    assert "try --set optimizer.lr=100000 or a longer warm-up (schedule.warmup_epochs is 0.5)." in (
+        message
+    )
+    assert "standardized inputs" not in message
 
 
 def test_weights_that_overflow_on_an_epochs_last_step_are_not_checkpointed(
@@ -340,6 +420,47 @@ def test_weights_that_overflow_on_an_epochs_last_step_are_not_checkpointed(
     with pytest.raises(TrainingError), np.errstate(all="ignore"):
         trainer.run()
     checkpoint.load(trainer.run_dir / train.CHECKPOINT_FILE, checkpoint=True)
+
+
+def test_a_validation_loss_that_overflows_is_named_at_the_epochs_last_step(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    splits = make_splits()
+    splits.X[splits.val_idx] *= 1e38  # outputs overflow on the validation images only
+    cfg = make_config(tmp_path, training={"batch_size": 16})
+    trainer = train.start(cfg, splits)
+    with pytest.raises(TrainingError) as info:
+        trainer.run()
+    message = str(info.value)
+    assert message.startswith(f"training stopped at epoch 1, step {trainer.steps}: the validation")
+    assert f"epoch 1, step {trainer.steps + 1}" not in message
+
+
+@pytest.mark.parametrize("init", ["normal", "uniform"])
+@pytest.mark.parametrize("scale", [1e30, 1e308])  # the outputs overflow; the weights too
+def test_initial_weights_that_overflow_are_blamed_not_the_learning_rate(
+    tmp_path: Path, no_curves: list[Path], init: str, scale: float
+) -> None:
+    cfg = make_config(tmp_path, model={"init": init, "init_scale": scale})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy warning before the message
+        trainer = train.start(cfg, make_splits())
+        with pytest.raises(TrainingError) as info:
+            trainer.run()
+    message = str(info.value)
+    assert message.startswith("training stopped at epoch 1, step 1:")
+    assert f"model.init_scale = {scale:g}" in message
+    assert "before any step" in message
+    assert "optimizer.lr" not in message
+
+
+def test_adamw_takes_the_weight_decay_its_learning_rate_allows(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    # lr * weight_decay is 0.01; at the default lr of 0.001 it would be 10, and refused
+    cfg = make_config(tmp_path, optimizer={"name": "adamw", "lr": 1e-6, "weight_decay": 1e4})
+    result = train.start(cfg, make_splits()).run()
+    assert result.status == "completed"
 
 
 # -- early stopping ---------------------------------------------------------------------------
