@@ -842,7 +842,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(
-    threads: int, events: Any, acks: Any, prune: Any, stop_all: Any, asha: bool
+    threads: int, events: Any, begun: Any, acks: Any, prune: Any, stop_all: Any, asha: bool
 ) -> None:
     """A worker process: BLAS capped to the trial's threads for its whole life, and Ctrl-C
     (or SIGTERM, SIGHUP) asking the running trial to stop and save a checkpoint (twice: to
@@ -851,6 +851,7 @@ def _init_worker(
 
     _WORKER.update(
         events=events,
+        begun=begun,
         acks=acks,
         prune=prune,
         stop_all=stop_all,
@@ -887,6 +888,7 @@ def _work(index: int, run_dir: str, config: dict[str, Any]) -> Outcome | None:
     """Run trial `index` in a worker; None when the sweep was stopped before it began."""
     if _stopping():
         return None
+    _WORKER["begun"][index] = 1  # at once: a worker killed now takes its queue's reports along
     events = _WORKER["events"]
     events.put(("started", index, None))
 
@@ -948,13 +950,14 @@ def run_local(
 
     try:  # the pipes and shared memory of the workers, which `ulimit -n` may not allow either
         events = ctx.Queue()
+        begun = ctx.Array("b", n, lock=False)  # trials a worker has taken up
         acks, prune = ctx.Array("i", n, lock=False), ctx.Array("b", n, lock=False)
         stop_all = ctx.Value("b", 0, lock=False)
         pool = ProcessPoolExecutor(
             max_workers=min(workers, len(todo)),
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(sweep.cpus_per_trial, events, acks, prune, stop_all, asha is not None),
+            initargs=(sweep.cpus_per_trial, events, begun, acks, prune, stop_all, asha is not None),
         )
     except OSError as exc:
         raise _not_started(sweep, exc, set(mp.active_children()) - callers) from None
@@ -985,7 +988,7 @@ def run_local(
                     outcome = _outcome(future)
                     if outcome is None:  # stopped before it began
                         continue
-                    if outcome.status == "interrupted" and sweep.trials[index].status != "running":
+                    if outcome.status == "interrupted" and not begun[index]:
                         continue  # the pool broke before this trial began: it stays pending
                     sweep.ended(index, outcome)
                     if asha is not None:

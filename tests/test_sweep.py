@@ -841,6 +841,41 @@ def test_a_start_reported_after_the_trial_ended_leaves_it_ended(
     assert [t.status for t in s.trials] == ["completed"] * 4
 
 
+def test_a_worker_killed_before_its_trials_start_was_sent_leaves_the_trial_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The start goes through the queue its worker's own thread feeds: a worker killed (the
+    # OOM killer, `kill -9`) as the trial begins takes it along, unsent. The trial began all
+    # the same, and the sweep must not end as if nothing had happened to it.
+    init = sweep._init_worker
+
+    def starts_sent_late(threads: int, events: Any, *rest: Any) -> None:
+        import threading
+
+        put = events.put
+
+        def sent_late(item: tuple[str, int, Any]) -> None:
+            if item[0] == "started":
+                threading.Timer(0.3, put, [item]).start()
+            else:
+                put(item)
+
+        events.put = sent_late
+        init(threads, events, *rest)
+
+    def dying(run_dir: Path, config: Any, report: Any, should_stop: Any) -> Outcome:
+        if run_dir.name == "t001":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return Outcome("completed")
+
+    monkeypatch.setattr(sweep, "_init_worker", starts_sent_late)
+    monkeypatch.setattr(sweep, "run_trial", dying)
+    s = plan(write_sweep(tmp_path, GRID))
+    assert run_local(s, workers=1)
+    assert [t.status for t in s.trials] == ["completed", "interrupted", "pending", "pending"]
+    assert "ended unexpectedly" in (s.trials[1].reason or "")
+
+
 def refuse_the_second_worker(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Let the first worker process start and refuse the next for want of file descriptors,
     as a `ulimit -n` a few files above what the sweep holds does; returns the real start."""
