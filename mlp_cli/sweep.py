@@ -842,11 +842,18 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(
-    threads: int, events: Any, begun: Any, acks: Any, prune: Any, stop_all: Any, asha: bool
+    sweep_pid: int,
+    threads: int,
+    events: Any,
+    begun: Any,
+    acks: Any,
+    prune: Any,
+    stop_all: Any,
+    asha: bool,
 ) -> None:
-    """A worker process: BLAS capped to the trial's threads for its whole life, and Ctrl-C
-    (or SIGTERM, SIGHUP) asking the running trial to stop and save a checkpoint (twice: to
-    abort)."""
+    """A worker process of the sweep's process `sweep_pid`: BLAS capped to the trial's
+    threads for its whole life, Ctrl-C (or SIGTERM, SIGHUP) asking the running trial to stop
+    and save a checkpoint (twice: to abort), and an end of its own once the sweep is gone."""
     from threadpoolctl import threadpool_limits
 
     _WORKER.update(
@@ -867,7 +874,9 @@ def _init_worker(
 
     for signum in STOP_SIGNALS:
         take_over(signum, handler)
-    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+    # The sweep's pid, not os.getppid(): a sweep killed while this process was starting
+    # would leave the pid of the process that adopted it, which never ends.
+    threading.Thread(target=_end_with, args=(sweep_pid,), daemon=True).start()
 
 
 def _end_with(sweep_pid: int) -> None:
@@ -957,7 +966,16 @@ def run_local(
             max_workers=min(workers, len(todo)),
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(sweep.cpus_per_trial, events, begun, acks, prune, stop_all, asha is not None),
+            initargs=(
+                os.getpid(),
+                sweep.cpus_per_trial,
+                events,
+                begun,
+                acks,
+                prune,
+                stop_all,
+                asha is not None,
+            ),
         )
     except OSError as exc:
         raise _not_started(sweep, exc, set(mp.active_children()) - callers) from None

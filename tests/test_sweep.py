@@ -619,6 +619,57 @@ def test_workers_of_a_sweep_killed_with_kill_9_end_and_leave_it_resumable(tmp_pa
     assert (folder / "results.csv").is_file()
 
 
+# `mlp sweep ARGS` whose worker processes wait, once forked, until the sweep has ended before
+# they go on starting: the moment of a `kill -9` that a busy machine can make last.
+WORKERS_STARTING_LATE = """
+import os, runpy, sys, time
+from mlp_cli import sweep
+
+init, the_sweep = sweep._init_worker, os.getpid()
+
+def starting_late(*args):
+    while os.getppid() == the_sweep:
+        time.sleep(0.01)
+    init(*args)
+
+sweep._init_worker = starting_late
+sys.argv = sys.argv[1:]  # the child's file, then mlp's arguments
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_workers_still_starting_when_the_sweep_is_killed_with_kill_9_end(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, GRID)
+    child = [sys.executable, "-c", WORKERS_STARTING_LATE, str(HERE / "sweep_child.py")]
+    proc = subprocess.Popen(
+        [*child, "sweep", str(path), "--workers", "2", "--quiet"],
+        cwd=tmp_path,
+        env=_sweep_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        if not children.exists():
+            pytest.skip("no /proc to find the sweep's workers in")
+        deadline = time.monotonic() + 60
+        while len(workers := [int(pid) for pid in children.read_text().split()]) < 2:
+            assert proc.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+            assert time.monotonic() < deadline, "the orphaned workers of the sweep never ended"
+            time.sleep(0.1)
+    finally:
+        with suppress(ProcessLookupError):  # its session: any worker that did not
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+
+
 def test_a_hangup_stops_the_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) -> None:
     """A terminal that closes sends SIGHUP to the sweep and its workers at once."""
     path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 30}"))
@@ -849,7 +900,7 @@ def test_a_worker_killed_before_its_trials_start_was_sent_leaves_the_trial_inter
     # the same, and the sweep must not end as if nothing had happened to it.
     init = sweep._init_worker
 
-    def starts_sent_late(threads: int, events: Any, *rest: Any) -> None:
+    def starts_sent_late(sweep_pid: int, threads: int, events: Any, *rest: Any) -> None:
         import threading
 
         put = events.put
@@ -861,7 +912,7 @@ def test_a_worker_killed_before_its_trials_start_was_sent_leaves_the_trial_inter
                 put(item)
 
         events.put = sent_late
-        init(threads, events, *rest)
+        init(sweep_pid, threads, events, *rest)
 
     def dying(run_dir: Path, config: Any, report: Any, should_stop: Any) -> Outcome:
         if run_dir.name == "t001":
