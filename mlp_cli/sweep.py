@@ -30,6 +30,7 @@ import math
 import os
 import re
 import reprlib
+import signal
 import sys
 import threading
 import time
@@ -850,10 +851,13 @@ def _init_worker(
     prune: Any,
     stop_all: Any,
     asha: bool,
+    mask: set[int] | None,
 ) -> None:
     """A worker process of the sweep's process `sweep_pid`: BLAS capped to the trial's
     threads for its whole life, Ctrl-C (or SIGTERM, SIGHUP) asking the running trial to stop
-    and save a checkpoint (twice: to abort), and an end of its own once the sweep is gone."""
+    and save a checkpoint (twice: to abort), and an end of its own once the sweep is gone.
+    A forked worker starts with the stop signals held back, and sets `mask` back once they
+    are its own."""
     from threadpoolctl import threadpool_limits
 
     _WORKER.update(
@@ -874,6 +878,8 @@ def _init_worker(
 
     for signum in STOP_SIGNALS:
         take_over(signum, handler)
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     # The sweep's pid, not os.getppid(): a sweep killed while this process was starting
     # would leave the pid of the process that adopted it, which never ends.
     threading.Thread(target=_end_with, args=(sweep_pid,), daemon=True).start()
@@ -934,8 +940,13 @@ def run_local(
     if not todo:
         return True
     callers = set(mp.active_children())  # not the sweep's to end if its workers fail
+    forking = "fork" in mp.get_all_start_methods()
     # fork: workers inherit the loaded modules and start in milliseconds.
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ctx = mp.get_context("fork" if forking else "spawn")
+    # Forked by the first submit, a worker has this process's handling of the stop signals
+    # until it takes them over: meanwhile they are held back from it, as `serve` holds them
+    # back from its workers. The mask as it is, for the workers to set back:
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ()) if forking else None
     n = len(sweep.trials)
     asha = Asha(sweep.early_terminate, sweep.goal) if sweep.early_terminate else None
     if asha is not None:
@@ -975,11 +986,14 @@ def run_local(
                 prune,
                 stop_all,
                 asha is not None,
+                mask,
             ),
         )
     except OSError as exc:
         raise _not_started(sweep, exc, set(mp.active_children()) - callers) from None
     with pool:
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             pending: dict[Future[Outcome | None], int] = {
                 pool.submit(
@@ -989,6 +1003,9 @@ def run_local(
             }
         except OSError as exc:  # a worker the system would not start (`ulimit -n`)
             raise _not_started(sweep, exc, set(mp.active_children()) - callers) from None
+        finally:
+            if mask is not None:  # what came meanwhile is delivered here
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         last_save = 0.0
         try:  # until every submitted trial has ended
             while pending:

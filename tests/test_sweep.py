@@ -619,8 +619,9 @@ def test_workers_of_a_sweep_killed_with_kill_9_end_and_leave_it_resumable(tmp_pa
     assert (folder / "results.csv").is_file()
 
 
-# `mlp sweep ARGS` whose worker processes wait, once forked, until the sweep has ended before
-# they go on starting: the moment of a `kill -9` that a busy machine can make last.
+# `mlp sweep ARGS` whose worker processes wait, once forked, until the sweep has ended or the
+# file $WORKERS_GO exists before they go on starting: the moment of a `kill -9` or a signal
+# that a busy machine can make last.
 WORKERS_STARTING_LATE = """
 import os, runpy, sys, time
 from mlp_cli import sweep
@@ -628,7 +629,7 @@ from mlp_cli import sweep
 init, the_sweep = sweep._init_worker, os.getpid()
 
 def starting_late(*args):
-    while os.getppid() == the_sweep:
+    while os.getppid() == the_sweep and not os.path.exists(os.environ["WORKERS_GO"]):
         time.sleep(0.01)
     init(*args)
 
@@ -638,26 +639,32 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+def workers_of(proc: subprocess.Popen[Any]) -> list[int]:
+    """The pids of the two worker processes of the sweep `proc`, once it has forked them."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    if not children.exists():
+        pytest.skip("no /proc to find the sweep's workers in")
+    deadline = time.monotonic() + 60
+    while len(workers := [int(pid) for pid in children.read_text().split()]) < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return workers
+
+
 def test_workers_still_starting_when_the_sweep_is_killed_with_kill_9_end(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, GRID)
     child = [sys.executable, "-c", WORKERS_STARTING_LATE, str(HERE / "sweep_child.py")]
     proc = subprocess.Popen(
         [*child, "sweep", str(path), "--workers", "2", "--quiet"],
         cwd=tmp_path,
-        env=_sweep_env(),
+        env={**_sweep_env(), "WORKERS_GO": str(tmp_path / "never")},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-        if not children.exists():
-            pytest.skip("no /proc to find the sweep's workers in")
-        deadline = time.monotonic() + 60
-        while len(workers := [int(pid) for pid in children.read_text().split()]) < 2:
-            assert proc.poll() is None
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        workers = workers_of(proc)
         proc.kill()
         proc.wait(timeout=60)
         deadline = time.monotonic() + 30
@@ -668,6 +675,38 @@ def test_workers_still_starting_when_the_sweep_is_killed_with_kill_9_end(tmp_pat
         with suppress(ProcessLookupError):  # its session: any worker that did not
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
+
+
+def test_a_hangup_while_the_workers_start_is_taken_by_the_sweep_and_by_each_worker(
+    tmp_path: Path,
+) -> None:
+    # A worker is forked with the sweep's handling of the signals, which it replaces with
+    # its own as it starts: a signal meanwhile must wait for the worker's own.
+    path = write_sweep(tmp_path, GRID)
+    go = tmp_path / "go"
+    child = [sys.executable, "-c", WORKERS_STARTING_LATE, str(HERE / "sweep_child.py")]
+    proc = subprocess.Popen(
+        [*child, "sweep", str(path), "--workers", "2"],
+        cwd=tmp_path,
+        env={**_sweep_env(), "WORKERS_GO": str(go)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        workers_of(proc)
+        os.killpg(proc.pid, signal.SIGHUP)  # the terminal closes
+        time.sleep(0.5)  # time for the signal to reach every process before the workers go on
+        go.touch()
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGHUP, err
+    assert " ".join(err.split()).count("stopping after this step") == 1, err  # the sweep's own
+    assert "Traceback" not in err
 
 
 def test_a_hangup_stops_the_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) -> None:
