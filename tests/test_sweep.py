@@ -966,6 +966,32 @@ def test_a_worker_killed_before_its_trials_start_was_sent_leaves_the_trial_inter
     assert "ended unexpectedly" in (s.trials[1].reason or "")
 
 
+WORK = sweep._work
+
+
+def dying_after_the_first_trial(index: int, run_dir: str, config: Any) -> Outcome | None:
+    """A worker killed (the OOM killer, `kill -9`) between trial 0 and the next."""
+    if index > 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return WORK(index, run_dir, config)
+
+
+def test_a_worker_killed_between_two_trials_ends_the_sweep_with_the_rest_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sweep, "_work", dying_after_the_first_trial)
+    path = write_sweep(tmp_path, GRID)
+    folder = tmp_path / "runs" / "grid"
+    code, _, err = mlp("sweep", str(path), "--workers", "1", "--quiet")
+    assert code == 1, err
+    assert f"mlp sweep --resume {folder}" in " ".join(err.split())
+    assert [t.status for t in Sweep.load(folder).trials] == ["completed"] + ["pending"] * 3
+    monkeypatch.setattr(sweep, "_work", WORK)
+    code, _, err = mlp("sweep", "--resume", str(folder), "--quiet")
+    assert code == 0, err
+    assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 4
+
+
 def refuse_the_second_worker(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Let the first worker process start and refuse the next for want of file descriptors,
     as a `ulimit -n` a few files above what the sweep holds does; returns the real start."""
