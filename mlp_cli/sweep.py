@@ -895,6 +895,9 @@ def _end_with(sweep_pid: int) -> None:
     os._exit(1)
 
 
+_ABORTED = 2  # the value of a worker's "stop_all" once the sweep reads no more reports (1: stop)
+
+
 def _stopping() -> bool:
     return bool(_WORKER["interrupted"] or _WORKER["stop_all"].value)
 
@@ -912,7 +915,10 @@ def _work(index: int, run_dir: str, config: dict[str, Any]) -> Outcome | None:
         if not _WORKER["asha"]:
             return False
         acks, epoch = _WORKER["acks"], int(record["epoch"])
-        while acks[index] < epoch and not _stopping():  # the verdict comes in milliseconds
+        # The verdict comes in milliseconds, and a stopping sweep still sends it: a trial
+        # stopped without it would be pruned only a rung later, by --resume. Not an aborted
+        # sweep, which reads no more reports.
+        while acks[index] < epoch and _WORKER["stop_all"].value != _ABORTED:
             time.sleep(0.001)
         return bool(_WORKER["prune"][index])
 
@@ -1037,7 +1043,7 @@ def run_local(
         except BaseException:  # a second Ctrl-C: the trials still running stay resumable
             # (A failed save of the sweep's state: no more trials start, the running ones
             # stop at their next step.)
-            stop_all.value = 1
+            stop_all.value = _ABORTED
             for future in pending:
                 future.cancel()
             # A save that fails here too (a full disk) must not hide the first error.

@@ -1120,6 +1120,32 @@ def test_workers_without_a_file_descriptor_left_name_the_limit(tmp_path: Path) -
     assert "Too many open files (`ulimit -n` allows " in message
 
 
+def test_an_asha_trial_stopped_while_its_verdict_is_on_the_way_is_pruned_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C reaches the sweep and its worker as trial t001 ends its first epoch, with the
+    # verdict on that epoch (prune) still on its way: the trial stops pruned there, as
+    # without the Ctrl-C, not interrupted, for --resume to prune it a rung later.
+    real = sweep.run_trial
+    ctrl_c = tmp_path / "ctrl-c"
+
+    def ctrl_c_at_the_first_epochs_end(
+        run_dir: Path, config: Any, report: Any, should_stop: Any
+    ) -> Outcome:
+        def reporting(record: dict[str, Any]) -> bool:
+            if run_dir.name == "t001":
+                ctrl_c.touch()  # as the sweep's handler notes it
+                sweep._WORKER["interrupted"] = True  # as the worker's handler does
+            return bool(report(record))
+
+        return real(run_dir, config, reporting, should_stop)
+
+    monkeypatch.setattr(sweep, "run_trial", ctrl_c_at_the_first_epochs_end)
+    s = plan(write_sweep(tmp_path, ASHA))
+    assert not run_local(s, workers=1, should_stop=ctrl_c.exists)
+    assert [(t.status, t.epoch) for t in s.trials[:2]] == [("completed", 4), ("pruned", 1)]
+
+
 def test_a_resumed_asha_sweep_stops_the_same_trials(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, ASHA)
     whole = plan(path, out=tmp_path / "whole")
