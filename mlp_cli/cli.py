@@ -860,12 +860,11 @@ def sweep(
             err=True,
         )
         raise typer.Exit(128 + (stop_signal() or signal.SIGINT))
-    if any(t.status == "interrupted" for t in run.trials):
+    # Interrupted, or never started: a worker process that died stops the trials after it too.
+    if run.unfinished():
         for line in sweep_reasons(run):
             err_console.print(line)
-        _say(
-            "some trials were interrupted; continue them with: ", sweeps.resume_hint(run), err=True
-        )
+        _say("some trials did not finish; continue them with: ", sweeps.resume_hint(run), err=True)
         raise typer.Exit(1)
     sweeps.finish(run)
     _print_sweep(run, json_)

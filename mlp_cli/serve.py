@@ -922,9 +922,11 @@ def serve_forever(server: Server, workers: int = 1) -> None:
         server.serve_forever(poll_interval=0.5)
     finally:
         server.reap_workers()  # a death since the last look is still reported
+        # SIGKILL: a worker ends at once on SIGTERM too (nothing of its own to clean up),
+        # except where the server was started with SIGTERM ignored, which it keeps ignored.
         for pid in server.workers:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGKILL)
         for pid in server.workers:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)

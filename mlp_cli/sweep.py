@@ -30,6 +30,7 @@ import math
 import os
 import re
 import reprlib
+import signal
 import sys
 import threading
 import time
@@ -863,15 +864,26 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(
-    threads: int, events: Any, acks: Any, prune: Any, stop_all: Any, asha: bool
+    sweep_pid: int,
+    threads: int,
+    events: Any,
+    begun: Any,
+    acks: Any,
+    prune: Any,
+    stop_all: Any,
+    asha: bool,
+    mask: set[int] | None,
 ) -> None:
-    """A worker process: BLAS capped to the trial's threads for its whole life, and Ctrl-C
-    (or SIGTERM, SIGHUP) asking the running trial to stop and save a checkpoint (twice: to
-    abort)."""
+    """A worker process of the sweep's process `sweep_pid`: BLAS capped to the trial's
+    threads for its whole life, Ctrl-C (or SIGTERM, SIGHUP) asking the running trial to stop
+    and save a checkpoint (twice: to abort), and an end of its own once the sweep is gone.
+    A forked worker starts with the stop signals held back, and sets `mask` back once they
+    are its own."""
     from threadpoolctl import threadpool_limits
 
     _WORKER.update(
         events=events,
+        begun=begun,
         acks=acks,
         prune=prune,
         stop_all=stop_all,
@@ -887,7 +899,11 @@ def _init_worker(
 
     for signum in STOP_SIGNALS:
         take_over(signum, handler)
-    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    # The sweep's pid, not os.getppid(): a sweep killed while this process was starting
+    # would leave the pid of the process that adopted it, which never ends.
+    threading.Thread(target=_end_with, args=(sweep_pid,), daemon=True).start()
 
 
 def _end_with(sweep_pid: int) -> None:
@@ -900,6 +916,9 @@ def _end_with(sweep_pid: int) -> None:
     os._exit(1)
 
 
+_ABORTED = 2  # the value of a worker's "stop_all" once the sweep reads no more reports (1: stop)
+
+
 def _stopping() -> bool:
     return bool(_WORKER["interrupted"] or _WORKER["stop_all"].value)
 
@@ -908,6 +927,7 @@ def _work(index: int, run_dir: str, config: dict[str, Any]) -> Outcome | None:
     """Run trial `index` in a worker; None when the sweep was stopped before it began."""
     if _stopping():
         return None
+    _WORKER["begun"][index] = 1  # at once: a worker killed now takes its queue's reports along
     events = _WORKER["events"]
     events.put(("started", index, None))
 
@@ -916,7 +936,10 @@ def _work(index: int, run_dir: str, config: dict[str, Any]) -> Outcome | None:
         if not _WORKER["asha"]:
             return False
         acks, epoch = _WORKER["acks"], int(record["epoch"])
-        while acks[index] < epoch and not _stopping():  # the verdict comes in milliseconds
+        # The verdict comes in milliseconds, and a stopping sweep still sends it: a trial
+        # stopped without it would be pruned only a rung later, by --resume. Not an aborted
+        # sweep, which reads no more reports.
+        while acks[index] < epoch and _WORKER["stop_all"].value != _ABORTED:
             time.sleep(0.001)
         return bool(_WORKER["prune"][index])
 
@@ -944,8 +967,13 @@ def run_local(
     if not todo:
         return True
     callers = set(mp.active_children())  # not the sweep's to end if its workers fail
+    forking = "fork" in mp.get_all_start_methods()
     # fork: workers inherit the loaded modules and start in milliseconds.
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ctx = mp.get_context("fork" if forking else "spawn")
+    # Forked by the first submit, a worker has this process's handling of the stop signals
+    # until it takes them over: meanwhile they are held back from it, as `serve` holds them
+    # back from its workers. The mask as it is, for the workers to set back:
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ()) if forking else None
     n = len(sweep.trials)
     asha = Asha(sweep.early_terminate, sweep.goal) if sweep.early_terminate else None
     if asha is not None:
@@ -969,17 +997,30 @@ def run_local(
 
     try:  # the pipes and shared memory of the workers, which `ulimit -n` may not allow either
         events = ctx.Queue()
+        begun = ctx.Array("b", n, lock=False)  # trials a worker has taken up
         acks, prune = ctx.Array("i", n, lock=False), ctx.Array("b", n, lock=False)
         stop_all = ctx.Value("b", 0, lock=False)
         pool = ProcessPoolExecutor(
             max_workers=min(workers, len(todo)),
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(sweep.cpus_per_trial, events, acks, prune, stop_all, asha is not None),
+            initargs=(
+                os.getpid(),
+                sweep.cpus_per_trial,
+                events,
+                begun,
+                acks,
+                prune,
+                stop_all,
+                asha is not None,
+                mask,
+            ),
         )
     except OSError as exc:
         raise _not_started(sweep, exc, set(mp.active_children()) - callers) from None
     with pool:
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             pending: dict[Future[Outcome | None], int] = {
                 pool.submit(
@@ -989,6 +1030,9 @@ def run_local(
             }
         except OSError as exc:  # a worker the system would not start (`ulimit -n`)
             raise _not_started(sweep, exc, set(mp.active_children()) - callers) from None
+        finally:
+            if mask is not None:  # what came meanwhile is delivered here
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         last_save = 0.0
         try:  # until every submitted trial has ended
             while pending:
@@ -1006,7 +1050,7 @@ def run_local(
                     outcome = _outcome(future)
                     if outcome is None:  # stopped before it began
                         continue
-                    if outcome.status == "interrupted" and sweep.trials[index].status != "running":
+                    if outcome.status == "interrupted" and not begun[index]:
                         continue  # the pool broke before this trial began: it stays pending
                     sweep.ended(index, outcome)
                     if asha is not None:
@@ -1020,7 +1064,7 @@ def run_local(
         except BaseException:  # a second Ctrl-C: the trials still running stay resumable
             # (A failed save of the sweep's state: no more trials start, the running ones
             # stop at their next step.)
-            stop_all.value = 1
+            stop_all.value = _ABORTED
             for future in pending:
                 future.cancel()
             # A save that fails here too (a full disk) must not hide the first error.

@@ -956,6 +956,21 @@ def test_a_hangup_ignored_by_nohup_stays_ignored_in_every_process(tmp_path: Path
 
 
 @pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
+def test_a_server_started_with_sigterm_ignored_still_ends_its_workers_as_it_stops(
+    tmp_path: Path,
+) -> None:
+    # SIGTERM stays ignored in every process, as whoever started the server chose: the
+    # server must not wait for workers that will not end on it.
+    process, _, _ = _start_serving(tmp_path, workers=3, ignored=(signal.SIGTERM,))
+    with _ended(process):
+        workers = _wait_for_workers(process.pid, 2)
+        out, err = _ctrl_c(process)  # to the server alone, as `kill -INT PID` sends it
+    assert out.count("stopped") == 1
+    assert "Traceback" not in err
+    assert not any(map(_running, workers))
+
+
+@pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
 def test_workers_stop_when_the_server_is_killed_outright(tmp_path: Path) -> None:
     process, _, _ = _start_serving(tmp_path, workers=2)
     try:

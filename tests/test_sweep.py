@@ -620,6 +620,96 @@ def test_workers_of_a_sweep_killed_with_kill_9_end_and_leave_it_resumable(tmp_pa
     assert (folder / "results.csv").is_file()
 
 
+# `mlp sweep ARGS` whose worker processes wait, once forked, until the sweep has ended or the
+# file $WORKERS_GO exists before they go on starting: the moment of a `kill -9` or a signal
+# that a busy machine can make last.
+WORKERS_STARTING_LATE = """
+import os, runpy, sys, time
+from mlp_cli import sweep
+
+init, the_sweep = sweep._init_worker, os.getpid()
+
+def starting_late(*args):
+    while os.getppid() == the_sweep and not os.path.exists(os.environ["WORKERS_GO"]):
+        time.sleep(0.01)
+    init(*args)
+
+sweep._init_worker = starting_late
+sys.argv = sys.argv[1:]  # the child's file, then mlp's arguments
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def workers_of(proc: subprocess.Popen[Any]) -> list[int]:
+    """The pids of the two worker processes of the sweep `proc`, once it has forked them."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    if not children.exists():
+        pytest.skip("no /proc to find the sweep's workers in")
+    deadline = time.monotonic() + 60
+    while len(workers := [int(pid) for pid in children.read_text().split()]) < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return workers
+
+
+def test_workers_still_starting_when_the_sweep_is_killed_with_kill_9_end(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, GRID)
+    child = [sys.executable, "-c", WORKERS_STARTING_LATE, str(HERE / "sweep_child.py")]
+    proc = subprocess.Popen(
+        [*child, "sweep", str(path), "--workers", "2", "--quiet"],
+        cwd=tmp_path,
+        env={**_sweep_env(), "WORKERS_GO": str(tmp_path / "never")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        workers = workers_of(proc)
+        proc.kill()
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+            assert time.monotonic() < deadline, "the orphaned workers of the sweep never ended"
+            time.sleep(0.1)
+    finally:
+        with suppress(ProcessLookupError):  # its session: any worker that did not
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+
+
+def test_a_hangup_while_the_workers_start_is_taken_by_the_sweep_and_by_each_worker(
+    tmp_path: Path,
+) -> None:
+    # A worker is forked with the sweep's handling of the signals, which it replaces with
+    # its own as it starts: a signal meanwhile must wait for the worker's own.
+    path = write_sweep(tmp_path, GRID)
+    go = tmp_path / "go"
+    child = [sys.executable, "-c", WORKERS_STARTING_LATE, str(HERE / "sweep_child.py")]
+    proc = subprocess.Popen(
+        [*child, "sweep", str(path), "--workers", "2"],
+        cwd=tmp_path,
+        env={**_sweep_env(), "WORKERS_GO": str(go)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        workers_of(proc)
+        os.killpg(proc.pid, signal.SIGHUP)  # the terminal closes
+        time.sleep(0.5)  # time for the signal to reach every process before the workers go on
+        go.touch()
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGHUP, err
+    assert " ".join(err.split()).count("stopping after this step") == 1, err  # the sweep's own
+    assert "Traceback" not in err
+
+
 def test_a_hangup_stops_the_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) -> None:
     """A terminal that closes sends SIGHUP to the sweep and its workers at once."""
     path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 30}"))
@@ -860,6 +950,67 @@ def test_a_start_reported_after_the_trial_ended_leaves_it_ended(
     assert [t.status for t in s.trials] == ["completed"] * 4
 
 
+def test_a_worker_killed_before_its_trials_start_was_sent_leaves_the_trial_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The start goes through the queue its worker's own thread feeds: a worker killed (the
+    # OOM killer, `kill -9`) as the trial begins takes it along, unsent. The trial began all
+    # the same, and the sweep must not end as if nothing had happened to it.
+    init = sweep._init_worker
+
+    def starts_sent_late(sweep_pid: int, threads: int, events: Any, *rest: Any) -> None:
+        import threading
+
+        put = events.put
+
+        def sent_late(item: tuple[str, int, Any]) -> None:
+            if item[0] == "started":
+                threading.Timer(0.3, put, [item]).start()
+            else:
+                put(item)
+
+        events.put = sent_late
+        init(sweep_pid, threads, events, *rest)
+
+    def dying(run_dir: Path, config: Any, report: Any, should_stop: Any) -> Outcome:
+        if run_dir.name == "t001":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return Outcome("completed")
+
+    monkeypatch.setattr(sweep, "_init_worker", starts_sent_late)
+    monkeypatch.setattr(sweep, "run_trial", dying)
+    s = plan(write_sweep(tmp_path, GRID))
+    assert run_local(s, workers=1)
+    assert [t.status for t in s.trials] == ["completed", "interrupted", "pending", "pending"]
+    assert "ended unexpectedly" in (s.trials[1].reason or "")
+
+
+WORK = sweep._work
+
+
+def dying_after_the_first_trial(index: int, run_dir: str, config: Any) -> Outcome | None:
+    """A worker killed (the OOM killer, `kill -9`) between trial 0 and the next."""
+    if index > 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return WORK(index, run_dir, config)
+
+
+def test_a_worker_killed_between_two_trials_ends_the_sweep_with_the_rest_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sweep, "_work", dying_after_the_first_trial)
+    path = write_sweep(tmp_path, GRID)
+    folder = tmp_path / "runs" / "grid"
+    code, _, err = mlp("sweep", str(path), "--workers", "1", "--quiet")
+    assert code == 1, err
+    assert f"mlp sweep --resume {folder}" in " ".join(err.split())
+    assert [t.status for t in Sweep.load(folder).trials] == ["completed"] + ["pending"] * 3
+    monkeypatch.setattr(sweep, "_work", WORK)
+    code, _, err = mlp("sweep", "--resume", str(folder), "--quiet")
+    assert code == 0, err
+    assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 4
+
+
 def refuse_the_second_worker(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Let the first worker process start and refuse the next for want of file descriptors,
     as a `ulimit -n` a few files above what the sweep holds does; returns the real start."""
@@ -986,6 +1137,32 @@ def test_workers_without_a_file_descriptor_left_name_the_limit(tmp_path: Path) -
     assert proc.returncode == 1, message
     assert message.startswith("error: could not start the sweep's worker processes:"), message
     assert "Too many open files (`ulimit -n` allows " in message
+
+
+def test_an_asha_trial_stopped_while_its_verdict_is_on_the_way_is_pruned_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C reaches the sweep and its worker as trial t001 ends its first epoch, with the
+    # verdict on that epoch (prune) still on its way: the trial stops pruned there, as
+    # without the Ctrl-C, not interrupted, for --resume to prune it a rung later.
+    real = sweep.run_trial
+    ctrl_c = tmp_path / "ctrl-c"
+
+    def ctrl_c_at_the_first_epochs_end(
+        run_dir: Path, config: Any, report: Any, should_stop: Any
+    ) -> Outcome:
+        def reporting(record: dict[str, Any]) -> bool:
+            if run_dir.name == "t001":
+                ctrl_c.touch()  # as the sweep's handler notes it
+                sweep._WORKER["interrupted"] = True  # as the worker's handler does
+            return bool(report(record))
+
+        return real(run_dir, config, reporting, should_stop)
+
+    monkeypatch.setattr(sweep, "run_trial", ctrl_c_at_the_first_epochs_end)
+    s = plan(write_sweep(tmp_path, ASHA))
+    assert not run_local(s, workers=1, should_stop=ctrl_c.exists)
+    assert [(t.status, t.epoch) for t in s.trials[:2]] == [("completed", 4), ("pruned", 1)]
 
 
 def test_a_resumed_asha_sweep_stops_the_same_trials(tmp_path: Path) -> None:
