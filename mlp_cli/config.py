@@ -747,7 +747,9 @@ def _check(
         except (ValueError, LookupError, TypeError):  # "!!int x", or a number too long to read
             expected = _EXPECTED.get(tag.replace(_CORE, "") + "_type", "plain data")
             problem = f"expected {expected}, found {_REPR.repr(node.value)}"
-            if tag == _CORE + "int" and (digits := node.value.lstrip("+-")).isdecimal():
+            # YAML allows '_' between an integer's digits, as in 1_000
+            digits = node.value.lstrip("+-").replace("_", "")
+            if tag == _CORE + "int" and digits.isdecimal():
                 problem = f"an integer of {len(digits):,} digits, too long to read"  # for int()
             raise _RefusedError(f"a value could not be read: {problem}", node) from None
         return
