@@ -20,6 +20,7 @@ inside the functions that need them, so importing this module costs only NumPy.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
 import os
@@ -708,6 +709,23 @@ def save_gallery(
         return _save_figure(fig, out)
 
 
+# Characters of tick labels that a sweep panel's axis holds between its outermost points
+# (465 px at DPI, 10 px a character at FONT_SIZE, less matplotlib's margins)
+_SWEEP_AXIS_CHARS = 40
+
+
+def _labels_fit(values: Sequence[float], labels: Sequence[str]) -> bool:
+    """Whether `labels` centred at `values` (ascending, all > 0) on a sweep panel's log
+    axis stand clear of each other."""
+    span = math.log(values[-1] / values[0])
+    return all(
+        math.log(b / a) / span * _SWEEP_AXIS_CHARS > (len(p) + len(q)) / 2 + 1
+        for (a, b), (p, q) in zip(
+            itertools.pairwise(values), itertools.pairwise(labels), strict=True
+        )
+    )
+
+
 def sweep_figure(
     points: Mapping[str, Sequence[tuple[Any, float | None, str]]],
     curves: Mapping[str, Sequence[tuple[int, float | None]]],
@@ -737,9 +755,12 @@ def sweep_figure(
                     ax.set_xscale("log")
                     ax.xaxis.set_minor_formatter(NullFormatter())  # labels would overlap
                     # a grid's few values are labelled themselves: batch sizes 32 to 256
-                    # would otherwise share the one label 10^2
-                    if len(grid := sorted(set(x))) <= 6:
-                        ax.set_xticks(grid, [f"{v:g}" for v in grid])
+                    # would otherwise share the one label 10^2; a few random draws, close
+                    # together and of many digits, keep the decades
+                    grid = sorted(set(x))
+                    labels = [f"{v:g}" for v in grid]
+                    if len(grid) <= 6 and _labels_fit(grid, labels):
+                        ax.set_xticks(grid, labels)
             else:
                 names = list(dict.fromkeys(map(str, values)))
                 x = [names.index(str(v)) for v in values]

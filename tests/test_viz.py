@@ -3,6 +3,7 @@ and that every figure writes a real image (or fails with a clear MLPError)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -670,6 +671,10 @@ def test_the_sweep_curves_are_titled_by_how_many_trials_they_show(
     [
         ([32, 64, 128, 256], ["32", "64", "128", "256"]),  # within a decade
         ([1e-3, 3e-3, 1e-2, 1e-1], ["0.001", "0.003", "0.01", "0.1"]),
+        (
+            [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
+            ["0.0001", "0.0003", "0.001", "0.003", "0.01", "0.03"],
+        ),
     ],
 )
 def test_a_grids_values_on_a_log_axis_are_each_labelled(
@@ -689,3 +694,26 @@ def test_a_grids_values_on_a_log_axis_are_each_labelled(
     points = {"training.batch_size": [(v, 0.9, "completed") for v in values]}
     viz.sweep_figure(points, {"t000": [(1, 0.9)]}, "val_acc", "sweep s", tmp_path / "s.png")
     assert shown == ticks
+
+
+def test_the_log_axis_labels_of_a_few_random_draws_stand_clear_of_each_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A random sweep of five trials: values drawn log-uniformly, two of them close together
+    boxes: list[Any] = []
+    save = viz._save_figure
+
+    def keep_boxes(fig: Any, out: Path) -> Path:
+        out = save(fig, out)  # the labels drawn inside the axis, where they were drawn
+        low, high = fig.axes[0].get_xlim()
+        labels = [t for t in fig.axes[0].get_xticklabels() if low <= t.get_position()[0] <= high]
+        boxes.extend(t.get_window_extent() for t in labels if t.get_text())
+        return out
+
+    monkeypatch.setattr(viz, "_save_figure", keep_boxes)
+    values = [0.000234157, 0.000312, 0.0123456, 0.0451234, 0.0512345]
+    points = {"optimizer.lr": [(v, 0.9, "completed") for v in values]}
+    viz.sweep_figure(points, {"t000": [(1, 0.9)]}, "val_acc", "sweep s", tmp_path / "s.png")
+    assert len(boxes) >= 2
+    boxes.sort(key=lambda box: box.x0)
+    assert all(left.x1 < right.x0 for left, right in itertools.pairwise(boxes))
