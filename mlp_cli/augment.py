@@ -12,7 +12,7 @@ image it comes from, read by bilinear interpolation; points outside the image re
 ``fill`` value (a blank pixel as the network sees it, which is not 0 for standardized
 inputs). The bilinear reads and the Gaussian smoothing are written by hand, as array
 operations on CHUNK images at a time, because scipy.ndimage's map_coordinates and
-gaussian_filter1d do the same several times slower (`python bench/ndimage.py`).
+gaussian_filter1d do the same several times slower (`python -m bench.ndimage`).
 
 Left out on purpose: shearing, anisotropic scaling, flips (they change digit identity),
 intensity changes, and any interpolation of higher order than bilinear.

@@ -403,7 +403,7 @@ def _robust_sigma(residuals: npt.NDArray[np.floating]) -> float:
     """Noise level from residuals around zero: the scaled median absolute value (MAD).
 
     One line by hand, as scipy.stats' import would cost `mlp predict` more than it saves
-    (`python bench/ndimage.py`).
+    (`python -m bench.ndimage`).
     """
     return 1.4826 * float(np.median(np.abs(residuals)))
 
@@ -507,8 +507,8 @@ def _despeckled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
 
     Shifted sums by hand, three along each row and then three of those down each column:
     Pillow's rank filter takes many times longer on a full-size picture, and
-    scipy.ndimage's import would cost `mlp predict` more than it saves (`python
-    bench/ndimage.py`).
+    scipy.ndimage's import would cost `mlp predict` more than it saves (`python -m
+    bench.ndimage`).
     """
     height, width = mask.shape
     padded = np.zeros((height + 2, width + 2), dtype=np.uint8)
@@ -577,7 +577,7 @@ def _max_filter(image: FloatArray, radius: int) -> FloatArray:
     """Grey dilation by a (2*radius+1) square: each pixel becomes its neighbourhood's max.
 
     Separable, so 4 * radius maxima per pixel; Pillow's MaxFilter sorts the whole square
-    at every pixel, which grows with radius squared (`python bench/ndimage.py`).
+    at every pixel, which grows with radius squared (`python -m bench.ndimage`).
     """
     result = image
     for axis in (0, 1):
@@ -622,7 +622,7 @@ def _centre_by_mass(digit: FloatArray) -> FloatArray:
     MNIST_CENTRE, shifted by whole pixels and kept entirely inside the frame.
 
     The centre of mass is two sums by hand, as scipy.ndimage's import would cost `mlp
-    predict` more than it saves (`python bench/ndimage.py`).
+    predict` more than it saves (`python -m bench.ndimage`).
     """
     height, width = digit.shape
     total = float(digit.sum())

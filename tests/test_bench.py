@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -72,6 +73,17 @@ def test_the_benchmark_scripts_refuse_bad_arguments_before_running_anything(
     assert stopped.value.code == 2
     assert expected in capsys.readouterr().err
     assert notes.read_text() == "my notes\n"
+
+
+def test_the_benchmark_commands_the_sources_cite_run_the_scripts_as_modules() -> None:
+    # The scripts import the bench package, which `python bench/ndimage.py` does not find.
+    root = Path(__file__).resolve().parents[1]
+    cited = [
+        f"{path.relative_to(root)}: {' '.join(command.split())}"
+        for path in [root / "README.md", *sorted((root / "mlp_cli").glob("*.py"))]
+        for command in re.findall(r"python\s+bench/\w+\.py", path.read_text())
+    ]
+    assert cited == []
 
 
 def test_names_from_outside_are_printed_as_they_are(
