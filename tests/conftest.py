@@ -13,6 +13,7 @@ import functools
 import gzip
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +42,20 @@ MNIST_SKIP_REASON = (
     f" {MNIST_USER_CACHE}); run `mlp data fetch` or set MLP_TEST_MNIST_DIR to a folder holding"
     " the four MNIST files (.gz or raw) to run this test"
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests send stop signals to mlp's processes and check how they are handled; a suite
+    started with them ignored (a shell's `&` without job control, nohup) would pass that on
+    to every child, which keeps them ignored as mlp does. Tests that want one ignored say so.
+    (Here, not at import: the children that import this module must keep what they are given.)"""
+    for number, default in (
+        (signal.SIGINT, signal.default_int_handler),
+        (signal.SIGTERM, signal.SIG_DFL),
+        (signal.SIGHUP, signal.SIG_DFL),
+    ):
+        if signal.getsignal(number) is signal.SIG_IGN:
+            signal.signal(number, default)
 
 
 def _mnist_file(folder: Path, stem: str) -> Path | None:
