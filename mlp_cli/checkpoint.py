@@ -61,6 +61,7 @@ from mlp_cli.limits import (
     MNIST_SIDE,
     MNIST_TRAINING_IMAGES,
     NotRegularFileError,
+    counted,
     format_bytes,
     layers_text,
     network_size_problem,
@@ -347,8 +348,7 @@ class ResumeState(_Record):
         for name in ("best_epoch", "bad_epochs"):
             if (value := getattr(self, name)) > self.epoch:
                 raise _MismatchError(
-                    name,
-                    f"is {value:,}, more than the {self.epoch} epoch{'s' * (self.epoch != 1)} run",
+                    name, f"is {value:,}, more than the {counted(self.epoch, 'epoch')} run"
                 )
         return self
 

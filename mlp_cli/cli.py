@@ -748,6 +748,7 @@ def sweep(
     mlp sweep --resume DIR. FILE may name a shipped sweep: mlp sweep plan depth-width."""
     from mlp_cli import sweep as sweeps
     from mlp_cli.config import config_from_dict
+    from mlp_cli.limits import counted
     from mlp_cli.render import plan_table, sweep_reasons, sweep_table
     from mlp_cli.threads import usable_cores
 
@@ -813,7 +814,7 @@ def sweep(
         if engine == "ray" and address is not None:
             at_once = f"on the Ray cluster at {address}"
         _say(
-            f"sweep {run.name}: {len(run.trials)} trial{'s' * (len(run.trials) != 1)}, ",
+            f"sweep {run.name}: {counted(len(run.trials), 'trial')}, ",
             plain(at_once),
             f", {run.cpus_per_trial} thread(s) each, into ",
             plain_name(run.dir),

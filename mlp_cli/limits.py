@@ -42,6 +42,11 @@ EVAL_BATCH = 2048  # rows per batch when a validation split is scored (MLP.evalu
 FLOAT32_BYTES = 4
 
 
+def counted(count: int, noun: str) -> str:
+    """``"1 epoch"``, ``"3 epochs"``: `count` and `noun`, in the plural unless `count` is 1."""
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
 def format_bytes(count: int) -> str:
     """``count`` bytes in decimal units: ``"4.0 TB"``, ``"512 bytes"``."""
     if count < 1000:

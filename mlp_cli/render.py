@@ -25,6 +25,7 @@ from rich.text import Text
 
 from mlp_cli.callbacks import Callbacks
 from mlp_cli.checkpoint import MODEL_FILE
+from mlp_cli.limits import counted
 from mlp_cli.plain import command, json_text, plain, plain_name
 
 # Progress bars, the trainer and the pictures' colours are imported where they are used:
@@ -305,7 +306,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
         "interrupted": "interrupted",
     }
     console.print(
-        f"{words.get(result.status, result.status)} after {ran} epoch{'s' * (ran != 1)} "
+        f"{words.get(result.status, result.status)} after {counted(ran, 'epoch')} "
         f"in {_duration(result.elapsed)}",
         highlight=False,
     )
@@ -546,7 +547,7 @@ class PredictionRows:
 
 def prediction_summary(predicted: int, failed: int, seconds: float) -> str:
     return (
-        f"{predicted} image{'s' * (predicted != 1)} predicted, {failed} failed"
+        f"{counted(predicted, 'image')} predicted, {failed} failed"
         f"{' (errors below)' if failed else ''}, in {_duration(seconds)}"
     )
 
@@ -675,7 +676,7 @@ def render_hidden_terminal(
 def _training_words(training: TrainingSummary) -> str:
     """'completed, 12 epochs in 3.4s', saying which of these the file does not record."""
     ran = training.epochs_run
-    epochs = "(epochs not recorded)" if ran is None else f"{ran} epoch{'s' * (ran != 1)}"
+    epochs = "(epochs not recorded)" if ran is None else counted(ran, "epoch")
     took = "" if training.seconds is None else f" in {_duration(training.seconds)}"
     return f"{training.status or '(status not recorded)'}, {epochs}{took}"
 
@@ -838,7 +839,7 @@ def sweep_table(
         shown = set(map(id, running + leaders[: max(0, rows - len(running))]))
         trials = [t for t in trials if id(t) in shown]
         more = len(sweep.trials) - len(trials)
-        table.caption = f"{more} more trial{'s' * (more != 1)}: mlp sweep show DIR"
+        table.caption = f"{counted(more, 'more trial')}: mlp sweep show DIR"
     for rank, trial in enumerate(trials, start=1):
         row: list[str | Text] = [str(rank)] if ranked else []
         row.append(trial.id)
@@ -878,8 +879,8 @@ def plan_table(sweep: Sweep) -> Table:
 
     keys = sweep.keys()
     names = _short_keys(keys)
-    n = len(sweep.trials)
-    title = f"sweep {sweep.name}: {n} trial{'s' * (n != 1)} ({sweep.method}), into {sweep.dir}"
+    trials = counted(len(sweep.trials), "trial")
+    title = f"sweep {sweep.name}: {trials} ({sweep.method}), into {sweep.dir}"
     table = Table(title=plain(title), box=box.SIMPLE_HEAD, title_justify="left")
     # folded where a console is too narrow, never cut: "784-…" names no network, and an
     # ASCII console cannot print "…"

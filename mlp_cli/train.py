@@ -53,6 +53,7 @@ from mlp_cli.errors import (
 )
 from mlp_cli.limits import (
     MAX_EPOCHS,
+    counted,
     format_bytes,
     json_values_at_most,
     layers_text,
@@ -1132,7 +1133,7 @@ def resume(
         if done >= cfg.training.epochs:
             asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
             raise UsageError(
-                f"the run in '{shown(run_dir)}' has run {done} epoch{'s' * (done != 1)}, so "
+                f"the run in '{shown(run_dir)}' has run {counted(done, 'epoch')}, so "
                 f"training.epochs must be more than {done}{asked}; to train it longer, add "
                 f"--set training.epochs=N with N > {done}"
             )
