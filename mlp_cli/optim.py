@@ -48,6 +48,8 @@ def below_eps(eps: float, below: float, dtype: np.dtype[np.floating]) -> float:
     """Where to flush a mean of squares whose root is added to `eps` (`below` at most):
     a root under a quarter of eps's last place rounds away in that sum, so zeroing it changes
     no update, however small eps is, where zeroing a root larger than eps would divide by eps."""
+    if not below:  # no flush at this step, which is most steps
+        return 0.0
     return min(below, (eps * float(np.finfo(dtype).eps) / 4) ** 2)
 
 
