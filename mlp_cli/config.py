@@ -722,10 +722,12 @@ def _check(
     source: str,
     build: SafeConstructor,
     done: dict[int, bool],
+    override: bool = False,
 ) -> None:
     """Refuse tags other than the core schema's, aliases to a value that contains them,
     duplicate keys and keys that are not text below `node`, the value at `path`, and note
-    the line of every key path in `origins`; `done` says which nodes are (being) checked."""
+    the line of every key path in `origins`; `done` says which nodes are (being) checked.
+    `override` says `node` is a ``--set`` value, whose lines messages leave out."""
     if id(node) in done:  # an alias: to a value checked before, or to one that contains it
         if done[id(node)]:
             return
@@ -757,41 +759,46 @@ def _check(
     if isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
             origins[(*path, index)] = f"{source}:{item.start_mark.line + 1}"
-            _check(item, (*path, index), origins, source, build, done)
+            _check(item, (*path, index), origins, source, build, done, override)
     lines: dict[str, int] = {}
     merges = False
     for key_node, value in node.value if isinstance(node, MappingNode) else ():
         if key_node.tag == _CORE + "merge":  # '<<: *defaults' merges that mapping into this one
-            _check(value, path, origins, source, build, done)
+            _check(value, path, origins, source, build, done, override)
             merges = True
             continue
-        _check(key_node, path, origins, source, build, done)
+        _check(key_node, path, origins, source, build, done, override)
         key, line = key_node.value, key_node.start_mark.line + 1
+        where = source if override else f"{source}:{line}"
         if key_node.tag != _CORE + "str":
             found = _show(build.construct_object(key_node, deep=True))
             raise ConfigError(
-                f"{source}:{line}: {_dotted(path) or 'the top level'} has the key {found}, but"
-                " keys must be names such as 'epochs'; put quotes around it if it is meant as one."
+                f"{where}: {_dotted(path) or 'the top level'} has the key {found}, but keys"
+                " must be names such as 'epochs'; put quotes around it if it is meant as one."
             )
         if key in lines:
+            before = "" if override else f" on line {lines[key]}"
             raise ConfigError(
-                f"{source}:{line}: duplicate key '{_dotted((*path, key))}'; it is already"
-                f" set on line {lines[key]}. Keep only one of the two lines."
+                f"{where}: duplicate key '{_dotted((*path, key))}'; it is already set{before}."
+                " Keep only one of the two."
             )
         lines[key] = line
         origins[(*path, key)] = f"{source}:{line}"
-        _check(value, (*path, key), origins, source, build, done)
+        _check(value, (*path, key), origins, source, build, done, override)
     if merges:  # ruamel repeats a merged key once per merge, which nested merges multiply
         build.flatten_mapping(node)
         node.value = list({key.value: (key, value) for key, value in node.value}.values())
     done[id(node)] = True
 
 
-def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any, Origins]:
+def _parse_yaml(
+    text: str, source: str, *, override: Sequence[str] | None = None
+) -> tuple[Any, Origins]:
     """One YAML 1.2 document as plain data (None when it holds nothing) and the line of every
     key path, built by ruamel's safe constructor once `_check` has found only plain data in it.
 
-    `override` says `text` is the value of a ``--set`` override named by `source`.
+    `override` is the key path of a ``--set`` override named by `source` whose value
+    `text` is (None for a file).
     """
     origins: Origins = {(): f"{source}:1"}
     yaml = YAML(typ="safe", pure=True)
@@ -803,10 +810,11 @@ def _parse_yaml(text: str, source: str, *, override: bool = False) -> tuple[Any,
             if node is None:
                 return None, origins
             origins[()] = f"{source}:{node.start_mark.line + 1}"
-            _check(node, (), origins, source, yaml.constructor, {})
+            path, set_value = tuple(override or ()), override is not None
+            _check(node, path, origins, source, yaml.constructor, {}, set_value)
             return yaml.constructor.construct_document(node), origins
     except YAMLError as exc:
-        raise ConfigError(_describe_yaml_error(exc, source, override, text)) from None
+        raise ConfigError(_describe_yaml_error(exc, source, override is not None, text)) from None
     except RecursionError:
         raise ConfigError(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
@@ -899,7 +907,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             f"{source}: expected KEY=VALUE with a dotted key, for example"
             " --set training.epochs=5 or --set optimizer.lr=1e-3."
         )
-    return path, _parse_yaml(raw, source, override=True)[0]
+    return path, _parse_yaml(raw, source, override=path)[0]
 
 
 def _apply_override(data: dict[str, Any], text: str, origins: Origins) -> None:

@@ -846,6 +846,27 @@ def test_bad_override_cites_the_override(
         assert part in message
 
 
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("training={1: 2}", "training={1: 2}: training has the key 1, but keys must be names"),
+        ("a.b={x: {1: 2}}", "a.b={x: {1: 2}}: a.b.x has the key 1"),
+        (
+            "training={epochs: 1, epochs: 2}",
+            "training={epochs: 1, epochs: 2}: duplicate key 'training.epochs'; it is already"
+            " set. Keep only one of the two.",
+        ),
+    ],
+)
+def test_a_mapping_given_to_set_names_its_keys_below_the_override_without_lines(
+    tmp_path: Path, override: str, expected: str
+) -> None:
+    message = config_error(write(tmp_path, MINIMAL), (override,))
+    assert f"--set {expected}" in message
+    assert "top level" not in message
+    assert "line" not in message
+
+
 @pytest.mark.parametrize("prefix", ["", "model."])
 def test_an_unknown_key_of_any_length_is_cut_short(tmp_path: Path, prefix: str) -> None:
     key = prefix + "k" * 5000
