@@ -43,8 +43,9 @@ FLOAT32_BYTES = 4
 
 
 def counted(count: int, noun: str) -> str:
-    """``"1 epoch"``, ``"3 epochs"``: `count` and `noun`, in the plural unless `count` is 1."""
-    return f"{count} {noun}{'s' * (count != 1)}"
+    """``"1 epoch"``, ``"3 epochs"``, ``"1,024 units"``: `count` and `noun`, in the plural
+    unless `count` is 1."""
+    return f"{count:,} {noun}{'s' * (count != 1)}"
 
 
 def format_bytes(count: int) -> str:

@@ -547,7 +547,7 @@ class PredictionRows:
 
 def prediction_summary(predicted: int, failed: int, seconds: float) -> str:
     return (
-        f"{counted(predicted, 'image')} predicted, {failed} failed"
+        f"{counted(predicted, 'image')} predicted, {failed:,} failed"
         f"{' (errors below)' if failed else ''}, in {_duration(seconds)}"
     )
 
@@ -658,7 +658,7 @@ def render_hidden_terminal(
     ink = np.abs(tiles) / np.where(peak > 0, peak, 1.0)  # (n, t, t) in [0, 1]
     # an index wider than its tile (of one pixel) widens its column rather than lose digits
     labelled = [Group(Text(str(i), style="bold"), picture(rgb[i], ink[i])) for i in range(n)]
-    shown = f"showing the first {n} of {n_total} units; " if n_total > n else ""
+    shown = f"showing the first {n} of {n_total:,} units; " if n_total > n else ""
     scale = "; each tile scaled to its own largest |weight|"
     if t != side:
         scale += f"; tiles shrunk from {side}x{side} to {t}x{t} pixels"

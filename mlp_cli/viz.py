@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mlp_cli.errors import UsageError
-from mlp_cli.limits import MAX_PARAMETERS, shorten
+from mlp_cli.limits import MAX_PARAMETERS, counted, shorten
 from mlp_cli.losses import LOSSES
 from mlp_cli.outputs import PICTURE_MARK, picture_format, save_image, save_picture
 
@@ -287,7 +287,7 @@ def tile_grid(
             return offset_copy(column.transSubfigure, fig, 0, -y, units="dots")
 
         words = (
-            f"{n} unit{'s' if n != 1 else ''}; red = positive weight, blue = negative, "
+            f"{counted(n, 'unit')}; red = positive weight, blue = negative, "
             "white = 0; each tile is scaled to its own largest |weight|"
             + ("; the number is the unit's index (row)" if labels else "")
         )

@@ -65,6 +65,8 @@ def test_terminal_shows_the_first_max_units_and_says_so() -> None:
     text = " ".join(" ".join(lines).split())  # the caption may wrap
     assert unit_labels(lines) == list(range(36))
     assert "first 36 of 50" in text
+    _, lines = render(render_hidden_terminal(np.ones((1100, 4)), 2, max_units=36))
+    assert "first 36 of 1,100 units" in " ".join(" ".join(lines).split())
 
 
 def test_terminal_half_blocks_put_upper_pixel_in_front_and_lower_behind() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from matplotlib import colormaps
+from matplotlib.figure import SubFigure
 from PIL import Image
 
 from mlp_cli import train, viz
@@ -236,6 +237,19 @@ def test_save_hidden_png_draws_at_most_max_drawn_units(tmp_path: Path) -> None:
     every = viz.save_hidden_png(patterns, 4, tmp_path / "b.png", "n")
     with Image.open(first) as a, Image.open(every) as b:
         assert a.size == b.size
+
+
+def test_the_header_counts_the_units_as_the_title_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    text = SubFigure.text
+
+    def spy(self: SubFigure, x: float, y: float, s: str, *args: Any, **kwargs: Any) -> Any:
+        said.append(s)
+        return text(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(SubFigure, "text", spy)
+    viz.tile_grid(np.ones((1024, 1)), 1, scale=1)
+    assert said[1].startswith("1,024 units; ")
 
 
 @pytest.mark.parametrize("side", [1, 2, 3, 5])
