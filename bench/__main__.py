@@ -50,7 +50,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--peer-memory", action="store_true", help="measure the peers' peak memory too"
     )
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timing")
-    parser.add_argument("--out", type=Path, help="JSON file [bench/results/<kind>-<time>.json]")
+    parser.add_argument(
+        "--out", type=report.results_file, help="JSON file [bench/results/<kind>-<time>.json]"
+    )
     args = parser.parse_args(argv)
     report.check_counts(parser, args, "--epochs", "--threads")
     if args.out is None:

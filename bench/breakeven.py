@@ -106,7 +106,9 @@ def main(argv: list[str]) -> int:
         prog="python -m bench threads", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--steps", type=int, default=300, help="steps timed per cell")
-    parser.add_argument("--out", type=Path, help="JSON file [bench/results/threads-<time>.json]")
+    parser.add_argument(
+        "--out", type=report.results_file, help="JSON file [bench/results/threads-<time>.json]"
+    )
     args = parser.parse_args(argv)
     report.check_counts(parser, args, "--steps")
     if args.out is None:

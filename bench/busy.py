@@ -323,7 +323,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", action="append", help="only this config (name, repeatable)")
     parser.add_argument("--rounds", type=int, default=2, help="quiet/busy rounds per config")
     parser.add_argument("--no-peers", action="store_true", help="time ours only")
-    parser.add_argument("--out", type=Path, help="JSON file [bench/results/busy-<time>.json]")
+    parser.add_argument(
+        "--out", type=report.results_file, help="JSON file [bench/results/busy-<time>.json]"
+    )
     args = parser.parse_args(argv)
     report.check_counts(parser, args, "--rounds")
     unknown = set(args.config or ()) - {p.stem for p in CONFIGS.glob("*.yaml")}

@@ -157,6 +157,14 @@ def check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace, *opt
             parser.error(f"{option} takes a whole number of at least 1, not {value}")
 
 
+def results_file(text: str) -> Path:
+    """The path given to ``--out`` (argparse's ``type``): an empty one names no file, though
+    ``Path("")`` is the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names no file; give a JSON file's path")
+    return Path(text)
+
+
 def check_results_file(parser: argparse.ArgumentParser, out: Path) -> None:
     """Stop with ``parser``'s usage error if the JSON record cannot be written to ``out``, or
     would replace a file that is not an earlier record: judged before the timing, whose

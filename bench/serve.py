@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
         help="request counts after which to read the server's memory ('' skips)",
     )
     parser.add_argument("--workers", type=int, help="the server's processes [mlp serve's default]")
-    parser.add_argument("--out", type=Path, help="JSON file [bench/results/serve-<time>.json]")
+    parser.add_argument(
+        "--out", type=report.results_file, help="JSON file [bench/results/serve-<time>.json]"
+    )
     parser.add_argument(
         "--overhead",
         type=int,

@@ -336,7 +336,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="keep the environment's bytecode settings (e.g. PYTHONDONTWRITEBYTECODE)",
     )
-    parser.add_argument("--out", type=Path, help="JSON file [bench/results/startup-<time>.json]")
+    parser.add_argument(
+        "--out", type=report.results_file, help="JSON file [bench/results/startup-<time>.json]"
+    )
     args = parser.parse_args(argv)
     report.check_counts(parser, args, "--pairs")
     for python in args.python or []:
