@@ -50,6 +50,8 @@ from ruamel.yaml.events import Event
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.representer import SafeRepresenter
+from ruamel.yaml.scanner import Scanner
+from ruamel.yaml.tokens import Token
 
 from mlp_cli import shipped
 from mlp_cli.errors import ConfigError
@@ -685,6 +687,7 @@ _SECTIONS = _sections(Config)
 _CORE = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {_CORE + tag for tag in ("str", "int", "float", "bool", "null", "seq", "map")}
 _TEXT_TAGS = {_CORE + "timestamp", _CORE + "value"}  # ruamel's extras to the core schema
+_MAX_TAG_CHARS = 100  # of a tag, shown or read: the core schema's are a few
 Origins = dict[KeyPath, str]
 """Where each key path's value came from: ``'file.yaml:12'`` or ``'--set key=value'``."""
 
@@ -692,8 +695,30 @@ Origins = dict[KeyPath, str]
 class _RefusedError(ConstructorError):
     """A value the loader will not build; its `problem` is the whole explanation."""
 
-    def __init__(self, problem: str, node: Node | Event) -> None:
+    def __init__(self, problem: str, node: Node | Event | Token) -> None:
         super().__init__(None, None, problem, node.start_mark)
+
+
+def _tag_refused(tag: str, where: Node | Token) -> _RefusedError:
+    return _RefusedError(
+        f"the tag '{shorten(tag, _MAX_TAG_CHARS)}' is not allowed: a config file holds only"
+        " plain data (text, numbers, true/false, lists and mappings), never Python objects or"
+        " other tagged values; remove the tag",
+        where,
+    )
+
+
+class _BoundedScanner(Scanner):
+    """ruamel's scanner, refusing a tag longer than any the core schema has as soon as it is
+    read: ruamel decodes a tag in time that grows with the square of its length (ten seconds
+    for a tag of 1 MB)."""
+
+    def scan_tag(self) -> Any:
+        token = super().scan_tag()
+        handle, suffix = token.value
+        if len(suffix) > _MAX_TAG_CHARS:
+            raise _tag_refused((handle or "") + suffix, token)
+        return token
 
 
 class _BoundedComposer(Composer):
@@ -735,12 +760,7 @@ def _check(
         raise _RefusedError(problem, node)
     tag: str = node.tag or ""
     if tag not in _PLAIN_TAGS and not (tag in _TEXT_TAGS and node.ctag.handle is None):
-        raise _RefusedError(
-            f"the tag '{shorten(tag.replace(_CORE, '!!'), 100)}' is not allowed: a config file"
-            " holds only plain data (text, numbers, true/false, lists and mappings), never"
-            " Python objects or other tagged values; remove the tag",
-            node,
-        )
+        raise _tag_refused(tag.replace(_CORE, "!!"), node)
     if isinstance(node, ScalarNode):
         if tag in _TEXT_TAGS:  # untagged 2020-01-01 is text: the 1.2 core schema has no dates
             node.tag = _CORE + "str"
@@ -802,7 +822,7 @@ def _parse_yaml(
     """
     origins: Origins = {(): f"{source}:1"}
     yaml = YAML(typ="safe", pure=True)
-    yaml.Composer = _BoundedComposer
+    yaml.Composer, yaml.Scanner = _BoundedComposer, _BoundedScanner
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a reused anchor is valid YAML; ruamel would print

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import SafeConstructor
+from ruamel.yaml.tag import Tag
 
 from mlp_cli import shipped
 from mlp_cli.config import (
@@ -31,6 +32,7 @@ from mlp_cli.config import (
     parse_override,
 )
 from mlp_cli.errors import ConfigError
+from mlp_cli.limits import MAX_CONFIG_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
@@ -481,6 +483,21 @@ def test_a_tag_or_alias_of_any_length_is_cut_short(tmp_path: Path, value: str) -
     assert message.startswith(f"{path}:{line_of(text, 'name')}:")
     assert value[1:50] in message  # the name, after the ! or *
     assert len(message) < 1000
+
+
+@pytest.mark.parametrize("handle", ["!", "!!", "!e!"])
+def test_a_long_tag_is_refused_as_it_is_read_not_decoded(
+    tmp_path: Path, handle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ruamel decodes a tag in time that grows with the square of its length
+    def decoded(tag: Tag) -> None:
+        raise AssertionError("the tag was decoded")
+
+    monkeypatch.setattr(Tag, "uri_decoded_suffix", property(decoded))
+    tag = handle + "t" * (MAX_CONFIG_BYTES - 1000)
+    text = "%TAG !e! tag:example.com,2000:\n---\n" + MINIMAL + f"name: {tag} x\n"
+    message = config_error(write(tmp_path, text))
+    assert f"the tag '{tag[:97]}...' is not allowed" in message
 
 
 def test_huge_integer_is_reported_not_printed(tmp_path: Path) -> None:
