@@ -710,8 +710,19 @@ def _tag_refused(tag: str, where: Node | Token) -> _RefusedError:
 
 class _BoundedScanner(Scanner):
     """ruamel's scanner, refusing a tag longer than any the core schema has as soon as it is
-    read: ruamel decodes a tag in time that grows with the square of its length (ten seconds
-    for a tag of 1 MB)."""
+    read (ruamel decodes a tag in time that grows with the square of its length: ten seconds
+    for a tag of 1 MB), and a %YAML directive naming a version ruamel does not read (it fails
+    an assertion at 1.3, and 2.0 is blamed on indentation)."""
+
+    def scan_directive(self) -> Any:
+        token = super().scan_directive()
+        if token.name == "YAML" and tuple(token.value) not in ((1, 1), (1, 2)):
+            raise _RefusedError(
+                f"the %YAML directive names version {'.'.join(map(str, token.value))}, but a"
+                " config is read as YAML 1.2; write '%YAML 1.2' or remove the line",
+                token,
+            )
+        return token
 
     def scan_tag(self) -> Any:
         token = super().scan_tag()
@@ -840,8 +851,8 @@ def _parse_yaml(
             f"{source}: the YAML is nested too deeply to read; a config needs only a few levels."
         ) from None
     except (AttributeError, TypeError, ValueError, KeyError, IndexError, AssertionError) as exc:
-        # ruamel failing on a construct it should have refused (it asserts that a %YAML
-        # directive names 1.1 or 1.2): bad YAML all the same
+        # ruamel failing on a construct it should have refused, by an exception or a failed
+        # assertion: bad YAML all the same
         raise ConfigError(f"{source}: invalid YAML: {type(exc).__name__}: {exc}.") from None
 
 
