@@ -82,11 +82,12 @@ OUTPUT_OPS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def _require(name: str) -> ModuleType:
-    """Import an optional dependency, or say how to install it."""
+    """Import an optional dependency, or say how to install it (a UsageError, as for the Ray
+    extra: the command cannot run as asked here)."""
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise ExportError(
+        raise UsageError(
             f"exporting to ONNX needs the '{name}' package, which is not installed "
             f"({exc}). Install the export extra with `{INSTALL_HINT}` (or `pip install "
             "onnx onnxruntime`) and run the command again."
@@ -182,7 +183,7 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
 
     With ``preprocessing`` the input is MNIST-form pixels (N, 784) in [0, 1] and the
     model's input transform is part of the graph; without it, the input is the network's
-    own (N, input_size**2).  Raises ExportError if `onnx` is missing.
+    own (N, input_size**2).  Raises UsageError if `onnx` is missing.
     """
     onnx = _require("onnx")
     from onnx import TensorProto, helper, numpy_helper
@@ -317,7 +318,7 @@ def default_runtime() -> str:
     reference evaluator (slower, but enough to check a file)."""
     try:
         _require("onnxruntime")
-    except ExportError:
+    except UsageError:
         return "reference"
     return "onnxruntime"
 

@@ -439,7 +439,7 @@ def test_missing_onnx_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` fail
     out = tmp_path / "m.onnx"
     code, _, err = run("export", "--model", str(model_file), "--out", str(out))
-    assert code == 1
+    assert code == 2  # a usage error, as `mlp sweep --engine ray` without its extra
     assert "pip install 'mlp-cli[export]'" in err
     assert "Traceback" not in err
     assert not out.exists()
