@@ -104,6 +104,11 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def check_installed() -> None:
+    """Refuse (UsageError) an export where `onnx` is not installed, before any work."""
+    _require("onnx")
+
+
 def _is_model_file(path: Path) -> bool:
     """Whether `path` is a .npz archive holding mlp's metadata entry, whatever its name."""
     try:

@@ -445,6 +445,18 @@ def test_missing_onnx_says_how_to_install_it(
     assert not out.exists()
 
 
+def test_missing_onnx_is_said_before_the_mnist_test_set_is_fetched(
+    mnist_mirror: Any, model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    out = tmp_path / "m.onnx"
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out), "--verify")
+    assert code == 2
+    assert "pip install 'mlp-cli[export]'" in err
+    assert mnist_mirror.requested == []
+    assert not out.exists()
+
+
 def test_help_imports_neither_onnx_nor_onnxruntime(imports_of: Callable[[str], set[str]]) -> None:
     for argv in (["--help"], ["export", "--help"]):
         code = f"from mlp_cli.cli import app\ntry:\n    app({argv!r})\nexcept SystemExit:\n    pass"
