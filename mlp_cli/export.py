@@ -270,8 +270,13 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
 def _doc(saved: SavedModel, preprocessing: bool, n_in: int) -> str:
     if preprocessing:
         given = f"MNIST-form pixels (N, {n_in}) in [0, 1], white ink on black, row by row"
-    else:
-        given = f"the network's inputs (N, {n_in}), already resized and standardised"
+    else:  # only the steps this model's inputs take: a reader would apply each one named
+        prep = saved.meta.preprocessing
+        given = f"the network's inputs (N, {n_in}): MNIST-form pixels in [0, 1]"
+        if prep.input_size != MNIST_SIDE:
+            given += f", area-averaged to {prep.input_size}x{prep.input_size}"
+        if prep.normalize:
+            given += ", then standardised with the preprocessing property's mean and std"
     return (
         f"mlp {layers_text(saved.layers)} network. Input '{INPUT}': {given}. Outputs "
         f"'{PROBABILITIES}' (N, {saved.layers[-1]}) and '{LABEL}' (N,), the index of the largest "

@@ -221,6 +221,27 @@ def test_written_file_is_checked_pinned_and_self_describing(
 
 
 @needs_onnx
+@pytest.mark.parametrize(
+    ("input_size", "normalize", "given"),
+    [
+        (28, False, "(N, 784): MNIST-form pixels in [0, 1]."),
+        (
+            20,
+            True,
+            "(N, 400): MNIST-form pixels in [0, 1], area-averaged to 20x20, then standardised "
+            "with the preprocessing property's mean and std.",
+        ),
+    ],
+)
+def test_doc_string_names_the_input_transform_left_out_of_the_graph(
+    tmp_path: Path, input_size: int, normalize: bool, given: str
+) -> None:
+    saved = random_model(tmp_path / "m.npz", input_size=input_size, normalize=normalize)
+    model = export.build_onnx(saved, preprocessing=False)
+    assert f"Input 'pixels': the network's inputs {given}" in model.doc_string
+
+
+@needs_onnx
 def test_undecodable_bytes_in_the_metadata_are_written_as_escapes(tmp_path: Path) -> None:
     # ONNX holds UTF-8 text only; a name read back from a file's JSON may hold lone
     # surrogates (an undecodable byte), which the export writes as mlp's JSON output does.
