@@ -165,7 +165,8 @@ def _metadata_props(saved: SavedModel, model: MLP, preprocessing_in_graph: bool)
     strings as they are and structured values as JSON, undecodable bytes written ``\\xff``
     (ONNX holds UTF-8 text only)."""
     # As the file holds them: keys it does not have stay out, rather than taking defaults.
-    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
+    # Not mode="json": there pydantic writes an undecodable byte in a dict key as U+FFFDs.
+    meta = saved.meta.model_dump(exclude_unset=True)
     props: dict[str, Any] = {
         "format": FORMAT_NAME,  # the loader has checked the file's format name and version
         "format_version": FORMAT_VERSION,

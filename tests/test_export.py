@@ -250,6 +250,7 @@ def test_undecodable_bytes_in_the_metadata_are_written_as_escapes(tmp_path: Path
     saved = random_model(tmp_path / "m.npz")
     meta = saved.meta.model_dump(mode="json", exclude_unset=True)
     meta |= {"created": "2026-12-04 \udcff", "class_names": [f"c\udcff{d}" for d in range(10)]}
+    meta["data_hashes"] = {"t10k\udcff": "\udcfe"}  # in keys as in values
     edited = checkpoint.load(
         checkpoint.save(tmp_path / "edited.npz", saved.weights, saved.biases, meta)
     )
@@ -258,6 +259,7 @@ def test_undecodable_bytes_in_the_metadata_are_written_as_escapes(tmp_path: Path
     props = {p.key: p.value for p in model.metadata_props}
     assert props["created"] == "2026-12-04 \\xff"
     assert props["class_names"].startswith('["c\\\\xff0", "c\\\\xff1"')
+    assert props["data_hashes"] == '{"t10k\\\\xff": "\\\\xfe"}'
 
 
 @needs_onnx
