@@ -141,16 +141,20 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
     if not folder_is_dir:
         raise UsageError(f"'{shown(folder)}' in --out '{shown(out)}' is not a folder.")
     exists = os.path.lexists(out)  # a link to nowhere exists too
-    if exists and not force:
-        raise UsageError(
-            f"'{shown(out)}' already exists; pass --force to replace it, or choose another --out."
-        )
+    # Files --force does not replace first, so that their error does not offer --force.
     if model_path is not None and exists and out.resolve() == model_path.resolve():
-        raise UsageError(f"--out '{shown(out)}' is the model file itself; choose another path.")
+        raise UsageError(
+            f"--out '{shown(out)}' already exists: it is the model file itself; choose another "
+            "path."
+        )
     if out.suffix.lower() == ".npz" or _is_model_file(out):
         raise UsageError(
             f"--out '{shown(out)}' names an mlp model or checkpoint (.npz), which an ONNX "
             "file never replaces, even with --force; choose a name ending in .onnx."
+        )
+    if exists and not force:
+        raise UsageError(
+            f"'{shown(out)}' already exists; pass --force to replace it, or choose another --out."
         )
     check_folder(folder, "folder for --out")  # writable: read-only mounts, /proc, /sys...
     check_name(out, "ONNX file")

@@ -378,6 +378,28 @@ def test_out_that_is_the_model_itself_is_refused_even_with_force(model_file: Pat
     assert model_file.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("model.npz", "the model file itself"),
+        ("copy.npz", "never replaces, even with --force"),
+        ("copy.onnx", "never replaces, even with --force"),  # a model by its content
+    ],
+)
+def test_out_that_force_would_not_replace_is_not_offered_force(
+    model_file: Path, name: str, expected: str
+) -> None:
+    out = model_file.with_name(name)
+    if not out.exists():
+        out.write_bytes(model_file.read_bytes())
+    before = out.read_bytes()
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out))
+    assert code == 2
+    assert expected in err
+    assert "pass --force" not in err
+    assert out.read_bytes() == before
+
+
 def writable(folder: Path) -> bool:
     """Whether a file can really be created in ``folder`` (os.access answers yes to root)."""
     try:
