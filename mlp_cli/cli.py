@@ -1195,12 +1195,15 @@ def export(
     """Export a trained model to ONNX, to run it outside Python or without mlp."""
     from mlp_cli import checkpoint
     from mlp_cli import export as exporting
-    from mlp_cli.evaluate import split_images
+    from mlp_cli.evaluate import check_scorable, split_images
 
     exporting.check_format(format_)
     path = checkpoint.find_model(model)
     exporting.check_out(out, force=force, model_path=path)
     saved = checkpoint.load(path)
+    if verify:
+        check_scorable(saved)
+    exporting.check_installed()  # before the test set is read, or downloaded
     # The test set before the file is written: a model that cannot be scored on it is
     # refused, with nothing written.
     images, labels = split_images(saved, "test") if verify else (None, None)

@@ -44,4 +44,4 @@ class OutputError(MLPError):
 
 
 class ExportError(MLPError):
-    """A model could not be exported (missing optional package, failed check, failed write)."""
+    """A model could not be exported (failed check, failed write)."""

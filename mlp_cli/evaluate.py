@@ -39,17 +39,8 @@ def split_images(
 
     A model without one output per MNIST class raises `UsageError` before any is read."""
     from mlp_cli import data
-    from mlp_cli.config import MNIST_CLASSES
 
-    classes = saved.layers[-1]
-    if classes != MNIST_CLASSES:
-        raise UsageError(
-            f"the model '{shown(saved.path)}' has layers {layers_text(saved.layers)}, so it "
-            f"tells {classes} classes apart, but MNIST has {MNIST_CLASSES} digits: scoring "
-            f"on MNIST needs a model whose last layer has {MNIST_CLASSES} outputs (e.g. "
-            f"784-128-{MNIST_CLASSES}, as `mlp train` makes). Use `mlp predict` for this "
-            "model on images of its own classes."
-        )
+    check_scorable(saved)
     if split == "test":
         return data.load_mnist("test", progressbar=progressbar)
     # A file without its config held nothing out: the schema's defaults say so.
@@ -66,6 +57,21 @@ def split_images(
     )
     idx = val_idx if split == "val" else train_idx
     return images[idx], labels[idx]
+
+
+def check_scorable(saved: SavedModel) -> None:
+    """Refuse (UsageError) a model without one output per MNIST class: MNIST cannot score it."""
+    from mlp_cli.config import MNIST_CLASSES
+
+    classes = saved.layers[-1]
+    if classes != MNIST_CLASSES:
+        raise UsageError(
+            f"the model '{shown(saved.path)}' has layers {layers_text(saved.layers)}, so it "
+            f"tells {classes} classes apart, but MNIST has {MNIST_CLASSES} digits: scoring "
+            f"on MNIST needs a model whose last layer has {MNIST_CLASSES} outputs (e.g. "
+            f"784-128-{MNIST_CLASSES}, as `mlp train` makes). Use `mlp predict` for this "
+            "model on images of its own classes."
+        )
 
 
 @dataclass

@@ -82,11 +82,12 @@ OUTPUT_OPS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def _require(name: str) -> ModuleType:
-    """Import an optional dependency, or say how to install it."""
+    """Import an optional dependency, or say how to install it (a UsageError, as for the Ray
+    extra: the command cannot run as asked here)."""
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise ExportError(
+        raise UsageError(
             f"exporting to ONNX needs the '{name}' package, which is not installed "
             f"({exc}). Install the export extra with `{INSTALL_HINT}` (or `pip install "
             "onnx onnxruntime`) and run the command again."
@@ -101,6 +102,11 @@ def check_format(fmt: str) -> str:
             "(for example `mlp export --format onnx --out model.onnx`)."
         )
     return fmt
+
+
+def check_installed() -> None:
+    """Refuse (UsageError) an export where `onnx` is not installed, before any work."""
+    _require("onnx")
 
 
 def _is_model_file(path: Path) -> bool:
@@ -135,16 +141,20 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
     if not folder_is_dir:
         raise UsageError(f"'{shown(folder)}' in --out '{shown(out)}' is not a folder.")
     exists = os.path.lexists(out)  # a link to nowhere exists too
-    if exists and not force:
-        raise UsageError(
-            f"'{shown(out)}' already exists; pass --force to replace it, or choose another --out."
-        )
+    # Files --force does not replace first, so that their error does not offer --force.
     if model_path is not None and exists and out.resolve() == model_path.resolve():
-        raise UsageError(f"--out '{shown(out)}' is the model file itself; choose another path.")
+        raise UsageError(
+            f"--out '{shown(out)}' already exists: it is the model file itself; choose another "
+            "path."
+        )
     if out.suffix.lower() == ".npz" or _is_model_file(out):
         raise UsageError(
             f"--out '{shown(out)}' names an mlp model or checkpoint (.npz), which an ONNX "
             "file never replaces, even with --force; choose a name ending in .onnx."
+        )
+    if exists and not force:
+        raise UsageError(
+            f"'{shown(out)}' already exists; pass --force to replace it, or choose another --out."
         )
     check_folder(folder, "folder for --out")  # writable: read-only mounts, /proc, /sys...
     check_name(out, "ONNX file")
@@ -159,7 +169,8 @@ def _metadata_props(saved: SavedModel, model: MLP, preprocessing_in_graph: bool)
     strings as they are and structured values as JSON, undecodable bytes written ``\\xff``
     (ONNX holds UTF-8 text only)."""
     # As the file holds them: keys it does not have stay out, rather than taking defaults.
-    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
+    # Not mode="json": there pydantic writes an undecodable byte in a dict key as U+FFFDs.
+    meta = saved.meta.model_dump(exclude_unset=True)
     props: dict[str, Any] = {
         "format": FORMAT_NAME,  # the loader has checked the file's format name and version
         "format_version": FORMAT_VERSION,
@@ -182,7 +193,7 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
 
     With ``preprocessing`` the input is MNIST-form pixels (N, 784) in [0, 1] and the
     model's input transform is part of the graph; without it, the input is the network's
-    own (N, input_size**2).  Raises ExportError if `onnx` is missing.
+    own (N, input_size**2).  Raises UsageError if `onnx` is missing.
     """
     onnx = _require("onnx")
     from onnx import TensorProto, helper, numpy_helper
@@ -264,8 +275,13 @@ def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelPr
 def _doc(saved: SavedModel, preprocessing: bool, n_in: int) -> str:
     if preprocessing:
         given = f"MNIST-form pixels (N, {n_in}) in [0, 1], white ink on black, row by row"
-    else:
-        given = f"the network's inputs (N, {n_in}), already resized and standardised"
+    else:  # only the steps this model's inputs take: a reader would apply each one named
+        prep = saved.meta.preprocessing
+        given = f"the network's inputs (N, {n_in}): MNIST-form pixels in [0, 1]"
+        if prep.input_size != MNIST_SIDE:
+            given += f", area-averaged to {prep.input_size}x{prep.input_size}"
+        if prep.normalize:
+            given += ", then standardised with the preprocessing property's mean and std"
     return (
         f"mlp {layers_text(saved.layers)} network. Input '{INPUT}': {given}. Outputs "
         f"'{PROBABILITIES}' (N, {saved.layers[-1]}) and '{LABEL}' (N,), the index of the largest "
@@ -317,7 +333,7 @@ def default_runtime() -> str:
     reference evaluator (slower, but enough to check a file)."""
     try:
         _require("onnxruntime")
-    except ExportError:
+    except UsageError:
         return "reference"
     return "onnxruntime"
 

@@ -221,6 +221,27 @@ def test_written_file_is_checked_pinned_and_self_describing(
 
 
 @needs_onnx
+@pytest.mark.parametrize(
+    ("input_size", "normalize", "given"),
+    [
+        (28, False, "(N, 784): MNIST-form pixels in [0, 1]."),
+        (
+            20,
+            True,
+            "(N, 400): MNIST-form pixels in [0, 1], area-averaged to 20x20, then standardised "
+            "with the preprocessing property's mean and std.",
+        ),
+    ],
+)
+def test_doc_string_names_the_input_transform_left_out_of_the_graph(
+    tmp_path: Path, input_size: int, normalize: bool, given: str
+) -> None:
+    saved = random_model(tmp_path / "m.npz", input_size=input_size, normalize=normalize)
+    model = export.build_onnx(saved, preprocessing=False)
+    assert f"Input 'pixels': the network's inputs {given}" in model.doc_string
+
+
+@needs_onnx
 def test_undecodable_bytes_in_the_metadata_are_written_as_escapes(tmp_path: Path) -> None:
     # ONNX holds UTF-8 text only; a name read back from a file's JSON may hold lone
     # surrogates (an undecodable byte), which the export writes as mlp's JSON output does.
@@ -229,6 +250,7 @@ def test_undecodable_bytes_in_the_metadata_are_written_as_escapes(tmp_path: Path
     saved = random_model(tmp_path / "m.npz")
     meta = saved.meta.model_dump(mode="json", exclude_unset=True)
     meta |= {"created": "2026-12-04 \udcff", "class_names": [f"c\udcff{d}" for d in range(10)]}
+    meta["data_hashes"] = {"t10k\udcff": "\udcfe"}  # in keys as in values
     edited = checkpoint.load(
         checkpoint.save(tmp_path / "edited.npz", saved.weights, saved.biases, meta)
     )
@@ -237,6 +259,7 @@ def test_undecodable_bytes_in_the_metadata_are_written_as_escapes(tmp_path: Path
     props = {p.key: p.value for p in model.metadata_props}
     assert props["created"] == "2026-12-04 \\xff"
     assert props["class_names"].startswith('["c\\\\xff0", "c\\\\xff1"')
+    assert props["data_hashes"] == '{"t10k\\\\xff": "\\\\xfe"}'
 
 
 @needs_onnx
@@ -355,6 +378,28 @@ def test_out_that_is_the_model_itself_is_refused_even_with_force(model_file: Pat
     assert model_file.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("model.npz", "the model file itself"),
+        ("copy.npz", "never replaces, even with --force"),
+        ("copy.onnx", "never replaces, even with --force"),  # a model by its content
+    ],
+)
+def test_out_that_force_would_not_replace_is_not_offered_force(
+    model_file: Path, name: str, expected: str
+) -> None:
+    out = model_file.with_name(name)
+    if not out.exists():
+        out.write_bytes(model_file.read_bytes())
+    before = out.read_bytes()
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out))
+    assert code == 2
+    assert expected in err
+    assert "pass --force" not in err
+    assert out.read_bytes() == before
+
+
 def writable(folder: Path) -> bool:
     """Whether a file can really be created in ``folder`` (os.access answers yes to root)."""
     try:
@@ -439,9 +484,21 @@ def test_missing_onnx_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` fail
     out = tmp_path / "m.onnx"
     code, _, err = run("export", "--model", str(model_file), "--out", str(out))
-    assert code == 1
+    assert code == 2  # a usage error, as `mlp sweep --engine ray` without its extra
     assert "pip install 'mlp-cli[export]'" in err
     assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_missing_onnx_is_said_before_the_mnist_test_set_is_fetched(
+    mnist_mirror: Any, model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    out = tmp_path / "m.onnx"
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out), "--verify")
+    assert code == 2
+    assert "pip install 'mlp-cli[export]'" in err
+    assert mnist_mirror.requested == []
     assert not out.exists()
 
 
