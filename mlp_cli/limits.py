@@ -47,6 +47,18 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' * (count != 1)}"
 
 
+def percent(share: float) -> str:
+    """``share`` (0.9751) as a percentage to two decimals (``"97.51%"``), except that a share
+    short of 1 is never rounded up to ``"100.00%"`` (57,999 of 58,000 is ``">99.99%"``), nor
+    one above 0 down to ``"0.00%"`` (``"<0.01%"``): either would read as all or none."""
+    text = f"{100 * share:.2f}%"
+    if text == "100.00%" and share < 1:
+        return ">99.99%"
+    if text == "0.00%" and share > 0:
+        return "<0.01%"
+    return text
+
+
 def format_bytes(count: int) -> str:
     """``count`` bytes in decimal units: ``"4.0 TB"``, ``"512 bytes"``."""
     if count < 1000:

@@ -25,7 +25,7 @@ from rich.text import Text
 
 from mlp_cli.callbacks import Callbacks
 from mlp_cli.checkpoint import MODEL_FILE
-from mlp_cli.limits import counted
+from mlp_cli.limits import counted, percent
 from mlp_cli.plain import command, json_text, plain, plain_name
 
 # Progress bars, the trainer and the pictures' colours are imported where they are used:
@@ -58,7 +58,7 @@ def _hidden_words(n_layers: int, activation: object) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+    return "-" if value is None else percent(value)
 
 
 def _num(value: float | None) -> str:
