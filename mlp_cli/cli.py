@@ -1012,6 +1012,7 @@ def evaluate(
         write_mistakes(result, images, misclassified, count)
     if plot is not None:
         from mlp_cli.checkpoint import MODEL_FILE
+        from mlp_cli.limits import percent
         from mlp_cli.viz import plot_confusion
 
         # a run's model by its folder, through a link such as runs/latest (the picture
@@ -1021,7 +1022,7 @@ def evaluate(
             result.confusion,
             plot,
             class_names=result.class_names,
-            title=f"{run}: {split} split, accuracy {100 * result.accuracy:.2f}%",
+            title=f"{run}: {split} split, accuracy {percent(result.accuracy)}",
         )
     if json_:
         typer.echo(json_text({**_model_json(path, saved), **result.to_json()}))

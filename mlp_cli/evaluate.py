@@ -113,10 +113,11 @@ class Evaluation:
         }
 
     def top_confusions(self, n: int = 5) -> list[dict[str, Any]]:
-        """The most frequent (true, predicted) mistakes."""
+        """The most frequent (true, predicted) mistakes; ties in class order."""
         off = self.confusion.copy()
         np.fill_diagonal(off, 0)
-        order = np.argsort(off, axis=None)[::-1][:n]  # most frequent first, zeros last
+        # most frequent first, zeros last; stable, so a tie keeps the (true, predicted) order
+        order = np.argsort(-off, axis=None, kind="stable")[:n]
         names = self.class_names
         return [
             {"true": names[t], "predicted": names[p], "count": int(off[t, p])}

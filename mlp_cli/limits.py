@@ -48,6 +48,19 @@ def counted(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'s' * (count != 1)}"
 
 
+def percent(share: float, decimals: int = 2) -> str:
+    """``share`` (0.9751) as a percentage to `decimals` places (``"97.51%"``), except that a
+    share short of 1 is never rounded up to ``"100.00%"`` (57,999 of 58,000 is ``">99.99%"``),
+    nor one above 0 down to ``"0.00%"`` (``"<0.01%"``): either would read as all or none."""
+    text = f"{100 * share:.{decimals}f}%"
+    least = 10.0**-decimals  # the smallest step shown
+    if text == f"{100:.{decimals}f}%" and share < 1:
+        return f">{100 - least:.{decimals}f}%"
+    if text == f"{0:.{decimals}f}%" and share > 0:
+        return f"<{least:.{decimals}f}%"
+    return text
+
+
 def format_bytes(count: int) -> str:
     """``count`` bytes in decimal units: ``"4.0 TB"``, ``"512 bytes"``."""
     if count < 1000:

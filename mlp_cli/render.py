@@ -25,7 +25,7 @@ from rich.text import Text
 
 from mlp_cli.callbacks import Callbacks
 from mlp_cli.checkpoint import MODEL_FILE
-from mlp_cli.limits import counted
+from mlp_cli.limits import counted, percent
 from mlp_cli.plain import command, json_text, plain, plain_name
 
 # Progress bars, the trainer and the pictures' colours are imported where they are used:
@@ -58,7 +58,7 @@ def _hidden_words(n_layers: int, activation: object) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
+    return "-" if value is None else percent(value)
 
 
 def _num(value: float | None) -> str:
@@ -457,19 +457,19 @@ def probability_bars(
         if i:
             lines.append("\n")
         lines.append_text(Text.assemble("  ", plain_name(name), " ", (f"{bar:<{width}}", style)))
-        lines.append(f" {100 * p:5.1f}%")
+        lines.append(f" {percent(p, 1):>6}")
     return lines
 
 
 def print_prediction(console: Console, p: Prediction, names: list[str], show: bool) -> None:
     """One image in detail: the answer, the top 3 and a bar per class."""
-    top = ", ".join(f"{names[d]} {100 * q:.1f}%" for d, q in p.top(3))
+    top = ", ".join(f"{names[d]} {percent(q, 1)}" for d, q in p.top(3))
     console.print(
         Text.assemble(
             plain_name(p.file, "bold"),
             ": ",
             plain_name(names[p.digit], "bold green"),
-            f" ({100 * p.probability:.1f}%)   top 3: ",
+            f" ({percent(p.probability, 1)})   top 3: ",
             plain_name(top),
         ),
         highlight=False,

@@ -531,6 +531,8 @@ class Trainer:
     def save_checkpoint(self, status: str) -> None:
         m, st = self.model, self.state
         meta = self.metadata(status)
+        if st.step == 0:  # an epoch's last weights; inside an epoch they are no epoch's
+            meta["training"]["weights_from_epoch"] = st.epoch
         resume = {k: v for k, v in vars(st).items() if k != "history"}
         resume["shuffle_rng"] = self.shuffle_rng.bit_generator.state
         resume["noise_rng"] = self.noise_rng.bit_generator.state

@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mlp_cli.errors import UsageError
-from mlp_cli.limits import MAX_PARAMETERS, counted, shorten
+from mlp_cli.limits import MAX_PARAMETERS, counted, percent, shorten
 from mlp_cli.losses import LOSSES
 from mlp_cli.outputs import PICTURE_MARK, picture_format, save_image, save_picture
 
@@ -486,20 +486,21 @@ def plot_curves(
     with _figure(14.0, 4.8) as fig:
         ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
         for ax, key, name in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
-            percent = key == "acc"
+            in_percent = key == "acc"
             lasts = []
             for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
-                y = s[f"{split}_{key}"] * (100.0 if percent else 1.0)
+                y = s[f"{split}_{key}"] * (100.0 if in_percent else 1.0)
                 if np.all(np.isnan(y)):
                     continue
                 label = "training" if split == "train" else "validation"
                 ax.plot(epoch, y, color=colour, marker=marker, ms=3, label=label)
                 last = y[~np.isnan(y)][-1]
-                lasts.append(f"{label} {last:.2f}%" if percent else f"{label} {last:.4g}")
+                figure = percent(last / 100) if in_percent else f"{last:.4g}"
+                lasts.append(f"{label} {figure}")
             # final values in the title keep the plot area free of legends
             ax.set_title(f"{name}\nlast: {', '.join(lasts)}" if lasts else name)
-            ax.set_ylabel("accuracy (%)" if percent else loss_label)
-            if percent:
+            ax.set_ylabel("accuracy (%)" if in_percent else loss_label)
+            if in_percent:
                 ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
         if best is not None:
             b_epoch, b_loss, b_acc = epoch[best], s["val_loss"][best], s["val_acc"][best]
@@ -507,7 +508,7 @@ def plot_curves(
                 text
                 for text, value in (
                     (f"validation loss {b_loss:.4g}", b_loss),
-                    (f"validation accuracy {100 * b_acc:.2f}%", b_acc),
+                    (f"validation accuracy {percent(b_acc)}", b_acc),
                 )
                 if not np.isnan(value)
             )
@@ -595,7 +596,7 @@ def plot_confusion(
         if total > 0:
             title += (
                 f": {C.trace():,.{0 if whole else 2}f} of {total:,.{0 if whole else 2}f} "
-                f"correct ({C.trace() / total:.2%})"
+                f"correct ({percent(C.trace() / total)})"
             )
 
     size = max(5.0, 0.55 * K + 1.5)

@@ -549,3 +549,14 @@ def test_clear_and_undo_forget_the_uploaded_files_name(
         page.wait_for_selector("body[data-busy='0']", state="attached")
         assert page.inner_text("#hint") == hint
     page.close()
+
+
+def test_a_probability_short_of_1_is_never_shown_as_100_percent(
+    served: dict[str, Any], browser: Any
+) -> None:
+    # What the page shows for an answer's probability, each bar and the validation accuracy.
+    page = open_page(browser, served)
+    values = [0.9999923, 0.996, 0.995, 1.0, 0.5, 0.002, 0.0009, 6.5e-6, 0.0]
+    shown = page.evaluate(f"{values}.map(percent)")
+    assert shown == [">99.5%", ">99.5%", ">99.5%", "100%", "50.0%", "0.2%", "<0.1%", "<0.1%", "0%"]
+    page.close()

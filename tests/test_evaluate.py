@@ -88,3 +88,29 @@ def test_the_json_names_the_precision_and_recall_that_are_0_over_0() -> None:
     assert [row["precision"] for row in report["per_class"]] == [2 / 3, 0.0, 0.0]
     assert [row["recall"] for row in report["per_class"]] == [1.0, 0.0, 0.0]
     assert report["undefined"] == {"precision": ["1", "2"], "recall": ["2"]}
+
+
+def test_the_most_frequent_confusions_list_ties_in_class_order() -> None:
+    # The mistakes of a real validation split: one made 9 times, two 5 times, four 4 times.
+    # Of the five listed, ties come in class order (true class, then predicted), so the
+    # 4s listed are the first two of them, not two picked by the sort.
+    confusion = np.diag([198, 207, 170, 179, 176, 187, 208, 207, 185, 186]).astype(np.int64)
+    for (t, p), count in {(3, 5): 9, (3, 2): 4, (6, 0): 4, (8, 2): 4, (8, 3): 4}.items():
+        confusion[t, p] = count
+    for t, p in [(9, 4), (5, 3)]:
+        confusion[t, p] = 5
+    n = int(confusion.sum())
+    result = Evaluation(
+        split="val",
+        n=n,
+        accuracy=float(np.trace(confusion)) / n,
+        loss=0.2,
+        confusion=confusion,
+        probabilities=np.full((n, 10), 0.1, np.float32),
+        predictions=np.zeros(n, np.int64),
+        labels=np.zeros(n, np.uint8),
+        seconds=0.0,
+        class_names=[str(d) for d in range(10)],
+    )
+    pairs = [(c["true"], c["predicted"], c["count"]) for c in result.top_confusions()]
+    assert pairs == [("3", "5", 9), ("5", "3", 5), ("9", "4", 5), ("3", "2", 4), ("6", "0", 4)]

@@ -391,3 +391,40 @@ def test_a_narrow_ascii_console_gets_the_ranked_sweep_table_folded_never_cut(wid
     column = ["".join(row[i].strip() for row in body) for i in range(len(body[0]))]
     assert column[-1] == "91.58%"  # the best trial's test accuracy, whole
     assert "completedfailed" in column  # the statuses
+
+
+def test_an_accuracy_short_of_100_percent_is_never_shown_as_100() -> None:
+    # 57,999 of 58,000 training images right is 99.998%: "100.00%" would say all of them.
+    confusion = np.array([[28_999, 1], [0, 29_000]])
+    n = int(confusion.sum())
+    result = Evaluation(
+        split="train",
+        n=n,
+        accuracy=57_999 / n,
+        loss=0.01,
+        confusion=confusion,
+        probabilities=np.full((n, 2), 0.5, np.float32),
+        predictions=np.zeros(n, np.int64),
+        labels=np.zeros(n, np.uint8),
+        seconds=0.0,
+        class_names=["0", "1"],
+    )
+    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+    print_evaluation(console, result, Path("model.npz"))
+    lines = [" ".join(line.split()) for line in console.export_text().splitlines()]
+    assert "accuracy >99.99% (57,999/58,000)" in lines[0]
+    # precision 28,999/28,999 is 100% exactly; recall 28,999/29,000 is not
+    assert "│ 0 │ 100.00% │ >99.99% │ >99.99% │ 29,000 │" in lines
+    assert "100.00%" not in lines[0]
+
+
+def test_a_probability_short_of_1_is_never_shown_as_100_percent() -> None:
+    # As a trained model gives them: 0.9999923 is not certainty, 6.5e-6 is not impossible.
+    image = np.zeros((28, 28), np.float32)
+    prediction = Prediction("p.png", 1, 0.9999923, [1.2e-6, 0.9999923, 6.5e-6], image)
+    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    print_prediction(console, prediction, ["0", "1", "2"], False)
+    lines = console.export_text().splitlines()
+    assert " ".join(lines[0].split()) == "p.png: 1 (>99.9%) top 3: 1 >99.9%, 2 <0.1%, 0 <0.1%"
+    assert [line.split()[-1] for line in lines[-3:]] == ["<0.1%", ">99.9%", "<0.1%"]
+    assert len({len(line) for line in lines[-3:]}) == 1  # the percentages stay in a column

@@ -501,6 +501,8 @@ def test_early_stopping_keeps_the_best_epochs_weights(
     last = checkpoint.load(trainer.run_dir / train.CHECKPOINT_FILE, checkpoint=True)
     last_flat = np.concatenate([w.ravel() for w in last.weights] + list(last.biases))
     assert last_flat.tobytes() == recorder.after_epoch[epochs_run].tobytes()
+    assert last.meta.training is not None  # its weights are the last epoch's, and it says so
+    assert last.meta.training.weights_from_epoch == epochs_run
 
 
 def _running_best(values: list[float], better: Any) -> list[bool]:

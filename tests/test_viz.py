@@ -333,6 +333,28 @@ def test_curves_from_a_metrics_file(tmp_path: Path) -> None:
     assert_png(viz.plot_curves(records, tmp_path / "deep" / "curves.png"), (1000, 300))
 
 
+def test_an_accuracy_short_of_100_percent_is_never_titled_100(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 57,999 of 58,000 is 99.998%, and a test split of 9,999 of 10,000 right: 99.99%
+    records = [{"epoch": 1, "train_acc": 57_999 / 58_000, "val_acc": 0.9999, "val_loss": 0.1}]
+    titles: list[str] = []
+    save = viz._save_figure
+
+    def keep_titles(fig: Any, out: Path) -> Path:
+        titles.extend(ax.get_title() for ax in fig.axes)
+        titles.extend(text.get_text() for legend in fig.legends for text in legend.get_texts())
+        return save(fig, out)
+
+    monkeypatch.setattr(viz, "_save_figure", keep_titles)
+    viz.plot_curves(records, tmp_path / "curves.png")
+    viz.plot_confusion(np.array([[57_999, 1], [0, 0]]), tmp_path / "confusion.png")
+    titles = [" ".join(title.split()) for title in titles]  # as wrapped to fit
+    assert "accuracy last: training >99.99%, validation 99.99%" in titles
+    assert "best epoch 1: validation loss 0.1, validation accuracy 99.99%" in titles
+    assert "confusion matrix: 57,999 of 58,000 correct (>99.99%)" in titles
+
+
 def test_matplotlib_settings_neither_break_nor_change_the_pictures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -227,7 +227,11 @@ function showEmpty() {
   drawUnits(null);
 }
 
+// Whole percents at the ends, but never a doubt rounded up to "100%" or a chance down to
+// "0%", as the gallery of `mlp evaluate --misclassified` and the terminal say them.
 function percent(p) {
+  if (p >= 0.995 && p < 1) return ">99.5%";
+  if (p > 0 && p < 0.001) return "<0.1%";
   return (100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1) + "%";
 }
 
