@@ -830,7 +830,7 @@ def sweep_table(
     if timed:
         table.add_column("time", justify="right", **fit)
     if ranked:
-        table.add_column("test", justify="right", **fit)
+        table.add_column("test (epoch)", justify="right", **fit)
     trials = sweep.ranked() if ranked else sweep.trials
     rows = None if height is None else max(4, height - 8) // (1 if apart else len(keys) or 1)
     if rows is not None and len(trials) > rows:
@@ -859,7 +859,8 @@ def sweep_table(
         if timed:
             row.append(_duration(trial.seconds) if trial.seconds else "-")
         if ranked:
-            row.append(_pct(trial.test_acc) if trial.test_acc is not None else "")
+            test = "" if trial.test_acc is None else _pct(trial.test_acc)
+            row.append(f"{test} ({trial.test_epoch})" if trial.test_epoch and test else test)
         table.add_row(*row)
     return table
 

@@ -282,6 +282,9 @@ class Trial:
     best_epoch: int = 0
     seconds: float = 0.0
     test_acc: float | None = None  # the best trial's, when the sweep ends
+    # the epoch whose weights test_acc scores: the one its run kept (training's
+    # early_stopping.monitor picks it), which need not be the sweep metric's best_epoch
+    test_epoch: int | None = None
 
 
 def show_value(value: Any) -> str:
@@ -448,7 +451,8 @@ class Sweep:
             for key, value in t.params.items():
                 if _unrecordable(key, value) is not None:
                     raise ValueError(f"trial {t.id}: a setting no sweep file gives")
-            if not (0 <= t.epoch <= t.epochs and 0 <= t.best_epoch <= t.epoch and t.seconds >= 0):
+            epochs_ok = 0 <= t.best_epoch <= t.epoch and 0 <= (t.test_epoch or 0) <= t.epoch
+            if not (0 <= t.epoch <= t.epochs and epochs_ok and t.seconds >= 0):
                 raise ValueError(f"trial {t.id}: epochs {t.epoch}/{t.epochs}")
             # pydantic reads "nan" and "inf" as floats, and json.loads 1e400 as inf.
             numbers = (t.last, t.best, t.seconds, t.test_acc)
@@ -1127,18 +1131,21 @@ def finish(sweep: Sweep) -> None:
     best = sweep.best_trial()
     if best is not None and (sweep.run_dir(best) / checkpoint.MODEL_FILE).is_file():
         update_latest(sweep.run_dir(best), BEST)
-        best.test_acc = _test_accuracy(sweep.run_dir(best))
+        best.test_acc, best.test_epoch = _test_accuracy(sweep.run_dir(best))
     sweep.save()
     write_results(sweep)
     plot_sweep(sweep)
 
 
-def _test_accuracy(run_dir: Path) -> float | None:
+def _test_accuracy(run_dir: Path) -> tuple[float, int | None]:
+    """The test accuracy of the run's model.npz, and the epoch whose weights it holds."""
     from mlp_cli.evaluate import evaluate, split_images
 
     saved = checkpoint.load(run_dir / checkpoint.MODEL_FILE)
     images, labels = split_images(saved, "test")
-    return evaluate(saved, images, labels, "test").accuracy
+    training = saved.meta.training
+    epoch = training.weights_from_epoch if training is not None else None
+    return evaluate(saved, images, labels, "test").accuracy, epoch
 
 
 def write_results(sweep: Sweep) -> None:
@@ -1154,6 +1161,7 @@ def write_results(sweep: Sweep) -> None:
             "epochs": trial.epoch,
             "seconds": round(trial.seconds, 2),
             "test_acc": trial.test_acc,
+            "test_epoch": trial.test_epoch,
             "reason": trial.reason,
         }
         for trial in sweep.ranked()

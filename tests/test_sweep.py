@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 from test_train import arrays_of, make_splits, metrics, without_timing
+from tiny_models import save_random_model
 from typer.testing import CliRunner
 
 from mlp_cli import data, sweep
@@ -93,6 +94,7 @@ training: {{epochs: {epochs}, batch_size: 64, seed: 0}}
 
 
 BASE = base_config()
+TEST_ACCURACY = sweep._test_accuracy  # the fixture below stands in for it in every test
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +105,7 @@ def synthetic_data(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data, "prepare_data", lambda cfg, progressbar=False: splits)
     monkeypatch.setattr(data, "cached_files", lambda: {"synthetic": Path(__file__)})
     monkeypatch.setattr(Trainer, "write_curves", lambda self: None)
-    monkeypatch.setattr(sweep, "_test_accuracy", lambda run_dir: None)
+    monkeypatch.setattr(sweep, "_test_accuracy", lambda run_dir: (None, None))
 
 
 def write_sweep(tmp_path: Path, body: str, name: str = "s.yaml", base: str = BASE) -> Path:
@@ -351,6 +353,26 @@ def test_plan_prints_the_trials_and_runs_nothing(tmp_path: Path) -> None:
 
 
 # -- the local engine --------------------------------------------------------------------------
+
+
+def test_the_best_trial_is_scored_on_the_weights_its_run_kept_with_their_epoch(
+    tmp_path: Path, mnist_mirror: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run keeps the epoch its early_stopping.monitor picks, which need not be the epoch
+    # where the sweep's metric was best: the test accuracy says whose weights it scores.
+    save_random_model(tmp_path / "model.npz", training={"weights_from_epoch": 3})
+    accuracy, epoch = TEST_ACCURACY(tmp_path)
+    assert epoch == 3
+    assert 0.0 <= accuracy <= 1.0
+    monkeypatch.setattr(sweep, "_test_accuracy", lambda run_dir: (0.9158, 1))
+    code, out, err = mlp("sweep", str(write_sweep(tmp_path, GRID)), "--workers", "1")
+    assert code == 0, err
+    folder = tmp_path / "runs" / "grid"
+    best = Sweep.load(folder).ranked()[0]
+    assert (best.test_acc, best.test_epoch) == (0.9158, 1)
+    rows = list(csv.DictReader((folder / "results.csv").open()))
+    assert (rows[0]["test_acc"], rows[0]["test_epoch"]) == ("0.9158", "1")
+    assert "91.58% (1)" in out
 
 
 def test_a_sweep_trains_every_trial_as_an_ordinary_run_with_the_same_bits(tmp_path: Path) -> None:
