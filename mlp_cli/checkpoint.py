@@ -404,8 +404,7 @@ def _resume_error(error: Any) -> str:
         clause = f"{subject} has {name} =" if has else f"{subject}.{name} is"
     if isinstance(cause, ValueError):
         return f"{prefix}{clause.rsplit(' ', 1)[0]} {cause}"
-    bound = error["msg"].replace("Input should be ", "expected a value ", 1)
-    return f"{prefix}{clause} {_show(error['input'])}, {_EXPECTED.get(error['type'], bound)}"
+    return f"{prefix}{clause} {_show(error['input'])}, {_expectation(error)}"
 
 
 class _MismatchError(ValueError):
@@ -764,7 +763,17 @@ _EXPECTED = {
     "int_type": "expected a whole number",
     "float_type": "expected a number",
     "finite_number": "expected a finite number",
+    "string_unicode": "expected text, which holds no bytes that are not UTF-8",
 }
+
+
+def _expectation(error: Any) -> str:
+    """What pydantic's `error` says a value should be, as "expected ...": in our words where
+    `_EXPECTED` has them, else in pydantic's ("a valid date", "a value greater than 0")."""
+    if error["type"] in _EXPECTED:
+        return _EXPECTED[error["type"]]
+    wanted = error["msg"].removeprefix("Input should be ")
+    return f"expected {'' if wanted.startswith(('a ', 'an ')) else 'a value '}{wanted}"
 
 
 def _describe(exc: ValidationError) -> str:
@@ -783,9 +792,8 @@ def _describe(exc: ValidationError) -> str:
         elif isinstance(cause, ValueError):
             clauses.append(f"its metadata field '{where}' {cause}")
         else:
-            bound = error["msg"].replace("Input should be ", "expected a value ", 1)
-            message = _EXPECTED.get(error["type"], bound)
-            clauses.append(f"its metadata field '{where}' is {_show(error['input'])}: {message}")
+            expected = _expectation(error)
+            clauses.append(f"its metadata field '{where}' is {_show(error['input'])}: {expected}")
     more = len(exc.errors()) - len(clauses)
     return "; ".join(clauses) + (f" (and {more} more problems)" if more > 0 else "")
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from tiny_models import save_random_model
 
 from mlp_cli import checkpoint
 from mlp_cli.errors import CheckpointError, UsageError
@@ -265,6 +266,24 @@ def test_damaged_content_is_refused_with_the_path_and_the_problem(saved: Path, d
     change(arrays)
     write_npz(saved, arrays)
     assert_refused(saved, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        ({"k\udcff": 1}, "'k\\udcff': expected text, which holds no bytes that are not UTF-8"),
+        ({"epochs_run": -1}, "epochs_run' is -1: expected a value greater than or equal to 0"),
+        ({"best_val_accuracy": 2}, "is 2: expected a value less than or equal to 1"),
+    ],
+)
+def test_metadata_pydantic_refuses_is_said_in_words(
+    tmp_path: Path, training: dict[str, Any], expected: str
+) -> None:
+    path = save_random_model(tmp_path / "model.npz", training=training)
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(path)
+    assert expected in str(info.value)
+    assert "expected a value a" not in str(info.value)
 
 
 def test_missing_file_and_folder_are_refused(tmp_path: Path) -> None:
