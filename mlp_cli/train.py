@@ -633,6 +633,15 @@ class Trainer:
             return None
         saved = checkpoint.load(path)
         self._check_network(saved, path)
+        # Its config against the run's: another run's weights would end up as this run's best.
+        if differ := _frozen_changes(_stored_config(saved.meta.config, path), self.cfg):
+            listed = "; ".join(f"{k} is {a} there, {b} in {CONFIG_FILE}" for k, a, b in differ)
+            raise CheckpointError(
+                f"'{shown(path)}' was saved by another run, not the one "
+                f"'{shown(self.run_dir / CONFIG_FILE)}' describes: {listed}. Resuming would keep "
+                f"its weights as this run's best epoch (epoch {best_epoch}). Put back this run's "
+                f"own {MODEL_FILE}, or resume the other run from its own folder."
+            )
         return [w.astype(np.float32) for w in saved.weights], [
             b.astype(np.float32) for b in saved.biases
         ]
@@ -641,19 +650,7 @@ class Trainer:
         """The checkpoint's config, refused where it differs from the run's in a key that
         resuming cannot change (another seed, another learning rate...): it belongs to
         another run."""
-        from mlp_cli.config import config_from_dict
-
-        if stored is None:
-            raise checkpoint.damaged_resume(
-                path, "its metadata holds no 'config' describing the run"
-            )
-        try:
-            saved_cfg = config_from_dict(
-                stored.model_dump(mode="json", exclude_unset=True),
-                f"{shown(path)} (metadata 'config')",
-            )
-        except ConfigError as exc:
-            raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
+        saved_cfg = _stored_config(stored, path)
         if differ := _frozen_changes(saved_cfg, self.cfg):
             config = self.run_dir / CONFIG_FILE
             if _edited_after(config, path):
@@ -894,6 +891,22 @@ class Trainer:
             model_epoch=st.best_epoch if kept_best else st.epoch if self.ended else 0,
             curves=curves,
         )
+
+
+def _stored_config(stored: checkpoint.SavedConfig | None, path: Path) -> Config:
+    """The config a model file or checkpoint at ``path`` was saved with; one it lacks or
+    that is invalid raises `checkpoint.damaged_resume`."""
+    from mlp_cli.config import config_from_dict
+
+    if stored is None:
+        raise checkpoint.damaged_resume(path, "its metadata holds no 'config' describing the run")
+    try:
+        return config_from_dict(
+            stored.model_dump(mode="json", exclude_unset=True),
+            f"{shown(path)} (metadata 'config')",
+        )
+    except ConfigError as exc:
+        raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
 
 
 def _share(waited_before: float | None, seconds: float, threads: int) -> float | None:

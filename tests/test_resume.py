@@ -163,6 +163,21 @@ def test_a_checkpoint_from_another_run_is_refused(tmp_path: Path, other: dict[st
     assert snapshot(tmp_path) == before
 
 
+def test_a_model_npz_from_another_run_is_refused(tmp_path: Path) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
+    foreign = interrupted_run(tmp_path, "other", after_steps=8, training={"seed": 1})
+    shutil.copy(foreign / checkpoint.MODEL_FILE, run_dir / checkpoint.MODEL_FILE)
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert str(run_dir / checkpoint.MODEL_FILE) in message
+    assert "another run" in message
+    assert "training.seed" in message
+    assert snapshot(tmp_path) == before
+
+
 def test_a_config_edited_since_training_in_a_folder_with_a_line_break_is_named_on_one_line(
     tmp_path: Path,
 ) -> None:
