@@ -593,7 +593,7 @@ class Trainer:
         problem = _loop_problem(resume, perm, n_train, steps, self.cfg.training.batch_size)
         if problem is not None:
             raise checkpoint.damaged_resume(path, problem)
-        best = self._best_so_far(resume.best_epoch)
+        best = self._best_so_far(resume.best_epoch, resume.epoch)
         prefix = "optimizer/"
         try:
             self.optimizer.load_state_dict(
@@ -625,8 +625,9 @@ class Trainer:
                 f"config.yaml describes {layers_text(self.model.sizes)}"
             )
 
-    def _best_so_far(self, best_epoch: int) -> tuple[list[Array], list[Array]] | None:
-        """The weights model.npz holds for the run's best epoch so far, if it keeps them."""
+    def _best_so_far(self, best_epoch: int, epoch: int) -> tuple[list[Array], list[Array]] | None:
+        """The weights model.npz holds for the run's best epoch so far, if it keeps them
+        (``epoch``: the epochs the checkpoint has done)."""
         path = self.run_dir / MODEL_FILE
         keeps = self.cfg.training.early_stopping.restore_best and self.data.val_idx.size
         if not (keeps and best_epoch and path.exists()):
@@ -641,6 +642,20 @@ class Trainer:
                 f"'{shown(self.run_dir / CONFIG_FILE)}' describes: {listed}. Resuming would keep "
                 f"its weights as this run's best epoch (epoch {best_epoch}). Put back this run's "
                 f"own {MODEL_FILE}, or resume the other run from its own folder."
+            )
+        # Older files say which epoch's weights they hold only as their best_epoch.
+        training = saved.meta.training
+        held = training and (training.weights_from_epoch or training.best_epoch)
+        if held and held > epoch:
+            # Saved at an epoch's end just before a crash could save the checkpoint: the
+            # resumed run trains that epoch again and saves its weights anew.
+            return None
+        if held and held != best_epoch:
+            raise CheckpointError(
+                f"'{shown(path)}' holds epoch {held}'s weights, not those of the run's best "
+                f"epoch {best_epoch}, which resuming would keep as that epoch's and the finished "
+                f"run's. Put back the {MODEL_FILE} that holds epoch {best_epoch}, or start a "
+                "new run."
             )
         return [w.astype(np.float32) for w in saved.weights], [
             b.astype(np.float32) for b in saved.biases

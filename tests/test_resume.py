@@ -178,6 +178,25 @@ def test_a_model_npz_from_another_run_is_refused(tmp_path: Path) -> None:
     assert snapshot(tmp_path) == before
 
 
+def test_a_model_npz_of_an_earlier_epoch_than_the_best_is_refused(tmp_path: Path) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
+    model = run_dir / checkpoint.MODEL_FILE
+    epoch_1 = model.read_bytes()
+    assert run("train", "--resume", str(run_dir), "--quiet")[0] == 0
+    training = checkpoint.load(model).meta.training
+    assert training is not None
+    assert training.weights_from_epoch == training.best_epoch != 1
+    model.write_bytes(epoch_1)  # an older copy put back
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--set", "training.epochs=5")
+
+    assert code == 1
+    assert str(model) in message
+    assert f"epoch 1's weights, not those of the run's best epoch {training.best_epoch}" in message
+    assert snapshot(tmp_path) == before
+
+
 def test_a_config_edited_since_training_in_a_folder_with_a_line_break_is_named_on_one_line(
     tmp_path: Path,
 ) -> None:
