@@ -585,7 +585,9 @@ class Trainer:
         saved_cfg = self._check_same_run(saved.meta.config, path)
         self._check_network(saved, path)
         if saved.meta.resume is None:
-            raise CheckpointError(f"'{shown(path)}' has no resume state; it is not a checkpoint")
+            raise checkpoint.damaged_resume(
+                path, "it holds weights but no 'resume' entry: it is a model file, not a checkpoint"
+            )
         n_train, steps = len(self.data.train_idx), self.steps
         history = saved.meta.history
         resume = checkpoint.read_resume(path, saved.meta.resume, history)

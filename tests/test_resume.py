@@ -163,6 +163,22 @@ def test_a_checkpoint_from_another_run_is_refused(tmp_path: Path, other: dict[st
     assert snapshot(tmp_path) == before
 
 
+def test_a_model_file_in_place_of_the_checkpoint_is_refused_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1: model.npz saved
+    shutil.copy(run_dir / checkpoint.MODEL_FILE, run_dir / train.CHECKPOINT_FILE)
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert f"'{run_dir / train.CHECKPOINT_FILE}' has damaged resume state" in message
+    assert "a model file, not a checkpoint" in message
+    assert "put back an intact copy of the checkpoint" in message
+    assert snapshot(tmp_path) == before
+
+
 def test_a_model_npz_from_another_run_is_refused(tmp_path: Path) -> None:
     run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
     foreign = interrupted_run(tmp_path, "other", after_steps=8, training={"seed": 1})
