@@ -632,8 +632,14 @@ class Trainer:
         (``epoch``: the epochs the checkpoint has done)."""
         path = self.run_dir / MODEL_FILE
         keeps = self.cfg.training.early_stopping.restore_best and self.data.val_idx.size
-        if not (keeps and best_epoch and path.exists()):
+        if not (keeps and best_epoch):
             return None
+        if not os.path.lexists(path):
+            raise CheckpointError(
+                f"'{shown(path)}', which holds the weights of the run's best epoch "
+                f"({best_epoch}), is missing: resuming would end the run with another epoch's "
+                f"weights in it. Put back the run's own {MODEL_FILE}, or start a new run."
+            )
         saved = checkpoint.load(path)
         self._check_network(saved, path)
         # Its config against the run's: another run's weights would end up as this run's best.

@@ -179,6 +179,23 @@ def test_a_model_file_in_place_of_the_checkpoint_is_refused_saying_what_to_do(
     assert snapshot(tmp_path) == before
 
 
+def test_a_missing_model_npz_of_a_run_that_keeps_its_best_epoch_is_refused(
+    tmp_path: Path,
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
+    (run_dir / checkpoint.MODEL_FILE).unlink()
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert f"'{run_dir / checkpoint.MODEL_FILE}', which holds the weights of the run's best" in (
+        message
+    )
+    assert "is missing" in message
+    assert snapshot(tmp_path) == before
+
+
 def test_a_model_npz_from_another_run_is_refused(tmp_path: Path) -> None:
     run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
     foreign = interrupted_run(tmp_path, "other", after_steps=8, training={"seed": 1})
