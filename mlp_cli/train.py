@@ -1221,12 +1221,14 @@ def schedule_change(before: Config, trainer: Trainer) -> str | None:
     old = Schedule.from_config(before.schedule, before.optimizer.lr, before.training.epochs)
     if old.epochs == new.epochs:
         return None
-    # Quarter epochs are finer than any schedule's shape: constant and step never differ.
-    grid = [i / 4 for i in range(4 * max(old.epochs, new.epochs) + 1)]
-    if all(old(x) == new(x) for x in grid):
-        return None
     st = trainer.state
     done = st.epoch + st.step / trainer.steps
+    # The rates so far and the next one: where they agree (constant and step, or a run that
+    # ended inside its warm-up) the run is the one the new epochs train from the start.
+    # Quarter epochs are finer than any schedule's shape.
+    grid = [i / 4 for i in range(math.floor(4 * done) + 1)] + [done]
+    if all(old(x) == new(x) for x in grid):
+        return None
     where = f"after epoch {st.epoch}" if not st.step else f"at epoch {done:.2f}"
     return (
         f"the {new.name} learning-rate schedule is shaped by training.epochs, which changes "
