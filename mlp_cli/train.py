@@ -654,13 +654,15 @@ class Trainer:
         # Older files say which epoch's weights they hold only as their best_epoch.
         training = saved.meta.training
         held = training and (training.weights_from_epoch or training.best_epoch)
-        if held and held > epoch:
+        if held and held > epoch and saved.meta.resume is None:
             # Saved at an epoch's end just before a crash could save the checkpoint: the
             # resumed run trains that epoch again and saves its weights anew.
             return None
-        if held and held != best_epoch:
+        if saved.meta.resume is not None or (held and held != best_epoch):
+            # A checkpoint holds its last step's weights, whatever its best_epoch says.
+            what = "a checkpoint's" if saved.meta.resume is not None else f"epoch {held}'s"
             raise CheckpointError(
-                f"'{shown(path)}' holds epoch {held}'s weights, not those of the run's best "
+                f"'{shown(path)}' holds {what} weights, not those of the run's best "
                 f"epoch {best_epoch}, which resuming would keep as that epoch's and the finished "
                 f"run's. Put back the {MODEL_FILE} that holds epoch {best_epoch}, or start a "
                 "new run."

@@ -230,6 +230,19 @@ def test_a_model_npz_of_an_earlier_epoch_than_the_best_is_refused(tmp_path: Path
     assert snapshot(tmp_path) == before
 
 
+def test_a_checkpoint_in_place_of_model_npz_is_refused(tmp_path: Path) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # inside epoch 2; epoch 1 the best
+    shutil.copy(run_dir / train.CHECKPOINT_FILE, run_dir / checkpoint.MODEL_FILE)
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert str(run_dir / checkpoint.MODEL_FILE) in message
+    assert "a checkpoint's weights, not those of the run's best epoch 1" in message
+    assert snapshot(tmp_path) == before
+
+
 def test_a_config_edited_since_training_in_a_folder_with_a_line_break_is_named_on_one_line(
     tmp_path: Path,
 ) -> None:
