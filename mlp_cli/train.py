@@ -217,7 +217,12 @@ def check_resume_destination(run_dir: str | Path) -> None:
     run_dir = _out_path(run_dir)
     outputs.check_folder(run_dir, "run folder")
     for name in (CONFIG_FILE, METRICS_FILE, MODEL_FILE, CHECKPOINT_FILE):
-        outputs.check_replaceable(run_dir / name, "run's file")  # each is saved by a rename
+        outputs.check_replaceable(  # each is saved by a rename
+            run_dir / name,
+            "run's file",
+            f"mlp saves the run's {name} at that name, so move it away (a link: put a copy of "
+            "the file it links to in its place), then resume the run again",
+        )
     curves = run_dir / CURVES_FILE
     outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
     if run_dir.name != LATEST:  # resuming through the link leaves it as it is

@@ -291,6 +291,29 @@ def test_a_config_edited_since_training_is_named_as_edited_with_what_to_do(
     assert code == 0, message
 
 
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_run_file_that_is_no_regular_file_is_refused_with_what_to_do_about_it(
+    tmp_path: Path, kind: str
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1: model.npz saved
+    model = run_dir / checkpoint.MODEL_FILE
+    if kind == "folder":
+        model.unlink()
+        model.mkdir()
+    else:
+        model.rename(tmp_path / "kept.npz")
+        model.symlink_to(tmp_path / "kept.npz")
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 2
+    assert f"cannot write the run's file '{model}'" in message
+    assert "choose another path" not in message  # the run's files are named by mlp
+    assert "mlp saves the run's model.npz at that name" in message
+    assert snapshot(tmp_path) == before
+
+
 @pytest.mark.parametrize("option", [["--config", "configs/x.yaml"], ["--out", "elsewhere"]])
 def test_resume_with_config_or_out_is_an_error(tmp_path: Path, option: list[str]) -> None:
     run_dir = interrupted_run(tmp_path, "R")
