@@ -152,9 +152,13 @@ def _latest_is_ours(link: Path) -> bool:
         return False
 
 
-def check_latest(parent: Path, name: str = LATEST) -> None:
+def check_latest(
+    parent: Path,
+    name: str = LATEST,
+    elsewhere: str = "or put the run elsewhere (--out, or --set output.dir=DIR)",
+) -> None:
     """Refuse a ``<parent>/latest`` (or `name`) that mlp did not make: only its own link is
-    replaced."""
+    replaced. `elsewhere` ends the refusal with what else can be done."""
     link = Path(parent) / name
     if _latest_is_ours(link):
         return
@@ -166,8 +170,7 @@ def check_latest(parent: Path, name: str = LATEST) -> None:
     raise UsageError(
         f"'{shown(link)}' is {what}. mlp keeps '{name}' there as a link to the "
         f"{'newest run' if name == LATEST else 'best trial of a sweep'} "
-        f"and never replaces anything else; rename or move that {kind}, or put the run "
-        "elsewhere (--out, or --set output.dir=DIR)"
+        f"and never replaces anything else; rename or move that {kind}, {elsewhere}"
     )
 
 
@@ -226,7 +229,7 @@ def check_resume_destination(run_dir: str | Path) -> None:
     curves = run_dir / CURVES_FILE
     outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
     if run_dir.name != LATEST:  # resuming through the link leaves it as it is
-        check_latest(run_dir.parent)
+        check_latest(run_dir.parent, elsewhere="then resume the run again")
         outputs.check_folder(run_dir.parent, f"folder for the '{LATEST}' link")
 
 

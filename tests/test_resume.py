@@ -314,6 +314,26 @@ def test_a_run_file_that_is_no_regular_file_is_refused_with_what_to_do_about_it(
     assert snapshot(tmp_path) == before
 
 
+def test_a_latest_link_mlp_did_not_make_is_refused_with_what_resume_can_do(
+    tmp_path: Path,
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    (tmp_path / "mine").mkdir()
+    latest = tmp_path / checkpoint.LATEST
+    latest.unlink()
+    latest.symlink_to(tmp_path / "mine")
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 2
+    assert f"'{latest}' is a link to something other than a run folder beside it" in message
+    assert "rename or move that link, then resume the run again" in message
+    assert "--out" not in message  # which --resume refuses, as it does output.dir
+    assert snapshot(tmp_path) == before
+    assert os.readlink(latest) == str(tmp_path / "mine")
+
+
 @pytest.mark.parametrize("option", [["--config", "configs/x.yaml"], ["--out", "elsewhere"]])
 def test_resume_with_config_or_out_is_an_error(tmp_path: Path, option: list[str]) -> None:
     run_dir = interrupted_run(tmp_path, "R")
