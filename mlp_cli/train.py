@@ -227,7 +227,13 @@ def check_resume_destination(run_dir: str | Path) -> None:
             "the file it links to in its place), then resume the run again",
         )
     curves = run_dir / CURVES_FILE
-    outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
+    outputs.check_picture(
+        curves,
+        "learning curves",
+        also=legacy_curves(curves),
+        fix=f"mlp draws the run's {CURVES_FILE} at that name, so move it away, then resume the "
+        "run again",
+    )
     if run_dir.name != LATEST:  # resuming through the link leaves it as it is
         check_latest(run_dir.parent, elsewhere="then resume the run again")
         outputs.check_folder(run_dir.parent, f"folder for the '{LATEST}' link")

@@ -314,6 +314,28 @@ def test_a_run_file_that_is_no_regular_file_is_refused_with_what_to_do_about_it(
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("kind", ["folder", "user's picture"])
+def test_a_curves_png_mlp_may_not_replace_is_refused_with_what_resume_can_do(
+    tmp_path: Path, kind: str
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    curves = run_dir / train.CURVES_FILE
+    if kind == "folder":
+        curves.mkdir()
+    else:
+        curves.write_bytes(b"\x89PNG\r\n\x1a\n mine")
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 2
+    assert str(curves) in message
+    assert "mlp draws the run's curves.png at that name, so move it away, then resume" in message
+    assert "choose another name" not in message  # a resumed run has no other name for it
+    assert "give the path" not in message
+    assert snapshot(tmp_path) == before
+
+
 def test_a_latest_link_mlp_did_not_make_is_refused_with_what_resume_can_do(
     tmp_path: Path,
 ) -> None:
