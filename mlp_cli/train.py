@@ -905,14 +905,18 @@ class Trainer:
         if self.cfg.data.normalize == "none":
             remedies.append("standardized inputs (data.normalize: standardize)")
         remedy = ", ".join(remedies[:-1]) + " or " + remedies[-1]
-        epochs, steps = self.saved_at
-        saved = f"after epoch {epochs}" if not steps else f"at epoch {epochs + 1}, step {steps}"
         return TrainingError(
             f"training stopped at epoch {st.epoch + 1}, step {step}: {what}. The most likely "
             f"cause is a learning rate too large for {opt.name} (optimizer.lr = {opt.lr:g}); "
-            f"try {remedy}. The last good checkpoint ({saved}) is kept in "
+            f"try {remedy}. The last good checkpoint ({self.saved_where()}) is kept in "
             f"'{shown(self.run_dir / CHECKPOINT_FILE)}'; nothing after it was saved."
         )
+
+    def saved_where(self) -> str:
+        """Where the run stood when its checkpoint was last saved: "after epoch 3", or
+        "at epoch 4, step 120" for one saved inside an epoch."""
+        epochs, steps = self.saved_at
+        return f"after epoch {epochs}" if not steps else f"at epoch {epochs + 1}, step {steps}"
 
     def _result(self, status: str, curves: Path | None) -> TrainResult:
         st, cfg = self.state, self.cfg
