@@ -661,11 +661,12 @@ def train(
             try:
                 result = trainer.run(display, lambda: stop_signal() is not None)
             except StdoutError as exc:
-                # The checkpoint of the last finished epoch (or of the start) is in the run.
+                # The checkpoint of the last finished epoch (or of the start, or the one
+                # resumed from) is in the run.
                 done = trainer.state.epoch
+                where = trainer.saved_where() if any(trainer.saved_at) else "before the first epoch"
                 exc.advice = (
-                    f"Training stopped; the run resumes from its checkpoint "
-                    f"{f'after epoch {done}' if done else 'before the first epoch'} with: "
+                    f"Training stopped; the run resumes from its checkpoint {where} with: "
                     f"{command('mlp train --resume', trainer.run_dir)}"
                     if trainer.ended is None
                     else f"Training had ended ({trainer.ended.replace('_', ' ')} after epoch "

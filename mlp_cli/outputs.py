@@ -201,9 +201,7 @@ def special_kind(path: Path | str) -> str | None:
     return file_kind(st.st_mode)
 
 
-def check_replaceable(
-    path: Path | str, what: str = "file", fix: str = "choose another path"
-) -> None:
+def check_replaceable(path: Path | str, what: str = "file", fix: str | None = None) -> None:
     """Refuse an existing `path` that is not a plain regular file, whatever the options:
     writing ends in a rename over `path`, which would replace a device, a FIFO, a folder
     or a link (not what it points to) by a file. `fix` says what to do instead, for a path
@@ -212,7 +210,7 @@ def check_replaceable(
     if kind is not None:
         raise UsageError(
             f"cannot write the {what} '{shown(path)}': it is {kind}, and mlp replaces only regular "
-            f"files it may overwrite; {fix}"
+            f"files it may overwrite; {fix or 'choose another path'}"
         )
 
 
@@ -236,24 +234,26 @@ def check_picture(
     what: str = "picture",
     suffixes: tuple[str, ...] = FIGURE_SUFFIXES,
     also: tuple[bytes, ...] = (),
+    fix: str | None = None,
 ) -> Path:
     """Refuse, before any work, a picture path `mlp` must not write; returns it as a Path.
 
     The name must end in one of `suffixes`; an existing file there must be a picture `mlp`
-    drew (see `is_own_picture`); its folder must be creatable and writable.
+    drew (see `is_own_picture`); its folder must be creatable and writable. `fix` says what
+    to do instead, for a path that mlp names itself rather than the user.
     """
     path = Path(path)
     picture_format(path, what, suffixes)
     if os.path.isdir(path):
         raise UsageError(
-            f"cannot write the {what} '{shown(path)}': it is a folder; give the path of the image "
-            "file to write"
+            f"cannot write the {what} '{shown(path)}': it is a folder; "
+            f"{fix or 'give the path of the image file to write'}"
         )
-    check_replaceable(path, what)
+    check_replaceable(path, what, fix)
     if os.path.lexists(path) and not is_own_picture(path, also):
         raise UsageError(
             f"'{shown(path)}' already exists and is not a picture mlp drew, so it is left as it "
-            "is; choose another name, or move that file away first"
+            f"is; {fix or 'choose another name, or move that file away first'}"
         )
     check_folder(path.parent, f"folder for '{path.name}'")
     check_name(path, what)

@@ -152,9 +152,13 @@ def _latest_is_ours(link: Path) -> bool:
         return False
 
 
-def check_latest(parent: Path, name: str = LATEST) -> None:
+def check_latest(
+    parent: Path,
+    name: str = LATEST,
+    elsewhere: str = "or put the run elsewhere (--out, or --set output.dir=DIR)",
+) -> None:
     """Refuse a ``<parent>/latest`` (or `name`) that mlp did not make: only its own link is
-    replaced."""
+    replaced. `elsewhere` ends the refusal with what else can be done."""
     link = Path(parent) / name
     if _latest_is_ours(link):
         return
@@ -166,8 +170,7 @@ def check_latest(parent: Path, name: str = LATEST) -> None:
     raise UsageError(
         f"'{shown(link)}' is {what}. mlp keeps '{name}' there as a link to the "
         f"{'newest run' if name == LATEST else 'best trial of a sweep'} "
-        f"and never replaces anything else; rename or move that {kind}, or put the run "
-        "elsewhere (--out, or --set output.dir=DIR)"
+        f"and never replaces anything else; rename or move that {kind}, {elsewhere}"
     )
 
 
@@ -217,11 +220,22 @@ def check_resume_destination(run_dir: str | Path) -> None:
     run_dir = _out_path(run_dir)
     outputs.check_folder(run_dir, "run folder")
     for name in (CONFIG_FILE, METRICS_FILE, MODEL_FILE, CHECKPOINT_FILE):
-        outputs.check_replaceable(run_dir / name, "run's file")  # each is saved by a rename
+        outputs.check_replaceable(  # each is saved by a rename
+            run_dir / name,
+            "run's file",
+            f"mlp saves the run's {name} at that name, so move it away (a link: put a copy of "
+            "the file it links to in its place), then resume the run again",
+        )
     curves = run_dir / CURVES_FILE
-    outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
+    outputs.check_picture(
+        curves,
+        "learning curves",
+        also=legacy_curves(curves),
+        fix=f"mlp draws the run's {CURVES_FILE} at that name, so move it away, then resume the "
+        "run again",
+    )
     if run_dir.name != LATEST:  # resuming through the link leaves it as it is
-        check_latest(run_dir.parent)
+        check_latest(run_dir.parent, elsewhere="then resume the run again")
         outputs.check_folder(run_dir.parent, f"folder for the '{LATEST}' link")
 
 
@@ -587,7 +601,9 @@ class Trainer:
         saved_cfg = self._check_same_run(saved.meta.config, path)
         self._check_network(saved, path)
         if saved.meta.resume is None:
-            raise CheckpointError(f"'{shown(path)}' has no resume state; it is not a checkpoint")
+            raise checkpoint.damaged_resume(
+                path, "it holds weights but no 'resume' entry: it is a model file, not a checkpoint"
+            )
         n_train, steps = len(self.data.train_idx), self.steps
         history = saved.meta.history
         resume = checkpoint.read_resume(path, saved.meta.resume, history)
@@ -595,7 +611,7 @@ class Trainer:
         problem = _loop_problem(resume, perm, n_train, steps, self.cfg.training.batch_size)
         if problem is not None:
             raise checkpoint.damaged_resume(path, problem)
-        best = self._best_so_far(resume.best_epoch)
+        best = self._best_so_far(resume.best_epoch, resume.epoch)
         prefix = "optimizer/"
         try:
             self.optimizer.load_state_dict(
@@ -627,14 +643,46 @@ class Trainer:
                 f"config.yaml describes {layers_text(self.model.sizes)}"
             )
 
-    def _best_so_far(self, best_epoch: int) -> tuple[list[Array], list[Array]] | None:
-        """The weights model.npz holds for the run's best epoch so far, if it keeps them."""
+    def _best_so_far(self, best_epoch: int, epoch: int) -> tuple[list[Array], list[Array]] | None:
+        """The weights model.npz holds for the run's best epoch so far, if it keeps them
+        (``epoch``: the epochs the checkpoint has done)."""
         path = self.run_dir / MODEL_FILE
         keeps = self.cfg.training.early_stopping.restore_best and self.data.val_idx.size
-        if not (keeps and best_epoch and path.exists()):
+        if not (keeps and best_epoch):
             return None
+        if not os.path.lexists(path):
+            raise CheckpointError(
+                f"'{shown(path)}', which holds the weights of the run's best epoch "
+                f"({best_epoch}), is missing: resuming would end the run with another epoch's "
+                f"weights in it. Put back the run's own {MODEL_FILE}, or start a new run."
+            )
         saved = checkpoint.load(path)
         self._check_network(saved, path)
+        # Its config against the run's: another run's weights would end up as this run's best.
+        if differ := _frozen_changes(_stored_config(saved.meta.config, path), self.cfg):
+            listed = "; ".join(f"{k} is {a} there, {b} in {CONFIG_FILE}" for k, a, b in differ)
+            raise CheckpointError(
+                f"'{shown(path)}' was saved by another run, not the one "
+                f"'{shown(self.run_dir / CONFIG_FILE)}' describes: {listed}. Resuming would keep "
+                f"its weights as this run's best epoch (epoch {best_epoch}). Put back this run's "
+                f"own {MODEL_FILE}, or resume the other run from its own folder."
+            )
+        # Older files say which epoch's weights they hold only as their best_epoch.
+        training = saved.meta.training
+        held = training and (training.weights_from_epoch or training.best_epoch)
+        if held and held > epoch and saved.meta.resume is None:
+            # Saved at an epoch's end just before a crash could save the checkpoint: the
+            # resumed run trains that epoch again and saves its weights anew.
+            return None
+        if saved.meta.resume is not None or (held and held != best_epoch):
+            # A checkpoint holds its last step's weights, whatever its best_epoch says.
+            what = "a checkpoint's" if saved.meta.resume is not None else f"epoch {held}'s"
+            raise CheckpointError(
+                f"'{shown(path)}' holds {what} weights, not those of the run's best "
+                f"epoch {best_epoch}, which resuming would keep as that epoch's and the finished "
+                f"run's. Put back the {MODEL_FILE} that holds epoch {best_epoch}, or start a "
+                "new run."
+            )
         return [w.astype(np.float32) for w in saved.weights], [
             b.astype(np.float32) for b in saved.biases
         ]
@@ -643,19 +691,7 @@ class Trainer:
         """The checkpoint's config, refused where it differs from the run's in a key that
         resuming cannot change (another seed, another learning rate...): it belongs to
         another run."""
-        from mlp_cli.config import config_from_dict
-
-        if stored is None:
-            raise checkpoint.damaged_resume(
-                path, "its metadata holds no 'config' describing the run"
-            )
-        try:
-            saved_cfg = config_from_dict(
-                stored.model_dump(mode="json", exclude_unset=True),
-                f"{shown(path)} (metadata 'config')",
-            )
-        except ConfigError as exc:
-            raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
+        saved_cfg = _stored_config(stored, path)
         if differ := _frozen_changes(saved_cfg, self.cfg):
             config = self.run_dir / CONFIG_FILE
             if _edited_after(config, path):
@@ -871,14 +907,18 @@ class Trainer:
         if self.cfg.data.normalize == "none":
             remedies.append("standardized inputs (data.normalize: standardize)")
         remedy = ", ".join(remedies[:-1]) + " or " + remedies[-1]
-        epochs, steps = self.saved_at
-        saved = f"after epoch {epochs}" if not steps else f"at epoch {epochs + 1}, step {steps}"
         return TrainingError(
             f"training stopped at epoch {st.epoch + 1}, step {step}: {what}. The most likely "
             f"cause is a learning rate too large for {opt.name} (optimizer.lr = {opt.lr:g}); "
-            f"try {remedy}. The last good checkpoint ({saved}) is kept in "
+            f"try {remedy}. The last good checkpoint ({self.saved_where()}) is kept in "
             f"'{shown(self.run_dir / CHECKPOINT_FILE)}'; nothing after it was saved."
         )
+
+    def saved_where(self) -> str:
+        """Where the run stood when its checkpoint was last saved: "after epoch 3", or
+        "at epoch 4, step 120" for one saved inside an epoch."""
+        epochs, steps = self.saved_at
+        return f"after epoch {epochs}" if not steps else f"at epoch {epochs + 1}, step {steps}"
 
     def _result(self, status: str, curves: Path | None) -> TrainResult:
         st, cfg = self.state, self.cfg
@@ -896,6 +936,22 @@ class Trainer:
             model_epoch=st.best_epoch if kept_best else st.epoch if self.ended else 0,
             curves=curves,
         )
+
+
+def _stored_config(stored: checkpoint.SavedConfig | None, path: Path) -> Config:
+    """The config a model file or checkpoint at ``path`` was saved with; one it lacks or
+    that is invalid raises `checkpoint.damaged_resume`."""
+    from mlp_cli.config import config_from_dict
+
+    if stored is None:
+        raise checkpoint.damaged_resume(path, "its metadata holds no 'config' describing the run")
+    try:
+        return config_from_dict(
+            stored.model_dump(mode="json", exclude_unset=True),
+            f"{shown(path)} (metadata 'config')",
+        )
+    except ConfigError as exc:
+        raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
 
 
 def _share(waited_before: float | None, seconds: float, threads: int) -> float | None:
@@ -1187,12 +1243,14 @@ def schedule_change(before: Config, trainer: Trainer) -> str | None:
     old = Schedule.from_config(before.schedule, before.optimizer.lr, before.training.epochs)
     if old.epochs == new.epochs:
         return None
-    # Quarter epochs are finer than any schedule's shape: constant and step never differ.
-    grid = [i / 4 for i in range(4 * max(old.epochs, new.epochs) + 1)]
-    if all(old(x) == new(x) for x in grid):
-        return None
     st = trainer.state
     done = st.epoch + st.step / trainer.steps
+    # The rates so far and the next one: where they agree (constant and step, or a run that
+    # ended inside its warm-up) the run is the one the new epochs train from the start.
+    # Quarter epochs are finer than any schedule's shape.
+    grid = [i / 4 for i in range(math.floor(4 * done) + 1)] + [done]
+    if all(old(x) == new(x) for x in grid):
+        return None
     where = f"after epoch {st.epoch}" if not st.step else f"at epoch {done:.2f}"
     return (
         f"the {new.name} learning-rate schedule is shaped by training.epochs, which changes "

@@ -197,6 +197,33 @@ def test_training_with_stdout_on_a_full_device_leaves_a_run_that_resumes(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_stdout_on_a_full_device_when_resuming_inside_an_epoch_says_where_the_run_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(train.Trainer, "write_curves", lambda self: None)
+    stops = iter([False] * 8 + [True])  # Ctrl-C before step 3 of epoch 2 (6 steps an epoch)
+    trainer = train.start(make_config(tmp_path), make_splits(), tmp_path / "runs" / "unit")
+    assert trainer.run(should_stop=lambda: next(stops)).status == "interrupted"
+
+    with open("/dev/full", "wb") as full:
+        proc = mlp(
+            "train",
+            "--resume",
+            "runs/unit",
+            cwd=tmp_path,
+            stdout=full.fileno(),
+            program=("-c", ON_SYNTHETIC_DATA),
+        )
+
+    stderr = " ".join(proc.stderr.decode().split())
+    assert proc.returncode == 1, stderr
+    assert "cannot write to standard output: No space left on device" in stderr
+    assert "the run resumes from its checkpoint at epoch 2, step 2 with: mlp train --resume" in (
+        stderr
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
 def test_stdout_on_a_full_device_at_the_last_epoch_leaves_a_finished_run(tmp_path: Path) -> None:
     training = "{epochs: 1, batch_size: 16, early_stopping: {restore_best: false}}"
     # --json writes first when the last epoch ends

@@ -276,6 +276,23 @@ def test_more_epochs_on_a_finished_cosine_run_warn_that_the_schedule_restarts(
     assert history[4]["lr"] > history[3]["lr"]  # the saw-tooth the warning announced
 
 
+def test_more_epochs_on_a_run_that_ended_inside_its_warm_up_do_not_warn(tmp_path: Path) -> None:
+    cfg = config(tmp_path, extra="schedule: {name: cosine, warmup_epochs: 2}")
+    assert mlp("train", "--config", str(cfg), "--set", "training.epochs=2")[0] == 0
+    run = tmp_path / "runs" / "unit-400-32-10"
+    code, _, err = mlp("train", "--resume", str(run), "--set", "training.epochs=4", "--quiet")
+    assert code == 0, err
+    assert "warning" not in err  # its rates so far are those of a 4-epoch run's warm-up
+    assert mlp("train", "--config", str(cfg), "--set", "training.epochs=4")[0] == 0
+    resumed, whole = (
+        checkpoint.load(folder / "checkpoint.npz", checkpoint=True).meta.history
+        for folder in (run, tmp_path / "runs" / "unit-400-32-10-2")
+    )
+    assert resumed is not None
+    assert whole is not None
+    assert [r["lr"] for r in resumed] == [r["lr"] for r in whole]
+
+
 @pytest.mark.parametrize("schedule", ["constant", "step"])
 def test_more_epochs_on_a_schedule_that_ignores_the_epoch_count_do_not_warn(
     tmp_path: Path, schedule: str

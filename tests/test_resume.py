@@ -163,6 +163,86 @@ def test_a_checkpoint_from_another_run_is_refused(tmp_path: Path, other: dict[st
     assert snapshot(tmp_path) == before
 
 
+def test_a_model_file_in_place_of_the_checkpoint_is_refused_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1: model.npz saved
+    shutil.copy(run_dir / checkpoint.MODEL_FILE, run_dir / train.CHECKPOINT_FILE)
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert f"'{run_dir / train.CHECKPOINT_FILE}' has damaged resume state" in message
+    assert "a model file, not a checkpoint" in message
+    assert "put back an intact copy of the checkpoint" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_a_missing_model_npz_of_a_run_that_keeps_its_best_epoch_is_refused(
+    tmp_path: Path,
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
+    (run_dir / checkpoint.MODEL_FILE).unlink()
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert f"'{run_dir / checkpoint.MODEL_FILE}', which holds the weights of the run's best" in (
+        message
+    )
+    assert "is missing" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_a_model_npz_from_another_run_is_refused(tmp_path: Path) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
+    foreign = interrupted_run(tmp_path, "other", after_steps=8, training={"seed": 1})
+    shutil.copy(foreign / checkpoint.MODEL_FILE, run_dir / checkpoint.MODEL_FILE)
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert str(run_dir / checkpoint.MODEL_FILE) in message
+    assert "another run" in message
+    assert "training.seed" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_a_model_npz_of_an_earlier_epoch_than_the_best_is_refused(tmp_path: Path) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
+    model = run_dir / checkpoint.MODEL_FILE
+    epoch_1 = model.read_bytes()
+    assert run("train", "--resume", str(run_dir), "--quiet")[0] == 0
+    training = checkpoint.load(model).meta.training
+    assert training is not None
+    assert training.weights_from_epoch == training.best_epoch != 1
+    model.write_bytes(epoch_1)  # an older copy put back
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--set", "training.epochs=5")
+
+    assert code == 1
+    assert str(model) in message
+    assert f"epoch 1's weights, not those of the run's best epoch {training.best_epoch}" in message
+    assert snapshot(tmp_path) == before
+
+
+def test_a_checkpoint_in_place_of_model_npz_is_refused(tmp_path: Path) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # inside epoch 2; epoch 1 the best
+    shutil.copy(run_dir / train.CHECKPOINT_FILE, run_dir / checkpoint.MODEL_FILE)
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert str(run_dir / checkpoint.MODEL_FILE) in message
+    assert "a checkpoint's weights, not those of the run's best epoch 1" in message
+    assert snapshot(tmp_path) == before
+
+
 def test_a_config_edited_since_training_in_a_folder_with_a_line_break_is_named_on_one_line(
     tmp_path: Path,
 ) -> None:
@@ -209,6 +289,71 @@ def test_a_config_edited_since_training_is_named_as_edited_with_what_to_do(
     config.write_text(trained)  # the trained values put back, as the message says
     code, message = run("train", "--resume", str(run_dir), "--quiet")
     assert code == 0, message
+
+
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_run_file_that_is_no_regular_file_is_refused_with_what_to_do_about_it(
+    tmp_path: Path, kind: str
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1: model.npz saved
+    model = run_dir / checkpoint.MODEL_FILE
+    if kind == "folder":
+        model.unlink()
+        model.mkdir()
+    else:
+        model.rename(tmp_path / "kept.npz")
+        model.symlink_to(tmp_path / "kept.npz")
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 2
+    assert f"cannot write the run's file '{model}'" in message
+    assert "choose another path" not in message  # the run's files are named by mlp
+    assert "mlp saves the run's model.npz at that name" in message
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["folder", "user's picture"])
+def test_a_curves_png_mlp_may_not_replace_is_refused_with_what_resume_can_do(
+    tmp_path: Path, kind: str
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    curves = run_dir / train.CURVES_FILE
+    if kind == "folder":
+        curves.mkdir()
+    else:
+        curves.write_bytes(b"\x89PNG\r\n\x1a\n mine")
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 2
+    assert str(curves) in message
+    assert "mlp draws the run's curves.png at that name, so move it away, then resume" in message
+    assert "choose another name" not in message  # a resumed run has no other name for it
+    assert "give the path" not in message
+    assert snapshot(tmp_path) == before
+
+
+def test_a_latest_link_mlp_did_not_make_is_refused_with_what_resume_can_do(
+    tmp_path: Path,
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    (tmp_path / "mine").mkdir()
+    latest = tmp_path / checkpoint.LATEST
+    latest.unlink()
+    latest.symlink_to(tmp_path / "mine")
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 2
+    assert f"'{latest}' is a link to something other than a run folder beside it" in message
+    assert "rename or move that link, then resume the run again" in message
+    assert "--out" not in message  # which --resume refuses, as it does output.dir
+    assert snapshot(tmp_path) == before
+    assert os.readlink(latest) == str(tmp_path / "mine")
 
 
 @pytest.mark.parametrize("option", [["--config", "configs/x.yaml"], ["--out", "elsewhere"]])
