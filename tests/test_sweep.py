@@ -1004,6 +1004,8 @@ def test_a_worker_killed_between_two_trials_ends_the_sweep_with_the_rest_to_resu
     code, _, err = mlp("sweep", str(path), "--workers", "1", "--quiet")
     assert code == 1, err
     assert f"mlp sweep --resume {folder}" in " ".join(err.split())
+    why = "3 trials not started: a worker process of the sweep ended unexpectedly"
+    assert why in " ".join(err.split())
     assert [t.status for t in Sweep.load(folder).trials] == ["completed"] + ["pending"] * 3
     monkeypatch.setattr(sweep, "_work", WORK)
     code, _, err = mlp("sweep", "--resume", str(folder), "--quiet")
