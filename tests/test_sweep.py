@@ -595,6 +595,14 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
     assert all(len(metrics(folder / t.id)) == 30 for t in state.trials)
 
 
+def wait_until_ended(workers: list[int]) -> None:
+    """Wait (30 s at most) until the worker processes `workers` of a killed sweep have ended."""
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "the orphaned workers of the sweep never ended"
+        time.sleep(0.1)
+
+
 def test_workers_of_a_sweep_killed_with_kill_9_end_and_leave_it_resumable(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 30}"))
     folder = tmp_path / "runs" / "grid"
@@ -605,11 +613,8 @@ def test_workers_of_a_sweep_killed_with_kill_9_end_and_leave_it_resumable(tmp_pa
         workers = [int(pid) for pid in children.read_text().split()]
         proc.kill()  # the sweep alone, as `kill -9 PID` does: its workers are orphaned
         proc.wait(timeout=60)
-        deadline = time.monotonic() + 30
         try:
-            while any(Path(f"/proc/{pid}").exists() for pid in workers):
-                assert time.monotonic() < deadline, "the orphaned workers of the sweep never ended"
-                time.sleep(0.1)
+            wait_until_ended(workers)
         finally:
             with suppress(ProcessLookupError):  # its session: any worker that did not
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -668,10 +673,7 @@ def test_workers_still_starting_when_the_sweep_is_killed_with_kill_9_end(tmp_pat
         workers = workers_of(proc)
         proc.kill()
         proc.wait(timeout=60)
-        deadline = time.monotonic() + 30
-        while any(Path(f"/proc/{pid}").exists() for pid in workers):
-            assert time.monotonic() < deadline, "the orphaned workers of the sweep never ended"
-            time.sleep(0.1)
+        wait_until_ended(workers)
     finally:
         with suppress(ProcessLookupError):  # its session: any worker that did not
             os.killpg(proc.pid, signal.SIGKILL)
