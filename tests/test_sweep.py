@@ -627,7 +627,8 @@ def test_workers_of_a_sweep_killed_with_kill_9_end_and_leave_it_resumable(tmp_pa
 
 # `mlp sweep ARGS` whose worker processes wait, once forked, until the sweep has ended or the
 # file $WORKERS_GO exists before they go on starting: the moment of a `kill -9` or a signal
-# that a busy machine can make last.
+# that a busy machine can make last. A worker that has taken a stop signal by the end of its
+# start writes the file $WORKERS_GO.taken-by-PID.
 WORKERS_STARTING_LATE = """
 import os, runpy, sys, time
 from mlp_cli import sweep
@@ -638,6 +639,8 @@ def starting_late(*args):
     while os.getppid() == the_sweep and not os.path.exists(os.environ["WORKERS_GO"]):
         time.sleep(0.01)
     init(*args)
+    if sweep._WORKER["interrupted"]:
+        open(f"{os.environ['WORKERS_GO']}.taken-by-{os.getpid()}", "w").close()
 
 sweep._init_worker = starting_late
 sys.argv = sys.argv[1:]  # the child's file, then mlp's arguments
@@ -710,6 +713,7 @@ def test_a_hangup_while_the_workers_start_is_taken_by_the_sweep_and_by_each_work
     assert proc.returncode == 128 + signal.SIGHUP, err
     assert " ".join(err.split()).count("stopping after this step") == 1, err  # the sweep's own
     assert "Traceback" not in err
+    assert len(list(tmp_path.glob("go.taken-by-*"))) == 2  # each worker's own handling
 
 
 def test_a_hangup_stops_the_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) -> None:
