@@ -49,7 +49,8 @@ check: lint test
 check-lowest: $(LOWEST_STAMP)
 	$(LOWEST)/bin/python -m pytest -q --ignore=tests/test_wheel.py
 
-$(LOWEST_STAMP): pyproject.toml scripts/lowest_requirements.py
+# Makefile: LOWEST_TOOLS is set here, and an environment made with other tools is not this one
+$(LOWEST_STAMP): pyproject.toml scripts/lowest_requirements.py Makefile
 	rm -rf $(LOWEST)
 	$(PYTHON) -m venv $(LOWEST)
 	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip packaging

@@ -808,10 +808,10 @@ def _check(
                 " must be names such as 'epochs'; put quotes around it if it is meant as one."
             )
         if key in lines:
-            before = "" if override else f" on line {lines[key]}"
+            before, both = ("", "two") if override else (f" on line {lines[key]}", "two lines")
             raise ConfigError(
                 f"{where}: duplicate key '{_dotted((*path, key))}'; it is already set{before}."
-                " Keep only one of the two."
+                f" Keep only one of the {both}."
             )
         lines[key] = line
         origins[(*path, key)] = f"{source}:{line}"

@@ -866,12 +866,19 @@ def sweep_table(
 
 
 def sweep_reasons(sweep: Sweep) -> list[Text]:
-    """One line per failed or interrupted trial: why (text from the trial, shown plain)."""
-    return [
+    """One line per failed or interrupted trial, and one for the trials a dead worker left
+    never started: why (text from the trial, shown plain)."""
+    lines = [
         Text.assemble((f"{t.id} {t.status}: ", _STATUS_STYLE[t.status]), plain(t.reason))
         for t in sweep.trials
         if t.reason and t.status in ("failed", "interrupted")
     ]
+    # one line for them all: with one worker, every trial after the one it died in
+    if unstarted := [t.reason for t in sweep.trials if t.reason and t.status == "pending"]:
+        lines.append(
+            Text(f"{counted(len(unstarted), 'trial')} not started: ") + plain(unstarted[0])
+        )
+    return lines
 
 
 def plan_table(sweep: Sweep) -> Table:

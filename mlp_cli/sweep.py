@@ -274,7 +274,7 @@ class Trial:
     params: dict[str, Any]
     config: dict[str, Any]  # the resolved config, as config.yaml will hold it
     status: str = "pending"  # then running, and one of ENDED or interrupted
-    reason: str | None = None  # why it failed or was interrupted
+    reason: str | None = None  # why it failed, was interrupted or never started
     epoch: int = 0  # epochs done
     epochs: int = 0  # epochs asked for
     last: float | None = None  # the metric at the last epoch
@@ -1055,7 +1055,9 @@ def run_local(
                     if outcome is None:  # stopped before it began
                         continue
                     if outcome.status == "interrupted" and not begun[index]:
-                        continue  # the pool broke before this trial began: it stays pending
+                        # the pool broke before this trial began: it stays pending, saying why
+                        sweep.trials[index].reason = outcome.reason
+                        continue
                     sweep.ended(index, outcome)
                     if asha is not None:
                         asha.ended(index, outcome, sweep.trials[index].best)

@@ -27,6 +27,8 @@ from itertools import pairwise, product
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from mlp_cli.limits import counted
+
 # log2 of the clock cycles an idle OpenBLAS worker spins before it sleeps (OpenBLAS: 4-30).
 BLAS_SPIN_LOG2_CYCLES = 20
 
@@ -194,8 +196,9 @@ def choose_threads(
     if setting != AUTO:
         asked = int(setting)
         if asked > cores:
-            s = "s" * (cores != 1)
-            return ThreadChoice(cores, f"{asked:,} asked, capped at the {cores} core{s}", True)
+            return ThreadChoice(
+                cores, f"{asked:,} asked, capped at the {counted(cores, 'core')}", True
+            )
         return ThreadChoice(asked, "as set")
     if earlier is not None:
         if earlier > cores:

@@ -44,18 +44,21 @@ MNIST_SKIP_REASON = (
 )
 
 
+def _dropped(signum: int, frame: object) -> None:
+    """A stop signal the suite was started with ignored: it still does nothing to the suite."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """The tests send stop signals to mlp's processes and check how they are handled; a suite
     started with them ignored (a shell's `&` without job control, nohup) would pass that on
-    to every child, which keeps them ignored as mlp does. Tests that want one ignored say so.
-    (Here, not at import: the children that import this module must keep what they are given.)"""
-    for number, default in (
-        (signal.SIGINT, signal.default_int_handler),
-        (signal.SIGTERM, signal.SIG_DFL),
-        (signal.SIGHUP, signal.SIG_DFL),
-    ):
+    to every child, which keeps them ignored as mlp does. Caught and dropped instead, they
+    leave the suite running as its starter chose, and each child, whose exec sets a caught
+    signal back to its default, gets them as a terminal gives them. Tests that want one
+    ignored say so. (Here, not at import: the children that import this module must keep
+    what they are given.)"""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(number) is signal.SIG_IGN:
-            signal.signal(number, default)
+            signal.signal(number, _dropped)
 
 
 def _mnist_file(folder: Path, stem: str) -> Path | None:

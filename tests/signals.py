@@ -1,4 +1,5 @@
-"""Run `mlp` in a child process and send it a signal once it has got somewhere."""
+"""Run `mlp` in a child process and send it a signal once it has got somewhere; whether a
+process has ended."""
 
 from __future__ import annotations
 
@@ -54,3 +55,12 @@ def signal_when(
             proc.kill()
             proc.communicate()
     return proc.returncode, stdout, stderr
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

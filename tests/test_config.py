@@ -359,6 +359,7 @@ def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
     assert f"{path}:{second}:" in message
     assert f"line {line_of(text, 'lr: 0.1')}" in message
     assert "optimizer.lr" in message
+    assert message.endswith("Keep only one of the two lines.")
 
 
 def test_yaml_syntax_error_cites_line_and_column(tmp_path: Path) -> None:

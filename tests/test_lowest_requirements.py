@@ -1,10 +1,13 @@
 """`scripts/lowest_requirements.py`, which `make check-lowest` installs from: each runtime
 dependency pinned to the lower bound pyproject.toml states for it, and the dev extra's test
-tools as the extra states them."""
+tools as the extra states them; and when the Makefile makes that environment again."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,3 +52,22 @@ def test_every_runtime_dependency_of_this_project_has_a_lower_bound_to_test() ->
     pinned = lowest_requirements(table, [])
     assert [r.name for r in pinned] == [Requirement(d).name for d in table["dependencies"]]
     assert all(str(r.specifier).startswith("==") for r in pinned)
+
+
+def test_an_environment_made_before_the_makefile_changed_its_tools_is_made_again(
+    tmp_path: Path,
+) -> None:
+    # LOWEST_TOOLS lives in the Makefile: an environment made with a tool since dropped
+    # (jsonschema, which brought attrs into the start-up tests) must not be used on.
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make here")
+    (tmp_path / ".installed").touch()  # newer than pyproject.toml and the script
+    dry_run = subprocess.run(
+        [make, "--dry-run", "--what-if=Makefile", f"LOWEST={tmp_path}", "check-lowest"],
+        cwd=PYPROJECT.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"rm -rf {tmp_path}" in dry_run.stdout

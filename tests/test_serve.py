@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from signals import alive
 
 from mlp_cli import checkpoint, serve
 from mlp_cli.errors import UsageError
@@ -855,15 +856,6 @@ def _workers_of(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
 def _start_serving(
     tmp_path: Path, workers: int, *, own_group: bool = False, ignored: tuple[int, ...] = ()
 ) -> tuple[subprocess.Popen[str], str, int]:
@@ -920,7 +912,7 @@ def test_worker_processes_share_the_requests_and_stop_with_the_server(tmp_path: 
     assert out.count("stopped") == 1
     assert f"worker process {workers[0]} was killed by signal 9" in err
     assert "Traceback" not in err
-    assert not any(map(_running, workers))
+    assert not any(map(alive, workers))
 
 
 @pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
@@ -931,7 +923,7 @@ def test_ctrl_c_in_a_terminal_stops_every_process_quietly(tmp_path: Path) -> Non
         out, err = _ctrl_c(process, group=True)
     assert out.count("stopped") == 1
     assert err == ""
-    assert not any(map(_running, workers))
+    assert not any(map(alive, workers))
 
 
 @pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
@@ -944,7 +936,7 @@ def test_a_hangup_ignored_by_nohup_stays_ignored_in_every_process(tmp_path: Path
         os.killpg(process.pid, signal.SIGHUP)  # the terminal closes
         time.sleep(0.5)
         assert process.poll() is None
-        assert all(map(_running, workers))
+        assert all(map(alive, workers))
         for _ in range(6):
             connection = http.client.HTTPConnection(host, port, timeout=10)
             connection.request("GET", "/api/runs")
@@ -967,7 +959,7 @@ def test_a_server_started_with_sigterm_ignored_still_ends_its_workers_as_it_stop
         out, err = _ctrl_c(process)  # to the server alone, as `kill -INT PID` sends it
     assert out.count("stopped") == 1
     assert "Traceback" not in err
-    assert not any(map(_running, workers))
+    assert not any(map(alive, workers))
 
 
 @pytest.mark.skipif(not can_fork(), reason="worker processes are forked on Linux only")
@@ -979,9 +971,9 @@ def test_workers_stop_when_the_server_is_killed_outright(tmp_path: Path) -> None
         process.kill()
         process.communicate()
     deadline = time.monotonic() + 10
-    while any(map(_running, workers)) and time.monotonic() < deadline:
+    while any(map(alive, workers)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(map(_running, workers))
+    assert not any(map(alive, workers))
 
 
 def _shared_loads(*counts: int) -> memoryview:

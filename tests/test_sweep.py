@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from signals import alive
 from test_train import arrays_of, make_splits, metrics, without_timing
 from tiny_models import save_random_model
 from typer.testing import CliRunner
@@ -617,6 +618,14 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path: Path) -> None:
     assert all(len(metrics(folder / t.id)) == 30 for t in state.trials)
 
 
+def wait_until_ended(workers: list[int]) -> None:
+    """Wait (30 s at most) until the worker processes `workers` of a killed sweep have ended."""
+    deadline = time.monotonic() + 30
+    while any(map(alive, workers)):  # ended, if not yet reaped by whoever adopted them
+        assert time.monotonic() < deadline, "the orphaned workers of the sweep never ended"
+        time.sleep(0.1)
+
+
 def test_workers_of_a_sweep_killed_with_kill_9_end_and_leave_it_resumable(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 30}"))
     folder = tmp_path / "runs" / "grid"
@@ -627,11 +636,8 @@ def test_workers_of_a_sweep_killed_with_kill_9_end_and_leave_it_resumable(tmp_pa
         workers = [int(pid) for pid in children.read_text().split()]
         proc.kill()  # the sweep alone, as `kill -9 PID` does: its workers are orphaned
         proc.wait(timeout=60)
-        deadline = time.monotonic() + 30
         try:
-            while any(Path(f"/proc/{pid}").exists() for pid in workers):
-                assert time.monotonic() < deadline, "the orphaned workers of the sweep never ended"
-                time.sleep(0.1)
+            wait_until_ended(workers)
         finally:
             with suppress(ProcessLookupError):  # its session: any worker that did not
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -644,7 +650,8 @@ def test_workers_of_a_sweep_killed_with_kill_9_end_and_leave_it_resumable(tmp_pa
 
 # `mlp sweep ARGS` whose worker processes wait, once forked, until the sweep has ended or the
 # file $WORKERS_GO exists before they go on starting: the moment of a `kill -9` or a signal
-# that a busy machine can make last.
+# that a busy machine can make last. A worker that has taken a stop signal by the end of its
+# start writes the file $WORKERS_GO.taken-by-PID.
 WORKERS_STARTING_LATE = """
 import os, runpy, sys, time
 from mlp_cli import sweep
@@ -655,6 +662,8 @@ def starting_late(*args):
     while os.getppid() == the_sweep and not os.path.exists(os.environ["WORKERS_GO"]):
         time.sleep(0.01)
     init(*args)
+    if sweep._WORKER["interrupted"]:
+        open(f"{os.environ['WORKERS_GO']}.taken-by-{os.getpid()}", "w").close()
 
 sweep._init_worker = starting_late
 sys.argv = sys.argv[1:]  # the child's file, then mlp's arguments
@@ -690,10 +699,7 @@ def test_workers_still_starting_when_the_sweep_is_killed_with_kill_9_end(tmp_pat
         workers = workers_of(proc)
         proc.kill()
         proc.wait(timeout=60)
-        deadline = time.monotonic() + 30
-        while any(Path(f"/proc/{pid}").exists() for pid in workers):
-            assert time.monotonic() < deadline, "the orphaned workers of the sweep never ended"
-            time.sleep(0.1)
+        wait_until_ended(workers)
     finally:
         with suppress(ProcessLookupError):  # its session: any worker that did not
             os.killpg(proc.pid, signal.SIGKILL)
@@ -730,6 +736,7 @@ def test_a_hangup_while_the_workers_start_is_taken_by_the_sweep_and_by_each_work
     assert proc.returncode == 128 + signal.SIGHUP, err
     assert " ".join(err.split()).count("stopping after this step") == 1, err  # the sweep's own
     assert "Traceback" not in err
+    assert len(list(tmp_path.glob("go.taken-by-*"))) == 2  # each worker's own handling
 
 
 def test_a_hangup_stops_the_sweep_and_its_workers_as_ctrl_c_does(tmp_path: Path) -> None:
@@ -1026,6 +1033,8 @@ def test_a_worker_killed_between_two_trials_ends_the_sweep_with_the_rest_to_resu
     code, _, err = mlp("sweep", str(path), "--workers", "1", "--quiet")
     assert code == 1, err
     assert f"mlp sweep --resume {folder}" in " ".join(err.split())
+    why = "3 trials not started: a worker process of the sweep ended unexpectedly"
+    assert why in " ".join(err.split())
     assert [t.status for t in Sweep.load(folder).trials] == ["completed"] + ["pending"] * 3
     monkeypatch.setattr(sweep, "_work", WORK)
     code, _, err = mlp("sweep", "--resume", str(folder), "--quiet")

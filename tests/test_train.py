@@ -14,6 +14,8 @@ import math
 import os
 import re
 import signal
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -764,6 +766,42 @@ training: {epochs: 50, batch_size: 32}
     assert saved.meta.training.status == "interrupted"
     assert saved.layers == [784, 10]
     assert "interrupted" in stdout
+
+
+# A suite started with the stop signals ignored (nohup, a shell's `&` without job control), then
+# sent each of them, as a terminal that closes does; prints which of them a child ignores.
+SUITE_STARTED_IGNORING_THEM = """
+import os, signal, subprocess, sys
+import conftest
+
+conftest.pytest_configure(None)
+for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    os.kill(os.getpid(), number)
+child = "import signal as s; print([s.getsignal(n) == s.SIG_IGN for n in (2, 15, 1)])"
+subprocess.run([sys.executable, "-c", child], check=True)
+"""
+
+
+def test_a_suite_started_ignoring_stop_signals_still_ignores_them_but_not_in_its_children(
+    tmp_path: Path,
+) -> None:
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def ignore() -> None:
+        for number in numbers:
+            signal.signal(number, signal.SIG_IGN)
+
+    suite = subprocess.run(
+        [sys.executable, "-c", SUITE_STARTED_IGNORING_THEM],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=ignore,
+    )
+    assert suite.returncode == 0, suite.stderr  # the suite lives on, as its starter chose
+    assert suite.stdout == "[False, False, False]\n"  # as a terminal gives them
 
 
 def test_read_metrics_errors_name_the_file_and_line(tmp_path: Path) -> None:
