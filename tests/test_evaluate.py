@@ -1,4 +1,5 @@
-"""Tests for mlp_cli.evaluate's ranking of mistakes."""
+"""Tests for mlp_cli.evaluate: the scores of a model, the metrics derived from its confusion
+matrix, and the ranking of mistakes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tiny_models import save_random_model
 
 from mlp_cli import checkpoint
 from mlp_cli.errors import UsageError
-from mlp_cli.evaluate import Evaluation, split_images
+from mlp_cli.evaluate import Evaluation, evaluate, split_images
 
 
 def test_worst_mistakes_are_the_wrong_predictions_most_confident_first() -> None:
@@ -114,3 +115,27 @@ def test_the_most_frequent_confusions_list_ties_in_class_order() -> None:
     )
     pairs = [(c["true"], c["predicted"], c["count"]) for c in result.top_confusions()]
     assert pairs == [("3", "5", 9), ("5", "3", 5), ("9", "4", 5), ("3", "2", 4), ("6", "0", 4)]
+
+
+def test_evaluate_scores_the_models_own_outputs_with_true_classes_as_rows(tmp_path: Path) -> None:
+    # More images than one forward batch (2,048), so the last, shorter batch counts as its rows.
+    saved = checkpoint.load(save_random_model(tmp_path / "m.npz"))
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (2100, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 2100).astype(np.uint8)
+    result = evaluate(saved, images, labels, "test")
+
+    # The same network in float64 from the file's arrays: ReLU hidden layer, softmax output.
+    X = images.reshape(len(images), -1) / 255.0
+    z = np.maximum(X @ saved.weights[0].T + saved.biases[0], 0) @ saved.weights[1].T
+    z += saved.biases[1]
+    log_p = z - z.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    predicted = z.argmax(axis=1)
+    assert result.predictions.tolist() == predicted.tolist()
+    assert result.accuracy == np.mean(predicted == labels)
+    assert result.loss == pytest.approx(-np.mean(log_p[np.arange(2100), labels]), rel=1e-5)
+    want = np.zeros((10, 10), np.int64)
+    for true, guess in zip(labels, predicted, strict=True):
+        want[true, guess] += 1  # row: the true class; column: the prediction
+    assert result.confusion.tolist() == want.tolist()
