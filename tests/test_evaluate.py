@@ -139,3 +139,33 @@ def test_evaluate_scores_the_models_own_outputs_with_true_classes_as_rows(tmp_pa
     for true, guess in zip(labels, predicted, strict=True):
         want[true, guess] += 1  # row: the true class; column: the prediction
     assert result.confusion.tolist() == want.tolist()
+
+
+def scored(confusion: list[list[int]]) -> Evaluation:
+    """An evaluation of ``confusion`` (rows true classes, columns predictions) of classes
+    a, b, c; only the confusion matters to what is derived from it."""
+    n = int(np.sum(confusion))
+    return Evaluation(
+        split="test",
+        n=n,
+        accuracy=float(np.trace(confusion)) / n,
+        loss=0.5,
+        confusion=np.array(confusion, np.int64),
+        probabilities=np.zeros((n, 3), np.float32),
+        predictions=np.zeros(n, np.int64),
+        labels=np.zeros(n, np.uint8),
+        seconds=0.0,
+        class_names=["a", "b", "c"],
+    )
+
+
+def test_per_class_precision_recall_f1_and_support_by_hand() -> None:
+    rows = scored([[5, 1, 0], [3, 3, 2], [0, 0, 4]]).per_class()
+    precision = [5 / 8, 3 / 4, 4 / 6]  # correct / predicted as the class (column sums)
+    recall = [5 / 6, 3 / 8, 4 / 4]  # correct / examples of the class (row sums)
+    f1 = [2 * p * r / (p + r) for p, r in zip(precision, recall, strict=True)]
+    assert [row["class"] for row in rows] == ["a", "b", "c"]
+    assert [row["precision"] for row in rows] == pytest.approx(precision, rel=1e-15)
+    assert [row["recall"] for row in rows] == pytest.approx(recall, rel=1e-15)
+    assert [row["f1"] for row in rows] == pytest.approx(f1, rel=1e-15)
+    assert [row["support"] for row in rows] == [6, 8, 4]
