@@ -263,6 +263,25 @@ def test_elastic_distortion_moves_ink_but_keeps_it(digits: NDArray[np.uint8]) ->
     assert np.median(moved) < 1.5
 
 
+@pytest.mark.parametrize(("dx", "dy"), [(2, -1), (0, 3), (-4, 0)])
+def test_a_displacement_field_moves_each_read_by_its_dx_and_dy(
+    digits: NDArray[np.uint8], dx: int, dy: int
+) -> None:
+    # Output pixel (x, y) reads the source at (x + dx, y + dy); outside the image, the fill.
+    side = 28
+    X, fill = _standardized(digits[:16], side)
+    batch = X.copy()
+    ones = np.ones((len(X), side, side), np.float32)
+    Augmenter(_cfg(), side, fill).apply(batch, *_params(len(X)), (dx * ones, dy * ones))
+    src = X.reshape(-1, side, side)
+    expected = np.full_like(src, np.float32(fill))
+    ys, xs = np.mgrid[0:side, 0:side]
+    rows, cols = ys + dy, xs + dx
+    inside = (rows >= 0) & (rows < side) & (cols >= 0) & (cols < side)
+    expected[:, ys[inside], xs[inside]] = src[:, rows[inside], cols[inside]]
+    np.testing.assert_allclose(batch.reshape(-1, side, side), expected, rtol=0, atol=1e-6)
+
+
 def test_elastic_fields_have_the_expected_size() -> None:
     # Uniform [-1, 1] noise (variance 1/3) smoothed by a normalised 2-D Gaussian has
     # variance (1/3) * sum(k^2) per field away from the border, times alpha^2.
