@@ -504,6 +504,19 @@ def test_dropout_is_inverted_and_off_without_a_generator() -> None:
     assert float(z.std()) > 0.02
 
 
+def test_dropout_keeps_each_input_with_probability_1_minus_p_scaled_by_1_over_1_minus_p() -> None:
+    # At p = 0.2 a kept input is worth 1/0.8 and about 80% are kept; p = 0.5 alone would not
+    # tell p from 1 - p.
+    p = 0.2
+    model = MLP([400, 1], "relu", "sigmoid", dtype=np.float64)
+    model.W[0][...] = 1.0
+    model.forward(np.ones((200, 400)), dropout=[p], rng=np.random.default_rng(0))
+    z = model.logits(200)[:, 0]  # each row: (inputs kept) / (1 - p)
+    kept = z * (1 - p)
+    np.testing.assert_allclose(kept, np.round(kept), rtol=0, atol=1e-9)
+    assert float(kept.sum()) / (200 * 400) == pytest.approx(1 - p, abs=0.01)
+
+
 # -- evaluation helpers ------------------------------------------------------------------------
 
 
