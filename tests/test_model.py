@@ -686,6 +686,29 @@ def test_compiled_sigmoid_and_softmax_loops_treat_special_values_as_numpy_does(
         assert kernels.count_correct(probabilities, y_small) == picked, labels
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_softmax_shifts_by_the_row_maximum_in_any_column(dtype: type) -> None:
+    # Row c has its largest logit in column c, 100 above the others: unshifted, e^100
+    # overflows float32.
+    from mlp_cli.optim import compiled_kernels
+
+    kernels = compiled_kernels()
+    assert kernels is not None, "numba is a dependency"
+    logits = np.random.default_rng(4).standard_normal((10, 10))
+    logits[np.arange(10), np.arange(10)] = 100.0
+    z: NDArray[np.floating] = logits.astype(dtype)
+    bias: NDArray[np.floating] = np.zeros(10, dtype=dtype)
+    want_a, got_a = np.empty_like(z), np.empty_like(z)
+    want_lse: NDArray[np.floating] = np.empty(10, dtype=dtype)
+    got_lse, sums = np.empty_like(want_lse), np.empty_like(want_lse)
+    softmax(z.copy(), want_a, lse=want_lse)
+    kernels.bias_softmax(z.copy(), bias, got_a, got_lse, sums)
+    assert got_a.tobytes() == want_a.tobytes()
+    assert got_lse.tobytes() == want_lse.tobytes()
+    np.testing.assert_allclose(np.diag(got_a), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(got_lse, 100.0, rtol=1e-6)
+
+
 def test_models_outside_training_never_import_numba(
     imports_of: Callable[[str], set[str]],
 ) -> None:
