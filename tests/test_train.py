@@ -465,6 +465,26 @@ def test_adamw_takes_the_weight_decay_its_learning_rate_allows(
     assert result.status == "completed"
 
 
+def test_train_loss_and_accuracy_are_the_means_over_every_training_example(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    # A learning rate too small to change a float32 weight: the epoch's running figures are
+    # those of the initial network over all 96 examples, the last batch of 16 counted as 16.
+    splits = make_splits()
+    cfg = make_config(
+        tmp_path,
+        optimizer={"name": "sgd", "lr": 1e-30},
+        training={"epochs": 1, "batch_size": 20},
+    )
+    result = train.start(cfg, splits).run()
+    saved = checkpoint.load(result.run_dir / checkpoint.MODEL_FILE)
+    X, y = splits.X[splits.train_idx], splits.y[splits.train_idx]
+    loss, accuracy = reference_loss_and_accuracy(saved, X, y)
+    (record,) = result.history
+    assert record["train_loss"] == pytest.approx(loss, rel=1e-5)
+    assert record["train_acc"] == accuracy
+
+
 # -- early stopping ---------------------------------------------------------------------------
 
 
