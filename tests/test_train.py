@@ -635,6 +635,45 @@ def test_resume_is_exact_when_monitoring_accuracy(tmp_path: Path, no_curves: lis
     assert (resumed.best_epoch, resumed.status) == (whole.best_epoch, whole.status)
 
 
+class ScriptedValidation:
+    """Validation scores (loss, accuracy), epoch by epoch, in place of the model's own."""
+
+    def __init__(self, scores: list[tuple[float, float]]) -> None:
+        self.scores = iter(scores)
+
+    def __call__(self, *args: Any) -> tuple[float, float]:
+        return next(self.scores)
+
+
+@pytest.mark.parametrize(
+    ("monitor", "min_delta", "scores"),
+    [
+        ("val_loss", 0.1, [(1.0, 0.5), (0.95, 0.5), (0.85, 0.5), (0.8, 0.5), (0.76, 0.5)]),
+        ("val_loss", 0.0, [(1.0, 0.5), (1.0, 0.5), (0.9, 0.5), (0.9, 0.5), (0.9, 0.5)]),
+        ("val_acc", 0.1, [(1.0, 0.3), (1.0, 0.35), (1.0, 0.45), (1.0, 0.5), (1.0, 0.54)]),
+        ("val_acc", 0.0, [(1.0, 0.3), (1.0, 0.3), (1.0, 0.4), (1.0, 0.4), (1.0, 0.4)]),
+    ],
+)
+def test_an_epoch_improves_only_by_more_than_min_delta_and_patience_counts_from_the_best(
+    tmp_path: Path,
+    no_curves: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    monitor: str,
+    min_delta: float,
+    scores: list[tuple[float, float]],
+) -> None:
+    # Epochs 2, 4 and 5 gain min_delta or less on the best (a tie, without one): epoch 3 is
+    # the best, and with patience 2 the run stops after epoch 5, two epochs after it.
+    stopping = {"monitor": monitor, "min_delta": min_delta, "patience": 2}
+    cfg = make_config(tmp_path, training={"epochs": 10, "early_stopping": stopping})
+    trainer = train.start(cfg, make_splits())
+    monkeypatch.setattr(trainer.model, "evaluate", ScriptedValidation(scores))
+    result = trainer.run()
+    assert [r["best"] for r in result.history] == [True, False, True, False, False]
+    assert (result.status, result.best_epoch) == ("early_stopped", 3)
+    assert (result.best_loss, result.best_accuracy) == scores[2]
+
+
 # -- the run directory ------------------------------------------------------------------------
 
 
