@@ -485,6 +485,32 @@ def test_train_loss_and_accuracy_are_the_means_over_every_training_example(
     assert record["train_acc"] == accuracy
 
 
+def test_each_step_takes_the_scheduled_rate_at_its_fraction_of_an_epoch(
+    tmp_path: Path, no_curves: list[Path]
+) -> None:
+    # Cosine from 0.1 to 0.01 over 3 epochs of 6 steps: step k of epoch e (both from 0)
+    # takes lr(e + k / 6), and an epoch's record holds the rate of its last step.
+    cfg = make_config(
+        tmp_path,
+        optimizer={"name": "sgd", "lr": 0.1},
+        schedule={"name": "cosine", "min_lr": 0.01},
+    )
+    trainer = train.start(cfg, make_splits())
+    rates: list[float] = []
+    step = trainer.optimizer.step
+
+    def recording_step(params: Any, grads: Any, lr: float) -> None:
+        rates.append(lr)
+        step(params, grads, lr)
+
+    trainer.optimizer.step = recording_step  # type: ignore[method-assign]
+    result = trainer.run()
+    progress = [epoch + k / STEPS_PER_EPOCH for epoch in range(3) for k in range(STEPS_PER_EPOCH)]
+    want = [0.01 + 0.5 * (0.1 - 0.01) * (1 + math.cos(math.pi * p / 3)) for p in progress]
+    assert rates == pytest.approx(want, rel=1e-12)
+    assert [r["lr"] for r in result.history] == rates[STEPS_PER_EPOCH - 1 :: STEPS_PER_EPOCH]
+
+
 # -- early stopping ---------------------------------------------------------------------------
 
 
