@@ -604,6 +604,24 @@ def test_compiled_loops_give_the_same_bits_as_numpy(hidden: str, dtype: type) ->
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hidden", ["relu", "sigmoid"])
+def test_compiled_hidden_loops_add_each_units_own_bias(hidden: str, dtype: type) -> None:
+    # Training starts from zero biases, which any bias, or none, would match.
+    from mlp_cli.optim import compiled_kernels
+
+    kernels = compiled_kernels()
+    assert kernels is not None, "numba is a dependency"
+    rng = np.random.default_rng(6)
+    z: NDArray[np.floating] = rng.standard_normal((5, 8)).astype(dtype)  # (units, batch)
+    b: NDArray[np.floating] = rng.standard_normal(5).astype(dtype)
+    want = z + b[:, None]
+    ACTIVATIONS[hidden].forward(want, want)
+    got = z.copy()
+    kernels.HIDDEN[hidden][0](got, b)
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_compiled_relu_loops_treat_special_values_as_numpy_does(dtype: type) -> None:
     from mlp_cli.optim import compiled_kernels
 
