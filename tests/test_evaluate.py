@@ -119,7 +119,8 @@ def test_the_most_frequent_confusions_list_ties_in_class_order() -> None:
 
 def test_evaluate_scores_the_models_own_outputs_with_true_classes_as_rows(tmp_path: Path) -> None:
     # More images than one forward batch (2,048), so the last, shorter batch counts as its rows.
-    saved = checkpoint.load(save_random_model(tmp_path / "m.npz"))
+    names = [f"digit {d}" for d in range(10)]
+    saved = checkpoint.load(save_random_model(tmp_path / "m.npz", class_names=names))
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (2100, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, 2100).astype(np.uint8)
@@ -139,6 +140,7 @@ def test_evaluate_scores_the_models_own_outputs_with_true_classes_as_rows(tmp_pa
     for true, guess in zip(labels, predicted, strict=True):
         want[true, guess] += 1  # row: the true class; column: the prediction
     assert result.confusion.tolist() == want.tolist()
+    assert [row["class"] for row in result.per_class()] == names  # row k: class k's name
 
 
 def scored(confusion: list[list[int]]) -> Evaluation:
