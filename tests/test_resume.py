@@ -211,6 +211,28 @@ def test_a_model_npz_from_another_run_is_refused(tmp_path: Path) -> None:
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("config", [None, {"optimizer": {"name": "bogus"}}])
+def test_a_model_npz_that_cannot_say_its_run_is_refused_as_a_model_not_a_checkpoint(
+    tmp_path: Path, config: dict[str, Any] | None
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
+    model = run_dir / checkpoint.MODEL_FILE
+    saved = checkpoint.load(model)
+    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
+    meta["config"] = config
+    checkpoint.save(model, saved.weights, saved.biases, {k: v for k, v in meta.items() if v})
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert f"'{model}'" in message
+    assert "resume state" not in message
+    assert "copy of the checkpoint" not in message
+    assert f"Put back this run's own {checkpoint.MODEL_FILE}, or start a new run." in message
+    assert snapshot(tmp_path) == before
+
+
 def test_a_model_npz_of_an_earlier_epoch_than_the_best_is_refused(tmp_path: Path) -> None:
     run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
     model = run_dir / checkpoint.MODEL_FILE
