@@ -963,7 +963,8 @@ def _stored_config(
             f"{shown(path)} (metadata 'config')",
         )
     except ConfigError as exc:
-        raise refuse(path, f"its stored config is invalid: {exc}") from None
+        # the config's message is a sentence; here it ends a clause
+        raise refuse(path, f"its stored config is invalid: {str(exc).rstrip('.')}") from None
 
 
 def _share(waited_before: float | None, seconds: float, threads: int) -> float | None:
