@@ -253,6 +253,18 @@ def test_a_model_npz_of_an_earlier_epoch_than_the_best_is_refused(tmp_path: Path
     assert snapshot(tmp_path) == before
 
 
+def test_inspect_of_a_checkpoint_saved_inside_an_epoch_says_its_weights_are_not_the_best(
+    tmp_path: Path,
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # inside epoch 2; epoch 1 the best
+
+    code, message = run("inspect", "--model", str(run_dir / train.CHECKPOINT_FILE))
+
+    assert code == 0
+    assert "best epoch 1 (lowest validation loss)" in message
+    assert "; this file holds weights from inside epoch 2" in message
+
+
 def test_a_checkpoint_in_place_of_model_npz_is_refused(tmp_path: Path) -> None:
     run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # inside epoch 2; epoch 1 the best
     shutil.copy(run_dir / train.CHECKPOINT_FILE, run_dir / checkpoint.MODEL_FILE)
