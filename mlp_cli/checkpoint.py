@@ -769,10 +769,14 @@ _EXPECTED = {
 
 def _expectation(error: Any) -> str:
     """What pydantic's `error` says a value should be, as "expected ...": in our words where
-    `_EXPECTED` has them, else in pydantic's ("a valid date", "a value greater than 0")."""
+    `_EXPECTED` has them, else in pydantic's ("a valid date", "a value greater than 0"); a
+    message of another form ("List should have at least 2 items ...") as pydantic says it."""
     if error["type"] in _EXPECTED:
         return _EXPECTED[error["type"]]
-    wanted = error["msg"].removeprefix("Input should be ")
+    message: str = error["msg"]
+    if not message.startswith("Input should be "):
+        return message[:1].lower() + message[1:]
+    wanted = message.removeprefix("Input should be ")
     return f"expected {'' if wanted.startswith(('a ', 'an ')) else 'a value '}{wanted}"
 
 

@@ -27,6 +27,7 @@ optimisation (runtimes fuse Gemm and activation themselves).
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import stat
 import zipfile
@@ -182,10 +183,22 @@ def _metadata_props(saved: SavedModel, model: MLP, preprocessing_in_graph: bool)
         **{key: meta.get(key) for key in ("training", "data_hashes", "package_version", "created")},
     }
     return {
-        key: decodable(value) if isinstance(value, str) else json_text(value)
+        key: decodable(value) if isinstance(value, str) else json_text(_finite(value))
         for key, value in props.items()
         if value is not None
     }
+
+
+def _finite(value: Any) -> Any:
+    """`value` with each NaN or infinity as None, as pydantic's JSON mode writes them: JSON
+    has no such numbers, and a key `training` keeps unchecked may hold one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def build_onnx(saved: SavedModel, *, preprocessing: bool = True) -> onnx.ModelProto:

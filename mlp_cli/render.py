@@ -701,6 +701,10 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     )
     if training.best_epoch and training.weights_from_epoch not in (None, training.best_epoch):
         best += f"; this file holds epoch {training.weights_from_epoch}'s weights"
+    elif training.best_epoch and meta.resume and meta.resume.get("step"):
+        # a checkpoint saved inside an epoch (Ctrl-C) records no epoch: its weights are none's
+        inside = "an epoch" if training.epochs_run is None else f"epoch {training.epochs_run + 1}"
+        best += f"; this file holds weights from inside {inside}"
     rows: list[tuple[str, str]] = [
         ("file", str(saved.path)),
         ("format", f"{meta.format} v{meta.format_version}"),

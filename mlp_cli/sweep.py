@@ -970,6 +970,9 @@ def run_local(
     todo = sweep.unfinished()
     if not todo:
         return True
+    for index in todo:  # why a trial never started is the last run's: this one may start it
+        if sweep.trials[index].status == "pending":
+            sweep.trials[index].reason = None
     callers = set(mp.active_children())  # not the sweep's to end if its workers fail
     forking = "fork" in mp.get_all_start_methods()
     # fork: workers inherit the loaded modules and start in milliseconds.

@@ -658,14 +658,22 @@ class Trainer:
             )
         saved = checkpoint.load(path)
         self._check_network(saved, path)
+        keep = f"Resuming would keep its weights as this run's best epoch (epoch {best_epoch})"
+
+        def unmatched(path: Path, problem: str) -> CheckpointError:  # a model: no resume state
+            return CheckpointError(
+                f"'{shown(path)}' cannot be matched to the run: {problem}. {keep}. Put back this "
+                f"run's own {MODEL_FILE}, or start a new run."
+            )
+
         # Its config against the run's: another run's weights would end up as this run's best.
-        if differ := _frozen_changes(_stored_config(saved.meta.config, path), self.cfg):
+        stored = _stored_config(saved.meta.config, path, unmatched)
+        if differ := _frozen_changes(stored, self.cfg):
             listed = "; ".join(f"{k} is {a} there, {b} in {CONFIG_FILE}" for k, a, b in differ)
             raise CheckpointError(
                 f"'{shown(path)}' was saved by another run, not the one "
-                f"'{shown(self.run_dir / CONFIG_FILE)}' describes: {listed}. Resuming would keep "
-                f"its weights as this run's best epoch (epoch {best_epoch}). Put back this run's "
-                f"own {MODEL_FILE}, or resume the other run from its own folder."
+                f"'{shown(self.run_dir / CONFIG_FILE)}' describes: {listed}. {keep}. Put back "
+                f"this run's own {MODEL_FILE}, or resume the other run from its own folder."
             )
         # Older files say which epoch's weights they hold only as their best_epoch.
         training = saved.meta.training
@@ -938,20 +946,25 @@ class Trainer:
         )
 
 
-def _stored_config(stored: checkpoint.SavedConfig | None, path: Path) -> Config:
+def _stored_config(
+    stored: checkpoint.SavedConfig | None,
+    path: Path,
+    refuse: Callable[[Path, str], CheckpointError] = checkpoint.damaged_resume,
+) -> Config:
     """The config a model file or checkpoint at ``path`` was saved with; one it lacks or
-    that is invalid raises `checkpoint.damaged_resume`."""
+    that is invalid raises ``refuse(path, problem)`` (a checkpoint's: damaged resume state)."""
     from mlp_cli.config import config_from_dict
 
     if stored is None:
-        raise checkpoint.damaged_resume(path, "its metadata holds no 'config' describing the run")
+        raise refuse(path, "its metadata holds no 'config' describing the run")
     try:
         return config_from_dict(
             stored.model_dump(mode="json", exclude_unset=True),
             f"{shown(path)} (metadata 'config')",
         )
     except ConfigError as exc:
-        raise checkpoint.damaged_resume(path, f"its stored config is invalid: {exc}") from None
+        # the config's message is a sentence; here it ends a clause
+        raise refuse(path, f"its stored config is invalid: {str(exc).rstrip('.')}") from None
 
 
 def _share(waited_before: float | None, seconds: float, threads: int) -> float | None:

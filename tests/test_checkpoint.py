@@ -286,6 +286,15 @@ def test_metadata_pydantic_refuses_is_said_in_words(
     assert "expected a value a" not in str(info.value)
 
 
+def test_metadata_pydantic_words_without_an_expectation_are_not_called_one(saved: Path) -> None:
+    # "List should have at least 2 items ..." is no "Input should be ..." to turn around
+    arrays = members(saved)
+    arrays["metadata"] = metadata_array(layers=[4])
+    error = assert_refused(write_npz(saved, arrays), "'layers' is [4]: ")
+    assert "list should have at least 2 items" in str(error)
+    assert "expected a value List" not in str(error)
+
+
 def test_missing_file_and_folder_are_refused(tmp_path: Path) -> None:
     assert_refused(tmp_path / "nothing.npz", "not found")
     assert_refused(tmp_path, "folder")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -260,6 +261,27 @@ def test_undecodable_bytes_in_the_metadata_are_written_as_escapes(tmp_path: Path
     assert props["created"] == "2026-12-04 \\xff"
     assert props["class_names"].startswith('["c\\\\xff0", "c\\\\xff1"')
     assert props["data_hashes"] == '{"t10k\\\\xff": "\\\\xfe"}'
+
+
+@needs_onnx
+def test_a_number_json_lacks_in_the_metadata_is_written_null(tmp_path: Path) -> None:
+    # a key a later mlp adds to 'training' is kept unchecked, and json.loads reads NaN and
+    # 1e400; the properties stay JSON that any reader parses
+    import onnx
+
+    saved = random_model(tmp_path / "m.npz")
+    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
+    meta["training"] = {"status": "completed", "later": [float("nan"), {"x": float("inf")}]}
+    edited = checkpoint.load(
+        checkpoint.save(tmp_path / "edited.npz", saved.weights, saved.biases, meta)
+    )
+    model = onnx.load(str(export.export(edited, tmp_path / "m.onnx")))
+
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["training"]) == {
+        "status": "completed",
+        "later": [None, {"x": None}],
+    }
 
 
 @needs_onnx

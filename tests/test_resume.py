@@ -211,6 +211,29 @@ def test_a_model_npz_from_another_run_is_refused(tmp_path: Path) -> None:
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("config", [None, {"optimizer": {"name": "bogus"}}])
+def test_a_model_npz_that_cannot_say_its_run_is_refused_as_a_model_not_a_checkpoint(
+    tmp_path: Path, config: dict[str, Any] | None
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
+    model = run_dir / checkpoint.MODEL_FILE
+    saved = checkpoint.load(model)
+    meta = saved.meta.model_dump(mode="json", exclude_unset=True)
+    meta["config"] = config
+    checkpoint.save(model, saved.weights, saved.biases, {k: v for k, v in meta.items() if v})
+    before = snapshot(tmp_path)
+
+    code, message = run("train", "--resume", str(run_dir), "--quiet")
+
+    assert code == 1
+    assert f"'{model}'" in message
+    assert "resume state" not in message
+    assert "copy of the checkpoint" not in message
+    assert f"Put back this run's own {checkpoint.MODEL_FILE}, or start a new run." in message
+    assert ".." not in message  # the config's own message ends a clause here
+    assert snapshot(tmp_path) == before
+
+
 def test_a_model_npz_of_an_earlier_epoch_than_the_best_is_refused(tmp_path: Path) -> None:
     run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # past epoch 1, its best so far
     model = run_dir / checkpoint.MODEL_FILE
@@ -228,6 +251,18 @@ def test_a_model_npz_of_an_earlier_epoch_than_the_best_is_refused(tmp_path: Path
     assert str(model) in message
     assert f"epoch 1's weights, not those of the run's best epoch {training.best_epoch}" in message
     assert snapshot(tmp_path) == before
+
+
+def test_inspect_of_a_checkpoint_saved_inside_an_epoch_says_its_weights_are_not_the_best(
+    tmp_path: Path,
+) -> None:
+    run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # inside epoch 2; epoch 1 the best
+
+    code, message = run("inspect", "--model", str(run_dir / train.CHECKPOINT_FILE))
+
+    assert code == 0
+    assert "best epoch 1 (lowest validation loss)" in message
+    assert "; this file holds weights from inside epoch 2" in message
 
 
 def test_a_checkpoint_in_place_of_model_npz_is_refused(tmp_path: Path) -> None:

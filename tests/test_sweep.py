@@ -1042,6 +1042,24 @@ def test_a_worker_killed_between_two_trials_ends_the_sweep_with_the_rest_to_resu
     assert [t.status for t in Sweep.load(folder).trials] == ["completed"] * 4
 
 
+def test_why_a_dead_worker_left_trials_unstarted_is_not_kept_once_the_sweep_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sweep, "_work", dying_after_the_first_trial)
+    path = write_sweep(tmp_path, GRID)
+    folder = tmp_path / "runs" / "grid"
+    assert mlp("sweep", str(path), "--workers", "1", "--quiet")[0] == 1
+    monkeypatch.setattr(sweep, "_work", WORK)
+    again = Sweep.load(folder)
+    on_change, should_stop = _stop_after(1)  # a Ctrl-C in the first trial resumed
+    assert not run_local(again, workers=1, on_change=on_change, should_stop=should_stop)
+    assert again.trials[-1].status == "pending"
+    assert all(t.reason is None for t in again.trials if t.status == "pending")
+    code, out, err = mlp("sweep", "show", str(folder))
+    assert code == 0, err
+    assert "not started" not in out + err
+
+
 def refuse_the_second_worker(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Let the first worker process start and refuse the next for want of file descriptors,
     as a `ulimit -n` a few files above what the sweep holds does; returns the real start."""
