@@ -325,8 +325,10 @@ class Schedule:
 
     A linear warm-up from 0 over ``warmup_epochs`` multiplies any of the shapes:
     constant; step (times ``gamma`` every ``step_size`` epochs); cosine (from ``base_lr``
-    down to ``min_lr`` at the last epoch); onecycle (cosine up to ``base_lr`` over the
-    first 30% of training, then cosine down to ``min_lr``, Smith & Topin 2018).
+    down to ``min_lr`` at the last epoch); onecycle (cosine up from ``base_lr / 25``, or
+    ``min_lr`` if higher, to ``base_lr`` over the first 30% of training, then cosine down to
+    ``min_lr``): Smith & Topin's one-cycle policy ("Super-Convergence", 2017), whose phases
+    are linear, in the cosine form of PyTorch's ``OneCycleLR`` (its default 30% and 25).
     """
 
     name: str
