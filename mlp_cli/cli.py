@@ -776,6 +776,7 @@ def sweep(
         # Held to the end of the command, from just after the state is read: a second
         # `mlp sweep --resume` of it stops here.
         ctx.with_resource(sweeps.lock(run.dir))
+        sweeps.check_trial_runs(run)
         if cpus_per_trial is not None and cpus_per_trial != run.cpus_per_trial:
             raise UsageError(
                 f"the sweep in '{shown(resume)}' runs its trials on {run.cpus_per_trial} threads"

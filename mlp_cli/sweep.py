@@ -659,6 +659,24 @@ def check_outputs(folder: Path) -> None:
         outputs.check_replaceable(folder / RESULTS_FILE, "sweep results")
 
 
+def check_trial_runs(sweep: Sweep) -> None:
+    """Refuse, before a sweep is resumed, a trial whose run has trained more epochs than the
+    sweep gives it (continued by `mlp train --resume` with more training.epochs): taken as
+    the trial's result, it would be ranked against trials of fewer epochs, and recorded as
+    more epochs than the trial has, which sweep.json cannot hold."""
+    for trial in sweep.trials:
+        run_dir = sweep.run_dir(trial)
+        done = max((int(r["epoch"]) for r in read_history(run_dir)), default=0)
+        if done > trial.epochs:
+            raise UsageError(
+                f"trial {trial.id}'s run '{shown(run_dir)}' has trained {done} epochs, more than"
+                f" the {trial.epochs} the sweep gives it (it was continued after the sweep"
+                " trained it); the sweep ranks its trials on their own epochs, so it does not"
+                " take this run. Move the folder out of the sweep folder to keep it, then"
+                f" `{resume_hint(sweep)}` (a trial that had not ended is trained again)"
+            )
+
+
 def lock(folder: Path) -> outputs.FolderLock:
     """The lock that keeps a second process from running the sweep in `folder` while this
     one does. Its trials are runs, each locked by the process training it in its own folder

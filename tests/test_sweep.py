@@ -1313,6 +1313,34 @@ def test_a_best_file_of_the_users_is_refused_before_any_trial_trains(tmp_path: P
     assert "a resumed sweep goes on in its own folder" in err
 
 
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_trial_continued_by_hand_past_the_sweeps_epochs_is_refused_on_resume(
+    tmp_path: Path, finished: bool
+) -> None:
+    # Taken as the trial's result, a run of more epochs than the sweep asks for would be
+    # ranked against trials of fewer, and saved in a state the sweep no longer reads.
+    path = write_sweep(tmp_path, GRID)
+    folder = tmp_path / "runs" / "grid"
+    if finished:
+        assert mlp("sweep", str(path), "--workers", "1")[0] == 0
+    else:  # stopped in its first trial, which is then continued by hand
+        s = plan(path)
+        folder.mkdir(parents=True)
+        assert not run_local(s, workers=1, should_stop=lambda: s.trials[0].epoch >= 1)
+        s.save()
+    state = (folder / "sweep.json").read_bytes()
+    code, _, err = mlp("train", "--resume", str(folder / "t000"), "--set", "training.epochs=3")
+    assert code == 0, err
+    code, _, err = mlp("sweep", "--resume", str(folder))
+    assert code == 2
+    said = " ".join(err.split())
+    assert f"trial t000's run '{folder / 't000'}' has trained 3 epochs" in said
+    assert "more than the 2 the sweep gives it" in said
+    assert "Traceback" not in err
+    assert (folder / "sweep.json").read_bytes() == state
+    assert mlp("sweep", "show", str(folder))[0] == 0
+
+
 def test_damaged_metrics_records_are_left_out_when_the_sweep_reads_a_trial(
     tmp_path: Path,
 ) -> None:
