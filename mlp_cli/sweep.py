@@ -653,10 +653,19 @@ def check_outputs(folder: Path) -> None:
     own, as sweep.json is)."""
     from mlp_cli.train import check_latest
 
-    if folder.is_dir():
-        check_latest(folder, BEST)
-        outputs.check_picture(folder / PICTURE_FILE, "sweep picture")
-        outputs.check_replaceable(folder / RESULTS_FILE, "sweep results")
+    if folder.is_dir():  # a resumed sweep's, which goes on in this folder (no --out)
+        again = f"then resume the sweep again: {command('mlp sweep --resume', folder)}"
+        check_latest(folder, BEST, elsewhere=again)
+        outputs.check_picture(
+            folder / PICTURE_FILE,
+            "sweep picture",
+            fix=f"mlp draws the sweep's {PICTURE_FILE} at that name, so move it away, {again}",
+        )
+        outputs.check_replaceable(
+            folder / RESULTS_FILE,
+            "sweep results",
+            f"mlp writes the sweep's {RESULTS_FILE} at that name, so move it away, {again}",
+        )
 
 
 def check_trial_runs(sweep: Sweep) -> None:

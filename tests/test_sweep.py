@@ -1465,6 +1465,38 @@ def test_a_results_csv_that_is_a_folder_is_refused_before_anything_is_written(
 
 
 @pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("best", lambda p: p.write_text("my notes")),
+        ("best", lambda p: p.symlink_to("t009")),
+        ("sweep.png", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\nmine")),
+        ("sweep.png", Path.mkdir),
+        ("results.csv", Path.mkdir),
+    ],
+    ids=["best file", "best link to nowhere", "picture", "picture folder", "results folder"],
+)
+def test_what_resume_refuses_in_the_sweep_folder_says_what_resuming_can_do(
+    tmp_path: Path, name: str, make: Callable[[Path], Any]
+) -> None:
+    # The sweep writes these at their names in its own folder, and --resume takes no --out:
+    # the way on is to move the thing away.
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    s = plan(write_sweep(tmp_path, GRID), out=folder)
+    s.save()
+    make(folder / name)
+    code, _, err = mlp("sweep", "--resume", str(folder))
+    assert code == 2
+    said = " ".join(err.split())
+    assert f"'{folder / name}'" in said
+    assert said.endswith(f", then resume the sweep again: mlp sweep --resume {folder}")
+    assert "move it away" in said or "rename or move that" in said
+    for impossible in ("--out", "--set", "choose another", "give the path"):
+        assert impossible not in said
+    assert sorted(p.name for p in folder.iterdir()) == sorted([name, "sweep.json"])
+
+
+@pytest.mark.parametrize(
     "parameter",
     [
         "  'optimizer.lr ': {values: [0.01, 0.001]}",
