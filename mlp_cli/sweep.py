@@ -773,10 +773,11 @@ def run_trial(
         if (run_dir / training.CHECKPOINT_FILE).is_file():
             saved = training.load_checkpoint(run_dir)
             done = saved.meta.history or []
-            if saved.meta.training and saved.meta.training.status in ("completed", "early_stopped"):
-                return Outcome(
-                    saved.meta.training.status, None, list(done), time.perf_counter() - started
-                )
+            summary = saved.meta.training
+            if summary and summary.status in ("completed", "early_stopped"):
+                # Ended before the sweep heard of it (by `mlp train --resume`): the run's own
+                # time, not the time it took to read here (none: the epochs' times).
+                return Outcome(summary.status, None, list(done), summary.seconds or 0.0)
             trainer = training.resume(run_dir, cfg, data, saved, link=False)
         else:
             _clear_unsaved(run_dir)

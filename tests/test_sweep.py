@@ -27,7 +27,7 @@ from test_train import arrays_of, make_splits, metrics, without_timing
 from tiny_models import save_random_model
 from typer.testing import CliRunner
 
-from mlp_cli import data, sweep
+from mlp_cli import checkpoint, data, sweep
 from mlp_cli.cli import app
 from mlp_cli.errors import ConfigError, MLPError
 from mlp_cli.limits import json_values_at_most
@@ -1339,6 +1339,23 @@ def test_a_trial_continued_by_hand_past_the_sweeps_epochs_is_refused_on_resume(
     assert "Traceback" not in err
     assert (folder / "sweep.json").read_bytes() == state
     assert mlp("sweep", "show", str(folder))[0] == 0
+
+
+def test_a_trial_finished_by_hand_keeps_its_runs_time(tmp_path: Path) -> None:
+    # Not the time its checkpoint took to read, which is all the resumed sweep spends on it.
+    s = plan(write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 4}")))
+    s.dir.mkdir(parents=True)
+    assert not run_local(s, workers=1, should_stop=lambda: s.trials[0].epoch >= 1)
+    s.save()
+    assert s.trials[0].status == "interrupted"
+    code, _, err = mlp("train", "--resume", str(s.dir / "t000"))
+    assert code == 0, err
+    saved = checkpoint.load(s.dir / "t000" / "checkpoint.npz", checkpoint=True)
+    assert saved.meta.training is not None
+    again = Sweep.load(s.dir)
+    assert run_local(again, workers=1)
+    assert again.trials[0].status == "completed"
+    assert again.trials[0].seconds == saved.meta.training.seconds
 
 
 def test_damaged_metrics_records_are_left_out_when_the_sweep_reads_a_trial(
