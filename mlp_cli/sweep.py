@@ -429,8 +429,8 @@ class Sweep:
     def check(self) -> None:
         """Raise ValueError for a state `mlp sweep` would not have written beyond what the
         field types refuse: names the sweep file could not give, numbers that are not finite,
-        trial ids that are not plain folder names or repeat, and trial configs that are no
-        valid config."""
+        accuracies outside 0 to 1, trial ids that are not plain folder names or repeat, and
+        trial configs that are no valid config."""
         if not _SWEEP_NAME.fullmatch(self.name):
             raise ValueError(f"name {self.name[:100]!r}")
         if not math.isfinite(self.created):
@@ -458,6 +458,11 @@ class Sweep:
             numbers = (t.last, t.best, t.seconds, t.test_acc)
             if not all(x is None or math.isfinite(x) for x in numbers):
                 raise ValueError(f"trial {t.id}: a metric or time that is no finite number")
+            # An accuracy is the share of the images it scores right.
+            shares = (t.last, t.best) if self.metric.endswith("_acc") else ()
+            for x in (*shares, t.test_acc):
+                if x is not None and not 0.0 <= x <= 1.0:
+                    raise ValueError(f"trial {t.id}: an accuracy of {x:g}, outside 0 to 1")
             config_from_dict(t.config, f"trial {t.id}'s config", trained=True)
 
     @classmethod

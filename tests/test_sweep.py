@@ -912,6 +912,23 @@ def test_an_edited_state_is_refused_with_the_setting_and_the_value_found(tmp_pat
             assert f"is not a sweep state mlp can read ({found});" in err, err
 
 
+def test_an_edited_state_with_an_accuracy_outside_0_and_1_is_refused(tmp_path: Path) -> None:
+    # Else shown as it is, e.g. a best val_acc of 750.00%, and ranked first.
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    first = state["trials"][0]
+    for key, value in [("best", 7.5), ("last", -0.25), ("test_acc", 86.8)]:
+        trials = [{**first, key: value}, *state["trials"][1:]]
+        (tmp_path / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
+        for command in (("sweep", "show"), ("sweep", "--resume")):
+            code, _, err = mlp(*command, str(tmp_path))
+            assert code == 2, err
+            found = f"(trial t000: an accuracy of {value}, outside 0 to 1);"
+            assert f"is not a sweep state mlp can read {found}" in " ".join(err.split()), err
+
+
 def test_a_state_without_the_optional_asha_settings_gets_their_defaults(tmp_path: Path) -> None:
     s = plan(write_sweep(tmp_path, ASHA), out=tmp_path / "asha")
     s.dir.mkdir()
