@@ -1220,7 +1220,8 @@ def plot_sweep(sweep: Sweep) -> None:
 
     curves = {}
     for trial in sweep.ranked()[:5]:
-        history = read_history(sweep.run_dir(trial))
+        # As far as the sweep ran it: a trial continued by hand has epochs it did not rank.
+        history = [r for r in read_history(sweep.run_dir(trial)) if r["epoch"] <= trial.epoch]
         if trial.best is not None and history:
             curves[trial.id] = [(r["epoch"], r.get(sweep.metric)) for r in history]
     scored = [t for t in sweep.trials if t.best is not None]

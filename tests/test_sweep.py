@@ -502,6 +502,32 @@ def test_asha_stops_trials_that_are_behind_at_a_rung(tmp_path: Path) -> None:
         assert (s.dir / t.id / "checkpoint.npz").is_file()
 
 
+def test_sweep_png_draws_a_pruned_trial_continued_by_hand_only_as_far_as_the_sweep_ran_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its curve would go on past the epoch where the table and the picture's points say
+    # it stopped, to values the sweep never ranked.
+    s = plan(write_sweep(tmp_path, ASHA))
+    assert run_local(s, workers=1)
+    pruned = next(t for t in s.trials if t.status == "pruned")
+    s.save()
+    code, _, err = mlp("train", "--resume", str(s.dir / pruned.id))
+    assert code == 0, err
+    assert len(metrics(s.dir / pruned.id)) == 4
+    drawn: dict[str, Any] = {}
+    monkeypatch.setattr(
+        "mlp_cli.viz.sweep_figure", lambda points, curves, *args: drawn.update(curves)
+    )
+    code, _, err = mlp("sweep", "--resume", str(s.dir))
+    assert code == 0, err
+    again = Sweep.load(s.dir)
+    for trial in again.trials:
+        if trial.id in drawn:
+            assert [epoch for epoch, _ in drawn[trial.id]] == list(range(1, trial.epoch + 1))
+    assert pruned.id in drawn
+    assert again.trials[int(pruned.id[1:])].epoch == pruned.epoch
+
+
 def _stop_after(events: int) -> tuple[Any, Any]:
     seen = {"n": 0}
 
