@@ -675,19 +675,27 @@ def check_outputs(folder: Path) -> None:
 
 def check_trial_runs(sweep: Sweep) -> None:
     """Refuse, before a sweep is resumed, a trial whose run has trained more epochs than the
-    sweep gives it (continued by `mlp train --resume` with more training.epochs): taken as
-    the trial's result, it would be ranked against trials of fewer epochs, and recorded as
-    more epochs than the trial has, which sweep.json cannot hold."""
+    sweep gives it, or than it had when it ended (continued by `mlp train --resume`): taken
+    as the trial's result, it would be ranked against trials of fewer epochs, or its weights
+    scored as those of an epoch the sweep never ran, and recorded as more epochs than the
+    trial has, which sweep.json cannot hold."""
     for trial in sweep.trials:
         run_dir = sweep.run_dir(trial)
         done = max((int(r["epoch"]) for r in read_history(run_dir)), default=0)
-        if done > trial.epochs:
+        # An ended trial is not run again: its run is as the sweep recorded it at its end.
+        ended = trial.status in ENDED
+        if done > (trial.epoch if ended else trial.epochs):
+            had = (
+                f"the {trial.epochs} the sweep gives it"
+                if done > trial.epochs
+                else f"the {trial.epoch} it had when the sweep recorded it as {trial.status}"
+            )
             raise UsageError(
                 f"trial {trial.id}'s run '{shown(run_dir)}' has trained {done} epochs, more than"
-                f" the {trial.epochs} the sweep gives it (it was continued after the sweep"
-                " trained it); the sweep ranks its trials on their own epochs, so it does not"
-                " take this run. Move the folder out of the sweep folder to keep it, then"
-                f" `{resume_hint(sweep)}` (a trial that had not ended is trained again)"
+                f" {had} (it was continued after the sweep trained it); the sweep ranks its"
+                " trials on their own epochs, so it does not take this run. Move the folder out"
+                f" of the sweep folder to keep it, then `{resume_hint(sweep)}` (a trial that"
+                " had not ended is trained again)"
             )
 
 

@@ -506,7 +506,8 @@ def test_sweep_png_draws_a_pruned_trial_continued_by_hand_only_as_far_as_the_swe
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Its curve would go on past the epoch where the table and the picture's points say
-    # it stopped, to values the sweep never ranked.
+    # it stopped, to values the sweep never ranked. (--resume refuses such a trial; a sweep
+    # still running other trials meanwhile draws it.)
     s = plan(write_sweep(tmp_path, ASHA))
     assert run_local(s, workers=1)
     pruned = next(t for t in s.trials if t.status == "pruned")
@@ -518,9 +519,8 @@ def test_sweep_png_draws_a_pruned_trial_continued_by_hand_only_as_far_as_the_swe
     monkeypatch.setattr(
         "mlp_cli.viz.sweep_figure", lambda points, curves, *args: drawn.update(curves)
     )
-    code, _, err = mlp("sweep", "--resume", str(s.dir))
-    assert code == 0, err
-    again = Sweep.load(s.dir)
+    again = Sweep.load(s.dir)  # as a sweep still running others draws it at its end
+    sweep.plot_sweep(again)
     for trial in again.trials:
         if trial.id in drawn:
             assert [epoch for epoch, _ in drawn[trial.id]] == list(range(1, trial.epoch + 1))
@@ -1382,6 +1382,32 @@ def test_a_trial_continued_by_hand_past_the_sweeps_epochs_is_refused_on_resume(
     assert "Traceback" not in err
     assert (folder / "sweep.json").read_bytes() == state
     assert mlp("sweep", "show", str(folder))[0] == 0
+
+
+def test_an_ended_trial_continued_by_hand_is_refused_on_resume(tmp_path: Path) -> None:
+    # Stopped early within the sweep's epochs, then trained on: --resume would score the
+    # best trial's test accuracy on weights of an epoch the sweep never ran, and save it in
+    # a state the sweep no longer reads.
+    body = GRID.replace("{value: 2}", "{value: 6}") + (
+        "  training.early_stopping.patience: {value: 1}\n"
+        "  training.early_stopping.min_delta: {value: 10.0}\n"
+    )
+    path = write_sweep(tmp_path, body)
+    folder = tmp_path / "runs" / "grid"
+    assert mlp("sweep", str(path), "--workers", "1")[0] == 0
+    state = (folder / "sweep.json").read_bytes()
+    trial = Sweep.load(folder).trials[0]
+    assert (trial.status, trial.epoch) == ("early_stopped", 2)
+    code, _, err = mlp(
+        "train", "--resume", str(folder / "t000"), "--set", "training.early_stopping.patience=5"
+    )
+    assert code == 0, err
+    code, _, err = mlp("sweep", "--resume", str(folder))
+    assert code == 2
+    said = " ".join(err.split())
+    assert f"trial t000's run '{folder / 't000'}' has trained 6 epochs" in said
+    assert "more than the 2 it had when the sweep recorded it as early_stopped" in said
+    assert (folder / "sweep.json").read_bytes() == state
 
 
 def test_a_trial_finished_by_hand_keeps_its_runs_time(tmp_path: Path) -> None:
