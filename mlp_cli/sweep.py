@@ -780,10 +780,15 @@ def run_trial(
             if report(record):
                 stop_here.append(True)
 
+    held = contextlib.ExitStack()  # the run's lock, once the sweep takes it itself
     try:
         cfg = config_from_dict(config, str(run_dir / training.CONFIG_FILE))
         data = data_for(cfg)
         if (run_dir / training.CHECKPOINT_FILE).is_file():
+            try:  # held from before the checkpoint is read to the end (`resume` takes it too)
+                held.enter_context(training.lock_run(run_dir))
+            except UsageError as exc:  # trained on meanwhile (`mlp train --resume`): not ended,
+                return Outcome("interrupted", str(exc))  # and as the sweep last saw it
             saved = training.load_checkpoint(run_dir)
             done = saved.meta.history or []
             summary = saved.meta.training
@@ -799,6 +804,8 @@ def run_trial(
     except (MLPError, ArithmeticError, ValueError, OSError) as exc:  # LinAlgError: a ValueError
         reason = str(exc) if isinstance(exc, MLPError) else f"{type(exc).__name__}: {exc}"
         return Outcome("failed", reason, read_history(run_dir), time.perf_counter() - started)
+    finally:
+        held.close()
     status = "pruned" if stop_here and result.status == "interrupted" else result.status
     return Outcome(status, None, result.history, result.elapsed)
 

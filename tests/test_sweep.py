@@ -1410,6 +1410,37 @@ def test_an_ended_trial_continued_by_hand_is_refused_on_resume(tmp_path: Path) -
     assert (folder / "sweep.json").read_bytes() == state
 
 
+def test_a_trial_trained_by_hand_meanwhile_is_left_to_resume_not_failed(
+    tmp_path: Path,
+) -> None:
+    # `mlp train --resume` of a trial holds its run folder while the sweep is resumed: the
+    # trial waits for it, as an ended trial is never run again.
+    fcntl = pytest.importorskip("fcntl")  # where folders can be locked
+    s = plan(write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 4}")))
+    s.dir.mkdir(parents=True)
+    assert not run_local(s, workers=1, should_stop=lambda: s.trials[0].epoch >= 1)
+    s.save()
+    assert s.trials[0].status == "interrupted"
+    before = s.trials[0].epoch
+    # As a trainer holds it: locked through a file description of its own, pid inside.
+    fd = os.open(s.dir / "t000" / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"4242\n")
+        again = Sweep.load(s.dir)
+        assert run_local(again, workers=1)
+    finally:
+        os.close(fd)
+    (s.dir / "t000" / LOCK_FILE).unlink()
+    first = again.trials[0]
+    assert (first.status, first.epoch) == ("interrupted", before)
+    assert first.reason is not None
+    assert "in use by another mlp process (pid 4242)" in first.reason
+    assert [t.status for t in again.trials[1:]] == ["completed"] * 3
+    assert run_local(again, workers=1)
+    assert (again.trials[0].status, again.trials[0].epoch) == ("completed", 4)
+
+
 def test_a_trial_finished_by_hand_keeps_its_runs_time(tmp_path: Path) -> None:
     # Not the time its checkpoint took to read, which is all the resumed sweep spends on it.
     s = plan(write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 4}")))
