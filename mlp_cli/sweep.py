@@ -674,13 +674,22 @@ def check_outputs(folder: Path) -> None:
 
 
 def check_trial_runs(sweep: Sweep) -> None:
-    """Refuse, before a sweep is resumed, a trial whose run has trained more epochs than the
-    sweep gives it, or than it had when it ended (continued by `mlp train --resume`): taken
-    as the trial's result, it would be ranked against trials of fewer epochs, or its weights
-    scored as those of an epoch the sweep never ran, and recorded as more epochs than the
-    trial has, which sweep.json cannot hold."""
+    """Refuse, before a sweep is resumed, a trial still to train whose folder is a file or a
+    link to one (the trial would fail, never to be run again), and a trial whose run has
+    trained more epochs than the sweep gives it, or than it had when it ended (continued
+    by `mlp train --resume`): taken as the trial's result, it would be ranked against trials
+    of fewer epochs, or its weights scored as those of an epoch the sweep never ran, and
+    recorded as more epochs than the trial has, which sweep.json cannot hold."""
     for trial in sweep.trials:
         run_dir = sweep.run_dir(trial)
+        # A trial still to train is trained in a folder: no file takes its place.
+        if trial.status not in ENDED and run_dir.is_file():
+            link = run_dir.is_symlink()
+            raise UsageError(
+                f"'{shown(run_dir)}' is a {'link' if link else 'file'}, not the folder the sweep"
+                f" trains trial {trial.id} in; move it away, then resume the sweep again:"
+                f" {resume_hint(sweep)}"
+            )
         done = max((int(r["epoch"]) for r in read_history(run_dir)), default=0)
         # An ended trial is not run again: its run is as the sweep recorded it at its end.
         ended = trial.status in ENDED

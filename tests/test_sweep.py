@@ -1441,6 +1441,32 @@ def test_a_trial_trained_by_hand_meanwhile_is_left_to_resume_not_failed(
     assert (again.trials[0].status, again.trials[0].epoch) == ("completed", 4)
 
 
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_a_file_in_place_of_a_trial_still_to_train_is_refused_before_any_trial_trains(
+    tmp_path: Path, kind: str
+) -> None:
+    # Else the trial failed, never to be run again, saying to choose another --out.
+    s = plan(write_sweep(tmp_path, GRID))
+    s.dir.mkdir(parents=True)
+    s.save()
+    mine = tmp_path / "mine.txt"
+    mine.write_text("my notes")
+    if kind == "file":
+        (s.dir / "t001").write_text("my notes")
+    else:
+        (s.dir / "t001").symlink_to(mine)
+    state = (s.dir / "sweep.json").read_bytes()
+    code, _, err = mlp("sweep", "--resume", str(s.dir))
+    assert code == 2
+    said = " ".join(err.split())
+    assert f"'{s.dir / 't001'}' is a {kind}, not the folder" in said
+    assert said.endswith(f"then resume the sweep again: mlp sweep --resume {s.dir}")
+    assert "--out" not in said
+    assert (s.dir / "sweep.json").read_bytes() == state
+    assert sorted(p.name for p in s.dir.iterdir()) == ["sweep.json", "t001"]
+    assert mine.read_text() == "my notes"
+
+
 def test_a_trial_finished_by_hand_keeps_its_runs_time(tmp_path: Path) -> None:
     # Not the time its checkpoint took to read, which is all the resumed sweep spends on it.
     s = plan(write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 4}")))
