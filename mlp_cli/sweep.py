@@ -724,8 +724,12 @@ def check_new_sweep(sweep: Sweep) -> None:
 
     folder = sweep.dir
     if (folder / STATE_FILE).is_file():
+        try:  # the folder's own sweep, which need not be this one
+            held = f"the sweep '{Sweep.load(folder).name}'"
+        except UsageError:
+            held = f"a sweep's {STATE_FILE}"
         raise UsageError(
-            f"'{shown(folder)}' already holds the sweep '{sweep.name}'; continue it with"
+            f"'{shown(folder)}' already holds {held}; continue it with"
             f" `{resume_hint(sweep)}`, or start a new one elsewhere (--out DIR,"
             " or another name: in the sweep file)"
         )

@@ -797,6 +797,28 @@ def test_a_sweep_does_not_overwrite_a_sweep_folder(tmp_path: Path) -> None:
     assert (tmp_path / "other" / "mine.txt").read_text() == "keep"
 
 
+def test_a_sweep_sent_into_another_sweeps_folder_is_told_the_name_of_that_one(
+    tmp_path: Path,
+) -> None:
+    # Not its own name, as if the folder held it and --resume would continue it.
+    path = write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 1}"))
+    assert mlp("sweep", str(path))[0] == 0
+    folder = tmp_path / "runs" / "grid"
+    before = (folder / "sweep.json").read_bytes()
+    other = write_sweep(tmp_path, path.read_text().replace("name: grid", "name: other"), "o.yaml")
+    code, _, err = mlp("sweep", str(other), "--out", str(folder))
+    assert code == 2
+    said = " ".join(err.split())
+    assert f"'{folder}' already holds the sweep 'grid'" in said
+    assert "'other'" not in said
+    assert (folder / "sweep.json").read_bytes() == before
+    (folder / "sweep.json").write_text("{")
+    code, _, err = mlp("sweep", str(other), "--out", str(folder))
+    assert code == 2
+    assert f"'{folder}' already holds a sweep's sweep.json" in " ".join(err.split())
+    assert "'other'" not in err
+
+
 def test_a_sweep_started_into_a_folder_another_sweep_just_took_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
