@@ -341,6 +341,8 @@ class Sweep:
     def epoch_ended(self, index: int, record: Mapping[str, Any]) -> None:
         trial = self.trials[index]
         if trial.status == "running":  # not a report that arrived after the trial's end
+            if int(record["epoch"]) <= trial.epoch:  # its run began again (its folder was gone)
+                trial.best, trial.best_epoch, trial.seconds = None, 0, 0.0
             self._take(trial, record)
             trial.seconds += float(record.get("time") or 0.0)
 

@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -1487,6 +1488,35 @@ def test_a_file_in_place_of_a_trial_still_to_train_is_refused_before_any_trial_t
     assert (s.dir / "sweep.json").read_bytes() == state
     assert sorted(p.name for p in s.dir.iterdir()) == ["sweep.json", "t001"]
     assert mine.read_text() == "my notes"
+
+
+def test_a_trial_whose_folder_was_deleted_starts_again_with_a_record_of_its_new_run(
+    tmp_path: Path,
+) -> None:
+    # Else its new epochs met the best epoch of the deleted run, a state the sweep saves
+    # every second and that `mlp sweep show` and --resume then refused.
+    body = GRID.replace("{value: 2}", "{value: 4}").replace(
+        "{name: val_acc, goal: maximize}", "{name: val_loss, goal: minimize}"
+    )
+    s = plan(write_sweep(tmp_path, body))
+    s.dir.mkdir(parents=True)
+    assert not run_local(s, workers=1, should_stop=lambda: s.trials[0].epoch >= 2)
+    s.save()
+    assert s.trials[0].status == "interrupted"
+    assert s.trials[0].best_epoch >= 2
+    shutil.rmtree(s.dir / "t000")
+    again = Sweep.load(s.dir)
+    seen: list[tuple[int, int]] = []
+
+    def on_change() -> None:
+        again.check()  # what every save writes, and Sweep.load reads back
+        trial = again.trials[0]
+        if trial.status == "running":
+            seen.append((trial.epoch, trial.best_epoch))
+
+    assert run_local(again, workers=1, on_change=on_change)
+    assert all(best <= epoch for epoch, best in seen), seen
+    assert (again.trials[0].status, again.trials[0].epoch) == ("completed", 4)
 
 
 def test_a_trial_finished_by_hand_keeps_its_runs_time(tmp_path: Path) -> None:
