@@ -335,8 +335,13 @@ class Sweep:
     # -- progress, as engines report it ------------------------------------------------------
 
     def started(self, index: int) -> None:
+        from mlp_cli.train import CHECKPOINT_FILE
+
         trial = self.trials[index]
         trial.status, trial.reason = "running", None
+        if not (self.run_dir(trial) / CHECKPOINT_FILE).is_file():  # its folder was gone
+            trial.epoch, trial.last, trial.best, trial.best_epoch = 0, None, None, 0
+            trial.seconds = 0.0
 
     def epoch_ended(self, index: int, record: Mapping[str, Any]) -> None:
         trial = self.trials[index]

@@ -1516,6 +1516,7 @@ def test_a_trial_whose_folder_was_deleted_starts_again_with_a_record_of_its_new_
 
     assert run_local(again, workers=1, on_change=on_change)
     assert all(best <= epoch for epoch, best in seen), seen
+    assert seen[0] == (0, 0)  # from its start: nothing of the deleted run is shown
     assert (again.trials[0].status, again.trials[0].epoch) == ("completed", 4)
 
 
