@@ -383,6 +383,21 @@ def test_gradcheck_module_catches_a_wrong_derivative(monkeypatch: pytest.MonkeyP
     assert max(r.rel_error for r in results) > 1e-3
 
 
+def test_gradcheck_relative_error_is_the_difference_over_both_norms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Backprop doubled: g = 2n, so ||g - n|| / (||g|| + ||n||) = 1/3 for every array.
+    backward = MLP.backward
+
+    def doubled(self: MLP, *args: Any, **kwargs: Any) -> None:
+        backward(self, *args, **kwargs)
+        self.grads *= 2.0
+
+    monkeypatch.setattr(MLP, "backward", doubled)
+    results = gradcheck([4, 5, 3], "tanh", "softmax", "cross_entropy", max_entries=1000)
+    assert [r.rel_error for r in results] == pytest.approx([1 / 3] * 4, rel=1e-6)
+
+
 def drop_forgetting_the_mask(monkeypatch: pytest.MonkeyPatch) -> None:
     """Break backprop through dropout: the forward pass drops units, backward keeps them."""
     drop = MLP._drop
