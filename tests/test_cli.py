@@ -961,6 +961,16 @@ def test_predict_json_has_numeric_digits_and_names_the_model(
         assert r["top3"][0]["digit"] == r["digit"]
 
 
+def test_predictions_rank_equal_probabilities_lower_class_first_as_argmax_does() -> None:
+    from mlp_cli.predict import predictions_from
+
+    probabilities = np.array([[0.1, 0.3, 0.3, 0.3]])
+    (p,) = predictions_from(["p.png"], [np.zeros((28, 28), np.float32)], probabilities)
+    assert (p.digit, p.probability) == (1, 0.3)
+    assert p.top() == [(1, 0.3), (2, 0.3), (3, 0.3)]
+    assert [t["class_name"] for t in p.to_json(["a", "b", "c", "d"])["top3"]] == ["b", "c", "d"]
+
+
 def test_a_network_without_hidden_layers_says_so(tmp_path: Path) -> None:
     import io
 
