@@ -218,6 +218,22 @@ def test_random_draws_are_reproducible_from_the_sweep_seed_and_within_bounds(
     )
 
 
+def test_random_draws_rounded_to_4_digits_stay_within_bounds_that_have_more(
+    tmp_path: Path,
+) -> None:
+    # Every draw in [0.00123441, 0.00123449) reads 0.001234 to 4 significant digits, below
+    # min; one in [0.0012345, 0.001234571) reads 0.001235, above max.  Each is kept at the
+    # bound it crossed.
+    body = RANDOM.format(seed=7).replace(
+        "{distribution: log_uniform_values, min: 1.0e-4, max: 1.0e-1}",
+        "{distribution: log_uniform_values, min: 0.00123441, max: 0.00123449}",
+    ).replace("{distribution: uniform, min: 0, max: 0.001}",
+              "{distribution: uniform, min: 0.0012345, max: 0.001234571}")  # fmt: skip
+    trials = plan(write_sweep(tmp_path, body)).trials
+    assert {t.params["optimizer.lr"] for t in trials} == {0.00123441}
+    assert {t.params["regularization.l2"] for t in trials} == {0.001234571}
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
