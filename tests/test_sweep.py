@@ -370,6 +370,27 @@ def test_plan_prints_the_trials_and_runs_nothing(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("goal", "bests", "order"),
+    [
+        ("maximize", [(0.5, 1), (0.7, 1), (None, 0), (0.7, 2)], [1, 3, 0, 2]),
+        ("minimize", [(0.5, 1), (0.6, 2), (None, 0), (0.6, 1)], [0, 1, 3, 2]),
+    ],
+)
+def test_trials_rank_by_their_best_value_earlier_first_on_ties_unscored_last(
+    tmp_path: Path, goal: str, bests: list[tuple[float | None, int]], order: list[int]
+) -> None:
+    s = plan(write_sweep(tmp_path, GRID.replace("goal: maximize", f"goal: {goal}")))
+    scores: list[list[float | None]] = [[0.5, 0.5], [0.7, 0.6], [None, None], [0.6, 0.7]]
+    for index, values in enumerate(scores):
+        s.started(index)
+        for epoch, value in enumerate(values, 1):
+            s.epoch_ended(index, {"epoch": epoch, "val_acc": value})
+    assert [(t.best, t.best_epoch) for t in s.trials] == bests
+    assert [s.trials.index(t) for t in s.ranked()] == order
+    assert s.best_trial() is s.trials[order[0]]
+
+
 # -- the local engine --------------------------------------------------------------------------
 
 
