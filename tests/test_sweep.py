@@ -566,6 +566,14 @@ def test_sweep_png_draws_a_pruned_trial_continued_by_hand_only_as_far_as_the_swe
     assert again.trials[int(pruned.id[1:])].epoch == pruned.epoch
 
 
+def test_asha_judges_a_trial_first_at_the_end_of_the_grace_period() -> None:
+    asha = Asha(EarlyTerminate(type="asha", grace_period=2, reduction_factor=2), "maximize")
+    assert not asha.report(0, 1, 0.9)
+    assert not asha.report(1, 1, 0.1)  # behind, but epoch 1 is no rung
+    assert not asha.report(0, 2, 0.9)
+    assert asha.report(1, 2, 0.1)  # at the first rung, outside the best half
+
+
 def _stop_after(events: int) -> tuple[Any, Any]:
     seen = {"n": 0}
 
