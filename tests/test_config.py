@@ -218,6 +218,12 @@ BAD_CONFIGS = [
         id="min-lr-above-lr",
     ),
     pytest.param(
+        MINIMAL + "optimizer:\n  lr: 0.01\nschedule:\n  name: onecycle\n  min_lr: 0.1\n",
+        "min_lr",
+        ["schedule.min_lr", "is 0.1 but optimizer.lr is 0.01", "onecycle lowers"],
+        id="onecycle-min-lr-above-lr",
+    ),
+    pytest.param(
         MINIMAL + "optimizer:\n  name: sgd\n  nesterov: true\n",
         "nesterov",
         ["optimizer.nesterov", "momentum"],
