@@ -248,6 +248,12 @@ BAD_CONFIGS = [
         id="weight-decay-beyond-the-weights",
     ),
     pytest.param(
+        MINIMAL + "optimizer:\n  name: adamw\n  lr: 0.5\n  weight_decay: 2\n",
+        "weight_decay",
+        ["optimizer.weight_decay", "is 2", "1 - lr * weight_decay = 0", "below 1"],
+        id="weight-decay-erasing-the-weights",
+    ),
+    pytest.param(
         MINIMAL + "optimizer:\n  name: sgd\n  lr: 0.1\nregularization:\n  l2: 30\n",
         "l2",
         ["regularization.l2", "is 30", "lr * l2 = 3", "below 2", "optimizer.lr"],
