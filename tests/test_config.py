@@ -643,6 +643,12 @@ def test_an_l2_penalty_sgd_keeps_stable_is_accepted(momentum: float, nesterov: b
     assert config_from_yaml(text).regularization.l2 == bound * 9.99
 
 
+@pytest.mark.parametrize("name", ["cosine", "onecycle"])
+def test_a_min_lr_equal_to_lr_is_accepted(name: str) -> None:
+    text = MINIMAL + f"optimizer:\n  lr: 0.01\nschedule:\n  name: {name}\n  min_lr: 0.01\n"
+    assert config_from_yaml(text).schedule.min_lr == 0.01
+
+
 @pytest.mark.parametrize(("name", "eps"), [("adam", 1e-43), ("adamw", 1e-43), ("rmsprop", 1e-45)])
 def test_an_eps_that_float32_keeps_above_0_is_accepted(name: str, eps: float) -> None:
     # about the smallest such eps (Adam's for the default beta2): each trains on MNIST without a NaN
