@@ -253,6 +253,7 @@ def test_an_epoch_twice_as_slow_as_the_earlier_ones_is_a_slowdown() -> None:
     slow = slowdown(4, [3.0, 0.5, 0.45, 1.0], None, 2)
     assert slow == Slowdown(epoch=4, seconds=1.0, usual=0.45, waiting=None, threads=2, suggest=1)
     assert slowdown(4, [3.0, 0.5, 0.45, 0.85], None, 2) is None
+    assert slowdown(4, [3.0, 0.5, 0.5, 1.0], None, 2) is not None  # exactly twice as slow
     assert slowdown(2, [0.4, 1.0], None, 2) is None  # nothing to compare with yet
 
 
