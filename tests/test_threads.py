@@ -275,6 +275,7 @@ def test_short_epochs_are_not_judged() -> None:
         (0.25, 8, 6),  # eight threads that had six cores
         (0.9, 8, 1),
         (0.01, 8, 7),  # slower than before without waiting: still one fewer
+        (0.0, 8, 7),  # threads that had every core they asked for: one fewer all the same
         (0.5, 1, None),  # one thread already: nothing to try
     ],
 )
