@@ -266,6 +266,7 @@ def test_threads_waiting_for_a_core_are_a_slowdown_from_the_first_epoch() -> Non
 
 def test_short_epochs_are_not_judged() -> None:
     assert slowdown(3, [0.1, 0.01, 0.2], 0.9, 2) is None
+    assert slowdown(1, [0.25], 0.9, 2) is not None  # an epoch of JUDGED_SECONDS is judged
 
 
 @pytest.mark.parametrize(
