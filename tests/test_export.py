@@ -9,6 +9,7 @@ onnx's reference evaluator and through onnxruntime.  Tests that need `onnx` or
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -162,6 +163,26 @@ def test_graph_equals_our_forward_pass(
     top_two = np.sort(ours.probabilities, axis=1)[:, -2:]
     assert np.min(top_two[:, 1] - top_two[:, 0]) > 1e-4
     assert len(set(ours.predictions.tolist())) > 3
+
+
+@needs_onnx
+@pytest.mark.parametrize("output", sorted(OUTPUTS))
+def test_the_label_of_equal_probabilities_is_the_first_class_as_ours(
+    tmp_path: Path, output: str
+) -> None:
+    saved = random_model(tmp_path / "m.npz", output=output)
+    zero = dataclasses.replace(
+        saved,
+        weights=[np.zeros_like(W) for W in saved.weights],
+        biases=[np.zeros_like(b) for b in saved.biases],
+    )  # every output the same for every image
+    images, labels = random_digits(8)
+    model = export.build_onnx(zero)
+    _, predicted = export.run(
+        model.SerializeToString(), digits_to_inputs(images, 28), runtime="reference"
+    )
+    assert predicted.tolist() == evaluate(zero, images, labels, "test").predictions.tolist()
+    assert predicted.tolist() == [0] * 8
 
 
 @needs_onnx
