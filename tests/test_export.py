@@ -610,6 +610,13 @@ def test_verify_counts_a_label_tied_within_the_tolerance_as_agreeing(
     assert "labels agree 10,000/10,000" in stdout
 
 
+def test_verify_passes_only_when_every_label_agrees_too() -> None:
+    agreeing = export.Verification("onnx.reference", 10, 0.0, 10, 0.9, 0.9)
+    assert agreeing.passed
+    assert not dataclasses.replace(agreeing, labels_agree=9).passed
+    assert not dataclasses.replace(agreeing, max_difference=2 * export.TOLERANCE).passed
+
+
 @needs_onnx
 def test_verify_that_finds_a_difference_exits_1(
     mnist_mirror: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
