@@ -114,6 +114,7 @@ BAD_FIELDS: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "class names not text": (("class_names",), list(range(10)), "class_names"),
     "no class names": (("class_names",), ..., "class_names"),
     "a class name twice": (("class_names",), ["0", *"123456780"], "class_names"),
+    "an empty class name": (("class_names",), ["", *"123456789"], "class_names"),
     "two class names that JSON output writes alike": (  # an undecodable byte is written \xff
         ("class_names",),
         ["\udcff", "\\xff", *"23456789"],
