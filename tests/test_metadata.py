@@ -142,6 +142,11 @@ BAD_FIELDS: dict[str, tuple[tuple[str, ...], Any, str]] = {
         {f"f{i}": "0" * 64 for i in range(50_000)},
         "data_hashes",
     ),
+    "one data hash more than MAX_DATA_HASHES": (
+        ("data_hashes",),
+        {f"f{i}": "0" * 64 for i in range(checkpoint.MAX_DATA_HASHES + 1)},
+        "data_hashes",
+    ),
     "data hash of a megabyte": (("data_hashes",), {"f": "0" * 2**20}, "data_hashes"),
     "data hash name of a megabyte": (("data_hashes",), {"f" * 2**20: "0"}, "data_hashes"),
     "package version of a megabyte": (("package_version",), "1" * 2**20, "package_version"),
