@@ -618,6 +618,26 @@ def test_verify_passes_only_when_every_label_agrees_too() -> None:
 
 
 @needs_onnx
+def test_verify_reports_the_largest_difference_of_any_one_probability(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = random_model(tmp_path / "m.npz")
+    out = export.export(saved, tmp_path / "m.onnx")
+    real_run = export.run
+
+    def one_off(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        probabilities, labels = real_run(*args, **kwargs)
+        probabilities[3, 2] += np.float32(1e-3)  # one probability of one image
+        return probabilities, labels
+
+    monkeypatch.setattr(export, "run", one_off)
+    images, labels = random_digits(16)
+    result = export.verify(out, saved, images, labels, runtime="reference")
+    assert result.max_difference == pytest.approx(1e-3, abs=export.TOLERANCE)
+    assert not result.passed
+
+
+@needs_onnx
 def test_verify_that_finds_a_difference_exits_1(
     mnist_mirror: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
