@@ -638,6 +638,26 @@ def test_verify_reports_the_largest_difference_of_any_one_probability(
 
 
 @needs_onnx
+def test_verify_scores_the_onnx_labels_against_the_true_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = random_model(tmp_path / "m.npz")
+    out = export.export(saved, tmp_path / "m.onnx")
+    images, labels = random_digits(16)
+    real_run = export.run
+
+    def right_every_time(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        probabilities, _ = real_run(*args, **kwargs)
+        return probabilities, labels.astype(np.int64)
+
+    monkeypatch.setattr(export, "run", right_every_time)
+    result = export.verify(out, saved, images, labels, runtime="reference")
+    ours = evaluate(saved, images, labels, "test")
+    assert (result.accuracy_onnx, result.accuracy_ours) == (1.0, ours.accuracy)
+    assert ours.accuracy < 1.0
+
+
+@needs_onnx
 def test_verify_that_finds_a_difference_exits_1(
     mnist_mirror: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
