@@ -81,6 +81,7 @@ MALFORMED: dict[str, tuple[str, bytes, str]] = {
     "empty": (LABELS, b"", "too few for the 4-byte IDX magic"),
     "short magic": (LABELS, b"\x00\x00\x08", "too few for the 4-byte IDX magic"),
     "bad magic": (IMAGES, b"\x01\x00" + GOOD_IMAGES[2:], "expected two zero bytes"),
+    "bad second magic byte": (IMAGES, b"\x00\x01" + GOOD_IMAGES[2:], "0x00 0x01, expected two"),
     "gzip instead of IDX": (IMAGES, gzip.compress(GOOD_IMAGES), "gzip-compressed"),
     "type float32": (LABELS, header(0x0D, (3,)) + bytes(12), "0x0d (float32)"),
     "type int8": (LABELS, header(0x09, (3,)) + bytes(3), "0x09 (int8)"),
