@@ -957,6 +957,23 @@ def test_real_mnist_end_to_end(mnist_mirror: LoopbackServer) -> None:
         np.testing.assert_array_equal(images.reshape(-1), np.frombuffer(raw_images, np.uint8))
 
 
+def test_standardization_statistics_are_those_of_the_training_split_alone(
+    mnist_mirror: LoopbackServer,
+) -> None:
+    from mlp_cli.config import config_from_yaml
+
+    cfg = config_from_yaml(
+        "model:\n  layers: 784-10\ndata:\n  normalize: standardize\n  validation_size: 30000\n"
+    )
+    splits = data.prepare_data(cfg)
+    images, _ = data.load_mnist("train", download=False)
+    train_idx, _ = data.validation_split(60000, 30000, cfg.training.seed)
+    pixels = images[train_idx].astype(np.float64) / 255  # (30000, 28, 28)
+    stats = splits.preprocessing["normalize"]
+    assert stats["mean"] == pytest.approx(pixels.mean(), rel=1e-6)
+    assert stats["std"] == pytest.approx(pixels.std(), rel=1e-6)
+
+
 def _pytest_with(env: dict[str, str], test: str) -> subprocess.CompletedProcess[str]:
     """Run one test of this suite in a fresh pytest with `env` added to the environment."""
     return subprocess.run(
