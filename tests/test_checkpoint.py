@@ -232,6 +232,10 @@ DAMAGE: dict[str, tuple[Change, tuple[str, ...]]] = {
     "extra array": (_set("W3", lambda a: np.zeros((2, 3), np.float32)), ("W3",)),
     "W1 transposed": (_set("W1", lambda a: a["W1"].T.copy()), ("W1", "(4, 5)")),
     "b2 too long": (_set("b2", lambda a: np.zeros(4, np.float32)), ("b2", "(4,)")),
+    "optimizer state in two dimensions": (
+        _set("optimizer/m", lambda a: np.zeros((2, 3), np.float32)),
+        ("optimizer/m", "(2, 3)", "at most one dimension"),
+    ),
     "W1 integers": (_set("W1", lambda a: a["W1"].astype(np.int32)), ("W1", "int32")),
     "b1 float16": (_set("b1", lambda a: a["b1"].astype(np.float16)), ("b1", "float16")),
     "NaN in W2": (_with_nan("W2", 4, float("nan")), ("W2", "NaN")),
