@@ -827,6 +827,22 @@ def test_predicting_a_folder_with_a_bad_file_counts_it_and_exits_1(
     assert "Traceback" not in err
 
 
+def test_a_file_that_failed_is_reported_once_however_many_batches_follow(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import checkpoint, predict
+
+    folder = _digit_folder(tmp_path / "digits", SIX)
+    (folder / "0-notes.png").write_text("not an image")  # the folder's first file
+    monkeypatch.setattr(predict, "BATCH", 2)
+    files, _ = predict.image_files([folder])
+    batches = list(predict.predict_batches(checkpoint.load(random_model), files))
+    assert [f.file for _, failures in batches for f in failures] == [str(folder / "0-notes.png")]
+    assert [p.file for predictions, _ in batches for p in predictions] == [
+        str(folder / name) for name in sorted(SIX)
+    ]
+
+
 def test_few_images_or_verbose_show_each_image_in_detail(
     random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
