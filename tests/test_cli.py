@@ -734,6 +734,18 @@ def test_predict_show_and_save_input(
     assert pixels[0].max() == 0
 
 
+def test_a_saved_input_of_a_long_name_in_multibyte_letters_is_cut_to_fit(
+    random_model: Path, tmp_path: Path
+) -> None:
+    # 125 two-byte letters: a 254-byte file name, whose "-input.png" would make 260
+    good = _digit_png(tmp_path / ("é" * 125 + ".png"))
+    out = tmp_path / "inputs"
+    code, _, err = run("predict", str(good), "--model", str(random_model), "--save-input", str(out))
+    assert code == 0, err
+    (saved,) = out.iterdir()
+    assert saved.name == "é" * 100 + "-input.png"  # the stem cut to 200 bytes
+
+
 def test_predict_show_without_colour_draws_the_input_in_characters(
     random_model: Path, tmp_path: Path
 ) -> None:
