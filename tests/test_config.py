@@ -242,6 +242,12 @@ BAD_CONFIGS = [
         id="rmsprop-eps-lost-in-float32",
     ),
     pytest.param(
+        MINIMAL + "optimizer:\n  name: rmsprop\n  eps: 7.006492321624085e-46\n",
+        "eps",
+        ["optimizer.eps", "is 7.006492321624085e-46", "0 in float32"],
+        id="rmsprop-eps-of-2^-150-rounding-to-0",
+    ),
+    pytest.param(
         MINIMAL + "optimizer:\n  name: adamw\n  lr: 0.01\n  weight_decay: 300\n",
         "weight_decay",
         ["optimizer.weight_decay", "is 300", "1 - lr * weight_decay = -2", "below 1"],
