@@ -424,14 +424,16 @@ def test_gradcheck_checks_backprop_through_dropout(
 
 
 @pytest.mark.parametrize(
-    ("hidden", "l1", "seed"), [("relu", 0.0, 310), ("leaky_relu", 0.0, 310), ("tanh", 0.01, 171)]
+    ("hidden", "l1", "seed"),
+    [("relu", 0.0, 310), ("relu", 0.0, 636), ("leaky_relu", 0.0, 310), ("tanh", 0.01, 171)],
 )
 def test_gradcheck_leaves_out_entries_whose_nudges_cross_a_kink(
     hidden: str, l1: float, seed: int
 ) -> None:
     # With these seeds a ReLU's input (relu, leaky_relu) or an L1-penalised weight (tanh)
     # lies within h of 0: the difference quotient across the jump of the derivative was a
-    # relative 1e-2 from backprop's exact gradient, a FAIL of correct code.
+    # relative 1e-2 from backprop's exact gradient, a FAIL of correct code.  Under seed 636
+    # only the nudge down crosses the kink, under 310 the nudge up.
     results = gradcheck(
         [6, 100, 3], hidden, "softmax", "cross_entropy", l1=l1, batch=16, max_entries=1000,
         seed=seed,
