@@ -706,11 +706,14 @@ def check_trial_runs(sweep: Sweep) -> None:
                 if done > trial.epochs
                 else f"the {trial.epoch} it had when the sweep recorded it as {trial.status}"
             )
+            best = sweep.dir / BEST  # its link to this trial, once gone to nowhere, is refused
+            linked = best.is_symlink() and Path(os.readlink(best)).name == trial.id
+            also = f" (and the sweep's '{BEST}' link to it)" if linked else ""
             raise UsageError(
                 f"trial {trial.id}'s run '{shown(run_dir)}' has trained {done} epochs, more than"
                 f" {had} (it was continued after the sweep trained it); the sweep ranks its"
-                " trials on their own epochs, so it does not take this run. Move the folder out"
-                f" of the sweep folder to keep it, then `{resume_hint(sweep)}` (a trial that"
+                f" trials on their own epochs, so it does not take this run. Move the folder{also}"
+                f" out of the sweep folder to keep it, then `{resume_hint(sweep)}` (a trial that"
                 " had not ended is trained again)"
             )
 

@@ -1452,6 +1452,28 @@ def test_a_trial_continued_by_hand_past_the_sweeps_epochs_is_refused_on_resume(
     assert mlp("sweep", "show", str(folder))[0] == 0
 
 
+def test_refusing_the_best_trial_continued_by_hand_says_to_move_its_best_link_too(
+    tmp_path: Path,
+) -> None:
+    # Moving only the trial's folder left the sweep's 'best' link to nowhere, which the next
+    # --resume refused as a link mlp did not make.
+    path = write_sweep(tmp_path, GRID)
+    folder = tmp_path / "runs" / "grid"
+    assert mlp("sweep", str(path), "--workers", "1")[0] == 0
+    best = os.readlink(folder / "best")
+    code, _, err = mlp("train", "--resume", str(folder / best), "--set", "training.epochs=3")
+    assert code == 0, err
+    code, _, err = mlp("sweep", "--resume", str(folder))
+    assert code == 2
+    said = " ".join(err.split())
+    assert f"trial {best}'s run '{folder / best}' has trained 3 epochs" in said
+    assert "and the sweep's 'best' link to it" in said
+    (folder / best).rename(tmp_path / "kept")
+    (folder / "best").rename(tmp_path / "kept-best")
+    code, _, err = mlp("sweep", "--resume", str(folder))
+    assert code == 0, err
+
+
 def test_an_ended_trial_continued_by_hand_is_refused_on_resume(tmp_path: Path) -> None:
     # Stopped early within the sweep's epochs, then trained on: --resume would score the
     # best trial's test accuracy on weights of an epoch the sweep never ran, and save it in
