@@ -346,8 +346,14 @@ class Sweep:
     def epoch_ended(self, index: int, record: Mapping[str, Any]) -> None:
         trial = self.trials[index]
         if trial.status == "running":  # not a report that arrived after the trial's end
-            if int(record["epoch"]) <= trial.epoch:  # its run began again (its folder was gone)
+            epoch = int(record["epoch"])
+            if epoch <= trial.epoch:  # its run went back to an older checkpoint, which holds
+                # the epochs before this one: the record is theirs, not the lost epochs'
                 trial.best, trial.best_epoch, trial.seconds = None, 0, 0.0
+                for earlier in read_history(self.run_dir(trial)):
+                    if int(earlier["epoch"]) < epoch:
+                        self._take(trial, earlier)
+                        trial.seconds += float(earlier.get("time") or 0.0)
             self._take(trial, record)
             trial.seconds += float(record.get("time") or 0.0)
 

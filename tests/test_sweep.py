@@ -1587,6 +1587,41 @@ def test_a_trial_whose_folder_was_deleted_starts_again_with_a_record_of_its_new_
     assert (again.trials[0].status, again.trials[0].epoch) == ("completed", 4)
 
 
+def test_a_trial_resumed_from_an_older_checkpoint_keeps_the_record_of_its_earlier_epochs(
+    tmp_path: Path,
+) -> None:
+    # Its worker killed after writing an epoch to metrics.jsonl but before the checkpoint, a
+    # trial trains that epoch again: the epochs before it are still its run's, with their
+    # best and time.
+    body = GRID.replace("{value: 2}", "{value: 6}")
+    s = plan(write_sweep(tmp_path, body))
+    s.dir.mkdir(parents=True)
+    assert not run_local(s, workers=1, should_stop=lambda: s.trials[0].epoch >= 1)
+    s.save()
+    older = (s.dir / "t000" / "checkpoint.npz").read_bytes()
+    again = Sweep.load(s.dir)
+    had = again.trials[0].epoch
+    assert not run_local(again, workers=1, should_stop=lambda: again.trials[0].epoch > had)
+    again.save()
+    (s.dir / "t000" / "checkpoint.npz").write_bytes(older)
+    last = Sweep.load(s.dir)
+    seen: list[tuple[float, int, float, int]] = []
+
+    def on_change() -> None:
+        trial = last.trials[0]
+        if trial.status == "running" and trial.epoch:
+            runs = [r for r in sweep.read_history(last.run_dir(trial)) if r["epoch"] <= trial.epoch]
+            best = max(runs, key=lambda r: float(r["val_acc"]))
+            seconds = sum(float(r["time"]) for r in runs)
+            seen.append((trial.seconds, trial.best_epoch, seconds, best["epoch"]))
+
+    assert run_local(last, workers=1, on_change=on_change)
+    assert seen
+    for seconds, best_epoch, run_seconds, run_best_epoch in seen:
+        assert seconds >= run_seconds - 1e-6, seen
+        assert best_epoch == run_best_epoch, seen
+
+
 def test_a_trial_finished_by_hand_keeps_its_runs_time(tmp_path: Path) -> None:
     # Not the time its checkpoint took to read, which is all the resumed sweep spends on it.
     s = plan(write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 4}")))
