@@ -1,6 +1,7 @@
 """The README's promises that code can check: its plain-NumPy loader scores a model exactly as
 `mlp evaluate` does, for 20x20 and 28x28 inputs alike; its figures for the shipped configs
-agree with the configs' headers; and it installs extras as they can be installed."""
+agree with the configs' headers; its table of config keys states the schema's defaults; and it
+installs extras as they can be installed."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import require_real_mnist
+from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from mlp_cli import data
 from mlp_cli.cli import app
+from mlp_cli.config import config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -184,3 +187,35 @@ def test_the_api_table_names_every_fact_of_get_api_model(tmp_path: Path) -> None
     ).facts()
     for record in (set(facts), set(facts["units"])):
         assert record <= named, f"the /api/model row leaves out {sorted(record - named)}"
+
+
+def _config_table() -> list[tuple[str, str, str]]:
+    """(key, default, meaning) of each row of the README's table of config keys."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| key | default | meaning |\n|---|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split(" | ", 2)] for line in table.splitlines()
+    ]
+    return [(key.strip("`"), default, meaning) for key, default, meaning in rows]
+
+
+@pytest.mark.parametrize("row", _config_table(), ids=lambda row: row[0])
+def test_the_config_table_states_each_keys_default_as_the_schema_has_it(
+    row: tuple[str, str, str],
+) -> None:
+    key, default, meaning = row
+    if not default.startswith("`"):  # "(required)", "config file's name"
+        assert key in ("name", "model.layers")
+        return
+    # A key of some optimizers only: its default in the first one the row names.
+    named = re.match(r"(sgd|adamw|adam|rmsprop)\b", meaning)
+    # "`0.1` (sgd), `0.001` (others)": a default per optimizer
+    for value, optimizer in re.findall(r"`([^`]*)`(?: \((\w+)\))?", default):
+        name = optimizer if optimizer not in ("", "others") else named[1] if named else "adam"
+        cfg = config_from_dict(
+            {"model": {"layers": [784, 10]}, "optimizer": {"name": name}}, "<README>"
+        )
+        actual: Any = cfg.model_dump(mode="json")
+        for part in key.split("."):
+            actual = actual[part]
+        assert YAML(typ="safe", pure=True).load(value) == actual, (key, name)
