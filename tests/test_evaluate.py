@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -100,19 +102,7 @@ def test_the_most_frequent_confusions_list_ties_in_class_order() -> None:
         confusion[t, p] = count
     for t, p in [(9, 4), (5, 3)]:
         confusion[t, p] = 5
-    n = int(confusion.sum())
-    result = Evaluation(
-        split="val",
-        n=n,
-        accuracy=float(np.trace(confusion)) / n,
-        loss=0.2,
-        confusion=confusion,
-        probabilities=np.full((n, 10), 0.1, np.float32),
-        predictions=np.zeros(n, np.int64),
-        labels=np.zeros(n, np.uint8),
-        seconds=0.0,
-        class_names=[str(d) for d in range(10)],
-    )
+    result = scored(confusion, [str(d) for d in range(10)], split="val", loss=0.2)
     pairs = [(c["true"], c["predicted"], c["count"]) for c in result.top_confusions()]
     assert pairs == [("3", "5", 9), ("5", "3", 5), ("9", "4", 5), ("3", "2", 4), ("6", "0", 4)]
 
@@ -143,21 +133,28 @@ def test_evaluate_scores_the_models_own_outputs_with_true_classes_as_rows(tmp_pa
     assert [row["class"] for row in result.per_class()] == names  # row k: class k's name
 
 
-def scored(confusion: list[list[int]]) -> Evaluation:
-    """An evaluation of ``confusion`` (rows true classes, columns predictions) of classes
-    a, b, c; only the confusion matters to what is derived from it."""
-    n = int(np.sum(confusion))
+def scored(
+    confusion: Any,
+    names: Sequence[str] = ("a", "b", "c"),
+    *,
+    split: str = "test",
+    loss: float = 0.5,
+) -> Evaluation:
+    """An evaluation of ``confusion`` (rows true classes, columns predictions) of the classes
+    ``names``; only the confusion matters to what is derived from it, so the examples'
+    predictions and labels are placeholders."""
+    n, k = int(np.sum(confusion)), len(names)
     return Evaluation(
-        split="test",
+        split=split,
         n=n,
         accuracy=float(np.trace(confusion)) / n,
-        loss=0.5,
+        loss=loss,
         confusion=np.array(confusion, np.int64),
-        probabilities=np.zeros((n, 3), np.float32),
+        probabilities=np.full((n, k), 1 / k, np.float32),
         predictions=np.zeros(n, np.int64),
         labels=np.zeros(n, np.uint8),
         seconds=0.0,
-        class_names=["a", "b", "c"],
+        class_names=list(names),
     )
 
 

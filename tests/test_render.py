@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from matplotlib import colormaps
 from rich.console import Console
+from test_evaluate import scored
 from tiny_models import save_random_model
 
 from mlp_cli import checkpoint, data, viz
@@ -277,18 +278,7 @@ def test_an_evaluation_says_which_precision_and_recall_are_0_over_0() -> None:
 
 def test_an_ascii_console_gets_evaluation_and_prediction_in_ascii() -> None:
     confusion = np.array([[5, 2, 0], [0, 4, 1], [0, 0, 3]])
-    result = Evaluation(
-        split="test",
-        n=15,
-        accuracy=12 / 15,
-        loss=0.5,
-        confusion=confusion,
-        probabilities=np.full((15, 3), 1 / 3, np.float32),
-        predictions=np.zeros(15, np.int64),
-        labels=np.zeros(15, np.uint8),
-        seconds=0.0,
-        class_names=["0", "1", "2"],
-    )
+    result = scored(confusion, ["0", "1", "2"])
     console = Console(width=100, file=_AsciiFile(), color_system=None)
     print_evaluation(console, result, Path("model.npz"))
     image = np.zeros((28, 28), np.float32)
@@ -306,19 +296,7 @@ def test_a_narrow_console_folds_the_evaluation_tables_never_cutting_a_number(wid
     # Four-digit counts in eleven columns need 75 columns; narrower, a count cut to "1…"
     # would read as another number, and an ASCII console cannot print "…" at all.
     confusion = np.diag([1135, 980, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
-    n = int(confusion.sum())
-    result = Evaluation(
-        split="test",
-        n=n,
-        accuracy=1.0,
-        loss=0.1,
-        confusion=confusion,
-        probabilities=np.full((n, 10), 0.1, np.float32),
-        predictions=np.zeros(n, np.int64),
-        labels=np.zeros(n, np.uint8),
-        seconds=0.0,
-        class_names=[str(d) for d in range(10)],
-    )
+    result = scored(confusion, [str(d) for d in range(10)], loss=0.1)
     console = Console(width=width, file=_AsciiFile(), color_system=None)
     print_evaluation(console, result, Path("model.npz"))
     text = console.file.getvalue()  # type: ignore[attr-defined]
@@ -396,19 +374,7 @@ def test_a_narrow_ascii_console_gets_the_ranked_sweep_table_folded_never_cut(wid
 def test_an_accuracy_short_of_100_percent_is_never_shown_as_100() -> None:
     # 57,999 of 58,000 training images right is 99.998%: "100.00%" would say all of them.
     confusion = np.array([[28_999, 1], [0, 29_000]])
-    n = int(confusion.sum())
-    result = Evaluation(
-        split="train",
-        n=n,
-        accuracy=57_999 / n,
-        loss=0.01,
-        confusion=confusion,
-        probabilities=np.full((n, 2), 0.5, np.float32),
-        predictions=np.zeros(n, np.int64),
-        labels=np.zeros(n, np.uint8),
-        seconds=0.0,
-        class_names=["0", "1"],
-    )
+    result = scored(confusion, ["0", "1"], split="train", loss=0.01)
     console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
     print_evaluation(console, result, Path("model.npz"))
     lines = [" ".join(line.split()) for line in console.export_text().splitlines()]
