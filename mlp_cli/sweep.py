@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -349,11 +349,8 @@ class Sweep:
             epoch = int(record["epoch"])
             if epoch <= trial.epoch:  # its run went back to an older checkpoint, which holds
                 # the epochs before this one: the record is theirs, not the lost epochs'
-                trial.best, trial.best_epoch, trial.seconds = None, 0, 0.0
-                for earlier in read_history(self.run_dir(trial)):
-                    if int(earlier["epoch"]) < epoch:
-                        self._take(trial, earlier)
-                        trial.seconds += float(earlier.get("time") or 0.0)
+                history = read_history(self.run_dir(trial))
+                self._replay(trial, [r for r in history if int(r["epoch"]) < epoch])
             self._take(trial, record)
             trial.seconds += float(record.get("time") or 0.0)
 
@@ -366,16 +363,19 @@ class Sweep:
         if trial.last is not None and self.better(trial.last, trial.best):
             trial.best, trial.best_epoch = trial.last, trial.epoch
 
+    def _replay(self, trial: Trial, history: Sequence[Mapping[str, Any]]) -> None:
+        """`trial`'s epoch, metric and time made again from its run's records `history`."""
+        trial.best, trial.best_epoch = None, 0
+        trial.seconds = sum(float(r.get("time") or 0.0) for r in history)
+        for record in history:
+            self._take(trial, record)
+
     def ended(self, index: int, outcome: Outcome) -> None:
         trial = self.trials[index]
         trial.status, trial.reason = outcome.status, outcome.reason
         if outcome.history:  # the run's own record, whatever reports were missed
-            # An engine that did not time the trial itself has the epochs' own times.
-            seconds = outcome.seconds or sum(float(r.get("time") or 0.0) for r in outcome.history)
-            trial.best, trial.best_epoch, trial.seconds = None, 0, seconds
-            for record in outcome.history:
-                self._take(trial, record)
-        elif outcome.seconds:  # no record (no epoch ended, or a Ray outcome): its own time
+            self._replay(trial, outcome.history)
+        if outcome.seconds:  # an engine that timed the trial itself, record or none
             trial.seconds = outcome.seconds
 
     def interrupt_running(self, reason: str) -> None:
