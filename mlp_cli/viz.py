@@ -699,8 +699,7 @@ def save_gallery(
             ax.set_xticks([])
             ax.set_yticks([])
             ok = t[k] == p[k]
-            # a whole percentage that never rounds a doubt up to "100%"
-            shown = ">99.5%" if 0.995 <= q[k] < 1.0 else f"{q[k]:.0%}"
+            shown = percent(q[k], 0)  # a whole percentage: ">99%" where a doubt remains
             ax.set_xlabel(
                 f"true {name(t[k])}{apart}→ pred {name(p[k])}\n({shown})",
                 fontsize=FONT_SIZE - 1,
