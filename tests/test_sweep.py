@@ -934,6 +934,9 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
         json.dumps({**state, "created": "inf"}),
         json.dumps({**state, "trials": [{**state["trials"][0], "best": "nan"}]}),
         json.dumps({**state, "trials": [{**state["trials"][0], "test_acc": "-inf"}]}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "test_epoch": -1}]}),
+        json.dumps({**state, "trials": [{**state["trials"][0], "test_epoch": 5}]}),  # epoch 0
+        json.dumps({**state, "trials": [{**state["trials"][0], "test_epoch": "x"}]}),
         json.dumps({**state, "trials": [{**state["trials"][0], "seconds": 123.25}]}).replace(
             "123.25", "1e400"
         ),
