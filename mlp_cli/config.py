@@ -649,11 +649,15 @@ class Config(_Section):
             mu = optimizer.momentum
             bound = 2.0 * (1.0 + mu) / (1.0 + 2.0 * mu if optimizer.nesterov else 1.0)
             if lr * l2 >= bound:
+                effect = (  # at the bound itself they swing at one size
+                    "makes every step enlarge the weights until they overflow"
+                    if lr * l2 > bound
+                    else "no longer shrinks the weights, which keep their size from step to step"
+                )
                 problems.add(
                     "regularization.l2",
                     f"is {_show(l2)} with sgd at optimizer.lr {_show(lr)}: with lr * l2 ="
-                    f" {lr * l2:.3g}, the penalty alone makes every step enlarge the weights"
-                    f" until they overflow: sgd with momentum {mu:g}"
+                    f" {lr * l2:.3g}, the penalty alone {effect}: sgd with momentum {mu:g}"
                     f"{' (nesterov)' if optimizer.nesterov else ''} shrinks them only for"
                     f" lr * l2 below {bound:.3g}; lower l2 or optimizer.lr",
                 )

@@ -262,15 +262,22 @@ BAD_CONFIGS = [
     pytest.param(
         MINIMAL + "optimizer:\n  name: sgd\n  lr: 0.1\nregularization:\n  l2: 30\n",
         "l2",
-        ["regularization.l2", "is 30", "lr * l2 = 3", "below 2", "optimizer.lr"],
+        [
+            "regularization.l2",
+            "is 30",
+            "lr * l2 = 3",
+            "enlarge the weights until they overflow",
+            "below 2",
+            "optimizer.lr",
+        ],
         id="l2-beyond-sgd-stability",
     ),
     pytest.param(
         MINIMAL + "optimizer:\n  {name: sgd, lr: 1, momentum: 0.5, nesterov: true}\n"
         "regularization:\n  l2: 1.5\n",
         "l2",
-        ["regularization.l2", "lr * l2 = 1.5", "below 1.5"],
-        id="l2-beyond-nesterov-stability",
+        ["regularization.l2", "lr * l2 = 1.5", "which keep their size", "below 1.5"],
+        id="l2-at-nesterov-stability-bound",
     ),
     pytest.param(
         "model:\n  layers: 784-100-10\n  init_scale: 0.1\n",
