@@ -16,6 +16,11 @@ system), which the load of other processes changes less than wall time.  With se
 ``--python``, each interpreter's commands are paired with its own baseline, in the same
 rounds.
 
+The last command, "its libraries alone", imports what ``mlp predict IMAGE`` imports of other
+packages and the standard library (`libraries_of`) in one process, without mlp_cli: the part
+of the command's time that mlp's own modules and work add to is the floor that only using
+fewer or other libraries can lower.
+
 Then each command runs under ``python -X importtime`` (`IMPORTTIME_RUNS` times; the run with
 the median total counts) and the imports that cost most are listed: per package, the self
 times of its modules summed; and the single modules with the largest cumulative times.
@@ -59,6 +64,8 @@ PAIRS = 21  # rounds: each command's time paired with the baseline's in the same
 IMPORTTIME_RUNS = 3
 TOP = 10  # packages and modules listed per command
 BASELINE = "python -c 'import numpy'"
+# `mlp predict IMAGE`'s imports of other packages, alone (see `libraries_of`).
+LIBRARIES = "its libraries alone"
 # The goals: a command's time over the baseline's, at most.
 GOALS = {"mlp --help": 1.3, "mlp predict IMAGE": 2.0}
 
@@ -157,6 +164,47 @@ def parse_importtime(stderr: str) -> list[dict[str, Any]]:
     return rows
 
 
+def importtime_rows(argv: list[str], env: dict[str, str] | None) -> list[dict[str, Any]]:
+    """The `parse_importtime` rows of one run of ``argv`` under ``python -X importtime``."""
+    done = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        check=False,
+    )
+    return parse_importtime(done.stderr)
+
+
+def _ours(module: str) -> bool:
+    return module == "mlp_cli" or module.startswith("mlp_cli.")
+
+
+def libraries_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The modules outside mlp_cli that a command imports itself (`parse_importtime`'s
+    ``rows`` at depth 0: the program, or a library importing at run time) or that mlp_cli's
+    modules import directly, in the order their imports ended.  Importing these alone costs
+    what mlp cannot save but by doing without those libraries."""
+    enclosing: dict[int, str] = {}  # by depth: the import the rows after it (reversed) are in
+    found = []
+    for row in reversed(rows):  # an import's row follows those of the imports it makes
+        depth, module = row["depth"], row["module"]
+        parent = enclosing.get(depth - 1) if depth else None
+        enclosing[depth] = module
+        if not _ours(module) and (depth == 0 or (parent is not None and _ours(parent))):
+            found.append(module)
+    return found[::-1]
+
+
+def libraries_command(python: str, predict: Command, env: dict[str, str] | None) -> Command:
+    """The imports of `predict` (`libraries_of` them) in one process of ``python``, as a
+    command to time beside it: the floor that mlp's own modules and work stand on."""
+    modules = libraries_of(importtime_rows(predict.argv, env))
+    script = f"import importlib\nfor name in {modules!r}:\n    importlib.import_module(name)"
+    return Command(LIBRARIES, [python, "-c", script])
+
+
 def importtime(
     argv: list[str], env: dict[str, str] | None, runs: int = IMPORTTIME_RUNS
 ) -> dict[str, Any]:
@@ -164,15 +212,7 @@ def importtime(
     (the run with the median total of ``runs``)."""
     reports = []
     for _ in range(runs):
-        done = subprocess.run(
-            [argv[0], "-X", "importtime", *argv[1:]],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            check=False,
-        )
-        rows = parse_importtime(done.stderr)
+        rows = importtime_rows(argv, env)
         reports.append((sum(row["self_us"] for row in rows), rows))
     reports.sort(key=lambda report: report[0])
     total_us, rows = reports[len(reports) // 2]
@@ -244,9 +284,11 @@ def measure(
         chosen = model or random_model(Path(scratch) / "model.npz", [784, 100, 10])
         env = None if as_is else compiled_env(Path(scratch) / "bytecode")
         groups = [commands(python, image, chosen) for python in pythons]
-        for group in groups:
+        for python, group in zip(pythons, groups, strict=True):
             for command in group:
                 check_runs(command.argv, env)
+            group.append(libraries_command(python, group[-1], env))
+            check_runs(group[-1].argv, env)
         console.print(
             f"startup: {pairs} rounds of {sum(map(len, groups))} commands ..."
             f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"

@@ -178,3 +178,38 @@ def test_a_start_up_timing_that_cannot_run_keeps_the_rest(
     record = json.loads(out.read_text())
     assert "mlp --help exited with 2" in record["startup"]["error"]
     assert record["networks"][0]["engines"]["ours"]["seconds_per_epoch"] > 0
+
+
+def test_the_libraries_of_a_command_are_what_it_and_mlps_modules_import_directly() -> None:
+    """`libraries_of` keeps the imports made at depth 0 (the program, or a library at run
+    time) and those made by mlp_cli's modules, in the order they ended; not mlp_cli's
+    modules, nor what a library imports for itself."""
+    from bench.startup import libraries_of, parse_importtime
+
+    tree = [  # (depth, module), in -X importtime's order: an import after those it makes
+        (0, "site"),
+        (2, "click"),
+        (1, "typer"),
+        (3, "rich.style"),
+        (2, "rich.text"),
+        (1, "mlp_cli.plain"),
+        (1, "json"),
+        (0, "mlp_cli.cli"),
+        (1, "pydantic"),
+        (0, "typer._adapters"),
+        (1, "PIL.Image"),
+        (0, "mlp_cli.predict"),
+    ]
+    stderr = "import time: self [us] | cumulative | imported package\n" + "".join(
+        f"import time: {10:>9} | {10:>10} | {'  ' * depth}{module}\n" for depth, module in tree
+    )
+    rows = parse_importtime(stderr)
+    assert [row["depth"] for row in rows] == [depth for depth, _ in tree]
+    assert libraries_of(rows) == [
+        "site",
+        "typer",
+        "rich.text",
+        "json",
+        "typer._adapters",
+        "PIL.Image",
+    ]
