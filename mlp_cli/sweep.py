@@ -464,9 +464,14 @@ class Sweep:
             for key, value in t.params.items():
                 if _unrecordable(key, value) is not None:
                     raise ValueError(f"trial {t.id}: a setting no sweep file gives")
-            epochs_ok = 0 <= t.best_epoch <= t.epoch and 0 <= (t.test_epoch or 0) <= t.epoch
-            if not (0 <= t.epoch <= t.epochs and epochs_ok and t.seconds >= 0):
+            if not (0 <= t.epoch <= t.epochs and t.seconds >= 0):
                 raise ValueError(f"trial {t.id}: epochs {t.epoch}/{t.epochs}")
+            # Named apart: "epochs 3/3" would point at the two numbers that are right.
+            for key, epoch in (("best_epoch", t.best_epoch), ("test_epoch", t.test_epoch)):
+                if epoch is not None and not 0 <= epoch <= t.epoch:
+                    raise ValueError(
+                        f"trial {t.id}: {key} {epoch} of a trial that ran {t.epoch} epochs"
+                    )
             # pydantic reads "nan" and "inf" as floats, and json.loads 1e400 as inf.
             numbers = (t.last, t.best, t.seconds, t.test_acc)
             if not all(x is None or math.isfinite(x) for x in numbers):

@@ -219,3 +219,13 @@ def test_the_config_table_states_each_keys_default_as_the_schema_has_it(
         for part in key.split("."):
             actual = actual[part]
         assert YAML(typ="safe", pure=True).load(value) == actual, (key, name)
+
+
+def test_the_sweep_section_says_whose_weights_the_best_trials_test_accuracy_scores() -> None:
+    # They are its run's model.npz: the epochs the files table gives for that file are the
+    # epochs a sweep reports beside the test accuracy, exceptions included.
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    kept = re.search(r"\| `model\.npz` \| [^|]*\((the last epoch when [^)]*)\)", readme)
+    assert kept is not None
+    said = readme.split("whose test accuracy is measured", 1)[1].split("results.csv", 1)[0]
+    assert kept.group(1) in said, said

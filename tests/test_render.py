@@ -371,6 +371,32 @@ def test_a_narrow_ascii_console_gets_the_ranked_sweep_table_folded_never_cut(wid
     assert "completedfailed" in column  # the statuses
 
 
+def test_a_ranked_sweep_table_with_a_column_per_setting_holds_each_trial_on_one_line() -> None:
+    # The widest cells a trial has: its status, three-digit epochs and the test accuracy with
+    # the epoch whose weights it scores. A console wide enough for a column per setting by
+    # the table's own reckoning shows every cell whole, a trial a line.
+    done = Trial("t001", {"optimizer.lr": 1.0}, {}, "completed", epoch=200, epochs=200)
+    done.last = done.best = 0.9042
+    done.best_epoch, done.seconds, done.test_acc, done.test_epoch = 171, 26.9, 0.9084, 128
+    stopped = Trial("t000", {"optimizer.lr": 2.0}, {}, "early_stopped", epoch=114, epochs=200)
+    stopped.last = stopped.best = 0.8986
+    stopped.best_epoch, stopped.seconds = 94, 16.5
+    sweep = Sweep("es", Path("runs/es"), "val_acc", "maximize", [done, stopped])
+    apart = 0
+    for width in range(60, 121):
+        _, lines = render(sweep_table(sweep, ranked=True, width=width), width=width)
+        if "lr" not in " ".join(lines).split():  # one column of settings, folded by design
+            continue
+        apart += 1
+        header, *rows = [" ".join(line.split()) for line in lines[1:] if line.strip("─ ")]
+        assert header == "# trial lr status epoch best (epoch) time test (epoch)", width
+        assert rows == [
+            "1 t001 1 completed 200/200 90.42% (171) 26.9s 90.84% (128)",
+            "2 t000 2 early_stopped 114/200 89.86% (94) 16.5s",
+        ], width
+    assert apart
+
+
 def test_an_accuracy_short_of_100_percent_is_never_shown_as_100() -> None:
     # 57,999 of 58,000 training images right is 99.998%: "100.00%" would say all of them.
     confusion = np.array([[28_999, 1], [0, 29_000]])

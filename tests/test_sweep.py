@@ -954,6 +954,19 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
     assert code == 0, err
 
 
+def test_a_sweep_state_with_an_epoch_its_trial_never_ran_names_that_epoch(tmp_path: Path) -> None:
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    for key in ("best_epoch", "test_epoch"):
+        trials = [{**state["trials"][0], key: 3}, *state["trials"][1:]]  # of 0 epochs run
+        (good.dir / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
+        code, _, err = mlp("sweep", "show", str(good.dir))
+        assert code == 2
+        assert f"(trial t000: {key} 3 of a trial that ran 0 epochs)" in err, err
+
+
 def test_show_json_writes_bytes_of_a_folder_name_that_are_not_utf8_as_predict_does(
     tmp_path: Path,
 ) -> None:
