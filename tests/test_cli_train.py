@@ -8,6 +8,7 @@ with more epochs reshapes a schedule, and run folders named after an overridden 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -333,6 +334,29 @@ def test_the_run_folder_is_named_after_an_overridden_network(
     assert saved.meta.config is not None
     assert saved.meta.config.model_dump()["name"] == folder
     assert "-".join(map(str, saved.layers)) in folder or folder == "mine"
+
+
+def test_a_run_whose_first_checkpoint_cannot_be_saved_leaves_latest_on_the_run_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk, or `ulimit -f`, as the checkpoint before the first step is saved: nothing
+    # was trained, so no folder of the run is left, and `mlp evaluate` still finds the last one.
+    cfg = str(config(tmp_path))
+    code, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=1", "--quiet")
+    assert code == 0, err
+    runs = tmp_path / "runs"
+    before = os.readlink(runs / "latest")
+
+    def too_large(*args: object, **arrays: object) -> None:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(np, "savez", too_large)
+    code, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=1", "--quiet")
+    assert code == 1
+    assert "checkpoint.npz" in err
+    assert "`ulimit -f`" in err
+    assert sorted(p.name for p in runs.iterdir()) == sorted(["latest", before])
+    assert os.readlink(runs / "latest") == before
 
 
 def test_a_tilde_in_out_or_output_dir_is_the_home_folder(
