@@ -1534,6 +1534,29 @@ def test_a_trial_trained_by_hand_meanwhile_is_left_to_resume_not_failed(
     assert (again.trials[0].status, again.trials[0].epoch) == ("completed", 4)
 
 
+def test_a_trial_stopped_by_a_full_disk_is_left_to_resume_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Else it ended as failed, never to be run again by --resume, though freeing some space
+    # was all it needed; only training gone wrong is a trial's result.
+    s = plan(write_sweep(tmp_path, GRID))
+    s.dir.mkdir(parents=True)
+    real = np.savez
+
+    def full_disk(*args: object, **arrays: object) -> None:  # the workers are forked
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    assert run_local(s, workers=1)
+    s.save()
+    assert [t.status for t in s.trials] == ["interrupted"] * 4
+    assert all("checkpoint.npz': the disk is full" in (t.reason or "") for t in s.trials)
+    monkeypatch.setattr(np, "savez", real)  # space was freed
+    again = Sweep.load(s.dir)
+    assert run_local(again, workers=1)
+    assert [t.status for t in again.trials] == ["completed"] * 4
+
+
 @pytest.mark.parametrize("kind", ["file", "link"])
 def test_a_file_in_place_of_a_trial_still_to_train_is_refused_before_any_trial_trains(
     tmp_path: Path, kind: str
