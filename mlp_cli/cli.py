@@ -750,6 +750,7 @@ def sweep(
     from mlp_cli import sweep as sweeps
     from mlp_cli.config import config_from_dict
     from mlp_cli.limits import counted
+    from mlp_cli.outputs import check_folder
     from mlp_cli.render import plan_table, sweep_reasons, sweep_table
     from mlp_cli.threads import usable_cores
 
@@ -773,6 +774,8 @@ def sweep(
                 " folder. Drop --out, or start a new sweep from its file without --resume."
             )
         run = sweeps.Sweep.load(resume)
+        # Before the lock, whose file a folder that takes none would refuse less clearly.
+        check_folder(run.dir, "sweep folder")
         # Held to the end of the command, from just after the state is read: a second
         # `mlp sweep --resume` of it stops here.
         ctx.with_resource(sweeps.lock(run.dir))
