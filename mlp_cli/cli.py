@@ -31,7 +31,7 @@ from rich.text import Text
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
-from mlp_cli.errors import ExportError, MLPError, UsageError
+from mlp_cli.errors import CheckpointError, ExportError, MLPError, OutputError, UsageError
 from mlp_cli.plain import command, escape_controls, json_text, plain, plain_name, shown
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
@@ -660,6 +660,16 @@ def train(
         with _stop_on_sigint() as stop_signal:
             try:
                 result = trainer.run(display, lambda: stop_signal() is not None)
+            except (CheckpointError, OutputError) as exc:
+                if trainer.ended is not None:  # the run's end is saved; the error says the rest
+                    raise
+                # A file of the run could not be written (a full disk): the command run again
+                # would start a new run, where this one goes on from its last checkpoint.
+                where = trainer.saved_where() if any(trainer.saved_at) else "before the first epoch"
+                raise type(exc)(
+                    f"{str(exc).rstrip()} Training stopped; the run resumes from its checkpoint "
+                    f"{where} with: {command('mlp train --resume', trainer.run_dir)}"
+                ) from None
             except StdoutError as exc:
                 # The checkpoint of the last finished epoch (or of the start, or the one
                 # resumed from) is in the run.
@@ -750,6 +760,7 @@ def sweep(
     from mlp_cli import sweep as sweeps
     from mlp_cli.config import config_from_dict
     from mlp_cli.limits import counted
+    from mlp_cli.outputs import check_folder
     from mlp_cli.render import plan_table, sweep_reasons, sweep_table
     from mlp_cli.threads import usable_cores
 
@@ -773,6 +784,8 @@ def sweep(
                 " folder. Drop --out, or start a new sweep from its file without --resume."
             )
         run = sweeps.Sweep.load(resume)
+        # Before the lock, whose file a folder that takes none would refuse less clearly.
+        check_folder(run.dir, "sweep folder")
         # Held to the end of the command, from just after the state is read: a second
         # `mlp sweep --resume` of it stops here.
         ctx.with_resource(sweeps.lock(run.dir))

@@ -29,6 +29,8 @@ from mlp_cli.preprocess import model_inputs
 
 Split = Literal["test", "val", "train"]
 GALLERY_FILE = "gallery.png"  # all the written mistakes on one page
+# Held while the mistakes are written; not the run's lock, which a run that trains holds.
+MISTAKES_LOCK = ".mlp-mistakes.lock"
 _FILE_SAFE = re.compile(r"[A-Za-z0-9_.+-]{1,32}")
 
 
@@ -230,25 +232,32 @@ def write_mistakes(
     gallery = [folder / GALLERY_FILE] if len(worst) else []
     for file in files + gallery:
         outputs.check_picture(file, "picture of a mistake", outputs.IMAGE_SUFFIXES)
-    earlier = [
-        old
-        for old in (folder.iterdir() if folder.is_dir() else ())
-        if (_MISTAKE_NAME.fullmatch(old.name) or old.name == GALLERY_FILE)
-        and old not in files + gallery
-        and outputs.is_own_picture(old)
-    ]
-    for old in earlier:
-        with outputs.writing(old, "over the earlier picture of a mistake"):
-            old.unlink()
-    for i, file in zip(worst, files, strict=True):
-        outputs.save_image(Image.fromarray(images[i]), file, "picture of a mistake")
-    if len(worst):
-        save_gallery(
-            images[worst],
-            [int(result.labels[i]) for i in worst],
-            [int(result.predictions[i]) for i in worst],
-            [float(result.probabilities[i, result.predictions[i]]) for i in worst],
-            gallery[0],
-            class_names=names,
-        )
+    with outputs.writing(folder, "the folder for --misclassified"):
+        folder.mkdir(parents=True, exist_ok=True)
+    # Two evaluations writing here at once would each remove what was there before either
+    # began, leaving both sets of mistakes, or fail removing a picture the other removed.
+    with outputs.FolderLock(
+        folder / MISTAKES_LOCK, "folder for --misclassified", "writing its pictures of mistakes"
+    ):
+        earlier = [
+            old
+            for old in folder.iterdir()
+            if (_MISTAKE_NAME.fullmatch(old.name) or old.name == GALLERY_FILE)
+            and old not in files + gallery
+            and outputs.is_own_picture(old)
+        ]
+        for old in earlier:
+            with outputs.writing(old, "over the earlier picture of a mistake"):
+                old.unlink()
+        for i, file in zip(worst, files, strict=True):
+            outputs.save_image(Image.fromarray(images[i]), file, "picture of a mistake")
+        if len(worst):
+            save_gallery(
+                images[worst],
+                [int(result.labels[i]) for i in worst],
+                [int(result.predictions[i]) for i in worst],
+                [float(result.probabilities[i, result.predictions[i]]) for i in worst],
+                gallery[0],
+                class_names=names,
+            )
     return files + gallery

@@ -26,6 +26,7 @@ optimisation (runtimes fuse Gemm and activation themselves).
 
 from __future__ import annotations
 
+import errno
 import importlib
 import math
 import os
@@ -52,7 +53,14 @@ from mlp_cli.errors import ExportError, UsageError
 from mlp_cli.evaluate import evaluate
 from mlp_cli.limits import MNIST_SIDE, layers_text, shorten
 from mlp_cli.model import MLP
-from mlp_cli.outputs import advice, check_folder, check_name, check_replaceable, reason
+from mlp_cli.outputs import (
+    advice,
+    check_folder,
+    check_name,
+    check_replaceable,
+    reason,
+    temp_path,
+)
 from mlp_cli.plain import decodable, json_text, shown
 from mlp_cli.predict import checked_proba
 from mlp_cli.preprocess import area_matrix, digits_to_inputs, model_inputs
@@ -154,9 +162,7 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
             "file never replaces, even with --force; choose a name ending in .onnx."
         )
     if exists and not force:
-        raise UsageError(
-            f"'{shown(out)}' already exists; pass --force to replace it, or choose another --out."
-        )
+        raise _taken(out)
     check_folder(folder, "folder for --out")  # writable: read-only mounts, /proc, /sys...
     check_name(out, "ONNX file")
     return out
@@ -302,12 +308,42 @@ def _doc(saved: SavedModel, preprocessing: bool, n_in: int) -> str:
     )
 
 
-def write_onnx(onnx_model: onnx.ModelProto, out: Path) -> Path:
-    """Write ``onnx_model`` to ``out`` atomically: the file appears whole or not at all."""
+def _taken(out: Path) -> UsageError:
+    return UsageError(
+        f"'{shown(out)}' already exists; pass --force to replace it, or choose another --out."
+    )
+
+
+def _write_new(out: Path, data: bytes) -> None:
+    """`atomic_write` of `data` at `out` that raises FileExistsError, replacing nothing, where
+    a file of that name has appeared since it was checked (another export at once)."""
+    tmp = temp_path(out.parent)
+    try:
+        atomic_write(tmp, lambda f: f.write(data))
+        try:
+            os.link(tmp, out)  # unlike a rename, fails where the name is taken
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: check, then rename
+            if os.path.lexists(out):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(out)) from None
+            os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_onnx(onnx_model: onnx.ModelProto, out: Path, *, force: bool = True) -> Path:
+    """Write ``onnx_model`` to ``out`` atomically: the file appears whole or not at all;
+    without `force`, never in place of a file that appeared since `check_out`."""
     data = onnx_model.SerializeToString()
     check_replaceable(out, "ONNX file")  # again: something may have appeared since the check
     try:
-        atomic_write(out, lambda f: f.write(data))
+        if force:
+            atomic_write(out, lambda f: f.write(data))
+        else:
+            _write_new(out, data)
+    except FileExistsError:
+        raise _taken(out) from None
     except PermissionError as exc:
         raise UsageError(
             f"cannot write '{shown(out)}': {exc.strerror or exc}. Choose a folder you can write to."
@@ -326,7 +362,7 @@ def export(
     """Build, check and atomically write the ONNX file of ``saved`` at ``out``."""
     out = check_out(out, force=force, model_path=saved.path)
     _check_finite(saved)
-    return write_onnx(build_onnx(saved, preprocessing=preprocessing), out)
+    return write_onnx(build_onnx(saved, preprocessing=preprocessing), out, force=force)
 
 
 def _check_finite(saved: SavedModel) -> None:

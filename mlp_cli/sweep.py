@@ -54,7 +54,7 @@ from mlp_cli.config import (
     read_text,
     validate_as,
 )
-from mlp_cli.errors import ConfigError, MLPError, OutputError, UsageError
+from mlp_cli.errors import ConfigError, MLPError, OutputError, TrainingError, UsageError
 from mlp_cli.limits import json_values_at_most, read_regular, shorten
 from mlp_cli.plain import command, shown
 from mlp_cli.stopping import STOP_SIGNALS, take_over
@@ -837,7 +837,11 @@ def run_trial(
         result = trainer.run(Reporter(), lambda: bool(stop_here) or should_stop())
     except (MLPError, ArithmeticError, ValueError, OSError) as exc:  # LinAlgError: a ValueError
         reason = str(exc) if isinstance(exc, MLPError) else f"{type(exc).__name__}: {exc}"
-        return Outcome("failed", reason, read_history(run_dir), time.perf_counter() - started)
+        # Only training gone wrong is the trial's result: it would go wrong again. Anything
+        # else (a full disk, a failed download) leaves it for `--resume` once put right.
+        own = isinstance(exc, TrainingError | ArithmeticError | ValueError)
+        status = "failed" if own else "interrupted"
+        return Outcome(status, reason, read_history(run_dir), time.perf_counter() - started)
     finally:
         held.close()
     status = "pruned" if stop_here and result.status == "interrupted" else result.status

@@ -500,6 +500,7 @@ class Trainer:
         self.best: tuple[list[Array], list[Array]] | None = None
         self.ended: str | None = None  # the status the run's end was saved with, once it was
         self.saved_at = (0, 0)  # (epochs, steps) done when the checkpoint was last saved
+        self.started = False  # whether the checkpoint before the first step was saved
         self._batch: dict[int, Array] = {}
         self._val: tuple[Array, NDArray[np.uint8]] | None = None
         self.lock: outputs.FolderLock | None = None  # from `start`/`resume`, until `run` ends
@@ -541,6 +542,13 @@ class Trainer:
             meta["training"]["weights_from_epoch"] = self.state.best_epoch
             weights = self.best
         checkpoint.save(self.run_dir / MODEL_FILE, *weights, meta)
+
+    def save_start(self) -> None:
+        """The checkpoint of a run before its first step.  There is always one to go back
+        to, saved before any callback runs: one that fails (standard output on a full disk)
+        leaves a run that resumes."""
+        self.save_checkpoint("started")
+        self.started = True
 
     def save_checkpoint(self, status: str) -> None:
         m, st = self.model, self.state
@@ -755,10 +763,8 @@ class Trainer:
         n_train, steps = len(data.train_idx), self.steps
         reg = cfg.regularization
         patience = cfg.training.early_stopping.patience
-        if st.epoch == 0 and st.step == 0 and self.perm is None:
-            # There is always a checkpoint to go back to, saved before any callback runs: one
-            # that fails (standard output on a full disk) leaves a run that resumes.
-            self.save_checkpoint("started")
+        if st.epoch == 0 and st.step == 0 and self.perm is None and not self.started:
+            self.save_start()
         cb.on_train_start(
             {
                 "run_dir": self.run_dir,
@@ -1040,11 +1046,15 @@ def start(
                     "run wrote nothing there. Choose another --out"
                 ) from None
             checkpoint.atomic_write(config, lambda f: f.write(dump_config(cfg).encode()))
+        # Before the link moves: a run that cannot save its first checkpoint (a full disk)
+        # is removed below, and `latest` still names the run before it, not an empty one.
+        trainer.save_start()
         if link:
             update_latest(run_dir)
     except BaseException:
         # Nothing has run yet: leave no half run folder behind.
         if claimed:
+            (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
             config.unlink(missing_ok=True)
         lock.release()  # (removes the lock file only if this process held it)
         if not existed:

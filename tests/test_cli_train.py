@@ -8,12 +8,15 @@ with more epochs reshapes a schedule, and run folders named after an overridden 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from test_train import make_splits
 from typer.testing import CliRunner
@@ -333,6 +336,62 @@ def test_the_run_folder_is_named_after_an_overridden_network(
     assert saved.meta.config is not None
     assert saved.meta.config.model_dump()["name"] == folder
     assert "-".join(map(str, saved.layers)) in folder or folder == "mine"
+
+
+def test_a_run_whose_first_checkpoint_cannot_be_saved_leaves_latest_on_the_run_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk, or `ulimit -f`, as the checkpoint before the first step is saved: nothing
+    # was trained, so no folder of the run is left, and `mlp evaluate` still finds the last one.
+    cfg = str(config(tmp_path))
+    code, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=1", "--quiet")
+    assert code == 0, err
+    runs = tmp_path / "runs"
+    before = os.readlink(runs / "latest")
+
+    def too_large(*args: object, **arrays: object) -> None:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(np, "savez", too_large)
+    code, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=1", "--quiet")
+    assert code == 1
+    assert "checkpoint.npz" in err
+    assert "`ulimit -f`" in err
+    assert sorted(p.name for p in runs.iterdir()) == sorted(["latest", before])
+    assert os.readlink(runs / "latest") == before
+
+
+def test_a_run_stopped_by_a_full_disk_says_how_to_resume_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Else it said only "then run the command again", which starts a new run from nothing
+    # beside this one, whose first epoch is saved.
+    cfg = str(config(tmp_path))
+    real = np.savez
+    saves: list[str] = []
+
+    def full_after_epoch_1(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
+        if any(name.startswith("optimizer/") for name in arrays):
+            saves.append("checkpoint")
+            if len(saves) == 3:  # the start's, epoch 1's, then epoch 2's
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
+
+    monkeypatch.setattr(np, "savez", full_after_epoch_1)
+    code, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=3", "--quiet")
+    said = " ".join(err.split())
+    run = tmp_path / "runs" / "unit-400-32-10"
+    assert code == 1
+    assert f"could not write '{run / 'checkpoint.npz'}': the disk is full" in said
+    assert said.endswith(
+        f"Training stopped; the run resumes from its checkpoint after epoch 1 with: "
+        f"mlp train --resume {run}"
+    )
+    monkeypatch.setattr(np, "savez", real)  # space was freed
+    code, _, err = mlp("train", "--resume", str(run), "--quiet")
+    assert code == 0, err
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    assert sorted(p.name for p in run.parent.iterdir()) == ["latest", run.name]
 
 
 def test_a_tilde_in_out_or_output_dir_is_the_home_folder(

@@ -391,6 +391,35 @@ def test_damaged_model_is_a_clean_error_and_writes_nothing(
     assert files_in(out) == []
 
 
+@needs_onnx
+@pytest.mark.parametrize("hard_links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_export_does_not_replace_a_file_another_export_wrote_meanwhile(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_links: bool
+) -> None:
+    # Two `mlp export --out SAME` at once both find the name free; the one that finished
+    # second replaced the other's file, and both said they had written it.
+    out = tmp_path / "out" / "m.onnx"
+    out.parent.mkdir()
+    build = export.build_onnx
+
+    def built_while_the_other_export_writes(*args: Any, **kwargs: Any) -> Any:
+        onnx_model = build(*args, **kwargs)
+        out.write_bytes(b"the other export's file")
+        return onnx_model
+
+    def no_hard_links(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as on FAT or some network shares
+
+    monkeypatch.setattr(export, "build_onnx", built_while_the_other_export_writes)
+    if not hard_links:
+        monkeypatch.setattr(os, "link", no_hard_links)
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out))
+    assert code == 2
+    assert f"'{out}' already exists; pass --force" in err
+    assert out.read_bytes() == b"the other export's file"
+    assert files_in(out.parent) == ["m.onnx"]  # no temporary file left behind
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

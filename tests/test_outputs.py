@@ -30,6 +30,7 @@ from mlp_cli import checkpoint, data, outputs, train
 from mlp_cli.cli import app
 from mlp_cli.data import Splits
 from mlp_cli.errors import OutputError, UsageError
+from mlp_cli.evaluate import MISTAKES_LOCK
 
 runner = CliRunner()
 
@@ -298,6 +299,39 @@ def test_misclassified_again_removes_only_the_earlier_pictures_mlp_wrote(
     assert code == 0, err
     assert sorted(p.name for p in folder.iterdir()) == sorted([*first[:2], "gallery.png", *mine])
     assert all((folder / name).read_bytes() == b"my own file" for name in mine)
+
+
+def test_misclassified_into_a_folder_another_evaluation_is_writing_is_refused(
+    tmp_path: Path, run_dir: Path, fake_data: list[str]
+) -> None:
+    # Two at once would each remove only the pictures there before either began: both sets
+    # of mistakes were left, or one failed removing a picture the other had removed.
+    fcntl = pytest.importorskip("fcntl")  # where folders can be locked
+    folder = tmp_path / "out"
+    code, _, err = run("evaluate", "--model", run_dir, "--misclassified", folder, "--count", "5")
+    assert code == 0, err
+    # As the other evaluation holds it: locked through a file description of its own.
+    fd = os.open(folder / MISTAKES_LOCK, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"4242\n")
+        held = treesnap.snapshot(folder)
+        code, out, err = run(
+            "evaluate", "--model", run_dir, "--misclassified", folder, "--count", "2"
+        )
+        said = " ".join(err.split())
+        assert code == 2, out
+        assert (
+            f"the folder for --misclassified '{folder}' is in use by another mlp process "
+            "(pid 4242), which is writing its pictures of mistakes" in said
+        )
+        assert treesnap.snapshot(folder) == held
+    finally:
+        os.close(fd)
+    (folder / MISTAKES_LOCK).unlink()
+    code, _, err = run("evaluate", "--model", run_dir, "--misclassified", folder, "--count", "2")
+    assert code == 0, err
+    assert len(list(folder.iterdir())) == 3  # two mistakes and the gallery, no lock left
 
 
 # -- class 6: output paths are checked before the work; write errors are named ----------------

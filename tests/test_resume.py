@@ -829,6 +829,8 @@ def test_resuming_a_run_killed_before_its_first_checkpoint_says_so_and_how_to_tr
     assert trainer.lock is not None
     trainer.lock.release()  # as the kernel does for a process killed here, before `run`
     run_dir = trainer.run_dir
+    # Killed in `start` between writing the config and saving the first checkpoint.
+    (run_dir / train.CHECKPOINT_FILE).unlink()
     before = snapshot(run_dir)
 
     code, message = run("train", "--resume", str(run_dir))

@@ -1547,6 +1547,57 @@ def test_a_trial_trained_by_hand_meanwhile_is_left_to_resume_not_failed(
     assert (again.trials[0].status, again.trials[0].epoch) == ("completed", 4)
 
 
+def test_a_trial_stopped_by_a_full_disk_is_left_to_resume_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Else it ended as failed, never to be run again by --resume, though freeing some space
+    # was all it needed; only training gone wrong is a trial's result.
+    s = plan(write_sweep(tmp_path, GRID))
+    s.dir.mkdir(parents=True)
+    real = np.savez
+
+    def full_disk(*args: object, **arrays: object) -> None:  # the workers are forked
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    assert run_local(s, workers=1)
+    s.save()
+    assert [t.status for t in s.trials] == ["interrupted"] * 4
+    assert all("checkpoint.npz': the disk is full" in (t.reason or "") for t in s.trials)
+    monkeypatch.setattr(np, "savez", real)  # space was freed
+    again = Sweep.load(s.dir)
+    assert run_local(again, workers=1)
+    assert [t.status for t in again.trials] == ["completed"] * 4
+
+
+def test_resuming_a_sweep_in_a_folder_that_takes_no_files_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Else taking the lock failed first: exit code 1 and a message about its file, as if
+    # a write failed during the work, not a folder refused before it.
+    s = plan(write_sweep(tmp_path, GRID))
+    s.dir.mkdir(parents=True)
+    s.save()
+    state = (s.dir / "sweep.json").read_bytes()
+
+    real_open = os.open
+
+    def no_new_files(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        # As in a folder of another user's that this one may only read.
+        if flags & os.O_CREAT and Path(path).parent == s.dir:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_new_files)
+    code, _, err = mlp("sweep", "--resume", str(s.dir))
+    said = " ".join(err.split())
+    assert code == 2
+    assert f"cannot write the sweep folder '{s.dir}': Permission denied" in said
+    assert "lock file" not in said
+    assert (s.dir / "sweep.json").read_bytes() == state
+    assert sorted(p.name for p in s.dir.iterdir()) == ["sweep.json"]
+
+
 @pytest.mark.parametrize("kind", ["file", "link"])
 def test_a_file_in_place_of_a_trial_still_to_train_is_refused_before_any_trial_trains(
     tmp_path: Path, kind: str
