@@ -11,6 +11,7 @@ them, so ``mlp --help`` and shell completion stay fast.
 # No `from __future__ import annotations`: Typer reads every command's signature at each
 # start, and evaluating annotations kept as strings was most of that work.
 import contextlib
+import copy
 import errno
 import functools
 import gc
@@ -75,6 +76,18 @@ def _plain_types(params: list[Any]) -> list[Any]:
         elif type(param) is TyperArgument:
             param.__class__ = _Argument
     return params
+
+
+def _unnamed(kind: Any) -> Any:
+    """A copy of the parameter type ``kind`` that names no type on a help page.  Typer 0.26.8
+    to 0.28 print an argument's type beside its metavar (``IMAGE  TEXT``, ``IMAGE  <str>``)
+    from its ``name`` or ``get_metavar``.  Swapped in only to draw a help page, after which
+    the command does not run (a number type names itself in its errors); a copy, since a
+    type may be shared (click's STRING)."""
+    blank = copy.copy(kind)
+    blank.name = ""
+    blank.get_metavar = lambda *args, **kwargs: ""
+    return blank
 
 
 EMPTY_PATH = "an empty path names no file or folder; give a path ('.' for the current folder)"
@@ -240,6 +253,10 @@ class _PlainHelp:  # the help of _Command and _Group: see _Typer
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         load_rich_utils()
+        for param in self.get_params(ctx):
+            kind = getattr(param, "type", None)  # Typer 0.29 on: none, and no type shown
+            if isinstance(param, TyperArgument) and param.metavar and kind and kind.name:
+                param.type = _unnamed(kind)  # type: ignore[attr-defined]
         super().format_help(ctx, formatter)  # type: ignore[misc]
 
 

@@ -342,6 +342,26 @@ def test_help_names_what_each_option_takes(monkeypatch: pytest.MonkeyPatch) -> N
     assert "test|val|train" in evaluate_help
 
 
+@pytest.mark.parametrize(
+    ("command", "metavar", "help"),
+    [
+        (["predict"], "IMAGE", "Image files, folders or glob patterns."),
+        (["plot"], "RUN_DIR", "A run directory made by `mlp train`"),
+        (["data", "import"], "DIR", "Folder with the four MNIST files."),
+        (["config", "show"], "NAME|FILE", "A shipped config's name or a YAML file."),
+        (["sweep"], "[plan|show] FILE|DIR", "A sweep file to run"),
+    ],
+)
+def test_help_shows_an_argument_by_its_metavar_alone(
+    monkeypatch: pytest.MonkeyPatch, command: list[str], metavar: str, help: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(*command, "--help")
+    assert code == 0
+    # (bracketed when optional, by some Typers) and no type after it: not "IMAGE  <str>"
+    assert re.search(rf"{re.escape(metavar)}\]? +{re.escape(help)}", out), out
+
+
 def test_show_hidden_help_says_what_a_layer_past_the_hidden_ones_draws(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
