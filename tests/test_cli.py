@@ -362,6 +362,35 @@ def test_help_shows_an_argument_by_its_metavar_alone(
     assert re.search(rf"{re.escape(metavar)}\]? +{re.escape(help)}", out), out
 
 
+@pytest.mark.parametrize(
+    ("command", "metavar", "name"),
+    [
+        (["predict"], "IMAGE", "paths"),
+        (["plot"], "RUN_DIR", "run_dir"),
+        (["data", "import"], "DIR", "directory"),
+        (["config", "show"], "NAME|FILE", "file"),
+        (["sweep"], "[plan|show] FILE|DIR", "target"),
+    ],
+)
+def test_help_never_shows_an_arguments_name_in_python(
+    monkeypatch: pytest.MonkeyPatch, command: list[str], metavar: str, name: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(*command, "--help")
+    assert code == 0
+    # Its row starts with the metavar, not with the name ("paths  IMAGE  Image files...").
+    arguments = out[out.index("Arguments") : out.index("Options")]
+    assert re.search(rf"^│\s+(\*\s+)?\[?{re.escape(metavar)}", arguments, re.MULTILINE), out
+    assert not re.search(rf"^│\s+(\*\s+)?{name}\s", arguments, re.MULTILINE), out
+
+
+def test_an_unknown_option_is_named_with_the_options_it_may_have_meant() -> None:
+    code, _, err = run("train", "--bogus")
+    assert code == 2
+    said = " ".join(err.replace("│", " ").split())
+    assert "No such option: --bogus (Possible options: --out)" in said
+
+
 def test_show_hidden_help_says_what_a_layer_past_the_hidden_ones_draws(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
