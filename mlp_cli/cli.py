@@ -246,6 +246,14 @@ class _Argument(TyperArgument):
     def display_type_rich(self, ctx: Any) -> str | None:
         return None if self.metavar is not None else super().display_type_rich(ctx)
 
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        # Typers before 0.29 drop the "..." of an argument that takes several values when it
+        # has a metavar: "mlp predict [OPTIONS] IMAGE" would say that it takes one image.
+        pieces: list[str] = super().get_usage_pieces(ctx)
+        if self.nargs != 1 and pieces and not pieces[-1].endswith("..."):
+            pieces[-1] += "..."
+        return pieces
+
 
 class _PlainHelp:  # the help of _Command and _Group: see _Typer
     def get_params(self, ctx: Any) -> list[Any]:

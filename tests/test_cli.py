@@ -384,6 +384,14 @@ def test_help_never_shows_an_arguments_name_in_python(
     assert not re.search(rf"^│\s+(\*\s+)?{name}\s", arguments, re.MULTILINE), out
 
 
+def test_the_usage_line_says_that_predict_takes_several_images() -> None:
+    _, help_page, _ = run("predict", "--help")
+    code, _, usage_error = run("predict")  # no image: the usage line and the error
+    assert code == 2
+    for text in (help_page, usage_error):
+        assert re.search(r"Usage: mlp predict \[OPTIONS\] \{?IMAGE\}?\.\.\.", text), text
+
+
 def test_an_unknown_option_is_named_with_the_options_it_may_have_meant() -> None:
     code, _, err = run("train", "--bogus")
     assert code == 2
