@@ -117,7 +117,13 @@ def _process_value(
         if param.metavar == FILE and value != "." and os.path.basename(value) in ("", "."):
             raise typer.BadParameter(FOLDER_PATH)
         value = os.path.expanduser(value)
-    return process(ctx, value)
+    try:
+        return process(ctx, value)
+    except typer.BadParameter as error:
+        # Typer 0.29 checks a choice with pydantic, whose "Value error, " came first:
+        # "Invalid value for '--split': Value error, 'foo' is not one of 'test', ..."
+        error.message = error.message.removeprefix("Value error, ")
+        raise
 
 
 def _no_empty_path(values: list[str]) -> list[str]:

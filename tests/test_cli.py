@@ -392,6 +392,13 @@ def test_the_usage_line_says_that_predict_takes_several_images() -> None:
         assert re.search(r"Usage: mlp predict \[OPTIONS\] \{?IMAGE\}?\.\.\.", text), text
 
 
+def test_a_choice_not_offered_is_refused_in_plain_words() -> None:
+    code, _, err = run("evaluate", "--split", "foo")
+    assert code == 2
+    said = " ".join(err.replace("│", " ").split())
+    assert "Invalid value for '--split': 'foo' is not one of 'test', 'val', 'train'." in said
+
+
 def test_an_unknown_option_is_named_with_the_options_it_may_have_meant() -> None:
     code, _, err = run("train", "--bogus")
     assert code == 2
