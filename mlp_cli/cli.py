@@ -123,6 +123,10 @@ def _process_value(
         # Typer 0.29 checks a choice with pydantic, whose "Value error, " came first:
         # "Invalid value for '--split': Value error, 'foo' is not one of 'test', ..."
         error.message = error.message.removeprefix("Value error, ")
+        # and Typer 0.27 and 0.28 name a number option's type in their own shorthand:
+        # "Invalid value for '--workers': 'two' is not a valid int range."
+        if error.message.endswith(" is not a valid int range."):
+            error.message = error.message.removesuffix(" int range.") + " integer."
         raise
 
 

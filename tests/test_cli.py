@@ -399,6 +399,18 @@ def test_a_choice_not_offered_is_refused_in_plain_words() -> None:
     assert "Invalid value for '--split': 'foo' is not one of 'test', 'val', 'train'." in said
 
 
+@pytest.mark.parametrize(
+    "args", [["evaluate", "--count", "abc"], ["gradcheck", "--seed", "x"], ["serve", "--port", "y"]]
+)
+def test_a_number_option_given_text_says_that_it_takes_an_integer(args: list[str]) -> None:
+    code, _, err = run(*args)
+    assert code == 2
+    said = " ".join(err.replace("│", " ").split())
+    assert f"Invalid value for '{args[1]}'" in said
+    assert "valid integer" in said
+    assert "int range" not in said
+
+
 def test_an_unknown_option_is_named_with_the_options_it_may_have_meant() -> None:
     code, _, err = run("train", "--bogus")
     assert code == 2
