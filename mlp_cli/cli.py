@@ -79,13 +79,11 @@ def _plain_types(params: list[Any]) -> list[Any]:
 
 
 def _unnamed(kind: Any) -> Any:
-    """A copy of the parameter type ``kind`` that names no type on a help page.  Typer 0.26.8
-    to 0.28 print an argument's type beside its metavar (``IMAGE  TEXT``, ``IMAGE  <str>``)
-    from its ``name`` or ``get_metavar``.  Swapped in only to draw a help page, after which
-    the command does not run (a number type names itself in its errors); a copy, since a
-    type may be shared (click's STRING)."""
+    """A copy of the parameter type ``kind`` whose ``get_metavar`` gives nothing: Typer 0.27
+    and 0.28 print it beside an argument's metavar on a help page (``IMAGE  <str>``,
+    ``RUN_DIR  <path>``).  Swapped in only to draw a help page, after which the command does
+    not run; a copy, since a type may be shared (click's STRING)."""
     blank = copy.copy(kind)
-    blank.name = ""
     blank.get_metavar = lambda *args, **kwargs: ""
     return blank
 
@@ -273,7 +271,7 @@ class _PlainHelp:  # the help of _Command and _Group: see _Typer
         load_rich_utils()
         for param in self.get_params(ctx):
             kind = getattr(param, "type", None)  # Typer 0.29 on: none, and no type shown
-            if isinstance(param, TyperArgument) and param.metavar and kind and kind.name:
+            if isinstance(param, TyperArgument) and param.metavar and kind is not None:
                 param.type = _unnamed(kind)  # type: ignore[attr-defined]
         super().format_help(ctx, formatter)  # type: ignore[misc]
 

@@ -392,6 +392,13 @@ def test_the_usage_line_says_that_predict_takes_several_images() -> None:
         assert re.search(r"Usage: mlp predict \[OPTIONS\] \{?IMAGE\}?\.\.\.", text), text
 
 
+def test_the_usage_line_of_an_error_keeps_the_brackets_of_a_metavar() -> None:
+    code, _, err = run("sweep", "--engine", "dask")
+    assert code == 2
+    # "[plan|show]" reads as a rich style tag, which some Typers dropped from this line
+    assert re.search(r"Usage: mlp sweep \[OPTIONS\] \[?\[plan\|show\] FILE\|DIR", err), err
+
+
 def test_a_choice_not_offered_is_refused_in_plain_words() -> None:
     code, _, err = run("evaluate", "--split", "foo")
     assert code == 2
