@@ -778,8 +778,9 @@ def sweep(
         bool, typer.Option("--json", help="The ranked trials as JSON on stdout, nothing else.")
     ] = False,
 ) -> None:
-    """Run a hyperparameter sweep: mlp sweep FILE, mlp sweep plan FILE, mlp sweep show DIR,
-    mlp sweep --resume DIR. FILE may name a shipped sweep: mlp sweep plan depth-width."""
+    """Run a hyperparameter sweep: mlp sweep FILE, plan FILE, show DIR or --resume DIR.
+
+    FILE may name a shipped sweep: mlp sweep plan depth-width."""
     from mlp_cli import sweep as sweeps
     from mlp_cli.config import config_from_dict
     from mlp_cli.limits import counted
@@ -1507,8 +1508,9 @@ def config_show(
     ] = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
 ) -> None:
-    """Print the resolved config (defaults filled in, overrides applied) under the file's
-    header comment: `mlp config show NAME > my.yaml` starts a config of your own."""
+    """Print the resolved config (defaults filled in, overrides applied) under its header comment.
+
+    `mlp config show NAME > my.yaml` starts a config of your own."""
     from mlp_cli.config import show_config
 
     overrides = list(set_ or [])

@@ -425,6 +425,21 @@ def test_an_unknown_option_is_named_with_the_options_it_may_have_meant() -> None
     assert "No such option: --bogus (Possible options: --out)" in said
 
 
+@pytest.mark.parametrize("group", [[], ["config"], ["data"], ["show"]])
+def test_a_wide_command_list_gives_each_command_one_line(
+    monkeypatch: pytest.MonkeyPatch, group: list[str]
+) -> None:
+    # a line break inside a docstring's first paragraph is kept in rich markup mode
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(*group, "--help")
+    assert code == 0
+    panel = out[out.index("Commands") :]
+    rows = panel[: panel.index("╰")].splitlines()[1:]
+    assert rows
+    for row in rows:
+        assert re.match(r"│ [a-z]", row), out
+
+
 def test_show_hidden_help_says_what_a_layer_past_the_hidden_ones_draws(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
