@@ -64,6 +64,7 @@ from mlp_cli.limits import (
     MNIST_TRAINING_IMAGES,
     NotRegularFileError,
     batch_size_problem,
+    counted,
     format_bytes,
     layers_text,
     network_size_problem,
@@ -237,8 +238,8 @@ class ModelConfig(_Section):
         if isinstance(self.dropout, list) and len(self.dropout) != weight_layers:
             problems.add(
                 "dropout",
-                f"has {len(self.dropout)} rates but layers {layers_text(self.layers)}"
-                f" has {weight_layers} weight layers; give one rate per weight layer"
+                f"has {counted(len(self.dropout), 'rate')} but layers {layers_text(self.layers)}"
+                f" has {counted(weight_layers, 'weight layer')}; give one rate per weight layer"
                 " (input layer first) or a single number",
             )
         if self.init_scale is not None and self.init not in DEFAULT_INIT_SCALE:
@@ -1085,9 +1086,13 @@ def _explain(error: Mapping[str, Any]) -> str:
         example = _REQUIRED_EXAMPLES.get(tuple(map(str, error["loc"])))
         return "this required key is missing" + (f"; add {example}" if example else "")
     if kind == "too_short":
-        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
+        return (
+            f"expected at least {counted(ctx['min_length'], 'item')}, found {ctx['actual_length']}"
+        )
     if kind == "too_long":
-        return f"expected at most {ctx['max_length']} items, found {ctx['actual_length']}"
+        return (
+            f"expected at most {counted(ctx['max_length'], 'item')}, found {ctx['actual_length']}"
+        )
     if message.startswith("Input should be "):
         expected = "expected " + _EXPECTED.get(kind, message.removeprefix("Input should be "))
     else:  # pydantic's own sentence ('String should have at least 1 character') or ours
