@@ -882,6 +882,8 @@ def _describe_yaml_error(exc: YAMLError, source: str, override: bool, text: str)
         where += f":{mark.line + 1}:{mark.column + 1}"
     # ruamel's problem quotes what it found (an alias's name, a tag), which may be any length
     problem = shorten(exc.problem or exc.context or "unreadable YAML", 400)
+    # ruamel names an unexpected token as a one-item tuple: "but found ('<scalar>',)"
+    problem = re.sub(r"\(('<[^<>']*>'),\)", r"\1", problem)
     if isinstance(exc, ConstructorError):  # a refusal of ours explains itself; ruamel's do not
         lead = "" if isinstance(exc, _RefusedError) else "a value could not be read: "
         return f"{where}: {lead}{problem}."

@@ -884,6 +884,7 @@ def test_override_can_switch_optimizer(tmp_path: Path) -> None:
         ("=5", ["KEY=VALUE"]),
         ("training..epochs=5", ["KEY=VALUE"]),
         ("training.epochs=[1", ["invalid YAML"]),
+        ("name=[red]x", ["invalid YAML: expected '<document start>', but found '<scalar>'."]),
         ("model.layers=400-25-10", ["model.layers", "data.input_size"]),
     ],
 )
