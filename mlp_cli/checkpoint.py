@@ -733,7 +733,16 @@ def _read_metadata(
     if metadata.get("format") != FORMAT_NAME:
         raise _fail(path, f"its metadata names format {_show(metadata.get('format'))}")
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    # only a number is a version that another mlp may have written; anything else is
+    # damage, which "this mlp reads version 1" would not explain ('1' against 1)
+    if "format_version" not in metadata:
+        raise _fail(path, "its metadata lacks the field 'format_version'")
+    if not isinstance(version, int | float) or isinstance(version, bool):
+        raise _fail(
+            path,
+            f"its metadata field 'format_version' is {_show(version)}: expected a whole number",
+        )
+    if version != FORMAT_VERSION:
         raise CheckpointError(
             f"'{shown(path)}' uses model format version {_show(version)}; this mlp reads version "
             f"{FORMAT_VERSION}. Retrain the model, or use the mlp release that wrote it."

@@ -11,6 +11,7 @@ them, so ``mlp --help`` and shell completion stay fast.
 # No `from __future__ import annotations`: Typer reads every command's signature at each
 # start, and evaluating annotations kept as strings was most of that work.
 import contextlib
+import copy
 import errno
 import functools
 import gc
@@ -77,6 +78,16 @@ def _plain_types(params: list[Any]) -> list[Any]:
     return params
 
 
+def _unnamed(kind: Any) -> Any:
+    """A copy of the parameter type ``kind`` whose ``get_metavar`` gives nothing: Typer 0.27
+    and 0.28 print it beside an argument's metavar on a help page (``IMAGE  <str>``,
+    ``RUN_DIR  <path>``).  Swapped in only to draw a help page, after which the command does
+    not run; a copy, since a type may be shared (click's STRING)."""
+    blank = copy.copy(kind)
+    blank.get_metavar = lambda *args, **kwargs: ""
+    return blank
+
+
 EMPTY_PATH = "an empty path names no file or folder; give a path ('.' for the current folder)"
 # The metavar of every option naming a file that mlp writes (--out of export, show, plot...).
 FILE = "FILE"
@@ -104,7 +115,17 @@ def _process_value(
         if param.metavar == FILE and value != "." and os.path.basename(value) in ("", "."):
             raise typer.BadParameter(FOLDER_PATH)
         value = os.path.expanduser(value)
-    return process(ctx, value)
+    try:
+        return process(ctx, value)
+    except typer.BadParameter as error:
+        # Typer 0.29 checks a choice with pydantic, whose "Value error, " came first:
+        # "Invalid value for '--split': Value error, 'foo' is not one of 'test', ..."
+        error.message = error.message.removeprefix("Value error, ")
+        # and Typer 0.27 and 0.28 name a number option's type in their own shorthand:
+        # "Invalid value for '--workers': 'two' is not a valid int range."
+        if error.message.endswith(" is not a valid int range."):
+            error.message = error.message.removesuffix(" int range.") + " integer."
+        raise
 
 
 def _no_empty_path(values: list[str]) -> list[str]:
@@ -233,6 +254,14 @@ class _Argument(TyperArgument):
     def display_type_rich(self, ctx: Any) -> str | None:
         return None if self.metavar is not None else super().display_type_rich(ctx)
 
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        # Typers before 0.29 drop the "..." of an argument that takes several values when it
+        # has a metavar: "mlp predict [OPTIONS] IMAGE" would say that it takes one image.
+        pieces: list[str] = super().get_usage_pieces(ctx)
+        if self.nargs != 1 and pieces and not pieces[-1].endswith("..."):
+            pieces[-1] += "..."
+        return pieces
+
 
 class _PlainHelp:  # the help of _Command and _Group: see _Typer
     def get_params(self, ctx: Any) -> list[Any]:
@@ -240,6 +269,10 @@ class _PlainHelp:  # the help of _Command and _Group: see _Typer
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         load_rich_utils()
+        for param in self.get_params(ctx):
+            kind = getattr(param, "type", None)  # Typer 0.29 on: none, and no type shown
+            if isinstance(param, TyperArgument) and param.metavar and kind is not None:
+                param.type = _unnamed(kind)  # type: ignore[attr-defined]
         super().format_help(ctx, formatter)  # type: ignore[misc]
 
 
@@ -755,8 +788,9 @@ def sweep(
         bool, typer.Option("--json", help="The ranked trials as JSON on stdout, nothing else.")
     ] = False,
 ) -> None:
-    """Run a hyperparameter sweep: mlp sweep FILE, mlp sweep plan FILE, mlp sweep show DIR,
-    mlp sweep --resume DIR. FILE may name a shipped sweep: mlp sweep plan depth-width."""
+    """Run a hyperparameter sweep: mlp sweep FILE, plan FILE, show DIR or --resume DIR.
+
+    FILE may name a shipped sweep: mlp sweep plan depth-width."""
     from mlp_cli import sweep as sweeps
     from mlp_cli.config import config_from_dict
     from mlp_cli.limits import counted
@@ -1487,8 +1521,9 @@ def config_show(
     ] = Path(DEFAULT_CONFIG),
     set_: SetOpt = None,
 ) -> None:
-    """Print the resolved config (defaults filled in, overrides applied) under the file's
-    header comment: `mlp config show NAME > my.yaml` starts a config of your own."""
+    """Print the resolved config (defaults filled in, overrides applied) under its header comment.
+
+    `mlp config show NAME > my.yaml` starts a config of your own."""
     from mlp_cli.config import show_config
 
     overrides = list(set_ or [])

@@ -64,6 +64,7 @@ from mlp_cli.limits import (
     MNIST_TRAINING_IMAGES,
     NotRegularFileError,
     batch_size_problem,
+    counted,
     format_bytes,
     layers_text,
     network_size_problem,
@@ -237,8 +238,8 @@ class ModelConfig(_Section):
         if isinstance(self.dropout, list) and len(self.dropout) != weight_layers:
             problems.add(
                 "dropout",
-                f"has {len(self.dropout)} rates but layers {layers_text(self.layers)}"
-                f" has {weight_layers} weight layers; give one rate per weight layer"
+                f"has {counted(len(self.dropout), 'rate')} but layers {layers_text(self.layers)}"
+                f" has {counted(weight_layers, 'weight layer')}; give one rate per weight layer"
                 " (input layer first) or a single number",
             )
         if self.init_scale is not None and self.init not in DEFAULT_INIT_SCALE:
@@ -885,6 +886,8 @@ def _describe_yaml_error(exc: YAMLError, source: str, override: bool, text: str)
         where += f":{mark.line + 1}:{mark.column + 1}"
     # ruamel's problem quotes what it found (an alias's name, a tag), which may be any length
     problem = shorten(exc.problem or exc.context or "unreadable YAML", 400)
+    # ruamel names an unexpected token as a one-item tuple: "but found ('<scalar>',)"
+    problem = re.sub(r"\(('<[^<>']*>'),\)", r"\1", problem)
     if isinstance(exc, ConstructorError):  # a refusal of ours explains itself; ruamel's do not
         lead = "" if isinstance(exc, _RefusedError) else "a value could not be read: "
         return f"{where}: {lead}{problem}."
@@ -1089,9 +1092,13 @@ def _explain(error: Mapping[str, Any]) -> str:
         example = _REQUIRED_EXAMPLES.get(tuple(map(str, error["loc"])))
         return "this required key is missing" + (f"; add {example}" if example else "")
     if kind == "too_short":
-        return f"expected at least {ctx['min_length']} items, found {ctx['actual_length']}"
+        return (
+            f"expected at least {counted(ctx['min_length'], 'item')}, found {ctx['actual_length']}"
+        )
     if kind == "too_long":
-        return f"expected at most {ctx['max_length']} items, found {ctx['actual_length']}"
+        return (
+            f"expected at most {counted(ctx['max_length'], 'item')}, found {ctx['actual_length']}"
+        )
     if message.startswith("Input should be "):
         expected = "expected " + _EXPECTED.get(kind, message.removeprefix("Input should be "))
     else:  # pydantic's own sentence ('String should have at least 1 character') or ours

@@ -328,6 +328,16 @@ def _flatten_transparency(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(Image.new("RGBA", rgba.size, background), rgba).convert("RGB")
 
 
+def _png_depth(image: Image.Image) -> Image.Image:
+    """A 16-bit greyscale PNG as "I;16", whatever the Pillow: Pillow 10.1 opens one as 32-bit
+    "I", whose scale `_grey` would guess from the values (a dark scan, all of them at most
+    255, read as 8-bit and 257 times too bright), where later Pillows open it as "I;16",
+    read by its depth.  A PNG holds no 32-bit greys, so its "I" is always 16 bits."""
+    if image.format == "PNG" and image.mode == "I":
+        return image.convert("I;16")
+    return image
+
+
 def _grey(image: Image.Image) -> FloatArray:
     """Greyscale float32 (H, W) in [0, 1], whatever the mode and bit depth."""
     mode = image.mode
@@ -645,6 +655,7 @@ def mnist_style(image: Image.Image, *, source: str = "<image>") -> FloatArray:
     through nearly unchanged. Raises ImageError naming `source` when the picture holds no
     ink.
     """
+    image = _png_depth(image)  # first: turning a picture drops the format it came in
     # exif_transpose copies a picture it leaves as it is, and `open_image`'s are upright
     upright = image.getexif().get(ExifTags.Base.Orientation, 1) == 1
     oriented = image if upright else ImageOps.exif_transpose(image)
@@ -667,7 +678,7 @@ def raw_image(image: Image.Image, *, source: str = "<image>") -> FloatArray:
     """
     if image.width == 0 or image.height == 0:
         raise ImageError(f"Image {source} is empty (0 pixels); give a 28x28 picture.")
-    grey = _grey(_reduce_large(image))  # (H, W), at most about MAX_SIDE on a side
+    grey = _grey(_reduce_large(_png_depth(image)))  # (H, W), at most about MAX_SIDE a side
     if grey.shape != (MNIST_SIDE, MNIST_SIDE):
         resized = Image.fromarray(grey).resize((MNIST_SIDE, MNIST_SIDE), Image.Resampling.LANCZOS)
         grey = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)

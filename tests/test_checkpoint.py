@@ -252,7 +252,11 @@ DAMAGE: dict[str, tuple[Change, tuple[str, ...]]] = {
     ),
     "no format_version": (
         _set("metadata", lambda a: metadata_array(format_version=None)),
-        ("version None",),
+        ("its metadata lacks the field 'format_version'",),
+    ),
+    "format_version as text": (
+        _set("metadata", lambda a: metadata_array(format_version="1")),
+        ("its metadata field 'format_version' is '1': expected a whole number",),
     ),
     "no layers": (_set("metadata", lambda a: metadata_array(layers=None)), ("layers",)),
     "bad layers": (_set("metadata", lambda a: metadata_array(layers=[4, 0, 3])), ("layers",)),

@@ -342,6 +342,104 @@ def test_help_names_what_each_option_takes(monkeypatch: pytest.MonkeyPatch) -> N
     assert "test|val|train" in evaluate_help
 
 
+@pytest.mark.parametrize(
+    ("command", "metavar", "help"),
+    [
+        (["predict"], "IMAGE", "Image files, folders or glob patterns."),
+        (["plot"], "RUN_DIR", "A run directory made by `mlp train`"),
+        (["data", "import"], "DIR", "Folder with the four MNIST files."),
+        (["config", "show"], "NAME|FILE", "A shipped config's name or a YAML file."),
+        (["sweep"], "[plan|show] FILE|DIR", "A sweep file to run"),
+    ],
+)
+def test_help_shows_an_argument_by_its_metavar_alone(
+    monkeypatch: pytest.MonkeyPatch, command: list[str], metavar: str, help: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(*command, "--help")
+    assert code == 0
+    # (bracketed when optional, by some Typers) and no type after it: not "IMAGE  <str>"
+    assert re.search(rf"{re.escape(metavar)}\]? +{re.escape(help)}", out), out
+
+
+@pytest.mark.parametrize(
+    ("command", "metavar", "name"),
+    [
+        (["predict"], "IMAGE", "paths"),
+        (["plot"], "RUN_DIR", "run_dir"),
+        (["data", "import"], "DIR", "directory"),
+        (["config", "show"], "NAME|FILE", "file"),
+        (["sweep"], "[plan|show] FILE|DIR", "target"),
+    ],
+)
+def test_help_never_shows_an_arguments_name_in_python(
+    monkeypatch: pytest.MonkeyPatch, command: list[str], metavar: str, name: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(*command, "--help")
+    assert code == 0
+    # Its row starts with the metavar, not with the name ("paths  IMAGE  Image files...").
+    arguments = out[out.index("Arguments") : out.index("Options")]
+    assert re.search(rf"^│\s+(\*\s+)?\[?{re.escape(metavar)}", arguments, re.MULTILINE), out
+    assert not re.search(rf"^│\s+(\*\s+)?{name}\s", arguments, re.MULTILINE), out
+
+
+def test_the_usage_line_says_that_predict_takes_several_images() -> None:
+    _, help_page, _ = run("predict", "--help")
+    code, _, usage_error = run("predict")  # no image: the usage line and the error
+    assert code == 2
+    for text in (help_page, usage_error):
+        assert re.search(r"Usage: mlp predict \[OPTIONS\] \{?IMAGE\}?\.\.\.", text), text
+
+
+def test_the_usage_line_of_an_error_keeps_the_brackets_of_a_metavar() -> None:
+    code, _, err = run("sweep", "--engine", "dask")
+    assert code == 2
+    # "[plan|show]" reads as a rich style tag, which some Typers dropped from this line
+    assert re.search(r"Usage: mlp sweep \[OPTIONS\] \[?\[plan\|show\] FILE\|DIR", err), err
+
+
+def test_a_choice_not_offered_is_refused_in_plain_words() -> None:
+    code, _, err = run("evaluate", "--split", "foo")
+    assert code == 2
+    said = " ".join(err.replace("│", " ").split())
+    assert "Invalid value for '--split': 'foo' is not one of 'test', 'val', 'train'." in said
+
+
+@pytest.mark.parametrize(
+    "args", [["evaluate", "--count", "abc"], ["gradcheck", "--seed", "x"], ["serve", "--port", "y"]]
+)
+def test_a_number_option_given_text_says_that_it_takes_an_integer(args: list[str]) -> None:
+    code, _, err = run(*args)
+    assert code == 2
+    said = " ".join(err.replace("│", " ").split())
+    assert f"Invalid value for '{args[1]}'" in said
+    assert "valid integer" in said
+    assert "int range" not in said
+
+
+def test_an_unknown_option_is_named_with_the_options_it_may_have_meant() -> None:
+    code, _, err = run("train", "--bogus")
+    assert code == 2
+    said = " ".join(err.replace("│", " ").split())
+    assert "No such option: --bogus (Possible options: --out)" in said
+
+
+@pytest.mark.parametrize("group", [[], ["config"], ["data"], ["show"]])
+def test_a_wide_command_list_gives_each_command_one_line(
+    monkeypatch: pytest.MonkeyPatch, group: list[str]
+) -> None:
+    # a line break inside a docstring's first paragraph is kept in rich markup mode
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(*group, "--help")
+    assert code == 0
+    panel = out[out.index("Commands") :]
+    rows = panel[: panel.index("╰")].splitlines()[1:]
+    assert rows
+    for row in rows:
+        assert re.match(r"│ [a-z]", row), out
+
+
 def test_show_hidden_help_says_what_a_layer_past_the_hidden_ones_draws(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -182,6 +182,12 @@ BAD_CONFIGS = [
         id="dropout-length",
     ),
     pytest.param(
+        "model:\n  layers: 784-10\n  dropout: [0.2, 0.5]\n",
+        "dropout",
+        ["model.dropout: has 2 rates but layers 784-10 has 1 weight layer; give one rate"],
+        id="dropout-length-of-one-weight-layer",
+    ),
+    pytest.param(
         "model:\n  layers: 784-100-10\n  dropout: [0.2, 1.5]\n",
         "dropout",
         ["model.dropout[1]", "less than 1", "1.5"],
@@ -885,6 +891,7 @@ def test_override_can_switch_optimizer(tmp_path: Path) -> None:
         ("=5", ["KEY=VALUE"]),
         ("training..epochs=5", ["KEY=VALUE"]),
         ("training.epochs=[1", ["invalid YAML"]),
+        ("name=[red]x", ["invalid YAML: expected '<document start>', but found '<scalar>'."]),
         ("model.layers=400-25-10", ["model.layers", "data.input_size"]),
     ],
 )

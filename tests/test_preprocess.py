@@ -318,6 +318,18 @@ def test_16_bit_greyscale_uses_its_full_range(digits: Digits) -> None:
     np.testing.assert_allclose(raw_image(big_endian), values / 65535.0, atol=1e-6)
 
 
+def test_a_dark_16_bit_png_is_read_by_its_depth_not_by_its_values(
+    digits: Digits, tmp_path: Path
+) -> None:
+    """Every value at most 255: a nearly black 16-bit scan, not an 8-bit picture."""
+    values = (255 - digits[5]).astype(np.uint16)  # dark ink on paper at 255 of 65535
+    path = tmp_path / "dark.png"
+    Image.fromarray(values).save(path)
+    np.testing.assert_allclose(raw_image(preprocess.open_image(path)), values / 65535.0, atol=1e-6)
+    with Image.open(path) as image:  # as a library caller opens it, with no help from mlp
+        np.testing.assert_allclose(raw_image(image), values / 65535.0, atol=1e-6)
+
+
 def test_float_images_of_any_range(digits: Digits) -> None:
     cover = digits[4].astype(np.float32) / 255.0
     for pixels in (1.0 - cover, 255.0 * (1.0 - cover), 1e6 * cover, cover - 0.5):

@@ -1388,6 +1388,13 @@ def test_the_live_table_of_a_long_sweep_shows_the_running_and_the_best_trials(
     assert f"{len(s.trials) - 12} more trials: mlp sweep show DIR" in text
 
 
+def test_an_empty_list_of_values_is_refused_in_the_singular(tmp_path: Path) -> None:
+    body = GRID.replace("{values: [0.01, 0.001]}", "{values: []}")
+    with pytest.raises(ConfigError, match=r"s.yaml:6: parameters.optimizer.lr.values: ") as info:
+        plan(write_sweep(tmp_path, body))
+    assert "expected at least 1 item, found 0." in str(info.value)
+
+
 def test_int_uniform_bounds_beyond_64_bits_are_refused(tmp_path: Path) -> None:
     body = RANDOM.format(seed=0).replace("min: 16, max: 20", "min: 1, max: 1.0e+20")
     with pytest.raises(ConfigError, match=r"s.yaml:9: parameters.training.batch_size.max: int_u"):
