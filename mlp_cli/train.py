@@ -126,9 +126,10 @@ def _refuse_taken(path: Path) -> None:
 
 def _latest_is_ours(link: Path) -> bool:
     """Whether ``link`` is absent, or what `update_latest` makes: a symlink to a sibling run
-    folder (one holding config.yaml), or where symlinks are not available a small plain
-    file naming one. A user's link to anything else (a file, a folder, nowhere, itself) is
-    not ours."""
+    folder (one holding config.yaml) or to a sibling that is gone (a deleted run:
+    replacing the link loses nothing), or where symlinks are not available a small plain
+    file naming a run folder. A user's link to anything else (a file, a folder, a path
+    elsewhere, itself) is not ours."""
     try:
         if not os.path.lexists(link):
             return True
@@ -142,12 +143,11 @@ def _latest_is_ours(link: Path) -> bool:
         else:
             return False
         run = link.parent / name
-        return (
-            checkpoint.is_plain_name(name, one_line=not symlink)
-            and name != LATEST
-            and run.is_dir()
-            and (run / CONFIG_FILE).is_file()
-        )
+        if not checkpoint.is_plain_name(name, one_line=not symlink) or name == LATEST:
+            return False
+        if symlink and not os.path.lexists(run):  # a file naming nothing may be a user's notes
+            return True
+        return run.is_dir() and (run / CONFIG_FILE).is_file()
     except OSError:
         return False
 

@@ -13,6 +13,7 @@ import builtins
 import errno
 import json
 import os
+import shutil
 import stat
 import tempfile
 import types
@@ -946,7 +947,7 @@ def test_files_written_in_place_get_the_mode_the_umask_gives(tmp_path: Path, uma
 
 
 @pytest.mark.parametrize(
-    "link", ["to-a-file", "to-a-folder", "to-nowhere", "to-itself", "absolute-elsewhere"]
+    "link", ["to-a-file", "to-a-folder", "to-nowhere-below", "to-itself", "absolute-elsewhere"]
 )
 @pytest.mark.parametrize("where", ["--out", "output.dir"])
 def test_a_users_link_named_latest_is_never_replaced(
@@ -963,8 +964,8 @@ def test_a_users_link_named_latest_is_never_replaced(
         (parent / "mine").mkdir()
         (parent / "mine" / "notes.txt").write_text("mine")
         latest.symlink_to("mine")
-    elif link == "to-nowhere":
-        latest.symlink_to("nowhere")
+    elif link == "to-nowhere-below":  # not a sibling: not the link mlp makes
+        latest.symlink_to(os.path.join("sub", "nowhere"))
     elif link == "to-itself":
         latest.symlink_to("latest")
     else:
@@ -989,6 +990,17 @@ def test_latest_naming_a_run_beside_it_is_replaced_and_resume_through_it_keeps_i
     os.remove(work / "P" / "latest")
     (work / "P" / "latest").symlink_to(work / "P" / "a")  # a sibling by its absolute path
     assert run("train", "-c", "tiny.yaml", "--out", "P/b", "-q")[0] == 0
+    assert os.readlink(work / "P" / "latest") == "b"
+
+
+def test_latest_linking_to_a_deleted_run_is_replaced(work: Path, fake_data: list[str]) -> None:
+    """A run folder deleted by hand leaves mlp's link naming nothing: the next run replaces
+    it (a plain file naming nothing is not: it may be a user's notes, as above)."""
+    (work / "tiny.yaml").write_text(CONFIG)
+    assert run("train", "-c", "tiny.yaml", "--out", "P/a", "-q")[0] == 0
+    shutil.rmtree(work / "P" / "a")
+    code, _, err = run("train", "-c", "tiny.yaml", "--out", "P/b", "-q")
+    assert code == 0, err
     assert os.readlink(work / "P" / "latest") == "b"
 
 

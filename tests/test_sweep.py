@@ -1840,7 +1840,7 @@ def test_a_results_csv_that_is_a_folder_is_refused_before_anything_is_written(
     ("name", "make"),
     [
         ("best", lambda p: p.write_text("my notes")),
-        ("best", lambda p: p.symlink_to("t009")),
+        ("best", lambda p: p.symlink_to(Path("gone", "t009"))),  # not a sibling: not mlp's
         ("sweep.png", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\nmine")),
         ("sweep.png", Path.mkdir),
         ("results.csv", Path.mkdir),
