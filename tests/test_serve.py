@@ -429,6 +429,8 @@ BAD: dict[str, tuple[str, str, bytes | None, str, int, str]] = {
     "python source": ("GET", "/static/serve.py", None, "", 404, "nothing at"),
     "get predict": ("GET", "/api/predict", None, "", 405, "POST"),
     "post elsewhere": ("POST", "/", b"x", "image/png", 404, "/api/predict"),
+    "post unknown api": ("POST", "/api/nothing", b"x", "image/png", 404, "/api/predict"),
+    "post model": ("POST", "/api/model", b"x", "image/png", 405, "/api/predict"),
     "delete": ("DELETE", "/api/model", None, "", 405, "not supported"),
     "unknown run": ("GET", "/api/model?run=nope", None, "", 404, "no run named"),
     "run traversal": ("GET", "/api/model?run=../runs/small", None, "", 404, "no run named"),
