@@ -404,6 +404,7 @@ def test_without_ray_the_engine_says_how_to_install_it(
     [
         ("localhost", "HOST:PORT"),
         ("127.0.0.1:99999", "HOST:PORT"),
+        ("127.0.0.1:0", "HOST:PORT"),  # port 0 is "any free port" to a listener, none to join
         ("127.0.0.1:x", "HOST:PORT"),
         ("127.0.0.1:\u00b2", "HOST:PORT"),  # a digit to str.isdigit, not to int()
         ("a" * 64 + ":6379", "HOST:PORT"),  # a label longer than a host name's 63 characters
@@ -617,3 +618,24 @@ def test_a_metrics_file_larger_than_mlp_reads_stays_behind_when_a_trial_resumes(
     assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE]
     os.truncate(trial / METRICS_FILE, MAX_METRICS_BYTES + 1)  # read whole, it would fill memory
     assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE]
+
+
+@pytest.mark.parametrize(
+    ("bests", "epochs", "patience", "ended"),
+    [
+        ([], 3, None, False),
+        ([True, False], 3, None, False),
+        ([True, False, False], 3, None, True),  # all its epochs
+        ([True, False, False], 5, 2, True),  # two epochs without a new best: patience spent
+        ([True, False, True, False], 5, 2, False),
+        ([True, False], 5, 2, False),
+        ([True, True, True], 3, 2, True),  # all its epochs, though still improving
+    ],
+)
+def test_a_run_has_ended_after_its_epochs_or_its_patience(
+    bests: list[bool], epochs: int, patience: int | None, ended: bool
+) -> None:
+    from mlp_cli import sweep_ray
+
+    history = [{"epoch": i, "best": best} for i, best in enumerate(bests, start=1)]
+    assert sweep_ray._ended(history, epochs, patience) is ended
