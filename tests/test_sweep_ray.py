@@ -428,11 +428,12 @@ def test_a_malformed_address_is_a_usage_error(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])  # an IPv6 address keeps its brackets
 def test_an_address_where_no_cluster_answers_is_a_usage_error_at_once(
-    tmp_path: Path, ray_tune: None
+    tmp_path: Path, ray_tune: None, host: str
 ) -> None:
     path = write_sweep(tmp_path, SWEEP)
-    address = f"127.0.0.1:{free_port()}"
+    address = f"{host}:{free_port()}"
     started = time.monotonic()
     code, _out, err = mlp("sweep", str(path), "--engine", "ray", "--address", address)
     assert code == 2, err
