@@ -640,3 +640,55 @@ def test_a_run_has_ended_after_its_epochs_or_its_patience(
 
     history = [{"epoch": i, "best": best} for i, best in enumerate(bests, start=1)]
     assert sweep_ray._ended(history, epochs, patience) is ended
+
+
+def test_a_trial_without_a_checkpoint_takes_no_files_to_its_worker(tmp_path: Path) -> None:
+    from mlp_cli import sweep_ray
+    from mlp_cli.train import CONFIG_FILE, METRICS_FILE
+
+    trial = tmp_path / "sweep" / "t000"
+    trial.mkdir(parents=True)
+    for name in (CONFIG_FILE, METRICS_FILE):  # written before its first checkpoint
+        (trial / name).write_text(name)
+    assert sweep_ray._run_files(trial) == {}  # it starts afresh
+
+
+def test_a_copied_run_gets_its_checkpoint_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the trainer writes it last, so a copy cut short is a run cut short.
+    from mlp_cli import checkpoint, sweep_ray
+    from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    for name in (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, "z.txt"):
+        (scratch / name).write_text(name)
+    written: list[str] = []
+    atomic_write = checkpoint.atomic_write
+
+    def record(path: Path, write: Any) -> None:
+        written.append(path.name)
+        atomic_write(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", record)
+    sweep_ray._copy_run(scratch, tmp_path / "t000")
+    assert written[-1] == CHECKPOINT_FILE
+    assert sorted(written) == sorted([CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, "z.txt"])
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs chown")
+def test_a_dead_workers_scratch_folder_of_another_user_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import sweep_ray
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", ""])  # a process that has ended
+    dead.wait()
+    folder = tmp_path / "mlp-sweep-t001-dead0000"
+    folder.mkdir()
+    (folder / "owner").write_text(f"{socket.gethostname()} {dead.pid}")
+    os.chown(folder, os.getuid() + 1, -1)  # not this user's
+    sweep_ray._remove_dead_scratch("t001")
+    assert folder.is_dir()
