@@ -916,3 +916,21 @@ def test_the_count_of_json_values_is_an_upper_bound() -> None:
     assert json_values_at_most(b"[1, 2, 3]") == 4  # the list and its three numbers
     # one more than the ",", "[" and "{" in it: 4 values (a key and its value count once)
     assert json_values_at_most(b'{"a": [1], "b": {}}') == 5
+
+
+def test_a_file_that_grew_since_its_size_was_taken_is_read_as_far_as_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import limits
+
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"0123456789")
+    fstat = os.fstat
+
+    def smaller(fd: int) -> os.stat_result:  # the size before the last 7 bytes were written
+        st = fstat(fd)
+        return os.stat_result((*st[:6], 3, *st[7:]))
+
+    monkeypatch.setattr(os, "fstat", smaller)
+    assert limits.read_regular(path, 100) == b"0123456789"
+    assert limits.read_regular(path, 5) == b"012345"  # one byte more than the limit: too large
