@@ -600,3 +600,51 @@ def test_a_summary_suggests_val_acc_only_where_another_epoch_was_more_accurate()
         "highest validation accuracy 91.00% at epoch 3; to keep that epoch instead: "
         "--set training.early_stopping.monitor=val_acc"
     ) in summary([0.9, 0.8, 0.91])
+
+
+def test_the_input_in_a_console_one_column_narrower_is_shrunk_keeping_its_last_column() -> None:
+    image = np.zeros((28, 28), np.float32)
+    image[:, 27] = 1.0  # ink in the last column alone, which cutting to 27 would lose
+    prediction = Prediction("p.png", 1, 0.9, [0.05, 0.9, 0.05], image)
+    console = Console(width=27, record=True, file=io.StringIO(), color_system=None)
+    print_prediction(console, prediction, ["0", "1", "2"], True)
+    picture = [
+        line for line in console.export_text().splitlines() if line and set(line) <= set(RAMP)
+    ]
+    assert len(picture) == 14  # two pixel rows a line
+    assert all(line[-1] != " " for line in picture)
+
+
+def test_a_resumed_run_says_after_which_epoch_it_goes_on() -> None:
+    from mlp_cli.config import config_from_dict
+
+    cfg = config_from_dict({"model": {"layers": [784, 10]}, "data": {"validation_size": 0}}, "t")
+    info = {"run_dir": "runs/t", "epochs": 5, "n_train": 60_000, "n_val": 0, "parameters": 7850}
+    for start, said in ((0, False), (3, True)):
+        console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+        display = TrainDisplay(console, cfg)
+        display.on_train_start({**info, "start_epoch": start})
+        display.close()
+        assert ("resuming after epoch 3" in console.export_text()) is said
+
+
+def test_the_most_probable_class_has_the_green_bar() -> None:
+    bars = probability_bars([0.2, 0.7, 0.1], ["a", "b", "c"])
+    styles = [str(span.style) for span in bars.spans if span.style]
+    assert styles == ["cyan", "bold green", "cyan"]
+
+
+def test_an_empty_batch_of_predictions_prints_nothing_not_even_the_header() -> None:
+    image = np.zeros((28, 28), np.float32)
+    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    rows = PredictionRows(console, ["0", "1"], ["a.png"])
+    rows.print([])
+    assert console.export_text(clear=False) == ""
+    rows.print([Prediction("a.png", 1, 0.9, [0.1, 0.9], image)])
+    assert console.export_text().split()[:5] == [
+        "file",
+        "digit",
+        "probability",
+        "runner-up",
+        "probability",
+    ]
