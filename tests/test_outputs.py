@@ -1699,3 +1699,11 @@ def test_a_file_being_written_has_a_hidden_short_temporary_name(tmp_path: Path) 
     assert name.startswith(".mlp-")  # hidden from ls while it is written
     assert name.endswith(".tmp")
     assert len(name) == len(".mlp-") + 12 + len(".tmp")  # whatever the destination's name
+
+
+def test_a_write_error_gives_the_callers_hint_in_place_of_the_usual_advice() -> None:
+    with pytest.raises(OutputError) as info, outputs.writing(Path("s.json"), "the state", "Hint."):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(info.value) == (
+        "could not write the state 's.json': the disk is full (No space left on device). Hint."
+    )
