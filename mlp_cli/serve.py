@@ -120,6 +120,9 @@ CONTENT_LENGTH = re.compile(r"[0-9]+")  # RFC 9110: 1*DIGIT, ASCII only
 # A Content-Length of more digits is beyond any body limit (and int() refuses 4301 digits).
 MAX_LENGTH_DIGITS = 18
 RUN_NAME = re.compile(r"[^/\\\x00]{1,255}")
+# The API's paths that answer GET alone: a POST there is the wrong method (405), while a POST
+# to any other path finds nothing (404), as a GET there does.
+GET_API = ("/api/model", "/api/runs", "/api/units.png")
 # The page loads only its own script, style, pictures and API answers, and the blobs of
 # its uploads; nothing else (data: URLs, media, fonts, frames, forms, <base>) at all.
 SECURITY_HEADERS = {
@@ -592,9 +595,7 @@ class Handler(BaseHTTPRequestHandler):
     def _post(self, path: str, query: dict[str, list[str]]) -> None:
         if path != "/api/predict":
             self._discard_body()
-            status = (
-                HTTPStatus.METHOD_NOT_ALLOWED if path.startswith("/api/") else HTTPStatus.NOT_FOUND
-            )
+            status = HTTPStatus.METHOD_NOT_ALLOWED if path in GET_API else HTTPStatus.NOT_FOUND
             raise RequestError(f"nothing to POST to at {path!r}; use /api/predict", status)
         kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         body = self._read_body()  # first, so that a refusal leaves the connection usable

@@ -115,8 +115,10 @@ def check_address(address: str) -> None:
     except UnicodeError:  # a name no host can have: a label over 63 characters, or empty
         raise malformed from None
     except OSError as exc:
+        # An IPv6 address in its brackets, as given: "::1:6379" would not say where the port is.
+        shown = f"[{host}]" if ":" in host else host
         raise UsageError(
-            f"no Ray cluster answers at {shorten(host, _SHOWN_ADDRESS)}:{port}"
+            f"no Ray cluster answers at {shorten(shown, _SHOWN_ADDRESS)}:{port}"
             f" ({outputs.reason(exc)}). Start one with "
             f"`ray start --head --port={port}` on that machine, or leave out --address to run"
             " the sweep on a private Ray on this machine."

@@ -834,6 +834,26 @@ def test_header_lines_stop_at_the_first_setting() -> None:
     assert shipped.header_lines(text) == ["one", "two", "expected: >= 9% test accuracy"]
 
 
+def test_header_lines_keep_a_comments_own_indentation() -> None:
+    # `mlp config show` prints them: only the "#" and the one space after it go
+    text = "#   - an item\n#  two spaces \n"
+    assert shipped.header_lines(text) == ["  - an item", " two spaces "]
+
+
+def test_a_shipped_configs_description_and_target_come_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "# Trains fast! Then more.\n# expected: >= 90% test accuracy\n"
+        "# expected: >= 97.5% test accuracy\nname: a\n"
+    )
+    (tmp_path / "b.yaml").write_text("# Is this a question? Yes.\nname: b\n")
+    monkeypatch.setattr(shipped, "CONFIGS_DIR", tmp_path)
+    a, b = shipped.shipped_configs()
+    assert (a.name, a.description, a.expected) == ("a", "Trains fast!", 97.5)  # the last target
+    assert (b.name, b.description, b.expected) == ("b", "Is this a question?", None)
+
+
 # --- overrides ------------------------------------------------------------------------------
 
 

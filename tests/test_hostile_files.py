@@ -833,3 +833,104 @@ def test_a_picture_of_too_many_pixels_is_refused_from_its_header(scratch: Path) 
     (scratch / "model.npz").write_bytes(GOOD_MODEL)
     code, stderr, rss = run_mlp("predict", "--model", "model.npz", "huge.png", cwd=scratch)
     assert_refused(code, stderr, rss, 1, "huge.png", "7200x7200 pixels", "50 million")
+
+
+def test_counts_percentages_sizes_and_cut_text_read_as_said() -> None:
+    from mlp_cli.limits import counted, format_bytes, percent, shorten
+
+    assert [counted(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+    assert counted(1024, "unit") == "1,024 units"
+    # Only a share strictly between none and all is kept off "0.00%" and "100.00%".
+    assert [percent(s) for s in (0.0, 1.0, 0.00004, 0.99996)] == [
+        "0.00%", "100.00%", "<0.01%", ">99.99%"
+    ]  # fmt: skip
+    assert [format_bytes(n) for n in (999, 1000, 999_949, 999_950, 4 * 10**12)] == [
+        "999 bytes", "1.0 kB", "999.9 kB", "1.0 MB", "4.0 TB"
+    ]  # fmt: skip
+    assert shorten("abcdefghij", 10) == "abcdefghij"
+    assert shorten("abcdefghijk", 10) == "abcdefg..."  # ten characters in all
+
+
+def test_a_network_too_large_is_refused_with_its_size_worked_out() -> None:
+    from mlp_cli.limits import network_size_problem
+
+    # (784 + 1) * 100,000 + (100,000 + 1) * 10 weights and biases, 4 bytes each
+    assert network_size_problem([784, 100_000, 10]) == (
+        "784-100000-10 has 79,500,010 parameters, which would need 318.0 MB for its weights"
+        " alone; mlp handles networks of at most 33,554,432 parameters (134.2 MB)"
+    )
+    assert network_size_problem([31, 2**20]) is None  # (31 + 1) * 2**20: exactly the most
+    assert network_size_problem([1, 2**20 + 1]) == (
+        "has a layer of 1,048,577 units; a layer has at most 1,048,576"
+    )
+
+
+def test_the_memory_estimate_of_a_small_network_worked_out_by_hand() -> None:
+    from mlp_cli.limits import training_memory
+
+    # 400-25-10 with Adam: (400 + 1) * 25 + (25 + 1) * 10 = 10,285 parameters, held five
+    # times (weights, gradients, two moments, a saved copy); 60,000 training inputs and
+    # 1,000 validation inputs of 400 floats; scoring the 1,000 takes 2 * 35 + 10 floats
+    # each; the shuffling order and the split's indices are 60,000 int64 each.
+    fixed = 4 * (5 * 10_285 + 60_000 * 400 + 1_000 * 400 + 1_000 * (2 * 35 + 10)) + 8 * 2 * 60_000
+    # Per example: its input, each layer's activations and deltas, the logits; twice.
+    per_example = 2 * 4 * (400 + 2 * 35 + 10)
+    assert training_memory(_memory_config("400-25-10", 100)) == (fixed, per_example)
+    # An L2 penalty adds one scratch vector of the parameters.
+    l2 = _memory_config("400-25-10", 100, regularization={"l2": 0.001})
+    assert training_memory(l2) == (fixed + 4 * 10_285, per_example)
+    # Dropout on the inputs (rate 0.2) and none on the hidden layer: 400 mask and dropped
+    # values more per example.
+    dropped = _memory_config("400-25-10", 100, model={"layers": "400-25-10", "dropout": [0.2, 0]})
+    assert training_memory(dropped) == (fixed, per_example + 2 * 4 * 2 * 400)
+
+
+def test_a_batch_refused_for_memory_names_the_largest_that_fits() -> None:
+    from mlp_cli.errors import ConfigError
+
+    # Five layers of 2**20 units between layers of one: a batch of one fits in memory,
+    # a batch of two does not.
+    layers = "784-" + "1-1048576-" * 5 + "1-10"
+    _memory_config(layers, 1, data={"input_size": 28, "validation_size": 0})
+    with pytest.raises(ConfigError) as info:
+        _memory_config(layers, 2, data={"input_size": 28, "validation_size": 0})
+    flat = " ".join(str(info.value).split())
+    assert "use a batch_size of at most 1" in flat
+    assert "even a batch of 1" not in flat
+
+
+def test_a_batch_may_hold_every_training_image_and_no_more() -> None:
+    from mlp_cli.errors import ConfigError
+
+    # 60,000 - 59,990 = 10 training images
+    _memory_config("400-25-10", 10, data={"input_size": 20, "validation_size": 59_990})
+    with pytest.raises(ConfigError) as info:
+        _memory_config("400-25-10", 11, data={"input_size": 20, "validation_size": 59_990})
+    assert "is 11 but only 10 training images remain" in " ".join(str(info.value).split())
+
+
+def test_the_count_of_json_values_is_an_upper_bound() -> None:
+    from mlp_cli.limits import json_values_at_most
+
+    assert json_values_at_most(b"5") == 1
+    assert json_values_at_most(b"[1, 2, 3]") == 4  # the list and its three numbers
+    # one more than the ",", "[" and "{" in it: 4 values (a key and its value count once)
+    assert json_values_at_most(b'{"a": [1], "b": {}}') == 5
+
+
+def test_a_file_that_grew_since_its_size_was_taken_is_read_as_far_as_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import limits
+
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"0123456789")
+    fstat = os.fstat
+
+    def smaller(fd: int) -> os.stat_result:  # the size before the last 7 bytes were written
+        st = fstat(fd)
+        return os.stat_result((*st[:6], 3, *st[7:]))
+
+    monkeypatch.setattr(os, "fstat", smaller)
+    assert limits.read_regular(path, 100) == b"0123456789"
+    assert limits.read_regular(path, 5) == b"012345"  # one byte more than the limit: too large

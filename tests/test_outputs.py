@@ -1156,6 +1156,14 @@ def test_undecodable_bytes_of_a_name_are_shown_as_escapes() -> None:
     assert escape_controls("ok é\t\n") == "ok é\t\n"
 
 
+def test_json_output_writes_undecodable_bytes_as_escapes_in_tuples_and_keys_too() -> None:
+    from mlp_cli.plain import json_text
+
+    name = os.fsdecode(b"bad\xff.png")
+    written = r"bad\xff.png"  # as a backslash, an x and two hex digits
+    assert json.loads(json_text({name: (name, [name])})) == {written: [written, [written]]}
+
+
 def test_an_undecodable_file_name_in_an_error_is_escaped(tmp_path: Path, run_dir: Path) -> None:
     bad = tmp_path / os.fsdecode(b"bad\x9b\xff.txt")
     code, _, err = run("plot", run_dir, "--out", bad)
@@ -1590,3 +1598,158 @@ def test_a_cache_variable_naming_a_link_to_no_folder_says_so_not_that_it_is_a_fi
         assert "is a file" not in message
         assert out == ""
     assert treesnap.snapshot(tmp_path) == before
+
+
+def test_a_new_folder_may_be_named_as_long_as_the_file_system_allows(tmp_path: Path) -> None:
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    outputs.check_folder(tmp_path / ("d" * limit) / "run")
+    with pytest.raises(UsageError) as info:
+        outputs.check_folder(tmp_path / ("d" * (limit + 1)) / "run")
+    assert f"is {limit + 1} bytes long, and this file system allows at most {limit}" in str(
+        info.value
+    )
+
+
+def _path_of(base: Path, size: int) -> Path:
+    """A path below `base` of `size` bytes, in names of at most 200."""
+    path = str(base)
+    while len(path) < size:
+        path += "/" + "p" * min(200, size - len(path) - 1)
+    return Path(path)
+
+
+def test_a_folder_is_refused_only_when_a_file_in_it_could_not_be_named(tmp_path: Path) -> None:
+    # A file in the folder is its path, a "/" and a name of up to PC_NAME_MAX bytes, and a
+    # path holds PC_PATH_MAX bytes with its terminating NUL.
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    most = os.pathconf(tmp_path, "PC_PATH_MAX") - 1 - limit - 1
+    outputs.check_folder(_path_of(tmp_path, most))
+    with pytest.raises(UsageError) as info:
+        outputs.check_folder(_path_of(tmp_path, most + 1))
+    assert f"its path is {most + 1} bytes long" in " ".join(str(info.value).split())
+
+
+@pytest.mark.parametrize(
+    ("code", "system", "said"),
+    [
+        (errno.EACCES, "Permission denied", "Permission denied"),  # said once, not twice
+        (errno.ENOSPC, "No space left on device", "the disk is full (No space left on device)"),
+        (errno.EIO, "Input/output error", "Input/output error"),
+    ],
+)
+def test_a_write_error_is_said_in_words_once(code: int, system: str, said: str) -> None:
+    assert outputs.reason(OSError(code, system)) == said
+
+
+def test_a_link_is_named_by_what_it_points_to(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    os.mkfifo(tmp_path / "pipe")
+    for name in ("folder", "file", "pipe", "nowhere"):
+        (tmp_path / f"to-{name}").symlink_to(tmp_path / name)
+    assert [outputs.special_kind(tmp_path / f"to-{name}") for name in ("folder", "file")] == [
+        "a link to a folder",
+        "a link to a file",
+    ]
+    assert outputs.special_kind(tmp_path / "to-pipe") == "a link to a named pipe (FIFO)"
+    assert outputs.special_kind(tmp_path / "to-nowhere") == "a link to nowhere"
+    assert outputs.special_kind(tmp_path / "file") is None
+
+
+def test_a_pictures_mark_is_found_at_either_end_of_a_large_file(tmp_path: Path) -> None:
+    # A PDF's metadata, where the mark is, comes at its end.
+    mark, filler = outputs.PICTURE_MARK.encode(), b"\0" * 200_000
+    places = {"head": mark + filler, "tail": filler + mark, "middle": filler + mark + filler}
+    for name, content in places.items():
+        (tmp_path / f"{name}.pdf").write_bytes(content)
+    found = {name: outputs.is_own_picture(tmp_path / f"{name}.pdf") for name in places}
+    assert found == {"head": True, "tail": True, "middle": False}  # only the ends are read
+
+
+def test_a_pictures_suffix_is_read_in_any_case_and_a_missing_one_is_said(tmp_path: Path) -> None:
+    assert outputs.picture_format(Path("curves.PNG"), "figure") == "png"
+    assert outputs.picture_format(Path("curves.Pdf"), "figure") == "pdf"
+    with pytest.raises(UsageError) as info:
+        outputs.picture_format(Path("curves"), "figure")
+    assert str(info.value) == (
+        "cannot write the figure 'curves': a name without a suffix is not a picture format mlp "
+        "writes here; use a name ending in .png, .svg, .pdf"
+    )
+
+
+@pytest.mark.parametrize("letter", ["p", "é"])  # "é" is two bytes in UTF-8
+def test_a_picture_name_one_byte_too_long_is_refused_before_the_work(
+    tmp_path: Path, letter: str
+) -> None:
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    count = (limit + 1 - len(".png")) // len(letter.encode())
+    name = letter * count + "p" * (limit + 1 - len(".png") - len((letter * count).encode()))
+    path = tmp_path / f"{name}.png"
+    assert len(os.fsencode(path.name)) == limit + 1
+    with pytest.raises(UsageError) as info:
+        outputs.check_picture(path)
+    assert f"its name is {limit + 1} bytes long, and this file system allows at most {limit}" in (
+        str(info.value)
+    )
+
+
+def test_two_outputs_told_apart_only_by_case_are_one_place(tmp_path: Path) -> None:
+    # They are one file on a case-insensitive file system (macOS, Windows).
+    with pytest.raises(UsageError) as info:
+        outputs.check_distinct((tmp_path / "out.png", "figure"), (tmp_path / "OUT.png", "gallery"))
+    assert "the gallery" in str(info.value)
+    assert "is the same file as the figure" in str(info.value)
+    outputs.check_distinct((tmp_path / "out.png", "figure"), (tmp_path / "out2.png", "gallery"))
+
+
+def test_names_told_apart_only_by_case_are_made_unique_in_either_order() -> None:
+    assert outputs.unique_names(["A", "a", "b", "B", "b"]) == [
+        "A-input.png",
+        "a-2-input.png",
+        "b-input.png",
+        "B-2-input.png",
+        "b-3-input.png",
+    ]
+
+
+def test_a_file_where_a_folder_should_be_is_named_as_the_problem(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError) as info:
+        outputs.check_folder(tmp_path / "notes.txt", "run folder")
+    assert str(info.value) == (
+        f"the run folder '{tmp_path}/notes.txt' is a file, not a folder; give the path of a "
+        "folder (new, or one to write into)"
+    )
+    with pytest.raises(UsageError) as info:
+        outputs.check_folder(tmp_path / "notes.txt" / "run", "run folder")
+    assert str(info.value) == (
+        f"cannot create the run folder '{tmp_path}/notes.txt/run': '{tmp_path}/notes.txt' is a "
+        "file, not a folder"
+    )
+
+
+def test_a_folder_held_twice_by_one_process_stays_locked_until_both_let_go(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / ".lock"
+    outer = outputs.FolderLock(path, "run folder", "training").acquire()
+    inner = outputs.FolderLock(path, "run folder", "training").acquire()
+    inner.release()
+    assert path.is_file()  # still held by `outer`
+    outer.release()
+    assert not path.exists()
+
+
+def test_a_file_being_written_has_a_hidden_short_temporary_name(tmp_path: Path) -> None:
+    name = outputs.temp_path(tmp_path / ("x" * 200)).name
+    assert name.startswith(".mlp-")  # hidden from ls while it is written
+    assert name.endswith(".tmp")
+    assert len(name) == len(".mlp-") + 12 + len(".tmp")  # whatever the destination's name
+
+
+def test_a_write_error_gives_the_callers_hint_in_place_of_the_usual_advice() -> None:
+    with pytest.raises(OutputError) as info, outputs.writing(Path("s.json"), "the state", "Hint."):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(info.value) == (
+        "could not write the state 's.json': the disk is full (No space left on device). Hint."
+    )

@@ -19,11 +19,16 @@ from mlp_cli.predict import Prediction
 from mlp_cli.render import (
     RAMP,
     PredictionRows,
+    TrainDisplay,
+    confusion_table,
     plan_table,
+    prediction_summary,
     print_evaluation,
     print_model_summary,
     print_prediction,
+    probability_bars,
     render_hidden_terminal,
+    sweep_reasons,
     sweep_table,
 )
 from mlp_cli.sweep import Sweep, Trial
@@ -445,3 +450,252 @@ def test_a_probability_short_of_1_is_never_shown_as_100_percent() -> None:
     assert " ".join(lines[0].split()) == "p.png: 1 (>99.9%) top 3: 1 >99.9%, 2 <0.1%, 0 <0.1%"
     assert [line.split()[-1] for line in lines[-3:]] == ["<0.1%", ">99.9%", "<0.1%"]
     assert len({len(line) for line in lines[-3:]}) == 1  # the percentages stay in a column
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0.04, "0.0s"),
+        (59.94, "59.9s"),
+        (59.95, "1m00s"),  # a tenth of a second short of a minute rounds to one, not "60.0s"
+        (119.6, "2m00s"),  # rounded to the second, not cut: 1m59.6s is nearer 2m00s
+        (3_900.0, "1h05m"),
+    ],
+)
+def test_durations_read_as_seconds_minutes_or_hours(seconds: float, shown: str) -> None:
+    assert prediction_summary(2, 1, seconds) == (
+        f"2 images predicted, 1 failed (errors below), in {shown}"
+    )
+    assert prediction_summary(0, 0, seconds) == f"0 images predicted, 0 failed, in {shown}"
+
+
+def test_an_epochs_row_shows_each_figure_in_its_own_format() -> None:
+    console = Console(width=120, record=True, file=io.StringIO(), color_system=None)
+    display = TrainDisplay(console, None)  # type: ignore[arg-type]  # rows need no config
+    record = {
+        "epoch": 3,
+        "train_loss": 0.123456,
+        "train_acc": 0.95124,
+        "val_loss": None,
+        "val_acc": None,
+        "lr": 0.00123456,
+        "time": 75.0,
+        "samples_per_sec": 12_345.6,
+    }
+    display.on_epoch_end(record)
+    display.on_epoch_end({**record, "epoch": 4, "samples_per_sec": None, "best": True})
+    rows = [line.split() for line in console.export_text().splitlines()]
+    assert rows == [
+        ["3", "0.1235", "95.12%", "-", "-", "0.00123", "1m15s", "12,346"],
+        ["4", "0.1235", "95.12%", "-", "-", "0.00123", "1m15s", "-", "*"],
+    ]
+
+
+def test_the_live_loss_is_a_moving_average_of_the_batches() -> None:
+    console = Console(width=120, file=io.StringIO(), color_system=None)
+    display = TrainDisplay(console, None)  # type: ignore[arg-type]  # steps need no config
+    display.on_epoch_start(1, 10, 0)
+    display.on_step(1, 1.0)
+    display.on_step(2, 3.0)  # 0.95 of the average so far, 0.05 of the new batch's loss
+    assert display.progress.tasks[0].fields["loss"] == "1.1000"
+    assert display.progress.tasks[0].completed == 2
+
+
+def test_an_evaluation_counts_the_right_answers_and_colours_mistakes_by_count() -> None:
+    # 29 of 100 right: 0.29 * 100 is 28.999999999999996 in floating point.
+    confusion = np.array([[29, 10, 3], [1, 0, 0], [57, 0, 0]])
+    result = scored(confusion, ["a", "b", "c"])
+    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+    print_evaluation(console, result, Path("model.npz"))
+    assert "accuracy 29.00% (29/100)" in console.export_text().splitlines()[0]
+    # Each mistake's colour follows its share of the largest (57): above a half, above 0.15.
+    columns = [list(column.cells) for column in confusion_table(result).columns[1:]]
+    assert columns[0] == ["[bold green]29[/]", "[yellow]1[/]", "[bold red]57[/]"]
+    assert columns[1] == ["[red]10[/]", "[bold green]0[/]", "[dim]·[/]"]
+    assert columns[2] == ["[yellow]3[/]", "[dim]·[/]", "[bold green]0[/]"]
+
+
+def test_a_probability_bar_is_rounded_to_the_nearest_character() -> None:
+    bars = probability_bars([0.99, 0.01], ["a", "b"]).plain.splitlines()
+    assert bars[0].count("█") == 30  # 0.99 of 30 characters is 29.7
+    assert bars[1].count("█") == 0  # 0.3 of a character
+
+
+@pytest.mark.parametrize(("width", "tile"), [(80, 12), (20, 3)])
+def test_the_terminals_hidden_units_caption_says_only_what_was_done(width: int, tile: int) -> None:
+    # Six tiles a row for 36 units: (80 + 1) // 6 - 1 = 12 columns each fit in 80 columns;
+    # in 20 only 2 would, and a tile is never drawn smaller than 3x3.
+    patterns = np.random.default_rng(3).standard_normal((36, 784))
+    _, lines = render(render_hidden_terminal(patterns, 28, max_units=36, width=width))
+    text = " ".join(" ".join(lines).split())
+    assert "showing the first" not in text  # all 36 are shown
+    assert f"tiles shrunk from 28x28 to {tile}x{tile} pixels." in text
+
+
+def test_a_model_summary_states_input_layers_and_the_best_epoch_as_the_file_records_them(
+    tmp_path: Path,
+) -> None:
+    path = save_random_model(
+        tmp_path / "model.npz",
+        (784, 16, 10),
+        preprocessing={"input_size": 28, "normalize": {"mean": 0.13066, "std": 0.30811}},
+        training={"status": "interrupted", "epochs_run": 0, "best_epoch": 2, "best_val_loss": 0.5},
+    )
+    console = Console(width=120, record=True, file=io.StringIO(), color_system=None)
+    print_model_summary(console, checkpoint.load(path))
+    lines = [" ".join(line.split()) for line in console.export_text().splitlines()]
+    assert "input 28x28 pixels in [0, 1], standardized (mean 0.1307, std 0.3081)" in lines
+    assert "training interrupted, 0 epochs" in lines
+    # no weights_from_epoch recorded: nothing is said about which epoch's weights these are
+    assert "best epoch 2 (lowest validation loss): validation loss 0.5000, accuracy -" in lines
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if "│" in line]
+    assert rows == [  # the rows of the layers table, below its header
+        ["1", "16x784", "16", "12,560", "relu"],  # W1 is (units, inputs): 16 * 784 + 16
+        ["2", "10x16", "10", "170", "softmax"],  # 10 * 16 + 10
+        ["total", "", "", "12,730", ""],
+    ]
+
+
+def _trial(tid: str, params: dict[str, Any], **progress: Any) -> Trial:
+    trial = Trial(tid, params, {}, epochs=3)
+    for key, value in progress.items():
+        setattr(trial, key, value)
+    return trial
+
+
+def test_a_sweep_table_names_each_setting_and_shows_each_figure() -> None:
+    # Two swept keys end in "lr": both keep their full names; "batch_size" is alone.
+    trials = [
+        _trial(
+            "t000",
+            {"optimizer.lr": 0.1, "schedule.lr": 0.5, "training.batch_size": 32},
+            status="completed",
+            epoch=3,
+            last=0.25,
+            best=0.2,
+            best_epoch=2,
+            seconds=75.0,
+            test_acc=0.9,
+            test_epoch=3,
+        ),
+        _trial(
+            "t001",
+            {"optimizer.lr": 0.2, "schedule.lr": 0.6, "training.batch_size": 64},
+            status="running",
+            epoch=1,
+        ),
+    ]
+    sweep = Sweep("s", Path("runs/s"), "val_loss", "minimize", trials)
+    _, lines = render(sweep_table(sweep, width=200), width=200)
+    assert lines[1].split() == [
+        "trial", "optimizer.lr", "schedule.lr", "batch_size", "status", "epoch", "val_loss",
+        "best", "(epoch)", "time",
+    ]  # fmt: skip
+    assert lines[3].split() == [
+        "t000", "0.1", "0.5", "32", "completed", "3/3", "0.2500", "0.2000", "(2)", "1m15s"
+    ]  # fmt: skip
+    assert lines[4].split() == ["t001", "0.2", "0.6", "64", "running", "1/3", "-", "-", "-"]
+    _, lines = render(sweep_table(sweep, ranked=True, width=200), width=200)
+    assert lines[3].split()[-2:] == ["90.00%", "(3)"]  # the test accuracy, of epoch 3
+    # Too narrow for a column each: the settings share one, and the time stays
+    _, lines = render(sweep_table(sweep, width=80), width=80)
+    assert lines[1].split() == [
+        "trial", "settings", "status", "epoch", "val_loss", "best", "(epoch)", "time"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("width", "apart"), [(78, True), (77, False)])
+def test_a_sweep_tables_settings_get_columns_of_their_own_where_they_fit(
+    width: int, apart: bool
+) -> None:
+    # "lr" over values of 4 characters, and 2 of padding: 6 columns beside the 72 of the rest
+    trials = [_trial(f"t00{i}", {"optimizer.lr": lr}) for i, lr in enumerate((0.01, 0.02))]
+    sweep = Sweep("s", Path("runs/s"), "val_acc", "maximize", trials)
+    table = sweep_table(sweep, width=width)
+    assert ("lr" in [str(column.header) for column in table.columns]) is apart
+
+
+def test_a_sweep_says_why_each_trial_failed_or_was_interrupted() -> None:
+    trials = [
+        _trial("t000", {}, status="failed", reason="diverged"),
+        _trial("t001", {}, status="interrupted", reason="Ctrl-C"),
+        _trial("t002", {}, status="completed", reason="ignored"),
+        _trial("t003", {}, reason="a worker died"),
+        _trial("t004", {}, reason="a worker died"),
+    ]
+    sweep = Sweep("s", Path("runs/s"), "val_acc", "maximize", trials)
+    assert [line.plain for line in sweep_reasons(sweep)] == [
+        "t000 failed: diverged",
+        "t001 interrupted: Ctrl-C",
+        "2 trials not started: a worker died",
+    ]
+
+
+def test_a_summary_suggests_val_acc_only_where_another_epoch_was_more_accurate() -> None:
+    from mlp_cli.render import print_train_summary
+    from mlp_cli.train import TrainResult
+
+    def summary(accuracies: list[float]) -> str:
+        history = [{"epoch": i, "val_acc": a} for i, a in enumerate(accuracies, start=1)]
+        result = TrainResult(
+            Path("runs/r"), "completed", history, 1, accuracies[0], 1.0, best_loss=0.3,
+            model_epoch=1,
+        )  # fmt: skip
+        console = Console(width=300, record=True, file=io.StringIO(), color_system=None)
+        print_train_summary(console, result)
+        return console.export_text()
+
+    # epoch 3 as accurate as the best epoch (1): nothing to gain by monitoring val_acc
+    assert "highest validation accuracy" not in summary([0.9, 0.8, 0.9])
+    assert (
+        "highest validation accuracy 91.00% at epoch 3; to keep that epoch instead: "
+        "--set training.early_stopping.monitor=val_acc"
+    ) in summary([0.9, 0.8, 0.91])
+
+
+def test_the_input_in_a_console_one_column_narrower_is_shrunk_keeping_its_last_column() -> None:
+    image = np.zeros((28, 28), np.float32)
+    image[:, 27] = 1.0  # ink in the last column alone, which cutting to 27 would lose
+    prediction = Prediction("p.png", 1, 0.9, [0.05, 0.9, 0.05], image)
+    console = Console(width=27, record=True, file=io.StringIO(), color_system=None)
+    print_prediction(console, prediction, ["0", "1", "2"], True)
+    picture = [
+        line for line in console.export_text().splitlines() if line and set(line) <= set(RAMP)
+    ]
+    assert len(picture) == 14  # two pixel rows a line
+    assert all(line[-1] != " " for line in picture)
+
+
+def test_a_resumed_run_says_after_which_epoch_it_goes_on() -> None:
+    from mlp_cli.config import config_from_dict
+
+    cfg = config_from_dict({"model": {"layers": [784, 10]}, "data": {"validation_size": 0}}, "t")
+    info = {"run_dir": "runs/t", "epochs": 5, "n_train": 60_000, "n_val": 0, "parameters": 7850}
+    for start, said in ((0, False), (3, True)):
+        console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+        display = TrainDisplay(console, cfg)
+        display.on_train_start({**info, "start_epoch": start})
+        display.close()
+        assert ("resuming after epoch 3" in console.export_text()) is said
+
+
+def test_the_most_probable_class_has_the_green_bar() -> None:
+    bars = probability_bars([0.2, 0.7, 0.1], ["a", "b", "c"])
+    styles = [str(span.style) for span in bars.spans if span.style]
+    assert styles == ["cyan", "bold green", "cyan"]
+
+
+def test_an_empty_batch_of_predictions_prints_nothing_not_even_the_header() -> None:
+    image = np.zeros((28, 28), np.float32)
+    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    rows = PredictionRows(console, ["0", "1"], ["a.png"])
+    rows.print([])
+    assert console.export_text(clear=False) == ""
+    rows.print([Prediction("a.png", 1, 0.9, [0.1, 0.9], image)])
+    assert console.export_text().split()[:5] == [
+        "file",
+        "digit",
+        "probability",
+        "runner-up",
+        "probability",
+    ]

@@ -5,6 +5,7 @@ and slow clients, and the command itself started and stopped with Ctrl-C."""
 from __future__ import annotations
 
 import base64
+import errno
 import http.client
 import io
 import itertools
@@ -223,6 +224,21 @@ def test_predict_answers_what_mlp_predict_answers_for_the_same_png(
     assert np.allclose(answer["hidden"][0], np.maximum(f["W1"] @ x + f["b1"], 0), atol=1e-3)
 
 
+def test_hidden_activations_are_sent_to_four_decimals(running: Running, tmp_path: Path) -> None:
+    png = seven_png()
+    _, answer = running.json("POST", "/api/predict", png, "image/png")
+    (tmp_path / "upload").write_bytes(png)
+    saved = checkpoint.load(running.runs / "small" / "model.npz")
+    [([expected], _)] = predict_batches(saved, [tmp_path / "upload"])
+    f = np.load(running.runs / "small" / "model.npz")
+    x = (expected.image.ravel() - 0.13) / 0.3
+    exact = np.maximum(f["W1"] @ x + f["b1"], 0)  # (16,)
+    # rounded to 4 decimals, each is within half of 0.0001 of the exact activation
+    assert np.abs(np.array(answer["hidden"][0]) - exact).max() <= 5e-5 + 1e-6
+    hidden = np.array(answer["hidden"][0], np.float32)  # float32 values, as the model's
+    assert np.array_equal(hidden, np.round(hidden, 4))
+
+
 def test_the_answer_is_written_as_json_dumps_writes_it(running: Running, tmp_path: Path) -> None:
     png = seven_png()
     status, _, body = running.request("POST", "/api/predict", png, {"Content-Type": "image/png"})
@@ -278,6 +294,79 @@ def test_json_canvas_forms_give_the_same_answer(running: Running) -> None:
     assert [len(layer) for layer in by_png["hidden"]] == [12, 8]
     assert len(by_png["input"]) == 28
     assert {len(row) for row in by_png["input"]} == {28}
+
+
+def test_a_json_canvas_is_read_as_its_pixels_say(running: Running) -> None:
+    png = seven_png()
+    # bare base64, without the data URL's "data:image/png;base64," before it
+    bare = json.dumps({"image": base64.b64encode(png).decode()}).encode()
+    assert np.array_equal(
+        np.asarray(serve.image_from_json(bare)), np.asarray(Image.open(io.BytesIO(png)))
+    )
+    # grey levels are rounded to the nearest whole level, row by row
+    pixels = json.dumps({"width": 3, "height": 2, "pixels": [0, 127.6, 255, 0.4, 1.5, 254.5]})
+    grey = np.asarray(serve.image_from_json(pixels.encode()))
+    assert grey.tolist() == [[0, 128, 255], [0, 2, 254]]  # halves to even, as np.rint
+
+
+@pytest.mark.parametrize(
+    ("canvas", "words"),
+    [
+        (
+            {"width": 2, "height": 2, "pixels": [0] * 5},
+            '"pixels" holds 5 values, but width x height is 4',
+        ),
+        ({"width": 1, "height": 1, "pixels": [256]}, '"pixels" must be numbers 0-255'),
+        ({"width": 1, "height": 1, "pixels": [-0.5]}, '"pixels" must be numbers 0-255'),
+        # 4096 x 4096 is the most a canvas may have: its pixels are counted next
+        (
+            {"width": 4096, "height": 4096, "pixels": []},
+            "holds 0 values, but width x height is 16777216",
+        ),
+        (
+            {"width": 4097, "height": 4096, "pixels": []},
+            "at most 16777216 pixels in all, got 4097x4096",
+        ),
+    ],
+)
+def test_a_json_canvas_whose_pixels_do_not_fit_is_a_400(
+    running: Running, canvas: dict[str, Any], words: str
+) -> None:
+    status, answer = running.json(
+        "POST", "/api/predict", json.dumps(canvas).encode(), "application/json"
+    )
+    assert status == 400
+    assert words in answer["error"]
+
+
+def test_the_page_may_be_cached_for_a_minute_and_the_api_never(running: Running) -> None:
+    for path, cache in [("/", "max-age=60"), ("/api/model", "no-store"), ("/api/runs", "no-store")]:
+        status, headers, _ = running.request("GET", path)
+        assert status == 200
+        assert headers["Cache-Control"] == cache, path
+
+
+def test_a_head_request_gets_the_headers_alone(running: Running) -> None:
+    *_, page = running.request("GET", "/")
+    reply = raw_reply(running, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert f"Content-Length: {len(page)}".encode() in head  # as the GET's
+    assert body == b""
+
+
+def test_the_last_run_a_query_names_is_the_one_served(running: Running) -> None:
+    status, facts = running.json("GET", "/api/model?run=small&run=deep")
+    assert status == 200
+    assert facts["name"] == "deep"
+
+
+def test_a_content_type_is_read_in_any_case(running: Running) -> None:
+    status, answer = running.json("POST", "/api/predict", seven_png(), "Image/PNG")
+    assert status == 200, answer
+    status, answer = running.json("POST", "/api/predict", b"", "Application/JSON")
+    assert status == 400
+    assert answer["error"] == "the request body is empty; send an image"
 
 
 def test_no_cors_headers_for_other_origins(running: Running) -> None:
@@ -429,6 +518,8 @@ BAD: dict[str, tuple[str, str, bytes | None, str, int, str]] = {
     "python source": ("GET", "/static/serve.py", None, "", 404, "nothing at"),
     "get predict": ("GET", "/api/predict", None, "", 405, "POST"),
     "post elsewhere": ("POST", "/", b"x", "image/png", 404, "/api/predict"),
+    "post unknown api": ("POST", "/api/nothing", b"x", "image/png", 404, "/api/predict"),
+    "post model": ("POST", "/api/model", b"x", "image/png", 405, "/api/predict"),
     "delete": ("DELETE", "/api/model", None, "", 405, "not supported"),
     "unknown run": ("GET", "/api/model?run=nope", None, "", 404, "no run named"),
     "run traversal": ("GET", "/api/model?run=../runs/small", None, "", 404, "no run named"),
@@ -539,6 +630,17 @@ def test_errors_about_a_sent_picture_read_as_sentences(running: Running) -> None
     status, answer = running.json("POST", "/api/predict", text, "application/json")
     assert status == 400
     assert answer["error"].startswith("Image in the JSON body is not an image"), answer["error"]
+
+
+def test_a_client_sending_a_body_a_few_times_over_the_limit_gets_its_413(
+    running: Running,
+) -> None:
+    # Read and dropped after the answer: cut off unread, a body larger than the socket's
+    # buffers would end in a reset connection for a client still sending it.
+    body = b"\0" * (3 * running.server.max_body)
+    status, _, data = running.request("POST", "/api/predict", body, {"Content-Type": "image/png"})
+    assert status == 413
+    assert "limit" in json.loads(data)["error"]
 
 
 def test_a_body_over_the_limit_is_refused_unread(running: Running) -> None:
@@ -1094,6 +1196,57 @@ def test_a_bad_number_of_workers_is_a_usage_error(tmp_path: Path, value: str, wo
     assert "Traceback" not in result.stderr
 
 
+def test_a_port_this_user_may_not_take_is_a_clean_error_naming_the_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socketserver
+
+    def refused(self: Any) -> None:  # as binding a port below 1024 fails for most users
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(socketserver.TCPServer, "server_bind", refused)
+    model = save_model(tmp_path / "runs" / "m" / "model.npz", [784, 16, 10], seed=0)
+    with pytest.raises(UsageError) as refused_port:
+        Server(Models(model, tmp_path / "runs"), "127.0.0.1", 80)
+    assert str(refused_port.value) == (
+        "cannot listen on 127.0.0.1 port 80: Permission denied. Choose another --port (0 picks"
+        " a free one) or stop what is using it."
+    )
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_an_ipv6_servers_address_is_written_in_brackets(tmp_path: Path) -> None:
+    model = save_model(tmp_path / "runs" / "m" / "model.npz", [784, 16, 10], seed=0)
+    try:
+        server = Server(Models(model, tmp_path / "runs"), "::1", 0)
+    except UsageError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        assert server.url == f"http://[::1]:{server.server_address[1]}/"
+    finally:
+        server.server_close()
+
+
+def test_a_request_target_without_its_leading_slash_is_not_a_file(running: Running) -> None:
+    reply = raw_reply(running, b"GET app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 404")
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (3, 3), (4, 4), (16, 4)])
+def test_the_default_is_a_worker_per_core_and_at_most_four(
+    monkeypatch: pytest.MonkeyPatch, cores: int, workers: int
+) -> None:
+    monkeypatch.setattr(serve, "usable_cores", lambda: cores)
+    assert serve.default_workers() == workers
+
+
+def test_the_latest_run_is_served_under_its_own_name(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    save_model(runs / "r7" / "model.npz", [784, 16, 10], seed=0)
+    (runs / "latest").symlink_to("r7")
+    assert Models(runs / "latest", runs).default.name == "r7"
+
+
 def test_a_port_in_use_is_a_clean_error(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -1201,6 +1354,19 @@ def test_the_run_menu_lists_only_runs_a_request_can_name(
     monkeypatch.setattr(Path, "is_file", refused)
     models = Models(runs / "small", runs)
     assert sorted(models.run_names()) == ["deep", "small"]
+
+
+def test_the_run_menu_lists_the_newest_first_and_not_the_latest_link(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for age, name in enumerate(["new", "middle", "old"]):
+        model = save_model(runs / name / "model.npz", [784, 16, 10], seed=age)
+        os.utime(model, (1_000_000 - age * 1000, 1_000_000 - age * 1000))
+    (runs / "latest").symlink_to("new")  # a pointer to a run, not a run
+    models = Models(runs / "old", runs)
+    assert models.run_names() == ["new", "middle", "old"]
+    with pytest.raises(RequestError) as refused:
+        models.get("latest")
+    assert refused.value.status == HTTPStatus.NOT_FOUND
 
 
 def test_an_address_not_of_this_machine_is_named_as_the_problem(tmp_path: Path) -> None:

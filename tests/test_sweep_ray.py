@@ -404,6 +404,7 @@ def test_without_ray_the_engine_says_how_to_install_it(
     [
         ("localhost", "HOST:PORT"),
         ("127.0.0.1:99999", "HOST:PORT"),
+        ("127.0.0.1:0", "HOST:PORT"),  # port 0 is "any free port" to a listener, none to join
         ("127.0.0.1:x", "HOST:PORT"),
         ("127.0.0.1:\u00b2", "HOST:PORT"),  # a digit to str.isdigit, not to int()
         ("a" * 64 + ":6379", "HOST:PORT"),  # a label longer than a host name's 63 characters
@@ -427,11 +428,12 @@ def test_a_malformed_address_is_a_usage_error(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])  # an IPv6 address keeps its brackets
 def test_an_address_where_no_cluster_answers_is_a_usage_error_at_once(
-    tmp_path: Path, ray_tune: None
+    tmp_path: Path, ray_tune: None, host: str
 ) -> None:
     path = write_sweep(tmp_path, SWEEP)
-    address = f"127.0.0.1:{free_port()}"
+    address = f"{host}:{free_port()}"
     started = time.monotonic()
     code, _out, err = mlp("sweep", str(path), "--engine", "ray", "--address", address)
     assert code == 2, err
@@ -617,3 +619,76 @@ def test_a_metrics_file_larger_than_mlp_reads_stays_behind_when_a_trial_resumes(
     assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE]
     os.truncate(trial / METRICS_FILE, MAX_METRICS_BYTES + 1)  # read whole, it would fill memory
     assert sorted(sweep_ray._run_files(trial)) == [CHECKPOINT_FILE, CONFIG_FILE]
+
+
+@pytest.mark.parametrize(
+    ("bests", "epochs", "patience", "ended"),
+    [
+        ([], 3, None, False),
+        ([True, False], 3, None, False),
+        ([True, False, False], 3, None, True),  # all its epochs
+        ([True, False, False], 5, 2, True),  # two epochs without a new best: patience spent
+        ([True, False, True, False], 5, 2, False),
+        ([True, False], 5, 2, False),
+        ([True, True, True], 3, 2, True),  # all its epochs, though still improving
+    ],
+)
+def test_a_run_has_ended_after_its_epochs_or_its_patience(
+    bests: list[bool], epochs: int, patience: int | None, ended: bool
+) -> None:
+    from mlp_cli import sweep_ray
+
+    history = [{"epoch": i, "best": best} for i, best in enumerate(bests, start=1)]
+    assert sweep_ray._ended(history, epochs, patience) is ended
+
+
+def test_a_trial_without_a_checkpoint_takes_no_files_to_its_worker(tmp_path: Path) -> None:
+    from mlp_cli import sweep_ray
+    from mlp_cli.train import CONFIG_FILE, METRICS_FILE
+
+    trial = tmp_path / "sweep" / "t000"
+    trial.mkdir(parents=True)
+    for name in (CONFIG_FILE, METRICS_FILE):  # written before its first checkpoint
+        (trial / name).write_text(name)
+    assert sweep_ray._run_files(trial) == {}  # it starts afresh
+
+
+def test_a_copied_run_gets_its_checkpoint_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the trainer writes it last, so a copy cut short is a run cut short.
+    from mlp_cli import checkpoint, sweep_ray
+    from mlp_cli.train import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    for name in (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, "z.txt"):
+        (scratch / name).write_text(name)
+    written: list[str] = []
+    atomic_write = checkpoint.atomic_write
+
+    def record(path: Path, write: Any) -> None:
+        written.append(path.name)
+        atomic_write(path, write)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", record)
+    sweep_ray._copy_run(scratch, tmp_path / "t000")
+    assert written[-1] == CHECKPOINT_FILE
+    assert sorted(written) == sorted([CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, "z.txt"])
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs chown")
+def test_a_dead_workers_scratch_folder_of_another_user_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import sweep_ray
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", ""])  # a process that has ended
+    dead.wait()
+    folder = tmp_path / "mlp-sweep-t001-dead0000"
+    folder.mkdir()
+    (folder / "owner").write_text(f"{socket.gethostname()} {dead.pid}")
+    os.chown(folder, os.getuid() + 1, -1)  # not this user's
+    sweep_ray._remove_dead_scratch("t001")
+    assert folder.is_dir()

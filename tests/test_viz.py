@@ -189,6 +189,37 @@ def test_layer_out_of_range_is_a_usage_error(layer: int) -> None:
         viz.unit_patterns(three_layers(np.random.default_rng(8)), layer=layer)
 
 
+@pytest.mark.parametrize(
+    ("units", "layers"),
+    [
+        ((16, 10), "1 hidden layer and an output layer, numbered 1 to 2 (layer 1 hidden"),
+        (
+            (16, 12, 10),
+            "2 hidden layers and an output layer, numbered 1 to 3 (layers 1 to 2 hidden",
+        ),
+    ],
+)
+def test_a_layer_out_of_range_says_how_many_hidden_layers_there_are(
+    units: tuple[int, ...], layers: str
+) -> None:
+    rng = np.random.default_rng(8)
+    sizes = (784, *units)
+    weights = [rng.standard_normal((n_out, n_in)) for n_in, n_out in itertools.pairwise(sizes)]
+    with pytest.raises(UsageError) as refused:
+        viz.unit_patterns(weights, layer=len(units) + 1)
+    assert f"this network has {layers}, layer {len(units)} the output layer)." in str(refused.value)
+
+
+@pytest.mark.parametrize(("layer", "product"), [(4, "W4·W3·W2·W1"), (5, "W5·W4·...·W2·W1")])
+def test_a_product_of_more_than_four_matrices_is_named_by_its_ends(
+    layer: int, product: str
+) -> None:
+    rng = np.random.default_rng(8)
+    weights = [rng.standard_normal((8, 784)), *(rng.standard_normal((8, 8)) for _ in range(4))]
+    _, note = viz.unit_patterns(weights, layer=layer)
+    assert f"shown through the product {product} (linear approximation)" in note
+
+
 @pytest.mark.parametrize("layer", [2, 3])
 def test_a_layer_past_a_network_without_hidden_layers_says_it_has_none(layer: int) -> None:
     W1 = np.random.default_rng(8).standard_normal((10, 784))  # a 784-10 network
@@ -393,6 +424,23 @@ def test_curves_refuse_a_number_no_run_records(tmp_path: Path, key: str) -> None
     with pytest.raises(UsageError, match=f"record 2 has {key} = 1e\\+308"):
         viz.plot_curves(records, tmp_path / "curves.png")
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_curves_refuse_a_negative_number_beyond_float32_too(tmp_path: Path) -> None:
+    records = history(3)
+    records[1]["train_loss"] = -1e308
+    with pytest.raises(UsageError, match=r"record 2 has train_loss = -1e\+308, beyond any float32"):
+        viz.plot_curves(records, tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_a_record_without_an_epoch_is_numbered_by_its_place(tmp_path: Path) -> None:
+    # the first record, without an epoch, is epoch 1: the second's epoch 1 goes back
+    records = history(2)
+    del records[0]["epoch"]
+    records[1]["epoch"] = 1
+    with pytest.raises(UsageError, match="record 2 has epoch 1 after record 1 with epoch 1,"):
+        viz.plot_curves(records, tmp_path / "curves.png")
 
 
 def test_curves_refuse_an_integer_beyond_any_float(tmp_path: Path) -> None:
@@ -753,3 +801,138 @@ def test_the_log_axis_labels_of_a_few_random_draws_stand_clear_of_each_other(
     assert len(boxes) >= 2
     boxes.sort(key=lambda box: box.x0)
     assert all(left.x1 < right.x0 for left, right in itertools.pairwise(boxes))
+
+
+def test_the_hidden_units_picture_is_named_as_the_readme_says(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    assert viz.hidden_png_path(run / "model.npz") == run / "hidden.png"
+    assert viz.hidden_png_path(run / "model.npz", 2) == run / "hidden-layer2.png"
+    assert viz.hidden_png_path(tmp_path / "mine.npz") == tmp_path / "mine-hidden.png"
+    (tmp_path / "runs" / "latest").symlink_to("r1")  # the run it points to is named
+    assert viz.hidden_png_path(tmp_path / "runs" / "latest" / "model.npz") == run / "hidden.png"
+
+
+def test_a_large_tiles_label_is_at_most_14_pixels_tall() -> None:
+    # Tiles of 28 x 4 = 112 pixels: 16% of them would be 17-pixel digits; labels stop at 14,
+    # in a box 2 pixels taller, so that they never cover much of a tile.
+    patterns = np.random.default_rng(5).standard_normal((4, 784))
+    labelled = np.asarray(viz.tile_grid(patterns, 28, scale=4, legend=False))
+    edge = labelled[SEP : SEP + 112, SEP]  # the left edge of the first tile, top down
+    boxed = np.all(edge == viz.LABEL_BOX_RGB, axis=1)
+    assert boxed[:16].all()
+    assert not boxed[16:].any()
+
+
+@pytest.mark.parametrize(("units", "drawn", "title"), [
+    (1024, 1024, "note"),
+    (1025, 1024, "note; the first 1,024 of 1,025 units"),
+])  # fmt: skip
+def test_the_picture_of_hidden_units_draws_the_first_1024_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, units: int, drawn: int, title: str
+) -> None:
+    asked: list[tuple[int, str | None]] = []
+
+    def tile_grid(patterns: np.ndarray, side: int, *, title: str | None = None) -> Any:
+        asked.append((len(patterns), title))
+        return Image.new("RGB", (1, 1))
+
+    monkeypatch.setattr(viz, "tile_grid", tile_grid)  # the drawing itself is tested above
+    viz.save_hidden_png(np.ones((units, 4)), 2, tmp_path / "hidden.png", "note")
+    assert asked == [(drawn, title)]
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The figures viz draws, kept to be looked at instead of saved."""
+    kept: list[Any] = []
+
+    def keep(fig: Any, out: Path) -> Path:
+        kept.append(fig)
+        return out
+
+    monkeypatch.setattr(viz, "_save_figure", keep)
+    return kept
+
+
+@pytest.mark.parametrize(
+    ("rates", "scale"), [([0.1, 0.05, 0.005], "log"), ([0.1, 0.05, 0.02], "linear")]
+)
+def test_the_learning_rate_panel_is_logarithmic_beyond_10x_and_titled_with_the_last(
+    figures: list[Any], tmp_path: Path, rates: list[float], scale: str
+) -> None:
+    records = history(3)
+    for record, lr in zip(records, rates, strict=True):
+        record["lr"] = lr
+    viz.plot_curves(records, tmp_path / "curves.png")
+    panel = figures[0].axes[2]
+    assert panel.get_yscale() == scale  # 0.1 / 0.005 is 20x, 0.1 / 0.02 is 5x
+    assert panel.get_title() == f"learning rate\nlast: {rates[-1]:g}"
+
+
+def test_a_confusion_matrix_of_fractions_is_titled_and_filled_with_two_decimals(
+    figures: list[Any], tmp_path: Path
+) -> None:
+    viz.plot_confusion(np.array([[0.5, 0.25], [0.0, 0.25]]), tmp_path / "c.png")
+    viz.plot_confusion(np.array([[3, 1], [0, 1]]), tmp_path / "c.png")
+    fractions, counts = (fig.axes[0] for fig in figures)
+    assert fractions.get_title() == "confusion matrix: 0.75 of 1.00 correct (75.00%)"
+    assert [t.get_text() for t in fractions.texts] == ["0.50", "0.25", "0.00", "0.25"]
+    assert counts.get_title() == "confusion matrix: 4 of 5 correct (80.00%)"
+    assert [t.get_text() for t in counts.texts] == ["3", "1", "0", "1"]
+
+
+def test_a_confusion_pictures_class_names_are_cut_to_20_characters(
+    figures: list[Any], tmp_path: Path
+) -> None:
+    names = ["a" * 20, "b" * 21]
+    viz.plot_confusion(np.eye(2), tmp_path / "c.png", class_names=names)
+    ticks = [t.get_text() for t in figures[0].axes[0].get_xticklabels()]
+    assert ticks == ["a" * 20, "b" * 17 + "..."]
+
+
+def test_a_gallery_of_more_images_than_it_draws_says_how_many_it_shows(
+    figures: list[Any], tmp_path: Path
+) -> None:
+    images = np.zeros((3, 28, 28), np.uint8)
+    labels = ([1, 2, 3], [7, 2, 5], [0.9, 0.8, 0.7])
+    viz.save_gallery(images, *labels, tmp_path / "g.png", max_images=2)
+    viz.save_gallery(images, *labels, tmp_path / "g.png")
+    cut, whole = (" ".join(fig.get_suptitle().split()) for fig in figures)
+    assert cut.endswith("(model's probability for its prediction); first 2 of 3")
+    assert whole.endswith("(model's probability for its prediction)")
+
+
+def test_a_gallery_names_a_class_beyond_the_models_names_by_its_number(
+    figures: list[Any], tmp_path: Path
+) -> None:
+    images = np.zeros((1, 28, 28), np.uint8)
+    viz.save_gallery(images, [0], [2], [0.9], tmp_path / "g.png", class_names=["zero", "one"])
+    assert figures[0].axes[0].get_xlabel() == "true zero\n→ pred 2\n(90%)"
+
+
+def test_a_sweeps_trials_stopped_early_are_drawn_hollow_and_the_title_says_so(
+    figures: list[Any], tmp_path: Path
+) -> None:
+    points = {"optimizer.lr": [(0.1, 0.5, "completed"), (0.2, 0.6, "pruned")]}
+    viz.sweep_figure(points, {}, "val_loss", "sweep s", tmp_path / "s.png")
+    viz.sweep_figure(
+        {"optimizer.lr": points["optimizer.lr"][:1]}, {}, "val_loss", "sweep s", tmp_path / "s.png"
+    )
+    stopped, finished = figures
+    faces = [line.get_markerfacecolor() for line in stopped.axes[0].lines]
+    assert faces[1] == "none"  # hollow
+    assert faces[0] != "none"
+    assert stopped.get_suptitle() == "sweep s: hollow markers are trials stopped early"
+    assert finished.get_suptitle() == "sweep s"
+
+
+@pytest.mark.parametrize(("cols", "most"), [(0, 100), (10, 0)])
+def test_a_gallery_of_no_columns_or_no_images_is_refused(
+    tmp_path: Path, cols: int, most: int
+) -> None:
+    images = np.zeros((1, 28, 28), np.uint8)
+    with pytest.raises(UsageError) as refused:
+        viz.save_gallery(images, [0], [1], [0.9], tmp_path / "g.png", cols=cols, max_images=most)
+    assert str(refused.value) == f"cols and max_images must be at least 1, got {cols} and {most}."
+    assert not (tmp_path / "g.png").exists()
