@@ -1015,7 +1015,9 @@ def evaluate(
 
         # Pictures are named by the image's index in its MNIST file, not in the split.
         total = len(labels) if split == "test" else MNIST_TRAINING_IMAGES
-        write_mistakes(result, images, misclassified, count, split_rows(saved, split, total))
+        written = write_mistakes(
+            result, images, misclassified, count, split_rows(saved, split, total)
+        )
     if plot is not None:
         from mlp_cli.checkpoint import MODEL_FILE
         from mlp_cli.limits import percent
@@ -1031,7 +1033,13 @@ def evaluate(
             title=f"{run}: {split} split, accuracy {percent(result.accuracy)}",
         )
     if json_:
-        typer.echo(json_text({**_model_json(path, saved), **result.to_json()}))
+        # The pictures' paths, which the human output prints, in fields of their own.
+        report = {**_model_json(path, saved), **result.to_json()}
+        if misclassified is not None:
+            report["misclassified"] = written
+        if plot is not None:
+            report["plot"] = plot
+        typer.echo(json_text(report))
         return
     print_evaluation(console, result, path)
     if misclassified is not None:
