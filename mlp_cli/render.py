@@ -345,6 +345,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
                 f"highest validation accuracy {_pct(peak['val_acc'])} at epoch {peak['epoch']}; "
                 f"{hint}",
                 highlight=False,
+                soft_wrap=True,  # settings to copy: never broken across lines
             )
     if result.curves is not None:
         console.print(
