@@ -1042,7 +1042,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score a trained model on an MNIST split: accuracy, loss, per-class metrics, confusions."""
-    from mlp_cli.evaluate import check_plot_apart, split_images, write_mistakes
+    from mlp_cli.evaluate import check_plot_apart, split_images, split_rows, write_mistakes
     from mlp_cli.evaluate import evaluate as run_evaluation
     from mlp_cli.outputs import check_folder, check_picture
     from mlp_cli.render import print_evaluation
@@ -1058,7 +1058,13 @@ def evaluate(
         images, labels = split_images(saved, split, progressbar=notices)
     result = run_evaluation(saved, images, labels, split)
     if misclassified is not None:
-        write_mistakes(result, images, misclassified, count)
+        from mlp_cli.limits import MNIST_TRAINING_IMAGES
+
+        # Pictures are named by the image's index in its MNIST file, not in the split.
+        total = len(labels) if split == "test" else MNIST_TRAINING_IMAGES
+        written = write_mistakes(
+            result, images, misclassified, count, split_rows(saved, split, total)
+        )
     if plot is not None:
         from mlp_cli.checkpoint import MODEL_FILE
         from mlp_cli.limits import percent
@@ -1074,7 +1080,13 @@ def evaluate(
             title=f"{run}: {split} split, accuracy {percent(result.accuracy)}",
         )
     if json_:
-        typer.echo(json_text({**_model_json(path, saved), **result.to_json()}))
+        # The pictures' paths, which the human output prints, in fields of their own.
+        report = {**_model_json(path, saved), **result.to_json()}
+        if misclassified is not None:
+            report["misclassified"] = written
+        if plot is not None:
+            report["plot"] = plot
+        typer.echo(json_text(report))
         return
     print_evaluation(console, result, path)
     if misclassified is not None:

@@ -54,11 +54,22 @@ def split_images(
             "images; use --split test, or --split train for the images it was trained on"
         )
     images, labels = data.load_mnist("train", progressbar=progressbar)
-    train_idx, val_idx = data.validation_split(
-        len(labels), config.data.validation_size, config.training.seed
-    )
-    idx = val_idx if split == "val" else train_idx
+    idx = split_rows(saved, split, len(labels))
     return images[idx], labels[idx]
+
+
+def split_rows(saved: SavedModel, split: Split, total: int) -> NDArray[np.int64]:
+    """The indices (ascending) in its MNIST file of ``total`` images (the test file for
+    "test", the training file otherwise) of each image `split_images` gives."""
+    from mlp_cli import data
+
+    if split == "test":
+        return np.arange(total, dtype=np.int64)
+    config = saved.meta.config or SavedConfig()
+    train_idx, val_idx = data.validation_split(
+        total, config.data.validation_size, config.training.seed
+    )
+    return val_idx if split == "val" else train_idx
 
 
 def check_scorable(saved: SavedModel) -> None:
@@ -210,11 +221,17 @@ def check_plot_apart(folder: Path, plot: Path) -> None:
 
 
 def write_mistakes(
-    result: Evaluation, images: NDArray[np.uint8], folder: Path, count: int
+    result: Evaluation,
+    images: NDArray[np.uint8],
+    folder: Path,
+    count: int,
+    rows: NDArray[np.int64] | None = None,
 ) -> list[Path]:
     """Write the `count` most confident mistakes as PNGs, and a gallery of them, into
     `folder`; returns the files written.  Every file is checked before the first is written
-    (`outputs.check_picture`), so a refusal leaves the folder as it was.
+    (`outputs.check_picture`), so a refusal leaves the folder as it was.  A picture's name
+    holds the image's index in its MNIST file, `rows[i]` for `images[i]` (`split_rows`;
+    by default i itself).
 
     Pictures an earlier call wrote there (mlp's mark, and a name of the kind it gives them)
     that this call does not write again are removed first, so the folder shows this
@@ -228,7 +245,8 @@ def write_mistakes(
     for rank, i in enumerate(worst, start=1):
         true, pred = int(result.labels[i]), int(result.predictions[i])
         true_name, pred_name = _file_safe(names[true], true), _file_safe(names[pred], pred)
-        files.append(folder / f"{rank:03d}-index{i}-true{true_name}-pred{pred_name}.png")
+        index = i if rows is None else rows[i]
+        files.append(folder / f"{rank:03d}-index{index}-true{true_name}-pred{pred_name}.png")
     gallery = [folder / GALLERY_FILE] if len(worst) else []
     for file in files + gallery:
         outputs.check_picture(file, "picture of a mistake", outputs.IMAGE_SUFFIXES)

@@ -19,7 +19,7 @@ knows, because runtimes refuse models whose IR version is newer than their own; 
 properties carry what the ``.npz`` metadata says (format, layers, activations, class names,
 preprocessing, training summary, data hashes), as JSON where a value is structured.
 
-`onnx` and `onnxruntime` are an optional extra (``mlp-cli[export]``), imported only here
+`onnx` and `onnxruntime` are an optional extra (``export``), imported only here
 and only when asked for.  Left out on purpose: other formats, quantisation, and graph
 optimisation (runtimes fuse Gemm and activation themselves).
 """
@@ -73,7 +73,9 @@ OPSET = 17  # ONNX operator set: Softmax/ArgMax as used here are unchanged since
 IR_VERSION = 8  # the IR version that opset 17 came with (onnx 1.12); onnxruntime >= 1.13 loads it
 INPUT, PROBABILITIES, LABEL = "pixels", "probabilities", "label"
 TOLERANCE = 1e-5  # largest probability difference `verify` accepts from our forward pass
-INSTALL_HINT = "pip install 'mlp-cli[export]'"
+# The export extra's requirements, which pip can install wherever mlp came from (mlp itself
+# is on no package index, so `pip install 'mlp-cli[export]'` would find nothing).
+INSTALL_HINT = "pip install 'onnx>=1.14' 'onnxruntime>=1.16'"
 MAX_BYTES = 2**31 - 2**24  # protobuf's 2 GiB message limit, less room for the graph itself
 
 # Our activation name -> (ONNX operator, its attributes).  Tests hold these tables equal to
@@ -98,8 +100,8 @@ def _require(name: str) -> ModuleType:
     except ImportError as exc:
         raise UsageError(
             f"exporting to ONNX needs the '{name}' package, which is not installed "
-            f"({exc}). Install the export extra with `{INSTALL_HINT}` (or `pip install "
-            "onnx onnxruntime`) and run the command again."
+            f"({exc}). Install the export extra's packages with `{INSTALL_HINT}` (in a "
+            "clone of mlp, `pip install '.[export]'`) and run the command again."
         ) from None
 
 

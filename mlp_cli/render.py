@@ -332,10 +332,20 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             and result.best_accuracy is not None
             and peak["val_acc"] > result.best_accuracy
         ):
+            # Without restore_best, model.npz keeps the last epoch whatever is monitored.
+            switch = "--set training.early_stopping.monitor=val_acc" + (
+                "" if result.restore_best else " --set training.early_stopping.restore_best=true"
+            )
+            hint = (
+                f"its weights are in {MODEL_FILE}"
+                if peak["epoch"] == result.model_epoch
+                else f"to keep that epoch instead: {switch}"
+            )
             console.print(
                 f"highest validation accuracy {_pct(peak['val_acc'])} at epoch {peak['epoch']}; "
-                "to keep that epoch instead: --set training.early_stopping.monitor=val_acc",
+                f"{hint}",
                 highlight=False,
+                soft_wrap=True,  # settings to copy: never broken across lines
             )
     if result.curves is not None:
         console.print(

@@ -835,6 +835,10 @@ def run_trial(
             _clear_unsaved(run_dir)
             trainer = training.start(cfg, data, run_dir, link=False)
         result = trainer.run(Reporter(), lambda: bool(stop_here) or should_stop())
+        if stop_here and result.status == "interrupted" and not result.model_epoch:
+            # Pruning ends the trial, but a run that keeps no best epoch (restore_best off)
+            # saves model.npz only at its end: its last epoch's weights are the trial's model.
+            trainer.save_model(result.status)
     except (MLPError, ArithmeticError, ValueError, OSError) as exc:  # LinAlgError: a ValueError
         reason = str(exc) if isinstance(exc, MLPError) else f"{type(exc).__name__}: {exc}"
         # Only training gone wrong is the trial's result: it would go wrong again. Anything

@@ -60,7 +60,9 @@ from mlp_cli.train import (
     METRICS_FILE,
 )
 
-INSTALL_HINT = "pip install 'mlp-cli[ray]'"
+# The ray extra's requirement, which pip can install wherever mlp came from (mlp itself is
+# on no package index, so `pip install 'mlp-cli[ray]'` would find nothing).
+INSTALL_HINT = "pip install 'ray[tune]>=2.41'"
 # Ray Tune's own folder of the sweep (experiment state, checkpoints) when none is given:
 # ray-XXXXXXXX in the sweep folder, new for each run.
 STORAGE_DIR = "ray"
@@ -80,8 +82,9 @@ _SHOWN_ADDRESS = 300
 
 def _missing(reason: str) -> UsageError:
     return UsageError(
-        f"--engine ray needs Ray Tune, which is not installed here ({reason}). Install "
-        f"mlp's Ray extra with `{INSTALL_HINT}`, or run the sweep with --engine local."
+        f"--engine ray needs Ray Tune, which is not installed here ({reason}). Install it "
+        f"with `{INSTALL_HINT}` (in a clone of mlp, `pip install '.[ray]'`), or run the "
+        "sweep with --engine local."
     )
 
 

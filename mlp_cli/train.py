@@ -454,6 +454,7 @@ class TrainResult:
     monitor: str = "val_loss"  # what picked the best epoch: "val_loss" or "val_acc"
     best_loss: float | None = None  # validation loss of the best epoch
     model_epoch: int = 0  # the epoch whose weights model.npz holds (0: none saved yet)
+    restore_best: bool = True  # model.npz keeps the best epoch (false: the last one)
     curves: Path | None = None  # the learning curves drawn at the end, if any were
 
 
@@ -948,6 +949,7 @@ class Trainer:
             best_loss=st.best_loss,
             # Without a best epoch kept, model.npz is saved only at the run's end.
             model_epoch=st.best_epoch if kept_best else st.epoch if self.ended else 0,
+            restore_best=cfg.training.early_stopping.restore_best,
             curves=curves,
         )
 

@@ -1135,6 +1135,21 @@ def test_suggested_commands_are_never_broken_across_lines(
     print_train_summary(Console(file=shown, width=40), result)
     assert f"next: mlp evaluate --model {run_dir}\n" in shown.getvalue()
 
+    history = [
+        {"epoch": 1, "val_loss": 0.5, "val_acc": 0.8},
+        {"epoch": 2, "val_loss": 0.6, "val_acc": 0.9},
+    ]
+    switch = "--set training.early_stopping.monitor=val_acc"
+    for restore_best, model_epoch in ((True, 1), (False, 0)):
+        shown = io.StringIO()
+        result = TrainResult(
+            run_dir, "interrupted", history, 1, 0.8, 2.0, best_loss=0.5,
+            model_epoch=model_epoch, restore_best=restore_best,
+        )  # fmt: skip
+        print_train_summary(Console(file=shown, width=40), result)
+        keep = switch + ("" if restore_best else " --set training.early_stopping.restore_best=true")
+        assert f"to keep that epoch instead: {keep}\n" in shown.getvalue()
+
     monkeypatch.setenv("COLUMNS", "40")
     code, out, _ = run("config", "list")
     assert code == 0

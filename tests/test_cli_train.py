@@ -160,6 +160,39 @@ def test_without_restore_best_the_summary_says_model_npz_holds_the_last_epoch(
     assert "; model.npz holds epoch 12 (restore_best is off)" in out
 
 
+@pytest.mark.parametrize("epochs", [12, 3])
+def test_without_restore_best_the_hint_to_keep_the_most_accurate_epoch_holds(
+    tmp_path: Path, epochs: int
+) -> None:
+    cfg = config(tmp_path)
+    code, out, err = mlp(
+        "train",
+        "--config",
+        str(cfg),
+        "--epochs",
+        str(epochs),
+        "--set",
+        "training.early_stopping.restore_best=false",
+    )
+    assert code == 0, err
+    history = checkpoint.load(
+        tmp_path / "runs" / "unit-400-32-10" / "checkpoint.npz", checkpoint=True
+    ).meta.history
+    assert history is not None
+    accuracies = [r["val_acc"] for r in history]
+    losses = [r["val_loss"] for r in history]
+    peak = int(np.argmax(accuracies)) + 1
+    assert max(accuracies) > accuracies[int(np.argmin(losses))]
+    line = f"highest validation accuracy {100 * max(accuracies):.2f}% at epoch {peak}; "
+    if peak == epochs:  # the last epoch, which model.npz holds already
+        assert line + "its weights are in model.npz" in out
+    else:  # monitoring accuracy alone would still keep the last epoch
+        assert (
+            line + "to keep that epoch instead: --set training.early_stopping.monitor=val_acc "
+            "--set training.early_stopping.restore_best=true" in out
+        )
+
+
 def test_inspect_says_which_epoch_a_model_npz_without_restore_best_holds(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     code, _, err = mlp(

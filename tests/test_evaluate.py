@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,32 @@ def test_per_class_precision_recall_f1_and_support_by_hand() -> None:
     assert [row["recall"] for row in rows] == pytest.approx(recall, rel=1e-15)
     assert [row["f1"] for row in rows] == pytest.approx(f1, rel=1e-15)
     assert [row["support"] for row in rows] == [6, 8, 4]
+
+
+@pytest.mark.parametrize("split", ["val", "train"])
+def test_pictures_of_mistakes_are_named_by_their_index_in_the_mnist_file(
+    mnist_mirror: object, tmp_path: Path, split: str
+) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from mlp_cli import data
+    from mlp_cli.cli import app
+
+    model = save_random_model(
+        tmp_path / "m.npz", config={"data": {"validation_size": 2000}, "training": {"seed": 3}}
+    )
+    folder = tmp_path / "mistakes"
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", "--model", str(model), "--split", split, "--misclassified", str(folder)],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.stderr
+    images, labels = data.load_mnist("train")
+    names = sorted(folder.glob("*-index*.png"))
+    assert len(names) == 50
+    for name in names:
+        index, true = (int(part) for part in re.findall(r"-index(\d+)-true(\d+)-", name.name)[0])
+        assert labels[index] == true, name.name
+        assert np.array_equal(np.asarray(Image.open(name)), images[index]), name.name

@@ -36,11 +36,9 @@ from mlp_cli.preprocess import digits_to_inputs, model_inputs
 
 HAVE_ONNX = importlib.util.find_spec("onnx") is not None
 HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
-needs_onnx = pytest.mark.skipif(
-    not HAVE_ONNX, reason="onnx is not installed (pip install 'mlp-cli[export]')"
-)
+needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="onnx is not installed (pip install onnx)")
 needs_ort = pytest.mark.skipif(
-    not HAVE_ORT, reason="onnxruntime is not installed (pip install 'mlp-cli[export]')"
+    not HAVE_ORT, reason="onnxruntime is not installed (pip install onnxruntime)"
 )
 RUNTIMES = [
     pytest.param("reference", marks=needs_onnx),
@@ -557,9 +555,23 @@ def test_missing_onnx_says_how_to_install_it(
     out = tmp_path / "m.onnx"
     code, _, err = run("export", "--model", str(model_file), "--out", str(out))
     assert code == 2  # a usage error, as `mlp sweep --engine ray` without its extra
-    assert "pip install 'mlp-cli[export]'" in err
+    assert export.INSTALL_HINT in err
+    assert "mlp-cli[" not in err  # mlp is on no package index: pip would find nothing
     assert "Traceback" not in err
     assert not out.exists()
+
+
+def test_the_install_hints_name_the_extras_requirements_as_pyproject_declares_them() -> None:
+    import tomllib
+
+    from mlp_cli import sweep_ray
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for hint, extra in ((export.INSTALL_HINT, "export"), (sweep_ray.INSTALL_HINT, "ray")):
+        assert hint.split()[:2] == ["pip", "install"]
+        assert [word.strip("'") for word in hint.split()[2:]] == extras[extra]
 
 
 def test_missing_onnx_is_said_before_the_mnist_test_set_is_fetched(
@@ -569,7 +581,7 @@ def test_missing_onnx_is_said_before_the_mnist_test_set_is_fetched(
     out = tmp_path / "m.onnx"
     code, _, err = run("export", "--model", str(model_file), "--out", str(out), "--verify")
     assert code == 2
-    assert "pip install 'mlp-cli[export]'" in err
+    assert export.INSTALL_HINT in err
     assert mnist_mirror.requested == []
     assert not out.exists()
 

@@ -335,6 +335,24 @@ def test_misclassified_into_a_folder_another_evaluation_is_writing_is_refused(
     assert len(list(folder.iterdir())) == 3  # two mistakes and the gallery, no lock left
 
 
+def test_evaluate_json_names_the_pictures_it_wrote_as_the_human_output_does(
+    tmp_path: Path, run_dir: Path, fake_data: list[str]
+) -> None:
+    folder, plot = tmp_path / "out", tmp_path / "confusion.png"
+    args = ("evaluate", "--model", run_dir, "--misclassified", folder, "--count", "3")
+    code, out, err = run(*args, "--plot", plot, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    written = sorted(folder.iterdir())
+    assert len(written) == 4  # three mistakes and the gallery
+    assert sorted(report["misclassified"]) == [str(p) for p in written]
+    assert report["plot"] == str(plot)
+    assert plot.is_file()
+    code, out, err = run(*args, "--json")
+    assert code == 0, err
+    assert "plot" not in json.loads(out)  # no --plot, no picture to name
+
+
 # -- class 6: output paths are checked before the work; write errors are named ----------------
 
 

@@ -175,6 +175,21 @@ def test_model_facts_and_runs(running: Running) -> None:
     assert deep["units"] == {"count": 12, "side": 20, "columns": 4, "output": False}
 
 
+def test_a_model_holding_another_epoch_than_the_best_is_not_given_the_best_accuracy(
+    running: Running,
+) -> None:
+    # restore_best off: the file holds the last epoch, its summary the best epoch's score
+    path = save_model(running.runs / "last" / "model.npz", [784, 16, 10], seed=2)
+    saved = checkpoint.load(path)
+    meta = saved.meta.model_dump()
+    meta["training"].update(epochs_run=3, best_epoch=1, weights_from_epoch=3)
+    checkpoint.save(path, saved.weights, saved.biases, meta)
+    status, facts = running.json("GET", "/api/model?run=last")
+    assert status == 200
+    assert facts["best_epoch"] == 1
+    assert facts["val_accuracy"] is None
+
+
 def test_a_model_without_a_hidden_layer_has_no_hidden_activation(running: Running) -> None:
     save_model(running.runs / "linear" / "model.npz", [784, 10], seed=2)
     status, facts = running.json("GET", "/api/model?run=linear")

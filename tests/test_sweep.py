@@ -540,6 +540,30 @@ def test_asha_stops_trials_that_are_behind_at_a_rung(tmp_path: Path) -> None:
         assert (s.dir / t.id / "checkpoint.npz").is_file()
 
 
+def test_a_pruned_trial_that_keeps_no_best_epoch_has_its_last_epoch_in_model_npz(
+    tmp_path: Path,
+) -> None:
+    body = ASHA.replace(
+        "  training.epochs:",
+        "  training.early_stopping.restore_best: {value: false}\n  training.epochs:",
+    )
+    s = plan(write_sweep(tmp_path, body))
+    assert run_local(s, workers=1)
+    pruned = [t for t in s.trials if t.status == "pruned"]
+    assert pruned
+    for t in pruned:
+        run_dir = s.dir / t.id
+        model = checkpoint.load(run_dir / "model.npz")
+        saved = checkpoint.load(run_dir / "checkpoint.npz", checkpoint=True)
+        assert model.meta.training is not None
+        assert model.meta.training.weights_from_epoch == t.epoch == len(metrics(run_dir))
+        arrays = zip(model.weights + model.biases, saved.weights + saved.biases, strict=True)
+        for ours, theirs in arrays:
+            assert np.array_equal(ours, theirs)
+        code, _, err = mlp("inspect", "--model", str(run_dir))
+        assert code == 0, err
+
+
 def test_sweep_png_draws_a_pruned_trial_continued_by_hand_only_as_far_as_the_sweep_ran_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
