@@ -791,27 +791,18 @@ def _short_keys(keys: Sequence[str]) -> dict[str, str]:
     }
 
 
+# Columns of the trials table besides the settings, with their padding; the ranked table's
+# test column holds the epoch of the weights it scores too ("98.12% (100)").
+_SWEEP_COLUMNS_WIDTH = 78
+
+
 def sweep_table(
     sweep: Sweep, *, ranked: bool = False, width: int = 80, height: int | None = None
 ) -> Table:
     """The trials of a sweep: settings, status, epochs, the metric now and at its best, time;
     `ranked`: best first, with the best trial's test accuracy. The settings get a column
-    each where the table then fits in `width`, else share one column of ``key=value``
-    lines. With `height` (a live view), a sweep of more trials than fit shows the running
-    ones and the best."""
-    table = _trials_table(sweep, ranked, height, apart=True)
-    if sweep.varied_keys():
-        unbounded = Console(width=_UNBOUNDED)
-        if Measurement.get(unbounded, unbounded.options, table).maximum > width:
-            table = _trials_table(sweep, ranked, height, apart=False)
-    return table
-
-
-_UNBOUNDED = 10_000  # characters: a console that measures a table at its natural width
-
-
-def _trials_table(sweep: Sweep, ranked: bool, height: int | None, *, apart: bool) -> Table:
-    """`sweep_table` with a column per setting (`apart`) or one for them all."""
+    each where `width` allows, else share one column of ``key=value`` lines. With `height`
+    (a live view), a sweep of more trials than fit shows the running ones and the best."""
     from mlp_cli.sweep import ENDED, show_value
 
     metric = sweep.metric
@@ -822,6 +813,8 @@ def _trials_table(sweep: Sweep, ranked: bool, height: int | None, *, apart: bool
         key: [show_value(t.params[key]) if key in t.params else "" for t in sweep.trials]
         for key in keys
     }
+    wide = sum(max(len(names[k]), *map(len, texts[k])) + 2 for k in keys)
+    apart = wide + _SWEEP_COLUMNS_WIDTH <= width
     done = sum(t.status in ENDED for t in sweep.trials)
     title = f"sweep {sweep.name}: {done}/{len(sweep.trials)} trials ended, ranked by {metric}"
     # A live view keeps each trial to the lines `height` counts; the final table folds what
