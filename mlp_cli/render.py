@@ -791,9 +791,12 @@ def _short_keys(keys: Sequence[str]) -> dict[str, str]:
     }
 
 
-# Columns of the trials table besides the settings, with their padding; the ranked table's
-# test column holds the epoch of the weights it scores too ("98.12% (100)").
-_SWEEP_COLUMNS_WIDTH = 78
+# Characters of the ranked trials table besides the settings, at their widest cells
+# ("early_stopped", "200/200", "98.12% (171)" best and test, "1h40m") and with the three
+# characters between columns: a constant, so that a live table keeps its layout as its
+# cells fill in.  Each setting's column adds its widest cell and three more.
+_SWEEP_COLUMNS_WIDTH = 73
+_SWEEP_COLUMN_GAP = 3
 
 
 def sweep_table(
@@ -813,7 +816,7 @@ def sweep_table(
         key: [show_value(t.params[key]) if key in t.params else "" for t in sweep.trials]
         for key in keys
     }
-    wide = sum(max(len(names[k]), *map(len, texts[k])) + 2 for k in keys)
+    wide = sum(max(len(names[k]), *map(len, texts[k])) + _SWEEP_COLUMN_GAP for k in keys)
     apart = wide + _SWEEP_COLUMNS_WIDTH <= width
     done = sum(t.status in ENDED for t in sweep.trials)
     title = f"sweep {sweep.name}: {done}/{len(sweep.trials)} trials ended, ranked by {metric}"

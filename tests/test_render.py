@@ -402,6 +402,34 @@ def test_a_ranked_sweep_table_with_a_column_per_setting_holds_each_trial_on_one_
     assert apart
 
 
+def test_a_sweep_table_at_its_widest_cells_gets_its_setting_columns_just_where_they_fit() -> None:
+    # One to four settings, each trial at the widest cells the table reserves room for: the
+    # ranked table, rendered at its natural width, is where the settings get columns, and a
+    # character less folds them into one.
+    values: dict[str, list[Any]] = {
+        "optimizer.lr": [0.001, 0.0003],
+        "training.batch_size": [128, 64],
+        "model.layers": ["784-1200-1200-10", "784-800-10"],
+        "model.activation": ["relu", "sigmoid"],
+    }
+    for n in range(1, len(values) + 1):
+        trials = []
+        for i in range(2):
+            params = {key: column[i] for key, column in list(values.items())[:n]}
+            trial = Trial(f"t{i:03d}", params, {}, "early_stopped", epoch=200, epochs=200)
+            trial.last = trial.best = 0.9812
+            trial.best_epoch, trial.seconds = 171, 6000.0
+            trial.test_acc, trial.test_epoch = 0.9805, 171
+            trials.append(trial)
+        sweep = Sweep("wide", Path("runs/wide"), "val_acc", "maximize", trials)
+        _, lines = render(sweep_table(sweep, ranked=True, width=1000), width=1000)
+        natural = max(len(line.rstrip()) for line in lines[1:])  # the table's, not the title's
+        for width, apart in ((natural, True), (natural - 1, False)):
+            _, lines = render(sweep_table(sweep, ranked=True, width=width), width=width)
+            assert ("lr" in lines[1].split()) is apart, (n, width)
+            assert max(len(line.rstrip()) for line in lines) <= width, (n, width)
+
+
 def test_an_accuracy_short_of_100_percent_is_never_shown_as_100() -> None:
     # 57,999 of 58,000 training images right is 99.998%: "100.00%" would say all of them.
     confusion = np.array([[28_999, 1], [0, 29_000]])
@@ -579,11 +607,11 @@ def test_a_sweep_table_names_each_setting_and_shows_each_figure() -> None:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("width", "apart"), [(78, True), (77, False)])
+@pytest.mark.parametrize(("width", "apart"), [(80, True), (79, False)])
 def test_a_sweep_tables_settings_get_columns_of_their_own_where_they_fit(
     width: int, apart: bool
 ) -> None:
-    # "lr" over values of 4 characters, and 2 of padding: 6 columns beside the 72 of the rest
+    # "lr" over values of 4 characters, and 3 between columns: 7 beside the 73 of the rest
     trials = [_trial(f"t00{i}", {"optimizer.lr": lr}) for i, lr in enumerate((0.01, 0.02))]
     sweep = Sweep("s", Path("runs/s"), "val_acc", "maximize", trials)
     table = sweep_table(sweep, width=width)
