@@ -837,9 +837,10 @@ def run_trial(
         result = trainer.run(Reporter(), lambda: bool(stop_here) or should_stop())
     except (MLPError, ArithmeticError, ValueError, OSError) as exc:  # LinAlgError: a ValueError
         reason = str(exc) if isinstance(exc, MLPError) else f"{type(exc).__name__}: {exc}"
-        # Only training gone wrong is the trial's result: it would go wrong again. Anything
-        # else (a full disk, a failed download) leaves it for `--resume` once put right.
-        own = isinstance(exc, TrainingError | ArithmeticError | ValueError)
+        # Only the trial's own doing is its result: training gone wrong, or a config mlp
+        # refuses (a setting refused since its sweep.json was written), would go wrong again.
+        # Anything else (a full disk, a failed download) leaves it for `--resume` once put right.
+        own = isinstance(exc, TrainingError | ConfigError | ArithmeticError | ValueError)
         status = "failed" if own else "interrupted"
         return Outcome(status, reason, read_history(run_dir), time.perf_counter() - started)
     finally:

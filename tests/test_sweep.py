@@ -1577,6 +1577,26 @@ def test_a_trial_stopped_by_a_full_disk_is_left_to_resume_not_failed(
     assert [t.status for t in again.trials] == ["completed"] * 4
 
 
+def test_a_trial_whose_config_mlp_refuses_fails_and_is_not_run_again_by_resume(
+    tmp_path: Path,
+) -> None:
+    # A sweep.json keeps readable a trial config holding a setting refused since (as
+    # `mlp train` trains it no more); left interrupted, every --resume refused it again
+    # and said to resume once more, where nothing but another config can put it right.
+    s = plan(write_sweep(tmp_path, GRID))
+    diverging = s.trials[1].config
+    diverging["optimizer"] = {"name": "sgd", "lr": 0.01}
+    diverging["regularization"] = {"l2": 1000.0}
+    s.dir.mkdir(parents=True)
+    s.save()
+    loaded = Sweep.load(s.dir)
+    assert run_local(loaded, workers=1)
+    loaded.save()
+    assert [t.status for t in loaded.trials] == ["completed", "failed", "completed", "completed"]
+    assert "regularization.l2" in (loaded.trials[1].reason or "")
+    assert loaded.unfinished() == []  # nothing left for --resume
+
+
 def test_resuming_a_sweep_in_a_folder_that_takes_no_files_is_refused_before_any_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
