@@ -394,6 +394,37 @@ def test_a_run_stopped_by_a_full_disk_says_how_to_resume_it(
     assert sorted(p.name for p in run.parent.iterdir()) == ["latest", run.name]
 
 
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (errno.ENOSPC, "Free some space or choose another place, then resume the run."),
+        (errno.EFBIG, "Raise the limit on the size of files (`ulimit -f`), then resume the run."),
+    ],
+)
+def test_a_run_stopped_by_a_failed_write_says_to_resume_it_not_to_run_the_command_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, advice: str
+) -> None:
+    # "then run the command again" starts another run from nothing beside this one, whose
+    # first epoch is saved: the advice contradicted the way to resume that follows it.
+    cfg = str(config(tmp_path))
+    real = np.savez
+    saves: list[str] = []
+
+    def fails_after_epoch_1(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
+        if any(name.startswith("optimizer/") for name in arrays):
+            saves.append("checkpoint")
+            if len(saves) == 3:  # the start's, epoch 1's, then epoch 2's
+                raise OSError(code, os.strerror(code))
+        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
+
+    monkeypatch.setattr(np, "savez", fails_after_epoch_1)
+    status, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=3", "--quiet")
+    said = " ".join(err.split())
+    assert status == 1
+    assert "run the command again" not in said
+    assert f"{advice} Training stopped; the run resumes from its checkpoint after epoch 1" in said
+
+
 def test_a_tilde_in_out_or_output_dir_is_the_home_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
