@@ -55,7 +55,7 @@ from mlp_cli.config import (
     validate_as,
 )
 from mlp_cli.errors import ConfigError, MLPError, OutputError, TrainingError, UsageError
-from mlp_cli.limits import json_values_at_most, read_regular, shorten
+from mlp_cli.limits import counted, json_values_at_most, read_regular, shorten
 from mlp_cli.plain import command, shown
 from mlp_cli.stopping import STOP_SIGNALS, take_over
 from mlp_cli.threads import usable_cores
@@ -469,9 +469,8 @@ class Sweep:
             # Named apart: "epochs 3/3" would point at the two numbers that are right.
             for key, epoch in (("best_epoch", t.best_epoch), ("test_epoch", t.test_epoch)):
                 if epoch is not None and not 0 <= epoch <= t.epoch:
-                    raise ValueError(
-                        f"trial {t.id}: {key} {epoch} of a trial that ran {t.epoch} epochs"
-                    )
+                    ran = counted(t.epoch, "epoch")
+                    raise ValueError(f"trial {t.id}: {key} {epoch} of a trial that ran {ran}")
             # pydantic reads "nan" and "inf" as floats, and json.loads 1e400 as inf.
             numbers = (t.last, t.best, t.seconds, t.test_acc)
             if not all(x is None or math.isfinite(x) for x in numbers):

@@ -967,6 +967,20 @@ def test_a_sweep_state_with_an_epoch_its_trial_never_ran_names_that_epoch(tmp_pa
         assert f"(trial t000: {key} 3 of a trial that ran 0 epochs)" in err, err
 
 
+def test_a_sweep_state_with_an_epoch_past_the_one_its_trial_ran_counts_it_in_the_singular(
+    tmp_path: Path,
+) -> None:
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    trials = [{**state["trials"][0], "epoch": 1, "test_epoch": 2}, *state["trials"][1:]]
+    (good.dir / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
+    code, _, err = mlp("sweep", "show", str(good.dir))
+    assert code == 2
+    assert "(trial t000: test_epoch 2 of a trial that ran 1 epoch)" in err, err
+
+
 def test_show_json_writes_bytes_of_a_folder_name_that_are_not_utf8_as_predict_does(
     tmp_path: Path,
 ) -> None:
