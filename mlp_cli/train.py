@@ -1206,12 +1206,17 @@ def resume(
     lock = lock_run(run_dir).acquire()  # before anything is written
     try:
         trainer = Trainer(cfg, run_dir, data)
+        saved = saved or load_checkpoint(run_dir)
         before = trainer.restore(saved)
         st, done = trainer.state, trainer.state.epoch
         patience = cfg.training.early_stopping.patience
         if patience is not None and st.step == 0 and st.bad_epochs >= patience:
             raise _ended_by_early_stopping(run_dir, st, patience, cfg.training.epochs, before)
-        if done >= cfg.training.epochs:
+        # Its last epoch trained but its end not saved (model.npz on a full disk): `run`
+        # saves that end, with no epoch left to train.
+        status = saved.meta.training.status if saved.meta.training else None
+        unsaved_end = done == before.training.epochs and status == "running"
+        if done > cfg.training.epochs or (done == cfg.training.epochs and not unsaved_end):
             asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
             raise UsageError(
                 f"the run in '{shown(run_dir)}' has run {counted(done, 'epoch')}, so "

@@ -425,6 +425,38 @@ def test_a_run_stopped_by_a_failed_write_says_to_resume_it_not_to_run_the_comman
     assert f"{advice} Training stopped; the run resumes from its checkpoint after epoch 1" in said
 
 
+def test_a_run_whose_end_could_not_be_saved_resumes_as_it_says_and_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk full as the last epoch's run end writes model.npz: the error says to resume
+    # from the checkpoint after that epoch, which was refused as a run with no epoch left.
+    cfg = str(config(tmp_path))
+    real = np.savez
+
+    def full_at_the_end(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
+        ends = '"status": "completed"' in str(arrays[checkpoint.METADATA_KEY])
+        if ends and not any(name.startswith("optimizer/") for name in arrays):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
+
+    monkeypatch.setattr(np, "savez", full_at_the_end)
+    code, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=2", "--quiet")
+    run = tmp_path / "runs" / "unit-400-32-10"
+    assert code == 1
+    assert f"checkpoint after epoch 2 with: mlp train --resume {run}" in " ".join(err.split())
+    monkeypatch.setattr(np, "savez", real)  # space was freed
+    code, _, err = mlp("train", "--resume", str(run), "--quiet")
+    assert code == 0, err
+    for name in ("model.npz", "checkpoint.npz"):
+        training = checkpoint.load(run / name).meta.training
+        assert training is not None
+        assert (training.status, training.epochs_run) == ("completed", 2)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    code, _, err = mlp("train", "--resume", str(run), "--quiet")  # now it has ended
+    assert code == 2
+    assert "training.epochs must be more than 2" in " ".join(err.split())
+
+
 def test_a_tilde_in_out_or_output_dir_is_the_home_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
