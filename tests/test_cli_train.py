@@ -457,6 +457,41 @@ def test_a_run_whose_end_could_not_be_saved_resumes_as_it_says_and_ends(
     assert "training.epochs must be more than 2" in " ".join(err.split())
 
 
+def test_a_run_stopped_early_whose_end_could_not_be_saved_resumes_as_it_says_and_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk full as early stopping's run end writes model.npz: the error says to resume,
+    # which was refused as a run that early stopping had ended, its end still unsaved.
+    cfg = str(config(tmp_path))
+    real = np.savez
+
+    def full_at_the_end(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
+        ends = '"status": "early_stopped"' in str(arrays[checkpoint.METADATA_KEY])
+        if ends and not any(name.startswith("optimizer/") for name in arrays):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
+
+    monkeypatch.setattr(np, "savez", full_at_the_end)
+    patience = ("--set", "training.early_stopping.patience=1")
+    code, _, err = mlp("train", "--config", cfg, *patience, "--quiet")
+    run = tmp_path / "runs" / "unit-400-32-10"
+    assert code == 1
+    assert f"with: mlp train --resume {run}" in " ".join(err.split())
+    epochs = len((run / "metrics.jsonl").read_text().splitlines())
+    assert epochs < 12  # stopped early
+    monkeypatch.setattr(np, "savez", real)  # space was freed
+    code, _, err = mlp("train", "--resume", str(run), "--quiet")
+    assert code == 0, err
+    for name in ("model.npz", "checkpoint.npz"):
+        training = checkpoint.load(run / name).meta.training
+        assert training is not None
+        assert (training.status, training.epochs_run) == ("early_stopped", epochs)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == epochs  # none trained
+    code, _, err = mlp("train", "--resume", str(run), "--quiet")  # now it has ended
+    assert code == 2
+    assert f"ended by early stopping after epoch {epochs}" in " ".join(err.split())
+
+
 def test_a_tilde_in_out_or_output_dir_is_the_home_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
