@@ -201,7 +201,10 @@ def libraries_command(python: str, predict: Command, env: dict[str, str] | None)
     """The imports of `predict` (`libraries_of` them) in one process of ``python``, as a
     command to time beside it: the floor that mlp's own modules and work stand on."""
     modules = libraries_of(importtime_rows(predict.argv, env))
-    script = f"import importlib\nfor name in {modules!r}:\n    importlib.import_module(name)"
+    # Ended as `mlp_cli.cli.main` ends a command, with the objects frozen: the collection
+    # Python's exit would make of them is a cost mlp saves without doing without a library.
+    imports = f"import gc, importlib\nfor name in {modules!r}:\n    importlib.import_module(name)"
+    script = f"{imports}\ngc.freeze()"
     return Command(LIBRARIES, [python, "-c", script])
 
 

@@ -699,8 +699,13 @@ def train(
                 # A file of the run could not be written (a full disk): the command run again
                 # would start a new run, where this one goes on from its last checkpoint.
                 where = trainer.saved_where() if any(trainer.saved_at) else "before the first epoch"
+                # The write error's advice ends "then run the command again", which would
+                # start that new run: once the cause is put right, the run is resumed instead.
+                text, again = str(exc).rstrip(), "then run the command again."
+                if text.endswith(again):
+                    text = text.removesuffix(again) + "then resume the run."
                 raise type(exc)(
-                    f"{str(exc).rstrip()} Training stopped; the run resumes from its checkpoint "
+                    f"{text} Training stopped; the run resumes from its checkpoint "
                     f"{where} with: {command('mlp train --resume', trainer.run_dir)}"
                 ) from None
             except StdoutError as exc:

@@ -55,7 +55,7 @@ from mlp_cli.config import (
     validate_as,
 )
 from mlp_cli.errors import ConfigError, MLPError, OutputError, TrainingError, UsageError
-from mlp_cli.limits import json_values_at_most, read_regular, shorten
+from mlp_cli.limits import counted, json_values_at_most, read_regular, shorten
 from mlp_cli.plain import command, shown
 from mlp_cli.stopping import STOP_SIGNALS, take_over
 from mlp_cli.threads import usable_cores
@@ -469,9 +469,8 @@ class Sweep:
             # Named apart: "epochs 3/3" would point at the two numbers that are right.
             for key, epoch in (("best_epoch", t.best_epoch), ("test_epoch", t.test_epoch)):
                 if epoch is not None and not 0 <= epoch <= t.epoch:
-                    raise ValueError(
-                        f"trial {t.id}: {key} {epoch} of a trial that ran {t.epoch} epochs"
-                    )
+                    ran = counted(t.epoch, "epoch")
+                    raise ValueError(f"trial {t.id}: {key} {epoch} of a trial that ran {ran}")
             # pydantic reads "nan" and "inf" as floats, and json.loads 1e400 as inf.
             numbers = (t.last, t.best, t.seconds, t.test_acc)
             if not all(x is None or math.isfinite(x) for x in numbers):
@@ -841,9 +840,10 @@ def run_trial(
             trainer.save_model(result.status)
     except (MLPError, ArithmeticError, ValueError, OSError) as exc:  # LinAlgError: a ValueError
         reason = str(exc) if isinstance(exc, MLPError) else f"{type(exc).__name__}: {exc}"
-        # Only training gone wrong is the trial's result: it would go wrong again. Anything
-        # else (a full disk, a failed download) leaves it for `--resume` once put right.
-        own = isinstance(exc, TrainingError | ArithmeticError | ValueError)
+        # Only the trial's own doing is its result: training gone wrong, or a config mlp
+        # refuses (a setting refused since its sweep.json was written), would go wrong again.
+        # Anything else (a full disk, a failed download) leaves it for `--resume` once put right.
+        own = isinstance(exc, TrainingError | ConfigError | ArithmeticError | ValueError)
         status = "failed" if own else "interrupted"
         return Outcome(status, reason, read_history(run_dir), time.perf_counter() - started)
     finally:

@@ -779,9 +779,13 @@ class Trainer:
             }
         )
         status = "completed"
+        if st.epoch and st.step == 0 and patience is not None and st.bad_epochs >= patience:
+            # Stopped early, but its end was never saved (model.npz on a full disk): `resume`
+            # lets such a run through for that end alone, saved below with no epoch trained.
+            status = "early_stopped"
         session_times: list[float] = []  # this session's epochs, for noticing a slowdown
         warned = False
-        while st.epoch < epochs:
+        while st.epoch < epochs and status != "early_stopped":
             if self.perm is None:
                 self.perm = self.shuffle_rng.permutation(n_train)
             cb.on_epoch_start(st.epoch + 1, steps, st.step)
@@ -1208,12 +1212,18 @@ def resume(
     lock = lock_run(run_dir).acquire()  # before anything is written
     try:
         trainer = Trainer(cfg, run_dir, data)
+        saved = saved or load_checkpoint(run_dir)
         before = trainer.restore(saved)
         st, done = trainer.state, trainer.state.epoch
         patience = cfg.training.early_stopping.patience
-        if patience is not None and st.step == 0 and st.bad_epochs >= patience:
+        # Its last epoch trained (or its patience spent) but its end not saved (model.npz on
+        # a full disk): `run` saves that end, with no epoch left to train.
+        status = saved.meta.training.status if saved.meta.training else None
+        unsaved_end = done == before.training.epochs and status == "running"
+        unsaved_stop = status == "running" and patience == before.training.early_stopping.patience
+        if patience is not None and st.step == 0 and st.bad_epochs >= patience and not unsaved_stop:
             raise _ended_by_early_stopping(run_dir, st, patience, cfg.training.epochs, before)
-        if done >= cfg.training.epochs:
+        if done > cfg.training.epochs or (done == cfg.training.epochs and not unsaved_end):
             asked = "" if done == cfg.training.epochs else f", not {cfg.training.epochs}"
             raise UsageError(
                 f"the run in '{shown(run_dir)}' has run {counted(done, 'epoch')}, so "

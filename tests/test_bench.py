@@ -213,3 +213,27 @@ def test_the_libraries_of_a_command_are_what_it_and_mlps_modules_import_directly
         "typer._adapters",
         "PIL.Image",
     ]
+
+
+def test_the_libraries_alone_end_as_mlp_does_without_collecting_at_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`mlp_cli.cli.main` freezes the objects alive before the process exits, so Python's
+    exit does not collect them; the libraries' process does the same, or its time holds a
+    cost that mlp does not have and is no floor under the command's."""
+    import subprocess
+
+    from bench import startup
+
+    rows = [{"depth": 0, "module": "json", "self_us": 10, "cumulative_us": 10}]
+    monkeypatch.setattr(startup, "importtime_rows", lambda argv, env: rows)
+    predict = startup.Command("mlp predict IMAGE", [sys.executable, "-c", "pass"])
+    command = startup.libraries_command(sys.executable, predict, None)
+    assert command.label == startup.LIBRARIES
+    python, flag, script = command.argv
+    frozen = "import gc, sys; sys.stdout.write(str(gc.get_freeze_count()))"
+    done = subprocess.run(
+        [python, flag, f"{script}\n{frozen}"], capture_output=True, text=True, check=True
+    )
+    assert "json" in script
+    assert int(done.stdout) > 0

@@ -427,6 +427,104 @@ def test_a_run_stopped_by_a_full_disk_says_how_to_resume_it(
     assert sorted(p.name for p in run.parent.iterdir()) == ["latest", run.name]
 
 
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (errno.ENOSPC, "Free some space or choose another place, then resume the run."),
+        (errno.EFBIG, "Raise the limit on the size of files (`ulimit -f`), then resume the run."),
+    ],
+)
+def test_a_run_stopped_by_a_failed_write_says_to_resume_it_not_to_run_the_command_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, advice: str
+) -> None:
+    # "then run the command again" starts another run from nothing beside this one, whose
+    # first epoch is saved: the advice contradicted the way to resume that follows it.
+    cfg = str(config(tmp_path))
+    real = np.savez
+    saves: list[str] = []
+
+    def fails_after_epoch_1(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
+        if any(name.startswith("optimizer/") for name in arrays):
+            saves.append("checkpoint")
+            if len(saves) == 3:  # the start's, epoch 1's, then epoch 2's
+                raise OSError(code, os.strerror(code))
+        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
+
+    monkeypatch.setattr(np, "savez", fails_after_epoch_1)
+    status, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=3", "--quiet")
+    said = " ".join(err.split())
+    assert status == 1
+    assert "run the command again" not in said
+    assert f"{advice} Training stopped; the run resumes from its checkpoint after epoch 1" in said
+
+
+def test_a_run_whose_end_could_not_be_saved_resumes_as_it_says_and_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk full as the last epoch's run end writes model.npz: the error says to resume
+    # from the checkpoint after that epoch, which was refused as a run with no epoch left.
+    cfg = str(config(tmp_path))
+    real = np.savez
+
+    def full_at_the_end(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
+        ends = '"status": "completed"' in str(arrays[checkpoint.METADATA_KEY])
+        if ends and not any(name.startswith("optimizer/") for name in arrays):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
+
+    monkeypatch.setattr(np, "savez", full_at_the_end)
+    code, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=2", "--quiet")
+    run = tmp_path / "runs" / "unit-400-32-10"
+    assert code == 1
+    assert f"checkpoint after epoch 2 with: mlp train --resume {run}" in " ".join(err.split())
+    monkeypatch.setattr(np, "savez", real)  # space was freed
+    code, _, err = mlp("train", "--resume", str(run), "--quiet")
+    assert code == 0, err
+    for name in ("model.npz", "checkpoint.npz"):
+        training = checkpoint.load(run / name).meta.training
+        assert training is not None
+        assert (training.status, training.epochs_run) == ("completed", 2)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    code, _, err = mlp("train", "--resume", str(run), "--quiet")  # now it has ended
+    assert code == 2
+    assert "training.epochs must be more than 2" in " ".join(err.split())
+
+
+def test_a_run_stopped_early_whose_end_could_not_be_saved_resumes_as_it_says_and_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk full as early stopping's run end writes model.npz: the error says to resume,
+    # which was refused as a run that early stopping had ended, its end still unsaved.
+    cfg = str(config(tmp_path))
+    real = np.savez
+
+    def full_at_the_end(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
+        ends = '"status": "early_stopped"' in str(arrays[checkpoint.METADATA_KEY])
+        if ends and not any(name.startswith("optimizer/") for name in arrays):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
+
+    monkeypatch.setattr(np, "savez", full_at_the_end)
+    patience = ("--set", "training.early_stopping.patience=1")
+    code, _, err = mlp("train", "--config", cfg, *patience, "--quiet")
+    run = tmp_path / "runs" / "unit-400-32-10"
+    assert code == 1
+    assert f"with: mlp train --resume {run}" in " ".join(err.split())
+    epochs = len((run / "metrics.jsonl").read_text().splitlines())
+    assert epochs < 12  # stopped early
+    monkeypatch.setattr(np, "savez", real)  # space was freed
+    code, _, err = mlp("train", "--resume", str(run), "--quiet")
+    assert code == 0, err
+    for name in ("model.npz", "checkpoint.npz"):
+        training = checkpoint.load(run / name).meta.training
+        assert training is not None
+        assert (training.status, training.epochs_run) == ("early_stopped", epochs)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == epochs  # none trained
+    code, _, err = mlp("train", "--resume", str(run), "--quiet")  # now it has ended
+    assert code == 2
+    assert f"ended by early stopping after epoch {epochs}" in " ".join(err.split())
+
+
 def test_a_tilde_in_out_or_output_dir_is_the_home_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

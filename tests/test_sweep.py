@@ -991,6 +991,20 @@ def test_a_sweep_state_with_an_epoch_its_trial_never_ran_names_that_epoch(tmp_pa
         assert f"(trial t000: {key} 3 of a trial that ran 0 epochs)" in err, err
 
 
+def test_a_sweep_state_with_an_epoch_past_the_one_its_trial_ran_counts_it_in_the_singular(
+    tmp_path: Path,
+) -> None:
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    state = json.loads((good.dir / "sweep.json").read_text())
+    trials = [{**state["trials"][0], "epoch": 1, "test_epoch": 2}, *state["trials"][1:]]
+    (good.dir / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
+    code, _, err = mlp("sweep", "show", str(good.dir))
+    assert code == 2
+    assert "(trial t000: test_epoch 2 of a trial that ran 1 epoch)" in err, err
+
+
 def test_show_json_writes_bytes_of_a_folder_name_that_are_not_utf8_as_predict_does(
     tmp_path: Path,
 ) -> None:
@@ -1599,6 +1613,26 @@ def test_a_trial_stopped_by_a_full_disk_is_left_to_resume_not_failed(
     again = Sweep.load(s.dir)
     assert run_local(again, workers=1)
     assert [t.status for t in again.trials] == ["completed"] * 4
+
+
+def test_a_trial_whose_config_mlp_refuses_fails_and_is_not_run_again_by_resume(
+    tmp_path: Path,
+) -> None:
+    # A sweep.json keeps readable a trial config holding a setting refused since (as
+    # `mlp train` trains it no more); left interrupted, every --resume refused it again
+    # and said to resume once more, where nothing but another config can put it right.
+    s = plan(write_sweep(tmp_path, GRID))
+    diverging = s.trials[1].config
+    diverging["optimizer"] = {"name": "sgd", "lr": 0.01}
+    diverging["regularization"] = {"l2": 1000.0}
+    s.dir.mkdir(parents=True)
+    s.save()
+    loaded = Sweep.load(s.dir)
+    assert run_local(loaded, workers=1)
+    loaded.save()
+    assert [t.status for t in loaded.trials] == ["completed", "failed", "completed", "completed"]
+    assert "regularization.l2" in (loaded.trials[1].reason or "")
+    assert loaded.unfinished() == []  # nothing left for --resume
 
 
 def test_resuming_a_sweep_in_a_folder_that_takes_no_files_is_refused_before_any_work(
