@@ -402,6 +402,16 @@ def test_without_ray_the_engine_says_how_to_install_it(
     assert not (tmp_path / "runs").exists()  # nothing written
 
 
+def test_the_help_of_engine_gives_the_install_hint_the_refusal_gives() -> None:
+    from mlp_cli import sweep_ray
+
+    code, out, err = mlp("sweep", "--help")
+    assert code == 0, err
+    text = " ".join(out.replace("\u2502", " ").split())  # one line, without the panel's sides
+    assert f"ray: Ray Tune trials on a Ray cluster ({sweep_ray.INSTALL_HINT}," in text
+    assert "mlp-cli[" not in text  # mlp is on no package index: pip would find nothing
+
+
 @pytest.mark.parametrize(
     ("address", "expected"),
     [
