@@ -168,13 +168,19 @@ class _SavedData(_OpenRecord):
     validation_size: int = Field(default=0, ge=0, lt=MNIST_TRAINING_IMAGES)
 
 
+class _SavedEarlyStopping(_OpenRecord):
+    restore_best: bool = True  # false: model.npz holds the run's last epoch, not its best
+
+
 class _SavedTraining(_OpenRecord):
     seed: int = Field(default=0, ge=0)
+    early_stopping: _SavedEarlyStopping = Field(default_factory=_SavedEarlyStopping)
 
 
 class SavedConfig(_OpenRecord):
     """The resolved training config, as saved. Only what reading a model needs is checked
-    (the validation split); the rest is kept as written, for people and for resuming."""
+    (the validation split, whether the best epoch was kept); the rest is kept as written,
+    for people and for resuming."""
 
     data: _SavedData = Field(default_factory=_SavedData)
     training: _SavedTraining = Field(default_factory=_SavedTraining)
@@ -268,6 +274,17 @@ class ModelMetadata(_OpenRecord):
                 f"{layers_text(self.layers)}; expected one name per output",
             )
         return self
+
+    def weights_epoch(self) -> int | None:
+        """The epoch whose weights a model file holds, where it is known: the training
+        summary's ``weights_from_epoch``, or, in a file written before that was recorded for
+        a run without restore_best (which saved model.npz only at its end), its last epoch."""
+        training, config = self.training, self.config
+        if training is None or training.weights_from_epoch is not None:
+            return None if training is None else training.weights_from_epoch
+        # A checkpoint (with its resume state) may be saved inside an epoch: no epoch's.
+        last = self.resume is None and config and not config.training.early_stopping.restore_best
+        return training.epochs_run if last else None
 
 
 _MAX_SECONDS = 10 * 366 * 24 * 3600  # ten years: any larger time is damage, not a run

@@ -759,7 +759,7 @@ def sweep(
         Literal["local", "ray"],
         typer.Option(
             help="local: worker processes on this machine; ray: Ray Tune trials on a Ray "
-            "cluster (pip install 'mlp-cli\\[ray]')."
+            "cluster (pip install 'ray\\[tune]>=2.41', or '.\\[ray]' in a clone of mlp)."
         ),
     ] = "local",
     address: Annotated[

@@ -197,8 +197,9 @@ def _file_safe(name: str, index: int) -> str:
     return name if _FILE_SAFE.fullmatch(name) and name not in (".", "..") else str(index)
 
 
-# The names `write_mistakes` gives its pictures, e.g. 001-index8-true5-pred3.png.
-_MISTAKE_NAME = re.compile(r"\d{3}-index\d+-true.+-pred.+\.png", re.IGNORECASE)
+# The names `write_mistakes` gives its pictures, e.g. 001-index8-true5-pred3.png; a rank
+# past 999 (--count 1000 or more) has more than three digits.
+_MISTAKE_NAME = re.compile(r"\d{3,}-index\d+-true.+-pred.+\.png", re.IGNORECASE)
 
 
 def check_plot_apart(folder: Path, plot: Path) -> None:

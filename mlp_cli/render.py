@@ -709,8 +709,9 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
         if training.best_epoch
         else "none (no validation scores)"
     )
-    if training.best_epoch and training.weights_from_epoch not in (None, training.best_epoch):
-        best += f"; this file holds epoch {training.weights_from_epoch}'s weights"
+    held = meta.weights_epoch()
+    if training.best_epoch and held not in (None, training.best_epoch):
+        best += f"; this file holds epoch {held}'s weights"
     elif training.best_epoch and meta.resume and meta.resume.get("step"):
         # a checkpoint saved inside an epoch (Ctrl-C) records no epoch: its weights are none's
         inside = "an epoch" if training.epochs_run is None else f"epoch {training.epochs_run + 1}"

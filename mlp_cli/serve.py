@@ -241,7 +241,7 @@ class Served:
             # The file records the best epoch's accuracy only: a file holding another epoch's
             # weights (restore_best off) would be credited with a score it did not reach.
             "val_accuracy": training.best_val_accuracy
-            if training.weights_from_epoch in (None, training.best_epoch)
+            if meta.weights_epoch() in (None, training.best_epoch)
             else None,
             "epochs": training.epochs_run,
             "best_epoch": training.best_epoch,

@@ -310,6 +310,24 @@ def _copy_run(folder: Path, run_dir: Path) -> None:
             checkpoint.atomic_write(target, lambda f, data=content: f.write(data))
 
 
+def _keep_last_epoch(run_dir: Path) -> None:
+    """The model.npz of a trial that Ray's ASHA stopped, where its run keeps no best epoch
+    (restore_best off) and so saves one only at its end: the last epoch's weights, from the
+    checkpoint its last report carried, as a pruned trial of the local engine saves them.
+    The trial's worker is stopped from outside, before it could save them itself."""
+    model = run_dir / checkpoint.MODEL_FILE
+    if os.path.lexists(model) or not (run_dir / CHECKPOINT_FILE).is_file():
+        return
+    saved = checkpoint.load(run_dir / CHECKPOINT_FILE, checkpoint=True)
+    training = saved.meta.training
+    if training is None or training.weights_from_epoch is None:  # inside an epoch: no epoch's
+        return
+    meta = saved.meta.model_dump(exclude={"resume", "history"}, exclude_unset=True)
+    meta["training"]["status"] = "interrupted"  # what the local engine's pruned trial says
+    with outputs.writing(model, "a trial's run directory"):
+        checkpoint.save(model, saved.weights, saved.biases, meta)
+
+
 def _run_files(run_dir: Path) -> dict[str, bytes]:
     """The files `mlp train` wrote in a trial's run directory as {name: bytes}, for a resumed
     sweep's trial to continue from wherever it runs (empty when the trial has not started).
@@ -501,6 +519,11 @@ def _tune(
                 outcome = Outcome("interrupted", "the sweep was stopped")
             else:  # stopped by ASHA after an epoch
                 outcome = Outcome("pruned")
+                try:
+                    _keep_last_epoch(sweep.run_dir(sweep.trials[i]))
+                except (MLPError, OSError) as exc:  # Tune would log it and go on
+                    reason = f"its model.npz could not be written: {first_line(exc)}"
+                    outcome = Outcome("failed", reason)
             end(i, outcome)
 
         def on_trial_error(

@@ -167,6 +167,12 @@ def check_latest(
     if kind == "link":
         where = "something other than a run folder beside it" if link.exists() else "nowhere"
         what = f"a link to {where}"
+    elif kind == "file" and (target := checkpoint.latest_file_target(link)) is not None:
+        # mlp's own plain-file link looks just like this once its run is deleted.
+        what = (
+            f"a file naming '{shown(target)}', which is no run folder beside it (a file that "
+            "mlp did not make, or its link to a run deleted since)"
+        )
     raise UsageError(
         f"'{shown(link)}' is {what}. mlp keeps '{name}' there as a link to the "
         f"{'newest run' if name == LATEST else 'best trial of a sweep'} "

@@ -212,6 +212,30 @@ def test_inspect_says_which_epoch_a_model_npz_without_restore_best_holds(tmp_pat
     )
 
 
+def test_inspect_says_which_epoch_an_older_model_npz_without_restore_best_holds(
+    tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path)
+    code, _, err = mlp(
+        "train", "--config", str(cfg), "--set", "training.early_stopping.restore_best=false"
+    )
+    assert code == 0, err
+    path = tmp_path / "runs" / "unit-400-32-10" / "model.npz"
+    saved = checkpoint.load(path)
+    meta = saved.meta.model_dump(exclude_unset=True)
+    del meta["training"]["weights_from_epoch"]  # not recorded by older versions of mlp
+    checkpoint.save(path, saved.weights, saved.biases, meta)
+    assert saved.meta.training is not None
+    assert saved.meta.training.best_epoch != 12
+    code, out, _ = mlp("inspect", "--model", str(path))
+    assert code == 0
+    assert re.search(
+        rf"best epoch +{saved.meta.training.best_epoch} \(lowest validation loss\): .*; this file "
+        r"holds epoch 12's weights",
+        " ".join(out.split()),
+    )
+
+
 def test_without_restore_best_an_interrupted_run_does_not_claim_a_model_npz(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

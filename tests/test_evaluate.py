@@ -198,3 +198,23 @@ def test_pictures_of_mistakes_are_named_by_their_index_in_the_mnist_file(
         index, true = (int(part) for part in re.findall(r"-index(\d+)-true(\d+)-", name.name)[0])
         assert labels[index] == true, name.name
         assert np.array_equal(np.asarray(Image.open(name)), images[index]), name.name
+
+
+def test_pictures_ranked_past_999_are_removed_by_the_next_misclassified_as_the_others(
+    mnist_mirror: object, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from mlp_cli.cli import app
+
+    model = save_random_model(tmp_path / "m.npz")  # random weights: thousands of mistakes
+    folder = tmp_path / "mistakes"
+    for count in ("1001", "2"):
+        args = ["evaluate", "--model", str(model), "--misclassified", str(folder)]
+        result = CliRunner().invoke(app, [*args, "--count", count], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.stderr
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    assert len(names) == 3, names  # this evaluation's two mistakes and its gallery
+    assert names[0].startswith("001-index")
+    assert names[1].startswith("002-index")
+    assert names[2] == "gallery.png"

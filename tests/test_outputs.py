@@ -1022,6 +1022,33 @@ def test_latest_linking_to_a_deleted_run_is_replaced(work: Path, fake_data: list
     assert os.readlink(work / "P" / "latest") == "b"
 
 
+def test_a_plain_file_latest_naming_a_deleted_run_is_refused_saying_what_it_names(
+    work: Path, fake_data: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where symlinks are not available mlp writes latest as a file naming the run; once
+    that run is deleted, the refusal says what the file names and that it may be mlp's
+    own (it may be a user's notes too, so it stays)."""
+    (work / "tiny.yaml").write_text(CONFIG)
+
+    def no_symlinks(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "symlinks are not available")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "symlink_to", no_symlinks)
+        assert run("train", "-c", "tiny.yaml", "--out", "P/a", "-q")[0] == 0
+    assert (work / "P" / "latest").read_text() == "a"  # mlp's plain-file link
+    shutil.rmtree(work / "P" / "a")
+    before = treesnap.snapshot(work)
+    code, _, err = run("train", "-c", "tiny.yaml", "--out", "P/b", "-q")
+    assert code == 2
+    text = " ".join(err.split())
+    assert (
+        "'P/latest' is a file naming 'a', which is no run folder beside it (a file that mlp did"
+        " not make, or its link to a run deleted since)" in text
+    )
+    assert treesnap.snapshot(work) == before
+
+
 @pytest.mark.parametrize("where", ["--out", "name"])
 def test_the_reserved_name_latest_is_refused_before_data_is_loaded(
     work: Path, fake_data: list[str], where: str

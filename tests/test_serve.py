@@ -190,6 +190,28 @@ def test_a_model_holding_another_epoch_than_the_best_is_not_given_the_best_accur
     assert facts["val_accuracy"] is None
 
 
+def test_an_older_model_without_restore_best_is_not_given_the_best_accuracy(
+    running: Running,
+) -> None:
+    # Written before weights_from_epoch was recorded for restore_best off: its config says
+    # the file holds the last epoch, its summary the best epoch's score.
+    path = save_model(running.runs / "older" / "model.npz", [784, 16, 10], seed=2)
+    saved = checkpoint.load(path)
+    meta = saved.meta.model_dump()
+    meta["training"].update(epochs_run=3, best_epoch=1)
+    meta["config"] = {"training": {"early_stopping": {"restore_best": False}}}
+    checkpoint.save(path, saved.weights, saved.biases, meta)
+    status, facts = running.json("GET", "/api/model?run=older")
+    assert status == 200
+    assert facts["best_epoch"] == 1
+    assert facts["val_accuracy"] is None
+    meta["config"]["training"]["early_stopping"]["restore_best"] = True  # the best epoch's
+    checkpoint.save(path, saved.weights, saved.biases, meta)
+    status, facts = running.json("GET", "/api/model?run=older")
+    assert status == 200
+    assert facts["val_accuracy"] == 0.5
+
+
 def test_a_model_without_a_hidden_layer_has_no_hidden_activation(running: Running) -> None:
     save_model(running.runs / "linear" / "model.npz", [784, 10], seed=2)
     status, facts = running.json("GET", "/api/model?run=linear")

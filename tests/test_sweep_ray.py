@@ -27,10 +27,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from test_sweep import base_config, mlp, write_sweep
 from test_train import arrays_of, metrics, without_timing
 
+from mlp_cli import checkpoint
 from mlp_cli.errors import MLPError
 from mlp_cli.sweep import Sweep, plan
 
@@ -298,6 +300,39 @@ def test_a_private_ray_listens_on_loopback_only_writes_no_token_and_reports_fail
     assert not list(folder.glob("ray-*"))
 
 
+def test_a_trial_ashas_stops_on_ray_that_keeps_no_best_epoch_has_its_last_epoch_in_model_npz(
+    tmp_path: Path, ray_tune: None
+) -> None:
+    body = (
+        "name: asha\nconfig: base.yaml\nmetric: {name: val_acc, goal: maximize}\nparameters:\n"
+        "  optimizer.lr: {values: [0.01, 1.0e-6, 0.003, 1.0e-7]}\n"
+        "  training.early_stopping.restore_best: {value: false}\n"
+        "early_terminate: {type: asha, grace_period: 1, reduction_factor: 2}\n"
+    )
+    path = write_sweep(tmp_path, body, base=base_config(epochs=4))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(PYTHONPATH=str(HERE / "ray_worker"), MLP_TEST_TRIALS=str(tmp_path / "trials"))
+    (tmp_path / "trials").mkdir()
+    folder = tmp_path / "ray"
+    driver = sweep_child(str(path), "--out", str(folder), "--engine", "ray", "--quiet", env=env)
+    _out, err = driver.communicate(timeout=4 * PATIENCE)
+    assert driver.returncode == 0, err
+    pruned = [t for t in Sweep.load(folder).trials if t.status == "pruned"]
+    assert pruned  # 1e-7 trails every trial that reaches the first rung before it
+    for t in pruned:
+        run_dir = folder / t.id
+        model = checkpoint.load(run_dir / "model.npz")
+        saved = checkpoint.load(run_dir / "checkpoint.npz", checkpoint=True)
+        assert model.meta.training is not None
+        assert model.meta.training.weights_from_epoch == t.epoch == len(metrics(run_dir))
+        for ours, theirs in zip(
+            model.weights + model.biases, saved.weights + saved.biases, strict=True
+        ):
+            assert np.array_equal(ours, theirs)
+        code, _, err = mlp("inspect", "--model", str(run_dir))
+        assert code == 0, err
+
+
 def test_a_folder_named_ray_of_the_users_in_a_resumed_sweep_is_left_alone(
     tmp_path: Path, ray_tune: None
 ) -> None:
@@ -400,6 +435,16 @@ def test_without_ray_the_engine_says_how_to_install_it(
     assert "mlp-cli[" not in err  # mlp is on no package index: pip would find nothing
     assert "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_the_help_of_engine_gives_the_install_hint_the_refusal_gives() -> None:
+    from mlp_cli import sweep_ray
+
+    code, out, err = mlp("sweep", "--help")
+    assert code == 0, err
+    text = " ".join(out.replace("\u2502", " ").split())  # one line, without the panel's sides
+    assert f"ray: Ray Tune trials on a Ray cluster ({sweep_ray.INSTALL_HINT}," in text
+    assert "mlp-cli[" not in text  # mlp is on no package index: pip would find nothing
 
 
 @pytest.mark.parametrize(
