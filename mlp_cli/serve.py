@@ -503,6 +503,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "max-age=60" if cache else "no-store")
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:  # RFC 9110 15.5.6: the methods it takes
+            predict = urlsplit(self.path).path == "/api/predict"
+            self.send_header("Allow", "POST" if predict else "GET, HEAD")
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
         if self.close_connection:

@@ -579,6 +579,25 @@ def test_bad_requests_get_a_4xx_with_a_json_error_and_the_server_keeps_serving(
     assert_still_serving(running)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/api/predict", "POST"),
+        ("PUT", "/api/predict", "POST"),
+        ("POST", "/api/model", "GET, HEAD"),
+        ("DELETE", "/api/runs", "GET, HEAD"),
+        ("OPTIONS", "/", "GET, HEAD"),
+    ],
+)
+def test_a_method_refused_with_405_is_answered_with_the_methods_the_path_takes(
+    running: Running, method: str, path: str, allow: str
+) -> None:
+    # RFC 9110 15.5.6: a 405 answer carries an Allow header
+    status, headers, _ = running.request(method, path, b"x" if method != "GET" else None, {})
+    assert status == 405
+    assert headers["Allow"] == allow
+
+
 def test_a_client_that_waits_for_100_continue_gets_it_before_sending_its_body(
     running: Running,
 ) -> None:
