@@ -12,6 +12,7 @@ import errno
 import os
 import re
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -482,6 +483,20 @@ def test_a_run_stopped_by_a_failed_write_says_to_resume_it_not_to_run_the_comman
     assert f"{advice} Training stopped; the run resumes from its checkpoint after epoch 1" in said
 
 
+def _full_at_the_end(status: str) -> Callable[..., None]:
+    """`np.savez` with the disk full for the model file that saves a run's end as
+    ``status`` (its checkpoint, which holds the optimizer, still fits)."""
+    real = np.savez
+
+    def savez(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
+        ends = f'"status": "{status}"' in str(arrays[checkpoint.METADATA_KEY])
+        if ends and not any(name.startswith("optimizer/") for name in arrays):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
+
+    return savez
+
+
 def test_a_run_whose_end_could_not_be_saved_resumes_as_it_says_and_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -489,14 +504,7 @@ def test_a_run_whose_end_could_not_be_saved_resumes_as_it_says_and_ends(
     # from the checkpoint after that epoch, which was refused as a run with no epoch left.
     cfg = str(config(tmp_path))
     real = np.savez
-
-    def full_at_the_end(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
-        ends = '"status": "completed"' in str(arrays[checkpoint.METADATA_KEY])
-        if ends and not any(name.startswith("optimizer/") for name in arrays):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
-
-    monkeypatch.setattr(np, "savez", full_at_the_end)
+    monkeypatch.setattr(np, "savez", _full_at_the_end("completed"))
     code, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=2", "--quiet")
     run = tmp_path / "runs" / "unit-400-32-10"
     assert code == 1
@@ -521,14 +529,7 @@ def test_a_run_stopped_early_whose_end_could_not_be_saved_resumes_as_it_says_and
     # which was refused as a run that early stopping had ended, its end still unsaved.
     cfg = str(config(tmp_path))
     real = np.savez
-
-    def full_at_the_end(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
-        ends = '"status": "early_stopped"' in str(arrays[checkpoint.METADATA_KEY])
-        if ends and not any(name.startswith("optimizer/") for name in arrays):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
-
-    monkeypatch.setattr(np, "savez", full_at_the_end)
+    monkeypatch.setattr(np, "savez", _full_at_the_end("early_stopped"))
     patience = ("--set", "training.early_stopping.patience=1")
     code, _, err = mlp("train", "--config", cfg, *patience, "--quiet")
     run = tmp_path / "runs" / "unit-400-32-10"
