@@ -419,6 +419,21 @@ def test_a_run_whose_first_checkpoint_cannot_be_saved_leaves_latest_on_the_run_b
     assert os.readlink(runs / "latest") == before
 
 
+def _failing_after_epoch_1(code: int) -> Callable[..., None]:
+    """`np.savez` failing with OSError ``code`` at the checkpoint after epoch 2 (the third:
+    the start's, epoch 1's, then epoch 2's), so that epoch 1's is the last one saved."""
+    real, saves = np.savez, []
+
+    def savez(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
+        if any(name.startswith("optimizer/") for name in arrays):
+            saves.append(file)
+            if len(saves) == 3:
+                raise OSError(code, os.strerror(code))
+        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
+
+    return savez
+
+
 def test_a_run_stopped_by_a_full_disk_says_how_to_resume_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -426,16 +441,7 @@ def test_a_run_stopped_by_a_full_disk_says_how_to_resume_it(
     # beside this one, whose first epoch is saved.
     cfg = str(config(tmp_path))
     real = np.savez
-    saves: list[str] = []
-
-    def full_after_epoch_1(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
-        if any(name.startswith("optimizer/") for name in arrays):
-            saves.append("checkpoint")
-            if len(saves) == 3:  # the start's, epoch 1's, then epoch 2's
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
-
-    monkeypatch.setattr(np, "savez", full_after_epoch_1)
+    monkeypatch.setattr(np, "savez", _failing_after_epoch_1(errno.ENOSPC))
     code, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=3", "--quiet")
     said = " ".join(err.split())
     run = tmp_path / "runs" / "unit-400-32-10"
@@ -465,17 +471,7 @@ def test_a_run_stopped_by_a_failed_write_says_to_resume_it_not_to_run_the_comman
     # "then run the command again" starts another run from nothing beside this one, whose
     # first epoch is saved: the advice contradicted the way to resume that follows it.
     cfg = str(config(tmp_path))
-    real = np.savez
-    saves: list[str] = []
-
-    def fails_after_epoch_1(file: IO[bytes], **arrays: npt.NDArray[np.generic]) -> None:
-        if any(name.startswith("optimizer/") for name in arrays):
-            saves.append("checkpoint")
-            if len(saves) == 3:  # the start's, epoch 1's, then epoch 2's
-                raise OSError(code, os.strerror(code))
-        real(file, **arrays)  # type: ignore[arg-type]  # as checkpoint.save calls it
-
-    monkeypatch.setattr(np, "savez", fails_after_epoch_1)
+    monkeypatch.setattr(np, "savez", _failing_after_epoch_1(code))
     status, _, err = mlp("train", "--config", cfg, "--set", "training.epochs=3", "--quiet")
     said = " ".join(err.split())
     assert status == 1
