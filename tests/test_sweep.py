@@ -910,6 +910,15 @@ def test_a_sweep_started_into_a_folder_another_sweep_just_took_is_refused(
     assert state.read_text() == other
 
 
+def _saved_state(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A planned GRID sweep saved in ``tmp_path/good``: its folder and sweep.json's data,
+    for a test to edit and write back."""
+    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
+    good.dir.mkdir()
+    good.save()
+    return good.dir, json.loads((good.dir / "sweep.json").read_text())
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -933,10 +942,7 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
     code, _, err = mlp("sweep", "show", str(tmp_path))
     assert code == 2
     assert "is not a sweep folder" in err
-    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
-    good.dir.mkdir()
-    good.save()
-    state = json.loads((good.dir / "sweep.json").read_text())
+    good_dir, state = _saved_state(tmp_path)
     broken = [
         "{not json",
         "[1, 2]",
@@ -974,19 +980,16 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
         assert code == 2, text[:200]
         assert "is not a sweep state mlp can read" in err, err
         assert "Traceback" not in err
-    code, _, err = mlp("sweep", "show", str(good.dir))
+    code, _, err = mlp("sweep", "show", str(good_dir))
     assert code == 0, err
 
 
 def test_a_sweep_state_with_an_epoch_its_trial_never_ran_names_that_epoch(tmp_path: Path) -> None:
-    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
-    good.dir.mkdir()
-    good.save()
-    state = json.loads((good.dir / "sweep.json").read_text())
+    good_dir, state = _saved_state(tmp_path)
     for key in ("best_epoch", "test_epoch"):
         trials = [{**state["trials"][0], key: 3}, *state["trials"][1:]]  # of 0 epochs run
-        (good.dir / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
-        code, _, err = mlp("sweep", "show", str(good.dir))
+        (good_dir / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
+        code, _, err = mlp("sweep", "show", str(good_dir))
         assert code == 2
         assert f"(trial t000: {key} 3 of a trial that ran 0 epochs)" in err, err
 
@@ -994,13 +997,10 @@ def test_a_sweep_state_with_an_epoch_its_trial_never_ran_names_that_epoch(tmp_pa
 def test_a_sweep_state_with_an_epoch_past_the_one_its_trial_ran_counts_it_in_the_singular(
     tmp_path: Path,
 ) -> None:
-    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
-    good.dir.mkdir()
-    good.save()
-    state = json.loads((good.dir / "sweep.json").read_text())
+    good_dir, state = _saved_state(tmp_path)
     trials = [{**state["trials"][0], "epoch": 1, "test_epoch": 2}, *state["trials"][1:]]
-    (good.dir / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
-    code, _, err = mlp("sweep", "show", str(good.dir))
+    (good_dir / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
+    code, _, err = mlp("sweep", "show", str(good_dir))
     assert code == 2
     assert "(trial t000: test_epoch 2 of a trial that ran 1 epoch)" in err, err
 
@@ -1024,26 +1024,20 @@ def test_show_json_writes_bytes_of_a_folder_name_that_are_not_utf8_as_predict_do
 def test_a_trial_trained_with_settings_refused_since_stays_readable(tmp_path: Path) -> None:
     # An AdamW weight_decay that lr turns into more than the weights: refused in a config
     # now, trained (to nothing) by mlp before, and kept in sweep states written then.
-    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
-    good.dir.mkdir()
-    good.save()
-    state = json.loads((good.dir / "sweep.json").read_text())
+    good_dir, state = _saved_state(tmp_path)
     trial = state["trials"][0]
     lr = trial["config"]["optimizer"]["lr"]
     trial["config"]["optimizer"] = {"name": "adamw", "lr": lr, "weight_decay": 1.5 / lr}
-    (good.dir / "sweep.json").write_text(json.dumps(state))
-    code, _, err = mlp("sweep", "show", str(good.dir))
+    (good_dir / "sweep.json").write_text(json.dumps(state))
+    code, _, err = mlp("sweep", "show", str(good_dir))
     assert code == 0, err
-    code, _, err = mlp("sweep", "--resume", str(good.dir), "--quiet")
+    code, _, err = mlp("sweep", "--resume", str(good_dir), "--quiet")
     assert "is not a sweep state mlp can read" not in err
-    assert f"{good.dir / 't000' / 'config.yaml'}: optimizer.weight_decay" in err  # its trial
+    assert f"{good_dir / 't000' / 'config.yaml'}: optimizer.weight_decay" in err  # its trial
 
 
 def test_an_edited_state_is_refused_with_the_setting_and_the_value_found(tmp_path: Path) -> None:
-    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
-    good.dir.mkdir()
-    good.save()
-    state = json.loads((good.dir / "sweep.json").read_text())
+    _, state = _saved_state(tmp_path)
     edits = [
         ("metric", "val_accuracy", "metric 'val_accuracy'"),
         ("goal", "max", "goal 'max'"),
@@ -1062,10 +1056,7 @@ def test_an_edited_state_is_refused_with_the_setting_and_the_value_found(tmp_pat
 
 def test_an_edited_state_with_an_accuracy_outside_0_and_1_is_refused(tmp_path: Path) -> None:
     # Else shown as it is, e.g. a best val_acc of 750.00%, and ranked first.
-    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
-    good.dir.mkdir()
-    good.save()
-    state = json.loads((good.dir / "sweep.json").read_text())
+    _, state = _saved_state(tmp_path)
     first = state["trials"][0]
     for key, value in [("best", 7.5), ("last", -0.25), ("test_acc", 86.8)]:
         trials = [{**first, key: value}, *state["trials"][1:]]
@@ -1824,23 +1815,17 @@ def test_an_infinite_val_loss_of_an_older_run_is_no_value_and_the_state_is_saved
 def test_a_sweep_states_trial_id_or_status_of_any_length_is_cut_short(
     tmp_path: Path, field: str
 ) -> None:
-    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
-    good.dir.mkdir()
-    good.save()
-    state = json.loads((good.dir / "sweep.json").read_text())
+    good_dir, state = _saved_state(tmp_path)
     state["trials"][0][field] = "x" * 5000
-    (good.dir / "sweep.json").write_text(json.dumps(state))
-    code, _, err = mlp("sweep", "show", str(good.dir))
+    (good_dir / "sweep.json").write_text(json.dumps(state))
+    code, _, err = mlp("sweep", "show", str(good_dir))
     assert code == 2, err
     assert f"'{'x' * 37}...'" in err
     assert len(err) < 1000
 
 
 def test_a_sweep_state_with_settings_no_sweep_file_gives_is_refused(tmp_path: Path) -> None:
-    good = plan(write_sweep(tmp_path, GRID), out=tmp_path / "good")
-    good.dir.mkdir()
-    good.save()
-    state = json.loads((good.dir / "sweep.json").read_text())
+    _, state = _saved_state(tmp_path)
     first = state["trials"][0]
 
     def with_params(params: dict[str, Any]) -> str:
