@@ -175,14 +175,21 @@ def test_model_facts_and_runs(running: Running) -> None:
     assert deep["units"] == {"count": 12, "side": 20, "columns": 4, "output": False}
 
 
+def _three_epochs_best_first(running: Running, run: str, **training: Any) -> Any:
+    """A run's model that trained 3 epochs, the best the first, with ``training`` added to
+    its summary: its path, the model as saved, and its metadata to edit and save again."""
+    path = save_model(running.runs / run / "model.npz", [784, 16, 10], seed=2)
+    saved = checkpoint.load(path)
+    meta = saved.meta.model_dump()
+    meta["training"].update(epochs_run=3, best_epoch=1, **training)
+    return path, saved, meta
+
+
 def test_a_model_holding_another_epoch_than_the_best_is_not_given_the_best_accuracy(
     running: Running,
 ) -> None:
     # restore_best off: the file holds the last epoch, its summary the best epoch's score
-    path = save_model(running.runs / "last" / "model.npz", [784, 16, 10], seed=2)
-    saved = checkpoint.load(path)
-    meta = saved.meta.model_dump()
-    meta["training"].update(epochs_run=3, best_epoch=1, weights_from_epoch=3)
+    path, saved, meta = _three_epochs_best_first(running, "last", weights_from_epoch=3)
     checkpoint.save(path, saved.weights, saved.biases, meta)
     status, facts = running.json("GET", "/api/model?run=last")
     assert status == 200
@@ -195,10 +202,7 @@ def test_an_older_model_without_restore_best_is_not_given_the_best_accuracy(
 ) -> None:
     # Written before weights_from_epoch was recorded for restore_best off: its config says
     # the file holds the last epoch, its summary the best epoch's score.
-    path = save_model(running.runs / "older" / "model.npz", [784, 16, 10], seed=2)
-    saved = checkpoint.load(path)
-    meta = saved.meta.model_dump()
-    meta["training"].update(epochs_run=3, best_epoch=1)
+    path, saved, meta = _three_epochs_best_first(running, "older")
     meta["config"] = {"training": {"early_stopping": {"restore_best": False}}}
     checkpoint.save(path, saved.weights, saved.biases, meta)
     status, facts = running.json("GET", "/api/model?run=older")
