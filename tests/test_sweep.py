@@ -2027,6 +2027,11 @@ def test_a_full_disk_during_a_sweep_is_an_error_naming_the_state_and_resume_goes
             saves.append(path)
             if len(saves) > 1:  # the first save as the trials run
                 full.touch()
+        # A trial's weights wait for the disk to fill, which the sweep's save does: else a
+        # trial could save its first checkpoint before the sweep saves its state again.
+        deadline = time.monotonic() + 30
+        while path.suffix == ".npz" and not full.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         # The small files still fit, weights and checkpoints no longer do.
         if full.exists() and (path.name == "sweep.json" or path.suffix == ".npz"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # no file name, as real
