@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bench import report
-from bench.workload import BATCH, NETWORKS, THREADS, WIDEST, Network, network_named
+from bench.workload import BATCH, MORE_EPOCHS, NETWORKS, THREADS, WIDEST, Network, network_named
 from mlp_cli.errors import MLPError
 from mlp_cli.plain import plain
 
@@ -42,6 +42,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny data, one epoch each (CI)")
     parser.add_argument("--network", action="append", help="only this network (repeatable)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=3.0,
+        help="time more epochs of a network until ours add up to this many seconds"
+        f" (at most {MORE_EPOCHS}x --epochs)",
+    )
     parser.add_argument("--threads", type=int, default=THREADS, help="BLAS/intra-op threads")
     parser.add_argument("--no-peers", action="store_true", help="time ours only")
     parser.add_argument("--drift-epochs", type=int, default=10, help="0 skips the drift run")
@@ -55,6 +62,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     report.check_counts(parser, args, "--epochs", "--threads")
+    if not args.seconds >= 0:  # NaN too
+        parser.error(f"--seconds takes a number of seconds, 0 or more, not {args.seconds}")
     if args.out is None:
         kind = "smoke" if args.smoke else "bench"
         args.out = RESULTS / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -122,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=max(Console().width, 132))  # the table has a column per peer
     nets: tuple[Network, ...] = args.nets
     epochs, warmup = (1, 0) if args.smoke else (args.epochs, 1)
+    seconds = 0.0 if args.smoke else args.seconds
     drift_epochs = min(args.drift_epochs, 3) if args.smoke else args.drift_epochs
     budget = 0.05 if args.smoke else 0.5  # seconds of matmul-ceiling timing per round
 
@@ -169,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"timing {net.label}: {names} ...")
             try:
                 timings = time_network(
-                    net, data[net.input_size], runners, epochs, warmup, libraries, budget
+                    net, data[net.input_size], runners, epochs, warmup, libraries, budget, seconds
                 )
             finally:
                 for runner in runners:
@@ -214,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "training_images": len(first.y),
         "threads": args.threads,
         "batch_size": BATCH,
-        "timed_epochs": epochs,
+        "timed_epochs": epochs,  # at least; each network's "epochs" lists all it timed
+        "timed_seconds": seconds,
         "warmup_epochs": warmup,
         "machine": {
             "platform": platform.platform(),

@@ -6,7 +6,8 @@ batches, forward, backward, loss and accuracy bookkeeping, the optimizer step), 
 checkpoint written at the end of the epoch.  Between two of our epochs every peer trains one
 epoch and the matmul ceiling is timed once, so a burst of load from other processes on a
 shared machine falls on all of them alike.  The first epoch of each is a warm-up and not
-counted.
+counted.  A network whose epochs are short gets more of them: a burst lasting a second or
+two would otherwise fall on one of three timed epochs of 0.1 s and move their median.
 
 Left out: validation (the benchmark's config has no validation split, and the peers
 validate nothing either).
@@ -25,7 +26,7 @@ import numpy as np
 
 from bench import matmul
 from bench.peers import EpochRunner
-from bench.workload import Dataset, Network, bench_config
+from bench.workload import MORE_EPOCHS, Dataset, Network, bench_config
 from mlp_cli.train import Callbacks, Trainer
 
 OURS = "ours"
@@ -52,15 +53,26 @@ class NetworkTimings:
 
 
 class _Between(Callbacks):
-    """Runs ``between()`` after each of our epochs and keeps the trainer's epoch times."""
+    """Runs ``between()`` after each of our epochs, keeps the trainer's epoch times, and
+    sets ``done`` once they are `enough_epochs`."""
 
-    def __init__(self, between: Callable[[], None]) -> None:
-        self.between = between
+    def __init__(self, between: Callable[[], None], enough: Callable[[list[float]], bool]) -> None:
+        self.between, self.enough = between, enough
         self.times: list[float] = []
+        self.done = False
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         self.times.append(float(record["time"]))
         self.between()
+        self.done = self.enough(self.times)
+
+
+def enough_epochs(times: list[float], epochs: int, warmup: int, seconds: float) -> bool:
+    """Whether ``times`` (our epochs, warm-up first) time enough: at least ``epochs`` after
+    the warm-up, and as many more as it takes them to add up to ``seconds``, up to
+    MORE_EPOCHS times ``epochs``."""
+    timed = times[warmup:]
+    return len(timed) >= epochs and (sum(timed) >= seconds or len(timed) >= MORE_EPOCHS * epochs)
 
 
 def time_network(
@@ -71,8 +83,10 @@ def time_network(
     warmup: int,
     libraries: tuple[str, ...],
     budget: float = 0.5,
+    seconds: float = 0.0,
 ) -> NetworkTimings:
-    """``warmup + epochs`` interleaved epochs of ours and every peer on ``net``."""
+    """``warmup + epochs`` interleaved epochs of ours and every peer on ``net``, or more
+    (`enough_epochs`) until our timed epochs add up to ``seconds``."""
     timings = NetworkTimings(net, len(data.y))
     for peer in peers:
         timings.epochs[peer.name] = []
@@ -85,11 +99,11 @@ def time_network(
         for lib in libraries:
             timings.ceiling[lib].append(matmul.step_seconds(net, lib, budget=budget))
 
-    cfg = bench_config(net, warmup + epochs)
+    cfg = bench_config(net, warmup + MORE_EPOCHS * epochs)
     with tempfile.TemporaryDirectory(prefix="mlp-bench-") as tmp:
         trainer = Trainer(cfg, Path(tmp), data.splits(net.input_size))
-        callbacks = _Between(between)
-        trainer.run(callbacks)
+        callbacks = _Between(between, lambda times: enough_epochs(times, epochs, warmup, seconds))
+        trainer.run(callbacks, lambda: callbacks.done)  # asked before every step
     timings.epochs = {OURS: callbacks.times, **timings.epochs}
     return timings
 

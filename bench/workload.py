@@ -28,6 +28,7 @@ BATCH = 128  # examples per step, every engine
 LR = 1e-3  # Adam's learning rate, every engine
 THREADS = 2  # BLAS / intra-op threads, every engine
 SMOKE_IMAGES = 512  # training images in --smoke mode
+MORE_EPOCHS = 5  # timing --seconds takes at most this many times the --epochs
 
 Inputs = NDArray[np.float32]
 Labels = NDArray[np.uint8]

@@ -22,6 +22,8 @@ BUSY = ["busy", "--smoke", "--no-peers", "--config", "logistic-784-10"]
         (["--network", "784-10"], "unknown network '784-10'; the benchmark knows 784-100-10"),
         (["--epochs", "0"], "--epochs takes a whole number of at least 1, not 0"),
         (["--threads", "0"], "--threads takes a whole number of at least 1, not 0"),
+        (["--seconds", "-1"], "--seconds takes a number of seconds, 0 or more, not -1.0"),
+        (["--seconds", "nan"], "--seconds takes a number of seconds, 0 or more, not nan"),
         ([*QUICK, "--out", "/"], "cannot write the results file '/': it is a folder"),
         ([*QUICK, "--out", "/dev/null/r.json"], "the results folder '/dev/null' is a"),
         ([*BUSY, "--out", "/"], "cannot write the results file '/': it is a folder"),
@@ -45,6 +47,24 @@ def test_the_benchmark_refuses_bad_arguments_before_running_anything(
         main(args)
     assert stopped.value.code == 2
     assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("times", "enough"),
+    [
+        ([9.0, 0.5, 0.5], False),  # the warm-up's 9 s do not count
+        ([9.0, 0.5, 0.5, 0.5], False),  # 3 epochs, but 1.5 of 3 seconds
+        ([9.0, *[0.5] * 6], True),  # 3 seconds
+        ([9.0, *[0.1] * 14], False),
+        ([9.0, *[0.1] * 15], True),  # five times --epochs, however short
+        ([9.0, 2.0, 2.0], False),  # 4 s, but fewer than --epochs
+        ([9.0, 2.0, 2.0, 2.0], True),
+    ],
+)
+def test_a_network_is_timed_for_its_epochs_and_seconds(times: list[float], enough: bool) -> None:
+    from bench.timing import enough_epochs
+
+    assert enough_epochs(times, epochs=3, warmup=1, seconds=3.0) is enough
 
 
 @pytest.mark.parametrize(
