@@ -807,16 +807,13 @@ def sweep_table(
     `ranked`: best first, with the best trial's test accuracy. The settings get a column
     each where `width` allows, else share one column of ``key=value`` lines. With `height`
     (a live view), a sweep of more trials than fit shows the running ones and the best."""
-    from mlp_cli.sweep import ENDED, show_value
+    from mlp_cli.sweep import ENDED
 
     metric = sweep.metric
     show = _pct if metric.endswith("_acc") else _num
     keys = sweep.varied_keys()
     names = _short_keys(keys)
-    texts = {
-        key: [show_value(t.params[key]) if key in t.params else "" for t in sweep.trials]
-        for key in keys
-    }
+    texts = {key: [t.setting(key) for t in sweep.trials] for key in keys}
     wide = sum(max(len(names[k]), *map(len, texts[k])) + _SWEEP_COLUMN_GAP for k in keys)
     apart = wide + _SWEEP_COLUMNS_WIDTH <= width
     done = sum(t.status in ENDED for t in sweep.trials)
@@ -862,7 +859,7 @@ def sweep_table(
     for rank, trial in enumerate(trials, start=1):
         row: list[str | Text] = [str(rank)] if ranked else []
         row.append(trial.id)
-        settings = [show_value(trial.params[k]) if k in trial.params else "" for k in keys]
+        settings = [trial.setting(k) for k in keys]
         if apart:
             row += [plain(text) for text in settings]
         elif keys:
@@ -902,8 +899,6 @@ def sweep_reasons(sweep: Sweep) -> list[Text]:
 
 def plan_table(sweep: Sweep) -> Table:
     """`mlp sweep plan`: every trial's settings, nothing run."""
-    from mlp_cli.sweep import show_value
-
     keys = sweep.keys()
     names = _short_keys(keys)
     trials = counted(len(sweep.trials), "trial")
@@ -918,6 +913,6 @@ def plan_table(sweep: Sweep) -> Table:
     if not swept_epochs:
         table.add_column("epochs", justify="right", overflow="fold")
     for trial in sweep.trials:
-        settings = [plain(show_value(trial.params[k])) if k in trial.params else "" for k in keys]
+        settings = [plain(trial.setting(k)) for k in keys]
         table.add_row(trial.id, *settings, *([] if swept_epochs else [str(trial.epochs)]))
     return table
