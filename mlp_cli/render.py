@@ -488,10 +488,7 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
         grey = np.round(255 * p.image.astype(np.float64)).astype(np.uint8)  # (28, 28)
         ink: NDArray[np.floating[Any]] = p.image
         if (side := console.width) < grey.shape[1]:  # a narrower console: shrunk, not cut
-            from PIL import Image
-
-            small = Image.fromarray(grey).resize((side, side), Image.Resampling.BOX)
-            grey = np.asarray(small, dtype=np.uint8)  # (side, side)
+            grey = _shrunk(grey, side)  # (side, side)
             ink = grey / 255.0
         console.print(picture(np.repeat(grey[..., None], 3, axis=2), ink))
     bars = probability_bars(p.probabilities, names, console.width, block=_spelled(console, "█"))
@@ -568,6 +565,14 @@ def prediction_summary(predicted: int, failed: int, seconds: float) -> str:
 TERMINAL_GAP = 1  # columns between tiles in `render_hidden_terminal`
 
 
+def _shrunk(image: NDArray[Any], side: int) -> NDArray[Any]:
+    """A (rows, columns) image (uint8 or float32) as (side, side) of the same dtype, by area
+    averaging, which keeps thin strokes visible where nearest neighbour would drop them."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BOX))
+
+
 @functools.lru_cache(maxsize=4096)  # a picture repeats few colour pairs
 def _block(upper: tuple[int, ...], lower: tuple[int, ...] | None) -> Style:
     return Style(
@@ -636,7 +641,6 @@ def render_hidden_terminal(
     `width` columns. Tiles are downsampled (box filter) only as far as needed for a
     near-square grid to fit in `width`; each tile's index is written above it. Only the
     first `max_units` units are drawn, and the caption says so when there were more."""
-    from PIL import Image
     from rich.columns import Columns
     from rich.constrain import Constrain
 
@@ -653,16 +657,7 @@ def render_hidden_terminal(
     peak = np.max(np.abs(P), axis=1, keepdims=True)  # (n, 1)
     tiles = (P / np.where(peak > 0, peak, 1.0)).reshape(n, side, side)
     if t != side:
-        # area averaging keeps thin strokes visible where nearest neighbour would drop them
-        tiles = np.stack(
-            [
-                np.asarray(
-                    Image.fromarray(tile.astype(np.float32)).resize((t, t), Image.Resampling.BOX),
-                    dtype=np.float64,
-                )
-                for tile in tiles
-            ]
-        )
+        tiles = np.stack([_shrunk(tile.astype(np.float32), t) for tile in tiles]).astype(np.float64)
     rgb = unit_colours(tiles.reshape(n, t * t)).reshape(n, t, t, 3)
     peak = np.max(np.abs(tiles), axis=(1, 2), keepdims=True)  # (n, 1, 1), as unit_colours
     ink = np.abs(tiles) / np.where(peak > 0, peak, 1.0)  # (n, t, t) in [0, 1]
