@@ -25,7 +25,7 @@ from rich.text import Text
 
 from mlp_cli.callbacks import Callbacks
 from mlp_cli.checkpoint import MODEL_FILE
-from mlp_cli.limits import counted, percent
+from mlp_cli.limits import counted, layers_text, percent
 from mlp_cli.plain import command, json_text, plain, plain_name
 
 # Progress bars, the trainer and the pictures' colours are imported where they are used:
@@ -200,7 +200,7 @@ class TrainDisplay(Callbacks):
         m = cfg.model
         self.epochs = info["epochs"]
         self.run_dir = info["run_dir"]
-        layers = "-".join(map(str, m.layers))
+        layers = layers_text(m.layers)
         hidden = _hidden_words(len(m.layers), m.hidden_activation)
         self.console.print(
             Text.assemble(
@@ -714,7 +714,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     rows: list[tuple[str, str]] = [
         ("file", str(saved.path)),
         ("format", f"{meta.format} v{meta.format_version}"),
-        ("architecture", "-".join(map(str, layers))),
+        ("architecture", layers_text(layers)),
         (
             "activations",
             f"{_hidden_words(len(layers), meta.hidden_activation)}, "
