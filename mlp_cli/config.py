@@ -1091,14 +1091,10 @@ def _explain(error: Mapping[str, Any]) -> str:
     if kind == "missing":
         example = _REQUIRED_EXAMPLES.get(tuple(map(str, error["loc"])))
         return "this required key is missing" + (f"; add {example}" if example else "")
-    if kind == "too_short":
-        return (
-            f"expected at least {counted(ctx['min_length'], 'item')}, found {ctx['actual_length']}"
-        )
-    if kind == "too_long":
-        return (
-            f"expected at most {counted(ctx['max_length'], 'item')}, found {ctx['actual_length']}"
-        )
+    if kind in ("too_short", "too_long"):
+        bound = "at least" if kind == "too_short" else "at most"
+        limit = ctx["min_length" if kind == "too_short" else "max_length"]
+        return f"expected {bound} {counted(limit, 'item')}, found {ctx['actual_length']}"
     if message.startswith("Input should be "):
         expected = "expected " + _EXPECTED.get(kind, message.removeprefix("Input should be "))
     else:  # pydantic's own sentence ('String should have at least 1 character') or ours

@@ -25,7 +25,7 @@ from rich.text import Text
 
 from mlp_cli.callbacks import Callbacks
 from mlp_cli.checkpoint import MODEL_FILE
-from mlp_cli.limits import counted, percent
+from mlp_cli.limits import counted, layers_text, percent
 from mlp_cli.plain import command, json_text, plain, plain_name
 
 # Progress bars, the trainer and the pictures' colours are imported where they are used:
@@ -200,7 +200,7 @@ class TrainDisplay(Callbacks):
         m = cfg.model
         self.epochs = info["epochs"]
         self.run_dir = info["run_dir"]
-        layers = "-".join(map(str, m.layers))
+        layers = layers_text(m.layers)
         hidden = _hidden_words(len(m.layers), m.hidden_activation)
         self.console.print(
             Text.assemble(
@@ -488,10 +488,7 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
         grey = np.round(255 * p.image.astype(np.float64)).astype(np.uint8)  # (28, 28)
         ink: NDArray[np.floating[Any]] = p.image
         if (side := console.width) < grey.shape[1]:  # a narrower console: shrunk, not cut
-            from PIL import Image
-
-            small = Image.fromarray(grey).resize((side, side), Image.Resampling.BOX)
-            grey = np.asarray(small, dtype=np.uint8)  # (side, side)
+            grey = _shrunk(grey, side)  # (side, side)
             ink = grey / 255.0
         console.print(picture(np.repeat(grey[..., None], 3, axis=2), ink))
     bars = probability_bars(p.probabilities, names, console.width, block=_spelled(console, "█"))
@@ -568,6 +565,14 @@ def prediction_summary(predicted: int, failed: int, seconds: float) -> str:
 TERMINAL_GAP = 1  # columns between tiles in `render_hidden_terminal`
 
 
+def _shrunk(image: NDArray[Any], side: int) -> NDArray[Any]:
+    """A (rows, columns) image (uint8 or float32) as (side, side) of the same dtype, by area
+    averaging, which keeps thin strokes visible where nearest neighbour would drop them."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BOX))
+
+
 @functools.lru_cache(maxsize=4096)  # a picture repeats few colour pairs
 def _block(upper: tuple[int, ...], lower: tuple[int, ...] | None) -> Style:
     return Style(
@@ -636,7 +641,6 @@ def render_hidden_terminal(
     `width` columns. Tiles are downsampled (box filter) only as far as needed for a
     near-square grid to fit in `width`; each tile's index is written above it. Only the
     first `max_units` units are drawn, and the caption says so when there were more."""
-    from PIL import Image
     from rich.columns import Columns
     from rich.constrain import Constrain
 
@@ -653,16 +657,7 @@ def render_hidden_terminal(
     peak = np.max(np.abs(P), axis=1, keepdims=True)  # (n, 1)
     tiles = (P / np.where(peak > 0, peak, 1.0)).reshape(n, side, side)
     if t != side:
-        # area averaging keeps thin strokes visible where nearest neighbour would drop them
-        tiles = np.stack(
-            [
-                np.asarray(
-                    Image.fromarray(tile.astype(np.float32)).resize((t, t), Image.Resampling.BOX),
-                    dtype=np.float64,
-                )
-                for tile in tiles
-            ]
-        )
+        tiles = np.stack([_shrunk(tile.astype(np.float32), t) for tile in tiles]).astype(np.float64)
     rgb = unit_colours(tiles.reshape(n, t * t)).reshape(n, t, t, 3)
     peak = np.max(np.abs(tiles), axis=(1, 2), keepdims=True)  # (n, 1, 1), as unit_colours
     ink = np.abs(tiles) / np.where(peak > 0, peak, 1.0)  # (n, t, t) in [0, 1]
@@ -719,7 +714,7 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     rows: list[tuple[str, str]] = [
         ("file", str(saved.path)),
         ("format", f"{meta.format} v{meta.format_version}"),
-        ("architecture", "-".join(map(str, layers))),
+        ("architecture", layers_text(layers)),
         (
             "activations",
             f"{_hidden_words(len(layers), meta.hidden_activation)}, "
@@ -807,16 +802,13 @@ def sweep_table(
     `ranked`: best first, with the best trial's test accuracy. The settings get a column
     each where `width` allows, else share one column of ``key=value`` lines. With `height`
     (a live view), a sweep of more trials than fit shows the running ones and the best."""
-    from mlp_cli.sweep import ENDED, show_value
+    from mlp_cli.sweep import ENDED
 
     metric = sweep.metric
     show = _pct if metric.endswith("_acc") else _num
     keys = sweep.varied_keys()
     names = _short_keys(keys)
-    texts = {
-        key: [show_value(t.params[key]) if key in t.params else "" for t in sweep.trials]
-        for key in keys
-    }
+    texts = {key: [t.setting(key) for t in sweep.trials] for key in keys}
     wide = sum(max(len(names[k]), *map(len, texts[k])) + _SWEEP_COLUMN_GAP for k in keys)
     apart = wide + _SWEEP_COLUMNS_WIDTH <= width
     done = sum(t.status in ENDED for t in sweep.trials)
@@ -862,7 +854,7 @@ def sweep_table(
     for rank, trial in enumerate(trials, start=1):
         row: list[str | Text] = [str(rank)] if ranked else []
         row.append(trial.id)
-        settings = [show_value(trial.params[k]) if k in trial.params else "" for k in keys]
+        settings = [trial.setting(k) for k in keys]
         if apart:
             row += [plain(text) for text in settings]
         elif keys:
@@ -902,8 +894,6 @@ def sweep_reasons(sweep: Sweep) -> list[Text]:
 
 def plan_table(sweep: Sweep) -> Table:
     """`mlp sweep plan`: every trial's settings, nothing run."""
-    from mlp_cli.sweep import show_value
-
     keys = sweep.keys()
     names = _short_keys(keys)
     trials = counted(len(sweep.trials), "trial")
@@ -918,6 +908,6 @@ def plan_table(sweep: Sweep) -> Table:
     if not swept_epochs:
         table.add_column("epochs", justify="right", overflow="fold")
     for trial in sweep.trials:
-        settings = [plain(show_value(trial.params[k])) if k in trial.params else "" for k in keys]
+        settings = [plain(trial.setting(k)) for k in keys]
         table.add_row(trial.id, *settings, *([] if swept_epochs else [str(trial.epochs)]))
     return table

@@ -286,6 +286,10 @@ class Trial:
     # early_stopping.monitor picks it), which need not be the sweep metric's best_epoch
     test_epoch: int | None = None
 
+    def setting(self, key: str) -> str:
+        """The swept setting `key` as the sweep file would write it ("" where it sets none)."""
+        return show_value(self.params[key]) if key in self.params else ""
+
 
 def show_value(value: Any) -> str:
     """A swept value as the sweep file would write it."""
@@ -1249,7 +1253,7 @@ def write_results(sweep: Sweep) -> None:
     rows = [
         {
             "trial": trial.id,
-            **{key: show_value(trial.params[key]) if key in trial.params else "" for key in keys},
+            **{key: trial.setting(key) for key in keys},
             "status": trial.status,
             f"best_{sweep.metric}": trial.best,
             "best_epoch": trial.best_epoch or None,
