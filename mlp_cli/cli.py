@@ -1043,7 +1043,9 @@ def evaluate(
     count: Annotated[int, _count("How many mistakes to write.")] = 50,
     plot: Annotated[
         Path | None,
-        typer.Option(metavar=FILE, help="Write a confusion-matrix heatmap (PNG) here."),
+        typer.Option(
+            metavar=FILE, help="Write a confusion-matrix heatmap here (.png, .svg or .pdf)."
+        ),
     ] = None,
 ) -> None:
     """Score a trained model on an MNIST split: accuracy, loss, per-class metrics, confusions."""
@@ -1419,7 +1421,10 @@ def plot(
             metavar="RUN_DIR", help="A run directory made by `mlp train` (or its metrics.jsonl)."
         ),
     ] = Path("runs/latest"),
-    out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", FILE)] = None,
+    out: Annotated[
+        Path | None,
+        _out("Picture to write, .png, .svg or .pdf (default: RUN_DIR/curves.png).", FILE),
+    ] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli import train as training
