@@ -625,7 +625,9 @@ def train(
     batch_size: Annotated[str | None, _shortcut("--batch-size", "N")] = None,
     seed: Annotated[str | None, _shortcut("--seed", "N")] = None,
     layers: Annotated[str | None, _shortcut("--layers", "SIZES")] = None,
-    out: Annotated[Path | None, _out("Run directory (default: runs/<name>).", "DIR")] = None,
+    out: Annotated[
+        Path | None, _out("Run directory (default: <output.dir>/<name>).", "DIR")
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(metavar="DIR", help="Continue the run in this directory from its checkpoint."),

@@ -409,6 +409,24 @@ def test_a_pictures_help_names_the_formats_it_can_be_written_in(
     assert named == set(suffixes), help_text
 
 
+def test_train_out_help_states_the_folder_a_run_without_out_goes_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer.main
+
+    from mlp_cli.config import load_config
+    from mlp_cli.train import new_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(write(tmp_path, GOOD + "output: {dir: elsewhere}\n", "tiny.yaml"))
+    group: Any = typer.main.get_command(app)
+    (help_text,) = [p.help for p in group.commands["train"].params if "--out" in p.opts]
+    stated = re.search(r"\(default: ([^)]*)\)", help_text)
+    assert stated is not None, help_text
+    folder = stated[1].replace("<output.dir>", cfg.output.dir).replace("<name>", cfg.name or "")
+    assert new_run_dir(cfg) == Path(folder), help_text
+
+
 def test_the_usage_line_says_that_predict_takes_several_images() -> None:
     _, help_page, _ = run("predict", "--help")
     code, _, usage_error = run("predict")  # no image: the usage line and the error
