@@ -106,6 +106,7 @@ def test_a_header_quoting_make_reproduce_agrees_with_the_readmes_run() -> None:
         "plot",
         "gradcheck",
         "data fetch",
+        "sweep",
     ],
 )
 def test_the_command_table_names_every_option_of_a_command_and_no_other(command: str) -> None:
