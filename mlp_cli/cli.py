@@ -625,7 +625,9 @@ def train(
     batch_size: Annotated[str | None, _shortcut("--batch-size", "N")] = None,
     seed: Annotated[str | None, _shortcut("--seed", "N")] = None,
     layers: Annotated[str | None, _shortcut("--layers", "SIZES")] = None,
-    out: Annotated[Path | None, _out("Run directory (default: runs/<name>).", "DIR")] = None,
+    out: Annotated[
+        Path | None, _out("Run directory (default: <output.dir>/<name>).", "DIR")
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(metavar="DIR", help="Continue the run in this directory from its checkpoint."),
@@ -1043,7 +1045,9 @@ def evaluate(
     count: Annotated[int, _count("How many mistakes to write.")] = 50,
     plot: Annotated[
         Path | None,
-        typer.Option(metavar=FILE, help="Write a confusion-matrix heatmap (PNG) here."),
+        typer.Option(
+            metavar=FILE, help="Write a confusion-matrix heatmap here (.png, .svg or .pdf)."
+        ),
     ] = None,
 ) -> None:
     """Score a trained model on an MNIST split: accuracy, loss, per-class metrics, confusions."""
@@ -1419,7 +1423,10 @@ def plot(
             metavar="RUN_DIR", help="A run directory made by `mlp train` (or its metrics.jsonl)."
         ),
     ] = Path("runs/latest"),
-    out: Annotated[Path | None, _out("PNG to write (default: RUN_DIR/curves.png).", FILE)] = None,
+    out: Annotated[
+        Path | None,
+        _out("Picture to write, .png, .svg or .pdf (default: RUN_DIR/curves.png).", FILE),
+    ] = None,
 ) -> None:
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli import train as training

@@ -384,6 +384,49 @@ def test_help_never_shows_an_arguments_name_in_python(
     assert not re.search(rf"^│\s+(\*\s+)?{name}\s", arguments, re.MULTILINE), out
 
 
+@pytest.mark.parametrize(
+    ("command", "option", "accepted"),
+    [
+        (["evaluate"], "--plot", "figure"),
+        (["plot"], "--out", "figure"),
+        (["show", "hidden"], "--out", "image"),
+    ],
+)
+def test_a_pictures_help_names_the_formats_it_can_be_written_in(
+    command: list[str], option: str, accepted: str
+) -> None:
+    import typer.main
+
+    from mlp_cli.outputs import FIGURE_SUFFIXES, IMAGE_SUFFIXES
+
+    suffixes = FIGURE_SUFFIXES if accepted == "figure" else IMAGE_SUFFIXES
+    click_command: Any = typer.main.get_command(app)
+    for word in command:
+        click_command = click_command.commands[word]
+    (help_text,) = [p.help for p in click_command.params if option in p.opts]
+    # ".svg" or "SVG": the formats the help names, of those any picture may take
+    named = {s for s in FIGURE_SUFFIXES if s in help_text or s[1:].upper() in help_text}
+    assert named == set(suffixes), help_text
+
+
+def test_train_out_help_states_the_folder_a_run_without_out_goes_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer.main
+
+    from mlp_cli.config import load_config
+    from mlp_cli.train import new_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(write(tmp_path, GOOD + "output: {dir: elsewhere}\n", "tiny.yaml"))
+    group: Any = typer.main.get_command(app)
+    (help_text,) = [p.help for p in group.commands["train"].params if "--out" in p.opts]
+    stated = re.search(r"\(default: ([^)]*)\)", help_text)
+    assert stated is not None, help_text
+    folder = stated[1].replace("<output.dir>", cfg.output.dir).replace("<name>", cfg.name or "")
+    assert new_run_dir(cfg) == Path(folder), help_text
+
+
 def test_the_usage_line_says_that_predict_takes_several_images() -> None:
     _, help_page, _ = run("predict", "--help")
     code, _, usage_error = run("predict")  # no image: the usage line and the error

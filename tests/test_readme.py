@@ -106,6 +106,7 @@ def test_a_header_quoting_make_reproduce_agrees_with_the_readmes_run() -> None:
         "plot",
         "gradcheck",
         "data fetch",
+        "sweep",
     ],
 )
 def test_the_command_table_names_every_option_of_a_command_and_no_other(command: str) -> None:
@@ -229,3 +230,17 @@ def test_the_sweep_section_says_whose_weights_the_best_trials_test_accuracy_scor
     assert kept is not None
     said = readme.split("whose test accuracy is measured", 1)[1].split("results.csv", 1)[0]
     assert kept.group(1) in said, said
+
+
+def test_the_readme_names_every_runtime_dependency() -> None:
+    import tomllib
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    said = readme.split("Runtime dependencies: ", 1)[1].split("Optional, for", 1)[0]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = [
+        re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
+        for requirement in project["dependencies"]
+    ]
+    left_out = [name for name in names if not re.search(rf"\b{re.escape(name)}\b", said, re.I)]
+    assert not left_out, f"pyproject.toml's dependencies the README does not name: {left_out}"
