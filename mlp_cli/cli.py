@@ -571,6 +571,14 @@ def _refuse_with_resume(ctx: typer.Context, *names: str) -> None:
         )
 
 
+def _given(ctx: typer.Context, *names: str) -> list[str]:
+    """The options among ``names`` (their parameter names) given on the command line, each
+    as its flag (``--count``): a default is no choice the user made."""
+    flags = {param.name: param.opts[0] for param in ctx.command.params}
+    sources = {name: ctx.get_parameter_source(name) for name in names}
+    return [flags[n] for n, s in sources.items() if s is not None and s.name == "COMMANDLINE"]
+
+
 @contextmanager
 def _data_progress(quiet: bool) -> Iterator["DataNotices"]:
     """What the data layer reports to, on stderr: a download bar, stopped however the
@@ -1031,6 +1039,7 @@ def _model_json(path: Path, saved: Any) -> dict[str, Any]:
 
 @app.command()
 def evaluate(
+    ctx: typer.Context,
     model: ModelOpt = None,
     split: Annotated[
         Split, typer.Option(help="Which images: test, val (held out in training) or train.")
@@ -1042,7 +1051,7 @@ def evaluate(
             metavar="DIR", help="Write the worst mistakes as PNGs (and a gallery) into this folder."
         ),
     ] = None,
-    count: Annotated[int, _count("How many mistakes to write.")] = 50,
+    count: Annotated[int, _count("How many mistakes --misclassified writes.")] = 50,
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -1056,6 +1065,11 @@ def evaluate(
     from mlp_cli.outputs import check_folder, check_picture
     from mlp_cli.render import print_evaluation
 
+    if misclassified is None and _given(ctx, "count"):
+        raise UsageError(
+            "--count goes with --misclassified: it is how many mistakes that folder gets. "
+            "Add --misclassified DIR, or drop --count."
+        )
     if plot is not None:
         check_picture(plot, "confusion heatmap")
     if misclassified is not None:

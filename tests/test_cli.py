@@ -1215,3 +1215,17 @@ def test_train_shows_its_thread_choice_and_caps_more_threads_than_cores(
     code, out, err = run("train", "--config", str(config), *args)
     assert code == 0, err
     assert f"threads: {cores} (10,000 asked, capped at the {cores} core" in err
+
+
+@pytest.mark.usefixtures("no_public_mirrors")  # MNIST is not there: it must not be needed
+@pytest.mark.parametrize("count", ["5", "50"])  # the default, given, is a choice too
+def test_evaluate_refuses_count_without_misclassified_before_reading_mnist(
+    tmp_path: Path, count: str
+) -> None:
+    model = save_random_model(tmp_path / "m.npz")
+    code, out, err = run("evaluate", "--model", str(model), "--count", count)
+    assert code == 2, err
+    assert out == ""
+    said = " ".join(err.split())
+    assert "--count goes with --misclassified" in said
+    assert "Traceback" not in err
