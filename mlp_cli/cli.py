@@ -1120,6 +1120,7 @@ def evaluate(
 
 @app.command()
 def predict(
+    ctx: typer.Context,
     paths: Annotated[
         list[str],
         typer.Argument(
@@ -1138,7 +1139,8 @@ def predict(
         ),
     ] = False,
     show: Annotated[
-        bool, typer.Option("--show", help="Draw the 28x28 input the network sees.")
+        bool,
+        typer.Option("--show", help="Draw the 28x28 input the network sees (not with --json)."),
     ] = False,
     save_input: Annotated[
         Path | None,
@@ -1153,7 +1155,7 @@ def predict(
         typer.Option(
             "--verbose",
             "-v",
-            help="Every image in detail, also when there are more than 3.",
+            help="Every image in detail, also when there are more than 3 (not with --json).",
         ),
     ] = False,
 ) -> None:
@@ -1164,6 +1166,12 @@ def predict(
     """
     from mlp_cli.predict import InputWriter, image_files, predict_batches
 
+    if json_ and (drawn := _given(ctx, "show", "verbose")):
+        raise UsageError(
+            f"{' and '.join(drawn)} cannot be combined with --json: the JSON object is all"
+            f" that is printed. Drop {' and '.join(drawn)}, or --json to see the images in"
+            " detail."
+        )
     if save_input is not None:
         from mlp_cli.outputs import check_folder
 

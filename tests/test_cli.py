@@ -1229,3 +1229,19 @@ def test_evaluate_refuses_count_without_misclassified_before_reading_mnist(
     said = " ".join(err.split())
     assert "--count goes with --misclassified" in said
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("drawn", [["--show"], ["--verbose"], ["--show", "-v"]])
+def test_predict_refuses_json_with_options_that_draw_in_the_terminal(
+    random_model: Path, tmp_path: Path, drawn: list[str]
+) -> None:
+    image = _digit_png(tmp_path / "one.png")
+    inputs = tmp_path / "inputs"
+    args = ["predict", str(image), "--model", str(random_model), "--save-input", str(inputs)]
+    code, out, err = run(*args, "--json", *drawn)
+    assert code == 2, err
+    assert out == ""
+    said = " ".join(err.split())
+    flags = " and ".join("--verbose" if flag == "-v" else flag for flag in drawn)
+    assert f"{flags} cannot be combined with --json" in said
+    assert not inputs.exists()  # refused before anything was written
