@@ -750,6 +750,20 @@ def train(
 _SWEEP_ACTIONS = ("plan", "show")
 
 
+def _listed(flags: list[str]) -> str:
+    """``flags`` in a sentence: "--a", "--a and --b", "--a, --b and --c"."""
+    return " and ".join([", ".join(flags[:-1]), flags[-1]] if len(flags) > 1 else flags)
+
+
+# The options only running a sweep uses, by action: what that action does instead, and
+# those of them it takes no notice of.
+_RUN_OPTIONS = ("workers", "cpus_per_trial", "engine", "address", "storage", "quiet")
+_NOT_FOR = {
+    "plan": ("lists the trials without running them", _RUN_OPTIONS),
+    "show": ("prints the table of a sweep that ran", (*_RUN_OPTIONS, "out")),
+}
+
+
 @app.command()
 def sweep(
     ctx: typer.Context,
@@ -758,7 +772,8 @@ def sweep(
         typer.Argument(
             metavar="[plan|show] FILE|DIR",
             help="A sweep file to run, or the name of a shipped sweep (depth-width,"
-            " 400-25-10-recipe); plan FILE: list its trials; show DIR: a sweep's table.",
+            " 400-25-10-recipe); plan FILE: list its trials (takes --out and --json only);"
+            " show DIR: a sweep's table (takes --json only).",
         ),
     ] = None,
     resume: Annotated[
@@ -823,6 +838,15 @@ def sweep(
             "expected one of: mlp sweep FILE.yaml, mlp sweep plan FILE.yaml, mlp sweep show DIR,"
             " mlp sweep --resume DIR"
         )
+    if action is not None and (unused := _given(ctx, *_NOT_FOR[action][1])):
+        raise UsageError(
+            f"{_listed(unused)} cannot be combined with `mlp sweep {action}`, which"
+            f" {_NOT_FOR[action][0]}: {'they go' if len(unused) > 1 else 'it goes'} with"
+            f" running a sweep. Drop {_listed(unused)}."
+        )
+    # Before a resumed sweep's folder is locked or its trials read.
+    if engine != "ray" and (address is not None or storage is not None):
+        raise UsageError("--address and --storage go with --engine ray")
     if action == "show":
         _print_sweep(sweeps.Sweep.load(args[1]), json_)
         return
@@ -854,8 +878,6 @@ def sweep(
                 console.print(plan_table(run))
             return
         sweeps.check_new_sweep(run)
-    if engine != "ray" and (address is not None or storage is not None):
-        raise UsageError("--address and --storage go with --engine ray")
     if engine == "ray":
         from mlp_cli.sweep_ray import check_ready, run_ray
 

@@ -2120,3 +2120,59 @@ def test_plan_refuses_a_sweep_whose_state_could_not_be_read_back(
     monkeypatch.setattr(sweep, "MAX_STATE_VALUES", 2 * values - 2)
     with pytest.raises(ConfigError, match=r"s.yaml: the state of this sweep \(4 trials of 3"):
         plan(path)
+
+
+@pytest.mark.parametrize(
+    ("action", "option", "named"),
+    [
+        ("plan", ["--workers", "2"], "--workers"),
+        ("plan", ["--cpus-per-trial", "2"], "--cpus-per-trial"),
+        ("plan", ["--engine", "local"], "--engine"),
+        ("plan", ["--engine", "ray", "--address", "127.0.0.1:6379"], "--engine and --address"),
+        ("plan", ["--quiet"], "--quiet"),
+        ("show", ["--workers", "2"], "--workers"),
+        ("show", ["--storage", "/tmp/ray"], "--storage"),
+        ("show", ["-q"], "--quiet"),
+        ("show", ["--out", "elsewhere"], "--out"),
+        ("show", ["--out", "x", "--quiet", "--workers", "2"], "--workers, --quiet and --out"),
+    ],
+)
+def test_plan_and_show_refuse_the_options_of_running_a_sweep(
+    tmp_path: Path, action: str, option: list[str], named: str
+) -> None:
+    target = (
+        str(write_sweep(tmp_path, GRID)) if action == "plan" else str(_saved_state(tmp_path)[0])
+    )
+    code, out, err = mlp("sweep", action, target, *option)
+    assert code == 2, err
+    assert out == ""
+    said = " ".join(err.split())
+    assert f"{named} cannot be combined with `mlp sweep {action}`" in said
+    assert f"Drop {named}." in said
+    # what each action does take still works
+    taken = ["--json"] if action == "show" else ["--json", "--out", str(tmp_path / "o")]
+    code, out, err = mlp("sweep", action, target, *taken)
+    assert code == 0, err
+    assert json.loads(out)
+
+
+def test_resume_refuses_address_without_ray_before_taking_the_sweeps_lock(tmp_path: Path) -> None:
+    folder, _ = _saved_state(tmp_path)
+    # Another process holds the sweep's lock, as a running mlp would: the option is still
+    # the mistake named, found before the folder's lock or trials are looked at.
+    holder = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({str(folder / LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "locked\n"
+        code, _, err = mlp("sweep", "--resume", str(folder), "--address", "127.0.0.1:6379")
+        proc.communicate()
+    assert code == 2, err
+    assert "go with --engine ray" in err
