@@ -807,7 +807,11 @@ def sweep(
     ] = None,
     workers: Annotated[
         int | None,
-        _count("Trials at once (local engine; default: usable cores / --cpus-per-trial).", 256),
+        _count(
+            "Trials at once, with either engine (default: usable cores / --cpus-per-trial; on"
+            " Ray, as many as its CPUs fit).",
+            256,
+        ),
     ] = None,
     cpus_per_trial: Annotated[
         int | None, _count("CPUs (threads) per trial \\[default: 1].", 256)

@@ -2176,3 +2176,12 @@ def test_resume_refuses_address_without_ray_before_taking_the_sweeps_lock(tmp_pa
         proc.communicate()
     assert code == 2, err
     assert "go with --engine ray" in err
+
+
+def test_the_help_of_workers_says_it_sets_the_trials_at_once_with_either_engine() -> None:
+    # run_ray takes --workers too: a private Ray's CPUs, and a cluster's trials at once
+    code, out, _ = mlp("sweep", "--help")
+    assert code == 0
+    said = " ".join(out.replace("│", " ").split())
+    assert "--workers N [1<=x<=256] Trials at once, with either engine" in said
+    assert "local engine" not in said
