@@ -305,7 +305,10 @@ app = _Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 data_app = _Typer(help="Download, import and inspect the MNIST dataset.", no_args_is_help=True)
-config_app = _Typer(help="Show resolved configs and the config schema.", no_args_is_help=True)
+config_app = _Typer(
+    help="List the shipped configs, show a config resolved, print the config schema.",
+    no_args_is_help=True,
+)
 show_app = _Typer(help="Draw what a trained network has learned.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")

@@ -1245,3 +1245,25 @@ def test_predict_refuses_json_with_options_that_draw_in_the_terminal(
     flags = " and ".join("--verbose" if flag == "-v" else flag for flag in drawn)
     assert f"{flags} cannot be combined with --json" in said
     assert not inputs.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("command", [["--help"], ["config", "--help"]])
+def test_the_config_groups_help_names_what_each_of_its_commands_does(
+    monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(*command)
+    assert code == 0
+    said = " ".join(out.replace("│", " ").split())
+    # the group's own sentence, in the root's command list and atop its own page
+    if command == ["config", "--help"]:
+        group = said.split("[ARGS]... ", 1)[1]
+    else:
+        group = said[said.index(" config ") :]
+    sentence = group[: group.index(".") + 1]
+    for purpose in ("List the shipped configs", "show a config resolved", "config schema"):
+        assert purpose in sentence, sentence
+    # and each of those is one of its commands
+    _, page, _ = run("config", "--help")
+    for name in ("list", "show", "schema"):
+        assert re.search(rf"│ {name} ", page), page
