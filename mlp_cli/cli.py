@@ -679,7 +679,10 @@ def train(
             "(training.threads).",
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print only the summary (with --json, not even that)."),
+    ] = False,
     json_: Annotated[
         bool,
         typer.Option("--json", help="One JSON object per epoch on stdout, nothing else."),
@@ -848,7 +851,10 @@ def sweep(
         int | None, _count("CPUs (threads) per trial \\[default: 1].", 256)
     ] = None,
     out: Annotated[Path | None, _out("Sweep folder (default: <output.dir>/<name>).", "DIR")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the results.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print only the results (with --json, as JSON only)."),
+    ] = False,
     json_: Annotated[
         bool, typer.Option("--json", help="The ranked trials as JSON on stdout, nothing else.")
     ] = False,

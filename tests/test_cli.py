@@ -1293,3 +1293,15 @@ def test_an_option_of_one_value_given_more_than_once_is_refused(
     assert out == ""
     assert said in " ".join(err.replace("│", " ").split())
     assert sorted(tmp_path.rglob("*")) == before  # refused before anything was written
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_the_help_of_quiet_says_what_json_makes_of_it(
+    monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    # --json prints JSON and nothing else, with --quiet or without: no summary, no table
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(command, "--help")
+    assert code == 0
+    row = next(line for line in out.splitlines() if "--quiet" in line)
+    assert "(with --json, " in row, row
