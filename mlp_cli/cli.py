@@ -1448,7 +1448,16 @@ def show_hidden(
 
 @app.command()
 def serve(
-    model: ModelOpt = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="FILE|DIR",
+            help="A .npz model or a run directory (default: the newest run of --runs, "
+            "runs/latest unless --runs says otherwise).",
+        ),
+    ] = None,
     host: Annotated[
         str,
         typer.Option(metavar="ADDRESS", help="Address to listen on (loopback only by default)."),

@@ -1305,3 +1305,23 @@ def test_the_help_of_quiet_says_what_json_makes_of_it(
     assert code == 0
     row = next(line for line in out.splitlines() if "--quiet" in line)
     assert "(with --json, " in row, row
+
+
+def test_the_help_of_serve_model_names_the_runs_folder_its_default_comes_from(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mlp_cli import checkpoint
+
+    # what serve does: with no --model, the newest run of --runs, wherever that is
+    run_dir = tmp_path / "elsewhere" / "r1"
+    run_dir.mkdir(parents=True)
+    save_random_model(run_dir / checkpoint.MODEL_FILE)
+    (tmp_path / "elsewhere" / checkpoint.LATEST).symlink_to("r1")
+    found = checkpoint.find_model(None, runs=tmp_path / "elsewhere")
+    assert found == tmp_path / "elsewhere" / checkpoint.LATEST / checkpoint.MODEL_FILE
+    # and what its help says of it
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run("serve", "--help")
+    assert code == 0
+    said = " ".join(out.replace("│", " ").split())
+    assert "(default: the newest run of --runs, runs/latest unless --runs says otherwise)" in said
