@@ -37,7 +37,7 @@ from mlp_cli.plain import command, escape_controls, json_text, plain, plain_name
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
 from mlp_cli.stopping import STOP_SIGNALS, take_over
-from mlp_cli.threads import ThreadChoice, let_blas_workers_sleep, limit_blas
+from mlp_cli.threads import ThreadChoice, ThreadSetting, let_blas_workers_sleep, limit_blas
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -564,28 +564,34 @@ def _stop_on_sigint() -> Iterator[Callable[[], int | None]]:
             signal.signal(signum, old)
 
 
-def _choose_threads(option: str | None, cfg: "Config", earlier: int | None = None) -> ThreadChoice:
-    """``--threads`` (a number or auto), else the config's, resolved once for this run
+def _threads_option(option: str | None) -> ThreadSetting:
+    """``--threads`` read as a number or auto (None when not given), refused as the usage
+    mistake it is before a config or run is read."""
+    if option is None:
+        return None
+    text = option.strip()
+    # ASCII digits (str.isdigit alone takes "²"), fewer than int() refuses (4301): 18
+    # digits already count more threads than any machine has
+    digits = text.isascii() and text.isdigit() and len(text) <= 18
+    if text == "auto":
+        return "auto"
+    if digits and int(text) >= 1:
+        return int(text)
+    from mlp_cli.limits import shorten
+
+    raise UsageError(
+        f"--threads takes a number of threads (1 or more) or auto, not {shorten(option, 40)!r}"
+    )
+
+
+def _choose_threads(
+    option: ThreadSetting, cfg: "Config", earlier: int | None = None
+) -> ThreadChoice:
+    """``--threads`` (`_threads_option`), else the config's, resolved once for this run
     (`auto` on resume keeps the ``earlier`` sessions' count)."""
-    from mlp_cli.threads import ThreadSetting, choose_threads
+    from mlp_cli.threads import choose_threads
 
-    setting: ThreadSetting = cfg.training.threads
-    if option is not None:
-        text = option.strip()
-        # ASCII digits (str.isdigit alone takes "²"), fewer than int() refuses (4301): 18
-        # digits already count more threads than any machine has
-        digits = text.isascii() and text.isdigit() and len(text) <= 18
-        if text == "auto":
-            setting = "auto"
-        elif digits and int(text) >= 1:
-            setting = int(text)
-        else:
-            from mlp_cli.limits import shorten
-
-            raise UsageError(
-                "--threads takes a number of threads (1 or more) or auto, not"
-                f" {shorten(option, 40)!r}"
-            )
+    setting = cfg.training.threads if option is None else option
     return choose_threads(setting, cfg.model.layers, cfg.training.batch_size, earlier=earlier)
 
 
@@ -699,6 +705,7 @@ def train(
         for name, key in SHORTCUTS.items()
         if (value := ctx.params[name]) is not None
     ]
+    thread_setting = _threads_option(threads)  # before a run's lock or checkpoint is taken
     saved = None
     if resume is not None:
         _refuse_with_resume(ctx, "config", "out")
@@ -715,7 +722,7 @@ def train(
         cfg = training.name_for_overrides(load_config(config, overrides), overrides)
         training.check_run_destination(cfg, out)  # before minutes of loading and training
     earlier = training.threads_so_far(saved) if saved is not None else None
-    choice = _choose_threads(threads, cfg, earlier)
+    choice = _choose_threads(thread_setting, cfg, earlier)
     if choice.capped and (quiet or json_):
         err_console.print(plain(f"threads: {choice.threads} ({choice.reason})"))
     with limit_blas(choice.threads):

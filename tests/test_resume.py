@@ -839,3 +839,25 @@ def test_resuming_a_run_killed_before_its_first_checkpoint_says_so_and_how_to_tr
     assert f"the run in '{run_dir}' was stopped before it saved its first checkpoint" in message
     assert f"mlp train --config {run_dir / train.CONFIG_FILE} --out NEW_DIR" in message
     assert snapshot(run_dir) == before
+
+
+def test_a_bad_threads_value_is_named_before_the_runs_lock_is_looked_at(tmp_path: Path) -> None:
+    run_dir = interrupted_run(tmp_path, "R")
+    # Another process holds the run's lock, as one training it would: the option is still
+    # the mistake named, before the folder's lock or checkpoint is read.
+    holder = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({str(run_dir / train.LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "locked\n"
+        code, message = run("train", "--resume", str(run_dir), "--threads", "two")
+        proc.communicate()
+    assert code == 2, message
+    assert "--threads takes a number of threads (1 or more) or auto, not 'two'" in message
