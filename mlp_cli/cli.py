@@ -1210,7 +1210,11 @@ def predict(
     ] = False,
     show: Annotated[
         bool,
-        typer.Option("--show", help="Draw the 28x28 input the network sees (not with --json)."),
+        typer.Option(
+            "--show",
+            help="Draw the 28x28 input the network sees, each image in detail as with --verbose"
+            " (not with --json).",
+        ),
     ] = False,
     save_input: Annotated[
         Path | None,

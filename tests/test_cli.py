@@ -1325,3 +1325,18 @@ def test_the_help_of_serve_model_names_the_runs_folder_its_default_comes_from(
     assert code == 0
     said = " ".join(out.replace("│", " ").split())
     assert "(default: the newest run of --runs, runs/latest unless --runs says otherwise)" in said
+
+
+def test_show_prints_every_image_in_detail_as_its_help_says(
+    random_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _digit_folder(tmp_path / "digits", SIX)  # more than 3: a table without --show
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = _predict_in(folder, random_model, "--show")
+    assert code == 0
+    assert out.count("top 3: ") == 6
+    assert "runner-up" not in out
+    monkeypatch.setenv("COLUMNS", "200")
+    _, page, _ = run("predict", "--help")
+    said = " ".join(page.replace("│", " ").split())
+    assert "Draw the 28x28 input the network sees, each image in detail as with --verbose" in said
