@@ -277,35 +277,7 @@ class _PlainHelp:  # the help of _Command and _Group: see _Typer
 
 
 class _Command(_PlainHelp, TyperCommand):
-    def make_parser(self, ctx: Any) -> Any:
-        # The parser's own parse_args is the one place that returns each option given, in
-        # order, however many times: wrapped here, since the command only sees the last.
-        parser = super().make_parser(ctx)
-        parse = parser.parse_args
-
-        def parse_args(args: list[str]) -> Any:
-            opts, rest, order = parse(args=args)
-            if not ctx.resilient_parsing:
-                _refuse_repeated(ctx, order)
-            return opts, rest, order
-
-        parser.parse_args = parse_args  # type: ignore[method-assign]
-        return parser
-
-
-def _refuse_repeated(ctx: Any, order: list[Any]) -> None:
-    """A usage error for an option of one value, or a switch, given more than once (in
-    ``order``, the parser's list of each option given): the parser would keep the last and
-    drop the others unsaid, so ``--split val --split test`` would score the test images."""
-    for param in dict.fromkeys(order):
-        times = order.count(param)
-        if times < 2 or not isinstance(param, TyperOption) or param.multiple or param.is_eager:
-            continue
-        names = "/".join([param.opts[0], *param.secondary_opts])
-        ctx.fail(
-            f"{names} is given {'twice' if times == 2 else f'{times} times'}, and it takes one"
-            f" {'setting' if param.is_flag else 'value'}: give it once."
-        )
+    pass
 
 
 class _Group(_PlainHelp, TyperGroup):

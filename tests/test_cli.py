@@ -1269,32 +1269,6 @@ def test_the_config_groups_help_names_what_each_of_its_commands_does(
         assert re.search(rf"│ {name} ", page), page
 
 
-@pytest.mark.usefixtures("no_public_mirrors")  # MNIST is not there: it must not be needed
-@pytest.mark.parametrize(
-    ("args", "said"),
-    [
-        (["evaluate", "--split", "val", "--split", "test"], "--split is given twice"),
-        (["train", "--epochs", "1", "--epochs", "2", "--out", "{tmp}/run"], "--epochs is given"),
-        (["train", "-c", "{model}", "--config", "{model}"], "--config is given twice"),
-        (["show", "hidden", "--no-terminal", "--terminal"], "--terminal/--no-terminal is given"),
-        (["predict", "x.png", "-m", "{model}", "-m", "{model}", "-m", "{model}"], "given 3 times"),
-        (["data", "info", "--json", "--json"], "--json is given twice"),
-    ],
-)
-def test_an_option_of_one_value_given_more_than_once_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], said: str
-) -> None:
-    model = save_random_model(tmp_path / "m.npz")
-    monkeypatch.chdir(tmp_path)
-    args = [arg.format(tmp=tmp_path, model=model) for arg in args]
-    before = sorted(tmp_path.rglob("*"))
-    code, out, err = run(*args)
-    assert code == 2, err
-    assert out == ""
-    assert said in " ".join(err.replace("│", " ").split())
-    assert sorted(tmp_path.rglob("*")) == before  # refused before anything was written
-
-
 @pytest.mark.parametrize("command", ["train", "sweep"])
 def test_the_help_of_quiet_says_what_json_makes_of_it(
     monkeypatch: pytest.MonkeyPatch, command: str
