@@ -1216,6 +1216,7 @@ def _print_predictions_json(
     names = list(saved.meta.class_names)
     opening = json_text({**_model_json(path, saved), "predictions": []})[: -len("]}")]
     any_rows = False
+    chunk, sent = "", [0]  # the batch's text and how many of its characters are out
     try:
         for predictions, batch_failures, written in batches:
             failures += batch_failures
@@ -1226,13 +1227,47 @@ def _print_predictions_json(
             if any_rows and rows:
                 text = ", " + text
             any_rows = any_rows or bool(rows)
-            typer.echo(opening + text, nl=False)
+            chunk, sent[0] = opening + text, 0
+            _write_counted(chunk, sent)
             opening = ""  # written with the first batch, once its forward pass has worked
     except BaseException as exc:
-        if not opening and not isinstance(exc, StdoutError):  # half an object is out
-            typer.echo(f"], {_failures_json(failures)}")
+        # Half an object is out: the rest of the batch cut short, then the end.
+        if (not opening or sent[0]) and not isinstance(exc, StdoutError):
+            typer.echo(f"{chunk[sent[0] :]}], {_failures_json(failures)}")
         raise
     typer.echo(f"{opening}], {_failures_json(failures)}")
+
+
+def _write_counted(text: str, sent: list[int]) -> None:
+    """Write ``text`` (ASCII, as `json_text` makes it) to standard output, counting in
+    ``sent[0]`` the characters written so far, so that a stop signal ending it leaves the
+    caller knowing exactly what is out.
+
+    One write of a large text to a pipe that is full blocks, and a signal then cuts it
+    after an unknown part. So this waits for room with the signals let through, and writes
+    at most PIPE_BUF bytes, which a pipe takes whole or not at all, with them held."""
+    raw = getattr(getattr(sys.stdout, "buffer", None), "raw", None)
+    data = text.encode(sys.stdout.encoding or "utf-8", "backslashreplace")
+    # Else no descriptor of ours (a test's capture), no signal masks, or an encoding that
+    # makes more than a byte of a character (UTF-16): written as before.
+    if (
+        not isinstance(raw, _StdoutFile)
+        or not hasattr(signal, "pthread_sigmask")
+        or (len(data) != len(text))
+    ):
+        typer.echo(text, nl=False)
+        sent[0] = len(text)
+        return
+    import select
+
+    sys.stdout.flush()
+    while sent[0] < len(data):
+        select.select([], [raw.fileno()], [])  # a stop signal is raised here, if it comes
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            sent[0] += raw.write(data[sent[0] : sent[0] + select.PIPE_BUF]) or 0
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _failures_json(failures: "list[Failure]") -> str:
