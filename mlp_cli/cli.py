@@ -414,7 +414,11 @@ def handle_errors(command: F) -> F:
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             if _debugging():
-                raise
+                # Raised on, Typer would end it as a silent exit 130 whatever the signal:
+                # the traceback --debug asks for is shown here, and the signal's code kept.
+                import traceback
+
+                traceback.print_exc()
             code = _exit_code(exc)
             err_console.print(f"interrupted ({signal.Signals(code - 128).name})", style="yellow")
             raise typer.Exit(code) from None

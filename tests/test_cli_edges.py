@@ -636,13 +636,10 @@ def test_a_file_to_write_named_with_a_trailing_slash_is_a_usage_error(
     assert (work / "model.onnx").read_bytes() == b"the user's own file"
 
 
-@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
-def test_predict_json_stopped_while_a_slow_reader_holds_the_pipe_full_is_still_whole(
-    tmp_path: Path,
-) -> None:
-    # A batch's predictions go out in one text larger than a pipe holds; a SIGTERM while the
-    # reader has not yet taken it cut that text at a point mlp did not know, and left half
-    # an object on stdout. The object must be closed instead, as the README says.
+def _predict_stopped(tmp_path: Path, *flags: str) -> tuple[int, bytes, str]:
+    """`mlp predict --json` of 600 pictures, sent SIGTERM once its output has begun and the
+    pipe is full (its reader takes 100 bytes, then nothing for a second): the exit code,
+    all of stdout and stderr."""
     from PIL import Image
 
     model = save_random_model(tmp_path / "model.npz")
@@ -655,7 +652,7 @@ def test_predict_json_stopped_while_a_slow_reader_holds_the_pipe_full_is_still_w
     for i in range(600):
         (folder / f"{i:04d}.png").write_bytes(picture.read_bytes())
     environment = {k: v for k, v in os.environ.items() if k != "MLP_DEBUG"}
-    command = ["predict", str(folder), "--raw", "--json", "--model", str(model)]
+    command = ["predict", str(folder), "--raw", "--json", "--model", str(model), *flags]
     process = subprocess.Popen(
         [sys.executable, "-m", "mlp_cli.cli", *command],
         stdout=subprocess.PIPE,
@@ -673,8 +670,29 @@ def test_predict_json_stopped_while_a_slow_reader_holds_the_pipe_full_is_still_w
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 128 + signal.SIGTERM, err.decode()
-    report = json.loads(first + out)
+    return process.returncode, first + out, err.decode()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
+def test_predict_json_stopped_while_a_slow_reader_holds_the_pipe_full_is_still_whole(
+    tmp_path: Path,
+) -> None:
+    # A batch's predictions go out in one text larger than a pipe holds; a SIGTERM while the
+    # reader has not yet taken it cut that text at a point mlp did not know, and left half
+    # an object on stdout. The object must be closed instead, as the README says.
+    code, out, err = _predict_stopped(tmp_path)
+    assert code == 128 + signal.SIGTERM, err
+    report = json.loads(out)
     assert 0 < len(report["predictions"]) <= 600
     assert all(p["digit"] in range(10) for p in report["predictions"])
     assert report["failures"] == []
+
+
+def test_a_stop_signal_with_debug_shows_the_traceback_and_keeps_the_signals_code(
+    tmp_path: Path,
+) -> None:
+    # Else Typer ended it as a silent exit 130, for SIGTERM too.
+    code, _, err = _predict_stopped(tmp_path, "--debug")
+    assert code == 128 + signal.SIGTERM, err
+    assert "Traceback (most recent call last)" in err
+    assert "Terminated: SIGTERM" in err
