@@ -653,7 +653,7 @@ def train(
     """Train a network from a YAML config; writes a run directory with the model."""
     from mlp_cli import train as training
     from mlp_cli.config import Override, load_config
-    from mlp_cli.render import JsonLines, TrainDisplay, print_train_summary
+    from mlp_cli.render import JsonLines, Notices, TrainDisplay, print_train_summary
 
     # The shortcut flags are read by name, so that SHORTCUTS alone lists them.
     overrides = list(set_ or []) + [
@@ -691,9 +691,9 @@ def train(
             _say(WARNING, plain(warning), err=True)
         display: training.Callbacks
         if json_:
-            display = JsonLines()
+            display = JsonLines(err_console)
         elif quiet:
-            display = training.Callbacks()
+            display = Notices(err_console)
         else:
             display = TrainDisplay(console, cfg, choice)
         with _stop_on_sigint() as stop_signal:
