@@ -32,7 +32,14 @@ from rich.text import Text
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
-from mlp_cli.errors import CheckpointError, ExportError, MLPError, OutputError, UsageError
+from mlp_cli.errors import (
+    CheckpointError,
+    DataError,
+    ExportError,
+    MLPError,
+    OutputError,
+    UsageError,
+)
 from mlp_cli.plain import command, escape_controls, json_text, plain, plain_name, shown
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
@@ -1484,7 +1491,13 @@ def plot(
     with training.lock_run(run_dir, elsewhere) if into_run else contextlib.nullcontext():
         records = training.read_metrics(metrics)
         loss = training.run_loss(run_dir)
-        plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
+        try:
+            plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
+        except UsageError as exc:
+            # The picture's path was checked above: what plot_curves refuses here are the
+            # records, those of a damaged file, which fails at run time as a line of it
+            # that is not JSON does (read_metrics).
+            raise DataError(f"The metrics file {shown(metrics)} cannot be plotted: {exc}") from None
     _say("learning curves written to ", plain_name(target))
 
 
