@@ -32,7 +32,14 @@ from rich.text import Text
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mlp_cli import __version__
-from mlp_cli.errors import CheckpointError, ExportError, MLPError, OutputError, UsageError
+from mlp_cli.errors import (
+    CheckpointError,
+    DataError,
+    ExportError,
+    MLPError,
+    OutputError,
+    UsageError,
+)
 from mlp_cli.plain import command, escape_controls, json_text, plain, plain_name, shown
 from mlp_cli.richhelp import load_rich_utils
 from mlp_cli.shipped import DEFAULT_CONFIG
@@ -417,7 +424,11 @@ def handle_errors(command: F) -> F:
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             if _debugging():
-                raise
+                # Raised on, Typer would end it as a silent exit 130 whatever the signal:
+                # the traceback --debug asks for is shown here, and the signal's code kept.
+                import traceback
+
+                traceback.print_exc()
             code = _exit_code(exc)
             err_console.print(f"interrupted ({signal.Signals(code - 128).name})", style="yellow")
             raise typer.Exit(code) from None
@@ -669,7 +680,7 @@ def train(
     """Train a network from a YAML config; writes a run directory with the model."""
     from mlp_cli import train as training
     from mlp_cli.config import Override, load_config
-    from mlp_cli.render import JsonLines, TrainDisplay, print_train_summary
+    from mlp_cli.render import JsonLines, Notices, TrainDisplay, print_train_summary
 
     # The shortcut flags are read by name, so that SHORTCUTS alone lists them.
     overrides = list(set_ or []) + [
@@ -708,9 +719,9 @@ def train(
             _say(WARNING, plain(warning), err=True)
         display: training.Callbacks
         if json_:
-            display = JsonLines()
+            display = JsonLines(err_console)
         elif quiet:
-            display = training.Callbacks()
+            display = Notices(err_console)
         else:
             display = TrainDisplay(console, cfg, choice)
         with _stop_on_sigint() as stop_signal:
@@ -1284,6 +1295,7 @@ def _print_predictions_json(
     names = list(saved.meta.class_names)
     opening = json_text({**_model_json(path, saved), "predictions": []})[: -len("]}")]
     any_rows = False
+    chunk, sent = "", [0]  # the batch's text and how many of its characters are out
     try:
         for predictions, batch_failures, written in batches:
             failures += batch_failures
@@ -1294,13 +1306,47 @@ def _print_predictions_json(
             if any_rows and rows:
                 text = ", " + text
             any_rows = any_rows or bool(rows)
-            typer.echo(opening + text, nl=False)
+            chunk, sent[0] = opening + text, 0
+            _write_counted(chunk, sent)
             opening = ""  # written with the first batch, once its forward pass has worked
     except BaseException as exc:
-        if not opening and not isinstance(exc, StdoutError):  # half an object is out
-            typer.echo(f"], {_failures_json(failures)}")
+        # Half an object is out: the rest of the batch cut short, then the end.
+        if (not opening or sent[0]) and not isinstance(exc, StdoutError):
+            typer.echo(f"{chunk[sent[0] :]}], {_failures_json(failures)}")
         raise
     typer.echo(f"{opening}], {_failures_json(failures)}")
+
+
+def _write_counted(text: str, sent: list[int]) -> None:
+    """Write ``text`` (ASCII, as `json_text` makes it) to standard output, counting in
+    ``sent[0]`` the characters written so far, so that a stop signal ending it leaves the
+    caller knowing exactly what is out.
+
+    One write of a large text to a pipe that is full blocks, and a signal then cuts it
+    after an unknown part. So this waits for room with the signals let through, and writes
+    at most PIPE_BUF bytes, which a pipe takes whole or not at all, with them held."""
+    raw = getattr(getattr(sys.stdout, "buffer", None), "raw", None)
+    data = text.encode(sys.stdout.encoding or "utf-8", "backslashreplace")
+    # Else no descriptor of ours (a test's capture), no signal masks, or an encoding that
+    # makes more than a byte of a character (UTF-16): written as before.
+    if (
+        not isinstance(raw, _StdoutFile)
+        or not hasattr(signal, "pthread_sigmask")
+        or (len(data) != len(text))
+    ):
+        typer.echo(text, nl=False)
+        sent[0] = len(text)
+        return
+    import select
+
+    sys.stdout.flush()
+    while sent[0] < len(data):
+        select.select([], [raw.fileno()], [])  # a stop signal is raised here, if it comes
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            sent[0] += raw.write(data[sent[0] : sent[0] + select.PIPE_BUF]) or 0
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _failures_json(failures: "list[Failure]") -> str:
@@ -1522,7 +1568,13 @@ def plot(
     with training.lock_run(run_dir, elsewhere) if into_run else contextlib.nullcontext():
         records = training.read_metrics(metrics)
         loss = training.run_loss(run_dir)
-        plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
+        try:
+            plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
+        except UsageError as exc:
+            # The picture's path was checked above: what plot_curves refuses here are the
+            # records, those of a damaged file, which fails at run time as a line of it
+            # that is not JSON does (read_metrics).
+            raise DataError(f"The metrics file {shown(metrics)} cannot be plotted: {exc}") from None
     _say("learning curves written to ", plain_name(target))
 
 

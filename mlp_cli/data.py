@@ -951,7 +951,8 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     The folder holds each file as `<stem>.gz` or raw `<stem>` (the `train-images.idx3-ubyte`
     spelling is accepted too). Each file is verified against `MNIST_FILES` exactly like a
     download. Verified files are installed even when others are missing or wrong; a
-    DataError then names every missing or bad file. A cached file that is not MNIST's is
+    DataError then names every missing or bad file (a folder holding none of them, or no
+    folder, raises UsageError). A cached file that is not MNIST's is
     moved aside first, as by a download, and told to `notices.write` when it has one; one
     that already verifies is left as it is.
     """
@@ -966,6 +967,7 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
     remove_leftovers()
     installed: dict[str, Path] = {}
     problems: list[str] = []
+    missing = 0
     for stem in MNIST_FILES:
         # Whatever is there under a name is tried, so that a pipe, a device or a broken link
         # is reported as such rather than as missing.
@@ -974,6 +976,7 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
         candidates = [folder / name for name in names if os.path.lexists(folder / name)]
         if not candidates:
             problems.append(f"  - {stem}: missing (looked for {stem}.gz and {stem})")
+            missing += 1
             continue
         file_problems: list[str] = []
         for candidate in candidates:
@@ -998,6 +1001,14 @@ def import_mnist(src: str | Path, *, notices: Any = False) -> dict[str, Path]:
             break
         else:
             problems.extend(file_problems)
+    if missing == len(MNIST_FILES):
+        # The argument names the wrong folder, as a path that is no folder does: a usage
+        # error; missing or damaged files in a folder that holds some are a failed import.
+        raise UsageError(
+            f"Cannot import MNIST from {shown(folder)}: the folder holds none of the four "
+            f"files ({', '.join(f'{s}.gz' for s in MNIST_FILES)}, or the same names without "
+            ".gz). Give the folder that holds them."
+        )
     if problems:
         done = ", ".join(installed) if installed else "none"
         raise DataError(

@@ -290,8 +290,23 @@ def slow_run_message(slow: Slowdown, run_dir: Path | str) -> str:
     )
 
 
-class JsonLines(Callbacks):
-    """One JSON object per epoch on stdout, for scripts."""
+class Notices(Callbacks):
+    """What `--quiet` and `--json` keep of the training display: the notice of a run
+    starved of CPU (`TrainDisplay.on_slow_run`), on ``console``, standard error."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.run_dir: Path | str = "RUN"
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        self.run_dir = info["run_dir"]
+
+    def on_slow_run(self, slow: Slowdown) -> None:
+        self.console.print(plain(slow_run_message(slow, self.run_dir), style="yellow"))
+
+
+class JsonLines(Notices):
+    """One JSON object per epoch on stdout, for scripts; notices on standard error."""
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         print(json_text(record), flush=True)

@@ -508,7 +508,9 @@ class Sweep:
             sweep = TypeAdapter(cls).validate_python(state)
             sweep.check()
         except (ValueError, ConfigError, OSError, RecursionError) as exc:  # ValidationError is one
-            raise UsageError(
+            # A damaged file at the right path fails at run time (exit code 1), as a damaged
+            # checkpoint, model or metrics file does; only a folder without one is a usage error.
+            raise MLPError(
                 f"'{shown(path)}' is not a sweep state mlp can read ({first_line(exc)}); it is "
                 "written by `mlp sweep` and not meant to be edited"
             ) from None
@@ -750,7 +752,7 @@ def check_new_sweep(sweep: Sweep) -> None:
     if (folder / STATE_FILE).is_file():
         try:  # the folder's own sweep, which need not be this one
             held = f"the sweep '{Sweep.load(folder).name}'"
-        except UsageError:
+        except MLPError:
             held = f"a sweep's {STATE_FILE}"
         raise UsageError(
             f"'{shown(folder)}' already holds {held}; continue it with"

@@ -610,7 +610,8 @@ class Trainer:
 
         Everything is checked before the trainer is changed: a checkpoint saved by another
         run (another config) or with damaged resume state raises `CheckpointError` naming
-        the file, and nothing on disk is touched."""
+        the file, a config.yaml edited since the checkpoint `ConfigError`, and nothing on
+        disk is touched."""
         path = self.run_dir / CHECKPOINT_FILE
         saved = saved or load_checkpoint(self.run_dir)
         saved_cfg = self._check_same_run(saved.meta.config, path)
@@ -719,7 +720,9 @@ class Trainer:
             config = self.run_dir / CONFIG_FILE
             if _edited_after(config, path):
                 listed = "; ".join(f"{k} is {b} there, {a} in training" for k, a, b in differ)
-                raise CheckpointError(
+                # The user's own edit, as `--set` of the same key would be: a configuration
+                # mistake (exit code 2), not a damaged or foreign checkpoint.
+                raise ConfigError(
                     f"'{shown(config)}' was edited after the run saved '{shown(path)}': {listed}. "
                     "A run resumes with the settings it was trained with, but for "
                     f"{_RESUMABLE_TEXT} (which --set changes). Put back the trained values "

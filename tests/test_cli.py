@@ -128,6 +128,22 @@ def test_data_import_of_a_folder_that_is_not_there_is_a_usage_error(
     assert not isolated_data_dir.exists()  # nothing imported
 
 
+def test_data_import_of_a_folder_holding_no_mnist_file_is_a_usage_error(
+    tmp_path: Path, isolated_data_dir: Path
+) -> None:
+    # The wrong folder, as a path that is no folder is, or `--model DIR` without a model.npz.
+    where = tmp_path / "photos"
+    where.mkdir()
+    (where / "holiday.jpg").write_bytes(b"not MNIST")
+    code, _, err = run("data", "import", str(where))
+    assert code == 2, err
+    said = " ".join(err.split())
+    assert f"Cannot import MNIST from {where}: the folder holds none of the four files" in said
+    assert "Traceback" not in err
+    assert not isolated_data_dir.exists()  # nothing imported
+    assert [p.name for p in where.iterdir()] == ["holiday.jpg"]
+
+
 def test_bad_override_exits_2() -> None:
     code, _, err = run(
         "config", "show", "configs/mnist-400-25-10.yaml", "--set", "training.epoch=3"

@@ -81,6 +81,29 @@ def test_the_summary_names_the_curves_it_drew_and_json_stays_json(
     assert (runs / "unit-400-32-10-3" / "curves.png").is_file()
 
 
+@pytest.mark.parametrize("flag", ["--json", "--quiet"])
+def test_a_run_starved_of_cpu_is_reported_on_stderr_with_json_and_quiet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str
+) -> None:
+    import json
+
+    from mlp_cli import threads, train
+
+    # Every epoch is judged, and the threads waited for a CPU far longer than they ran.
+    monkeypatch.setattr(threads, "JUDGED_SECONDS", 0.0)
+    waited = iter(range(0, 10**6, 1000))
+    monkeypatch.setattr(train, "waiting_seconds", lambda: float(next(waited)))
+    monkeypatch.setattr(train, "blas_threads", lambda: 2)
+    code, out, err = mlp("train", "--config", str(config(tmp_path)), "--epochs", "2", flag)
+    assert code == 0, err
+    said = " ".join(err.split())
+    assert said.count("other processes are keeping the CPUs busy") == 1, said
+    assert "--threads 1" in said
+    assert "other processes" not in out
+    if flag == "--json":
+        assert [json.loads(line)["epoch"] for line in out.splitlines()] == [1, 2]
+
+
 # -- what "best" means -----------------------------------------------------------------------
 
 

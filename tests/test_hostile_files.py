@@ -706,6 +706,28 @@ def test_a_metrics_file_is_read_in_bounded_memory(
     assert_refused(code, stderr, rss, 1, "run/metrics.jsonl", fragment)
 
 
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ('{"epoch": "x", "train_loss": 0.5}\n', "Metrics record 1 has epoch = 'x'"),
+        (RECORD % 2 + RECORD % 1, "mix more than one run"),
+        (RECORD.replace('"train_acc": 0.8', '"train_acc": 80') % 1, "train_acc reaches 80"),
+    ],
+    ids=["text", "backwards", "percent"],
+)
+def test_a_metrics_file_of_records_no_run_writes_fails_as_a_damaged_file(
+    scratch: Path, content: str, fragment: str
+) -> None:
+    # As a line that is not JSON does (exit code 1), not as a usage mistake: the folder is
+    # a run's, and its file is damaged.
+    run = scratch / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(content)
+    code, stderr, rss = run_mlp("plot", "run", cwd=scratch)
+    assert_refused(code, stderr, rss, 1, "The metrics file run/metrics.jsonl", fragment)
+    assert [p.name for p in run.iterdir()] == ["metrics.jsonl"]
+
+
 def test_a_named_pipe_where_the_curves_go_is_refused_not_opened(scratch: Path) -> None:
     run = scratch / "run"
     run.mkdir()

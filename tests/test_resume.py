@@ -288,7 +288,7 @@ def test_a_config_edited_since_training_in_a_folder_with_a_line_break_is_named_o
 
     result = runner.invoke(cli.app, ["train", "--resume", str(run_dir), "--quiet"])
 
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "R\nS" not in result.stderr
     shown = str(run_dir).replace("\n", "\\n")
     assert f"'{shown}/config.yaml' was edited after the run saved '{shown}/checkpoint.npz'" in (
@@ -312,7 +312,7 @@ def test_a_config_edited_since_training_is_named_as_edited_with_what_to_do(
 
     code, message = run("train", "--resume", str(run_dir), "--quiet")
 
-    assert code == 1
+    assert code == 2  # a configuration mistake, as the same change through --set is
     assert f"'{config}' was edited after the run saved '{run_dir / train.CHECKPOINT_FILE}'" in (
         message
     )
@@ -324,6 +324,23 @@ def test_a_config_edited_since_training_is_named_as_edited_with_what_to_do(
     config.write_text(trained)  # the trained values put back, as the message says
     code, message = run("train", "--resume", str(run_dir), "--quiet")
     assert code == 0, message
+
+
+def test_an_edited_config_and_the_same_change_through_set_are_refused_with_one_code(
+    tmp_path: Path,
+) -> None:
+    # Both are the user's change of a setting resuming cannot change: the README's code for
+    # a configuration mistake, whichever way it was made.
+    edited, overridden = interrupted_run(tmp_path, "A"), interrupted_run(tmp_path, "B")
+    config = edited / train.CONFIG_FILE
+    config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.02"))
+
+    by_edit, message = run("train", "--resume", str(edited), "--quiet")
+    by_set, _ = run("train", "--resume", str(overridden), "--set", "optimizer.lr=0.02")
+
+    assert "was edited after the run saved" in message
+    assert by_set == 2
+    assert by_edit == by_set
 
 
 @pytest.mark.parametrize("kind", ["folder", "link"])

@@ -939,6 +939,8 @@ def test_wrong_arguments_are_a_usage_error(tmp_path: Path, args: tuple[str, ...]
 
 
 def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
+    # A folder without a sweep.json is a usage mistake (exit code 2); a damaged sweep.json
+    # fails at run time (exit code 1), as a damaged checkpoint or metrics.jsonl does.
     code, _, err = mlp("sweep", "show", str(tmp_path))
     assert code == 2
     assert "is not a sweep folder" in err
@@ -975,9 +977,9 @@ def test_show_refuses_a_folder_that_is_no_sweep(tmp_path: Path) -> None:
     for text in broken:
         (tmp_path / "sweep.json").write_text(text)
         code, _, err = mlp("sweep", "show", str(tmp_path))
-        assert code == 2, text[:200]
+        assert code == 1, text[:200]
         code, _, err = mlp("sweep", "--resume", str(tmp_path))
-        assert code == 2, text[:200]
+        assert code == 1, text[:200]
         assert "is not a sweep state mlp can read" in err, err
         assert "Traceback" not in err
     code, _, err = mlp("sweep", "show", str(good_dir))
@@ -990,7 +992,7 @@ def test_a_sweep_state_with_an_epoch_its_trial_never_ran_names_that_epoch(tmp_pa
         trials = [{**state["trials"][0], key: 3}, *state["trials"][1:]]  # of 0 epochs run
         (good_dir / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
         code, _, err = mlp("sweep", "show", str(good_dir))
-        assert code == 2
+        assert code == 1
         assert f"(trial t000: {key} 3 of a trial that ran 0 epochs)" in err, err
 
 
@@ -1001,7 +1003,7 @@ def test_a_sweep_state_with_an_epoch_past_the_one_its_trial_ran_counts_it_in_the
     trials = [{**state["trials"][0], "epoch": 1, "test_epoch": 2}, *state["trials"][1:]]
     (good_dir / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
     code, _, err = mlp("sweep", "show", str(good_dir))
-    assert code == 2
+    assert code == 1
     assert "(trial t000: test_epoch 2 of a trial that ran 1 epoch)" in err, err
 
 
@@ -1050,7 +1052,7 @@ def test_an_edited_state_is_refused_with_the_setting_and_the_value_found(tmp_pat
         (tmp_path / "sweep.json").write_text(json.dumps({**state, key: value}))
         for command in (("sweep", "show"), ("sweep", "--resume")):
             code, _, err = mlp(*command, str(tmp_path))
-            assert code == 2, err
+            assert code == 1, err
             assert f"is not a sweep state mlp can read ({found});" in err, err
 
 
@@ -1063,7 +1065,7 @@ def test_an_edited_state_with_an_accuracy_outside_0_and_1_is_refused(tmp_path: P
         (tmp_path / "sweep.json").write_text(json.dumps({**state, "trials": trials}))
         for command in (("sweep", "show"), ("sweep", "--resume")):
             code, _, err = mlp(*command, str(tmp_path))
-            assert code == 2, err
+            assert code == 1, err
             found = f"(trial t000: an accuracy of {value}, outside 0 to 1);"
             assert f"is not a sweep state mlp can read {found}" in " ".join(err.split()), err
 
@@ -1819,7 +1821,7 @@ def test_a_sweep_states_trial_id_or_status_of_any_length_is_cut_short(
     state["trials"][0][field] = "x" * 5000
     (good_dir / "sweep.json").write_text(json.dumps(state))
     code, _, err = mlp("sweep", "show", str(good_dir))
-    assert code == 2, err
+    assert code == 1, err
     assert f"'{'x' * 37}...'" in err
     assert len(err) < 1000
 
@@ -1845,7 +1847,7 @@ def test_a_sweep_state_with_settings_no_sweep_file_gives_is_refused(tmp_path: Pa
         (tmp_path / "sweep.json").write_text(text)
         for command in (("sweep", "show"), ("sweep", "--resume")):
             code, _, err = mlp(*command, str(tmp_path))
-            assert code == 2, text[:200]
+            assert code == 1, text[:200]
             assert "is not a sweep state mlp can read" in err, err
     # What a sweep file can give: a section's settings, a list, a text of a few layers.
     body = GRID.replace("{values: [sigmoid, relu]}", "{values: [sigmoid, relu]}\n") + (
@@ -2086,7 +2088,7 @@ def test_a_sweep_state_of_millions_of_values_is_refused_before_it_is_parsed(
 ) -> None:
     import tracemalloc
 
-    from mlp_cli.errors import UsageError
+    from mlp_cli.errors import MLPError
 
     # 18 MB of empty lists: parsed, each would cost 20 times its 3 bytes.
     empty_lists = ",".join(["[]"] * (sweep.MAX_STATE_VALUES + 1_000_000))
@@ -2094,15 +2096,16 @@ def test_a_sweep_state_of_millions_of_values_is_refused_before_it_is_parsed(
     del empty_lists
     tracemalloc.start()
     try:
-        with pytest.raises(UsageError, match=rf"more than {sweep.MAX_STATE_VALUES:,} values"):
+        with pytest.raises(MLPError, match=rf"more than {sweep.MAX_STATE_VALUES:,} values") as e:
             Sweep.load(tmp_path)
+        assert e.value.exit_code == 1  # a damaged file, not a usage mistake
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 2 * (tmp_path / "sweep.json").stat().st_size
     for command in (("sweep", "show"), ("sweep", "--resume")):
         code, _, err = mlp(*command, str(tmp_path))
-        assert code == 2
+        assert code == 1
         assert (
             f"is not a sweep state mlp can read (more than {sweep.MAX_STATE_VALUES:,} values)"
             in err
