@@ -20,6 +20,7 @@ import types
 from pathlib import Path
 from typing import IO, Any
 
+import locks
 import numpy as np
 import pytest
 import treesnap
@@ -307,15 +308,10 @@ def test_misclassified_into_a_folder_another_evaluation_is_writing_is_refused(
 ) -> None:
     # Two at once would each remove only the pictures there before either began: both sets
     # of mistakes were left, or one failed removing a picture the other had removed.
-    fcntl = pytest.importorskip("fcntl")  # where folders can be locked
     folder = tmp_path / "out"
     code, _, err = run("evaluate", "--model", run_dir, "--misclassified", folder, "--count", "5")
     assert code == 0, err
-    # As the other evaluation holds it: locked through a file description of its own.
-    fd = os.open(folder / MISTAKES_LOCK, os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, b"4242\n")
+    with locks.held(folder / MISTAKES_LOCK):  # as the other evaluation holds it
         held = treesnap.snapshot(folder)
         code, out, err = run(
             "evaluate", "--model", run_dir, "--misclassified", folder, "--count", "2"
@@ -327,8 +323,6 @@ def test_misclassified_into_a_folder_another_evaluation_is_writing_is_refused(
             "(pid 4242), which is writing its pictures of mistakes" in said
         )
         assert treesnap.snapshot(folder) == held
-    finally:
-        os.close(fd)
     (folder / MISTAKES_LOCK).unlink()
     code, _, err = run("evaluate", "--model", run_dir, "--misclassified", folder, "--count", "2")
     assert code == 0, err
@@ -805,13 +799,8 @@ def test_a_users_own_matplotlib_chart_saved_as_a_runs_curves_is_kept(run_dir: Pa
 def test_plot_leaves_the_curves_of_a_run_being_trained_to_its_trainer(
     run_dir: Path, tmp_path: Path
 ) -> None:
-    fcntl = pytest.importorskip("fcntl")  # where folders can be locked
     before = treesnap.snapshot(run_dir)
-    # As the trainer holds it: locked through a file description of its own, pid inside.
-    fd = os.open(run_dir / train.LOCK_FILE, os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, b"4242\n")
+    with locks.held(run_dir / train.LOCK_FILE):  # as the trainer holds it
         held = treesnap.snapshot(run_dir)
         into_run: list[list[str | Path]] = [[], ["--out", run_dir / train.CURVES_FILE]]
         for options in into_run:
@@ -825,8 +814,6 @@ def test_plot_leaves_the_curves_of_a_run_being_trained_to_its_trainer(
         code, _, err = run("plot", run_dir, "--out", elsewhere)
         assert code == 0, err
         assert outputs.is_own_picture(elsewhere)
-    finally:
-        os.close(fd)
     (run_dir / train.LOCK_FILE).unlink()
     assert run("plot", run_dir)[0] == 0
     assert not (run_dir / train.LOCK_FILE).exists()

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import locks
 import numpy as np
 import pytest
 from signals import signal_when
@@ -862,19 +863,7 @@ def test_a_bad_threads_value_is_named_before_the_runs_lock_is_looked_at(tmp_path
     run_dir = interrupted_run(tmp_path, "R")
     # Another process holds the run's lock, as one training it would: the option is still
     # the mistake named, before the folder's lock or checkpoint is read.
-    holder = (
-        "import fcntl, os, sys\n"
-        f"fd = os.open({str(run_dir / train.LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-        "print('locked', flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    with subprocess.Popen(
-        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "locked\n"
+    with locks.held(run_dir / train.LOCK_FILE):
         code, message = run("train", "--resume", str(run_dir), "--threads", "two")
-        proc.communicate()
     assert code == 2, message
     assert "--threads takes a number of threads (1 or more) or auto, not 'two'" in message

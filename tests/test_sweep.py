@@ -21,6 +21,7 @@ from multiprocessing.context import ForkProcess
 from pathlib import Path
 from typing import Any
 
+import locks
 import numpy as np
 import pytest
 from signals import alive
@@ -1559,22 +1560,15 @@ def test_a_trial_trained_by_hand_meanwhile_is_left_to_resume_not_failed(
 ) -> None:
     # `mlp train --resume` of a trial holds its run folder while the sweep is resumed: the
     # trial waits for it, as an ended trial is never run again.
-    fcntl = pytest.importorskip("fcntl")  # where folders can be locked
     s = plan(write_sweep(tmp_path, GRID.replace("{value: 2}", "{value: 4}")))
     s.dir.mkdir(parents=True)
     assert not run_local(s, workers=1, should_stop=lambda: s.trials[0].epoch >= 1)
     s.save()
     assert s.trials[0].status == "interrupted"
     before = s.trials[0].epoch
-    # As a trainer holds it: locked through a file description of its own, pid inside.
-    fd = os.open(s.dir / "t000" / LOCK_FILE, os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, b"4242\n")
+    with locks.held(s.dir / "t000" / LOCK_FILE):  # as a trainer holds it
         again = Sweep.load(s.dir)
         assert run_local(again, workers=1)
-    finally:
-        os.close(fd)
     (s.dir / "t000" / LOCK_FILE).unlink()
     first = again.trials[0]
     assert (first.status, first.epoch) == ("interrupted", before)
@@ -2163,20 +2157,8 @@ def test_resume_refuses_address_without_ray_before_taking_the_sweeps_lock(tmp_pa
     folder, _ = _saved_state(tmp_path)
     # Another process holds the sweep's lock, as a running mlp would: the option is still
     # the mistake named, found before the folder's lock or trials are looked at.
-    holder = (
-        "import fcntl, os, sys\n"
-        f"fd = os.open({str(folder / LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-        "print('locked', flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    with subprocess.Popen(
-        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "locked\n"
+    with locks.held(folder / LOCK_FILE):
         code, _, err = mlp("sweep", "--resume", str(folder), "--address", "127.0.0.1:6379")
-        proc.communicate()
     assert code == 2, err
     assert "go with --engine ray" in err
 
