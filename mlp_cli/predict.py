@@ -146,7 +146,7 @@ def check_logits(saved: SavedModel, logits: NDArray[np.floating]) -> None:
     prediction goes through here."""
     if not np.all(np.isfinite(logits)):
         raise CheckpointError(
-            f"the model '{saved.path}' computes outputs that are not finite numbers: its "
+            f"the model '{shown(saved.path)}' computes outputs that are not finite numbers: its "
             "weights are too large for float32 arithmetic. Retrain it (a smaller learning "
             "rate, weight decay or max_norm keep weights small)."
         )

@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 from mlp_cli import checkpoint, data, outputs, train
 from mlp_cli.cli import app
 from mlp_cli.data import Splits
-from mlp_cli.errors import OutputError, UsageError
+from mlp_cli.errors import MLPError, OutputError, UsageError
 from mlp_cli.evaluate import MISTAKES_LOCK
 
 runner = CliRunner()
@@ -1474,6 +1474,16 @@ def test_a_model_whose_forward_pass_overflows_is_refused_on_every_path(
     assert "NaN" not in out
     assert "Infinity" not in out
     assert treesnap.snapshot(tmp_path) == before
+
+
+def test_a_model_whose_outputs_are_not_finite_is_named_on_one_line() -> None:
+    from mlp_cli.predict import check_logits
+
+    saved = types.SimpleNamespace(path=Path("runs/two\nlines/model.npz"))
+    with pytest.raises(MLPError) as refused:
+        check_logits(saved, np.array([[np.inf, 0.0]], np.float32))  # type: ignore[arg-type]
+    assert "'runs/two\\nlines/model.npz' computes outputs that are not finite" in str(refused.value)
+    assert "\n" not in str(refused.value)
 
 
 @pytest.mark.parametrize(
