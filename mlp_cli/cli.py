@@ -1554,7 +1554,7 @@ def plot(
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli import train as training
     from mlp_cli.outputs import check_picture
-    from mlp_cli.viz import plot_curves
+    from mlp_cli.viz import curve_series, plot_curves
 
     metrics = training.find_metrics(run_dir)
     run_dir = metrics.parent
@@ -1569,12 +1569,14 @@ def plot(
         records = training.read_metrics(metrics)
         loss = training.run_loss(run_dir)
         try:
-            plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
+            curve_series(records)
         except UsageError as exc:
-            # The picture's path was checked above: what plot_curves refuses here are the
-            # records, those of a damaged file, which fails at run time as a line of it
-            # that is not JSON does (read_metrics).
+            # Records no run writes are a damaged file, which fails at run time as a line of
+            # it that is not JSON does (read_metrics); checked apart from the drawing, whose
+            # own refusals (the picture's path, checked again as it is written) stay usage
+            # errors about that path.
             raise DataError(f"The metrics file {shown(metrics)} cannot be plotted: {exc}") from None
+        plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
     _say("learning curves written to ", plain_name(target))
 
 
