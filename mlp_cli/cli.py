@@ -1326,20 +1326,33 @@ def _write_counted(text: str, sent: list[int]) -> None:
     after an unknown part. So this waits for room with the signals let through, and writes
     at most PIPE_BUF bytes, which a pipe takes whole or not at all, with them held."""
     raw = getattr(getattr(sys.stdout, "buffer", None), "raw", None)
-    data = text.encode(sys.stdout.encoding or "utf-8", "backslashreplace")
-    # Else no descriptor of ours (a test's capture), no signal masks, or an encoding that
-    # makes more than a byte of a character (UTF-16): written as before.
-    if (
-        not isinstance(raw, _StdoutFile)
-        or not hasattr(signal, "pthread_sigmask")
-        or (len(data) != len(text))
-    ):
+    encoding = sys.stdout.encoding or "utf-8"
+    data = text.encode(encoding, "backslashreplace")
+    # Else no descriptor of ours (a test's capture) or no signal masks: written as before.
+    if not isinstance(raw, _StdoutFile) or not hasattr(signal, "pthread_sigmask"):
         typer.echo(text, nl=False)
         sent[0] = len(text)
         return
     import select
 
     sys.stdout.flush()
+    if len(data) != len(text):
+        # An encoding of several bytes a character (UTF-16) goes through the text layer,
+        # which writes its byte-order mark once, in pieces of characters that encode (the
+        # mark too) to at most PIPE_BUF bytes.
+        most = max(len(c.encode(encoding, "backslashreplace")) for c in set(text))
+        size = max(1, select.PIPE_BUF // most - 1)
+        while sent[0] < len(text):
+            select.select([], [raw.fileno()], [])  # a stop signal is raised here, if it comes
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                piece = text[sent[0] : sent[0] + size]
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+                sent[0] += len(piece)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return
     while sent[0] < len(data):
         select.select([], [raw.fileno()], [])  # a stop signal is raised here, if it comes
         held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -1554,7 +1567,7 @@ def plot(
     """Draw learning curves (loss, accuracy, learning rate) of a training run."""
     from mlp_cli import train as training
     from mlp_cli.outputs import check_picture
-    from mlp_cli.viz import plot_curves
+    from mlp_cli.viz import curve_series, plot_curves
 
     metrics = training.find_metrics(run_dir)
     run_dir = metrics.parent
@@ -1569,12 +1582,14 @@ def plot(
         records = training.read_metrics(metrics)
         loss = training.run_loss(run_dir)
         try:
-            plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
+            curve_series(records)
         except UsageError as exc:
-            # The picture's path was checked above: what plot_curves refuses here are the
-            # records, those of a damaged file, which fails at run time as a line of it
-            # that is not JSON does (read_metrics).
+            # Records no run writes are a damaged file, which fails at run time as a line of
+            # it that is not JSON does (read_metrics); checked apart from the drawing, whose
+            # own refusals (the picture's path, checked again as it is written) stay usage
+            # errors about that path.
             raise DataError(f"The metrics file {shown(metrics)} cannot be plotted: {exc}") from None
+        plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
     _say("learning curves written to ", plain_name(target))
 
 

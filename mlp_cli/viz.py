@@ -436,6 +436,35 @@ def best_record(
     return int(np.nanargmin(scores) if best_by == "val_loss" else np.nanargmax(scores))
 
 
+def curve_series(
+    records: Sequence[Mapping[str, Any]],
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The epochs (n,) and the series (n,) of `plot_curves` (``train_loss``... ``lr``), NaN
+    where a record has none; refuses records no run writes with `UsageError`, before anything
+    is drawn."""
+    if not records:
+        raise UsageError("There are no metrics records to plot: the training history is empty.")
+    epoch = _series(records, "epoch", finite=True)
+    epoch = np.where(np.isnan(epoch), np.arange(1, len(records) + 1), epoch)
+    if (back := np.flatnonzero(np.diff(epoch) <= 0)).size:
+        i = int(back[0]) + 1  # the first record whose epoch does not follow the one before
+        raise UsageError(
+            f"Metrics record {i + 1} has epoch {epoch[i]:g} after record {i} with epoch "
+            f"{epoch[i - 1]:g}, but the epochs of one run only go up: these records mix more "
+            "than one run (another run's lines appended, or two files joined). Plot each run's "
+            "own metrics.jsonl."
+        )
+    s = {k: _series(records, k) for k in ("train_loss", "val_loss", "train_acc", "val_acc")}
+    s["lr"] = _series(records, "lr", finite=True)
+    for key in ("train_acc", "val_acc"):
+        if np.nanmax(s[key], initial=0.0) > 1.0 + 1e-9:
+            raise UsageError(
+                f"{key} reaches {np.nanmax(s[key]):g}, but accuracies must be fractions in "
+                "[0, 1] (0.97 for 97%)."
+            )
+    return epoch, s
+
+
 def plot_curves(
     records: Sequence[Mapping[str, Any]],
     out: Path,
@@ -459,26 +488,7 @@ def plot_curves(
     """
     from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, PercentFormatter
 
-    if not records:
-        raise UsageError("There are no metrics records to plot: the training history is empty.")
-    epoch = _series(records, "epoch", finite=True)
-    epoch = np.where(np.isnan(epoch), np.arange(1, len(records) + 1), epoch)
-    if (back := np.flatnonzero(np.diff(epoch) <= 0)).size:
-        i = int(back[0]) + 1  # the first record whose epoch does not follow the one before
-        raise UsageError(
-            f"Metrics record {i + 1} has epoch {epoch[i]:g} after record {i} with epoch "
-            f"{epoch[i - 1]:g}, but the epochs of one run only go up: these records mix more "
-            "than one run (another run's lines appended, or two files joined). Plot each run's "
-            "own metrics.jsonl."
-        )
-    s = {k: _series(records, k) for k in ("train_loss", "val_loss", "train_acc", "val_acc")}
-    s["lr"] = _series(records, "lr", finite=True)
-    for key in ("train_acc", "val_acc"):
-        if np.nanmax(s[key], initial=0.0) > 1.0 + 1e-9:
-            raise UsageError(
-                f"{key} reaches {np.nanmax(s[key]):g}, but accuracies must be fractions in "
-                "[0, 1] (0.97 for 97%)."
-            )
+    epoch, s = curve_series(records)
     marker = "o" if len(records) <= 30 else None  # dots make short histories readable
     loss_label = "loss" if loss is None else LOSSES[loss].label
 

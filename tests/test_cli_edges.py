@@ -636,10 +636,12 @@ def test_a_file_to_write_named_with_a_trailing_slash_is_a_usage_error(
     assert (work / "model.onnx").read_bytes() == b"the user's own file"
 
 
-def _predict_stopped(tmp_path: Path, *flags: str) -> tuple[int, bytes, str]:
-    """`mlp predict --json` of 600 pictures, sent SIGTERM once its output has begun and the
-    pipe is full (its reader takes 100 bytes, then nothing for a second): the exit code,
-    all of stdout and stderr."""
+def _predict_stopped(
+    tmp_path: Path, *flags: str, encoding: str = "utf-8"
+) -> tuple[int, bytes, str]:
+    """`mlp predict --json` of 600 pictures, its standard streams in ``encoding``, sent
+    SIGTERM once its output has begun and the pipe is full (its reader takes 100 bytes, then
+    nothing for a second): the exit code, all of stdout and stderr."""
     from PIL import Image
 
     model = save_random_model(tmp_path / "model.npz")
@@ -652,6 +654,7 @@ def _predict_stopped(tmp_path: Path, *flags: str) -> tuple[int, bytes, str]:
     for i in range(600):
         (folder / f"{i:04d}.png").write_bytes(picture.read_bytes())
     environment = {k: v for k, v in os.environ.items() if k != "MLP_DEBUG"}
+    environment["PYTHONIOENCODING"] = encoding
     command = ["predict", str(folder), "--raw", "--json", "--model", str(model), *flags]
     process = subprocess.Popen(
         [sys.executable, "-m", "mlp_cli.cli", *command],
@@ -670,7 +673,7 @@ def _predict_stopped(tmp_path: Path, *flags: str) -> tuple[int, bytes, str]:
         if process.poll() is None:
             process.kill()
             process.wait()
-    return process.returncode, first + out, err.decode()
+    return process.returncode, first + out, err.decode(encoding)
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
@@ -685,6 +688,19 @@ def test_predict_json_stopped_while_a_slow_reader_holds_the_pipe_full_is_still_w
     report = json.loads(out)
     assert 0 < len(report["predictions"]) <= 600
     assert all(p["digit"] in range(10) for p in report["predictions"])
+    assert report["failures"] == []
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
+def test_predict_json_stopped_while_the_pipe_is_full_is_still_whole_in_utf16(
+    tmp_path: Path,
+) -> None:
+    # Two bytes a character were written in one piece, as before pieces were counted: a
+    # SIGTERM cut it where mlp did not know, and the object was left open.
+    code, out, err = _predict_stopped(tmp_path, encoding="utf-16")
+    assert code == 128 + signal.SIGTERM, err
+    report = json.loads(out.decode("utf-16"))
+    assert 0 < len(report["predictions"]) <= 600
     assert report["failures"] == []
 
 

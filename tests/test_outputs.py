@@ -224,6 +224,31 @@ def test_picture_writers_never_replace_a_model_or_a_users_file(
     assert fake_data == []  # refused before evaluating
 
 
+def test_a_link_put_where_plot_draws_is_named_as_the_picture_not_the_metrics(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The picture's path is checked again as it is written; a link that appeared there
+    # meanwhile is a mistake about that path (exit code 2), not a damaged metrics.jsonl.
+    from mlp_cli import viz
+
+    target, elsewhere = tmp_path / "c.png", tmp_path / "notes.txt"
+    elsewhere.write_text("the user's own notes")
+    save = viz._save_figure
+
+    def link_first(fig: Any, out: Path) -> Path:
+        out.symlink_to(elsewhere)
+        return save(fig, out)
+
+    monkeypatch.setattr(viz, "_save_figure", link_first)
+    code, _, err = run("plot", run_dir, "--out", target)
+    said = " ".join(err.split())
+    assert code == 2, said
+    assert f"cannot write the figure '{target}': it is a link" in said
+    assert "metrics" not in said
+    assert target.is_symlink()
+    assert elsewhere.read_text() == "the user's own notes"
+
+
 def test_mlp_replaces_its_own_pictures(run_dir: Path, fake_data: list[str]) -> None:
     for _ in range(2):
         code, out, _ = run("show", "hidden", "--model", run_dir, "--no-terminal")
