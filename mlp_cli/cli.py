@@ -1336,30 +1336,43 @@ def _write_counted(text: str, sent: list[int]) -> None:
     import select
 
     sys.stdout.flush()
-    if len(data) != len(text):
+    put: Callable[[int], int]
+    if len(data) == len(text):  # a byte a character: the bytes, PIPE_BUF of them at a time
+        size = select.PIPE_BUF
+
+        def put(start: int) -> int:
+            return raw.write(data[start : start + size]) or 0
+
+    else:
         # An encoding of several bytes a character (UTF-16) goes through the text layer,
         # which writes its byte-order mark once, in pieces of characters that encode (the
         # mark too) to at most PIPE_BUF bytes.
         most = max(len(c.encode(encoding, "backslashreplace")) for c in set(text))
         size = max(1, select.PIPE_BUF // most - 1)
-        while sent[0] < len(text):
-            select.select([], [raw.fileno()], [])  # a stop signal is raised here, if it comes
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-            try:
-                piece = text[sent[0] : sent[0] + size]
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-                sent[0] += len(piece)
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        return
-    while sent[0] < len(data):
+
+        def put(start: int) -> int:
+            piece = text[start : start + size]
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+            return len(piece)
+
+    while sent[0] < len(text):
         select.select([], [raw.fileno()], [])  # a stop signal is raised here, if it comes
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            sent[0] += raw.write(data[sent[0] : sent[0] + select.PIPE_BUF]) or 0
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        with _stop_signals_held():
+            sent[0] += put(sent[0])
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold the stop signals inside the block (one that comes waits, pending), and put the
+    mask back as it was however the block ends: also when a signal that came just before
+    is raised as the mask is being set, which would otherwise leave them held for good."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _failures_json(failures: "list[Failure]") -> str:

@@ -712,3 +712,23 @@ def test_a_stop_signal_with_debug_shows_the_traceback_and_keeps_the_signals_code
     assert code == 128 + signal.SIGTERM, err
     assert "Traceback (most recent call last)" in err
     assert "Terminated: SIGTERM" in err
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
+def test_the_stop_signals_are_let_through_again_when_one_is_raised_as_they_are_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlp_cli.stopping import STOP_SIGNALS
+
+    real = signal.pthread_sigmask
+
+    def raising(how: int, mask: object) -> set[int | signal.Signals]:
+        old = real(how, mask)  # type: ignore[arg-type]
+        if how == signal.SIG_BLOCK and set(mask) == set(STOP_SIGNALS):  # type: ignore[call-overload]
+            raise KeyboardInterrupt  # one that came just before, raised as the call returns
+        return old
+
+    monkeypatch.setattr(signal, "pthread_sigmask", raising)
+    with pytest.raises(KeyboardInterrupt), cli._stop_signals_held():
+        pass
+    assert not set(STOP_SIGNALS) & real(signal.SIG_BLOCK, ())
