@@ -68,6 +68,39 @@ def test_a_network_is_timed_for_its_epochs_and_seconds(times: list[float], enoug
 
 
 @pytest.mark.parametrize(
+    ("epochs", "warmup", "seconds", "timed"),
+    [(1, 0, 0.0, 1), (2, 1, 0.0, 3), (2, 1, float("inf"), 11)],  # 11: warm-up + 5 x 2
+)
+def test_ours_and_every_peer_train_the_same_epochs_however_many_are_timed(
+    epochs: int, warmup: int, seconds: float, timed: int
+) -> None:
+    import numpy as np
+
+    from bench.timing import time_network
+    from bench.workload import Dataset, Network
+
+    class Peer:
+        name = "peer"
+
+        def epoch(self) -> float:
+            return 0.5
+
+        def details(self) -> dict[str, object]:
+            return {}
+
+        def close(self) -> None:
+            pass
+
+    rng = np.random.default_rng(0)
+    data = Dataset(
+        rng.random((256, 400), dtype=np.float32), rng.integers(0, 10, 256, np.uint8), "synthetic"
+    )
+    net = Network((400, 4, 10), "relu")
+    timings = time_network(net, data, [Peer()], epochs, warmup, (), seconds=seconds)
+    assert len(timings.epochs["ours"]) == len(timings.epochs["peer"]) == timed
+
+
+@pytest.mark.parametrize(
     ("module", "args", "expected"),
     [
         ("sweep", ["--repeats", "0"], "--repeats takes a whole number of at least 1, not 0"),
