@@ -164,7 +164,22 @@ def _spelled(console: Console, text: str) -> str:
     return text.translate(_ASCII) if console.options.ascii_only else text
 
 
-class TrainDisplay(Callbacks):
+class Notices(Callbacks):
+    """The notice of a run starved of CPU, on ``console``: all that `--quiet` and `--json`
+    (standard error) keep of the training display, which adds its bar and table."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.run_dir: Path | str = "RUN"
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        self.run_dir = info["run_dir"]
+
+    def on_slow_run(self, slow: Slowdown) -> None:
+        self.console.print(plain(slow_run_message(slow, self.run_dir), style="yellow"))
+
+
+class TrainDisplay(Notices):
     """A progress bar with the live loss during each epoch, and a table row per epoch."""
 
     def __init__(self, console: Console, cfg: Config, threads: ThreadChoice | None = None) -> None:
@@ -177,10 +192,9 @@ class TrainDisplay(Callbacks):
             TimeRemainingColumn,
         )
 
-        self.console = console
+        super().__init__(console)
         self.cfg = cfg
         self.threads = threads
-        self.run_dir: Path | str = "RUN"
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -264,9 +278,6 @@ class TrainDisplay(Callbacks):
             highlight=False,
         )
 
-    def on_slow_run(self, slow: Slowdown) -> None:
-        self.console.print(plain(slow_run_message(slow, self.run_dir), style="yellow"))
-
     def close(self) -> None:
         self.progress.stop()
 
@@ -288,21 +299,6 @@ def slow_run_message(slow: Slowdown, run_dir: Path | str) -> str:
         f"{text} Fewer threads wait less for each other: press Ctrl-C and continue with "
         f"{command('mlp train --resume', run_dir)} --threads {slow.suggest}"
     )
-
-
-class Notices(Callbacks):
-    """What `--quiet` and `--json` keep of the training display: the notice of a run
-    starved of CPU (`TrainDisplay.on_slow_run`), on ``console``, standard error."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.run_dir: Path | str = "RUN"
-
-    def on_train_start(self, info: dict[str, Any]) -> None:
-        self.run_dir = info["run_dir"]
-
-    def on_slow_run(self, slow: Slowdown) -> None:
-        self.console.print(plain(slow_run_message(slow, self.run_dir), style="yellow"))
 
 
 class JsonLines(Notices):
