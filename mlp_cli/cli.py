@@ -1225,9 +1225,8 @@ def predict(
 
     if json_ and (drawn := _given(ctx, "show", "verbose")):
         raise UsageError(
-            f"{' and '.join(drawn)} cannot be combined with --json: the JSON object is all"
-            f" that is printed. Drop {' and '.join(drawn)}, or --json to see the images in"
-            " detail."
+            f"{_listed(drawn)} cannot be combined with --json: the JSON object is all that is"
+            f" printed. Drop {_listed(drawn)}, or --json to see the images in detail."
         )
     if save_input is not None:
         from mlp_cli.outputs import check_folder
