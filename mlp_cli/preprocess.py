@@ -520,9 +520,7 @@ def _despeckled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     scipy.ndimage's import would cost `mlp predict` more than it saves (`python -m
     bench.ndimage`).
     """
-    height, width = mask.shape
-    padded = np.zeros((height + 2, width + 2), dtype=np.uint8)
-    padded[1:-1, 1:-1] = mask
+    padded = np.pad(mask.astype(np.uint8), 1)  # (H + 2, W + 2), a frame of zeros
     across = padded[:, :-2] + padded[:, 1:-1] + padded[:, 2:]  # (H + 2, W)
     count = across[:-2] + across[1:-1] + across[2:]  # (H, W), including the pixel itself
     result: npt.NDArray[np.bool_] = mask & (count >= 3)
@@ -576,8 +574,7 @@ def _ink_box(ink: FloatArray) -> tuple[int, int, int, int]:
 def _stroke_width(mask: npt.NDArray[np.bool_]) -> float:
     """Mean width of the strokes in a binary image, 2 * area / perimeter (a long stroke of
     width w has area L*w and perimeter about 2L)."""
-    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=bool)
-    padded[1:-1, 1:-1] = mask
+    padded = np.pad(mask, 1)  # a frame of False, so that edges at the border count
     vertical = int(np.count_nonzero(padded[1:, :] != padded[:-1, :]))
     horizontal = int(np.count_nonzero(padded[:, 1:] != padded[:, :-1]))
     return 2.0 * float(np.count_nonzero(mask)) / max(vertical + horizontal, 1)
