@@ -446,7 +446,12 @@ class SavedModel:
     def layers(self) -> list[int]:
         """Layer sizes [n_0, n_1, ..., n_L], read from the weights' shapes: the arrays are
         what computes, the metadata's copy is for readers of the file alone."""
-        return [int(self.weights[0].shape[1])] + [int(w.shape[0]) for w in self.weights]
+        return layer_sizes(self.weights)
+
+
+def layer_sizes(weights: list[NDArray[np.floating]]) -> list[int]:
+    """Layer sizes [n_0, n_1, ..., n_L] of the weights W_1 .. W_L, from their shapes."""
+    return [int(weights[0].shape[1])] + [int(w.shape[0]) for w in weights]
 
 
 # -- saving ---------------------------------------------------------------------------------
@@ -462,7 +467,7 @@ def save(
     """Write a model (and, with ``extras``, a checkpoint) atomically to ``path``."""
     path = Path(path)
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **metadata}
-    meta["layers"] = [int(weights[0].shape[1])] + [int(w.shape[0]) for w in weights]
+    meta["layers"] = layer_sizes(weights)
     arrays: dict[str, NDArray[np.generic]] = {}
     for i, (w, b) in enumerate(zip(weights, biases, strict=True), start=1):
         arrays[f"W{i}"] = np.ascontiguousarray(w)

@@ -41,6 +41,7 @@ PICTURE_MARK = "mlp-cli picture"  # in every picture's metadata: what makes it o
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")  # matplotlib figures
 IMAGE_SUFFIXES = (".png",)  # pictures of pixels: digits, hidden units
 _MARK_SCAN = 64 * 1024  # bytes read at each end of a file when looking for the mark
+_TEMP_PREFIX, _TEMP_SUFFIX = ".mlp-", ".tmp"  # of a file being written (`temp_path`)
 _REASONS = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is exhausted",
@@ -68,7 +69,12 @@ _OTHER_PLACE = "Choose a place you can write to, then run the command again."
 
 def temp_path(folder: Path) -> Path:
     """A fresh temporary name in `folder`, short whatever the destination's name."""
-    return folder / f".mlp-{secrets.token_hex(6)}.tmp"
+    return folder / f"{_TEMP_PREFIX}{secrets.token_hex(6)}{_TEMP_SUFFIX}"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether `name` has the shape of a `temp_path` name, as a write cut short leaves it."""
+    return name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX)
 
 
 def advice(exc: OSError) -> str:

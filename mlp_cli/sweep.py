@@ -872,7 +872,7 @@ def _clear_unsaved(run_dir: Path) -> None:
     if len(entries) >= 20:  # far more than a run writes
         return
     for entry in entries:
-        temporary = entry.name.startswith(".mlp-") and entry.name.endswith(".tmp")
+        temporary = outputs.is_temp_name(entry.name)
         if not (entry.name in written or temporary) or entry.is_symlink() or not entry.is_file():
             return
     for entry in entries:
