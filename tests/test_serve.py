@@ -387,6 +387,35 @@ def test_the_page_may_be_cached_for_a_minute_and_the_api_never(running: Running)
         assert headers["Cache-Control"] == cache, path
 
 
+def test_the_page_says_the_bars_add_up_to_100_percent_only_for_softmax_outputs(
+    tmp_path: Path,
+) -> None:
+    # A sigmoid output layer (nielsen-784-30-10's) scores each digit on its own.
+    path = save_model(tmp_path / "runs" / "nielsen" / "model.npz", [784, 16, 10], seed=2)
+    saved = checkpoint.load(path)
+    meta = saved.meta.model_dump() | {"output_activation": "sigmoid", "loss": "mse"}
+    checkpoint.save(path, saved.weights, saved.biases, meta)
+    server = Server(Models(path.parent, path.parent.parent), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        running = Running(server, path.parent.parent, "127.0.0.1", int(server.server_address[1]))
+        status, answer = running.json("POST", "/api/predict", seven_png(), "image/png")
+        *_, page = running.request("GET", "/")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert status == 200
+    assert abs(sum(answer["probabilities"].values()) - 1.0) > 0.01
+    legend = re.search(r"<dt>Probability bars</dt>\s*<dd>(.*?)</dd>", page.decode(), re.S)
+    assert legend is not None
+    claim = legend.group(1)
+    # The sum of 100% is said of softmax outputs, and sigmoid outputs are said to differ.
+    assert "softmax" in claim, claim
+    assert "sigmoid" in claim, claim
+
+
 def test_a_head_request_gets_the_headers_alone(running: Running) -> None:
     *_, page = running.request("GET", "/")
     reply = raw_reply(running, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
