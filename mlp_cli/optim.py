@@ -225,7 +225,13 @@ def sgd(p: X, g: X, v: X, _: X, h: Hyper) -> tuple[X, X, X]:
 
 
 class SGD(Optimizer):
-    """Mini-batch gradient descent, optionally with (Nesterov) momentum."""
+    """Mini-batch gradient descent, optionally with (Nesterov) momentum.
+
+    The velocity holds steps, lr inside, as Sutskever et al. (2013) and Keras write it;
+    PyTorch's holds gradients and multiplies them by the current lr, which gives the same
+    steps at a constant rate but not while a schedule changes it.  With Nesterov, the
+    parameters held are the look-ahead point theta + mu v, where the gradient is taken.
+    """
 
     name, rule, state_names = "sgd", staticmethod(sgd), ("velocity",)
     velocity: Array

@@ -244,3 +244,47 @@ def test_the_readme_names_every_runtime_dependency() -> None:
     ]
     left_out = [name for name in names if not re.search(rf"\b{re.escape(name)}\b", said, re.I)]
     assert not left_out, f"pyproject.toml's dependencies the README does not name: {left_out}"
+
+
+def test_the_config_table_states_the_momentum_updates_sgd_and_rmsprop_make() -> None:
+    """The rules the momentum and nesterov rows write out, each followed over two steps whose
+    rates differ (as a schedule's do), where sgd's and PyTorch's velocities part ways."""
+    from mlp_cli.optim import SGD, RMSprop
+
+    rows = {key: meaning for key, _, meaning in _config_table()}
+    momentum, nesterov = rows["optimizer.momentum"], rows["optimizer.nesterov"]
+    assert "v ← μ·v − lr·g, then w ← w + v" in momentum
+    assert "b ← μ·b + g, then w ← w − lr·b" in momentum  # PyTorch's SGD, which sgd is not
+    assert "b ← μ·b + g / (√s + eps), then w ← w − lr·b" in momentum
+    assert "v ← μ·v − lr·g, then w ← w + μ·v − lr·g" in nesterov
+    mu, rates, rho, eps = 0.9, [0.1, 0.02], 0.9, 1e-8
+    grads = [np.array([0.5, -2.0]), np.array([1.5, 0.25])]
+    f64 = np.dtype(np.float64)
+
+    start = np.array([1.0, -1.0])
+
+    def run(optimizer: Any) -> np.ndarray:
+        w = start.copy()
+        for g, lr in zip(grads, rates, strict=True):
+            optimizer.step(w, g.copy(), lr)
+        return w
+
+    # By the rules as written: each line makes a new array, so the shared starts are safe.
+    v = v_n = b = b_rms = s = np.zeros(2)
+    w = w_n = w_pt = w_rms = start
+    for g, lr in zip(grads, rates, strict=True):
+        v = mu * v - lr * g
+        w = w + v
+        v_n = mu * v_n - lr * g
+        w_n = w_n + mu * v_n - lr * g
+        b = mu * b + g
+        w_pt = w_pt - lr * b
+        s = rho * s + (1 - rho) * g * g
+        b_rms = mu * b_rms + g / (np.sqrt(s) + eps)
+        w_rms = w_rms - lr * b_rms
+    assert run(SGD(2, f64, 2, compiled=False, momentum=mu)) == pytest.approx(w, rel=1e-14)
+    assert not np.allclose(w, w_pt)  # the two velocities differ once the rate changes
+    sgd_nesterov = SGD(2, f64, 2, compiled=False, momentum=mu, nesterov=True)
+    assert run(sgd_nesterov) == pytest.approx(w_n, rel=1e-14)
+    rmsprop = RMSprop(2, f64, 2, compiled=False, momentum=mu, rho=rho, eps=eps)
+    assert run(rmsprop) == pytest.approx(w_rms, rel=1e-14)
