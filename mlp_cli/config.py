@@ -425,7 +425,10 @@ class ScheduleConfig(_Section):
         default="constant", description="Learning-rate schedule."
     )
     warmup_epochs: float = Field(
-        default=0.0, ge=0.0, description="Epochs of linear warm-up from 0 to lr (0 = none)."
+        default=0.0,
+        ge=0.0,
+        description="Epochs of warm-up from 0 (0 = none): the schedule's rate times the fraction"
+        " of the warm-up done; cosine starts after it.",
     )
     step_size: int = Field(
         default=10, ge=1, description="For 'step': multiply lr by gamma every this many epochs."

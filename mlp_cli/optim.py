@@ -329,12 +329,14 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {c.name: c for c in (SGD, Adam, AdamW, 
 class Schedule:
     """lr(progress): the learning rate after ``progress`` epochs (a float).
 
-    A linear warm-up from 0 over ``warmup_epochs`` multiplies any of the shapes:
-    constant; step (times ``gamma`` every ``step_size`` epochs); cosine (from ``base_lr``
-    down to ``min_lr`` at the last epoch); onecycle (cosine up from ``base_lr / 25``, or
-    ``min_lr`` if higher, to ``base_lr`` over the first 30% of training, then cosine down to
-    ``min_lr``): Smith & Topin's one-cycle policy ("Super-Convergence", 2017), whose phases
-    are linear, in the cosine form of PyTorch's ``OneCycleLR`` (its default 30% and 25).
+    A warm-up over ``warmup_epochs`` multiplies any of the shapes by the fraction of it done,
+    so the rate rises from 0 to the shape's own rate at the warm-up's end (``base_lr`` for
+    constant, cosine and a step before its first cut): constant; step (times ``gamma`` every
+    ``step_size`` epochs); cosine (from ``base_lr`` at the end of the warm-up down to
+    ``min_lr`` at the last epoch); onecycle (cosine up from ``base_lr / 25``, or ``min_lr`` if
+    higher, to ``base_lr`` over the first 30% of training, then cosine down to ``min_lr``):
+    Smith & Topin's one-cycle policy ("Super-Convergence", 2017), whose phases are linear, in
+    the cosine form of PyTorch's ``OneCycleLR`` (its default 30% and 25).
     """
 
     name: str

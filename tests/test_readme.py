@@ -288,3 +288,24 @@ def test_the_config_table_states_the_momentum_updates_sgd_and_rmsprop_make() -> 
     assert run(sgd_nesterov) == pytest.approx(w_n, rel=1e-14)
     rmsprop = RMSprop(2, f64, 2, compiled=False, momentum=mu, rho=rho, eps=eps)
     assert run(rmsprop) == pytest.approx(w_rms, rel=1e-14)
+
+
+def test_the_config_table_says_where_each_schedules_warm_up_ends() -> None:
+    from mlp_cli.optim import Schedule
+
+    row = {key: meaning for key, _, meaning in _config_table()}["schedule.warmup_epochs"]
+    assert "the schedule's rate times the fraction of the warm-up done" in row
+    base, warmup = 0.1, 1.5
+    ends = {}
+    for name in ("constant", "step", "cosine", "onecycle"):
+        shape = Schedule(name, base, epochs=10, step_size=1, gamma=0.5)
+        warmed = Schedule(name, base, epochs=10, step_size=1, gamma=0.5, warmup_epochs=warmup)
+        if name != "cosine":  # cosine's shape starts after the warm-up, at the base rate
+            for p in (0.25, 0.5, 1.0, 1.25):
+                assert warmed(p) == pytest.approx(shape(p) * p / warmup, rel=1e-12), name
+        ends[name] = warmed(warmup)
+    assert ends["constant"] == ends["cosine"] == base  # "rises linearly to lr"
+    assert ends["step"] < base  # its cut at epoch 1 came inside the warm-up
+    assert ends["onecycle"] < base
+    assert "`cosine` starts after the warm-up, so it rises linearly to lr" in row
+    assert "`onecycle` rises from 0 to its own rate at the warm-up's end, not to lr" in row
