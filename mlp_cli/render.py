@@ -72,6 +72,18 @@ def _num(value: float | None) -> str:
 # Each `training.early_stopping.monitor`'s name, and what "best" means for it.
 METRIC = {"val_loss": "validation loss", "val_acc": "validation accuracy"}
 MONITORED = {"val_loss": "lowest validation loss", "val_acc": "highest validation accuracy"}
+_IMPROVEMENT = {"val_loss": "drops", "val_acc": "rises"}
+
+
+def monitored(monitor: str, min_delta: float = 0.0) -> str:
+    """What makes an epoch the best: "lowest validation loss", qualified by a positive
+    `min_delta`, since a smaller improvement makes no new best and a later epoch can then
+    beat the best one."""
+    words = MONITORED.get(monitor, monitor)
+    if min_delta > 0:
+        change = _IMPROVEMENT.get(monitor, "changes")
+        words += f", counting only {change} of more than min_delta {min_delta:g}"
+    return words
 
 
 class DataNotices:
@@ -241,9 +253,10 @@ class TrainDisplay(Notices):
             self.console.print(f"resuming after epoch {info['start_epoch']}")
         self.console.print(f"[dim]{HEADER}[/]", highlight=False)
         if info["n_val"]:
-            monitor = cfg.training.early_stopping.monitor
+            stopping = cfg.training.early_stopping
             self.console.print(
-                f"[dim]{'':>7} * new best: {MONITORED[monitor]} (early_stopping.monitor)[/]",
+                f"[dim]{'':>7} * new best: {monitored(stopping.monitor, stopping.min_delta)} "
+                "(early_stopping.monitor)[/]",
                 highlight=False,
             )
         self.progress.start()
@@ -310,7 +323,7 @@ class JsonLines(Notices):
 
 def print_train_summary(console: Console, result: TrainResult) -> None:
     ran = len(result.history)
-    monitored = MONITORED[result.monitor]
+    best_means = monitored(result.monitor, result.min_delta)
     words = {
         "completed": "finished",
         "early_stopped": f"stopped early ({METRIC[result.monitor]} stopped improving)",
@@ -331,7 +344,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             "(restore_best is off)"
         )
         console.print(
-            f"best epoch {result.best_epoch} ({monitored}): validation loss "
+            f"best epoch {result.best_epoch} ({best_means}): validation loss "
             f"{_num(result.best_loss)}, accuracy {_pct(result.best_accuracy)}; {kept}",
             highlight=False,
         )
@@ -343,9 +356,16 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             and result.best_accuracy is not None
             and peak["val_acc"] > result.best_accuracy
         ):
-            # Without restore_best, model.npz keeps the last epoch whatever is monitored.
-            switch = "--set training.early_stopping.monitor=val_acc" + (
-                "" if result.restore_best else " --set training.early_stopping.restore_best=true"
+            # Without restore_best, model.npz keeps the last epoch whatever is monitored; a
+            # min_delta would apply to accuracy too, and could pass over the peak.
+            switch = " ".join(
+                f"--set training.early_stopping.{setting}"
+                for setting, needed in (
+                    ("monitor=val_acc", True),
+                    ("min_delta=0", result.min_delta > 0),
+                    ("restore_best=true", not result.restore_best),
+                )
+                if needed
             )
             hint = (
                 f"its weights are in {MODEL_FILE}"
@@ -709,8 +729,9 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     prep = meta.preprocessing
     norm = prep.normalize
     monitor = training.monitor or "val_loss"  # older files picked the best epoch by the loss
+    min_delta = meta.config.training.early_stopping.min_delta if meta.config else 0.0
     best = (
-        f"{training.best_epoch} ({MONITORED.get(monitor, monitor)}): validation loss "
+        f"{training.best_epoch} ({monitored(monitor, min_delta)}): validation loss "
         f"{_num(training.best_val_loss)}, accuracy {_pct(training.best_val_accuracy)}"
         if training.best_epoch
         else "none (no validation scores)"

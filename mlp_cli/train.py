@@ -461,6 +461,7 @@ class TrainResult:
     best_loss: float | None = None  # validation loss of the best epoch
     model_epoch: int = 0  # the epoch whose weights model.npz holds (0: none saved yet)
     restore_best: bool = True  # model.npz keeps the best epoch (false: the last one)
+    min_delta: float = 0.0  # the smallest improvement that made a new best epoch
     curves: Path | None = None  # the learning curves drawn at the end, if any were
 
 
@@ -963,6 +964,7 @@ class Trainer:
             # Without a best epoch kept, model.npz is saved only at the run's end.
             model_epoch=st.best_epoch if kept_best else st.epoch if self.ended else 0,
             restore_best=cfg.training.early_stopping.restore_best,
+            min_delta=cfg.training.early_stopping.min_delta,
             curves=curves,
         )
 
