@@ -440,7 +440,7 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
     pairs = result.top_confusions()
     if pairs:
         arrow = _spelled(console, "→")
-        text = ", ".join(f"{p['true']}{arrow}{p['predicted']} ({p['count']})" for p in pairs)
+        text = ", ".join(f"{p['true']}{arrow}{p['predicted']} ({p['count']:,})" for p in pairs)
         console.print(
             Text.assemble(f"most frequent confusions (true{arrow}predicted): ", plain_name(text)),
             highlight=False,
@@ -462,13 +462,13 @@ def confusion_table(result: Evaluation, empty: str = "·") -> Table:
         for j in range(len(names)):
             count = int(cm[i, j])
             if i == j:
-                cells.append(f"[bold green]{count}[/]")
+                cells.append(f"[bold green]{count:,}[/]")
             elif count == 0:
                 cells.append(f"[dim]{empty}[/]")
             else:
                 level = count / worst
                 style = "bold red" if level > 0.5 else "red" if level > 0.15 else "yellow"
-                cells.append(f"[{style}]{count}[/]")
+                cells.append(f"[{style}]{count:,}[/]")
         table.add_row(plain_name(name), *cells)
     return table
 
