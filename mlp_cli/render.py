@@ -46,8 +46,8 @@ def _duration(seconds: float) -> str:
     if seconds < 59.95:  # shown to a tenth below a minute; whole seconds above
         return f"{seconds:.1f}s"
     minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    if hours:
+    if minutes >= 60:  # to the nearest minute, as below an hour to the nearest second
+        hours, minutes = divmod(round(seconds / 60), 60)
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s"
 

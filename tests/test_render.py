@@ -463,6 +463,8 @@ def test_a_probability_short_of_1_is_never_shown_as_100_percent() -> None:
         (59.95, "1m00s"),  # a tenth of a second short of a minute rounds to one, not "60.0s"
         (119.6, "2m00s"),  # rounded to the second, not cut: 1m59.6s is nearer 2m00s
         (3_900.0, "1h05m"),
+        (3_659.0, "1h01m"),  # to the nearest minute, not cut: 1h00m59s is nearer 1h01m
+        (7_195.0, "2h00m"),
     ],
 )
 def test_durations_read_as_seconds_minutes_or_hours(seconds: float, shown: str) -> None:
