@@ -331,7 +331,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
     }
     console.print(
         f"{words.get(result.status, result.status)} after {counted(ran, 'epoch')} "
-        f"in {_duration(result.elapsed)}",
+        f"in {_duration(result.elapsed + result.unfinished)}",
         highlight=False,
     )
     if result.best_epoch:
