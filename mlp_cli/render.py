@@ -367,10 +367,18 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
                 )
                 if needed
             )
+            # With patience, early stopping follows accuracy too: the run can end before
+            # that epoch, or go on past it to a more accurate one.
+            which = (
+                "that epoch instead"
+                if result.patience is None
+                else "the most accurate epoch instead, which with patience can be another one "
+                "(early stopping then follows accuracy too)"
+            )
             hint = (
                 f"its weights are in {MODEL_FILE}"
                 if peak["epoch"] == result.model_epoch
-                else f"to keep that epoch instead: {switch}"
+                else f"to keep {which}: {switch}"
             )
             console.print(
                 f"highest validation accuracy {_pct(peak['val_acc'])} at epoch {peak['epoch']}; "

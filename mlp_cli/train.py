@@ -464,6 +464,7 @@ class TrainResult:
     min_delta: float = 0.0  # the smallest improvement that made a new best epoch
     # seconds of the epoch an interrupted run stopped inside, which `elapsed` gets at its end
     unfinished: float = 0.0
+    patience: int | None = None  # early stopping's, which the monitored metric drives
     curves: Path | None = None  # the learning curves drawn at the end, if any were
 
 
@@ -969,6 +970,7 @@ class Trainer:
             restore_best=cfg.training.early_stopping.restore_best,
             min_delta=cfg.training.early_stopping.min_delta,
             unfinished=st.epoch_time,
+            patience=cfg.training.early_stopping.patience,
             curves=curves,
         )
 

@@ -186,6 +186,35 @@ def test_with_min_delta_the_best_epoch_is_described_as_it_was_chosen(tmp_path: P
     assert kept.weights_from_epoch == peak
 
 
+def test_with_patience_the_hint_promises_only_the_most_accurate_epoch(tmp_path: Path) -> None:
+    # Early stopping then follows accuracy, and this run goes on past the epoch named.
+    cfg = config(tmp_path)
+    stopping = ["--set", "optimizer.lr=0.001", "--set", "training.early_stopping.patience=1"]
+    code, out, err = mlp("train", "--config", str(cfg), *stopping)
+    assert code == 0, err
+    run = tmp_path / "runs" / "unit-400-32-10"
+    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
+    assert history is not None
+    accuracies = [r["val_acc"] for r in history]
+    peak = int(np.argmax(accuracies)) + 1
+    hint = re.search(rf"at epoch {peak}; to keep (.+?): ((?:--set \S+ ?)+)$", out, re.MULTILINE)
+    assert hint is not None, out
+
+    again = tmp_path / "again"
+    code, _, err = mlp(
+        "train", "--config", str(cfg), *stopping, "--out", str(again), *hint[2].split()
+    )
+    assert code == 0, err
+    kept = checkpoint.load(again / "model.npz").meta.training
+    rerun = checkpoint.load(again / "checkpoint.npz", checkpoint=True).meta.history
+    assert kept is not None
+    assert rerun is not None
+    assert kept.weights_from_epoch != peak
+    assert not hint[1].startswith("that epoch")
+    assert hint[1].startswith("the most accurate epoch instead, which with patience can be another")
+    assert kept.weights_from_epoch == int(np.argmax([r["val_acc"] for r in rerun])) + 1
+
+
 def test_monitoring_accuracy_shows_everywhere_best_appears(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     code, out, err = mlp(
