@@ -170,6 +170,8 @@ class _SavedData(_OpenRecord):
 
 class _SavedEarlyStopping(_OpenRecord):
     restore_best: bool = True  # false: model.npz holds the run's last epoch, not its best
+    # a smaller improvement made no new best epoch, so a later epoch may beat the best one
+    min_delta: float = Field(default=0.0, ge=0.0)
 
 
 class _SavedTraining(_OpenRecord):

@@ -1054,7 +1054,7 @@ def gradcheck(
         table.add_column(column, justify="right" if column != "array" else "left")
     for r in results:
         verdict = "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"
-        table.add_row(r.name, f"{r.checked}/{r.size}", f"{r.rel_error:.2e}", verdict)
+        table.add_row(r.name, f"{r.checked:,}/{r.size:,}", f"{r.rel_error:.2e}", verdict)
     console.print(table)
     console.print(f"tolerance: relative error < {TOLERANCE:g}")
     if kinks := sum(r.kinks for r in results):

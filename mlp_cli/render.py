@@ -46,8 +46,8 @@ def _duration(seconds: float) -> str:
     if seconds < 59.95:  # shown to a tenth below a minute; whole seconds above
         return f"{seconds:.1f}s"
     minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    if hours:
+    if minutes >= 60:  # to the nearest minute, as below an hour to the nearest second
+        hours, minutes = divmod(round(seconds / 60), 60)
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s"
 
@@ -72,6 +72,18 @@ def _num(value: float | None) -> str:
 # Each `training.early_stopping.monitor`'s name, and what "best" means for it.
 METRIC = {"val_loss": "validation loss", "val_acc": "validation accuracy"}
 MONITORED = {"val_loss": "lowest validation loss", "val_acc": "highest validation accuracy"}
+_IMPROVEMENT = {"val_loss": "drops", "val_acc": "rises"}
+
+
+def monitored(monitor: str, min_delta: float = 0.0) -> str:
+    """What makes an epoch the best: "lowest validation loss", qualified by a positive
+    `min_delta`, since a smaller improvement makes no new best and a later epoch can then
+    beat the best one."""
+    words = MONITORED.get(monitor, monitor)
+    if min_delta > 0:
+        change = _IMPROVEMENT.get(monitor, "changes")
+        words += f", counting only {change} of more than min_delta {min_delta:g}"
+    return words
 
 
 class DataNotices:
@@ -241,9 +253,10 @@ class TrainDisplay(Notices):
             self.console.print(f"resuming after epoch {info['start_epoch']}")
         self.console.print(f"[dim]{HEADER}[/]", highlight=False)
         if info["n_val"]:
-            monitor = cfg.training.early_stopping.monitor
+            stopping = cfg.training.early_stopping
             self.console.print(
-                f"[dim]{'':>7} * new best: {MONITORED[monitor]} (early_stopping.monitor)[/]",
+                f"[dim]{'':>7} * new best: {monitored(stopping.monitor, stopping.min_delta)} "
+                "(early_stopping.monitor)[/]",
                 highlight=False,
             )
         self.progress.start()
@@ -310,7 +323,7 @@ class JsonLines(Notices):
 
 def print_train_summary(console: Console, result: TrainResult) -> None:
     ran = len(result.history)
-    monitored = MONITORED[result.monitor]
+    best_means = monitored(result.monitor, result.min_delta)
     words = {
         "completed": "finished",
         "early_stopped": f"stopped early ({METRIC[result.monitor]} stopped improving)",
@@ -318,7 +331,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
     }
     console.print(
         f"{words.get(result.status, result.status)} after {counted(ran, 'epoch')} "
-        f"in {_duration(result.elapsed)}",
+        f"in {_duration(result.elapsed + result.unfinished)}",
         highlight=False,
     )
     if result.best_epoch:
@@ -331,7 +344,7 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             "(restore_best is off)"
         )
         console.print(
-            f"best epoch {result.best_epoch} ({monitored}): validation loss "
+            f"best epoch {result.best_epoch} ({best_means}): validation loss "
             f"{_num(result.best_loss)}, accuracy {_pct(result.best_accuracy)}; {kept}",
             highlight=False,
         )
@@ -343,14 +356,29 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             and result.best_accuracy is not None
             and peak["val_acc"] > result.best_accuracy
         ):
-            # Without restore_best, model.npz keeps the last epoch whatever is monitored.
-            switch = "--set training.early_stopping.monitor=val_acc" + (
-                "" if result.restore_best else " --set training.early_stopping.restore_best=true"
+            # Without restore_best, model.npz keeps the last epoch whatever is monitored; a
+            # min_delta would apply to accuracy too, and could pass over the peak.
+            switch = " ".join(
+                f"--set training.early_stopping.{setting}"
+                for setting, needed in (
+                    ("monitor=val_acc", True),
+                    ("min_delta=0", result.min_delta > 0),
+                    ("restore_best=true", not result.restore_best),
+                )
+                if needed
+            )
+            # With patience, early stopping follows accuracy too: the run can end before
+            # that epoch, or go on past it to a more accurate one.
+            which = (
+                "that epoch instead"
+                if result.patience is None
+                else "the most accurate epoch instead, which with patience can be another one "
+                "(early stopping then follows accuracy too)"
             )
             hint = (
                 f"its weights are in {MODEL_FILE}"
                 if peak["epoch"] == result.model_epoch
-                else f"to keep that epoch instead: {switch}"
+                else f"to keep {which}: {switch}"
             )
             console.print(
                 f"highest validation accuracy {_pct(peak['val_acc'])} at epoch {peak['epoch']}; "
@@ -420,7 +448,7 @@ def print_evaluation(console: Console, result: Evaluation, model_path: Path) -> 
     pairs = result.top_confusions()
     if pairs:
         arrow = _spelled(console, "→")
-        text = ", ".join(f"{p['true']}{arrow}{p['predicted']} ({p['count']})" for p in pairs)
+        text = ", ".join(f"{p['true']}{arrow}{p['predicted']} ({p['count']:,})" for p in pairs)
         console.print(
             Text.assemble(f"most frequent confusions (true{arrow}predicted): ", plain_name(text)),
             highlight=False,
@@ -442,13 +470,13 @@ def confusion_table(result: Evaluation, empty: str = "·") -> Table:
         for j in range(len(names)):
             count = int(cm[i, j])
             if i == j:
-                cells.append(f"[bold green]{count}[/]")
+                cells.append(f"[bold green]{count:,}[/]")
             elif count == 0:
                 cells.append(f"[dim]{empty}[/]")
             else:
                 level = count / worst
                 style = "bold red" if level > 0.5 else "red" if level > 0.15 else "yellow"
-                cells.append(f"[{style}]{count}[/]")
+                cells.append(f"[{style}]{count:,}[/]")
         table.add_row(plain_name(name), *cells)
     return table
 
@@ -709,8 +737,9 @@ def print_model_summary(console: Console, saved: SavedModel) -> None:
     prep = meta.preprocessing
     norm = prep.normalize
     monitor = training.monitor or "val_loss"  # older files picked the best epoch by the loss
+    min_delta = meta.config.training.early_stopping.min_delta if meta.config else 0.0
     best = (
-        f"{training.best_epoch} ({MONITORED.get(monitor, monitor)}): validation loss "
+        f"{training.best_epoch} ({monitored(monitor, min_delta)}): validation loss "
         f"{_num(training.best_val_loss)}, accuracy {_pct(training.best_val_accuracy)}"
         if training.best_epoch
         else "none (no validation scores)"

@@ -461,6 +461,10 @@ class TrainResult:
     best_loss: float | None = None  # validation loss of the best epoch
     model_epoch: int = 0  # the epoch whose weights model.npz holds (0: none saved yet)
     restore_best: bool = True  # model.npz keeps the best epoch (false: the last one)
+    min_delta: float = 0.0  # the smallest improvement that made a new best epoch
+    # seconds of the epoch an interrupted run stopped inside, which `elapsed` gets at its end
+    unfinished: float = 0.0
+    patience: int | None = None  # early stopping's, which the monitored metric drives
     curves: Path | None = None  # the learning curves drawn at the end, if any were
 
 
@@ -535,7 +539,8 @@ class Trainer:
                 "best_val_accuracy": st.best_accuracy,
                 "best_val_loss": st.best_loss,
                 "monitor": cfg.training.early_stopping.monitor,  # what "best" means
-                "seconds": round(st.elapsed, 3),
+                # with the steps of an epoch stopped inside, which `elapsed` gets at its end
+                "seconds": round(st.elapsed + st.epoch_time, 3),
                 "threads": self.threads,
             },
         }
@@ -963,6 +968,9 @@ class Trainer:
             # Without a best epoch kept, model.npz is saved only at the run's end.
             model_epoch=st.best_epoch if kept_best else st.epoch if self.ended else 0,
             restore_best=cfg.training.early_stopping.restore_best,
+            min_delta=cfg.training.early_stopping.min_delta,
+            unfinished=st.epoch_time,
+            patience=cfg.training.early_stopping.patience,
             curves=curves,
         )
 

@@ -747,10 +747,12 @@ def sweep_figure(
     value (``points[key]``: (value, best, status); hollow markers for trials stopped
     early), then the learning curves of the best trials (``curves[trial id]``: (epoch,
     metric))."""
-    from matplotlib.ticker import MaxNLocator, NullFormatter
+    from matplotlib.ticker import MaxNLocator, NullFormatter, PercentFormatter
 
     from mlp_cli.plain import escape_controls
 
+    # accuracies are fractions here, percentages in the sweep's table and in curves.png
+    in_percent = metric.endswith("_acc")
     panels = len(points) + 1
     cols = min(panels, 3)
     rows = math.ceil(panels / cols)
@@ -785,6 +787,8 @@ def sweep_figure(
             ax.set_xlabel(key)
             ax.set_ylabel(f"best {metric}")
             ax.grid(alpha=0.3)
+        for ax in axes[:panels] if in_percent else []:
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
         ax = axes[len(points)]
         for trial, series in curves.items():
             epochs = [e for e, v in series if v is not None]

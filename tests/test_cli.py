@@ -546,6 +546,8 @@ def test_gradcheck_command_passes() -> None:
     assert "W1" in out
     assert "b2" in out
     assert "FAIL" not in out
+    # 200 of W1's 25x400 weights, written as every other count mlp shows
+    assert re.search(rf"W1 +│ +200/{25 * 400:,} ", out)
 
 
 def test_gradcheck_command_checks_the_configs_dropout() -> None:
@@ -566,7 +568,7 @@ def test_gradcheck_command_names_the_entries_it_left_out_at_a_kink() -> None:
     )  # fmt: skip
     assert code == 0, out
     assert "FAIL" not in out
-    assert "199/1000" in out
+    assert "199/1,000" in out
     assert "not compared: 1 sampled entry" in " ".join(out.split())
 
 

@@ -145,6 +145,76 @@ def test_the_summary_and_the_table_say_the_best_epoch_has_the_lowest_validation_
     )
 
 
+def test_with_min_delta_the_best_epoch_is_described_as_it_was_chosen(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    code, out, err = mlp(
+        "train", "--config", str(cfg), "--set", "training.early_stopping.min_delta=0.2"
+    )
+    assert code == 0, err
+    run = tmp_path / "runs" / "unit-400-32-10"
+    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
+    assert history is not None
+    losses = [r["val_loss"] for r in history]
+    accuracies = [r["val_acc"] for r in history]
+    training = checkpoint.load(run / "model.npz").meta.training
+    assert training is not None
+    assert training.best_epoch
+    best = training.best_epoch
+    # Later epochs lowered the loss, by less than min_delta: the best is not the lowest.
+    assert min(losses) < losses[best - 1]
+    means = "lowest validation loss, counting only drops of more than min_delta 0.2"
+    assert f"* new best: {means} (early_stopping.monitor)" in out
+    assert f"best epoch {best} ({means}): validation loss {losses[best - 1]:.4f}" in out
+    code, shown, _ = mlp("inspect", "--model", str(run))
+    assert code == 0
+    assert re.search(rf"best epoch +{best} \({re.escape(means)}\)", shown)
+
+    # The hint's settings keep the most accurate epoch, as it says.
+    peak = int(np.argmax(accuracies)) + 1
+    assert max(accuracies) > accuracies[best - 1]
+    hint = re.search(rf"at epoch {peak}; to keep that epoch instead: ((?:--set \S+ ?)+)", out)
+    assert hint is not None, out
+    again = tmp_path / "again"
+    sets = hint.group(1).split()
+    code, _, err = mlp(
+        "train", "--config", str(cfg), "--set", "training.early_stopping.min_delta=0.2",
+        "--out", str(again), *sets,
+    )  # fmt: skip
+    assert code == 0, err
+    kept = checkpoint.load(again / "model.npz").meta.training
+    assert kept is not None
+    assert kept.weights_from_epoch == peak
+
+
+def test_with_patience_the_hint_promises_only_the_most_accurate_epoch(tmp_path: Path) -> None:
+    # Early stopping then follows accuracy, and this run goes on past the epoch named.
+    cfg = config(tmp_path)
+    stopping = ["--set", "optimizer.lr=0.001", "--set", "training.early_stopping.patience=1"]
+    code, out, err = mlp("train", "--config", str(cfg), *stopping)
+    assert code == 0, err
+    run = tmp_path / "runs" / "unit-400-32-10"
+    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
+    assert history is not None
+    accuracies = [r["val_acc"] for r in history]
+    peak = int(np.argmax(accuracies)) + 1
+    hint = re.search(rf"at epoch {peak}; to keep (.+?): ((?:--set \S+ ?)+)$", out, re.MULTILINE)
+    assert hint is not None, out
+
+    again = tmp_path / "again"
+    code, _, err = mlp(
+        "train", "--config", str(cfg), *stopping, "--out", str(again), *hint[2].split()
+    )
+    assert code == 0, err
+    kept = checkpoint.load(again / "model.npz").meta.training
+    rerun = checkpoint.load(again / "checkpoint.npz", checkpoint=True).meta.history
+    assert kept is not None
+    assert rerun is not None
+    assert kept.weights_from_epoch != peak
+    assert not hint[1].startswith("that epoch")
+    assert hint[1].startswith("the most accurate epoch instead, which with patience can be another")
+    assert kept.weights_from_epoch == int(np.argmax([r["val_acc"] for r in rerun])) + 1
+
+
 def test_monitoring_accuracy_shows_everywhere_best_appears(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     code, out, err = mlp(

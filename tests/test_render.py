@@ -298,7 +298,7 @@ def test_an_ascii_console_gets_evaluation_and_prediction_in_ascii() -> None:
 
 @pytest.mark.parametrize("width", [50, 60])
 def test_a_narrow_console_folds_the_evaluation_tables_never_cutting_a_number(width: int) -> None:
-    # Four-digit counts in eleven columns need 75 columns; narrower, a count cut to "1…"
+    # Four-digit counts ("1,135") in eleven columns need 75 columns; narrower, a count cut to "1…"
     # would read as another number, and an ASCII console cannot print "…" at all.
     confusion = np.diag([1135, 980, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
     result = scored(confusion, [str(d) for d in range(10)], loss=0.1)
@@ -310,7 +310,7 @@ def test_a_narrow_console_folds_the_evaluation_tables_never_cutting_a_number(wid
     body = lines[[line.startswith("|-") for line in lines].index(True) + 1 :]  # under the header
     rows = [line.split("|") for line in body if line.count("|") == 12]
     cells = ["".join(row[d + 2] for row in rows).replace(" ", "") for d in range(10)]
-    assert [cell.replace(".", "") for cell in cells] == [f"{c}" for c in np.diag(confusion)]
+    assert [cell.replace(".", "") for cell in cells] == [f"{c:,}" for c in np.diag(confusion)]
 
 
 def test_a_sweep_of_one_trial_says_trial_not_trials() -> None:
@@ -463,6 +463,8 @@ def test_a_probability_short_of_1_is_never_shown_as_100_percent() -> None:
         (59.95, "1m00s"),  # a tenth of a second short of a minute rounds to one, not "60.0s"
         (119.6, "2m00s"),  # rounded to the second, not cut: 1m59.6s is nearer 2m00s
         (3_900.0, "1h05m"),
+        (3_659.0, "1h01m"),  # to the nearest minute, not cut: 1h00m59s is nearer 1h01m
+        (7_195.0, "2h00m"),
     ],
 )
 def test_durations_read_as_seconds_minutes_or_hours(seconds: float, shown: str) -> None:
@@ -516,6 +518,21 @@ def test_an_evaluation_counts_the_right_answers_and_colours_mistakes_by_count() 
     assert columns[0] == ["[bold green]29[/]", "[yellow]1[/]", "[bold red]57[/]"]
     assert columns[1] == ["[red]10[/]", "[bold green]0[/]", "[dim]·[/]"]
     assert columns[2] == ["[yellow]3[/]", "[dim]·[/]", "[bold green]0[/]"]
+
+
+def test_an_evaluation_writes_every_count_with_thousands_separators() -> None:
+    # The training split's counts: the matrix and the confusions as the support column.
+    confusion = np.array([[5586, 1234], [2808, 4000]])
+    result = scored(confusion, ["0", "1"])
+    console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
+    print_evaluation(console, result, Path("model.npz"))
+    text = console.export_text()
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    assert "(9,586/13,628)" in lines[0]
+    assert any(line.startswith("│ 0 │") and line.endswith("│ 6,820 │") for line in lines)
+    assert "│ 0 │ 5,586 │ 1,234 │" in lines
+    assert "│ 1 │ 2,808 │ 4,000 │" in lines
+    assert "most frequent confusions (true→predicted): 1→0 (2,808), 0→1 (1,234)" in lines
 
 
 def test_a_probability_bar_is_rounded_to_the_nearest_character() -> None:

@@ -266,6 +266,30 @@ def test_inspect_of_a_checkpoint_saved_inside_an_epoch_says_its_weights_are_not_
     assert "; this file holds weights from inside epoch 2" in message
 
 
+def test_an_interrupted_run_counts_the_time_of_the_epoch_it_stopped_inside(
+    tmp_path: Path,
+) -> None:
+    calls = {"n": 0}
+
+    def stop() -> bool:  # asked before each step, inside the epoch's time
+        calls["n"] += 1
+        time.sleep(0.01)  # so that epoch 2's two steps take time that rounding keeps
+        return calls["n"] > 8  # inside epoch 2
+
+    trainer = train.start(make_config(tmp_path), make_splits(), tmp_path / "R")
+    result = trainer.run(should_stop=stop)
+    assert result.status == "interrupted"
+    saved = checkpoint.load(result.run_dir / train.CHECKPOINT_FILE, checkpoint=True)
+    resume, training = saved.meta.resume, saved.meta.training
+    assert resume is not None
+    assert training is not None
+    assert resume["epoch"] == 1
+    assert resume["epoch_time"] > 0  # the steps of epoch 2, which resuming goes on from
+    spent = resume["elapsed"] + resume["epoch_time"]
+    assert training.seconds == round(spent, 3)  # what mlp inspect says
+    assert result.elapsed + result.unfinished == spent  # "interrupted after 1 epoch in ..."
+
+
 def test_a_checkpoint_in_place_of_model_npz_is_refused(tmp_path: Path) -> None:
     run_dir = interrupted_run(tmp_path, "R", after_steps=8)  # inside epoch 2; epoch 1 the best
     shutil.copy(run_dir / train.CHECKPOINT_FILE, run_dir / checkpoint.MODEL_FILE)

@@ -709,6 +709,39 @@ def test_a_swept_text_is_drawn_as_written_not_as_tex(
     assert_png(tmp_path / "s.png", (400, 300))
 
 
+@pytest.mark.parametrize(("metric", "percent"), [("val_acc", True), ("val_loss", False)])
+def test_a_sweeps_accuracies_are_labelled_as_percentages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, metric: str, percent: bool
+) -> None:
+    # as the sweep's table (90.80%) and curves.png write them; a loss stays a number
+    labels: list[tuple[float, str]] = []
+    save = viz._save_figure
+
+    def keep_ticks(fig: Any, out: Path) -> Path:
+        out = save(fig, out)  # the labels drawn inside each axis
+        for ax in fig.axes:
+            low, high = ax.get_ylim()
+            labels.extend(
+                (t.get_position()[1], t.get_text())
+                for t in ax.get_yticklabels()
+                if low <= t.get_position()[1] <= high
+            )
+        return out
+
+    monkeypatch.setattr(viz, "_save_figure", keep_ticks)
+    points = {"optimizer.lr": [(0.01, 0.908, "completed"), (0.05, 0.8962, "completed")]}
+    curves = {"t001": [(1, 0.908)], "t000": [(1, 0.8962)]}
+    viz.sweep_figure(points, curves, metric, "sweep s", tmp_path / "s.png")
+    assert len(labels) >= 4
+    for value, text in labels:
+        shown = text.replace("\u2212", "-")
+        if percent:
+            assert shown.endswith("%"), labels
+            assert float(shown[:-1]) == pytest.approx(100 * value)
+        else:
+            assert float(shown) == pytest.approx(value)
+
+
 def test_the_curves_of_one_epoch_trials_are_drawn_at_whole_epochs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
