@@ -933,7 +933,7 @@ def sweep(
         _say(
             f"sweep {run.name}: {counted(len(run.trials), 'trial')}, ",
             plain(at_once),
-            f", {run.cpus_per_trial} thread(s) each, into ",
+            f", {counted(run.cpus_per_trial, 'thread')} each, into ",
             plain_name(run.dir),
         )
     if engine == "local" or address is None:  # once here, not in every trial at once

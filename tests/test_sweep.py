@@ -418,6 +418,7 @@ def test_the_best_trial_is_scored_on_the_weights_its_run_kept_with_their_epoch(
 def test_a_sweep_trains_every_trial_as_an_ordinary_run_with_the_same_bits(tmp_path: Path) -> None:
     code, out, err = mlp("sweep", str(write_sweep(tmp_path, GRID)), "--workers", "2")
     assert code == 0, err
+    assert "sweep grid: 4 trials, 2 at a time, 1 thread each, into " in out
     folder = tmp_path / "runs" / "grid"
     state = Sweep.load(folder)
     assert [t.status for t in state.trials] == ["completed"] * 4
