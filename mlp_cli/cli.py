@@ -1592,7 +1592,7 @@ def plot(
     into_run = os.path.realpath(target.parent) == os.path.realpath(run_dir)
     with training.lock_run(run_dir, elsewhere) if into_run else contextlib.nullcontext():
         records = training.read_metrics(metrics)
-        loss = training.run_loss(run_dir)
+        cfg = training.run_config(run_dir)
         try:
             curve_series(records)
         except UsageError as exc:
@@ -1601,7 +1601,15 @@ def plot(
             # own refusals (the picture's path, checked again as it is written) stay usage
             # errors about that path.
             raise DataError(f"The metrics file {shown(metrics)} cannot be plotted: {exc}") from None
-        plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
+        stopping = None if cfg is None else cfg.training.early_stopping
+        plot_curves(
+            records,
+            target,
+            title=run_dir.resolve().name,
+            loss=None if cfg is None else cfg.loss,
+            monitor=None if stopping is None else stopping.monitor,
+            min_delta=0.0 if stopping is None else stopping.min_delta,
+        )
     _say("learning curves written to ", plain_name(target))
 
 
