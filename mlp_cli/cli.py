@@ -1248,6 +1248,7 @@ def predict(
         from mlp_cli import render
 
         detailed = verbose or show
+        side = saved.meta.preprocessing.input_size
         held: list[Prediction] = []  # the first few, until they are known to be more than a few
         table = None
         saved_as: list[tuple[str, Path]] = []
@@ -1264,10 +1265,10 @@ def predict(
                 held = []
             elif detailed:
                 for p in held:
-                    render.print_prediction(console, p, names, show)
+                    render.print_prediction(console, p, names, show, side)
                 held = []
         for p in held:  # no more than DETAILED_MAX in all
-            render.print_prediction(console, p, names, show)
+            render.print_prediction(console, p, names, show, side)
         for file, written_as in saved_as:
             _say("network input of ", plain_name(file), " saved as ", plain_name(written_as))
         if predicted + len(failures) > 1:

@@ -501,8 +501,12 @@ def probability_bars(
     return lines
 
 
-def print_prediction(console: Console, p: Prediction, names: list[str], show: bool) -> None:
-    """One image in detail: the answer, the top 3 and a bar per class."""
+def print_prediction(
+    console: Console, p: Prediction, names: list[str], show: bool, input_size: int | None = None
+) -> None:
+    """One image in detail: the answer, the top 3 and a bar per class; with `show`, the
+    28x28 picture the input is made from, and a note when the model's `input_size` (its
+    side) is another, so that the picture is not taken for the input itself."""
     top = ", ".join(f"{names[d]} {percent(q, 1)}" for d, q in p.top(3))
     console.print(
         Text.assemble(
@@ -521,6 +525,13 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
             grey = _shrunk(grey, side)  # (side, side)
             ink = grey / 255.0
         console.print(picture(np.repeat(grey[..., None], 3, axis=2), ink))
+        if input_size is not None and input_size != p.image.shape[1]:
+            made = p.image.shape[1]  # 28, as MNIST's digits: the picture before any shrinking
+            console.print(
+                f"[dim]the network sees this {made}x{made} picture area-averaged to "
+                f"{input_size}x{input_size} pixels, its input size[/]",
+                highlight=False,
+            )
     bars = probability_bars(p.probabilities, names, console.width, block=_spelled(console, "█"))
     console.print(bars, highlight=False)
 
