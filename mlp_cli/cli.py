@@ -1248,6 +1248,7 @@ def predict(
         from mlp_cli import render
 
         detailed = verbose or show
+        side = saved.meta.preprocessing.input_size
         held: list[Prediction] = []  # the first few, until they are known to be more than a few
         table = None
         saved_as: list[tuple[str, Path]] = []
@@ -1264,10 +1265,10 @@ def predict(
                 held = []
             elif detailed:
                 for p in held:
-                    render.print_prediction(console, p, names, show)
+                    render.print_prediction(console, p, names, show, side)
                 held = []
         for p in held:  # no more than DETAILED_MAX in all
-            render.print_prediction(console, p, names, show)
+            render.print_prediction(console, p, names, show, side)
         for file, written_as in saved_as:
             _say("network input of ", plain_name(file), " saved as ", plain_name(written_as))
         if predicted + len(failures) > 1:
@@ -1592,7 +1593,7 @@ def plot(
     into_run = os.path.realpath(target.parent) == os.path.realpath(run_dir)
     with training.lock_run(run_dir, elsewhere) if into_run else contextlib.nullcontext():
         records = training.read_metrics(metrics)
-        loss = training.run_loss(run_dir)
+        cfg = training.run_config(run_dir)
         try:
             curve_series(records)
         except UsageError as exc:
@@ -1601,7 +1602,15 @@ def plot(
             # own refusals (the picture's path, checked again as it is written) stay usage
             # errors about that path.
             raise DataError(f"The metrics file {shown(metrics)} cannot be plotted: {exc}") from None
-        plot_curves(records, target, title=run_dir.resolve().name, loss=loss)
+        stopping = None if cfg is None else cfg.training.early_stopping
+        plot_curves(
+            records,
+            target,
+            title=run_dir.resolve().name,
+            loss=None if cfg is None else cfg.loss,
+            monitor=None if stopping is None else stopping.monitor,
+            min_delta=0.0 if stopping is None else stopping.min_delta,
+        )
     _say("learning curves written to ", plain_name(target))
 
 

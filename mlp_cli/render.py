@@ -69,21 +69,8 @@ def _num(value: float | None) -> str:
     return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
 
 
-# Each `training.early_stopping.monitor`'s name, and what "best" means for it.
+# Each `training.early_stopping.monitor`'s name (what "best" means for it: `viz.monitored`).
 METRIC = {"val_loss": "validation loss", "val_acc": "validation accuracy"}
-MONITORED = {"val_loss": "lowest validation loss", "val_acc": "highest validation accuracy"}
-_IMPROVEMENT = {"val_loss": "drops", "val_acc": "rises"}
-
-
-def monitored(monitor: str, min_delta: float = 0.0) -> str:
-    """What makes an epoch the best: "lowest validation loss", qualified by a positive
-    `min_delta`, since a smaller improvement makes no new best and a later epoch can then
-    beat the best one."""
-    words = MONITORED.get(monitor, monitor)
-    if min_delta > 0:
-        change = _IMPROVEMENT.get(monitor, "changes")
-        words += f", counting only {change} of more than min_delta {min_delta:g}"
-    return words
 
 
 class DataNotices:
@@ -253,6 +240,8 @@ class TrainDisplay(Notices):
             self.console.print(f"resuming after epoch {info['start_epoch']}")
         self.console.print(f"[dim]{HEADER}[/]", highlight=False)
         if info["n_val"]:
+            from mlp_cli.viz import monitored
+
             stopping = cfg.training.early_stopping
             self.console.print(
                 f"[dim]{'':>7} * new best: {monitored(stopping.monitor, stopping.min_delta)} "
@@ -322,6 +311,8 @@ class JsonLines(Notices):
 
 
 def print_train_summary(console: Console, result: TrainResult) -> None:
+    from mlp_cli.viz import monitored
+
     ran = len(result.history)
     best_means = monitored(result.monitor, result.min_delta)
     words = {
@@ -510,8 +501,12 @@ def probability_bars(
     return lines
 
 
-def print_prediction(console: Console, p: Prediction, names: list[str], show: bool) -> None:
-    """One image in detail: the answer, the top 3 and a bar per class."""
+def print_prediction(
+    console: Console, p: Prediction, names: list[str], show: bool, input_size: int | None = None
+) -> None:
+    """One image in detail: the answer, the top 3 and a bar per class; with `show`, the
+    28x28 picture the input is made from, and a note when the model's `input_size` (its
+    side) is another, so that the picture is not taken for the input itself."""
     top = ", ".join(f"{names[d]} {percent(q, 1)}" for d, q in p.top(3))
     console.print(
         Text.assemble(
@@ -530,6 +525,13 @@ def print_prediction(console: Console, p: Prediction, names: list[str], show: bo
             grey = _shrunk(grey, side)  # (side, side)
             ink = grey / 255.0
         console.print(picture(np.repeat(grey[..., None], 3, axis=2), ink))
+        if input_size is not None and input_size != p.image.shape[1]:
+            made = p.image.shape[1]  # 28, as MNIST's digits: the picture before any shrinking
+            console.print(
+                f"[dim]the network sees this {made}x{made} picture area-averaged to "
+                f"{input_size}x{input_size} pixels, its input size[/]",
+                highlight=False,
+            )
     bars = probability_bars(p.probabilities, names, console.width, block=_spelled(console, "█"))
     console.print(bars, highlight=False)
 
@@ -727,6 +729,7 @@ def _training_words(training: TrainingSummary) -> str:
 
 def print_model_summary(console: Console, saved: SavedModel) -> None:
     from mlp_cli.checkpoint import TrainingSummary
+    from mlp_cli.viz import monitored
 
     meta = saved.meta
     layers = saved.layers

@@ -279,16 +279,17 @@ def find_metrics(run_dir: str | Path) -> Path:
     return path / METRICS_FILE
 
 
-def run_loss(run_dir: Path) -> str | None:
-    """The loss the run in ``run_dir`` trains with, from its config.yaml; None when the
-    folder has no config.yaml (a metrics.jsonl kept on its own) or one this mlp cannot
-    validate (an older run's): the curves are drawn either way, under a plain "loss"."""
+def run_config(run_dir: Path) -> Config | None:
+    """The config of the run in ``run_dir``, from its config.yaml, for its loss and what
+    made its best epoch best; None when the folder has no config.yaml (a metrics.jsonl
+    kept on its own) or one this mlp cannot validate (an older run's): the curves are
+    drawn either way, under a plain "loss" and an unqualified "best epoch"."""
     if not (run_dir / CONFIG_FILE).exists():
         return None
     from mlp_cli.config import load_config
 
     try:
-        return load_config(run_dir / CONFIG_FILE).loss
+        return load_config(run_dir / CONFIG_FILE)
     except ConfigError:
         return None
 
@@ -597,7 +598,15 @@ class Trainer:
         curves = self.run_dir / CURVES_FILE
         try:
             outputs.check_picture(curves, "learning curves", also=legacy_curves(curves))
-            plot_curves(self.state.history, curves, title=self.run_dir.name, loss=self.cfg.loss)
+            stopping = self.cfg.training.early_stopping
+            plot_curves(
+                self.state.history,
+                curves,
+                title=self.run_dir.name,
+                loss=self.cfg.loss,
+                monitor=stopping.monitor,
+                min_delta=stopping.min_delta,
+            )
         except MLPError as exc:
             text = str(exc).rstrip()
             stop = "" if text.endswith((".", "!", "?")) else "."

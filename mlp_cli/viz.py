@@ -418,6 +418,21 @@ def _series(records: Sequence[Mapping[str, Any]], key: str, *, finite: bool = Fa
     return values
 
 
+MONITORED = {"val_loss": "lowest validation loss", "val_acc": "highest validation accuracy"}
+_IMPROVEMENT = {"val_loss": "drops", "val_acc": "rises"}
+
+
+def monitored(monitor: str, min_delta: float = 0.0) -> str:
+    """What makes an epoch the best: "lowest validation loss", qualified by a positive
+    `min_delta`, since a smaller improvement makes no new best and a later epoch can then
+    beat the best one."""
+    words = MONITORED.get(monitor, monitor)
+    if min_delta > 0:
+        change = _IMPROVEMENT.get(monitor, "changes")
+        words += f", counting only {change} of more than min_delta {min_delta:g}"
+    return words
+
+
 def best_record(
     records: Sequence[Mapping[str, Any]], best_by: Literal["val_loss", "val_acc"] = "val_loss"
 ) -> int | None:
@@ -471,11 +486,15 @@ def plot_curves(
     *,
     title: str | None = None,
     loss: str | None = None,
+    monitor: Literal["val_loss", "val_acc"] | None = None,
+    min_delta: float = 0.0,
 ) -> Path:
     """Plot loss, accuracy and learning rate per epoch into `out`; return `out`.
 
     `loss` is the run's loss (a key of `losses.LOSSES`), which names the loss axis; None
-    when it is not known.
+    when it is not known. `monitor` and `min_delta` are the run's
+    ``training.early_stopping`` settings, which the legend names as what made the best
+    epoch best (see `monitored`); None when they are not known.
 
     `records` hold one mapping per epoch with keys ``epoch``, ``train_loss``, ``train_acc``,
     ``val_loss``, ``val_acc`` and ``lr``; accuracies are fractions in [0, 1] and are shown
@@ -483,8 +502,8 @@ def plot_curves(
     no ``val_*``); a missing ``epoch`` is taken as the record's position (1, 2, ...). The
     best epoch is marked: the last record flagged ``"best": true`` by the trainer (which
     applies its own improvement threshold and monitored metric), else the lowest
-    ``val_loss``. The learning rate is drawn on a log scale when it varies by
-    more than 10x.
+    ``val_loss`` (the highest ``val_acc`` when that is monitored). The learning rate is
+    drawn on a log scale when it varies by more than 10x.
     """
     from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, PercentFormatter
 
@@ -492,7 +511,7 @@ def plot_curves(
     marker = "o" if len(records) <= 30 else None  # dots make short histories readable
     loss_label = "loss" if loss is None else LOSSES[loss].label
 
-    best = best_record(records)
+    best = best_record(records, monitor or "val_loss")
     with _figure(14.0, 4.8) as fig:
         ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
         for ax, key, name in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
@@ -514,7 +533,10 @@ def plot_curves(
                 ax.yaxis.set_major_formatter(PercentFormatter(decimals=None))
         if best is not None:
             b_epoch, b_loss, b_acc = epoch[best], s["val_loss"][best], s["val_acc"][best]
-            b_label = f"best epoch {b_epoch:g}: " + ", ".join(
+            # "best" by the monitored metric, named: with val_acc the loss panel's star is
+            # not at the lowest loss, and without the words it would read as a mistake
+            why = "" if monitor is None else f" ({monitored(monitor, min_delta)})"
+            b_label = f"best epoch {b_epoch:g}{why}: " + ", ".join(
                 text
                 for text, value in (
                     (f"validation loss {b_loss:.4g}", b_loss),

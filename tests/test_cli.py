@@ -893,6 +893,21 @@ def test_predict_show_and_save_input(
     assert pixels[0].max() == 0
 
 
+@pytest.mark.parametrize("side", [20, 28])
+def test_predict_show_says_when_the_network_sees_the_input_smaller_than_drawn(
+    tmp_path: Path, side: int
+) -> None:
+    model = save_random_model(
+        tmp_path / "model.npz",
+        (side * side, 16, 10),
+        preprocessing={"input_size": side, "normalize": None},
+    )
+    stdout, pixels = _predict_and_saved_input(model, tmp_path, "--show")
+    assert pixels.shape == (28, 28)  # the picture drawn is the 28x28 one, whatever the model's
+    note = "the network sees this 28x28 picture area-averaged to 20x20 pixels"
+    assert (note in " ".join(stdout.split())) == (side == 20), stdout
+
+
 def test_a_saved_input_of_a_long_name_in_multibyte_letters_is_cut_to_fit(
     random_model: Path, tmp_path: Path
 ) -> None:

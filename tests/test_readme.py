@@ -5,6 +5,7 @@ installs extras as they can be installed."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -188,6 +189,42 @@ def test_the_api_table_names_every_fact_of_get_api_model(tmp_path: Path) -> None
     ).facts()
     for record in (set(facts), set(facts["units"])):
         assert record <= named, f"the /api/model row leaves out {sorted(record - named)}"
+
+
+def test_the_api_table_says_how_units_png_scales_a_units_colours(tmp_path: Path) -> None:
+    from matplotlib import colormaps
+    from PIL import Image
+
+    from mlp_cli import checkpoint
+    from mlp_cli.serve import Served
+    from mlp_cli.viz import CMAP
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (row,) = re.findall(r"^\| `GET /api/units\.png\b.*$", readme, re.M)
+    said = row.replace("\\|", "|")
+    # a unit whose weights run from -1 to 0.5: scaled by its largest |weight|, 1, only its
+    # negative end reaches the map's end; scaled by its largest weight, 0.5 would be full red
+    w1 = np.zeros((1, 400), np.float32)
+    w1[0, 0], w1[0, 1] = -1.0, 0.5
+    weights = [w1, np.ones((10, 1), np.float32)]
+    meta = {
+        "hidden_activation": "relu",
+        "output_activation": "softmax",
+        "loss": "cross_entropy",
+        "preprocessing": {"input_size": 20, "normalize": None},
+        "class_names": [str(d) for d in range(10)],
+    }
+    biases = [np.zeros(1, np.float32), np.zeros(10, np.float32)]
+    served = Served(
+        "one", checkpoint.load(checkpoint.save(tmp_path / "m.npz", weights, biases, meta))
+    )
+    with Image.open(io.BytesIO(served.units_png)) as image:
+        pixels = np.asarray(image.convert("RGB"))[0]  # (20, 3), the tile's top row
+    lut = colormaps[CMAP](np.linspace(0.0, 1.0, 5), bytes=True)[:, :3]  # -1, -0.5, 0, 0.5, 1
+    assert (pixels[0] == lut[0]).all()  # -1: the map's blue end
+    assert (pixels[1] == lut[3]).all()  # 0.5: halfway to red, not red's end
+    assert (pixels[2] == lut[2]).all()  # a weight of 0
+    assert "largest |weight|" in said, row
 
 
 def _config_table() -> list[tuple[str, str, str]]:

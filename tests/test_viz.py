@@ -526,6 +526,41 @@ def test_the_loss_axis_is_named_after_the_runs_loss(
     assert drawn == [label, label, "loss", "loss"]
 
 
+@pytest.mark.parametrize(
+    ("stopping", "words"),
+    [
+        ({"monitor": "val_acc"}, "highest validation accuracy"),
+        ({"min_delta": 0.5}, "lowest validation loss, counting only drops of more than min_delta"),
+    ],
+)
+def test_the_best_epoch_in_the_curves_legend_says_what_made_it_best(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopping: dict[str, Any], words: str
+) -> None:
+    from test_train import make_config, make_splits
+    from typer.testing import CliRunner
+
+    from mlp_cli import cli
+
+    legends: list[str] = []
+    save = viz._save_figure
+
+    def keep_legend(fig: Any, out: Path) -> Path:
+        legends.append(fig.legends[0].get_texts()[-1].get_text())
+        return save(fig, out)
+
+    monkeypatch.setattr(viz, "_save_figure", keep_legend)
+    cfg = make_config(tmp_path, training={"epochs": 2, "early_stopping": stopping})
+    run = train.start(cfg, make_splits(), tmp_path / "run").run().run_dir  # draws curves.png
+    result = CliRunner().invoke(cli.app, ["plot", str(run)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = [r["epoch"] for r in records if r["best"]][-1]
+    assert len(legends) == 2
+    assert all(legend.startswith(f"best epoch {best} ({words}") for legend in legends), legends
+    viz.plot_curves(history(3), tmp_path / "unknown.png")  # records without their run's config
+    assert legends[-1].startswith("best epoch 3: validation loss")
+
+
 def test_best_record_prefers_the_trainers_flag_then_the_validation_score() -> None:
     records = history(10)
     val_loss = [r["val_loss"] for r in records]
