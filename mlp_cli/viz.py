@@ -607,6 +607,7 @@ def plot_confusion(
     title gives the overall accuracy. Returns `out`.
     """
     from matplotlib.colors import PowerNorm
+    from matplotlib.ticker import StrMethodFormatter
 
     from mlp_cli.plain import escape_controls, shown
 
@@ -635,7 +636,9 @@ def plot_confusion(
     with _figure(size + 1.2, size) as fig:
         ax: Axes = fig.subplots()
         im = ax.imshow(C, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=max(C.max(), 1)))
-        fig.colorbar(im, ax=ax, label="count (square-root colour scale)", shrink=0.85)
+        bar = fig.colorbar(im, ax=ax, label="count (square-root colour scale)", shrink=0.85)
+        if whole:  # counts as the title and the terminal write them: 5,586
+            bar.formatter = StrMethodFormatter("{x:,.0f}")
         # class names come from the model file: drawn as they are on one line, never as TeX,
         # and cut short (a file may hold 100 characters each), upright while they fit a column
         ticks = [shorten(shown(name), 20).replace("$", r"\$") for name in names]
@@ -650,7 +653,7 @@ def plot_confusion(
             rgba = np.asarray(im.cmap(im.norm(C)))  # (K, K, 4), the colour of each cell
             light = rgba[..., :3] @ np.array([0.2126, 0.7152, 0.0722]) > 0.5  # (K, K)
             for (i, j), v in np.ndenumerate(C):
-                ax.text(j, i, f"{v:.0f}" if whole else f"{v:.2f}", ha="center", va="center",
+                ax.text(j, i, f"{v:,.0f}" if whole else f"{v:,.2f}", ha="center", va="center",
                         fontsize=fontsize, color="black" if light[i, j] else "white")  # fmt: skip
         return _save_figure(fig, out)
 

@@ -950,6 +950,18 @@ def test_a_confusion_matrix_of_fractions_is_titled_and_filled_with_two_decimals(
     assert [t.get_text() for t in counts.texts] == ["3", "1", "0", "1"]
 
 
+def test_a_confusion_pictures_counts_have_thousands_separators(
+    figures: list[Any], tmp_path: Path
+) -> None:
+    # as the title, `mlp evaluate`'s terminal matrix and its per-class table write them
+    viz.plot_confusion(np.array([[5586, 12], [1116, 999]]), tmp_path / "c.png")
+    matrix, bar = figures[0].axes
+    assert matrix.get_title() == "confusion matrix: 6,585 of 7,713 correct (85.38%)"
+    assert [t.get_text() for t in matrix.texts] == ["5,586", "12", "1,116", "999"]
+    ticks = [bar.yaxis.get_major_formatter()(v) for v in (0, 1000, 5000)]
+    assert ticks == ["0", "1,000", "5,000"]
+
+
 def test_a_confusion_pictures_class_names_are_cut_to_20_characters(
     figures: list[Any], tmp_path: Path
 ) -> None:
