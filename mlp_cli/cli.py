@@ -689,6 +689,9 @@ def train(
         if (value := ctx.params[name]) is not None
     ]
     thread_setting = _threads_option(threads)  # before a run's lock or checkpoint is taken
+    if thread_setting is not None:
+        # The run's config.yaml must name the threads used, since --resume reads them there.
+        overrides.append(Override(f"training.threads={thread_setting}", f"--threads {threads}"))
     saved = None
     if resume is not None:
         _refuse_with_resume(ctx, "config", "out")

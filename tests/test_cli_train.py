@@ -655,3 +655,21 @@ def test_a_tilde_in_out_or_output_dir_is_the_home_folder(
     assert code == 0, err
     assert (home / "runs" / "unit-400-32-10" / "model.npz").is_file()
     assert list(here.iterdir()) == []
+
+
+def test_the_threads_option_is_the_runs_training_threads_and_a_resume_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlp_cli import threads
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)  # 2 threads, as set, anywhere
+    path = config(tmp_path)
+    path.write_text(path.read_text().replace("batch_size: 16}", "batch_size: 16, threads: 1}"))
+    code, out, err = mlp("train", "--config", str(path), "--epochs", "1", "--threads", "2")
+    assert code == 0, err
+    assert "threads: 2 (as set)" in out
+    run_dir = tmp_path / "runs" / "unit-400-32-10"
+    assert "  threads: 2\n" in (run_dir / "config.yaml").read_text()
+    code, out, err = mlp("train", "--resume", str(run_dir), "--epochs", "2")
+    assert code == 0, err
+    assert "threads: 2 (as set)" in out
