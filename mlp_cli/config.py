@@ -673,6 +673,14 @@ class Config(_Section):
                 f" split whose {self.training.early_stopping.monitor} it could watch; set"
                 " data.validation_size above 0 or remove patience",
             )
+        stopping = self.training.early_stopping
+        if stopping.monitor == "val_acc" and stopping.min_delta >= 1 and not _trained_before(info):
+            problems.add(
+                "training.early_stopping.min_delta",
+                f"is {_show(stopping.min_delta)} but monitor is val_acc, a fraction from 0 to 1"
+                " that no epoch can raise by more than 1, so no epoch after the first would count"
+                " as an improvement; give it as a fraction (0.005 is half a percentage point)",
+            )
         if problems.problems:
             raise problems
         return self

@@ -430,6 +430,8 @@ def monitored(monitor: str, min_delta: float = 0.0) -> str:
     if min_delta > 0:
         change = _IMPROVEMENT.get(monitor, "changes")
         words += f", counting only {change} of more than min_delta {min_delta:g}"
+        if monitor == "val_acc":  # a fraction, where accuracy is shown in percent
+            words += f", that is {min_delta * 100:g} percentage points"
     return words
 
 

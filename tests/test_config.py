@@ -218,6 +218,12 @@ BAD_CONFIGS = [
         id="patience-without-validation",
     ),
     pytest.param(
+        MINIMAL + "training:\n  early_stopping:\n    monitor: val_acc\n    min_delta: 1\n",
+        "min_delta",
+        ["training.early_stopping.min_delta: is 1.0 but monitor is val_acc", "fraction", "0.005"],
+        id="accuracy-min-delta-beyond-any-rise",
+    ),
+    pytest.param(
         MINIMAL + "optimizer:\n  lr: 0.01\nschedule:\n  name: cosine\n  min_lr: 0.1\n",
         "min_lr",
         ["schedule.min_lr", "is 0.1 but optimizer.lr is 0.01", "at most optimizer.lr"],
@@ -689,6 +695,24 @@ def test_dropout_rates(layers: list[int], dropout: float | list[float], rates: l
     model = ModelConfig(layers=layers, dropout=dropout)
     assert model.dropout_rates == rates
     assert len(model.dropout_rates) == len(layers) - 1
+
+
+@pytest.mark.parametrize(("monitor", "min_delta"), [("val_acc", 0.999), ("val_loss", 5.0)])
+def test_a_min_delta_the_monitored_metric_can_exceed_is_accepted(
+    monitor: str, min_delta: float
+) -> None:
+    stopping = f"{{monitor: {monitor}, min_delta: {min_delta}}}"
+    cfg = config_from_yaml(MINIMAL + f"training:\n  early_stopping: {stopping}\n")
+    assert cfg.training.early_stopping.min_delta == min_delta
+
+
+def test_an_accuracy_min_delta_of_1_or_more_stays_readable_in_a_trained_config() -> None:
+    # a run trained before such a value was refused is read back as it was trained
+    stopping = {"monitor": "val_acc", "min_delta": 1.5}
+    data = {"model": {"layers": [784, 10]}, "training": {"early_stopping": stopping}}
+    assert config_from_dict(data, trained=True).training.early_stopping.min_delta == 1.5
+    with pytest.raises(ConfigError, match="min_delta"):
+        config_from_dict(data)
 
 
 def test_every_setting_has_a_one_line_description() -> None:

@@ -1016,3 +1016,12 @@ def test_a_gallery_of_no_columns_or_no_images_is_refused(
         viz.save_gallery(images, [0], [1], [0.9], tmp_path / "g.png", cols=cols, max_images=most)
     assert str(refused.value) == f"cols and max_images must be at least 1, got {cols} and {most}."
     assert not (tmp_path / "g.png").exists()
+
+
+def test_a_min_delta_on_accuracy_is_also_said_in_percentage_points() -> None:
+    # 0.005 beside "accuracy 90.46%" would read as half a hundredth of a point
+    assert viz.monitored("val_acc", 0.005) == (
+        "highest validation accuracy, counting only rises of more than min_delta 0.005"
+        ", that is 0.5 percentage points"
+    )
+    assert viz.monitored("val_loss", 0.005).endswith("drops of more than min_delta 0.005")
