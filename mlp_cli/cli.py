@@ -1424,14 +1424,7 @@ def export(
     written = exporting.export(saved, out, force=force, preprocessing=preprocessing)
     size = f"{written.stat().st_size:,} bytes"
     version = f"ONNX opset {exporting.OPSET}, IR version {exporting.IR_VERSION}"
-    _say(
-        "exported ",
-        plain_name(path),
-        " to ",
-        plain_name(written),
-        f" ({version}, {size})",
-        soft_wrap=False,
-    )
+    _say("exported ", plain_name(path), " to ", plain_name(written), f" ({version}, {size})")
     if images is None or labels is None:
         return
     check = exporting.verify(written, saved, images, labels, preprocessing=preprocessing)

@@ -374,6 +374,19 @@ def test_export_writes_a_file_and_refuses_to_replace_it_without_force(
     assert files_in(out.parent) == ["m.onnx"]  # no temporary file left behind
 
 
+@needs_onnx
+def test_the_exported_line_keeps_a_long_path_whole(model_file: Path, tmp_path: Path) -> None:
+    # Rich folded the line at the console's width (80 columns when not a terminal), so a
+    # long --out was printed split across two lines, and copying it gave a wrong path.
+    out = tmp_path / ("a-folder-with-a-long-name-for-the-exported-model-" * 2) / "model.onnx"
+    out.parent.mkdir()
+    result = runner.invoke(app, ["export", "--model", str(model_file), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert len(str(out)) > 80
+    assert str(out) in result.stdout
+    assert len(result.stdout.splitlines()) == 1
+
+
 def test_damaged_model_is_a_clean_error_and_writes_nothing(
     model_file: Path, tmp_path: Path
 ) -> None:
