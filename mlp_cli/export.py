@@ -158,10 +158,16 @@ def check_out(out: Path, *, force: bool, model_path: Path | None = None) -> Path
             f"--out '{shown(out)}' already exists: it is the model file itself; choose another "
             "path."
         )
-    if out.suffix.lower() == ".npz" or _is_model_file(out):
+    if out.suffix.lower() == ".npz":
         raise UsageError(
             f"--out '{shown(out)}' names an mlp model or checkpoint (.npz), which an ONNX "
             "file never replaces, even with --force; choose a name ending in .onnx."
+        )
+    # A model under another name: its name may already end in .onnx, so advise another path.
+    if _is_model_file(out):
+        raise UsageError(
+            f"--out '{shown(out)}' is an mlp model or checkpoint (a .npz archive under another "
+            "name), which an ONNX file never replaces, even with --force; choose another path."
         )
     if exists and not force:
         raise _taken(out)

@@ -483,6 +483,21 @@ def test_out_that_force_would_not_replace_is_not_offered_force(
     assert out.read_bytes() == before
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["", "force"])
+def test_a_model_named_onnx_is_not_answered_with_a_name_ending_in_onnx(
+    model_file: Path, force: list[str]
+) -> None:
+    # The refusal advised "choose a name ending in .onnx" for a model whose name already did.
+    out = model_file.with_name("copy.onnx")
+    out.write_bytes(model_file.read_bytes())
+    code, _, err = run("export", "--model", str(model_file), "--out", str(out), *force)
+    assert code == 2
+    assert f"--out '{out}' is an mlp model or checkpoint" in err
+    assert "ending in .onnx" not in err
+    assert "choose another path" in err
+    assert out.read_bytes() == model_file.read_bytes()
+
+
 def writable(folder: Path) -> bool:
     """Whether a file can really be created in ``folder`` (os.access answers yes to root)."""
     try:
