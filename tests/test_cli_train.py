@@ -14,7 +14,7 @@ import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,13 @@ output: {{dir: {tmp_path / "runs"}}}
 """
     )
     return path
+
+
+def history_of(run: Path) -> list[dict[str, Any]]:
+    """The epochs' records a run's checkpoint.npz holds."""
+    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
+    assert history is not None
+    return history
 
 
 def mlp(*args: str) -> tuple[int, str, str]:
@@ -112,11 +119,7 @@ def test_the_summary_and_the_table_say_the_best_epoch_has_the_lowest_validation_
 ) -> None:
     code, out, err = mlp("train", "--config", str(config(tmp_path)))
     assert code == 0, err
-    saved = checkpoint.load(
-        tmp_path / "runs" / "unit-400-32-10" / "checkpoint.npz", checkpoint=True
-    )
-    history = saved.meta.history
-    assert history is not None
+    history = history_of(tmp_path / "runs" / "unit-400-32-10")
     losses = [r["val_loss"] for r in history]
     accuracies = [r["val_acc"] for r in history]
     best = int(np.argmin(losses)) + 1
@@ -152,8 +155,7 @@ def test_with_min_delta_the_best_epoch_is_described_as_it_was_chosen(tmp_path: P
     )
     assert code == 0, err
     run = tmp_path / "runs" / "unit-400-32-10"
-    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
-    assert history is not None
+    history = history_of(run)
     losses = [r["val_loss"] for r in history]
     accuracies = [r["val_acc"] for r in history]
     training = checkpoint.load(run / "model.npz").meta.training
@@ -193,8 +195,7 @@ def test_with_patience_the_hint_promises_only_the_most_accurate_epoch(tmp_path: 
     code, out, err = mlp("train", "--config", str(cfg), *stopping)
     assert code == 0, err
     run = tmp_path / "runs" / "unit-400-32-10"
-    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
-    assert history is not None
+    history = history_of(run)
     accuracies = [r["val_acc"] for r in history]
     peak = int(np.argmax(accuracies)) + 1
     hint = re.search(rf"at epoch {peak}; to keep (.+?): ((?:--set \S+ ?)+)$", out, re.MULTILINE)
@@ -206,9 +207,8 @@ def test_with_patience_the_hint_promises_only_the_most_accurate_epoch(tmp_path: 
     )
     assert code == 0, err
     kept = checkpoint.load(again / "model.npz").meta.training
-    rerun = checkpoint.load(again / "checkpoint.npz", checkpoint=True).meta.history
+    rerun = history_of(again)
     assert kept is not None
-    assert rerun is not None
     assert kept.weights_from_epoch != peak
     assert not hint[1].startswith("that epoch")
     assert hint[1].startswith("the most accurate epoch instead, which with patience can be another")
@@ -222,8 +222,7 @@ def test_monitoring_accuracy_shows_everywhere_best_appears(tmp_path: Path) -> No
     )
     assert code == 0, err
     run = tmp_path / "runs" / "unit-400-32-10"
-    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
-    assert history is not None
+    history = history_of(run)
     accuracies = [r["val_acc"] for r in history]
     peak = int(np.argmax(accuracies)) + 1
     assert "* new best: highest validation accuracy (early_stopping.monitor)" in out
@@ -269,10 +268,7 @@ def test_without_restore_best_the_hint_to_keep_the_most_accurate_epoch_holds(
         "training.early_stopping.restore_best=false",
     )
     assert code == 0, err
-    history = checkpoint.load(
-        tmp_path / "runs" / "unit-400-32-10" / "checkpoint.npz", checkpoint=True
-    ).meta.history
-    assert history is not None
+    history = history_of(tmp_path / "runs" / "unit-400-32-10")
     accuracies = [r["val_acc"] for r in history]
     losses = [r["val_loss"] for r in history]
     peak = int(np.argmax(accuracies)) + 1
@@ -424,8 +420,7 @@ def test_more_epochs_on_a_finished_cosine_run_warn_that_the_schedule_restarts(
     # Cosine from 0.01: 0 at the end of 4 epochs, 0.01 * (1 + cos(pi * 4/6)) / 2 at epoch 4 of 6.
     assert "after epoch 4 jumps from 0 to 0.0025 " in err
     assert "--set training.epochs=6" in err
-    history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
-    assert history is not None
+    history = history_of(run)
     assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
     assert history[4]["lr"] > history[3]["lr"]  # the saw-tooth the warning announced
 
