@@ -457,7 +457,7 @@ class EarlyStoppingConfig(_Section):
     min_delta: float = Field(
         default=0.0,
         ge=0.0,
-        description="Smallest change of the monitored metric that counts as improvement.",
+        description="An epoch improves on the best only by more than this (val_acc: a fraction).",
     )
     restore_best: bool = Field(
         default=True,

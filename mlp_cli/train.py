@@ -462,7 +462,7 @@ class TrainResult:
     best_loss: float | None = None  # validation loss of the best epoch
     model_epoch: int = 0  # the epoch whose weights model.npz holds (0: none saved yet)
     restore_best: bool = True  # model.npz keeps the best epoch (false: the last one)
-    min_delta: float = 0.0  # the smallest improvement that made a new best epoch
+    min_delta: float = 0.0  # a new best epoch improved on the last by more than this
     # seconds of the epoch an interrupted run stopped inside, which `elapsed` gets at its end
     unfinished: float = 0.0
     patience: int | None = None  # early stopping's, which the monitored metric drives
