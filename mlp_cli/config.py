@@ -686,6 +686,51 @@ class Config(_Section):
         return self
 
 
+# The schedules that read a setting only some of them use.
+_SCHEDULE_SETTINGS = {"step_size": ("step",), "gamma": ("step",), "min_lr": ("cosine", "onecycle")}
+
+
+def unused_settings(cfg: Config) -> list[str]:
+    """Settings given a value other than their default that this config's other choices
+    make change nothing (a step schedule's gamma under cosine, a hidden activation without a
+    hidden layer), one sentence each. They are accepted, so that one --set can switch a
+    schedule or a network's depth, but a run says so rather than ignore them in silence."""
+    unused = []
+    schedule = cfg.schedule
+    for key, users in _SCHEDULE_SETTINGS.items():
+        value = getattr(schedule, key)
+        if schedule.name not in users and value != ScheduleConfig.model_fields[key].default:
+            unused.append(
+                f"schedule.{key} is {_show(value)}, but the {schedule.name} schedule does not"
+                f" use it (only {' and '.join(users)} does), so it changes nothing in this run"
+            )
+    model = cfg.model
+    if len(model.layers) == 2:  # no hidden layer
+        layers = layers_text(model.layers)
+        if model.hidden_activation != ModelConfig.model_fields["hidden_activation"].default:
+            unused.append(
+                f"model.hidden_activation is {_show(model.hidden_activation)}, but layers"
+                f" {layers} has no hidden layer, so it changes nothing in this run"
+            )
+        if not isinstance(model.dropout, list) and model.dropout:
+            unused.append(
+                f"model.dropout is {_show(model.dropout)}, which drops hidden layers' outputs,"
+                f" but layers {layers} has no hidden layer, so it changes nothing in this run;"
+                f" [{_show(model.dropout)}] would drop the inputs"
+            )
+    stopping = cfg.training.early_stopping
+    if cfg.data.validation_size == 0:
+        for key in ("monitor", "min_delta"):
+            value = getattr(stopping, key)
+            if value != EarlyStoppingConfig.model_fields[key].default:
+                unused.append(
+                    f"training.early_stopping.{key} is {_show(value)}, but data.validation_size"
+                    " is 0, so there is no validation score to watch and it changes nothing"
+                    " in this run"
+                )
+    return unused
+
+
 def _sections(model: type[BaseModel], path: KeyPath = ()) -> dict[KeyPath, type[BaseModel]]:
     """Every section of the schema by key path (the optimizer's sections are in `OPTIMIZERS`)."""
     found: dict[KeyPath, type[BaseModel]] = {path: model}

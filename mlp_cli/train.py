@@ -505,7 +505,10 @@ class Trainer:
             blank = normalize_inputs(np.zeros(1, np.float32), data.preprocessing)[0]
             self.augment = Augmenter(cfg.augment, cfg.data.input_size, float(blank))
         self.state = TrainState()
-        self.warnings: list[str] = []  # for the caller to show before the run starts
+        from mlp_cli.config import unused_settings
+
+        # for the caller to show before the run starts: settings that change nothing, ...
+        self.warnings: list[str] = unused_settings(cfg)
         self.perm: NDArray[np.int64] | None = None
         # The best epoch's weights (W_1..W_L, b_1..b_L) while model.npz holds them, so the
         # run's end rewrites model.npz from memory.

@@ -9,6 +9,7 @@ with more epochs reshapes a schedule, and run folders named after an overridden 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import signal
@@ -67,14 +68,30 @@ def mlp(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def test_settings_that_change_nothing_are_warned_of_and_the_run_goes_on(tmp_path: Path) -> None:
+    # One --set switches the schedule; the step schedule's settings stay, and are said unused.
+    cfg = config(tmp_path, extra="schedule: {name: step, step_size: 3, gamma: 0.5}")
+    switch = ["--set", "schedule.name=cosine", "--set", "training.epochs=1"]
+    code, out, err = mlp("train", "--config", str(cfg), *switch, "--json")
+    assert code == 0, err
+    assert err.splitlines()[:2] == [
+        "warning: schedule.step_size is 3, but the cosine schedule does not use it (only step"
+        " does), so it changes nothing in this run",
+        "warning: schedule.gamma is 0.5, but the cosine schedule does not use it (only step"
+        " does), so it changes nothing in this run",
+    ]
+    assert [json.loads(line)["epoch"] for line in out.splitlines()] == [1]
+    code, _, err = mlp("train", "--config", str(cfg), "--set", "training.epochs=1", "--quiet")
+    assert code == 0, err
+    assert "warning" not in err
+
+
 # -- what the summary names -------------------------------------------------------------------
 
 
 def test_the_summary_names_the_curves_it_drew_and_json_stays_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import json
-
     monkeypatch.setattr(Trainer, "write_curves", WRITE_CURVES)
     runs = tmp_path / "runs"
     for run, flags in (("unit-400-32-10", ()), ("unit-400-32-10-2", ("--quiet",))):
@@ -92,8 +109,6 @@ def test_the_summary_names_the_curves_it_drew_and_json_stays_json(
 def test_a_run_starved_of_cpu_is_reported_on_stderr_with_json_and_quiet(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str
 ) -> None:
-    import json
-
     from mlp_cli import threads, train
 
     # Every epoch is judged, and the threads waited for a CPU far longer than they ran.

@@ -30,6 +30,7 @@ from mlp_cli.config import (
     dump_config,
     load_config,
     parse_override,
+    unused_settings,
 )
 from mlp_cli.errors import ConfigError
 from mlp_cli.limits import MAX_CONFIG_BYTES
@@ -713,6 +714,44 @@ def test_an_accuracy_min_delta_of_1_or_more_stays_readable_in_a_trained_config()
     assert config_from_dict(data, trained=True).training.early_stopping.min_delta == 1.5
     with pytest.raises(ConfigError, match="min_delta"):
         config_from_dict(data)
+
+
+def test_settings_that_change_nothing_are_named_and_defaults_are_not() -> None:
+    base = {"model": {"layers": [784, 10]}, "data": {"validation_size": 0}}
+    assert unused_settings(config_from_dict(base)) == []
+    changed = {
+        **base,
+        "model": {"layers": [784, 10], "hidden_activation": "tanh", "dropout": 0.2},
+        "schedule": {"name": "cosine", "step_size": 5, "gamma": 0.3},
+        "training": {"early_stopping": {"monitor": "val_acc", "min_delta": 0.01}},
+    }
+    unused = unused_settings(config_from_dict(changed))
+    named = [sentence.split(" is ")[0] for sentence in unused]
+    assert named == [
+        "schedule.step_size",
+        "schedule.gamma",
+        "model.hidden_activation",
+        "model.dropout",
+        "training.early_stopping.monitor",
+        "training.early_stopping.min_delta",
+    ]
+    assert unused[0] == (
+        "schedule.step_size is 5, but the cosine schedule does not use it (only step does),"
+        " so it changes nothing in this run"
+    )
+    assert "[0.2] would drop the inputs" in unused[3]
+    # The same settings where the config's other choices read them change something.
+    used = {
+        "model": {"layers": [784, 30, 10], "hidden_activation": "tanh", "dropout": 0.2},
+        "schedule": {"name": "step", "step_size": 5, "gamma": 0.3},
+        "training": {"early_stopping": {"monitor": "val_acc", "min_delta": 0.01}},
+    }
+    assert unused_settings(config_from_dict(used)) == []
+    floor = {"model": {"layers": [784, 10]}, "schedule": {"name": "step", "min_lr": 0.001}}
+    assert unused_settings(config_from_dict(floor)) == [
+        "schedule.min_lr is 0.001, but the step schedule does not use it (only cosine and"
+        " onecycle does), so it changes nothing in this run"
+    ]
 
 
 def test_every_setting_has_a_one_line_description() -> None:
