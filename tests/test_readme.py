@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import require_real_mnist
 from ruamel.yaml import YAML
+from tiny_models import save_model
 from typer.testing import CliRunner
 
 from mlp_cli import data
@@ -207,16 +208,9 @@ def test_the_api_table_says_how_units_png_scales_a_units_colours(tmp_path: Path)
     w1 = np.zeros((1, 400), np.float32)
     w1[0, 0], w1[0, 1] = -1.0, 0.5
     weights = [w1, np.ones((10, 1), np.float32)]
-    meta = {
-        "hidden_activation": "relu",
-        "output_activation": "softmax",
-        "loss": "cross_entropy",
-        "preprocessing": {"input_size": 20, "normalize": None},
-        "class_names": [str(d) for d in range(10)],
-    }
-    biases = [np.zeros(1, np.float32), np.zeros(10, np.float32)]
+    preprocessing = {"input_size": 20, "normalize": None}
     served = Served(
-        "one", checkpoint.load(checkpoint.save(tmp_path / "m.npz", weights, biases, meta))
+        "one", checkpoint.load(save_model(tmp_path / "m.npz", weights, preprocessing=preprocessing))
     )
     with Image.open(io.BytesIO(served.units_png)) as image:
         pixels = np.asarray(image.convert("RGB"))[0]  # (20, 3), the tile's top row

@@ -19,7 +19,13 @@ def save_random_model(path: Path, layers: tuple[int, ...] = (784, 16, 10), **met
         rng.normal(0, 0.1, (n_out, n_in)).astype(np.float32)
         for n_in, n_out in itertools.pairwise(layers)
     ]
-    biases = [np.zeros(n, np.float32) for n in layers[1:]]
+    return save_model(path, weights, **metadata)
+
+
+def save_model(path: Path, weights: list[np.ndarray], **metadata: Any) -> Path:
+    """A valid ReLU/softmax model (28x28 inputs) of ``weights`` W_1 .. W_L with zero biases
+    at ``path``; ``metadata`` adds to its metadata or replaces parts of it."""
+    biases = [np.zeros(w.shape[0], np.float32) for w in weights]
     meta = {
         "hidden_activation": "relu",
         "output_activation": "softmax",
