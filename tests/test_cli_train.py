@@ -457,11 +457,11 @@ def test_more_epochs_on_a_run_that_ended_inside_its_warm_up_do_not_warn(tmp_path
     assert [r["lr"] for r in resumed] == [r["lr"] for r in whole]
 
 
-@pytest.mark.parametrize("schedule", ["constant", "step"])
+@pytest.mark.parametrize("schedule", ["{name: constant}", "{name: step, step_size: 1}"])
 def test_more_epochs_on_a_schedule_that_ignores_the_epoch_count_do_not_warn(
     tmp_path: Path, schedule: str
 ) -> None:
-    cfg = config(tmp_path, extra=f"schedule: {{name: {schedule}, step_size: 1}}")
+    cfg = config(tmp_path, extra=f"schedule: {schedule}")
     assert mlp("train", "--config", str(cfg), "--set", "training.epochs=2")[0] == 0
     run = tmp_path / "runs" / "unit-400-32-10"
     code, _, err = mlp("train", "--resume", str(run), "--set", "training.epochs=3", "--quiet")
