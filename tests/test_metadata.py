@@ -134,6 +134,16 @@ BAD_FIELDS: dict[str, tuple[tuple[str, ...], Any, str]] = {
         "config.data.validation_size",
     ),
     "seed negative": (("config", "training", "seed"), -1, "config.training.seed"),
+    "min_delta negative": (
+        ("config", "training", "early_stopping"),
+        {"min_delta": -0.1},
+        "config.training.early_stopping.min_delta",
+    ),
+    "min_delta text": (
+        ("config", "training", "early_stopping"),
+        {"monitor": "val_acc", "min_delta": "half a point"},
+        "config.training.early_stopping.min_delta",
+    ),
     "resume a list": (("resume",), [1, 2], "resume"),
     "history not records": (("history",), [1, 2], "history"),
     "data hashes a list": (("data_hashes",), ["x"], "data_hashes"),
