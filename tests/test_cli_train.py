@@ -56,6 +56,13 @@ output: {{dir: {tmp_path / "runs"}}}
     return path
 
 
+def train_unit(cfg: Path, *args: str) -> tuple[str, Path]:
+    """Train the run of `cfg` (a `config`) with `args`: its standard output and run folder."""
+    code, out, err = mlp("train", "--config", str(cfg), *args)
+    assert code == 0, err
+    return out, cfg.parent / "runs" / "unit-400-32-10"
+
+
 def history_of(run: Path) -> list[dict[str, Any]]:
     """The epochs' records a run's checkpoint.npz holds."""
     history = checkpoint.load(run / "checkpoint.npz", checkpoint=True).meta.history
@@ -165,11 +172,7 @@ def test_the_summary_and_the_table_say_the_best_epoch_has_the_lowest_validation_
 
 def test_with_min_delta_the_best_epoch_is_described_as_it_was_chosen(tmp_path: Path) -> None:
     cfg = config(tmp_path)
-    code, out, err = mlp(
-        "train", "--config", str(cfg), "--set", "training.early_stopping.min_delta=0.2"
-    )
-    assert code == 0, err
-    run = tmp_path / "runs" / "unit-400-32-10"
+    out, run = train_unit(cfg, "--set", "training.early_stopping.min_delta=0.2")
     history = history_of(run)
     losses = [r["val_loss"] for r in history]
     accuracies = [r["val_acc"] for r in history]
@@ -232,11 +235,7 @@ def test_with_patience_the_hint_promises_only_the_most_accurate_epoch(tmp_path: 
 
 def test_monitoring_accuracy_shows_everywhere_best_appears(tmp_path: Path) -> None:
     cfg = config(tmp_path)
-    code, out, err = mlp(
-        "train", "--config", str(cfg), "--set", "training.early_stopping.monitor=val_acc"
-    )
-    assert code == 0, err
-    run = tmp_path / "runs" / "unit-400-32-10"
+    out, run = train_unit(cfg, "--set", "training.early_stopping.monitor=val_acc")
     history = history_of(run)
     accuracies = [r["val_acc"] for r in history]
     peak = int(np.argmax(accuracies)) + 1
@@ -247,7 +246,8 @@ def test_monitoring_accuracy_shows_everywhere_best_appears(tmp_path: Path) -> No
     assert training is not None
     summary = training.model_dump()
     assert (summary["monitor"], summary["best_epoch"]) == ("val_acc", peak)
-    code, out, _ = mlp("inspect", "--model", str(run))
+    code, out, err = mlp("inspect", "--model", str(run))
+    assert code == 0, err
     assert re.search(rf"best epoch +{peak} \(highest validation accuracy\)", out)
 
 
@@ -255,11 +255,7 @@ def test_without_restore_best_the_summary_says_model_npz_holds_the_last_epoch(
     tmp_path: Path,
 ) -> None:
     cfg = config(tmp_path)
-    code, out, err = mlp(
-        "train", "--config", str(cfg), "--set", "training.early_stopping.restore_best=false"
-    )
-    assert code == 0, err
-    run = tmp_path / "runs" / "unit-400-32-10"
+    out, run = train_unit(cfg, "--set", "training.early_stopping.restore_best=false")
     training = checkpoint.load(run / "model.npz").meta.training
     assert training is not None
     summary = training.model_dump()
